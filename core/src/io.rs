@@ -1,0 +1,258 @@
+//! The sans-IO boundary: what a driver (the simulator or a production shell) hands the
+//! core, and what the core asks of it.
+//!
+//! # The driver's rule
+//! After every call to [`Node::handle`](crate::Node::handle) or
+//! [`Node::handle_timeout`](crate::Node::handle_timeout), drain
+//! [`Node::poll_output`](crate::Node::poll_output) until it returns `None`, perform each
+//! output, then ask [`Node::poll_timeout`](crate::Node::poll_timeout) when to call again.
+//!
+//! # What the core relies on from storage
+//! - Requests on one node complete in the order they were issued (one queue per node).
+//!   A shell that runs them concurrently must keep that order per file and make a
+//!   `Sync` wait for every earlier `Append` to the same file.
+//! - `Append` writes at the end of the file (creating it), but only `Sync` makes it
+//!   durable. On a crash, any suffix of the un-synced bytes may be lost, and the last
+//!   write may be torn (a prefix kept). Bytes synced before the crash are kept exactly,
+//!   unless the hardware corrupts them, which frame checksums detect.
+//! - `Sync` of a new file also makes its directory entry durable.
+//! - `Truncate` and `Delete` are durable when they complete.
+//!
+//! # What must be durable before an output may leave
+//! - `Reply(Ok)` to a producer: the record's `Sync` completed (guarantee 1).
+//! - `Send` of a sync batch: every record in it is durable on the sender, so a crash can
+//!   never reuse a sequence number the gateway already holds (guarantee 2).
+//! - Gateway `Ack` up to sequence N: everything below N is durable at the gateway.
+//! - An HLC timestamp: its physical part is below the durable HLC bound (guarantee 6).
+
+use crate::hlc::{Hlc, HlcError};
+use crate::types::{NodeId, Seq, TopicIdx};
+use std::fmt;
+
+/// Names one file of a node's storage. Shells map it to a path; the simulator keys its
+/// disk by it. Ordered so that a listing is deterministic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FileId {
+    /// A log segment of one topic; `base` is the log offset of its first record.
+    Segment { topic: TopicIdx, base: u64 },
+    /// The node's metadata log (HLC bound, gateway stream checkpoints), rotated by generation.
+    Meta { generation: u64 },
+}
+
+impl fmt::Display for FileId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FileId::Segment { topic, base } => write!(f, "topic{}/{base:020}.seg", topic.0),
+            FileId::Meta { generation } => write!(f, "meta/{generation:020}.meta"),
+        }
+    }
+}
+
+/// Correlates a disk request with its completion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DiskOpId(pub u64);
+
+/// A request to storage. See the module docs for the durability each one promises.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DiskRequest {
+    /// List every file with its current length.
+    List,
+    Append {
+        file: FileId,
+        bytes: Vec<u8>,
+    },
+    Sync {
+        file: FileId,
+    },
+    /// Read up to `len` bytes at `offset`; fewer at the end of the file.
+    Read {
+        file: FileId,
+        offset: u64,
+        len: u32,
+    },
+    Truncate {
+        file: FileId,
+        len: u64,
+    },
+    Delete {
+        file: FileId,
+    },
+}
+
+/// A successful completion of a [`DiskRequest`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DiskResponse {
+    Listed(Vec<(FileId, u64)>),
+    Read(Vec<u8>),
+    Done,
+}
+
+/// Why a disk request failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DiskError {
+    /// No space left on the device (ENOSPC). Nothing of the request was written.
+    NoSpace,
+    /// The file does not exist.
+    NotFound,
+    /// Any other failure, with the shell's description.
+    Io(String),
+}
+
+impl fmt::Display for DiskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DiskError::NoSpace => f.write_str("no space left on device"),
+            DiskError::NotFound => f.write_str("file not found"),
+            DiskError::Io(e) => write!(f, "I/O error: {e}"),
+        }
+    }
+}
+
+/// Correlates a produce request with its reply; chosen by the driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ReqId(pub u64);
+
+/// Everything that can happen to a node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// Bytes of one frame from a peer (already split by the transport).
+    Message { from: NodeId, bytes: Vec<u8> },
+    /// An application writes one record.
+    Produce {
+        req: ReqId,
+        topic: TopicIdx,
+        key: Option<Vec<u8>>,
+        value: Vec<u8>,
+    },
+    /// Completion of an earlier [`Output::Disk`].
+    DiskDone {
+        id: DiskOpId,
+        result: Result<DiskResponse, DiskError>,
+    },
+}
+
+/// The acknowledgement of a produce: the record is durable under this identity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProduceAck {
+    pub seq: Seq,
+    pub hlc: Hlc,
+}
+
+/// Why a produce was refused. Every variant says whether retrying can help.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProduceError {
+    /// The node is still recovering its log after a start. Retry shortly.
+    Recovering,
+    /// The group-commit buffer is full. Retry after the in-flight fsync completes.
+    Busy {
+        pending_bytes: u64,
+        limit_bytes: u64,
+    },
+    /// The record is larger than the codec accepts. Do not retry.
+    TooLarge {
+        what: &'static str,
+        len: usize,
+        max: usize,
+    },
+    /// No such topic on this node. Do not retry.
+    UnknownTopic(TopicIdx),
+    /// This node's role does not accept produces (a gateway). Do not retry.
+    NotAccepted,
+    /// The HLC cannot issue a timestamp until its bound is durable. Retry shortly.
+    Clock(HlcError),
+    /// Storage refused the write (for example, no space). Nothing was written; retry later.
+    Storage(DiskError),
+}
+
+impl ProduceError {
+    /// Whether the same request may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ProduceError::Recovering
+                | ProduceError::Busy { .. }
+                | ProduceError::Clock(_)
+                | ProduceError::Storage(_)
+        )
+    }
+}
+
+impl fmt::Display for ProduceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProduceError::Recovering => f.write_str("node is recovering its log; retry shortly"),
+            ProduceError::Busy { pending_bytes, limit_bytes } => write!(
+                f,
+                "write buffer full: {pending_bytes} of {limit_bytes} bytes waiting for fsync; retry after it completes"
+            ),
+            ProduceError::TooLarge { what, len, max } => {
+                write!(f, "{what} of {len} bytes exceeds the limit of {max} bytes")
+            }
+            ProduceError::UnknownTopic(t) => write!(f, "no topic with index {} on this node", t.0),
+            ProduceError::NotAccepted => f.write_str("this node does not accept produces"),
+            ProduceError::Clock(e) => write!(f, "clock: {e}"),
+            ProduceError::Storage(e) => write!(f, "storage refused the write ({e}); nothing was stored, retry later"),
+        }
+    }
+}
+
+/// Something observable happened; for the simulator's checkers, metrics and logs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The gateway made records durable (or found them durable at recovery: `replay`).
+    /// `value_crcs` has one CRC32C per record, in sequence order from `first_seq`.
+    Stored {
+        origin: NodeId,
+        topic: TopicIdx,
+        first_seq: Seq,
+        value_crcs: Vec<u32>,
+        max_record_hlc: Hlc,
+        /// A timestamp the gateway issued after observing the batch's sender.
+        received_hlc: Hlc,
+        /// The sender's HLC was rejected as too far ahead, so `received_hlc` may be lower.
+        hlc_rejected: bool,
+        replay: bool,
+    },
+    /// Recovery finished; what it found and what it cut.
+    Recovered {
+        topics: u32,
+        records: u64,
+        truncated_bytes: u64,
+    },
+    /// Recovery cut a torn or corrupt tail off a segment.
+    TailTruncated {
+        file: FileId,
+        at: u64,
+        cut_bytes: u64,
+        reason: String,
+    },
+    /// A sync session to the gateway was established.
+    SessionUp { peer: NodeId, session: u64 },
+    /// A sync session was given up (no answer within the session timeout).
+    SessionLost { peer: NodeId, session: u64 },
+    /// A remote HLC timestamp was too far ahead and not adopted.
+    HlcRejected { from: NodeId, remote: Hlc },
+    /// A frame from a peer could not be decoded; it was dropped.
+    BadMessage { from: NodeId, error: String },
+    /// A segment was deleted by retention.
+    SegmentDeleted { file: FileId, records: u64 },
+}
+
+/// Everything the core asks of its driver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Send one encoded frame to a peer. May be lost; the protocol copes.
+    Send {
+        to: NodeId,
+        bytes: Vec<u8>,
+    },
+    Disk {
+        id: DiskOpId,
+        req: DiskRequest,
+    },
+    Reply {
+        req: ReqId,
+        result: Result<ProduceAck, ProduceError>,
+    },
+    Event(Event),
+}

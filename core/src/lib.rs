@@ -1,0 +1,22 @@
+//! `outpost-core`: the sans-IO state machines of Outpost.
+//!
+//! Architecture Invariant: this crate does no I/O, reads no clock, spawns no thread and
+//! draws no unseeded randomness. Time, bytes and seeds come in as values; disk requests,
+//! messages, replies and events go out as values (see [`io`]). So it cannot fail on I/O,
+//! and the simulator sees every decision it makes.
+//!
+//! The driver's rule: after every [`Node::handle`] or [`Node::handle_timeout`], drain
+//! [`Node::poll_output`] until it returns `None`, perform each output, then call again at
+//! [`Node::poll_timeout`] or on the next input.
+
+pub mod codec;
+pub mod config;
+pub mod hlc;
+pub mod io;
+pub mod log;
+pub mod meta;
+pub mod node;
+pub mod sync;
+pub mod types;
+
+pub use node::{Node, NodeSeed, NodeStats};

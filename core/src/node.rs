@@ -1,0 +1,1133 @@
+//! `Node`: the log, the HLC, the metadata log and the sync state machines composed into
+//! one sans-IO state machine, for the roles `edge` and `gateway`.
+//!
+//! Lifecycle: `Node::new` starts in recovery. It lists the files storage kept, reads the
+//! metadata log (HLC bound), scans the newest segment of every topic (on a gateway, every
+//! segment, to rebuild the per-stream high-water marks), cuts any torn tail, and only
+//! then accepts produces and messages. Until then produces are refused as `Recovering`
+//! and messages are dropped (peers resend).
+
+use crate::codec::{
+    self, Compression, DecodedBatch, RecordRef, MAX_BATCH_RECORDS, MAX_KEY_BYTES, MAX_VALUE_BYTES,
+};
+use crate::config::{NodeConfig, Role};
+use crate::hlc::{Hlc, HlcClock};
+use crate::io::{
+    DiskError, DiskOpId, DiskRequest, DiskResponse, Event, FileId, Input, Output, ProduceAck,
+    ProduceError, ReqId,
+};
+use crate::log::{self, Checkpoint, ScanStop, Segment, TopicLog};
+use crate::meta::{self, MetaLog};
+use crate::sync::ingest::{self, Accepted, Ingest};
+use crate::sync::proto::SyncMsg;
+use crate::sync::uplink::Uplink;
+use crate::types::{Instant, NodeId, Now, Seq, TopicIdx};
+use rand::SeedableRng;
+use rand_xoshiro::Xoshiro256PlusPlus;
+use std::collections::{BTreeMap, VecDeque};
+
+/// The seed of every random choice a node makes (session ids, backoff jitter).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeSeed(pub u64);
+
+/// What an in-flight disk request is for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Op {
+    List,
+    RecoveryRead,
+    RecoveryTruncate,
+    Commit,
+    Rollback,
+    MetaAppend,
+    MetaSync {
+        bound: u64,
+    },
+    MetaDelete,
+    UplinkRead {
+        topic: TopicIdx,
+        base: u64,
+        pos: u64,
+        sent: Seq,
+    },
+    RetentionDelete,
+}
+
+/// The outputs and in-flight disk requests of a node: what its parts write into.
+#[derive(Debug, Default)]
+pub(crate) struct Fx {
+    pub out: VecDeque<Output>,
+    next_op: u64,
+    ops: BTreeMap<DiskOpId, Op>,
+}
+
+impl Fx {
+    pub fn disk(&mut self, req: DiskRequest, op: Op) {
+        let id = DiskOpId(self.next_op);
+        self.next_op += 1;
+        self.ops.insert(id, op);
+        self.out.push_back(Output::Disk { id, req });
+    }
+
+    pub fn send(&mut self, to: NodeId, msg: &SyncMsg) {
+        let mut bytes = Vec::new();
+        msg.encode(&mut bytes);
+        self.out.push_back(Output::Send { to, bytes });
+    }
+
+    pub fn event(&mut self, e: Event) {
+        self.out.push_back(Output::Event(e));
+    }
+}
+
+/// A record waiting for the next group commit on an edge.
+#[derive(Clone, Debug)]
+struct PendingRecord {
+    req: ReqId,
+    hlc: Hlc,
+    key: Option<Vec<u8>>,
+    value: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct Flush {
+    ops_left: u32,
+    error: Option<DiskError>,
+    touched: Vec<(TopicIdx, Checkpoint)>,
+    replies: Vec<(ReqId, ProduceAck)>,
+    stored: Vec<Accepted>,
+}
+
+#[derive(Debug)]
+enum Commit {
+    Idle,
+    Flushing(Flush),
+    RollingBack {
+        ops_left: u32,
+    },
+    /// Storage failed in a way the core cannot undo; writes are refused until a restart,
+    /// whose recovery reads what storage really holds.
+    Poisoned(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum JobKind {
+    Meta,
+    Segment {
+        topic: TopicIdx,
+        last: bool,
+        next_base: Option<u64>,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct ScanJob {
+    kind: JobKind,
+    file: FileId,
+    file_len: u64,
+    pos: u64,
+    next_offset: u64,
+    newest_ms: u64,
+}
+
+#[derive(Debug, Default)]
+struct Recovery {
+    jobs: VecDeque<ScanJob>,
+    current: Option<ScanJob>,
+    meta_bound: Option<u64>,
+    meta_newest: Option<(u64, u64)>,
+    segments: BTreeMap<TopicIdx, Vec<Segment>>,
+    marks: BTreeMap<(NodeId, TopicIdx), Seq>,
+    truncations_left: u32,
+    listed: bool,
+    records: u64,
+    truncated_bytes: u64,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Recovering(Box<Recovery>),
+    Running,
+}
+
+/// Counters a node keeps for reports and metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    pub hlc_rejected: u64,
+    pub sessions_opened: u64,
+    pub retransmits: u64,
+    pub duplicates_dropped: u64,
+    pub gaps_refused: u64,
+    pub commits: u64,
+    pub commit_failures: u64,
+    pub segments_deleted: u64,
+}
+
+/// An Outpost node. See the crate docs for the driver's rule.
+#[derive(Debug)]
+pub struct Node {
+    cfg: NodeConfig,
+    rng: Xoshiro256PlusPlus,
+    now: Now,
+    phase: Phase,
+    logs: Vec<TopicLog>,
+    pending: Vec<Vec<PendingRecord>>,
+    gw_pending: Vec<Vec<Accepted>>,
+    pending_bytes: u64,
+    hlc: HlcClock,
+    meta: MetaLog,
+    meta_inflight: bool,
+    meta_failed: bool,
+    commit: Commit,
+    fx: Fx,
+    uplink: Option<Uplink>,
+    ingest: Option<Ingest>,
+    next_housekeeping: Instant,
+    stats: NodeStats,
+}
+
+impl Node {
+    /// A node over storage that may hold the files of an earlier run. Recovery begins at
+    /// once: the first output is a `List` request.
+    ///
+    /// # Panics
+    /// If `cfg` does not pass [`NodeConfig::validate`]: shells validate first and report.
+    pub fn new(cfg: NodeConfig, seed: NodeSeed, now: Now) -> Node {
+        if let Err(e) = cfg.validate() {
+            panic!("invalid node config: {e}");
+        }
+        let n = cfg.topics.len();
+        let mut fx = Fx::default();
+        fx.disk(DiskRequest::List, Op::List);
+        let logs = (0..n).map(|i| TopicLog::new(TopicIdx(i as u16))).collect();
+        let hlc = HlcClock::recover(None, cfg.hlc.clone());
+        Node {
+            rng: Xoshiro256PlusPlus::seed_from_u64(seed.0),
+            now,
+            phase: Phase::Recovering(Box::default()),
+            logs,
+            pending: vec![Vec::new(); n],
+            gw_pending: vec![Vec::new(); n],
+            pending_bytes: 0,
+            hlc,
+            meta: MetaLog::recovered(None),
+            meta_inflight: false,
+            meta_failed: false,
+            commit: Commit::Idle,
+            fx,
+            uplink: None,
+            ingest: None,
+            next_housekeeping: now.mono,
+            stats: NodeStats::default(),
+            cfg,
+        }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.cfg.id
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.cfg
+    }
+
+    pub fn is_running(&self) -> bool {
+        matches!(self.phase, Phase::Running)
+    }
+
+    pub fn hlc(&self) -> Hlc {
+        self.hlc.last()
+    }
+
+    pub fn log(&self, topic: TopicIdx) -> &TopicLog {
+        &self.logs[topic.0 as usize]
+    }
+
+    pub fn uplink(&self) -> Option<&Uplink> {
+        self.uplink.as_ref()
+    }
+
+    pub fn ingest(&self) -> Option<&Ingest> {
+        self.ingest.as_ref()
+    }
+
+    pub fn stats(&self) -> NodeStats {
+        let mut s = self.stats.clone();
+        s.hlc_rejected = self.hlc.rejected_remote();
+        if let Some(u) = &self.uplink {
+            s.sessions_opened = u.sessions_opened;
+            s.retransmits = u.retransmits;
+        }
+        if let Some(g) = &self.ingest {
+            s.duplicates_dropped = g.duplicates_dropped;
+            s.gaps_refused = g.gaps_refused;
+        }
+        s
+    }
+
+    /// Records on this edge the gateway has not acknowledged, over all topics that sync up.
+    pub fn unsynced_records(&self) -> u64 {
+        let Some(u) = &self.uplink else { return 0 };
+        self.logs.iter().map(|l| u.backlog(l.topic, l)).sum()
+    }
+
+    /// The next output, if any. Drain until `None` after every `handle`.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.fx.out.pop_front()
+    }
+
+    /// When to call [`Node::handle_timeout`] next, if anything is scheduled.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if !self.is_running() {
+            return None;
+        }
+        let up = self
+            .uplink
+            .as_ref()
+            .and_then(|u| u.poll_timeout(&self.cfg.sync, &self.logs));
+        Some(up.map_or(self.next_housekeeping, |t| t.min(self.next_housekeeping)))
+    }
+
+    fn set_now(&mut self, now: Now) {
+        assert!(
+            now.mono >= self.now.mono,
+            "monotonic time went backwards: {:?} < {:?}",
+            now.mono,
+            self.now.mono
+        );
+        self.now = now;
+    }
+
+    /// Timers are due.
+    pub fn handle_timeout(&mut self, now: Now) {
+        self.set_now(now);
+        if !self.is_running() {
+            return;
+        }
+        if now.mono >= self.next_housekeeping {
+            self.next_housekeeping = now
+                .mono
+                .saturating_add(self.cfg.log.retention_check_interval);
+            self.apply_retention();
+            if let Some(g) = &mut self.ingest {
+                g.expire_sessions(now.mono, &self.cfg);
+            }
+        }
+        self.after_input();
+    }
+
+    /// One input.
+    pub fn handle(&mut self, now: Now, input: Input) {
+        self.set_now(now);
+        match input {
+            Input::Produce {
+                req,
+                topic,
+                key,
+                value,
+            } => self.on_produce(req, topic, key, value),
+            Input::Message { from, bytes } => self.on_message(from, &bytes),
+            Input::DiskDone { id, result } => self.on_disk_done(id, result),
+        }
+        self.after_input();
+    }
+
+    fn after_input(&mut self) {
+        if !self.is_running() {
+            return;
+        }
+        self.persist_hlc_bound();
+        self.start_flush();
+        if let Some(u) = &mut self.uplink {
+            u.pump(
+                self.now.mono,
+                &self.cfg,
+                self.hlc.last(),
+                &self.logs,
+                &mut self.rng,
+                &mut self.fx,
+            );
+        }
+    }
+
+    fn reply(&mut self, req: ReqId, result: Result<ProduceAck, ProduceError>) {
+        self.fx.out.push_back(Output::Reply { req, result });
+    }
+
+    fn on_produce(&mut self, req: ReqId, topic: TopicIdx, key: Option<Vec<u8>>, value: Vec<u8>) {
+        if self.cfg.role != Role::Edge {
+            return self.reply(req, Err(ProduceError::NotAccepted));
+        }
+        if !self.is_running() {
+            return self.reply(req, Err(ProduceError::Recovering));
+        }
+        if let Commit::Poisoned(why) = &self.commit {
+            let e = DiskError::Io(why.clone());
+            return self.reply(req, Err(ProduceError::Storage(e)));
+        }
+        if topic.0 as usize >= self.cfg.topics.len() {
+            return self.reply(req, Err(ProduceError::UnknownTopic(topic)));
+        }
+        if value.len() > MAX_VALUE_BYTES {
+            let e = ProduceError::TooLarge {
+                what: "value",
+                len: value.len(),
+                max: MAX_VALUE_BYTES,
+            };
+            return self.reply(req, Err(e));
+        }
+        let key_len = key.as_ref().map_or(0, Vec::len);
+        if key_len > MAX_KEY_BYTES {
+            return self.reply(
+                req,
+                Err(ProduceError::TooLarge {
+                    what: "key",
+                    len: key_len,
+                    max: MAX_KEY_BYTES,
+                }),
+            );
+        }
+        let bytes = record_cost(key_len, value.len());
+        let limit = self.cfg.log.pending_bytes_max;
+        if self.pending_bytes + bytes > limit {
+            let e = ProduceError::Busy {
+                pending_bytes: self.pending_bytes,
+                limit_bytes: limit,
+            };
+            return self.reply(req, Err(e));
+        }
+        let hlc = match self.hlc.now(self.now.wall_ms) {
+            Ok(h) => h,
+            Err(e) => return self.reply(req, Err(ProduceError::Clock(e))),
+        };
+        self.pending_bytes += bytes;
+        self.pending[topic.0 as usize].push(PendingRecord {
+            req,
+            hlc,
+            key,
+            value,
+        });
+    }
+
+    fn on_message(&mut self, from: NodeId, bytes: &[u8]) {
+        if !self.is_running() {
+            return;
+        }
+        let msg = match SyncMsg::decode(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                return self.fx.event(Event::BadMessage {
+                    from,
+                    error: e.to_string(),
+                })
+            }
+        };
+        let remote = match &msg {
+            SyncMsg::Hello { hlc, .. }
+            | SyncMsg::Welcome { hlc, .. }
+            | SyncMsg::Data { hlc, .. }
+            | SyncMsg::Ack { hlc, .. } => Some(*hlc),
+            SyncMsg::Reset { .. } => None,
+        };
+        let rejected = match remote.map(|h| self.hlc.observe(self.now.wall_ms, h)) {
+            Some(Err(_)) => {
+                self.fx.event(Event::HlcRejected {
+                    from,
+                    remote: remote.unwrap_or_default(),
+                });
+                true
+            }
+            _ => false,
+        };
+        match (self.cfg.role, msg) {
+            (Role::Edge, msg) => {
+                if let Some(u) = &mut self.uplink {
+                    if from == u.gateway() {
+                        u.on_message(msg, self.now.mono, &self.logs, &mut self.fx);
+                        self.apply_retention();
+                    }
+                }
+            }
+            (
+                Role::Gateway,
+                SyncMsg::Hello {
+                    origin,
+                    session,
+                    topics,
+                    ..
+                },
+            ) => {
+                let g = self.ingest.as_mut().expect("a running gateway has ingest");
+                g.on_hello(
+                    from,
+                    origin,
+                    session,
+                    topics,
+                    self.now.mono,
+                    self.hlc.last(),
+                    &self.cfg,
+                    &mut self.fx,
+                );
+            }
+            (
+                Role::Gateway,
+                SyncMsg::Data {
+                    session,
+                    topic,
+                    batches,
+                    ..
+                },
+            ) => {
+                // The timestamp that proves the batch happened before its storage here.
+                let Ok(received) = self.hlc.now(self.now.wall_ms) else {
+                    return;
+                };
+                let g = self.ingest.as_mut().expect("a running gateway has ingest");
+                let outcome = g.on_data(
+                    from,
+                    session,
+                    &topic,
+                    batches,
+                    self.now.mono,
+                    received,
+                    rejected,
+                    &self.cfg,
+                    &mut self.fx,
+                );
+                for a in outcome.accepted {
+                    self.gw_pending[a.topic.0 as usize].push(a);
+                }
+            }
+            (Role::Gateway, _) => {}
+        }
+    }
+
+    fn on_disk_done(&mut self, id: DiskOpId, result: Result<DiskResponse, DiskError>) {
+        let op = self
+            .fx
+            .ops
+            .remove(&id)
+            .unwrap_or_else(|| panic!("completion of unknown disk request {id:?}"));
+        match op {
+            Op::List | Op::RecoveryRead | Op::RecoveryTruncate => self.on_recovery_disk(op, result),
+            Op::Commit => self.on_commit_done(result),
+            Op::Rollback => self.on_rollback_done(result),
+            Op::MetaAppend => self.meta_failed |= result.is_err(),
+            Op::MetaSync { bound } => {
+                self.meta_inflight = false;
+                if result.is_ok() && !self.meta_failed {
+                    self.hlc.bound_persisted(bound);
+                } else {
+                    self.hlc.bound_persist_failed();
+                    self.meta.write_failed();
+                }
+                self.meta_failed = false;
+            }
+            Op::MetaDelete | Op::RetentionDelete => {}
+            Op::UplinkRead {
+                topic,
+                base,
+                pos,
+                sent,
+            } => {
+                let Some(u) = &mut self.uplink else { return };
+                let bytes = match result {
+                    Ok(DiskResponse::Read(b)) => b,
+                    _ => Vec::new(),
+                };
+                let log = &self.logs[topic.0 as usize];
+                u.on_read(
+                    topic,
+                    base,
+                    pos,
+                    sent,
+                    &bytes,
+                    self.now.mono,
+                    &self.cfg,
+                    self.hlc.last(),
+                    log,
+                    &mut self.fx,
+                );
+            }
+        }
+    }
+
+    // ---- recovery ----
+
+    fn recovery(&mut self) -> &mut Recovery {
+        match &mut self.phase {
+            Phase::Recovering(r) => r,
+            Phase::Running => panic!("recovery step while running"),
+        }
+    }
+
+    fn on_recovery_disk(&mut self, op: Op, result: Result<DiskResponse, DiskError>) {
+        match (op, result) {
+            (Op::List, Ok(DiskResponse::Listed(files))) => self.plan_recovery(files),
+            (Op::RecoveryRead, Ok(DiskResponse::Read(bytes))) => self.on_recovery_read(&bytes),
+            (Op::RecoveryTruncate, Ok(_)) => self.recovery().truncations_left -= 1,
+            (op, Err(e)) => {
+                // Storage cannot be read: try again from the start, as a restart would.
+                self.fx.event(Event::BadMessage {
+                    from: self.cfg.id,
+                    error: format!("recovery {op:?} failed: {e}"),
+                });
+                self.phase = Phase::Recovering(Box::default());
+                self.fx.ops.retain(|_, o| {
+                    !matches!(o, Op::List | Op::RecoveryRead | Op::RecoveryTruncate)
+                });
+                self.fx.disk(DiskRequest::List, Op::List);
+                return;
+            }
+            (op, Ok(r)) => panic!("unexpected completion {r:?} for {op:?}"),
+        }
+        self.next_recovery_step();
+    }
+
+    fn plan_recovery(&mut self, files: Vec<(FileId, u64)>) {
+        let gateway = self.cfg.role == Role::Gateway;
+        let ntopics = self.cfg.topics.len();
+        let mut by_topic: BTreeMap<TopicIdx, Vec<(u64, u64)>> = BTreeMap::new();
+        let mut jobs = VecDeque::new();
+        let mut meta_newest = None;
+        for (file, len) in files {
+            match file {
+                FileId::Meta { generation } => {
+                    meta_newest = meta_newest.max(Some((generation, len)));
+                    jobs.push_back(ScanJob {
+                        kind: JobKind::Meta,
+                        file,
+                        file_len: len,
+                        pos: 0,
+                        next_offset: 0,
+                        newest_ms: 0,
+                    });
+                }
+                FileId::Segment { topic, base } if (topic.0 as usize) < ntopics => {
+                    by_topic.entry(topic).or_default().push((base, len));
+                }
+                FileId::Segment { .. } => {}
+            }
+        }
+        let wall = self.now.wall_ms;
+        let mut segments: BTreeMap<TopicIdx, Vec<Segment>> = BTreeMap::new();
+        for (topic, mut segs) in by_topic {
+            segs.sort_unstable();
+            for (i, &(base, len)) in segs.iter().enumerate() {
+                let next_base = segs.get(i + 1).map(|s| s.0);
+                let last = next_base.is_none();
+                let file = FileId::Segment { topic, base };
+                if last || gateway {
+                    let kind = JobKind::Segment {
+                        topic,
+                        last,
+                        next_base,
+                    };
+                    jobs.push_back(ScanJob {
+                        kind,
+                        file,
+                        file_len: len,
+                        pos: 0,
+                        next_offset: base,
+                        newest_ms: wall,
+                    });
+                } else {
+                    let end = next_base.expect("not last");
+                    segments.entry(topic).or_default().push(Segment {
+                        base,
+                        end,
+                        durable_end: end,
+                        len,
+                        newest_ms: wall,
+                    });
+                }
+            }
+        }
+        let r = self.recovery();
+        r.listed = true;
+        r.jobs = jobs;
+        r.meta_newest = meta_newest;
+        r.segments = segments;
+    }
+
+    fn issue_recovery_read(&mut self, job: &ScanJob, min_len: usize) {
+        let chunk = (self.cfg.log.read_chunk_bytes as usize).max(min_len) as u64;
+        let len = chunk.min(job.file_len - job.pos) as u32;
+        self.fx.disk(
+            DiskRequest::Read {
+                file: job.file,
+                offset: job.pos,
+                len,
+            },
+            Op::RecoveryRead,
+        );
+    }
+
+    fn next_recovery_step(&mut self) {
+        let r = self.recovery();
+        if !r.listed || r.current.is_some() {
+            return;
+        }
+        if let Some(job) = r.jobs.pop_front() {
+            if job.file_len == 0 {
+                self.recovery().current = Some(job);
+                return self.finish_job(0, None);
+            }
+            self.issue_recovery_read(&job, 0);
+            self.recovery().current = Some(job);
+            return;
+        }
+        if r.truncations_left == 0 {
+            self.finish_recovery();
+        }
+    }
+
+    fn on_recovery_read(&mut self, bytes: &[u8]) {
+        let gateway = self.cfg.role == Role::Gateway;
+        let r = self.recovery();
+        let mut job = r.current.take().expect("a read belongs to the current job");
+        if job.kind == JobKind::Meta {
+            r.meta_bound = r.meta_bound.max(meta::read_bound(bytes));
+            return;
+        }
+        let JobKind::Segment { topic, last, .. } = job.kind else {
+            unreachable!("meta handled above")
+        };
+        let mut replay = Vec::new();
+        let mut records = 0;
+        let marks = &mut r.marks;
+        let stop = log::scan(bytes, job.pos, job.next_offset, |f| {
+            records += u64::from(f.header.count);
+            job.next_offset = f.end();
+            job.newest_ms = job.newest_ms.max(f.header.base_hlc.physical_ms());
+            if gateway {
+                ingest::note_recovered(marks, topic, &f.header);
+                if last {
+                    replay.push(f.batch);
+                }
+            }
+        });
+        r.records += records;
+        for batch in replay {
+            // Only the newest segment can hold records made durable without their Stored
+            // event (a crash between the disk keeping them and the fsync completing).
+            let Ok(b) = DecodedBatch::decode(batch) else {
+                continue;
+            };
+            let crcs = b.records().map(|r| crc32c::crc32c(r.value)).collect();
+            let max_record_hlc = b.records().map(|r| r.hlc).max().unwrap_or_default();
+            self.fx.event(Event::Stored {
+                origin: b.header.origin,
+                topic,
+                first_seq: b.header.base_seq,
+                value_crcs: crcs,
+                max_record_hlc,
+                received_hlc: Hlc::ZERO,
+                hlc_rejected: false,
+                replay: true,
+            });
+        }
+        let read_end = job.pos + bytes.len() as u64;
+        let eof = bytes.is_empty() || read_end >= job.file_len;
+        match stop {
+            None if !eof => {
+                job.pos = read_end;
+                self.issue_recovery_read(&job, 0);
+                self.recovery().current = Some(job);
+            }
+            None => {
+                self.recovery().current = Some(job);
+                self.finish_job(read_end, None);
+            }
+            Some(ScanStop::Incomplete { pos, needed })
+                if pos + needed as u64 <= job.file_len && !bytes.is_empty() =>
+            {
+                job.pos = pos;
+                self.issue_recovery_read(&job, needed);
+                self.recovery().current = Some(job);
+            }
+            Some(ScanStop::Incomplete { pos, needed }) => {
+                self.recovery().current = Some(job);
+                self.finish_job(
+                    pos,
+                    Some(format!(
+                        "torn tail: a frame needing {needed} bytes is cut short"
+                    )),
+                );
+            }
+            Some(ScanStop::Bad { pos, error }) => {
+                self.recovery().current = Some(job);
+                self.finish_job(pos, Some(format!("invalid frame: {error}")));
+            }
+            Some(ScanStop::Misplaced { pos }) => {
+                self.recovery().current = Some(job);
+                self.finish_job(
+                    pos,
+                    Some("a valid frame that does not belong at this offset".into()),
+                );
+            }
+        }
+    }
+
+    /// The current scan job ends with `valid_len` good bytes.
+    fn finish_job(&mut self, valid_len: u64, reason: Option<String>) {
+        let r = self.recovery();
+        let job = r.current.take().expect("a job is current");
+        let JobKind::Segment {
+            topic,
+            last,
+            next_base,
+        } = job.kind
+        else {
+            return;
+        };
+        let end = if last {
+            job.next_offset
+        } else {
+            next_base.expect("only the last has no successor")
+        };
+        let seg = Segment {
+            base: job.file_base(),
+            end,
+            durable_end: end,
+            len: valid_len,
+            newest_ms: job.newest_ms,
+        };
+        r.segments.entry(topic).or_default().push(seg);
+        if let Some(reason) = reason {
+            let cut = job.file_len - valid_len;
+            if last {
+                r.truncated_bytes += cut;
+                r.truncations_left += 1;
+                self.fx.disk(
+                    DiskRequest::Truncate {
+                        file: job.file,
+                        len: valid_len,
+                    },
+                    Op::RecoveryTruncate,
+                );
+            }
+            self.fx.event(Event::TailTruncated {
+                file: job.file,
+                at: valid_len,
+                cut_bytes: cut,
+                reason,
+            });
+        }
+    }
+
+    fn finish_recovery(&mut self) {
+        let Phase::Recovering(r) = std::mem::replace(&mut self.phase, Phase::Running) else {
+            unreachable!("finish_recovery while running")
+        };
+        let r = *r;
+        let mut segments = r.segments;
+        for (i, log) in self.logs.iter_mut().enumerate() {
+            let mut segs = segments.remove(&TopicIdx(i as u16)).unwrap_or_default();
+            segs.sort_by_key(|s| s.base);
+            *log = TopicLog::recovered(TopicIdx(i as u16), segs);
+        }
+        self.hlc = HlcClock::recover(r.meta_bound, self.cfg.hlc.clone());
+        self.meta = MetaLog::recovered(r.meta_newest);
+        match self.cfg.role {
+            Role::Edge => {
+                let gw = self.cfg.upstream;
+                self.uplink = gw.map(|g| Uplink::new(&self.cfg, g, self.now.mono, &mut self.rng));
+            }
+            Role::Gateway => self.ingest = Some(Ingest::recovered(r.marks)),
+        }
+        self.fx.event(Event::Recovered {
+            topics: self.logs.len() as u32,
+            records: r.records,
+            truncated_bytes: r.truncated_bytes,
+        });
+    }
+
+    // ---- HLC bound ----
+
+    fn persist_hlc_bound(&mut self) {
+        if self.meta_inflight {
+            return;
+        }
+        let Some(bound) = self.hlc.bound_to_persist(self.now.wall_ms) else {
+            return;
+        };
+        let w = self.meta.write(bound);
+        self.meta_inflight = true;
+        self.fx.disk(
+            DiskRequest::Append {
+                file: w.file,
+                bytes: w.bytes,
+            },
+            Op::MetaAppend,
+        );
+        self.fx
+            .disk(DiskRequest::Sync { file: w.file }, Op::MetaSync { bound });
+        if let Some(old) = w.delete_after {
+            self.fx
+                .disk(DiskRequest::Delete { file: old }, Op::MetaDelete);
+        }
+    }
+
+    // ---- group commit ----
+
+    fn start_flush(&mut self) {
+        if !matches!(self.commit, Commit::Idle) {
+            return;
+        }
+        let mut flush = Flush {
+            ops_left: 0,
+            error: None,
+            touched: Vec::new(),
+            replies: Vec::new(),
+            stored: Vec::new(),
+        };
+        let mut enc = codec::BatchEncoder::new();
+        for i in 0..self.logs.len() {
+            let records = std::mem::take(&mut self.pending[i]);
+            let accepted = std::mem::take(&mut self.gw_pending[i]);
+            if records.is_empty() && accepted.is_empty() {
+                continue;
+            }
+            let log = &mut self.logs[i];
+            let base0 = log.end_offset();
+            let mut buf = Vec::new();
+            let mut count = 0u64;
+            let mut newest_ms = 0;
+            for chunk in chunk_records(&records) {
+                let refs: Vec<RecordRef<'_>> = chunk
+                    .iter()
+                    .map(|p| RecordRef {
+                        hlc: p.hlc,
+                        key: p.key.as_deref(),
+                        value: &p.value,
+                    })
+                    .collect();
+                let mut batch = Vec::new();
+                enc.encode(
+                    self.cfg.id,
+                    base0 + count,
+                    &refs,
+                    Compression::Zstd,
+                    &mut batch,
+                );
+                log::encode_log_frame(base0 + count, &batch, &mut buf);
+                for p in chunk {
+                    flush.replies.push((
+                        p.req,
+                        ProduceAck {
+                            seq: base0 + count,
+                            hlc: p.hlc,
+                        },
+                    ));
+                    newest_ms = newest_ms.max(p.hlc.physical_ms());
+                    count += 1;
+                }
+            }
+            for a in &accepted {
+                log::encode_log_frame(base0 + count, &a.batch, &mut buf);
+                count += u64::from(a.count);
+                newest_ms = newest_ms.max(a.received_hlc.physical_ms());
+            }
+            self.pending_bytes -= records
+                .iter()
+                .map(|p| record_cost(p.key.as_ref().map_or(0, Vec::len), p.value.len()))
+                .sum::<u64>();
+            let cp = log.checkpoint();
+            let place = log.place(
+                count,
+                buf.len() as u64,
+                newest_ms,
+                self.cfg.log.segment_bytes_max,
+            );
+            debug_assert_eq!(log.end_offset(), base0 + count);
+            self.fx.disk(
+                DiskRequest::Append {
+                    file: place.file,
+                    bytes: buf,
+                },
+                Op::Commit,
+            );
+            self.fx
+                .disk(DiskRequest::Sync { file: place.file }, Op::Commit);
+            flush.ops_left += 2;
+            flush.touched.push((TopicIdx(i as u16), cp));
+            flush.stored.extend(accepted);
+        }
+        if flush.ops_left > 0 {
+            self.commit = Commit::Flushing(flush);
+        }
+    }
+
+    fn on_commit_done(&mut self, result: Result<DiskResponse, DiskError>) {
+        let Commit::Flushing(f) = &mut self.commit else {
+            panic!("commit completion without a flush")
+        };
+        f.ops_left -= 1;
+        if let Err(e) = result {
+            f.error.get_or_insert(e);
+        }
+        if f.ops_left > 0 {
+            return;
+        }
+        let Commit::Flushing(f) = std::mem::replace(&mut self.commit, Commit::Idle) else {
+            unreachable!()
+        };
+        match f.error.clone() {
+            None => self.commit_succeeded(f),
+            Some(e) => self.commit_failed(f, e),
+        }
+    }
+
+    fn commit_succeeded(&mut self, mut f: Flush) {
+        self.stats.commits += 1;
+        for (t, _) in &f.touched {
+            self.logs[t.0 as usize].mark_durable();
+        }
+        // Replies leave in timestamp order, which is issue order on this node.
+        f.replies.sort_unstable_by_key(|(_, a)| a.hlc);
+        for (req, ack) in f.replies {
+            self.reply(req, Ok(ack));
+        }
+        if let Some(g) = &mut self.ingest {
+            let hlc = self.hlc.last();
+            g.on_durable(&f.stored, hlc, &self.cfg, &mut self.fx);
+            for a in f.stored {
+                self.fx.event(Event::Stored {
+                    origin: a.origin,
+                    topic: a.topic,
+                    first_seq: a.base_seq,
+                    value_crcs: a.value_crcs,
+                    max_record_hlc: a.max_record_hlc,
+                    received_hlc: a.received_hlc,
+                    hlc_rejected: a.hlc_rejected,
+                    replay: false,
+                });
+            }
+        }
+        self.apply_retention();
+    }
+
+    fn commit_failed(&mut self, f: Flush, e: DiskError) {
+        self.stats.commit_failures += 1;
+        let mut cuts = Vec::new();
+        for (t, cp) in &f.touched {
+            cuts.extend(self.logs[t.0 as usize].rollback(cp));
+        }
+        for (req, _) in f.replies {
+            self.reply(req, Err(ProduceError::Storage(e.clone())));
+        }
+        if let Some(g) = &mut self.ingest {
+            g.on_commit_failed();
+            for p in &mut self.gw_pending {
+                p.clear();
+            }
+        }
+        let n = cuts.len() as u32;
+        for (file, len) in cuts {
+            let req = match len {
+                Some(len) => DiskRequest::Truncate { file, len },
+                None => DiskRequest::Delete { file },
+            };
+            self.fx.disk(req, Op::Rollback);
+        }
+        if n > 0 {
+            self.commit = Commit::RollingBack { ops_left: n };
+        }
+    }
+
+    fn on_rollback_done(&mut self, result: Result<DiskResponse, DiskError>) {
+        let Commit::RollingBack { ops_left } = &mut self.commit else {
+            return;
+        };
+        *ops_left -= 1;
+        let done = *ops_left == 0;
+        match result {
+            Ok(_) | Err(DiskError::NotFound) => {
+                if done {
+                    self.commit = Commit::Idle;
+                }
+            }
+            Err(e) => {
+                let why = format!("could not undo a failed write ({e}); restart to recover from what storage holds");
+                self.commit = Commit::Poisoned(why);
+            }
+        }
+    }
+
+    // ---- retention ----
+
+    fn apply_retention(&mut self) {
+        let wall = self.now.wall_ms;
+        for i in 0..self.logs.len() {
+            let tcfg = &self.cfg.topics[i];
+            let synced = match &self.uplink {
+                Some(u) if tcfg.sync.goes_up() => u.acked(TopicIdx(i as u16)).unwrap_or(0),
+                _ if self.cfg.role == Role::Edge && tcfg.sync.goes_up() => 0,
+                _ => u64::MAX,
+            };
+            let log = &mut self.logs[i];
+            while let Some(oldest) = log.oldest() {
+                if log.segment_count() <= 1 || oldest.end > synced {
+                    break;
+                }
+                let over_size = log.bytes() > tcfg.retention_bytes;
+                let too_old = tcfg
+                    .retention_age
+                    .is_some_and(|a| wall.saturating_sub(oldest.newest_ms) > a.as_millis());
+                if !over_size && !too_old {
+                    break;
+                }
+                let seg = log.pop_oldest().expect("more than one segment");
+                let file = log.file(seg.base);
+                self.stats.segments_deleted += 1;
+                self.fx
+                    .disk(DiskRequest::Delete { file }, Op::RetentionDelete);
+                self.fx.event(Event::SegmentDeleted {
+                    file,
+                    records: seg.end - seg.base,
+                });
+            }
+        }
+    }
+}
+
+impl ScanJob {
+    fn file_base(&self) -> u64 {
+        match self.file {
+            FileId::Segment { base, .. } => base,
+            FileId::Meta { .. } => 0,
+        }
+    }
+}
+
+/// What a pending record counts against `pending_bytes_max`.
+fn record_cost(key_len: usize, value_len: usize) -> u64 {
+    (key_len + value_len + 32) as u64
+}
+
+/// Splits pending records into batches the codec accepts.
+fn chunk_records(records: &[PendingRecord]) -> impl Iterator<Item = &[PendingRecord]> {
+    let raw_max = codec::MAX_BATCH_RAW_BYTES / 2;
+    let mut rest = records;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut n = 0;
+        let mut bytes = 0;
+        while n < rest.len() && n < MAX_BATCH_RECORDS {
+            let c = record_cost(
+                rest[n].key.as_ref().map_or(0, Vec::len),
+                rest[n].value.len(),
+            ) as usize;
+            if n > 0 && bytes + c > raw_max {
+                break;
+            }
+            bytes += c;
+            n += 1;
+        }
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        Some(chunk)
+    })
+}

@@ -1,0 +1,323 @@
+//! The gateway's side of sync: sessions per origin, and per (origin, topic) stream the
+//! high-water marks that make delivery exactly-once.
+//!
+//! - `appended`: one past the last sequence accepted into the log (maybe not durable).
+//! - `durable`: one past the last sequence made durable; only this is ever acknowledged.
+//!
+//! A batch below `appended` is a duplicate and dropped; a batch starting above it is a gap
+//! (an earlier message was lost) and refused, answered with the mark so the edge resends.
+
+use super::proto::{SyncMsg, TopicStatus};
+use crate::codec::{self, BatchHeader, Compression, DecodedBatch, RecordRef};
+use crate::config::NodeConfig;
+use crate::hlc::Hlc;
+use crate::io::Event;
+use crate::node::Fx;
+use crate::types::{Instant, NodeId, Seq, TopicIdx};
+use std::collections::BTreeMap;
+
+/// Durable and accepted high-water marks of one stream.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GwStream {
+    pub appended: Seq,
+    pub durable: Seq,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct GwSession {
+    id: u64,
+    last_heard: Instant,
+}
+
+/// A batch accepted from an edge, waiting for the next group commit.
+#[derive(Clone, Debug)]
+pub struct Accepted {
+    pub origin: NodeId,
+    pub topic: TopicIdx,
+    pub base_seq: Seq,
+    pub count: u32,
+    pub batch: Vec<u8>,
+    pub value_crcs: Vec<u32>,
+    pub max_record_hlc: Hlc,
+    pub received_hlc: Hlc,
+    pub hlc_rejected: bool,
+}
+
+/// The gateway's sync state machine.
+#[derive(Debug, Default)]
+pub struct Ingest {
+    streams: BTreeMap<(NodeId, TopicIdx), GwStream>,
+    sessions: BTreeMap<NodeId, GwSession>,
+    /// Bytes accepted and not yet durable.
+    pub pending_bytes: u64,
+    pub duplicates_dropped: u64,
+    pub gaps_refused: u64,
+}
+
+/// What the node must do with an accepted Data message.
+pub struct DataOutcome {
+    pub accepted: Vec<Accepted>,
+}
+
+impl Ingest {
+    /// Starts from the high-water marks recovered from the log.
+    pub fn recovered(marks: BTreeMap<(NodeId, TopicIdx), Seq>) -> Ingest {
+        let streams = marks
+            .into_iter()
+            .map(|(k, s)| {
+                (
+                    k,
+                    GwStream {
+                        appended: s,
+                        durable: s,
+                    },
+                )
+            })
+            .collect();
+        Ingest {
+            streams,
+            ..Ingest::default()
+        }
+    }
+
+    pub fn stream(&self, origin: NodeId, topic: TopicIdx) -> Option<GwStream> {
+        self.streams.get(&(origin, topic)).copied()
+    }
+
+    pub fn streams(&self) -> impl Iterator<Item = (&(NodeId, TopicIdx), &GwStream)> {
+        self.streams.iter()
+    }
+
+    fn topic_idx(cfg: &NodeConfig, name: &str) -> Option<TopicIdx> {
+        cfg.topics
+            .iter()
+            .position(|t| t.name == name)
+            .map(|i| TopicIdx(i as u16))
+    }
+
+    /// A Hello: remember the session and answer with the durable marks.
+    pub(crate) fn on_hello(
+        &mut self,
+        from: NodeId,
+        origin: NodeId,
+        session: u64,
+        topics: Vec<String>,
+        now: Instant,
+        hlc: Hlc,
+        cfg: &NodeConfig,
+        fx: &mut Fx,
+    ) {
+        if origin != from {
+            fx.event(Event::BadMessage {
+                from,
+                error: format!("hello claims origin {origin}"),
+            });
+            return;
+        }
+        self.sessions.insert(
+            origin,
+            GwSession {
+                id: session,
+                last_heard: now,
+            },
+        );
+        let mut answer = Vec::with_capacity(topics.len());
+        for name in topics {
+            let Some(idx) = Self::topic_idx(cfg, &name) else {
+                answer.push((name, TopicStatus::UnknownTopic, 0));
+                continue;
+            };
+            let known = self.streams.contains_key(&(origin, idx));
+            if !known && self.streams.len() >= cfg.gateway.streams_max {
+                answer.push((name, TopicStatus::TooManyStreams, 0));
+                continue;
+            }
+            let st = self.streams.entry((origin, idx)).or_default();
+            answer.push((name, TopicStatus::Accepted, st.durable));
+        }
+        fx.send(
+            from,
+            &SyncMsg::Welcome {
+                session,
+                hlc,
+                topics: answer,
+            },
+        );
+    }
+
+    /// A Data message: accept what continues each stream, drop duplicates, refuse gaps.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_data(
+        &mut self,
+        from: NodeId,
+        session: u64,
+        topic: &str,
+        batches: Vec<Vec<u8>>,
+        now: Instant,
+        received_hlc: Hlc,
+        hlc_rejected: bool,
+        cfg: &NodeConfig,
+        fx: &mut Fx,
+    ) -> DataOutcome {
+        let mut accepted = Vec::new();
+        match self.sessions.get_mut(&from) {
+            Some(s) if s.id == session => s.last_heard = now,
+            _ => {
+                // Unknown session: we restarted, or it is stale. Tell the edge to start over.
+                fx.send(from, &SyncMsg::Reset { session });
+                return DataOutcome { accepted };
+            }
+        }
+        let Some(idx) = Self::topic_idx(cfg, topic) else {
+            fx.event(Event::BadMessage {
+                from,
+                error: format!("data for unknown topic {topic:?}"),
+            });
+            return DataOutcome { accepted };
+        };
+        let Some(stream) = self.streams.get_mut(&(from, idx)) else {
+            return DataOutcome { accepted };
+        };
+        let mut refused = false;
+        for bytes in batches {
+            let batch = match DecodedBatch::decode(&bytes) {
+                Ok(b) => b,
+                Err(e) => {
+                    fx.event(Event::BadMessage {
+                        from,
+                        error: format!("batch rejected: {e}"),
+                    });
+                    refused = true;
+                    break;
+                }
+            };
+            let h: BatchHeader = batch.header;
+            if h.origin != from {
+                fx.event(Event::BadMessage {
+                    from,
+                    error: format!("batch claims origin {}", h.origin),
+                });
+                refused = true;
+                break;
+            }
+            if h.end_seq() <= stream.appended {
+                self.duplicates_dropped += u64::from(h.count);
+                continue;
+            }
+            if h.base_seq > stream.appended {
+                self.gaps_refused += 1;
+                refused = true;
+                break;
+            }
+            if self.pending_bytes + bytes.len() as u64 > cfg.gateway.pending_bytes_max {
+                refused = true;
+                break;
+            }
+            let skip = (stream.appended - h.base_seq) as usize;
+            self.duplicates_dropped += skip as u64;
+            let records: Vec<RecordRef<'_>> = batch.records().skip(skip).collect();
+            let value_crcs = records.iter().map(|r| crc32c::crc32c(r.value)).collect();
+            let max_record_hlc = records.iter().map(|r| r.hlc).max().unwrap_or(Hlc::ZERO);
+            let stored = if skip == 0 {
+                bytes.clone()
+            } else {
+                let mut b = Vec::new();
+                codec::encode_batch(from, stream.appended, &records, Compression::Zstd, &mut b);
+                b
+            };
+            let count = records.len() as u32;
+            self.pending_bytes += stored.len() as u64;
+            accepted.push(Accepted {
+                origin: from,
+                topic: idx,
+                base_seq: stream.appended,
+                count,
+                batch: stored,
+                value_crcs,
+                max_record_hlc,
+                received_hlc,
+                hlc_rejected,
+            });
+            stream.appended += u64::from(count);
+        }
+        if refused || accepted.is_empty() {
+            let (durable, expected) = (stream.durable, stream.appended);
+            fx.send(
+                from,
+                &SyncMsg::Ack {
+                    session,
+                    hlc: received_hlc,
+                    topic: topic.to_string(),
+                    next_seq: durable,
+                    expected,
+                },
+            );
+        }
+        DataOutcome { accepted }
+    }
+
+    /// The group commit holding these batches is durable: advance and acknowledge.
+    pub(crate) fn on_durable(
+        &mut self,
+        batches: &[Accepted],
+        hlc: Hlc,
+        cfg: &NodeConfig,
+        fx: &mut Fx,
+    ) {
+        let mut touched = std::collections::BTreeSet::new();
+        for b in batches {
+            let st = self
+                .streams
+                .get_mut(&(b.origin, b.topic))
+                .expect("accepted batches belong to known streams");
+            let end = b.base_seq + u64::from(b.count);
+            assert_eq!(st.durable, b.base_seq, "durable marks advance without gaps");
+            st.durable = end;
+            debug_assert!(st.durable <= st.appended);
+            self.pending_bytes -= b.batch.len() as u64;
+            touched.insert((b.origin, b.topic));
+        }
+        for (origin, topic) in touched {
+            let Some(session) = self.sessions.get(&origin) else {
+                continue;
+            };
+            let st = self.streams[&(origin, topic)];
+            let name = cfg.topics[topic.0 as usize].name.clone();
+            fx.send(
+                origin,
+                &SyncMsg::Ack {
+                    session: session.id,
+                    hlc,
+                    topic: name,
+                    next_seq: st.durable,
+                    expected: st.appended,
+                },
+            );
+        }
+    }
+
+    /// The group commit failed: everything not durable is forgotten and will be resent.
+    pub fn on_commit_failed(&mut self) {
+        for st in self.streams.values_mut() {
+            st.appended = st.durable;
+        }
+        self.pending_bytes = 0;
+    }
+
+    /// Forgets sessions not heard from for `cfg.sync.gateway_idle_timeout`.
+    pub fn expire_sessions(&mut self, now: Instant, cfg: &NodeConfig) {
+        let idle = cfg.sync.gateway_idle_timeout;
+        self.sessions
+            .retain(|_, s| now.saturating_since(s.last_heard) <= idle);
+    }
+}
+
+/// Stream marks found by scanning a gateway log frame at recovery.
+pub fn note_recovered(
+    marks: &mut BTreeMap<(NodeId, TopicIdx), Seq>,
+    topic: TopicIdx,
+    h: &BatchHeader,
+) {
+    let m = marks.entry((h.origin, topic)).or_default();
+    *m = (*m).max(h.end_seq());
+}

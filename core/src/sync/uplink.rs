@@ -1,0 +1,689 @@
+//! The edge's side of sync: one session to the gateway, one stream per topic that goes up.
+//!
+//! Guarantees enforced here:
+//! - Only durable records are sent (`sent <= durable_offset`, asserted), so a crash of the
+//!   edge can never reuse a sequence number the gateway already holds.
+//! - Bounded: batches by `batch_records_max`/`batch_bytes_max`, bytes in flight by
+//!   `window_bytes_max`, one read in flight per stream, one held batch per stream.
+//! - Progress: a lost message is resent after a gap report or `retransmit_timeout`; a dead
+//!   session is replaced after `session_timeout`, with capped exponential backoff and
+//!   seeded jitter so that a fleet does not reconnect in lockstep.
+
+use super::bucket::TokenBucket;
+use super::proto::{SyncMsg, TopicStatus};
+use crate::codec::{self, Compression, DecodedBatch, RecordRef};
+use crate::config::{NodeConfig, SyncConfig};
+use crate::hlc::Hlc;
+use crate::io::{DiskRequest, Event};
+use crate::log::{self, ScanStop, TopicLog};
+use crate::node::{Fx, Op};
+use crate::types::{Duration, Instant, NodeId, Seq, TopicIdx};
+use rand::Rng;
+use rand_xoshiro::Xoshiro256PlusPlus;
+use std::collections::{BTreeMap, VecDeque};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Session {
+    Connecting { id: u64, retry_at: Instant },
+    Active { id: u64, last_heard: Instant },
+}
+
+/// Where in a segment file the frame holding log offset `offset` starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Cursor {
+    base: u64,
+    pos: u64,
+    offset: u64,
+}
+
+#[derive(Clone, Debug)]
+struct Held {
+    bytes: Vec<u8>,
+    end: Seq,
+}
+
+#[derive(Clone, Debug)]
+struct UpStream {
+    name: String,
+    accepted: bool,
+    /// The gateway's durable high-water mark, as last heard.
+    acked: Seq,
+    /// Next sequence to send.
+    sent: Seq,
+    /// Sent and unacknowledged messages: (end seq, bytes).
+    inflight: VecDeque<(Seq, u64)>,
+    last_progress: Instant,
+    reading: bool,
+    cursor: Option<Cursor>,
+    read_len_min: u32,
+    held: Option<Held>,
+    waiting_since: Option<Instant>,
+    rewound: Option<(Seq, Instant)>,
+}
+
+/// The edge's sync state machine.
+#[derive(Debug)]
+pub struct Uplink {
+    gateway: NodeId,
+    session: Session,
+    streams: BTreeMap<TopicIdx, UpStream>,
+    inflight_bytes: u64,
+    bucket: Option<TokenBucket>,
+    attempt: u32,
+    /// Counters for reports.
+    pub sessions_opened: u64,
+    pub retransmits: u64,
+}
+
+/// How long to wait for more durable records before sending a partial batch.
+pub const LINGER: Duration = Duration::from_millis(200);
+
+fn backoff(cfg: &SyncConfig, attempt: u32, rng: &mut Xoshiro256PlusPlus) -> Duration {
+    let base = cfg
+        .backoff_min
+        .as_nanos()
+        .saturating_mul(1u64 << attempt.min(30))
+        .min(cfg.backoff_max.as_nanos());
+    let spread = base / 100 * u64::from(cfg.backoff_jitter_percent);
+    let jitter = if spread == 0 {
+        0
+    } else {
+        rng.gen_range(0..=2 * spread)
+    };
+    Duration((base - spread + jitter).max(1))
+}
+
+impl Uplink {
+    pub fn new(
+        cfg: &NodeConfig,
+        gateway: NodeId,
+        now: Instant,
+        rng: &mut Xoshiro256PlusPlus,
+    ) -> Uplink {
+        let streams = cfg
+            .topics
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.sync.goes_up())
+            .map(|(i, t)| {
+                let s = UpStream {
+                    name: t.name.clone(),
+                    accepted: false,
+                    acked: 0,
+                    sent: 0,
+                    inflight: VecDeque::new(),
+                    last_progress: now,
+                    reading: false,
+                    cursor: None,
+                    read_len_min: 0,
+                    held: None,
+                    waiting_since: None,
+                    rewound: None,
+                };
+                (TopicIdx(i as u16), s)
+            })
+            .collect();
+        let bucket = cfg
+            .sync
+            .bandwidth_bytes_per_sec
+            .map(|r| TokenBucket::new(r, cfg.sync.bandwidth_burst_bytes, now));
+        Uplink {
+            gateway,
+            session: Session::Connecting {
+                id: rng.gen(),
+                retry_at: now,
+            },
+            streams,
+            inflight_bytes: 0,
+            bucket,
+            attempt: 0,
+            sessions_opened: 0,
+            retransmits: 0,
+        }
+    }
+
+    pub fn gateway(&self) -> NodeId {
+        self.gateway
+    }
+
+    /// The gateway's durable high-water mark of a topic, as last heard (0 before any).
+    /// Retention never deletes a segment at or above it.
+    pub fn acked(&self, topic: TopicIdx) -> Option<Seq> {
+        self.streams.get(&topic).map(|s| s.acked)
+    }
+
+    pub fn is_active(&self) -> bool {
+        matches!(self.session, Session::Active { .. })
+    }
+
+    /// Records the edge holds that the gateway has not acknowledged, per topic.
+    pub fn backlog(&self, topic: TopicIdx, log: &TopicLog) -> u64 {
+        self.streams
+            .get(&topic)
+            .map_or(0, |s| log.end_offset().saturating_sub(s.acked))
+    }
+
+    fn session_id(&self) -> u64 {
+        match self.session {
+            Session::Connecting { id, .. } | Session::Active { id, .. } => id,
+        }
+    }
+
+    fn reset_streams(&mut self) {
+        for s in self.streams.values_mut() {
+            s.accepted = false;
+            s.inflight.clear();
+            s.held = None;
+            s.waiting_since = None;
+            s.rewound = None;
+        }
+        self.inflight_bytes = 0;
+    }
+
+    fn lose_session(
+        &mut self,
+        now: Instant,
+        cfg: &SyncConfig,
+        rng: &mut Xoshiro256PlusPlus,
+        fx: &mut Fx,
+    ) {
+        let id = self.session_id();
+        fx.event(Event::SessionLost {
+            peer: self.gateway,
+            session: id,
+        });
+        self.reset_streams();
+        let delay = backoff(cfg, self.attempt, rng);
+        self.attempt = self.attempt.saturating_add(1);
+        self.session = Session::Connecting {
+            id: rng.gen(),
+            retry_at: now.saturating_add(delay),
+        };
+    }
+
+    /// A message from the gateway.
+    pub(crate) fn on_message(
+        &mut self,
+        msg: SyncMsg,
+        now: Instant,
+        logs: &[TopicLog],
+        fx: &mut Fx,
+    ) {
+        match msg {
+            SyncMsg::Welcome {
+                session, topics, ..
+            } => {
+                let Session::Connecting { id, .. } = self.session else {
+                    return;
+                };
+                if session != id {
+                    return;
+                }
+                self.reset_streams();
+                for (name, status, next) in topics {
+                    let Some((&idx, s)) = self.streams.iter_mut().find(|(_, s)| s.name == name)
+                    else {
+                        continue;
+                    };
+                    s.accepted = status == TopicStatus::Accepted;
+                    if !s.accepted {
+                        continue;
+                    }
+                    let log = &logs[idx.0 as usize];
+                    // The gateway never holds more of our stream than we wrote durably,
+                    // unless this device's storage was replaced under the same identity.
+                    debug_assert!(next <= log.durable_offset() || log.durable_offset() == 0);
+                    s.acked = next;
+                    s.sent = next.max(log.start_offset());
+                    s.cursor = None;
+                    s.last_progress = now;
+                }
+                self.attempt = 0;
+                self.sessions_opened += 1;
+                self.session = Session::Active {
+                    id,
+                    last_heard: now,
+                };
+                fx.event(Event::SessionUp {
+                    peer: self.gateway,
+                    session: id,
+                });
+            }
+            SyncMsg::Ack {
+                session,
+                topic,
+                next_seq,
+                expected,
+                ..
+            } => {
+                let Session::Active {
+                    id,
+                    ref mut last_heard,
+                } = self.session
+                else {
+                    return;
+                };
+                if session != id {
+                    return;
+                }
+                *last_heard = now;
+                let Some(s) = self.streams.values_mut().find(|s| s.name == topic) else {
+                    return;
+                };
+                if next_seq > s.acked {
+                    s.acked = next_seq;
+                    s.last_progress = now;
+                }
+                while s.inflight.front().is_some_and(|&(end, _)| end <= s.acked) {
+                    let (_, bytes) = s.inflight.pop_front().expect("front exists");
+                    self.inflight_bytes -= bytes;
+                }
+                if s.acked > s.sent {
+                    s.sent = s.acked;
+                    s.cursor = None;
+                }
+                // The gateway expects `expected` next and we are past it: something was lost.
+                // Go back once per gap (not once per later message the gateway refused).
+                let fresh_gap = s.rewound.is_none_or(|(at, when)| {
+                    at != expected || now.saturating_since(when) > Duration::from_secs(1)
+                });
+                if expected >= s.acked && expected < s.sent && fresh_gap {
+                    self.rewind(idx_of(&self.streams, &topic), expected, now);
+                }
+            }
+            SyncMsg::Reset { session } => {
+                if session == self.session_id() && self.is_active() {
+                    // The gateway restarted and forgot us: reconnect at once.
+                    self.reset_streams();
+                    self.session = Session::Connecting {
+                        id: session.wrapping_add(1),
+                        retry_at: now,
+                    };
+                }
+            }
+            SyncMsg::Hello { .. } | SyncMsg::Data { .. } => {}
+        }
+    }
+
+    fn rewind(&mut self, topic: Option<TopicIdx>, to: Seq, now: Instant) {
+        let Some(s) = topic.and_then(|t| self.streams.get_mut(&t)) else {
+            return;
+        };
+        while s.inflight.back().is_some_and(|&(end, _)| end > to) {
+            let (_, bytes) = s.inflight.pop_back().expect("back exists");
+            self.inflight_bytes -= bytes;
+        }
+        // A read in flight for the old position is discarded when it lands.
+        s.sent = to;
+        s.held = None;
+        s.rewound = Some((to, now));
+        s.last_progress = now;
+        self.retransmits += 1;
+    }
+
+    /// Sends, reads and times out whatever is due. Called after every input.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn pump(
+        &mut self,
+        now: Instant,
+        cfg: &NodeConfig,
+        hlc: Hlc,
+        logs: &[TopicLog],
+        rng: &mut Xoshiro256PlusPlus,
+        fx: &mut Fx,
+    ) {
+        match self.session {
+            Session::Connecting { id, retry_at } => {
+                if now >= retry_at {
+                    let topics = self.streams.values().map(|s| s.name.clone()).collect();
+                    fx.send(
+                        self.gateway,
+                        &SyncMsg::Hello {
+                            origin: cfg.id,
+                            session: id,
+                            hlc,
+                            topics,
+                        },
+                    );
+                    let delay = backoff(&cfg.sync, self.attempt, rng);
+                    self.attempt = self.attempt.saturating_add(1);
+                    self.session = Session::Connecting {
+                        id,
+                        retry_at: now.saturating_add(delay),
+                    };
+                }
+            }
+            Session::Active { last_heard, .. } => {
+                if self.inflight_bytes > 0
+                    && now.saturating_since(last_heard) > cfg.sync.session_timeout
+                {
+                    self.lose_session(now, &cfg.sync, rng, fx);
+                    return;
+                }
+                let idxs: Vec<TopicIdx> = self.streams.keys().copied().collect();
+                for idx in idxs {
+                    self.pump_stream(idx, now, cfg, hlc, &logs[idx.0 as usize], fx);
+                }
+            }
+        }
+    }
+
+    fn pump_stream(
+        &mut self,
+        idx: TopicIdx,
+        now: Instant,
+        cfg: &NodeConfig,
+        hlc: Hlc,
+        log: &TopicLog,
+        fx: &mut Fx,
+    ) {
+        let s = self.streams.get_mut(&idx).expect("stream exists");
+        if !s.accepted {
+            return;
+        }
+        if !s.inflight.is_empty()
+            && now.saturating_since(s.last_progress) > cfg.sync.retransmit_timeout
+        {
+            let to = s.acked;
+            self.rewind(Some(idx), to, now);
+        }
+        let s = self.streams.get_mut(&idx).expect("stream exists");
+        if let Some(held) = s.held.take() {
+            let ok = self
+                .bucket
+                .as_mut()
+                .is_none_or(|b| b.try_take(held.bytes.len() as u64, now));
+            let s = self.streams.get_mut(&idx).expect("stream exists");
+            if ok {
+                Self::transmit(
+                    s,
+                    &mut self.inflight_bytes,
+                    &mut self.session,
+                    held,
+                    now,
+                    self.gateway,
+                    fx,
+                );
+            } else {
+                s.held = Some(held);
+                return;
+            }
+        }
+        let s = self.streams.get_mut(&idx).expect("stream exists");
+        let durable = log.durable_offset();
+        if s.reading || s.sent >= durable || self.inflight_bytes >= cfg.sync.window_bytes_max {
+            if s.sent >= durable {
+                s.waiting_since = None;
+            }
+            return;
+        }
+        let since = *s.waiting_since.get_or_insert(now);
+        let full_batch = durable - s.sent >= u64::from(cfg.sync.batch_records_max);
+        if !full_batch && now.saturating_since(since) < LINGER {
+            return;
+        }
+        let Some(seg) = log.segment_for(s.sent) else {
+            // Retention never deletes unacknowledged data; the gateway's mark is below our
+            // oldest record only if it lost data it had acknowledged. Resume at our oldest.
+            s.sent = log.start_offset();
+            s.cursor = None;
+            return;
+        };
+        let cursor = match s.cursor {
+            Some(c) if c.base == seg.base && c.offset <= s.sent => c,
+            _ => Cursor {
+                base: seg.base,
+                pos: 0,
+                offset: seg.base,
+            },
+        };
+        s.cursor = Some(cursor);
+        let len = cfg.log.read_chunk_bytes.max(s.read_len_min);
+        let len = len
+            .min(u32::try_from(seg.len - cursor.pos).unwrap_or(u32::MAX))
+            .max(1);
+        s.reading = true;
+        let _ = hlc;
+        fx.disk(
+            DiskRequest::Read {
+                file: log.file(seg.base),
+                offset: cursor.pos,
+                len,
+            },
+            Op::UplinkRead {
+                topic: idx,
+                base: seg.base,
+                pos: cursor.pos,
+                sent: s.sent,
+            },
+        );
+    }
+
+    fn transmit(
+        s: &mut UpStream,
+        inflight_bytes: &mut u64,
+        session: &mut Session,
+        held: Held,
+        now: Instant,
+        gateway: NodeId,
+        fx: &mut Fx,
+    ) {
+        if s.inflight.is_empty() {
+            s.last_progress = now;
+        }
+        if *inflight_bytes == 0 {
+            if let Session::Active { last_heard, .. } = session {
+                *last_heard = now;
+            }
+        }
+        let n = held.bytes.len() as u64;
+        s.inflight.push_back((held.end, n));
+        *inflight_bytes += n;
+        s.sent = held.end;
+        fx.out.push_back(crate::io::Output::Send {
+            to: gateway,
+            bytes: held.bytes,
+        });
+    }
+
+    /// A read of the log finished: build one batch from it and send (or hold) it.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_read(
+        &mut self,
+        idx: TopicIdx,
+        base: u64,
+        pos: u64,
+        sent_at_issue: Seq,
+        bytes: &[u8],
+        now: Instant,
+        cfg: &NodeConfig,
+        hlc: Hlc,
+        log: &TopicLog,
+        fx: &mut Fx,
+    ) {
+        let session = match self.session {
+            Session::Active { id, .. } => id,
+            Session::Connecting { .. } => return self.finish_read(idx),
+        };
+        let Some(s) = self.streams.get_mut(&idx) else {
+            return;
+        };
+        s.reading = false;
+        let Some(cursor) = s
+            .cursor
+            .filter(|c| c.base == base && c.pos == pos && s.sent == sent_at_issue)
+        else {
+            // The stream was rewound or moved while the read was in flight.
+            return;
+        };
+        let durable = log.durable_offset();
+        let mut frames = Vec::new();
+        let stop = log::scan(bytes, pos, cursor.offset, |f| frames.push(f));
+        let mut next_cursor = cursor;
+        let mut decoded: Vec<(DecodedBatch<'_>, u64, u64)> = Vec::new();
+        let mut taken_records = 0u64;
+        let mut taken_bytes = 0u64;
+        let max_records = u64::from(cfg.sync.batch_records_max);
+        let max_bytes = u64::from(cfg.sync.batch_bytes_max);
+        let mut corrupt = None;
+        for f in &frames {
+            if f.end() <= s.sent {
+                next_cursor = Cursor {
+                    base,
+                    pos: f.pos + f.len,
+                    offset: f.end(),
+                };
+                continue;
+            }
+            if f.base >= durable || taken_records >= max_records || taken_bytes >= max_bytes {
+                break;
+            }
+            let batch = match DecodedBatch::decode(f.batch) {
+                Ok(b) => b,
+                Err(e) => {
+                    corrupt = Some(format!("{e}"));
+                    break;
+                }
+            };
+            let first = s.sent.max(f.base) - f.base;
+            let mut n = 0;
+            for r in batch.records().skip(first as usize) {
+                let seq = f.base + first + n;
+                if seq >= durable || taken_records >= max_records || (taken_bytes >= max_bytes) {
+                    break;
+                }
+                taken_bytes += (r.value.len() + r.key.map_or(0, <[u8]>::len)) as u64 + 8;
+                taken_records += 1;
+                n += 1;
+            }
+            let whole = f.base + first + n == f.end();
+            decoded.push((batch, first, n));
+            if whole {
+                next_cursor = Cursor {
+                    base,
+                    pos: f.pos + f.len,
+                    offset: f.end(),
+                };
+            } else {
+                break;
+            }
+        }
+        if let Some(err) = corrupt {
+            fx.event(Event::BadMessage {
+                from: NodeId(0),
+                error: format!("log of topic {} unreadable at {}: {err}", idx.0, s.sent),
+            });
+        }
+        s.cursor = Some(next_cursor);
+        if taken_records == 0 {
+            match stop {
+                Some(ScanStop::Incomplete { pos: p, needed }) if p == next_cursor.pos => {
+                    s.read_len_min = u32::try_from(needed).unwrap_or(u32::MAX);
+                }
+                Some(ScanStop::Bad { .. } | ScanStop::Misplaced { .. }) => {
+                    fx.event(Event::BadMessage {
+                        from: NodeId(0),
+                        error: format!(
+                            "log of topic {} has a bad frame at offset {}",
+                            idx.0, s.sent
+                        ),
+                    });
+                }
+                _ => {}
+            }
+            return;
+        }
+        s.read_len_min = 0;
+        let records: Vec<RecordRef<'_>> = decoded
+            .iter()
+            .flat_map(|(b, first, n)| b.records().skip(*first as usize).take(*n as usize))
+            .collect();
+        let first_seq = s.sent;
+        let end = first_seq + taken_records;
+        assert!(end <= durable, "only durable records are ever sent");
+        let mut batch = Vec::with_capacity(taken_bytes as usize / 2 + codec::BATCH_HEADER_LEN);
+        codec::encode_batch(cfg.id, first_seq, &records, Compression::Zstd, &mut batch);
+        let mut bytes = Vec::with_capacity(batch.len() + 64);
+        SyncMsg::Data {
+            session,
+            hlc,
+            topic: s.name.clone(),
+            batches: vec![batch],
+        }
+        .encode(&mut bytes);
+        s.waiting_since = if durable - end >= max_records {
+            s.waiting_since
+        } else {
+            None
+        };
+        let held = Held { bytes, end };
+        let ok = self
+            .bucket
+            .as_mut()
+            .is_none_or(|b| b.try_take(held.bytes.len() as u64, now));
+        let s = self.streams.get_mut(&idx).expect("stream exists");
+        if ok {
+            Self::transmit(
+                s,
+                &mut self.inflight_bytes,
+                &mut self.session,
+                held,
+                now,
+                self.gateway,
+                fx,
+            );
+        } else {
+            s.sent = end;
+            s.held = Some(held);
+        }
+    }
+
+    fn finish_read(&mut self, idx: TopicIdx) {
+        if let Some(s) = self.streams.get_mut(&idx) {
+            s.reading = false;
+        }
+    }
+
+    /// When `pump` next has something to do.
+    pub fn poll_timeout(&self, cfg: &SyncConfig, logs: &[TopicLog]) -> Option<Instant> {
+        match self.session {
+            Session::Connecting { retry_at, .. } => Some(retry_at),
+            Session::Active { last_heard, .. } => {
+                let mut t: Option<Instant> = None;
+                let mut at = |x: Instant| t = Some(t.map_or(x, |t| t.min(x)));
+                if self.inflight_bytes > 0 {
+                    at(last_heard.saturating_add(Duration(cfg.session_timeout.0 + 1)));
+                }
+                for (idx, s) in &self.streams {
+                    if !s.inflight.is_empty() {
+                        at(s.last_progress
+                            .saturating_add(Duration(cfg.retransmit_timeout.0 + 1)));
+                    }
+                    if let Some(h) = &s.held {
+                        if let Some(b) = &self.bucket {
+                            at(b.ready_at(h.bytes.len() as u64));
+                        }
+                    } else if let Some(w) = s.waiting_since {
+                        // Mirror pump_stream's conditions, or a past deadline would spin the driver.
+                        let window_open = self.inflight_bytes < cfg.window_bytes_max;
+                        if s.accepted
+                            && window_open
+                            && !s.reading
+                            && s.sent < logs[idx.0 as usize].durable_offset()
+                        {
+                            at(w.saturating_add(LINGER));
+                        }
+                    }
+                }
+                t
+            }
+        }
+    }
+}
+
+fn idx_of(streams: &BTreeMap<TopicIdx, UpStream>, name: &str) -> Option<TopicIdx> {
+    streams
+        .iter()
+        .find(|(_, s)| s.name == name)
+        .map(|(i, _)| *i)
+}

@@ -1,0 +1,363 @@
+//! Checkers of DESIGN §3's guarantees, fed as the run goes:
+//!
+//! | guarantee | checked in |
+//! |---|---|
+//! | 1 durability | `on_stored` (an acknowledged record skipped) and `finish` (never delivered) |
+//! | 2 exactly-once | `on_stored`: a sequence stored twice at the gateway |
+//! | 3 order | `on_stored`: a sequence stored before its predecessor (a gap) |
+//! | 4 convergence | the world's settle phase, via `undelivered` |
+//! | 6 causality | `on_ack` (a node's timestamps never go back, across crashes too) and `on_stored` (the gateway's receive timestamp is after the record's) |
+//!
+//! Memory is bounded by the backlog: per stream, only acknowledged records not yet
+//! delivered are remembered (sequence and value CRC).
+
+use outpost_core::hlc::Hlc;
+use serde::Serialize;
+use std::collections::{BTreeMap, VecDeque};
+
+/// Violations kept in full; later ones are only counted.
+pub const VIOLATIONS_KEPT_MAX: usize = 100;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Violation {
+    pub invariant: &'static str,
+    /// Simulated seconds since the start.
+    pub at: f64,
+    pub detail: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub acked: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub duplicates: u64,
+    pub out_of_order: u64,
+    pub content_mismatches: u64,
+    pub causality: u64,
+    /// Deliveries whose sender's clock the gateway refused as too far ahead.
+    pub hlc_rejected_deliveries: u64,
+    /// Records delivered that were never acknowledged (durable at a crash before the ack).
+    pub delivered_unacked: u64,
+}
+
+#[derive(Debug, Default)]
+struct StreamCheck {
+    /// Acknowledged, not yet delivered: (seq, value CRC), in sequence order.
+    pending: VecDeque<(u64, u32)>,
+    last_acked: Option<u64>,
+    next_expected: u64,
+}
+
+/// A stream: origin node index and topic index.
+pub type StreamKey = (usize, u16);
+
+#[derive(Debug, Default)]
+pub struct Checker {
+    streams: BTreeMap<StreamKey, StreamCheck>,
+    last_hlc: BTreeMap<usize, Hlc>,
+    pub violations: Vec<Violation>,
+    pub violation_count: u64,
+    pub counts: Counts,
+}
+
+fn secs(at_ns: u64) -> f64 {
+    at_ns as f64 / 1e9
+}
+
+impl Checker {
+    fn violate(&mut self, at: u64, invariant: &'static str, detail: String) {
+        self.violation_count += 1;
+        if self.violations.len() < VIOLATIONS_KEPT_MAX {
+            self.violations.push(Violation {
+                invariant,
+                at: secs(at),
+                detail,
+            });
+        }
+    }
+
+    /// A producer's record was acknowledged as durable.
+    pub fn on_ack(&mut self, at: u64, node: usize, topic: u16, seq: u64, hlc: Hlc, crc: u32) {
+        self.counts.acked += 1;
+        if let Some(prev) = self.last_hlc.insert(node, hlc) {
+            if hlc <= prev {
+                self.counts.causality += 1;
+                self.violate(
+                    at,
+                    "causality",
+                    format!("node {node} issued HLC {hlc:?} after {prev:?}"),
+                );
+            }
+        }
+        let s = self.streams.entry((node, topic)).or_default();
+        if let Some(last) = s.last_acked {
+            if seq <= last {
+                self.violate(
+                    at,
+                    "durability",
+                    format!("node {node} topic {topic}: seq {seq} acknowledged again after {last}: an acknowledged record was overwritten"),
+                );
+            }
+        }
+        let s = self.streams.entry((node, topic)).or_default();
+        s.last_acked = Some(seq);
+        if seq >= s.next_expected {
+            s.pending.push_back((seq, crc));
+        }
+    }
+
+    /// The gateway holds these records durably.
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_stored(
+        &mut self,
+        at: u64,
+        origin: usize,
+        topic: u16,
+        first_seq: u64,
+        crcs: &[u32],
+        max_record_hlc: Hlc,
+        received_hlc: Hlc,
+        hlc_rejected: bool,
+        replay: bool,
+    ) {
+        if !replay && !crcs.is_empty() {
+            if hlc_rejected {
+                self.counts.hlc_rejected_deliveries += 1;
+            } else if received_hlc <= max_record_hlc {
+                self.counts.causality += 1;
+                self.violate(
+                    at,
+                    "causality",
+                    format!("origin {origin} topic {topic} seq {first_seq}: stored at HLC {received_hlc:?}, not after the record's {max_record_hlc:?}"),
+                );
+            }
+        }
+        for (i, &crc) in crcs.iter().enumerate() {
+            self.on_stored_record(at, origin, topic, first_seq + i as u64, crc, replay);
+        }
+    }
+
+    fn on_stored_record(
+        &mut self,
+        at: u64,
+        origin: usize,
+        topic: u16,
+        seq: u64,
+        crc: u32,
+        replay: bool,
+    ) {
+        let s = self.streams.entry((origin, topic)).or_default();
+        if seq < s.next_expected {
+            if !replay {
+                self.counts.duplicates += 1;
+                self.violate(
+                    at,
+                    "exactly-once",
+                    format!("origin {origin} topic {topic}: seq {seq} stored again"),
+                );
+            }
+            return;
+        }
+        if seq > s.next_expected {
+            let expected = s.next_expected;
+            self.counts.out_of_order += 1;
+            self.violate(
+                at,
+                "order",
+                format!("origin {origin} topic {topic}: seq {seq} stored before seq {expected}"),
+            );
+        }
+        let s = self.streams.entry((origin, topic)).or_default();
+        let mut skipped = Vec::new();
+        while let Some(&(p, _)) = s.pending.front() {
+            if p >= seq {
+                break;
+            }
+            skipped.push(p);
+            s.pending.pop_front();
+        }
+        let mismatch = match s.pending.front() {
+            Some(&(p, expected_crc)) if p == seq => {
+                s.pending.pop_front();
+                (expected_crc != crc).then_some(expected_crc)
+            }
+            _ => {
+                self.counts.delivered_unacked += 1;
+                None
+            }
+        };
+        s.next_expected = seq + 1;
+        self.counts.delivered += 1;
+        for p in skipped {
+            self.counts.lost += 1;
+            self.violate(
+                at,
+                "durability",
+                format!(
+                    "origin {origin} topic {topic}: acknowledged seq {p} skipped at the gateway"
+                ),
+            );
+        }
+        if let Some(expected_crc) = mismatch {
+            self.counts.content_mismatches += 1;
+            self.violate(
+                at,
+                "durability",
+                format!("origin {origin} topic {topic}: seq {seq} stored with value CRC {crc:08x}, acknowledged with {expected_crc:08x}"),
+            );
+        }
+    }
+
+    /// Acknowledged records not yet delivered, over all streams.
+    pub fn undelivered(&self) -> u64 {
+        self.streams.values().map(|s| s.pending.len() as u64).sum()
+    }
+
+    /// End of run: every acknowledged record not delivered is lost.
+    pub fn finish(&mut self, at: u64) {
+        let missing: Vec<(StreamKey, u64, u64)> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| !s.pending.is_empty())
+            .map(|(k, s)| (*k, s.pending.len() as u64, s.pending[0].0))
+            .collect();
+        for ((origin, topic), n, first) in missing {
+            self.counts.lost += n;
+            self.violate(
+                at,
+                "durability",
+                format!("origin {origin} topic {topic}: {n} acknowledged records never reached the gateway (first seq {first})"),
+            );
+        }
+        for s in self.streams.values_mut() {
+            s.pending.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(ms: u64) -> Hlc {
+        Hlc::new(ms, 0)
+    }
+
+    fn clean_history(c: &mut Checker) {
+        for seq in 0..3 {
+            c.on_ack(seq, 0, 0, seq, h(100 + seq), 7 + seq as u32);
+        }
+        c.on_stored(10, 0, 0, 0, &[7, 8], h(101), h(200), false, false);
+        c.on_stored(11, 0, 0, 2, &[9], h(102), h(201), false, false);
+    }
+
+    #[test]
+    fn a_clean_history_passes() {
+        let mut c = Checker::default();
+        clean_history(&mut c);
+        c.finish(20);
+        assert_eq!(c.violations, vec![]);
+        assert_eq!(c.counts.delivered, 3);
+        assert_eq!(c.counts.acked, 3);
+    }
+
+    #[test]
+    fn replay_of_stored_records_is_not_a_duplicate() {
+        let mut c = Checker::default();
+        clean_history(&mut c);
+        c.on_stored(12, 0, 0, 0, &[7, 8, 9], h(102), Hlc::ZERO, false, true);
+        c.finish(20);
+        assert_eq!(c.violations, vec![]);
+    }
+
+    #[test]
+    fn lost_acknowledged_record_bites() {
+        let mut c = Checker::default();
+        c.on_ack(1, 0, 0, 0, h(1), 1);
+        c.on_ack(2, 0, 0, 1, h(2), 2);
+        c.on_stored(3, 0, 0, 0, &[1], h(1), h(5), false, false);
+        c.finish(4);
+        assert_eq!(c.counts.lost, 1);
+        assert_eq!(c.violations[0].invariant, "durability");
+        assert!(
+            c.violations[0]
+                .detail
+                .contains("never reached the gateway (first seq 1)"),
+            "{:?}",
+            c.violations
+        );
+    }
+
+    #[test]
+    fn skipped_acknowledged_record_bites_at_once() {
+        let mut c = Checker::default();
+        c.on_ack(1, 0, 0, 0, h(1), 1);
+        c.on_ack(2, 0, 0, 1, h(2), 2);
+        c.on_stored(3, 0, 0, 1, &[2], h(2), h(5), false, false);
+        assert_eq!(c.counts.lost, 1);
+        assert_eq!(c.counts.out_of_order, 1);
+        assert!(c
+            .violations
+            .iter()
+            .any(|v| v.detail.contains("acknowledged seq 0 skipped")));
+    }
+
+    #[test]
+    fn duplicate_bites() {
+        let mut c = Checker::default();
+        clean_history(&mut c);
+        c.on_stored(12, 0, 0, 2, &[9], h(102), h(202), false, false);
+        assert_eq!(c.counts.duplicates, 1);
+        assert_eq!(c.violations[0].invariant, "exactly-once");
+        assert!(c.violations[0].detail.contains("seq 2 stored again"));
+    }
+
+    #[test]
+    fn reorder_bites() {
+        let mut c = Checker::default();
+        c.on_stored(1, 0, 0, 1, &[5], h(1), h(2), false, false);
+        assert_eq!(c.counts.out_of_order, 1);
+        assert_eq!(c.violations[0].invariant, "order");
+        assert!(c.violations[0].detail.contains("seq 1 stored before seq 0"));
+    }
+
+    #[test]
+    fn changed_content_bites() {
+        let mut c = Checker::default();
+        c.on_ack(1, 0, 0, 0, h(1), 0xaaaa);
+        c.on_stored(2, 0, 0, 0, &[0xbbbb], h(1), h(2), false, false);
+        assert_eq!(c.counts.content_mismatches, 1);
+        assert!(c.violations[0]
+            .detail
+            .contains("acknowledged with 0000aaaa"));
+    }
+
+    #[test]
+    fn hlc_going_backwards_bites() {
+        let mut c = Checker::default();
+        c.on_ack(1, 3, 0, 0, h(10), 1);
+        c.on_ack(2, 3, 1, 0, h(9), 1);
+        assert_eq!(c.violations[0].invariant, "causality");
+        assert!(c.violations[0].detail.contains("node 3 issued HLC"));
+    }
+
+    #[test]
+    fn receive_before_send_bites_unless_the_clock_was_rejected() {
+        let mut c = Checker::default();
+        c.on_stored(1, 0, 0, 0, &[1], h(10), h(10), true, false);
+        assert!(c.violations.is_empty());
+        assert_eq!(c.counts.hlc_rejected_deliveries, 1);
+        c.on_stored(2, 0, 0, 1, &[1], h(10), h(10), false, false);
+        assert_eq!(c.violations[0].invariant, "causality");
+    }
+
+    #[test]
+    fn sequence_reuse_after_ack_bites() {
+        let mut c = Checker::default();
+        c.on_ack(1, 0, 0, 5, h(1), 1);
+        c.on_ack(2, 0, 0, 5, h(2), 2);
+        assert_eq!(c.violations[0].invariant, "durability");
+        assert!(c.violations[0].detail.contains("acknowledged again"));
+    }
+}

@@ -1,0 +1,341 @@
+//! The simulated disk of one node: files in memory, a page cache that a crash empties,
+//! torn writes at the tail, a capacity, and latencies drawn from the device profile.
+//!
+//! Requests are served one at a time in the order issued (what the core relies on, see
+//! `outpost_core::io`). An operation's effect happens when it completes; a crash drops the
+//! operation in service and every queued one.
+
+use crate::profiles::DiskProfile;
+use crate::rng::SimRng;
+use outpost_core::io::{DiskError, DiskOpId, DiskRequest, DiskResponse, FileId};
+use rand::Rng;
+use std::collections::{BTreeMap, VecDeque};
+
+#[derive(Clone, Debug, Default)]
+struct SimFile {
+    data: Vec<u8>,
+    /// Bytes a crash cannot take away.
+    durable_len: usize,
+    /// Whether the file's directory entry is durable (an fsync happened since creation).
+    entry_durable: bool,
+}
+
+/// What a crash did to one node's storage.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CrashDamage {
+    pub files_lost: u32,
+    pub bytes_lost: u64,
+    pub torn_files: u32,
+}
+
+#[derive(Debug)]
+pub struct SimDisk {
+    files: BTreeMap<FileId, SimFile>,
+    queue: VecDeque<(DiskOpId, DiskRequest)>,
+    in_service: bool,
+    capacity: u64,
+    used: u64,
+    /// A disk-full fault: no append succeeds while set.
+    pub full: bool,
+    profile: DiskProfile,
+    pub bytes_written: u64,
+    pub syncs: u64,
+}
+
+impl SimDisk {
+    pub fn new(profile: DiskProfile, capacity: u64) -> SimDisk {
+        SimDisk {
+            files: BTreeMap::new(),
+            queue: VecDeque::new(),
+            in_service: false,
+            capacity,
+            used: 0,
+            full: false,
+            profile,
+            bytes_written: 0,
+            syncs: 0,
+        }
+    }
+
+    pub fn used_bytes(&self) -> u64 {
+        self.used
+    }
+
+    /// Queues a request. Returns the service time if the disk was idle and starts it now.
+    pub fn submit(&mut self, id: DiskOpId, req: DiskRequest, rng: &mut SimRng) -> Option<u64> {
+        self.queue.push_back((id, req));
+        if self.in_service {
+            return None;
+        }
+        self.in_service = true;
+        Some(self.service_time(rng))
+    }
+
+    fn service_time(&self, rng: &mut SimRng) -> u64 {
+        let p = &self.profile;
+        let (_, req) = self.queue.front().expect("a request is in service");
+        let transfer = |len: u64| len.saturating_mul(1_000_000_000) / p.write_bytes_per_sec.max(1);
+        match req {
+            DiskRequest::Append { bytes, .. } => {
+                p.write_latency.as_nanos() + transfer(bytes.len() as u64)
+            }
+            DiskRequest::Sync { .. } => fsync_latency(p, rng),
+            // Reads come from the page cache or flash, several times faster than writes.
+            DiskRequest::Read { len, .. } => {
+                p.read_latency.as_nanos() + transfer(u64::from(*len)) / 4
+            }
+            DiskRequest::List | DiskRequest::Truncate { .. } | DiskRequest::Delete { .. } => {
+                p.write_latency.as_nanos()
+            }
+        }
+    }
+
+    /// Completes the request in service; returns it, its result, and the service time of
+    /// the next request if one is queued.
+    pub fn complete(
+        &mut self,
+        rng: &mut SimRng,
+    ) -> (DiskOpId, Result<DiskResponse, DiskError>, Option<u64>) {
+        let (id, req) = self
+            .queue
+            .pop_front()
+            .expect("completion with a request in service");
+        let result = self.apply(req);
+        let next = if self.queue.is_empty() {
+            self.in_service = false;
+            None
+        } else {
+            Some(self.service_time(rng))
+        };
+        (id, result, next)
+    }
+
+    fn apply(&mut self, req: DiskRequest) -> Result<DiskResponse, DiskError> {
+        match req {
+            DiskRequest::List => Ok(DiskResponse::Listed(
+                self.files
+                    .iter()
+                    .map(|(id, f)| (*id, f.data.len() as u64))
+                    .collect(),
+            )),
+            DiskRequest::Append { file, bytes } => {
+                if self.full || self.used + bytes.len() as u64 > self.capacity {
+                    return Err(DiskError::NoSpace);
+                }
+                self.used += bytes.len() as u64;
+                self.bytes_written += bytes.len() as u64;
+                self.files
+                    .entry(file)
+                    .or_default()
+                    .data
+                    .extend_from_slice(&bytes);
+                Ok(DiskResponse::Done)
+            }
+            DiskRequest::Sync { file } => {
+                let f = self.files.get_mut(&file).ok_or(DiskError::NotFound)?;
+                f.durable_len = f.data.len();
+                f.entry_durable = true;
+                self.syncs += 1;
+                Ok(DiskResponse::Done)
+            }
+            DiskRequest::Read { file, offset, len } => {
+                let f = self.files.get(&file).ok_or(DiskError::NotFound)?;
+                let start = (offset as usize).min(f.data.len());
+                let end = start.saturating_add(len as usize).min(f.data.len());
+                Ok(DiskResponse::Read(f.data[start..end].to_vec()))
+            }
+            DiskRequest::Truncate { file, len } => {
+                let f = self.files.get_mut(&file).ok_or(DiskError::NotFound)?;
+                let len = (len as usize).min(f.data.len());
+                self.used -= (f.data.len() - len) as u64;
+                f.data.truncate(len);
+                f.durable_len = f.durable_len.min(len);
+                f.entry_durable = true;
+                Ok(DiskResponse::Done)
+            }
+            DiskRequest::Delete { file } => {
+                let f = self.files.remove(&file).ok_or(DiskError::NotFound)?;
+                self.used -= f.data.len() as u64;
+                Ok(DiskResponse::Done)
+            }
+        }
+    }
+
+    /// Power loss: the page cache is gone. Each file keeps its durable bytes, plus perhaps
+    /// a prefix of what was written after them (the kernel flushed some pages on its own),
+    /// whose last bytes may be garbage (a torn sector). A file whose creation was never
+    /// synced may vanish. Queued and in-service requests are dropped.
+    pub fn crash(&mut self, rng: &mut SimRng) -> CrashDamage {
+        self.queue.clear();
+        self.in_service = false;
+        let mut damage = CrashDamage::default();
+        let mut gone = Vec::new();
+        for (id, f) in &mut self.files {
+            if !f.entry_durable && rng.gen_bool(0.5) {
+                gone.push(*id);
+                continue;
+            }
+            let unsynced = f.data.len() - f.durable_len;
+            if unsynced == 0 {
+                continue;
+            }
+            let keep = if rng.gen_bool(0.5) {
+                0
+            } else {
+                rng.gen_range(0..=unsynced)
+            };
+            let new_len = f.durable_len + keep;
+            if keep > 0 && rng.gen_bool(0.3) {
+                let garbage = keep.min(rng.gen_range(1..=64));
+                for b in &mut f.data[new_len - garbage..new_len] {
+                    *b = rng.gen();
+                }
+                damage.torn_files += 1;
+            }
+            damage.bytes_lost += (f.data.len() - new_len) as u64;
+            f.data.truncate(new_len);
+            f.durable_len = new_len;
+        }
+        for id in gone {
+            let f = self.files.remove(&id).expect("listed above");
+            damage.bytes_lost += f.data.len() as u64;
+            damage.files_lost += 1;
+        }
+        self.used = self.files.values().map(|f| f.data.len() as u64).sum();
+        damage
+    }
+}
+
+/// An fsync latency: log-normal with the profile's median and 99th percentile.
+fn fsync_latency(p: &DiskProfile, rng: &mut SimRng) -> u64 {
+    let median = p.fsync_latency_median.as_nanos().max(1) as f64;
+    let p99 = (p.fsync_latency_p99.as_nanos() as f64).max(median);
+    let sigma = (p99 / median).ln() / 2.326;
+    // Box–Muller from two uniforms of the disk's own stream.
+    let u1: f64 = rng.gen_range(f64::EPSILON..1.0);
+    let u2: f64 = rng.gen();
+    let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+    // Cap at 20× the p99 so one draw cannot stall a run for simulated hours.
+    (median * (sigma * z).exp()).min(p99 * 20.0) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::stream;
+    use outpost_core::types::{Duration, TopicIdx};
+
+    fn profile() -> DiskProfile {
+        DiskProfile {
+            write_latency: Duration::from_micros(50),
+            fsync_latency_median: Duration::from_millis(2),
+            fsync_latency_p99: Duration::from_millis(50),
+            write_bytes_per_sec: 20_000_000,
+            read_latency: Duration::from_micros(50),
+        }
+    }
+
+    fn run(d: &mut SimDisk, req: DiskRequest, rng: &mut SimRng) -> Result<DiskResponse, DiskError> {
+        d.submit(DiskOpId(0), req, rng)
+            .expect("idle disk starts at once");
+        d.complete(rng).1
+    }
+
+    const F: FileId = FileId::Segment {
+        topic: TopicIdx(0),
+        base: 0,
+    };
+
+    #[test]
+    fn synced_bytes_survive_every_crash() {
+        for seed in 0..200 {
+            let mut rng = stream(seed, "test");
+            let mut d = SimDisk::new(profile(), 1 << 20);
+            run(
+                &mut d,
+                DiskRequest::Append {
+                    file: F,
+                    bytes: vec![1; 100],
+                },
+                &mut rng,
+            )
+            .unwrap();
+            run(&mut d, DiskRequest::Sync { file: F }, &mut rng).unwrap();
+            run(
+                &mut d,
+                DiskRequest::Append {
+                    file: F,
+                    bytes: vec![2; 100],
+                },
+                &mut rng,
+            )
+            .unwrap();
+            d.crash(&mut rng);
+            let Ok(DiskResponse::Read(b)) = run(
+                &mut d,
+                DiskRequest::Read {
+                    file: F,
+                    offset: 0,
+                    len: 1000,
+                },
+                &mut rng,
+            ) else {
+                panic!("file must survive: it was synced")
+            };
+            assert!(b.len() >= 100 && b.len() <= 200);
+            assert_eq!(&b[..100], &[1; 100][..]);
+        }
+    }
+
+    #[test]
+    fn full_disk_refuses_appends_without_writing() {
+        let mut rng = stream(1, "test");
+        let mut d = SimDisk::new(profile(), 150);
+        run(
+            &mut d,
+            DiskRequest::Append {
+                file: F,
+                bytes: vec![1; 100],
+            },
+            &mut rng,
+        )
+        .unwrap();
+        assert_eq!(
+            run(
+                &mut d,
+                DiskRequest::Append {
+                    file: F,
+                    bytes: vec![1; 100]
+                },
+                &mut rng
+            ),
+            Err(DiskError::NoSpace)
+        );
+        assert_eq!(d.used_bytes(), 100);
+        d.full = true;
+        assert_eq!(
+            run(
+                &mut d,
+                DiskRequest::Append {
+                    file: F,
+                    bytes: vec![1; 10]
+                },
+                &mut rng
+            ),
+            Err(DiskError::NoSpace)
+        );
+    }
+
+    #[test]
+    fn fsync_latency_has_the_profile_median() {
+        let mut rng = stream(3, "test");
+        let mut v: Vec<u64> = (0..5001)
+            .map(|_| fsync_latency(&profile(), &mut rng))
+            .collect();
+        v.sort_unstable();
+        let median = v[2500] as f64 / 1e6;
+        assert!((1.7..2.3).contains(&median), "median {median} ms");
+        let p99 = v[4950] as f64 / 1e6;
+        assert!((35.0..70.0).contains(&p99), "p99 {p99} ms");
+    }
+}

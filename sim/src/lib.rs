@@ -1,0 +1,16 @@
+//! `outpost-sim`: the deterministic simulator of Outpost.
+//!
+//! Architecture Invariant: a run is a pure function of (scenario, seed, build). One
+//! thread, one event queue ordered by (virtual time, insertion order), one PRNG stream per
+//! consumer derived from the seed; no wall clock, no `HashMap` iteration, no threads
+//! inside a run. The runner may run several seeds on several threads.
+
+pub mod checker;
+pub mod disk;
+pub mod net;
+pub mod profiles;
+pub mod report;
+pub mod rng;
+pub mod scenario;
+pub mod swarm;
+pub mod world;

@@ -1,0 +1,255 @@
+//! `outpost-sim`: run a scenario with a seed, or sweep many seeds.
+//!
+//! Exit codes: 0 pass; 1 a guarantee was violated; 2 bad usage or an unreadable or
+//! invalid scenario; 3 no convergence after faults healed (liveness); 4 an `[expect]`
+//! bound failed or the run made no progress; 101 the simulator or the core panicked.
+
+// The runner measures wall time for the report; the simulation itself never reads it.
+#![allow(clippy::disallowed_types)]
+
+use clap::{Parser, Subcommand};
+use outpost_sim::report::{Report, Verdict};
+use outpost_sim::scenario::{self, Scenario};
+use outpost_sim::{swarm, world};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(
+    name = "outpost-sim",
+    version,
+    about = "Deterministic simulator of Outpost: replays outages, crashes and skewed clocks seed by seed."
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run one scenario with one seed and print its report.
+    Run {
+        /// A scenario file, or the name of one in scenarios/ (e.g. vehicle-offline).
+        scenario: String,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Print the trace of faults and node events to stderr.
+        #[arg(long)]
+        trace: bool,
+    },
+    /// Run many seeds; with --swarm each seed also draws the world and its faults.
+    Sweep {
+        /// A scenario (file or name); with --swarm, its topology gets seed-drawn faults.
+        /// Without a scenario, --swarm draws whole worlds.
+        scenario: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        seeds: u64,
+        /// First seed of the range.
+        #[arg(long, default_value_t = 1)]
+        first: u64,
+        #[arg(long)]
+        swarm: bool,
+        /// Worker threads (each runs whole seeds; a run itself is single-threaded).
+        #[arg(long)]
+        jobs: Option<usize>,
+    },
+}
+
+fn resolve(arg: &str) -> PathBuf {
+    let p = Path::new(arg);
+    if p.exists() || arg.ends_with(".toml") {
+        return p.to_path_buf();
+    }
+    let in_repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios")
+        .join(format!("{arg}.toml"));
+    if in_repo.exists() {
+        return in_repo;
+    }
+    Path::new("scenarios").join(format!("{arg}.toml"))
+}
+
+fn load(arg: &str) -> Result<Scenario, ExitCode> {
+    scenario::load(&resolve(arg)).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn print_human(r: &Report) {
+    println!("scenario      {}  seed {}", r.scenario, r.seed);
+    println!(
+        "time          {:.0} s simulated in {:.2} s wall ({:.0}x real time)",
+        r.sim_secs,
+        r.wall_secs,
+        r.sim_secs / r.wall_secs.max(1e-9)
+    );
+    println!(
+        "produced      {}  acked {}  delivered {}",
+        r.produced, r.acked, r.delivered
+    );
+    println!(
+        "lost {}  duplicates {}  out_of_order {}  evicted_unsynced {}  corrupted {}",
+        r.lost, r.duplicates, r.out_of_order, r.evicted_unsynced, r.corrupted
+    );
+    println!("max_backlog   {} records", r.max_backlog);
+    match r.converge_secs {
+        Some(s) => println!("converged     yes, {s:.0} s after faults healed"),
+        None => println!("converged     NO"),
+    }
+    println!("refused       {:?}", r.details.refused);
+    println!("violations    {}", r.details.violation_count);
+    for v in &r.violations {
+        println!("  [{}] at {:.3}s: {}", v.invariant, v.at, v.detail);
+    }
+    println!("trace_hash    {}", r.trace_hash);
+}
+
+fn run(arg: &str, seed: u64, json: bool, trace: bool) -> ExitCode {
+    let s = match load(arg) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let started = Instant::now();
+    let mut stderr = std::io::stderr();
+    let sink: Option<&mut dyn std::io::Write> = if trace { Some(&mut stderr) } else { None };
+    let w = match world::World::new(&s, seed, sink) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("error: {}: {e}", resolve(arg).display());
+            return ExitCode::from(2);
+        }
+    };
+    let mut r = w.run();
+    r.wall_secs = started.elapsed().as_secs_f64();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&r).expect("report serialises")
+        );
+    } else {
+        print_human(&r);
+    }
+    let (verdict, fails) = r.judge(&s);
+    if verdict != Verdict::Pass {
+        for f in &fails {
+            eprintln!("FAIL: {f}");
+        }
+        eprintln!("replay: cargo run --release -p outpost-sim -- run {arg} --seed {seed} --trace");
+    }
+    ExitCode::from(verdict as u8)
+}
+
+fn sweep(
+    arg: Option<String>,
+    seeds: u64,
+    first: u64,
+    swarm_mode: bool,
+    jobs: Option<usize>,
+) -> ExitCode {
+    let base = match arg.as_deref().map(load).transpose() {
+        Ok(b) => b,
+        Err(c) => return c,
+    };
+    if base.is_none() && !swarm_mode {
+        eprintln!("error: sweep needs a scenario, or --swarm to draw worlds");
+        return ExitCode::from(2);
+    }
+    let started = Instant::now();
+    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let next = AtomicU64::new(first);
+    let done = AtomicUsize::new(0);
+    let failures = Mutex::new(Vec::new());
+    let totals = Mutex::new((0u64, 0u64, 0f64));
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| loop {
+                let seed = next.fetch_add(1, Ordering::Relaxed);
+                if seed >= first + seeds {
+                    break;
+                }
+                let s = match (&base, swarm_mode) {
+                    (Some(b), true) => swarm::perturb(b, seed),
+                    (Some(b), false) => b.clone(),
+                    (None, _) => swarm::world(seed),
+                };
+                let outcome = world::run(&s, seed).map(|r| {
+                    let (v, fails) = r.judge(&s);
+                    (r, v, fails)
+                });
+                match outcome {
+                    Ok((r, v, fails)) => {
+                        let mut t = totals.lock().expect("no panics while held");
+                        t.0 += r.acked;
+                        t.1 += r.delivered;
+                        t.2 += r.sim_secs;
+                        drop(t);
+                        if v != Verdict::Pass {
+                            failures.lock().expect("no panics while held").push((
+                                seed,
+                                v,
+                                fails.join("; "),
+                            ));
+                        }
+                    }
+                    Err(e) => failures.lock().expect("no panics while held").push((
+                        seed,
+                        Verdict::Expectation,
+                        e.to_string(),
+                    )),
+                }
+                let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                if n % 100 == 0 {
+                    eprintln!(
+                        "  {n}/{seeds} seeds, {:.0} s",
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+            });
+        }
+    });
+    let mut failures = failures.into_inner().expect("threads joined");
+    failures.sort_by_key(|f| f.0);
+    let (acked, delivered, sim) = totals.into_inner().expect("threads joined");
+    let wall = started.elapsed().as_secs_f64();
+    println!(
+        "swept {seeds} seeds ({}) in {wall:.1} s wall on {jobs} threads: {} failed; {acked} records acked, {delivered} delivered, {:.1} h simulated",
+        if swarm_mode { "swarm" } else { "fixed world" },
+        failures.len(),
+        sim / 3600.0
+    );
+    for (seed, v, why) in &failures {
+        println!("  seed {seed}: {v:?}: {why}");
+    }
+    if let Some((seed, v, _)) = failures.first() {
+        let target = arg.as_deref().unwrap_or("");
+        let how = if swarm_mode { " --swarm" } else { "" };
+        println!("replay: cargo run --release -p outpost-sim -- sweep {target} --first {seed} --seeds 1{how}");
+        return ExitCode::from(*v as u8);
+    }
+    ExitCode::SUCCESS
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().cmd {
+        Cmd::Run {
+            scenario,
+            seed,
+            json,
+            trace,
+        } => run(&scenario, seed, json, trace),
+        Cmd::Sweep {
+            scenario,
+            seeds,
+            first,
+            swarm,
+            jobs,
+        } => sweep(scenario, seeds, first, swarm, jobs),
+    }
+}

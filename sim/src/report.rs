@@ -1,0 +1,162 @@
+//! The run report (DESIGN §4) and how a run is judged.
+
+use crate::checker::{Counts, Violation};
+use crate::net::NetStats;
+use crate::scenario::Scenario;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Per-node figures.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct NodeReport {
+    pub crashes: u32,
+    pub torn_tails_cut: u64,
+    pub bytes_cut_at_recovery: u64,
+    pub sessions_opened: u64,
+    pub retransmits: u64,
+    pub duplicates_dropped: u64,
+    pub gaps_refused: u64,
+    pub hlc_rejected: u64,
+    pub commits: u64,
+    pub commit_failures: u64,
+    pub segments_deleted: u64,
+    pub disk_bytes_written: u64,
+    pub disk_syncs: u64,
+    pub disk_used_bytes_at_end: u64,
+}
+
+/// Everything beyond the contract's fields, for diagnosis.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Details {
+    pub refused: BTreeMap<String, u64>,
+    pub produced_while_down: u64,
+    pub unknown_fate_at_crash: u64,
+    pub local_acked: u64,
+    pub counts: Counts,
+    pub violation_count: u64,
+    pub undelivered_at_end: u64,
+    pub net: NetStats,
+    pub nodes: BTreeMap<String, NodeReport>,
+    pub events: u64,
+}
+
+/// The report of one run, as `outpost-sim run --json` prints it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub seed: u64,
+    pub sim_secs: f64,
+    pub wall_secs: f64,
+    pub produced: u64,
+    pub acked: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub duplicates: u64,
+    pub out_of_order: u64,
+    pub evicted_unsynced: u64,
+    pub corrupted: u64,
+    pub max_backlog: u64,
+    /// Accounted memory per node: `null` until the core accounts memory (resources issue).
+    pub peak_memory_bytes: BTreeMap<String, Option<u64>>,
+    pub converged: bool,
+    pub converge_secs: Option<f64>,
+    pub violations: Vec<Violation>,
+    pub trace_hash: String,
+    pub details: Details,
+}
+
+/// How a run ended, worst first; the process exit code of `outpost-sim run`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Pass = 0,
+    /// A safety guarantee was violated.
+    Violation = 1,
+    /// Faults healed but the run did not converge within its bound.
+    Liveness = 3,
+    /// An `[expect]` bound failed, or the workload made no progress.
+    Expectation = 4,
+}
+
+impl Report {
+    /// Judges the run against the guarantees and the scenario's `[expect]`; returns the
+    /// verdict and one line per failure.
+    pub fn judge(&self, scenario: &Scenario) -> (Verdict, Vec<String>) {
+        let mut fails = Vec::new();
+        let mut verdict = Verdict::Pass;
+        let mut worst = |v: Verdict, msg: String, fails: &mut Vec<String>| {
+            fails.push(msg);
+            if verdict == Verdict::Pass || (v as u8) < (verdict as u8) {
+                verdict = v;
+            }
+        };
+        if self.details.violation_count > 0 {
+            let first = self.violations.first().map_or(String::new(), |v| {
+                format!(" first: [{}] at {:.3}s: {}", v.invariant, v.at, v.detail)
+            });
+            worst(
+                Verdict::Violation,
+                format!(
+                    "{} guarantee violations;{first}",
+                    self.details.violation_count
+                ),
+                &mut fails,
+            );
+        }
+        if !self.converged {
+            worst(Verdict::Liveness, format!("did not converge within the settle phase ({} acknowledged records undelivered)", self.details.undelivered_at_end), &mut fails);
+        }
+        let e = &scenario.expect;
+        let mut bound = |name: &str, got: u64, max: Option<u64>, fails: &mut Vec<String>| {
+            if let Some(max) = max.filter(|&m| got > m) {
+                worst(
+                    Verdict::Expectation,
+                    format!("expect.{name} = {max}, got {got}"),
+                    fails,
+                );
+            }
+        };
+        bound("lost", self.lost, e.lost, &mut fails);
+        bound("duplicates", self.duplicates, e.duplicates, &mut fails);
+        bound(
+            "out_of_order",
+            self.out_of_order,
+            e.out_of_order,
+            &mut fails,
+        );
+        if let (Some(within), Some(took)) = (e.converge_within, self.converge_secs) {
+            if took > within.as_secs_f64() {
+                worst(
+                    Verdict::Expectation,
+                    format!(
+                        "expect.converge_within = {}s, took {took:.1}s",
+                        within.as_secs_f64()
+                    ),
+                    &mut fails,
+                );
+            }
+        }
+        if let Some(min) = e.min_delivered.filter(|&m| self.delivered < m) {
+            worst(
+                Verdict::Expectation,
+                format!("expect.min_delivered = {min}, got {}", self.delivered),
+                &mut fails,
+            );
+        }
+        let syncs_up = !scenario.workloads.is_empty()
+            && scenario
+                .workloads
+                .iter()
+                .any(|w| crate::world::topic_goes_up(&scenario.topics[w.topic]));
+        if self.acked == 0 || (syncs_up && self.delivered == 0) {
+            worst(
+                Verdict::Expectation,
+                format!(
+                    "the run made no progress: {} acknowledged, {} delivered",
+                    self.acked, self.delivered
+                ),
+                &mut fails,
+            );
+        }
+        (verdict, fails)
+    }
+}
