@@ -680,6 +680,45 @@ pub fn encode_batch(
     BatchEncoder::new().encode(origin, base_seq, records, compression, out);
 }
 
+/// A reusable batch decoder context; see [`DecodedBatch::decode_with`].
+pub struct BatchDecoder {
+    decompressor: Option<zstd::bulk::Decompressor<'static>>,
+}
+
+impl std::fmt::Debug for BatchDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchDecoder")
+            .field("has_context", &self.decompressor.is_some())
+            .finish()
+    }
+}
+
+impl BatchDecoder {
+    pub fn new() -> Self {
+        BatchDecoder { decompressor: None }
+    }
+
+    /// Decompresses into a buffer of at most `raw_len` bytes (a "zstd bomb" fails without
+    /// allocating more).
+    fn decompress(&mut self, body: &[u8], raw_len: usize) -> Result<Vec<u8>, BatchError> {
+        if self.decompressor.is_none() {
+            self.decompressor = Some(
+                zstd::bulk::Decompressor::new()
+                    .map_err(|e| BatchError::Decompress(e.to_string()))?,
+            );
+        }
+        let d = self.decompressor.as_mut().expect("created above");
+        d.decompress(body, raw_len)
+            .map_err(|e| BatchError::Decompress(e.to_string()))
+    }
+}
+
+impl Default for BatchDecoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// A reusable batch encoder that keeps its zstd context and scratch buffer between batches
 /// (the scratch buffer grows to at most 7/8 of [`MAX_BATCH_RAW_BYTES`]). Produces exactly
 /// the bytes [`encode_batch`] produces.
@@ -815,13 +854,17 @@ impl<'a> DecodedBatch<'a> {
     /// `count` records and no trailing bytes. After it succeeds, [`records`](Self::records)
     /// cannot fail.
     pub fn decode(payload: &'a [u8]) -> Result<Self, BatchError> {
+        Self::decode_with(payload, &mut BatchDecoder::new())
+    }
+
+    /// [`decode`](Self::decode), reusing `decoder`'s zstd context: creating one costs more
+    /// than decompressing a small batch, so hot paths keep a decoder.
+    pub fn decode_with(payload: &'a [u8], decoder: &mut BatchDecoder) -> Result<Self, BatchError> {
         let header = BatchHeader::decode(payload)?;
         let body = payload.get(BATCH_HEADER_LEN..).unwrap_or_default();
         let raw_len = header.raw_len as usize;
         let section = if header.compressed {
-            let raw = zstd::bulk::decompress(body, raw_len)
-                .map_err(|e| BatchError::Decompress(e.to_string()))?;
-            Cow::Owned(raw)
+            Cow::Owned(decoder.decompress(body, raw_len)?)
         } else {
             Cow::Borrowed(body)
         };

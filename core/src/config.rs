@@ -92,7 +92,8 @@ pub struct SyncConfig {
     pub batch_records_max: u32,
     /// Uncompressed record bytes in one sync batch at most.
     pub batch_bytes_max: u32,
-    /// Bytes sent but not yet acknowledged, across all topics, at most.
+    /// Uncompressed record bytes sent but not yet acknowledged, across all topics, at most.
+    /// Also what a loss costs at worst: go-back-N resends from the gap.
     pub window_bytes_max: u64,
     /// Without ack progress for this long while data is in flight, resend from the last ack.
     pub retransmit_timeout: Duration,

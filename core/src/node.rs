@@ -8,7 +8,8 @@
 //! and messages are dropped (peers resend).
 
 use crate::codec::{
-    self, Compression, DecodedBatch, RecordRef, MAX_BATCH_RECORDS, MAX_KEY_BYTES, MAX_VALUE_BYTES,
+    self, BatchDecoder, BatchEncoder, Compression, DecodedBatch, RecordRef, MAX_BATCH_RECORDS,
+    MAX_KEY_BYTES, MAX_VALUE_BYTES,
 };
 use crate::config::{NodeConfig, Role};
 use crate::hlc::{Hlc, HlcClock};
@@ -155,6 +156,10 @@ pub struct NodeStats {
     pub hlc_rejected: u64,
     pub sessions_opened: u64,
     pub retransmits: u64,
+    pub sync_reads: u64,
+    pub sync_read_bytes: u64,
+    pub sync_records_sent: u64,
+    pub sync_bytes_sent: u64,
     pub duplicates_dropped: u64,
     pub gaps_refused: u64,
     pub commits: u64,
@@ -183,6 +188,9 @@ pub struct Node {
     ingest: Option<Ingest>,
     next_housekeeping: Instant,
     stats: NodeStats,
+    /// zstd contexts, kept because creating one costs more than a small batch.
+    enc: BatchEncoder,
+    dec: BatchDecoder,
 }
 
 impl Node {
@@ -218,6 +226,8 @@ impl Node {
             ingest: None,
             next_housekeeping: now.mono,
             stats: NodeStats::default(),
+            enc: BatchEncoder::new(),
+            dec: BatchDecoder::new(),
             cfg,
         }
     }
@@ -256,6 +266,10 @@ impl Node {
         if let Some(u) = &self.uplink {
             s.sessions_opened = u.sessions_opened;
             s.retransmits = u.retransmits;
+            s.sync_reads = u.reads;
+            s.sync_read_bytes = u.read_bytes;
+            s.sync_records_sent = u.records_sent;
+            s.sync_bytes_sent = u.bytes_sent;
         }
         if let Some(g) = &self.ingest {
             s.duplicates_dropped = g.duplicates_dropped;
@@ -491,6 +505,7 @@ impl Node {
                     received,
                     rejected,
                     &self.cfg,
+                    (&mut self.enc, &mut self.dec),
                     &mut self.fx,
                 );
                 for a in outcome.accepted {
@@ -545,6 +560,7 @@ impl Node {
                     &self.cfg,
                     self.hlc.last(),
                     log,
+                    (&mut self.enc, &mut self.dec),
                     &mut self.fx,
                 );
             }
@@ -826,7 +842,7 @@ impl Node {
             segs.sort_by_key(|s| s.base);
             *log = TopicLog::recovered(TopicIdx(i as u16), segs);
         }
-        self.hlc = HlcClock::recover(r.meta_bound, self.cfg.hlc.clone());
+        self.hlc = HlcClock::recover(r.meta_bound, self.cfg.hlc);
         self.meta = MetaLog::recovered(r.meta_newest);
         match self.cfg.role {
             Role::Edge => {
@@ -881,7 +897,6 @@ impl Node {
             replies: Vec::new(),
             stored: Vec::new(),
         };
-        let mut enc = codec::BatchEncoder::new();
         for i in 0..self.logs.len() {
             let records = std::mem::take(&mut self.pending[i]);
             let accepted = std::mem::take(&mut self.gw_pending[i]);
@@ -903,7 +918,7 @@ impl Node {
                     })
                     .collect();
                 let mut batch = Vec::new();
-                enc.encode(
+                self.enc.encode(
                     self.cfg.id,
                     base0 + count,
                     &refs,

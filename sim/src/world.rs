@@ -887,6 +887,10 @@ impl<'a> World<'a> {
                 let r = &mut n.report;
                 r.sessions_opened = s.sessions_opened;
                 r.retransmits = s.retransmits;
+                r.sync_reads = s.sync_reads;
+                r.sync_read_bytes = s.sync_read_bytes;
+                r.sync_records_sent = s.sync_records_sent;
+                r.sync_bytes_sent = s.sync_bytes_sent;
                 r.duplicates_dropped = s.duplicates_dropped;
                 r.gaps_refused = s.gaps_refused;
                 r.hlc_rejected = s.hlc_rejected;

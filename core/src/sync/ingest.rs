@@ -8,7 +8,7 @@
 //! (an earlier message was lost) and refused, answered with the mark so the edge resends.
 
 use super::proto::{SyncMsg, TopicStatus};
-use crate::codec::{self, BatchHeader, Compression, DecodedBatch, RecordRef};
+use crate::codec::{BatchDecoder, BatchEncoder, BatchHeader, Compression, DecodedBatch, RecordRef};
 use crate::config::NodeConfig;
 use crate::hlc::Hlc;
 use crate::io::Event;
@@ -157,8 +157,10 @@ impl Ingest {
         received_hlc: Hlc,
         hlc_rejected: bool,
         cfg: &NodeConfig,
+        codec: (&mut BatchEncoder, &mut BatchDecoder),
         fx: &mut Fx,
     ) -> DataOutcome {
+        let (enc, dec) = codec;
         let mut accepted = Vec::new();
         match self.sessions.get_mut(&from) {
             Some(s) if s.id == session => s.last_heard = now,
@@ -180,7 +182,7 @@ impl Ingest {
         };
         let mut refused = false;
         for bytes in batches {
-            let batch = match DecodedBatch::decode(&bytes) {
+            let batch = match DecodedBatch::decode_with(&bytes, dec) {
                 Ok(b) => b,
                 Err(e) => {
                     fx.event(Event::BadMessage {
@@ -222,7 +224,7 @@ impl Ingest {
                 bytes.clone()
             } else {
                 let mut b = Vec::new();
-                codec::encode_batch(from, stream.appended, &records, Compression::Zstd, &mut b);
+                enc.encode(from, stream.appended, &records, Compression::Zstd, &mut b);
                 b
             };
             let count = records.len() as u32;

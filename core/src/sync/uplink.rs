@@ -11,7 +11,7 @@
 
 use super::bucket::TokenBucket;
 use super::proto::{SyncMsg, TopicStatus};
-use crate::codec::{self, Compression, DecodedBatch, RecordRef};
+use crate::codec::{self, BatchDecoder, BatchEncoder, Compression, DecodedBatch, RecordRef};
 use crate::config::{NodeConfig, SyncConfig};
 use crate::hlc::Hlc;
 use crate::io::{DiskRequest, Event};
@@ -24,8 +24,16 @@ use std::collections::{BTreeMap, VecDeque};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Session {
-    Connecting { id: u64, retry_at: Instant },
-    Active { id: u64, last_heard: Instant },
+    Connecting {
+        id: u64,
+        retry_at: Instant,
+    },
+    /// `unanswered_since`: when we first sent something the gateway has not answered
+    /// since; a rewind does not reset it, only hearing from the gateway does.
+    Active {
+        id: u64,
+        unanswered_since: Option<Instant>,
+    },
 }
 
 /// Where in a segment file the frame holding log offset `offset` starts.
@@ -36,10 +44,25 @@ struct Cursor {
     offset: u64,
 }
 
+/// A sent, unacknowledged message: its records and where they start in the log, so a
+/// rewind seeks there instead of rescanning the segment.
+#[derive(Clone, Copy, Debug)]
+struct Flight {
+    start: Seq,
+    end: Seq,
+    raw: u64,
+    cursor: Cursor,
+}
+
 #[derive(Clone, Debug)]
 struct Held {
     bytes: Vec<u8>,
+    start: Seq,
     end: Seq,
+    cursor: Cursor,
+    /// Uncompressed record bytes: what the window counts, so that compression cannot
+    /// multiply the records in flight (and resent after a loss).
+    raw: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -50,8 +73,8 @@ struct UpStream {
     acked: Seq,
     /// Next sequence to send.
     sent: Seq,
-    /// Sent and unacknowledged messages: (end seq, bytes).
-    inflight: VecDeque<(Seq, u64)>,
+    /// Sent and unacknowledged messages, oldest first.
+    inflight: VecDeque<Flight>,
     last_progress: Instant,
     reading: bool,
     cursor: Option<Cursor>,
@@ -73,6 +96,10 @@ pub struct Uplink {
     /// Counters for reports.
     pub sessions_opened: u64,
     pub retransmits: u64,
+    pub reads: u64,
+    pub read_bytes: u64,
+    pub records_sent: u64,
+    pub bytes_sent: u64,
 }
 
 /// How long to wait for more durable records before sending a partial batch.
@@ -139,6 +166,10 @@ impl Uplink {
             attempt: 0,
             sessions_opened: 0,
             retransmits: 0,
+            reads: 0,
+            read_bytes: 0,
+            records_sent: 0,
+            bytes_sent: 0,
         }
     }
 
@@ -242,7 +273,7 @@ impl Uplink {
                 self.sessions_opened += 1;
                 self.session = Session::Active {
                     id,
-                    last_heard: now,
+                    unanswered_since: None,
                 };
                 fx.event(Event::SessionUp {
                     peer: self.gateway,
@@ -258,7 +289,7 @@ impl Uplink {
             } => {
                 let Session::Active {
                     id,
-                    ref mut last_heard,
+                    ref mut unanswered_since,
                 } = self.session
                 else {
                     return;
@@ -266,7 +297,7 @@ impl Uplink {
                 if session != id {
                     return;
                 }
-                *last_heard = now;
+                *unanswered_since = None;
                 let Some(s) = self.streams.values_mut().find(|s| s.name == topic) else {
                     return;
                 };
@@ -274,9 +305,9 @@ impl Uplink {
                     s.acked = next_seq;
                     s.last_progress = now;
                 }
-                while s.inflight.front().is_some_and(|&(end, _)| end <= s.acked) {
-                    let (_, bytes) = s.inflight.pop_front().expect("front exists");
-                    self.inflight_bytes -= bytes;
+                while s.inflight.front().is_some_and(|f| f.end <= s.acked) {
+                    let f = s.inflight.pop_front().expect("front exists");
+                    self.inflight_bytes -= f.raw;
                 }
                 if s.acked > s.sent {
                     s.sent = s.acked;
@@ -289,6 +320,14 @@ impl Uplink {
                 });
                 if expected >= s.acked && expected < s.sent && fresh_gap {
                     self.rewind(idx_of(&self.streams, &topic), expected, now);
+                }
+                // Still waiting for answers to what remains in flight: restart the clock.
+                let waiting = self.inflight_bytes > 0;
+                if let Session::Active {
+                    unanswered_since, ..
+                } = &mut self.session
+                {
+                    *unanswered_since = waiting.then_some(now);
                 }
             }
             SyncMsg::Reset { session } => {
@@ -309,9 +348,16 @@ impl Uplink {
         let Some(s) = topic.and_then(|t| self.streams.get_mut(&t)) else {
             return;
         };
-        while s.inflight.back().is_some_and(|&(end, _)| end > to) {
-            let (_, bytes) = s.inflight.pop_back().expect("back exists");
-            self.inflight_bytes -= bytes;
+        let mut seek = None;
+        while s.inflight.back().is_some_and(|f| f.end > to) {
+            let f = s.inflight.pop_back().expect("back exists");
+            self.inflight_bytes -= f.raw;
+            if f.start <= to {
+                seek = Some(f.cursor);
+            }
+        }
+        if let Some(c) = seek {
+            s.cursor = Some(c);
         }
         // A read in flight for the old position is discarded when it lands.
         s.sent = to;
@@ -353,13 +399,13 @@ impl Uplink {
                     };
                 }
             }
-            Session::Active { last_heard, .. } => {
-                if self.inflight_bytes > 0
-                    && now.saturating_since(last_heard) > cfg.sync.session_timeout
-                {
-                    self.lose_session(now, &cfg.sync, rng, fx);
-                    return;
-                }
+            Session::Active {
+                unanswered_since: Some(since),
+                ..
+            } if now.saturating_since(since) > cfg.sync.session_timeout => {
+                self.lose_session(now, &cfg.sync, rng, fx);
+            }
+            Session::Active { .. } => {
                 let idxs: Vec<TopicIdx> = self.streams.keys().copied().collect();
                 for idx in idxs {
                     self.pump_stream(idx, now, cfg, hlc, &logs[idx.0 as usize], fx);
@@ -471,13 +517,20 @@ impl Uplink {
         if s.inflight.is_empty() {
             s.last_progress = now;
         }
-        if *inflight_bytes == 0 {
-            if let Session::Active { last_heard, .. } = session {
-                *last_heard = now;
-            }
+        if let Session::Active {
+            unanswered_since: since @ None,
+            ..
+        } = session
+        {
+            *since = Some(now);
         }
-        let n = held.bytes.len() as u64;
-        s.inflight.push_back((held.end, n));
+        let n = held.raw;
+        s.inflight.push_back(Flight {
+            start: held.start,
+            end: held.end,
+            raw: n,
+            cursor: held.cursor,
+        });
         *inflight_bytes += n;
         s.sent = held.end;
         fx.out.push_back(crate::io::Output::Send {
@@ -499,8 +552,12 @@ impl Uplink {
         cfg: &NodeConfig,
         hlc: Hlc,
         log: &TopicLog,
+        codec: (&mut BatchEncoder, &mut BatchDecoder),
         fx: &mut Fx,
     ) {
+        let (enc, dec) = codec;
+        self.reads += 1;
+        self.read_bytes += bytes.len() as u64;
         let session = match self.session {
             Session::Active { id, .. } => id,
             Session::Connecting { .. } => return self.finish_read(idx),
@@ -538,7 +595,7 @@ impl Uplink {
             if f.base >= durable || taken_records >= max_records || taken_bytes >= max_bytes {
                 break;
             }
-            let batch = match DecodedBatch::decode(f.batch) {
+            let batch = match DecodedBatch::decode_with(f.batch, dec) {
                 Ok(b) => b,
                 Err(e) => {
                     corrupt = Some(format!("{e}"));
@@ -602,7 +659,7 @@ impl Uplink {
         let end = first_seq + taken_records;
         assert!(end <= durable, "only durable records are ever sent");
         let mut batch = Vec::with_capacity(taken_bytes as usize / 2 + codec::BATCH_HEADER_LEN);
-        codec::encode_batch(cfg.id, first_seq, &records, Compression::Zstd, &mut batch);
+        enc.encode(cfg.id, first_seq, &records, Compression::Zstd, &mut batch);
         let mut bytes = Vec::with_capacity(batch.len() + 64);
         SyncMsg::Data {
             session,
@@ -616,7 +673,15 @@ impl Uplink {
         } else {
             None
         };
-        let held = Held { bytes, end };
+        self.records_sent += taken_records;
+        self.bytes_sent += bytes.len() as u64;
+        let held = Held {
+            bytes,
+            start: first_seq,
+            end,
+            cursor,
+            raw: taken_bytes,
+        };
         let ok = self
             .bucket
             .as_mut()
@@ -648,11 +713,13 @@ impl Uplink {
     pub fn poll_timeout(&self, cfg: &SyncConfig, logs: &[TopicLog]) -> Option<Instant> {
         match self.session {
             Session::Connecting { retry_at, .. } => Some(retry_at),
-            Session::Active { last_heard, .. } => {
+            Session::Active {
+                unanswered_since, ..
+            } => {
                 let mut t: Option<Instant> = None;
                 let mut at = |x: Instant| t = Some(t.map_or(x, |t| t.min(x)));
-                if self.inflight_bytes > 0 {
-                    at(last_heard.saturating_add(Duration(cfg.session_timeout.0 + 1)));
+                if let Some(since) = unanswered_since {
+                    at(since.saturating_add(Duration(cfg.session_timeout.0 + 1)));
                 }
                 for (idx, s) in &self.streams {
                     if !s.inflight.is_empty() {
