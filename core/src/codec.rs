@@ -174,10 +174,7 @@ impl<'a> Reader<'a> {
 
     /// The next `n` bytes, borrowed from the buffer.
     pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], ReadError> {
-        let truncated = ReadError::Truncated {
-            at: self.pos,
-            needed: n,
-        };
+        let truncated = ReadError::Truncated { at: self.pos, needed: n };
         let rest = self.buf.get(self.pos..).ok_or(truncated)?;
         let taken = rest.get(..n).ok_or(truncated)?;
         self.pos += n;
@@ -186,10 +183,7 @@ impl<'a> Reader<'a> {
 
     /// The next `N` bytes as an array.
     pub fn array<const N: usize>(&mut self) -> Result<[u8; N], ReadError> {
-        let truncated = ReadError::Truncated {
-            at: self.pos,
-            needed: N,
-        };
+        let truncated = ReadError::Truncated { at: self.pos, needed: N };
         let rest = self.buf.get(self.pos..).ok_or(truncated)?;
         let (taken, _) = rest.split_first_chunk::<N>().ok_or(truncated)?;
         self.pos += N;
@@ -375,10 +369,7 @@ pub fn finish_frame(start: FrameStart, out: &mut [u8]) {
     let payload_at = start.offset + FRAME_HEADER_LEN;
     assert!(out.len() >= payload_at, "frame header was truncated");
     let payload_len = out.len() - payload_at;
-    assert!(
-        payload_len <= MAX_FRAME_PAYLOAD,
-        "frame payload of {payload_len} bytes exceeds MAX_FRAME_PAYLOAD"
-    );
+    assert!(payload_len <= MAX_FRAME_PAYLOAD, "frame payload of {payload_len} bytes exceeds MAX_FRAME_PAYLOAD");
     let (header, payload) = out[start.offset..].split_at_mut(FRAME_HEADER_LEN);
     debug_assert_eq!(header[..2], FRAME_MAGIC.to_le_bytes());
     header[4..8].copy_from_slice(&(payload_len as u32).to_le_bytes());
@@ -394,10 +385,7 @@ pub fn finish_frame(start: FrameStart, out: &mut [u8]) {
 /// the corruption defeated CRC32C.
 pub fn decode_frame(buf: &[u8]) -> Result<(Frame<'_>, usize), FrameError> {
     let Some(header) = buf.first_chunk::<FRAME_HEADER_LEN>() else {
-        return Err(FrameError::Incomplete {
-            have: buf.len(),
-            needed: FRAME_HEADER_LEN,
-        });
+        return Err(FrameError::Incomplete { have: buf.len(), needed: FRAME_HEADER_LEN });
     };
     let [m0, m1, version, kind, l0, l1, l2, l3, c0, c1, c2, c3] = *header;
     let magic = u16::from_le_bytes([m0, m1]);
@@ -411,19 +399,11 @@ pub fn decode_frame(buf: &[u8]) -> Result<(Frame<'_>, usize), FrameError> {
     let len = u32::from_le_bytes([l0, l1, l2, l3]);
     let payload_len = match usize::try_from(len) {
         Ok(n) if n <= MAX_FRAME_PAYLOAD => n,
-        _ => {
-            return Err(FrameError::TooLarge {
-                len,
-                max: MAX_FRAME_PAYLOAD,
-            })
-        }
+        _ => return Err(FrameError::TooLarge { len, max: MAX_FRAME_PAYLOAD }),
     };
     let total = FRAME_HEADER_LEN + payload_len;
     let Some(payload) = buf.get(FRAME_HEADER_LEN..total) else {
-        return Err(FrameError::Incomplete {
-            have: buf.len(),
-            needed: total,
-        });
+        return Err(FrameError::Incomplete { have: buf.len(), needed: total });
     };
     let expected = u32::from_le_bytes([c0, c1, c2, c3]);
     let found = frame_crc(&[version, kind as u8, l0, l1, l2, l3], payload);
@@ -512,70 +492,50 @@ impl fmt::Display for BatchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const CORRUPT: &str = "the batch is corrupt";
         match self {
-            BatchError::Truncated { at, needed } => write!(
-                f,
-                "batch header truncated: needed {needed} bytes at offset {at}; {CORRUPT} or cut short"
-            ),
-            BatchError::BadFlags(flags) => write!(
-                f,
-                "batch flags {flags:#04x} set unknown bits: {CORRUPT} or from a newer Outpost"
-            ),
-            BatchError::CountOutOfRange(count) => write!(
-                f,
-                "batch claims {count} records, outside 1..={MAX_BATCH_RECORDS}: {CORRUPT}"
-            ),
-            BatchError::RawTooLarge(raw_len) => write!(
-                f,
-                "batch claims {raw_len} uncompressed bytes, more than {MAX_BATCH_RAW_BYTES}: {CORRUPT}"
-            ),
-            BatchError::SeqOverflow { base_seq, count } => write!(
-                f,
-                "batch sequence numbers overflow ({base_seq} + {count}): {CORRUPT}"
-            ),
-            BatchError::Decompress(e) => write!(
-                f,
-                "batch records section failed to decompress ({e}): {CORRUPT}"
-            ),
-            BatchError::RawLengthMismatch { expected, found } => write!(
-                f,
-                "batch records section is {found} bytes but the header says {expected}: {CORRUPT}"
-            ),
-            BatchError::BadVarint { at } => write!(
-                f,
-                "malformed varint at offset {at} of the batch records section: {CORRUPT}"
-            ),
-            BatchError::FirstHlcNotBase { delta } => write!(
-                f,
-                "the first record's HLC is {delta} above the batch's base HLC instead of equal: {CORRUPT}"
-            ),
-            BatchError::HlcOverflow { index } => write!(
-                f,
-                "record {index}'s HLC overflows 64 bits: {CORRUPT}"
-            ),
-            BatchError::HlcDecreasing { index } => write!(
-                f,
-                "record {index}'s HLC is below the previous record's: {CORRUPT}"
-            ),
-            BatchError::KeyTooLarge { index, len } => write!(
-                f,
-                "record {index} has a {len}-byte key, more than {MAX_KEY_BYTES}: {CORRUPT}"
-            ),
-            BatchError::ValueTooLarge { index, len } => write!(
-                f,
-                "record {index} has a {len}-byte value, more than {MAX_VALUE_BYTES}: {CORRUPT}"
-            ),
-            BatchError::RecordOverrun { index } => write!(
-                f,
-                "record {index} runs past the end of the records section: {CORRUPT}"
-            ),
-            BatchError::CountMismatch { header, found } => write!(
-                f,
-                "batch header says {header} records but the records section holds {found}: {CORRUPT}"
-            ),
-            BatchError::TrailingBytes { n } => write!(
-                f,
-                "{n} unexpected bytes follow the last record of the batch: {CORRUPT}"
-            ),
+            BatchError::Truncated { at, needed } => {
+                write!(f, "batch header truncated: needed {needed} bytes at offset {at}; {CORRUPT} or cut short")
+            }
+            BatchError::BadFlags(flags) => {
+                write!(f, "batch flags {flags:#04x} set unknown bits: {CORRUPT} or from a newer Outpost")
+            }
+            BatchError::CountOutOfRange(count) => {
+                write!(f, "batch claims {count} records, outside 1..={MAX_BATCH_RECORDS}: {CORRUPT}")
+            }
+            BatchError::RawTooLarge(raw_len) => {
+                write!(f, "batch claims {raw_len} uncompressed bytes, more than {MAX_BATCH_RAW_BYTES}: {CORRUPT}")
+            }
+            BatchError::SeqOverflow { base_seq, count } => {
+                write!(f, "batch sequence numbers overflow ({base_seq} + {count}): {CORRUPT}")
+            }
+            BatchError::Decompress(e) => write!(f, "batch records section failed to decompress ({e}): {CORRUPT}"),
+            BatchError::RawLengthMismatch { expected, found } => {
+                write!(f, "batch records section is {found} bytes but the header says {expected}: {CORRUPT}")
+            }
+            BatchError::BadVarint { at } => {
+                write!(f, "malformed varint at offset {at} of the batch records section: {CORRUPT}")
+            }
+            BatchError::FirstHlcNotBase { delta } => {
+                write!(f, "the first record's HLC is {delta} above the batch's base HLC instead of equal: {CORRUPT}")
+            }
+            BatchError::HlcOverflow { index } => write!(f, "record {index}'s HLC overflows 64 bits: {CORRUPT}"),
+            BatchError::HlcDecreasing { index } => {
+                write!(f, "record {index}'s HLC is below the previous record's: {CORRUPT}")
+            }
+            BatchError::KeyTooLarge { index, len } => {
+                write!(f, "record {index} has a {len}-byte key, more than {MAX_KEY_BYTES}: {CORRUPT}")
+            }
+            BatchError::ValueTooLarge { index, len } => {
+                write!(f, "record {index} has a {len}-byte value, more than {MAX_VALUE_BYTES}: {CORRUPT}")
+            }
+            BatchError::RecordOverrun { index } => {
+                write!(f, "record {index} runs past the end of the records section: {CORRUPT}")
+            }
+            BatchError::CountMismatch { header, found } => {
+                write!(f, "batch header says {header} records but the records section holds {found}: {CORRUPT}")
+            }
+            BatchError::TrailingBytes { n } => {
+                write!(f, "{n} unexpected bytes follow the last record of the batch: {CORRUPT}")
+            }
         }
     }
 }
@@ -627,14 +587,7 @@ impl BatchHeader {
         if base_seq.checked_add(u64::from(count)).is_none() {
             return Err(BatchError::SeqOverflow { base_seq, count });
         }
-        Ok(BatchHeader {
-            origin,
-            base_seq,
-            count,
-            base_hlc,
-            compressed: flags & FLAG_ZSTD != 0,
-            raw_len,
-        })
+        Ok(BatchHeader { origin, base_seq, count, base_hlc, compressed: flags & FLAG_ZSTD != 0, raw_len })
     }
 
     /// Sequence number of the last record (`base_seq + count - 1`; saturating for a header
@@ -687,9 +640,7 @@ pub struct BatchDecoder {
 
 impl std::fmt::Debug for BatchDecoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BatchDecoder")
-            .field("has_context", &self.decompressor.is_some())
-            .finish()
+        f.debug_struct("BatchDecoder").field("has_context", &self.decompressor.is_some()).finish()
     }
 }
 
@@ -702,14 +653,11 @@ impl BatchDecoder {
     /// allocating more).
     fn decompress(&mut self, body: &[u8], raw_len: usize) -> Result<Vec<u8>, BatchError> {
         if self.decompressor.is_none() {
-            self.decompressor = Some(
-                zstd::bulk::Decompressor::new()
-                    .map_err(|e| BatchError::Decompress(e.to_string()))?,
-            );
+            self.decompressor =
+                Some(zstd::bulk::Decompressor::new().map_err(|e| BatchError::Decompress(e.to_string()))?);
         }
         let d = self.decompressor.as_mut().expect("created above");
-        d.decompress(body, raw_len)
-            .map_err(|e| BatchError::Decompress(e.to_string()))
+        d.decompress(body, raw_len).map_err(|e| BatchError::Decompress(e.to_string()))
     }
 }
 
@@ -757,44 +705,24 @@ impl BatchEncoder {
         let Some(first) = records.first() else {
             panic!("a record batch needs at least one record");
         };
-        assert!(
-            records.len() <= MAX_BATCH_RECORDS,
-            "a record batch holds at most MAX_BATCH_RECORDS records"
-        );
+        assert!(records.len() <= MAX_BATCH_RECORDS, "a record batch holds at most MAX_BATCH_RECORDS records");
         let count = records.len() as u32;
-        assert!(
-            base_seq.checked_add(u64::from(count)).is_some(),
-            "batch sequence numbers overflow"
-        );
+        assert!(base_seq.checked_add(u64::from(count)).is_some(), "batch sequence numbers overflow");
         let base_hlc = first.hlc;
         let mut prev = base_hlc;
         let mut raw_len = 0usize;
         for r in records {
             assert!(r.hlc >= prev, "HLCs decrease within a batch");
-            assert!(
-                r.key.is_none_or(|k| k.len() <= MAX_KEY_BYTES),
-                "key too large"
-            );
+            assert!(r.key.is_none_or(|k| k.len() <= MAX_KEY_BYTES), "key too large");
             assert!(r.value.len() <= MAX_VALUE_BYTES, "value too large");
             raw_len += r.encoded_len(base_hlc);
             prev = r.hlc;
         }
-        assert!(
-            raw_len <= MAX_BATCH_RAW_BYTES,
-            "records section exceeds MAX_BATCH_RAW_BYTES"
-        );
+        assert!(raw_len <= MAX_BATCH_RAW_BYTES, "records section exceeds MAX_BATCH_RAW_BYTES");
 
         let header_at = out.len();
         out.reserve(BATCH_HEADER_LEN + raw_len);
-        BatchHeader {
-            origin,
-            base_seq,
-            count,
-            base_hlc,
-            compressed: false,
-            raw_len: raw_len as u32,
-        }
-        .encode(out);
+        BatchHeader { origin, base_seq, count, base_hlc, compressed: false, raw_len: raw_len as u32 }.encode(out);
         let section_at = out.len();
         for r in records {
             put_varint(out, r.hlc.0 - base_hlc.0);
@@ -831,9 +759,7 @@ impl BatchEncoder {
         }
         let compressor = self.compressor.as_mut()?;
         // A destination of exactly `limit` bytes: zstd fails rather than exceed it.
-        compressor
-            .compress_to_buffer(raw, &mut self.scratch[..limit])
-            .ok()
+        compressor.compress_to_buffer(raw, &mut self.scratch[..limit]).ok()
     }
 }
 
@@ -863,33 +789,22 @@ impl<'a> DecodedBatch<'a> {
         let header = BatchHeader::decode(payload)?;
         let body = payload.get(BATCH_HEADER_LEN..).unwrap_or_default();
         let raw_len = header.raw_len as usize;
-        let section = if header.compressed {
-            Cow::Owned(decoder.decompress(body, raw_len)?)
-        } else {
-            Cow::Borrowed(body)
-        };
+        let section =
+            if header.compressed { Cow::Owned(decoder.decompress(body, raw_len)?) } else { Cow::Borrowed(body) };
         if section.len() != raw_len {
-            return Err(BatchError::RawLengthMismatch {
-                expected: raw_len,
-                found: section.len(),
-            });
+            return Err(BatchError::RawLengthMismatch { expected: raw_len, found: section.len() });
         }
         let batch = DecodedBatch { header, section };
         let mut reader = Reader::new(&batch.section);
         let mut prev = header.base_hlc;
         for index in 0..header.count {
             if reader.is_empty() {
-                return Err(BatchError::CountMismatch {
-                    header: header.count,
-                    found: index,
-                });
+                return Err(BatchError::CountMismatch { header: header.count, found: index });
             }
             prev = parse_record(&mut reader, index, header.base_hlc, prev)?.hlc;
         }
         if !reader.is_empty() {
-            return Err(BatchError::TrailingBytes {
-                n: reader.remaining(),
-            });
+            return Err(BatchError::TrailingBytes { n: reader.remaining() });
         }
         Ok(batch)
     }
@@ -907,12 +822,7 @@ impl<'a> DecodedBatch<'a> {
 }
 
 /// Reads record `index` of a records section and checks it (see [`DecodedBatch::decode`]).
-fn parse_record<'s>(
-    r: &mut Reader<'s>,
-    index: u32,
-    base_hlc: Hlc,
-    prev: Hlc,
-) -> Result<RecordRef<'s>, BatchError> {
+fn parse_record<'s>(r: &mut Reader<'s>, index: u32, base_hlc: Hlc, prev: Hlc) -> Result<RecordRef<'s>, BatchError> {
     let in_record = |e: ReadError| match e {
         ReadError::Truncated { .. } => BatchError::RecordOverrun { index },
         ReadError::BadVarint { at } => BatchError::BadVarint { at },
@@ -963,10 +873,7 @@ impl<'b> Iterator for Records<'b> {
             return None;
         }
         let parsed = parse_record(&mut self.reader, self.index, self.base_hlc, self.prev);
-        debug_assert!(
-            parsed.is_ok(),
-            "record of a validated batch failed to parse: {parsed:?}"
-        );
+        debug_assert!(parsed.is_ok(), "record of a validated batch failed to parse: {parsed:?}");
         match parsed {
             Ok(record) => {
                 self.prev = record.hlc;
@@ -997,22 +904,11 @@ mod tests {
     use proptest::prelude::*;
 
     fn rec<'a>(hlc: u64, key: Option<&'a [u8]>, value: &'a [u8]) -> RecordRef<'a> {
-        RecordRef {
-            hlc: Hlc(hlc),
-            key,
-            value,
-        }
+        RecordRef { hlc: Hlc(hlc), key, value }
     }
 
     /// A batch payload built field by field, for crafting invalid ones.
-    fn raw_batch(
-        flags: u8,
-        base_seq: u64,
-        count: u32,
-        base_hlc: u64,
-        raw_len: u32,
-        body: &[u8],
-    ) -> Vec<u8> {
+    fn raw_batch(flags: u8, base_seq: u64, count: u32, base_hlc: u64, raw_len: u32, body: &[u8]) -> Vec<u8> {
         let mut p = vec![flags];
         p.extend_from_slice(&7u64.to_le_bytes());
         p.extend_from_slice(&base_seq.to_le_bytes());
@@ -1042,17 +938,7 @@ mod tests {
 
     #[test]
     fn varint_round_trips_and_lengths() {
-        for v in [
-            0,
-            1,
-            127,
-            128,
-            300,
-            16_383,
-            16_384,
-            u64::from(u32::MAX),
-            u64::MAX,
-        ] {
+        for v in [0, 1, 127, 128, 300, 16_383, 16_384, u64::from(u32::MAX), u64::MAX] {
             let mut out = Vec::new();
             put_varint(&mut out, v);
             assert_eq!(out.len(), varint_len(v), "{v}");
@@ -1066,34 +952,19 @@ mod tests {
     #[test]
     fn varint_rejects_bad_encodings() {
         let mut pos = 0;
-        assert_eq!(
-            get_varint(&[0x80, 0x80], &mut pos),
-            Err(ReadError::Truncated { at: 2, needed: 1 })
-        );
+        assert_eq!(get_varint(&[0x80, 0x80], &mut pos), Err(ReadError::Truncated { at: 2, needed: 1 }));
         assert_eq!(pos, 0);
-        assert_eq!(
-            get_varint(&[], &mut pos),
-            Err(ReadError::Truncated { at: 0, needed: 1 })
-        );
+        assert_eq!(get_varint(&[], &mut pos), Err(ReadError::Truncated { at: 0, needed: 1 }));
         // Overlong (not shortest form).
-        assert_eq!(
-            get_varint(&[0x80, 0x00], &mut pos),
-            Err(ReadError::BadVarint { at: 0 })
-        );
+        assert_eq!(get_varint(&[0x80, 0x00], &mut pos), Err(ReadError::BadVarint { at: 0 }));
         // Overflow: 10th byte with more than one bit.
         let mut over = vec![0xff; 9];
         over.push(0x02);
-        assert_eq!(
-            get_varint(&over, &mut pos),
-            Err(ReadError::BadVarint { at: 0 })
-        );
+        assert_eq!(get_varint(&over, &mut pos), Err(ReadError::BadVarint { at: 0 }));
         // 11 bytes.
         let mut long = vec![0xff; 10];
         long.push(0x01);
-        assert_eq!(
-            get_varint(&long, &mut pos),
-            Err(ReadError::BadVarint { at: 0 })
-        );
+        assert_eq!(get_varint(&long, &mut pos), Err(ReadError::BadVarint { at: 0 }));
         let mut pos = 1;
         assert_eq!(get_varint(&[9, 5], &mut pos), Ok(5));
         assert!(!ReadError::BadVarint { at: 0 }.to_string().is_empty());
@@ -1117,9 +988,7 @@ mod tests {
         assert_eq!(r.bytes(2), Ok(&[9, 9][..]));
         assert!(r.is_empty());
         assert_eq!(r.bytes(0), Ok(&[][..]));
-        assert!(ReadError::Truncated { at: 1, needed: 2 }
-            .to_string()
-            .contains("truncated"));
+        assert!(ReadError::Truncated { at: 1, needed: 2 }.to_string().contains("truncated"));
     }
 
     #[test]
@@ -1133,16 +1002,7 @@ mod tests {
         crc_input.extend_from_slice(b"abc");
         assert_eq!(&f[8..12], &crc32c::crc32c(&crc_input).to_le_bytes());
         assert_eq!(&f[12..], b"abc");
-        assert_eq!(
-            decode_frame(&f),
-            Ok((
-                Frame {
-                    kind: FrameKind::SyncData,
-                    payload: b"abc"
-                },
-                15
-            ))
-        );
+        assert_eq!(decode_frame(&f), Ok((Frame { kind: FrameKind::SyncData, payload: b"abc" }, 15)));
     }
 
     #[test]
@@ -1152,24 +1012,11 @@ mod tests {
         out.extend_from_slice(b"hello");
         finish_frame(start, &mut out);
         encode_frame(FrameKind::SyncAck, b"", &mut out);
-        assert_eq!(
-            &out[1..],
-            &[
-                frame(FrameKind::Meta, b"hello"),
-                frame(FrameKind::SyncAck, b"")
-            ]
-            .concat()[..]
-        );
+        assert_eq!(&out[1..], &[frame(FrameKind::Meta, b"hello"), frame(FrameKind::SyncAck, b"")].concat()[..]);
         let (f1, n1) = decode_frame(&out[1..]).expect("first frame");
-        assert_eq!(
-            (f1.kind, f1.payload, n1),
-            (FrameKind::Meta, &b"hello"[..], 17)
-        );
+        assert_eq!((f1.kind, f1.payload, n1), (FrameKind::Meta, &b"hello"[..], 17));
         let (f2, n2) = decode_frame(&out[1 + n1..]).expect("second frame");
-        assert_eq!(
-            (f2.kind, f2.payload, n2),
-            (FrameKind::SyncAck, &b""[..], 12)
-        );
+        assert_eq!((f2.kind, f2.payload, n2), (FrameKind::SyncAck, &b""[..], 12));
     }
 
     #[test]
@@ -1184,10 +1031,7 @@ mod tests {
         ] {
             assert_eq!(FrameKind::try_from(kind as u8), Ok(kind));
         }
-        assert_eq!(
-            FrameKind::try_from(3),
-            Err(FrameError::UnknownKind { found: 3 })
-        );
+        assert_eq!(FrameKind::try_from(3), Err(FrameError::UnknownKind { found: 3 }));
     }
 
     #[test]
@@ -1198,20 +1042,8 @@ mod tests {
             assert_eq!(got, want);
             assert!(!got.to_string().is_empty());
         };
-        check(
-            &good[..5],
-            FrameError::Incomplete {
-                have: 5,
-                needed: 12,
-            },
-        );
-        check(
-            &good[..15],
-            FrameError::Incomplete {
-                have: 15,
-                needed: 19,
-            },
-        );
+        check(&good[..5], FrameError::Incomplete { have: 5, needed: 12 });
+        check(&good[..15], FrameError::Incomplete { have: 15, needed: 19 });
         let mut b = good.clone();
         b[0] = b'X';
         check(&b, FrameError::BadMagic { found: 0x5058 });
@@ -1224,28 +1056,17 @@ mod tests {
         let mut b = good.clone();
         let too_big = MAX_FRAME_PAYLOAD as u32 + 1;
         b[4..8].copy_from_slice(&too_big.to_le_bytes());
-        check(
-            &b,
-            FrameError::TooLarge {
-                len: too_big,
-                max: MAX_FRAME_PAYLOAD,
-            },
-        );
+        check(&b, FrameError::TooLarge { len: too_big, max: MAX_FRAME_PAYLOAD });
         let mut b = good.clone();
         *b.last_mut().expect("non-empty") ^= 1;
         let stored = u32::from_le_bytes([good[8], good[9], good[10], good[11]]);
         let got = decode_frame(&b).expect_err("corrupt");
-        assert!(
-            matches!(got, FrameError::ChecksumMismatch { expected, found }
-            if expected == stored && found != stored)
-        );
+        assert!(matches!(got, FrameError::ChecksumMismatch { expected, found }
+            if expected == stored && found != stored));
         // The kind byte is covered by the CRC too.
         let mut b = good.clone();
         b[3] = FrameKind::Meta as u8;
-        assert!(matches!(
-            decode_frame(&b),
-            Err(FrameError::ChecksumMismatch { .. })
-        ));
+        assert!(matches!(decode_frame(&b), Err(FrameError::ChecksumMismatch { .. })));
     }
 
     #[test]
@@ -1260,20 +1081,12 @@ mod tests {
     #[should_panic(expected = "MAX_FRAME_PAYLOAD")]
     fn oversized_frame_is_a_caller_bug() {
         let mut out = Vec::new();
-        encode_frame(
-            FrameKind::SyncData,
-            &vec![0; MAX_FRAME_PAYLOAD + 1],
-            &mut out,
-        );
+        encode_frame(FrameKind::SyncData, &vec![0; MAX_FRAME_PAYLOAD + 1], &mut out);
     }
 
     #[test]
     fn batch_round_trip_small() {
-        let records = [
-            rec(100, None, b""),
-            rec(100, Some(b""), b"v"),
-            rec(105, Some(b"key"), b"value"),
-        ];
+        let records = [rec(100, None, b""), rec(100, Some(b""), b"v"), rec(105, Some(b"key"), b"value")];
         let mut out = vec![0xaa];
         encode_batch(NodeId(9), 41, &records, Compression::Zstd, &mut out);
         let payload = &out[1..];
@@ -1286,10 +1099,7 @@ mod tests {
                 count: 3,
                 base_hlc: Hlc(100),
                 compressed: false,
-                raw_len: records
-                    .iter()
-                    .map(|r| r.encoded_len(Hlc(100)))
-                    .sum::<usize>() as u32,
+                raw_len: records.iter().map(|r| r.encoded_len(Hlc(100))).sum::<usize>() as u32,
             }
         );
         assert_eq!(BatchHeader::decode(payload), Ok(batch.header));
@@ -1348,82 +1158,43 @@ mod tests {
     #[should_panic(expected = "overflow")]
     fn seq_overflow_is_a_caller_bug() {
         let records = [rec(5, None, b"")];
-        encode_batch(
-            NodeId(1),
-            u64::MAX,
-            &records,
-            Compression::None,
-            &mut Vec::new(),
-        );
+        encode_batch(NodeId(1), u64::MAX, &records, Compression::None, &mut Vec::new());
     }
 
     #[test]
     fn batch_header_errors() {
-        assert_eq!(
-            decode_err(&[0; 10]),
-            BatchError::Truncated { at: 9, needed: 8 }
-        );
-        assert_eq!(
-            decode_err(&raw_batch(2, 0, 1, 0, 3, &[0, 0, 0])),
-            BatchError::BadFlags(2)
-        );
-        assert_eq!(
-            decode_err(&raw_batch(0, 0, 0, 0, 0, &[])),
-            BatchError::CountOutOfRange(0)
-        );
+        assert_eq!(decode_err(&[0; 10]), BatchError::Truncated { at: 9, needed: 8 });
+        assert_eq!(decode_err(&raw_batch(2, 0, 1, 0, 3, &[0, 0, 0])), BatchError::BadFlags(2));
+        assert_eq!(decode_err(&raw_batch(0, 0, 0, 0, 0, &[])), BatchError::CountOutOfRange(0));
         let too_many = MAX_BATCH_RECORDS as u32 + 1;
-        assert_eq!(
-            decode_err(&raw_batch(0, 0, too_many, 0, 0, &[])),
-            BatchError::CountOutOfRange(too_many)
-        );
+        assert_eq!(decode_err(&raw_batch(0, 0, too_many, 0, 0, &[])), BatchError::CountOutOfRange(too_many));
         let too_long = MAX_BATCH_RAW_BYTES as u32 + 1;
-        assert_eq!(
-            decode_err(&raw_batch(0, 0, 1, 0, too_long, &[])),
-            BatchError::RawTooLarge(too_long)
-        );
+        assert_eq!(decode_err(&raw_batch(0, 0, 1, 0, too_long, &[])), BatchError::RawTooLarge(too_long));
         assert_eq!(
             decode_err(&raw_batch(0, u64::MAX, 1, 0, 3, &[0, 0, 0])),
-            BatchError::SeqOverflow {
-                base_seq: u64::MAX,
-                count: 1
-            }
+            BatchError::SeqOverflow { base_seq: u64::MAX, count: 1 }
         );
         // The largest sequence numbers that fit are fine.
         let ok = raw_batch(0, u64::MAX - 1, 1, 0, 3, &[0, 0, 0]);
         let header = BatchHeader::decode(&ok).expect("fits");
-        assert_eq!(
-            (header.last_seq(), header.end_seq()),
-            (u64::MAX - 1, u64::MAX)
-        );
+        assert_eq!((header.last_seq(), header.end_seq()), (u64::MAX - 1, u64::MAX));
     }
 
     #[test]
     fn batch_section_length_errors() {
         assert_eq!(
             decode_err(&raw_batch(0, 0, 1, 0, 4, &[0, 0, 0])),
-            BatchError::RawLengthMismatch {
-                expected: 4,
-                found: 3
-            }
+            BatchError::RawLengthMismatch { expected: 4, found: 3 }
         );
         assert_eq!(
             decode_err(&raw_batch(0, 0, 1, 0, 2, &[0, 0, 0])),
-            BatchError::RawLengthMismatch {
-                expected: 2,
-                found: 3
-            }
+            BatchError::RawLengthMismatch { expected: 2, found: 3 }
         );
-        assert!(matches!(
-            decode_err(&raw_batch(FLAG_ZSTD, 0, 1, 0, 3, b"not zstd")),
-            BatchError::Decompress(_)
-        ));
+        assert!(matches!(decode_err(&raw_batch(FLAG_ZSTD, 0, 1, 0, 3, b"not zstd")), BatchError::Decompress(_)));
         let short = zstd::bulk::compress(&[0, 0], 1).expect("compress");
         assert_eq!(
             decode_err(&raw_batch(FLAG_ZSTD, 0, 1, 0, 3, &short)),
-            BatchError::RawLengthMismatch {
-                expected: 3,
-                found: 2
-            }
+            BatchError::RawLengthMismatch { expected: 3, found: 2 }
         );
     }
 
@@ -1441,18 +1212,9 @@ mod tests {
 
     #[test]
     fn record_errors() {
-        assert_eq!(
-            decode_err(&batch_with_section(1, 0, &[0x80, 0x00, 0, 0])),
-            BatchError::BadVarint { at: 0 }
-        );
-        assert_eq!(
-            decode_err(&batch_with_section(1, 0, &[0, 0, 0x81, 0x00])),
-            BatchError::BadVarint { at: 2 }
-        );
-        assert_eq!(
-            decode_err(&batch_with_section(1, 0, &[1, 0, 0])),
-            BatchError::FirstHlcNotBase { delta: 1 }
-        );
+        assert_eq!(decode_err(&batch_with_section(1, 0, &[0x80, 0x00, 0, 0])), BatchError::BadVarint { at: 0 });
+        assert_eq!(decode_err(&batch_with_section(1, 0, &[0, 0, 0x81, 0x00])), BatchError::BadVarint { at: 2 });
+        assert_eq!(decode_err(&batch_with_section(1, 0, &[1, 0, 0])), BatchError::FirstHlcNotBase { delta: 1 });
         assert_eq!(
             decode_err(&batch_with_section(2, u64::MAX, &[0, 0, 0, 1, 0, 0])),
             BatchError::HlcOverflow { index: 1 }
@@ -1465,43 +1227,25 @@ mod tests {
         put_varint(&mut key, MAX_KEY_BYTES as u64 + 2);
         assert_eq!(
             decode_err(&batch_with_section(1, 0, &key)),
-            BatchError::KeyTooLarge {
-                index: 0,
-                len: MAX_KEY_BYTES as u64 + 1
-            }
+            BatchError::KeyTooLarge { index: 0, len: MAX_KEY_BYTES as u64 + 1 }
         );
         let mut value = vec![0, 0];
         put_varint(&mut value, MAX_VALUE_BYTES as u64 + 1);
         assert_eq!(
             decode_err(&batch_with_section(1, 0, &value)),
-            BatchError::ValueTooLarge {
-                index: 0,
-                len: MAX_VALUE_BYTES as u64 + 1
-            }
+            BatchError::ValueTooLarge { index: 0, len: MAX_VALUE_BYTES as u64 + 1 }
         );
-        assert_eq!(
-            decode_err(&batch_with_section(1, 0, &[0, 0, 5, 1, 2])),
-            BatchError::RecordOverrun { index: 0 }
-        );
+        assert_eq!(decode_err(&batch_with_section(1, 0, &[0, 0, 5, 1, 2])), BatchError::RecordOverrun { index: 0 });
         assert_eq!(
             decode_err(&batch_with_section(2, 0, &[0, 0, 0, 0, 3, b'k'])),
             BatchError::RecordOverrun { index: 1 }
         );
-        assert_eq!(
-            decode_err(&batch_with_section(2, 0, &[0, 0, 0, 0])),
-            BatchError::RecordOverrun { index: 1 }
-        );
+        assert_eq!(decode_err(&batch_with_section(2, 0, &[0, 0, 0, 0])), BatchError::RecordOverrun { index: 1 });
         assert_eq!(
             decode_err(&batch_with_section(3, 0, &[0, 0, 0, 0, 0, 0])),
-            BatchError::CountMismatch {
-                header: 3,
-                found: 2
-            }
+            BatchError::CountMismatch { header: 3, found: 2 }
         );
-        assert_eq!(
-            decode_err(&batch_with_section(1, 0, &[0, 0, 0, 7, 7])),
-            BatchError::TrailingBytes { n: 2 }
-        );
+        assert_eq!(decode_err(&batch_with_section(1, 0, &[0, 0, 0, 7, 7])), BatchError::TrailingBytes { n: 2 });
         // Limits themselves are allowed.
         let key = vec![b'k'; MAX_KEY_BYTES];
         let value = vec![b'v'; MAX_VALUE_BYTES];
@@ -1572,13 +1316,7 @@ mod tests {
     }
 
     fn borrow(recs: &[OwnedRecord]) -> Vec<RecordRef<'_>> {
-        recs.iter()
-            .map(|r| RecordRef {
-                hlc: Hlc(r.hlc),
-                key: r.key.as_deref(),
-                value: &r.value,
-            })
-            .collect()
+        recs.iter().map(|r| RecordRef { hlc: Hlc(r.hlc), key: r.key.as_deref(), value: &r.value }).collect()
     }
 
     fn compression() -> impl Strategy<Value = Compression> {

@@ -27,10 +27,7 @@ pub enum SyncDirection {
 impl SyncDirection {
     /// Whether an edge forwards this topic to its gateway.
     pub fn goes_up(self) -> bool {
-        matches!(
-            self,
-            SyncDirection::EdgeToCloud | SyncDirection::Bidirectional
-        )
+        matches!(self, SyncDirection::EdgeToCloud | SyncDirection::Bidirectional)
     }
 }
 
@@ -50,13 +47,7 @@ pub struct TopicConfig {
 
 impl TopicConfig {
     pub fn new(name: &str, sync: SyncDirection) -> TopicConfig {
-        TopicConfig {
-            name: name.to_string(),
-            sync,
-            priority: 5,
-            retention_bytes: 256 << 20,
-            retention_age: None,
-        }
+        TopicConfig { name: name.to_string(), sync, priority: 5, retention_bytes: 256 << 20, retention_age: None }
     }
 }
 
@@ -140,10 +131,7 @@ pub struct GatewayConfig {
 
 impl Default for GatewayConfig {
     fn default() -> Self {
-        GatewayConfig {
-            streams_max: 100_000,
-            pending_bytes_max: 16 << 20,
-        }
+        GatewayConfig { streams_max: 100_000, pending_bytes_max: 16 << 20 }
     }
 }
 
@@ -190,61 +178,33 @@ impl NodeConfig {
 
     /// Checks the limits against each other and against the codec's bounds.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let err = |field: &str, message: String| {
-            Err(ConfigError {
-                field: field.into(),
-                message,
-            })
-        };
+        let err = |field: &str, message: String| Err(ConfigError { field: field.into(), message });
         if self.topics.is_empty() {
             return err("topics", "at least one topic is required".into());
         }
         if self.topics.len() > u16::MAX as usize {
-            return err(
-                "topics",
-                format!("{} topics; at most {}", self.topics.len(), u16::MAX),
-            );
+            return err("topics", format!("{} topics; at most {}", self.topics.len(), u16::MAX));
         }
         for (i, t) in self.topics.iter().enumerate() {
             if t.name.is_empty() || t.name.len() > 255 {
-                return err(
-                    &format!("topics[{i}].name"),
-                    "must be 1 to 255 bytes".into(),
-                );
+                return err(&format!("topics[{i}].name"), "must be 1 to 255 bytes".into());
             }
             if self.topics[..i].iter().any(|o| o.name == t.name) {
-                return err(
-                    &format!("topics[{i}].name"),
-                    format!("duplicate topic {:?}", t.name),
-                );
+                return err(&format!("topics[{i}].name"), format!("duplicate topic {:?}", t.name));
             }
         }
-        if self.role == Role::Edge
-            && self.upstream.is_none()
-            && self.topics.iter().any(|t| t.sync.goes_up())
-        {
-            return err(
-                "upstream",
-                "an edge with topics that sync up needs a gateway".into(),
-            );
+        if self.role == Role::Edge && self.upstream.is_none() && self.topics.iter().any(|t| t.sync.goes_up()) {
+            return err("upstream", "an edge with topics that sync up needs a gateway".into());
         }
         let raw_max = crate::codec::MAX_BATCH_RAW_BYTES as u64;
         if u64::from(self.sync.batch_bytes_max) > raw_max / 2 {
             return err("sync.batch_bytes_max", format!("at most {}", raw_max / 2));
         }
-        if self.sync.batch_records_max == 0
-            || self.sync.batch_records_max as usize > crate::codec::MAX_BATCH_RECORDS
-        {
-            return err(
-                "sync.batch_records_max",
-                format!("must be 1 to {}", crate::codec::MAX_BATCH_RECORDS),
-            );
+        if self.sync.batch_records_max == 0 || self.sync.batch_records_max as usize > crate::codec::MAX_BATCH_RECORDS {
+            return err("sync.batch_records_max", format!("must be 1 to {}", crate::codec::MAX_BATCH_RECORDS));
         }
         if self.sync.window_bytes_max < u64::from(self.sync.batch_bytes_max) {
-            return err(
-                "sync.window_bytes_max",
-                "must hold at least one batch".into(),
-            );
+            return err("sync.window_bytes_max", "must hold at least one batch".into());
         }
         if self.log.read_chunk_bytes < 64 << 10 {
             return err("log.read_chunk_bytes", "at least 64 KiB".into());

@@ -43,10 +43,7 @@ impl Hlc {
     /// If `physical_ms` exceeds [`MAX_PHYSICAL_MS`] (a caller bug: the clock clamps wall
     /// time before building timestamps).
     pub const fn new(physical_ms: u64, logical: u16) -> Hlc {
-        assert!(
-            physical_ms <= MAX_PHYSICAL_MS,
-            "HLC physical time exceeds 48 bits"
-        );
+        assert!(physical_ms <= MAX_PHYSICAL_MS, "HLC physical time exceeds 48 bits");
         Hlc(physical_ms << LOGICAL_BITS | logical as u64)
     }
 
@@ -83,10 +80,7 @@ pub struct HlcConfig {
 impl Default for HlcConfig {
     /// 60 s of tolerated skew, bounds written every ~5 s of clock progress.
     fn default() -> Self {
-        HlcConfig {
-            max_offset_ms: 60_000,
-            bound_window_ms: 10_000,
-        }
+        HlcConfig { max_offset_ms: 60_000, bound_window_ms: 10_000 }
     }
 }
 
@@ -95,37 +89,23 @@ impl Default for HlcConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HlcError {
     /// Remote timestamp is more than `max_offset_ms` ahead of our wall clock: not adopted.
-    RemoteTooFarAhead {
-        remote: Hlc,
-        wall_ms: u64,
-        max_offset_ms: u64,
-    },
+    RemoteTooFarAhead { remote: Hlc, wall_ms: u64, max_offset_ms: u64 },
     /// Issuing would need a physical time of `needed_ms`, which is not below the durable
     /// upper bound `durable_bound_ms`; the caller must persist a new bound (see
     /// [`HlcClock::bound_to_persist`]) and retry after [`HlcClock::bound_persisted`].
-    BoundNotDurable {
-        needed_ms: u64,
-        durable_bound_ms: u64,
-    },
+    BoundNotDurable { needed_ms: u64, durable_bound_ms: u64 },
 }
 
 impl fmt::Display for HlcError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            HlcError::RemoteTooFarAhead {
-                remote,
-                wall_ms,
-                max_offset_ms,
-            } => write!(
+            HlcError::RemoteTooFarAhead { remote, wall_ms, max_offset_ms } => write!(
                 f,
                 "remote HLC timestamp {remote} is more than {max_offset_ms} ms ahead of the \
                  local wall clock ({wall_ms} ms) and was not adopted; check the clocks of the \
                  sending node and of this one"
             ),
-            HlcError::BoundNotDurable {
-                needed_ms,
-                durable_bound_ms,
-            } => write!(
+            HlcError::BoundNotDurable { needed_ms, durable_bound_ms } => write!(
                 f,
                 "issuing an HLC timestamp needs physical time {needed_ms} ms, which is not \
                  below the durable clock bound {durable_bound_ms} ms; persist a new bound and \
@@ -167,22 +147,13 @@ impl HlcClock {
     /// # Panics
     /// If `cfg.bound_window_ms < 2` (a configuration bug: the clock could never advance).
     pub fn recover(persisted_bound_ms: Option<u64>, cfg: HlcConfig) -> HlcClock {
-        assert!(
-            cfg.bound_window_ms >= 2,
-            "HlcConfig::bound_window_ms must be at least 2"
-        );
+        assert!(cfg.bound_window_ms >= 2, "HlcConfig::bound_window_ms must be at least 2");
         let bound = persisted_bound_ms.unwrap_or(0).min(MAX_BOUND_MS);
         let last = match bound {
             0 => Hlc::ZERO,
             b => Hlc::new(b - 1, u16::MAX),
         };
-        HlcClock {
-            cfg,
-            last,
-            durable_bound_ms: bound,
-            in_flight: None,
-            rejected_remote: 0,
-        }
+        HlcClock { cfg, last, durable_bound_ms: bound, in_flight: None, rejected_remote: 0 }
     }
 
     /// Issue a timestamp for a local or send event.
@@ -198,10 +169,7 @@ impl HlcClock {
     /// [`HlcError::BoundNotDurable`] and changes nothing.
     pub fn now(&mut self, wall_ms: u64) -> Result<Hlc, HlcError> {
         let prev = self.last;
-        let refuse = |needed_ms| HlcError::BoundNotDurable {
-            needed_ms,
-            durable_bound_ms: self.durable_bound_ms,
-        };
+        let refuse = |needed_ms| HlcError::BoundNotDurable { needed_ms, durable_bound_ms: self.durable_bound_ms };
         // The successor of `last` (logical overflow carries into the physical part).
         let Some(next) = prev.0.checked_add(1).map(Hlc) else {
             return Err(refuse(MAX_BOUND_MS));
@@ -229,11 +197,7 @@ impl HlcClock {
     pub fn observe(&mut self, wall_ms: u64, remote: Hlc) -> Result<(), HlcError> {
         if remote.physical_ms() > wall_ms.saturating_add(self.cfg.max_offset_ms) {
             self.rejected_remote += 1;
-            return Err(HlcError::RemoteTooFarAhead {
-                remote,
-                wall_ms,
-                max_offset_ms: self.cfg.max_offset_ms,
-            });
+            return Err(HlcError::RemoteTooFarAhead { remote, wall_ms, max_offset_ms: self.cfg.max_offset_ms });
         }
         self.last = self.last.max(remote);
         Ok(())
@@ -260,9 +224,7 @@ impl HlcClock {
         if base.saturating_add(self.cfg.bound_window_ms / 2) < self.durable_bound_ms {
             return None;
         }
-        let bound = base
-            .saturating_add(self.cfg.bound_window_ms)
-            .min(MAX_BOUND_MS);
+        let bound = base.saturating_add(self.cfg.bound_window_ms).min(MAX_BOUND_MS);
         if bound <= self.durable_bound_ms {
             // Only at the end of 48-bit time: nothing further to ask for.
             return None;
@@ -274,11 +236,7 @@ impl HlcClock {
     /// The bound returned by [`bound_to_persist`](Self::bound_to_persist) is now durable
     /// (its fsync completed). The durable bound never decreases.
     pub fn bound_persisted(&mut self, bound_ms: u64) {
-        debug_assert_eq!(
-            self.in_flight,
-            Some(bound_ms),
-            "bound_persisted for a bound that is not in flight"
-        );
+        debug_assert_eq!(self.in_flight, Some(bound_ms), "bound_persisted for a bound that is not in flight");
         self.in_flight = None;
         self.durable_bound_ms = self.durable_bound_ms.max(bound_ms.min(MAX_BOUND_MS));
     }
@@ -312,10 +270,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const CFG: HlcConfig = HlcConfig {
-        max_offset_ms: 60_000,
-        bound_window_ms: 10_000,
-    };
+    const CFG: HlcConfig = HlcConfig { max_offset_ms: 60_000, bound_window_ms: 10_000 };
 
     /// Persist whatever bound the clock asks for, immediately.
     fn persist(clock: &mut HlcClock, wall_ms: u64) -> Option<u64> {
@@ -352,13 +307,7 @@ mod tests {
     #[test]
     fn new_node_asks_for_a_bound_before_issuing() {
         let mut c = HlcClock::recover(None, CFG);
-        assert_eq!(
-            c.now(1_000),
-            Err(HlcError::BoundNotDurable {
-                needed_ms: 1_000,
-                durable_bound_ms: 0
-            })
-        );
+        assert_eq!(c.now(1_000), Err(HlcError::BoundNotDurable { needed_ms: 1_000, durable_bound_ms: 0 }));
         assert_eq!(c.bound_to_persist(1_000), Some(11_000));
         // Nothing else is asked for while one bound is in flight.
         assert_eq!(c.bound_to_persist(50_000), None);
@@ -409,11 +358,7 @@ mod tests {
         let far = Hlc::new(10_000 + CFG.max_offset_ms + 1, 0);
         assert_eq!(
             c.observe(10_000, far),
-            Err(HlcError::RemoteTooFarAhead {
-                remote: far,
-                wall_ms: 10_000,
-                max_offset_ms: CFG.max_offset_ms
-            })
+            Err(HlcError::RemoteTooFarAhead { remote: far, wall_ms: 10_000, max_offset_ms: CFG.max_offset_ms })
         );
         assert_eq!(c.rejected_remote(), 1);
         assert_eq!(c.last(), local);
@@ -423,12 +368,7 @@ mod tests {
         assert_eq!(c.rejected_remote(), 1);
         assert_eq!(c.last(), edge);
         assert!(issue(&mut c, 10_000) > edge);
-        let msg = HlcError::RemoteTooFarAhead {
-            remote: far,
-            wall_ms: 10_000,
-            max_offset_ms: 60_000,
-        }
-        .to_string();
+        let msg = HlcError::RemoteTooFarAhead { remote: far, wall_ms: 10_000, max_offset_ms: 60_000 }.to_string();
         assert!(msg.contains("not adopted"), "{msg}");
     }
 
@@ -442,10 +382,7 @@ mod tests {
 
     #[test]
     fn wall_past_bound_pins_physical_then_exhausts() {
-        let cfg = HlcConfig {
-            max_offset_ms: 60_000,
-            bound_window_ms: 4,
-        };
+        let cfg = HlcConfig { max_offset_ms: 60_000, bound_window_ms: 4 };
         let mut c = HlcClock::recover(None, cfg);
         assert_eq!(persist(&mut c, 0), Some(4));
         // Wall time jumps far past the bound: physical stays at bound - 1.
@@ -457,13 +394,7 @@ mod tests {
             prev = ts;
         }
         let err = c.now(1_000_000).unwrap_err();
-        assert_eq!(
-            err,
-            HlcError::BoundNotDurable {
-                needed_ms: 4,
-                durable_bound_ms: 4
-            }
-        );
+        assert_eq!(err, HlcError::BoundNotDurable { needed_ms: 4, durable_bound_ms: 4 });
         assert!(err.to_string().contains("persist a new bound"));
         // The state did not change; once a new bound is durable, issuing resumes.
         assert_eq!(c.last(), prev);
@@ -488,13 +419,7 @@ mod tests {
         let bound = c.durable_bound_ms();
         let remote = Hlc::new(bound + 100, 0);
         assert_eq!(c.observe(bound, remote), Ok(()));
-        assert_eq!(
-            c.now(0),
-            Err(HlcError::BoundNotDurable {
-                needed_ms: bound + 100,
-                durable_bound_ms: bound
-            })
-        );
+        assert_eq!(c.now(0), Err(HlcError::BoundNotDurable { needed_ms: bound + 100, durable_bound_ms: bound }));
         assert!(issue(&mut c, 0) > remote);
     }
 
@@ -504,10 +429,7 @@ mod tests {
         assert_eq!(c.durable_bound_ms(), MAX_BOUND_MS);
         assert_eq!(c.last(), Hlc(u64::MAX));
         assert_eq!(c.bound_to_persist(u64::MAX), None);
-        assert!(matches!(
-            c.now(u64::MAX),
-            Err(HlcError::BoundNotDurable { .. })
-        ));
+        assert!(matches!(c.now(u64::MAX), Err(HlcError::BoundNotDurable { .. })));
         // A huge wall clock is clamped to 48 bits rather than overflowing.
         let mut c = HlcClock::recover(None, CFG);
         assert_eq!(c.bound_to_persist(u64::MAX), Some(MAX_BOUND_MS));
@@ -518,13 +440,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "bound_window_ms")]
     fn tiny_window_is_a_config_bug() {
-        let _ = HlcClock::recover(
-            None,
-            HlcConfig {
-                max_offset_ms: 0,
-                bound_window_ms: 1,
-            },
-        );
+        let _ = HlcClock::recover(None, HlcConfig { max_offset_ms: 0, bound_window_ms: 1 });
     }
 
     /// Wall clocks that jump back and forth, including to 0 and past 48 bits.

@@ -118,17 +118,9 @@ pub enum Input {
     /// Bytes of one frame from a peer (already split by the transport).
     Message { from: NodeId, bytes: Vec<u8> },
     /// An application writes one record.
-    Produce {
-        req: ReqId,
-        topic: TopicIdx,
-        key: Option<Vec<u8>>,
-        value: Vec<u8>,
-    },
+    Produce { req: ReqId, topic: TopicIdx, key: Option<Vec<u8>>, value: Vec<u8> },
     /// Completion of an earlier [`Output::Disk`].
-    DiskDone {
-        id: DiskOpId,
-        result: Result<DiskResponse, DiskError>,
-    },
+    DiskDone { id: DiskOpId, result: Result<DiskResponse, DiskError> },
 }
 
 /// The acknowledgement of a produce: the record is durable under this identity.
@@ -144,16 +136,9 @@ pub enum ProduceError {
     /// The node is still recovering its log after a start. Retry shortly.
     Recovering,
     /// The group-commit buffer is full. Retry after the in-flight fsync completes.
-    Busy {
-        pending_bytes: u64,
-        limit_bytes: u64,
-    },
+    Busy { pending_bytes: u64, limit_bytes: u64 },
     /// The record is larger than the codec accepts. Do not retry.
-    TooLarge {
-        what: &'static str,
-        len: usize,
-        max: usize,
-    },
+    TooLarge { what: &'static str, len: usize, max: usize },
     /// No such topic on this node. Do not retry.
     UnknownTopic(TopicIdx),
     /// This node's role does not accept produces (a gateway). Do not retry.
@@ -169,10 +154,7 @@ impl ProduceError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            ProduceError::Recovering
-                | ProduceError::Busy { .. }
-                | ProduceError::Clock(_)
-                | ProduceError::Storage(_)
+            ProduceError::Recovering | ProduceError::Busy { .. } | ProduceError::Clock(_) | ProduceError::Storage(_)
         )
     }
 }
@@ -214,18 +196,9 @@ pub enum Event {
         replay: bool,
     },
     /// Recovery finished; what it found and what it cut.
-    Recovered {
-        topics: u32,
-        records: u64,
-        truncated_bytes: u64,
-    },
+    Recovered { topics: u32, records: u64, truncated_bytes: u64 },
     /// Recovery cut a torn or corrupt tail off a segment.
-    TailTruncated {
-        file: FileId,
-        at: u64,
-        cut_bytes: u64,
-        reason: String,
-    },
+    TailTruncated { file: FileId, at: u64, cut_bytes: u64, reason: String },
     /// A sync session to the gateway was established.
     SessionUp { peer: NodeId, session: u64 },
     /// A sync session was given up (no answer within the session timeout).

@@ -63,12 +63,7 @@ pub struct Checkpoint {
 
 impl TopicLog {
     pub fn new(topic: TopicIdx) -> TopicLog {
-        TopicLog {
-            topic,
-            segments: VecDeque::new(),
-            bytes: 0,
-            next_base: 0,
-        }
+        TopicLog { topic, segments: VecDeque::new(), bytes: 0, next_base: 0 }
     }
 
     /// Rebuilds the log from recovered segments (sorted by base, contiguous).
@@ -78,19 +73,11 @@ impl TopicLog {
         }
         let bytes = segments.iter().map(|s| s.len).sum();
         let next_base = segments.last().map_or(0, |s| s.end);
-        TopicLog {
-            topic,
-            segments: segments.into(),
-            bytes,
-            next_base,
-        }
+        TopicLog { topic, segments: segments.into(), bytes, next_base }
     }
 
     pub fn file(&self, base: u64) -> FileId {
-        FileId::Segment {
-            topic: self.topic,
-            base,
-        }
+        FileId::Segment { topic: self.topic, base }
     }
 
     /// The first offset still stored.
@@ -105,9 +92,7 @@ impl TopicLog {
 
     /// One past the last durable record.
     pub fn durable_offset(&self) -> u64 {
-        self.segments
-            .back()
-            .map_or(self.next_base, |s| s.durable_end)
+        self.segments.back().map_or(self.next_base, |s| s.durable_end)
     }
 
     /// Bytes held in segment files.
@@ -122,28 +107,16 @@ impl TopicLog {
     /// The segment holding `offset`, if it is still stored.
     pub fn segment_for(&self, offset: u64) -> Option<&Segment> {
         let i = self.segments.partition_point(|s| s.end <= offset);
-        self.segments
-            .get(i)
-            .filter(|s| s.base <= offset && offset < s.end)
+        self.segments.get(i).filter(|s| s.base <= offset && offset < s.end)
     }
 
     pub fn checkpoint(&self) -> Checkpoint {
-        Checkpoint {
-            segments_len: self.segments.len(),
-            last: self.segments.back().cloned(),
-            bytes: self.bytes,
-        }
+        Checkpoint { segments_len: self.segments.len(), last: self.segments.back().cloned(), bytes: self.bytes }
     }
 
     /// Reserves room for a frame of `frame_len` bytes holding `count` records, opening a
     /// new segment when the newest has reached `segment_bytes_max`.
-    pub fn place(
-        &mut self,
-        count: u64,
-        frame_len: u64,
-        newest_ms: u64,
-        segment_bytes_max: u64,
-    ) -> Placement {
+    pub fn place(&mut self, count: u64, frame_len: u64, newest_ms: u64, segment_bytes_max: u64) -> Placement {
         assert!(count > 0);
         let roll = match self.segments.back() {
             None => true,
@@ -151,36 +124,16 @@ impl TopicLog {
         };
         if roll {
             let base = self.end_offset();
-            assert_eq!(
-                self.durable_offset(),
-                base,
-                "a segment is opened only when the log is durable"
-            );
-            self.segments.push_back(Segment {
-                base,
-                end: base,
-                durable_end: base,
-                len: 0,
-                newest_ms,
-            });
+            assert_eq!(self.durable_offset(), base, "a segment is opened only when the log is durable");
+            self.segments.push_back(Segment { base, end: base, durable_end: base, len: 0, newest_ms });
         }
-        let seg = self
-            .segments
-            .back_mut()
-            .expect("a segment was just ensured");
+        let seg = self.segments.back_mut().expect("a segment was just ensured");
         let pos = seg.len;
         seg.end += count;
         seg.len += frame_len;
         seg.newest_ms = seg.newest_ms.max(newest_ms);
         self.bytes += frame_len;
-        Placement {
-            file: FileId::Segment {
-                topic: self.topic,
-                base: seg.base,
-            },
-            pos,
-            new_segment: roll,
-        }
+        Placement { file: FileId::Segment { topic: self.topic, base: seg.base }, pos, new_segment: roll }
     }
 
     /// Everything appended is now durable.
@@ -204,13 +157,7 @@ impl TopicLog {
         if let (Some(now), Some(before)) = (self.segments.back_mut(), cp.last.as_ref()) {
             assert_eq!(now.base, before.base);
             if now.len != before.len {
-                cuts.push((
-                    FileId::Segment {
-                        topic: self.topic,
-                        base: before.base,
-                    },
-                    Some(before.len),
-                ));
+                cuts.push((FileId::Segment { topic: self.topic, base: before.base }, Some(before.len)));
             }
             *now = before.clone();
         }
@@ -279,12 +226,7 @@ pub enum ScanStop {
 /// Decodes the log frames in `buf`, which starts at file position `pos` and whose first
 /// frame must start at log offset `expect_base`. Stops at the end, at an incomplete frame,
 /// or at the first invalid frame (bad checksum, wrong kind, or an offset out of sequence).
-pub fn scan<'a>(
-    buf: &'a [u8],
-    pos: u64,
-    expect_base: u64,
-    mut f: impl FnMut(LogFrame<'a>),
-) -> Option<ScanStop> {
+pub fn scan<'a>(buf: &'a [u8], pos: u64, expect_base: u64, mut f: impl FnMut(LogFrame<'a>)) -> Option<ScanStop> {
     let mut at = 0usize;
     let mut next_base = expect_base;
     while at < buf.len() {
@@ -309,13 +251,7 @@ pub fn scan<'a>(
             return Some(ScanStop::Misplaced { pos: here });
         };
         next_base = base + u64::from(header.count);
-        f(LogFrame {
-            pos: here,
-            len: used as u64,
-            base,
-            header,
-            batch,
-        });
+        f(LogFrame { pos: here, len: used as u64, base, header, batch });
         at += used;
     }
     None
@@ -330,14 +266,8 @@ mod tests {
 
     fn frame(base: u64, n: u32) -> Vec<u8> {
         let vals: Vec<Vec<u8>> = (0..n).map(|i| vec![i as u8; 10]).collect();
-        let recs: Vec<RecordRef<'_>> = vals
-            .iter()
-            .map(|v| RecordRef {
-                hlc: Hlc::new(1000, 0),
-                key: None,
-                value: v,
-            })
-            .collect();
+        let recs: Vec<RecordRef<'_>> =
+            vals.iter().map(|v| RecordRef { hlc: Hlc::new(1000, 0), key: None, value: v }).collect();
         let mut batch = Vec::new();
         encode_batch(NodeId(1), base, &recs, Compression::None, &mut batch);
         let mut out = Vec::new();
@@ -354,13 +284,7 @@ mod tests {
         let mut seen = Vec::new();
         let stop = scan(&buf, 0, 0, |f| seen.push((f.base, f.end())));
         assert_eq!(seen, vec![(0, 3), (3, 5)]);
-        assert_eq!(
-            stop,
-            Some(ScanStop::Incomplete {
-                pos: full as u64,
-                needed: codec::FRAME_HEADER_LEN
-            })
-        );
+        assert_eq!(stop, Some(ScanStop::Incomplete { pos: full as u64, needed: codec::FRAME_HEADER_LEN }));
     }
 
     #[test]
@@ -370,12 +294,7 @@ mod tests {
         let mut n = 0;
         let stop = scan(&buf, 0, 0, |_| n += 1);
         assert_eq!(n, 1);
-        assert_eq!(
-            stop,
-            Some(ScanStop::Misplaced {
-                pos: frame(0, 3).len() as u64
-            })
-        );
+        assert_eq!(stop, Some(ScanStop::Misplaced { pos: frame(0, 3).len() as u64 }));
     }
 
     #[test]

@@ -32,10 +32,7 @@ pub fn read_bound(buf: &[u8]) -> Option<u64> {
         let Ok((frame, used)) = codec::decode_frame(&buf[at..]) else {
             break;
         };
-        if frame.kind != FrameKind::Meta
-            || frame.payload.len() != META_RECORD_LEN
-            || frame.payload[0] != META_VERSION
-        {
+        if frame.kind != FrameKind::Meta || frame.payload.len() != META_RECORD_LEN || frame.payload[0] != META_VERSION {
             break;
         }
         let bound = u64::from_le_bytes(frame.payload[1..9].try_into().expect("9-byte payload"));
@@ -45,60 +42,57 @@ pub fn read_bound(buf: &[u8]) -> Option<u64> {
     best
 }
 
-/// Where the next meta record goes.
+/// Where the next meta record goes, and which older files may go once it is durable.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MetaLog {
     generation: u64,
     len: u64,
+    /// Older generations, deleted only after a record of `generation` is durable: deleting
+    /// them earlier could leave no valid bound at all if the new write fails.
+    obsolete: Vec<u64>,
 }
 
-/// The disk steps of one meta write: append, sync, then maybe delete the previous file.
+/// The disk steps of one meta write: append, then sync.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MetaWrite {
     pub file: FileId,
     pub bytes: Vec<u8>,
-    pub delete_after: Option<FileId>,
 }
 
 impl MetaLog {
-    /// Continues after the newest generation found at recovery (with its length).
-    pub fn recovered(newest: Option<(u64, u64)>) -> MetaLog {
-        match newest {
-            Some((generation, len)) => MetaLog { generation, len },
-            None => MetaLog {
-                generation: 0,
-                len: META_FILE_BYTES_MAX,
-            },
-        }
+    /// Starts after the generations found at recovery. The next record always opens a new
+    /// generation: the newest file may end in a torn record, and `read_bound` stops there,
+    /// so anything appended after it would be invisible to the next recovery.
+    pub fn recovered(found: &[u64]) -> MetaLog {
+        let generation = found.iter().copied().max().unwrap_or(0);
+        MetaLog { generation, len: META_FILE_BYTES_MAX, obsolete: found.to_vec() }
     }
 
     /// Plans the write of `hlc_bound_ms`, rotating if the file is full.
     pub fn write(&mut self, hlc_bound_ms: u64) -> MetaWrite {
         let mut bytes = Vec::with_capacity(codec::FRAME_HEADER_LEN + META_RECORD_LEN);
         encode_record(hlc_bound_ms, &mut bytes);
-        let mut delete_after = None;
         if self.len + bytes.len() as u64 > META_FILE_BYTES_MAX {
-            if self.len < META_FILE_BYTES_MAX || self.generation > 0 {
-                delete_after = Some(FileId::Meta {
-                    generation: self.generation,
-                });
+            if self.generation > 0 && !self.obsolete.contains(&self.generation) {
+                self.obsolete.push(self.generation);
             }
             self.generation += 1;
             self.len = 0;
         }
         self.len += bytes.len() as u64;
-        MetaWrite {
-            file: FileId::Meta {
-                generation: self.generation,
-            },
-            bytes,
-            delete_after,
-        }
+        MetaWrite { file: FileId::Meta { generation: self.generation }, bytes }
     }
 
-    /// A write failed: the file may hold a torn record, so the next write starts a new file.
-    pub fn write_failed(&mut self) {
-        self.len = META_FILE_BYTES_MAX;
+    /// The last write is durable: the older files it supersedes may be deleted now.
+    pub fn written(&mut self) -> Vec<FileId> {
+        self.obsolete.drain(..).map(|generation| FileId::Meta { generation }).collect()
+    }
+
+    /// A write failed. If storage may hold part of it (anything but an append refused for
+    /// space, which writes nothing), the next write starts a new file after the torn one.
+    pub fn write_failed(&mut self, nothing_written: bool) {
+        self.len =
+            if nothing_written { self.len.saturating_sub(META_RECORD_LEN as u64 + 12) } else { META_FILE_BYTES_MAX };
     }
 }
 
@@ -121,19 +115,40 @@ mod tests {
     }
 
     #[test]
-    fn rotation_deletes_the_old_generation_after_the_new_one_is_written() {
-        let mut m = MetaLog::recovered(None);
+    fn old_generations_go_only_after_a_durable_write_in_the_new_one() {
+        let mut m = MetaLog::recovered(&[3, 4]);
         let w = m.write(1);
-        assert_eq!(w.file, FileId::Meta { generation: 1 });
-        assert_eq!(w.delete_after, None);
-        let mut last = w;
-        let mut writes = 1;
-        while last.delete_after.is_none() {
-            last = m.write(writes);
+        assert_eq!(w.file, FileId::Meta { generation: 5 }, "recovery always opens a new file");
+        m.write_failed(false);
+        let w = m.write(2);
+        assert_eq!(w.file, FileId::Meta { generation: 6 }, "a possibly torn file is not appended to");
+        assert_eq!(
+            m.written(),
+            vec![FileId::Meta { generation: 3 }, FileId::Meta { generation: 4 }, FileId::Meta { generation: 5 }]
+        );
+        assert_eq!(m.written(), vec![]);
+        let w = m.write(3);
+        assert_eq!(w.file, FileId::Meta { generation: 6 });
+    }
+
+    #[test]
+    fn refused_append_is_retried_in_the_same_file() {
+        let mut m = MetaLog::recovered(&[]);
+        let w = m.write(1);
+        m.write_failed(true);
+        assert_eq!(m.write(2).file, w.file);
+    }
+
+    #[test]
+    fn rotation_when_full() {
+        let mut m = MetaLog::recovered(&[]);
+        let first = m.write(0).file;
+        assert_eq!(first, FileId::Meta { generation: 1 });
+        let mut writes = 1u64;
+        while m.write(writes).file == first {
             writes += 1;
         }
-        assert_eq!(last.file, FileId::Meta { generation: 2 });
-        assert_eq!(last.delete_after, Some(FileId::Meta { generation: 1 }));
-        assert!(writes as u64 * 21 > META_FILE_BYTES_MAX);
+        assert!(writes * 21 > META_FILE_BYTES_MAX - 21);
+        assert_eq!(m.written(), vec![first]);
     }
 }

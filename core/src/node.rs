@@ -8,14 +8,13 @@
 //! and messages are dropped (peers resend).
 
 use crate::codec::{
-    self, BatchDecoder, BatchEncoder, Compression, DecodedBatch, RecordRef, MAX_BATCH_RECORDS,
-    MAX_KEY_BYTES, MAX_VALUE_BYTES,
+    self, BatchDecoder, BatchEncoder, Compression, DecodedBatch, RecordRef, MAX_BATCH_RECORDS, MAX_KEY_BYTES,
+    MAX_VALUE_BYTES,
 };
 use crate::config::{NodeConfig, Role};
 use crate::hlc::{Hlc, HlcClock};
 use crate::io::{
-    DiskError, DiskOpId, DiskRequest, DiskResponse, Event, FileId, Input, Output, ProduceAck,
-    ProduceError, ReqId,
+    DiskError, DiskOpId, DiskRequest, DiskResponse, Event, FileId, Input, Output, ProduceAck, ProduceError, ReqId,
 };
 use crate::log::{self, Checkpoint, ScanStop, Segment, TopicLog};
 use crate::meta::{self, MetaLog};
@@ -51,6 +50,8 @@ pub(crate) enum Op {
         sent: Seq,
     },
     RetentionDelete,
+    /// A request of an abandoned recovery attempt: its completion is ignored.
+    Stale,
 }
 
 /// The outputs and in-flight disk requests of a node: what its parts write into.
@@ -113,11 +114,7 @@ enum Commit {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum JobKind {
     Meta,
-    Segment {
-        topic: TopicIdx,
-        last: bool,
-        next_base: Option<u64>,
-    },
+    Segment { topic: TopicIdx, last: bool, next_base: Option<u64> },
 }
 
 #[derive(Clone, Debug)]
@@ -135,7 +132,7 @@ struct Recovery {
     jobs: VecDeque<ScanJob>,
     current: Option<ScanJob>,
     meta_bound: Option<u64>,
-    meta_newest: Option<(u64, u64)>,
+    meta_generations: Vec<u64>,
     segments: BTreeMap<TopicIdx, Vec<Segment>>,
     marks: BTreeMap<(NodeId, TopicIdx), Seq>,
     truncations_left: u32,
@@ -181,7 +178,7 @@ pub struct Node {
     hlc: HlcClock,
     meta: MetaLog,
     meta_inflight: bool,
-    meta_failed: bool,
+    meta_append_error: Option<DiskError>,
     commit: Commit,
     fx: Fx,
     uplink: Option<Uplink>,
@@ -217,9 +214,9 @@ impl Node {
             gw_pending: vec![Vec::new(); n],
             pending_bytes: 0,
             hlc,
-            meta: MetaLog::recovered(None),
+            meta: MetaLog::recovered(&[]),
             meta_inflight: false,
-            meta_failed: false,
+            meta_append_error: None,
             commit: Commit::Idle,
             fx,
             uplink: None,
@@ -294,20 +291,12 @@ impl Node {
         if !self.is_running() {
             return None;
         }
-        let up = self
-            .uplink
-            .as_ref()
-            .and_then(|u| u.poll_timeout(&self.cfg.sync, &self.logs));
+        let up = self.uplink.as_ref().and_then(|u| u.poll_timeout(&self.cfg.sync, &self.logs));
         Some(up.map_or(self.next_housekeeping, |t| t.min(self.next_housekeeping)))
     }
 
     fn set_now(&mut self, now: Now) {
-        assert!(
-            now.mono >= self.now.mono,
-            "monotonic time went backwards: {:?} < {:?}",
-            now.mono,
-            self.now.mono
-        );
+        assert!(now.mono >= self.now.mono, "monotonic time went backwards: {:?} < {:?}", now.mono, self.now.mono);
         self.now = now;
     }
 
@@ -318,9 +307,7 @@ impl Node {
             return;
         }
         if now.mono >= self.next_housekeeping {
-            self.next_housekeeping = now
-                .mono
-                .saturating_add(self.cfg.log.retention_check_interval);
+            self.next_housekeeping = now.mono.saturating_add(self.cfg.log.retention_check_interval);
             self.apply_retention();
             if let Some(g) = &mut self.ingest {
                 g.expire_sessions(now.mono, &self.cfg);
@@ -333,12 +320,7 @@ impl Node {
     pub fn handle(&mut self, now: Now, input: Input) {
         self.set_now(now);
         match input {
-            Input::Produce {
-                req,
-                topic,
-                key,
-                value,
-            } => self.on_produce(req, topic, key, value),
+            Input::Produce { req, topic, key, value } => self.on_produce(req, topic, key, value),
             Input::Message { from, bytes } => self.on_message(from, &bytes),
             Input::DiskDone { id, result } => self.on_disk_done(id, result),
         }
@@ -352,14 +334,7 @@ impl Node {
         self.persist_hlc_bound();
         self.start_flush();
         if let Some(u) = &mut self.uplink {
-            u.pump(
-                self.now.mono,
-                &self.cfg,
-                self.hlc.last(),
-                &self.logs,
-                &mut self.rng,
-                &mut self.fx,
-            );
+            u.pump(self.now.mono, &self.cfg, self.hlc.last(), &self.logs, &mut self.rng, &mut self.fx);
         }
     }
 
@@ -382,31 +357,17 @@ impl Node {
             return self.reply(req, Err(ProduceError::UnknownTopic(topic)));
         }
         if value.len() > MAX_VALUE_BYTES {
-            let e = ProduceError::TooLarge {
-                what: "value",
-                len: value.len(),
-                max: MAX_VALUE_BYTES,
-            };
+            let e = ProduceError::TooLarge { what: "value", len: value.len(), max: MAX_VALUE_BYTES };
             return self.reply(req, Err(e));
         }
         let key_len = key.as_ref().map_or(0, Vec::len);
         if key_len > MAX_KEY_BYTES {
-            return self.reply(
-                req,
-                Err(ProduceError::TooLarge {
-                    what: "key",
-                    len: key_len,
-                    max: MAX_KEY_BYTES,
-                }),
-            );
+            return self.reply(req, Err(ProduceError::TooLarge { what: "key", len: key_len, max: MAX_KEY_BYTES }));
         }
         let bytes = record_cost(key_len, value.len());
         let limit = self.cfg.log.pending_bytes_max;
         if self.pending_bytes + bytes > limit {
-            let e = ProduceError::Busy {
-                pending_bytes: self.pending_bytes,
-                limit_bytes: limit,
-            };
+            let e = ProduceError::Busy { pending_bytes: self.pending_bytes, limit_bytes: limit };
             return self.reply(req, Err(e));
         }
         let hlc = match self.hlc.now(self.now.wall_ms) {
@@ -414,12 +375,7 @@ impl Node {
             Err(e) => return self.reply(req, Err(ProduceError::Clock(e))),
         };
         self.pending_bytes += bytes;
-        self.pending[topic.0 as usize].push(PendingRecord {
-            req,
-            hlc,
-            key,
-            value,
-        });
+        self.pending[topic.0 as usize].push(PendingRecord { req, hlc, key, value });
     }
 
     fn on_message(&mut self, from: NodeId, bytes: &[u8]) {
@@ -428,12 +384,7 @@ impl Node {
         }
         let msg = match SyncMsg::decode(bytes) {
             Ok(m) => m,
-            Err(e) => {
-                return self.fx.event(Event::BadMessage {
-                    from,
-                    error: e.to_string(),
-                })
-            }
+            Err(e) => return self.fx.event(Event::BadMessage { from, error: e.to_string() }),
         };
         let remote = match &msg {
             SyncMsg::Hello { hlc, .. }
@@ -444,10 +395,7 @@ impl Node {
         };
         let rejected = match remote.map(|h| self.hlc.observe(self.now.wall_ms, h)) {
             Some(Err(_)) => {
-                self.fx.event(Event::HlcRejected {
-                    from,
-                    remote: remote.unwrap_or_default(),
-                });
+                self.fx.event(Event::HlcRejected { from, remote: remote.unwrap_or_default() });
                 true
             }
             _ => false,
@@ -461,36 +409,11 @@ impl Node {
                     }
                 }
             }
-            (
-                Role::Gateway,
-                SyncMsg::Hello {
-                    origin,
-                    session,
-                    topics,
-                    ..
-                },
-            ) => {
+            (Role::Gateway, SyncMsg::Hello { origin, session, topics, .. }) => {
                 let g = self.ingest.as_mut().expect("a running gateway has ingest");
-                g.on_hello(
-                    from,
-                    origin,
-                    session,
-                    topics,
-                    self.now.mono,
-                    self.hlc.last(),
-                    &self.cfg,
-                    &mut self.fx,
-                );
+                g.on_hello(from, origin, session, topics, self.now.mono, self.hlc.last(), &self.cfg, &mut self.fx);
             }
-            (
-                Role::Gateway,
-                SyncMsg::Data {
-                    session,
-                    topic,
-                    batches,
-                    ..
-                },
-            ) => {
+            (Role::Gateway, SyncMsg::Data { session, topic, batches, .. }) => {
                 // The timestamp that proves the batch happened before its storage here.
                 let Ok(received) = self.hlc.now(self.now.wall_ms) else {
                     return;
@@ -517,33 +440,29 @@ impl Node {
     }
 
     fn on_disk_done(&mut self, id: DiskOpId, result: Result<DiskResponse, DiskError>) {
-        let op = self
-            .fx
-            .ops
-            .remove(&id)
-            .unwrap_or_else(|| panic!("completion of unknown disk request {id:?}"));
+        let op = self.fx.ops.remove(&id).unwrap_or_else(|| panic!("completion of unknown disk request {id:?}"));
         match op {
             Op::List | Op::RecoveryRead | Op::RecoveryTruncate => self.on_recovery_disk(op, result),
             Op::Commit => self.on_commit_done(result),
             Op::Rollback => self.on_rollback_done(result),
-            Op::MetaAppend => self.meta_failed |= result.is_err(),
+            Op::MetaAppend => self.meta_append_error = result.err(),
             Op::MetaSync { bound } => {
                 self.meta_inflight = false;
-                if result.is_ok() && !self.meta_failed {
-                    self.hlc.bound_persisted(bound);
-                } else {
-                    self.hlc.bound_persist_failed();
-                    self.meta.write_failed();
+                match (self.meta_append_error.take(), result) {
+                    (None, Ok(_)) => {
+                        self.hlc.bound_persisted(bound);
+                        for file in self.meta.written() {
+                            self.fx.disk(DiskRequest::Delete { file }, Op::MetaDelete);
+                        }
+                    }
+                    (append, _) => {
+                        self.hlc.bound_persist_failed();
+                        self.meta.write_failed(append == Some(DiskError::NoSpace));
+                    }
                 }
-                self.meta_failed = false;
             }
-            Op::MetaDelete | Op::RetentionDelete => {}
-            Op::UplinkRead {
-                topic,
-                base,
-                pos,
-                sent,
-            } => {
+            Op::MetaDelete | Op::RetentionDelete | Op::Stale => {}
+            Op::UplinkRead { topic, base, pos, sent } => {
                 let Some(u) = &mut self.uplink else { return };
                 let bytes = match result {
                     Ok(DiskResponse::Read(b)) => b,
@@ -583,14 +502,13 @@ impl Node {
             (Op::RecoveryTruncate, Ok(_)) => self.recovery().truncations_left -= 1,
             (op, Err(e)) => {
                 // Storage cannot be read: try again from the start, as a restart would.
-                self.fx.event(Event::BadMessage {
-                    from: self.cfg.id,
-                    error: format!("recovery {op:?} failed: {e}"),
-                });
+                self.fx.event(Event::BadMessage { from: self.cfg.id, error: format!("recovery {op:?} failed: {e}") });
                 self.phase = Phase::Recovering(Box::default());
-                self.fx.ops.retain(|_, o| {
-                    !matches!(o, Op::List | Op::RecoveryRead | Op::RecoveryTruncate)
-                });
+                for o in self.fx.ops.values_mut() {
+                    if matches!(o, Op::List | Op::RecoveryRead | Op::RecoveryTruncate) {
+                        *o = Op::Stale;
+                    }
+                }
                 self.fx.disk(DiskRequest::List, Op::List);
                 return;
             }
@@ -604,11 +522,11 @@ impl Node {
         let ntopics = self.cfg.topics.len();
         let mut by_topic: BTreeMap<TopicIdx, Vec<(u64, u64)>> = BTreeMap::new();
         let mut jobs = VecDeque::new();
-        let mut meta_newest = None;
+        let mut meta_generations = Vec::new();
         for (file, len) in files {
             match file {
                 FileId::Meta { generation } => {
-                    meta_newest = meta_newest.max(Some((generation, len)));
+                    meta_generations.push(generation);
                     jobs.push_back(ScanJob {
                         kind: JobKind::Meta,
                         file,
@@ -633,19 +551,8 @@ impl Node {
                 let last = next_base.is_none();
                 let file = FileId::Segment { topic, base };
                 if last || gateway {
-                    let kind = JobKind::Segment {
-                        topic,
-                        last,
-                        next_base,
-                    };
-                    jobs.push_back(ScanJob {
-                        kind,
-                        file,
-                        file_len: len,
-                        pos: 0,
-                        next_offset: base,
-                        newest_ms: wall,
-                    });
+                    let kind = JobKind::Segment { topic, last, next_base };
+                    jobs.push_back(ScanJob { kind, file, file_len: len, pos: 0, next_offset: base, newest_ms: wall });
                 } else {
                     let end = next_base.expect("not last");
                     segments.entry(topic).or_default().push(Segment {
@@ -661,21 +568,14 @@ impl Node {
         let r = self.recovery();
         r.listed = true;
         r.jobs = jobs;
-        r.meta_newest = meta_newest;
+        r.meta_generations = meta_generations;
         r.segments = segments;
     }
 
     fn issue_recovery_read(&mut self, job: &ScanJob, min_len: usize) {
         let chunk = (self.cfg.log.read_chunk_bytes as usize).max(min_len) as u64;
         let len = chunk.min(job.file_len - job.pos) as u32;
-        self.fx.disk(
-            DiskRequest::Read {
-                file: job.file,
-                offset: job.pos,
-                len,
-            },
-            Op::RecoveryRead,
-        );
+        self.fx.disk(DiskRequest::Read { file: job.file, offset: job.pos, len }, Op::RecoveryRead);
     }
 
     fn next_recovery_step(&mut self) {
@@ -705,9 +605,7 @@ impl Node {
             r.meta_bound = r.meta_bound.max(meta::read_bound(bytes));
             return;
         }
-        let JobKind::Segment { topic, last, .. } = job.kind else {
-            unreachable!("meta handled above")
-        };
+        let JobKind::Segment { topic, last, .. } = job.kind else { unreachable!("meta handled above") };
         let mut replay = Vec::new();
         let mut records = 0;
         let marks = &mut r.marks;
@@ -754,21 +652,14 @@ impl Node {
                 self.recovery().current = Some(job);
                 self.finish_job(read_end, None);
             }
-            Some(ScanStop::Incomplete { pos, needed })
-                if pos + needed as u64 <= job.file_len && !bytes.is_empty() =>
-            {
+            Some(ScanStop::Incomplete { pos, needed }) if pos + needed as u64 <= job.file_len && !bytes.is_empty() => {
                 job.pos = pos;
                 self.issue_recovery_read(&job, needed);
                 self.recovery().current = Some(job);
             }
             Some(ScanStop::Incomplete { pos, needed }) => {
                 self.recovery().current = Some(job);
-                self.finish_job(
-                    pos,
-                    Some(format!(
-                        "torn tail: a frame needing {needed} bytes is cut short"
-                    )),
-                );
+                self.finish_job(pos, Some(format!("torn tail: a frame needing {needed} bytes is cut short")));
             }
             Some(ScanStop::Bad { pos, error }) => {
                 self.recovery().current = Some(job);
@@ -776,10 +667,7 @@ impl Node {
             }
             Some(ScanStop::Misplaced { pos }) => {
                 self.recovery().current = Some(job);
-                self.finish_job(
-                    pos,
-                    Some("a valid frame that does not belong at this offset".into()),
-                );
+                self.finish_job(pos, Some("a valid frame that does not belong at this offset".into()));
             }
         }
     }
@@ -788,46 +676,20 @@ impl Node {
     fn finish_job(&mut self, valid_len: u64, reason: Option<String>) {
         let r = self.recovery();
         let job = r.current.take().expect("a job is current");
-        let JobKind::Segment {
-            topic,
-            last,
-            next_base,
-        } = job.kind
-        else {
+        let JobKind::Segment { topic, last, next_base } = job.kind else {
             return;
         };
-        let end = if last {
-            job.next_offset
-        } else {
-            next_base.expect("only the last has no successor")
-        };
-        let seg = Segment {
-            base: job.file_base(),
-            end,
-            durable_end: end,
-            len: valid_len,
-            newest_ms: job.newest_ms,
-        };
+        let end = if last { job.next_offset } else { next_base.expect("only the last has no successor") };
+        let seg = Segment { base: job.file_base(), end, durable_end: end, len: valid_len, newest_ms: job.newest_ms };
         r.segments.entry(topic).or_default().push(seg);
         if let Some(reason) = reason {
             let cut = job.file_len - valid_len;
             if last {
                 r.truncated_bytes += cut;
                 r.truncations_left += 1;
-                self.fx.disk(
-                    DiskRequest::Truncate {
-                        file: job.file,
-                        len: valid_len,
-                    },
-                    Op::RecoveryTruncate,
-                );
+                self.fx.disk(DiskRequest::Truncate { file: job.file, len: valid_len }, Op::RecoveryTruncate);
             }
-            self.fx.event(Event::TailTruncated {
-                file: job.file,
-                at: valid_len,
-                cut_bytes: cut,
-                reason,
-            });
+            self.fx.event(Event::TailTruncated { file: job.file, at: valid_len, cut_bytes: cut, reason });
         }
     }
 
@@ -843,7 +705,7 @@ impl Node {
             *log = TopicLog::recovered(TopicIdx(i as u16), segs);
         }
         self.hlc = HlcClock::recover(r.meta_bound, self.cfg.hlc);
-        self.meta = MetaLog::recovered(r.meta_newest);
+        self.meta = MetaLog::recovered(&r.meta_generations);
         match self.cfg.role {
             Role::Edge => {
                 let gw = self.cfg.upstream;
@@ -869,19 +731,8 @@ impl Node {
         };
         let w = self.meta.write(bound);
         self.meta_inflight = true;
-        self.fx.disk(
-            DiskRequest::Append {
-                file: w.file,
-                bytes: w.bytes,
-            },
-            Op::MetaAppend,
-        );
-        self.fx
-            .disk(DiskRequest::Sync { file: w.file }, Op::MetaSync { bound });
-        if let Some(old) = w.delete_after {
-            self.fx
-                .disk(DiskRequest::Delete { file: old }, Op::MetaDelete);
-        }
+        self.fx.disk(DiskRequest::Append { file: w.file, bytes: w.bytes }, Op::MetaAppend);
+        self.fx.disk(DiskRequest::Sync { file: w.file }, Op::MetaSync { bound });
     }
 
     // ---- group commit ----
@@ -890,13 +741,8 @@ impl Node {
         if !matches!(self.commit, Commit::Idle) {
             return;
         }
-        let mut flush = Flush {
-            ops_left: 0,
-            error: None,
-            touched: Vec::new(),
-            replies: Vec::new(),
-            stored: Vec::new(),
-        };
+        let mut flush =
+            Flush { ops_left: 0, error: None, touched: Vec::new(), replies: Vec::new(), stored: Vec::new() };
         for i in 0..self.logs.len() {
             let records = std::mem::take(&mut self.pending[i]);
             let accepted = std::mem::take(&mut self.gw_pending[i]);
@@ -909,31 +755,13 @@ impl Node {
             let mut count = 0u64;
             let mut newest_ms = 0;
             for chunk in chunk_records(&records) {
-                let refs: Vec<RecordRef<'_>> = chunk
-                    .iter()
-                    .map(|p| RecordRef {
-                        hlc: p.hlc,
-                        key: p.key.as_deref(),
-                        value: &p.value,
-                    })
-                    .collect();
+                let refs: Vec<RecordRef<'_>> =
+                    chunk.iter().map(|p| RecordRef { hlc: p.hlc, key: p.key.as_deref(), value: &p.value }).collect();
                 let mut batch = Vec::new();
-                self.enc.encode(
-                    self.cfg.id,
-                    base0 + count,
-                    &refs,
-                    Compression::Zstd,
-                    &mut batch,
-                );
+                self.enc.encode(self.cfg.id, base0 + count, &refs, Compression::Zstd, &mut batch);
                 log::encode_log_frame(base0 + count, &batch, &mut buf);
                 for p in chunk {
-                    flush.replies.push((
-                        p.req,
-                        ProduceAck {
-                            seq: base0 + count,
-                            hlc: p.hlc,
-                        },
-                    ));
+                    flush.replies.push((p.req, ProduceAck { seq: base0 + count, hlc: p.hlc }));
                     newest_ms = newest_ms.max(p.hlc.physical_ms());
                     count += 1;
                 }
@@ -943,27 +771,13 @@ impl Node {
                 count += u64::from(a.count);
                 newest_ms = newest_ms.max(a.received_hlc.physical_ms());
             }
-            self.pending_bytes -= records
-                .iter()
-                .map(|p| record_cost(p.key.as_ref().map_or(0, Vec::len), p.value.len()))
-                .sum::<u64>();
+            self.pending_bytes -=
+                records.iter().map(|p| record_cost(p.key.as_ref().map_or(0, Vec::len), p.value.len())).sum::<u64>();
             let cp = log.checkpoint();
-            let place = log.place(
-                count,
-                buf.len() as u64,
-                newest_ms,
-                self.cfg.log.segment_bytes_max,
-            );
+            let place = log.place(count, buf.len() as u64, newest_ms, self.cfg.log.segment_bytes_max);
             debug_assert_eq!(log.end_offset(), base0 + count);
-            self.fx.disk(
-                DiskRequest::Append {
-                    file: place.file,
-                    bytes: buf,
-                },
-                Op::Commit,
-            );
-            self.fx
-                .disk(DiskRequest::Sync { file: place.file }, Op::Commit);
+            self.fx.disk(DiskRequest::Append { file: place.file, bytes: buf }, Op::Commit);
+            self.fx.disk(DiskRequest::Sync { file: place.file }, Op::Commit);
             flush.ops_left += 2;
             flush.touched.push((TopicIdx(i as u16), cp));
             flush.stored.extend(accepted);
@@ -974,9 +788,7 @@ impl Node {
     }
 
     fn on_commit_done(&mut self, result: Result<DiskResponse, DiskError>) {
-        let Commit::Flushing(f) = &mut self.commit else {
-            panic!("commit completion without a flush")
-        };
+        let Commit::Flushing(f) = &mut self.commit else { panic!("commit completion without a flush") };
         f.ops_left -= 1;
         if let Err(e) = result {
             f.error.get_or_insert(e);
@@ -984,9 +796,7 @@ impl Node {
         if f.ops_left > 0 {
             return;
         }
-        let Commit::Flushing(f) = std::mem::replace(&mut self.commit, Commit::Idle) else {
-            unreachable!()
-        };
+        let Commit::Flushing(f) = std::mem::replace(&mut self.commit, Commit::Idle) else { unreachable!() };
         match f.error.clone() {
             None => self.commit_succeeded(f),
             Some(e) => self.commit_failed(f, e),
@@ -1072,6 +882,12 @@ impl Node {
     // ---- retention ----
 
     fn apply_retention(&mut self) {
+        if self.cfg.role == Role::Gateway {
+            // A gateway rebuilds its high-water marks from its segments at start; deleting
+            // one would let a restart accept its records again. Retention returns with a
+            // durable checkpoint of the marks.
+            return;
+        }
         let wall = self.now.wall_ms;
         for i in 0..self.logs.len() {
             let tcfg = &self.cfg.topics[i];
@@ -1086,21 +902,15 @@ impl Node {
                     break;
                 }
                 let over_size = log.bytes() > tcfg.retention_bytes;
-                let too_old = tcfg
-                    .retention_age
-                    .is_some_and(|a| wall.saturating_sub(oldest.newest_ms) > a.as_millis());
+                let too_old = tcfg.retention_age.is_some_and(|a| wall.saturating_sub(oldest.newest_ms) > a.as_millis());
                 if !over_size && !too_old {
                     break;
                 }
                 let seg = log.pop_oldest().expect("more than one segment");
                 let file = log.file(seg.base);
                 self.stats.segments_deleted += 1;
-                self.fx
-                    .disk(DiskRequest::Delete { file }, Op::RetentionDelete);
-                self.fx.event(Event::SegmentDeleted {
-                    file,
-                    records: seg.end - seg.base,
-                });
+                self.fx.disk(DiskRequest::Delete { file }, Op::RetentionDelete);
+                self.fx.event(Event::SegmentDeleted { file, records: seg.end - seg.base });
             }
         }
     }
@@ -1131,10 +941,7 @@ fn chunk_records(records: &[PendingRecord]) -> impl Iterator<Item = &[PendingRec
         let mut n = 0;
         let mut bytes = 0;
         while n < rest.len() && n < MAX_BATCH_RECORDS {
-            let c = record_cost(
-                rest[n].key.as_ref().map_or(0, Vec::len),
-                rest[n].value.len(),
-            ) as usize;
+            let c = record_cost(rest[n].key.as_ref().map_or(0, Vec::len), rest[n].value.len()) as usize;
             if n > 0 && bytes + c > raw_max {
                 break;
             }

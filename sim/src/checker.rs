@@ -69,11 +69,7 @@ impl Checker {
     fn violate(&mut self, at: u64, invariant: &'static str, detail: String) {
         self.violation_count += 1;
         if self.violations.len() < VIOLATIONS_KEPT_MAX {
-            self.violations.push(Violation {
-                invariant,
-                at: secs(at),
-                detail,
-            });
+            self.violations.push(Violation { invariant, at: secs(at), detail });
         }
     }
 
@@ -83,11 +79,7 @@ impl Checker {
         if let Some(prev) = self.last_hlc.insert(node, hlc) {
             if hlc <= prev {
                 self.counts.causality += 1;
-                self.violate(
-                    at,
-                    "causality",
-                    format!("node {node} issued HLC {hlc:?} after {prev:?}"),
-                );
+                self.violate(at, "causality", format!("node {node} issued HLC {hlc:?} after {prev:?}"));
             }
         }
         let s = self.streams.entry((node, topic)).or_default();
@@ -138,35 +130,19 @@ impl Checker {
         }
     }
 
-    fn on_stored_record(
-        &mut self,
-        at: u64,
-        origin: usize,
-        topic: u16,
-        seq: u64,
-        crc: u32,
-        replay: bool,
-    ) {
+    fn on_stored_record(&mut self, at: u64, origin: usize, topic: u16, seq: u64, crc: u32, replay: bool) {
         let s = self.streams.entry((origin, topic)).or_default();
         if seq < s.next_expected {
             if !replay {
                 self.counts.duplicates += 1;
-                self.violate(
-                    at,
-                    "exactly-once",
-                    format!("origin {origin} topic {topic}: seq {seq} stored again"),
-                );
+                self.violate(at, "exactly-once", format!("origin {origin} topic {topic}: seq {seq} stored again"));
             }
             return;
         }
         if seq > s.next_expected {
             let expected = s.next_expected;
             self.counts.out_of_order += 1;
-            self.violate(
-                at,
-                "order",
-                format!("origin {origin} topic {topic}: seq {seq} stored before seq {expected}"),
-            );
+            self.violate(at, "order", format!("origin {origin} topic {topic}: seq {seq} stored before seq {expected}"));
         }
         let s = self.streams.entry((origin, topic)).or_default();
         let mut skipped = Vec::new();
@@ -194,9 +170,7 @@ impl Checker {
             self.violate(
                 at,
                 "durability",
-                format!(
-                    "origin {origin} topic {topic}: acknowledged seq {p} skipped at the gateway"
-                ),
+                format!("origin {origin} topic {topic}: acknowledged seq {p} skipped at the gateway"),
             );
         }
         if let Some(expected_crc) = mismatch {
@@ -280,13 +254,7 @@ mod tests {
         c.finish(4);
         assert_eq!(c.counts.lost, 1);
         assert_eq!(c.violations[0].invariant, "durability");
-        assert!(
-            c.violations[0]
-                .detail
-                .contains("never reached the gateway (first seq 1)"),
-            "{:?}",
-            c.violations
-        );
+        assert!(c.violations[0].detail.contains("never reached the gateway (first seq 1)"), "{:?}", c.violations);
     }
 
     #[test]
@@ -297,10 +265,7 @@ mod tests {
         c.on_stored(3, 0, 0, 1, &[2], h(2), h(5), false, false);
         assert_eq!(c.counts.lost, 1);
         assert_eq!(c.counts.out_of_order, 1);
-        assert!(c
-            .violations
-            .iter()
-            .any(|v| v.detail.contains("acknowledged seq 0 skipped")));
+        assert!(c.violations.iter().any(|v| v.detail.contains("acknowledged seq 0 skipped")));
     }
 
     #[test]
@@ -328,9 +293,7 @@ mod tests {
         c.on_ack(1, 0, 0, 0, h(1), 0xaaaa);
         c.on_stored(2, 0, 0, 0, &[0xbbbb], h(1), h(2), false, false);
         assert_eq!(c.counts.content_mismatches, 1);
-        assert!(c.violations[0]
-            .detail
-            .contains("acknowledged with 0000aaaa"));
+        assert!(c.violations[0].detail.contains("acknowledged with 0000aaaa"));
     }
 
     #[test]

@@ -76,30 +76,18 @@ impl SimDisk {
         let (_, req) = self.queue.front().expect("a request is in service");
         let transfer = |len: u64| len.saturating_mul(1_000_000_000) / p.write_bytes_per_sec.max(1);
         match req {
-            DiskRequest::Append { bytes, .. } => {
-                p.write_latency.as_nanos() + transfer(bytes.len() as u64)
-            }
+            DiskRequest::Append { bytes, .. } => p.write_latency.as_nanos() + transfer(bytes.len() as u64),
             DiskRequest::Sync { .. } => fsync_latency(p, rng),
             // Reads come from the page cache or flash, several times faster than writes.
-            DiskRequest::Read { len, .. } => {
-                p.read_latency.as_nanos() + transfer(u64::from(*len)) / 4
-            }
-            DiskRequest::List | DiskRequest::Truncate { .. } | DiskRequest::Delete { .. } => {
-                p.write_latency.as_nanos()
-            }
+            DiskRequest::Read { len, .. } => p.read_latency.as_nanos() + transfer(u64::from(*len)) / 4,
+            DiskRequest::List | DiskRequest::Truncate { .. } | DiskRequest::Delete { .. } => p.write_latency.as_nanos(),
         }
     }
 
     /// Completes the request in service; returns it, its result, and the service time of
     /// the next request if one is queued.
-    pub fn complete(
-        &mut self,
-        rng: &mut SimRng,
-    ) -> (DiskOpId, Result<DiskResponse, DiskError>, Option<u64>) {
-        let (id, req) = self
-            .queue
-            .pop_front()
-            .expect("completion with a request in service");
+    pub fn complete(&mut self, rng: &mut SimRng) -> (DiskOpId, Result<DiskResponse, DiskError>, Option<u64>) {
+        let (id, req) = self.queue.pop_front().expect("completion with a request in service");
         let result = self.apply(req);
         let next = if self.queue.is_empty() {
             self.in_service = false;
@@ -112,23 +100,16 @@ impl SimDisk {
 
     fn apply(&mut self, req: DiskRequest) -> Result<DiskResponse, DiskError> {
         match req {
-            DiskRequest::List => Ok(DiskResponse::Listed(
-                self.files
-                    .iter()
-                    .map(|(id, f)| (*id, f.data.len() as u64))
-                    .collect(),
-            )),
+            DiskRequest::List => {
+                Ok(DiskResponse::Listed(self.files.iter().map(|(id, f)| (*id, f.data.len() as u64)).collect()))
+            }
             DiskRequest::Append { file, bytes } => {
                 if self.full || self.used + bytes.len() as u64 > self.capacity {
                     return Err(DiskError::NoSpace);
                 }
                 self.used += bytes.len() as u64;
                 self.bytes_written += bytes.len() as u64;
-                self.files
-                    .entry(file)
-                    .or_default()
-                    .data
-                    .extend_from_slice(&bytes);
+                self.files.entry(file).or_default().data.extend_from_slice(&bytes);
                 Ok(DiskResponse::Done)
             }
             DiskRequest::Sync { file } => {
@@ -179,11 +160,7 @@ impl SimDisk {
             if unsynced == 0 {
                 continue;
             }
-            let keep = if rng.gen_bool(0.5) {
-                0
-            } else {
-                rng.gen_range(0..=unsynced)
-            };
+            let keep = if rng.gen_bool(0.5) { 0 } else { rng.gen_range(0..=unsynced) };
             let new_len = f.durable_len + keep;
             if keep > 0 && rng.gen_bool(0.3) {
                 let garbage = keep.min(rng.gen_range(1..=64));
@@ -236,50 +213,23 @@ mod tests {
     }
 
     fn run(d: &mut SimDisk, req: DiskRequest, rng: &mut SimRng) -> Result<DiskResponse, DiskError> {
-        d.submit(DiskOpId(0), req, rng)
-            .expect("idle disk starts at once");
+        d.submit(DiskOpId(0), req, rng).expect("idle disk starts at once");
         d.complete(rng).1
     }
 
-    const F: FileId = FileId::Segment {
-        topic: TopicIdx(0),
-        base: 0,
-    };
+    const F: FileId = FileId::Segment { topic: TopicIdx(0), base: 0 };
 
     #[test]
     fn synced_bytes_survive_every_crash() {
         for seed in 0..200 {
             let mut rng = stream(seed, "test");
             let mut d = SimDisk::new(profile(), 1 << 20);
-            run(
-                &mut d,
-                DiskRequest::Append {
-                    file: F,
-                    bytes: vec![1; 100],
-                },
-                &mut rng,
-            )
-            .unwrap();
+            run(&mut d, DiskRequest::Append { file: F, bytes: vec![1; 100] }, &mut rng).unwrap();
             run(&mut d, DiskRequest::Sync { file: F }, &mut rng).unwrap();
-            run(
-                &mut d,
-                DiskRequest::Append {
-                    file: F,
-                    bytes: vec![2; 100],
-                },
-                &mut rng,
-            )
-            .unwrap();
+            run(&mut d, DiskRequest::Append { file: F, bytes: vec![2; 100] }, &mut rng).unwrap();
             d.crash(&mut rng);
-            let Ok(DiskResponse::Read(b)) = run(
-                &mut d,
-                DiskRequest::Read {
-                    file: F,
-                    offset: 0,
-                    len: 1000,
-                },
-                &mut rng,
-            ) else {
+            let Ok(DiskResponse::Read(b)) = run(&mut d, DiskRequest::Read { file: F, offset: 0, len: 1000 }, &mut rng)
+            else {
                 panic!("file must survive: it was synced")
             };
             assert!(b.len() >= 100 && b.len() <= 200);
@@ -291,47 +241,20 @@ mod tests {
     fn full_disk_refuses_appends_without_writing() {
         let mut rng = stream(1, "test");
         let mut d = SimDisk::new(profile(), 150);
-        run(
-            &mut d,
-            DiskRequest::Append {
-                file: F,
-                bytes: vec![1; 100],
-            },
-            &mut rng,
-        )
-        .unwrap();
+        run(&mut d, DiskRequest::Append { file: F, bytes: vec![1; 100] }, &mut rng).unwrap();
         assert_eq!(
-            run(
-                &mut d,
-                DiskRequest::Append {
-                    file: F,
-                    bytes: vec![1; 100]
-                },
-                &mut rng
-            ),
+            run(&mut d, DiskRequest::Append { file: F, bytes: vec![1; 100] }, &mut rng),
             Err(DiskError::NoSpace)
         );
         assert_eq!(d.used_bytes(), 100);
         d.full = true;
-        assert_eq!(
-            run(
-                &mut d,
-                DiskRequest::Append {
-                    file: F,
-                    bytes: vec![1; 10]
-                },
-                &mut rng
-            ),
-            Err(DiskError::NoSpace)
-        );
+        assert_eq!(run(&mut d, DiskRequest::Append { file: F, bytes: vec![1; 10] }, &mut rng), Err(DiskError::NoSpace));
     }
 
     #[test]
     fn fsync_latency_has_the_profile_median() {
         let mut rng = stream(3, "test");
-        let mut v: Vec<u64> = (0..5001)
-            .map(|_| fsync_latency(&profile(), &mut rng))
-            .collect();
+        let mut v: Vec<u64> = (0..5001).map(|_| fsync_latency(&profile(), &mut rng)).collect();
         v.sort_unstable();
         let median = v[2500] as f64 / 1e6;
         assert!((1.7..2.3).contains(&median), "median {median} ms");

@@ -66,9 +66,7 @@ fn resolve(arg: &str) -> PathBuf {
     if p.exists() || arg.ends_with(".toml") {
         return p.to_path_buf();
     }
-    let in_repo = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../scenarios")
-        .join(format!("{arg}.toml"));
+    let in_repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(format!("{arg}.toml"));
     if in_repo.exists() {
         return in_repo;
     }
@@ -90,10 +88,7 @@ fn print_human(r: &Report) {
         r.wall_secs,
         r.sim_secs / r.wall_secs.max(1e-9)
     );
-    println!(
-        "produced      {}  acked {}  delivered {}",
-        r.produced, r.acked, r.delivered
-    );
+    println!("produced      {}  acked {}  delivered {}", r.produced, r.acked, r.delivered);
     println!(
         "lost {}  duplicates {}  out_of_order {}  evicted_unsynced {}  corrupted {}",
         r.lost, r.duplicates, r.out_of_order, r.evicted_unsynced, r.corrupted
@@ -129,10 +124,7 @@ fn run(arg: &str, seed: u64, json: bool, trace: bool) -> ExitCode {
     let mut r = w.run();
     r.wall_secs = started.elapsed().as_secs_f64();
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&r).expect("report serialises")
-        );
+        println!("{}", serde_json::to_string_pretty(&r).expect("report serialises"));
     } else {
         print_human(&r);
     }
@@ -146,13 +138,7 @@ fn run(arg: &str, seed: u64, json: bool, trace: bool) -> ExitCode {
     ExitCode::from(verdict as u8)
 }
 
-fn sweep(
-    arg: Option<String>,
-    seeds: u64,
-    first: u64,
-    swarm_mode: bool,
-    jobs: Option<usize>,
-) -> ExitCode {
+fn sweep(arg: Option<String>, seeds: u64, first: u64, swarm_mode: bool, jobs: Option<usize>) -> ExitCode {
     let base = match arg.as_deref().map(load).transpose() {
         Ok(b) => b,
         Err(c) => return c,
@@ -179,10 +165,24 @@ fn sweep(
                     (Some(b), false) => b.clone(),
                     (None, _) => swarm::world(seed),
                 };
-                let outcome = world::run(&s, seed).map(|r| {
-                    let (v, fails) = r.judge(&s);
-                    (r, v, fails)
-                });
+                // A panic in the core or the simulator is a finding: report its seed, go on.
+                let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| world::run(&s, seed)));
+                let outcome = match caught {
+                    Ok(r) => r.map(|r| {
+                        let (v, fails) = r.judge(&s);
+                        (r, v, fails)
+                    }),
+                    Err(p) => {
+                        let msg = p
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_default();
+                        failures.lock().expect("no panics while held").push((seed, Verdict::Panic, msg));
+                        done.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                };
                 match outcome {
                     Ok((r, v, fails)) => {
                         let mut t = totals.lock().expect("no panics while held");
@@ -191,25 +191,16 @@ fn sweep(
                         t.2 += r.sim_secs;
                         drop(t);
                         if v != Verdict::Pass {
-                            failures.lock().expect("no panics while held").push((
-                                seed,
-                                v,
-                                fails.join("; "),
-                            ));
+                            failures.lock().expect("no panics while held").push((seed, v, fails.join("; ")));
                         }
                     }
-                    Err(e) => failures.lock().expect("no panics while held").push((
-                        seed,
-                        Verdict::Expectation,
-                        e.to_string(),
-                    )),
+                    Err(e) => {
+                        failures.lock().expect("no panics while held").push((seed, Verdict::Expectation, e.to_string()))
+                    }
                 }
                 let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                 if n % 100 == 0 {
-                    eprintln!(
-                        "  {n}/{seeds} seeds, {:.0} s",
-                        started.elapsed().as_secs_f64()
-                    );
+                    eprintln!("  {n}/{seeds} seeds, {:.0} s", started.elapsed().as_secs_f64());
                 }
             });
         }
@@ -238,18 +229,7 @@ fn sweep(
 
 fn main() -> ExitCode {
     match Cli::parse().cmd {
-        Cmd::Run {
-            scenario,
-            seed,
-            json,
-            trace,
-        } => run(&scenario, seed, json, trace),
-        Cmd::Sweep {
-            scenario,
-            seeds,
-            first,
-            swarm,
-            jobs,
-        } => sweep(scenario, seeds, first, swarm, jobs),
+        Cmd::Run { scenario, seed, json, trace } => run(&scenario, seed, json, trace),
+        Cmd::Sweep { scenario, seeds, first, swarm, jobs } => sweep(scenario, seeds, first, swarm, jobs),
     }
 }

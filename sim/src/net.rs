@@ -60,24 +60,13 @@ fn pair(a: usize, b: usize) -> (usize, usize) {
 impl Network {
     pub fn add_link(&mut self, a: usize, b: usize, net: NetProfile, outages: Vec<(u64, u64)>) {
         self.by_pair.insert(pair(a, b), self.links.len());
-        self.links.push(SimLink {
-            net,
-            outages,
-            busy_until: [0, 0],
-        });
+        self.links.push(SimLink { net, outages, busy_until: [0, 0] });
     }
 
     /// Adds a partition (inactive); returns its index for `set_partition`.
     pub fn add_partition(&mut self, groups: &[Vec<usize>]) -> usize {
-        let group_of = groups
-            .iter()
-            .enumerate()
-            .flat_map(|(g, nodes)| nodes.iter().map(move |&n| (n, g)))
-            .collect();
-        self.partitions.push(Partition {
-            group_of,
-            active: false,
-        });
+        let group_of = groups.iter().enumerate().flat_map(|(g, nodes)| nodes.iter().map(move |&n| (n, g))).collect();
+        self.partitions.push(Partition { group_of, active: false });
         self.partitions.len() - 1
     }
 
@@ -93,11 +82,7 @@ impl Network {
         if self.healed {
             return true;
         }
-        if self.links[l]
-            .outages
-            .iter()
-            .any(|&(s, e)| s <= now && now < e)
-        {
+        if self.links[l].outages.iter().any(|&(s, e)| s <= now && now < e) {
             return false;
         }
         !self.partitions.iter().any(|p| {
@@ -113,14 +98,7 @@ impl Network {
 
     /// Sends `len` bytes; returns the arrival time of each copy that will arrive (none if
     /// dropped, two if duplicated). Arrival must still pass `is_up` at that time.
-    pub fn send(
-        &mut self,
-        now: u64,
-        from: usize,
-        to: usize,
-        len: usize,
-        rng: &mut SimRng,
-    ) -> Vec<u64> {
+    pub fn send(&mut self, now: u64, from: usize, to: usize, len: usize, rng: &mut SimRng) -> Vec<u64> {
         self.stats.sent += 1;
         if !self.is_up(now, from, to) {
             self.stats.dropped_down += 1;
@@ -139,17 +117,12 @@ impl Network {
             self.stats.dropped_queue += 1;
             return Vec::new();
         }
-        let transmit =
-            (len as u64).saturating_mul(1_000_000_000) / net.bandwidth_bytes_per_sec.max(1);
+        let transmit = (len as u64).saturating_mul(1_000_000_000) / net.bandwidth_bytes_per_sec.max(1);
         link.busy_until[dir] = start + transmit;
         let sent_at = start + transmit;
         let arrival = |rng: &mut SimRng| {
             let jitter = net.jitter.as_nanos();
-            let j = if jitter == 0 {
-                0
-            } else {
-                rng.gen_range(0..=2 * jitter)
-            };
+            let j = if jitter == 0 { 0 } else { rng.gen_range(0..=2 * jitter) };
             let mut t = sent_at + net.latency.as_nanos().saturating_sub(jitter) + j;
             if rng.gen_bool(net.reorder.clamp(0.0, 1.0)) {
                 t += rng.gen_range(0..=2 * net.latency.as_nanos().max(1_000_000));
@@ -195,10 +168,7 @@ mod tests {
         let p = n.add_partition(&[vec![1], vec![2]]);
         n.set_partition(p, true);
         assert!(!n.is_up(0, 1, 2));
-        assert!(
-            !n.is_up(0, 0, 1),
-            "a named node talks only within its group"
-        );
+        assert!(!n.is_up(0, 0, 1), "a named node talks only within its group");
         n.healed = true;
         assert!(n.is_up(150, 0, 1));
     }
@@ -214,10 +184,7 @@ mod tests {
         assert!((108_000_000..=112_000_000).contains(&a), "{a}");
         assert!((208_000_000..=212_000_000).contains(&b), "{b}");
         assert_eq!(n.send(0, 0, 1, 3_000_000, &mut rng).len(), 1);
-        assert!(
-            n.send(0, 0, 1, 10, &mut rng).is_empty(),
-            "queue holds over 2 s: tail drop"
-        );
+        assert!(n.send(0, 0, 1, 10, &mut rng).is_empty(), "queue holds over 2 s: tail drop");
     }
 
     #[test]
@@ -225,9 +192,7 @@ mod tests {
         let mut n = Network::default();
         n.add_link(0, 1, net(0.1), vec![]);
         let mut rng = stream(2, "t");
-        let delivered = (0..10_000)
-            .filter(|i| !n.send(*i * 1_000_000, 0, 1, 10, &mut rng).is_empty())
-            .count();
+        let delivered = (0..10_000).filter(|i| !n.send(*i * 1_000_000, 0, 1, 10, &mut rng).is_empty()).count();
         assert!((8_800..9_200).contains(&delivered), "{delivered}");
     }
 }

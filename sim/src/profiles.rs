@@ -85,15 +85,8 @@ pub struct NetProfile {
 }
 
 /// Names of the built-in device profiles, in the order of docs/SCENARIOS.md.
-pub const DEVICE_NAMES: &[&str] = &[
-    "pi-zero",
-    "pi4",
-    "iot-gateway",
-    "vehicle-ecu",
-    "retail-pos",
-    "industrial",
-    "cloud",
-];
+pub const DEVICE_NAMES: &[&str] =
+    &["pi-zero", "pi4", "iot-gateway", "vehicle-ecu", "retail-pos", "industrial", "cloud"];
 
 /// Names of the built-in network profiles, from fastest to slowest.
 pub const NET_NAMES: &[&str] = &["loopback", "lan", "wifi", "cellular", "satellite"];
@@ -150,9 +143,9 @@ const PI_ZERO: DeviceProfile = DeviceProfile {
     memory_bytes: 512 * MIB, // spec: every Pi Zero model has 512 MB
     storage_bytes: 16 * GIB, // estimate: a common card size for kiosks
     disk: DiskProfile {
-        write_latency: Duration::from_micros(30), // DESIGN §6: ~10× one x86 core
+        write_latency: Duration::from_micros(30),       // DESIGN §6: ~10× one x86 core
         fsync_latency_median: Duration::from_millis(8), // estimate: A1 rates, slow bus
-        fsync_latency_p99: Duration::from_millis(400), // estimate: SD GC stalls
+        fsync_latency_p99: Duration::from_millis(400),  // estimate: SD GC stalls
         // spec: 50 MHz SDR × 4 bits caps the bus near 25 MB/s; cards sustain less.
         write_bytes_per_sec: 15 * MB,
         read_latency: Duration::from_millis(1), // spec: A1 ≥ 1,500 IOPS, slower bus
@@ -170,14 +163,14 @@ const PI_ZERO: DeviceProfile = DeviceProfile {
 /// Raspberry Pi 4 Model B, 4 GB variant, booting from microSD.
 const PI4: DeviceProfile = DeviceProfile {
     name: "pi4",
-    memory_bytes: 4 * GIB, // spec: sold with 1, 2, 4 or 8 GB; 4 GB is the common one
+    memory_bytes: 4 * GIB,   // spec: sold with 1, 2, 4 or 8 GB; 4 GB is the common one
     storage_bytes: 32 * GIB, // estimate: a common card size
     disk: DiskProfile {
-        write_latency: Duration::from_micros(10), // DESIGN §6: one x86 core ÷ 3
+        write_latency: Duration::from_micros(10),       // DESIGN §6: one x86 core ÷ 3
         fsync_latency_median: Duration::from_millis(5), // estimate: A1 random-write rates
-        fsync_latency_p99: Duration::from_millis(250), // estimate: SD GC stalls
-        write_bytes_per_sec: 20 * MB,             // DESIGN §6: ~20 MB/s sequential
-        read_latency: Duration::from_micros(700), // spec: A1 ≥ 1,500 random-read IOPS
+        fsync_latency_p99: Duration::from_millis(250),  // estimate: SD GC stalls
+        write_bytes_per_sec: 20 * MB,                   // DESIGN §6: ~20 MB/s sequential
+        read_latency: Duration::from_micros(700),       // spec: A1 ≥ 1,500 random-read IOPS
     },
     clock: ClockProfile {
         max_offset: Duration::from_secs(1), // estimate: NTP-synced before the run
@@ -193,11 +186,11 @@ const IOT_GATEWAY: DeviceProfile = DeviceProfile {
     memory_bytes: GIB,      // spec class: such gateways ship with 512 MB–2 GB
     storage_bytes: 8 * GIB, // spec class: 4–16 GB eMMC
     disk: DiskProfile {
-        write_latency: Duration::from_micros(10), // estimate: Pi 4-class cores
+        write_latency: Duration::from_micros(10),       // estimate: Pi 4-class cores
         fsync_latency_median: Duration::from_millis(2), // estimate: eMMC cache flush + journal
-        fsync_latency_p99: Duration::from_millis(50), // estimate: eMMC GC, better than SD
-        write_bytes_per_sec: 40 * MB,             // measured: eMMC 5.x small parts write 40–90 MB/s
-        read_latency: Duration::from_micros(200), // measured: eMMC random 4 KiB reads
+        fsync_latency_p99: Duration::from_millis(50),   // estimate: eMMC GC, better than SD
+        write_bytes_per_sec: 40 * MB,                   // measured: eMMC 5.x small parts write 40–90 MB/s
+        read_latency: Duration::from_micros(200),       // measured: eMMC random 4 KiB reads
     },
     clock: ClockProfile {
         max_offset: Duration::from_secs(2), // estimate: NTP when online, RTC otherwise
@@ -213,11 +206,11 @@ const VEHICLE_ECU: DeviceProfile = DeviceProfile {
     memory_bytes: 128 * MIB, // spec class: small telematics units, 64–256 MB
     storage_bytes: GIB,      // spec class: ~1 GiB flash/eMMC data partition
     disk: DiskProfile {
-        write_latency: Duration::from_micros(30), // estimate: Pi Zero-class core
+        write_latency: Duration::from_micros(30),       // estimate: Pi Zero-class core
         fsync_latency_median: Duration::from_millis(3), // estimate: small automotive eMMC
-        fsync_latency_p99: Duration::from_millis(100), // estimate: eMMC GC on a small part
-        write_bytes_per_sec: 10 * MB, // estimate: small eMMC parts write far below big ones
-        read_latency: Duration::from_micros(300), // estimate: eMMC random 4 KiB reads
+        fsync_latency_p99: Duration::from_millis(100),  // estimate: eMMC GC on a small part
+        write_bytes_per_sec: 10 * MB,                   // estimate: small eMMC parts write far below big ones
+        read_latency: Duration::from_micros(300),       // estimate: eMMC random 4 KiB reads
     },
     clock: ClockProfile {
         max_offset: Duration::from_secs(2), // estimate: set from GNSS/cellular, drifts parked
@@ -238,8 +231,8 @@ const RETAIL_POS: DeviceProfile = DeviceProfile {
         // measured: a SATA cache flush on consumer SSDs takes 0.5–3 ms.
         fsync_latency_median: Duration::from_millis(1),
         fsync_latency_p99: Duration::from_millis(20), // estimate: DRAM-less SSD GC stalls
-        write_bytes_per_sec: 200 * MB, // measured: budget SATA SSDs sustain 150–400 MB/s
-        read_latency: Duration::from_micros(100), // measured: SATA SSD QD1 4 KiB read
+        write_bytes_per_sec: 200 * MB,                // measured: budget SATA SSDs sustain 150–400 MB/s
+        read_latency: Duration::from_micros(100),     // measured: SATA SSD QD1 4 KiB read
     },
     clock: ClockProfile {
         // estimate: shop PCs sync through a domain controller or not at all; seconds off.
@@ -256,11 +249,11 @@ const INDUSTRIAL: DeviceProfile = DeviceProfile {
     memory_bytes: 2 * GIB,   // spec class: industrial PCs/controllers, 1–4 GB
     storage_bytes: 32 * GIB, // spec class: 16–64 GB pSLC eMMC or industrial SSD
     disk: DiskProfile {
-        write_latency: Duration::from_micros(10), // estimate: Pi 4-class cores
+        write_latency: Duration::from_micros(10),       // estimate: Pi 4-class cores
         fsync_latency_median: Duration::from_millis(1), // estimate: pSLC programs fast
-        fsync_latency_p99: Duration::from_millis(15), // estimate: pSLC, little GC pressure
-        write_bytes_per_sec: 50 * MB,             // estimate: pSLC eMMC class
-        read_latency: Duration::from_micros(200), // measured: eMMC random 4 KiB reads
+        fsync_latency_p99: Duration::from_millis(15),   // estimate: pSLC, little GC pressure
+        write_bytes_per_sec: 50 * MB,                   // estimate: pSLC eMMC class
+        read_latency: Duration::from_micros(200),       // measured: eMMC random 4 KiB reads
     },
     clock: ClockProfile {
         // estimate: isolated OT networks often have no time source; RTC error accumulates
@@ -387,14 +380,8 @@ mod tests {
     fn figures_are_consistent() {
         for name in DEVICE_NAMES {
             let d = device(name).expect("listed");
-            assert!(
-                d.disk.fsync_latency_median <= d.disk.fsync_latency_p99,
-                "{name}"
-            );
-            assert!(
-                d.disk.write_bytes_per_sec > 0 && d.memory_bytes > 0,
-                "{name}"
-            );
+            assert!(d.disk.fsync_latency_median <= d.disk.fsync_latency_p99, "{name}");
+            assert!(d.disk.write_bytes_per_sec > 0 && d.memory_bytes > 0, "{name}");
             assert!(d.memory_bytes < d.storage_bytes, "{name}");
         }
         for name in NET_NAMES {
@@ -404,9 +391,6 @@ mod tests {
             }
             assert!(n.bandwidth_bytes_per_sec > 0, "{name}");
         }
-        assert_eq!(
-            device("vehicle-ecu").map(|d| d.memory_bytes),
-            Some(128 * MIB)
-        );
+        assert_eq!(device("vehicle-ecu").map(|d| d.memory_bytes), Some(128 * MIB));
     }
 }

@@ -79,6 +79,8 @@ pub enum Verdict {
     Liveness = 3,
     /// An `[expect]` bound failed, or the workload made no progress.
     Expectation = 4,
+    /// The core or the simulator panicked (an assertion caught an invariant violation).
+    Panic = 101,
 }
 
 impl Report {
@@ -94,70 +96,53 @@ impl Report {
             }
         };
         if self.details.violation_count > 0 {
-            let first = self.violations.first().map_or(String::new(), |v| {
-                format!(" first: [{}] at {:.3}s: {}", v.invariant, v.at, v.detail)
-            });
+            let first = self
+                .violations
+                .first()
+                .map_or(String::new(), |v| format!(" first: [{}] at {:.3}s: {}", v.invariant, v.at, v.detail));
             worst(
                 Verdict::Violation,
-                format!(
-                    "{} guarantee violations;{first}",
-                    self.details.violation_count
-                ),
+                format!("{} guarantee violations;{first}", self.details.violation_count),
                 &mut fails,
             );
         }
         if !self.converged {
-            worst(Verdict::Liveness, format!("did not converge within the settle phase ({} acknowledged records undelivered)", self.details.undelivered_at_end), &mut fails);
+            worst(
+                Verdict::Liveness,
+                format!(
+                    "did not converge within the settle phase ({} acknowledged records undelivered)",
+                    self.details.undelivered_at_end
+                ),
+                &mut fails,
+            );
         }
         let e = &scenario.expect;
         let mut bound = |name: &str, got: u64, max: Option<u64>, fails: &mut Vec<String>| {
             if let Some(max) = max.filter(|&m| got > m) {
-                worst(
-                    Verdict::Expectation,
-                    format!("expect.{name} = {max}, got {got}"),
-                    fails,
-                );
+                worst(Verdict::Expectation, format!("expect.{name} = {max}, got {got}"), fails);
             }
         };
         bound("lost", self.lost, e.lost, &mut fails);
         bound("duplicates", self.duplicates, e.duplicates, &mut fails);
-        bound(
-            "out_of_order",
-            self.out_of_order,
-            e.out_of_order,
-            &mut fails,
-        );
+        bound("out_of_order", self.out_of_order, e.out_of_order, &mut fails);
         if let (Some(within), Some(took)) = (e.converge_within, self.converge_secs) {
             if took > within.as_secs_f64() {
                 worst(
                     Verdict::Expectation,
-                    format!(
-                        "expect.converge_within = {}s, took {took:.1}s",
-                        within.as_secs_f64()
-                    ),
+                    format!("expect.converge_within = {}s, took {took:.1}s", within.as_secs_f64()),
                     &mut fails,
                 );
             }
         }
         if let Some(min) = e.min_delivered.filter(|&m| self.delivered < m) {
-            worst(
-                Verdict::Expectation,
-                format!("expect.min_delivered = {min}, got {}", self.delivered),
-                &mut fails,
-            );
+            worst(Verdict::Expectation, format!("expect.min_delivered = {min}, got {}", self.delivered), &mut fails);
         }
         let syncs_up = !scenario.workloads.is_empty()
-            && scenario
-                .workloads
-                .iter()
-                .any(|w| crate::world::topic_goes_up(&scenario.topics[w.topic]));
+            && scenario.workloads.iter().any(|w| crate::world::topic_goes_up(&scenario.topics[w.topic]));
         if self.acked == 0 || (syncs_up && self.delivered == 0) {
             worst(
                 Verdict::Expectation,
-                format!(
-                    "the run made no progress: {} acknowledged, {} delivered",
-                    self.acked, self.delivered
-                ),
+                format!("the run made no progress: {} acknowledged, {} delivered", self.acked, self.delivered),
                 &mut fails,
             );
         }

@@ -279,13 +279,7 @@ impl fmt::Display for ScenarioError {
             ScenarioError::Io { path, source } => {
                 write!(f, "{path}: cannot read the scenario file: {source}")
             }
-            ScenarioError::Invalid {
-                file,
-                line,
-                column,
-                field,
-                message,
-            } => {
+            ScenarioError::Invalid { file, line, column, field, message } => {
                 write!(f, "{file}")?;
                 if let (Some(line), Some(column)) = (line, column) {
                     write!(f, ":{line}:{column}")?;
@@ -321,10 +315,7 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
 pub fn parse(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
     let raw: RawScenario = toml::from_str(text).map_err(|e| {
         let span = e.span().filter(|s| !s.is_empty());
-        let field = span
-            .as_ref()
-            .map(|s| field_at(&places(text), s))
-            .unwrap_or_default();
+        let field = span.as_ref().map(|s| field_at(&places(text), s)).unwrap_or_default();
         // Syntax errors span several lines ("invalid table header\nexpected `.`, `]`").
         let message = e.message().trim().replace('\n', "; ");
         invalid(text, file, span, field, message)
@@ -335,13 +326,7 @@ pub fn parse(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
     })
 }
 
-fn invalid(
-    text: &str,
-    file: &str,
-    span: Option<Range<usize>>,
-    field: String,
-    message: String,
-) -> ScenarioError {
+fn invalid(text: &str, file: &str, span: Option<Range<usize>>, field: String, message: String) -> ScenarioError {
     let position = span.and_then(|s| line_column(text, s.start));
     ScenarioError::Invalid {
         file: file.to_owned(),
@@ -440,29 +425,17 @@ fn collect_places(node: &Located, path: &str, out: &mut Vec<Place>) {
         Located::Array(items) => {
             for (i, item) in items.iter().enumerate() {
                 let item_path = format!("{path}[{i}]");
-                out.push(Place {
-                    path: item_path.clone(),
-                    span: item.span(),
-                });
+                out.push(Place { path: item_path.clone(), span: item.span() });
                 collect_places(item.get_ref(), &item_path, out);
             }
         }
         Located::Table(entries) => {
             for (key, value) in entries {
-                let key_path = if path.is_empty() {
-                    key.get_ref().clone()
-                } else {
-                    format!("{path}.{}", key.get_ref())
-                };
+                let key_path =
+                    if path.is_empty() { key.get_ref().clone() } else { format!("{path}.{}", key.get_ref()) };
                 // The value first: `span_of` then points at the offending value.
-                out.push(Place {
-                    path: key_path.clone(),
-                    span: value.span(),
-                });
-                out.push(Place {
-                    path: key_path.clone(),
-                    span: key.span(),
-                });
+                out.push(Place { path: key_path.clone(), span: value.span() });
+                out.push(Place { path: key_path.clone(), span: key.span() });
                 collect_places(value.get_ref(), &key_path, out);
             }
         }
@@ -651,9 +624,7 @@ impl Visitor<'_> for RawSizeVisitor {
         Ok(RawSize::Bytes(v))
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawSize, E> {
-        u64::try_from(v)
-            .map(RawSize::Bytes)
-            .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+        u64::try_from(v).map(RawSize::Bytes).map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
     }
     fn visit_str<E>(self, v: &str) -> Result<RawSize, E> {
         Ok(RawSize::Text(v.to_owned()))
@@ -671,19 +642,13 @@ struct Problem {
 }
 
 fn problem(field: impl Into<String>, message: impl Into<String>) -> Problem {
-    Problem {
-        field: field.into(),
-        message: message.into(),
-    }
+    Problem { field: field.into(), message: message.into() }
 }
 
 fn validate(raw: &RawScenario) -> Result<Scenario, Problem> {
     check_name("name", &raw.name)?;
     if raw.about.trim().is_empty() {
-        return Err(problem(
-            "about",
-            "empty; say in one sentence what the scenario models",
-        ));
+        return Err(problem("about", "empty; say in one sentence what the scenario models"));
     }
     let duration = positive_duration("duration", &raw.duration)?;
     let settle = match &raw.settle {
@@ -770,13 +735,7 @@ fn nodes(raw: &[RawNode]) -> Result<Vec<NodeSpec>, Problem> {
 
 /// A node's memory or storage limit: the override if any (more than zero, at most what
 /// the device has), else the device's figure.
-fn size_limit(
-    field: &str,
-    raw: Option<&RawSize>,
-    physical: u64,
-    what: &str,
-    device: &str,
-) -> Result<u64, Problem> {
+fn size_limit(field: &str, raw: Option<&RawSize>, physical: u64, what: &str, device: &str) -> Result<u64, Problem> {
     let Some(raw) = raw else {
         return Ok(physical);
     };
@@ -813,9 +772,7 @@ fn parse_size(field: &str, raw: &RawSize) -> Result<u64, Problem> {
             ),
         )
     };
-    let digits_end = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let number: u64 = text[..digits_end].parse().map_err(|_| bad())?;
     let unit: u64 = match text[digits_end..].trim_start() {
         "" | "B" => 1,
@@ -827,29 +784,17 @@ fn parse_size(field: &str, raw: &RawSize) -> Result<u64, Problem> {
         "GB" => 1_000_000_000,
         _ => return Err(bad()),
     };
-    number.checked_mul(unit).ok_or_else(|| {
-        problem(
-            field,
-            format!("{text:?} is too large; sizes stop at 16 EiB"),
-        )
-    })
+    number.checked_mul(unit).ok_or_else(|| problem(field, format!("{text:?} is too large; sizes stop at 16 EiB")))
 }
 
-fn links(
-    raw: &[RawLink],
-    nodes: &[NodeSpec],
-    duration: Duration,
-) -> Result<Vec<LinkSpec>, Problem> {
+fn links(raw: &[RawLink], nodes: &[NodeSpec], duration: Duration) -> Result<Vec<LinkSpec>, Problem> {
     let mut links: Vec<LinkSpec> = Vec::with_capacity(raw.len());
     for (i, r) in raw.iter().enumerate() {
         let field = format!("link[{i}]");
         let [a_id, b_id] = r.between.as_slice() else {
             return Err(problem(
                 format!("{field}.between"),
-                format!(
-                    "{} node ids; expected exactly two, e.g. [\"ecu\", \"cloud\"]",
-                    r.between.len()
-                ),
+                format!("{} node ids; expected exactly two, e.g. [\"ecu\", \"cloud\"]", r.between.len()),
             ));
         };
         let a = node_ref(nodes, &format!("{field}.between[0]"), a_id)?;
@@ -860,25 +805,16 @@ fn links(
                 format!("the link joins node {a_id:?} to itself; expected two different nodes"),
             ));
         }
-        if let Some(j) = links
-            .iter()
-            .position(|l| (l.a, l.b) == (a, b) || (l.a, l.b) == (b, a))
-        {
+        if let Some(j) = links.iter().position(|l| (l.a, l.b) == (a, b) || (l.a, l.b) == (b, a)) {
             return Err(problem(
                 format!("{field}.between"),
-                format!(
-                    "link[{j}] already joins {a_id:?} and {b_id:?}; expected one link per pair"
-                ),
+                format!("link[{j}] already joins {a_id:?} and {b_id:?}; expected one link per pair"),
             ));
         }
         let net = profiles::net(&r.net).ok_or_else(|| {
             problem(
                 format!("{field}.net"),
-                format!(
-                    "unknown network profile {:?}; expected one of: {}",
-                    r.net,
-                    profiles::NET_NAMES.join(", ")
-                ),
+                format!("unknown network profile {:?}; expected one of: {}", r.net, profiles::NET_NAMES.join(", ")),
             )
         })?;
         let mut outages = Vec::with_capacity(r.outages.len());
@@ -899,12 +835,7 @@ fn links(
                 ));
             }
         }
-        links.push(LinkSpec {
-            a,
-            b,
-            net,
-            outages: outages.into_iter().map(|(_, w)| w).collect(),
-        });
+        links.push(LinkSpec { a, b, net, outages: outages.into_iter().map(|(_, w)| w).collect() });
     }
     Ok(links)
 }
@@ -917,10 +848,7 @@ fn topics(raw: &[RawTopic]) -> Result<Vec<TopicSpec>, Problem> {
         if let Some(first) = topics.iter().position(|t| t.name == r.name) {
             return Err(problem(
                 format!("{field}.name"),
-                format!(
-                    "duplicate topic name {:?}; topic[{first}] already has it",
-                    r.name
-                ),
+                format!("duplicate topic name {:?}; topic[{first}] already has it", r.name),
             ));
         }
         if r.conflict.is_some() && !r.keyed {
@@ -954,30 +882,18 @@ fn workloads(
     for (i, r) in raw.iter().enumerate() {
         let field = format!("workload[{i}]");
         let node = node_ref(nodes, &format!("{field}.node"), &r.node)?;
-        let topic = topics
-            .iter()
-            .position(|t| t.name == r.topic)
-            .ok_or_else(|| {
-                let names: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
-                problem(
-                    format!("{field}.topic"),
-                    format!("unknown topic {:?}; topics are: {}", r.topic, list(&names)),
-                )
-            })?;
+        let topic = topics.iter().position(|t| t.name == r.topic).ok_or_else(|| {
+            let names: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
+            problem(format!("{field}.topic"), format!("unknown topic {:?}; topics are: {}", r.topic, list(&names)))
+        })?;
         if !(r.rate.is_finite() && r.rate > 0.0) {
             return Err(problem(
                 format!("{field}.rate"),
-                format!(
-                    "{}; expected records per simulated second, more than zero",
-                    r.rate
-                ),
+                format!("{}; expected records per simulated second, more than zero", r.rate),
             ));
         }
         if r.size == 0 {
-            return Err(problem(
-                format!("{field}.size"),
-                "0; expected payload bytes, more than zero",
-            ));
+            return Err(problem(format!("{field}.size"), "0; expected payload bytes, more than zero"));
         }
         check_keys(&field, r.keys, &topics[topic])?;
         let from = match &r.from {
@@ -991,32 +907,16 @@ fn workloads(
         if until > duration {
             return Err(problem(
                 format!("{field}.until"),
-                format!(
-                    "{} is after duration {}; expected at most the duration",
-                    show(until),
-                    show(duration)
-                ),
+                format!("{} is after duration {}; expected at most the duration", show(until), show(duration)),
             ));
         }
         if from >= until {
             return Err(problem(
                 format!("{field}.from"),
-                format!(
-                    "{} is not before until ({}); expected from < until",
-                    show(from),
-                    show(until)
-                ),
+                format!("{} is not before until ({}); expected from < until", show(from), show(until)),
             ));
         }
-        workloads.push(WorkloadSpec {
-            node,
-            topic,
-            rate: r.rate,
-            size: r.size,
-            keys: r.keys,
-            from,
-            until,
-        });
+        workloads.push(WorkloadSpec { node, topic, rate: r.rate, size: r.size, keys: r.keys, from, until });
     }
     Ok(workloads)
 }
@@ -1024,23 +924,14 @@ fn workloads(
 /// `keys` is given exactly when the topic is keyed, and is at least one.
 fn check_keys(field: &str, keys: Option<u32>, topic: &TopicSpec) -> Result<(), Problem> {
     match (keys, topic.keyed) {
-        (Some(0), _) => Err(problem(
-            format!("{field}.keys"),
-            "0; expected the number of distinct keys, at least 1",
-        )),
+        (Some(0), _) => Err(problem(format!("{field}.keys"), "0; expected the number of distinct keys, at least 1")),
         (Some(_), false) => Err(problem(
             format!("{field}.keys"),
-            format!(
-                "topic {:?} is not keyed; set keyed = true on it or remove keys",
-                topic.name
-            ),
+            format!("topic {:?} is not keyed; set keyed = true on it or remove keys", topic.name),
         )),
         (None, true) => Err(problem(
             format!("{field}.keys"),
-            format!(
-                "missing: topic {:?} is keyed; expected the number of distinct keys to write",
-                topic.name
-            ),
+            format!("missing: topic {:?} is keyed; expected the number of distinct keys to write", topic.name),
         )),
         _ => Ok(()),
     }
@@ -1062,18 +953,11 @@ fn check_sync_paths(
         let node = &nodes[w.node];
         let topic = &topics[w.topic];
         let target = match (node.role, topic.sync) {
-            (Role::Edge, SyncDirection::EdgeToCloud | SyncDirection::Bidirectional) => {
-                Role::Gateway
-            }
-            (Role::Gateway, SyncDirection::CloudToEdge | SyncDirection::Bidirectional) => {
-                Role::Edge
-            }
+            (Role::Edge, SyncDirection::EdgeToCloud | SyncDirection::Bidirectional) => Role::Gateway,
+            (Role::Gateway, SyncDirection::CloudToEdge | SyncDirection::Bidirectional) => Role::Edge,
             _ => continue,
         };
-        let reachable = nodes
-            .iter()
-            .enumerate()
-            .any(|(j, n)| n.role == target && component[j] == component[w.node]);
+        let reachable = nodes.iter().enumerate().any(|(j, n)| n.role == target && component[j] == component[w.node]);
         if !reachable {
             let target = match target {
                 Role::Edge => "an edge node",
@@ -1113,11 +997,7 @@ fn components(node_count: usize, links: &[LinkSpec]) -> Vec<usize> {
     component
 }
 
-fn faults(
-    raw: &[RawFault],
-    nodes: &[NodeSpec],
-    duration: Duration,
-) -> Result<Vec<FaultSpec>, Problem> {
+fn faults(raw: &[RawFault], nodes: &[NodeSpec], duration: Duration) -> Result<Vec<FaultSpec>, Problem> {
     let mut faults = Vec::with_capacity(raw.len());
     for (i, r) in raw.iter().enumerate() {
         faults.push(fault(&format!("fault[{i}]"), r, nodes, duration)?);
@@ -1126,12 +1006,7 @@ fn faults(
     Ok(faults)
 }
 
-fn fault(
-    field: &str,
-    raw: &RawFault,
-    nodes: &[NodeSpec],
-    duration: Duration,
-) -> Result<FaultSpec, Problem> {
+fn fault(field: &str, raw: &RawFault, nodes: &[NodeSpec], duration: Duration) -> Result<FaultSpec, Problem> {
     let kind = raw.kind;
     let given = [
         ("node", raw.node.is_some()),
@@ -1155,19 +1030,10 @@ fn fault(
     // Every field but `restart_after` is required by the kinds that take it.
     let required = |name: &str, value: &Option<String>| -> Result<String, Problem> {
         value.clone().ok_or_else(|| {
-            problem(
-                format!("{field}.{name}"),
-                format!("missing; a {} fault needs `{name}`", kind.name()),
-            )
+            problem(format!("{field}.{name}"), format!("missing; a {} fault needs `{name}`", kind.name()))
         })
     };
-    let node = || {
-        node_ref(
-            nodes,
-            &format!("{field}.node"),
-            &required("node", &raw.node)?,
-        )
-    };
+    let node = || node_ref(nodes, &format!("{field}.node"), &required("node", &raw.node)?);
     let timed = || window(field, &raw.at, &required("for", &raw.length)?, duration);
     Ok(match kind {
         FaultKind::Crash => {
@@ -1180,12 +1046,10 @@ fn fault(
         }
         FaultKind::Partition => {
             let w = timed()?;
-            let groups = raw.groups.as_deref().ok_or_else(|| {
-                problem(
-                    format!("{field}.groups"),
-                    "missing; a partition fault needs `groups`",
-                )
-            })?;
+            let groups = raw
+                .groups
+                .as_deref()
+                .ok_or_else(|| problem(format!("{field}.groups"), "missing; a partition fault needs `groups`"))?;
             FaultSpec::Partition {
                 groups: partition_groups(&format!("{field}.groups"), groups, nodes)?,
                 at: w.at,
@@ -1199,16 +1063,9 @@ fn fault(
         },
         FaultKind::DiskFull => {
             let w = timed()?;
-            FaultSpec::DiskFull {
-                node: node()?,
-                at: w.at,
-                length: w.length,
-            }
+            FaultSpec::DiskFull { node: node()?, at: w.at, length: w.length }
         }
-        FaultKind::DiskCorrupt => FaultSpec::DiskCorrupt {
-            node: node()?,
-            at: instant(field, &raw.at, duration)?,
-        },
+        FaultKind::DiskCorrupt => FaultSpec::DiskCorrupt { node: node()?, at: instant(field, &raw.at, duration)? },
     })
 }
 
@@ -1242,19 +1099,12 @@ fn restart_after(
 
 /// Resolves partition groups: each names known nodes, none twice; nodes left out form
 /// one more group. At least two groups must result, or the partition cuts nothing.
-fn partition_groups(
-    field: &str,
-    raw: &[Vec<String>],
-    nodes: &[NodeSpec],
-) -> Result<Vec<Vec<usize>>, Problem> {
+fn partition_groups(field: &str, raw: &[Vec<String>], nodes: &[NodeSpec]) -> Result<Vec<Vec<usize>>, Problem> {
     let mut group_of: Vec<Option<usize>> = vec![None; nodes.len()];
     let mut groups = Vec::with_capacity(raw.len() + 1);
     for (g, raw_group) in raw.iter().enumerate() {
         if raw_group.is_empty() {
-            return Err(problem(
-                format!("{field}[{g}]"),
-                "empty group; expected at least one node id",
-            ));
+            return Err(problem(format!("{field}[{g}]"), "empty group; expected at least one node id"));
         }
         let mut group = Vec::with_capacity(raw_group.len());
         for (k, id) in raw_group.iter().enumerate() {
@@ -1271,9 +1121,7 @@ fn partition_groups(
         }
         groups.push(group);
     }
-    let rest: Vec<usize> = (0..nodes.len())
-        .filter(|&n| group_of[n].is_none())
-        .collect();
+    let rest: Vec<usize> = (0..nodes.len()).filter(|&n| group_of[n].is_none()).collect();
     if !rest.is_empty() {
         groups.push(rest);
     }
@@ -1290,31 +1138,19 @@ fn partition_groups(
 /// Crashes of one node, disk-full faults of one node, and partitions must not overlap
 /// in time: their combination would have no clear meaning. A crash without restart
 /// lasts until `duration`.
-fn check_fault_overlaps(
-    faults: &[FaultSpec],
-    nodes: &[NodeSpec],
-    duration: Duration,
-) -> Result<(), Problem> {
+fn check_fault_overlaps(faults: &[FaultSpec], nodes: &[NodeSpec], duration: Duration) -> Result<(), Problem> {
     // (what, fault index, start, end); `what` names the resource both faults act on.
     let mut spans: Vec<(String, usize, Duration, Duration)> = Vec::new();
     for (i, f) in faults.iter().enumerate() {
         let (what, at, until) = match f {
-            FaultSpec::Crash {
-                node,
-                at,
-                restart_after,
-            } => {
+            FaultSpec::Crash { node, at, restart_after } => {
                 let until = restart_after.map_or(duration, |d| Duration(at.0 + d.0));
                 (format!("crash of node {:?}", nodes[*node].id), *at, until)
             }
-            FaultSpec::DiskFull { node, at, length } => (
-                format!("disk-full of node {:?}", nodes[*node].id),
-                *at,
-                Duration(at.0 + length.0),
-            ),
-            FaultSpec::Partition { at, length, .. } => {
-                ("partition".to_owned(), *at, Duration(at.0 + length.0))
+            FaultSpec::DiskFull { node, at, length } => {
+                (format!("disk-full of node {:?}", nodes[*node].id), *at, Duration(at.0 + length.0))
             }
+            FaultSpec::Partition { at, length, .. } => ("partition".to_owned(), *at, Duration(at.0 + length.0)),
             FaultSpec::ClockJump { .. } | FaultSpec::DiskCorrupt { .. } => continue,
         };
         spans.push((what, i, at, until));
@@ -1376,9 +1212,7 @@ fn expect(raw: &RawExpect, settle: Duration) -> Result<Expect, Problem> {
 fn check_name(field: &str, name: &str) -> Result<(), Problem> {
     let ok = !name.is_empty()
         && name.len() <= NAME_LEN_MAX
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if ok {
         Ok(())
     } else {
@@ -1395,10 +1229,7 @@ fn check_name(field: &str, name: &str) -> Result<(), Problem> {
 fn node_ref(nodes: &[NodeSpec], field: &str, id: &str) -> Result<usize, Problem> {
     nodes.iter().position(|n| n.id == id).ok_or_else(|| {
         let ids: Vec<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
-        problem(
-            field,
-            format!("unknown node {id:?}; nodes are: {}", list(&ids)),
-        )
+        problem(field, format!("unknown node {id:?}; nodes are: {}", list(&ids)))
     })
 }
 
@@ -1411,56 +1242,33 @@ fn list(names: &[&str]) -> String {
 }
 
 fn parse_duration(field: &str, text: &str) -> Result<Duration, Problem> {
-    let parsed = humantime::parse_duration(text).map_err(|_| {
-        problem(
-            field,
-            format!("{text:?} is not a duration; expected e.g. \"90s\", \"45m\", \"8h\""),
-        )
-    })?;
-    let nanos = u64::try_from(parsed.as_nanos()).map_err(|_| {
-        problem(
-            field,
-            format!("{text:?} is too long; durations stop at about 584 years"),
-        )
-    })?;
+    let parsed = humantime::parse_duration(text)
+        .map_err(|_| problem(field, format!("{text:?} is not a duration; expected e.g. \"90s\", \"45m\", \"8h\"")))?;
+    let nanos = u64::try_from(parsed.as_nanos())
+        .map_err(|_| problem(field, format!("{text:?} is too long; durations stop at about 584 years")))?;
     Ok(Duration(nanos))
 }
 
 fn positive_duration(field: &str, text: &str) -> Result<Duration, Problem> {
     let d = parse_duration(field, text)?;
     if d == Duration::ZERO {
-        return Err(problem(
-            field,
-            format!("{text:?} is zero; expected a positive duration"),
-        ));
+        return Err(problem(field, format!("{text:?} is zero; expected a positive duration")));
     }
     Ok(d)
 }
 
 /// A signed duration in nanoseconds: `"-40m"`, `"+2h"`, `"2h"`. Zero is refused.
 fn signed_duration(field: &str, text: &str) -> Result<i64, Problem> {
-    let expected = || {
-        problem(
-            field,
-            format!("{text:?} is not a signed duration; expected e.g. \"-40m\", \"+2h\""),
-        )
-    };
+    let expected = || problem(field, format!("{text:?} is not a signed duration; expected e.g. \"-40m\", \"+2h\""));
     let (negative, magnitude) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text.strip_prefix('+').unwrap_or(text)),
     };
     let parsed = humantime::parse_duration(magnitude).map_err(|_| expected())?;
-    let nanos = i64::try_from(parsed.as_nanos()).map_err(|_| {
-        problem(
-            field,
-            format!("{text:?} is too far; jumps stop at about 292 years"),
-        )
-    })?;
+    let nanos = i64::try_from(parsed.as_nanos())
+        .map_err(|_| problem(field, format!("{text:?} is too far; jumps stop at about 292 years")))?;
     if nanos == 0 {
-        return Err(problem(
-            field,
-            format!("{text:?} is zero; expected a jump, e.g. \"-40m\""),
-        ));
+        return Err(problem(field, format!("{text:?} is zero; expected a jump, e.g. \"-40m\"")));
     }
     Ok(if negative { -nanos } else { nanos })
 }
@@ -1472,11 +1280,7 @@ fn instant(field: &str, at: &str, duration: Duration) -> Result<Duration, Proble
     if at >= duration {
         return Err(problem(
             at_field,
-            format!(
-                "{} is not before duration {}; expected a time inside the run",
-                show(at),
-                show(duration)
-            ),
+            format!("{} is not before duration {}; expected a time inside the run", show(at), show(duration)),
         ));
     }
     Ok(at)
@@ -1642,9 +1446,7 @@ converge_within = "5m"
         let cloud = device("cloud");
         let expected = Scenario {
             name: "vehicle-offline".into(),
-            about:
-                "Telemetry from a vehicle ECU on cellular; long tunnel outages; syncs when parked."
-                    .into(),
+            about: "Telemetry from a vehicle ECU on cellular; long tunnel outages; syncs when parked.".into(),
             duration: hours(8),
             settle: minutes(30),
             nodes: vec![
@@ -1671,16 +1473,7 @@ converge_within = "5m"
                 a: 0,
                 b: 1,
                 net: profiles::net("cellular").expect("built-in net"),
-                outages: vec![
-                    Window {
-                        at: hours(1),
-                        length: minutes(45),
-                    },
-                    Window {
-                        at: hours(5),
-                        length: hours(2),
-                    },
-                ],
+                outages: vec![Window { at: hours(1), length: minutes(45) }, Window { at: hours(5), length: hours(2) }],
             }],
             topics: vec![TopicSpec {
                 name: "telemetry.can".into(),
@@ -1699,11 +1492,7 @@ converge_within = "5m"
                 from: Duration::ZERO,
                 until: hours(8),
             }],
-            faults: vec![FaultSpec::Crash {
-                node: 0,
-                at: hours(3),
-                restart_after: Some(Duration::from_secs(10)),
-            }],
+            faults: vec![FaultSpec::Crash { node: 0, at: hours(3), restart_after: Some(Duration::from_secs(10)) }],
             expect: Expect {
                 lost: Some(0),
                 duplicates: Some(0),
@@ -1796,16 +1585,7 @@ min_delivered = 100
         assert_eq!((pos.memory_bytes, pos.storage_bytes), (96 << 20, 1000));
         assert_eq!(
             s.links[1].outages,
-            vec![
-                Window {
-                    at: hours(1),
-                    length: hours(2)
-                },
-                Window {
-                    at: hours(5),
-                    length: hours(1)
-                },
-            ],
+            vec![Window { at: hours(1), length: hours(2) }, Window { at: hours(5), length: hours(1) },],
             "outages sorted by time"
         );
         assert_eq!(
@@ -1821,59 +1601,21 @@ min_delivered = 100
         );
         assert_eq!(
             s.workloads[0],
-            WorkloadSpec {
-                node: 1,
-                topic: 1,
-                rate: 0.5,
-                size: 64,
-                keys: Some(1000),
-                from: hours(1),
-                until: hours(2),
-            }
+            WorkloadSpec { node: 1, topic: 1, rate: 0.5, size: 64, keys: Some(1000), from: hours(1), until: hours(2) }
         );
         let forty_minutes = 40 * 60 * 1_000_000_000;
         assert_eq!(
             s.faults,
             vec![
-                FaultSpec::Partition {
-                    groups: vec![vec![0], vec![1, 2]],
-                    at: hours(2),
-                    length: minutes(30),
-                },
-                FaultSpec::ClockJump {
-                    node: 2,
-                    at: hours(4),
-                    by_nanos: -forty_minutes,
-                },
-                FaultSpec::ClockJump {
-                    node: 0,
-                    at: hours(4),
-                    by_nanos: 3 * forty_minutes,
-                },
-                FaultSpec::DiskFull {
-                    node: 0,
-                    at: hours(6),
-                    length: hours(1),
-                },
-                FaultSpec::DiskCorrupt {
-                    node: 1,
-                    at: hours(7),
-                },
-                FaultSpec::Crash {
-                    node: 2,
-                    at: hours(1),
-                    restart_after: None,
-                },
+                FaultSpec::Partition { groups: vec![vec![0], vec![1, 2]], at: hours(2), length: minutes(30) },
+                FaultSpec::ClockJump { node: 2, at: hours(4), by_nanos: -forty_minutes },
+                FaultSpec::ClockJump { node: 0, at: hours(4), by_nanos: 3 * forty_minutes },
+                FaultSpec::DiskFull { node: 0, at: hours(6), length: hours(1) },
+                FaultSpec::DiskCorrupt { node: 1, at: hours(7) },
+                FaultSpec::Crash { node: 2, at: hours(1), restart_after: None },
             ]
         );
-        assert_eq!(
-            s.expect,
-            Expect {
-                out_of_order: Some(0),
-                min_delivered: Some(100),
-                ..Expect::default()
-            }
-        );
+        assert_eq!(s.expect, Expect { out_of_order: Some(0), min_delivered: Some(100), ..Expect::default() });
     }
 
     #[test]
@@ -1887,10 +1629,7 @@ min_delivered = 100
 
     #[test]
     fn unknown_key_names_its_place_and_the_expected_keys() {
-        let text = BASE.replace(
-            "device = \"cloud\"\n",
-            "device = \"cloud\"\ncolour = \"red\"\n",
-        );
+        let text = BASE.replace("device = \"cloud\"\n", "device = \"cloud\"\ncolour = \"red\"\n");
         assert_error(
             &text,
             &[
@@ -1899,9 +1638,7 @@ min_delivered = 100
             ],
         );
         assert_error(
-            &format!(
-                "{BASE}[[fault]]\nkind = \"crash\"\nnode = \"ecu\"\nat = \"1h\"\nfor = \"1m\"\n"
-            ),
+            &format!("{BASE}[[fault]]\nkind = \"crash\"\nnode = \"ecu\"\nat = \"1h\"\nfor = \"1m\"\n"),
             &[
                 "scenarios/t.toml:26:7: fault[0].for: a crash fault has no `for`",
                 "expected its fields: kind, at, node, restart_after",
@@ -1915,23 +1652,14 @@ min_delivered = 100
 
     #[test]
     fn toml_syntax_and_type_errors_carry_line_and_column() {
-        assert_error(
-            &BASE.replace("[[link]]", "[[link]"),
-            &["scenarios/t.toml:15:7: ", "invalid table header"],
-        );
+        assert_error(&BASE.replace("[[link]]", "[[link]"), &["scenarios/t.toml:15:7: ", "invalid table header"]);
         assert_error(
             &BASE.replace("role = \"edge\"", "role = \"edg\""),
-            &[
-                "scenarios/t.toml:7:8: node[0].role: unknown variant `edg`",
-                "expected `edge` or `gateway`",
-            ],
+            &["scenarios/t.toml:7:8: node[0].role: unknown variant `edg`", "expected `edge` or `gateway`"],
         );
         assert_error(
             &format!("{BASE}[[topic]]\nname = \"t2\"\nsync = \"up\"\npriority = 300\n"),
-            &[
-                "t.toml:24:8: topic[1].sync: unknown variant `up`",
-                "`edge-to-cloud`",
-            ],
+            &["t.toml:24:8: topic[1].sync: unknown variant `up`", "`edge-to-cloud`"],
         );
         assert_error(
             &format!("{BASE}[[topic]]\nname = \"t2\"\nsync = \"local\"\npriority = 300\n"),
@@ -1939,29 +1667,20 @@ min_delivered = 100
         );
         assert_error(
             &format!("{BASE}[[fault]]\nkind = \"reboot\"\nnode = \"ecu\"\nat = \"1h\"\n"),
-            &[
-                "t.toml:23:8: fault[0].kind: unknown variant `reboot`",
-                "`clock-jump`",
-            ],
+            &["t.toml:23:8: fault[0].kind: unknown variant `reboot`", "`clock-jump`"],
         );
         assert_error(
             &format!("{BASE}[[fault]]\nnode = \"ecu\"\nat = \"1h\"\n"),
             &["t.toml:22:1: fault[0]: missing field `kind`"],
         );
-        assert_error(
-            &BASE.replace("name = \"t\"\n", ""),
-            &["scenarios/t.toml:", "missing field `name`"],
-        );
+        assert_error(&BASE.replace("name = \"t\"\n", ""), &["scenarios/t.toml:", "missing field `name`"]);
     }
 
     #[test]
     fn bad_durations_are_named_with_examples() {
         assert_error(
             &format!("{BASE}[[fault]]\nkind = \"crash\"\nnode = \"ecu\"\nat = \"3 hourz\"\n"),
-            &[
-                "t.toml:25:6: fault[0].at: \"3 hourz\" is not a duration",
-                "expected e.g. \"90s\", \"45m\", \"8h\"",
-            ],
+            &["t.toml:25:6: fault[0].at: \"3 hourz\" is not a duration", "expected e.g. \"90s\", \"45m\", \"8h\""],
         );
         assert_error(
             &BASE.replace("duration = \"8h\"", "duration = \"0s\""),
@@ -2010,37 +1729,21 @@ min_delivered = 100
             &["node[1].id: \"the cloud\" is not a valid name; expected 1 to 64 ASCII letters"],
         );
         let no_nodes = "name = \"t\"\nabout = \"a\"\nduration = \"1h\"\n";
-        assert_error(
-            no_nodes,
-            &[FILE, "node: no nodes; add at least one [[node]] table"],
-        );
-        let with_node = |extra: &str| {
-            format!("{BASE}[[node]]\nid = \"n\"\nrole = \"edge\"\ndevice = \"pi4\"\n{extra}\n")
-        };
+        assert_error(no_nodes, &[FILE, "node: no nodes; add at least one [[node]] table"]);
+        let with_node =
+            |extra: &str| format!("{BASE}[[node]]\nid = \"n\"\nrole = \"edge\"\ndevice = \"pi4\"\n{extra}\n");
         assert_error(
             &with_node("memory = \"8GiB\""),
             &["t.toml:26:10: node[2].memory: 8 GiB is more than the 4 GiB of memory of device \"pi4\""],
         );
-        assert_error(
-            &with_node("storage = \"lots\""),
-            &["node[2].storage: \"lots\" is not a size", "e.g. \"96MiB\""],
-        );
-        assert_error(
-            &with_node("memory = 0"),
-            &["node[2].memory: 0 bytes; expected more than zero"],
-        );
+        assert_error(&with_node("storage = \"lots\""), &["node[2].storage: \"lots\" is not a size", "e.g. \"96MiB\""]);
+        assert_error(&with_node("memory = 0"), &["node[2].memory: 0 bytes; expected more than zero"]);
         assert_error(
             &with_node("memory = -5"),
-            &[
-                "t.toml:26:10: node[2].memory: invalid value: integer `-5`",
-                "a byte count",
-            ],
+            &["t.toml:26:10: node[2].memory: invalid value: integer `-5`", "a byte count"],
         );
         assert_error(
-            &BASE.replace(
-                "device = \"cloud\"",
-                "device = \"cloud\"\ncluster = \"site\"",
-            ),
+            &BASE.replace("device = \"cloud\"", "device = \"cloud\"\ncluster = \"site\""),
             &["node[1].cluster: only edge nodes form site clusters"],
         );
     }
@@ -2080,27 +1783,16 @@ min_delivered = 100
 
     #[test]
     fn windows_must_end_by_duration_and_not_overlap() {
-        let outages = |list: &str| {
-            BASE.replace(
-                "net = \"cellular\"",
-                &format!("net = \"cellular\"\noutages = {list}"),
-            )
-        };
+        let outages = |list: &str| BASE.replace("net = \"cellular\"", &format!("net = \"cellular\"\noutages = {list}"));
         assert_error(
             &outages(r#"[ { at = "7h", for = "2h" } ]"#),
-            &[
-                "t.toml:18:",
-                "link[0].outages[0].for: the window 7h to 9h ends after duration 8h",
-            ],
+            &["t.toml:18:", "link[0].outages[0].for: the window 7h to 9h ends after duration 8h"],
         );
         assert_error(
             &outages(r#"[ { at = "1h", for = "2h" }, { at = "2h", for = "1h" } ]"#),
             &["link[0].outages[1]: overlaps outages[0] (1h to 3h)"],
         );
-        assert_error(
-            &outages(r#"[ { at = "1h", for = "0s" } ]"#),
-            &["link[0].outages[0].for: \"0s\" is zero"],
-        );
+        assert_error(&outages(r#"[ { at = "1h", for = "0s" } ]"#), &["link[0].outages[0].for: \"0s\" is zero"]);
         assert_error(
             &format!("{BASE}[[fault]]\nkind = \"disk-full\"\nnode = \"ecu\"\nat = \"6h\"\nfor = \"3h\"\n"),
             &["t.toml:26:7: fault[0].for: the window 6h to 9h ends after duration 8h"],
@@ -2110,9 +1802,7 @@ min_delivered = 100
             &["t.toml:25:6: fault[0].at: 8h is not before duration 8h"],
         );
         assert_error(
-            &format!(
-                "{BASE}[[fault]]\nkind = \"crash\"\nnode = \"ecu\"\nat = \"7h\"\nrestart_after = \"2h\"\n"
-            ),
+            &format!("{BASE}[[fault]]\nkind = \"crash\"\nnode = \"ecu\"\nat = \"7h\"\nrestart_after = \"2h\"\n"),
             &["fault[0].restart_after: the restart at 9h is after duration 8h", "no restart_after"],
         );
     }
@@ -2123,26 +1813,14 @@ min_delivered = 100
             format!("[[fault]]\nkind = \"crash\"\nnode = \"ecu\"\nat = \"{at}\"\n{restart}\n")
         };
         assert_error(
-            &format!(
-                "{BASE}{}{}",
-                crash("1h", ""),
-                crash("5h", "restart_after = \"1m\"")
-            ),
+            &format!("{BASE}{}{}", crash("1h", ""), crash("5h", "restart_after = \"1m\"")),
             &["fault[1]: overlaps fault[0], a crash of node \"ecu\" from 1h to 8h"],
         );
-        let text = format!(
-            "{BASE}{}{}",
-            crash("1h", "restart_after = \"1h\""),
-            crash("2h", "")
-        );
+        let text = format!("{BASE}{}{}", crash("1h", "restart_after = \"1h\""), crash("2h", ""));
         assert!(parse(&text, FILE).is_ok(), "back-to-back crashes are fine");
-        let partition =
-            "[[fault]]\nkind = \"partition\"\ngroups = [[\"ecu\"]]\nat = \"1h\"\nfor = \"1h\"\n";
+        let partition = "[[fault]]\nkind = \"partition\"\ngroups = [[\"ecu\"]]\nat = \"1h\"\nfor = \"1h\"\n";
         assert_error(
-            &format!(
-                "{BASE}{partition}{}",
-                partition.replace("\"1h\"\nfor", "\"90m\"\nfor")
-            ),
+            &format!("{BASE}{partition}{}", partition.replace("\"1h\"\nfor", "\"90m\"\nfor")),
             &["fault[1]: overlaps fault[0], a partition from 1h to 2h"],
         );
     }
@@ -2184,10 +1862,7 @@ min_delivered = 100
             &partition(r#"[["ecu", "cloud"]]"#),
             &["t.toml:24:10: fault[0].groups: every node is in one group, so nothing is cut"],
         );
-        assert_error(
-            &partition(r#"[["ecu"], []]"#),
-            &["fault[0].groups[1]: empty group"],
-        );
+        assert_error(&partition(r#"[["ecu"], []]"#), &["fault[0].groups[1]: empty group"]);
     }
 
     #[test]
@@ -2231,10 +1906,7 @@ min_delivered = 100
             &workload(&ok.replace("size = 100", "size = 0")),
             &["t.toml:26:8: workload[0].size: 0; expected payload bytes, more than zero"],
         );
-        assert_error(
-            &workload(&format!("{ok}\nkeys = 10")),
-            &["workload[0].keys: topic \"telemetry\" is not keyed"],
-        );
+        assert_error(&workload(&format!("{ok}\nkeys = 10")), &["workload[0].keys: topic \"telemetry\" is not keyed"]);
         assert_error(
             &workload(&format!("{ok}\nuntil = \"9h\"")),
             &["t.toml:27:9: workload[0].until: 9h is after duration 8h"],
@@ -2247,13 +1919,9 @@ min_delivered = 100
 
     #[test]
     fn a_keyed_topic_needs_keys_in_its_workloads() {
-        let text = format!(
-            "{BASE}keyed = true\n[[workload]]\nnode = \"ecu\"\ntopic = \"telemetry\"\nrate = 1\nsize = 1\n"
-        );
-        assert_error(
-            &text,
-            &["t.toml:23:1: workload[0].keys: missing: topic \"telemetry\" is keyed"],
-        );
+        let text =
+            format!("{BASE}keyed = true\n[[workload]]\nnode = \"ecu\"\ntopic = \"telemetry\"\nrate = 1\nsize = 1\n");
+        assert_error(&text, &["t.toml:23:1: workload[0].keys: missing: topic \"telemetry\" is keyed"]);
         assert_error(
             &format!("{text}keys = 0\n"),
             &["workload[0].keys: 0; expected the number of distinct keys, at least 1"],
@@ -2264,10 +1932,7 @@ min_delivered = 100
     fn a_syncing_workload_needs_a_path_to_the_other_side() {
         let text = format!(
             "{}[[workload]]\nnode = \"ecu\"\ntopic = \"telemetry\"\nrate = 1\nsize = 1\n",
-            BASE.replace(
-                "[[link]]\nbetween = [\"ecu\", \"cloud\"]\nnet = \"cellular\"\n",
-                ""
-            )
+            BASE.replace("[[link]]\nbetween = [\"ecu\", \"cloud\"]\nnet = \"cellular\"\n", "")
         );
         assert_error(
             &text,
@@ -2300,10 +1965,7 @@ min_delivered = 100
     fn an_unreadable_file_names_its_path() {
         let path = Path::new("/nonexistent/outpost/missing.toml");
         let message = load(path).expect_err("no such file").to_string();
-        assert!(
-            message.starts_with("/nonexistent/outpost/missing.toml: cannot read the scenario file"),
-            "{message}"
-        );
+        assert!(message.starts_with("/nonexistent/outpost/missing.toml: cannot read the scenario file"), "{message}");
     }
 
     #[test]

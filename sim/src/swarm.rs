@@ -6,21 +6,13 @@
 use crate::profiles;
 use crate::rng::{stream, SimRng};
 use crate::scenario::{
-    Conflict, Expect, FaultSpec, LinkSpec, NodeSpec, Role, Scenario, SyncDirection, TopicSpec,
-    Window, WorkloadSpec,
+    Conflict, Expect, FaultSpec, LinkSpec, NodeSpec, Role, Scenario, SyncDirection, TopicSpec, Window, WorkloadSpec,
 };
 use outpost_core::types::Duration;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-const EDGE_DEVICES: &[&str] = &[
-    "pi-zero",
-    "pi4",
-    "iot-gateway",
-    "vehicle-ecu",
-    "retail-pos",
-    "industrial",
-];
+const EDGE_DEVICES: &[&str] = &["pi-zero", "pi4", "iot-gateway", "vehicle-ecu", "retail-pos", "industrial"];
 const NETS: &[&str] = &["lan", "wifi", "cellular", "cellular", "satellite"];
 
 fn secs(s: u64) -> Duration {
@@ -49,31 +41,21 @@ pub fn world(seed: u64) -> Scenario {
     for e in 0..edges {
         let device = EDGE_DEVICES.choose(&mut rng).expect("non-empty");
         nodes.push(node(&format!("edge{e}"), Role::Edge, device));
-        let net =
-            profiles::net(NETS.choose(&mut rng).expect("non-empty")).expect("built-in profile");
-        links.push(LinkSpec {
-            a: e + 1,
-            b: 0,
-            net,
-            outages: Vec::new(),
-        });
+        let net = profiles::net(NETS.choose(&mut rng).expect("non-empty")).expect("built-in profile");
+        links.push(LinkSpec { a: e + 1, b: 0, net, outages: Vec::new() });
     }
     let ntopics = rng.gen_range(1..=3usize);
     let topics: Vec<TopicSpec> = (0..ntopics)
         .map(|t| TopicSpec {
             name: format!("t{t}"),
-            sync: if rng.gen_bool(0.85) {
-                SyncDirection::EdgeToCloud
-            } else {
-                SyncDirection::Local
-            },
+            sync: if rng.gen_bool(0.85) { SyncDirection::EdgeToCloud } else { SyncDirection::Local },
             priority: rng.gen_range(0..=9),
             keyed: false,
             conflict: Conflict::LastWriteWins,
             classification: None,
         })
         .collect();
-    let duration = secs(rng.gen_range(10..=40) * 60);
+    let duration = secs(rng.gen_range(5..=30) * 60);
     let mut workloads = Vec::new();
     for e in 0..edges {
         for _ in 0..rng.gen_range(1..=2) {
@@ -81,16 +63,8 @@ pub fn world(seed: u64) -> Scenario {
             workloads.push(WorkloadSpec {
                 node: e + 1,
                 topic: rng.gen_range(0..ntopics),
-                rate: if large {
-                    rng.gen_range(0.5..5.0)
-                } else {
-                    rng.gen_range(1.0..60.0)
-                },
-                size: if large {
-                    rng.gen_range(4096..=65536)
-                } else {
-                    rng.gen_range(16..=600)
-                },
+                rate: if large { rng.gen_range(0.5..5.0) } else { rng.gen_range(1.0..40.0) },
+                size: if large { rng.gen_range(4096..=65536) } else { rng.gen_range(16..=600) },
                 keys: None,
                 from: Duration::ZERO,
                 until: duration,
@@ -124,14 +98,8 @@ pub fn perturb(base: &Scenario, seed: u64) -> Scenario {
 fn window(rng: &mut SimRng, duration: Duration, max_len: u64) -> Window {
     let d = duration.as_nanos();
     let at = rng.gen_range(0..d);
-    let length = rng
-        .gen_range(1_000_000_000..=max_len.max(1_000_000_001))
-        .min(d - at)
-        .max(1);
-    Window {
-        at: Duration(at),
-        length: Duration(length),
-    }
+    let length = rng.gen_range(1_000_000_000..=max_len.max(1_000_000_001)).min(d - at).max(1);
+    Window { at: Duration(at), length: Duration(length) }
 }
 
 fn add_faults(s: &mut Scenario, rng: &mut SimRng) {
@@ -143,11 +111,7 @@ fn add_faults(s: &mut Scenario, rng: &mut SimRng) {
     let full_rate = rng.gen_range(0..=2u32);
     for l in &mut s.links {
         for _ in 0..rng.gen_range(0..=outage_rate) {
-            let max = if rng.gen_bool(0.2) {
-                d.as_nanos() / 2
-            } else {
-                120_000_000_000
-            };
+            let max = if rng.gen_bool(0.2) { d.as_nanos() / 2 } else { 120_000_000_000 };
             l.outages.push(window(rng, d, max));
         }
         l.outages.sort_by_key(|w| w.at);
@@ -156,16 +120,9 @@ fn add_faults(s: &mut Scenario, rng: &mut SimRng) {
     for node in 0..n {
         for _ in 0..rng.gen_range(0..=crash_rate) {
             let at = Duration(rng.gen_range(0..d.as_nanos()));
-            let restart_after = if rng.gen_bool(0.8) {
-                Some(Duration(rng.gen_range(1..=300) * 1_000_000_000))
-            } else {
-                None
-            };
-            s.faults.push(FaultSpec::Crash {
-                node,
-                at,
-                restart_after,
-            });
+            let restart_after =
+                if rng.gen_bool(0.8) { Some(Duration(rng.gen_range(1..=300) * 1_000_000_000)) } else { None };
+            s.faults.push(FaultSpec::Crash { node, at, restart_after });
         }
         for _ in 0..rng.gen_range(0..=jump_rate) {
             let at = Duration(rng.gen_range(0..d.as_nanos()));
@@ -175,11 +132,7 @@ fn add_faults(s: &mut Scenario, rng: &mut SimRng) {
         }
         for _ in 0..rng.gen_range(0..=full_rate) {
             let w = window(rng, d, 300_000_000_000);
-            s.faults.push(FaultSpec::DiskFull {
-                node,
-                at: w.at,
-                length: w.length,
-            });
+            s.faults.push(FaultSpec::DiskFull { node, at: w.at, length: w.length });
         }
     }
     if n > 2 && rng.gen_bool(0.3) {
@@ -188,11 +141,7 @@ fn add_faults(s: &mut Scenario, rng: &mut SimRng) {
         ids.shuffle(rng);
         let cut = rng.gen_range(1..n);
         let groups = vec![ids[..cut].to_vec(), ids[cut..].to_vec()];
-        s.faults.push(FaultSpec::Partition {
-            groups,
-            at: w.at,
-            length: w.length,
-        });
+        s.faults.push(FaultSpec::Partition { groups, at: w.at, length: w.length });
     }
 }
 
@@ -205,9 +154,7 @@ mod tests {
         let a = world(1);
         let b = world(1);
         assert_eq!(a, b);
-        let distinct = (0..20)
-            .map(|s| format!("{:?}", world(s)))
-            .collect::<std::collections::BTreeSet<_>>();
+        let distinct = (0..20).map(|s| format!("{:?}", world(s))).collect::<std::collections::BTreeSet<_>>();
         assert_eq!(distinct.len(), 20);
     }
 }

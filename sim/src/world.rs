@@ -13,9 +13,7 @@ use crate::disk::SimDisk;
 use crate::net::Network;
 use crate::report::{Details, NodeReport, Report};
 use crate::rng::{mix, stream, SimRng};
-use crate::scenario::{
-    FaultSpec, Role as SpecRole, Scenario, SyncDirection as SpecSync, TopicSpec,
-};
+use crate::scenario::{FaultSpec, Role as SpecRole, Scenario, SyncDirection as SpecSync, TopicSpec};
 use outpost_core::config::{NodeConfig, Role, SyncDirection, TopicConfig};
 use outpost_core::io::{Event, Input, Output, ProduceError, ReqId};
 use outpost_core::types::{Instant, NodeId, Now, TopicIdx};
@@ -51,45 +49,16 @@ pub fn topic_goes_up(t: &TopicSpec) -> bool {
 
 #[derive(Debug)]
 enum Ev {
-    Deliver {
-        to: usize,
-        from: usize,
-        bytes: Vec<u8>,
-    },
-    DiskDone {
-        node: usize,
-        incarnation: u64,
-    },
-    Timer {
-        node: usize,
-        gen: u64,
-    },
-    Produce {
-        workload: usize,
-    },
-    Crash {
-        node: usize,
-        restart_after: Option<u64>,
-    },
-    Restart {
-        node: usize,
-    },
-    ClockJump {
-        node: usize,
-        by: i64,
-    },
-    DiskFull {
-        node: usize,
-        on: bool,
-    },
-    Partition {
-        idx: usize,
-        on: bool,
-    },
-    NtpSync {
-        node: usize,
-        incarnation: u64,
-    },
+    Deliver { to: usize, from: usize, bytes: Vec<u8> },
+    DiskDone { node: usize, incarnation: u64 },
+    Timer { node: usize, gen: u64 },
+    Produce { workload: usize },
+    Crash { node: usize, restart_after: Option<u64> },
+    Restart { node: usize },
+    ClockJump { node: usize, by: i64 },
+    DiskFull { node: usize, on: bool },
+    Partition { idx: usize, on: bool },
+    NtpSync { node: usize, incarnation: u64 },
     Sample,
     Settle,
 }
@@ -262,10 +231,7 @@ fn node_config(s: &Scenario, i: usize) -> NodeConfig {
 /// Refuses what the simulator cannot run yet, rather than passing it silently.
 fn check_supported(s: &Scenario) -> Result<(), Unsupported> {
     if let Some(n) = s.nodes.iter().find(|n| n.cluster.is_some()) {
-        return Err(Unsupported(format!(
-            "node {:?} names a cluster: site clusters (Raft) are not built yet",
-            n.id
-        )));
+        return Err(Unsupported(format!("node {:?} names a cluster: site clusters (Raft) are not built yet", n.id)));
     }
     for f in &s.faults {
         if let FaultSpec::DiskCorrupt { .. } = f {
@@ -285,10 +251,7 @@ fn check_supported(s: &Scenario) -> Result<(), Unsupported> {
     for (i, n) in s.nodes.iter().enumerate() {
         let up = s.topics.iter().any(topic_goes_up);
         if n.role == SpecRole::Edge && up && node_config(s, i).upstream.is_none() {
-            return Err(Unsupported(format!(
-                "edge {:?} has no link to a gateway",
-                n.id
-            )));
+            return Err(Unsupported(format!("edge {:?} has no link to a gateway", n.id)));
         }
     }
     Ok(())
@@ -297,8 +260,7 @@ fn check_supported(s: &Scenario) -> Result<(), Unsupported> {
 /// A CAN-telemetry-like payload: a fixed frame layout with a few changing fields, so it
 /// compresses about as well as real telemetry does (a few times, not hundreds).
 fn payload(workload: usize, counter: u64, size: u32) -> Vec<u8> {
-    const TEMPLATE: &[u8] =
-        b"can id=0x1A3 dlc=8 speed_kmh=000.0 rpm=0000 coolant_c=000 throttle=000 gear=0 ";
+    const TEMPLATE: &[u8] = b"can id=0x1A3 dlc=8 speed_kmh=000.0 rpm=0000 coolant_c=000 throttle=000 gear=0 ";
     let mut v = Vec::with_capacity(size as usize);
     v.extend_from_slice(&counter.to_le_bytes());
     v.extend_from_slice(&(workload as u32).to_le_bytes());
@@ -306,11 +268,7 @@ fn payload(workload: usize, counter: u64, size: u32) -> Vec<u8> {
     let mut i = 0;
     while v.len() < size as usize {
         let b = TEMPLATE[i % TEMPLATE.len()];
-        v.push(if b == b'0' {
-            b'0' + ((noise >> ((i * 3) % 60)) & 7) as u8
-        } else {
-            b
-        });
+        v.push(if b == b'0' { b'0' + ((noise >> ((i * 3) % 60)) & 7) as u8 } else { b });
         i += 1;
     }
     v.truncate(size as usize);
@@ -332,17 +290,9 @@ impl<'a> World<'a> {
             .map(|(i, spec)| {
                 let c = &spec.device.clock;
                 let max_off = c.max_offset.as_nanos() as i64;
-                let offset_ns = if max_off == 0 {
-                    0
-                } else {
-                    clock_rng.gen_range(-max_off..=max_off)
-                };
+                let offset_ns = if max_off == 0 { 0 } else { clock_rng.gen_range(-max_off..=max_off) };
                 let ppm = f64::from(c.max_drift_ppm);
-                let drift_ppm = if ppm == 0.0 {
-                    0.0
-                } else {
-                    clock_rng.gen_range(-ppm..=ppm)
-                };
+                let drift_ppm = if ppm == 0.0 { 0.0 } else { clock_rng.gen_range(-ppm..=ppm) };
                 SimNode {
                     name: spec.id.clone(),
                     cfg: node_config(scenario, i),
@@ -351,12 +301,7 @@ impl<'a> World<'a> {
                     incarnation: 0,
                     disk: SimDisk::new(spec.device.disk.clone(), spec.storage_bytes),
                     disk_rng: stream(seed, &format!("disk/{i}")),
-                    clock: SimClock {
-                        offset_ns,
-                        drift_ppm,
-                        jumps_ns: 0,
-                        reset_at: None,
-                    },
+                    clock: SimClock { offset_ns, drift_ppm, jumps_ns: 0, reset_at: None },
                     timer_gen: 0,
                     timer_at: None,
                     same_instant_wakeups: 0,
@@ -367,11 +312,7 @@ impl<'a> World<'a> {
             .collect();
         let mut net = Network::default();
         for l in &scenario.links {
-            let outages = l
-                .outages
-                .iter()
-                .map(|w| (w.at.as_nanos(), w.at.as_nanos() + w.length.as_nanos()))
-                .collect();
+            let outages = l.outages.iter().map(|w| (w.at.as_nanos(), w.at.as_nanos() + w.length.as_nanos())).collect();
             net.add_link(l.a, l.b, l.net.clone(), outages);
         }
         let workloads = scenario
@@ -434,36 +375,23 @@ impl<'a> World<'a> {
         }
         for f in self.scenario.faults.clone() {
             match f {
-                FaultSpec::Crash {
-                    node,
-                    at,
-                    restart_after,
-                } => {
+                FaultSpec::Crash { node, at, restart_after } => {
                     self.schedule(
                         at.as_nanos(),
-                        Ev::Crash {
-                            node,
-                            restart_after: restart_after.map(|d| d.as_nanos()),
-                        },
+                        Ev::Crash { node, restart_after: restart_after.map(|d| d.as_nanos()) },
                     );
                 }
                 FaultSpec::Partition { groups, at, length } => {
                     let idx = self.net.add_partition(&groups);
                     self.schedule(at.as_nanos(), Ev::Partition { idx, on: true });
-                    self.schedule(
-                        at.as_nanos() + length.as_nanos(),
-                        Ev::Partition { idx, on: false },
-                    );
+                    self.schedule(at.as_nanos() + length.as_nanos(), Ev::Partition { idx, on: false });
                 }
                 FaultSpec::ClockJump { node, at, by_nanos } => {
                     self.schedule(at.as_nanos(), Ev::ClockJump { node, by: by_nanos })
                 }
                 FaultSpec::DiskFull { node, at, length } => {
                     self.schedule(at.as_nanos(), Ev::DiskFull { node, on: true });
-                    self.schedule(
-                        at.as_nanos() + length.as_nanos(),
-                        Ev::DiskFull { node, on: false },
-                    );
+                    self.schedule(at.as_nanos() + length.as_nanos(), Ev::DiskFull { node, on: false });
                 }
                 FaultSpec::DiskCorrupt { .. } => unreachable!("refused by check_supported"),
             }
@@ -478,10 +406,7 @@ impl<'a> World<'a> {
     }
 
     fn now(&self, i: usize) -> Now {
-        Now {
-            mono: Instant(self.t),
-            wall_ms: self.nodes[i].clock.wall_ms(self.t),
-        }
+        Now { mono: Instant(self.t), wall_ms: self.nodes[i].clock.wall_ms(self.t) }
     }
 
     /// Runs to the end and returns the report (with `wall_secs` left at zero: the
@@ -516,32 +441,17 @@ impl<'a> World<'a> {
                 self.hash(crc32c::crc32c(&bytes).into());
                 let now = self.now(to);
                 let node = self.nodes[to].node.as_mut().expect("checked above");
-                node.handle(
-                    now,
-                    Input::Message {
-                        from: NodeId(from as u64 + 1),
-                        bytes,
-                    },
-                );
+                node.handle(now, Input::Message { from: NodeId(from as u64 + 1), bytes });
                 self.drain(to);
             }
-            Ev::DiskDone {
-                node: i,
-                incarnation,
-            } => {
+            Ev::DiskDone { node: i, incarnation } => {
                 let n = &mut self.nodes[i];
                 if n.incarnation != incarnation || n.node.is_none() {
                     return;
                 }
                 let (id, result, next) = n.disk.complete(&mut n.disk_rng);
                 if let Some(dt) = next {
-                    self.schedule(
-                        self.t + dt,
-                        Ev::DiskDone {
-                            node: i,
-                            incarnation,
-                        },
-                    );
+                    self.schedule(self.t + dt, Ev::DiskDone { node: i, incarnation });
                 }
                 self.hash(id.0);
                 let now = self.now(i);
@@ -562,10 +472,7 @@ impl<'a> World<'a> {
                 self.drain(i);
             }
             Ev::Produce { workload } => self.produce(workload),
-            Ev::Crash {
-                node,
-                restart_after,
-            } => self.crash(node, restart_after),
+            Ev::Crash { node, restart_after } => self.crash(node, restart_after),
             Ev::Restart { node } => self.restart(node),
             Ev::ClockJump { node, by } => {
                 let c = &mut self.nodes[node].clock;
@@ -618,9 +525,7 @@ impl<'a> World<'a> {
         let jitter = w.rng.gen_range(0.95..1.05);
         let next = t + (w.interval_ns * jitter).max(1.0) as u64;
         let (i, topic, size, counter) = (w.node, w.topic, w.size, w.counter);
-        let key = w
-            .keys
-            .map(|k| format!("k{}", counter % u64::from(k.max(1))).into_bytes());
+        let key = w.keys.map(|k| format!("k{}", counter % u64::from(k.max(1))).into_bytes());
         w.counter += 1;
         self.schedule(next, Ev::Produce { workload: wi });
         if self.nodes[i].node.is_none() {
@@ -632,28 +537,17 @@ impl<'a> World<'a> {
         let req = self.next_req;
         self.next_req += 1;
         self.produced += 1;
-        self.nodes[i]
-            .pending
-            .insert(req, PendingProduce { workload: wi, crc });
+        self.nodes[i].pending.insert(req, PendingProduce { workload: wi, crc });
         let now = self.now(i);
         let node = self.nodes[i].node.as_mut().expect("checked above");
-        node.handle(
-            now,
-            Input::Produce {
-                req: ReqId(req),
-                topic: TopicIdx(topic),
-                key,
-                value,
-            },
-        );
+        node.handle(now, Input::Produce { req: ReqId(req), topic: TopicIdx(topic), key, value });
         self.drain(i);
     }
 
     fn crash(&mut self, i: usize, restart_after: Option<u64>) {
         let n = &mut self.nodes[i];
-        if n.node.take().is_none() {
-            return;
-        }
+        let Some(dead) = n.node.take() else { return };
+        add_stats(&mut n.report, &dead.stats());
         n.incarnation += 1;
         n.timer_gen += 1;
         n.timer_at = None;
@@ -677,13 +571,7 @@ impl<'a> World<'a> {
         let inc = n.incarnation;
         if !n.has_rtc && inc > 0 {
             n.clock.reset_at = Some(self.t);
-            self.schedule(
-                self.t + NTP_DELAY_NS,
-                Ev::NtpSync {
-                    node: i,
-                    incarnation: inc,
-                },
-            );
+            self.schedule(self.t + NTP_DELAY_NS, Ev::NtpSync { node: i, incarnation: inc });
         }
         let seed = NodeSeed(mix(self.seed ^ mix(i as u64) ^ mix(inc << 32)));
         let now = self.now(i);
@@ -734,34 +622,18 @@ impl<'a> World<'a> {
     fn perform(&mut self, i: usize, out: Output) {
         match out {
             Output::Send { to, bytes } => {
-                let Some(j) = (to.0 as usize)
-                    .checked_sub(1)
-                    .filter(|&j| j < self.nodes.len())
-                else {
+                let Some(j) = (to.0 as usize).checked_sub(1).filter(|&j| j < self.nodes.len()) else {
                     return;
                 };
                 for at in self.net.send(self.t, i, j, bytes.len(), &mut self.net_rng) {
-                    self.schedule(
-                        at,
-                        Ev::Deliver {
-                            to: j,
-                            from: i,
-                            bytes: bytes.clone(),
-                        },
-                    );
+                    self.schedule(at, Ev::Deliver { to: j, from: i, bytes: bytes.clone() });
                 }
             }
             Output::Disk { id, req } => {
                 let n = &mut self.nodes[i];
                 if let Some(dt) = n.disk.submit(id, req, &mut n.disk_rng) {
                     let inc = n.incarnation;
-                    self.schedule(
-                        self.t + dt,
-                        Ev::DiskDone {
-                            node: i,
-                            incarnation: inc,
-                        },
-                    );
+                    self.schedule(self.t + dt, Ev::DiskDone { node: i, incarnation: inc });
                 }
             }
             Output::Reply { req, result } => {
@@ -774,8 +646,7 @@ impl<'a> World<'a> {
                     Ok(ack) => {
                         self.hash(ack.seq);
                         if goes_up {
-                            self.checker
-                                .on_ack(self.t, i, topic, ack.seq, ack.hlc, p.crc);
+                            self.checker.on_ack(self.t, i, topic, ack.seq, ack.hlc, p.crc);
                         } else {
                             self.details.local_acked += 1;
                         }
@@ -824,18 +695,11 @@ impl<'a> World<'a> {
                     replay,
                 );
             }
-            Event::TailTruncated {
-                file,
-                at,
-                cut_bytes,
-                reason,
-            } => {
+            Event::TailTruncated { file, at, cut_bytes, reason } => {
                 self.nodes[i].report.torn_tails_cut += 1;
                 self.nodes[i].report.bytes_cut_at_recovery += cut_bytes;
                 let name = self.nodes[i].name.clone();
-                self.log(format_args!(
-                    "{name}: recovery cut {cut_bytes} bytes of {file} at {at}: {reason}"
-                ));
+                self.log(format_args!("{name}: recovery cut {cut_bytes} bytes of {file} at {at}: {reason}"));
             }
             other => {
                 let name = self.nodes[i].name.clone();
@@ -845,21 +709,14 @@ impl<'a> World<'a> {
     }
 
     fn unsynced(&self) -> u64 {
-        self.nodes
-            .iter()
-            .filter_map(|n| n.node.as_ref())
-            .map(Node::unsynced_records)
-            .sum()
+        self.nodes.iter().filter_map(|n| n.node.as_ref()).map(Node::unsynced_records).sum()
     }
 
     fn sample(&mut self) {
         let backlog = self.unsynced();
         self.max_backlog = self.max_backlog.max(backlog);
         if self.settling && self.converged_at.is_none() {
-            let all_up = self
-                .nodes
-                .iter()
-                .all(|n| n.node.as_ref().is_some_and(Node::is_running));
+            let all_up = self.nodes.iter().all(|n| n.node.as_ref().is_some_and(Node::is_running));
             if all_up && backlog == 0 && self.checker.undelivered() == 0 {
                 self.converged_at = Some(self.t);
                 return;
@@ -873,9 +730,7 @@ impl<'a> World<'a> {
         self.details.undelivered_at_end = self.checker.undelivered();
         if self.converged_at.is_none() {
             let n = self.details.undelivered_at_end;
-            self.log(format_args!(
-                "not converged: {n} acknowledged records undelivered"
-            ));
+            self.log(format_args!("not converged: {n} acknowledged records undelivered"));
         } else {
             self.checker.finish(end_t);
         }
@@ -883,20 +738,7 @@ impl<'a> World<'a> {
         let mut peak_memory_bytes = BTreeMap::new();
         for n in &mut self.nodes {
             if let Some(node) = &n.node {
-                let s = node.stats();
-                let r = &mut n.report;
-                r.sessions_opened = s.sessions_opened;
-                r.retransmits = s.retransmits;
-                r.sync_reads = s.sync_reads;
-                r.sync_read_bytes = s.sync_read_bytes;
-                r.sync_records_sent = s.sync_records_sent;
-                r.sync_bytes_sent = s.sync_bytes_sent;
-                r.duplicates_dropped = s.duplicates_dropped;
-                r.gaps_refused = s.gaps_refused;
-                r.hlc_rejected = s.hlc_rejected;
-                r.commits = s.commits;
-                r.commit_failures = s.commit_failures;
-                r.segments_deleted = s.segments_deleted;
+                add_stats(&mut n.report, &node.stats());
             }
             n.report.disk_bytes_written = n.disk.bytes_written;
             n.report.disk_syncs = n.disk.syncs;
@@ -930,6 +772,22 @@ impl<'a> World<'a> {
             details: std::mem::take(&mut self.details),
         }
     }
+}
+
+/// Adds one incarnation's counters to a node's report (a crash resets the core's).
+fn add_stats(r: &mut NodeReport, s: &outpost_core::NodeStats) {
+    r.sessions_opened += s.sessions_opened;
+    r.retransmits += s.retransmits;
+    r.sync_reads += s.sync_reads;
+    r.sync_read_bytes += s.sync_read_bytes;
+    r.sync_records_sent += s.sync_records_sent;
+    r.sync_bytes_sent += s.sync_bytes_sent;
+    r.duplicates_dropped += s.duplicates_dropped;
+    r.gaps_refused += s.gaps_refused;
+    r.hlc_rejected += s.hlc_rejected;
+    r.commits += s.commits;
+    r.commit_failures += s.commit_failures;
+    r.segments_deleted += s.segments_deleted;
 }
 
 /// Runs `scenario` with `seed`.

@@ -13,23 +13,16 @@ pub struct TokenBucket {
 impl TokenBucket {
     pub fn new(rate_bytes_per_sec: u64, burst_bytes: u64, now: Instant) -> TokenBucket {
         assert!(rate_bytes_per_sec > 0 && burst_bytes > 0);
-        TokenBucket {
-            rate_bytes_per_sec,
-            burst_bytes,
-            tokens: burst_bytes,
-            refilled_at: now,
-        }
+        TokenBucket { rate_bytes_per_sec, burst_bytes, tokens: burst_bytes, refilled_at: now }
     }
 
     fn refill(&mut self, now: Instant) {
         let elapsed = now.saturating_since(self.refilled_at).as_nanos();
-        let add =
-            (u128::from(elapsed) * u128::from(self.rate_bytes_per_sec) / 1_000_000_000) as u64;
+        let add = (u128::from(elapsed) * u128::from(self.rate_bytes_per_sec) / 1_000_000_000) as u64;
         if add > 0 {
             self.tokens = (self.tokens + add).min(self.burst_bytes);
             // Advance only by the time the whole tokens account for, so no rate is lost to rounding.
-            let used_ns =
-                (u128::from(add) * 1_000_000_000 / u128::from(self.rate_bytes_per_sec)) as u64;
+            let used_ns = (u128::from(add) * 1_000_000_000 / u128::from(self.rate_bytes_per_sec)) as u64;
             self.refilled_at = Instant(self.refilled_at.0 + used_ns.min(elapsed));
         }
     }
@@ -50,8 +43,7 @@ impl TokenBucket {
     /// When `bytes` tokens will be available.
     pub fn ready_at(&self, bytes: u64) -> Instant {
         let need = bytes.min(self.burst_bytes).saturating_sub(self.tokens);
-        let ns =
-            (u128::from(need) * 1_000_000_000).div_ceil(u128::from(self.rate_bytes_per_sec)) as u64;
+        let ns = (u128::from(need) * 1_000_000_000).div_ceil(u128::from(self.rate_bytes_per_sec)) as u64;
         self.refilled_at.saturating_add(Duration(ns.max(1)))
     }
 }

@@ -62,22 +62,8 @@ pub struct DataOutcome {
 impl Ingest {
     /// Starts from the high-water marks recovered from the log.
     pub fn recovered(marks: BTreeMap<(NodeId, TopicIdx), Seq>) -> Ingest {
-        let streams = marks
-            .into_iter()
-            .map(|(k, s)| {
-                (
-                    k,
-                    GwStream {
-                        appended: s,
-                        durable: s,
-                    },
-                )
-            })
-            .collect();
-        Ingest {
-            streams,
-            ..Ingest::default()
-        }
+        let streams = marks.into_iter().map(|(k, s)| (k, GwStream { appended: s, durable: s })).collect();
+        Ingest { streams, ..Ingest::default() }
     }
 
     pub fn stream(&self, origin: NodeId, topic: TopicIdx) -> Option<GwStream> {
@@ -89,10 +75,7 @@ impl Ingest {
     }
 
     fn topic_idx(cfg: &NodeConfig, name: &str) -> Option<TopicIdx> {
-        cfg.topics
-            .iter()
-            .position(|t| t.name == name)
-            .map(|i| TopicIdx(i as u16))
+        cfg.topics.iter().position(|t| t.name == name).map(|i| TopicIdx(i as u16))
     }
 
     /// A Hello: remember the session and answer with the durable marks.
@@ -108,19 +91,10 @@ impl Ingest {
         fx: &mut Fx,
     ) {
         if origin != from {
-            fx.event(Event::BadMessage {
-                from,
-                error: format!("hello claims origin {origin}"),
-            });
+            fx.event(Event::BadMessage { from, error: format!("hello claims origin {origin}") });
             return;
         }
-        self.sessions.insert(
-            origin,
-            GwSession {
-                id: session,
-                last_heard: now,
-            },
-        );
+        self.sessions.insert(origin, GwSession { id: session, last_heard: now });
         let mut answer = Vec::with_capacity(topics.len());
         for name in topics {
             let Some(idx) = Self::topic_idx(cfg, &name) else {
@@ -135,14 +109,7 @@ impl Ingest {
             let st = self.streams.entry((origin, idx)).or_default();
             answer.push((name, TopicStatus::Accepted, st.durable));
         }
-        fx.send(
-            from,
-            &SyncMsg::Welcome {
-                session,
-                hlc,
-                topics: answer,
-            },
-        );
+        fx.send(from, &SyncMsg::Welcome { session, hlc, topics: answer });
     }
 
     /// A Data message: accept what continues each stream, drop duplicates, refuse gaps.
@@ -171,10 +138,7 @@ impl Ingest {
             }
         }
         let Some(idx) = Self::topic_idx(cfg, topic) else {
-            fx.event(Event::BadMessage {
-                from,
-                error: format!("data for unknown topic {topic:?}"),
-            });
+            fx.event(Event::BadMessage { from, error: format!("data for unknown topic {topic:?}") });
             return DataOutcome { accepted };
         };
         let Some(stream) = self.streams.get_mut(&(from, idx)) else {
@@ -185,20 +149,14 @@ impl Ingest {
             let batch = match DecodedBatch::decode_with(&bytes, dec) {
                 Ok(b) => b,
                 Err(e) => {
-                    fx.event(Event::BadMessage {
-                        from,
-                        error: format!("batch rejected: {e}"),
-                    });
+                    fx.event(Event::BadMessage { from, error: format!("batch rejected: {e}") });
                     refused = true;
                     break;
                 }
             };
             let h: BatchHeader = batch.header;
             if h.origin != from {
-                fx.event(Event::BadMessage {
-                    from,
-                    error: format!("batch claims origin {}", h.origin),
-                });
+                fx.event(Event::BadMessage { from, error: format!("batch claims origin {}", h.origin) });
                 refused = true;
                 break;
             }
@@ -246,32 +204,17 @@ impl Ingest {
             let (durable, expected) = (stream.durable, stream.appended);
             fx.send(
                 from,
-                &SyncMsg::Ack {
-                    session,
-                    hlc: received_hlc,
-                    topic: topic.to_string(),
-                    next_seq: durable,
-                    expected,
-                },
+                &SyncMsg::Ack { session, hlc: received_hlc, topic: topic.to_string(), next_seq: durable, expected },
             );
         }
         DataOutcome { accepted }
     }
 
     /// The group commit holding these batches is durable: advance and acknowledge.
-    pub(crate) fn on_durable(
-        &mut self,
-        batches: &[Accepted],
-        hlc: Hlc,
-        cfg: &NodeConfig,
-        fx: &mut Fx,
-    ) {
+    pub(crate) fn on_durable(&mut self, batches: &[Accepted], hlc: Hlc, cfg: &NodeConfig, fx: &mut Fx) {
         let mut touched = std::collections::BTreeSet::new();
         for b in batches {
-            let st = self
-                .streams
-                .get_mut(&(b.origin, b.topic))
-                .expect("accepted batches belong to known streams");
+            let st = self.streams.get_mut(&(b.origin, b.topic)).expect("accepted batches belong to known streams");
             let end = b.base_seq + u64::from(b.count);
             assert_eq!(st.durable, b.base_seq, "durable marks advance without gaps");
             st.durable = end;
@@ -287,13 +230,7 @@ impl Ingest {
             let name = cfg.topics[topic.0 as usize].name.clone();
             fx.send(
                 origin,
-                &SyncMsg::Ack {
-                    session: session.id,
-                    hlc,
-                    topic: name,
-                    next_seq: st.durable,
-                    expected: st.appended,
-                },
+                &SyncMsg::Ack { session: session.id, hlc, topic: name, next_seq: st.durable, expected: st.appended },
             );
         }
     }
@@ -309,17 +246,12 @@ impl Ingest {
     /// Forgets sessions not heard from for `cfg.sync.gateway_idle_timeout`.
     pub fn expire_sessions(&mut self, now: Instant, cfg: &NodeConfig) {
         let idle = cfg.sync.gateway_idle_timeout;
-        self.sessions
-            .retain(|_, s| now.saturating_since(s.last_heard) <= idle);
+        self.sessions.retain(|_, s| now.saturating_since(s.last_heard) <= idle);
     }
 }
 
 /// Stream marks found by scanning a gateway log frame at recovery.
-pub fn note_recovered(
-    marks: &mut BTreeMap<(NodeId, TopicIdx), Seq>,
-    topic: TopicIdx,
-    h: &BatchHeader,
-) {
+pub fn note_recovered(marks: &mut BTreeMap<(NodeId, TopicIdx), Seq>, topic: TopicIdx, h: &BatchHeader) {
     let m = marks.entry((h.origin, topic)).or_default();
     *m = (*m).max(h.end_seq());
 }

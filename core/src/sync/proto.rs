@@ -108,10 +108,7 @@ impl From<ReadError> for MsgError {
 }
 
 fn put_name(out: &mut Vec<u8>, name: &str) {
-    assert!(
-        !name.is_empty() && name.len() <= 255,
-        "topic names are validated by the config"
-    );
+    assert!(!name.is_empty() && name.len() <= 255, "topic names are validated by the config");
     out.push(name.len() as u8);
     out.extend_from_slice(name.as_bytes());
 }
@@ -146,12 +143,7 @@ impl SyncMsg {
         };
         let start = codec::begin_frame(kind, out);
         match self {
-            SyncMsg::Hello {
-                origin,
-                session,
-                hlc,
-                topics,
-            } => {
+            SyncMsg::Hello { origin, session, hlc, topics } => {
                 assert!(topics.len() <= TOPICS_PER_HELLO_MAX);
                 out.extend_from_slice(&origin.0.to_le_bytes());
                 out.extend_from_slice(&session.to_le_bytes());
@@ -161,11 +153,7 @@ impl SyncMsg {
                     put_name(out, t);
                 }
             }
-            SyncMsg::Welcome {
-                session,
-                hlc,
-                topics,
-            } => {
+            SyncMsg::Welcome { session, hlc, topics } => {
                 assert!(topics.len() <= TOPICS_PER_HELLO_MAX);
                 out.extend_from_slice(&session.to_le_bytes());
                 out.extend_from_slice(&hlc.0.to_le_bytes());
@@ -176,12 +164,7 @@ impl SyncMsg {
                     out.extend_from_slice(&next.to_le_bytes());
                 }
             }
-            SyncMsg::Data {
-                session,
-                hlc,
-                topic,
-                batches,
-            } => {
+            SyncMsg::Data { session, hlc, topic, batches } => {
                 assert!(batches.len() <= BATCHES_PER_DATA_MAX);
                 out.extend_from_slice(&session.to_le_bytes());
                 out.extend_from_slice(&hlc.0.to_le_bytes());
@@ -192,13 +175,7 @@ impl SyncMsg {
                     out.extend_from_slice(b);
                 }
             }
-            SyncMsg::Ack {
-                session,
-                hlc,
-                topic,
-                next_seq,
-                expected,
-            } => {
+            SyncMsg::Ack { session, hlc, topic, next_seq, expected } => {
                 out.extend_from_slice(&session.to_le_bytes());
                 out.extend_from_slice(&hlc.0.to_le_bytes());
                 put_name(out, topic);
@@ -228,12 +205,7 @@ impl SyncMsg {
                 for _ in 0..n {
                     topics.push(get_name(&mut r)?);
                 }
-                SyncMsg::Hello {
-                    origin,
-                    session,
-                    hlc,
-                    topics,
-                }
+                SyncMsg::Hello { origin, session, hlc, topics }
             }
             FrameKind::SyncWelcome => {
                 let session = r.u64()?;
@@ -250,11 +222,7 @@ impl SyncMsg {
                     };
                     topics.push((name, status, r.u64()?));
                 }
-                SyncMsg::Welcome {
-                    session,
-                    hlc,
-                    topics,
-                }
+                SyncMsg::Welcome { session, hlc, topics }
             }
             FrameKind::SyncData => {
                 let session = r.u64()?;
@@ -267,25 +235,14 @@ impl SyncMsg {
                     let len = usize::try_from(len).unwrap_or(usize::MAX);
                     batches.push(r.bytes(len)?.to_vec());
                 }
-                SyncMsg::Data {
-                    session,
-                    hlc,
-                    topic,
-                    batches,
-                }
+                SyncMsg::Data { session, hlc, topic, batches }
             }
             FrameKind::SyncAck => {
                 let session = r.u64()?;
                 let hlc = Hlc(r.u64()?);
                 let topic = get_name(&mut r)?;
                 let next_seq = r.u64()?;
-                SyncMsg::Ack {
-                    session,
-                    hlc,
-                    topic,
-                    next_seq,
-                    expected: r.u64()?,
-                }
+                SyncMsg::Ack { session, hlc, topic, next_seq, expected: r.u64()? }
             }
             FrameKind::SyncReset => SyncMsg::Reset { session: r.u64()? },
             k => return Err(MsgError::NotSync(k)),
@@ -308,38 +265,22 @@ mod tests {
 
     fn msg() -> impl Strategy<Value = SyncMsg> {
         prop_oneof![
-            (
-                any::<u64>(),
-                any::<u64>(),
-                any::<u64>(),
-                prop::collection::vec(name(), 0..5)
-            )
-                .prop_map(|(o, s, h, topics)| SyncMsg::Hello {
-                    origin: NodeId(o),
-                    session: s,
-                    hlc: Hlc(h),
-                    topics
-                }),
-            (
-                any::<u64>(),
-                any::<u64>(),
-                prop::collection::vec((name(), 0u8..3, any::<u64>()), 0..5)
-            )
-                .prop_map(|(s, h, t)| SyncMsg::Welcome {
+            (any::<u64>(), any::<u64>(), any::<u64>(), prop::collection::vec(name(), 0..5))
+                .prop_map(|(o, s, h, topics)| SyncMsg::Hello { origin: NodeId(o), session: s, hlc: Hlc(h), topics }),
+            (any::<u64>(), any::<u64>(), prop::collection::vec((name(), 0u8..3, any::<u64>()), 0..5)).prop_map(
+                |(s, h, t)| SyncMsg::Welcome {
                     session: s,
                     hlc: Hlc(h),
                     topics: t
                         .into_iter()
                         .map(|(n, st, q)| {
-                            let st = [
-                                TopicStatus::Accepted,
-                                TopicStatus::UnknownTopic,
-                                TopicStatus::TooManyStreams,
-                            ][st as usize];
+                            let st = [TopicStatus::Accepted, TopicStatus::UnknownTopic, TopicStatus::TooManyStreams]
+                                [st as usize];
                             (n, st, q)
                         })
                         .collect(),
-                }),
+                }
+            ),
             (
                 any::<u64>(),
                 any::<u64>(),
@@ -352,20 +293,9 @@ mod tests {
                     topic,
                     batches
                 }),
-            (
-                any::<u64>(),
-                any::<u64>(),
-                name(),
-                any::<u64>(),
-                any::<u64>()
-            )
-                .prop_map(|(s, h, topic, n, e)| SyncMsg::Ack {
-                    session: s,
-                    hlc: Hlc(h),
-                    topic,
-                    next_seq: n,
-                    expected: e
-                }),
+            (any::<u64>(), any::<u64>(), name(), any::<u64>(), any::<u64>()).prop_map(|(s, h, topic, n, e)| {
+                SyncMsg::Ack { session: s, hlc: Hlc(h), topic, next_seq: n, expected: e }
+            }),
             any::<u64>().prop_map(|s| SyncMsg::Reset { session: s }),
         ]
     }

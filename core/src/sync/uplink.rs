@@ -106,27 +106,14 @@ pub struct Uplink {
 pub const LINGER: Duration = Duration::from_millis(200);
 
 fn backoff(cfg: &SyncConfig, attempt: u32, rng: &mut Xoshiro256PlusPlus) -> Duration {
-    let base = cfg
-        .backoff_min
-        .as_nanos()
-        .saturating_mul(1u64 << attempt.min(30))
-        .min(cfg.backoff_max.as_nanos());
+    let base = cfg.backoff_min.as_nanos().saturating_mul(1u64 << attempt.min(30)).min(cfg.backoff_max.as_nanos());
     let spread = base / 100 * u64::from(cfg.backoff_jitter_percent);
-    let jitter = if spread == 0 {
-        0
-    } else {
-        rng.gen_range(0..=2 * spread)
-    };
+    let jitter = if spread == 0 { 0 } else { rng.gen_range(0..=2 * spread) };
     Duration((base - spread + jitter).max(1))
 }
 
 impl Uplink {
-    pub fn new(
-        cfg: &NodeConfig,
-        gateway: NodeId,
-        now: Instant,
-        rng: &mut Xoshiro256PlusPlus,
-    ) -> Uplink {
+    pub fn new(cfg: &NodeConfig, gateway: NodeId, now: Instant, rng: &mut Xoshiro256PlusPlus) -> Uplink {
         let streams = cfg
             .topics
             .iter()
@@ -150,16 +137,10 @@ impl Uplink {
                 (TopicIdx(i as u16), s)
             })
             .collect();
-        let bucket = cfg
-            .sync
-            .bandwidth_bytes_per_sec
-            .map(|r| TokenBucket::new(r, cfg.sync.bandwidth_burst_bytes, now));
+        let bucket = cfg.sync.bandwidth_bytes_per_sec.map(|r| TokenBucket::new(r, cfg.sync.bandwidth_burst_bytes, now));
         Uplink {
             gateway,
-            session: Session::Connecting {
-                id: rng.gen(),
-                retry_at: now,
-            },
+            session: Session::Connecting { id: rng.gen(), retry_at: now },
             streams,
             inflight_bytes: 0,
             bucket,
@@ -189,9 +170,7 @@ impl Uplink {
 
     /// Records the edge holds that the gateway has not acknowledged, per topic.
     pub fn backlog(&self, topic: TopicIdx, log: &TopicLog) -> u64 {
-        self.streams
-            .get(&topic)
-            .map_or(0, |s| log.end_offset().saturating_sub(s.acked))
+        self.streams.get(&topic).map_or(0, |s| log.end_offset().saturating_sub(s.acked))
     }
 
     fn session_id(&self) -> u64 {
@@ -211,39 +190,19 @@ impl Uplink {
         self.inflight_bytes = 0;
     }
 
-    fn lose_session(
-        &mut self,
-        now: Instant,
-        cfg: &SyncConfig,
-        rng: &mut Xoshiro256PlusPlus,
-        fx: &mut Fx,
-    ) {
+    fn lose_session(&mut self, now: Instant, cfg: &SyncConfig, rng: &mut Xoshiro256PlusPlus, fx: &mut Fx) {
         let id = self.session_id();
-        fx.event(Event::SessionLost {
-            peer: self.gateway,
-            session: id,
-        });
+        fx.event(Event::SessionLost { peer: self.gateway, session: id });
         self.reset_streams();
         let delay = backoff(cfg, self.attempt, rng);
         self.attempt = self.attempt.saturating_add(1);
-        self.session = Session::Connecting {
-            id: rng.gen(),
-            retry_at: now.saturating_add(delay),
-        };
+        self.session = Session::Connecting { id: rng.gen(), retry_at: now.saturating_add(delay) };
     }
 
     /// A message from the gateway.
-    pub(crate) fn on_message(
-        &mut self,
-        msg: SyncMsg,
-        now: Instant,
-        logs: &[TopicLog],
-        fx: &mut Fx,
-    ) {
+    pub(crate) fn on_message(&mut self, msg: SyncMsg, now: Instant, logs: &[TopicLog], fx: &mut Fx) {
         match msg {
-            SyncMsg::Welcome {
-                session, topics, ..
-            } => {
+            SyncMsg::Welcome { session, topics, .. } => {
                 let Session::Connecting { id, .. } = self.session else {
                     return;
                 };
@@ -252,8 +211,7 @@ impl Uplink {
                 }
                 self.reset_streams();
                 for (name, status, next) in topics {
-                    let Some((&idx, s)) = self.streams.iter_mut().find(|(_, s)| s.name == name)
-                    else {
+                    let Some((&idx, s)) = self.streams.iter_mut().find(|(_, s)| s.name == name) else {
                         continue;
                     };
                     s.accepted = status == TopicStatus::Accepted;
@@ -271,27 +229,11 @@ impl Uplink {
                 }
                 self.attempt = 0;
                 self.sessions_opened += 1;
-                self.session = Session::Active {
-                    id,
-                    unanswered_since: None,
-                };
-                fx.event(Event::SessionUp {
-                    peer: self.gateway,
-                    session: id,
-                });
+                self.session = Session::Active { id, unanswered_since: None };
+                fx.event(Event::SessionUp { peer: self.gateway, session: id });
             }
-            SyncMsg::Ack {
-                session,
-                topic,
-                next_seq,
-                expected,
-                ..
-            } => {
-                let Session::Active {
-                    id,
-                    ref mut unanswered_since,
-                } = self.session
-                else {
+            SyncMsg::Ack { session, topic, next_seq, expected, .. } => {
+                let Session::Active { id, ref mut unanswered_since } = self.session else {
                     return;
                 };
                 if session != id {
@@ -315,18 +257,15 @@ impl Uplink {
                 }
                 // The gateway expects `expected` next and we are past it: something was lost.
                 // Go back once per gap (not once per later message the gateway refused).
-                let fresh_gap = s.rewound.is_none_or(|(at, when)| {
-                    at != expected || now.saturating_since(when) > Duration::from_secs(1)
-                });
+                let fresh_gap = s
+                    .rewound
+                    .is_none_or(|(at, when)| at != expected || now.saturating_since(when) > Duration::from_secs(1));
                 if expected >= s.acked && expected < s.sent && fresh_gap {
                     self.rewind(idx_of(&self.streams, &topic), expected, now);
                 }
                 // Still waiting for answers to what remains in flight: restart the clock.
                 let waiting = self.inflight_bytes > 0;
-                if let Session::Active {
-                    unanswered_since, ..
-                } = &mut self.session
-                {
+                if let Session::Active { unanswered_since, .. } = &mut self.session {
                     *unanswered_since = waiting.then_some(now);
                 }
             }
@@ -334,10 +273,7 @@ impl Uplink {
                 if session == self.session_id() && self.is_active() {
                     // The gateway restarted and forgot us: reconnect at once.
                     self.reset_streams();
-                    self.session = Session::Connecting {
-                        id: session.wrapping_add(1),
-                        retry_at: now,
-                    };
+                    self.session = Session::Connecting { id: session.wrapping_add(1), retry_at: now };
                 }
             }
             SyncMsg::Hello { .. } | SyncMsg::Data { .. } => {}
@@ -382,27 +318,15 @@ impl Uplink {
             Session::Connecting { id, retry_at } => {
                 if now >= retry_at {
                     let topics = self.streams.values().map(|s| s.name.clone()).collect();
-                    fx.send(
-                        self.gateway,
-                        &SyncMsg::Hello {
-                            origin: cfg.id,
-                            session: id,
-                            hlc,
-                            topics,
-                        },
-                    );
+                    fx.send(self.gateway, &SyncMsg::Hello { origin: cfg.id, session: id, hlc, topics });
                     let delay = backoff(&cfg.sync, self.attempt, rng);
                     self.attempt = self.attempt.saturating_add(1);
-                    self.session = Session::Connecting {
-                        id,
-                        retry_at: now.saturating_add(delay),
-                    };
+                    self.session = Session::Connecting { id, retry_at: now.saturating_add(delay) };
                 }
             }
-            Session::Active {
-                unanswered_since: Some(since),
-                ..
-            } if now.saturating_since(since) > cfg.sync.session_timeout => {
+            Session::Active { unanswered_since: Some(since), .. }
+                if now.saturating_since(since) > cfg.sync.session_timeout =>
+            {
                 self.lose_session(now, &cfg.sync, rng, fx);
             }
             Session::Active { .. } => {
@@ -414,42 +338,21 @@ impl Uplink {
         }
     }
 
-    fn pump_stream(
-        &mut self,
-        idx: TopicIdx,
-        now: Instant,
-        cfg: &NodeConfig,
-        hlc: Hlc,
-        log: &TopicLog,
-        fx: &mut Fx,
-    ) {
+    fn pump_stream(&mut self, idx: TopicIdx, now: Instant, cfg: &NodeConfig, hlc: Hlc, log: &TopicLog, fx: &mut Fx) {
         let s = self.streams.get_mut(&idx).expect("stream exists");
         if !s.accepted {
             return;
         }
-        if !s.inflight.is_empty()
-            && now.saturating_since(s.last_progress) > cfg.sync.retransmit_timeout
-        {
+        if !s.inflight.is_empty() && now.saturating_since(s.last_progress) > cfg.sync.retransmit_timeout {
             let to = s.acked;
             self.rewind(Some(idx), to, now);
         }
         let s = self.streams.get_mut(&idx).expect("stream exists");
         if let Some(held) = s.held.take() {
-            let ok = self
-                .bucket
-                .as_mut()
-                .is_none_or(|b| b.try_take(held.bytes.len() as u64, now));
+            let ok = self.bucket.as_mut().is_none_or(|b| b.try_take(held.bytes.len() as u64, now));
             let s = self.streams.get_mut(&idx).expect("stream exists");
             if ok {
-                Self::transmit(
-                    s,
-                    &mut self.inflight_bytes,
-                    &mut self.session,
-                    held,
-                    now,
-                    self.gateway,
-                    fx,
-                );
+                Self::transmit(s, &mut self.inflight_bytes, &mut self.session, held, now, self.gateway, fx);
             } else {
                 s.held = Some(held);
                 return;
@@ -477,31 +380,16 @@ impl Uplink {
         };
         let cursor = match s.cursor {
             Some(c) if c.base == seg.base && c.offset <= s.sent => c,
-            _ => Cursor {
-                base: seg.base,
-                pos: 0,
-                offset: seg.base,
-            },
+            _ => Cursor { base: seg.base, pos: 0, offset: seg.base },
         };
         s.cursor = Some(cursor);
         let len = cfg.log.read_chunk_bytes.max(s.read_len_min);
-        let len = len
-            .min(u32::try_from(seg.len - cursor.pos).unwrap_or(u32::MAX))
-            .max(1);
+        let len = len.min(u32::try_from(seg.len - cursor.pos).unwrap_or(u32::MAX)).max(1);
         s.reading = true;
         let _ = hlc;
         fx.disk(
-            DiskRequest::Read {
-                file: log.file(seg.base),
-                offset: cursor.pos,
-                len,
-            },
-            Op::UplinkRead {
-                topic: idx,
-                base: seg.base,
-                pos: cursor.pos,
-                sent: s.sent,
-            },
+            DiskRequest::Read { file: log.file(seg.base), offset: cursor.pos, len },
+            Op::UplinkRead { topic: idx, base: seg.base, pos: cursor.pos, sent: s.sent },
         );
     }
 
@@ -517,26 +405,14 @@ impl Uplink {
         if s.inflight.is_empty() {
             s.last_progress = now;
         }
-        if let Session::Active {
-            unanswered_since: since @ None,
-            ..
-        } = session
-        {
+        if let Session::Active { unanswered_since: since @ None, .. } = session {
             *since = Some(now);
         }
         let n = held.raw;
-        s.inflight.push_back(Flight {
-            start: held.start,
-            end: held.end,
-            raw: n,
-            cursor: held.cursor,
-        });
+        s.inflight.push_back(Flight { start: held.start, end: held.end, raw: n, cursor: held.cursor });
         *inflight_bytes += n;
         s.sent = held.end;
-        fx.out.push_back(crate::io::Output::Send {
-            to: gateway,
-            bytes: held.bytes,
-        });
+        fx.out.push_back(crate::io::Output::Send { to: gateway, bytes: held.bytes });
     }
 
     /// A read of the log finished: build one batch from it and send (or hold) it.
@@ -566,10 +442,7 @@ impl Uplink {
             return;
         };
         s.reading = false;
-        let Some(cursor) = s
-            .cursor
-            .filter(|c| c.base == base && c.pos == pos && s.sent == sent_at_issue)
-        else {
+        let Some(cursor) = s.cursor.filter(|c| c.base == base && c.pos == pos && s.sent == sent_at_issue) else {
             // The stream was rewound or moved while the read was in flight.
             return;
         };
@@ -585,11 +458,7 @@ impl Uplink {
         let mut corrupt = None;
         for f in &frames {
             if f.end() <= s.sent {
-                next_cursor = Cursor {
-                    base,
-                    pos: f.pos + f.len,
-                    offset: f.end(),
-                };
+                next_cursor = Cursor { base, pos: f.pos + f.len, offset: f.end() };
                 continue;
             }
             if f.base >= durable || taken_records >= max_records || taken_bytes >= max_bytes {
@@ -616,11 +485,7 @@ impl Uplink {
             let whole = f.base + first + n == f.end();
             decoded.push((batch, first, n));
             if whole {
-                next_cursor = Cursor {
-                    base,
-                    pos: f.pos + f.len,
-                    offset: f.end(),
-                };
+                next_cursor = Cursor { base, pos: f.pos + f.len, offset: f.end() };
             } else {
                 break;
             }
@@ -640,10 +505,7 @@ impl Uplink {
                 Some(ScanStop::Bad { .. } | ScanStop::Misplaced { .. }) => {
                     fx.event(Event::BadMessage {
                         from: NodeId(0),
-                        error: format!(
-                            "log of topic {} has a bad frame at offset {}",
-                            idx.0, s.sent
-                        ),
+                        error: format!("log of topic {} has a bad frame at offset {}", idx.0, s.sent),
                     });
                 }
                 _ => {}
@@ -651,52 +513,23 @@ impl Uplink {
             return;
         }
         s.read_len_min = 0;
-        let records: Vec<RecordRef<'_>> = decoded
-            .iter()
-            .flat_map(|(b, first, n)| b.records().skip(*first as usize).take(*n as usize))
-            .collect();
+        let records: Vec<RecordRef<'_>> =
+            decoded.iter().flat_map(|(b, first, n)| b.records().skip(*first as usize).take(*n as usize)).collect();
         let first_seq = s.sent;
         let end = first_seq + taken_records;
         assert!(end <= durable, "only durable records are ever sent");
         let mut batch = Vec::with_capacity(taken_bytes as usize / 2 + codec::BATCH_HEADER_LEN);
         enc.encode(cfg.id, first_seq, &records, Compression::Zstd, &mut batch);
         let mut bytes = Vec::with_capacity(batch.len() + 64);
-        SyncMsg::Data {
-            session,
-            hlc,
-            topic: s.name.clone(),
-            batches: vec![batch],
-        }
-        .encode(&mut bytes);
-        s.waiting_since = if durable - end >= max_records {
-            s.waiting_since
-        } else {
-            None
-        };
+        SyncMsg::Data { session, hlc, topic: s.name.clone(), batches: vec![batch] }.encode(&mut bytes);
+        s.waiting_since = if durable - end >= max_records { s.waiting_since } else { None };
         self.records_sent += taken_records;
         self.bytes_sent += bytes.len() as u64;
-        let held = Held {
-            bytes,
-            start: first_seq,
-            end,
-            cursor,
-            raw: taken_bytes,
-        };
-        let ok = self
-            .bucket
-            .as_mut()
-            .is_none_or(|b| b.try_take(held.bytes.len() as u64, now));
+        let held = Held { bytes, start: first_seq, end, cursor, raw: taken_bytes };
+        let ok = self.bucket.as_mut().is_none_or(|b| b.try_take(held.bytes.len() as u64, now));
         let s = self.streams.get_mut(&idx).expect("stream exists");
         if ok {
-            Self::transmit(
-                s,
-                &mut self.inflight_bytes,
-                &mut self.session,
-                held,
-                now,
-                self.gateway,
-                fx,
-            );
+            Self::transmit(s, &mut self.inflight_bytes, &mut self.session, held, now, self.gateway, fx);
         } else {
             s.sent = end;
             s.held = Some(held);
@@ -713,9 +546,7 @@ impl Uplink {
     pub fn poll_timeout(&self, cfg: &SyncConfig, logs: &[TopicLog]) -> Option<Instant> {
         match self.session {
             Session::Connecting { retry_at, .. } => Some(retry_at),
-            Session::Active {
-                unanswered_since, ..
-            } => {
+            Session::Active { unanswered_since, .. } => {
                 let mut t: Option<Instant> = None;
                 let mut at = |x: Instant| t = Some(t.map_or(x, |t| t.min(x)));
                 if let Some(since) = unanswered_since {
@@ -723,8 +554,7 @@ impl Uplink {
                 }
                 for (idx, s) in &self.streams {
                     if !s.inflight.is_empty() {
-                        at(s.last_progress
-                            .saturating_add(Duration(cfg.retransmit_timeout.0 + 1)));
+                        at(s.last_progress.saturating_add(Duration(cfg.retransmit_timeout.0 + 1)));
                     }
                     if let Some(h) = &s.held {
                         if let Some(b) = &self.bucket {
@@ -733,11 +563,7 @@ impl Uplink {
                     } else if let Some(w) = s.waiting_since {
                         // Mirror pump_stream's conditions, or a past deadline would spin the driver.
                         let window_open = self.inflight_bytes < cfg.window_bytes_max;
-                        if s.accepted
-                            && window_open
-                            && !s.reading
-                            && s.sent < logs[idx.0 as usize].durable_offset()
-                        {
+                        if s.accepted && window_open && !s.reading && s.sent < logs[idx.0 as usize].durable_offset() {
                             at(w.saturating_add(LINGER));
                         }
                     }
@@ -749,8 +575,5 @@ impl Uplink {
 }
 
 fn idx_of(streams: &BTreeMap<TopicIdx, UpStream>, name: &str) -> Option<TopicIdx> {
-    streams
-        .iter()
-        .find(|(_, s)| s.name == name)
-        .map(|(i, _)| *i)
+    streams.iter().find(|(_, s)| s.name == name).map(|(i, _)| *i)
 }
