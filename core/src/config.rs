@@ -56,8 +56,8 @@ impl TopicConfig {
 pub struct LogConfig {
     /// A segment is sealed once it holds this many bytes; the next batch opens a new one.
     pub segment_bytes_max: u64,
-    /// Records waiting for the next group commit, in payload bytes; beyond it produces
-    /// are refused with `Busy` (backpressure).
+    /// Records waiting for the next group commit, counted as key + value + 32 bytes each;
+    /// beyond it produces are refused with `Busy` (backpressure).
     pub pending_bytes_max: u64,
     /// The largest single read the core asks of storage (recovery scans, sync reads).
     pub read_chunk_bytes: u32,
@@ -81,10 +81,12 @@ impl Default for LogConfig {
 pub struct SyncConfig {
     /// Records in one sync batch at most.
     pub batch_records_max: u32,
-    /// Uncompressed record bytes in one sync batch at most.
+    /// Uncompressed record bytes in one sync batch: no record is added once a batch has
+    /// reached it, so a batch may exceed it by one record.
     pub batch_bytes_max: u32,
-    /// Uncompressed record bytes sent but not yet acknowledged, across all topics, at most.
-    /// Also what a loss costs at worst: go-back-N resends from the gap.
+    /// Uncompressed record bytes sent but not yet acknowledged, across all topics. No read
+    /// starts once it is reached, so it may be exceeded by one batch per topic. Also what a
+    /// loss costs at worst: go-back-N resends from the gap.
     pub window_bytes_max: u64,
     /// Without ack progress for this long while data is in flight, resend from the last ack.
     pub retransmit_timeout: Duration,

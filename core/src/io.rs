@@ -35,7 +35,7 @@ use std::fmt;
 pub enum FileId {
     /// A log segment of one topic; `base` is the log offset of its first record.
     Segment { topic: TopicIdx, base: u64 },
-    /// The node's metadata log (HLC bound, gateway stream checkpoints), rotated by generation.
+    /// The node's metadata log (today: the HLC bound), rotated by generation.
     Meta { generation: u64 },
 }
 
@@ -205,8 +205,10 @@ pub enum Event {
     SessionLost { peer: NodeId, session: u64 },
     /// A remote HLC timestamp was too far ahead and not adopted.
     HlcRejected { from: NodeId, remote: Hlc },
-    /// A frame from a peer could not be decoded; it was dropped.
+    /// A frame from a peer could not be decoded, or broke the protocol; it was dropped.
     BadMessage { from: NodeId, error: String },
+    /// Local storage failed or holds bytes the core cannot read (not a peer's fault).
+    StorageProblem { detail: String },
     /// A segment was deleted by retention.
     SegmentDeleted { file: FileId, records: u64 },
 }

@@ -204,7 +204,7 @@ impl Node {
         let mut fx = Fx::default();
         fx.disk(DiskRequest::List, Op::List);
         let logs = (0..n).map(|i| TopicLog::new(TopicIdx(i as u16))).collect();
-        let hlc = HlcClock::recover(None, cfg.hlc.clone());
+        let hlc = HlcClock::recover(None, cfg.hlc);
         Node {
             rng: Xoshiro256PlusPlus::seed_from_u64(seed.0),
             now,
@@ -502,7 +502,9 @@ impl Node {
             (Op::RecoveryTruncate, Ok(_)) => self.recovery().truncations_left -= 1,
             (op, Err(e)) => {
                 // Storage cannot be read: try again from the start, as a restart would.
-                self.fx.event(Event::BadMessage { from: self.cfg.id, error: format!("recovery {op:?} failed: {e}") });
+                self.fx.event(Event::StorageProblem {
+                    detail: format!("recovery step {op:?} failed ({e}); starting recovery again"),
+                });
                 self.phase = Phase::Recovering(Box::default());
                 for o in self.fx.ops.values_mut() {
                     if matches!(o, Op::List | Op::RecoveryRead | Op::RecoveryTruncate) {

@@ -264,7 +264,7 @@ fn payload(workload: usize, counter: u64, size: u32) -> Vec<u8> {
     let mut v = Vec::with_capacity(size as usize);
     v.extend_from_slice(&counter.to_le_bytes());
     v.extend_from_slice(&(workload as u32).to_le_bytes());
-    let noise = mix(counter / 8 ^ (workload as u64) << 40);
+    let noise = mix((counter / 8) ^ ((workload as u64) << 40));
     let mut i = 0;
     while v.len() < size as usize {
         let b = TEMPLATE[i % TEMPLATE.len()];
@@ -299,7 +299,7 @@ impl<'a> World<'a> {
                     has_rtc: c.has_rtc,
                     node: None,
                     incarnation: 0,
-                    disk: SimDisk::new(spec.device.disk.clone(), spec.storage_bytes),
+                    disk: SimDisk::new(spec.device.disk, spec.storage_bytes),
                     disk_rng: stream(seed, &format!("disk/{i}")),
                     clock: SimClock { offset_ns, drift_ppm, jumps_ns: 0, reset_at: None },
                     timer_gen: 0,
@@ -313,7 +313,7 @@ impl<'a> World<'a> {
         let mut net = Network::default();
         for l in &scenario.links {
             let outages = l.outages.iter().map(|w| (w.at.as_nanos(), w.at.as_nanos() + w.length.as_nanos())).collect();
-            net.add_link(l.a, l.b, l.net.clone(), outages);
+            net.add_link(l.a, l.b, l.net, outages);
         }
         let workloads = scenario
             .workloads
@@ -584,10 +584,7 @@ impl<'a> World<'a> {
 
     /// The driver's rule: perform every output, then re-arm the timer.
     fn drain(&mut self, i: usize) {
-        loop {
-            let Some(out) = self.nodes[i].node.as_mut().and_then(Node::poll_output) else {
-                break;
-            };
+        while let Some(out) = self.nodes[i].node.as_mut().and_then(Node::poll_output) {
             self.perform(i, out);
         }
         self.rearm(i);

@@ -79,6 +79,7 @@ impl Ingest {
     }
 
     /// A Hello: remember the session and answer with the durable marks.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_hello(
         &mut self,
         from: NodeId,

@@ -491,9 +491,8 @@ impl Uplink {
             }
         }
         if let Some(err) = corrupt {
-            fx.event(Event::BadMessage {
-                from: NodeId(0),
-                error: format!("log of topic {} unreadable at {}: {err}", idx.0, s.sent),
+            fx.event(Event::StorageProblem {
+                detail: format!("log of topic {} unreadable at seq {}: {err}", idx.0, s.sent),
             });
         }
         s.cursor = Some(next_cursor);
@@ -503,10 +502,8 @@ impl Uplink {
                     s.read_len_min = u32::try_from(needed).unwrap_or(u32::MAX);
                 }
                 Some(ScanStop::Bad { .. } | ScanStop::Misplaced { .. }) => {
-                    fx.event(Event::BadMessage {
-                        from: NodeId(0),
-                        error: format!("log of topic {} has a bad frame at offset {}", idx.0, s.sent),
-                    });
+                    let detail = format!("log of topic {} has a bad frame at seq {}", idx.0, s.sent);
+                    fx.event(Event::StorageProblem { detail });
                 }
                 _ => {}
             }
