@@ -121,6 +121,63 @@ pub enum Input {
     Produce { req: ReqId, topic: TopicIdx, key: Option<Vec<u8>>, value: Vec<u8> },
     /// Completion of an earlier [`Output::Disk`].
     DiskDone { id: DiskOpId, result: Result<DiskResponse, DiskError> },
+    /// Read durable records of a topic from sequence `from` (one segment at most per call;
+    /// call again from `Fetched::next`). Answered by [`Output::Fetched`].
+    Fetch { req: ReqId, topic: TopicIdx, from: Seq, max_records: u32, max_bytes: u32 },
+}
+
+/// One record returned by a fetch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchedRecord {
+    pub seq: Seq,
+    pub hlc: Hlc,
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+}
+
+/// The answer to a fetch: records from `from`, in order, all durable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fetched {
+    pub records: Vec<FetchedRecord>,
+    /// Where the next fetch continues.
+    pub next: Seq,
+    /// The durable end of the topic when the fetch was answered.
+    pub durable_end: Seq,
+}
+
+/// Why a fetch was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FetchError {
+    /// The node is still recovering its log. Retry shortly.
+    Recovering,
+    UnknownTopic(TopicIdx),
+    /// `from` is not held: below `start` (deleted by retention) or past `durable_end`.
+    OutOfRange {
+        from: Seq,
+        start: Seq,
+        durable_end: Seq,
+    },
+    /// Too many fetches in flight. Retry after one completes.
+    Busy {
+        in_flight: usize,
+    },
+    /// Storage failed or holds bytes that cannot be read at this position.
+    Storage(String),
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FetchError::Recovering => f.write_str("node is recovering its log; retry shortly"),
+            FetchError::UnknownTopic(t) => write!(f, "no topic with index {} on this node", t.0),
+            FetchError::OutOfRange { from, start, durable_end } => write!(
+                f,
+                "sequence {from} is not held: this topic holds {start}..{durable_end}; fetch from {start} or later"
+            ),
+            FetchError::Busy { in_flight } => write!(f, "{in_flight} fetches in flight; retry after one completes"),
+            FetchError::Storage(e) => write!(f, "storage: {e}"),
+        }
+    }
 }
 
 /// The acknowledgement of a produce: the record is durable under this identity.
@@ -228,6 +285,10 @@ pub enum Output {
     Reply {
         req: ReqId,
         result: Result<ProduceAck, ProduceError>,
+    },
+    Fetched {
+        req: ReqId,
+        result: Result<Fetched, FetchError>,
     },
     Event(Event),
 }

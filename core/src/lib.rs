@@ -11,6 +11,7 @@
 
 pub mod codec;
 pub mod config;
+pub mod fetch;
 pub mod hlc;
 pub mod io;
 pub mod log;

@@ -58,6 +58,9 @@ enum Cmd {
         /// Worker threads (each runs whole seeds; a run itself is single-threaded).
         #[arg(long)]
         jobs: Option<usize>,
+        /// With --seeds 1: print the drawn world and the trace of that seed to stderr.
+        #[arg(long)]
+        trace: bool,
     },
 }
 
@@ -134,6 +137,34 @@ fn run(arg: &str, seed: u64, json: bool, trace: bool) -> ExitCode {
             eprintln!("FAIL: {f}");
         }
         eprintln!("replay: cargo run --release -p outpost-sim -- run {arg} --seed {seed} --trace");
+    }
+    ExitCode::from(verdict as u8)
+}
+
+/// Replays one seed of a sweep with its world and trace on stderr.
+fn trace_one(arg: Option<String>, seed: u64, swarm_mode: bool) -> ExitCode {
+    let s = match (arg.as_deref().map(load).transpose(), swarm_mode) {
+        (Err(c), _) => return c,
+        (Ok(Some(b)), true) => swarm::perturb(&b, seed),
+        (Ok(Some(b)), false) => b,
+        (Ok(None), _) => swarm::world(seed),
+    };
+    eprintln!("{s:#?}");
+    let started = Instant::now();
+    let mut stderr = std::io::stderr();
+    let w = match world::World::new(&s, seed, Some(&mut stderr)) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut r = w.run();
+    r.wall_secs = started.elapsed().as_secs_f64();
+    print_human(&r);
+    let (verdict, fails) = r.judge(&s);
+    for f in &fails {
+        eprintln!("FAIL: {f}");
     }
     ExitCode::from(verdict as u8)
 }
@@ -221,7 +252,7 @@ fn sweep(arg: Option<String>, seeds: u64, first: u64, swarm_mode: bool, jobs: Op
     if let Some((seed, v, _)) = failures.first() {
         let target = arg.as_deref().unwrap_or("");
         let how = if swarm_mode { " --swarm" } else { "" };
-        println!("replay: cargo run --release -p outpost-sim -- sweep {target} --first {seed} --seeds 1{how}");
+        println!("replay: cargo run --release -p outpost-sim -- sweep {target} --first {seed} --seeds 1{how} --trace");
         return ExitCode::from(*v as u8);
     }
     ExitCode::SUCCESS
@@ -230,6 +261,11 @@ fn sweep(arg: Option<String>, seeds: u64, first: u64, swarm_mode: bool, jobs: Op
 fn main() -> ExitCode {
     match Cli::parse().cmd {
         Cmd::Run { scenario, seed, json, trace } => run(&scenario, seed, json, trace),
-        Cmd::Sweep { scenario, seeds, first, swarm, jobs } => sweep(scenario, seeds, first, swarm, jobs),
+        Cmd::Sweep { trace: true, scenario, seeds: 1, first, swarm, .. } => trace_one(scenario, first, swarm),
+        Cmd::Sweep { trace: true, .. } => {
+            eprintln!("error: --trace replays one seed: add --seeds 1 and --first SEED");
+            ExitCode::from(2)
+        }
+        Cmd::Sweep { scenario, seeds, first, swarm, jobs, .. } => sweep(scenario, seeds, first, swarm, jobs),
     }
 }

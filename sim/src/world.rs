@@ -662,6 +662,8 @@ impl<'a> World<'a> {
                     }
                 }
             }
+            // The simulator's workloads only produce; fetches are tested in core/tests.
+            Output::Fetched { .. } => {}
             Output::Event(e) => self.on_event(i, e),
         }
     }

@@ -332,13 +332,13 @@ impl Uplink {
             Session::Active { .. } => {
                 let idxs: Vec<TopicIdx> = self.streams.keys().copied().collect();
                 for idx in idxs {
-                    self.pump_stream(idx, now, cfg, hlc, &logs[idx.0 as usize], fx);
+                    self.pump_stream(idx, now, cfg, &logs[idx.0 as usize], fx);
                 }
             }
         }
     }
 
-    fn pump_stream(&mut self, idx: TopicIdx, now: Instant, cfg: &NodeConfig, hlc: Hlc, log: &TopicLog, fx: &mut Fx) {
+    fn pump_stream(&mut self, idx: TopicIdx, now: Instant, cfg: &NodeConfig, log: &TopicLog, fx: &mut Fx) {
         let s = self.streams.get_mut(&idx).expect("stream exists");
         if !s.accepted {
             return;
@@ -386,7 +386,6 @@ impl Uplink {
         let len = cfg.log.read_chunk_bytes.max(s.read_len_min);
         let len = len.min(u32::try_from(seg.len - cursor.pos).unwrap_or(u32::MAX)).max(1);
         s.reading = true;
-        let _ = hlc;
         fx.disk(
             DiskRequest::Read { file: log.file(seg.base), offset: cursor.pos, len },
             Op::UplinkRead { topic: idx, base: seg.base, pos: cursor.pos, sent: s.sent },

@@ -1,0 +1,160 @@
+//! Reads by offset range: `Input::Fetch` → disk reads → `Output::Fetched`.
+//!
+//! Guarantees: only durable records are returned (a reader never sees a record a crash
+//! could take back); records come in sequence order without gaps from `from`; a fetch
+//! reads at most one segment and returns at most `max_records` and, after its first
+//! record, at most `max_bytes` of keys and values; at most
+//! [`FETCHES_IN_FLIGHT_MAX`] fetches are in flight. Segments have no offset index yet, so
+//! a fetch scans its segment from the start up to `from` (bounded by the segment size).
+
+use crate::codec::{BatchDecoder, DecodedBatch, MAX_BATCH_RECORDS};
+use crate::io::{DiskRequest, FetchError, Fetched, FetchedRecord, Output, ReqId};
+use crate::log::{self, ScanStop, TopicLog};
+use crate::node::{Fx, Op};
+use crate::types::{Seq, TopicIdx};
+use std::collections::BTreeMap;
+
+/// Fetches in flight at most; more are refused as `Busy`.
+pub const FETCHES_IN_FLIGHT_MAX: usize = 64;
+/// The largest `max_bytes` honoured.
+pub const FETCH_BYTES_MAX: u32 = 4 << 20;
+
+#[derive(Debug)]
+struct Pending {
+    topic: TopicIdx,
+    base: u64,
+    /// File position and log offset of the next frame to read.
+    pos: u64,
+    offset: u64,
+    max_records: usize,
+    max_bytes: usize,
+    bytes: usize,
+    records: Vec<FetchedRecord>,
+    next: Seq,
+}
+
+/// Fetches in flight.
+#[derive(Debug, Default)]
+pub struct Fetches {
+    pending: BTreeMap<ReqId, Pending>,
+}
+
+fn reply(fx: &mut Fx, req: ReqId, result: Result<Fetched, FetchError>) {
+    fx.out.push_back(Output::Fetched { req, result });
+}
+
+impl Fetches {
+    /// Starts a fetch, or answers it at once when there is nothing to read.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn start(
+        &mut self,
+        req: ReqId,
+        topic: TopicIdx,
+        from: Seq,
+        max_records: u32,
+        max_bytes: u32,
+        log: &TopicLog,
+        chunk: u32,
+        fx: &mut Fx,
+    ) {
+        let (start, durable_end) = (log.start_offset(), log.durable_offset());
+        if from < start || from > durable_end {
+            return reply(fx, req, Err(FetchError::OutOfRange { from, start, durable_end }));
+        }
+        if from == durable_end || max_records == 0 {
+            return reply(fx, req, Ok(Fetched { records: Vec::new(), next: from, durable_end }));
+        }
+        if self.pending.len() >= FETCHES_IN_FLIGHT_MAX {
+            return reply(fx, req, Err(FetchError::Busy { in_flight: self.pending.len() }));
+        }
+        let seg = log.segment_for(from).expect("from is within start..durable_end");
+        let p = Pending {
+            topic,
+            base: seg.base,
+            pos: 0,
+            offset: seg.base,
+            max_records: (max_records as usize).min(MAX_BATCH_RECORDS),
+            max_bytes: max_bytes.min(FETCH_BYTES_MAX) as usize,
+            bytes: 0,
+            records: Vec::new(),
+            next: from,
+        };
+        Self::read(req, &p, log, chunk, 0, fx);
+        self.pending.insert(req, p);
+    }
+
+    fn read(req: ReqId, p: &Pending, log: &TopicLog, chunk: u32, min_len: usize, fx: &mut Fx) {
+        let len = (chunk as usize).max(min_len) as u32;
+        fx.disk(DiskRequest::Read { file: log.file(p.base), offset: p.pos, len }, Op::FetchRead { req });
+    }
+
+    /// The topic of fetch `req`, if it is in flight.
+    pub(crate) fn topic_of(&self, req: ReqId) -> Option<TopicIdx> {
+        self.pending.get(&req).map(|p| p.topic)
+    }
+
+    /// A read for fetch `req` completed (`None`: it failed).
+    pub(crate) fn on_read(
+        &mut self,
+        req: ReqId,
+        bytes: Option<&[u8]>,
+        log: &TopicLog,
+        chunk: u32,
+        dec: &mut BatchDecoder,
+        fx: &mut Fx,
+    ) {
+        let mut p = self.pending.remove(&req).expect("a read belongs to a pending fetch");
+        debug_assert_eq!(p.topic, log.topic);
+        let durable_end = log.durable_offset();
+        let Some(bytes) = bytes else {
+            return reply(fx, req, Err(FetchError::Storage(format!("segment {} could not be read", p.base))));
+        };
+        let seg_end = log.segment_for(p.next).map_or(p.next, |s| s.end).min(durable_end);
+        let mut frames = Vec::new();
+        let stop = log::scan(bytes, p.pos, p.offset, |f| frames.push(f));
+        let mut full = false;
+        for f in &frames {
+            if f.end() > p.next && f.base < seg_end {
+                let Ok(batch) = DecodedBatch::decode_with(f.batch, dec) else {
+                    return reply(fx, req, Err(FetchError::Storage(format!("undecodable batch at seq {}", f.base))));
+                };
+                for (seq, r) in (f.base..).zip(batch.records()) {
+                    if seq < p.next || seq >= seg_end {
+                        continue;
+                    }
+                    let size = r.value.len() + r.key.map_or(0, <[u8]>::len);
+                    if p.records.len() >= p.max_records || (!p.records.is_empty() && p.bytes + size > p.max_bytes) {
+                        full = true;
+                        break;
+                    }
+                    p.bytes += size;
+                    p.records.push(FetchedRecord {
+                        seq,
+                        hlc: r.hlc,
+                        key: r.key.map(<[u8]>::to_vec),
+                        value: r.value.to_vec(),
+                    });
+                    p.next = seq + 1;
+                }
+            }
+            if full {
+                break;
+            }
+            p.pos = f.pos + f.len;
+            p.offset = f.end();
+        }
+        let done = full || p.next >= seg_end;
+        match stop {
+            _ if done => reply(fx, req, Ok(Fetched { records: p.records, next: p.next, durable_end })),
+            Some(ScanStop::Incomplete { pos, needed }) if pos == p.pos && !bytes.is_empty() => {
+                Self::read(req, &p, log, chunk, needed, fx);
+                self.pending.insert(req, p);
+            }
+            None | Some(ScanStop::Incomplete { .. }) if !bytes.is_empty() => {
+                Self::read(req, &p, log, chunk, 0, fx);
+                self.pending.insert(req, p);
+            }
+            _ => reply(fx, req, Err(FetchError::Storage(format!("segment {} unreadable at seq {}", p.base, p.next)))),
+        }
+    }
+}
