@@ -238,6 +238,8 @@ pub enum FrameKind {
     SyncAck = 19,
     /// Sync: the gateway does not know the sender's session.
     SyncReset = 20,
+    /// Sync: a range of the sender's stream that will never be sent.
+    SyncSkip = 21,
 }
 
 impl TryFrom<u8> for FrameKind {
@@ -253,6 +255,7 @@ impl TryFrom<u8> for FrameKind {
             18 => FrameKind::SyncData,
             19 => FrameKind::SyncAck,
             20 => FrameKind::SyncReset,
+            21 => FrameKind::SyncSkip,
             _ => return Err(FrameError::UnknownKind { found }),
         })
     }

@@ -1,7 +1,10 @@
 //! Reads by offset range: `Input::Fetch` → disk reads → `Output::Fetched`.
 //!
 //! Guarantees: only durable records are returned (a reader never sees a record a crash
-//! could take back); records come in sequence order without gaps from `from`; a fetch
+//! could take back); records come in sequence order without gaps from `from`, except
+//! that `next` jumps over an unwritten range (sequences recovery moved past, see `log`),
+//! and a frame that fails its checksum is [`FetchError::Corrupted`] naming the destroyed
+//! range, so a reader can step past it; a fetch
 //! reads at most one segment and returns at most `max_records` and, after its first
 //! record, at most `max_bytes` of keys and values; at most
 //! [`FETCHES_IN_FLIGHT_MAX`] fetches are in flight. Segments have no offset index yet, so
@@ -9,7 +12,7 @@
 
 use crate::codec::{BatchDecoder, DecodedBatch, MAX_BATCH_RECORDS};
 use crate::io::{DiskRequest, FetchError, Fetched, FetchedRecord, Output, ReqId};
-use crate::log::{self, ScanStop, TopicLog};
+use crate::log::{self, Resync, ScanStop, TopicLog};
 use crate::node::{Fx, Op};
 use crate::types::{Seq, TopicIdx};
 use std::collections::BTreeMap;
@@ -31,6 +34,8 @@ struct Pending {
     bytes: usize,
     records: Vec<FetchedRecord>,
     next: Seq,
+    /// Searching past the bad frame at this file position (see `log::resync`).
+    search: Option<u64>,
 }
 
 /// Fetches in flight.
@@ -78,6 +83,7 @@ impl Fetches {
             bytes: 0,
             records: Vec::new(),
             next: from,
+            search: None,
         };
         Self::read(req, &p, log, chunk, 0, fx);
         self.pending.insert(req, p);
@@ -109,7 +115,38 @@ impl Fetches {
         let Some(bytes) = bytes else {
             return reply(fx, req, Err(FetchError::Storage(format!("segment {} could not be read", p.base))));
         };
-        let seg_end = log.segment_for(p.next).map_or(p.next, |s| s.end).min(durable_end);
+        let Some(seg) = log.segment_for(p.next).filter(|s| s.base == p.base) else {
+            return reply(
+                fx,
+                req,
+                Err(FetchError::OutOfRange { from: p.next, start: log.start_offset(), durable_end }),
+            );
+        };
+        let seg_end = seg.end.min(durable_end);
+        if let Some(bad) = p.search {
+            let eof = bytes.is_empty() || p.pos + bytes.len() as u64 >= seg.len;
+            return match log::resync(bytes, p.pos, seg.len, eof, p.offset) {
+                Resync::ReadFrom { pos, min_len } => {
+                    p.pos = pos;
+                    Self::read(req, &p, log, chunk, min_len, fx);
+                    self.pending.insert(req, p);
+                }
+                Resync::Found { pos, base } if base <= p.next => {
+                    // The damage lies wholly before `from`: read on from the good frame.
+                    (p.pos, p.offset, p.search) = (pos, base, None);
+                    Self::read(req, &p, log, chunk, 0, fx);
+                    self.pending.insert(req, p);
+                }
+                found => {
+                    let to = match found {
+                        Resync::Found { base, .. } => base.min(seg_end),
+                        _ => seg_end,
+                    };
+                    debug_assert!(bad < seg.len);
+                    reply(fx, req, Err(FetchError::Corrupted { from: p.next, to }))
+                }
+            };
+        }
         let mut frames = Vec::new();
         let stop = log::scan(bytes, p.pos, p.offset, |f| frames.push(f));
         let mut full = false;
@@ -144,12 +181,33 @@ impl Fetches {
             p.offset = f.end();
         }
         let done = full || p.next >= seg_end;
+        // Where the next frame is damaged, if it is: a bad checksum, or a length that runs
+        // past the segment's bytes (a frame never does; its length field was hit).
+        let damaged = match stop {
+            Some(ScanStop::Bad { pos, .. } | ScanStop::Misplaced { pos }) if pos == p.pos => Some(pos),
+            Some(ScanStop::Incomplete { pos, needed }) if pos == p.pos && pos + needed as u64 > seg.len => Some(pos),
+            _ => None,
+        };
         match stop {
             _ if done => reply(fx, req, Ok(Fetched { records: p.records, next: p.next, durable_end })),
+            // Records already gathered go out first; the next fetch meets the damage.
+            _ if damaged.is_some() && !p.records.is_empty() => {
+                reply(fx, req, Ok(Fetched { records: p.records, next: p.next, durable_end }))
+            }
+            _ if damaged.is_some() => {
+                let pos = damaged.expect("checked");
+                p.search = Some(pos);
+                p.pos = pos + 1;
+                Self::read(req, &p, log, chunk, 0, fx);
+                self.pending.insert(req, p);
+            }
             Some(ScanStop::Incomplete { pos, needed }) if pos == p.pos && !bytes.is_empty() => {
                 Self::read(req, &p, log, chunk, needed, fx);
                 self.pending.insert(req, p);
             }
+            // The end of the file before the end of the segment: an unwritten range (see
+            // `log`) that holds no records. Continue after it.
+            None if bytes.is_empty() => reply(fx, req, Ok(Fetched { records: p.records, next: seg_end, durable_end })),
             None | Some(ScanStop::Incomplete { .. }) if !bytes.is_empty() => {
                 Self::read(req, &p, log, chunk, 0, fx);
                 self.pending.insert(req, p);

@@ -26,6 +26,7 @@
 //! - An HLC timestamp: its physical part is below the durable HLC bound (guarantee 6).
 
 use crate::hlc::{Hlc, HlcError};
+use crate::sync::proto::SkipReason;
 use crate::types::{NodeId, Seq, TopicIdx};
 use std::fmt;
 
@@ -163,6 +164,11 @@ pub enum FetchError {
     },
     /// Storage failed or holds bytes that cannot be read at this position.
     Storage(String),
+    /// Records `from..to` fail their checksum: storage destroyed them. Fetch from `to`.
+    Corrupted {
+        from: Seq,
+        to: Seq,
+    },
 }
 
 impl fmt::Display for FetchError {
@@ -176,6 +182,10 @@ impl fmt::Display for FetchError {
             ),
             FetchError::Busy { in_flight } => write!(f, "{in_flight} fetches in flight; retry after one completes"),
             FetchError::Storage(e) => write!(f, "storage: {e}"),
+            FetchError::Corrupted { from, to } => write!(
+                f,
+                "records {from}..{to} fail their checksum: storage destroyed them; fetch from {to} to read on"
+            ),
         }
     }
 }
@@ -254,8 +264,17 @@ pub enum Event {
     },
     /// Recovery finished; what it found and what it cut.
     Recovered { topics: u32, records: u64, truncated_bytes: u64 },
-    /// Recovery cut a torn or corrupt tail off a segment.
-    TailTruncated { file: FileId, at: u64, cut_bytes: u64, reason: String },
+    /// Recovery cut a torn or corrupt tail off a segment. On an edge, `skipped` is the
+    /// range of sequences moved past so that none the cut bytes held is used again (see
+    /// `log::sequences_cut_max`); sync later tells the gateway with a `Skip`.
+    TailTruncated { file: FileId, at: u64, cut_bytes: u64, reason: String, skipped: Option<(Seq, Seq)> },
+    /// An edge found records `from..to` of a topic unreadable (their frames fail the
+    /// checksum): storage destroyed its only copy. Found at recovery or by sync, which
+    /// skips them; reported each time they are found.
+    Corrupted { topic: TopicIdx, from: Seq, to: Seq },
+    /// The gateway accepted a `Skip`: sequences `from..to` of an origin's stream will never
+    /// arrive, for `reason`.
+    Skipped { origin: NodeId, topic: TopicIdx, from: Seq, to: Seq, reason: SkipReason },
     /// A sync session to the gateway was established.
     SessionUp { peer: NodeId, session: u64 },
     /// A sync session was given up (no answer within the session timeout).

@@ -11,6 +11,13 @@
 //!   when a group commit begins, and group commits run one at a time, each finishing with
 //!   an fsync of every file it wrote. Recovery therefore scans only the newest segment.
 //! - `durable_end <= end` and everything below `durable_end` survived an fsync.
+//! - A segment's frames may end before its `end`: recovery that cut a tail moves the
+//!   sequence on past anything the cut bytes could have held ([`sequences_cut_max`]) and
+//!   seals the segment, so the next append opens a new one. The range between the last
+//!   frame and `end` is *unwritten*: it holds nothing, and sync skips it.
+//! - A frame inside a segment may fail its checksum (storage corrupted it after it was
+//!   durable). Its offsets stay in the segment, unreadable; [`resync`] finds the next good
+//!   frame so readers can skip exactly the destroyed range.
 
 use crate::codec::{self, BatchHeader, FrameError, FrameKind};
 use crate::io::FileId;
@@ -19,6 +26,17 @@ use std::collections::VecDeque;
 
 /// Bytes a log frame adds around its batch payload: frame header and the base offset.
 pub const LOG_FRAME_OVERHEAD: usize = codec::FRAME_HEADER_LEN + 8;
+/// The smallest log frame: overhead and a batch header with an empty records section.
+pub const LOG_FRAME_MIN: usize = LOG_FRAME_OVERHEAD + codec::BATCH_HEADER_LEN;
+
+/// The most records `cut_bytes` of log frames can hold: each frame is at least
+/// [`LOG_FRAME_MIN`] bytes and holds at most [`codec::MAX_BATCH_RECORDS`] records. Recovery
+/// cannot tell a torn write (never acknowledged) from storage that destroyed durable frames
+/// (acknowledged, perhaps already at the gateway), so it skips this many sequences: a
+/// sequence the gateway may hold is then never given to a new record.
+pub fn sequences_cut_max(cut_bytes: u64) -> u64 {
+    cut_bytes / LOG_FRAME_MIN as u64 * codec::MAX_BATCH_RECORDS as u64
+}
 
 /// One segment file of a topic.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,6 +51,10 @@ pub struct Segment {
     pub len: u64,
     /// HLC physical time (ms) of the newest record, for retention by age.
     pub newest_ms: u64,
+    /// Offsets at the end of `base..end` that recovery moved past after cutting a tail:
+    /// they hold no records (known only until the next restart, which does not rescan
+    /// older segments).
+    pub unwritten: u64,
 }
 
 /// The bookkeeping of one topic's log.
@@ -43,6 +65,8 @@ pub struct TopicLog {
     bytes: u64,
     /// Offset the next segment starts at when there is none (after retention emptied it).
     next_base: u64,
+    /// The next append opens a new segment: the newest ends in an unwritten range.
+    sealed: bool,
 }
 
 /// Where a frame goes: the file, its position, and whether the file is new.
@@ -59,11 +83,12 @@ pub struct Checkpoint {
     segments_len: usize,
     last: Option<Segment>,
     bytes: u64,
+    sealed: bool,
 }
 
 impl TopicLog {
     pub fn new(topic: TopicIdx) -> TopicLog {
-        TopicLog { topic, segments: VecDeque::new(), bytes: 0, next_base: 0 }
+        TopicLog { topic, segments: VecDeque::new(), bytes: 0, next_base: 0, sealed: false }
     }
 
     /// Rebuilds the log from recovered segments (sorted by base, contiguous).
@@ -73,7 +98,13 @@ impl TopicLog {
         }
         let bytes = segments.iter().map(|s| s.len).sum();
         let next_base = segments.last().map_or(0, |s| s.end);
-        TopicLog { topic, segments: segments.into(), bytes, next_base }
+        TopicLog { topic, segments: segments.into(), bytes, next_base, sealed: false }
+    }
+
+    /// The newest segment ends in an unwritten range (recovery cut its tail and moved the
+    /// sequence on): the next append must open a new segment at `end_offset`.
+    pub fn seal_newest(&mut self) {
+        self.sealed = true;
     }
 
     pub fn file(&self, base: u64) -> FileId {
@@ -95,6 +126,16 @@ impl TopicLog {
         self.segments.back().map_or(self.next_base, |s| s.durable_end)
     }
 
+    /// Offsets from `from` on that may hold records: everything appended, less the
+    /// unwritten ranges this log knows of.
+    pub fn records_from(&self, from: u64) -> u64 {
+        self.segments
+            .iter()
+            .filter(|s| s.end > from)
+            .map(|s| (s.end - s.unwritten).saturating_sub(from.max(s.base)))
+            .sum()
+    }
+
     /// Bytes held in segment files.
     pub fn bytes(&self) -> u64 {
         self.bytes
@@ -111,7 +152,12 @@ impl TopicLog {
     }
 
     pub fn checkpoint(&self) -> Checkpoint {
-        Checkpoint { segments_len: self.segments.len(), last: self.segments.back().cloned(), bytes: self.bytes }
+        Checkpoint {
+            segments_len: self.segments.len(),
+            last: self.segments.back().cloned(),
+            bytes: self.bytes,
+            sealed: self.sealed,
+        }
     }
 
     /// Reserves room for a frame of `frame_len` bytes holding `count` records, opening a
@@ -120,12 +166,13 @@ impl TopicLog {
         assert!(count > 0);
         let roll = match self.segments.back() {
             None => true,
-            Some(s) => s.len >= segment_bytes_max,
+            Some(s) => self.sealed || s.len >= segment_bytes_max,
         };
         if roll {
+            self.sealed = false;
             let base = self.end_offset();
             assert_eq!(self.durable_offset(), base, "a segment is opened only when the log is durable");
-            self.segments.push_back(Segment { base, end: base, durable_end: base, len: 0, newest_ms });
+            self.segments.push_back(Segment { base, end: base, durable_end: base, len: 0, newest_ms, unwritten: 0 });
         }
         let seg = self.segments.back_mut().expect("a segment was just ensured");
         let pos = seg.len;
@@ -162,6 +209,7 @@ impl TopicLog {
             *now = before.clone();
         }
         self.bytes = cp.bytes;
+        self.sealed = cp.sealed;
         cuts
     }
 
@@ -238,14 +286,7 @@ pub fn scan<'a>(buf: &'a [u8], pos: u64, expect_base: u64, mut f: impl FnMut(Log
             }
             Err(error) => return Some(ScanStop::Bad { pos: here, error }),
         };
-        let parsed = (frame.kind == FrameKind::LogBatch && frame.payload.len() >= 8)
-            .then(|| {
-                let (b, batch) = frame.payload.split_at(8);
-                let base = u64::from_le_bytes(b.try_into().expect("8 bytes"));
-                BatchHeader::decode(batch).ok().map(|h| (base, h, batch))
-            })
-            .flatten();
-        let Some((base, header, batch)) = parsed.filter(|(base, _, _)| *base == next_base) else {
+        let Some((base, header, batch)) = parse_log_frame(&frame).filter(|(base, _, _)| *base == next_base) else {
             // A frame whose checksum holds but whose content is out of place: written by
             // something else or a bug. Treated as the end of the valid log.
             return Some(ScanStop::Misplaced { pos: here });
@@ -255,6 +296,67 @@ pub fn scan<'a>(buf: &'a [u8], pos: u64, expect_base: u64, mut f: impl FnMut(Log
         at += used;
     }
     None
+}
+
+/// The log offset, batch header and batch of a log frame, if it is one.
+fn parse_log_frame<'a>(frame: &codec::Frame<'a>) -> Option<(u64, BatchHeader, &'a [u8])> {
+    if frame.kind != FrameKind::LogBatch || frame.payload.len() < 8 {
+        return None;
+    }
+    let (b, batch) = frame.payload.split_at(8);
+    let base = u64::from_le_bytes(b.try_into().expect("8 bytes"));
+    BatchHeader::decode(batch).ok().map(|h| (base, h, batch))
+}
+
+/// What [`resync`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resync {
+    /// A valid log frame starts at file position `pos`, at log offset `base`.
+    Found { pos: u64, base: u64 },
+    /// Nothing conclusive in these bytes: search on by reading from `pos`, at least
+    /// `min_len` bytes (a candidate frame starts there and is longer than what was read).
+    ReadFrom { pos: u64, min_len: usize },
+    /// No valid frame up to the end of the file.
+    NotFound,
+}
+
+/// Searches `buf` (file position `pos`) for the first valid log frame whose offset is
+/// above `after`: the way past a frame that failed its checksum. A candidate must carry
+/// the frame magic, a known header, a matching CRC32C, a decodable batch header, and
+/// must end within `file_len`. `eof`: `buf` reaches the end of the file's bytes.
+///
+/// A false match needs random bytes to pass a CRC32C (odds 2^-32 per candidate) and to
+/// carry a plausible offset, so a resync can skip too little only with that probability.
+pub fn resync(buf: &[u8], pos: u64, file_len: u64, eof: bool, after: u64) -> Resync {
+    let magic = codec::FRAME_MAGIC.to_le_bytes();
+    let eof = eof || pos + buf.len() as u64 >= file_len;
+    let limit = if eof { pos + buf.len() as u64 } else { file_len };
+    for i in 0..buf.len() {
+        let rest = &buf[i..];
+        if rest.len() < codec::FRAME_HEADER_LEN {
+            // A frame header could start here but is not all read.
+            return if eof { Resync::NotFound } else { Resync::ReadFrom { pos: pos + i as u64, min_len: 0 } };
+        }
+        if rest[..2] != magic || rest[3] != FrameKind::LogBatch as u8 {
+            continue;
+        }
+        match codec::decode_frame(rest) {
+            Ok((frame, _)) => {
+                if let Some((base, _, _)) = parse_log_frame(&frame).filter(|(base, _, _)| *base > after) {
+                    return Resync::Found { pos: pos + i as u64, base };
+                }
+            }
+            Err(FrameError::Incomplete { needed, .. }) if pos + i as u64 + needed as u64 <= limit => {
+                return Resync::ReadFrom { pos: pos + i as u64, min_len: needed };
+            }
+            Err(_) => {}
+        }
+    }
+    if eof {
+        Resync::NotFound
+    } else {
+        Resync::ReadFrom { pos: pos + buf.len() as u64, min_len: 0 }
+    }
 }
 
 #[cfg(test)]
@@ -307,6 +409,79 @@ mod tests {
         let stop = scan(&buf, 0, 0, |_| n += 1);
         assert_eq!(n, 1);
         assert!(matches!(stop, Some(ScanStop::Bad { pos, .. }) if pos == second as u64));
+    }
+
+    #[test]
+    fn resync_finds_the_frame_after_a_corrupt_one() {
+        let a = frame(0, 3);
+        let b = frame(3, 2);
+        let c = frame(5, 4);
+        let mut buf = [a.clone(), b.clone(), c.clone()].concat();
+        let (pb, pc) = (a.len(), a.len() + b.len());
+        // Destroy b's length field and payload: it no longer says where c starts.
+        for x in &mut buf[pb + 4..pb + 30] {
+            *x ^= 0x5A;
+        }
+        let len = buf.len() as u64;
+        let stop = scan(&buf, 0, 0, |_| {});
+        assert!(matches!(stop, Some(ScanStop::Bad { pos, .. }) if pos == pb as u64));
+        let found = resync(&buf[pb + 1..], pb as u64 + 1, len, true, 3);
+        assert_eq!(found, Resync::Found { pos: pc as u64, base: 5 });
+        // From c on, the log reads normally again.
+        let mut seen = Vec::new();
+        assert_eq!(scan(&buf[pc..], pc as u64, 5, |f| seen.push(f.base)), None);
+        assert_eq!(seen, vec![5]);
+        // Corruption in the last frame: nothing follows.
+        assert_eq!(resync(&buf[pc + 1..], pc as u64 + 1, len, true, 5), Resync::NotFound);
+    }
+
+    #[test]
+    fn resync_asks_for_more_when_a_candidate_is_cut_off() {
+        let a = frame(0, 3);
+        let b = frame(3, 40);
+        let buf = [a.clone(), b.clone()].concat();
+        let len = buf.len() as u64;
+        // Only part of b was read: the search must read b whole before deciding.
+        let part = &buf[1..a.len() + 20];
+        assert_eq!(resync(part, 1, len, false, 0), Resync::ReadFrom { pos: a.len() as u64, min_len: b.len() });
+        // Nothing that looks like a frame: read on from where a header could still start.
+        let zeros = vec![0u8; 100];
+        // (The last 11 bytes could begin a 12-byte header.)
+        assert_eq!(resync(&zeros, 1000, 5000, false, 0), Resync::ReadFrom { pos: 1089, min_len: 0 });
+        assert_eq!(resync(&zeros, 1000, 1100, false, 0), Resync::NotFound);
+        // A frame at or below `after` is not the way forward.
+        assert_eq!(resync(&buf, 0, len, true, 3), Resync::NotFound);
+    }
+
+    #[test]
+    fn a_sealed_log_opens_a_new_segment_and_rollback_reseals() {
+        let mut log = TopicLog::recovered(
+            TopicIdx(0),
+            vec![Segment { base: 0, end: 1 << 20, durable_end: 1 << 20, len: 100, newest_ms: 0, unwritten: 0 }],
+        );
+        log.seal_newest();
+        let cp = log.checkpoint();
+        let p = log.place(1, 60, 1, 1 << 30);
+        assert!(p.new_segment);
+        assert_eq!(p.file, FileId::Segment { topic: TopicIdx(0), base: 1 << 20 });
+        log.rollback(&cp);
+        assert_eq!(log.records_from(0), 1 << 20);
+        assert!(log.place(1, 60, 1, 1 << 30).new_segment, "a failed commit leaves the log sealed");
+        log.mark_durable();
+        assert!(!log.place(1, 60, 1, 1 << 30).new_segment);
+    }
+
+    #[test]
+    fn the_cut_bound_covers_the_densest_frames() {
+        assert_eq!(sequences_cut_max(LOG_FRAME_MIN as u64 - 1), 0, "too short for one whole frame");
+        assert_eq!(sequences_cut_max(LOG_FRAME_MIN as u64), codec::MAX_BATCH_RECORDS as u64);
+        // No frame is smaller: the smallest holds one record with no key and an empty value.
+        let mut batch = Vec::new();
+        let rec = RecordRef { hlc: Hlc::new(1, 0), key: None, value: &[] };
+        encode_batch(NodeId(1), 0, &[rec], Compression::Zstd, &mut batch);
+        let mut out = Vec::new();
+        encode_log_frame(0, &batch, &mut out);
+        assert!(out.len() >= LOG_FRAME_MIN, "{} bytes", out.len());
     }
 
     #[test]

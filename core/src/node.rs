@@ -18,7 +18,7 @@ use crate::io::{
     DiskError, DiskOpId, DiskRequest, DiskResponse, Event, FetchError, FileId, Input, Output, ProduceAck, ProduceError,
     ReqId,
 };
-use crate::log::{self, Checkpoint, ScanStop, Segment, TopicLog};
+use crate::log::{self, Checkpoint, Resync, ScanStop, Segment, TopicLog};
 use crate::meta::{self, MetaLog};
 use crate::sync::ingest::{self, Accepted, Ingest};
 use crate::sync::proto::SyncMsg;
@@ -130,6 +130,8 @@ struct ScanJob {
     pos: u64,
     next_offset: u64,
     newest_ms: u64,
+    /// Searching past the bad frame at this position (why it is bad): see `log::resync`.
+    search: Option<(u64, String)>,
 }
 
 #[derive(Debug, Default)]
@@ -144,6 +146,8 @@ struct Recovery {
     listed: bool,
     records: u64,
     truncated_bytes: u64,
+    /// Topics whose newest segment ends in an unwritten range after a cut tail.
+    sealed: Vec<TopicIdx>,
 }
 
 #[derive(Debug)]
@@ -167,6 +171,7 @@ pub struct NodeStats {
     pub commits: u64,
     pub commit_failures: u64,
     pub segments_deleted: u64,
+    pub corrupted_skipped: u64,
 }
 
 /// An Outpost node. See the crate docs for the driver's rule.
@@ -274,6 +279,7 @@ impl Node {
             s.sync_read_bytes = u.read_bytes;
             s.sync_records_sent = u.records_sent;
             s.sync_bytes_sent = u.bytes_sent;
+            s.corrupted_skipped = u.corrupted_skipped;
         }
         if let Some(g) = &self.ingest {
             s.duplicates_dropped = g.duplicates_dropped;
@@ -413,7 +419,8 @@ impl Node {
             SyncMsg::Hello { hlc, .. }
             | SyncMsg::Welcome { hlc, .. }
             | SyncMsg::Data { hlc, .. }
-            | SyncMsg::Ack { hlc, .. } => Some(*hlc),
+            | SyncMsg::Ack { hlc, .. }
+            | SyncMsg::Skip { hlc, .. } => Some(*hlc),
             SyncMsg::Reset { .. } => None,
         };
         let rejected = match remote.map(|h| self.hlc.observe(self.now.wall_ms, h)) {
@@ -457,6 +464,11 @@ impl Node {
                 for a in outcome.accepted {
                     self.gw_pending[a.topic.0 as usize].push(a);
                 }
+            }
+            (Role::Gateway, SyncMsg::Skip { session, topic, from: f, to, reason, .. }) => {
+                let hlc = self.hlc.last();
+                let g = self.ingest.as_mut().expect("a running gateway has ingest");
+                g.on_skip(from, session, &topic, (f, to), reason, self.now.mono, hlc, &self.cfg, &mut self.fx);
             }
             (Role::Gateway, _) => {}
         }
@@ -569,6 +581,7 @@ impl Node {
                         pos: 0,
                         next_offset: 0,
                         newest_ms: 0,
+                        search: None,
                     });
                 }
                 FileId::Segment { topic, base } if (topic.0 as usize) < ntopics => {
@@ -587,7 +600,16 @@ impl Node {
                 let file = FileId::Segment { topic, base };
                 if last || gateway {
                     let kind = JobKind::Segment { topic, last, next_base };
-                    jobs.push_back(ScanJob { kind, file, file_len: len, pos: 0, next_offset: base, newest_ms: wall });
+                    let (pos, search) = (0, None);
+                    jobs.push_back(ScanJob {
+                        kind,
+                        file,
+                        file_len: len,
+                        pos,
+                        next_offset: base,
+                        newest_ms: wall,
+                        search,
+                    });
                 } else {
                     let end = next_base.expect("not last");
                     segments.entry(topic).or_default().push(Segment {
@@ -596,6 +618,7 @@ impl Node {
                         durable_end: end,
                         len,
                         newest_ms: wall,
+                        unwritten: 0,
                     });
                 }
             }
@@ -649,6 +672,31 @@ impl Node {
             return;
         }
         let JobKind::Segment { topic, last, .. } = job.kind else { unreachable!("meta handled above") };
+        if let Some((bad, why)) = job.search.clone() {
+            let eof = bytes.is_empty() || job.pos + bytes.len() as u64 >= job.file_len;
+            match log::resync(bytes, job.pos, job.file_len, eof, job.next_offset) {
+                Resync::Found { pos, base } => {
+                    // Damage in the middle of the segment: the frames after it are good and
+                    // acknowledged, so nothing is cut. The destroyed range stays unreadable;
+                    // sync skips it.
+                    self.fx.event(Event::Corrupted { topic, from: job.next_offset, to: base });
+                    job.next_offset = base;
+                    job.pos = pos;
+                    job.search = None;
+                    self.issue_recovery_read(&job, 0);
+                }
+                Resync::ReadFrom { pos, min_len } => {
+                    job.pos = pos;
+                    self.issue_recovery_read(&job, min_len);
+                }
+                Resync::NotFound => {
+                    self.recovery().current = Some(job);
+                    return self.finish_job(bad, Some(why));
+                }
+            }
+            self.recovery().current = Some(job);
+            return;
+        }
         let mut replay = Vec::new();
         let mut records = 0;
         let marks = &mut r.marks;
@@ -700,39 +748,63 @@ impl Node {
                 self.issue_recovery_read(&job, needed);
                 self.recovery().current = Some(job);
             }
-            Some(ScanStop::Incomplete { pos, needed }) => {
-                self.recovery().current = Some(job);
-                self.finish_job(pos, Some(format!("torn tail: a frame needing {needed} bytes is cut short")));
-            }
-            Some(ScanStop::Bad { pos, error }) => {
-                self.recovery().current = Some(job);
-                self.finish_job(pos, Some(format!("invalid frame: {error}")));
-            }
-            Some(ScanStop::Misplaced { pos }) => {
-                self.recovery().current = Some(job);
-                self.finish_job(pos, Some("a valid frame that does not belong at this offset".into()));
+            Some(stop) => {
+                let (pos, why) = match stop {
+                    ScanStop::Incomplete { pos, needed } => {
+                        (pos, format!("torn tail: a frame needing {needed} bytes is cut short"))
+                    }
+                    ScanStop::Bad { pos, error } => (pos, format!("invalid frame: {error}")),
+                    ScanStop::Misplaced { pos } => (pos, "a valid frame that does not belong at this offset".into()),
+                };
+                if last && !gateway && pos + 1 < job.file_len {
+                    // A torn tail, or damage with good frames after it (a flipped length
+                    // field looks like a frame cut short, swarm scenario worn-sd-card seed
+                    // 255): search for them before cutting anything.
+                    job.search = Some((pos, why));
+                    job.pos = pos + 1;
+                    self.issue_recovery_read(&job, 0);
+                    self.recovery().current = Some(job);
+                } else {
+                    self.recovery().current = Some(job);
+                    self.finish_job(pos, Some(why));
+                }
             }
         }
     }
 
     /// The current scan job ends with `valid_len` good bytes.
     fn finish_job(&mut self, valid_len: u64, reason: Option<String>) {
+        let edge = self.cfg.role == Role::Edge;
         let r = self.recovery();
         let job = r.current.take().expect("a job is current");
         let JobKind::Segment { topic, last, next_base } = job.kind else {
             return;
         };
-        let end = if last { job.next_offset } else { next_base.expect("only the last has no successor") };
-        let seg = Segment { base: job.file_base(), end, durable_end: end, len: valid_len, newest_ms: job.newest_ms };
+        let mut end = if last { job.next_offset } else { next_base.expect("only the last has no successor") };
+        let cut = job.file_len - valid_len;
+        let mut skipped = None;
+        if last && reason.is_some() && edge {
+            // The cut bytes may have held durable, acknowledged records that storage
+            // destroyed, perhaps already at the gateway: never hand their sequences out
+            // again. The range is skipped, and the next append opens a new segment.
+            let jump = log::sequences_cut_max(cut);
+            if jump > 0 {
+                skipped = Some((end, end + jump));
+                end += jump;
+                r.sealed.push(topic);
+            }
+        }
+        let unwritten = skipped.map_or(0, |(from, to)| to - from);
+        let (base, newest_ms) = (job.file_base(), job.newest_ms);
+        let seg = Segment { base, end, durable_end: end, len: valid_len, newest_ms, unwritten };
         r.segments.entry(topic).or_default().push(seg);
         if let Some(reason) = reason {
-            let cut = job.file_len - valid_len;
             if last {
                 r.truncated_bytes += cut;
                 r.truncations_left += 1;
                 self.fx.disk(DiskRequest::Truncate { file: job.file, len: valid_len }, Op::RecoveryTruncate);
             }
-            self.fx.event(Event::TailTruncated { file: job.file, at: valid_len, cut_bytes: cut, reason });
+            self.fx.event(Event::TailTruncated { file: job.file, at: valid_len, cut_bytes: cut, reason, skipped });
         }
     }
 
@@ -746,6 +818,9 @@ impl Node {
             let mut segs = segments.remove(&TopicIdx(i as u16)).unwrap_or_default();
             segs.sort_by_key(|s| s.base);
             *log = TopicLog::recovered(TopicIdx(i as u16), segs);
+            if r.sealed.contains(&TopicIdx(i as u16)) {
+                log.seal_newest();
+            }
         }
         self.hlc = HlcClock::recover(r.meta_bound, self.cfg.hlc);
         self.meta = MetaLog::recovered(&r.meta_generations);

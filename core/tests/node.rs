@@ -230,3 +230,85 @@ fn recovery_finishes_over_empty_files() {
     h.run_disk(|_| false);
     assert!(matches!(h.replies.last(), Some((ReqId(1), Ok(a))) if a.seq == 0));
 }
+
+/// Twenty acknowledged records, one frame each; and where each frame is `(pos, len)`.
+fn twenty_records() -> (MemDisk, FileId, Vec<(usize, usize)>) {
+    let mut h = Harness::start(MemDisk::default());
+    h.run_disk(|_| false);
+    for r in 0..20 {
+        h.produce(r, format!("record {r}").as_bytes());
+        h.run_disk(|_| false);
+    }
+    assert_eq!(h.replies.iter().filter(|(_, r)| r.is_ok()).count(), 20);
+    let seg = *h.disk.files.keys().find(|f| matches!(f, FileId::Segment { .. })).expect("a segment");
+    let mut frames = Vec::new();
+    let stop = outpost_core::log::scan(&h.disk.files[&seg], 0, 0, |f| frames.push((f.pos as usize, f.len as usize)));
+    assert_eq!((stop, frames.len()), (None, 20));
+    (h.disk, seg, frames)
+}
+
+#[test]
+fn recovery_keeps_the_frames_after_a_corrupt_one_and_reports_the_destroyed_range() {
+    // A bit flips inside the sixth frame (seq 5), long after it was acknowledged: in its
+    // payload, or in its length field so that it claims to run past the end of the file
+    // and looks like a torn tail (scenario worn-sd-card, seed 255, cut 497 KB of
+    // acknowledged records this way before recovery searched past such frames).
+    recover_after_flip(|frames| frames[5].0 + frames[5].1 / 2, 0x08);
+    recover_after_flip(|frames| frames[5].0 + 6, 0x40);
+}
+
+fn recover_after_flip(at: impl Fn(&[(usize, usize)]) -> usize, mask: u8) {
+    let (mut disk, seg, frames) = twenty_records();
+    let len = disk.files[&seg].len();
+    disk.files.get_mut(&seg).expect("exists")[at(&frames)] ^= mask;
+    let mut h = Harness::start(disk);
+    h.run_disk(|_| false);
+    assert!(h.node.is_running());
+    let found: Vec<_> = h.events.iter().filter(|e| matches!(e, Event::Corrupted { .. })).collect();
+    assert_eq!(found, vec![&Event::Corrupted { topic: TopicIdx(0), from: 5, to: 6 }]);
+    assert!(!h.events.iter().any(|e| matches!(e, Event::TailTruncated { .. })), "nothing after the damage is cut");
+    assert_eq!(h.disk.files[&seg].len(), len);
+    assert_eq!(h.node.log(TopicIdx(0)).end_offset(), 20);
+    // The records after the damage are served; the destroyed one is an error, not garbage.
+    let f = h.fetch(1, 6, 100, 1 << 20).expect("in range");
+    assert_eq!(f.records.iter().map(|r| r.seq).collect::<Vec<_>>(), (6..20).collect::<Vec<_>>());
+    let f = h.fetch(2, 3, 100, 1 << 20).expect("in range");
+    assert_eq!((f.records.len(), f.next), (2, 5), "records before the damage come first");
+    assert_eq!(h.fetch(3, 5, 100, 1 << 20), Err(FetchError::Corrupted { from: 5, to: 6 }));
+    h.produce(100, b"after");
+    h.run_disk(|_| false);
+    assert!(matches!(h.replies.last(), Some((ReqId(100), Ok(a))) if a.seq == 20));
+}
+
+#[test]
+fn a_cut_tail_moves_the_sequence_past_anything_the_cut_bytes_could_hold() {
+    let (mut disk, seg, frames) = twenty_records();
+    let len = disk.files[&seg].len();
+    let frame = frames[19].1;
+    // The last frame fails its checksum and nothing follows: a torn write, or storage
+    // that destroyed an acknowledged record. Recovery cannot tell, so it must never hand
+    // out seq 19 again (the gateway may hold the original).
+    disk.files.get_mut(&seg).expect("exists")[len - 3] ^= 0x01;
+    let mut h = Harness::start(disk);
+    h.run_disk(|_| false);
+    let skipped = h.events.iter().find_map(|e| match e {
+        Event::TailTruncated { cut_bytes, skipped, .. } => Some((*cut_bytes, *skipped)),
+        _ => None,
+    });
+    let jump = outpost_core::log::sequences_cut_max(frame as u64);
+    assert!(jump >= 1);
+    assert_eq!(skipped, Some((frame as u64, Some((19, 19 + jump)))));
+    h.produce(100, b"after");
+    h.run_disk(|_| false);
+    assert!(matches!(h.replies.last(), Some((ReqId(100), Ok(a))) if a.seq == 19 + jump), "{:?}", h.replies.last());
+    assert_eq!(h.disk.files.keys().filter(|f| matches!(f, FileId::Segment { .. })).count(), 2, "a new segment");
+    // A reader steps over the unwritten range.
+    let f = h.fetch(1, 19, 10, 1 << 20).expect("in range");
+    assert_eq!((f.records.len(), f.next), (0, 19 + jump));
+    let f = h.fetch(2, f.next, 10, 1 << 20).expect("in range");
+    assert_eq!(f.records.iter().map(|r| r.value.clone()).collect::<Vec<_>>(), vec![b"after".to_vec()]);
+    // After another restart the unwritten range is still there and nothing is reused.
+    let mut h = Harness::start(h.disk);
+    h.run_disk(|_| false);
+    assert_eq!(h.node.log(TopicIdx(0)).end_offset(), 20 + jump);
+}

@@ -2,7 +2,7 @@
 //!
 //! | guarantee | checked in |
 //! |---|---|
-//! | 1 durability | `on_stored` (an acknowledged record skipped) and `finish` (never delivered) |
+//! | 1 durability | `on_stored` (an acknowledged record skipped), `on_skipped` (an acknowledged record the edge gave up on that storage never destroyed) and `finish` (never delivered) |
 //! | 2 exactly-once | `on_stored`: a sequence stored twice at the gateway |
 //! | 3 order | `on_stored`: a sequence stored before its predecessor (a gap) |
 //! | 4 convergence | the world's settle phase, via `undelivered` |
@@ -39,6 +39,9 @@ pub struct Counts {
     pub hlc_rejected_deliveries: u64,
     /// Records delivered that were never acknowledged (durable at a crash before the ack).
     pub delivered_unacked: u64,
+    /// Acknowledged records the gateway will never hold because a `disk-corrupt` fault
+    /// destroyed the edge's only copy and the edge said so (DESIGN §3, guarantee 1).
+    pub corrupted: u64,
 }
 
 #[derive(Debug, Default)]
@@ -55,6 +58,8 @@ pub type StreamKey = (usize, u16);
 #[derive(Debug, Default)]
 pub struct Checker {
     streams: BTreeMap<StreamKey, StreamCheck>,
+    /// Offset ranges `disk-corrupt` faults destroyed, per stream: the simulator's truth.
+    destroyed: BTreeMap<StreamKey, Vec<(u64, u64)>>,
     last_hlc: BTreeMap<usize, Hlc>,
     pub violations: Vec<Violation>,
     pub violation_count: u64,
@@ -183,6 +188,47 @@ impl Checker {
         }
     }
 
+    /// A `disk-corrupt` fault destroyed the edge's copy of records `from..to`.
+    pub fn on_destroyed(&mut self, node: usize, topic: u16, from: u64, to: u64) {
+        self.destroyed.entry((node, topic)).or_default().push((from, to));
+    }
+
+    /// The gateway accepted a skip: `from..to` of the stream will never arrive. Each
+    /// acknowledged record in it must be one storage destroyed (`corrupted`); any other is
+    /// lost. Acknowledged records below `from` not delivered were skipped over: lost.
+    pub fn on_skipped(&mut self, at: u64, origin: usize, topic: u16, from: u64, to: u64, reason: &str) {
+        let destroyed = self.destroyed.get(&(origin, topic)).cloned().unwrap_or_default();
+        let s = self.streams.entry((origin, topic)).or_default();
+        if to <= s.next_expected {
+            return;
+        }
+        let mut lost = Vec::new();
+        let mut corrupted = 0;
+        while let Some(&(p, _)) = s.pending.front() {
+            if p >= to {
+                break;
+            }
+            s.pending.pop_front();
+            if p >= from && destroyed.iter().any(|&(a, b)| a <= p && p < b) {
+                corrupted += 1;
+            } else {
+                lost.push(p);
+            }
+        }
+        s.next_expected = to;
+        self.counts.corrupted += corrupted;
+        for p in lost {
+            self.counts.lost += 1;
+            self.violate(
+                at,
+                "durability",
+                format!(
+                    "origin {origin} topic {topic}: acknowledged seq {p} skipped ({reason}, {from}..{to}) but storage never destroyed it"
+                ),
+            );
+        }
+    }
+
     /// Acknowledged records not yet delivered, over all streams.
     pub fn undelivered(&self) -> u64 {
         self.streams.values().map(|s| s.pending.len() as u64).sum()
@@ -224,6 +270,40 @@ mod tests {
         }
         c.on_stored(10, 0, 0, 0, &[7, 8], h(101), h(200), false, false);
         c.on_stored(11, 0, 0, 2, &[9], h(102), h(201), false, false);
+    }
+
+    #[test]
+    fn a_skip_over_destroyed_records_counts_them_as_corrupted() {
+        let mut c = Checker::default();
+        clean_history(&mut c);
+        for seq in 3..10 {
+            c.on_ack(seq, 0, 0, seq, h(110 + seq), 1);
+        }
+        c.on_destroyed(0, 0, 4, 6);
+        c.on_stored(20, 0, 0, 3, &[1], h(113), h(300), false, false);
+        c.on_skipped(21, 0, 0, 4, 6, "Corrupted");
+        c.on_stored(22, 0, 0, 6, &[1, 1, 1, 1], h(119), h(301), false, false);
+        c.finish(30);
+        assert!(c.violations.is_empty(), "{:?}", c.violations);
+        assert_eq!(c.counts.corrupted, 2);
+        assert_eq!(c.counts.lost, 0);
+    }
+
+    #[test]
+    fn a_skip_over_intact_records_is_loss() {
+        let mut c = Checker::default();
+        clean_history(&mut c);
+        for seq in 3..10 {
+            c.on_ack(seq, 0, 0, seq, h(110 + seq), 1);
+        }
+        c.on_destroyed(0, 0, 4, 5);
+        c.on_skipped(21, 0, 0, 3, 6, "Unwritten");
+        assert_eq!(c.counts.corrupted, 1);
+        assert_eq!(c.counts.lost, 2, "seqs 3 and 5 were intact");
+        assert_eq!(c.violations.len(), 2);
+        assert!(c.violations[0]
+            .detail
+            .contains("acknowledged seq 3 skipped (Unwritten, 3..6) but storage never destroyed it"));
     }
 
     #[test]

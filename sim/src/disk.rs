@@ -1,5 +1,6 @@
 //! The simulated disk of one node: files in memory, a page cache that a crash empties,
-//! torn writes at the tail, a capacity, and latencies drawn from the device profile.
+//! torn writes at the tail, bits that flip in durable blocks, a capacity, and latencies
+//! drawn from the device profile.
 //!
 //! Requests are served one at a time in the order issued (what the core relies on, see
 //! `outpost_core::io`). An operation's effect happens when it completes; a crash drops the
@@ -8,6 +9,8 @@
 use crate::profiles::DiskProfile;
 use crate::rng::SimRng;
 use outpost_core::io::{DiskError, DiskOpId, DiskRequest, DiskResponse, FileId};
+use outpost_core::log::{self, Resync};
+use outpost_core::types::TopicIdx;
 use rand::Rng;
 use std::collections::{BTreeMap, VecDeque};
 
@@ -26,6 +29,20 @@ pub struct CrashDamage {
     pub files_lost: u32,
     pub bytes_lost: u64,
     pub torn_files: u32,
+}
+
+/// The unit a `disk-corrupt` fault damages: one flash page / filesystem block.
+pub const CORRUPT_BLOCK: u64 = 4096;
+
+/// What a `disk-corrupt` fault did: bits flipped in one durable block of a segment file,
+/// and the log offsets of every frame they touched (the records whose copy here is gone).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Corruption {
+    pub file: FileId,
+    pub topic: TopicIdx,
+    pub block_at: u64,
+    pub bits: u32,
+    pub destroyed: Vec<(u64, u64)>,
 }
 
 #[derive(Debug)]
@@ -180,6 +197,84 @@ impl SimDisk {
         }
         self.used = self.files.values().map(|f| f.data.len() as u64).sum();
         damage
+    }
+}
+
+impl SimDisk {
+    /// A `disk-corrupt` fault: flips 1 to 8 bits in one durable block, drawn uniformly
+    /// from the durable blocks of all segment files. Returns `None` if no segment holds
+    /// durable bytes. The meta log is never hit (see docs/SCENARIOS.md).
+    pub fn corrupt(&mut self, rng: &mut SimRng) -> Option<Corruption> {
+        let blocks = |f: &SimFile| (f.durable_len as u64).div_ceil(CORRUPT_BLOCK);
+        let segments = || self.files.iter().filter(|(id, _)| matches!(id, FileId::Segment { .. }));
+        let total: u64 = segments().map(|(_, f)| blocks(f)).sum();
+        if total == 0 {
+            return None;
+        }
+        let mut pick = rng.gen_range(0..total);
+        let (file, block) = segments()
+            .find_map(|(id, f)| {
+                if pick < blocks(f) {
+                    Some((*id, pick))
+                } else {
+                    pick -= blocks(f);
+                    None
+                }
+            })
+            .expect("pick < total");
+        let FileId::Segment { topic, base } = file else { unreachable!("only segments are picked") };
+        let f = self.files.get_mut(&file).expect("picked from the map");
+        let start = block * CORRUPT_BLOCK;
+        let end = (start + CORRUPT_BLOCK).min(f.durable_len as u64);
+        let bits = rng.gen_range(1..=8u32);
+        let flips: Vec<(u64, u8)> =
+            (0..bits).map(|_| (rng.gen_range(start..end), 1u8 << rng.gen_range(0..8))).collect();
+        let frames = frame_ranges(&f.data[..f.durable_len], base);
+        let mut destroyed: Vec<(u64, u64)> = frames
+            .iter()
+            .filter(|fr| flips.iter().any(|&(p, _)| fr.0 <= p && p < fr.1))
+            .map(|fr| (fr.2, fr.3))
+            .collect();
+        destroyed.dedup();
+        for (p, mask) in flips {
+            f.data[p as usize] ^= mask;
+        }
+        Some(Corruption { file, topic, block_at: start, bits, destroyed })
+    }
+}
+
+/// The frames of a segment's bytes as `(pos, end_pos, first offset, end offset)`, found
+/// the way the core finds them: scanning, and resyncing past frames already damaged (whose
+/// bytes are returned as one range covering the offsets they held).
+fn frame_ranges(data: &[u8], base: u64) -> Vec<(u64, u64, u64, u64)> {
+    let mut out = Vec::new();
+    let (mut pos, mut next) = (0u64, base);
+    loop {
+        let stop = log::scan(&data[pos as usize..], pos, next, |f| {
+            out.push((f.pos, f.pos + f.len, f.base, f.end()));
+            next = f.end();
+        });
+        // A frame "cut short" may be one whose length field an earlier fault hit: search
+        // past it like any bad frame (the core does the same).
+        let bad = match stop {
+            None => return out,
+            Some(
+                log::ScanStop::Incomplete { pos, .. }
+                | log::ScanStop::Bad { pos, .. }
+                | log::ScanStop::Misplaced { pos },
+            ) => pos,
+        };
+        let len = data.len() as u64;
+        match log::resync(&data[bad as usize + 1..], bad + 1, len, true, next) {
+            Resync::Found { pos: q, base: b } => {
+                out.push((bad, q, next, b));
+                (pos, next) = (q, b);
+            }
+            Resync::ReadFrom { .. } | Resync::NotFound => {
+                out.push((bad, len, next, next));
+                return out;
+            }
+        }
     }
 }
 

@@ -183,7 +183,7 @@ fn sweep(arg: Option<String>, seeds: u64, first: u64, swarm_mode: bool, jobs: Op
     let next = AtomicU64::new(first);
     let done = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
-    let totals = Mutex::new((0u64, 0u64, 0f64));
+    let totals = Mutex::new(SweepTotals::default());
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             scope.spawn(|| loop {
@@ -217,9 +217,11 @@ fn sweep(arg: Option<String>, seeds: u64, first: u64, swarm_mode: bool, jobs: Op
                 match outcome {
                     Ok((r, v, fails)) => {
                         let mut t = totals.lock().expect("no panics while held");
-                        t.0 += r.acked;
-                        t.1 += r.delivered;
-                        t.2 += r.sim_secs;
+                        t.acked += r.acked;
+                        t.delivered += r.delivered;
+                        t.sim_secs += r.sim_secs;
+                        t.corrupted += r.corrupted;
+                        t.corruptions += r.details.nodes.values().map(|n| u64::from(n.corruptions)).sum::<u64>();
                         drop(t);
                         if v != Verdict::Pass {
                             failures.lock().expect("no panics while held").push((seed, v, fails.join("; ")));
@@ -238,13 +240,18 @@ fn sweep(arg: Option<String>, seeds: u64, first: u64, swarm_mode: bool, jobs: Op
     });
     let mut failures = failures.into_inner().expect("threads joined");
     failures.sort_by_key(|f| f.0);
-    let (acked, delivered, sim) = totals.into_inner().expect("threads joined");
+    let t = totals.into_inner().expect("threads joined");
     let wall = started.elapsed().as_secs_f64();
     println!(
-        "swept {seeds} seeds ({}) in {wall:.1} s wall on {jobs} threads: {} failed; {acked} records acked, {delivered} delivered, {:.1} h simulated",
+        "swept {seeds} seeds ({}) in {wall:.1} s wall on {jobs} threads: {} failed; {} records acked, {} delivered, \
+         {:.1} h simulated; {} disk corruptions destroyed {} acknowledged, undelivered records, all reported",
         if swarm_mode { "swarm" } else { "fixed world" },
         failures.len(),
-        sim / 3600.0
+        t.acked,
+        t.delivered,
+        t.sim_secs / 3600.0,
+        t.corruptions,
+        t.corrupted,
     );
     for (seed, v, why) in &failures {
         println!("  seed {seed}: {v:?}: {why}");
@@ -268,4 +275,16 @@ fn main() -> ExitCode {
         }
         Cmd::Sweep { scenario, seeds, first, swarm, jobs, .. } => sweep(scenario, seeds, first, swarm, jobs),
     }
+}
+
+/// What a sweep adds up over its seeds.
+#[derive(Default)]
+struct SweepTotals {
+    acked: u64,
+    delivered: u64,
+    sim_secs: f64,
+    /// `disk-corrupt` faults applied.
+    corruptions: u64,
+    /// Acknowledged records they destroyed before delivery (each reported by the edge).
+    corrupted: u64,
 }

@@ -27,6 +27,10 @@ pub struct NodeReport {
     pub disk_bytes_written: u64,
     pub disk_syncs: u64,
     pub disk_used_bytes_at_end: u64,
+    /// `disk-corrupt` faults applied to this node's disk.
+    pub corruptions: u32,
+    /// Sequences this edge's sync skipped because their frames failed the checksum.
+    pub corrupted_skipped: u64,
 }
 
 /// Everything beyond the contract's fields, for diagnosis.

@@ -143,6 +143,15 @@ fn add_faults(s: &mut Scenario, rng: &mut SimRng) {
         let groups = vec![ids[..cut].to_vec(), ids[cut..].to_vec()];
         s.faults.push(FaultSpec::Partition { groups, at: w.at, length: w.length });
     }
+    // Drawn last, so the faults above stay what they were for seeds kept as regressions.
+    if rng.gen_bool(0.25) {
+        for node in (0..n).filter(|&i| s.nodes[i].role == Role::Edge) {
+            for _ in 0..rng.gen_range(0..=3) {
+                let at = Duration(rng.gen_range(0..d.as_nanos()));
+                s.faults.push(FaultSpec::DiskCorrupt { node, at });
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -112,12 +112,13 @@ fn a_bad_duration_and_an_unknown_key_are_explained() {
 fn what_is_not_built_is_refused_not_passed() {
     let body = SMALL.replace(
         "restart_after = \"5s\"",
-        "restart_after = \"5s\"\n[[fault]]\nkind = \"disk-corrupt\"\nnode = \"e\"\nat = \"7m\"",
+        "restart_after = \"5s\"\n[[fault]]\nkind = \"disk-corrupt\"\nnode = \"c\"\nat = \"7m\"",
     );
     let path = write_scenario("corrupt.toml", &body);
     let (code, _, err) = sim(&["run", &path]);
     assert_eq!(code, 2);
-    assert!(err.contains("disk-corrupt"), "{err}");
+    assert!(err.contains("disk-corrupt on gateway \"c\""), "{err}");
+    assert!(err.contains("corrupt an edge instead"), "{err}");
 }
 
 #[test]

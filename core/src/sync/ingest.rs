@@ -7,7 +7,7 @@
 //! A batch below `appended` is a duplicate and dropped; a batch starting above it is a gap
 //! (an earlier message was lost) and refused, answered with the mark so the edge resends.
 
-use super::proto::{SyncMsg, TopicStatus};
+use super::proto::{SkipReason, SyncMsg, TopicStatus};
 use crate::codec::{BatchDecoder, BatchEncoder, BatchHeader, Compression, DecodedBatch, RecordRef};
 use crate::config::NodeConfig;
 use crate::hlc::Hlc;
@@ -209,6 +209,48 @@ impl Ingest {
             );
         }
         DataOutcome { accepted }
+    }
+
+    /// A Skip: the edge will never send `from..to`. Accepted only where the stream stands
+    /// (`from <= appended < to`) with nothing awaiting a commit, so the durable mark moves
+    /// past the hole in order; otherwise answered with the marks, like a refused Data.
+    ///
+    /// The hole is not written to the log: after a restart the gateway's mark comes back
+    /// at the hole's start and the edge skips it again (or, if it has since deleted the
+    /// range, skips it as `Deleted`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_skip(
+        &mut self,
+        from_node: NodeId,
+        session: u64,
+        topic: &str,
+        (from, to): (Seq, Seq),
+        reason: SkipReason,
+        now: Instant,
+        hlc: Hlc,
+        cfg: &NodeConfig,
+        fx: &mut Fx,
+    ) {
+        match self.sessions.get_mut(&from_node) {
+            Some(s) if s.id == session => s.last_heard = now,
+            _ => return fx.send(from_node, &SyncMsg::Reset { session }),
+        }
+        let Some(idx) = Self::topic_idx(cfg, topic) else {
+            return fx.event(Event::BadMessage { from: from_node, error: format!("skip for unknown topic {topic:?}") });
+        };
+        let Some(stream) = self.streams.get_mut(&(from_node, idx)) else {
+            return;
+        };
+        if from > stream.appended {
+            self.gaps_refused += 1;
+        } else if to > stream.appended && stream.durable == stream.appended {
+            let start = stream.appended;
+            stream.appended = to;
+            stream.durable = to;
+            fx.event(Event::Skipped { origin: from_node, topic: idx, from: start, to, reason });
+        }
+        let (next_seq, expected) = (stream.durable, stream.appended);
+        fx.send(from_node, &SyncMsg::Ack { session, hlc, topic: topic.to_string(), next_seq, expected });
     }
 
     /// The group commit holding these batches is durable: advance and acknowledge.

@@ -8,6 +8,7 @@
 //! Data    edge → gw   session u64, hlc u64, topic name, n varint, n × (len varint, batch)
 //! Ack     gw → edge   session u64, hlc u64, topic name, next_seq u64, expected u64
 //! Reset   gw → edge   session u64   (the gateway does not know this session: start over)
+//! Skip    edge → gw   session u64, hlc u64, topic name, from u64, to u64, reason u8
 //! topic name = len u8 (1..=255), UTF-8 bytes
 //! ```
 
@@ -64,6 +65,30 @@ pub enum SyncMsg {
     Reset {
         session: u64,
     },
+    /// Sequences `from..to` of this topic from the sender will never be sent: the edge's
+    /// only copy is unreadable, or the sequences were never used (see [`SkipReason`]).
+    Skip {
+        session: u64,
+        hlc: Hlc,
+        topic: String,
+        from: Seq,
+        to: Seq,
+        reason: SkipReason,
+    },
+}
+
+/// Why an edge skips a range of its stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SkipReason {
+    /// The records' frames fail their checksum: storage destroyed them.
+    Corrupted = 0,
+    /// The range ends a segment past its last frame: recovery cut a tail there and
+    /// moved the sequence on, so that no identity is ever reused. Records in it were
+    /// either never acknowledged (a torn write) or destroyed by storage.
+    Unwritten = 1,
+    /// The edge no longer stores the range: retention deleted it after the gateway had
+    /// acknowledged it, and the gateway has since lost its mark.
+    Deleted = 2,
 }
 
 /// Why bytes from a peer are not a sync message.
@@ -81,8 +106,14 @@ pub enum MsgError {
         n: u64,
         max: usize,
     },
+    /// A topic status or skip reason this version does not know.
     BadStatus(u8),
     TrailingBytes(usize),
+    /// A Skip whose range is empty or reversed.
+    EmptySkip {
+        from: Seq,
+        to: Seq,
+    },
 }
 
 impl fmt::Display for MsgError {
@@ -95,7 +126,8 @@ impl fmt::Display for MsgError {
             MsgError::TooMany { what, n, max } => {
                 write!(f, "{n} {what} in one message; at most {max}")
             }
-            MsgError::BadStatus(s) => write!(f, "unknown topic status {s}"),
+            MsgError::BadStatus(s) => write!(f, "unknown topic status or skip reason {s}"),
+            MsgError::EmptySkip { from, to } => write!(f, "skip of sequences {from}..{to} covers nothing"),
             MsgError::TrailingBytes(n) => write!(f, "{n} bytes after the end of the message"),
         }
     }
@@ -140,6 +172,7 @@ impl SyncMsg {
             SyncMsg::Data { .. } => FrameKind::SyncData,
             SyncMsg::Ack { .. } => FrameKind::SyncAck,
             SyncMsg::Reset { .. } => FrameKind::SyncReset,
+            SyncMsg::Skip { .. } => FrameKind::SyncSkip,
         };
         let start = codec::begin_frame(kind, out);
         match self {
@@ -183,6 +216,15 @@ impl SyncMsg {
                 out.extend_from_slice(&expected.to_le_bytes());
             }
             SyncMsg::Reset { session } => out.extend_from_slice(&session.to_le_bytes()),
+            SyncMsg::Skip { session, hlc, topic, from, to, reason } => {
+                assert!(from < to, "a skip covers at least one sequence");
+                out.extend_from_slice(&session.to_le_bytes());
+                out.extend_from_slice(&hlc.0.to_le_bytes());
+                put_name(out, topic);
+                out.extend_from_slice(&from.to_le_bytes());
+                out.extend_from_slice(&to.to_le_bytes());
+                out.push(*reason as u8);
+            }
         }
         codec::finish_frame(start, out);
     }
@@ -245,6 +287,23 @@ impl SyncMsg {
                 SyncMsg::Ack { session, hlc, topic, next_seq, expected: r.u64()? }
             }
             FrameKind::SyncReset => SyncMsg::Reset { session: r.u64()? },
+            FrameKind::SyncSkip => {
+                let session = r.u64()?;
+                let hlc = Hlc(r.u64()?);
+                let topic = get_name(&mut r)?;
+                let from = r.u64()?;
+                let to = r.u64()?;
+                if from >= to {
+                    return Err(MsgError::EmptySkip { from, to });
+                }
+                let reason = match r.u8()? {
+                    0 => SkipReason::Corrupted,
+                    1 => SkipReason::Unwritten,
+                    2 => SkipReason::Deleted,
+                    s => return Err(MsgError::BadStatus(s)),
+                };
+                SyncMsg::Skip { session, hlc, topic, from, to, reason }
+            }
             k => return Err(MsgError::NotSync(k)),
         };
         if r.remaining() != 0 {
@@ -297,6 +356,16 @@ mod tests {
                 SyncMsg::Ack { session: s, hlc: Hlc(h), topic, next_seq: n, expected: e }
             }),
             any::<u64>().prop_map(|s| SyncMsg::Reset { session: s }),
+            (any::<u64>(), any::<u64>(), name(), any::<u64>(), 1u64..1 << 40, 0u8..3).prop_map(
+                |(s, h, topic, from, n, r)| SyncMsg::Skip {
+                    session: s,
+                    hlc: Hlc(h),
+                    topic,
+                    from: from / 2,
+                    to: from / 2 + n,
+                    reason: [SkipReason::Corrupted, SkipReason::Unwritten, SkipReason::Deleted][r as usize],
+                }
+            ),
         ]
     }
 

@@ -8,14 +8,18 @@
 //! - Progress: a lost message is resent after a gap report or `retransmit_timeout`; a dead
 //!   session is replaced after `session_timeout`, with capped exponential backoff and
 //!   seeded jitter so that a fleet does not reconnect in lockstep.
+//! - Never silent: a range the edge cannot send (frames that fail their checksum, an
+//!   unwritten range after a cut tail, a range retention deleted) is sent as a `Skip`
+//!   naming it, so the gateway records the hole instead of waiting for it forever, and
+//!   a stream never stalls on one bad frame.
 
 use super::bucket::TokenBucket;
-use super::proto::{SyncMsg, TopicStatus};
+use super::proto::{SkipReason, SyncMsg, TopicStatus};
 use crate::codec::{self, BatchDecoder, BatchEncoder, Compression, DecodedBatch, RecordRef};
 use crate::config::{NodeConfig, SyncConfig};
 use crate::hlc::Hlc;
 use crate::io::{DiskRequest, Event};
-use crate::log::{self, ScanStop, TopicLog};
+use crate::log::{self, Resync, ScanStop, Segment, TopicLog};
 use crate::node::{Fx, Op};
 use crate::types::{Duration, Instant, NodeId, Seq, TopicIdx};
 use rand::Rng;
@@ -45,13 +49,22 @@ struct Cursor {
 }
 
 /// A sent, unacknowledged message: its records and where they start in the log, so a
-/// rewind seeks there instead of rescanning the segment.
+/// rewind seeks there instead of rescanning the segment (`None`: rescan).
 #[derive(Clone, Copy, Debug)]
 struct Flight {
     start: Seq,
     end: Seq,
     raw: u64,
-    cursor: Cursor,
+    cursor: Option<Cursor>,
+}
+
+/// A search for the next good frame after one that failed its checksum (`bad`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Skipping {
+    bad: Cursor,
+    /// File position to read from next, and the least to read.
+    search: u64,
+    min_len: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -59,7 +72,7 @@ struct Held {
     bytes: Vec<u8>,
     start: Seq,
     end: Seq,
-    cursor: Cursor,
+    cursor: Option<Cursor>,
     /// Uncompressed record bytes: what the window counts, so that compression cannot
     /// multiply the records in flight (and resent after a loss).
     raw: u64,
@@ -82,6 +95,7 @@ struct UpStream {
     held: Option<Held>,
     waiting_since: Option<Instant>,
     rewound: Option<(Seq, Instant)>,
+    skipping: Option<Skipping>,
 }
 
 /// The edge's sync state machine.
@@ -100,6 +114,8 @@ pub struct Uplink {
     pub read_bytes: u64,
     pub records_sent: u64,
     pub bytes_sent: u64,
+    /// Sequences skipped because their frames failed the checksum.
+    pub corrupted_skipped: u64,
 }
 
 /// How long to wait for more durable records before sending a partial batch.
@@ -133,6 +149,7 @@ impl Uplink {
                     held: None,
                     waiting_since: None,
                     rewound: None,
+                    skipping: None,
                 };
                 (TopicIdx(i as u16), s)
             })
@@ -151,6 +168,7 @@ impl Uplink {
             read_bytes: 0,
             records_sent: 0,
             bytes_sent: 0,
+            corrupted_skipped: 0,
         }
     }
 
@@ -170,7 +188,7 @@ impl Uplink {
 
     /// Records the edge holds that the gateway has not acknowledged, per topic.
     pub fn backlog(&self, topic: TopicIdx, log: &TopicLog) -> u64 {
-        self.streams.get(&topic).map_or(0, |s| log.end_offset().saturating_sub(s.acked))
+        self.streams.get(&topic).map_or(0, |s| log.records_from(s.acked))
     }
 
     fn session_id(&self) -> u64 {
@@ -186,6 +204,7 @@ impl Uplink {
             s.held = None;
             s.waiting_since = None;
             s.rewound = None;
+            s.skipping = None;
         }
         self.inflight_bytes = 0;
     }
@@ -254,6 +273,7 @@ impl Uplink {
                 if s.acked > s.sent {
                     s.sent = s.acked;
                     s.cursor = None;
+                    s.skipping = None;
                 }
                 // The gateway expects `expected` next and we are past it: something was lost.
                 // Go back once per gap (not once per later message the gateway refused).
@@ -276,7 +296,7 @@ impl Uplink {
                     self.session = Session::Connecting { id: session.wrapping_add(1), retry_at: now };
                 }
             }
-            SyncMsg::Hello { .. } | SyncMsg::Data { .. } => {}
+            SyncMsg::Hello { .. } | SyncMsg::Data { .. } | SyncMsg::Skip { .. } => {}
         }
     }
 
@@ -293,8 +313,9 @@ impl Uplink {
             }
         }
         if let Some(c) = seek {
-            s.cursor = Some(c);
+            s.cursor = c;
         }
+        s.skipping = None;
         // A read in flight for the old position is discarded when it lands.
         s.sent = to;
         s.held = None;
@@ -332,13 +353,13 @@ impl Uplink {
             Session::Active { .. } => {
                 let idxs: Vec<TopicIdx> = self.streams.keys().copied().collect();
                 for idx in idxs {
-                    self.pump_stream(idx, now, cfg, &logs[idx.0 as usize], fx);
+                    self.pump_stream(idx, now, cfg, hlc, &logs[idx.0 as usize], fx);
                 }
             }
         }
     }
 
-    fn pump_stream(&mut self, idx: TopicIdx, now: Instant, cfg: &NodeConfig, log: &TopicLog, fx: &mut Fx) {
+    fn pump_stream(&mut self, idx: TopicIdx, now: Instant, cfg: &NodeConfig, hlc: Hlc, log: &TopicLog, fx: &mut Fx) {
         let s = self.streams.get_mut(&idx).expect("stream exists");
         if !s.accepted {
             return;
@@ -372,24 +393,68 @@ impl Uplink {
             return;
         }
         let Some(seg) = log.segment_for(s.sent) else {
-            // Retention never deletes unacknowledged data; the gateway's mark is below our
-            // oldest record only if it lost data it had acknowledged. Resume at our oldest.
-            s.sent = log.start_offset();
-            s.cursor = None;
-            return;
+            // Retention deletes only what the gateway acknowledged, so the gateway's mark
+            // is below our oldest record only if it lost its mark since (a gateway forgets
+            // skipped ranges when it restarts, see `Ingest::on_skip`). Say so, once.
+            let (from, to) = (s.sent, log.start_offset());
+            debug_assert!(from < to, "an offset below durable is stored or was deleted");
+            return self.skip(idx, (from, to), SkipReason::Deleted, None, now, hlc, fx);
         };
         let cursor = match s.cursor {
             Some(c) if c.base == seg.base && c.offset <= s.sent => c,
             _ => Cursor { base: seg.base, pos: 0, offset: seg.base },
         };
         s.cursor = Some(cursor);
-        let len = cfg.log.read_chunk_bytes.max(s.read_len_min);
-        let len = len.min(u32::try_from(seg.len - cursor.pos).unwrap_or(u32::MAX)).max(1);
+        let (pos, min_len) = match s.skipping {
+            Some(k) if k.bad.base == seg.base => (k.search, k.min_len),
+            _ if cursor.pos >= seg.len => {
+                // Past the last frame and still short of the segment's end: recovery cut
+                // a tail here and moved the sequence on (see `log`). Nothing to read.
+                let range = (s.sent, seg.end.min(durable));
+                return self.skip(idx, range, SkipReason::Unwritten, Some(cursor), now, hlc, fx);
+            }
+            _ => (cursor.pos, s.read_len_min as usize),
+        };
+        let len = (cfg.log.read_chunk_bytes as usize).max(min_len);
+        let len = u32::try_from(len as u64).unwrap_or(u32::MAX);
+        let len = len.min(u32::try_from(seg.len.saturating_sub(pos)).unwrap_or(u32::MAX)).max(1);
         s.reading = true;
         fx.disk(
-            DiskRequest::Read { file: log.file(seg.base), offset: cursor.pos, len },
-            Op::UplinkRead { topic: idx, base: seg.base, pos: cursor.pos, sent: s.sent },
+            DiskRequest::Read { file: log.file(seg.base), offset: pos, len },
+            Op::UplinkRead { topic: idx, base: seg.base, pos, sent: s.sent },
         );
+    }
+
+    /// Tells the gateway that `from..to` of this stream will never be sent, as a message
+    /// in the stream's pipeline (acknowledged, resent and rewound like data). `cursor`:
+    /// where to read again if the gateway asks for `from` once more.
+    #[allow(clippy::too_many_arguments)]
+    fn skip(
+        &mut self,
+        idx: TopicIdx,
+        (from, to): (Seq, Seq),
+        reason: SkipReason,
+        cursor: Option<Cursor>,
+        now: Instant,
+        hlc: Hlc,
+        fx: &mut Fx,
+    ) {
+        let s = self.streams.get_mut(&idx).expect("stream exists");
+        s.skipping = None;
+        if from >= to {
+            return;
+        }
+        let Session::Active { id: session, .. } = self.session else {
+            return;
+        };
+        let mut bytes = Vec::new();
+        SyncMsg::Skip { session, hlc, topic: s.name.clone(), from, to, reason }.encode(&mut bytes);
+        if reason == SkipReason::Corrupted {
+            self.corrupted_skipped += to - from;
+            fx.event(Event::Corrupted { topic: idx, from, to });
+        }
+        let held = Held { bytes, start: from, end: to, cursor, raw: 0 };
+        Self::transmit(s, &mut self.inflight_bytes, &mut self.session, held, now, self.gateway, fx);
     }
 
     fn transmit(
@@ -441,8 +506,18 @@ impl Uplink {
             return;
         };
         s.reading = false;
-        let Some(cursor) = s.cursor.filter(|c| c.base == base && c.pos == pos && s.sent == sent_at_issue) else {
+        let Some(seg) = log.segment_for(s.sent).filter(|seg| seg.base == base && s.sent == sent_at_issue).cloned()
+        else {
             // The stream was rewound or moved while the read was in flight.
+            return;
+        };
+        if let Some(k) = s.skipping {
+            if k.bad.base == base && k.search == pos {
+                self.on_search_read(idx, &seg, pos, bytes, now, hlc, log.durable_offset(), fx);
+            }
+            return;
+        }
+        let Some(cursor) = s.cursor.filter(|c| c.base == base && c.pos == pos) else {
             return;
         };
         let durable = log.durable_offset();
@@ -466,7 +541,9 @@ impl Uplink {
             let batch = match DecodedBatch::decode_with(f.batch, dec) {
                 Ok(b) => b,
                 Err(e) => {
-                    corrupt = Some(format!("{e}"));
+                    // The checksum held but the batch does not decode: a bug, or damage
+                    // the checksum missed. Either way these records cannot be sent.
+                    corrupt = Some((format!("{e}"), Cursor { base, pos: f.pos, offset: f.base }));
                     break;
                 }
             };
@@ -489,22 +566,34 @@ impl Uplink {
                 break;
             }
         }
-        if let Some(err) = corrupt {
+        if let Some((err, _)) = &corrupt {
             fx.event(Event::StorageProblem {
                 detail: format!("log of topic {} unreadable at seq {}: {err}", idx.0, s.sent),
             });
         }
         s.cursor = Some(next_cursor);
         if taken_records == 0 {
-            match stop {
-                Some(ScanStop::Incomplete { pos: p, needed }) if p == next_cursor.pos => {
-                    s.read_len_min = u32::try_from(needed).unwrap_or(u32::MAX);
+            // The first frame we need cannot be read: search for the next good one.
+            let bad = match (corrupt, stop) {
+                (Some((_, at)), _) => Some(at),
+                (None, Some(ScanStop::Incomplete { pos: p, needed })) if p == next_cursor.pos => {
+                    if p + needed as u64 <= seg.len {
+                        s.read_len_min = u32::try_from(needed).unwrap_or(u32::MAX);
+                        None
+                    } else {
+                        // A frame cannot run past the bytes appended to its segment: its
+                        // length field is damaged.
+                        Some(next_cursor)
+                    }
                 }
-                Some(ScanStop::Bad { .. } | ScanStop::Misplaced { .. }) => {
-                    let detail = format!("log of topic {} has a bad frame at seq {}", idx.0, s.sent);
-                    fx.event(Event::StorageProblem { detail });
+                (None, Some(ScanStop::Bad { pos: p, .. } | ScanStop::Misplaced { pos: p })) if p == next_cursor.pos => {
+                    Some(next_cursor)
                 }
-                _ => {}
+                _ => None,
+            };
+            if let Some(bad) = bad {
+                s.read_len_min = 0;
+                s.skipping = Some(Skipping { bad, search: bad.pos + 1, min_len: 0 });
             }
             return;
         }
@@ -521,7 +610,7 @@ impl Uplink {
         s.waiting_since = if durable - end >= max_records { s.waiting_since } else { None };
         self.records_sent += taken_records;
         self.bytes_sent += bytes.len() as u64;
-        let held = Held { bytes, start: first_seq, end, cursor, raw: taken_bytes };
+        let held = Held { bytes, start: first_seq, end, cursor: Some(cursor), raw: taken_bytes };
         let ok = self.bucket.as_mut().is_none_or(|b| b.try_take(held.bytes.len() as u64, now));
         let s = self.streams.get_mut(&idx).expect("stream exists");
         if ok {
@@ -529,6 +618,45 @@ impl Uplink {
         } else {
             s.sent = end;
             s.held = Some(held);
+        }
+    }
+
+    /// A read of the search past a bad frame finished.
+    #[allow(clippy::too_many_arguments)]
+    fn on_search_read(
+        &mut self,
+        idx: TopicIdx,
+        seg: &Segment,
+        pos: u64,
+        bytes: &[u8],
+        now: Instant,
+        hlc: Hlc,
+        durable: Seq,
+        fx: &mut Fx,
+    ) {
+        let s = self.streams.get_mut(&idx).expect("stream exists");
+        let k = s.skipping.expect("searching");
+        let eof = bytes.is_empty() || pos + bytes.len() as u64 >= seg.len;
+        // Frames past the durable end may still be in the page cache only: the hole must
+        // end at a durable offset.
+        let end = seg.end.min(durable);
+        match log::resync(bytes, pos, seg.len, eof, k.bad.offset) {
+            Resync::Found { pos: q, base: b } if b <= end => {
+                let from = s.sent;
+                s.cursor = Some(Cursor { base: seg.base, pos: q, offset: b });
+                self.skip(idx, (from, b), SkipReason::Corrupted, Some(k.bad), now, hlc, fx);
+            }
+            Resync::ReadFrom { pos: p, min_len } => {
+                s.skipping = Some(Skipping { search: p, min_len, ..k });
+            }
+            Resync::Found { .. } | Resync::NotFound if seg.end <= durable => {
+                let from = s.sent;
+                self.skip(idx, (from, end), SkipReason::Corrupted, Some(k.bad), now, hlc, fx);
+            }
+            Resync::Found { .. } | Resync::NotFound => {
+                // The frames after the damage are not all durable yet: look again later.
+                s.skipping = Some(Skipping { search: k.bad.pos + 1, min_len: 0, ..k });
+            }
         }
     }
 
