@@ -132,16 +132,8 @@ fn group_commit_covers_records_produced_while_an_fsync_is_in_flight() {
 
 #[test]
 fn recovery_cuts_a_torn_tail_and_keeps_every_acknowledged_record() {
-    let mut h = Harness::start(MemDisk::default());
-    h.run_disk(|_| false);
-    for r in 0..20 {
-        h.produce(r, format!("record {r}").as_bytes());
-        h.run_disk(|_| false);
-    }
-    assert_eq!(h.replies.iter().filter(|(_, r)| r.is_ok()).count(), 20);
+    let (mut disk, seg, _) = twenty_records();
     // Power loss in the middle of a write: half a frame of garbage at the end.
-    let mut disk = h.disk;
-    let seg = *disk.files.keys().find(|f| matches!(f, FileId::Segment { .. })).expect("a segment");
     let good_len = disk.files[&seg].len();
     disk.files.get_mut(&seg).expect("exists").extend_from_slice(&[0x50, 0x4f, 1, 1, 200, 0, 0, 0, 9, 9]);
     let mut h = Harness::start(disk);

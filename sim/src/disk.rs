@@ -333,6 +333,45 @@ mod tests {
     }
 
     #[test]
+    fn corruption_reports_exactly_the_offsets_the_core_can_no_longer_read() {
+        use outpost_core::codec::{encode_batch, Compression, RecordRef};
+        use outpost_core::hlc::Hlc;
+        use outpost_core::types::NodeId;
+        let mut bytes = Vec::new();
+        for base in (0..600u64).step_by(3) {
+            let vals: Vec<Vec<u8>> = (0..3).map(|i| vec![(base + i) as u8; 20 + (base % 7) as usize]).collect();
+            let recs: Vec<RecordRef<'_>> =
+                vals.iter().map(|v| RecordRef { hlc: Hlc::new(1000, 0), key: None, value: v }).collect();
+            let mut batch = Vec::new();
+            encode_batch(NodeId(1), base, &recs, Compression::None, &mut batch);
+            log::encode_log_frame(base, &batch, &mut bytes);
+        }
+        for seed in 0..100 {
+            let mut rng = stream(seed, "test");
+            let mut d = SimDisk::new(profile(), 1 << 24);
+            run(&mut d, DiskRequest::Append { file: F, bytes: bytes.clone() }, &mut rng).unwrap();
+            run(&mut d, DiskRequest::Sync { file: F }, &mut rng).unwrap();
+            let mut destroyed = Vec::new();
+            for _ in 0..3 {
+                let c = d.corrupt(&mut rng).expect("durable bytes exist");
+                destroyed.extend(c.destroyed);
+            }
+            // What the core reads back: the frames that still pass their checksum.
+            let data = &d.files[&F].data;
+            let readable: Vec<(u64, u64)> = frame_ranges(data, 0)
+                .into_iter()
+                .filter(|r| r.3 > r.2 && log::scan(&data[r.0 as usize..r.1 as usize], r.0, r.2, |_| {}).is_none())
+                .map(|r| (r.2, r.3))
+                .collect();
+            for seq in 0..600 {
+                let ok = readable.iter().any(|&(a, b)| a <= seq && seq < b);
+                let gone = destroyed.iter().any(|&(a, b)| a <= seq && seq < b);
+                assert!(ok != gone, "seed {seed} seq {seq}: readable {ok}, reported destroyed {gone}");
+            }
+        }
+    }
+
+    #[test]
     fn full_disk_refuses_appends_without_writing() {
         let mut rng = stream(1, "test");
         let mut d = SimDisk::new(profile(), 150);
