@@ -34,8 +34,8 @@ struct Pending {
     bytes: usize,
     records: Vec<FetchedRecord>,
     next: Seq,
-    /// Searching past the bad frame at this file position (see `log::resync`).
-    search: Option<u64>,
+    /// Searching past a bad frame that started at `offset` (see `log::resync`).
+    searching: bool,
 }
 
 /// Fetches in flight.
@@ -83,7 +83,7 @@ impl Fetches {
             bytes: 0,
             records: Vec::new(),
             next: from,
-            search: None,
+            searching: false,
         };
         Self::read(req, &p, log, chunk, 0, fx);
         self.pending.insert(req, p);
@@ -123,7 +123,7 @@ impl Fetches {
             );
         };
         let seg_end = seg.end.min(durable_end);
-        if let Some(bad) = p.search {
+        if p.searching {
             let eof = bytes.is_empty() || p.pos + bytes.len() as u64 >= seg.len;
             return match log::resync(bytes, p.pos, seg.len, eof, p.offset) {
                 Resync::ReadFrom { pos, min_len } => {
@@ -133,7 +133,7 @@ impl Fetches {
                 }
                 Resync::Found { pos, base } if base <= p.next => {
                     // The damage lies wholly before `from`: read on from the good frame.
-                    (p.pos, p.offset, p.search) = (pos, base, None);
+                    (p.pos, p.offset, p.searching) = (pos, base, false);
                     Self::read(req, &p, log, chunk, 0, fx);
                     self.pending.insert(req, p);
                 }
@@ -142,7 +142,6 @@ impl Fetches {
                         Resync::Found { base, .. } => base.min(seg_end),
                         _ => seg_end,
                     };
-                    debug_assert!(bad < seg.len);
                     reply(fx, req, Err(FetchError::Corrupted { from: p.next, to }))
                 }
             };
@@ -181,13 +180,7 @@ impl Fetches {
             p.offset = f.end();
         }
         let done = full || p.next >= seg_end;
-        // Where the next frame is damaged, if it is: a bad checksum, or a length that runs
-        // past the segment's bytes (a frame never does; its length field was hit).
-        let damaged = match stop {
-            Some(ScanStop::Bad { pos, .. } | ScanStop::Misplaced { pos }) if pos == p.pos => Some(pos),
-            Some(ScanStop::Incomplete { pos, needed }) if pos == p.pos && pos + needed as u64 > seg.len => Some(pos),
-            _ => None,
-        };
+        let damaged = stop.as_ref().and_then(|st| st.damaged_at(seg.len)).filter(|&pos| pos == p.pos);
         match stop {
             _ if done => reply(fx, req, Ok(Fetched { records: p.records, next: p.next, durable_end })),
             // Records already gathered go out first; the next fetch meets the damage.
@@ -196,7 +189,7 @@ impl Fetches {
             }
             _ if damaged.is_some() => {
                 let pos = damaged.expect("checked");
-                p.search = Some(pos);
+                p.searching = true;
                 p.pos = pos + 1;
                 Self::read(req, &p, log, chunk, 0, fx);
                 self.pending.insert(req, p);

@@ -271,6 +271,19 @@ pub enum ScanStop {
     Misplaced { pos: u64 },
 }
 
+impl ScanStop {
+    /// Where a damaged frame starts, if this stop is one: a bad checksum, a misplaced
+    /// frame, or a frame whose length runs past `file_len` (no frame written there does,
+    /// so its length field was hit; swarm scenario worn-sd-card seed 255). `None` for a
+    /// frame that only needs a longer read.
+    pub fn damaged_at(&self, file_len: u64) -> Option<u64> {
+        match *self {
+            ScanStop::Bad { pos, .. } | ScanStop::Misplaced { pos } => Some(pos),
+            ScanStop::Incomplete { pos, needed } => (pos + needed as u64 > file_len).then_some(pos),
+        }
+    }
+}
+
 /// Decodes the log frames in `buf`, which starts at file position `pos` and whose first
 /// frame must start at log offset `expect_base`. Stops at the end, at an incomplete frame,
 /// or at the first invalid frame (bad checksum, wrong kind, or an offset out of sequence).

@@ -574,20 +574,13 @@ impl Uplink {
         s.cursor = Some(next_cursor);
         if taken_records == 0 {
             // The first frame we need cannot be read: search for the next good one.
-            let bad = match (corrupt, stop) {
+            let damaged = stop.as_ref().and_then(|st| st.damaged_at(seg.len)) == Some(next_cursor.pos);
+            let bad = match (corrupt, &stop) {
                 (Some((_, at)), _) => Some(at),
-                (None, Some(ScanStop::Incomplete { pos: p, needed })) if p == next_cursor.pos => {
-                    if p + needed as u64 <= seg.len {
-                        s.read_len_min = u32::try_from(needed).unwrap_or(u32::MAX);
-                        None
-                    } else {
-                        // A frame cannot run past the bytes appended to its segment: its
-                        // length field is damaged.
-                        Some(next_cursor)
-                    }
-                }
-                (None, Some(ScanStop::Bad { pos: p, .. } | ScanStop::Misplaced { pos: p })) if p == next_cursor.pos => {
-                    Some(next_cursor)
+                _ if damaged => Some(next_cursor),
+                (None, Some(ScanStop::Incomplete { pos: p, needed })) if *p == next_cursor.pos => {
+                    s.read_len_min = u32::try_from(*needed).unwrap_or(u32::MAX);
+                    None
                 }
                 _ => None,
             };
