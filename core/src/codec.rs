@@ -638,7 +638,7 @@ pub fn encode_batch(
 
 /// A reusable batch decoder context; see [`DecodedBatch::decode_with`].
 pub struct BatchDecoder {
-    decompressor: Option<zstd::bulk::Decompressor<'static>>,
+    decompressor: Option<zstd::zstd_safe::DCtx<'static>>,
 }
 
 impl std::fmt::Debug for BatchDecoder {
@@ -656,11 +656,20 @@ impl BatchDecoder {
     /// allocating more).
     fn decompress(&mut self, body: &[u8], raw_len: usize) -> Result<Vec<u8>, BatchError> {
         if self.decompressor.is_none() {
-            self.decompressor =
-                Some(zstd::bulk::Decompressor::new().map_err(|e| BatchError::Decompress(e.to_string()))?);
+            let ctx = zstd::zstd_safe::DCtx::try_create()
+                .ok_or_else(|| BatchError::Decompress("zstd could not allocate a context".into()))?;
+            self.decompressor = Some(ctx);
         }
         let d = self.decompressor.as_mut().expect("created above");
-        d.decompress(body, raw_len).map_err(|e| BatchError::Decompress(e.to_string()))
+        let mut out = Vec::with_capacity(raw_len);
+        d.decompress(&mut out, body)
+            .map_err(|code| BatchError::Decompress(zstd::zstd_safe::get_error_name(code).into()))?;
+        Ok(out)
+    }
+
+    /// Bytes zstd allocated for the context (C heap, not seen by Rust's allocator).
+    pub fn heap_bytes(&self) -> u64 {
+        self.decompressor.as_ref().map_or(0, |d| d.sizeof() as u64)
     }
 }
 
@@ -679,6 +688,8 @@ pub struct BatchEncoder {
     /// case batches are stored raw and the next compression retries.
     compressor: Option<zstd::bulk::Compressor<'static>>,
     scratch: Vec<u8>,
+    /// What zstd reported its context holds after the last compression.
+    zstd_bytes: u64,
 }
 
 impl fmt::Debug for BatchEncoder {
@@ -694,6 +705,11 @@ impl BatchEncoder {
     /// An encoder with no buffers allocated yet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Bytes of the scratch buffer (Rust heap) and of zstd's context (C heap).
+    pub fn heap_bytes(&self) -> (u64, u64) {
+        (self.scratch.capacity() as u64, self.zstd_bytes)
     }
 
     /// Same contract and output as [`encode_batch`].
@@ -762,7 +778,9 @@ impl BatchEncoder {
         }
         let compressor = self.compressor.as_mut()?;
         // A destination of exactly `limit` bytes: zstd fails rather than exceed it.
-        compressor.compress_to_buffer(raw, &mut self.scratch[..limit]).ok()
+        let n = compressor.compress_to_buffer(raw, &mut self.scratch[..limit]).ok();
+        self.zstd_bytes = compressor.context_mut().sizeof() as u64;
+        n
     }
 }
 

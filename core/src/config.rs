@@ -31,6 +31,46 @@ impl SyncDirection {
     }
 }
 
+/// What a topic may give up when the node's storage budget is full (see `resources`).
+/// Data the gateway acknowledged is evicted first, from any topic; this decides whether
+/// records that exist nowhere else may go too.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Eviction {
+    /// Never evict an unsynced record: producers get `ProduceError::StorageFull` instead.
+    #[default]
+    Keep,
+    /// A ring buffer: the topic's oldest unsynced segments go to make room for writes to
+    /// any topic of the same or higher priority, itself included.
+    Oldest,
+    /// The topic's unsynced segments go, oldest first, only to make room for writes to
+    /// topics of strictly higher priority; its own writes get backpressure instead.
+    Priority,
+    /// As `Oldest`, but the segments least recently read by a fetch go first.
+    Lru,
+}
+
+impl Eviction {
+    /// Whether unsynced records of a topic with this policy may be evicted to make room
+    /// for a write to a topic of priority `writer`, this topic having priority `own`.
+    pub fn yields_to(self, own: u8, writer: u8) -> bool {
+        match self {
+            Eviction::Keep => false,
+            Eviction::Oldest | Eviction::Lru => own <= writer,
+            Eviction::Priority => own < writer,
+        }
+    }
+
+    /// The name scenario and config files use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Eviction::Keep => "keep",
+            Eviction::Oldest => "oldest",
+            Eviction::Priority => "priority",
+            Eviction::Lru => "lru",
+        }
+    }
+}
+
 /// One topic of a node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TopicConfig {
@@ -38,6 +78,8 @@ pub struct TopicConfig {
     pub sync: SyncDirection,
     /// Eviction order: lower is evicted first.
     pub priority: u8,
+    /// What the topic gives up when storage is full.
+    pub eviction: Eviction,
     /// Segments are deleted oldest first while the topic holds more than this.
     /// On an edge, only segments the gateway has acknowledged are ever deleted.
     pub retention_bytes: u64,
@@ -47,7 +89,14 @@ pub struct TopicConfig {
 
 impl TopicConfig {
     pub fn new(name: &str, sync: SyncDirection) -> TopicConfig {
-        TopicConfig { name: name.to_string(), sync, priority: 5, retention_bytes: 256 << 20, retention_age: None }
+        TopicConfig {
+            name: name.to_string(),
+            sync,
+            priority: 5,
+            eviction: Eviction::Keep,
+            retention_bytes: 256 << 20,
+            retention_age: None,
+        }
     }
 }
 
@@ -61,6 +110,9 @@ pub struct LogConfig {
     pub pending_bytes_max: u64,
     /// The largest single read the core asks of storage (recovery scans, sync reads).
     pub read_chunk_bytes: u32,
+    /// The largest value a producer may write (at most `codec::MAX_VALUE_BYTES`): on a
+    /// small device, one record must not take the memory budget.
+    pub value_bytes_max: u32,
     /// How often retention by age is checked.
     pub retention_check_interval: Duration,
 }
@@ -71,6 +123,7 @@ impl Default for LogConfig {
             segment_bytes_max: 8 << 20,
             pending_bytes_max: 4 << 20,
             read_chunk_bytes: 256 << 10,
+            value_bytes_max: crate::codec::MAX_VALUE_BYTES as u32,
             retention_check_interval: Duration::from_secs(60),
         }
     }
@@ -129,11 +182,54 @@ pub struct GatewayConfig {
     pub streams_max: usize,
     /// Accepted-but-not-yet-durable bytes at most; Data beyond it is dropped and resent.
     pub pending_bytes_max: u64,
+    /// The largest records section (uncompressed) of a batch the gateway stores; a larger
+    /// one is refused as a bad message. It must cover what edges send: their
+    /// `sync.batch_bytes_max` plus one record.
+    pub batch_raw_bytes_max: u64,
 }
 
 impl Default for GatewayConfig {
     fn default() -> Self {
-        GatewayConfig { streams_max: 100_000, pending_bytes_max: 16 << 20 }
+        GatewayConfig { streams_max: 100_000, pending_bytes_max: 16 << 20, batch_raw_bytes_max: 4 << 20 }
+    }
+}
+
+/// Reads by applications (`Input::Fetch`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchConfig {
+    /// Fetches in flight at most; more are refused as `Busy`.
+    pub in_flight_max: u32,
+    /// The largest `max_bytes` honoured: what one fetch may collect before it answers.
+    pub bytes_max: u32,
+}
+
+impl Default for FetchConfig {
+    fn default() -> Self {
+        FetchConfig { in_flight_max: 4, bytes_max: 1 << 20 }
+    }
+}
+
+/// The node's budgets (DESIGN §3, guarantee 8). Every buffer, queue and in-flight request
+/// draws from `memory_bytes_max`; segment and meta files from `storage_bytes_max`. See
+/// `resources` for who draws what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceConfig {
+    pub memory_bytes_max: u64,
+    pub storage_bytes_max: u64,
+    /// After storage reported no space, produces are refused for this long before a write
+    /// is tried again; the wait doubles up to `disk_full_probe_max` while it stays full.
+    pub disk_full_probe_min: Duration,
+    pub disk_full_probe_max: Duration,
+}
+
+impl Default for ResourceConfig {
+    fn default() -> Self {
+        ResourceConfig {
+            memory_bytes_max: 64 << 20,
+            storage_bytes_max: 1 << 30,
+            disk_full_probe_min: Duration::from_secs(1),
+            disk_full_probe_max: Duration::from_secs(30),
+        }
     }
 }
 
@@ -148,6 +244,8 @@ pub struct NodeConfig {
     pub log: LogConfig,
     pub sync: SyncConfig,
     pub gateway: GatewayConfig,
+    pub fetch: FetchConfig,
+    pub resources: ResourceConfig,
     pub hlc: HlcConfig,
 }
 
@@ -166,6 +264,12 @@ impl fmt::Display for ConfigError {
 
 impl NodeConfig {
     pub fn new(id: NodeId, role: Role, topics: Vec<TopicConfig>) -> NodeConfig {
+        let mut resources = ResourceConfig::default();
+        if role == Role::Gateway {
+            // A gateway is a server: the default limits of 100,000 streams need more.
+            resources.memory_bytes_max = 256 << 20;
+            resources.storage_bytes_max = 64 << 30;
+        }
         NodeConfig {
             id,
             role,
@@ -174,6 +278,8 @@ impl NodeConfig {
             log: LogConfig::default(),
             sync: SyncConfig::default(),
             gateway: GatewayConfig::default(),
+            fetch: FetchConfig::default(),
+            resources,
             hlc: HlcConfig::default(),
         }
     }
@@ -208,12 +314,33 @@ impl NodeConfig {
         if self.sync.window_bytes_max < u64::from(self.sync.batch_bytes_max) {
             return err("sync.window_bytes_max", "must hold at least one batch".into());
         }
+        if self.log.value_bytes_max == 0 || self.log.value_bytes_max as usize > crate::codec::MAX_VALUE_BYTES {
+            return err("log.value_bytes_max", format!("must be 1 to {}", crate::codec::MAX_VALUE_BYTES));
+        }
         if self.log.read_chunk_bytes < 64 << 10 {
             return err("log.read_chunk_bytes", "at least 64 KiB".into());
         }
         if self.sync.backoff_min.0 == 0 || self.sync.backoff_max < self.sync.backoff_min {
             return err("sync.backoff_min", "must be > 0 and <= backoff_max".into());
         }
-        Ok(())
+        let g = self.gateway.batch_raw_bytes_max;
+        let one_record = (crate::codec::MAX_VALUE_BYTES + crate::codec::MAX_KEY_BYTES + 16) as u64;
+        if g < one_record || g > crate::codec::MAX_BATCH_RAW_BYTES as u64 {
+            return err(
+                "gateway.batch_raw_bytes_max",
+                format!(
+                    "must hold the largest record, {one_record} bytes, and be at most {}",
+                    crate::codec::MAX_BATCH_RAW_BYTES
+                ),
+            );
+        }
+        if self.fetch.in_flight_max == 0 || self.fetch.bytes_max == 0 {
+            return err("fetch", "in_flight_max and bytes_max must be more than zero".into());
+        }
+        let r = &self.resources;
+        if r.disk_full_probe_min.0 == 0 || r.disk_full_probe_max < r.disk_full_probe_min {
+            return err("resources.disk_full_probe_min", "must be > 0 and <= disk_full_probe_max".into());
+        }
+        crate::resources::check_budgets(self)
     }
 }

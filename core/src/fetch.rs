@@ -6,21 +6,20 @@
 //! and a frame that fails its checksum is [`FetchError::Corrupted`] naming the destroyed
 //! range, so a reader can step past it; a fetch
 //! reads at most one segment and returns at most `max_records` and, after its first
-//! record, at most `max_bytes` of keys and values; at most
-//! [`FETCHES_IN_FLIGHT_MAX`] fetches are in flight. Segments have no offset index yet, so
+//! record, at most `max_bytes` of keys and values (counting
+//! [`FETCH_RECORD_OVERHEAD`] more per record, so that many empty records cannot pass
+//! the memory budget); at most `fetch.in_flight_max` fetches are in flight, and
+//! `max_bytes` is capped at `fetch.bytes_max`. Segments have no offset index yet, so
 //! a fetch scans its segment from the start up to `from` (bounded by the segment size).
 
 use crate::codec::{BatchDecoder, DecodedBatch, MAX_BATCH_RECORDS};
+use crate::config::FetchConfig;
 use crate::io::{DiskRequest, FetchError, Fetched, FetchedRecord, Output, ReqId};
 use crate::log::{self, Resync, ScanStop, TopicLog};
 use crate::node::{Fx, Op};
+use crate::resources::FETCH_RECORD_OVERHEAD;
 use crate::types::{Seq, TopicIdx};
 use std::collections::BTreeMap;
-
-/// Fetches in flight at most; more are refused as `Busy`.
-pub const FETCHES_IN_FLIGHT_MAX: usize = 64;
-/// The largest `max_bytes` honoured.
-pub const FETCH_BYTES_MAX: u32 = 4 << 20;
 
 #[derive(Debug)]
 struct Pending {
@@ -60,6 +59,7 @@ impl Fetches {
         max_bytes: u32,
         log: &TopicLog,
         chunk: u32,
+        cfg: &FetchConfig,
         fx: &mut Fx,
     ) {
         let (start, durable_end) = (log.start_offset(), log.durable_offset());
@@ -69,7 +69,7 @@ impl Fetches {
         if from == durable_end || max_records == 0 {
             return reply(fx, req, Ok(Fetched { records: Vec::new(), next: from, durable_end }));
         }
-        if self.pending.len() >= FETCHES_IN_FLIGHT_MAX {
+        if self.pending.len() >= cfg.in_flight_max as usize {
             return reply(fx, req, Err(FetchError::Busy { in_flight: self.pending.len() }));
         }
         let seg = log.segment_for(from).expect("from is within start..durable_end");
@@ -79,7 +79,7 @@ impl Fetches {
             pos: 0,
             offset: seg.base,
             max_records: (max_records as usize).min(MAX_BATCH_RECORDS),
-            max_bytes: max_bytes.min(FETCH_BYTES_MAX) as usize,
+            max_bytes: max_bytes.min(cfg.bytes_max) as usize,
             bytes: 0,
             records: Vec::new(),
             next: from,
@@ -92,6 +92,15 @@ impl Fetches {
     fn read(req: ReqId, p: &Pending, log: &TopicLog, chunk: u32, min_len: usize, fx: &mut Fx) {
         let len = (chunk as usize).max(min_len) as u32;
         fx.disk(DiskRequest::Read { file: log.file(p.base), offset: p.pos, len }, Op::FetchRead { req });
+    }
+
+    /// Heap bytes of the records gathered by fetches in flight.
+    pub fn held_bytes(&self) -> u64 {
+        let per = std::mem::size_of::<Pending>() as u64 + 64;
+        self.pending
+            .values()
+            .map(|p| per + p.bytes as u64 + (p.records.capacity() * std::mem::size_of::<FetchedRecord>()) as u64)
+            .sum()
     }
 
     /// The topic of fetch `req`, if it is in flight.
@@ -112,15 +121,16 @@ impl Fetches {
         let mut p = self.pending.remove(&req).expect("a read belongs to a pending fetch");
         debug_assert_eq!(p.topic, log.topic);
         let durable_end = log.durable_offset();
-        let Some(bytes) = bytes else {
-            return reply(fx, req, Err(FetchError::Storage(format!("segment {} could not be read", p.base))));
-        };
         let Some(seg) = log.segment_for(p.next).filter(|s| s.base == p.base) else {
+            // Retention or eviction deleted the segment while the read was in flight.
             return reply(
                 fx,
                 req,
                 Err(FetchError::OutOfRange { from: p.next, start: log.start_offset(), durable_end }),
             );
+        };
+        let Some(bytes) = bytes else {
+            return reply(fx, req, Err(FetchError::Storage(format!("segment {} could not be read", p.base))));
         };
         let seg_end = seg.end.min(durable_end);
         if p.searching {
@@ -158,7 +168,7 @@ impl Fetches {
                     if seq < p.next || seq >= seg_end {
                         continue;
                     }
-                    let size = r.value.len() + r.key.map_or(0, <[u8]>::len);
+                    let size = r.value.len() + r.key.map_or(0, <[u8]>::len) + FETCH_RECORD_OVERHEAD as usize;
                     if p.records.len() >= p.max_records || (!p.records.is_empty() && p.bytes + size > p.max_bytes) {
                         full = true;
                         break;

@@ -26,6 +26,7 @@
 //! - An HLC timestamp: its physical part is below the durable HLC bound (guarantee 6).
 
 use crate::hlc::{Hlc, HlcError};
+use crate::resources::Bytes;
 use crate::sync::proto::SkipReason;
 use crate::types::{NodeId, Seq, TopicIdx};
 use std::fmt;
@@ -214,6 +215,10 @@ pub enum ProduceError {
     Clock(HlcError),
     /// Storage refused the write (for example, no space). Nothing was written; retry later.
     Storage(DiskError),
+    /// The storage budget is full and the topic's eviction policy lets nothing more go
+    /// (`device_full`: storage itself reported no space, below the budget). Retry after
+    /// sync frees space, or raise the budget.
+    StorageFull { used: u64, unsynced: u64, limit: u64, device_full: bool },
 }
 
 impl ProduceError {
@@ -221,7 +226,11 @@ impl ProduceError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            ProduceError::Recovering | ProduceError::Busy { .. } | ProduceError::Clock(_) | ProduceError::Storage(_)
+            ProduceError::Recovering
+                | ProduceError::Busy { .. }
+                | ProduceError::Clock(_)
+                | ProduceError::Storage(_)
+                | ProduceError::StorageFull { .. }
         )
     }
 }
@@ -241,6 +250,19 @@ impl fmt::Display for ProduceError {
             ProduceError::NotAccepted => f.write_str("this node does not accept produces"),
             ProduceError::Clock(e) => write!(f, "clock: {e}"),
             ProduceError::Storage(e) => write!(f, "storage refused the write ({e}); nothing was stored, retry later"),
+            ProduceError::StorageFull { used, limit, device_full: true, .. } => write!(
+                f,
+                "storage full: the device reported no space (Outpost holds {} of its {} budget); retry in a few \
+                 seconds, or free space on the device",
+                Bytes(*used),
+                Bytes(*limit)
+            ),
+            ProduceError::StorageFull { unsynced, limit, .. } => write!(
+                f,
+                "storage budget full: {} of {} unsynced; retry after sync or raise storage",
+                Bytes(*unsynced),
+                Bytes(*limit)
+            ),
         }
     }
 }
@@ -285,8 +307,12 @@ pub enum Event {
     BadMessage { from: NodeId, error: String },
     /// Local storage failed or holds bytes the core cannot read (not a peer's fault).
     StorageProblem { detail: String },
-    /// A segment was deleted by retention.
+    /// A segment was deleted by retention, or evicted with every record acknowledged.
     SegmentDeleted { file: FileId, records: u64 },
+    /// The storage budget was full and `policy` let this edge delete records `from..to`
+    /// of a topic before the gateway acknowledged them (`records` of them were written;
+    /// the rest of the range was unwritten). Sync tells the gateway with a `Skip`.
+    Evicted { topic: TopicIdx, from: Seq, to: Seq, records: u64, bytes: u64, policy: &'static str },
 }
 
 /// Everything the core asks of its driver.

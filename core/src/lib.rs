@@ -17,6 +17,7 @@ pub mod io;
 pub mod log;
 pub mod meta;
 pub mod node;
+pub mod resources;
 pub mod sync;
 pub mod types;
 

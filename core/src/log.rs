@@ -21,7 +21,7 @@
 
 use crate::codec::{self, BatchHeader, FrameError, FrameKind};
 use crate::io::FileId;
-use crate::types::TopicIdx;
+use crate::types::{Instant, TopicIdx};
 use std::collections::VecDeque;
 
 /// Bytes a log frame adds around its batch payload: frame header and the base offset.
@@ -67,6 +67,11 @@ pub struct TopicLog {
     next_base: u64,
     /// The next append opens a new segment: the newest ends in an unwritten range.
     sealed: bool,
+    /// When an application last read this topic (a fetch), for `lru` eviction.
+    last_read: Instant,
+    /// Offsets below this were evicted before the gateway acknowledged them (since the
+    /// node started), so sync names the hole `Evicted` rather than `Deleted`.
+    evicted_unsynced_end: u64,
 }
 
 /// Where a frame goes: the file, its position, and whether the file is new.
@@ -88,7 +93,15 @@ pub struct Checkpoint {
 
 impl TopicLog {
     pub fn new(topic: TopicIdx) -> TopicLog {
-        TopicLog { topic, segments: VecDeque::new(), bytes: 0, next_base: 0, sealed: false }
+        TopicLog {
+            topic,
+            segments: VecDeque::new(),
+            bytes: 0,
+            next_base: 0,
+            sealed: false,
+            last_read: Instant(0),
+            evicted_unsynced_end: 0,
+        }
     }
 
     /// Rebuilds the log from recovered segments (sorted by base, contiguous).
@@ -98,7 +111,34 @@ impl TopicLog {
         }
         let bytes = segments.iter().map(|s| s.len).sum();
         let next_base = segments.last().map_or(0, |s| s.end);
-        TopicLog { topic, segments: segments.into(), bytes, next_base, sealed: false }
+        TopicLog {
+            topic,
+            segments: segments.into(),
+            bytes,
+            next_base,
+            sealed: false,
+            last_read: Instant(0),
+            evicted_unsynced_end: 0,
+        }
+    }
+
+    /// An application read this topic at `now`.
+    pub fn note_read(&mut self, now: Instant) {
+        self.last_read = self.last_read.max(now);
+    }
+
+    pub fn last_read(&self) -> Instant {
+        self.last_read
+    }
+
+    /// Offsets below this were evicted unsynced since the node started.
+    pub fn evicted_unsynced_end(&self) -> u64 {
+        self.evicted_unsynced_end
+    }
+
+    /// Heap bytes of the segment list.
+    pub fn heap_bytes(&self) -> u64 {
+        (self.segments.capacity() * std::mem::size_of::<Segment>()) as u64
     }
 
     /// The newest segment ends in an unwritten range (recovery cut its tail and moved the
@@ -211,6 +251,16 @@ impl TopicLog {
         self.bytes = cp.bytes;
         self.sealed = cp.sealed;
         cuts
+    }
+
+    /// Removes the oldest segment although records in it from `unsynced_from` on were
+    /// never acknowledged (eviction under a lossy policy), and returns it.
+    pub fn evict_oldest(&mut self, unsynced_from: u64) -> Option<Segment> {
+        let s = self.pop_oldest()?;
+        if unsynced_from < s.end {
+            self.evicted_unsynced_end = self.evicted_unsynced_end.max(s.end);
+        }
+        Some(s)
     }
 
     /// Removes the oldest segment (retention) and returns it.

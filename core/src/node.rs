@@ -8,8 +8,7 @@
 //! and messages are dropped (peers resend).
 
 use crate::codec::{
-    self, BatchDecoder, BatchEncoder, Compression, DecodedBatch, RecordRef, MAX_BATCH_RECORDS, MAX_KEY_BYTES,
-    MAX_VALUE_BYTES,
+    BatchDecoder, BatchEncoder, Compression, DecodedBatch, RecordRef, MAX_BATCH_RECORDS, MAX_KEY_BYTES, MAX_VALUE_BYTES,
 };
 use crate::config::{NodeConfig, Role};
 use crate::fetch::Fetches;
@@ -20,10 +19,14 @@ use crate::io::{
 };
 use crate::log::{self, Checkpoint, Resync, ScanStop, Segment, TopicLog};
 use crate::meta::{self, MetaLog};
+use crate::resources::{
+    self, pending_record_cost, MemoryPart, MemoryPlan, MemoryUsage, ResourceStatus, TopicUsage, TopicView, Victim,
+    META_RESERVE_BYTES, PENDING_ENTRY_BYTES,
+};
 use crate::sync::ingest::{self, Accepted, Ingest};
 use crate::sync::proto::SyncMsg;
 use crate::sync::uplink::Uplink;
-use crate::types::{Instant, NodeId, Now, Seq, TopicIdx};
+use crate::types::{Duration, Instant, NodeId, Now, Seq, TopicIdx};
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use std::collections::{BTreeMap, VecDeque};
@@ -59,20 +62,45 @@ pub(crate) enum Op {
     Stale,
 }
 
+/// A disk request in flight: what it is for, and the buffer bytes it lends the driver
+/// (memory parts `Writes` and `Reads`).
+#[derive(Debug)]
+struct InFlight {
+    op: Op,
+    write_bytes: u64,
+    read_bytes: u64,
+}
+
 /// The outputs and in-flight disk requests of a node: what its parts write into.
 #[derive(Debug, Default)]
 pub(crate) struct Fx {
     pub out: VecDeque<Output>,
     next_op: u64,
-    ops: BTreeMap<DiskOpId, Op>,
+    ops: BTreeMap<DiskOpId, InFlight>,
+    write_bytes: u64,
+    read_bytes: u64,
 }
 
 impl Fx {
     pub fn disk(&mut self, req: DiskRequest, op: Op) {
         let id = DiskOpId(self.next_op);
         self.next_op += 1;
-        self.ops.insert(id, op);
+        let (write_bytes, read_bytes) = match &req {
+            DiskRequest::Append { bytes, .. } => (bytes.len() as u64, 0),
+            DiskRequest::Read { len, .. } => (0, u64::from(*len)),
+            _ => (0, 0),
+        };
+        self.write_bytes += write_bytes;
+        self.read_bytes += read_bytes;
+        self.ops.insert(id, InFlight { op, write_bytes, read_bytes });
         self.out.push_back(Output::Disk { id, req });
+    }
+
+    fn complete(&mut self, id: DiskOpId) -> Op {
+        let f = self.ops.remove(&id).unwrap_or_else(|| panic!("completion of unknown disk request {id:?}"));
+        self.write_bytes -= f.write_bytes;
+        self.read_bytes -= f.read_bytes;
+        f.op
     }
 
     pub fn send(&mut self, to: NodeId, msg: &SyncMsg) {
@@ -93,6 +121,27 @@ struct PendingRecord {
     hlc: Hlc,
     key: Option<Vec<u8>>,
     value: Vec<u8>,
+}
+
+const _: () = assert!(std::mem::size_of::<PendingRecord>() <= PENDING_ENTRY_BYTES);
+
+impl PendingRecord {
+    /// What it draws from the produce buffer (memory).
+    fn memory_cost(&self) -> u64 {
+        pending_record_cost(self.key.as_ref().map_or(0, Vec::capacity), self.value.capacity())
+    }
+
+    /// What it reserves of storage until its commit: at most this once encoded.
+    fn storage_cost(&self) -> u64 {
+        record_storage_cost(self.key.as_ref().map_or(0, Vec::len), self.value.len())
+    }
+}
+
+/// Storage refused writes: produces wait until `retry_at`, then one commit probes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct DeviceFull {
+    retry_at: Instant,
+    wait: Duration,
 }
 
 #[derive(Debug)]
@@ -172,6 +221,16 @@ pub struct NodeStats {
     pub commit_failures: u64,
     pub segments_deleted: u64,
     pub corrupted_skipped: u64,
+    /// Records evicted before the gateway acknowledged them (lossy policies only).
+    pub evicted_unsynced: u64,
+    /// Segments evicted whose records the gateway held, to make room.
+    pub evicted_synced_segments: u64,
+    /// Produces refused for lack of storage (budget full or device full).
+    pub storage_refused: u64,
+    /// Gateway: Data refused for lack of storage (the edge resends).
+    pub gateway_storage_refused: u64,
+    /// Times storage reported no space.
+    pub device_full_events: u64,
 }
 
 /// An Outpost node. See the crate docs for the driver's rule.
@@ -185,6 +244,12 @@ pub struct Node {
     pending: Vec<Vec<PendingRecord>>,
     gw_pending: Vec<Vec<Accepted>>,
     pending_bytes: u64,
+    /// Storage reserved by records and batches waiting for the next group commit.
+    pending_storage: u64,
+    device_full: Option<DeviceFull>,
+    /// Per topic: records evicted before the gateway acknowledged them.
+    evicted_unsynced: Vec<u64>,
+    plan: MemoryPlan,
     hlc: HlcClock,
     meta: MetaLog,
     meta_inflight: bool,
@@ -224,6 +289,10 @@ impl Node {
             pending: vec![Vec::new(); n],
             gw_pending: vec![Vec::new(); n],
             pending_bytes: 0,
+            pending_storage: 0,
+            device_full: None,
+            evicted_unsynced: vec![0; n],
+            plan: MemoryPlan::of(&cfg),
             hlc,
             meta: MetaLog::recovered(&[]),
             meta_inflight: false,
@@ -284,6 +353,7 @@ impl Node {
         if let Some(g) = &self.ingest {
             s.duplicates_dropped = g.duplicates_dropped;
             s.gaps_refused = g.gaps_refused;
+            s.gateway_storage_refused = g.storage_refused;
         }
         s
     }
@@ -380,18 +450,35 @@ impl Node {
         if key_len > MAX_KEY_BYTES {
             return self.reply(req, Err(ProduceError::TooLarge { what: "key", len: key_len, max: MAX_KEY_BYTES }));
         }
-        let bytes = record_cost(key_len, value.len());
+        let value_max = self.cfg.log.value_bytes_max as usize;
+        if value.len() > value_max {
+            return self.reply(req, Err(ProduceError::TooLarge { what: "value", len: value.len(), max: value_max }));
+        }
+        let record = PendingRecord { req, hlc: Hlc::ZERO, key, value };
+        let bytes = record.memory_cost();
         let limit = self.cfg.log.pending_bytes_max;
         if self.pending_bytes + bytes > limit {
             let e = ProduceError::Busy { pending_bytes: self.pending_bytes, limit_bytes: limit };
             return self.reply(req, Err(e));
+        }
+        if self.device_full.is_some_and(|f| self.now.mono < f.retry_at) {
+            self.stats.storage_refused += 1;
+            return self.reply(req, Err(self.storage_full(true)));
+        }
+        // The record, and the frame headers the commit may need for it.
+        let frames = self.frame_reserve(self.pending_bytes + bytes) - self.frame_reserve(self.pending_bytes);
+        let need = record.storage_cost();
+        if !self.make_room(topic, need + frames) {
+            self.stats.storage_refused += 1;
+            return self.reply(req, Err(self.storage_full(false)));
         }
         let hlc = match self.hlc.now(self.now.wall_ms) {
             Ok(h) => h,
             Err(e) => return self.reply(req, Err(ProduceError::Clock(e))),
         };
         self.pending_bytes += bytes;
-        self.pending[topic.0 as usize].push(PendingRecord { req, hlc, key, value });
+        self.pending_storage += need;
+        self.pending[topic.0 as usize].push(PendingRecord { hlc, ..record });
     }
 
     fn on_fetch(&mut self, req: ReqId, topic: TopicIdx, from: Seq, max_records: u32, max_bytes: u32) {
@@ -402,7 +489,8 @@ impl Node {
         } else {
             let log = &self.logs[topic.0 as usize];
             let chunk = self.cfg.log.read_chunk_bytes;
-            return self.fetches.start(req, topic, from, max_records, max_bytes, log, chunk, &mut self.fx);
+            let cfg = &self.cfg.fetch;
+            return self.fetches.start(req, topic, from, max_records, max_bytes, log, chunk, cfg, &mut self.fx);
         };
         self.fx.out.push_back(Output::Fetched { req, result });
     }
@@ -448,6 +536,8 @@ impl Node {
                 let Ok(received) = self.hlc.now(self.now.wall_ms) else {
                     return;
                 };
+                let room =
+                    if self.device_full.is_some_and(|f| self.now.mono < f.retry_at) { 0 } else { self.storage_room() };
                 let g = self.ingest.as_mut().expect("a running gateway has ingest");
                 let outcome = g.on_data(
                     from,
@@ -457,11 +547,13 @@ impl Node {
                     self.now.mono,
                     received,
                     rejected,
+                    room,
                     &self.cfg,
                     (&mut self.enc, &mut self.dec),
                     &mut self.fx,
                 );
                 for a in outcome.accepted {
+                    self.pending_storage += a.batch.len() as u64 + log::LOG_FRAME_OVERHEAD as u64;
                     self.gw_pending[a.topic.0 as usize].push(a);
                 }
             }
@@ -475,7 +567,7 @@ impl Node {
     }
 
     fn on_disk_done(&mut self, id: DiskOpId, result: Result<DiskResponse, DiskError>) {
-        let op = self.fx.ops.remove(&id).unwrap_or_else(|| panic!("completion of unknown disk request {id:?}"));
+        let op = self.fx.complete(id);
         match op {
             Op::List | Op::RecoveryRead | Op::RecoveryTruncate => self.on_recovery_disk(op, result),
             Op::Commit => self.on_commit_done(result),
@@ -552,8 +644,8 @@ impl Node {
                 });
                 self.phase = Phase::Recovering(Box::default());
                 for o in self.fx.ops.values_mut() {
-                    if matches!(o, Op::List | Op::RecoveryRead | Op::RecoveryTruncate) {
-                        *o = Op::Stale;
+                    if matches!(o.op, Op::List | Op::RecoveryRead | Op::RecoveryTruncate) {
+                        o.op = Op::Stale;
                     }
                 }
                 self.fx.disk(DiskRequest::List, Op::List);
@@ -869,10 +961,12 @@ impl Node {
             }
             let log = &mut self.logs[i];
             let base0 = log.end_offset();
+            let mut accepted = accepted;
             let mut buf = Vec::new();
             let mut count = 0u64;
             let mut newest_ms = 0;
-            for chunk in chunk_records(&records) {
+            let frame_raw_max = self.cfg.log.read_chunk_bytes as usize - log::LOG_FRAME_MIN;
+            for chunk in chunk_records(&records, frame_raw_max) {
                 let refs: Vec<RecordRef<'_>> =
                     chunk.iter().map(|p| RecordRef { hlc: p.hlc, key: p.key.as_deref(), value: &p.value }).collect();
                 let mut batch = Vec::new();
@@ -884,13 +978,16 @@ impl Node {
                     count += 1;
                 }
             }
-            for a in &accepted {
+            for a in &mut accepted {
                 log::encode_log_frame(base0 + count, &a.batch, &mut buf);
                 count += u64::from(a.count);
                 newest_ms = newest_ms.max(a.received_hlc.physical_ms());
+                self.pending_storage -= a.batch.len() as u64 + log::LOG_FRAME_OVERHEAD as u64;
+                // The bytes are in the commit now; only the CRCs are needed until it is durable.
+                a.batch = Vec::new();
             }
-            self.pending_bytes -=
-                records.iter().map(|p| record_cost(p.key.as_ref().map_or(0, Vec::len), p.value.len())).sum::<u64>();
+            self.pending_bytes -= records.iter().map(PendingRecord::memory_cost).sum::<u64>();
+            self.pending_storage -= records.iter().map(PendingRecord::storage_cost).sum::<u64>();
             let cp = log.checkpoint();
             let place = log.place(count, buf.len() as u64, newest_ms, self.cfg.log.segment_bytes_max);
             debug_assert_eq!(log.end_offset(), base0 + count);
@@ -923,6 +1020,7 @@ impl Node {
 
     fn commit_succeeded(&mut self, mut f: Flush) {
         self.stats.commits += 1;
+        self.device_full = None;
         for (t, _) in &f.touched {
             self.logs[t.0 as usize].mark_durable();
         }
@@ -952,6 +1050,9 @@ impl Node {
 
     fn commit_failed(&mut self, f: Flush, e: DiskError) {
         self.stats.commit_failures += 1;
+        if e == DiskError::NoSpace {
+            self.on_device_full();
+        }
         let mut cuts = Vec::new();
         for (t, cp) in &f.touched {
             cuts.extend(self.logs[t.0 as usize].rollback(cp));
@@ -962,7 +1063,9 @@ impl Node {
         if let Some(g) = &mut self.ingest {
             g.on_commit_failed();
             for p in &mut self.gw_pending {
-                p.clear();
+                for a in p.drain(..) {
+                    self.pending_storage -= a.batch.len() as u64 + log::LOG_FRAME_OVERHEAD as u64;
+                }
             }
         }
         let n = cuts.len() as u32;
@@ -1034,6 +1137,231 @@ impl Node {
     }
 }
 
+/// Budgets: accounting, eviction and the device-full state (see `resources`).
+impl Node {
+    /// Bytes of storage the node's files take, as it accounts them: every segment byte
+    /// appended, and a fixed reserve for the meta log.
+    pub fn storage_used(&self) -> u64 {
+        self.logs.iter().map(TopicLog::bytes).sum::<u64>() + META_RESERVE_BYTES
+    }
+
+    /// Storage reserved by records and batches waiting for the next group commit.
+    pub fn storage_reserved(&self) -> u64 {
+        self.pending_storage + self.frame_reserve(self.pending_bytes)
+    }
+
+    fn frame_reserve(&self, pending_bytes: u64) -> u64 {
+        let frame_raw_max = u64::from(self.cfg.log.read_chunk_bytes) - log::LOG_FRAME_MIN as u64;
+        storage_frame_reserve(self.logs.len(), pending_bytes, frame_raw_max)
+    }
+
+    fn storage_room(&self) -> u64 {
+        self.cfg.resources.storage_bytes_max.saturating_sub(self.storage_used() + self.storage_reserved())
+    }
+
+    /// Where each topic's data is acknowledged up to: `None` where nothing leaves this
+    /// node (local topics, a gateway), so nothing is ever synced.
+    fn synced_below(&self, t: usize) -> Option<Seq> {
+        if self.cfg.role != Role::Edge || !self.cfg.topics[t].sync.goes_up() {
+            return None;
+        }
+        Some(self.uplink.as_ref().and_then(|u| u.acked(TopicIdx(t as u16))).unwrap_or(0))
+    }
+
+    /// Evicts until `need` more bytes fit the storage budget, for a write to `writer`.
+    /// False if the policies let nothing more go.
+    fn make_room(&mut self, writer: TopicIdx, need: u64) -> bool {
+        loop {
+            if self.storage_room() >= need {
+                return true;
+            }
+            let Some(victim) = self.pick_victim(writer) else {
+                return false;
+            };
+            self.evict(victim);
+        }
+    }
+
+    fn pick_victim(&self, writer: TopicIdx) -> Option<Victim> {
+        if self.cfg.role != Role::Edge {
+            // A gateway's segments rebuild its marks at a restart (see `apply_retention`).
+            return None;
+        }
+        let views: Vec<TopicView<'_>> = (0..self.logs.len())
+            .map(|t| TopicView {
+                log: &self.logs[t],
+                priority: self.cfg.topics[t].priority,
+                eviction: self.cfg.topics[t].eviction,
+                synced_below: self.synced_below(t),
+            })
+            .collect();
+        resources::pick_victim(&views, writer)
+    }
+
+    /// Deletes the oldest segment of `v.topic`. Records the gateway had not acknowledged
+    /// are counted and named in `Event::Evicted`; sync later tells the gateway with a
+    /// `Skip` (reason `Evicted`).
+    fn evict(&mut self, v: Victim) {
+        let t = v.topic.0 as usize;
+        let unsynced_from = self.synced_below(t).unwrap_or(0);
+        let policy = self.cfg.topics[t].eviction;
+        assert!(
+            v.synced || policy.yields_to(self.cfg.topics[t].priority, u8::MAX),
+            "unsynced records of topic {t} evicted under policy {policy:?}"
+        );
+        let log = &mut self.logs[t];
+        let seg = log.evict_oldest(unsynced_from).expect("a victim is never a topic's only segment");
+        let file = log.file(seg.base);
+        self.fx.disk(DiskRequest::Delete { file }, Op::RetentionDelete);
+        let from = seg.base.max(unsynced_from);
+        if v.synced || from >= seg.end {
+            self.stats.evicted_synced_segments += 1;
+            self.fx.event(Event::SegmentDeleted { file, records: seg.end - seg.base });
+            return;
+        }
+        // Sequences past the segment's last frame hold nothing (see `log`).
+        let to = seg.end;
+        let records = (to - seg.unwritten).saturating_sub(from);
+        self.evicted_unsynced[t] += records;
+        self.stats.evicted_unsynced += records;
+        self.fx.event(Event::Evicted { topic: v.topic, from, to, records, bytes: seg.len, policy: policy.name() });
+    }
+
+    /// Storage said there is no space: refuse produces for a while, then probe with one
+    /// commit. Segments the gateway holds are deleted so that the probe has a chance.
+    fn on_device_full(&mut self) {
+        self.stats.device_full_events += 1;
+        let r = &self.cfg.resources;
+        let wait = match self.device_full {
+            None => r.disk_full_probe_min,
+            Some(f) => Duration(f.wait.0.saturating_mul(2).min(r.disk_full_probe_max.0)),
+        };
+        self.device_full = Some(DeviceFull { retry_at: self.now.mono.saturating_add(wait), wait });
+        let top = (0..self.logs.len()).max_by_key(|&t| self.cfg.topics[t].priority).unwrap_or(0);
+        while let Some(v) = self.pick_victim(TopicIdx(top as u16)).filter(|v| v.synced) {
+            self.evict(v);
+        }
+        self.fx.event(Event::StorageProblem {
+            detail: format!(
+                "storage reported no space; produces are refused for {} ms, then a write is tried again",
+                wait.as_millis()
+            ),
+        });
+    }
+
+    fn storage_full(&self, device_full: bool) -> ProduceError {
+        let unsynced = (0..self.logs.len())
+            .map(|t| {
+                let below = self.synced_below(t).unwrap_or(0);
+                self.logs[t].segments().filter(|s| s.end > below).map(|s| s.len).sum::<u64>()
+            })
+            .sum::<u64>()
+            + self.pending_storage;
+        ProduceError::StorageFull {
+            used: self.storage_used() + self.storage_reserved(),
+            unsynced,
+            limit: self.cfg.resources.storage_bytes_max,
+            device_full,
+        }
+    }
+
+    /// The memory each part holds now. The simulator checks it against the limit and
+    /// the plan after every step (guarantee 8).
+    pub fn memory(&self) -> MemoryUsage {
+        let mut m = MemoryUsage::default();
+        m.set(MemoryPart::Fixed, self.plan.max.get(MemoryPart::Fixed));
+        let segments: u64 = self.logs.iter().map(TopicLog::heap_bytes).sum();
+        let uplink = self.uplink.as_ref().map_or(0, Uplink::index_bytes);
+        let ingest = self.ingest.as_ref().map_or(0, Ingest::index_bytes);
+        let ops = self.fx.ops.len() as u64 * resources::DISK_OP_ENTRY_BYTES;
+        let out = (self.fx.out.capacity() * std::mem::size_of::<Output>()) as u64;
+        let recovery = match &self.phase {
+            Phase::Recovering(r) => r.heap_bytes(),
+            Phase::Running => 0,
+        };
+        m.set(MemoryPart::Index, segments + uplink + ingest + ops + out + recovery);
+        let (scratch, zstd_c) = self.enc.heap_bytes();
+        m.set(MemoryPart::Codec, scratch + zstd_c + self.dec.heap_bytes());
+        let slots: usize = self.pending.iter().map(Vec::capacity).sum();
+        let flush = match &self.commit {
+            Commit::Flushing(f) => f.heap_bytes(),
+            _ => 0,
+        };
+        let (replies, stored) = if self.cfg.role == Role::Edge { (flush, 0) } else { (0, flush) };
+        let pending_entries = (slots * std::mem::size_of::<PendingRecord>()) as u64;
+        let records: usize = self.pending.iter().map(Vec::len).sum();
+        let payload = self.pending_bytes - (2 * PENDING_ENTRY_BYTES * records) as u64;
+        m.set(MemoryPart::ProduceBuffer, payload + pending_entries + replies);
+        let gw_slots: usize = self.gw_pending.iter().map(Vec::capacity).sum();
+        let gw = self.ingest.as_ref().map_or(0, |g| g.pending_bytes);
+        m.set(MemoryPart::GatewayPending, gw + stored + (gw_slots * std::mem::size_of::<Accepted>()) as u64);
+        m.set(MemoryPart::SyncHeld, self.uplink.as_ref().map_or(0, Uplink::held_bytes));
+        m.set(MemoryPart::FetchResults, self.fetches.held_bytes());
+        m.set(MemoryPart::Writes, self.fx.write_bytes);
+        m.set(MemoryPart::Reads, self.fx.read_bytes);
+        m.set(MemoryPart::SyncWindow, self.uplink.as_ref().map_or(0, Uplink::window_bytes));
+        m.set(MemoryPart::Scratch, self.plan.max.get(MemoryPart::Scratch));
+        m
+    }
+
+    /// The maximum of each memory part under this node's configuration.
+    pub fn memory_plan(&self) -> &MemoryPlan {
+        &self.plan
+    }
+
+    /// Usage against the budgets, per topic, as the operator CLI shows it.
+    pub fn resource_status(&self) -> ResourceStatus {
+        let wall = self.now.wall_ms;
+        let topics = (0..self.logs.len())
+            .map(|t| {
+                let log = &self.logs[t];
+                let tc = &self.cfg.topics[t];
+                let synced = self.synced_below(t);
+                let unsynced_records = synced.map_or(0, |s| log.records_from(s));
+                let oldest = synced.and_then(|s| log.segments().find(|seg| seg.end > s && unsynced_records > 0));
+                TopicUsage {
+                    name: tc.name.clone(),
+                    priority: tc.priority,
+                    eviction: tc.eviction,
+                    bytes: log.bytes(),
+                    segments: log.segment_count() as u64,
+                    records: log.records_from(log.start_offset()),
+                    unsynced_records,
+                    oldest_unsynced_age: oldest.map(|seg| Duration::from_millis(wall.saturating_sub(seg.newest_ms))),
+                    evicted_unsynced: self.evicted_unsynced[t],
+                }
+            })
+            .collect();
+        ResourceStatus {
+            memory: self.memory(),
+            memory_max: self.cfg.resources.memory_bytes_max,
+            storage_used: self.storage_used() + self.storage_reserved(),
+            storage_max: self.cfg.resources.storage_bytes_max,
+            device_full: self.device_full.is_some(),
+            topics,
+        }
+    }
+}
+
+impl Flush {
+    fn heap_bytes(&self) -> u64 {
+        let replies = self.replies.capacity() * std::mem::size_of::<(ReqId, ProduceAck)>();
+        let touched = self.touched.capacity() * std::mem::size_of::<(TopicIdx, Checkpoint)>();
+        let stored = self.stored.capacity() * std::mem::size_of::<Accepted>();
+        let crcs: usize = self.stored.iter().map(|a| a.value_crcs.capacity() * 4).sum();
+        (replies + touched + stored + crcs) as u64
+    }
+}
+
+impl Recovery {
+    fn heap_bytes(&self) -> u64 {
+        let jobs = (self.jobs.capacity() * std::mem::size_of::<ScanJob>()) as u64;
+        let segs: usize = self.segments.values().map(|v| v.capacity() * std::mem::size_of::<Segment>() + 64).sum();
+        let marks = self.marks.len() as u64 * resources::GATEWAY_STREAM_ENTRY_BYTES;
+        jobs + segs as u64 + marks + (self.meta_generations.capacity() * 8) as u64
+    }
+}
+
 impl ScanJob {
     fn file_base(&self) -> u64 {
         match self.file {
@@ -1043,14 +1371,28 @@ impl ScanJob {
     }
 }
 
-/// What a pending record counts against `pending_bytes_max`.
-fn record_cost(key_len: usize, value_len: usize) -> u64 {
-    (key_len + value_len + 32) as u64
+/// The most storage a record takes once encoded into a log frame: its key and value, and
+/// at most 15 bytes of varints (the frame and batch headers are in `STORAGE_FRAME_RESERVE`).
+fn record_storage_cost(key_len: usize, value_len: usize) -> u64 {
+    (key_len + value_len + 16) as u64
 }
 
-/// Splits pending records into batches the codec accepts.
-fn chunk_records(records: &[PendingRecord]) -> impl Iterator<Item = &[PendingRecord]> {
-    let raw_max = codec::MAX_BATCH_RAW_BYTES / 2;
+/// Storage kept free for the frame and batch headers of the next group commit. It splits
+/// each topic's records into frames of at most `frame_raw_max` by memory cost, and two
+/// neighbouring frames together pass it, so there are at most two frames per
+/// `frame_raw_max` of `pending_bytes`, plus one per topic.
+fn storage_frame_reserve(topics: usize, pending_bytes: u64, frame_raw_max: u64) -> u64 {
+    if pending_bytes == 0 {
+        return 0;
+    }
+    (topics as u64 + 2 * pending_bytes / frame_raw_max + 2) * log::LOG_FRAME_MIN as u64
+}
+
+/// Splits pending records into batches of at most `raw_max` bytes (counted by memory
+/// cost, which is more than the encoded size), or one record each if larger: then a sync
+/// or fetch read of one `read_chunk_bytes` holds a whole frame, unless one record alone
+/// is larger.
+fn chunk_records(records: &[PendingRecord], raw_max: usize) -> impl Iterator<Item = &[PendingRecord]> {
     let mut rest = records;
     std::iter::from_fn(move || {
         if rest.is_empty() {
@@ -1059,7 +1401,7 @@ fn chunk_records(records: &[PendingRecord]) -> impl Iterator<Item = &[PendingRec
         let mut n = 0;
         let mut bytes = 0;
         while n < rest.len() && n < MAX_BATCH_RECORDS {
-            let c = record_cost(rest[n].key.as_ref().map_or(0, Vec::len), rest[n].value.len()) as usize;
+            let c = rest[n].memory_cost() as usize;
             if n > 0 && bytes + c > raw_max {
                 break;
             }

@@ -7,6 +7,8 @@
 //! | 3 order | `on_stored`: a sequence stored before its predecessor (a gap) |
 //! | 4 convergence | the world's settle phase, via `undelivered` |
 //! | 6 causality | `on_ack` (a node's timestamps never go back, across crashes too) and `on_stored` (the gateway's receive timestamp is after the record's) |
+//! | 1 and 8: eviction | `on_evicted`: an edge evicted unsynced records of a topic whose policy is `keep` |
+//! | 8 bounded resources | the world checks every node's accounting after every step and reports through `on_budget_violation` |
 //!
 //! Memory is bounded by the backlog: per stream, only acknowledged records not yet
 //! delivered are remembered (sequence and value CRC).
@@ -42,6 +44,11 @@ pub struct Counts {
     /// Acknowledged records the gateway will never hold because a `disk-corrupt` fault
     /// destroyed the edge's only copy and the edge said so (DESIGN §3, guarantee 1).
     pub corrupted: u64,
+    /// Acknowledged records the gateway will never hold because the edge evicted them
+    /// under a lossy eviction policy, and said so.
+    pub evicted_unsynced: u64,
+    /// Steps at which a node's accounting was above a budget (guarantee 8).
+    pub budget_violations: u64,
 }
 
 #[derive(Debug, Default)]
@@ -60,6 +67,8 @@ pub struct Checker {
     streams: BTreeMap<StreamKey, StreamCheck>,
     /// Offset ranges `disk-corrupt` faults destroyed, per stream: the simulator's truth.
     destroyed: BTreeMap<StreamKey, Vec<(u64, u64)>>,
+    /// Offset ranges edges evicted under a lossy policy, per stream (from their events).
+    evicted: BTreeMap<StreamKey, Vec<(u64, u64)>>,
     last_hlc: BTreeMap<usize, Hlc>,
     pub violations: Vec<Violation>,
     pub violation_count: u64,
@@ -188,42 +197,70 @@ impl Checker {
         }
     }
 
+    /// An edge evicted records `from..to` of a topic before the gateway acknowledged them.
+    /// Only a lossy policy allows it (`lossy`); under `keep` it is a durability violation
+    /// at once, and any acknowledged record in the range that never arrives is lost.
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_evicted(&mut self, at: u64, node: usize, topic: u16, from: u64, to: u64, lossy: bool, name: &str) {
+        if !lossy {
+            self.violate(
+                at,
+                "durability",
+                format!("node {node} evicted unsynced records {from}..{to} of topic {name:?}, whose policy is keep"),
+            );
+            return;
+        }
+        self.evicted.entry((node, topic)).or_default().push((from, to));
+    }
+
+    /// A node's accounting passed a budget after a step (guarantee 8).
+    pub fn on_budget_violation(&mut self, at: u64, node: &str, detail: String) {
+        self.counts.budget_violations += 1;
+        self.violate(at, "bounded-resources", format!("node {node}: {detail}"));
+    }
+
     /// A `disk-corrupt` fault destroyed the edge's copy of records `from..to`.
     pub fn on_destroyed(&mut self, node: usize, topic: u16, from: u64, to: u64) {
         self.destroyed.entry((node, topic)).or_default().push((from, to));
     }
 
     /// The gateway accepted a skip: `from..to` of the stream will never arrive. Each
-    /// acknowledged record in it must be one storage destroyed (`corrupted`); any other is
-    /// lost. Acknowledged records below `from` not delivered were skipped over: lost.
+    /// acknowledged record in it must be one storage destroyed (`corrupted`) or one the
+    /// edge evicted under a lossy policy (`evicted_unsynced`); any other is lost.
+    /// Acknowledged records below `from` not delivered were skipped over: lost.
     pub fn on_skipped(&mut self, at: u64, origin: usize, topic: u16, from: u64, to: u64, reason: &str) {
         let destroyed = self.destroyed.get(&(origin, topic)).cloned().unwrap_or_default();
+        let evicted = self.evicted.get(&(origin, topic)).cloned().unwrap_or_default();
         let s = self.streams.entry((origin, topic)).or_default();
         if to <= s.next_expected {
             return;
         }
         let mut lost = Vec::new();
-        let mut corrupted = 0;
+        let (mut corrupted, mut gone) = (0, 0);
+        let within = |ranges: &[(u64, u64)], p: u64| ranges.iter().any(|&(a, b)| a <= p && p < b);
         while let Some(&(p, _)) = s.pending.front() {
             if p >= to {
                 break;
             }
             s.pending.pop_front();
-            if p >= from && destroyed.iter().any(|&(a, b)| a <= p && p < b) {
+            if p >= from && within(&destroyed, p) {
                 corrupted += 1;
+            } else if p >= from && within(&evicted, p) {
+                gone += 1;
             } else {
                 lost.push(p);
             }
         }
         s.next_expected = to;
         self.counts.corrupted += corrupted;
+        self.counts.evicted_unsynced += gone;
         for p in lost {
             self.counts.lost += 1;
             self.violate(
                 at,
                 "durability",
                 format!(
-                    "origin {origin} topic {topic}: acknowledged seq {p} skipped ({reason}, {from}..{to}) but storage never destroyed it"
+                    "origin {origin} topic {topic}: acknowledged seq {p} skipped ({reason}, {from}..{to}) but storage never destroyed it and it was not evicted"
                 ),
             );
         }
@@ -304,6 +341,31 @@ mod tests {
         assert!(c.violations[0]
             .detail
             .contains("acknowledged seq 3 skipped (Unwritten, 3..6) but storage never destroyed it"));
+    }
+
+    #[test]
+    fn a_skip_over_evicted_records_counts_them_only_under_a_lossy_policy() {
+        let mut c = Checker::default();
+        clean_history(&mut c);
+        for seq in 3..10 {
+            c.on_ack(seq, 0, 0, seq, h(110 + seq), 1);
+        }
+        c.on_evicted(15, 0, 0, 3, 6, true, "t");
+        c.on_skipped(21, 0, 0, 3, 7, "Evicted");
+        assert_eq!(c.counts.evicted_unsynced, 3);
+        assert_eq!(c.counts.lost, 1, "seq 6 was not evicted");
+        assert_eq!(c.violations.len(), 1);
+        c.on_evicted(22, 0, 1, 0, 5, false, "keep-me");
+        assert_eq!(c.violations.len(), 2);
+        assert!(c.violations[1].detail.contains("whose policy is keep"), "{:?}", c.violations);
+    }
+
+    #[test]
+    fn a_budget_violation_bites() {
+        let mut c = Checker::default();
+        c.on_budget_violation(5, "edge", "accounted memory 2 B is above the limit 1 B".into());
+        assert_eq!(c.counts.budget_violations, 1);
+        assert_eq!(c.violations[0].invariant, "bounded-resources");
     }
 
     #[test]

@@ -31,6 +31,21 @@ pub struct NodeReport {
     pub corruptions: u32,
     /// Sequences this edge's sync skipped because their frames failed the checksum.
     pub corrupted_skipped: u64,
+    /// The node's budgets (from the scenario's `memory`/`storage` or the device).
+    pub memory_limit_bytes: u64,
+    pub storage_limit_bytes: u64,
+    /// Records this edge evicted before the gateway acknowledged them, and the first
+    /// ranges (topic, from, to) as its `Evicted` events named them.
+    pub evicted_unsynced: u64,
+    pub evicted_ranges: Vec<(String, u64, u64)>,
+    /// Segments evicted whose records the gateway already held.
+    pub evicted_synced_segments: u64,
+    /// Produces refused as `StorageFull` (budget full or device full).
+    pub storage_refused: u64,
+    /// Gateway: Data refused for lack of storage budget.
+    pub gateway_storage_refused: u64,
+    /// Times storage reported no space to this node.
+    pub device_full_events: u64,
 }
 
 /// Everything beyond the contract's fields, for diagnosis.
@@ -64,7 +79,8 @@ pub struct Report {
     pub evicted_unsynced: u64,
     pub corrupted: u64,
     pub max_backlog: u64,
-    /// Accounted memory per node: `null` until the core accounts memory (resources issue).
+    /// The largest accounted memory of each node after any step (guarantee 8 checks it
+    /// against the node's limit at every step).
     pub peak_memory_bytes: BTreeMap<String, Option<u64>>,
     pub converged: bool,
     pub converge_secs: Option<f64>,
@@ -140,6 +156,16 @@ impl Report {
         }
         if let Some(min) = e.min_delivered.filter(|&m| self.delivered < m) {
             worst(Verdict::Expectation, format!("expect.min_delivered = {min}, got {}", self.delivered), &mut fails);
+        }
+        if let Some(min) = e.min_evicted_unsynced.filter(|&m| self.evicted_unsynced < m) {
+            worst(
+                Verdict::Expectation,
+                format!(
+                    "expect.min_evicted_unsynced = {min}, got {}: the storage pressure never came",
+                    self.evicted_unsynced
+                ),
+                &mut fails,
+            );
         }
         let syncs_up = !scenario.workloads.is_empty()
             && scenario.workloads.iter().any(|w| crate::world::topic_goes_up(&scenario.topics[w.topic]));

@@ -142,6 +142,29 @@ pub enum Conflict {
     LastWriteWins,
 }
 
+/// What a topic may give up when its node's storage budget is full (see
+/// `outpost_core::config::Eviction`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EvictionSpec {
+    /// Never evict unsynced records: backpressure instead.
+    #[default]
+    Keep,
+    /// A ring buffer: the oldest unsynced data goes, for writes of equal or higher priority.
+    Oldest,
+    /// Unsynced data goes only for writes to topics of strictly higher priority.
+    Priority,
+    /// As `oldest`, least recently read topics first.
+    Lru,
+}
+
+impl EvictionSpec {
+    /// Whether the policy lets unsynced records be evicted at all.
+    pub fn is_lossy(self) -> bool {
+        self != EvictionSpec::Keep
+    }
+}
+
 /// A topic.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TopicSpec {
@@ -151,6 +174,8 @@ pub struct TopicSpec {
     pub sync: SyncDirection,
     /// Eviction order: lower is evicted first.
     pub priority: u8,
+    /// What the topic gives up when storage is full.
+    pub eviction: EvictionSpec,
     /// Records carry keys, and replicas converge to one value per key.
     pub keyed: bool,
     /// Conflict resolution for keyed topics.
@@ -241,6 +266,9 @@ pub struct Expect {
     pub converge_within: Option<Duration>,
     /// At least this many records delivered.
     pub min_delivered: Option<u64>,
+    /// At least this many acknowledged records evicted unsynced: a scenario about
+    /// storage pressure fails if the pressure never came.
+    pub min_evicted_unsynced: Option<u64>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -525,6 +553,8 @@ struct RawTopic {
     sync: SyncDirection,
     priority: Option<u8>,
     #[serde(default)]
+    eviction: EvictionSpec,
+    #[serde(default)]
     keyed: bool,
     conflict: Option<Conflict>,
     classification: Option<String>,
@@ -598,6 +628,7 @@ struct RawExpect {
     out_of_order: Option<u64>,
     converge_within: Option<String>,
     min_delivered: Option<u64>,
+    min_evicted_unsynced: Option<u64>,
 }
 
 /// A size as written: `"96MiB"` or a plain byte count (`1000` or `"1000"`).
@@ -864,6 +895,7 @@ fn topics(raw: &[RawTopic]) -> Result<Vec<TopicSpec>, Problem> {
             name: r.name.clone(),
             sync: r.sync,
             priority: r.priority.unwrap_or(DEFAULT_PRIORITY),
+            eviction: r.eviction,
             keyed: r.keyed,
             conflict: r.conflict.unwrap_or_default(),
             classification: r.classification.clone(),
@@ -1200,6 +1232,7 @@ fn expect(raw: &RawExpect, settle: Duration) -> Result<Expect, Problem> {
         out_of_order: raw.out_of_order,
         converge_within,
         min_delivered: raw.min_delivered,
+        min_evicted_unsynced: raw.min_evicted_unsynced,
     })
 }
 
@@ -1479,6 +1512,7 @@ converge_within = "5m"
                 name: "telemetry.can".into(),
                 sync: SyncDirection::EdgeToCloud,
                 priority: 5,
+                eviction: EvictionSpec::Keep,
                 keyed: false,
                 conflict: Conflict::LastWriteWins,
                 classification: None,
@@ -1499,6 +1533,7 @@ converge_within = "5m"
                 out_of_order: None,
                 converge_within: Some(minutes(5)),
                 min_delivered: None,
+                min_evicted_unsynced: None,
             },
         };
         assert_eq!(s, expected);
@@ -1594,6 +1629,7 @@ min_delivered = 100
                 name: "prices".into(),
                 sync: SyncDirection::CloudToEdge,
                 priority: 9,
+                eviction: EvictionSpec::Keep,
                 keyed: true,
                 conflict: Conflict::LastWriteWins,
                 classification: Some("pii".into()),

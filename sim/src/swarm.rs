@@ -6,7 +6,8 @@
 use crate::profiles;
 use crate::rng::{stream, SimRng};
 use crate::scenario::{
-    Conflict, Expect, FaultSpec, LinkSpec, NodeSpec, Role, Scenario, SyncDirection, TopicSpec, Window, WorkloadSpec,
+    Conflict, EvictionSpec, Expect, FaultSpec, LinkSpec, NodeSpec, Role, Scenario, SyncDirection, TopicSpec, Window,
+    WorkloadSpec,
 };
 use outpost_core::types::Duration;
 use rand::seq::SliceRandom;
@@ -50,6 +51,7 @@ pub fn world(seed: u64) -> Scenario {
             name: format!("t{t}"),
             sync: if rng.gen_bool(0.85) { SyncDirection::EdgeToCloud } else { SyncDirection::Local },
             priority: rng.gen_range(0..=9),
+            eviction: EvictionSpec::Keep,
             keyed: false,
             conflict: Conflict::LastWriteWins,
             classification: None,

@@ -13,9 +13,10 @@ use crate::disk::SimDisk;
 use crate::net::Network;
 use crate::report::{Details, NodeReport, Report};
 use crate::rng::{mix, stream, SimRng};
-use crate::scenario::{FaultSpec, Role as SpecRole, Scenario, SyncDirection as SpecSync, TopicSpec};
-use outpost_core::config::{NodeConfig, Role, SyncDirection, TopicConfig};
+use crate::scenario::{EvictionSpec, FaultSpec, Role as SpecRole, Scenario, SyncDirection as SpecSync, TopicSpec};
+use outpost_core::config::{Eviction, NodeConfig, Role, SyncDirection, TopicConfig};
 use outpost_core::io::{Event, Input, Output, ProduceError, ReqId};
+use outpost_core::resources;
 use outpost_core::types::{Instant, NodeId, Now, TopicIdx};
 use outpost_core::{Node, NodeSeed};
 use rand::Rng;
@@ -30,6 +31,8 @@ const EPOCH_MS: u64 = 1_767_225_600_000;
 const NTP_DELAY_NS: u64 = 60_000_000_000;
 /// How often the world samples backlog and checks convergence.
 const SAMPLE_NS: u64 = 1_000_000_000;
+/// Evicted ranges listed per node in the report; later ones are only counted.
+const EVICTED_RANGES_KEPT_MAX: usize = 100;
 /// A node asking to be woken at the same instant this many times in a row is spinning.
 const SAME_INSTANT_WAKEUPS_MAX: u32 = 100_000;
 
@@ -147,6 +150,8 @@ struct SimNode {
     same_instant_wakeups: u32,
     pending: BTreeMap<u64, PendingProduce>,
     report: NodeReport,
+    /// The largest accounted memory seen after any step.
+    peak_memory: u64,
 }
 
 struct Workload {
@@ -207,11 +212,18 @@ fn node_config(s: &Scenario, i: usize) -> NodeConfig {
             };
             let mut c = TopicConfig::new(&t.name, sync);
             c.priority = t.priority;
+            c.eviction = match t.eviction {
+                EvictionSpec::Keep => Eviction::Keep,
+                EvictionSpec::Oldest => Eviction::Oldest,
+                EvictionSpec::Priority => Eviction::Priority,
+                EvictionSpec::Lru => Eviction::Lru,
+            };
             c.retention_bytes = c.retention_bytes.min(per_topic);
             c
         })
         .collect();
     let mut cfg = NodeConfig::new(NodeId(i as u64 + 1), role, topics);
+    resources::fit_to_budgets(&mut cfg, spec.memory_bytes, spec.storage_bytes);
     if role == Role::Edge {
         // The edge forwards to the first gateway it has a link to.
         cfg.upstream = s
@@ -315,6 +327,7 @@ impl<'a> World<'a> {
                     same_instant_wakeups: 0,
                     pending: BTreeMap::new(),
                     report: NodeReport::default(),
+                    peak_memory: 0,
                 }
             })
             .collect();
@@ -613,7 +626,38 @@ impl<'a> World<'a> {
         while let Some(out) = self.nodes[i].node.as_mut().and_then(Node::poll_output) {
             self.perform(i, out);
         }
+        self.check_budgets(i);
         self.rearm(i);
+    }
+
+    /// Guarantee 8 after every step: the node's accounted memory within its limit and
+    /// every part within its planned maximum, and its accounted storage within its limit.
+    fn check_budgets(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        let Some(node) = n.node.as_ref() else { return };
+        let memory = node.memory();
+        let total = memory.total();
+        n.peak_memory = n.peak_memory.max(total);
+        let limit = n.cfg.resources.memory_bytes_max;
+        let storage = node.storage_used() + node.storage_reserved();
+        let storage_limit = n.cfg.resources.storage_bytes_max;
+        let mut problems = Vec::new();
+        if total > limit {
+            problems.push(format!("accounted memory {total} B is above the limit {limit} B: {memory:?}"));
+        }
+        if let Some((part, used, max)) = memory.over(node.memory_plan()) {
+            problems.push(format!("memory part {} holds {used} B, above its maximum {max} B", part.name()));
+        }
+        if storage > storage_limit {
+            let (used, reserved) = (node.storage_used(), node.storage_reserved());
+            problems.push(format!(
+                "accounted storage {storage} B ({used} B in files, {reserved} B reserved for the next commit) is above the limit {storage_limit} B"
+            ));
+        }
+        let name = n.name.clone();
+        for p in problems {
+            self.checker.on_budget_violation(self.t, &name, p);
+        }
     }
 
     fn rearm(&mut self, i: usize) {
@@ -683,6 +727,8 @@ impl<'a> World<'a> {
                             ProduceError::NotAccepted => "not_accepted",
                             ProduceError::Clock(_) => "clock",
                             ProduceError::Storage(_) => "storage",
+                            ProduceError::StorageFull { device_full: true, .. } => "device_full",
+                            ProduceError::StorageFull { .. } => "storage_full",
                         };
                         *self.details.refused.entry(kind.to_string()).or_default() += 1;
                     }
@@ -735,6 +781,22 @@ impl<'a> World<'a> {
                 let name = self.nodes[i].name.clone();
                 self.log(format_args!("{name}: origin {origin} topic {} skipped {from}..{to} ({reason:?})", topic.0));
             }
+            Event::Evicted { topic, from, to, records, bytes, policy } => {
+                self.hash(from ^ to.rotate_left(17));
+                let spec = &self.scenario.topics[topic.0 as usize];
+                let lossy = spec.eviction.is_lossy();
+                let r = &mut self.nodes[i].report;
+                r.evicted_unsynced += records;
+                if r.evicted_ranges.len() < EVICTED_RANGES_KEPT_MAX {
+                    r.evicted_ranges.push((spec.name.clone(), from, to));
+                }
+                self.checker.on_evicted(self.t, i, topic.0, from, to, lossy, &spec.name);
+                let name = self.nodes[i].name.clone();
+                self.log(format_args!(
+                    "{name}: evicted unsynced {from}..{to} of topic {} ({records} records, {bytes} B, policy {policy})",
+                    topic.0
+                ));
+            }
             other => {
                 let name = self.nodes[i].name.clone();
                 self.log(format_args!("{name}: {other:?}"));
@@ -771,6 +833,8 @@ impl<'a> World<'a> {
         let settle_start = self.scenario.duration.as_nanos();
         let mut peak_memory_bytes = BTreeMap::new();
         for n in &mut self.nodes {
+            n.report.memory_limit_bytes = n.cfg.resources.memory_bytes_max;
+            n.report.storage_limit_bytes = n.cfg.resources.storage_bytes_max;
             if let Some(node) = &n.node {
                 add_stats(&mut n.report, &node.stats());
             }
@@ -778,7 +842,7 @@ impl<'a> World<'a> {
             n.report.disk_syncs = n.disk.syncs;
             n.report.disk_used_bytes_at_end = n.disk.used_bytes();
             self.details.nodes.insert(n.name.clone(), n.report.clone());
-            peak_memory_bytes.insert(n.name.clone(), None);
+            peak_memory_bytes.insert(n.name.clone(), Some(n.peak_memory));
         }
         let c = self.checker.counts.clone();
         self.details.counts = c.clone();
@@ -795,7 +859,7 @@ impl<'a> World<'a> {
             lost: c.lost,
             duplicates: c.duplicates,
             out_of_order: c.out_of_order,
-            evicted_unsynced: 0,
+            evicted_unsynced: c.evicted_unsynced,
             corrupted: c.corrupted,
             max_backlog: self.max_backlog,
             peak_memory_bytes,
@@ -823,6 +887,10 @@ fn add_stats(r: &mut NodeReport, s: &outpost_core::NodeStats) {
     r.commit_failures += s.commit_failures;
     r.segments_deleted += s.segments_deleted;
     r.corrupted_skipped += s.corrupted_skipped;
+    r.evicted_synced_segments += s.evicted_synced_segments;
+    r.storage_refused += s.storage_refused;
+    r.gateway_storage_refused += s.gateway_storage_refused;
+    r.device_full_events += s.device_full_events;
 }
 
 /// Runs `scenario` with `seed`.

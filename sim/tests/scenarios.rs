@@ -41,6 +41,19 @@ fn worn_sd_card_seed_2() {
     run_and_snapshot("worn-sd-card", 2);
 }
 
+/// Storage fills while Wi-Fi is down: the lossy topics give up records (the report names
+/// the ranges), the `keep` topics lose nothing, memory stays under 16 MiB.
+#[test]
+fn pi_zero_memory_seed_1() {
+    run_and_snapshot("pi-zero-memory", 1);
+}
+
+/// The device reports no space six times: backpressure, then recovery without help.
+#[test]
+fn disk_full_seed_1() {
+    run_and_snapshot("disk-full", 1);
+}
+
 /// Seeds of `worn-sd-card` that once failed, with what they found.
 const WORN_SD_CARD_REGRESSIONS: &[(u64, &str)] = &[
     // A flipped bit in a frame's length field made it claim 4 MiB, so recovery took it for

@@ -41,6 +41,14 @@ pub struct Accepted {
     pub max_record_hlc: Hlc,
     pub received_hlc: Hlc,
     pub hlc_rejected: bool,
+    /// What it draws from the memory budget (`GatewayPending`) until it is durable.
+    pub cost: u64,
+}
+
+impl Accepted {
+    fn cost_of(batch: &[u8], records: usize) -> u64 {
+        (std::mem::size_of::<Accepted>() + batch.len() + 4 * records) as u64
+    }
 }
 
 /// The gateway's sync state machine.
@@ -48,8 +56,10 @@ pub struct Accepted {
 pub struct Ingest {
     streams: BTreeMap<(NodeId, TopicIdx), GwStream>,
     sessions: BTreeMap<NodeId, GwSession>,
-    /// Bytes accepted and not yet durable.
+    /// Memory of batches accepted and not yet durable (see `Accepted::cost`).
     pub pending_bytes: u64,
+    /// Data refused because the storage budget had no room for it (the edge resends).
+    pub storage_refused: u64,
     pub duplicates_dropped: u64,
     pub gaps_refused: u64,
 }
@@ -74,6 +84,13 @@ impl Ingest {
         self.streams.iter()
     }
 
+    /// Heap bytes of the stream marks and sessions.
+    pub fn index_bytes(&self) -> u64 {
+        use crate::resources::{GATEWAY_SESSION_ENTRY_BYTES, GATEWAY_STREAM_ENTRY_BYTES};
+        self.streams.len() as u64 * GATEWAY_STREAM_ENTRY_BYTES
+            + self.sessions.len() as u64 * GATEWAY_SESSION_ENTRY_BYTES
+    }
+
     fn topic_idx(cfg: &NodeConfig, name: &str) -> Option<TopicIdx> {
         cfg.topics.iter().position(|t| t.name == name).map(|i| TopicIdx(i as u16))
     }
@@ -94,6 +111,11 @@ impl Ingest {
         if origin != from {
             fx.event(Event::BadMessage { from, error: format!("hello claims origin {origin}") });
             return;
+        }
+        if !self.sessions.contains_key(&origin) && self.sessions.len() >= cfg.gateway.streams_max {
+            // Sessions are bounded like streams: refuse every topic, the edge retries later.
+            let answer = topics.into_iter().map(|name| (name, TopicStatus::TooManyStreams, 0)).collect();
+            return fx.send(from, &SyncMsg::Welcome { session, hlc, topics: answer });
         }
         self.sessions.insert(origin, GwSession { id: session, last_heard: now });
         let mut answer = Vec::with_capacity(topics.len());
@@ -124,6 +146,7 @@ impl Ingest {
         now: Instant,
         received_hlc: Hlc,
         hlc_rejected: bool,
+        mut storage_room: u64,
         cfg: &NodeConfig,
         codec: (&mut BatchEncoder, &mut BatchDecoder),
         fx: &mut Fx,
@@ -156,6 +179,13 @@ impl Ingest {
                 }
             };
             let h: BatchHeader = batch.header;
+            if u64::from(h.raw_len) > cfg.gateway.batch_raw_bytes_max {
+                let max = cfg.gateway.batch_raw_bytes_max;
+                let error = format!("batch of {} record bytes exceeds gateway.batch_raw_bytes_max = {max}", h.raw_len);
+                fx.event(Event::BadMessage { from, error });
+                refused = true;
+                break;
+            }
             if h.origin != from {
                 fx.event(Event::BadMessage { from, error: format!("batch claims origin {}", h.origin) });
                 refused = true;
@@ -170,10 +200,18 @@ impl Ingest {
                 refused = true;
                 break;
             }
-            if self.pending_bytes + bytes.len() as u64 > cfg.gateway.pending_bytes_max {
+            let cost = Accepted::cost_of(&bytes, h.count as usize);
+            if self.pending_bytes + cost > cfg.gateway.pending_bytes_max {
                 refused = true;
                 break;
             }
+            let need = bytes.len() as u64 + crate::log::LOG_FRAME_OVERHEAD as u64;
+            if need > storage_room {
+                self.storage_refused += 1;
+                refused = true;
+                break;
+            }
+            storage_room -= need;
             let skip = (stream.appended - h.base_seq) as usize;
             self.duplicates_dropped += skip as u64;
             let records: Vec<RecordRef<'_>> = batch.records().skip(skip).collect();
@@ -187,7 +225,8 @@ impl Ingest {
                 b
             };
             let count = records.len() as u32;
-            self.pending_bytes += stored.len() as u64;
+            let cost = Accepted::cost_of(&stored, records.len());
+            self.pending_bytes += cost;
             accepted.push(Accepted {
                 origin: from,
                 topic: idx,
@@ -198,6 +237,7 @@ impl Ingest {
                 max_record_hlc,
                 received_hlc,
                 hlc_rejected,
+                cost,
             });
             stream.appended += u64::from(count);
         }
@@ -262,7 +302,7 @@ impl Ingest {
             assert_eq!(st.durable, b.base_seq, "durable marks advance without gaps");
             st.durable = end;
             debug_assert!(st.durable <= st.appended);
-            self.pending_bytes -= b.batch.len() as u64;
+            self.pending_bytes -= b.cost;
             touched.insert((b.origin, b.topic));
         }
         for (origin, topic) in touched {

@@ -89,6 +89,9 @@ pub enum SkipReason {
     /// The edge no longer stores the range: retention deleted it after the gateway had
     /// acknowledged it, and the gateway has since lost its mark.
     Deleted = 2,
+    /// The edge's storage budget was full and the topic's eviction policy let it delete
+    /// records the gateway had not acknowledged (counted as `evicted_unsynced`).
+    Evicted = 3,
 }
 
 /// Why bytes from a peer are not a sync message.
@@ -300,6 +303,7 @@ impl SyncMsg {
                     0 => SkipReason::Corrupted,
                     1 => SkipReason::Unwritten,
                     2 => SkipReason::Deleted,
+                    3 => SkipReason::Evicted,
                     s => return Err(MsgError::BadStatus(s)),
                 };
                 SyncMsg::Skip { session, hlc, topic, from, to, reason }
@@ -356,14 +360,15 @@ mod tests {
                 SyncMsg::Ack { session: s, hlc: Hlc(h), topic, next_seq: n, expected: e }
             }),
             any::<u64>().prop_map(|s| SyncMsg::Reset { session: s }),
-            (any::<u64>(), any::<u64>(), name(), any::<u64>(), 1u64..1 << 40, 0u8..3).prop_map(
+            (any::<u64>(), any::<u64>(), name(), any::<u64>(), 1u64..1 << 40, 0u8..4).prop_map(
                 |(s, h, topic, from, n, r)| SyncMsg::Skip {
                     session: s,
                     hlc: Hlc(h),
                     topic,
                     from: from / 2,
                     to: from / 2 + n,
-                    reason: [SkipReason::Corrupted, SkipReason::Unwritten, SkipReason::Deleted][r as usize],
+                    reason: [SkipReason::Corrupted, SkipReason::Unwritten, SkipReason::Deleted, SkipReason::Evicted]
+                        [r as usize],
                 }
             ),
         ]

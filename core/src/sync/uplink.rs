@@ -21,6 +21,7 @@ use crate::hlc::Hlc;
 use crate::io::{DiskRequest, Event};
 use crate::log::{self, Resync, ScanStop, Segment, TopicLog};
 use crate::node::{Fx, Op};
+use crate::resources::FLIGHTS_PER_STREAM_MAX;
 use crate::types::{Duration, Instant, NodeId, Seq, TopicIdx};
 use rand::Rng;
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -184,6 +185,24 @@ impl Uplink {
 
     pub fn is_active(&self) -> bool {
         matches!(self.session, Session::Active { .. })
+    }
+
+    /// Heap bytes of the per-stream state (not the held batches).
+    pub fn index_bytes(&self) -> u64 {
+        let per = std::mem::size_of::<UpStream>() + 64;
+        let flights: usize = self.streams.values().map(|s| s.inflight.capacity() * std::mem::size_of::<Flight>()).sum();
+        let names: usize = self.streams.values().map(|s| s.name.capacity()).sum();
+        (self.streams.len() * per + flights + names) as u64
+    }
+
+    /// Heap bytes of encoded batches held back by the bandwidth limit.
+    pub fn held_bytes(&self) -> u64 {
+        self.streams.values().filter_map(|s| s.held.as_ref()).map(|h| h.bytes.capacity() as u64).sum()
+    }
+
+    /// Uncompressed bytes sent and not yet acknowledged.
+    pub fn window_bytes(&self) -> u64 {
+        self.inflight_bytes
     }
 
     /// Records the edge holds that the gateway has not acknowledged, per topic.
@@ -381,7 +400,8 @@ impl Uplink {
         }
         let s = self.streams.get_mut(&idx).expect("stream exists");
         let durable = log.durable_offset();
-        if s.reading || s.sent >= durable || self.inflight_bytes >= cfg.sync.window_bytes_max {
+        let flights_full = s.inflight.len() >= FLIGHTS_PER_STREAM_MAX;
+        if s.reading || s.sent >= durable || self.inflight_bytes >= cfg.sync.window_bytes_max || flights_full {
             if s.sent >= durable {
                 s.waiting_since = None;
             }
@@ -393,12 +413,13 @@ impl Uplink {
             return;
         }
         let Some(seg) = log.segment_for(s.sent) else {
-            // Retention deletes only what the gateway acknowledged, so the gateway's mark
-            // is below our oldest record only if it lost its mark since (a gateway forgets
-            // skipped ranges when it restarts, see `Ingest::on_skip`). Say so, once.
+            // Eviction under a lossy policy deleted records the gateway never had; or
+            // retention deleted what it acknowledged, and it lost its mark since (a gateway
+            // forgets skipped ranges when it restarts, see `Ingest::on_skip`). Say so, once.
             let (from, to) = (s.sent, log.start_offset());
             debug_assert!(from < to, "an offset below durable is stored or was deleted");
-            return self.skip(idx, (from, to), SkipReason::Deleted, None, now, hlc, fx);
+            let reason = if from < log.evicted_unsynced_end() { SkipReason::Evicted } else { SkipReason::Deleted };
+            return self.skip(idx, (from, to), reason, None, now, hlc, fx);
         };
         let cursor = match s.cursor {
             Some(c) if c.base == seg.base && c.offset <= s.sent => c,
@@ -598,7 +619,7 @@ impl Uplink {
         assert!(end <= durable, "only durable records are ever sent");
         let mut batch = Vec::with_capacity(taken_bytes as usize / 2 + codec::BATCH_HEADER_LEN);
         enc.encode(cfg.id, first_seq, &records, Compression::Zstd, &mut batch);
-        let mut bytes = Vec::with_capacity(batch.len() + 64);
+        let mut bytes = Vec::with_capacity(batch.len() + 64 + s.name.len());
         SyncMsg::Data { session, hlc, topic: s.name.clone(), batches: vec![batch] }.encode(&mut bytes);
         s.waiting_since = if durable - end >= max_records { s.waiting_since } else { None };
         self.records_sent += taken_records;
@@ -679,7 +700,8 @@ impl Uplink {
                         }
                     } else if let Some(w) = s.waiting_since {
                         // Mirror pump_stream's conditions, or a past deadline would spin the driver.
-                        let window_open = self.inflight_bytes < cfg.window_bytes_max;
+                        let window_open =
+                            self.inflight_bytes < cfg.window_bytes_max && s.inflight.len() < FLIGHTS_PER_STREAM_MAX;
                         if s.accepted && window_open && !s.reading && s.sent < logs[idx.0 as usize].durable_offset() {
                             at(w.saturating_add(LINGER));
                         }
