@@ -225,8 +225,10 @@ pub struct NodeStats {
     pub evicted_unsynced: u64,
     /// Segments evicted whose records the gateway held, to make room.
     pub evicted_synced_segments: u64,
-    /// Produces refused for lack of storage (budget full or device full).
+    /// Produces refused because the storage budget was full and nothing more could go.
     pub storage_refused: u64,
+    /// Produces refused while storage reported no space.
+    pub device_full_refused: u64,
     /// Gateway: Data refused for lack of storage (the edge resends).
     pub gateway_storage_refused: u64,
     /// Times storage reported no space.
@@ -462,7 +464,7 @@ impl Node {
             return self.reply(req, Err(e));
         }
         if self.device_full.is_some_and(|f| self.now.mono < f.retry_at) {
-            self.stats.storage_refused += 1;
+            self.stats.device_full_refused += 1;
             return self.reply(req, Err(self.storage_full(true)));
         }
         // The record, and the frame headers the commit may need for it.

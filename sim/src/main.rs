@@ -222,6 +222,18 @@ fn sweep(arg: Option<String>, seeds: u64, first: u64, swarm_mode: bool, jobs: Op
                         t.sim_secs += r.sim_secs;
                         t.corrupted += r.corrupted;
                         t.corruptions += r.details.nodes.values().map(|n| u64::from(n.corruptions)).sum::<u64>();
+                        t.evicted_unsynced += r.evicted_unsynced;
+                        let refused: u64 = r.details.nodes.values().map(|n| n.storage_refused).sum();
+                        t.storage_refused += refused;
+                        if refused > 0 || r.evicted_unsynced > 0 {
+                            t.pressured_worlds += 1;
+                        }
+                        for (name, peak) in &r.peak_memory_bytes {
+                            let limit = r.details.nodes.get(name).map_or(0, |n| n.memory_limit_bytes);
+                            if let (Some(peak), true) = (peak, limit > 0) {
+                                t.peak_memory_share = t.peak_memory_share.max(*peak as f64 / limit as f64);
+                            }
+                        }
                         drop(t);
                         if v != Verdict::Pass {
                             failures.lock().expect("no panics while held").push((seed, v, fails.join("; ")));
@@ -244,7 +256,9 @@ fn sweep(arg: Option<String>, seeds: u64, first: u64, swarm_mode: bool, jobs: Op
     let wall = started.elapsed().as_secs_f64();
     println!(
         "swept {seeds} seeds ({}) in {wall:.1} s wall on {jobs} threads: {} failed; {} records acked, {} delivered, \
-         {:.1} h simulated; {} disk corruptions destroyed {} acknowledged, undelivered records, all reported",
+         {:.1} h simulated; {} disk corruptions destroyed {} acknowledged, undelivered records, all reported; \
+         storage filled in {} worlds: {} acknowledged records evicted under lossy policies, {} produces refused \
+         as the budget was full; highest accounted memory {:.1}% of its node's limit",
         if swarm_mode { "swarm" } else { "fixed world" },
         failures.len(),
         t.acked,
@@ -252,6 +266,10 @@ fn sweep(arg: Option<String>, seeds: u64, first: u64, swarm_mode: bool, jobs: Op
         t.sim_secs / 3600.0,
         t.corruptions,
         t.corrupted,
+        t.pressured_worlds,
+        t.evicted_unsynced,
+        t.storage_refused,
+        t.peak_memory_share * 100.0,
     );
     for (seed, v, why) in &failures {
         println!("  seed {seed}: {v:?}: {why}");
@@ -287,4 +305,10 @@ struct SweepTotals {
     corruptions: u64,
     /// Acknowledged records they destroyed before delivery (each reported by the edge).
     corrupted: u64,
+    /// Runs in which storage filled: records evicted or produces refused.
+    pressured_worlds: u64,
+    evicted_unsynced: u64,
+    storage_refused: u64,
+    /// The highest peak accounted memory of any node, as a share of its limit.
+    peak_memory_share: f64,
 }

@@ -40,8 +40,10 @@ pub struct NodeReport {
     pub evicted_ranges: Vec<(String, u64, u64)>,
     /// Segments evicted whose records the gateway already held.
     pub evicted_synced_segments: u64,
-    /// Produces refused as `StorageFull` (budget full or device full).
+    /// Produces refused as `StorageFull`: the budget was full and nothing more could go.
     pub storage_refused: u64,
+    /// Produces refused as `StorageFull` while the device reported no space.
+    pub device_full_refused: u64,
     /// Gateway: Data refused for lack of storage budget.
     pub gateway_storage_refused: u64,
     /// Times storage reported no space to this node.

@@ -86,7 +86,40 @@ pub fn world(seed: u64) -> Scenario {
         expect: Expect::default(),
     };
     add_faults(&mut s, &mut rng);
+    add_pressure(&mut s, &mut stream(seed, "pressure"));
     s
+}
+
+/// Memory and storage pressure, from its own stream so that the worlds of older seeds
+/// keep everything else: in two worlds of five, edges get small budgets (8 to 64 MiB of
+/// memory, 4 to 16 MiB of storage) and topics get eviction policies, so storage fills
+/// during outages and the budgets are tight enough for their accounting to matter. Half
+/// of those links also lose the gateway for a long stretch, so that backlogs build.
+fn add_pressure(s: &mut Scenario, rng: &mut SimRng) {
+    if !rng.gen_bool(0.4) {
+        return;
+    }
+    let d = s.duration.as_nanos();
+    for l in &mut s.links {
+        if rng.gen_bool(0.5) {
+            let at = rng.gen_range(d / 10..d / 2);
+            let length = rng.gen_range(d / 4..=d / 2).min(d - at);
+            l.outages.push(Window { at: Duration(at), length: Duration(length) });
+            l.outages.sort_by_key(|w| w.at);
+        }
+    }
+    const MIB: u64 = 1 << 20;
+    for n in s.nodes.iter_mut().filter(|n| n.role == Role::Edge) {
+        let memory = [8, 12, 16, 32, 64].choose(rng).expect("non-empty") * MIB;
+        let storage = [4, 6, 8, 12, 16].choose(rng).expect("non-empty") * MIB;
+        n.memory_bytes = memory.min(n.device.memory_bytes);
+        n.storage_bytes = storage.min(n.device.storage_bytes);
+    }
+    const POLICIES: [EvictionSpec; 4] =
+        [EvictionSpec::Keep, EvictionSpec::Oldest, EvictionSpec::Priority, EvictionSpec::Lru];
+    for t in &mut s.topics {
+        t.eviction = *POLICIES.choose(rng).expect("non-empty");
+    }
 }
 
 /// `base` with a fault mix drawn from `seed` added.

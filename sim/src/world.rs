@@ -889,6 +889,7 @@ fn add_stats(r: &mut NodeReport, s: &outpost_core::NodeStats) {
     r.corrupted_skipped += s.corrupted_skipped;
     r.evicted_synced_segments += s.evicted_synced_segments;
     r.storage_refused += s.storage_refused;
+    r.device_full_refused += s.device_full_refused;
     r.gateway_storage_refused += s.gateway_storage_refused;
     r.device_full_events += s.device_full_events;
 }
