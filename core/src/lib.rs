@@ -9,6 +9,8 @@
 //! [`Node::poll_output`] until it returns `None`, perform each output, then call again at
 //! [`Node::poll_timeout`] or on the next input.
 
+#![forbid(unsafe_code)]
+
 pub mod codec;
 pub mod config;
 pub mod fetch;

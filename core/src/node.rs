@@ -1306,6 +1306,12 @@ impl Node {
         m
     }
 
+    /// Of [`Node::memory`], the bytes zstd holds in its own (C) heap, as it reports them
+    /// (`ZSTD_sizeof_CCtx`, `ZSTD_sizeof_DCtx`): invisible to Rust's allocator.
+    pub fn foreign_heap_bytes(&self) -> u64 {
+        self.enc.heap_bytes().1 + self.dec.heap_bytes()
+    }
+
     /// The maximum of each memory part under this node's configuration.
     pub fn memory_plan(&self) -> &MemoryPlan {
         &self.plan

@@ -434,9 +434,20 @@ impl<'a> World<'a> {
     /// Runs to the end and returns the report (with `wall_secs` left at zero: the
     /// simulator reads no clock; the runner measures it).
     pub fn run(mut self) -> Report {
-        while let Some(Reverse(s)) = self.queue.pop() {
+        self.run_until(u64::MAX);
+        self.finish()
+    }
+
+    /// Runs the events due up to simulated time `until` (nanoseconds), or to the end.
+    pub fn run_until(&mut self, until: u64) {
+        while let Some(Reverse(s)) = self.queue.peek() {
+            if s.at > until {
+                return;
+            }
+            let Some(Reverse(s)) = self.queue.pop() else { return };
             if s.at > self.end || self.converged_at.is_some() {
-                break;
+                self.queue.clear();
+                return;
             }
             debug_assert!(s.at >= self.t, "time never goes backwards");
             self.t = s.at;
@@ -445,7 +456,16 @@ impl<'a> World<'a> {
             self.hash(s.ev.tag());
             self.step(s.ev);
         }
-        self.finish()
+    }
+
+    /// Takes node `name` out of the world, as if it had stopped between two steps (for
+    /// tests that measure what it holds). The world goes on without it.
+    pub fn take_node(&mut self, name: &str) -> Option<Node> {
+        let n = self.nodes.iter_mut().find(|n| n.name == name)?;
+        n.incarnation += 1;
+        n.timer_gen += 1;
+        n.timer_at = None;
+        n.node.take()
     }
 
     fn step(&mut self, ev: Ev) {
