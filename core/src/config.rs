@@ -47,6 +47,11 @@ pub enum Eviction {
     Priority,
     /// As `Oldest`, but the segments least recently read by a fetch go first.
     Lru,
+    /// For keyed topics: only records a newer record of the same key has superseded may
+    /// go, so the newest value of every key survives. The oldest segment goes once all
+    /// its records are superseded (tracked for keys written since the node started, up to
+    /// `resources.compact_index_bytes_max`); until then, writes get backpressure as `Keep`.
+    Compact,
 }
 
 impl Eviction {
@@ -54,7 +59,7 @@ impl Eviction {
     /// for a write to a topic of priority `writer`, this topic having priority `own`.
     pub fn yields_to(self, own: u8, writer: u8) -> bool {
         match self {
-            Eviction::Keep => false,
+            Eviction::Keep | Eviction::Compact => false,
             Eviction::Oldest | Eviction::Lru => own <= writer,
             Eviction::Priority => own < writer,
         }
@@ -67,6 +72,7 @@ impl Eviction {
             Eviction::Oldest => "oldest",
             Eviction::Priority => "priority",
             Eviction::Lru => "lru",
+            Eviction::Compact => "compact",
         }
     }
 }
@@ -220,6 +226,9 @@ pub struct ResourceConfig {
     /// is tried again; the wait doubles up to `disk_full_probe_max` while it stays full.
     pub disk_full_probe_min: Duration,
     pub disk_full_probe_max: Duration,
+    /// Memory for the newest sequence of each key of `compact` topics (key bytes + 64 per
+    /// key); keys beyond it are not tracked, and their records are never compacted away.
+    pub compact_index_bytes_max: u64,
 }
 
 impl Default for ResourceConfig {
@@ -229,6 +238,7 @@ impl Default for ResourceConfig {
             storage_bytes_max: 1 << 30,
             disk_full_probe_min: Duration::from_secs(1),
             disk_full_probe_max: Duration::from_secs(30),
+            compact_index_bytes_max: 1 << 20,
         }
     }
 }

@@ -55,6 +55,17 @@ pub struct Segment {
     /// they hold no records (known only until the next restart, which does not rescan
     /// older segments).
     pub unwritten: u64,
+    /// Records of a `compact` topic in this segment that a later record of the same key
+    /// has superseded (known only for records written since the node started).
+    pub superseded: u64,
+}
+
+impl Segment {
+    /// Records that may hold a key's newest value (or have no key): every written record
+    /// not known to be superseded.
+    pub fn live_records(&self) -> u64 {
+        (self.end - self.base - self.unwritten).saturating_sub(self.superseded)
+    }
 }
 
 /// The bookkeeping of one topic's log.
@@ -129,6 +140,15 @@ impl TopicLog {
 
     pub fn last_read(&self) -> Instant {
         self.last_read
+    }
+
+    /// A record at `offset` was superseded by a newer record of its key (compaction).
+    pub fn note_superseded(&mut self, offset: u64) {
+        let i = self.segments.partition_point(|s| s.end <= offset);
+        if let Some(s) = self.segments.get_mut(i).filter(|s| s.base <= offset) {
+            s.superseded += 1;
+            debug_assert!(s.superseded <= s.end - s.base - s.unwritten, "more superseded records than written");
+        }
     }
 
     /// Offsets below this were evicted unsynced since the node started.
@@ -212,7 +232,15 @@ impl TopicLog {
             self.sealed = false;
             let base = self.end_offset();
             assert_eq!(self.durable_offset(), base, "a segment is opened only when the log is durable");
-            self.segments.push_back(Segment { base, end: base, durable_end: base, len: 0, newest_ms, unwritten: 0 });
+            self.segments.push_back(Segment {
+                base,
+                end: base,
+                durable_end: base,
+                len: 0,
+                newest_ms,
+                unwritten: 0,
+                superseded: 0,
+            });
         }
         let seg = self.segments.back_mut().expect("a segment was just ensured");
         let pos = seg.len;
@@ -520,7 +548,15 @@ mod tests {
     fn a_sealed_log_opens_a_new_segment_and_rollback_reseals() {
         let mut log = TopicLog::recovered(
             TopicIdx(0),
-            vec![Segment { base: 0, end: 1 << 20, durable_end: 1 << 20, len: 100, newest_ms: 0, unwritten: 0 }],
+            vec![Segment {
+                base: 0,
+                end: 1 << 20,
+                durable_end: 1 << 20,
+                len: 100,
+                newest_ms: 0,
+                unwritten: 0,
+                superseded: 0,
+            }],
         );
         log.seal_newest();
         let cp = log.checkpoint();

@@ -10,7 +10,7 @@
 use crate::codec::{
     BatchDecoder, BatchEncoder, Compression, DecodedBatch, RecordRef, MAX_BATCH_RECORDS, MAX_KEY_BYTES, MAX_VALUE_BYTES,
 };
-use crate::config::{NodeConfig, Role};
+use crate::config::{Eviction, NodeConfig, Role};
 use crate::fetch::Fetches;
 use crate::hlc::{Hlc, HlcClock};
 use crate::io::{
@@ -21,7 +21,7 @@ use crate::log::{self, Checkpoint, Resync, ScanStop, Segment, TopicLog};
 use crate::meta::{self, MetaLog};
 use crate::resources::{
     self, pending_record_cost, MemoryPart, MemoryPlan, MemoryUsage, ResourceStatus, TopicUsage, TopicView, Victim,
-    META_RESERVE_BYTES, PENDING_ENTRY_BYTES,
+    VictimKind, META_RESERVE_BYTES, PENDING_ENTRY_BYTES,
 };
 use crate::sync::ingest::{self, Accepted, Ingest};
 use crate::sync::proto::SyncMsg;
@@ -137,6 +137,36 @@ impl PendingRecord {
     }
 }
 
+/// The newest sequence of each key of a `compact` topic, within
+/// `resources.compact_index_bytes_max` (key bytes + `KEY_ENTRY_BYTES` each). Rebuilt at
+/// recovery by scanning every segment of the topic.
+#[derive(Debug, Default)]
+struct KeyIndex {
+    newest: BTreeMap<Vec<u8>, Seq>,
+    bytes: u64,
+}
+
+const KEY_ENTRY_BYTES: u64 = 64;
+
+impl KeyIndex {
+    /// `key` was written at `seq`: returns the sequence it supersedes, if known. A new key
+    /// that does not fit the budget is not tracked (its records are never compacted away).
+    fn note(&mut self, key: Vec<u8>, seq: Seq, max_bytes: u64) -> Option<Seq> {
+        if let Some(s) = self.newest.get_mut(&key) {
+            let old = *s;
+            debug_assert!(old < seq, "sequences of one topic only grow");
+            *s = seq;
+            return Some(old);
+        }
+        let cost = key.len() as u64 + KEY_ENTRY_BYTES;
+        if self.bytes + cost <= max_bytes {
+            self.bytes += cost;
+            self.newest.insert(key, seq);
+        }
+        None
+    }
+}
+
 /// Storage refused writes: produces wait until `retry_at`, then one commit probes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct DeviceFull {
@@ -151,6 +181,8 @@ struct Flush {
     touched: Vec<(TopicIdx, Checkpoint)>,
     replies: Vec<(ReqId, ProduceAck)>,
     stored: Vec<Accepted>,
+    /// Keys written to `compact` topics, for the key index once the commit is durable.
+    keys: Vec<(TopicIdx, Seq, Vec<u8>)>,
 }
 
 #[derive(Debug)]
@@ -181,6 +213,8 @@ struct ScanJob {
     newest_ms: u64,
     /// Searching past the bad frame at this position (why it is bad): see `log::resync`.
     search: Option<(u64, String)>,
+    /// Records of this segment a later record of their key superseded (`compact` topics).
+    superseded: u64,
 }
 
 #[derive(Debug, Default)]
@@ -197,6 +231,8 @@ struct Recovery {
     truncated_bytes: u64,
     /// Topics whose newest segment ends in an unwritten range after a cut tail.
     sealed: Vec<TopicIdx>,
+    /// `compact` topics: the newest sequence of each key, rebuilt by scanning every segment.
+    key_index: BTreeMap<TopicIdx, KeyIndex>,
 }
 
 #[derive(Debug)]
@@ -251,6 +287,8 @@ pub struct Node {
     device_full: Option<DeviceFull>,
     /// Per topic: records evicted before the gateway acknowledged them.
     evicted_unsynced: Vec<u64>,
+    /// Per `compact` topic: the newest sequence of each key.
+    key_index: Vec<Option<KeyIndex>>,
     plan: MemoryPlan,
     hlc: HlcClock,
     meta: MetaLog,
@@ -294,6 +332,7 @@ impl Node {
             pending_storage: 0,
             device_full: None,
             evicted_unsynced: vec![0; n],
+            key_index: (0..n).map(|_| None).collect(),
             plan: MemoryPlan::of(&cfg),
             hlc,
             meta: MetaLog::recovered(&[]),
@@ -676,6 +715,7 @@ impl Node {
                         next_offset: 0,
                         newest_ms: 0,
                         search: None,
+                        superseded: 0,
                     });
                 }
                 FileId::Segment { topic, base } if (topic.0 as usize) < ntopics => {
@@ -692,7 +732,8 @@ impl Node {
                 let next_base = segs.get(i + 1).map(|s| s.0);
                 let last = next_base.is_none();
                 let file = FileId::Segment { topic, base };
-                if last || gateway {
+                let compact = self.cfg.topics[topic.0 as usize].eviction == Eviction::Compact;
+                if last || gateway || compact {
                     let kind = JobKind::Segment { topic, last, next_base };
                     let (pos, search) = (0, None);
                     jobs.push_back(ScanJob {
@@ -703,6 +744,7 @@ impl Node {
                         next_offset: base,
                         newest_ms: wall,
                         search,
+                        superseded: 0,
                     });
                 } else {
                     let end = next_base.expect("not last");
@@ -713,6 +755,7 @@ impl Node {
                         len,
                         newest_ms: wall,
                         unwritten: 0,
+                        superseded: 0,
                     });
                 }
             }
@@ -792,6 +835,9 @@ impl Node {
             return;
         }
         let mut replay = Vec::new();
+        let mut keyed = Vec::new();
+        let compact = self.cfg.topics[topic.0 as usize].eviction == Eviction::Compact && !gateway;
+        let r = self.recovery();
         let mut records = 0;
         let marks = &mut r.marks;
         let stop = log::scan(bytes, job.pos, job.next_offset, |f| {
@@ -804,8 +850,29 @@ impl Node {
                     replay.push(f.batch);
                 }
             }
+            if compact {
+                keyed.push(f.batch);
+            }
         });
         r.records += records;
+        let max = self.cfg.resources.compact_index_bytes_max;
+        for batch in keyed {
+            // The checksum held; a batch that does not decode is left to sync to report.
+            let Ok(b) = DecodedBatch::decode_with(batch, &mut self.dec) else { continue };
+            let r = self.recovery();
+            let index = r.key_index.entry(topic).or_default();
+            for (seq, rec) in (b.header.base_seq..).zip(b.records()) {
+                let Some(old) = rec.key.and_then(|k| index.note(k.to_vec(), seq, max)) else { continue };
+                if old >= job.file_base() {
+                    job.superseded += 1;
+                } else if let Some(segs) = r.segments.get_mut(&topic) {
+                    let i = segs.partition_point(|s| s.end <= old);
+                    if let Some(s) = segs.get_mut(i).filter(|s| s.base <= old) {
+                        s.superseded += 1;
+                    }
+                }
+            }
+        }
         for batch in replay {
             // Only the newest segment can hold records made durable without their Stored
             // event (a crash between the disk keeping them and the fsync completing).
@@ -890,7 +957,9 @@ impl Node {
         }
         let unwritten = skipped.map_or(0, |(from, to)| to - from);
         let (base, newest_ms) = (job.file_base(), job.newest_ms);
-        let seg = Segment { base, end, durable_end: end, len: valid_len, newest_ms, unwritten };
+        // An older segment keeps its whole file: only the newest is ever cut.
+        let len = if last { valid_len } else { job.file_len };
+        let seg = Segment { base, end, durable_end: end, len, newest_ms, unwritten, superseded: job.superseded };
         r.segments.entry(topic).or_default().push(seg);
         if let Some(reason) = reason {
             if last {
@@ -915,6 +984,9 @@ impl Node {
             if r.sealed.contains(&TopicIdx(i as u16)) {
                 log.seal_newest();
             }
+        }
+        for (t, index) in r.key_index {
+            self.key_index[t.0 as usize] = Some(index);
         }
         self.hlc = HlcClock::recover(r.meta_bound, self.cfg.hlc);
         self.meta = MetaLog::recovered(&r.meta_generations);
@@ -953,8 +1025,14 @@ impl Node {
         if !matches!(self.commit, Commit::Idle) {
             return;
         }
-        let mut flush =
-            Flush { ops_left: 0, error: None, touched: Vec::new(), replies: Vec::new(), stored: Vec::new() };
+        let mut flush = Flush {
+            ops_left: 0,
+            error: None,
+            touched: Vec::new(),
+            replies: Vec::new(),
+            stored: Vec::new(),
+            keys: Vec::new(),
+        };
         for i in 0..self.logs.len() {
             let records = std::mem::take(&mut self.pending[i]);
             let accepted = std::mem::take(&mut self.gw_pending[i]);
@@ -968,6 +1046,7 @@ impl Node {
             let mut count = 0u64;
             let mut newest_ms = 0;
             let frame_raw_max = self.cfg.log.read_chunk_bytes as usize - log::LOG_FRAME_MIN;
+            let compact = self.cfg.topics[i].eviction == Eviction::Compact;
             for chunk in chunk_records(&records, frame_raw_max) {
                 let refs: Vec<RecordRef<'_>> =
                     chunk.iter().map(|p| RecordRef { hlc: p.hlc, key: p.key.as_deref(), value: &p.value }).collect();
@@ -976,6 +1055,9 @@ impl Node {
                 log::encode_log_frame(base0 + count, &batch, &mut buf);
                 for p in chunk {
                     flush.replies.push((p.req, ProduceAck { seq: base0 + count, hlc: p.hlc }));
+                    if let (Some(k), true) = (&p.key, compact) {
+                        flush.keys.push((TopicIdx(i as u16), base0 + count, k.clone()));
+                    }
                     newest_ms = newest_ms.max(p.hlc.physical_ms());
                     count += 1;
                 }
@@ -1025,6 +1107,13 @@ impl Node {
         self.device_full = None;
         for (t, _) in &f.touched {
             self.logs[t.0 as usize].mark_durable();
+        }
+        let max = self.cfg.resources.compact_index_bytes_max;
+        for (t, seq, key) in std::mem::take(&mut f.keys) {
+            let index = self.key_index[t.0 as usize].get_or_insert_with(KeyIndex::default);
+            if let Some(old) = index.note(key, seq, max) {
+                self.logs[t.0 as usize].note_superseded(old);
+            }
         }
         // Replies leave in timestamp order, which is issue order on this node.
         f.replies.sort_unstable_by_key(|(_, a)| a.hlc);
@@ -1207,16 +1296,23 @@ impl Node {
         let t = v.topic.0 as usize;
         let unsynced_from = self.synced_below(t).unwrap_or(0);
         let policy = self.cfg.topics[t].eviction;
-        assert!(
-            v.synced || policy.yields_to(self.cfg.topics[t].priority, u8::MAX),
-            "unsynced records of topic {t} evicted under policy {policy:?}"
-        );
         let log = &mut self.logs[t];
+        match v.kind {
+            VictimKind::Synced => {}
+            VictimKind::Superseded => assert!(
+                policy == Eviction::Compact && log.oldest().is_some_and(|s| s.live_records() == 0),
+                "a segment of topic {t} holding a key's newest value compacted away"
+            ),
+            VictimKind::Unsynced => assert!(
+                policy.yields_to(self.cfg.topics[t].priority, u8::MAX),
+                "unsynced records of topic {t} evicted under policy {policy:?}"
+            ),
+        }
         let seg = log.evict_oldest(unsynced_from).expect("a victim is never a topic's only segment");
         let file = log.file(seg.base);
         self.fx.disk(DiskRequest::Delete { file }, Op::RetentionDelete);
         let from = seg.base.max(unsynced_from);
-        if v.synced || from >= seg.end {
+        if v.kind == VictimKind::Synced || from >= seg.end {
             self.stats.evicted_synced_segments += 1;
             self.fx.event(Event::SegmentDeleted { file, records: seg.end - seg.base });
             return;
@@ -1240,7 +1336,7 @@ impl Node {
         };
         self.device_full = Some(DeviceFull { retry_at: self.now.mono.saturating_add(wait), wait });
         let top = (0..self.logs.len()).max_by_key(|&t| self.cfg.topics[t].priority).unwrap_or(0);
-        while let Some(v) = self.pick_victim(TopicIdx(top as u16)).filter(|v| v.synced) {
+        while let Some(v) = self.pick_victim(TopicIdx(top as u16)).filter(|v| v.kind == VictimKind::Synced) {
             self.evict(v);
         }
         self.fx.event(Event::StorageProblem {
@@ -1281,7 +1377,8 @@ impl Node {
             Phase::Recovering(r) => r.heap_bytes(),
             Phase::Running => 0,
         };
-        m.set(MemoryPart::Index, segments + uplink + ingest + ops + out + recovery);
+        let keys: u64 = self.key_index.iter().flatten().map(|k| k.bytes).sum();
+        m.set(MemoryPart::Index, segments + uplink + ingest + ops + out + recovery + keys);
         let (scratch, zstd_c) = self.enc.heap_bytes();
         m.set(MemoryPart::Codec, scratch + zstd_c + self.dec.heap_bytes());
         let slots: usize = self.pending.iter().map(Vec::capacity).sum();
@@ -1357,7 +1454,9 @@ impl Flush {
         let touched = self.touched.capacity() * std::mem::size_of::<(TopicIdx, Checkpoint)>();
         let stored = self.stored.capacity() * std::mem::size_of::<Accepted>();
         let crcs: usize = self.stored.iter().map(|a| a.value_crcs.capacity() * 4).sum();
-        (replies + touched + stored + crcs) as u64
+        let keys = self.keys.capacity() * std::mem::size_of::<(TopicIdx, Seq, Vec<u8>)>();
+        let key_bytes: usize = self.keys.iter().map(|(_, _, k)| k.capacity()).sum();
+        (replies + touched + stored + crcs + keys + key_bytes) as u64
     }
 }
 
@@ -1366,7 +1465,8 @@ impl Recovery {
         let jobs = (self.jobs.capacity() * std::mem::size_of::<ScanJob>()) as u64;
         let segs: usize = self.segments.values().map(|v| v.capacity() * std::mem::size_of::<Segment>() + 64).sum();
         let marks = self.marks.len() as u64 * resources::GATEWAY_STREAM_ENTRY_BYTES;
-        jobs + segs as u64 + marks + (self.meta_generations.capacity() * 8) as u64
+        let keys: u64 = self.key_index.values().map(|k| k.bytes).sum();
+        jobs + segs as u64 + marks + keys + (self.meta_generations.capacity() * 8) as u64
     }
 }
 

@@ -185,6 +185,11 @@ impl MemoryPlan {
         let frame_max = if edge { chunk.max(record_max) } else { batch_raw_max } + LOG_FRAME_MIN as u64;
         let read_max = chunk.max(frame_max);
         let fetches = u64::from(cfg.fetch.in_flight_max);
+        let compact = edge && cfg.topics.iter().any(|t| t.eviction == Eviction::Compact);
+        // The key index, and the keys a commit in flight carries to it (at most the
+        // produce buffer's worth).
+        let (key_index, keys_in_flight) =
+            if compact { (cfg.resources.compact_index_bytes_max, pending) } else { (0, 0) };
         let fetch_max = u64::from(cfg.fetch.bytes_max) + record_max + FETCH_RECORD_OVERHEAD;
         let segments_max = cfg.resources.storage_bytes_max / cfg.log.segment_bytes_max.max(1) + 2 * topics + 2;
         let streams = if edge { 0 } else { cfg.gateway.streams_max as u64 };
@@ -201,7 +206,8 @@ impl MemoryPlan {
                 + flights
                 + streams * (GATEWAY_STREAM_ENTRY_BYTES + GATEWAY_SESSION_ENTRY_BYTES)
                 + ops_max * DISK_OP_ENTRY_BYTES
-                + outputs,
+                + outputs
+                + key_index,
         );
         max.set(MemoryPart::Codec, ZSTD_CONTEXTS_BYTES + batch_raw_max);
         // The replies of a commit in flight: one per record, a record costing at least
@@ -211,7 +217,7 @@ impl MemoryPlan {
         // commit keeps to roll back.
         let per_topic = topics * (4 * PENDING_ENTRY_BYTES as u64 + 256);
         let (slack, gw_slack) = if edge { (per_topic, 0) } else { (0, per_topic) };
-        max.set(MemoryPart::ProduceBuffer, pending + replies + slack);
+        max.set(MemoryPart::ProduceBuffer, pending + replies + keys_in_flight + slack);
         // Accepted batches, their entries (each cost counts one) and their CRCs in the
         // commit in flight, which may have doubled its vectors.
         max.set(MemoryPart::GatewayPending, 2 * gw_pending + gw_slack);
@@ -300,6 +306,8 @@ pub fn fit_to_budgets(cfg: &mut NodeConfig, memory_bytes_max: u64, storage_bytes
     let batch = u64::from(cfg.sync.batch_bytes_max);
     cfg.sync.window_bytes_max = sixteenth.clamp(batch * 2, cfg.sync.window_bytes_max.max(batch * 2));
     cfg.gateway.pending_bytes_max = sixteenth.clamp(1 << 20, cfg.gateway.pending_bytes_max);
+    cfg.resources.compact_index_bytes_max =
+        (memory_bytes_max / 32).clamp(64 << 10, cfg.resources.compact_index_bytes_max);
     if cfg.role == Role::Gateway {
         // What the marks and sessions of `streams_max` streams may take: at most an eighth.
         let per = GATEWAY_STREAM_ENTRY_BYTES + GATEWAY_SESSION_ENTRY_BYTES;
@@ -315,9 +323,19 @@ pub fn fit_to_budgets(cfg: &mut NodeConfig, memory_bytes_max: u64, storage_bytes
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Victim {
     pub topic: TopicIdx,
-    /// Every record of the segment is acknowledged by the gateway (or retention may
-    /// delete it anyway): nothing is lost.
-    pub synced: bool,
+    pub kind: VictimKind,
+}
+
+/// What evicting a segment costs, cheapest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum VictimKind {
+    /// The gateway acknowledged every record: nothing is lost.
+    Synced,
+    /// A `compact` topic's segment whose every record a newer one of its key superseded:
+    /// no key loses its newest value.
+    Superseded,
+    /// Records the gateway does not hold, under a policy that lets them go.
+    Unsynced,
 }
 
 /// What eviction needs to know of one topic.
@@ -333,7 +351,8 @@ pub struct TopicView<'a> {
 /// The next segment to evict to make room for a write to `writer`, if any may go.
 ///
 /// Order: segments the gateway holds wholly, from any topic, lowest priority first, then
-/// oldest; then unsynced segments of topics whose policy yields to the writer
+/// oldest; then segments of `compact` topics whose every record is superseded; then
+/// unsynced segments of topics whose policy yields to the writer
 /// ([`Eviction::yields_to`]), lowest priority first, then (for `lru` topics) least
 /// recently read, then oldest. The newest segment of a topic is never evicted: appends
 /// go there.
@@ -347,14 +366,19 @@ pub fn pick_victim(topics: &[TopicView<'_>], writer: TopicIdx) -> Option<Victim>
             continue;
         }
         let Some(oldest) = t.log.oldest() else { continue };
-        let synced = t.synced_below.is_some_and(|s| oldest.end <= s);
-        if !synced && !t.eviction.yields_to(t.priority, writer_priority) {
+        let kind = if t.synced_below.is_some_and(|s| oldest.end <= s) {
+            VictimKind::Synced
+        } else if t.eviction == Eviction::Compact && oldest.live_records() == 0 {
+            VictimKind::Superseded
+        } else if t.eviction.yields_to(t.priority, writer_priority) {
+            VictimKind::Unsynced
+        } else {
             continue;
-        }
+        };
         let read = if t.eviction == Eviction::Lru { t.log.last_read().0 } else { 0 };
-        let rank = (u8::from(!synced), t.priority, read, oldest.newest_ms, i as u16);
+        let rank = (kind as u8, t.priority, read, oldest.newest_ms, i as u16);
         if best.as_ref().is_none_or(|(r, _)| rank < *r) {
-            best = Some((rank, Victim { topic: TopicIdx(i as u16), synced }));
+            best = Some((rank, Victim { topic: TopicIdx(i as u16), kind }));
         }
     }
     best.map(|(_, v)| v)
@@ -471,7 +495,15 @@ mod tests {
     fn log_with(topic: u16, segments: &[(u64, u64, u64)]) -> TopicLog {
         let segs = segments
             .iter()
-            .map(|&(base, end, ms)| Segment { base, end, durable_end: end, len: 100, newest_ms: ms, unwritten: 0 })
+            .map(|&(base, end, ms)| Segment {
+                base,
+                end,
+                durable_end: end,
+                len: 100,
+                newest_ms: ms,
+                unwritten: 0,
+                superseded: 0,
+            })
             .collect();
         TopicLog::recovered(TopicIdx(topic), segs)
     }
@@ -491,16 +523,19 @@ mod tests {
             view(&b, 3, Eviction::Oldest, Some(0)),
             view(&c, 9, Eviction::Keep, Some(10)),
         ];
-        assert_eq!(pick_victim(&topics, TopicIdx(2)), Some(Victim { topic: TopicIdx(2), synced: true }));
+        assert_eq!(pick_victim(&topics, TopicIdx(2)), Some(Victim { topic: TopicIdx(2), kind: VictimKind::Synced }));
         // Nothing synced: the lowest priority lossy topic goes, though another is older.
         let topics = [
             view(&a, 1, Eviction::Oldest, Some(0)),
             view(&b, 3, Eviction::Oldest, Some(0)),
             view(&c, 9, Eviction::Keep, Some(0)),
         ];
-        assert_eq!(pick_victim(&topics, TopicIdx(2)), Some(Victim { topic: TopicIdx(0), synced: false }));
+        assert_eq!(pick_victim(&topics, TopicIdx(2)), Some(Victim { topic: TopicIdx(0), kind: VictimKind::Unsynced }));
         // A write never evicts unsynced data of a more important topic.
-        assert_eq!(pick_victim(&topics[..2], TopicIdx(0)), Some(Victim { topic: TopicIdx(0), synced: false }));
+        assert_eq!(
+            pick_victim(&topics[..2], TopicIdx(0)),
+            Some(Victim { topic: TopicIdx(0), kind: VictimKind::Unsynced })
+        );
         let keep_only = [view(&a, 1, Eviction::Keep, None), view(&b, 3, Eviction::Keep, Some(0))];
         assert_eq!(pick_victim(&keep_only, TopicIdx(1)), None, "keep topics never lose unsynced data");
     }
@@ -513,10 +548,10 @@ mod tests {
         assert_eq!(pick_victim(&topics, TopicIdx(0)), None, "not for itself");
         assert_eq!(pick_victim(&topics, TopicIdx(1)), None, "not for an equal priority");
         let topics = [view(&a, 2, Eviction::Priority, Some(0)), view(&b, 3, Eviction::Keep, Some(0))];
-        assert_eq!(pick_victim(&topics, TopicIdx(1)), Some(Victim { topic: TopicIdx(0), synced: false }));
+        assert_eq!(pick_victim(&topics, TopicIdx(1)), Some(Victim { topic: TopicIdx(0), kind: VictimKind::Unsynced }));
         // Oldest yields to itself: a ring buffer.
         let topics = [view(&a, 2, Eviction::Oldest, None)];
-        assert_eq!(pick_victim(&topics, TopicIdx(0)), Some(Victim { topic: TopicIdx(0), synced: false }));
+        assert_eq!(pick_victim(&topics, TopicIdx(0)), Some(Victim { topic: TopicIdx(0), kind: VictimKind::Unsynced }));
     }
 
     #[test]
@@ -526,7 +561,27 @@ mod tests {
         a.note_read(crate::types::Instant(50));
         b.note_read(crate::types::Instant(10));
         let topics = [view(&a, 4, Eviction::Lru, Some(0)), view(&b, 4, Eviction::Lru, Some(0))];
-        assert_eq!(pick_victim(&topics, TopicIdx(0)), Some(Victim { topic: TopicIdx(1), synced: false }));
+        assert_eq!(pick_victim(&topics, TopicIdx(0)), Some(Victim { topic: TopicIdx(1), kind: VictimKind::Unsynced }));
+    }
+
+    #[test]
+    fn compact_topics_give_up_only_wholly_superseded_segments() {
+        let mut a = log_with(0, &[(0, 10, 1), (10, 20, 2), (20, 30, 3)]);
+        let b = log_with(1, &[(0, 10, 1), (10, 20, 2)]);
+        // Nine of ten superseded: the segment still holds a key's newest value.
+        for offset in 0..9 {
+            a.note_superseded(offset);
+        }
+        let topics = [view(&a, 2, Eviction::Compact, Some(0)), view(&b, 1, Eviction::Oldest, Some(0))];
+        let unsynced_b = Victim { topic: TopicIdx(1), kind: VictimKind::Unsynced };
+        assert_eq!(pick_victim(&topics, TopicIdx(0)), Some(unsynced_b));
+        assert_eq!(pick_victim(&topics[..1], TopicIdx(0)), None, "compact never loses a newest value");
+        a.note_superseded(9);
+        // Wholly superseded: it goes before any unsynced data, even of a lower priority.
+        let topics = [view(&a, 2, Eviction::Compact, Some(0)), view(&b, 1, Eviction::Oldest, Some(0))];
+        let superseded_a = Victim { topic: TopicIdx(0), kind: VictimKind::Superseded };
+        assert_eq!(pick_victim(&topics, TopicIdx(1)), Some(superseded_a));
+        assert_eq!(pick_victim(&topics[..1], TopicIdx(0)), Some(superseded_a));
     }
 
     #[test]
@@ -560,8 +615,10 @@ mod tests {
         ];
         for (mem, storage, ntopics, role) in cases.into_iter().chain(big) {
             {
-                let topics = (0..ntopics).map(|i| TopicConfig::new(&format!("t{i}"), SyncDirection::EdgeToCloud));
-                let mut cfg = NodeConfig::new(NodeId(1), role, topics.collect());
+                let mut topics: Vec<TopicConfig> =
+                    (0..ntopics).map(|i| TopicConfig::new(&format!("t{i}"), SyncDirection::EdgeToCloud)).collect();
+                topics[0].eviction = Eviction::Compact;
+                let mut cfg = NodeConfig::new(NodeId(1), role, topics);
                 cfg.upstream = Some(NodeId(2));
                 fit_to_budgets(&mut cfg, mem, storage);
                 assert_eq!(cfg.validate(), Ok(()), "{mem} B memory, {storage} B storage, {ntopics} topics, {role:?}");

@@ -53,8 +53,10 @@ pub struct Counts {
 
 #[derive(Debug, Default)]
 struct StreamCheck {
-    /// Acknowledged, not yet delivered: (seq, value CRC), in sequence order.
-    pending: VecDeque<(u64, u32)>,
+    /// Acknowledged, not yet delivered: (seq, value CRC, key hash), in sequence order.
+    pending: VecDeque<(u64, u32, Option<u64>)>,
+    /// Keyed streams: the newest acknowledged sequence of each key (by hash).
+    newest: BTreeMap<u64, u64>,
     last_acked: Option<u64>,
     next_expected: u64,
 }
@@ -67,8 +69,9 @@ pub struct Checker {
     streams: BTreeMap<StreamKey, StreamCheck>,
     /// Offset ranges `disk-corrupt` faults destroyed, per stream: the simulator's truth.
     destroyed: BTreeMap<StreamKey, Vec<(u64, u64)>>,
-    /// Offset ranges edges evicted under a lossy policy, per stream (from their events).
-    evicted: BTreeMap<StreamKey, Vec<(u64, u64)>>,
+    /// Offset ranges edges evicted under a lossy policy, per stream (from their events),
+    /// and whether the policy was `compact` (which must keep every key's newest value).
+    evicted: BTreeMap<StreamKey, Vec<(u64, u64, bool)>>,
     last_hlc: BTreeMap<usize, Hlc>,
     pub violations: Vec<Violation>,
     pub violation_count: u64,
@@ -88,7 +91,9 @@ impl Checker {
     }
 
     /// A producer's record was acknowledged as durable.
-    pub fn on_ack(&mut self, at: u64, node: usize, topic: u16, seq: u64, hlc: Hlc, crc: u32) {
+    /// `key`: which key the record wrote, on keyed topics.
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_ack(&mut self, at: u64, node: usize, topic: u16, seq: u64, hlc: Hlc, crc: u32, key: Option<u64>) {
         self.counts.acked += 1;
         if let Some(prev) = self.last_hlc.insert(node, hlc) {
             if hlc <= prev {
@@ -108,8 +113,11 @@ impl Checker {
         }
         let s = self.streams.entry((node, topic)).or_default();
         s.last_acked = Some(seq);
+        if let Some(k) = key {
+            s.newest.insert(k, seq);
+        }
         if seq >= s.next_expected {
-            s.pending.push_back((seq, crc));
+            s.pending.push_back((seq, crc, key));
         }
     }
 
@@ -160,7 +168,7 @@ impl Checker {
         }
         let s = self.streams.entry((origin, topic)).or_default();
         let mut skipped = Vec::new();
-        while let Some(&(p, _)) = s.pending.front() {
+        while let Some(&(p, _, _)) = s.pending.front() {
             if p >= seq {
                 break;
             }
@@ -168,7 +176,7 @@ impl Checker {
             s.pending.pop_front();
         }
         let mismatch = match s.pending.front() {
-            Some(&(p, expected_crc)) if p == seq => {
+            Some(&(p, expected_crc, _)) if p == seq => {
                 s.pending.pop_front();
                 (expected_crc != crc).then_some(expected_crc)
             }
@@ -200,8 +208,20 @@ impl Checker {
     /// An edge evicted records `from..to` of a topic before the gateway acknowledged them.
     /// Only a lossy policy allows it (`lossy`); under `keep` it is a durability violation
     /// at once, and any acknowledged record in the range that never arrives is lost.
+    /// Under `compact` (`compact`), no key may lose its newest value: checked when the
+    /// gateway accepts the skip.
     #[allow(clippy::too_many_arguments)]
-    pub fn on_evicted(&mut self, at: u64, node: usize, topic: u16, from: u64, to: u64, lossy: bool, name: &str) {
+    pub fn on_evicted(
+        &mut self,
+        at: u64,
+        node: usize,
+        topic: u16,
+        from: u64,
+        to: u64,
+        lossy: bool,
+        compact: bool,
+        name: &str,
+    ) {
         if !lossy {
             self.violate(
                 at,
@@ -210,7 +230,7 @@ impl Checker {
             );
             return;
         }
-        self.evicted.entry((node, topic)).or_default().push((from, to));
+        self.evicted.entry((node, topic)).or_default().push((from, to, compact));
     }
 
     /// A node's accounting passed a budget after a step (guarantee 8).
@@ -236,21 +256,36 @@ impl Checker {
             return;
         }
         let mut lost = Vec::new();
+        let mut newest_lost = Vec::new();
         let (mut corrupted, mut gone) = (0, 0);
         let within = |ranges: &[(u64, u64)], p: u64| ranges.iter().any(|&(a, b)| a <= p && p < b);
-        while let Some(&(p, _)) = s.pending.front() {
+        while let Some(&(p, _, key)) = s.pending.front() {
             if p >= to {
                 break;
             }
             s.pending.pop_front();
+            let eviction = evicted.iter().find(|&&(a, b, _)| a <= p && p < b);
             if p >= from && within(&destroyed, p) {
                 corrupted += 1;
-            } else if p >= from && within(&evicted, p) {
+            } else if let (true, Some(&(_, _, compact))) = (p >= from, eviction) {
                 gone += 1;
+                if let (true, Some(k)) = (compact, key) {
+                    if s.newest.get(&k) == Some(&p) {
+                        newest_lost.push(p);
+                    }
+                }
             } else {
                 lost.push(p);
             }
         }
+        for p in newest_lost {
+            self.violate(
+                at,
+                "durability",
+                format!("origin {origin} topic {topic}: seq {p}, the newest value of its key, was compacted away"),
+            );
+        }
+        let s = self.streams.entry((origin, topic)).or_default();
         s.next_expected = to;
         self.counts.corrupted += corrupted;
         self.counts.evicted_unsynced += gone;
@@ -303,7 +338,7 @@ mod tests {
 
     fn clean_history(c: &mut Checker) {
         for seq in 0..3 {
-            c.on_ack(seq, 0, 0, seq, h(100 + seq), 7 + seq as u32);
+            c.on_ack(seq, 0, 0, seq, h(100 + seq), 7 + seq as u32, None);
         }
         c.on_stored(10, 0, 0, 0, &[7, 8], h(101), h(200), false, false);
         c.on_stored(11, 0, 0, 2, &[9], h(102), h(201), false, false);
@@ -314,7 +349,7 @@ mod tests {
         let mut c = Checker::default();
         clean_history(&mut c);
         for seq in 3..10 {
-            c.on_ack(seq, 0, 0, seq, h(110 + seq), 1);
+            c.on_ack(seq, 0, 0, seq, h(110 + seq), 1, None);
         }
         c.on_destroyed(0, 0, 4, 6);
         c.on_stored(20, 0, 0, 3, &[1], h(113), h(300), false, false);
@@ -331,7 +366,7 @@ mod tests {
         let mut c = Checker::default();
         clean_history(&mut c);
         for seq in 3..10 {
-            c.on_ack(seq, 0, 0, seq, h(110 + seq), 1);
+            c.on_ack(seq, 0, 0, seq, h(110 + seq), 1, None);
         }
         c.on_destroyed(0, 0, 4, 5);
         c.on_skipped(21, 0, 0, 3, 6, "Unwritten");
@@ -348,16 +383,33 @@ mod tests {
         let mut c = Checker::default();
         clean_history(&mut c);
         for seq in 3..10 {
-            c.on_ack(seq, 0, 0, seq, h(110 + seq), 1);
+            c.on_ack(seq, 0, 0, seq, h(110 + seq), 1, None);
         }
-        c.on_evicted(15, 0, 0, 3, 6, true, "t");
+        c.on_evicted(15, 0, 0, 3, 6, true, false, "t");
         c.on_skipped(21, 0, 0, 3, 7, "Evicted");
         assert_eq!(c.counts.evicted_unsynced, 3);
         assert_eq!(c.counts.lost, 1, "seq 6 was not evicted");
         assert_eq!(c.violations.len(), 1);
-        c.on_evicted(22, 0, 1, 0, 5, false, "keep-me");
+        c.on_evicted(22, 0, 1, 0, 5, false, false, "keep-me");
         assert_eq!(c.violations.len(), 2);
         assert!(c.violations[1].detail.contains("whose policy is keep"), "{:?}", c.violations);
+    }
+
+    #[test]
+    fn compaction_that_loses_a_keys_newest_value_bites() {
+        let mut c = Checker::default();
+        // Keys 1, 2, 1, 2, 3 at seqs 0..5: seqs 0 and 1 are superseded, 2, 3 and 4 are newest.
+        for (seq, key) in [1, 2, 1, 2, 3].into_iter().enumerate() {
+            c.on_ack(seq as u64, 0, 0, seq as u64, h(10 + seq as u64), 1, Some(key));
+        }
+        c.on_evicted(6, 0, 0, 0, 2, true, true, "state");
+        c.on_skipped(7, 0, 0, 0, 2, "Evicted");
+        assert!(c.violations.is_empty(), "{:?}", c.violations);
+        assert_eq!(c.counts.evicted_unsynced, 2);
+        c.on_evicted(8, 0, 0, 2, 3, true, true, "state");
+        c.on_skipped(9, 0, 0, 2, 3, "Evicted");
+        assert_eq!(c.violations.len(), 1);
+        assert!(c.violations[0].detail.contains("seq 2, the newest value of its key, was compacted away"));
     }
 
     #[test]
@@ -390,8 +442,8 @@ mod tests {
     #[test]
     fn lost_acknowledged_record_bites() {
         let mut c = Checker::default();
-        c.on_ack(1, 0, 0, 0, h(1), 1);
-        c.on_ack(2, 0, 0, 1, h(2), 2);
+        c.on_ack(1, 0, 0, 0, h(1), 1, None);
+        c.on_ack(2, 0, 0, 1, h(2), 2, None);
         c.on_stored(3, 0, 0, 0, &[1], h(1), h(5), false, false);
         c.finish(4);
         assert_eq!(c.counts.lost, 1);
@@ -402,8 +454,8 @@ mod tests {
     #[test]
     fn skipped_acknowledged_record_bites_at_once() {
         let mut c = Checker::default();
-        c.on_ack(1, 0, 0, 0, h(1), 1);
-        c.on_ack(2, 0, 0, 1, h(2), 2);
+        c.on_ack(1, 0, 0, 0, h(1), 1, None);
+        c.on_ack(2, 0, 0, 1, h(2), 2, None);
         c.on_stored(3, 0, 0, 1, &[2], h(2), h(5), false, false);
         assert_eq!(c.counts.lost, 1);
         assert_eq!(c.counts.out_of_order, 1);
@@ -432,7 +484,7 @@ mod tests {
     #[test]
     fn changed_content_bites() {
         let mut c = Checker::default();
-        c.on_ack(1, 0, 0, 0, h(1), 0xaaaa);
+        c.on_ack(1, 0, 0, 0, h(1), 0xaaaa, None);
         c.on_stored(2, 0, 0, 0, &[0xbbbb], h(1), h(2), false, false);
         assert_eq!(c.counts.content_mismatches, 1);
         assert!(c.violations[0].detail.contains("acknowledged with 0000aaaa"));
@@ -441,8 +493,8 @@ mod tests {
     #[test]
     fn hlc_going_backwards_bites() {
         let mut c = Checker::default();
-        c.on_ack(1, 3, 0, 0, h(10), 1);
-        c.on_ack(2, 3, 1, 0, h(9), 1);
+        c.on_ack(1, 3, 0, 0, h(10), 1, None);
+        c.on_ack(2, 3, 1, 0, h(9), 1, None);
         assert_eq!(c.violations[0].invariant, "causality");
         assert!(c.violations[0].detail.contains("node 3 issued HLC"));
     }
@@ -460,8 +512,8 @@ mod tests {
     #[test]
     fn sequence_reuse_after_ack_bites() {
         let mut c = Checker::default();
-        c.on_ack(1, 0, 0, 5, h(1), 1);
-        c.on_ack(2, 0, 0, 5, h(2), 2);
+        c.on_ack(1, 0, 0, 5, h(1), 1, None);
+        c.on_ack(2, 0, 0, 5, h(2), 2, None);
         assert_eq!(c.violations[0].invariant, "durability");
         assert!(c.violations[0].detail.contains("acknowledged again"));
     }

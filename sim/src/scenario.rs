@@ -156,6 +156,8 @@ pub enum EvictionSpec {
     Priority,
     /// As `oldest`, least recently read topics first.
     Lru,
+    /// Keyed topics: only records superseded by a newer record of their key go.
+    Compact,
 }
 
 impl EvictionSpec {
@@ -880,6 +882,13 @@ fn topics(raw: &[RawTopic]) -> Result<Vec<TopicSpec>, Problem> {
             return Err(problem(
                 format!("{field}.name"),
                 format!("duplicate topic name {:?}; topic[{first}] already has it", r.name),
+            ));
+        }
+        if r.eviction == EvictionSpec::Compact && !r.keyed {
+            return Err(problem(
+                format!("{field}.eviction"),
+                "compact keeps the newest value per key, so it needs a keyed topic; add keyed = true or choose \
+                 another policy",
             ));
         }
         if r.conflict.is_some() && !r.keyed {
@@ -1914,6 +1923,14 @@ min_delivered = 100
         assert_error(
             &format!("{BASE}keyed = true\nconflict = \"first-write-wins\"\n"),
             &["topic[0].conflict: unknown variant `first-write-wins`, expected `last-write-wins`"],
+        );
+        assert_error(
+            &format!("{BASE}eviction = \"compact\"\n"),
+            &["topic[0].eviction: compact keeps the newest value per key, so it needs a keyed topic"],
+        );
+        assert_error(
+            &format!("{BASE}eviction = \"random\"\n"),
+            &["topic[0].eviction: unknown variant `random`, expected one of `keep`, `oldest`, `priority`, `lru`, `compact`"],
         );
     }
 

@@ -115,10 +115,17 @@ fn add_pressure(s: &mut Scenario, rng: &mut SimRng) {
         n.memory_bytes = memory.min(n.device.memory_bytes);
         n.storage_bytes = storage.min(n.device.storage_bytes);
     }
-    const POLICIES: [EvictionSpec; 4] =
-        [EvictionSpec::Keep, EvictionSpec::Oldest, EvictionSpec::Priority, EvictionSpec::Lru];
-    for t in &mut s.topics {
+    const POLICIES: [EvictionSpec; 5] =
+        [EvictionSpec::Keep, EvictionSpec::Oldest, EvictionSpec::Priority, EvictionSpec::Lru, EvictionSpec::Compact];
+    for (i, t) in s.topics.iter_mut().enumerate() {
         t.eviction = *POLICIES.choose(rng).expect("non-empty");
+        if t.eviction == EvictionSpec::Compact {
+            // A keyed topic whose producers cycle through a few keys, as device state does.
+            t.keyed = true;
+            for w in s.workloads.iter_mut().filter(|w| w.topic == i) {
+                w.keys = Some(rng.gen_range(1..=64));
+            }
+        }
     }
 }
 

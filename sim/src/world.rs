@@ -134,6 +134,8 @@ impl SimClock {
 struct PendingProduce {
     workload: usize,
     crc: u32,
+    /// Which key it wrote (the workload's key number), for keyed topics.
+    key: Option<u64>,
 }
 
 struct SimNode {
@@ -217,6 +219,7 @@ fn node_config(s: &Scenario, i: usize) -> NodeConfig {
                 EvictionSpec::Oldest => Eviction::Oldest,
                 EvictionSpec::Priority => Eviction::Priority,
                 EvictionSpec::Lru => Eviction::Lru,
+                EvictionSpec::Compact => Eviction::Compact,
             };
             c.retention_bytes = c.retention_bytes.min(per_topic);
             c
@@ -584,7 +587,8 @@ impl<'a> World<'a> {
         let jitter = w.rng.gen_range(0.95..1.05);
         let next = t + (w.interval_ns * jitter).max(1.0) as u64;
         let (i, topic, size, counter) = (w.node, w.topic, w.size, w.counter);
-        let key = w.keys.map(|k| format!("k{}", counter % u64::from(k.max(1))).into_bytes());
+        let key_no = w.keys.map(|k| counter % u64::from(k.max(1)));
+        let key = key_no.map(|k| format!("k{k}").into_bytes());
         w.counter += 1;
         self.schedule(next, Ev::Produce { workload: wi });
         if self.nodes[i].node.is_none() {
@@ -596,7 +600,7 @@ impl<'a> World<'a> {
         let req = self.next_req;
         self.next_req += 1;
         self.produced += 1;
-        self.nodes[i].pending.insert(req, PendingProduce { workload: wi, crc });
+        self.nodes[i].pending.insert(req, PendingProduce { workload: wi, crc, key: key_no });
         let now = self.now(i);
         let node = self.nodes[i].node.as_mut().expect("checked above");
         node.handle(now, Input::Produce { req: ReqId(req), topic: TopicIdx(topic), key, value });
@@ -733,7 +737,7 @@ impl<'a> World<'a> {
                     Ok(ack) => {
                         self.hash(ack.seq);
                         if goes_up {
-                            self.checker.on_ack(self.t, i, topic, ack.seq, ack.hlc, p.crc);
+                            self.checker.on_ack(self.t, i, topic, ack.seq, ack.hlc, p.crc, p.key);
                         } else {
                             self.details.local_acked += 1;
                         }
@@ -805,12 +809,13 @@ impl<'a> World<'a> {
                 self.hash(from ^ to.rotate_left(17));
                 let spec = &self.scenario.topics[topic.0 as usize];
                 let lossy = spec.eviction.is_lossy();
+                let compact = spec.eviction == EvictionSpec::Compact;
                 let r = &mut self.nodes[i].report;
                 r.evicted_unsynced += records;
                 if r.evicted_ranges.len() < EVICTED_RANGES_KEPT_MAX {
                     r.evicted_ranges.push((spec.name.clone(), from, to));
                 }
-                self.checker.on_evicted(self.t, i, topic.0, from, to, lossy, &spec.name);
+                self.checker.on_evicted(self.t, i, topic.0, from, to, lossy, compact, &spec.name);
                 let name = self.nodes[i].name.clone();
                 self.log(format_args!(
                     "{name}: evicted unsynced {from}..{to} of topic {} ({records} records, {bytes} B, policy {policy})",
