@@ -225,6 +225,7 @@ fn sweep(arg: Option<String>, seeds: u64, first: u64, swarm_mode: bool, jobs: Op
                         t.evicted_unsynced += r.evicted_unsynced;
                         let refused: u64 = r.details.nodes.values().map(|n| n.storage_refused).sum();
                         t.storage_refused += refused;
+                        t.device_full_refused += r.details.nodes.values().map(|n| n.device_full_refused).sum::<u64>();
                         if refused > 0 || r.evicted_unsynced > 0 {
                             t.pressured_worlds += 1;
                         }
@@ -258,7 +259,7 @@ fn sweep(arg: Option<String>, seeds: u64, first: u64, swarm_mode: bool, jobs: Op
         "swept {seeds} seeds ({}) in {wall:.1} s wall on {jobs} threads: {} failed; {} records acked, {} delivered, \
          {:.1} h simulated; {} disk corruptions destroyed {} acknowledged, undelivered records, all reported; \
          storage filled in {} worlds: {} acknowledged records evicted under lossy policies, {} produces refused \
-         as the budget was full; highest accounted memory {:.1}% of its node's limit",
+         as the budget was full, {} while the device was full; highest accounted memory {:.1}% of its node's limit",
         if swarm_mode { "swarm" } else { "fixed world" },
         failures.len(),
         t.acked,
@@ -269,6 +270,7 @@ fn sweep(arg: Option<String>, seeds: u64, first: u64, swarm_mode: bool, jobs: Op
         t.pressured_worlds,
         t.evicted_unsynced,
         t.storage_refused,
+        t.device_full_refused,
         t.peak_memory_share * 100.0,
     );
     for (seed, v, why) in &failures {
@@ -309,6 +311,7 @@ struct SweepTotals {
     pressured_worlds: u64,
     evicted_unsynced: u64,
     storage_refused: u64,
+    device_full_refused: u64,
     /// The highest peak accounted memory of any node, as a share of its limit.
     peak_memory_share: f64,
 }
