@@ -354,6 +354,17 @@ fn compaction_keeps_the_newest_value_of_every_key_across_a_restart() {
     assert!(start > 0 && newest.values().all(|&s| s >= start), "a key's newest value was evicted");
     let used = h.node.storage_used() + h.node.storage_reserved();
     assert!(used <= cfg.resources.storage_bytes_max, "{used} B");
+    // What the operator sees: usage against the limits, per topic.
+    let status = h.node.resource_status();
+    assert_eq!(status.storage_max, 320 << 10);
+    assert!(status.storage_used <= status.storage_max && status.memory.total() <= status.memory_max);
+    let t = &status.topics[0];
+    assert_eq!((t.name.as_str(), t.eviction, t.unsynced_records), ("state", Eviction::Compact, 0), "a local topic");
+    assert!(t.evicted_unsynced > 0 && t.records > 0 && t.segments > 1, "{t:?}");
+    let shown = status.to_string();
+    for needle in ["storage ", "of 320.0 KiB", "scratch", "state", "compact"] {
+        assert!(shown.contains(needle), "{needle:?} missing from:\n{shown}");
+    }
 
     let mut h = Harness::start_with(cfg.clone(), std::mem::take(&mut h.disk));
     h.run_disk(|_| false);
