@@ -217,6 +217,9 @@ struct ScanJob {
     superseded: u64,
 }
 
+/// Heap bytes of one recovery scan job (queued in a `VecDeque`, which may double).
+pub(crate) const SCAN_JOB_BYTES: u64 = 2 * std::mem::size_of::<ScanJob>() as u64;
+
 #[derive(Debug, Default)]
 struct Recovery {
     jobs: VecDeque<ScanJob>,

@@ -20,6 +20,7 @@ use crate::codec::{self, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 use crate::config::{ConfigError, Eviction, NodeConfig, Role};
 use crate::log::{Segment, TopicLog, LOG_FRAME_MIN};
 use crate::meta::META_FILE_BYTES_MAX;
+use crate::sync::uplink;
 use crate::types::{Duration, Seq, TopicIdx};
 use std::fmt;
 
@@ -194,15 +195,19 @@ impl MemoryPlan {
         let segments_max = cfg.resources.storage_bytes_max / cfg.log.segment_bytes_max.max(1) + 2 * topics + 2;
         let streams = if edge { 0 } else { cfg.gateway.streams_max as u64 };
         let ops_max = segments_max + 3 * topics + up + fetches + 8;
-        let flights = up * FLIGHTS_PER_STREAM_MAX as u64 * std::mem::size_of::<[u64; 6]>() as u64;
+        // A stream's flight queue grows by doubling up to the first power of two that holds
+        // FLIGHTS_PER_STREAM_MAX flights (swarm seed 1181: a satellite link kept 1024 small
+        // flights in flight, and the plan had counted 48 bytes for a 56-byte flight).
+        let flight_slots = (FLIGHTS_PER_STREAM_MAX + 1).next_power_of_two() as u64;
+        let flights = up * flight_slots * uplink::FLIGHT_ENTRY_BYTES;
         let outputs = (ops_max + 4 * up + 64) * 2 * std::mem::size_of::<crate::io::Output>() as u64;
         let mut max = MemoryUsage::default();
         let names: u64 = cfg.topics.iter().map(|t| t.name.len() as u64 * 3 + 256).sum();
         max.set(MemoryPart::Fixed, std::mem::size_of::<crate::Node>() as u64 + names + FIXED_SLACK_BYTES);
         max.set(
             MemoryPart::Index,
-            segments_max * SEGMENT_ENTRY_BYTES
-                + up * 512
+            segments_max * (SEGMENT_ENTRY_BYTES + crate::node::SCAN_JOB_BYTES)
+                + up * (uplink::STREAM_ENTRY_BYTES + 256)
                 + flights
                 + streams * (GATEWAY_STREAM_ENTRY_BYTES + GATEWAY_SESSION_ENTRY_BYTES)
                 + ops_max * DISK_OP_ENTRY_BYTES
@@ -302,6 +307,10 @@ pub fn fit_to_budgets(cfg: &mut NodeConfig, memory_bytes_max: u64, storage_bytes
         cfg.log.read_chunk_bytes = cfg.log.read_chunk_bytes.min(64 << 10);
         cfg.fetch.in_flight_max = cfg.fetch.in_flight_max.min(4);
         cfg.fetch.bytes_max = cfg.fetch.bytes_max.min(256 << 10);
+    }
+    if memory_bytes_max < 16 << 20 {
+        cfg.fetch.in_flight_max = cfg.fetch.in_flight_max.min(2);
+        cfg.fetch.bytes_max = cfg.fetch.bytes_max.min(128 << 10);
     }
     let batch = u64::from(cfg.sync.batch_bytes_max);
     cfg.sync.window_bytes_max = sixteenth.clamp(batch * 2, cfg.sync.window_bytes_max.max(batch * 2));

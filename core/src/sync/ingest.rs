@@ -222,6 +222,9 @@ impl Ingest {
             } else {
                 let mut b = Vec::new();
                 enc.encode(from, stream.appended, &records, Compression::Zstd, &mut b);
+                // The encoder reserved room for the raw records; keep only what it holds,
+                // as the memory accounting counts (see `Accepted::cost_of`).
+                b.shrink_to_fit();
                 b
             };
             let count = records.len() as u32;

@@ -119,6 +119,11 @@ pub struct Uplink {
     pub corrupted_skipped: u64,
 }
 
+/// Heap bytes of one stream's state in its map (the entry and a share of the map's nodes).
+pub const STREAM_ENTRY_BYTES: u64 = std::mem::size_of::<UpStream>() as u64 + 64;
+/// Heap bytes of one flight in a stream's queue.
+pub const FLIGHT_ENTRY_BYTES: u64 = std::mem::size_of::<Flight>() as u64;
+
 /// How long to wait for more durable records before sending a partial batch.
 pub const LINGER: Duration = Duration::from_millis(200);
 
@@ -189,10 +194,9 @@ impl Uplink {
 
     /// Heap bytes of the per-stream state (not the held batches).
     pub fn index_bytes(&self) -> u64 {
-        let per = std::mem::size_of::<UpStream>() + 64;
-        let flights: usize = self.streams.values().map(|s| s.inflight.capacity() * std::mem::size_of::<Flight>()).sum();
+        let flights: u64 = self.streams.values().map(|s| s.inflight.capacity() as u64 * FLIGHT_ENTRY_BYTES).sum();
         let names: usize = self.streams.values().map(|s| s.name.capacity()).sum();
-        (self.streams.len() * per + flights + names) as u64
+        self.streams.len() as u64 * STREAM_ENTRY_BYTES + flights + names as u64
     }
 
     /// Heap bytes of encoded batches held back by the bandwidth limit.
