@@ -8,7 +8,7 @@
 //! and messages are dropped (peers resend).
 
 use crate::codec::{
-    BatchDecoder, BatchEncoder, Compression, DecodedBatch, RecordRef, MAX_BATCH_RECORDS, MAX_KEY_BYTES, MAX_VALUE_BYTES,
+    BatchDecoder, BatchEncoder, Compression, DecodedBatch, RecordRef, MAX_BATCH_RECORDS, MAX_KEY_BYTES,
 };
 use crate::config::{Eviction, NodeConfig, Role};
 use crate::fetch::Fetches;
@@ -486,14 +486,11 @@ impl Node {
         if topic.0 as usize >= self.cfg.topics.len() {
             return self.reply(req, Err(ProduceError::UnknownTopic(topic)));
         }
-        if value.len() > MAX_VALUE_BYTES {
-            let e = ProduceError::TooLarge { what: "value", len: value.len(), max: MAX_VALUE_BYTES };
-            return self.reply(req, Err(e));
-        }
         let key_len = key.as_ref().map_or(0, Vec::len);
         if key_len > MAX_KEY_BYTES {
             return self.reply(req, Err(ProduceError::TooLarge { what: "key", len: key_len, max: MAX_KEY_BYTES }));
         }
+        // At most MAX_VALUE_BYTES (`NodeConfig::validate`).
         let value_max = self.cfg.log.value_bytes_max as usize;
         if value.len() > value_max {
             return self.reply(req, Err(ProduceError::TooLarge { what: "value", len: value.len(), max: value_max }));
@@ -509,7 +506,9 @@ impl Node {
             self.stats.device_full_refused += 1;
             return self.reply(req, Err(self.storage_full(true)));
         }
-        // The record, and the frame headers the commit may need for it.
+        // The record, and the frame headers the commit may need for it. (Eviction comes
+        // before the timestamp, so a produce then refused for its clock may have evicted:
+        // the room is used by the next produce.)
         let frames = self.frame_reserve(self.pending_bytes + bytes) - self.frame_reserve(self.pending_bytes);
         let need = record.storage_cost();
         if !self.make_room(topic, need + frames) {

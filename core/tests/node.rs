@@ -341,6 +341,7 @@ fn compaction_keeps_the_newest_value_of_every_key_across_a_restart() {
     let mut cfg = NodeConfig::new(NodeId(1), Role::Edge, vec![t]);
     cfg.log.segment_bytes_max = 4 << 10;
     cfg.log.pending_bytes_max = 64 << 10;
+    cfg.log.value_bytes_max = 4 << 10;
     cfg.resources.storage_bytes_max = 320 << 10;
     assert_eq!(cfg.validate(), Ok(()));
     let mut h = Harness::start_with(cfg.clone(), MemDisk::default());
