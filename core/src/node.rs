@@ -31,6 +31,9 @@ use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use std::collections::{BTreeMap, VecDeque};
 
+/// Output queue slots kept between calls; a larger queue is shrunk once drained.
+const OUTPUT_QUEUE_KEPT: usize = 64;
+
 /// The seed of every random choice a node makes (session ids, backoff jitter).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NodeSeed(pub u64);
@@ -410,7 +413,13 @@ impl Node {
 
     /// The next output, if any. Drain until `None` after every `handle`.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.fx.out.pop_front()
+        let out = self.fx.out.pop_front();
+        if out.is_none() && self.fx.out.capacity() > OUTPUT_QUEUE_KEPT {
+            // A group commit's replies may have grown the queue to thousands of slots; do
+            // not hold them until the next burst.
+            self.fx.out.shrink_to(OUTPUT_QUEUE_KEPT);
+        }
+        out
     }
 
     /// When to call [`Node::handle_timeout`] next, if anything is scheduled.

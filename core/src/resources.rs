@@ -200,7 +200,13 @@ impl MemoryPlan {
         // flights in flight, and the plan had counted 48 bytes for a 56-byte flight).
         let flight_slots = (FLIGHTS_PER_STREAM_MAX + 1).next_power_of_two() as u64;
         let flights = up * flight_slots * uplink::FLIGHT_ENTRY_BYTES;
-        let outputs = (ops_max + 4 * up + 64) * 2 * std::mem::size_of::<crate::io::Output>() as u64;
+        // The output queue holds what one call emits: disk requests and events, and the
+        // replies of a whole group commit (one per record; swarm seeds 547, 805, 926 and
+        // 1787: 512 outputs on an edge whose plan counted only disk requests).
+        let replies_max = pending / (2 * PENDING_ENTRY_BYTES as u64);
+        let stored_max = gw_pending / std::mem::size_of::<crate::sync::ingest::Accepted>() as u64;
+        let outputs_max = 2 * ops_max + 4 * up + replies_max + stored_max + 64;
+        let outputs = outputs_max.next_power_of_two() * std::mem::size_of::<crate::io::Output>() as u64;
         let mut max = MemoryUsage::default();
         let names: u64 = cfg.topics.iter().map(|t| t.name.len() as u64 * 3 + 256).sum();
         max.set(MemoryPart::Fixed, std::mem::size_of::<crate::Node>() as u64 + names + FIXED_SLACK_BYTES);
