@@ -294,7 +294,7 @@ pub fn check_budgets(cfg: &NodeConfig) -> Result<(), ConfigError> {
 /// Limits sized for a device's budgets: the defaults, scaled down where a small budget
 /// could not hold them (a Pi Zero given 16 MiB, a 256 MiB partition). For an edge, the
 /// result passes [`check_budgets`] for budgets of at least 8 MiB of memory and 16 MiB of
-/// storage with up to 4 topics, or 16 MiB with up to 16 (a gateway needs about 64 MiB:
+/// storage with up to 4 topics, or 24 MiB with up to 16 (a gateway needs about 64 MiB:
 /// it must hold any batch an edge may send); the caller validates it.
 pub fn fit_to_budgets(cfg: &mut NodeConfig, memory_bytes_max: u64, storage_bytes_max: u64) {
     cfg.resources.memory_bytes_max = memory_bytes_max;
@@ -622,7 +622,7 @@ mod tests {
 
     #[test]
     fn fitted_configs_pass_for_small_and_large_devices() {
-        let cases = [(8u64 << 20, 16u64 << 20, 4, Role::Edge), (16 << 20, 64 << 20, 16, Role::Edge)];
+        let cases = [(8u64 << 20, 16u64 << 20, 4, Role::Edge), (24 << 20, 64 << 20, 16, Role::Edge)];
         let big = [
             (128 << 20, 1 << 30, 3, Role::Gateway),
             (16 << 30, 1 << 40, 3, Role::Edge),
