@@ -388,6 +388,7 @@ impl Node {
     pub fn stats(&self) -> NodeStats {
         let mut s = self.stats.clone();
         s.hlc_rejected = self.hlc.rejected_remote();
+        s.evicted_unsynced = self.evicted_unsynced.iter().sum();
         if let Some(u) = &self.uplink {
             s.sessions_opened = u.sessions_opened;
             s.retransmits = u.retransmits;
@@ -1332,7 +1333,6 @@ impl Node {
         let to = seg.end;
         let records = (to - seg.unwritten).saturating_sub(from);
         self.evicted_unsynced[t] += records;
-        self.stats.evicted_unsynced += records;
         self.fx.event(Event::Evicted { topic: v.topic, from, to, records, bytes: seg.len, policy: policy.name() });
     }
 
