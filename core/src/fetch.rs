@@ -164,7 +164,8 @@ impl Fetches {
                 let Ok(batch) = DecodedBatch::decode_with(f.batch, dec) else {
                     return reply(fx, req, Err(FetchError::Storage(format!("undecodable batch at seq {}", f.base))));
                 };
-                for (seq, r) in (f.base..).zip(batch.records()) {
+                let (origin, origin_base) = (batch.header.origin, batch.header.base_seq);
+                for ((seq, origin_seq), r) in (f.base..).zip(origin_base..).zip(batch.records()) {
                     if seq < p.next || seq >= seg_end {
                         continue;
                     }
@@ -176,6 +177,8 @@ impl Fetches {
                     p.bytes += size;
                     p.records.push(FetchedRecord {
                         seq,
+                        origin,
+                        origin_seq,
                         hlc: r.hlc,
                         key: r.key.map(<[u8]>::to_vec),
                         value: r.value.to_vec(),

@@ -126,12 +126,30 @@ pub enum Input {
     /// Read durable records of a topic from sequence `from` (one segment at most per call;
     /// call again from `Fetched::next`). Answered by [`Output::Fetched`].
     Fetch { req: ReqId, topic: TopicIdx, from: Seq, max_records: u32, max_bytes: u32 },
+    /// An operator's command (`outpost sync …`). Takes effect at once; nothing is replied.
+    Control(Control),
+}
+
+/// What an operator can ask of a running node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// Stop opening sessions and sending data (an edge; ignored on a gateway). Not
+    /// persisted: a restart resumes.
+    PauseSync,
+    ResumeSync,
+    /// Resume, connect at once if waiting out a backoff, and send partial batches now.
+    SyncNow,
 }
 
 /// One record returned by a fetch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FetchedRecord {
+    /// The record's offset in this node's log of the topic (what `Input::Fetch` counts).
     pub seq: Seq,
+    /// The record's identity: the node that wrote it and its sequence there. On an edge,
+    /// the edge itself and `seq`; on a gateway, the edge it came from.
+    pub origin: NodeId,
+    pub origin_seq: Seq,
     pub hlc: Hlc,
     pub key: Option<Vec<u8>>,
     pub value: Vec<u8>,

@@ -14,7 +14,7 @@ use crate::config::{Eviction, NodeConfig, Role};
 use crate::fetch::Fetches;
 use crate::hlc::{Hlc, HlcClock};
 use crate::io::{
-    DiskError, DiskOpId, DiskRequest, DiskResponse, Event, FetchError, FileId, Input, Output, ProduceAck, ProduceError,
+    Control, DiskError, DiskOpId, DiskRequest, DiskResponse, Event, FetchError, FileId, Input, Output, ProduceAck, ProduceError,
     ReqId,
 };
 use crate::log::{self, Checkpoint, Resync, ScanStop, Segment, TopicLog};
@@ -381,6 +381,11 @@ impl Node {
         self.uplink.as_ref()
     }
 
+    /// The uplink's state per stream (an edge once recovered), for `outpost sync status`.
+    pub fn sync_status(&self) -> Option<crate::sync::uplink::UplinkStatus> {
+        self.uplink.as_ref().map(|u| u.status(&self.logs))
+    }
+
     pub fn ingest(&self) -> Option<&Ingest> {
         self.ingest.as_ref()
     }
@@ -463,6 +468,7 @@ impl Node {
             Input::Fetch { req, topic, from, max_records, max_bytes } => {
                 self.on_fetch(req, topic, from, max_records, max_bytes)
             }
+            Input::Control(c) => self.on_control(c),
         }
         self.after_input();
     }
@@ -532,6 +538,16 @@ impl Node {
         self.pending_bytes += bytes;
         self.pending_storage += need;
         self.pending[topic.0 as usize].push(PendingRecord { hlc, ..record });
+    }
+
+    fn on_control(&mut self, c: Control) {
+        let now = self.now.mono;
+        let Some(u) = &mut self.uplink else { return };
+        match c {
+            Control::PauseSync => u.set_paused(true),
+            Control::ResumeSync => u.set_paused(false),
+            Control::SyncNow => u.sync_now(now),
+        }
     }
 
     fn on_fetch(&mut self, req: ReqId, topic: TopicIdx, from: Seq, max_records: u32, max_bytes: u32) {

@@ -2,7 +2,9 @@
 //! before acknowledged) and recovery from a torn tail without the simulator in between.
 
 use outpost_core::config::{NodeConfig, Role, SyncDirection, TopicConfig};
-use outpost_core::io::{DiskOpId, DiskRequest, DiskResponse, Event, FetchError, Fetched, FileId, Input, Output, ReqId};
+use outpost_core::io::{Control, DiskOpId, DiskRequest, DiskResponse, Event, FetchError, Fetched, FileId, Input, Output, ReqId};
+use outpost_core::sync::proto::SyncMsg;
+use outpost_core::sync::uplink::SessionStatus;
 use outpost_core::types::{Instant, NodeId, Now, TopicIdx};
 use outpost_core::{Node, NodeSeed};
 use std::collections::{BTreeMap, VecDeque};
@@ -185,6 +187,7 @@ fn fetch_reads_durable_records_by_offset_range() {
     let f = h.fetch(1000, 10, 20, 1 << 20).expect("in range");
     assert_eq!(f.records.iter().map(|r| r.seq).collect::<Vec<_>>(), (10..30).collect::<Vec<_>>());
     assert_eq!(f.records[5].value, b"value 15");
+    assert_eq!((f.records[5].origin, f.records[5].origin_seq), (NodeId(1), 15), "on an edge, its own identity");
     assert_eq!((f.next, f.durable_end), (30, 100));
     // A byte limit stops early, but always returns at least one record.
     let f = h.fetch(1001, 95, 100, 1).expect("in range");
@@ -374,4 +377,58 @@ fn compaction_keeps_the_newest_value_of_every_key_across_a_restart() {
     assert!(compacted(&h) > 3, "compaction goes on after a restart: {}", compacted(&h));
     let start = h.node.log(TopicIdx(0)).start_offset();
     assert!(newest.values().all(|&s| s >= start), "a key's newest value was evicted after the restart");
+}
+
+/// Drives an edge with a topic that syncs up, keeping what it sends.
+fn pump_edge(node: &mut Node, disk: &mut MemDisk, now: Now, sent: &mut Vec<SyncMsg>) {
+    loop {
+        while let Some(o) = node.poll_output() {
+            match o {
+                Output::Disk { id, req } => disk.queue.push_back((id, req)),
+                Output::Send { bytes, .. } => sent.push(SyncMsg::decode(&bytes).expect("the edge sends valid frames")),
+                _ => {}
+            }
+        }
+        let Some((id, _, result)) = disk.complete_one() else { return };
+        node.handle(now, Input::DiskDone { id, result });
+    }
+}
+
+fn hellos(sent: &[SyncMsg]) -> usize {
+    sent.iter().filter(|m| matches!(m, SyncMsg::Hello { .. })).count()
+}
+
+#[test]
+fn a_paused_edge_sends_nothing_until_resumed_and_sync_now_skips_the_backoff() {
+    let mut cfg = NodeConfig::new(NodeId(1), Role::Edge, vec![TopicConfig::new("t", SyncDirection::EdgeToCloud)]);
+    cfg.upstream = Some(NodeId(9));
+    let (mut node, mut disk, mut sent) = (Node::new(cfg, NodeSeed(1), NOW), MemDisk::default(), Vec::new());
+    pump_edge(&mut node, &mut disk, NOW, &mut sent);
+    assert_eq!(hellos(&sent), 1, "a running edge says Hello at once");
+    let at = |secs: u64| Now { mono: Instant(NOW.mono.0 + secs * 1_000_000_000), wall_ms: NOW.wall_ms + secs * 1000 };
+
+    node.handle(at(1), Input::Control(Control::PauseSync));
+    pump_edge(&mut node, &mut disk, at(1), &mut sent);
+    for secs in [2, 30, 120, 600] {
+        node.handle_timeout(at(secs));
+        pump_edge(&mut node, &mut disk, at(secs), &mut sent);
+    }
+    assert_eq!(hellos(&sent), 1, "no Hello while paused, however long");
+    let status = node.sync_status().expect("an edge has an uplink");
+    assert!(status.paused);
+
+    node.handle(at(601), Input::Control(Control::ResumeSync));
+    pump_edge(&mut node, &mut disk, at(601), &mut sent);
+    assert_eq!(hellos(&sent), 2, "resumed past its retry time: Hello at once");
+    // Unanswered, the next Hello waits out a backoff; `sync now` skips it.
+    node.handle(at(602), Input::Control(Control::SyncNow));
+    pump_edge(&mut node, &mut disk, at(602), &mut sent);
+    assert_eq!(hellos(&sent), 3);
+    match node.sync_status().expect("uplink").session {
+        SessionStatus::Connecting { retry_at, attempt } => {
+            assert_eq!(attempt, 1, "sync now starts the backoff over");
+            assert!(retry_at > at(602).mono);
+        }
+        SessionStatus::Active => panic!("no gateway answered"),
+    }
 }

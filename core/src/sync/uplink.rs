@@ -99,6 +99,45 @@ struct UpStream {
     skipping: Option<Skipping>,
 }
 
+/// The session as `outpost sync status` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionStatus {
+    /// No session: the next Hello leaves at `retry_at` (`attempt` Hellos unanswered so far).
+    Connecting { retry_at: Instant, attempt: u32 },
+    Active,
+}
+
+/// One stream as `outpost sync status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamStatus {
+    pub topic: TopicIdx,
+    pub name: String,
+    /// The gateway accepted the stream in the current session.
+    pub accepted: bool,
+    /// The gateway's durable mark as last heard: every record below it is at the gateway.
+    pub acked: Seq,
+    /// The next sequence to send.
+    pub sent: Seq,
+    pub durable_end: Seq,
+    /// Records held that the gateway has not acknowledged.
+    pub unsynced_records: u64,
+    pub in_flight: usize,
+}
+
+/// The uplink as `outpost sync status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UplinkStatus {
+    pub gateway: NodeId,
+    pub paused: bool,
+    pub session: SessionStatus,
+    pub streams: Vec<StreamStatus>,
+    pub sessions_opened: u64,
+    pub retransmits: u64,
+    pub records_sent: u64,
+    pub bytes_sent: u64,
+    pub window_bytes: u64,
+}
+
 /// The edge's sync state machine.
 #[derive(Debug)]
 pub struct Uplink {
@@ -108,6 +147,9 @@ pub struct Uplink {
     inflight_bytes: u64,
     bucket: Option<TokenBucket>,
     attempt: u32,
+    /// The operator paused sync (`outpost sync pause`): no Hello and no new data leave;
+    /// what is in flight may still be acknowledged.
+    paused: bool,
     /// Counters for reports.
     pub sessions_opened: u64,
     pub retransmits: u64,
@@ -168,6 +210,7 @@ impl Uplink {
             inflight_bytes: 0,
             bucket,
             attempt: 0,
+            paused: false,
             sessions_opened: 0,
             retransmits: 0,
             reads: 0,
@@ -212,6 +255,73 @@ impl Uplink {
     /// Records the edge holds that the gateway has not acknowledged, per topic.
     pub fn backlog(&self, topic: TopicIdx, log: &TopicLog) -> u64 {
         self.streams.get(&topic).map_or(0, |s| log.records_from(s.acked))
+    }
+
+    /// Pauses or resumes sending (`outpost sync pause|resume`). Not persisted: a restart
+    /// resumes. While paused, a session is neither opened nor fed; one that is open stays
+    /// open until it times out, so acknowledgements of what was in flight still arrive.
+    pub(crate) fn set_paused(&mut self, paused: bool) {
+        self.paused = paused;
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// Syncs now (`outpost sync now`): resumes, tries to connect at once if waiting out a
+    /// backoff (and starts the backoff over), and sends partial batches without lingering.
+    pub(crate) fn sync_now(&mut self, now: Instant) {
+        self.paused = false;
+        match &mut self.session {
+            Session::Connecting { retry_at, .. } => {
+                *retry_at = now;
+                self.attempt = 0;
+            }
+            Session::Active { .. } => {
+                let lingered = Instant(now.as_nanos().saturating_sub(LINGER.as_nanos()));
+                for s in self.streams.values_mut() {
+                    if let Some(w) = &mut s.waiting_since {
+                        *w = (*w).min(lingered);
+                    }
+                }
+            }
+        }
+    }
+
+    /// What `outpost sync status` shows.
+    pub fn status(&self, logs: &[TopicLog]) -> UplinkStatus {
+        let session = match self.session {
+            Session::Connecting { retry_at, .. } => SessionStatus::Connecting { retry_at, attempt: self.attempt },
+            Session::Active { .. } => SessionStatus::Active,
+        };
+        let streams = self
+            .streams
+            .iter()
+            .map(|(&idx, s)| {
+                let log = &logs[idx.0 as usize];
+                StreamStatus {
+                    topic: idx,
+                    name: s.name.clone(),
+                    accepted: s.accepted,
+                    acked: s.acked,
+                    sent: s.sent,
+                    durable_end: log.durable_offset(),
+                    unsynced_records: log.records_from(s.acked),
+                    in_flight: s.inflight.len(),
+                }
+            })
+            .collect();
+        UplinkStatus {
+            gateway: self.gateway,
+            paused: self.paused,
+            session,
+            streams,
+            sessions_opened: self.sessions_opened,
+            retransmits: self.retransmits,
+            records_sent: self.records_sent,
+            bytes_sent: self.bytes_sent,
+            window_bytes: self.inflight_bytes,
+        }
     }
 
     fn session_id(&self) -> u64 {
@@ -359,6 +469,7 @@ impl Uplink {
         fx: &mut Fx,
     ) {
         match self.session {
+            Session::Connecting { .. } if self.paused => {}
             Session::Connecting { id, retry_at } => {
                 if now >= retry_at {
                     let topics = self.streams.values().map(|s| s.name.clone()).collect();
@@ -373,6 +484,7 @@ impl Uplink {
             {
                 self.lose_session(now, &cfg.sync, rng, fx);
             }
+            Session::Active { .. } if self.paused => {}
             Session::Active { .. } => {
                 let idxs: Vec<TopicIdx> = self.streams.keys().copied().collect();
                 for idx in idxs {
@@ -687,7 +799,11 @@ impl Uplink {
     /// When `pump` next has something to do.
     pub fn poll_timeout(&self, cfg: &SyncConfig, logs: &[TopicLog]) -> Option<Instant> {
         match self.session {
+            Session::Connecting { .. } if self.paused => None,
             Session::Connecting { retry_at, .. } => Some(retry_at),
+            Session::Active { unanswered_since, .. } if self.paused => {
+                unanswered_since.map(|since| since.saturating_add(Duration(cfg.session_timeout.0 + 1)))
+            }
             Session::Active { unanswered_since, .. } => {
                 let mut t: Option<Instant> = None;
                 let mut at = |x: Instant| t = Some(t.map_or(x, |t| t.min(x)));
