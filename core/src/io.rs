@@ -139,6 +139,9 @@ pub enum Control {
     ResumeSync,
     /// Resume, connect at once if waiting out a backoff, and send partial batches now.
     SyncNow,
+    /// The shell's transport to the gateway (re)connected: open a session at once rather
+    /// than wait out the backoff the lost link caused. Does not resume a paused uplink.
+    LinkUp,
 }
 
 /// One record returned by a fetch.

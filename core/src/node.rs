@@ -14,8 +14,8 @@ use crate::config::{Eviction, NodeConfig, Role};
 use crate::fetch::Fetches;
 use crate::hlc::{Hlc, HlcClock};
 use crate::io::{
-    Control, DiskError, DiskOpId, DiskRequest, DiskResponse, Event, FetchError, FileId, Input, Output, ProduceAck, ProduceError,
-    ReqId,
+    Control, DiskError, DiskOpId, DiskRequest, DiskResponse, Event, FetchError, FileId, Input, Output, ProduceAck,
+    ProduceError, ReqId,
 };
 use crate::log::{self, Checkpoint, Resync, ScanStop, Segment, TopicLog};
 use crate::meta::{self, MetaLog};
@@ -547,6 +547,7 @@ impl Node {
             Control::PauseSync => u.set_paused(true),
             Control::ResumeSync => u.set_paused(false),
             Control::SyncNow => u.sync_now(now),
+            Control::LinkUp => u.link_up(now),
         }
     }
 
@@ -1451,6 +1452,12 @@ impl Node {
                 let synced = self.synced_below(t);
                 let unsynced_records = synced.map_or(0, |s| log.records_from(s));
                 let oldest = synced.and_then(|s| log.segments().find(|seg| seg.end > s && unsynced_records > 0));
+                let unsynced_bytes = match synced {
+                    Some(s) if unsynced_records > 0 => {
+                        log.segments().filter(|seg| seg.end > s).map(|seg| seg.len).sum()
+                    }
+                    _ => 0,
+                };
                 TopicUsage {
                     name: tc.name.clone(),
                     priority: tc.priority,
@@ -1459,6 +1466,7 @@ impl Node {
                     segments: log.segment_count() as u64,
                     records: log.records_from(log.start_offset()),
                     unsynced_records,
+                    unsynced_bytes,
                     oldest_unsynced_age: oldest.map(|seg| Duration::from_millis(wall.saturating_sub(seg.newest_ms))),
                     evicted_unsynced: self.evicted_unsynced[t],
                 }

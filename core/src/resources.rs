@@ -411,6 +411,8 @@ pub struct TopicUsage {
     pub records: u64,
     /// Records stored that the gateway has not acknowledged (0 for local topics).
     pub unsynced_records: u64,
+    /// Bytes of the segments holding unsynced records (one partly synced counts whole).
+    pub unsynced_bytes: u64,
     /// Age of the oldest segment holding unsynced records, by its newest record: how long
     /// the backlog has been waiting at least.
     pub oldest_unsynced_age: Option<Duration>,

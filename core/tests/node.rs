@@ -2,7 +2,9 @@
 //! before acknowledged) and recovery from a torn tail without the simulator in between.
 
 use outpost_core::config::{NodeConfig, Role, SyncDirection, TopicConfig};
-use outpost_core::io::{Control, DiskOpId, DiskRequest, DiskResponse, Event, FetchError, Fetched, FileId, Input, Output, ReqId};
+use outpost_core::io::{
+    Control, DiskOpId, DiskRequest, DiskResponse, Event, FetchError, Fetched, FileId, Input, Output, ReqId,
+};
 use outpost_core::sync::proto::SyncMsg;
 use outpost_core::sync::uplink::SessionStatus;
 use outpost_core::types::{Instant, NodeId, Now, TopicIdx};
@@ -431,4 +433,12 @@ fn a_paused_edge_sends_nothing_until_resumed_and_sync_now_skips_the_backoff() {
         }
         SessionStatus::Active => panic!("no gateway answered"),
     }
+    // The transport reconnecting does not resume a paused edge, but spares the backoff.
+    node.handle(at(603), Input::Control(Control::PauseSync));
+    node.handle(at(603), Input::Control(Control::LinkUp));
+    pump_edge(&mut node, &mut disk, at(603), &mut sent);
+    assert_eq!(hellos(&sent), 3, "paused: the link coming up sends nothing");
+    node.handle(at(603), Input::Control(Control::ResumeSync));
+    pump_edge(&mut node, &mut disk, at(603), &mut sent);
+    assert_eq!(hellos(&sent), 4, "resumed after the link came up: Hello without waiting out the backoff");
 }

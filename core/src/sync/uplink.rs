@@ -103,7 +103,10 @@ struct UpStream {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SessionStatus {
     /// No session: the next Hello leaves at `retry_at` (`attempt` Hellos unanswered so far).
-    Connecting { retry_at: Instant, attempt: u32 },
+    Connecting {
+        retry_at: Instant,
+        attempt: u32,
+    },
     Active,
 }
 
@@ -272,19 +275,22 @@ impl Uplink {
     /// backoff (and starts the backoff over), and sends partial batches without lingering.
     pub(crate) fn sync_now(&mut self, now: Instant) {
         self.paused = false;
-        match &mut self.session {
-            Session::Connecting { retry_at, .. } => {
-                *retry_at = now;
-                self.attempt = 0;
-            }
-            Session::Active { .. } => {
-                let lingered = Instant(now.as_nanos().saturating_sub(LINGER.as_nanos()));
-                for s in self.streams.values_mut() {
-                    if let Some(w) = &mut s.waiting_since {
-                        *w = (*w).min(lingered);
-                    }
+        self.link_up(now);
+        if let Session::Active { .. } = self.session {
+            let lingered = Instant(now.as_nanos().saturating_sub(LINGER.as_nanos()));
+            for s in self.streams.values_mut() {
+                if let Some(w) = &mut s.waiting_since {
+                    *w = (*w).min(lingered);
                 }
             }
+        }
+    }
+
+    /// The transport reconnected: if waiting out a backoff, say Hello at once.
+    pub(crate) fn link_up(&mut self, now: Instant) {
+        if let Session::Connecting { retry_at, .. } = &mut self.session {
+            *retry_at = (*retry_at).min(now);
+            self.attempt = 0;
         }
     }
 

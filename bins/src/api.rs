@@ -1,0 +1,370 @@
+//! The application and admin API, independent of transport: HTTP requests become [`Call`]s,
+//! the core's answers become HTTP responses or binary-protocol answers. docs/PROTOCOL.md
+//! ("Application protocols") documents every route.
+
+use crate::binproto::{self, Code};
+use crate::http::{Request, Response};
+use outpost_core::io::{Control, FetchError, Fetched, ProduceAck, ProduceError};
+use serde_json::{json, Value};
+
+/// Records one HTTP batch may carry at most.
+pub const BATCH_RECORDS_MAX: usize = 10_000;
+/// Records one fetch returns at most when the client does not say.
+pub const FETCH_RECORDS_DEFAULT: u32 = 100;
+/// Records one fetch returns at most.
+pub const FETCH_RECORDS_MAX: u32 = 10_000;
+
+/// What a request asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Call {
+    Health,
+    Metrics,
+    Topics,
+    Status,
+    /// `batch`: the body was `{"records": [...]}` and the answer lists each result.
+    Produce {
+        topic: String,
+        records: Vec<(Option<Vec<u8>>, Vec<u8>)>,
+        batch: bool,
+    },
+    Fetch {
+        topic: String,
+        from: u64,
+        max_records: u32,
+        max_bytes: u32,
+    },
+    Control(Control),
+}
+
+const ROUTES: &str = "GET /health, GET /metrics, GET /v1/topics, POST /v1/topics/{topic}/records, \
+                      GET /v1/topics/{topic}/records?from=N&max=N, GET /v1/admin/status, \
+                      POST /v1/admin/sync/{pause|resume|now}";
+
+fn bad(message: &str) -> Response {
+    Response::error(400, "bad_request", false, message)
+}
+
+fn json_value_bytes(v: &Value) -> Vec<u8> {
+    match v {
+        Value::String(s) => s.as_bytes().to_vec(),
+        other => serde_json::to_vec(other).expect("JSON values serialize"),
+    }
+}
+
+fn json_record(v: &Value, at: &str) -> Result<(Option<Vec<u8>>, Vec<u8>), Response> {
+    let Some(obj) = v.as_object() else {
+        return Err(bad(&format!("{at}: a record is an object {{\"value\": ..., \"key\": \"...\"}}")));
+    };
+    if let Some(k) = obj.keys().find(|k| *k != "key" && *k != "value") {
+        return Err(bad(&format!("{at}: unknown field {k:?}; a record has \"value\" and optionally \"key\"")));
+    }
+    let value = obj.get("value").ok_or_else(|| bad(&format!("{at}: \"value\" is missing")))?;
+    let key = match obj.get("key") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.as_bytes().to_vec()),
+        Some(_) => return Err(bad(&format!("{at}: \"key\" must be a string"))),
+    };
+    Ok((key, json_value_bytes(value)))
+}
+
+fn produce_call(topic: String, req: &Request) -> Result<Call, Response> {
+    let is_json = req.content_type.as_deref().is_some_and(|t| t.starts_with("application/json"));
+    if !is_json {
+        let key = req.key.clone().or_else(|| req.param("key").map(|k| k.as_bytes().to_vec()));
+        return Ok(Call::Produce { topic, records: vec![(key, req.body.clone())], batch: false });
+    }
+    let v: Value = serde_json::from_slice(&req.body).map_err(|e| bad(&format!("body is not valid JSON: {e}")))?;
+    match v.get("records") {
+        Some(Value::Array(items)) => {
+            if items.is_empty() || items.len() > BATCH_RECORDS_MAX {
+                return Err(bad(&format!(
+                    "\"records\" must hold 1 to {BATCH_RECORDS_MAX} records, not {}",
+                    items.len()
+                )));
+            }
+            let records = items
+                .iter()
+                .enumerate()
+                .map(|(i, r)| json_record(r, &format!("records[{i}]")))
+                .collect::<Result<_, _>>()?;
+            Ok(Call::Produce { topic, records, batch: true })
+        }
+        Some(_) => Err(bad("\"records\" must be an array")),
+        None => Ok(Call::Produce { topic, records: vec![json_record(&v, "body")?], batch: false }),
+    }
+}
+
+fn number<T: std::str::FromStr>(req: &Request, name: &str, default: T) -> Result<T, Response> {
+    match req.param(name) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| bad(&format!("query parameter {name}={v:?} is not a non-negative integer"))),
+    }
+}
+
+/// Routes a request, or answers it at once when it is wrong.
+pub fn route(req: &Request) -> Result<Call, Response> {
+    let parts: Vec<&str> = req.path.trim_end_matches('/').split('/').skip(1).collect();
+    let method = req.method.as_str();
+    let call = match (method, parts.as_slice()) {
+        ("GET", ["health"]) => Call::Health,
+        ("GET", ["metrics"]) => Call::Metrics,
+        ("GET", ["v1", "topics"]) => Call::Topics,
+        ("GET", ["v1", "admin", "status"]) => Call::Status,
+        ("POST", ["v1", "admin", "sync", cmd]) => match *cmd {
+            "pause" => Call::Control(Control::PauseSync),
+            "resume" => Call::Control(Control::ResumeSync),
+            "now" => Call::Control(Control::SyncNow),
+            other => return Err(bad(&format!("unknown sync command {other:?}: pause, resume or now"))),
+        },
+        ("POST", ["v1", "topics", topic, "records"]) => produce_call(topic.to_string(), req)?,
+        ("GET", ["v1", "topics", topic, "records"]) => {
+            let from = number(req, "from", 0u64)?;
+            let max_records = number(req, "max", FETCH_RECORDS_DEFAULT)?.clamp(1, FETCH_RECORDS_MAX);
+            let max_bytes = number(req, "max_bytes", u32::MAX)?;
+            Call::Fetch { topic: topic.to_string(), from, max_records, max_bytes }
+        }
+        (_, ["health" | "metrics"] | ["v1", "topics"] | ["v1", "admin", "status"])
+        | (_, ["v1", "admin", "sync", _] | ["v1", "topics", _, "records"]) => {
+            return Err(Response::error(
+                405,
+                "method_not_allowed",
+                false,
+                &format!("{method} is not allowed here; routes: {ROUTES}"),
+            ))
+        }
+        _ => {
+            return Err(Response::error(
+                404,
+                "not_found",
+                false,
+                &format!("no route {method} {}; routes: {ROUTES}", req.path),
+            ))
+        }
+    };
+    Ok(call)
+}
+
+/// The answer to a request for a topic this node does not have.
+pub fn unknown_topic(topic: &str, known: &[&str]) -> (Response, binproto::Response) {
+    let msg = format!("no topic named {topic:?} on this node; it has: {}", known.join(", "));
+    (
+        Response::error(404, "unknown_topic", false, &msg),
+        binproto::Response::Error { code: Code::UnknownTopic, retryable: false, message: msg },
+    )
+}
+
+/// HTTP status, code name and binary code of a refused produce.
+fn produce_error_kind(e: &ProduceError) -> (u16, &'static str, Code) {
+    match e {
+        ProduceError::Recovering => (503, "recovering", Code::Recovering),
+        ProduceError::Busy { .. } => (503, "busy", Code::Busy),
+        ProduceError::TooLarge { .. } => (413, "too_large", Code::TooLarge),
+        ProduceError::UnknownTopic(_) => (404, "unknown_topic", Code::UnknownTopic),
+        ProduceError::NotAccepted => (405, "not_accepted", Code::NotAccepted),
+        ProduceError::Clock(_) => (503, "clock", Code::Clock),
+        ProduceError::Storage(_) => (503, "storage", Code::Storage),
+        ProduceError::StorageFull { .. } => (503, "storage_full", Code::StorageFull),
+    }
+}
+
+fn produce_error_message(e: &ProduceError) -> String {
+    match e {
+        ProduceError::NotAccepted => "this node is a gateway: produce to an edge".into(),
+        other => other.to_string(),
+    }
+}
+
+pub fn produce_binary(result: &Result<ProduceAck, ProduceError>) -> binproto::Response {
+    match result {
+        Ok(a) => binproto::Response::Acked { seq: a.seq, hlc: a.hlc.0 },
+        Err(e) => binproto::Response::Error {
+            code: produce_error_kind(e).2,
+            retryable: e.is_retryable(),
+            message: produce_error_message(e),
+        },
+    }
+}
+
+fn produce_json(topic: &str, result: &Result<ProduceAck, ProduceError>) -> Value {
+    match result {
+        Ok(a) => json!({ "topic": topic, "offset": a.seq, "hlc": a.hlc.to_string() }),
+        Err(e) => {
+            json!({ "error": produce_error_message(e), "code": produce_error_kind(e).1, "retryable": e.is_retryable() })
+        }
+    }
+}
+
+/// The HTTP answer to a produce: one result, or (`batch`) every result in order. A batch
+/// whose records were all acknowledged is 200; otherwise the status of its first refusal,
+/// and the body says which records were stored.
+pub fn produce_http(topic: &str, results: &[Result<ProduceAck, ProduceError>], batch: bool) -> Response {
+    let first_err = results.iter().find_map(|r| r.as_ref().err());
+    if !batch {
+        let r = &results[0];
+        return match first_err {
+            None => Response::json(200, &produce_json(topic, r)),
+            Some(e) => {
+                let (status, code, _) = produce_error_kind(e);
+                Response::error(status, code, e.is_retryable(), &produce_error_message(e))
+            }
+        };
+    }
+    let acked = results.iter().filter(|r| r.is_ok()).count();
+    let body = json!({
+        "topic": topic,
+        "acked": acked,
+        "refused": results.len() - acked,
+        "results": results.iter().map(|r| produce_json(topic, r)).collect::<Vec<_>>(),
+    });
+    let status = first_err.map_or(200, |e| produce_error_kind(e).0);
+    let retry_after = first_err.filter(|e| e.is_retryable()).map(|_| 1);
+    Response { retry_after, ..Response::json(status, &body) }
+}
+
+fn fetch_error_kind(e: &FetchError) -> (u16, &'static str, Code, bool) {
+    match e {
+        FetchError::Recovering => (503, "recovering", Code::Recovering, true),
+        FetchError::UnknownTopic(_) => (404, "unknown_topic", Code::UnknownTopic, false),
+        FetchError::OutOfRange { .. } => (416, "out_of_range", Code::OutOfRange, false),
+        FetchError::Busy { .. } => (503, "busy", Code::Busy, true),
+        FetchError::Storage(_) => (503, "storage", Code::Storage, true),
+        FetchError::Corrupted { .. } => (409, "corrupted", Code::Corrupted, false),
+    }
+}
+
+fn text_or_hex(bytes: &[u8], field: &str) -> (String, Value) {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => (field.to_string(), Value::String(s.to_string())),
+        Err(_) => (format!("{field}_hex"), Value::String(bytes.iter().map(|b| format!("{b:02x}")).collect())),
+    }
+}
+
+pub fn fetch_http(result: &Result<Fetched, FetchError>, names: &dyn Fn(u64) -> String) -> Response {
+    match result {
+        Ok(f) => {
+            let records: Vec<Value> = f
+                .records
+                .iter()
+                .map(|r| {
+                    let mut o = serde_json::Map::new();
+                    o.insert("offset".into(), r.seq.into());
+                    o.insert("origin".into(), names(r.origin.0).into());
+                    o.insert("origin_seq".into(), r.origin_seq.into());
+                    o.insert("hlc".into(), r.hlc.to_string().into());
+                    if let Some(k) = &r.key {
+                        let (name, v) = text_or_hex(k, "key");
+                        o.insert(name, v);
+                    }
+                    let (name, v) = text_or_hex(&r.value, "value");
+                    o.insert(name, v);
+                    Value::Object(o)
+                })
+                .collect();
+            Response::json(200, &json!({ "records": records, "next": f.next, "durable_end": f.durable_end }))
+        }
+        Err(e) => {
+            let (status, code, _, retryable) = fetch_error_kind(e);
+            let mut r = Response::error(status, code, retryable, &e.to_string());
+            if let FetchError::Corrupted { to, .. } = e {
+                r = Response::json(
+                    status,
+                    &json!({ "error": e.to_string(), "code": code, "retryable": false, "next": to }),
+                );
+            }
+            r
+        }
+    }
+}
+
+pub fn fetch_binary(result: Result<Fetched, FetchError>) -> binproto::Response {
+    match result {
+        Ok(f) => binproto::Response::Records {
+            next: f.next,
+            durable_end: f.durable_end,
+            records: f
+                .records
+                .into_iter()
+                .map(|r| binproto::Record {
+                    seq: r.seq,
+                    origin: r.origin.0,
+                    origin_seq: r.origin_seq,
+                    hlc: r.hlc.0,
+                    key: r.key,
+                    value: r.value,
+                })
+                .collect(),
+        },
+        Err(e) => {
+            let (_, _, code, retryable) = fetch_error_kind(&e);
+            binproto::Response::Error { code, retryable, message: e.to_string() }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(method: &str, target: &str, content_type: Option<&str>, body: &[u8]) -> Request {
+        let mut raw = format!("{method} {target} HTTP/1.1\r\ncontent-length: {}\r\n", body.len());
+        if let Some(t) = content_type {
+            raw.push_str(&format!("content-type: {t}\r\n"));
+        }
+        raw.push_str("\r\n");
+        let mut bytes = raw.into_bytes();
+        bytes.extend_from_slice(body);
+        crate::http::parse(&bytes, 1 << 20).expect("valid").expect("complete").0
+    }
+
+    #[test]
+    fn routes_produce_bodies_of_every_shape() {
+        let raw = route(&req("POST", "/v1/topics/t/records?key=k", None, b"\x00\x01")).expect("routed");
+        assert_eq!(
+            raw,
+            Call::Produce { topic: "t".into(), records: vec![(Some(b"k".to_vec()), vec![0, 1])], batch: false }
+        );
+        let one =
+            route(&req("POST", "/v1/topics/t/records", Some("application/json"), br#"{"value":{"a":1},"key":"k"}"#));
+        assert_eq!(
+            one,
+            Ok(Call::Produce {
+                topic: "t".into(),
+                records: vec![(Some(b"k".to_vec()), br#"{"a":1}"#.to_vec())],
+                batch: false
+            })
+        );
+        let batch = br#"{"records":[{"value":"x"},{"value":2,"key":null}]}"#;
+        let many = route(&req("POST", "/v1/topics/t/records", Some("application/json"), batch));
+        assert_eq!(
+            many,
+            Ok(Call::Produce {
+                topic: "t".into(),
+                records: vec![(None, b"x".to_vec()), (None, b"2".to_vec())],
+                batch: true
+            })
+        );
+    }
+
+    #[test]
+    fn refuses_bad_requests_with_what_to_do() {
+        let status = |r: Result<Call, Response>| r.err().map(|r| (r.status, String::from_utf8(r.body).unwrap()));
+        let (s, body) =
+            status(route(&req("POST", "/v1/topics/t/records", Some("application/json"), b"{nope"))).unwrap();
+        assert_eq!(s, 400);
+        assert!(body.contains("not valid JSON"), "{body}");
+        let (s, body) = status(route(&req(
+            "POST",
+            "/v1/topics/t/records",
+            Some("application/json"),
+            br#"{"records":[{"val":1}]}"#,
+        )))
+        .unwrap();
+        assert_eq!(s, 400);
+        assert!(body.contains("records[0]: unknown field \\\"val\\\""), "{body}");
+        assert_eq!(status(route(&req("DELETE", "/v1/topics", None, b""))).unwrap().0, 405);
+        assert_eq!(status(route(&req("GET", "/nope", None, b""))).unwrap().0, 404);
+        let (s, body) = status(route(&req("GET", "/v1/topics/t/records?from=-1", None, b""))).unwrap();
+        assert_eq!(s, 400);
+        assert!(body.contains("from=\\\"-1\\\""), "{body}");
+    }
+}

@@ -1,0 +1,420 @@
+//! The framed binary protocol applications use for high rates (docs/PROTOCOL.md,
+//! "Application protocols"). Pure encode and decode; every decoder checks lengths and
+//! returns a typed error.
+//!
+//! A frame is `len u32` (the bytes after it) · `kind u8` · `id u32` · body. Integers are
+//! little-endian. `id` is the client's; the answer to a request carries the same id, and
+//! answers may come in any order.
+
+use std::fmt;
+
+/// The largest frame a daemon reads (a 1 MiB value, a 4 KiB key and headers).
+pub const REQUEST_FRAME_MAX: usize = (1 << 20) + 8192;
+/// The largest frame a client reads (a fetch of up to 16 MiB of records).
+pub const RESPONSE_FRAME_MAX: usize = 16 << 20;
+
+pub const KIND_PRODUCE: u8 = 1;
+pub const KIND_FETCH: u8 = 2;
+pub const KIND_ACKED: u8 = 129;
+pub const KIND_ERROR: u8 = 130;
+pub const KIND_RECORDS: u8 = 131;
+
+/// Error codes of an `Error` answer (also in docs/PROTOCOL.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Code {
+    BadRequest = 1,
+    UnknownTopic = 2,
+    TooLarge = 3,
+    Busy = 4,
+    Recovering = 5,
+    StorageFull = 6,
+    Storage = 7,
+    Clock = 8,
+    NotAccepted = 9,
+    OutOfRange = 10,
+    Corrupted = 11,
+}
+
+impl Code {
+    pub fn from_u8(v: u8) -> Option<Code> {
+        use Code::*;
+        Some(match v {
+            1 => BadRequest,
+            2 => UnknownTopic,
+            3 => TooLarge,
+            4 => Busy,
+            5 => Recovering,
+            6 => StorageFull,
+            7 => Storage,
+            8 => Clock,
+            9 => NotAccepted,
+            10 => OutOfRange,
+            11 => Corrupted,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    Produce { topic: String, key: Option<Vec<u8>>, value: Vec<u8> },
+    Fetch { topic: String, from: u64, max_records: u32, max_bytes: u32 },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub seq: u64,
+    pub origin: u64,
+    pub origin_seq: u64,
+    pub hlc: u64,
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Response {
+    Acked { seq: u64, hlc: u64 },
+    Error { code: Code, retryable: bool, message: String },
+    Records { next: u64, durable_end: u64, records: Vec<Record> },
+}
+
+/// Why bytes are not a valid frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProtoError {
+    /// The length prefix claims more than the reader accepts.
+    FrameTooLarge {
+        len: usize,
+        max: usize,
+    },
+    /// Shorter than kind and id.
+    FrameTooShort {
+        len: usize,
+    },
+    UnknownKind(u8),
+    /// A field runs past the end of the frame.
+    Truncated {
+        field: &'static str,
+    },
+    /// Bytes left after the last field.
+    TrailingBytes {
+        len: usize,
+    },
+    BadTopicName,
+    BadCode(u8),
+    BadUtf8,
+}
+
+impl fmt::Display for ProtoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtoError::FrameTooLarge { len, max } => {
+                write!(f, "frame of {len} bytes is larger than the {max} accepted; the connection is closed")
+            }
+            ProtoError::FrameTooShort { len } => write!(f, "frame of {len} bytes is shorter than its 5-byte head"),
+            ProtoError::UnknownKind(k) => write!(f, "unknown request kind {k} (1 produce, 2 fetch)"),
+            ProtoError::Truncated { field } => write!(f, "frame ends inside field {field}"),
+            ProtoError::TrailingBytes { len } => write!(f, "{len} bytes after the last field"),
+            ProtoError::BadTopicName => f.write_str("topic name must be 1 to 255 bytes of UTF-8"),
+            ProtoError::BadCode(c) => write!(f, "unknown error code {c}"),
+            ProtoError::BadUtf8 => f.write_str("text is not UTF-8"),
+        }
+    }
+}
+
+impl std::error::Error for ProtoError {}
+
+/// Checks a frame's length prefix: the body length that follows it.
+pub fn frame_len(prefix: [u8; 4], max: usize) -> Result<usize, ProtoError> {
+    let len = u32::from_le_bytes(prefix) as usize;
+    if len > max {
+        return Err(ProtoError::FrameTooLarge { len, max });
+    }
+    if len < 5 {
+        return Err(ProtoError::FrameTooShort { len });
+    }
+    Ok(len)
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], ProtoError> {
+        if self.buf.len() < n {
+            return Err(ProtoError::Truncated { field });
+        }
+        let (a, b) = self.buf.split_at(n);
+        self.buf = b;
+        Ok(a)
+    }
+    fn u8(&mut self, field: &'static str) -> Result<u8, ProtoError> {
+        Ok(self.take(1, field)?[0])
+    }
+    fn u16(&mut self, field: &'static str) -> Result<u16, ProtoError> {
+        Ok(u16::from_le_bytes(self.take(2, field)?.try_into().expect("2 bytes")))
+    }
+    fn u32(&mut self, field: &'static str) -> Result<u32, ProtoError> {
+        Ok(u32::from_le_bytes(self.take(4, field)?.try_into().expect("4 bytes")))
+    }
+    fn u64(&mut self, field: &'static str) -> Result<u64, ProtoError> {
+        Ok(u64::from_le_bytes(self.take(8, field)?.try_into().expect("8 bytes")))
+    }
+    fn topic(&mut self) -> Result<String, ProtoError> {
+        let n = self.u8("topic length")? as usize;
+        let b = self.take(n, "topic")?;
+        match std::str::from_utf8(b) {
+            Ok(s) if !s.is_empty() => Ok(s.to_string()),
+            _ => Err(ProtoError::BadTopicName),
+        }
+    }
+    fn key(&mut self) -> Result<Option<Vec<u8>>, ProtoError> {
+        match self.u8("key flag")? {
+            0 => Ok(None),
+            _ => {
+                let n = self.u16("key length")? as usize;
+                Ok(Some(self.take(n, "key")?.to_vec()))
+            }
+        }
+    }
+    fn end(&self) -> Result<(), ProtoError> {
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(ProtoError::TrailingBytes { len: self.buf.len() })
+        }
+    }
+}
+
+fn head(kind: u8, id: u32, out: &mut Vec<u8>) -> usize {
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    out.push(kind);
+    out.extend_from_slice(&id.to_le_bytes());
+    at
+}
+
+fn finish(at: usize, out: &mut [u8]) {
+    let len = u32::try_from(out.len() - at - 4).expect("frames are far below 4 GiB");
+    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+}
+
+fn put_topic(topic: &str, out: &mut Vec<u8>) {
+    assert!(!topic.is_empty() && topic.len() <= 255, "topic names are 1 to 255 bytes");
+    out.push(topic.len() as u8);
+    out.extend_from_slice(topic.as_bytes());
+}
+
+fn put_key(key: Option<&[u8]>, out: &mut Vec<u8>) {
+    match key {
+        None => out.push(0),
+        Some(k) => {
+            out.push(1);
+            out.extend_from_slice(&u16::try_from(k.len()).expect("keys are at most 4 KiB").to_le_bytes());
+            out.extend_from_slice(k);
+        }
+    }
+}
+
+/// Appends one request frame (length prefix included).
+pub fn encode_request(id: u32, req: &Request, out: &mut Vec<u8>) {
+    match req {
+        Request::Produce { topic, key, value } => {
+            let at = head(KIND_PRODUCE, id, out);
+            put_topic(topic, out);
+            put_key(key.as_deref(), out);
+            out.extend_from_slice(value);
+            finish(at, out);
+        }
+        Request::Fetch { topic, from, max_records, max_bytes } => {
+            let at = head(KIND_FETCH, id, out);
+            put_topic(topic, out);
+            out.extend_from_slice(&from.to_le_bytes());
+            out.extend_from_slice(&max_records.to_le_bytes());
+            out.extend_from_slice(&max_bytes.to_le_bytes());
+            finish(at, out);
+        }
+    }
+}
+
+/// Decodes a request frame's body (after the length prefix). On an error the id is
+/// returned too when it could be read, so the answer can name the request.
+pub fn decode_request(body: &[u8]) -> Result<(u32, Request), (Option<u32>, ProtoError)> {
+    if body.len() < 5 {
+        return Err((None, ProtoError::FrameTooShort { len: body.len() }));
+    }
+    let kind = body[0];
+    let id = u32::from_le_bytes(body[1..5].try_into().expect("4 bytes"));
+    let mut r = Reader { buf: &body[5..] };
+    let req = (|| match kind {
+        KIND_PRODUCE => {
+            let topic = r.topic()?;
+            let key = r.key()?;
+            let value = std::mem::take(&mut r.buf).to_vec();
+            Ok(Request::Produce { topic, key, value })
+        }
+        KIND_FETCH => {
+            let topic = r.topic()?;
+            let from = r.u64("from")?;
+            let max_records = r.u32("max_records")?;
+            let max_bytes = r.u32("max_bytes")?;
+            r.end()?;
+            Ok(Request::Fetch { topic, from, max_records, max_bytes })
+        }
+        k => Err(ProtoError::UnknownKind(k)),
+    })();
+    req.map(|q| (id, q)).map_err(|e| (Some(id), e))
+}
+
+/// Appends one response frame (length prefix included).
+pub fn encode_response(id: u32, resp: &Response, out: &mut Vec<u8>) {
+    match resp {
+        Response::Acked { seq, hlc } => {
+            let at = head(KIND_ACKED, id, out);
+            out.extend_from_slice(&seq.to_le_bytes());
+            out.extend_from_slice(&hlc.to_le_bytes());
+            finish(at, out);
+        }
+        Response::Error { code, retryable, message } => {
+            let at = head(KIND_ERROR, id, out);
+            out.push(*code as u8);
+            out.push(u8::from(*retryable));
+            let msg = &message.as_bytes()[..message.len().min(4096)];
+            out.extend_from_slice(msg);
+            finish(at, out);
+        }
+        Response::Records { next, durable_end, records } => {
+            let at = head(KIND_RECORDS, id, out);
+            out.extend_from_slice(&next.to_le_bytes());
+            out.extend_from_slice(&durable_end.to_le_bytes());
+            out.extend_from_slice(&(records.len() as u32).to_le_bytes());
+            for r in records {
+                for v in [r.seq, r.origin, r.origin_seq, r.hlc] {
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+                put_key(r.key.as_deref(), out);
+                out.extend_from_slice(&(r.value.len() as u32).to_le_bytes());
+                out.extend_from_slice(&r.value);
+            }
+            finish(at, out);
+        }
+    }
+}
+
+/// Decodes a response frame's body (after the length prefix).
+pub fn decode_response(body: &[u8]) -> Result<(u32, Response), ProtoError> {
+    if body.len() < 5 {
+        return Err(ProtoError::FrameTooShort { len: body.len() });
+    }
+    let kind = body[0];
+    let id = u32::from_le_bytes(body[1..5].try_into().expect("4 bytes"));
+    let mut r = Reader { buf: &body[5..] };
+    let resp = match kind {
+        KIND_ACKED => {
+            let seq = r.u64("seq")?;
+            let hlc = r.u64("hlc")?;
+            Response::Acked { seq, hlc }
+        }
+        KIND_ERROR => {
+            let c = r.u8("code")?;
+            let code = Code::from_u8(c).ok_or(ProtoError::BadCode(c))?;
+            let retryable = r.u8("retryable")? != 0;
+            let message = String::from_utf8(std::mem::take(&mut r.buf).to_vec()).map_err(|_| ProtoError::BadUtf8)?;
+            Response::Error { code, retryable, message }
+        }
+        KIND_RECORDS => {
+            let next = r.u64("next")?;
+            let durable_end = r.u64("durable_end")?;
+            let n = r.u32("count")? as usize;
+            // Each record takes at least 41 bytes: no allocation beyond what the frame holds.
+            let mut records = Vec::with_capacity(n.min(r.buf.len() / 41));
+            for _ in 0..n {
+                let seq = r.u64("seq")?;
+                let origin = r.u64("origin")?;
+                let origin_seq = r.u64("origin_seq")?;
+                let hlc = r.u64("hlc")?;
+                let key = r.key()?;
+                let len = r.u32("value length")? as usize;
+                let value = r.take(len, "value")?.to_vec();
+                records.push(Record { seq, origin, origin_seq, hlc, key, value });
+            }
+            Response::Records { next, durable_end, records }
+        }
+        k => return Err(ProtoError::UnknownKind(k)),
+    };
+    r.end()?;
+    Ok((id, resp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(frame: &[u8]) -> &[u8] {
+        let len = frame_len(frame[..4].try_into().unwrap(), usize::MAX).expect("valid prefix");
+        assert_eq!(len, frame.len() - 4);
+        &frame[4..]
+    }
+
+    #[test]
+    fn requests_and_responses_round_trip() {
+        let reqs = [
+            Request::Produce { topic: "t".into(), key: None, value: b"v".to_vec() },
+            Request::Produce { topic: "pos.tx".into(), key: Some(b"k".to_vec()), value: Vec::new() },
+            Request::Fetch { topic: "t".into(), from: 7, max_records: 10, max_bytes: 1000 },
+        ];
+        for (i, q) in reqs.iter().enumerate() {
+            let mut f = Vec::new();
+            encode_request(i as u32, q, &mut f);
+            assert_eq!(decode_request(body(&f)), Ok((i as u32, q.clone())));
+        }
+        let resps = [
+            Response::Acked { seq: 1, hlc: 2 },
+            Response::Error { code: Code::Busy, retryable: true, message: "full".into() },
+            Response::Records {
+                next: 3,
+                durable_end: 9,
+                records: vec![
+                    Record { seq: 1, origin: 2, origin_seq: 3, hlc: 4, key: None, value: b"a".to_vec() },
+                    Record { seq: 2, origin: 2, origin_seq: 4, hlc: 5, key: Some(vec![]), value: vec![] },
+                ],
+            },
+        ];
+        for (i, r) in resps.iter().enumerate() {
+            let mut f = Vec::new();
+            encode_response(i as u32, r, &mut f);
+            assert_eq!(decode_response(body(&f)), Ok((i as u32, r.clone())));
+        }
+    }
+
+    #[test]
+    fn hostile_frames_get_typed_errors() {
+        assert_eq!(
+            frame_len(u32::MAX.to_le_bytes(), REQUEST_FRAME_MAX),
+            Err(ProtoError::FrameTooLarge { len: u32::MAX as usize, max: REQUEST_FRAME_MAX })
+        );
+        assert_eq!(frame_len(3u32.to_le_bytes(), 100), Err(ProtoError::FrameTooShort { len: 3 }));
+        assert_eq!(decode_request(&[9, 1, 0, 0, 0]), Err((Some(1), ProtoError::UnknownKind(9))));
+        // A topic length past the end.
+        assert_eq!(
+            decode_request(&[KIND_PRODUCE, 2, 0, 0, 0, 200, b'a']),
+            Err((Some(2), ProtoError::Truncated { field: "topic" }))
+        );
+        assert_eq!(decode_request(&[KIND_PRODUCE, 2, 0, 0, 0, 0]), Err((Some(2), ProtoError::BadTopicName)));
+        // A key length past the end.
+        assert_eq!(
+            decode_request(&[KIND_PRODUCE, 3, 0, 0, 0, 1, b't', 1, 0xff, 0xff]),
+            Err((Some(3), ProtoError::Truncated { field: "key" }))
+        );
+        let mut f = Vec::new();
+        encode_request(4, &Request::Fetch { topic: "t".into(), from: 0, max_records: 1, max_bytes: 1 }, &mut f);
+        f.push(0);
+        assert_eq!(decode_request(&f[4..]), Err((Some(4), ProtoError::TrailingBytes { len: 1 })));
+        // A count that claims more records than the frame holds fails without allocating them.
+        let mut r = vec![KIND_RECORDS, 0, 0, 0, 0];
+        r.extend_from_slice(&[0; 16]);
+        r.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(decode_response(&r), Err(ProtoError::Truncated { field: "seq" }));
+    }
+}

@@ -1,0 +1,110 @@
+//! The operator CLI's side: asks a running daemon over its local HTTP API and prints
+//! tables (or the JSON, for scripts).
+
+use crate::status::{self, Status};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// Why the CLI could not get an answer.
+#[derive(Debug)]
+pub struct CliError(pub String);
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One HTTP request to the daemon; returns the status code and body.
+pub fn request(addr: SocketAddr, method: &str, path: &str) -> Result<(u16, Vec<u8>), CliError> {
+    let unreachable = |e: std::io::Error| {
+        CliError(format!(
+            "cannot reach an outpost daemon at {addr}: {e}. Is `outpost run` (or `outpost gateway`) running? \
+             Point at it with --addr HOST:PORT or --config FILE"
+        ))
+    };
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(unreachable)?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).map_err(unreachable)?;
+    let req = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).map_err(unreachable)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).map_err(unreachable)?;
+    let mut headers = [httparse::EMPTY_HEADER; 16];
+    let mut resp = httparse::Response::new(&mut headers);
+    let at = match resp.parse(&raw) {
+        Ok(httparse::Status::Complete(n)) => n,
+        _ => {
+            return Err(CliError(format!(
+                "the answer from {addr} is not HTTP; is that port an outpost daemon's api.http?"
+            )))
+        }
+    };
+    Ok((resp.code.unwrap_or(0), raw[at..].to_vec()))
+}
+
+pub fn fetch_status(addr: SocketAddr) -> Result<Status, CliError> {
+    let (code, body) = request(addr, "GET", "/v1/admin/status")?;
+    if code != 200 {
+        return Err(CliError(format!("{addr} answered {code}: {}", String::from_utf8_lossy(&body))));
+    }
+    serde_json::from_slice(&body)
+        .map_err(|e| CliError(format!("the status from {addr} does not parse ({e}); is it the same outpost version?")))
+}
+
+/// What the operator asked to see.
+#[derive(Clone, Copy, Debug)]
+pub enum View {
+    Sync,
+    Queue,
+    Resources,
+    Health,
+    Peers,
+}
+
+/// Prints a view; returns the process exit code (health: 0 healthy, 1 degraded,
+/// 2 unhealthy).
+pub fn show(addr: SocketAddr, view: View, json: bool) -> Result<i32, CliError> {
+    let s = fetch_status(addr)?;
+    let code = match (view, status::health(&s).0) {
+        (View::Health, "degraded") => 1,
+        (View::Health, "unhealthy") => 2,
+        _ => 0,
+    };
+    if json {
+        let v = match view {
+            View::Sync => serde_json::json!({ "sync": s.sync, "topics": s.topics, "link": s.link }),
+            View::Queue => serde_json::json!({ "topics": s.topics }),
+            View::Resources => serde_json::json!({
+                "memory_used": s.memory_used, "memory_max": s.memory_max, "memory_parts": s.memory_parts,
+                "storage_used": s.storage_used, "storage_max": s.storage_max, "device_full": s.device_full,
+                "topics": s.topics,
+            }),
+            View::Health => {
+                let (state, reasons) = status::health(&s);
+                serde_json::json!({ "status": state, "reasons": reasons, "node": s.node, "role": s.role, "uptime_secs": s.uptime_secs })
+            }
+            View::Peers => serde_json::json!({ "peers": s.link.peers }),
+        };
+        println!("{}", serde_json::to_string_pretty(&v).expect("JSON values serialize"));
+    } else {
+        let text = match view {
+            View::Sync => status::render_sync(&s),
+            View::Queue => status::render_queue(&s),
+            View::Resources => status::render_resources(&s),
+            View::Health => status::render_health(&s),
+            View::Peers => status::render_peers(&s),
+        };
+        print!("{text}");
+    }
+    Ok(code)
+}
+
+/// `outpost sync pause|resume|now`.
+pub fn sync_command(addr: SocketAddr, command: &str) -> Result<(), CliError> {
+    let (code, body) = request(addr, "POST", &format!("/v1/admin/sync/{command}"))?;
+    if code != 200 {
+        return Err(CliError(format!("{addr} answered {code}: {}", String::from_utf8_lossy(&body))));
+    }
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! A small blocking client of the binary protocol, for applications written in Rust and
+//! for the tests.
+//!
+//! ```no_run
+//! let mut c = outpost::client::Client::connect("127.0.0.1:7481")?;
+//! let ack = c.produce("events", None, b"door opened")?;
+//! println!("durable at offset {}", ack.seq);
+//! # Ok::<(), outpost::client::ClientError>(())
+//! ```
+//!
+//! A produce returns only once the record is durable on the device. For rate, pipeline:
+//! [`Client::send`] many requests, then [`Client::recv`] their answers (matched by id).
+
+use crate::binproto::{self, Code, Record, Request, Response, RESPONSE_FRAME_MAX};
+use std::fmt;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+
+#[derive(Debug)]
+pub enum ClientError {
+    Io(io::Error),
+    Protocol(binproto::ProtoError),
+    /// The daemon refused the request; `retryable` says whether the same request may
+    /// succeed later (busy, storage full, recovering).
+    Refused {
+        code: Code,
+        retryable: bool,
+        message: String,
+    },
+    /// An answer that does not fit the request (a bug on one side).
+    Unexpected(String),
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Io(e) => write!(f, "connection: {e}"),
+            ClientError::Protocol(e) => write!(f, "protocol: {e}"),
+            ClientError::Refused { code, retryable, message } => {
+                write!(f, "refused ({code:?}{}): {message}", if *retryable { ", retryable" } else { "" })
+            }
+            ClientError::Unexpected(e) => write!(f, "unexpected answer: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+impl From<io::Error> for ClientError {
+    fn from(e: io::Error) -> Self {
+        ClientError::Io(e)
+    }
+}
+
+impl ClientError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ClientError::Refused { retryable: true, .. })
+    }
+}
+
+/// Where a produced record is durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ack {
+    pub seq: u64,
+    pub hlc: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Records {
+    pub records: Vec<Record>,
+    pub next: u64,
+    pub durable_end: u64,
+}
+
+pub struct Client {
+    rd: BufReader<TcpStream>,
+    wr: BufWriter<TcpStream>,
+    next_id: u32,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(addr: impl ToSocketAddrs) -> Result<Client, ClientError> {
+        let s = TcpStream::connect(addr)?;
+        s.set_nodelay(true)?;
+        Ok(Client { rd: BufReader::new(s.try_clone()?), wr: BufWriter::new(s), next_id: 0, buf: Vec::new() })
+    }
+
+    /// Queues a request (written on the next [`flush`](Self::flush) or [`recv`](Self::recv))
+    /// and returns its id.
+    pub fn send(&mut self, req: &Request) -> Result<u32, ClientError> {
+        self.next_id = self.next_id.wrapping_add(1);
+        self.buf.clear();
+        binproto::encode_request(self.next_id, req, &mut self.buf);
+        self.wr.write_all(&self.buf)?;
+        Ok(self.next_id)
+    }
+
+    pub fn flush(&mut self) -> Result<(), ClientError> {
+        Ok(self.wr.flush()?)
+    }
+
+    /// The next answer, in the order the daemon sent them.
+    pub fn recv(&mut self) -> Result<(u32, Response), ClientError> {
+        self.wr.flush()?;
+        let mut prefix = [0u8; 4];
+        self.rd.read_exact(&mut prefix)?;
+        let len = binproto::frame_len(prefix, RESPONSE_FRAME_MAX).map_err(ClientError::Protocol)?;
+        let mut body = vec![0u8; len];
+        self.rd.read_exact(&mut body)?;
+        binproto::decode_response(&body).map_err(ClientError::Protocol)
+    }
+
+    fn call(&mut self, req: &Request) -> Result<Response, ClientError> {
+        let id = self.send(req)?;
+        let (got, resp) = self.recv()?;
+        if got != id {
+            return Err(ClientError::Unexpected(format!("answer to request {got}, expected {id}")));
+        }
+        Ok(resp)
+    }
+
+    /// Writes one record; returns once it is durable.
+    pub fn produce(&mut self, topic: &str, key: Option<&[u8]>, value: &[u8]) -> Result<Ack, ClientError> {
+        let req = Request::Produce { topic: topic.into(), key: key.map(<[u8]>::to_vec), value: value.to_vec() };
+        into_ack(self.call(&req)?)
+    }
+
+    /// Reads durable records of `topic` from offset `from`.
+    pub fn fetch(&mut self, topic: &str, from: u64, max_records: u32, max_bytes: u32) -> Result<Records, ClientError> {
+        match self.call(&Request::Fetch { topic: topic.into(), from, max_records, max_bytes })? {
+            Response::Records { next, durable_end, records } => Ok(Records { records, next, durable_end }),
+            Response::Error { code, retryable, message } => Err(ClientError::Refused { code, retryable, message }),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+}
+
+/// The acknowledgement in an answer to a produce.
+pub fn into_ack(resp: Response) -> Result<Ack, ClientError> {
+    match resp {
+        Response::Acked { seq, hlc } => Ok(Ack { seq, hlc }),
+        Response::Error { code, retryable, message } => Err(ClientError::Refused { code, retryable, message }),
+        other => Err(ClientError::Unexpected(format!("{other:?}"))),
+    }
+}

@@ -1,0 +1,1010 @@
+//! The configuration file of the `outpost` binary (`outpost.toml`): reading it, filling in
+//! what it leaves out, sizing the core's limits to the device's budgets, and reporting each
+//! mistake as one line with the file, the line and the field to change.
+//!
+//! A file is read in two steps, as scenario files are (`outpost_sim::scenario`). Serde reads
+//! the TOML into raw structs that mirror the file and refuse unknown keys; [`parse`] then
+//! checks names, sizes, durations and addresses and builds the core's [`NodeConfig`] in a
+//! fixed order: the defaults of the role, `fit_to_budgets` for the memory and storage
+//! budgets, every limit the file sets explicitly (the file beats the fit), and last
+//! `NodeConfig::validate`. The core names its own fields in a validation error; [`LIMITS`]
+//! maps them back to the file's, so the user is pointed at a line they can edit.
+//!
+//! docs/OPERATIONS.md (Configuration) is the user-facing reference of this format; keep the
+//! two in step.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use outpost_core::config::{ConfigError, Eviction, NodeConfig, Role, SyncDirection, TopicConfig};
+use outpost_core::resources::fit_to_budgets;
+use outpost_core::types::{Duration, NodeId};
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The file read from the working directory when no `--config` is given.
+pub const DEFAULT_CONFIG_FILE: &str = "outpost.toml";
+
+/// Longest node name: names appear in logs, metrics and the gateway's token table.
+const NAME_LEN_MAX: usize = 64;
+/// Where Linux keeps this machine's hostname, the default name of an edge.
+const HOSTNAME_FILE: &str = "/proc/sys/kernel/hostname";
+/// An edge's name when the machine has no readable hostname.
+const EDGE_NAME_FALLBACK: &str = "outpost-edge";
+/// A gateway's name, and the name an edge expects of its gateway, when the file gives none.
+const GATEWAY_NAME_DEFAULT: &str = "gateway";
+/// The one topic of a file that names none: what an edge sends and a gateway accepts.
+const DEFAULT_TOPIC: &str = "events";
+/// Where an edge finds its gateway, and where a gateway listens, by default.
+const GATEWAY_ADDR_DEFAULT: SocketAddr = loopback(7400);
+const LOG_LEVEL_DEFAULT: &str = "info";
+
+const fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+}
+
+// ---------------------------------------------------------------------------------------
+// What the shells get
+// ---------------------------------------------------------------------------------------
+
+/// A loaded configuration. `node` has passed `NodeConfig::validate`, so the shell can start
+/// a `Node` with it as it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// The file read, or None when defaults were used (no file).
+    pub path: Option<PathBuf>,
+    /// The core's config, with `role` set from the command (edge for `outpost run`,
+    /// gateway for `outpost gateway`), `fit_to_budgets` applied, explicit overrides applied
+    /// after it, and `validate()` passed.
+    pub node: NodeConfig,
+    /// The node's name as written (or the default), and `node.id == node_id_of(&name)`.
+    pub node_name: String,
+    /// Where the node keeps its segments and meta log; relative to the working directory
+    /// when relative.
+    pub data_dir: PathBuf,
+    /// Free text naming where the device is (`Store #001`), for operators.
+    pub location: Option<String>,
+    /// The application HTTP API (and /metrics, /health, admin endpoints).
+    pub http: SocketAddr,
+    /// The application binary TCP protocol.
+    pub binary: SocketAddr,
+    /// Some on an edge, None on a gateway.
+    pub cloud: Option<CloudSettings>,
+    /// Some on a gateway, None on an edge.
+    pub gateway: Option<GatewaySettings>,
+    pub logging: Logging,
+}
+
+/// How an edge reaches its gateway.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloudSettings {
+    /// `host:port`; the host may be a DNS name, resolved by the shell at each connect.
+    pub gateway_addr: String,
+    /// The gateway's `node.name`: `node.upstream` is `node_id_of` it.
+    pub gateway_name: String,
+    /// Presented to the gateway, which checks it against its `gateway.tokens`.
+    pub token: Option<String>,
+}
+
+/// What a gateway listens on and whom it accepts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewaySettings {
+    /// Where edges connect.
+    pub listen: SocketAddr,
+    /// Edge name → token; empty = accept any edge (dev mode, the shell warns).
+    pub tokens: BTreeMap<String, String>,
+}
+
+/// The process's own log (not the storage log).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Logging {
+    pub format: LogFormat,
+    /// A tracing filter directive (`info`, `outpost=debug,info`), passed through as written.
+    pub level: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One readable line per event, for a terminal or journald.
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Why the configuration could not be loaded. Renders as one line:
+/// `edge.toml:12: topics[1].eviction: unknown policy "fifo"; expected one of keep, oldest, priority, lru, compact`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigFileError {
+    /// The file, or None when the defaults were used (no file): rendered `<defaults>`.
+    pub path: Option<PathBuf>,
+    /// 1-based line of the offending text; None when the file does not hold it (a value
+    /// that came from the defaults, an unreadable file).
+    pub line: Option<usize>,
+    /// The field as a path in the file (`topics[1].eviction`); empty when the error is
+    /// about the whole file (TOML syntax, unreadable).
+    pub field: String,
+    /// What is wrong and what to change.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.path {
+            Some(path) => write!(f, "{}", path.display())?,
+            None => f.write_str("<defaults>")?,
+        }
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if !self.field.is_empty() {
+            write!(f, ": {}", self.field)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigFileError {}
+
+/// The identity of the node called `name`: FNV-1a (64-bit) of its UTF-8 bytes.
+///
+/// The name is the identity of the node's records forever: every record it writes carries
+/// this id as its origin, and the gateway keeps each (origin, topic, sequence) once. A
+/// renamed device is therefore a new origin that starts its streams again, and two devices
+/// given one name are one origin to the gateway, which would keep only one of each pair of
+/// records they both numbered. Give every device its own name and never change it.
+pub fn node_id_of(name: &str) -> NodeId {
+    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    NodeId(name.bytes().fold(OFFSET_BASIS, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(PRIME)))
+}
+
+/// Loads the configuration of a node of `role`. With `Some(path)` the file must exist.
+/// With None, `./outpost.toml` is read if it exists, else the defaults are used (and
+/// `Settings::path` is None).
+pub fn load(path: Option<&Path>, role: Role) -> Result<Settings, ConfigFileError> {
+    let (file, given) = match path {
+        Some(path) => (path, true),
+        None => (Path::new(DEFAULT_CONFIG_FILE), false),
+    };
+    match std::fs::read_to_string(file) {
+        Ok(text) => parse(&text, Some(file), role),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !given => parse("", None, role),
+        Err(e) => {
+            let message = if e.kind() == std::io::ErrorKind::NotFound {
+                format!(
+                    "no such file; omit --config to read ./{DEFAULT_CONFIG_FILE}, or the defaults when there is none"
+                )
+            } else {
+                format!("cannot read the file: {e}")
+            };
+            Err(ConfigFileError { path: Some(file.to_path_buf()), line: None, field: String::new(), message })
+        }
+    }
+}
+
+/// Parses configuration `text` for a node of `role`; `path` names the file in
+/// `Settings::path` and in errors (None: the defaults, `text` empty).
+pub fn parse(text: &str, path: Option<&Path>, role: Role) -> Result<Settings, ConfigFileError> {
+    let places = places(text);
+    let error = |line: Option<usize>, field: String, message: String| ConfigFileError {
+        path: path.map(Path::to_path_buf),
+        line,
+        field,
+        message,
+    };
+    let raw: RawFile = toml::from_str(text).map_err(|e| {
+        let span = e.span().filter(|s| !s.is_empty());
+        let field = span.as_ref().map(|s| field_at(&places, s)).unwrap_or_default();
+        // Syntax errors span several lines ("invalid table header\nexpected `.`, `]`").
+        let mut message = e.message().trim().replace('\n', "; ");
+        if field.ends_with(".local_topics") {
+            message.push_str("; local_topics is a top-level key, so it must come before the first [table] of the file");
+        }
+        error(span.and_then(|s| line_of(text, s.start)), field, message)
+    })?;
+    settings(&raw, path, role, &places).map_err(|p| {
+        let line = places.iter().find(|place| place.path == p.field).and_then(|place| line_of(text, place.span.start));
+        error(line, p.field, p.message)
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Raw file structure (serde)
+// ---------------------------------------------------------------------------------------
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    node: RawNode,
+    #[serde(default)]
+    api: RawApi,
+    cloud: Option<RawCloud>,
+    gateway: Option<RawGateway>,
+    #[serde(default)]
+    sync: RawSync,
+    #[serde(default)]
+    resources: RawResources,
+    #[serde(default)]
+    log: RawLog,
+    #[serde(default)]
+    topics: Vec<RawTopic>,
+    #[serde(default)]
+    local_topics: Vec<String>,
+    #[serde(default)]
+    mesh: RawMesh,
+    #[serde(default)]
+    logging: RawLogging,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    name: Option<String>,
+    data_dir: Option<String>,
+    location: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    http: Option<String>,
+    binary: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCloud {
+    gateway: Option<String>,
+    gateway_name: Option<String>,
+    token: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    listen: Option<String>,
+    streams_max: Option<usize>,
+    pending: Option<RawSize>,
+    #[serde(default)]
+    tokens: BTreeMap<String, String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSync {
+    batch_records: Option<u32>,
+    batch_bytes: Option<RawSize>,
+    window: Option<RawSize>,
+    bandwidth: Option<RawSize>,
+    bandwidth_burst: Option<RawSize>,
+    retransmit_timeout: Option<String>,
+    session_timeout: Option<String>,
+    backoff_min: Option<String>,
+    backoff_max: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResources {
+    max_memory: Option<RawSize>,
+    max_storage: Option<RawSize>,
+    compact_index: Option<RawSize>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    segment: Option<RawSize>,
+    write_buffer: Option<RawSize>,
+    value_max: Option<RawSize>,
+    read_chunk: Option<RawSize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTopic {
+    name: String,
+    sync: Option<String>,
+    priority: Option<u8>,
+    eviction: Option<String>,
+    retention: Option<RawSize>,
+    retention_age: Option<String>,
+}
+
+/// Site clusters are not built; the section exists so that a file written for them fails
+/// loudly rather than running without what it asked for.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMesh {
+    #[serde(default)]
+    enabled: bool,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLogging {
+    format: Option<String>,
+    level: Option<String>,
+}
+
+/// A size as written: `"64MiB"` or a plain byte count (`1000` or `"1000"`).
+enum RawSize {
+    Bytes(u64),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for RawSize {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(RawSizeVisitor)
+    }
+}
+
+struct RawSizeVisitor;
+
+impl Visitor<'_> for RawSizeVisitor {
+    type Value = RawSize;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a size such as \"64MiB\", \"256 KiB\" or a byte count")
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<RawSize, E> {
+        Ok(RawSize::Bytes(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawSize, E> {
+        u64::try_from(v).map(RawSize::Bytes).map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<RawSize, E> {
+        Ok(RawSize::Text(v.to_owned()))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Building the settings
+// ---------------------------------------------------------------------------------------
+
+/// A mistake before it is placed in the file: `field` is a path in the file.
+struct Problem {
+    field: String,
+    message: String,
+}
+
+fn problem(field: impl Into<String>, message: impl Into<String>) -> Problem {
+    Problem { field: field.into(), message: message.into() }
+}
+
+fn settings(raw: &RawFile, path: Option<&Path>, role: Role, places: &[Place]) -> Result<Settings, Problem> {
+    if raw.mesh.enabled {
+        return Err(problem(
+            "mesh.enabled",
+            "site clusters (mesh) are not built yet; remove [mesh] or set enabled = false",
+        ));
+    }
+    let node_name = node_name(&raw.node, role)?;
+    let (data_dir_default, http_default, binary_default) = match role {
+        Role::Edge => ("outpost-data", loopback(7480), loopback(7481)),
+        Role::Gateway => ("outpost-gateway-data", loopback(7490), loopback(7491)),
+    };
+    let data_dir = match raw.node.data_dir.as_deref() {
+        Some("") => return Err(problem("node.data_dir", "empty; expected a directory, e.g. \"/var/lib/outpost\"")),
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(data_dir_default),
+    };
+    let http = socket_addr("api.http", raw.api.http.as_deref(), http_default)?;
+    let binary = socket_addr("api.binary", raw.api.binary.as_deref(), binary_default)?;
+    let cloud = cloud(raw.cloud.as_ref(), role, &node_name)?;
+    let gateway = gateway(raw.gateway.as_ref(), role)?;
+    let mut listeners = vec![("api.http", http), ("api.binary", binary)];
+    if let Some(g) = &gateway {
+        listeners.push(("gateway.listen", g.listen));
+    }
+    check_listeners(&listeners)?;
+    let node = node_config(raw, role, &node_name, cloud.as_ref(), places)?;
+    Ok(Settings {
+        path: path.map(Path::to_path_buf),
+        node,
+        node_name,
+        data_dir,
+        location: raw.node.location.clone(),
+        http,
+        binary,
+        cloud,
+        gateway,
+        logging: logging(&raw.logging)?,
+    })
+}
+
+fn node_name(raw: &RawNode, role: Role) -> Result<String, Problem> {
+    if let Some(name) = &raw.name {
+        check_name("node.name", name)?;
+        return Ok(name.clone());
+    }
+    if role == Role::Gateway {
+        return Ok(GATEWAY_NAME_DEFAULT.to_owned());
+    }
+    let hostname = std::fs::read_to_string(HOSTNAME_FILE).map(|h| h.trim().to_owned()).unwrap_or_default();
+    if hostname.is_empty() {
+        return Ok(EDGE_NAME_FALLBACK.to_owned());
+    }
+    if !is_valid_name(&hostname) {
+        return Err(problem(
+            "node.name",
+            format!(
+                "not in the file, and this machine's hostname {hostname:?} is not a valid node name \
+                 ({}); set name under [node]",
+                name_rule()
+            ),
+        ));
+    }
+    Ok(hostname)
+}
+
+fn cloud(raw: Option<&RawCloud>, role: Role, node_name: &str) -> Result<Option<CloudSettings>, Problem> {
+    if role == Role::Gateway {
+        return match raw {
+            Some(_) => Err(problem("cloud", "only an edge syncs to a gateway; remove [cloud] from a gateway's file")),
+            None => Ok(None),
+        };
+    }
+    let defaults = RawCloud::default();
+    let raw = raw.unwrap_or(&defaults);
+    let gateway_addr = match &raw.gateway {
+        Some(text) => host_port("cloud.gateway", text)?,
+        None => GATEWAY_ADDR_DEFAULT.to_string(),
+    };
+    let gateway_name = raw.gateway_name.clone().unwrap_or_else(|| GATEWAY_NAME_DEFAULT.to_owned());
+    check_name("cloud.gateway_name", &gateway_name)?;
+    if gateway_name == node_name {
+        return Err(problem(
+            "cloud.gateway_name",
+            format!("{gateway_name:?} is this edge's own name; expected the gateway's node.name"),
+        ));
+    }
+    if raw.token.as_deref() == Some("") {
+        return Err(problem("cloud.token", "empty; remove it to connect without a token"));
+    }
+    Ok(Some(CloudSettings { gateway_addr, gateway_name, token: raw.token.clone() }))
+}
+
+fn gateway(raw: Option<&RawGateway>, role: Role) -> Result<Option<GatewaySettings>, Problem> {
+    if role == Role::Edge {
+        return match raw {
+            Some(_) => Err(problem("gateway", "only a gateway accepts edges; remove [gateway] from an edge's file")),
+            None => Ok(None),
+        };
+    }
+    let defaults = RawGateway::default();
+    let raw = raw.unwrap_or(&defaults);
+    let listen = socket_addr("gateway.listen", raw.listen.as_deref(), GATEWAY_ADDR_DEFAULT)?;
+    for (edge, token) in &raw.tokens {
+        let field = format!("gateway.tokens.{edge}");
+        check_name(&field, edge)?;
+        if token.is_empty() {
+            return Err(problem(field, "empty token; give the edge a secret, or remove the line"));
+        }
+    }
+    Ok(Some(GatewaySettings { listen, tokens: raw.tokens.clone() }))
+}
+
+/// Two listeners on one port would fail at bind time with a message that names neither.
+/// Port 0 (any free port) never conflicts.
+fn check_listeners(listeners: &[(&str, SocketAddr)]) -> Result<(), Problem> {
+    for (i, &(field, addr)) in listeners.iter().enumerate() {
+        let clash = listeners[..i].iter().find(|(_, other)| {
+            addr.port() != 0
+                && other.port() == addr.port()
+                && (other.ip() == addr.ip() || other.ip().is_unspecified() || addr.ip().is_unspecified())
+        });
+        if let Some((other_field, other)) = clash {
+            return Err(problem(field, format!("{addr} takes the port of {other_field} ({other}); give each its own")));
+        }
+    }
+    Ok(())
+}
+
+fn logging(raw: &RawLogging) -> Result<Logging, Problem> {
+    let format = match raw.format.as_deref() {
+        None | Some("human") => LogFormat::Human,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            return Err(problem("logging.format", format!("unknown format {other:?}; expected human or json")))
+        }
+    };
+    let level = raw.level.clone().unwrap_or_else(|| LOG_LEVEL_DEFAULT.to_owned());
+    if level.trim().is_empty() {
+        return Err(problem(
+            "logging.level",
+            "empty; expected a tracing filter such as \"info\" or \"outpost=debug,info\"",
+        ));
+    }
+    Ok(Logging { format, level })
+}
+
+/// The core's configuration, in the order the module documentation gives.
+fn node_config(
+    raw: &RawFile,
+    role: Role,
+    node_name: &str,
+    cloud: Option<&CloudSettings>,
+    places: &[Place],
+) -> Result<NodeConfig, Problem> {
+    let mut cfg = NodeConfig::new(node_id_of(node_name), role, topics(raw)?);
+    cfg.upstream = cloud.map(|c| node_id_of(&c.gateway_name));
+    let r = &raw.resources;
+    let memory = optional(r.max_memory.as_ref(), |s| size("resources.max_memory", s))?;
+    let storage = optional(r.max_storage.as_ref(), |s| size("resources.max_storage", s))?;
+    let memory = memory.unwrap_or(cfg.resources.memory_bytes_max);
+    let storage = storage.unwrap_or(cfg.resources.storage_bytes_max);
+    fit_to_budgets(&mut cfg, memory, storage);
+    apply_sync_limits(&mut cfg, &raw.sync)?;
+    apply_log_limits(&mut cfg, &raw.log)?;
+    set(
+        &mut cfg.resources.compact_index_bytes_max,
+        optional(r.compact_index.as_ref(), |s| size("resources.compact_index", s))?,
+    );
+    if let Some(g) = &raw.gateway {
+        if g.streams_max == Some(0) {
+            return Err(problem("gateway.streams_max", "0; expected at least 1, or no edge could connect"));
+        }
+        set(&mut cfg.gateway.streams_max, g.streams_max);
+        set(&mut cfg.gateway.pending_bytes_max, optional(g.pending.as_ref(), |s| size("gateway.pending", s))?);
+    }
+    cfg.validate().map_err(|e| core_problem(e, &cfg, raw, places))?;
+    Ok(cfg)
+}
+
+/// The file's topics: `[[topics]]` in order, then `local_topics`; `events` when it has none.
+fn topics(raw: &RawFile) -> Result<Vec<TopicConfig>, Problem> {
+    if raw.topics.is_empty() && raw.local_topics.is_empty() {
+        return Ok(vec![TopicConfig::new(DEFAULT_TOPIC, SyncDirection::EdgeToCloud)]);
+    }
+    let mut topics = Vec::with_capacity(raw.topics.len() + raw.local_topics.len());
+    for (i, t) in raw.topics.iter().enumerate() {
+        topics.push(topic(&format!("topics[{i}]"), t)?);
+    }
+    for (j, name) in raw.local_topics.iter().enumerate() {
+        if let Some(i) = raw.topics.iter().position(|t| t.name == *name) {
+            return Err(problem(
+                format!("local_topics[{j}]"),
+                format!("{name:?} is also topics[{i}].name; a topic is in [[topics]] or in local_topics, not both"),
+            ));
+        }
+        topics.push(TopicConfig::new(name, SyncDirection::Local));
+    }
+    Ok(topics)
+}
+
+fn topic(field: &str, raw: &RawTopic) -> Result<TopicConfig, Problem> {
+    let sync = optional(raw.sync.as_deref(), |s| sync_direction(&format!("{field}.sync"), s))?;
+    let mut t = TopicConfig::new(&raw.name, sync.unwrap_or(SyncDirection::EdgeToCloud));
+    set(&mut t.priority, raw.priority);
+    set(&mut t.eviction, optional(raw.eviction.as_deref(), |e| eviction(&format!("{field}.eviction"), e))?);
+    set(&mut t.retention_bytes, optional(raw.retention.as_ref(), |s| size(&format!("{field}.retention"), s))?);
+    t.retention_age = optional(raw.retention_age.as_deref(), |d| duration(&format!("{field}.retention_age"), d))?;
+    Ok(t)
+}
+
+/// The names a topic's `sync` accepts: the short ones first, then the long ones of the
+/// seed's edge.yaml.
+const SYNC_DIRECTIONS: [(&str, SyncDirection); 7] = [
+    ("up", SyncDirection::EdgeToCloud),
+    ("down", SyncDirection::CloudToEdge),
+    ("both", SyncDirection::Bidirectional),
+    ("local", SyncDirection::Local),
+    ("edge_to_cloud", SyncDirection::EdgeToCloud),
+    ("cloud_to_edge", SyncDirection::CloudToEdge),
+    ("bidirectional", SyncDirection::Bidirectional),
+];
+
+fn sync_direction(field: &str, text: &str) -> Result<SyncDirection, Problem> {
+    SYNC_DIRECTIONS.iter().find(|(name, _)| *name == text).map(|&(_, direction)| direction).ok_or_else(|| {
+        problem(
+            field,
+            format!(
+                "unknown direction {text:?}; expected one of up, down, both, local \
+                 (or edge_to_cloud, cloud_to_edge, bidirectional)"
+            ),
+        )
+    })
+}
+
+fn eviction(field: &str, text: &str) -> Result<Eviction, Problem> {
+    const POLICIES: [Eviction; 5] =
+        [Eviction::Keep, Eviction::Oldest, Eviction::Priority, Eviction::Lru, Eviction::Compact];
+    POLICIES.into_iter().find(|p| p.name() == text).ok_or_else(|| {
+        let names: Vec<&str> = POLICIES.iter().map(|p| p.name()).collect();
+        problem(field, format!("unknown policy {text:?}; expected one of {}", names.join(", ")))
+    })
+}
+
+fn apply_sync_limits(cfg: &mut NodeConfig, raw: &RawSync) -> Result<(), Problem> {
+    let s = &mut cfg.sync;
+    set(&mut s.batch_records_max, raw.batch_records);
+    set(&mut s.batch_bytes_max, optional(raw.batch_bytes.as_ref(), |v| size_u32("sync.batch_bytes", v))?);
+    set(&mut s.window_bytes_max, optional(raw.window.as_ref(), |v| size("sync.window", v))?);
+    if let Some(bandwidth) = optional(raw.bandwidth.as_ref(), |v| size("sync.bandwidth", v))? {
+        s.bandwidth_bytes_per_sec = Some(bandwidth);
+    }
+    set(&mut s.bandwidth_burst_bytes, optional(raw.bandwidth_burst.as_ref(), |v| size("sync.bandwidth_burst", v))?);
+    let time = |field: &str, text: Option<&String>| optional(text.map(String::as_str), |t| duration(field, t));
+    set(&mut s.retransmit_timeout, time("sync.retransmit_timeout", raw.retransmit_timeout.as_ref())?);
+    set(&mut s.session_timeout, time("sync.session_timeout", raw.session_timeout.as_ref())?);
+    set(&mut s.backoff_min, time("sync.backoff_min", raw.backoff_min.as_ref())?);
+    set(&mut s.backoff_max, time("sync.backoff_max", raw.backoff_max.as_ref())?);
+    Ok(())
+}
+
+fn apply_log_limits(cfg: &mut NodeConfig, raw: &RawLog) -> Result<(), Problem> {
+    let l = &mut cfg.log;
+    set(&mut l.segment_bytes_max, optional(raw.segment.as_ref(), |v| size("log.segment", v))?);
+    set(&mut l.pending_bytes_max, optional(raw.write_buffer.as_ref(), |v| size("log.write_buffer", v))?);
+    set(&mut l.value_bytes_max, optional(raw.value_max.as_ref(), |v| size_u32("log.value_max", v))?);
+    set(&mut l.read_chunk_bytes, optional(raw.read_chunk.as_ref(), |v| size_u32("log.read_chunk", v))?);
+    Ok(())
+}
+
+/// Overwrites `target` with what the file gave, if it gave anything.
+fn set<T>(target: &mut T, given: Option<T>) {
+    if let Some(value) = given {
+        *target = value;
+    }
+}
+
+/// Parses a field the file may leave out.
+fn optional<R, T>(raw: Option<R>, parse: impl FnOnce(R) -> Result<T, Problem>) -> Result<Option<T>, Problem> {
+    raw.map(parse).transpose()
+}
+
+// ---------------------------------------------------------------------------------------
+// The core's field names in the file
+// ---------------------------------------------------------------------------------------
+
+/// One core limit the file sets.
+struct Limit {
+    /// The field as `NodeConfig::validate` names it.
+    core: &'static str,
+    /// The field as the file names it.
+    file: &'static str,
+    /// Where the value comes from when the file does not give it.
+    origin: Origin,
+    /// The value, for people: what the file would have to change.
+    value: fn(&NodeConfig) -> String,
+}
+
+impl Limit {
+    const fn new(core: &'static str, file: &'static str, origin: Origin, value: fn(&NodeConfig) -> String) -> Limit {
+        Limit { core, file, origin, value }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Origin {
+    /// `NodeConfig::new` for the role.
+    RoleDefault,
+    /// `NodeConfig::new`, then `fit_to_budgets` (which may lower it for small budgets).
+    Fitted,
+    /// `NodeConfig::new`, unchanged by the budgets.
+    Default,
+}
+
+/// Every core limit the file sets, core name → file name. Validation errors and the
+/// names inside their messages are translated with it.
+const LIMITS: [Limit; 18] = [
+    Limit::new("resources.memory_bytes_max", "resources.max_memory", Origin::RoleDefault, |c| {
+        show_size(c.resources.memory_bytes_max)
+    }),
+    Limit::new("resources.storage_bytes_max", "resources.max_storage", Origin::RoleDefault, |c| {
+        show_size(c.resources.storage_bytes_max)
+    }),
+    Limit::new("resources.compact_index_bytes_max", "resources.compact_index", Origin::Fitted, |c| {
+        show_size(c.resources.compact_index_bytes_max)
+    }),
+    Limit::new("log.segment_bytes_max", "log.segment", Origin::Fitted, |c| show_size(c.log.segment_bytes_max)),
+    Limit::new("log.pending_bytes_max", "log.write_buffer", Origin::Fitted, |c| show_size(c.log.pending_bytes_max)),
+    Limit::new("log.value_bytes_max", "log.value_max", Origin::Fitted, |c| show_size(c.log.value_bytes_max.into())),
+    Limit::new("log.read_chunk_bytes", "log.read_chunk", Origin::Fitted, |c| show_size(c.log.read_chunk_bytes.into())),
+    Limit::new("sync.batch_records_max", "sync.batch_records", Origin::Fitted, |c| {
+        c.sync.batch_records_max.to_string()
+    }),
+    Limit::new("sync.batch_bytes_max", "sync.batch_bytes", Origin::Fitted, |c| {
+        show_size(c.sync.batch_bytes_max.into())
+    }),
+    Limit::new("sync.window_bytes_max", "sync.window", Origin::Fitted, |c| show_size(c.sync.window_bytes_max)),
+    Limit::new("sync.bandwidth_bytes_per_sec", "sync.bandwidth", Origin::Default, |c| {
+        c.sync.bandwidth_bytes_per_sec.map_or("unlimited".to_owned(), |b| format!("{} per second", show_size(b)))
+    }),
+    Limit::new("sync.bandwidth_burst_bytes", "sync.bandwidth_burst", Origin::Default, |c| {
+        show_size(c.sync.bandwidth_burst_bytes)
+    }),
+    Limit::new("sync.retransmit_timeout", "sync.retransmit_timeout", Origin::Default, |c| {
+        show_duration(c.sync.retransmit_timeout)
+    }),
+    Limit::new("sync.session_timeout", "sync.session_timeout", Origin::Default, |c| {
+        show_duration(c.sync.session_timeout)
+    }),
+    Limit::new("sync.backoff_min", "sync.backoff_min", Origin::Default, |c| show_duration(c.sync.backoff_min)),
+    Limit::new("sync.backoff_max", "sync.backoff_max", Origin::Default, |c| show_duration(c.sync.backoff_max)),
+    Limit::new("gateway.streams_max", "gateway.streams_max", Origin::Fitted, |c| c.gateway.streams_max.to_string()),
+    Limit::new("gateway.pending_bytes_max", "gateway.pending", Origin::Fitted, |c| {
+        show_size(c.gateway.pending_bytes_max)
+    }),
+];
+
+/// A validation error of the core, in the file's names. When the file does not give the
+/// field, the message says where the value came from, so the user knows what to set.
+fn core_problem(e: ConfigError, cfg: &NodeConfig, raw: &RawFile, places: &[Place]) -> Problem {
+    let message = LIMITS.iter().fold(e.message, |m, limit| m.replace(limit.core, limit.file));
+    let Some(limit) = LIMITS.iter().find(|limit| limit.core == e.field) else {
+        return problem(local_topic_field(&e.field, raw).unwrap_or(e.field), message);
+    };
+    if places.iter().any(|p| p.path == limit.file) {
+        return problem(limit.file, message);
+    }
+    let origin = match (limit.origin, cfg.role) {
+        (Origin::RoleDefault, Role::Edge) => "the default for an edge",
+        (Origin::RoleDefault, Role::Gateway) => "the default for a gateway",
+        (Origin::Fitted, _) => "the default fitted to resources.max_memory and resources.max_storage",
+        (Origin::Default, _) => "the default",
+    };
+    let value = (limit.value)(cfg);
+    let (section, key) = limit.file.split_once('.').unwrap_or(("", limit.file));
+    problem(
+        limit.file,
+        format!("{message} (the file does not set {}: {value} is {origin}; set {key} under [{section}])", limit.file),
+    )
+}
+
+/// The file's name of the core's `topics[i]…` when topic `i` came from `local_topics`
+/// (whose entries are bare names); None when the core's name is the file's.
+fn local_topic_field(core_field: &str, raw: &RawFile) -> Option<String> {
+    let (index, _) = core_field.strip_prefix("topics[")?.split_once(']')?;
+    let local = index.parse::<usize>().ok()?.checked_sub(raw.topics.len())?;
+    (local < raw.local_topics.len()).then(|| format!("local_topics[{local}]"))
+}
+
+// ---------------------------------------------------------------------------------------
+// Values
+// ---------------------------------------------------------------------------------------
+
+fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= NAME_LEN_MAX
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn name_rule() -> String {
+    format!("1 to {NAME_LEN_MAX} ASCII letters, digits, '-', '_' or '.'")
+}
+
+fn check_name(field: &str, name: &str) -> Result<(), Problem> {
+    if is_valid_name(name) {
+        Ok(())
+    } else {
+        Err(problem(field, format!("{name:?} is not a valid node name; expected {}", name_rule())))
+    }
+}
+
+/// A size of more than zero bytes.
+fn size(field: &str, raw: &RawSize) -> Result<u64, Problem> {
+    let text = match raw {
+        RawSize::Bytes(0) => return Err(problem(field, "0 bytes; expected more than zero")),
+        RawSize::Bytes(bytes) => return Ok(*bytes),
+        RawSize::Text(text) => text.trim(),
+    };
+    let bad = || {
+        problem(
+            field,
+            format!(
+                "{text:?} is not a size; expected a whole number of bytes with an optional unit \
+                 (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB), e.g. \"256KiB\", \"64 MiB\" or 1000"
+            ),
+        )
+    };
+    let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let number: u64 = text[..digits_end].parse().map_err(|_| bad())?;
+    let unit: u64 = match text[digits_end..].trim_start() {
+        "" | "B" => 1,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        _ => return Err(bad()),
+    };
+    match number.checked_mul(unit) {
+        Some(0) => Err(problem(field, format!("{text:?} is zero; expected more than zero"))),
+        Some(bytes) => Ok(bytes),
+        None => Err(problem(field, format!("{text:?} is too large; sizes stop at 16 EiB"))),
+    }
+}
+
+/// A size for a core field held in 32 bits.
+fn size_u32(field: &str, raw: &RawSize) -> Result<u32, Problem> {
+    let bytes = size(field, raw)?;
+    u32::try_from(bytes)
+        .map_err(|_| problem(field, format!("{} is too large; expected less than 4 GiB", show_size(bytes))))
+}
+
+/// A duration of more than zero.
+fn duration(field: &str, text: &str) -> Result<Duration, Problem> {
+    let parsed = humantime::parse_duration(text).map_err(|_| {
+        problem(
+            field,
+            format!(
+                "{text:?} is not a duration; expected a number and a unit, e.g. \"500ms\", \"20s\", \"5m\", \"7d\""
+            ),
+        )
+    })?;
+    let nanos = u64::try_from(parsed.as_nanos())
+        .map_err(|_| problem(field, format!("{text:?} is too long; durations stop at about 584 years")))?;
+    if nanos == 0 {
+        return Err(problem(field, format!("{text:?} is zero; expected a positive duration")));
+    }
+    Ok(Duration(nanos))
+}
+
+/// An address to listen on: an IP address and a port (names are not resolved).
+fn socket_addr(field: &str, text: Option<&str>, default: SocketAddr) -> Result<SocketAddr, Problem> {
+    let Some(text) = text else {
+        return Ok(default);
+    };
+    text.parse().map_err(|_| {
+        problem(
+            field,
+            format!("{text:?} is not an address to listen on; expected an IP address and a port, e.g. \"127.0.0.1:7480\", \"0.0.0.0:7480\" or \"[::1]:7480\""),
+        )
+    })
+}
+
+/// An address to connect to: a DNS name or an IP address, and a port other than 0.
+fn host_port(field: &str, text: &str) -> Result<String, Problem> {
+    let bad = || {
+        problem(
+            field,
+            format!("{text:?} is not host:port; expected e.g. \"gateway.example.com:7400\", \"10.0.0.5:7400\" or \"[2001:db8::1]:7400\""),
+        )
+    };
+    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(ipv6) => ipv6.parse::<Ipv6Addr>().is_ok(),
+        None => !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')),
+    };
+    if !host_ok || !port.parse::<u16>().is_ok_and(|p| p != 0) {
+        return Err(bad());
+    }
+    Ok(text.to_owned())
+}
+
+/// A byte count in the largest binary unit that divides it, as the file would write it:
+/// `512 KiB`, `1000 bytes`.
+fn show_size(bytes: u64) -> String {
+    for (unit, name) in [(1u64 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")] {
+        if bytes >= unit && bytes.is_multiple_of(unit) {
+            return format!("{} {name}", bytes / unit);
+        }
+    }
+    format!("{bytes} bytes")
+}
+
+fn show_duration(d: Duration) -> String {
+    humantime::format_duration(std::time::Duration::from_nanos(d.0)).to_string()
+}
+
+// ---------------------------------------------------------------------------------------
+// Locating fields: byte spans <-> field paths (as in outpost_sim::scenario)
+// ---------------------------------------------------------------------------------------
+
+/// The shape of a TOML document with the span of every key and value. Read with the toml
+/// deserializer, which fills `Spanned`; used only to point errors at text.
+enum Located {
+    Leaf,
+    Array(Vec<Spanned<Located>>),
+    Table(Vec<(Spanned<String>, Spanned<Located>)>),
+}
+
+impl<'de> Deserialize<'de> for Located {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(LocatedVisitor)
+    }
+}
+
+struct LocatedVisitor;
+
+impl<'de> Visitor<'de> for LocatedVisitor {
+    type Value = Located;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a TOML value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Located, E> {
+        Ok(Located::Leaf)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Located, E> {
+        Ok(Located::Leaf)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Located, E> {
+        Ok(Located::Leaf)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Located, E> {
+        Ok(Located::Leaf)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Located, E> {
+        Ok(Located::Leaf)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Located, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Located::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Located, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(entry) = map.next_entry()? {
+            entries.push(entry);
+        }
+        Ok(Located::Table(entries))
+    }
+}
+
+/// A field path and a span of text that belongs to it.
+struct Place {
+    path: String,
+    span: Range<usize>,
+}
+
+/// Every key and value of `text` with its path. Empty when `text` is not TOML or holds
+/// something `Located` cannot read (a datetime): errors then carry no line, nothing worse.
+fn places(text: &str) -> Vec<Place> {
+    let mut out = Vec::new();
+    if let Ok(root) = toml::from_str::<Located>(text) {
+        collect_places(&root, "", &mut out);
+    }
+    out
+}
+
+fn collect_places(node: &Located, path: &str, out: &mut Vec<Place>) {
+    match node {
+        Located::Leaf => {}
+        Located::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let item_path = format!("{path}[{i}]");
+                out.push(Place { path: item_path.clone(), span: item.span() });
+                collect_places(item.get_ref(), &item_path, out);
+            }
+        }
+        Located::Table(entries) => {
+            for (key, value) in entries {
+                let key_path =
+                    if path.is_empty() { key.get_ref().clone() } else { format!("{path}.{}", key.get_ref()) };
+                // The key first: an error about a field points at the line that names it.
+                out.push(Place { path: key_path.clone(), span: key.span() });
+                out.push(Place { path: key_path.clone(), span: value.span() });
+                collect_places(value.get_ref(), &key_path, out);
+            }
+        }
+    }
+}
+
+/// The path of the innermost key or value whose text covers all of `span`; empty when
+/// none does (an error about the top-level table).
+fn field_at(places: &[Place], span: &Range<usize>) -> String {
+    places
+        .iter()
+        .filter(|p| p.span.start <= span.start && span.end <= p.span.end)
+        .min_by_key(|p| (p.span.len(), std::cmp::Reverse(p.path.len())))
+        .map(|p| p.path.clone())
+        .unwrap_or_default()
+}
+
+/// 1-based line of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> Option<usize> {
+    Some(text.get(..offset)?.matches('\n').count() + 1)
+}

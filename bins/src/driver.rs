@@ -1,0 +1,272 @@
+//! The driver both shells share: it owns the [`Node`], keeps the driver's rule (drain every
+//! output after every input), routes replies to whoever asked, and turns events into logs
+//! and counters. It does no I/O itself: disk requests and frames to send come back as
+//! [`Effects`] for the shell to perform. So the shells differ only in how they wait.
+//!
+//! This is where time enters: the driver reads the monotonic and wall clocks and hands
+//! both to the core as values, hence the one exception to the workspace's clock ban.
+#![allow(clippy::disallowed_types)]
+
+use crate::status::{Counters, Status};
+use outpost_core::config::NodeConfig;
+use outpost_core::io::{
+    Control, DiskError, DiskOpId, DiskRequest, DiskResponse, Event, FetchError, Fetched, Input, Output, ProduceAck,
+    ProduceError, ReqId,
+};
+use outpost_core::types::{Instant, NodeId, Now, Seq, TopicIdx};
+use outpost_core::{Node, NodeSeed};
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+/// Called once with the answer to a produce.
+pub type ProduceReply = Box<dyn FnOnce(Result<ProduceAck, ProduceError>) + Send>;
+/// Called once with the answer to a fetch.
+pub type FetchReply = Box<dyn FnOnce(Result<Fetched, FetchError>) + Send>;
+
+/// What the shell must do after an input: perform these disk requests in order, and send
+/// these frames (each may be dropped if the peer is not connected; the protocol copes).
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub disk: Vec<(DiskOpId, DiskRequest)>,
+    pub sends: Vec<(NodeId, Vec<u8>)>,
+}
+
+/// Static facts about the process the status report shows.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub name: String,
+    pub location: Option<String>,
+    /// Node names the shell knows, by id (the gateway's, or the edges that connected).
+    pub names: BTreeMap<NodeId, String>,
+}
+
+pub struct Driver {
+    node: Node,
+    start: std::time::Instant,
+    pub identity: Identity,
+    topics: BTreeMap<String, TopicIdx>,
+    next_req: u64,
+    produces: BTreeMap<ReqId, ProduceReply>,
+    fetches: BTreeMap<ReqId, FetchReply>,
+    pub counters: Counters,
+}
+
+fn wall_ms() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A seed that differs at every start (session ids must not repeat across restarts); the
+/// core draws nothing else from it that matters for correctness.
+fn start_seed() -> NodeSeed {
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let mut x = nanos ^ (u64::from(std::process::id()) << 32);
+    // splitmix64, so that close start times give unrelated seeds.
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    NodeSeed(x ^ (x >> 31))
+}
+
+impl Driver {
+    /// Starts the node (in recovery: the first effect is the listing of its files).
+    pub fn new(cfg: NodeConfig, identity: Identity, fx: &mut Effects) -> Driver {
+        let topics = cfg.topics.iter().enumerate().map(|(i, t)| (t.name.clone(), TopicIdx(i as u16))).collect();
+        let start = std::time::Instant::now();
+        let now = Now { mono: Instant(0), wall_ms: wall_ms() };
+        let mut d = Driver {
+            node: Node::new(cfg, start_seed(), now),
+            start,
+            identity,
+            topics,
+            next_req: 0,
+            produces: BTreeMap::new(),
+            fetches: BTreeMap::new(),
+            counters: Counters::default(),
+        };
+        d.collect(fx);
+        d
+    }
+
+    fn now(&self) -> Now {
+        Now { mono: Instant(self.start.elapsed().as_nanos() as u64), wall_ms: wall_ms() }
+    }
+
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    pub fn topic(&self, name: &str) -> Option<TopicIdx> {
+        self.topics.get(name).copied()
+    }
+
+    pub fn topic_names(&self) -> impl Iterator<Item = &str> {
+        self.node.config().topics.iter().map(|t| t.name.as_str())
+    }
+
+    fn req(&mut self) -> ReqId {
+        self.next_req += 1;
+        ReqId(self.next_req)
+    }
+
+    fn input(&mut self, input: Input, fx: &mut Effects) {
+        let now = self.now();
+        self.node.handle(now, input);
+        self.collect(fx);
+    }
+
+    pub fn produce(
+        &mut self,
+        topic: TopicIdx,
+        key: Option<Vec<u8>>,
+        value: Vec<u8>,
+        reply: ProduceReply,
+        fx: &mut Effects,
+    ) {
+        let req = self.req();
+        self.produces.insert(req, reply);
+        self.input(Input::Produce { req, topic, key, value }, fx);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn fetch(
+        &mut self,
+        topic: TopicIdx,
+        from: Seq,
+        max_records: u32,
+        max_bytes: u32,
+        reply: FetchReply,
+        fx: &mut Effects,
+    ) {
+        let req = self.req();
+        self.fetches.insert(req, reply);
+        self.input(Input::Fetch { req, topic, from, max_records, max_bytes }, fx);
+    }
+
+    pub fn message(&mut self, from: NodeId, bytes: Vec<u8>, fx: &mut Effects) {
+        self.counters.frames_received += 1;
+        self.input(Input::Message { from, bytes }, fx);
+    }
+
+    pub fn disk_done(&mut self, id: DiskOpId, result: Result<DiskResponse, DiskError>, fx: &mut Effects) {
+        if let Err(e) = &result {
+            tracing::warn!(op = id.0, error = %e, "storage request failed");
+        }
+        self.input(Input::DiskDone { id, result }, fx);
+    }
+
+    pub fn control(&mut self, c: Control, fx: &mut Effects) {
+        tracing::info!(command = ?c, "sync control");
+        self.input(Input::Control(c), fx);
+    }
+
+    /// Call when [`next_wake`](Self::next_wake) has passed.
+    pub fn timeout(&mut self, fx: &mut Effects) {
+        let now = self.now();
+        self.node.handle_timeout(now);
+        self.collect(fx);
+    }
+
+    /// When to call [`timeout`](Self::timeout) next.
+    pub fn next_wake(&self) -> Option<std::time::Instant> {
+        self.node.poll_timeout().map(|at| self.start + std::time::Duration::from_nanos(at.as_nanos()))
+    }
+
+    fn collect(&mut self, fx: &mut Effects) {
+        while let Some(out) = self.node.poll_output() {
+            match out {
+                Output::Disk { id, req } => fx.disk.push((id, req)),
+                Output::Send { to, bytes } => {
+                    self.counters.frames_sent += 1;
+                    fx.sends.push((to, bytes));
+                }
+                Output::Reply { req, result } => {
+                    match &result {
+                        Ok(_) => self.counters.records_acked += 1,
+                        Err(e) => self.counters.refuse(e),
+                    }
+                    let reply = self.produces.remove(&req).expect("a reply answers a produce we made");
+                    reply(result);
+                }
+                Output::Fetched { req, result } => {
+                    let reply = self.fetches.remove(&req).expect("a fetch answer answers a fetch we made");
+                    reply(result);
+                }
+                Output::Event(e) => self.event(e),
+            }
+        }
+    }
+
+    fn name_of(&self, id: NodeId) -> String {
+        self.identity.names.get(&id).cloned().unwrap_or_else(|| id.to_string())
+    }
+
+    fn topic_name(&self, t: TopicIdx) -> &str {
+        self.node.config().topics.get(t.0 as usize).map_or("?", |c| c.name.as_str())
+    }
+
+    fn event(&mut self, e: Event) {
+        match e {
+            Event::Stored { origin, topic, value_crcs, replay: false, .. } => {
+                self.counters.records_stored += value_crcs.len() as u64;
+                tracing::debug!(origin = %self.name_of(origin), topic = self.topic_name(topic), records = value_crcs.len(), "stored");
+            }
+            Event::Stored { .. } => {}
+            Event::Recovered { topics, records, truncated_bytes } => {
+                tracing::info!(topics, records, truncated_bytes, "recovered the log; accepting writes")
+            }
+            Event::TailTruncated { file, at, cut_bytes, reason, skipped } => {
+                self.counters.tail_bytes_cut += cut_bytes;
+                tracing::warn!(
+                    file = %file, at, cut_bytes, reason = %reason, skipped = ?skipped,
+                    "cut a torn or corrupt tail: these bytes were never acknowledged as a whole record"
+                );
+            }
+            Event::Corrupted { topic, from, to } => {
+                tracing::error!(
+                    topic = self.topic_name(topic),
+                    from,
+                    to,
+                    "records fail their checksum: storage destroyed them"
+                )
+            }
+            Event::Skipped { origin, topic, from, to, reason } => {
+                tracing::warn!(origin = %self.name_of(origin), topic = self.topic_name(topic), from, to, reason = ?reason, "an edge skipped a range")
+            }
+            Event::SessionUp { peer, session } => {
+                self.counters.sessions_up += 1;
+                tracing::info!(peer = %self.name_of(peer), session, "sync session up");
+            }
+            Event::SessionLost { peer, session } => {
+                self.counters.sessions_lost += 1;
+                tracing::warn!(peer = %self.name_of(peer), session, "sync session lost (no answer in time); reconnecting with backoff");
+            }
+            Event::HlcRejected { from, remote } => {
+                self.counters.hlc_rejected += 1;
+                tracing::warn!(peer = %self.name_of(from), remote = %remote, "a peer's clock is too far ahead; its timestamp was not adopted");
+            }
+            Event::BadMessage { from, error } => {
+                self.counters.bad_messages += 1;
+                tracing::warn!(peer = %self.name_of(from), error = %error, "dropped a bad message");
+            }
+            Event::StorageProblem { detail } => tracing::error!(detail = %detail, "storage problem"),
+            Event::SegmentDeleted { file, records } => tracing::debug!(file = %file, records, "segment deleted"),
+            Event::Evicted { topic, from, to, records, bytes, policy } => {
+                self.counters.evicted_unsynced += records;
+                tracing::warn!(
+                    topic = self.topic_name(topic),
+                    from,
+                    to,
+                    records,
+                    bytes,
+                    policy,
+                    "storage budget full: evicted records the gateway never had"
+                );
+            }
+        }
+    }
+
+    /// The whole state as the CLI, `/health` and `/metrics` show it.
+    pub fn status(&self, link: crate::status::Link) -> Status {
+        crate::status::build(self, link, self.start.elapsed())
+    }
+}

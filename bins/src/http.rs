@@ -1,0 +1,268 @@
+//! HTTP/1.1 requests and responses, just what the local API needs: requests parsed with
+//! `httparse` from a bounded buffer, bodies by `Content-Length` only (chunked bodies are
+//! refused with 411), keep-alive unless the client says `close` or speaks HTTP/1.0.
+//! Pure functions over bytes, shared by both shells.
+
+use std::fmt::Write as _;
+
+/// The most header bytes read before a request is refused (431).
+pub const HEADER_BYTES_MAX: usize = 16 << 10;
+const HEADERS_MAX: usize = 32;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub content_type: Option<String>,
+    /// The `Outpost-Key` header: the record key of a raw produce.
+    pub key: Option<Vec<u8>>,
+    pub keep_alive: bool,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+    pub retry_after: Option<u32>,
+    /// Close the connection after this response.
+    pub close: bool,
+}
+
+impl Response {
+    pub fn json(status: u16, v: &serde_json::Value) -> Response {
+        let mut body = serde_json::to_vec(v).expect("JSON values serialize");
+        body.push(b'\n');
+        Response { status, content_type: "application/json", body, retry_after: None, close: false }
+    }
+
+    pub fn text(status: u16, content_type: &'static str, body: String) -> Response {
+        Response { status, content_type, body: body.into_bytes(), retry_after: None, close: false }
+    }
+
+    /// An error as JSON: `{"error": message, "code": code, "retryable": bool}`.
+    pub fn error(status: u16, code: &str, retryable: bool, message: &str) -> Response {
+        let v = serde_json::json!({ "error": message, "code": code, "retryable": retryable });
+        Response { retry_after: retryable.then_some(1), ..Response::json(status, &v) }
+    }
+
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let mut head = String::with_capacity(160);
+        let _ = write!(
+            head,
+            "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncontent-length: {}\r\n",
+            self.status,
+            reason(self.status),
+            self.content_type,
+            self.body.len()
+        );
+        if let Some(s) = self.retry_after {
+            let _ = write!(head, "retry-after: {s}\r\n");
+        }
+        if self.close {
+            head.push_str("connection: close\r\n");
+        }
+        head.push_str("\r\n");
+        out.extend_from_slice(head.as_bytes());
+        out.extend_from_slice(&self.body);
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        416 => "Range Not Satisfiable",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "",
+    }
+}
+
+/// Why bytes are not a request this server serves. Each becomes a response, and the
+/// connection is closed after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HttpError {
+    Malformed(String),
+    HeadersTooLarge,
+    BodyTooLarge { len: u64, max: usize },
+    LengthRequired,
+}
+
+impl HttpError {
+    pub fn response(&self) -> Response {
+        let r = match self {
+            HttpError::Malformed(e) => {
+                Response::error(400, "bad_request", false, &format!("malformed HTTP request: {e}"))
+            }
+            HttpError::HeadersTooLarge => Response::error(
+                431,
+                "headers_too_large",
+                false,
+                &format!("request headers exceed {HEADER_BYTES_MAX} bytes"),
+            ),
+            HttpError::BodyTooLarge { len, max } => Response::error(
+                413,
+                "body_too_large",
+                false,
+                &format!("a body of {len} bytes exceeds the limit of {max} bytes; split the batch"),
+            ),
+            HttpError::LengthRequired => Response::error(
+                411,
+                "length_required",
+                false,
+                "a body needs a Content-Length header (chunked transfer encoding is not accepted)",
+            ),
+        };
+        Response { close: true, ..r }
+    }
+}
+
+fn decode_percent(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).expect("hex digits are ASCII");
+                out.push(u8::from_str_radix(hex, 16).expect("two hex digits"));
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parses one request from the start of `buf`. `Ok(None)`: more bytes are needed.
+/// `Ok(Some((req, used)))`: a whole request took `used` bytes.
+pub fn parse(buf: &[u8], body_max: usize) -> Result<Option<(Request, usize)>, HttpError> {
+    let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
+    let mut req = httparse::Request::new(&mut headers);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() > HEADER_BYTES_MAX => return Err(HttpError::HeadersTooLarge),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HttpError::HeadersTooLarge),
+        Err(e) => return Err(HttpError::Malformed(e.to_string())),
+    };
+    if head_len > HEADER_BYTES_MAX {
+        return Err(HttpError::HeadersTooLarge);
+    }
+    let method = req.method.unwrap_or("").to_string();
+    let target = req.path.unwrap_or("/");
+    let mut keep_alive = req.version == Some(1);
+    let mut content_len: u64 = 0;
+    let mut content_type = None;
+    let mut key = None;
+    for h in req.headers.iter() {
+        let name = h.name.to_ascii_lowercase();
+        let value =
+            std::str::from_utf8(h.value).map_err(|_| HttpError::Malformed(format!("header {name} is not UTF-8")));
+        match name.as_str() {
+            "content-length" => {
+                content_len =
+                    value?.trim().parse().map_err(|_| HttpError::Malformed("Content-Length is not a number".into()))?;
+            }
+            "transfer-encoding" => return Err(HttpError::LengthRequired),
+            "content-type" => content_type = Some(value?.trim().to_ascii_lowercase()),
+            "connection" => {
+                let v = value?.to_ascii_lowercase();
+                if v.contains("close") {
+                    keep_alive = false;
+                } else if v.contains("keep-alive") {
+                    keep_alive = true;
+                }
+            }
+            "outpost-key" => key = Some(h.value.to_vec()),
+            _ => {}
+        }
+    }
+    if content_len > body_max as u64 {
+        return Err(HttpError::BodyTooLarge { len: content_len, max: body_max });
+    }
+    let total = head_len + content_len as usize;
+    if buf.len() < total {
+        return Ok(None);
+    }
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, q),
+        None => (target, ""),
+    };
+    let query = query
+        .split('&')
+        .filter(|s| !s.is_empty())
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => (decode_percent(k), decode_percent(v)),
+            None => (decode_percent(kv), String::new()),
+        })
+        .collect();
+    let request = Request {
+        method,
+        path: decode_percent(path),
+        query,
+        content_type,
+        key,
+        keep_alive,
+        body: buf[head_len..total].to_vec(),
+    };
+    Ok(Some((request, total)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_request_with_a_body_and_waits_for_a_partial_one() {
+        let raw = b"POST /v1/topics/a%2Eb/records?key=k1&x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Type: application/octet-stream\r\n\r\nhelloGET";
+        let (r, used) = parse(raw, 100).expect("valid").expect("complete");
+        assert_eq!(used, raw.len() - 3);
+        assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/v1/topics/a.b/records"));
+        assert_eq!(r.param("key"), Some("k1"));
+        assert_eq!(r.param("x"), Some(""));
+        assert_eq!(r.body, b"hello");
+        assert!(r.keep_alive);
+        assert_eq!(parse(&raw[..raw.len() - 6], 100), Ok(None), "body incomplete");
+        assert_eq!(parse(b"GET / HTTP/1.1\r\nHost", 100), Ok(None), "head incomplete");
+    }
+
+    #[test]
+    fn refuses_what_it_does_not_serve() {
+        let big = b"POST / HTTP/1.1\r\nContent-Length: 1000000000\r\n\r\n";
+        assert_eq!(parse(big, 1000), Err(HttpError::BodyTooLarge { len: 1_000_000_000, max: 1000 }));
+        let chunked = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(parse(chunked, 1000), Err(HttpError::LengthRequired));
+        assert!(matches!(parse(b"\x00\x01garbage\r\n\r\n", 1000), Err(HttpError::Malformed(_))));
+        let long = [b"GET / HTTP/1.1\r\nX: ".as_slice(), &vec![b'a'; HEADER_BYTES_MAX + 1]].concat();
+        assert_eq!(parse(&long, 1000), Err(HttpError::HeadersTooLarge));
+        let bad_len = b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n";
+        assert!(matches!(parse(bad_len, 1000), Err(HttpError::Malformed(_))));
+        let r = parse(b"GET / HTTP/1.0\r\n\r\n", 10).unwrap().unwrap().0;
+        assert!(!r.keep_alive, "HTTP/1.0 closes by default");
+    }
+
+    #[test]
+    fn percent_decoding_tolerates_bad_escapes() {
+        assert_eq!(decode_percent("a%2Fb%zz%4"), "a/b%zz%4");
+        assert_eq!(decode_percent("%"), "%");
+        assert_eq!(decode_percent("a+b"), "a b");
+    }
+}

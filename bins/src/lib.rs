@@ -1,0 +1,17 @@
+//! `outpost`: the production shells around `outpost_core::Node` — the edge daemon, the
+//! gateway and the operator CLI — plus the application protocols and a Rust client.
+//!
+//! Nothing here decides what is stored or sent: that is the core's. The shells move
+//! bytes between the core and real files and sockets, keep time, and render status.
+
+pub mod api;
+pub mod binproto;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod driver;
+pub mod http;
+pub mod peer;
+pub mod shell;
+pub mod status;
+pub mod store;

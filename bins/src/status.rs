@@ -1,0 +1,488 @@
+//! What a running daemon reports about itself: one [`Status`] (JSON at
+//! `/v1/admin/status`), rendered as the operator CLI's tables and as Prometheus metrics.
+//!
+//! The metrics text is written here rather than with a metrics crate: it is a dozen gauges
+//! and counters read from one snapshot, and the edge-lite binary must stay small.
+
+use crate::driver::Driver;
+use outpost_core::config::{Role, SyncDirection};
+use outpost_core::io::ProduceError;
+use outpost_core::resources::{Bytes, MEMORY_PARTS};
+use outpost_core::sync::uplink::SessionStatus;
+use outpost_core::types::TopicIdx;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// Counters the driver and the shell keep since the process started.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Counters {
+    pub records_acked: u64,
+    pub records_stored: u64,
+    pub refused_busy: u64,
+    pub refused_storage_full: u64,
+    pub refused_other: u64,
+    pub evicted_unsynced: u64,
+    pub hlc_rejected: u64,
+    pub sessions_up: u64,
+    pub sessions_lost: u64,
+    pub bad_messages: u64,
+    pub frames_sent: u64,
+    pub frames_received: u64,
+    pub tail_bytes_cut: u64,
+}
+
+impl Counters {
+    pub fn refuse(&mut self, e: &ProduceError) {
+        match e {
+            ProduceError::Busy { .. } => self.refused_busy += 1,
+            ProduceError::StorageFull { .. } => self.refused_storage_full += 1,
+            _ => self.refused_other += 1,
+        }
+    }
+}
+
+/// One peer connection as the shell sees it: the gateway (on an edge) or an edge (on a
+/// gateway).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PeerLink {
+    pub name: String,
+    pub addr: String,
+    pub connected: bool,
+    /// Seconds since the link came up or went down.
+    pub for_secs: f64,
+    pub reconnects: u64,
+    pub last_error: Option<String>,
+}
+
+/// What the shell adds to the driver's view.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Link {
+    pub peers: Vec<PeerLink>,
+    /// Application connections open now (HTTP and binary).
+    pub api_connections: u64,
+    pub api_connections_refused: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SyncView {
+    pub gateway: String,
+    pub paused: bool,
+    /// `active` or `connecting`.
+    pub session: String,
+    pub next_attempt_in_secs: Option<f64>,
+    pub attempt: u32,
+    pub sessions_opened: u64,
+    pub retransmits: u64,
+    pub records_sent: u64,
+    pub bytes_sent: u64,
+    pub window_bytes: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TopicView {
+    pub name: String,
+    pub sync: String,
+    pub priority: u8,
+    pub eviction: String,
+    pub bytes: u64,
+    pub segments: u64,
+    pub records: u64,
+    pub durable_end: u64,
+    /// The gateway's durable mark (edge, topics that go up).
+    pub acked: Option<u64>,
+    pub unsynced_records: u64,
+    pub unsynced_bytes: u64,
+    pub oldest_unsynced_age_secs: Option<f64>,
+    pub evicted_unsynced: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GatewayStream {
+    pub origin: String,
+    pub topic: String,
+    /// Every record of the origin's stream below this is durable here.
+    pub durable: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Status {
+    pub node: String,
+    pub id: u64,
+    pub role: String,
+    pub location: Option<String>,
+    /// Recovery finished and the node accepts writes and messages.
+    pub running: bool,
+    pub uptime_secs: f64,
+    pub hlc: String,
+    pub sync: Option<SyncView>,
+    pub link: Link,
+    pub topics: Vec<TopicView>,
+    pub memory_used: u64,
+    pub memory_max: u64,
+    pub memory_parts: BTreeMap<String, u64>,
+    pub storage_used: u64,
+    pub storage_max: u64,
+    pub device_full: bool,
+    pub streams: Vec<GatewayStream>,
+    pub counters: Counters,
+}
+
+fn direction(d: SyncDirection) -> &'static str {
+    match d {
+        SyncDirection::EdgeToCloud => "up",
+        SyncDirection::CloudToEdge => "down",
+        SyncDirection::Bidirectional => "both",
+        SyncDirection::Local => "local",
+    }
+}
+
+pub(crate) fn build(d: &Driver, link: Link, uptime: std::time::Duration) -> Status {
+    let node = d.node();
+    let cfg = node.config();
+    let res = node.resource_status();
+    let sync = node.sync_status();
+    let name_of = |id| d.identity.names.get(&id).cloned().unwrap_or_else(|| format!("{id}"));
+    let topics = res
+        .topics
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let idx = TopicIdx(i as u16);
+            let stream = sync.as_ref().and_then(|s| s.streams.iter().find(|s| s.topic == idx));
+            TopicView {
+                name: t.name.clone(),
+                sync: direction(cfg.topics[i].sync).into(),
+                priority: t.priority,
+                eviction: t.eviction.name().into(),
+                bytes: t.bytes,
+                segments: t.segments,
+                records: t.records,
+                durable_end: if node.is_running() { node.log(idx).durable_offset() } else { 0 },
+                acked: stream.map(|s| s.acked),
+                unsynced_records: t.unsynced_records,
+                unsynced_bytes: t.unsynced_bytes,
+                oldest_unsynced_age_secs: t.oldest_unsynced_age.map(|a| a.as_secs_f64()),
+                evicted_unsynced: t.evicted_unsynced,
+            }
+        })
+        .collect();
+    let sync = sync.map(|s| {
+        let (session, next, attempt) = match s.session {
+            SessionStatus::Active => ("active", None, 0),
+            SessionStatus::Connecting { retry_at, attempt } => {
+                let now = uptime.as_nanos() as u64;
+                ("connecting", Some(retry_at.as_nanos().saturating_sub(now) as f64 / 1e9), attempt)
+            }
+        };
+        SyncView {
+            gateway: name_of(s.gateway),
+            paused: s.paused,
+            session: session.into(),
+            next_attempt_in_secs: next,
+            attempt,
+            sessions_opened: s.sessions_opened,
+            retransmits: s.retransmits,
+            records_sent: s.records_sent,
+            bytes_sent: s.bytes_sent,
+            window_bytes: s.window_bytes,
+        }
+    });
+    let streams = node
+        .ingest()
+        .map(|ing| {
+            ing.streams()
+                .map(|(&(origin, topic), s)| GatewayStream {
+                    origin: name_of(origin),
+                    topic: cfg.topics.get(topic.0 as usize).map_or("?".into(), |t| t.name.clone()),
+                    durable: s.durable,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Status {
+        node: d.identity.name.clone(),
+        id: cfg.id.0,
+        role: if cfg.role == Role::Edge { "edge" } else { "gateway" }.into(),
+        location: d.identity.location.clone(),
+        running: node.is_running(),
+        uptime_secs: uptime.as_secs_f64(),
+        hlc: node.hlc().to_string(),
+        sync,
+        link,
+        topics,
+        memory_used: res.memory.total(),
+        memory_max: res.memory_max,
+        memory_parts: MEMORY_PARTS.iter().map(|&p| (p.name().to_string(), res.memory.get(p))).collect(),
+        storage_used: res.storage_used,
+        storage_max: res.storage_max,
+        device_full: res.device_full,
+        streams,
+        counters: d.counters.clone(),
+    }
+}
+
+fn age(secs: Option<f64>) -> String {
+    match secs {
+        None => "-".into(),
+        Some(s) if s < 120.0 => format!("{s:.0}s"),
+        Some(s) if s < 7200.0 => format!("{:.0}m", s / 60.0),
+        Some(s) if s < 172_800.0 => format!("{:.1}h", s / 3600.0),
+        Some(s) => format!("{:.1}d", s / 86400.0),
+    }
+}
+
+fn pct(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 * 100.0 / b as f64
+    }
+}
+
+/// Health in one word and the reasons behind it.
+pub fn health(s: &Status) -> (&'static str, Vec<String>) {
+    let mut why = Vec::new();
+    if !s.running {
+        why.push("recovering its log".to_string());
+    }
+    if s.device_full {
+        why.push("the device reported no space".into());
+    }
+    if s.storage_max > 0 && s.storage_used * 10 >= s.storage_max * 9 {
+        why.push(format!("storage {:.0}% of its budget", pct(s.storage_used, s.storage_max)));
+    }
+    if let Some(sync) = &s.sync {
+        if sync.paused {
+            why.push("sync paused by an operator".into());
+        } else if sync.session != "active" {
+            why.push(format!("no sync session with {}", sync.gateway));
+        }
+    }
+    let state = if !s.running || s.device_full {
+        "unhealthy"
+    } else if why.is_empty() {
+        "healthy"
+    } else {
+        "degraded"
+    };
+    (state, why)
+}
+
+pub fn render_health(s: &Status) -> String {
+    let (state, why) = health(s);
+    let mut o = format!("{} ({} {}) is {state}\n", s.node, s.role, s.id);
+    for w in why {
+        let _ = writeln!(o, "  - {w}");
+    }
+    let _ = writeln!(o, "uptime   {}", age(Some(s.uptime_secs)));
+    let _ = writeln!(
+        o,
+        "memory   {} of {} ({:.0}%)",
+        Bytes(s.memory_used),
+        Bytes(s.memory_max),
+        pct(s.memory_used, s.memory_max)
+    );
+    let _ = writeln!(
+        o,
+        "storage  {} of {} ({:.0}%)",
+        Bytes(s.storage_used),
+        Bytes(s.storage_max),
+        pct(s.storage_used, s.storage_max)
+    );
+    o
+}
+
+pub fn render_sync(s: &Status) -> String {
+    let Some(sync) = &s.sync else {
+        return format!("{} is a {}: it does not sync up\n", s.node, s.role);
+    };
+    let mut o = String::new();
+    let state = match (sync.paused, sync.session.as_str(), sync.next_attempt_in_secs) {
+        (true, _, _) => "paused".to_string(),
+        (false, "active", _) => "active".to_string(),
+        (false, _, Some(t)) => format!("connecting (next attempt in {t:.1}s, attempt {})", sync.attempt),
+        (false, other, None) => other.to_string(),
+    };
+    let _ = writeln!(o, "gateway  {}  session {state}", sync.gateway);
+    for p in &s.link.peers {
+        let link = if p.connected { "connected" } else { "down" };
+        let _ = write!(o, "link     {} {link} for {}, {} reconnects", p.addr, age(Some(p.for_secs)), p.reconnects);
+        match &p.last_error {
+            Some(e) if !p.connected => {
+                let _ = writeln!(o, " (last error: {e})");
+            }
+            _ => o.push('\n'),
+        }
+    }
+    let _ = writeln!(
+        o,
+        "sent     {} records, {} ({} sessions, {} retransmits)",
+        sync.records_sent,
+        Bytes(sync.bytes_sent),
+        sync.sessions_opened,
+        sync.retransmits
+    );
+    let _ = writeln!(o, "{:<24} {:>12} {:>12} {:>12}", "topic", "durable", "acked", "unsynced");
+    for t in s.topics.iter().filter(|t| t.acked.is_some()) {
+        let _ =
+            writeln!(o, "{:<24} {:>12} {:>12} {:>12}", t.name, t.durable_end, t.acked.unwrap_or(0), t.unsynced_records);
+    }
+    o
+}
+
+pub fn render_queue(s: &Status) -> String {
+    let mut o = format!(
+        "{:<24} {:>6} {:>12} {:>12} {:>10} {:>10}\n",
+        "topic", "sync", "unsynced", "bytes", "oldest", "evicted"
+    );
+    for t in &s.topics {
+        let _ = writeln!(
+            o,
+            "{:<24} {:>6} {:>12} {:>12} {:>10} {:>10}",
+            t.name,
+            t.sync,
+            t.unsynced_records,
+            Bytes(t.unsynced_bytes).to_string(),
+            age(t.oldest_unsynced_age_secs),
+            t.evicted_unsynced
+        );
+    }
+    o
+}
+
+pub fn render_resources(s: &Status) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "memory   {} of {} ({:.0}%)",
+        Bytes(s.memory_used),
+        Bytes(s.memory_max),
+        pct(s.memory_used, s.memory_max)
+    );
+    for (part, bytes) in s.memory_parts.iter().filter(|(_, b)| **b > 0) {
+        let _ = writeln!(o, "  {part:<16} {}", Bytes(*bytes));
+    }
+    let full = if s.device_full { "  DEVICE FULL" } else { "" };
+    let _ = writeln!(
+        o,
+        "storage  {} of {} ({:.0}%){full}",
+        Bytes(s.storage_used),
+        Bytes(s.storage_max),
+        pct(s.storage_used, s.storage_max)
+    );
+    let _ = writeln!(
+        o,
+        "{:<24} {:>4} {:>9} {:>12} {:>9} {:>12} {:>12}",
+        "topic", "prio", "eviction", "bytes", "segments", "records", "unsynced"
+    );
+    for t in &s.topics {
+        let _ = writeln!(
+            o,
+            "{:<24} {:>4} {:>9} {:>12} {:>9} {:>12} {:>12}",
+            t.name,
+            t.priority,
+            t.eviction,
+            Bytes(t.bytes).to_string(),
+            t.segments,
+            t.records,
+            t.unsynced_records
+        );
+    }
+    o
+}
+
+pub fn render_peers(s: &Status) -> String {
+    let mut o = String::from("site clusters (mesh) are not built yet; these are this node's sync links.\n");
+    let _ = writeln!(o, "{:<24} {:<22} {:<10} {:>10} {:>10}", "peer", "address", "link", "for", "reconnects");
+    for p in &s.link.peers {
+        let link = if p.connected { "up" } else { "down" };
+        let _ = writeln!(
+            o,
+            "{:<24} {:<22} {:<10} {:>10} {:>10}",
+            p.name,
+            p.addr,
+            link,
+            age(Some(p.for_secs)),
+            p.reconnects
+        );
+    }
+    if s.link.peers.is_empty() {
+        o.push_str("(no peers)\n");
+    }
+    o
+}
+
+/// The Prometheus text exposition format (version 0.0.4).
+pub fn render_metrics(s: &Status) -> String {
+    let mut o = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
+        let _ = writeln!(o, "# HELP outpost_{name} {help}\n# TYPE outpost_{name} {kind}");
+        for (labels, v) in samples {
+            let _ = writeln!(o, "outpost_{name}{labels} {v}");
+        }
+    };
+    let one = |v: u64| vec![(String::new(), v as f64)];
+    let per_topic = |f: &dyn Fn(&TopicView) -> f64| -> Vec<(String, f64)> {
+        s.topics.iter().map(|t| (format!("{{topic=\"{}\"}}", escape(&t.name)), f(t))).collect()
+    };
+    let c = &s.counters;
+    metric("up", "gauge", "1 once recovery finished and the node accepts writes.", &one(u64::from(s.running)));
+    metric("ingest_records_total", "counter", "Records acknowledged to producers (durable).", &one(c.records_acked));
+    metric("stored_records_total", "counter", "Records a gateway made durable for its edges.", &one(c.records_stored));
+    let refused = vec![
+        ("{reason=\"busy\"}".to_string(), c.refused_busy as f64),
+        ("{reason=\"storage_full\"}".to_string(), c.refused_storage_full as f64),
+        ("{reason=\"other\"}".to_string(), c.refused_other as f64),
+    ];
+    metric("produce_refused_total", "counter", "Produces refused, by reason.", &refused);
+    metric(
+        "queue_records",
+        "gauge",
+        "Records not yet acknowledged by the gateway.",
+        &per_topic(&|t| t.unsynced_records as f64),
+    );
+    metric(
+        "queue_bytes",
+        "gauge",
+        "Bytes of segments holding unacknowledged records.",
+        &per_topic(&|t| t.unsynced_bytes as f64),
+    );
+    metric(
+        "sync_lag_seconds",
+        "gauge",
+        "Age of the oldest record not yet acknowledged by the gateway (0 when none).",
+        &per_topic(&|t| t.oldest_unsynced_age_secs.unwrap_or(0.0)),
+    );
+    metric("topic_bytes", "gauge", "Bytes on disk per topic.", &per_topic(&|t| t.bytes as f64));
+    metric("storage_bytes", "gauge", "Storage used (segments, meta reserve, pending).", &one(s.storage_used));
+    metric("storage_limit_bytes", "gauge", "The storage budget.", &one(s.storage_max));
+    metric("memory_bytes", "gauge", "Memory the node accounts.", &one(s.memory_used));
+    metric("memory_limit_bytes", "gauge", "The memory budget.", &one(s.memory_max));
+    metric("device_full", "gauge", "1 while storage reports no space.", &one(u64::from(s.device_full)));
+    metric(
+        "evicted_records_total",
+        "counter",
+        "Records evicted before the gateway had them.",
+        &one(c.evicted_unsynced),
+    );
+    let reconnects: u64 = s.link.peers.iter().map(|p| p.reconnects).sum();
+    metric("reconnects_total", "counter", "Transport reconnections to peers.", &one(reconnects));
+    metric("sessions_lost_total", "counter", "Sync sessions given up for lack of an answer.", &one(c.sessions_lost));
+    metric("hlc_rejections_total", "counter", "Peer timestamps rejected as too far ahead.", &one(c.hlc_rejected));
+    metric("bad_messages_total", "counter", "Peer frames dropped as malformed.", &one(c.bad_messages));
+    if let Some(sync) = &s.sync {
+        metric("sync_paused", "gauge", "1 while an operator paused sync.", &one(u64::from(sync.paused)));
+        metric(
+            "sync_session_active",
+            "gauge",
+            "1 while a sync session is up.",
+            &one(u64::from(sync.session == "active")),
+        );
+    }
+    o
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}

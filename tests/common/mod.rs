@@ -1,0 +1,216 @@
+//! Real `outpost` processes on 127.0.0.1 for the integration tests: configs in a
+//! temporary directory, ports picked free, start, wait until running, kill -9, restart.
+
+#![allow(dead_code)] // Each test binary uses a different part of this module.
+// Real processes wait on real time: deadlines for a daemon to start or a queue to drain.
+#![allow(clippy::disallowed_types)]
+
+use outpost::client::Client;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_outpost");
+
+pub fn free_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    l.local_addr().expect("bound")
+}
+
+/// One daemon (edge or gateway) with its config, data directory and log file.
+pub struct Daemon {
+    pub name: String,
+    pub gateway: bool,
+    pub config: PathBuf,
+    pub data: PathBuf,
+    pub log: PathBuf,
+    pub http: SocketAddr,
+    pub binary: SocketAddr,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl Daemon {
+    /// An edge named `name` that syncs to the gateway at `gateway` with `token`.
+    pub fn edge(dir: &Path, name: &str, gateway: SocketAddr, token: &str, extra: &str) -> Daemon {
+        let (http, binary) = (free_addr(), free_addr());
+        let data = dir.join(name);
+        let text = format!(
+            "[node]\nname = \"{name}\"\ndata_dir = \"{}\"\n\n[api]\nhttp = \"{http}\"\nbinary = \"{binary}\"\n\n\
+             [cloud]\ngateway = \"{gateway}\"\ntoken = \"{token}\"\n\n[sync]\nbackoff_min = \"100ms\"\nbackoff_max = \"2s\"\n\n{extra}",
+            data.display()
+        );
+        Daemon::with_config(dir, name, false, &text, http, binary, data)
+    }
+
+    /// A gateway listening for edges on `listen`, accepting the `(edge, token)` pairs.
+    pub fn gateway(dir: &Path, listen: SocketAddr, tokens: &[(&str, &str)]) -> Daemon {
+        let (http, binary) = (free_addr(), free_addr());
+        let data = dir.join("gateway");
+        let mut text = format!(
+            "[node]\nname = \"gateway\"\ndata_dir = \"{}\"\n\n[api]\nhttp = \"{http}\"\nbinary = \"{binary}\"\n\n\
+             [gateway]\nlisten = \"{listen}\"\n\n[gateway.tokens]\n",
+            data.display()
+        );
+        for (edge, token) in tokens {
+            text.push_str(&format!("\"{edge}\" = \"{token}\"\n"));
+        }
+        Daemon::with_config(dir, "gateway", true, &text, http, binary, data)
+    }
+
+    fn with_config(
+        dir: &Path,
+        name: &str,
+        gateway: bool,
+        text: &str,
+        http: SocketAddr,
+        binary: SocketAddr,
+        data: PathBuf,
+    ) -> Daemon {
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(&config, text).expect("config written");
+        let log = dir.join(format!("{name}.log"));
+        Daemon { name: name.into(), gateway, config, data, log, http, binary, child: None, starts: 0 }
+    }
+
+    /// Starts the process (appending to its log) and waits until it accepts writes.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "{} is already running", self.name);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let cmd = if self.gateway { "gateway" } else { "run" };
+        let child = Command::new(BIN)
+            .args([cmd, "--config"])
+            .arg(&self.config)
+            .env("OUTPOST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("outpost starts");
+        self.child = Some(child);
+        self.starts += 1;
+        self.wait_running();
+    }
+
+    fn wait_running(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = self.try_status() {
+                if s["running"] == serde_json::Value::Bool(true) {
+                    return;
+                }
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("{} exited with {status} while starting; log:\n{}", self.name, self.log_text());
+            }
+            assert!(Instant::now() < deadline, "{} did not start in 30 s; log:\n{}", self.name, self.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// kill -9: no shutdown code runs.
+    pub fn kill(&mut self) {
+        let mut c = self.child.take().expect("running");
+        c.kill().expect("kill -9");
+        c.wait().expect("reaped");
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn try_status(&self) -> Option<serde_json::Value> {
+        let (code, body) = http(self.http, "GET", "/v1/admin/status", None, b"").ok()?;
+        (code == 200).then(|| serde_json::from_slice(&body).ok()).flatten()
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        self.try_status().unwrap_or_else(|| panic!("{} answers its status; log:\n{}", self.name, self.log_text()))
+    }
+
+    /// Records of `topic` not yet acknowledged by the gateway.
+    pub fn unsynced(&self, topic: &str) -> u64 {
+        let s = self.status();
+        let t =
+            s["topics"].as_array().expect("topics").iter().find(|t| t["name"] == topic).expect("topic exists").clone();
+        t["unsynced_records"].as_u64().expect("a count")
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(self.binary).expect("binary port answers")
+    }
+
+    /// Runs the CLI against this daemon and returns (exit code, stdout).
+    pub fn cli(&self, args: &[&str]) -> (i32, String) {
+        let out = Command::new(BIN).args(args).arg("--addr").arg(self.http.to_string()).output().expect("cli runs");
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Every record of `topic` this node holds, in its log's order: (origin_seq, value).
+    pub fn read_all(&self, topic: &str) -> Vec<(u64, u64, Vec<u8>)> {
+        let mut c = self.client();
+        let mut out = Vec::new();
+        let mut from = 0;
+        loop {
+            let r = c.fetch(topic, from, 10_000, 1 << 20).expect("fetch");
+            out.extend(r.records.into_iter().map(|r| (r.origin, r.origin_seq, r.value)));
+            if r.next >= r.durable_end {
+                return out;
+            }
+            from = r.next;
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// One HTTP/1.1 request with `connection: close`; returns the status and body.
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> std::io::Result<(u16, Vec<u8>)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut req =
+        format!("{method} {path} HTTP/1.1\r\nhost: test\r\ncontent-length: {}\r\nconnection: close\r\n", body.len());
+    if let Some(t) = content_type {
+        req.push_str(&format!("content-type: {t}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())?;
+    s.write_all(body)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    parse_response(&raw).ok_or_else(|| std::io::Error::other(format!("not HTTP: {:?}", String::from_utf8_lossy(&raw))))
+}
+
+pub fn parse_response(raw: &[u8]) -> Option<(u16, Vec<u8>)> {
+    let at = raw.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = std::str::from_utf8(&raw[..at]).ok()?;
+    let code = head.split(' ').nth(1)?.parse().ok()?;
+    Some((code, raw[at..].to_vec()))
+}
+
+/// Polls `f` every 50 ms until it is true, for at most `secs`.
+pub fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out after {secs} s waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
