@@ -7,7 +7,7 @@
 //! checks names, sizes, durations and addresses and builds the core's [`NodeConfig`] in a
 //! fixed order: the defaults of the role, `fit_to_budgets` for the memory and storage
 //! budgets, every limit the file sets explicitly (the file beats the fit), and last
-//! `NodeConfig::validate`. The core names its own fields in a validation error; [`LIMITS`]
+//! `NodeConfig::validate`. The core names its own fields in a validation error; `LIMITS`
 //! maps them back to the file's, so the user is pointed at a line they can edit.
 //!
 //! docs/OPERATIONS.md (Configuration) is the user-facing reference of this format; keep the
@@ -22,9 +22,9 @@ use std::path::{Path, PathBuf};
 use outpost_core::config::{ConfigError, Eviction, NodeConfig, Role, SyncDirection, TopicConfig};
 use outpost_core::resources::fit_to_budgets;
 use outpost_core::types::{Duration, NodeId};
-use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Visitor};
 use serde::Deserialize;
-use toml::Spanned;
+use toml_edit::{Item, TableLike, Value};
 
 /// The file read from the working directory when no `--config` is given.
 pub const DEFAULT_CONFIG_FILE: &str = "outpost.toml";
@@ -207,7 +207,7 @@ pub fn parse(text: &str, path: Option<&Path>, role: Role) -> Result<Settings, Co
         error(span.and_then(|s| line_of(text, s.start)), field, message)
     })?;
     settings(&raw, path, role, &places).map_err(|p| {
-        let line = places.iter().find(|place| place.path == p.field).and_then(|place| line_of(text, place.span.start));
+        let line = place_of(&places, &p.field).and_then(|place| line_of(text, place.span.start));
         error(line, p.field, p.message)
     })
 }
@@ -402,7 +402,7 @@ fn settings(raw: &RawFile, path: Option<&Path>, role: Role, places: &[Place]) ->
     if let Some(g) = &gateway {
         listeners.push(("gateway.listen", g.listen));
     }
-    check_listeners(&listeners)?;
+    check_listeners(&listeners, places)?;
     let node = node_config(raw, role, &node_name, cloud.as_ref(), places)?;
     Ok(Settings {
         path: path.map(Path::to_path_buf),
@@ -459,10 +459,17 @@ fn cloud(raw: Option<&RawCloud>, role: Role, node_name: &str) -> Result<Option<C
     let gateway_name = raw.gateway_name.clone().unwrap_or_else(|| GATEWAY_NAME_DEFAULT.to_owned());
     check_name("cloud.gateway_name", &gateway_name)?;
     if gateway_name == node_name {
-        return Err(problem(
-            "cloud.gateway_name",
-            format!("{gateway_name:?} is this edge's own name; expected the gateway's node.name"),
-        ));
+        // Point at whichever of the two names the file wrote.
+        return Err(match raw.gateway_name {
+            Some(_) => problem(
+                "cloud.gateway_name",
+                format!("{gateway_name:?} is this edge's own name; expected the gateway's node.name"),
+            ),
+            None => problem(
+                "node.name",
+                format!("{node_name:?} is the gateway's name (cloud.gateway_name); give the edge another name"),
+            ),
+        });
     }
     if raw.token.as_deref() == Some("") {
         return Err(problem("cloud.token", "empty; remove it to connect without a token"));
@@ -491,15 +498,19 @@ fn gateway(raw: Option<&RawGateway>, role: Role) -> Result<Option<GatewaySetting
 }
 
 /// Two listeners on one port would fail at bind time with a message that names neither.
-/// Port 0 (any free port) never conflicts.
-fn check_listeners(listeners: &[(&str, SocketAddr)]) -> Result<(), Problem> {
+/// Port 0 (any free port) never conflicts. The error points at a listener the file wrote.
+fn check_listeners(listeners: &[(&str, SocketAddr)], places: &[Place]) -> Result<(), Problem> {
     for (i, &(field, addr)) in listeners.iter().enumerate() {
         let clash = listeners[..i].iter().find(|(_, other)| {
             addr.port() != 0
                 && other.port() == addr.port()
                 && (other.ip() == addr.ip() || other.ip().is_unspecified() || addr.ip().is_unspecified())
         });
-        if let Some((other_field, other)) = clash {
+        if let Some(&(other_field, other)) = clash {
+            let ((field, addr), (other_field, other)) = match place_of(places, field) {
+                Some(_) => ((field, addr), (other_field, other)),
+                None => ((other_field, other), (field, addr)),
+            };
             return Err(problem(field, format!("{addr} takes the port of {other_field} ({other}); give each its own")));
         }
     }
@@ -630,11 +641,11 @@ fn apply_sync_limits(cfg: &mut NodeConfig, raw: &RawSync) -> Result<(), Problem>
         s.bandwidth_bytes_per_sec = Some(bandwidth);
     }
     set(&mut s.bandwidth_burst_bytes, optional(raw.bandwidth_burst.as_ref(), |v| size("sync.bandwidth_burst", v))?);
-    let time = |field: &str, text: Option<&String>| optional(text.map(String::as_str), |t| duration(field, t));
-    set(&mut s.retransmit_timeout, time("sync.retransmit_timeout", raw.retransmit_timeout.as_ref())?);
-    set(&mut s.session_timeout, time("sync.session_timeout", raw.session_timeout.as_ref())?);
-    set(&mut s.backoff_min, time("sync.backoff_min", raw.backoff_min.as_ref())?);
-    set(&mut s.backoff_max, time("sync.backoff_max", raw.backoff_max.as_ref())?);
+    let time = |field: &str, text: Option<&str>| optional(text, |t| duration(field, t));
+    set(&mut s.retransmit_timeout, time("sync.retransmit_timeout", raw.retransmit_timeout.as_deref())?);
+    set(&mut s.session_timeout, time("sync.session_timeout", raw.session_timeout.as_deref())?);
+    set(&mut s.backoff_min, time("sync.backoff_min", raw.backoff_min.as_deref())?);
+    set(&mut s.backoff_max, time("sync.backoff_max", raw.backoff_max.as_deref())?);
     Ok(())
 }
 
@@ -741,7 +752,7 @@ fn core_problem(e: ConfigError, cfg: &NodeConfig, raw: &RawFile, places: &[Place
     let Some(limit) = LIMITS.iter().find(|limit| limit.core == e.field) else {
         return problem(local_topic_field(&e.field, raw).unwrap_or(e.field), message);
     };
-    if places.iter().any(|p| p.path == limit.file) {
+    if place_of(places, limit.file).is_some() {
         return problem(limit.file, message);
     }
     let origin = match (limit.origin, cfg.role) {
@@ -858,7 +869,10 @@ fn socket_addr(field: &str, text: Option<&str>, default: SocketAddr) -> Result<S
     text.parse().map_err(|_| {
         problem(
             field,
-            format!("{text:?} is not an address to listen on; expected an IP address and a port, e.g. \"127.0.0.1:7480\", \"0.0.0.0:7480\" or \"[::1]:7480\""),
+            format!(
+                "{text:?} is not an address to listen on; expected an IP address and a port, \
+                 e.g. \"127.0.0.1:7480\", \"0.0.0.0:7480\" or \"[::1]:7480\""
+            ),
         )
     })
 }
@@ -868,7 +882,10 @@ fn host_port(field: &str, text: &str) -> Result<String, Problem> {
     let bad = || {
         problem(
             field,
-            format!("{text:?} is not host:port; expected e.g. \"gateway.example.com:7400\", \"10.0.0.5:7400\" or \"[2001:db8::1]:7400\""),
+            format!(
+                "{text:?} is not host:port; expected e.g. \"gateway.example.com:7400\", \"10.0.0.5:7400\" \
+                 or \"[2001:db8::1]:7400\""
+            ),
         )
     };
     let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
@@ -883,14 +900,14 @@ fn host_port(field: &str, text: &str) -> Result<String, Problem> {
 }
 
 /// A byte count in the largest binary unit that divides it, as the file would write it:
-/// `512 KiB`, `1000 bytes`.
+/// `512 KiB`, `1000 B`.
 fn show_size(bytes: u64) -> String {
     for (unit, name) in [(1u64 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")] {
         if bytes >= unit && bytes.is_multiple_of(unit) {
             return format!("{} {name}", bytes / unit);
         }
     }
-    format!("{bytes} bytes")
+    format!("{bytes} B")
 }
 
 fn show_duration(d: Duration) -> String {
@@ -898,61 +915,8 @@ fn show_duration(d: Duration) -> String {
 }
 
 // ---------------------------------------------------------------------------------------
-// Locating fields: byte spans <-> field paths (as in outpost_sim::scenario)
+// Locating fields: byte spans <-> field paths
 // ---------------------------------------------------------------------------------------
-
-/// The shape of a TOML document with the span of every key and value. Read with the toml
-/// deserializer, which fills `Spanned`; used only to point errors at text.
-enum Located {
-    Leaf,
-    Array(Vec<Spanned<Located>>),
-    Table(Vec<(Spanned<String>, Spanned<Located>)>),
-}
-
-impl<'de> Deserialize<'de> for Located {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(LocatedVisitor)
-    }
-}
-
-struct LocatedVisitor;
-
-impl<'de> Visitor<'de> for LocatedVisitor {
-    type Value = Located;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a TOML value")
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Located, E> {
-        Ok(Located::Leaf)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Located, E> {
-        Ok(Located::Leaf)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Located, E> {
-        Ok(Located::Leaf)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Located, E> {
-        Ok(Located::Leaf)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Located, E> {
-        Ok(Located::Leaf)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Located, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Located::Array(items))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Located, A::Error> {
-        let mut entries = Vec::new();
-        while let Some(entry) = map.next_entry()? {
-            entries.push(entry);
-        }
-        Ok(Located::Table(entries))
-    }
-}
 
 /// A field path and a span of text that belongs to it.
 struct Place {
@@ -960,36 +924,50 @@ struct Place {
     span: Range<usize>,
 }
 
-/// Every key and value of `text` with its path. Empty when `text` is not TOML or holds
-/// something `Located` cannot read (a datetime): errors then carry no line, nothing worse.
+/// Every key and value of `text` with its path, keys first. Read with toml_edit rather than
+/// through `toml::Spanned` as the simulator does: `Spanned` fails on a table that exists
+/// only through a dotted key or header (`[gateway.tokens]` with no `[gateway]`), which
+/// would leave such a file's errors without lines. Empty when `text` is not TOML.
 fn places(text: &str) -> Vec<Place> {
     let mut out = Vec::new();
-    if let Ok(root) = toml::from_str::<Located>(text) {
-        collect_places(&root, "", &mut out);
+    if let Ok(document) = toml_edit::ImDocument::parse(text) {
+        table_places(document.as_table(), "", &mut out);
     }
     out
 }
 
-fn collect_places(node: &Located, path: &str, out: &mut Vec<Place>) {
-    match node {
-        Located::Leaf => {}
-        Located::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
+fn table_places(table: &dyn TableLike, path: &str, out: &mut Vec<Place>) {
+    for (name, item) in table.iter() {
+        let key_path = if path.is_empty() { name.to_owned() } else { format!("{path}.{name}") };
+        // The key first: an error about a field points at the line that names it.
+        let key_span = table.get_key_value(name).and_then(|(key, _)| key.span());
+        out.extend(key_span.into_iter().chain(item.span()).map(|span| Place { path: key_path.clone(), span }));
+        match item {
+            Item::Table(t) => table_places(t, &key_path, out),
+            Item::ArrayOfTables(tables) => {
+                for (i, t) in tables.iter().enumerate() {
+                    let item_path = format!("{key_path}[{i}]");
+                    out.extend(t.span().map(|span| Place { path: item_path.clone(), span }));
+                    table_places(t, &item_path, out);
+                }
+            }
+            Item::Value(v) => value_places(v, &key_path, out),
+            Item::None => {}
+        }
+    }
+}
+
+fn value_places(value: &Value, path: &str, out: &mut Vec<Place>) {
+    match value {
+        Value::InlineTable(t) => table_places(t, path, out),
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
                 let item_path = format!("{path}[{i}]");
-                out.push(Place { path: item_path.clone(), span: item.span() });
-                collect_places(item.get_ref(), &item_path, out);
+                out.extend(v.span().map(|span| Place { path: item_path.clone(), span }));
+                value_places(v, &item_path, out);
             }
         }
-        Located::Table(entries) => {
-            for (key, value) in entries {
-                let key_path =
-                    if path.is_empty() { key.get_ref().clone() } else { format!("{path}.{}", key.get_ref()) };
-                // The key first: an error about a field points at the line that names it.
-                out.push(Place { path: key_path.clone(), span: key.span() });
-                out.push(Place { path: key_path.clone(), span: value.span() });
-                collect_places(value.get_ref(), &key_path, out);
-            }
-        }
+        _ => {}
     }
 }
 
@@ -1002,6 +980,11 @@ fn field_at(places: &[Place], span: &Range<usize>) -> String {
         .min_by_key(|p| (p.span.len(), std::cmp::Reverse(p.path.len())))
         .map(|p| p.path.clone())
         .unwrap_or_default()
+}
+
+/// Where the file writes `field`, if it does.
+fn place_of<'a>(places: &'a [Place], field: &str) -> Option<&'a Place> {
+    places.iter().find(|place| place.path == field)
 }
 
 /// 1-based line of byte `offset` in `text`.

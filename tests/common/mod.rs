@@ -1,7 +1,8 @@
 //! Real `outpost` processes on 127.0.0.1 for the integration tests: configs in a
 //! temporary directory, ports picked free, start, wait until running, kill -9, restart.
 
-#![allow(dead_code)] // Each test binary uses a different part of this module.
+#![allow(dead_code)]
+// Each test binary uses a different part of this module.
 // Real processes wait on real time: deadlines for a daemon to start or a queue to drain.
 #![allow(clippy::disallowed_types)]
 
@@ -213,4 +214,17 @@ pub fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out after {secs} s waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Produces one record, retrying while the daemon says so (recovering, clock bound not
+/// yet durable, busy) — what a well-behaved application does.
+pub fn produce(c: &mut Client, topic: &str, value: &[u8]) -> outpost::client::Ack {
+    for _ in 0..500 {
+        match c.produce(topic, None, value) {
+            Ok(a) => return a,
+            Err(e) if e.is_retryable() => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => panic!("produce refused: {e}"),
+        }
+    }
+    panic!("produce still refused after 5 s of retries")
 }

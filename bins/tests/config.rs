@@ -1,0 +1,516 @@
+//! The configuration loader against the format documented in docs/OPERATIONS.md
+//! (Configuration): defaults, the example files, the order defaults → fit → explicit →
+//! validate, and errors that name the file, line and field.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use outpost::config::{load, node_id_of, parse, ConfigFileError, LogFormat, DEFAULT_CONFIG_FILE};
+use outpost_core::config::{Eviction, NodeConfig, Role, SyncDirection, TopicConfig};
+use outpost_core::resources::fit_to_budgets;
+use outpost_core::types::Duration;
+
+const MIB: u64 = 1 << 20;
+const KIB: u64 = 1 << 10;
+
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config").join(name)
+}
+
+fn addr(text: &str) -> SocketAddr {
+    text.parse().expect("a socket address")
+}
+
+/// The error for `text`, read as `edge.toml` by a node of `role`; the text must be rejected.
+fn error(text: &str, role: Role) -> ConfigFileError {
+    match parse(text, Some(Path::new("edge.toml")), role) {
+        Ok(settings) => panic!("accepted a bad configuration: {settings:?}"),
+        Err(e) => e,
+    }
+}
+
+/// What an edge's name defaults to on this machine.
+fn hostname() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_owned();
+    if name.is_empty() {
+        "outpost-edge".to_owned()
+    } else {
+        name
+    }
+}
+
+#[test]
+fn node_ids_are_fnv1a_of_the_name() {
+    // Reference values of 64-bit FNV-1a.
+    assert_eq!(node_id_of("").0, 0xcbf2_9ce4_8422_2325);
+    assert_eq!(node_id_of("a").0, 0xaf63_dc4c_8601_ec8c);
+    assert_eq!(node_id_of("foobar").0, 0x8594_4171_f739_67e8);
+    assert_ne!(node_id_of("kiosk-7"), node_id_of("kiosk-8"));
+}
+
+#[test]
+fn an_edge_without_a_file_gets_the_documented_defaults() {
+    let s = parse("", None, Role::Edge).expect("the defaults are valid");
+    assert_eq!(s.path, None);
+    assert_eq!(s.node_name, hostname());
+    assert_eq!(s.node.id, node_id_of(&s.node_name));
+    assert_eq!(s.data_dir, PathBuf::from("outpost-data"));
+    assert_eq!(s.location, None);
+    assert_eq!(s.http, addr("127.0.0.1:7480"));
+    assert_eq!(s.binary, addr("127.0.0.1:7481"));
+    let cloud = s.cloud.expect("an edge syncs to a gateway");
+    assert_eq!(cloud.gateway_addr, "127.0.0.1:7400");
+    assert_eq!(cloud.gateway_name, "gateway");
+    assert_eq!(cloud.token, None);
+    assert_eq!(s.gateway, None);
+    assert_eq!(s.logging.format, LogFormat::Human);
+    assert_eq!(s.logging.level, "info");
+
+    let mut expected = NodeConfig::new(
+        node_id_of(&s.node_name),
+        Role::Edge,
+        vec![TopicConfig::new("events", SyncDirection::EdgeToCloud)],
+    );
+    expected.upstream = Some(node_id_of("gateway"));
+    fit_to_budgets(&mut expected, 64 * MIB, 1 << 30);
+    assert_eq!(s.node, expected);
+    assert_eq!(s.node.resources.memory_bytes_max, 64 * MIB);
+    assert_eq!(s.node.resources.storage_bytes_max, 1 << 30);
+    assert_eq!(s.node.topics[0].eviction, Eviction::Keep);
+}
+
+#[test]
+fn a_gateway_without_a_file_gets_the_documented_defaults() {
+    let s = parse("", None, Role::Gateway).expect("the defaults are valid");
+    assert_eq!(s.node_name, "gateway");
+    assert_eq!(s.node.id, node_id_of("gateway"));
+    assert_eq!(s.data_dir, PathBuf::from("outpost-gateway-data"));
+    assert_eq!(s.http, addr("127.0.0.1:7490"));
+    assert_eq!(s.binary, addr("127.0.0.1:7491"));
+    assert_eq!(s.cloud, None);
+    let gateway = s.gateway.expect("a gateway accepts edges");
+    assert_eq!(gateway.listen, addr("127.0.0.1:7400"));
+    assert!(gateway.tokens.is_empty());
+
+    let mut expected = NodeConfig::new(
+        node_id_of("gateway"),
+        Role::Gateway,
+        vec![TopicConfig::new("events", SyncDirection::EdgeToCloud)],
+    );
+    fit_to_budgets(&mut expected, 256 * MIB, 64 << 30);
+    assert_eq!(s.node, expected);
+    assert_eq!(s.node.upstream, None);
+    assert_eq!(s.node.resources.memory_bytes_max, 256 * MIB);
+    assert_eq!(s.node.resources.storage_bytes_max, 64 << 30);
+}
+
+/// The only test that changes the working directory; every other test uses absolute paths.
+#[test]
+fn without_config_the_working_directory_file_is_read_if_it_exists() {
+    let dir = std::env::temp_dir().join(format!("outpost-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create a temporary directory");
+    let before = std::env::current_dir().expect("a working directory");
+    std::env::set_current_dir(&dir).expect("enter the temporary directory");
+
+    let defaults = load(None, Role::Edge);
+    std::fs::write(DEFAULT_CONFIG_FILE, "[node]\nname = \"from-cwd\"\n").expect("write outpost.toml");
+    let from_file = load(None, Role::Edge);
+
+    std::env::set_current_dir(before).expect("leave the temporary directory");
+    std::fs::remove_dir_all(&dir).expect("remove the temporary directory");
+    let defaults = defaults.expect("no file: the defaults");
+    assert_eq!(defaults.path, None);
+    assert_eq!(defaults.node_name, hostname());
+    let from_file = from_file.expect("./outpost.toml is valid");
+    assert_eq!(from_file.path, Some(PathBuf::from(DEFAULT_CONFIG_FILE)));
+    assert_eq!(from_file.node_name, "from-cwd");
+}
+
+#[test]
+fn the_edge_example_gives_the_values_written() {
+    let path = example("edge.toml");
+    let s = load(Some(&path), Role::Edge).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.path, Some(path));
+    assert_eq!(s.node_name, "store-001-pos");
+    assert_eq!(s.node.id, node_id_of("store-001-pos"));
+    assert_eq!(s.node.role, Role::Edge);
+    assert_eq!(s.data_dir, PathBuf::from("/var/lib/outpost"));
+    assert_eq!(s.location.as_deref(), Some("Store #001"));
+    assert_eq!((s.http, s.binary), (addr("127.0.0.1:7480"), addr("127.0.0.1:7481")));
+    let cloud = s.cloud.expect("an edge syncs to a gateway");
+    assert_eq!(cloud.gateway_addr, "gateway.example.com:7400");
+    assert_eq!(cloud.gateway_name, "gateway");
+    assert_eq!(cloud.token.as_deref(), Some("change-me"));
+    assert_eq!(s.node.upstream, Some(node_id_of("gateway")));
+    assert_eq!(s.gateway, None);
+    assert_eq!(s.node.sync.bandwidth_bytes_per_sec, Some(MIB));
+    assert_eq!(s.node.resources.memory_bytes_max, 64 * MIB);
+    assert_eq!(s.node.resources.storage_bytes_max, 1 << 30);
+
+    let topic = |name: &str, sync, priority, eviction, retention_bytes, retention_age| TopicConfig {
+        name: name.to_owned(),
+        sync,
+        priority,
+        eviction,
+        retention_bytes,
+        retention_age,
+    };
+    let week = Some(Duration::from_secs(7 * 24 * 3600));
+    assert_eq!(
+        s.node.topics,
+        [
+            topic("pos.transactions", SyncDirection::EdgeToCloud, 9, Eviction::Keep, 256 * MIB, None),
+            topic("inventory.updates", SyncDirection::Bidirectional, 5, Eviction::Keep, 256 * MIB, None),
+            topic("telemetry", SyncDirection::EdgeToCloud, 1, Eviction::Oldest, 64 * MIB, week),
+            topic("local.cache", SyncDirection::Local, 5, Eviction::Keep, 256 * MIB, None),
+        ]
+    );
+    // The values the commented-out lines show (checked in full by the next test).
+    assert_eq!(s.node.log.value_bytes_max, 512 * KIB as u32);
+    assert_eq!(s.node.sync.window_bytes_max, MIB);
+    assert_eq!((s.logging.format, s.logging.level.as_str()), (LogFormat::Human, "info"));
+}
+
+#[test]
+fn the_gateway_example_gives_the_values_written() {
+    let path = example("gateway.toml");
+    let s = load(Some(&path), Role::Gateway).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.node_name, "gateway");
+    assert_eq!(s.node.role, Role::Gateway);
+    assert_eq!(s.data_dir, PathBuf::from("/var/lib/outpost-gateway"));
+    assert_eq!(s.location.as_deref(), Some("eu-west-1"));
+    assert_eq!((s.http, s.binary), (addr("127.0.0.1:7490"), addr("127.0.0.1:7491")));
+    assert_eq!(s.cloud, None);
+    let gateway = s.gateway.expect("a gateway accepts edges");
+    assert_eq!(gateway.listen, addr("0.0.0.0:7400"));
+    let tokens: Vec<(&str, &str)> = gateway.tokens.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(tokens, [("store-001-pos", "change-me"), ("store-002-pos", "change-me-too")]);
+    let topics: Vec<(&str, SyncDirection, u8, u64)> =
+        s.node.topics.iter().map(|t| (t.name.as_str(), t.sync, t.priority, t.retention_bytes)).collect();
+    assert_eq!(
+        topics,
+        [
+            ("pos.transactions", SyncDirection::EdgeToCloud, 9, 16 << 30),
+            ("inventory.updates", SyncDirection::Bidirectional, 5, 16 << 30),
+            ("telemetry", SyncDirection::EdgeToCloud, 1, 8 << 30),
+        ]
+    );
+    assert_eq!(s.node.topics[2].retention_age, Some(Duration::from_secs(30 * 24 * 3600)));
+    assert_eq!(s.node.resources.memory_bytes_max, 256 * MIB);
+    assert_eq!(s.node.resources.storage_bytes_max, 64 << 30);
+    assert_eq!(s.node.gateway.streams_max, 100_000);
+    assert_eq!(s.node.gateway.pending_bytes_max, 16 * MIB);
+    assert_eq!((s.logging.format, s.logging.level.as_str()), (LogFormat::Json, "info,outpost=debug"));
+}
+
+/// `text` with every commented-out setting (`# key = value`) made active.
+fn uncommented(text: &str) -> String {
+    let setting = |line: &str| {
+        let key_end = line.find(" = ").unwrap_or(0);
+        key_end > 0 && line[..key_end].bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+    };
+    text.lines()
+        .map(|line| match line.strip_prefix("# ") {
+            Some(rest) if setting(rest) => rest,
+            _ => line,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_examples_show_the_values_they_get_in_their_commented_out_lines() {
+    for (file, role) in [("edge.toml", Role::Edge), ("gateway.toml", Role::Gateway)] {
+        let text = std::fs::read_to_string(example(file)).expect("the example exists");
+        let all = uncommented(&text);
+        assert_ne!(all, text, "{file} shows commented-out settings");
+        let as_is = parse(&text, None, role).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let with_all = parse(&all, None, role).unwrap_or_else(|e| panic!("{file} uncommented: {e}"));
+        assert_eq!(as_is, with_all, "{file}: a commented-out line shows another value than the one the file gets");
+    }
+}
+
+#[test]
+fn explicit_limits_beat_the_fit_and_small_budgets_validate_through_it() {
+    let fitted = parse("[resources]\nmax_memory = \"8MiB\"\n", None, Role::Edge)
+        .expect("8 MiB is enough once the limits are fitted");
+    assert_eq!(fitted.node.resources.memory_bytes_max, 8 * MIB);
+    assert_eq!(fitted.node.log.pending_bytes_max, 512 * KIB, "a sixteenth of the memory");
+    assert_eq!(fitted.node.sync.batch_bytes_max, 64 * KIB as u32);
+    assert_eq!(fitted.node.sync.window_bytes_max, 512 * KIB);
+
+    let text = "[resources]\nmax_memory = \"8MiB\"\n\
+                [log]\nwrite_buffer = \"256 KiB\"\n[sync]\nwindow = \"128KiB\"\n";
+    let explicit = parse(text, None, Role::Edge).expect("smaller than the fit");
+    assert_eq!(explicit.node.log.pending_bytes_max, 256 * KIB);
+    assert_eq!(explicit.node.sync.window_bytes_max, 128 * KIB);
+    assert_eq!(explicit.node.sync.batch_bytes_max, fitted.node.sync.batch_bytes_max, "the rest stays fitted");
+
+    // The fit lowers the largest value with the memory; a written one goes above it.
+    let default = parse("", None, Role::Edge).expect("the defaults are valid");
+    assert!(default.node.log.value_bytes_max < MIB as u32);
+    let raised = parse("[log]\nvalue_max = \"1MiB\"\n", None, Role::Edge).expect("1 MiB values fit in 64 MiB");
+    assert_eq!(raised.node.log.value_bytes_max, MIB as u32);
+}
+
+#[test]
+fn sizes_take_decimal_and_binary_units() {
+    let window = |value: &str| {
+        let text = format!("[sync]\nbatch_bytes = 1000\nwindow = {value}\n");
+        parse(&text, None, Role::Edge).map(|s| s.node.sync.window_bytes_max).map_err(|e| e.to_string())
+    };
+    assert_eq!(window("4096"), Ok(4096));
+    assert_eq!(window("\"4096\""), Ok(4096));
+    assert_eq!(window("\"1000 B\""), Ok(1000));
+    assert_eq!(window("\"2KB\""), Ok(2_000));
+    assert_eq!(window("\"3 MB\""), Ok(3_000_000));
+    assert_eq!(window("\"512KiB\""), Ok(512 * KIB));
+    assert_eq!(window("\"2 MiB\""), Ok(2 * MIB));
+    for bad in ["\"1.5MiB\"", "\"1 mib\"", "\"MiB\"", "-1", "0", "\"0KiB\"", "\"99999999TiB\""] {
+        let e = window(bad).expect_err(bad);
+        assert!(e.starts_with("<defaults>:3: sync.window: "), "{bad}: {e}");
+    }
+}
+
+/// Each bad file, the role reading it, the line the error names and what its Display holds.
+const BAD_FILES: &[(&str, Role, Option<usize>, &str)] = &[
+    (
+        "[node]\nname = \"kiosk-7\"\n\n[sync]\nbatch_records = 1024\nwindw = \"1MiB\"\n",
+        Role::Edge,
+        Some(6),
+        "edge.toml:6: sync.windw: unknown field `windw`, expected one of `batch_records`",
+    ),
+    ("[log]\nsegment = \"8 mb\"\n", Role::Edge, Some(2), "edge.toml:2: log.segment: \"8 mb\" is not a size; expected"),
+    (
+        "[sync]\nsession_timeout = \"20\"\n",
+        Role::Edge,
+        Some(2),
+        "edge.toml:2: sync.session_timeout: \"20\" is not a duration; expected a number and a unit",
+    ),
+    (
+        "[[topics]]\nname = \"a\"\nretention_age = \"a week\"\n",
+        Role::Edge,
+        Some(3),
+        "edge.toml:3: topics[0].retention_age: \"a week\" is not a duration",
+    ),
+    (
+        "[[topics]]\nname = \"a\"\nsync = \"sideways\"\n",
+        Role::Edge,
+        Some(3),
+        "edge.toml:3: topics[0].sync: unknown direction \"sideways\"; expected one of up, down, both, local",
+    ),
+    (
+        "[gateway]\nlisten = \"0.0.0.0:7400\"\n",
+        Role::Edge,
+        Some(1),
+        "edge.toml:1: gateway: only a gateway accepts edges; remove [gateway] from an edge's file",
+    ),
+    (
+        "[node]\nname = \"gw\"\n\n[cloud]\ntoken = \"x\"\n",
+        Role::Gateway,
+        Some(4),
+        "edge.toml:4: cloud: only an edge syncs to a gateway",
+    ),
+    (
+        "[mesh]\nenabled = true\n",
+        Role::Edge,
+        Some(2),
+        "edge.toml:2: mesh.enabled: site clusters (mesh) are not built yet; remove [mesh] or set enabled = false",
+    ),
+    (
+        "local_topics = [\"cache\", \"b\"]\n\n[[topics]]\nname = \"a\"\n\n[[topics]]\nname = \"b\"\n",
+        Role::Edge,
+        Some(1),
+        "edge.toml:1: local_topics[1]: \"b\" is also topics[1].name; a topic is in [[topics]] or in local_topics",
+    ),
+    ("local_topics = [\"a\", \"a\"]\n", Role::Edge, Some(1), "edge.toml:1: local_topics[1]: duplicate topic \"a\""),
+    (
+        "[[topics]]\nname = \"a\"\nlocal_topics = [\"b\"]\n",
+        Role::Edge,
+        Some(3),
+        "local_topics is a top-level key, so it must come before the first [table] of the file",
+    ),
+    (
+        "[sync]\nbatch_bytes = \"64KiB\"\nwindow = \"1KiB\"\n",
+        Role::Edge,
+        Some(3),
+        "edge.toml:3: sync.window: must hold at least one batch",
+    ),
+    (
+        "[sync]\nbatch_bytes = \"2MiB\"\n",
+        Role::Edge,
+        None,
+        "edge.toml: sync.window: must hold at least one batch (the file does not set sync.window: 1 MiB is the \
+         default fitted to resources.max_memory and resources.max_storage; set window under [sync])",
+    ),
+    (
+        "[log]\nvalue_max = \"1MiB\"\nwrite_buffer = \"64KiB\"\n",
+        Role::Edge,
+        Some(3),
+        "edge.toml:3: log.write_buffer: must hold the largest record (1052864 bytes with log.value_max); raise it \
+         or lower log.value_max",
+    ),
+    (
+        "[resources]\nmax_memory = \"2MiB\"\n",
+        Role::Edge,
+        Some(2),
+        "raise it, or lower log.write_buffer, sync.batch_bytes, sync.window, log.read_chunk",
+    ),
+    (
+        "[resources]\nmax_memory = \"8MiB\"\n",
+        Role::Gateway,
+        Some(2),
+        "edge.toml:2: resources.max_memory: 8.0 MiB is less than the",
+    ),
+    (
+        "[node]\nname = \"kiosk 7\"\n",
+        Role::Edge,
+        Some(2),
+        "edge.toml:2: node.name: \"kiosk 7\" is not a valid node name; expected 1 to 64 ASCII letters",
+    ),
+    (
+        "[node]\nname = \"gateway\"\n",
+        Role::Edge,
+        Some(2),
+        "edge.toml:2: node.name: \"gateway\" is the gateway's name (cloud.gateway_name)",
+    ),
+    (
+        "[node]\nname = \"kiosk-7\"\n[cloud]\ngateway_name = \"kiosk-7\"\n",
+        Role::Edge,
+        Some(4),
+        "edge.toml:4: cloud.gateway_name: \"kiosk-7\" is this edge's own name; expected the gateway's node.name",
+    ),
+    (
+        "[api]\nhttp = \"localhost:7480\"\n",
+        Role::Edge,
+        Some(2),
+        "edge.toml:2: api.http: \"localhost:7480\" is not an address to listen on",
+    ),
+    (
+        "[api]\nbinary = \"127.0.0.1:74810\"\n",
+        Role::Edge,
+        Some(2),
+        "edge.toml:2: api.binary: \"127.0.0.1:74810\" is not an address to listen on",
+    ),
+    (
+        "[api]\nhttp = \"0.0.0.0:7400\"\n",
+        Role::Gateway,
+        Some(2),
+        "edge.toml:2: api.http: 0.0.0.0:7400 takes the port of gateway.listen (127.0.0.1:7400); give each its own",
+    ),
+    (
+        "[api]\nhttp = \"127.0.0.1:7000\"\nbinary = \"127.0.0.1:7000\"\n",
+        Role::Edge,
+        Some(3),
+        "edge.toml:3: api.binary: 127.0.0.1:7000 takes the port of api.http (127.0.0.1:7000)",
+    ),
+    (
+        "[cloud]\ngateway = \"gateway.example.com\"\n",
+        Role::Edge,
+        Some(2),
+        "edge.toml:2: cloud.gateway: \"gateway.example.com\" is not host:port",
+    ),
+    (
+        "[gateway.tokens]\n\"kiosk 7\" = \"s3cret\"\n",
+        Role::Gateway,
+        Some(2),
+        "edge.toml:2: gateway.tokens.kiosk 7: \"kiosk 7\" is not a valid node name",
+    ),
+    (
+        "[logging]\nformat = \"xml\"\n",
+        Role::Edge,
+        Some(2),
+        "edge.toml:2: logging.format: unknown format \"xml\"; expected human or json",
+    ),
+    (
+        "# Dotted keys and inline tables are located as well.\nsync.batch_bytes = \"64KiB\"\nsync.window = \"1KiB\"\n",
+        Role::Edge,
+        Some(3),
+        "edge.toml:3: sync.window: must hold at least one batch",
+    ),
+    (
+        "\n[resources]\nmax_memory = \"64MiB\"\n\n[log]\nwrite_buffer = \"64KiB\"\nvalue_max = \"1MiB\"\n",
+        Role::Edge,
+        Some(6),
+        "edge.toml:6: log.write_buffer: must hold the largest record",
+    ),
+    ("sync = { batch_records = 0 }\n", Role::Edge, Some(1), "edge.toml:1: sync.batch_records: must be 1 to 65536"),
+    (
+        "[[topics]]\nname = \"a\"\n\n[[topics]]\npriority = 3\n",
+        Role::Edge,
+        Some(4),
+        "edge.toml:4: topics[1]: missing field `name`",
+    ),
+    (
+        "[[topics]]\nname = \"a\"\npriority = 300\n",
+        Role::Edge,
+        Some(3),
+        "edge.toml:3: topics[0].priority: invalid value: integer `300`, expected u8",
+    ),
+    ("[[topics]]\nname = \"\"\n", Role::Edge, Some(2), "edge.toml:2: topics[0].name: must be 1 to 255 bytes"),
+    ("[sync\nwindow = 1\n", Role::Edge, Some(1), "edge.toml:1: invalid table header"),
+];
+
+#[test]
+fn bad_files_are_refused_with_the_line_and_field_to_fix() {
+    for &(text, role, line, expected) in BAD_FILES {
+        let e = error(text, role);
+        let shown = e.to_string();
+        assert_eq!(e.line, line, "{shown}");
+        assert!(shown.contains(expected), "{shown:?}\nlacks {expected:?}");
+        assert!(!shown.contains('\n'), "not one line: {shown}");
+        assert_eq!(e.path.as_deref(), Some(Path::new("edge.toml")));
+    }
+}
+
+#[test]
+fn an_unknown_eviction_policy_reads_as_documented() {
+    let text = "[node]\nname = \"kiosk-7\"\n\n[cloud]\ngateway = \"10.0.0.5:7400\"\n\n\
+                [[topics]]\nname = \"pos.transactions\"\n\n[[topics]]\nname = \"telemetry\"\n\
+                eviction = \"fifo\"\n";
+    let e = error(text, Role::Edge);
+    assert_eq!((e.line, e.field.as_str()), (Some(12), "topics[1].eviction"));
+    assert_eq!(
+        e.to_string(),
+        "edge.toml:12: topics[1].eviction: unknown policy \"fifo\"; expected one of keep, oldest, priority, lru, compact"
+    );
+}
+
+#[test]
+fn a_missing_config_file_is_named_with_how_to_run_without_it() {
+    let path = std::env::temp_dir().join("outpost-config-test-no-such-file.toml");
+    let e = load(Some(&path), Role::Edge).expect_err("the file does not exist");
+    assert_eq!(e.path.as_deref(), Some(path.as_path()));
+    assert_eq!(e.line, None);
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}: no such file; omit --config to read ./outpost.toml, or the defaults when there is none",
+            path.display()
+        )
+    );
+}
+
+/// docs/OPERATIONS.md shows these errors as the loader prints them for config/edge.toml
+/// with one value changed; keep the two in step.
+#[test]
+fn the_error_examples_of_the_operations_guide_are_what_the_loader_prints() {
+    let guide = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/OPERATIONS.md"))
+        .expect("docs/OPERATIONS.md exists");
+    let text = std::fs::read_to_string(example("edge.toml")).expect("the example exists");
+    let changes = [
+        ("eviction = \"oldest\"", "eviction = \"fifo\""),
+        ("bandwidth = \"1 MiB\"", "bandwith = \"1 MiB\""),
+        ("retention_age = \"7d\"", "retention_age = \"a week\""),
+        ("# window = \"1 MiB\"", "window = \"16 KiB\""),
+        ("max_memory = \"64 MiB\"", "max_memory = \"4 MiB\""),
+        ("[sync]\n", "[sync]\nbatch_bytes = \"2 MiB\"\n"),
+    ];
+    for (from, to) in changes {
+        assert!(text.contains(from), "config/edge.toml lacks {from:?}");
+        let e = error(&text.replacen(from, to, 1), Role::Edge);
+        assert!(guide.contains(&format!("\n{e}\n")), "docs/OPERATIONS.md lacks the error for {to:?}:\n{e}");
+    }
+    let missing = load(Some(Path::new("/etc/outpost/edge.toml")), Role::Edge).expect_err("no such file here");
+    assert!(guide.contains(&format!("\n{missing}\n")), "docs/OPERATIONS.md lacks:\n{missing}");
+}
