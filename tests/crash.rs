@@ -31,11 +31,23 @@ fn connect(edge: &Daemon) -> Client {
 
 #[test]
 fn every_acknowledged_record_reaches_the_gateway_exactly_once_across_kill_9() {
+    crash_run(false);
+}
+
+#[test]
+fn the_edge_lite_shell_keeps_the_same_promise_across_kill_9() {
+    crash_run(true);
+}
+
+fn crash_run(lite: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let listen = free_addr();
     let mut gw = Daemon::gateway(dir.path(), listen, &[("edge-1", "t1")]);
     gw.start();
     let mut edge = Daemon::edge(dir.path(), "edge-1", listen, "t1", "");
+    if lite {
+        edge = edge.lite();
+    }
     edge.start();
 
     // Kill points, as counts of acknowledged records: spread over the run, none round.

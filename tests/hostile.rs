@@ -32,11 +32,23 @@ fn binary_error(answer: &[u8]) -> (Code, String) {
 
 #[test]
 fn bad_bytes_get_clear_errors_and_leave_the_daemons_and_their_data_alone() {
+    scenario(false);
+}
+
+#[test]
+fn the_edge_lite_shell_survives_the_same_bad_bytes() {
+    scenario(true);
+}
+
+fn scenario(lite: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let listen = free_addr();
     let mut gw = Daemon::gateway(dir.path(), listen, &[("edge-1", "t1")]);
     gw.start();
     let mut edge = Daemon::edge(dir.path(), "edge-1", listen, "t1", "");
+    if lite {
+        edge = edge.lite();
+    }
     edge.start();
     let mut c = edge.client();
     let before: Vec<u64> = (0..50).map(|i| common::produce(&mut c, "events", format!("v{i}").as_bytes()).seq).collect();

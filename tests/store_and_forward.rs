@@ -25,9 +25,21 @@ fn queued(edge: &Daemon) -> u64 {
 
 #[test]
 fn a_backlog_written_while_the_gateway_is_down_drains_when_it_returns() {
+    scenario(false);
+}
+
+#[test]
+fn the_edge_lite_shell_queues_and_drains_the_same_way() {
+    scenario(true);
+}
+
+fn scenario(lite: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let listen = free_addr();
     let mut edge = Daemon::edge(dir.path(), "edge-1", listen, "t1", "");
+    if lite {
+        edge = edge.lite();
+    }
     edge.start();
     let mut gw = Daemon::gateway(dir.path(), listen, &[("edge-1", "t1")]);
 

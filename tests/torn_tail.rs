@@ -43,9 +43,21 @@ fn check_all(edge: &Daemon, acked: &[(u64, Vec<u8>)]) {
 
 #[test]
 fn garbage_and_a_half_written_frame_at_the_tail_are_cut_and_reported() {
+    scenario(false);
+}
+
+#[test]
+fn the_edge_lite_shell_cuts_torn_tails_the_same_way() {
+    scenario(true);
+}
+
+fn scenario(lite: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     // A gateway that never answers: the records stay on the edge.
     let mut edge = Daemon::edge(dir.path(), "edge-1", free_addr(), "t", "");
+    if lite {
+        edge = edge.lite();
+    }
     edge.start();
     let mut acked = produce(&edge, 0, 300);
     edge.kill();

@@ -11,7 +11,10 @@ pub mod client;
 pub mod config;
 pub mod driver;
 pub mod http;
+pub mod limits;
+pub mod lite;
 pub mod peer;
+#[cfg(feature = "tokio-shell")]
 pub mod shell;
 pub mod status;
 pub mod store;

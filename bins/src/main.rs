@@ -37,6 +37,9 @@ enum Command {
     Run {
         #[arg(long)]
         config: Option<PathBuf>,
+        /// `tokio` (the default build's) or `lite` (one thread, no async runtime).
+        #[arg(long, value_enum, default_value_t = Shell::default())]
+        shell: Shell,
     },
     /// Run the gateway that edges sync to.
     Gateway {
@@ -68,6 +71,22 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Shell {
+    Tokio,
+    Lite,
+}
+
+impl Default for Shell {
+    fn default() -> Shell {
+        if cfg!(feature = "tokio-shell") {
+            Shell::Tokio
+        } else {
+            Shell::Lite
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum SyncAction {
     Status(Target),
@@ -83,10 +102,11 @@ enum MeshAction {
     Peers(Target),
 }
 
+#[cfg(feature = "tokio-shell")]
 fn init_logging(s: &Settings) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("OUTPOST_LOG").unwrap_or_else(|_| EnvFilter::new(&s.logging.level));
-    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
@@ -97,7 +117,24 @@ fn init_logging(s: &Settings) {
     }
 }
 
-fn serve(config: Option<PathBuf>, role: Role) -> ExitCode {
+/// The small build has no filter directives and no JSON: one level, human lines.
+#[cfg(not(feature = "tokio-shell"))]
+fn init_logging(s: &Settings) {
+    use std::io::IsTerminal;
+    let level = std::env::var("OUTPOST_LOG").unwrap_or_else(|_| s.logging.level.clone());
+    let level: tracing_subscriber::filter::LevelFilter =
+        level.parse().unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+    if s.logging.format == LogFormat::Json {
+        tracing::warn!("logging.format = \"json\" needs the default build; logging human lines");
+    }
+}
+
+fn serve(config: Option<PathBuf>, role: Role, shell: Shell) -> ExitCode {
     let settings = match config::load(config.as_deref(), role) {
         Ok(s) => s,
         Err(e) => {
@@ -106,8 +143,11 @@ fn serve(config: Option<PathBuf>, role: Role) -> ExitCode {
         }
     };
     init_logging(&settings);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime can be built");
-    match rt.block_on(outpost::shell::run(settings, outpost::shell::signals())) {
+    let result = match shell {
+        Shell::Lite => outpost::lite::run(settings, &std::sync::atomic::AtomicBool::new(false)),
+        Shell::Tokio => run_tokio(settings),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -117,13 +157,34 @@ fn serve(config: Option<PathBuf>, role: Role) -> ExitCode {
     }
 }
 
+#[cfg(feature = "tokio-shell")]
+fn run_tokio(settings: Settings) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime can be built");
+    rt.block_on(outpost::shell::run(settings, outpost::shell::signals()))
+}
+
+#[cfg(not(feature = "tokio-shell"))]
+fn run_tokio(_: Settings) -> Result<(), String> {
+    Err("this is the edge-lite build: it has only `outpost run` with the lite shell; \
+         build with default features for the tokio shell and the gateway"
+        .into())
+}
+
+fn admin_addr(http: SocketAddr) -> SocketAddr {
+    if http.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), http.port())
+    } else {
+        http
+    }
+}
+
 fn addr_of(t: &Target) -> Result<SocketAddr, String> {
     if let Some(a) = t.addr {
         return Ok(a);
     }
     let role = if t.gateway { Role::Gateway } else { Role::Edge };
     let s = config::load(t.config.as_deref(), role).map_err(|e| e.to_string())?;
-    Ok(outpost::shell::admin_addr(s.http))
+    Ok(admin_addr(s.http))
 }
 
 fn ask(t: &Target, view: View) -> ExitCode {
@@ -159,8 +220,8 @@ fn command(t: &Target, what: &str) -> ExitCode {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Run { config } => serve(config, Role::Edge),
-        Command::Gateway { config } => serve(config, Role::Gateway),
+        Command::Run { config, shell } => serve(config, Role::Edge, shell),
+        Command::Gateway { config } => serve(config, Role::Gateway, Shell::Tokio),
         Command::Check { config, gateway } => {
             let role = if gateway { Role::Gateway } else { Role::Edge };
             match config::load(config.as_deref(), role) {

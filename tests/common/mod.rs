@@ -29,6 +29,8 @@ pub struct Daemon {
     pub log: PathBuf,
     pub http: SocketAddr,
     pub binary: SocketAddr,
+    /// Extra arguments of `outpost run` (`--shell lite`).
+    pub args: Vec<String>,
     child: Option<Child>,
     starts: u32,
 }
@@ -44,6 +46,12 @@ impl Daemon {
             data.display()
         );
         Daemon::with_config(dir, name, false, &text, http, binary, data)
+    }
+
+    /// The same edge run by the single-threaded edge-lite shell.
+    pub fn lite(mut self) -> Daemon {
+        self.args = vec!["--shell".into(), "lite".into()];
+        self
     }
 
     /// A gateway listening for edges on `listen`, accepting the `(edge, token)` pairs.
@@ -73,7 +81,7 @@ impl Daemon {
         let config = dir.join(format!("{name}.toml"));
         std::fs::write(&config, text).expect("config written");
         let log = dir.join(format!("{name}.log"));
-        Daemon { name: name.into(), gateway, config, data, log, http, binary, child: None, starts: 0 }
+        Daemon { name: name.into(), gateway, config, data, log, http, binary, args: Vec::new(), child: None, starts: 0 }
     }
 
     /// Starts the process (appending to its log) and waits until it accepts writes.
@@ -84,6 +92,7 @@ impl Daemon {
         let child = Command::new(BIN)
             .args([cmd, "--config"])
             .arg(&self.config)
+            .args(&self.args)
             .env("OUTPOST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)

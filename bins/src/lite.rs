@@ -1,0 +1,745 @@
+//! The edge-lite shell: one thread, no async runtime, for the smallest devices. `mio`
+//! tells it which sockets are ready; storage requests are performed inline, in order, as
+//! the core issues them. It serves the same HTTP and binary APIs and the same link to the
+//! gateway as the tokio shell, through the same [`Driver`], so only the waiting differs.
+//!
+//! One loop turn: wait for sockets or the next timer; read every ready socket and hand
+//! the requests to the node; perform the storage requests that produced (the first
+//! produce of a turn starts a group commit; the others wait for the next, so a busy turn
+//! costs two fsyncs, not one per record); write the answers. While an fsync runs nothing
+//! else does — the kernel's socket buffers hold what arrives meanwhile.
+//!
+//! There is no signal handler: SIGTERM ends the process at once, which loses nothing,
+//! since every acknowledged record is already durable.
+#![allow(clippy::disallowed_types)] // The shell keeps real time (std::time::Instant).
+
+use crate::api::{self, Call};
+use crate::binproto::{self, REQUEST_FRAME_MAX};
+use crate::config::Settings;
+use crate::driver::{Driver, Effects, Identity};
+use crate::http;
+use crate::limits::{self, API_CONNECTIONS_MAX, BINARY_IN_FLIGHT_MAX, HTTP_BODY_MAX, IDLE_TIMEOUT, PEER_IDLE_TIMEOUT};
+use crate::peer::{self, PeerHello, Verdict};
+use crate::status::{self, Link, PeerLink};
+use crate::store::Store;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use outpost_core::io::{ProduceAck, ProduceError};
+use outpost_core::types::{NodeId, TopicIdx};
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::net::ToSocketAddrs;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const HTTP_LISTENER: Token = Token(0);
+const BINARY_LISTENER: Token = Token(1);
+const UPLINK: Token = Token(2);
+const FIRST_CONN: usize = 3;
+/// Bytes queued to the gateway at most; frames beyond are dropped (the protocol resends).
+const UPLINK_WRITE_MAX: usize = 4 << 20;
+
+/// What an answer does to its connection once written into its buffer.
+enum Done {
+    /// An HTTP response: the connection may read its next request.
+    Http { close: bool },
+    /// A binary answer: one request fewer in flight.
+    Binary,
+}
+
+/// Answers the node's replies produce, for the loop to put into connection buffers.
+type Outbox = Arc<Mutex<Vec<(Token, Vec<u8>, Done)>>>;
+
+enum Kind {
+    Http { waiting: bool },
+    Binary { in_flight: usize },
+}
+
+struct Conn {
+    stream: TcpStream,
+    kind: Kind,
+    rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+    close_after_write: bool,
+    eof: bool,
+    last_active: Instant,
+}
+
+enum LinkState {
+    Idle { retry_at: Instant },
+    Connecting { stream: TcpStream, answer: Vec<u8>, hello: Vec<u8>, since: Instant },
+    Up { stream: TcpStream, rbuf: Vec<u8>, wbuf: Vec<u8>, last_heard: Instant },
+}
+
+struct Uplink {
+    addr: String,
+    name: String,
+    id: NodeId,
+    hello: PeerHello,
+    state: LinkState,
+    failures: u64,
+    reconnects: u64,
+    since: Instant,
+    last_error: Option<String>,
+    frame_max: usize,
+}
+
+struct Lite {
+    poll: Poll,
+    driver: Driver,
+    fx: Effects,
+    store: Store,
+    http: TcpListener,
+    binary: TcpListener,
+    conns: BTreeMap<Token, Conn>,
+    next_token: usize,
+    outbox: Outbox,
+    uplink: Option<Uplink>,
+    topics: BTreeMap<String, TopicIdx>,
+    refused: u64,
+    salt: u64,
+}
+
+/// Runs an edge until `stop` is set (tests) or the process is killed.
+pub fn run(settings: Settings, stop: &AtomicBool) -> Result<(), String> {
+    let cfg = settings.node.clone();
+    if settings.gateway.is_some() {
+        return Err("the edge-lite shell runs edges only; run the gateway with the default (tokio) build".into());
+    }
+    let names: Vec<String> = cfg.topics.iter().map(|t| t.name.clone()).collect();
+    let store = Store::open(&settings.data_dir, &names).map_err(|e| e.to_string())?;
+    let poll = Poll::new().map_err(|e| format!("cannot create a poller: {e}"))?;
+    let mut http = TcpListener::bind(settings.http)
+        .map_err(|e| format!("cannot listen for HTTP on {} (api.http): {e}", settings.http))?;
+    let mut binary = TcpListener::bind(settings.binary)
+        .map_err(|e| format!("cannot listen for the binary protocol on {} (api.binary): {e}", settings.binary))?;
+    poll.registry().register(&mut http, HTTP_LISTENER, Interest::READABLE).map_err(|e| e.to_string())?;
+    poll.registry().register(&mut binary, BINARY_LISTENER, Interest::READABLE).map_err(|e| e.to_string())?;
+    let mut known = BTreeMap::new();
+    known.insert(cfg.id, settings.node_name.clone());
+    let now = Instant::now();
+    let uplink = match (&settings.cloud, cfg.upstream) {
+        (Some(c), Some(up)) => {
+            known.insert(up, c.gateway_name.clone());
+            Some(Uplink {
+                addr: c.gateway_addr.clone(),
+                name: c.gateway_name.clone(),
+                id: up,
+                hello: PeerHello { name: settings.node_name.clone(), token: c.token.clone().unwrap_or_default() },
+                state: LinkState::Idle { retry_at: now },
+                failures: 0,
+                reconnects: 0,
+                since: now,
+                last_error: None,
+                frame_max: limits::peer_frame_max(&cfg),
+            })
+        }
+        _ => None,
+    };
+    tracing::info!(
+        node = %settings.node_name, id = cfg.id.0, shell = "edge-lite", data_dir = %settings.data_dir.display(),
+        http = %settings.http, binary = %settings.binary, "starting"
+    );
+    let identity = Identity { name: settings.node_name.clone(), location: settings.location.clone(), names: known };
+    let topics = names.iter().enumerate().map(|(i, n)| (n.clone(), TopicIdx(i as u16))).collect();
+    let mut fx = Effects::default();
+    let driver = Driver::new(cfg, identity, &mut fx);
+    let mut lite = Lite {
+        poll,
+        driver,
+        fx,
+        store,
+        http,
+        binary,
+        conns: BTreeMap::new(),
+        next_token: FIRST_CONN,
+        outbox: Arc::new(Mutex::new(Vec::new())),
+        uplink,
+        topics,
+        refused: 0,
+        salt: u64::from(std::process::id()),
+    };
+    lite.run(stop)
+}
+
+impl Lite {
+    fn run(&mut self, stop: &AtomicBool) -> Result<(), String> {
+        let mut events = Events::with_capacity(256);
+        let mut housekeeping = Instant::now();
+        self.settle();
+        while !stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            let mut wake = now + Duration::from_secs(1);
+            if let Some(w) = self.driver.next_wake() {
+                wake = wake.min(w);
+            }
+            if let Some(LinkState::Idle { retry_at }) = self.uplink.as_ref().map(|u| &u.state) {
+                wake = wake.min(*retry_at);
+            }
+            // Stop is polled at least every 100 ms.
+            let wait = wake.saturating_duration_since(now).min(Duration::from_millis(100));
+            if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(format!("poll failed: {e}"));
+                }
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    HTTP_LISTENER => self.accept(true),
+                    BINARY_LISTENER => self.accept(false),
+                    UPLINK => self.uplink_ready(),
+                    t => self.service(t),
+                }
+            }
+            if self.driver.next_wake().is_some_and(|w| w <= Instant::now()) {
+                self.driver.timeout(&mut self.fx);
+            }
+            self.uplink_tick();
+            self.settle();
+            if housekeeping.elapsed() >= Duration::from_secs(1) {
+                housekeeping = Instant::now();
+                self.expire_idle();
+            }
+        }
+        Ok(())
+    }
+
+    /// Performs storage requests, sends frames and delivers answers until none is left.
+    fn settle(&mut self) {
+        loop {
+            let disk = std::mem::take(&mut self.fx.disk);
+            let sends = std::mem::take(&mut self.fx.sends);
+            let answers = std::mem::take(&mut *self.outbox.lock().expect("not poisoned"));
+            if disk.is_empty() && sends.is_empty() && answers.is_empty() {
+                break;
+            }
+            for (id, req) in disk {
+                let result = self.store.perform(&req);
+                self.driver.disk_done(id, result, &mut self.fx);
+            }
+            for (to, bytes) in sends {
+                self.send_to_gateway(to, &bytes);
+            }
+            let mut touched = Vec::new();
+            for (token, bytes, done) in answers {
+                let Some(c) = self.conns.get_mut(&token) else { continue };
+                c.wbuf.extend_from_slice(&bytes);
+                match (&mut c.kind, done) {
+                    (Kind::Http { waiting }, Done::Http { close }) => {
+                        *waiting = false;
+                        c.close_after_write |= close;
+                    }
+                    (Kind::Binary { in_flight }, Done::Binary) => *in_flight -= 1,
+                    _ => unreachable!("answers match their connection's kind"),
+                }
+                touched.push(token);
+            }
+            touched.dedup();
+            for t in touched {
+                // Write what is ready, then read what the answer unblocked.
+                self.service(t);
+            }
+        }
+        self.flush_uplink();
+    }
+
+    fn accept(&mut self, is_http: bool) {
+        loop {
+            let listener = if is_http { &self.http } else { &self.binary };
+            let (mut stream, addr) = match listener.accept() {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => return tracing::warn!(error = %e, "accept failed"),
+            };
+            let open = self.conns.values().filter(|c| matches!(c.kind, Kind::Http { .. }) == is_http).count();
+            if open >= API_CONNECTIONS_MAX {
+                self.refused += 1;
+                tracing::warn!(%addr, "too many connections; refused");
+                continue;
+            }
+            let token = Token(self.next_token);
+            self.next_token += 1;
+            if is_http {
+                let _ = stream.set_nodelay(true);
+            }
+            if let Err(e) = self.poll.registry().register(&mut stream, token, Interest::READABLE | Interest::WRITABLE) {
+                tracing::warn!(error = %e, "cannot watch a connection");
+                continue;
+            }
+            let kind = if is_http { Kind::Http { waiting: false } } else { Kind::Binary { in_flight: 0 } };
+            let conn = Conn {
+                stream,
+                kind,
+                rbuf: Vec::new(),
+                wbuf: Vec::new(),
+                close_after_write: false,
+                eof: false,
+                last_active: Instant::now(),
+            };
+            self.conns.insert(token, conn);
+        }
+    }
+
+    /// Writes what a connection has to write, reads what it can, and handles whole
+    /// requests; closes it when done.
+    fn service(&mut self, token: Token) {
+        let Some(mut c) = self.conns.remove(&token) else { return };
+        let alive = self.service_conn(token, &mut c);
+        if alive {
+            self.conns.insert(token, c);
+        } else {
+            let _ = self.poll.registry().deregister(&mut c.stream);
+        }
+    }
+
+    fn service_conn(&mut self, token: Token, c: &mut Conn) -> bool {
+        if !write_out(&mut c.stream, &mut c.wbuf) {
+            return false;
+        }
+        if c.wbuf.is_empty() && c.close_after_write {
+            return false;
+        }
+        loop {
+            // Handle what is buffered before reading more, so a client cannot make us buffer
+            // past one request (HTTP) or the in-flight limit (binary).
+            let progressed = match c.kind {
+                Kind::Http { waiting: true } => false,
+                Kind::Http { waiting: false } => self.next_http(token, c),
+                Kind::Binary { in_flight } if in_flight >= BINARY_IN_FLIGHT_MAX => false,
+                Kind::Binary { .. } => self.next_binary(token, c),
+            };
+            if c.close_after_write {
+                break;
+            }
+            if progressed {
+                continue;
+            }
+            let blocked = match c.kind {
+                Kind::Http { waiting } => waiting,
+                Kind::Binary { in_flight } => in_flight >= BINARY_IN_FLIGHT_MAX,
+            };
+            if blocked || c.eof || c.rbuf.len() >= HTTP_BODY_MAX + http::HEADER_BYTES_MAX {
+                break;
+            }
+            let mut chunk = [0u8; 16 << 10];
+            match c.stream.read(&mut chunk) {
+                Ok(0) => c.eof = true,
+                Ok(n) => {
+                    c.rbuf.extend_from_slice(&chunk[..n]);
+                    c.last_active = Instant::now();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        if !write_out(&mut c.stream, &mut c.wbuf) {
+            return false;
+        }
+        let idle = match c.kind {
+            Kind::Http { waiting } => !waiting,
+            Kind::Binary { in_flight } => in_flight == 0,
+        };
+        !(c.wbuf.is_empty() && (c.close_after_write || (c.eof && idle)))
+    }
+
+    /// Handles one HTTP request if a whole one is buffered.
+    fn next_http(&mut self, token: Token, c: &mut Conn) -> bool {
+        let (req, used) = match http::parse(&c.rbuf, HTTP_BODY_MAX) {
+            Ok(Some(x)) => x,
+            Ok(None) => return false,
+            Err(e) => {
+                e.response().encode(&mut c.wbuf);
+                c.close_after_write = true;
+                return true;
+            }
+        };
+        c.rbuf.drain(..used);
+        let close = !req.keep_alive;
+        match self.answer_http(token, &req, close) {
+            Some(resp) => {
+                let close = close || resp.close;
+                http::Response { close, ..resp }.encode(&mut c.wbuf);
+                c.close_after_write |= close;
+            }
+            None => c.kind = Kind::Http { waiting: true },
+        }
+        true
+    }
+
+    /// The response now, or `None` when it will come through the outbox.
+    fn answer_http(&mut self, token: Token, req: &http::Request, close: bool) -> Option<http::Response> {
+        let call = match api::route(req) {
+            Ok(c) => c,
+            Err(resp) => return Some(resp),
+        };
+        let status = || self.driver.status(self.link());
+        Some(match call {
+            Call::Health => {
+                let s = status();
+                let (state, reasons) = status::health(&s);
+                let code = if state == "unhealthy" { 503 } else { 200 };
+                http::Response::json(
+                    code,
+                    &serde_json::json!({ "status": state, "reasons": reasons, "node": s.node, "role": s.role }),
+                )
+            }
+            Call::Metrics => http::Response::text(200, "text/plain; version=0.0.4", status::render_metrics(&status())),
+            Call::Status => http::Response::json(200, &serde_json::to_value(status()).expect("status serializes")),
+            Call::Topics => http::Response::json(200, &serde_json::json!({ "topics": status().topics })),
+            Call::Control(ctl) => {
+                self.driver.control(ctl, &mut self.fx);
+                http::Response::json(200, &serde_json::json!({ "ok": true, "command": format!("{ctl:?}") }))
+            }
+            Call::Produce { topic, records, batch } => {
+                let Some(&idx) = self.topics.get(&topic) else {
+                    return Some(self.unknown(&topic).0);
+                };
+                let n = records.len();
+                let collected = Arc::new(Mutex::new((vec![None; n], n)));
+                for (i, (key, value)) in records.into_iter().enumerate() {
+                    let (collected, outbox, topic) = (collected.clone(), self.outbox.clone(), topic.clone());
+                    let reply = Box::new(move |r: Result<ProduceAck, ProduceError>| {
+                        let mut g = collected.lock().expect("not poisoned");
+                        g.0[i] = Some(r);
+                        g.1 -= 1;
+                        if g.1 == 0 {
+                            let results: Vec<_> = g.0.drain(..).map(|r| r.expect("every result is in")).collect();
+                            let resp = api::produce_http(&topic, &results, batch);
+                            let mut out = Vec::new();
+                            http::Response { close, ..resp }.encode(&mut out);
+                            outbox.lock().expect("not poisoned").push((token, out, Done::Http { close }));
+                        }
+                    });
+                    self.driver.produce(idx, key, value, reply, &mut self.fx);
+                }
+                return None;
+            }
+            Call::Fetch { topic, from, max_records, max_bytes } => {
+                let Some(&idx) = self.topics.get(&topic) else {
+                    return Some(self.unknown(&topic).0);
+                };
+                let names: BTreeMap<u64, String> =
+                    self.driver.identity.names.iter().map(|(k, v)| (k.0, v.clone())).collect();
+                let outbox = self.outbox.clone();
+                let reply = Box::new(move |r| {
+                    let resp = api::fetch_http(&r, &|id| names.get(&id).cloned().unwrap_or_else(|| format!("n{id}")));
+                    let mut out = Vec::new();
+                    http::Response { close, ..resp }.encode(&mut out);
+                    outbox.lock().expect("not poisoned").push((token, out, Done::Http { close }));
+                });
+                self.driver.fetch(idx, from, max_records, max_bytes, reply, &mut self.fx);
+                return None;
+            }
+        })
+    }
+
+    fn unknown(&self, topic: &str) -> (http::Response, binproto::Response) {
+        let known: Vec<&str> = self.topics.keys().map(String::as_str).collect();
+        api::unknown_topic(topic, &known)
+    }
+
+    /// Handles one binary request if a whole frame is buffered.
+    fn next_binary(&mut self, token: Token, c: &mut Conn) -> bool {
+        let Some(prefix) = c.rbuf.first_chunk::<4>() else { return false };
+        let bad = |c: &mut Conn, id: u32, message: String| {
+            let e = binproto::Response::Error { code: binproto::Code::BadRequest, retryable: false, message };
+            binproto::encode_response(id, &e, &mut c.wbuf);
+            c.close_after_write = true;
+            true
+        };
+        let len = match binproto::frame_len(*prefix, REQUEST_FRAME_MAX) {
+            Ok(n) => n,
+            Err(e) => return bad(c, 0, e.to_string()),
+        };
+        if c.rbuf.len() < 4 + len {
+            return false;
+        }
+        let decoded = binproto::decode_request(&c.rbuf[4..4 + len]);
+        c.rbuf.drain(..4 + len);
+        let (id, req) = match decoded {
+            Ok(x) => x,
+            Err((id, e)) => return bad(c, id.unwrap_or(0), e.to_string()),
+        };
+        let topic = match &req {
+            binproto::Request::Produce { topic, .. } | binproto::Request::Fetch { topic, .. } => topic.clone(),
+        };
+        let Some(&idx) = self.topics.get(&topic) else {
+            binproto::encode_response(id, &self.unknown(&topic).1, &mut c.wbuf);
+            return true;
+        };
+        if let Kind::Binary { in_flight } = &mut c.kind {
+            *in_flight += 1;
+        }
+        let outbox = self.outbox.clone();
+        match req {
+            binproto::Request::Produce { key, value, .. } => {
+                let reply = Box::new(move |r| {
+                    let mut out = Vec::new();
+                    binproto::encode_response(id, &api::produce_binary(&r), &mut out);
+                    outbox.lock().expect("not poisoned").push((token, out, Done::Binary));
+                });
+                self.driver.produce(idx, key, value, reply, &mut self.fx);
+            }
+            binproto::Request::Fetch { from, max_records, max_bytes, .. } => {
+                let reply = Box::new(move |r| {
+                    let mut out = Vec::new();
+                    binproto::encode_response(id, &api::fetch_binary(r), &mut out);
+                    outbox.lock().expect("not poisoned").push((token, out, Done::Binary));
+                });
+                self.driver.fetch(idx, from, max_records, max_bytes, reply, &mut self.fx);
+            }
+        }
+        true
+    }
+
+    fn expire_idle(&mut self) {
+        let now = Instant::now();
+        let stale: Vec<Token> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                let busy = match c.kind {
+                    Kind::Http { waiting } => waiting,
+                    Kind::Binary { in_flight } => in_flight > 0,
+                };
+                let limit = if c.rbuf.is_empty() { IDLE_TIMEOUT } else { limits::REQUEST_TIMEOUT };
+                !busy && now.duration_since(c.last_active) > limit
+            })
+            .map(|(t, _)| *t)
+            .collect();
+        for t in stale {
+            if let Some(mut c) = self.conns.remove(&t) {
+                let _ = self.poll.registry().deregister(&mut c.stream);
+            }
+        }
+        if let Some(u) = &self.uplink {
+            let dead = match &u.state {
+                LinkState::Up { last_heard, .. } => now.duration_since(*last_heard) > PEER_IDLE_TIMEOUT,
+                LinkState::Connecting { since, .. } => now.duration_since(*since) > limits::HANDSHAKE_TIMEOUT,
+                LinkState::Idle { .. } => false,
+            };
+            if dead {
+                self.link_lost("no answer in time".into());
+            }
+        }
+    }
+
+    fn link(&self) -> Link {
+        let peers = self
+            .uplink
+            .iter()
+            .map(|u| PeerLink {
+                name: u.name.clone(),
+                addr: u.addr.clone(),
+                connected: matches!(u.state, LinkState::Up { .. }),
+                for_secs: u.since.elapsed().as_secs_f64(),
+                reconnects: u.reconnects,
+                last_error: u.last_error.clone(),
+            })
+            .collect();
+        Link { peers, api_connections: self.conns.len() as u64, api_connections_refused: self.refused }
+    }
+
+    fn uplink_tick(&mut self) {
+        let Some(u) = &mut self.uplink else { return };
+        let LinkState::Idle { retry_at } = u.state else { return };
+        if Instant::now() < retry_at {
+            return;
+        }
+        let addr = u.addr.to_socket_addrs().ok().and_then(|mut a| a.next());
+        let Some(addr) = addr else {
+            let error = format!("cannot resolve {}", u.addr);
+            return self.link_failed(error);
+        };
+        match TcpStream::connect(addr) {
+            Ok(mut stream) => {
+                if let Err(e) =
+                    self.poll.registry().register(&mut stream, UPLINK, Interest::READABLE | Interest::WRITABLE)
+                {
+                    return self.link_failed(e.to_string());
+                }
+                let mut hello = Vec::new();
+                peer::encode_hello(&u.hello, &mut hello);
+                u.state = LinkState::Connecting { stream, answer: Vec::new(), hello, since: Instant::now() };
+            }
+            Err(e) => self.link_failed(e.to_string()),
+        }
+    }
+
+    fn link_failed(&mut self, error: String) {
+        let Some(u) = &mut self.uplink else { return };
+        u.failures += 1;
+        if u.failures == 1 {
+            tracing::warn!(gateway = %u.addr, %error, "cannot reach the gateway; records stay queued, retrying");
+        } else {
+            tracing::debug!(gateway = %u.addr, %error, failures = u.failures, "cannot reach the gateway");
+        }
+        u.last_error = Some(error);
+        let delay = limits::reconnect_delay(u.failures, self.salt);
+        if let LinkState::Connecting { stream, .. } | LinkState::Up { stream, .. } = &mut u.state {
+            let _ = self.poll.registry().deregister(stream);
+        }
+        u.state = LinkState::Idle { retry_at: Instant::now() + delay };
+    }
+
+    fn link_lost(&mut self, why: String) {
+        let Some(u) = &mut self.uplink else { return };
+        if let LinkState::Up { .. } = u.state {
+            tracing::warn!(gateway = %u.addr, reason = %why, "link to the gateway lost; reconnecting");
+            u.since = Instant::now();
+            u.failures = 0;
+        }
+        self.link_failed(why);
+    }
+
+    fn uplink_ready(&mut self) {
+        let Some(u) = &mut self.uplink else { return };
+        match &mut u.state {
+            LinkState::Idle { .. } => {}
+            LinkState::Connecting { stream, answer, hello, .. } => {
+                if let Ok(Some(e)) | Err(e) = stream.take_error() {
+                    return self.link_failed(e.to_string());
+                }
+                if stream.peer_addr().is_err() {
+                    return; // Not connected yet.
+                }
+                if !hello.is_empty() {
+                    if !write_out(stream, hello) {
+                        return self.link_failed("connection closed during the handshake".into());
+                    }
+                    if !hello.is_empty() {
+                        return;
+                    }
+                }
+                loop {
+                    let need = peer::answer_needs(answer);
+                    if need == 0 {
+                        break;
+                    }
+                    let mut b = vec![0u8; need];
+                    match stream.read(&mut b) {
+                        Ok(0) => return self.link_failed("closed by the gateway during the handshake".into()),
+                        Ok(n) => answer.extend_from_slice(&b[..n]),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                        Err(e) => return self.link_failed(format!("handshake: {e}")),
+                    }
+                }
+                match peer::decode_answer(answer) {
+                    Some((Verdict::Welcome, gw, _)) => {
+                        if gw != u.name {
+                            tracing::warn!(expected = %u.name, answered = %gw, "the gateway's name differs from cloud.gateway_name");
+                        }
+                        tracing::info!(gateway = %u.addr, "connected to the gateway");
+                        let LinkState::Connecting { stream, .. } =
+                            std::mem::replace(&mut u.state, LinkState::Idle { retry_at: Instant::now() })
+                        else {
+                            unreachable!("matched above")
+                        };
+                        let _ = stream.set_nodelay(true);
+                        u.reconnects += u64::from(u.last_error.is_some());
+                        (u.failures, u.since) = (0, Instant::now());
+                        u.state =
+                            LinkState::Up { stream, rbuf: Vec::new(), wbuf: Vec::new(), last_heard: Instant::now() };
+                        self.driver.control(outpost_core::io::Control::LinkUp, &mut self.fx);
+                        self.uplink_ready();
+                    }
+                    Some((v, gw, msg)) => self.link_failed(format!("gateway {gw} refused this edge ({v:?}): {msg}")),
+                    None => self.link_failed("the answer to the handshake is not an Outpost gateway's".into()),
+                }
+            }
+            LinkState::Up { stream, rbuf, wbuf, last_heard } => {
+                if !write_out(stream, wbuf) {
+                    return self.link_lost("write failed".into());
+                }
+                let mut frames = Vec::new();
+                let mut failure = None;
+                loop {
+                    let mut chunk = [0u8; 16 << 10];
+                    match stream.read(&mut chunk) {
+                        Ok(0) => {
+                            failure = Some("closed by the peer".to_string());
+                            break;
+                        }
+                        Ok(n) => {
+                            rbuf.extend_from_slice(&chunk[..n]);
+                            *last_heard = Instant::now();
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            failure = Some(e.to_string());
+                            break;
+                        }
+                    }
+                    // Split whole frames out as they come, so the buffer holds at most one.
+                    while let Some(header) = rbuf.first_chunk::<{ outpost_core::codec::FRAME_HEADER_LEN }>() {
+                        let total = match peer::frame_len(header, u.frame_max) {
+                            Ok(n) => n,
+                            Err(e) => {
+                                failure = Some(format!("bad frame, connection closed: {e}"));
+                                break;
+                            }
+                        };
+                        if rbuf.len() < total {
+                            break;
+                        }
+                        frames.push(rbuf.drain(..total).collect::<Vec<u8>>());
+                    }
+                    if failure.is_some() {
+                        break;
+                    }
+                }
+                let id = u.id;
+                for f in frames {
+                    self.driver.message(id, f, &mut self.fx);
+                }
+                if let Some(why) = failure {
+                    self.link_lost(why);
+                }
+            }
+        }
+    }
+
+    fn send_to_gateway(&mut self, to: NodeId, bytes: &[u8]) {
+        let Some(u) = &mut self.uplink else { return };
+        if let LinkState::Up { wbuf, .. } = &mut u.state {
+            // Full: dropped, as a lossy network would; the protocol resends.
+            if u.id == to && wbuf.len() + bytes.len() <= UPLINK_WRITE_MAX {
+                wbuf.extend_from_slice(bytes);
+            }
+        }
+    }
+
+    fn flush_uplink(&mut self) {
+        let Some(u) = &mut self.uplink else { return };
+        if let LinkState::Up { stream, wbuf, .. } = &mut u.state {
+            if !write_out(stream, wbuf) {
+                self.link_lost("write failed".into());
+            }
+        }
+    }
+}
+
+/// Writes as much of `buf` as the socket takes; false when the connection is broken.
+fn write_out(stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+    let mut written = 0;
+    let ok = loop {
+        if written == buf.len() {
+            break true;
+        }
+        match stream.write(&buf[written..]) {
+            Ok(0) => break false,
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break false,
+        }
+    };
+    buf.drain(..written);
+    if buf.is_empty() && buf.capacity() > 1 << 20 {
+        *buf = Vec::new();
+    }
+    ok
+}
