@@ -19,8 +19,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use crate::limits::ShellBudget;
 use outpost_core::config::{ConfigError, Eviction, NodeConfig, Role, SyncDirection, TopicConfig};
-use outpost_core::resources::fit_to_budgets;
+use outpost_core::resources::{fit_to_budgets, Bytes};
 use outpost_core::types::{Duration, NodeId};
 use serde::de::{self, Visitor};
 use serde::Deserialize;
@@ -77,6 +78,10 @@ pub struct Settings {
     /// Some on a gateway, None on an edge.
     pub gateway: Option<GatewaySettings>,
     pub logging: Logging,
+    /// `resources.max_memory`: the whole process's budget. The shell keeps its buffers
+    /// within `shell.reserve` of it and the core gets the rest (`node.resources`).
+    pub max_memory: u64,
+    pub shell: ShellBudget,
 }
 
 /// How an edge reaches its gateway.
@@ -403,7 +408,7 @@ fn settings(raw: &RawFile, path: Option<&Path>, role: Role, places: &[Place]) ->
         listeners.push(("gateway.listen", g.listen));
     }
     check_listeners(&listeners, places)?;
-    let node = node_config(raw, role, &node_name, cloud.as_ref(), places)?;
+    let (node, max_memory, shell) = node_config(raw, role, &node_name, cloud.as_ref(), places)?;
     Ok(Settings {
         path: path.map(Path::to_path_buf),
         node,
@@ -415,6 +420,8 @@ fn settings(raw: &RawFile, path: Option<&Path>, role: Role, places: &[Place]) ->
         cloud,
         gateway,
         logging: logging(&raw.logging)?,
+        max_memory,
+        shell,
     })
 }
 
@@ -542,7 +549,7 @@ fn node_config(
     node_name: &str,
     cloud: Option<&CloudSettings>,
     places: &[Place],
-) -> Result<NodeConfig, Problem> {
+) -> Result<(NodeConfig, u64, ShellBudget), Problem> {
     let mut cfg = NodeConfig::new(node_id_of(node_name), role, topics(raw)?);
     cfg.upstream = cloud.map(|c| node_id_of(&c.gateway_name));
     let r = &raw.resources;
@@ -550,9 +557,17 @@ fn node_config(
     let storage = optional(r.max_storage.as_ref(), |s| size("resources.max_storage", s))?;
     let memory = memory.unwrap_or(cfg.resources.memory_bytes_max);
     let storage = storage.unwrap_or(cfg.resources.storage_bytes_max);
-    fit_to_budgets(&mut cfg, memory, storage);
+    // The shell's share first, sized for the values the fit allows; the core gets the rest.
+    let fitted_value_max = ShellBudget::fitted_value_max(memory);
+    let mut shell = ShellBudget::new(memory, fitted_value_max);
+    fit_to_budgets(&mut cfg, shell.core_memory(memory), storage);
     apply_sync_limits(&mut cfg, &raw.sync)?;
     apply_log_limits(&mut cfg, &raw.log)?;
+    if cfg.log.value_bytes_max > fitted_value_max {
+        // The file allows larger values than the fit would: the shell buffers more of them.
+        shell = ShellBudget::new(memory, cfg.log.value_bytes_max);
+        cfg.resources.memory_bytes_max = shell.core_memory(memory);
+    }
     set(
         &mut cfg.resources.compact_index_bytes_max,
         optional(r.compact_index.as_ref(), |s| size("resources.compact_index", s))?,
@@ -564,8 +579,21 @@ fn node_config(
         set(&mut cfg.gateway.streams_max, g.streams_max);
         set(&mut cfg.gateway.pending_bytes_max, optional(g.pending.as_ref(), |s| size("gateway.pending", s))?);
     }
-    cfg.validate().map_err(|e| core_problem(e, &cfg, raw, places))?;
-    Ok(cfg)
+    cfg.validate().map_err(|mut e| {
+        if e.field == "resources.memory_bytes_max" {
+            e.message = format!(
+                "{} is the whole process's budget; the shell keeps {} of it ({} connections, {} for request bodies), \
+                 and the core's {}",
+                Bytes(memory),
+                Bytes(shell.reserve),
+                shell.connections_max,
+                Bytes(shell.ingress_bytes_max as u64),
+                e.message
+            );
+        }
+        core_problem(e, &cfg, raw, places)
+    })?;
+    Ok((cfg, memory, shell))
 }
 
 /// The file's topics: `[[topics]]` in order, then `local_topics`; `events` when it has none.

@@ -155,7 +155,11 @@ impl Driver {
     }
 
     pub fn control(&mut self, c: Control, fx: &mut Effects) {
-        tracing::info!(command = ?c, "sync control");
+        if c == Control::LinkUp {
+            tracing::debug!("the link to the gateway is up");
+        } else {
+            tracing::info!(command = ?c, "sync control");
+        }
         self.input(Input::Control(c), fx);
     }
 

@@ -151,9 +151,55 @@ fn decode_percent(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A request's head, parsed: everything but the body, and how long the whole request is.
+struct Head {
+    method: String,
+    target: String,
+    content_type: Option<String>,
+    key: Option<Vec<u8>>,
+    keep_alive: bool,
+    head_len: usize,
+    total: usize,
+}
+
 /// Parses one request from the start of `buf`. `Ok(None)`: more bytes are needed.
 /// `Ok(Some((req, used)))`: a whole request took `used` bytes.
 pub fn parse(buf: &[u8], body_max: usize) -> Result<Option<(Request, usize)>, HttpError> {
+    let Some(h) = head(buf, body_max)? else { return Ok(None) };
+    if buf.len() < h.total {
+        return Ok(None);
+    }
+    let (path, query) = match h.target.split_once('?') {
+        Some((p, q)) => (p, q),
+        None => (h.target.as_str(), ""),
+    };
+    let query = query
+        .split('&')
+        .filter(|s| !s.is_empty())
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => (decode_percent(k), decode_percent(v)),
+            None => (decode_percent(kv), String::new()),
+        })
+        .collect();
+    let request = Request {
+        method: h.method,
+        path: decode_percent(path),
+        query,
+        content_type: h.content_type,
+        key: h.key,
+        keep_alive: h.keep_alive,
+        body: buf[h.head_len..h.total].to_vec(),
+    };
+    Ok(Some((request, h.total)))
+}
+
+/// The length of the whole request at the start of `buf`, once its head has arrived: what
+/// a shell reserves before reading the body.
+pub fn request_len(buf: &[u8], body_max: usize) -> Result<Option<usize>, HttpError> {
+    Ok(head(buf, body_max)?.map(|h| h.total))
+}
+
+fn head(buf: &[u8], body_max: usize) -> Result<Option<Head>, HttpError> {
     let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
     let mut req = httparse::Request::new(&mut headers);
     let head_len = match req.parse(buf) {
@@ -199,31 +245,7 @@ pub fn parse(buf: &[u8], body_max: usize) -> Result<Option<(Request, usize)>, Ht
         return Err(HttpError::BodyTooLarge { len: content_len, max: body_max });
     }
     let total = head_len + content_len as usize;
-    if buf.len() < total {
-        return Ok(None);
-    }
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p, q),
-        None => (target, ""),
-    };
-    let query = query
-        .split('&')
-        .filter(|s| !s.is_empty())
-        .map(|kv| match kv.split_once('=') {
-            Some((k, v)) => (decode_percent(k), decode_percent(v)),
-            None => (decode_percent(kv), String::new()),
-        })
-        .collect();
-    let request = Request {
-        method,
-        path: decode_percent(path),
-        query,
-        content_type,
-        key,
-        keep_alive,
-        body: buf[head_len..total].to_vec(),
-    };
-    Ok(Some((request, total)))
+    Ok(Some(Head { method, target: target.to_string(), content_type, key, keep_alive, head_len, total }))
 }
 
 #[cfg(test)]

@@ -14,11 +14,11 @@
 #![allow(clippy::disallowed_types)] // The shell keeps real time (std::time::Instant).
 
 use crate::api::{self, Call};
-use crate::binproto::{self, REQUEST_FRAME_MAX};
+use crate::binproto;
 use crate::config::Settings;
 use crate::driver::{Driver, Effects, Identity};
 use crate::http;
-use crate::limits::{self, API_CONNECTIONS_MAX, BINARY_IN_FLIGHT_MAX, HTTP_BODY_MAX, IDLE_TIMEOUT, PEER_IDLE_TIMEOUT};
+use crate::limits::{self, ShellBudget, BINARY_IN_FLIGHT_MAX, IDLE_TIMEOUT, PEER_IDLE_TIMEOUT, READ_CHUNK};
 use crate::peer::{self, PeerHello, Verdict};
 use crate::status::{self, Link, PeerLink};
 use crate::store::Store;
@@ -26,7 +26,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use outpost_core::io::{ProduceAck, ProduceError};
 use outpost_core::types::{NodeId, TopicIdx};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
 use std::net::ToSocketAddrs;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -64,6 +64,8 @@ struct Conn {
     close_after_write: bool,
     eof: bool,
     last_active: Instant,
+    /// Bytes of the shared ingress budget held for the request being read.
+    reserved: usize,
 }
 
 enum LinkState {
@@ -78,6 +80,7 @@ struct Uplink {
     id: NodeId,
     hello: PeerHello,
     state: LinkState,
+    backoff: limits::Backoff,
     failures: u64,
     reconnects: u64,
     since: Instant,
@@ -98,7 +101,11 @@ struct Lite {
     uplink: Option<Uplink>,
     topics: BTreeMap<String, TopicIdx>,
     refused: u64,
-    salt: u64,
+    budget: ShellBudget,
+    process_memory_max: u64,
+    ingress_used: usize,
+    /// Connections waiting for ingress budget to read their request's body.
+    blocked: BTreeSet<Token>,
 }
 
 /// Runs an edge until `stop` is set (tests) or the process is killed.
@@ -128,6 +135,7 @@ pub fn run(settings: Settings, stop: &AtomicBool) -> Result<(), String> {
                 id: up,
                 hello: PeerHello { name: settings.node_name.clone(), token: c.token.clone().unwrap_or_default() },
                 state: LinkState::Idle { retry_at: now },
+                backoff: limits::Backoff::new(&settings.node_name),
                 failures: 0,
                 reconnects: 0,
                 since: now,
@@ -158,7 +166,10 @@ pub fn run(settings: Settings, stop: &AtomicBool) -> Result<(), String> {
         uplink,
         topics,
         refused: 0,
-        salt: u64::from(std::process::id()),
+        budget: settings.shell,
+        process_memory_max: settings.max_memory,
+        ingress_used: 0,
+        blocked: BTreeSet::new(),
     };
     lite.run(stop)
 }
@@ -221,7 +232,10 @@ impl Lite {
             for (to, bytes) in sends {
                 self.send_to_gateway(to, &bytes);
             }
-            let mut touched = Vec::new();
+            let mut touched: Vec<Token> = Vec::new();
+            if self.ingress_used < self.budget.ingress_bytes_max && !self.blocked.is_empty() {
+                touched.extend(std::mem::take(&mut self.blocked));
+            }
             for (token, bytes, done) in answers {
                 let Some(c) = self.conns.get_mut(&token) else { continue };
                 c.wbuf.extend_from_slice(&bytes);
@@ -235,6 +249,7 @@ impl Lite {
                 }
                 touched.push(token);
             }
+            touched.sort();
             touched.dedup();
             for t in touched {
                 // Write what is ready, then read what the answer unblocked.
@@ -252,8 +267,7 @@ impl Lite {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => return tracing::warn!(error = %e, "accept failed"),
             };
-            let open = self.conns.values().filter(|c| matches!(c.kind, Kind::Http { .. }) == is_http).count();
-            if open >= API_CONNECTIONS_MAX {
+            if self.conns.len() >= self.budget.connections_max {
                 self.refused += 1;
                 tracing::warn!(%addr, "too many connections; refused");
                 continue;
@@ -276,6 +290,7 @@ impl Lite {
                 close_after_write: false,
                 eof: false,
                 last_active: Instant::now(),
+                reserved: 0,
             };
             self.conns.insert(token, conn);
         }
@@ -289,6 +304,7 @@ impl Lite {
         if alive {
             self.conns.insert(token, c);
         } else {
+            self.release(&mut c);
             let _ = self.poll.registry().deregister(&mut c.stream);
         }
     }
@@ -304,6 +320,7 @@ impl Lite {
             // Handle what is buffered before reading more, so a client cannot make us buffer
             // past one request (HTTP) or the in-flight limit (binary).
             let progressed = match c.kind {
+                _ if c.wbuf.len() > self.budget.write_buffer_max => false,
                 Kind::Http { waiting: true } => false,
                 Kind::Http { waiting: false } => self.next_http(token, c),
                 Kind::Binary { in_flight } if in_flight >= BINARY_IN_FLIGHT_MAX => false,
@@ -319,11 +336,12 @@ impl Lite {
                 Kind::Http { waiting } => waiting,
                 Kind::Binary { in_flight } => in_flight >= BINARY_IN_FLIGHT_MAX,
             };
-            if blocked || c.eof || c.rbuf.len() >= HTTP_BODY_MAX + http::HEADER_BYTES_MAX {
+            if blocked || c.eof || c.wbuf.len() > self.budget.write_buffer_max {
                 break;
             }
-            let mut chunk = [0u8; 16 << 10];
-            match c.stream.read(&mut chunk) {
+            let Some(room) = self.room_to_read(token, c) else { break };
+            let mut chunk = [0u8; READ_CHUNK];
+            match c.stream.read(&mut chunk[..room]) {
                 Ok(0) => c.eof = true,
                 Ok(n) => {
                     c.rbuf.extend_from_slice(&chunk[..n]);
@@ -346,7 +364,7 @@ impl Lite {
 
     /// Handles one HTTP request if a whole one is buffered.
     fn next_http(&mut self, token: Token, c: &mut Conn) -> bool {
-        let (req, used) = match http::parse(&c.rbuf, HTTP_BODY_MAX) {
+        let (req, used) = match http::parse(&c.rbuf, self.budget.http_body_max) {
             Ok(Some(x)) => x,
             Ok(None) => return false,
             Err(e) => {
@@ -356,6 +374,7 @@ impl Lite {
             }
         };
         c.rbuf.drain(..used);
+        self.release(c);
         let close = !req.keep_alive;
         match self.answer_http(token, &req, close) {
             Some(resp) => {
@@ -429,6 +448,7 @@ impl Lite {
                     http::Response { close, ..resp }.encode(&mut out);
                     outbox.lock().expect("not poisoned").push((token, out, Done::Http { close }));
                 });
+                let max_bytes = max_bytes.min(self.budget.fetch_bytes_max);
                 self.driver.fetch(idx, from, max_records, max_bytes, reply, &mut self.fx);
                 return None;
             }
@@ -449,7 +469,7 @@ impl Lite {
             c.close_after_write = true;
             true
         };
-        let len = match binproto::frame_len(*prefix, REQUEST_FRAME_MAX) {
+        let len = match binproto::frame_len(*prefix, self.budget.request_frame_max) {
             Ok(n) => n,
             Err(e) => return bad(c, 0, e.to_string()),
         };
@@ -458,6 +478,7 @@ impl Lite {
         }
         let decoded = binproto::decode_request(&c.rbuf[4..4 + len]);
         c.rbuf.drain(..4 + len);
+        self.release(c);
         let (id, req) = match decoded {
             Ok(x) => x,
             Err((id, e)) => return bad(c, id.unwrap_or(0), e.to_string()),
@@ -488,10 +509,44 @@ impl Lite {
                     binproto::encode_response(id, &api::fetch_binary(r), &mut out);
                     outbox.lock().expect("not poisoned").push((token, out, Done::Binary));
                 });
+                let max_bytes = max_bytes.min(self.budget.fetch_bytes_max);
                 self.driver.fetch(idx, from, max_records, max_bytes, reply, &mut self.fx);
             }
         }
         true
+    }
+
+    /// How many bytes a connection may read now; `None` while the body it is reading
+    /// waits for ingress budget. A request whose length is known (an HTTP head with its
+    /// Content-Length, a frame's prefix) reserves all of it before its body is read, so two
+    /// half-read bodies can never hold the budget each other needs.
+    fn room_to_read(&mut self, token: Token, c: &mut Conn) -> Option<usize> {
+        let need = match c.kind {
+            Kind::Binary { .. } => c
+                .rbuf
+                .first_chunk::<4>()
+                .and_then(|p| binproto::frame_len(*p, self.budget.request_frame_max).ok())
+                .map(|n| n + 4),
+            Kind::Http { .. } => http::request_len(&c.rbuf, self.budget.http_body_max).ok().flatten(),
+        };
+        // A head, or a length the next parse refuses: bounded per connection.
+        let Some(need) = need else { return Some(READ_CHUNK) };
+        if need > c.reserved {
+            let more = need - c.reserved;
+            if self.ingress_used + more > self.budget.ingress_bytes_max {
+                self.blocked.insert(token);
+                return None;
+            }
+            self.ingress_used += more;
+            c.reserved = need;
+        }
+        Some(need.saturating_sub(c.rbuf.len()).clamp(1, READ_CHUNK))
+    }
+
+    /// The request read is consumed: its budget goes back.
+    fn release(&mut self, c: &mut Conn) {
+        self.ingress_used -= c.reserved;
+        c.reserved = 0;
     }
 
     fn expire_idle(&mut self) {
@@ -539,7 +594,13 @@ impl Lite {
                 last_error: u.last_error.clone(),
             })
             .collect();
-        Link { peers, api_connections: self.conns.len() as u64, api_connections_refused: self.refused }
+        Link {
+            peers,
+            api_connections: self.conns.len() as u64,
+            api_connections_refused: self.refused,
+            process_memory_max: self.process_memory_max,
+            shell_reserve: self.budget.reserve,
+        }
     }
 
     fn uplink_tick(&mut self) {
@@ -548,6 +609,7 @@ impl Lite {
         if Instant::now() < retry_at {
             return;
         }
+        u.backoff.attempt();
         let addr = u.addr.to_socket_addrs().ok().and_then(|mut a| a.next());
         let Some(addr) = addr else {
             let error = format!("cannot resolve {}", u.addr);
@@ -577,7 +639,7 @@ impl Lite {
             tracing::debug!(gateway = %u.addr, %error, failures = u.failures, "cannot reach the gateway");
         }
         u.last_error = Some(error);
-        let delay = limits::reconnect_delay(u.failures, self.salt);
+        let delay = u.backoff.next_wait();
         if let LinkState::Connecting { stream, .. } | LinkState::Up { stream, .. } = &mut u.state {
             let _ = self.poll.registry().deregister(stream);
         }
@@ -588,6 +650,7 @@ impl Lite {
         let Some(u) = &mut self.uplink else { return };
         if let LinkState::Up { .. } = u.state {
             tracing::warn!(gateway = %u.addr, reason = %why, "link to the gateway lost; reconnecting");
+            u.backoff.link_lasted(u.since.elapsed());
             u.since = Instant::now();
             u.failures = 0;
         }

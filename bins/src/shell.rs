@@ -8,7 +8,7 @@
 //! protocol or storage logic: it moves bytes and time.
 
 use crate::api::{self, Call};
-use crate::binproto::{self, REQUEST_FRAME_MAX};
+use crate::binproto;
 use crate::config::Settings;
 use crate::driver::{Driver, Effects, Identity};
 use crate::http;
@@ -20,46 +20,30 @@ use outpost_core::io::{
 };
 use outpost_core::types::{NodeId, Seq, TopicIdx};
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{sleep, timeout, Instant as TokioInstant};
 
-/// Commands queued to the node task at most; senders wait beyond it (backpressure).
-const COMMAND_QUEUE: usize = 1024;
-/// Frames queued to one peer at most; more are dropped (the sync protocol resends).
-const PEER_SEND_QUEUE: usize = 256;
-/// Requests one binary-protocol connection may have unanswered.
-const BINARY_IN_FLIGHT_MAX: usize = 1024;
-/// Open application connections (HTTP and binary, each) at most; more are refused.
-const API_CONNECTIONS_MAX: usize = 256;
-/// Edges connected to a gateway at most.
-const PEER_CONNECTIONS_MAX: usize = 4096;
-/// How long a peer has to finish its handshake, and a client to send a whole request.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// A keep-alive connection with no request for this long is closed.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
-/// A peer that sends nothing for this long is taken as gone (the sync protocol talks far
-/// more often: retransmits, Hellos, acks).
-const PEER_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
-/// The largest HTTP body accepted: a batch of records.
-pub const HTTP_BODY_MAX: usize = 8 << 20;
-/// Reconnect backoff to the gateway.
-const RECONNECT_MIN: Duration = Duration::from_millis(200);
-const RECONNECT_MAX: Duration = Duration::from_secs(30);
+use crate::limits::{
+    Backoff, ShellBudget, ACCEPT_ERROR_PAUSE, BINARY_IN_FLIGHT_MAX, COMMAND_QUEUE, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT,
+    PEER_CONNECTIONS_MAX, PEER_IDLE_TIMEOUT, PEER_SEND_QUEUE, READ_CHUNK, REQUEST_TIMEOUT,
+};
 
 type Reply<T> = Box<dyn FnOnce(T) + Send>;
 
 enum Cmd {
+    /// `ingress`: the value's share of the ingress budget, given back once the core holds
+    /// the value (and accounts it).
     Produce {
         topic: TopicIdx,
         key: Option<Vec<u8>>,
         value: Vec<u8>,
         reply: Reply<Result<ProduceAck, ProduceError>>,
+        ingress: Option<OwnedSemaphorePermit>,
     },
     Fetch {
         topic: TopicIdx,
@@ -92,7 +76,23 @@ enum Cmd {
     Frame {
         from: NodeId,
         bytes: Vec<u8>,
+        ingress: Option<OwnedSemaphorePermit>,
     },
+}
+
+/// What a peer connection may read: frames up to `max` bytes, each reserved whole from
+/// the shared ingress budget before it is read.
+#[derive(Clone)]
+struct FrameLimits {
+    max: usize,
+    ingress: Arc<Semaphore>,
+}
+
+/// Permits for `bytes` of the ingress budget (a request or frame never exceeds the
+/// budget: `ShellBudget` sizes it for two of the largest).
+async fn reserve(ingress: &Arc<Semaphore>, bytes: usize) -> OwnedSemaphorePermit {
+    let n = u32::try_from(bytes).unwrap_or(u32::MAX);
+    ingress.clone().acquire_many_owned(n).await.expect("the ingress budget is never closed")
 }
 
 /// What the API connections share.
@@ -100,6 +100,8 @@ struct Api {
     node: mpsc::Sender<Cmd>,
     topics: BTreeMap<String, TopicIdx>,
     names: Arc<Mutex<BTreeMap<u64, String>>>,
+    budget: ShellBudget,
+    ingress: Arc<Semaphore>,
 }
 
 impl Api {
@@ -176,19 +178,26 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
     let (disk_tx, disk_rx) = mpsc::unbounded_channel();
     let disk = spawn_disk_thread(store, disk_tx);
+    let ingress = Arc::new(Semaphore::new(settings.shell.ingress_bytes_max));
     let api = Arc::new(Api {
         node: cmd_tx.clone(),
         topics: cfg.topics.iter().enumerate().map(|(i, t)| (t.name.clone(), TopicIdx(i as u16))).collect(),
         names: names.clone(),
+        budget: settings.shell,
+        ingress: ingress.clone(),
     });
+    let frames = FrameLimits { max: crate::limits::peer_frame_max(&cfg), ingress };
+    let shell_link =
+        Link { process_memory_max: settings.max_memory, shell_reserve: settings.shell.reserve, ..Link::default() };
     tracing::info!(
         node = %settings.node_name, id = cfg.id.0, role = ?cfg.role, data_dir = %settings.data_dir.display(),
         http = %settings.http, binary = %settings.binary, config = ?settings.path,
         "starting"
     );
-    let node_task = tokio::spawn(node_loop(cfg.clone(), identity, cmd_rx, disk_rx, disk));
-    let http_task = tokio::spawn(serve_http(http_listener, api.clone()));
-    let binary_task = tokio::spawn(serve_binary(binary_listener, api.clone()));
+    let node_task = tokio::spawn(node_loop(cfg.clone(), identity, shell_link, cmd_rx, disk_rx, disk));
+    let connections = Arc::new(Semaphore::new(settings.shell.connections_max));
+    let http_task = tokio::spawn(serve_http(http_listener, api.clone(), connections.clone()));
+    let binary_task = tokio::spawn(serve_binary(binary_listener, api.clone(), connections));
     let peer_task = match (peer_listener, &settings.gateway) {
         (Some(l), Some(g)) => {
             if g.tokens.is_empty() {
@@ -197,16 +206,15 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
                 );
             }
             let gw = GatewayAuth { name: settings.node_name.clone(), tokens: g.tokens.clone() };
-            let max = cfg.gateway.batch_raw_bytes_max as usize + (64 << 10);
-            Some(tokio::spawn(serve_peers(l, gw, cmd_tx.clone(), names.clone(), max)))
+            Some(tokio::spawn(serve_peers::<TokioNet>(l, gw, cmd_tx.clone(), names.clone(), frames.clone())))
         }
         _ => None,
     };
     let uplink_task = match (&settings.cloud, cfg.upstream) {
         (Some(c), Some(up)) => {
             let hello = PeerHello { name: settings.node_name.clone(), token: c.token.clone().unwrap_or_default() };
-            let max = (cfg.sync.batch_bytes_max as usize).max(1 << 20) + (64 << 10);
-            Some(tokio::spawn(uplink(c.gateway_addr.clone(), c.gateway_name.clone(), up, hello, cmd_tx.clone(), max)))
+            let (addr, name) = (c.gateway_addr.clone(), c.gateway_name.clone());
+            Some(tokio::spawn(uplink::<TokioNet>(addr, name, up, hello, cmd_tx.clone(), frames)))
         }
         _ => None,
     };
@@ -252,6 +260,7 @@ fn spawn_disk_thread(
 async fn node_loop(
     cfg: outpost_core::config::NodeConfig,
     identity: Identity,
+    mut api_link: Link,
     mut cmds: mpsc::Receiver<Cmd>,
     mut disk_done: mpsc::UnboundedReceiver<(DiskOpId, Result<DiskResponse, DiskError>)>,
     disk: std::sync::mpsc::Sender<(DiskOpId, DiskRequest)>,
@@ -259,7 +268,6 @@ async fn node_loop(
     let mut fx = Effects::default();
     let mut driver = Driver::new(cfg, identity, &mut fx);
     let mut peers: BTreeMap<NodeId, Peer> = BTreeMap::new();
-    let mut api_link = Link::default();
     loop {
         for (id, req) in fx.disk.drain(..) {
             if disk.send((id, req)).is_err() {
@@ -280,7 +288,10 @@ async fn node_loop(
             cmd = cmds.recv() => {
                 let Some(cmd) = cmd else { return };
                 match cmd {
-                    Cmd::Produce { topic, key, value, reply } => driver.produce(topic, key, value, reply, &mut fx),
+                    Cmd::Produce { topic, key, value, reply, ingress } => {
+                        driver.produce(topic, key, value, reply, &mut fx);
+                        drop(ingress);
+                    }
                     Cmd::Fetch { topic, from, max_records, max_bytes, reply } => {
                         driver.fetch(topic, from, max_records, max_bytes, reply, &mut fx)
                     }
@@ -326,7 +337,10 @@ async fn node_loop(
                         });
                         p.last_error = Some(error);
                     }
-                    Cmd::Frame { from, bytes } => driver.message(from, bytes, &mut fx),
+                    Cmd::Frame { from, bytes, ingress } => {
+                        driver.message(from, bytes, &mut fx);
+                        drop(ingress);
+                    }
                 }
             }
             () = async { if let Some(w) = wake { tokio::time::sleep_until(w).await } }, if wake.is_some() => {
@@ -353,17 +367,61 @@ fn next_conn() -> u64 {
     NEXT_CONN.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
+/// The TCP that the edge ↔ gateway link runs over: [`TokioNet`] in production. The link's
+/// functions ([`uplink`], [`serve_peers`] and what they call) take it as a type parameter
+/// so that the tests run the same code over turmoil's simulated network, where partitions,
+/// crashes and minutes of backoff are deterministic and cost nothing.
+trait Net: Send + Sync + 'static {
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    type Listener: Send + Sync + 'static;
+    fn connect(addr: &str) -> impl Future<Output = std::io::Result<Self::Stream>> + Send;
+    fn accept(listener: &Self::Listener) -> impl Future<Output = std::io::Result<(Self::Stream, SocketAddr)>> + Send;
+}
+
+/// The operating system's TCP, through tokio.
+struct TokioNet;
+
+impl Net for TokioNet {
+    type Stream = TcpStream;
+    type Listener = TcpListener;
+
+    async fn connect(addr: &str) -> std::io::Result<TcpStream> {
+        let stream = TcpStream::connect(addr).await?;
+        // Sync frames are small and someone waits for each: do not hold them back (Nagle).
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+
+    async fn accept(listener: &TcpListener) -> std::io::Result<(TcpStream, SocketAddr)> {
+        let (stream, addr) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        Ok((stream, addr))
+    }
+}
+
+/// Called after a failed accept. A connection reset before it was accepted is only
+/// skipped; anything else pauses the loop for [`ACCEPT_ERROR_PAUSE`], because the listener
+/// stays ready and retrying at once would spin a core until descriptors are freed.
+async fn after_accept_error(listener: &str, error: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(error.kind(), ConnectionAborted | ConnectionRefused | ConnectionReset) {
+        return;
+    }
+    let pause_ms = ACCEPT_ERROR_PAUSE.as_millis();
+    tracing::warn!(listener, %error, pause_ms, "cannot accept connections (out of file descriptors?); pausing");
+    sleep(ACCEPT_ERROR_PAUSE).await;
+}
+
 /// Moves frames between a peer's socket and the node until either side ends. Returns why
 /// the connection ended.
-async fn run_peer(
-    stream: TcpStream,
+async fn run_peer<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
     id: NodeId,
     mut outbox: mpsc::Receiver<Vec<u8>>,
     node: mpsc::Sender<Cmd>,
-    max: usize,
+    limits: FrameLimits,
 ) -> String {
-    let _ = stream.set_nodelay(true);
-    let (mut rd, wr) = stream.into_split();
+    let (mut rd, wr) = tokio::io::split(stream);
     let writer = async move {
         let mut wr = BufWriter::new(wr);
         while let Some(frame) = outbox.recv().await {
@@ -384,10 +442,11 @@ async fn run_peer(
                 Ok(Err(e)) => return e.to_string(),
                 Ok(Ok(_)) => {}
             }
-            let total = match peer::frame_len(&header, max) {
+            let total = match peer::frame_len(&header, limits.max) {
                 Ok(n) => n,
                 Err(e) => return format!("bad frame, connection closed: {e}"),
             };
+            let ingress = reserve(&limits.ingress, total).await;
             let mut frame = vec![0u8; total];
             frame[..header.len()].copy_from_slice(&header);
             match timeout(REQUEST_TIMEOUT, rd.read_exact(&mut frame[header.len()..])).await {
@@ -395,7 +454,7 @@ async fn run_peer(
                 Ok(Err(e)) => return e.to_string(),
                 Ok(Ok(_)) => {}
             }
-            if node.send(Cmd::Frame { from: id, bytes: frame }).await.is_err() {
+            if node.send(Cmd::Frame { from: id, bytes: frame, ingress: Some(ingress) }).await.is_err() {
                 return "the node stopped".to_string();
             }
         }
@@ -409,13 +468,22 @@ async fn run_peer(
     }
 }
 
-/// The edge's link to its gateway: connect, hand over to [`run_peer`], and reconnect with
-/// a doubling backoff (with jitter, so that a fleet does not reconnect in step).
-async fn uplink(addr: String, name: String, id: NodeId, hello: PeerHello, node: mpsc::Sender<Cmd>, max: usize) {
-    let mut backoff = RECONNECT_MIN;
+/// The edge's link to its gateway: connect, hand over to [`run_peer`], and reconnect on
+/// the schedule of [`Backoff`] (doubling, jittered by the edge's name, started over only
+/// after a link that lasted [`LINK_STABLE`](crate::limits::LINK_STABLE)).
+async fn uplink<N: Net>(
+    addr: String,
+    name: String,
+    id: NodeId,
+    hello: PeerHello,
+    node: mpsc::Sender<Cmd>,
+    limits: FrameLimits,
+) {
+    let mut backoff = Backoff::new(&hello.name);
     let mut failures = 0u64;
     loop {
-        match timeout(HANDSHAKE_TIMEOUT, connect_gateway(&addr, &hello))
+        backoff.attempt();
+        match timeout(HANDSHAKE_TIMEOUT, connect_gateway::<N>(&addr, &hello))
             .await
             .unwrap_or_else(|_| Err("timed out".into()))
         {
@@ -424,7 +492,6 @@ async fn uplink(addr: String, name: String, id: NodeId, hello: PeerHello, node: 
                     tracing::warn!(expected = %name, answered = %gw_name, "the gateway's name differs from cloud.gateway_name");
                 }
                 tracing::info!(gateway = %addr, "connected to the gateway");
-                backoff = RECONNECT_MIN;
                 failures = 0;
                 let conn = next_conn();
                 let (tx, rx) = mpsc::channel(PEER_SEND_QUEUE);
@@ -432,7 +499,9 @@ async fn uplink(addr: String, name: String, id: NodeId, hello: PeerHello, node: 
                 if node.send(up).await.is_err() {
                     return;
                 }
-                let why = run_peer(stream, id, rx, node.clone(), max).await;
+                let up_at = TokioInstant::now();
+                let why = run_peer(stream, id, rx, node.clone(), limits.clone()).await;
+                backoff.link_lasted(up_at.elapsed());
                 tracing::warn!(gateway = %addr, reason = %why, "link to the gateway lost; reconnecting");
                 if node.send(Cmd::PeerDown { id, conn, error: Some(why) }).await.is_err() {
                     return;
@@ -452,16 +521,12 @@ async fn uplink(addr: String, name: String, id: NodeId, hello: PeerHello, node: 
                 }
             }
         }
-        let jitter = Duration::from_nanos(
-            u64::from(std::process::id()).wrapping_mul(failures + 1) % (backoff.as_nanos() as u64 / 4 + 1),
-        );
-        sleep(backoff + jitter).await;
-        backoff = (backoff * 2).min(RECONNECT_MAX);
+        sleep(backoff.next_wait()).await;
     }
 }
 
-async fn connect_gateway(addr: &str, hello: &PeerHello) -> Result<(TcpStream, String), String> {
-    let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+async fn connect_gateway<N: Net>(addr: &str, hello: &PeerHello) -> Result<(N::Stream, String), String> {
+    let mut stream = N::connect(addr).await.map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
     peer::encode_hello(hello, &mut buf);
     stream.write_all(&buf).await.map_err(|e| e.to_string())?;
@@ -500,22 +565,28 @@ impl GatewayAuth {
     }
 }
 
-async fn serve_peers(
-    listener: TcpListener,
+async fn serve_peers<N: Net>(
+    listener: N::Listener,
     auth: GatewayAuth,
     node: mpsc::Sender<Cmd>,
     names: Arc<Mutex<BTreeMap<u64, String>>>,
-    max: usize,
+    limits: FrameLimits,
 ) {
     let auth = Arc::new(auth);
     let slots = Arc::new(Semaphore::new(PEER_CONNECTIONS_MAX));
     loop {
-        let Ok((stream, addr)) = listener.accept().await else { continue };
+        let (stream, addr) = match N::accept(&listener).await {
+            Ok(x) => x,
+            Err(e) => {
+                after_accept_error("gateway.listen", e).await;
+                continue;
+            }
+        };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             tracing::warn!(%addr, "too many edge connections; refused");
             continue;
         };
-        let (auth, node, names) = (auth.clone(), node.clone(), names.clone());
+        let (auth, node, names, limits) = (auth.clone(), node.clone(), names.clone(), limits.clone());
         tokio::spawn(async move {
             let _permit = permit;
             let hello = match timeout(HANDSHAKE_TIMEOUT, accept_edge(stream, &auth)).await {
@@ -533,14 +604,17 @@ async fn serve_peers(
             if node.send(up).await.is_err() {
                 return;
             }
-            let why = run_peer(stream, id, rx, node.clone(), max).await;
+            let why = run_peer(stream, id, rx, node.clone(), limits.clone()).await;
             tracing::info!(edge = %name, %addr, reason = %why, "edge disconnected");
             let _ = node.send(Cmd::PeerDown { id, conn, error: Some(why) }).await;
         });
     }
 }
 
-async fn accept_edge(mut stream: TcpStream, auth: &GatewayAuth) -> Result<(TcpStream, String), String> {
+async fn accept_edge<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    auth: &GatewayAuth,
+) -> Result<(S, String), String> {
     let mut buf = Vec::new();
     loop {
         let need = peer::hello_needs(&buf);
@@ -573,17 +647,21 @@ async fn accept_edge(mut stream: TcpStream, auth: &GatewayAuth) -> Result<(TcpSt
     Ok((stream, hello.name))
 }
 
-async fn serve_http(listener: TcpListener, api: Arc<Api>) {
-    let slots = Arc::new(Semaphore::new(API_CONNECTIONS_MAX));
+async fn serve_http(listener: TcpListener, api: Arc<Api>, slots: Arc<Semaphore>) {
     loop {
-        let Ok((mut stream, addr)) = listener.accept().await else { continue };
+        let (stream, addr) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                after_accept_error("api.http", e).await;
+                continue;
+            }
+        };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             let busy = http::Response::error(503, "too_many_connections", true, "too many connections; retry shortly");
             let mut out = Vec::new();
             http::Response { close: true, ..busy }.encode(&mut out);
-            tokio::spawn(async move {
-                let _ = stream.write_all(&out).await;
-            });
+            // Best effort, without waiting: a flood of refused connections costs nothing.
+            let _ = stream.try_write(&out);
             continue;
         };
         let api = api.clone();
@@ -596,17 +674,33 @@ async fn serve_http(listener: TcpListener, api: Arc<Api>) {
 }
 
 async fn http_connection(mut stream: TcpStream, api: &Api, _permit: OwnedSemaphorePermit) -> std::io::Result<()> {
+    let body_max = api.budget.http_body_max;
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    let mut chunk = vec![0u8; 64 << 10];
+    let mut chunk = vec![0u8; READ_CHUNK];
     loop {
+        // The whole request is reserved from the ingress budget once its head says how
+        // long it is, before its body is read; given back once it is answered.
+        let mut reserved: Option<OwnedSemaphorePermit> = None;
         let parsed = loop {
-            match http::parse(&buf, HTTP_BODY_MAX) {
+            match http::parse(&buf, body_max) {
                 Ok(Some(x)) => break Ok(x),
                 Ok(None) => {}
                 Err(e) => break Err(e),
             }
+            let mut room = READ_CHUNK;
+            if let Ok(Some(total)) = http::request_len(&buf, body_max) {
+                let held = reserved.as_ref().map_or(0, |p| p.num_permits());
+                if total > held {
+                    let more = reserve(&api.ingress, total - held).await;
+                    match &mut reserved {
+                        Some(p) => p.merge(more),
+                        None => reserved = Some(more),
+                    }
+                }
+                room = room.min(total - buf.len());
+            }
             let wait = if buf.is_empty() { IDLE_TIMEOUT } else { REQUEST_TIMEOUT };
-            match timeout(wait, stream.read(&mut chunk)).await {
+            match timeout(wait, stream.read(&mut chunk[..room])).await {
                 Err(_) | Ok(Ok(0)) => return Ok(()),
                 Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
                 Ok(Err(e)) => return Err(e),
@@ -620,6 +714,7 @@ async fn http_connection(mut stream: TcpStream, api: &Api, _permit: OwnedSemapho
             }
             Err(e) => (e.response(), false),
         };
+        drop(reserved);
         let close = resp.close || !keep_alive;
         let mut out = Vec::with_capacity(resp.body.len() + 128);
         http::Response { close, ..resp }.encode(&mut out);
@@ -681,7 +776,7 @@ async fn answer_http(req: &http::Request, api: &Api) -> http::Response {
                 let reply: Reply<_> = Box::new(move |r| {
                     let _ = tx.send(r);
                 });
-                if api.node.send(Cmd::Produce { topic: idx, key, value, reply }).await.is_err() {
+                if api.node.send(Cmd::Produce { topic: idx, key, value, reply, ingress: None }).await.is_err() {
                     return unavailable();
                 }
                 waiting.push(rx);
@@ -697,17 +792,22 @@ async fn answer_http(req: &http::Request, api: &Api) -> http::Response {
                 Ok(i) => i,
                 Err((resp, _)) => return resp,
             };
-            let result = api.fetch(idx, from, max_records, max_bytes).await;
+            let result = api.fetch(idx, from, max_records, max_bytes.min(api.budget.fetch_bytes_max)).await;
             let names = api.names.lock().expect("not poisoned").clone();
             api::fetch_http(&result, &|id| names.get(&id).cloned().unwrap_or_else(|| format!("n{id}")))
         }
     }
 }
 
-async fn serve_binary(listener: TcpListener, api: Arc<Api>) {
-    let slots = Arc::new(Semaphore::new(API_CONNECTIONS_MAX));
+async fn serve_binary(listener: TcpListener, api: Arc<Api>, slots: Arc<Semaphore>) {
     loop {
-        let Ok((stream, addr)) = listener.accept().await else { continue };
+        let (stream, addr) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                after_accept_error("api.binary", e).await;
+                continue;
+            }
+        };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             tracing::warn!(%addr, "too many binary-protocol connections; refused");
             continue;
@@ -769,13 +869,14 @@ async fn binary_connection(stream: TcpStream, api: Arc<Api>) -> std::io::Result<
             Err(_) | Ok(Err(_)) => break,
             Ok(Ok(_)) => {}
         }
-        let len = match binproto::frame_len(prefix, REQUEST_FRAME_MAX) {
+        let len = match binproto::frame_len(prefix, api.budget.request_frame_max) {
             Ok(n) => n,
             Err(e) => {
                 let _ = tx.send(bad(0, e.to_string()));
                 break;
             }
         };
+        let ingress = reserve(&api.ingress, len).await;
         let mut body = vec![0u8; len];
         match timeout(REQUEST_TIMEOUT, rd.read_exact(&mut body)).await {
             Ok(Ok(_)) => {}
@@ -811,12 +912,13 @@ async fn binary_connection(stream: TcpStream, api: Arc<Api>) -> std::io::Result<
                     let _ =
                         answer.send(Answer { id, resp: api::produce_binary(&r), close: false, _permit: Some(permit) });
                 });
-                Cmd::Produce { topic: idx, key, value, reply }
+                Cmd::Produce { topic: idx, key, value, reply, ingress: Some(ingress) }
             }
             binproto::Request::Fetch { from, max_records, max_bytes, .. } => {
                 let reply: Reply<_> = Box::new(move |r| {
                     let _ = answer.send(Answer { id, resp: api::fetch_binary(r), close: false, _permit: Some(permit) });
                 });
+                let max_bytes = max_bytes.min(api.budget.fetch_bytes_max);
                 Cmd::Fetch { topic: idx, from, max_records, max_bytes, reply }
             }
         };
@@ -838,11 +940,6 @@ pub async fn signals() {
     }
 }
 
-/// The address a CLI should use to reach a daemon whose HTTP API listens on `http`.
-pub fn admin_addr(http: SocketAddr) -> SocketAddr {
-    if http.ip().is_unspecified() {
-        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), http.port())
-    } else {
-        http
-    }
-}
+#[cfg(test)]
+#[path = "link_tests.rs"]
+mod link_tests;

@@ -62,6 +62,10 @@ pub struct Link {
     /// Application connections open now (HTTP and binary).
     pub api_connections: u64,
     pub api_connections_refused: u64,
+    /// `resources.max_memory`: the process's budget, of which the shell keeps
+    /// `shell_reserve` and the core the rest (`Status::memory_max`).
+    pub process_memory_max: u64,
+    pub shell_reserve: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -276,13 +280,7 @@ pub fn render_health(s: &Status) -> String {
         let _ = writeln!(o, "  - {w}");
     }
     let _ = writeln!(o, "uptime   {}", age(Some(s.uptime_secs)));
-    let _ = writeln!(
-        o,
-        "memory   {} of {} ({:.0}%)",
-        Bytes(s.memory_used),
-        Bytes(s.memory_max),
-        pct(s.memory_used, s.memory_max)
-    );
+    o.push_str(&memory_line(s));
     let _ = writeln!(
         o,
         "storage  {} of {} ({:.0}%)",
@@ -290,6 +288,26 @@ pub fn render_health(s: &Status) -> String {
         Bytes(s.storage_max),
         pct(s.storage_used, s.storage_max)
     );
+    o
+}
+
+/// The core's memory against its share, and the process budget it is a share of.
+fn memory_line(s: &Status) -> String {
+    let mut o = format!(
+        "memory   {} of {} ({:.0}%)",
+        Bytes(s.memory_used),
+        Bytes(s.memory_max),
+        pct(s.memory_used, s.memory_max)
+    );
+    if s.link.process_memory_max > 0 {
+        let _ = write!(
+            o,
+            " for the core; max_memory {}, of which the shell keeps {}",
+            Bytes(s.link.process_memory_max),
+            Bytes(s.link.shell_reserve)
+        );
+    }
+    o.push('\n');
     o
 }
 
@@ -352,14 +370,7 @@ pub fn render_queue(s: &Status) -> String {
 }
 
 pub fn render_resources(s: &Status) -> String {
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "memory   {} of {} ({:.0}%)",
-        Bytes(s.memory_used),
-        Bytes(s.memory_max),
-        pct(s.memory_used, s.memory_max)
-    );
+    let mut o = memory_line(s);
     for (part, bytes) in s.memory_parts.iter().filter(|(_, b)| **b > 0) {
         let _ = writeln!(o, "  {part:<16} {}", Bytes(*bytes));
     }
@@ -458,7 +469,13 @@ pub fn render_metrics(s: &Status) -> String {
     metric("storage_bytes", "gauge", "Storage used (segments, meta reserve, pending).", &one(s.storage_used));
     metric("storage_limit_bytes", "gauge", "The storage budget.", &one(s.storage_max));
     metric("memory_bytes", "gauge", "Memory the node accounts.", &one(s.memory_used));
-    metric("memory_limit_bytes", "gauge", "The memory budget.", &one(s.memory_max));
+    metric("memory_limit_bytes", "gauge", "The core's share of the memory budget.", &one(s.memory_max));
+    metric(
+        "process_memory_limit_bytes",
+        "gauge",
+        "resources.max_memory: the whole process's budget.",
+        &one(s.link.process_memory_max),
+    );
     metric("device_full", "gauge", "1 while storage reports no space.", &one(u64::from(s.device_full)));
     metric(
         "evicted_records_total",

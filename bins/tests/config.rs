@@ -6,12 +6,18 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use outpost::config::{load, node_id_of, parse, ConfigFileError, LogFormat, DEFAULT_CONFIG_FILE};
+use outpost::limits::ShellBudget;
 use outpost_core::config::{Eviction, NodeConfig, Role, SyncDirection, TopicConfig};
 use outpost_core::resources::fit_to_budgets;
 use outpost_core::types::Duration;
 
 const MIB: u64 = 1 << 20;
 const KIB: u64 = 1 << 10;
+
+/// What the core gets of a process budget: the rest after the shell's share.
+fn core(memory: u64) -> u64 {
+    ShellBudget::new(memory, ShellBudget::fitted_value_max(memory)).core_memory(memory)
+}
 
 fn example(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../config").join(name)
@@ -72,9 +78,19 @@ fn an_edge_without_a_file_gets_the_documented_defaults() {
         vec![TopicConfig::new("events", SyncDirection::EdgeToCloud)],
     );
     expected.upstream = Some(node_id_of("gateway"));
-    fit_to_budgets(&mut expected, 64 * MIB, 1 << 30);
+    fit_to_budgets(&mut expected, core(64 * MIB), 1 << 30);
     assert_eq!(s.node, expected);
-    assert_eq!(s.node.resources.memory_bytes_max, 64 * MIB);
+    assert_eq!(s.max_memory, 64 * MIB);
+    assert_eq!(s.node.resources.memory_bytes_max, core(64 * MIB), "the shell's share is set aside");
+    assert_eq!(s.shell.connections_max, 8);
+    assert_eq!(s.shell.reserve, 14_083_680, "8 connections of 1.2 MiB and 4 MiB for request bodies");
+    assert_eq!(core(64 * MIB), 53_025_184, "the core's 50.6 MiB");
+    assert_eq!(s.node.log.pending_bytes_max, 53_025_184 / 16, "a sixteenth of the core's memory");
+    // Below 64 MiB for the core: the small batches and reads.
+    assert_eq!(s.node.sync.batch_bytes_max, 64 * KIB as u32);
+    assert_eq!(s.node.sync.batch_records_max, 1024);
+    assert_eq!(s.node.log.read_chunk_bytes, 64 * KIB as u32);
+    assert_eq!(s.node.log.value_bytes_max, 662_814, "the core's memory / (16 × (1 topic + 4))");
     assert_eq!(s.node.resources.storage_bytes_max, 1 << 30);
     assert_eq!(s.node.topics[0].eviction, Eviction::Keep);
 }
@@ -97,10 +113,14 @@ fn a_gateway_without_a_file_gets_the_documented_defaults() {
         Role::Gateway,
         vec![TopicConfig::new("events", SyncDirection::EdgeToCloud)],
     );
-    fit_to_budgets(&mut expected, 256 * MIB, 64 << 30);
+    fit_to_budgets(&mut expected, core(256 * MIB), 64 << 30);
     assert_eq!(s.node, expected);
     assert_eq!(s.node.upstream, None);
-    assert_eq!(s.node.resources.memory_bytes_max, 256 * MIB);
+    assert_eq!(s.node.resources.memory_bytes_max, core(256 * MIB));
+    assert_eq!(s.shell.connections_max, 32);
+    assert_eq!(core(256 * MIB), 205_389_824, "256 MiB less the shell's 60.1 MiB");
+    assert_eq!(s.node.gateway.pending_bytes_max, 12_836_864, "a sixteenth of the core's memory, below 16 MiB");
+    assert_eq!(s.node.sync.batch_bytes_max, 256 * KIB as u32, "the core has more than 64 MiB");
     assert_eq!(s.node.resources.storage_bytes_max, 64 << 30);
 }
 
@@ -144,7 +164,7 @@ fn the_edge_example_gives_the_values_written() {
     assert_eq!(s.node.upstream, Some(node_id_of("gateway")));
     assert_eq!(s.gateway, None);
     assert_eq!(s.node.sync.bandwidth_bytes_per_sec, Some(MIB));
-    assert_eq!(s.node.resources.memory_bytes_max, 64 * MIB);
+    assert_eq!(s.node.resources.memory_bytes_max, core(64 * MIB));
     assert_eq!(s.node.resources.storage_bytes_max, 1 << 30);
 
     let topic = |name: &str, sync, priority, eviction, retention_bytes, retention_age| TopicConfig {
@@ -166,7 +186,9 @@ fn the_edge_example_gives_the_values_written() {
         ]
     );
     // The values the commented-out lines show (checked in full by the next test).
-    assert_eq!(s.node.log.value_bytes_max, 512 * KIB as u32);
+    assert_eq!(s.node.log.value_bytes_max, 414_259, "the core's memory / (16 × (4 topics + 4))");
+    assert_eq!(u64::from(s.node.log.value_bytes_max), core(64 * MIB) / (16 * 8));
+    assert_eq!(s.node.log.pending_bytes_max, 3_314_074, "a sixteenth of the core's memory");
     assert_eq!(s.node.sync.window_bytes_max, MIB);
     assert_eq!((s.logging.format, s.logging.level.as_str()), (LogFormat::Human, "info"));
 }
@@ -196,10 +218,10 @@ fn the_gateway_example_gives_the_values_written() {
         ]
     );
     assert_eq!(s.node.topics[2].retention_age, Some(Duration::from_secs(30 * 24 * 3600)));
-    assert_eq!(s.node.resources.memory_bytes_max, 256 * MIB);
+    assert_eq!(s.node.resources.memory_bytes_max, core(256 * MIB));
     assert_eq!(s.node.resources.storage_bytes_max, 64 << 30);
     assert_eq!(s.node.gateway.streams_max, 100_000);
-    assert_eq!(s.node.gateway.pending_bytes_max, 16 * MIB);
+    assert_eq!(s.node.gateway.pending_bytes_max, 12_836_864, "12536 KiB: a sixteenth of the core's memory");
     assert_eq!((s.logging.format, s.logging.level.as_str()), (LogFormat::Json, "info,outpost=debug"));
 }
 
@@ -234,10 +256,12 @@ fn the_examples_show_the_values_they_get_in_their_commented_out_lines() {
 fn explicit_limits_beat_the_fit_and_small_budgets_validate_through_it() {
     let fitted = parse("[resources]\nmax_memory = \"8MiB\"\n", None, Role::Edge)
         .expect("8 MiB is enough once the limits are fitted");
-    assert_eq!(fitted.node.resources.memory_bytes_max, 8 * MIB);
-    assert_eq!(fitted.node.log.pending_bytes_max, 512 * KIB, "a sixteenth of the memory");
+    assert_eq!(fitted.node.resources.memory_bytes_max, core(8 * MIB));
+    assert_eq!(fitted.node.resources.memory_bytes_max, 8 * MIB - fitted.shell.reserve);
+    assert_eq!(fitted.shell.reserve, 1_528_626, "2 connections and 512 KiB for request bodies");
+    assert_eq!(fitted.node.log.pending_bytes_max, 428_748, "a sixteenth of the core's 6.5 MiB");
     assert_eq!(fitted.node.sync.batch_bytes_max, 64 * KIB as u32);
-    assert_eq!(fitted.node.sync.window_bytes_max, 512 * KIB);
+    assert_eq!(fitted.node.sync.window_bytes_max, 428_748, "a sixteenth of the core's memory");
 
     let text = "[resources]\nmax_memory = \"8MiB\"\n\
                 [log]\nwrite_buffer = \"256 KiB\"\n[sync]\nwindow = \"128KiB\"\n";
@@ -246,11 +270,24 @@ fn explicit_limits_beat_the_fit_and_small_budgets_validate_through_it() {
     assert_eq!(explicit.node.sync.window_bytes_max, 128 * KIB);
     assert_eq!(explicit.node.sync.batch_bytes_max, fitted.node.sync.batch_bytes_max, "the rest stays fitted");
 
+    // The core's share reaches the 64 MiB of the larger batches from a budget of 83 MiB.
+    let batch = |mib: u64| {
+        let s = parse(&format!("[resources]\nmax_memory = \"{mib}MiB\"\n"), None, Role::Edge).expect("valid");
+        (s.node.resources.memory_bytes_max >= 64 * MIB, s.node.sync.batch_bytes_max)
+    };
+    assert_eq!(batch(82), (false, 64 * KIB as u32));
+    assert_eq!(batch(83), (true, 256 * KIB as u32));
+
     // The fit lowers the largest value with the memory; a written one goes above it.
     let default = parse("", None, Role::Edge).expect("the defaults are valid");
     assert!(default.node.log.value_bytes_max < MIB as u32);
     let raised = parse("[log]\nvalue_max = \"1MiB\"\n", None, Role::Edge).expect("1 MiB values fit in 64 MiB");
     assert_eq!(raised.node.log.value_bytes_max, MIB as u32);
+    // The shell is sized for the larger values, and the core gets less of the 64 MiB.
+    assert!(raised.shell.request_frame_max > default.shell.request_frame_max);
+    assert_eq!(raised.shell.reserve, 15_761_408);
+    assert_eq!(raised.node.resources.memory_bytes_max, 64 * MIB - raised.shell.reserve);
+    assert!(raised.node.resources.memory_bytes_max < default.node.resources.memory_bytes_max);
 }
 
 #[test]
@@ -360,7 +397,8 @@ const BAD_FILES: &[(&str, Role, Option<usize>, &str)] = &[
         "[resources]\nmax_memory = \"8MiB\"\n",
         Role::Gateway,
         Some(2),
-        "edge.toml:2: resources.max_memory: 8.0 MiB is less than the",
+        "edge.toml:2: resources.max_memory: 8.0 MiB is the whole process's budget; the shell keeps 1.5 MiB of it \
+         (2 connections, 512.0 KiB for request bodies), and the core's 6.5 MiB is less than the",
     ),
     (
         "[node]\nname = \"kiosk 7\"\n",
