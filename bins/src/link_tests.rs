@@ -169,7 +169,15 @@ async fn edge(name: String, token: String, log: Log) -> turmoil::Result {
     let (node, mut cmds) = mpsc::channel(COMMAND_QUEUE);
     let hello = PeerHello { name, token };
     let addr = format!("{GATEWAY}:{PORT}");
-    tokio::spawn(uplink::<SimNet>(addr, GATEWAY.to_string(), node_id_of(GATEWAY), hello, node, frames()));
+    tokio::spawn(uplink::<SimNet>(
+        addr,
+        GATEWAY.to_string(),
+        node_id_of(GATEWAY),
+        hello,
+        node,
+        frames(),
+        Arc::new(Notify::new()),
+    ));
     let mut link: Option<mpsc::Sender<Vec<u8>>> = None;
     let mut probes = 0u64;
     let mut send = |link: &mpsc::Sender<Vec<u8>>| {

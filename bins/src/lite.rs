@@ -408,6 +408,11 @@ impl Lite {
             Call::Status => http::Response::json(200, &serde_json::to_value(status()).expect("status serializes")),
             Call::Topics => http::Response::json(200, &serde_json::json!({ "topics": status().topics })),
             Call::Control(ctl) => {
+                if let (outpost_core::io::Control::SyncNow, Some(u)) = (ctl, &mut self.uplink) {
+                    if let LinkState::Idle { retry_at } = &mut u.state {
+                        *retry_at = Instant::now();
+                    }
+                }
                 self.driver.control(ctl, &mut self.fx);
                 http::Response::json(200, &serde_json::json!({ "ok": true, "command": format!("{ctl:?}") }))
             }

@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use outpost::cli::{self, View};
 use outpost::config::{self, LogFormat, Settings};
 use outpost_core::config::Role;
+use outpost_core::resources::Bytes;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -239,8 +240,11 @@ fn main() -> ExitCode {
                         println!("listen    {} ({} edge tokens)", g.listen, g.tokens.len());
                     }
                     println!(
-                        "budgets   memory {} storage {}",
-                        s.node.resources.memory_bytes_max, s.node.resources.storage_bytes_max
+                        "budgets   max_memory {} (the core {}, the shell {}), max_storage {}",
+                        Bytes(s.max_memory),
+                        Bytes(s.node.resources.memory_bytes_max),
+                        Bytes(s.shell.reserve),
+                        Bytes(s.node.resources.storage_bytes_max)
                     );
                     for t in &s.node.topics {
                         println!(

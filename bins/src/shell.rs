@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{sleep, timeout, Instant as TokioInstant};
 
 use crate::limits::{
@@ -194,7 +194,9 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
         http = %settings.http, binary = %settings.binary, config = ?settings.path,
         "starting"
     );
-    let node_task = tokio::spawn(node_loop(cfg.clone(), identity, shell_link, cmd_rx, disk_rx, disk));
+    // `outpost sync now` also cuts short the link's wait to reconnect.
+    let relink = Arc::new(Notify::new());
+    let node_task = tokio::spawn(node_loop(cfg.clone(), identity, shell_link, relink.clone(), cmd_rx, disk_rx, disk));
     let connections = Arc::new(Semaphore::new(settings.shell.connections_max));
     let http_task = tokio::spawn(serve_http(http_listener, api.clone(), connections.clone()));
     let binary_task = tokio::spawn(serve_binary(binary_listener, api.clone(), connections));
@@ -214,7 +216,7 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
         (Some(c), Some(up)) => {
             let hello = PeerHello { name: settings.node_name.clone(), token: c.token.clone().unwrap_or_default() };
             let (addr, name) = (c.gateway_addr.clone(), c.gateway_name.clone());
-            Some(tokio::spawn(uplink::<TokioNet>(addr, name, up, hello, cmd_tx.clone(), frames)))
+            Some(tokio::spawn(uplink::<TokioNet>(addr, name, up, hello, cmd_tx.clone(), frames, relink)))
         }
         _ => None,
     };
@@ -261,6 +263,7 @@ async fn node_loop(
     cfg: outpost_core::config::NodeConfig,
     identity: Identity,
     mut api_link: Link,
+    relink: Arc<Notify>,
     mut cmds: mpsc::Receiver<Cmd>,
     mut disk_done: mpsc::UnboundedReceiver<(DiskOpId, Result<DiskResponse, DiskError>)>,
     disk: std::sync::mpsc::Sender<(DiskOpId, DiskRequest)>,
@@ -295,7 +298,12 @@ async fn node_loop(
                     Cmd::Fetch { topic, from, max_records, max_bytes, reply } => {
                         driver.fetch(topic, from, max_records, max_bytes, reply, &mut fx)
                     }
-                    Cmd::Control(c) => driver.control(c, &mut fx),
+                    Cmd::Control(c) => {
+                        if c == Control::SyncNow {
+                            relink.notify_one();
+                        }
+                        driver.control(c, &mut fx)
+                    }
                     Cmd::Status(tx) => {
                         api_link.peers = peers.values().map(peer_link).collect();
                         let _ = tx.send(driver.status(api_link.clone()));
@@ -478,6 +486,7 @@ async fn uplink<N: Net>(
     hello: PeerHello,
     node: mpsc::Sender<Cmd>,
     limits: FrameLimits,
+    relink: Arc<Notify>,
 ) {
     let mut backoff = Backoff::new(&hello.name);
     let mut failures = 0u64;
@@ -521,7 +530,10 @@ async fn uplink<N: Net>(
                 }
             }
         }
-        sleep(backoff.next_wait()).await;
+        tokio::select! {
+            () = sleep(backoff.next_wait()) => {}
+            () = relink.notified() => tracing::info!(gateway = %addr, "sync now: reconnecting at once"),
+        }
     }
 }
 

@@ -257,8 +257,14 @@ pub fn health(s: &Status) -> (&'static str, Vec<String>) {
         why.push(format!("storage {:.0}% of its budget", pct(s.storage_used, s.storage_max)));
     }
     if let Some(sync) = &s.sync {
+        let link_down = s.link.peers.iter().find(|p| !p.connected);
         if sync.paused {
             why.push("sync paused by an operator".into());
+        } else if let Some(p) = link_down {
+            // The session outlives the connection by up to the session timeout: the link
+            // says sooner that nothing can be sent.
+            let error = p.last_error.as_deref().map_or(String::new(), |e| format!(": {e}"));
+            why.push(format!("no connection to {} at {} for {}{error}", p.name, p.addr, age(Some(p.for_secs))));
         } else if sync.session != "active" {
             why.push(format!("no sync session with {}", sync.gateway));
         }
@@ -462,7 +468,7 @@ pub fn render_metrics(s: &Status) -> String {
     metric(
         "sync_lag_seconds",
         "gauge",
-        "Age of the oldest record not yet acknowledged by the gateway (0 when none).",
+        "At least how long records have waited for the gateway: the age of the newest record of the oldest segment holding unacknowledged ones (0 when none).",
         &per_topic(&|t| t.oldest_unsynced_age_secs.unwrap_or(0.0)),
     );
     metric("topic_bytes", "gauge", "Bytes on disk per topic.", &per_topic(&|t| t.bytes as f64));

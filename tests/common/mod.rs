@@ -15,9 +15,18 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_outpost");
 
+/// A port free now and not handed out before by this process: the OS may give the same
+/// ephemeral port to two binds in a row once the first listener is dropped.
 pub fn free_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("a free port");
-    l.local_addr().expect("bound")
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let addr = l.local_addr().expect("bound");
+        if GIVEN.lock().expect("not poisoned").insert(addr.port()) {
+            return addr;
+        }
+    }
 }
 
 /// One daemon (edge or gateway) with its config, data directory and log file.
