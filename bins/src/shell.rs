@@ -318,7 +318,13 @@ async fn node_loop(
                             last_error: None,
                         });
                         if p.conn.is_some() {
-                            tracing::info!(peer = %name, "a newer connection replaces the old one");
+                            // A reconnect after a silent loss, or two devices sharing one name
+                            // (a cloned SD card): those would be one origin, and the gateway
+                            // would keep one of two records with equal sequence numbers.
+                            tracing::warn!(
+                                peer = %name,
+                                "a newer connection replaces a live one; if this repeats, two devices may share this name"
+                            );
                         }
                         p.reconnects += u64::from(p.conn.is_some() || p.last_error.is_some());
                         (p.name, p.addr, p.conn, p.since) = (name.clone(), addr, Some((conn, tx)), TokioInstant::now());
