@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use crate::limits::ShellBudget;
 use outpost_core::config::{ConfigError, Eviction, NodeConfig, Role, SyncDirection, TopicConfig};
-use outpost_core::resources::{fit_to_budgets, Bytes};
+use outpost_core::resources::{fit_to_budgets, Bytes, BytesParseError};
 use outpost_core::types::{Duration, NodeId};
 use serde::de::{self, Visitor};
 use serde::Deserialize;
@@ -843,24 +843,11 @@ fn size(field: &str, raw: &RawSize) -> Result<u64, Problem> {
             ),
         )
     };
-    let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let number: u64 = text[..digits_end].parse().map_err(|_| bad())?;
-    let unit: u64 = match text[digits_end..].trim_start() {
-        "" | "B" => 1,
-        "KB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        "TB" => 1_000_000_000_000,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "TiB" => 1 << 40,
-        _ => return Err(bad()),
-    };
-    match number.checked_mul(unit) {
-        Some(0) => Err(problem(field, format!("{text:?} is zero; expected more than zero"))),
-        Some(bytes) => Ok(bytes),
-        None => Err(problem(field, format!("{text:?} is too large; sizes stop at 16 EiB"))),
+    match Bytes::parse(text) {
+        Ok(0) => Err(problem(field, format!("{text:?} is zero; expected more than zero"))),
+        Ok(bytes) => Ok(bytes),
+        Err(BytesParseError::Malformed) => Err(bad()),
+        Err(BytesParseError::TooLarge) => Err(problem(field, format!("{text:?} is too large; sizes stop at 16 EiB"))),
     }
 }
 

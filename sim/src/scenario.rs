@@ -17,6 +17,7 @@ use std::fmt;
 use std::ops::Range;
 use std::path::Path;
 
+use outpost_core::resources::{Bytes, BytesParseError};
 use outpost_core::types::Duration;
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -805,19 +806,11 @@ fn parse_size(field: &str, raw: &RawSize) -> Result<u64, Problem> {
             ),
         )
     };
-    let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let number: u64 = text[..digits_end].parse().map_err(|_| bad())?;
-    let unit: u64 = match text[digits_end..].trim_start() {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "KB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        _ => return Err(bad()),
-    };
-    number.checked_mul(unit).ok_or_else(|| problem(field, format!("{text:?} is too large; sizes stop at 16 EiB")))
+    match Bytes::parse(text) {
+        Ok(bytes) => Ok(bytes),
+        Err(BytesParseError::Malformed) => Err(bad()),
+        Err(BytesParseError::TooLarge) => Err(problem(field, format!("{text:?} is too large; sizes stop at 16 EiB"))),
+    }
 }
 
 fn links(raw: &[RawLink], nodes: &[NodeSpec], duration: Duration) -> Result<Vec<LinkSpec>, Problem> {
@@ -1805,7 +1798,8 @@ min_delivered = 100
         assert_eq!(size("500MB"), Some(500_000_000));
         assert_eq!(size("4GB"), Some(4_000_000_000));
         assert_eq!(size("7B"), Some(7));
-        for bad in ["", "MiB", "1.5GiB", "1 mib", "-1", "1TiB", "99999999999GiB"] {
+        assert_eq!(size("1TiB"), Some(1 << 40), "the units of config files too (Bytes::parse)");
+        for bad in ["", "MiB", "1.5GiB", "1 mib", "-1", "1 PiB", "99999999999GiB"] {
             assert_eq!(size(bad), None, "{bad:?}");
         }
     }
