@@ -186,3 +186,9 @@ rss-load shell="tokio" memory="64MiB":
     "$load" 127.0.0.1:17481 events 20000 100000 256
     echo "== {{shell}} shell, max_memory {{memory}}: /proc/$edge/status"
     grep -E '^(VmRSS|VmHWM)' /proc/$edge/status
+
+# Fuzz one target (fuzz/fuzz_targets/NAME.rs) for `secs` seconds (cargo-fuzz, nightly), from the seeds in fuzz/corpus/NAME.
+fuzz target secs="60":
+    mkdir -p target/fuzz-corpus/{{target}}
+    # Without LTO: fat LTO drops the sanitizer-coverage symbols ASan's module destructors use.
+    CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 cargo +nightly fuzz run {{target}} --fuzz-dir fuzz --features libfuzzer target/fuzz-corpus/{{target}} fuzz/corpus/{{target}} -- -max_total_time={{secs}}

@@ -102,6 +102,8 @@ pub enum ProtoError {
     },
     BadTopicName,
     BadCode(u8),
+    /// A key flag other than 0 (no key) or 1 (a key follows).
+    BadKeyFlag(u8),
     BadUtf8,
 }
 
@@ -117,6 +119,7 @@ impl fmt::Display for ProtoError {
             ProtoError::TrailingBytes { len } => write!(f, "{len} bytes after the last field"),
             ProtoError::BadTopicName => f.write_str("topic name must be 1 to 255 bytes of UTF-8"),
             ProtoError::BadCode(c) => write!(f, "unknown error code {c}"),
+            ProtoError::BadKeyFlag(v) => write!(f, "key flag {v}; expected 0 (no key) or 1 (a key follows)"),
             ProtoError::BadUtf8 => f.write_str("text is not UTF-8"),
         }
     }
@@ -172,10 +175,11 @@ impl<'a> Reader<'a> {
     fn key(&mut self) -> Result<Option<Vec<u8>>, ProtoError> {
         match self.u8("key flag")? {
             0 => Ok(None),
-            _ => {
+            1 => {
                 let n = self.u16("key length")? as usize;
                 Ok(Some(self.take(n, "key")?.to_vec()))
             }
+            other => Err(ProtoError::BadKeyFlag(other)),
         }
     }
     fn end(&self) -> Result<(), ProtoError> {
@@ -402,6 +406,11 @@ mod tests {
             Err((Some(2), ProtoError::Truncated { field: "topic" }))
         );
         assert_eq!(decode_request(&[KIND_PRODUCE, 2, 0, 0, 0, 0]), Err((Some(2), ProtoError::BadTopicName)));
+        assert_eq!(
+            decode_request(&[KIND_PRODUCE, 5, 0, 0, 0, 1, b't', 2]),
+            Err((Some(5), ProtoError::BadKeyFlag(2))),
+            "one encoding per request: a flag other than 0 or 1 is refused"
+        );
         // A key length past the end.
         assert_eq!(
             decode_request(&[KIND_PRODUCE, 3, 0, 0, 0, 1, b't', 1, 0xff, 0xff]),

@@ -33,6 +33,8 @@ pub enum HandshakeError {
     BadMagic,
     Truncated,
     BadName,
+    /// Tokens are text, as in the config files.
+    BadToken,
     TrailingBytes,
 }
 
@@ -42,6 +44,7 @@ impl fmt::Display for HandshakeError {
             HandshakeError::BadMagic => "not an Outpost peer hello (expected OUTPOST1)",
             HandshakeError::Truncated => "the hello ends early",
             HandshakeError::BadName => "node names are 1 to 64 bytes of [A-Za-z0-9._-]",
+            HandshakeError::BadToken => "the token is not UTF-8",
             HandshakeError::TrailingBytes => "bytes after the hello",
         })
     }
@@ -89,8 +92,8 @@ pub fn decode_hello(buf: &[u8]) -> Result<PeerHello, HandshakeError> {
     if buf.len() != t + 1 + token_len {
         return Err(HandshakeError::TrailingBytes);
     }
-    let token = String::from_utf8_lossy(&buf[t + 1..]).into_owned();
-    Ok(PeerHello { name: name.to_string(), token })
+    let token = std::str::from_utf8(&buf[t + 1..]).map_err(|_| HandshakeError::BadToken)?;
+    Ok(PeerHello { name: name.to_string(), token: token.to_string() })
 }
 
 /// The gateway's answer: verdict, its own name, and a message for the edge's log.

@@ -1,0 +1,151 @@
+//! The body of every fuzz target: one function per decoder of bytes from disk or the
+//! network (engineering rule 5). Each must never panic on any input, and checks more where
+//! it can: what decodes re-encodes to the same bytes or value, what recovery keeps has a
+//! valid checksum. `fuzz_targets/*.rs` hand libFuzzer's inputs to these, and
+//! `tests/corpora.rs` replays every committed corpus through them in `cargo test`.
+
+pub mod seeds;
+
+use outpost_core::codec::{self, BatchDecoder, BatchEncoder, Compression, DecodedBatch, RecordRef};
+use outpost_core::config::Role;
+use outpost_core::sync::proto::SyncMsg;
+
+/// A target's body: must not panic on any input.
+pub type Target = fn(&[u8]);
+
+/// Every target, by the name of its `fuzz_targets/NAME.rs` and corpus directory.
+pub const TARGETS: &[(&str, Target)] = &[
+    ("frame", frame),
+    ("batch", batch),
+    ("sync_msg", sync_msg),
+    ("log_scan", log_scan),
+    ("meta_bound", meta_bound),
+    ("config", config),
+    ("scenario", scenario),
+    ("http_request", http_request),
+    ("binary_request", binary_request),
+    ("binary_response", binary_response),
+    ("peer_handshake", peer_handshake),
+];
+
+/// A frame: decodes, and re-encodes to the same bytes.
+pub fn frame(data: &[u8]) {
+    if let Ok((f, used)) = codec::decode_frame(data) {
+        let mut again = Vec::new();
+        codec::encode_frame(f.kind, f.payload, &mut again);
+        assert_eq!(again, data[..used], "a decoded frame re-encodes to its bytes");
+    }
+}
+
+/// A record batch (compressed or not): decodes, its records re-encode to a batch that
+/// decodes to the same records.
+pub fn batch(data: &[u8]) {
+    let Ok(b) = DecodedBatch::decode_with(data, &mut BatchDecoder::new()) else { return };
+    let records: Vec<RecordRef<'_>> = b.records().collect();
+    assert_eq!(records.len(), b.header.count as usize, "the count the header promised");
+    for compression in [Compression::None, Compression::Zstd] {
+        let mut out = Vec::new();
+        BatchEncoder::new().encode(b.header.origin, b.header.base_seq, &records, compression, &mut out);
+        let again = DecodedBatch::decode(&out).expect("a batch the encoder wrote decodes");
+        assert_eq!((again.header.origin, again.header.base_seq), (b.header.origin, b.header.base_seq));
+        assert!(again.records().eq(records.iter().copied()), "the same records after a round trip");
+    }
+}
+
+/// A sync message: decodes, and re-encodes to bytes that decode to the same message.
+pub fn sync_msg(data: &[u8]) {
+    if let Ok(m) = SyncMsg::decode(data) {
+        let mut out = Vec::new();
+        m.encode(&mut out);
+        assert_eq!(SyncMsg::decode(&out).as_ref(), Ok(&m), "a decoded message round-trips");
+    }
+}
+
+/// A segment's bytes as recovery scans them: every frame it keeps has a valid checksum and
+/// a decodable batch, and frames follow each other without overlap.
+pub fn log_scan(data: &[u8]) {
+    let mut next_pos = 0;
+    let mut next_base = None;
+    let stop = outpost_core::log::scan(data, 0, 0, |f| {
+        assert_eq!(f.pos, next_pos, "frames are contiguous");
+        let bytes = &data[f.pos as usize..(f.pos + f.len) as usize];
+        assert!(codec::decode_frame(bytes).is_ok(), "a kept frame passes its checksum");
+        assert!(DecodedBatch::decode(f.batch).is_ok(), "a kept frame's batch decodes");
+        assert!(next_base.is_none_or(|b| b == f.base), "offsets follow each other");
+        next_pos = f.pos + f.len;
+        next_base = Some(f.end());
+    });
+    if let Some(s) = stop {
+        let _ = s.damaged_at(data.len() as u64);
+    }
+}
+
+/// A meta file: the bound it yields, if any, comes from a frame with a valid checksum.
+pub fn meta_bound(data: &[u8]) {
+    let _ = outpost_core::meta::read_bound(data);
+}
+
+/// A config file, for both roles: a typed error or settings that passed validation.
+pub fn config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    for role in [Role::Edge, Role::Gateway] {
+        if let Ok(s) = outpost::config::parse(text, None, role) {
+            assert!(s.node.validate().is_ok(), "settings the loader returns are valid");
+            assert!(s.node.resources.memory_bytes_max + s.shell.reserve <= s.max_memory, "the split fits the budget");
+        }
+    }
+}
+
+/// A scenario file: a typed error or a scenario.
+pub fn scenario(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = outpost_sim::scenario::parse(text, "fuzz.toml");
+    }
+}
+
+/// An HTTP request: a whole request never claims more bytes than it was given, nor a body
+/// above the limit; routing it never panics.
+pub fn http_request(data: &[u8]) {
+    const BODY_MAX: usize = 4096;
+    match outpost::http::parse(data, BODY_MAX) {
+        Ok(Some((req, used))) => {
+            assert!(used <= data.len() && req.body.len() <= BODY_MAX);
+            let _ = outpost::api::route(&req);
+        }
+        Ok(None) => assert!(outpost::http::request_len(data, BODY_MAX).is_ok()),
+        Err(e) => assert!(e.response().close, "a refused request closes its connection"),
+    }
+}
+
+/// A binary-protocol request: decodes, and re-encodes to the same frame.
+pub fn binary_request(data: &[u8]) {
+    use outpost::binproto;
+    if let Ok((id, req)) = binproto::decode_request(data) {
+        let mut out = Vec::new();
+        binproto::encode_request(id, &req, &mut out);
+        assert_eq!(&out[4..], data, "a decoded request re-encodes to its bytes");
+    }
+}
+
+/// A binary-protocol response (what a client reads): decodes and round-trips.
+pub fn binary_response(data: &[u8]) {
+    use outpost::binproto;
+    if let Ok((id, resp)) = binproto::decode_response(data) {
+        let mut out = Vec::new();
+        binproto::encode_response(id, &resp, &mut out);
+        assert_eq!(binproto::decode_response(&out[4..]), Ok((id, resp)), "a decoded response round-trips");
+    }
+}
+
+/// The edge ↔ gateway handshake, both directions.
+pub fn peer_handshake(data: &[u8]) {
+    use outpost::peer;
+    let _ = peer::hello_needs(data);
+    if let Ok(h) = peer::decode_hello(data) {
+        let mut out = Vec::new();
+        peer::encode_hello(&h, &mut out);
+        assert_eq!(out, data, "a decoded hello re-encodes to its bytes");
+    }
+    let _ = peer::answer_needs(data);
+    let _ = peer::decode_answer(data);
+}

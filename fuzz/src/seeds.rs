@@ -1,0 +1,130 @@
+//! Valid inputs for every target, from which the committed seed corpora were written
+//! (`cargo run -p outpost-fuzz --example seed_corpora`): each reaches deep into its decoder
+//! instead of stopping at the first length check.
+
+use outpost_core::codec::{self, encode_batch, Compression, FrameKind, RecordRef};
+use outpost_core::hlc::Hlc;
+use outpost_core::sync::proto::{SkipReason, SyncMsg, TopicStatus};
+use outpost_core::types::NodeId;
+
+fn records(n: usize, value: &[u8]) -> Vec<(u64, Vec<u8>)> {
+    (0..n).map(|i| ((1 << 20) + i as u64, [value, &i.to_le_bytes()].concat())).collect()
+}
+
+fn batch_bytes(compression: Compression) -> Vec<u8> {
+    let recs = records(20, &[b'x'; 64]);
+    let refs: Vec<RecordRef<'_>> = recs
+        .iter()
+        .enumerate()
+        .map(|(i, (h, v))| RecordRef { hlc: Hlc(*h << 16), key: (i % 2 == 0).then_some(b"k".as_slice()), value: v })
+        .collect();
+    let mut out = Vec::new();
+    encode_batch(NodeId(7), 100, &refs, compression, &mut out);
+    out
+}
+
+/// `(target, seed name, bytes)` for every target.
+pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
+    let mut v = Vec::new();
+    let raw = batch_bytes(Compression::None);
+    let zstd = batch_bytes(Compression::Zstd);
+    v.push(("batch", "raw", raw.clone()));
+    v.push(("batch", "zstd", zstd.clone()));
+    let mut log_frame = Vec::new();
+    outpost_core::log::encode_log_frame(0, &raw, &mut log_frame);
+    v.push(("frame", "log-batch", log_frame.clone()));
+    let mut reset = Vec::new();
+    codec::encode_frame(FrameKind::SyncReset, &[9; 8], &mut reset);
+    v.push(("frame", "reset", reset));
+    let mut segment = log_frame;
+    outpost_core::log::encode_log_frame(100, &zstd, &mut segment);
+    v.push(("log_scan", "two-frames", segment.clone()));
+    v.push(("log_scan", "torn", segment[..segment.len() - 7].to_vec()));
+    let mut meta = Vec::new();
+    outpost_core::meta::encode_record(1_767_225_600_000, &mut meta);
+    outpost_core::meta::encode_record(1_767_225_610_000, &mut meta);
+    v.push(("meta_bound", "two-bounds", meta));
+    let hlc = Hlc(1_767_225_600_000 << 16);
+    let msgs = [
+        (
+            "hello",
+            SyncMsg::Hello { origin: NodeId(7), session: 1, hlc, topics: vec!["events".into(), "pos.tx".into()] },
+        ),
+        (
+            "welcome",
+            SyncMsg::Welcome {
+                session: 1,
+                hlc,
+                topics: vec![("events".into(), TopicStatus::Accepted, 5), ("x".into(), TopicStatus::UnknownTopic, 0)],
+            },
+        ),
+        ("data", SyncMsg::Data { session: 1, hlc, topic: "events".into(), batches: vec![raw.clone(), zstd] }),
+        ("ack", SyncMsg::Ack { session: 1, hlc, topic: "events".into(), next_seq: 120, expected: 120 }),
+        ("reset", SyncMsg::Reset { session: 1 }),
+        (
+            "skip",
+            SyncMsg::Skip { session: 1, hlc, topic: "events".into(), from: 3, to: 9, reason: SkipReason::Evicted },
+        ),
+    ];
+    for (name, m) in msgs {
+        let mut out = Vec::new();
+        m.encode(&mut out);
+        v.push(("sync_msg", name, out));
+    }
+    v.push(("config", "edge", include_bytes!("../../config/edge.toml").to_vec()));
+    v.push(("config", "gateway", include_bytes!("../../config/gateway.toml").to_vec()));
+    v.push(("scenario", "vehicle-offline", include_bytes!("../../scenarios/vehicle-offline.toml").to_vec()));
+    v.push(("scenario", "disk-full", include_bytes!("../../scenarios/disk-full.toml").to_vec()));
+    v.push((
+        "http_request",
+        "produce-json-batch",
+        b"POST /v1/topics/events/records HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 45\r\n\r\n{\"records\":[{\"value\":\"a\"},{\"value\":{\"b\":1}}]}".to_vec(),
+    ));
+    v.push((
+        "http_request",
+        "fetch",
+        b"GET /v1/topics/events/records?from=3&max=10&max_bytes=100 HTTP/1.1\r\nhost: x\r\n\r\n".to_vec(),
+    ));
+    v.push((
+        "http_request",
+        "produce-raw-keyed",
+        b"POST /v1/topics/a%2Eb/records?key=k HTTP/1.0\r\nOutpost-Key: k2\r\ncontent-length: 3\r\n\r\nabc".to_vec(),
+    ));
+    use outpost::binproto::{self, Code, Record, Request, Response};
+    let reqs = [
+        ("produce", Request::Produce { topic: "events".into(), key: Some(b"k".to_vec()), value: b"v".to_vec() }),
+        ("fetch", Request::Fetch { topic: "events".into(), from: 3, max_records: 10, max_bytes: 1000 }),
+    ];
+    for (name, r) in reqs {
+        let mut out = Vec::new();
+        binproto::encode_request(1, &r, &mut out);
+        v.push(("binary_request", name, out[4..].to_vec()));
+    }
+    let resps = [
+        ("acked", Response::Acked { seq: 1, hlc: hlc.0 }),
+        ("error", Response::Error { code: Code::Busy, retryable: true, message: "full".into() }),
+        (
+            "records",
+            Response::Records {
+                next: 2,
+                durable_end: 5,
+                records: vec![Record { seq: 1, origin: 7, origin_seq: 1, hlc: hlc.0, key: None, value: b"v".to_vec() }],
+            },
+        ),
+    ];
+    for (name, r) in resps {
+        let mut out = Vec::new();
+        binproto::encode_response(9, &r, &mut out);
+        v.push(("binary_response", name, out[4..].to_vec()));
+    }
+    let mut hello = Vec::new();
+    outpost::peer::encode_hello(
+        &outpost::peer::PeerHello { name: "kiosk-7".into(), token: "s3cret".into() },
+        &mut hello,
+    );
+    v.push(("peer_handshake", "hello", hello));
+    let mut answer = Vec::new();
+    outpost::peer::encode_answer(outpost::peer::Verdict::Unauthorized, "gateway", "wrong token", &mut answer);
+    v.push(("peer_handshake", "answer", answer));
+    v
+}
