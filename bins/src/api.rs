@@ -14,13 +14,19 @@ pub const FETCH_RECORDS_DEFAULT: u32 = 100;
 /// Records one fetch returns at most.
 pub const FETCH_RECORDS_MAX: u32 = 10_000;
 
-/// What a request asks for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Call {
+/// A view of the node's state, answered from one status snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Show {
     Health,
     Metrics,
     Topics,
     Status,
+}
+
+/// What a request asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Call {
+    Show(Show),
     /// `batch`: the body was `{"records": [...]}` and the answer lists each result.
     Produce {
         topic: String,
@@ -106,10 +112,10 @@ pub fn route(req: &Request) -> Result<Call, Response> {
     let parts: Vec<&str> = req.path.trim_end_matches('/').split('/').skip(1).collect();
     let method = req.method.as_str();
     let call = match (method, parts.as_slice()) {
-        ("GET", ["health"]) => Call::Health,
-        ("GET", ["metrics"]) => Call::Metrics,
-        ("GET", ["v1", "topics"]) => Call::Topics,
-        ("GET", ["v1", "admin", "status"]) => Call::Status,
+        ("GET", ["health"]) => Call::Show(Show::Health),
+        ("GET", ["metrics"]) => Call::Show(Show::Metrics),
+        ("GET", ["v1", "topics"]) => Call::Show(Show::Topics),
+        ("GET", ["v1", "admin", "status"]) => Call::Show(Show::Status),
         ("POST", ["v1", "admin", "sync", cmd]) => match *cmd {
             "pause" => Call::Control(Control::PauseSync),
             "resume" => Call::Control(Control::ResumeSync),
@@ -142,6 +148,25 @@ pub fn route(req: &Request) -> Result<Call, Response> {
         }
     };
     Ok(call)
+}
+
+/// The answer to a view of the node's state, from one snapshot.
+pub fn show_http(show: Show, s: &crate::status::Status) -> Response {
+    match show {
+        Show::Health => {
+            let (state, reasons) = crate::status::health(s);
+            let code = if state == "unhealthy" { 503 } else { 200 };
+            Response::json(code, &json!({ "status": state, "reasons": reasons, "node": s.node, "role": s.role }))
+        }
+        Show::Metrics => Response::text(200, "text/plain; version=0.0.4", crate::status::render_metrics(s)),
+        Show::Status => Response::json(200, &serde_json::to_value(s).expect("status serializes")),
+        Show::Topics => Response::json(200, &json!({ "topics": s.topics })),
+    }
+}
+
+/// The answer to an operator's sync command, once the node has it.
+pub fn control_http(c: Control) -> Response {
+    Response::json(200, &json!({ "ok": true, "command": format!("{c:?}") }))
 }
 
 /// The answer to a request for a topic this node does not have.
@@ -239,7 +264,8 @@ fn text_or_hex(bytes: &[u8], field: &str) -> (String, Value) {
     }
 }
 
-pub fn fetch_http(result: &Result<Fetched, FetchError>, names: &dyn Fn(u64) -> String) -> Response {
+/// `names`: node names by id; an origin not in it shows as `n<id>`.
+pub fn fetch_http(result: &Result<Fetched, FetchError>, names: &std::collections::BTreeMap<u64, String>) -> Response {
     match result {
         Ok(f) => {
             let records: Vec<Value> = f
@@ -248,7 +274,8 @@ pub fn fetch_http(result: &Result<Fetched, FetchError>, names: &dyn Fn(u64) -> S
                 .map(|r| {
                     let mut o = serde_json::Map::new();
                     o.insert("offset".into(), r.seq.into());
-                    o.insert("origin".into(), names(r.origin.0).into());
+                    let origin = names.get(&r.origin.0).cloned().unwrap_or_else(|| r.origin.to_string());
+                    o.insert("origin".into(), origin.into());
                     o.insert("origin_seq".into(), r.origin_seq.into());
                     o.insert("hlc".into(), r.hlc.to_string().into());
                     if let Some(k) = &r.key {

@@ -20,7 +20,7 @@ use crate::driver::{Driver, Effects, Identity};
 use crate::http;
 use crate::limits::{self, ShellBudget, BINARY_IN_FLIGHT_MAX, IDLE_TIMEOUT, PEER_IDLE_TIMEOUT, READ_CHUNK};
 use crate::peer::{self, PeerHello, Verdict};
-use crate::status::{self, Link, PeerLink};
+use crate::status::{Link, PeerLink};
 use crate::store::Store;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
@@ -395,18 +395,7 @@ impl Lite {
         };
         let status = || self.driver.status(self.link());
         Some(match call {
-            Call::Health => {
-                let s = status();
-                let (state, reasons) = status::health(&s);
-                let code = if state == "unhealthy" { 503 } else { 200 };
-                http::Response::json(
-                    code,
-                    &serde_json::json!({ "status": state, "reasons": reasons, "node": s.node, "role": s.role }),
-                )
-            }
-            Call::Metrics => http::Response::text(200, "text/plain; version=0.0.4", status::render_metrics(&status())),
-            Call::Status => http::Response::json(200, &serde_json::to_value(status()).expect("status serializes")),
-            Call::Topics => http::Response::json(200, &serde_json::json!({ "topics": status().topics })),
+            Call::Show(show) => api::show_http(show, &status()),
             Call::Control(ctl) => {
                 if let (outpost_core::io::Control::SyncNow, Some(u)) = (ctl, &mut self.uplink) {
                     if let LinkState::Idle { retry_at } = &mut u.state {
@@ -414,7 +403,7 @@ impl Lite {
                     }
                 }
                 self.driver.control(ctl, &mut self.fx);
-                http::Response::json(200, &serde_json::json!({ "ok": true, "command": format!("{ctl:?}") }))
+                api::control_http(ctl)
             }
             Call::Produce { topic, records, batch } => {
                 let Some(&idx) = self.topics.get(&topic) else {
@@ -448,7 +437,7 @@ impl Lite {
                     self.driver.identity.names.iter().map(|(k, v)| (k.0, v.clone())).collect();
                 let outbox = self.outbox.clone();
                 let reply = Box::new(move |r| {
-                    let resp = api::fetch_http(&r, &|id| names.get(&id).cloned().unwrap_or_else(|| format!("n{id}")));
+                    let resp = api::fetch_http(&r, &names);
                     let mut out = Vec::new();
                     http::Response { close, ..resp }.encode(&mut out);
                     outbox.lock().expect("not poisoned").push((token, out, Done::Http { close }));

@@ -13,7 +13,7 @@ use crate::config::Settings;
 use crate::driver::{Driver, Effects, Identity};
 use crate::http;
 use crate::peer::{self, PeerHello, Verdict};
-use crate::status::{self, Link, PeerLink, Status};
+use crate::status::{Link, PeerLink, Status};
 use crate::store::Store;
 use outpost_core::io::{
     Control, DiskError, DiskOpId, DiskRequest, DiskResponse, FetchError, Fetched, ProduceAck, ProduceError,
@@ -753,34 +753,15 @@ async fn answer_http(req: &http::Request, api: &Api) -> http::Response {
     };
     let unavailable = || http::Response::error(503, "stopping", true, "the node is stopping");
     match call {
-        Call::Health => match api.status().await {
-            Some(s) => {
-                let (state, reasons) = status::health(&s);
-                let code = if state == "unhealthy" { 503 } else { 200 };
-                http::Response::json(
-                    code,
-                    &serde_json::json!({ "status": state, "reasons": reasons, "node": s.node, "role": s.role }),
-                )
-            }
-            None => unavailable(),
-        },
-        Call::Metrics => match api.status().await {
-            Some(s) => http::Response::text(200, "text/plain; version=0.0.4", status::render_metrics(&s)),
-            None => unavailable(),
-        },
-        Call::Status => match api.status().await {
-            Some(s) => http::Response::json(200, &serde_json::to_value(&s).expect("status serializes")),
-            None => unavailable(),
-        },
-        Call::Topics => match api.status().await {
-            Some(s) => http::Response::json(200, &serde_json::json!({ "topics": s.topics })),
+        Call::Show(show) => match api.status().await {
+            Some(s) => api::show_http(show, &s),
             None => unavailable(),
         },
         Call::Control(c) => {
             if api.node.send(Cmd::Control(c)).await.is_err() {
                 return unavailable();
             }
-            http::Response::json(200, &serde_json::json!({ "ok": true, "command": format!("{c:?}") }))
+            api::control_http(c)
         }
         Call::Produce { topic, records, batch } => {
             let idx = match api.topic(&topic) {
@@ -812,7 +793,7 @@ async fn answer_http(req: &http::Request, api: &Api) -> http::Response {
             };
             let result = api.fetch(idx, from, max_records, max_bytes.min(api.budget.fetch_bytes_max)).await;
             let names = api.names.lock().expect("not poisoned").clone();
-            api::fetch_http(&result, &|id| names.get(&id).cloned().unwrap_or_else(|| format!("n{id}")))
+            api::fetch_http(&result, &names)
         }
     }
 }
