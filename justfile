@@ -192,3 +192,7 @@ fuzz target secs="60":
     mkdir -p target/fuzz-corpus/{{target}}
     # Without LTO: fat LTO drops the sanitizer-coverage symbols ASan's module destructors use.
     CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 cargo +nightly fuzz run {{target}} --fuzz-dir fuzz --features libfuzzer target/fuzz-corpus/{{target}} fuzz/corpus/{{target}} -- -max_total_time={{secs}}
+
+# Fuzz every target (or those named) for `secs` seconds each, `jobs` at a time; one summary line per target (docs/FUZZING.md).
+fuzz-all secs="600" jobs="2" *targets:
+    fuzz/run-all.sh {{secs}} {{jobs}} {{targets}}

@@ -4,6 +4,7 @@
 //! valid checksum. `fuzz_targets/*.rs` hand libFuzzer's inputs to these, and
 //! `tests/corpora.rs` replays every committed corpus through them in `cargo test`.
 
+pub mod recovery;
 pub mod seeds;
 
 use outpost_core::codec::{self, BatchDecoder, BatchEncoder, BatchHeader, Compression, DecodedBatch, RecordRef};
@@ -19,6 +20,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("batch", batch),
     ("sync_msg", sync_msg),
     ("log_scan", log_scan),
+    ("recovery", recovery::recovery),
     ("meta_bound", meta_bound),
     ("config", config),
     ("scenario", scenario),

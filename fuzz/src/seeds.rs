@@ -126,5 +126,32 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let mut answer = Vec::new();
     outpost::peer::encode_answer(outpost::peer::Verdict::Unauthorized, "gateway", "wrong token", &mut answer);
     v.push(("peer_handshake", "answer", answer));
+    recovery_seeds(&mut v);
     v
+}
+
+/// Data directories a node wrote: whole, with a torn tail, with a flipped byte mid-log.
+fn recovery_seeds(v: &mut Vec<(&'static str, &'static str, Vec<u8>)>) {
+    use crate::recovery::{encode_files, Files, Harness};
+    use outpost_core::io::FileId;
+    use outpost_core::types::TopicIdx;
+    let mut h = Harness::boot(Files::new());
+    for i in 0..60u16 {
+        let value = format!("reading {i} {}", "x".repeat(i as usize % 40));
+        h.produce(TopicIdx(i % 2), value.as_bytes()).expect("an empty node takes records");
+    }
+    let files = h.files;
+    let whole = encode_files(&files).expect("small files");
+    let last = *files.keys().rfind(|f| matches!(f, FileId::Segment { .. })).expect("a segment");
+    let mut torn = files.clone();
+    let t = torn.get_mut(&last).expect("exists");
+    t.truncate(t.len() - 5);
+    let first = *files.keys().find(|f| matches!(f, FileId::Segment { .. })).expect("a segment");
+    let mut flipped = files.clone();
+    let f = flipped.get_mut(&first).expect("exists");
+    let mid = f.len() / 2;
+    f[mid] ^= 0x10;
+    v.push(("recovery", "whole", whole));
+    v.push(("recovery", "torn", encode_files(&torn).expect("small files")));
+    v.push(("recovery", "flipped", encode_files(&flipped).expect("small files")));
 }
