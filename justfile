@@ -196,3 +196,12 @@ fuzz target secs="60":
 # Fuzz every target (or those named) for `secs` seconds each, `jobs` at a time; one summary line per target (docs/FUZZING.md).
 fuzz-all secs="600" jobs="2" *targets:
     fuzz/run-all.sh {{secs}} {{jobs}} {{targets}}
+
+# The criterion suite over the core (codec, log, sync, whole pipeline); reports in target/criterion.
+bench *args:
+    cargo bench -p outpost-bench --bench core -- {{args}}
+
+# A real edge and gateway on loopback under load from K producers (`bench-e2e --help`); e.g. just bench-e2e --pin-edge 0 --mode offline
+bench-e2e *args:
+    cargo build --release -p outpost -p outpost-bench
+    ./target/release/bench-e2e {{args}}

@@ -1,0 +1,108 @@
+//! The criterion suite: the codec, the log through the core alone, sync, and the whole core
+//! pipeline, over the zero-latency storage and link of `outpost_bench`. Figures and how to
+//! read them: docs/PERFORMANCE.md. Run with `cargo bench -p outpost-bench`.
+
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use outpost_bench::Site;
+use outpost_core::codec::{encode_batch, BatchDecoder, Compression, DecodedBatch, RecordRef};
+use outpost_core::hlc::Hlc;
+use outpost_core::io::{Control, Input};
+use outpost_core::types::NodeId;
+use std::hint::black_box;
+
+/// Records per batch in the codec benchmarks.
+const BATCH: usize = 100;
+/// Records per run in the node benchmarks.
+const RECORDS: u64 = 20_000;
+/// Produces in flight at once, as from a client with a window of requests.
+const WINDOW: u64 = 1024;
+
+/// A value of `len` bytes that looks like telemetry: a JSON object with changing numbers,
+/// padded with text, so that compression has about as much to do as on real records.
+fn value(i: usize, len: usize) -> Vec<u8> {
+    let x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+    let mut v =
+        format!(r#"{{"sensor":{},"seq":{i},"temp_c":{}.{},"state":"ok","note":""#, i % 17, x % 90, x % 10).into_bytes();
+    v.extend(b"nominal reading, no alarms raised ".iter().cycle().take(len.saturating_sub(v.len() + 2)));
+    v.extend_from_slice(b"\"}");
+    v.truncate(len);
+    v
+}
+
+fn codec(c: &mut Criterion) {
+    let mut group = c.benchmark_group("codec");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    for len in [100, 1024] {
+        let values: Vec<Vec<u8>> = (0..BATCH).map(|i| value(i, len)).collect();
+        let records: Vec<RecordRef<'_>> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| RecordRef { hlc: Hlc((1_767_225_600_000 << 16) + i as u64), key: None, value: v })
+            .collect();
+        for (name, compression) in [("raw", Compression::None), ("zstd", Compression::Zstd)] {
+            let id = format!("{len}B/{name}");
+            let mut out = Vec::with_capacity(BATCH * (len + 16));
+            group.bench_function(BenchmarkId::new("encode", &id), |b| {
+                b.iter(|| {
+                    out.clear();
+                    encode_batch(NodeId(7), 0, black_box(&records), compression, &mut out);
+                })
+            });
+            let mut encoded = Vec::new();
+            encode_batch(NodeId(7), 0, &records, compression, &mut encoded);
+            let mut decoder = BatchDecoder::new();
+            group.bench_function(BenchmarkId::new("decode", &id), |b| {
+                b.iter(|| {
+                    let batch = DecodedBatch::decode_with(black_box(&encoded), &mut decoder).expect("valid");
+                    batch.records().map(|r| r.value.len()).sum::<usize>()
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn node(c: &mut Criterion) {
+    let mut group = c.benchmark_group("node");
+    group.throughput(Throughput::Elements(RECORDS));
+    group.sample_size(20);
+    let v100 = value(0, 100);
+    // Produce → group commit → durable acknowledgement, through the core alone.
+    group.bench_function("log_append/100B", |b| {
+        b.iter_batched(
+            Site::edge_only,
+            |mut site| site.produce_durably(RECORDS, &v100, WINDOW),
+            BatchSize::PerIteration,
+        )
+    });
+    // Records already durable at the edge: sync reads them, builds batches, the gateway
+    // applies them and acknowledges.
+    group.bench_function("sync_build_apply/100B", |b| {
+        b.iter_batched(
+            || {
+                let mut site = Site::with_gateway();
+                site.edge.node.handle(site.now, Input::Control(Control::PauseSync));
+                site.produce_durably(RECORDS, &v100, WINDOW);
+                site.edge.node.handle(site.now, Input::Control(Control::ResumeSync));
+                site
+            },
+            |mut site| site.sync_all(),
+            BatchSize::PerIteration,
+        )
+    });
+    // The whole core: produce → durable at the edge → synced → acknowledged by the gateway.
+    group.bench_function("pipeline/100B", |b| {
+        b.iter_batched(
+            Site::with_gateway,
+            |mut site| {
+                site.produce_durably(RECORDS, &v100, WINDOW);
+                site.sync_all();
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, codec, node);
+criterion_main!(benches);
