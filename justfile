@@ -201,6 +201,11 @@ fuzz-all secs="600" jobs="2" *targets:
 bench *args:
     cargo bench -p outpost-bench --bench core -- {{args}}
 
+# Durable ingest through the core on one thread to real files with fdatasync (RECORDS SIZE WINDOW); pin it: taskset -c 0
+bench-ingest *args:
+    cargo build --release -p outpost-bench
+    ./target/release/bench-ingest {{args}}
+
 # A real edge and gateway on loopback under load from K producers (`bench-e2e --help`); e.g. just bench-e2e --pin-edge 0 --mode offline
 bench-e2e *args:
     cargo build --release -p outpost -p outpost-bench

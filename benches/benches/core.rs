@@ -3,7 +3,7 @@
 //! read them: docs/PERFORMANCE.md. Run with `cargo bench -p outpost-bench`.
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
-use outpost_bench::Site;
+use outpost_bench::{telemetry_value as value, telemetry_values, Site};
 use outpost_core::codec::{encode_batch, BatchDecoder, Compression, DecodedBatch, RecordRef};
 use outpost_core::hlc::Hlc;
 use outpost_core::io::{Control, Input};
@@ -16,18 +16,6 @@ const BATCH: usize = 100;
 const RECORDS: u64 = 20_000;
 /// Produces in flight at once, as from a client with a window of requests.
 const WINDOW: u64 = 1024;
-
-/// A value of `len` bytes that looks like telemetry: a JSON object with changing numbers,
-/// padded with text, so that compression has about as much to do as on real records.
-fn value(i: usize, len: usize) -> Vec<u8> {
-    let x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
-    let mut v =
-        format!(r#"{{"sensor":{},"seq":{i},"temp_c":{}.{},"state":"ok","note":""#, i % 17, x % 90, x % 10).into_bytes();
-    v.extend(b"nominal reading, no alarms raised ".iter().cycle().take(len.saturating_sub(v.len() + 2)));
-    v.extend_from_slice(b"\"}");
-    v.truncate(len);
-    v
-}
 
 fn codec(c: &mut Criterion) {
     let mut group = c.benchmark_group("codec");
@@ -66,7 +54,7 @@ fn node(c: &mut Criterion) {
     let mut group = c.benchmark_group("node");
     group.throughput(Throughput::Elements(RECORDS));
     group.sample_size(20);
-    let v100 = value(0, 100);
+    let v100 = telemetry_values(1024, 100);
     // Produce → group commit → durable acknowledgement, through the core alone.
     group.bench_function("log_append/100B", |b| {
         b.iter_batched(

@@ -17,14 +17,19 @@ const START: Now = Now { mono: Instant(1_000_000_000), wall_ms: 1_767_225_600_00
 /// takes, so that timers (batch linger, retransmits) fire as often as they would.
 const ROUND: Duration = Duration(100_000);
 
-/// Files in memory; every request completes at once and in order.
+/// Storage that performs a request at once, in order.
+pub trait Disk {
+    fn perform(&mut self, req: DiskRequest) -> Result<DiskResponse, DiskError>;
+}
+
+/// Files in memory.
 #[derive(Default)]
 pub struct MemDisk {
     files: BTreeMap<FileId, Vec<u8>>,
 }
 
-impl MemDisk {
-    pub fn perform(&mut self, req: DiskRequest) -> Result<DiskResponse, DiskError> {
+impl Disk for MemDisk {
+    fn perform(&mut self, req: DiskRequest) -> Result<DiskResponse, DiskError> {
         match req {
             DiskRequest::List => {
                 Ok(DiskResponse::Listed(self.files.iter().map(|(f, b)| (*f, b.len() as u64)).collect()))
@@ -49,16 +54,39 @@ impl MemDisk {
             }
         }
     }
+}
 
-    pub fn bytes(&self) -> u64 {
-        self.files.values().map(|b| b.len() as u64).sum()
+/// The daemon's storage: real files, fdatasync on every `Sync`.
+impl Disk for outpost::store::Store {
+    fn perform(&mut self, req: DiskRequest) -> Result<DiskResponse, DiskError> {
+        outpost::store::Store::perform(self, &req)
     }
+}
+
+/// A value of `len` bytes that looks like telemetry: a JSON object with changing numbers,
+/// padded with text, so that compression has about as much to do as on real records.
+pub fn telemetry_value(i: usize, len: usize) -> Vec<u8> {
+    let x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+    let mut v =
+        format!(r#"{{"sensor":{},"seq":{i},"temp_c":{}.{},"state":"ok","note":""#, i % 17, x % 90, x % 10).into_bytes();
+    v.extend(b"nominal reading, no alarms raised ".iter().cycle().take(len.saturating_sub(v.len() + 2)));
+    v.extend_from_slice(b"\"}");
+    v.truncate(len);
+    v
+}
+
+/// `n` different telemetry values of `len` bytes, for producers to take in turn.
+pub fn telemetry_values(n: usize, len: usize) -> Vec<Vec<u8>> {
+    (0..n).map(|i| telemetry_value(i, len)).collect()
 }
 
 /// One node and its storage.
 pub struct Host {
     pub node: Node,
-    pub disk: MemDisk,
+    pub disk: Box<dyn Disk>,
+    /// Storage requests performed, and of them `Sync`s (fsyncs, on real files).
+    pub requests: u64,
+    pub syncs: u64,
 }
 
 /// What a round of [`Site::step`] saw.
@@ -92,22 +120,29 @@ fn config(id: NodeId, role: Role, sync: SyncDirection) -> NodeConfig {
 impl Site {
     /// A lone edge whose topic stays local: the log alone.
     pub fn edge_only() -> Site {
-        Site::boot(SyncDirection::Local)
+        Site::boot(SyncDirection::Local, Box::<MemDisk>::default())
+    }
+
+    /// The same over `disk` (real files: durable ingest with fsync, no network).
+    pub fn edge_only_on(disk: Box<dyn Disk>) -> Site {
+        Site::boot(SyncDirection::Local, disk)
     }
 
     /// An edge whose topic syncs up, and its gateway.
     pub fn with_gateway() -> Site {
-        Site::boot(SyncDirection::EdgeToCloud)
+        Site::boot(SyncDirection::EdgeToCloud, Box::<MemDisk>::default())
     }
 
-    fn boot(sync: SyncDirection) -> Site {
-        let host = |id, role| Host {
+    fn boot(sync: SyncDirection, edge_disk: Box<dyn Disk>) -> Site {
+        let host = |id: NodeId, role, disk| Host {
             node: Node::new(config(id, role, sync), NodeSeed(id.0), START),
-            disk: MemDisk::default(),
+            disk,
+            requests: 0,
+            syncs: 0,
         };
         let mut site = Site {
-            edge: host(EDGE, Role::Edge),
-            gateway: sync.goes_up().then(|| host(GATEWAY, Role::Gateway)),
+            edge: host(EDGE, Role::Edge, edge_disk),
+            gateway: sync.goes_up().then(|| host(GATEWAY, Role::Gateway, Box::<MemDisk>::default())),
             now: START,
             counts: Counts::default(),
             next_req: 0,
@@ -118,24 +153,27 @@ impl Site {
         site
     }
 
-    /// Hands `n` produces of `value` to the edge at once (a window of requests in flight).
-    pub fn produce(&mut self, n: u64, value: &[u8]) {
+    /// Hands `n` produces to the edge at once (a window of requests in flight); the values
+    /// are taken from `values` in turn.
+    pub fn produce(&mut self, n: u64, values: &[Vec<u8>]) {
         for _ in 0..n {
             self.next_req += 1;
+            let value = &values[self.next_req as usize % values.len()];
             let input =
                 Input::Produce { req: ReqId(self.next_req), topic: TopicIdx(0), key: None, value: value.to_vec() };
             self.edge.node.handle(self.now, input);
         }
     }
 
-    /// Produces `n` records of `value`, `window` at a time, until the edge acknowledged all.
-    pub fn produce_durably(&mut self, n: u64, value: &[u8], window: u64) {
+    /// Produces `n` records (values from `values` in turn), `window` at a time, until the
+    /// edge acknowledged all.
+    pub fn produce_durably(&mut self, n: u64, values: &[Vec<u8>], window: u64) {
         let target = self.counts.acked + n;
         let mut handed = 0;
         while self.counts.acked < target {
             let in_flight = handed - (self.counts.acked + self.counts.busy - (target - n));
             let more = window.saturating_sub(in_flight).min(n - handed);
-            self.produce(more, value);
+            self.produce(more, values);
             handed += more;
             self.step();
             // A refused produce is handed in again.
@@ -178,6 +216,8 @@ impl Site {
             any = true;
             match o {
                 Output::Disk { id, req } => {
+                    host.requests += 1;
+                    host.syncs += u64::from(matches!(req, DiskRequest::Sync { .. }));
                     let result = host.disk.perform(req);
                     host.node.handle(now, Input::DiskDone { id, result });
                 }
