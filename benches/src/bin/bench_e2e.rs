@@ -210,11 +210,8 @@ fn produce(addr: SocketAddr, producer: u64, records: u64, size: usize, window: u
     let mut in_flight: VecDeque<(u32, u64, u64)> = VecDeque::with_capacity(window);
     let mut resend: VecDeque<u64> = VecDeque::new();
     let mut next = 0u64;
-    let value = |i: u64| {
-        let mut v = vec![b'.'; size];
-        v[..8].copy_from_slice(&(producer << 40 | i).to_le_bytes());
-        v
-    };
+    let values = outpost_bench::telemetry_values(1024, size);
+    let value = |i: u64| values[(producer * 7 + i) as usize % values.len()].clone();
     while (out.acks.len() as u64) < records {
         while in_flight.len() < window {
             let i = match resend.pop_front() {
