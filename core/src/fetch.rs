@@ -162,7 +162,14 @@ impl Fetches {
         for f in &frames {
             if f.end() > p.next && f.base < seg_end {
                 let Ok(batch) = DecodedBatch::decode_with(f.batch, dec) else {
-                    return reply(fx, req, Err(FetchError::Storage(format!("undecodable batch at seq {}", f.base))));
+                    // A checksum that holds around records that do not decode (a bug wrote
+                    // them, or someone crafted them: fuzz target `recovery`): the records are
+                    // lost as if the checksum had failed, and a consumer must be able to
+                    // step past them. Records gathered so far go out first.
+                    if !p.records.is_empty() {
+                        return reply(fx, req, Ok(Fetched { records: p.records, next: p.next, durable_end }));
+                    }
+                    return reply(fx, req, Err(FetchError::Corrupted { from: p.next, to: f.end().min(seg_end) }));
                 };
                 let (origin, origin_base) = (batch.header.origin, batch.header.base_seq);
                 for ((seq, origin_seq), r) in (f.base..).zip(origin_base..).zip(batch.records()) {

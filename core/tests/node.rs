@@ -286,6 +286,32 @@ fn recover_after_flip(at: impl Fn(&[(usize, usize)]) -> usize, mask: u8) {
 }
 
 #[test]
+fn a_fetch_steps_past_a_checksum_valid_frame_whose_records_do_not_decode() {
+    // Fuzz target `recovery` (fuzz/corpus/recovery/crash-5d788ead…): such a frame made
+    // every fetch from its offset fail with a storage error, so a consumer could never
+    // get past it. Now it is reported like a frame that fails its checksum.
+    let (mut disk, seg, frames) = twenty_records();
+    let (pos, len) = frames[5];
+    let file = disk.files.get_mut(&seg).expect("exists");
+    let mut payload = outpost_core::codec::decode_frame(&file[pos..pos + len]).expect("valid").0.payload.to_vec();
+    // The records section starts after the log offset (8 bytes) and the batch header.
+    let section = 8 + outpost_core::codec::BATCH_HEADER_LEN;
+    payload[section..].fill(0xFF);
+    let mut forged = Vec::new();
+    outpost_core::codec::encode_frame(outpost_core::codec::FrameKind::LogBatch, &payload, &mut forged);
+    assert_eq!(forged.len(), len);
+    file[pos..pos + len].copy_from_slice(&forged);
+    let mut h = Harness::start(disk);
+    h.run_disk(|_| false);
+    assert!(h.node.is_running());
+    let f = h.fetch(1, 3, 100, 1 << 20).expect("in range");
+    assert_eq!((f.records.len(), f.next), (2, 5), "records before the damage come first");
+    assert_eq!(h.fetch(2, 5, 100, 1 << 20), Err(FetchError::Corrupted { from: 5, to: 6 }));
+    let f = h.fetch(3, 6, 100, 1 << 20).expect("in range");
+    assert_eq!(f.records.iter().map(|r| r.seq).collect::<Vec<_>>(), (6..20).collect::<Vec<_>>());
+}
+
+#[test]
 fn a_cut_tail_moves_the_sequence_past_anything_the_cut_bytes_could_hold() {
     let (mut disk, seg, frames) = twenty_records();
     let len = disk.files[&seg].len();
