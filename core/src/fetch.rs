@@ -9,8 +9,12 @@
 //! record, at most `max_bytes` of keys and values (counting
 //! [`FETCH_RECORD_OVERHEAD`] more per record, so that many empty records cannot pass
 //! the memory budget); at most `fetch.in_flight_max` fetches are in flight, and
-//! `max_bytes` is capped at `fetch.bytes_max`. Segments have no offset index yet, so
-//! a fetch scans its segment from the start up to `from` (bounded by the segment size).
+//! `max_bytes` is capped at `fetch.bytes_max`. Segments have no offset index; a fetch
+//! starts where the last fetch of the topic stopped if `from` lies at or after it in the
+//! same segment (a consumer reading on: one cursor per topic), and otherwise scans its
+//! segment from the start up to `from` (bounded by the segment size). Profiling
+//! `bench-e2e` found the gateway spending most of a drain re-reading and re-checksumming
+//! segments from their start for a consumer that fetched on from where it stopped.
 
 use crate::codec::{BatchDecoder, DecodedBatch, MAX_BATCH_RECORDS};
 use crate::config::FetchConfig;
@@ -37,10 +41,27 @@ struct Pending {
     searching: bool,
 }
 
-/// Fetches in flight.
+/// Where the last fetch of a topic stopped: the start of a frame that is durable, in
+/// segment `base`. Segments are append-only while a node runs (a rollback cuts only what
+/// was never durable; segments are deleted whole), so it stays a frame boundary for as
+/// long as the segment exists.
+#[derive(Clone, Copy, Debug)]
+struct Cursor {
+    base: u64,
+    pos: u64,
+    offset: u64,
+}
+
+/// What a topic's cursor costs at most, counted with the fetch results (a map entry with
+/// its share of the map's nodes).
+pub const CURSOR_BYTES: u64 = 128;
+const _: () = assert!(std::mem::size_of::<Cursor>() as u64 + 8 <= CURSOR_BYTES / 2);
+
+/// Fetches in flight, and one cursor per topic.
 #[derive(Debug, Default)]
 pub struct Fetches {
     pending: BTreeMap<ReqId, Pending>,
+    cursors: BTreeMap<TopicIdx, Cursor>,
 }
 
 fn reply(fx: &mut Fx, req: ReqId, result: Result<Fetched, FetchError>) {
@@ -73,11 +94,15 @@ impl Fetches {
             return reply(fx, req, Err(FetchError::Busy { in_flight: self.pending.len() }));
         }
         let seg = log.segment_for(from).expect("from is within start..durable_end");
+        let (pos, offset) = match self.cursors.get(&topic) {
+            Some(c) if c.base == seg.base && c.offset <= from => (c.pos, c.offset),
+            _ => (0, seg.base),
+        };
         let p = Pending {
             topic,
             base: seg.base,
-            pos: 0,
-            offset: seg.base,
+            pos,
+            offset,
             max_records: (max_records as usize).min(MAX_BATCH_RECORDS),
             max_bytes: max_bytes.min(cfg.bytes_max) as usize,
             bytes: 0,
@@ -97,10 +122,12 @@ impl Fetches {
     /// Heap bytes of the records gathered by fetches in flight.
     pub fn held_bytes(&self) -> u64 {
         let per = std::mem::size_of::<Pending>() as u64 + 64;
-        self.pending
+        let pending: u64 = self
+            .pending
             .values()
             .map(|p| per + p.bytes as u64 + (p.records.capacity() * std::mem::size_of::<FetchedRecord>()) as u64)
-            .sum()
+            .sum();
+        pending + self.cursors.len() as u64 * CURSOR_BYTES
     }
 
     /// The topic of fetch `req`, if it is in flight.
@@ -160,7 +187,12 @@ impl Fetches {
         let stop = log::scan(bytes, p.pos, p.offset, |f| frames.push(f));
         let mut full = false;
         for f in &frames {
-            if f.end() > p.next && f.base < seg_end {
+            if f.base >= seg_end {
+                // Not durable yet: a rollback may still cut it, so neither read it nor
+                // move the cursor past it.
+                break;
+            }
+            if f.end() > p.next {
                 let Ok(batch) = DecodedBatch::decode_with(f.batch, dec) else {
                     // A checksum that holds around records that do not decode (a bug wrote
                     // them, or someone crafted them: fuzz target `recovery`): the records are
@@ -202,7 +234,11 @@ impl Fetches {
         let done = full || p.next >= seg_end;
         let damaged = stop.as_ref().and_then(|st| st.damaged_at(seg.len)).filter(|&pos| pos == p.pos);
         match stop {
-            _ if done => reply(fx, req, Ok(Fetched { records: p.records, next: p.next, durable_end })),
+            _ if done => {
+                // `pos`/`offset` point at the first frame not wholly returned.
+                self.cursors.insert(p.topic, Cursor { base: p.base, pos: p.pos, offset: p.offset });
+                reply(fx, req, Ok(Fetched { records: p.records, next: p.next, durable_end }))
+            }
             // Records already gathered go out first; the next fetch meets the damage.
             _ if damaged.is_some() && !p.records.is_empty() => {
                 reply(fx, req, Ok(Fetched { records: p.records, next: p.next, durable_end }))

@@ -233,7 +233,7 @@ impl MemoryPlan {
         // commit in flight, which may have doubled its vectors.
         max.set(MemoryPart::GatewayPending, 2 * gw_pending + gw_slack);
         max.set(MemoryPart::SyncHeld, up * held_max);
-        max.set(MemoryPart::FetchResults, fetches * fetch_max);
+        max.set(MemoryPart::FetchResults, fetches * fetch_max + topics * crate::fetch::CURSOR_BYTES);
         // A gateway copies accepted batches into the commit, adding a frame header to each
         // (a batch is at least 33 bytes, its frame header 20).
         let writes = if edge { pending + topics * 4 * LOG_FRAME_MIN as u64 } else { gw_pending / 2 * 3 };

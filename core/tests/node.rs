@@ -201,6 +201,42 @@ fn fetch_reads_durable_records_by_offset_range() {
 }
 
 #[test]
+fn a_consumer_reading_on_is_not_made_to_rescan_its_segment_from_the_start() {
+    let mut h = Harness::start(MemDisk::default());
+    h.run_disk(|_| false);
+    for r in 0..100u64 {
+        h.produce(r, format!("value {r}").as_bytes());
+        h.run_disk(|_| false);
+    }
+    let reads_from = |h: &mut Harness, req: u64, from: u64| {
+        let mut offsets = Vec::new();
+        h.node.handle(
+            NOW,
+            Input::Fetch { req: ReqId(req), topic: TopicIdx(0), from, max_records: 10, max_bytes: 1 << 20 },
+        );
+        h.drain();
+        h.run_disk(|r| {
+            if let DiskRequest::Read { offset, .. } = r {
+                offsets.push(*offset);
+            }
+            false
+        });
+        let (_, f) = h.fetched.pop().expect("answered");
+        (f.expect("in range"), offsets)
+    };
+    let (f, offsets) = reads_from(&mut h, 1000, 0);
+    assert_eq!((f.next, offsets), (10, vec![0]));
+    // Reading on: from where the last fetch stopped, not from the start of the segment.
+    let (f, offsets) = reads_from(&mut h, 1001, 10);
+    assert_eq!(f.records.iter().map(|r| r.value.clone()).collect::<Vec<_>>()[0], b"value 10");
+    assert!(offsets.len() == 1 && offsets[0] > 0, "read from the cursor: {offsets:?}");
+    // Going back: from the start again, and the right records.
+    let (f, offsets) = reads_from(&mut h, 1002, 3);
+    assert_eq!((f.records[0].seq, offsets), (3, vec![0]));
+    assert_eq!(f.records[0].value, b"value 3");
+}
+
+#[test]
 fn fetch_never_returns_a_record_that_is_not_durable() {
     let mut h = Harness::start(MemDisk::default());
     h.run_disk(|_| false);
