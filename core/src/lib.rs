@@ -13,12 +13,14 @@
 
 pub mod codec;
 pub mod config;
+pub mod detector;
 pub mod fetch;
 pub mod hlc;
 pub mod io;
 pub mod log;
 pub mod meta;
 pub mod node;
+pub mod raft;
 pub mod resources;
 pub mod sync;
 pub mod types;

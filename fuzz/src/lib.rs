@@ -9,6 +9,7 @@ pub mod seeds;
 
 use outpost_core::codec::{self, BatchDecoder, BatchEncoder, BatchHeader, Compression, DecodedBatch, RecordRef};
 use outpost_core::config::Role;
+use outpost_core::raft::wire;
 use outpost_core::sync::proto::SyncMsg;
 
 /// A target's body: must not panic on any input.
@@ -19,6 +20,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("frame", frame),
     ("batch", batch),
     ("sync_msg", sync_msg),
+    ("raft_message", raft_message),
     ("log_scan", log_scan),
     ("recovery", recovery::recovery),
     ("meta_bound", meta_bound),
@@ -60,6 +62,16 @@ pub fn sync_msg(data: &[u8]) {
         let mut out = Vec::new();
         m.encode(&mut out);
         assert_eq!(SyncMsg::decode(&out).as_ref(), Ok(&m), "a decoded message round-trips");
+    }
+}
+
+/// A Raft message (`raft::wire`): decodes, and re-encodes to the same bytes (the encoding
+/// is canonical: one encoding per message, and the decoder accepts no other).
+pub fn raft_message(data: &[u8]) {
+    if let Ok(env) = wire::decode(data) {
+        let mut out = Vec::new();
+        wire::encode(&env, &mut out);
+        assert_eq!(out, data, "a decoded raft message re-encodes to its bytes");
     }
 }
 

@@ -4,6 +4,7 @@
 
 use outpost_core::codec::{self, encode_batch, Compression, FrameKind, RecordRef};
 use outpost_core::hlc::Hlc;
+use outpost_core::raft::{wire, Entry, EntryKind, Envelope, Message};
 use outpost_core::sync::proto::{SkipReason, SyncMsg, TopicStatus};
 use outpost_core::types::NodeId;
 
@@ -71,6 +72,7 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         m.encode(&mut out);
         v.push(("sync_msg", name, out));
     }
+    raft_seeds(&mut v);
     v.push(("config", "edge", include_bytes!("../../config/edge.toml").to_vec()));
     v.push(("config", "gateway", include_bytes!("../../config/gateway.toml").to_vec()));
     v.push(("scenario", "vehicle-offline", include_bytes!("../../scenarios/vehicle-offline.toml").to_vec()));
@@ -128,6 +130,31 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     v.push(("peer_handshake", "answer", answer));
     recovery_seeds(&mut v);
     v
+}
+
+/// Raft messages: an Append with both entry kinds (and a heartbeat-like empty one), and
+/// one of every other kind.
+fn raft_seeds(v: &mut Vec<(&'static str, &'static str, Vec<u8>)>) {
+    let entries = vec![
+        Entry { term: 2, index: 8, kind: EntryKind::Command(b"set door=open".to_vec()) },
+        Entry { term: 3, index: 9, kind: EntryKind::Noop },
+        Entry { term: 3, index: 10, kind: EntryKind::Command(vec![0x80; 130]) },
+    ];
+    let msgs = [
+        ("append", Message::Append { prev_index: 7, prev_term: 2, entries, commit: 6 }),
+        ("append-empty", Message::Append { prev_index: 10, prev_term: 3, entries: vec![], commit: 10 }),
+        ("append-resp", Message::AppendResp { accepted: false, index: 7, hint: 5 }),
+        ("pre-vote", Message::PreVote { last_index: 10, last_term: 3 }),
+        ("vote", Message::Vote { last_index: 10, last_term: 3, transfer: true }),
+        ("vote-resp", Message::VoteResp { granted: true }),
+        ("heartbeat", Message::Heartbeat { commit: 10, read_seq: 4 }),
+        ("timeout-now", Message::TimeoutNow),
+    ];
+    for (name, msg) in msgs {
+        let mut out = Vec::new();
+        wire::encode(&Envelope { from: NodeId(1), to: NodeId(2), term: 3, msg }, &mut out);
+        v.push(("raft_message", name, out));
+    }
 }
 
 /// Data directories a node wrote: whole, with a torn tail, with a flipped byte mid-log.

@@ -1,0 +1,1071 @@
+//! Raft for a site cluster, sans-IO.
+//!
+//! [`Raft`] is one member of a group. The driver feeds it messages ([`Raft::step`]),
+//! timeouts ([`Raft::tick`]), proposals ([`Raft::propose`]), linearizable read requests
+//! ([`Raft::read_index`]) and storage completions ([`Raft::persisted`]); it drains
+//! [`Raft::poll_action`] and asks [`Raft::poll_timeout`] when to tick next, the same
+//! driver's rule as [`crate::Node`].
+//!
+//! Built here: leader election with randomized timeouts drawn from the member's seed,
+//! pre-vote, check-quorum, log replication with batching and pipelining, commit and apply,
+//! leader transfer, and ReadIndex reads. Not built yet (issue 3): snapshots and log
+//! compaction, membership change, lease reads, and the wiring into [`crate::Node`].
+//!
+//! # What must be durable before what
+//!
+//! Every change to the term, the vote or the log is handed to the driver as one
+//! [`Action::Persist`] per step, numbered in order. Messages produced while any persist is
+//! outstanding are **held inside `Raft`** until the driver reports, by
+//! [`Raft::persisted`], that the write they may depend on completed (its fsync returned).
+//! So a vote is never granted, an append never acknowledged, and a new term never
+//! announced before it is durable: the rule is enforced here, not left to the driver. The
+//! driver must perform persists in the order issued and report them in that order
+//! (asserted).
+//!
+//! A member applies an entry only once it is both committed and durable in its own log,
+//! and the leader counts itself toward a quorum only with its durable entries.
+//!
+//! # Trust
+//!
+//! Members trust each other: they are authenticated devices of one site, and Raft is not
+//! Byzantine-tolerant. Bytes from the network are decoded and checked by [`wire::decode`];
+//! a well-formed message that breaks the protocol (a leader contradicting a committed
+//! entry, an acknowledgement beyond the leader's log) trips an assertion, as any other
+//! broken invariant.
+//!
+//! # Liveness choices
+//!
+//! - **Pre-vote**: a member whose election timer fires first asks the others whether they
+//!   would vote for it in the next term, without raising its own term. A member that
+//!   heard from a leader within `election_timeout_min` says no. So a member that was cut
+//!   off and rejoins does not depose a working leader.
+//! - **Check-quorum**: a leader that has not heard from a majority (itself included)
+//!   within `election_timeout_min` steps down, so a leader on the minority side of a
+//!   partition stops accepting proposals. Its lease is the same window.
+
+mod progress;
+pub mod wire;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt;
+
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+use crate::types::{Duration, Instant, NodeId};
+use progress::Progress;
+
+/// A Raft term.
+pub type Term = u64;
+/// A position in the Raft log. The first entry has index 1; index 0 is the empty prefix.
+pub type Index = u64;
+
+/// The limits and timings of one Raft group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RaftConfig {
+    /// A follower that hears no leader for a time drawn uniformly from
+    /// `[election_timeout_min, election_timeout_max)` starts a pre-vote.
+    pub election_timeout_min: Duration,
+    pub election_timeout_max: Duration,
+    /// How often a leader sends heartbeats. Well below `election_timeout_min`.
+    pub heartbeat_interval: Duration,
+    /// The most entries one append message carries.
+    pub append_entries_max: usize,
+    /// The most entry bytes one append message carries (at least one entry is sent).
+    pub append_bytes_max: usize,
+    /// Append messages sent to one follower and not yet answered (pipelining).
+    pub inflight_appends_max: usize,
+    /// Bytes of entries a leader holds uncommitted before it refuses proposals.
+    pub uncommitted_bytes_max: usize,
+    /// ReadIndex requests a leader holds at once.
+    pub pending_reads_max: usize,
+}
+
+impl Default for RaftConfig {
+    fn default() -> Self {
+        RaftConfig {
+            election_timeout_min: Duration::from_millis(1000),
+            election_timeout_max: Duration::from_millis(2000),
+            heartbeat_interval: Duration::from_millis(100),
+            append_entries_max: 256,
+            append_bytes_max: 256 << 10,
+            inflight_appends_max: 4,
+            uncommitted_bytes_max: 4 << 20,
+            pending_reads_max: 256,
+        }
+    }
+}
+
+impl RaftConfig {
+    /// Checks the relations the algorithm relies on; the error names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.election_timeout_min >= self.election_timeout_max {
+            return Err("raft.election_timeout_min must be below raft.election_timeout_max".into());
+        }
+        if self.heartbeat_interval.as_nanos() == 0
+            || self.heartbeat_interval.as_nanos() * 2 > self.election_timeout_min.as_nanos()
+        {
+            return Err(
+                "raft.heartbeat_interval must be above zero and at most half of raft.election_timeout_min".into()
+            );
+        }
+        if self.append_entries_max > wire::ENTRIES_PER_MESSAGE_MAX {
+            return Err(format!(
+                "raft.append_entries_max must be at most {} (what one message may carry)",
+                wire::ENTRIES_PER_MESSAGE_MAX
+            ));
+        }
+        if self.append_entries_max == 0 || self.append_bytes_max == 0 {
+            return Err("raft.append_entries_max and raft.append_bytes_max must be above zero".into());
+        }
+        if self.inflight_appends_max == 0 || self.pending_reads_max == 0 {
+            return Err("raft.inflight_appends_max and raft.pending_reads_max must be above zero".into());
+        }
+        if self.uncommitted_bytes_max == 0 {
+            return Err("raft.uncommitted_bytes_max must be above zero".into());
+        }
+        Ok(())
+    }
+}
+
+/// What must survive a crash besides the log: the current term and the vote in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct HardState {
+    pub term: Term,
+    pub vote: Option<NodeId>,
+}
+
+/// One log entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub term: Term,
+    pub index: Index,
+    pub kind: EntryKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    /// Appended by every new leader, so that it can commit entries of earlier terms
+    /// (Raft §5.4.2) and serve ReadIndex reads.
+    Noop,
+    /// An application command, opaque to Raft.
+    Command(Vec<u8>),
+}
+
+impl Entry {
+    /// Bytes this entry counts for toward the append and uncommitted limits.
+    pub fn size(&self) -> usize {
+        const HEADER: usize = 24;
+        match &self.kind {
+            EntryKind::Noop => HEADER,
+            EntryKind::Command(data) => HEADER + data.len(),
+        }
+    }
+}
+
+/// A message between two members. `term` is the sender's term, except in a pre-vote and
+/// a granted pre-vote answer, where it is the term the sender would campaign in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    pub from: NodeId,
+    pub to: NodeId,
+    pub term: Term,
+    pub msg: Message,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    PreVote {
+        last_index: Index,
+        last_term: Term,
+    },
+    PreVoteResp {
+        granted: bool,
+    },
+    /// `transfer`: sent after a leader's `TimeoutNow`, so it may break a lease.
+    Vote {
+        last_index: Index,
+        last_term: Term,
+        transfer: bool,
+    },
+    VoteResp {
+        granted: bool,
+    },
+    Append {
+        prev_index: Index,
+        prev_term: Term,
+        entries: Vec<Entry>,
+        commit: Index,
+    },
+    /// Accepted: `index` is the follower's new match. Refused: `index` is the refused
+    /// `prev_index` and `hint` the follower's last index, where the leader probes next.
+    AppendResp {
+        accepted: bool,
+        index: Index,
+        hint: Index,
+    },
+    /// `commit` is at most what the follower is known to match; `read_seq` numbers the
+    /// heartbeat round so ReadIndex requests can count acknowledgements.
+    Heartbeat {
+        commit: Index,
+        read_seq: u64,
+    },
+    HeartbeatResp {
+        read_seq: u64,
+    },
+    /// From a leader handing over: campaign now, without pre-vote.
+    TimeoutNow,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Follower,
+    PreCandidate,
+    Candidate,
+    Leader,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Follower => "follower",
+            Role::PreCandidate => "pre-candidate",
+            Role::Candidate => "candidate",
+            Role::Leader => "leader",
+        })
+    }
+}
+
+/// One write the driver must make durable: first drop every stored entry with index
+/// `>= truncate_from` (if set), then append `entries` (contiguous, following the stored
+/// log), then store `hard_state` (if set); then sync, then call [`Raft::persisted`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Persist {
+    pub id: u64,
+    pub hard_state: Option<HardState>,
+    pub truncate_from: Option<Index>,
+    pub entries: Vec<Entry>,
+}
+
+/// What the driver must do, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    Persist(Persist),
+    Send(Envelope),
+    /// A committed entry, durable on this member; each index exactly once, in order.
+    Apply(Entry),
+    /// The read `ctx` may be served once entries up to `index` are applied.
+    ReadReady {
+        ctx: u64,
+        index: Index,
+    },
+    /// The read `ctx` cannot be confirmed: this member stopped leading. Retry elsewhere.
+    ReadFailed {
+        ctx: u64,
+    },
+    RoleChanged {
+        role: Role,
+        term: Term,
+        leader: Option<NodeId>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProposeError {
+    NotLeader {
+        leader: Option<NodeId>,
+    },
+    /// Retryable: the leader holds `uncommitted_bytes` not yet committed.
+    Busy {
+        uncommitted_bytes: usize,
+        limit: usize,
+    },
+    /// Retryable: leadership is being handed to `to`.
+    Transferring {
+        to: NodeId,
+    },
+    /// Not retryable: one command may be at most `limit` bytes.
+    TooLarge {
+        bytes: usize,
+        limit: usize,
+    },
+}
+
+impl fmt::Display for ProposeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProposeError::NotLeader { leader: Some(l) } => write!(f, "not the leader; the leader is {l}"),
+            ProposeError::NotLeader { leader: None } => write!(f, "not the leader, and no leader is known"),
+            ProposeError::Busy { uncommitted_bytes, limit } => {
+                write!(f, "busy: {uncommitted_bytes} bytes uncommitted of {limit}; retry shortly")
+            }
+            ProposeError::Transferring { to } => write!(f, "leadership is moving to {to}; retry there"),
+            ProposeError::TooLarge { bytes, limit } => {
+                write!(f, "command of {bytes} bytes is above the limit of {limit}; split it")
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadError {
+    NotLeader {
+        leader: Option<NodeId>,
+    },
+    /// Retryable: a new leader has not yet committed an entry of its term.
+    NotReady,
+    /// Retryable: `pending_reads_max` reads are waiting.
+    Busy,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransferError {
+    NotLeader,
+    UnknownMember(NodeId),
+    ToSelf,
+}
+
+#[derive(Debug)]
+struct PendingRead {
+    ctx: u64,
+    index: Index,
+    read_seq: u64,
+}
+
+/// One member of a Raft group. See the module docs for the driver's contract.
+#[derive(Debug)]
+pub struct Raft {
+    id: NodeId,
+    cfg: RaftConfig,
+    /// Every voting member, this one included.
+    voters: BTreeSet<NodeId>,
+    rng: Xoshiro256PlusPlus,
+    now: Instant,
+
+    hard: HardState,
+    /// Entries 1..=log.len(); `log[i]` has index `i + 1`.
+    log: Vec<Entry>,
+    commit: Index,
+    applied: Index,
+
+    role: Role,
+    leader: Option<NodeId>,
+    election_deadline: Instant,
+    leader_heard_at: Option<Instant>,
+    votes: BTreeMap<NodeId, bool>,
+
+    progress: BTreeMap<NodeId, Progress>,
+    heartbeat_due: Instant,
+    quorum_check_due: Instant,
+    transfer: Option<(NodeId, Instant)>,
+    reads: VecDeque<PendingRead>,
+    read_seq: u64,
+    uncommitted_bytes: usize,
+
+    persist_issued: u64,
+    persist_done: u64,
+    /// For each persist issued and not completed: the last log index it makes durable.
+    persist_last: VecDeque<(u64, Index)>,
+    durable_last: Index,
+    hard_dirty: bool,
+    log_dirty_from: Option<Index>,
+    truncated_from: Option<Index>,
+
+    step_sends: Vec<Envelope>,
+    held: VecDeque<(u64, Envelope)>,
+    out: VecDeque<Action>,
+    reported: (Role, Term, Option<NodeId>),
+}
+
+impl Raft {
+    /// A member restarting from what its storage holds (`hard`, and the durable `log`
+    /// from index 1). A new member passes `HardState::default()` and an empty log.
+    pub fn new(
+        id: NodeId,
+        voters: BTreeSet<NodeId>,
+        cfg: RaftConfig,
+        seed: u64,
+        now: Instant,
+        hard: HardState,
+        log: Vec<Entry>,
+    ) -> Raft {
+        assert!(voters.contains(&id), "{id} is not among the voters {voters:?}");
+        cfg.validate().expect("raft config validated by the caller");
+        for (i, e) in log.iter().enumerate() {
+            assert_eq!(e.index, i as Index + 1, "stored raft log is not contiguous from 1");
+            assert!(
+                e.term <= hard.term,
+                "stored entry {} has term {} above the stored term {}",
+                e.index,
+                e.term,
+                hard.term
+            );
+            if i > 0 {
+                assert!(e.term >= log[i - 1].term, "stored raft log terms decrease at {}", e.index);
+            }
+        }
+        let durable_last = log.len() as Index;
+        let mut raft = Raft {
+            id,
+            cfg,
+            voters,
+            rng: Xoshiro256PlusPlus::seed_from_u64(seed),
+            now,
+            hard,
+            log,
+            commit: 0,
+            applied: 0,
+            role: Role::Follower,
+            leader: None,
+            election_deadline: now,
+            leader_heard_at: None,
+            votes: BTreeMap::new(),
+            progress: BTreeMap::new(),
+            heartbeat_due: now,
+            quorum_check_due: now,
+            transfer: None,
+            reads: VecDeque::new(),
+            read_seq: 0,
+            uncommitted_bytes: 0,
+            persist_issued: 0,
+            persist_done: 0,
+            persist_last: VecDeque::new(),
+            durable_last,
+            hard_dirty: false,
+            log_dirty_from: None,
+            truncated_from: None,
+            step_sends: Vec::new(),
+            held: VecDeque::new(),
+            out: VecDeque::new(),
+            reported: (Role::Follower, hard.term, None),
+        };
+        raft.reset_election_deadline();
+        raft
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+    pub fn role(&self) -> Role {
+        self.role
+    }
+    pub fn term(&self) -> Term {
+        self.hard.term
+    }
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+    pub fn commit_index(&self) -> Index {
+        self.commit
+    }
+    pub fn last_index(&self) -> Index {
+        self.log.len() as Index
+    }
+    pub fn voters(&self) -> &BTreeSet<NodeId> {
+        &self.voters
+    }
+    /// The entry at `index`, durable or not.
+    pub fn entry(&self, index: Index) -> Option<&Entry> {
+        index.checked_sub(1).and_then(|i| self.log.get(i as usize))
+    }
+    /// When this member last heard from a leader (a leader: now).
+    pub fn leader_heard_at(&self) -> Option<Instant> {
+        if self.role == Role::Leader {
+            return Some(self.now);
+        }
+        self.leader_heard_at
+    }
+
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.out.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.role == Role::Leader {
+            let mut t = self.heartbeat_due.min(self.quorum_check_due);
+            if let Some((_, deadline)) = self.transfer {
+                t = t.min(deadline);
+            }
+            Some(t)
+        } else {
+            Some(self.election_deadline)
+        }
+    }
+
+    /// Runs the timers that are due at `now`.
+    pub fn tick(&mut self, now: Instant) {
+        self.advance_clock(now);
+        if self.role == Role::Leader {
+            self.tick_leader();
+        } else if now >= self.election_deadline {
+            self.pre_campaign();
+        }
+        self.finish_step();
+    }
+
+    /// Proposes a command. On success, the entry's (term, index): it is committed if and
+    /// only if an [`Action::Apply`] later carries an entry with this index *and* term.
+    pub fn propose(&mut self, now: Instant, data: Vec<u8>) -> Result<(Term, Index), ProposeError> {
+        self.advance_clock(now);
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader { leader: self.leader });
+        }
+        if let Some((to, _)) = self.transfer {
+            return Err(ProposeError::Transferring { to });
+        }
+        if data.len() > wire::COMMAND_BYTES_MAX {
+            return Err(ProposeError::TooLarge { bytes: data.len(), limit: wire::COMMAND_BYTES_MAX });
+        }
+        let entry = Entry { term: self.hard.term, index: self.last_index() + 1, kind: EntryKind::Command(data) };
+        if self.uncommitted_bytes > 0 && self.uncommitted_bytes + entry.size() > self.cfg.uncommitted_bytes_max {
+            return Err(ProposeError::Busy {
+                uncommitted_bytes: self.uncommitted_bytes,
+                limit: self.cfg.uncommitted_bytes_max,
+            });
+        }
+        let at = (entry.term, entry.index);
+        self.leader_append(entry);
+        self.finish_step();
+        Ok(at)
+    }
+
+    /// Starts a linearizable read: [`Action::ReadReady`] with `ctx` follows once a
+    /// majority confirmed this member still leads (Raft §6.4, ReadIndex).
+    pub fn read_index(&mut self, now: Instant, ctx: u64) -> Result<(), ReadError> {
+        self.advance_clock(now);
+        if self.role != Role::Leader {
+            return Err(ReadError::NotLeader { leader: self.leader });
+        }
+        if self.term_at(self.commit) != Some(self.hard.term) {
+            return Err(ReadError::NotReady);
+        }
+        if self.reads.len() >= self.cfg.pending_reads_max {
+            return Err(ReadError::Busy);
+        }
+        self.read_seq += 1;
+        self.reads.push_back(PendingRead { ctx, index: self.commit, read_seq: self.read_seq });
+        self.broadcast_heartbeat();
+        self.advance_reads();
+        self.finish_step();
+        Ok(())
+    }
+
+    /// Hands leadership to `to` once its log is caught up (Raft thesis §3.10). Proposals
+    /// are refused meanwhile; the attempt ends after `election_timeout_max`.
+    pub fn transfer_leader(&mut self, now: Instant, to: NodeId) -> Result<(), TransferError> {
+        self.advance_clock(now);
+        if self.role != Role::Leader {
+            return Err(TransferError::NotLeader);
+        }
+        if to == self.id {
+            return Err(TransferError::ToSelf);
+        }
+        if !self.voters.contains(&to) {
+            return Err(TransferError::UnknownMember(to));
+        }
+        self.transfer = Some((to, now.saturating_add(self.cfg.election_timeout_max)));
+        self.maybe_send_timeout_now(to);
+        self.send_append(to);
+        self.finish_step();
+        Ok(())
+    }
+
+    /// The driver completed [`Persist`] `id` (its sync returned).
+    pub fn persisted(&mut self, now: Instant, id: u64) {
+        self.advance_clock(now);
+        assert_eq!(id, self.persist_done + 1, "raft persists must complete in the order issued");
+        let (front, last) = self.persist_last.pop_front().expect("a persist is outstanding");
+        assert_eq!(front, id);
+        self.persist_done = id;
+        self.durable_last = last;
+        while self.held.front().is_some_and(|(need, _)| *need <= id) {
+            let (_, env) = self.held.pop_front().expect("checked");
+            self.out.push_back(Action::Send(env));
+        }
+        if self.role == Role::Leader {
+            self.maybe_commit();
+        }
+        self.finish_step();
+    }
+
+    /// Handles a message from another member.
+    pub fn step(&mut self, now: Instant, env: Envelope) {
+        self.advance_clock(now);
+        if env.to != self.id || env.from == self.id || !self.voters.contains(&env.from) {
+            return;
+        }
+        if self.accept_term(&env) {
+            self.dispatch(env);
+        }
+        self.finish_step();
+    }
+
+    fn advance_clock(&mut self, now: Instant) {
+        assert!(now >= self.now, "time went backwards");
+        self.now = now;
+    }
+
+    /// Applies the term rules of Raft §5.1 (with the pre-vote and lease exceptions);
+    /// returns whether the message should be handled further.
+    fn accept_term(&mut self, env: &Envelope) -> bool {
+        use Message::*;
+        if env.term > self.hard.term {
+            match env.msg {
+                // A pre-vote names a term its sender has not entered; it changes nothing.
+                PreVote { .. } | PreVoteResp { granted: true } => true,
+                Vote { transfer, .. } if self.in_lease() && !transfer => false,
+                Append { .. } | Heartbeat { .. } | TimeoutNow => {
+                    self.become_follower(env.term, Some(env.from));
+                    true
+                }
+                _ => {
+                    self.become_follower(env.term, None);
+                    true
+                }
+            }
+        } else if env.term < self.hard.term {
+            match env.msg {
+                // Tell a stale leader or pre-candidate the newer term so it steps down.
+                Append { .. } | Heartbeat { .. } => {
+                    let hint = self.last_index();
+                    self.send(env.from, Message::AppendResp { accepted: false, index: 0, hint });
+                }
+                PreVote { .. } => self.send(env.from, Message::PreVoteResp { granted: false }),
+                _ => {}
+            }
+            false
+        } else {
+            true
+        }
+    }
+
+    fn dispatch(&mut self, env: Envelope) {
+        let from = env.from;
+        match env.msg {
+            Message::PreVote { last_index, last_term } => {
+                let granted =
+                    env.term > self.hard.term && !self.in_lease() && self.log_up_to_date(last_index, last_term);
+                let term = if granted { env.term } else { self.hard.term };
+                self.send_with_term(from, term, Message::PreVoteResp { granted });
+            }
+            Message::PreVoteResp { granted } => {
+                if self.role == Role::PreCandidate && (!granted || env.term == self.hard.term + 1) {
+                    self.count_vote(from, granted);
+                }
+            }
+            Message::Vote { last_index, last_term, .. } => self.on_vote(from, last_index, last_term),
+            Message::VoteResp { granted } => {
+                if self.role == Role::Candidate {
+                    self.count_vote(from, granted);
+                }
+            }
+            Message::Append { prev_index, prev_term, entries, commit } => {
+                self.follow(from);
+                self.on_append(from, prev_index, prev_term, entries, commit);
+            }
+            Message::AppendResp { accepted, index, hint } => {
+                if self.role == Role::Leader {
+                    self.on_append_resp(from, accepted, index, hint);
+                }
+            }
+            Message::Heartbeat { commit, read_seq } => {
+                self.follow(from);
+                let commit = commit.min(self.last_index());
+                if commit > self.commit {
+                    self.commit = commit;
+                }
+                self.send(from, Message::HeartbeatResp { read_seq });
+            }
+            Message::HeartbeatResp { read_seq } => {
+                if self.role == Role::Leader {
+                    self.on_heartbeat_resp(from, read_seq);
+                }
+            }
+            Message::TimeoutNow => {
+                if self.role != Role::Leader {
+                    self.campaign(true);
+                }
+            }
+        }
+    }
+
+    /// A follower that heard its leader within `election_timeout_min` refuses to help
+    /// depose it; a leader is in its lease while check-quorum keeps it leading.
+    fn in_lease(&self) -> bool {
+        match self.role {
+            Role::Leader => true,
+            _ => {
+                self.leader.is_some()
+                    && self.leader_heard_at.is_some_and(|t| self.now < t.saturating_add(self.cfg.election_timeout_min))
+            }
+        }
+    }
+
+    /// Raft §5.4.1: a candidate's log is at least as up to date as ours.
+    fn log_up_to_date(&self, last_index: Index, last_term: Term) -> bool {
+        let my_term = self.last_term();
+        last_term > my_term || (last_term == my_term && last_index >= self.last_index())
+    }
+
+    fn on_vote(&mut self, from: NodeId, last_index: Index, last_term: Term) {
+        let can_vote = self.hard.vote == Some(from) || (self.hard.vote.is_none() && self.leader.is_none());
+        let granted = self.role == Role::Follower && can_vote && self.log_up_to_date(last_index, last_term);
+        if granted {
+            self.hard.vote = Some(from);
+            self.hard_dirty = true;
+            self.reset_election_deadline();
+        }
+        self.send(from, Message::VoteResp { granted });
+    }
+
+    fn follow(&mut self, leader: NodeId) {
+        if self.role != Role::Follower || self.leader != Some(leader) {
+            assert!(self.role != Role::Leader, "two leaders in term {}: {} and {leader}", self.hard.term, self.id);
+            self.become_follower(self.hard.term, Some(leader));
+        }
+        self.leader_heard_at = Some(self.now);
+        self.reset_election_deadline();
+    }
+
+    fn on_append(&mut self, from: NodeId, prev_index: Index, prev_term: Term, entries: Vec<Entry>, commit: Index) {
+        if prev_index > self.last_index() || self.term_at(prev_index) != Some(prev_term) {
+            assert!(
+                prev_index > self.commit || prev_index > self.last_index(),
+                "{}: leader {from} disagrees with committed entry {prev_index}",
+                self.id
+            );
+            let hint = self.last_index().min(prev_index.saturating_sub(1));
+            self.send(from, Message::AppendResp { accepted: false, index: prev_index, hint });
+            return;
+        }
+        let mut expected = prev_index + 1;
+        for entry in entries {
+            assert_eq!(entry.index, expected, "append entries are not contiguous");
+            expected += 1;
+            match self.term_at(entry.index) {
+                Some(t) if t == entry.term => continue,
+                Some(_) => self.truncate_from(entry.index),
+                None => {}
+            }
+            self.append(entry);
+        }
+        let last_new = expected - 1;
+        let commit = commit.min(last_new);
+        if commit > self.commit {
+            self.commit = commit;
+        }
+        self.send(from, Message::AppendResp { accepted: true, index: last_new, hint: 0 });
+    }
+
+    fn on_append_resp(&mut self, from: NodeId, accepted: bool, index: Index, hint: Index) {
+        let last = self.last_index();
+        let Some(pr) = self.progress.get_mut(&from) else { return };
+        pr.recent_active = true;
+        if accepted {
+            assert!(index <= last, "{from} acknowledged entry {index} beyond the leader's log");
+            if pr.on_accepted(index) {
+                self.maybe_commit();
+                self.maybe_send_timeout_now(from);
+            }
+        } else if !pr.on_refused(index, hint) {
+            return;
+        }
+        self.send_append(from);
+    }
+
+    fn on_heartbeat_resp(&mut self, from: NodeId, read_seq: u64) {
+        let last = self.last_index();
+        let Some(pr) = self.progress.get_mut(&from) else { return };
+        pr.recent_active = true;
+        pr.read_seq_acked = pr.read_seq_acked.max(read_seq);
+        pr.probe_paused = false;
+        let behind = pr.matched < last;
+        self.advance_reads();
+        if behind {
+            self.send_append(from);
+        }
+    }
+
+    fn tick_leader(&mut self) {
+        if self.now >= self.quorum_check_due {
+            self.quorum_check_due = self.now.saturating_add(self.cfg.election_timeout_min);
+            let active = 1 + self.progress.values().filter(|p| p.recent_active).count();
+            if active < self.quorum() {
+                self.become_follower(self.hard.term, None);
+                return;
+            }
+            self.progress.values_mut().for_each(|p| p.recent_active = false);
+        }
+        if let Some((_, deadline)) = self.transfer {
+            if self.now >= deadline {
+                self.transfer = None;
+            }
+        }
+        if self.now >= self.heartbeat_due {
+            self.heartbeat_due = self.now.saturating_add(self.cfg.heartbeat_interval);
+            for pr in self.progress.values_mut() {
+                pr.on_heartbeat_tick();
+            }
+            self.broadcast_heartbeat();
+            let peers: Vec<NodeId> = self.progress.keys().copied().collect();
+            for peer in peers {
+                self.send_append(peer);
+            }
+        }
+    }
+
+    fn broadcast_heartbeat(&mut self) {
+        let peers: Vec<(NodeId, Index)> = self.progress.iter().map(|(id, p)| (*id, p.matched)).collect();
+        for (peer, matched) in peers {
+            let commit = matched.min(self.commit);
+            self.send(peer, Message::Heartbeat { commit, read_seq: self.read_seq });
+        }
+    }
+
+    fn pre_campaign(&mut self) {
+        self.role = Role::PreCandidate;
+        self.leader = None;
+        self.votes.clear();
+        self.reset_election_deadline();
+        let (last_index, last_term) = (self.last_index(), self.last_term());
+        let term = self.hard.term + 1;
+        for peer in self.peers() {
+            self.send_with_term(peer, term, Message::PreVote { last_index, last_term });
+        }
+        self.count_vote(self.id, true);
+    }
+
+    fn campaign(&mut self, transfer: bool) {
+        self.hard.term += 1;
+        self.hard.vote = Some(self.id);
+        self.hard_dirty = true;
+        self.role = Role::Candidate;
+        self.leader = None;
+        self.votes.clear();
+        self.reset_election_deadline();
+        let (last_index, last_term) = (self.last_index(), self.last_term());
+        for peer in self.peers() {
+            self.send(peer, Message::Vote { last_index, last_term, transfer });
+        }
+        self.count_vote(self.id, true);
+    }
+
+    fn count_vote(&mut self, from: NodeId, granted: bool) {
+        self.votes.insert(from, granted);
+        let yes = self.votes.values().filter(|g| **g).count();
+        let no = self.votes.len() - yes;
+        if yes >= self.quorum() {
+            match self.role {
+                Role::PreCandidate => self.campaign(false),
+                Role::Candidate => self.become_leader(),
+                _ => unreachable!("votes are counted only by candidates"),
+            }
+        } else if no >= self.quorum() {
+            self.become_follower(self.hard.term, None);
+        }
+    }
+
+    fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        assert!(term >= self.hard.term, "terms never decrease");
+        if term > self.hard.term {
+            self.hard.term = term;
+            self.hard.vote = None;
+            self.hard_dirty = true;
+        }
+        self.role = Role::Follower;
+        self.leader = leader;
+        self.votes.clear();
+        self.progress.clear();
+        self.transfer = None;
+        self.uncommitted_bytes = 0;
+        while let Some(read) = self.reads.pop_front() {
+            self.out.push_back(Action::ReadFailed { ctx: read.ctx });
+        }
+        self.reset_election_deadline();
+    }
+
+    fn become_leader(&mut self) {
+        assert_eq!(self.role, Role::Candidate);
+        assert_eq!(self.hard.vote, Some(self.id));
+        self.role = Role::Leader;
+        self.leader = Some(self.id);
+        self.votes.clear();
+        let next = self.last_index() + 1;
+        self.progress = self.peers().into_iter().map(|p| (p, Progress::new(next))).collect();
+        self.heartbeat_due = self.now.saturating_add(self.cfg.heartbeat_interval);
+        self.quorum_check_due = self.now.saturating_add(self.cfg.election_timeout_min);
+        self.uncommitted_bytes = self.log[self.commit as usize..].iter().map(Entry::size).sum();
+        let noop = Entry { term: self.hard.term, index: next, kind: EntryKind::Noop };
+        self.leader_append(noop);
+    }
+
+    fn leader_append(&mut self, entry: Entry) {
+        self.uncommitted_bytes += entry.size();
+        self.append(entry);
+        for peer in self.peers() {
+            self.send_append(peer);
+        }
+    }
+
+    /// Sends `to` what its progress allows: one probe, or entries up to the pipeline limit.
+    fn send_append(&mut self, to: NodeId) {
+        let last = self.last_index();
+        let Some(pr) = self.progress.get(&to) else { return };
+        if !pr.may_send(last, self.cfg.inflight_appends_max) {
+            return;
+        }
+        let prev_index = pr.next - 1;
+        let prev_term = self.term_at(prev_index).expect("next is within the leader's log");
+        let mut entries = Vec::new();
+        let mut bytes = 0;
+        for e in &self.log[prev_index as usize..] {
+            if entries.len() == self.cfg.append_entries_max
+                || (!entries.is_empty() && bytes + e.size() > self.cfg.append_bytes_max)
+            {
+                break;
+            }
+            bytes += e.size();
+            entries.push(e.clone());
+        }
+        let sent_last = prev_index + entries.len() as Index;
+        self.progress.get_mut(&to).expect("checked").on_sent(sent_last);
+        let commit = self.commit;
+        self.send(to, Message::Append { prev_index, prev_term, entries, commit });
+    }
+
+    fn maybe_send_timeout_now(&mut self, to: NodeId) {
+        let last = self.last_index();
+        if self.transfer.is_some_and(|(t, _)| t == to) && self.progress.get(&to).is_some_and(|p| p.matched == last) {
+            self.send(to, Message::TimeoutNow);
+        }
+    }
+
+    /// Raft §5.3–5.4: commit the highest index a quorum holds durably, if it is of the
+    /// current term.
+    fn maybe_commit(&mut self) {
+        let mut matched: Vec<Index> = self.progress.values().map(|p| p.matched).collect();
+        matched.push(self.durable_last);
+        matched.sort_unstable_by(|a, b| b.cmp(a));
+        let candidate = matched[self.quorum() - 1];
+        if candidate > self.commit && self.term_at(candidate) == Some(self.hard.term) {
+            let newly: usize = self.log[self.commit as usize..candidate as usize].iter().map(Entry::size).sum();
+            self.uncommitted_bytes = self.uncommitted_bytes.saturating_sub(newly);
+            self.commit = candidate;
+            self.advance_reads();
+        }
+    }
+
+    fn advance_reads(&mut self) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let quorum = self.quorum();
+        while let Some(read) = self.reads.front() {
+            let acks = 1 + self.progress.values().filter(|p| p.read_seq_acked >= read.read_seq).count();
+            if acks < quorum {
+                break;
+            }
+            let read = self.reads.pop_front().expect("checked");
+            self.out.push_back(Action::ReadReady { ctx: read.ctx, index: read.index });
+        }
+    }
+
+    fn append(&mut self, entry: Entry) {
+        assert_eq!(entry.index, self.last_index() + 1, "log entries are appended in order");
+        assert!(entry.term >= self.last_term(), "log terms never decrease");
+        assert!(entry.term <= self.hard.term, "an entry from a future term");
+        self.log_dirty_from.get_or_insert(entry.index);
+        self.log.push(entry);
+    }
+
+    fn truncate_from(&mut self, index: Index) {
+        assert!(index > self.commit, "{}: would truncate committed entry {index} (commit {})", self.id, self.commit);
+        assert!(self.role != Role::Leader, "a leader never truncates its log");
+        self.log.truncate(index as usize - 1);
+        self.truncated_from = Some(self.truncated_from.map_or(index, |t| t.min(index)));
+        if let Some(from) = self.log_dirty_from {
+            self.log_dirty_from = (from < index).then_some(from);
+        }
+        let keep = index - 1;
+        self.durable_last = self.durable_last.min(keep);
+        for (_, last) in self.persist_last.iter_mut() {
+            *last = (*last).min(keep);
+        }
+    }
+
+    /// Ends every public call: issues the persist this step needs, releases or holds the
+    /// messages it produced, applies what is committed and durable, and reports a role change.
+    fn finish_step(&mut self) {
+        if self.hard_dirty || self.log_dirty_from.is_some() || self.truncated_from.is_some() {
+            self.issue_persist();
+        }
+        let sends = std::mem::take(&mut self.step_sends);
+        if self.persist_issued > self.persist_done {
+            self.held.extend(sends.into_iter().map(|e| (self.persist_issued, e)));
+        } else {
+            self.out.extend(sends.into_iter().map(Action::Send));
+        }
+        self.apply_committed();
+        let now = (self.role, self.hard.term, self.leader);
+        if now != self.reported {
+            self.reported = now;
+            self.out.push_back(Action::RoleChanged { role: now.0, term: now.1, leader: now.2 });
+        }
+        assert!(self.commit <= self.last_index(), "commit beyond the log");
+        assert!(self.applied <= self.commit, "applied beyond commit");
+    }
+
+    fn issue_persist(&mut self) {
+        self.persist_issued += 1;
+        let id = self.persist_issued;
+        let hard_state = std::mem::take(&mut self.hard_dirty).then_some(self.hard);
+        let truncate_from = self.truncated_from.take();
+        let entries = match self.log_dirty_from.take() {
+            Some(from) => self.log[from as usize - 1..].to_vec(),
+            None => Vec::new(),
+        };
+        self.persist_last.push_back((id, self.last_index()));
+        self.out.push_back(Action::Persist(Persist { id, hard_state, truncate_from, entries }));
+    }
+
+    fn apply_committed(&mut self) {
+        let upto = self.commit.min(self.durable_last);
+        while self.applied < upto {
+            self.applied += 1;
+            let entry = self.log[self.applied as usize - 1].clone();
+            self.out.push_back(Action::Apply(entry));
+        }
+    }
+
+    fn send(&mut self, to: NodeId, msg: Message) {
+        self.send_with_term(to, self.hard.term, msg);
+    }
+
+    fn send_with_term(&mut self, to: NodeId, term: Term, msg: Message) {
+        self.step_sends.push(Envelope { from: self.id, to, term, msg });
+    }
+
+    fn reset_election_deadline(&mut self) {
+        let (lo, hi) = (self.cfg.election_timeout_min.as_nanos(), self.cfg.election_timeout_max.as_nanos());
+        self.election_deadline = self.now.saturating_add(Duration(self.rng.gen_range(lo..hi)));
+    }
+
+    fn peers(&self) -> Vec<NodeId> {
+        self.voters.iter().copied().filter(|v| *v != self.id).collect()
+    }
+
+    fn quorum(&self) -> usize {
+        self.voters.len() / 2 + 1
+    }
+
+    fn last_term(&self) -> Term {
+        self.log.last().map_or(0, |e| e.term)
+    }
+
+    fn term_at(&self, index: Index) -> Option<Term> {
+        if index == 0 {
+            return Some(0);
+        }
+        self.entry(index).map(|e| e.term)
+    }
+}
