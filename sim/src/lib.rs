@@ -6,9 +6,12 @@
 //! inside a run. The runner may run several seeds on several threads.
 
 pub mod checker;
+pub mod cluster;
 pub mod disk;
+pub mod linearizable;
 pub mod net;
 pub mod profiles;
+pub mod raft_check;
 pub mod report;
 pub mod rng;
 pub mod scenario;

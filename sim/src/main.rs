@@ -10,7 +10,7 @@
 use clap::{Parser, Subcommand};
 use outpost_sim::report::{Report, Verdict};
 use outpost_sim::scenario::{self, Scenario};
-use outpost_sim::{swarm, world};
+use outpost_sim::{cluster, swarm, world};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -61,6 +61,23 @@ enum Cmd {
         /// With --seeds 1: print the drawn world and the trace of that seed to stderr.
         #[arg(long)]
         trace: bool,
+    },
+    /// Run the Raft cluster world (`outpost_core::raft` alone, under partitions, crashes,
+    /// slow disks and long delays, with clients on every member) over many seeds.
+    Raft {
+        /// Members of the group.
+        #[arg(long, default_value_t = 3)]
+        members: usize,
+        #[arg(long, default_value_t = 100)]
+        seeds: u64,
+        /// First seed of the range.
+        #[arg(long, default_value_t = 1)]
+        first: u64,
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// With --seeds 1: print that seed's whole report as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -294,7 +311,89 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
         Cmd::Sweep { scenario, seeds, first, swarm, jobs, .. } => sweep(scenario, seeds, first, swarm, jobs),
+        Cmd::Raft { members, seeds, first, jobs, json } => raft_sweep(members, seeds, first, jobs, json),
     }
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
+}
+
+fn raft_sweep(members: usize, seeds: u64, first: u64, jobs: Option<usize>, json: bool) -> ExitCode {
+    if !(1..=9).contains(&members) {
+        eprintln!("error: --members must be 1 to 9 (a site cluster), not {members}");
+        return ExitCode::from(2);
+    }
+    let cfg = cluster::ClusterConfig::new(members);
+    let started = Instant::now();
+    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let next = AtomicU64::new(first);
+    let reports = Mutex::new(Vec::new());
+    let panics = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| loop {
+                let seed = next.fetch_add(1, Ordering::Relaxed);
+                if seed >= first + seeds {
+                    break;
+                }
+                match std::panic::catch_unwind(|| cluster::run(&cfg, seed)) {
+                    Ok(r) => reports.lock().expect("no panics while held").push(r),
+                    Err(p) => panics.lock().expect("no panics while held").push((seed, panic_message(&*p))),
+                }
+            });
+        }
+    });
+    let mut reports = reports.into_inner().expect("threads joined");
+    reports.sort_by_key(|r| r.seed);
+    let mut panics = panics.into_inner().expect("threads joined");
+    panics.sort();
+    if json && seeds == 1 {
+        if let Some(r) = reports.first() {
+            println!("{}", serde_json::to_string_pretty(r).expect("report serialises"));
+        }
+    }
+    let sum = |f: fn(&cluster::ClusterReport) -> u64| reports.iter().map(f).sum::<u64>();
+    println!(
+        "raft: {seeds} seeds of a {members}-member group in {:.1} s wall: {} leaders elected (highest term {}), \
+         {} entries committed; clients: {} puts and {} gets acknowledged ({} gets by ReadIndex), {} refused, \
+         {} indeterminate; faults: {} crashes, {} partitions; {} messages, {} persists",
+        started.elapsed().as_secs_f64(),
+        sum(|r| r.leaders_elected as u64),
+        reports.iter().map(|r| r.terms_max).max().unwrap_or(0),
+        sum(|r| r.entries_committed as u64),
+        sum(|r| r.puts_acked),
+        sum(|r| r.gets_acked),
+        sum(|r| r.reads_by_read_index),
+        sum(|r| r.refused),
+        sum(|r| r.indeterminate),
+        sum(|r| r.crashes),
+        sum(|r| r.partitions),
+        sum(|r| r.messages),
+        sum(|r| r.persists),
+    );
+    let mut code = ExitCode::SUCCESS;
+    for (seed, msg) in &panics {
+        println!("  seed {seed}: panic: {msg}");
+        code = ExitCode::from(Verdict::Panic as u8);
+    }
+    for r in reports.iter().filter(|r| !r.passed()) {
+        for v in &r.violations {
+            println!("  seed {}: violation: {v}", r.seed);
+        }
+        if let Some(l) = &r.liveness {
+            println!("  seed {}: liveness: {l}", r.seed);
+        }
+        if code == ExitCode::SUCCESS {
+            code = ExitCode::from(if r.violations.is_empty() { Verdict::Liveness } else { Verdict::Violation } as u8);
+        }
+    }
+    if code != ExitCode::SUCCESS {
+        println!(
+            "replay: cargo run --release -p outpost-sim -- raft --members {members} --first SEED --seeds 1 --json"
+        );
+    }
+    code
 }
 
 /// What a sweep adds up over its seeds.
