@@ -4,7 +4,7 @@
 
 use outpost_core::codec::{self, encode_batch, Compression, FrameKind, RecordRef};
 use outpost_core::hlc::Hlc;
-use outpost_core::raft::{wire, Entry, EntryKind, Envelope, Message};
+use outpost_core::raft::{wire, Entry, EntryKind, Envelope, Message, Snapshot};
 use outpost_core::sync::proto::{SkipReason, SyncMsg, TopicStatus};
 use outpost_core::types::NodeId;
 
@@ -149,6 +149,10 @@ fn raft_seeds(v: &mut Vec<(&'static str, &'static str, Vec<u8>)>) {
         ("vote-resp", Message::VoteResp { granted: true }),
         ("heartbeat", Message::Heartbeat { commit: 10, read_seq: 4 }),
         ("timeout-now", Message::TimeoutNow),
+        (
+            "install-snapshot",
+            Message::InstallSnapshot { snapshot: Snapshot { index: 9, term: 3, data: b"door=open".to_vec() } },
+        ),
     ];
     for (name, msg) in msgs {
         let mut out = Vec::new();

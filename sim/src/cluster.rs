@@ -20,13 +20,13 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 use outpost_core::raft::{
-    wire, Action, Entry, EntryKind, Envelope, HardState, Index, Persist, Raft, RaftConfig, Role, Term,
+    wire, Action, Entry, EntryKind, Envelope, HardState, Index, Persist, Raft, RaftConfig, Role, Snapshot, Term,
 };
 use outpost_core::types::{Duration, Instant, NodeId};
 use rand::Rng;
 
 use crate::linearizable::{self, KvOp, KvResult, Operation};
-use crate::raft_check::{check_log_matching, EntrySig, RaftChecker};
+use crate::raft_check::{check_log_matching, EntrySig, HeldLog, RaftChecker, Slot};
 use crate::rng::{self, SimRng};
 
 /// The shape of one run.
@@ -89,6 +89,9 @@ pub struct ClusterReport {
     pub indeterminate: u64,
     pub crashes: u64,
     pub partitions: u64,
+    /// Snapshots members compacted their logs to, and leaders' snapshots members restored.
+    pub snapshots_taken: u64,
+    pub snapshots_installed: u64,
     pub messages: u64,
     pub persists: u64,
     pub linearizability: String,
@@ -140,21 +143,31 @@ enum Ev {
     Settle,
 }
 
+/// A member compacts its log once it applied this many entries past its snapshot.
+const COMPACT_EVERY: Index = 256;
+
 /// The storage of one member: what its completed persists made durable.
 #[derive(Debug, Default, Clone)]
 struct Durable {
     hard: HardState,
+    snapshot: Snapshot,
+    /// The entries after the snapshot.
     log: Vec<Entry>,
 }
 
 impl Durable {
     fn apply(&mut self, p: &Persist) {
+        if let Some(snapshot) = &p.snapshot {
+            self.log.retain(|e| e.index > snapshot.index);
+            self.snapshot = snapshot.clone();
+        }
         if let Some(from) = p.truncate_from {
-            self.log.truncate(from as usize - 1);
+            self.log.retain(|e| e.index < from);
         }
         if let Some(first) = p.entries.first() {
-            assert!(first.index as usize <= self.log.len() + 1, "a persist leaves a gap in the stored log");
-            self.log.truncate(first.index as usize - 1);
+            self.log.retain(|e| e.index < first.index);
+            let last = self.log.last().map_or(self.snapshot.index, |e| e.index);
+            assert_eq!(first.index, last + 1, "a persist leaves a gap in the stored log");
             self.log.extend(p.entries.iter().cloned());
         }
         if let Some(hard) = p.hard_state {
@@ -174,6 +187,23 @@ struct Member {
     kv: BTreeMap<u64, u64>,
     applied: Index,
     reported_commit: Index,
+}
+
+fn encode_kv(kv: &BTreeMap<u64, u64>) -> Vec<u8> {
+    kv.iter().flat_map(|(k, v)| k.to_le_bytes().into_iter().chain(v.to_le_bytes())).collect()
+}
+
+fn decode_kv(data: &[u8]) -> BTreeMap<u64, u64> {
+    let u = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+    data.chunks_exact(16).map(|c| (u(&c[..8]), u(&c[8..]))).collect()
+}
+
+/// What a member's log holds at `index`, for the checkers.
+fn slot(raft: &Raft, index: Index) -> Slot {
+    if index <= raft.snapshot_index() {
+        return Slot::Compacted;
+    }
+    raft.entry(index).map_or(Slot::Missing, |e| Slot::Held(EntrySig::of(e)))
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -256,6 +286,9 @@ struct World {
     fault_rng: SimRng,
     client_rng: SimRng,
     checker: RaftChecker,
+    /// The command applied at each index (by whichever member applied it first; state
+    /// machine safety makes them agree): (client, operation id).
+    applied_commands: BTreeMap<Index, (u64, u64)>,
     report: ClusterReport,
     trace_hash: u64,
 }
@@ -275,6 +308,7 @@ impl World {
                     rng::mix(seed ^ rng::mix(id.0)),
                     now,
                     HardState::default(),
+                    Snapshot::default(),
                     Vec::new(),
                 );
                 Member {
@@ -318,6 +352,7 @@ impl World {
             fault_rng,
             client_rng: rng::stream(seed, "cluster/clients"),
             checker: RaftChecker::new(),
+            applied_commands: BTreeMap::new(),
             report: ClusterReport { seed, members: cfg.members, ..ClusterReport::default() },
             trace_hash: 0xcbf2_9ce4_8422_2325,
             cfg,
@@ -441,6 +476,7 @@ impl World {
                 Action::Persist(p) => self.persist(i, p),
                 Action::Send(env) => self.send(env),
                 Action::Apply(entry) => self.apply(i, entry),
+                Action::Restore(snapshot) => self.restore(i, snapshot),
                 Action::ReadReady { ctx, index } => self.read_ready(i, ctx, index),
                 Action::ReadFailed { ctx } => self.read_failed(i, ctx),
                 Action::RoleChanged { role, term, .. } => {
@@ -448,15 +484,45 @@ impl World {
                     if role == Role::Leader {
                         let raft = self.members[i].raft.as_ref().expect("alive");
                         let id = raft.id();
-                        self.checker.on_leader(id, term, |x| raft.entry(x).map(EntrySig::of));
+                        self.checker.on_leader(id, term, |x| slot(raft, x));
                     }
                 }
             }
         }
         let Some(raft) = self.members[i].raft.as_ref() else { return };
         if raft.role() == Role::Leader && raft.commit_index() > self.members[i].reported_commit {
-            self.checker.on_commit(raft.term(), raft.commit_index(), |x| raft.entry(x).map(EntrySig::of));
+            self.checker.on_commit(raft.term(), raft.commit_index(), |x| slot(raft, x));
             self.members[i].reported_commit = raft.commit_index();
+        }
+        let m = &mut self.members[i];
+        let raft = m.raft.as_mut().expect("checked");
+        if m.applied >= raft.snapshot_index() + COMPACT_EVERY {
+            raft.compact(self.now, m.applied, encode_kv(&m.kv)).expect("a small state, applied");
+            self.report.snapshots_taken += 1;
+            self.drain(i);
+        }
+    }
+
+    /// The member replaced its state with the leader's snapshot.
+    fn restore(&mut self, i: usize, snapshot: Snapshot) {
+        self.report.snapshots_installed += 1;
+        let m = &mut self.members[i];
+        assert!(snapshot.index > m.applied, "a restored snapshot moves the state forward");
+        m.kv = decode_kv(&snapshot.data);
+        m.applied = snapshot.index;
+        let id = m.id;
+        self.checker.on_restart(id, snapshot.index);
+        for c in 0..self.clients.len() {
+            let Some(p) = self.clients[c].pending.as_ref().filter(|p| p.member == i) else { continue };
+            match (p.waiting, p.op) {
+                // Whether its entry was among those the snapshot covers is unknown here.
+                (Waiting::Log { index, .. }, _) if index <= snapshot.index => self.give_up(c),
+                (Waiting::Applied { index }, KvOp::Get { key }) if index <= snapshot.index => {
+                    let value = self.members[i].kv.get(&key).copied();
+                    self.complete(c, KvResult::Read(value));
+                }
+                _ => {}
+            }
         }
     }
 
@@ -509,6 +575,7 @@ impl World {
             EntryKind::Noop => None,
             EntryKind::Command(data) => {
                 let (client, op_id, op) = decode_cmd(data);
+                self.applied_commands.entry(entry.index).or_insert((client, op_id));
                 let result = match op {
                     KvOp::Put { key, value } => {
                         m.kv.insert(key, value);
@@ -756,13 +823,13 @@ impl World {
         let voters: BTreeSet<NodeId> = (1..=self.members.len() as u64).map(NodeId).collect();
         let m = &mut self.members[i];
         let seed = rng::mix(self.seed ^ rng::mix(m.id.0 ^ (u64::from(m.incarnation) << 32)));
-        m.raft =
-            Some(Raft::new(m.id, voters, self.cfg.raft.clone(), seed, self.now, m.durable.hard, m.durable.log.clone()));
-        m.kv.clear();
-        m.applied = 0;
+        let (hard, snapshot, log) = (m.durable.hard, m.durable.snapshot.clone(), m.durable.log.clone());
+        m.raft = Some(Raft::new(m.id, voters, self.cfg.raft.clone(), seed, self.now, hard, snapshot, log));
+        m.kv = decode_kv(&m.durable.snapshot.data);
+        m.applied = m.durable.snapshot.index;
         m.reported_commit = 0;
-        let id = m.id;
-        self.checker.on_restart(id);
+        let (id, base) = (m.id, m.applied);
+        self.checker.on_restart(id, base);
     }
 
     fn settle(&mut self) {
@@ -784,12 +851,14 @@ impl World {
     }
 
     fn check_logs(&mut self) {
-        let logs: Vec<(NodeId, Vec<EntrySig>)> = self
+        let logs: Vec<HeldLog> = self
             .members
             .iter()
             .filter_map(|m| {
                 let raft = m.raft.as_ref()?;
-                Some((m.id, (1..=raft.last_index()).map(|i| EntrySig::of(raft.entry(i).expect("in log"))).collect()))
+                let first = raft.snapshot_index() + 1;
+                let sigs = (first..=raft.last_index()).map(|i| EntrySig::of(raft.entry(i).expect("in log"))).collect();
+                Some((m.id, first, sigs))
             })
             .collect();
         let v = check_log_matching(&logs);
@@ -851,14 +920,9 @@ impl World {
     }
 
     fn check_acked_puts_present_once(&mut self) {
-        let Some(leader) = self.current_leader() else { return };
-        let raft = self.members[leader].raft.as_ref().expect("alive");
         let mut seen: BTreeMap<(u64, u64), usize> = BTreeMap::new();
-        for i in 1..=raft.commit_index() {
-            if let EntryKind::Command(data) = &raft.entry(i).expect("committed entries are in the log").kind {
-                let (client, op_id, _) = decode_cmd(data);
-                *seen.entry((client, op_id)).or_default() += 1;
-            }
+        for command in self.applied_commands.values() {
+            *seen.entry(*command).or_default() += 1;
         }
         for op in &self.history {
             if let (KvOp::Put { value, .. }, Some(KvResult::Written)) = (op.op, op.result) {

@@ -357,7 +357,8 @@ fn raft_sweep(members: usize, seeds: u64, first: u64, jobs: Option<usize>, json:
     println!(
         "raft: {seeds} seeds of a {members}-member group in {:.1} s wall: {} leaders elected (highest term {}), \
          {} entries committed; clients: {} puts and {} gets acknowledged ({} gets by ReadIndex), {} refused, \
-         {} indeterminate; faults: {} crashes, {} partitions; {} messages, {} persists",
+         {} indeterminate; faults: {} crashes, {} partitions; {} messages, {} persists; {} snapshots taken, {} \
+         installed from a leader",
         started.elapsed().as_secs_f64(),
         sum(|r| r.leaders_elected as u64),
         reports.iter().map(|r| r.terms_max).max().unwrap_or(0),
@@ -371,6 +372,8 @@ fn raft_sweep(members: usize, seeds: u64, first: u64, jobs: Option<usize>, json:
         sum(|r| r.partitions),
         sum(|r| r.messages),
         sum(|r| r.persists),
+        sum(|r| r.snapshots_taken),
+        sum(|r| r.snapshots_installed),
     );
     let mut code = ExitCode::SUCCESS;
     for (seed, msg) in &panics {

@@ -41,6 +41,16 @@ impl EntrySig {
 /// A run keeps at most this many violations; one broken invariant often repeats.
 pub const VIOLATIONS_MAX: usize = 32;
 
+/// What a member's log holds at an index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    Held(EntrySig),
+    /// Below the member's snapshot. A snapshot covers only applied entries, which
+    /// `on_apply` already compared, so a compacted index counts as held.
+    Compacted,
+    Missing,
+}
+
 #[derive(Debug, Default)]
 pub struct RaftChecker {
     leaders: BTreeMap<Term, NodeId>,
@@ -85,14 +95,19 @@ impl RaftChecker {
     }
 
     /// `member` became leader of `term`; `log(i)` is its entry at index `i`.
-    pub fn on_leader(&mut self, member: NodeId, term: Term, log: impl Fn(Index) -> Option<EntrySig>) {
+    pub fn on_leader(&mut self, member: NodeId, term: Term, log: impl Fn(Index) -> Slot) {
         if let Some(other) = self.leaders.insert(term, member) {
             if other != member {
                 self.violate(format!("election safety: {other} and {member} both led term {term}"));
             }
         }
         for (index, (sig, committed_in)) in &self.committed {
-            if *committed_in < term && log(*index) != Some(*sig) {
+            let held = match log(*index) {
+                Slot::Held(s) => s == *sig,
+                Slot::Compacted => true,
+                Slot::Missing => false,
+            };
+            if *committed_in < term && !held {
                 self.violate(format!(
                     "leader completeness: {member}, leader of term {term}, lacks entry {index} \
                      (term {}) committed in term {committed_in}",
@@ -104,15 +119,17 @@ impl RaftChecker {
     }
 
     /// The leader `member` of `term` advanced its commit index to `commit`.
-    pub fn on_commit(&mut self, term: Term, commit: Index, log: impl Fn(Index) -> Option<EntrySig>) {
+    pub fn on_commit(&mut self, term: Term, commit: Index, log: impl Fn(Index) -> Slot) {
         let from = self.committed.last_key_value().map_or(1, |(i, _)| i + 1);
         for index in from..=commit {
-            let sig = log(index).expect("a leader holds every index up to its commit");
+            let Slot::Held(sig) = log(index) else {
+                panic!("the leader of term {term} lacks entry {index} below its commit {commit}")
+            };
             self.committed.insert(index, (sig, term));
         }
         for index in 1..from.min(commit + 1) {
             let (known, _) = self.committed[&index];
-            if log(index) != Some(known) {
+            if matches!(log(index), Slot::Held(s) if s != known) || log(index) == Slot::Missing {
                 self.violate(format!(
                     "state machine safety: the leader of term {term} committed a different entry at {index}"
                 ));
@@ -121,9 +138,9 @@ impl RaftChecker {
         }
     }
 
-    /// `member` restarted: it applies from index 1 again.
-    pub fn on_restart(&mut self, member: NodeId) {
-        self.next_apply.remove(&member);
+    /// `member` restarted, or restored a snapshot: it applies from `snapshot_index + 1`.
+    pub fn on_restart(&mut self, member: NodeId, snapshot_index: Index) {
+        self.next_apply.insert(member, snapshot_index + 1);
     }
 
     pub fn on_apply(&mut self, member: NodeId, entry: &Entry) {
@@ -153,21 +170,26 @@ impl RaftChecker {
     }
 }
 
-/// Log matching over the members' logs (index 1 first): for every pair, the highest
-/// index where both hold an entry of the same term must end identical prefixes.
-pub fn check_log_matching(logs: &[(NodeId, Vec<EntrySig>)]) -> Vec<String> {
+/// One member's log for [`check_log_matching`]: the index of its first held entry (after
+/// its snapshot) and the entries from there.
+pub type HeldLog = (NodeId, Index, Vec<EntrySig>);
+
+/// Log matching over the members' logs: for every pair, the highest index both hold with
+/// the same term must end identical entries over the range both hold.
+pub fn check_log_matching(logs: &[HeldLog]) -> Vec<String> {
     let mut violations = Vec::new();
-    for (i, (a, log_a)) in logs.iter().enumerate() {
-        for (b, log_b) in &logs[i + 1..] {
-            let common = log_a.len().min(log_b.len());
-            let Some(top) = (0..common).rev().find(|k| log_a[*k].term == log_b[*k].term) else {
+    for (i, (a, first_a, log_a)) in logs.iter().enumerate() {
+        for (b, first_b, log_b) in &logs[i + 1..] {
+            let at = |first: Index, log: &[EntrySig], index: Index| log[(index - first) as usize];
+            let lo = (*first_a).max(*first_b);
+            let hi = (first_a + log_a.len() as Index).min(first_b + log_b.len() as Index);
+            let Some(top) = (lo..hi).rev().find(|k| at(*first_a, log_a, *k).term == at(*first_b, log_b, *k).term)
+            else {
                 continue;
             };
-            if let Some(k) = (0..=top).find(|k| log_a[*k] != log_b[*k]) {
+            if let Some(k) = (lo..=top).find(|k| at(*first_a, log_a, *k) != at(*first_b, log_b, *k)) {
                 violations.push(format!(
-                    "log matching: {a} and {b} agree on the term of entry {} but differ at entry {}",
-                    top + 1,
-                    k + 1
+                    "log matching: {a} and {b} agree on the term of entry {top} but differ at entry {k}"
                 ));
             }
         }
@@ -190,12 +212,12 @@ mod tests {
     #[test]
     fn two_leaders_in_one_term_are_a_violation() {
         let mut c = RaftChecker::new();
-        c.on_leader(NodeId(1), 3, |_| None);
-        c.on_leader(NodeId(1), 3, |_| None);
+        c.on_leader(NodeId(1), 3, |_| Slot::Missing);
+        c.on_leader(NodeId(1), 3, |_| Slot::Missing);
         assert!(c.violations().is_empty());
-        c.on_leader(NodeId(2), 4, |_| None);
+        c.on_leader(NodeId(2), 4, |_| Slot::Missing);
         assert!(c.violations().is_empty());
-        c.on_leader(NodeId(3), 4, |_| None);
+        c.on_leader(NodeId(3), 4, |_| Slot::Missing);
         assert_eq!(c.violations(), ["election safety: n2 and n3 both led term 4"]);
     }
 
@@ -203,13 +225,16 @@ mod tests {
     fn a_leader_missing_a_committed_entry_is_a_violation() {
         let mut c = RaftChecker::new();
         let log = [sig(1, 10), sig(1, 11)];
-        c.on_commit(1, 2, |i| log.get(i as usize - 1).copied());
+        let slot = |l: &[EntrySig], i: Index| l.get(i as usize - 1).copied().map_or(Slot::Missing, Slot::Held);
+        c.on_commit(1, 2, |i| slot(&log, i));
         assert_eq!(c.committed_count(), 2);
-        // A leader of term 2 holding both is fine; one holding another entry 2 is not.
-        c.on_leader(NodeId(2), 2, |i| log.get(i as usize - 1).copied());
+        // A leader of term 2 holding both is fine, or one that compacted the first; one
+        // holding another entry 2 is not.
+        c.on_leader(NodeId(2), 2, |i| slot(&log, i));
+        c.on_leader(NodeId(1), 3, |i| if i == 1 { Slot::Compacted } else { slot(&log, i) });
         assert!(c.violations().is_empty());
         let other = [sig(1, 10), sig(1, 99)];
-        c.on_leader(NodeId(3), 3, |i| other.get(i as usize - 1).copied());
+        c.on_leader(NodeId(3), 4, |i| slot(&other, i));
         assert_eq!(c.violations().len(), 1);
         assert!(c.violations()[0].starts_with("leader completeness: n3"), "{:?}", c.violations());
     }
@@ -217,8 +242,8 @@ mod tests {
     #[test]
     fn entries_committed_in_the_leaders_own_term_are_not_required_at_its_election() {
         let mut c = RaftChecker::new();
-        c.on_commit(5, 1, |_| Some(sig(5, 1)));
-        c.on_leader(NodeId(1), 5, |_| None);
+        c.on_commit(5, 1, |_| Slot::Held(sig(5, 1)));
+        c.on_leader(NodeId(1), 5, |_| Slot::Missing);
         assert!(c.violations().is_empty());
     }
 
@@ -237,7 +262,7 @@ mod tests {
     fn applying_out_of_order_is_a_violation_and_a_restart_starts_over() {
         let mut c = RaftChecker::new();
         c.on_apply(NodeId(1), &entry(1, 1, b"a"));
-        c.on_restart(NodeId(1));
+        c.on_restart(NodeId(1), 0);
         c.on_apply(NodeId(1), &entry(1, 1, b"a"));
         assert!(c.violations().is_empty());
         c.on_apply(NodeId(1), &entry(1, 3, b"c"));
@@ -247,18 +272,26 @@ mod tests {
     #[test]
     fn a_leader_committing_over_a_committed_entry_is_a_violation() {
         let mut c = RaftChecker::new();
-        c.on_commit(1, 1, |_| Some(sig(1, 1)));
-        c.on_commit(2, 2, |i| Some(if i == 1 { sig(2, 7) } else { sig(2, 8) }));
+        c.on_commit(1, 1, |_| Slot::Held(sig(1, 1)));
+        c.on_commit(2, 2, |i| Slot::Held(if i == 1 { sig(2, 7) } else { sig(2, 8) }));
         assert_eq!(c.violations().len(), 1);
     }
 
     #[test]
     fn logs_that_agree_on_a_term_but_not_before_it_are_a_violation() {
-        let a = (NodeId(1), vec![sig(1, 1), sig(1, 2), sig(2, 3)]);
-        let b = (NodeId(2), vec![sig(1, 1), sig(1, 2), sig(3, 4)]);
+        let a = (NodeId(1), 1, vec![sig(1, 1), sig(1, 2), sig(2, 3)]);
+        let b = (NodeId(2), 1, vec![sig(1, 1), sig(1, 2), sig(3, 4)]);
         assert!(check_log_matching(&[a.clone(), b]).is_empty(), "diverging after a common prefix is allowed");
-        let c = (NodeId(3), vec![sig(1, 1), sig(1, 9), sig(2, 3)]);
-        let v = check_log_matching(&[a, c]);
+        let c = (NodeId(3), 1, vec![sig(1, 1), sig(1, 9), sig(2, 3)]);
+        let v = check_log_matching(&[a.clone(), c]);
         assert_eq!(v, ["log matching: n1 and n3 agree on the term of entry 3 but differ at entry 2"]);
+        // A log compacted up to entry 2 is compared from entry 3 on.
+        let d = (NodeId(4), 3, vec![sig(2, 3), sig(2, 5)]);
+        assert!(check_log_matching(&[a.clone(), d]).is_empty());
+        let e = (NodeId(5), 2, vec![sig(1, 7), sig(2, 3)]);
+        assert_eq!(
+            check_log_matching(&[a, e]),
+            ["log matching: n1 and n5 agree on the term of entry 3 but differ at entry 2"]
+        );
     }
 }

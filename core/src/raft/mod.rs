@@ -8,8 +8,10 @@
 //!
 //! Built here: leader election with randomized timeouts drawn from the member's seed,
 //! pre-vote, check-quorum, log replication with batching and pipelining, commit and apply,
-//! leader transfer, and ReadIndex reads. Not built yet (issue 3): snapshots and log
-//! compaction, membership change, lease reads, and the wiring into [`crate::Node`].
+//! leader transfer, ReadIndex reads, and snapshots: the driver compacts the log below a
+//! snapshot of its state machine ([`Raft::compact`]), and a leader sends its snapshot to a
+//! follower that needs entries it no longer holds. Not built yet (issue 3): membership
+//! change, lease reads, chunked snapshot transfer, and the wiring into [`crate::Node`].
 //!
 //! # What must be durable before what
 //!
@@ -135,6 +137,15 @@ pub struct HardState {
     pub vote: Option<NodeId>,
 }
 
+/// The state machine as of `index` (whose entry had `term`), opaque to Raft. It replaces
+/// every entry at or below `index`. `Snapshot::default()` is the empty state before index 1.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Snapshot {
+    pub index: Index,
+    pub term: Term,
+    pub data: Vec<u8>,
+}
+
 /// One log entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
@@ -215,6 +226,11 @@ pub enum Message {
     },
     /// From a leader handing over: campaign now, without pre-vote.
     TimeoutNow,
+    /// The leader's snapshot, for a follower that needs entries the leader compacted.
+    /// Answered with an `AppendResp` accepting `snapshot.index`.
+    InstallSnapshot {
+        snapshot: Snapshot,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -236,13 +252,17 @@ impl fmt::Display for Role {
     }
 }
 
-/// One write the driver must make durable: first drop every stored entry with index
-/// `>= truncate_from` (if set), then append `entries` (contiguous, following the stored
-/// log), then store `hard_state` (if set); then sync, then call [`Raft::persisted`].
+/// One write the driver must make durable, in this order: store `snapshot` (if set) in
+/// place of the previous one and drop every stored entry at or below its index; drop every
+/// stored entry with index `>= truncate_from` (if set); append `entries` (contiguous,
+/// following the stored log); store `hard_state` (if set). Then sync, then call
+/// [`Raft::persisted`]. A crash may lose the whole write but never a part of it that a
+/// later completed persist depends on (the driver completes persists in order).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Persist {
     pub id: u64,
     pub hard_state: Option<HardState>,
+    pub snapshot: Option<Snapshot>,
     pub truncate_from: Option<Index>,
     pub entries: Vec<Entry>,
 }
@@ -254,6 +274,9 @@ pub enum Action {
     Send(Envelope),
     /// A committed entry, durable on this member; each index exactly once, in order.
     Apply(Entry),
+    /// Replace the state machine with this snapshot (from the leader); the next `Apply`
+    /// is `snapshot.index + 1`.
+    Restore(Snapshot),
     /// The read `ctx` may be served once entries up to `index` are applied.
     ReadReady {
         ctx: u64,
@@ -319,6 +342,14 @@ pub enum ReadError {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CompactError {
+    /// Only applied entries may be compacted.
+    NotApplied { index: Index, applied: Index },
+    /// A snapshot must fit one message.
+    TooLarge { bytes: usize, limit: usize },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TransferError {
     NotLeader,
     UnknownMember(NodeId),
@@ -343,7 +374,10 @@ pub struct Raft {
     now: Instant,
 
     hard: HardState,
-    /// Entries 1..=log.len(); `log[i]` has index `i + 1`.
+    /// The state at or below `snapshot.index`; the log holds only what follows.
+    snapshot: Snapshot,
+    /// Entries `snapshot.index + 1 ..= last_index()`; `log[i]` has index
+    /// `snapshot.index + 1 + i`.
     log: Vec<Entry>,
     commit: Index,
     applied: Index,
@@ -368,6 +402,7 @@ pub struct Raft {
     persist_last: VecDeque<(u64, Index)>,
     durable_last: Index,
     hard_dirty: bool,
+    snapshot_dirty: bool,
     log_dirty_from: Option<Index>,
     truncated_from: Option<Index>,
 
@@ -378,8 +413,10 @@ pub struct Raft {
 }
 
 impl Raft {
-    /// A member restarting from what its storage holds (`hard`, and the durable `log`
-    /// from index 1). A new member passes `HardState::default()` and an empty log.
+    /// A member restarting from what its storage holds: `hard`, its `snapshot` (whose
+    /// state the driver restored into its state machine) and the durable `log` that
+    /// follows it. A new member passes defaults and an empty log.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: NodeId,
         voters: BTreeSet<NodeId>,
@@ -387,12 +424,14 @@ impl Raft {
         seed: u64,
         now: Instant,
         hard: HardState,
+        snapshot: Snapshot,
         log: Vec<Entry>,
     ) -> Raft {
         assert!(voters.contains(&id), "{id} is not among the voters {voters:?}");
         cfg.validate().expect("raft config validated by the caller");
+        assert!(snapshot.term <= hard.term, "the stored snapshot's term is above the stored term");
         for (i, e) in log.iter().enumerate() {
-            assert_eq!(e.index, i as Index + 1, "stored raft log is not contiguous from 1");
+            assert_eq!(e.index, snapshot.index + 1 + i as Index, "stored raft log does not follow its snapshot");
             assert!(
                 e.term <= hard.term,
                 "stored entry {} has term {} above the stored term {}",
@@ -404,7 +443,8 @@ impl Raft {
                 assert!(e.term >= log[i - 1].term, "stored raft log terms decrease at {}", e.index);
             }
         }
-        let durable_last = log.len() as Index;
+        let durable_last = snapshot.index + log.len() as Index;
+        let base = snapshot.index;
         let mut raft = Raft {
             id,
             cfg,
@@ -412,9 +452,10 @@ impl Raft {
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
             now,
             hard,
+            snapshot,
             log,
-            commit: 0,
-            applied: 0,
+            commit: base,
+            applied: base,
             role: Role::Follower,
             leader: None,
             election_deadline: now,
@@ -432,6 +473,7 @@ impl Raft {
             persist_last: VecDeque::new(),
             durable_last,
             hard_dirty: false,
+            snapshot_dirty: false,
             log_dirty_from: None,
             truncated_from: None,
             step_sends: Vec::new(),
@@ -459,14 +501,25 @@ impl Raft {
         self.commit
     }
     pub fn last_index(&self) -> Index {
-        self.log.len() as Index
+        self.snapshot.index + self.log.len() as Index
+    }
+    /// The index of the newest snapshot; entries at or below it are compacted.
+    pub fn snapshot_index(&self) -> Index {
+        self.snapshot.index
+    }
+    /// Entries held in memory (after the snapshot).
+    pub fn log_len(&self) -> usize {
+        self.log.len()
     }
     pub fn voters(&self) -> &BTreeSet<NodeId> {
         &self.voters
     }
-    /// The entry at `index`, durable or not.
+    /// The entry at `index`, durable or not; `None` if compacted or beyond the log.
     pub fn entry(&self, index: Index) -> Option<&Entry> {
-        index.checked_sub(1).and_then(|i| self.log.get(i as usize))
+        if index <= self.snapshot.index {
+            return None;
+        }
+        self.log.get(self.pos(index))
     }
     /// When this member last heard from a leader (a leader: now).
     pub fn leader_heard_at(&self) -> Option<Instant> {
@@ -600,6 +653,53 @@ impl Raft {
         self.finish_step();
     }
 
+    /// The driver's state machine as of applied `index` is `data`: keep it as the snapshot
+    /// and drop the entries at or below `index` (the persist that follows stores it).
+    pub fn compact(&mut self, now: Instant, index: Index, data: Vec<u8>) -> Result<(), CompactError> {
+        self.advance_clock(now);
+        if index > self.applied {
+            return Err(CompactError::NotApplied { index, applied: self.applied });
+        }
+        if data.len() > wire::SNAPSHOT_BYTES_MAX {
+            return Err(CompactError::TooLarge { bytes: data.len(), limit: wire::SNAPSHOT_BYTES_MAX });
+        }
+        if index <= self.snapshot.index {
+            return Ok(());
+        }
+        let term = self.term_at(index).expect("an applied entry is in the log");
+        assert!(self.log_dirty_from.is_none_or(|f| f > index), "compacting entries not yet persisted");
+        self.log.drain(..=self.pos(index));
+        self.snapshot = Snapshot { index, term, data };
+        self.snapshot_dirty = true;
+        self.finish_step();
+        Ok(())
+    }
+
+    fn on_install_snapshot(&mut self, from: NodeId, snapshot: Snapshot) {
+        let index = snapshot.index;
+        if index <= self.commit {
+            self.send(from, Message::AppendResp { accepted: true, index: self.commit, hint: 0 });
+            return;
+        }
+        if self.term_at(index) != Some(snapshot.term) && self.last_index() > self.commit {
+            // Our entries past the commit may conflict with the leader's: drop them.
+            self.truncate_from(self.commit + 1);
+        }
+        let held = (index.min(self.last_index()) - self.snapshot.index) as usize;
+        self.log.drain(..held);
+        if self.log.is_empty() {
+            self.log_dirty_from = None;
+        } else if let Some(f) = self.log_dirty_from {
+            self.log_dirty_from = Some(f.max(index + 1));
+        }
+        self.snapshot = snapshot;
+        self.snapshot_dirty = true;
+        self.commit = index;
+        self.applied = index;
+        self.out.push_back(Action::Restore(self.snapshot.clone()));
+        self.send(from, Message::AppendResp { accepted: true, index, hint: 0 });
+    }
+
     fn advance_clock(&mut self, now: Instant) {
         assert!(now >= self.now, "time went backwards");
         self.now = now;
@@ -614,7 +714,7 @@ impl Raft {
                 // A pre-vote names a term its sender has not entered; it changes nothing.
                 PreVote { .. } | PreVoteResp { granted: true } => true,
                 Vote { transfer, .. } if self.in_lease() && !transfer => false,
-                Append { .. } | Heartbeat { .. } | TimeoutNow => {
+                Append { .. } | Heartbeat { .. } | InstallSnapshot { .. } | TimeoutNow => {
                     self.become_follower(env.term, Some(env.from));
                     true
                 }
@@ -626,7 +726,7 @@ impl Raft {
         } else if env.term < self.hard.term {
             match env.msg {
                 // Tell a stale leader or pre-candidate the newer term so it steps down.
-                Append { .. } | Heartbeat { .. } => {
+                Append { .. } | Heartbeat { .. } | InstallSnapshot { .. } => {
                     let hint = self.last_index();
                     self.send(env.from, Message::AppendResp { accepted: false, index: 0, hint });
                 }
@@ -686,6 +786,10 @@ impl Raft {
                     self.campaign(true);
                 }
             }
+            Message::InstallSnapshot { snapshot } => {
+                self.follow(from);
+                self.on_install_snapshot(from, snapshot);
+            }
         }
     }
 
@@ -728,6 +832,12 @@ impl Raft {
     }
 
     fn on_append(&mut self, from: NodeId, prev_index: Index, prev_term: Term, entries: Vec<Entry>, commit: Index) {
+        if prev_index < self.commit {
+            // Everything up to the commit index matches the leader (it may be compacted
+            // here): say so, and the leader goes on from there.
+            self.send(from, Message::AppendResp { accepted: true, index: self.commit, hint: 0 });
+            return;
+        }
         if prev_index > self.last_index() || self.term_at(prev_index) != Some(prev_term) {
             assert!(
                 prev_index > self.commit || prev_index > self.last_index(),
@@ -894,7 +1004,7 @@ impl Raft {
         self.progress = self.peers().into_iter().map(|p| (p, Progress::new(next))).collect();
         self.heartbeat_due = self.now.saturating_add(self.cfg.heartbeat_interval);
         self.quorum_check_due = self.now.saturating_add(self.cfg.election_timeout_min);
-        self.uncommitted_bytes = self.log[self.commit as usize..].iter().map(Entry::size).sum();
+        self.uncommitted_bytes = self.log[self.pos(self.commit + 1)..].iter().map(Entry::size).sum();
         let noop = Entry { term: self.hard.term, index: next, kind: EntryKind::Noop };
         self.leader_append(noop);
     }
@@ -914,11 +1024,18 @@ impl Raft {
         if !pr.may_send(last, self.cfg.inflight_appends_max) {
             return;
         }
+        if pr.next <= self.snapshot.index {
+            // The entries it needs are compacted: send the snapshot instead.
+            let snapshot = self.snapshot.clone();
+            self.progress.get_mut(&to).expect("checked").on_snapshot_sent(snapshot.index);
+            self.send(to, Message::InstallSnapshot { snapshot });
+            return;
+        }
         let prev_index = pr.next - 1;
         let prev_term = self.term_at(prev_index).expect("next is within the leader's log");
         let mut entries = Vec::new();
         let mut bytes = 0;
-        for e in &self.log[prev_index as usize..] {
+        for e in &self.log[self.pos(prev_index + 1)..] {
             if entries.len() == self.cfg.append_entries_max
                 || (!entries.is_empty() && bytes + e.size() > self.cfg.append_bytes_max)
             {
@@ -948,7 +1065,8 @@ impl Raft {
         matched.sort_unstable_by(|a, b| b.cmp(a));
         let candidate = matched[self.quorum() - 1];
         if candidate > self.commit && self.term_at(candidate) == Some(self.hard.term) {
-            let newly: usize = self.log[self.commit as usize..candidate as usize].iter().map(Entry::size).sum();
+            let newly: usize =
+                self.log[self.pos(self.commit + 1)..self.pos(candidate + 1)].iter().map(Entry::size).sum();
             self.uncommitted_bytes = self.uncommitted_bytes.saturating_sub(newly);
             self.commit = candidate;
             self.advance_reads();
@@ -981,7 +1099,7 @@ impl Raft {
     fn truncate_from(&mut self, index: Index) {
         assert!(index > self.commit, "{}: would truncate committed entry {index} (commit {})", self.id, self.commit);
         assert!(self.role != Role::Leader, "a leader never truncates its log");
-        self.log.truncate(index as usize - 1);
+        self.log.truncate(self.pos(index));
         self.truncated_from = Some(self.truncated_from.map_or(index, |t| t.min(index)));
         if let Some(from) = self.log_dirty_from {
             self.log_dirty_from = (from < index).then_some(from);
@@ -996,7 +1114,7 @@ impl Raft {
     /// Ends every public call: issues the persist this step needs, releases or holds the
     /// messages it produced, applies what is committed and durable, and reports a role change.
     fn finish_step(&mut self) {
-        if self.hard_dirty || self.log_dirty_from.is_some() || self.truncated_from.is_some() {
+        if self.hard_dirty || self.snapshot_dirty || self.log_dirty_from.is_some() || self.truncated_from.is_some() {
             self.issue_persist();
         }
         let sends = std::mem::take(&mut self.step_sends);
@@ -1019,20 +1137,21 @@ impl Raft {
         self.persist_issued += 1;
         let id = self.persist_issued;
         let hard_state = std::mem::take(&mut self.hard_dirty).then_some(self.hard);
+        let snapshot = std::mem::take(&mut self.snapshot_dirty).then(|| self.snapshot.clone());
         let truncate_from = self.truncated_from.take();
         let entries = match self.log_dirty_from.take() {
-            Some(from) => self.log[from as usize - 1..].to_vec(),
+            Some(from) => self.log[self.pos(from)..].to_vec(),
             None => Vec::new(),
         };
         self.persist_last.push_back((id, self.last_index()));
-        self.out.push_back(Action::Persist(Persist { id, hard_state, truncate_from, entries }));
+        self.out.push_back(Action::Persist(Persist { id, hard_state, snapshot, truncate_from, entries }));
     }
 
     fn apply_committed(&mut self) {
         let upto = self.commit.min(self.durable_last);
         while self.applied < upto {
             self.applied += 1;
-            let entry = self.log[self.applied as usize - 1].clone();
+            let entry = self.log[self.pos(self.applied)].clone();
             self.out.push_back(Action::Apply(entry));
         }
     }
@@ -1059,13 +1178,21 @@ impl Raft {
     }
 
     fn last_term(&self) -> Term {
-        self.log.last().map_or(0, |e| e.term)
+        self.log.last().map_or(self.snapshot.term, |e| e.term)
     }
 
+    /// The term of the entry at `index`; `None` if beyond the log or compacted below the
+    /// snapshot (whose own index answers with its term).
     fn term_at(&self, index: Index) -> Option<Term> {
-        if index == 0 {
-            return Some(0);
+        if index == self.snapshot.index {
+            return Some(self.snapshot.term);
         }
         self.entry(index).map(|e| e.term)
+    }
+
+    /// Position in `log` of the entry at `index` (which must follow the snapshot).
+    fn pos(&self, index: Index) -> usize {
+        assert!(index > self.snapshot.index, "entry {index} is compacted (snapshot {})", self.snapshot.index);
+        (index - self.snapshot.index - 1) as usize
     }
 }

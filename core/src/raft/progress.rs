@@ -14,6 +14,9 @@ enum State {
     Probe,
     /// Appends pipelined up to `inflight_appends_max`, `next` advanced optimistically.
     Replicate,
+    /// The leader's snapshot at this index is on its way; nothing else is sent until it
+    /// is acknowledged or presumed lost.
+    Snapshot(Index),
 }
 
 #[derive(Debug)]
@@ -53,12 +56,21 @@ impl Progress {
         match self.state {
             State::Probe => !self.probe_paused,
             State::Replicate => self.next <= last && self.inflight.len() < inflight_max,
+            State::Snapshot(_) => false,
         }
+    }
+
+    /// The leader's snapshot at `index` went out.
+    pub fn on_snapshot_sent(&mut self, index: Index) {
+        self.state = State::Snapshot(index);
+        self.inflight.clear();
+        self.stalled_ticks = 0;
     }
 
     /// An append ending at `sent_last` went out.
     pub fn on_sent(&mut self, sent_last: Index) {
         match self.state {
+            State::Snapshot(_) => unreachable!("nothing is sent while a snapshot is on its way"),
             State::Probe => self.probe_paused = true,
             State::Replicate => {
                 assert!(sent_last >= self.next, "a pipelined append carries at least one entry");
@@ -75,7 +87,10 @@ impl Progress {
             self.matched = index;
             self.stalled_ticks = 0;
         }
-        if self.state == State::Probe {
+        if matches!(self.state, State::Snapshot(at) if index < at) {
+            return advanced;
+        }
+        if self.state != State::Replicate {
             self.state = State::Replicate;
             self.inflight.clear();
             self.next = self.matched + 1;
@@ -91,7 +106,8 @@ impl Progress {
     /// The follower refused an append at `prev_index`, its log ending at `hint`. Returns
     /// whether the refusal is current (a stale one, from before a rewind, is ignored).
     pub fn on_refused(&mut self, prev_index: Index, hint: Index) -> bool {
-        if prev_index <= self.matched || (self.state == State::Probe && prev_index + 1 != self.next) {
+        let stale_probe = self.state == State::Probe && prev_index + 1 != self.next;
+        if prev_index <= self.matched || stale_probe || matches!(self.state, State::Snapshot(_)) {
             return false;
         }
         self.state = State::Probe;
@@ -106,6 +122,14 @@ impl Progress {
     /// probe is retried, in case it was lost.
     pub fn on_heartbeat_tick(&mut self) {
         match self.state {
+            State::Snapshot(_) => {
+                self.stalled_ticks += 1;
+                if self.stalled_ticks >= STALLED_TICKS_MAX {
+                    self.state = State::Probe;
+                    self.next = self.matched + 1;
+                    self.stalled_ticks = 0;
+                }
+            }
             State::Replicate if !self.inflight.is_empty() => {
                 self.stalled_ticks += 1;
                 if self.stalled_ticks >= STALLED_TICKS_MAX {

@@ -9,7 +9,7 @@
 //! ```text
 //! version u8 = 1
 //! kind    u8   (1 PreVote, 2 PreVoteResp, 3 Vote, 4 VoteResp, 5 Append, 6 AppendResp,
-//!               7 Heartbeat, 8 HeartbeatResp, 9 TimeoutNow)
+//!               7 Heartbeat, 8 HeartbeatResp, 9 TimeoutNow, 10 InstallSnapshot)
 //! from u64 LE, to u64 LE, term u64 LE
 //! then, by kind:
 //!   PreVote        last_index u64, last_term u64
@@ -22,6 +22,7 @@
 //!   Heartbeat      commit u64, read_seq u64
 //!   HeartbeatResp  read_seq u64
 //!   TimeoutNow     (nothing)
+//!   InstallSnapshot index u64, snapshot term u64, len varint (<= SNAPSHOT_BYTES_MAX), len bytes
 //! entry = term u64, index u64, kind u8 (0 Noop, 1 Command),
 //!         and for a Command: len varint (<= COMMAND_BYTES_MAX), len bytes
 //! bool  = u8, 0 or 1
@@ -42,7 +43,7 @@
 
 use std::fmt;
 
-use super::{Entry, EntryKind, Envelope, Index, Message, Term};
+use super::{Entry, EntryKind, Envelope, Index, Message, Snapshot, Term};
 use crate::codec::{self, ReadError, Reader};
 use crate::types::NodeId;
 
@@ -52,6 +53,9 @@ pub const WIRE_VERSION: u8 = 1;
 pub const ENTRIES_PER_MESSAGE_MAX: usize = 4096;
 /// The largest command one entry may carry (1 MiB).
 pub const COMMAND_BYTES_MAX: usize = 1 << 20;
+/// The largest snapshot one message may carry (8 MiB; a frame holds 16 MiB). A site's
+/// state machine is small; chunked transfer would lift this.
+pub const SNAPSHOT_BYTES_MAX: usize = 8 << 20;
 /// The fewest bytes one encoded entry takes (a Noop: term, index, kind).
 const ENTRY_BYTES_MIN: usize = 8 + 8 + 1;
 
@@ -64,6 +68,7 @@ const KIND_APPEND_RESP: u8 = 6;
 const KIND_HEARTBEAT: u8 = 7;
 const KIND_HEARTBEAT_RESP: u8 = 8;
 const KIND_TIMEOUT_NOW: u8 = 9;
+const KIND_INSTALL_SNAPSHOT: u8 = 10;
 
 const ENTRY_NOOP: u8 = 0;
 const ENTRY_COMMAND: u8 = 1;
@@ -97,6 +102,8 @@ pub enum WireError {
     TermAboveMessage { index: Index, term: Term, message_term: Term },
     /// Bytes after the end of the message.
     TrailingBytes(usize),
+    /// A snapshot longer than [`SNAPSHOT_BYTES_MAX`], or whose term is above the message's.
+    BadSnapshot { len: u64, term: Term, message_term: Term },
 }
 
 impl fmt::Display for WireError {
@@ -143,6 +150,11 @@ impl fmt::Display for WireError {
                  log holds no term above its own"
             ),
             WireError::TrailingBytes(n) => write!(f, "{n} bytes after the end of the raft message"),
+            WireError::BadSnapshot { len, term, message_term } => write!(
+                f,
+                "snapshot of {len} bytes and term {term} in a message of term {message_term}: at most \
+                 {SNAPSHOT_BYTES_MAX} bytes and the message's term; the message is corrupt"
+            ),
         }
     }
 }
@@ -227,6 +239,7 @@ pub fn encode(env: &Envelope, out: &mut Vec<u8>) {
         Message::Heartbeat { .. } => KIND_HEARTBEAT,
         Message::HeartbeatResp { .. } => KIND_HEARTBEAT_RESP,
         Message::TimeoutNow => KIND_TIMEOUT_NOW,
+        Message::InstallSnapshot { .. } => KIND_INSTALL_SNAPSHOT,
     };
     out.push(WIRE_VERSION);
     out.push(kind);
@@ -285,6 +298,14 @@ pub fn encode(env: &Envelope, out: &mut Vec<u8>) {
         }
         Message::HeartbeatResp { read_seq } => put_u64(out, *read_seq),
         Message::TimeoutNow => {}
+        Message::InstallSnapshot { snapshot } => {
+            assert!(snapshot.data.len() <= SNAPSHOT_BYTES_MAX, "a snapshot exceeds SNAPSHOT_BYTES_MAX");
+            assert!(snapshot.term <= env.term, "a snapshot's term is above the message's");
+            put_u64(out, snapshot.index);
+            put_u64(out, snapshot.term);
+            codec::put_varint(out, snapshot.data.len() as u64);
+            out.extend_from_slice(&snapshot.data);
+        }
     }
 }
 
@@ -297,7 +318,7 @@ pub fn decode(buf: &[u8]) -> Result<Envelope, WireError> {
         return Err(WireError::UnknownVersion(version));
     }
     let kind = r.u8()?;
-    if !(KIND_PRE_VOTE..=KIND_TIMEOUT_NOW).contains(&kind) {
+    if !(KIND_PRE_VOTE..=KIND_INSTALL_SNAPSHOT).contains(&kind) {
         return Err(WireError::UnknownKind(kind));
     }
     let from = NodeId(r.u64()?);
@@ -313,6 +334,7 @@ pub fn decode(buf: &[u8]) -> Result<Envelope, WireError> {
         KIND_HEARTBEAT => Message::Heartbeat { commit: r.u64()?, read_seq: r.u64()? },
         KIND_HEARTBEAT_RESP => Message::HeartbeatResp { read_seq: r.u64()? },
         KIND_TIMEOUT_NOW => Message::TimeoutNow,
+        KIND_INSTALL_SNAPSHOT => decode_snapshot(&mut r, term)?,
         // Checked above; kept as an error so the decoder has no panic path.
         _ => return Err(WireError::UnknownKind(kind)),
     };
@@ -320,6 +342,17 @@ pub fn decode(buf: &[u8]) -> Result<Envelope, WireError> {
         return Err(WireError::TrailingBytes(r.remaining()));
     }
     Ok(Envelope { from, to, term, msg })
+}
+
+fn decode_snapshot(r: &mut Reader<'_>, message_term: Term) -> Result<Message, WireError> {
+    let index = r.u64()?;
+    let term = r.u64()?;
+    let len = r.varint()?;
+    if len > SNAPSHOT_BYTES_MAX as u64 || term > message_term {
+        return Err(WireError::BadSnapshot { len, term, message_term });
+    }
+    let data = r.bytes(len as usize)?.to_vec();
+    Ok(Message::InstallSnapshot { snapshot: Snapshot { index, term, data } })
 }
 
 fn decode_append(r: &mut Reader<'_>, term: Term) -> Result<Message, WireError> {
@@ -399,6 +432,8 @@ mod tests {
             env(5, Message::Heartbeat { commit: 9, read_seq: 42 }),
             env(5, Message::HeartbeatResp { read_seq: 42 }),
             env(u64::MAX, Message::TimeoutNow),
+            env(6, Message::InstallSnapshot { snapshot: Snapshot { index: 40, term: 6, data: b"state".to_vec() } }),
+            env(6, Message::InstallSnapshot { snapshot: Snapshot::default() }),
         ]
     }
 
@@ -458,7 +493,7 @@ mod tests {
         let mut b = bytes(&env(1, Message::TimeoutNow));
         b[0] = 2;
         assert_eq!(decode(&b), Err(WireError::UnknownVersion(2)));
-        for kind in [0, KIND_TIMEOUT_NOW + 1, 0xff] {
+        for kind in [0, KIND_INSTALL_SNAPSHOT + 1, 0xff] {
             b[0] = WIRE_VERSION;
             b[1] = kind;
             assert_eq!(decode(&b), Err(WireError::UnknownKind(kind)));
@@ -682,6 +717,13 @@ mod tests {
             1 => (u64_edgy(), u64_edgy()).prop_map(|(commit, read_seq)| Message::Heartbeat { commit, read_seq }),
             1 => u64_edgy().prop_map(|read_seq| Message::HeartbeatResp { read_seq }),
             1 => Just(Message::TimeoutNow),
+            1 => (u64_edgy(), u64_edgy(), command()).prop_map(move |(index, t, data)| Message::InstallSnapshot {
+                snapshot: Snapshot {
+                    index,
+                    term: if term == u64::MAX { t } else { t % (term + 1) },
+                    data: data.unwrap_or_default(),
+                },
+            }),
         ]
     }
 

@@ -1,0 +1,303 @@
+//! Raft, member by member: small scripted histories that show one rule each. The
+//! simulator's cluster world (`outpost-sim raft`) runs the same code under random faults.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use outpost_core::raft::{
+    Action, Entry, EntryKind, Envelope, HardState, Message, ProposeError, Raft, RaftConfig, ReadError, Role, Snapshot,
+};
+use outpost_core::types::{Duration, Instant, NodeId};
+
+fn cfg() -> RaftConfig {
+    RaftConfig {
+        election_timeout_min: Duration::from_millis(500),
+        election_timeout_max: Duration::from_millis(1000),
+        heartbeat_interval: Duration::from_millis(100),
+        ..RaftConfig::default()
+    }
+}
+
+/// Members over storage that completes when told, and a network that delivers when told
+/// (or drops what a cut link carries).
+struct Site {
+    now: Instant,
+    members: Vec<Raft>,
+    /// Persists issued and not yet completed, per member.
+    disk: Vec<VecDeque<u64>>,
+    net: VecDeque<Envelope>,
+    applied: Vec<Vec<Entry>>,
+    restored: Vec<Option<Snapshot>>,
+    ready_reads: Vec<(usize, u64)>,
+    cut: BTreeSet<usize>,
+}
+
+impl Site {
+    fn new(n: u64) -> Site {
+        let voters: BTreeSet<NodeId> = (1..=n).map(NodeId).collect();
+        let members = (1..=n)
+            .map(|i| {
+                Raft::new(
+                    NodeId(i),
+                    voters.clone(),
+                    cfg(),
+                    i,
+                    Instant(0),
+                    HardState::default(),
+                    Snapshot::default(),
+                    Vec::new(),
+                )
+            })
+            .collect();
+        Site {
+            now: Instant(0),
+            members,
+            disk: vec![VecDeque::new(); n as usize],
+            net: VecDeque::new(),
+            applied: vec![Vec::new(); n as usize],
+            restored: vec![None; n as usize],
+            ready_reads: Vec::new(),
+            cut: BTreeSet::new(),
+        }
+    }
+
+    fn collect(&mut self, i: usize) {
+        while let Some(a) = self.members[i].poll_action() {
+            match a {
+                Action::Persist(p) => self.disk[i].push_back(p.id),
+                Action::Send(env) => self.net.push_back(env),
+                Action::Apply(e) => self.applied[i].push(e),
+                Action::Restore(s) => self.restored[i] = Some(s),
+                Action::ReadReady { ctx, .. } => self.ready_reads.push((i, ctx)),
+                Action::ReadFailed { .. } | Action::RoleChanged { .. } => {}
+            }
+        }
+    }
+
+    /// Completes every outstanding persist of member `i`.
+    fn sync(&mut self, i: usize) {
+        while let Some(id) = self.disk[i].pop_front() {
+            self.members[i].persisted(self.now, id);
+            self.collect(i);
+        }
+    }
+
+    /// Delivers the messages in flight now (not those they cause), without any sync.
+    fn deliver_pending(&mut self) {
+        for env in std::mem::take(&mut self.net) {
+            let to = env.to.0 as usize - 1;
+            self.members[to].step(self.now, env);
+            self.collect(to);
+        }
+    }
+
+    /// Delivers, syncs and repeats until nothing moves.
+    fn settle(&mut self) {
+        for _ in 0..10_000 {
+            for i in 0..self.members.len() {
+                self.sync(i);
+            }
+            let Some(env) = self.net.pop_front() else { return };
+            let (from, to) = (env.from.0 as usize - 1, env.to.0 as usize - 1);
+            if self.cut.contains(&from) || self.cut.contains(&to) {
+                continue;
+            }
+            self.members[to].step(self.now, env);
+            self.collect(to);
+        }
+        panic!("the site did not settle");
+    }
+
+    /// Advances time by `d` in 10 ms steps, ticking whoever is due and settling.
+    fn run_for(&mut self, d: Duration) {
+        let end = self.now.saturating_add(d);
+        while self.now < end {
+            self.now = self.now.saturating_add(Duration::from_millis(10));
+            for i in 0..self.members.len() {
+                if self.members[i].poll_timeout().is_some_and(|t| t <= self.now) {
+                    self.members[i].tick(self.now);
+                    self.collect(i);
+                }
+            }
+            self.settle();
+        }
+    }
+
+    fn leader(&self) -> Option<usize> {
+        let leaders: Vec<usize> = (0..self.members.len())
+            .filter(|i| !self.cut.contains(i) && self.members[*i].role() == Role::Leader)
+            .collect();
+        assert!(leaders.len() <= 1, "two leaders reachable at once: {leaders:?}");
+        leaders.first().copied()
+    }
+
+    fn elect(&mut self) -> usize {
+        self.run_for(Duration::from_secs(3));
+        self.leader().expect("a leader within 3 s")
+    }
+
+    fn propose(&mut self, i: usize, data: &[u8]) -> Result<(u64, u64), ProposeError> {
+        let r = self.members[i].propose(self.now, data.to_vec());
+        self.collect(i);
+        r
+    }
+
+    fn commands(&self, i: usize) -> Vec<Vec<u8>> {
+        self.applied[i]
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EntryKind::Command(d) => Some(d.clone()),
+                EntryKind::Noop => None,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn a_site_elects_one_leader_and_every_member_applies_its_commands_in_order() {
+    let mut site = Site::new(3);
+    let l = site.elect();
+    for k in 0..5u8 {
+        site.propose(l, &[k]).expect("the leader accepts");
+    }
+    site.run_for(Duration::from_millis(500));
+    let want: Vec<Vec<u8>> = (0..5u8).map(|k| vec![k]).collect();
+    for i in 0..3 {
+        assert_eq!(site.commands(i), want, "member {i}");
+    }
+    let other = (l + 1) % 3;
+    assert_eq!(site.propose(other, b"x"), Err(ProposeError::NotLeader { leader: Some(NodeId(l as u64 + 1)) }));
+}
+
+#[test]
+fn a_vote_is_not_sent_before_it_is_durable() {
+    let mut site = Site::new(3);
+    // Member 1 times out first and asks for pre-votes; granting one changes nothing
+    // durable, so the answers go at once.
+    site.now = Instant::from_secs(2);
+    site.members[0].tick(site.now);
+    site.collect(0);
+    site.deliver_pending();
+    site.deliver_pending();
+    assert_eq!(site.members[0].role(), Role::Candidate, "pre-votes granted");
+    // Its own term and vote must be durable before it asks for votes.
+    assert!(site.net.is_empty(), "vote requests left before the candidate's term was durable: {:?}", site.net);
+    site.sync(0);
+    // Deliver the vote requests to the others, without syncing their disks.
+    let requests: Vec<Envelope> = site.net.drain(..).collect();
+    assert!(requests.iter().all(|e| matches!(e.msg, Message::Vote { .. })), "{requests:?}");
+    for env in requests {
+        let to = env.to.0 as usize - 1;
+        site.members[to].step(site.now, env);
+        site.collect(to);
+    }
+    assert!(site.net.is_empty(), "a vote left before the persist of the vote completed: {:?}", site.net);
+    assert!(!site.disk[1].is_empty(), "granting a vote issues a persist");
+    site.sync(1);
+    assert!(
+        matches!(site.net.front(), Some(Envelope { msg: Message::VoteResp { granted: true }, .. })),
+        "{:?}",
+        site.net
+    );
+}
+
+#[test]
+fn a_leader_cut_off_from_the_majority_steps_down_and_its_entries_never_commit() {
+    let mut site = Site::new(3);
+    let old = site.elect();
+    site.cut.insert(old);
+    let (_, index) = site.propose(old, b"lost").expect("it still believes it leads");
+    site.run_for(Duration::from_secs(1));
+    assert_ne!(site.members[old].role(), Role::Leader, "check-quorum: no majority heard within the election timeout");
+    site.run_for(Duration::from_secs(3));
+    let new = site.leader().expect("the majority elects a leader");
+    assert_ne!(new, old);
+    site.propose(new, b"kept").expect("the new leader accepts");
+    site.cut.clear();
+    site.run_for(Duration::from_secs(2));
+    for i in 0..3 {
+        assert_eq!(site.commands(i), vec![b"kept".to_vec()], "member {i}");
+        assert!(site.members[i].entry(index).is_none_or(|e| e.kind != EntryKind::Command(b"lost".to_vec())));
+    }
+}
+
+#[test]
+fn a_read_index_waits_for_a_majority_to_confirm_the_leader() {
+    let mut site = Site::new(3);
+    let l = site.elect();
+    let others: Vec<usize> = (0..3).filter(|i| *i != l).collect();
+    assert_eq!(
+        site.members[others[0]].read_index(site.now, 1),
+        Err(ReadError::NotLeader { leader: Some(NodeId(l as u64 + 1)) })
+    );
+    site.cut.extend(others.iter().copied());
+    site.members[l].read_index(site.now, 7).expect("the leader takes the read");
+    site.collect(l);
+    site.settle();
+    assert!(site.ready_reads.is_empty(), "no majority answered: the read must wait");
+    site.cut.clear();
+    site.members[l].read_index(site.now, 8).expect("the leader takes the read");
+    site.collect(l);
+    site.settle();
+    assert_eq!(site.ready_reads, vec![(l, 7), (l, 8)]);
+}
+
+#[test]
+fn a_follower_that_missed_compacted_entries_gets_the_snapshot() {
+    let mut site = Site::new(3);
+    let l = site.elect();
+    let lagging = (l + 1) % 3;
+    site.cut.insert(lagging);
+    for k in 0..20u8 {
+        site.propose(l, &[k]).expect("accepted");
+        site.run_for(Duration::from_millis(20));
+    }
+    let applied = site.applied[l].last().expect("applied").index;
+    site.members[l].compact(site.now, applied, b"state after 20".to_vec()).expect("applied entries compact");
+    site.collect(l);
+    assert_eq!(site.members[l].snapshot_index(), applied);
+    assert_eq!(site.members[l].log_len(), 0);
+    site.cut.clear();
+    site.run_for(Duration::from_secs(1));
+    let restored = site.restored[lagging].clone().expect("the leader sent its snapshot");
+    assert_eq!((restored.index, restored.data), (applied, b"state after 20".to_vec()));
+    site.propose(l, b"after").expect("accepted");
+    site.run_for(Duration::from_millis(500));
+    assert_eq!(site.commands(lagging), vec![b"after".to_vec()], "it applies from the snapshot on");
+}
+
+#[test]
+fn leadership_moves_to_the_named_member_once_it_is_caught_up() {
+    let mut site = Site::new(3);
+    let l = site.elect();
+    let target = (l + 2) % 3;
+    site.propose(l, b"before").expect("accepted");
+    site.members[l].transfer_leader(site.now, NodeId(target as u64 + 1)).expect("a member");
+    site.collect(l);
+    assert!(matches!(site.propose(l, b"during"), Err(ProposeError::Transferring { .. })));
+    site.run_for(Duration::from_millis(300));
+    assert_eq!(site.leader(), Some(target));
+    site.propose(target, b"after").expect("the new leader accepts");
+    site.run_for(Duration::from_millis(300));
+    for i in 0..3 {
+        assert_eq!(site.commands(i), vec![b"before".to_vec(), b"after".to_vec()], "member {i}");
+    }
+}
+
+#[test]
+fn a_leader_refuses_proposals_past_its_uncommitted_limit() {
+    let mut site = Site::new(3);
+    let l = site.elect();
+    let others: Vec<usize> = (0..3).filter(|i| *i != l).collect();
+    site.cut.extend(others);
+    let limit = cfg().uncommitted_bytes_max;
+    let chunk = vec![0u8; 64 << 10];
+    let mut accepted = 0;
+    let err = loop {
+        match site.propose(l, &chunk) {
+            Ok(_) => accepted += chunk.len(),
+            Err(e) => break e,
+        }
+        assert!(accepted <= limit + chunk.len(), "accepted {accepted} bytes uncommitted");
+    };
+    assert!(matches!(err, ProposeError::Busy { limit: l, .. } if l == limit), "{err}");
+}
