@@ -4,7 +4,8 @@
 use std::collections::{BTreeSet, VecDeque};
 
 use outpost_core::raft::{
-    Action, Entry, EntryKind, Envelope, HardState, Message, ProposeError, Raft, RaftConfig, ReadError, Role, Snapshot,
+    Action, Entry, EntryKind, Envelope, HardState, Membership, MembershipChange, MembershipError, Message,
+    ProposeError, Raft, RaftConfig, ReadError, Role, Snapshot,
 };
 use outpost_core::types::{Duration, Instant, NodeId};
 
@@ -38,7 +39,7 @@ impl Site {
             .map(|i| {
                 Raft::new(
                     NodeId(i),
-                    voters.clone(),
+                    Membership::of_voters(voters.iter().copied()),
                     cfg(),
                     i,
                     Instant(0),
@@ -146,7 +147,7 @@ impl Site {
             .iter()
             .filter_map(|e| match &e.kind {
                 EntryKind::Command(d) => Some(d.clone()),
-                EntryKind::Noop => None,
+                EntryKind::Noop | EntryKind::Membership(_) => None,
             })
             .collect()
     }
@@ -300,4 +301,100 @@ fn a_leader_refuses_proposals_past_its_uncommitted_limit() {
         assert!(accepted <= limit + chunk.len(), "accepted {accepted} bytes uncommitted");
     };
     assert!(matches!(err, ProposeError::Busy { limit: l, .. } if l == limit), "{err}");
+}
+
+#[test]
+fn members_join_as_learners_become_voters_and_a_leader_can_remove_itself() {
+    // Four processes; the group starts as n1..n3 and n4 waits outside it.
+    let mut site = Site::new(4);
+    let three = Membership::of_voters([NodeId(1), NodeId(2), NodeId(3)]);
+    for i in 0..4u64 {
+        site.members[i as usize] = Raft::new(
+            NodeId(i + 1),
+            three.clone(),
+            cfg(),
+            i + 1,
+            site.now,
+            HardState::default(),
+            Snapshot::default(),
+            Vec::new(),
+        );
+    }
+    site.cut.insert(3);
+    let mut l = site.elect();
+    site.cut.clear();
+    assert!(l < 3);
+    let n4 = NodeId(4);
+    assert_eq!(
+        site.members[l].propose_membership(site.now, MembershipChange::Promote(n4)),
+        Err(ProposeError::Membership(MembershipError::NotALearner(n4)))
+    );
+    site.members[l].propose_membership(site.now, MembershipChange::AddLearner(n4)).expect("a valid change");
+    site.collect(l);
+    // One change at a time: the next waits for the first to commit.
+    assert_eq!(
+        site.members[l].propose_membership(site.now, MembershipChange::Promote(n4)),
+        Err(ProposeError::ChangePending)
+    );
+    site.propose(l, b"while a learner").expect("accepted");
+    site.run_for(Duration::from_millis(500));
+    assert_eq!(site.commands(3), vec![b"while a learner".to_vec()], "a learner receives the log");
+    assert_eq!(site.members[3].role(), Role::Follower);
+    site.members[l].propose_membership(site.now, MembershipChange::Promote(n4)).expect("committed learner");
+    site.collect(l);
+    site.run_for(Duration::from_millis(500));
+    let four = Membership::of_voters([NodeId(1), NodeId(2), NodeId(3), n4]);
+    for i in 0..4 {
+        assert_eq!(site.members[i].membership(), &four, "member {i}");
+    }
+    // With four voters a quorum is three: one member down still commits.
+    let down = (l + 1) % 3;
+    site.cut.insert(down);
+    site.propose(l, b"three of four").expect("accepted");
+    site.run_for(Duration::from_millis(500));
+    assert_eq!(site.commands(3).last(), Some(&b"three of four".to_vec()));
+    site.cut.clear();
+    site.run_for(Duration::from_millis(500));
+    // The leader removes itself: it leads until the removal commits, then steps down,
+    // and the rest elect a leader among themselves.
+    let me = NodeId(l as u64 + 1);
+    site.members[l].propose_membership(site.now, MembershipChange::Remove(me)).expect("a member");
+    site.collect(l);
+    site.run_for(Duration::from_secs(3));
+    assert_ne!(site.members[l].role(), Role::Leader);
+    l = site.leader().expect("the remaining three elect a leader");
+    assert_ne!(NodeId(l as u64 + 1), me);
+    assert!(!site.members[l].membership().contains(me));
+    site.propose(l, b"without the old leader").expect("accepted");
+    site.run_for(Duration::from_millis(500));
+    for i in (0..4).filter(|i| NodeId(*i as u64 + 1) != me) {
+        assert_eq!(site.commands(i).last(), Some(&b"without the old leader".to_vec()), "member {i}");
+    }
+}
+
+#[test]
+fn a_new_leader_changes_membership_only_after_committing_in_its_term() {
+    let mut site = Site::new(3);
+    let l = site.elect();
+    let next = (l + 1) % 3;
+    site.members[l].transfer_leader(site.now, NodeId(next as u64 + 1)).expect("a member");
+    site.collect(l);
+    // Deliver until the target wins, but stop before its Noop commits.
+    for _ in 0..100 {
+        if site.members[next].role() == Role::Leader {
+            break;
+        }
+        site.deliver_pending();
+        for i in 0..3 {
+            site.sync(i);
+        }
+    }
+    assert_eq!(site.members[next].role(), Role::Leader);
+    assert_eq!(
+        site.members[next].propose_membership(site.now, MembershipChange::AddLearner(NodeId(9))),
+        Err(ProposeError::ChangePending),
+        "the single-server change fix: commit an entry of the new term first"
+    );
+    site.settle();
+    site.members[next].propose_membership(site.now, MembershipChange::AddLearner(NodeId(9))).expect("now allowed");
 }

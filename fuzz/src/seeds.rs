@@ -4,7 +4,7 @@
 
 use outpost_core::codec::{self, encode_batch, Compression, FrameKind, RecordRef};
 use outpost_core::hlc::Hlc;
-use outpost_core::raft::{wire, Entry, EntryKind, Envelope, Message, Snapshot};
+use outpost_core::raft::{wire, Entry, EntryKind, Envelope, Membership, Message, Snapshot};
 use outpost_core::sync::proto::{SkipReason, SyncMsg, TopicStatus};
 use outpost_core::types::NodeId;
 
@@ -139,6 +139,14 @@ fn raft_seeds(v: &mut Vec<(&'static str, &'static str, Vec<u8>)>) {
         Entry { term: 2, index: 8, kind: EntryKind::Command(b"set door=open".to_vec()) },
         Entry { term: 3, index: 9, kind: EntryKind::Noop },
         Entry { term: 3, index: 10, kind: EntryKind::Command(vec![0x80; 130]) },
+        Entry {
+            term: 3,
+            index: 11,
+            kind: EntryKind::Membership(Membership {
+                voters: [NodeId(1), NodeId(2), NodeId(3)].into(),
+                learners: [NodeId(4)].into(),
+            }),
+        },
     ];
     let msgs = [
         ("append", Message::Append { prev_index: 7, prev_term: 2, entries, commit: 6 }),
@@ -151,7 +159,14 @@ fn raft_seeds(v: &mut Vec<(&'static str, &'static str, Vec<u8>)>) {
         ("timeout-now", Message::TimeoutNow),
         (
             "install-snapshot",
-            Message::InstallSnapshot { snapshot: Snapshot { index: 9, term: 3, data: b"door=open".to_vec() } },
+            Message::InstallSnapshot {
+                snapshot: Snapshot {
+                    index: 9,
+                    term: 3,
+                    membership: Membership::of_voters([NodeId(1), NodeId(2)]),
+                    data: b"door=open".to_vec(),
+                },
+            },
         ),
     ];
     for (name, msg) in msgs {

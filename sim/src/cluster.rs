@@ -20,7 +20,8 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 use outpost_core::raft::{
-    wire, Action, Entry, EntryKind, Envelope, HardState, Index, Persist, Raft, RaftConfig, Role, Snapshot, Term,
+    wire, Action, Entry, EntryKind, Envelope, HardState, Index, Membership, MembershipChange, Persist, Raft,
+    RaftConfig, Role, Snapshot, Term,
 };
 use outpost_core::types::{Duration, Instant, NodeId};
 use rand::Rng;
@@ -32,7 +33,13 @@ use crate::rng::{self, SimRng};
 /// The shape of one run.
 #[derive(Clone, Debug)]
 pub struct ClusterConfig {
+    /// Processes in the world; the first `initial_voters` form the group, the rest wait
+    /// outside it until a membership change adds them.
     pub members: usize,
+    pub initial_voters: usize,
+    /// Whether the faults include membership changes: add a learner, promote it, remove a
+    /// voter (the leader too), one at a time, during partitions and crashes.
+    pub membership_changes: bool,
     pub raft: RaftConfig,
     /// Faults are drawn and injected during this phase.
     pub fault_phase: Duration,
@@ -52,6 +59,8 @@ impl ClusterConfig {
     pub fn new(members: usize) -> ClusterConfig {
         ClusterConfig {
             members,
+            initial_voters: members,
+            membership_changes: false,
             raft: RaftConfig {
                 election_timeout_min: Duration::from_millis(500),
                 election_timeout_max: Duration::from_millis(1000),
@@ -91,6 +100,8 @@ pub struct ClusterReport {
     pub partitions: u64,
     /// Snapshots members compacted their logs to, and leaders' snapshots members restored.
     pub snapshots_taken: u64,
+    /// Membership changes a leader accepted.
+    pub membership_changes: u64,
     pub snapshots_installed: u64,
     pub messages: u64,
     pub persists: u64,
@@ -296,14 +307,14 @@ struct World {
 impl World {
     fn new(cfg: ClusterConfig, seed: u64) -> World {
         assert!(cfg.members >= 1 && cfg.members <= 9, "1 to 9 members");
-        let voters: BTreeSet<NodeId> = (1..=cfg.members as u64).map(NodeId).collect();
+        let initial = Membership::of_voters((1..=cfg.initial_voters as u64).map(NodeId));
         let now = Instant::from_millis(0);
         let members = (0..cfg.members)
             .map(|i| {
                 let id = NodeId(i as u64 + 1);
                 let raft = Raft::new(
                     id,
-                    voters.clone(),
+                    initial.clone(),
                     cfg.raft.clone(),
                     rng::mix(seed ^ rng::mix(id.0)),
                     now,
@@ -572,7 +583,7 @@ impl World {
         assert_eq!(entry.index, m.applied + 1);
         m.applied = entry.index;
         let result = match &entry.kind {
-            EntryKind::Noop => None,
+            EntryKind::Noop | EntryKind::Membership(_) => None,
             EntryKind::Command(data) => {
                 let (client, op_id, op) = decode_cmd(data);
                 self.applied_commands.entry(entry.index).or_insert((client, op_id));
@@ -739,7 +750,8 @@ impl World {
         let episode = self.episodes;
         let n = self.members.len();
         let lasting = Duration::from_millis(self.fault_rng.gen_range(300..8_000));
-        let kind = self.fault_rng.gen_range(0..8);
+        let kinds = if self.cfg.membership_changes { 10 } else { 8 };
+        let kind = self.fault_rng.gen_range(0..kinds);
         self.trace(5, kind);
         match kind {
             0 | 1 => {
@@ -768,6 +780,7 @@ impl World {
                 self.crash(victim);
                 self.schedule(lasting.min(Duration::from_secs(4)), Ev::Restart { member: victim });
             }
+            8 | 9 => self.change_membership(),
             6 => {
                 let m = self.fault_rng.gen_range(0..n);
                 self.members[m].slow_disk = Some(episode);
@@ -780,6 +793,39 @@ impl World {
         }
         let gap = Duration::from_millis(self.fault_rng.gen_range(500..5_000));
         self.schedule(gap, Ev::Fault);
+    }
+
+    /// The leader proposes one to three changes in a row (all but the first are refused
+    /// while the first is uncommitted): promote a learner, add a process outside the group
+    /// as a learner, or (above two voters) remove a voter, perhaps itself.
+    fn change_membership(&mut self) {
+        let attempts = self.fault_rng.gen_range(1..=3);
+        for _ in 0..attempts {
+            let Some(l) = self.current_leader() else { return };
+            let m = self.members[l].raft.as_ref().expect("the leader is up").membership().clone();
+            let outside: Vec<NodeId> = self.members.iter().map(|x| x.id).filter(|id| !m.contains(*id)).collect();
+            let change = match self.fault_rng.gen_range(0..3) {
+                0 if !m.learners.is_empty() => {
+                    let learners: Vec<NodeId> = m.learners.iter().copied().collect();
+                    MembershipChange::Promote(learners[self.fault_rng.gen_range(0..learners.len())])
+                }
+                1 if !outside.is_empty() => {
+                    MembershipChange::AddLearner(outside[self.fault_rng.gen_range(0..outside.len())])
+                }
+                2 if m.voters.len() > 2 => {
+                    let voters: Vec<NodeId> = m.voters.iter().copied().collect();
+                    MembershipChange::Remove(voters[self.fault_rng.gen_range(0..voters.len())])
+                }
+                _ => continue,
+            };
+            let now = self.now;
+            let outcome = self.members[l].raft.as_mut().expect("up").propose_membership(now, change);
+            self.trace(8, u64::from(outcome.is_ok()));
+            if outcome.is_ok() {
+                self.report.membership_changes += 1;
+            }
+            self.drain(l);
+        }
     }
 
     fn partition(&mut self, episode: u64, lasting: Duration, cut: impl Fn(usize, usize) -> bool) {
@@ -820,11 +866,11 @@ impl World {
             return;
         }
         self.trace(7, i as u64);
-        let voters: BTreeSet<NodeId> = (1..=self.members.len() as u64).map(NodeId).collect();
+        let initial = Membership::of_voters((1..=self.cfg.initial_voters as u64).map(NodeId));
         let m = &mut self.members[i];
         let seed = rng::mix(self.seed ^ rng::mix(m.id.0 ^ (u64::from(m.incarnation) << 32)));
         let (hard, snapshot, log) = (m.durable.hard, m.durable.snapshot.clone(), m.durable.log.clone());
-        m.raft = Some(Raft::new(m.id, voters, self.cfg.raft.clone(), seed, self.now, hard, snapshot, log));
+        m.raft = Some(Raft::new(m.id, initial, self.cfg.raft.clone(), seed, self.now, hard, snapshot, log));
         m.kv = decode_kv(&m.durable.snapshot.data);
         m.applied = m.durable.snapshot.index;
         m.reported_commit = 0;
@@ -899,10 +945,15 @@ impl World {
     fn check_convergence(&mut self) {
         let leaders = self.members.iter().filter(|m| m.raft.as_ref().is_some_and(|r| r.role() == Role::Leader)).count();
         let commit = self.max_commit();
+        let group = self
+            .current_leader()
+            .and_then(|l| self.members[l].raft.as_ref())
+            .map(|r| r.membership().clone())
+            .unwrap_or_default();
         let lagging: Vec<String> = self
             .members
             .iter()
-            .filter(|m| m.applied < commit)
+            .filter(|m| group.contains(m.id) && m.applied < commit)
             .map(|m| format!("{} applied {}", m.id, m.applied))
             .collect();
         let problem = if leaders != 1 {

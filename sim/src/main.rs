@@ -65,9 +65,15 @@ enum Cmd {
     /// Run the Raft cluster world (`outpost_core::raft` alone, under partitions, crashes,
     /// slow disks and long delays, with clients on every member) over many seeds.
     Raft {
-        /// Members of the group.
+        /// Processes in the world (the group's members, and those waiting to join).
         #[arg(long, default_value_t = 3)]
         members: usize,
+        /// How many of them form the group at the start (default: all).
+        #[arg(long)]
+        initial_voters: Option<usize>,
+        /// Add membership changes to the faults: add a learner, promote it, remove a voter.
+        #[arg(long)]
+        membership_changes: bool,
         #[arg(long, default_value_t = 100)]
         seeds: u64,
         /// First seed of the range.
@@ -311,7 +317,12 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
         Cmd::Sweep { scenario, seeds, first, swarm, jobs, .. } => sweep(scenario, seeds, first, swarm, jobs),
-        Cmd::Raft { members, seeds, first, jobs, json } => raft_sweep(members, seeds, first, jobs, json),
+        Cmd::Raft { members, initial_voters, membership_changes, seeds, first, jobs, json } => {
+            let mut cfg = cluster::ClusterConfig::new(members);
+            cfg.initial_voters = initial_voters.unwrap_or(members);
+            cfg.membership_changes = membership_changes;
+            raft_sweep(cfg, seeds, first, jobs, json)
+        }
     }
 }
 
@@ -319,12 +330,16 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
 }
 
-fn raft_sweep(members: usize, seeds: u64, first: u64, jobs: Option<usize>, json: bool) -> ExitCode {
+fn raft_sweep(cfg: cluster::ClusterConfig, seeds: u64, first: u64, jobs: Option<usize>, json: bool) -> ExitCode {
+    let members = cfg.members;
     if !(1..=9).contains(&members) {
         eprintln!("error: --members must be 1 to 9 (a site cluster), not {members}");
         return ExitCode::from(2);
     }
-    let cfg = cluster::ClusterConfig::new(members);
+    if !(1..=members).contains(&cfg.initial_voters) {
+        eprintln!("error: --initial-voters must be 1 to --members ({members}), not {}", cfg.initial_voters);
+        return ExitCode::from(2);
+    }
     let started = Instant::now();
     let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let next = AtomicU64::new(first);
@@ -358,7 +373,7 @@ fn raft_sweep(members: usize, seeds: u64, first: u64, jobs: Option<usize>, json:
         "raft: {seeds} seeds of a {members}-member group in {:.1} s wall: {} leaders elected (highest term {}), \
          {} entries committed; clients: {} puts and {} gets acknowledged ({} gets by ReadIndex), {} refused, \
          {} indeterminate; faults: {} crashes, {} partitions; {} messages, {} persists; {} snapshots taken, {} \
-         installed from a leader",
+         installed from a leader; {} membership changes",
         started.elapsed().as_secs_f64(),
         sum(|r| r.leaders_elected as u64),
         reports.iter().map(|r| r.terms_max).max().unwrap_or(0),
@@ -374,6 +389,7 @@ fn raft_sweep(members: usize, seeds: u64, first: u64, jobs: Option<usize>, json:
         sum(|r| r.persists),
         sum(|r| r.snapshots_taken),
         sum(|r| r.snapshots_installed),
+        sum(|r| r.membership_changes),
     );
     let mut code = ExitCode::SUCCESS;
     for (seed, msg) in &panics {
@@ -392,8 +408,11 @@ fn raft_sweep(members: usize, seeds: u64, first: u64, jobs: Option<usize>, json:
         }
     }
     if code != ExitCode::SUCCESS {
+        let changes = if cfg.membership_changes { " --membership-changes" } else { "" };
         println!(
-            "replay: cargo run --release -p outpost-sim -- raft --members {members} --first SEED --seeds 1 --json"
+            "replay: cargo run --release -p outpost-sim -- raft --members {members} --initial-voters {}{changes} \
+             --first SEED --seeds 1 --json",
+            cfg.initial_voters
         );
     }
     code

@@ -33,6 +33,12 @@ impl EntrySig {
                 eat(1);
                 data.iter().for_each(|b| eat(*b));
             }
+            EntryKind::Membership(m) => {
+                eat(2);
+                for id in m.voters.iter().chain([&NodeId(u64::MAX)]).chain(&m.learners) {
+                    id.0.to_le_bytes().iter().for_each(|b| eat(*b));
+                }
+            }
         }
         EntrySig { term: entry.term, hash: h }
     }

@@ -1,13 +1,13 @@
 //! The Raft cluster world inside `cargo test`: seeds of 3- and 5-member groups under
-//! partitions, crashes, slow disks and long delays, each checked for election safety,
+//! partitions, crashes, slow disks and long delays (and membership changes in one sweep), each checked for election safety,
 //! leader completeness, state machine safety, log matching, acknowledged puts present
 //! once, linearizability of every client operation, and convergence after healing.
 //! `outpost-sim raft --seeds N` runs more.
 
 use outpost_sim::cluster::{self, ClusterConfig};
 
-fn sweep(members: usize, seeds: std::ops::Range<u64>) {
-    let cfg = ClusterConfig::new(members);
+fn sweep(cfg: ClusterConfig, seeds: std::ops::Range<u64>) {
+    let members = cfg.members;
     let mut failures = Vec::new();
     let mut acked = 0;
     for seed in seeds {
@@ -23,10 +23,18 @@ fn sweep(members: usize, seeds: std::ops::Range<u64>) {
 
 #[test]
 fn three_member_groups_stay_safe_and_converge() {
-    sweep(3, 1..41);
+    sweep(ClusterConfig::new(3), 1..41);
 }
 
 #[test]
 fn five_member_groups_stay_safe_and_converge() {
-    sweep(5, 1..11);
+    sweep(ClusterConfig::new(5), 1..11);
+}
+
+#[test]
+fn groups_that_change_membership_during_partitions_stay_safe_and_converge() {
+    let mut cfg = ClusterConfig::new(5);
+    cfg.initial_voters = 3;
+    cfg.membership_changes = true;
+    sweep(cfg, 1..21);
 }

@@ -10,8 +10,9 @@
 //! pre-vote, check-quorum, log replication with batching and pipelining, commit and apply,
 //! leader transfer, ReadIndex reads, and snapshots: the driver compacts the log below a
 //! snapshot of its state machine ([`Raft::compact`]), and a leader sends its snapshot to a
-//! follower that needs entries it no longer holds. Not built yet (issue 3): membership
-//! change, lease reads, chunked snapshot transfer, and the wiring into [`crate::Node`].
+//! follower that needs entries it no longer holds; and membership change, one member at
+//! a time (see below). Not built yet (issue 3): lease reads, chunked snapshot transfer,
+//! and the wiring into [`crate::Node`].
 //!
 //! # What must be durable before what
 //!
@@ -26,6 +27,27 @@
 //!
 //! A member applies an entry only once it is both committed and durable in its own log,
 //! and the leader counts itself toward a quorum only with its durable entries.
+//!
+//! # Membership change
+//!
+//! One member at a time (Raft thesis §4.1): add a learner (it receives the log but neither
+//! votes nor counts toward a quorum), promote a learner to voter, or remove a member. Any
+//! two majorities of configurations that differ by one voter overlap, so no joint
+//! consensus is needed. A configuration takes effect on each member as soon as its entry
+//! is in that member's log (committed or not); a truncated configuration entry is undone.
+//! Two rules make this safe:
+//!
+//! - at most one configuration entry is uncommitted at a time;
+//! - a leader proposes a change only after it committed an entry of its own term (its
+//!   `Noop`). This is the fix for the single-server change bug Ongaro described in 2015: a
+//!   leader that had not committed in its term could otherwise commit a change decided by a
+//!   majority of an older configuration that a concurrent change had already replaced.
+//!
+//! A leader that removes itself keeps leading until the removal commits (it does not
+//! count itself toward that quorum), then steps down. A member that is not a voter never
+//! campaigns. Messages from members outside a member's configuration are still handled,
+//! since a member may not yet have seen the entry that added their sender; only voters'
+//! votes and members' acknowledgements are counted.
 //!
 //! # Trust
 //!
@@ -143,7 +165,95 @@ pub struct HardState {
 pub struct Snapshot {
     pub index: Index,
     pub term: Term,
+    /// The configuration as of `index`.
+    pub membership: Membership,
     pub data: Vec<u8>,
+}
+
+/// Who is in the group: voters elect and form quorums; learners only receive the log.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Membership {
+    pub voters: BTreeSet<NodeId>,
+    pub learners: BTreeSet<NodeId>,
+}
+
+/// The most members (voters and learners) a group may have: a site has two to five
+/// devices; the bound keeps every message and snapshot small.
+pub const MEMBERS_MAX: usize = 9;
+
+impl Membership {
+    pub fn of_voters(voters: impl IntoIterator<Item = NodeId>) -> Membership {
+        Membership { voters: voters.into_iter().collect(), learners: BTreeSet::new() }
+    }
+
+    pub fn contains(&self, id: NodeId) -> bool {
+        self.voters.contains(&id) || self.learners.contains(&id)
+    }
+
+    /// Every member, voters first.
+    pub fn members(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.voters.iter().chain(&self.learners).copied()
+    }
+
+    /// The configuration after `change`, or why it is not a valid single-member change.
+    pub fn changed(&self, change: MembershipChange) -> Result<Membership, MembershipError> {
+        let mut next = self.clone();
+        match change {
+            MembershipChange::AddLearner(id) => {
+                if self.contains(id) {
+                    return Err(MembershipError::AlreadyMember(id));
+                }
+                if self.voters.len() + self.learners.len() >= MEMBERS_MAX {
+                    return Err(MembershipError::TooManyMembers { max: MEMBERS_MAX });
+                }
+                next.learners.insert(id);
+            }
+            MembershipChange::Promote(id) => {
+                if !next.learners.remove(&id) {
+                    return Err(MembershipError::NotALearner(id));
+                }
+                next.voters.insert(id);
+            }
+            MembershipChange::Remove(id) => {
+                if !next.voters.remove(&id) && !next.learners.remove(&id) {
+                    return Err(MembershipError::NotAMember(id));
+                }
+                if next.voters.is_empty() {
+                    return Err(MembershipError::LastVoter(id));
+                }
+            }
+        }
+        Ok(next)
+    }
+}
+
+/// One single-member change of the configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MembershipChange {
+    AddLearner(NodeId),
+    Promote(NodeId),
+    Remove(NodeId),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MembershipError {
+    AlreadyMember(NodeId),
+    NotALearner(NodeId),
+    NotAMember(NodeId),
+    LastVoter(NodeId),
+    TooManyMembers { max: usize },
+}
+
+impl fmt::Display for MembershipError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MembershipError::AlreadyMember(id) => write!(f, "{id} is already a member"),
+            MembershipError::NotALearner(id) => write!(f, "{id} is not a learner; add it as a learner first"),
+            MembershipError::NotAMember(id) => write!(f, "{id} is not a member"),
+            MembershipError::LastVoter(id) => write!(f, "{id} is the last voter; a group needs one"),
+            MembershipError::TooManyMembers { max } => write!(f, "a group has at most {max} members"),
+        }
+    }
 }
 
 /// One log entry.
@@ -161,6 +271,8 @@ pub enum EntryKind {
     Noop,
     /// An application command, opaque to Raft.
     Command(Vec<u8>),
+    /// The group's configuration from this entry on.
+    Membership(Membership),
 }
 
 impl Entry {
@@ -170,6 +282,7 @@ impl Entry {
         match &self.kind {
             EntryKind::Noop => HEADER,
             EntryKind::Command(data) => HEADER + data.len(),
+            EntryKind::Membership(m) => HEADER + 8 * (m.voters.len() + m.learners.len()),
         }
     }
 }
@@ -312,6 +425,11 @@ pub enum ProposeError {
         bytes: usize,
         limit: usize,
     },
+    /// Retryable: a configuration change is not yet committed, or the leader has not yet
+    /// committed an entry of its term.
+    ChangePending,
+    /// Not retryable: the change is not valid in the current configuration.
+    Membership(MembershipError),
 }
 
 impl fmt::Display for ProposeError {
@@ -323,6 +441,10 @@ impl fmt::Display for ProposeError {
                 write!(f, "busy: {uncommitted_bytes} bytes uncommitted of {limit}; retry shortly")
             }
             ProposeError::Transferring { to } => write!(f, "leadership is moving to {to}; retry there"),
+            ProposeError::ChangePending => {
+                write!(f, "a membership change is in progress (or the leader is new); retry shortly")
+            }
+            ProposeError::Membership(e) => write!(f, "invalid membership change: {e}"),
             ProposeError::TooLarge { bytes, limit } => {
                 write!(f, "command of {bytes} bytes is above the limit of {limit}; split it")
             }
@@ -368,8 +490,12 @@ struct PendingRead {
 pub struct Raft {
     id: NodeId,
     cfg: RaftConfig,
-    /// Every voting member, this one included.
-    voters: BTreeSet<NodeId>,
+    /// The configuration in effect: that of the newest membership entry in the log, else
+    /// the snapshot's, else the one given at start.
+    membership: Membership,
+    /// The index of the entry that set `membership` (0: the snapshot or the start).
+    membership_index: Index,
+    initial_membership: Membership,
     rng: Xoshiro256PlusPlus,
     now: Instant,
 
@@ -419,7 +545,7 @@ impl Raft {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: NodeId,
-        voters: BTreeSet<NodeId>,
+        membership: Membership,
         cfg: RaftConfig,
         seed: u64,
         now: Instant,
@@ -427,7 +553,6 @@ impl Raft {
         snapshot: Snapshot,
         log: Vec<Entry>,
     ) -> Raft {
-        assert!(voters.contains(&id), "{id} is not among the voters {voters:?}");
         cfg.validate().expect("raft config validated by the caller");
         assert!(snapshot.term <= hard.term, "the stored snapshot's term is above the stored term");
         for (i, e) in log.iter().enumerate() {
@@ -448,7 +573,9 @@ impl Raft {
         let mut raft = Raft {
             id,
             cfg,
-            voters,
+            membership: membership.clone(),
+            membership_index: 0,
+            initial_membership: membership,
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
             now,
             hard,
@@ -481,6 +608,7 @@ impl Raft {
             out: VecDeque::new(),
             reported: (Role::Follower, hard.term, None),
         };
+        raft.recompute_membership();
         raft.reset_election_deadline();
         raft
     }
@@ -511,8 +639,8 @@ impl Raft {
     pub fn log_len(&self) -> usize {
         self.log.len()
     }
-    pub fn voters(&self) -> &BTreeSet<NodeId> {
-        &self.voters
+    pub fn membership(&self) -> &Membership {
+        &self.membership
     }
     /// The entry at `index`, durable or not; `None` if compacted or beyond the log.
     pub fn entry(&self, index: Index) -> Option<&Entry> {
@@ -551,7 +679,11 @@ impl Raft {
         if self.role == Role::Leader {
             self.tick_leader();
         } else if now >= self.election_deadline {
-            self.pre_campaign();
+            if self.is_voter() {
+                self.pre_campaign();
+            } else {
+                self.reset_election_deadline();
+            }
         }
         self.finish_step();
     }
@@ -603,6 +735,31 @@ impl Raft {
         Ok(())
     }
 
+    /// Proposes one membership change (see the module docs). On success, the entry's
+    /// (term, index); the new configuration is in effect at once on this leader.
+    pub fn propose_membership(
+        &mut self,
+        now: Instant,
+        change: MembershipChange,
+    ) -> Result<(Term, Index), ProposeError> {
+        self.advance_clock(now);
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader { leader: self.leader });
+        }
+        if let Some((to, _)) = self.transfer {
+            return Err(ProposeError::Transferring { to });
+        }
+        if self.membership_index > self.commit || self.term_at(self.commit) != Some(self.hard.term) {
+            return Err(ProposeError::ChangePending);
+        }
+        let next = self.membership.changed(change).map_err(ProposeError::Membership)?;
+        let entry = Entry { term: self.hard.term, index: self.last_index() + 1, kind: EntryKind::Membership(next) };
+        let at = (entry.term, entry.index);
+        self.leader_append(entry);
+        self.finish_step();
+        Ok(at)
+    }
+
     /// Hands leadership to `to` once its log is caught up (Raft thesis §3.10). Proposals
     /// are refused meanwhile; the attempt ends after `election_timeout_max`.
     pub fn transfer_leader(&mut self, now: Instant, to: NodeId) -> Result<(), TransferError> {
@@ -613,7 +770,7 @@ impl Raft {
         if to == self.id {
             return Err(TransferError::ToSelf);
         }
-        if !self.voters.contains(&to) {
+        if !self.membership.voters.contains(&to) {
             return Err(TransferError::UnknownMember(to));
         }
         self.transfer = Some((to, now.saturating_add(self.cfg.election_timeout_max)));
@@ -644,7 +801,7 @@ impl Raft {
     /// Handles a message from another member.
     pub fn step(&mut self, now: Instant, env: Envelope) {
         self.advance_clock(now);
-        if env.to != self.id || env.from == self.id || !self.voters.contains(&env.from) {
+        if env.to != self.id || env.from == self.id {
             return;
         }
         if self.accept_term(&env) {
@@ -668,8 +825,9 @@ impl Raft {
         }
         let term = self.term_at(index).expect("an applied entry is in the log");
         assert!(self.log_dirty_from.is_none_or(|f| f > index), "compacting entries not yet persisted");
+        let membership = self.membership_at(index);
         self.log.drain(..=self.pos(index));
-        self.snapshot = Snapshot { index, term, data };
+        self.snapshot = Snapshot { index, term, membership, data };
         self.snapshot_dirty = true;
         self.finish_step();
         Ok(())
@@ -696,6 +854,7 @@ impl Raft {
         self.snapshot_dirty = true;
         self.commit = index;
         self.applied = index;
+        self.recompute_membership();
         self.out.push_back(Action::Restore(self.snapshot.clone()));
         self.send(from, Message::AppendResp { accepted: true, index, hint: 0 });
     }
@@ -782,7 +941,7 @@ impl Raft {
                 }
             }
             Message::TimeoutNow => {
-                if self.role != Role::Leader {
+                if self.role != Role::Leader && self.is_voter() {
                     self.campaign(true);
                 }
             }
@@ -899,7 +1058,9 @@ impl Raft {
     fn tick_leader(&mut self) {
         if self.now >= self.quorum_check_due {
             self.quorum_check_due = self.now.saturating_add(self.cfg.election_timeout_min);
-            let active = 1 + self.progress.values().filter(|p| p.recent_active).count();
+            let voters = &self.membership.voters;
+            let active = usize::from(self.is_voter())
+                + self.progress.iter().filter(|(id, p)| p.recent_active && voters.contains(id)).count();
             if active < self.quorum() {
                 self.become_follower(self.hard.term, None);
                 return;
@@ -939,7 +1100,7 @@ impl Raft {
         self.reset_election_deadline();
         let (last_index, last_term) = (self.last_index(), self.last_term());
         let term = self.hard.term + 1;
-        for peer in self.peers() {
+        for peer in self.voter_peers() {
             self.send_with_term(peer, term, Message::PreVote { last_index, last_term });
         }
         self.count_vote(self.id, true);
@@ -954,13 +1115,16 @@ impl Raft {
         self.votes.clear();
         self.reset_election_deadline();
         let (last_index, last_term) = (self.last_index(), self.last_term());
-        for peer in self.peers() {
+        for peer in self.voter_peers() {
             self.send(peer, Message::Vote { last_index, last_term, transfer });
         }
         self.count_vote(self.id, true);
     }
 
     fn count_vote(&mut self, from: NodeId, granted: bool) {
+        if !self.membership.voters.contains(&from) {
+            return;
+        }
         self.votes.insert(from, granted);
         let yes = self.votes.values().filter(|g| **g).count();
         let no = self.votes.len() - yes;
@@ -1060,16 +1224,24 @@ impl Raft {
     /// Raft §5.3–5.4: commit the highest index a quorum holds durably, if it is of the
     /// current term.
     fn maybe_commit(&mut self) {
-        let mut matched: Vec<Index> = self.progress.values().map(|p| p.matched).collect();
-        matched.push(self.durable_last);
+        let voters = &self.membership.voters;
+        let mut matched: Vec<Index> =
+            self.progress.iter().filter(|(id, _)| voters.contains(id)).map(|(_, p)| p.matched).collect();
+        if self.is_voter() {
+            matched.push(self.durable_last);
+        }
         matched.sort_unstable_by(|a, b| b.cmp(a));
-        let candidate = matched[self.quorum() - 1];
+        let Some(&candidate) = matched.get(self.quorum() - 1) else { return };
         if candidate > self.commit && self.term_at(candidate) == Some(self.hard.term) {
             let newly: usize =
                 self.log[self.pos(self.commit + 1)..self.pos(candidate + 1)].iter().map(Entry::size).sum();
             self.uncommitted_bytes = self.uncommitted_bytes.saturating_sub(newly);
             self.commit = candidate;
             self.advance_reads();
+            if !self.is_voter() && self.membership_index <= self.commit {
+                // This leader's removal is committed: it hands over by stepping down.
+                self.become_follower(self.hard.term, None);
+            }
         }
     }
 
@@ -1079,7 +1251,13 @@ impl Raft {
         }
         let quorum = self.quorum();
         while let Some(read) = self.reads.front() {
-            let acks = 1 + self.progress.values().filter(|p| p.read_seq_acked >= read.read_seq).count();
+            let voters = &self.membership.voters;
+            let acks = usize::from(self.is_voter())
+                + self
+                    .progress
+                    .iter()
+                    .filter(|(id, p)| voters.contains(id) && p.read_seq_acked >= read.read_seq)
+                    .count();
             if acks < quorum {
                 break;
             }
@@ -1093,13 +1271,78 @@ impl Raft {
         assert!(entry.term >= self.last_term(), "log terms never decrease");
         assert!(entry.term <= self.hard.term, "an entry from a future term");
         self.log_dirty_from.get_or_insert(entry.index);
+        let membership = match &entry.kind {
+            EntryKind::Membership(m) => Some((m.clone(), entry.index)),
+            _ => None,
+        };
         self.log.push(entry);
+        if let Some((m, index)) = membership {
+            self.set_membership(m, index);
+        }
+    }
+
+    /// A configuration takes effect: a leader starts or stops replicating to members.
+    fn set_membership(&mut self, membership: Membership, index: Index) {
+        self.membership = membership;
+        self.membership_index = index;
+        if self.role != Role::Leader {
+            return;
+        }
+        let next = self.last_index() + 1;
+        let members: BTreeSet<NodeId> = self.membership.members().filter(|m| *m != self.id).collect();
+        self.progress.retain(|id, _| members.contains(id));
+        for m in members {
+            self.progress.entry(m).or_insert_with(|| Progress::new(next));
+        }
+    }
+
+    /// The configuration of the newest membership entry in the log, else the snapshot's,
+    /// else the initial one.
+    fn recompute_membership(&mut self) {
+        let from_log = self.log.iter().rev().find_map(|e| match &e.kind {
+            EntryKind::Membership(m) => Some((m.clone(), e.index)),
+            _ => None,
+        });
+        let (m, index) = from_log.unwrap_or_else(|| {
+            if self.snapshot.index > 0 {
+                (self.snapshot.membership.clone(), 0)
+            } else {
+                (self.initial_membership.clone(), 0)
+            }
+        });
+        self.set_membership(m, index);
+    }
+
+    /// The configuration as of `index` (at or after the snapshot).
+    fn membership_at(&self, index: Index) -> Membership {
+        let upto = self.pos(index) + 1;
+        self.log[..upto]
+            .iter()
+            .rev()
+            .find_map(|e| match &e.kind {
+                EntryKind::Membership(m) => Some(m.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| {
+                if self.snapshot.index > 0 {
+                    self.snapshot.membership.clone()
+                } else {
+                    self.initial_membership.clone()
+                }
+            })
+    }
+
+    fn is_voter(&self) -> bool {
+        self.membership.voters.contains(&self.id)
     }
 
     fn truncate_from(&mut self, index: Index) {
         assert!(index > self.commit, "{}: would truncate committed entry {index} (commit {})", self.id, self.commit);
         assert!(self.role != Role::Leader, "a leader never truncates its log");
         self.log.truncate(self.pos(index));
+        if self.membership_index >= index {
+            self.recompute_membership();
+        }
         self.truncated_from = Some(self.truncated_from.map_or(index, |t| t.min(index)));
         if let Some(from) = self.log_dirty_from {
             self.log_dirty_from = (from < index).then_some(from);
@@ -1169,12 +1412,18 @@ impl Raft {
         self.election_deadline = self.now.saturating_add(Duration(self.rng.gen_range(lo..hi)));
     }
 
+    /// Every other member, learners included: whom a leader replicates to.
     fn peers(&self) -> Vec<NodeId> {
-        self.voters.iter().copied().filter(|v| *v != self.id).collect()
+        self.membership.members().filter(|v| *v != self.id).collect()
+    }
+
+    /// Every other voter: whom a candidate asks.
+    fn voter_peers(&self) -> Vec<NodeId> {
+        self.membership.voters.iter().copied().filter(|v| *v != self.id).collect()
     }
 
     fn quorum(&self) -> usize {
-        self.voters.len() / 2 + 1
+        self.membership.voters.len() / 2 + 1
     }
 
     fn last_term(&self) -> Term {

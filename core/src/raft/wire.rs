@@ -22,9 +22,12 @@
 //!   Heartbeat      commit u64, read_seq u64
 //!   HeartbeatResp  read_seq u64
 //!   TimeoutNow     (nothing)
-//!   InstallSnapshot index u64, snapshot term u64, len varint (<= SNAPSHOT_BYTES_MAX), len bytes
-//! entry = term u64, index u64, kind u8 (0 Noop, 1 Command),
-//!         and for a Command: len varint (<= COMMAND_BYTES_MAX), len bytes
+//!   InstallSnapshot index u64, snapshot term u64, membership, len varint (<= SNAPSHOT_BYTES_MAX), len bytes
+//! entry = term u64, index u64, kind u8 (0 Noop, 1 Command, 2 Membership),
+//!         and for a Command: len varint (<= COMMAND_BYTES_MAX), len bytes;
+//!         for a Membership: membership
+//! membership = voters varint, voters × u64, learners varint, learners × u64
+//!         (each list strictly increasing, the two disjoint, together <= MEMBERS_MAX)
 //! bool  = u8, 0 or 1
 //! ```
 //!
@@ -43,7 +46,7 @@
 
 use std::fmt;
 
-use super::{Entry, EntryKind, Envelope, Index, Message, Snapshot, Term};
+use super::{Entry, EntryKind, Envelope, Index, Membership, Message, Snapshot, Term, MEMBERS_MAX};
 use crate::codec::{self, ReadError, Reader};
 use crate::types::NodeId;
 
@@ -72,6 +75,7 @@ const KIND_INSTALL_SNAPSHOT: u8 = 10;
 
 const ENTRY_NOOP: u8 = 0;
 const ENTRY_COMMAND: u8 = 1;
+const ENTRY_MEMBERSHIP: u8 = 2;
 
 /// Why bytes are not a Raft message. Offsets (`at`) are from the start of the input.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,6 +108,9 @@ pub enum WireError {
     TrailingBytes(usize),
     /// A snapshot longer than [`SNAPSHOT_BYTES_MAX`], or whose term is above the message's.
     BadSnapshot { len: u64, term: Term, message_term: Term },
+    /// A membership with more than [`MEMBERS_MAX`] members, ids out of order or repeated,
+    /// or a member that is both voter and learner.
+    BadMembership { at: usize },
 }
 
 impl fmt::Display for WireError {
@@ -150,6 +157,11 @@ impl fmt::Display for WireError {
                  log holds no term above its own"
             ),
             WireError::TrailingBytes(n) => write!(f, "{n} bytes after the end of the raft message"),
+            WireError::BadMembership { at } => write!(
+                f,
+                "membership at offset {at} is not valid (at most {MEMBERS_MAX} members, ids in increasing \
+                 order, none both voter and learner): the message is corrupt"
+            ),
             WireError::BadSnapshot { len, term, message_term } => write!(
                 f,
                 "snapshot of {len} bytes and term {term} in a message of term {message_term}: at most \
@@ -284,6 +296,10 @@ pub fn encode(env: &Envelope, out: &mut Vec<u8>) {
                         codec::put_varint(out, data.len() as u64);
                         out.extend_from_slice(data);
                     }
+                    EntryKind::Membership(m) => {
+                        out.push(ENTRY_MEMBERSHIP);
+                        put_membership(out, m);
+                    }
                 }
             }
         }
@@ -303,6 +319,7 @@ pub fn encode(env: &Envelope, out: &mut Vec<u8>) {
             assert!(snapshot.term <= env.term, "a snapshot's term is above the message's");
             put_u64(out, snapshot.index);
             put_u64(out, snapshot.term);
+            put_membership(out, &snapshot.membership);
             codec::put_varint(out, snapshot.data.len() as u64);
             out.extend_from_slice(&snapshot.data);
         }
@@ -347,12 +364,54 @@ pub fn decode(buf: &[u8]) -> Result<Envelope, WireError> {
 fn decode_snapshot(r: &mut Reader<'_>, message_term: Term) -> Result<Message, WireError> {
     let index = r.u64()?;
     let term = r.u64()?;
+    let membership = get_membership(r)?;
     let len = r.varint()?;
     if len > SNAPSHOT_BYTES_MAX as u64 || term > message_term {
         return Err(WireError::BadSnapshot { len, term, message_term });
     }
     let data = r.bytes(len as usize)?.to_vec();
-    Ok(Message::InstallSnapshot { snapshot: Snapshot { index, term, data } })
+    Ok(Message::InstallSnapshot { snapshot: Snapshot { index, term, membership, data } })
+}
+
+/// # Panics
+/// If the membership has more than [`MEMBERS_MAX`] members or a member in both sets.
+fn put_membership(out: &mut Vec<u8>, m: &Membership) {
+    assert!(m.voters.len() + m.learners.len() <= MEMBERS_MAX, "more than MEMBERS_MAX members");
+    assert!(m.voters.is_disjoint(&m.learners), "a member is both voter and learner");
+    for set in [&m.voters, &m.learners] {
+        codec::put_varint(out, set.len() as u64);
+        for id in set {
+            put_u64(out, id.0);
+        }
+    }
+}
+
+fn get_membership(r: &mut Reader<'_>) -> Result<Membership, WireError> {
+    let at = r.position();
+    let mut m = Membership::default();
+    for learners in [false, true] {
+        let n = r.varint()?;
+        if n > (MEMBERS_MAX - m.voters.len()) as u64 {
+            return Err(WireError::BadMembership { at });
+        }
+        let mut last = None;
+        for _ in 0..n {
+            let id = r.u64()?;
+            if last.is_some_and(|l| l >= id) {
+                return Err(WireError::BadMembership { at });
+            }
+            last = Some(id);
+            let fresh = if learners {
+                !m.voters.contains(&NodeId(id)) && m.learners.insert(NodeId(id))
+            } else {
+                m.voters.insert(NodeId(id))
+            };
+            if !fresh {
+                return Err(WireError::BadMembership { at });
+            }
+        }
+    }
+    Ok(m)
 }
 
 fn decode_append(r: &mut Reader<'_>, term: Term) -> Result<Message, WireError> {
@@ -386,6 +445,7 @@ fn decode_append(r: &mut Reader<'_>, term: Term) -> Result<Message, WireError> {
                 }
                 EntryKind::Command(r.bytes(len as usize)?.to_vec())
             }
+            ENTRY_MEMBERSHIP => EntryKind::Membership(get_membership(r)?),
             found => return Err(WireError::UnknownEntryKind { at, found }),
         };
         entries.push(Entry { term: entry_term, index, kind });
@@ -432,7 +492,30 @@ mod tests {
             env(5, Message::Heartbeat { commit: 9, read_seq: 42 }),
             env(5, Message::HeartbeatResp { read_seq: 42 }),
             env(u64::MAX, Message::TimeoutNow),
-            env(6, Message::InstallSnapshot { snapshot: Snapshot { index: 40, term: 6, data: b"state".to_vec() } }),
+            env(
+                6,
+                Message::InstallSnapshot {
+                    snapshot: Snapshot {
+                        index: 40,
+                        term: 6,
+                        membership: Membership {
+                            voters: [NodeId(1), NodeId(2), NodeId(7)].into(),
+                            learners: [NodeId(4)].into(),
+                        },
+                        data: b"state".to_vec(),
+                    },
+                },
+            ),
+            append(
+                6,
+                40,
+                6,
+                vec![Entry {
+                    term: 6,
+                    index: 41,
+                    kind: EntryKind::Membership(Membership::of_voters([NodeId(1), NodeId(2)])),
+                }],
+            ),
             env(6, Message::InstallSnapshot { snapshot: Snapshot::default() }),
         ]
     }
@@ -559,8 +642,28 @@ mod tests {
     fn unknown_entry_kind_is_refused() {
         let mut b = bytes(&append(5, 0, 0, vec![entry(5, 1, None)]));
         let at = b.len() - 1;
-        b[at] = 2;
-        assert_eq!(decode(&b), Err(WireError::UnknownEntryKind { at, found: 2 }));
+        b[at] = 3;
+        assert_eq!(decode(&b), Err(WireError::UnknownEntryKind { at, found: 3 }));
+    }
+
+    #[test]
+    fn memberships_out_of_order_repeated_or_too_large_are_refused() {
+        let m = Membership { voters: [NodeId(1), NodeId(2)].into(), learners: [NodeId(3)].into() };
+        let b = bytes(&append(5, 0, 0, vec![Entry { term: 5, index: 1, kind: EntryKind::Membership(m) }]));
+        // The membership starts after the entry's term, index and kind byte.
+        let at = b.len() - (1 + 16 + 1 + 8);
+        let voter = |k: usize| at + 1 + 8 * k;
+        let mut swapped = b.clone();
+        swapped[voter(0)] = 2;
+        swapped[voter(1)] = 1;
+        assert_eq!(decode(&swapped), Err(WireError::BadMembership { at }));
+        let mut both = b.clone();
+        let learner = b.len() - 8;
+        both[learner] = 2;
+        assert_eq!(decode(&both), Err(WireError::BadMembership { at }));
+        let mut many = b.clone();
+        many[at] = MEMBERS_MAX as u8 + 1;
+        assert_eq!(decode(&many), Err(WireError::BadMembership { at }));
     }
 
     #[test]
@@ -717,14 +820,32 @@ mod tests {
             1 => (u64_edgy(), u64_edgy()).prop_map(|(commit, read_seq)| Message::Heartbeat { commit, read_seq }),
             1 => u64_edgy().prop_map(|read_seq| Message::HeartbeatResp { read_seq }),
             1 => Just(Message::TimeoutNow),
-            1 => (u64_edgy(), u64_edgy(), command()).prop_map(move |(index, t, data)| Message::InstallSnapshot {
-                snapshot: Snapshot {
-                    index,
-                    term: if term == u64::MAX { t } else { t % (term + 1) },
-                    data: data.unwrap_or_default(),
-                },
+            1 => (u64_edgy(), u64_edgy(), membership(), command()).prop_map(move |(index, t, membership, data)| {
+                Message::InstallSnapshot {
+                    snapshot: Snapshot {
+                        index,
+                        term: if term == u64::MAX { t } else { t % (term + 1) },
+                        membership,
+                        data: data.unwrap_or_default(),
+                    },
+                }
             }),
         ]
+    }
+
+    /// Up to MEMBERS_MAX distinct ids, each a voter or a learner.
+    fn membership() -> impl Strategy<Value = Membership> {
+        proptest::collection::btree_map(u64_edgy(), any::<bool>(), 0..=MEMBERS_MAX).prop_map(|ids| {
+            let mut m = Membership::default();
+            for (id, voter) in ids {
+                if voter {
+                    m.voters.insert(NodeId(id));
+                } else {
+                    m.learners.insert(NodeId(id));
+                }
+            }
+            m
+        })
     }
 
     fn envelope() -> impl Strategy<Value = Envelope> {
