@@ -98,6 +98,8 @@ pub struct ClusterReport {
     pub indeterminate: u64,
     pub crashes: u64,
     pub partitions: u64,
+    /// Process pauses longer than an election timeout.
+    pub pauses: u64,
     /// Snapshots members compacted their logs to, and leaders' snapshots members restored.
     pub snapshots_taken: u64,
     /// Membership changes a leader accepted.
@@ -147,6 +149,20 @@ enum Ev {
     SlowDiskEnd {
         member: usize,
         episode: u64,
+    },
+    /// The process runs again; `clients_first`: it serves the client calls that waited
+    /// before the messages (the order in which a real process reads its sockets is not fixed).
+    Resume {
+        member: usize,
+        clients_first: bool,
+    },
+    /// A client call that reached a paused member.
+    ClientCall {
+        client: usize,
+        id: u64,
+        op: KvOp,
+        call: Instant,
+        by_read_index: bool,
     },
     LongDelaysEnd {
         episode: u64,
@@ -198,6 +214,10 @@ struct Member {
     kv: BTreeMap<u64, u64>,
     applied: Index,
     reported_commit: Index,
+    /// A paused process (stopped, starved of CPU) runs nothing: its timers wait and what
+    /// reaches it (messages, disk completions, client calls) waits in `inbox`.
+    paused: bool,
+    inbox: Vec<Ev>,
 }
 
 fn encode_kv(kv: &BTreeMap<u64, u64>) -> Vec<u8> {
@@ -219,9 +239,18 @@ fn slot(raft: &Raft, index: Index) -> Slot {
 
 #[derive(Clone, Copy, Debug)]
 enum Waiting {
-    Log { term: Term, index: Index },
-    ReadIndex { ctx: u64 },
-    Applied { index: Index },
+    Log {
+        term: Term,
+        index: Index,
+    },
+    ReadIndex {
+        ctx: u64,
+    },
+    Applied {
+        index: Index,
+    },
+    /// Waiting in a paused member's inbox.
+    Queued,
 }
 
 #[derive(Debug)]
@@ -332,6 +361,8 @@ impl World {
                     kv: BTreeMap::new(),
                     applied: 0,
                     reported_commit: 0,
+                    paused: false,
+                    inbox: Vec::new(),
                 }
             })
             .collect();
@@ -402,6 +433,7 @@ impl World {
                 .members
                 .iter()
                 .enumerate()
+                .filter(|(_, m)| !m.paused)
                 .filter_map(|(i, m)| m.raft.as_ref().and_then(|r| r.poll_timeout()).map(|t| (t, i)))
                 .min();
             let timer_first = match (next_timer, next_event) {
@@ -429,6 +461,15 @@ impl World {
     }
 
     fn handle(&mut self, ev: Ev) {
+        let held_by = match &ev {
+            Ev::Deliver { to, .. } => Some(*to),
+            Ev::PersistDone { member, .. } => Some(*member),
+            _ => None,
+        };
+        if let Some(m) = held_by.filter(|m| self.members[*m].paused) {
+            self.members[m].inbox.push(ev);
+            return;
+        }
         match ev {
             Ev::Deliver { from, to, bytes } => {
                 self.trace(2, to as u64);
@@ -477,6 +518,14 @@ impl World {
                 }
             }
             Ev::Settle => self.settle(),
+            Ev::Resume { member, clients_first } => self.resume(member, clients_first),
+            Ev::ClientCall { client, id, op, call, by_read_index } => {
+                // Only if the client still waits for it (it may have timed out).
+                if self.clients[client].pending.as_ref().is_some_and(|p| p.id == id) {
+                    self.clients[client].pending = None;
+                    self.submit(client, id, op, call, by_read_index, false);
+                }
+            }
         }
     }
 
@@ -690,7 +739,6 @@ impl World {
         if self.clients[c].pending.is_some() || self.now >= self.quiet_from() {
             return;
         }
-        let target = self.clients[c].target;
         let now = self.now;
         let key = self.client_rng.gen_range(0..self.cfg.keys);
         let id = self.clients[c].next_id;
@@ -699,8 +747,27 @@ impl World {
             _ => KvOp::Get { key },
         };
         let by_read_index = matches!(op, KvOp::Get { .. }) && self.client_rng.gen_bool(0.5);
+        self.submit(c, id, op, now, by_read_index, true);
+    }
+
+    /// Hands operation `id` (called at `call`) to the client's target member.
+    fn submit(&mut self, c: usize, id: u64, op: KvOp, call: Instant, by_read_index: bool, fresh: bool) {
+        let target = self.clients[c].target;
+        let now = self.now;
+        if fresh {
+            self.clients[c].next_id += 1;
+            let timeout = self.cfg.client_timeout;
+            self.schedule(timeout, Ev::ClientTimeout { client: c, op: id });
+        }
+        if self.members[target].paused {
+            let waiting = Waiting::Queued;
+            self.clients[c].pending = Some(PendingOp { id, op, call, member: target, waiting });
+            self.members[target].inbox.push(Ev::ClientCall { client: c, id, op, call, by_read_index });
+            return;
+        }
         let Some(raft) = self.members[target].raft.as_mut() else {
             // The member is down: try the next one shortly.
+            self.report.refused += 1;
             self.clients[c].target = (target + 1) % self.members.len();
             self.schedule(Duration::from_millis(20), Ev::ClientNext { client: c });
             return;
@@ -716,10 +783,7 @@ impl World {
         self.trace(4, c as u64);
         match outcome {
             Ok(waiting) => {
-                self.clients[c].next_id += 1;
-                self.clients[c].pending = Some(PendingOp { id, op, call: now, member: target, waiting });
-                let timeout = self.cfg.client_timeout;
-                self.schedule(timeout, Ev::ClientTimeout { client: c, op: id });
+                self.clients[c].pending = Some(PendingOp { id, op, call, member: target, waiting });
             }
             Err(leader) => {
                 self.report.refused += 1;
@@ -733,6 +797,32 @@ impl World {
             }
         }
         self.drain(target);
+    }
+
+    fn pause(&mut self, i: usize, lasting: Duration) {
+        if self.members[i].raft.is_none() || self.members[i].paused {
+            return;
+        }
+        self.report.pauses += 1;
+        self.trace(9, i as u64);
+        self.members[i].paused = true;
+        let clients_first = self.fault_rng.gen_bool(0.5);
+        self.schedule(lasting, Ev::Resume { member: i, clients_first });
+    }
+
+    fn resume(&mut self, i: usize, clients_first: bool) {
+        if !self.members[i].paused {
+            return;
+        }
+        self.trace(10, i as u64);
+        self.members[i].paused = false;
+        let mut inbox = std::mem::take(&mut self.members[i].inbox);
+        if clients_first {
+            inbox.sort_by_key(|ev| !matches!(ev, Ev::ClientCall { .. }));
+        }
+        for ev in inbox {
+            self.handle(ev);
+        }
     }
 
     /// Clients start no operation in the last `QUIET` of the run, so that the convergence
@@ -750,7 +840,7 @@ impl World {
         let episode = self.episodes;
         let n = self.members.len();
         let lasting = Duration::from_millis(self.fault_rng.gen_range(300..8_000));
-        let kinds = if self.cfg.membership_changes { 10 } else { 8 };
+        let kinds = if self.cfg.membership_changes { 11 } else { 9 };
         let kind = self.fault_rng.gen_range(0..kinds);
         self.trace(5, kind);
         match kind {
@@ -780,7 +870,17 @@ impl World {
                 self.crash(victim);
                 self.schedule(lasting.min(Duration::from_secs(4)), Ev::Restart { member: victim });
             }
-            8 | 9 => self.change_membership(),
+            8 => {
+                // A process pause longer than an election timeout, often of the leader.
+                let victim = match self.current_leader() {
+                    Some(l) if self.fault_rng.gen_bool(0.7) => l,
+                    _ => self.fault_rng.gen_range(0..n),
+                };
+                let max = self.cfg.raft.election_timeout_max.as_nanos();
+                let lasting = Duration(self.fault_rng.gen_range(max..4 * max));
+                self.pause(victim, lasting);
+            }
+            9 | 10 => self.change_membership(),
             6 => {
                 let m = self.fault_rng.gen_range(0..n);
                 self.members[m].slow_disk = Some(episode);
@@ -854,6 +954,8 @@ impl World {
         let m = &mut self.members[i];
         m.incarnation += 1;
         m.disk_free_at = self.now;
+        m.paused = false;
+        m.inbox.clear();
         for c in 0..self.clients.len() {
             if self.clients[c].pending.as_ref().is_some_and(|p| p.member == i) {
                 self.give_up(c);
