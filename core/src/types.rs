@@ -49,6 +49,9 @@ impl Instant {
     pub fn saturating_add(self, d: Duration) -> Instant {
         Instant(self.0.saturating_add(d.0))
     }
+    pub fn saturating_sub_duration(self, d: Duration) -> Instant {
+        Instant(self.0.saturating_sub(d.0))
+    }
     pub fn saturating_since(self, earlier: Instant) -> Duration {
         Duration(self.0.saturating_sub(earlier.0))
     }

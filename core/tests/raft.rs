@@ -398,3 +398,51 @@ fn a_new_leader_changes_membership_only_after_committing_in_its_term() {
     site.settle();
     site.members[next].propose_membership(site.now, MembershipChange::AddLearner(NodeId(9))).expect("now allowed");
 }
+
+#[test]
+fn a_lease_read_is_answered_only_while_a_majority_recently_acknowledged_the_leader() {
+    let mut site = Site::new(3);
+    let l = site.elect();
+    assert_eq!(site.members[l].read_lease(site.now), Err(ReadError::NoLease), "lease reads are off by default");
+    let mut leased = cfg();
+    leased.lease_reads = true;
+    let voters = Membership::of_voters((1..=3).map(NodeId));
+    for i in 0..3u64 {
+        site.members[i as usize] = Raft::new(
+            NodeId(i + 1),
+            voters.clone(),
+            leased.clone(),
+            i + 1,
+            site.now,
+            HardState::default(),
+            Snapshot::default(),
+            Vec::new(),
+        );
+    }
+    let l = site.elect();
+    let index = site.members[l].read_lease(site.now).expect("a fresh lease");
+    assert_eq!(index, site.members[l].commit_index());
+    // Cut off, it keeps answering only until election_timeout_min - lease_clock_margin
+    // after the last round a majority acknowledged: before anyone else may lead.
+    site.cut.insert(l);
+    let cut_at = site.now;
+    let mut last_answer = None;
+    let mut other_leader_at = None;
+    for _ in 0..300 {
+        site.run_for(Duration::from_millis(10));
+        if site.members[l].read_lease(site.now).is_ok() {
+            last_answer = Some(site.now);
+        }
+        if other_leader_at.is_none() && (0..3).any(|i| i != l && site.members[i].role() == Role::Leader) {
+            other_leader_at = Some(site.now);
+        }
+    }
+    let last_answer = last_answer.expect("the lease outlives the cut for a while");
+    let other_leader_at = other_leader_at.expect("the others elect a leader");
+    assert!(
+        last_answer < other_leader_at,
+        "a lease read at {last_answer:?} after another leader at {other_leader_at:?}"
+    );
+    let lease = leased.election_timeout_min.as_nanos() - leased.lease_clock_margin.as_nanos();
+    assert!(last_answer.saturating_since(cut_at).as_nanos() <= lease, "answered past the lease");
+}

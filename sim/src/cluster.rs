@@ -69,6 +69,8 @@ impl ClusterConfig {
                 inflight_appends_max: 4,
                 uncommitted_bytes_max: 16 << 10,
                 pending_reads_max: 16,
+                lease_reads: true,
+                lease_clock_margin: Duration::from_millis(50),
                 ..RaftConfig::default()
             },
             fault_phase: Duration::from_secs(40),
@@ -92,6 +94,8 @@ pub struct ClusterReport {
     pub puts_acked: u64,
     pub gets_acked: u64,
     pub reads_by_read_index: u64,
+    /// Gets answered under the leader's lease.
+    pub reads_by_lease: u64,
     /// Refused before entering the log: not the leader, busy, not ready.
     pub refused: u64,
     /// Outcome unknown to the client: its member crashed or it timed out.
@@ -100,6 +104,8 @@ pub struct ClusterReport {
     pub partitions: u64,
     /// Process pauses longer than an election timeout.
     pub pauses: u64,
+    /// Leader transfers started.
+    pub transfers: u64,
     /// Snapshots members compacted their logs to, and leaders' snapshots members restored.
     pub snapshots_taken: u64,
     /// Membership changes a leader accepted.
@@ -162,7 +168,7 @@ enum Ev {
         id: u64,
         op: KvOp,
         call: Instant,
-        by_read_index: bool,
+        via: Via,
     },
     LongDelaysEnd {
         episode: u64,
@@ -235,6 +241,14 @@ fn slot(raft: &Raft, index: Index) -> Slot {
         return Slot::Compacted;
     }
     raft.entry(index).map_or(Slot::Missing, |e| Slot::Held(EntrySig::of(e)))
+}
+
+/// How a client's operation reaches the group.
+#[derive(Clone, Copy, Debug)]
+enum Via {
+    Log,
+    ReadIndex,
+    Lease,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -366,7 +380,9 @@ impl World {
                 }
             })
             .collect();
+        // The regular clients, then one prober per member (see `resume`).
         let clients = (0..cfg.members * cfg.clients_per_member)
+            .chain(0..cfg.members)
             .map(|i| Client { home: i % cfg.members, target: i % cfg.members, next_id: 0, pending: None })
             .collect();
         let mut fault_rng = rng::stream(seed, "cluster/faults");
@@ -399,7 +415,7 @@ impl World {
             trace_hash: 0xcbf2_9ce4_8422_2325,
             cfg,
         };
-        for c in 0..w.clients.len() {
+        for c in 0..w.cfg.members * w.cfg.clients_per_member {
             let at = Duration::from_millis(w.client_rng.gen_range(0..200));
             w.schedule(at, Ev::ClientNext { client: c });
         }
@@ -519,11 +535,11 @@ impl World {
             }
             Ev::Settle => self.settle(),
             Ev::Resume { member, clients_first } => self.resume(member, clients_first),
-            Ev::ClientCall { client, id, op, call, by_read_index } => {
+            Ev::ClientCall { client, id, op, call, via } => {
                 // Only if the client still waits for it (it may have timed out).
                 if self.clients[client].pending.as_ref().is_some_and(|p| p.id == id) {
                     self.clients[client].pending = None;
-                    self.submit(client, id, op, call, by_read_index, false);
+                    self.submit(client, id, op, call, via, false);
                 }
             }
         }
@@ -746,12 +762,15 @@ impl World {
             0 | 1 => KvOp::Put { key, value: ((c as u64) << 32) | id },
             _ => KvOp::Get { key },
         };
-        let by_read_index = matches!(op, KvOp::Get { .. }) && self.client_rng.gen_bool(0.5);
-        self.submit(c, id, op, now, by_read_index, true);
+        let via = match op {
+            KvOp::Put { .. } => Via::Log,
+            KvOp::Get { .. } => [Via::Log, Via::ReadIndex, Via::Lease][self.client_rng.gen_range(0..3)],
+        };
+        self.submit(c, id, op, now, via, true);
     }
 
     /// Hands operation `id` (called at `call`) to the client's target member.
-    fn submit(&mut self, c: usize, id: u64, op: KvOp, call: Instant, by_read_index: bool, fresh: bool) {
+    fn submit(&mut self, c: usize, id: u64, op: KvOp, call: Instant, via: Via, fresh: bool) {
         let target = self.clients[c].target;
         let now = self.now;
         if fresh {
@@ -762,7 +781,7 @@ impl World {
         if self.members[target].paused {
             let waiting = Waiting::Queued;
             self.clients[c].pending = Some(PendingOp { id, op, call, member: target, waiting });
-            self.members[target].inbox.push(Ev::ClientCall { client: c, id, op, call, by_read_index });
+            self.members[target].inbox.push(Ev::ClientCall { client: c, id, op, call, via });
             return;
         }
         let Some(raft) = self.members[target].raft.as_mut() else {
@@ -773,17 +792,25 @@ impl World {
             return;
         };
         let ctx = ((c as u64) << 32) | id;
-        let outcome = if by_read_index {
-            raft.read_index(now, ctx).map(|()| Waiting::ReadIndex { ctx }).map_err(|_| raft.leader())
-        } else {
-            raft.propose(now, encode_cmd(c, id, op))
+        let outcome = match via {
+            Via::ReadIndex => raft.read_index(now, ctx).map(|()| Waiting::ReadIndex { ctx }).map_err(|_| raft.leader()),
+            Via::Lease => raft.read_lease(now).map(|index| Waiting::Applied { index }).map_err(|_| raft.leader()),
+            Via::Log => raft
+                .propose(now, encode_cmd(c, id, op))
                 .map(|(term, index)| Waiting::Log { term, index })
-                .map_err(|_| raft.leader())
+                .map_err(|_| raft.leader()),
         };
         self.trace(4, c as u64);
         match outcome {
             Ok(waiting) => {
                 self.clients[c].pending = Some(PendingOp { id, op, call, member: target, waiting });
+                if let (Waiting::Applied { index }, KvOp::Get { key }) = (waiting, op) {
+                    self.report.reads_by_lease += 1;
+                    if self.members[target].applied >= index {
+                        let value = self.members[target].kv.get(&key).copied();
+                        self.complete(c, KvResult::Read(value));
+                    }
+                }
             }
             Err(leader) => {
                 self.report.refused += 1;
@@ -819,10 +846,26 @@ impl World {
         let mut inbox = std::mem::take(&mut self.members[i].inbox);
         if clients_first {
             inbox.sort_by_key(|ev| !matches!(ev, Ev::ClientCall { .. }));
+            self.probe(i);
         }
         for ev in inbox {
             self.handle(ev);
         }
+    }
+
+    /// An application on a member that just resumed reads at once, before the member has
+    /// heard what happened while it was stopped: a stale leader must not answer it from its
+    /// old state (the case a lease or a ReadIndex that skipped its round gets wrong).
+    fn probe(&mut self, i: usize) {
+        let p = self.cfg.members * self.cfg.clients_per_member + i;
+        if self.clients[p].pending.is_some() || self.now >= self.quiet_from() {
+            return;
+        }
+        self.clients[p].target = i;
+        let key = self.client_rng.gen_range(0..self.cfg.keys);
+        let via = if self.client_rng.gen_bool(0.5) { Via::ReadIndex } else { Via::Lease };
+        let id = self.clients[p].next_id;
+        self.submit(p, id, KvOp::Get { key }, self.now, via, true);
     }
 
     /// Clients start no operation in the last `QUIET` of the run, so that the convergence
@@ -840,7 +883,7 @@ impl World {
         let episode = self.episodes;
         let n = self.members.len();
         let lasting = Duration::from_millis(self.fault_rng.gen_range(300..8_000));
-        let kinds = if self.cfg.membership_changes { 11 } else { 9 };
+        let kinds = if self.cfg.membership_changes { 12 } else { 10 };
         let kind = self.fault_rng.gen_range(0..kinds);
         self.trace(5, kind);
         match kind {
@@ -880,7 +923,8 @@ impl World {
                 let lasting = Duration(self.fault_rng.gen_range(max..4 * max));
                 self.pause(victim, lasting);
             }
-            9 | 10 => self.change_membership(),
+            9 => self.transfer_leadership(),
+            10 | 11 => self.change_membership(),
             6 => {
                 let m = self.fault_rng.gen_range(0..n);
                 self.members[m].slow_disk = Some(episode);
@@ -926,6 +970,21 @@ impl World {
             }
             self.drain(l);
         }
+    }
+
+    /// The leader hands over to another voter (as an operator draining a device would).
+    fn transfer_leadership(&mut self) {
+        let Some(l) = self.current_leader() else { return };
+        let voters: Vec<NodeId> =
+            self.members[l].raft.as_ref().expect("up").membership().voters.iter().copied().collect();
+        let to = voters[self.fault_rng.gen_range(0..voters.len())];
+        let now = self.now;
+        let outcome = self.members[l].raft.as_mut().expect("up").transfer_leader(now, to);
+        self.trace(11, u64::from(outcome.is_ok()));
+        if outcome.is_ok() {
+            self.report.transfers += 1;
+        }
+        self.drain(l);
     }
 
     fn partition(&mut self, episode: u64, lasting: Duration, cut: impl Fn(usize, usize) -> bool) {

@@ -371,7 +371,7 @@ fn raft_sweep(cfg: cluster::ClusterConfig, seeds: u64, first: u64, jobs: Option<
     let sum = |f: fn(&cluster::ClusterReport) -> u64| reports.iter().map(f).sum::<u64>();
     println!(
         "raft: {seeds} seeds of a {members}-member group in {:.1} s wall: {} leaders elected (highest term {}), \
-         {} entries committed; clients: {} puts and {} gets acknowledged ({} gets by ReadIndex), {} refused, \
+         {} entries committed; clients: {} puts and {} gets acknowledged ({} by ReadIndex, {} under a lease), {} refused, \
          {} indeterminate; faults: {} crashes, {} partitions; {} messages, {} persists; {} snapshots taken, {} \
          installed from a leader; {} membership changes",
         started.elapsed().as_secs_f64(),
@@ -381,6 +381,7 @@ fn raft_sweep(cfg: cluster::ClusterConfig, seeds: u64, first: u64, jobs: Option<
         sum(|r| r.puts_acked),
         sum(|r| r.gets_acked),
         sum(|r| r.reads_by_read_index),
+        sum(|r| r.reads_by_lease),
         sum(|r| r.refused),
         sum(|r| r.indeterminate),
         sum(|r| r.crashes),

@@ -11,8 +11,8 @@
 //! leader transfer, ReadIndex reads, and snapshots: the driver compacts the log below a
 //! snapshot of its state machine ([`Raft::compact`]), and a leader sends its snapshot to a
 //! follower that needs entries it no longer holds; and membership change, one member at
-//! a time (see below). Not built yet (issue 3): lease reads, chunked snapshot transfer,
-//! and the wiring into [`crate::Node`].
+//! a time (see below); and, as an option, lease reads (see below). Not built yet (issue
+//! 3): chunked snapshot transfer, and the wiring into [`crate::Node`].
 //!
 //! # What must be durable before what
 //!
@@ -48,6 +48,23 @@
 //! campaigns. Messages from members outside a member's configuration are still handled,
 //! since a member may not yet have seen the entry that added their sender; only voters'
 //! votes and members' acknowledgements are counted.
+//!
+//! # Lease reads and their clock assumption
+//!
+//! With `lease_reads`, [`Raft::read_lease`] answers a read without a round trip while the
+//! leader holds a lease: a majority of voters (itself included) acknowledged a heartbeat
+//! round sent at `start`, and `now < start + election_timeout_min - lease_clock_margin`.
+//! Each of those voters refuses to help elect another leader until
+//! `election_timeout_min` after it heard that round (pre-vote, the vote lease, and a
+//! member that starts refuses votes for `election_timeout_min` too, since a restart
+//! forgets whom it heard). So no other leader can exist before the lease ends **provided
+//! the members' clocks advance at rates that differ by less than
+//! `lease_clock_margin / election_timeout_min`** (a 10% margin tolerates a 10% drift in
+//! rate; quartz clocks drift by about 0.01%). A process pause is covered: the driver's
+//! `now` advances during it, so the lease has ended when the member runs again. A leader
+//! that began a transfer counts only rounds sent after the transfer's deadline, since the
+//! transfer's votes break the followers' leases. Without `lease_reads` (the default), use
+//! [`Raft::read_index`], which assumes nothing about clocks.
 //!
 //! # Trust
 //!
@@ -103,6 +120,10 @@ pub struct RaftConfig {
     pub uncommitted_bytes_max: usize,
     /// ReadIndex requests a leader holds at once.
     pub pending_reads_max: usize,
+    /// Whether [`Raft::read_lease`] may answer (see the module docs for its clock assumption).
+    pub lease_reads: bool,
+    /// How much shorter than `election_timeout_min` a lease is, for clock drift.
+    pub lease_clock_margin: Duration,
 }
 
 impl Default for RaftConfig {
@@ -116,6 +137,8 @@ impl Default for RaftConfig {
             inflight_appends_max: 4,
             uncommitted_bytes_max: 4 << 20,
             pending_reads_max: 256,
+            lease_reads: false,
+            lease_clock_margin: Duration::from_millis(100),
         }
     }
 }
@@ -147,6 +170,9 @@ impl RaftConfig {
         }
         if self.uncommitted_bytes_max == 0 {
             return Err("raft.uncommitted_bytes_max must be above zero".into());
+        }
+        if self.lease_clock_margin >= self.election_timeout_min {
+            return Err("raft.lease_clock_margin must be below raft.election_timeout_min".into());
         }
         Ok(())
     }
@@ -461,6 +487,8 @@ pub enum ReadError {
     NotReady,
     /// Retryable: `pending_reads_max` reads are waiting.
     Busy,
+    /// Retryable by [`Raft::read_index`]: no lease is held now (or lease reads are off).
+    NoLease,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -519,7 +547,12 @@ pub struct Raft {
     quorum_check_due: Instant,
     transfer: Option<(NodeId, Instant)>,
     reads: VecDeque<PendingRead>,
+    /// Numbers heartbeat rounds; `rounds_sent_at` keeps when the recent ones left.
     read_seq: u64,
+    rounds_sent_at: VecDeque<(u64, Instant)>,
+    /// A lease may only start at or after this (the end of a leader transfer).
+    lease_floor: Instant,
+    started_at: Instant,
     uncommitted_bytes: usize,
 
     persist_issued: u64,
@@ -594,6 +627,9 @@ impl Raft {
             transfer: None,
             reads: VecDeque::new(),
             read_seq: 0,
+            rounds_sent_at: VecDeque::new(),
+            lease_floor: now,
+            started_at: now,
             uncommitted_bytes: 0,
             persist_issued: 0,
             persist_done: 0,
@@ -727,12 +763,52 @@ impl Raft {
         if self.reads.len() >= self.cfg.pending_reads_max {
             return Err(ReadError::Busy);
         }
-        self.read_seq += 1;
-        self.reads.push_back(PendingRead { ctx, index: self.commit, read_seq: self.read_seq });
         self.broadcast_heartbeat();
+        self.reads.push_back(PendingRead { ctx, index: self.commit, read_seq: self.read_seq });
         self.advance_reads();
         self.finish_step();
         Ok(())
+    }
+
+    /// A lease read (see the module docs for its clock assumption): the index a read may be
+    /// served at once entries up to it are applied, or why not now.
+    pub fn read_lease(&mut self, now: Instant) -> Result<Index, ReadError> {
+        self.advance_clock(now);
+        if self.role != Role::Leader {
+            return Err(ReadError::NotLeader { leader: self.leader });
+        }
+        if self.term_at(self.commit) != Some(self.hard.term) {
+            return Err(ReadError::NotReady);
+        }
+        match self.lease_until() {
+            Some(until) if now < until && self.transfer.is_none() => Ok(self.commit),
+            _ => Err(ReadError::NoLease),
+        }
+    }
+
+    /// When this leader's lease ends: from the newest heartbeat round a majority of voters
+    /// acknowledged (and that left after `lease_floor`).
+    fn lease_until(&self) -> Option<Instant> {
+        if !self.cfg.lease_reads || self.role != Role::Leader {
+            return None;
+        }
+        let sent_at = |seq: u64| self.rounds_sent_at.iter().find(|(s, _)| *s == seq).map(|(_, t)| *t);
+        let voters = &self.membership.voters;
+        let mut starts: Vec<Instant> = self
+            .progress
+            .iter()
+            .filter(|(id, _)| voters.contains(id))
+            .filter_map(|(_, p)| sent_at(p.read_seq_acked))
+            .collect();
+        if self.is_voter() {
+            starts.push(self.now);
+        }
+        starts.sort_unstable_by(|a, b| b.cmp(a));
+        let start = *starts.get(self.quorum() - 1)?;
+        if start < self.lease_floor {
+            return None;
+        }
+        Some(start.saturating_add(self.cfg.election_timeout_min).saturating_sub_duration(self.cfg.lease_clock_margin))
     }
 
     /// Proposes one membership change (see the module docs). On success, the entry's
@@ -773,7 +849,9 @@ impl Raft {
         if !self.membership.voters.contains(&to) {
             return Err(TransferError::UnknownMember(to));
         }
-        self.transfer = Some((to, now.saturating_add(self.cfg.election_timeout_max)));
+        let deadline = now.saturating_add(self.cfg.election_timeout_max);
+        self.transfer = Some((to, deadline));
+        self.lease_floor = self.lease_floor.max(deadline);
         self.maybe_send_timeout_now(to);
         self.send_append(to);
         self.finish_step();
@@ -958,8 +1036,13 @@ impl Raft {
         match self.role {
             Role::Leader => true,
             _ => {
-                self.leader.is_some()
-                    && self.leader_heard_at.is_some_and(|t| self.now < t.saturating_add(self.cfg.election_timeout_min))
+                // A member that just started may have acknowledged a leader's round before
+                // it crashed: it keeps that leader's lease as if it had heard it now.
+                self.now < self.started_at.saturating_add(self.cfg.election_timeout_min)
+                    || (self.leader.is_some()
+                        && self
+                            .leader_heard_at
+                            .is_some_and(|t| self.now < t.saturating_add(self.cfg.election_timeout_min)))
             }
         }
     }
@@ -1085,7 +1168,15 @@ impl Raft {
         }
     }
 
+    /// Sends a new heartbeat round to every member and remembers when it left.
     fn broadcast_heartbeat(&mut self) {
+        /// Rounds remembered for leases: acknowledgements of older ones count for nothing.
+        const ROUNDS_KEPT: usize = 32;
+        self.read_seq += 1;
+        if self.rounds_sent_at.len() == ROUNDS_KEPT {
+            self.rounds_sent_at.pop_front();
+        }
+        self.rounds_sent_at.push_back((self.read_seq, self.now));
         let peers: Vec<(NodeId, Index)> = self.progress.iter().map(|(id, p)| (*id, p.matched)).collect();
         for (peer, matched) in peers {
             let commit = matched.min(self.commit);
