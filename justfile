@@ -12,6 +12,10 @@ sweep seeds="2000" scenario="":
 scenarios seeds="20":
     for s in scenarios/*.toml; do cargo run --release -q -p outpost-sim -- sweep "$s" --seeds {{seeds}} || exit 1; done
 
+# Raft alone (no Node yet): seeds of the cluster world; e.g. `just raft 300 "--members 5 --initial-voters 3 --membership-changes"`.
+raft seeds="200" args="":
+    cargo run --release -p outpost-sim -- raft --seeds {{seeds}} {{args}}
+
 # The test suite (what CI runs).
 test:
     cargo test --workspace

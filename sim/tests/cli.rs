@@ -136,3 +136,25 @@ fn a_run_that_cannot_converge_fails_with_the_replay_command() {
     assert!(err.contains("did not converge"), "{err}");
     assert!(err.contains("--seed 5"), "{err}");
 }
+
+#[test]
+fn raft_sweeps_report_their_totals_and_refuse_bad_sizes() {
+    let (code, out, err) = sim(&["raft", "--seeds", "2", "--jobs", "1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("raft: 2 seeds of a 3-member group"), "{out}");
+    assert!(out.contains("puts and") && out.contains("membership changes"), "{out}");
+    let (code, out, _) = sim(&["raft", "--seeds", "1", "--first", "5", "--json"]);
+    assert_eq!(code, 0);
+    let json_start = out.find('{').expect("a JSON report");
+    let json_end = out.rfind('}').expect("a JSON report") + 1;
+    let report: serde_json::Value = serde_json::from_str(&out[json_start..json_end]).expect("valid JSON");
+    assert_eq!(report["seed"], 5);
+    assert_eq!(report["linearizability"], "linearizable");
+    assert!(report["puts_acked"].as_u64().expect("a count") > 0);
+    let (code, _, err) = sim(&["raft", "--members", "12"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--members must be 1 to 9"), "{err}");
+    let (code, _, err) = sim(&["raft", "--members", "3", "--initial-voters", "4"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--initial-voters must be 1 to --members (3), not 4"), "{err}");
+}
