@@ -446,3 +446,69 @@ fn a_lease_read_is_answered_only_while_a_majority_recently_acknowledged_the_lead
     let lease = leased.election_timeout_min.as_nanos() - leased.lease_clock_margin.as_nanos();
     assert!(last_answer.saturating_since(cut_at).as_nanos() <= lease, "answered past the lease");
 }
+
+/// Raft paper, Figure 8: a leader must not count replicas to commit an entry of an
+/// earlier term; it commits it only with an entry of its own. Here n1 leads term 4 with
+/// entry 2 of term 2, which a majority ends up holding before n1's own entry 3 reaches
+/// them. Were entry 2 committed then, n5 (holding entry 2 of term 3) could still win a
+/// later election with n2..n4's votes and overwrite it.
+#[test]
+fn a_leader_commits_an_entry_of_an_earlier_term_only_with_one_of_its_own() {
+    let mut one_at_a_time = cfg();
+    one_at_a_time.append_entries_max = 1;
+    let voters = Membership::of_voters((1..=5).map(NodeId));
+    let e = |term, index| Entry { term, index, kind: EntryKind::Command(vec![term as u8, index as u8]) };
+    let logs = [
+        vec![e(1, 1), e(2, 2)], // n1: will lead term 4
+        vec![e(1, 1), e(2, 2)], // n2
+        vec![e(1, 1)],          // n3
+        vec![e(1, 1)],          // n4
+        vec![e(1, 1), e(3, 2)], // n5: led term 3 briefly
+    ];
+    let mut site = Site::new(5);
+    for (i, log) in logs.into_iter().enumerate() {
+        let hard = HardState { term: 3, vote: None };
+        site.members[i] = Raft::new(
+            NodeId(i as u64 + 1),
+            voters.clone(),
+            one_at_a_time.clone(),
+            i as u64 + 1,
+            site.now,
+            hard,
+            Snapshot::default(),
+            log,
+        );
+    }
+    // n4 and n5 are away; n1 campaigns once the start-up lease has passed.
+    site.cut.extend([3, 4]);
+    site.now = Instant::from_secs(1);
+    site.members[0].tick(site.now);
+    site.collect(0);
+    let mut steps = 0;
+    loop {
+        // One message or one sync at a time, checking the rule after each, until the
+        // election and the replication that follows it are done.
+        if let Some(i) = (0..5).find(|i| !site.disk[*i].is_empty()) {
+            let id = site.disk[i].pop_front().expect("found");
+            site.members[i].persisted(site.now, id);
+            site.collect(i);
+        } else if let Some(env) = site.net.pop_front() {
+            let (from, to) = (env.from.0 as usize - 1, env.to.0 as usize - 1);
+            if !site.cut.contains(&from) && !site.cut.contains(&to) {
+                site.members[to].step(site.now, env);
+                site.collect(to);
+            }
+        } else {
+            break;
+        }
+        let commit = site.members[0].commit_index();
+        assert!(commit != 2, "n1 committed entry 2 of term 2 before its own entry 3 of term 4 was on a majority");
+        steps += 1;
+        assert!(steps < 1000, "the site does not settle");
+    }
+    assert_eq!(site.members[0].role(), Role::Leader);
+    assert_eq!(site.members[0].term(), 4);
+    site.run_for(Duration::from_millis(300));
+    assert_eq!(site.members[0].commit_index(), 3, "entry 3 of term 4 commits entry 2 with it");
+    assert_eq!(site.members[2].entry(2).map(|e| e.term), Some(2));
+}
