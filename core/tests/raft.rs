@@ -30,6 +30,8 @@ struct Site {
     restored: Vec<Option<Snapshot>>,
     ready_reads: Vec<(usize, u64)>,
     cut: BTreeSet<usize>,
+    /// Directed links that drop everything.
+    blocked: BTreeSet<(usize, usize)>,
 }
 
 impl Site {
@@ -58,6 +60,7 @@ impl Site {
             restored: vec![None; n as usize],
             ready_reads: Vec::new(),
             cut: BTreeSet::new(),
+            blocked: BTreeSet::new(),
         }
     }
 
@@ -99,7 +102,7 @@ impl Site {
             }
             let Some(env) = self.net.pop_front() else { return };
             let (from, to) = (env.from.0 as usize - 1, env.to.0 as usize - 1);
-            if self.cut.contains(&from) || self.cut.contains(&to) {
+            if self.cut.contains(&from) || self.cut.contains(&to) || self.blocked.contains(&(from, to)) {
                 continue;
             }
             self.members[to].step(self.now, env);
@@ -511,4 +514,69 @@ fn a_leader_commits_an_entry_of_an_earlier_term_only_with_one_of_its_own() {
     site.run_for(Duration::from_millis(300));
     assert_eq!(site.members[0].commit_index(), 3, "entry 3 of term 4 commits entry 2 with it");
     assert_eq!(site.members[2].entry(2).map(|e| e.term), Some(2));
+}
+
+/// A follower that acknowledged the leader's lease rounds and then restarted forgets whom
+/// it heard. It must still refuse to help elect another leader for
+/// `election_timeout_min`, or the leader's lease read could answer while another leader
+/// exists. Here n3 cannot hear the leader and keeps campaigning; the leader's lease rests
+/// on the restarted member's acknowledgements.
+#[test]
+fn a_restarted_member_keeps_the_lease_it_acknowledged_before_the_restart() {
+    let mut leased = cfg();
+    leased.lease_reads = true;
+    let voters = Membership::of_voters((1..=3).map(NodeId));
+    let mut site = Site::new(3);
+    for i in 0..3u64 {
+        site.members[i as usize] = Raft::new(
+            NodeId(i + 1),
+            voters.clone(),
+            leased.clone(),
+            i + 1,
+            site.now,
+            HardState::default(),
+            Snapshot::default(),
+            Vec::new(),
+        );
+    }
+    let l = site.elect();
+    let (f, h) = ((l + 1) % 3, (l + 2) % 3);
+    // h is cut from the leader both ways; the leader keeps its lease with f's answers, and
+    // f, hearing the leader, refuses h's pre-votes.
+    site.blocked.extend([(l, h), (h, l)]);
+    site.run_for(Duration::from_secs(2));
+    assert_eq!(site.leader(), Some(l), "f's lease keeps h from winning");
+    let mut violations = Vec::new();
+    for round in 0..5 {
+        // f restarts from what it stored (its disk is synced) just before h next asks for
+        // pre-votes, so h's request reaches f before the leader's next heartbeat does.
+        let asks_at = site.members[h].poll_timeout().expect("a follower has an election timer");
+        let until = asks_at.as_nanos().saturating_sub(site.now.as_nanos() + 20_000_000);
+        site.run_for(Duration(until));
+        let stored: Vec<Entry> =
+            (1..=site.members[f].last_index()).filter_map(|i| site.members[f].entry(i).cloned()).collect();
+        let hard = HardState { term: site.members[f].term(), vote: None };
+        site.members[f] = Raft::new(
+            NodeId(f as u64 + 1),
+            voters.clone(),
+            leased.clone(),
+            100 + round,
+            site.now,
+            hard,
+            Snapshot::default(),
+            stored,
+        );
+        for _ in 0..150 {
+            site.run_for(Duration::from_millis(10));
+            let lease_ok = site.members[l].role() == Role::Leader && site.members[l].read_lease(site.now).is_ok();
+            let other = [f, h].into_iter().find(|i| site.members[*i].role() == Role::Leader);
+            if let (true, Some(o)) = (lease_ok, other) {
+                violations.push(format!("round {round}: n{} answered a lease read while n{} led", l + 1, o + 1));
+            }
+        }
+        if site.leader() != Some(l) {
+            break;
+        }
+    }
+    assert!(violations.is_empty(), "{violations:?}");
 }
