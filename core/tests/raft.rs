@@ -36,13 +36,17 @@ struct Site {
 
 impl Site {
     fn new(n: u64) -> Site {
-        let voters: BTreeSet<NodeId> = (1..=n).map(NodeId).collect();
+        Site::with(n, Membership::of_voters((1..=n).map(NodeId)), cfg())
+    }
+
+    /// `n` fresh processes n1..=n, each starting with `membership` and `cfg`.
+    fn with(n: u64, membership: Membership, cfg: RaftConfig) -> Site {
         let members = (1..=n)
             .map(|i| {
                 Raft::new(
                     NodeId(i),
-                    Membership::of_voters(voters.iter().copied()),
-                    cfg(),
+                    membership.clone(),
+                    cfg.clone(),
                     i,
                     Instant(0),
                     HardState::default(),
@@ -309,20 +313,8 @@ fn a_leader_refuses_proposals_past_its_uncommitted_limit() {
 #[test]
 fn members_join_as_learners_become_voters_and_a_leader_can_remove_itself() {
     // Four processes; the group starts as n1..n3 and n4 waits outside it.
-    let mut site = Site::new(4);
     let three = Membership::of_voters([NodeId(1), NodeId(2), NodeId(3)]);
-    for i in 0..4u64 {
-        site.members[i as usize] = Raft::new(
-            NodeId(i + 1),
-            three.clone(),
-            cfg(),
-            i + 1,
-            site.now,
-            HardState::default(),
-            Snapshot::default(),
-            Vec::new(),
-        );
-    }
+    let mut site = Site::with(4, three.clone(), cfg());
     site.cut.insert(3);
     let mut l = site.elect();
     site.cut.clear();
@@ -409,19 +401,7 @@ fn a_lease_read_is_answered_only_while_a_majority_recently_acknowledged_the_lead
     assert_eq!(site.members[l].read_lease(site.now), Err(ReadError::NoLease), "lease reads are off by default");
     let mut leased = cfg();
     leased.lease_reads = true;
-    let voters = Membership::of_voters((1..=3).map(NodeId));
-    for i in 0..3u64 {
-        site.members[i as usize] = Raft::new(
-            NodeId(i + 1),
-            voters.clone(),
-            leased.clone(),
-            i + 1,
-            site.now,
-            HardState::default(),
-            Snapshot::default(),
-            Vec::new(),
-        );
-    }
+    let mut site = Site::with(3, Membership::of_voters((1..=3).map(NodeId)), leased.clone());
     let l = site.elect();
     let index = site.members[l].read_lease(site.now).expect("a fresh lease");
     assert_eq!(index, site.members[l].commit_index());
@@ -526,19 +506,7 @@ fn a_restarted_member_keeps_the_lease_it_acknowledged_before_the_restart() {
     let mut leased = cfg();
     leased.lease_reads = true;
     let voters = Membership::of_voters((1..=3).map(NodeId));
-    let mut site = Site::new(3);
-    for i in 0..3u64 {
-        site.members[i as usize] = Raft::new(
-            NodeId(i + 1),
-            voters.clone(),
-            leased.clone(),
-            i + 1,
-            site.now,
-            HardState::default(),
-            Snapshot::default(),
-            Vec::new(),
-        );
-    }
+    let mut site = Site::with(3, voters.clone(), leased.clone());
     let l = site.elect();
     let (f, h) = ((l + 1) % 3, (l + 2) % 3);
     // h is cut from the leader both ways; the leader keeps its lease with f's answers, and

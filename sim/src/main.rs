@@ -203,75 +203,59 @@ fn sweep(arg: Option<String>, seeds: u64, first: u64, swarm_mode: bool, jobs: Op
     }
     let started = Instant::now();
     let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let next = AtomicU64::new(first);
     let done = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
     let totals = Mutex::new(SweepTotals::default());
-    std::thread::scope(|scope| {
-        for _ in 0..jobs {
-            scope.spawn(|| loop {
-                let seed = next.fetch_add(1, Ordering::Relaxed);
-                if seed >= first + seeds {
-                    break;
+    for_each_seed(first, seeds, jobs, |seed| {
+        let s = match (&base, swarm_mode) {
+            (Some(b), true) => swarm::perturb(b, seed),
+            (Some(b), false) => b.clone(),
+            (None, _) => swarm::world(seed),
+        };
+        // A panic in the core or the simulator is a finding: report its seed, go on.
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| world::run(&s, seed)));
+        let outcome = match caught {
+            Ok(r) => r.map(|r| {
+                let (v, fails) = r.judge(&s);
+                (r, v, fails)
+            }),
+            Err(p) => {
+                failures.lock().expect("no panics while held").push((seed, Verdict::Panic, panic_message(&*p)));
+                done.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        match outcome {
+            Ok((r, v, fails)) => {
+                let mut t = totals.lock().expect("no panics while held");
+                t.acked += r.acked;
+                t.delivered += r.delivered;
+                t.sim_secs += r.sim_secs;
+                t.corrupted += r.corrupted;
+                t.corruptions += r.details.nodes.values().map(|n| u64::from(n.corruptions)).sum::<u64>();
+                t.evicted_unsynced += r.evicted_unsynced;
+                let refused: u64 = r.details.nodes.values().map(|n| n.storage_refused).sum();
+                t.storage_refused += refused;
+                t.device_full_refused += r.details.nodes.values().map(|n| n.device_full_refused).sum::<u64>();
+                if refused > 0 || r.evicted_unsynced > 0 {
+                    t.pressured_worlds += 1;
                 }
-                let s = match (&base, swarm_mode) {
-                    (Some(b), true) => swarm::perturb(b, seed),
-                    (Some(b), false) => b.clone(),
-                    (None, _) => swarm::world(seed),
-                };
-                // A panic in the core or the simulator is a finding: report its seed, go on.
-                let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| world::run(&s, seed)));
-                let outcome = match caught {
-                    Ok(r) => r.map(|r| {
-                        let (v, fails) = r.judge(&s);
-                        (r, v, fails)
-                    }),
-                    Err(p) => {
-                        let msg = p
-                            .downcast_ref::<String>()
-                            .cloned()
-                            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                            .unwrap_or_default();
-                        failures.lock().expect("no panics while held").push((seed, Verdict::Panic, msg));
-                        done.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                };
-                match outcome {
-                    Ok((r, v, fails)) => {
-                        let mut t = totals.lock().expect("no panics while held");
-                        t.acked += r.acked;
-                        t.delivered += r.delivered;
-                        t.sim_secs += r.sim_secs;
-                        t.corrupted += r.corrupted;
-                        t.corruptions += r.details.nodes.values().map(|n| u64::from(n.corruptions)).sum::<u64>();
-                        t.evicted_unsynced += r.evicted_unsynced;
-                        let refused: u64 = r.details.nodes.values().map(|n| n.storage_refused).sum();
-                        t.storage_refused += refused;
-                        t.device_full_refused += r.details.nodes.values().map(|n| n.device_full_refused).sum::<u64>();
-                        if refused > 0 || r.evicted_unsynced > 0 {
-                            t.pressured_worlds += 1;
-                        }
-                        for (name, peak) in &r.peak_memory_bytes {
-                            let limit = r.details.nodes.get(name).map_or(0, |n| n.memory_limit_bytes);
-                            if let (Some(peak), true) = (peak, limit > 0) {
-                                t.peak_memory_share = t.peak_memory_share.max(*peak as f64 / limit as f64);
-                            }
-                        }
-                        drop(t);
-                        if v != Verdict::Pass {
-                            failures.lock().expect("no panics while held").push((seed, v, fails.join("; ")));
-                        }
-                    }
-                    Err(e) => {
-                        failures.lock().expect("no panics while held").push((seed, Verdict::Expectation, e.to_string()))
+                for (name, peak) in &r.peak_memory_bytes {
+                    let limit = r.details.nodes.get(name).map_or(0, |n| n.memory_limit_bytes);
+                    if let (Some(peak), true) = (peak, limit > 0) {
+                        t.peak_memory_share = t.peak_memory_share.max(*peak as f64 / limit as f64);
                     }
                 }
-                let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                if n % 100 == 0 {
-                    eprintln!("  {n}/{seeds} seeds, {:.0} s", started.elapsed().as_secs_f64());
+                drop(t);
+                if v != Verdict::Pass {
+                    failures.lock().expect("no panics while held").push((seed, v, fails.join("; ")));
                 }
-            });
+            }
+            Err(e) => failures.lock().expect("no panics while held").push((seed, Verdict::Expectation, e.to_string())),
+        }
+        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+        if n % 100 == 0 {
+            eprintln!("  {n}/{seeds} seeds, {:.0} s", started.elapsed().as_secs_f64());
         }
     });
     let mut failures = failures.into_inner().expect("threads joined");
@@ -326,6 +310,23 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runs `f` for each seed of `first..first + seeds` on `jobs` threads (each seed whole on
+/// one thread, so each run stays deterministic).
+fn for_each_seed(first: u64, seeds: u64, jobs: usize, f: impl Fn(u64) + Sync) {
+    let next = AtomicU64::new(first);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| loop {
+                let seed = next.fetch_add(1, Ordering::Relaxed);
+                if seed >= first + seeds {
+                    break;
+                }
+                f(seed);
+            });
+        }
+    });
+}
+
 fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
 }
@@ -342,22 +343,11 @@ fn raft_sweep(cfg: cluster::ClusterConfig, seeds: u64, first: u64, jobs: Option<
     }
     let started = Instant::now();
     let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let next = AtomicU64::new(first);
     let reports = Mutex::new(Vec::new());
     let panics = Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..jobs {
-            scope.spawn(|| loop {
-                let seed = next.fetch_add(1, Ordering::Relaxed);
-                if seed >= first + seeds {
-                    break;
-                }
-                match std::panic::catch_unwind(|| cluster::run(&cfg, seed)) {
-                    Ok(r) => reports.lock().expect("no panics while held").push(r),
-                    Err(p) => panics.lock().expect("no panics while held").push((seed, panic_message(&*p))),
-                }
-            });
-        }
+    for_each_seed(first, seeds, jobs, |seed| match std::panic::catch_unwind(|| cluster::run(&cfg, seed)) {
+        Ok(r) => reports.lock().expect("no panics while held").push(r),
+        Err(p) => panics.lock().expect("no panics while held").push((seed, panic_message(&*p))),
     });
     let mut reports = reports.into_inner().expect("threads joined");
     reports.sort_by_key(|r| r.seed);
