@@ -548,3 +548,38 @@ fn a_restarted_member_keeps_the_lease_it_acknowledged_before_the_restart() {
     }
     assert!(violations.is_empty(), "{violations:?}");
 }
+
+#[test]
+fn messages_held_for_a_slow_fsync_are_bounded() {
+    use outpost_core::raft::HELD_MESSAGES_MAX;
+    let mut site = Site::new(3);
+    let l = site.elect();
+    let f = (l + 1) % 3;
+    // f's disk stalls: a write is outstanding while the leader's heartbeats keep coming.
+    site.propose(l, b"x").expect("accepted");
+    site.collect(l);
+    site.sync(l);
+    let appends: Vec<Envelope> = site.net.drain(..).filter(|e| e.to.0 as usize - 1 == f).collect();
+    for env in appends {
+        site.members[f].step(site.now, env);
+        site.collect(f);
+    }
+    assert!(!site.disk[f].is_empty(), "the append left a persist outstanding");
+    let heartbeat = Envelope {
+        from: NodeId(l as u64 + 1),
+        to: NodeId(f as u64 + 1),
+        term: site.members[l].term(),
+        msg: Message::Heartbeat { commit: 0, read_seq: 1 },
+    };
+    for _ in 0..3 * HELD_MESSAGES_MAX {
+        site.members[f].step(site.now, heartbeat.clone());
+        site.collect(f);
+    }
+    let (held, dropped) = site.members[f].held_messages();
+    assert_eq!(held, HELD_MESSAGES_MAX);
+    assert!(dropped >= 2 * HELD_MESSAGES_MAX as u64 - 1, "{dropped}");
+    assert!(site.net.is_empty(), "nothing leaves before the persist completes");
+    site.sync(f);
+    assert_eq!(site.members[f].held_messages().0, 0);
+    assert!(site.net.len() <= HELD_MESSAGES_MAX, "{}", site.net.len());
+}

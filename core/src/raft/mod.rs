@@ -513,6 +513,10 @@ struct PendingRead {
     read_seq: u64,
 }
 
+/// Messages held back while a persist is outstanding (a slow fsync). Beyond this they are
+/// dropped, as a lossy network would: Raft retransmits what matters.
+pub const HELD_MESSAGES_MAX: usize = 1024;
+
 /// One member of a Raft group. See the module docs for the driver's contract.
 #[derive(Debug)]
 pub struct Raft {
@@ -567,6 +571,7 @@ pub struct Raft {
 
     step_sends: Vec<Envelope>,
     held: VecDeque<(u64, Envelope)>,
+    held_dropped: u64,
     out: VecDeque<Action>,
     reported: (Role, Term, Option<NodeId>),
 }
@@ -641,6 +646,7 @@ impl Raft {
             truncated_from: None,
             step_sends: Vec::new(),
             held: VecDeque::new(),
+            held_dropped: 0,
             out: VecDeque::new(),
             reported: (Role::Follower, hard.term, None),
         };
@@ -691,6 +697,12 @@ impl Raft {
             return Some(self.now);
         }
         self.leader_heard_at
+    }
+
+    /// Messages waiting for an outstanding persist, and those dropped because
+    /// [`HELD_MESSAGES_MAX`] were already waiting.
+    pub fn held_messages(&self) -> (usize, u64) {
+        (self.held.len(), self.held_dropped)
     }
 
     pub fn poll_action(&mut self) -> Option<Action> {
@@ -1453,7 +1465,14 @@ impl Raft {
         }
         let sends = std::mem::take(&mut self.step_sends);
         if self.persist_issued > self.persist_done {
-            self.held.extend(sends.into_iter().map(|e| (self.persist_issued, e)));
+            for env in sends {
+                // Raft tolerates lost messages, so a full queue drops rather than grows.
+                if self.held.len() < HELD_MESSAGES_MAX {
+                    self.held.push_back((self.persist_issued, env));
+                } else {
+                    self.held_dropped += 1;
+                }
+            }
         } else {
             self.out.extend(sends.into_iter().map(Action::Send));
         }
