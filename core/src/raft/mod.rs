@@ -523,11 +523,10 @@ pub struct Raft {
     id: NodeId,
     cfg: RaftConfig,
     /// The configuration in effect: that of the newest membership entry in the log, else
-    /// the snapshot's, else the one given at start.
+    /// the snapshot's (before any snapshot, the one given at start).
     membership: Membership,
     /// The index of the entry that set `membership` (0: the snapshot or the start).
     membership_index: Index,
-    initial_membership: Membership,
     rng: Xoshiro256PlusPlus,
     now: Instant,
 
@@ -608,12 +607,17 @@ impl Raft {
         }
         let durable_last = snapshot.index + log.len() as Index;
         let base = snapshot.index;
+        let mut snapshot = snapshot;
+        if base == 0 {
+            // Before any snapshot, the "snapshot" of the empty prefix carries the
+            // configuration the member was started with.
+            snapshot.membership = membership.clone();
+        }
         let mut raft = Raft {
             id,
             cfg,
-            membership: membership.clone(),
+            membership,
             membership_index: 0,
-            initial_membership: membership,
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
             now,
             hard,
@@ -691,14 +695,6 @@ impl Raft {
         }
         self.log.get(self.pos(index))
     }
-    /// When this member last heard from a leader (a leader: now).
-    pub fn leader_heard_at(&self) -> Option<Instant> {
-        if self.role == Role::Leader {
-            return Some(self.now);
-        }
-        self.leader_heard_at
-    }
-
     /// Messages waiting for an outstanding persist, and those dropped because
     /// [`HELD_MESSAGES_MAX`] were already waiting.
     pub fn held_messages(&self) -> (usize, u64) {
@@ -1399,40 +1395,28 @@ impl Raft {
         }
     }
 
-    /// The configuration of the newest membership entry in the log, else the snapshot's,
-    /// else the initial one.
+    /// The configuration of the newest membership entry in the log, else the snapshot's.
     fn recompute_membership(&mut self) {
-        let from_log = self.log.iter().rev().find_map(|e| match &e.kind {
-            EntryKind::Membership(m) => Some((m.clone(), e.index)),
-            _ => None,
-        });
-        let (m, index) = from_log.unwrap_or_else(|| {
-            if self.snapshot.index > 0 {
-                (self.snapshot.membership.clone(), 0)
-            } else {
-                (self.initial_membership.clone(), 0)
-            }
-        });
+        let (m, index) = self.membership_within(self.log.len());
         self.set_membership(m, index);
     }
 
     /// The configuration as of `index` (at or after the snapshot).
     fn membership_at(&self, index: Index) -> Membership {
-        let upto = self.pos(index) + 1;
-        self.log[..upto]
+        self.membership_within(self.pos(index) + 1).0
+    }
+
+    /// The configuration after the first `held` entries of the log, and the index of the
+    /// entry that set it (0: the snapshot).
+    fn membership_within(&self, held: usize) -> (Membership, Index) {
+        self.log[..held]
             .iter()
             .rev()
             .find_map(|e| match &e.kind {
-                EntryKind::Membership(m) => Some(m.clone()),
+                EntryKind::Membership(m) => Some((m.clone(), e.index)),
                 _ => None,
             })
-            .unwrap_or_else(|| {
-                if self.snapshot.index > 0 {
-                    self.snapshot.membership.clone()
-                } else {
-                    self.initial_membership.clone()
-                }
-            })
+            .unwrap_or_else(|| (self.snapshot.membership.clone(), 0))
     }
 
     fn is_voter(&self) -> bool {
