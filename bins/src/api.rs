@@ -189,6 +189,11 @@ fn produce_error_kind(e: &ProduceError) -> (u16, &'static str, Code) {
         ProduceError::Clock(_) => (503, "clock", Code::Clock),
         ProduceError::Storage(_) => (503, "storage", Code::Storage),
         ProduceError::StorageFull { .. } => (503, "storage_full", Code::StorageFull),
+        // The daemon runs no site cluster yet (its config refuses [mesh]), so strong
+        // topics and these answers cannot occur here; the closest codes keep the match total.
+        ProduceError::NoQuorum(_) => (503, "no_quorum", Code::Busy),
+        ProduceError::SiteUnavailable { .. } => (503, "site_unavailable", Code::Busy),
+        ProduceError::Unconfirmed { .. } => (504, "unconfirmed", Code::Storage),
     }
 }
 

@@ -54,7 +54,7 @@ const fn loopback(port: u16) -> SocketAddr {
 
 /// A loaded configuration. `node` has passed `NodeConfig::validate`, so the shell can start
 /// a `Node` with it as it is.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
     /// The file read, or None when defaults were used (no file).
     pub path: Option<PathBuf>,
@@ -386,7 +386,7 @@ fn settings(raw: &RawFile, path: Option<&Path>, role: Role, places: &[Place]) ->
     if raw.mesh.enabled {
         return Err(problem(
             "mesh.enabled",
-            "site clusters (mesh) are not built yet; remove [mesh] or set enabled = false",
+            "the daemon does not run site clusters (mesh) yet (they run in the simulator); remove [mesh] or set enabled = false",
         ));
     }
     let node_name = node_name(&raw.node, role)?;

@@ -183,6 +183,9 @@ impl Driver {
                     self.counters.frames_sent += 1;
                     fx.sends.push((to, bytes));
                 }
+                Output::SendAs { from, .. } => {
+                    unreachable!("only site members send as cluster {from}, and the daemon runs no site cluster")
+                }
                 Output::Reply { req, result } => {
                     match &result {
                         Ok(_) => self.counters.records_acked += 1,
@@ -253,6 +256,7 @@ impl Driver {
                 tracing::warn!(peer = %self.name_of(from), error = %error, "dropped a bad message");
             }
             Event::StorageProblem { detail } => tracing::error!(detail = %detail, "storage problem"),
+            Event::SiteLeader { cluster, term } => tracing::info!(cluster = %cluster, term, "leading the site cluster"),
             Event::SegmentDeleted { file, records } => tracing::debug!(file = %file, records, "segment deleted"),
             Event::Evicted { topic, from, to, records, bytes, policy } => {
                 self.counters.evicted_unsynced += records;

@@ -410,7 +410,7 @@ pub fn render_resources(s: &Status) -> String {
 }
 
 pub fn render_peers(s: &Status) -> String {
-    let mut o = String::from("site clusters (mesh) are not built yet; these are this node's sync links.\n");
+    let mut o = String::from("the daemon does not run site clusters (mesh) yet; these are this node's sync links.\n");
     let _ = writeln!(o, "{:<24} {:<22} {:<10} {:>10} {:>10}", "peer", "address", "link", "for", "reconnects");
     for p in &s.link.peers {
         let link = if p.connected { "up" } else { "down" };

@@ -80,7 +80,7 @@ impl Store {
     /// config order, and takes its lock.
     pub fn open(dir: &Path, topics: &[String]) -> Result<Store, StoreError> {
         let fail = |what: &str, e: &dyn std::fmt::Display| StoreError(format!("{what} {}: {e}", dir.display()));
-        for sub in ["topics", "meta"] {
+        for sub in ["topics", "meta", "raft"] {
             fs::create_dir_all(dir.join(sub)).map_err(|e| fail("cannot create the data directory", &e))?;
         }
         let lock_path = dir.join("LOCK");
@@ -136,6 +136,7 @@ impl Store {
                 self.dir.join("topics").join(&self.topic_dirs[topic.0 as usize]).join(format!("{base:020}.seg"))
             }
             FileId::Meta { generation } => self.dir.join("meta").join(format!("{generation:020}.meta")),
+            FileId::Raft { generation } => self.dir.join("raft").join(format!("{generation:020}.raft")),
         }
     }
 
@@ -192,6 +193,11 @@ impl Store {
         for (name, len) in listing(&self.dir.join("meta"))? {
             if let Some(generation) = number(&name, ".meta") {
                 out.push((FileId::Meta { generation }, len));
+            }
+        }
+        for (name, len) in listing(&self.dir.join("raft"))? {
+            if let Some(generation) = number(&name, ".raft") {
+                out.push((FileId::Raft { generation }, len));
             }
         }
         out.sort();

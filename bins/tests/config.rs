@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use outpost::config::{load, node_id_of, parse, ConfigFileError, LogFormat, DEFAULT_CONFIG_FILE};
 use outpost::limits::ShellBudget;
-use outpost_core::config::{Eviction, NodeConfig, Role, SyncDirection, TopicConfig};
+use outpost_core::config::{Consistency, Eviction, NodeConfig, Role, SyncDirection, TopicConfig};
 use outpost_core::resources::fit_to_budgets;
 use outpost_core::types::Duration;
 
@@ -174,6 +174,7 @@ fn the_edge_example_gives_the_values_written() {
         eviction,
         retention_bytes,
         retention_age,
+        consistency: Consistency::Eventual,
     };
     let week = Some(Duration::from_secs(7 * 24 * 3600));
     assert_eq!(
@@ -352,7 +353,7 @@ const BAD_FILES: &[(&str, Role, Option<usize>, &str)] = &[
         "[mesh]\nenabled = true\n",
         Role::Edge,
         Some(2),
-        "edge.toml:2: mesh.enabled: site clusters (mesh) are not built yet; remove [mesh] or set enabled = false",
+        "edge.toml:2: mesh.enabled: the daemon does not run site clusters (mesh) yet (they run in the simulator); remove [mesh] or set enabled = false",
     ),
     (
         "local_topics = [\"cache\", \"b\"]\n\n[[topics]]\nname = \"a\"\n\n[[topics]]\nname = \"b\"\n",

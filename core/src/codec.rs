@@ -240,6 +240,12 @@ pub enum FrameKind {
     SyncReset = 20,
     /// Sync: a range of the sender's stream that will never be sent.
     SyncSkip = 21,
+    /// Site cluster: a message between members (Raft, liveness, forwarded writes).
+    Site = 22,
+    /// Raft storage: the first frame of a generation (hard state, snapshot, entry count).
+    RaftCheckpoint = 24,
+    /// Raft storage: entries, a truncation and/or a hard state appended to a generation.
+    RaftEntries = 25,
 }
 
 impl TryFrom<u8> for FrameKind {
@@ -256,6 +262,9 @@ impl TryFrom<u8> for FrameKind {
             19 => FrameKind::SyncAck,
             20 => FrameKind::SyncReset,
             21 => FrameKind::SyncSkip,
+            22 => FrameKind::Site,
+            24 => FrameKind::RaftCheckpoint,
+            25 => FrameKind::RaftEntries,
             _ => return Err(FrameError::UnknownKind { found }),
         })
     }

@@ -77,6 +77,26 @@ impl Eviction {
     }
 }
 
+/// How a topic's writes are made durable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Consistency {
+    /// Acknowledged once durable on this device (group commit).
+    #[default]
+    Eventual,
+    /// Site clusters only: acknowledged once committed by the site's Raft group (durable on
+    /// a majority of its members) and durable here. Refused without a quorum.
+    Strong,
+}
+
+impl Consistency {
+    pub fn name(self) -> &'static str {
+        match self {
+            Consistency::Eventual => "eventual",
+            Consistency::Strong => "strong",
+        }
+    }
+}
+
 /// One topic of a node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TopicConfig {
@@ -91,6 +111,8 @@ pub struct TopicConfig {
     pub retention_bytes: u64,
     /// Segments whose newest record is older than this are deleted (same rule for edges).
     pub retention_age: Option<Duration>,
+    /// `Strong` needs a site cluster (`NodeConfig::cluster`).
+    pub consistency: Consistency,
 }
 
 impl TopicConfig {
@@ -102,7 +124,12 @@ impl TopicConfig {
             eviction: Eviction::Keep,
             retention_bytes: 256 << 20,
             retention_age: None,
+            consistency: Consistency::Eventual,
         }
+    }
+
+    pub fn is_strong(&self) -> bool {
+        self.consistency == Consistency::Strong
     }
 }
 
@@ -244,7 +271,7 @@ impl Default for ResourceConfig {
 }
 
 /// Everything a node needs to start.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct NodeConfig {
     pub id: NodeId,
     pub role: Role,
@@ -257,6 +284,66 @@ pub struct NodeConfig {
     pub fetch: FetchConfig,
     pub resources: ResourceConfig,
     pub hlc: HlcConfig,
+    /// The site cluster this edge is a member of, if any.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// A site cluster: edges of one site that run Raft together (see `site`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterConfig {
+    pub name: String,
+    /// The identity of the cluster's stream at the gateway: strong topics' records have
+    /// this origin, whichever member's leader forwarded them, so a leader change neither
+    /// loses nor duplicates them there. Must differ from every node's id.
+    pub id: NodeId,
+    /// Every voting member, this node included (at most `raft::MEMBERS_MAX`).
+    pub members: Vec<NodeId>,
+    pub raft: crate::raft::RaftConfig,
+    pub detector: crate::detector::DetectorConfig,
+    /// How often a member pings every other member (the failure detector's samples).
+    pub ping_interval: Duration,
+    /// Strong writes taken on this member and not yet committed, at most; beyond it
+    /// produces are refused as `Busy`.
+    pub strong_pending_max: usize,
+    /// A strong write not committed within this is answered `Unconfirmed`.
+    pub strong_write_timeout: Duration,
+    /// Bytes of Raft log entries held in memory at most (entries not yet compacted
+    /// because the gateway has not acknowledged their records, or they are not yet durable
+    /// here); beyond it strong writes are refused as `SiteUnavailable`.
+    pub log_bytes_max: u64,
+    /// The log is compacted once this many entries can go.
+    pub compact_entries_min: usize,
+    /// How often the leader tells the group what the gateway acknowledged.
+    pub marks_interval: Duration,
+}
+
+impl ClusterConfig {
+    pub fn new(name: &str, id: NodeId, members: Vec<NodeId>) -> ClusterConfig {
+        ClusterConfig {
+            name: name.to_string(),
+            id,
+            members,
+            raft: crate::raft::RaftConfig::default(),
+            detector: crate::detector::DetectorConfig::default(),
+            ping_interval: Duration::from_millis(100),
+            strong_pending_max: 1024,
+            strong_write_timeout: Duration::from_secs(10),
+            log_bytes_max: 8 << 20,
+            compact_entries_min: 1024,
+            marks_interval: Duration::from_secs(1),
+        }
+    }
+
+    /// The identity a cluster named `name` gets when none is configured: FNV-1a of the
+    /// name with the top bit set, so it cannot collide with ids derived otherwise.
+    pub fn id_of(name: &str) -> NodeId {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in name.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        NodeId(h | 1 << 63)
+    }
 }
 
 /// A configuration that cannot work, with what to change.
@@ -291,6 +378,7 @@ impl NodeConfig {
             fetch: FetchConfig::default(),
             resources,
             hlc: HlcConfig::default(),
+            cluster: None,
         }
     }
 
@@ -355,10 +443,72 @@ impl NodeConfig {
         if self.fetch.in_flight_max == 0 || self.fetch.bytes_max == 0 {
             return err("fetch", "in_flight_max and bytes_max must be more than zero".into());
         }
+        self.validate_cluster()?;
         let r = &self.resources;
         if r.disk_full_probe_min.0 == 0 || r.disk_full_probe_max < r.disk_full_probe_min {
             return err("resources.disk_full_probe_min", "must be > 0 and <= disk_full_probe_max".into());
         }
         crate::resources::check_budgets(self)
+    }
+
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let err = |field: &str, message: String| Err(ConfigError { field: field.into(), message });
+        let Some(c) = &self.cluster else {
+            if let Some(i) = self.topics.iter().position(TopicConfig::is_strong) {
+                return err(
+                    &format!("topics[{i}].consistency"),
+                    "\"strong\" needs a site cluster: set cluster, or use \"eventual\"".into(),
+                );
+            }
+            return Ok(());
+        };
+        if self.role != Role::Edge {
+            return err("cluster", "only edges form site clusters".into());
+        }
+        if !c.members.contains(&self.id) {
+            return err("cluster.members", format!("must include this node ({})", self.id));
+        }
+        if c.members.len() > crate::raft::MEMBERS_MAX {
+            return err("cluster.members", format!("at most {} members", crate::raft::MEMBERS_MAX));
+        }
+        if c.members.contains(&c.id) || c.id == self.id || self.upstream == Some(c.id) {
+            return err("cluster.id", format!("{} is a node's id; the cluster's stream needs its own", c.id));
+        }
+        c.raft.validate().or_else(|e| err("cluster.raft", e))?;
+        c.detector.validate().or_else(|e| err("cluster.detector", e))?;
+        if c.ping_interval.0 == 0 || c.strong_pending_max == 0 || c.strong_write_timeout.0 == 0 {
+            return err(
+                "cluster",
+                "ping_interval, strong_pending_max and strong_write_timeout must be above zero".into(),
+            );
+        }
+        if c.compact_entries_min == 0 {
+            return err("cluster.compact_entries_min", "must be above zero".into());
+        }
+        let one = (crate::codec::MAX_KEY_BYTES + self.log.value_bytes_max as usize) as u64 + 256;
+        if c.log_bytes_max < 4 * one || c.log_bytes_max < c.raft.uncommitted_bytes_max as u64 {
+            return err(
+                "cluster.log_bytes_max",
+                format!(
+                    "must hold four of the largest records ({one} bytes each with log.value_bytes_max) and \
+                     cluster.raft.uncommitted_bytes_max"
+                ),
+            );
+        }
+        for (i, t) in self.topics.iter().enumerate() {
+            if t.is_strong() && !matches!(t.sync, SyncDirection::EdgeToCloud | SyncDirection::Local) {
+                return err(
+                    &format!("topics[{i}].sync"),
+                    "a strong topic syncs edge-to-cloud (from the site's leader) or stays local".into(),
+                );
+            }
+            if t.is_strong() && t.eviction != Eviction::Keep {
+                return err(
+                    &format!("topics[{i}].eviction"),
+                    "a strong topic keeps its records (eviction \"keep\"): they were committed by the site".into(),
+                );
+            }
+        }
+        Ok(())
     }
 }

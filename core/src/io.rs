@@ -39,6 +39,8 @@ pub enum FileId {
     Segment { topic: TopicIdx, base: u64 },
     /// The node's metadata log (today: the HLC bound), rotated by generation.
     Meta { generation: u64 },
+    /// The Raft state of a site-cluster member, rotated by generation at each snapshot.
+    Raft { generation: u64 },
 }
 
 impl fmt::Display for FileId {
@@ -46,6 +48,7 @@ impl fmt::Display for FileId {
         match self {
             FileId::Segment { topic, base } => write!(f, "topic{}/{base:020}.seg", topic.0),
             FileId::Meta { generation } => write!(f, "meta/{generation:020}.meta"),
+            FileId::Raft { generation } => write!(f, "raft/{generation:020}.raft"),
         }
     }
 }
@@ -240,6 +243,15 @@ pub enum ProduceError {
     /// (`device_full`: storage itself reported no space, below the budget). Retry after
     /// sync frees space, or raise the budget.
     StorageFull { used: u64, unsynced: u64, limit: u64, device_full: bool },
+    /// A strong write on a member that cannot reach a majority of its site. Nothing was
+    /// written. Retry once the site heals; eventual topics still take writes.
+    NoQuorum(crate::detector::NoQuorum),
+    /// A strong write the site cannot take now (no leader known, the leader refused it,
+    /// its log is full). Nothing was written; retry shortly.
+    SiteUnavailable { reason: String },
+    /// A strong write not confirmed within `waited`: the leader changed or was cut off.
+    /// It may or may not be committed; read before writing it again.
+    Unconfirmed { waited: crate::types::Duration },
 }
 
 impl ProduceError {
@@ -252,6 +264,8 @@ impl ProduceError {
                 | ProduceError::Clock(_)
                 | ProduceError::Storage(_)
                 | ProduceError::StorageFull { .. }
+                | ProduceError::NoQuorum(_)
+                | ProduceError::SiteUnavailable { .. }
         )
     }
 }
@@ -283,6 +297,16 @@ impl fmt::Display for ProduceError {
                 "storage budget full: {} of {} unsynced; retry after sync or raise storage",
                 Bytes(*unsynced),
                 Bytes(*limit)
+            ),
+            ProduceError::NoQuorum(e) => write!(f, "{e}"),
+            ProduceError::SiteUnavailable { reason } => {
+                write!(f, "the site cannot take strong writes now ({reason}); nothing was written, retry shortly")
+            }
+            ProduceError::Unconfirmed { waited } => write!(
+                f,
+                "strong write not confirmed within {}s (the site's leader changed or was cut off): it may or may \
+                 not be committed; read before writing it again",
+                waited.as_secs_f64()
             ),
         }
     }
@@ -330,6 +354,9 @@ pub enum Event {
     StorageProblem { detail: String },
     /// A segment was deleted by retention, or evicted with every record acknowledged.
     SegmentDeleted { file: FileId, records: u64 },
+    /// This member became the leader of its site cluster `cluster` in `term` (for the
+    /// simulator's election-safety check: one leader per term).
+    SiteLeader { cluster: NodeId, term: u64 },
     /// The storage budget was full and `policy` let this edge delete records `from..to`
     /// of a topic before the gateway acknowledged them (`records` of them were written;
     /// the rest of the range was unwritten). Sync tells the gateway with a `Skip`.
@@ -341,6 +368,14 @@ pub enum Event {
 pub enum Output {
     /// Send one encoded frame to a peer. May be lost; the protocol copes.
     Send {
+        to: NodeId,
+        bytes: Vec<u8>,
+    },
+    /// As `Send`, but on behalf of the site cluster `from` (a node's cluster uplink, while
+    /// it leads): the transport must deliver the peer's answers addressed to `from` back
+    /// to the member that sent this most recently (as a connection would).
+    SendAs {
+        from: NodeId,
         to: NodeId,
         bytes: Vec<u8>,
     },

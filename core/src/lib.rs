@@ -22,6 +22,7 @@ pub mod meta;
 pub mod node;
 pub mod raft;
 pub mod resources;
+pub mod site;
 pub mod sync;
 pub mod types;
 

@@ -251,6 +251,25 @@ impl TopicLog {
         Placement { file: FileId::Segment { topic: self.topic, base: seg.base }, pos, new_segment: roll }
     }
 
+    /// Moves the end of a durable log to `to` without records: a site member that
+    /// installed a snapshot does not hold the cluster's records below it (the gateway
+    /// does). The range is unwritten, as after a cut tail, and the next append opens a new
+    /// segment.
+    pub fn skip_to(&mut self, to: u64) {
+        let end = self.end_offset();
+        assert!(to > end, "skip_to({to}) at end {end}");
+        assert_eq!(self.durable_offset(), end, "only a durable log skips");
+        match self.segments.back_mut() {
+            Some(s) => {
+                s.unwritten += to - end;
+                s.end = to;
+                s.durable_end = to;
+                self.sealed = true;
+            }
+            None => self.next_base = to,
+        }
+    }
+
     /// Everything appended is now durable.
     pub fn mark_durable(&mut self) {
         if let Some(s) = self.segments.back_mut() {

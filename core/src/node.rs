@@ -31,6 +31,9 @@ use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use std::collections::{BTreeMap, VecDeque};
 
+#[path = "node_site.rs"]
+mod node_site;
+
 /// Output queue slots kept between calls; a larger queue is shrunk once drained.
 const OUTPUT_QUEUE_KEPT: usize = 64;
 
@@ -52,6 +55,8 @@ pub(crate) enum Op {
     },
     MetaDelete,
     UplinkRead {
+        /// The uplink that issued it (`Uplink::tag`).
+        tag: u64,
         topic: TopicIdx,
         base: u64,
         pos: u64,
@@ -61,6 +66,9 @@ pub(crate) enum Op {
         req: ReqId,
     },
     RetentionDelete,
+    /// One write of Raft state (append, then sync).
+    RaftWrite,
+    RaftDelete,
     /// A request of an abandoned recovery attempt: its completion is ignored.
     Stale,
 }
@@ -82,6 +90,8 @@ pub(crate) struct Fx {
     ops: BTreeMap<DiskOpId, InFlight>,
     write_bytes: u64,
     read_bytes: u64,
+    /// While set, messages are sent on behalf of this site cluster (`Output::SendAs`).
+    pub send_as: Option<NodeId>,
 }
 
 impl Fx {
@@ -109,7 +119,14 @@ impl Fx {
     pub fn send(&mut self, to: NodeId, msg: &SyncMsg) {
         let mut bytes = Vec::new();
         msg.encode(&mut bytes);
-        self.out.push_back(Output::Send { to, bytes });
+        self.send_bytes(to, bytes);
+    }
+
+    pub fn send_bytes(&mut self, to: NodeId, bytes: Vec<u8>) {
+        match self.send_as {
+            Some(from) => self.out.push_back(Output::SendAs { from, to, bytes }),
+            None => self.out.push_back(Output::Send { to, bytes }),
+        }
     }
 
     pub fn event(&mut self, e: Event) {
@@ -120,10 +137,13 @@ impl Fx {
 /// A record waiting for the next group commit on an edge.
 #[derive(Clone, Debug)]
 struct PendingRecord {
-    req: ReqId,
+    /// Who waits for it (none: a strong record this member materialises for others).
+    req: Option<ReqId>,
     hlc: Hlc,
     key: Option<Vec<u8>>,
     value: Vec<u8>,
+    /// A strong record's sequence in the cluster's stream: its offset in this topic log.
+    strong: Option<Seq>,
 }
 
 const _: () = assert!(std::mem::size_of::<PendingRecord>() <= PENDING_ENTRY_BYTES);
@@ -186,6 +206,11 @@ struct Flush {
     stored: Vec<Accepted>,
     /// Keys written to `compact` topics, for the key index once the commit is durable.
     keys: Vec<(TopicIdx, Seq, Vec<u8>)>,
+    /// Strong records in this commit: committed by the site, so a failed write puts them
+    /// back to be written again rather than failing their producers.
+    strong: Vec<(TopicIdx, Vec<PendingRecord>)>,
+    /// Every strong record applied up to this Raft index is in this commit or durable.
+    site_applied: Option<crate::raft::Index>,
 }
 
 #[derive(Debug)]
@@ -203,6 +228,7 @@ enum Commit {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum JobKind {
     Meta,
+    Raft { generation: u64 },
     Segment { topic: TopicIdx, last: bool, next_base: Option<u64> },
 }
 
@@ -239,6 +265,12 @@ struct Recovery {
     sealed: Vec<TopicIdx>,
     /// `compact` topics: the newest sequence of each key, rebuilt by scanning every segment.
     key_index: BTreeMap<TopicIdx, KeyIndex>,
+    /// Site members: every Raft generation found, the newest complete one replayed (read
+    /// newest first; older ones are read only if it is incomplete), and the bytes of the
+    /// one being read.
+    raft_generations: Vec<u64>,
+    raft: Option<crate::raft::store::Recovered>,
+    raft_reading: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -304,6 +336,9 @@ pub struct Node {
     fx: Fx,
     uplink: Option<Uplink>,
     ingest: Option<Ingest>,
+    /// This edge's part in its site cluster, once recovered (see `site`).
+    site: Option<Box<crate::site::Site>>,
+    seed: u64,
     fetches: Fetches,
     next_housekeeping: Instant,
     stats: NodeStats,
@@ -348,6 +383,8 @@ impl Node {
             fx,
             uplink: None,
             ingest: None,
+            site: None,
+            seed: seed.0,
             fetches: Fetches::default(),
             next_housekeeping: now.mono,
             stats: NodeStats::default(),
@@ -388,6 +425,11 @@ impl Node {
 
     pub fn ingest(&self) -> Option<&Ingest> {
         self.ingest.as_ref()
+    }
+
+    /// This edge's part in its site cluster (once recovered), if it is a member of one.
+    pub fn site(&self) -> Option<&crate::site::Site> {
+        self.site.as_deref()
     }
 
     pub fn stats(&self) -> NodeStats {
@@ -434,7 +476,8 @@ impl Node {
             return None;
         }
         let up = self.uplink.as_ref().and_then(|u| u.poll_timeout(&self.cfg.sync, &self.logs));
-        Some(up.map_or(self.next_housekeeping, |t| t.min(self.next_housekeeping)))
+        let t = up.map_or(self.next_housekeeping, |t| t.min(self.next_housekeeping));
+        Some(self.site_poll_timeout().map_or(t, |s| s.min(t)))
     }
 
     fn set_now(&mut self, now: Now) {
@@ -455,6 +498,7 @@ impl Node {
                 g.expire_sessions(now.mono, &self.cfg);
             }
         }
+        self.site_tick();
         self.after_input();
     }
 
@@ -478,10 +522,13 @@ impl Node {
             return;
         }
         self.persist_hlc_bound();
+        self.site_step();
         self.start_flush();
         if let Some(u) = &mut self.uplink {
             u.pump(self.now.mono, &self.cfg, self.hlc.last(), &self.logs, &mut self.rng, &mut self.fx);
         }
+        self.site_note_cloud();
+        self.site_pump_uplink();
     }
 
     fn reply(&mut self, req: ReqId, result: Result<ProduceAck, ProduceError>) {
@@ -511,7 +558,10 @@ impl Node {
         if value.len() > value_max {
             return self.reply(req, Err(ProduceError::TooLarge { what: "value", len: value.len(), max: value_max }));
         }
-        let record = PendingRecord { req, hlc: Hlc::ZERO, key, value };
+        if self.cfg.topics[topic.0 as usize].is_strong() {
+            return self.site_produce(req, topic, key, value);
+        }
+        let record = PendingRecord { req: Some(req), hlc: Hlc::ZERO, key, value, strong: None };
         let bytes = record.memory_cost();
         let limit = self.cfg.log.pending_bytes_max;
         if self.pending_bytes + bytes > limit {
@@ -569,6 +619,9 @@ impl Node {
         if !self.is_running() {
             return;
         }
+        if crate::site::msg::is_site_frame(bytes) {
+            return self.site_message(from, bytes);
+        }
         let msg = match SyncMsg::decode(bytes) {
             Ok(m) => m,
             Err(e) => return self.fx.event(Event::BadMessage { from, error: e.to_string() }),
@@ -590,7 +643,14 @@ impl Node {
         };
         match (self.cfg.role, msg) {
             (Role::Edge, msg) => {
-                if let Some(u) = &mut self.uplink {
+                if self.site_uplink_message(from, &msg) {
+                    let site = self.site.as_mut().expect("routed to the site's uplink");
+                    let u = site.uplink.as_mut().expect("routed to the site's uplink");
+                    self.fx.send_as = Some(site.cfg.id);
+                    u.on_message(msg, self.now.mono, &self.logs, &mut self.fx);
+                    self.fx.send_as = None;
+                    self.apply_retention();
+                } else if let Some(u) = &mut self.uplink {
                     if from == u.gateway() {
                         u.on_message(msg, self.now.mono, &self.logs, &mut self.fx);
                         self.apply_retention();
@@ -658,7 +718,8 @@ impl Node {
                     }
                 }
             }
-            Op::MetaDelete | Op::RetentionDelete | Op::Stale => {}
+            Op::MetaDelete | Op::RetentionDelete | Op::RaftDelete | Op::Stale => {}
+            Op::RaftWrite => self.site_write_done(result.is_ok()),
             Op::FetchRead { req } => {
                 let bytes = match &result {
                     Ok(DiskResponse::Read(b)) => Some(b.as_slice()),
@@ -669,13 +730,23 @@ impl Node {
                 let chunk = self.cfg.log.read_chunk_bytes;
                 self.fetches.on_read(req, bytes, log, chunk, &mut self.dec, &mut self.fx);
             }
-            Op::UplinkRead { topic, base, pos, sent } => {
-                let Some(u) = &mut self.uplink else { return };
+            Op::UplinkRead { tag, topic, base, pos, sent } => {
+                let own = tag == 0;
+                let hlc = if own { self.hlc.last() } else { self.site_uplink_hlc() };
+                let (u, cfg) = match (own, &mut self.site) {
+                    (true, _) => (self.uplink.as_mut(), &self.cfg),
+                    (false, Some(site)) if site.uplink_tag == tag => (site.uplink.as_mut(), &site.sync_cfg),
+                    (false, _) => (None, &self.cfg),
+                };
+                let Some(u) = u else { return };
                 let bytes = match result {
                     Ok(DiskResponse::Read(b)) => b,
                     _ => Vec::new(),
                 };
                 let log = &self.logs[topic.0 as usize];
+                if !own {
+                    self.fx.send_as = Some(cfg.id);
+                }
                 u.on_read(
                     topic,
                     base,
@@ -683,12 +754,13 @@ impl Node {
                     sent,
                     &bytes,
                     self.now.mono,
-                    &self.cfg,
-                    self.hlc.last(),
+                    cfg,
+                    hlc,
                     log,
                     (&mut self.enc, &mut self.dec),
                     &mut self.fx,
                 );
+                self.fx.send_as = None;
             }
         }
     }
@@ -732,6 +804,7 @@ impl Node {
         let mut by_topic: BTreeMap<TopicIdx, Vec<(u64, u64)>> = BTreeMap::new();
         let mut jobs = VecDeque::new();
         let mut meta_generations = Vec::new();
+        let mut raft_generations = Vec::new();
         for (file, len) in files {
             match file {
                 FileId::Meta { generation } => {
@@ -750,7 +823,21 @@ impl Node {
                 FileId::Segment { topic, base } if (topic.0 as usize) < ntopics => {
                     by_topic.entry(topic).or_default().push((base, len));
                 }
-                FileId::Segment { .. } => {}
+                FileId::Raft { generation } if self.cfg.cluster.is_some() => {
+                    raft_generations.push(generation);
+                    // Newest first: it is the one recovery wants.
+                    jobs.push_front(ScanJob {
+                        kind: JobKind::Raft { generation },
+                        file,
+                        file_len: len,
+                        pos: 0,
+                        next_offset: 0,
+                        newest_ms: 0,
+                        search: None,
+                        superseded: 0,
+                    });
+                }
+                FileId::Segment { .. } | FileId::Raft { .. } => {}
             }
         }
         let wall = self.now.wall_ms;
@@ -793,6 +880,7 @@ impl Node {
         r.listed = true;
         r.jobs = jobs;
         r.meta_generations = meta_generations;
+        r.raft_generations = raft_generations;
         r.segments = segments;
     }
 
@@ -835,6 +923,35 @@ impl Node {
         let mut job = r.current.take().expect("a read belongs to the current job");
         if job.kind == JobKind::Meta {
             r.meta_bound = r.meta_bound.max(meta::read_bound(bytes));
+            return;
+        }
+        if let JobKind::Raft { generation } = job.kind {
+            // Read whole: a generation holds at most a few times the Raft log's limit.
+            r.raft_reading.extend_from_slice(bytes);
+            job.pos += bytes.len() as u64;
+            if !bytes.is_empty() && job.pos < job.file_len {
+                self.issue_recovery_read(&job, 0);
+                self.recovery().current = Some(job);
+                return;
+            }
+            let file = std::mem::take(&mut r.raft_reading);
+            match crate::raft::store::replay(&file) {
+                Ok(rec) => {
+                    if let Some(why) = &rec.cut {
+                        let cut_bytes = file.len() as u64 - rec.valid_len;
+                        let (at, reason) = (rec.valid_len, why.clone());
+                        self.fx.event(Event::TailTruncated { file: job.file, at, cut_bytes, reason, skipped: None });
+                    }
+                    let r = self.recovery();
+                    r.raft = Some(rec);
+                    r.jobs.retain(|j| !matches!(j.kind, JobKind::Raft { .. }));
+                }
+                // A generation whose checkpoint never became durable: the one before it
+                // holds everything Raft was told is persisted.
+                Err(e) => self.fx.event(Event::StorageProblem {
+                    detail: format!("raft generation {generation} is incomplete ({e}); reading the one before it"),
+                }),
+            }
             return;
         }
         let JobKind::Segment { topic, last, .. } = job.kind else { unreachable!("meta handled above") };
@@ -965,15 +1082,18 @@ impl Node {
     /// The current scan job ends with `valid_len` good bytes.
     fn finish_job(&mut self, valid_len: u64, reason: Option<String>) {
         let edge = self.cfg.role == Role::Edge;
-        let r = self.recovery();
-        let job = r.current.take().expect("a job is current");
+        let job = self.recovery().current.take().expect("a job is current");
         let JobKind::Segment { topic, last, next_base } = job.kind else {
             return;
         };
+        let strong = self.cfg.topics[topic.0 as usize].is_strong();
+        let r = self.recovery();
+        // (A strong topic's cut tail moves no sequence on: its records are re-derived from
+        // the site's Raft log, which holds every record not yet durable here.)
         let mut end = if last { job.next_offset } else { next_base.expect("only the last has no successor") };
         let cut = job.file_len - valid_len;
         let mut skipped = None;
-        if last && reason.is_some() && edge {
+        if last && reason.is_some() && edge && !strong {
             // The cut bytes may have held durable, acknowledged records that storage
             // destroyed, perhaps already at the gateway: never hand their sequences out
             // again. The range is skipped, and the next append opens a new segment.
@@ -1021,8 +1141,18 @@ impl Node {
         self.meta = MetaLog::recovered(&r.meta_generations);
         match self.cfg.role {
             Role::Edge => {
+                // Strong topics go up through the site's leader, as the cluster's stream.
+                let mut own = self.cfg.clone();
+                for t in own.topics.iter_mut().filter(|t| t.is_strong()) {
+                    t.sync = crate::config::SyncDirection::Local;
+                }
                 let gw = self.cfg.upstream;
-                self.uplink = gw.map(|g| Uplink::new(&self.cfg, g, self.now.mono, &mut self.rng));
+                self.uplink = gw.map(|g| Uplink::new(&own, g, self.now.mono, &mut self.rng));
+                if self.cfg.cluster.is_some() {
+                    let seed = self.seed ^ 0x5eed_0f51_7e00;
+                    let site = crate::site::Site::new(&self.cfg, r.raft, r.raft_generations, seed, self.now.mono);
+                    self.site = Some(Box::new(site));
+                }
             }
             Role::Gateway => self.ingest = Some(Ingest::recovered(r.marks)),
         }
@@ -1061,9 +1191,26 @@ impl Node {
             replies: Vec::new(),
             stored: Vec::new(),
             keys: Vec::new(),
+            strong: Vec::new(),
+            site_applied: None,
         };
+        let mut strong_left = false;
         for i in 0..self.logs.len() {
-            let records = std::mem::take(&mut self.pending[i]);
+            let mut records = std::mem::take(&mut self.pending[i]);
+            if let Some(s0) = records.first().and_then(|p| p.strong) {
+                // Strong records go at their offset in the cluster's stream. A gap (this
+                // member installed a snapshot: the records below it are at the gateway) is
+                // skipped; records after a further gap wait for the next commit.
+                let log = &mut self.logs[i];
+                if s0 > log.end_offset() {
+                    log.skip_to(s0);
+                }
+                assert_eq!(s0, log.end_offset(), "strong records are materialised in order");
+                let run = records.iter().zip(s0..).take_while(|(p, s)| p.strong == Some(*s)).count();
+                self.pending[i] = records.split_off(run);
+                strong_left |= !self.pending[i].is_empty();
+                flush.strong.push((TopicIdx(i as u16), records.clone()));
+            }
             let accepted = std::mem::take(&mut self.gw_pending[i]);
             if records.is_empty() && accepted.is_empty() {
                 continue;
@@ -1083,7 +1230,9 @@ impl Node {
                 self.enc.encode(self.cfg.id, base0 + count, &refs, Compression::Zstd, &mut batch);
                 log::encode_log_frame(base0 + count, &batch, &mut buf);
                 for p in chunk {
-                    flush.replies.push((p.req, ProduceAck { seq: base0 + count, hlc: p.hlc }));
+                    if let Some(req) = p.req {
+                        flush.replies.push((req, ProduceAck { seq: base0 + count, hlc: p.hlc }));
+                    }
                     if let (Some(k), true) = (&p.key, compact) {
                         flush.keys.push((TopicIdx(i as u16), base0 + count, k.clone()));
                     }
@@ -1109,6 +1258,11 @@ impl Node {
             flush.ops_left += 2;
             flush.touched.push((TopicIdx(i as u16), cp));
             flush.stored.extend(accepted);
+        }
+        if let Some(site) = &self.site {
+            if !strong_left {
+                flush.site_applied = Some(site.raft.applied_index());
+            }
         }
         if flush.ops_left > 0 {
             self.commit = Commit::Flushing(flush);
@@ -1146,8 +1300,16 @@ impl Node {
         }
         // Replies leave in timestamp order, which is issue order on this node.
         f.replies.sort_unstable_by_key(|(_, a)| a.hlc);
+        let strong_acks =
+            f.strong.iter().map(|(_, r)| r.iter().filter(|p| p.req.is_some()).count() as u64).sum::<u64>();
         for (req, ack) in f.replies {
             self.reply(req, Ok(ack));
+        }
+        if let Some(site) = &mut self.site {
+            site.stats.acknowledged += strong_acks;
+            if let Some(i) = f.site_applied {
+                site.durable_applied = site.durable_applied.max(i);
+            }
         }
         if let Some(g) = &mut self.ingest {
             let hlc = self.hlc.last();
@@ -1177,8 +1339,20 @@ impl Node {
         for (t, cp) in &f.touched {
             cuts.extend(self.logs[t.0 as usize].rollback(cp));
         }
+        let strong_reqs: std::collections::BTreeSet<ReqId> =
+            f.strong.iter().flat_map(|(_, r)| r.iter().filter_map(|p| p.req)).collect();
         for (req, _) in f.replies {
-            self.reply(req, Err(ProduceError::Storage(e.clone())));
+            if !strong_reqs.contains(&req) {
+                self.reply(req, Err(ProduceError::Storage(e.clone())));
+            }
+        }
+        for (t, mut records) in f.strong {
+            // Committed by the site: written again by the next commit, in the same order.
+            let i = t.0 as usize;
+            self.pending_bytes += records.iter().map(PendingRecord::memory_cost).sum::<u64>();
+            self.pending_storage += records.iter().map(PendingRecord::storage_cost).sum::<u64>();
+            records.append(&mut self.pending[i]);
+            self.pending[i] = records;
         }
         if let Some(g) = &mut self.ingest {
             g.on_commit_failed();
@@ -1232,8 +1406,9 @@ impl Node {
         let wall = self.now.wall_ms;
         for i in 0..self.logs.len() {
             let tcfg = &self.cfg.topics[i];
-            let synced = match &self.uplink {
-                Some(u) if tcfg.sync.goes_up() => u.acked(TopicIdx(i as u16)).unwrap_or(0),
+            let synced = match (&self.uplink, &self.site) {
+                (_, Some(site)) if tcfg.is_strong() && tcfg.sync.goes_up() => site.gateway_mark(TopicIdx(i as u16)),
+                (Some(u), _) if tcfg.sync.goes_up() => u.acked(TopicIdx(i as u16)).unwrap_or(0),
                 _ if self.cfg.role == Role::Edge && tcfg.sync.goes_up() => 0,
                 _ => u64::MAX,
             };
@@ -1428,6 +1603,7 @@ impl Node {
         m.set(MemoryPart::Reads, self.fx.read_bytes);
         m.set(MemoryPart::SyncWindow, self.uplink.as_ref().map_or(0, Uplink::window_bytes));
         m.set(MemoryPart::Scratch, self.plan.max.get(MemoryPart::Scratch));
+        m.set(MemoryPart::Site, self.site.as_deref().map_or(0, crate::site::Site::heap_bytes));
         m
     }
 
@@ -1491,7 +1667,9 @@ impl Flush {
         let crcs: usize = self.stored.iter().map(|a| a.value_crcs.capacity() * 4).sum();
         let keys = self.keys.capacity() * std::mem::size_of::<(TopicIdx, Seq, Vec<u8>)>();
         let key_bytes: usize = self.keys.iter().map(|(_, _, k)| k.capacity()).sum();
-        (replies + touched + stored + crcs + keys + key_bytes) as u64
+        // The copies of strong records kept to write again if the commit fails.
+        let strong: u64 = self.strong.iter().flat_map(|(_, r)| r.iter().map(PendingRecord::memory_cost)).sum();
+        (replies + touched + stored + crcs + keys + key_bytes) as u64 + strong
     }
 }
 
@@ -1501,7 +1679,9 @@ impl Recovery {
         let segs: usize = self.segments.values().map(|v| v.capacity() * std::mem::size_of::<Segment>() + 64).sum();
         let marks = self.marks.len() as u64 * resources::GATEWAY_STREAM_ENTRY_BYTES;
         let keys: u64 = self.key_index.values().map(|k| k.bytes).sum();
-        jobs + segs as u64 + marks + keys + (self.meta_generations.capacity() * 8) as u64
+        let raft = self.raft_reading.capacity() as u64
+            + self.raft.as_ref().map_or(0, |r| r.log.iter().map(crate::site::entry_bytes).sum());
+        jobs + segs as u64 + marks + keys + (self.meta_generations.capacity() * 8) as u64 + raft
     }
 }
 
@@ -1509,7 +1689,7 @@ impl ScanJob {
     fn file_base(&self) -> u64 {
         match self.file {
             FileId::Segment { base, .. } => base,
-            FileId::Meta { .. } => 0,
+            FileId::Meta { .. } | FileId::Raft { .. } => 0,
         }
     }
 }

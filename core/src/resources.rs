@@ -51,10 +51,13 @@ pub enum MemoryPart {
     /// Transient buffers inside one call (a read being decoded, a batch being encoded):
     /// reserved whole while the node runs, as it cannot be seen between calls.
     Scratch,
+    /// Site members: the Raft log held in memory, Raft state queued for storage, strong
+    /// writes waiting for commit, forwards remembered (see `site::Site::heap_bytes`).
+    Site,
 }
 
 /// Every part, in report order.
-pub const MEMORY_PARTS: [MemoryPart; 11] = [
+pub const MEMORY_PARTS: [MemoryPart; 12] = [
     MemoryPart::Fixed,
     MemoryPart::Index,
     MemoryPart::Codec,
@@ -66,6 +69,7 @@ pub const MEMORY_PARTS: [MemoryPart; 11] = [
     MemoryPart::Reads,
     MemoryPart::SyncWindow,
     MemoryPart::Scratch,
+    MemoryPart::Site,
 ];
 
 impl MemoryPart {
@@ -82,6 +86,7 @@ impl MemoryPart {
             MemoryPart::Reads => "reads",
             MemoryPart::SyncWindow => "sync_window",
             MemoryPart::Scratch => "scratch",
+            MemoryPart::Site => "site",
         }
     }
 
@@ -242,6 +247,21 @@ impl MemoryPlan {
         let window = if edge { cfg.sync.window_bytes_max + up * held_max } else { 0 };
         max.set(MemoryPart::SyncWindow, window);
         max.set(MemoryPart::Scratch, read_max + 2 * batch_raw_max);
+        if let Some(c) = &cfg.cluster {
+            max.set(MemoryPart::Site, crate::site::planned_bytes(c));
+            // Committed strong records waiting to be written here (at most a log's worth
+            // arrive at once, when a member catches up), and the copies a commit in flight
+            // keeps of them: they are never refused, so the produce buffer may hold them
+            // beyond `pending_bytes_max` (eventual writes then get `Busy`).
+            let produce = max.get(MemoryPart::ProduceBuffer) + 2 * c.log_bytes_max;
+            max.set(MemoryPart::ProduceBuffer, produce);
+            // A new generation's checkpoint is written whole; recovery reads a generation
+            // file whole (at most `RAFT_FILE_BYTES_FACTOR` log limits, see `site`).
+            let checkpoint = c.log_bytes_max + crate::site::CHECKPOINT_OVERHEAD_BYTES;
+            max.set(MemoryPart::Writes, max.get(MemoryPart::Writes) + checkpoint);
+            let file = crate::site::RAFT_FILE_BYTES_FACTOR * c.log_bytes_max + crate::site::CHECKPOINT_OVERHEAD_BYTES;
+            max.set(MemoryPart::Index, max.get(MemoryPart::Index) + file);
+        }
         MemoryPlan { max, read_max, batch_raw_max }
     }
 }
@@ -327,6 +347,13 @@ pub fn fit_to_budgets(cfg: &mut NodeConfig, memory_bytes_max: u64, storage_bytes
         // What the marks and sessions of `streams_max` streams may take: at most an eighth.
         let per = GATEWAY_STREAM_ENTRY_BYTES + GATEWAY_SESSION_ENTRY_BYTES;
         cfg.gateway.streams_max = cfg.gateway.streams_max.min((memory_bytes_max / 8 / per) as usize).max(16);
+    }
+    if let Some(c) = &mut cfg.cluster {
+        // The site's Raft log: about an eighth of memory, but at least four of the
+        // largest records (`NodeConfig::validate`).
+        let one = (MAX_KEY_BYTES as u64 + u64::from(cfg.log.value_bytes_max)) + 256;
+        c.log_bytes_max = (memory_bytes_max / 8).clamp(4 * one, c.log_bytes_max.max(4 * one));
+        c.raft.uncommitted_bytes_max = c.raft.uncommitted_bytes_max.min(c.log_bytes_max as usize);
     }
     // Ensure the write buffer fits the storage floor of `check_budgets`.
     let room = storage_bytes_max.saturating_sub(topics * 4 * cfg.log.segment_bytes_max + META_RESERVE_BYTES);

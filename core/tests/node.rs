@@ -88,7 +88,7 @@ impl Harness {
                 Output::Reply { req, result } => self.replies.push((req, result)),
                 Output::Fetched { req, result } => self.fetched.push((req, result)),
                 Output::Event(e) => self.events.push(e),
-                Output::Send { .. } => panic!("a lone edge with a local topic sends nothing"),
+                Output::Send { .. } | Output::SendAs { .. } => panic!("a lone edge with a local topic sends nothing"),
             }
         }
     }

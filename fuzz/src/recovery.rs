@@ -46,6 +46,7 @@ pub fn encode_files(files: &Files) -> Option<Vec<u8>> {
         let (tag, number) = match *file {
             FileId::Segment { topic, base } => (u8::try_from(topic.0).ok().filter(|t| *t < 2)?, base),
             FileId::Meta { generation } => (2, generation),
+            FileId::Raft { .. } => return None,
         };
         out.push(tag);
         out.extend_from_slice(&u32::try_from(number).ok()?.to_le_bytes());
@@ -99,7 +100,7 @@ impl Harness {
                     Output::Disk { id, req } => self.queue.push_back((id, req)),
                     Output::Reply { req, result } => self.replies.push((req, result)),
                     Output::Fetched { req, result } => self.fetched.push((req, result)),
-                    Output::Event(_) | Output::Send { .. } => {}
+                    Output::Event(_) | Output::Send { .. } | Output::SendAs { .. } => {}
                 }
             }
             let Some((id, req)) = self.queue.pop_front() else { return };

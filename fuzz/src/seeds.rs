@@ -4,7 +4,8 @@
 
 use outpost_core::codec::{self, encode_batch, Compression, FrameKind, RecordRef};
 use outpost_core::hlc::Hlc;
-use outpost_core::raft::{wire, Entry, EntryKind, Envelope, Membership, Message, Snapshot};
+use outpost_core::raft::{store, wire, Entry, EntryKind, Envelope, HardState, Membership, Message, Persist, Snapshot};
+use outpost_core::site::msg::{Command, SiteMsg, StrongSnapshot, StrongTopic, Write};
 use outpost_core::sync::proto::{SkipReason, SyncMsg, TopicStatus};
 use outpost_core::types::NodeId;
 
@@ -73,6 +74,8 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         v.push(("sync_msg", name, out));
     }
     raft_seeds(&mut v);
+    raft_store_seeds(&mut v);
+    site_seeds(&mut v);
     v.push(("config", "edge", include_bytes!("../../config/edge.toml").to_vec()));
     v.push(("config", "gateway", include_bytes!("../../config/gateway.toml").to_vec()));
     v.push(("scenario", "vehicle-offline", include_bytes!("../../scenarios/vehicle-offline.toml").to_vec()));
@@ -174,6 +177,165 @@ fn raft_seeds(v: &mut Vec<(&'static str, &'static str, Vec<u8>)>) {
         wire::encode(&Envelope { from: NodeId(1), to: NodeId(2), term: 3, msg }, &mut out);
         v.push(("raft_message", name, out));
     }
+}
+
+/// A site's Raft log commands: a keyed write, an unkeyed one, the gateway's marks.
+fn site_commands() -> [(&'static str, Command); 3] {
+    let write = |origin, key: Option<&[u8]>, value: &[u8]| Write {
+        origin: NodeId(origin),
+        hlc: Hlc((1_767_225_600_000 << 16) + origin),
+        topic: "pay".into(),
+        key: key.map(<[u8]>::to_vec),
+        value: value.to_vec(),
+    };
+    [
+        ("command-write", Command::Write(write(2, Some(b"till-3"), b"{\"cents\":1250}"))),
+        ("command-write-unkeyed", Command::Write(write(3, None, &[0x80; 40]))),
+        (
+            "command-marks",
+            Command::Marks(vec![("pay".into(), 12), ("stock".into(), 0), ("\u{e9}t\u{e9}".into(), u64::MAX)]),
+        ),
+    ]
+}
+
+/// The strong topics' state machine as a snapshot holds it.
+fn strong_snapshot() -> StrongSnapshot {
+    let hlc = Hlc(1_767_225_600_000 << 16);
+    StrongSnapshot {
+        topics: vec![
+            StrongTopic { name: "pay".into(), next_seq: 10, gateway_mark: 4, last_hlc: hlc },
+            StrongTopic { name: "stock".into(), next_seq: 0, gateway_mark: 0, last_hlc: Hlc(0) },
+        ],
+    }
+}
+
+/// Raft generation files (`raft::store`) of a site member: a fresh one, one with a
+/// checkpoint (snapshot and log) and persists after it (a vote, a truncation, appends), the
+/// same with a torn tail, one whose checkpoint misses its entries, and the whole file as
+/// `raft_store`'s chunks (`[kind][len u16][payload]`, which the target frames itself).
+fn raft_store_seeds(v: &mut Vec<(&'static str, &'static str, Vec<u8>)>) {
+    let mut fresh = Vec::new();
+    store::encode_checkpoint(HardState::default(), &Snapshot::default(), &[], &mut fresh);
+    v.push(("raft_store", "fresh", fresh));
+    let [(_, write), (_, unkeyed), (_, marks)] = site_commands();
+    let snapshot = Snapshot {
+        index: 7,
+        term: 2,
+        membership: Membership::of_voters([NodeId(1), NodeId(2), NodeId(3)]),
+        data: strong_snapshot().encode(),
+    };
+    let log = vec![
+        Entry { term: 2, index: 8, kind: EntryKind::Command(write.encode()) },
+        Entry { term: 3, index: 9, kind: EntryKind::Noop },
+        Entry { term: 3, index: 10, kind: EntryKind::Command(marks.encode()) },
+        Entry {
+            term: 3,
+            index: 11,
+            kind: EntryKind::Membership(Membership {
+                voters: [NodeId(1), NodeId(2), NodeId(3)].into(),
+                learners: [NodeId(4)].into(),
+            }),
+        },
+    ];
+    let mut file = Vec::new();
+    store::encode_checkpoint(HardState { term: 3, vote: Some(NodeId(2)) }, &snapshot, &log, &mut file);
+    let (_, checkpoint_len) = codec::decode_frame(&file).expect("the checkpoint frame");
+    let persists = [
+        // A new term's vote, its leader's log replacing the uncommitted tail.
+        Persist {
+            id: 1,
+            hard_state: Some(HardState { term: 4, vote: Some(NodeId(3)) }),
+            snapshot: None,
+            truncate_from: Some(10),
+            entries: vec![
+                Entry { term: 4, index: 10, kind: EntryKind::Noop },
+                Entry { term: 4, index: 11, kind: EntryKind::Command(unkeyed.encode()) },
+            ],
+        },
+        Persist {
+            id: 2,
+            hard_state: None,
+            snapshot: None,
+            truncate_from: None,
+            entries: vec![Entry { term: 4, index: 12, kind: EntryKind::Command(write.encode()) }],
+        },
+        Persist {
+            id: 3,
+            hard_state: Some(HardState { term: 5, vote: None }),
+            snapshot: None,
+            truncate_from: None,
+            entries: vec![],
+        },
+    ];
+    for p in &persists {
+        store::encode_persist(p, &mut file);
+    }
+    let mut chunks = Vec::new();
+    let mut rest = file.as_slice();
+    while !rest.is_empty() {
+        let (frame, used) = codec::decode_frame(rest).expect("a frame the store wrote");
+        chunks.push(if frame.kind == FrameKind::RaftCheckpoint { 0 } else { 2 });
+        chunks.extend_from_slice(&u16::try_from(frame.payload.len()).expect("a small frame").to_le_bytes());
+        chunks.extend_from_slice(frame.payload);
+        rest = &rest[used..];
+    }
+    debug_assert_eq!(crate::raft_store_framed(&chunks), file, "the chunks frame to the file");
+    v.push(("raft_store", "incomplete", file[..checkpoint_len].to_vec()));
+    v.push(("raft_store", "torn", file[..file.len() - 5].to_vec()));
+    v.push(("raft_store", "generation", file));
+    v.push(("raft_store", "chunks", chunks));
+}
+
+/// Site cluster bytes: every kind of message as a whole frame and as the frame's payload
+/// (which the target frames itself), every kind of command, a snapshot.
+fn site_seeds(v: &mut Vec<(&'static str, &'static str, Vec<u8>)>) {
+    let commands = site_commands();
+    let Command::Write(write) = commands[0].1.clone() else { unreachable!("the first command is a write") };
+    let entries = vec![
+        Entry { term: 3, index: 9, kind: EntryKind::Noop },
+        Entry { term: 3, index: 10, kind: EntryKind::Command(commands[0].1.encode()) },
+        Entry { term: 3, index: 11, kind: EntryKind::Command(commands[2].1.encode()) },
+    ];
+    let env = |msg| Envelope { from: NodeId(1), to: NodeId(2), term: 3, msg };
+    let msgs = [
+        (
+            ["raft-append", "frame-raft-append"],
+            SiteMsg::Raft(env(Message::Append { prev_index: 8, prev_term: 2, entries, commit: 8 })),
+        ),
+        (
+            ["raft-install-snapshot", "frame-raft-install-snapshot"],
+            SiteMsg::Raft(env(Message::InstallSnapshot {
+                snapshot: Snapshot {
+                    index: 7,
+                    term: 2,
+                    membership: Membership::of_voters([NodeId(1), NodeId(2), NodeId(3)]),
+                    data: strong_snapshot().encode(),
+                },
+            })),
+        ),
+        (
+            ["raft-heartbeat-resp", "frame-raft-heartbeat-resp"],
+            SiteMsg::Raft(env(Message::HeartbeatResp { read_seq: 4 })),
+        ),
+        (["ping", "frame-ping"], SiteMsg::Ping),
+        (["forward", "frame-forward"], SiteMsg::Forward { term: 3, write: write.clone() }),
+        // The longest reason (REASON_MAX bytes), in two-byte characters.
+        (
+            ["forward-refused", "frame-forward-refused"],
+            SiteMsg::ForwardRefused { hlc: write.hlc, reason: "\u{e9}".repeat(256) },
+        ),
+    ];
+    for ([payload_name, frame_name], m) in msgs {
+        let mut out = Vec::new();
+        m.encode(&mut out);
+        let (frame, _) = codec::decode_frame(&out).expect("a site frame");
+        v.push(("site_msg", payload_name, frame.payload.to_vec()));
+        v.push(("site_msg", frame_name, out));
+    }
+    for (name, c) in commands {
+        v.push(("site_msg", name, c.encode()));
+    }
+    v.push(("site_msg", "snapshot", strong_snapshot().encode()));
 }
 
 /// Data directories a node wrote: whole, with a torn tail, with a flipped byte mid-log.

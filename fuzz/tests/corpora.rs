@@ -50,3 +50,53 @@ fn the_recovery_seed_is_served_whole() {
     }
     assert_eq!(served, 60);
 }
+
+/// The `raft_store` seeds are what a member's driver reads: a whole generation (checkpoint,
+/// then persists with a vote, a truncation and appends), the same torn, a checkpoint
+/// without its entries; the `chunks` seed is the whole generation before the target frames it.
+#[test]
+fn the_raft_store_seeds_replay_as_written() {
+    use outpost_core::raft::store::{self, StoreError};
+    let seed = |name: &str| {
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/raft_store").join(name)).expect("seed")
+    };
+    let whole = store::replay(&seed("seed-generation")).expect("a whole generation");
+    assert_eq!((whole.hard.term, whole.hard.vote, whole.cut), (5, None, None));
+    assert_eq!((whole.snapshot.index, whole.log.len(), whole.log.last().map(|e| e.term)), (7, 5, Some(4)));
+    let torn = store::replay(&seed("seed-torn")).expect("a torn tail is cut, not fatal");
+    assert!(torn.cut.is_some());
+    assert_eq!((torn.hard.term, torn.log.len()), (4, 5), "the last persist (a hard state alone) is cut");
+    assert!(matches!(store::replay(&seed("seed-incomplete")), Err(StoreError::MissingEntries { .. })));
+    assert_eq!(store::replay(&seed("seed-fresh")).map(|r| r.log.len()), Ok(0));
+    assert!(store::replay(&seed("seed-chunks")).is_err(), "unframed: only the target's framing makes it a file");
+}
+
+/// Every `site_msg` seed decodes as what its name says: a whole `Site` frame, a frame's
+/// payload (which the target frames itself), a command or a snapshot.
+#[test]
+fn the_site_msg_seeds_decode() {
+    use outpost_core::codec::{self, FrameKind};
+    use outpost_core::site::msg::{Command, SiteMsg, StrongSnapshot};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/site_msg");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("corpus") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).expect("a name").to_owned();
+        let Some(name) = name.strip_prefix("seed-") else { continue };
+        let bytes = std::fs::read(&path).expect("readable");
+        let ok = if name.starts_with("frame-") {
+            SiteMsg::decode(&bytes).is_ok()
+        } else if name.starts_with("command-") {
+            Command::decode(&bytes).is_ok()
+        } else if name == "snapshot" {
+            StrongSnapshot::decode(&bytes).is_ok_and(|s| s.topics.len() == 2)
+        } else {
+            let mut framed = Vec::new();
+            codec::encode_frame(FrameKind::Site, &bytes, &mut framed);
+            SiteMsg::decode(&framed).is_ok()
+        };
+        assert!(ok, "seed-{name} does not decode as its name says");
+        seen += 1;
+    }
+    assert!(seen >= 16, "every kind of site message, command and the snapshot: {seen} seeds");
+}

@@ -9,9 +9,12 @@
 //! | 6 causality | `on_ack` (a node's timestamps never go back, across crashes too) and `on_stored` (the gateway's receive timestamp is after the record's) |
 //! | 1 and 8: eviction | `on_evicted`: an edge evicted unsynced records of a topic whose policy is `keep` |
 //! | 8 bounded resources | the world checks every node's accounting after every step and reports through `on_budget_violation` |
+//! | 5 consensus (site clusters) | `on_strong_ack` and the strong path of `on_stored`: two writes acknowledged at one sequence of a cluster's stream, one write acknowledged or stored at two, a write acknowledged at a sequence at or below one acknowledged before it was written (real-time order: linearizability of appends), and `on_leader`: two leaders in one term |
 //!
 //! Memory is bounded by the backlog: per stream, only acknowledged records not yet
-//! delivered are remembered (sequence and value CRC).
+//! delivered are remembered (sequence and value CRC). A site cluster's stream is the
+//! exception: its members acknowledge out of sequence order, so every acknowledged and
+//! stored sequence of it is kept for the run (bounded by the run's length).
 
 use outpost_core::hlc::Hlc;
 use serde::Serialize;
@@ -49,6 +52,10 @@ pub struct Counts {
     pub evicted_unsynced: u64,
     /// Steps at which a node's accounting was above a budget (guarantee 8).
     pub budget_violations: u64,
+    /// Strong writes acknowledged (included in `acked`).
+    pub strong_acked: u64,
+    /// Times a site member became leader.
+    pub leaders_elected: u64,
 }
 
 #[derive(Debug, Default)]
@@ -64,6 +71,17 @@ struct StreamCheck {
 /// A stream: origin node index and topic index.
 pub type StreamKey = (usize, u16);
 
+/// A site cluster's stream: every acknowledged and stored record, by sequence.
+#[derive(Debug, Default)]
+struct StrongCheck {
+    acked: BTreeMap<u64, u32>,
+    acked_seq_of: BTreeMap<u32, u64>,
+    stored: BTreeMap<u64, u32>,
+    stored_seq_of: BTreeMap<u32, u64>,
+    next_expected: u64,
+    max_acked: Option<u64>,
+}
+
 #[derive(Debug, Default)]
 pub struct Checker {
     streams: BTreeMap<StreamKey, StreamCheck>,
@@ -73,6 +91,10 @@ pub struct Checker {
     /// and whether the policy was `compact` (which must keep every key's newest value).
     evicted: BTreeMap<StreamKey, Vec<(u64, u64, bool)>>,
     last_hlc: BTreeMap<usize, Hlc>,
+    /// Streams of site clusters (origin is the cluster).
+    strong: BTreeMap<StreamKey, StrongCheck>,
+    /// Per cluster origin and term: the node that led.
+    leaders: BTreeMap<(usize, u64), usize>,
     pub violations: Vec<Violation>,
     pub violation_count: u64,
     pub counts: Counts,
@@ -153,6 +175,9 @@ impl Checker {
     }
 
     fn on_stored_record(&mut self, at: u64, origin: usize, topic: u16, seq: u64, crc: u32, replay: bool) {
+        if self.strong.contains_key(&(origin, topic)) {
+            return self.on_stored_strong(at, (origin, topic), seq, crc, replay);
+        }
         let s = self.streams.entry((origin, topic)).or_default();
         if seq < s.next_expected {
             if !replay {
@@ -249,6 +274,22 @@ impl Checker {
     /// edge evicted under a lossy policy (`evicted_unsynced`); any other is lost.
     /// Acknowledged records below `from` not delivered were skipped over: lost.
     pub fn on_skipped(&mut self, at: u64, origin: usize, topic: u16, from: u64, to: u64, reason: &str) {
+        if let Some(s) = self.strong.get_mut(&(origin, topic)) {
+            // A cluster's stream has no lossy policy and no corruption faults: an
+            // acknowledged write in a skipped range is lost.
+            let lost: Vec<u64> =
+                s.acked.range(from..to).map(|(&q, _)| q).filter(|q| !s.stored.contains_key(q)).collect();
+            s.next_expected = s.next_expected.max(to);
+            for p in lost {
+                self.counts.lost += 1;
+                self.violate(
+                    at,
+                    "durability",
+                    format!("cluster {origin} topic {topic}: acknowledged seq {p} skipped ({reason})"),
+                );
+            }
+            return;
+        }
         let destroyed = self.destroyed.get(&(origin, topic)).cloned().unwrap_or_default();
         let evicted = self.evicted.get(&(origin, topic)).cloned().unwrap_or_default();
         let s = self.streams.entry((origin, topic)).or_default();
@@ -303,7 +344,132 @@ impl Checker {
 
     /// Acknowledged records not yet delivered, over all streams.
     pub fn undelivered(&self) -> u64 {
-        self.streams.values().map(|s| s.pending.len() as u64).sum()
+        let strong: u64 =
+            self.strong.values().map(|s| s.acked.keys().filter(|q| !s.stored.contains_key(q)).count() as u64).sum();
+        self.streams.values().map(|s| s.pending.len() as u64).sum::<u64>() + strong
+    }
+
+    /// Acknowledged records not yet delivered, per stream that has any (for the trace of
+    /// a run that did not converge).
+    pub fn undelivered_streams(&self) -> Vec<(StreamKey, u64)> {
+        let mut out: Vec<(StreamKey, u64)> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| !s.pending.is_empty())
+            .map(|(k, s)| (*k, s.pending.len() as u64))
+            .collect();
+        for (k, s) in &self.strong {
+            let n = s.acked.keys().filter(|q| !s.stored.contains_key(q)).count() as u64;
+            if n > 0 {
+                out.push((*k, n));
+            }
+        }
+        out
+    }
+
+    /// `stream` is a site cluster's: its members acknowledge out of order.
+    pub fn add_strong_stream(&mut self, stream: StreamKey) {
+        self.strong.entry(stream).or_default();
+    }
+
+    /// The highest sequence of a cluster's stream acknowledged so far (for the real-time
+    /// order check of a write invoked now).
+    pub fn strong_max_acked(&self, stream: StreamKey) -> Option<u64> {
+        self.strong.get(&stream).and_then(|s| s.max_acked)
+    }
+
+    /// `node` became leader of cluster `origin` in `term`.
+    pub fn on_leader(&mut self, at: u64, origin: usize, term: u64, node: usize) {
+        self.counts.leaders_elected += 1;
+        if let Some(&other) = self.leaders.get(&(origin, term)) {
+            if other != node {
+                self.violate(
+                    at,
+                    "election-safety",
+                    format!("cluster {origin}: nodes {other} and {node} both led term {term}"),
+                );
+            }
+            return;
+        }
+        self.leaders.insert((origin, term), node);
+    }
+
+    /// A strong write was acknowledged to its producer at `seq` of the cluster's stream.
+    /// `floor`: the highest sequence acknowledged before the write was invoked.
+    /// (No per-node timestamp check: the ack carries the record's stamp in the cluster's
+    /// stream, which the cluster, not the writing node, issues.)
+    pub fn on_strong_ack(&mut self, at: u64, stream: StreamKey, seq: u64, crc: u32, floor: Option<u64>) {
+        self.counts.acked += 1;
+        self.counts.strong_acked += 1;
+        let (origin, topic) = stream;
+        let s = self.strong.entry(stream).or_default();
+        s.max_acked = s.max_acked.max(Some(seq));
+        let mut problems = Vec::new();
+        if let Some(other) = s.acked.insert(seq, crc).filter(|&c| c != crc) {
+            problems.push(("consensus", format!("cluster {origin} topic {topic}: two writes acknowledged at seq {seq} (CRCs {other:08x} and {crc:08x})")));
+        }
+        if let Some(other) = s.acked_seq_of.insert(crc, seq).filter(|&q| q != seq) {
+            problems.push((
+                "exactly-once",
+                format!("cluster {origin} topic {topic}: one write acknowledged at seq {other} and at seq {seq}"),
+            ));
+        }
+        if let Some(f) = floor.filter(|&f| seq <= f) {
+            problems.push((
+                "linearizability",
+                format!("cluster {origin} topic {topic}: a write invoked after seq {f} was acknowledged got seq {seq}"),
+            ));
+        }
+        if let Some(&stored) = s.stored.get(&seq) {
+            if stored != crc {
+                self.counts.content_mismatches += 1;
+                problems.push(("durability", format!("cluster {origin} topic {topic}: seq {seq} acknowledged with CRC {crc:08x}, stored with {stored:08x}")));
+            }
+        }
+        for (invariant, detail) in problems {
+            self.violate(at, invariant, detail);
+        }
+    }
+
+    fn on_stored_strong(&mut self, at: u64, stream: StreamKey, seq: u64, crc: u32, replay: bool) {
+        let (origin, topic) = stream;
+        let s = self.strong.get_mut(&stream).expect("checked by the caller");
+        let mut problems = Vec::new();
+        if seq < s.next_expected {
+            if !replay {
+                self.counts.duplicates += 1;
+                problems.push(("exactly-once", format!("cluster {origin} topic {topic}: seq {seq} stored again")));
+            }
+        } else {
+            if seq > s.next_expected {
+                self.counts.out_of_order += 1;
+                problems.push((
+                    "order",
+                    format!("cluster {origin} topic {topic}: seq {seq} stored before seq {}", s.next_expected),
+                ));
+            }
+            s.next_expected = seq + 1;
+            s.stored.insert(seq, crc);
+            self.counts.delivered += 1;
+            match s.acked.get(&seq) {
+                Some(&a) if a != crc => {
+                    self.counts.content_mismatches += 1;
+                    problems.push(("durability", format!("cluster {origin} topic {topic}: seq {seq} stored with CRC {crc:08x}, acknowledged with {a:08x}")));
+                }
+                Some(_) => {}
+                None => self.counts.delivered_unacked += 1,
+            }
+            if let Some(other) = s.stored_seq_of.insert(crc, seq).filter(|&q| q != seq) {
+                self.counts.duplicates += 1;
+                problems.push((
+                    "exactly-once",
+                    format!("cluster {origin} topic {topic}: one write stored at seq {other} and at seq {seq}"),
+                ));
+            }
+        }
+        for (invariant, detail) in problems {
+            self.violate(at, invariant, detail);
+        }
     }
 
     /// End of run: every acknowledged record not delivered is lost.
@@ -325,6 +491,21 @@ impl Checker {
         for s in self.streams.values_mut() {
             s.pending.clear();
         }
+        let mut missing = Vec::new();
+        for (&(origin, topic), s) in &self.strong {
+            let lost: Vec<u64> = s.acked.keys().copied().filter(|q| !s.stored.contains_key(q)).collect();
+            if let Some(&first) = lost.first() {
+                missing.push((origin, topic, lost.len() as u64, first));
+            }
+        }
+        for (origin, topic, n, first) in missing {
+            self.counts.lost += n;
+            self.violate(
+                at,
+                "durability",
+                format!("cluster {origin} topic {topic}: {n} acknowledged strong writes never reached the gateway (first seq {first})"),
+            );
+        }
     }
 }
 
@@ -334,6 +515,88 @@ mod tests {
 
     fn h(ms: u64) -> Hlc {
         Hlc::new(ms, 0)
+    }
+
+    const SITE: StreamKey = (9, 0);
+
+    fn site_checker() -> Checker {
+        let mut c = Checker::default();
+        c.add_strong_stream(SITE);
+        c
+    }
+
+    fn invariants(c: &Checker) -> Vec<&'static str> {
+        c.violations.iter().map(|v| v.invariant).collect()
+    }
+
+    #[test]
+    fn a_clean_strong_history_acknowledged_out_of_order_passes() {
+        let mut c = site_checker();
+        // Members acknowledge out of sequence order; the gateway stores in order.
+        c.on_strong_ack(1, SITE, 2, 0xc2, None);
+        c.on_strong_ack(2, SITE, 0, 0xc0, None);
+        assert_eq!(c.undelivered(), 2);
+        c.on_stored(3, SITE.0, SITE.1, 0, &[0xc0, 0xc1, 0xc2], h(1), h(2), false, false);
+        c.on_strong_ack(4, SITE, 1, 0xc1, Some(0));
+        assert_eq!(c.undelivered(), 0);
+        c.finish(5);
+        assert!(c.violations.is_empty(), "{:?}", c.violations);
+        assert_eq!((c.counts.strong_acked, c.counts.delivered), (3, 3));
+    }
+
+    #[test]
+    fn two_leaders_of_one_cluster_in_one_term_are_a_violation() {
+        let mut c = site_checker();
+        c.on_leader(1, 9, 3, 0);
+        c.on_leader(2, 9, 3, 0);
+        c.on_leader(3, 9, 4, 1);
+        assert!(c.violations.is_empty());
+        c.on_leader(4, 9, 4, 2);
+        assert_eq!(invariants(&c), ["election-safety"]);
+    }
+
+    #[test]
+    fn two_strong_writes_acknowledged_at_one_sequence_are_a_violation() {
+        let mut c = site_checker();
+        c.on_strong_ack(1, SITE, 5, 0xaa, None);
+        c.on_strong_ack(2, SITE, 5, 0xbb, None);
+        assert_eq!(invariants(&c), ["consensus"]);
+    }
+
+    #[test]
+    fn one_strong_write_stored_at_two_sequences_is_a_violation() {
+        let mut c = site_checker();
+        c.on_strong_ack(1, SITE, 0, 0xaa, None);
+        c.on_stored(2, SITE.0, SITE.1, 0, &[0xaa, 0xaa], h(1), h(2), false, false);
+        assert_eq!(invariants(&c), ["exactly-once"]);
+        let mut c = site_checker();
+        c.on_strong_ack(1, SITE, 0, 0xaa, None);
+        c.on_strong_ack(2, SITE, 1, 0xaa, None);
+        assert_eq!(invariants(&c), ["exactly-once"], "one write acknowledged at two sequences");
+    }
+
+    #[test]
+    fn a_strong_write_ordered_before_one_acknowledged_before_it_is_a_violation() {
+        let mut c = site_checker();
+        c.on_strong_ack(1, SITE, 4, 0xa4, None);
+        // Invoked after seq 4 was acknowledged, so it must come after it.
+        c.on_strong_ack(2, SITE, 3, 0xa3, Some(4));
+        assert_eq!(invariants(&c), ["linearizability"]);
+    }
+
+    #[test]
+    fn an_acknowledged_strong_write_the_gateway_never_holds_is_lost() {
+        let mut c = site_checker();
+        c.on_strong_ack(1, SITE, 0, 0xa0, None);
+        c.on_strong_ack(1, SITE, 1, 0xa1, None);
+        c.on_stored(2, SITE.0, SITE.1, 0, &[0xa0], h(1), h(2), false, false);
+        c.finish(3);
+        assert_eq!(invariants(&c), ["durability"]);
+        assert_eq!(c.counts.lost, 1);
+        let mut c = site_checker();
+        c.on_strong_ack(1, SITE, 0, 0xa0, None);
+        c.on_stored(2, SITE.0, SITE.1, 0, &[0xff], h(1), h(2), false, false);
+        assert_eq!(invariants(&c), ["durability"], "stored with another value than acknowledged");
     }
 
     fn clean_history(c: &mut Checker) {

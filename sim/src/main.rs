@@ -125,6 +125,16 @@ fn print_human(r: &Report) {
         None => println!("converged     NO"),
     }
     println!("refused       {:?}", r.details.refused);
+    if let Some(s) = &r.details.strong {
+        println!(
+            "strong        acknowledged {}  refused for no quorum {}  unavailable {}  unconfirmed {}",
+            s.acknowledged, s.refused_no_quorum, s.refused_unavailable, s.unconfirmed
+        );
+        println!(
+            "site raft     leaders elected {}  log compactions {}  snapshots installed {}",
+            s.leaders_elected, s.raft_compactions, s.raft_snapshots_installed
+        );
+    }
     println!("violations    {}", r.details.violation_count);
     for v in &r.violations {
         println!("  [{}] at {:.3}s: {}", v.invariant, v.at, v.detail);

@@ -48,12 +48,24 @@ pub struct NodeReport {
     pub gateway_storage_refused: u64,
     /// Times storage reported no space to this node.
     pub device_full_events: u64,
+    /// Site members: strong writes this node acknowledged, refused without a quorum,
+    /// refused as unavailable (no leader, the leader refused), answered unconfirmed; times
+    /// it became leader; Raft log compactions; snapshots it installed from a leader.
+    pub strong_acknowledged: u64,
+    pub strong_refused_no_quorum: u64,
+    pub strong_refused_unavailable: u64,
+    pub strong_unconfirmed: u64,
+    pub site_elected: u64,
+    pub raft_compactions: u64,
+    pub raft_snapshots_installed: u64,
 }
 
 /// Everything beyond the contract's fields, for diagnosis.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Details {
     pub refused: BTreeMap<String, u64>,
+    /// Site clusters: strong writes over all members (absent without clusters).
+    pub strong: Option<StrongReport>,
     pub produced_while_down: u64,
     pub unknown_fate_at_crash: u64,
     pub local_acked: u64,
@@ -63,6 +75,19 @@ pub struct Details {
     pub net: NetStats,
     pub nodes: BTreeMap<String, NodeReport>,
     pub events: u64,
+}
+
+/// Strong writes of a run with site clusters, summed over members.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct StrongReport {
+    pub acknowledged: u64,
+    /// Refused at once because the member had no quorum (`no quorum: …`).
+    pub refused_no_quorum: u64,
+    pub refused_unavailable: u64,
+    pub unconfirmed: u64,
+    pub leaders_elected: u64,
+    pub raft_compactions: u64,
+    pub raft_snapshots_installed: u64,
 }
 
 /// The report of one run, as `outpost-sim run --json` prints it.

@@ -168,6 +168,17 @@ impl EvictionSpec {
     }
 }
 
+/// How a topic's writes are acknowledged (see `outpost_core::config::Consistency`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConsistencySpec {
+    /// Durable on the node that took the write.
+    #[default]
+    Eventual,
+    /// Committed by the writer's site cluster (Raft); refused without a quorum.
+    Strong,
+}
+
 /// A topic.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TopicSpec {
@@ -185,6 +196,8 @@ pub struct TopicSpec {
     pub conflict: Conflict,
     /// Data classification, for placement rules.
     pub classification: Option<String>,
+    /// `strong` topics are written through a site cluster.
+    pub consistency: ConsistencySpec,
 }
 
 /// A producer writing records into one topic on one node.
@@ -561,6 +574,8 @@ struct RawTopic {
     keyed: bool,
     conflict: Option<Conflict>,
     classification: Option<String>,
+    #[serde(default)]
+    consistency: ConsistencySpec,
 }
 
 #[derive(Deserialize)]
@@ -893,6 +908,20 @@ fn topics(raw: &[RawTopic]) -> Result<Vec<TopicSpec>, Problem> {
         if let Some(classification) = &r.classification {
             check_name(&format!("{field}.classification"), classification)?;
         }
+        if r.consistency == ConsistencySpec::Strong {
+            if !matches!(r.sync, SyncDirection::EdgeToCloud | SyncDirection::Local) {
+                return Err(problem(
+                    format!("{field}.sync"),
+                    "a strong topic syncs edge-to-cloud (from its site's leader) or stays local",
+                ));
+            }
+            if r.eviction != EvictionSpec::Keep {
+                return Err(problem(
+                    format!("{field}.eviction"),
+                    "a strong topic keeps its records (its site committed them): use eviction = \"keep\"",
+                ));
+            }
+        }
         topics.push(TopicSpec {
             name: r.name.clone(),
             sync: r.sync,
@@ -901,6 +930,7 @@ fn topics(raw: &[RawTopic]) -> Result<Vec<TopicSpec>, Problem> {
             keyed: r.keyed,
             conflict: r.conflict.unwrap_or_default(),
             classification: r.classification.clone(),
+            consistency: r.consistency,
         });
     }
     Ok(topics)
@@ -930,6 +960,16 @@ fn workloads(
             return Err(problem(format!("{field}.size"), "0; expected payload bytes, more than zero"));
         }
         check_keys(&field, r.keys, &topics[topic])?;
+        if topics[topic].consistency == ConsistencySpec::Strong && nodes[node].cluster.is_none() {
+            return Err(problem(
+                format!("{field}.node"),
+                format!(
+                    "node {:?} writes strong topic {:?} but is in no site cluster; set cluster on it, or make the \
+                     topic eventual",
+                    nodes[node].id, topics[topic].name
+                ),
+            ));
+        }
         let from = match &r.from {
             Some(text) => parse_duration(&format!("{field}.from"), text)?,
             None => Duration::ZERO,
@@ -1518,6 +1558,7 @@ converge_within = "5m"
                 keyed: false,
                 conflict: Conflict::LastWriteWins,
                 classification: None,
+                consistency: ConsistencySpec::Eventual,
             }],
             workloads: vec![WorkloadSpec {
                 node: 0,
@@ -1635,6 +1676,7 @@ min_delivered = 100
                 keyed: true,
                 conflict: Conflict::LastWriteWins,
                 classification: Some("pii".into()),
+                consistency: ConsistencySpec::Eventual,
             }
         );
         assert_eq!(

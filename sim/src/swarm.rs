@@ -6,8 +6,8 @@
 use crate::profiles;
 use crate::rng::{stream, SimRng};
 use crate::scenario::{
-    Conflict, EvictionSpec, Expect, FaultSpec, LinkSpec, NodeSpec, Role, Scenario, SyncDirection, TopicSpec, Window,
-    WorkloadSpec,
+    Conflict, ConsistencySpec, EvictionSpec, Expect, FaultSpec, LinkSpec, NodeSpec, Role, Scenario, SyncDirection,
+    TopicSpec, Window, WorkloadSpec,
 };
 use outpost_core::types::Duration;
 use rand::seq::SliceRandom;
@@ -55,6 +55,7 @@ pub fn world(seed: u64) -> Scenario {
             keyed: false,
             conflict: Conflict::LastWriteWins,
             classification: None,
+            consistency: ConsistencySpec::Eventual,
         })
         .collect();
     let duration = secs(rng.gen_range(5..=30) * 60);

@@ -13,9 +13,11 @@ use crate::disk::SimDisk;
 use crate::net::Network;
 use crate::report::{Details, NodeReport, Report};
 use crate::rng::{mix, stream, SimRng};
-use crate::scenario::{EvictionSpec, FaultSpec, Role as SpecRole, Scenario, SyncDirection as SpecSync, TopicSpec};
-use outpost_core::config::{Eviction, NodeConfig, Role, SyncDirection, TopicConfig};
-use outpost_core::io::{Event, Input, Output, ProduceError, ReqId};
+use crate::scenario::{
+    ConsistencySpec, EvictionSpec, FaultSpec, Role as SpecRole, Scenario, SyncDirection as SpecSync, TopicSpec,
+};
+use outpost_core::config::{ClusterConfig, Consistency, Eviction, NodeConfig, Role, SyncDirection, TopicConfig};
+use outpost_core::io::{Event, Input, Output, ProduceAck, ProduceError, ReqId};
 use outpost_core::resources;
 use outpost_core::types::{Instant, NodeId, Now, TopicIdx};
 use outpost_core::{Node, NodeSeed};
@@ -52,17 +54,51 @@ pub fn topic_goes_up(t: &TopicSpec) -> bool {
 
 #[derive(Debug)]
 enum Ev {
-    Deliver { to: usize, from: usize, bytes: Vec<u8> },
-    DiskDone { node: usize, incarnation: u64 },
-    Timer { node: usize, gen: u64 },
-    Produce { workload: usize },
-    Crash { node: usize, restart_after: Option<u64> },
-    Restart { node: usize },
-    ClockJump { node: usize, by: i64 },
-    DiskFull { node: usize, on: bool },
-    Partition { idx: usize, on: bool },
-    DiskCorrupt { node: usize },
-    NtpSync { node: usize, incarnation: u64 },
+    /// `from` is the sender as the receiver sees it (a site cluster's index for a cluster
+    /// uplink's messages); `link_from` the node whose link carries it.
+    Deliver {
+        to: usize,
+        from: usize,
+        link_from: usize,
+        bytes: Vec<u8>,
+    },
+    DiskDone {
+        node: usize,
+        incarnation: u64,
+    },
+    Timer {
+        node: usize,
+        gen: u64,
+    },
+    Produce {
+        workload: usize,
+    },
+    Crash {
+        node: usize,
+        restart_after: Option<u64>,
+    },
+    Restart {
+        node: usize,
+    },
+    ClockJump {
+        node: usize,
+        by: i64,
+    },
+    DiskFull {
+        node: usize,
+        on: bool,
+    },
+    Partition {
+        idx: usize,
+        on: bool,
+    },
+    DiskCorrupt {
+        node: usize,
+    },
+    NtpSync {
+        node: usize,
+        incarnation: u64,
+    },
     Sample,
     Settle,
 }
@@ -136,6 +172,30 @@ struct PendingProduce {
     crc: u32,
     /// Which key it wrote (the workload's key number), for keyed topics.
     key: Option<u64>,
+    /// Strong writes: the highest sequence of the cluster's stream acknowledged when the
+    /// write was invoked (the real-time order check).
+    floor: Option<u64>,
+}
+
+/// A site cluster: its members (node indexes) and, as a connection would, the member
+/// that last sent on the cluster's behalf (where the gateway's answers go).
+struct SimCluster {
+    name: String,
+    members: Vec<usize>,
+    route: Option<usize>,
+}
+
+/// The site clusters of a scenario, in order of first appearance.
+fn clusters_of(s: &Scenario) -> Vec<SimCluster> {
+    let mut out: Vec<SimCluster> = Vec::new();
+    for (i, n) in s.nodes.iter().enumerate() {
+        let Some(name) = &n.cluster else { continue };
+        match out.iter_mut().find(|c| &c.name == name) {
+            Some(c) => c.members.push(i),
+            None => out.push(SimCluster { name: name.clone(), members: vec![i], route: None }),
+        }
+    }
+    out
 }
 
 struct SimNode {
@@ -193,6 +253,10 @@ pub struct World<'a> {
     max_backlog: u64,
     details: Details,
     end: u64,
+    /// Site clusters; cluster `k` is addressed as index `nodes.len() + k`.
+    clusters: Vec<SimCluster>,
+    /// Produces a test made through [`World::probe_produce`], and their answers.
+    probes: BTreeMap<u64, Option<Result<ProduceAck, ProduceError>>>,
 }
 
 fn node_config(s: &Scenario, i: usize) -> NodeConfig {
@@ -222,10 +286,20 @@ fn node_config(s: &Scenario, i: usize) -> NodeConfig {
                 EvictionSpec::Compact => Eviction::Compact,
             };
             c.retention_bytes = c.retention_bytes.min(per_topic);
+            // At the gateway (and on an edge outside any cluster) it is an ordinary topic.
+            if t.consistency == ConsistencySpec::Strong && spec.cluster.is_some() {
+                c.consistency = Consistency::Strong;
+            }
             c
         })
         .collect();
     let mut cfg = NodeConfig::new(NodeId(i as u64 + 1), role, topics);
+    if let Some(name) = &spec.cluster {
+        let clusters = clusters_of(s);
+        let k = clusters.iter().position(|c| &c.name == name).expect("the node's own cluster");
+        let members = clusters[k].members.iter().map(|&j| NodeId(j as u64 + 1)).collect();
+        cfg.cluster = Some(ClusterConfig::new(name, NodeId((s.nodes.len() + k) as u64 + 1), members));
+    }
     resources::fit_to_budgets(&mut cfg, spec.memory_bytes, spec.storage_bytes);
     if role == Role::Edge {
         // The edge forwards to the first gateway it has a link to.
@@ -249,8 +323,23 @@ fn node_config(s: &Scenario, i: usize) -> NodeConfig {
 
 /// Refuses what the simulator cannot run yet, rather than passing it silently.
 fn check_supported(s: &Scenario) -> Result<(), Unsupported> {
-    if let Some(n) = s.nodes.iter().find(|n| n.cluster.is_some()) {
-        return Err(Unsupported(format!("node {:?} names a cluster: site clusters (Raft) are not built yet", n.id)));
+    let linked = |a: usize, b: usize| s.links.iter().any(|l| (l.a, l.b) == (a, b) || (l.b, l.a) == (a, b));
+    for c in clusters_of(s) {
+        for &m in &c.members {
+            if let Some(&o) = c.members.iter().find(|&&o| o != m && !linked(m, o)) {
+                return Err(Unsupported(format!(
+                    "cluster {:?}: members {:?} and {:?} have no link; the simulator's members talk directly",
+                    c.name, s.nodes[m].id, s.nodes[o].id
+                )));
+            }
+        }
+        if c.members.len() > outpost_core::raft::MEMBERS_MAX {
+            return Err(Unsupported(format!(
+                "cluster {:?} has more than {} members",
+                c.name,
+                outpost_core::raft::MEMBERS_MAX
+            )));
+        }
     }
     for f in &s.faults {
         if let FaultSpec::DiskCorrupt { node, .. } = f {
@@ -379,7 +468,16 @@ impl<'a> World<'a> {
             max_backlog: 0,
             details: Details::default(),
             end,
+            clusters: clusters_of(scenario),
+            probes: BTreeMap::new(),
         };
+        for (k, c) in w.clusters.iter().enumerate() {
+            let origin = w.nodes.len() + k;
+            for t in scenario.topics.iter().enumerate().filter(|(_, t)| t.consistency == ConsistencySpec::Strong) {
+                w.checker.add_strong_stream((origin, t.0 as u16));
+            }
+            debug_assert!(!c.members.is_empty());
+        }
         w.schedule_start();
         Ok(w)
     }
@@ -461,6 +559,47 @@ impl<'a> World<'a> {
         }
     }
 
+    /// Simulated time now, in nanoseconds.
+    pub fn now_nanos(&self) -> u64 {
+        self.t
+    }
+
+    /// Node `name`, if it is running (for tests that look inside).
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name == name)?.node.as_ref()
+    }
+
+    /// The identity of site cluster `name`'s stream at the gateway.
+    pub fn cluster_id(&self, name: &str) -> Option<NodeId> {
+        let k = self.clusters.iter().position(|c| c.name == name)?;
+        Some(NodeId((self.nodes.len() + k) as u64 + 1))
+    }
+
+    /// Crashes node `name` now, as a `crash` fault would (for tests that pick the moment).
+    pub fn crash_now(&mut self, name: &str, restart_after_nanos: Option<u64>) {
+        let i = self.nodes.iter().position(|n| n.name == name).expect("a node of the scenario");
+        self.crash(i, restart_after_nanos);
+    }
+
+    /// A test's produce of `value` to `topic` on node `name`, now; its answer appears in
+    /// [`World::probe_reply`] once the node gives it. Not counted in the report.
+    pub fn probe_produce(&mut self, name: &str, topic: &str, value: Vec<u8>) -> u64 {
+        let i = self.nodes.iter().position(|n| n.name == name).expect("a node of the scenario");
+        let t = self.scenario.topics.iter().position(|x| x.name == topic).expect("a topic of the scenario");
+        let req = self.next_req;
+        self.next_req += 1;
+        self.probes.insert(req, None);
+        let now = self.now(i);
+        let node = self.nodes[i].node.as_mut().expect("the node is running");
+        node.handle(now, Input::Produce { req: ReqId(req), topic: TopicIdx(t as u16), key: None, value });
+        self.drain(i);
+        req
+    }
+
+    pub fn probe_reply(&self, req: u64) -> Option<&Result<ProduceAck, ProduceError>> {
+        self.probes.get(&req)?.as_ref()
+    }
+
     /// Takes node `name` out of the world, as if it had stopped between two steps (for
     /// tests that measure what it holds). The world goes on without it.
     pub fn take_node(&mut self, name: &str) -> Option<Node> {
@@ -473,8 +612,8 @@ impl<'a> World<'a> {
 
     fn step(&mut self, ev: Ev) {
         match ev {
-            Ev::Deliver { to, from, bytes } => {
-                if !self.net.is_up(self.t, from, to) {
+            Ev::Deliver { to, from, link_from, bytes } => {
+                if !self.net.is_up(self.t, link_from, to) {
                     self.net.stats.dropped_down += 1;
                     return;
                 }
@@ -600,7 +739,8 @@ impl<'a> World<'a> {
         let req = self.next_req;
         self.next_req += 1;
         self.produced += 1;
-        self.nodes[i].pending.insert(req, PendingProduce { workload: wi, crc, key: key_no });
+        let floor = self.strong_stream(i, topic).and_then(|s| self.checker.strong_max_acked(s));
+        self.nodes[i].pending.insert(req, PendingProduce { workload: wi, crc, key: key_no, floor });
         let now = self.now(i);
         let node = self.nodes[i].node.as_mut().expect("checked above");
         node.handle(now, Input::Produce { req: ReqId(req), topic: TopicIdx(topic), key, value });
@@ -610,7 +750,7 @@ impl<'a> World<'a> {
     fn crash(&mut self, i: usize, restart_after: Option<u64>) {
         let n = &mut self.nodes[i];
         let Some(dead) = n.node.take() else { return };
-        add_stats(&mut n.report, &dead.stats());
+        add_stats(&mut n.report, &dead);
         n.incarnation += 1;
         n.timer_gen += 1;
         n.timer_at = None;
@@ -710,14 +850,41 @@ impl<'a> World<'a> {
         }
     }
 
+    /// The checker's stream of a strong topic written on node `i`: the cluster's.
+    fn strong_stream(&self, i: usize, topic: u16) -> Option<(usize, u16)> {
+        if self.scenario.topics[topic as usize].consistency != ConsistencySpec::Strong {
+            return None;
+        }
+        let k = self.clusters.iter().position(|c| c.members.contains(&i))?;
+        Some((self.nodes.len() + k, topic))
+    }
+
     fn perform(&mut self, i: usize, out: Output) {
         match out {
             Output::Send { to, bytes } => {
+                let Some(mut j) = (to.0 as usize).checked_sub(1) else { return };
+                if let Some(c) = j.checked_sub(self.nodes.len()).and_then(|k| self.clusters.get(k)) {
+                    // To a site cluster: to the member whose connection it is.
+                    let Some(m) = c.route else { return };
+                    j = m;
+                }
+                if j >= self.nodes.len() {
+                    return;
+                }
+                for at in self.net.send(self.t, i, j, bytes.len(), &mut self.net_rng) {
+                    self.schedule(at, Ev::Deliver { to: j, from: i, link_from: i, bytes: bytes.clone() });
+                }
+            }
+            Output::SendAs { from, to, bytes } => {
+                let k = (from.0 as usize).checked_sub(1 + self.nodes.len()).expect("a cluster's id");
+                assert!(self.clusters[k].members.contains(&i), "only a member sends as its cluster");
+                self.clusters[k].route = Some(i);
                 let Some(j) = (to.0 as usize).checked_sub(1).filter(|&j| j < self.nodes.len()) else {
                     return;
                 };
+                let virtual_from = self.nodes.len() + k;
                 for at in self.net.send(self.t, i, j, bytes.len(), &mut self.net_rng) {
-                    self.schedule(at, Ev::Deliver { to: j, from: i, bytes: bytes.clone() });
+                    self.schedule(at, Ev::Deliver { to: j, from: virtual_from, link_from: i, bytes: bytes.clone() });
                 }
             }
             Output::Disk { id, req } => {
@@ -729,14 +896,20 @@ impl<'a> World<'a> {
             }
             Output::Reply { req, result } => {
                 let Some(p) = self.nodes[i].pending.remove(&req.0) else {
+                    if let Some(slot) = self.probes.get_mut(&req.0) {
+                        *slot = Some(result);
+                    }
                     return;
                 };
                 let w = &self.workloads[p.workload];
                 let (topic, goes_up) = (w.topic, w.goes_up);
+                let strong = self.strong_stream(i, topic);
                 match result {
                     Ok(ack) => {
                         self.hash(ack.seq);
-                        if goes_up {
+                        if let (Some(stream), true) = (strong, goes_up) {
+                            self.checker.on_strong_ack(self.t, stream, ack.seq, p.crc, p.floor);
+                        } else if goes_up {
                             self.checker.on_ack(self.t, i, topic, ack.seq, ack.hlc, p.crc, p.key);
                         } else {
                             self.details.local_acked += 1;
@@ -753,6 +926,9 @@ impl<'a> World<'a> {
                             ProduceError::Storage(_) => "storage",
                             ProduceError::StorageFull { device_full: true, .. } => "device_full",
                             ProduceError::StorageFull { .. } => "storage_full",
+                            ProduceError::NoQuorum(_) => "no_quorum",
+                            ProduceError::SiteUnavailable { .. } => "site_unavailable",
+                            ProduceError::Unconfirmed { .. } => "unconfirmed",
                         };
                         *self.details.refused.entry(kind.to_string()).or_default() += 1;
                     }
@@ -789,6 +965,13 @@ impl<'a> World<'a> {
                     hlc_rejected,
                     replay,
                 );
+            }
+            Event::SiteLeader { cluster, term } => {
+                let origin = (cluster.0 as usize).wrapping_sub(1);
+                self.hash(term);
+                self.checker.on_leader(self.t, origin, term, i);
+                let name = self.nodes[i].name.clone();
+                self.log(format_args!("{name}: leads cluster {cluster} in term {term}"));
             }
             Event::TailTruncated { file, at, cut_bytes, reason, skipped } => {
                 self.nodes[i].report.torn_tails_cut += 1;
@@ -851,7 +1034,10 @@ impl<'a> World<'a> {
         self.details.undelivered_at_end = self.checker.undelivered();
         if self.converged_at.is_none() {
             let n = self.details.undelivered_at_end;
-            self.log(format_args!("not converged: {n} acknowledged records undelivered"));
+            let by_stream = self.checker.undelivered_streams();
+            self.log(format_args!(
+                "not converged: {n} acknowledged records undelivered (origin, topic): {by_stream:?}"
+            ));
         } else {
             self.checker.finish(end_t);
         }
@@ -861,13 +1047,26 @@ impl<'a> World<'a> {
             n.report.memory_limit_bytes = n.cfg.resources.memory_bytes_max;
             n.report.storage_limit_bytes = n.cfg.resources.storage_bytes_max;
             if let Some(node) = &n.node {
-                add_stats(&mut n.report, &node.stats());
+                add_stats(&mut n.report, node);
             }
             n.report.disk_bytes_written = n.disk.bytes_written;
             n.report.disk_syncs = n.disk.syncs;
             n.report.disk_used_bytes_at_end = n.disk.used_bytes();
             self.details.nodes.insert(n.name.clone(), n.report.clone());
             peak_memory_bytes.insert(n.name.clone(), Some(n.peak_memory));
+        }
+        if !self.clusters.is_empty() {
+            let mut st = crate::report::StrongReport::default();
+            for r in self.details.nodes.values() {
+                st.acknowledged += r.strong_acknowledged;
+                st.refused_no_quorum += r.strong_refused_no_quorum;
+                st.refused_unavailable += r.strong_refused_unavailable;
+                st.unconfirmed += r.strong_unconfirmed;
+                st.leaders_elected += r.site_elected;
+                st.raft_compactions += r.raft_compactions;
+                st.raft_snapshots_installed += r.raft_snapshots_installed;
+            }
+            self.details.strong = Some(st);
         }
         let c = self.checker.counts.clone();
         self.details.counts = c.clone();
@@ -898,7 +1097,18 @@ impl<'a> World<'a> {
 }
 
 /// Adds one incarnation's counters to a node's report (a crash resets the core's).
-fn add_stats(r: &mut NodeReport, s: &outpost_core::NodeStats) {
+fn add_stats(r: &mut NodeReport, node: &Node) {
+    if let Some(site) = node.site() {
+        let s = site.stats();
+        r.strong_acknowledged += s.acknowledged;
+        r.strong_refused_no_quorum += s.refused_no_quorum;
+        r.strong_refused_unavailable += s.refused_no_leader;
+        r.strong_unconfirmed += s.unconfirmed;
+        r.site_elected += s.elected;
+        r.raft_compactions += s.compactions;
+        r.raft_snapshots_installed += s.snapshots_installed;
+    }
+    let s = &node.stats();
     r.sessions_opened += s.sessions_opened;
     r.retransmits += s.retransmits;
     r.sync_reads += s.sync_reads;

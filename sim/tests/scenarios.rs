@@ -54,6 +54,19 @@ fn disk_full_seed_1() {
     run_and_snapshot("disk-full", 1);
 }
 
+/// A 3-till site cluster split 2|1, then 1|1|1, then healed: strong writes refused for
+/// lack of quorum are counted (`details.strong`), none acknowledged is lost or doubled.
+#[test]
+fn split_brain_seed_1() {
+    run_and_snapshot("split-brain", 1);
+}
+
+/// Leader churn on a flapping shop-floor Wi-Fi.
+#[test]
+fn flaky_lan_seed_1() {
+    run_and_snapshot("flaky-lan", 1);
+}
+
 /// Seeds of `worn-sd-card` that once failed, with what they found.
 const WORN_SD_CARD_REGRESSIONS: &[(u64, &str)] = &[
     // A flipped bit in a frame's length field made it claim 4 MiB, so recovery took it for

@@ -85,6 +85,7 @@
 //!   partition stops accepting proposals. Its lease is the same window.
 
 mod progress;
+pub mod store;
 pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -684,6 +685,22 @@ impl Raft {
     /// Entries held in memory (after the snapshot).
     pub fn log_len(&self) -> usize {
         self.log.len()
+    }
+    /// The entries held in memory, after the snapshot, durable or not: with
+    /// [`Raft::hard_state`] and [`Raft::snapshot`], the state every persist issued so far
+    /// describes (what a driver writes to start a new storage generation).
+    pub fn entries(&self) -> &[Entry] {
+        &self.log
+    }
+    pub fn hard_state(&self) -> HardState {
+        self.hard
+    }
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+    /// The newest entry handed to the driver by `Action::Apply` (or restored).
+    pub fn applied_index(&self) -> Index {
+        self.applied
     }
     pub fn membership(&self) -> &Membership {
         &self.membership

@@ -60,7 +60,7 @@ pub const COMMAND_BYTES_MAX: usize = 1 << 20;
 /// state machine is small; chunked transfer would lift this.
 pub const SNAPSHOT_BYTES_MAX: usize = 8 << 20;
 /// The fewest bytes one encoded entry takes (a Noop: term, index, kind).
-const ENTRY_BYTES_MIN: usize = 8 + 8 + 1;
+pub(crate) const ENTRY_BYTES_MIN: usize = 8 + 8 + 1;
 
 const KIND_PRE_VOTE: u8 = 1;
 const KIND_PRE_VOTE_RESP: u8 = 2;
@@ -282,25 +282,7 @@ pub fn encode(env: &Envelope, out: &mut Vec<u8>) {
             codec::put_varint(out, entries.len() as u64);
             for e in entries {
                 check.next(e.term, e.index).unwrap_or_else(|err| panic!("{err}"));
-                put_u64(out, e.term);
-                put_u64(out, e.index);
-                match &e.kind {
-                    EntryKind::Noop => out.push(ENTRY_NOOP),
-                    EntryKind::Command(data) => {
-                        assert!(
-                            data.len() <= COMMAND_BYTES_MAX,
-                            "a command of {} bytes exceeds COMMAND_BYTES_MAX",
-                            data.len()
-                        );
-                        out.push(ENTRY_COMMAND);
-                        codec::put_varint(out, data.len() as u64);
-                        out.extend_from_slice(data);
-                    }
-                    EntryKind::Membership(m) => {
-                        out.push(ENTRY_MEMBERSHIP);
-                        put_membership(out, m);
-                    }
-                }
+                put_entry(out, e);
             }
         }
         Message::AppendResp { accepted, index, hint } => {
@@ -373,9 +355,52 @@ fn decode_snapshot(r: &mut Reader<'_>, message_term: Term) -> Result<Message, Wi
     Ok(Message::InstallSnapshot { snapshot: Snapshot { index, term, membership, data } })
 }
 
+/// Appends one entry: term, index, kind and the kind's body. Shared with
+/// [`super::store`], so a stored entry is encoded exactly as a sent one.
+///
+/// # Panics
+/// If a command is longer than [`COMMAND_BYTES_MAX`], or a membership is not valid (see
+/// [`put_membership`]).
+pub(crate) fn put_entry(out: &mut Vec<u8>, e: &Entry) {
+    put_u64(out, e.term);
+    put_u64(out, e.index);
+    match &e.kind {
+        EntryKind::Noop => out.push(ENTRY_NOOP),
+        EntryKind::Command(data) => {
+            assert!(data.len() <= COMMAND_BYTES_MAX, "a command of {} bytes exceeds COMMAND_BYTES_MAX", data.len());
+            out.push(ENTRY_COMMAND);
+            codec::put_varint(out, data.len() as u64);
+            out.extend_from_slice(data);
+        }
+        EntryKind::Membership(m) => {
+            out.push(ENTRY_MEMBERSHIP);
+            put_membership(out, m);
+        }
+    }
+}
+
+/// Reads the kind and body of the entry with log `index`, whose term and index the caller
+/// has just read (and checked: an entry out of place is refused before its body is read).
+/// Never reads a command longer than [`COMMAND_BYTES_MAX`].
+pub(crate) fn get_entry_kind(r: &mut Reader<'_>, index: Index) -> Result<EntryKind, WireError> {
+    let at = r.position();
+    Ok(match r.u8()? {
+        ENTRY_NOOP => EntryKind::Noop,
+        ENTRY_COMMAND => {
+            let len = r.varint()?;
+            if len > COMMAND_BYTES_MAX as u64 {
+                return Err(WireError::EntryTooLarge { index, len, max: COMMAND_BYTES_MAX });
+            }
+            EntryKind::Command(r.bytes(len as usize)?.to_vec())
+        }
+        ENTRY_MEMBERSHIP => EntryKind::Membership(get_membership(r)?),
+        found => return Err(WireError::UnknownEntryKind { at, found }),
+    })
+}
+
 /// # Panics
 /// If the membership has more than [`MEMBERS_MAX`] members or a member in both sets.
-fn put_membership(out: &mut Vec<u8>, m: &Membership) {
+pub(crate) fn put_membership(out: &mut Vec<u8>, m: &Membership) {
     assert!(m.voters.len() + m.learners.len() <= MEMBERS_MAX, "more than MEMBERS_MAX members");
     assert!(m.voters.is_disjoint(&m.learners), "a member is both voter and learner");
     for set in [&m.voters, &m.learners] {
@@ -386,7 +411,8 @@ fn put_membership(out: &mut Vec<u8>, m: &Membership) {
     }
 }
 
-fn get_membership(r: &mut Reader<'_>) -> Result<Membership, WireError> {
+/// Reads a membership, refusing one [`put_membership`] would not write.
+pub(crate) fn get_membership(r: &mut Reader<'_>) -> Result<Membership, WireError> {
     let at = r.position();
     let mut m = Membership::default();
     for learners in [false, true] {
@@ -435,19 +461,7 @@ fn decode_append(r: &mut Reader<'_>, term: Term) -> Result<Message, WireError> {
         let entry_term = r.u64()?;
         let index = r.u64()?;
         check.next(entry_term, index)?;
-        let at = r.position();
-        let kind = match r.u8()? {
-            ENTRY_NOOP => EntryKind::Noop,
-            ENTRY_COMMAND => {
-                let len = r.varint()?;
-                if len > COMMAND_BYTES_MAX as u64 {
-                    return Err(WireError::EntryTooLarge { index, len, max: COMMAND_BYTES_MAX });
-                }
-                EntryKind::Command(r.bytes(len as usize)?.to_vec())
-            }
-            ENTRY_MEMBERSHIP => EntryKind::Membership(get_membership(r)?),
-            found => return Err(WireError::UnknownEntryKind { at, found }),
-        };
+        let kind = get_entry_kind(r, index)?;
         entries.push(Entry { term: entry_term, index, kind });
     }
     Ok(Message::Append { prev_index, prev_term, entries, commit })

@@ -162,6 +162,10 @@ pub struct Uplink {
     pub bytes_sent: u64,
     /// Sequences skipped because their frames failed the checksum.
     pub corrupted_skipped: u64,
+    /// Names this uplink's reads (`Op::UplinkRead`): a node may run a second uplink for
+    /// its site cluster, replaced at each leader change, and a read one issued must not
+    /// be delivered to another. Zero for the node's own uplink.
+    pub(crate) tag: u64,
 }
 
 /// Heap bytes of one stream's state in its map (the entry and a share of the map's nodes).
@@ -221,6 +225,7 @@ impl Uplink {
             records_sent: 0,
             bytes_sent: 0,
             corrupted_skipped: 0,
+            tag: 0,
         }
     }
 
@@ -232,6 +237,11 @@ impl Uplink {
     /// Retention never deletes a segment at or above it.
     pub fn acked(&self, topic: TopicIdx) -> Option<Seq> {
         self.streams.get(&topic).map(|s| s.acked)
+    }
+
+    /// The gateway's mark of a topic as last heard, and the next sequence to send.
+    pub fn progress(&self, topic: TopicIdx) -> Option<(Seq, Seq)> {
+        self.streams.get(&topic).map(|s| (s.acked, s.sent))
     }
 
     pub fn is_active(&self) -> bool {
@@ -330,7 +340,13 @@ impl Uplink {
         }
     }
 
-    fn session_id(&self) -> u64 {
+    /// Hellos sent and not answered since the last session came up (or the start).
+    pub fn unanswered_hellos(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The id of the current (or next) session: the gateway's answers carry it.
+    pub fn session_id(&self) -> u64 {
         match self.session {
             Session::Connecting { id, .. } | Session::Active { id, .. } => id,
         }
@@ -378,8 +394,11 @@ impl Uplink {
                     }
                     let log = &logs[idx.0 as usize];
                     // The gateway never holds more of our stream than we wrote durably,
-                    // unless this device's storage was replaced under the same identity.
-                    debug_assert!(next <= log.durable_offset() || log.durable_offset() == 0);
+                    // unless this device's storage was replaced under the same identity,
+                    // or the stream is a site cluster's: an earlier leader may have sent
+                    // records this member has not yet written (it sends from there on
+                    // once it has).
+                    debug_assert!(self.tag != 0 || next <= log.durable_offset() || log.durable_offset() == 0);
                     s.acked = next;
                     s.sent = next.max(log.start_offset());
                     s.cursor = None;
@@ -564,7 +583,7 @@ impl Uplink {
         s.reading = true;
         fx.disk(
             DiskRequest::Read { file: log.file(seg.base), offset: pos, len },
-            Op::UplinkRead { topic: idx, base: seg.base, pos, sent: s.sent },
+            Op::UplinkRead { tag: self.tag, topic: idx, base: seg.base, pos, sent: s.sent },
         );
     }
 
@@ -619,7 +638,7 @@ impl Uplink {
         s.inflight.push_back(Flight { start: held.start, end: held.end, raw: n, cursor: held.cursor });
         *inflight_bytes += n;
         s.sent = held.end;
-        fx.out.push_back(crate::io::Output::Send { to: gateway, bytes: held.bytes });
+        fx.send_bytes(gateway, held.bytes);
     }
 
     /// A read of the log finished: build one batch from it and send (or hold) it.
