@@ -11,8 +11,8 @@
 //! leader transfer, ReadIndex reads, and snapshots: the driver compacts the log below a
 //! snapshot of its state machine ([`Raft::compact`]), and a leader sends its snapshot to a
 //! follower that needs entries it no longer holds; and membership change, one member at
-//! a time (see below); and, as an option, lease reads (see below). Not built yet (issue
-//! 3): chunked snapshot transfer, and the wiring into [`crate::Node`].
+//! a time (see below); and, as an option, lease reads (see below). [`crate::site`] drives
+//! it inside a [`crate::Node`]. Not built yet: chunked snapshot transfer.
 //!
 //! # What must be durable before what
 //!
