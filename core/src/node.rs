@@ -809,16 +809,7 @@ impl Node {
             match file {
                 FileId::Meta { generation } => {
                     meta_generations.push(generation);
-                    jobs.push_back(ScanJob {
-                        kind: JobKind::Meta,
-                        file,
-                        file_len: len,
-                        pos: 0,
-                        next_offset: 0,
-                        newest_ms: 0,
-                        search: None,
-                        superseded: 0,
-                    });
+                    jobs.push_back(ScanJob::whole_file(JobKind::Meta, file, len));
                 }
                 FileId::Segment { topic, base } if (topic.0 as usize) < ntopics => {
                     by_topic.entry(topic).or_default().push((base, len));
@@ -826,16 +817,7 @@ impl Node {
                 FileId::Raft { generation } if self.cfg.cluster.is_some() => {
                     raft_generations.push(generation);
                     // Newest first: it is the one recovery wants.
-                    jobs.push_front(ScanJob {
-                        kind: JobKind::Raft { generation },
-                        file,
-                        file_len: len,
-                        pos: 0,
-                        next_offset: 0,
-                        newest_ms: 0,
-                        search: None,
-                        superseded: 0,
-                    });
+                    jobs.push_front(ScanJob::whole_file(JobKind::Raft { generation }, file, len));
                 }
                 FileId::Segment { .. } | FileId::Raft { .. } => {}
             }
@@ -1686,6 +1668,11 @@ impl Recovery {
 }
 
 impl ScanJob {
+    /// A job that reads a whole small file from its start (meta, Raft state).
+    fn whole_file(kind: JobKind, file: FileId, file_len: u64) -> ScanJob {
+        ScanJob { kind, file, file_len, pos: 0, next_offset: 0, newest_ms: 0, search: None, superseded: 0 }
+    }
+
     fn file_base(&self) -> u64 {
         match self.file {
             FileId::Segment { base, .. } => base,

@@ -234,23 +234,9 @@ fn add_site(s: &mut Scenario, rng: &mut SimRng) {
     let crash_rate = rng.gen_range(0..=4u32);
     let jump_rate = rng.gen_range(0..=2u32);
     let full_rate = rng.gen_range(0..=2u32);
+    let rates = NodeFaultRates { crash: crash_rate, jump: jump_rate, full: full_rate, restart_share: 0.85 };
     for &node in &members {
-        for _ in 0..rng.gen_range(0..=crash_rate) {
-            let at = Duration(rng.gen_range(0..d.as_nanos()));
-            let restart_after =
-                if rng.gen_bool(0.85) { Some(Duration(rng.gen_range(1..=300) * 1_000_000_000)) } else { None };
-            s.faults.push(FaultSpec::Crash { node, at, restart_after });
-        }
-        for _ in 0..rng.gen_range(0..=jump_rate) {
-            let at = Duration(rng.gen_range(0..d.as_nanos()));
-            let mag = rng.gen_range(1..=7200i64) * 1_000_000_000;
-            let by_nanos = if rng.gen_bool(0.5) { mag } else { -mag };
-            s.faults.push(FaultSpec::ClockJump { node, at, by_nanos });
-        }
-        for _ in 0..rng.gen_range(0..=full_rate) {
-            let w = window(rng, d, 300_000_000_000);
-            s.faults.push(FaultSpec::DiskFull { node, at: w.at, length: w.length });
-        }
+        add_node_faults(s, rng, node, rates);
     }
 }
 
@@ -323,23 +309,9 @@ fn add_faults(s: &mut Scenario, rng: &mut SimRng) {
         l.outages.sort_by_key(|w| w.at);
     }
     let n = s.nodes.len();
+    let rates = NodeFaultRates { crash: crash_rate, jump: jump_rate, full: full_rate, restart_share: 0.8 };
     for node in 0..n {
-        for _ in 0..rng.gen_range(0..=crash_rate) {
-            let at = Duration(rng.gen_range(0..d.as_nanos()));
-            let restart_after =
-                if rng.gen_bool(0.8) { Some(Duration(rng.gen_range(1..=300) * 1_000_000_000)) } else { None };
-            s.faults.push(FaultSpec::Crash { node, at, restart_after });
-        }
-        for _ in 0..rng.gen_range(0..=jump_rate) {
-            let at = Duration(rng.gen_range(0..d.as_nanos()));
-            let mag = rng.gen_range(1..=7200i64) * 1_000_000_000;
-            let by_nanos = if rng.gen_bool(0.5) { mag } else { -mag };
-            s.faults.push(FaultSpec::ClockJump { node, at, by_nanos });
-        }
-        for _ in 0..rng.gen_range(0..=full_rate) {
-            let w = window(rng, d, 300_000_000_000);
-            s.faults.push(FaultSpec::DiskFull { node, at: w.at, length: w.length });
-        }
+        add_node_faults(s, rng, node, rates);
     }
     if n > 2 && rng.gen_bool(0.3) {
         let w = window(rng, d, 600_000_000_000);
@@ -553,5 +525,37 @@ mod tests {
         assert_eq!(a, b);
         let distinct = (0..20).map(|s| format!("{:?}", world(s))).collect::<std::collections::BTreeSet<_>>();
         assert_eq!(distinct.len(), 20);
+    }
+}
+
+/// How many crashes, clock jumps and full disks a node gets at most, and the share of
+/// crashes that restart before the settle phase.
+#[derive(Clone, Copy)]
+struct NodeFaultRates {
+    crash: u32,
+    jump: u32,
+    full: u32,
+    restart_share: f64,
+}
+
+/// A node's own faults: crashes (restarting after 1-300 s, or at settle), clock jumps of
+/// up to ±2 h, full disks of up to 5 min.
+fn add_node_faults(s: &mut Scenario, rng: &mut SimRng, node: usize, r: NodeFaultRates) {
+    let d = s.duration;
+    for _ in 0..rng.gen_range(0..=r.crash) {
+        let at = Duration(rng.gen_range(0..d.as_nanos()));
+        let restart_after =
+            if rng.gen_bool(r.restart_share) { Some(Duration(rng.gen_range(1..=300) * 1_000_000_000)) } else { None };
+        s.faults.push(FaultSpec::Crash { node, at, restart_after });
+    }
+    for _ in 0..rng.gen_range(0..=r.jump) {
+        let at = Duration(rng.gen_range(0..d.as_nanos()));
+        let mag = rng.gen_range(1..=7200i64) * 1_000_000_000;
+        let by_nanos = if rng.gen_bool(0.5) { mag } else { -mag };
+        s.faults.push(FaultSpec::ClockJump { node, at, by_nanos });
+    }
+    for _ in 0..rng.gen_range(0..=r.full) {
+        let w = window(rng, d, 300_000_000_000);
+        s.faults.push(FaultSpec::DiskFull { node, at: w.at, length: w.length });
     }
 }
