@@ -475,10 +475,6 @@ impl Site {
         &self.stats
     }
 
-    pub fn cluster_id(&self) -> NodeId {
-        self.cfg.id
-    }
-
     pub fn view(&self, now: Instant) -> crate::detector::SiteView {
         self.detector.view(now)
     }
