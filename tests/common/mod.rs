@@ -47,11 +47,16 @@ pub struct Daemon {
 impl Daemon {
     /// An edge named `name` that syncs to the gateway at `gateway` with `token`.
     pub fn edge(dir: &Path, name: &str, gateway: SocketAddr, token: &str, extra: &str) -> Daemon {
+        Daemon::edge_with_sync(dir, name, gateway, token, "backoff_min = \"100ms\"\nbackoff_max = \"2s\"\n", extra)
+    }
+
+    /// The same, with `sync` as the body of its `[sync]` table.
+    pub fn edge_with_sync(dir: &Path, name: &str, gateway: SocketAddr, token: &str, sync: &str, extra: &str) -> Daemon {
         let (http, binary) = (free_addr(), free_addr());
         let data = dir.join(name);
         let text = format!(
             "[node]\nname = \"{name}\"\ndata_dir = \"{}\"\n\n[api]\nhttp = \"{http}\"\nbinary = \"{binary}\"\n\n\
-             [cloud]\ngateway = \"{gateway}\"\ntoken = \"{token}\"\n\n[sync]\nbackoff_min = \"100ms\"\nbackoff_max = \"2s\"\n\n{extra}",
+             [cloud]\ngateway = \"{gateway}\"\ntoken = \"{token}\"\n\n[sync]\n{sync}\n{extra}",
             data.display()
         );
         Daemon::with_config(dir, name, false, &text, http, binary, data)
@@ -65,17 +70,40 @@ impl Daemon {
 
     /// A gateway listening for edges on `listen`, accepting the `(edge, token)` pairs.
     pub fn gateway(dir: &Path, listen: SocketAddr, tokens: &[(&str, &str)]) -> Daemon {
+        Daemon::gateway_with(dir, listen, tokens, "")
+    }
+
+    /// The same, with `extra` lines in its `[gateway]` table (`open = true`).
+    pub fn gateway_with(dir: &Path, listen: SocketAddr, tokens: &[(&str, &str)], extra: &str) -> Daemon {
         let (http, binary) = (free_addr(), free_addr());
         let data = dir.join("gateway");
         let mut text = format!(
             "[node]\nname = \"gateway\"\ndata_dir = \"{}\"\n\n[api]\nhttp = \"{http}\"\nbinary = \"{binary}\"\n\n\
-             [gateway]\nlisten = \"{listen}\"\n\n[gateway.tokens]\n",
+             [gateway]\nlisten = \"{listen}\"\n{extra}\n[gateway.tokens]\n",
             data.display()
         );
         for (edge, token) in tokens {
             text.push_str(&format!("\"{edge}\" = \"{token}\"\n"));
         }
         Daemon::with_config(dir, "gateway", true, &text, http, binary, data)
+    }
+
+    /// An edge whose config file the test wrote itself, naming `http` and `binary`.
+    pub fn from_file(dir: &Path, name: &str, config: &Path, http: SocketAddr, binary: SocketAddr) -> Daemon {
+        let log = dir.join(format!("{name}.log"));
+        let data = dir.join(name);
+        Daemon {
+            name: name.into(),
+            gateway: false,
+            config: config.to_path_buf(),
+            data,
+            log,
+            http,
+            binary,
+            args: Vec::new(),
+            child: None,
+            starts: 0,
+        }
     }
 
     fn with_config(
@@ -133,6 +161,25 @@ impl Daemon {
         let mut c = self.child.take().expect("running");
         c.kill().expect("kill -9");
         c.wait().expect("reaped");
+    }
+
+    /// The process id of the running daemon.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// The daemon's peak resident memory so far (`VmHWM` of /proc), in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("/proc/PID/status");
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM in /proc/PID/status");
+        let kib: u64 = line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("VmHWM in kB");
+        kib << 10
+    }
+
+    /// The settings the daemon runs with, as its config loader reads its file.
+    pub fn settings(&self) -> outpost::config::Settings {
+        let role = if self.gateway { outpost_core::config::Role::Gateway } else { outpost_core::config::Role::Edge };
+        outpost::config::load(Some(&self.config), role).expect("the test's config loads")
     }
 
     pub fn is_running(&mut self) -> bool {
