@@ -151,7 +151,7 @@ demo:
     bin=$(realpath "${CARGO_TARGET_DIR:-target}/release/outpost")
     dir=$(mktemp -d)
     cd "$dir"
-    "$bin" gateway 2> gateway.log & gw=$!
+    "$bin" gateway --open 2> gateway.log & gw=$!
     "$bin" run 2> edge.log & edge=$!
     trap 'kill $gw $edge 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"' EXIT
     for i in $(seq 100); do
@@ -182,7 +182,7 @@ rss-load shell="tokio" memory="64MiB":
     cd "$dir"
     printf '[node]\nname = "load-edge"\n[api]\nhttp = "127.0.0.1:17480"\nbinary = "127.0.0.1:17481"\n[cloud]\ngateway = "127.0.0.1:17400"\n[resources]\nmax_memory = "%s"\n' "{{memory}}" > edge.toml
     printf '[node]\nname = "gateway"\n[api]\nhttp = "127.0.0.1:17490"\nbinary = "127.0.0.1:17491"\n[gateway]\nlisten = "127.0.0.1:17400"\n' > gateway.toml
-    "$bin" gateway --config gateway.toml 2> gateway.log & gw=$!
+    "$bin" gateway --config gateway.toml --open 2> gateway.log & gw=$!
     "$bin" run --config edge.toml --shell {{shell}} 2> edge.log & edge=$!
     trap 'kill $gw $edge 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"' EXIT
     for i in $(seq 100); do curl -sf 127.0.0.1:17480/health >/dev/null && break; sleep 0.1; done

@@ -4,8 +4,10 @@
 
 use crate::binproto::{self, Code};
 use crate::http::{Request, Response};
+use outpost_core::config::Role;
 use outpost_core::io::{Control, FetchError, Fetched, ProduceAck, ProduceError};
 use serde_json::{json, Value};
+use std::net::{IpAddr, SocketAddr};
 
 /// Records one HTTP batch may carry at most.
 pub const BATCH_RECORDS_MAX: usize = 10_000;
@@ -167,6 +169,114 @@ pub fn show_http(show: Show, s: &crate::status::Status) -> Response {
 /// The answer to an operator's sync command, once the node has it.
 pub fn control_http(c: Control) -> Response {
     Response::json(200, &json!({ "ok": true, "command": format!("{c:?}") }))
+}
+
+/// The answer to a request whose body did not find room in the ingress budget in time.
+pub fn busy_ingress() -> Response {
+    Response::error(
+        503,
+        "busy",
+        true,
+        "the daemon's buffers for request bodies are full (other large requests are being read); retry shortly",
+    )
+}
+
+/// The answer to a request that did not arrive whole by its deadline, `took` after it began.
+pub fn request_late(took: std::time::Duration) -> Response {
+    Response::error(
+        408,
+        "request_timeout",
+        false,
+        &format!(
+            "the request did not arrive whole in time ({:.0} s; after {} s a request must keep up {} KiB/s)",
+            took.as_secs_f64(),
+            crate::guard::REQUEST_GRACE.as_secs(),
+            crate::guard::REQUEST_MIN_RATE_BYTES_PER_SEC >> 10
+        ),
+    )
+}
+
+/// A sync command sent to a node that has no sync to command (a gateway does not sync
+/// up), refused rather than answered "ok" for nothing.
+pub fn control_refused(role: Role) -> Option<Response> {
+    (role == Role::Gateway).then(|| {
+        Response::error(
+            409,
+            "not_an_edge",
+            false,
+            "this node is a gateway: it does not sync up, so there is nothing to pause, resume or sync now; \
+             run the command against an edge",
+        )
+    })
+}
+
+/// What the local HTTP API refuses so that a web page open in a browser on the device
+/// cannot drive it (CSRF): a request that says it comes from a page (`Origin`, or
+/// `Sec-Fetch-Site` other than `none`/`same-origin`), unless that origin is listed in
+/// `api.allowed_origins`; and, while the API listens on a loopback address, a `Host` that is
+/// not this machine's (an IP address, `localhost`, `*.localhost`, or a name listed in
+/// `api.allowed_hosts`), which is what a page whose own name was rebound to 127.0.0.1 sends
+/// (DNS rebinding). Programs (curl, the CLI, the client library) send neither, and are served.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BrowserGuard {
+    /// Check `Host` (the API listens on loopback only).
+    pub check_host: bool,
+    /// Lower-case origins (`http://dashboard.local:8080`) whose pages may call the API.
+    pub allowed_origins: Vec<String>,
+    /// Lower-case host names the API may be called by, besides IP addresses and localhost.
+    pub allowed_hosts: Vec<String>,
+}
+
+impl BrowserGuard {
+    pub fn new(http: SocketAddr, allowed_origins: &[String], allowed_hosts: &[String]) -> BrowserGuard {
+        let lower = |v: &[String]| v.iter().map(|s| s.to_ascii_lowercase()).collect();
+        BrowserGuard {
+            check_host: http.ip().is_loopback(),
+            allowed_origins: lower(allowed_origins),
+            allowed_hosts: lower(allowed_hosts),
+        }
+    }
+
+    /// `Err` with the 403 to send when `req` is one a web page made.
+    pub fn check(&self, req: &Request) -> Result<(), Response> {
+        let refuse = |why: String| Err(Response::error(403, "forbidden", false, &why));
+        let allowed_origin =
+            req.origin.as_ref().is_some_and(|o| self.allowed_origins.contains(&o.to_ascii_lowercase()));
+        if let (Some(origin), false) = (&req.origin, allowed_origin) {
+            return refuse(format!(
+                "requests from web pages are refused (Origin: {origin}); programs on this device call the API \
+                 without an Origin header; to let a page call it, list its origin in api.allowed_origins"
+            ));
+        }
+        if let (Some(site), false) = (&req.sec_fetch_site, allowed_origin) {
+            if site != "none" && site != "same-origin" {
+                return refuse(format!(
+                    "requests from web pages are refused (Sec-Fetch-Site: {site}); to let a page call the API, \
+                     list its origin in api.allowed_origins"
+                ));
+            }
+        }
+        match &req.host {
+            Some(host) if self.check_host && !self.host_allowed(host) => refuse(format!(
+                "Host {host:?} is not this machine's; the API answers requests sent to an IP address, localhost \
+                 or a name in api.allowed_hosts"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn host_allowed(&self, host: &str) -> bool {
+        let name = match host.strip_prefix('[') {
+            Some(rest) => return rest.split(']').next().is_some_and(|ip| ip.parse::<IpAddr>().is_ok()),
+            None => {
+                host.rsplit_once(':').map_or(host, |(name, port)| if port.parse::<u16>().is_ok() { name } else { host })
+            }
+        };
+        name.parse::<IpAddr>().is_ok()
+            || name == "localhost"
+            || name.ends_with(".localhost")
+            || self.allowed_hosts.iter().any(|h| h == name)
+    }
 }
 
 /// The answer to a request for a topic this node does not have.
@@ -375,6 +485,36 @@ mod tests {
                 batch: true
             })
         );
+    }
+
+    #[test]
+    fn web_pages_are_refused_and_programs_served() {
+        let guard = BrowserGuard::new(
+            "127.0.0.1:7480".parse().unwrap(),
+            &["http://Dash.example".into()],
+            &["kiosk-7.lan".into()],
+        );
+        let with = |origin: Option<&str>, site: Option<&str>, host: Option<&str>| {
+            let mut r = req("POST", "/v1/admin/sync/pause", None, b"");
+            (r.origin, r.sec_fetch_site, r.host) = (origin.map(Into::into), site.map(Into::into), host.map(Into::into));
+            guard.check(&r).map_err(|resp| resp.status)
+        };
+        assert_eq!(with(None, None, None), Ok(()), "curl");
+        assert_eq!(with(None, None, Some("127.0.0.1:7480")), Ok(()));
+        assert_eq!(with(None, None, Some("[::1]:7480")), Ok(()));
+        assert_eq!(with(None, None, Some("localhost:7480")), Ok(()));
+        assert_eq!(with(None, None, Some("kiosk-7.lan")), Ok(()), "a listed name");
+        assert_eq!(with(None, Some("none"), Some("localhost")), Ok(()), "typed into the address bar");
+        assert_eq!(with(Some("http://evil.example"), None, None), Err(403));
+        assert_eq!(with(Some("null"), None, None), Err(403), "a sandboxed page");
+        assert_eq!(with(None, Some("cross-site"), None), Err(403));
+        assert_eq!(with(None, Some("same-site"), None), Err(403));
+        assert_eq!(with(None, None, Some("evil.example:7480")), Err(403), "DNS rebinding");
+        assert_eq!(with(Some("http://dash.example"), Some("cross-site"), None), Ok(()), "a listed origin");
+        let open = BrowserGuard::new("0.0.0.0:7480".parse().unwrap(), &[], &[]);
+        let mut r = req("GET", "/health", None, b"");
+        r.host = Some("kiosk-7:7480".into());
+        assert_eq!(open.check(&r).map_err(|r| r.status), Ok(()), "on a network interface, names are not checked");
     }
 
     #[test]

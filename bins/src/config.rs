@@ -82,6 +82,9 @@ pub struct Settings {
     /// within `shell.reserve` of it and the core gets the rest (`node.resources`).
     pub max_memory: u64,
     pub shell: ShellBudget,
+    /// What the HTTP API refuses of requests web pages make (`api.allowed_origins`,
+    /// `api.allowed_hosts`).
+    pub browser: crate::api::BrowserGuard,
 }
 
 /// How an edge reaches its gateway.
@@ -100,8 +103,11 @@ pub struct CloudSettings {
 pub struct GatewaySettings {
     /// Where edges connect.
     pub listen: SocketAddr,
-    /// Edge name → token; empty = accept any edge (dev mode, the shell warns).
+    /// Edge name → token.
     pub tokens: BTreeMap<String, String>,
+    /// `gateway.open`: accept edges whose names are not in `tokens` without a token (a
+    /// trusted network, a laptop). Off, a gateway with no tokens accepts no edge.
+    pub open: bool,
 }
 
 /// The process's own log (not the storage log).
@@ -205,7 +211,7 @@ pub fn parse(text: &str, path: Option<&Path>, role: Role) -> Result<Settings, Co
         let span = e.span().filter(|s| !s.is_empty());
         let field = span.as_ref().map(|s| field_at(&places, s)).unwrap_or_default();
         // Syntax errors span several lines ("invalid table header\nexpected `.`, `]`").
-        let mut message = e.message().trim().replace('\n', "; ");
+        let mut message = plain_types(&e.message().trim().replace('\n', "; "));
         if field.ends_with(".local_topics") {
             message.push_str("; local_topics is a top-level key, so it must come before the first [table] of the file");
         }
@@ -259,6 +265,10 @@ struct RawNode {
 struct RawApi {
     http: Option<String>,
     binary: Option<String>,
+    #[serde(default)]
+    allowed_origins: Vec<String>,
+    #[serde(default)]
+    allowed_hosts: Vec<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -275,6 +285,8 @@ struct RawGateway {
     listen: Option<String>,
     streams_max: Option<usize>,
     pending: Option<RawSize>,
+    #[serde(default)]
+    open: bool,
     #[serde(default)]
     tokens: BTreeMap<String, String>,
 }
@@ -409,6 +421,16 @@ fn settings(raw: &RawFile, path: Option<&Path>, role: Role, places: &[Place]) ->
     }
     check_listeners(&listeners, places)?;
     let (node, max_memory, shell) = node_config(raw, role, &node_name, cloud.as_ref(), places)?;
+    for (i, origin) in raw.api.allowed_origins.iter().enumerate() {
+        let ok = origin.starts_with("http://") || origin.starts_with("https://");
+        if !ok || origin.ends_with('/') {
+            return Err(problem(
+                format!("api.allowed_origins[{i}]"),
+                format!("{origin:?} is not an origin; expected a scheme, a host and an optional port, e.g. \"http://dashboard.local:8080\""),
+            ));
+        }
+    }
+    let browser = crate::api::BrowserGuard::new(http, &raw.api.allowed_origins, &raw.api.allowed_hosts);
     Ok(Settings {
         path: path.map(Path::to_path_buf),
         node,
@@ -422,6 +444,7 @@ fn settings(raw: &RawFile, path: Option<&Path>, role: Role, places: &[Place]) ->
         logging: logging(&raw.logging)?,
         max_memory,
         shell,
+        browser,
     })
 }
 
@@ -481,6 +504,17 @@ fn cloud(raw: Option<&RawCloud>, role: Role, node_name: &str) -> Result<Option<C
     if raw.token.as_deref() == Some("") {
         return Err(problem("cloud.token", "empty; remove it to connect without a token"));
     }
+    if let Some(token) = raw.token.as_deref().filter(|t| t.len() > crate::peer::TOKEN_LEN_MAX) {
+        return Err(problem(
+            "cloud.token",
+            format!(
+                "{} bytes long; the handshake carries at most {} bytes: use a shorter secret (and the same in the \
+                 gateway's gateway.tokens)",
+                token.len(),
+                crate::peer::TOKEN_LEN_MAX
+            ),
+        ));
+    }
     Ok(Some(CloudSettings { gateway_addr, gateway_name, token: raw.token.clone() }))
 }
 
@@ -500,8 +534,15 @@ fn gateway(raw: Option<&RawGateway>, role: Role) -> Result<Option<GatewaySetting
         if token.is_empty() {
             return Err(problem(field, "empty token; give the edge a secret, or remove the line"));
         }
+        if token.len() > crate::peer::TOKEN_LEN_MAX {
+            let max = crate::peer::TOKEN_LEN_MAX;
+            return Err(problem(
+                field,
+                format!("{} bytes long; the handshake carries at most {max} bytes", token.len()),
+            ));
+        }
     }
-    Ok(Some(GatewaySettings { listen, tokens: raw.tokens.clone() }))
+    Ok(Some(GatewaySettings { listen, tokens: raw.tokens.clone(), open: raw.open }))
 }
 
 /// Two listeners on one port would fail at bind time with a message that names neither.
@@ -550,27 +591,63 @@ fn node_config(
     cloud: Option<&CloudSettings>,
     places: &[Place],
 ) -> Result<(NodeConfig, u64, ShellBudget), Problem> {
-    let mut cfg = NodeConfig::new(node_id_of(node_name), role, topics(raw)?);
-    cfg.upstream = cloud.map(|c| node_id_of(&c.gateway_name));
     let r = &raw.resources;
     let memory = optional(r.max_memory.as_ref(), |s| size("resources.max_memory", s))?;
     let storage = optional(r.max_storage.as_ref(), |s| size("resources.max_storage", s))?;
-    let memory = memory.unwrap_or(cfg.resources.memory_bytes_max);
-    let storage = storage.unwrap_or(cfg.resources.storage_bytes_max);
-    // The shell's share first, sized for the values the fit allows; the core gets the rest.
+    let defaults = NodeConfig::new(node_id_of(node_name), role, Vec::new());
+    let memory = memory.unwrap_or(defaults.resources.memory_bytes_max);
+    let storage = storage.unwrap_or(defaults.resources.storage_bytes_max);
+    let (cfg, shell) = sized_config(raw, role, node_name, cloud, memory, storage)?;
+    cfg.validate().map_err(|mut e| {
+        if e.field == "resources.memory_bytes_max" {
+            let minimum = minimum_memory(raw, role, node_name, cloud, memory, storage)
+                .map_or(String::new(), |m| format!(" (with this file, at least {} is needed)", Bytes(m)));
+            e.message = format!(
+                "{} is the whole process's budget{minimum}; the shell keeps {} of it ({} connections per listener, \
+                 {} for request bodies), and the core's {}",
+                Bytes(memory),
+                Bytes(shell.reserve),
+                shell.http_connections_max,
+                Bytes(shell.ingress_bytes_max as u64),
+                e.message
+            );
+        }
+        core_problem(e, &cfg, raw, places)
+    })?;
+    Ok((cfg, memory, shell))
+}
+
+/// The core's configuration and the shell's budget for a process budget of `memory` and a
+/// storage budget of `storage`, not yet validated.
+fn sized_config(
+    raw: &RawFile,
+    role: Role,
+    node_name: &str,
+    cloud: Option<&CloudSettings>,
+    memory: u64,
+    storage: u64,
+) -> Result<(NodeConfig, ShellBudget), Problem> {
+    let mut cfg = NodeConfig::new(node_id_of(node_name), role, topics(raw)?);
+    cfg.upstream = cloud.map(|c| node_id_of(&c.gateway_name));
+    // The shell's share first, sized for the values the fit allows and the frames peers may
+    // send; the core gets the rest.
     let fitted_value_max = ShellBudget::fitted_value_max(memory);
-    let mut shell = ShellBudget::new(memory, fitted_value_max);
+    let frame_max = crate::limits::peer_frame_max(&cfg);
+    let mut shell = ShellBudget::new(memory, fitted_value_max, frame_max);
     fit_to_budgets(&mut cfg, shell.core_memory(memory), storage);
     apply_sync_limits(&mut cfg, &raw.sync)?;
     apply_log_limits(&mut cfg, &raw.log)?;
-    if cfg.log.value_bytes_max > fitted_value_max {
-        // The file allows larger values than the fit would: the shell buffers more of them.
-        shell = ShellBudget::new(memory, cfg.log.value_bytes_max);
+    let frames_now = crate::limits::peer_frame_max(&cfg);
+    if cfg.log.value_bytes_max > fitted_value_max || frames_now > frame_max {
+        // The file allows larger values or batches than the fit would: the shell buffers
+        // more of them.
+        let value_max = cfg.log.value_bytes_max.max(fitted_value_max);
+        shell = ShellBudget::new(memory, value_max, frames_now.max(frame_max));
         cfg.resources.memory_bytes_max = shell.core_memory(memory);
     }
     set(
         &mut cfg.resources.compact_index_bytes_max,
-        optional(r.compact_index.as_ref(), |s| size("resources.compact_index", s))?,
+        optional(raw.resources.compact_index.as_ref(), |s| size("resources.compact_index", s))?,
     );
     if let Some(g) = &raw.gateway {
         if g.streams_max == Some(0) {
@@ -579,21 +656,54 @@ fn node_config(
         set(&mut cfg.gateway.streams_max, g.streams_max);
         set(&mut cfg.gateway.pending_bytes_max, optional(g.pending.as_ref(), |s| size("gateway.pending", s))?);
     }
-    cfg.validate().map_err(|mut e| {
-        if e.field == "resources.memory_bytes_max" {
-            e.message = format!(
-                "{} is the whole process's budget; the shell keeps {} of it ({} connections, {} for request bodies), \
-                 and the core's {}",
-                Bytes(memory),
-                Bytes(shell.reserve),
-                shell.connections_max,
-                Bytes(shell.ingress_bytes_max as u64),
-                e.message
-            );
+    Ok((cfg, shell))
+}
+
+/// The smallest `resources.max_memory` (to the MiB) with which this file's limits fit,
+/// searched up to 1 TiB; None when even that is not enough.
+fn minimum_memory(
+    raw: &RawFile,
+    role: Role,
+    node_name: &str,
+    cloud: Option<&CloudSettings>,
+    memory: u64,
+    storage: u64,
+) -> Option<u64> {
+    const MIB: u64 = 1 << 20;
+    let fits = |m: u64| {
+        sized_config(raw, role, node_name, cloud, m, storage)
+            .is_ok_and(|(cfg, _)| cfg.validate().map_or_else(|e| e.field != "resources.memory_bytes_max", |()| true))
+    };
+    let (mut low, mut high) = (memory / MIB, memory.div_ceil(MIB).max(1));
+    while !fits(high * MIB) {
+        if high >= 1 << 20 {
+            return None;
         }
-        core_problem(e, &cfg, raw, places)
-    })?;
-    Ok((cfg, memory, shell))
+        (low, high) = (high, high * 2);
+    }
+    // `low` MiB does not fit, `high` MiB does: bisect.
+    while high - low > 1 {
+        let mid = low + (high - low) / 2;
+        if fits(mid * MIB) {
+            high = mid;
+        } else {
+            low = mid;
+        }
+    }
+    Some(high * MIB)
+}
+
+/// Serde names Rust's types in its messages ("expected u8"); the file's reader knows numbers.
+fn plain_types(message: &str) -> String {
+    [
+        ("expected u8", "expected an integer from 0 to 255"),
+        ("expected u16", "expected an integer from 0 to 65535"),
+        ("expected u32", "expected an integer from 0 to 4294967295"),
+        ("expected u64", "expected a non-negative integer"),
+        ("expected usize", "expected a non-negative integer"),
+    ]
+    .iter()
+    .fold(message.to_owned(), |m, (rust, plain)| m.replace(rust, plain))
 }
 
 /// The file's topics: `[[topics]]` in order, then `local_topics`; `events` when it has none.

@@ -18,6 +18,11 @@ pub struct Request {
     /// The `Outpost-Key` header: the record key of a raw produce.
     pub key: Option<Vec<u8>>,
     pub keep_alive: bool,
+    /// What a browser says of where the request comes from (`Origin`, `Sec-Fetch-Site`),
+    /// and the `Host` it was sent to: see [`crate::api::BrowserGuard`].
+    pub origin: Option<String>,
+    pub sec_fetch_site: Option<String>,
+    pub host: Option<String>,
     pub body: Vec<u8>,
 }
 
@@ -80,12 +85,15 @@ fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         409 => "Conflict",
         411 => "Length Required",
+        408 => "Request Timeout",
         413 => "Content Too Large",
         416 => "Range Not Satisfiable",
+        417 => "Expectation Failed",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
@@ -99,8 +107,13 @@ fn reason(status: u16) -> &'static str {
 pub enum HttpError {
     Malformed(String),
     HeadersTooLarge,
-    BodyTooLarge { len: u64, max: usize },
+    BodyTooLarge {
+        len: u64,
+        max: usize,
+    },
     LengthRequired,
+    /// An `Expect` other than `100-continue`.
+    ExpectationFailed(String),
 }
 
 impl HttpError {
@@ -126,6 +139,12 @@ impl HttpError {
                 "length_required",
                 false,
                 "a body needs a Content-Length header (chunked transfer encoding is not accepted)",
+            ),
+            HttpError::ExpectationFailed(what) => Response::error(
+                417,
+                "expectation_failed",
+                false,
+                &format!("Expect: {what} is not supported; only 100-continue is"),
             ),
         };
         Response { close: true, ..r }
@@ -158,8 +177,23 @@ struct Head {
     content_type: Option<String>,
     key: Option<Vec<u8>>,
     keep_alive: bool,
+    origin: Option<String>,
+    sec_fetch_site: Option<String>,
+    host: Option<String>,
+    expect_continue: bool,
     head_len: usize,
     total: usize,
+}
+
+/// What a shell needs to know of a request once its head has arrived, before its body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeadInfo {
+    /// The whole request's length, head and body: what the shell reserves before reading on.
+    pub total: usize,
+    /// The head's length: the body follows it.
+    pub head_len: usize,
+    /// The client waits for `100 Continue` before it sends the body (`Expect: 100-continue`).
+    pub expect_continue: bool,
 }
 
 /// Parses one request from the start of `buf`. `Ok(None)`: more bytes are needed.
@@ -188,16 +222,25 @@ pub fn parse(buf: &[u8], body_max: usize) -> Result<Option<(Request, usize)>, Ht
         content_type: h.content_type,
         key: h.key,
         keep_alive: h.keep_alive,
+        origin: h.origin,
+        sec_fetch_site: h.sec_fetch_site,
+        host: h.host,
         body: buf[h.head_len..h.total].to_vec(),
     };
     Ok(Some((request, h.total)))
 }
 
-/// The length of the whole request at the start of `buf`, once its head has arrived: what
-/// a shell reserves before reading the body.
-pub fn request_len(buf: &[u8], body_max: usize) -> Result<Option<usize>, HttpError> {
-    Ok(head(buf, body_max)?.map(|h| h.total))
+/// What the head at the start of `buf` says of its request, once the head has arrived.
+pub fn head_info(buf: &[u8], body_max: usize) -> Result<Option<HeadInfo>, HttpError> {
+    Ok(head(buf, body_max)?.map(|h| HeadInfo {
+        total: h.total,
+        head_len: h.head_len,
+        expect_continue: h.expect_continue,
+    }))
 }
+
+/// The interim answer that tells a client waiting on `Expect: 100-continue` to send its body.
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 fn head(buf: &[u8], body_max: usize) -> Result<Option<Head>, HttpError> {
     let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
@@ -215,17 +258,32 @@ fn head(buf: &[u8], body_max: usize) -> Result<Option<Head>, HttpError> {
     let method = req.method.unwrap_or("").to_string();
     let target = req.path.unwrap_or("/");
     let mut keep_alive = req.version == Some(1);
-    let mut content_len: u64 = 0;
+    let mut content_len: Option<u64> = None;
     let mut content_type = None;
     let mut key = None;
+    let (mut origin, mut sec_fetch_site, mut host) = (None, None, None);
+    let mut expect_continue = false;
     for h in req.headers.iter() {
         let name = h.name.to_ascii_lowercase();
         let value =
             std::str::from_utf8(h.value).map_err(|_| HttpError::Malformed(format!("header {name} is not UTF-8")));
         match name.as_str() {
             "content-length" => {
-                content_len =
-                    value?.trim().parse().map_err(|_| HttpError::Malformed("Content-Length is not a number".into()))?;
+                // One length, however often it is repeated (RFC 9110 8.6): two different
+                // ones would let a proxy in front and this server frame the stream apart.
+                for part in value?.split(',') {
+                    let len: u64 = part
+                        .trim()
+                        .parse()
+                        .map_err(|_| HttpError::Malformed("Content-Length is not a number".into()))?;
+                    if content_len.is_some_and(|l| l != len) {
+                        return Err(HttpError::Malformed(format!(
+                            "two Content-Length values ({} and {len}); send one",
+                            content_len.unwrap_or_default()
+                        )));
+                    }
+                    content_len = Some(len);
+                }
             }
             "transfer-encoding" => return Err(HttpError::LengthRequired),
             "content-type" => content_type = Some(value?.trim().to_ascii_lowercase()),
@@ -237,15 +295,38 @@ fn head(buf: &[u8], body_max: usize) -> Result<Option<Head>, HttpError> {
                     keep_alive = true;
                 }
             }
+            "expect" => {
+                let v = value?.trim().to_ascii_lowercase();
+                if v != "100-continue" {
+                    return Err(HttpError::ExpectationFailed(v));
+                }
+                expect_continue = true;
+            }
+            "origin" => origin = Some(value?.trim().to_owned()),
+            "sec-fetch-site" => sec_fetch_site = Some(value?.trim().to_ascii_lowercase()),
+            "host" => host = Some(value?.trim().to_ascii_lowercase()),
             "outpost-key" => key = Some(h.value.to_vec()),
             _ => {}
         }
     }
+    let content_len = content_len.unwrap_or(0);
     if content_len > body_max as u64 {
         return Err(HttpError::BodyTooLarge { len: content_len, max: body_max });
     }
     let total = head_len + content_len as usize;
-    Ok(Some(Head { method, target: target.to_string(), content_type, key, keep_alive, head_len, total }))
+    Ok(Some(Head {
+        method,
+        target: target.to_string(),
+        content_type,
+        key,
+        keep_alive,
+        origin,
+        sec_fetch_site,
+        host,
+        expect_continue: expect_continue && content_len > 0,
+        head_len,
+        total,
+    }))
 }
 
 #[cfg(test)]
@@ -279,6 +360,28 @@ mod tests {
         assert!(matches!(parse(bad_len, 1000), Err(HttpError::Malformed(_))));
         let r = parse(b"GET / HTTP/1.0\r\n\r\n", 10).unwrap().unwrap().0;
         assert!(!r.keep_alive, "HTTP/1.0 closes by default");
+        let two = b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 3\r\n\r\nhello";
+        assert!(matches!(parse(two, 1000), Err(HttpError::Malformed(m)) if m.contains("two Content-Length")));
+        let listed = b"POST / HTTP/1.1\r\nContent-Length: 5, 3\r\n\r\nhello";
+        assert!(matches!(parse(listed, 1000), Err(HttpError::Malformed(_))));
+        let same = b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello";
+        assert_eq!(parse(same, 1000).unwrap().unwrap().0.body, b"hello", "a repeated equal length is one length");
+        let odd = b"POST / HTTP/1.1\r\nExpect: 200-ok\r\nContent-Length: 1\r\n\r\n";
+        assert_eq!(parse(odd, 1000), Err(HttpError::ExpectationFailed("200-ok".into())));
+    }
+
+    #[test]
+    fn the_head_says_whether_the_client_waits_for_continue() {
+        let raw = b"POST / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 10\r\n\r\n";
+        let info = head_info(raw, 100).unwrap().unwrap();
+        assert_eq!(info, HeadInfo { total: raw.len() + 10, head_len: raw.len(), expect_continue: true });
+        let empty = b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n";
+        assert!(!head_info(empty, 100).unwrap().unwrap().expect_continue, "nothing to wait for");
+        let from =
+            b"GET / HTTP/1.1\r\nOrigin: http://a.example\r\nHost: Localhost:7480\r\nSec-Fetch-Site: cross-site\r\n\r\n";
+        let r = parse(from, 0).unwrap().unwrap().0;
+        assert_eq!(r.origin.as_deref(), Some("http://a.example"));
+        assert_eq!((r.host.as_deref(), r.sec_fetch_site.as_deref()), (Some("localhost:7480"), Some("cross-site")));
     }
 
     #[test]

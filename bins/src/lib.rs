@@ -10,6 +10,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod driver;
+pub mod guard;
 pub mod http;
 pub mod limits;
 pub mod lite;

@@ -7,34 +7,49 @@ use std::time::Duration;
 pub const PEER_SEND_QUEUE: usize = 256;
 /// Requests one binary-protocol connection may have unanswered.
 pub const BINARY_IN_FLIGHT_MAX: usize = 1024;
-/// Open application connections (HTTP and binary, each) at most; more are refused.
+/// Connections one application listener (HTTP or binary) admits at most, whatever the
+/// memory budget; fewer on small budgets ([`ShellBudget`]).
 pub const API_CONNECTIONS_MAX: usize = 256;
-/// Edges connected to a gateway at most.
+/// Connections the gateway's listener for edges admits at most (handshaking or linked).
 pub const PEER_CONNECTIONS_MAX: usize = 4096;
 /// How long a peer has to finish its handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a client has to send the rest of a request it started.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// A keep-alive connection with no request for this long is closed.
+/// A keep-alive connection with no request for this long is closed. (A request that has
+/// started runs on [`crate::guard::RequestClock`]'s deadline instead.)
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a request waits for room in the ingress budget before it is answered "busy".
+pub const BUDGET_WAIT: Duration = Duration::from_secs(2);
+/// After an answer that closes the connection, how long (and how many bytes) of what the
+/// client is still sending are read and dropped, so that the answer is not lost to a reset
+/// (a "lingering close", as HTTP servers do).
+pub const LINGER: Duration = Duration::from_secs(2);
+pub const LINGER_BYTES_MAX: usize = 16 << 20;
 /// A peer that sends nothing for this long is taken as gone (the sync protocol talks far
 /// more often: retransmits, Hellos, acks).
 pub const PEER_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long the gateway waits to take a frame from an edge into its ingress budget before
+/// it drops the frame (the sync protocol resends), so that one link never waits behind others.
+pub const PEER_FRAME_WAIT: Duration = Duration::from_secs(5);
 /// The largest HTTP body accepted: a batch of records.
 pub const HTTP_BODY_MAX: usize = 8 << 20;
-/// Reconnect backoff to the gateway.
-pub const RECONNECT_MIN: Duration = Duration::from_millis(200);
-pub const RECONNECT_MAX: Duration = Duration::from_secs(30);
+/// The largest frame an edge accepts from its gateway: the gateway sends it control frames
+/// only (welcome, acks, resets, skips).
+pub const CONTROL_FRAME_MAX: usize = 64 << 10;
 
-/// The largest sync frame an edge accepts from its gateway, and a gateway from an edge.
+/// The largest sync frame a node accepts from a peer: a gateway, the largest batch an
+/// edge may send; an edge, [`CONTROL_FRAME_MAX`].
 pub fn peer_frame_max(cfg: &outpost_core::config::NodeConfig) -> usize {
+    if cfg.role == outpost_core::config::Role::Edge {
+        return CONTROL_FRAME_MAX;
+    }
     let batch = (cfg.sync.batch_bytes_max as usize).max(cfg.gateway.batch_raw_bytes_max as usize);
     batch.max(1 << 20) + (64 << 10)
 }
 
-/// A link to the gateway that lasted this long resets the backoff to [`RECONNECT_MIN`]; a
-/// shorter one does not. Longer than the longest wait with its jitter (37.5 s), so that two
-/// edges that keep replacing each other at the gateway (a duplicated name) stay slow.
+/// A link to the gateway that lasted this long (or twice the longest wait, if more) resets
+/// the backoff to its start; a shorter one does not. Longer than the longest default wait
+/// with its jitter (37.5 s), so that two edges that keep replacing each other at the gateway
+/// (a duplicated name) stay slow.
 pub const LINK_STABLE: Duration = Duration::from_secs(60);
 /// How long an accept loop waits after an error that is not one connection's (out of file
 /// descriptors, usually: the listener stays ready, so retrying at once would spin a core).
@@ -57,20 +72,31 @@ pub fn jitter(seed: u64, attempt: u64, backoff: Duration) -> Duration {
 }
 
 /// The reconnect schedule of an edge's link to its gateway, the same in both shells: a
-/// doubling backoff from [`RECONNECT_MIN`] to [`RECONNECT_MAX`], plus [`jitter`]. Only a
-/// link that lasted [`LINK_STABLE`] starts it over: a gateway that welcomes the edge and
-/// drops it at once is retried ever more slowly, as one that cannot be reached is.
+/// doubling backoff from `sync.backoff_min` to `sync.backoff_max` (the config file's), plus
+/// [`jitter`]. Only a link that lasted [`LINK_STABLE`] (or twice the longest wait) starts it
+/// over: a gateway that welcomes the edge and drops it at once is retried ever more slowly,
+/// as one that cannot be reached is.
 #[derive(Clone, Debug)]
 pub struct Backoff {
+    min: Duration,
+    max: Duration,
     wait: Duration,
     seed: u64,
     attempts: u64,
 }
 
 impl Backoff {
-    /// For the edge named `name` (its jitter follows from the name).
-    pub fn new(name: &str) -> Backoff {
-        Backoff { wait: RECONNECT_MIN, seed: crate::config::node_id_of(name).0, attempts: 0 }
+    /// For the edge named `name` (its jitter follows from the name), waiting `min` at first
+    /// and at most `max` (plus jitter).
+    pub fn new(name: &str, min: Duration, max: Duration) -> Backoff {
+        assert!(!min.is_zero() && min <= max, "the config loader checks 0 < backoff_min <= backoff_max");
+        Backoff { min, max, wait: min, seed: crate::config::node_id_of(name).0, attempts: 0 }
+    }
+
+    /// The schedule `sync` asks for (`sync.backoff_min`, `sync.backoff_max`).
+    pub fn from_config(name: &str, sync: &outpost_core::config::SyncConfig) -> Backoff {
+        let d = |d: outpost_core::types::Duration| Duration::from_nanos(d.0);
+        Backoff::new(name, d(sync.backoff_min), d(sync.backoff_max))
     }
 
     /// An attempt to connect starts.
@@ -80,15 +106,15 @@ impl Backoff {
 
     /// A link that was up for `lasted` ended.
     pub fn link_lasted(&mut self, lasted: Duration) {
-        if lasted >= LINK_STABLE {
-            self.wait = RECONNECT_MIN;
+        if lasted >= LINK_STABLE.max(self.max * 2) {
+            self.wait = self.min;
         }
     }
 
     /// How long to wait before the next attempt; the backoff doubles.
     pub fn next_wait(&mut self) -> Duration {
         let wait = self.wait + jitter(self.seed, self.attempts, self.wait);
-        self.wait = (self.wait * 2).min(RECONNECT_MAX);
+        self.wait = (self.wait * 2).min(self.max);
         wait
     }
 }
@@ -98,25 +124,34 @@ impl Backoff {
 /// that the two together stay within it.
 ///
 /// The shell's buffers, and their bounds:
-/// - per application connection: a request head (≤ [`http::HEADER_BYTES_MAX`]), one read
+/// - per application connection, on each of the two listeners (`http_connections_max`,
+///   `binary_connections_max`): a request head (≤ [`http::HEADER_BYTES_MAX`]), one read
 ///   chunk, answers waiting to be written (a connection's next request is not read while
-///   more than `write_buffer_max` waits), one fetch answer (`max_bytes` is capped at
-///   `fetch_bytes_max`, plus one record of at most `codec::MAX_VALUE_BYTES`), and the
-///   acknowledgements of its requests in flight (≤ [`BINARY_IN_FLIGHT_MAX`] × 32 B);
-/// - request bodies and frames (from applications, and from edges on a gateway), reserved
-///   whole from one shared `ingress_bytes_max` before they are read, and released once the
-///   core holds them (it accounts them from there);
+///   more than `write_buffer_max` waits), and on a binary connection the acknowledgements
+///   of its requests in flight (≤ [`BINARY_IN_FLIGHT_MAX`] × 32 B);
+/// - fetch answers (`max_bytes` is capped at `fetch_bytes_max`, plus one record of at most
+///   `codec::MAX_VALUE_BYTES`), at most `fetch_answers_max` at once over all connections;
+/// - request bodies and frames from applications, reserved whole from `ingress_bytes_max`
+///   before they are read and released once the core holds them (it accounts them from
+///   there); every request the listeners accept fits it whole, so none waits for ever;
+/// - frames from peers (edges on a gateway, the gateway on an edge), reserved the same way
+///   from a budget of their own, `peer_ingress_bytes_max`, so that applications and the
+///   gateway link never wait for each other;
 /// - frames to peers: the sync window, which the core accounts (`sync_window`).
 ///
 /// [`http::HEADER_BYTES_MAX`]: crate::http::HEADER_BYTES_MAX
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ShellBudget {
-    /// Application connections (HTTP and binary together) at most.
-    pub connections_max: usize,
+    /// Connections each application listener (HTTP, binary) admits at most.
+    pub http_connections_max: usize,
+    pub binary_connections_max: usize,
     pub ingress_bytes_max: usize,
+    pub peer_ingress_bytes_max: usize,
     pub write_buffer_max: usize,
     pub fetch_bytes_max: u32,
-    /// The largest HTTP body: within the ingress budget.
+    /// Fetch answers the shell holds at once, over all connections.
+    pub fetch_answers_max: usize,
+    /// The largest HTTP body: its request, head included, fits the ingress budget whole.
     pub http_body_max: usize,
     /// The largest binary-protocol request frame: a largest value and key, and its head.
     pub request_frame_max: usize,
@@ -132,29 +167,43 @@ const REQUEST_HEAD_BYTES: usize = 512;
 
 impl ShellBudget {
     /// The shell's share of a process budget of `memory` when values are at most
-    /// `value_max` bytes.
-    pub fn new(memory: u64, value_max: u32) -> ShellBudget {
+    /// `value_max` bytes and peers send frames of at most `peer_frame_max` bytes.
+    pub fn new(memory: u64, value_max: u32, peer_frame_max: usize) -> ShellBudget {
         let value_max = value_max as usize;
         let key_max = outpost_core::codec::MAX_KEY_BYTES;
-        let connections_max = ((memory >> 23) as usize).clamp(2, API_CONNECTIONS_MAX);
+        let connections_max = ((memory >> 22) as usize).clamp(4, API_CONNECTIONS_MAX);
         let request_frame_max = (4 + value_max + key_max + REQUEST_HEAD_BYTES).min(crate::binproto::REQUEST_FRAME_MAX);
-        let ingress_bytes_max = ((memory / 16) as usize).clamp(2 * request_frame_max, 64 << 20);
+        let head_max = crate::http::HEADER_BYTES_MAX;
+        let ingress_bytes_max = ((memory / 16) as usize).clamp(2 * request_frame_max.max(head_max), 64 << 20);
+        // A gateway takes batches from many edges at once; an edge only control frames.
+        let peer_ingress_bytes_max = if peer_frame_max > CONTROL_FRAME_MAX {
+            ((memory / 16) as usize).clamp(2 * peer_frame_max, (64 << 20).max(2 * peer_frame_max))
+        } else {
+            2 * peer_frame_max
+        };
         let write_buffer_max = 64 << 10;
-        let fetch_bytes_max = 256 << 10;
+        let fetch_bytes_max = if memory < 16 << 20 { 128 << 10 } else { 256 << 10 };
+        let fetch_answers_max = ((memory >> 24) as usize).clamp(1, 16);
         let fetch_answer = fetch_bytes_max + value_max + key_max;
-        let per_connection = crate::http::HEADER_BYTES_MAX
-            + READ_CHUNK
-            + write_buffer_max
-            + fetch_answer
-            + BINARY_IN_FLIGHT_MAX * ACK_ANSWER_BYTES;
+        let per_http = head_max + READ_CHUNK + write_buffer_max;
+        let per_binary = READ_CHUNK + write_buffer_max + BINARY_IN_FLIGHT_MAX * ACK_ANSWER_BYTES;
+        let reserve = connections_max * (per_http + per_binary)
+            + fetch_answers_max * fetch_answer
+            + ingress_bytes_max
+            + peer_ingress_bytes_max;
+        let http_body_max = HTTP_BODY_MAX.min(ingress_bytes_max - head_max);
+        debug_assert!(http_body_max + head_max <= ingress_bytes_max, "every accepted request fits the budget");
         ShellBudget {
-            connections_max,
+            http_connections_max: connections_max,
+            binary_connections_max: connections_max,
             ingress_bytes_max,
+            peer_ingress_bytes_max,
             write_buffer_max,
             fetch_bytes_max: fetch_bytes_max as u32,
-            http_body_max: HTTP_BODY_MAX.min(ingress_bytes_max),
+            fetch_answers_max,
+            http_body_max,
             request_frame_max,
-            reserve: (connections_max * per_connection + ingress_bytes_max) as u64,
+            reserve: reserve as u64,
         }
     }
 
@@ -176,34 +225,51 @@ mod tests {
 
     #[test]
     fn the_shell_takes_a_bounded_share_of_the_process_budget() {
-        for (mib, conns) in [(8u64, 2usize), (16, 2), (64, 8), (256, 32), (4096, 256)] {
+        let frame = CONTROL_FRAME_MAX;
+        for (mib, conns) in [(8u64, 4usize), (16, 4), (64, 16), (256, 64), (4096, 256)] {
             let memory = mib << 20;
-            let b = ShellBudget::new(memory, ShellBudget::fitted_value_max(memory));
-            assert_eq!(b.connections_max, conns, "{mib} MiB");
-            assert!(b.http_body_max <= b.ingress_bytes_max);
+            let b = ShellBudget::new(memory, ShellBudget::fitted_value_max(memory), frame);
+            assert_eq!((b.http_connections_max, b.binary_connections_max), (conns, conns), "{mib} MiB");
+            assert!(b.http_body_max + crate::http::HEADER_BYTES_MAX <= b.ingress_bytes_max, "a whole request fits");
             assert!(b.ingress_bytes_max >= 2 * b.request_frame_max, "two largest frames fit at once");
+            assert!(b.peer_ingress_bytes_max >= 2 * frame);
             assert!(b.reserve * 4 <= memory, "{mib} MiB: the shell takes {} of it", b.reserve);
         }
-        let small = ShellBudget::new(8 << 20, 100 << 10);
-        let large = ShellBudget::new(8 << 20, 1 << 20);
+        let small = ShellBudget::new(8 << 20, 100 << 10, frame);
+        let large = ShellBudget::new(8 << 20, 1 << 20, frame);
         assert!(large.reserve > small.reserve && large.request_frame_max > small.request_frame_max);
     }
 
     #[test]
     fn the_backoff_doubles_to_its_cap_and_only_a_stable_link_starts_it_over() {
-        let mut b = Backoff::new("edge-1");
-        let mut base = RECONNECT_MIN;
+        let (min, max) = (Duration::from_millis(200), Duration::from_secs(30));
+        let mut b = Backoff::new("edge-1", min, max);
+        let mut base = min;
         for _ in 0..12 {
             b.attempt();
             let w = b.next_wait();
             assert!(w >= base && w <= base + base / 4, "{w:?} for {base:?}");
-            base = (base * 2).min(RECONNECT_MAX);
+            base = (base * 2).min(max);
         }
         b.link_lasted(LINK_STABLE - Duration::from_secs(1));
         b.attempt();
-        assert!(b.next_wait() >= RECONNECT_MAX, "a short link keeps the backoff");
+        assert!(b.next_wait() >= max, "a short link keeps the backoff");
         b.link_lasted(LINK_STABLE);
         b.attempt();
-        assert!(b.next_wait() <= RECONNECT_MIN + RECONNECT_MIN / 4, "a stable link starts it over");
+        assert!(b.next_wait() <= min + min / 4, "a stable link starts it over");
+    }
+
+    #[test]
+    fn the_backoff_follows_the_configured_bounds() {
+        let mut b = Backoff::new("edge-1", Duration::from_millis(100), Duration::from_secs(1));
+        let waits: Vec<Duration> = (0..10)
+            .map(|_| {
+                b.attempt();
+                b.next_wait()
+            })
+            .collect();
+        assert!(waits[0] >= Duration::from_millis(100) && waits[0] <= Duration::from_millis(125));
+        assert!(waits.iter().all(|w| *w <= Duration::from_millis(1250)), "{waits:?}");
+        assert!(waits[9] >= Duration::from_secs(1), "it reaches the cap");
     }
 }

@@ -13,12 +13,16 @@
 //! since every acknowledged record is already durable.
 #![allow(clippy::disallowed_types)] // The shell keeps real time (std::time::Instant).
 
-use crate::api::{self, Call};
+use crate::api::{self, BrowserGuard, Call};
 use crate::binproto;
 use crate::config::Settings;
 use crate::driver::{Driver, Effects, Identity};
+use crate::guard::{Admit, Budget, ConnId, ConnTable, RequestClock};
 use crate::http;
-use crate::limits::{self, ShellBudget, BINARY_IN_FLIGHT_MAX, IDLE_TIMEOUT, PEER_IDLE_TIMEOUT, READ_CHUNK};
+use crate::limits::{
+    self, ShellBudget, BINARY_IN_FLIGHT_MAX, BUDGET_WAIT, IDLE_TIMEOUT, LINGER, LINGER_BYTES_MAX, PEER_IDLE_TIMEOUT,
+    READ_CHUNK,
+};
 use crate::peer::{self, PeerHello, Verdict};
 use crate::status::{Link, PeerLink};
 use crate::store::Store;
@@ -39,6 +43,8 @@ const UPLINK: Token = Token(2);
 const FIRST_CONN: usize = 3;
 /// Bytes queued to the gateway at most; frames beyond are dropped (the protocol resends).
 const UPLINK_WRITE_MAX: usize = 4 << 20;
+/// How often deadlines are checked: a late request is closed at most this much late.
+const HOUSEKEEPING: Duration = Duration::from_millis(250);
 
 /// What an answer does to its connection once written into its buffer.
 enum Done {
@@ -48,8 +54,10 @@ enum Done {
     Binary,
 }
 
-/// Answers the node's replies produce, for the loop to put into connection buffers.
-type Outbox = Arc<Mutex<Vec<(Token, Vec<u8>, Done)>>>;
+/// An answer the node's replies produce, for the loop to put into a connection's buffer:
+/// the connection, the bytes, what it completes, and whether it is a fetch's answer.
+type Answered = (Token, Vec<u8>, Done, bool);
+type Outbox = Arc<Mutex<Vec<Answered>>>;
 
 enum Kind {
     Http { waiting: bool },
@@ -59,13 +67,69 @@ enum Kind {
 struct Conn {
     stream: TcpStream,
     kind: Kind,
+    /// Its place in its listener's table.
+    id: ConnId,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
     close_after_write: bool,
+    /// After the last answer is written: read and drop what the client still sends, until
+    /// then, so that it reads the answer rather than a reset.
+    linger_until: Option<Instant>,
+    lingered_bytes: usize,
     eof: bool,
-    last_active: Instant,
+    /// The request being read (its first byte has come), on its deadline.
+    clock: Option<RequestClock>,
+    /// Since when nothing has been in flight and no request started.
+    idle_since: Instant,
     /// Bytes of the shared ingress budget held for the request being read.
     reserved: usize,
+    /// Since when the request waits for ingress budget (or a fetch answer's place).
+    blocked_since: Option<Instant>,
+    /// `100 Continue` was sent for the request being read.
+    continued: bool,
+    /// A fetch answer is in `wbuf`, not yet written whole.
+    fetch_unwritten: bool,
+}
+
+impl Conn {
+    fn new(stream: TcpStream, kind: Kind, id: ConnId, now: Instant) -> Conn {
+        Conn {
+            stream,
+            kind,
+            id,
+            rbuf: Vec::new(),
+            wbuf: Vec::new(),
+            close_after_write: false,
+            linger_until: None,
+            lingered_bytes: 0,
+            eof: false,
+            clock: None,
+            idle_since: now,
+            reserved: 0,
+            blocked_since: None,
+            continued: false,
+            fetch_unwritten: false,
+        }
+    }
+
+    fn is_http(&self) -> bool {
+        matches!(self.kind, Kind::Http { .. })
+    }
+
+    /// The node is answering one of its requests.
+    fn busy(&self) -> bool {
+        match self.kind {
+            Kind::Http { waiting } => waiting,
+            Kind::Binary { in_flight } => in_flight > 0,
+        }
+    }
+
+    /// Answers `resp` and closes once it is written (lingering: the client may still be
+    /// sending the request it answers).
+    fn refuse(&mut self, resp: http::Response) {
+        http::Response { close: true, ..resp }.encode(&mut self.wbuf);
+        self.close_after_write = true;
+    }
 }
 
 enum LinkState {
@@ -83,6 +147,7 @@ struct Uplink {
     backoff: limits::Backoff,
     failures: u64,
     reconnects: u64,
+    ever_connected: bool,
     since: Instant,
     last_error: Option<String>,
     frame_max: usize,
@@ -96,15 +161,19 @@ struct Lite {
     http: TcpListener,
     binary: TcpListener,
     conns: BTreeMap<Token, Conn>,
+    http_table: ConnTable<Token>,
+    binary_table: ConnTable<Token>,
     next_token: usize,
     outbox: Outbox,
     uplink: Option<Uplink>,
     topics: BTreeMap<String, TopicIdx>,
-    refused: u64,
     budget: ShellBudget,
+    browser: BrowserGuard,
     process_memory_max: u64,
-    ingress_used: usize,
-    /// Connections waiting for ingress budget to read their request's body.
+    ingress: Budget,
+    /// Fetches issued whose answers are not yet written whole (at most `fetch_answers_max`).
+    fetches_held: usize,
+    /// Connections waiting for ingress budget or a fetch answer's place.
     blocked: BTreeSet<Token>,
 }
 
@@ -135,9 +204,10 @@ pub fn run(settings: Settings, stop: &AtomicBool) -> Result<(), String> {
                 id: up,
                 hello: PeerHello { name: settings.node_name.clone(), token: c.token.clone().unwrap_or_default() },
                 state: LinkState::Idle { retry_at: now },
-                backoff: limits::Backoff::new(&settings.node_name),
+                backoff: limits::Backoff::from_config(&settings.node_name, &cfg.sync),
                 failures: 0,
                 reconnects: 0,
+                ever_connected: false,
                 since: now,
                 last_error: None,
                 frame_max: limits::peer_frame_max(&cfg),
@@ -153,6 +223,7 @@ pub fn run(settings: Settings, stop: &AtomicBool) -> Result<(), String> {
     let topics = names.iter().enumerate().map(|(i, n)| (n.clone(), TopicIdx(i as u16))).collect();
     let mut fx = Effects::default();
     let driver = Driver::new(cfg, identity, &mut fx);
+    let budget = settings.shell;
     let mut lite = Lite {
         poll,
         driver,
@@ -161,14 +232,17 @@ pub fn run(settings: Settings, stop: &AtomicBool) -> Result<(), String> {
         http,
         binary,
         conns: BTreeMap::new(),
+        http_table: ConnTable::new(budget.http_connections_max),
+        binary_table: ConnTable::new(budget.binary_connections_max),
         next_token: FIRST_CONN,
         outbox: Arc::new(Mutex::new(Vec::new())),
         uplink,
         topics,
-        refused: 0,
-        budget: settings.shell,
+        budget,
+        browser: settings.browser.clone(),
         process_memory_max: settings.max_memory,
-        ingress_used: 0,
+        ingress: Budget::new(budget.ingress_bytes_max),
+        fetches_held: 0,
         blocked: BTreeSet::new(),
     };
     lite.run(stop)
@@ -181,7 +255,7 @@ impl Lite {
         self.settle();
         while !stop.load(Ordering::Relaxed) {
             let now = Instant::now();
-            let mut wake = now + Duration::from_secs(1);
+            let mut wake = now + HOUSEKEEPING;
             if let Some(w) = self.driver.next_wake() {
                 wake = wake.min(w);
             }
@@ -208,9 +282,10 @@ impl Lite {
             }
             self.uplink_tick();
             self.settle();
-            if housekeeping.elapsed() >= Duration::from_secs(1) {
+            self.retry_blocked();
+            if housekeeping.elapsed() >= HOUSEKEEPING {
                 housekeeping = Instant::now();
-                self.expire_idle();
+                self.enforce_deadlines();
             }
         }
         Ok(())
@@ -233,18 +308,26 @@ impl Lite {
                 self.send_to_gateway(to, &bytes);
             }
             let mut touched: Vec<Token> = Vec::new();
-            if self.ingress_used < self.budget.ingress_bytes_max && !self.blocked.is_empty() {
-                touched.extend(std::mem::take(&mut self.blocked));
-            }
-            for (token, bytes, done) in answers {
-                let Some(c) = self.conns.get_mut(&token) else { continue };
+            for (token, bytes, done, fetch) in answers {
+                let Some(c) = self.conns.get_mut(&token) else {
+                    // The connection went away before its fetch answer: its place is free.
+                    self.fetches_held -= usize::from(fetch);
+                    continue;
+                };
                 c.wbuf.extend_from_slice(&bytes);
+                c.fetch_unwritten |= fetch;
                 match (&mut c.kind, done) {
                     (Kind::Http { waiting }, Done::Http { close }) => {
                         *waiting = false;
                         c.close_after_write |= close;
+                        c.idle_since = Instant::now();
                     }
-                    (Kind::Binary { in_flight }, Done::Binary) => *in_flight -= 1,
+                    (Kind::Binary { in_flight }, Done::Binary) => {
+                        *in_flight -= 1;
+                        if *in_flight == 0 {
+                            c.idle_since = Instant::now();
+                        }
+                    }
                     _ => unreachable!("answers match their connection's kind"),
                 }
                 touched.push(token);
@@ -255,8 +338,19 @@ impl Lite {
                 // Write what is ready, then read what the answer unblocked.
                 self.service(t);
             }
+            self.retry_blocked();
         }
         self.flush_uplink();
+    }
+
+    /// Connections that waited for budget or a fetch answer's place try again.
+    fn retry_blocked(&mut self) {
+        if self.blocked.is_empty() {
+            return;
+        }
+        for t in std::mem::take(&mut self.blocked) {
+            self.service(t);
+        }
     }
 
     fn accept(&mut self, is_http: bool) {
@@ -267,33 +361,64 @@ impl Lite {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => return tracing::warn!(error = %e, "accept failed"),
             };
-            if self.conns.len() >= self.budget.connections_max {
-                self.refused += 1;
-                tracing::warn!(%addr, "too many connections; refused");
-                continue;
-            }
             let token = Token(self.next_token);
+            let now = Instant::now();
+            let table = if is_http { &mut self.http_table } else { &mut self.binary_table };
+            let id = match table.admit(now, token) {
+                Admit::Yes { id, evicted } => {
+                    if let Some((_, victim)) = evicted {
+                        tracing::debug!(%addr, "dropped the slowest connection to admit a new one");
+                        self.close(victim);
+                    }
+                    id
+                }
+                Admit::No => {
+                    tracing::warn!(%addr, "every connection is busy; refused a new one");
+                    if is_http {
+                        let busy = http::Response::error(
+                            503,
+                            "too_many_connections",
+                            true,
+                            "every connection is busy; retry shortly",
+                        );
+                        let mut out = Vec::new();
+                        http::Response { close: true, ..busy }.encode(&mut out);
+                        let _ = stream.write(&out);
+                    }
+                    continue;
+                }
+            };
             self.next_token += 1;
             if is_http {
                 let _ = stream.set_nodelay(true);
             }
             if let Err(e) = self.poll.registry().register(&mut stream, token, Interest::READABLE | Interest::WRITABLE) {
                 tracing::warn!(error = %e, "cannot watch a connection");
+                self.table(is_http).remove(id);
                 continue;
             }
             let kind = if is_http { Kind::Http { waiting: false } } else { Kind::Binary { in_flight: 0 } };
-            let conn = Conn {
-                stream,
-                kind,
-                rbuf: Vec::new(),
-                wbuf: Vec::new(),
-                close_after_write: false,
-                eof: false,
-                last_active: Instant::now(),
-                reserved: 0,
-            };
-            self.conns.insert(token, conn);
+            self.conns.insert(token, Conn::new(stream, kind, id, now));
         }
+    }
+
+    fn table(&mut self, is_http: bool) -> &mut ConnTable<Token> {
+        if is_http {
+            &mut self.http_table
+        } else {
+            &mut self.binary_table
+        }
+    }
+
+    /// Closes a connection at once, giving back what it held.
+    fn close(&mut self, token: Token) {
+        let Some(mut c) = self.conns.remove(&token) else { return };
+        self.release(&mut c);
+        self.fetches_held -= usize::from(c.fetch_unwritten);
+        self.blocked.remove(&token);
+        let is_http = c.is_http();
+        self.table(is_http).remove(c.id);
+        let _ = self.poll.registry().deregister(&mut c.stream);
     }
 
     /// Writes what a connection has to write, reads what it can, and handles whole
@@ -301,20 +426,21 @@ impl Lite {
     fn service(&mut self, token: Token) {
         let Some(mut c) = self.conns.remove(&token) else { return };
         let alive = self.service_conn(token, &mut c);
-        if alive {
-            self.conns.insert(token, c);
-        } else {
-            self.release(&mut c);
-            let _ = self.poll.registry().deregister(&mut c.stream);
+        self.conns.insert(token, c);
+        if !alive {
+            self.close(token);
         }
     }
 
     fn service_conn(&mut self, token: Token, c: &mut Conn) -> bool {
-        if !write_out(&mut c.stream, &mut c.wbuf) {
+        if !self.write(c) {
             return false;
         }
+        if c.linger_until.is_some() {
+            return self.linger(c);
+        }
         if c.wbuf.is_empty() && c.close_after_write {
-            return false;
+            return self.start_linger(c);
         }
         loop {
             // Handle what is buffered before reading more, so a client cannot make us buffer
@@ -345,21 +471,79 @@ impl Lite {
                 Ok(0) => c.eof = true,
                 Ok(n) => {
                     c.rbuf.extend_from_slice(&chunk[..n]);
-                    c.last_active = Instant::now();
+                    self.received(c, n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return false,
             }
         }
-        if !write_out(&mut c.stream, &mut c.wbuf) {
+        if !self.write(c) {
             return false;
         }
-        let idle = match c.kind {
-            Kind::Http { waiting } => !waiting,
-            Kind::Binary { in_flight } => in_flight == 0,
-        };
-        !(c.wbuf.is_empty() && (c.close_after_write || (c.eof && idle)))
+        if c.wbuf.is_empty() && c.close_after_write {
+            return self.start_linger(c);
+        }
+        self.note_phase(c);
+        !(c.wbuf.is_empty() && c.eof && !c.busy())
+    }
+
+    /// `n` bytes of a request arrived: its clock starts with its first byte.
+    fn received(&mut self, c: &mut Conn, n: usize) {
+        match &mut c.clock {
+            Some(clock) => clock.received(n),
+            None => c.clock = Some(RequestClock::start(Instant::now(), n)),
+        }
+    }
+
+    /// Tells the listener's table whether the connection is busy, reading (and how much of
+    /// its request came) or idle.
+    fn note_phase(&mut self, c: &mut Conn) {
+        let (is_http, id) = (c.is_http(), c.id);
+        match c.clock {
+            _ if c.busy() => self.table(is_http).busy(id),
+            None => self.table(is_http).idle(id, c.idle_since),
+            Some(clock) => self.table(is_http).set_reading(id, clock.started(), c.rbuf.len() as u64),
+        }
+    }
+
+    /// Writes as much as the socket takes; a fetch answer written whole frees its place.
+    fn write(&mut self, c: &mut Conn) -> bool {
+        let ok = write_out(&mut c.stream, &mut c.wbuf);
+        if c.wbuf.is_empty() && c.fetch_unwritten {
+            c.fetch_unwritten = false;
+            self.fetches_held -= 1;
+            c.idle_since = Instant::now();
+        }
+        ok
+    }
+
+    /// The connection's last answer is written: stop writing, and read and drop what the
+    /// client still sends for [`LINGER`].
+    fn start_linger(&mut self, c: &mut Conn) -> bool {
+        if c.eof {
+            return false;
+        }
+        self.release(c);
+        let _ = c.stream.shutdown(std::net::Shutdown::Write);
+        c.linger_until = Some(Instant::now() + LINGER);
+        self.linger(c)
+    }
+
+    fn linger(&mut self, c: &mut Conn) -> bool {
+        let mut chunk = [0u8; READ_CHUNK];
+        loop {
+            if c.lingered_bytes >= LINGER_BYTES_MAX {
+                return false;
+            }
+            match c.stream.read(&mut chunk) {
+                Ok(0) => return false,
+                Ok(n) => c.lingered_bytes += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
     }
 
     /// Handles one HTTP request if a whole one is buffered.
@@ -368,19 +552,29 @@ impl Lite {
             Ok(Some(x)) => x,
             Ok(None) => return false,
             Err(e) => {
-                e.response().encode(&mut c.wbuf);
-                c.close_after_write = true;
+                c.refuse(e.response());
                 return true;
             }
         };
+        if matches!(api::route(&req), Ok(Call::Fetch { .. })) && self.browser.check(&req).is_ok() {
+            if self.fetches_held >= self.budget.fetch_answers_max {
+                self.blocked.insert(token);
+                return false;
+            }
+            self.fetches_held += 1;
+        }
         c.rbuf.drain(..used);
         self.release(c);
+        c.clock = None;
+        c.continued = false;
+        c.blocked_since = None;
         let close = !req.keep_alive;
         match self.answer_http(token, &req, close) {
             Some(resp) => {
                 let close = close || resp.close;
                 http::Response { close, ..resp }.encode(&mut c.wbuf);
                 c.close_after_write |= close;
+                c.idle_since = Instant::now();
             }
             None => c.kind = Kind::Http { waiting: true },
         }
@@ -389,6 +583,9 @@ impl Lite {
 
     /// The response now, or `None` when it will come through the outbox.
     fn answer_http(&mut self, token: Token, req: &http::Request, close: bool) -> Option<http::Response> {
+        if let Err(resp) = self.browser.check(req) {
+            return Some(resp);
+        }
         let call = match api::route(req) {
             Ok(c) => c,
             Err(resp) => return Some(resp),
@@ -397,6 +594,9 @@ impl Lite {
         Some(match call {
             Call::Show(show) => api::show_http(show, &status()),
             Call::Control(ctl) => {
+                if let Some(refused) = api::control_refused(self.driver.node().config().role) {
+                    return Some(refused);
+                }
                 if let (outpost_core::io::Control::SyncNow, Some(u)) = (ctl, &mut self.uplink) {
                     if let LinkState::Idle { retry_at } = &mut u.state {
                         *retry_at = Instant::now();
@@ -422,7 +622,7 @@ impl Lite {
                             let resp = api::produce_http(&topic, &results, batch);
                             let mut out = Vec::new();
                             http::Response { close, ..resp }.encode(&mut out);
-                            outbox.lock().expect("not poisoned").push((token, out, Done::Http { close }));
+                            outbox.lock().expect("not poisoned").push((token, out, Done::Http { close }, false));
                         }
                     });
                     self.driver.produce(idx, key, value, reply, &mut self.fx);
@@ -431,6 +631,7 @@ impl Lite {
             }
             Call::Fetch { topic, from, max_records, max_bytes } => {
                 let Some(&idx) = self.topics.get(&topic) else {
+                    self.fetches_held -= 1;
                     return Some(self.unknown(&topic).0);
                 };
                 let names: BTreeMap<u64, String> =
@@ -440,7 +641,7 @@ impl Lite {
                     let resp = api::fetch_http(&r, &names);
                     let mut out = Vec::new();
                     http::Response { close, ..resp }.encode(&mut out);
-                    outbox.lock().expect("not poisoned").push((token, out, Done::Http { close }));
+                    outbox.lock().expect("not poisoned").push((token, out, Done::Http { close }, true));
                 });
                 let max_bytes = max_bytes.min(self.budget.fetch_bytes_max);
                 self.driver.fetch(idx, from, max_records, max_bytes, reply, &mut self.fx);
@@ -471,12 +672,20 @@ impl Lite {
             return false;
         }
         let decoded = binproto::decode_request(&c.rbuf[4..4 + len]);
-        c.rbuf.drain(..4 + len);
-        self.release(c);
         let (id, req) = match decoded {
             Ok(x) => x,
             Err((id, e)) => return bad(c, id.unwrap_or(0), e.to_string()),
         };
+        let is_fetch = matches!(req, binproto::Request::Fetch { .. });
+        if is_fetch && self.fetches_held >= self.budget.fetch_answers_max {
+            self.blocked.insert(token);
+            return false;
+        }
+        c.rbuf.drain(..4 + len);
+        self.release(c);
+        // A next frame already buffered started when this one ended.
+        c.clock = (!c.rbuf.is_empty()).then(|| RequestClock::start(Instant::now(), c.rbuf.len()));
+        c.blocked_since = None;
         let topic = match &req {
             binproto::Request::Produce { topic, .. } | binproto::Request::Fetch { topic, .. } => topic.clone(),
         };
@@ -493,15 +702,16 @@ impl Lite {
                 let reply = Box::new(move |r| {
                     let mut out = Vec::new();
                     binproto::encode_response(id, &api::produce_binary(&r), &mut out);
-                    outbox.lock().expect("not poisoned").push((token, out, Done::Binary));
+                    outbox.lock().expect("not poisoned").push((token, out, Done::Binary, false));
                 });
                 self.driver.produce(idx, key, value, reply, &mut self.fx);
             }
             binproto::Request::Fetch { from, max_records, max_bytes, .. } => {
+                self.fetches_held += 1;
                 let reply = Box::new(move |r| {
                     let mut out = Vec::new();
                     binproto::encode_response(id, &api::fetch_binary(r), &mut out);
-                    outbox.lock().expect("not poisoned").push((token, out, Done::Binary));
+                    outbox.lock().expect("not poisoned").push((token, out, Done::Binary, true));
                 });
                 let max_bytes = max_bytes.min(self.budget.fetch_bytes_max);
                 self.driver.fetch(idx, from, max_records, max_bytes, reply, &mut self.fx);
@@ -510,57 +720,77 @@ impl Lite {
         true
     }
 
-    /// How many bytes a connection may read now; `None` while the body it is reading
+    /// How many bytes a connection may read now; `None` while the request it is reading
     /// waits for ingress budget. A request whose length is known (an HTTP head with its
     /// Content-Length, a frame's prefix) reserves all of it before its body is read, so two
-    /// half-read bodies can never hold the budget each other needs.
+    /// half-read bodies can never hold the budget each other needs; every request the
+    /// parsers accept fits the budget whole, so none waits for ever.
     fn room_to_read(&mut self, token: Token, c: &mut Conn) -> Option<usize> {
-        let need = match c.kind {
-            Kind::Binary { .. } => c
-                .rbuf
-                .first_chunk::<4>()
-                .and_then(|p| binproto::frame_len(*p, self.budget.request_frame_max).ok())
-                .map(|n| n + 4),
-            Kind::Http { .. } => http::request_len(&c.rbuf, self.budget.http_body_max).ok().flatten(),
+        let (need, expect_continue) = match c.kind {
+            Kind::Binary { .. } => (
+                c.rbuf
+                    .first_chunk::<4>()
+                    .and_then(|p| binproto::frame_len(*p, self.budget.request_frame_max).ok())
+                    .map(|n| n + 4),
+                false,
+            ),
+            Kind::Http { .. } => match http::head_info(&c.rbuf, self.budget.http_body_max).ok().flatten() {
+                Some(info) => (Some(info.total), info.expect_continue),
+                None => (None, false),
+            },
         };
         // A head, or a length the next parse refuses: bounded per connection.
         let Some(need) = need else { return Some(READ_CHUNK) };
         if need > c.reserved {
-            let more = need - c.reserved;
-            if self.ingress_used + more > self.budget.ingress_bytes_max {
+            if !self.ingress.try_reserve(need - c.reserved) {
+                c.blocked_since.get_or_insert_with(Instant::now);
                 self.blocked.insert(token);
                 return None;
             }
-            self.ingress_used += more;
             c.reserved = need;
+            if c.blocked_since.take().is_some() {
+                // Waiting was the daemon's doing: the request's time starts now.
+                c.clock = Some(RequestClock::start(Instant::now(), c.rbuf.len()));
+            }
+        }
+        if expect_continue && !c.continued && c.rbuf.len() < need {
+            c.wbuf.extend_from_slice(http::CONTINUE);
+            c.continued = true;
         }
         Some(need.saturating_sub(c.rbuf.len()).clamp(1, READ_CHUNK))
     }
 
     /// The request read is consumed: its budget goes back.
     fn release(&mut self, c: &mut Conn) {
-        self.ingress_used -= c.reserved;
+        self.ingress.release(c.reserved);
         c.reserved = 0;
     }
 
-    fn expire_idle(&mut self) {
+    /// Closes what is late: a request past its [`RequestClock`] deadline (HTTP: answered
+    /// 408 first), an HTTP request that waited [`BUDGET_WAIT`] for budget (answered "busy"),
+    /// a connection idle for [`IDLE_TIMEOUT`], a linger that is over; and the link to the
+    /// gateway when it went quiet.
+    fn enforce_deadlines(&mut self) {
         let now = Instant::now();
-        let stale: Vec<Token> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| {
-                let busy = match c.kind {
-                    Kind::Http { waiting } => waiting,
-                    Kind::Binary { in_flight } => in_flight > 0,
-                };
-                let limit = if c.rbuf.is_empty() { IDLE_TIMEOUT } else { limits::REQUEST_TIMEOUT };
-                !busy && now.duration_since(c.last_active) > limit
-            })
-            .map(|(t, _)| *t)
-            .collect();
-        for t in stale {
-            if let Some(mut c) = self.conns.remove(&t) {
-                let _ = self.poll.registry().deregister(&mut c.stream);
+        let mut late = Vec::new();
+        for (&t, c) in &self.conns {
+            let waited = c.blocked_since.is_some_and(|b| now.duration_since(b) >= BUDGET_WAIT);
+            let overdue = c.blocked_since.is_none() && c.clock.is_some_and(|k| now > k.deadline());
+            let idle = c.clock.is_none() && !c.busy() && now.duration_since(c.idle_since) > IDLE_TIMEOUT;
+            let lingered = c.linger_until.is_some_and(|u| now >= u);
+            if lingered || idle || (!c.busy() && c.linger_until.is_none() && (overdue || (waited && c.is_http()))) {
+                late.push((t, waited, overdue));
+            }
+        }
+        for (t, waited, overdue) in late {
+            let Some(c) = self.conns.get_mut(&t) else { continue };
+            if c.linger_until.is_none() && c.is_http() && (waited || overdue) && !c.close_after_write {
+                let took = c.clock.map_or(Duration::ZERO, |k| now.duration_since(k.started()));
+                c.refuse(if waited { api::busy_ingress() } else { api::request_late(took) });
+                self.blocked.remove(&t);
+                self.service(t);
+            } else {
+                self.close(t);
             }
         }
         if let Some(u) = &self.uplink {
@@ -588,10 +818,12 @@ impl Lite {
                 last_error: u.last_error.clone(),
             })
             .collect();
+        let (h, b) = (&self.http_table, &self.binary_table);
         Link {
             peers,
             api_connections: self.conns.len() as u64,
-            api_connections_refused: self.refused,
+            api_connections_refused: h.refused() + b.refused(),
+            api_connections_evicted: h.evicted() + b.evicted(),
             process_memory_max: self.process_memory_max,
             shell_reserve: self.budget.reserve,
         }
@@ -617,7 +849,10 @@ impl Lite {
                     return self.link_failed(e.to_string());
                 }
                 let mut hello = Vec::new();
-                peer::encode_hello(&u.hello, &mut hello);
+                if let Err(e) = peer::encode_hello(&u.hello, &mut hello) {
+                    let _ = self.poll.registry().deregister(&mut stream);
+                    return self.link_failed(format!("cannot say hello: {e}"));
+                }
                 u.state = LinkState::Connecting { stream, answer: Vec::new(), hello, since: Instant::now() };
             }
             Err(e) => self.link_failed(e.to_string()),
@@ -695,14 +930,15 @@ impl Lite {
                             unreachable!("matched above")
                         };
                         let _ = stream.set_nodelay(true);
-                        u.reconnects += u64::from(u.last_error.is_some());
-                        (u.failures, u.since) = (0, Instant::now());
+                        u.reconnects += u64::from(u.ever_connected);
+                        u.ever_connected = true;
+                        (u.failures, u.since, u.last_error) = (0, Instant::now(), None);
                         u.state =
                             LinkState::Up { stream, rbuf: Vec::new(), wbuf: Vec::new(), last_heard: Instant::now() };
                         self.driver.control(outpost_core::io::Control::LinkUp, &mut self.fx);
                         self.uplink_ready();
                     }
-                    Some((v, gw, msg)) => self.link_failed(format!("gateway {gw} refused this edge ({v:?}): {msg}")),
+                    Some((_, gw, msg)) => self.link_failed(peer::refusal(&gw, &msg)),
                     None => self.link_failed("the answer to the handshake is not an Outpost gateway's".into()),
                 }
             }

@@ -7,8 +7,10 @@ use std::fmt;
 
 /// The first bytes an edge sends: protocol name and version.
 pub const HELLO_MAGIC: &[u8; 8] = b"OUTPOST1";
+/// The longest token a hello carries (its length is one byte).
+pub const TOKEN_LEN_MAX: usize = 255;
 /// The longest hello: magic, name and token with their lengths.
-pub const HELLO_MAX: usize = 8 + 1 + 255 + 1 + 255;
+pub const HELLO_MAX: usize = 8 + 1 + 255 + 1 + TOKEN_LEN_MAX;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerHello {
@@ -35,6 +37,8 @@ pub enum HandshakeError {
     BadName,
     /// Tokens are text, as in the config files.
     BadToken,
+    /// A token longer than [`TOKEN_LEN_MAX`] bytes (the config loader refuses it first).
+    TokenTooLong,
     TrailingBytes,
 }
 
@@ -45,6 +49,7 @@ impl fmt::Display for HandshakeError {
             HandshakeError::Truncated => "the hello ends early",
             HandshakeError::BadName => "node names are 1 to 64 bytes of [A-Za-z0-9._-]",
             HandshakeError::BadToken => "the token is not UTF-8",
+            HandshakeError::TokenTooLong => "the token is longer than the 255 bytes a hello carries",
             HandshakeError::TrailingBytes => "bytes after the hello",
         })
     }
@@ -54,13 +59,21 @@ pub fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
-pub fn encode_hello(h: &PeerHello, out: &mut Vec<u8>) {
-    assert!(h.name.len() <= 255 && h.token.len() <= 255, "checked by the config loader");
+/// Appends the hello; refuses a name or token its one-byte lengths cannot carry (the config
+/// loader refuses them first, so a daemon never gets here with one).
+pub fn encode_hello(h: &PeerHello, out: &mut Vec<u8>) -> Result<(), HandshakeError> {
+    if !valid_name(&h.name) {
+        return Err(HandshakeError::BadName);
+    }
+    if h.token.len() > TOKEN_LEN_MAX {
+        return Err(HandshakeError::TokenTooLong);
+    }
     out.extend_from_slice(HELLO_MAGIC);
     out.push(h.name.len() as u8);
     out.extend_from_slice(h.name.as_bytes());
     out.push(h.token.len() as u8);
     out.extend_from_slice(h.token.as_bytes());
+    Ok(())
 }
 
 /// Bytes still needed before `buf` can hold a whole hello (0: it does).
@@ -135,6 +148,15 @@ pub fn decode_answer(buf: &[u8]) -> Option<(Verdict, String, String)> {
     Some((v, name, msg))
 }
 
+/// What a refused edge is told when its name is unknown or its token wrong: the same words
+/// for both, so that refusals do not tell which names a gateway knows.
+pub const UNAUTHORIZED: &str = "unauthorized: unknown edge name or wrong token (the gateway's log says which)";
+
+/// The edge's account of a refusal by the gateway named `gateway`.
+pub fn refusal(gateway: &str, message: &str) -> String {
+    format!("refused by the gateway {gateway:?}: {message}")
+}
+
 /// Compares tokens in time independent of where they differ.
 pub fn tokens_match(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
@@ -184,16 +206,19 @@ mod tests {
     fn hello_and_answer_round_trip_and_bad_ones_are_refused() {
         let h = PeerHello { name: "kiosk-7".into(), token: "s3cret".into() };
         let mut b = Vec::new();
-        encode_hello(&h, &mut b);
+        encode_hello(&h, &mut b).expect("a valid hello");
         for cut in 0..b.len() {
             assert!(hello_needs(&b[..cut]) > 0, "a prefix of {cut} bytes is not whole");
         }
         assert_eq!(hello_needs(&b), 0);
         assert_eq!(decode_hello(&b), Ok(h));
         assert_eq!(decode_hello(b"GET / HTTP/1.1\r\n"), Err(HandshakeError::BadMagic));
-        let mut bad = Vec::new();
-        encode_hello(&PeerHello { name: "a/b".into(), token: String::new() }, &mut bad);
+        let bad = [HELLO_MAGIC.as_slice(), &[3], b"a/b", &[0]].concat();
         assert_eq!(decode_hello(&bad), Err(HandshakeError::BadName));
+        let long = PeerHello { name: "kiosk-7".into(), token: "t".repeat(256) };
+        assert_eq!(encode_hello(&long, &mut Vec::new()), Err(HandshakeError::TokenTooLong));
+        let slash = PeerHello { name: "a/b".into(), token: String::new() };
+        assert_eq!(encode_hello(&slash, &mut Vec::new()), Err(HandshakeError::BadName));
         let mut a = Vec::new();
         encode_answer(Verdict::Unauthorized, "gw", "bad token", &mut a);
         assert_eq!(answer_needs(&a[..3]), 3, "the rest of the name and the message length");

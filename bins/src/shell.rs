@@ -7,33 +7,42 @@
 //! first so completions are never stuck behind a full command queue. The shell holds no
 //! protocol or storage logic: it moves bytes and time.
 
-use crate::api::{self, Call};
+use crate::api::{self, BrowserGuard, Call};
 use crate::binproto;
 use crate::config::Settings;
 use crate::driver::{Driver, Effects, Identity};
+use crate::guard::{Admit, AuthThrottle, Budget, ConnId, ConnTable, RequestClock};
 use crate::http;
+use crate::limits::{
+    Backoff, ShellBudget, ACCEPT_ERROR_PAUSE, BINARY_IN_FLIGHT_MAX, BUDGET_WAIT, COMMAND_QUEUE, HANDSHAKE_TIMEOUT,
+    IDLE_TIMEOUT, LINGER, LINGER_BYTES_MAX, PEER_CONNECTIONS_MAX, PEER_FRAME_WAIT, PEER_IDLE_TIMEOUT, PEER_SEND_QUEUE,
+    READ_CHUNK,
+};
 use crate::peer::{self, PeerHello, Verdict};
 use crate::status::{Link, PeerLink, Status};
 use crate::store::Store;
+use outpost_core::config::Role;
 use outpost_core::io::{
     Control, DiskError, DiskOpId, DiskRequest, DiskResponse, FetchError, Fetched, ProduceAck, ProduceError,
 };
 use outpost_core::types::{NodeId, Seq, TopicIdx};
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
-use tokio::time::{sleep, timeout, Instant as TokioInstant};
-
-use crate::limits::{
-    Backoff, ShellBudget, ACCEPT_ERROR_PAUSE, BINARY_IN_FLIGHT_MAX, COMMAND_QUEUE, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT,
-    PEER_CONNECTIONS_MAX, PEER_IDLE_TIMEOUT, PEER_SEND_QUEUE, READ_CHUNK, REQUEST_TIMEOUT,
-};
+use tokio::time::{sleep, timeout, timeout_at, Instant as TokioInstant};
 
 type Reply<T> = Box<dyn FnOnce(T) + Send>;
+
+/// Now, as the guards take it: tokio's clock (which the link's tests pause and advance),
+/// as a `std::time::Instant` value.
+#[allow(clippy::disallowed_types)]
+fn now() -> std::time::Instant {
+    TokioInstant::now().into_std()
+}
 
 enum Cmd {
     /// `ingress`: the value's share of the ingress budget, given back once the core holds
@@ -43,7 +52,7 @@ enum Cmd {
         key: Option<Vec<u8>>,
         value: Vec<u8>,
         reply: Reply<Result<ProduceAck, ProduceError>>,
-        ingress: Option<OwnedSemaphorePermit>,
+        ingress: Option<Reservation>,
     },
     Fetch {
         topic: TopicIdx,
@@ -76,32 +85,155 @@ enum Cmd {
     Frame {
         from: NodeId,
         bytes: Vec<u8>,
-        ingress: Option<OwnedSemaphorePermit>,
+        ingress: Option<Reservation>,
     },
 }
 
-/// What a peer connection may read: frames up to `max` bytes, each reserved whole from
-/// the shared ingress budget before it is read.
+/// A [`Budget`] shared by connection tasks: a reservation is taken whole, and a task that
+/// waits for room wakes whenever some is given back (no queue: nothing waits behind a
+/// large reservation, see [`Budget`]).
+struct SharedBudget {
+    budget: Mutex<Budget>,
+    freed: Notify,
+}
+
+/// Bytes of a [`SharedBudget`], given back when dropped.
+struct Reservation {
+    from: Arc<SharedBudget>,
+    bytes: usize,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.from.budget.lock().expect("not poisoned").release(self.bytes);
+        self.from.freed.notify_waiters();
+    }
+}
+
+impl SharedBudget {
+    fn new(max: usize) -> Arc<SharedBudget> {
+        Arc::new(SharedBudget { budget: Mutex::new(Budget::new(max)), freed: Notify::new() })
+    }
+
+    fn try_reserve(self: &Arc<Self>, bytes: usize) -> Option<Reservation> {
+        let taken = self.budget.lock().expect("not poisoned").try_reserve(bytes);
+        taken.then(|| Reservation { from: self.clone(), bytes })
+    }
+
+    /// `bytes` of the budget, waiting up to `wait` for them; None if they did not free up
+    /// in time. `bytes` never exceeds the budget: the listeners refuse larger requests.
+    async fn reserve_within(self: &Arc<Self>, bytes: usize, wait: std::time::Duration) -> Option<Reservation> {
+        assert!(self.budget.lock().expect("not poisoned").can_ever_hold(bytes), "{bytes} bytes can never fit");
+        let deadline = TokioInstant::now() + wait;
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            // Registered before the attempt, so a release between the two is not missed.
+            freed.as_mut().enable();
+            if let Some(r) = self.try_reserve(bytes) {
+                return Some(r);
+            }
+            if timeout_at(deadline, freed).await.is_err() {
+                return None;
+            }
+        }
+    }
+}
+
+/// The connections of one listener ([`ConnTable`]) and the signal that closes each.
+struct Slots {
+    listener: &'static str,
+    table: Mutex<ConnTable<Arc<Notify>>>,
+}
+
+/// One admitted connection: its place in its listener's table until dropped.
+struct Slot {
+    slots: Arc<Slots>,
+    id: ConnId,
+    evicted: Arc<Notify>,
+}
+
+impl Slots {
+    fn new(listener: &'static str, max: usize) -> Arc<Slots> {
+        Arc::new(Slots { listener, table: Mutex::new(ConnTable::new(max)) })
+    }
+
+    /// A place for a new connection, made by dropping the slowest or longest idle one if
+    /// the listener is full; None when every connection is busy.
+    fn admit(self: &Arc<Self>, addr: SocketAddr) -> Option<Slot> {
+        let evicted = Arc::new(Notify::new());
+        let admitted = self.table.lock().expect("not poisoned").admit(now(), evicted.clone());
+        match admitted {
+            Admit::Yes { id, evicted: victim } => {
+                if let Some((_, close)) = victim {
+                    tracing::debug!(listener = self.listener, %addr, "dropped the slowest connection to admit a new one");
+                    close.notify_one();
+                }
+                Some(Slot { slots: self.clone(), id, evicted })
+            }
+            Admit::No => {
+                tracing::warn!(listener = self.listener, %addr, "every connection is busy; refused a new one");
+                None
+            }
+        }
+    }
+
+    /// (open now, dropped for room, refused) connections.
+    fn counts(&self) -> (u64, u64, u64) {
+        let t = self.table.lock().expect("not poisoned");
+        (t.len() as u64, t.evicted(), t.refused())
+    }
+}
+
+impl Slot {
+    /// `n` more bytes of a request came (the first ones start it).
+    fn reading(&self, n: usize) {
+        self.slots.table.lock().expect("not poisoned").reading(self.id, now(), n);
+    }
+
+    fn busy(&self) {
+        self.slots.table.lock().expect("not poisoned").busy(self.id);
+    }
+
+    fn idle(&self) {
+        self.slots.table.lock().expect("not poisoned").idle(self.id, now());
+    }
+
+    fn idle_unless_reading(&self) {
+        self.slots.table.lock().expect("not poisoned").idle_unless_reading(self.id, now());
+    }
+
+    /// Resolves when the listener dropped this connection to admit another.
+    async fn evicted(&self) {
+        self.evicted.notified().await;
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.slots.table.lock().expect("not poisoned").remove(self.id);
+    }
+}
+
+/// What a peer connection may read: frames up to `max` bytes, each reserved whole from the
+/// peers' ingress budget (not the applications') before it is read.
 #[derive(Clone)]
 struct FrameLimits {
     max: usize,
-    ingress: Arc<Semaphore>,
-}
-
-/// Permits for `bytes` of the ingress budget (a request or frame never exceeds the
-/// budget: `ShellBudget` sizes it for two of the largest).
-async fn reserve(ingress: &Arc<Semaphore>, bytes: usize) -> OwnedSemaphorePermit {
-    let n = u32::try_from(bytes).unwrap_or(u32::MAX);
-    ingress.clone().acquire_many_owned(n).await.expect("the ingress budget is never closed")
+    ingress: Arc<SharedBudget>,
 }
 
 /// What the API connections share.
 struct Api {
     node: mpsc::Sender<Cmd>,
+    role: Role,
     topics: BTreeMap<String, TopicIdx>,
     names: Arc<Mutex<BTreeMap<u64, String>>>,
     budget: ShellBudget,
-    ingress: Arc<Semaphore>,
+    ingress: Arc<SharedBudget>,
+    /// Fetch answers held at once, over all connections (`ShellBudget::fetch_answers_max`).
+    fetch_answers: Arc<Semaphore>,
+    browser: BrowserGuard,
 }
 
 impl Api {
@@ -136,8 +268,32 @@ struct Peer {
     addr: String,
     conn: Option<(u64, mpsc::Sender<Vec<u8>>)>,
     since: TokioInstant,
+    /// Connections after the first: a first connection after failed attempts is none.
     reconnects: u64,
+    ever_connected: bool,
+    /// Why the link last failed, while it is down (cleared when it comes up).
     last_error: Option<String>,
+}
+
+impl Peer {
+    fn new(name: String, addr: String) -> Peer {
+        Peer {
+            name,
+            addr,
+            conn: None,
+            since: TokioInstant::now(),
+            reconnects: 0,
+            ever_connected: false,
+            last_error: None,
+        }
+    }
+}
+
+/// The listeners' connection tables, for the status.
+#[derive(Clone)]
+struct ApiSlots {
+    http: Arc<Slots>,
+    binary: Arc<Slots>,
 }
 
 /// Runs the daemon (edge) or gateway described by `settings` until `shutdown` resolves.
@@ -178,17 +334,27 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
     let (disk_tx, disk_rx) = mpsc::unbounded_channel();
     let disk = spawn_disk_thread(store, disk_tx);
-    let ingress = Arc::new(Semaphore::new(settings.shell.ingress_bytes_max));
+    let budget = settings.shell;
     let api = Arc::new(Api {
         node: cmd_tx.clone(),
+        role: cfg.role,
         topics: cfg.topics.iter().enumerate().map(|(i, t)| (t.name.clone(), TopicIdx(i as u16))).collect(),
         names: names.clone(),
-        budget: settings.shell,
-        ingress: ingress.clone(),
+        budget,
+        ingress: SharedBudget::new(budget.ingress_bytes_max),
+        fetch_answers: Arc::new(Semaphore::new(budget.fetch_answers_max)),
+        browser: settings.browser.clone(),
     });
-    let frames = FrameLimits { max: crate::limits::peer_frame_max(&cfg), ingress };
-    let shell_link =
-        Link { process_memory_max: settings.max_memory, shell_reserve: settings.shell.reserve, ..Link::default() };
+    let frames = FrameLimits {
+        max: crate::limits::peer_frame_max(&cfg),
+        ingress: SharedBudget::new(budget.peer_ingress_bytes_max),
+    };
+    assert!(frames.max <= budget.peer_ingress_bytes_max, "the config loader sizes the peers' budget for their frames");
+    let slots = ApiSlots {
+        http: Slots::new("api.http", budget.http_connections_max),
+        binary: Slots::new("api.binary", budget.binary_connections_max),
+    };
+    let shell_link = Link { process_memory_max: settings.max_memory, shell_reserve: budget.reserve, ..Link::default() };
     tracing::info!(
         node = %settings.node_name, id = cfg.id.0, role = ?cfg.role, data_dir = %settings.data_dir.display(),
         http = %settings.http, binary = %settings.binary, config = ?settings.path,
@@ -196,18 +362,31 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
     );
     // `outpost sync now` also cuts short the link's wait to reconnect.
     let relink = Arc::new(Notify::new());
-    let node_task = tokio::spawn(node_loop(cfg.clone(), identity, shell_link, relink.clone(), cmd_rx, disk_rx, disk));
-    let connections = Arc::new(Semaphore::new(settings.shell.connections_max));
-    let http_task = tokio::spawn(serve_http(http_listener, api.clone(), connections.clone()));
-    let binary_task = tokio::spawn(serve_binary(binary_listener, api.clone(), connections));
+    let node_task = tokio::spawn(node_loop(
+        cfg.clone(),
+        identity,
+        (shell_link, slots.clone()),
+        relink.clone(),
+        cmd_rx,
+        disk_rx,
+        disk,
+    ));
+    let http_task = tokio::spawn(serve_http(http_listener, api.clone(), slots.http));
+    let binary_task = tokio::spawn(serve_binary(binary_listener, api.clone(), slots.binary));
     let peer_task = match (peer_listener, &settings.gateway) {
         (Some(l), Some(g)) => {
-            if g.tokens.is_empty() {
+            if g.open {
                 tracing::warn!(
-                    "gateway.tokens is empty: any edge that connects is accepted (fine on a laptop, not in production)"
+                    "gateway.open = true: edges whose names are not in gateway.tokens are accepted without a token; \
+                     any device that reaches gateway.listen can send as any such name (a trusted network only)"
+                );
+            } else if g.tokens.is_empty() {
+                tracing::warn!(
+                    "gateway.tokens is empty and gateway.open is off: every edge will be refused; add a token per \
+                     edge, or set gateway.open = true on a trusted network"
                 );
             }
-            let gw = GatewayAuth { name: settings.node_name.clone(), tokens: g.tokens.clone() };
+            let gw = GatewayAuth::new(&settings.node_name, g.tokens.clone(), g.open);
             Some(tokio::spawn(serve_peers::<TokioNet>(l, gw, cmd_tx.clone(), names.clone(), frames.clone())))
         }
         _ => None,
@@ -216,7 +395,8 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
         (Some(c), Some(up)) => {
             let hello = PeerHello { name: settings.node_name.clone(), token: c.token.clone().unwrap_or_default() };
             let (addr, name) = (c.gateway_addr.clone(), c.gateway_name.clone());
-            Some(tokio::spawn(uplink::<TokioNet>(addr, name, up, hello, cmd_tx.clone(), frames, relink)))
+            let backoff = Backoff::from_config(&settings.node_name, &cfg.sync);
+            Some(tokio::spawn(uplink::<TokioNet>(addr, name, up, hello, cmd_tx.clone(), frames, relink, backoff)))
         }
         _ => None,
     };
@@ -262,7 +442,7 @@ fn spawn_disk_thread(
 async fn node_loop(
     cfg: outpost_core::config::NodeConfig,
     identity: Identity,
-    mut api_link: Link,
+    (mut api_link, slots): (Link, ApiSlots),
     relink: Arc<Notify>,
     mut cmds: mpsc::Receiver<Cmd>,
     mut disk_done: mpsc::UnboundedReceiver<(DiskOpId, Result<DiskResponse, DiskError>)>,
@@ -306,17 +486,13 @@ async fn node_loop(
                     }
                     Cmd::Status(tx) => {
                         api_link.peers = peers.values().map(peer_link).collect();
+                        let (h, b) = (slots.http.counts(), slots.binary.counts());
+                        (api_link.api_connections, api_link.api_connections_evicted, api_link.api_connections_refused) =
+                            (h.0 + b.0, h.1 + b.1, h.2 + b.2);
                         let _ = tx.send(driver.status(api_link.clone()));
                     }
                     Cmd::PeerUp { id, name, addr, conn, tx } => {
-                        let p = peers.entry(id).or_insert_with(|| Peer {
-                            name: name.clone(),
-                            addr: addr.clone(),
-                            conn: None,
-                            since: TokioInstant::now(),
-                            reconnects: 0,
-                            last_error: None,
-                        });
+                        let p = peers.entry(id).or_insert_with(|| Peer::new(name.clone(), addr.clone()));
                         if p.conn.is_some() {
                             // A reconnect after a silent loss, or two devices sharing one name
                             // (a cloned SD card): those would be one origin, and the gateway
@@ -326,7 +502,9 @@ async fn node_loop(
                                 "a newer connection replaces a live one; if this repeats, two devices may share this name"
                             );
                         }
-                        p.reconnects += u64::from(p.conn.is_some() || p.last_error.is_some());
+                        p.reconnects += u64::from(p.ever_connected);
+                        p.ever_connected = true;
+                        p.last_error = None;
                         (p.name, p.addr, p.conn, p.since) = (name.clone(), addr, Some((conn, tx)), TokioInstant::now());
                         driver.identity.names.insert(id, name);
                         driver.control(Control::LinkUp, &mut fx);
@@ -341,15 +519,7 @@ async fn node_loop(
                         }
                     }
                     Cmd::LinkFailed { id, name, addr, error } => {
-                        let p = peers.entry(id).or_insert_with(|| Peer {
-                            name,
-                            addr,
-                            conn: None,
-                            since: TokioInstant::now(),
-                            reconnects: 0,
-                            last_error: None,
-                        });
-                        p.last_error = Some(error);
+                        peers.entry(id).or_insert_with(|| Peer::new(name, addr)).last_error = Some(error);
                     }
                     Cmd::Frame { from, bytes, ingress } => {
                         driver.message(from, bytes, &mut fx);
@@ -456,14 +626,25 @@ async fn run_peer<S: AsyncRead + AsyncWrite + Unpin>(
                 Ok(Err(e)) => return e.to_string(),
                 Ok(Ok(_)) => {}
             }
+            let clock = RequestClock::start(now(), header.len());
             let total = match peer::frame_len(&header, limits.max) {
                 Ok(n) => n,
                 Err(e) => return format!("bad frame, connection closed: {e}"),
             };
-            let ingress = reserve(&limits.ingress, total).await;
+            // The frame arrives whole by its deadline (a rate, not an idle timer), whether it
+            // is kept or, when the peers' budget stays full, read past and dropped (the sync
+            // protocol resends it).
+            let deadline = TokioInstant::from_std(RequestClock::start(clock.started(), total).deadline());
+            let Some(ingress) = limits.ingress.reserve_within(total, PEER_FRAME_WAIT).await else {
+                tracing::debug!(peer = %id, bytes = total, "the peers' ingress budget stayed full; dropping a frame");
+                if timeout_at(deadline, skip(&mut rd, total - header.len())).await.map_or(true, |r| r.is_err()) {
+                    return "a frame did not arrive whole in time".to_string();
+                }
+                continue;
+            };
             let mut frame = vec![0u8; total];
             frame[..header.len()].copy_from_slice(&header);
-            match timeout(REQUEST_TIMEOUT, rd.read_exact(&mut frame[header.len()..])).await {
+            match timeout_at(deadline, rd.read_exact(&mut frame[header.len()..])).await {
                 Err(_) => return "a frame did not arrive whole in time".to_string(),
                 Ok(Err(e)) => return e.to_string(),
                 Ok(Ok(_)) => {}
@@ -482,9 +663,21 @@ async fn run_peer<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// Reads and drops `n` bytes.
+async fn skip<R: AsyncRead + Unpin>(rd: &mut R, mut n: usize) -> std::io::Result<()> {
+    let mut scratch = [0u8; 4096];
+    while n > 0 {
+        let want = n.min(scratch.len());
+        rd.read_exact(&mut scratch[..want]).await?;
+        n -= want;
+    }
+    Ok(())
+}
+
 /// The edge's link to its gateway: connect, hand over to [`run_peer`], and reconnect on
-/// the schedule of [`Backoff`] (doubling, jittered by the edge's name, started over only
-/// after a link that lasted [`LINK_STABLE`](crate::limits::LINK_STABLE)).
+/// the schedule of [`Backoff`] (doubling from `sync.backoff_min` to `sync.backoff_max`,
+/// jittered by the edge's name, started over only after a stable link).
+#[allow(clippy::too_many_arguments)]
 async fn uplink<N: Net>(
     addr: String,
     name: String,
@@ -493,8 +686,8 @@ async fn uplink<N: Net>(
     node: mpsc::Sender<Cmd>,
     limits: FrameLimits,
     relink: Arc<Notify>,
+    mut backoff: Backoff,
 ) {
-    let mut backoff = Backoff::new(&hello.name);
     let mut failures = 0u64;
     loop {
         backoff.attempt();
@@ -544,9 +737,9 @@ async fn uplink<N: Net>(
 }
 
 async fn connect_gateway<N: Net>(addr: &str, hello: &PeerHello) -> Result<(N::Stream, String), String> {
-    let mut stream = N::connect(addr).await.map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
-    peer::encode_hello(hello, &mut buf);
+    peer::encode_hello(hello, &mut buf).map_err(|e| format!("cannot say hello: {e}"))?;
+    let mut stream = N::connect(addr).await.map_err(|e| e.to_string())?;
     stream.write_all(&buf).await.map_err(|e| e.to_string())?;
     let mut answer = Vec::new();
     loop {
@@ -560,26 +753,58 @@ async fn connect_gateway<N: Net>(addr: &str, hello: &PeerHello) -> Result<(N::St
     }
     match peer::decode_answer(&answer) {
         Some((Verdict::Welcome, gw, _)) => Ok((stream, gw)),
-        Some((v, gw, msg)) => Err(format!("gateway {gw} refused this edge ({v:?}): {msg}")),
+        Some((_, gw, msg)) => Err(peer::refusal(&gw, &msg)),
         None => Err("the answer to the handshake is not an Outpost gateway's".into()),
     }
 }
 
+/// Who the gateway accepts (`gateway.tokens`, `gateway.open`), and the throttle on
+/// failed attempts per source address.
 struct GatewayAuth {
     name: String,
     tokens: BTreeMap<String, String>,
+    open: bool,
+    throttle: Mutex<AuthThrottle>,
 }
 
 impl GatewayAuth {
-    fn check(&self, h: &PeerHello) -> Result<(), String> {
-        if self.tokens.is_empty() {
-            return Ok(());
+    fn new(name: &str, tokens: BTreeMap<String, String>, open: bool) -> GatewayAuth {
+        GatewayAuth { name: name.to_owned(), tokens, open, throttle: Mutex::default() }
+    }
+
+    /// Whether the edge at `from` that says `h` may link. A refusal is `(what the edge is
+    /// told, what the gateway logs)`: the edge is not told whether its name is known.
+    fn check(&self, from: IpAddr, h: &PeerHello) -> Result<(), (String, String)> {
+        let now = now();
+        let mut throttle = self.throttle.lock().expect("not poisoned");
+        if let Some(wait) = throttle.check(from, now) {
+            let told = format!(
+                "too many failed attempts from {from}; retry in {} s (the token was not checked)",
+                wait.as_secs().max(1)
+            );
+            return Err((told, format!("throttled: too many failed attempts from {from}")));
         }
-        match self.tokens.get(&h.name) {
+        let verdict = match self.tokens.get(&h.name) {
             Some(t) if peer::tokens_match(t, &h.token) => Ok(()),
-            Some(_) => Err(format!("wrong token for edge {:?}", h.name)),
-            None => Err(format!("edge {:?} is not in gateway.tokens", h.name)),
+            None if self.tokens.is_empty() && !self.open => Err((
+                "this gateway accepts no edge yet: it has no gateway.tokens; add a token for this edge there, or set \
+                 gateway.open = true on a trusted network"
+                    .to_owned(),
+                format!("edge {:?} refused: gateway.tokens is empty and gateway.open is off", h.name),
+            )),
+            _ if h.token.is_empty() && !self.open => Err((
+                "this edge sent no token: set cloud.token in its file to its entry in the gateway's gateway.tokens"
+                    .to_owned(),
+                format!("edge {:?} sent no token", h.name),
+            )),
+            Some(_) => Err((peer::UNAUTHORIZED.to_owned(), format!("wrong token for edge {:?}", h.name))),
+            None if self.open => Ok(()),
+            None => Err((peer::UNAUTHORIZED.to_owned(), format!("edge {:?} is not in gateway.tokens", h.name))),
+        };
+        if verdict.is_err() {
+            throttle.failed(from, now);
         }
+        verdict
     }
 }
 
@@ -591,7 +816,7 @@ async fn serve_peers<N: Net>(
     limits: FrameLimits,
 ) {
     let auth = Arc::new(auth);
-    let slots = Arc::new(Semaphore::new(PEER_CONNECTIONS_MAX));
+    let slots = Slots::new("gateway.listen", PEER_CONNECTIONS_MAX);
     loop {
         let (stream, addr) = match N::accept(&listener).await {
             Ok(x) => x,
@@ -600,19 +825,22 @@ async fn serve_peers<N: Net>(
                 continue;
             }
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%addr, "too many edge connections; refused");
-            continue;
-        };
+        // A connection still in its handshake is "reading" (and may be dropped for a
+        // newcomer once it is slow); a linked edge is "busy" and never is.
+        let Some(slot) = slots.admit(addr) else { continue };
+        slot.reading(0);
         let (auth, node, names, limits) = (auth.clone(), node.clone(), names.clone(), limits.clone());
         tokio::spawn(async move {
-            let _permit = permit;
-            let hello = match timeout(HANDSHAKE_TIMEOUT, accept_edge(stream, &auth)).await {
+            let handshake = tokio::select! {
+                r = timeout(HANDSHAKE_TIMEOUT, accept_edge(stream, addr.ip(), &auth)) => r,
+                () = slot.evicted() => return tracing::debug!(%addr, "a slow handshake was dropped for a newer one"),
+            };
+            let (stream, name) = match handshake {
                 Ok(Ok(x)) => x,
                 Ok(Err(e)) => return tracing::warn!(%addr, error = %e, "edge refused"),
                 Err(_) => return tracing::warn!(%addr, "edge refused: no handshake in time"),
             };
-            let (stream, name) = hello;
+            slot.busy();
             let id = crate::config::node_id_of(&name);
             names.lock().expect("not poisoned").insert(id.0, name.clone());
             tracing::info!(edge = %name, %addr, "edge connected");
@@ -625,12 +853,14 @@ async fn serve_peers<N: Net>(
             let why = run_peer(stream, id, rx, node.clone(), limits.clone()).await;
             tracing::info!(edge = %name, %addr, reason = %why, "edge disconnected");
             let _ = node.send(Cmd::PeerDown { id, conn, error: Some(why) }).await;
+            drop(slot);
         });
     }
 }
 
 async fn accept_edge<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
+    from: IpAddr,
     auth: &GatewayAuth,
 ) -> Result<(S, String), String> {
     let mut buf = Vec::new();
@@ -655,17 +885,17 @@ async fn accept_edge<S: AsyncRead + AsyncWrite + Unpin>(
             return Err(format!("bad hello: {e}"));
         }
     };
-    if let Err(e) = auth.check(&hello) {
-        peer::encode_answer(Verdict::Unauthorized, &auth.name, &e, &mut answer);
+    if let Err((told, logged)) = auth.check(from, &hello) {
+        peer::encode_answer(Verdict::Unauthorized, &auth.name, &told, &mut answer);
         let _ = stream.write_all(&answer).await;
-        return Err(e);
+        return Err(logged);
     }
     peer::encode_answer(Verdict::Welcome, &auth.name, "", &mut answer);
     stream.write_all(&answer).await.map_err(|e| e.to_string())?;
     Ok((stream, hello.name))
 }
 
-async fn serve_http(listener: TcpListener, api: Arc<Api>, slots: Arc<Semaphore>) {
+async fn serve_http(listener: TcpListener, api: Arc<Api>, slots: Arc<Slots>) {
     loop {
         let (stream, addr) = match listener.accept().await {
             Ok(x) => x,
@@ -674,8 +904,9 @@ async fn serve_http(listener: TcpListener, api: Arc<Api>, slots: Arc<Semaphore>)
                 continue;
             }
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            let busy = http::Response::error(503, "too_many_connections", true, "too many connections; retry shortly");
+        let Some(slot) = slots.admit(addr) else {
+            let busy =
+                http::Response::error(503, "too_many_connections", true, "every connection is busy; retry shortly");
             let mut out = Vec::new();
             http::Response { close: true, ..busy }.encode(&mut out);
             // Best effort, without waiting: a flood of refused connections costs nothing.
@@ -684,89 +915,167 @@ async fn serve_http(listener: TcpListener, api: Arc<Api>, slots: Arc<Semaphore>)
         };
         let api = api.clone();
         tokio::spawn(async move {
-            if let Err(e) = http_connection(stream, &api, permit).await {
+            if let Err(e) = http_connection(stream, &api, slot).await {
                 tracing::debug!(%addr, error = %e, "HTTP connection ended");
             }
         });
     }
 }
 
-async fn http_connection(mut stream: TcpStream, api: &Api, _permit: OwnedSemaphorePermit) -> std::io::Result<()> {
-    let body_max = api.budget.http_body_max;
+/// How reading one HTTP request ended.
+enum Read {
+    /// A whole request, and the bytes it took of the buffer; its body's reservation.
+    Request(http::Request, usize, Option<Reservation>),
+    /// An answer to send before closing (a refusal, a late or busy request).
+    Refuse(http::Response),
+    /// The connection ended (closed by the client, idle too long, dropped for room).
+    Ended,
+}
+
+async fn http_connection(mut stream: TcpStream, api: &Api, slot: Slot) -> std::io::Result<()> {
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; READ_CHUNK];
     loop {
-        // The whole request is reserved from the ingress budget once its head says how
-        // long it is, before its body is read; given back once it is answered.
-        let mut reserved: Option<OwnedSemaphorePermit> = None;
-        let parsed = loop {
-            match http::parse(&buf, body_max) {
-                Ok(Some(x)) => break Ok(x),
-                Ok(None) => {}
-                Err(e) => break Err(e),
+        let (req, used, reservation) = match read_request(&mut stream, api, &slot, &mut buf, &mut chunk).await? {
+            Read::Request(req, used, r) => (req, used, r),
+            Read::Refuse(resp) => {
+                let mut out = Vec::new();
+                http::Response { close: true, ..resp }.encode(&mut out);
+                stream.write_all(&out).await?;
+                return linger(stream).await;
             }
-            let mut room = READ_CHUNK;
-            if let Ok(Some(total)) = http::request_len(&buf, body_max) {
-                let held = reserved.as_ref().map_or(0, |p| p.num_permits());
-                if total > held {
-                    let more = reserve(&api.ingress, total - held).await;
-                    match &mut reserved {
-                        Some(p) => p.merge(more),
-                        None => reserved = Some(more),
-                    }
-                }
-                room = room.min(total - buf.len());
-            }
-            let wait = if buf.is_empty() { IDLE_TIMEOUT } else { REQUEST_TIMEOUT };
-            match timeout(wait, stream.read(&mut chunk[..room])).await {
-                Err(_) | Ok(Ok(0)) => return Ok(()),
-                Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
-                Ok(Err(e)) => return Err(e),
-            }
+            Read::Ended => return Ok(()),
         };
-        let (resp, keep_alive) = match parsed {
-            Ok((req, used)) => {
-                buf.drain(..used);
-                let keep = req.keep_alive;
-                (answer_http(&req, api).await, keep)
-            }
-            Err(e) => (e.response(), false),
-        };
-        drop(reserved);
-        let close = resp.close || !keep_alive;
+        slot.busy();
+        buf.drain(..used);
+        let (resp, fetch_permit) = answer_http(&req, api).await;
+        drop(reservation);
+        let close = resp.close || !req.keep_alive;
         let mut out = Vec::with_capacity(resp.body.len() + 128);
         http::Response { close, ..resp }.encode(&mut out);
         stream.write_all(&out).await?;
+        drop(fetch_permit);
         if close {
             return Ok(());
         }
+        slot.idle();
         if buf.capacity() > 1 << 20 && buf.is_empty() {
             buf = Vec::with_capacity(4096);
         }
     }
 }
 
-async fn answer_http(req: &http::Request, api: &Api) -> http::Response {
+/// Reads one request into `buf`: the head, then — once the head says how long the request
+/// is — a reservation of all of it from the ingress budget (a request that could never fit
+/// was refused by the parser; one that does not fit within [`BUDGET_WAIT`] is answered
+/// "busy"), `100 Continue` if the client waits for it, then the body. The whole request
+/// must arrive by its [`RequestClock`] deadline; a connection with no request started is
+/// closed after [`IDLE_TIMEOUT`]; either may be dropped for a newer connection.
+async fn read_request(
+    stream: &mut TcpStream,
+    api: &Api,
+    slot: &Slot,
+    buf: &mut Vec<u8>,
+    chunk: &mut [u8],
+) -> std::io::Result<Read> {
+    let body_max = api.budget.http_body_max;
+    let mut clock = (!buf.is_empty()).then(|| RequestClock::start(now(), buf.len()));
+    if clock.is_some() {
+        slot.reading(buf.len());
+    }
+    let mut reservation: Option<Reservation> = None;
+    let mut continued = false;
+    loop {
+        match http::parse(buf, body_max) {
+            Ok(Some((req, used))) => return Ok(Read::Request(req, used, reservation)),
+            Ok(None) => {}
+            Err(e) => return Ok(Read::Refuse(e.response())),
+        }
+        let mut room = chunk.len();
+        if let Ok(Some(info)) = http::head_info(buf, body_max) {
+            if reservation.is_none() {
+                reservation = api.ingress.reserve_within(info.total, BUDGET_WAIT).await;
+                if reservation.is_none() {
+                    return Ok(Read::Refuse(api::busy_ingress()));
+                }
+            }
+            if info.expect_continue && !continued {
+                stream.write_all(http::CONTINUE).await?;
+                continued = true;
+            }
+            room = room.min(info.total - buf.len());
+        }
+        let deadline = clock.map_or_else(|| now() + IDLE_TIMEOUT, |c| c.deadline());
+        let read = tokio::select! {
+            r = timeout_at(TokioInstant::from_std(deadline), stream.read(&mut chunk[..room])) => r,
+            () = slot.evicted() => return Ok(Read::Ended),
+        };
+        match read {
+            Err(_) if clock.is_some() => {
+                let took = clock.map_or(std::time::Duration::ZERO, |c| now().saturating_duration_since(c.started()));
+                return Ok(Read::Refuse(api::request_late(took)));
+            }
+            Err(_) | Ok(Ok(0)) => return Ok(Read::Ended),
+            Ok(Ok(n)) => {
+                buf.extend_from_slice(&chunk[..n]);
+                slot.reading(n);
+                match &mut clock {
+                    Some(c) => c.received(n),
+                    None => clock = Some(RequestClock::start(now(), n)),
+                }
+            }
+            Ok(Err(e)) => return Err(e),
+        }
+    }
+}
+
+/// After an answer that closes the connection: stop writing, then read and drop what the
+/// client is still sending for a moment, so that it reads the answer instead of a reset.
+async fn linger(mut stream: TcpStream) -> std::io::Result<()> {
+    stream.shutdown().await?;
+    let mut scratch = [0u8; 4096];
+    let mut left = LINGER_BYTES_MAX;
+    let _ = timeout(LINGER, async {
+        while left > 0 {
+            match stream.read(&mut scratch).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
+    Ok(())
+}
+
+/// Answers a whole request; a fetch's answer comes with the permit that counts it among
+/// the fetch answers the shell holds, to be dropped once it is written.
+async fn answer_http(req: &http::Request, api: &Api) -> (http::Response, Option<OwnedSemaphorePermit>) {
+    if let Err(resp) = api.browser.check(req) {
+        return (resp, None);
+    }
     let call = match api::route(req) {
         Ok(c) => c,
-        Err(resp) => return resp,
+        Err(resp) => return (resp, None),
     };
     let unavailable = || http::Response::error(503, "stopping", true, "the node is stopping");
-    match call {
+    let resp = match call {
         Call::Show(show) => match api.status().await {
             Some(s) => api::show_http(show, &s),
             None => unavailable(),
         },
         Call::Control(c) => {
+            if let Some(refused) = api::control_refused(api.role) {
+                return (refused, None);
+            }
             if api.node.send(Cmd::Control(c)).await.is_err() {
-                return unavailable();
+                return (unavailable(), None);
             }
             api::control_http(c)
         }
         Call::Produce { topic, records, batch } => {
             let idx = match api.topic(&topic) {
                 Ok(i) => i,
-                Err((resp, _)) => return resp,
+                Err((resp, _)) => return (resp, None),
             };
             // Every record is handed over first, so one group commit covers the batch.
             let mut waiting = Vec::with_capacity(records.len());
@@ -776,7 +1085,7 @@ async fn answer_http(req: &http::Request, api: &Api) -> http::Response {
                     let _ = tx.send(r);
                 });
                 if api.node.send(Cmd::Produce { topic: idx, key, value, reply, ingress: None }).await.is_err() {
-                    return unavailable();
+                    return (unavailable(), None);
                 }
                 waiting.push(rx);
             }
@@ -789,16 +1098,18 @@ async fn answer_http(req: &http::Request, api: &Api) -> http::Response {
         Call::Fetch { topic, from, max_records, max_bytes } => {
             let idx = match api.topic(&topic) {
                 Ok(i) => i,
-                Err((resp, _)) => return resp,
+                Err((resp, _)) => return (resp, None),
             };
+            let permit = api.fetch_answers.clone().acquire_owned().await.expect("never closed");
             let result = api.fetch(idx, from, max_records, max_bytes.min(api.budget.fetch_bytes_max)).await;
             let names = api.names.lock().expect("not poisoned").clone();
-            api::fetch_http(&result, &names)
+            return (api::fetch_http(&result, &names), Some(permit));
         }
-    }
+    };
+    (resp, None)
 }
 
-async fn serve_binary(listener: TcpListener, api: Arc<Api>, slots: Arc<Semaphore>) {
+async fn serve_binary(listener: TcpListener, api: Arc<Api>, slots: Arc<Slots>) {
     loop {
         let (stream, addr) = match listener.accept().await {
             Ok(x) => x,
@@ -807,100 +1118,117 @@ async fn serve_binary(listener: TcpListener, api: Arc<Api>, slots: Arc<Semaphore
                 continue;
             }
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%addr, "too many binary-protocol connections; refused");
-            continue;
-        };
+        let Some(slot) = slots.admit(addr) else { continue };
         let api = api.clone();
         tokio::spawn(async move {
-            let _permit = permit;
-            if let Err(e) = binary_connection(stream, api).await {
+            if let Err(e) = binary_connection(stream, api, slot).await {
                 tracing::debug!(%addr, error = %e, "binary connection ended");
             }
         });
     }
 }
 
-/// One answer on a binary connection, holding the in-flight permit of its request until
-/// it is written, so that a client that does not read cannot grow the queue.
+/// One answer on a binary connection, holding the in-flight permit of its request (and a
+/// fetch's place among the fetch answers) until it is written, so that a client that does
+/// not read cannot grow the queue.
 struct Answer {
     id: u32,
     resp: binproto::Response,
     close: bool,
     _permit: Option<OwnedSemaphorePermit>,
+    _fetch: Option<OwnedSemaphorePermit>,
 }
 
-async fn binary_connection(stream: TcpStream, api: Arc<Api>) -> std::io::Result<()> {
+impl Answer {
+    fn bad(id: u32, message: String) -> Answer {
+        let resp = binproto::Response::Error { code: binproto::Code::BadRequest, retryable: false, message };
+        Answer { id, resp, close: true, _permit: None, _fetch: None }
+    }
+}
+
+/// How reading one binary frame ended.
+enum Frame {
+    /// A whole request frame and its reservation.
+    Whole(Vec<u8>, Reservation),
+    /// A frame that did not find room in the ingress budget in time: read past, to be
+    /// answered "busy" (its id is its body's bytes 1..5).
+    Skipped(u32),
+    /// A refusal that closes the connection.
+    Refuse(String),
+    Ended,
+}
+
+async fn binary_connection(stream: TcpStream, api: Arc<Api>, slot: Slot) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
     let (mut rd, wr) = stream.into_split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Answer>();
-    let writer = tokio::spawn(async move {
-        let mut wr = BufWriter::new(wr);
-        let mut out = Vec::new();
-        while let Some(first) = rx.recv().await {
-            let mut next = Some(first);
-            let mut closing = false;
-            while let Some(a) = next.take() {
-                out.clear();
-                binproto::encode_response(a.id, &a.resp, &mut out);
-                wr.write_all(&out).await?;
-                closing = a.close;
-                if !closing {
-                    next = rx.try_recv().ok();
+    let in_flight = Arc::new(Semaphore::new(BINARY_IN_FLIGHT_MAX));
+    let slot = Arc::new(slot);
+    let writer = {
+        let (in_flight, slot) = (in_flight.clone(), slot.clone());
+        tokio::spawn(async move {
+            let mut wr = BufWriter::new(wr);
+            let mut out = Vec::new();
+            while let Some(first) = rx.recv().await {
+                let mut next = Some(first);
+                let mut closing = false;
+                while let Some(a) = next.take() {
+                    out.clear();
+                    binproto::encode_response(a.id, &a.resp, &mut out);
+                    wr.write_all(&out).await?;
+                    closing = a.close;
+                    if !closing {
+                        next = rx.try_recv().ok();
+                    }
+                }
+                wr.flush().await?;
+                if closing {
+                    wr.shutdown().await?;
+                    return Ok::<_, std::io::Error>(());
+                }
+                if in_flight.available_permits() == BINARY_IN_FLIGHT_MAX {
+                    slot.idle_unless_reading();
                 }
             }
-            wr.flush().await?;
-            if closing {
-                wr.shutdown().await?;
-                return Ok::<_, std::io::Error>(());
-            }
-        }
-        Ok(())
-    });
-    let in_flight = Arc::new(Semaphore::new(BINARY_IN_FLIGHT_MAX));
-    let bad = |id: u32, message: String| {
-        let resp = binproto::Response::Error { code: binproto::Code::BadRequest, retryable: false, message };
-        Answer { id, resp, close: true, _permit: None }
+            Ok(())
+        })
     };
     loop {
-        let mut prefix = [0u8; 4];
-        match timeout(IDLE_TIMEOUT, rd.read_exact(&mut prefix)).await {
-            Err(_) | Ok(Err(_)) => break,
-            Ok(Ok(_)) => {}
-        }
-        let len = match binproto::frame_len(prefix, api.budget.request_frame_max) {
-            Ok(n) => n,
-            Err(e) => {
-                let _ = tx.send(bad(0, e.to_string()));
+        let body = match read_frame(&mut rd, &api, &slot).await {
+            Frame::Whole(body, reservation) => (body, reservation),
+            Frame::Skipped(id) => {
+                let resp = binproto::Response::Error {
+                    code: binproto::Code::Busy,
+                    retryable: true,
+                    message: "the daemon's buffers for requests are full; retry shortly".into(),
+                };
+                let _ = tx.send(Answer { id, resp, close: false, _permit: None, _fetch: None });
+                continue;
+            }
+            Frame::Refuse(message) => {
+                let _ = tx.send(Answer::bad(0, message));
                 break;
             }
+            Frame::Ended => break,
         };
-        let ingress = reserve(&api.ingress, len).await;
-        let mut body = vec![0u8; len];
-        match timeout(REQUEST_TIMEOUT, rd.read_exact(&mut body)).await {
-            Ok(Ok(_)) => {}
-            Err(_) => {
-                let secs = REQUEST_TIMEOUT.as_secs();
-                let _ = tx.send(bad(0, format!("a frame of {len} bytes did not arrive whole within {secs}s")));
-                break;
-            }
-            Ok(Err(_)) => break,
-        }
+        let (body, ingress) = body;
         let (id, req) = match binproto::decode_request(&body) {
             Ok(x) => x,
             Err((id, e)) => {
-                let _ = tx.send(bad(id.unwrap_or(0), e.to_string()));
+                let _ = tx.send(Answer::bad(id.unwrap_or(0), e.to_string()));
                 break;
             }
         };
+        drop(body);
         let permit = in_flight.clone().acquire_owned().await.expect("never closed");
+        slot.busy();
         let topic = match &req {
             binproto::Request::Produce { topic, .. } | binproto::Request::Fetch { topic, .. } => api.topic(topic),
         };
         let idx = match topic {
             Ok(idx) => idx,
             Err((_, resp)) => {
-                let _ = tx.send(Answer { id, resp, close: false, _permit: Some(permit) });
+                let _ = tx.send(Answer { id, resp, close: false, _permit: Some(permit), _fetch: None });
                 continue;
             }
         };
@@ -908,14 +1236,17 @@ async fn binary_connection(stream: TcpStream, api: Arc<Api>) -> std::io::Result<
         let cmd = match req {
             binproto::Request::Produce { key, value, .. } => {
                 let reply: Reply<_> = Box::new(move |r| {
-                    let _ =
-                        answer.send(Answer { id, resp: api::produce_binary(&r), close: false, _permit: Some(permit) });
+                    let resp = api::produce_binary(&r);
+                    let _ = answer.send(Answer { id, resp, close: false, _permit: Some(permit), _fetch: None });
                 });
                 Cmd::Produce { topic: idx, key, value, reply, ingress: Some(ingress) }
             }
             binproto::Request::Fetch { from, max_records, max_bytes, .. } => {
+                drop(ingress);
+                let fetch = api.fetch_answers.clone().acquire_owned().await.expect("never closed");
                 let reply: Reply<_> = Box::new(move |r| {
-                    let _ = answer.send(Answer { id, resp: api::fetch_binary(r), close: false, _permit: Some(permit) });
+                    let resp = api::fetch_binary(r);
+                    let _ = answer.send(Answer { id, resp, close: false, _permit: Some(permit), _fetch: Some(fetch) });
                 });
                 let max_bytes = max_bytes.min(api.budget.fetch_bytes_max);
                 Cmd::Fetch { topic: idx, from, max_records, max_bytes, reply }
@@ -927,6 +1258,78 @@ async fn binary_connection(stream: TcpStream, api: Arc<Api>) -> std::io::Result<
     }
     drop(tx);
     writer.await.map_err(std::io::Error::other)?
+}
+
+/// Reads one request frame: its length prefix (a connection with nothing started waits up
+/// to [`IDLE_TIMEOUT`]), then a reservation of it from the ingress budget, then the rest by
+/// the frame's [`RequestClock`] deadline.
+async fn read_frame(rd: &mut tokio::net::tcp::OwnedReadHalf, api: &Api, slot: &Slot) -> Frame {
+    let mut prefix = [0u8; 4];
+    let first = tokio::select! {
+        r = timeout(IDLE_TIMEOUT, rd.read(&mut prefix)) => r,
+        () = slot.evicted() => return Frame::Ended,
+    };
+    let got = match first {
+        Ok(Ok(n)) if n > 0 => n,
+        _ => return Frame::Ended,
+    };
+    slot.reading(got);
+    let mut clock = RequestClock::start(now(), got);
+    let deadline = |c: &RequestClock| TokioInstant::from_std(c.deadline());
+    if got < prefix.len() {
+        let rest = tokio::select! {
+            r = timeout_at(deadline(&clock), rd.read_exact(&mut prefix[got..])) => r,
+            () = slot.evicted() => return Frame::Ended,
+        };
+        match rest {
+            Ok(Ok(_)) => {
+                clock.received(prefix.len() - got);
+                slot.reading(prefix.len() - got);
+            }
+            Ok(Err(_)) => return Frame::Ended,
+            Err(_) => return Frame::Refuse("a frame's length did not arrive in time".into()),
+        }
+    }
+    let len = match binproto::frame_len(prefix, api.budget.request_frame_max) {
+        Ok(n) => n,
+        Err(e) => return Frame::Refuse(e.to_string()),
+    };
+    // The frame earns the time its announced length takes at the minimum rate.
+    let by = deadline(&RequestClock::start(clock.started(), 4 + len));
+    let late = || Frame::Refuse(format!("a frame of {len} bytes did not arrive whole in time"));
+    let Some(reservation) = api.ingress.reserve_within(len, BUDGET_WAIT).await else {
+        // Read past it, keeping the stream's framing, and answer it "busy".
+        let mut head = [0u8; 5];
+        let n = head.len().min(len);
+        let skipped = async {
+            rd.read_exact(&mut head[..n]).await?;
+            skip(rd, len - n).await
+        };
+        return match timeout_at(by, skipped).await {
+            Ok(Ok(())) if n == 5 => Frame::Skipped(u32::from_le_bytes([head[1], head[2], head[3], head[4]])),
+            Ok(Ok(())) => Frame::Refuse(format!("a frame of {len} bytes is shorter than its 5-byte head")),
+            Ok(Err(_)) => Frame::Ended,
+            Err(_) => late(),
+        };
+    };
+    let mut body = vec![0u8; len];
+    let mut at = 0;
+    while at < len {
+        // Read in pieces, so that the listener sees the frame arrive at its speed.
+        let read = tokio::select! {
+            r = timeout_at(by, rd.read(&mut body[at..len.min(at + READ_CHUNK)])) => r,
+            () = slot.evicted() => return Frame::Ended,
+        };
+        match read {
+            Ok(Ok(0)) | Ok(Err(_)) => return Frame::Ended,
+            Ok(Ok(n)) => {
+                at += n;
+                slot.reading(n);
+            }
+            Err(_) => return late(),
+        }
+    }
+    Frame::Whole(body, reservation)
 }
 
 /// Waits for SIGINT or SIGTERM.

@@ -61,7 +61,11 @@ pub struct Link {
     pub peers: Vec<PeerLink>,
     /// Application connections open now (HTTP and binary).
     pub api_connections: u64,
+    /// Connections refused because every connection of their listener was busy.
     pub api_connections_refused: u64,
+    /// Slow or idle connections dropped to admit newer ones.
+    #[serde(default)]
+    pub api_connections_evicted: u64,
     /// `resources.max_memory`: the process's budget, of which the shell keeps
     /// `shell_reserve` and the core the rest (`Status::memory_max`).
     pub process_memory_max: u64,
@@ -492,6 +496,19 @@ pub fn render_metrics(s: &Status) -> String {
     let reconnects: u64 = s.link.peers.iter().map(|p| p.reconnects).sum();
     metric("reconnects_total", "counter", "Transport reconnections to peers.", &one(reconnects));
     metric("sessions_lost_total", "counter", "Sync sessions given up for lack of an answer.", &one(c.sessions_lost));
+    metric("api_connections", "gauge", "Application connections open (HTTP and binary).", &one(s.link.api_connections));
+    metric(
+        "api_connections_dropped_total",
+        "counter",
+        "Slow or idle application connections dropped to admit newer ones.",
+        &one(s.link.api_connections_evicted),
+    );
+    metric(
+        "api_connections_refused_total",
+        "counter",
+        "Application connections refused because every connection was busy.",
+        &one(s.link.api_connections_refused),
+    );
     metric("hlc_rejections_total", "counter", "Peer timestamps rejected as too far ahead.", &one(c.hlc_rejected));
     metric("bad_messages_total", "counter", "Peer frames dropped as malformed.", &one(c.bad_messages));
     if let Some(sync) = &s.sync {

@@ -12,11 +12,23 @@ use outpost_core::resources::fit_to_budgets;
 use outpost_core::types::Duration;
 
 const MIB: u64 = 1 << 20;
+/// The shell's share of an edge's default 64 MiB, and the core's rest.
+const RESERVE_64: u64 = 12_153_648;
+const CORE_64: u64 = 64 * MIB - RESERVE_64;
+/// The core's share of a gateway's default 256 MiB.
+const CORE_GATEWAY_256: u64 = 200_212_480;
 const KIB: u64 = 1 << 10;
 
-/// What the core gets of a process budget: the rest after the shell's share.
+/// What an edge's core gets of a process budget: the rest after the shell's share.
 fn core(memory: u64) -> u64 {
-    ShellBudget::new(memory, ShellBudget::fitted_value_max(memory)).core_memory(memory)
+    let frame = outpost::limits::CONTROL_FRAME_MAX;
+    ShellBudget::new(memory, ShellBudget::fitted_value_max(memory), frame).core_memory(memory)
+}
+
+/// What a gateway's core gets: its shell also holds batches from edges.
+fn gateway_core(memory: u64) -> u64 {
+    let frame = outpost::limits::peer_frame_max(&NodeConfig::new(node_id_of("gateway"), Role::Gateway, Vec::new()));
+    ShellBudget::new(memory, ShellBudget::fitted_value_max(memory), frame).core_memory(memory)
 }
 
 fn example(name: &str) -> PathBuf {
@@ -82,15 +94,15 @@ fn an_edge_without_a_file_gets_the_documented_defaults() {
     assert_eq!(s.node, expected);
     assert_eq!(s.max_memory, 64 * MIB);
     assert_eq!(s.node.resources.memory_bytes_max, core(64 * MIB), "the shell's share is set aside");
-    assert_eq!(s.shell.connections_max, 8);
-    assert_eq!(s.shell.reserve, 14_083_680, "8 connections of 1.2 MiB and 4 MiB for request bodies");
-    assert_eq!(core(64 * MIB), 53_025_184, "the core's 50.6 MiB");
-    assert_eq!(s.node.log.pending_bytes_max, 53_025_184 / 16, "a sixteenth of the core's memory");
+    assert_eq!((s.shell.http_connections_max, s.shell.binary_connections_max), (16, 16));
+    assert_eq!(s.shell.reserve, RESERVE_64, "16 + 16 connections, 4 fetch answers, 4 MiB for request bodies");
+    assert_eq!(core(64 * MIB), CORE_64);
+    assert_eq!(s.node.log.pending_bytes_max, CORE_64 / 16, "a sixteenth of the core's memory");
     // Below 64 MiB for the core: the small batches and reads.
     assert_eq!(s.node.sync.batch_bytes_max, 64 * KIB as u32);
     assert_eq!(s.node.sync.batch_records_max, 1024);
     assert_eq!(s.node.log.read_chunk_bytes, 64 * KIB as u32);
-    assert_eq!(s.node.log.value_bytes_max, 662_814, "the core's memory / (16 × (1 topic + 4))");
+    assert_eq!(u64::from(s.node.log.value_bytes_max), CORE_64 / (16 * 5), "the core's memory / (16 × (1 topic + 4))");
     assert_eq!(s.node.resources.storage_bytes_max, 1 << 30);
     assert_eq!(s.node.topics[0].eviction, Eviction::Keep);
 }
@@ -113,13 +125,17 @@ fn a_gateway_without_a_file_gets_the_documented_defaults() {
         Role::Gateway,
         vec![TopicConfig::new("events", SyncDirection::EdgeToCloud)],
     );
-    fit_to_budgets(&mut expected, core(256 * MIB), 64 << 30);
+    fit_to_budgets(&mut expected, gateway_core(256 * MIB), 64 << 30);
     assert_eq!(s.node, expected);
     assert_eq!(s.node.upstream, None);
-    assert_eq!(s.node.resources.memory_bytes_max, core(256 * MIB));
-    assert_eq!(s.shell.connections_max, 32);
-    assert_eq!(core(256 * MIB), 205_389_824, "256 MiB less the shell's 60.1 MiB");
-    assert_eq!(s.node.gateway.pending_bytes_max, 12_836_864, "a sixteenth of the core's memory, below 16 MiB");
+    assert_eq!(s.node.resources.memory_bytes_max, gateway_core(256 * MIB));
+    assert_eq!((s.shell.http_connections_max, s.shell.binary_connections_max), (64, 64));
+    assert_eq!(gateway_core(256 * MIB), CORE_GATEWAY_256);
+    assert_eq!(
+        s.node.gateway.pending_bytes_max,
+        CORE_GATEWAY_256 / 16,
+        "a sixteenth of the core's memory, below 16 MiB"
+    );
     assert_eq!(s.node.sync.batch_bytes_max, 256 * KIB as u32, "the core has more than 64 MiB");
     assert_eq!(s.node.resources.storage_bytes_max, 64 << 30);
 }
@@ -187,9 +203,9 @@ fn the_edge_example_gives_the_values_written() {
         ]
     );
     // The values the commented-out lines show (checked in full by the next test).
-    assert_eq!(s.node.log.value_bytes_max, 414_259, "the core's memory / (16 × (4 topics + 4))");
+    assert_eq!(s.node.log.value_bytes_max, 429_337, "the core's memory / (16 × (4 topics + 4))");
     assert_eq!(u64::from(s.node.log.value_bytes_max), core(64 * MIB) / (16 * 8));
-    assert_eq!(s.node.log.pending_bytes_max, 3_314_074, "a sixteenth of the core's memory");
+    assert_eq!(s.node.log.pending_bytes_max, 3_434_701, "a sixteenth of the core's memory");
     assert_eq!(s.node.sync.window_bytes_max, MIB);
     assert_eq!((s.logging.format, s.logging.level.as_str()), (LogFormat::Human, "info"));
 }
@@ -219,10 +235,10 @@ fn the_gateway_example_gives_the_values_written() {
         ]
     );
     assert_eq!(s.node.topics[2].retention_age, Some(Duration::from_secs(30 * 24 * 3600)));
-    assert_eq!(s.node.resources.memory_bytes_max, core(256 * MIB));
+    assert_eq!(s.node.resources.memory_bytes_max, gateway_core(256 * MIB));
     assert_eq!(s.node.resources.storage_bytes_max, 64 << 30);
     assert_eq!(s.node.gateway.streams_max, 100_000);
-    assert_eq!(s.node.gateway.pending_bytes_max, 12_836_864, "12536 KiB: a sixteenth of the core's memory");
+    assert_eq!(s.node.gateway.pending_bytes_max, 12_513_280, "12220 KiB: a sixteenth of the core's memory");
     assert_eq!((s.logging.format, s.logging.level.as_str()), (LogFormat::Json, "info,outpost=debug"));
 }
 
@@ -259,10 +275,10 @@ fn explicit_limits_beat_the_fit_and_small_budgets_validate_through_it() {
         .expect("8 MiB is enough once the limits are fitted");
     assert_eq!(fitted.node.resources.memory_bytes_max, core(8 * MIB));
     assert_eq!(fitted.node.resources.memory_bytes_max, 8 * MIB - fitted.shell.reserve);
-    assert_eq!(fitted.shell.reserve, 1_528_626, "2 connections and 512 KiB for request bodies");
-    assert_eq!(fitted.node.log.pending_bytes_max, 428_748, "a sixteenth of the core's 6.5 MiB");
+    assert_eq!(fitted.shell.reserve, 1_747_353, "4 + 4 connections, a fetch answer, 512 KiB for request bodies");
+    assert_eq!(fitted.node.log.pending_bytes_max, 415_078, "a sixteenth of the core's 6.3 MiB");
     assert_eq!(fitted.node.sync.batch_bytes_max, 64 * KIB as u32);
-    assert_eq!(fitted.node.sync.window_bytes_max, 428_748, "a sixteenth of the core's memory");
+    assert_eq!(fitted.node.sync.window_bytes_max, 415_078, "a sixteenth of the core's memory");
 
     let text = "[resources]\nmax_memory = \"8MiB\"\n\
                 [log]\nwrite_buffer = \"256 KiB\"\n[sync]\nwindow = \"128KiB\"\n";
@@ -271,13 +287,13 @@ fn explicit_limits_beat_the_fit_and_small_budgets_validate_through_it() {
     assert_eq!(explicit.node.sync.window_bytes_max, 128 * KIB);
     assert_eq!(explicit.node.sync.batch_bytes_max, fitted.node.sync.batch_bytes_max, "the rest stays fitted");
 
-    // The core's share reaches the 64 MiB of the larger batches from a budget of 83 MiB.
+    // The core's share reaches the 64 MiB of the larger batches from a budget of 78 MiB.
     let batch = |mib: u64| {
         let s = parse(&format!("[resources]\nmax_memory = \"{mib}MiB\"\n"), None, Role::Edge).expect("valid");
         (s.node.resources.memory_bytes_max >= 64 * MIB, s.node.sync.batch_bytes_max)
     };
-    assert_eq!(batch(82), (false, 64 * KIB as u32));
-    assert_eq!(batch(83), (true, 256 * KIB as u32));
+    assert_eq!(batch(77), (false, 64 * KIB as u32));
+    assert_eq!(batch(78), (true, 256 * KIB as u32));
 
     // The fit lowers the largest value with the memory; a written one goes above it.
     let default = parse("", None, Role::Edge).expect("the defaults are valid");
@@ -286,7 +302,7 @@ fn explicit_limits_beat_the_fit_and_small_budgets_validate_through_it() {
     assert_eq!(raised.node.log.value_bytes_max, MIB as u32);
     // The shell is sized for the larger values, and the core gets less of the 64 MiB.
     assert!(raised.shell.request_frame_max > default.shell.request_frame_max);
-    assert_eq!(raised.shell.reserve, 15_761_408);
+    assert_eq!(raised.shell.reserve, 12_992_512);
     assert_eq!(raised.node.resources.memory_bytes_max, 64 * MIB - raised.shell.reserve);
     assert!(raised.node.resources.memory_bytes_max < default.node.resources.memory_bytes_max);
 }
@@ -392,14 +408,15 @@ const BAD_FILES: &[(&str, Role, Option<usize>, &str)] = &[
         "[resources]\nmax_memory = \"2MiB\"\n",
         Role::Edge,
         Some(2),
-        "raise it, or lower log.write_buffer, sync.batch_bytes, sync.window, log.read_chunk",
+        "raise it, or lower log.write_buffer, sync.batch_bytes, sync.window or log.read_chunk",
     ),
     (
         "[resources]\nmax_memory = \"8MiB\"\n",
         Role::Gateway,
         Some(2),
-        "edge.toml:2: resources.max_memory: 8.0 MiB is the whole process's budget; the shell keeps 1.5 MiB of it \
-         (2 connections, 512.0 KiB for request bodies), and the core's 6.5 MiB is less than the",
+        "edge.toml:2: resources.max_memory: 8.0 MiB is the whole process's budget (with this file, at least 121.0 MiB \
+         is needed); the shell keeps 9.7 MiB of it (4 connections per listener, 512.0 KiB for request bodies), and \
+         the core's 0 B is less than the",
     ),
     (
         "[node]\nname = \"kiosk 7\"\n",
@@ -484,7 +501,7 @@ const BAD_FILES: &[(&str, Role, Option<usize>, &str)] = &[
         "[[topics]]\nname = \"a\"\npriority = 300\n",
         Role::Edge,
         Some(3),
-        "edge.toml:3: topics[0].priority: invalid value: integer `300`, expected u8",
+        "edge.toml:3: topics[0].priority: invalid value: integer `300`, expected an integer from 0 to 255",
     ),
     ("[[topics]]\nname = \"\"\n", Role::Edge, Some(2), "edge.toml:2: topics[0].name: must be 1 to 255 bytes"),
     ("[sync\nwindow = 1\n", Role::Edge, Some(1), "edge.toml:1: invalid table header"),
@@ -500,6 +517,34 @@ fn bad_files_are_refused_with_the_line_and_field_to_fix() {
         assert!(!shown.contains('\n'), "not one line: {shown}");
         assert_eq!(e.path.as_deref(), Some(Path::new("edge.toml")));
     }
+}
+
+#[test]
+fn what_a_new_user_gets_wrong_is_explained_in_the_file_s_terms() {
+    // A type error names the numbers allowed, not Rust's types.
+    let e = error("[[topics]]\nname = \"a\"\npriority = \"high\"\n", Role::Edge).to_string();
+    assert!(e.contains("expected an integer from 0 to 255") && !e.contains("u8"), "{e}");
+    // Too little memory: the smallest budget that works, and only advice the file can follow.
+    let e = error("[resources]\nmax_memory = \"2MiB\"\n", Role::Edge).to_string();
+    assert!(e.contains("at least 6.0 MiB is needed"), "{e}");
+    assert!(!e.contains("fetch."), "[fetch] is not a section of the file: {e}");
+    assert!(parse("[resources]\nmax_memory = \"6MiB\"\n", None, Role::Edge).is_ok(), "and that minimum does work");
+    assert!(parse("[resources]\nmax_memory = \"5MiB\"\n", None, Role::Edge).is_err(), "and it is the minimum");
+    // A token the handshake cannot carry is refused at load, not by a panic at the first connect.
+    let text = format!("[cloud]\ntoken = \"{}\"\n", "t".repeat(256));
+    let e = error(&text, Role::Edge);
+    assert_eq!((e.line, e.field.as_str()), (Some(2), "cloud.token"));
+    assert!(e.message.contains("at most 255 bytes"), "{e}");
+    let text = format!("[gateway.tokens]\n\"edge-1\" = \"{}\"\n", "t".repeat(300));
+    assert_eq!(error(&text, Role::Gateway).field, "gateway.tokens.edge-1");
+    assert!(parse(&format!("[cloud]\ntoken = \"{}\"\n", "t".repeat(255)), None, Role::Edge).is_ok());
+    // A gateway is closed to unknown edges unless the file opens it; a web page's origin
+    // must be one.
+    let open = parse("[gateway]\nopen = true\n", None, Role::Gateway).expect("valid");
+    assert!(open.gateway.expect("a gateway").open);
+    assert!(!parse("", None, Role::Gateway).expect("valid").gateway.expect("a gateway").open);
+    let e = error("[api]\nallowed_origins = [\"dash.local\"]\n", Role::Edge);
+    assert_eq!(e.field, "api.allowed_origins[0]");
 }
 
 #[test]

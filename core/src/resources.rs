@@ -284,8 +284,7 @@ pub fn check_budgets(cfg: &NodeConfig) -> Result<(), ConfigError> {
             field: "resources.memory_bytes_max".into(),
             message: format!(
                 "{} is less than the {} the configured limits may use (largest: {}); raise it, or lower \
-                 log.pending_bytes_max, sync.batch_bytes_max, sync.window_bytes_max, log.read_chunk_bytes or \
-                 fetch.in_flight_max",
+                 log.pending_bytes_max, sync.batch_bytes_max, sync.window_bytes_max or log.read_chunk_bytes",
                 Bytes(limit),
                 Bytes(need),
                 list.join(", ")

@@ -126,7 +126,8 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     outpost::peer::encode_hello(
         &outpost::peer::PeerHello { name: "kiosk-7".into(), token: "s3cret".into() },
         &mut hello,
-    );
+    )
+    .expect("a valid hello");
     v.push(("peer_handshake", "hello", hello));
     let mut answer = Vec::new();
     outpost::peer::encode_answer(outpost::peer::Verdict::Unauthorized, "gateway", "wrong token", &mut answer);

@@ -253,7 +253,7 @@ pub fn http(
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut req =
-        format!("{method} {path} HTTP/1.1\r\nhost: test\r\ncontent-length: {}\r\nconnection: close\r\n", body.len());
+        format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {}\r\nconnection: close\r\n", body.len());
     if let Some(t) = content_type {
         req.push_str(&format!("content-type: {t}\r\n"));
     }
