@@ -100,11 +100,16 @@ pub fn show(addr: SocketAddr, view: View, json: bool) -> Result<i32, CliError> {
     Ok(code)
 }
 
-/// `outpost sync pause|resume|now`.
-pub fn sync_command(addr: SocketAddr, command: &str) -> Result<(), CliError> {
+/// `outpost sync pause|resume|now`: the daemon's answer.
+pub fn sync_command(addr: SocketAddr, command: &str) -> Result<serde_json::Value, CliError> {
     let (code, body) = request(addr, "POST", &format!("/v1/admin/sync/{command}"))?;
+    let answer: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
     if code != 200 {
-        return Err(CliError(format!("{addr} answered {code}: {}", String::from_utf8_lossy(&body))));
+        let why = answer
+            .as_ref()
+            .and_then(|a| a["error"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        return Err(CliError(format!("{addr} refused `sync {command}` ({code}): {why}")));
     }
-    Ok(())
+    answer.ok_or_else(|| CliError(format!("the answer from {addr} is not JSON; is it the same outpost version?")))
 }

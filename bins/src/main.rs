@@ -5,7 +5,7 @@ use outpost::cli::{self, View};
 use outpost::config::{self, LogFormat, Settings};
 use outpost_core::config::Role;
 use outpost_core::resources::Bytes;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -18,9 +18,10 @@ struct Cli {
 
 #[derive(clap::Args, Clone)]
 struct Target {
-    /// The daemon's HTTP API (default: api.http of --config, or of ./outpost.toml, or 127.0.0.1:7480).
+    /// The daemon's HTTP API as HOST:PORT, e.g. localhost:7480 (default: api.http of
+    /// --config, or of ./outpost.toml, or 127.0.0.1:7480).
     #[arg(long)]
-    addr: Option<SocketAddr>,
+    addr: Option<String>,
     /// Read the daemon's address from this config file.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -36,6 +37,7 @@ struct Target {
 enum Command {
     /// Run the edge daemon (config: --config, else ./outpost.toml, else defaults).
     Run {
+        /// The config file (default: ./outpost.toml if it exists, else the defaults).
         #[arg(long)]
         config: Option<PathBuf>,
         /// `tokio` (the default build's) or `lite` (one thread, no async runtime).
@@ -44,15 +46,25 @@ enum Command {
     },
     /// Run the gateway that edges sync to.
     Gateway {
+        /// The config file (default: ./outpost.toml if it exists, else the defaults).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Accept edges whose names are not in gateway.tokens without a token
+        /// (gateway.open = true): for a laptop or a trusted network only.
+        #[arg(long)]
+        open: bool,
     },
     /// Check a config file and print what it sets, without starting anything.
     Check {
+        /// The config file (default: ./outpost.toml if it exists, else the defaults).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Read it as a gateway's file.
         #[arg(long)]
         gateway: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Sync to the gateway: status, or pause / resume / now.
     Sync {
@@ -90,16 +102,19 @@ impl Default for Shell {
 
 #[derive(Subcommand)]
 enum SyncAction {
+    /// The sync session, the link to the gateway and per topic what is durable and acknowledged.
     Status(Target),
     /// Sync now: connect at once and send partial batches (also resumes).
     Now(Target),
     /// Stop sending until resumed (not kept across a restart).
     Pause(Target),
+    /// Send again after a pause.
     Resume(Target),
 }
 
 #[derive(Subcommand)]
 enum MeshAction {
+    /// This node's links to its peers (today: the sync link to the gateway, or the edges).
     Peers(Target),
 }
 
@@ -135,15 +150,26 @@ fn init_logging(s: &Settings) {
     }
 }
 
-fn serve(config: Option<PathBuf>, role: Role, shell: Shell) -> ExitCode {
-    let settings = match config::load(config.as_deref(), role) {
+fn serve(config: Option<PathBuf>, role: Role, shell: Shell, open: bool) -> ExitCode {
+    let mut settings = match config::load(config.as_deref(), role) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("outpost: {e}");
             return ExitCode::from(2);
         }
     };
+    if let Some(g) = &mut settings.gateway {
+        g.open |= open;
+    }
     init_logging(&settings);
+    // A daemon with a part that panicked (a task, a thread) must not go on without it,
+    // taking writes it will never sync: it stops, and its supervisor restarts it.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tracing::error!(%info, "a part of the daemon panicked; stopping so that it is restarted whole");
+        default_hook(info);
+        std::process::abort();
+    }));
     let result = match shell {
         Shell::Lite => outpost::lite::run(settings, &std::sync::atomic::AtomicBool::new(false)),
         Shell::Tokio => run_tokio(settings),
@@ -180,8 +206,11 @@ fn admin_addr(http: SocketAddr) -> SocketAddr {
 }
 
 fn addr_of(t: &Target) -> Result<SocketAddr, String> {
-    if let Some(a) = t.addr {
-        return Ok(a);
+    if let Some(a) = &t.addr {
+        let mut found = a
+            .to_socket_addrs()
+            .map_err(|e| format!("--addr {a}: {e}; expected HOST:PORT, e.g. localhost:7480 or 10.0.0.5:7480"))?;
+        return found.next().ok_or_else(|| format!("--addr {a}: the name has no address"));
     }
     let role = if t.gateway { Role::Gateway } else { Role::Edge };
     let s = config::load(t.config.as_deref(), role).map_err(|e| e.to_string())?;
@@ -203,13 +232,17 @@ fn ask(t: &Target, view: View) -> ExitCode {
 }
 
 fn command(t: &Target, what: &str) -> ExitCode {
-    let run = || -> Result<(), String> {
+    let run = || -> Result<serde_json::Value, String> {
         let addr = addr_of(t)?;
         cli::sync_command(addr, what).map_err(|e| e.to_string())
     };
     match run() {
-        Ok(()) => {
-            println!("sync {what}: done");
+        Ok(answer) => {
+            if t.json {
+                println!("{answer}");
+            } else {
+                println!("sync {what}: done");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -219,42 +252,71 @@ fn command(t: &Target, what: &str) -> ExitCode {
     }
 }
 
+/// `outpost check`: what the file sets, as a table.
+fn print_check(s: &Settings) {
+    let from = s.path.as_ref().map_or("defaults (no config file)".to_string(), |p| p.display().to_string());
+    println!("{from}: valid");
+    println!("node      {} (id {}), {:?}", s.node_name, s.node.id.0, s.node.role);
+    println!("data_dir  {}", s.data_dir.display());
+    println!("api       http {}  binary {}", s.http, s.binary);
+    if let Some(c) = &s.cloud {
+        println!("gateway   {} at {}", c.gateway_name, c.gateway_addr);
+    }
+    if let Some(g) = &s.gateway {
+        let open = if g.open { ", open to any other edge" } else { "" };
+        println!("listen    {} ({} edge tokens{open})", g.listen, g.tokens.len());
+    }
+    println!(
+        "budgets   max_memory {} (the core {}, the shell {}), max_storage {}",
+        Bytes(s.max_memory),
+        Bytes(s.node.resources.memory_bytes_max),
+        Bytes(s.shell.reserve),
+        Bytes(s.node.resources.storage_bytes_max)
+    );
+    for t in &s.node.topics {
+        println!("topic     {} sync {:?} priority {} eviction {}", t.name, t.sync, t.priority, t.eviction.name());
+    }
+}
+
+/// `outpost check --json`: the same, for scripts.
+fn check_json(s: &Settings) -> serde_json::Value {
+    let role = if s.node.role == Role::Edge { "edge" } else { "gateway" };
+    serde_json::json!({
+        "valid": true,
+        "file": s.path.as_ref().map(|p| p.display().to_string()),
+        "node": s.node_name,
+        "id": s.node.id.0,
+        "role": role,
+        "data_dir": s.data_dir.display().to_string(),
+        "http": s.http.to_string(),
+        "binary": s.binary.to_string(),
+        "gateway": s.cloud.as_ref().map(|c| serde_json::json!({ "name": c.gateway_name, "addr": c.gateway_addr })),
+        "listen": s.gateway.as_ref().map(|g| serde_json::json!({
+            "addr": g.listen.to_string(), "edge_tokens": g.tokens.len(), "open": g.open,
+        })),
+        "max_memory": s.max_memory,
+        "core_memory": s.node.resources.memory_bytes_max,
+        "shell_memory": s.shell.reserve,
+        "max_storage": s.node.resources.storage_bytes_max,
+        "topics": s.node.topics.iter().map(|t| serde_json::json!({
+            "name": t.name, "sync": format!("{:?}", t.sync), "priority": t.priority, "eviction": t.eviction.name(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Run { config, shell } => serve(config, Role::Edge, shell),
-        Command::Gateway { config } => serve(config, Role::Gateway, Shell::Tokio),
-        Command::Check { config, gateway } => {
+        Command::Run { config, shell } => serve(config, Role::Edge, shell, false),
+        Command::Gateway { config, open } => serve(config, Role::Gateway, Shell::Tokio, open),
+        Command::Check { config, gateway, json } => {
             let role = if gateway { Role::Gateway } else { Role::Edge };
             match config::load(config.as_deref(), role) {
+                Ok(s) if json => {
+                    println!("{}", serde_json::to_string_pretty(&check_json(&s)).expect("JSON values serialize"));
+                    ExitCode::SUCCESS
+                }
                 Ok(s) => {
-                    let from =
-                        s.path.as_ref().map_or("defaults (no config file)".to_string(), |p| p.display().to_string());
-                    println!("{from}: valid");
-                    println!("node      {} (id {}), {:?}", s.node_name, s.node.id.0, s.node.role);
-                    println!("data_dir  {}", s.data_dir.display());
-                    println!("api       http {}  binary {}", s.http, s.binary);
-                    if let Some(c) = &s.cloud {
-                        println!("gateway   {} at {}", c.gateway_name, c.gateway_addr);
-                    }
-                    if let Some(g) = &s.gateway {
-                        println!("listen    {} ({} edge tokens)", g.listen, g.tokens.len());
-                    }
-                    println!(
-                        "budgets   max_memory {} (the core {}, the shell {}), max_storage {}",
-                        Bytes(s.max_memory),
-                        Bytes(s.node.resources.memory_bytes_max),
-                        Bytes(s.shell.reserve),
-                        Bytes(s.node.resources.storage_bytes_max)
-                    );
-                    for t in &s.node.topics {
-                        println!(
-                            "topic     {} sync {:?} priority {} eviction {}",
-                            t.name,
-                            t.sync,
-                            t.priority,
-                            t.eviction.name()
-                        );
-                    }
+                    print_check(&s);
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
