@@ -741,6 +741,10 @@ impl Lite {
         };
         // A head, or a length the next parse refuses: bounded per connection.
         let Some(need) = need else { return Some(READ_CHUNK) };
+        if c.rbuf.len() >= need {
+            // The whole request is here and waits (for a fetch answer's place): read no more.
+            return None;
+        }
         if need > c.reserved {
             if !self.ingress.try_reserve(need - c.reserved) {
                 c.blocked_since.get_or_insert_with(Instant::now);
@@ -757,7 +761,7 @@ impl Lite {
             c.wbuf.extend_from_slice(http::CONTINUE);
             c.continued = true;
         }
-        Some(need.saturating_sub(c.rbuf.len()).clamp(1, READ_CHUNK))
+        Some((need - c.rbuf.len()).min(READ_CHUNK))
     }
 
     /// The request read is consumed: its budget goes back.
