@@ -404,7 +404,7 @@ pub fn pick_victim(topics: &[TopicView<'_>], writer: TopicIdx) -> Option<Victim>
     type Rank = (u8, u8, u64, u64, u16);
     let mut best: Option<(Rank, Victim)> = None;
     for (i, t) in topics.iter().enumerate() {
-        if t.log.segment_count() <= 1 {
+        if t.log.removable() == 0 {
             continue;
         }
         let Some(oldest) = t.log.oldest() else { continue };
