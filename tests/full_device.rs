@@ -67,6 +67,10 @@ fn scenario(lite: bool) {
         edge = edge.lite();
     }
     edge.start();
+    // The daemon learnt the device's size and fitted its budget and segments to it.
+    let log = edge.log_text();
+    assert!(log.contains("the device holding") && log.contains("has 8.0 MiB: the storage budget is lowered"), "{log}");
+    assert!(log.contains("log.segment lowered from 8.0 MiB to 512.0 KiB"), "{log}");
     let mut gw = Daemon::gateway(dir.path(), listen, &[("edge-1", "t1")]);
     let mut c = edge.client();
 
@@ -85,7 +89,10 @@ fn scenario(lite: bool) {
     };
     assert!(i >= 16, "the device refused after {i} records: {refusal}");
 
+    eprintln!("{} records filled the device; then: {refusal}", i);
+
     // The gateway comes back and takes the backlog.
+    let back = Instant::now();
     gw.start();
     let deadline = Instant::now() + Duration::from_secs(120);
     while edge.unsynced("events") > 0 {
@@ -93,7 +100,10 @@ fn scenario(lite: bool) {
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    eprintln!("the backlog drained {:.1} s after the gateway started", back.elapsed().as_secs_f64());
+
     // Writes resume by themselves: nobody frees space or restarts anything.
+    let drained = Instant::now();
     produce_retrying(&mut c, i, 60).unwrap_or_else(|last| {
         panic!(
             "writes did not resume within 60 s after the gateway acknowledged the whole backlog ({i} records); \
@@ -102,6 +112,7 @@ fn scenario(lite: bool) {
         )
     });
     i += 1;
+    eprintln!("writes resumed {:.1} s after the backlog drained", drained.elapsed().as_secs_f64());
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (state, reasons) = health(&edge);
@@ -113,6 +124,7 @@ fn scenario(lite: bool) {
     }
 
     // And it stays so: three times the device's size more, with the gateway there.
+    let more = Instant::now();
     for _ in 0..384 {
         produce_retrying(&mut c, i, 60).unwrap_or_else(|last| {
             panic!("record {i} refused for 60 s with the gateway up: {last}; /health: {:?}", health(&edge))
@@ -124,6 +136,8 @@ fn scenario(lite: bool) {
         assert!(Instant::now() < deadline, "the second backlog did not drain in 120 s: {}", edge.status());
         std::thread::sleep(Duration::from_millis(100));
     }
+    let counters = &edge.status()["counters"];
+    eprintln!("24 MiB more written and synced in {:.1} s; counters {counters}", more.elapsed().as_secs_f64());
 
     // Everything acknowledged is at the gateway, once each, in order and intact.
     let held = gw.read_all("events");

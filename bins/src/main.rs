@@ -144,6 +144,15 @@ fn serve(config: Option<PathBuf>, role: Role, shell: Shell) -> ExitCode {
         }
     };
     init_logging(&settings);
+    let mut settings = settings;
+    match outpost::store::fit_to_device(&mut settings) {
+        Ok(warnings) => warnings.iter().for_each(|w| tracing::warn!("{w}")),
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("outpost: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let result = match shell {
         Shell::Lite => outpost::lite::run(settings, &std::sync::atomic::AtomicBool::new(false)),
         Shell::Tokio => run_tokio(settings),
