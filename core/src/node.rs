@@ -495,6 +495,11 @@ impl Node {
         }
         let up = self.uplink.as_ref().and_then(|u| u.poll_timeout(&self.cfg.sync, &self.logs));
         let t = up.map_or(self.next_housekeeping, |t| t.min(self.next_housekeeping));
+        // A roll that failed is tried again after the device-full wait, messages or not.
+        let t = match self.device_full {
+            Some(f) if f.roll_after > self.now.mono => t.min(f.roll_after),
+            _ => t,
+        };
         Some(self.site_poll_timeout().map_or(t, |s| s.min(t)))
     }
 
@@ -515,6 +520,9 @@ impl Node {
             if let Some(g) = &mut self.ingest {
                 g.expire_sessions(now.mono, &self.cfg);
             }
+        }
+        if self.device_full.is_some_and(|f| f.roll_after <= now.mono) {
+            self.reclaim_full_device();
         }
         self.site_tick();
         self.after_input();

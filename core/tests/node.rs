@@ -513,6 +513,10 @@ struct Pair {
     edge_disk: MemDisk,
     gw_disk: MemDisk,
     capacity: usize,
+    /// Empty appends (creating a rolled segment's file) refused for space, this many more.
+    refuse_creates: u32,
+    /// Files the edge deleted, in order.
+    deleted: Vec<FileId>,
     link_up: bool,
     to_gw: VecDeque<Vec<u8>>,
     to_edge: VecDeque<Vec<u8>>,
@@ -539,6 +543,8 @@ impl Pair {
             edge_disk: MemDisk::default(),
             gw_disk: MemDisk::default(),
             capacity,
+            refuse_creates: 0,
+            deleted: Vec::new(),
             link_up: false,
             to_gw: VecDeque::new(),
             to_edge: VecDeque::new(),
@@ -554,6 +560,10 @@ impl Pair {
     fn complete_edge_disk(&mut self) -> bool {
         let used: usize = self.edge_disk.files.values().map(Vec::len).sum();
         let full = match self.edge_disk.queue.front() {
+            Some((_, DiskRequest::Append { bytes, .. })) if bytes.is_empty() && self.refuse_creates > 0 => {
+                self.refuse_creates -= 1;
+                true
+            }
             Some((_, DiskRequest::Append { bytes, .. })) => used + bytes.len() > self.capacity,
             Some(_) => false,
             None => return false,
@@ -567,7 +577,10 @@ impl Pair {
             }
             (id, Err(outpost_core::io::DiskError::NoSpace))
         } else {
-            let (id, _, result) = self.edge_disk.complete_one().expect("checked");
+            let (id, req, result) = self.edge_disk.complete_one().expect("checked");
+            if let DiskRequest::Delete { file } = req {
+                self.deleted.push(file);
+            }
             (id, result)
         };
         self.edge.handle(self.now, Input::DiskDone { id, result });
@@ -641,23 +654,52 @@ impl Pair {
     }
 }
 
+/// Values zstd cannot shrink, so that a device fills as a test counts.
+fn incompressible(i: u64) -> Vec<u8> {
+    let mut x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..10 << 10)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn a_roll_that_cannot_create_its_file_keeps_the_segment_and_tries_again_later() {
+    let mut p = Pair::new(300 << 10);
+    let mut acked = 0;
+    while p.produce(acked, &incompressible(acked)).is_ok() {
+        acked += 1;
+    }
+    // The empty file may exist (storage made it but refused the append): the roll must
+    // take it away again before a commit appends to the old segment.
+    p.refuse_creates = 1;
+    p.link_up = true;
+    p.edge.handle(p.now, Input::Control(Control::SyncNow));
+    p.run_for(5_000);
+    assert_eq!(p.edge.unsynced_records(), 0, "the gateway holds everything");
+    assert_eq!(p.refuse_creates, 0, "the first roll could not create its file");
+    // Its file deleted again, then, after the device-full wait, a second roll freed the
+    // segment; the empty segment keeps the sequence.
+    let (rolled, old) =
+        (FileId::Segment { topic: TopicIdx(0), base: acked }, FileId::Segment { topic: TopicIdx(0), base: 0 });
+    assert_eq!(p.deleted, [rolled, old]);
+    assert!(!p.edge.resource_status().device_full);
+    let log = p.edge.log(TopicIdx(0));
+    assert_eq!((log.segment_count(), log.start_offset(), log.end_offset()), (1, acked, acked));
+    assert_eq!(p.edge_disk.files.get(&rolled).map(Vec::len), Some(0));
+    assert_eq!(p.produce(999, b"room again").expect("taken").seq, acked);
+}
+
 #[test]
 fn a_full_device_frees_the_segment_the_gateway_holds_and_takes_writes_again() {
     // 300 KiB of device under a default config: a 1 GiB budget and 8 MiB segments, so
     // the device's data is one open segment.
     let mut p = Pair::new(300 << 10);
-    // Values zstd cannot shrink, so that the device fills as the test counts.
-    let value = |i: u64| -> Vec<u8> {
-        let mut x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        (0..10 << 10)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    };
+    let value = incompressible;
     let mut acked = 0;
     let refusal = loop {
         match p.produce(acked, &value(acked)) {
