@@ -40,9 +40,9 @@ pub struct Daemon {
     pub binary: SocketAddr,
     /// Extra arguments of `outpost run` (`--shell lite`).
     pub args: Vec<String>,
-    /// The size of a tmpfs mounted on the data directory for the process alone (see
-    /// [`Daemon::on_tmpfs`]).
-    pub tmpfs: Option<String>,
+    /// The size of a tmpfs mounted on the data directory for the process alone, and the
+    /// bytes of another file written there first (see [`Daemon::on_tmpfs`]).
+    pub tmpfs: Option<(String, u64)>,
     child: Option<Child>,
     starts: u32,
 }
@@ -112,12 +112,13 @@ impl Daemon {
     /// its process sees: a small device. Each start mounts a new, empty one, in a user
     /// and mount namespace of its own (`unshare --user --map-root-user --mount`), so no
     /// root is needed and nothing stays mounted. Panics, saying why, where that is not
-    /// possible: [`tmpfs_supported`].
-    pub fn on_tmpfs(mut self, size: &str) -> Daemon {
+    /// possible: [`tmpfs_supported`]. `other_files` bytes of a file that is not the
+    /// daemon's (`other-files`, in the data directory) take room on it from the start.
+    pub fn on_tmpfs(mut self, size: &str, other_files: u64) -> Daemon {
         if let Err(why) = tmpfs_supported() {
             panic!("this test needs a small device, a tmpfs on the data directory, and cannot mount one: {why}");
         }
-        self.tmpfs = Some(size.into());
+        self.tmpfs = Some((size.into(), other_files));
         self
     }
 
@@ -128,11 +129,14 @@ impl Daemon {
         let cmd = if self.gateway { "gateway" } else { "run" };
         let mut command = match &self.tmpfs {
             None => Command::new(BIN),
-            Some(size) => {
+            Some((size, other)) => {
                 std::fs::create_dir_all(&self.data).expect("the mount point");
                 let mut c = Command::new("unshare");
                 c.args(["--user", "--map-root-user", "--mount", "sh", "-c"])
-                    .arg(format!("mount -t tmpfs -o size={size} tmpfs \"$0\" && exec \"$@\""))
+                    .arg(format!(
+                        "mount -t tmpfs -o size={size} tmpfs \"$0\" && head -c {other} /dev/zero > \"$0/other-files\" \
+                         && exec \"$@\""
+                    ))
                     .arg(&self.data)
                     .arg(BIN);
                 c
