@@ -256,6 +256,9 @@ impl Driver {
                 tracing::warn!(peer = %self.name_of(from), error = %error, "dropped a bad message");
             }
             Event::StorageProblem { detail } => tracing::error!(detail = %detail, "storage problem"),
+            Event::StorageFreed { bytes } => {
+                tracing::info!(bytes, "storage has room again: freed segments the gateway holds; produces are taken")
+            }
             Event::SiteLeader { cluster, term } => tracing::info!(cluster = %cluster, term, "leading the site cluster"),
             Event::SegmentDeleted { file, records } => tracing::debug!(file = %file, records, "segment deleted"),
             Event::Evicted { topic, from, to, records, bytes, policy } => {

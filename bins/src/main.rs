@@ -170,6 +170,14 @@ fn serve(config: Option<PathBuf>, role: Role, shell: Shell, open: bool) -> ExitC
         default_hook(info);
         std::process::abort();
     }));
+    match outpost::store::fit_to_device(&mut settings) {
+        Ok(warnings) => warnings.iter().for_each(|w| tracing::warn!("{w}")),
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("outpost: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let result = match shell {
         Shell::Lite => outpost::lite::run(settings, &std::sync::atomic::AtomicBool::new(false)),
         Shell::Tokio => run_tokio(settings),
@@ -310,13 +318,23 @@ fn main() -> ExitCode {
         Command::Gateway { config, open } => serve(config, Role::Gateway, Shell::Tokio, open),
         Command::Check { config, gateway, json } => {
             let role = if gateway { Role::Gateway } else { Role::Edge };
-            match config::load(config.as_deref(), role) {
-                Ok(s) if json => {
-                    println!("{}", serde_json::to_string_pretty(&check_json(&s)).expect("JSON values serialize"));
+            // What `run` would start with: the file, then fitted to the device it names.
+            let loaded = config::load(config.as_deref(), role).map_err(|e| e.to_string()).and_then(|mut s| {
+                let warnings = outpost::store::fit_to_device(&mut s)?;
+                Ok((s, warnings))
+            });
+            match loaded {
+                Ok((s, warnings)) if json => {
+                    let mut v = check_json(&s);
+                    v["warnings"] = serde_json::json!(warnings);
+                    println!("{}", serde_json::to_string_pretty(&v).expect("JSON values serialize"));
                     ExitCode::SUCCESS
                 }
-                Ok(s) => {
+                Ok((s, warnings)) => {
                     print_check(&s);
+                    for w in warnings {
+                        println!("warning   {w}");
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

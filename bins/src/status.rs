@@ -249,16 +249,62 @@ fn pct(a: u64, b: u64) -> f64 {
 }
 
 /// Health in one word and the reasons behind it.
+///
+/// Storage counts against health only for what the node cannot free by itself: records the
+/// gateway has not acknowledged, local topics' data, the meta reserve and pending writes.
+/// Segments the gateway holds are freed as soon as room is needed (a full device frees
+/// them at once), so an edge whose backlog has synced is healthy however full its budget.
+/// A full device is unhealthy until the node has room again, with what holds it and what
+/// will end it in the reasons.
 pub fn health(s: &Status) -> (&'static str, Vec<String>) {
     let mut why = Vec::new();
     if !s.running {
         why.push("recovering its log".to_string());
     }
+    let edge = s.role == "edge";
+    let goes_up = |t: &&TopicView| edge && matches!(t.sync.as_str(), "up" | "both");
+    let reclaimable: u64 = s.topics.iter().filter(goes_up).map(|t| t.bytes.saturating_sub(t.unsynced_bytes)).sum();
+    let local: u64 = s.topics.iter().filter(|t| edge && !goes_up(t)).map(|t| t.bytes).sum();
+    let awaiting: Vec<String> = s
+        .topics
+        .iter()
+        .filter(|t| goes_up(t) && t.unsynced_records > 0)
+        .map(|t| {
+            let oldest = t.oldest_unsynced_age_secs.map_or(String::new(), |a| format!(", oldest {}", age(Some(a))));
+            format!("{} records of {} ({}{oldest})", t.unsynced_records, t.name, Bytes(t.unsynced_bytes))
+        })
+        .collect();
+    let local_note =
+        if local > 0 { format!("; {} of local topics, kept by their policy", Bytes(local)) } else { String::new() };
     if s.device_full {
-        why.push("the device reported no space".into());
+        if !awaiting.is_empty() {
+            why.push(format!(
+                "the device has no space left: writes resume once the gateway acknowledges {} and their segments \
+                 are freed{local_note}",
+                awaiting.join(", ")
+            ));
+        } else if reclaimable > 0 {
+            why.push(format!("the device has no space left: freeing {} the gateway holds", Bytes(reclaimable)));
+        } else {
+            why.push(format!(
+                "the device has no space left though this node holds only {} and the gateway everything it \
+                 synced{local_note}: free space on the device",
+                Bytes(s.storage_used)
+            ));
+        }
     }
-    if s.storage_max > 0 && s.storage_used * 10 >= s.storage_max * 9 {
-        why.push(format!("storage {:.0}% of its budget", pct(s.storage_used, s.storage_max)));
+    let at_risk = s.storage_used.saturating_sub(reclaimable);
+    if s.storage_max > 0 && at_risk * 10 >= s.storage_max * 9 {
+        let held = if awaiting.is_empty() {
+            String::new()
+        } else {
+            format!(": not yet at the gateway, {}", awaiting.join(", "))
+        };
+        why.push(format!(
+            "storage {:.0}% of its {} budget in data only sync or an operator can free{held}{local_note}",
+            pct(at_risk, s.storage_max),
+            Bytes(s.storage_max)
+        ));
     }
     if let Some(sync) = &s.sync {
         let link_down = s.link.peers.iter().find(|p| !p.connected);
@@ -525,4 +571,84 @@ pub fn render_metrics(s: &Status) -> String {
 
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod health_tests {
+    use super::*;
+
+    fn topic(name: &str, sync: &str, bytes: u64, unsynced_records: u64, unsynced_bytes: u64) -> TopicView {
+        TopicView {
+            name: name.into(),
+            sync: sync.into(),
+            priority: 5,
+            eviction: "keep".into(),
+            bytes,
+            segments: 4,
+            records: 1000,
+            durable_end: 1000,
+            acked: (sync == "up").then_some(1000 - unsynced_records),
+            unsynced_records,
+            unsynced_bytes,
+            oldest_unsynced_age_secs: (unsynced_records > 0).then_some(90.0),
+            evicted_unsynced: 0,
+        }
+    }
+
+    /// An edge at 98% of an 8 MiB budget, connected, with these topics.
+    fn edge(topics: Vec<TopicView>, device_full: bool) -> Status {
+        let storage_used = (8 << 20) * 98 / 100;
+        Status {
+            node: "e".into(),
+            id: 1,
+            role: "edge".into(),
+            location: None,
+            running: true,
+            uptime_secs: 60.0,
+            hlc: String::new(),
+            sync: None,
+            link: Link::default(),
+            topics,
+            memory_used: 0,
+            memory_max: 1,
+            memory_parts: BTreeMap::new(),
+            storage_used,
+            storage_max: 8 << 20,
+            device_full,
+            streams: Vec::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    #[test]
+    fn a_full_budget_of_data_the_gateway_holds_is_healthy() {
+        let s = edge(vec![topic("events", "up", 7 << 20, 0, 0)], false);
+        assert_eq!(health(&s), ("healthy", vec![]));
+    }
+
+    #[test]
+    fn storage_at_risk_names_what_is_not_yet_at_the_gateway() {
+        let s =
+            edge(vec![topic("events", "up", 13 << 19, 900, 13 << 19), topic("audit", "local", 1 << 20, 0, 0)], false);
+        let (state, why) = health(&s);
+        assert_eq!(state, "degraded");
+        assert_eq!(
+            why,
+            ["storage 98% of its 8.0 MiB budget in data only sync or an operator can free: not yet at the gateway, \
+              900 records of events (6.5 MiB, oldest 90s); 1.0 MiB of local topics, kept by their policy"]
+        );
+    }
+
+    #[test]
+    fn a_full_device_says_what_ends_it_and_clears_with_the_flag() {
+        let waiting = edge(vec![topic("events", "up", 7 << 20, 900, 6 << 20)], true);
+        let (state, why) = health(&waiting);
+        assert_eq!(state, "unhealthy");
+        assert!(why[0].starts_with("the device has no space left: writes resume once the gateway acknowledges 900"));
+        let synced = edge(vec![topic("events", "up", 7 << 20, 0, 0)], true);
+        assert_eq!(health(&synced).1, ["the device has no space left: freeing 7.0 MiB the gateway holds"]);
+        let other = edge(vec![topic("events", "up", 0, 0, 0)], true);
+        assert!(health(&other).1[0].ends_with("free space on the device"), "{:?}", health(&other));
+        assert_eq!(health(&edge(vec![topic("events", "up", 7 << 20, 0, 0)], false)).0, "healthy");
+    }
 }

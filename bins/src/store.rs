@@ -12,7 +12,9 @@
 //! a leading `.`, written as `%XX`. Directories of topics the config no longer names are
 //! left alone (and reported by [`Store::unknown_topic_dirs`]), never deleted.
 
+use crate::config::Settings;
 use outpost_core::io::{DiskError, DiskRequest, DiskResponse, FileId};
+use outpost_core::resources::{self, Bytes};
 use outpost_core::types::TopicIdx;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
@@ -73,6 +75,63 @@ fn io_error(path: &Path, e: &io::Error) -> DiskError {
 
 fn sync_dir(path: &Path) -> io::Result<()> {
     File::open(path)?.sync_all()
+}
+
+/// The size of the filesystem holding `dir` (or, before `dir` exists, its nearest
+/// existing ancestor), in bytes, as statvfs reports it, less the blocks reserved for root:
+/// what the node's files could ever take there.
+pub fn device_bytes(dir: &Path) -> io::Result<u64> {
+    let mut at = dir;
+    while !at.exists() {
+        at = match at.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+    }
+    let st = rustix::fs::statvfs(at)?;
+    let reserved = st.f_bfree.saturating_sub(st.f_bavail);
+    Ok(st.f_blocks.saturating_sub(reserved).saturating_mul(st.f_frsize))
+}
+
+/// Fits the storage budget and the segment size of `settings` to the device its data
+/// directory is on ([`resources::fit_to_device`]: a budget above the device's size is
+/// lowered to it, segments made small enough that several fit), then validates again.
+/// Returns warnings to log, one per limit lowered (or why the device's size is unknown);
+/// an error when the device is too small for the node's topics.
+pub fn fit_to_device(settings: &mut Settings) -> Result<Vec<String>, String> {
+    let dir = settings.data_dir.display().to_string();
+    let device = match device_bytes(&settings.data_dir) {
+        Ok(b) => b,
+        Err(e) => {
+            return Ok(vec![format!(
+                "cannot learn the size of the device holding {dir} (statvfs: {e}); storage limits are not fitted to it"
+            )])
+        }
+    };
+    let cfg = &mut settings.node;
+    let fit = resources::fit_to_device(cfg, device);
+    cfg.validate().map_err(|e| {
+        format!("the device holding {dir} has {}, too small for this node: {}: {}", Bytes(device), e.field, e.message)
+    })?;
+    let mut warnings = Vec::new();
+    if let Some(was) = fit.storage_was {
+        warnings.push(format!(
+            "resources.max_storage is {} but the device holding {dir} has {}: the storage budget is lowered to that; \
+             set max_storage to at most it, or move node.data_dir to a larger device",
+            Bytes(was),
+            Bytes(device)
+        ));
+    }
+    if let Some(was) = fit.segment_was {
+        warnings.push(format!(
+            "log.segment lowered from {} to {} so that sixteen segments per topic fit the storage budget of {}: \
+             storage is freed a segment at a time once the gateway holds it",
+            Bytes(was),
+            Bytes(cfg.log.segment_bytes_max),
+            Bytes(cfg.resources.storage_bytes_max)
+        ));
+    }
+    Ok(warnings)
 }
 
 impl Store {
@@ -308,6 +367,30 @@ mod tests {
     }
 
     #[test]
+    fn the_device_size_is_that_of_the_filesystem_holding_the_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let size = device_bytes(dir.path()).expect("statvfs");
+        assert!(size > 0);
+        let st = rustix::fs::statvfs(dir.path()).expect("statvfs");
+        assert!(size <= st.f_blocks * st.f_frsize);
+        assert_eq!(device_bytes(&dir.path().join("not/yet/there")).expect("an ancestor"), size);
+    }
+
+    #[test]
+    fn a_default_config_is_fitted_to_a_small_device_and_says_so() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut settings = crate::config::parse("", None, outpost_core::config::Role::Edge).expect("defaults");
+        settings.data_dir = dir.path().to_path_buf();
+        let device = device_bytes(dir.path()).expect("statvfs");
+        let before = settings.node.clone();
+        let warnings = fit_to_device(&mut settings).expect("fits");
+        let budget = settings.node.resources.storage_bytes_max;
+        assert_eq!(budget, before.resources.storage_bytes_max.min(device));
+        assert_eq!(warnings.iter().any(|w| w.contains("resources.max_storage is")), device < (1 << 30), "{warnings:?}");
+        assert!(settings.node.log.segment_bytes_max <= (budget / 16).max(64 << 10));
+    }
+
+    #[test]
     fn a_second_store_on_the_same_directory_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let names = vec!["t".to_string()];
@@ -339,6 +422,13 @@ mod tests {
             s.perform(&DiskRequest::Read { file: seg, offset: 0, len: 100 }),
             Ok(DiskResponse::Read(b"hello".to_vec()))
         );
+        // An empty append creates the file, and its sync makes it durable: what a roll of
+        // the newest segment relies on.
+        let rolled = FileId::Segment { topic: TopicIdx(1), base: 99 };
+        assert_eq!(s.perform(&DiskRequest::Append { file: rolled, bytes: Vec::new() }), Ok(DiskResponse::Done));
+        assert_eq!(s.perform(&DiskRequest::Sync { file: rolled }), Ok(DiskResponse::Done));
+        assert_eq!(fs::metadata(s.path(rolled)).map(|m| m.len()).ok(), Some(0));
+        assert_eq!(s.perform(&DiskRequest::Delete { file: rolled }), Ok(DiskResponse::Done));
         assert_eq!(s.perform(&DiskRequest::Delete { file: seg }), Ok(DiskResponse::Done));
         assert_eq!(s.perform(&DiskRequest::Delete { file: seg }), Err(DiskError::NotFound));
         assert_eq!(s.perform(&DiskRequest::Read { file: seg, offset: 0, len: 1 }), Err(DiskError::NotFound));

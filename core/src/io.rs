@@ -239,10 +239,32 @@ pub enum ProduceError {
     Clock(HlcError),
     /// Storage refused the write (for example, no space). Nothing was written; retry later.
     Storage(DiskError),
-    /// The storage budget is full and the topic's eviction policy lets nothing more go
-    /// (`device_full`: storage itself reported no space, below the budget). Retry after
-    /// sync frees space, or raise the budget.
-    StorageFull { used: u64, unsynced: u64, limit: u64, device_full: bool },
+    /// The storage budget is full and the topics' eviction policies let nothing more go
+    /// (`device_full`: storage itself reported no space, below the budget). Nothing was
+    /// written. The fields say what holds the room and so what ends the refusal: the
+    /// gateway acknowledging records (their segments are then freed by themselves),
+    /// segments it holds being deleted now, or only an operator (local data, or a device
+    /// something else fills).
+    StorageFull {
+        /// Bytes the node holds: segment files, the meta reserve, records pending.
+        used: u64,
+        /// Of `used`: segments holding records the gateway has not acknowledged, and
+        /// records pending.
+        unsynced: u64,
+        /// The storage budget.
+        limit: u64,
+        device_full: bool,
+        /// Records the gateway has not acknowledged; once it does, their segments go.
+        awaiting_ack: u64,
+        /// Of `used`: segments the gateway holds wholly, being freed now.
+        freeing: u64,
+        /// Of `used`: local topics' data, which never syncs and goes only as its eviction
+        /// policy allows.
+        local: u64,
+        /// While the device is full: how long until a write is tried again (zero: the
+        /// next produce tries).
+        retry_in: crate::types::Duration,
+    },
     /// A strong write on a member that cannot reach a majority of its site. Nothing was
     /// written. Retry once the site heals; eventual topics still take writes.
     NoQuorum(crate::detector::NoQuorum),
@@ -285,19 +307,55 @@ impl fmt::Display for ProduceError {
             ProduceError::NotAccepted => f.write_str("this node does not accept produces"),
             ProduceError::Clock(e) => write!(f, "clock: {e}"),
             ProduceError::Storage(e) => write!(f, "storage refused the write ({e}); nothing was stored, retry later"),
-            ProduceError::StorageFull { used, limit, device_full: true, .. } => write!(
-                f,
-                "storage full: the device reported no space (Outpost holds {} of its {} budget); retry in a few \
-                 seconds, or free space on the device",
-                Bytes(*used),
-                Bytes(*limit)
-            ),
-            ProduceError::StorageFull { unsynced, limit, .. } => write!(
-                f,
-                "storage budget full: {} of {} unsynced; retry after sync or raise storage",
-                Bytes(*unsynced),
-                Bytes(*limit)
-            ),
+            ProduceError::StorageFull {
+                used,
+                unsynced,
+                limit,
+                device_full,
+                awaiting_ack,
+                freeing,
+                local,
+                retry_in,
+            } => {
+                if *device_full {
+                    write!(f, "storage full: the device has no space left (Outpost holds {}", Bytes(*used))?;
+                } else {
+                    write!(f, "storage budget full (Outpost holds {} of its {}", Bytes(*used), Bytes(*limit))?;
+                }
+                if *local > 0 {
+                    write!(f, ", {} of it local topics' data, kept by their eviction policy", Bytes(*local))?;
+                }
+                f.write_str(")")?;
+                if *awaiting_ack > 0 {
+                    write!(
+                        f,
+                        "; waiting for the gateway to acknowledge {awaiting_ack} records ({}) so that their segments \
+                         can be freed: writes resume by themselves then",
+                        Bytes(*unsynced)
+                    )?;
+                } else if *freeing > 0 {
+                    write!(f, "; freeing {} the gateway holds: retry in a moment", Bytes(*freeing))?;
+                }
+                match (*device_full, *awaiting_ack > 0 || *freeing > 0) {
+                    (true, true) => f.write_str(" (or free space on the device)"),
+                    (true, false) if *local > 0 => write!(
+                        f,
+                        "; everything the gateway holds is freed: free space on the device or lower \
+                         resources.max_storage (a write is tried again in {} s)",
+                        retry_in.as_secs_f64().ceil()
+                    ),
+                    (true, false) => write!(
+                        f,
+                        "; everything the gateway holds is freed, so something else fills the device: free space on \
+                         it (a write is tried again in {} s)",
+                        retry_in.as_secs_f64().ceil()
+                    ),
+                    (false, true) => f.write_str(" (or raise resources.max_storage)"),
+                    (false, false) => f.write_str(
+                        "; raise resources.max_storage, or give local topics an eviction policy that lets data go",
+                    ),
+                }
+            }
             ProduceError::NoQuorum(e) => write!(f, "{e}"),
             ProduceError::SiteUnavailable { reason } => {
                 write!(f, "the site cannot take strong writes now ({reason}); nothing was written, retry shortly")
@@ -352,6 +410,9 @@ pub enum Event {
     BadMessage { from: NodeId, error: String },
     /// Local storage failed or holds bytes the core cannot read (not a peer's fault).
     StorageProblem { detail: String },
+    /// Storage had reported no space; the node has since freed `bytes` of segments the
+    /// gateway holds, enough for the write that failed, and takes produces again.
+    StorageFreed { bytes: u64 },
     /// A segment was deleted by retention, or evicted with every record acknowledged.
     SegmentDeleted { file: FileId, records: u64 },
     /// This member became the leader of its site cluster `cluster` in `term` (for the

@@ -9,7 +9,12 @@
 //!   segment's `base` is the previous segment's `end`.
 //! - Only the newest segment of a topic can have a torn tail: a new segment is opened only
 //!   when a group commit begins, and group commits run one at a time, each finishing with
-//!   an fsync of every file it wrote. Recovery therefore scans only the newest segment.
+//!   an fsync of every file it wrote; or by [`TopicLog::roll`], with the log durable and
+//!   no commit running. Recovery therefore scans only the newest segment.
+//! - A topic always keeps a segment file: its name is where the sequence goes on after a
+//!   restart. The newest segment is never deleted; to free one the gateway holds wholly,
+//!   the log is rolled to an empty successor first, and the old segment goes only once
+//!   the successor's file is durable.
 //! - `durable_end <= end` and everything below `durable_end` survived an fsync.
 //! - A segment's frames may end before its `end`: recovery that cut a tail moves the
 //!   sequence on past anything the cut bytes could have held ([`sequences_cut_max`]) and
@@ -83,6 +88,9 @@ pub struct TopicLog {
     /// Offsets below this were evicted before the gateway acknowledged them (since the
     /// node started), so sync names the hole `Evicted` rather than `Deleted`.
     evicted_unsynced_end: u64,
+    /// A [`TopicLog::roll`] is in flight: its empty segment's file is not yet known durable,
+    /// so the segment before it stays too. Holds whether the log was sealed before.
+    rolling: Option<bool>,
 }
 
 /// Where a frame goes: the file, its position, and whether the file is new.
@@ -112,6 +120,7 @@ impl TopicLog {
             sealed: false,
             last_read: Instant(0),
             evicted_unsynced_end: 0,
+            rolling: None,
         }
     }
 
@@ -130,6 +139,7 @@ impl TopicLog {
             sealed: false,
             last_read: Instant(0),
             evicted_unsynced_end: 0,
+            rolling: None,
         }
     }
 
@@ -224,6 +234,7 @@ impl TopicLog {
     /// new segment when the newest has reached `segment_bytes_max`.
     pub fn place(&mut self, count: u64, frame_len: u64, newest_ms: u64, segment_bytes_max: u64) -> Placement {
         assert!(count > 0);
+        assert!(self.rolling.is_none(), "no commit while a roll is in flight");
         let roll = match self.segments.back() {
             None => true,
             Some(s) => self.sealed || s.len >= segment_bytes_max,
@@ -300,6 +311,51 @@ impl TopicLog {
         cuts
     }
 
+    /// Opens an empty segment at the end of the log, so that the segment before it (no
+    /// longer the newest) may be freed: a full device cannot free the only segment of a
+    /// topic otherwise, even once the gateway holds all of it. The log must be durable and
+    /// no commit running. Returns the new segment's file, which the caller creates (an
+    /// empty append) and makes durable (a sync); until [`TopicLog::roll_done`], the old
+    /// segment is kept as if it were the newest.
+    pub fn roll(&mut self, newest_ms: u64) -> FileId {
+        assert!(self.rolling.is_none(), "one roll at a time");
+        let base = self.end_offset();
+        assert_eq!(self.durable_offset(), base, "a segment is opened only when the log is durable");
+        self.rolling = Some(self.sealed);
+        self.sealed = false;
+        self.segments.push_back(Segment {
+            base,
+            end: base,
+            durable_end: base,
+            len: 0,
+            newest_ms,
+            unwritten: 0,
+            superseded: 0,
+        });
+        self.file(base)
+    }
+
+    /// The roll's file is durable (`created`), or creating it failed: then the empty
+    /// segment goes again, and the caller deletes whatever storage made of its file.
+    pub fn roll_done(&mut self, created: bool) {
+        let sealed = self.rolling.take().expect("a roll in flight");
+        if !created {
+            let s = self.segments.pop_back().expect("the rolled segment");
+            assert!(s.len == 0 && s.base == s.end, "nothing is written to a segment being rolled");
+            self.sealed = sealed;
+        }
+    }
+
+    pub fn is_rolling(&self) -> bool {
+        self.rolling.is_some()
+    }
+
+    /// Segments that may be removed from the front: all but the newest, and while a roll
+    /// is in flight, all but the two newest.
+    pub fn removable(&self) -> usize {
+        self.segments.len().saturating_sub(1 + usize::from(self.rolling.is_some()))
+    }
+
     /// Removes the oldest segment although records in it from `unsynced_from` on were
     /// never acknowledged (eviction under a lossy policy), and returns it.
     pub fn evict_oldest(&mut self, unsynced_from: u64) -> Option<Segment> {
@@ -312,8 +368,9 @@ impl TopicLog {
 
     /// Removes the oldest segment (retention) and returns it.
     pub fn pop_oldest(&mut self) -> Option<Segment> {
-        if self.segments.len() <= 1 {
-            // The newest segment is where appends go; it is never deleted.
+        if self.removable() == 0 {
+            // The newest segment is where appends go, and its file says where the sequence
+            // goes on after a restart; it is never deleted.
             return None;
         }
         let s = self.segments.pop_front()?;
@@ -561,6 +618,33 @@ mod tests {
         assert_eq!(resync(&zeros, 1000, 1100, false, 0), Resync::NotFound);
         // A frame at or below `after` is not the way forward.
         assert_eq!(resync(&buf, 0, len, true, 3), Resync::NotFound);
+    }
+
+    #[test]
+    fn a_roll_frees_the_only_segment_once_its_successor_is_created() {
+        let seg = Segment { base: 0, end: 10, durable_end: 10, len: 500, newest_ms: 0, unwritten: 0, superseded: 0 };
+        let mut log = TopicLog::recovered(TopicIdx(3), vec![seg.clone()]);
+        assert_eq!((log.removable(), log.pop_oldest()), (0, None), "the only segment stays");
+        let file = log.roll(7);
+        assert_eq!(file, FileId::Segment { topic: TopicIdx(3), base: 10 });
+        assert_eq!((log.segment_count(), log.removable(), log.bytes()), (2, 0, 500));
+        assert_eq!(log.pop_oldest(), None, "not before the successor's file is durable");
+        log.roll_done(true);
+        assert_eq!(log.pop_oldest(), Some(seg));
+        assert_eq!((log.start_offset(), log.end_offset(), log.bytes()), (10, 10, 0));
+        let p = log.place(2, 60, 8, 1 << 30);
+        assert_eq!((p.file, p.pos, p.new_segment), (file, 0, false), "appends go on in the rolled segment");
+    }
+
+    #[test]
+    fn a_failed_roll_leaves_the_log_as_it_was() {
+        let seg = Segment { base: 0, end: 10, durable_end: 10, len: 500, newest_ms: 0, unwritten: 4, superseded: 0 };
+        let mut log = TopicLog::recovered(TopicIdx(0), vec![seg.clone()]);
+        log.seal_newest();
+        log.roll(1);
+        log.roll_done(false);
+        assert_eq!((log.segment_count(), log.removable(), log.end_offset()), (1, 0, 10));
+        assert!(log.place(1, 60, 1, 1 << 30).new_segment, "still sealed: the next append opens a segment");
     }
 
     #[test]

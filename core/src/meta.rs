@@ -14,6 +14,8 @@ use crate::io::FileId;
 pub const META_FILE_BYTES_MAX: u64 = 64 << 10;
 const META_VERSION: u8 = 1;
 const META_RECORD_LEN: usize = 9;
+/// Bytes one bound record takes in a meta file.
+pub const META_RECORD_BYTES: u64 = (codec::FRAME_HEADER_LEN + META_RECORD_LEN) as u64;
 
 /// Appends one meta record frame holding `hlc_bound_ms`.
 pub fn encode_record(hlc_bound_ms: u64, out: &mut Vec<u8>) {

@@ -66,6 +66,8 @@ pub(crate) enum Op {
         req: ReqId,
     },
     RetentionDelete,
+    /// Creating a rolled segment's file (an empty append, then a sync): see `roll_synced`.
+    Roll,
     /// One write of Raft state (append, then sync).
     RaftWrite,
     RaftDelete,
@@ -190,17 +192,27 @@ impl KeyIndex {
     }
 }
 
-/// Storage refused writes: produces wait until `retry_at`, then one commit probes.
+/// Storage refused writes: produces wait until `retry_at`, then one commit probes. The
+/// state ends at once when the node has freed `needed` bytes since (the write that failed
+/// fits again), or when a commit succeeds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct DeviceFull {
     retry_at: Instant,
     wait: Duration,
+    /// Bytes of the write storage refused.
+    needed: u64,
+    /// Bytes of segments deleted since.
+    freed: u64,
+    /// No roll is tried before this (one failed: see `roll_synced`).
+    roll_after: Instant,
 }
 
 #[derive(Debug)]
 struct Flush {
     ops_left: u32,
     error: Option<DiskError>,
+    /// Bytes appended.
+    bytes: u64,
     touched: Vec<(TopicIdx, Checkpoint)>,
     replies: Vec<(ReqId, ProduceAck)>,
     stored: Vec<Accepted>,
@@ -219,6 +231,12 @@ enum Commit {
     Flushing(Flush),
     RollingBack {
         ops_left: u32,
+    },
+    /// Creating the files of rolled segments (`roll_synced`); commits wait for it.
+    Rolling {
+        ops_left: u32,
+        failed: bool,
+        topics: Vec<TopicIdx>,
     },
     /// Storage failed in a way the core cannot undo; writes are refused until a restart,
     /// whose recovery reads what storage really holds.
@@ -477,6 +495,11 @@ impl Node {
         }
         let up = self.uplink.as_ref().and_then(|u| u.poll_timeout(&self.cfg.sync, &self.logs));
         let t = up.map_or(self.next_housekeeping, |t| t.min(self.next_housekeeping));
+        // A roll that failed is tried again after the device-full wait, messages or not.
+        let t = match self.device_full {
+            Some(f) if f.roll_after > self.now.mono => t.min(f.roll_after),
+            _ => t,
+        };
         Some(self.site_poll_timeout().map_or(t, |s| s.min(t)))
     }
 
@@ -497,6 +520,9 @@ impl Node {
             if let Some(g) = &mut self.ingest {
                 g.expire_sessions(now.mono, &self.cfg);
             }
+        }
+        if self.device_full.is_some_and(|f| f.roll_after <= now.mono) {
+            self.reclaim_full_device();
         }
         self.site_tick();
         self.after_input();
@@ -702,6 +728,7 @@ impl Node {
             Op::List | Op::RecoveryRead | Op::RecoveryTruncate => self.on_recovery_disk(op, result),
             Op::Commit => self.on_commit_done(result),
             Op::Rollback => self.on_rollback_done(result),
+            Op::Roll => self.on_roll_done(result),
             Op::MetaAppend => self.meta_append_error = result.err(),
             Op::MetaSync { bound } => {
                 self.meta_inflight = false;
@@ -714,7 +741,18 @@ impl Node {
                     }
                     (append, _) => {
                         self.hlc.bound_persist_failed();
-                        self.meta.write_failed(append == Some(DiskError::NoSpace));
+                        let no_space = append == Some(DiskError::NoSpace);
+                        self.meta.write_failed(no_space);
+                        if no_space {
+                            // No timestamp can be issued until a bound is durable: free what
+                            // the gateway holds, as for a commit refused for space (once per
+                            // wait: the bound is tried again at every input).
+                            if self.device_full.is_none_or(|f| self.now.mono >= f.retry_at) {
+                                self.on_device_full(meta::META_RECORD_BYTES);
+                            } else {
+                                self.reclaim_full_device();
+                            }
+                        }
                     }
                 }
             }
@@ -1169,6 +1207,7 @@ impl Node {
         let mut flush = Flush {
             ops_left: 0,
             error: None,
+            bytes: 0,
             touched: Vec::new(),
             replies: Vec::new(),
             stored: Vec::new(),
@@ -1235,6 +1274,7 @@ impl Node {
             let cp = log.checkpoint();
             let place = log.place(count, buf.len() as u64, newest_ms, self.cfg.log.segment_bytes_max);
             debug_assert_eq!(log.end_offset(), base0 + count);
+            flush.bytes += buf.len() as u64;
             self.fx.disk(DiskRequest::Append { file: place.file, bytes: buf }, Op::Commit);
             self.fx.disk(DiskRequest::Sync { file: place.file }, Op::Commit);
             flush.ops_left += 2;
@@ -1314,9 +1354,7 @@ impl Node {
 
     fn commit_failed(&mut self, f: Flush, e: DiskError) {
         self.stats.commit_failures += 1;
-        if e == DiskError::NoSpace {
-            self.on_device_full();
-        }
+        let needed = f.bytes;
         let mut cuts = Vec::new();
         for (t, cp) in &f.touched {
             cuts.extend(self.logs[t.0 as usize].rollback(cp));
@@ -1355,6 +1393,9 @@ impl Node {
         if n > 0 {
             self.commit = Commit::RollingBack { ops_left: n };
         }
+        if e == DiskError::NoSpace {
+            self.on_device_full(needed);
+        }
     }
 
     fn on_rollback_done(&mut self, result: Result<DiskResponse, DiskError>) {
@@ -1367,6 +1408,8 @@ impl Node {
             Ok(_) | Err(DiskError::NotFound) => {
                 if done {
                     self.commit = Commit::Idle;
+                    // A newest segment the gateway holds may be rolled now.
+                    self.reclaim_full_device();
                 }
             }
             Err(e) => {
@@ -1396,7 +1439,7 @@ impl Node {
             };
             let log = &mut self.logs[i];
             while let Some(oldest) = log.oldest() {
-                if log.segment_count() <= 1 || oldest.end > synced {
+                if log.removable() == 0 || oldest.end > synced {
                     break;
                 }
                 let over_size = log.bytes() > tcfg.retention_bytes;
@@ -1411,6 +1454,7 @@ impl Node {
                 self.fx.event(Event::SegmentDeleted { file, records: seg.end - seg.base });
             }
         }
+        self.reclaim_full_device();
     }
 }
 
@@ -1510,41 +1554,149 @@ impl Node {
         self.fx.event(Event::Evicted { topic: v.topic, from, to, records, bytes: seg.len, policy: policy.name() });
     }
 
-    /// Storage said there is no space: refuse produces for a while, then probe with one
-    /// commit. Segments the gateway holds are deleted so that the probe has a chance.
-    fn on_device_full(&mut self) {
+    /// Storage said there is no space for a write of `needed` bytes: refuse produces for
+    /// a while, then probe with one commit; meanwhile free what the gateway holds.
+    fn on_device_full(&mut self, needed: u64) {
         self.stats.device_full_events += 1;
+        let now = self.now.mono;
         let r = &self.cfg.resources;
         let wait = match self.device_full {
             None => r.disk_full_probe_min,
             Some(f) => Duration(f.wait.0.saturating_mul(2).min(r.disk_full_probe_max.0)),
         };
-        self.device_full = Some(DeviceFull { retry_at: self.now.mono.saturating_add(wait), wait });
+        let roll_after = self.device_full.map_or(now, |f| f.roll_after);
+        self.device_full = Some(DeviceFull { retry_at: now.saturating_add(wait), wait, needed, freed: 0, roll_after });
+        self.fx.event(Event::StorageProblem {
+            detail: format!(
+                "storage reported no space for a write of {needed} bytes; segments the gateway holds are freed as it \
+                 acknowledges them, and produces are refused for {} ms, then a write is tried again",
+                wait.as_millis()
+            ),
+        });
+        self.reclaim_full_device();
+    }
+
+    /// While the device is full: deletes every segment the gateway holds wholly (rolling
+    /// a topic's newest segment to an empty one first when that is what holds the room,
+    /// see `roll_synced`), and ends the full state once the write that failed fits in what
+    /// was freed. Nothing the gateway has not acknowledged goes: lossy policies evict only
+    /// against the storage budget, in `make_room`.
+    fn reclaim_full_device(&mut self) {
+        let Some(mut full) = self.device_full else { return };
+        if self.cfg.role != Role::Edge || !self.is_running() {
+            return;
+        }
+        let before = self.storage_used();
         let top = (0..self.logs.len()).max_by_key(|&t| self.cfg.topics[t].priority).unwrap_or(0);
         while let Some(v) = self.pick_victim(TopicIdx(top as u16)).filter(|v| v.kind == VictimKind::Synced) {
             self.evict(v);
         }
-        self.fx.event(Event::StorageProblem {
-            detail: format!(
-                "storage reported no space; produces are refused for {} ms, then a write is tried again",
-                wait.as_millis()
-            ),
-        });
+        full.freed += before - self.storage_used();
+        if full.freed >= full.needed {
+            self.device_full = None;
+            self.fx.event(Event::StorageFreed { bytes: full.freed });
+            return;
+        }
+        self.device_full = Some(full);
+        if self.now.mono >= full.roll_after {
+            self.roll_synced();
+        }
     }
 
+    /// Rolls every topic whose newest segment the gateway holds wholly, so that the
+    /// segment can go: creates an empty segment after it (an empty append and a sync)
+    /// and, once that file is durable, deletes the old one (`on_roll_done`). A topic keeps
+    /// a segment file at every moment, so a restart goes on at the right sequence. Commits
+    /// wait for the roll; it runs only when none is in flight.
+    fn roll_synced(&mut self) {
+        if !matches!(self.commit, Commit::Idle) {
+            return;
+        }
+        let mut topics = Vec::new();
+        for t in 0..self.logs.len() {
+            let Some(synced) = self.synced_below(t) else { continue };
+            let log = &mut self.logs[t];
+            let rollable =
+                log.segments().last().is_some_and(|s| s.len > 0 && s.end <= synced && s.durable_end == s.end);
+            if !rollable || log.is_rolling() {
+                continue;
+            }
+            let file = log.roll(self.now.wall_ms);
+            self.fx.disk(DiskRequest::Append { file, bytes: Vec::new() }, Op::Roll);
+            self.fx.disk(DiskRequest::Sync { file }, Op::Roll);
+            topics.push(TopicIdx(t as u16));
+        }
+        if !topics.is_empty() {
+            self.commit = Commit::Rolling { ops_left: 2 * topics.len() as u32, failed: false, topics };
+        }
+    }
+
+    fn on_roll_done(&mut self, result: Result<DiskResponse, DiskError>) {
+        let Commit::Rolling { ops_left, failed, .. } = &mut self.commit else {
+            panic!("roll completion without a roll")
+        };
+        *ops_left -= 1;
+        *failed |= result.is_err();
+        if *ops_left > 0 {
+            return;
+        }
+        let Commit::Rolling { failed, topics, .. } = std::mem::replace(&mut self.commit, Commit::Idle) else {
+            unreachable!()
+        };
+        if !failed {
+            for t in topics {
+                self.logs[t.0 as usize].roll_done(true);
+            }
+            // The old segments are no longer the newest: they go now.
+            return self.reclaim_full_device();
+        }
+        // Storage may have made something of a file it did not sync: delete it before any
+        // commit appends after the old segment's end, which a restart would otherwise read
+        // as the empty file's.
+        for &t in &topics {
+            let log = &mut self.logs[t.0 as usize];
+            let file = log.file(log.end_offset());
+            log.roll_done(false);
+            self.fx.disk(DiskRequest::Delete { file }, Op::Rollback);
+        }
+        self.commit = Commit::RollingBack { ops_left: topics.len() as u32 };
+        if let Some(f) = &mut self.device_full {
+            f.roll_after = self.now.mono.saturating_add(f.wait);
+        }
+    }
+
+    /// The refusal of a produce for lack of storage, saying what holds the room.
     fn storage_full(&self, device_full: bool) -> ProduceError {
-        let unsynced = (0..self.logs.len())
-            .map(|t| {
-                let below = self.synced_below(t).unwrap_or(0);
-                self.logs[t].segments().filter(|s| s.end > below).map(|s| s.len).sum::<u64>()
-            })
-            .sum::<u64>()
-            + self.pending_storage;
+        let (mut unsynced, mut awaiting_ack, mut freeing, mut local) = (self.pending_storage, 0, 0, 0);
+        for (t, log) in self.logs.iter().enumerate() {
+            let Some(synced) = self.synced_below(t) else {
+                local += log.bytes();
+                continue;
+            };
+            for s in log.segments() {
+                if s.end > synced {
+                    unsynced += s.len;
+                } else if device_full {
+                    // Freed while the device is full (`reclaim_full_device`): only the
+                    // budget's eviction leaves a topic's newest segment in place.
+                    freeing += s.len;
+                }
+            }
+            awaiting_ack += log.records_from(synced);
+        }
+        let retry_in = match self.device_full {
+            Some(f) if device_full => Duration(f.retry_at.0.saturating_sub(self.now.mono.0)),
+            _ => Duration::ZERO,
+        };
         ProduceError::StorageFull {
             used: self.storage_used() + self.storage_reserved(),
             unsynced,
             limit: self.cfg.resources.storage_bytes_max,
             device_full,
+            awaiting_ack,
+            freeing,
+            local,
+            retry_in,
         }
     }
 

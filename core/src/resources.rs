@@ -359,6 +359,47 @@ pub fn fit_to_budgets(cfg: &mut NodeConfig, memory_bytes_max: u64, storage_bytes
     cfg.log.pending_bytes_max = cfg.log.pending_bytes_max.min(room.max(64 << 10));
 }
 
+/// What [`fit_to_device`] lowered, for the shell to say.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeviceFit {
+    /// The storage budget was more than the device holds: it was this, and is now the
+    /// device's size.
+    pub storage_was: Option<u64>,
+    /// Segments were too large for several to fit: they were this size.
+    pub segment_was: Option<u64>,
+}
+
+/// Fits a node's storage limits to the device its data lives on, of `device_bytes` in all
+/// (its size, not what is free now: other files come and go). A budget above that cannot
+/// be kept, so it is lowered to it; segments are made small enough that sixteen of them
+/// per topic fit the budget, as [`fit_to_budgets`] does (at least 64 KiB), so that a
+/// segment the gateway holds, once freed, is a small share of the device and the newest
+/// segments, which eviction never takes, hold at most a quarter of it. The write buffer
+/// is lowered to fit the storage floor of [`check_budgets`], not below the largest record. Explicit settings are lowered
+/// too: the device decides. Run it after every other adjustment, then validate: a device
+/// too small for the topics' floor still fails there, saying so.
+pub fn fit_to_device(cfg: &mut NodeConfig, device_bytes: u64) -> DeviceFit {
+    let mut fit = DeviceFit::default();
+    let storage = cfg.resources.storage_bytes_max;
+    if storage > device_bytes {
+        fit.storage_was = Some(storage);
+        cfg.resources.storage_bytes_max = device_bytes;
+    }
+    let storage = cfg.resources.storage_bytes_max;
+    let topics = cfg.topics.len().max(1) as u64;
+    let segment = (storage / (topics * 16)).max(64 << 10);
+    if cfg.log.segment_bytes_max > segment {
+        fit.segment_was = Some(cfg.log.segment_bytes_max);
+        cfg.log.segment_bytes_max = segment;
+    }
+    // Not below the largest record: a device too small for both fails on storage, which
+    // is what the operator must change.
+    let largest = pending_record_cost(MAX_KEY_BYTES, cfg.log.value_bytes_max as usize);
+    let room = storage.saturating_sub(topics * 4 * cfg.log.segment_bytes_max + META_RESERVE_BYTES);
+    cfg.log.pending_bytes_max = cfg.log.pending_bytes_max.min(room.max(64 << 10).max(largest));
+    fit
+}
+
 /// An eviction candidate: the oldest segment of a topic, which is all eviction ever
 /// takes (segments of a topic stay contiguous).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -403,7 +444,7 @@ pub fn pick_victim(topics: &[TopicView<'_>], writer: TopicIdx) -> Option<Victim>
     type Rank = (u8, u8, u64, u64, u16);
     let mut best: Option<(Rank, Victim)> = None;
     for (i, t) in topics.iter().enumerate() {
-        if t.log.segment_count() <= 1 {
+        if t.log.removable() == 0 {
             continue;
         }
         let Some(oldest) = t.log.oldest() else { continue };
@@ -715,6 +756,39 @@ mod tests {
                 assert_eq!(cfg.validate(), Ok(()), "{mem} B memory, {storage} B storage, {ntopics} topics, {role:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_small_device_lowers_the_budget_and_the_segments_a_large_one_nothing() {
+        let topics = vec![TopicConfig::new("t", SyncDirection::EdgeToCloud)];
+        let mut default = NodeConfig::new(NodeId(1), Role::Edge, topics.clone());
+        default.upstream = Some(NodeId(2));
+        // The device: an 8 MiB tmpfs under the defaults (1 GiB, 8 MiB segments).
+        let mut cfg = default.clone();
+        let fit = fit_to_device(&mut cfg, 8 << 20);
+        assert_eq!(fit, DeviceFit { storage_was: Some(1 << 30), segment_was: Some(8 << 20) });
+        assert_eq!((cfg.resources.storage_bytes_max, cfg.log.segment_bytes_max), (8 << 20, 512 << 10));
+        assert_eq!(cfg.validate(), Ok(()));
+        // Three topics on a device just under the budget: only the segments shrink.
+        let mut cfg = default.clone();
+        cfg.topics = vec![topics[0].clone(); 3];
+        cfg.topics[1].name = "u".into();
+        cfg.topics[2].name = "v".into();
+        cfg.resources.storage_bytes_max = 64 << 20;
+        let fit = fit_to_device(&mut cfg, 100 << 20);
+        assert_eq!(fit, DeviceFit { storage_was: None, segment_was: Some(8 << 20) });
+        assert_eq!(cfg.log.segment_bytes_max, (64 << 20) / 48);
+        assert_eq!(cfg.validate(), Ok(()));
+        // A device larger than the budget and segments already small: nothing changes.
+        let mut cfg = default.clone();
+        assert_eq!(fit_to_device(&mut cfg, 32 << 30), DeviceFit::default());
+        assert_eq!(cfg, default);
+        // Too small for anything: the floor of 64 KiB segments stays, and validation says so.
+        let mut cfg = default.clone();
+        fit_to_device(&mut cfg, 256 << 10);
+        assert_eq!(cfg.log.segment_bytes_max, 64 << 10);
+        let e = cfg.validate().expect_err("256 KiB holds no four segments and the meta log");
+        assert_eq!(e.field, "resources.storage_bytes_max");
     }
 
     #[test]

@@ -504,3 +504,265 @@ fn a_paused_edge_sends_nothing_until_resumed_and_sync_now_skips_the_backoff() {
     pump_edge(&mut node, &mut disk, at(603), &mut sent);
     assert_eq!(hellos(&sent), 4, "resumed after the link came up: Hello without waiting out the backoff");
 }
+
+/// An edge and its gateway over in-memory storage and a link that can be cut: the edge's
+/// storage holds at most `capacity` bytes (a small device), the gateway's any amount.
+struct Pair {
+    edge: Node,
+    gw: Node,
+    edge_disk: MemDisk,
+    gw_disk: MemDisk,
+    capacity: usize,
+    /// Empty appends (creating a rolled segment's file) refused for space, this many more.
+    refuse_creates: u32,
+    /// Files the edge deleted, in order.
+    deleted: Vec<FileId>,
+    link_up: bool,
+    to_gw: VecDeque<Vec<u8>>,
+    to_edge: VecDeque<Vec<u8>>,
+    replies: Vec<(ReqId, Result<outpost_core::io::ProduceAck, outpost_core::io::ProduceError>)>,
+    events: Vec<Event>,
+    now: Now,
+}
+
+const EDGE: NodeId = NodeId(1);
+const GATEWAY: NodeId = NodeId(9);
+
+impl Pair {
+    fn edge_config() -> NodeConfig {
+        let mut cfg = NodeConfig::new(EDGE, Role::Edge, vec![TopicConfig::new("t", SyncDirection::EdgeToCloud)]);
+        cfg.upstream = Some(GATEWAY);
+        cfg
+    }
+
+    fn new(capacity: usize) -> Pair {
+        let gw_cfg = NodeConfig::new(GATEWAY, Role::Gateway, vec![TopicConfig::new("t", SyncDirection::EdgeToCloud)]);
+        let mut p = Pair {
+            edge: Node::new(Pair::edge_config(), NodeSeed(1), NOW),
+            gw: Node::new(gw_cfg, NodeSeed(2), NOW),
+            edge_disk: MemDisk::default(),
+            gw_disk: MemDisk::default(),
+            capacity,
+            refuse_creates: 0,
+            deleted: Vec::new(),
+            link_up: false,
+            to_gw: VecDeque::new(),
+            to_edge: VecDeque::new(),
+            replies: Vec::new(),
+            events: Vec::new(),
+            now: NOW,
+        };
+        p.settle();
+        p
+    }
+
+    /// The edge's storage refuses an append past its capacity and writes nothing of it.
+    fn complete_edge_disk(&mut self) -> bool {
+        let used: usize = self.edge_disk.files.values().map(Vec::len).sum();
+        let full = match self.edge_disk.queue.front() {
+            Some((_, DiskRequest::Append { bytes, .. })) if bytes.is_empty() && self.refuse_creates > 0 => {
+                self.refuse_creates -= 1;
+                true
+            }
+            Some((_, DiskRequest::Append { bytes, .. })) => used + bytes.len() > self.capacity,
+            Some(_) => false,
+            None => return false,
+        };
+        let (id, result) = if full {
+            let (id, req) = self.edge_disk.queue.pop_front().expect("checked");
+            if let DiskRequest::Append { file, bytes } = &req {
+                if bytes.is_empty() {
+                    self.edge_disk.files.entry(*file).or_default();
+                }
+            }
+            (id, Err(outpost_core::io::DiskError::NoSpace))
+        } else {
+            let (id, req, result) = self.edge_disk.complete_one().expect("checked");
+            if let DiskRequest::Delete { file } = req {
+                self.deleted.push(file);
+            }
+            (id, result)
+        };
+        self.edge.handle(self.now, Input::DiskDone { id, result });
+        true
+    }
+
+    /// Runs until nothing is left to do at this instant.
+    fn settle(&mut self) {
+        loop {
+            while let Some(o) = self.edge.poll_output() {
+                match o {
+                    Output::Disk { id, req } => self.edge_disk.queue.push_back((id, req)),
+                    Output::Send { bytes, .. } if self.link_up => self.to_gw.push_back(bytes),
+                    Output::Reply { req, result } => self.replies.push((req, result)),
+                    Output::Event(e) => self.events.push(e),
+                    _ => {}
+                }
+            }
+            while let Some(o) = self.gw.poll_output() {
+                match o {
+                    Output::Disk { id, req } => self.gw_disk.queue.push_back((id, req)),
+                    Output::Send { bytes, .. } if self.link_up => self.to_edge.push_back(bytes),
+                    _ => {}
+                }
+            }
+            if self.complete_edge_disk() {
+                continue;
+            }
+            if let Some((id, _, result)) = self.gw_disk.complete_one() {
+                self.gw.handle(self.now, Input::DiskDone { id, result });
+            } else if let Some(bytes) = self.to_gw.pop_front() {
+                self.gw.handle(self.now, Input::Message { from: EDGE, bytes });
+            } else if let Some(bytes) = self.to_edge.pop_front() {
+                self.edge.handle(self.now, Input::Message { from: GATEWAY, bytes });
+            } else {
+                return;
+            }
+        }
+    }
+
+    /// Lets `ms` milliseconds pass in steps of 50 ms, firing timers.
+    fn run_for(&mut self, ms: u64) {
+        for _ in 0..ms / 50 {
+            self.now = Now { mono: Instant(self.now.mono.0 + 50_000_000), wall_ms: self.now.wall_ms + 50 };
+            if self.edge.poll_timeout().is_some_and(|t| t <= self.now.mono) {
+                self.edge.handle_timeout(self.now);
+            }
+            if self.gw.poll_timeout().is_some_and(|t| t <= self.now.mono) {
+                self.gw.handle_timeout(self.now);
+            }
+            self.settle();
+        }
+    }
+
+    /// Produces `value` and runs until it is answered.
+    fn produce(
+        &mut self,
+        req: u64,
+        value: &[u8],
+    ) -> Result<outpost_core::io::ProduceAck, outpost_core::io::ProduceError> {
+        let input = Input::Produce { req: ReqId(req), topic: TopicIdx(0), key: None, value: value.to_vec() };
+        self.edge.handle(self.now, input);
+        for _ in 0..100 {
+            self.settle();
+            if let Some(i) = self.replies.iter().position(|(r, _)| r.0 == req) {
+                return self.replies.remove(i).1;
+            }
+            self.run_for(50);
+        }
+        panic!("produce {req} was never answered");
+    }
+}
+
+/// Values zstd cannot shrink, so that a device fills as a test counts.
+fn incompressible(i: u64) -> Vec<u8> {
+    let mut x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..10 << 10)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn a_roll_that_cannot_create_its_file_keeps_the_segment_and_tries_again_later() {
+    let mut p = Pair::new(300 << 10);
+    let mut acked = 0;
+    while p.produce(acked, &incompressible(acked)).is_ok() {
+        acked += 1;
+    }
+    // The empty file may exist (storage made it but refused the append): the roll must
+    // take it away again before a commit appends to the old segment.
+    p.refuse_creates = 1;
+    p.link_up = true;
+    p.edge.handle(p.now, Input::Control(Control::SyncNow));
+    p.run_for(5_000);
+    assert_eq!(p.edge.unsynced_records(), 0, "the gateway holds everything");
+    assert_eq!(p.refuse_creates, 0, "the first roll could not create its file");
+    // Its file deleted again, then, after the device-full wait, a second roll freed the
+    // segment; the empty segment keeps the sequence.
+    let (rolled, old) =
+        (FileId::Segment { topic: TopicIdx(0), base: acked }, FileId::Segment { topic: TopicIdx(0), base: 0 });
+    assert_eq!(p.deleted, [rolled, old]);
+    assert!(!p.edge.resource_status().device_full);
+    let log = p.edge.log(TopicIdx(0));
+    assert_eq!((log.segment_count(), log.start_offset(), log.end_offset()), (1, acked, acked));
+    assert_eq!(p.edge_disk.files.get(&rolled).map(Vec::len), Some(0));
+    assert_eq!(p.produce(999, b"room again").expect("taken").seq, acked);
+}
+
+#[test]
+fn a_full_device_frees_the_segment_the_gateway_holds_and_takes_writes_again() {
+    // 300 KiB of device under a default config: a 1 GiB budget and 8 MiB segments, so
+    // the device's data is one open segment.
+    let mut p = Pair::new(300 << 10);
+    let value = incompressible;
+    let mut acked = 0;
+    let refusal = loop {
+        match p.produce(acked, &value(acked)) {
+            Ok(a) => {
+                assert_eq!(a.seq, acked);
+                acked += 1;
+            }
+            Err(e) if e.is_retryable() => match p.produce(1000 + acked, &value(acked)) {
+                Ok(a) => panic!("the device had room after all: {a:?}"),
+                Err(e) => break e.to_string(),
+            },
+            Err(e) => panic!("{e}"),
+        }
+        assert!(acked < 100, "a 300 KiB device took 1 MiB");
+    };
+    assert!(acked > 10 && p.edge.resource_status().device_full, "{acked} records, then: {refusal}");
+    assert!(
+        refusal.starts_with("storage full: the device has no space left")
+            && refusal.contains(&format!("waiting for the gateway to acknowledge {acked} records"))
+            && refusal.contains("writes resume by themselves then"),
+        "the refusal says what ends it: {refusal}"
+    );
+    assert_eq!(p.edge.log(TopicIdx(0)).segment_count(), 1, "one open segment holds the device");
+
+    // The gateway comes back and acknowledges everything: the segment goes, by a roll.
+    p.link_up = true;
+    p.edge.handle(p.now, Input::Control(Control::SyncNow));
+    p.run_for(5_000);
+    assert_eq!(p.edge.unsynced_records(), 0);
+    assert!(!p.edge.resource_status().device_full, "freeing the segment ended the full state");
+    let freed = p.events.iter().find_map(|e| match e {
+        Event::StorageFreed { bytes } => Some(*bytes),
+        _ => None,
+    });
+    assert!(freed.is_some_and(|b| b > 100 << 10), "{freed:?}");
+    let log = p.edge.log(TopicIdx(0));
+    assert_eq!((log.segment_count(), log.start_offset(), log.end_offset(), log.bytes()), (1, acked, acked, 0));
+    let files: Vec<(FileId, usize)> = p.edge_disk.files.iter().map(|(f, b)| (*f, b.len())).collect();
+    let segment = FileId::Segment { topic: TopicIdx(0), base: acked };
+    assert!(files.contains(&(segment, 0)), "an empty segment keeps the sequence: {files:?}");
+    assert!(!files.iter().any(|(f, _)| *f == FileId::Segment { topic: TopicIdx(0), base: 0 }), "{files:?}");
+
+    // Writes resume at once, at the next sequence, and fill the device again as the
+    // gateway takes them: three times its size.
+    for i in acked..acked + 90 {
+        let a = loop {
+            match p.produce(i, &value(i)) {
+                Ok(a) => break a,
+                Err(e) if e.is_retryable() => p.run_for(1_000),
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert_eq!(a.seq, i);
+    }
+    p.run_for(2_000);
+    assert_eq!(p.edge.unsynced_records(), 0);
+
+    // A restart goes on at the right sequence: the segment file says where.
+    let end = p.edge.log(TopicIdx(0)).end_offset();
+    assert_eq!(end, acked + 90);
+    p.edge = Node::new(Pair::edge_config(), NodeSeed(3), p.now);
+    p.settle();
+    p.run_for(1_000);
+    assert_eq!(p.edge.log(TopicIdx(0)).end_offset(), end);
+    assert_eq!(p.produce(5000, b"after the restart").expect("room").seq, end);
+}

@@ -72,6 +72,14 @@ pub struct Details {
     pub counts: Counts,
     pub violation_count: u64,
     pub undelivered_at_end: u64,
+    /// Edges whose settle probe (see `World::sample`) was still refused when the run
+    /// ended unconverged, with the last refusal.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub writes_refused_at_end: BTreeMap<String, String>,
+    /// Edges whose settle probe was refused for storage that their local topics' data
+    /// holds (half of it or more), with the refusal: excused, as that data never syncs.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub writes_refused_local_data: BTreeMap<String, String>,
     pub net: NetStats,
     pub nodes: BTreeMap<String, NodeReport>,
     pub events: u64,
@@ -154,10 +162,17 @@ impl Report {
             );
         }
         if !self.converged {
+            let refused: Vec<String> =
+                self.details.writes_refused_at_end.iter().map(|(node, e)| format!("{node}: {e}")).collect();
+            let refused = if refused.is_empty() {
+                String::new()
+            } else {
+                format!("; writes still refused on {}", refused.join(", "))
+            };
             worst(
                 Verdict::Liveness,
                 format!(
-                    "did not converge within the settle phase ({} acknowledged records undelivered)",
+                    "did not converge within the settle phase ({} acknowledged records undelivered{refused})",
                     self.details.undelivered_at_end
                 ),
                 &mut fails,

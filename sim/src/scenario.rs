@@ -94,7 +94,9 @@ pub struct NodeSpec {
     pub cluster: Option<String>,
     /// Memory limit: the file's `memory`, else the device's memory. Never above it.
     pub memory_bytes: u64,
-    /// Storage limit: the file's `storage`, else the device's storage. Never above it.
+    /// Storage limit: the file's `storage`, else the device's storage. Never above it in
+    /// a file; a swarm world may give a device a data partition smaller than the budget
+    /// assumes (`swarm::add_small_devices`). The simulated disk holds the smaller of the two.
     pub storage_bytes: u64,
 }
 

@@ -36,6 +36,13 @@ fn node(id: &str, role: Role, device: &str) -> NodeSpec {
 
 /// A world drawn entirely from `seed`.
 pub fn world(seed: u64) -> Scenario {
+    let mut s = world_before_small_devices(seed);
+    add_small_devices(&mut s, &mut stream(seed, "swarm/small-device"));
+    s
+}
+
+/// The world `seed` drew before small devices existed: everything but their disks.
+fn world_before_small_devices(seed: u64) -> Scenario {
     let mut s = world_without_site(seed);
     add_site(&mut s, &mut stream(seed, "swarm/cluster"));
     s
@@ -240,6 +247,41 @@ fn add_site(s: &mut Scenario, rng: &mut SimRng) {
     }
 }
 
+/// The share of worlds whose edges may run on a small device.
+const SMALL_DEVICE_SHARE: f64 = 0.2;
+/// Data partitions smaller than a few segments of the default size (8 MiB): a tmpfs, what
+/// is left of an SD card after the system's partitions.
+const SMALL_DEVICE_MIB: &[u64] = &[1, 2, 3, 5, 8, 12, 20];
+
+/// Small devices, from their own stream, drawn after everything else: in about one world
+/// in five, one edge outside any site cluster (and each other one with odds of one in
+/// two) keeps its storage budget and the segment size fitted to it, but its data
+/// partition holds only 1 to 20 MiB, as with a default config on a small tmpfs. Such a
+/// device fills long before the budget does, and the data on it is one open segment or
+/// a few: it must be freed once the gateway holds it (issue 15, defect 4). Site members
+/// keep their disks (their Raft state is not reclaimed this way), and so do gateways.
+///
+/// It changes nothing but those disks: a world that gets none is the one its seed drew
+/// before small devices existed.
+fn add_small_devices(s: &mut Scenario, rng: &mut SimRng) {
+    if !rng.gen_bool(SMALL_DEVICE_SHARE) {
+        return;
+    }
+    let edges: Vec<usize> =
+        (0..s.nodes.len()).filter(|&i| s.nodes[i].role == Role::Edge && s.nodes[i].cluster.is_none()).collect();
+    if edges.is_empty() {
+        return;
+    }
+    let first = rng.gen_range(0..edges.len());
+    for (k, &i) in edges.iter().enumerate() {
+        let mib = *SMALL_DEVICE_MIB.choose(rng).expect("non-empty");
+        if k == first || rng.gen_bool(0.5) {
+            let device = &mut s.nodes[i].device;
+            device.storage_bytes = device.storage_bytes.min(mib << 20);
+        }
+    }
+}
+
 /// Memory and storage pressure, from its own stream so that the worlds of older seeds
 /// keep everything else: in two worlds of five, edges get small budgets (8 to 64 MiB of
 /// memory, 4 to 16 MiB of storage) and topics get eviction policies, so storage fills
@@ -419,12 +461,13 @@ mod tests {
         text.bytes().fold(h, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
     }
 
-    /// FNV-1a of `render` over the worlds of seeds 0..300 that draw no site.
+    /// FNV-1a of `render` over the worlds of seeds 0..300 that draw no site, as drawn
+    /// before small devices (which `a_small_device_only_shrinks_disks` covers).
     fn fingerprint_without_sites() -> (u64, usize) {
         let mut h = 0xcbf2_9ce4_8422_2325;
         let mut worlds = 0;
         for seed in (0..300).filter(|&s| !draws_site(s)) {
-            h = fnv(h, &render(&world(seed)));
+            h = fnv(h, &render(&world_before_small_devices(seed)));
             worlds += 1;
         }
         (h, worlds)
@@ -444,10 +487,44 @@ mod tests {
         assert_eq!(fingerprint_without_sites(), (10_534_994_574_546_758_966, 223));
     }
 
+    /// Whether `seed`'s world gets small devices: the first draw of their stream.
+    fn draws_small_devices(seed: u64) -> bool {
+        stream(seed, "swarm/small-device").gen_bool(SMALL_DEVICE_SHARE)
+    }
+
+    #[test]
+    fn a_small_device_only_shrinks_disks() {
+        let mut shrunk = 0;
+        for seed in 0..400 {
+            let (before, after) = (world_before_small_devices(seed), world(seed));
+            let mut small = 0;
+            for (a, b) in before.nodes.iter().zip(&after.nodes) {
+                let mut same = b.clone();
+                same.device.storage_bytes = a.device.storage_bytes;
+                assert_eq!(*a, same, "seed {seed}: only the device's capacity may change");
+                if b.device.storage_bytes < a.device.storage_bytes {
+                    assert!(b.role == Role::Edge && b.cluster.is_none(), "seed {seed}: {} got a small device", b.id);
+                    assert!(b.device.storage_bytes <= 20 << 20, "seed {seed}");
+                    small += 1;
+                }
+            }
+            assert_eq!(before.nodes.len(), after.nodes.len());
+            assert_eq!(
+                (&before.links, &before.topics, &before.workloads),
+                (&after.links, &after.topics, &after.workloads)
+            );
+            assert_eq!((&before.faults, before.duration, before.settle), (&after.faults, after.duration, after.settle));
+            let has_edge = before.nodes.iter().any(|n| n.role == Role::Edge && n.cluster.is_none());
+            assert_eq!(small > 0, draws_small_devices(seed) && has_edge, "seed {seed}");
+            shrunk += usize::from(small > 0);
+        }
+        assert!((50..=110).contains(&shrunk), "{shrunk} of 400 worlds have a small device");
+    }
+
     #[test]
     fn a_site_only_adds_to_its_world() {
         for seed in (0..300).filter(|&s| draws_site(s)) {
-            let (a, b) = (world_without_site(seed), world(seed));
+            let (a, b) = (world_without_site(seed), world_before_small_devices(seed));
             assert_eq!(a.nodes[..], b.nodes[..a.nodes.len()], "seed {seed}");
             assert_eq!(a.links[..], b.links[..a.links.len()], "seed {seed}");
             assert_eq!(a.topics[..], b.topics[..a.topics.len()], "seed {seed}");

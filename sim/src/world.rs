@@ -167,6 +167,16 @@ impl SimClock {
     }
 }
 
+/// An edge's write probe in the settle phase.
+#[derive(Clone, Copy)]
+struct SettleProbe {
+    topic: u16,
+    /// The produce in flight or last answered (`None`: not sent yet).
+    req: Option<u64>,
+    /// Refused for storage that local topics' data holds (see `World::retry_refused_probes`).
+    excused: bool,
+}
+
 struct PendingProduce {
     workload: usize,
     crc: u32,
@@ -259,6 +269,9 @@ pub struct World<'a> {
     strong_crcs: std::collections::BTreeSet<u32>,
     /// Produces a test made through [`World::probe_produce`], and their answers.
     probes: BTreeMap<u64, Option<Result<ProduceAck, ProduceError>>>,
+    /// The settle phase's write probes, once every acknowledged record reached the
+    /// gateway: one per edge (see `sample`).
+    settle_probes: Option<BTreeMap<usize, SettleProbe>>,
 }
 
 fn node_config(s: &Scenario, i: usize) -> NodeConfig {
@@ -413,7 +426,7 @@ impl<'a> World<'a> {
                     has_rtc: c.has_rtc,
                     node: None,
                     incarnation: 0,
-                    disk: SimDisk::new(spec.device.disk, spec.storage_bytes),
+                    disk: SimDisk::new(spec.device.disk, spec.storage_bytes.min(spec.device.storage_bytes)),
                     disk_rng: stream(seed, &format!("disk/{i}")),
                     clock: SimClock { offset_ns, drift_ppm, jumps_ns: 0, reset_at: None },
                     timer_gen: 0,
@@ -472,6 +485,7 @@ impl<'a> World<'a> {
             end,
             clusters: clusters_of(scenario),
             probes: BTreeMap::new(),
+            settle_probes: None,
             strong_crcs: std::collections::BTreeSet::new(),
         };
         for (k, c) in w.clusters.iter().enumerate() {
@@ -589,6 +603,10 @@ impl<'a> World<'a> {
     pub fn probe_produce(&mut self, name: &str, topic: &str, value: Vec<u8>) -> u64 {
         let i = self.nodes.iter().position(|n| n.name == name).expect("a node of the scenario");
         let t = self.scenario.topics.iter().position(|x| x.name == topic).expect("a topic of the scenario");
+        self.probe(i, t, value)
+    }
+
+    fn probe(&mut self, i: usize, t: usize, value: Vec<u8>) -> u64 {
         let req = self.next_req;
         self.next_req += 1;
         self.probes.insert(req, None);
@@ -911,6 +929,14 @@ impl<'a> World<'a> {
             }
             Output::Reply { req, result } => {
                 let Some(p) = self.nodes[i].pending.remove(&req.0) else {
+                    let settle_probe = self.settle_probes.as_ref().and_then(|p| p.get(&i)).copied();
+                    if let (Some(SettleProbe { topic, req: Some(probe), .. }), Ok(ack)) = (settle_probe, &result) {
+                        if probe == req.0 {
+                            // Checked like any acknowledged record: it must reach the gateway.
+                            let crc = crc32c::crc32c(&settle_probe_value(&self.nodes[i].name));
+                            self.checker.on_ack(self.t, i, topic, ack.seq, ack.hlc, crc, None);
+                        }
+                    }
                     if let Some(slot) = self.probes.get_mut(&req.0) {
                         *slot = Some(result);
                     }
@@ -1031,17 +1057,102 @@ impl<'a> World<'a> {
         self.nodes.iter().filter_map(|n| n.node.as_ref()).map(Node::unsynced_records).sum()
     }
 
+    /// Samples the backlog and, while settling, decides convergence: every node running,
+    /// every acknowledged record at the gateway, nothing left unacknowledged on an edge, and
+    /// then every edge taking writes again. The last part is a probe: once the backlog is
+    /// synced, each edge gets one produce to an eventual topic that syncs up, retried every
+    /// sample while refused; the run converges when every probe was acknowledged and
+    /// synced. Storage the gateway holds can always be freed, so a node that keeps
+    /// refusing writes once everything synced (a full device that never recovers) fails
+    /// the run for liveness, with its last refusal in the report.
     fn sample(&mut self) {
         let backlog = self.unsynced();
         self.max_backlog = self.max_backlog.max(backlog);
         if self.settling && self.converged_at.is_none() {
             let all_up = self.nodes.iter().all(|n| n.node.as_ref().is_some_and(Node::is_running));
             if all_up && backlog == 0 && self.checker.undelivered() == 0 {
-                self.converged_at = Some(self.t);
-                return;
+                if self.settle_probes.is_none() {
+                    self.start_settle_probes();
+                }
+                if self.settle_probes_acknowledged() && self.unsynced() == 0 && self.checker.undelivered() == 0 {
+                    self.converged_at = Some(self.t);
+                    return;
+                }
+            }
+            if all_up {
+                self.retry_refused_probes();
             }
         }
         self.schedule(self.t + SAMPLE_NS, Ev::Sample);
+    }
+
+    /// One probe per edge that has an eventual topic syncing up (the first such topic).
+    fn start_settle_probes(&mut self) {
+        let topic =
+            self.scenario.topics.iter().position(|t| topic_goes_up(t) && t.consistency == ConsistencySpec::Eventual);
+        let mut probes = BTreeMap::new();
+        if let Some(t) = topic {
+            for i in (0..self.nodes.len()).filter(|&i| self.scenario.nodes[i].role == SpecRole::Edge) {
+                probes.insert(i, SettleProbe { topic: t as u16, req: None, excused: false });
+            }
+        }
+        self.settle_probes = Some(probes);
+        self.retry_refused_probes();
+    }
+
+    fn settle_probes_acknowledged(&self) -> bool {
+        let Some(probes) = &self.settle_probes else { return false };
+        probes.values().all(|p| p.excused || matches!(p.req.and_then(|r| self.probes.get(&r)), Some(Some(Ok(_)))))
+    }
+
+    /// Sends the probes not yet sent, and again those refused, noting each refusal.
+    ///
+    /// One refusal is the node's right: a local topic's data, which never syncs and goes
+    /// only as its policy allows, holding half of the node's storage (the smaller of its
+    /// budget and its disk) or more. The node may then truly have no room, and the probe
+    /// is excused (reported in `writes_refused_local_data`). Below half, a node that
+    /// freed what the gateway holds has room for a probe: the newest segments the budget
+    /// keeps take at most a quarter of it (`check_budgets`), the meta log 192 KiB, and a
+    /// device is at least 1 MiB.
+    fn retry_refused_probes(&mut self) {
+        let Some(probes) = self.settle_probes.clone() else { return };
+        for (i, probe) in probes {
+            if probe.excused {
+                continue;
+            }
+            let refusal = match probe.req.and_then(|r| self.probes.get(&r)) {
+                None => None,
+                Some(Some(Err(e))) => Some(e.clone()),
+                Some(_) => continue,
+            };
+            let name = self.nodes[i].name.clone();
+            let mut next = probe;
+            if let Some(e) = refusal {
+                self.log(format_args!("{name}: settle probe refused: {e}"));
+                if matches!(e, ProduceError::StorageFull { .. }) && self.local_data_fills_half(i) {
+                    self.details.writes_refused_local_data.insert(name, e.to_string());
+                    next.excused = true;
+                    self.settle_probes.as_mut().expect("started").insert(i, next);
+                    continue;
+                }
+                self.details.writes_refused_at_end.insert(name.clone(), e.to_string());
+            }
+            next.req = Some(self.probe(i, usize::from(probe.topic), settle_probe_value(&name)));
+            self.settle_probes.as_mut().expect("started").insert(i, next);
+        }
+    }
+
+    /// Whether local topics' data holds half of node `i`'s storage or more.
+    fn local_data_fills_half(&self, i: usize) -> bool {
+        let Some(node) = self.nodes[i].node.as_ref() else { return false };
+        let spec = &self.scenario.nodes[i];
+        let room = spec.storage_bytes.min(spec.device.storage_bytes);
+        let status = node.resource_status();
+        let local: u64 = (0..self.scenario.topics.len())
+            .filter(|&t| !topic_goes_up(&self.scenario.topics[t]))
+            .map(|t| status.topics[t].bytes)
+            .sum();
+        2 * local >= room
     }
 
     fn finish(mut self) -> Report {
@@ -1050,10 +1161,13 @@ impl<'a> World<'a> {
         if self.converged_at.is_none() {
             let n = self.details.undelivered_at_end;
             let by_stream = self.checker.undelivered_streams();
+            let refused = self.details.writes_refused_at_end.clone();
             self.log(format_args!(
-                "not converged: {n} acknowledged records undelivered (origin, topic): {by_stream:?}"
+                "not converged: {n} acknowledged records undelivered (origin, topic): {by_stream:?}; writes refused: \
+                 {refused:?}"
             ));
         } else {
+            self.details.writes_refused_at_end.clear();
             self.checker.finish(end_t);
         }
         let settle_start = self.scenario.duration.as_nanos();
@@ -1109,6 +1223,11 @@ impl<'a> World<'a> {
             details: std::mem::take(&mut self.details),
         }
     }
+}
+
+/// The value of node `name`'s settle probe.
+fn settle_probe_value(name: &str) -> Vec<u8> {
+    format!("settle probe of {name}").into_bytes()
 }
 
 /// Adds one incarnation's counters to a node's report (a crash resets the core's).

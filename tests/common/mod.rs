@@ -40,6 +40,9 @@ pub struct Daemon {
     pub binary: SocketAddr,
     /// Extra arguments of `outpost run` (`--shell lite`).
     pub args: Vec<String>,
+    /// The size of a tmpfs mounted on the data directory for the process alone, and the
+    /// bytes of another file written there first (see [`Daemon::on_tmpfs`]).
+    pub tmpfs: Option<(String, u64)>,
     child: Option<Child>,
     starts: u32,
 }
@@ -101,6 +104,7 @@ impl Daemon {
             http,
             binary,
             args: Vec::new(),
+            tmpfs: None,
             child: None,
             starts: 0,
         }
@@ -118,7 +122,33 @@ impl Daemon {
         let config = dir.join(format!("{name}.toml"));
         std::fs::write(&config, text).expect("config written");
         let log = dir.join(format!("{name}.log"));
-        Daemon { name: name.into(), gateway, config, data, log, http, binary, args: Vec::new(), child: None, starts: 0 }
+        Daemon {
+            name: name.into(),
+            gateway,
+            config,
+            data,
+            log,
+            http,
+            binary,
+            args: Vec::new(),
+            tmpfs: None,
+            child: None,
+            starts: 0,
+        }
+    }
+
+    /// The same daemon with its data directory on a tmpfs of `size` (`"8m"`) that only
+    /// its process sees: a small device. Each start mounts a new, empty one, in a user
+    /// and mount namespace of its own (`unshare --user --map-root-user --mount`), so no
+    /// root is needed and nothing stays mounted. Panics, saying why, where that is not
+    /// possible: [`tmpfs_supported`]. `other_files` bytes of a file that is not the
+    /// daemon's (`other-files`, in the data directory) take room on it from the start.
+    pub fn on_tmpfs(mut self, size: &str, other_files: u64) -> Daemon {
+        if let Err(why) = tmpfs_supported() {
+            panic!("this test needs a small device, a tmpfs on the data directory, and cannot mount one: {why}");
+        }
+        self.tmpfs = Some((size.into(), other_files));
+        self
     }
 
     /// Starts the process (appending to its log) and waits until it accepts writes.
@@ -126,7 +156,22 @@ impl Daemon {
         assert!(self.child.is_none(), "{} is already running", self.name);
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
         let cmd = if self.gateway { "gateway" } else { "run" };
-        let child = Command::new(BIN)
+        let mut command = match &self.tmpfs {
+            None => Command::new(BIN),
+            Some((size, other)) => {
+                std::fs::create_dir_all(&self.data).expect("the mount point");
+                let mut c = Command::new("unshare");
+                c.args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+                    .arg(format!(
+                        "mount -t tmpfs -o size={size} tmpfs \"$0\" && head -c {other} /dev/zero > \"$0/other-files\" \
+                         && exec \"$@\""
+                    ))
+                    .arg(&self.data)
+                    .arg(BIN);
+                c
+            }
+        };
+        let child = command
             .args([cmd, "--config"])
             .arg(&self.config)
             .args(&self.args)
@@ -240,6 +285,26 @@ impl Drop for Daemon {
             let _ = c.wait();
         }
     }
+}
+
+/// Whether this machine lets a process mount a tmpfs of its own without root (user and
+/// mount namespaces: `unshare --user --map-root-user --mount`); the error says why not.
+pub fn tmpfs_supported() -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| format!("no temporary directory: {e}"))?;
+    let out = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs \"$0\""])
+        .arg(dir.path())
+        .output()
+        .map_err(|e| format!("cannot run unshare (util-linux): {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "`unshare --user --map-root-user --mount sh -c 'mount -t tmpfs ...'` failed ({}): {}; unprivileged user \
+         namespaces may be disabled (sysctl kernel.unprivileged_userns_clone or user.max_user_namespaces)",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    ))
 }
 
 /// One HTTP/1.1 request with `connection: close`; returns the status and body.
