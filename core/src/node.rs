@@ -47,6 +47,12 @@ pub(crate) enum Op {
     List,
     RecoveryRead,
     RecoveryTruncate,
+    /// Recovery creating, then syncing, the empty successor of a segment whose tail it
+    /// cut with a skip. On the sync: the cut to make once the successor is durable (the
+    /// file, its valid length and its length now).
+    RecoverySuccessor {
+        cut: Option<(FileId, u64, u64)>,
+    },
     Commit,
     Rollback,
     MetaAppend,
@@ -725,7 +731,9 @@ impl Node {
     fn on_disk_done(&mut self, id: DiskOpId, result: Result<DiskResponse, DiskError>) {
         let op = self.fx.complete(id);
         match op {
-            Op::List | Op::RecoveryRead | Op::RecoveryTruncate => self.on_recovery_disk(op, result),
+            Op::List | Op::RecoveryRead | Op::RecoveryTruncate | Op::RecoverySuccessor { .. } => {
+                self.on_recovery_disk(op, result)
+            }
             Op::Commit => self.on_commit_done(result),
             Op::Rollback => self.on_rollback_done(result),
             Op::Roll => self.on_roll_done(result),
@@ -817,6 +825,27 @@ impl Node {
             (Op::List, Ok(DiskResponse::Listed(files))) => self.plan_recovery(files),
             (Op::RecoveryRead, Ok(DiskResponse::Read(bytes))) => self.on_recovery_read(&bytes),
             (Op::RecoveryTruncate, Ok(_)) => self.recovery().truncations_left -= 1,
+            (Op::RecoverySuccessor { cut }, result) => {
+                let ok = result.is_ok();
+                let r = self.recovery();
+                r.truncations_left -= 1;
+                match cut {
+                    // The successor is durable: the skip survives any restart, so the
+                    // tail may go.
+                    Some((file, len, _)) if ok => {
+                        r.truncations_left += 1;
+                        self.fx.disk(DiskRequest::Truncate { file, len }, Op::RecoveryTruncate);
+                    }
+                    // No successor (a full device): the tail stays, so that the next
+                    // recovery finds the same cut and skips the same sequences.
+                    Some((file, _, file_len)) => {
+                        let FileId::Segment { topic, base } = file else { unreachable!("segments only") };
+                        let seg = r.segments.get_mut(&topic).and_then(|v| v.iter_mut().find(|s| s.base == base));
+                        seg.expect("recorded by finish_job").len = file_len;
+                    }
+                    None => {}
+                }
+            }
             (op, Err(e)) => {
                 // Storage cannot be read: try again from the start, as a restart would.
                 self.fx.event(Event::StorageProblem {
@@ -824,7 +853,8 @@ impl Node {
                 });
                 self.phase = Phase::Recovering(Box::default());
                 for o in self.fx.ops.values_mut() {
-                    if matches!(o.op, Op::List | Op::RecoveryRead | Op::RecoveryTruncate) {
+                    if matches!(o.op, Op::List | Op::RecoveryRead | Op::RecoveryTruncate | Op::RecoverySuccessor { .. })
+                    {
                         o.op = Op::Stale;
                     }
                 }
@@ -1131,7 +1161,22 @@ impl Node {
         let seg = Segment { base, end, durable_end: end, len, newest_ms, unwritten, superseded: job.superseded };
         r.segments.entry(topic).or_default().push(seg);
         if let Some(reason) = reason {
-            if last {
+            if let (true, Some((_, to))) = (last, skipped) {
+                // The skip must outlive the cut: truncated, the file would end cleanly
+                // and a second restart before the next append would hand the skipped
+                // sequences out again (swarm seed 114 with corrupt-tail faults: destroyed,
+                // acknowledged sequences 3399..3402 given to new records). The successor
+                // segment, created durable first, carries the moved sequence.
+                r.truncated_bytes += cut;
+                r.truncations_left += 2;
+                let successor = FileId::Segment { topic, base: to };
+                self.fx.disk(
+                    DiskRequest::Append { file: successor, bytes: Vec::new() },
+                    Op::RecoverySuccessor { cut: None },
+                );
+                let cut = Some((job.file, valid_len, job.file_len));
+                self.fx.disk(DiskRequest::Sync { file: successor }, Op::RecoverySuccessor { cut });
+            } else if last {
                 r.truncated_bytes += cut;
                 r.truncations_left += 1;
                 self.fx.disk(DiskRequest::Truncate { file: job.file, len: valid_len }, Op::RecoveryTruncate);

@@ -380,6 +380,32 @@ fn a_cut_tail_moves_the_sequence_past_anything_the_cut_bytes_could_hold() {
     assert_eq!(h.node.log(TopicIdx(0)).end_offset(), 20 + jump);
 }
 
+/// A restart right after a recovery that cut a tail, before anything was appended, must
+/// skip the same sequences: the cut is made only once the successor segment that carries
+/// the moved sequence is durable (swarm seed 114: acknowledged sequences handed out again).
+#[test]
+fn a_second_restart_after_a_cut_tail_reuses_nothing() {
+    let (mut disk, seg, frames) = twenty_records();
+    let len = disk.files[&seg].len();
+    disk.files.get_mut(&seg).expect("exists")[len - 3] ^= 0x01;
+    let jump = outpost_core::log::sequences_cut_max(frames[19].1 as u64);
+    let mut h = Harness::start(disk);
+    h.run_disk(|_| false);
+    assert_eq!(h.node.log(TopicIdx(0)).end_offset(), 19 + jump);
+    assert_eq!(h.disk.files[&seg].len(), len - frames[19].1, "the tail is cut");
+    let successor = FileId::Segment { topic: TopicIdx(0), base: 19 + jump };
+    assert_eq!(h.disk.files.get(&successor).map(Vec::len), Some(0), "an empty successor carries the sequence");
+    for _ in 0..2 {
+        let mut again = Harness::start(h.disk);
+        again.run_disk(|_| false);
+        assert_eq!(again.node.log(TopicIdx(0)).end_offset(), 19 + jump, "nothing reused after another restart");
+        h = again;
+    }
+    h.produce(100, b"after");
+    h.run_disk(|_| false);
+    assert!(matches!(h.replies.last(), Some((ReqId(100), Ok(a))) if a.seq == 19 + jump), "{:?}", h.replies.last());
+}
+
 /// Writes `n` records of 100 bytes over ten keys, one commit each; every one must be
 /// acknowledged. Remembers each key's newest sequence.
 fn write_keyed(h: &mut Harness, n: u64, newest: &mut BTreeMap<Vec<u8>, u64>) {

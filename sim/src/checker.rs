@@ -9,7 +9,13 @@
 //! | 6 causality | `on_ack` (a node's timestamps never go back, across crashes too) and `on_stored` (the gateway's receive timestamp is after the record's) |
 //! | 1 and 8: eviction | `on_evicted`: an edge evicted unsynced records of a topic whose policy is `keep` |
 //! | 8 bounded resources | the world checks every node's accounting after every step and reports through `on_budget_violation` |
+//! | 1 and 2: sequence identity | `on_ack`: an acknowledgement of a sequence the gateway already holds with other content, or has moved past (a sequence handed out again after recovery cut a tail) |
 //! | 5 consensus (site clusters) | `on_strong_ack` and the strong path of `on_stored`: two writes acknowledged at one sequence of a cluster's stream, one write acknowledged or stored at two, a write acknowledged at a sequence at or below one acknowledged before it was written (real-time order: linearizability of appends), and `on_leader`: two leaders in one term |
+//!
+//! Promises checked the moment they are made, against the simulator's own truth, are in
+//! `crate::durability` (acknowledged means durable), `crate::site_checks` (Raft's commit
+//! rule, the no-quorum promise) and `crate::heap` (the real heap); they report through
+//! [`Checker::on_violation`] and [`Checker::on_budget_violation`].
 //!
 //! Memory is bounded by the backlog: per stream, only acknowledged records not yet
 //! delivered are remembered (sequence and value CRC). A site cluster's stream is the
@@ -66,6 +72,10 @@ struct StreamCheck {
     newest: BTreeMap<u64, u64>,
     last_acked: Option<u64>,
     next_expected: u64,
+    /// Records the gateway stored before they were acknowledged (durable at a crash that
+    /// came before the reply), by sequence: value CRC. Forgotten once a later sequence is
+    /// acknowledged (an acknowledgement at or below it is then a reuse anyway).
+    stored_unacked: BTreeMap<u64, u32>,
 }
 
 /// A stream: origin node index and topic index.
@@ -140,7 +150,38 @@ impl Checker {
         }
         if seq >= s.next_expected {
             s.pending.push_back((seq, crc, key));
+            return;
         }
+        // The gateway already holds this identity, or moved past it: a record handed a
+        // sequence that an earlier record had (recovery cut a tail and gave its
+        // sequences out again) shows here, not as a duplicate at the gateway.
+        let held = s.stored_unacked.get(&seq).copied();
+        s.stored_unacked = s.stored_unacked.split_off(&(seq + 1));
+        match held {
+            Some(c) if c == crc => {}
+            Some(c) => {
+                self.counts.content_mismatches += 1;
+                self.violate(
+                    at,
+                    "sequence-identity",
+                    format!("node {node} topic {topic}: seq {seq} acknowledged with value CRC {crc:08x}, but the gateway holds {c:08x} for that identity"),
+                );
+            }
+            None => {
+                self.counts.lost += 1;
+                self.violate(
+                    at,
+                    "durability",
+                    format!("node {node} topic {topic}: seq {seq} acknowledged after the gateway had moved past it: it can never arrive"),
+                );
+            }
+        }
+    }
+
+    /// A violation found by a check outside this checker (`crate::durability`, the
+    /// no-quorum promise, Raft's commit rule, the real heap).
+    pub fn on_violation(&mut self, at: u64, invariant: &'static str, detail: String) {
+        self.violate(at, invariant, detail);
     }
 
     /// The gateway holds these records durably.
@@ -207,6 +248,7 @@ impl Checker {
             }
             _ => {
                 self.counts.delivered_unacked += 1;
+                s.stored_unacked.insert(seq, crc);
                 None
             }
         };
@@ -770,6 +812,27 @@ mod tests {
         assert_eq!(c.counts.hlc_rejected_deliveries, 1);
         c.on_stored(2, 0, 0, 1, &[1], h(10), h(10), false, false);
         assert_eq!(c.violations[0].invariant, "causality");
+    }
+
+    #[test]
+    fn an_identity_the_gateway_holds_acknowledged_with_other_content_bites() {
+        let mut c = Checker::default();
+        c.on_ack(1, 0, 0, 0, h(1), 0xa0, None);
+        // Seq 1 was durable at a crash before its reply, and reached the gateway.
+        c.on_stored(2, 0, 0, 0, &[0xa0, 0xa1], h(1), h(5), false, false);
+        assert!(c.violations.is_empty());
+        // Recovery cut the tail holding it and gave seq 1 to a new record.
+        c.on_ack(3, 0, 0, 1, h(6), 0xb1, None);
+        assert_eq!(invariants(&c), ["sequence-identity"]);
+        assert!(c.violations[0].detail.contains("the gateway holds 000000a1 for that identity"), "{:?}", c.violations);
+        // Acknowledged below a range the gateway skipped: it can never arrive.
+        let mut c = Checker::default();
+        c.on_ack(1, 0, 0, 0, h(1), 0xa0, None);
+        c.on_stored(2, 0, 0, 0, &[0xa0], h(1), h(5), false, false);
+        c.on_skipped(3, 0, 0, 1, 4, "Unwritten");
+        c.on_ack(4, 0, 0, 2, h(6), 0xb2, None);
+        assert_eq!(invariants(&c), ["durability"]);
+        assert_eq!(c.counts.lost, 1);
     }
 
     #[test]

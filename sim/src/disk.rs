@@ -23,6 +23,18 @@ struct SimFile {
     entry_durable: bool,
 }
 
+/// A change to what a disk holds durably, for the durability checks (`crate::durability`),
+/// which read the bytes it names right after the operation that made it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DiskChange {
+    /// An fsync made `from..to` of the file durable.
+    Synced { file: FileId, from: u64, to: u64 },
+    /// The file was cut to `len` bytes.
+    Truncated { file: FileId, len: u64 },
+    /// The file was deleted.
+    Deleted { file: FileId },
+}
+
 /// What a crash did to one node's storage.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CrashDamage {
@@ -57,6 +69,8 @@ pub struct SimDisk {
     profile: DiskProfile,
     pub bytes_written: u64,
     pub syncs: u64,
+    /// Changes applied since the world last took them (see [`SimDisk::take_changes`]).
+    changes: Vec<DiskChange>,
 }
 
 impl SimDisk {
@@ -71,7 +85,24 @@ impl SimDisk {
             profile,
             bytes_written: 0,
             syncs: 0,
+            changes: Vec::new(),
         }
+    }
+
+    /// The changes to durable state applied since the last call, in order.
+    pub fn take_changes(&mut self) -> Vec<DiskChange> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// A file's bytes up to its durable length (what a crash now would leave, torn bytes
+    /// a crash already kept included), or `None` if there is no such file.
+    pub fn durable_bytes(&self, file: FileId) -> Option<&[u8]> {
+        self.files.get(&file).map(|f| &f.data[..f.durable_len])
+    }
+
+    /// The files on the disk now.
+    pub fn file_ids(&self) -> impl Iterator<Item = FileId> + '_ {
+        self.files.keys().copied()
     }
 
     pub fn used_bytes(&self) -> u64 {
@@ -131,9 +162,13 @@ impl SimDisk {
             }
             DiskRequest::Sync { file } => {
                 let f = self.files.get_mut(&file).ok_or(DiskError::NotFound)?;
+                let from = f.durable_len as u64;
                 f.durable_len = f.data.len();
                 f.entry_durable = true;
                 self.syncs += 1;
+                if f.durable_len as u64 > from {
+                    self.changes.push(DiskChange::Synced { file, from, to: f.durable_len as u64 });
+                }
                 Ok(DiskResponse::Done)
             }
             DiskRequest::Read { file, offset, len } => {
@@ -149,11 +184,13 @@ impl SimDisk {
                 f.data.truncate(len);
                 f.durable_len = f.durable_len.min(len);
                 f.entry_durable = true;
+                self.changes.push(DiskChange::Truncated { file, len: len as u64 });
                 Ok(DiskResponse::Done)
             }
             DiskRequest::Delete { file } => {
                 let f = self.files.remove(&file).ok_or(DiskError::NotFound)?;
                 self.used -= f.data.len() as u64;
+                self.changes.push(DiskChange::Deleted { file });
                 Ok(DiskResponse::Done)
             }
         }
@@ -188,9 +225,15 @@ impl SimDisk {
             }
             damage.bytes_lost += (f.data.len() - new_len) as u64;
             f.data.truncate(new_len);
+            if keep > 0 {
+                // The kernel flushed these on its own: they are as durable now as synced
+                // bytes (torn garbage included, which no frame scan accepts).
+                self.changes.push(DiskChange::Synced { file: *id, from: f.durable_len as u64, to: new_len as u64 });
+            }
             f.durable_len = new_len;
         }
         for id in gone {
+            self.changes.push(DiskChange::Deleted { file: id });
             let f = self.files.remove(&id).expect("listed above");
             damage.bytes_lost += f.data.len() as u64;
             damage.files_lost += 1;
@@ -243,10 +286,61 @@ impl SimDisk {
     }
 }
 
+impl SimDisk {
+    /// A `corrupt-tail` fault's damage: flips 1 to 4 bits in each of the last 1 to 3
+    /// frames holding records in the durable bytes of the newest segment of a topic
+    /// `eligible` accepts, the topic drawn uniformly among those with such frames.
+    /// Returns `None` if there is none.
+    pub fn corrupt_tail(&mut self, rng: &mut SimRng, eligible: impl Fn(TopicIdx) -> bool) -> Option<Corruption> {
+        let mut newest: BTreeMap<TopicIdx, FileId> = BTreeMap::new();
+        for (id, f) in &self.files {
+            if let FileId::Segment { topic, .. } = *id {
+                if eligible(topic) && f.durable_len > 0 {
+                    newest.insert(topic, *id);
+                }
+            }
+        }
+        let candidates: Vec<(FileId, Vec<FrameRange>)> = newest
+            .into_values()
+            .filter_map(|id| {
+                let FileId::Segment { base, .. } = id else { unreachable!("segments only") };
+                let f = &self.files[&id];
+                let frames: Vec<_> =
+                    frame_ranges(&f.data[..f.durable_len], base).into_iter().filter(|r| r.3 > r.2).collect();
+                (!frames.is_empty()).then_some((id, frames))
+            })
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        let (file, frames) = &candidates[rng.gen_range(0..candidates.len())];
+        let FileId::Segment { topic, .. } = *file else { unreachable!("segments only") };
+        let hit = rng.gen_range(1..=3usize).min(frames.len());
+        let f = self.files.get_mut(file).expect("picked from the map");
+        let mut bits = 0;
+        let mut destroyed = Vec::new();
+        for &(pos, end_pos, first, end) in &frames[frames.len() - hit..] {
+            // Distinct bits, so that no two flips cancel out.
+            let flips: std::collections::BTreeSet<(u64, u8)> =
+                (0..rng.gen_range(1..=4u32)).map(|_| (rng.gen_range(pos..end_pos), rng.gen_range(0..8))).collect();
+            for (p, bit) in flips {
+                f.data[p as usize] ^= 1u8 << bit;
+                bits += 1;
+            }
+            destroyed.push((first, end));
+        }
+        let block_at = frames[frames.len() - hit].0 / CORRUPT_BLOCK * CORRUPT_BLOCK;
+        Some(Corruption { file: *file, topic, block_at, bits, destroyed })
+    }
+}
+
+/// A frame's `(pos, end_pos, first offset, end offset)`.
+type FrameRange = (u64, u64, u64, u64);
+
 /// The frames of a segment's bytes as `(pos, end_pos, first offset, end offset)`, found
 /// the way the core finds them: scanning, and resyncing past frames already damaged (whose
 /// bytes are returned as one range covering the offsets they held).
-fn frame_ranges(data: &[u8], base: u64) -> Vec<(u64, u64, u64, u64)> {
+fn frame_ranges(data: &[u8], base: u64) -> Vec<FrameRange> {
     let mut out = Vec::new();
     let (mut pos, mut next) = (0u64, base);
     loop {
@@ -368,6 +462,47 @@ mod tests {
                 let gone = destroyed.iter().any(|&(a, b)| a <= seq && seq < b);
                 assert!(ok != gone, "seed {seed} seq {seq}: readable {ok}, reported destroyed {gone}");
             }
+        }
+    }
+
+    #[test]
+    fn a_corrupt_tail_destroys_the_newest_durable_frames_and_says_which() {
+        use outpost_core::codec::{encode_batch, Compression, RecordRef};
+        use outpost_core::hlc::Hlc;
+        use outpost_core::types::NodeId;
+        let frames = |from: u64| {
+            let mut bytes = Vec::new();
+            for base in (from..from + 60).step_by(3) {
+                let vals: Vec<Vec<u8>> = (0..3).map(|i| vec![(base + i) as u8; 40]).collect();
+                let recs: Vec<RecordRef<'_>> =
+                    vals.iter().map(|v| RecordRef { hlc: Hlc::new(1000, 0), key: None, value: v }).collect();
+                let mut batch = Vec::new();
+                encode_batch(NodeId(1), base, &recs, Compression::None, &mut batch);
+                log::encode_log_frame(base, &batch, &mut bytes);
+            }
+            bytes
+        };
+        let older = FileId::Segment { topic: TopicIdx(0), base: 0 };
+        let newest = FileId::Segment { topic: TopicIdx(0), base: 60 };
+        for seed in 0..50 {
+            let mut rng = stream(seed, "test");
+            let mut d = SimDisk::new(profile(), 1 << 24);
+            for (f, from) in [(older, 0), (newest, 60)] {
+                run(&mut d, DiskRequest::Append { file: f, bytes: frames(from) }, &mut rng).unwrap();
+                run(&mut d, DiskRequest::Sync { file: f }, &mut rng).unwrap();
+            }
+            assert_eq!(d.corrupt_tail(&mut rng, |t| t != TopicIdx(0)), None, "no eligible topic");
+            let c = d.corrupt_tail(&mut rng, |_| true).expect("durable frames");
+            assert_eq!(c.file, newest);
+            let n = c.destroyed.len() as u64;
+            assert!((1..=3).contains(&n));
+            assert_eq!(c.destroyed.last(), Some(&(117, 120)), "the newest frame");
+            assert_eq!(c.destroyed[0].0, 120 - 3 * n);
+            // What the core reads back: every frame before the destroyed ones.
+            let data = &d.files[&newest].data;
+            let mut good = 60;
+            log::scan(data, 0, 60, |f| good = f.end());
+            assert_eq!(good, 120 - 3 * n, "seed {seed}");
         }
     }
 

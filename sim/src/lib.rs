@@ -8,6 +8,8 @@
 pub mod checker;
 pub mod cluster;
 pub mod disk;
+pub mod durability;
+pub mod heap;
 pub mod linearizable;
 pub mod net;
 pub mod profiles;
@@ -15,5 +17,6 @@ pub mod raft_check;
 pub mod report;
 pub mod rng;
 pub mod scenario;
+pub mod site_checks;
 pub mod swarm;
 pub mod world;

@@ -302,7 +302,13 @@ fn sweep(arg: Option<String>, seeds: u64, first: u64, swarm_mode: bool, jobs: Op
     ExitCode::SUCCESS
 }
 
+/// Every allocation tagged with the simulated node that made it: the world compares each
+/// node's real heap with its accounting after every step (see `outpost_sim::heap`).
+#[global_allocator]
+static ALLOCATOR: outpost_sim::heap::TaggingAllocator = outpost_sim::heap::TaggingAllocator;
+
 fn main() -> ExitCode {
+    outpost_sim::heap::install();
     match Cli::parse().cmd {
         Cmd::Run { scenario, seed, json, trace } => run(&scenario, seed, json, trace),
         Cmd::Sweep { trace: true, scenario, seeds: 1, first, swarm, .. } => trace_one(scenario, first, swarm),

@@ -268,6 +268,18 @@ pub enum FaultSpec {
         /// When the corruption happens.
         at: Duration,
     },
+    /// Power loss that also destroys the newest durable frames (one to three) of the
+    /// newest segment of one of the node's eventual topics: records acknowledged, perhaps
+    /// already at the gateway. The node crashes; recovery must cut them and never give
+    /// their sequences out again.
+    CorruptTail {
+        /// Index in `Scenario::nodes`.
+        node: usize,
+        /// When it happens.
+        at: Duration,
+        /// Down time before the restart, as for `Crash`.
+        restart_after: Option<Duration>,
+    },
 }
 
 /// Scenario-specific bounds. The guarantees of DESIGN §3 are checked regardless.
@@ -615,6 +627,7 @@ enum FaultKind {
     ClockJump,
     DiskFull,
     DiskCorrupt,
+    CorruptTail,
 }
 
 impl FaultKind {
@@ -625,6 +638,7 @@ impl FaultKind {
             FaultKind::ClockJump => "clock-jump",
             FaultKind::DiskFull => "disk-full",
             FaultKind::DiskCorrupt => "disk-corrupt",
+            FaultKind::CorruptTail => "corrupt-tail",
         }
     }
 
@@ -636,6 +650,7 @@ impl FaultKind {
             FaultKind::ClockJump => &["node", "by"],
             FaultKind::DiskFull => &["node", "for"],
             FaultKind::DiskCorrupt => &["node"],
+            FaultKind::CorruptTail => &["node", "restart_after"],
         }
     }
 }
@@ -1142,6 +1157,14 @@ fn fault(field: &str, raw: &RawFault, nodes: &[NodeSpec], duration: Duration) ->
             FaultSpec::DiskFull { node: node()?, at: w.at, length: w.length }
         }
         FaultKind::DiskCorrupt => FaultSpec::DiskCorrupt { node: node()?, at: instant(field, &raw.at, duration)? },
+        FaultKind::CorruptTail => {
+            let at = instant(field, &raw.at, duration)?;
+            FaultSpec::CorruptTail {
+                node: node()?,
+                at,
+                restart_after: restart_after(field, at, raw.restart_after.as_deref(), duration)?,
+            }
+        }
     })
 }
 
@@ -1219,7 +1242,7 @@ fn check_fault_overlaps(faults: &[FaultSpec], nodes: &[NodeSpec], duration: Dura
     let mut spans: Vec<(String, usize, Duration, Duration)> = Vec::new();
     for (i, f) in faults.iter().enumerate() {
         let (what, at, until) = match f {
-            FaultSpec::Crash { node, at, restart_after } => {
+            FaultSpec::Crash { node, at, restart_after } | FaultSpec::CorruptTail { node, at, restart_after } => {
                 let until = restart_after.map_or(duration, |d| Duration(at.0 + d.0));
                 (format!("crash of node {:?}", nodes[*node].id), *at, until)
             }
@@ -1476,7 +1499,7 @@ size = 120                      # payload bytes
 # keys = 1000  from = "0s"  until = "8h"
 
 [[fault]]
-kind = "crash"                  # crash | partition | clock-jump | disk-full | disk-corrupt
+kind = "crash"                  # crash | partition | clock-jump | disk-full | disk-corrupt | corrupt-tail
 node = "ecu"
 at = "3h"
 restart_after = "10s"

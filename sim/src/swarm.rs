@@ -1,8 +1,10 @@
 //! Swarm testing: the seed draws the world as well as the run. Each seed picks a topology,
 //! devices, links, topics, workloads and a fault mix with its own intensities, so a sweep
 //! over many seeds tests many different worlds (DESIGN §4); about one world in four also
-//! gets a site cluster (Raft) with a strong topic and faults of its own. With a base
-//! scenario, the seed keeps its topology and workload and adds a drawn fault mix on top.
+//! gets a site cluster (Raft) with a strong topic and faults of its own; about one in
+//! five a `keep` topic beside a lossy one of higher priority under storage pressure, and
+//! about one in five `corrupt-tail` faults. With a base scenario, the seed keeps its
+//! topology and workload and adds a drawn fault mix on top.
 
 use crate::profiles;
 use crate::rng::{stream, SimRng};
@@ -43,9 +45,113 @@ pub fn world(seed: u64) -> Scenario {
 
 /// The world `seed` drew before small devices existed: everything but their disks.
 fn world_before_small_devices(seed: u64) -> Scenario {
+    let mut s = world_before_durability_checks(seed);
+    add_eviction_pressure(&mut s, &mut stream(seed, "swarm/eviction"));
+    add_tail_corruption(&mut s, &mut stream(seed, "swarm/corrupt-tail"));
+    s
+}
+
+/// The world `seed` drew before the worlds of the durability checks (issue 15): topology,
+/// workloads, faults and pressure, then perhaps a site. Seeds kept as regressions before
+/// then replay it.
+pub fn world_before_durability_checks(seed: u64) -> Scenario {
     let mut s = world_without_site(seed);
     add_site(&mut s, &mut stream(seed, "swarm/cluster"));
     s
+}
+
+/// The share of worlds that get a keep topic beside a lossy one of higher priority on
+/// one edge under storage pressure.
+const EVICTION_SHARE: f64 = 0.2;
+
+/// Mixed eviction policies under storage pressure, from its own stream: in about one
+/// world in five, one edge (not a site member) gets a small storage budget (4 to 8 MiB),
+/// two new topics, a `keep` topic of low priority and a lossy one (`oldest`, `priority`
+/// or `lru`) of higher priority, written at rates that fill the budget several times over
+/// during a long outage of its link to the gateway. The lossy topic's writes then need
+/// room that only the `keep` topic's unsynced records could give: evicting any of them
+/// is a violation (`Checker::on_evicted`).
+///
+/// Drawn after everything else: it changes the chosen edge's storage and adds an outage to
+/// its link, two topics and their workloads, and leaves the rest of the world as it was.
+fn add_eviction_pressure(s: &mut Scenario, rng: &mut SimRng) {
+    if !rng.gen_bool(EVICTION_SHARE) {
+        return;
+    }
+    let Some(gateway) = s.nodes.iter().position(|n| n.role == Role::Gateway) else { return };
+    let edges: Vec<usize> =
+        (0..s.nodes.len()).filter(|&i| s.nodes[i].role == Role::Edge && s.nodes[i].cluster.is_none()).collect();
+    let Some(&e) = edges.choose(rng) else { return };
+    const MIB: u64 = 1 << 20;
+    let storage = ([4, 6, 8].choose(rng).expect("non-empty") * MIB).min(s.nodes[e].storage_bytes);
+    s.nodes[e].storage_bytes = storage;
+    let d = s.duration.as_nanos();
+    let at = rng.gen_range(d / 10..=d / 4);
+    let length = rng.gen_range(d / 2..=d * 3 / 4).min(d - at);
+    if let Some(l) = s.links.iter_mut().find(|l| (l.a, l.b) == (e, gateway) || (l.a, l.b) == (gateway, e)) {
+        l.outages.push(Window { at: Duration(at), length: Duration(length) });
+        l.outages.sort_by_key(|w| w.at);
+    }
+    let keep_priority = rng.gen_range(0..=4);
+    const LOSSY: [EvictionSpec; 3] = [EvictionSpec::Oldest, EvictionSpec::Priority, EvictionSpec::Lru];
+    let lossy = *LOSSY.choose(rng).expect("non-empty");
+    let lossy_priority = rng.gen_range(keep_priority + 1..=9);
+    let first = s.topics.len();
+    for (name, eviction, priority) in
+        [("keep-low", EvictionSpec::Keep, keep_priority), ("lossy-high", lossy, lossy_priority)]
+    {
+        s.topics.push(TopicSpec {
+            name: name.into(),
+            sync: SyncDirection::EdgeToCloud,
+            priority,
+            eviction,
+            keyed: false,
+            conflict: Conflict::LastWriteWins,
+            classification: None,
+            consistency: ConsistencySpec::Eventual,
+        });
+    }
+    // Bytes the outage holds back: 2 to 4 times the budget, split between the topics.
+    let bytes_per_sec = storage as f64 * rng.gen_range(2.0..4.0) / (length as f64 / 1e9);
+    for topic in [first, first + 1] {
+        let size = rng.gen_range(100..=600u32);
+        let rate = (bytes_per_sec / 2.0 / f64::from(size)).clamp(1.0, 400.0);
+        s.workloads.push(WorkloadSpec {
+            node: e,
+            topic,
+            rate,
+            size,
+            keys: None,
+            from: Duration::ZERO,
+            until: s.duration,
+        });
+    }
+}
+
+/// The share of worlds that get `corrupt-tail` faults.
+const CORRUPT_TAIL_SHARE: f64 = 0.2;
+
+/// Torn or corrupt tails of the newest segment, from its own stream: in about one world
+/// in five, each edge outside a site gets, with probability 0.7, one to three
+/// `corrupt-tail` faults (the newest durable frames of one topic destroyed, and a power
+/// loss), restarting after 1 to 60 s. Their records were acknowledged and often already
+/// synced: recovery must cut them and never give their sequences out again, which
+/// `crate::durability` and `Checker::on_ack` check. Only adds faults.
+fn add_tail_corruption(s: &mut Scenario, rng: &mut SimRng) {
+    if !rng.gen_bool(CORRUPT_TAIL_SHARE) {
+        return;
+    }
+    let d = s.duration.as_nanos();
+    for node in 0..s.nodes.len() {
+        if s.nodes[node].role != Role::Edge || s.nodes[node].cluster.is_some() || !rng.gen_bool(0.7) {
+            continue;
+        }
+        for _ in 0..rng.gen_range(1..=3) {
+            let at = Duration(rng.gen_range(d / 20..d));
+            let restart_after = Some(Duration(rng.gen_range(1..=60) * 1_000_000_000));
+            s.faults.push(FaultSpec::CorruptTail { node, at, restart_after });
+        }
+    }
 }
 
 /// The world `seed` drew before site clusters existed: topology, workloads, faults and
@@ -441,6 +547,9 @@ mod tests {
                     writeln!(out, "full {node} {} {}", at.as_nanos(), length.as_nanos())
                 }
                 FaultSpec::DiskCorrupt { node, at } => writeln!(out, "corrupt {node} {}", at.as_nanos()),
+                FaultSpec::CorruptTail { node, at, restart_after } => {
+                    writeln!(out, "corrupt-tail {node} {} {:?}", at.as_nanos(), restart_after.map(|d| d.as_nanos()))
+                }
             };
         }
         let e = &s.expect;
@@ -462,15 +571,72 @@ mod tests {
     }
 
     /// FNV-1a of `render` over the worlds of seeds 0..300 that draw no site, as drawn
-    /// before small devices (which `a_small_device_only_shrinks_disks` covers).
+    /// before the worlds of the durability checks (which `later_features_only_add` shows
+    /// to leave every world without them unchanged) and small devices (which
+    /// `a_small_device_only_shrinks_disks` covers).
     fn fingerprint_without_sites() -> (u64, usize) {
         let mut h = 0xcbf2_9ce4_8422_2325;
         let mut worlds = 0;
         for seed in (0..300).filter(|&s| !draws_site(s)) {
-            h = fnv(h, &render(&world_before_small_devices(seed)));
+            h = fnv(h, &render(&world_before_durability_checks(seed)));
             worlds += 1;
         }
         (h, worlds)
+    }
+
+    fn draws_eviction(seed: u64) -> bool {
+        stream(seed, "swarm/eviction").gen_bool(EVICTION_SHARE)
+    }
+
+    fn draws_corrupt_tail(seed: u64) -> bool {
+        stream(seed, "swarm/corrupt-tail").gen_bool(CORRUPT_TAIL_SHARE)
+    }
+
+    /// A world that draws neither eviction pressure nor `corrupt-tail` faults is the world
+    /// its seed drew before them; one that draws them keeps the rest (the pressured edge's
+    /// storage and its link's outages aside).
+    #[test]
+    fn later_features_only_add() {
+        let (mut eviction, mut tails) = (0, 0);
+        for seed in 0..300 {
+            let (a, b) = (world_before_durability_checks(seed), world_before_small_devices(seed));
+            if !draws_eviction(seed) && !draws_corrupt_tail(seed) {
+                assert_eq!(render(&a), render(&b), "seed {seed}");
+                continue;
+            }
+            assert_eq!(a.nodes.len(), b.nodes.len(), "seed {seed}");
+            for (x, y) in a.nodes.iter().zip(&b.nodes) {
+                assert_eq!((&x.id, x.role, x.memory_bytes, &x.cluster), (&y.id, y.role, y.memory_bytes, &y.cluster));
+                assert!(y.storage_bytes <= x.storage_bytes, "seed {seed}");
+            }
+            for (x, y) in a.links.iter().zip(&b.links) {
+                assert!(x.outages.iter().all(|w| y.outages.contains(w)), "seed {seed}: outages only added");
+            }
+            assert_eq!(a.topics[..], b.topics[..a.topics.len()], "seed {seed}");
+            assert_eq!(a.workloads[..], b.workloads[..a.workloads.len()], "seed {seed}");
+            assert_eq!(a.faults[..], b.faults[..a.faults.len()], "seed {seed}");
+            if draws_eviction(seed) {
+                eviction += 1;
+                let t = &b.topics[a.topics.len()..];
+                assert_eq!(t.len(), 2, "seed {seed}");
+                assert_eq!(t[0].eviction, EvictionSpec::Keep);
+                assert!(t[1].eviction.is_lossy() && t[1].priority > t[0].priority, "seed {seed}: {t:?}");
+                let w = &b.workloads[a.workloads.len()..];
+                assert_eq!(w.len(), 2, "seed {seed}");
+                assert_eq!(w[0].node, w[1].node, "seed {seed}: one edge writes both");
+                assert!(b.nodes[w[0].node].cluster.is_none() && b.nodes[w[0].node].storage_bytes <= 8 << 20);
+            }
+            if draws_corrupt_tail(seed) {
+                tails += 1;
+                for f in &b.faults[a.faults.len()..] {
+                    let FaultSpec::CorruptTail { node, .. } = f else { panic!("seed {seed}: {f:?}") };
+                    assert!(b.nodes[*node].role == Role::Edge && b.nodes[*node].cluster.is_none());
+                }
+            }
+            crate::world::World::new(&b, seed, None).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        }
+        assert!((30..=90).contains(&eviction), "{eviction} of 300 worlds have eviction pressure");
+        assert!((30..=90).contains(&tails), "{tails} of 300 worlds have corrupt-tail faults");
     }
 
     #[test]
@@ -524,7 +690,7 @@ mod tests {
     #[test]
     fn a_site_only_adds_to_its_world() {
         for seed in (0..300).filter(|&s| draws_site(s)) {
-            let (a, b) = (world_without_site(seed), world_before_small_devices(seed));
+            let (a, b) = (world_without_site(seed), world_before_durability_checks(seed));
             assert_eq!(a.nodes[..], b.nodes[..a.nodes.len()], "seed {seed}");
             assert_eq!(a.links[..], b.links[..a.links.len()], "seed {seed}");
             assert_eq!(a.topics[..], b.topics[..a.topics.len()], "seed {seed}");
