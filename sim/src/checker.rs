@@ -6,7 +6,7 @@
 //! | 2 exactly-once | `on_stored`: a sequence stored twice at the gateway |
 //! | 3 order | `on_stored`: a sequence stored before its predecessor (a gap) |
 //! | 4 convergence | the world's settle phase, via `undelivered` |
-//! | 6 causality | `on_ack` (a node's timestamps never go back, across crashes too) and `on_stored` (the gateway's receive timestamp is after the record's) |
+//! | 6 causality | `on_ack` (a node's timestamps never go back, across crashes too) and `on_stored` (the gateway's receive timestamp is after the record's); `on_hlc_ahead`, from `clock_check`: a node's timestamps never run ahead of its own wall clock by more than `max_offset_ms` unless that clock went back |
 //! | 1 and 8: eviction | `on_evicted`: an edge evicted unsynced records of a topic whose policy is `keep` |
 //! | 8 bounded resources | the world checks every node's accounting after every step and reports through `on_budget_violation` |
 //! | 5 consensus (site clusters) | `on_strong_ack` and the strong path of `on_stored`: two writes acknowledged at one sequence of a cluster's stream, one write acknowledged or stored at two, a write acknowledged at a sequence at or below one acknowledged before it was written (real-time order: linearizability of appends), and `on_leader`: two leaders in one term |
@@ -506,6 +506,15 @@ impl Checker {
                 format!("cluster {origin} topic {topic}: {n} acknowledged strong writes never reached the gateway (first seq {first})"),
             );
         }
+    }
+}
+
+/// Clocks (issue 15): fed by the world from `clock_check::HlcAheadCheck`.
+impl Checker {
+    /// A node issued a timestamp further ahead of its own wall clock than its
+    /// `max_offset_ms`, though its wall clock never went back (see `clock_check`).
+    pub fn on_hlc_ahead(&mut self, at: u64, detail: String) {
+        self.violate(at, "hlc-ahead-of-wall", detail);
     }
 }
 

@@ -259,6 +259,8 @@ pub struct World<'a> {
     strong_crcs: std::collections::BTreeSet<u32>,
     /// Produces a test made through [`World::probe_produce`], and their answers.
     probes: BTreeMap<u64, Option<Result<ProduceAck, ProduceError>>>,
+    /// Issued timestamps against each node's own wall clock (see `clock_check`).
+    hlc_ahead: crate::clock_check::HlcAheadCheck,
 }
 
 fn node_config(s: &Scenario, i: usize) -> NodeConfig {
@@ -473,6 +475,7 @@ impl<'a> World<'a> {
             clusters: clusters_of(scenario),
             probes: BTreeMap::new(),
             strong_crcs: std::collections::BTreeSet::new(),
+            hlc_ahead: crate::clock_check::HlcAheadCheck::default(),
         };
         for (k, c) in w.clusters.iter().enumerate() {
             let origin = w.nodes.len() + k;
@@ -663,7 +666,11 @@ impl<'a> World<'a> {
             Ev::Restart { node } => self.restart(node),
             Ev::ClockJump { node, by } => {
                 let c = &mut self.nodes[node].clock;
+                let before = c.wall_ms(self.t);
                 c.jumps_ns += by;
+                if by < 0 {
+                    self.hlc_ahead.on_wall_back(node, before);
+                }
                 let name = self.nodes[node].name.clone();
                 self.log(format_args!("clock of {name} jumps by {by} ns"));
             }
@@ -788,8 +795,11 @@ impl<'a> World<'a> {
         }
         let inc = n.incarnation;
         if !n.has_rtc && inc > 0 {
+            // What the clock would read with an RTC: at or above every earlier reading.
+            let before = SimClock { reset_at: None, ..n.clock }.wall_ms(self.t);
             n.clock.reset_at = Some(self.t);
             self.schedule(self.t + NTP_DELAY_NS, Ev::NtpSync { node: i, incarnation: inc });
+            self.hlc_ahead.on_wall_back(i, before);
         }
         let seed = NodeSeed(mix(self.seed ^ mix(i as u64) ^ mix(inc << 32)));
         let now = self.now(i);
@@ -922,6 +932,9 @@ impl<'a> World<'a> {
                 match result {
                     Ok(ack) => {
                         self.hash(ack.seq);
+                        if strong.is_none() {
+                            self.check_issued(i, ack.hlc);
+                        }
                         if let (Some(stream), true) = (strong, goes_up) {
                             self.checker.on_strong_ack(self.t, stream, ack.seq, p.crc, p.floor);
                         } else if goes_up {
@@ -969,6 +982,9 @@ impl<'a> World<'a> {
             } => {
                 let o = (origin.0 as usize).wrapping_sub(1);
                 self.hash(first_seq);
+                if !replay && !value_crcs.is_empty() {
+                    self.check_issued(i, received_hlc);
+                }
                 self.checker.on_stored(
                     self.t,
                     o,
@@ -1024,6 +1040,17 @@ impl<'a> World<'a> {
                 let name = self.nodes[i].name.clone();
                 self.log(format_args!("{name}: {other:?}"));
             }
+        }
+    }
+
+    /// Node `i` issued `hlc` and the world sees it now: it must not run ahead of the
+    /// node's wall clock by more than the node's `max_offset_ms` (see `clock_check`).
+    fn check_issued(&mut self, i: usize, hlc: outpost_core::hlc::Hlc) {
+        let n = &self.nodes[i];
+        let (wall, max_offset) = (n.clock.wall_ms(self.t), n.cfg.hlc.max_offset_ms);
+        let last = n.node.as_ref().map_or(hlc, Node::hlc);
+        if let Some(detail) = self.hlc_ahead.on_issued(i, &n.name, hlc, wall, last, max_offset) {
+            self.checker.on_hlc_ahead(self.t, detail);
         }
     }
 
