@@ -159,12 +159,6 @@ impl TopicLog {
         (self.segments.capacity() * std::mem::size_of::<Segment>()) as u64
     }
 
-    /// The newest segment ends in an unwritten range (recovery cut its tail and moved the
-    /// sequence on): the next append must open a new segment at `end_offset`.
-    pub fn seal_newest(&mut self) {
-        self.sealed = true;
-    }
-
     pub fn file(&self, base: u64) -> FileId {
         FileId::Segment { topic: self.topic, base }
     }
@@ -577,45 +571,37 @@ mod tests {
     fn a_sealed_log_opens_a_new_segment_and_rollback_reseals() {
         let mut log = TopicLog::recovered(
             TopicIdx(0),
-            vec![Segment {
-                base: 0,
-                end: 1 << 20,
-                durable_end: 1 << 20,
-                len: 100,
-                newest_ms: 0,
-                unwritten: 0,
-                superseded: 0,
-            }],
+            vec![Segment { base: 0, end: 10, durable_end: 10, len: 100, newest_ms: 0, unwritten: 0, superseded: 0 }],
         );
-        log.seal_newest();
+        log.skip_to(1 << 20);
         let cp = log.checkpoint();
         let p = log.place(1, 60, 1, 1 << 30);
         assert!(p.new_segment);
         assert_eq!(p.file, FileId::Segment { topic: TopicIdx(0), base: 1 << 20 });
         log.rollback(&cp);
-        assert_eq!(log.records_from(0), 1 << 20);
+        assert_eq!((log.records_from(0), log.end_offset()), (10, 1 << 20));
         assert!(log.place(1, 60, 1, 1 << 30).new_segment, "a failed commit leaves the log sealed");
         log.mark_durable();
         assert!(!log.place(1, 60, 1, 1 << 30).new_segment);
     }
 
-    /// Swarm seed 27: recovery sealed a segment, a commit opened the next one, retention
+    /// Swarm seed 27: recovery skipped past a cut tail, a commit opened the next segment, retention
     /// deleted the sealed one (acknowledged) while the commit was in flight, and the commit
     /// failed on a full disk. The rollback deletes the new segment and leaves the log empty
     /// at the same end, its bytes right.
     #[test]
     fn rollback_after_the_checkpoints_newest_segment_was_deleted() {
-        let sealed = Segment {
+        let cut = Segment {
             base: 3_800,
-            end: 135_764,
-            durable_end: 135_764,
+            end: 4_692,
+            durable_end: 4_692,
             len: 184_794,
             newest_ms: 0,
-            unwritten: 135_764 - 4_692,
+            unwritten: 0,
             superseded: 0,
         };
-        let mut log = TopicLog::recovered(TopicIdx(0), vec![sealed]);
-        log.seal_newest();
+        let mut log = TopicLog::recovered(TopicIdx(0), vec![cut]);
+        log.skip_to(135_764);
         let cp = log.checkpoint();
         let p = log.place(3, 300, 1, 1 << 20);
         assert!(p.new_segment);

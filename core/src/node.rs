@@ -262,8 +262,9 @@ struct Recovery {
     listed: bool,
     records: u64,
     truncated_bytes: u64,
-    /// Topics whose newest segment ends in an unwritten range after a cut tail.
-    sealed: Vec<TopicIdx>,
+    /// After a cut tail whose sequences were skipped: per topic, the empty segment opened
+    /// where the skipped range ends (its file made durable before recovery ends).
+    opened: Vec<(TopicIdx, u64)>,
     /// `compact` topics: the newest sequence of each key, rebuilt by scanning every segment.
     key_index: BTreeMap<TopicIdx, KeyIndex>,
     /// Site members: every Raft generation found, the newest complete one replayed (read
@@ -1139,12 +1140,11 @@ impl Node {
         if last && reason.is_some() && edge && !strong {
             // The cut bytes may have held durable, acknowledged records that storage
             // destroyed, perhaps already at the gateway: never hand their sequences out
-            // again. The range is skipped, and the next append opens a new segment.
+            // again. The range is skipped, and appends go to a new segment after it.
             let jump = log::sequences_cut_max(cut);
             if jump > 0 {
                 skipped = Some((end, end + jump));
                 end += jump;
-                r.sealed.push(topic);
             }
         }
         let unwritten = skipped.map_or(0, |(from, to)| to - from);
@@ -1159,6 +1159,19 @@ impl Node {
                 r.truncations_left += 1;
                 self.fx.disk(DiskRequest::Truncate { file: job.file, len: valid_len }, Op::RecoveryTruncate);
             }
+            if let Some((_, to)) = skipped {
+                // The skip must survive a crash before anything is appended (swarm seeds
+                // 315, 787, 1486, 1733 reused the skipped sequences after a second
+                // restart, which found the tail already cut and nothing to skip): the
+                // segment that follows it is created, empty, and made durable after the
+                // cut. A later recovery takes the cut segment as ending where it begins.
+                let r = self.recovery();
+                r.opened.push((topic, to));
+                r.truncations_left += 2;
+                let file = FileId::Segment { topic, base: to };
+                self.fx.disk(DiskRequest::Append { file, bytes: Vec::new() }, Op::RecoveryTruncate);
+                self.fx.disk(DiskRequest::Sync { file }, Op::RecoveryTruncate);
+            }
             self.fx.event(Event::TailTruncated { file: job.file, at: valid_len, cut_bytes: cut, reason, skipped });
         }
     }
@@ -1170,12 +1183,15 @@ impl Node {
         let r = *r;
         let mut segments = r.segments;
         for (i, log) in self.logs.iter_mut().enumerate() {
-            let mut segs = segments.remove(&TopicIdx(i as u16)).unwrap_or_default();
-            segs.sort_by_key(|s| s.base);
-            *log = TopicLog::recovered(TopicIdx(i as u16), segs);
-            if r.sealed.contains(&TopicIdx(i as u16)) {
-                log.seal_newest();
+            let topic = TopicIdx(i as u16);
+            let mut segs = segments.remove(&topic).unwrap_or_default();
+            for &(_, base) in r.opened.iter().filter(|(t, _)| *t == topic) {
+                let empty =
+                    Segment { base, end: base, durable_end: base, len: 0, newest_ms: 0, unwritten: 0, superseded: 0 };
+                segs.push(empty);
             }
+            segs.sort_by_key(|s| s.base);
+            *log = TopicLog::recovered(topic, segs);
         }
         for (t, index) in r.key_index {
             self.key_index[t.0 as usize] = Some(index);

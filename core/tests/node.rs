@@ -376,6 +376,35 @@ fn a_fetch_steps_past_a_checksum_valid_frame_whose_records_do_not_decode() {
     assert_eq!(f.records.iter().map(|r| r.seq).collect::<Vec<_>>(), (6..20).collect::<Vec<_>>());
 }
 
+/// Swarm seeds 315, 787, 1486 and 1733 (reboot loops): after a cut tail, the node
+/// crashed before it appended anything. The skip lived only in memory, and the next
+/// recovery found the tail already cut, nothing to skip, and handed the skipped sequences
+/// out again (the gateway stored seq 6486 twice at seed 787). Now the segment after the
+/// skipped range is created, empty, before recovery ends.
+#[test]
+fn a_skip_after_a_cut_tail_survives_a_crash_before_the_next_append() {
+    let (mut disk, seg, frames) = twenty_records();
+    let len = disk.files[&seg].len();
+    disk.files.get_mut(&seg).expect("exists")[len - 3] ^= 0x01;
+    let jump = outpost_core::log::sequences_cut_max(frames[19].1 as u64);
+    let mut h = Harness::start(disk);
+    h.run_disk(|_| false);
+    assert!(h.node.is_running());
+    assert_eq!(h.node.log(TopicIdx(0)).end_offset(), 19 + jump);
+    let next = FileId::Segment { topic: TopicIdx(0), base: 19 + jump };
+    assert_eq!(h.disk.files.get(&next).map(Vec::len), Some(0), "the next segment exists, empty");
+    // Crash at once; nothing was appended.
+    let mut h = Harness::start(h.disk);
+    h.run_disk(|_| false);
+    assert!(!h.events.iter().any(|e| matches!(e, Event::TailTruncated { .. })), "nothing left to cut");
+    assert_eq!(h.node.log(TopicIdx(0)).end_offset(), 19 + jump, "still past the skipped range");
+    h.produce(100, b"after");
+    h.run_disk(|_| false);
+    assert!(matches!(h.replies.last(), Some((ReqId(100), Ok(a))) if a.seq == 19 + jump), "{:?}", h.replies.last());
+    let f = h.fetch(1, 19, 10, 1 << 20).expect("in range");
+    assert_eq!((f.records.len(), f.next), (0, 19 + jump), "a reader steps over the skipped range");
+}
+
 #[test]
 fn a_cut_tail_moves_the_sequence_past_anything_the_cut_bytes_could_hold() {
     let (mut disk, seg, frames) = twenty_records();
