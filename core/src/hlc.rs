@@ -30,7 +30,8 @@
 //!   run ahead of the wall clock until it catches up.
 //!
 //! The bound is renewed when the clock comes within half a window of it, at an input or a
-//! timer of the node (its housekeeping runs once a minute), never on a timer of its own:
+//! timer of the node (its housekeeping runs once a minute), never on a timer of its own
+//! (but for the wake-up half a window before a restart's wait ends, [`HlcClock::wake_at_ms`]):
 //! proactive renewal would keep an idle device writing every second for nothing. So the
 //! first timestamp after an idle stretch finds the bound lapsed: a gateway holds the
 //! message that needs it until a new bound is durable (see `node`, `hold`); a produce takes
