@@ -251,6 +251,27 @@ impl Driver {
                 self.counters.hlc_rejected += 1;
                 tracing::warn!(peer = %self.name_of(from), remote = %remote, "a peer's clock is too far ahead; its timestamp was not adopted");
             }
+            Event::ClockWaits { bound_ms, wait_ms } => tracing::info!(
+                bound_ms,
+                wait_ms,
+                "waiting {:.1} s for the wall clock to pass the clock bound persisted before the restart, so that \
+                 timestamps do not run ahead of it; writes are refused until then (retryable, with the time left)",
+                wait_ms as f64 / 1e3
+            ),
+            Event::ClockAheadOfWall { bound_ms, behind_ms } => tracing::warn!(
+                bound_ms,
+                behind_ms,
+                "the wall clock is {:.1} s behind the clock bound persisted before the restart: it went back, or the \
+                 device has no real-time clock; timestamps continue from the bound, ahead of the wall clock until it \
+                 catches up (check the time source)",
+                behind_ms as f64 / 1e3
+            ),
+            Event::HeldMessageDropped { from, bytes } => tracing::warn!(
+                peer = %self.name_of(from),
+                bytes,
+                "dropped a message that was waiting for the clock: no room left under gateway.pending_bytes_max; \
+                 the peer resends it"
+            ),
             Event::BadMessage { from, error } => {
                 self.counters.bad_messages += 1;
                 tracing::warn!(peer = %self.name_of(from), error = %error, "dropped a bad message");

@@ -213,7 +213,8 @@ pub struct GatewayConfig {
     /// Distinct (origin, topic) streams the gateway tracks at most; a Hello that would
     /// exceed it is refused.
     pub streams_max: usize,
-    /// Accepted-but-not-yet-durable bytes at most; Data beyond it is dropped and resent.
+    /// Accepted-but-not-yet-durable bytes at most, with the messages held until the clock
+    /// can stamp them (`hold`); Data beyond it is dropped and resent.
     pub pending_bytes_max: u64,
     /// The largest records section (uncompressed) of a batch the gateway stores; a larger
     /// one is refused as a bad message. It must cover what edges send: their

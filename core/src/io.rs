@@ -406,6 +406,20 @@ pub enum Event {
     SessionLost { peer: NodeId, session: u64 },
     /// A remote HLC timestamp was too far ahead and not adopted.
     HlcRejected { from: NodeId, remote: Hlc },
+    /// After a restart the HLC issues nothing until the wall clock passes the clock bound
+    /// persisted before it, `wait_ms` from now (a bound a little ahead of the wall clock):
+    /// until then produces are refused with a retryable error that says how long, and a
+    /// gateway holds the Data it receives.
+    ClockWaits { bound_ms: u64, wait_ms: u64 },
+    /// After a restart the wall clock was `behind_ms` behind the persisted clock bound,
+    /// more than a clock that is right can be: it went back, or the device has no
+    /// real-time clock. Timestamps continue from the bound, ahead of the wall clock until
+    /// it catches up.
+    ClockAheadOfWall { bound_ms: u64, behind_ms: u64 },
+    /// A message from `from` had to wait for the clock and found no room
+    /// (`gateway.pending_bytes_max`, shared with batches not yet durable): it was dropped,
+    /// and the peer resends it.
+    HeldMessageDropped { from: NodeId, bytes: u64 },
     /// A frame from a peer could not be decoded, or broke the protocol; it was dropped.
     BadMessage { from: NodeId, error: String },
     /// Local storage failed or holds bytes the core cannot read (not a peer's fault).

@@ -16,6 +16,7 @@ pub mod config;
 pub mod detector;
 pub mod fetch;
 pub mod hlc;
+pub mod hold;
 pub mod io;
 pub mod log;
 pub mod meta;

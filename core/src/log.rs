@@ -104,9 +104,7 @@ pub struct Placement {
 /// The state of a topic before a group commit, to roll back to if storage fails.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Checkpoint {
-    segments_len: usize,
     last: Option<Segment>,
-    bytes: u64,
     sealed: bool,
 }
 
@@ -222,12 +220,7 @@ impl TopicLog {
     }
 
     pub fn checkpoint(&self) -> Checkpoint {
-        Checkpoint {
-            segments_len: self.segments.len(),
-            last: self.segments.back().cloned(),
-            bytes: self.bytes,
-            sealed: self.sealed,
-        }
+        Checkpoint { last: self.segments.back().cloned(), sealed: self.sealed }
     }
 
     /// Reserves room for a frame of `frame_len` bytes holding `count` records, opening a
@@ -293,20 +286,37 @@ impl TopicLog {
 
     /// Undoes every `place` since `cp`. Returns the files to cut back: `(file, len)`, where
     /// `len == None` means the file was created since and must be deleted.
+    ///
+    /// Older segments may have gone since: retention and eviction delete from the front
+    /// while a commit is in flight, the checkpoint's newest segment included once the
+    /// commit opened a newer one (swarm seed 27: a sealed segment, acknowledged, deleted
+    /// while the commit that opened the next one failed on a full disk). The log is then
+    /// left empty, and the next append opens a segment where the deleted one began.
     pub fn rollback(&mut self, cp: &Checkpoint) -> Vec<(FileId, Option<u64>)> {
         let mut cuts = Vec::new();
-        while self.segments.len() > cp.segments_len {
-            let s = self.segments.pop_back().expect("len > checkpoint len");
+        let opened_since = |s: &Segment| cp.last.as_ref().is_none_or(|last| s.base > last.base);
+        let mut first_opened = None;
+        while self.segments.back().is_some_and(opened_since) {
+            let s = self.segments.pop_back().expect("checked");
+            first_opened = Some(s.base);
             cuts.push((self.file(s.base), None));
         }
-        if let (Some(now), Some(before)) = (self.segments.back_mut(), cp.last.as_ref()) {
-            assert_eq!(now.base, before.base);
-            if now.len != before.len {
-                cuts.push((FileId::Segment { topic: self.topic, base: before.base }, Some(before.len)));
+        match (self.segments.back_mut(), cp.last.as_ref()) {
+            (Some(now), Some(before)) => {
+                assert_eq!(now.base, before.base, "segments are deleted from the front only");
+                if now.len != before.len {
+                    cuts.push((FileId::Segment { topic: self.topic, base: before.base }, Some(before.len)));
+                }
+                *now = before.clone();
             }
-            *now = before.clone();
+            (None, _) => {
+                if let Some(base) = first_opened {
+                    self.next_base = base;
+                }
+            }
+            (Some(_), None) => unreachable!("a segment older than an empty log"),
         }
-        self.bytes = cp.bytes;
+        self.bytes = self.segments.iter().map(|s| s.len).sum();
         self.sealed = cp.sealed;
         cuts
     }
@@ -651,26 +661,58 @@ mod tests {
     fn a_sealed_log_opens_a_new_segment_and_rollback_reseals() {
         let mut log = TopicLog::recovered(
             TopicIdx(0),
-            vec![Segment {
-                base: 0,
-                end: 1 << 20,
-                durable_end: 1 << 20,
-                len: 100,
-                newest_ms: 0,
-                unwritten: 0,
-                superseded: 0,
-            }],
+            vec![Segment { base: 0, end: 10, durable_end: 10, len: 100, newest_ms: 0, unwritten: 0, superseded: 0 }],
         );
-        log.seal_newest();
+        log.skip_to(1 << 20);
         let cp = log.checkpoint();
         let p = log.place(1, 60, 1, 1 << 30);
         assert!(p.new_segment);
         assert_eq!(p.file, FileId::Segment { topic: TopicIdx(0), base: 1 << 20 });
         log.rollback(&cp);
-        assert_eq!(log.records_from(0), 1 << 20);
+        assert_eq!((log.records_from(0), log.end_offset()), (10, 1 << 20));
         assert!(log.place(1, 60, 1, 1 << 30).new_segment, "a failed commit leaves the log sealed");
         log.mark_durable();
         assert!(!log.place(1, 60, 1, 1 << 30).new_segment);
+    }
+
+    /// Swarm seed 27: recovery skipped past a cut tail, a commit opened the next segment, retention
+    /// deleted the sealed one (acknowledged) while the commit was in flight, and the commit
+    /// failed on a full disk. The rollback deletes the new segment and leaves the log empty
+    /// at the same end, its bytes right.
+    #[test]
+    fn rollback_after_the_checkpoints_newest_segment_was_deleted() {
+        let cut = Segment {
+            base: 3_800,
+            end: 4_692,
+            durable_end: 4_692,
+            len: 184_794,
+            newest_ms: 0,
+            unwritten: 0,
+            superseded: 0,
+        };
+        let mut log = TopicLog::recovered(TopicIdx(0), vec![cut]);
+        log.skip_to(135_764);
+        let cp = log.checkpoint();
+        let p = log.place(3, 300, 1, 1 << 20);
+        assert!(p.new_segment);
+        assert_eq!(log.pop_oldest().map(|s| s.base), Some(3_800), "acknowledged, deleted meanwhile");
+        assert_eq!(log.rollback(&cp), vec![(p.file, None)]);
+        assert_eq!((log.segment_count(), log.bytes()), (0, 0));
+        assert_eq!((log.start_offset(), log.end_offset(), log.durable_offset()), (135_764, 135_764, 135_764));
+        let again = log.place(3, 300, 2, 1 << 20);
+        assert_eq!((again.file, again.pos, again.new_segment), (p.file, 0, true));
+        // An older segment deleted while a commit appends to the newest: only that one's
+        // bytes are undone.
+        let mut log = TopicLog::new(TopicIdx(0));
+        log.place(10, 100, 1, 100);
+        log.mark_durable();
+        assert!(log.place(10, 100, 1, 100).new_segment);
+        log.mark_durable();
+        let cp = log.checkpoint();
+        assert!(!log.place(5, 40, 2, 150).new_segment);
+        assert_eq!(log.pop_oldest().map(|s| s.base), Some(0));
+        assert_eq!(log.rollback(&cp), vec![(FileId::Segment { topic: TopicIdx(0), base: 10 }, Some(100))]);
+        assert_eq!((log.bytes(), log.start_offset(), log.end_offset()), (100, 10, 20));
     }
 
     #[test]

@@ -36,7 +36,8 @@ pub enum MemoryPart {
     Codec,
     /// Records waiting for the next group commit, and the replies of the commit in flight.
     ProduceBuffer,
-    /// Gateway: batches accepted from edges and not yet durable.
+    /// Gateway: batches accepted from edges and not yet durable, and messages held until
+    /// the clock can stamp them (`hold`); the two share `gateway.pending_bytes_max`.
     GatewayPending,
     /// Encoded sync batches held back by the bandwidth limit.
     SyncHeld,

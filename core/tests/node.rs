@@ -51,6 +51,27 @@ impl MemDisk {
 
 const NOW: Now = Now { mono: Instant(1_000_000), wall_ms: 1_767_225_600_000 };
 
+/// When a node started over `disk` comes back: at `NOW` on an empty disk; otherwise once
+/// its wall clock reached the clock bound the disk holds, so that it issues timestamps at
+/// once (`a_quick_restart_waits_for_the_wall_clock_…` tests the restart that must wait).
+fn start_time(disk: &MemDisk) -> Now {
+    let bound = disk
+        .files
+        .iter()
+        .filter(|(f, _)| matches!(f, FileId::Meta { .. }))
+        .filter_map(|(_, bytes)| outpost_core::meta::read_bound(bytes))
+        .max();
+    match bound {
+        Some(b) if b > NOW.wall_ms => after(NOW, b - NOW.wall_ms),
+        _ => NOW,
+    }
+}
+
+/// `ms` milliseconds after `t`, on both clocks.
+fn after(t: Now, ms: u64) -> Now {
+    Now { mono: Instant(t.mono.0 + ms * 1_000_000), wall_ms: t.wall_ms + ms }
+}
+
 fn edge() -> NodeConfig {
     // A local topic: nothing to sync, so the test sees only the log.
     NodeConfig::new(NodeId(1), Role::Edge, vec![TopicConfig::new("t", SyncDirection::Local)])
@@ -58,6 +79,8 @@ fn edge() -> NodeConfig {
 
 struct Harness {
     node: Node,
+    /// The time of every input (a restarted node comes back later, see `start_time`).
+    now: Now,
     disk: MemDisk,
     replies: Vec<(ReqId, Result<outpost_core::io::ProduceAck, outpost_core::io::ProduceError>)>,
     fetched: Vec<(ReqId, Result<Fetched, FetchError>)>,
@@ -70,8 +93,14 @@ impl Harness {
     }
 
     fn start_with(cfg: NodeConfig, disk: MemDisk) -> Harness {
+        let now = start_time(&disk);
+        Harness::start_at(cfg, disk, now)
+    }
+
+    fn start_at(cfg: NodeConfig, disk: MemDisk, now: Now) -> Harness {
         let mut h = Harness {
-            node: Node::new(cfg, NodeSeed(1), NOW),
+            node: Node::new(cfg, NodeSeed(1), now),
+            now,
             disk,
             replies: Vec::new(),
             fetched: Vec::new(),
@@ -97,7 +126,7 @@ impl Harness {
     fn run_disk(&mut self, mut stop: impl FnMut(&DiskRequest) -> bool) {
         while let Some((id, req, result)) = self.disk.complete_one() {
             let halt = stop(&req);
-            self.node.handle(NOW, Input::DiskDone { id, result });
+            self.node.handle(self.now, Input::DiskDone { id, result });
             self.drain();
             if halt {
                 return;
@@ -107,7 +136,7 @@ impl Harness {
 
     fn produce(&mut self, req: u64, value: &[u8]) {
         let input = Input::Produce { req: ReqId(req), topic: TopicIdx(0), key: None, value: value.to_vec() };
-        self.node.handle(NOW, input);
+        self.node.handle(self.now, input);
         self.drain();
     }
 }
@@ -167,7 +196,7 @@ fn recovery_cuts_a_torn_tail_and_keeps_every_acknowledged_record() {
 impl Harness {
     fn fetch(&mut self, req: u64, from: u64, max_records: u32, max_bytes: u32) -> Result<Fetched, FetchError> {
         let input = Input::Fetch { req: ReqId(req), topic: TopicIdx(0), from, max_records, max_bytes };
-        self.node.handle(NOW, input);
+        self.node.handle(self.now, input);
         self.drain();
         self.run_disk(|_| false);
         let i = self.fetched.iter().position(|(r, _)| *r == ReqId(req)).expect("the fetch was answered");
@@ -211,7 +240,7 @@ fn a_consumer_reading_on_is_not_made_to_rescan_its_segment_from_the_start() {
     let reads_from = |h: &mut Harness, req: u64, from: u64| {
         let mut offsets = Vec::new();
         h.node.handle(
-            NOW,
+            h.now,
             Input::Fetch { req: ReqId(req), topic: TopicIdx(0), from, max_records: 10, max_bytes: 1 << 20 },
         );
         h.drain();
@@ -247,7 +276,7 @@ fn fetch_never_returns_a_record_that_is_not_durable() {
     h.run_disk(|req| matches!(req, DiskRequest::Append { file: FileId::Segment { .. }, .. }));
     assert!(h.disk.files.values().any(|b| b.windows(7).any(|w| w == b"pending")), "the bytes are in the file");
     let input = Input::Fetch { req: ReqId(9), topic: TopicIdx(0), from: 1, max_records: 10, max_bytes: 1000 };
-    h.node.handle(NOW, input);
+    h.node.handle(h.now, input);
     h.drain();
     let (_, f) = h.fetched.pop().expect("answered without reading: nothing durable from 1 yet");
     assert_eq!(f.map(|f| (f.records.len(), f.durable_end)), Ok((0, 1)));
@@ -382,7 +411,8 @@ fn a_cut_tail_moves_the_sequence_past_anything_the_cut_bytes_could_hold() {
 
 /// A restart right after a recovery that cut a tail, before anything was appended, must
 /// skip the same sequences: the cut is made only once the successor segment that carries
-/// the moved sequence is durable (swarm seed 114: acknowledged sequences handed out again).
+/// the moved sequence is durable (swarm seed 114, and the reboot loops' 787 and 1733:
+/// acknowledged sequences handed out again).
 #[test]
 fn a_second_restart_after_a_cut_tail_reuses_nothing() {
     let (mut disk, seg, frames) = twenty_records();
@@ -398,12 +428,15 @@ fn a_second_restart_after_a_cut_tail_reuses_nothing() {
     for _ in 0..2 {
         let mut again = Harness::start(h.disk);
         again.run_disk(|_| false);
+        assert!(!again.events.iter().any(|e| matches!(e, Event::TailTruncated { .. })), "nothing left to cut");
         assert_eq!(again.node.log(TopicIdx(0)).end_offset(), 19 + jump, "nothing reused after another restart");
         h = again;
     }
     h.produce(100, b"after");
     h.run_disk(|_| false);
     assert!(matches!(h.replies.last(), Some((ReqId(100), Ok(a))) if a.seq == 19 + jump), "{:?}", h.replies.last());
+    let f = h.fetch(1, 19, 10, 1 << 20).expect("in range");
+    assert_eq!((f.records.len(), f.next), (0, 19 + jump), "a reader steps over the skipped range");
 }
 
 /// Writes `n` records of 100 bytes over ten keys, one commit each; every one must be
@@ -413,7 +446,7 @@ fn write_keyed(h: &mut Harness, n: u64, newest: &mut BTreeMap<Vec<u8>, u64>) {
         let key = format!("k{}", i % 10).into_bytes();
         let value = vec![(i % 251) as u8; 100];
         let req = ReqId(h.replies.len() as u64);
-        h.node.handle(NOW, Input::Produce { req, topic: TopicIdx(0), key: Some(key.clone()), value });
+        h.node.handle(h.now, Input::Produce { req, topic: TopicIdx(0), key: Some(key.clone()), value });
         h.drain();
         h.run_disk(|_| false);
         let (_, result) = h.replies.last().expect("answered once storage acted");
@@ -791,4 +824,213 @@ fn a_full_device_frees_the_segment_the_gateway_holds_and_takes_writes_again() {
     p.run_for(1_000);
     assert_eq!(p.edge.log(TopicIdx(0)).end_offset(), end);
     assert_eq!(p.produce(5000, b"after the restart").expect("room").seq, end);
+}
+
+/// Issue 15, defect 2: killed and back 300 ms later, the edge's persisted clock bound lies
+/// 1.7 s ahead of its wall clock. It does not start from the bound (which put every restart
+/// seconds ahead, adding up): it says it waits, refuses produces with an error that says
+/// how long, wakes itself at the end, and then stamps records from the wall clock.
+#[test]
+fn a_quick_restart_waits_for_the_wall_clock_to_pass_the_bound_then_stamps_from_it() {
+    let mut h = Harness::start(MemDisk::default());
+    h.run_disk(|_| false);
+    h.produce(1, b"before");
+    h.run_disk(|_| false);
+    let before = h.replies[0].1.clone().expect("acknowledged");
+    let bound = start_time(&h.disk).wall_ms;
+    assert_eq!(bound, NOW.wall_ms + 2_000, "one bound, a window (2 s) ahead");
+
+    let back = after(NOW, 300);
+    let mut h = Harness::start_at(edge(), std::mem::take(&mut h.disk), back);
+    h.run_disk(|_| false);
+    assert!(h.node.is_running());
+    assert!(h.events.contains(&Event::ClockWaits { bound_ms: bound, wait_ms: 1_700 }), "{:?}", h.events);
+    h.produce(2, b"during the wait");
+    let refused = h.replies.last().expect("answered at once").1.clone().expect_err("refused");
+    assert!(refused.is_retryable());
+    assert!(refused.to_string().contains("retry in 1.7 s"), "{refused}");
+    // Woken half a window before the end to renew the bound (nothing written before),
+    // then at the end. (The first wake-up is the start's housekeeping.)
+    h.node.handle_timeout(h.now);
+    h.drain();
+    h.run_disk(|_| false);
+    assert_eq!(start_time(&h.disk).wall_ms, bound, "nothing written before");
+    let wake = h.node.poll_timeout().expect("a wake-up");
+    assert_eq!(wake, after(NOW, 1_000).mono, "half a window before the bound");
+    h.now = after(NOW, 1_000);
+    h.node.handle_timeout(h.now);
+    h.drain();
+    h.run_disk(|_| false);
+    assert_eq!(start_time(&h.disk).wall_ms, NOW.wall_ms + 3_000, "a new bound written, a window past the wall clock");
+    assert_eq!(h.node.poll_timeout(), Some(after(NOW, 2_000).mono), "woken when the wait ends");
+    h.now = after(NOW, 2_000);
+    h.node.handle_timeout(h.now);
+    h.produce(3, b"after the wait");
+    h.run_disk(|_| false);
+    let ack = h.replies.last().expect("answered").1.clone().expect("acknowledged");
+    assert_eq!(ack.hlc.physical_ms(), h.now.wall_ms, "from the wall clock");
+    assert!(ack.hlc > before.hlc);
+}
+
+/// Issue 15, defect 5: a gateway whose clock bound lapsed while it heard nothing gets a
+/// Data message stamped past that bound. It holds the message, makes a new bound durable,
+/// then stores the records, without the edge having to resend anything.
+#[test]
+fn an_idle_gateway_holds_data_until_a_new_clock_bound_is_durable() {
+    let topic = || vec![TopicConfig::new("t", SyncDirection::EdgeToCloud)];
+    let mut edge_cfg = NodeConfig::new(NodeId(1), Role::Edge, topic());
+    edge_cfg.upstream = Some(NodeId(9));
+    let mut net = Net::new(edge_cfg, NodeConfig::new(NodeId(9), Role::Gateway, topic()));
+    net.run_until(after(NOW, 1_000));
+    net.produce(0, b"first");
+    net.run_until(after(NOW, 2_000));
+    assert_eq!(net.stored, 1);
+
+    // The edge stops sending for 30 s but writes on (its clock follows its wall clock);
+    // the gateway hears nothing, and its bound (2 s ahead) lapses.
+    net.edge.handle(net.now, Input::Control(Control::PauseSync));
+    net.run_until(after(NOW, 30_000));
+    for (i, value) in [b"a", b"b"].iter().enumerate() {
+        net.produce(1 + i as u64, *value);
+        net.run_until(after(net.now, 10));
+    }
+    let bound_before = net.gw_bound();
+    assert!(bound_before < net.now.wall_ms, "the gateway's bound lapsed");
+    net.edge.handle(net.now, Input::Control(Control::ResumeSync));
+    // One step at a time: the edge reads its records and sends them; the Data reaches the
+    // gateway, which writes a bound and answers nothing yet.
+    let is_data = |b: &Vec<u8>| matches!(SyncMsg::decode(b), Ok(SyncMsg::Data { .. }));
+    for _ in 0..100 {
+        net.collect();
+        if net.to_gw.iter().any(is_data) {
+            break;
+        }
+        if let Some((id, _, result)) = net.edge_disk.complete_one() {
+            net.edge.handle(net.now, Input::DiskDone { id, result });
+        } else {
+            // The edge lingers a little before it sends a partial batch.
+            let t = net.edge.poll_timeout().expect("the edge has records to send");
+            net.now = after(net.now, t.0.saturating_sub(net.now.mono.0) / 1_000_000);
+            net.edge.handle_timeout(net.now);
+        }
+    }
+    assert!(net.to_gw.iter().any(is_data), "the edge sent its records");
+    for bytes in std::mem::take(&mut net.to_gw) {
+        net.gw.handle(net.now, Input::Message { from: NodeId(1), bytes });
+    }
+    net.collect();
+    assert!(net.to_edge.is_empty(), "nothing answered before the bound is durable");
+    assert!(net.gw_disk.queue.iter().any(|(_, r)| matches!(r, DiskRequest::Sync { file: FileId::Meta { .. } })));
+    net.run_until(after(net.now, 10));
+    assert!(net.gw_bound() > bound_before);
+    assert_eq!(net.stored, 3, "stored once the bound was durable");
+    assert_eq!(net.edge.stats().retransmits, 0);
+    assert_eq!(net.edge.unsynced_records(), 0, "and acknowledged");
+    assert!(!net.gw_events.iter().any(|e| matches!(e, Event::HeldMessageDropped { .. })));
+}
+
+/// An edge and a gateway over in-memory storage, their messages delivered in order and
+/// at once.
+struct Net {
+    now: Now,
+    edge: Node,
+    gw: Node,
+    edge_disk: MemDisk,
+    gw_disk: MemDisk,
+    to_gw: Vec<Vec<u8>>,
+    to_edge: Vec<Vec<u8>>,
+    gw_events: Vec<Event>,
+    /// Records the gateway stored.
+    stored: usize,
+}
+
+impl Net {
+    fn new(edge: NodeConfig, gw: NodeConfig) -> Net {
+        Net {
+            now: NOW,
+            edge: Node::new(edge, NodeSeed(1), NOW),
+            gw: Node::new(gw, NodeSeed(2), NOW),
+            edge_disk: MemDisk::default(),
+            gw_disk: MemDisk::default(),
+            to_gw: Vec::new(),
+            to_edge: Vec::new(),
+            gw_events: Vec::new(),
+            stored: 0,
+        }
+    }
+
+    fn produce(&mut self, req: u64, value: &[u8]) {
+        let input = Input::Produce { req: ReqId(req), topic: TopicIdx(0), key: None, value: value.to_vec() };
+        self.edge.handle(self.now, input);
+    }
+
+    /// Takes what both nodes output: disk requests queued, messages kept for delivery.
+    fn collect(&mut self) {
+        while let Some(o) = self.edge.poll_output() {
+            match o {
+                Output::Disk { id, req } => self.edge_disk.queue.push_back((id, req)),
+                Output::Send { bytes, .. } => self.to_gw.push(bytes),
+                _ => {}
+            }
+        }
+        while let Some(o) = self.gw.poll_output() {
+            match o {
+                Output::Disk { id, req } => self.gw_disk.queue.push_back((id, req)),
+                Output::Send { bytes, .. } => self.to_edge.push(bytes),
+                Output::Event(e) => {
+                    if let Event::Stored { value_crcs, replay: false, .. } = &e {
+                        self.stored += value_crcs.len();
+                    }
+                    self.gw_events.push(e);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Delivers messages, completes disk requests and fires timers (time moving to each
+    /// timer) until nothing is left to do before `until`; the clocks are then at `until`.
+    fn run_until(&mut self, until: Now) {
+        loop {
+            self.collect();
+            let now = self.now;
+            if let Some((id, _, result)) = self.edge_disk.complete_one() {
+                self.edge.handle(now, Input::DiskDone { id, result });
+            } else if let Some((id, _, result)) = self.gw_disk.complete_one() {
+                self.gw.handle(now, Input::DiskDone { id, result });
+            } else if !self.to_gw.is_empty() {
+                for bytes in std::mem::take(&mut self.to_gw) {
+                    self.gw.handle(now, Input::Message { from: NodeId(1), bytes });
+                }
+            } else if !self.to_edge.is_empty() {
+                for bytes in std::mem::take(&mut self.to_edge) {
+                    self.edge.handle(now, Input::Message { from: NodeId(9), bytes });
+                }
+            } else {
+                let next = [self.edge.poll_timeout(), self.gw.poll_timeout()].into_iter().flatten().min();
+                match next.filter(|t| *t <= until.mono) {
+                    Some(t) => {
+                        self.now = after(self.now, (t.0.saturating_sub(self.now.mono.0)) / 1_000_000);
+                        let now = self.now;
+                        if self.edge.poll_timeout().is_some_and(|e| e <= now.mono) {
+                            self.edge.handle_timeout(now);
+                        }
+                        if self.gw.poll_timeout().is_some_and(|g| g <= now.mono) {
+                            self.gw.handle_timeout(now);
+                        }
+                    }
+                    None => {
+                        self.now = until;
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The clock bound the gateway's storage holds.
+    fn gw_bound(&self) -> u64 {
+        let meta = self.gw_disk.files.iter().filter(|(f, _)| matches!(f, FileId::Meta { .. }));
+        meta.filter_map(|(_, b)| outpost_core::meta::read_bound(b)).max().expect("a bound")
+    }
 }

@@ -6,7 +6,7 @@
 //! | 2 exactly-once | `on_stored`: a sequence stored twice at the gateway |
 //! | 3 order | `on_stored`: a sequence stored before its predecessor (a gap) |
 //! | 4 convergence | the world's settle phase, via `undelivered` |
-//! | 6 causality | `on_ack` (a node's timestamps never go back, across crashes too) and `on_stored` (the gateway's receive timestamp is after the record's) |
+//! | 6 causality | `on_ack` (a node's timestamps never go back, across crashes too) and `on_stored` (the gateway's receive timestamp is after the record's); `on_hlc_ahead`, from `clock_check`: a node's timestamps never run ahead of its own wall clock by more than `max_offset_ms` unless that clock went back |
 //! | 1 and 8: eviction | `on_evicted`: an edge evicted unsynced records of a topic whose policy is `keep` |
 //! | 8 bounded resources | the world checks every node's accounting after every step and reports through `on_budget_violation` |
 //! | 1 and 2: sequence identity | `on_ack`: an acknowledgement of a sequence the gateway already holds with other content, or has moved past (a sequence handed out again after recovery cut a tail) |
@@ -548,6 +548,15 @@ impl Checker {
                 format!("cluster {origin} topic {topic}: {n} acknowledged strong writes never reached the gateway (first seq {first})"),
             );
         }
+    }
+}
+
+/// Clocks (issue 15): fed by the world from `clock_check::HlcAheadCheck`.
+impl Checker {
+    /// A node issued a timestamp further ahead of its own wall clock than its
+    /// `max_offset_ms`, though its wall clock never went back (see `clock_check`).
+    pub fn on_hlc_ahead(&mut self, at: u64, detail: String) {
+        self.violate(at, "hlc-ahead-of-wall", detail);
     }
 }
 

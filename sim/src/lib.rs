@@ -6,6 +6,7 @@
 //! inside a run. The runner may run several seeds on several threads.
 
 pub mod checker;
+pub mod clock_check;
 pub mod cluster;
 pub mod disk;
 pub mod durability;

@@ -36,7 +36,10 @@ fn node(id: &str, role: Role, device: &str) -> NodeSpec {
     }
 }
 
-/// A world drawn entirely from `seed`.
+/// A world drawn entirely from `seed`: the world drawn before issue 15, then its features,
+/// each from a stream of its own (so a world that draws none of them is the one its seed
+/// drew before): reboot loops and idle stretches, the worlds of the durability checks
+/// (eviction pressure, corrupt tails), and small devices last.
 pub fn world(seed: u64) -> Scenario {
     let mut s = world_before_small_devices(seed);
     add_small_devices(&mut s, &mut stream(seed, "swarm/small-device"));
@@ -45,16 +48,41 @@ pub fn world(seed: u64) -> Scenario {
 
 /// The world `seed` drew before small devices existed: everything but their disks.
 fn world_before_small_devices(seed: u64) -> Scenario {
-    let mut s = world_before_durability_checks(seed);
-    add_eviction_pressure(&mut s, &mut stream(seed, "swarm/eviction"));
-    add_tail_corruption(&mut s, &mut stream(seed, "swarm/corrupt-tail"));
+    let mut s = world_with_site(seed);
+    add_clock_stress(&mut s, seed);
+    add_durability_worlds(&mut s, seed);
     s
 }
 
-/// The world `seed` drew before the worlds of the durability checks (issue 15): topology,
-/// workloads, faults and pressure, then perhaps a site. Seeds kept as regressions before
-/// then replay it.
-pub fn world_before_durability_checks(seed: u64) -> Scenario {
+/// The world drawn with reboot loops and idle stretches alone: the worlds the clock checks
+/// were swept in (seeds kept as regressions then replay it).
+pub fn world_with_clock_stress(seed: u64) -> Scenario {
+    let mut s = world_with_site(seed);
+    add_clock_stress(&mut s, seed);
+    s
+}
+
+/// The world drawn with the worlds of the durability checks alone (eviction pressure,
+/// corrupt tails): the worlds they were swept in (seeds kept as regressions replay it).
+pub fn world_with_durability_checks(seed: u64) -> Scenario {
+    let mut s = world_with_site(seed);
+    add_durability_worlds(&mut s, seed);
+    s
+}
+
+fn add_clock_stress(s: &mut Scenario, seed: u64) {
+    add_reboot_loop(s, &mut stream(seed, "swarm/reboots"));
+    add_idle_stretches(s, &mut stream(seed, "swarm/idle"));
+}
+
+fn add_durability_worlds(s: &mut Scenario, seed: u64) {
+    add_eviction_pressure(s, &mut stream(seed, "swarm/eviction"));
+    add_tail_corruption(s, &mut stream(seed, "swarm/corrupt-tail"));
+}
+
+/// The world `seed` drew before issue 15: topology, workloads, faults and pressure, then
+/// perhaps a site. Seeds kept as regressions before then replay it.
+pub fn world_with_site(seed: u64) -> Scenario {
     let mut s = world_without_site(seed);
     add_site(&mut s, &mut stream(seed, "swarm/cluster"));
     s
@@ -571,14 +599,14 @@ mod tests {
     }
 
     /// FNV-1a of `render` over the worlds of seeds 0..300 that draw no site, as drawn
-    /// before the worlds of the durability checks (which `later_features_only_add` shows
-    /// to leave every world without them unchanged) and small devices (which
-    /// `a_small_device_only_shrinks_disks` covers).
+    /// before issue 15's features (`clock_stress_only_changes_its_worlds`,
+    /// `later_features_only_add` and `a_small_device_only_shrinks_disks` show that each
+    /// leaves every world that does not draw it unchanged).
     fn fingerprint_without_sites() -> (u64, usize) {
         let mut h = 0xcbf2_9ce4_8422_2325;
         let mut worlds = 0;
         for seed in (0..300).filter(|&s| !draws_site(s)) {
-            h = fnv(h, &render(&world_before_durability_checks(seed)));
+            h = fnv(h, &render(&world_with_site(seed)));
             worlds += 1;
         }
         (h, worlds)
@@ -599,7 +627,7 @@ mod tests {
     fn later_features_only_add() {
         let (mut eviction, mut tails) = (0, 0);
         for seed in 0..300 {
-            let (a, b) = (world_before_durability_checks(seed), world_before_small_devices(seed));
+            let (a, b) = (world_with_site(seed), world_with_durability_checks(seed));
             if !draws_eviction(seed) && !draws_corrupt_tail(seed) {
                 assert_eq!(render(&a), render(&b), "seed {seed}");
                 continue;
@@ -690,7 +718,7 @@ mod tests {
     #[test]
     fn a_site_only_adds_to_its_world() {
         for seed in (0..300).filter(|&s| draws_site(s)) {
-            let (a, b) = (world_without_site(seed), world_before_durability_checks(seed));
+            let (a, b) = (world_without_site(seed), world_with_site(seed));
             assert_eq!(a.nodes[..], b.nodes[..a.nodes.len()], "seed {seed}");
             assert_eq!(a.links[..], b.links[..a.links.len()], "seed {seed}");
             assert_eq!(a.topics[..], b.topics[..a.topics.len()], "seed {seed}");
@@ -800,5 +828,179 @@ fn add_node_faults(s: &mut Scenario, rng: &mut SimRng, node: usize, r: NodeFault
     for _ in 0..rng.gen_range(0..=r.full) {
         let w = window(rng, d, 300_000_000_000);
         s.faults.push(FaultSpec::DiskFull { node, at: w.at, length: w.length });
+    }
+}
+
+// ---- Clock stress (issue 15): reboot loops and idle stretches ----
+//
+// Each from its own stream, drawn after everything else: a world that draws neither is
+// the world its seed drew before them (`clock_stress_only_changes_its_worlds`).
+
+/// The share of worlds with a reboot loop, and the share with idle stretches.
+const REBOOT_LOOP_SHARE: f64 = 0.25;
+const IDLE_SHARE: f64 = 0.25;
+
+/// A reboot loop, as a watchdog or a crashing supervisor gives: one node (an edge, a
+/// site member or the gateway) is killed 10 to 40 times in a row within the first hour of
+/// the run. In three loops of five it is a tight loop, a process that dies 1 to 5 s after
+/// it starts and is back 1 or 2 s later; otherwise up 5 to 90 s and down 1 to 20 s each
+/// time. Restarts closer together than a clock bound window are where a clock that
+/// restarts from its persisted bound gains on the wall clock.
+fn add_reboot_loop(s: &mut Scenario, rng: &mut SimRng) {
+    if !rng.gen_bool(REBOOT_LOOP_SHARE) {
+        return;
+    }
+    let node = rng.gen_range(0..s.nodes.len());
+    let tight = rng.gen_bool(0.6);
+    let end = s.duration.as_nanos().min(3_600_000_000_000);
+    let mut at = rng.gen_range(0..end / 2);
+    for _ in 0..rng.gen_range(10..=40u32) {
+        let (up, down) = if tight {
+            (rng.gen_range(1..=5u64), rng.gen_range(1..=2u64))
+        } else {
+            (rng.gen_range(5..=90u64), rng.gen_range(1..=20u64))
+        };
+        at += up * 1_000_000_000;
+        if at >= end {
+            break;
+        }
+        let down = down * 1_000_000_000;
+        s.faults.push(FaultSpec::Crash { node, at: Duration(at), restart_after: Some(Duration(down)) });
+        at += down;
+    }
+}
+
+/// Idle stretches: one to three windows of 1 to 12 minutes in which no workload writes,
+/// so the gateway hears nothing once the backlog has drained (its clock bound lapses),
+/// and then traffic again. A workload that runs across a window is cut there and goes on
+/// after it as a new workload (appended, so earlier workloads keep their streams).
+fn add_idle_stretches(s: &mut Scenario, rng: &mut SimRng) {
+    if !rng.gen_bool(IDLE_SHARE) {
+        return;
+    }
+    let d = s.duration.as_nanos();
+    let mut windows: Vec<(u64, u64)> = Vec::new();
+    for _ in 0..rng.gen_range(1..=3) {
+        // At least a minute of the run is left after each window, for the traffic after.
+        let len = (rng.gen_range(60..=720u64) * 1_000_000_000).min(d / 2);
+        let at = rng.gen_range(0..(d - len).saturating_sub(60_000_000_000).max(1));
+        windows.push((at, at + len));
+    }
+    windows.sort_unstable();
+    // Overlapping windows make one.
+    let mut merged: Vec<(u64, u64)> = Vec::new();
+    for (a, b) in windows {
+        match merged.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    let mut pieces = Vec::new();
+    for w in &mut s.workloads {
+        let mut runs = Vec::new();
+        let mut from = w.from.as_nanos();
+        for &(a, b) in &merged {
+            if a > from {
+                runs.push((from, a.min(w.until.as_nanos())));
+            }
+            from = from.max(b);
+        }
+        runs.push((from, w.until.as_nanos()));
+        runs.retain(|&(a, b)| b > a);
+        let mut runs = runs.into_iter();
+        match runs.next() {
+            Some((a, b)) => (w.from, w.until) = (Duration(a), Duration(b)),
+            // Idle from start to end: it writes nothing.
+            None => w.until = w.from,
+        }
+        for (a, b) in runs {
+            pieces.push(WorkloadSpec { from: Duration(a), until: Duration(b), ..w.clone() });
+        }
+    }
+    s.workloads.extend(pieces);
+}
+
+#[cfg(test)]
+mod clock_stress_tests {
+    use super::*;
+
+    fn draws_reboots(seed: u64) -> bool {
+        stream(seed, "swarm/reboots").gen_bool(REBOOT_LOOP_SHARE)
+    }
+
+    fn draws_idle(seed: u64) -> bool {
+        stream(seed, "swarm/idle").gen_bool(IDLE_SHARE)
+    }
+
+    /// Seeds stay stable: a world with neither a reboot loop nor idle stretches is the one
+    /// its seed drew before them, and a reboot loop only adds crashes of one node.
+    #[test]
+    fn clock_stress_only_changes_its_worlds() {
+        let (mut loops, mut idle) = (0, 0);
+        for seed in 0..400 {
+            let (before, after) = (world_with_site(seed), world_with_clock_stress(seed));
+            if !draws_reboots(seed) && !draws_idle(seed) {
+                assert_eq!(before, after, "seed {seed}");
+                continue;
+            }
+            assert_eq!((&before.nodes, &before.links, &before.topics), (&after.nodes, &after.links, &after.topics));
+            assert_eq!(before.faults[..], after.faults[..before.faults.len()], "seed {seed}");
+            let added = &after.faults[before.faults.len()..];
+            if draws_reboots(seed) {
+                loops += 1;
+                let nodes: std::collections::BTreeSet<usize> = added
+                    .iter()
+                    .map(|f| match f {
+                        FaultSpec::Crash { node, restart_after: Some(_), .. } => *node,
+                        other => panic!("seed {seed}: a reboot loop added {other:?}"),
+                    })
+                    .collect();
+                assert_eq!(nodes.len(), 1, "seed {seed}: one node reboots");
+                assert!((1..=40).contains(&added.len()), "seed {seed}: {} restarts", added.len());
+            } else {
+                assert!(added.is_empty(), "seed {seed}");
+            }
+            if !draws_idle(seed) {
+                assert_eq!(before.workloads, after.workloads, "seed {seed}");
+            } else {
+                idle += 1;
+            }
+        }
+        assert!((60..=140).contains(&loops) && (60..=140).contains(&idle), "{loops} loops, {idle} idle of 400");
+    }
+
+    /// In an idle world, every workload's writing time is what it was minus the idle
+    /// windows: nothing writes inside a window, and what ran across one goes on after it.
+    #[test]
+    fn idle_stretches_pause_every_workload_and_traffic_resumes() {
+        let mut tested = 0;
+        for seed in (0..200).filter(|&s| draws_idle(s)) {
+            let (before, after) = (world_with_site(seed), world_with_clock_stress(seed));
+            let written = |s: &Scenario| -> u64 {
+                s.workloads.iter().map(|w| w.until.as_nanos().saturating_sub(w.from.as_nanos())).sum()
+            };
+            let (b, a) = (written(&before), written(&after));
+            assert!(a < b, "seed {seed}: idle stretches take writing time away ({a} of {b})");
+            // Some moment of the run no workload writes for at least a minute, while
+            // writing goes on after it.
+            let busy = |t: u64| after.workloads.iter().any(|w| w.from.as_nanos() <= t && t < w.until.as_nanos());
+            let d = after.duration.as_nanos();
+            let step = 1_000_000_000;
+            let mut quiet = 0u64;
+            let mut found = false;
+            for t in (0..d).step_by(step as usize) {
+                if busy(t) {
+                    found |= quiet >= 60;
+                    quiet = 0;
+                } else {
+                    quiet += 1;
+                }
+            }
+            if found {
+                tested += 1;
+            }
+            crate::world::World::new(&after, seed, None).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        }
+        assert!(tested >= 20, "{tested} idle worlds with a quiet minute followed by traffic");
     }
 }

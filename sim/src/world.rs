@@ -292,6 +292,8 @@ pub struct World<'a> {
     answered: Option<(u64, &'static str)>,
     /// Outputs performed so far (to tell a step that only queued something).
     performed: u64,
+    /// Issued timestamps against each node's own wall clock (see `clock_check`).
+    hlc_ahead: crate::clock_check::HlcAheadCheck,
 }
 
 fn node_config(s: &Scenario, i: usize) -> NodeConfig {
@@ -515,6 +517,7 @@ impl<'a> World<'a> {
             quorum: None,
             answered: None,
             performed: 0,
+            hlc_ahead: crate::clock_check::HlcAheadCheck::default(),
         };
         let mut groups = BTreeMap::new();
         let mut detector = None;
@@ -750,7 +753,11 @@ impl<'a> World<'a> {
             Ev::Restart { node } => self.restart(node),
             Ev::ClockJump { node, by } => {
                 let c = &mut self.nodes[node].clock;
+                let before = c.wall_ms(self.t);
                 c.jumps_ns += by;
+                if by < 0 {
+                    self.hlc_ahead.on_wall_back(node, before);
+                }
                 let name = self.nodes[node].name.clone();
                 self.log(format_args!("clock of {name} jumps by {by} ns"));
             }
@@ -930,8 +937,11 @@ impl<'a> World<'a> {
         }
         let inc = n.incarnation;
         if !n.has_rtc && inc > 0 {
+            // What the clock would read with an RTC: at or above every earlier reading.
+            let before = SimClock { reset_at: None, ..n.clock }.wall_ms(self.t);
             n.clock.reset_at = Some(self.t);
             self.schedule(self.t + NTP_DELAY_NS, Ev::NtpSync { node: i, incarnation: inc });
+            self.hlc_ahead.on_wall_back(i, before);
         }
         let seed = NodeSeed(mix(self.seed ^ mix(i as u64) ^ mix(inc << 32)));
         let now = self.now(i);
@@ -1166,6 +1176,9 @@ impl<'a> World<'a> {
                 match result {
                     Ok(ack) => {
                         self.hash(ack.seq);
+                        if strong.is_none() {
+                            self.check_issued(i, ack.hlc);
+                        }
                         if let (Some(stream), true) = (strong, goes_up) {
                             self.checker.on_strong_ack(self.t, stream, ack.seq, p.crc, p.floor);
                         } else if goes_up {
@@ -1218,6 +1231,9 @@ impl<'a> World<'a> {
             } => {
                 let o = (origin.0 as usize).wrapping_sub(1);
                 self.hash(first_seq);
+                if !replay && !value_crcs.is_empty() {
+                    self.check_issued(i, received_hlc);
+                }
                 self.checker.on_stored(
                     self.t,
                     o,
@@ -1312,6 +1328,17 @@ impl<'a> World<'a> {
                 let gw = &self.nodes[i].name;
                 self.checker.on_violation(self.t, invariant, format!("gateway {gw}: {detail}"));
             }
+        }
+    }
+
+    /// Node `i` issued `hlc` and the world sees it now: it must not run ahead of the
+    /// node's wall clock by more than the node's `max_offset_ms` (see `clock_check`).
+    fn check_issued(&mut self, i: usize, hlc: outpost_core::hlc::Hlc) {
+        let n = &self.nodes[i];
+        let (wall, max_offset) = (n.clock.wall_ms(self.t), n.cfg.hlc.max_offset_ms);
+        let last = n.node.as_ref().map_or(hlc, Node::hlc);
+        if let Some(detail) = self.hlc_ahead.on_issued(i, &n.name, hlc, wall, last, max_offset) {
+            self.checker.on_hlc_ahead(self.t, detail);
         }
     }
 

@@ -6,7 +6,8 @@ use outpost_sim::{swarm, world};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-/// Seeds that once failed, with what they found; each must keep passing.
+/// Seeds that once failed, with what they found; each must keep passing. These replay
+/// the worlds drawn before issue 15 (`swarm::world_with_site`).
 const REGRESSIONS: &[(u64, &str)] = &[
     // A failed meta write (disk full) still deleted the previous meta generation, so a
     // later crash recovered no HLC bound and the node issued timestamps from 1970.
@@ -26,8 +27,29 @@ const REGRESSIONS: &[(u64, &str)] = &[
     (926, "the output queue outgrew its planned memory"),
 ];
 
-/// Seeds that once failed in the worlds drawn since the durability checks (issue 15).
-const REGRESSIONS_SINCE_DURABILITY_CHECKS: &[(u64, &str)] = &[
+/// Seeds that once failed in the worlds with reboot loops and idle stretches (issue 15,
+/// `swarm::world_with_clock_stress`).
+const REGRESSIONS_WITH_CLOCK_STRESS: &[(u64, &str)] = &[
+    // A restarted clock started from its persisted bound, a window ahead of the wall
+    // clock, and tight loops added that up: the gateway killed 35 times ran 94.8 s ahead of
+    // its wall clock (63), an edge killed 31 times 61.5 s (75).
+    (63, "a gateway's clock ran ahead of its wall clock after a reboot loop"),
+    (75, "an edge's clock ran ahead of its wall clock after a reboot loop"),
+    // A commit that opened a segment after a sealed one failed on a full disk, and the
+    // sealed one (acknowledged) had been deleted meanwhile: the rollback, which counted
+    // segments instead of comparing bases, panicked (found once restarts waited for the
+    // clock, which moved this world's commits).
+    (27, "a commit's rollback after the segment before it was deleted"),
+    // A crash after a cut tail and before the next append undid the skip past the cut's
+    // sequences (kept only in memory), and the next start reused them: the gateway stored
+    // seq 6486 twice (787), an edge acknowledged seq 544 again (1733).
+    (787, "sequences skipped after a cut tail were reused after a second crash"),
+    (1733, "sequences skipped after a cut tail were reused after a second crash"),
+];
+
+/// Seeds that once failed in the worlds of the durability checks (issue 15,
+/// `swarm::world_with_durability_checks`).
+const REGRESSIONS_WITH_DURABILITY_CHECKS: &[(u64, &str)] = &[
     // A corrupt-tail fault destroyed acknowledged records; recovery cut them and skipped
     // their sequences, but truncated the file before anything carried the skip: a second
     // restart found a clean file and gave the sequences to new records (found by the
@@ -49,14 +71,20 @@ fn check_world(s: &outpost_sim::scenario::Scenario, seed: u64) -> Result<(), Str
     }
 }
 
+/// A list of regression seeds, and how the worlds they were found in are drawn.
+type Regressions = (&'static [(u64, &'static str)], fn(u64) -> outpost_sim::scenario::Scenario);
+
 #[test]
 fn regression_seeds_pass() {
-    for &(seed, what) in REGRESSIONS {
-        check_world(&swarm::world_before_durability_checks(seed), seed)
-            .unwrap_or_else(|e| panic!("regression ({what}): {e}"));
-    }
-    for &(seed, what) in REGRESSIONS_SINCE_DURABILITY_CHECKS {
-        check(seed).unwrap_or_else(|e| panic!("regression ({what}): {e}"));
+    let sets: [Regressions; 3] = [
+        (REGRESSIONS, swarm::world_with_site),
+        (REGRESSIONS_WITH_CLOCK_STRESS, swarm::world_with_clock_stress),
+        (REGRESSIONS_WITH_DURABILITY_CHECKS, swarm::world_with_durability_checks),
+    ];
+    for (seeds, draw) in sets {
+        for &(seed, what) in seeds {
+            check_world(&draw(seed), seed).unwrap_or_else(|e| panic!("regression ({what}): {e}"));
+        }
     }
 }
 

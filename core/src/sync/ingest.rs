@@ -136,6 +136,9 @@ impl Ingest {
     }
 
     /// A Data message: accept what continues each stream, drop duplicates, refuse gaps.
+    /// `(storage_room, pending_max)`: the storage it may reserve, and what accepted
+    /// batches may hold in memory at most (`gateway.pending_bytes_max` less what held
+    /// messages take of it).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_data(
         &mut self,
@@ -146,7 +149,7 @@ impl Ingest {
         now: Instant,
         received_hlc: Hlc,
         hlc_rejected: bool,
-        mut storage_room: u64,
+        (mut storage_room, pending_max): (u64, u64),
         cfg: &NodeConfig,
         codec: (&mut BatchEncoder, &mut BatchDecoder),
         fx: &mut Fx,
@@ -201,7 +204,7 @@ impl Ingest {
                 break;
             }
             let cost = Accepted::cost_of(&bytes, h.count as usize);
-            if self.pending_bytes + cost > cfg.gateway.pending_bytes_max {
+            if self.pending_bytes + cost > pending_max {
                 refused = true;
                 break;
             }
