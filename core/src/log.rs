@@ -169,12 +169,6 @@ impl TopicLog {
         (self.segments.capacity() * std::mem::size_of::<Segment>()) as u64
     }
 
-    /// The newest segment ends in an unwritten range (recovery cut its tail and moved the
-    /// sequence on): the next append must open a new segment at `end_offset`.
-    pub fn seal_newest(&mut self) {
-        self.sealed = true;
-    }
-
     pub fn file(&self, base: u64) -> FileId {
         FileId::Segment { topic: self.topic, base }
     }
@@ -648,9 +642,9 @@ mod tests {
 
     #[test]
     fn a_failed_roll_leaves_the_log_as_it_was() {
-        let seg = Segment { base: 0, end: 10, durable_end: 10, len: 500, newest_ms: 0, unwritten: 4, superseded: 0 };
-        let mut log = TopicLog::recovered(TopicIdx(0), vec![seg.clone()]);
-        log.seal_newest();
+        let seg = Segment { base: 0, end: 6, durable_end: 6, len: 500, newest_ms: 0, unwritten: 0, superseded: 0 };
+        let mut log = TopicLog::recovered(TopicIdx(0), vec![seg]);
+        log.skip_to(10);
         log.roll(1);
         log.roll_done(false);
         assert_eq!((log.segment_count(), log.removable(), log.end_offset()), (1, 0, 10));

@@ -286,8 +286,6 @@ struct Recovery {
     listed: bool,
     records: u64,
     truncated_bytes: u64,
-    /// Topics whose newest segment ends in an unwritten range after a cut tail.
-    sealed: Vec<TopicIdx>,
     /// `compact` topics: the newest sequence of each key, rebuilt by scanning every segment.
     key_index: BTreeMap<TopicIdx, KeyIndex>,
     /// Site members: every Raft generation found, the newest complete one replayed (read
@@ -1212,7 +1210,6 @@ impl Node {
             if jump > 0 {
                 skipped = Some((end, end + jump));
                 end += jump;
-                r.sealed.push(topic);
             }
         }
         let unwritten = skipped.map_or(0, |(from, to)| to - from);
@@ -1220,7 +1217,16 @@ impl Node {
         // An older segment keeps its whole file: only the newest is ever cut.
         let len = if last { valid_len } else { job.file_len };
         let seg = Segment { base, end, durable_end: end, len, newest_ms, unwritten, superseded: job.superseded };
-        r.segments.entry(topic).or_default().push(seg);
+        let segments = r.segments.entry(topic).or_default();
+        segments.push(seg);
+        if last && skipped.is_some() {
+            // The successor created below is the topic's newest segment: appends go into
+            // it. Left out, it would be a file nothing in memory knows of, and the first
+            // commit or roll to open a segment at `end` takes it for its own: failing on
+            // a full disk, it deletes it, and the skip with it (swarm seed 8: a roll on a
+            // full device; the next restart handed acknowledged sequences out again).
+            segments.push(Segment { base: end, end, durable_end: end, len: 0, newest_ms, unwritten: 0, superseded: 0 });
+        }
         if let Some(reason) = reason {
             if let (true, Some((_, to))) = (last, skipped) {
                 // The skip must outlive the cut: truncated, the file would end cleanly
@@ -1257,9 +1263,6 @@ impl Node {
             let mut segs = segments.remove(&TopicIdx(i as u16)).unwrap_or_default();
             segs.sort_by_key(|s| s.base);
             *log = TopicLog::recovered(TopicIdx(i as u16), segs);
-            if r.sealed.contains(&TopicIdx(i as u16)) {
-                log.seal_newest();
-            }
         }
         for (t, index) in r.key_index {
             self.key_index[t.0 as usize] = Some(index);

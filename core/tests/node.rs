@@ -439,6 +439,41 @@ fn a_second_restart_after_a_cut_tail_reuses_nothing() {
     assert_eq!((f.records.len(), f.next), (0, 19 + jump), "a reader steps over the skipped range");
 }
 
+/// The successor segment that carries a cut tail's skip is the topic's newest segment,
+/// not a file the next commit opens: a first commit after the cut that fails on a full
+/// device cuts back what it wrote to it and leaves the file (swarm seed 8: a roll of the
+/// acknowledged segment on a full device deleted the successor, and the next restart
+/// handed acknowledged sequences out again).
+#[test]
+fn a_failed_first_write_after_a_cut_tail_keeps_the_skip() {
+    let (mut disk, seg, frames) = twenty_records();
+    let len = disk.files[&seg].len();
+    disk.files.get_mut(&seg).expect("exists")[len - 3] ^= 0x01;
+    let jump = outpost_core::log::sequences_cut_max(frames[19].1 as u64);
+    let successor = FileId::Segment { topic: TopicIdx(0), base: 19 + jump };
+    let mut h = Harness::start(disk);
+    h.run_disk(|_| false);
+    h.produce(100, b"no room");
+    let mut refused_appends = 0;
+    while let Some((id, req)) = h.disk.queue.pop_front() {
+        let result = if matches!(req, DiskRequest::Append { file: FileId::Segment { .. }, .. }) {
+            refused_appends += 1;
+            Err(outpost_core::io::DiskError::NoSpace)
+        } else {
+            h.disk.queue.push_front((id, req));
+            h.disk.complete_one().map(|(_, _, r)| r).expect("queued")
+        };
+        h.node.handle(h.now, Input::DiskDone { id, result });
+        h.drain();
+    }
+    assert_eq!(refused_appends, 1, "one commit, refused");
+    assert!(matches!(h.replies.last(), Some((ReqId(100), Err(_)))), "{:?}", h.replies.last());
+    assert_eq!(h.disk.files.get(&successor).map(Vec::len), Some(0), "the successor stays, empty");
+    let mut again = Harness::start(h.disk);
+    again.run_disk(|_| false);
+    assert_eq!(again.node.log(TopicIdx(0)).end_offset(), 19 + jump, "nothing reused after the restart");
+}
+
 /// Writes `n` records of 100 bytes over ten keys, one commit each; every one must be
 /// acknowledged. Remembers each key's newest sequence.
 fn write_keyed(h: &mut Harness, n: u64, newest: &mut BTreeMap<Vec<u8>, u64>) {
