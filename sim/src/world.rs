@@ -296,7 +296,7 @@ pub struct World<'a> {
     hlc_ahead: crate::clock_check::HlcAheadCheck,
 }
 
-fn node_config(s: &Scenario, i: usize) -> NodeConfig {
+pub(crate) fn node_config(s: &Scenario, i: usize) -> NodeConfig {
     let spec = &s.nodes[i];
     let role = match spec.role {
         SpecRole::Edge => Role::Edge,
@@ -398,6 +398,9 @@ fn check_supported(s: &Scenario) -> Result<(), Unsupported> {
         }
     }
     for (i, n) in s.nodes.iter().enumerate() {
+        if let Err(e) = node_config(s, i).validate() {
+            return Err(Unsupported(format!("node {:?} cannot run with its budgets: {e}", n.id)));
+        }
         let up = s.topics.iter().any(topic_goes_up);
         if n.role == SpecRole::Edge && up && node_config(s, i).upstream.is_none() {
             return Err(Unsupported(format!("edge {:?} has no link to a gateway", n.id)));
