@@ -169,6 +169,13 @@ impl TopicLog {
         (self.segments.capacity() * std::mem::size_of::<Segment>()) as u64
     }
 
+    /// The newest segment ends in an unwritten range (recovery cut its tail and moved the
+    /// sequence on, and could not create the successor segment): the next append must
+    /// open a new segment at `end_offset`.
+    pub fn seal_newest(&mut self) {
+        self.sealed = true;
+    }
+
     pub fn file(&self, base: u64) -> FileId {
         FileId::Segment { topic: self.topic, base }
     }

@@ -286,6 +286,9 @@ struct Recovery {
     listed: bool,
     records: u64,
     truncated_bytes: u64,
+    /// Topics whose newest segment ends in an unwritten range after a cut tail whose
+    /// successor segment could not be created.
+    sealed: Vec<TopicIdx>,
     /// `compact` topics: the newest sequence of each key, rebuilt by scanning every segment.
     key_index: BTreeMap<TopicIdx, KeyIndex>,
     /// Site members: every Raft generation found, the newest complete one replayed (read
@@ -896,11 +899,19 @@ impl Node {
                         self.fx.disk(DiskRequest::Truncate { file, len }, Op::RecoveryTruncate);
                     }
                     // No successor (a full device): the tail stays, so that the next
-                    // recovery finds the same cut and skips the same sequences.
+                    // recovery finds the same cut and skips the same sequences, and the
+                    // cut segment stays the newest, sealed: the next append opens the
+                    // successor's file as its own (swarm seed 1974: with the successor
+                    // left in the log, the cut segment was freed on the full device and
+                    // nothing on disk carried the skip).
                     Some((file, _, file_len)) => {
                         let FileId::Segment { topic, base } = file else { unreachable!("segments only") };
-                        let seg = r.segments.get_mut(&topic).and_then(|v| v.iter_mut().find(|s| s.base == base));
-                        seg.expect("recorded by finish_job").len = file_len;
+                        let segs = r.segments.get_mut(&topic).expect("recorded by finish_job");
+                        let successor = segs.pop().expect("recorded by finish_job after the cut segment");
+                        assert!(successor.len == 0 && successor.base > base, "{successor:?} is not the successor");
+                        let seg = segs.last_mut().filter(|s| s.base == base).expect("the cut segment");
+                        seg.len = file_len;
+                        r.sealed.push(topic);
                     }
                     None => {}
                 }
@@ -1263,6 +1274,9 @@ impl Node {
             let mut segs = segments.remove(&TopicIdx(i as u16)).unwrap_or_default();
             segs.sort_by_key(|s| s.base);
             *log = TopicLog::recovered(TopicIdx(i as u16), segs);
+            if r.sealed.contains(&TopicIdx(i as u16)) {
+                log.seal_newest();
+            }
         }
         for (t, index) in r.key_index {
             self.key_index[t.0 as usize] = Some(index);

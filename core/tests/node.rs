@@ -474,6 +474,41 @@ fn a_failed_first_write_after_a_cut_tail_keeps_the_skip() {
     assert_eq!(again.node.log(TopicIdx(0)).end_offset(), 19 + jump, "nothing reused after the restart");
 }
 
+/// A full device refuses the successor segment that would carry a cut tail's skip: the
+/// tail stays uncut, the cut segment stays the topic's newest (it cannot be freed while
+/// nothing else carries the skip: swarm seed 1974 reused sequences from 0 after it was),
+/// and the next append opens the successor as its own file.
+#[test]
+fn a_successor_the_device_refuses_leaves_the_cut_segment_newest() {
+    let (mut disk, seg, frames) = twenty_records();
+    let len = disk.files[&seg].len();
+    disk.files.get_mut(&seg).expect("exists")[len - 3] ^= 0x01;
+    let jump = outpost_core::log::sequences_cut_max(frames[19].1 as u64);
+    let successor = FileId::Segment { topic: TopicIdx(0), base: 19 + jump };
+    let mut h = Harness::start(disk);
+    while let Some((id, req)) = h.disk.queue.pop_front() {
+        let result = match req {
+            DiskRequest::Append { file, .. } if file == successor => Err(outpost_core::io::DiskError::NoSpace),
+            DiskRequest::Sync { file } if file == successor => Err(outpost_core::io::DiskError::NotFound),
+            req => {
+                h.disk.queue.push_front((id, req));
+                h.disk.complete_one().map(|(_, _, r)| r).expect("queued")
+            }
+        };
+        h.node.handle(h.now, Input::DiskDone { id, result });
+        h.drain();
+    }
+    assert!(h.node.is_running());
+    let log = h.node.log(TopicIdx(0));
+    assert_eq!((log.end_offset(), log.segment_count()), (19 + jump, 1), "the cut segment is the newest");
+    assert_eq!(h.disk.files[&seg].len(), len, "the tail stays for the next recovery to cut again");
+    assert!(!h.disk.files.contains_key(&successor));
+    h.produce(100, b"after");
+    h.run_disk(|_| false);
+    assert!(matches!(h.replies.last(), Some((ReqId(100), Ok(a))) if a.seq == 19 + jump), "{:?}", h.replies.last());
+    assert_eq!(h.disk.files.get(&successor).map(Vec::is_empty), Some(false), "the append opened the successor");
+}
+
 /// Writes `n` records of 100 bytes over ten keys, one commit each; every one must be
 /// acknowledged. Remembers each key's newest sequence.
 fn write_keyed(h: &mut Harness, n: u64, newest: &mut BTreeMap<Vec<u8>, u64>) {
