@@ -66,6 +66,11 @@ pub struct Segment {
 }
 
 impl Segment {
+    /// An empty segment starting at `base`, as a new file begins.
+    pub fn empty(base: u64, newest_ms: u64) -> Segment {
+        Segment { base, end: base, durable_end: base, len: 0, newest_ms, unwritten: 0, superseded: 0 }
+    }
+
     /// Records that may hold a key's newest value (or have no key): every written record
     /// not known to be superseded.
     pub fn live_records(&self) -> u64 {
@@ -237,15 +242,7 @@ impl TopicLog {
             self.sealed = false;
             let base = self.end_offset();
             assert_eq!(self.durable_offset(), base, "a segment is opened only when the log is durable");
-            self.segments.push_back(Segment {
-                base,
-                end: base,
-                durable_end: base,
-                len: 0,
-                newest_ms,
-                unwritten: 0,
-                superseded: 0,
-            });
+            self.segments.push_back(Segment::empty(base, newest_ms));
         }
         let seg = self.segments.back_mut().expect("a segment was just ensured");
         let pos = seg.len;
@@ -334,15 +331,7 @@ impl TopicLog {
         assert_eq!(self.durable_offset(), base, "a segment is opened only when the log is durable");
         self.rolling = Some(self.sealed);
         self.sealed = false;
-        self.segments.push_back(Segment {
-            base,
-            end: base,
-            durable_end: base,
-            len: 0,
-            newest_ms,
-            unwritten: 0,
-            superseded: 0,
-        });
+        self.segments.push_back(Segment::empty(base, newest_ms));
         self.file(base)
     }
 

@@ -1236,7 +1236,7 @@ impl Node {
             // commit or roll to open a segment at `end` takes it for its own: failing on
             // a full disk, it deletes it, and the skip with it (swarm seed 8: a roll on a
             // full device; the next restart handed acknowledged sequences out again).
-            segments.push(Segment { base: end, end, durable_end: end, len: 0, newest_ms, unwritten: 0, superseded: 0 });
+            segments.push(Segment::empty(end, newest_ms));
         }
         if let Some(reason) = reason {
             if let (true, Some((_, to))) = (last, skipped) {

@@ -134,6 +134,22 @@ impl Harness {
         }
     }
 
+    /// Completes every queued disk request, in order, as `MemDisk` would, except those
+    /// `fail` gives an error for: they complete with it and change nothing.
+    fn run_disk_failing(&mut self, fail: impl Fn(&DiskRequest) -> Option<outpost_core::io::DiskError>) {
+        while let Some((id, req)) = self.disk.queue.pop_front() {
+            let result = match fail(&req) {
+                Some(e) => Err(e),
+                None => {
+                    self.disk.queue.push_front((id, req));
+                    self.disk.complete_one().map(|(_, _, r)| r).expect("queued")
+                }
+            };
+            self.node.handle(self.now, Input::DiskDone { id, result });
+            self.drain();
+        }
+    }
+
     fn produce(&mut self, req: u64, value: &[u8]) {
         let input = Input::Produce { req: ReqId(req), topic: TopicIdx(0), key: None, value: value.to_vec() };
         self.node.handle(self.now, input);
@@ -454,19 +470,13 @@ fn a_failed_first_write_after_a_cut_tail_keeps_the_skip() {
     let mut h = Harness::start(disk);
     h.run_disk(|_| false);
     h.produce(100, b"no room");
-    let mut refused_appends = 0;
-    while let Some((id, req)) = h.disk.queue.pop_front() {
-        let result = if matches!(req, DiskRequest::Append { file: FileId::Segment { .. }, .. }) {
-            refused_appends += 1;
-            Err(outpost_core::io::DiskError::NoSpace)
-        } else {
-            h.disk.queue.push_front((id, req));
-            h.disk.complete_one().map(|(_, _, r)| r).expect("queued")
-        };
-        h.node.handle(h.now, Input::DiskDone { id, result });
-        h.drain();
-    }
-    assert_eq!(refused_appends, 1, "one commit, refused");
+    let refused_appends = std::cell::Cell::new(0);
+    h.run_disk_failing(|req| {
+        let refused = matches!(req, DiskRequest::Append { file: FileId::Segment { .. }, .. });
+        refused_appends.set(refused_appends.get() + u32::from(refused));
+        refused.then_some(outpost_core::io::DiskError::NoSpace)
+    });
+    assert_eq!(refused_appends.get(), 1, "one commit, refused");
     assert!(matches!(h.replies.last(), Some((ReqId(100), Err(_)))), "{:?}", h.replies.last());
     assert_eq!(h.disk.files.get(&successor).map(Vec::len), Some(0), "the successor stays, empty");
     let mut again = Harness::start(h.disk);
@@ -486,18 +496,11 @@ fn a_successor_the_device_refuses_leaves_the_cut_segment_newest() {
     let jump = outpost_core::log::sequences_cut_max(frames[19].1 as u64);
     let successor = FileId::Segment { topic: TopicIdx(0), base: 19 + jump };
     let mut h = Harness::start(disk);
-    while let Some((id, req)) = h.disk.queue.pop_front() {
-        let result = match req {
-            DiskRequest::Append { file, .. } if file == successor => Err(outpost_core::io::DiskError::NoSpace),
-            DiskRequest::Sync { file } if file == successor => Err(outpost_core::io::DiskError::NotFound),
-            req => {
-                h.disk.queue.push_front((id, req));
-                h.disk.complete_one().map(|(_, _, r)| r).expect("queued")
-            }
-        };
-        h.node.handle(h.now, Input::DiskDone { id, result });
-        h.drain();
-    }
+    h.run_disk_failing(|req| match *req {
+        DiskRequest::Append { file, .. } if file == successor => Some(outpost_core::io::DiskError::NoSpace),
+        DiskRequest::Sync { file } if file == successor => Some(outpost_core::io::DiskError::NotFound),
+        _ => None,
+    });
     assert!(h.node.is_running());
     let log = h.node.log(TopicIdx(0));
     assert_eq!((log.end_offset(), log.segment_count()), (19 + jump, 1), "the cut segment is the newest");
