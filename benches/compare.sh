@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Every figure of docs/PERFORMANCE.md's main table in one run, beside NATS JetStream with
-# the same record count, size and window (../shared/peers/nats/run.sh).
+# the same record count, size and window (benches/peers/nats/run.sh).
 # Usage: benches/compare.sh [RECORDS] [SIZE] [WINDOW]   (from the repository root)
 set -euo pipefail
 N=${1:-1000000}; SIZE=${2:-100}; WINDOW=${3:-1024}
-peers=${PEERS:-../shared/peers}
+peers=${PEERS:-benches/peers}
 cargo build --release -q -p outpost -p outpost-bench -p outpost-sim
 echo "== machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, $(uname -r)"
 python3 "$peers/limits.py"
