@@ -18,9 +18,9 @@
 
 use crate::codec::{BatchDecoder, DecodedBatch, MAX_BATCH_RECORDS};
 use crate::config::FetchConfig;
+use crate::effects::{Fx, Op};
 use crate::io::{DiskRequest, FetchError, Fetched, FetchedRecord, Output, ReqId};
 use crate::log::{self, Resync, ScanStop, TopicLog};
-use crate::node::{Fx, Op};
 use crate::resources::FETCH_RECORD_OVERHEAD;
 use crate::types::{Seq, TopicIdx};
 use std::collections::BTreeMap;

@@ -14,6 +14,7 @@
 pub mod codec;
 pub mod config;
 pub mod detector;
+pub(crate) mod effects;
 pub mod fetch;
 pub mod hlc;
 pub mod hold;

@@ -11,6 +11,7 @@ use crate::codec::{
     BatchDecoder, BatchEncoder, Compression, DecodedBatch, RecordRef, MAX_BATCH_RECORDS, MAX_KEY_BYTES,
 };
 use crate::config::{Eviction, NodeConfig, Role};
+use crate::effects::{Fx, Op};
 use crate::fetch::Fetches;
 use crate::hlc::{ClockStart, Hlc, HlcClock};
 use crate::hold::{Held, MessageHold};
@@ -41,107 +42,6 @@ const OUTPUT_QUEUE_KEPT: usize = 64;
 /// The seed of every random choice a node makes (session ids, backoff jitter).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NodeSeed(pub u64);
-
-/// What an in-flight disk request is for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Op {
-    List,
-    RecoveryRead,
-    RecoveryTruncate,
-    /// Recovery creating, then syncing, the empty successor of a segment whose tail it
-    /// cut with a skip. On the sync: the cut to make once the successor is durable (the
-    /// file, its valid length and its length now).
-    RecoverySuccessor {
-        cut: Option<(FileId, u64, u64)>,
-    },
-    Commit,
-    Rollback,
-    MetaAppend,
-    MetaSync {
-        bound: u64,
-    },
-    MetaDelete,
-    UplinkRead {
-        /// The uplink that issued it (`Uplink::tag`).
-        tag: u64,
-        topic: TopicIdx,
-        base: u64,
-        pos: u64,
-        sent: Seq,
-    },
-    FetchRead {
-        req: ReqId,
-    },
-    RetentionDelete,
-    /// Creating a rolled segment's file (an empty append, then a sync): see `roll_synced`.
-    Roll,
-    /// One write of Raft state (append, then sync).
-    RaftWrite,
-    RaftDelete,
-    /// A request of an abandoned recovery attempt: its completion is ignored.
-    Stale,
-}
-
-/// A disk request in flight: what it is for, and the buffer bytes it lends the driver
-/// (memory parts `Writes` and `Reads`).
-#[derive(Debug)]
-struct InFlight {
-    op: Op,
-    write_bytes: u64,
-    read_bytes: u64,
-}
-
-/// The outputs and in-flight disk requests of a node: what its parts write into.
-#[derive(Debug, Default)]
-pub(crate) struct Fx {
-    pub out: VecDeque<Output>,
-    next_op: u64,
-    ops: BTreeMap<DiskOpId, InFlight>,
-    write_bytes: u64,
-    read_bytes: u64,
-    /// While set, messages are sent on behalf of this site cluster (`Output::SendAs`).
-    pub send_as: Option<NodeId>,
-}
-
-impl Fx {
-    pub fn disk(&mut self, req: DiskRequest, op: Op) {
-        let id = DiskOpId(self.next_op);
-        self.next_op += 1;
-        let (write_bytes, read_bytes) = match &req {
-            DiskRequest::Append { bytes, .. } => (bytes.len() as u64, 0),
-            DiskRequest::Read { len, .. } => (0, u64::from(*len)),
-            _ => (0, 0),
-        };
-        self.write_bytes += write_bytes;
-        self.read_bytes += read_bytes;
-        self.ops.insert(id, InFlight { op, write_bytes, read_bytes });
-        self.out.push_back(Output::Disk { id, req });
-    }
-
-    fn complete(&mut self, id: DiskOpId) -> Op {
-        let f = self.ops.remove(&id).unwrap_or_else(|| panic!("completion of unknown disk request {id:?}"));
-        self.write_bytes -= f.write_bytes;
-        self.read_bytes -= f.read_bytes;
-        f.op
-    }
-
-    pub fn send(&mut self, to: NodeId, msg: &SyncMsg) {
-        let mut bytes = Vec::new();
-        msg.encode(&mut bytes);
-        self.send_bytes(to, bytes);
-    }
-
-    pub fn send_bytes(&mut self, to: NodeId, bytes: Vec<u8>) {
-        match self.send_as {
-            Some(from) => self.out.push_back(Output::SendAs { from, to, bytes }),
-            None => self.out.push_back(Output::Send { to, bytes }),
-        }
-    }
-
-    pub fn event(&mut self, e: Event) {
-        self.out.push_back(Output::Event(e));
-    }
-}
 
 /// A record waiting for the next group commit on an edge.
 #[derive(Clone, Debug)]
@@ -922,12 +822,9 @@ impl Node {
                     detail: format!("recovery step {op:?} failed ({e}); starting recovery again"),
                 });
                 self.phase = Phase::Recovering(Box::default());
-                for o in self.fx.ops.values_mut() {
-                    if matches!(o.op, Op::List | Op::RecoveryRead | Op::RecoveryTruncate | Op::RecoverySuccessor { .. })
-                    {
-                        o.op = Op::Stale;
-                    }
-                }
+                self.fx.mark_stale(|op| {
+                    matches!(op, Op::List | Op::RecoveryRead | Op::RecoveryTruncate | Op::RecoverySuccessor { .. })
+                });
                 self.fx.disk(DiskRequest::List, Op::List);
                 return;
             }
@@ -1840,7 +1737,7 @@ impl Node {
         let segments: u64 = self.logs.iter().map(TopicLog::heap_bytes).sum();
         let uplink = self.uplink.as_ref().map_or(0, Uplink::index_bytes);
         let ingest = self.ingest.as_ref().map_or(0, Ingest::index_bytes);
-        let ops = self.fx.ops.len() as u64 * resources::DISK_OP_ENTRY_BYTES;
+        let ops = self.fx.in_flight() as u64 * resources::DISK_OP_ENTRY_BYTES;
         let out = (self.fx.out.capacity() * std::mem::size_of::<Output>()) as u64;
         let recovery = match &self.phase {
             Phase::Recovering(r) => r.heap_bytes(),
@@ -1865,8 +1762,8 @@ impl Node {
         m.set(MemoryPart::GatewayPending, gw + stored + (gw_slots * std::mem::size_of::<Accepted>()) as u64);
         m.set(MemoryPart::SyncHeld, self.uplink.as_ref().map_or(0, Uplink::held_bytes));
         m.set(MemoryPart::FetchResults, self.fetches.held_bytes());
-        m.set(MemoryPart::Writes, self.fx.write_bytes);
-        m.set(MemoryPart::Reads, self.fx.read_bytes);
+        m.set(MemoryPart::Writes, self.fx.write_bytes());
+        m.set(MemoryPart::Reads, self.fx.read_bytes());
         m.set(MemoryPart::SyncWindow, self.uplink.as_ref().map_or(0, Uplink::window_bytes));
         m.set(MemoryPart::Scratch, self.plan.max.get(MemoryPart::Scratch));
         m.set(MemoryPart::Site, self.site.as_deref().map_or(0, crate::site::Site::heap_bytes));

@@ -10,9 +10,9 @@
 use super::proto::{SkipReason, SyncMsg, TopicStatus};
 use crate::codec::{BatchDecoder, BatchEncoder, BatchHeader, Compression, DecodedBatch, RecordRef};
 use crate::config::NodeConfig;
+use crate::effects::Fx;
 use crate::hlc::Hlc;
 use crate::io::Event;
-use crate::node::Fx;
 use crate::types::{Instant, NodeId, Seq, TopicIdx};
 use std::collections::BTreeMap;
 
