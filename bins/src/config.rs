@@ -21,7 +21,8 @@ use std::path::{Path, PathBuf};
 
 use crate::limits::ShellBudget;
 use outpost_core::config::{ConfigError, Eviction, NodeConfig, Role, SyncDirection, TopicConfig};
-use outpost_core::resources::{fit_to_budgets, Bytes, BytesParseError};
+use outpost_core::resources::fit_to_budgets;
+use outpost_core::types::{Bytes, BytesParseError};
 use outpost_core::types::{Duration, NodeId};
 use serde::de::{self, Visitor};
 use serde::Deserialize;

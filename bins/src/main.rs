@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use outpost::cli::{self, View};
 use outpost::config::{self, LogFormat, Settings};
 use outpost_core::config::Role;
-use outpost_core::resources::Bytes;
+use outpost_core::types::Bytes;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -7,8 +7,9 @@
 use crate::driver::Driver;
 use outpost_core::config::{Role, SyncDirection};
 use outpost_core::io::ProduceError;
-use outpost_core::resources::{Bytes, MEMORY_PARTS};
+use outpost_core::resources::MEMORY_PARTS;
 use outpost_core::sync::uplink::SessionStatus;
+use outpost_core::types::Bytes;
 use outpost_core::types::TopicIdx;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

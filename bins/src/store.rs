@@ -14,7 +14,8 @@
 
 use crate::config::Settings;
 use outpost_core::io::{DiskError, DiskRequest, DiskResponse, FileId};
-use outpost_core::resources::{self, Bytes};
+use outpost_core::resources;
+use outpost_core::types::Bytes;
 use outpost_core::types::TopicIdx;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};

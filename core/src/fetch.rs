@@ -21,9 +21,11 @@ use crate::config::FetchConfig;
 use crate::effects::{Fx, Op};
 use crate::io::{DiskRequest, FetchError, Fetched, FetchedRecord, Output, ReqId};
 use crate::log::{self, Resync, ScanStop, TopicLog};
-use crate::resources::FETCH_RECORD_OVERHEAD;
 use crate::types::{Seq, TopicIdx};
 use std::collections::BTreeMap;
+
+/// Bytes a fetch counts per record on top of its key and value, against `max_bytes`.
+pub const FETCH_RECORD_OVERHEAD: u64 = 2 * std::mem::size_of::<crate::io::FetchedRecord>() as u64;
 
 #[derive(Debug)]
 struct Pending {

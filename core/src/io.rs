@@ -26,9 +26,8 @@
 //! - An HLC timestamp: its physical part is below the durable HLC bound (guarantee 6).
 
 use crate::hlc::{Hlc, HlcError};
-use crate::resources::Bytes;
 use crate::sync::proto::SkipReason;
-use crate::types::{NodeId, Seq, TopicIdx};
+use crate::types::{Bytes, NodeId, Seq, TopicIdx};
 use std::fmt;
 
 /// Names one file of a node's storage. Shells map it to a path; the simulator keys its

@@ -1840,7 +1840,7 @@ impl Recovery {
     fn heap_bytes(&self) -> u64 {
         let jobs = (self.jobs.capacity() * std::mem::size_of::<ScanJob>()) as u64;
         let segs: usize = self.segments.values().map(|v| v.capacity() * std::mem::size_of::<Segment>() + 64).sum();
-        let marks = self.marks.len() as u64 * resources::GATEWAY_STREAM_ENTRY_BYTES;
+        let marks = self.marks.len() as u64 * ingest::GATEWAY_STREAM_ENTRY_BYTES;
         let keys: u64 = self.key_index.values().map(|k| k.bytes).sum();
         let raft = self.raft_reading.capacity() as u64
             + self.raft.as_ref().map_or(0, |r| r.log.iter().map(crate::site::entry_bytes).sum());

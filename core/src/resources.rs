@@ -18,10 +18,13 @@
 
 use crate::codec::{self, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 use crate::config::{ConfigError, Eviction, NodeConfig, Role};
+use crate::fetch::FETCH_RECORD_OVERHEAD;
 use crate::log::{Segment, TopicLog, LOG_FRAME_MIN};
 use crate::meta::META_FILE_BYTES_MAX;
+use crate::sync::ingest::{GATEWAY_SESSION_ENTRY_BYTES, GATEWAY_STREAM_ENTRY_BYTES};
 use crate::sync::uplink;
-use crate::types::{Duration, Seq, TopicIdx};
+use crate::sync::uplink::FLIGHTS_PER_STREAM_MAX;
+use crate::types::{Bytes, Duration, Seq, TopicIdx};
 use std::fmt;
 
 /// One account of a node's memory.
@@ -133,13 +136,7 @@ impl MemoryUsage {
 /// share of the container's slack. Estimates from the type sizes (a `BTreeMap` node holds
 /// up to 11 entries plus pointers, so an entry costs about its size and a half).
 pub const SEGMENT_ENTRY_BYTES: u64 = 2 * std::mem::size_of::<Segment>() as u64;
-pub const GATEWAY_STREAM_ENTRY_BYTES: u64 = 64;
-pub const GATEWAY_SESSION_ENTRY_BYTES: u64 = 64;
 pub const DISK_OP_ENTRY_BYTES: u64 = 96;
-/// Flights (sent, unacknowledged sync messages) per stream at most.
-pub const FLIGHTS_PER_STREAM_MAX: usize = 1024;
-/// Bytes a fetch counts per record on top of its key and value, against `max_bytes`.
-pub const FETCH_RECORD_OVERHEAD: u64 = 2 * std::mem::size_of::<crate::io::FetchedRecord>() as u64;
 /// zstd's own allocations (C heap) for one compression context at the batch level and
 /// one decompression context, as `ZSTD_sizeof_CCtx`/`ZSTD_sizeof_DCtx` report them after
 /// the largest batches (measured by the allocator test in `sim/tests/memory.rs`, which
@@ -501,61 +498,6 @@ pub struct ResourceStatus {
     pub topics: Vec<TopicUsage>,
 }
 
-/// A byte count for people: `1.0 GiB`, `512 KiB`, `17 B`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Bytes(pub u64);
-
-/// Why text is not a byte count.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BytesParseError {
-    /// Not a whole number with one of the units [`Bytes::parse`] accepts.
-    Malformed,
-    /// More than `u64::MAX` bytes.
-    TooLarge,
-}
-
-impl Bytes {
-    /// Parses a size as people write it in config and scenario files: a whole number with
-    /// an optional unit, `B`, `KB`, `MB`, `GB`, `TB` (powers of 1000) or `KiB`, `MiB`, `GiB`,
-    /// `TiB` (powers of 1024), with or without a space: `"64MiB"`, `"256 KiB"`, `"1000"`.
-    /// One definition of the units for every file format.
-    pub fn parse(text: &str) -> Result<u64, BytesParseError> {
-        let text = text.trim();
-        let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-        let number: u64 = text[..digits_end].parse().map_err(|_| BytesParseError::Malformed)?;
-        let unit: u64 = match text[digits_end..].trim_start() {
-            "" | "B" => 1,
-            "KB" => 1_000,
-            "MB" => 1_000_000,
-            "GB" => 1_000_000_000,
-            "TB" => 1_000_000_000_000,
-            "KiB" => 1 << 10,
-            "MiB" => 1 << 20,
-            "GiB" => 1 << 30,
-            "TiB" => 1 << 40,
-            _ => return Err(BytesParseError::Malformed),
-        };
-        number.checked_mul(unit).ok_or(BytesParseError::TooLarge)
-    }
-}
-
-impl fmt::Display for Bytes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-        let mut v = self.0 as f64;
-        let mut u = 0;
-        while v >= 1024.0 && u + 1 < UNITS.len() {
-            v /= 1024.0;
-            u += 1;
-        }
-        if u == 0 {
-            write!(f, "{} B", self.0)
-        } else {
-            write!(f, "{v:.1} {}", UNITS[u])
-        }
-    }
-}
-
 impl fmt::Display for ResourceStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let pct = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 * 100.0 / b as f64 };
@@ -609,19 +551,6 @@ impl fmt::Display for ResourceStatus {
 mod tests {
     use super::*;
 
-    #[test]
-    fn sizes_parse_with_every_unit_and_refuse_the_rest() {
-        assert_eq!(Bytes::parse("1000"), Ok(1000));
-        assert_eq!(Bytes::parse(" 64 MiB "), Ok(64 << 20));
-        assert_eq!(Bytes::parse("256KiB"), Ok(256 << 10));
-        assert_eq!(Bytes::parse("5MB"), Ok(5_000_000));
-        assert_eq!(Bytes::parse("2TiB"), Ok(2 << 40));
-        assert_eq!(Bytes::parse("0B"), Ok(0));
-        for bad in ["", "MiB", "1.5MiB", "-1", "64 mib", "64 MiBs", "1 PiB"] {
-            assert_eq!(Bytes::parse(bad), Err(BytesParseError::Malformed), "{bad:?}");
-        }
-        assert_eq!(Bytes::parse("20000000 TiB"), Err(BytesParseError::TooLarge));
-    }
     use crate::config::{SyncDirection, TopicConfig};
     use crate::types::NodeId;
 
@@ -790,12 +719,5 @@ mod tests {
         assert_eq!(cfg.log.segment_bytes_max, 64 << 10);
         let e = cfg.validate().expect_err("256 KiB holds no four segments and the meta log");
         assert_eq!(e.field, "resources.storage_bytes_max");
-    }
-
-    #[test]
-    fn bytes_print_for_people() {
-        assert_eq!(Bytes(17).to_string(), "17 B");
-        assert_eq!(Bytes(1 << 30).to_string(), "1.0 GiB");
-        assert_eq!(Bytes(1536).to_string(), "1.5 KiB");
     }
 }

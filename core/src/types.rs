@@ -92,3 +92,84 @@ pub struct Now {
     pub mono: Instant,
     pub wall_ms: u64,
 }
+
+/// A byte count for people: `1.0 GiB`, `512 KiB`, `17 B`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bytes(pub u64);
+
+/// Why text is not a byte count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BytesParseError {
+    /// Not a whole number with one of the units [`Bytes::parse`] accepts.
+    Malformed,
+    /// More than `u64::MAX` bytes.
+    TooLarge,
+}
+
+impl Bytes {
+    /// Parses a size as people write it in config and scenario files: a whole number with
+    /// an optional unit, `B`, `KB`, `MB`, `GB`, `TB` (powers of 1000) or `KiB`, `MiB`, `GiB`,
+    /// `TiB` (powers of 1024), with or without a space: `"64MiB"`, `"256 KiB"`, `"1000"`.
+    /// One definition of the units for every file format.
+    pub fn parse(text: &str) -> Result<u64, BytesParseError> {
+        let text = text.trim();
+        let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let number: u64 = text[..digits_end].parse().map_err(|_| BytesParseError::Malformed)?;
+        let unit: u64 = match text[digits_end..].trim_start() {
+            "" | "B" => 1,
+            "KB" => 1_000,
+            "MB" => 1_000_000,
+            "GB" => 1_000_000_000,
+            "TB" => 1_000_000_000_000,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            "TiB" => 1 << 40,
+            _ => return Err(BytesParseError::Malformed),
+        };
+        number.checked_mul(unit).ok_or(BytesParseError::TooLarge)
+    }
+}
+
+impl fmt::Display for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+        let mut v = self.0 as f64;
+        let mut u = 0;
+        while v >= 1024.0 && u + 1 < UNITS.len() {
+            v /= 1024.0;
+            u += 1;
+        }
+        if u == 0 {
+            write!(f, "{} B", self.0)
+        } else {
+            write!(f, "{v:.1} {}", UNITS[u])
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_every_unit_and_refuse_the_rest() {
+        assert_eq!(Bytes::parse("1000"), Ok(1000));
+        assert_eq!(Bytes::parse(" 64 MiB "), Ok(64 << 20));
+        assert_eq!(Bytes::parse("256KiB"), Ok(256 << 10));
+        assert_eq!(Bytes::parse("5MB"), Ok(5_000_000));
+        assert_eq!(Bytes::parse("2TiB"), Ok(2 << 40));
+        assert_eq!(Bytes::parse("0B"), Ok(0));
+        for bad in ["", "MiB", "1.5MiB", "-1", "64 mib", "64 MiBs", "1 PiB"] {
+            assert_eq!(Bytes::parse(bad), Err(BytesParseError::Malformed), "{bad:?}");
+        }
+        assert_eq!(Bytes::parse("20000000 TiB"), Err(BytesParseError::TooLarge));
+    }
+
+    #[test]
+    fn bytes_print_for_people() {
+        assert_eq!(Bytes(17).to_string(), "17 B");
+        assert_eq!(Bytes(1 << 30).to_string(), "1.0 GiB");
+        assert_eq!(Bytes(1536).to_string(), "1.5 KiB");
+    }
+}

@@ -17,8 +17,8 @@ use std::fmt;
 use std::ops::Range;
 use std::path::Path;
 
-use outpost_core::resources::{Bytes, BytesParseError};
 use outpost_core::types::Duration;
+use outpost_core::types::{Bytes, BytesParseError};
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use toml::Spanned;

@@ -16,6 +16,12 @@ use crate::io::Event;
 use crate::types::{Instant, NodeId, Seq, TopicIdx};
 use std::collections::BTreeMap;
 
+/// Heap bytes one stream's marks cost in `Ingest`, with the map's slack (for the memory
+/// plan and `index_bytes`).
+pub const GATEWAY_STREAM_ENTRY_BYTES: u64 = 64;
+/// Heap bytes one session costs in `Ingest`, with the map's slack.
+pub const GATEWAY_SESSION_ENTRY_BYTES: u64 = 64;
+
 /// Durable and accepted high-water marks of one stream.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GwStream {
@@ -86,7 +92,6 @@ impl Ingest {
 
     /// Heap bytes of the stream marks and sessions.
     pub fn index_bytes(&self) -> u64 {
-        use crate::resources::{GATEWAY_SESSION_ENTRY_BYTES, GATEWAY_STREAM_ENTRY_BYTES};
         self.streams.len() as u64 * GATEWAY_STREAM_ENTRY_BYTES
             + self.sessions.len() as u64 * GATEWAY_SESSION_ENTRY_BYTES
     }

@@ -21,11 +21,13 @@ use crate::effects::{Fx, Op};
 use crate::hlc::Hlc;
 use crate::io::{DiskRequest, Event};
 use crate::log::{self, Resync, ScanStop, Segment, TopicLog};
-use crate::resources::FLIGHTS_PER_STREAM_MAX;
 use crate::types::{Duration, Instant, NodeId, Seq, TopicIdx};
 use rand::Rng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use std::collections::{BTreeMap, VecDeque};
+
+/// Flights (sent, unacknowledged sync messages) per stream at most.
+pub const FLIGHTS_PER_STREAM_MAX: usize = 1024;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Session {
