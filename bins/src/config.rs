@@ -599,7 +599,7 @@ fn node_config(
     let memory = memory.unwrap_or(defaults.resources.memory_bytes_max);
     let storage = storage.unwrap_or(defaults.resources.storage_bytes_max);
     let (cfg, shell) = sized_config(raw, role, node_name, cloud, memory, storage)?;
-    cfg.validate().map_err(|mut e| {
+    outpost_core::Node::check_config(&cfg).map_err(|mut e| {
         if e.field == "resources.memory_bytes_max" {
             let minimum = minimum_memory(raw, role, node_name, cloud, memory, storage)
                 .map_or(String::new(), |m| format!(" (with this file, at least {} is needed)", Bytes(m)));
@@ -672,8 +672,9 @@ fn minimum_memory(
 ) -> Option<u64> {
     const MIB: u64 = 1 << 20;
     let fits = |m: u64| {
-        sized_config(raw, role, node_name, cloud, m, storage)
-            .is_ok_and(|(cfg, _)| cfg.validate().map_or_else(|e| e.field != "resources.memory_bytes_max", |()| true))
+        sized_config(raw, role, node_name, cloud, m, storage).is_ok_and(|(cfg, _)| {
+            outpost_core::Node::check_config(&cfg).map_or_else(|e| e.field != "resources.memory_bytes_max", |()| true)
+        })
     };
     let (mut low, mut high) = (memory / MIB, memory.div_ceil(MIB).max(1));
     while !fits(high * MIB) {

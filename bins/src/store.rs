@@ -111,7 +111,7 @@ pub fn fit_to_device(settings: &mut Settings) -> Result<Vec<String>, String> {
     };
     let cfg = &mut settings.node;
     let fit = resources::fit_to_device(cfg, device);
-    cfg.validate().map_err(|e| {
+    outpost_core::Node::check_config(cfg).map_err(|e| {
         format!("the device holding {dir} has {}, too small for this node: {}: {}", Bytes(device), e.field, e.message)
     })?;
     let mut warnings = Vec::new();

@@ -416,14 +416,6 @@ impl NodeConfig {
         if self.log.value_bytes_max == 0 || self.log.value_bytes_max as usize > crate::codec::MAX_VALUE_BYTES {
             return err("log.value_bytes_max", format!("must be 1 to {}", crate::codec::MAX_VALUE_BYTES));
         }
-        let largest_record =
-            crate::resources::pending_record_cost(crate::codec::MAX_KEY_BYTES, self.log.value_bytes_max as usize);
-        if self.role == Role::Edge && self.log.pending_bytes_max < largest_record {
-            return err(
-                "log.pending_bytes_max",
-                format!("must hold the largest record ({largest_record} bytes with log.value_bytes_max); raise it or lower log.value_bytes_max"),
-            );
-        }
         if self.log.read_chunk_bytes < 64 << 10 {
             return err("log.read_chunk_bytes", "at least 64 KiB".into());
         }
@@ -449,7 +441,7 @@ impl NodeConfig {
         if r.disk_full_probe_min.0 == 0 || r.disk_full_probe_max < r.disk_full_probe_min {
             return err("resources.disk_full_probe_min", "must be > 0 and <= disk_full_probe_max".into());
         }
-        crate::resources::check_budgets(self)
+        Ok(())
     }
 
     fn validate_cluster(&self) -> Result<(), ConfigError> {

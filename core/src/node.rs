@@ -10,7 +10,7 @@
 use crate::codec::{
     BatchDecoder, BatchEncoder, Compression, DecodedBatch, RecordRef, MAX_BATCH_RECORDS, MAX_KEY_BYTES,
 };
-use crate::config::{Eviction, NodeConfig, Role};
+use crate::config::{ConfigError, Eviction, NodeConfig, Role};
 use crate::effects::{Fx, Op};
 use crate::fetch::Fetches;
 use crate::hlc::{ClockStart, Hlc, HlcClock};
@@ -22,8 +22,8 @@ use crate::io::{
 use crate::log::{self, Checkpoint, Resync, ScanStop, Segment, TopicLog};
 use crate::meta::{self, MetaLog};
 use crate::resources::{
-    self, pending_record_cost, MemoryPart, MemoryPlan, MemoryUsage, ResourceStatus, TopicUsage, TopicView, Victim,
-    VictimKind, META_RESERVE_BYTES, PENDING_ENTRY_BYTES,
+    self, pending_record_cost, MemoryPart, MemoryPlan, MemoryUsage, NodeSizes, ResourceStatus, TopicUsage, TopicView,
+    Victim, VictimKind, META_RESERVE_BYTES, PENDING_ENTRY_BYTES,
 };
 use crate::sync::ingest::{self, Accepted, Ingest};
 use crate::sync::proto::SyncMsg;
@@ -172,7 +172,7 @@ struct ScanJob {
 }
 
 /// Heap bytes of one recovery scan job (queued in a `VecDeque`, which may double).
-pub(crate) const SCAN_JOB_BYTES: u64 = 2 * std::mem::size_of::<ScanJob>() as u64;
+const SCAN_JOB_BYTES: u64 = 2 * std::mem::size_of::<ScanJob>() as u64;
 
 #[derive(Debug, Default)]
 struct Recovery {
@@ -276,13 +276,25 @@ pub struct Node {
 }
 
 impl Node {
+    /// What the memory plan must know of `Node` itself (`resources::MemoryPlan::of`).
+    pub const SIZES: NodeSizes =
+        NodeSizes { node_bytes: std::mem::size_of::<Node>() as u64, scan_job_bytes: SCAN_JOB_BYTES };
+
+    /// Whether a node can run with `cfg`: its own rules ([`NodeConfig::validate`]), then
+    /// its budgets ([`resources::check_budgets`]). The error names the field and what to
+    /// change.
+    pub fn check_config(cfg: &NodeConfig) -> Result<(), ConfigError> {
+        cfg.validate()?;
+        resources::check_budgets(cfg, Node::SIZES)
+    }
+
     /// A node over storage that may hold the files of an earlier run. Recovery begins at
     /// once: the first output is a `List` request.
     ///
     /// # Panics
-    /// If `cfg` does not pass [`NodeConfig::validate`]: shells validate first and report.
+    /// If `cfg` does not pass [`Node::check_config`]: shells check first and report.
     pub fn new(cfg: NodeConfig, seed: NodeSeed, now: Now) -> Node {
-        if let Err(e) = cfg.validate() {
+        if let Err(e) = Node::check_config(&cfg) {
             panic!("invalid node config: {e}");
         }
         let n = cfg.topics.len();
@@ -302,7 +314,7 @@ impl Node {
             device_full: None,
             evicted_unsynced: vec![0; n],
             key_index: (0..n).map(|_| None).collect(),
-            plan: MemoryPlan::of(&cfg),
+            plan: MemoryPlan::of(&cfg, Node::SIZES),
             hlc,
             held: MessageHold::default(),
             meta: MetaLog::recovered(&[]),

@@ -167,7 +167,7 @@ pub fn pending_record_cost(key_capacity: usize, value_capacity: usize) -> u64 {
 pub const PENDING_ENTRY_BYTES: usize = 96;
 
 impl MemoryPlan {
-    pub fn of(cfg: &NodeConfig) -> MemoryPlan {
+    pub fn of(cfg: &NodeConfig, sizes: NodeSizes) -> MemoryPlan {
         let edge = cfg.role == Role::Edge;
         let topics = cfg.topics.len() as u64;
         let up = if edge { cfg.topics.iter().filter(|t| t.sync.goes_up()).count() as u64 } else { 0 };
@@ -212,10 +212,10 @@ impl MemoryPlan {
         let outputs = outputs_max.next_power_of_two() * std::mem::size_of::<crate::io::Output>() as u64;
         let mut max = MemoryUsage::default();
         let names: u64 = cfg.topics.iter().map(|t| t.name.len() as u64 * 3 + 256).sum();
-        max.set(MemoryPart::Fixed, std::mem::size_of::<crate::Node>() as u64 + names + FIXED_SLACK_BYTES);
+        max.set(MemoryPart::Fixed, sizes.node_bytes + names + FIXED_SLACK_BYTES);
         max.set(
             MemoryPart::Index,
-            segments_max * (SEGMENT_ENTRY_BYTES + crate::node::SCAN_JOB_BYTES)
+            segments_max * (SEGMENT_ENTRY_BYTES + sizes.scan_job_bytes)
                 + up * (uplink::STREAM_ENTRY_BYTES + 256)
                 + flights
                 + streams * (GATEWAY_STREAM_ENTRY_BYTES + GATEWAY_SESSION_ENTRY_BYTES)
@@ -267,10 +267,31 @@ impl MemoryPlan {
 /// Storage the node keeps free of segments for its meta log.
 pub const META_RESERVE_BYTES: u64 = 3 * META_FILE_BYTES_MAX;
 
+/// What the memory plan must know of `Node` itself, which `node` supplies
+/// (`Node::SIZES`): this module imports nothing from `node`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeSizes {
+    /// `size_of::<Node>()`.
+    pub node_bytes: u64,
+    /// Heap bytes of one recovery scan job, with slack.
+    pub scan_job_bytes: u64,
+}
+
 /// Checks that the configuration's limits fit its budgets; the error says which limits
-/// add up to what, and what to change.
-pub fn check_budgets(cfg: &NodeConfig) -> Result<(), ConfigError> {
-    let plan = MemoryPlan::of(cfg);
+/// add up to what, and what to change. `NodeConfig::validate` checks the rest first
+/// (`Node::check_config` does both).
+pub fn check_budgets(cfg: &NodeConfig, sizes: NodeSizes) -> Result<(), ConfigError> {
+    let largest_record = pending_record_cost(codec::MAX_KEY_BYTES, cfg.log.value_bytes_max as usize);
+    if cfg.role == Role::Edge && cfg.log.pending_bytes_max < largest_record {
+        return Err(ConfigError {
+            field: "log.pending_bytes_max".into(),
+            message: format!(
+                "must hold the largest record ({largest_record} bytes with log.value_bytes_max); raise it or lower \
+                 log.value_bytes_max"
+            ),
+        });
+    }
+    let plan = MemoryPlan::of(cfg, sizes);
     let limit = cfg.resources.memory_bytes_max;
     let need = plan.max.total();
     if need > limit {
@@ -551,9 +572,6 @@ impl fmt::Display for ResourceStatus {
 mod tests {
     use super::*;
 
-    use crate::config::{SyncDirection, TopicConfig};
-    use crate::types::NodeId;
-
     fn log_with(topic: u16, segments: &[(u64, u64, u64)]) -> TopicLog {
         let segs = segments
             .iter()
@@ -650,74 +668,5 @@ mod tests {
     fn single_segments_are_never_evicted() {
         let a = log_with(0, &[(0, 10, 1)]);
         assert_eq!(pick_victim(&[view(&a, 0, Eviction::Oldest, Some(10))], TopicIdx(0)), None);
-    }
-
-    #[test]
-    fn budgets_too_small_say_what_to_change() {
-        let mut cfg = NodeConfig::new(NodeId(1), Role::Edge, vec![TopicConfig::new("t", SyncDirection::Local)]);
-        cfg.resources.memory_bytes_max = 1 << 20;
-        let e = cfg.validate().expect_err("1 MiB cannot hold the default limits");
-        assert_eq!(e.field, "resources.memory_bytes_max");
-        assert!(e.message.contains("1.0 MiB is less than the"), "{e}");
-        assert!(e.message.contains("lower log.pending_bytes_max"), "{e}");
-        cfg.resources.memory_bytes_max = 64 << 20;
-        cfg.resources.storage_bytes_max = 8 << 20;
-        let e = cfg.validate().expect_err("8 MiB cannot hold four 8 MiB segments");
-        assert_eq!(e.field, "resources.storage_bytes_max");
-        assert!(e.message.contains("lower log.segment_bytes_max"), "{e}");
-    }
-
-    #[test]
-    fn fitted_configs_pass_for_small_and_large_devices() {
-        let cases = [(8u64 << 20, 16u64 << 20, 4, Role::Edge), (24 << 20, 64 << 20, 16, Role::Edge)];
-        let big = [
-            (128 << 20, 1 << 30, 3, Role::Gateway),
-            (16 << 30, 1 << 40, 3, Role::Edge),
-            (16 << 30, 1 << 40, 3, Role::Gateway),
-        ];
-        for (mem, storage, ntopics, role) in cases.into_iter().chain(big) {
-            {
-                let mut topics: Vec<TopicConfig> =
-                    (0..ntopics).map(|i| TopicConfig::new(&format!("t{i}"), SyncDirection::EdgeToCloud)).collect();
-                topics[0].eviction = Eviction::Compact;
-                let mut cfg = NodeConfig::new(NodeId(1), role, topics);
-                cfg.upstream = Some(NodeId(2));
-                fit_to_budgets(&mut cfg, mem, storage);
-                assert_eq!(cfg.validate(), Ok(()), "{mem} B memory, {storage} B storage, {ntopics} topics, {role:?}");
-            }
-        }
-    }
-
-    #[test]
-    fn a_small_device_lowers_the_budget_and_the_segments_a_large_one_nothing() {
-        let topics = vec![TopicConfig::new("t", SyncDirection::EdgeToCloud)];
-        let mut default = NodeConfig::new(NodeId(1), Role::Edge, topics.clone());
-        default.upstream = Some(NodeId(2));
-        // The issue's device: an 8 MiB tmpfs under the defaults (1 GiB, 8 MiB segments).
-        let mut cfg = default.clone();
-        let fit = fit_to_device(&mut cfg, 8 << 20);
-        assert_eq!(fit, DeviceFit { storage_was: Some(1 << 30), segment_was: Some(8 << 20) });
-        assert_eq!((cfg.resources.storage_bytes_max, cfg.log.segment_bytes_max), (8 << 20, 512 << 10));
-        assert_eq!(cfg.validate(), Ok(()));
-        // Three topics on a device just under the budget: only the segments shrink.
-        let mut cfg = default.clone();
-        cfg.topics = vec![topics[0].clone(); 3];
-        cfg.topics[1].name = "u".into();
-        cfg.topics[2].name = "v".into();
-        cfg.resources.storage_bytes_max = 64 << 20;
-        let fit = fit_to_device(&mut cfg, 100 << 20);
-        assert_eq!(fit, DeviceFit { storage_was: None, segment_was: Some(8 << 20) });
-        assert_eq!(cfg.log.segment_bytes_max, (64 << 20) / 48);
-        assert_eq!(cfg.validate(), Ok(()));
-        // A device larger than the budget and segments already small: nothing changes.
-        let mut cfg = default.clone();
-        assert_eq!(fit_to_device(&mut cfg, 32 << 30), DeviceFit::default());
-        assert_eq!(cfg, default);
-        // Too small for anything: the floor of 64 KiB segments stays, and validation says so.
-        let mut cfg = default.clone();
-        fit_to_device(&mut cfg, 256 << 10);
-        assert_eq!(cfg.log.segment_bytes_max, 64 << 10);
-        let e = cfg.validate().expect_err("256 KiB holds no four segments and the meta log");
-        assert_eq!(e.field, "resources.storage_bytes_max");
     }
 }

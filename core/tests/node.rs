@@ -542,7 +542,7 @@ fn compaction_keeps_the_newest_value_of_every_key_across_a_restart() {
     cfg.log.pending_bytes_max = 64 << 10;
     cfg.log.value_bytes_max = 4 << 10;
     cfg.resources.storage_bytes_max = 320 << 10;
-    assert_eq!(cfg.validate(), Ok(()));
+    assert_eq!(Node::check_config(&cfg), Ok(()));
     let mut h = Harness::start_with(cfg.clone(), MemDisk::default());
     h.run_disk(|_| false);
     let mut newest = BTreeMap::new();

@@ -228,7 +228,7 @@ pub fn config(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     for role in [Role::Edge, Role::Gateway] {
         if let Ok(s) = outpost::config::parse(text, None, role) {
-            assert!(s.node.validate().is_ok(), "settings the loader returns are valid");
+            assert!(outpost_core::Node::check_config(&s.node).is_ok(), "settings the loader returns are valid");
             assert!(s.node.resources.memory_bytes_max + s.shell.reserve <= s.max_memory, "the split fits the budget");
         }
     }

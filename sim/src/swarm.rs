@@ -165,7 +165,7 @@ fn add_eviction_pressure(s: &mut Scenario, rng: &mut SimRng) {
 fn fit_memory_to_topics(s: &mut Scenario) {
     const STEP: u64 = 4 << 20;
     for i in 0..s.nodes.len() {
-        while crate::world::node_config(s, i).validate().is_err() {
+        while outpost_core::Node::check_config(&crate::world::node_config(s, i)).is_err() {
             let n = &mut s.nodes[i];
             if n.memory_bytes >= n.device.memory_bytes {
                 break;

@@ -398,7 +398,7 @@ fn check_supported(s: &Scenario) -> Result<(), Unsupported> {
         }
     }
     for (i, n) in s.nodes.iter().enumerate() {
-        if let Err(e) = node_config(s, i).validate() {
+        if let Err(e) = Node::check_config(&node_config(s, i)) {
             return Err(Unsupported(format!("node {:?} cannot run with its budgets: {e}", n.id)));
         }
         let up = s.topics.iter().any(topic_goes_up);

@@ -1,0 +1,81 @@
+//! The budgets against real configurations: `Node::check_config` (the config's own rules,
+//! then `resources::check_budgets` with the real sizes of `Node`) for configs that are
+//! too small, and for what `fit_to_budgets` and `fit_to_device` make.
+
+use outpost_core::config::{Eviction, NodeConfig, Role, SyncDirection, TopicConfig};
+use outpost_core::resources::{fit_to_budgets, fit_to_device, DeviceFit};
+use outpost_core::types::NodeId;
+use outpost_core::Node;
+
+#[test]
+fn budgets_too_small_say_what_to_change() {
+    let mut cfg = NodeConfig::new(NodeId(1), Role::Edge, vec![TopicConfig::new("t", SyncDirection::Local)]);
+    cfg.resources.memory_bytes_max = 1 << 20;
+    let e = Node::check_config(&cfg).expect_err("1 MiB cannot hold the default limits");
+    assert_eq!(e.field, "resources.memory_bytes_max");
+    assert!(e.message.contains("1.0 MiB is less than the"), "{e}");
+    assert!(e.message.contains("lower log.pending_bytes_max"), "{e}");
+    cfg.resources.memory_bytes_max = 64 << 20;
+    cfg.resources.storage_bytes_max = 8 << 20;
+    let e = Node::check_config(&cfg).expect_err("8 MiB cannot hold four 8 MiB segments");
+    assert_eq!(e.field, "resources.storage_bytes_max");
+    assert!(e.message.contains("lower log.segment_bytes_max"), "{e}");
+}
+
+#[test]
+fn fitted_configs_pass_for_small_and_large_devices() {
+    let cases = [(8u64 << 20, 16u64 << 20, 4, Role::Edge), (24 << 20, 64 << 20, 16, Role::Edge)];
+    let big = [
+        (128 << 20, 1 << 30, 3, Role::Gateway),
+        (16 << 30, 1 << 40, 3, Role::Edge),
+        (16 << 30, 1 << 40, 3, Role::Gateway),
+    ];
+    for (mem, storage, ntopics, role) in cases.into_iter().chain(big) {
+        {
+            let mut topics: Vec<TopicConfig> =
+                (0..ntopics).map(|i| TopicConfig::new(&format!("t{i}"), SyncDirection::EdgeToCloud)).collect();
+            topics[0].eviction = Eviction::Compact;
+            let mut cfg = NodeConfig::new(NodeId(1), role, topics);
+            cfg.upstream = Some(NodeId(2));
+            fit_to_budgets(&mut cfg, mem, storage);
+            assert_eq!(
+                Node::check_config(&cfg),
+                Ok(()),
+                "{mem} B memory, {storage} B storage, {ntopics} topics, {role:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_small_device_lowers_the_budget_and_the_segments_a_large_one_nothing() {
+    let topics = vec![TopicConfig::new("t", SyncDirection::EdgeToCloud)];
+    let mut default = NodeConfig::new(NodeId(1), Role::Edge, topics.clone());
+    default.upstream = Some(NodeId(2));
+    // The device: an 8 MiB tmpfs under the defaults (1 GiB, 8 MiB segments).
+    let mut cfg = default.clone();
+    let fit = fit_to_device(&mut cfg, 8 << 20);
+    assert_eq!(fit, DeviceFit { storage_was: Some(1 << 30), segment_was: Some(8 << 20) });
+    assert_eq!((cfg.resources.storage_bytes_max, cfg.log.segment_bytes_max), (8 << 20, 512 << 10));
+    assert_eq!(Node::check_config(&cfg), Ok(()));
+    // Three topics on a device just under the budget: only the segments shrink.
+    let mut cfg = default.clone();
+    cfg.topics = vec![topics[0].clone(); 3];
+    cfg.topics[1].name = "u".into();
+    cfg.topics[2].name = "v".into();
+    cfg.resources.storage_bytes_max = 64 << 20;
+    let fit = fit_to_device(&mut cfg, 100 << 20);
+    assert_eq!(fit, DeviceFit { storage_was: None, segment_was: Some(8 << 20) });
+    assert_eq!(cfg.log.segment_bytes_max, (64 << 20) / 48);
+    assert_eq!(Node::check_config(&cfg), Ok(()));
+    // A device larger than the budget and segments already small: nothing changes.
+    let mut cfg = default.clone();
+    assert_eq!(fit_to_device(&mut cfg, 32 << 30), DeviceFit::default());
+    assert_eq!(cfg, default);
+    // Too small for anything: the floor of 64 KiB segments stays, and validation says so.
+    let mut cfg = default.clone();
+    fit_to_device(&mut cfg, 256 << 10);
+    assert_eq!(cfg.log.segment_bytes_max, 64 << 10);
+    let e = Node::check_config(&cfg).expect_err("256 KiB holds no four segments and the meta log");
+    assert_eq!(e.field, "resources.storage_bytes_max");
+}
