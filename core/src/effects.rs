@@ -1,11 +1,14 @@
 //! Effects: what a node's parts write into (outputs, and disk requests with what each is
 //! for), so that every part of the core can emit them without importing `node`.
 //!
-//! A leaf: it imports only the I/O vocabulary, the sync messages and the types.
+//! A leaf: it imports only the I/O vocabulary, the configuration, the clock's timestamps,
+//! the sync messages and the types.
 
+use crate::config::NodeConfig;
+use crate::hlc::Hlc;
 use crate::io::{DiskOpId, DiskRequest, Event, FileId, Output, ReqId};
 use crate::sync::proto::SyncMsg;
-use crate::types::{NodeId, Seq, TopicIdx};
+use crate::types::{Instant, NodeId, Seq, TopicIdx};
 use std::collections::{BTreeMap, VecDeque};
 
 /// What an in-flight disk request is for.
@@ -131,4 +134,16 @@ impl Fx {
             f.op = Op::Stale;
         }
     }
+}
+
+/// What a component's step is given: the time, the node's configuration, the timestamp
+/// the step's answers carry, and the effects it writes into. One value, instead of the
+/// same four arguments on every call.
+pub(crate) struct Ctx<'a> {
+    pub now: Instant,
+    pub cfg: &'a NodeConfig,
+    /// The node's clock for this step: its last timestamp, or for a gateway's Data the
+    /// receive timestamp issued for it.
+    pub hlc: Hlc,
+    pub fx: &'a mut Fx,
 }

@@ -11,7 +11,7 @@ use crate::codec::{
     BatchDecoder, BatchEncoder, Compression, DecodedBatch, RecordRef, MAX_BATCH_RECORDS, MAX_KEY_BYTES,
 };
 use crate::config::{ConfigError, Eviction, NodeConfig, Role};
-use crate::effects::{Fx, Op};
+use crate::effects::{Ctx, Fx, Op};
 use crate::fetch::Fetches;
 use crate::hlc::{ClockStart, Hlc, HlcClock};
 use crate::hold::{Held, MessageHold};
@@ -25,7 +25,7 @@ use crate::resources::{
     self, pending_record_cost, MemoryPart, MemoryPlan, MemoryUsage, NodeSizes, ResourceStatus, TopicUsage, TopicView,
     Victim, VictimKind, META_RESERVE_BYTES, PENDING_ENTRY_BYTES,
 };
-use crate::sync::ingest::{self, Accepted, Ingest};
+use crate::sync::ingest::{self, Accepted, DataIn, Ingest};
 use crate::sync::proto::SyncMsg;
 use crate::sync::uplink::Uplink;
 use crate::types::{Duration, Instant, NodeId, Now, Seq, TopicIdx};
@@ -666,7 +666,8 @@ impl Node {
             }
             (Role::Gateway, SyncMsg::Hello { origin, session, topics, .. }) => {
                 let g = self.ingest.as_mut().expect("a running gateway has ingest");
-                g.on_hello(from, origin, session, topics, self.now.mono, self.hlc.last(), &self.cfg, &mut self.fx);
+                let mut cx = Ctx { now: self.now.mono, cfg: &self.cfg, hlc: self.hlc.last(), fx: &mut self.fx };
+                g.on_hello(&mut cx, from, origin, session, topics);
             }
             (Role::Gateway, SyncMsg::Data { session, topic, batches, .. }) => {
                 let room =
@@ -674,28 +675,18 @@ impl Node {
                 // Held messages share the pending budget with accepted batches.
                 let pending_max = self.cfg.gateway.pending_bytes_max.saturating_sub(self.held.bytes());
                 let g = self.ingest.as_mut().expect("a running gateway has ingest");
-                let outcome = g.on_data(
-                    from,
-                    session,
-                    &topic,
-                    batches,
-                    self.now.mono,
-                    received,
-                    rejected,
-                    (room, pending_max),
-                    &self.cfg,
-                    (&mut self.enc, &mut self.dec),
-                    &mut self.fx,
-                );
+                let mut cx = Ctx { now: self.now.mono, cfg: &self.cfg, hlc: received, fx: &mut self.fx };
+                let data = DataIn { from, session, topic: &topic, batches, hlc_rejected: rejected };
+                let outcome = g.on_data(&mut cx, data, (room, pending_max), (&mut self.enc, &mut self.dec));
                 for a in outcome.accepted {
                     self.pending_storage += a.batch.len() as u64 + log::LOG_FRAME_OVERHEAD as u64;
                     self.gw_pending[a.topic.0 as usize].push(a);
                 }
             }
             (Role::Gateway, SyncMsg::Skip { session, topic, from: f, to, reason, .. }) => {
-                let hlc = self.hlc.last();
                 let g = self.ingest.as_mut().expect("a running gateway has ingest");
-                g.on_skip(from, session, &topic, (f, to), reason, self.now.mono, hlc, &self.cfg, &mut self.fx);
+                let mut cx = Ctx { now: self.now.mono, cfg: &self.cfg, hlc: self.hlc.last(), fx: &mut self.fx };
+                g.on_skip(&mut cx, from, session, &topic, (f, to), reason);
             }
             (Role::Gateway, _) => {}
         }

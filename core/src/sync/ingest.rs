@@ -10,7 +10,7 @@
 use super::proto::{SkipReason, SyncMsg, TopicStatus};
 use crate::codec::{BatchDecoder, BatchEncoder, BatchHeader, Compression, DecodedBatch, RecordRef};
 use crate::config::NodeConfig;
-use crate::effects::Fx;
+use crate::effects::{Ctx, Fx};
 use crate::hlc::Hlc;
 use crate::io::Event;
 use crate::types::{Instant, NodeId, Seq, TopicIdx};
@@ -70,6 +70,16 @@ pub struct Ingest {
     pub gaps_refused: u64,
 }
 
+/// A Data message as `Ingest::on_data` takes it: who sent it, in which session, for which
+/// topic, its batches, and whether its sender's timestamp was rejected as too far ahead.
+pub struct DataIn<'m> {
+    pub from: NodeId,
+    pub session: u64,
+    pub topic: &'m str,
+    pub batches: Vec<Vec<u8>>,
+    pub hlc_rejected: bool,
+}
+
 /// What the node must do with an accepted Data message.
 pub struct DataOutcome {
     pub accepted: Vec<Accepted>,
@@ -101,18 +111,15 @@ impl Ingest {
     }
 
     /// A Hello: remember the session and answer with the durable marks.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_hello(
         &mut self,
+        cx: &mut Ctx<'_>,
         from: NodeId,
         origin: NodeId,
         session: u64,
         topics: Vec<String>,
-        now: Instant,
-        hlc: Hlc,
-        cfg: &NodeConfig,
-        fx: &mut Fx,
     ) {
+        let (now, hlc, cfg, fx) = (cx.now, cx.hlc, cx.cfg, &mut *cx.fx);
         if origin != from {
             fx.event(Event::BadMessage { from, error: format!("hello claims origin {origin}") });
             return;
@@ -144,21 +151,15 @@ impl Ingest {
     /// `(storage_room, pending_max)`: the storage it may reserve, and what accepted
     /// batches may hold in memory at most (`gateway.pending_bytes_max` less what held
     /// messages take of it).
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_data(
         &mut self,
-        from: NodeId,
-        session: u64,
-        topic: &str,
-        batches: Vec<Vec<u8>>,
-        now: Instant,
-        received_hlc: Hlc,
-        hlc_rejected: bool,
+        cx: &mut Ctx<'_>,
+        data: DataIn<'_>,
         (mut storage_room, pending_max): (u64, u64),
-        cfg: &NodeConfig,
         codec: (&mut BatchEncoder, &mut BatchDecoder),
-        fx: &mut Fx,
     ) -> DataOutcome {
+        let DataIn { from, session, topic, batches, hlc_rejected } = data;
+        let (now, received_hlc, cfg, fx) = (cx.now, cx.hlc, cx.cfg, &mut *cx.fx);
         let (enc, dec) = codec;
         let mut accepted = Vec::new();
         match self.sessions.get_mut(&from) {
@@ -269,19 +270,16 @@ impl Ingest {
     /// The hole is not written to the log: after a restart the gateway's mark comes back
     /// at the hole's start and the edge skips it again (or, if it has since deleted the
     /// range, skips it as `Deleted`).
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_skip(
         &mut self,
+        cx: &mut Ctx<'_>,
         from_node: NodeId,
         session: u64,
         topic: &str,
         (from, to): (Seq, Seq),
         reason: SkipReason,
-        now: Instant,
-        hlc: Hlc,
-        cfg: &NodeConfig,
-        fx: &mut Fx,
     ) {
+        let (now, hlc, cfg, fx) = (cx.now, cx.hlc, cx.cfg, &mut *cx.fx);
         match self.sessions.get_mut(&from_node) {
             Some(s) if s.id == session => s.last_heard = now,
             _ => return fx.send(from_node, &SyncMsg::Reset { session }),
