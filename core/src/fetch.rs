@@ -17,8 +17,7 @@
 //! segments from their start for a consumer that fetched on from where it stopped.
 
 use crate::codec::{BatchDecoder, DecodedBatch, MAX_BATCH_RECORDS};
-use crate::config::FetchConfig;
-use crate::effects::{Fx, Op};
+use crate::effects::{Ctx, Fx, Op};
 use crate::io::{DiskRequest, FetchError, Fetched, FetchedRecord, Output, ReqId};
 use crate::log::{self, Resync, ScanStop, TopicLog};
 use crate::types::{Seq, TopicIdx};
@@ -70,21 +69,21 @@ fn reply(fx: &mut Fx, req: ReqId, result: Result<Fetched, FetchError>) {
     fx.out.push_back(Output::Fetched { req, result });
 }
 
+/// A fetch as an application asks for it (`Input::Fetch`).
+pub(crate) struct FetchRequest {
+    pub req: ReqId,
+    pub topic: TopicIdx,
+    pub from: Seq,
+    pub max_records: u32,
+    pub max_bytes: u32,
+}
+
 impl Fetches {
-    /// Starts a fetch, or answers it at once when there is nothing to read.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn start(
-        &mut self,
-        req: ReqId,
-        topic: TopicIdx,
-        from: Seq,
-        max_records: u32,
-        max_bytes: u32,
-        log: &TopicLog,
-        chunk: u32,
-        cfg: &FetchConfig,
-        fx: &mut Fx,
-    ) {
+    /// Starts a fetch of `log` (the log of `r.topic`), or answers it at once when there is
+    /// nothing to read.
+    pub(crate) fn start(&mut self, cx: &mut Ctx<'_>, r: FetchRequest, log: &TopicLog) {
+        let FetchRequest { req, topic, from, max_records, max_bytes } = r;
+        let (cfg, chunk, fx) = (&cx.cfg.fetch, cx.cfg.log.read_chunk_bytes, &mut *cx.fx);
         let (start, durable_end) = (log.start_offset(), log.durable_offset());
         if from < start || from > durable_end {
             return reply(fx, req, Err(FetchError::OutOfRange { from, start, durable_end }));

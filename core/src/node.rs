@@ -12,7 +12,7 @@ use crate::codec::{
 };
 use crate::config::{ConfigError, Eviction, NodeConfig, Role};
 use crate::effects::{Ctx, Fx, Op};
-use crate::fetch::Fetches;
+use crate::fetch::{FetchRequest, Fetches};
 use crate::hlc::{ClockStart, Hlc, HlcClock};
 use crate::hold::{Held, MessageHold};
 use crate::io::{
@@ -563,9 +563,9 @@ impl Node {
             Err(FetchError::UnknownTopic(topic))
         } else {
             let log = &self.logs[topic.0 as usize];
-            let chunk = self.cfg.log.read_chunk_bytes;
-            let cfg = &self.cfg.fetch;
-            return self.fetches.start(req, topic, from, max_records, max_bytes, log, chunk, cfg, &mut self.fx);
+            let mut cx = Ctx { now: self.now.mono, cfg: &self.cfg, hlc: self.hlc.last(), fx: &mut self.fx };
+            let r = FetchRequest { req, topic, from, max_records, max_bytes };
+            return self.fetches.start(&mut cx, r, log);
         };
         self.fx.out.push_back(Output::Fetched { req, result });
     }
