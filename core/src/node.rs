@@ -27,7 +27,7 @@ use crate::resources::{
 };
 use crate::sync::ingest::{self, Accepted, DataIn, Ingest};
 use crate::sync::proto::SyncMsg;
-use crate::sync::uplink::Uplink;
+use crate::sync::uplink::{ReadAt, Uplink};
 use crate::types::{Duration, Instant, NodeId, Now, Seq, TopicIdx};
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -480,7 +480,8 @@ impl Node {
         self.site_step();
         self.start_flush();
         if let Some(u) = &mut self.uplink {
-            u.pump(self.now.mono, &self.cfg, self.hlc.last(), &self.logs, &mut self.rng, &mut self.fx);
+            let mut cx = Ctx { now: self.now.mono, cfg: &self.cfg, hlc: self.hlc.last(), fx: &mut self.fx };
+            u.pump(&mut cx, &self.logs, &mut self.rng);
         }
         self.site_note_cloud();
         self.site_pump_uplink();
@@ -758,19 +759,9 @@ impl Node {
                 if !own {
                     self.fx.send_as = Some(cfg.id);
                 }
-                u.on_read(
-                    topic,
-                    base,
-                    pos,
-                    sent,
-                    &bytes,
-                    self.now.mono,
-                    cfg,
-                    hlc,
-                    log,
-                    (&mut self.enc, &mut self.dec),
-                    &mut self.fx,
-                );
+                let mut cx = Ctx { now: self.now.mono, cfg, hlc, fx: &mut self.fx };
+                let at = ReadAt { topic, base, pos, sent };
+                u.on_read(&mut cx, at, &bytes, log, (&mut self.enc, &mut self.dec));
                 self.fx.send_as = None;
             }
         }

@@ -2,6 +2,7 @@
 //! produces, site messages, Raft's actions, its storage, and the cluster uplink.
 
 use super::{Node, Op, PendingRecord};
+use crate::effects::Ctx;
 use crate::io::{DiskRequest, Event, FileId, ProduceError, ReqId};
 use crate::raft::{self, Action, EntryKind, Role as RaftRole};
 use crate::site::msg::{Command, SiteMsg, StrongSnapshot, Write};
@@ -410,7 +411,8 @@ impl Node {
         let Some(site) = &mut self.site else { return };
         let Some(u) = &mut site.uplink else { return };
         self.fx.send_as = Some(site.cfg.id);
-        u.pump(self.now.mono, &site.sync_cfg, hlc, &self.logs, &mut self.rng, &mut self.fx);
+        let mut cx = Ctx { now: self.now.mono, cfg: &site.sync_cfg, hlc, fx: &mut self.fx };
+        u.pump(&mut cx, &self.logs, &mut self.rng);
         self.fx.send_as = None;
     }
 

@@ -17,8 +17,7 @@ use super::bucket::TokenBucket;
 use super::proto::{SkipReason, SyncMsg, TopicStatus};
 use crate::codec::{self, BatchDecoder, BatchEncoder, Compression, DecodedBatch, RecordRef};
 use crate::config::{NodeConfig, SyncConfig};
-use crate::effects::{Fx, Op};
-use crate::hlc::Hlc;
+use crate::effects::{Ctx, Fx, Op};
 use crate::io::{DiskRequest, Event};
 use crate::log::{self, Resync, ScanStop, Segment, TopicLog};
 use crate::types::{Duration, Instant, NodeId, Seq, TopicIdx};
@@ -183,6 +182,15 @@ fn backoff(cfg: &SyncConfig, attempt: u32, rng: &mut Xoshiro256PlusPlus) -> Dura
     let spread = base / 100 * u64::from(cfg.backoff_jitter_percent);
     let jitter = if spread == 0 { 0 } else { rng.gen_range(0..=2 * spread) };
     Duration((base - spread + jitter).max(1))
+}
+
+/// Where an uplink's read of the log was issued (`Op::UplinkRead`): the topic, the
+/// segment's base, the position in its file, and the stream's `sent` when issued.
+pub(crate) struct ReadAt {
+    pub topic: TopicIdx,
+    pub base: u64,
+    pub pos: u64,
+    pub sent: Seq,
 }
 
 impl Uplink {
@@ -485,22 +493,14 @@ impl Uplink {
     }
 
     /// Sends, reads and times out whatever is due. Called after every input.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn pump(
-        &mut self,
-        now: Instant,
-        cfg: &NodeConfig,
-        hlc: Hlc,
-        logs: &[TopicLog],
-        rng: &mut Xoshiro256PlusPlus,
-        fx: &mut Fx,
-    ) {
+    pub(crate) fn pump(&mut self, cx: &mut Ctx<'_>, logs: &[TopicLog], rng: &mut Xoshiro256PlusPlus) {
+        let (now, cfg, hlc) = (cx.now, cx.cfg, cx.hlc);
         match self.session {
             Session::Connecting { .. } if self.paused => {}
             Session::Connecting { id, retry_at } => {
                 if now >= retry_at {
                     let topics = self.streams.values().map(|s| s.name.clone()).collect();
-                    fx.send(self.gateway, &SyncMsg::Hello { origin: cfg.id, session: id, hlc, topics });
+                    cx.fx.send(self.gateway, &SyncMsg::Hello { origin: cfg.id, session: id, hlc, topics });
                     let delay = backoff(&cfg.sync, self.attempt, rng);
                     self.attempt = self.attempt.saturating_add(1);
                     self.session = Session::Connecting { id, retry_at: now.saturating_add(delay) };
@@ -509,19 +509,20 @@ impl Uplink {
             Session::Active { unanswered_since: Some(since), .. }
                 if now.saturating_since(since) > cfg.sync.session_timeout =>
             {
-                self.lose_session(now, &cfg.sync, rng, fx);
+                self.lose_session(now, &cfg.sync, rng, cx.fx);
             }
             Session::Active { .. } if self.paused => {}
             Session::Active { .. } => {
                 let idxs: Vec<TopicIdx> = self.streams.keys().copied().collect();
                 for idx in idxs {
-                    self.pump_stream(idx, now, cfg, hlc, &logs[idx.0 as usize], fx);
+                    self.pump_stream(idx, cx, &logs[idx.0 as usize]);
                 }
             }
         }
     }
 
-    fn pump_stream(&mut self, idx: TopicIdx, now: Instant, cfg: &NodeConfig, hlc: Hlc, log: &TopicLog, fx: &mut Fx) {
+    fn pump_stream(&mut self, idx: TopicIdx, cx: &mut Ctx<'_>, log: &TopicLog) {
+        let (now, cfg) = (cx.now, cx.cfg);
         let s = self.streams.get_mut(&idx).expect("stream exists");
         if !s.accepted {
             return;
@@ -535,7 +536,7 @@ impl Uplink {
             let ok = self.bucket.as_mut().is_none_or(|b| b.try_take(held.bytes.len() as u64, now));
             let s = self.streams.get_mut(&idx).expect("stream exists");
             if ok {
-                Self::transmit(s, &mut self.inflight_bytes, &mut self.session, held, now, self.gateway, fx);
+                Self::transmit(s, &mut self.inflight_bytes, &mut self.session, held, now, self.gateway, cx.fx);
             } else {
                 s.held = Some(held);
                 return;
@@ -562,7 +563,7 @@ impl Uplink {
             let (from, to) = (s.sent, log.start_offset());
             debug_assert!(from < to, "an offset below durable is stored or was deleted");
             let reason = if from < log.evicted_unsynced_end() { SkipReason::Evicted } else { SkipReason::Deleted };
-            return self.skip(idx, (from, to), reason, None, now, hlc, fx);
+            return self.skip(idx, (from, to), reason, None, cx);
         };
         let cursor = match s.cursor {
             Some(c) if c.base == seg.base && c.offset <= s.sent => c,
@@ -575,7 +576,7 @@ impl Uplink {
                 // Past the last frame and still short of the segment's end: recovery cut
                 // a tail here and moved the sequence on (see `log`). Nothing to read.
                 let range = (s.sent, seg.end.min(durable));
-                return self.skip(idx, range, SkipReason::Unwritten, Some(cursor), now, hlc, fx);
+                return self.skip(idx, range, SkipReason::Unwritten, Some(cursor), cx);
             }
             _ => (cursor.pos, s.read_len_min as usize),
         };
@@ -583,7 +584,7 @@ impl Uplink {
         let len = u32::try_from(len as u64).unwrap_or(u32::MAX);
         let len = len.min(u32::try_from(seg.len.saturating_sub(pos)).unwrap_or(u32::MAX)).max(1);
         s.reading = true;
-        fx.disk(
+        cx.fx.disk(
             DiskRequest::Read { file: log.file(seg.base), offset: pos, len },
             Op::UplinkRead { tag: self.tag, topic: idx, base: seg.base, pos, sent: s.sent },
         );
@@ -592,17 +593,15 @@ impl Uplink {
     /// Tells the gateway that `from..to` of this stream will never be sent, as a message
     /// in the stream's pipeline (acknowledged, resent and rewound like data). `cursor`:
     /// where to read again if the gateway asks for `from` once more.
-    #[allow(clippy::too_many_arguments)]
     fn skip(
         &mut self,
         idx: TopicIdx,
         (from, to): (Seq, Seq),
         reason: SkipReason,
         cursor: Option<Cursor>,
-        now: Instant,
-        hlc: Hlc,
-        fx: &mut Fx,
+        cx: &mut Ctx<'_>,
     ) {
+        let (now, hlc, fx) = (cx.now, cx.hlc, &mut *cx.fx);
         let s = self.streams.get_mut(&idx).expect("stream exists");
         s.skipping = None;
         if from >= to {
@@ -642,23 +641,17 @@ impl Uplink {
         s.sent = held.end;
         fx.send_bytes(gateway, held.bytes);
     }
-
     /// A read of the log finished: build one batch from it and send (or hold) it.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_read(
         &mut self,
-        idx: TopicIdx,
-        base: u64,
-        pos: u64,
-        sent_at_issue: Seq,
+        cx: &mut Ctx<'_>,
+        at: ReadAt,
         bytes: &[u8],
-        now: Instant,
-        cfg: &NodeConfig,
-        hlc: Hlc,
         log: &TopicLog,
         codec: (&mut BatchEncoder, &mut BatchDecoder),
-        fx: &mut Fx,
     ) {
+        let ReadAt { topic: idx, base, pos, sent: sent_at_issue } = at;
+        let (now, cfg, hlc) = (cx.now, cx.cfg, cx.hlc);
         let (enc, dec) = codec;
         self.reads += 1;
         self.read_bytes += bytes.len() as u64;
@@ -677,7 +670,7 @@ impl Uplink {
         };
         if let Some(k) = s.skipping {
             if k.bad.base == base && k.search == pos {
-                self.on_search_read(idx, &seg, pos, bytes, now, hlc, log.durable_offset(), fx);
+                self.on_search_read(idx, &seg, pos, bytes, log.durable_offset(), cx);
             }
             return;
         }
@@ -731,7 +724,7 @@ impl Uplink {
             }
         }
         if let Some((err, _)) = &corrupt {
-            fx.event(Event::StorageProblem {
+            cx.fx.event(Event::StorageProblem {
                 detail: format!("log of topic {} unreadable at seq {}: {err}", idx.0, s.sent),
             });
         }
@@ -771,7 +764,7 @@ impl Uplink {
         let ok = self.bucket.as_mut().is_none_or(|b| b.try_take(held.bytes.len() as u64, now));
         let s = self.streams.get_mut(&idx).expect("stream exists");
         if ok {
-            Self::transmit(s, &mut self.inflight_bytes, &mut self.session, held, now, self.gateway, fx);
+            Self::transmit(s, &mut self.inflight_bytes, &mut self.session, held, now, self.gateway, cx.fx);
         } else {
             s.sent = end;
             s.held = Some(held);
@@ -779,18 +772,7 @@ impl Uplink {
     }
 
     /// A read of the search past a bad frame finished.
-    #[allow(clippy::too_many_arguments)]
-    fn on_search_read(
-        &mut self,
-        idx: TopicIdx,
-        seg: &Segment,
-        pos: u64,
-        bytes: &[u8],
-        now: Instant,
-        hlc: Hlc,
-        durable: Seq,
-        fx: &mut Fx,
-    ) {
+    fn on_search_read(&mut self, idx: TopicIdx, seg: &Segment, pos: u64, bytes: &[u8], durable: Seq, cx: &mut Ctx<'_>) {
         let s = self.streams.get_mut(&idx).expect("stream exists");
         let k = s.skipping.expect("searching");
         let eof = bytes.is_empty() || pos + bytes.len() as u64 >= seg.len;
@@ -801,14 +783,14 @@ impl Uplink {
             Resync::Found { pos: q, base: b } if b <= end => {
                 let from = s.sent;
                 s.cursor = Some(Cursor { base: seg.base, pos: q, offset: b });
-                self.skip(idx, (from, b), SkipReason::Corrupted, Some(k.bad), now, hlc, fx);
+                self.skip(idx, (from, b), SkipReason::Corrupted, Some(k.bad), cx);
             }
             Resync::ReadFrom { pos: p, min_len } => {
                 s.skipping = Some(Skipping { search: p, min_len, ..k });
             }
             Resync::Found { .. } | Resync::NotFound if seg.end <= durable => {
                 let from = s.sent;
-                self.skip(idx, (from, end), SkipReason::Corrupted, Some(k.bad), now, hlc, fx);
+                self.skip(idx, (from, end), SkipReason::Corrupted, Some(k.bad), cx);
             }
             Resync::Found { .. } | Resync::NotFound => {
                 // The frames after the damage are not all durable yet: look again later.
