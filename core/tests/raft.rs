@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, VecDeque};
 
 use outpost_core::raft::{
     Action, Entry, EntryKind, Envelope, HardState, Membership, MembershipChange, MembershipError, Message,
-    ProposeError, Raft, RaftConfig, ReadError, Role, Snapshot,
+    ProposeError, Raft, RaftConfig, ReadError, Restored, Role, Snapshot,
 };
 use outpost_core::types::{Duration, Instant, NodeId};
 
@@ -49,9 +49,7 @@ impl Site {
                     cfg.clone(),
                     i,
                     Instant(0),
-                    HardState::default(),
-                    Snapshot::default(),
-                    Vec::new(),
+                    Restored { hard: HardState::default(), snapshot: Snapshot::default(), log: Vec::new() },
                 )
             })
             .collect();
@@ -457,9 +455,7 @@ fn a_leader_commits_an_entry_of_an_earlier_term_only_with_one_of_its_own() {
             one_at_a_time.clone(),
             i as u64 + 1,
             site.now,
-            hard,
-            Snapshot::default(),
-            log,
+            Restored { hard, snapshot: Snapshot::default(), log },
         );
     }
     // n4 and n5 are away; n1 campaigns once the start-up lease has passed.
@@ -530,9 +526,7 @@ fn a_restarted_member_keeps_the_lease_it_acknowledged_before_the_restart() {
             leased.clone(),
             100 + round,
             site.now,
-            hard,
-            Snapshot::default(),
-            stored,
+            Restored { hard, snapshot: Snapshot::default(), log: stored },
         );
         for _ in 0..150 {
             site.run_for(Duration::from_millis(10));

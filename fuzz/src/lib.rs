@@ -12,7 +12,7 @@ use outpost_core::codec::{
 };
 use outpost_core::config::Role;
 use outpost_core::raft::store::{self, Recovered};
-use outpost_core::raft::{wire, EntryKind, Membership, Message, Raft, RaftConfig};
+use outpost_core::raft::{wire, EntryKind, Membership, Message, Raft, RaftConfig, Restored};
 use outpost_core::site::msg::{Command, SiteMsg, StrongSnapshot};
 use outpost_core::sync::proto::SyncMsg;
 use outpost_core::types::{Instant, NodeId};
@@ -113,8 +113,14 @@ fn raft_store_check(bytes: &[u8]) {
     assert_eq!(raft_store_state(&again), raft_store_state(&r), "a checkpoint of recovered state replays to it");
     assert_eq!((again.valid_len, &again.cut), (out.len() as u64, &None));
     let me = NodeId(1);
-    let raft =
-        Raft::new(me, Membership::of_voters([me]), RaftConfig::default(), 0, Instant(0), r.hard, r.snapshot, r.log);
+    let raft = Raft::new(
+        me,
+        Membership::of_voters([me]),
+        RaftConfig::default(),
+        0,
+        Instant(0),
+        Restored { hard: r.hard, snapshot: r.snapshot, log: r.log },
+    );
     assert_eq!(raft.term(), r.hard.term);
 }
 

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 use outpost_core::raft::{
     wire, Action, Entry, EntryKind, Envelope, HardState, Index, Membership, MembershipChange, Persist, Raft,
-    RaftConfig, Role, Snapshot, Term,
+    RaftConfig, Restored, Role, Snapshot, Term,
 };
 use outpost_core::types::{Duration, Instant, NodeId};
 use rand::Rng;
@@ -361,9 +361,7 @@ impl World {
                     cfg.raft.clone(),
                     rng::mix(seed ^ rng::mix(id.0)),
                     now,
-                    HardState::default(),
-                    Snapshot::default(),
-                    Vec::new(),
+                    Restored { hard: HardState::default(), snapshot: Snapshot::default(), log: Vec::new() },
                 );
                 Member {
                     id,
@@ -1031,7 +1029,8 @@ impl World {
         let m = &mut self.members[i];
         let seed = rng::mix(self.seed ^ rng::mix(m.id.0 ^ (u64::from(m.incarnation) << 32)));
         let (hard, snapshot, log) = (m.durable.hard, m.durable.snapshot.clone(), m.durable.log.clone());
-        m.raft = Some(Raft::new(m.id, initial, self.cfg.raft.clone(), seed, self.now, hard, snapshot, log));
+        m.raft =
+            Some(Raft::new(m.id, initial, self.cfg.raft.clone(), seed, self.now, Restored { hard, snapshot, log }));
         m.kv = decode_kv(&m.durable.snapshot.data);
         m.applied = m.durable.snapshot.index;
         m.reported_commit = 0;

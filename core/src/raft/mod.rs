@@ -179,6 +179,15 @@ impl RaftConfig {
     }
 }
 
+/// What a member restarts from: what its storage held ([`store::replay`] rebuilds it).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Restored {
+    pub hard: HardState,
+    pub snapshot: Snapshot,
+    /// The durable entries after `snapshot.index`, contiguous.
+    pub log: Vec<Entry>,
+}
+
 /// What must survive a crash besides the log: the current term and the vote in it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct HardState {
@@ -577,20 +586,11 @@ pub struct Raft {
 }
 
 impl Raft {
-    /// A member restarting from what its storage holds: `hard`, its `snapshot` (whose
-    /// state the driver restored into its state machine) and the durable `log` that
-    /// follows it. A new member passes defaults and an empty log.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        id: NodeId,
-        membership: Membership,
-        cfg: RaftConfig,
-        seed: u64,
-        now: Instant,
-        hard: HardState,
-        snapshot: Snapshot,
-        log: Vec<Entry>,
-    ) -> Raft {
+    /// A member restarting from what its storage holds (`Restored`: its hard state, its
+    /// snapshot, whose state the driver restored into its state machine, and the durable
+    /// log that follows it). A new member passes `Restored::default()`.
+    pub fn new(id: NodeId, membership: Membership, cfg: RaftConfig, seed: u64, now: Instant, stored: Restored) -> Raft {
+        let Restored { hard, snapshot, log } = stored;
         cfg.validate().expect("raft config validated by the caller");
         assert!(snapshot.term <= hard.term, "the stored snapshot's term is above the stored term");
         for (i, e) in log.iter().enumerate() {

@@ -657,7 +657,7 @@ fn get_entries(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raft::{Action, EntryKind, Membership, Raft, RaftConfig, MEMBERS_MAX};
+    use crate::raft::{Action, EntryKind, Membership, Raft, RaftConfig, Restored, MEMBERS_MAX};
     use crate::types::Instant;
     use proptest::prelude::*;
 
@@ -1303,7 +1303,14 @@ mod tests {
 
     fn raft_from(r: Recovered) -> Raft {
         let members = Membership::of_voters([NodeId(1), NodeId(2), NodeId(3)]);
-        Raft::new(NodeId(1), members, RaftConfig::default(), 7, Instant(0), r.hard, r.snapshot, r.log)
+        Raft::new(
+            NodeId(1),
+            members,
+            RaftConfig::default(),
+            7,
+            Instant(0),
+            Restored { hard: r.hard, snapshot: r.snapshot, log: r.log },
+        )
     }
 
     #[test]
@@ -1325,7 +1332,14 @@ mod tests {
     fn a_driver_keeping_raft_persists_recovers_the_members_state() {
         let me = NodeId(1);
         let start = |r: Recovered, now: Instant| {
-            Raft::new(me, Membership::of_voters([me]), RaftConfig::default(), 7, now, r.hard, r.snapshot, r.log)
+            Raft::new(
+                me,
+                Membership::of_voters([me]),
+                RaftConfig::default(),
+                7,
+                now,
+                Restored { hard: r.hard, snapshot: r.snapshot, log: r.log },
+            )
         };
         let mut generations = vec![Model::default().checkpoint()];
         let mut model = Model::default();

@@ -31,7 +31,7 @@ use crate::detector::{NoQuorum, SiteDetector};
 use crate::hlc::Hlc;
 use crate::io::FileId;
 use crate::raft::store::{self, Recovered};
-use crate::raft::{Index, Membership, Persist, Raft, Snapshot};
+use crate::raft::{Index, Membership, Persist, Raft, Restored, Snapshot};
 use crate::sync::uplink::Uplink;
 use crate::types::{Instant, NodeId, Seq, TopicIdx};
 use msg::{StrongSnapshot, StrongTopic};
@@ -400,7 +400,7 @@ impl Site {
         let durable_applied = snapshot.index;
         let log_sizes: VecDeque<(Index, u64)> = log.iter().map(|e| (e.index, entry_bytes(e))).collect();
         let log_bytes = log_sizes.iter().map(|x| x.1).sum();
-        let raft = Raft::new(cfg.id, membership, c.raft.clone(), seed, now, hard, snapshot, log);
+        let raft = Raft::new(cfg.id, membership, c.raft.clone(), seed, now, Restored { hard, snapshot, log });
         let detector = SiteDetector::new(cfg.id, c.members.iter().copied().collect(), c.detector, now);
         let mut sync_cfg = cfg.clone();
         sync_cfg.id = c.id;
