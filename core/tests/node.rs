@@ -425,34 +425,58 @@ fn a_cut_tail_moves_the_sequence_past_anything_the_cut_bytes_could_hold() {
     assert_eq!(h.node.log(TopicIdx(0)).end_offset(), 20 + jump);
 }
 
+/// Twenty records whose last frame is corrupt at its end, as storage that destroyed an
+/// acknowledged record leaves them: the disk, the segment, its length, the last frame's
+/// length, and where recovery moves the sequence to (`19 + sequences_cut_max`).
+struct CutTail {
+    disk: MemDisk,
+    seg: FileId,
+    len: usize,
+    last_frame: usize,
+    next: u64,
+}
+
+impl CutTail {
+    fn new() -> CutTail {
+        let (mut disk, seg, frames) = twenty_records();
+        let len = disk.files[&seg].len();
+        disk.files.get_mut(&seg).expect("exists")[len - 3] ^= 0x01;
+        let last_frame = frames[19].1;
+        let next = 19 + outpost_core::log::sequences_cut_max(last_frame as u64);
+        CutTail { disk, seg, len, last_frame, next }
+    }
+
+    /// The empty segment that carries the moved sequence.
+    fn successor(&self) -> FileId {
+        FileId::Segment { topic: TopicIdx(0), base: self.next }
+    }
+}
+
 /// A restart right after a recovery that cut a tail, before anything was appended, must
 /// skip the same sequences: the cut is made only once the successor segment that carries
 /// the moved sequence is durable (swarm seed 114, and the reboot loops' 787 and 1733:
 /// acknowledged sequences handed out again).
 #[test]
 fn a_second_restart_after_a_cut_tail_reuses_nothing() {
-    let (mut disk, seg, frames) = twenty_records();
-    let len = disk.files[&seg].len();
-    disk.files.get_mut(&seg).expect("exists")[len - 3] ^= 0x01;
-    let jump = outpost_core::log::sequences_cut_max(frames[19].1 as u64);
-    let mut h = Harness::start(disk);
+    let cut = CutTail::new();
+    let (seg, next, successor) = (cut.seg, cut.next, cut.successor());
+    let mut h = Harness::start(cut.disk);
     h.run_disk(|_| false);
-    assert_eq!(h.node.log(TopicIdx(0)).end_offset(), 19 + jump);
-    assert_eq!(h.disk.files[&seg].len(), len - frames[19].1, "the tail is cut");
-    let successor = FileId::Segment { topic: TopicIdx(0), base: 19 + jump };
+    assert_eq!(h.node.log(TopicIdx(0)).end_offset(), next);
+    assert_eq!(h.disk.files[&seg].len(), cut.len - cut.last_frame, "the tail is cut");
     assert_eq!(h.disk.files.get(&successor).map(Vec::len), Some(0), "an empty successor carries the sequence");
     for _ in 0..2 {
         let mut again = Harness::start(h.disk);
         again.run_disk(|_| false);
         assert!(!again.events.iter().any(|e| matches!(e, Event::TailTruncated { .. })), "nothing left to cut");
-        assert_eq!(again.node.log(TopicIdx(0)).end_offset(), 19 + jump, "nothing reused after another restart");
+        assert_eq!(again.node.log(TopicIdx(0)).end_offset(), next, "nothing reused after another restart");
         h = again;
     }
     h.produce(100, b"after");
     h.run_disk(|_| false);
-    assert!(matches!(h.replies.last(), Some((ReqId(100), Ok(a))) if a.seq == 19 + jump), "{:?}", h.replies.last());
+    assert!(matches!(h.replies.last(), Some((ReqId(100), Ok(a))) if a.seq == next), "{:?}", h.replies.last());
     let f = h.fetch(1, 19, 10, 1 << 20).expect("in range");
-    assert_eq!((f.records.len(), f.next), (0, 19 + jump), "a reader steps over the skipped range");
+    assert_eq!((f.records.len(), f.next), (0, next), "a reader steps over the skipped range");
 }
 
 /// The successor segment that carries a cut tail's skip is the topic's newest segment,
@@ -462,12 +486,9 @@ fn a_second_restart_after_a_cut_tail_reuses_nothing() {
 /// handed acknowledged sequences out again).
 #[test]
 fn a_failed_first_write_after_a_cut_tail_keeps_the_skip() {
-    let (mut disk, seg, frames) = twenty_records();
-    let len = disk.files[&seg].len();
-    disk.files.get_mut(&seg).expect("exists")[len - 3] ^= 0x01;
-    let jump = outpost_core::log::sequences_cut_max(frames[19].1 as u64);
-    let successor = FileId::Segment { topic: TopicIdx(0), base: 19 + jump };
-    let mut h = Harness::start(disk);
+    let cut = CutTail::new();
+    let (next, successor) = (cut.next, cut.successor());
+    let mut h = Harness::start(cut.disk);
     h.run_disk(|_| false);
     h.produce(100, b"no room");
     let refused_appends = std::cell::Cell::new(0);
@@ -481,7 +502,7 @@ fn a_failed_first_write_after_a_cut_tail_keeps_the_skip() {
     assert_eq!(h.disk.files.get(&successor).map(Vec::len), Some(0), "the successor stays, empty");
     let mut again = Harness::start(h.disk);
     again.run_disk(|_| false);
-    assert_eq!(again.node.log(TopicIdx(0)).end_offset(), 19 + jump, "nothing reused after the restart");
+    assert_eq!(again.node.log(TopicIdx(0)).end_offset(), next, "nothing reused after the restart");
 }
 
 /// A full device refuses the successor segment that would carry a cut tail's skip: the
@@ -490,12 +511,9 @@ fn a_failed_first_write_after_a_cut_tail_keeps_the_skip() {
 /// and the next append opens the successor as its own file.
 #[test]
 fn a_successor_the_device_refuses_leaves_the_cut_segment_newest() {
-    let (mut disk, seg, frames) = twenty_records();
-    let len = disk.files[&seg].len();
-    disk.files.get_mut(&seg).expect("exists")[len - 3] ^= 0x01;
-    let jump = outpost_core::log::sequences_cut_max(frames[19].1 as u64);
-    let successor = FileId::Segment { topic: TopicIdx(0), base: 19 + jump };
-    let mut h = Harness::start(disk);
+    let cut = CutTail::new();
+    let (seg, len, next, successor) = (cut.seg, cut.len, cut.next, cut.successor());
+    let mut h = Harness::start(cut.disk);
     h.run_disk_failing(|req| match *req {
         DiskRequest::Append { file, .. } if file == successor => Some(outpost_core::io::DiskError::NoSpace),
         DiskRequest::Sync { file } if file == successor => Some(outpost_core::io::DiskError::NotFound),
@@ -503,12 +521,12 @@ fn a_successor_the_device_refuses_leaves_the_cut_segment_newest() {
     });
     assert!(h.node.is_running());
     let log = h.node.log(TopicIdx(0));
-    assert_eq!((log.end_offset(), log.segment_count()), (19 + jump, 1), "the cut segment is the newest");
+    assert_eq!((log.end_offset(), log.segment_count()), (next, 1), "the cut segment is the newest");
     assert_eq!(h.disk.files[&seg].len(), len, "the tail stays for the next recovery to cut again");
     assert!(!h.disk.files.contains_key(&successor));
     h.produce(100, b"after");
     h.run_disk(|_| false);
-    assert!(matches!(h.replies.last(), Some((ReqId(100), Ok(a))) if a.seq == 19 + jump), "{:?}", h.replies.last());
+    assert!(matches!(h.replies.last(), Some((ReqId(100), Ok(a))) if a.seq == next), "{:?}", h.replies.last());
     assert_eq!(h.disk.files.get(&successor).map(Vec::is_empty), Some(false), "the append opened the successor");
 }
 

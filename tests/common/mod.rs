@@ -121,20 +121,10 @@ impl Daemon {
     ) -> Daemon {
         let config = dir.join(format!("{name}.toml"));
         std::fs::write(&config, text).expect("config written");
-        let log = dir.join(format!("{name}.log"));
-        Daemon {
-            name: name.into(),
-            gateway,
-            config,
-            data,
-            log,
-            http,
-            binary,
-            args: Vec::new(),
-            tmpfs: None,
-            child: None,
-            starts: 0,
-        }
+        let mut d = Daemon::from_file(dir, name, &config, http, binary);
+        d.gateway = gateway;
+        d.data = data;
+        d
     }
 
     /// The same daemon with its data directory on a tmpfs of `size` (`"8m"`) that only
