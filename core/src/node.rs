@@ -7,31 +7,30 @@
 //! then accepts produces and messages. Until then produces are refused as `Recovering`
 //! and messages are dropped (peers resend).
 
-use crate::codec::{
-    BatchDecoder, BatchEncoder, Compression, DecodedBatch, RecordRef, MAX_BATCH_RECORDS, MAX_KEY_BYTES,
-};
+use crate::codec::{BatchDecoder, BatchEncoder, Compression, RecordRef, MAX_BATCH_RECORDS, MAX_KEY_BYTES};
 use crate::config::{ConfigError, Eviction, NodeConfig, Role};
 use crate::effects::{Ctx, Fx, Op};
 use crate::fetch::{FetchRequest, Fetches};
 use crate::hlc::{ClockStart, Hlc, HlcClock};
 use crate::hold::{Held, MessageHold};
 use crate::io::{
-    Control, DiskError, DiskOpId, DiskRequest, DiskResponse, Event, FetchError, FileId, Input, Output, ProduceAck,
+    Control, DiskError, DiskOpId, DiskRequest, DiskResponse, Event, FetchError, Input, Output, ProduceAck,
     ProduceError, ReqId,
 };
-use crate::log::{self, Checkpoint, Resync, ScanStop, Segment, TopicLog};
+use crate::keys::KeyIndex;
+use crate::log::{self, Checkpoint, TopicLog};
 use crate::meta::{self, MetaLog};
+use crate::recovery::{self, Recovered, Recovery, RecoveryCx};
 use crate::resources::{
     self, pending_record_cost, MemoryPart, MemoryPlan, MemoryUsage, NodeSizes, ResourceStatus, TopicUsage, TopicView,
     Victim, VictimKind, META_RESERVE_BYTES, PENDING_ENTRY_BYTES,
 };
-use crate::sync::ingest::{self, Accepted, DataIn, Ingest};
+use crate::sync::ingest::{Accepted, DataIn, Ingest};
 use crate::sync::proto::SyncMsg;
 use crate::sync::uplink::{ReadAt, Uplink};
 use crate::types::{Duration, Instant, NodeId, Now, Seq, TopicIdx};
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
-use std::collections::{BTreeMap, VecDeque};
 
 #[path = "node_site.rs"]
 mod node_site;
@@ -66,36 +65,6 @@ impl PendingRecord {
     /// What it reserves of storage until its commit: at most this once encoded.
     fn storage_cost(&self) -> u64 {
         record_storage_cost(self.key.as_ref().map_or(0, Vec::len), self.value.len())
-    }
-}
-
-/// The newest sequence of each key of a `compact` topic, within
-/// `resources.compact_index_bytes_max` (key bytes + `KEY_ENTRY_BYTES` each). Rebuilt at
-/// recovery by scanning every segment of the topic.
-#[derive(Debug, Default)]
-struct KeyIndex {
-    newest: BTreeMap<Vec<u8>, Seq>,
-    bytes: u64,
-}
-
-const KEY_ENTRY_BYTES: u64 = 64;
-
-impl KeyIndex {
-    /// `key` was written at `seq`: returns the sequence it supersedes, if known. A new key
-    /// that does not fit the budget is not tracked (its records are never compacted away).
-    fn note(&mut self, key: Vec<u8>, seq: Seq, max_bytes: u64) -> Option<Seq> {
-        if let Some(s) = self.newest.get_mut(&key) {
-            let old = *s;
-            debug_assert!(old < seq, "sequences of one topic only grow");
-            *s = seq;
-            return Some(old);
-        }
-        let cost = key.len() as u64 + KEY_ENTRY_BYTES;
-        if self.bytes + cost <= max_bytes {
-            self.bytes += cost;
-            self.newest.insert(key, seq);
-        }
-        None
     }
 }
 
@@ -148,55 +117,6 @@ enum Commit {
     /// Storage failed in a way the core cannot undo; writes are refused until a restart,
     /// whose recovery reads what storage really holds.
     Poisoned(String),
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum JobKind {
-    Meta,
-    Raft { generation: u64 },
-    Segment { topic: TopicIdx, last: bool, next_base: Option<u64> },
-}
-
-#[derive(Clone, Debug)]
-struct ScanJob {
-    kind: JobKind,
-    file: FileId,
-    file_len: u64,
-    pos: u64,
-    next_offset: u64,
-    newest_ms: u64,
-    /// Searching past the bad frame at this position (why it is bad): see `log::resync`.
-    search: Option<(u64, String)>,
-    /// Records of this segment a later record of their key superseded (`compact` topics).
-    superseded: u64,
-}
-
-/// Heap bytes of one recovery scan job (queued in a `VecDeque`, which may double).
-const SCAN_JOB_BYTES: u64 = 2 * std::mem::size_of::<ScanJob>() as u64;
-
-#[derive(Debug, Default)]
-struct Recovery {
-    jobs: VecDeque<ScanJob>,
-    current: Option<ScanJob>,
-    meta_bound: Option<u64>,
-    meta_generations: Vec<u64>,
-    segments: BTreeMap<TopicIdx, Vec<Segment>>,
-    marks: BTreeMap<(NodeId, TopicIdx), Seq>,
-    truncations_left: u32,
-    listed: bool,
-    records: u64,
-    truncated_bytes: u64,
-    /// Topics whose newest segment ends in an unwritten range after a cut tail whose
-    /// successor segment could not be created.
-    sealed: Vec<TopicIdx>,
-    /// `compact` topics: the newest sequence of each key, rebuilt by scanning every segment.
-    key_index: BTreeMap<TopicIdx, KeyIndex>,
-    /// Site members: every Raft generation found, the newest complete one replayed (read
-    /// newest first; older ones are read only if it is incomplete), and the bytes of the
-    /// one being read.
-    raft_generations: Vec<u64>,
-    raft: Option<crate::raft::store::Recovered>,
-    raft_reading: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -278,7 +198,7 @@ pub struct Node {
 impl Node {
     /// What the memory plan must know of `Node` itself (`resources::MemoryPlan::of`).
     pub const SIZES: NodeSizes =
-        NodeSizes { node_bytes: std::mem::size_of::<Node>() as u64, scan_job_bytes: SCAN_JOB_BYTES };
+        NodeSizes { node_bytes: std::mem::size_of::<Node>() as u64, scan_job_bytes: recovery::SCAN_JOB_BYTES };
 
     /// Whether a node can run with `cfg`: its own rules ([`NodeConfig::validate`]), then
     /// its budgets ([`resources::check_budgets`]). The error names the field and what to
@@ -299,13 +219,13 @@ impl Node {
         }
         let n = cfg.topics.len();
         let mut fx = Fx::default();
-        fx.disk(DiskRequest::List, Op::List);
+        let recovery = Recovery::start(&mut fx);
         let logs = (0..n).map(|i| TopicLog::new(TopicIdx(i as u16))).collect();
         let (hlc, _) = HlcClock::recover(None, now.wall_ms, cfg.hlc);
         Node {
             rng: Xoshiro256PlusPlus::seed_from_u64(seed.0),
             now,
-            phase: Phase::Recovering(Box::default()),
+            phase: Phase::Recovering(Box::new(recovery)),
             logs,
             pending: vec![Vec::new(); n],
             gw_pending: vec![Vec::new(); n],
@@ -698,7 +618,12 @@ impl Node {
         let op = self.fx.complete(id);
         match op {
             Op::List | Op::RecoveryRead | Op::RecoveryTruncate | Op::RecoverySuccessor { .. } => {
-                self.on_recovery_disk(op, result)
+                let Phase::Recovering(r) = &mut self.phase else { panic!("recovery request completed while running") };
+                let mut cx =
+                    RecoveryCx { cfg: &self.cfg, wall_ms: self.now.wall_ms, fx: &mut self.fx, dec: &mut self.dec };
+                if let Some(recovered) = r.on_disk(&mut cx, op, result) {
+                    self.finish_recovery(recovered);
+                }
             }
             Op::Commit => self.on_commit_done(result),
             Op::Rollback => self.on_rollback_done(result),
@@ -769,409 +694,10 @@ impl Node {
 
     // ---- recovery ----
 
-    fn recovery(&mut self) -> &mut Recovery {
-        match &mut self.phase {
-            Phase::Recovering(r) => r,
-            Phase::Running => panic!("recovery step while running"),
-        }
-    }
-
-    fn on_recovery_disk(&mut self, op: Op, result: Result<DiskResponse, DiskError>) {
-        match (op, result) {
-            (Op::List, Ok(DiskResponse::Listed(files))) => self.plan_recovery(files),
-            (Op::RecoveryRead, Ok(DiskResponse::Read(bytes))) => self.on_recovery_read(&bytes),
-            (Op::RecoveryTruncate, Ok(_)) => self.recovery().truncations_left -= 1,
-            (Op::RecoverySuccessor { cut }, result) => {
-                let ok = result.is_ok();
-                let r = self.recovery();
-                r.truncations_left -= 1;
-                match cut {
-                    // The successor is durable: the skip survives any restart, so the
-                    // tail may go.
-                    Some((file, len, _)) if ok => {
-                        r.truncations_left += 1;
-                        self.fx.disk(DiskRequest::Truncate { file, len }, Op::RecoveryTruncate);
-                    }
-                    // No successor (a full device): the tail stays, so that the next
-                    // recovery finds the same cut and skips the same sequences, and the
-                    // cut segment stays the newest, sealed: the next append opens the
-                    // successor's file as its own (swarm seed 1974: with the successor
-                    // left in the log, the cut segment was freed on the full device and
-                    // nothing on disk carried the skip).
-                    Some((file, _, file_len)) => {
-                        let FileId::Segment { topic, base } = file else { unreachable!("segments only") };
-                        let segs = r.segments.get_mut(&topic).expect("recorded by finish_job");
-                        let successor = segs.pop().expect("recorded by finish_job after the cut segment");
-                        assert!(successor.len == 0 && successor.base > base, "{successor:?} is not the successor");
-                        let seg = segs.last_mut().filter(|s| s.base == base).expect("the cut segment");
-                        seg.len = file_len;
-                        r.sealed.push(topic);
-                    }
-                    None => {}
-                }
-            }
-            (op, Err(e)) => {
-                // Storage cannot be read: try again from the start, as a restart would.
-                self.fx.event(Event::StorageProblem {
-                    detail: format!("recovery step {op:?} failed ({e}); starting recovery again"),
-                });
-                self.phase = Phase::Recovering(Box::default());
-                self.fx.mark_stale(|op| {
-                    matches!(op, Op::List | Op::RecoveryRead | Op::RecoveryTruncate | Op::RecoverySuccessor { .. })
-                });
-                self.fx.disk(DiskRequest::List, Op::List);
-                return;
-            }
-            (op, Ok(r)) => panic!("unexpected completion {r:?} for {op:?}"),
-        }
-        self.next_recovery_step();
-    }
-
-    fn plan_recovery(&mut self, files: Vec<(FileId, u64)>) {
-        let gateway = self.cfg.role == Role::Gateway;
-        let ntopics = self.cfg.topics.len();
-        let mut by_topic: BTreeMap<TopicIdx, Vec<(u64, u64)>> = BTreeMap::new();
-        let mut jobs = VecDeque::new();
-        let mut meta_generations = Vec::new();
-        let mut raft_generations = Vec::new();
-        for (file, len) in files {
-            match file {
-                FileId::Meta { generation } => {
-                    meta_generations.push(generation);
-                    jobs.push_back(ScanJob::whole_file(JobKind::Meta, file, len));
-                }
-                FileId::Segment { topic, base } if (topic.0 as usize) < ntopics => {
-                    by_topic.entry(topic).or_default().push((base, len));
-                }
-                FileId::Raft { generation } if self.cfg.cluster.is_some() => {
-                    raft_generations.push(generation);
-                    // Newest first: it is the one recovery wants.
-                    jobs.push_front(ScanJob::whole_file(JobKind::Raft { generation }, file, len));
-                }
-                FileId::Segment { .. } | FileId::Raft { .. } => {}
-            }
-        }
-        let wall = self.now.wall_ms;
-        let mut segments: BTreeMap<TopicIdx, Vec<Segment>> = BTreeMap::new();
-        for (topic, mut segs) in by_topic {
-            segs.sort_unstable();
-            for (i, &(base, len)) in segs.iter().enumerate() {
-                let next_base = segs.get(i + 1).map(|s| s.0);
-                let last = next_base.is_none();
-                let file = FileId::Segment { topic, base };
-                let compact = self.cfg.topics[topic.0 as usize].eviction == Eviction::Compact;
-                if last || gateway || compact {
-                    let kind = JobKind::Segment { topic, last, next_base };
-                    let (pos, search) = (0, None);
-                    jobs.push_back(ScanJob {
-                        kind,
-                        file,
-                        file_len: len,
-                        pos,
-                        next_offset: base,
-                        newest_ms: wall,
-                        search,
-                        superseded: 0,
-                    });
-                } else {
-                    let end = next_base.expect("not last");
-                    segments.entry(topic).or_default().push(Segment {
-                        base,
-                        end,
-                        durable_end: end,
-                        len,
-                        newest_ms: wall,
-                        unwritten: 0,
-                        superseded: 0,
-                    });
-                }
-            }
-        }
-        let r = self.recovery();
-        r.listed = true;
-        r.jobs = jobs;
-        r.meta_generations = meta_generations;
-        r.raft_generations = raft_generations;
-        r.segments = segments;
-    }
-
-    fn issue_recovery_read(&mut self, job: &ScanJob, min_len: usize) {
-        let chunk = (self.cfg.log.read_chunk_bytes as usize).max(min_len) as u64;
-        let len = chunk.min(job.file_len - job.pos) as u32;
-        self.fx.disk(DiskRequest::Read { file: job.file, offset: job.pos, len }, Op::RecoveryRead);
-    }
-
-    /// Starts the next scan, or finishes recovery when nothing is left. Empty files need
-    /// no read, so they are finished here and the loop moves on: returning without a
-    /// request in flight would leave recovery waiting for a completion that never comes
-    /// (swarm seed 1357: a file created just before a crash, left empty).
-    fn next_recovery_step(&mut self) {
-        loop {
-            let r = self.recovery();
-            if !r.listed || r.current.is_some() {
-                return;
-            }
-            let Some(job) = r.jobs.pop_front() else {
-                if r.truncations_left == 0 {
-                    self.finish_recovery();
-                }
-                return;
-            };
-            if job.file_len == 0 {
-                r.current = Some(job);
-                self.finish_job(0, None);
-                continue;
-            }
-            self.issue_recovery_read(&job, 0);
-            self.recovery().current = Some(job);
-            return;
-        }
-    }
-
-    fn on_recovery_read(&mut self, bytes: &[u8]) {
-        let gateway = self.cfg.role == Role::Gateway;
-        let r = self.recovery();
-        let mut job = r.current.take().expect("a read belongs to the current job");
-        if job.kind == JobKind::Meta {
-            r.meta_bound = r.meta_bound.max(meta::read_bound(bytes));
-            return;
-        }
-        if let JobKind::Raft { generation } = job.kind {
-            // Read whole: a generation holds at most a few times the Raft log's limit.
-            r.raft_reading.extend_from_slice(bytes);
-            job.pos += bytes.len() as u64;
-            if !bytes.is_empty() && job.pos < job.file_len {
-                self.issue_recovery_read(&job, 0);
-                self.recovery().current = Some(job);
-                return;
-            }
-            let file = std::mem::take(&mut r.raft_reading);
-            match crate::raft::store::replay(&file) {
-                Ok(rec) => {
-                    if let Some(why) = &rec.cut {
-                        let cut_bytes = file.len() as u64 - rec.valid_len;
-                        let (at, reason) = (rec.valid_len, why.clone());
-                        self.fx.event(Event::TailTruncated { file: job.file, at, cut_bytes, reason, skipped: None });
-                    }
-                    let r = self.recovery();
-                    r.raft = Some(rec);
-                    r.jobs.retain(|j| !matches!(j.kind, JobKind::Raft { .. }));
-                }
-                // A generation whose checkpoint never became durable: the one before it
-                // holds everything Raft was told is persisted.
-                Err(e) => self.fx.event(Event::StorageProblem {
-                    detail: format!("raft generation {generation} is incomplete ({e}); reading the one before it"),
-                }),
-            }
-            return;
-        }
-        let JobKind::Segment { topic, last, .. } = job.kind else { unreachable!("meta handled above") };
-        if let Some((bad, why)) = job.search.clone() {
-            let eof = bytes.is_empty() || job.pos + bytes.len() as u64 >= job.file_len;
-            match log::resync(bytes, job.pos, job.file_len, eof, job.next_offset) {
-                Resync::Found { pos, base } => {
-                    // Damage in the middle of the segment: the frames after it are good and
-                    // acknowledged, so nothing is cut. The destroyed range stays unreadable;
-                    // sync skips it.
-                    self.fx.event(Event::Corrupted { topic, from: job.next_offset, to: base });
-                    job.next_offset = base;
-                    job.pos = pos;
-                    job.search = None;
-                    self.issue_recovery_read(&job, 0);
-                }
-                Resync::ReadFrom { pos, min_len } => {
-                    job.pos = pos;
-                    self.issue_recovery_read(&job, min_len);
-                }
-                Resync::NotFound => {
-                    self.recovery().current = Some(job);
-                    return self.finish_job(bad, Some(why));
-                }
-            }
-            self.recovery().current = Some(job);
-            return;
-        }
-        let mut replay = Vec::new();
-        let mut keyed = Vec::new();
-        let compact = self.cfg.topics[topic.0 as usize].eviction == Eviction::Compact && !gateway;
-        let r = self.recovery();
-        let mut records = 0;
-        let marks = &mut r.marks;
-        let stop = log::scan(bytes, job.pos, job.next_offset, |f| {
-            records += u64::from(f.header.count);
-            job.next_offset = f.end();
-            job.newest_ms = job.newest_ms.max(f.header.base_hlc.physical_ms());
-            if gateway {
-                ingest::note_recovered(marks, topic, &f.header);
-                if last {
-                    replay.push(f.batch);
-                }
-            }
-            if compact {
-                keyed.push(f.batch);
-            }
-        });
-        r.records += records;
-        let max = self.cfg.resources.compact_index_bytes_max;
-        for batch in keyed {
-            // The checksum held; a batch that does not decode is left to sync to report.
-            let Ok(b) = DecodedBatch::decode_with(batch, &mut self.dec) else { continue };
-            let r = self.recovery();
-            let index = r.key_index.entry(topic).or_default();
-            for (seq, rec) in (b.header.base_seq..).zip(b.records()) {
-                let Some(old) = rec.key.and_then(|k| index.note(k.to_vec(), seq, max)) else { continue };
-                if old >= job.file_base() {
-                    job.superseded += 1;
-                } else if let Some(segs) = r.segments.get_mut(&topic) {
-                    let i = segs.partition_point(|s| s.end <= old);
-                    if let Some(s) = segs.get_mut(i).filter(|s| s.base <= old) {
-                        s.superseded += 1;
-                    }
-                }
-            }
-        }
-        for batch in replay {
-            // Only the newest segment can hold records made durable without their Stored
-            // event (a crash between the disk keeping them and the fsync completing).
-            let Ok(b) = DecodedBatch::decode(batch) else {
-                continue;
-            };
-            let crcs = b.records().map(|r| crc32c::crc32c(r.value)).collect();
-            let max_record_hlc = b.records().map(|r| r.hlc).max().unwrap_or_default();
-            self.fx.event(Event::Stored {
-                origin: b.header.origin,
-                topic,
-                first_seq: b.header.base_seq,
-                value_crcs: crcs,
-                max_record_hlc,
-                received_hlc: Hlc::ZERO,
-                hlc_rejected: false,
-                replay: true,
-            });
-        }
-        let read_end = job.pos + bytes.len() as u64;
-        let eof = bytes.is_empty() || read_end >= job.file_len;
-        match stop {
-            None if !eof => {
-                job.pos = read_end;
-                self.issue_recovery_read(&job, 0);
-                self.recovery().current = Some(job);
-            }
-            None => {
-                self.recovery().current = Some(job);
-                self.finish_job(read_end, None);
-            }
-            Some(ScanStop::Incomplete { pos, needed }) if pos + needed as u64 <= job.file_len && !bytes.is_empty() => {
-                job.pos = pos;
-                self.issue_recovery_read(&job, needed);
-                self.recovery().current = Some(job);
-            }
-            Some(stop) => {
-                let (pos, why) = match stop {
-                    ScanStop::Incomplete { pos, needed } => {
-                        (pos, format!("torn tail: a frame needing {needed} bytes is cut short"))
-                    }
-                    ScanStop::Bad { pos, error } => (pos, format!("invalid frame: {error}")),
-                    ScanStop::Misplaced { pos } => (pos, "a valid frame that does not belong at this offset".into()),
-                };
-                if last && !gateway && pos + 1 < job.file_len {
-                    // A torn tail, or damage with good frames after it (a flipped length
-                    // field looks like a frame cut short, swarm scenario worn-sd-card seed
-                    // 255): search for them before cutting anything.
-                    job.search = Some((pos, why));
-                    job.pos = pos + 1;
-                    self.issue_recovery_read(&job, 0);
-                    self.recovery().current = Some(job);
-                } else {
-                    self.recovery().current = Some(job);
-                    self.finish_job(pos, Some(why));
-                }
-            }
-        }
-    }
-
-    /// The current scan job ends with `valid_len` good bytes.
-    fn finish_job(&mut self, valid_len: u64, reason: Option<String>) {
-        let edge = self.cfg.role == Role::Edge;
-        let job = self.recovery().current.take().expect("a job is current");
-        let JobKind::Segment { topic, last, next_base } = job.kind else {
-            return;
-        };
-        let strong = self.cfg.topics[topic.0 as usize].is_strong();
-        let r = self.recovery();
-        // (A strong topic's cut tail moves no sequence on: its records are re-derived from
-        // the site's Raft log, which holds every record not yet durable here.)
-        let mut end = if last { job.next_offset } else { next_base.expect("only the last has no successor") };
-        let cut = job.file_len - valid_len;
-        let mut skipped = None;
-        if last && reason.is_some() && edge && !strong {
-            // The cut bytes may have held durable, acknowledged records that storage
-            // destroyed, perhaps already at the gateway: never hand their sequences out
-            // again. The range is skipped, and the next append opens a new segment.
-            let jump = log::sequences_cut_max(cut);
-            if jump > 0 {
-                skipped = Some((end, end + jump));
-                end += jump;
-            }
-        }
-        let unwritten = skipped.map_or(0, |(from, to)| to - from);
-        let (base, newest_ms) = (job.file_base(), job.newest_ms);
-        // An older segment keeps its whole file: only the newest is ever cut.
-        let len = if last { valid_len } else { job.file_len };
-        let seg = Segment { base, end, durable_end: end, len, newest_ms, unwritten, superseded: job.superseded };
-        let segments = r.segments.entry(topic).or_default();
-        segments.push(seg);
-        if last && skipped.is_some() {
-            // The successor created below is the topic's newest segment: appends go into
-            // it. Left out, it would be a file nothing in memory knows of, and the first
-            // commit or roll to open a segment at `end` takes it for its own: failing on
-            // a full disk, it deletes it, and the skip with it (swarm seed 8: a roll on a
-            // full device; the next restart handed acknowledged sequences out again).
-            segments.push(Segment::empty(end, newest_ms));
-        }
-        if let Some(reason) = reason {
-            if let (true, Some((_, to))) = (last, skipped) {
-                // The skip must outlive the cut: truncated, the file would end cleanly
-                // and a second restart before the next append would hand the skipped
-                // sequences out again (swarm seed 114 with corrupt-tail faults: destroyed,
-                // acknowledged sequences 3399..3402 given to new records; the reboot loops'
-                // seeds 787 and 1733 the same). The successor
-                // segment, created durable first, carries the moved sequence.
-                r.truncated_bytes += cut;
-                r.truncations_left += 2;
-                let successor = FileId::Segment { topic, base: to };
-                self.fx.disk(
-                    DiskRequest::Append { file: successor, bytes: Vec::new() },
-                    Op::RecoverySuccessor { cut: None },
-                );
-                let cut = Some((job.file, valid_len, job.file_len));
-                self.fx.disk(DiskRequest::Sync { file: successor }, Op::RecoverySuccessor { cut });
-            } else if last {
-                r.truncated_bytes += cut;
-                r.truncations_left += 1;
-                self.fx.disk(DiskRequest::Truncate { file: job.file, len: valid_len }, Op::RecoveryTruncate);
-            }
-            self.fx.event(Event::TailTruncated { file: job.file, at: valid_len, cut_bytes: cut, reason, skipped });
-        }
-    }
-
-    fn finish_recovery(&mut self) {
-        let Phase::Recovering(r) = std::mem::replace(&mut self.phase, Phase::Running) else {
-            unreachable!("finish_recovery while running")
-        };
-        let r = *r;
-        let mut segments = r.segments;
-        for (i, log) in self.logs.iter_mut().enumerate() {
-            let mut segs = segments.remove(&TopicIdx(i as u16)).unwrap_or_default();
-            segs.sort_by_key(|s| s.base);
-            *log = TopicLog::recovered(TopicIdx(i as u16), segs);
-            if r.sealed.contains(&TopicIdx(i as u16)) {
-                log.seal_newest();
-            }
-        }
-        for (t, index) in r.key_index {
-            self.key_index[t.0 as usize] = Some(index);
-        }
+    fn finish_recovery(&mut self, r: Recovered) {
+        self.phase = Phase::Running;
+        self.logs = r.logs;
+        self.key_index = r.key_index;
         let (hlc, start) = HlcClock::recover(r.meta_bound, self.now.wall_ms, self.cfg.hlc);
         self.hlc = hlc;
         match start {
@@ -1737,7 +1263,7 @@ impl Node {
             Phase::Recovering(r) => r.heap_bytes(),
             Phase::Running => 0,
         };
-        let keys: u64 = self.key_index.iter().flatten().map(|k| k.bytes).sum();
+        let keys: u64 = self.key_index.iter().flatten().map(KeyIndex::bytes).sum();
         m.set(MemoryPart::Index, segments + uplink + ingest + ops + out + recovery + keys);
         let (scratch, zstd_c) = self.enc.heap_bytes();
         m.set(MemoryPart::Codec, scratch + zstd_c + self.dec.heap_bytes());
@@ -1827,32 +1353,6 @@ impl Flush {
         // The copies of strong records kept to write again if the commit fails.
         let strong: u64 = self.strong.iter().flat_map(|(_, r)| r.iter().map(PendingRecord::memory_cost)).sum();
         (replies + touched + stored + crcs + keys + key_bytes) as u64 + strong
-    }
-}
-
-impl Recovery {
-    fn heap_bytes(&self) -> u64 {
-        let jobs = (self.jobs.capacity() * std::mem::size_of::<ScanJob>()) as u64;
-        let segs: usize = self.segments.values().map(|v| v.capacity() * std::mem::size_of::<Segment>() + 64).sum();
-        let marks = self.marks.len() as u64 * ingest::GATEWAY_STREAM_ENTRY_BYTES;
-        let keys: u64 = self.key_index.values().map(|k| k.bytes).sum();
-        let raft = self.raft_reading.capacity() as u64
-            + self.raft.as_ref().map_or(0, |r| r.log.iter().map(crate::site::entry_bytes).sum());
-        jobs + segs as u64 + marks + keys + (self.meta_generations.capacity() * 8) as u64 + raft
-    }
-}
-
-impl ScanJob {
-    /// A job that reads a whole small file from its start (meta, Raft state).
-    fn whole_file(kind: JobKind, file: FileId, file_len: u64) -> ScanJob {
-        ScanJob { kind, file, file_len, pos: 0, next_offset: 0, newest_ms: 0, search: None, superseded: 0 }
-    }
-
-    fn file_base(&self) -> u64 {
-        match self.file {
-            FileId::Segment { base, .. } => base,
-            FileId::Meta { .. } | FileId::Raft { .. } => 0,
-        }
     }
 }
 
