@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod codec;
+pub(crate) mod commit;
 pub mod config;
 pub mod detector;
 pub(crate) mod effects;

@@ -7,7 +7,8 @@
 //! then accepts produces and messages. Until then produces are refused as `Recovering`
 //! and messages are dropped (peers resend).
 
-use crate::codec::{BatchDecoder, BatchEncoder, Compression, RecordRef, MAX_BATCH_RECORDS, MAX_KEY_BYTES};
+use crate::codec::{BatchDecoder, BatchEncoder, MAX_KEY_BYTES};
+use crate::commit::{CommitFailed, Committed, GroupCommit, PendingRecord};
 use crate::config::{ConfigError, Eviction, NodeConfig, Role};
 use crate::effects::{Ctx, Fx, Op};
 use crate::fetch::{FetchRequest, Fetches};
@@ -17,15 +18,14 @@ use crate::io::{
     Control, DiskError, DiskOpId, DiskRequest, DiskResponse, Event, FetchError, Input, Output, ProduceAck,
     ProduceError, ReqId,
 };
-use crate::keys::KeyIndex;
-use crate::log::{self, Checkpoint, TopicLog};
+use crate::log::TopicLog;
 use crate::meta::{self, MetaLog};
 use crate::recovery::{self, Recovered, Recovery, RecoveryCx};
 use crate::resources::{
-    self, pending_record_cost, MemoryPart, MemoryPlan, MemoryUsage, NodeSizes, ResourceStatus, TopicUsage, TopicView,
-    Victim, VictimKind, META_RESERVE_BYTES, PENDING_ENTRY_BYTES,
+    self, MemoryPart, MemoryPlan, MemoryUsage, NodeSizes, ResourceStatus, TopicUsage, TopicView, Victim, VictimKind,
+    META_RESERVE_BYTES,
 };
-use crate::sync::ingest::{Accepted, DataIn, Ingest};
+use crate::sync::ingest::{DataIn, Ingest};
 use crate::sync::proto::SyncMsg;
 use crate::sync::uplink::{ReadAt, Uplink};
 use crate::types::{Duration, Instant, NodeId, Now, Seq, TopicIdx};
@@ -42,32 +42,6 @@ const OUTPUT_QUEUE_KEPT: usize = 64;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NodeSeed(pub u64);
 
-/// A record waiting for the next group commit on an edge.
-#[derive(Clone, Debug)]
-struct PendingRecord {
-    /// Who waits for it (none: a strong record this member materialises for others).
-    req: Option<ReqId>,
-    hlc: Hlc,
-    key: Option<Vec<u8>>,
-    value: Vec<u8>,
-    /// A strong record's sequence in the cluster's stream: its offset in this topic log.
-    strong: Option<Seq>,
-}
-
-const _: () = assert!(std::mem::size_of::<PendingRecord>() <= PENDING_ENTRY_BYTES);
-
-impl PendingRecord {
-    /// What it draws from the produce buffer (memory).
-    fn memory_cost(&self) -> u64 {
-        pending_record_cost(self.key.as_ref().map_or(0, Vec::capacity), self.value.capacity())
-    }
-
-    /// What it reserves of storage until its commit: at most this once encoded.
-    fn storage_cost(&self) -> u64 {
-        record_storage_cost(self.key.as_ref().map_or(0, Vec::len), self.value.len())
-    }
-}
-
 /// Storage refused writes: produces wait until `retry_at`, then one commit probes. The
 /// state ends at once when the node has freed `needed` bytes since (the write that failed
 /// fits again), or when a commit succeeds.
@@ -81,42 +55,6 @@ struct DeviceFull {
     freed: u64,
     /// No roll is tried before this (one failed: see `roll_synced`).
     roll_after: Instant,
-}
-
-#[derive(Debug)]
-struct Flush {
-    ops_left: u32,
-    error: Option<DiskError>,
-    /// Bytes appended.
-    bytes: u64,
-    touched: Vec<(TopicIdx, Checkpoint)>,
-    replies: Vec<(ReqId, ProduceAck)>,
-    stored: Vec<Accepted>,
-    /// Keys written to `compact` topics, for the key index once the commit is durable.
-    keys: Vec<(TopicIdx, Seq, Vec<u8>)>,
-    /// Strong records in this commit: committed by the site, so a failed write puts them
-    /// back to be written again rather than failing their producers.
-    strong: Vec<(TopicIdx, Vec<PendingRecord>)>,
-    /// Every strong record applied up to this Raft index is in this commit or durable.
-    site_applied: Option<crate::raft::Index>,
-}
-
-#[derive(Debug)]
-enum Commit {
-    Idle,
-    Flushing(Flush),
-    RollingBack {
-        ops_left: u32,
-    },
-    /// Creating the files of rolled segments (`roll_synced`); commits wait for it.
-    Rolling {
-        ops_left: u32,
-        failed: bool,
-        topics: Vec<TopicIdx>,
-    },
-    /// Storage failed in a way the core cannot undo; writes are refused until a restart,
-    /// whose recovery reads what storage really holds.
-    Poisoned(String),
 }
 
 #[derive(Debug)]
@@ -163,16 +101,9 @@ pub struct Node {
     now: Now,
     phase: Phase,
     logs: Vec<TopicLog>,
-    pending: Vec<Vec<PendingRecord>>,
-    gw_pending: Vec<Vec<Accepted>>,
-    pending_bytes: u64,
-    /// Storage reserved by records and batches waiting for the next group commit.
-    pending_storage: u64,
     device_full: Option<DeviceFull>,
     /// Per topic: records evicted before the gateway acknowledged them.
     evicted_unsynced: Vec<u64>,
-    /// Per `compact` topic: the newest sequence of each key.
-    key_index: Vec<Option<KeyIndex>>,
     plan: MemoryPlan,
     hlc: HlcClock,
     /// Messages waiting for the clock to issue a timestamp (see `hold`).
@@ -180,7 +111,8 @@ pub struct Node {
     meta: MetaLog,
     meta_inflight: bool,
     meta_append_error: Option<DiskError>,
-    commit: Commit,
+    /// The produce queue, the group commit and the rolls of a full device.
+    commit: GroupCommit,
     fx: Fx,
     uplink: Option<Uplink>,
     ingest: Option<Ingest>,
@@ -227,20 +159,15 @@ impl Node {
             now,
             phase: Phase::Recovering(Box::new(recovery)),
             logs,
-            pending: vec![Vec::new(); n],
-            gw_pending: vec![Vec::new(); n],
-            pending_bytes: 0,
-            pending_storage: 0,
             device_full: None,
             evicted_unsynced: vec![0; n],
-            key_index: (0..n).map(|_| None).collect(),
             plan: MemoryPlan::of(&cfg, Node::SIZES),
             hlc,
             held: MessageHold::default(),
             meta: MetaLog::recovered(&[]),
             meta_inflight: false,
             meta_append_error: None,
-            commit: Commit::Idle,
+            commit: GroupCommit::new(n),
             fx,
             uplink: None,
             ingest: None,
@@ -398,7 +325,8 @@ impl Node {
         self.release_held();
         self.persist_hlc_bound();
         self.site_step();
-        self.start_flush();
+        let site_applied = self.site.as_ref().map(|s| s.raft.applied_index());
+        self.commit.start(&mut self.fx, &self.cfg, &mut self.logs, &mut self.enc, site_applied);
         if let Some(u) = &mut self.uplink {
             let mut cx = Ctx { now: self.now.mono, cfg: &self.cfg, hlc: self.hlc.last(), fx: &mut self.fx };
             u.pump(&mut cx, &self.logs, &mut self.rng);
@@ -418,8 +346,8 @@ impl Node {
         if !self.is_running() {
             return self.reply(req, Err(ProduceError::Recovering));
         }
-        if let Commit::Poisoned(why) = &self.commit {
-            let e = DiskError::Io(why.clone());
+        if let Some(why) = self.commit.poisoned() {
+            let e = DiskError::Io(why.to_string());
             return self.reply(req, Err(ProduceError::Storage(e)));
         }
         if topic.0 as usize >= self.cfg.topics.len() {
@@ -438,10 +366,7 @@ impl Node {
             return self.site_produce(req, topic, key, value);
         }
         let record = PendingRecord { req: Some(req), hlc: Hlc::ZERO, key, value, strong: None };
-        let bytes = record.memory_cost();
-        let limit = self.cfg.log.pending_bytes_max;
-        if self.pending_bytes + bytes > limit {
-            let e = ProduceError::Busy { pending_bytes: self.pending_bytes, limit_bytes: limit };
+        if let Err(e) = self.commit.check_room(&self.cfg, &record) {
             return self.reply(req, Err(e));
         }
         if self.device_full.is_some_and(|f| self.now.mono < f.retry_at) {
@@ -451,9 +376,7 @@ impl Node {
         // The record, and the frame headers the commit may need for it. (Eviction comes
         // before the timestamp, so a produce then refused for its clock may have evicted:
         // the room is used by the next produce.)
-        let frames = self.frame_reserve(self.pending_bytes + bytes) - self.frame_reserve(self.pending_bytes);
-        let need = record.storage_cost();
-        if !self.make_room(topic, need + frames) {
+        if !self.make_room(topic, self.commit.storage_need(&self.cfg, &record)) {
             self.stats.storage_refused += 1;
             return self.reply(req, Err(self.storage_full(false)));
         }
@@ -461,9 +384,7 @@ impl Node {
             Ok(h) => h,
             Err(e) => return self.reply(req, Err(ProduceError::Clock(e))),
         };
-        self.pending_bytes += bytes;
-        self.pending_storage += need;
-        self.pending[topic.0 as usize].push(PendingRecord { hlc, ..record });
+        self.commit.push(topic, PendingRecord { hlc, ..record });
     }
 
     fn on_control(&mut self, c: Control) {
@@ -600,8 +521,7 @@ impl Node {
                 let data = DataIn { from, session, topic: &topic, batches, hlc_rejected: rejected };
                 let outcome = g.on_data(&mut cx, data, (room, pending_max), (&mut self.enc, &mut self.dec));
                 for a in outcome.accepted {
-                    self.pending_storage += a.batch.len() as u64 + log::LOG_FRAME_OVERHEAD as u64;
-                    self.gw_pending[a.topic.0 as usize].push(a);
+                    self.commit.accept(a);
                 }
             }
             (Role::Gateway, SyncMsg::Skip { session, topic, from: f, to, reason, .. }) => {
@@ -625,9 +545,27 @@ impl Node {
                     self.finish_recovery(recovered);
                 }
             }
-            Op::Commit => self.on_commit_done(result),
-            Op::Rollback => self.on_rollback_done(result),
-            Op::Roll => self.on_roll_done(result),
+            Op::Commit => match self.commit.on_done(&mut self.fx, &self.cfg, &mut self.logs, result) {
+                None => {}
+                Some(Ok(c)) => self.committed(c),
+                Some(Err(f)) => self.commit_failed(f),
+            },
+            Op::Rollback => {
+                if self.commit.on_rollback_done(result) {
+                    // A newest segment the gateway holds may be rolled now.
+                    self.reclaim_full_device();
+                }
+            }
+            Op::Roll => match self.commit.on_roll_done(&mut self.fx, &mut self.logs, result) {
+                None => {}
+                // The old segments are no longer the newest: they go now.
+                Some(true) => self.reclaim_full_device(),
+                Some(false) => {
+                    if let Some(f) = &mut self.device_full {
+                        f.roll_after = self.now.mono.saturating_add(f.wait);
+                    }
+                }
+            },
             Op::MetaAppend => self.meta_append_error = result.err(),
             Op::MetaSync { bound } => {
                 self.meta_inflight = false;
@@ -697,7 +635,7 @@ impl Node {
     fn finish_recovery(&mut self, r: Recovered) {
         self.phase = Phase::Running;
         self.logs = r.logs;
-        self.key_index = r.key_index;
+        self.commit.set_key_index(r.key_index);
         let (hlc, start) = HlcClock::recover(r.meta_bound, self.now.wall_ms, self.cfg.hlc);
         self.hlc = hlc;
         match start {
@@ -749,143 +687,19 @@ impl Node {
 
     // ---- group commit ----
 
-    fn start_flush(&mut self) {
-        if !matches!(self.commit, Commit::Idle) {
-            return;
-        }
-        let mut flush = Flush {
-            ops_left: 0,
-            error: None,
-            bytes: 0,
-            touched: Vec::new(),
-            replies: Vec::new(),
-            stored: Vec::new(),
-            keys: Vec::new(),
-            strong: Vec::new(),
-            site_applied: None,
-        };
-        let mut strong_left = false;
-        for i in 0..self.logs.len() {
-            let mut records = std::mem::take(&mut self.pending[i]);
-            if let Some(s0) = records.first().and_then(|p| p.strong) {
-                // Strong records go at their offset in the cluster's stream. A gap (this
-                // member installed a snapshot: the records below it are at the gateway) is
-                // skipped; records after a further gap wait for the next commit.
-                let log = &mut self.logs[i];
-                if s0 > log.end_offset() {
-                    log.skip_to(s0);
-                }
-                assert_eq!(s0, log.end_offset(), "strong records are materialised in order");
-                let run = records.iter().zip(s0..).take_while(|(p, s)| p.strong == Some(*s)).count();
-                self.pending[i] = records.split_off(run);
-                strong_left |= !self.pending[i].is_empty();
-                flush.strong.push((TopicIdx(i as u16), records.clone()));
-            }
-            let accepted = std::mem::take(&mut self.gw_pending[i]);
-            if records.is_empty() && accepted.is_empty() {
-                continue;
-            }
-            let log = &mut self.logs[i];
-            let base0 = log.end_offset();
-            let mut accepted = accepted;
-            let mut buf = Vec::new();
-            let mut count = 0u64;
-            let mut newest_ms = 0;
-            let frame_raw_max = self.cfg.log.read_chunk_bytes as usize - log::LOG_FRAME_MIN;
-            let compact = self.cfg.topics[i].eviction == Eviction::Compact;
-            for chunk in chunk_records(&records, frame_raw_max) {
-                let refs: Vec<RecordRef<'_>> =
-                    chunk.iter().map(|p| RecordRef { hlc: p.hlc, key: p.key.as_deref(), value: &p.value }).collect();
-                let mut batch = Vec::new();
-                self.enc.encode(self.cfg.id, base0 + count, &refs, Compression::Zstd, &mut batch);
-                log::encode_log_frame(base0 + count, &batch, &mut buf);
-                for p in chunk {
-                    if let Some(req) = p.req {
-                        flush.replies.push((req, ProduceAck { seq: base0 + count, hlc: p.hlc }));
-                    }
-                    if let (Some(k), true) = (&p.key, compact) {
-                        flush.keys.push((TopicIdx(i as u16), base0 + count, k.clone()));
-                    }
-                    newest_ms = newest_ms.max(p.hlc.physical_ms());
-                    count += 1;
-                }
-            }
-            for a in &mut accepted {
-                log::encode_log_frame(base0 + count, &a.batch, &mut buf);
-                count += u64::from(a.count);
-                newest_ms = newest_ms.max(a.received_hlc.physical_ms());
-                self.pending_storage -= a.batch.len() as u64 + log::LOG_FRAME_OVERHEAD as u64;
-                // The bytes are in the commit now; only the CRCs are needed until it is durable.
-                a.batch = Vec::new();
-            }
-            self.pending_bytes -= records.iter().map(PendingRecord::memory_cost).sum::<u64>();
-            self.pending_storage -= records.iter().map(PendingRecord::storage_cost).sum::<u64>();
-            let cp = log.checkpoint();
-            let place = log.place(count, buf.len() as u64, newest_ms, self.cfg.log.segment_bytes_max);
-            debug_assert_eq!(log.end_offset(), base0 + count);
-            flush.bytes += buf.len() as u64;
-            self.fx.disk(DiskRequest::Append { file: place.file, bytes: buf }, Op::Commit);
-            self.fx.disk(DiskRequest::Sync { file: place.file }, Op::Commit);
-            flush.ops_left += 2;
-            flush.touched.push((TopicIdx(i as u16), cp));
-            flush.stored.extend(accepted);
-        }
-        if let Some(site) = &self.site {
-            if !strong_left {
-                flush.site_applied = Some(site.raft.applied_index());
-            }
-        }
-        if flush.ops_left > 0 {
-            self.commit = Commit::Flushing(flush);
-        }
-    }
-
-    fn on_commit_done(&mut self, result: Result<DiskResponse, DiskError>) {
-        let Commit::Flushing(f) = &mut self.commit else { panic!("commit completion without a flush") };
-        f.ops_left -= 1;
-        if let Err(e) = result {
-            f.error.get_or_insert(e);
-        }
-        if f.ops_left > 0 {
-            return;
-        }
-        let Commit::Flushing(f) = std::mem::replace(&mut self.commit, Commit::Idle) else { unreachable!() };
-        match f.error.clone() {
-            None => self.commit_succeeded(f),
-            Some(e) => self.commit_failed(f, e),
-        }
-    }
-
-    fn commit_succeeded(&mut self, mut f: Flush) {
+    fn committed(&mut self, c: Committed) {
         self.stats.commits += 1;
         self.device_full = None;
-        for (t, _) in &f.touched {
-            self.logs[t.0 as usize].mark_durable();
-        }
-        let max = self.cfg.resources.compact_index_bytes_max;
-        for (t, seq, key) in std::mem::take(&mut f.keys) {
-            let index = self.key_index[t.0 as usize].get_or_insert_with(KeyIndex::default);
-            if let Some(old) = index.note(key, seq, max) {
-                self.logs[t.0 as usize].note_superseded(old);
-            }
-        }
-        // Replies leave in timestamp order, which is issue order on this node.
-        f.replies.sort_unstable_by_key(|(_, a)| a.hlc);
-        let strong_acks =
-            f.strong.iter().map(|(_, r)| r.iter().filter(|p| p.req.is_some()).count() as u64).sum::<u64>();
-        for (req, ack) in f.replies {
-            self.reply(req, Ok(ack));
-        }
         if let Some(site) = &mut self.site {
-            site.stats.acknowledged += strong_acks;
-            if let Some(i) = f.site_applied {
+            site.stats.acknowledged += c.strong_acks;
+            if let Some(i) = c.site_applied {
                 site.durable_applied = site.durable_applied.max(i);
             }
         }
         if let Some(g) = &mut self.ingest {
             let hlc = self.hlc.last();
-            g.on_durable(&f.stored, hlc, &self.cfg, &mut self.fx);
-            for a in f.stored {
+            g.on_durable(&c.stored, hlc, &self.cfg, &mut self.fx);
+            for a in c.stored {
                 self.fx.event(Event::Stored {
                     origin: a.origin,
                     topic: a.topic,
@@ -901,70 +715,13 @@ impl Node {
         self.apply_retention();
     }
 
-    fn commit_failed(&mut self, f: Flush, e: DiskError) {
+    fn commit_failed(&mut self, f: CommitFailed) {
         self.stats.commit_failures += 1;
-        let needed = f.bytes;
-        let mut cuts = Vec::new();
-        for (t, cp) in &f.touched {
-            cuts.extend(self.logs[t.0 as usize].rollback(cp));
-        }
-        let strong_reqs: std::collections::BTreeSet<ReqId> =
-            f.strong.iter().flat_map(|(_, r)| r.iter().filter_map(|p| p.req)).collect();
-        for (req, _) in f.replies {
-            if !strong_reqs.contains(&req) {
-                self.reply(req, Err(ProduceError::Storage(e.clone())));
-            }
-        }
-        for (t, mut records) in f.strong {
-            // Committed by the site: written again by the next commit, in the same order.
-            let i = t.0 as usize;
-            self.pending_bytes += records.iter().map(PendingRecord::memory_cost).sum::<u64>();
-            self.pending_storage += records.iter().map(PendingRecord::storage_cost).sum::<u64>();
-            records.append(&mut self.pending[i]);
-            self.pending[i] = records;
-        }
         if let Some(g) = &mut self.ingest {
             g.on_commit_failed();
-            for p in &mut self.gw_pending {
-                for a in p.drain(..) {
-                    self.pending_storage -= a.batch.len() as u64 + log::LOG_FRAME_OVERHEAD as u64;
-                }
-            }
         }
-        let n = cuts.len() as u32;
-        for (file, len) in cuts {
-            let req = match len {
-                Some(len) => DiskRequest::Truncate { file, len },
-                None => DiskRequest::Delete { file },
-            };
-            self.fx.disk(req, Op::Rollback);
-        }
-        if n > 0 {
-            self.commit = Commit::RollingBack { ops_left: n };
-        }
-        if e == DiskError::NoSpace {
-            self.on_device_full(needed);
-        }
-    }
-
-    fn on_rollback_done(&mut self, result: Result<DiskResponse, DiskError>) {
-        let Commit::RollingBack { ops_left } = &mut self.commit else {
-            return;
-        };
-        *ops_left -= 1;
-        let done = *ops_left == 0;
-        match result {
-            Ok(_) | Err(DiskError::NotFound) => {
-                if done {
-                    self.commit = Commit::Idle;
-                    // A newest segment the gateway holds may be rolled now.
-                    self.reclaim_full_device();
-                }
-            }
-            Err(e) => {
-                let why = format!("could not undo a failed write ({e}); restart to recover from what storage holds");
-                self.commit = Commit::Poisoned(why);
-            }
+        if f.error == DiskError::NoSpace {
+            self.on_device_full(f.bytes);
         }
     }
 
@@ -1017,12 +774,7 @@ impl Node {
 
     /// Storage reserved by records and batches waiting for the next group commit.
     pub fn storage_reserved(&self) -> u64 {
-        self.pending_storage + self.frame_reserve(self.pending_bytes)
-    }
-
-    fn frame_reserve(&self, pending_bytes: u64) -> u64 {
-        let frame_raw_max = u64::from(self.cfg.log.read_chunk_bytes) - log::LOG_FRAME_MIN as u64;
-        storage_frame_reserve(self.logs.len(), pending_bytes, frame_raw_max)
+        self.commit.storage_reserved(&self.cfg)
     }
 
     fn storage_room(&self) -> u64 {
@@ -1032,10 +784,7 @@ impl Node {
     /// Where each topic's data is acknowledged up to: `None` where nothing leaves this
     /// node (local topics, a gateway), so nothing is ever synced.
     fn synced_below(&self, t: usize) -> Option<Seq> {
-        if self.cfg.role != Role::Edge || !self.cfg.topics[t].sync.goes_up() {
-            return None;
-        }
-        Some(self.uplink.as_ref().and_then(|u| u.acked(TopicIdx(t as u16))).unwrap_or(0))
+        synced_below(&self.cfg, self.uplink.as_ref(), t)
     }
 
     /// Evicts until `need` more bytes fit the storage budget, for a write to `writer`.
@@ -1148,75 +897,15 @@ impl Node {
         }
         self.device_full = Some(full);
         if self.now.mono >= full.roll_after {
-            self.roll_synced();
-        }
-    }
-
-    /// Rolls every topic whose newest segment the gateway holds wholly, so that the
-    /// segment can go: creates an empty segment after it (an empty append and a sync)
-    /// and, once that file is durable, deletes the old one (`on_roll_done`). A topic keeps
-    /// a segment file at every moment, so a restart goes on at the right sequence. Commits
-    /// wait for the roll; it runs only when none is in flight.
-    fn roll_synced(&mut self) {
-        if !matches!(self.commit, Commit::Idle) {
-            return;
-        }
-        let mut topics = Vec::new();
-        for t in 0..self.logs.len() {
-            let Some(synced) = self.synced_below(t) else { continue };
-            let log = &mut self.logs[t];
-            let rollable =
-                log.segments().last().is_some_and(|s| s.len > 0 && s.end <= synced && s.durable_end == s.end);
-            if !rollable || log.is_rolling() {
-                continue;
-            }
-            let file = log.roll(self.now.wall_ms);
-            self.fx.disk(DiskRequest::Append { file, bytes: Vec::new() }, Op::Roll);
-            self.fx.disk(DiskRequest::Sync { file }, Op::Roll);
-            topics.push(TopicIdx(t as u16));
-        }
-        if !topics.is_empty() {
-            self.commit = Commit::Rolling { ops_left: 2 * topics.len() as u32, failed: false, topics };
-        }
-    }
-
-    fn on_roll_done(&mut self, result: Result<DiskResponse, DiskError>) {
-        let Commit::Rolling { ops_left, failed, .. } = &mut self.commit else {
-            panic!("roll completion without a roll")
-        };
-        *ops_left -= 1;
-        *failed |= result.is_err();
-        if *ops_left > 0 {
-            return;
-        }
-        let Commit::Rolling { failed, topics, .. } = std::mem::replace(&mut self.commit, Commit::Idle) else {
-            unreachable!()
-        };
-        if !failed {
-            for t in topics {
-                self.logs[t.0 as usize].roll_done(true);
-            }
-            // The old segments are no longer the newest: they go now.
-            return self.reclaim_full_device();
-        }
-        // Storage may have made something of a file it did not sync: delete it before any
-        // commit appends after the old segment's end, which a restart would otherwise read
-        // as the empty file's.
-        for &t in &topics {
-            let log = &mut self.logs[t.0 as usize];
-            let file = log.file(log.end_offset());
-            log.roll_done(false);
-            self.fx.disk(DiskRequest::Delete { file }, Op::Rollback);
-        }
-        self.commit = Commit::RollingBack { ops_left: topics.len() as u32 };
-        if let Some(f) = &mut self.device_full {
-            f.roll_after = self.now.mono.saturating_add(f.wait);
+            let (cfg, uplink) = (&self.cfg, self.uplink.as_ref());
+            let synced = |t| synced_below(cfg, uplink, t);
+            self.commit.roll_synced(&mut self.fx, &mut self.logs, self.now.wall_ms, synced);
         }
     }
 
     /// The refusal of a produce for lack of storage, saying what holds the room.
     fn storage_full(&self, device_full: bool) -> ProduceError {
-        let (mut unsynced, mut awaiting_ack, mut freeing, mut local) = (self.pending_storage, 0, 0, 0);
+        let (mut unsynced, mut awaiting_ack, mut freeing, mut local) = (self.commit.queued_storage(), 0, 0, 0);
         for (t, log) in self.logs.iter().enumerate() {
             let Some(synced) = self.synced_below(t) else {
                 local += log.bytes();
@@ -1263,23 +952,14 @@ impl Node {
             Phase::Recovering(r) => r.heap_bytes(),
             Phase::Running => 0,
         };
-        let keys: u64 = self.key_index.iter().flatten().map(KeyIndex::bytes).sum();
+        let keys = self.commit.key_index_bytes();
         m.set(MemoryPart::Index, segments + uplink + ingest + ops + out + recovery + keys);
         let (scratch, zstd_c) = self.enc.heap_bytes();
         m.set(MemoryPart::Codec, scratch + zstd_c + self.dec.heap_bytes());
-        let slots: usize = self.pending.iter().map(Vec::capacity).sum();
-        let flush = match &self.commit {
-            Commit::Flushing(f) => f.heap_bytes(),
-            _ => 0,
-        };
-        let (replies, stored) = if self.cfg.role == Role::Edge { (flush, 0) } else { (0, flush) };
-        let pending_entries = (slots * std::mem::size_of::<PendingRecord>()) as u64;
-        let records: usize = self.pending.iter().map(Vec::len).sum();
-        let payload = self.pending_bytes - (2 * PENDING_ENTRY_BYTES * records) as u64;
-        m.set(MemoryPart::ProduceBuffer, payload + pending_entries + replies);
-        let gw_slots: usize = self.gw_pending.iter().map(Vec::capacity).sum();
+        let edge = self.cfg.role == Role::Edge;
+        m.set(MemoryPart::ProduceBuffer, self.commit.produce_buffer_bytes(edge));
         let gw = self.ingest.as_ref().map_or(0, |g| g.pending_bytes) + self.held.bytes();
-        m.set(MemoryPart::GatewayPending, gw + stored + (gw_slots * std::mem::size_of::<Accepted>()) as u64);
+        m.set(MemoryPart::GatewayPending, gw + self.commit.gateway_pending_bytes(edge));
         m.set(MemoryPart::SyncHeld, self.uplink.as_ref().map_or(0, Uplink::held_bytes));
         m.set(MemoryPart::FetchResults, self.fetches.held_bytes());
         m.set(MemoryPart::Writes, self.fx.write_bytes());
@@ -1342,59 +1022,11 @@ impl Node {
     }
 }
 
-impl Flush {
-    fn heap_bytes(&self) -> u64 {
-        let replies = self.replies.capacity() * std::mem::size_of::<(ReqId, ProduceAck)>();
-        let touched = self.touched.capacity() * std::mem::size_of::<(TopicIdx, Checkpoint)>();
-        let stored = self.stored.capacity() * std::mem::size_of::<Accepted>();
-        let crcs: usize = self.stored.iter().map(|a| a.value_crcs.capacity() * 4).sum();
-        let keys = self.keys.capacity() * std::mem::size_of::<(TopicIdx, Seq, Vec<u8>)>();
-        let key_bytes: usize = self.keys.iter().map(|(_, _, k)| k.capacity()).sum();
-        // The copies of strong records kept to write again if the commit fails.
-        let strong: u64 = self.strong.iter().flat_map(|(_, r)| r.iter().map(PendingRecord::memory_cost)).sum();
-        (replies + touched + stored + crcs + keys + key_bytes) as u64 + strong
+/// Where topic `t`'s data is acknowledged up to: `None` where nothing leaves this node
+/// (local topics, a gateway), so nothing is ever synced.
+fn synced_below(cfg: &NodeConfig, uplink: Option<&Uplink>, t: usize) -> Option<Seq> {
+    if cfg.role != Role::Edge || !cfg.topics[t].sync.goes_up() {
+        return None;
     }
-}
-
-/// The most storage a record takes once encoded into a log frame: its key and value, and
-/// at most 15 bytes of varints (the frame and batch headers are in `STORAGE_FRAME_RESERVE`).
-fn record_storage_cost(key_len: usize, value_len: usize) -> u64 {
-    (key_len + value_len + 16) as u64
-}
-
-/// Storage kept free for the frame and batch headers of the next group commit. It splits
-/// each topic's records into frames of at most `frame_raw_max` by memory cost, and two
-/// neighbouring frames together pass it, so there are at most two frames per
-/// `frame_raw_max` of `pending_bytes`, plus one per topic.
-fn storage_frame_reserve(topics: usize, pending_bytes: u64, frame_raw_max: u64) -> u64 {
-    if pending_bytes == 0 {
-        return 0;
-    }
-    (topics as u64 + 2 * pending_bytes / frame_raw_max + 2) * log::LOG_FRAME_MIN as u64
-}
-
-/// Splits pending records into batches of at most `raw_max` bytes (counted by memory
-/// cost, which is more than the encoded size), or one record each if larger: then a sync
-/// or fetch read of one `read_chunk_bytes` holds a whole frame, unless one record alone
-/// is larger.
-fn chunk_records(records: &[PendingRecord], raw_max: usize) -> impl Iterator<Item = &[PendingRecord]> {
-    let mut rest = records;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let mut n = 0;
-        let mut bytes = 0;
-        while n < rest.len() && n < MAX_BATCH_RECORDS {
-            let c = rest[n].memory_cost() as usize;
-            if n > 0 && bytes + c > raw_max {
-                break;
-            }
-            bytes += c;
-            n += 1;
-        }
-        let (chunk, tail) = rest.split_at(n);
-        rest = tail;
-        Some(chunk)
-    })
+    Some(uplink.and_then(|u| u.acked(TopicIdx(t as u16))).unwrap_or(0))
 }

@@ -1,7 +1,8 @@
 //! How a [`Node`] drives its site cluster (see `crate::site` for the design): strong
 //! produces, site messages, Raft's actions, its storage, and the cluster uplink.
 
-use super::{Node, Op, PendingRecord};
+use super::{Node, Op};
+use crate::commit::PendingRecord;
 use crate::effects::Ctx;
 use crate::io::{DiskRequest, Event, FileId, ProduceError, ReqId};
 use crate::raft::{self, Action, EntryKind, Role as RaftRole};
@@ -324,27 +325,20 @@ impl Node {
         let site = self.site.as_mut().expect("called with a site");
         let (seq, hlc) = site.strong.assign(index, topic, w.hlc);
         let req = if w.origin == self.cfg.id { site.waiting.remove(&w.hlc).map(|x| x.req) } else { None };
-        let next = self.pending[i].last().and_then(|p| p.strong).map_or(self.logs[i].end_offset(), |s| s + 1);
+        let next = self.commit.next_strong(topic, &self.logs[i]);
         if seq < next {
             // Materialised before a restart; Raft applies again from its snapshot.
             return;
         }
         let record = PendingRecord { req, hlc, key: w.key, value: w.value, strong: Some(seq) };
-        self.pending_bytes += record.memory_cost();
-        self.pending_storage += record.storage_cost();
-        self.pending[i].push(record);
+        self.commit.push(topic, record);
     }
 
     /// Compacts the Raft log below entries whose records are durable here and at the
     /// gateway, once enough of them can go.
     fn site_compact(&mut self) {
         let now = self.now.mono;
-        let quiet = self.cfg.topics.iter().enumerate().all(|(i, t)| !t.is_strong() || self.pending[i].is_empty())
-            && match &self.commit {
-                super::Commit::Idle => true,
-                super::Commit::Flushing(f) => f.strong.is_empty(),
-                _ => false,
-            };
+        let quiet = self.commit.strong_quiet(&self.cfg);
         let Some(site) = &mut self.site else { return };
         if quiet {
             site.durable_applied = site.durable_applied.max(site.raft.applied_index());
