@@ -28,6 +28,7 @@ pub mod raft;
 pub(crate) mod recovery;
 pub mod resources;
 pub mod site;
+pub(crate) mod space;
 pub mod sync;
 pub mod types;
 

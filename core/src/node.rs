@@ -9,7 +9,7 @@
 
 use crate::codec::{BatchDecoder, BatchEncoder, MAX_KEY_BYTES};
 use crate::commit::{CommitFailed, Committed, GroupCommit, PendingRecord};
-use crate::config::{ConfigError, Eviction, NodeConfig, Role};
+use crate::config::{ConfigError, NodeConfig, Role};
 use crate::effects::{Ctx, Fx, Op};
 use crate::fetch::{FetchRequest, Fetches};
 use crate::hlc::{ClockStart, Hlc, HlcClock};
@@ -21,10 +21,8 @@ use crate::io::{
 use crate::log::TopicLog;
 use crate::meta::{self, MetaLog};
 use crate::recovery::{self, Recovered, Recovery, RecoveryCx};
-use crate::resources::{
-    self, MemoryPart, MemoryPlan, MemoryUsage, NodeSizes, ResourceStatus, TopicUsage, TopicView, Victim, VictimKind,
-    META_RESERVE_BYTES,
-};
+use crate::resources::{self, MemoryPart, MemoryPlan, MemoryUsage, NodeSizes, ResourceStatus};
+use crate::space::{self, Space, SpaceCx, SpaceView};
 use crate::sync::ingest::{DataIn, Ingest};
 use crate::sync::proto::SyncMsg;
 use crate::sync::uplink::{ReadAt, Uplink};
@@ -41,21 +39,6 @@ const OUTPUT_QUEUE_KEPT: usize = 64;
 /// The seed of every random choice a node makes (session ids, backoff jitter).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NodeSeed(pub u64);
-
-/// Storage refused writes: produces wait until `retry_at`, then one commit probes. The
-/// state ends at once when the node has freed `needed` bytes since (the write that failed
-/// fits again), or when a commit succeeds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct DeviceFull {
-    retry_at: Instant,
-    wait: Duration,
-    /// Bytes of the write storage refused.
-    needed: u64,
-    /// Bytes of segments deleted since.
-    freed: u64,
-    /// No roll is tried before this (one failed: see `roll_synced`).
-    roll_after: Instant,
-}
 
 #[derive(Debug)]
 enum Phase {
@@ -93,6 +76,15 @@ pub struct NodeStats {
     pub device_full_events: u64,
 }
 
+/// The counts of `NodeStats` that belong to no component.
+#[derive(Clone, Debug, Default)]
+struct Counters {
+    commits: u64,
+    commit_failures: u64,
+    storage_refused: u64,
+    device_full_refused: u64,
+}
+
 /// An Outpost node. See the crate docs for the driver's rule.
 #[derive(Debug)]
 pub struct Node {
@@ -101,9 +93,8 @@ pub struct Node {
     now: Now,
     phase: Phase,
     logs: Vec<TopicLog>,
-    device_full: Option<DeviceFull>,
-    /// Per topic: records evicted before the gateway acknowledged them.
-    evicted_unsynced: Vec<u64>,
+    /// The storage budget, eviction, retention and the device-full state.
+    space: Space,
     plan: MemoryPlan,
     hlc: HlcClock,
     /// Messages waiting for the clock to issue a timestamp (see `hold`).
@@ -121,7 +112,8 @@ pub struct Node {
     seed: u64,
     fetches: Fetches,
     next_housekeeping: Instant,
-    stats: NodeStats,
+    /// What the node counts itself; the components count the rest (`Node::stats`).
+    counters: Counters,
     /// zstd contexts, kept because creating one costs more than a small batch.
     enc: BatchEncoder,
     dec: BatchDecoder,
@@ -159,8 +151,7 @@ impl Node {
             now,
             phase: Phase::Recovering(Box::new(recovery)),
             logs,
-            device_full: None,
-            evicted_unsynced: vec![0; n],
+            space: Space::new(n),
             plan: MemoryPlan::of(&cfg, Node::SIZES),
             hlc,
             held: MessageHold::default(),
@@ -175,7 +166,7 @@ impl Node {
             seed: seed.0,
             fetches: Fetches::default(),
             next_housekeeping: now.mono,
-            stats: NodeStats::default(),
+            counters: Counters::default(),
             enc: BatchEncoder::new(),
             dec: BatchDecoder::new(),
             cfg,
@@ -221,9 +212,19 @@ impl Node {
     }
 
     pub fn stats(&self) -> NodeStats {
-        let mut s = self.stats.clone();
+        let c = &self.counters;
+        let mut s = NodeStats {
+            commits: c.commits,
+            commit_failures: c.commit_failures,
+            storage_refused: c.storage_refused,
+            device_full_refused: c.device_full_refused,
+            ..NodeStats::default()
+        };
         s.hlc_rejected = self.hlc.rejected_remote();
-        s.evicted_unsynced = self.evicted_unsynced.iter().sum();
+        s.evicted_unsynced = self.space.evicted_unsynced();
+        s.segments_deleted = self.space.stats.segments_deleted;
+        s.evicted_synced_segments = self.space.stats.evicted_synced_segments;
+        s.device_full_events = self.space.stats.device_full_events;
         if let Some(u) = &self.uplink {
             s.sessions_opened = u.sessions_opened;
             s.retransmits = u.retransmits;
@@ -266,10 +267,7 @@ impl Node {
         let up = self.uplink.as_ref().and_then(|u| u.poll_timeout(&self.cfg.sync, &self.logs));
         let t = up.map_or(self.next_housekeeping, |t| t.min(self.next_housekeeping));
         // A roll that failed is tried again after the device-full wait, messages or not.
-        let t = match self.device_full {
-            Some(f) if f.roll_after > self.now.mono => t.min(f.roll_after),
-            _ => t,
-        };
+        let t = self.space.poll_timeout(self.now.mono).map_or(t, |r| r.min(t));
         // While the clock waits after a restart: wake when it asks for a bound and when
         // the wait ends (held messages and refused produces depend on it).
         let wall = self.now.wall_ms;
@@ -296,7 +294,7 @@ impl Node {
                 g.expire_sessions(now.mono, &self.cfg);
             }
         }
-        if self.device_full.is_some_and(|f| f.roll_after <= now.mono) {
+        if self.space.roll_due(now.mono) {
             self.reclaim_full_device();
         }
         self.site_tick();
@@ -369,16 +367,19 @@ impl Node {
         if let Err(e) = self.commit.check_room(&self.cfg, &record) {
             return self.reply(req, Err(e));
         }
-        if self.device_full.is_some_and(|f| self.now.mono < f.retry_at) {
-            self.stats.device_full_refused += 1;
-            return self.reply(req, Err(self.storage_full(true)));
+        if self.space.refuses_writes(self.now.mono) {
+            self.counters.device_full_refused += 1;
+            let e = self.storage_full(true);
+            return self.reply(req, Err(e));
         }
         // The record, and the frame headers the commit may need for it. (Eviction comes
         // before the timestamp, so a produce then refused for its clock may have evicted:
         // the room is used by the next produce.)
-        if !self.make_room(topic, self.commit.storage_need(&self.cfg, &record)) {
-            self.stats.storage_refused += 1;
-            return self.reply(req, Err(self.storage_full(false)));
+        let need = self.commit.storage_need(&self.cfg, &record);
+        if !self.with_space(|s, cx| s.make_room(cx, topic, need)) {
+            self.counters.storage_refused += 1;
+            let e = self.storage_full(false);
+            return self.reply(req, Err(e));
         }
         let hlc = match self.hlc.now(self.now.wall_ms) {
             Ok(h) => h,
@@ -512,8 +513,7 @@ impl Node {
                 g.on_hello(&mut cx, from, origin, session, topics);
             }
             (Role::Gateway, SyncMsg::Data { session, topic, batches, .. }) => {
-                let room =
-                    if self.device_full.is_some_and(|f| self.now.mono < f.retry_at) { 0 } else { self.storage_room() };
+                let room = self.with_space(|s, cx| s.room(cx));
                 // Held messages share the pending budget with accepted batches.
                 let pending_max = self.cfg.gateway.pending_bytes_max.saturating_sub(self.held.bytes());
                 let g = self.ingest.as_mut().expect("a running gateway has ingest");
@@ -560,11 +560,7 @@ impl Node {
                 None => {}
                 // The old segments are no longer the newest: they go now.
                 Some(true) => self.reclaim_full_device(),
-                Some(false) => {
-                    if let Some(f) = &mut self.device_full {
-                        f.roll_after = self.now.mono.saturating_add(f.wait);
-                    }
-                }
+                Some(false) => self.space.on_roll_failed(self.now.mono),
             },
             Op::MetaAppend => self.meta_append_error = result.err(),
             Op::MetaSync { bound } => {
@@ -584,7 +580,7 @@ impl Node {
                             // No timestamp can be issued until a bound is durable: free what
                             // the gateway holds, as for a commit refused for space (once per
                             // wait: the bound is tried again at every input).
-                            if self.device_full.is_none_or(|f| self.now.mono >= f.retry_at) {
+                            if !self.space.refuses_writes(self.now.mono) {
                                 self.on_device_full(meta::META_RECORD_BYTES);
                             } else {
                                 self.reclaim_full_device();
@@ -688,8 +684,8 @@ impl Node {
     // ---- group commit ----
 
     fn committed(&mut self, c: Committed) {
-        self.stats.commits += 1;
-        self.device_full = None;
+        self.counters.commits += 1;
+        self.space.on_commit_succeeded();
         if let Some(site) = &mut self.site {
             site.stats.acknowledged += c.strong_acks;
             if let Some(i) = c.site_applied {
@@ -716,7 +712,7 @@ impl Node {
     }
 
     fn commit_failed(&mut self, f: CommitFailed) {
-        self.stats.commit_failures += 1;
+        self.counters.commit_failures += 1;
         if let Some(g) = &mut self.ingest {
             g.on_commit_failed();
         }
@@ -728,38 +724,21 @@ impl Node {
     // ---- retention ----
 
     fn apply_retention(&mut self) {
-        if self.cfg.role == Role::Gateway {
-            // A gateway rebuilds its high-water marks from its segments at start; deleting
-            // one would let a restart accept its records again. Retention returns with a
-            // durable checkpoint of the marks.
-            return;
-        }
-        let wall = self.now.wall_ms;
-        for i in 0..self.logs.len() {
-            let tcfg = &self.cfg.topics[i];
-            let synced = match (&self.uplink, &self.site) {
+        let (cfg, uplink, site) = (&self.cfg, self.uplink.as_ref(), self.site.as_deref());
+        // Strong topics are acknowledged through the site's leader.
+        let mark = |i: usize| {
+            let tcfg = &cfg.topics[i];
+            match (uplink, site) {
                 (_, Some(site)) if tcfg.is_strong() && tcfg.sync.goes_up() => site.gateway_mark(TopicIdx(i as u16)),
                 (Some(u), _) if tcfg.sync.goes_up() => u.acked(TopicIdx(i as u16)).unwrap_or(0),
-                _ if self.cfg.role == Role::Edge && tcfg.sync.goes_up() => 0,
+                _ if cfg.role == Role::Edge && tcfg.sync.goes_up() => 0,
                 _ => u64::MAX,
-            };
-            let log = &mut self.logs[i];
-            while let Some(oldest) = log.oldest() {
-                if log.removable() == 0 || oldest.end > synced {
-                    break;
-                }
-                let over_size = log.bytes() > tcfg.retention_bytes;
-                let too_old = tcfg.retention_age.is_some_and(|a| wall.saturating_sub(oldest.newest_ms) > a.as_millis());
-                if !over_size && !too_old {
-                    break;
-                }
-                let seg = log.pop_oldest().expect("more than one segment");
-                let file = log.file(seg.base);
-                self.stats.segments_deleted += 1;
-                self.fx.disk(DiskRequest::Delete { file }, Op::RetentionDelete);
-                self.fx.event(Event::SegmentDeleted { file, records: seg.end - seg.base });
             }
-        }
+        };
+        let synced = |t: usize| synced_below(cfg, uplink, t);
+        let reserved = self.commit.storage_reserved(cfg);
+        let mut cx = SpaceCx { cfg, now: self.now, fx: &mut self.fx, logs: &mut self.logs, synced: &synced, reserved };
+        self.space.apply_retention(&mut cx, mark);
         self.reclaim_full_device();
     }
 }
@@ -769,7 +748,7 @@ impl Node {
     /// Bytes of storage the node's files take, as it accounts them: every segment byte
     /// appended, and a fixed reserve for the meta log.
     pub fn storage_used(&self) -> u64 {
-        self.logs.iter().map(TopicLog::bytes).sum::<u64>() + META_RESERVE_BYTES
+        space::storage_used(&self.logs)
     }
 
     /// Storage reserved by records and batches waiting for the next group commit.
@@ -777,165 +756,46 @@ impl Node {
         self.commit.storage_reserved(&self.cfg)
     }
 
-    fn storage_room(&self) -> u64 {
-        self.cfg.resources.storage_bytes_max.saturating_sub(self.storage_used() + self.storage_reserved())
+    /// Runs a step of the storage component over this node's logs and effects.
+    fn with_space<R>(&mut self, f: impl FnOnce(&mut Space, &mut SpaceCx<'_>) -> R) -> R {
+        let (cfg, uplink) = (&self.cfg, self.uplink.as_ref());
+        let synced = |t: usize| synced_below(cfg, uplink, t);
+        let reserved = self.commit.storage_reserved(cfg);
+        let mut cx = SpaceCx { cfg, now: self.now, fx: &mut self.fx, logs: &mut self.logs, synced: &synced, reserved };
+        f(&mut self.space, &mut cx)
     }
 
-    /// Where each topic's data is acknowledged up to: `None` where nothing leaves this
-    /// node (local topics, a gateway), so nothing is ever synced.
-    fn synced_below(&self, t: usize) -> Option<Seq> {
-        synced_below(&self.cfg, self.uplink.as_ref(), t)
+    /// A look at the storage component over this node's logs.
+    fn view_space<R>(&self, f: impl FnOnce(&Space, &SpaceView<'_>) -> R) -> R {
+        let (cfg, uplink) = (&self.cfg, self.uplink.as_ref());
+        let synced = |t: usize| synced_below(cfg, uplink, t);
+        let reserved = self.commit.storage_reserved(cfg);
+        f(&self.space, &SpaceView { cfg, now: self.now, logs: &self.logs, synced: &synced, reserved })
     }
 
-    /// Evicts until `need` more bytes fit the storage budget, for a write to `writer`.
-    /// False if the policies let nothing more go.
-    fn make_room(&mut self, writer: TopicIdx, need: u64) -> bool {
-        loop {
-            if self.storage_room() >= need {
-                return true;
-            }
-            let Some(victim) = self.pick_victim(writer) else {
-                return false;
-            };
-            self.evict(victim);
-        }
-    }
-
-    fn pick_victim(&self, writer: TopicIdx) -> Option<Victim> {
-        if self.cfg.role != Role::Edge {
-            // A gateway's segments rebuild its marks at a restart (see `apply_retention`).
-            return None;
-        }
-        let views: Vec<TopicView<'_>> = (0..self.logs.len())
-            .map(|t| TopicView {
-                log: &self.logs[t],
-                priority: self.cfg.topics[t].priority,
-                eviction: self.cfg.topics[t].eviction,
-                synced_below: self.synced_below(t),
-            })
-            .collect();
-        resources::pick_victim(&views, writer)
-    }
-
-    /// Deletes the oldest segment of `v.topic`. Records the gateway had not acknowledged
-    /// are counted and named in `Event::Evicted`; sync later tells the gateway with a
-    /// `Skip` (reason `Evicted`).
-    fn evict(&mut self, v: Victim) {
-        let t = v.topic.0 as usize;
-        let unsynced_from = self.synced_below(t).unwrap_or(0);
-        let policy = self.cfg.topics[t].eviction;
-        let log = &mut self.logs[t];
-        match v.kind {
-            VictimKind::Synced => {}
-            VictimKind::Superseded => assert!(
-                policy == Eviction::Compact && log.oldest().is_some_and(|s| s.live_records() == 0),
-                "a segment of topic {t} holding a key's newest value compacted away"
-            ),
-            VictimKind::Unsynced => assert!(
-                policy.yields_to(self.cfg.topics[t].priority, u8::MAX),
-                "unsynced records of topic {t} evicted under policy {policy:?}"
-            ),
-        }
-        let seg = log.evict_oldest(unsynced_from).expect("a victim is never a topic's only segment");
-        let file = log.file(seg.base);
-        self.fx.disk(DiskRequest::Delete { file }, Op::RetentionDelete);
-        let from = seg.base.max(unsynced_from);
-        if v.kind == VictimKind::Synced || from >= seg.end {
-            self.stats.evicted_synced_segments += 1;
-            self.fx.event(Event::SegmentDeleted { file, records: seg.end - seg.base });
-            return;
-        }
-        // Sequences past the segment's last frame hold nothing (see `log`).
-        let to = seg.end;
-        let records = (to - seg.unwritten).saturating_sub(from);
-        self.evicted_unsynced[t] += records;
-        self.fx.event(Event::Evicted { topic: v.topic, from, to, records, bytes: seg.len, policy: policy.name() });
-    }
-
-    /// Storage said there is no space for a write of `needed` bytes: refuse produces for
-    /// a while, then probe with one commit; meanwhile free what the gateway holds.
     fn on_device_full(&mut self, needed: u64) {
-        self.stats.device_full_events += 1;
-        let now = self.now.mono;
-        let r = &self.cfg.resources;
-        let wait = match self.device_full {
-            None => r.disk_full_probe_min,
-            Some(f) => Duration(f.wait.0.saturating_mul(2).min(r.disk_full_probe_max.0)),
-        };
-        let roll_after = self.device_full.map_or(now, |f| f.roll_after);
-        self.device_full = Some(DeviceFull { retry_at: now.saturating_add(wait), wait, needed, freed: 0, roll_after });
-        self.fx.event(Event::StorageProblem {
-            detail: format!(
-                "storage reported no space for a write of {needed} bytes; segments the gateway holds are freed as it \
-                 acknowledges them, and produces are refused for {} ms, then a write is tried again",
-                wait.as_millis()
-            ),
-        });
-        self.reclaim_full_device();
+        if self.with_space(|s, cx| s.on_device_full(cx, needed)) {
+            self.roll_synced();
+        }
     }
 
-    /// While the device is full: deletes every segment the gateway holds wholly (rolling
-    /// a topic's newest segment to an empty one first when that is what holds the room,
-    /// see `roll_synced`), and ends the full state once the write that failed fits in what
-    /// was freed. Nothing the gateway has not acknowledged goes: lossy policies evict only
-    /// against the storage budget, in `make_room`.
+    /// While the device is full, frees what the next hop holds (see `Space::reclaim`).
     fn reclaim_full_device(&mut self) {
-        let Some(mut full) = self.device_full else { return };
-        if self.cfg.role != Role::Edge || !self.is_running() {
-            return;
+        if self.is_running() && self.with_space(|s, cx| s.reclaim(cx)) {
+            self.roll_synced();
         }
-        let before = self.storage_used();
-        let top = (0..self.logs.len()).max_by_key(|&t| self.cfg.topics[t].priority).unwrap_or(0);
-        while let Some(v) = self.pick_victim(TopicIdx(top as u16)).filter(|v| v.kind == VictimKind::Synced) {
-            self.evict(v);
-        }
-        full.freed += before - self.storage_used();
-        if full.freed >= full.needed {
-            self.device_full = None;
-            self.fx.event(Event::StorageFreed { bytes: full.freed });
-            return;
-        }
-        self.device_full = Some(full);
-        if self.now.mono >= full.roll_after {
-            let (cfg, uplink) = (&self.cfg, self.uplink.as_ref());
-            let synced = |t| synced_below(cfg, uplink, t);
-            self.commit.roll_synced(&mut self.fx, &mut self.logs, self.now.wall_ms, synced);
-        }
+    }
+
+    fn roll_synced(&mut self) {
+        let (cfg, uplink) = (&self.cfg, self.uplink.as_ref());
+        let synced = |t| synced_below(cfg, uplink, t);
+        self.commit.roll_synced(&mut self.fx, &mut self.logs, self.now.wall_ms, synced);
     }
 
     /// The refusal of a produce for lack of storage, saying what holds the room.
     fn storage_full(&self, device_full: bool) -> ProduceError {
-        let (mut unsynced, mut awaiting_ack, mut freeing, mut local) = (self.commit.queued_storage(), 0, 0, 0);
-        for (t, log) in self.logs.iter().enumerate() {
-            let Some(synced) = self.synced_below(t) else {
-                local += log.bytes();
-                continue;
-            };
-            for s in log.segments() {
-                if s.end > synced {
-                    unsynced += s.len;
-                } else if device_full {
-                    // Freed while the device is full (`reclaim_full_device`): only the
-                    // budget's eviction leaves a topic's newest segment in place.
-                    freeing += s.len;
-                }
-            }
-            awaiting_ack += log.records_from(synced);
-        }
-        let retry_in = match self.device_full {
-            Some(f) if device_full => Duration(f.retry_at.0.saturating_sub(self.now.mono.0)),
-            _ => Duration::ZERO,
-        };
-        ProduceError::StorageFull {
-            used: self.storage_used() + self.storage_reserved(),
-            unsynced,
-            limit: self.cfg.resources.storage_bytes_max,
-            device_full,
-            awaiting_ack,
-            freeing,
-            local,
-            retry_in,
-        }
+        let queued = self.commit.queued_storage();
+        self.view_space(|s, v| s.refusal(v, device_full, queued))
     }
 
     /// The memory each part holds now. The simulator checks it against the limit and
@@ -983,41 +843,13 @@ impl Node {
 
     /// Usage against the budgets, per topic, as the operator CLI shows it.
     pub fn resource_status(&self) -> ResourceStatus {
-        let wall = self.now.wall_ms;
-        let topics = (0..self.logs.len())
-            .map(|t| {
-                let log = &self.logs[t];
-                let tc = &self.cfg.topics[t];
-                let synced = self.synced_below(t);
-                let unsynced_records = synced.map_or(0, |s| log.records_from(s));
-                let oldest = synced.and_then(|s| log.segments().find(|seg| seg.end > s && unsynced_records > 0));
-                let unsynced_bytes = match synced {
-                    Some(s) if unsynced_records > 0 => {
-                        log.segments().filter(|seg| seg.end > s).map(|seg| seg.len).sum()
-                    }
-                    _ => 0,
-                };
-                TopicUsage {
-                    name: tc.name.clone(),
-                    priority: tc.priority,
-                    eviction: tc.eviction,
-                    bytes: log.bytes(),
-                    segments: log.segment_count() as u64,
-                    records: log.records_from(log.start_offset()),
-                    unsynced_records,
-                    unsynced_bytes,
-                    oldest_unsynced_age: oldest.map(|seg| Duration::from_millis(wall.saturating_sub(seg.newest_ms))),
-                    evicted_unsynced: self.evicted_unsynced[t],
-                }
-            })
-            .collect();
         ResourceStatus {
             memory: self.memory(),
             memory_max: self.cfg.resources.memory_bytes_max,
             storage_used: self.storage_used() + self.storage_reserved(),
             storage_max: self.cfg.resources.storage_bytes_max,
-            device_full: self.device_full.is_some(),
-            topics,
+            device_full: self.space.is_device_full(),
+            topics: self.view_space(|s, v| s.topic_usage(v)),
         }
     }
 }
