@@ -8,7 +8,9 @@
 //! crash at any point of a rotation loses nothing.
 
 use crate::codec::{self, FrameKind};
-use crate::io::FileId;
+use crate::effects::{Fx, Op};
+use crate::hlc::HlcClock;
+use crate::io::{DiskError, DiskRequest, DiskResponse, FileId};
 
 /// A meta file is rotated past this many bytes.
 pub const META_FILE_BYTES_MAX: u64 = 64 << 10;
@@ -95,6 +97,69 @@ impl MetaLog {
     pub fn write_failed(&mut self, nothing_written: bool) {
         self.len =
             if nothing_written { self.len.saturating_sub(META_RECORD_LEN as u64 + 12) } else { META_FILE_BYTES_MAX };
+    }
+}
+
+/// Persists the clock's upper bound: one meta write (append, then sync) at a time, when
+/// the clock asks for one (`HlcClock::bound_to_persist`); tells the clock when it is
+/// durable or failed.
+#[derive(Debug)]
+pub(crate) struct BoundWriter {
+    log: MetaLog,
+    in_flight: bool,
+    append_error: Option<DiskError>,
+}
+
+impl BoundWriter {
+    /// After the generations recovery found.
+    pub fn recovered(found: &[u64]) -> BoundWriter {
+        BoundWriter { log: MetaLog::recovered(found), in_flight: false, append_error: None }
+    }
+
+    /// Starts a write if the clock asks for a bound and none is in flight.
+    pub fn persist(&mut self, fx: &mut Fx, hlc: &mut HlcClock, wall_ms: u64) {
+        if self.in_flight {
+            return;
+        }
+        let Some(bound) = hlc.bound_to_persist(wall_ms) else {
+            return;
+        };
+        let w = self.log.write(bound);
+        self.in_flight = true;
+        fx.disk(DiskRequest::Append { file: w.file, bytes: w.bytes }, Op::MetaAppend);
+        fx.disk(DiskRequest::Sync { file: w.file }, Op::MetaSync { bound });
+    }
+
+    /// The append completed.
+    pub fn on_append(&mut self, result: Result<DiskResponse, DiskError>) {
+        self.append_error = result.err();
+    }
+
+    /// The sync of `bound` completed. True when storage had no space for it: no timestamp
+    /// can be issued until a bound is durable, so the node frees what it can.
+    pub fn on_sync(
+        &mut self,
+        fx: &mut Fx,
+        hlc: &mut HlcClock,
+        bound: u64,
+        result: Result<DiskResponse, DiskError>,
+    ) -> bool {
+        self.in_flight = false;
+        match (self.append_error.take(), result) {
+            (None, Ok(_)) => {
+                hlc.bound_persisted(bound);
+                for file in self.log.written() {
+                    fx.disk(DiskRequest::Delete { file }, Op::MetaDelete);
+                }
+                false
+            }
+            (append, _) => {
+                hlc.bound_persist_failed();
+                let no_space = append == Some(DiskError::NoSpace);
+                self.log.write_failed(no_space);
+                no_space
+            }
+        }
     }
 }
 

@@ -13,25 +13,26 @@ use crate::config::{ConfigError, NodeConfig, Role};
 use crate::effects::{Ctx, Fx, Op};
 use crate::fetch::{FetchRequest, Fetches};
 use crate::hlc::{ClockStart, Hlc, HlcClock};
-use crate::hold::{Held, MessageHold};
-use crate::io::{
-    Control, DiskError, DiskOpId, DiskRequest, DiskResponse, Event, FetchError, Input, Output, ProduceAck,
-    ProduceError, ReqId,
-};
+use crate::hold::MessageHold;
+use crate::io::{DiskError, DiskOpId, DiskResponse, Event, FetchError, Input, Output, ProduceAck, ProduceError, ReqId};
 use crate::log::TopicLog;
-use crate::meta::{self, MetaLog};
+use crate::meta::{self, BoundWriter};
 use crate::recovery::{self, Recovered, Recovery, RecoveryCx};
-use crate::resources::{self, MemoryPart, MemoryPlan, MemoryUsage, NodeSizes, ResourceStatus};
-use crate::space::{self, Space, SpaceCx, SpaceView};
-use crate::sync::ingest::{DataIn, Ingest};
-use crate::sync::proto::SyncMsg;
-use crate::sync::uplink::{ReadAt, Uplink};
+use crate::resources::{self, MemoryPlan, NodeSizes};
+use crate::space::{Space, SpaceCx};
+use crate::sync::ingest::Ingest;
+use crate::sync::uplink::Uplink;
 use crate::types::{Duration, Instant, NodeId, Now, Seq, TopicIdx};
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
+#[path = "node_budget.rs"]
+mod node_budget;
+use node_budget::synced_below;
 #[path = "node_site.rs"]
 mod node_site;
+#[path = "node_sync.rs"]
+mod node_sync;
 
 /// Output queue slots kept between calls; a larger queue is shrunk once drained.
 const OUTPUT_QUEUE_KEPT: usize = 64;
@@ -99,9 +100,8 @@ pub struct Node {
     hlc: HlcClock,
     /// Messages waiting for the clock to issue a timestamp (see `hold`).
     held: MessageHold,
-    meta: MetaLog,
-    meta_inflight: bool,
-    meta_append_error: Option<DiskError>,
+    /// Persists the clock's bound in the meta log.
+    bound: BoundWriter,
     /// The produce queue, the group commit and the rolls of a full device.
     commit: GroupCommit,
     fx: Fx,
@@ -155,9 +155,7 @@ impl Node {
             plan: MemoryPlan::of(&cfg, Node::SIZES),
             hlc,
             held: MessageHold::default(),
-            meta: MetaLog::recovered(&[]),
-            meta_inflight: false,
-            meta_append_error: None,
+            bound: BoundWriter::recovered(&[]),
             commit: GroupCommit::new(n),
             fx,
             uplink: None,
@@ -321,7 +319,7 @@ impl Node {
             return;
         }
         self.release_held();
-        self.persist_hlc_bound();
+        self.bound.persist(&mut self.fx, &mut self.hlc, self.now.wall_ms);
         self.site_step();
         let site_applied = self.site.as_ref().map(|s| s.raft.applied_index());
         self.commit.start(&mut self.fx, &self.cfg, &mut self.logs, &mut self.enc, site_applied);
@@ -388,17 +386,6 @@ impl Node {
         self.commit.push(topic, PendingRecord { hlc, ..record });
     }
 
-    fn on_control(&mut self, c: Control) {
-        let now = self.now.mono;
-        let Some(u) = &mut self.uplink else { return };
-        match c {
-            Control::PauseSync => u.set_paused(true),
-            Control::ResumeSync => u.set_paused(false),
-            Control::SyncNow => u.sync_now(now),
-            Control::LinkUp => u.link_up(now),
-        }
-    }
-
     fn on_fetch(&mut self, req: ReqId, topic: TopicIdx, from: Seq, max_records: u32, max_bytes: u32) {
         let result = if !self.is_running() {
             Err(FetchError::Recovering)
@@ -411,127 +398,6 @@ impl Node {
             return self.fetches.start(&mut cx, r, log);
         };
         self.fx.out.push_back(Output::Fetched { req, result });
-    }
-
-    fn on_message(&mut self, from: NodeId, bytes: Vec<u8>) {
-        if !self.is_running() {
-            return;
-        }
-        let m = Held { from, bytes, observed: None };
-        // Behind a message waiting for the clock, every message waits: they are handled in
-        // the order they came.
-        let waiting = if self.held.is_empty() { self.handle_message(m) } else { Some(m) };
-        if let Some(m) = waiting {
-            self.hold(m);
-        }
-    }
-
-    /// Holds a message until the clock can issue, if it fits; a gateway shares
-    /// `gateway.pending_bytes_max` between held messages and accepted batches not yet
-    /// durable (an edge never holds: it stamps no message it receives).
-    fn hold(&mut self, m: Held) {
-        let room = match &self.ingest {
-            Some(g) => self.cfg.gateway.pending_bytes_max.saturating_sub(g.pending_bytes + self.held.bytes()),
-            None => 0,
-        };
-        if let Err(m) = self.held.push_back(m, room) {
-            self.fx.event(Event::HeldMessageDropped { from: m.from, bytes: m.bytes.len() as u64 });
-        }
-    }
-
-    /// Handles the messages held for the clock, in order, as long as it can issue.
-    fn release_held(&mut self) {
-        while !self.held.is_empty() && self.hlc.can_issue(self.now.wall_ms) {
-            let m = self.held.pop_front().expect("not empty");
-            if let Some(m) = self.handle_message(m) {
-                // Its sender's timestamp put the clock past its bound: a new one first.
-                self.held.push_front(m);
-                return;
-            }
-        }
-    }
-
-    /// Handles one message; gives it back if it must wait for the clock.
-    fn handle_message(&mut self, m: Held) -> Option<Held> {
-        let Held { from, bytes, observed } = m;
-        if crate::site::msg::is_site_frame(&bytes) {
-            self.site_message(from, &bytes);
-            return None;
-        }
-        let msg = match SyncMsg::decode(&bytes) {
-            Ok(m) => m,
-            Err(e) => {
-                self.fx.event(Event::BadMessage { from, error: e.to_string() });
-                return None;
-            }
-        };
-        let remote = match &msg {
-            SyncMsg::Hello { hlc, .. }
-            | SyncMsg::Welcome { hlc, .. }
-            | SyncMsg::Data { hlc, .. }
-            | SyncMsg::Ack { hlc, .. }
-            | SyncMsg::Skip { hlc, .. } => Some(*hlc),
-            SyncMsg::Reset { .. } => None,
-        };
-        let rejected = match (observed, remote) {
-            (Some(rejected), _) => rejected,
-            (None, Some(h)) if self.hlc.observe(self.now.wall_ms, h).is_err() => {
-                self.fx.event(Event::HlcRejected { from, remote: h });
-                true
-            }
-            (None, _) => false,
-        };
-        // The timestamp that proves a Data batch happened before its storage here. When
-        // the clock cannot issue it (its bound lapsed while idle, or it waits after a
-        // restart), the message waits for it instead of being dropped.
-        let received = match (&msg, self.cfg.role) {
-            (SyncMsg::Data { .. }, Role::Gateway) => match self.hlc.now(self.now.wall_ms) {
-                Ok(h) => h,
-                Err(_) => return Some(Held { from, bytes, observed: Some(rejected) }),
-            },
-            _ => Hlc::ZERO,
-        };
-        match (self.cfg.role, msg) {
-            (Role::Edge, msg) => {
-                if self.site_uplink_message(from, &msg) {
-                    let site = self.site.as_mut().expect("routed to the site's uplink");
-                    let u = site.uplink.as_mut().expect("routed to the site's uplink");
-                    self.fx.send_as = Some(site.cfg.id);
-                    u.on_message(msg, self.now.mono, &self.logs, &mut self.fx);
-                    self.fx.send_as = None;
-                    self.apply_retention();
-                } else if let Some(u) = &mut self.uplink {
-                    if from == u.gateway() {
-                        u.on_message(msg, self.now.mono, &self.logs, &mut self.fx);
-                        self.apply_retention();
-                    }
-                }
-            }
-            (Role::Gateway, SyncMsg::Hello { origin, session, topics, .. }) => {
-                let g = self.ingest.as_mut().expect("a running gateway has ingest");
-                let mut cx = Ctx { now: self.now.mono, cfg: &self.cfg, hlc: self.hlc.last(), fx: &mut self.fx };
-                g.on_hello(&mut cx, from, origin, session, topics);
-            }
-            (Role::Gateway, SyncMsg::Data { session, topic, batches, .. }) => {
-                let room = self.with_space(|s, cx| s.room(cx));
-                // Held messages share the pending budget with accepted batches.
-                let pending_max = self.cfg.gateway.pending_bytes_max.saturating_sub(self.held.bytes());
-                let g = self.ingest.as_mut().expect("a running gateway has ingest");
-                let mut cx = Ctx { now: self.now.mono, cfg: &self.cfg, hlc: received, fx: &mut self.fx };
-                let data = DataIn { from, session, topic: &topic, batches, hlc_rejected: rejected };
-                let outcome = g.on_data(&mut cx, data, (room, pending_max), (&mut self.enc, &mut self.dec));
-                for a in outcome.accepted {
-                    self.commit.accept(a);
-                }
-            }
-            (Role::Gateway, SyncMsg::Skip { session, topic, from: f, to, reason, .. }) => {
-                let g = self.ingest.as_mut().expect("a running gateway has ingest");
-                let mut cx = Ctx { now: self.now.mono, cfg: &self.cfg, hlc: self.hlc.last(), fx: &mut self.fx };
-                g.on_skip(&mut cx, from, session, &topic, (f, to), reason);
-            }
-            (Role::Gateway, _) => {}
-        }
-        None
     }
 
     fn on_disk_done(&mut self, id: DiskOpId, result: Result<DiskResponse, DiskError>) {
@@ -562,67 +428,21 @@ impl Node {
                 Some(true) => self.reclaim_full_device(),
                 Some(false) => self.space.on_roll_failed(self.now.mono),
             },
-            Op::MetaAppend => self.meta_append_error = result.err(),
+            Op::MetaAppend => self.bound.on_append(result),
             Op::MetaSync { bound } => {
-                self.meta_inflight = false;
-                match (self.meta_append_error.take(), result) {
-                    (None, Ok(_)) => {
-                        self.hlc.bound_persisted(bound);
-                        for file in self.meta.written() {
-                            self.fx.disk(DiskRequest::Delete { file }, Op::MetaDelete);
-                        }
-                    }
-                    (append, _) => {
-                        self.hlc.bound_persist_failed();
-                        let no_space = append == Some(DiskError::NoSpace);
-                        self.meta.write_failed(no_space);
-                        if no_space {
-                            // No timestamp can be issued until a bound is durable: free what
-                            // the gateway holds, as for a commit refused for space (once per
-                            // wait: the bound is tried again at every input).
-                            if !self.space.refuses_writes(self.now.mono) {
-                                self.on_device_full(meta::META_RECORD_BYTES);
-                            } else {
-                                self.reclaim_full_device();
-                            }
-                        }
+                // Free what the next hop holds, as for a commit refused for space (once per
+                // wait: the bound is tried again at every input).
+                if self.bound.on_sync(&mut self.fx, &mut self.hlc, bound, result) {
+                    if !self.space.refuses_writes(self.now.mono) {
+                        self.on_device_full(meta::META_RECORD_BYTES);
+                    } else {
+                        self.reclaim_full_device();
                     }
                 }
             }
             Op::MetaDelete | Op::RetentionDelete | Op::RaftDelete | Op::Stale => {}
             Op::RaftWrite => self.site_write_done(result.is_ok()),
-            Op::FetchRead { req } => {
-                let bytes = match &result {
-                    Ok(DiskResponse::Read(b)) => Some(b.as_slice()),
-                    _ => None,
-                };
-                let Some(topic) = self.fetches.topic_of(req) else { return };
-                let log = &self.logs[topic.0 as usize];
-                let chunk = self.cfg.log.read_chunk_bytes;
-                self.fetches.on_read(req, bytes, log, chunk, &mut self.dec, &mut self.fx);
-            }
-            Op::UplinkRead { tag, topic, base, pos, sent } => {
-                let own = tag == 0;
-                let hlc = if own { self.hlc.last() } else { self.site_uplink_hlc() };
-                let (u, cfg) = match (own, &mut self.site) {
-                    (true, _) => (self.uplink.as_mut(), &self.cfg),
-                    (false, Some(site)) if site.uplink_tag == tag => (site.uplink.as_mut(), &site.sync_cfg),
-                    (false, _) => (None, &self.cfg),
-                };
-                let Some(u) = u else { return };
-                let bytes = match result {
-                    Ok(DiskResponse::Read(b)) => b,
-                    _ => Vec::new(),
-                };
-                let log = &self.logs[topic.0 as usize];
-                if !own {
-                    self.fx.send_as = Some(cfg.id);
-                }
-                let mut cx = Ctx { now: self.now.mono, cfg, hlc, fx: &mut self.fx };
-                let at = ReadAt { topic, base, pos, sent };
-                u.on_read(&mut cx, at, &bytes, log, (&mut self.enc, &mut self.dec));
-                self.fx.send_as = None;
-            }
+            Op::FetchRead { .. } | Op::UplinkRead { .. } => self.sync_read_done(op, result),
         }
     }
 
@@ -641,7 +461,7 @@ impl Node {
             }
             ClockStart::New | ClockStart::FromWall => {}
         }
-        self.meta = MetaLog::recovered(&r.meta_generations);
+        self.bound = BoundWriter::recovered(&r.meta_generations);
         match self.cfg.role {
             Role::Edge => {
                 // Strong topics go up through the site's leader, as the cluster's stream.
@@ -664,21 +484,6 @@ impl Node {
             records: r.records,
             truncated_bytes: r.truncated_bytes,
         });
-    }
-
-    // ---- HLC bound ----
-
-    fn persist_hlc_bound(&mut self) {
-        if self.meta_inflight {
-            return;
-        }
-        let Some(bound) = self.hlc.bound_to_persist(self.now.wall_ms) else {
-            return;
-        };
-        let w = self.meta.write(bound);
-        self.meta_inflight = true;
-        self.fx.disk(DiskRequest::Append { file: w.file, bytes: w.bytes }, Op::MetaAppend);
-        self.fx.disk(DiskRequest::Sync { file: w.file }, Op::MetaSync { bound });
     }
 
     // ---- group commit ----
@@ -741,124 +546,4 @@ impl Node {
         self.space.apply_retention(&mut cx, mark);
         self.reclaim_full_device();
     }
-}
-
-/// Budgets: accounting, eviction and the device-full state (see `resources`).
-impl Node {
-    /// Bytes of storage the node's files take, as it accounts them: every segment byte
-    /// appended, and a fixed reserve for the meta log.
-    pub fn storage_used(&self) -> u64 {
-        space::storage_used(&self.logs)
-    }
-
-    /// Storage reserved by records and batches waiting for the next group commit.
-    pub fn storage_reserved(&self) -> u64 {
-        self.commit.storage_reserved(&self.cfg)
-    }
-
-    /// Runs a step of the storage component over this node's logs and effects.
-    fn with_space<R>(&mut self, f: impl FnOnce(&mut Space, &mut SpaceCx<'_>) -> R) -> R {
-        let (cfg, uplink) = (&self.cfg, self.uplink.as_ref());
-        let synced = |t: usize| synced_below(cfg, uplink, t);
-        let reserved = self.commit.storage_reserved(cfg);
-        let mut cx = SpaceCx { cfg, now: self.now, fx: &mut self.fx, logs: &mut self.logs, synced: &synced, reserved };
-        f(&mut self.space, &mut cx)
-    }
-
-    /// A look at the storage component over this node's logs.
-    fn view_space<R>(&self, f: impl FnOnce(&Space, &SpaceView<'_>) -> R) -> R {
-        let (cfg, uplink) = (&self.cfg, self.uplink.as_ref());
-        let synced = |t: usize| synced_below(cfg, uplink, t);
-        let reserved = self.commit.storage_reserved(cfg);
-        f(&self.space, &SpaceView { cfg, now: self.now, logs: &self.logs, synced: &synced, reserved })
-    }
-
-    fn on_device_full(&mut self, needed: u64) {
-        if self.with_space(|s, cx| s.on_device_full(cx, needed)) {
-            self.roll_synced();
-        }
-    }
-
-    /// While the device is full, frees what the next hop holds (see `Space::reclaim`).
-    fn reclaim_full_device(&mut self) {
-        if self.is_running() && self.with_space(|s, cx| s.reclaim(cx)) {
-            self.roll_synced();
-        }
-    }
-
-    fn roll_synced(&mut self) {
-        let (cfg, uplink) = (&self.cfg, self.uplink.as_ref());
-        let synced = |t| synced_below(cfg, uplink, t);
-        self.commit.roll_synced(&mut self.fx, &mut self.logs, self.now.wall_ms, synced);
-    }
-
-    /// The refusal of a produce for lack of storage, saying what holds the room.
-    fn storage_full(&self, device_full: bool) -> ProduceError {
-        let queued = self.commit.queued_storage();
-        self.view_space(|s, v| s.refusal(v, device_full, queued))
-    }
-
-    /// The memory each part holds now. The simulator checks it against the limit and
-    /// the plan after every step (guarantee 8).
-    pub fn memory(&self) -> MemoryUsage {
-        let mut m = MemoryUsage::default();
-        m.set(MemoryPart::Fixed, self.plan.max.get(MemoryPart::Fixed));
-        let segments: u64 = self.logs.iter().map(TopicLog::heap_bytes).sum();
-        let uplink = self.uplink.as_ref().map_or(0, Uplink::index_bytes);
-        let ingest = self.ingest.as_ref().map_or(0, Ingest::index_bytes);
-        let ops = self.fx.in_flight() as u64 * resources::DISK_OP_ENTRY_BYTES;
-        let out = (self.fx.out.capacity() * std::mem::size_of::<Output>()) as u64;
-        let recovery = match &self.phase {
-            Phase::Recovering(r) => r.heap_bytes(),
-            Phase::Running => 0,
-        };
-        let keys = self.commit.key_index_bytes();
-        m.set(MemoryPart::Index, segments + uplink + ingest + ops + out + recovery + keys);
-        let (scratch, zstd_c) = self.enc.heap_bytes();
-        m.set(MemoryPart::Codec, scratch + zstd_c + self.dec.heap_bytes());
-        let edge = self.cfg.role == Role::Edge;
-        m.set(MemoryPart::ProduceBuffer, self.commit.produce_buffer_bytes(edge));
-        let gw = self.ingest.as_ref().map_or(0, |g| g.pending_bytes) + self.held.bytes();
-        m.set(MemoryPart::GatewayPending, gw + self.commit.gateway_pending_bytes(edge));
-        m.set(MemoryPart::SyncHeld, self.uplink.as_ref().map_or(0, Uplink::held_bytes));
-        m.set(MemoryPart::FetchResults, self.fetches.held_bytes());
-        m.set(MemoryPart::Writes, self.fx.write_bytes());
-        m.set(MemoryPart::Reads, self.fx.read_bytes());
-        m.set(MemoryPart::SyncWindow, self.uplink.as_ref().map_or(0, Uplink::window_bytes));
-        m.set(MemoryPart::Scratch, self.plan.max.get(MemoryPart::Scratch));
-        m.set(MemoryPart::Site, self.site.as_deref().map_or(0, crate::site::Site::heap_bytes));
-        m
-    }
-
-    /// Of [`Node::memory`], the bytes zstd holds in its own (C) heap, as it reports them
-    /// (`ZSTD_sizeof_CCtx`, `ZSTD_sizeof_DCtx`): invisible to Rust's allocator.
-    pub fn foreign_heap_bytes(&self) -> u64 {
-        self.enc.heap_bytes().1 + self.dec.heap_bytes()
-    }
-
-    /// The maximum of each memory part under this node's configuration.
-    pub fn memory_plan(&self) -> &MemoryPlan {
-        &self.plan
-    }
-
-    /// Usage against the budgets, per topic, as the operator CLI shows it.
-    pub fn resource_status(&self) -> ResourceStatus {
-        ResourceStatus {
-            memory: self.memory(),
-            memory_max: self.cfg.resources.memory_bytes_max,
-            storage_used: self.storage_used() + self.storage_reserved(),
-            storage_max: self.cfg.resources.storage_bytes_max,
-            device_full: self.space.is_device_full(),
-            topics: self.view_space(|s, v| s.topic_usage(v)),
-        }
-    }
-}
-
-/// Where topic `t`'s data is acknowledged up to: `None` where nothing leaves this node
-/// (local topics, a gateway), so nothing is ever synced.
-fn synced_below(cfg: &NodeConfig, uplink: Option<&Uplink>, t: usize) -> Option<Seq> {
-    if cfg.role != Role::Edge || !cfg.topics[t].sync.goes_up() {
-        return None;
-    }
-    Some(uplink.and_then(|u| u.acked(TopicIdx(t as u16))).unwrap_or(0))
 }

@@ -1,0 +1,133 @@
+//! How a [`Node`] keeps its budgets: storage through its `Space` (accounting, eviction,
+//! retention, the device-full state) and the rolls of its group commit, and memory, the
+//! sum of what each component holds, checked by the simulator after every step.
+
+use super::{Node, Phase};
+use crate::config::{NodeConfig, Role};
+use crate::io::{Output, ProduceError};
+use crate::log::TopicLog;
+use crate::resources::{self, MemoryPart, MemoryPlan, MemoryUsage, ResourceStatus};
+use crate::space::{self, Space, SpaceCx, SpaceView};
+use crate::sync::ingest::Ingest;
+use crate::sync::uplink::Uplink;
+use crate::types::{Seq, TopicIdx};
+
+/// Budgets: accounting, eviction and the device-full state (see `resources`).
+impl Node {
+    /// Bytes of storage the node's files take, as it accounts them: every segment byte
+    /// appended, and a fixed reserve for the meta log.
+    pub fn storage_used(&self) -> u64 {
+        space::storage_used(&self.logs)
+    }
+
+    /// Storage reserved by records and batches waiting for the next group commit.
+    pub fn storage_reserved(&self) -> u64 {
+        self.commit.storage_reserved(&self.cfg)
+    }
+
+    /// Runs a step of the storage component over this node's logs and effects.
+    pub(super) fn with_space<R>(&mut self, f: impl FnOnce(&mut Space, &mut SpaceCx<'_>) -> R) -> R {
+        let (cfg, uplink) = (&self.cfg, self.uplink.as_ref());
+        let synced = |t: usize| synced_below(cfg, uplink, t);
+        let reserved = self.commit.storage_reserved(cfg);
+        let mut cx = SpaceCx { cfg, now: self.now, fx: &mut self.fx, logs: &mut self.logs, synced: &synced, reserved };
+        f(&mut self.space, &mut cx)
+    }
+
+    /// A look at the storage component over this node's logs.
+    pub(super) fn view_space<R>(&self, f: impl FnOnce(&Space, &SpaceView<'_>) -> R) -> R {
+        let (cfg, uplink) = (&self.cfg, self.uplink.as_ref());
+        let synced = |t: usize| synced_below(cfg, uplink, t);
+        let reserved = self.commit.storage_reserved(cfg);
+        f(&self.space, &SpaceView { cfg, now: self.now, logs: &self.logs, synced: &synced, reserved })
+    }
+
+    pub(super) fn on_device_full(&mut self, needed: u64) {
+        if self.with_space(|s, cx| s.on_device_full(cx, needed)) {
+            self.roll_synced();
+        }
+    }
+
+    /// While the device is full, frees what the next hop holds (see `Space::reclaim`).
+    pub(super) fn reclaim_full_device(&mut self) {
+        if self.is_running() && self.with_space(|s, cx| s.reclaim(cx)) {
+            self.roll_synced();
+        }
+    }
+
+    pub(super) fn roll_synced(&mut self) {
+        let (cfg, uplink) = (&self.cfg, self.uplink.as_ref());
+        let synced = |t| synced_below(cfg, uplink, t);
+        self.commit.roll_synced(&mut self.fx, &mut self.logs, self.now.wall_ms, synced);
+    }
+
+    /// The refusal of a produce for lack of storage, saying what holds the room.
+    pub(super) fn storage_full(&self, device_full: bool) -> ProduceError {
+        let queued = self.commit.queued_storage();
+        self.view_space(|s, v| s.refusal(v, device_full, queued))
+    }
+
+    /// The memory each part holds now. The simulator checks it against the limit and
+    /// the plan after every step (guarantee 8).
+    pub fn memory(&self) -> MemoryUsage {
+        let mut m = MemoryUsage::default();
+        m.set(MemoryPart::Fixed, self.plan.max.get(MemoryPart::Fixed));
+        let segments: u64 = self.logs.iter().map(TopicLog::heap_bytes).sum();
+        let uplink = self.uplink.as_ref().map_or(0, Uplink::index_bytes);
+        let ingest = self.ingest.as_ref().map_or(0, Ingest::index_bytes);
+        let ops = self.fx.in_flight() as u64 * resources::DISK_OP_ENTRY_BYTES;
+        let out = (self.fx.out.capacity() * std::mem::size_of::<Output>()) as u64;
+        let recovery = match &self.phase {
+            Phase::Recovering(r) => r.heap_bytes(),
+            Phase::Running => 0,
+        };
+        let keys = self.commit.key_index_bytes();
+        m.set(MemoryPart::Index, segments + uplink + ingest + ops + out + recovery + keys);
+        let (scratch, zstd_c) = self.enc.heap_bytes();
+        m.set(MemoryPart::Codec, scratch + zstd_c + self.dec.heap_bytes());
+        let edge = self.cfg.role == Role::Edge;
+        m.set(MemoryPart::ProduceBuffer, self.commit.produce_buffer_bytes(edge));
+        let gw = self.ingest.as_ref().map_or(0, |g| g.pending_bytes) + self.held.bytes();
+        m.set(MemoryPart::GatewayPending, gw + self.commit.gateway_pending_bytes(edge));
+        m.set(MemoryPart::SyncHeld, self.uplink.as_ref().map_or(0, Uplink::held_bytes));
+        m.set(MemoryPart::FetchResults, self.fetches.held_bytes());
+        m.set(MemoryPart::Writes, self.fx.write_bytes());
+        m.set(MemoryPart::Reads, self.fx.read_bytes());
+        m.set(MemoryPart::SyncWindow, self.uplink.as_ref().map_or(0, Uplink::window_bytes));
+        m.set(MemoryPart::Scratch, self.plan.max.get(MemoryPart::Scratch));
+        m.set(MemoryPart::Site, self.site.as_deref().map_or(0, crate::site::Site::heap_bytes));
+        m
+    }
+
+    /// Of [`Node::memory`], the bytes zstd holds in its own (C) heap, as it reports them
+    /// (`ZSTD_sizeof_CCtx`, `ZSTD_sizeof_DCtx`): invisible to Rust's allocator.
+    pub fn foreign_heap_bytes(&self) -> u64 {
+        self.enc.heap_bytes().1 + self.dec.heap_bytes()
+    }
+
+    /// The maximum of each memory part under this node's configuration.
+    pub fn memory_plan(&self) -> &MemoryPlan {
+        &self.plan
+    }
+
+    /// Usage against the budgets, per topic, as the operator CLI shows it.
+    pub fn resource_status(&self) -> ResourceStatus {
+        ResourceStatus {
+            memory: self.memory(),
+            memory_max: self.cfg.resources.memory_bytes_max,
+            storage_used: self.storage_used() + self.storage_reserved(),
+            storage_max: self.cfg.resources.storage_bytes_max,
+            device_full: self.space.is_device_full(),
+            topics: self.view_space(|s, v| s.topic_usage(v)),
+        }
+    }
+}
+
+/// Where topic `t`'s data is acknowledged up to: `None` where nothing leaves this node
+/// (local topics, a gateway), so nothing is ever synced.
+pub(super) fn synced_below(cfg: &NodeConfig, uplink: Option<&Uplink>, t: usize) -> Option<Seq> {
+    if cfg.role != Role::Edge || !cfg.topics[t].sync.goes_up() {
+        return None;
+    }
+    Some(uplink.and_then(|u| u.acked(TopicIdx(t as u16))).unwrap_or(0))
+}

@@ -1,0 +1,187 @@
+//! How a [`Node`] routes sync: peer messages (held while the clock cannot issue the
+//! timestamp a gateway's Data needs), operator controls, and the completions of sync and
+//! fetch reads, to the uplink, the site's uplink, ingest and fetches.
+
+use super::Node;
+use crate::config::Role;
+use crate::effects::{Ctx, Op};
+use crate::hlc::Hlc;
+use crate::hold::Held;
+use crate::io::{Control, DiskError, DiskResponse, Event};
+use crate::sync::ingest::DataIn;
+use crate::sync::proto::SyncMsg;
+use crate::sync::uplink::ReadAt;
+use crate::types::NodeId;
+
+impl Node {
+    pub(super) fn on_control(&mut self, c: Control) {
+        let now = self.now.mono;
+        let Some(u) = &mut self.uplink else { return };
+        match c {
+            Control::PauseSync => u.set_paused(true),
+            Control::ResumeSync => u.set_paused(false),
+            Control::SyncNow => u.sync_now(now),
+            Control::LinkUp => u.link_up(now),
+        }
+    }
+
+    pub(super) fn on_message(&mut self, from: NodeId, bytes: Vec<u8>) {
+        if !self.is_running() {
+            return;
+        }
+        let m = Held { from, bytes, observed: None };
+        // Behind a message waiting for the clock, every message waits: they are handled in
+        // the order they came.
+        let waiting = if self.held.is_empty() { self.handle_message(m) } else { Some(m) };
+        if let Some(m) = waiting {
+            self.hold(m);
+        }
+    }
+
+    /// Holds a message until the clock can issue, if it fits; a gateway shares
+    /// `gateway.pending_bytes_max` between held messages and accepted batches not yet
+    /// durable (an edge never holds: it stamps no message it receives).
+    fn hold(&mut self, m: Held) {
+        let room = match &self.ingest {
+            Some(g) => self.cfg.gateway.pending_bytes_max.saturating_sub(g.pending_bytes + self.held.bytes()),
+            None => 0,
+        };
+        if let Err(m) = self.held.push_back(m, room) {
+            self.fx.event(Event::HeldMessageDropped { from: m.from, bytes: m.bytes.len() as u64 });
+        }
+    }
+
+    /// Handles the messages held for the clock, in order, as long as it can issue.
+    pub(super) fn release_held(&mut self) {
+        while !self.held.is_empty() && self.hlc.can_issue(self.now.wall_ms) {
+            let m = self.held.pop_front().expect("not empty");
+            if let Some(m) = self.handle_message(m) {
+                // Its sender's timestamp put the clock past its bound: a new one first.
+                self.held.push_front(m);
+                return;
+            }
+        }
+    }
+
+    /// Handles one message; gives it back if it must wait for the clock.
+    fn handle_message(&mut self, m: Held) -> Option<Held> {
+        let Held { from, bytes, observed } = m;
+        if crate::site::msg::is_site_frame(&bytes) {
+            self.site_message(from, &bytes);
+            return None;
+        }
+        let msg = match SyncMsg::decode(&bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                self.fx.event(Event::BadMessage { from, error: e.to_string() });
+                return None;
+            }
+        };
+        let remote = match &msg {
+            SyncMsg::Hello { hlc, .. }
+            | SyncMsg::Welcome { hlc, .. }
+            | SyncMsg::Data { hlc, .. }
+            | SyncMsg::Ack { hlc, .. }
+            | SyncMsg::Skip { hlc, .. } => Some(*hlc),
+            SyncMsg::Reset { .. } => None,
+        };
+        let rejected = match (observed, remote) {
+            (Some(rejected), _) => rejected,
+            (None, Some(h)) if self.hlc.observe(self.now.wall_ms, h).is_err() => {
+                self.fx.event(Event::HlcRejected { from, remote: h });
+                true
+            }
+            (None, _) => false,
+        };
+        // The timestamp that proves a Data batch happened before its storage here. When
+        // the clock cannot issue it (its bound lapsed while idle, or it waits after a
+        // restart), the message waits for it instead of being dropped.
+        let received = match (&msg, self.cfg.role) {
+            (SyncMsg::Data { .. }, Role::Gateway) => match self.hlc.now(self.now.wall_ms) {
+                Ok(h) => h,
+                Err(_) => return Some(Held { from, bytes, observed: Some(rejected) }),
+            },
+            _ => Hlc::ZERO,
+        };
+        match (self.cfg.role, msg) {
+            (Role::Edge, msg) => {
+                if self.site_uplink_message(from, &msg) {
+                    let site = self.site.as_mut().expect("routed to the site's uplink");
+                    let u = site.uplink.as_mut().expect("routed to the site's uplink");
+                    self.fx.send_as = Some(site.cfg.id);
+                    u.on_message(msg, self.now.mono, &self.logs, &mut self.fx);
+                    self.fx.send_as = None;
+                    self.apply_retention();
+                } else if let Some(u) = &mut self.uplink {
+                    if from == u.gateway() {
+                        u.on_message(msg, self.now.mono, &self.logs, &mut self.fx);
+                        self.apply_retention();
+                    }
+                }
+            }
+            (Role::Gateway, SyncMsg::Hello { origin, session, topics, .. }) => {
+                let g = self.ingest.as_mut().expect("a running gateway has ingest");
+                let mut cx = Ctx { now: self.now.mono, cfg: &self.cfg, hlc: self.hlc.last(), fx: &mut self.fx };
+                g.on_hello(&mut cx, from, origin, session, topics);
+            }
+            (Role::Gateway, SyncMsg::Data { session, topic, batches, .. }) => {
+                let room = self.with_space(|s, cx| s.room(cx));
+                // Held messages share the pending budget with accepted batches.
+                let pending_max = self.cfg.gateway.pending_bytes_max.saturating_sub(self.held.bytes());
+                let g = self.ingest.as_mut().expect("a running gateway has ingest");
+                let mut cx = Ctx { now: self.now.mono, cfg: &self.cfg, hlc: received, fx: &mut self.fx };
+                let data = DataIn { from, session, topic: &topic, batches, hlc_rejected: rejected };
+                let outcome = g.on_data(&mut cx, data, (room, pending_max), (&mut self.enc, &mut self.dec));
+                for a in outcome.accepted {
+                    self.commit.accept(a);
+                }
+            }
+            (Role::Gateway, SyncMsg::Skip { session, topic, from: f, to, reason, .. }) => {
+                let g = self.ingest.as_mut().expect("a running gateway has ingest");
+                let mut cx = Ctx { now: self.now.mono, cfg: &self.cfg, hlc: self.hlc.last(), fx: &mut self.fx };
+                g.on_skip(&mut cx, from, session, &topic, (f, to), reason);
+            }
+            (Role::Gateway, _) => {}
+        }
+        None
+    }
+
+    /// A sync or fetch read completed.
+    pub(super) fn sync_read_done(&mut self, op: Op, result: Result<DiskResponse, DiskError>) {
+        match op {
+            Op::FetchRead { req } => {
+                let bytes = match &result {
+                    Ok(DiskResponse::Read(b)) => Some(b.as_slice()),
+                    _ => None,
+                };
+                let Some(topic) = self.fetches.topic_of(req) else { return };
+                let log = &self.logs[topic.0 as usize];
+                let chunk = self.cfg.log.read_chunk_bytes;
+                self.fetches.on_read(req, bytes, log, chunk, &mut self.dec, &mut self.fx);
+            }
+            Op::UplinkRead { tag, topic, base, pos, sent } => {
+                let own = tag == 0;
+                let hlc = if own { self.hlc.last() } else { self.site_uplink_hlc() };
+                let (u, cfg) = match (own, &mut self.site) {
+                    (true, _) => (self.uplink.as_mut(), &self.cfg),
+                    (false, Some(site)) if site.uplink_tag == tag => (site.uplink.as_mut(), &site.sync_cfg),
+                    (false, _) => (None, &self.cfg),
+                };
+                let Some(u) = u else { return };
+                let bytes = match result {
+                    Ok(DiskResponse::Read(b)) => b,
+                    _ => Vec::new(),
+                };
+                let log = &self.logs[topic.0 as usize];
+                if !own {
+                    self.fx.send_as = Some(cfg.id);
+                }
+                let mut cx = Ctx { now: self.now.mono, cfg, hlc, fx: &mut self.fx };
+                let at = ReadAt { topic, base, pos, sent };
+                u.on_read(&mut cx, at, &bytes, log, (&mut self.enc, &mut self.dec));
+                self.fx.send_as = None;
+            }
+            _ => unreachable!("not a sync read: {op:?}"),
+        }
+    }
+}
