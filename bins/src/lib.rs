@@ -13,6 +13,7 @@ pub mod driver;
 pub mod guard;
 pub mod http;
 pub mod limits;
+pub mod link;
 pub mod lite;
 pub mod peer;
 #[cfg(feature = "tokio-shell")]

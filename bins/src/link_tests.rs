@@ -1,6 +1,8 @@
 //! The edge ↔ gateway link of the tokio shell on turmoil's simulated network: the real
 //! [`uplink`], [`connect_gateway`], [`serve_peers`], [`accept_edge`] and [`run_peer`],
 //! through partitions, a gateway that crashes and restarts, wrong tokens and hostile peers.
+//! The decisions they make ([`crate::link`]: handshakes, authentication, when to dial
+//! again, what the status says of a peer) are the ones edge-lite makes too.
 //! The node tasks are stand-ins that record what reached them and when.
 //!
 //! Time is turmoil's (each host runs on tokio's paused clock), so the real constants apply:
@@ -11,6 +13,7 @@
 use super::*;
 use crate::config::node_id_of;
 use crate::limits::jitter;
+use crate::peer::Verdict;
 use outpost_core::codec::{encode_frame, FrameKind};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -173,16 +176,8 @@ async fn edge(name: String, token: String, log: Log) -> turmoil::Result {
     let backoff = Backoff::new(&name, RECONNECT_MIN, RECONNECT_MAX);
     let hello = PeerHello { name, token };
     let addr = format!("{GATEWAY}:{PORT}");
-    tokio::spawn(uplink::<SimNet>(
-        addr,
-        GATEWAY.to_string(),
-        node_id_of(GATEWAY),
-        hello,
-        node,
-        frames(),
-        Arc::new(Notify::new()),
-        backoff,
-    ));
+    let redial = Redial::new(&addr, GATEWAY, backoff);
+    tokio::spawn(uplink::<SimNet>(node_id_of(GATEWAY), hello, node, frames(), Arc::new(Notify::new()), redial));
     let mut link: Option<mpsc::Sender<Vec<u8>>> = None;
     let mut probes = 0u64;
     let mut send = |link: &mpsc::Sender<Vec<u8>>| {

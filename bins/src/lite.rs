@@ -23,8 +23,9 @@ use crate::limits::{
     self, ShellBudget, BINARY_IN_FLIGHT_MAX, BUDGET_WAIT, IDLE_TIMEOUT, LINGER, LINGER_BYTES_MAX, PEER_IDLE_TIMEOUT,
     READ_CHUNK,
 };
-use crate::peer::{self, PeerHello, Verdict};
-use crate::status::{Link, PeerLink};
+use crate::link::{Dialing, PeerState, Redial};
+use crate::peer::{self, PeerHello};
+use crate::status::Link;
 use crate::store::Store;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
@@ -133,23 +134,30 @@ impl Conn {
 }
 
 enum LinkState {
-    Idle { retry_at: Instant },
-    Connecting { stream: TcpStream, answer: Vec<u8>, hello: Vec<u8>, since: Instant },
-    Up { stream: TcpStream, rbuf: Vec<u8>, wbuf: Vec<u8>, last_heard: Instant },
+    Idle {
+        retry_at: Instant,
+    },
+    /// `hello`: what is left to send of the hello.
+    Connecting {
+        stream: TcpStream,
+        dialing: Dialing,
+        hello: Vec<u8>,
+        since: Instant,
+    },
+    Up {
+        stream: TcpStream,
+        rbuf: Vec<u8>,
+        wbuf: Vec<u8>,
+        last_heard: Instant,
+    },
 }
 
 struct Uplink {
-    addr: String,
-    name: String,
     id: NodeId,
     hello: PeerHello,
     state: LinkState,
-    backoff: limits::Backoff,
-    failures: u64,
-    reconnects: u64,
-    ever_connected: bool,
-    since: Instant,
-    last_error: Option<String>,
+    redial: Redial,
+    peer: PeerState,
     frame_max: usize,
 }
 
@@ -198,18 +206,13 @@ pub fn run(settings: Settings, stop: &AtomicBool) -> Result<(), String> {
     let uplink = match (&settings.cloud, cfg.upstream) {
         (Some(c), Some(up)) => {
             known.insert(up, c.gateway_name.clone());
+            let backoff = limits::Backoff::from_config(&settings.node_name, &cfg.sync);
             Some(Uplink {
-                addr: c.gateway_addr.clone(),
-                name: c.gateway_name.clone(),
                 id: up,
                 hello: PeerHello { name: settings.node_name.clone(), token: c.token.clone().unwrap_or_default() },
                 state: LinkState::Idle { retry_at: now },
-                backoff: limits::Backoff::from_config(&settings.node_name, &cfg.sync),
-                failures: 0,
-                reconnects: 0,
-                ever_connected: false,
-                since: now,
-                last_error: None,
+                redial: Redial::new(&c.gateway_addr, &c.gateway_name, backoff),
+                peer: PeerState::new(c.gateway_name.clone(), c.gateway_addr.clone(), now),
                 frame_max: limits::peer_frame_max(&cfg),
             })
         }
@@ -599,6 +602,7 @@ impl Lite {
                 }
                 if let (outpost_core::io::Control::SyncNow, Some(u)) = (ctl, &mut self.uplink) {
                     if let LinkState::Idle { retry_at } = &mut u.state {
+                        u.redial.dial_now();
                         *retry_at = Instant::now();
                     }
                 }
@@ -810,18 +814,8 @@ impl Lite {
     }
 
     fn link(&self) -> Link {
-        let peers = self
-            .uplink
-            .iter()
-            .map(|u| PeerLink {
-                name: u.name.clone(),
-                addr: u.addr.clone(),
-                connected: matches!(u.state, LinkState::Up { .. }),
-                for_secs: u.since.elapsed().as_secs_f64(),
-                reconnects: u.reconnects,
-                last_error: u.last_error.clone(),
-            })
-            .collect();
+        let now = Instant::now();
+        let peers = self.uplink.iter().map(|u| u.peer.status(now)).collect();
         let (h, b) = (&self.http_table, &self.binary_table);
         Link {
             peers,
@@ -839,10 +833,10 @@ impl Lite {
         if Instant::now() < retry_at {
             return;
         }
-        u.backoff.attempt();
-        let addr = u.addr.to_socket_addrs().ok().and_then(|mut a| a.next());
+        u.redial.attempt();
+        let addr = u.redial.addr().to_socket_addrs().ok().and_then(|mut a| a.next());
         let Some(addr) = addr else {
-            let error = format!("cannot resolve {}", u.addr);
+            let error = format!("cannot resolve {}", u.redial.addr());
             return self.link_failed(error);
         };
         match TcpStream::connect(addr) {
@@ -852,49 +846,51 @@ impl Lite {
                 {
                     return self.link_failed(e.to_string());
                 }
-                let mut hello = Vec::new();
-                if let Err(e) = peer::encode_hello(&u.hello, &mut hello) {
-                    let _ = self.poll.registry().deregister(&mut stream);
-                    return self.link_failed(format!("cannot say hello: {e}"));
-                }
-                u.state = LinkState::Connecting { stream, answer: Vec::new(), hello, since: Instant::now() };
+                let dialing = match Dialing::new(&u.hello) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        let _ = self.poll.registry().deregister(&mut stream);
+                        return self.link_failed(e);
+                    }
+                };
+                let hello = dialing.hello().to_vec();
+                u.state = LinkState::Connecting { stream, dialing, hello, since: Instant::now() };
             }
             Err(e) => self.link_failed(e.to_string()),
         }
     }
 
+    /// A dial failed: the next waits as [`Redial`] says.
     fn link_failed(&mut self, error: String) {
         let Some(u) = &mut self.uplink else { return };
-        u.failures += 1;
-        if u.failures == 1 {
-            tracing::warn!(gateway = %u.addr, %error, "cannot reach the gateway; records stay queued, retrying");
-        } else {
-            tracing::debug!(gateway = %u.addr, %error, failures = u.failures, "cannot reach the gateway");
-        }
-        u.last_error = Some(error);
-        let delay = u.backoff.next_wait();
+        let delay = u.redial.failed(&error);
+        u.peer.dial_failed(error);
+        self.link_down(delay);
+    }
+
+    /// The link (or a dial in progress) ended.
+    fn link_lost(&mut self, why: String) {
+        let Some(u) = &mut self.uplink else { return };
+        let LinkState::Up { .. } = u.state else { return self.link_failed(why) };
+        let now = Instant::now();
+        let delay = u.redial.lost(&why, u.peer.for_time(now));
+        u.peer.down(now, Some(why));
+        self.link_down(delay);
+    }
+
+    fn link_down(&mut self, delay: Duration) {
+        let Some(u) = &mut self.uplink else { return };
         if let LinkState::Connecting { stream, .. } | LinkState::Up { stream, .. } = &mut u.state {
             let _ = self.poll.registry().deregister(stream);
         }
         u.state = LinkState::Idle { retry_at: Instant::now() + delay };
     }
 
-    fn link_lost(&mut self, why: String) {
-        let Some(u) = &mut self.uplink else { return };
-        if let LinkState::Up { .. } = u.state {
-            tracing::warn!(gateway = %u.addr, reason = %why, "link to the gateway lost; reconnecting");
-            u.backoff.link_lasted(u.since.elapsed());
-            u.since = Instant::now();
-            u.failures = 0;
-        }
-        self.link_failed(why);
-    }
-
     fn uplink_ready(&mut self) {
         let Some(u) = &mut self.uplink else { return };
         match &mut u.state {
             LinkState::Idle { .. } => {}
-            LinkState::Connecting { stream, answer, hello, .. } => {
+            LinkState::Connecting { stream, dialing, hello, .. } => {
                 if let Ok(Some(e)) | Err(e) = stream.take_error() {
                     return self.link_failed(e.to_string());
                 }
@@ -909,41 +905,34 @@ impl Lite {
                         return;
                     }
                 }
-                loop {
-                    let need = peer::answer_needs(answer);
-                    if need == 0 {
-                        break;
+                let outcome = loop {
+                    if let Some(outcome) = dialing.outcome() {
+                        break outcome;
                     }
-                    let mut b = vec![0u8; need];
+                    let mut b = vec![0u8; dialing.needs()];
                     match stream.read(&mut b) {
                         Ok(0) => return self.link_failed("closed by the gateway during the handshake".into()),
-                        Ok(n) => answer.extend_from_slice(&b[..n]),
+                        Ok(n) => dialing.received(&b[..n]),
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                         Err(e) => return self.link_failed(format!("handshake: {e}")),
                     }
-                }
-                match peer::decode_answer(answer) {
-                    Some((Verdict::Welcome, gw, _)) => {
-                        if gw != u.name {
-                            tracing::warn!(expected = %u.name, answered = %gw, "the gateway's name differs from cloud.gateway_name");
-                        }
-                        tracing::info!(gateway = %u.addr, "connected to the gateway");
+                };
+                match outcome {
+                    Ok(gw) => {
+                        u.redial.connected(&gw);
                         let LinkState::Connecting { stream, .. } =
                             std::mem::replace(&mut u.state, LinkState::Idle { retry_at: Instant::now() })
                         else {
                             unreachable!("matched above")
                         };
                         let _ = stream.set_nodelay(true);
-                        u.reconnects += u64::from(u.ever_connected);
-                        u.ever_connected = true;
-                        (u.failures, u.since, u.last_error) = (0, Instant::now(), None);
+                        u.peer.up(Instant::now());
                         u.state =
                             LinkState::Up { stream, rbuf: Vec::new(), wbuf: Vec::new(), last_heard: Instant::now() };
                         self.driver.control(outpost_core::io::Control::LinkUp, &mut self.fx);
                         self.uplink_ready();
                     }
-                    Some((_, gw, msg)) => self.link_failed(peer::refusal(&gw, &msg)),
-                    None => self.link_failed("the answer to the handshake is not an Outpost gateway's".into()),
+                    Err(refused) => self.link_failed(refused),
                 }
             }
             LinkState::Up { stream, rbuf, wbuf, last_heard } => {

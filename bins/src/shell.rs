@@ -11,15 +11,16 @@ use crate::api::{self, BrowserGuard, Call};
 use crate::binproto;
 use crate::config::Settings;
 use crate::driver::{Driver, Effects, Identity};
-use crate::guard::{Admit, AuthThrottle, Budget, ConnId, ConnTable, RequestClock};
+use crate::guard::{Admit, Budget, ConnId, ConnTable, RequestClock};
 use crate::http;
 use crate::limits::{
     Backoff, ShellBudget, ACCEPT_ERROR_PAUSE, BINARY_IN_FLIGHT_MAX, BUDGET_WAIT, COMMAND_QUEUE, HANDSHAKE_TIMEOUT,
     IDLE_TIMEOUT, LINGER, LINGER_BYTES_MAX, PEER_CONNECTIONS_MAX, PEER_FRAME_WAIT, PEER_IDLE_TIMEOUT, PEER_SEND_QUEUE,
     READ_CHUNK,
 };
-use crate::peer::{self, PeerHello, Verdict};
-use crate::status::{Link, PeerLink, Status};
+use crate::link::{Dialing, GatewayAuth, PeerState, Redial};
+use crate::peer::{self, PeerHello};
+use crate::status::{Link, Status};
 use crate::store::Store;
 use outpost_core::config::Role;
 use outpost_core::io::{
@@ -262,30 +263,15 @@ impl Api {
     }
 }
 
-/// A peer as the node task tracks it.
+/// A peer as the node task tracks it: its connection, if any, and what the status says of it.
 struct Peer {
-    name: String,
-    addr: String,
     conn: Option<(u64, mpsc::Sender<Vec<u8>>)>,
-    since: TokioInstant,
-    /// Connections after the first: a first connection after failed attempts is none.
-    reconnects: u64,
-    ever_connected: bool,
-    /// Why the link last failed, while it is down (cleared when it comes up).
-    last_error: Option<String>,
+    state: PeerState,
 }
 
 impl Peer {
     fn new(name: String, addr: String) -> Peer {
-        Peer {
-            name,
-            addr,
-            conn: None,
-            since: TokioInstant::now(),
-            reconnects: 0,
-            ever_connected: false,
-            last_error: None,
-        }
+        Peer { conn: None, state: PeerState::new(name, addr, now()) }
     }
 }
 
@@ -394,9 +380,9 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
     let uplink_task = match (&settings.cloud, cfg.upstream) {
         (Some(c), Some(up)) => {
             let hello = PeerHello { name: settings.node_name.clone(), token: c.token.clone().unwrap_or_default() };
-            let (addr, name) = (c.gateway_addr.clone(), c.gateway_name.clone());
             let backoff = Backoff::from_config(&settings.node_name, &cfg.sync);
-            Some(tokio::spawn(uplink::<TokioNet>(addr, name, up, hello, cmd_tx.clone(), frames, relink, backoff)))
+            let redial = Redial::new(&c.gateway_addr, &c.gateway_name, backoff);
+            Some(tokio::spawn(uplink::<TokioNet>(up, hello, cmd_tx.clone(), frames, relink, redial)))
         }
         _ => None,
     };
@@ -485,7 +471,7 @@ async fn node_loop(
                         driver.control(c, &mut fx)
                     }
                     Cmd::Status(tx) => {
-                        api_link.peers = peers.values().map(peer_link).collect();
+                        api_link.peers = peers.values().map(|p| p.state.status(now())).collect();
                         let (h, b) = (slots.http.counts(), slots.binary.counts());
                         (api_link.api_connections, api_link.api_connections_evicted, api_link.api_connections_refused) =
                             (h.0 + b.0, h.1 + b.1, h.2 + b.2);
@@ -502,10 +488,8 @@ async fn node_loop(
                                 "a newer connection replaces a live one; if this repeats, two devices may share this name"
                             );
                         }
-                        p.reconnects += u64::from(p.ever_connected);
-                        p.ever_connected = true;
-                        p.last_error = None;
-                        (p.name, p.addr, p.conn, p.since) = (name.clone(), addr, Some((conn, tx)), TokioInstant::now());
+                        p.state.up(now());
+                        (p.state.name, p.state.addr, p.conn) = (name.clone(), addr, Some((conn, tx)));
                         driver.identity.names.insert(id, name);
                         driver.control(Control::LinkUp, &mut fx);
                     }
@@ -513,13 +497,12 @@ async fn node_loop(
                         if let Some(p) = peers.get_mut(&id) {
                             if p.conn.as_ref().is_some_and(|(c, _)| *c == conn) {
                                 p.conn = None;
-                                p.since = TokioInstant::now();
-                                p.last_error = error;
+                                p.state.down(now(), error);
                             }
                         }
                     }
                     Cmd::LinkFailed { id, name, addr, error } => {
-                        peers.entry(id).or_insert_with(|| Peer::new(name, addr)).last_error = Some(error);
+                        peers.entry(id).or_insert_with(|| Peer::new(name, addr)).state.dial_failed(error);
                     }
                     Cmd::Frame { from, bytes, ingress } => {
                         driver.message(from, bytes, &mut fx);
@@ -531,17 +514,6 @@ async fn node_loop(
                 driver.timeout(&mut fx)
             }
         }
-    }
-}
-
-fn peer_link(p: &Peer) -> PeerLink {
-    PeerLink {
-        name: p.name.clone(),
-        addr: p.addr.clone(),
-        connected: p.conn.is_some(),
-        for_secs: p.since.elapsed().as_secs_f64(),
-        reconnects: p.reconnects,
-        last_error: p.last_error.clone(),
     }
 }
 
@@ -674,137 +646,67 @@ async fn skip<R: AsyncRead + Unpin>(rd: &mut R, mut n: usize) -> std::io::Result
     Ok(())
 }
 
-/// The edge's link to its gateway: connect, hand over to [`run_peer`], and reconnect on
-/// the schedule of [`Backoff`] (doubling from `sync.backoff_min` to `sync.backoff_max`,
-/// jittered by the edge's name, started over only after a stable link).
-#[allow(clippy::too_many_arguments)]
+/// The edge's link to its gateway: connect, hand over to [`run_peer`], and reconnect when
+/// [`Redial`] says (doubling from `sync.backoff_min` to `sync.backoff_max`, jittered by the
+/// edge's name, started over only after a stable link).
 async fn uplink<N: Net>(
-    addr: String,
-    name: String,
     id: NodeId,
     hello: PeerHello,
     node: mpsc::Sender<Cmd>,
     limits: FrameLimits,
     relink: Arc<Notify>,
-    mut backoff: Backoff,
+    mut redial: Redial,
 ) {
-    let mut failures = 0u64;
+    let addr = redial.addr().to_owned();
     loop {
-        backoff.attempt();
-        match timeout(HANDSHAKE_TIMEOUT, connect_gateway::<N>(&addr, &hello))
+        redial.attempt();
+        let wait = match timeout(HANDSHAKE_TIMEOUT, connect_gateway::<N>(&addr, &hello))
             .await
             .unwrap_or_else(|_| Err("timed out".into()))
         {
             Ok((stream, gw_name)) => {
-                if gw_name != name {
-                    tracing::warn!(expected = %name, answered = %gw_name, "the gateway's name differs from cloud.gateway_name");
-                }
-                tracing::info!(gateway = %addr, "connected to the gateway");
-                failures = 0;
+                redial.connected(&gw_name);
                 let conn = next_conn();
                 let (tx, rx) = mpsc::channel(PEER_SEND_QUEUE);
-                let up = Cmd::PeerUp { id, name: name.clone(), addr: addr.clone(), conn, tx };
+                let up = Cmd::PeerUp { id, name: redial.name().to_owned(), addr: addr.clone(), conn, tx };
                 if node.send(up).await.is_err() {
                     return;
                 }
                 let up_at = TokioInstant::now();
                 let why = run_peer(stream, id, rx, node.clone(), limits.clone()).await;
-                backoff.link_lasted(up_at.elapsed());
-                tracing::warn!(gateway = %addr, reason = %why, "link to the gateway lost; reconnecting");
+                let wait = redial.lost(&why, up_at.elapsed());
                 if node.send(Cmd::PeerDown { id, conn, error: Some(why) }).await.is_err() {
                     return;
                 }
+                wait
             }
             Err(error) => {
-                failures += 1;
-                // Loud the first time, then quiet: an edge may be offline for days.
-                if failures == 1 {
-                    tracing::warn!(gateway = %addr, %error, "cannot reach the gateway; records stay queued, retrying");
-                } else {
-                    tracing::debug!(gateway = %addr, %error, failures, "cannot reach the gateway");
-                }
-                let failed = Cmd::LinkFailed { id, name: name.clone(), addr: addr.clone(), error };
+                let wait = redial.failed(&error);
+                let failed = Cmd::LinkFailed { id, name: redial.name().to_owned(), addr: addr.clone(), error };
                 if node.send(failed).await.is_err() {
                     return;
                 }
+                wait
             }
-        }
+        };
         tokio::select! {
-            () = sleep(backoff.next_wait()) => {}
-            () = relink.notified() => tracing::info!(gateway = %addr, "sync now: reconnecting at once"),
+            () = sleep(wait) => {}
+            () = relink.notified() => redial.dial_now(),
         }
     }
 }
 
 async fn connect_gateway<N: Net>(addr: &str, hello: &PeerHello) -> Result<(N::Stream, String), String> {
-    let mut buf = Vec::new();
-    peer::encode_hello(hello, &mut buf).map_err(|e| format!("cannot say hello: {e}"))?;
+    let mut dialing = Dialing::new(hello)?;
     let mut stream = N::connect(addr).await.map_err(|e| e.to_string())?;
-    stream.write_all(&buf).await.map_err(|e| e.to_string())?;
-    let mut answer = Vec::new();
+    stream.write_all(dialing.hello()).await.map_err(|e| e.to_string())?;
     loop {
-        let need = peer::answer_needs(&answer);
-        if need == 0 {
-            break;
+        if let Some(outcome) = dialing.outcome() {
+            return outcome.map(|gw| (stream, gw));
         }
-        let at = answer.len();
-        answer.resize(at + need, 0);
-        stream.read_exact(&mut answer[at..]).await.map_err(|e| format!("handshake: {e}"))?;
-    }
-    match peer::decode_answer(&answer) {
-        Some((Verdict::Welcome, gw, _)) => Ok((stream, gw)),
-        Some((_, gw, msg)) => Err(peer::refusal(&gw, &msg)),
-        None => Err("the answer to the handshake is not an Outpost gateway's".into()),
-    }
-}
-
-/// Who the gateway accepts (`gateway.tokens`, `gateway.open`), and the throttle on
-/// failed attempts per source address.
-struct GatewayAuth {
-    name: String,
-    tokens: BTreeMap<String, String>,
-    open: bool,
-    throttle: Mutex<AuthThrottle>,
-}
-
-impl GatewayAuth {
-    fn new(name: &str, tokens: BTreeMap<String, String>, open: bool) -> GatewayAuth {
-        GatewayAuth { name: name.to_owned(), tokens, open, throttle: Mutex::default() }
-    }
-
-    /// Whether the edge at `from` that says `h` may link. A refusal is `(what the edge is
-    /// told, what the gateway logs)`: the edge is not told whether its name is known.
-    fn check(&self, from: IpAddr, h: &PeerHello) -> Result<(), (String, String)> {
-        let now = now();
-        let mut throttle = self.throttle.lock().expect("not poisoned");
-        if let Some(wait) = throttle.check(from, now) {
-            let told = format!(
-                "too many failed attempts from {from}; retry in {} s (the token was not checked)",
-                wait.as_secs().max(1)
-            );
-            return Err((told, format!("throttled: too many failed attempts from {from}")));
-        }
-        let verdict = match self.tokens.get(&h.name) {
-            Some(t) if peer::tokens_match(t, &h.token) => Ok(()),
-            None if self.tokens.is_empty() && !self.open => Err((
-                "this gateway accepts no edge yet: it has no gateway.tokens; add a token for this edge there, or set \
-                 gateway.open = true on a trusted network"
-                    .to_owned(),
-                format!("edge {:?} refused: gateway.tokens is empty and gateway.open is off", h.name),
-            )),
-            _ if h.token.is_empty() && !self.open => Err((
-                "this edge sent no token: set cloud.token in its file to its entry in the gateway's gateway.tokens"
-                    .to_owned(),
-                format!("edge {:?} sent no token", h.name),
-            )),
-            Some(_) => Err((peer::UNAUTHORIZED.to_owned(), format!("wrong token for edge {:?}", h.name))),
-            None if self.open => Ok(()),
-            None => Err((peer::UNAUTHORIZED.to_owned(), format!("edge {:?} is not in gateway.tokens", h.name))),
-        };
-        if verdict.is_err() {
-            throttle.failed(from, now);
-        }
-        verdict
+        let mut answer = vec![0; dialing.needs()];
+        stream.read_exact(&mut answer).await.map_err(|e| format!("handshake: {e}"))?;
+        dialing.received(&answer);
     }
 }
 
@@ -815,7 +717,7 @@ async fn serve_peers<N: Net>(
     names: Arc<Mutex<BTreeMap<u64, String>>>,
     limits: FrameLimits,
 ) {
-    let auth = Arc::new(auth);
+    let auth = Arc::new(Mutex::new(auth));
     let slots = Slots::new("gateway.listen", PEER_CONNECTIONS_MAX);
     loop {
         let (stream, addr) = match N::accept(&listener).await {
@@ -861,38 +763,29 @@ async fn serve_peers<N: Net>(
 async fn accept_edge<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     from: IpAddr,
-    auth: &GatewayAuth,
+    auth: &Mutex<GatewayAuth>,
 ) -> Result<(S, String), String> {
     let mut buf = Vec::new();
     loop {
-        let need = peer::hello_needs(&buf);
+        let need = GatewayAuth::hello_needs(&buf);
         if need == 0 {
             break;
         }
         let at = buf.len();
         buf.resize(at + need, 0);
         stream.read_exact(&mut buf[at..]).await.map_err(|e| format!("handshake: {e}"))?;
-        if buf.len() >= 8 && &buf[..8] != peer::HELLO_MAGIC {
-            break;
+    }
+    let answer = auth.lock().expect("not poisoned").answer(&buf, from, now());
+    match answer.result {
+        Ok(name) => {
+            stream.write_all(&answer.bytes).await.map_err(|e| e.to_string())?;
+            Ok((stream, name))
+        }
+        Err(logged) => {
+            let _ = stream.write_all(&answer.bytes).await;
+            Err(logged)
         }
     }
-    let mut answer = Vec::new();
-    let hello = match peer::decode_hello(&buf) {
-        Ok(h) => h,
-        Err(e) => {
-            peer::encode_answer(Verdict::BadHello, &auth.name, &e.to_string(), &mut answer);
-            let _ = stream.write_all(&answer).await;
-            return Err(format!("bad hello: {e}"));
-        }
-    };
-    if let Err((told, logged)) = auth.check(from, &hello) {
-        peer::encode_answer(Verdict::Unauthorized, &auth.name, &told, &mut answer);
-        let _ = stream.write_all(&answer).await;
-        return Err(logged);
-    }
-    peer::encode_answer(Verdict::Welcome, &auth.name, "", &mut answer);
-    stream.write_all(&answer).await.map_err(|e| e.to_string())?;
-    Ok((stream, hello.name))
 }
 
 async fn serve_http(listener: TcpListener, api: Arc<Api>, slots: Arc<Slots>) {
