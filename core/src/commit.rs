@@ -15,9 +15,53 @@ use crate::hlc::Hlc;
 use crate::io::{DiskError, DiskRequest, DiskResponse, Output, ProduceAck, ProduceError, ReqId};
 use crate::keys::KeyIndex;
 use crate::log::{self, Checkpoint, TopicLog};
-use crate::resources::{pending_record_cost, PENDING_ENTRY_BYTES};
+use crate::memory::{MemoryPart, MemoryUsage, PlanBasis};
 use crate::sync::ingest::Accepted;
 use crate::types::{Seq, TopicIdx};
+
+/// Bytes of a pending record against the produce buffer: its key and value buffers and
+/// twice its entry (the vector holding it may have doubled).
+pub fn pending_record_cost(key_capacity: usize, value_capacity: usize) -> u64 {
+    (key_capacity + value_capacity + 2 * PENDING_ENTRY_BYTES) as u64
+}
+
+/// What a pending record's entry may take (checked below against its size).
+pub const PENDING_ENTRY_BYTES: usize = 96;
+
+/// The group commit's planned memory: the produce buffer and the replies of the commit in
+/// flight, a gateway's accepted batches, the appends in flight, and the key indexes.
+pub(crate) fn planned(cfg: &NodeConfig, b: &PlanBasis) -> MemoryUsage {
+    let (pending, gw_pending, topics) = (b.pending, b.gw_pending, b.topics);
+    let compact = b.edge && cfg.topics.iter().any(|t| t.eviction == Eviction::Compact);
+    // The key index, and the keys a commit in flight carries to it (at most the produce
+    // buffer's worth).
+    let (key_index, keys_in_flight) = if compact { (cfg.resources.compact_index_bytes_max, pending) } else { (0, 0) };
+    // The replies of a commit in flight: one per record, a record costing at least its
+    // entry in the buffer.
+    let replies = pending / (2 * PENDING_ENTRY_BYTES as u64) * 2 * 48;
+    // Per topic: room for a few entries of slack in each buffer, and the checkpoint a
+    // commit keeps to roll back.
+    let per_topic = topics * (4 * PENDING_ENTRY_BYTES as u64 + 256);
+    let (slack, gw_slack) = if b.edge { (per_topic, 0) } else { (0, per_topic) };
+    let mut m = MemoryUsage::default();
+    m.set(MemoryPart::Index, key_index);
+    m.set(MemoryPart::ProduceBuffer, pending + replies + keys_in_flight + slack);
+    // Accepted batches, their entries (each cost counts one) and their CRCs in the commit
+    // in flight, which may have doubled its vectors.
+    m.set(MemoryPart::GatewayPending, 2 * gw_pending + gw_slack);
+    // A gateway copies accepted batches into the commit, adding a frame header to each (a
+    // batch is at least 33 bytes, its frame header 20).
+    let writes = if b.edge { pending + topics * 4 * log::LOG_FRAME_MIN as u64 } else { gw_pending / 2 * 3 };
+    m.set(MemoryPart::Writes, writes);
+    if let Some(c) = &cfg.cluster {
+        // Committed strong records waiting to be written here (at most a log's worth
+        // arrive at once, when a member catches up), and the copies a commit in flight
+        // keeps of them: they are never refused, so the produce buffer may hold them
+        // beyond `pending_bytes_max` (eventual writes then get `Busy`).
+        m.grow(MemoryPart::ProduceBuffer, 2 * c.log_bytes_max);
+    }
+    m
+}
 
 /// A record waiting for the next group commit on an edge.
 #[derive(Clone, Debug)]

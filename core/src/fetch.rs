@@ -20,6 +20,7 @@ use crate::codec::{BatchDecoder, DecodedBatch, MAX_BATCH_RECORDS};
 use crate::effects::{Ctx, Fx, Op};
 use crate::io::{DiskRequest, FetchError, Fetched, FetchedRecord, Output, ReqId};
 use crate::log::{self, Resync, ScanStop, TopicLog};
+use crate::memory::{MemoryPart, MemoryUsage, PlanBasis};
 use crate::types::{Seq, TopicIdx};
 use std::collections::BTreeMap;
 
@@ -56,6 +57,16 @@ struct Cursor {
 /// What a topic's cursor costs at most, counted with the fetch results (a map entry with
 /// its share of the map's nodes).
 pub const CURSOR_BYTES: u64 = 128;
+
+/// Fetch's planned memory: the records of `fetch.in_flight_max` fetches, a cursor per
+/// topic, and one read per fetch.
+pub(crate) fn planned(cfg: &crate::config::NodeConfig, b: &PlanBasis) -> MemoryUsage {
+    let fetch_max = u64::from(cfg.fetch.bytes_max) + b.record_max + FETCH_RECORD_OVERHEAD;
+    let mut m = MemoryUsage::default();
+    m.set(MemoryPart::FetchResults, b.fetches * fetch_max + b.topics * CURSOR_BYTES);
+    m.set(MemoryPart::Reads, b.fetches * b.read_max);
+    m
+}
 const _: () = assert!(std::mem::size_of::<Cursor>() as u64 + 8 <= CURSOR_BYTES / 2);
 
 /// Fetches in flight, and one cursor per topic.

@@ -11,6 +11,7 @@ use crate::codec::{self, FrameKind};
 use crate::effects::{Fx, Op};
 use crate::hlc::HlcClock;
 use crate::io::{DiskError, DiskRequest, DiskResponse, FileId};
+use crate::memory::{MemoryPart, MemoryUsage};
 
 /// A meta file is rotated past this many bytes.
 pub const META_FILE_BYTES_MAX: u64 = 64 << 10;
@@ -111,6 +112,14 @@ pub(crate) struct BoundWriter {
 }
 
 impl BoundWriter {
+    /// Its planned memory: a record being written, and the rotation's (memory part
+    /// `Writes`, at most two meta files).
+    pub fn planned() -> MemoryUsage {
+        let mut m = MemoryUsage::default();
+        m.set(MemoryPart::Writes, 2 * META_FILE_BYTES_MAX);
+        m
+    }
+
     /// After the generations recovery found.
     pub fn recovered(found: &[u64]) -> BoundWriter {
         BoundWriter { log: MetaLog::recovered(found), in_flight: false, append_error: None }

@@ -17,8 +17,8 @@ use crate::hold::MessageHold;
 use crate::io::{DiskError, DiskOpId, DiskResponse, Event, FetchError, Input, Output, ProduceAck, ProduceError, ReqId};
 use crate::log::TopicLog;
 use crate::meta::{self, BoundWriter};
-use crate::recovery::{self, Recovered, Recovery, RecoveryCx};
-use crate::resources::{self, MemoryPlan, NodeSizes};
+use crate::recovery::{Recovered, Recovery, RecoveryCx};
+use crate::resources::{self, MemoryPlan};
 use crate::space::{Space, SpaceCx};
 use crate::sync::ingest::Ingest;
 use crate::sync::uplink::Uplink;
@@ -120,16 +120,12 @@ pub struct Node {
 }
 
 impl Node {
-    /// What the memory plan must know of `Node` itself (`resources::MemoryPlan::of`).
-    pub const SIZES: NodeSizes =
-        NodeSizes { node_bytes: std::mem::size_of::<Node>() as u64, scan_job_bytes: recovery::SCAN_JOB_BYTES };
-
     /// Whether a node can run with `cfg`: its own rules ([`NodeConfig::validate`]), then
     /// its budgets ([`resources::check_budgets`]). The error names the field and what to
     /// change.
     pub fn check_config(cfg: &NodeConfig) -> Result<(), ConfigError> {
         cfg.validate()?;
-        resources::check_budgets(cfg, Node::SIZES)
+        resources::check_budgets(cfg, &Node::plan(cfg))
     }
 
     /// A node over storage that may hold the files of an earlier run. Recovery begins at
@@ -152,7 +148,7 @@ impl Node {
             phase: Phase::Recovering(Box::new(recovery)),
             logs,
             space: Space::new(n),
-            plan: MemoryPlan::of(&cfg, Node::SIZES),
+            plan: Node::plan(&cfg),
             hlc,
             held: MessageHold::default(),
             bound: BoundWriter::recovered(&[]),

@@ -3,17 +3,62 @@
 //! sum of what each component holds, checked by the simulator after every step.
 
 use super::{Node, Phase};
+use crate::commit::{self, PENDING_ENTRY_BYTES};
 use crate::config::{NodeConfig, Role};
+use crate::fetch;
 use crate::io::{Output, ProduceError};
 use crate::log::TopicLog;
-use crate::resources::{self, MemoryPart, MemoryPlan, MemoryUsage, ResourceStatus};
+use crate::memory::{
+    MemoryPart, MemoryPlan, MemoryUsage, PlanBasis, DISK_OP_ENTRY_BYTES, FIXED_SLACK_BYTES, SEGMENT_ENTRY_BYTES,
+    ZSTD_CONTEXTS_BYTES,
+};
+use crate::meta::BoundWriter;
+use crate::recovery;
+use crate::resources::ResourceStatus;
 use crate::space::{self, Space, SpaceCx, SpaceView};
 use crate::sync::ingest::Ingest;
+use crate::sync::ingest::{self, Accepted};
+use crate::sync::uplink;
 use crate::sync::uplink::Uplink;
 use crate::types::{Seq, TopicIdx};
 
 /// Budgets: accounting, eviction and the device-full state (see `resources`).
 impl Node {
+    /// The node's memory plan: its components' plans summed, and its own parts (itself,
+    /// its output queue and disk requests in flight, its segment lists, its codec).
+    pub fn plan(cfg: &NodeConfig) -> MemoryPlan {
+        let b = PlanBasis::of(cfg);
+        let mut max = MemoryUsage::default();
+        let names: u64 = cfg.topics.iter().map(|t| t.name.len() as u64 * 3 + 256).sum();
+        max.set(MemoryPart::Fixed, std::mem::size_of::<Node>() as u64 + names + FIXED_SLACK_BYTES);
+        // The output queue holds what one call emits: disk requests and events, and the
+        // replies of a whole group commit (one per record; swarm seeds 547, 805, 926 and
+        // 1787: 512 outputs on an edge whose plan counted only disk requests).
+        let replies_max = b.pending / (2 * PENDING_ENTRY_BYTES as u64);
+        let stored_max = b.gw_pending / std::mem::size_of::<Accepted>() as u64;
+        let outputs_max = 2 * b.ops_max + 4 * b.up + replies_max + stored_max + 64;
+        let outputs = outputs_max.next_power_of_two() * std::mem::size_of::<Output>() as u64;
+        let index = b.segments_max * SEGMENT_ENTRY_BYTES + b.ops_max * DISK_OP_ENTRY_BYTES + outputs;
+        max.set(MemoryPart::Index, index);
+        max.set(MemoryPart::Codec, ZSTD_CONTEXTS_BYTES + b.batch_raw_max);
+        max.set(MemoryPart::Scratch, b.read_max + 2 * b.batch_raw_max);
+        let components = [
+            recovery::planned(cfg, &b),
+            commit::planned(cfg, &b),
+            BoundWriter::planned(),
+            uplink::planned(cfg, &b),
+            ingest::planned(cfg, &b),
+            fetch::planned(cfg, &b),
+        ];
+        for part in &components {
+            max.add(part);
+        }
+        if let Some(c) = &cfg.cluster {
+            max.add(&crate::site::planned(c));
+        }
+        MemoryPlan { max, read_max: b.read_max, batch_raw_max: b.batch_raw_max }
+    }
+
     /// Bytes of storage the node's files take, as it accounts them: every segment byte
     /// appended, and a fixed reserve for the meta log.
     pub fn storage_used(&self) -> u64 {
@@ -75,7 +120,7 @@ impl Node {
         let segments: u64 = self.logs.iter().map(TopicLog::heap_bytes).sum();
         let uplink = self.uplink.as_ref().map_or(0, Uplink::index_bytes);
         let ingest = self.ingest.as_ref().map_or(0, Ingest::index_bytes);
-        let ops = self.fx.in_flight() as u64 * resources::DISK_OP_ENTRY_BYTES;
+        let ops = self.fx.in_flight() as u64 * DISK_OP_ENTRY_BYTES;
         let out = (self.fx.out.capacity() * std::mem::size_of::<Output>()) as u64;
         let recovery = match &self.phase {
             Phase::Recovering(r) => r.heap_bytes(),

@@ -14,6 +14,7 @@ use crate::hlc::Hlc;
 use crate::io::{DiskError, DiskRequest, DiskResponse, Event, FileId};
 use crate::keys::KeyIndex;
 use crate::log::{self, Resync, ScanStop, Segment, TopicLog};
+use crate::memory::{MemoryPart, MemoryUsage, PlanBasis};
 use crate::meta;
 use crate::sync::ingest;
 use crate::types::{NodeId, Seq, TopicIdx};
@@ -70,7 +71,20 @@ struct ScanJob {
 }
 
 /// Heap bytes of one recovery scan job (queued in a `VecDeque`, which may double).
-pub const SCAN_JOB_BYTES: u64 = 2 * std::mem::size_of::<ScanJob>() as u64;
+const SCAN_JOB_BYTES: u64 = 2 * std::mem::size_of::<ScanJob>() as u64;
+
+/// Recovery's planned memory: a scan job per segment, one read at a time, and a site
+/// member's Raft generation read whole (at most `RAFT_FILE_BYTES_FACTOR` log limits).
+pub(crate) fn planned(cfg: &NodeConfig, b: &PlanBasis) -> MemoryUsage {
+    let mut m = MemoryUsage::default();
+    m.set(MemoryPart::Index, b.segments_max * SCAN_JOB_BYTES);
+    m.set(MemoryPart::Reads, b.read_max);
+    if let Some(c) = &cfg.cluster {
+        let file = crate::site::RAFT_FILE_BYTES_FACTOR * c.log_bytes_max + crate::site::CHECKPOINT_OVERHEAD_BYTES;
+        m.grow(MemoryPart::Index, file);
+    }
+    m
+}
 
 /// The recovery machine: what it has found so far, and the scan in progress.
 #[derive(Debug, Default)]

@@ -1,8 +1,9 @@
 //! Budgets: what a node may hold in memory and on storage, who draws from which, and
 //! what happens at each limit (DESIGN §3, guarantee 8; docs/ARCHITECTURE.md, Budgets).
 //!
-//! **Memory** is accounted in [`MemoryPart`]s. Each part has a maximum derived from the
-//! configuration ([`MemoryPlan::of`]); [`check_budgets`] refuses a configuration whose
+//! **Memory** is accounted in [`MemoryPart`]s (`crate::memory`). Each part has a maximum
+//! derived from the configuration, the sum of the components' plans
+//! ([`Node::plan`](crate::Node::plan)); [`check_budgets`] refuses a configuration whose
 //! maxima do not fit in `resources.memory_bytes_max`, and every part enforces its maximum
 //! where it grows (backpressure to producers, a peer's message dropped to be resent, a
 //! read that waits). So the accounted total cannot pass the limit by construction, and
@@ -16,271 +17,27 @@
 //! evicts ([`pick_victim`]); if nothing may go, it is refused with
 //! `ProduceError::StorageFull`, retryable once sync or eviction frees space.
 
-use crate::codec::{self, MAX_KEY_BYTES, MAX_VALUE_BYTES};
+use crate::codec::{self, MAX_KEY_BYTES};
+use crate::commit::pending_record_cost;
 use crate::config::{ConfigError, Eviction, NodeConfig, Role};
-use crate::fetch::FETCH_RECORD_OVERHEAD;
-use crate::log::{Segment, TopicLog, LOG_FRAME_MIN};
+use crate::log::TopicLog;
 use crate::meta::META_FILE_BYTES_MAX;
 use crate::sync::ingest::{GATEWAY_SESSION_ENTRY_BYTES, GATEWAY_STREAM_ENTRY_BYTES};
-use crate::sync::uplink;
-use crate::sync::uplink::FLIGHTS_PER_STREAM_MAX;
 use crate::types::{Bytes, Duration, Seq, TopicIdx};
 use std::fmt;
 
-/// One account of a node's memory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum MemoryPart {
-    /// The node itself and its configuration.
-    Fixed,
-    /// Segment lists, sync streams, gateway marks and sessions, disk requests in flight,
-    /// the output queue.
-    Index,
-    /// zstd contexts and the encoder's scratch buffer.
-    Codec,
-    /// Records waiting for the next group commit, and the replies of the commit in flight.
-    ProduceBuffer,
-    /// Gateway: batches accepted from edges and not yet durable, and messages held until
-    /// the clock can stamp them (`hold`); the two share `gateway.pending_bytes_max`.
-    GatewayPending,
-    /// Encoded sync batches held back by the bandwidth limit.
-    SyncHeld,
-    /// Records a fetch has gathered and not yet answered.
-    FetchResults,
-    /// io: bytes of appends in flight (group commits, meta records).
-    Writes,
-    /// io: bytes of reads in flight (recovery, sync, fetch).
-    Reads,
-    /// io: sync bytes sent and not yet acknowledged (what the transport buffers).
-    SyncWindow,
-    /// Transient buffers inside one call (a read being decoded, a batch being encoded):
-    /// reserved whole while the node runs, as it cannot be seen between calls.
-    Scratch,
-    /// Site members: the Raft log held in memory, Raft state queued for storage, strong
-    /// writes waiting for commit, forwards remembered (see `site::Site::heap_bytes`).
-    Site,
-}
-
-/// Every part, in report order.
-pub const MEMORY_PARTS: [MemoryPart; 12] = [
-    MemoryPart::Fixed,
-    MemoryPart::Index,
-    MemoryPart::Codec,
-    MemoryPart::ProduceBuffer,
-    MemoryPart::GatewayPending,
-    MemoryPart::SyncHeld,
-    MemoryPart::FetchResults,
-    MemoryPart::Writes,
-    MemoryPart::Reads,
-    MemoryPart::SyncWindow,
-    MemoryPart::Scratch,
-    MemoryPart::Site,
-];
-
-impl MemoryPart {
-    pub fn name(self) -> &'static str {
-        match self {
-            MemoryPart::Fixed => "fixed",
-            MemoryPart::Index => "index",
-            MemoryPart::Codec => "codec",
-            MemoryPart::ProduceBuffer => "produce_buffer",
-            MemoryPart::GatewayPending => "gateway_pending",
-            MemoryPart::SyncHeld => "sync_held",
-            MemoryPart::FetchResults => "fetch_results",
-            MemoryPart::Writes => "writes",
-            MemoryPart::Reads => "reads",
-            MemoryPart::SyncWindow => "sync_window",
-            MemoryPart::Scratch => "scratch",
-            MemoryPart::Site => "site",
-        }
-    }
-
-    /// Whether the part is held in the node's own heap (not lent to the driver, not a
-    /// reservation for transient buffers).
-    pub fn is_held(self) -> bool {
-        !matches!(self, MemoryPart::Writes | MemoryPart::Reads | MemoryPart::SyncWindow | MemoryPart::Scratch)
-    }
-}
-
-/// Bytes per memory part: actual use ([`Node::memory`](crate::Node::memory)) or maxima
-/// ([`MemoryPlan`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MemoryUsage {
-    pub parts: [u64; MEMORY_PARTS.len()],
-}
-
-impl MemoryUsage {
-    pub fn get(&self, part: MemoryPart) -> u64 {
-        self.parts[part as usize]
-    }
-
-    pub fn set(&mut self, part: MemoryPart, bytes: u64) {
-        self.parts[part as usize] = bytes;
-    }
-
-    pub fn total(&self) -> u64 {
-        self.parts.iter().sum()
-    }
-
-    /// The parts held in the node's own heap.
-    pub fn held(&self) -> u64 {
-        MEMORY_PARTS.iter().filter(|p| p.is_held()).map(|&p| self.get(p)).sum()
-    }
-
-    /// The first part above its maximum in `plan`, if any.
-    pub fn over(&self, plan: &MemoryPlan) -> Option<(MemoryPart, u64, u64)> {
-        MEMORY_PARTS.iter().map(|&p| (p, self.get(p), plan.max.get(p))).find(|&(_, used, max)| used > max)
-    }
-}
-
-/// What one entry of each index structure costs, in bytes of heap: the entry and its
-/// share of the container's slack. Estimates from the type sizes (a `BTreeMap` node holds
-/// up to 11 entries plus pointers, so an entry costs about its size and a half).
-pub const SEGMENT_ENTRY_BYTES: u64 = 2 * std::mem::size_of::<Segment>() as u64;
-pub const DISK_OP_ENTRY_BYTES: u64 = 96;
-/// zstd's own allocations (C heap) for one compression context at the batch level and
-/// one decompression context, as `ZSTD_sizeof_CCtx`/`ZSTD_sizeof_DCtx` report them after
-/// the largest batches (measured by the allocator test in `sim/tests/memory.rs`, which
-/// fails if they grow past this).
-pub const ZSTD_CONTEXTS_BYTES: u64 = 1536 << 10;
-/// Allocator rounding and small structures not itemised (topic names, the HLC, maps of
-/// a few entries).
-pub const FIXED_SLACK_BYTES: u64 = 32 << 10;
-/// Bytes of sync message around a batch: header, session, HLC, topic name, lengths.
-pub const SYNC_MSG_OVERHEAD: u64 = 64 + 255;
-
-/// The maximum of every part for a configuration.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MemoryPlan {
-    pub max: MemoryUsage,
-    /// The largest single read the node issues.
-    pub read_max: u64,
-    /// The largest records section the node encodes or decodes.
-    pub batch_raw_max: u64,
-}
-
-/// Bytes of a pending record against the produce buffer: its key and value buffers and
-/// twice its entry (the vector holding it may have doubled).
-pub fn pending_record_cost(key_capacity: usize, value_capacity: usize) -> u64 {
-    (key_capacity + value_capacity + 2 * PENDING_ENTRY_BYTES) as u64
-}
-/// Size of a pending record's entry (set by `node`, which owns the type).
-pub const PENDING_ENTRY_BYTES: usize = 96;
-
-impl MemoryPlan {
-    pub fn of(cfg: &NodeConfig, sizes: NodeSizes) -> MemoryPlan {
-        let edge = cfg.role == Role::Edge;
-        let topics = cfg.topics.len() as u64;
-        let up = if edge { cfg.topics.iter().filter(|t| t.sync.goes_up()).count() as u64 } else { 0 };
-        let chunk = u64::from(cfg.log.read_chunk_bytes);
-        let pending = if edge { cfg.log.pending_bytes_max } else { 0 };
-        let gw_pending = if edge { 0 } else { cfg.gateway.pending_bytes_max };
-        let value_max = if edge { cfg.log.value_bytes_max as usize } else { MAX_VALUE_BYTES };
-        let record_max = (value_max + MAX_KEY_BYTES) as u64 + 16;
-        let batch_bytes = u64::from(cfg.sync.batch_bytes_max);
-        // A sync batch: up to batch_bytes_max of keys and values (plus one record), and
-        // up to 7 bytes per record more in the records section than the uplink counts.
-        let sync_batch_max = batch_bytes + record_max + 7 * u64::from(cfg.sync.batch_records_max);
-        let held_max = sync_batch_max + codec::BATCH_HEADER_LEN as u64 + SYNC_MSG_OVERHEAD;
-        // The largest records section the node decodes or encodes, and the largest frame
-        // it reads whole: an edge's group commits write frames of at most one read chunk
-        // (or one record); a gateway stores batches of at most `batch_raw_bytes_max`.
-        let batch_raw_max =
-            if edge { chunk.max(record_max).max(sync_batch_max) } else { cfg.gateway.batch_raw_bytes_max };
-        let frame_max = if edge { chunk.max(record_max) } else { batch_raw_max } + LOG_FRAME_MIN as u64;
-        let read_max = chunk.max(frame_max);
-        let fetches = u64::from(cfg.fetch.in_flight_max);
-        let compact = edge && cfg.topics.iter().any(|t| t.eviction == Eviction::Compact);
-        // The key index, and the keys a commit in flight carries to it (at most the
-        // produce buffer's worth).
-        let (key_index, keys_in_flight) =
-            if compact { (cfg.resources.compact_index_bytes_max, pending) } else { (0, 0) };
-        let fetch_max = u64::from(cfg.fetch.bytes_max) + record_max + FETCH_RECORD_OVERHEAD;
-        let segments_max = cfg.resources.storage_bytes_max / cfg.log.segment_bytes_max.max(1) + 2 * topics + 2;
-        let streams = if edge { 0 } else { cfg.gateway.streams_max as u64 };
-        let ops_max = segments_max + 3 * topics + up + fetches + 8;
-        // A stream's flight queue grows by doubling up to the first power of two that holds
-        // FLIGHTS_PER_STREAM_MAX flights (swarm seed 1181: a satellite link kept 1024 small
-        // flights in flight, and the plan had counted 48 bytes for a 56-byte flight).
-        let flight_slots = (FLIGHTS_PER_STREAM_MAX + 1).next_power_of_two() as u64;
-        let flights = up * flight_slots * uplink::FLIGHT_ENTRY_BYTES;
-        // The output queue holds what one call emits: disk requests and events, and the
-        // replies of a whole group commit (one per record; swarm seeds 547, 805, 926 and
-        // 1787: 512 outputs on an edge whose plan counted only disk requests).
-        let replies_max = pending / (2 * PENDING_ENTRY_BYTES as u64);
-        let stored_max = gw_pending / std::mem::size_of::<crate::sync::ingest::Accepted>() as u64;
-        let outputs_max = 2 * ops_max + 4 * up + replies_max + stored_max + 64;
-        let outputs = outputs_max.next_power_of_two() * std::mem::size_of::<crate::io::Output>() as u64;
-        let mut max = MemoryUsage::default();
-        let names: u64 = cfg.topics.iter().map(|t| t.name.len() as u64 * 3 + 256).sum();
-        max.set(MemoryPart::Fixed, sizes.node_bytes + names + FIXED_SLACK_BYTES);
-        max.set(
-            MemoryPart::Index,
-            segments_max * (SEGMENT_ENTRY_BYTES + sizes.scan_job_bytes)
-                + up * (uplink::STREAM_ENTRY_BYTES + 256)
-                + flights
-                + streams * (GATEWAY_STREAM_ENTRY_BYTES + GATEWAY_SESSION_ENTRY_BYTES)
-                + ops_max * DISK_OP_ENTRY_BYTES
-                + outputs
-                + key_index,
-        );
-        max.set(MemoryPart::Codec, ZSTD_CONTEXTS_BYTES + batch_raw_max);
-        // The replies of a commit in flight: one per record, a record costing at least
-        // its entry in the buffer.
-        let replies = pending / (2 * PENDING_ENTRY_BYTES as u64) * 2 * 48;
-        // Per topic: room for a few entries of slack in each buffer, and the checkpoint a
-        // commit keeps to roll back.
-        let per_topic = topics * (4 * PENDING_ENTRY_BYTES as u64 + 256);
-        let (slack, gw_slack) = if edge { (per_topic, 0) } else { (0, per_topic) };
-        max.set(MemoryPart::ProduceBuffer, pending + replies + keys_in_flight + slack);
-        // Accepted batches, their entries (each cost counts one) and their CRCs in the
-        // commit in flight, which may have doubled its vectors.
-        max.set(MemoryPart::GatewayPending, 2 * gw_pending + gw_slack);
-        max.set(MemoryPart::SyncHeld, up * held_max);
-        max.set(MemoryPart::FetchResults, fetches * fetch_max + topics * crate::fetch::CURSOR_BYTES);
-        // A gateway copies accepted batches into the commit, adding a frame header to each
-        // (a batch is at least 33 bytes, its frame header 20).
-        let writes = if edge { pending + topics * 4 * LOG_FRAME_MIN as u64 } else { gw_pending / 2 * 3 };
-        max.set(MemoryPart::Writes, writes + 2 * META_FILE_BYTES_MAX);
-        max.set(MemoryPart::Reads, (up + fetches + 1) * read_max);
-        let window = if edge { cfg.sync.window_bytes_max + up * held_max } else { 0 };
-        max.set(MemoryPart::SyncWindow, window);
-        max.set(MemoryPart::Scratch, read_max + 2 * batch_raw_max);
-        if let Some(c) = &cfg.cluster {
-            max.set(MemoryPart::Site, crate::site::planned_bytes(c));
-            // Committed strong records waiting to be written here (at most a log's worth
-            // arrive at once, when a member catches up), and the copies a commit in flight
-            // keeps of them: they are never refused, so the produce buffer may hold them
-            // beyond `pending_bytes_max` (eventual writes then get `Busy`).
-            let produce = max.get(MemoryPart::ProduceBuffer) + 2 * c.log_bytes_max;
-            max.set(MemoryPart::ProduceBuffer, produce);
-            // A new generation's checkpoint is written whole; recovery reads a generation
-            // file whole (at most `RAFT_FILE_BYTES_FACTOR` log limits, see `site`).
-            let checkpoint = c.log_bytes_max + crate::site::CHECKPOINT_OVERHEAD_BYTES;
-            max.set(MemoryPart::Writes, max.get(MemoryPart::Writes) + checkpoint);
-            let file = crate::site::RAFT_FILE_BYTES_FACTOR * c.log_bytes_max + crate::site::CHECKPOINT_OVERHEAD_BYTES;
-            max.set(MemoryPart::Index, max.get(MemoryPart::Index) + file);
-        }
-        MemoryPlan { max, read_max, batch_raw_max }
-    }
-}
+pub use crate::memory::{
+    MemoryPart, MemoryPlan, MemoryUsage, DISK_OP_ENTRY_BYTES, FIXED_SLACK_BYTES, MEMORY_PARTS, SEGMENT_ENTRY_BYTES,
+    SYNC_MSG_OVERHEAD, ZSTD_CONTEXTS_BYTES,
+};
 
 /// Storage the node keeps free of segments for its meta log.
 pub const META_RESERVE_BYTES: u64 = 3 * META_FILE_BYTES_MAX;
 
-/// What the memory plan must know of `Node` itself, which `node` supplies
-/// (`Node::SIZES`): this module imports nothing from `node`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct NodeSizes {
-    /// `size_of::<Node>()`.
-    pub node_bytes: u64,
-    /// Heap bytes of one recovery scan job, with slack.
-    pub scan_job_bytes: u64,
-}
-
 /// Checks that the configuration's limits fit its budgets; the error says which limits
 /// add up to what, and what to change. `NodeConfig::validate` checks the rest first
 /// (`Node::check_config` does both).
-pub fn check_budgets(cfg: &NodeConfig, sizes: NodeSizes) -> Result<(), ConfigError> {
+pub fn check_budgets(cfg: &NodeConfig, plan: &MemoryPlan) -> Result<(), ConfigError> {
     let largest_record = pending_record_cost(codec::MAX_KEY_BYTES, cfg.log.value_bytes_max as usize);
     if cfg.role == Role::Edge && cfg.log.pending_bytes_max < largest_record {
         return Err(ConfigError {
@@ -291,7 +48,6 @@ pub fn check_budgets(cfg: &NodeConfig, sizes: NodeSizes) -> Result<(), ConfigErr
             ),
         });
     }
-    let plan = MemoryPlan::of(cfg, sizes);
     let limit = cfg.resources.memory_bytes_max;
     let need = plan.max.total();
     if need > limit {
@@ -571,6 +327,7 @@ impl fmt::Display for ResourceStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::Segment;
 
     fn log_with(topic: u16, segments: &[(u64, u64, u64)]) -> TopicLog {
         let segs = segments

@@ -30,6 +30,7 @@ use crate::config::{ClusterConfig, NodeConfig, SyncDirection};
 use crate::detector::{NoQuorum, SiteDetector};
 use crate::hlc::Hlc;
 use crate::io::FileId;
+use crate::memory::{MemoryPart, MemoryUsage};
 use crate::raft::store::{self, Recovered};
 use crate::raft::{Index, Membership, Persist, Raft, Restored, Snapshot};
 use crate::sync::uplink::Uplink;
@@ -48,10 +49,19 @@ const FORWARD_ENTRY_BYTES: u64 = 96;
 /// What a log entry costs in memory besides its command.
 const ENTRY_OVERHEAD_BYTES: u64 = std::mem::size_of::<crate::raft::Entry>() as u64;
 
-/// The most a member holds in memory part `Site` (see `MemoryPlan`): the log, the Raft
-/// state queued behind an fsync (at most the log again), the leader's uncommitted
-/// proposals, waiting writes and remembered forwards.
-pub fn planned_bytes(c: &ClusterConfig) -> u64 {
+/// A member's planned memory: its part `Site`, and the checkpoint of a new Raft generation,
+/// written whole.
+pub(crate) fn planned(c: &ClusterConfig) -> MemoryUsage {
+    let mut m = MemoryUsage::default();
+    m.set(MemoryPart::Site, planned_bytes(c));
+    m.set(MemoryPart::Writes, c.log_bytes_max + CHECKPOINT_OVERHEAD_BYTES);
+    m
+}
+
+/// The most a member holds in memory part `Site`: the log, the Raft state queued behind an
+/// fsync (at most the log again), the leader's uncommitted proposals, waiting writes and
+/// remembered forwards.
+fn planned_bytes(c: &ClusterConfig) -> u64 {
     fixed_bytes(c)
         + 2 * c.log_bytes_max
         + c.raft.uncommitted_bytes_max as u64

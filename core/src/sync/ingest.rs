@@ -13,6 +13,7 @@ use crate::config::NodeConfig;
 use crate::effects::{Ctx, Fx};
 use crate::hlc::Hlc;
 use crate::io::Event;
+use crate::memory::{MemoryPart, MemoryUsage, PlanBasis};
 use crate::types::{Instant, NodeId, Seq, TopicIdx};
 use std::collections::BTreeMap;
 
@@ -21,6 +22,14 @@ use std::collections::BTreeMap;
 pub const GATEWAY_STREAM_ENTRY_BYTES: u64 = 64;
 /// Heap bytes one session costs in `Ingest`, with the map's slack.
 pub const GATEWAY_SESSION_ENTRY_BYTES: u64 = 64;
+
+/// Ingest's planned memory: the marks and sessions of `gateway.streams_max` streams.
+pub(crate) fn planned(cfg: &NodeConfig, b: &PlanBasis) -> MemoryUsage {
+    let streams = if b.edge { 0 } else { cfg.gateway.streams_max as u64 };
+    let mut m = MemoryUsage::default();
+    m.set(MemoryPart::Index, streams * (GATEWAY_STREAM_ENTRY_BYTES + GATEWAY_SESSION_ENTRY_BYTES));
+    m
+}
 
 /// Durable and accepted high-water marks of one stream.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

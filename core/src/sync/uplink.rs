@@ -20,6 +20,7 @@ use crate::config::{NodeConfig, SyncConfig};
 use crate::effects::{Ctx, Fx, Op};
 use crate::io::{DiskRequest, Event};
 use crate::log::{self, Resync, ScanStop, Segment, TopicLog};
+use crate::memory::{MemoryPart, MemoryUsage, PlanBasis};
 use crate::types::{Duration, Instant, NodeId, Seq, TopicIdx};
 use rand::Rng;
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -27,6 +28,22 @@ use std::collections::{BTreeMap, VecDeque};
 
 /// Flights (sent, unacknowledged sync messages) per stream at most.
 pub const FLIGHTS_PER_STREAM_MAX: usize = 1024;
+
+/// The uplink's planned memory: its streams and their flights, batches held back by the
+/// bandwidth limit, the window of unacknowledged bytes, and one read per stream.
+pub(crate) fn planned(cfg: &NodeConfig, b: &PlanBasis) -> MemoryUsage {
+    // A stream's flight queue grows by doubling up to the first power of two that holds
+    // FLIGHTS_PER_STREAM_MAX flights (swarm seed 1181: a satellite link kept 1024 small
+    // flights in flight, and the plan had counted 48 bytes for a 56-byte flight).
+    let flight_slots = (FLIGHTS_PER_STREAM_MAX + 1).next_power_of_two() as u64;
+    let flights = b.up * flight_slots * FLIGHT_ENTRY_BYTES;
+    let mut m = MemoryUsage::default();
+    m.set(MemoryPart::Index, b.up * (STREAM_ENTRY_BYTES + 256) + flights);
+    m.set(MemoryPart::SyncHeld, b.up * b.held_max);
+    m.set(MemoryPart::SyncWindow, if b.edge { cfg.sync.window_bytes_max + b.up * b.held_max } else { 0 });
+    m.set(MemoryPart::Reads, b.up * b.read_max);
+    m
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Session {
