@@ -10,7 +10,7 @@
 
 use crate::codec::{BatchEncoder, Compression, RecordRef, MAX_BATCH_RECORDS};
 use crate::config::{Eviction, NodeConfig};
-use crate::effects::{Fx, Op};
+use crate::effects::{Fx, Owner};
 use crate::hlc::Hlc;
 use crate::io::{DiskError, DiskRequest, DiskResponse, Output, ProduceAck, ProduceError, ReqId};
 use crate::keys::KeyIndex;
@@ -133,6 +133,21 @@ pub(crate) struct Committed {
     /// Strong records whose producers were answered.
     pub strong_acks: u64,
     pub site_applied: Option<crate::raft::Index>,
+}
+
+/// What a completed request of the group commit led to.
+#[derive(Debug)]
+pub(crate) enum CommitStep {
+    /// Nothing yet (more requests are in flight), or nothing to do.
+    Pending,
+    Committed(Committed),
+    Failed(CommitFailed),
+    /// A rollback ended: commits may go on.
+    RolledBack,
+    /// Rolls ended: the old segments may go (`ok`), or the new files are being deleted.
+    Rolled {
+        ok: bool,
+    },
 }
 
 /// A commit that failed: what it tried to write, and why.
@@ -330,8 +345,8 @@ impl GroupCommit {
             let place = log.place(count, buf.len() as u64, newest_ms, cfg.log.segment_bytes_max);
             debug_assert_eq!(log.end_offset(), base0 + count);
             flush.bytes += buf.len() as u64;
-            fx.disk(DiskRequest::Append { file: place.file, bytes: buf }, Op::Commit);
-            fx.disk(DiskRequest::Sync { file: place.file }, Op::Commit);
+            fx.disk(DiskRequest::Append { file: place.file, bytes: buf }, Owner::Commit);
+            fx.disk(DiskRequest::Sync { file: place.file }, Owner::Commit);
             flush.ops_left += 2;
             flush.touched.push((TopicIdx(i as u16), cp));
             flush.stored.extend(accepted);
@@ -344,9 +359,40 @@ impl GroupCommit {
         }
     }
 
+    /// One of its requests completed: a commit's, a rollback's or a roll's, as its state
+    /// says (each runs alone).
+    pub fn on_disk(
+        &mut self,
+        fx: &mut Fx,
+        cfg: &NodeConfig,
+        logs: &mut [TopicLog],
+        result: Result<DiskResponse, DiskError>,
+    ) -> CommitStep {
+        if matches!(self.state, State::Flushing(_)) {
+            return match self.on_done(fx, cfg, logs, result) {
+                None => CommitStep::Pending,
+                Some(Ok(c)) => CommitStep::Committed(c),
+                Some(Err(f)) => CommitStep::Failed(f),
+            };
+        }
+        if matches!(self.state, State::Rolling { .. }) {
+            return match self.on_roll_done(fx, logs, result) {
+                None => CommitStep::Pending,
+                Some(ok) => CommitStep::Rolled { ok },
+            };
+        }
+        assert!(!self.is_idle(), "a commit request completed with none in flight");
+        // A rollback's, or the rest of one that failed (then writes stay refused).
+        if self.on_rollback_done(result) {
+            CommitStep::RolledBack
+        } else {
+            CommitStep::Pending
+        }
+    }
+
     /// A request of the commit completed. Once the last did: what the node hands on, or
     /// why it failed.
-    pub fn on_done(
+    fn on_done(
         &mut self,
         fx: &mut Fx,
         cfg: &NodeConfig,
@@ -421,7 +467,7 @@ impl GroupCommit {
                 Some(len) => DiskRequest::Truncate { file, len },
                 None => DiskRequest::Delete { file },
             };
-            fx.disk(req, Op::Rollback);
+            fx.disk(req, Owner::Commit);
         }
         if n > 0 {
             self.state = State::RollingBack { ops_left: n };
@@ -430,7 +476,7 @@ impl GroupCommit {
     }
 
     /// A rollback request completed: true once the last did and commits may go on.
-    pub fn on_rollback_done(&mut self, result: Result<DiskResponse, DiskError>) -> bool {
+    fn on_rollback_done(&mut self, result: Result<DiskResponse, DiskError>) -> bool {
         let State::RollingBack { ops_left } = &mut self.state else {
             return false;
         };
@@ -476,8 +522,8 @@ impl GroupCommit {
                 continue;
             }
             let file = log.roll(wall_ms);
-            fx.disk(DiskRequest::Append { file, bytes: Vec::new() }, Op::Roll);
-            fx.disk(DiskRequest::Sync { file }, Op::Roll);
+            fx.disk(DiskRequest::Append { file, bytes: Vec::new() }, Owner::Commit);
+            fx.disk(DiskRequest::Sync { file }, Owner::Commit);
             topics.push(TopicIdx(t as u16));
         }
         if !topics.is_empty() {
@@ -487,7 +533,7 @@ impl GroupCommit {
 
     /// A roll's request completed. Once the last did: whether the rolls succeeded (the
     /// old segments may go) or failed (their new files are being deleted).
-    pub fn on_roll_done(
+    fn on_roll_done(
         &mut self,
         fx: &mut Fx,
         logs: &mut [TopicLog],
@@ -515,7 +561,7 @@ impl GroupCommit {
             let log = &mut logs[t.0 as usize];
             let file = log.file(log.end_offset());
             log.roll_done(false);
-            fx.disk(DiskRequest::Delete { file }, Op::Rollback);
+            fx.disk(DiskRequest::Delete { file }, Owner::Commit);
         }
         self.state = State::RollingBack { ops_left: topics.len() as u32 };
         Some(false)

@@ -6,56 +6,36 @@
 
 use crate::config::NodeConfig;
 use crate::hlc::Hlc;
-use crate::io::{DiskOpId, DiskRequest, Event, FileId, Output, ReqId};
+use crate::io::{DiskOpId, DiskRequest, Event, Output};
 use crate::sync::proto::SyncMsg;
-use crate::types::{Instant, NodeId, Seq, TopicIdx};
+use crate::types::{Instant, NodeId};
 use std::collections::{BTreeMap, VecDeque};
 
-/// What an in-flight disk request is for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Op {
-    List,
-    RecoveryRead,
-    RecoveryTruncate,
-    /// Recovery creating, then syncing, the empty successor of a segment whose tail it
-    /// cut with a skip. On the sync: the cut to make once the successor is durable (the
-    /// file, its valid length and its length now).
-    RecoverySuccessor {
-        cut: Option<(FileId, u64, u64)>,
-    },
+/// Which component a disk request belongs to: its completion goes back to it, and the
+/// component keeps what the request was for (its context) itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// `recovery::Recovery`; requests of an abandoned attempt are ones it no longer knows.
+    Recovery,
+    /// `commit::GroupCommit`: commits, rollbacks and rolls (which of them, its state says).
     Commit,
-    Rollback,
-    MetaAppend,
-    MetaSync {
-        bound: u64,
-    },
-    MetaDelete,
-    UplinkRead {
-        /// The uplink that issued it (`Uplink::tag`).
-        tag: u64,
-        topic: TopicIdx,
-        base: u64,
-        pos: u64,
-        sent: Seq,
-    },
-    FetchRead {
-        req: ReqId,
-    },
-    RetentionDelete,
-    /// Creating a rolled segment's file (an empty append, then a sync): see `roll_synced`.
-    Roll,
-    /// One write of Raft state (append, then sync).
-    RaftWrite,
-    RaftDelete,
-    /// A request of an abandoned recovery attempt: its completion is ignored.
-    Stale,
+    /// `meta::BoundWriter`: the HLC bound's append and sync.
+    Clock,
+    /// A `sync::uplink::Uplink`'s reads; `tag` names the uplink (`Uplink::tag`).
+    Uplink { tag: u64 },
+    /// `fetch::Fetches`' reads.
+    Fetch,
+    /// The site's Raft writes (append, then sync).
+    Site,
+    /// Deletes nobody waits for: retention, eviction, obsolete meta and Raft generations.
+    Unheeded,
 }
 
-/// A disk request in flight: what it is for, and the buffer bytes it lends the driver
+/// A disk request in flight: whose it is, and the buffer bytes it lends the driver
 /// (memory parts `Writes` and `Reads`).
 #[derive(Debug)]
 struct InFlight {
-    op: Op,
+    owner: Owner,
     write_bytes: u64,
     read_bytes: u64,
 }
@@ -73,7 +53,8 @@ pub(crate) struct Fx {
 }
 
 impl Fx {
-    pub fn disk(&mut self, req: DiskRequest, op: Op) {
+    /// Issues a disk request for `owner`; the id names its completion.
+    pub fn disk(&mut self, req: DiskRequest, owner: Owner) -> DiskOpId {
         let id = DiskOpId(self.next_op);
         self.next_op += 1;
         let (write_bytes, read_bytes) = match &req {
@@ -83,16 +64,17 @@ impl Fx {
         };
         self.write_bytes += write_bytes;
         self.read_bytes += read_bytes;
-        self.ops.insert(id, InFlight { op, write_bytes, read_bytes });
+        self.ops.insert(id, InFlight { owner, write_bytes, read_bytes });
         self.out.push_back(Output::Disk { id, req });
+        id
     }
 
-    /// The request `id` completed: what it was for. Its buffer bytes are given back.
-    pub fn complete(&mut self, id: DiskOpId) -> Op {
+    /// The request `id` completed: whose it was. Its buffer bytes are given back.
+    pub fn complete(&mut self, id: DiskOpId) -> Owner {
         let f = self.ops.remove(&id).unwrap_or_else(|| panic!("completion of unknown disk request {id:?}"));
         self.write_bytes -= f.write_bytes;
         self.read_bytes -= f.read_bytes;
-        f.op
+        f.owner
     }
 
     pub fn send(&mut self, to: NodeId, msg: &SyncMsg) {
@@ -125,14 +107,6 @@ impl Fx {
     /// Bytes of reads in flight (memory part `Reads`).
     pub fn read_bytes(&self) -> u64 {
         self.read_bytes
-    }
-
-    /// Requests in flight for which `abandoned` holds complete as [`Op::Stale`]: their
-    /// completions are ignored.
-    pub fn mark_stale(&mut self, abandoned: impl Fn(&Op) -> bool) {
-        for f in self.ops.values_mut().filter(|f| abandoned(&f.op)) {
-            f.op = Op::Stale;
-        }
     }
 }
 

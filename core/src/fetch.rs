@@ -17,8 +17,8 @@
 //! segments from their start for a consumer that fetched on from where it stopped.
 
 use crate::codec::{BatchDecoder, DecodedBatch, MAX_BATCH_RECORDS};
-use crate::effects::{Ctx, Fx, Op};
-use crate::io::{DiskRequest, FetchError, Fetched, FetchedRecord, Output, ReqId};
+use crate::effects::{Ctx, Fx, Owner};
+use crate::io::{DiskOpId, DiskRequest, FetchError, Fetched, FetchedRecord, Output, ReqId};
 use crate::log::{self, Resync, ScanStop, TopicLog};
 use crate::memory::{MemoryPart, MemoryUsage, PlanBasis};
 use crate::types::{Seq, TopicIdx};
@@ -73,6 +73,8 @@ const _: () = assert!(std::mem::size_of::<Cursor>() as u64 + 8 <= CURSOR_BYTES /
 #[derive(Debug, Default)]
 pub struct Fetches {
     pending: BTreeMap<ReqId, Pending>,
+    /// The read in flight of each fetch.
+    reads: BTreeMap<DiskOpId, ReqId>,
     cursors: BTreeMap<TopicIdx, Cursor>,
 }
 
@@ -122,17 +124,41 @@ impl Fetches {
             next: from,
             searching: false,
         };
-        Self::read(req, &p, log, chunk, 0, fx);
+        Self::read(&mut self.reads, req, &p, log, (chunk, 0), fx);
         self.pending.insert(req, p);
     }
 
-    fn read(req: ReqId, p: &Pending, log: &TopicLog, chunk: u32, min_len: usize, fx: &mut Fx) {
+    fn read(
+        reads: &mut BTreeMap<DiskOpId, ReqId>,
+        req: ReqId,
+        p: &Pending,
+        log: &TopicLog,
+        (chunk, min_len): (u32, usize),
+        fx: &mut Fx,
+    ) {
         let len = (chunk as usize).max(min_len) as u32;
-        fx.disk(DiskRequest::Read { file: log.file(p.base), offset: p.pos, len }, Op::FetchRead { req });
+        let id = fx.disk(DiskRequest::Read { file: log.file(p.base), offset: p.pos, len }, Owner::Fetch);
+        reads.insert(id, req);
+    }
+
+    /// The read `id` completed: the fetch it belongs to goes on (`logs`: every topic's).
+    pub(crate) fn on_read_done(
+        &mut self,
+        id: DiskOpId,
+        bytes: Option<&[u8]>,
+        logs: &[TopicLog],
+        chunk: u32,
+        dec: &mut BatchDecoder,
+        fx: &mut Fx,
+    ) {
+        let Some(req) = self.reads.remove(&id) else { return };
+        let Some(topic) = self.pending.get(&req).map(|p| p.topic) else { return };
+        self.on_read(req, bytes, &logs[topic.0 as usize], chunk, dec, fx);
     }
 
     /// Heap bytes of the records gathered by fetches in flight.
     pub fn held_bytes(&self) -> u64 {
+        // A fetch in flight: its entry, its read's entry (16 bytes), and the maps' slack.
         let per = std::mem::size_of::<Pending>() as u64 + 64;
         let pending: u64 = self
             .pending
@@ -142,13 +168,8 @@ impl Fetches {
         pending + self.cursors.len() as u64 * CURSOR_BYTES
     }
 
-    /// The topic of fetch `req`, if it is in flight.
-    pub(crate) fn topic_of(&self, req: ReqId) -> Option<TopicIdx> {
-        self.pending.get(&req).map(|p| p.topic)
-    }
-
     /// A read for fetch `req` completed (`None`: it failed).
-    pub(crate) fn on_read(
+    fn on_read(
         &mut self,
         req: ReqId,
         bytes: Option<&[u8]>,
@@ -177,13 +198,13 @@ impl Fetches {
             return match log::resync(bytes, p.pos, seg.len, eof, p.offset) {
                 Resync::ReadFrom { pos, min_len } => {
                     p.pos = pos;
-                    Self::read(req, &p, log, chunk, min_len, fx);
+                    Self::read(&mut self.reads, req, &p, log, (chunk, min_len), fx);
                     self.pending.insert(req, p);
                 }
                 Resync::Found { pos, base } if base <= p.next => {
                     // The damage lies wholly before `from`: read on from the good frame.
                     (p.pos, p.offset, p.searching) = (pos, base, false);
-                    Self::read(req, &p, log, chunk, 0, fx);
+                    Self::read(&mut self.reads, req, &p, log, (chunk, 0), fx);
                     self.pending.insert(req, p);
                 }
                 found => {
@@ -259,18 +280,18 @@ impl Fetches {
                 let pos = damaged.expect("checked");
                 p.searching = true;
                 p.pos = pos + 1;
-                Self::read(req, &p, log, chunk, 0, fx);
+                Self::read(&mut self.reads, req, &p, log, (chunk, 0), fx);
                 self.pending.insert(req, p);
             }
             Some(ScanStop::Incomplete { pos, needed }) if pos == p.pos && !bytes.is_empty() => {
-                Self::read(req, &p, log, chunk, needed, fx);
+                Self::read(&mut self.reads, req, &p, log, (chunk, needed), fx);
                 self.pending.insert(req, p);
             }
             // The end of the file before the end of the segment: an unwritten range (see
             // `log`) that holds no records. Continue after it.
             None if bytes.is_empty() => reply(fx, req, Ok(Fetched { records: p.records, next: seg_end, durable_end })),
             None | Some(ScanStop::Incomplete { .. }) if !bytes.is_empty() => {
-                Self::read(req, &p, log, chunk, 0, fx);
+                Self::read(&mut self.reads, req, &p, log, (chunk, 0), fx);
                 self.pending.insert(req, p);
             }
             _ => reply(fx, req, Err(FetchError::Storage(format!("segment {} unreadable at seq {}", p.base, p.next)))),

@@ -8,9 +8,9 @@
 //! crash at any point of a rotation loses nothing.
 
 use crate::codec::{self, FrameKind};
-use crate::effects::{Fx, Op};
+use crate::effects::{Fx, Owner};
 use crate::hlc::HlcClock;
-use crate::io::{DiskError, DiskRequest, DiskResponse, FileId};
+use crate::io::{DiskError, DiskOpId, DiskRequest, DiskResponse, FileId};
 use crate::memory::{MemoryPart, MemoryUsage};
 
 /// A meta file is rotated past this many bytes.
@@ -107,7 +107,8 @@ impl MetaLog {
 #[derive(Debug)]
 pub(crate) struct BoundWriter {
     log: MetaLog,
-    in_flight: bool,
+    /// The write in flight: its append, its sync, and the bound it makes durable.
+    in_flight: Option<(DiskOpId, DiskOpId, u64)>,
     append_error: Option<DiskError>,
 }
 
@@ -122,43 +123,44 @@ impl BoundWriter {
 
     /// After the generations recovery found.
     pub fn recovered(found: &[u64]) -> BoundWriter {
-        BoundWriter { log: MetaLog::recovered(found), in_flight: false, append_error: None }
+        BoundWriter { log: MetaLog::recovered(found), in_flight: None, append_error: None }
     }
 
     /// Starts a write if the clock asks for a bound and none is in flight.
     pub fn persist(&mut self, fx: &mut Fx, hlc: &mut HlcClock, wall_ms: u64) {
-        if self.in_flight {
+        if self.in_flight.is_some() {
             return;
         }
         let Some(bound) = hlc.bound_to_persist(wall_ms) else {
             return;
         };
         let w = self.log.write(bound);
-        self.in_flight = true;
-        fx.disk(DiskRequest::Append { file: w.file, bytes: w.bytes }, Op::MetaAppend);
-        fx.disk(DiskRequest::Sync { file: w.file }, Op::MetaSync { bound });
+        let append = fx.disk(DiskRequest::Append { file: w.file, bytes: w.bytes }, Owner::Clock);
+        let sync = fx.disk(DiskRequest::Sync { file: w.file }, Owner::Clock);
+        self.in_flight = Some((append, sync, bound));
     }
 
-    /// The append completed.
-    pub fn on_append(&mut self, result: Result<DiskResponse, DiskError>) {
-        self.append_error = result.err();
-    }
-
-    /// The sync of `bound` completed. True when storage had no space for it: no timestamp
-    /// can be issued until a bound is durable, so the node frees what it can.
-    pub fn on_sync(
+    /// One of its requests completed. True when storage had no space for the bound: no
+    /// timestamp can be issued until a bound is durable, so the node frees what it can.
+    pub fn on_disk(
         &mut self,
         fx: &mut Fx,
         hlc: &mut HlcClock,
-        bound: u64,
+        id: DiskOpId,
         result: Result<DiskResponse, DiskError>,
     ) -> bool {
-        self.in_flight = false;
+        let (append, sync, bound) = self.in_flight.expect("a meta request completed with no write in flight");
+        if id == append {
+            self.append_error = result.err();
+            return false;
+        }
+        assert_eq!(id, sync, "the meta write's requests are its append and its sync");
+        self.in_flight = None;
         match (self.append_error.take(), result) {
             (None, Ok(_)) => {
                 hlc.bound_persisted(bound);
                 for file in self.log.written() {
-                    fx.disk(DiskRequest::Delete { file }, Op::MetaDelete);
+                    fx.disk(DiskRequest::Delete { file }, Owner::Unheeded);
                 }
                 false
             }

@@ -8,9 +8,9 @@
 //! and messages are dropped (peers resend).
 
 use crate::codec::{BatchDecoder, BatchEncoder, MAX_KEY_BYTES};
-use crate::commit::{CommitFailed, Committed, GroupCommit, PendingRecord};
+use crate::commit::{CommitFailed, CommitStep, Committed, GroupCommit, PendingRecord};
 use crate::config::{ConfigError, NodeConfig, Role};
-use crate::effects::{Ctx, Fx, Op};
+use crate::effects::{Ctx, Fx, Owner};
 use crate::fetch::{FetchRequest, Fetches};
 use crate::hlc::{ClockStart, Hlc, HlcClock};
 use crate::hold::MessageHold;
@@ -397,38 +397,28 @@ impl Node {
     }
 
     fn on_disk_done(&mut self, id: DiskOpId, result: Result<DiskResponse, DiskError>) {
-        let op = self.fx.complete(id);
-        match op {
-            Op::List | Op::RecoveryRead | Op::RecoveryTruncate | Op::RecoverySuccessor { .. } => {
+        match self.fx.complete(id) {
+            Owner::Recovery => {
                 let Phase::Recovering(r) = &mut self.phase else { panic!("recovery request completed while running") };
                 let mut cx =
                     RecoveryCx { cfg: &self.cfg, wall_ms: self.now.wall_ms, fx: &mut self.fx, dec: &mut self.dec };
-                if let Some(recovered) = r.on_disk(&mut cx, op, result) {
+                if let Some(recovered) = r.on_disk(&mut cx, id, result) {
                     self.finish_recovery(recovered);
                 }
             }
-            Op::Commit => match self.commit.on_done(&mut self.fx, &self.cfg, &mut self.logs, result) {
-                None => {}
-                Some(Ok(c)) => self.committed(c),
-                Some(Err(f)) => self.commit_failed(f),
+            Owner::Commit => match self.commit.on_disk(&mut self.fx, &self.cfg, &mut self.logs, result) {
+                CommitStep::Pending => {}
+                CommitStep::Committed(c) => self.committed(c),
+                CommitStep::Failed(f) => self.commit_failed(f),
+                // A newest segment the next hop holds may be rolled now; after a roll, the
+                // old segments are no longer the newest: they go now.
+                CommitStep::RolledBack | CommitStep::Rolled { ok: true } => self.reclaim_full_device(),
+                CommitStep::Rolled { ok: false } => self.space.on_roll_failed(self.now.mono),
             },
-            Op::Rollback => {
-                if self.commit.on_rollback_done(result) {
-                    // A newest segment the gateway holds may be rolled now.
-                    self.reclaim_full_device();
-                }
-            }
-            Op::Roll => match self.commit.on_roll_done(&mut self.fx, &mut self.logs, result) {
-                None => {}
-                // The old segments are no longer the newest: they go now.
-                Some(true) => self.reclaim_full_device(),
-                Some(false) => self.space.on_roll_failed(self.now.mono),
-            },
-            Op::MetaAppend => self.bound.on_append(result),
-            Op::MetaSync { bound } => {
+            Owner::Clock => {
                 // Free what the next hop holds, as for a commit refused for space (once per
                 // wait: the bound is tried again at every input).
-                if self.bound.on_sync(&mut self.fx, &mut self.hlc, bound, result) {
+                if self.bound.on_disk(&mut self.fx, &mut self.hlc, id, result) {
                     if !self.space.refuses_writes(self.now.mono) {
                         self.on_device_full(meta::META_RECORD_BYTES);
                     } else {
@@ -436,9 +426,10 @@ impl Node {
                     }
                 }
             }
-            Op::MetaDelete | Op::RetentionDelete | Op::RaftDelete | Op::Stale => {}
-            Op::RaftWrite => self.site_write_done(result.is_ok()),
-            Op::FetchRead { .. } | Op::UplinkRead { .. } => self.sync_read_done(op, result),
+            Owner::Unheeded => {}
+            Owner::Site => self.site_write_done(result.is_ok()),
+            Owner::Fetch => self.fetch_read_done(id, result),
+            Owner::Uplink { tag } => self.uplink_read_done(tag, id, result),
         }
     }
 

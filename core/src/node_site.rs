@@ -1,9 +1,9 @@
 //! How a [`Node`] drives its site cluster (see `crate::site` for the design): strong
 //! produces, site messages, Raft's actions, its storage, and the cluster uplink.
 
-use super::{Node, Op};
+use super::Node;
 use crate::commit::PendingRecord;
-use crate::effects::Ctx;
+use crate::effects::{Ctx, Owner};
 use crate::io::{DiskRequest, Event, FileId, ProduceError, ReqId};
 use crate::raft::{self, Action, EntryKind, Role as RaftRole};
 use crate::site::msg::{Command, SiteMsg, StrongSnapshot, Write};
@@ -234,8 +234,8 @@ impl Node {
         }
         let site = self.site.as_mut().expect("checked above");
         if let Some((file, bytes)) = site.persister.next_write(&site.raft, now) {
-            self.fx.disk(DiskRequest::Append { file, bytes }, Op::RaftWrite);
-            self.fx.disk(DiskRequest::Sync { file }, Op::RaftWrite);
+            self.fx.disk(DiskRequest::Append { file, bytes }, Owner::Site);
+            self.fx.disk(DiskRequest::Sync { file }, Owner::Site);
         }
         self.site_compact();
     }
@@ -381,7 +381,7 @@ impl Node {
             site.raft.persisted(now, id);
         }
         for generation in obsolete {
-            self.fx.disk(DiskRequest::Delete { file: FileId::Raft { generation } }, Op::RaftDelete);
+            self.fx.disk(DiskRequest::Delete { file: FileId::Raft { generation } }, Owner::Unheeded);
         }
     }
 

@@ -4,13 +4,12 @@
 
 use super::Node;
 use crate::config::Role;
-use crate::effects::{Ctx, Op};
+use crate::effects::Ctx;
 use crate::hlc::Hlc;
 use crate::hold::Held;
-use crate::io::{Control, DiskError, DiskResponse, Event};
+use crate::io::{Control, DiskError, DiskOpId, DiskResponse, Event};
 use crate::sync::ingest::DataIn;
 use crate::sync::proto::SyncMsg;
-use crate::sync::uplink::ReadAt;
 use crate::types::NodeId;
 
 impl Node {
@@ -146,42 +145,35 @@ impl Node {
         None
     }
 
-    /// A sync or fetch read completed.
-    pub(super) fn sync_read_done(&mut self, op: Op, result: Result<DiskResponse, DiskError>) {
-        match op {
-            Op::FetchRead { req } => {
-                let bytes = match &result {
-                    Ok(DiskResponse::Read(b)) => Some(b.as_slice()),
-                    _ => None,
-                };
-                let Some(topic) = self.fetches.topic_of(req) else { return };
-                let log = &self.logs[topic.0 as usize];
-                let chunk = self.cfg.log.read_chunk_bytes;
-                self.fetches.on_read(req, bytes, log, chunk, &mut self.dec, &mut self.fx);
-            }
-            Op::UplinkRead { tag, topic, base, pos, sent } => {
-                let own = tag == 0;
-                let hlc = if own { self.hlc.last() } else { self.site_uplink_hlc() };
-                let (u, cfg) = match (own, &mut self.site) {
-                    (true, _) => (self.uplink.as_mut(), &self.cfg),
-                    (false, Some(site)) if site.uplink_tag == tag => (site.uplink.as_mut(), &site.sync_cfg),
-                    (false, _) => (None, &self.cfg),
-                };
-                let Some(u) = u else { return };
-                let bytes = match result {
-                    Ok(DiskResponse::Read(b)) => b,
-                    _ => Vec::new(),
-                };
-                let log = &self.logs[topic.0 as usize];
-                if !own {
-                    self.fx.send_as = Some(cfg.id);
-                }
-                let mut cx = Ctx { now: self.now.mono, cfg, hlc, fx: &mut self.fx };
-                let at = ReadAt { topic, base, pos, sent };
-                u.on_read(&mut cx, at, &bytes, log, (&mut self.enc, &mut self.dec));
-                self.fx.send_as = None;
-            }
-            _ => unreachable!("not a sync read: {op:?}"),
+    /// A fetch's read completed.
+    pub(super) fn fetch_read_done(&mut self, id: DiskOpId, result: Result<DiskResponse, DiskError>) {
+        let bytes = match &result {
+            Ok(DiskResponse::Read(b)) => Some(b.as_slice()),
+            _ => None,
+        };
+        let chunk = self.cfg.log.read_chunk_bytes;
+        self.fetches.on_read_done(id, bytes, &self.logs, chunk, &mut self.dec, &mut self.fx);
+    }
+
+    /// A read of the uplink `tag` completed: this node's own (0), or its site's.
+    pub(super) fn uplink_read_done(&mut self, tag: u64, id: DiskOpId, result: Result<DiskResponse, DiskError>) {
+        let own = tag == 0;
+        let hlc = if own { self.hlc.last() } else { self.site_uplink_hlc() };
+        let (u, cfg) = match (own, &mut self.site) {
+            (true, _) => (self.uplink.as_mut(), &self.cfg),
+            (false, Some(site)) if site.uplink_tag == tag => (site.uplink.as_mut(), &site.sync_cfg),
+            (false, _) => (None, &self.cfg),
+        };
+        let Some(u) = u else { return };
+        let bytes = match result {
+            Ok(DiskResponse::Read(b)) => b,
+            _ => Vec::new(),
+        };
+        if !own {
+            self.fx.send_as = Some(cfg.id);
         }
+        let mut cx = Ctx { now: self.now.mono, cfg, hlc, fx: &mut self.fx };
+        u.on_read_done(&mut cx, id, &bytes, &self.logs, (&mut self.enc, &mut self.dec));
+        self.fx.send_as = None;
     }
 }

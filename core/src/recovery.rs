@@ -4,14 +4,14 @@
 //! per-stream high-water marks; for a `compact` topic every segment, to rebuild its key
 //! index), cuts any torn tail, and hands what it found to the node as one [`Recovered`].
 //!
-//! A failed step starts it again from the listing, as a restart would; the requests of
-//! the abandoned attempt complete as [`Op::Stale`].
+//! A failed step starts it again from the listing, as a restart would; it owns its requests
+//! (`Step`), so those of the abandoned attempt complete as requests it no longer knows.
 
 use crate::codec::{BatchDecoder, DecodedBatch};
 use crate::config::{Eviction, NodeConfig, Role};
-use crate::effects::{Fx, Op};
+use crate::effects::{Fx, Owner};
 use crate::hlc::Hlc;
-use crate::io::{DiskError, DiskRequest, DiskResponse, Event, FileId};
+use crate::io::{DiskError, DiskOpId, DiskRequest, DiskResponse, Event, FileId};
 use crate::keys::KeyIndex;
 use crate::log::{self, Resync, ScanStop, Segment, TopicLog};
 use crate::memory::{MemoryPart, MemoryUsage, PlanBasis};
@@ -49,6 +49,23 @@ pub(crate) struct Recovered {
     pub truncated_bytes: u64,
 }
 
+/// What one of recovery's disk requests is for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Step {
+    List,
+    RecoveryRead,
+    RecoveryTruncate,
+    /// Creating, then syncing, the empty successor of a segment whose tail it cut with a
+    /// skip. On the sync: the cut to make once the successor is durable (the file, its
+    /// valid length and its length now).
+    RecoverySuccessor {
+        cut: Option<(FileId, u64, u64)>,
+    },
+}
+
+/// Heap bytes of one request in flight in recovery's map.
+const STEP_ENTRY_BYTES: u64 = 64;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum JobKind {
     Meta,
@@ -77,7 +94,9 @@ const SCAN_JOB_BYTES: u64 = 2 * std::mem::size_of::<ScanJob>() as u64;
 /// member's Raft generation read whole (at most `RAFT_FILE_BYTES_FACTOR` log limits).
 pub(crate) fn planned(cfg: &NodeConfig, b: &PlanBasis) -> MemoryUsage {
     let mut m = MemoryUsage::default();
-    m.set(MemoryPart::Index, b.segments_max * SCAN_JOB_BYTES);
+    // Requests in flight: a read, and a truncate or a successor's two per topic.
+    let steps = (2 * b.topics + 2) * STEP_ENTRY_BYTES;
+    m.set(MemoryPart::Index, b.segments_max * SCAN_JOB_BYTES + steps);
     m.set(MemoryPart::Reads, b.read_max);
     if let Some(c) = &cfg.cluster {
         let file = crate::site::RAFT_FILE_BYTES_FACTOR * c.log_bytes_max + crate::site::CHECKPOINT_OVERHEAD_BYTES;
@@ -89,6 +108,8 @@ pub(crate) fn planned(cfg: &NodeConfig, b: &PlanBasis) -> MemoryUsage {
 /// The recovery machine: what it has found so far, and the scan in progress.
 #[derive(Debug, Default)]
 pub(crate) struct Recovery {
+    /// Its requests in flight.
+    steps: BTreeMap<DiskOpId, Step>,
     jobs: VecDeque<ScanJob>,
     current: Option<ScanJob>,
     meta_bound: Option<u64>,
@@ -115,13 +136,14 @@ pub(crate) struct Recovery {
 impl Recovery {
     /// Starts recovery: the first request lists the files storage kept.
     pub fn start(fx: &mut Fx) -> Recovery {
-        fx.disk(DiskRequest::List, Op::List);
-        Recovery::default()
+        let mut r = Recovery::default();
+        r.issue(fx, DiskRequest::List, Step::List);
+        r
     }
 
-    /// Whether a request is one of recovery's.
-    fn owns(op: &Op) -> bool {
-        matches!(op, Op::List | Op::RecoveryRead | Op::RecoveryTruncate | Op::RecoverySuccessor { .. })
+    fn issue(&mut self, fx: &mut Fx, req: DiskRequest, step: Step) {
+        let id = fx.disk(req, Owner::Recovery);
+        self.steps.insert(id, step);
     }
 
     /// A request of recovery completed. Returns what storage holds once the last step is
@@ -129,14 +151,16 @@ impl Recovery {
     pub fn on_disk(
         &mut self,
         cx: &mut RecoveryCx<'_>,
-        op: Op,
+        id: DiskOpId,
         result: Result<DiskResponse, DiskError>,
     ) -> Option<Recovered> {
+        // Not known: a request of an attempt abandoned since.
+        let op = self.steps.remove(&id)?;
         match (op, result) {
-            (Op::List, Ok(DiskResponse::Listed(files))) => self.plan(cx, files),
-            (Op::RecoveryRead, Ok(DiskResponse::Read(bytes))) => self.on_read(cx, &bytes),
-            (Op::RecoveryTruncate, Ok(_)) => self.truncations_left -= 1,
-            (Op::RecoverySuccessor { cut }, result) => {
+            (Step::List, Ok(DiskResponse::Listed(files))) => self.plan(cx, files),
+            (Step::RecoveryRead, Ok(DiskResponse::Read(bytes))) => self.on_read(cx, &bytes),
+            (Step::RecoveryTruncate, Ok(_)) => self.truncations_left -= 1,
+            (Step::RecoverySuccessor { cut }, result) => {
                 let ok = result.is_ok();
                 self.truncations_left -= 1;
                 match cut {
@@ -144,7 +168,7 @@ impl Recovery {
                     // tail may go.
                     Some((file, len, _)) if ok => {
                         self.truncations_left += 1;
-                        cx.fx.disk(DiskRequest::Truncate { file, len }, Op::RecoveryTruncate);
+                        self.issue(cx.fx, DiskRequest::Truncate { file, len }, Step::RecoveryTruncate);
                     }
                     // No successor (a full device): the tail stays, so that the next
                     // recovery finds the same cut and skips the same sequences, and the
@@ -170,8 +194,7 @@ impl Recovery {
                     detail: format!("recovery step {op:?} failed ({e}); starting recovery again"),
                 });
                 *self = Recovery::default();
-                cx.fx.mark_stale(Recovery::owns);
-                cx.fx.disk(DiskRequest::List, Op::List);
+                self.issue(cx.fx, DiskRequest::List, Step::List);
                 return None;
             }
             (op, Ok(r)) => panic!("unexpected completion {r:?} for {op:?}"),
@@ -249,10 +272,10 @@ impl Recovery {
         self.segments = segments;
     }
 
-    fn issue_read(cx: &mut RecoveryCx<'_>, job: &ScanJob, min_len: usize) {
+    fn issue_read(&mut self, cx: &mut RecoveryCx<'_>, job: &ScanJob, min_len: usize) {
         let chunk = (cx.cfg.log.read_chunk_bytes as usize).max(min_len) as u64;
         let len = chunk.min(job.file_len - job.pos) as u32;
-        cx.fx.disk(DiskRequest::Read { file: job.file, offset: job.pos, len }, Op::RecoveryRead);
+        self.issue(cx.fx, DiskRequest::Read { file: job.file, offset: job.pos, len }, Step::RecoveryRead);
     }
 
     /// Starts the next scan, or finishes recovery when nothing is left. Empty files need
@@ -272,7 +295,7 @@ impl Recovery {
                 self.finish_job(cx, 0, None);
                 continue;
             }
-            Self::issue_read(cx, &job, 0);
+            self.issue_read(cx, &job, 0);
             self.current = Some(job);
             return false;
         }
@@ -290,7 +313,7 @@ impl Recovery {
             self.raft_reading.extend_from_slice(bytes);
             job.pos += bytes.len() as u64;
             if !bytes.is_empty() && job.pos < job.file_len {
-                Self::issue_read(cx, &job, 0);
+                self.issue_read(cx, &job, 0);
                 self.current = Some(job);
                 return;
             }
@@ -325,11 +348,11 @@ impl Recovery {
                     job.next_offset = base;
                     job.pos = pos;
                     job.search = None;
-                    Self::issue_read(cx, &job, 0);
+                    self.issue_read(cx, &job, 0);
                 }
                 Resync::ReadFrom { pos, min_len } => {
                     job.pos = pos;
-                    Self::issue_read(cx, &job, min_len);
+                    self.issue_read(cx, &job, min_len);
                 }
                 Resync::NotFound => {
                     self.current = Some(job);
@@ -400,7 +423,7 @@ impl Recovery {
         match stop {
             None if !eof => {
                 job.pos = read_end;
-                Self::issue_read(cx, &job, 0);
+                self.issue_read(cx, &job, 0);
                 self.current = Some(job);
             }
             None => {
@@ -409,7 +432,7 @@ impl Recovery {
             }
             Some(ScanStop::Incomplete { pos, needed }) if pos + needed as u64 <= job.file_len && !bytes.is_empty() => {
                 job.pos = pos;
-                Self::issue_read(cx, &job, needed);
+                self.issue_read(cx, &job, needed);
                 self.current = Some(job);
             }
             Some(stop) => {
@@ -426,7 +449,7 @@ impl Recovery {
                     // 255): search for them before cutting anything.
                     job.search = Some((pos, why));
                     job.pos = pos + 1;
-                    Self::issue_read(cx, &job, 0);
+                    self.issue_read(cx, &job, 0);
                     self.current = Some(job);
                 } else {
                     self.current = Some(job);
@@ -485,16 +508,17 @@ impl Recovery {
                 self.truncated_bytes += cut;
                 self.truncations_left += 2;
                 let successor = FileId::Segment { topic, base: to };
-                cx.fx.disk(
+                self.issue(
+                    cx.fx,
                     DiskRequest::Append { file: successor, bytes: Vec::new() },
-                    Op::RecoverySuccessor { cut: None },
+                    Step::RecoverySuccessor { cut: None },
                 );
                 let cut = Some((job.file, valid_len, job.file_len));
-                cx.fx.disk(DiskRequest::Sync { file: successor }, Op::RecoverySuccessor { cut });
+                self.issue(cx.fx, DiskRequest::Sync { file: successor }, Step::RecoverySuccessor { cut });
             } else if last {
                 self.truncated_bytes += cut;
                 self.truncations_left += 1;
-                cx.fx.disk(DiskRequest::Truncate { file: job.file, len: valid_len }, Op::RecoveryTruncate);
+                self.issue(cx.fx, DiskRequest::Truncate { file: job.file, len: valid_len }, Step::RecoveryTruncate);
             }
             cx.fx.event(Event::TailTruncated { file: job.file, at: valid_len, cut_bytes: cut, reason, skipped });
         }
@@ -535,7 +559,8 @@ impl Recovery {
 
     /// Heap bytes it holds (memory part `Index`).
     pub fn heap_bytes(&self) -> u64 {
-        let jobs = (self.jobs.capacity() * std::mem::size_of::<ScanJob>()) as u64;
+        let jobs =
+            (self.jobs.capacity() * std::mem::size_of::<ScanJob>()) as u64 + self.steps.len() as u64 * STEP_ENTRY_BYTES;
         let segs: usize = self.segments.values().map(|v| v.capacity() * std::mem::size_of::<Segment>() + 64).sum();
         let marks = self.marks.len() as u64 * ingest::GATEWAY_STREAM_ENTRY_BYTES;
         let keys: u64 = self.key_index.values().map(KeyIndex::bytes).sum();

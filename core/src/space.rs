@@ -4,7 +4,7 @@
 //! device before the next hop holds it.
 
 use crate::config::{Eviction, NodeConfig, Role};
-use crate::effects::{Fx, Op};
+use crate::effects::{Fx, Owner};
 use crate::io::{DiskRequest, Event, ProduceError};
 use crate::log::TopicLog;
 use crate::resources::{self, TopicUsage, TopicView, Victim, VictimKind, META_RESERVE_BYTES};
@@ -160,7 +160,7 @@ impl Space {
         }
         let seg = log.evict_oldest(unsynced_from).expect("a victim is never a topic's only segment");
         let file = log.file(seg.base);
-        cx.fx.disk(DiskRequest::Delete { file }, Op::RetentionDelete);
+        cx.fx.disk(DiskRequest::Delete { file }, Owner::Unheeded);
         let from = seg.base.max(unsynced_from);
         if v.kind == VictimKind::Synced || from >= seg.end {
             self.stats.evicted_synced_segments += 1;
@@ -248,7 +248,7 @@ impl Space {
                 let seg = log.pop_oldest().expect("more than one segment");
                 let file = log.file(seg.base);
                 self.stats.segments_deleted += 1;
-                cx.fx.disk(DiskRequest::Delete { file }, Op::RetentionDelete);
+                cx.fx.disk(DiskRequest::Delete { file }, Owner::Unheeded);
                 cx.fx.event(Event::SegmentDeleted { file, records: seg.end - seg.base });
             }
         }

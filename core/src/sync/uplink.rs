@@ -17,8 +17,8 @@ use super::bucket::TokenBucket;
 use super::proto::{SkipReason, SyncMsg, TopicStatus};
 use crate::codec::{self, BatchDecoder, BatchEncoder, Compression, DecodedBatch, RecordRef};
 use crate::config::{NodeConfig, SyncConfig};
-use crate::effects::{Ctx, Fx, Op};
-use crate::io::{DiskRequest, Event};
+use crate::effects::{Ctx, Fx, Owner};
+use crate::io::{DiskOpId, DiskRequest, Event};
 use crate::log::{self, Resync, ScanStop, Segment, TopicLog};
 use crate::memory::{MemoryPart, MemoryUsage, PlanBasis};
 use crate::types::{Duration, Instant, NodeId, Seq, TopicIdx};
@@ -108,7 +108,8 @@ struct UpStream {
     /// Sent and unacknowledged messages, oldest first.
     inflight: VecDeque<Flight>,
     last_progress: Instant,
-    reading: bool,
+    /// The read of the log in flight, if any (one per stream at a time).
+    reading: Option<Reading>,
     cursor: Option<Cursor>,
     read_len_min: u32,
     held: Option<Held>,
@@ -180,7 +181,7 @@ pub struct Uplink {
     pub bytes_sent: u64,
     /// Sequences skipped because their frames failed the checksum.
     pub corrupted_skipped: u64,
-    /// Names this uplink's reads (`Op::UplinkRead`): a node may run a second uplink for
+    /// Names this uplink's reads (`Owner::Uplink`): a node may run a second uplink for
     /// its site cluster, replaced at each leader change, and a read one issued must not
     /// be delivered to another. Zero for the node's own uplink.
     pub(crate) tag: u64,
@@ -201,13 +202,22 @@ fn backoff(cfg: &SyncConfig, attempt: u32, rng: &mut Xoshiro256PlusPlus) -> Dura
     Duration((base - spread + jitter).max(1))
 }
 
-/// Where an uplink's read of the log was issued (`Op::UplinkRead`): the topic, the
-/// segment's base, the position in its file, and the stream's `sent` when issued.
-pub(crate) struct ReadAt {
-    pub topic: TopicIdx,
-    pub base: u64,
-    pub pos: u64,
-    pub sent: Seq,
+/// A stream's read of the log in flight: the request, the segment's base, the position in
+/// its file, and the stream's `sent` when issued.
+#[derive(Clone, Copy, Debug)]
+struct Reading {
+    id: DiskOpId,
+    base: u64,
+    pos: u64,
+    sent: Seq,
+}
+
+/// Where a read of the log was issued, as `on_read` takes it.
+struct ReadAt {
+    topic: TopicIdx,
+    base: u64,
+    pos: u64,
+    sent: Seq,
 }
 
 impl Uplink {
@@ -225,7 +235,7 @@ impl Uplink {
                     sent: 0,
                     inflight: VecDeque::new(),
                     last_progress: now,
-                    reading: false,
+                    reading: None,
                     cursor: None,
                     read_len_min: 0,
                     held: None,
@@ -562,7 +572,8 @@ impl Uplink {
         let s = self.streams.get_mut(&idx).expect("stream exists");
         let durable = log.durable_offset();
         let flights_full = s.inflight.len() >= FLIGHTS_PER_STREAM_MAX;
-        if s.reading || s.sent >= durable || self.inflight_bytes >= cfg.sync.window_bytes_max || flights_full {
+        if s.reading.is_some() || s.sent >= durable || self.inflight_bytes >= cfg.sync.window_bytes_max || flights_full
+        {
             if s.sent >= durable {
                 s.waiting_since = None;
             }
@@ -600,11 +611,10 @@ impl Uplink {
         let len = (cfg.log.read_chunk_bytes as usize).max(min_len);
         let len = u32::try_from(len as u64).unwrap_or(u32::MAX);
         let len = len.min(u32::try_from(seg.len.saturating_sub(pos)).unwrap_or(u32::MAX)).max(1);
-        s.reading = true;
-        cx.fx.disk(
-            DiskRequest::Read { file: log.file(seg.base), offset: pos, len },
-            Op::UplinkRead { tag: self.tag, topic: idx, base: seg.base, pos, sent: s.sent },
-        );
+        let id = cx
+            .fx
+            .disk(DiskRequest::Read { file: log.file(seg.base), offset: pos, len }, Owner::Uplink { tag: self.tag });
+        s.reading = Some(Reading { id, base: seg.base, pos, sent: s.sent });
     }
 
     /// Tells the gateway that `from..to` of this stream will never be sent, as a message
@@ -658,8 +668,23 @@ impl Uplink {
         s.sent = held.end;
         fx.send_bytes(gateway, held.bytes);
     }
+    /// The read `id` of one of its streams completed (`logs`: every topic's).
+    pub(crate) fn on_read_done(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        id: DiskOpId,
+        bytes: &[u8],
+        logs: &[TopicLog],
+        codec: (&mut BatchEncoder, &mut BatchDecoder),
+    ) {
+        let found = self.streams.iter().find_map(|(&t, s)| s.reading.filter(|r| r.id == id).map(|r| (t, r)));
+        let Some((topic, r)) = found else { return };
+        let at = ReadAt { topic, base: r.base, pos: r.pos, sent: r.sent };
+        self.on_read(cx, at, bytes, &logs[topic.0 as usize], codec);
+    }
+
     /// A read of the log finished: build one batch from it and send (or hold) it.
-    pub(crate) fn on_read(
+    fn on_read(
         &mut self,
         cx: &mut Ctx<'_>,
         at: ReadAt,
@@ -679,7 +704,7 @@ impl Uplink {
         let Some(s) = self.streams.get_mut(&idx) else {
             return;
         };
-        s.reading = false;
+        s.reading = None;
         let Some(seg) = log.segment_for(s.sent).filter(|seg| seg.base == base && s.sent == sent_at_issue).cloned()
         else {
             // The stream was rewound or moved while the read was in flight.
@@ -818,7 +843,7 @@ impl Uplink {
 
     fn finish_read(&mut self, idx: TopicIdx) {
         if let Some(s) = self.streams.get_mut(&idx) {
-            s.reading = false;
+            s.reading = None;
         }
     }
 
@@ -848,7 +873,11 @@ impl Uplink {
                         // Mirror pump_stream's conditions, or a past deadline would spin the driver.
                         let window_open =
                             self.inflight_bytes < cfg.window_bytes_max && s.inflight.len() < FLIGHTS_PER_STREAM_MAX;
-                        if s.accepted && window_open && !s.reading && s.sent < logs[idx.0 as usize].durable_offset() {
+                        if s.accepted
+                            && window_open
+                            && s.reading.is_none()
+                            && s.sent < logs[idx.0 as usize].durable_offset()
+                        {
                             at(w.saturating_add(LINGER));
                         }
                     }
