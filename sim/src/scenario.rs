@@ -98,6 +98,9 @@ pub struct NodeSpec {
     /// a file; a swarm world may give a device a data partition smaller than the budget
     /// assumes (`swarm::add_small_devices`). The simulated disk holds the smaller of the two.
     pub storage_bytes: u64,
+    /// The node it syncs up to (`upstream`), by index; none: an edge's is the first
+    /// gateway it has a link to.
+    pub upstream: Option<usize>,
 }
 
 /// A span of simulated time `[at, at + length)`, inside `[0, duration]`.
@@ -557,6 +560,7 @@ struct RawNode {
     cluster: Option<String>,
     memory: Option<RawSize>,
     storage: Option<RawSize>,
+    upstream: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -723,6 +727,7 @@ fn validate(raw: &RawScenario) -> Result<Scenario, Problem> {
     };
     let nodes = nodes(&raw.node)?;
     let links = links(&raw.link, &nodes, duration)?;
+    check_upstream_links(&nodes, &links)?;
     let topics = topics(&raw.topic)?;
     let workloads = workloads(&raw.workload, &nodes, &topics, duration)?;
     check_sync_paths(&workloads, &nodes, &links, &topics)?;
@@ -794,9 +799,41 @@ fn nodes(raw: &[RawNode]) -> Result<Vec<NodeSpec>, Problem> {
             cluster: r.cluster.clone(),
             memory_bytes,
             storage_bytes,
+            upstream: None,
         });
     }
+    for (i, r) in raw.iter().enumerate() {
+        let Some(up) = &r.upstream else { continue };
+        let field = format!("node[{i}].upstream");
+        let j = nodes.iter().position(|n| &n.id == up).ok_or_else(|| {
+            let known: Vec<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
+            problem(&field, format!("unknown node {up:?}; nodes are: {}", known.join(", ")))
+        })?;
+        if j == i {
+            return Err(problem(&field, format!("node {up:?} cannot sync up to itself")));
+        }
+        nodes[i].upstream = Some(j);
+    }
     Ok(nodes)
+}
+
+/// A node syncs up to its `upstream` over a link of its own: messages in the simulator go
+/// from node to node along one link.
+fn check_upstream_links(nodes: &[NodeSpec], links: &[LinkSpec]) -> Result<(), Problem> {
+    for (i, n) in nodes.iter().enumerate() {
+        let Some(j) = n.upstream else { continue };
+        if !links.iter().any(|l| (l.a, l.b) == (i, j) || (l.a, l.b) == (j, i)) {
+            return Err(problem(
+                format!("node[{i}].upstream"),
+                format!(
+                    "node {:?} syncs up to {:?}, but no [[link]] joins them; expected a [[link]] with \
+                     between = [{:?}, {:?}]",
+                    n.id, nodes[j].id, n.id, nodes[j].id
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A node's memory or storage limit: the override if any (more than zero, at most what
@@ -1558,6 +1595,7 @@ converge_within = "5m"
                     cluster: Some("site-a".into()),
                     memory_bytes: ecu.memory_bytes,
                     storage_bytes: ecu.storage_bytes,
+                    upstream: None,
                 },
                 NodeSpec {
                     id: "cloud".into(),
@@ -1567,6 +1605,7 @@ converge_within = "5m"
                     cluster: None,
                     memory_bytes: cloud.memory_bytes,
                     storage_bytes: cloud.storage_bytes,
+                    upstream: None,
                 },
             ],
             links: vec![LinkSpec {

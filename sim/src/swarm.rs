@@ -33,6 +33,7 @@ fn node(id: &str, role: Role, device: &str) -> NodeSpec {
         device,
         zone: None,
         cluster: None,
+        upstream: None,
     }
 }
 

@@ -338,7 +338,9 @@ pub(crate) fn node_config(s: &Scenario, i: usize) -> NodeConfig {
         cfg.cluster = Some(ClusterConfig::new(name, NodeId((s.nodes.len() + k) as u64 + 1), members));
     }
     resources::fit_to_budgets(&mut cfg, spec.memory_bytes, spec.storage_bytes);
-    if role == Role::Edge {
+    if let Some(j) = spec.upstream {
+        cfg.upstream = Some(NodeId(j as u64 + 1));
+    } else if role == Role::Edge {
         // The edge forwards to the first gateway it has a link to.
         cfg.upstream = s
             .links
@@ -387,6 +389,32 @@ fn check_supported(s: &Scenario) -> Result<(), Unsupported> {
                     s.nodes[*node].id
                 )));
             }
+        }
+    }
+    for n in &s.nodes {
+        let Some(j) = n.upstream else { continue };
+        let up = &s.nodes[j];
+        match (n.role, up.role) {
+            (SpecRole::Edge, SpecRole::Gateway) => {}
+            (SpecRole::Gateway, _) => {
+                return Err(Unsupported(format!(
+                    "gateway {:?} has upstream {:?}: a middle tier (a gateway forwarding up) is not built yet",
+                    n.id, up.id
+                )))
+            }
+            (SpecRole::Edge, SpecRole::Edge) => {
+                return Err(Unsupported(format!(
+                    "edge {:?} has upstream {:?}, an edge: relaying through an edge is not built yet; name a gateway",
+                    n.id, up.id
+                )))
+            }
+        }
+        if n.cluster.is_some() {
+            return Err(Unsupported(format!(
+                "edge {:?} has an upstream and a cluster: a site's stream goes to the first gateway its members link \
+                 to; remove upstream",
+                n.id
+            )));
         }
     }
     for w in &s.workloads {
