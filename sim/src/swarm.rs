@@ -42,9 +42,49 @@ fn node(id: &str, role: Role, device: &str) -> NodeSpec {
 /// drew before): reboot loops and idle stretches, the worlds of the durability checks
 /// (eviction pressure, corrupt tails), and small devices last.
 pub fn world(seed: u64) -> Scenario {
+    let mut s = world_before_second_gateway(seed);
+    add_second_gateway(&mut s, &mut stream(seed, "swarm/second-gateway"));
+    s
+}
+
+/// The world `seed` drew before second gateways existed (its seeds kept as regressions
+/// replay it).
+pub fn world_before_second_gateway(seed: u64) -> Scenario {
     let mut s = world_before_small_devices(seed);
     add_small_devices(&mut s, &mut stream(seed, "swarm/small-device"));
     s
+}
+
+/// The share of worlds with a second gateway.
+const SECOND_GATEWAY_SHARE: f64 = 0.25;
+
+/// A second gateway (issue 16: more than one gateway), from its own stream and drawn last,
+/// so that a world without one is the world its seed drew before: in about one world in
+/// four, `cloud2` joins, every edge outside a site gets a link to it with odds of one in
+/// two (the swarm's nets and outages), and each edge so linked syncs up to it
+/// (`upstream`) with odds of one in two, the others keeping the first gateway they link
+/// to. `cloud2` crashes and restarts, and has clock jumps and full disks, like any node.
+fn add_second_gateway(s: &mut Scenario, rng: &mut SimRng) {
+    if !rng.gen_bool(SECOND_GATEWAY_SHARE) {
+        return;
+    }
+    let gw = s.nodes.len();
+    s.nodes.push(node("cloud2", Role::Gateway, "cloud"));
+    let d = s.duration;
+    for e in 0..gw {
+        if s.nodes[e].role != Role::Edge || s.nodes[e].cluster.is_some() || !rng.gen_bool(0.5) {
+            continue;
+        }
+        let net = profiles::net(NETS.choose(rng).expect("non-empty")).expect("built-in profile");
+        let mut outages: Vec<Window> = (0..rng.gen_range(0..=6)).map(|_| window(rng, d, 120_000_000_000)).collect();
+        outages.sort_by_key(|w| w.at);
+        s.links.push(LinkSpec { a: e, b: gw, net, outages });
+        if rng.gen_bool(0.5) {
+            s.nodes[e].upstream = Some(gw);
+        }
+    }
+    let rates = NodeFaultRates { crash: rng.gen_range(0..=3), jump: rng.gen_range(0..=1), full: 1, restart_share: 0.9 };
+    add_node_faults(s, rng, gw, rates);
 }
 
 /// The world `seed` drew before small devices existed: everything but their disks.
@@ -1022,5 +1062,45 @@ mod clock_stress_tests {
             crate::world::World::new(&after, seed, None).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         }
         assert!(tested >= 20, "{tested} idle worlds with a quiet minute followed by traffic");
+    }
+
+    /// Seeds stay stable: a world without a second gateway is the one its seed drew
+    /// before, and one with it only adds `cloud2`, its links, its faults and upstreams.
+    #[test]
+    fn a_second_gateway_only_changes_its_worlds() {
+        let mut drawn = 0;
+        for seed in 0..400 {
+            let (before, after) = (world_before_second_gateway(seed), world(seed));
+            if !stream(seed, "swarm/second-gateway").gen_bool(SECOND_GATEWAY_SHARE) {
+                assert_eq!(before, after, "seed {seed}");
+                continue;
+            }
+            drawn += 1;
+            let n = before.nodes.len();
+            assert_eq!(after.nodes.len(), n + 1);
+            assert_eq!((after.nodes[n].id.as_str(), after.nodes[n].role), ("cloud2", Role::Gateway));
+            for (i, (b, a)) in before.nodes.iter().zip(&after.nodes).enumerate() {
+                assert_eq!(NodeSpec { upstream: None, ..a.clone() }, *b, "seed {seed}: only an upstream is added");
+                if a.upstream.is_some() {
+                    assert_eq!(a.upstream, Some(n), "seed {seed}: to cloud2");
+                    assert!(a.role == Role::Edge && a.cluster.is_none(), "seed {seed}: {a:?}");
+                    assert!(after.links.iter().any(|l| (l.a, l.b) == (i, n)), "seed {seed}: over a link of its own");
+                }
+            }
+            assert_eq!(before.links[..], after.links[..before.links.len()], "seed {seed}");
+            assert!(after.links[before.links.len()..].iter().all(|l| l.b == n));
+            assert_eq!(before.faults[..], after.faults[..before.faults.len()], "seed {seed}");
+            for f in &after.faults[before.faults.len()..] {
+                let node = match f {
+                    FaultSpec::Crash { node, .. }
+                    | FaultSpec::ClockJump { node, .. }
+                    | FaultSpec::DiskFull { node, .. } => *node,
+                    other => panic!("seed {seed}: a second gateway added {other:?}"),
+                };
+                assert_eq!(node, n, "seed {seed}: faults of cloud2 only");
+            }
+            assert_eq!((&before.topics, &before.workloads), (&after.topics, &after.workloads));
+        }
+        assert!((70..130).contains(&drawn), "about one world in four: {drawn} of 400");
     }
 }
