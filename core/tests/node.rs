@@ -425,6 +425,62 @@ fn a_cut_tail_moves_the_sequence_past_anything_the_cut_bytes_could_hold() {
     assert_eq!(h.node.log(TopicIdx(0)).end_offset(), 20 + jump);
 }
 
+/// A recovery step that fails starts recovery over from the listing, as a restart would;
+/// the requests of the abandoned attempt still in flight complete afterwards and change
+/// nothing (recovery owns its requests: it no longer knows theirs).
+#[test]
+fn a_failed_recovery_read_starts_over_and_the_abandoned_requests_change_nothing() {
+    let two = || {
+        let topics = vec![TopicConfig::new("t", SyncDirection::Local), TopicConfig::new("u", SyncDirection::Local)];
+        NodeConfig::new(NodeId(1), Role::Edge, topics)
+    };
+    let mut h = Harness::start_with(two(), MemDisk::default());
+    h.run_disk(|_| false);
+    for r in 0..20u64 {
+        for topic in [TopicIdx(0), TopicIdx(1)] {
+            let value = format!("record {r}").into_bytes();
+            h.node.handle(h.now, Input::Produce { req: ReqId(2 * r + u64::from(topic.0)), topic, key: None, value });
+            h.drain();
+            h.run_disk(|_| false);
+        }
+    }
+    assert_eq!(h.replies.iter().filter(|(_, r)| r.is_ok()).count(), 40);
+    // Topic t's last frame is destroyed: recovery creates a successor segment (an append
+    // and a sync) before it reads topic u.
+    let seg = FileId::Segment { topic: TopicIdx(0), base: 0 };
+    let len = h.disk.files[&seg].len();
+    h.disk.files.get_mut(&seg).expect("exists")[len - 3] ^= 0x01;
+    let mut h = Harness::start_with(two(), h.disk);
+    let read_of_u = |q: &VecDeque<(DiskOpId, DiskRequest)>| {
+        q.iter()
+            .position(|(_, r)| matches!(r, DiskRequest::Read { file: FileId::Segment { topic: TopicIdx(1), .. }, .. }))
+    };
+    while read_of_u(&h.disk.queue).is_none() {
+        let (id, _, result) = h.disk.complete_one().expect("recovery goes on until it reads topic u");
+        h.node.handle(h.now, Input::DiskDone { id, result });
+        h.drain();
+    }
+    let successor_in_flight = h.disk.queue.iter().any(|(_, r)| matches!(r, DiskRequest::Sync { .. }));
+    assert!(successor_in_flight, "the successor's requests are still in flight: {:?}", h.disk.queue);
+    // Topic u's read fails first: recovery starts over, the successor's requests behind.
+    let (id, _) = h.disk.queue.remove(read_of_u(&h.disk.queue).expect("queued")).expect("queued");
+    h.node.handle(h.now, Input::DiskDone { id, result: Err(outpost_core::io::DiskError::Io("EIO".into())) });
+    h.drain();
+    assert!(
+        h.events
+            .iter()
+            .any(|e| matches!(e, Event::StorageProblem { detail } if detail.contains("starting recovery again"))),
+        "{:?}",
+        h.events
+    );
+    assert!(matches!(h.disk.queue.back(), Some((_, DiskRequest::List))), "a new listing: {:?}", h.disk.queue);
+    h.run_disk(|_| false);
+    assert!(h.node.is_running());
+    assert_eq!(h.node.log(TopicIdx(1)).end_offset(), 20, "every record of u");
+    let t_end = h.node.log(TopicIdx(0)).end_offset();
+    assert!(t_end > 19, "the destroyed sequence 19 is never handed out again: t ends at {t_end}");
+}
+
 /// Twenty records whose last frame is corrupt at its end, as storage that destroyed an
 /// acknowledged record leaves them: the disk, the segment, its length, the last frame's
 /// length, and where recovery moves the sequence to (`19 + sequences_cut_max`).
