@@ -1262,6 +1262,16 @@ impl<'a> World<'a> {
             } => {
                 let o = (origin.0 as usize).wrapping_sub(1);
                 self.hash(first_seq);
+                // Each edge's records belong at the gateway it syncs up to, and nowhere else:
+                // one stored at another gateway is one its own never got.
+                let upstream = self.nodes.get(o).and_then(|n| n.cfg.upstream).map(|u| u.0 as usize - 1);
+                if let Some(u) = upstream.filter(|&u| u != i) {
+                    let detail = format!(
+                        "origin {} topic {}: seq {first_seq} stored at gateway {}, not at its upstream {}",
+                        self.nodes[o].name, topic.0, self.nodes[i].name, self.nodes[u].name
+                    );
+                    self.checker.on_violation(self.t, "exactly-once", detail);
+                }
                 if !replay && !value_crcs.is_empty() {
                     self.check_issued(i, received_hlc);
                 }
