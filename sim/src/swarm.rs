@@ -750,7 +750,7 @@ mod tests {
     fn a_small_device_only_shrinks_disks() {
         let mut shrunk = 0;
         for seed in 0..400 {
-            let (before, after) = (world_before_small_devices(seed), world(seed));
+            let (before, after) = (world_before_small_devices(seed), world_before_second_gateway(seed));
             let mut small = 0;
             for (a, b) in before.nodes.iter().zip(&after.nodes) {
                 let mut same = b.clone();
