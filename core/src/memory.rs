@@ -161,7 +161,6 @@ pub struct PlanBasis {
     pub topics: u64,
     /// Topics an edge syncs up (none on a gateway).
     pub up: u64,
-    pub chunk: u64,
     /// An edge's produce buffer (`log.pending_bytes_max`; none on a gateway).
     pub pending: u64,
     /// A gateway's accepted batches and held messages (`gateway.pending_bytes_max`).
@@ -210,7 +209,6 @@ impl PlanBasis {
             edge,
             topics,
             up,
-            chunk,
             pending,
             gw_pending,
             record_max,
