@@ -1,10 +1,13 @@
-//! `Node`: the log, the HLC, the metadata log and the sync state machines composed into
-//! one sans-IO state machine, for the roles `edge` and `gateway`.
+//! `Node`: one sans-IO state machine for the roles `edge` and `gateway`, composed of
+//! components that own their state, disk requests and memory plans (recovery, the group
+//! commit, storage, the HLC bound's writes, sync up, ingest, fetch, the site). The node
+//! routes inputs and completions to them and collects what they emit; its own files are
+//! this one, `node_sync.rs`, `node_budget.rs` and `node_site.rs` (docs/ARCHITECTURE.md,
+//! the component table).
 //!
-//! Lifecycle: `Node::new` starts in recovery. It lists the files storage kept, reads the
-//! metadata log (HLC bound), scans the newest segment of every topic (on a gateway, every
-//! segment, to rebuild the per-stream high-water marks), cuts any torn tail, and only
-//! then accepts produces and messages. Until then produces are refused as `Recovering`
+//! Lifecycle: `Node::new` starts in recovery (`recovery::Recovery`), which lists the files
+//! storage kept, reads the HLC bound, scans the logs and cuts any torn tail; only then does
+//! the node accept produces and messages. Until then produces are refused as `Recovering`
 //! and messages are dropped (peers resend).
 
 use crate::codec::{BatchDecoder, BatchEncoder, MAX_KEY_BYTES};
