@@ -64,6 +64,7 @@ const SECOND_GATEWAY_SHARE: f64 = 0.25;
 /// two (the swarm's nets and outages), and each edge so linked syncs up to it
 /// (`upstream`) with odds of one in two, the others keeping the first gateway they link
 /// to. `cloud2` crashes and restarts, and has clock jumps and full disks, like any node.
+/// The first gateway is node 0 (`world_without_site`).
 fn add_second_gateway(s: &mut Scenario, rng: &mut SimRng) {
     if !rng.gen_bool(SECOND_GATEWAY_SHARE) {
         return;
@@ -81,6 +82,15 @@ fn add_second_gateway(s: &mut Scenario, rng: &mut SimRng) {
         s.links.push(LinkSpec { a: e, b: gw, net, outages });
         if rng.gen_bool(0.5) {
             s.nodes[e].upstream = Some(gw);
+        }
+    }
+    // In a partition drawn before it, it is on the side of the first gateway: both are in
+    // the cloud, whatever cut the sites off.
+    for f in &mut s.faults {
+        if let FaultSpec::Partition { groups, .. } = f {
+            if let Some(g) = groups.iter_mut().find(|g| g.contains(&0)) {
+                g.push(gw);
+            }
         }
     }
     let rates = NodeFaultRates { crash: rng.gen_range(0..=3), jump: rng.gen_range(0..=1), full: 1, restart_share: 0.9 };
@@ -1089,7 +1099,21 @@ mod clock_stress_tests {
             }
             assert_eq!(before.links[..], after.links[..before.links.len()], "seed {seed}");
             assert!(after.links[before.links.len()..].iter().all(|l| l.b == n));
-            assert_eq!(before.faults[..], after.faults[..before.faults.len()], "seed {seed}");
+            for (b, a) in before.faults.iter().zip(&after.faults) {
+                match (b, a) {
+                    (FaultSpec::Partition { groups: gb, at, length }, FaultSpec::Partition { .. }) => {
+                        let with = |g: &Vec<usize>| if g.contains(&0) { [&g[..], &[n]].concat() } else { g.clone() };
+                        let expected: Vec<Vec<usize>> = gb.iter().map(with).collect();
+                        let (at, length) = (*at, *length);
+                        assert_eq!(
+                            *a,
+                            FaultSpec::Partition { groups: expected, at, length },
+                            "seed {seed}: with cloud"
+                        );
+                    }
+                    _ => assert_eq!(a, b, "seed {seed}"),
+                }
+            }
             for f in &after.faults[before.faults.len()..] {
                 let node = match f {
                     FaultSpec::Crash { node, .. }
