@@ -22,7 +22,7 @@ use crate::log::TopicLog;
 use crate::meta::{self, BoundWriter};
 use crate::recovery::{Recovered, Recovery, RecoveryCx};
 use crate::resources::{self, MemoryPlan};
-use crate::space::{Space, SpaceCx};
+use crate::space::Space;
 use crate::sync::ingest::Ingest;
 use crate::sync::uplink::Uplink;
 use crate::types::{Duration, Instant, NodeId, Now, Seq, TopicIdx};
@@ -31,7 +31,6 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 
 #[path = "node_budget.rs"]
 mod node_budget;
-use node_budget::synced_below;
 #[path = "node_site.rs"]
 mod node_site;
 #[path = "node_sync.rs"]
@@ -530,10 +529,7 @@ impl Node {
                 _ => u64::MAX,
             }
         };
-        let synced = |t: usize| synced_below(cfg, uplink, t);
-        let reserved = self.commit.storage_reserved(cfg);
-        let mut cx = SpaceCx { cfg, now: self.now, fx: &mut self.fx, logs: &mut self.logs, synced: &synced, reserved };
-        self.space.apply_retention(&mut cx, mark);
+        self.space.apply_retention((cfg, self.now.wall_ms), &mut self.fx, &mut self.logs, mark);
         self.reclaim_full_device();
     }
 }

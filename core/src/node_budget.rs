@@ -170,7 +170,7 @@ impl Node {
 
 /// Where topic `t`'s data is acknowledged up to: `None` where nothing leaves this node
 /// (local topics, a gateway), so nothing is ever synced.
-pub(super) fn synced_below(cfg: &NodeConfig, uplink: Option<&Uplink>, t: usize) -> Option<Seq> {
+fn synced_below(cfg: &NodeConfig, uplink: Option<&Uplink>, t: usize) -> Option<Seq> {
     if cfg.role != Role::Edge || !cfg.topics[t].sync.goes_up() {
         return None;
     }

@@ -225,16 +225,21 @@ impl Space {
     /// Deletes each topic's oldest segments past its retention (bytes or age), never one
     /// the next hop has not acknowledged (`mark`: where each topic is acknowledged up to
     /// for retention; `u64::MAX` for what never leaves).
-    pub fn apply_retention(&mut self, cx: &mut SpaceCx<'_>, mark: impl Fn(usize) -> u64) {
-        if cx.cfg.role == Role::Gateway {
+    pub fn apply_retention(
+        &mut self,
+        (cfg, wall): (&NodeConfig, u64),
+        fx: &mut Fx,
+        logs: &mut [TopicLog],
+        mark: impl Fn(usize) -> u64,
+    ) {
+        if cfg.role == Role::Gateway {
             // A gateway rebuilds its high-water marks from its segments at start; deleting
             // one would let a restart accept its records again. Retention returns with a
             // durable checkpoint of the marks.
             return;
         }
-        let wall = cx.now.wall_ms;
-        for (i, log) in cx.logs.iter_mut().enumerate() {
-            let tcfg = &cx.cfg.topics[i];
+        for (i, log) in logs.iter_mut().enumerate() {
+            let tcfg = &cfg.topics[i];
             let synced = mark(i);
             while let Some(oldest) = log.oldest() {
                 if log.removable() == 0 || oldest.end > synced {
@@ -248,8 +253,8 @@ impl Space {
                 let seg = log.pop_oldest().expect("more than one segment");
                 let file = log.file(seg.base);
                 self.stats.segments_deleted += 1;
-                cx.fx.disk(DiskRequest::Delete { file }, Owner::Unheeded);
-                cx.fx.event(Event::SegmentDeleted { file, records: seg.end - seg.base });
+                fx.disk(DiskRequest::Delete { file }, Owner::Unheeded);
+                fx.event(Event::SegmentDeleted { file, records: seg.end - seg.base });
             }
         }
     }
