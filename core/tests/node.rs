@@ -2,52 +2,15 @@
 //! before acknowledged) and recovery from a torn tail without the simulator in between.
 
 use outpost_core::config::{NodeConfig, Role, SyncDirection, TopicConfig};
-use outpost_core::io::{
-    Control, DiskOpId, DiskRequest, DiskResponse, Event, FetchError, Fetched, FileId, Input, Output, ReqId,
-};
+use outpost_core::io::{Control, DiskOpId, DiskRequest, Event, FetchError, Fetched, FileId, Input, Output, ReqId};
 use outpost_core::sync::proto::SyncMsg;
 use outpost_core::sync::uplink::SessionStatus;
 use outpost_core::types::{Instant, NodeId, Now, TopicIdx};
 use outpost_core::{Node, NodeSeed};
 use std::collections::{BTreeMap, VecDeque};
 
-/// Storage that keeps every byte (no crash model): a crash is simulated by the test.
-#[derive(Default)]
-struct MemDisk {
-    files: BTreeMap<FileId, Vec<u8>>,
-    queue: VecDeque<(DiskOpId, DiskRequest)>,
-}
-
-impl MemDisk {
-    fn complete_one(&mut self) -> Option<(DiskOpId, DiskRequest, Result<DiskResponse, outpost_core::io::DiskError>)> {
-        let (id, req) = self.queue.pop_front()?;
-        let r = match &req {
-            DiskRequest::List => {
-                Ok(DiskResponse::Listed(self.files.iter().map(|(f, b)| (*f, b.len() as u64)).collect()))
-            }
-            DiskRequest::Append { file, bytes } => {
-                self.files.entry(*file).or_default().extend_from_slice(bytes);
-                Ok(DiskResponse::Done)
-            }
-            DiskRequest::Sync { .. } => Ok(DiskResponse::Done),
-            DiskRequest::Delete { file } => {
-                self.files.remove(file);
-                Ok(DiskResponse::Done)
-            }
-            DiskRequest::Read { file, offset, len } => {
-                let b = &self.files[file];
-                let s = (*offset as usize).min(b.len());
-                let e = (s + *len as usize).min(b.len());
-                Ok(DiskResponse::Read(b[s..e].to_vec()))
-            }
-            DiskRequest::Truncate { file, len } => {
-                self.files.get_mut(file).expect("exists").truncate(*len as usize);
-                Ok(DiskResponse::Done)
-            }
-        };
-        Some((id, req, r))
-    }
-}
+mod common;
+use common::MemDisk;
 
 const NOW: Now = Now { mono: Instant(1_000_000), wall_ms: 1_767_225_600_000 };
 
