@@ -151,6 +151,8 @@ demo:
     bin=$(realpath "${CARGO_TARGET_DIR:-target}/release/outpost")
     dir=$(mktemp -d)
     cd "$dir"
+    # Both read this file: `events` goes up, `config` comes down.
+    printf '[[topics]]\nname = "events"\n\n[[topics]]\nname = "config"\nsync = "down"\n' > outpost.toml
     "$bin" gateway --open 2> gateway.log & gw=$!
     "$bin" run 2> edge.log & edge=$!
     trap 'kill $gw $edge 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"' EXIT
@@ -167,6 +169,15 @@ demo:
         sleep 0.1
     done
     echo "\$ curl 'http://127.0.0.1:7490/v1/topics/events/records?from=0'"
+    echo "$out"
+    echo "\$ curl -X POST --data-binary 'speed_limit=80' http://127.0.0.1:7490/v1/topics/config/records"
+    curl -s -X POST --data-binary 'speed_limit=80' http://127.0.0.1:7490/v1/topics/config/records
+    for i in $(seq 100); do
+        out=$(curl -s 'http://127.0.0.1:7480/v1/topics/config/records?from=0')
+        case "$out" in *'speed_limit=80'*) break ;; esac
+        sleep 0.1
+    done
+    echo "\$ curl 'http://127.0.0.1:7480/v1/topics/config/records?from=0'"
     echo "$out"
     echo "\$ outpost queue"
     "$bin" queue

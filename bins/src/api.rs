@@ -308,10 +308,7 @@ fn produce_error_kind(e: &ProduceError) -> (u16, &'static str, Code) {
 }
 
 fn produce_error_message(e: &ProduceError) -> String {
-    match e {
-        ProduceError::NotAccepted => "this node is a gateway: produce to an edge".into(),
-        other => other.to_string(),
-    }
+    e.to_string()
 }
 
 pub fn produce_binary(result: &Result<ProduceAck, ProduceError>) -> binproto::Response {

@@ -285,6 +285,7 @@ struct RawCloud {
 struct RawGateway {
     listen: Option<String>,
     streams_max: Option<usize>,
+    downlinks_max: Option<usize>,
     pending: Option<RawSize>,
     #[serde(default)]
     open: bool,
@@ -304,6 +305,7 @@ struct RawSync {
     session_timeout: Option<String>,
     backoff_min: Option<String>,
     backoff_max: Option<String>,
+    keepalive_interval: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -655,6 +657,13 @@ fn sized_config(
             return Err(problem("gateway.streams_max", "0; expected at least 1, or no edge could connect"));
         }
         set(&mut cfg.gateway.streams_max, g.streams_max);
+        if g.downlinks_max == Some(0) {
+            return Err(problem(
+                "gateway.downlinks_max",
+                "0; expected at least 1, or no edge could receive the cloud-to-edge topics",
+            ));
+        }
+        set(&mut cfg.gateway.downlinks_max, g.downlinks_max);
         set(&mut cfg.gateway.pending_bytes_max, optional(g.pending.as_ref(), |s| size("gateway.pending", s))?);
     }
     Ok((cfg, shell))
@@ -786,6 +795,7 @@ fn apply_sync_limits(cfg: &mut NodeConfig, raw: &RawSync) -> Result<(), Problem>
     set(&mut s.session_timeout, time("sync.session_timeout", raw.session_timeout.as_deref())?);
     set(&mut s.backoff_min, time("sync.backoff_min", raw.backoff_min.as_deref())?);
     set(&mut s.backoff_max, time("sync.backoff_max", raw.backoff_max.as_deref())?);
+    set(&mut s.keepalive_interval, time("sync.keepalive_interval", raw.keepalive_interval.as_deref())?);
     Ok(())
 }
 
@@ -844,7 +854,7 @@ enum Origin {
 
 /// Every core limit the file sets, core name → file name. Validation errors and the
 /// names inside their messages are translated with it.
-const LIMITS: [Limit; 18] = [
+const LIMITS: [Limit; 20] = [
     Limit::new("resources.memory_bytes_max", "resources.max_memory", Origin::RoleDefault, |c| {
         show_size(c.resources.memory_bytes_max)
     }),
@@ -879,7 +889,13 @@ const LIMITS: [Limit; 18] = [
     }),
     Limit::new("sync.backoff_min", "sync.backoff_min", Origin::Default, |c| show_duration(c.sync.backoff_min)),
     Limit::new("sync.backoff_max", "sync.backoff_max", Origin::Default, |c| show_duration(c.sync.backoff_max)),
+    Limit::new("sync.keepalive_interval", "sync.keepalive_interval", Origin::Default, |c| {
+        show_duration(c.sync.keepalive_interval)
+    }),
     Limit::new("gateway.streams_max", "gateway.streams_max", Origin::Fitted, |c| c.gateway.streams_max.to_string()),
+    Limit::new("gateway.downlinks_max", "gateway.downlinks_max", Origin::Default, |c| {
+        c.gateway.downlinks_max.to_string()
+    }),
     Limit::new("gateway.pending_bytes_max", "gateway.pending", Origin::Fitted, |c| {
         show_size(c.gateway.pending_bytes_max)
     }),

@@ -106,6 +106,23 @@ pub struct TopicView {
     pub evicted_unsynced: u64,
 }
 
+/// A gateway's sender of one `cloud-to-edge` topic to one edge.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DownStream {
+    pub edge: String,
+    /// "active", or "connecting" while the edge has not answered.
+    pub session: String,
+    pub topic: String,
+    /// The gateway's durable end of the topic.
+    pub durable: u64,
+    /// Everything below this is durable at the edge, as last heard.
+    pub acked: u64,
+    /// Records the edge has not acknowledged.
+    pub backlog: u64,
+}
+
+/// A stream this node receives: on a gateway an edge's, on an edge its gateway's
+/// `cloud-to-edge` topic.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GatewayStream {
     pub origin: String,
@@ -134,6 +151,9 @@ pub struct Status {
     pub storage_max: u64,
     pub device_full: bool,
     pub streams: Vec<GatewayStream>,
+    /// A gateway's senders of `cloud-to-edge` topics, per edge and topic.
+    #[serde(default)]
+    pub down: Vec<DownStream>,
     pub counters: Counters,
 }
 
@@ -209,6 +229,25 @@ pub(crate) fn build(d: &Driver, link: Link, uptime: std::time::Duration) -> Stat
                 .collect()
         })
         .unwrap_or_default();
+    let down = node
+        .downlink_status()
+        .into_iter()
+        .flat_map(|(edge, u)| {
+            let session = match u.session {
+                SessionStatus::Active => "active",
+                SessionStatus::Connecting { .. } => "connecting",
+            };
+            let edge = name_of(edge);
+            u.streams.into_iter().map(move |st| DownStream {
+                edge: edge.clone(),
+                session: session.into(),
+                topic: st.name,
+                durable: st.durable_end,
+                acked: st.acked,
+                backlog: st.unsynced_records,
+            })
+        })
+        .collect();
     Status {
         node: d.identity.name.clone(),
         id: cfg.id.0,
@@ -227,6 +266,7 @@ pub(crate) fn build(d: &Driver, link: Link, uptime: std::time::Duration) -> Stat
         storage_max: res.storage_max,
         device_full: res.device_full,
         streams,
+        down,
         counters: d.counters.clone(),
     }
 }
@@ -370,7 +410,7 @@ fn memory_line(s: &Status) -> String {
 
 pub fn render_sync(s: &Status) -> String {
     let Some(sync) = &s.sync else {
-        return format!("{} is a {}: it does not sync up\n", s.node, s.role);
+        return render_sync_down(s);
     };
     let mut o = String::new();
     let state = match (sync.paused, sync.session.as_str(), sync.next_attempt_in_secs) {
@@ -402,6 +442,34 @@ pub fn render_sync(s: &Status) -> String {
     for t in s.topics.iter().filter(|t| t.acked.is_some()) {
         let _ =
             writeln!(o, "{:<24} {:>12} {:>12} {:>12}", t.name, t.durable_end, t.acked.unwrap_or(0), t.unsynced_records);
+    }
+    if !s.streams.is_empty() {
+        let _ = writeln!(o, "received from {}", sync.gateway);
+        let _ = writeln!(o, "{:<24} {:>12}", "topic", "durable");
+        for st in &s.streams {
+            let _ = writeln!(o, "{:<24} {:>12}", st.topic, st.durable);
+        }
+    }
+    o
+}
+
+/// A gateway's `sync status`: what it sends down, per edge and topic.
+fn render_sync_down(s: &Status) -> String {
+    if s.down.is_empty() {
+        let what =
+            if s.role == "gateway" { "it sends no cloud-to-edge topic to an edge now" } else { "it does not sync" };
+        return format!("{} is a {}: {what}\n", s.node, s.role);
+    }
+    let mut o = format!(
+        "{:<24} {:<11} {:<24} {:>12} {:>12} {:>12}\n",
+        "edge", "session", "topic", "durable", "acked", "backlog"
+    );
+    for d in &s.down {
+        let _ = writeln!(
+            o,
+            "{:<24} {:<11} {:<24} {:>12} {:>12} {:>12}",
+            d.edge, d.session, d.topic, d.durable, d.acked, d.backlog
+        );
     }
     o
 }
@@ -617,8 +685,29 @@ mod health_tests {
             storage_max: 8 << 20,
             device_full,
             streams: Vec::new(),
+            down: Vec::new(),
             counters: Counters::default(),
         }
+    }
+
+    #[test]
+    fn a_gateway_s_sync_status_shows_what_each_edge_has_not_acknowledged() {
+        let mut s = edge(Vec::new(), false);
+        s.role = "gateway".into();
+        assert!(render_sync(&s).contains("sends no cloud-to-edge topic"));
+        let down = |edge: &str, acked| DownStream {
+            edge: edge.into(),
+            session: "active".into(),
+            topic: "config".into(),
+            durable: 800,
+            acked,
+            backlog: 800 - acked,
+        };
+        s.down = vec![down("van-1", 800), down("van-2", 120)];
+        let out = render_sync(&s);
+        let row = out.lines().find(|l| l.starts_with("van-2")).expect("a row per edge");
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cells, ["van-2", "active", "config", "800", "120", "680"], "{out}");
     }
 
     #[test]

@@ -197,7 +197,7 @@ fn the_edge_example_gives_the_values_written() {
         s.node.topics,
         [
             topic("pos.transactions", SyncDirection::EdgeToCloud, 9, Eviction::Keep, 256 * MIB, None),
-            topic("inventory.updates", SyncDirection::Bidirectional, 5, Eviction::Keep, 256 * MIB, None),
+            topic("inventory.updates", SyncDirection::CloudToEdge, 5, Eviction::Keep, 256 * MIB, None),
             topic("telemetry", SyncDirection::EdgeToCloud, 1, Eviction::Oldest, 64 * MIB, week),
             topic("local.cache", SyncDirection::Local, 5, Eviction::Keep, 256 * MIB, None),
         ]
@@ -230,7 +230,7 @@ fn the_gateway_example_gives_the_values_written() {
         topics,
         [
             ("pos.transactions", SyncDirection::EdgeToCloud, 9, 16 << 30),
-            ("inventory.updates", SyncDirection::Bidirectional, 5, 16 << 30),
+            ("inventory.updates", SyncDirection::CloudToEdge, 5, 16 << 30),
             ("telemetry", SyncDirection::EdgeToCloud, 1, 8 << 30),
         ]
     );

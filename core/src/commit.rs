@@ -9,7 +9,7 @@
 //! durable).
 
 use crate::codec::{BatchEncoder, Compression, RecordRef, MAX_BATCH_RECORDS};
-use crate::config::{Eviction, NodeConfig};
+use crate::config::{Eviction, NodeConfig, Role};
 use crate::effects::{Fx, Owner};
 use crate::hlc::Hlc;
 use crate::io::{DiskError, DiskRequest, DiskResponse, Output, ProduceAck, ProduceError, ReqId};
@@ -42,17 +42,24 @@ pub(crate) fn planned(cfg: &NodeConfig, b: &PlanBasis) -> MemoryUsage {
     // Per topic: room for a few entries of slack in each buffer, and the checkpoint a
     // commit keeps to roll back.
     let per_topic = topics * (4 * PENDING_ENTRY_BYTES as u64 + 256);
-    let (slack, gw_slack) = if b.edge { (per_topic, 0) } else { (0, per_topic) };
+    let slack = if pending > 0 { per_topic } else { 0 };
+    let gw_slack = if gw_pending > 0 { per_topic } else { 0 };
+    // The commit in flight counts where the node's main work is: an edge's under the
+    // produce buffer (with the entries and CRCs of the batches it received, which their
+    // cost in `gw_pending` covers), a gateway's under its accepted batches (with the
+    // replies to its own producers, if any).
+    let (edge_flush, gw_flush) = if b.edge { (gw_pending, 0) } else { (0, replies) };
     let mut m = MemoryUsage::default();
     m.set(MemoryPart::Index, key_index);
-    m.set(MemoryPart::ProduceBuffer, pending + replies + keys_in_flight + slack);
+    m.set(MemoryPart::ProduceBuffer, pending + replies + keys_in_flight + slack + edge_flush);
     // Accepted batches, their entries (each cost counts one) and their CRCs in the commit
     // in flight, which may have doubled its vectors.
-    m.set(MemoryPart::GatewayPending, 2 * gw_pending + gw_slack);
-    // A gateway copies accepted batches into the commit, adding a frame header to each (a
-    // batch is at least 33 bytes, its frame header 20).
-    let writes = if b.edge { pending + topics * 4 * log::LOG_FRAME_MIN as u64 } else { gw_pending / 2 * 3 };
-    m.set(MemoryPart::Writes, writes);
+    m.set(MemoryPart::GatewayPending, 2 * gw_pending + gw_slack + gw_flush);
+    // Records are written in frames of at most a read chunk; accepted batches are copied
+    // into the commit with a frame header each (a batch is at least 33 bytes, its frame
+    // header 20).
+    let own_writes = if pending > 0 { pending + topics * 4 * log::LOG_FRAME_MIN as u64 } else { 0 };
+    m.set(MemoryPart::Writes, own_writes + gw_pending / 2 * 3);
     if let Some(c) = &cfg.cluster {
         // Committed strong records waiting to be written here (at most a log's worth
         // arrive at once, when a member catches up), and the copies a commit in flight
@@ -332,6 +339,9 @@ impl GroupCommit {
                 }
             }
             for a in &mut accepted {
+                if cfg.role == Role::Edge {
+                    assert_eq!(a.base_seq, base0 + count, "an edge's replica log stays at its origin's sequences");
+                }
                 log::encode_log_frame(base0 + count, &a.batch, &mut buf);
                 count += u64::from(a.count);
                 newest_ms = newest_ms.max(a.received_hlc.physical_ms());

@@ -29,6 +29,21 @@ impl SyncDirection {
     pub fn goes_up(self) -> bool {
         matches!(self, SyncDirection::EdgeToCloud | SyncDirection::Bidirectional)
     }
+
+    /// Whether a gateway sends this topic down to its edges.
+    pub fn goes_down(self) -> bool {
+        matches!(self, SyncDirection::CloudToEdge | SyncDirection::Bidirectional)
+    }
+
+    /// Whether a node of `role` writes this topic's records itself (applications produce
+    /// there); elsewhere they arrive from its peers. `Bidirectional` is refused by
+    /// [`NodeConfig::validate`] until both ways are built (issue 16).
+    pub fn written_at(self, role: Role) -> bool {
+        match role {
+            Role::Edge => self != SyncDirection::CloudToEdge,
+            Role::Gateway => self == SyncDirection::CloudToEdge,
+        }
+    }
 }
 
 /// What a topic may give up when the node's storage budget is full (see `resources`).
@@ -187,6 +202,11 @@ pub struct SyncConfig {
     pub bandwidth_burst_bytes: u64,
     /// How long a gateway keeps an edge's session without hearing from it (for memory).
     pub gateway_idle_timeout: Duration,
+    /// An edge that receives `cloud-to-edge` topics says Hello again after this long
+    /// without sending anything, so that a gateway that restarted (and forgot it) learns it
+    /// is there and sends what went down meanwhile; it also keeps the session from
+    /// expiring at the gateway. Must be below `gateway_idle_timeout`.
+    pub keepalive_interval: Duration,
 }
 
 impl Default for SyncConfig {
@@ -203,6 +223,7 @@ impl Default for SyncConfig {
             bandwidth_bytes_per_sec: None,
             bandwidth_burst_bytes: 256 << 10,
             gateway_idle_timeout: Duration::from_secs(600),
+            keepalive_interval: Duration::from_secs(30),
         }
     }
 }
@@ -220,11 +241,20 @@ pub struct GatewayConfig {
     /// one is refused as a bad message. It must cover what edges send: their
     /// `sync.batch_bytes_max` plus one record.
     pub batch_raw_bytes_max: u64,
+    /// Edges the gateway sends `cloud-to-edge` topics to at once, at most: each has a
+    /// sender (window, reads, held message) in the memory plan. An edge beyond it waits
+    /// until another's session expires.
+    pub downlinks_max: usize,
 }
 
 impl Default for GatewayConfig {
     fn default() -> Self {
-        GatewayConfig { streams_max: 100_000, pending_bytes_max: 16 << 20, batch_raw_bytes_max: 4 << 20 }
+        GatewayConfig {
+            streams_max: 100_000,
+            pending_bytes_max: 16 << 20,
+            batch_raw_bytes_max: 4 << 20,
+            downlinks_max: 8,
+        }
     }
 }
 
@@ -383,6 +413,32 @@ impl NodeConfig {
         }
     }
 
+    /// What a receiving node may hold of accepted batches not yet durable and messages
+    /// waiting for the clock: a gateway its `gateway.pending_bytes_max`; an edge with
+    /// `cloud-to-edge` topics one sync window (a sender keeps no more than its window in
+    /// flight, and what does not fit is dropped and resent); other edges nothing.
+    pub fn receive_pending_max(&self) -> u64 {
+        match self.role {
+            Role::Gateway => self.gateway.pending_bytes_max,
+            Role::Edge if self.topics.iter().any(|t| t.sync.goes_down()) => self.sync.window_bytes_max,
+            Role::Edge => 0,
+        }
+    }
+
+    /// The largest records section this node stores from a peer: a gateway's
+    /// `gateway.batch_raw_bytes_max`; an edge what its own sync batches may hold (its
+    /// `sync.batch_bytes_max`, one record of at most its `log.value_bytes_max`, and the
+    /// records' varints), which its memory plan covers.
+    pub fn receive_batch_raw_max(&self) -> u64 {
+        match self.role {
+            Role::Gateway => self.gateway.batch_raw_bytes_max,
+            Role::Edge => {
+                let record_max = (self.log.value_bytes_max as usize + crate::codec::MAX_KEY_BYTES) as u64 + 16;
+                u64::from(self.sync.batch_bytes_max) + record_max + 7 * u64::from(self.sync.batch_records_max)
+            }
+        }
+    }
+
     /// Checks the limits against each other and against the codec's bounds.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |field: &str, message: String| Err(ConfigError { field: field.into(), message });
@@ -403,12 +459,35 @@ impl NodeConfig {
         if self.role == Role::Edge && self.upstream.is_none() && self.topics.iter().any(|t| t.sync.goes_up()) {
             return err("upstream", "an edge with topics that sync up needs a gateway".into());
         }
+        if self.role == Role::Edge && self.upstream.is_none() && self.topics.iter().any(|t| t.sync.goes_down()) {
+            return err("upstream", "an edge with cloud-to-edge topics needs a gateway to receive them from".into());
+        }
+        if let Some((i, t)) = self.topics.iter().enumerate().find(|(_, t)| t.sync == SyncDirection::Bidirectional) {
+            return err(
+                &format!("topics[{i}].sync"),
+                format!(
+                    "topic {:?}: bidirectional is not built yet (issue 16); use edge-to-cloud or cloud-to-edge",
+                    t.name
+                ),
+            );
+        }
+        if self.role == Role::Gateway
+            && self.topics.iter().any(|t| t.sync.goes_down())
+            && self.gateway.downlinks_max == 0
+        {
+            return err("gateway.downlinks_max", "at least 1 for a gateway with cloud-to-edge topics".into());
+        }
         let raw_max = crate::codec::MAX_BATCH_RAW_BYTES as u64;
         if u64::from(self.sync.batch_bytes_max) > raw_max / 2 {
             return err("sync.batch_bytes_max", format!("at most {}", raw_max / 2));
         }
         if self.sync.batch_records_max == 0 || self.sync.batch_records_max as usize > crate::codec::MAX_BATCH_RECORDS {
             return err("sync.batch_records_max", format!("must be 1 to {}", crate::codec::MAX_BATCH_RECORDS));
+        }
+        if self.sync.keepalive_interval.as_nanos() == 0
+            || self.sync.keepalive_interval >= self.sync.gateway_idle_timeout
+        {
+            return err("sync.keepalive_interval", "must be above zero and below sync.gateway_idle_timeout".into());
         }
         if self.sync.window_bytes_max < u64::from(self.sync.batch_bytes_max) {
             return err("sync.window_bytes_max", "must hold at least one batch".into());

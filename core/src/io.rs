@@ -232,7 +232,8 @@ pub enum ProduceError {
     TooLarge { what: &'static str, len: usize, max: usize },
     /// No such topic on this node. Do not retry.
     UnknownTopic(TopicIdx),
-    /// This node's role does not accept produces (a gateway). Do not retry.
+    /// The topic's records are not written on this node but arrive from its peers: an
+    /// `edge-to-cloud` topic on a gateway, a `cloud-to-edge` topic on an edge. Do not retry.
     NotAccepted,
     /// The HLC cannot issue a timestamp until its bound is durable. Retry shortly.
     Clock(HlcError),
@@ -303,7 +304,10 @@ impl fmt::Display for ProduceError {
                 write!(f, "{what} of {len} bytes exceeds the limit of {max} bytes")
             }
             ProduceError::UnknownTopic(t) => write!(f, "no topic with index {} on this node", t.0),
-            ProduceError::NotAccepted => f.write_str("this node does not accept produces"),
+            ProduceError::NotAccepted => f.write_str(
+                "this topic's records are not written on this node: edge-to-cloud topics are written at edges, \
+                 cloud-to-edge topics at the gateway",
+            ),
             ProduceError::Clock(e) => write!(f, "clock: {e}"),
             ProduceError::Storage(e) => write!(f, "storage refused the write ({e}); nothing was stored, retry later"),
             ProduceError::StorageFull {

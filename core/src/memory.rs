@@ -137,6 +137,26 @@ pub struct MemoryPlan {
     pub batch_raw_max: u64,
 }
 
+/// Heap bytes a `BTreeMap<K, V>` of `len` entries holds at most. The standard library's
+/// B-tree allocates whole nodes of 11 slots (a map of one entry holds 11 slots), and
+/// every node but the root is at least 5 full; internal nodes add 12 edges. A per-entry
+/// estimate undercounts small maps of large values by ten times (a gateway's sender per
+/// edge holds a map of one stream: found by `fleet-config`, whose 50 edges' maps took
+/// 125 KiB more than their per-entry estimate).
+pub const fn btree_bytes(len: u64, key: usize, value: usize) -> u64 {
+    if len == 0 {
+        return 0;
+    }
+    let node = 16 + 11 * (key + value) as u64 + 12 * 8;
+    let nodes = if len <= 11 {
+        1
+    } else {
+        let leaves = len.div_ceil(5);
+        leaves + leaves.div_ceil(5)
+    };
+    nodes * node
+}
+
 /// What one entry of each index structure costs, in bytes of heap: the entry and its
 /// share of the container's slack. Estimates from the type sizes (a `BTreeMap` node holds
 /// up to 11 entries plus pointers, so an entry costs about its size and a half).
@@ -161,14 +181,26 @@ pub struct PlanBasis {
     pub topics: u64,
     /// Topics an edge syncs up (none on a gateway).
     pub up: u64,
-    /// An edge's produce buffer (`log.pending_bytes_max`; none on a gateway).
+    /// `cloud-to-edge` topics: a gateway's senders carry them, an edge receives them.
+    pub down: u64,
+    /// A gateway's senders of `cloud-to-edge` topics at most (`gateway.downlinks_max`;
+    /// none without such topics, none on an edge).
+    pub downlinks: u64,
+    /// The produce buffer (`log.pending_bytes_max`) of a node applications write to: an
+    /// edge, or a gateway with `cloud-to-edge` topics.
     pub pending: u64,
-    /// A gateway's accepted batches and held messages (`gateway.pending_bytes_max`).
+    /// Accepted batches and held messages of a node that receives: a gateway
+    /// (`gateway.pending_bytes_max`), an edge with `cloud-to-edge` topics
+    /// (`sync.window_bytes_max`, see `NodeConfig::receive_pending_max`).
     pub gw_pending: u64,
     /// The largest record with its key and varints.
     pub record_max: u64,
     /// The largest sync message held back by the bandwidth limit.
     pub held_max: u64,
+    /// A gateway's sender of `cloud-to-edge` topics: the largest message it holds back,
+    /// and the largest read it issues (its own records, at most `log.value_bytes_max`).
+    pub down_held_max: u64,
+    pub down_read_max: u64,
     /// The largest records section the node encodes or decodes.
     pub batch_raw_max: u64,
     /// The largest single read the node issues.
@@ -185,9 +217,11 @@ impl PlanBasis {
         let edge = cfg.role == Role::Edge;
         let topics = cfg.topics.len() as u64;
         let up = if edge { cfg.topics.iter().filter(|t| t.sync.goes_up()).count() as u64 } else { 0 };
+        let down = cfg.topics.iter().filter(|t| t.sync.goes_down()).count() as u64;
+        let downlinks = if edge || down == 0 { 0 } else { cfg.gateway.downlinks_max as u64 };
         let chunk = u64::from(cfg.log.read_chunk_bytes);
-        let pending = if edge { cfg.log.pending_bytes_max } else { 0 };
-        let gw_pending = if edge { 0 } else { cfg.gateway.pending_bytes_max };
+        let pending = if edge || down > 0 { cfg.log.pending_bytes_max } else { 0 };
+        let gw_pending = cfg.receive_pending_max();
         let value_max = if edge { cfg.log.value_bytes_max as usize } else { MAX_VALUE_BYTES };
         let record_max = (value_max + MAX_KEY_BYTES) as u64 + 16;
         let batch_bytes = u64::from(cfg.sync.batch_bytes_max);
@@ -195,6 +229,9 @@ impl PlanBasis {
         // up to 7 bytes per record more in the records section than the uplink counts.
         let sync_batch_max = batch_bytes + record_max + 7 * u64::from(cfg.sync.batch_records_max);
         let held_max = sync_batch_max + codec::BATCH_HEADER_LEN as u64 + SYNC_MSG_OVERHEAD;
+        let own_record_max = (cfg.log.value_bytes_max as usize + MAX_KEY_BYTES) as u64 + 16;
+        let down_held_max = held_max - record_max + own_record_max;
+        let down_read_max = if downlinks > 0 { chunk.max(own_record_max + LOG_FRAME_MIN as u64) } else { 0 };
         // The largest records section the node decodes or encodes, and the largest frame
         // it reads whole: an edge's group commits write frames of at most one read chunk
         // (or one record); a gateway stores batches of at most `batch_raw_bytes_max`.
@@ -204,15 +241,19 @@ impl PlanBasis {
         let read_max = chunk.max(frame_max);
         let fetches = u64::from(cfg.fetch.in_flight_max);
         let segments_max = cfg.resources.storage_bytes_max / cfg.log.segment_bytes_max.max(1) + 2 * topics + 2;
-        let ops_max = segments_max + 3 * topics + up + fetches + 8;
+        let ops_max = segments_max + 3 * topics + up + downlinks * down + fetches + 8;
         PlanBasis {
             edge,
             topics,
             up,
+            down,
+            downlinks,
             pending,
             gw_pending,
             record_max,
             held_max,
+            down_held_max,
+            down_read_max,
             batch_raw_max,
             read_max,
             fetches,

@@ -23,6 +23,7 @@ use crate::meta::{self, BoundWriter};
 use crate::recovery::{Recovered, Recovery, RecoveryCx};
 use crate::resources::{self, MemoryPlan};
 use crate::space::Space;
+use crate::sync::downlinks::Downlinks;
 use crate::sync::ingest::Ingest;
 use crate::sync::uplink::Uplink;
 use crate::types::{Duration, Instant, NodeId, Now, Seq, TopicIdx};
@@ -108,7 +109,11 @@ pub struct Node {
     commit: GroupCommit,
     fx: Fx,
     uplink: Option<Uplink>,
+    /// The receiver: a gateway's of its edges' streams, an edge's of its gateway's
+    /// `cloud-to-edge` streams.
     ingest: Option<Ingest>,
+    /// A gateway's senders of `cloud-to-edge` topics, one per edge.
+    downlinks: Option<Downlinks>,
     /// This edge's part in its site cluster, once recovered (see `site`).
     site: Option<Box<crate::site::Site>>,
     seed: u64,
@@ -158,6 +163,7 @@ impl Node {
             fx,
             uplink: None,
             ingest: None,
+            downlinks: None,
             site: None,
             seed: seed.0,
             fetches: Fetches::default(),
@@ -202,6 +208,17 @@ impl Node {
         self.ingest.as_ref()
     }
 
+    /// A gateway's senders of `cloud-to-edge` topics, if it has such topics.
+    pub fn downlinks(&self) -> Option<&Downlinks> {
+        self.downlinks.as_ref()
+    }
+
+    /// Each sender of `cloud-to-edge` topics to an edge, as `outpost sync status` shows it.
+    pub fn downlink_status(&self) -> Vec<(NodeId, crate::sync::uplink::UplinkStatus)> {
+        let Some(d) = &self.downlinks else { return Vec::new() };
+        d.senders().map(|(&edge, s)| (edge, s.status(&self.logs))).collect()
+    }
+
     /// This edge's part in its site cluster (once recovered), if it is a member of one.
     pub fn site(&self) -> Option<&crate::site::Site> {
         self.site.as_deref()
@@ -229,6 +246,16 @@ impl Node {
             s.sync_records_sent = u.records_sent;
             s.sync_bytes_sent = u.bytes_sent;
             s.corrupted_skipped = u.corrupted_skipped;
+        }
+        if let Some(d) = &self.downlinks {
+            let d = d.stats();
+            s.sessions_opened += d.sessions_opened;
+            s.retransmits += d.retransmits;
+            s.sync_reads += d.reads;
+            s.sync_read_bytes += d.read_bytes;
+            s.sync_records_sent += d.records_sent;
+            s.sync_bytes_sent += d.bytes_sent;
+            s.corrupted_skipped += d.corrupted_skipped;
         }
         if let Some(g) = &self.ingest {
             s.duplicates_dropped = g.duplicates_dropped;
@@ -262,6 +289,8 @@ impl Node {
         }
         let up = self.uplink.as_ref().and_then(|u| u.poll_timeout(&self.cfg.sync, &self.logs));
         let t = up.map_or(self.next_housekeeping, |t| t.min(self.next_housekeeping));
+        let down = self.downlinks.as_ref().and_then(|d| d.poll_timeout(&self.cfg, &self.logs));
+        let t = down.map_or(t, |d| d.min(t));
         // A roll that failed is tried again after the device-full wait, messages or not.
         let t = self.space.poll_timeout(self.now.mono).map_or(t, |r| r.min(t));
         // While the clock waits after a restart: wake when it asks for a bound and when
@@ -325,6 +354,10 @@ impl Node {
             let mut cx = Ctx { now: self.now.mono, cfg: &self.cfg, hlc: self.hlc.last(), fx: &mut self.fx };
             u.pump(&mut cx, &self.logs, &mut self.rng);
         }
+        if let Some(d) = &mut self.downlinks {
+            let mut cx = Ctx { now: self.now.mono, cfg: &self.cfg, hlc: self.hlc.last(), fx: &mut self.fx };
+            d.pump(&mut cx, &self.logs, &mut self.rng);
+        }
         self.site_note_cloud();
         self.site_pump_uplink();
     }
@@ -334,7 +367,12 @@ impl Node {
     }
 
     fn on_produce(&mut self, req: ReqId, topic: TopicIdx, key: Option<Vec<u8>>, value: Vec<u8>) {
-        if self.cfg.role != Role::Edge {
+        if topic.0 as usize >= self.cfg.topics.len() {
+            return self.reply(req, Err(ProduceError::UnknownTopic(topic)));
+        }
+        // A topic's log at a node holds what is written there or what arrives there,
+        // never both (the receiver's marks are the log's end, see `finish_recovery`).
+        if !self.cfg.topics[topic.0 as usize].sync.written_at(self.cfg.role) {
             return self.reply(req, Err(ProduceError::NotAccepted));
         }
         if !self.is_running() {
@@ -343,9 +381,6 @@ impl Node {
         if let Some(why) = self.commit.poisoned() {
             let e = DiskError::Io(why.to_string());
             return self.reply(req, Err(ProduceError::Storage(e)));
-        }
-        if topic.0 as usize >= self.cfg.topics.len() {
-            return self.reply(req, Err(ProduceError::UnknownTopic(topic)));
         }
         let key_len = key.as_ref().map_or(0, Vec::len);
         if key_len > MAX_KEY_BYTES {
@@ -460,13 +495,30 @@ impl Node {
                 }
                 let gw = self.cfg.upstream;
                 self.uplink = gw.map(|g| Uplink::new(&own, g, self.now.mono, &mut self.rng));
+                if let Some(u) = &mut self.uplink {
+                    u.keepalive = self.cfg.topics.iter().any(|t| t.sync.goes_down());
+                }
+                // A `cloud-to-edge` topic's log here holds only its gateway's stream, at
+                // the gateway's sequences: its end is the receiver's durable mark.
+                if let Some(g) = gw.filter(|_| self.cfg.topics.iter().any(|t| t.sync.goes_down())) {
+                    let marks = (self.cfg.topics.iter().enumerate())
+                        .filter(|(_, t)| t.sync.goes_down())
+                        .map(|(i, _)| ((g, TopicIdx(i as u16)), self.logs[i].end_offset()))
+                        .collect();
+                    self.ingest = Some(Ingest::recovered(marks));
+                }
                 if self.cfg.cluster.is_some() {
                     let seed = self.seed ^ 0x5eed_0f51_7e00;
                     let site = crate::site::Site::new(&self.cfg, r.raft, r.raft_generations, seed, self.now.mono);
                     self.site = Some(Box::new(site));
                 }
             }
-            Role::Gateway => self.ingest = Some(Ingest::recovered(r.marks)),
+            Role::Gateway => {
+                self.ingest = Some(Ingest::recovered(r.marks));
+                if self.cfg.topics.iter().any(|t| t.sync.goes_down()) {
+                    self.downlinks = Some(Downlinks::default());
+                }
+            }
         }
         self.fx.event(Event::Recovered {
             topics: self.logs.len() as u32,

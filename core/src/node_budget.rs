@@ -16,6 +16,7 @@ use crate::meta::BoundWriter;
 use crate::recovery;
 use crate::resources::ResourceStatus;
 use crate::space::{self, Space, SpaceCx, SpaceView};
+use crate::sync::downlinks::{self, Downlinks};
 use crate::sync::ingest::Ingest;
 use crate::sync::ingest::{self, Accepted};
 use crate::sync::uplink;
@@ -36,7 +37,7 @@ impl Node {
         // 1787: 512 outputs on an edge whose plan counted only disk requests).
         let replies_max = b.pending / (2 * PENDING_ENTRY_BYTES as u64);
         let stored_max = b.gw_pending / std::mem::size_of::<Accepted>() as u64;
-        let outputs_max = 2 * b.ops_max + 4 * b.up + replies_max + stored_max + 64;
+        let outputs_max = 2 * b.ops_max + 4 * (b.up + b.downlinks * b.down) + replies_max + stored_max + 64;
         let outputs = outputs_max.next_power_of_two() * std::mem::size_of::<Output>() as u64;
         let index = b.segments_max * SEGMENT_ENTRY_BYTES + b.ops_max * DISK_OP_ENTRY_BYTES + outputs;
         max.set(MemoryPart::Index, index);
@@ -48,6 +49,7 @@ impl Node {
             BoundWriter::planned(),
             uplink::planned(cfg, &b),
             ingest::planned(cfg, &b),
+            downlinks::planned(cfg, &b),
             fetch::planned(cfg, &b),
         ];
         for part in &components {
@@ -120,6 +122,7 @@ impl Node {
         let segments: u64 = self.logs.iter().map(TopicLog::heap_bytes).sum();
         let uplink = self.uplink.as_ref().map_or(0, Uplink::index_bytes);
         let ingest = self.ingest.as_ref().map_or(0, Ingest::index_bytes);
+        let downlinks = self.downlinks.as_ref().map_or(0, Downlinks::index_bytes);
         let ops = self.fx.in_flight() as u64 * DISK_OP_ENTRY_BYTES;
         let out = (self.fx.out.capacity() * std::mem::size_of::<Output>()) as u64;
         let recovery = match &self.phase {
@@ -127,18 +130,20 @@ impl Node {
             Phase::Running => 0,
         };
         let keys = self.commit.key_index_bytes();
-        m.set(MemoryPart::Index, segments + uplink + ingest + ops + out + recovery + keys);
+        m.set(MemoryPart::Index, segments + uplink + ingest + downlinks + ops + out + recovery + keys);
         let (scratch, zstd_c) = self.enc.heap_bytes();
         m.set(MemoryPart::Codec, scratch + zstd_c + self.dec.heap_bytes());
         let edge = self.cfg.role == Role::Edge;
         m.set(MemoryPart::ProduceBuffer, self.commit.produce_buffer_bytes(edge));
         let gw = self.ingest.as_ref().map_or(0, |g| g.pending_bytes) + self.held.bytes();
         m.set(MemoryPart::GatewayPending, gw + self.commit.gateway_pending_bytes(edge));
-        m.set(MemoryPart::SyncHeld, self.uplink.as_ref().map_or(0, Uplink::held_bytes));
+        let down_held = self.downlinks.as_ref().map_or(0, Downlinks::held_bytes);
+        m.set(MemoryPart::SyncHeld, self.uplink.as_ref().map_or(0, Uplink::held_bytes) + down_held);
         m.set(MemoryPart::FetchResults, self.fetches.held_bytes());
         m.set(MemoryPart::Writes, self.fx.write_bytes());
         m.set(MemoryPart::Reads, self.fx.read_bytes());
-        m.set(MemoryPart::SyncWindow, self.uplink.as_ref().map_or(0, Uplink::window_bytes));
+        let down_window = self.downlinks.as_ref().map_or(0, Downlinks::window_bytes);
+        m.set(MemoryPart::SyncWindow, self.uplink.as_ref().map_or(0, Uplink::window_bytes) + down_window);
         m.set(MemoryPart::Scratch, self.plan.max.get(MemoryPart::Scratch));
         m.set(MemoryPart::Site, self.site.as_deref().map_or(0, crate::site::Site::heap_bytes));
         m

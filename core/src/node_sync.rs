@@ -8,9 +8,10 @@ use crate::effects::Ctx;
 use crate::hlc::Hlc;
 use crate::hold::Held;
 use crate::io::{Control, DiskError, DiskOpId, DiskResponse, Event};
+use crate::sync::downlinks::Downlinks;
 use crate::sync::ingest::DataIn;
 use crate::sync::proto::SyncMsg;
-use crate::types::NodeId;
+use crate::types::{NodeId, TopicIdx};
 
 impl Node {
     pub(super) fn on_control(&mut self, c: Control) {
@@ -37,12 +38,12 @@ impl Node {
         }
     }
 
-    /// Holds a message until the clock can issue, if it fits; a gateway shares
-    /// `gateway.pending_bytes_max` between held messages and accepted batches not yet
-    /// durable (an edge never holds: it stamps no message it receives).
+    /// Holds a message until the clock can issue, if it fits; a receiver shares
+    /// `NodeConfig::receive_pending_max` between held messages and accepted batches not
+    /// yet durable (a node that receives nothing never holds: it stamps no message).
     fn hold(&mut self, m: Held) {
         let room = match &self.ingest {
-            Some(g) => self.cfg.gateway.pending_bytes_max.saturating_sub(g.pending_bytes + self.held.bytes()),
+            Some(g) => self.cfg.receive_pending_max().saturating_sub(g.pending_bytes + self.held.bytes()),
             None => 0,
         };
         if let Err(m) = self.held.push_back(m, room) {
@@ -95,15 +96,27 @@ impl Node {
         // The timestamp that proves a Data batch happened before its storage here. When
         // the clock cannot issue it (its bound lapsed while idle, or it waits after a
         // restart), the message waits for it instead of being dropped.
-        let received = match (&msg, self.cfg.role) {
-            (SyncMsg::Data { .. }, Role::Gateway) => match self.hlc.now(self.now.wall_ms) {
+        let received = match (&msg, &self.ingest) {
+            (SyncMsg::Data { .. }, Some(_)) => match self.hlc.now(self.now.wall_ms) {
                 Ok(h) => h,
                 Err(_) => return Some(Held { from, bytes, observed: Some(rejected) }),
             },
             _ => Hlc::ZERO,
         };
-        match (self.cfg.role, msg) {
-            (Role::Edge, msg) => {
+        match msg {
+            SyncMsg::Welcome { .. } | SyncMsg::Ack { .. } | SyncMsg::Reset { .. } => self.route_to_sender(from, msg),
+            SyncMsg::Hello { .. } | SyncMsg::Data { .. } | SyncMsg::Skip { .. } => {
+                self.route_to_receiver(from, msg, received, rejected)
+            }
+        }
+        None
+    }
+
+    /// An answer to one of this node's senders: an edge's uplink (its own or its site's),
+    /// or a gateway's sender to that edge.
+    fn route_to_sender(&mut self, from: NodeId, msg: SyncMsg) {
+        match self.cfg.role {
+            Role::Edge => {
                 if self.site_uplink_message(from, &msg) {
                     let site = self.site.as_mut().expect("routed to the site's uplink");
                     let u = site.uplink.as_mut().expect("routed to the site's uplink");
@@ -118,16 +131,44 @@ impl Node {
                     }
                 }
             }
-            (Role::Gateway, SyncMsg::Hello { origin, session, topics, .. }) => {
-                let g = self.ingest.as_mut().expect("a running gateway has ingest");
+            Role::Gateway => {
+                if let Some(d) = &mut self.downlinks {
+                    d.on_message(from, msg, self.now.mono, &self.logs, &mut self.fx);
+                }
+            }
+        }
+    }
+
+    /// A sender's message to this node's receiver: on a gateway from any edge, on an edge
+    /// only from its gateway (an edge receives `cloud-to-edge` topics from it alone).
+    fn route_to_receiver(&mut self, from: NodeId, msg: SyncMsg, received: Hlc, rejected: bool) {
+        if self.cfg.role == Role::Edge && self.cfg.upstream != Some(from) {
+            return;
+        }
+        if self.ingest.is_none() {
+            return;
+        }
+        match msg {
+            SyncMsg::Hello { origin, session, topics, .. } => {
+                let g = self.ingest.as_mut().expect("checked above");
+                if let Some(d) = &mut self.downlinks {
+                    // An edge that says Hello is reachable: its sender of what goes down
+                    // tries at once.
+                    let new_session = g.session_of(from) != Some(session);
+                    let cx = Ctx { now: self.now.mono, cfg: &self.cfg, hlc: self.hlc.last(), fx: &mut self.fx };
+                    d.heard_from(&cx, (from, new_session), &self.logs, &mut self.rng);
+                }
                 let mut cx = Ctx { now: self.now.mono, cfg: &self.cfg, hlc: self.hlc.last(), fx: &mut self.fx };
                 g.on_hello(&mut cx, from, origin, session, topics);
             }
-            (Role::Gateway, SyncMsg::Data { session, topic, batches, .. }) => {
+            SyncMsg::Data { session, topic, batches, .. } => {
+                if self.cfg.role == Role::Edge {
+                    self.make_room_for(&topic, &batches);
+                }
                 let room = self.with_space(|s, cx| s.room(cx));
                 // Held messages share the pending budget with accepted batches.
-                let pending_max = self.cfg.gateway.pending_bytes_max.saturating_sub(self.held.bytes());
-                let g = self.ingest.as_mut().expect("a running gateway has ingest");
+                let pending_max = self.cfg.receive_pending_max().saturating_sub(self.held.bytes());
+                let g = self.ingest.as_mut().expect("checked above");
                 let mut cx = Ctx { now: self.now.mono, cfg: &self.cfg, hlc: received, fx: &mut self.fx };
                 let data = DataIn { from, session, topic: &topic, batches, hlc_rejected: rejected };
                 let outcome = g.on_data(&mut cx, data, (room, pending_max), (&mut self.enc, &mut self.dec));
@@ -135,14 +176,26 @@ impl Node {
                     self.commit.accept(a);
                 }
             }
-            (Role::Gateway, SyncMsg::Skip { session, topic, from: f, to, reason, .. }) => {
-                let g = self.ingest.as_mut().expect("a running gateway has ingest");
+            SyncMsg::Skip { session, topic, from: f, to, reason, .. } => {
+                let g = self.ingest.as_mut().expect("checked above");
                 let mut cx = Ctx { now: self.now.mono, cfg: &self.cfg, hlc: self.hlc.last(), fx: &mut self.fx };
-                g.on_skip(&mut cx, from, session, &topic, (f, to), reason);
+                if let Some(idx) = g.on_skip(&mut cx, from, session, &topic, (f, to), reason) {
+                    if self.cfg.role == Role::Edge {
+                        // The replica's log stays at the sender's sequences.
+                        self.logs[idx.0 as usize].skip_to(to);
+                    }
+                }
             }
-            (Role::Gateway, _) => {}
+            SyncMsg::Welcome { .. } | SyncMsg::Ack { .. } | SyncMsg::Reset { .. } => {}
         }
-        None
+    }
+
+    /// An edge makes room for what its gateway sends, as for a produce: under the
+    /// topics' eviction policies, never evicting what the policies keep.
+    fn make_room_for(&mut self, topic: &str, batches: &[Vec<u8>]) {
+        let Some(i) = self.cfg.topics.iter().position(|t| t.name == topic) else { return };
+        let need = batches.iter().map(|b| (b.len() + crate::log::LOG_FRAME_OVERHEAD) as u64).sum();
+        self.with_space(|s, cx| s.make_room(cx, TopicIdx(i as u16), need));
     }
 
     /// A fetch's read completed.
@@ -155,8 +208,18 @@ impl Node {
         self.fetches.on_read_done(id, bytes, &self.logs, chunk, &mut self.dec, &mut self.fx);
     }
 
-    /// A read of the uplink `tag` completed: this node's own (0), or its site's.
+    /// A read of the uplink `tag` completed: this node's own (0), its site's, or one of a
+    /// gateway's senders to its edges.
     pub(super) fn uplink_read_done(&mut self, tag: u64, id: DiskOpId, result: Result<DiskResponse, DiskError>) {
+        if Downlinks::owns(tag) {
+            let bytes = match result {
+                Ok(DiskResponse::Read(b)) => b,
+                _ => Vec::new(),
+            };
+            let Some(d) = &mut self.downlinks else { return };
+            let mut cx = Ctx { now: self.now.mono, cfg: &self.cfg, hlc: self.hlc.last(), fx: &mut self.fx };
+            return d.on_read_done(&mut cx, tag, id, &bytes, &self.logs, (&mut self.enc, &mut self.dec));
+        }
         let own = tag == 0;
         let hlc = if own { self.hlc.last() } else { self.site_uplink_hlc() };
         let (u, cfg) = match (own, &mut self.site) {

@@ -364,6 +364,9 @@ impl Recovery {
         }
         let mut replay = Vec::new();
         let mut keyed = Vec::new();
+        // A gateway's marks are of the streams it receives; its own `cloud-to-edge`
+        // topics are sent from, not received.
+        let ingested = gateway && cx.cfg.topics[topic.0 as usize].sync.goes_up();
         let compact = cx.cfg.topics[topic.0 as usize].eviction == Eviction::Compact && !gateway;
         let mut records = 0;
         let marks = &mut self.marks;
@@ -371,7 +374,7 @@ impl Recovery {
             records += u64::from(f.header.count);
             job.next_offset = f.end();
             job.newest_ms = job.newest_ms.max(f.header.base_hlc.physical_ms());
-            if gateway {
+            if ingested {
                 ingest::note_recovered(marks, topic, &f.header);
                 if last {
                     replay.push(f.batch);
@@ -461,18 +464,21 @@ impl Recovery {
 
     /// The current scan job ends with `valid_len` good bytes.
     fn finish_job(&mut self, cx: &mut RecoveryCx<'_>, valid_len: u64, reason: Option<String>) {
-        let edge = cx.cfg.role == Role::Edge;
         let job = self.current.take().expect("a job is current");
         let JobKind::Segment { topic, last, next_base } = job.kind else {
             return;
         };
         let strong = cx.cfg.topics[topic.0 as usize].is_strong();
+        // Only a log this node writes hands sequences out: a log of streams it receives
+        // moves no sequence on (what was cut was never acknowledged to the sender, which
+        // sends it again from the log's end).
+        let written = cx.cfg.topics[topic.0 as usize].sync.written_at(cx.cfg.role);
         // (A strong topic's cut tail moves no sequence on: its records are re-derived from
         // the site's Raft log, which holds every record not yet durable here.)
         let mut end = if last { job.next_offset } else { next_base.expect("only the last has no successor") };
         let cut = job.file_len - valid_len;
         let mut skipped = None;
-        if last && reason.is_some() && edge && !strong {
+        if last && reason.is_some() && written && !strong {
             // The cut bytes may have held durable, acknowledged records that storage
             // destroyed, perhaps already at the gateway: never hand their sequences out
             // again. The range is skipped, and the next append opens a new segment.

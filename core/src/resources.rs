@@ -55,11 +55,14 @@ pub fn check_budgets(cfg: &NodeConfig, plan: &MemoryPlan) -> Result<(), ConfigEr
             MEMORY_PARTS.iter().map(|&p| (p, plan.max.get(p))).filter(|&(_, b)| b > 0).collect();
         parts.sort_by_key(|&(_, b)| std::cmp::Reverse(b));
         let list: Vec<String> = parts.iter().take(4).map(|(p, b)| format!("{} {}", p.name(), Bytes(*b))).collect();
+        let senders = cfg.role == Role::Gateway && cfg.topics.iter().any(|t| t.sync.goes_down());
+        let downlinks =
+            if senders { " (each of gateway.downlinks_max senders has its own), gateway.downlinks_max" } else { "" };
         return Err(ConfigError {
             field: "resources.memory_bytes_max".into(),
             message: format!(
                 "{} is less than the {} the configured limits may use (largest: {}); raise it, or lower \
-                 log.pending_bytes_max, sync.batch_bytes_max, sync.window_bytes_max or log.read_chunk_bytes",
+                 log.pending_bytes_max, sync.batch_bytes_max, sync.window_bytes_max{downlinks} or log.read_chunk_bytes",
                 Bytes(limit),
                 Bytes(need),
                 list.join(", ")

@@ -3,8 +3,8 @@
 //! | guarantee | checked in |
 //! |---|---|
 //! | 1 durability | `on_stored` (an acknowledged record skipped), `on_skipped` (an acknowledged record the edge gave up on that storage never destroyed) and `finish` (never delivered) |
-//! | 2 exactly-once | `on_stored`: a sequence stored twice at the gateway |
-//! | 3 order | `on_stored`: a sequence stored before its predecessor (a gap) |
+//! | 2 exactly-once | `on_stored`: a sequence stored twice at the gateway; `on_down_stored`: twice at one edge |
+//! | 3 order | `on_stored`, `on_down_stored`: a sequence stored before its predecessor (a gap) |
 //! | 4 convergence | the world's settle phase, via `undelivered` |
 //! | 6 causality | `on_ack` (a node's timestamps never go back, across crashes too) and `on_stored` (the gateway's receive timestamp is after the record's); `on_hlc_ahead`, from `clock_check`: a node's timestamps never run ahead of its own wall clock by more than `max_offset_ms` unless that clock went back |
 //! | 1 and 8: eviction | `on_evicted`: an edge evicted unsynced records of a topic whose policy is `keep` |
@@ -17,8 +17,13 @@
 //! rule, the no-quorum promise) and `crate::heap` (the real heap); they report through
 //! [`Checker::on_violation`] and [`Checker::on_budget_violation`].
 //!
+//! A `cloud-to-edge` stream (a gateway's records, `add_down_stream`) has many replicas:
+//! every edge that syncs up to that gateway must hold every acknowledged record, once and
+//! in order. Its records count as delivered once per replica, and `undelivered` counts
+//! what each replica still lacks.
+//!
 //! Memory is bounded by the backlog: per stream, only acknowledged records not yet
-//! delivered are remembered (sequence and value CRC). A site cluster's stream is the
+//! delivered (to every replica) are remembered (sequence and value CRC). A site cluster's stream is the
 //! exception: its members acknowledge out of sequence order, so every acknowledged and
 //! stored sequence of it is kept for the run (bounded by the run's length).
 
@@ -92,8 +97,20 @@ struct StrongCheck {
     max_acked: Option<u64>,
 }
 
+/// A gateway's `cloud-to-edge` stream and the edges that must hold it.
+#[derive(Debug, Default)]
+struct DownCheck {
+    /// Acknowledged records some replica does not hold yet: sequence → value CRC.
+    acked: BTreeMap<u64, u32>,
+    last_acked: Option<u64>,
+    /// Per replica (node index): the next sequence it must store.
+    replicas: BTreeMap<usize, u64>,
+}
+
 #[derive(Debug, Default)]
 pub struct Checker {
+    /// `cloud-to-edge` streams, by (gateway, topic).
+    down: BTreeMap<StreamKey, DownCheck>,
     streams: BTreeMap<StreamKey, StreamCheck>,
     /// Offset ranges `disk-corrupt` faults destroyed, per stream: the simulator's truth.
     destroyed: BTreeMap<StreamKey, Vec<(u64, u64)>>,
@@ -112,6 +129,18 @@ pub struct Checker {
 
 fn secs(at_ns: u64) -> f64 {
     at_ns as f64 / 1e9
+}
+
+impl DownCheck {
+    /// Records every replica holds are forgotten.
+    fn forget_delivered(&mut self) {
+        let low = self.replicas.values().copied().min().unwrap_or(u64::MAX);
+        self.acked = self.acked.split_off(&low);
+    }
+
+    fn undelivered(&self) -> u64 {
+        self.replicas.values().map(|&next| self.acked.range(next..).count() as u64).sum()
+    }
 }
 
 impl Checker {
@@ -384,11 +413,133 @@ impl Checker {
         }
     }
 
-    /// Acknowledged records not yet delivered, over all streams.
+    /// Acknowledged records not yet delivered, over all streams (a `cloud-to-edge`
+    /// record once per replica that lacks it).
     pub fn undelivered(&self) -> u64 {
         let strong: u64 =
             self.strong.values().map(|s| s.acked.keys().filter(|q| !s.stored.contains_key(q)).count() as u64).sum();
-        self.streams.values().map(|s| s.pending.len() as u64).sum::<u64>() + strong
+        let down: u64 = self.down.values().map(DownCheck::undelivered).sum();
+        self.streams.values().map(|s| s.pending.len() as u64).sum::<u64>() + strong + down
+    }
+
+    /// Gateway `origin`'s topic `topic` goes down to the edges `replicas`.
+    pub fn add_down_stream(&mut self, stream: StreamKey, replicas: impl IntoIterator<Item = usize>) {
+        let d = self.down.entry(stream).or_default();
+        d.replicas = replicas.into_iter().map(|r| (r, 0)).collect();
+    }
+
+    /// Whether `stream` is a `cloud-to-edge` stream.
+    pub fn is_down_stream(&self, stream: StreamKey) -> bool {
+        self.down.contains_key(&stream)
+    }
+
+    /// A gateway acknowledged a record of a `cloud-to-edge` topic to its producer.
+    pub fn on_down_ack(&mut self, at: u64, node: usize, topic: u16, seq: u64, hlc: Hlc, crc: u32) {
+        self.counts.acked += 1;
+        if let Some(prev) = self.last_hlc.insert(node, hlc) {
+            if hlc <= prev {
+                self.counts.causality += 1;
+                self.violate(at, "causality", format!("node {node} issued HLC {hlc:?} after {prev:?}"));
+            }
+        }
+        let d = self.down.get_mut(&(node, topic)).expect("acknowledged on a registered down stream");
+        let again = d.last_acked.filter(|&last| seq <= last);
+        d.last_acked = Some(seq);
+        if d.replicas.values().any(|&next| next <= seq) {
+            d.acked.insert(seq, crc);
+        }
+        // A replica already past it stored it before it was acknowledged (durable at a
+        // crash that came before the reply): fine, as at a gateway.
+        if let Some(last) = again {
+            self.violate(
+                at,
+                "durability",
+                format!("node {node} topic {topic}: seq {seq} acknowledged again after {last}: an acknowledged record was overwritten"),
+            );
+        }
+    }
+
+    /// Edge `replica` durably holds records of gateway `origin`'s `cloud-to-edge` topic.
+    /// `hlcs`: the newest record's timestamp, the receive timestamp, and whether the
+    /// receiver refused the sender's clock.
+    pub fn on_down_stored(
+        &mut self,
+        at: u64,
+        replica: usize,
+        (origin, topic): StreamKey,
+        first_seq: u64,
+        crcs: &[u32],
+        (max_record_hlc, received_hlc, hlc_rejected): (Hlc, Hlc, bool),
+    ) {
+        if !crcs.is_empty() && !hlc_rejected && received_hlc <= max_record_hlc {
+            self.counts.causality += 1;
+            self.violate(
+                at,
+                "causality",
+                format!("origin {origin} topic {topic} seq {first_seq}: stored at edge {replica} at HLC {received_hlc:?}, not after the record's {max_record_hlc:?}"),
+            );
+        }
+        if !crcs.is_empty() && hlc_rejected {
+            self.counts.hlc_rejected_deliveries += 1;
+        }
+        let mut problems = Vec::new();
+        let d = self.down.get_mut(&(origin, topic)).expect("stored on a registered down stream");
+        let Some(next) = d.replicas.get_mut(&replica) else {
+            let detail = format!("origin {origin} topic {topic}: edge {replica} stored records it should not hold");
+            return self.violate(at, "exactly-once", detail);
+        };
+        for (seq, &crc) in (first_seq..).zip(crcs) {
+            if seq < *next {
+                self.counts.duplicates += 1;
+                problems.push((
+                    "exactly-once",
+                    format!("origin {origin} topic {topic}: seq {seq} stored again at edge {replica}"),
+                ));
+                continue;
+            }
+            if seq > *next {
+                self.counts.out_of_order += 1;
+                let detail =
+                    format!("origin {origin} topic {topic}: seq {seq} stored at edge {replica} before seq {next}");
+                problems.push(("order", detail));
+            }
+            match d.acked.get(&seq) {
+                Some(&c) if c != crc => {
+                    self.counts.content_mismatches += 1;
+                    let detail = format!("origin {origin} topic {topic}: seq {seq} stored at edge {replica} with value CRC {crc:08x}, acknowledged with {c:08x}");
+                    problems.push(("durability", detail));
+                }
+                Some(_) => {}
+                None => self.counts.delivered_unacked += 1,
+            }
+            self.counts.delivered += 1;
+            *next = seq + 1;
+        }
+        d.forget_delivered();
+        for (invariant, detail) in problems {
+            self.violate(at, invariant, detail);
+        }
+    }
+
+    /// Edge `replica` will never get `from..to` of a `cloud-to-edge` stream: the gateway
+    /// skipped it. Acknowledged records in it that storage destroyed at the gateway are
+    /// `corrupted` (once per replica); any other is lost.
+    pub fn on_down_skipped(&mut self, at: u64, replica: usize, (origin, topic): StreamKey, from: u64, to: u64) {
+        let destroyed = self.destroyed.get(&(origin, topic)).cloned().unwrap_or_default();
+        let d = self.down.get_mut(&(origin, topic)).expect("skipped on a registered down stream");
+        let Some(next) = d.replicas.get_mut(&replica) else { return };
+        let skipped: Vec<u64> = d.acked.range(*next..to).map(|(&q, _)| q).collect();
+        *next = (*next).max(to);
+        d.forget_delivered();
+        for p in skipped {
+            if p >= from && destroyed.iter().any(|&(a, b)| a <= p && p < b) {
+                self.counts.corrupted += 1;
+            } else {
+                self.counts.lost += 1;
+                let detail = format!("origin {origin} topic {topic}: acknowledged seq {p} skipped for edge {replica} ({from}..{to}) but storage never destroyed it");
+                self.violate(at, "durability", detail);
+            }
+        }
     }
 
     /// Acknowledged records not yet delivered, per stream that has any (for the trace of
@@ -516,6 +667,18 @@ impl Checker {
 
     /// End of run: every acknowledged record not delivered is lost.
     pub fn finish(&mut self, at: u64) {
+        let undelivered: Vec<(StreamKey, usize, u64)> = self
+            .down
+            .iter()
+            .flat_map(|(&k, d)| d.replicas.iter().map(move |(&r, &next)| (k, r, d.acked.range(next..).count() as u64)))
+            .filter(|&(_, _, n)| n > 0)
+            .collect();
+        for ((origin, topic), replica, n) in undelivered {
+            self.counts.lost += n;
+            let detail =
+                format!("origin {origin} topic {topic}: {n} acknowledged records never reached edge {replica}");
+            self.violate(at, "durability", detail);
+        }
         let missing: Vec<(StreamKey, u64, u64)> = self
             .streams
             .iter()
@@ -742,6 +905,57 @@ mod tests {
         assert_eq!(c.violations, vec![]);
         assert_eq!(c.counts.delivered, 3);
         assert_eq!(c.counts.acked, 3);
+    }
+
+    /// Gateway 9's topic 1 goes down to edges 0 and 1; three records acknowledged.
+    fn down_history() -> Checker {
+        let mut c = Checker::default();
+        c.add_down_stream((9, 1), [0, 1]);
+        for seq in 0..3 {
+            c.on_down_ack(seq, 9, 1, seq, h(seq + 1), 100 + seq as u32);
+        }
+        c
+    }
+
+    const HLCS: (Hlc, Hlc, bool) = (Hlc(1 << 16), Hlc(1 << 40), false);
+
+    #[test]
+    fn a_down_stream_is_delivered_once_per_edge() {
+        let mut c = down_history();
+        c.on_down_stored(10, 0, (9, 1), 0, &[100, 101, 102], HLCS);
+        assert_eq!(c.undelivered(), 3, "edge 1 lacks all three");
+        c.on_down_stored(11, 1, (9, 1), 0, &[100, 101], HLCS);
+        c.on_down_stored(12, 1, (9, 1), 2, &[102], HLCS);
+        c.finish(20);
+        assert_eq!(c.violations, vec![]);
+        assert_eq!((c.counts.acked, c.counts.delivered, c.undelivered()), (3, 6, 0));
+    }
+
+    #[test]
+    fn a_down_record_twice_at_one_edge_or_out_of_order_bites() {
+        let mut c = down_history();
+        c.on_down_stored(10, 0, (9, 1), 0, &[100, 101], HLCS);
+        c.on_down_stored(11, 0, (9, 1), 1, &[101], HLCS);
+        c.on_down_stored(12, 1, (9, 1), 1, &[101], HLCS);
+        assert_eq!(invariants(&c), vec!["exactly-once", "order"]);
+        assert_eq!((c.counts.duplicates, c.counts.out_of_order), (1, 1));
+    }
+
+    #[test]
+    fn a_down_record_an_edge_never_gets_is_lost_and_other_content_bites() {
+        let mut c = down_history();
+        c.on_down_stored(10, 0, (9, 1), 0, &[100, 101, 999], HLCS);
+        c.on_down_stored(11, 1, (9, 1), 0, &[100], HLCS);
+        c.finish(20);
+        assert_eq!(invariants(&c), vec!["durability", "durability"]);
+        assert_eq!((c.counts.content_mismatches, c.counts.lost), (1, 2), "edge 1 never got seqs 1 and 2");
+    }
+
+    #[test]
+    fn a_down_record_at_an_edge_that_should_not_hold_it_bites() {
+        let mut c = down_history();
+        c.on_down_stored(10, 5, (9, 1), 0, &[100], HLCS);
+        assert_eq!(invariants(&c), vec!["exactly-once"]);
     }
 
     #[test]

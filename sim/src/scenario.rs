@@ -1083,7 +1083,27 @@ fn check_sync_paths(
         let target = match (node.role, topic.sync) {
             (Role::Edge, SyncDirection::EdgeToCloud | SyncDirection::Bidirectional) => Role::Gateway,
             (Role::Gateway, SyncDirection::CloudToEdge | SyncDirection::Bidirectional) => Role::Edge,
-            _ => continue,
+            (Role::Edge, SyncDirection::Local) => continue,
+            (Role::Edge, SyncDirection::CloudToEdge) => {
+                return Err(problem(
+                    format!("workload[{i}].node"),
+                    format!(
+                        "node {:?} is an edge and writes topic {:?}, which syncs cloud-to-edge: its records are \
+                         written at a gateway and come down; expected a gateway node, or sync = \"edge-to-cloud\"",
+                        node.id, topic.name
+                    ),
+                ))
+            }
+            (Role::Gateway, _) => {
+                return Err(problem(
+                    format!("workload[{i}].node"),
+                    format!(
+                        "node {:?} is a gateway and writes topic {:?}, which does not sync cloud-to-edge: a gateway \
+                         writes only records that go down to its edges; expected an edge node, or sync = \"cloud-to-edge\"",
+                        node.id, topic.name
+                    ),
+                ))
+            }
         };
         let reachable = nodes.iter().enumerate().any(|(j, n)| n.role == target && component[j] == component[w.node]);
         if !reachable {

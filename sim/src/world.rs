@@ -56,6 +56,10 @@ pub fn topic_goes_up(t: &TopicSpec) -> bool {
     matches!(t.sync, SpecSync::EdgeToCloud | SpecSync::Bidirectional)
 }
 
+pub fn topic_goes_down(t: &TopicSpec) -> bool {
+    matches!(t.sync, SpecSync::CloudToEdge | SpecSync::Bidirectional)
+}
+
 #[derive(Debug)]
 enum Ev {
     /// `from` is the sender as the receiver sees it (a site cluster's index for a cluster
@@ -247,6 +251,8 @@ struct Workload {
     until: u64,
     counter: u64,
     goes_up: bool,
+    /// A gateway's workload on a `cloud-to-edge` topic.
+    goes_down: bool,
     rng: SimRng,
 }
 
@@ -417,17 +423,15 @@ fn check_supported(s: &Scenario) -> Result<(), Unsupported> {
             )));
         }
     }
-    for w in &s.workloads {
-        if s.nodes[w.node].role == SpecRole::Gateway {
-            return Err(Unsupported(format!(
-                "a workload on gateway {:?}: cloud-to-edge sync is not built yet",
-                s.nodes[w.node].id
-            )));
-        }
+    if let Some(t) = s.topics.iter().find(|t| t.sync == SpecSync::Bidirectional) {
+        return Err(Unsupported(format!(
+            "topic {:?} syncs bidirectional: both ways on one topic is not built yet; use edge-to-cloud or cloud-to-edge",
+            t.name
+        )));
     }
     for (i, n) in s.nodes.iter().enumerate() {
         if let Err(e) = Node::check_config(&node_config(s, i)) {
-            return Err(Unsupported(format!("node {:?} cannot run with its budgets: {e}", n.id)));
+            return Err(Unsupported(format!("node {:?} cannot run with its configuration and budgets: {e}", n.id)));
         }
         let up = s.topics.iter().any(topic_goes_up);
         if n.role == SpecRole::Edge && up && node_config(s, i).upstream.is_none() {
@@ -475,7 +479,11 @@ impl<'a> World<'a> {
                 let ppm = f64::from(c.max_drift_ppm);
                 let drift_ppm = if ppm == 0.0 { 0.0 } else { clock_rng.gen_range(-ppm..=ppm) };
                 let cfg = node_config(scenario, i);
-                let strong = cfg.topics.iter().map(|t| t.is_strong()).collect();
+                // Logs whose records may be written again at the same sequences: a strong
+                // topic's (re-derived from Raft) and an edge's replica of its gateway's
+                // stream (a cut tail is sent again).
+                let edge = cfg.role == Role::Edge;
+                let strong = cfg.topics.iter().map(|t| t.is_strong() || (edge && t.sync.goes_down())).collect();
                 SimNode {
                     name: spec.id.clone(),
                     durability: NodeDurability::new(strong),
@@ -514,6 +522,7 @@ impl<'a> World<'a> {
                 until: w.until.as_nanos().min(scenario.duration.as_nanos()),
                 counter: 0,
                 goes_up: topic_goes_up(&scenario.topics[w.topic]),
+                goes_down: topic_goes_down(&scenario.topics[w.topic]),
                 rng: stream(seed, &format!("workload/{i}")),
             })
             .collect();
@@ -566,6 +575,17 @@ impl<'a> World<'a> {
                 w.checker.add_strong_stream((origin, t.0 as u16));
             }
             debug_assert!(!c.members.is_empty());
+        }
+        // Each gateway's `cloud-to-edge` topics go to every edge that syncs up to it.
+        for (g, _) in w.nodes.iter().enumerate().filter(|(_, n)| n.cfg.role == Role::Gateway) {
+            let gw = NodeId(g as u64 + 1);
+            let replicas: Vec<usize> = (w.nodes.iter().enumerate())
+                .filter(|(_, n)| n.cfg.role == Role::Edge && n.cfg.upstream == Some(gw))
+                .map(|(e, _)| e)
+                .collect();
+            for (t, _) in scenario.topics.iter().enumerate().filter(|(_, t)| topic_goes_down(t)) {
+                w.checker.add_down_stream((g, t as u16), replicas.iter().copied());
+            }
         }
         w.schedule_start();
         Ok(w)
@@ -1147,9 +1167,7 @@ impl<'a> World<'a> {
         match out {
             Output::Send { to, bytes } => {
                 let Some(mut j) = (to.0 as usize).checked_sub(1) else { return };
-                if self.nodes[i].cfg.role == Role::Gateway {
-                    self.check_gateway_ack(i, j, &bytes);
-                }
+                self.check_gateway_ack(i, j, &bytes);
                 if let Some(c) = j.checked_sub(self.nodes.len()).and_then(|k| self.clusters.get(k)) {
                     // To a site cluster: to the member whose connection it is.
                     let Some(m) = c.route else { return };
@@ -1201,7 +1219,7 @@ impl<'a> World<'a> {
                     return;
                 };
                 let w = &self.workloads[p.workload];
-                let (topic, goes_up) = (w.topic, w.goes_up);
+                let (topic, goes_up, goes_down) = (w.topic, w.goes_up, w.goes_down);
                 let strong = self.strong_stream(i, topic);
                 self.answered = Some((req.0, if result.is_ok() { "ok" } else { "refused" }));
                 match result {
@@ -1214,6 +1232,8 @@ impl<'a> World<'a> {
                             self.checker.on_strong_ack(self.t, stream, ack.seq, p.crc, p.floor);
                         } else if goes_up {
                             self.checker.on_ack(self.t, i, topic, ack.seq, ack.hlc, p.crc, p.key);
+                        } else if goes_down {
+                            self.checker.on_down_ack(self.t, i, topic, ack.seq, ack.hlc, p.crc);
                         } else {
                             self.details.local_acked += 1;
                         }
@@ -1262,6 +1282,13 @@ impl<'a> World<'a> {
             } => {
                 let o = (origin.0 as usize).wrapping_sub(1);
                 self.hash(first_seq);
+                if self.checker.is_down_stream((o, topic.0)) {
+                    if !replay && !value_crcs.is_empty() {
+                        self.check_issued(i, received_hlc);
+                    }
+                    let hlcs = (max_record_hlc, received_hlc, hlc_rejected);
+                    return self.checker.on_down_stored(self.t, i, (o, topic.0), first_seq, &value_crcs, hlcs);
+                }
                 // Each edge's records belong at the gateway it syncs up to, and nowhere else:
                 // one stored at another gateway is one its own never got.
                 let upstream = self.nodes.get(o).and_then(|n| n.cfg.upstream).map(|u| u.0 as usize - 1);
@@ -1306,6 +1333,14 @@ impl<'a> World<'a> {
                 let o = (origin.0 as usize).wrapping_sub(1);
                 self.hash(from ^ to.rotate_left(32));
                 self.nodes[i].durability.on_gateway_skip(o, topic.0, from, to);
+                if self.checker.is_down_stream((o, topic.0)) {
+                    self.checker.on_down_skipped(self.t, i, (o, topic.0), from, to);
+                    let name = self.nodes[i].name.clone();
+                    return self.log(format_args!(
+                        "{name}: origin {origin} topic {} skipped {from}..{to} ({reason:?})",
+                        topic.0
+                    ));
+                }
                 self.checker.on_skipped(self.t, o, topic.0, from, to, &format!("{reason:?}"));
                 let name = self.nodes[i].name.clone();
                 self.log(format_args!("{name}: origin {origin} topic {} skipped {from}..{to} ({reason:?})", topic.0));
@@ -1350,7 +1385,8 @@ impl<'a> World<'a> {
         }
     }
 
-    /// A gateway's message to `to`: an `Ack` or `Welcome` mark must be durable on its
+    /// A receiver's message to `to` (a gateway's to an edge, or an edge's to its gateway
+    /// for a `cloud-to-edge` topic): an `Ack` or `Welcome` mark must be durable on its
     /// disk (see `crate::durability`).
     fn check_gateway_ack(&mut self, i: usize, to: usize, bytes: &[u8]) {
         let marks = match SyncMsg::decode(bytes) {

@@ -96,3 +96,8 @@ fn worn_sd_card_regression_seeds_pass_and_report_what_was_destroyed() {
     // The faults must have destroyed records not yet delivered, or the path is untested.
     assert!(corrupted > 0, "no acknowledged record was destroyed before delivery in these seeds");
 }
+
+#[test]
+fn fleet_config_seed_1() {
+    run_and_snapshot("fleet-config", 1);
+}

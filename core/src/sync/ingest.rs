@@ -23,9 +23,14 @@ pub const GATEWAY_STREAM_ENTRY_BYTES: u64 = 64;
 /// Heap bytes one session costs in `Ingest`, with the map's slack.
 pub const GATEWAY_SESSION_ENTRY_BYTES: u64 = 64;
 
-/// Ingest's planned memory: the marks and sessions of `gateway.streams_max` streams.
+/// Ingest's planned memory: the marks and sessions of `gateway.streams_max` streams on a
+/// gateway; on an edge, one session and a mark per `cloud-to-edge` topic.
 pub(crate) fn planned(cfg: &NodeConfig, b: &PlanBasis) -> MemoryUsage {
-    let streams = if b.edge { 0 } else { cfg.gateway.streams_max as u64 };
+    let streams = match (b.edge, b.down) {
+        (false, _) => cfg.gateway.streams_max as u64,
+        (true, 0) => 0,
+        (true, down) => down + 1,
+    };
     let mut m = MemoryUsage::default();
     m.set(MemoryPart::Index, streams * (GATEWAY_STREAM_ENTRY_BYTES + GATEWAY_SESSION_ENTRY_BYTES));
     m
@@ -115,8 +120,20 @@ impl Ingest {
             + self.sessions.len() as u64 * GATEWAY_SESSION_ENTRY_BYTES
     }
 
+    /// A topic this node receives from its peers by that name: on a gateway one that goes
+    /// up, on an edge one that comes down. Any other is answered as unknown, so that a
+    /// topic's log holds only streams that arrive the way its direction says.
     fn topic_idx(cfg: &NodeConfig, name: &str) -> Option<TopicIdx> {
-        cfg.topics.iter().position(|t| t.name == name).map(|i| TopicIdx(i as u16))
+        let received = |t: &crate::config::TopicConfig| match cfg.role {
+            crate::config::Role::Gateway => t.sync.goes_up(),
+            crate::config::Role::Edge => t.sync.goes_down(),
+        };
+        cfg.topics.iter().position(|t| t.name == name && received(t)).map(|i| TopicIdx(i as u16))
+    }
+
+    /// The session `origin` has open here, if any.
+    pub fn session_of(&self, origin: NodeId) -> Option<u64> {
+        self.sessions.get(&origin).map(|s| s.id)
     }
 
     /// A Hello: remember the session and answer with the durable marks.
@@ -197,9 +214,13 @@ impl Ingest {
                 }
             };
             let h: BatchHeader = batch.header;
-            if u64::from(h.raw_len) > cfg.gateway.batch_raw_bytes_max {
-                let max = cfg.gateway.batch_raw_bytes_max;
-                let error = format!("batch of {} record bytes exceeds gateway.batch_raw_bytes_max = {max}", h.raw_len);
+            if u64::from(h.raw_len) > cfg.receive_batch_raw_max() {
+                let max = cfg.receive_batch_raw_max();
+                let what = match cfg.role {
+                    crate::config::Role::Gateway => "gateway.batch_raw_bytes_max",
+                    crate::config::Role::Edge => "what this edge's sync.batch_bytes_max and log.value_bytes_max allow",
+                };
+                let error = format!("batch of {} record bytes exceeds {what} = {max}", h.raw_len);
                 fx.event(Event::BadMessage { from, error });
                 refused = true;
                 break;
@@ -287,18 +308,21 @@ impl Ingest {
         topic: &str,
         (from, to): (Seq, Seq),
         reason: SkipReason,
-    ) {
+    ) -> Option<TopicIdx> {
         let (now, hlc, cfg, fx) = (cx.now, cx.hlc, cx.cfg, &mut *cx.fx);
         match self.sessions.get_mut(&from_node) {
             Some(s) if s.id == session => s.last_heard = now,
-            _ => return fx.send(from_node, &SyncMsg::Reset { session }),
+            _ => {
+                fx.send(from_node, &SyncMsg::Reset { session });
+                return None;
+            }
         }
         let Some(idx) = Self::topic_idx(cfg, topic) else {
-            return fx.event(Event::BadMessage { from: from_node, error: format!("skip for unknown topic {topic:?}") });
+            fx.event(Event::BadMessage { from: from_node, error: format!("skip for unknown topic {topic:?}") });
+            return None;
         };
-        let Some(stream) = self.streams.get_mut(&(from_node, idx)) else {
-            return;
-        };
+        let stream = self.streams.get_mut(&(from_node, idx))?;
+        let mut moved = None;
         if from > stream.appended {
             self.gaps_refused += 1;
         } else if to > stream.appended && stream.durable == stream.appended {
@@ -306,9 +330,11 @@ impl Ingest {
             stream.appended = to;
             stream.durable = to;
             fx.event(Event::Skipped { origin: from_node, topic: idx, from: start, to, reason });
+            moved = Some(idx);
         }
         let (next_seq, expected) = (stream.durable, stream.appended);
         fx.send(from_node, &SyncMsg::Ack { session, hlc, topic: topic.to_string(), next_seq, expected });
+        moved
     }
 
     /// The group commit holding these batches is durable: advance and acknowledge.

@@ -1,4 +1,7 @@
-//! Store-and-forward from edge to gateway.
+//! Store-and-forward between a node and its peer, in both directions: edge to gateway
+//! for topics that go up, gateway to edge for `cloud-to-edge` topics ([`downlinks`]).
+//! The sender ([`uplink`]) and the receiver ([`ingest`]) are the same machines either
+//! way; below, "edge" is the sender and "gateway" the receiver of the up direction.
 //!
 //! The edge side ([`uplink`]) opens a session with a Hello listing its topics; the
 //! gateway ([`ingest`]) answers with its durable high-water mark per stream, so the edge
@@ -10,6 +13,7 @@
 //! gap and is refused, so the edge goes back to the gateway's mark.
 
 pub mod bucket;
+pub mod downlinks;
 pub mod ingest;
 pub mod proto;
 pub mod uplink;

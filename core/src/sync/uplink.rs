@@ -1,4 +1,7 @@
-//! The edge's side of sync: one session to the gateway, one stream per topic that goes up.
+//! The sending side of sync: one session to a peer, one stream per topic this node
+//! writes and sends that way. An edge runs one towards its gateway (topics that go up);
+//! a gateway runs one per edge for `cloud-to-edge` topics (`super::downlinks`). The
+//! receiving side is `super::ingest` on either.
 //!
 //! Guarantees enforced here:
 //! - Only durable records are sent (`sent <= durable_offset`, asserted), so a crash of the
@@ -16,7 +19,7 @@
 use super::bucket::TokenBucket;
 use super::proto::{SkipReason, SyncMsg, TopicStatus};
 use crate::codec::{self, BatchDecoder, BatchEncoder, Compression, DecodedBatch, RecordRef};
-use crate::config::{NodeConfig, SyncConfig};
+use crate::config::{NodeConfig, SyncConfig, SyncDirection};
 use crate::effects::{Ctx, Fx, Owner};
 use crate::io::{DiskOpId, DiskRequest, Event};
 use crate::log::{self, Resync, ScanStop, Segment, TopicLog};
@@ -35,13 +38,20 @@ pub(crate) fn planned(cfg: &NodeConfig, b: &PlanBasis) -> MemoryUsage {
     // A stream's flight queue grows by doubling up to the first power of two that holds
     // FLIGHTS_PER_STREAM_MAX flights (swarm seed 1181: a satellite link kept 1024 small
     // flights in flight, and the plan had counted 48 bytes for a 56-byte flight).
-    let flight_slots = (FLIGHTS_PER_STREAM_MAX + 1).next_power_of_two() as u64;
-    let flights = b.up * flight_slots * FLIGHT_ENTRY_BYTES;
-    let mut m = MemoryUsage::default();
-    m.set(MemoryPart::Index, b.up * (STREAM_ENTRY_BYTES + 256) + flights);
-    m.set(MemoryPart::SyncHeld, b.up * b.held_max);
+    let mut m = planned_streams(b.up, b.held_max, b.read_max);
     m.set(MemoryPart::SyncWindow, if b.edge { cfg.sync.window_bytes_max + b.up * b.held_max } else { 0 });
-    m.set(MemoryPart::Reads, b.up * b.read_max);
+    m
+}
+
+/// What `streams` streams of one sender plan for: their state and flights (`Index`), a
+/// held message each (`SyncHeld`) and a read each (`Reads`).
+pub(crate) fn planned_streams(streams: u64, held_max: u64, read_max: u64) -> MemoryUsage {
+    let flight_slots = (FLIGHTS_PER_STREAM_MAX + 1).next_power_of_two() as u64;
+    let flights = streams * flight_slots * FLIGHT_ENTRY_BYTES;
+    let mut m = MemoryUsage::default();
+    m.set(MemoryPart::Index, streams_map_bytes(streams) + streams * 256 + flights);
+    m.set(MemoryPart::SyncHeld, streams * held_max);
+    m.set(MemoryPart::Reads, streams * read_max);
     m
 }
 
@@ -185,10 +195,17 @@ pub struct Uplink {
     /// its site cluster, replaced at each leader change, and a read one issued must not
     /// be delivered to another. Zero for the node's own uplink.
     pub(crate) tag: u64,
+    /// Say Hello again after `sync.keepalive_interval` of silence (an edge that receives
+    /// `cloud-to-edge` topics: its gateway must learn it is there after a restart).
+    pub(crate) keepalive: bool,
+    /// When this sender last sent anything, for the keepalive.
+    last_sent: Instant,
 }
 
-/// Heap bytes of one stream's state in its map (the entry and a share of the map's nodes).
-pub const STREAM_ENTRY_BYTES: u64 = std::mem::size_of::<UpStream>() as u64 + 64;
+/// Heap bytes of the map of `n` streams' state (names and flights apart).
+pub const fn streams_map_bytes(n: u64) -> u64 {
+    crate::memory::btree_bytes(n, std::mem::size_of::<TopicIdx>(), std::mem::size_of::<UpStream>())
+}
 /// Heap bytes of one flight in a stream's queue.
 pub const FLIGHT_ENTRY_BYTES: u64 = std::mem::size_of::<Flight>() as u64;
 
@@ -221,12 +238,28 @@ struct ReadAt {
 }
 
 impl Uplink {
+    /// An edge's sender of the topics that go up, to its gateway.
     pub fn new(cfg: &NodeConfig, gateway: NodeId, now: Instant, rng: &mut Xoshiro256PlusPlus) -> Uplink {
+        Uplink::of_topics(cfg, gateway, now, rng, SyncDirection::goes_up)
+    }
+
+    /// A gateway's sender of the topics that go down, to one edge.
+    pub fn down(cfg: &NodeConfig, edge: NodeId, now: Instant, rng: &mut Xoshiro256PlusPlus) -> Uplink {
+        Uplink::of_topics(cfg, edge, now, rng, SyncDirection::goes_down)
+    }
+
+    fn of_topics(
+        cfg: &NodeConfig,
+        gateway: NodeId,
+        now: Instant,
+        rng: &mut Xoshiro256PlusPlus,
+        sends: fn(SyncDirection) -> bool,
+    ) -> Uplink {
         let streams = cfg
             .topics
             .iter()
             .enumerate()
-            .filter(|(_, t)| t.sync.goes_up())
+            .filter(|(_, t)| sends(t.sync))
             .map(|(i, t)| {
                 let s = UpStream {
                     name: t.name.clone(),
@@ -263,6 +296,8 @@ impl Uplink {
             bytes_sent: 0,
             corrupted_skipped: 0,
             tag: 0,
+            keepalive: false,
+            last_sent: now,
         }
     }
 
@@ -281,6 +316,18 @@ impl Uplink {
         self.streams.get(&topic).map(|s| (s.acked, s.sent))
     }
 
+    /// Whether, in an open session, the peer acknowledged everything durable of every
+    /// stream it accepted, with nothing in flight: the sender can be dropped and built
+    /// again from the peer's marks when the peer next says Hello.
+    pub fn is_caught_up(&self, logs: &[TopicLog]) -> bool {
+        self.is_active()
+            && self.inflight_bytes == 0
+            && self.streams.iter().all(|(i, s)| {
+                !s.accepted
+                    || (s.reading.is_none() && s.held.is_none() && s.acked >= logs[i.0 as usize].durable_offset())
+            })
+    }
+
     pub fn is_active(&self) -> bool {
         matches!(self.session, Session::Active { .. })
     }
@@ -289,7 +336,7 @@ impl Uplink {
     pub fn index_bytes(&self) -> u64 {
         let flights: u64 = self.streams.values().map(|s| s.inflight.capacity() as u64 * FLIGHT_ENTRY_BYTES).sum();
         let names: usize = self.streams.values().map(|s| s.name.capacity()).sum();
-        self.streams.len() as u64 * STREAM_ENTRY_BYTES + flights + names as u64
+        streams_map_bytes(self.streams.len() as u64) + flights + names as u64
     }
 
     /// Heap bytes of encoded batches held back by the bandwidth limit.
@@ -401,6 +448,17 @@ impl Uplink {
         self.inflight_bytes = 0;
     }
 
+    /// The peer started a new session of its own (it restarted): start ours over at once,
+    /// so that its Welcome tells where its storage ends.
+    pub(crate) fn restart_session(&mut self, now: Instant, rng: &mut Xoshiro256PlusPlus) {
+        if self.is_active() {
+            self.reset_streams();
+            self.session = Session::Connecting { id: rng.gen(), retry_at: now };
+        } else {
+            self.link_up(now);
+        }
+    }
+
     fn lose_session(&mut self, now: Instant, cfg: &SyncConfig, rng: &mut Xoshiro256PlusPlus, fx: &mut Fx) {
         let id = self.session_id();
         fx.event(Event::SessionLost { peer: self.gateway, session: id });
@@ -414,6 +472,14 @@ impl Uplink {
     pub(crate) fn on_message(&mut self, msg: SyncMsg, now: Instant, logs: &[TopicLog], fx: &mut Fx) {
         match msg {
             SyncMsg::Welcome { session, topics, .. } => {
+                if let Session::Active { id, unanswered_since } = &mut self.session {
+                    // The answer to a keepalive Hello: the peer is there. (Its marks are not
+                    // taken: a late answer to an earlier Hello would carry older ones.)
+                    if *id == session && self.keepalive {
+                        *unanswered_since = (self.inflight_bytes > 0).then_some(now);
+                    }
+                    return;
+                }
                 let Session::Connecting { id, .. } = self.session else {
                     return;
                 };
@@ -443,6 +509,7 @@ impl Uplink {
                 }
                 self.attempt = 0;
                 self.sessions_opened += 1;
+                self.last_sent = now;
                 self.session = Session::Active { id, unanswered_since: None };
                 fx.event(Event::SessionUp { peer: self.gateway, session: id });
             }
@@ -539,10 +606,18 @@ impl Uplink {
                 self.lose_session(now, &cfg.sync, rng, cx.fx);
             }
             Session::Active { .. } if self.paused => {}
-            Session::Active { .. } => {
+            Session::Active { id, unanswered_since } => {
                 let idxs: Vec<TopicIdx> = self.streams.keys().copied().collect();
                 for idx in idxs {
                     self.pump_stream(idx, cx, &logs[idx.0 as usize]);
+                }
+                if self.inflight_bytes > 0 {
+                    self.last_sent = now;
+                } else if self.keepalive && now.saturating_since(self.last_sent) >= cfg.sync.keepalive_interval {
+                    let topics = self.streams.values().map(|s| s.name.clone()).collect();
+                    cx.fx.send(self.gateway, &SyncMsg::Hello { origin: cfg.id, session: id, hlc, topics });
+                    self.last_sent = now;
+                    self.session = Session::Active { id, unanswered_since: unanswered_since.or(Some(now)) };
                 }
             }
         }
@@ -860,6 +935,9 @@ impl Uplink {
                 let mut at = |x: Instant| t = Some(t.map_or(x, |t| t.min(x)));
                 if let Some(since) = unanswered_since {
                     at(since.saturating_add(Duration(cfg.session_timeout.0 + 1)));
+                }
+                if self.keepalive && self.inflight_bytes == 0 {
+                    at(self.last_sent.saturating_add(cfg.keepalive_interval));
                 }
                 for (idx, s) in &self.streams {
                     if !s.inflight.is_empty() {

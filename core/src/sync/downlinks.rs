@@ -1,0 +1,196 @@
+//! A gateway's senders of `cloud-to-edge` topics: one [`Uplink`] (the same sender an
+//! edge runs towards its gateway, over the topics that go down) per edge it has heard
+//! from, at most `gateway.downlinks_max` at once.
+//!
+//! Guarantees enforced here and in the edge's receiver (`super::ingest`):
+//! - Store and forward downwards: the gateway's records of a `cloud-to-edge` topic stay
+//!   in its log (a gateway deletes no segment, see `space`), and an edge's durable mark
+//!   per stream is the end of its replica's log, which it tells the sender in every
+//!   Welcome: an edge away for a week gets everything from where its storage ends.
+//! - Exactly once, in order, at every edge: the edge's receiver drops what is below its
+//!   mark and refuses gaps, as a gateway does for the streams of its edges.
+//! - Bounded: a sender is created when an edge says Hello and there is room; with
+//!   `downlinks_max` senders, one whose edge acknowledged everything is dropped to make
+//!   room (it is rebuilt from the edge's marks at its next Hello); otherwise the edge
+//!   waits for a later Hello.
+
+use super::uplink::{self, Uplink};
+use crate::codec::{BatchDecoder, BatchEncoder};
+use crate::config::NodeConfig;
+use crate::effects::{Ctx, Fx};
+use crate::io::DiskOpId;
+use crate::log::TopicLog;
+use crate::memory::{MemoryPart, MemoryUsage, PlanBasis};
+use crate::sync::proto::SyncMsg;
+use crate::types::{Instant, NodeId};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use std::collections::BTreeMap;
+
+/// Tags of downlinks' reads (`Owner::Uplink`) start here, apart from an edge's own
+/// uplink (0) and its site's (counting from 1).
+const TAG_BASE: u64 = 1 << 63;
+
+/// The senders' planned memory: per sender, what an edge's uplink plans for its streams
+/// (flights, the held message, one read per stream) and its window.
+pub(crate) fn planned(cfg: &NodeConfig, b: &PlanBasis) -> MemoryUsage {
+    let per = uplink::planned_streams(b.down, b.down_held_max, b.down_read_max);
+    let mut m = MemoryUsage::default();
+    for part in [MemoryPart::Index, MemoryPart::SyncHeld, MemoryPart::Reads] {
+        m.set(part, b.downlinks * per.get(part));
+    }
+    let window = cfg.sync.window_bytes_max + b.down * b.down_held_max;
+    m.set(MemoryPart::SyncWindow, b.downlinks * window);
+    m.grow(MemoryPart::Index, senders_map_bytes(b.downlinks));
+    m
+}
+
+/// Heap bytes of the map of `n` senders (their streams apart).
+const fn senders_map_bytes(n: u64) -> u64 {
+    crate::memory::btree_bytes(n, std::mem::size_of::<NodeId>(), std::mem::size_of::<Uplink>())
+}
+
+/// Counters of all senders, past and present, for reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DownlinkStats {
+    pub created: u64,
+    /// Senders dropped to make room for another edge's.
+    pub dropped: u64,
+    /// Edges that said Hello while every sender had records in flight or unsent.
+    pub refused: u64,
+    pub sessions_opened: u64,
+    pub retransmits: u64,
+    pub reads: u64,
+    pub read_bytes: u64,
+    pub records_sent: u64,
+    pub bytes_sent: u64,
+    pub corrupted_skipped: u64,
+}
+
+/// A gateway's senders of `cloud-to-edge` topics, by edge.
+#[derive(Debug, Default)]
+pub struct Downlinks {
+    senders: BTreeMap<NodeId, Uplink>,
+    next_tag: u64,
+    /// Counters of senders already dropped (the live ones count for themselves).
+    gone: DownlinkStats,
+    created: u64,
+    dropped: u64,
+    refused: u64,
+}
+
+impl Downlinks {
+    /// An edge said Hello: it is reachable now. Its sender says Hello at once (or is
+    /// created, if there is room); `new_session`: the edge began a session the gateway did
+    /// not know (it restarted), so the sender starts over and learns where its storage ends.
+    pub(crate) fn heard_from(
+        &mut self,
+        cx: &Ctx<'_>,
+        (edge, new_session): (NodeId, bool),
+        logs: &[TopicLog],
+        rng: &mut Xoshiro256PlusPlus,
+    ) {
+        if let Some(s) = self.senders.get_mut(&edge) {
+            return if new_session { s.restart_session(cx.now, rng) } else { s.link_up(cx.now) };
+        }
+        if self.senders.len() >= cx.cfg.gateway.downlinks_max {
+            let idle = self.senders.iter().find(|(_, s)| s.is_caught_up(logs)).map(|(&e, _)| e);
+            let Some(idle) = idle else {
+                self.refused += 1;
+                return;
+            };
+            let s = self.senders.remove(&idle).expect("found above");
+            self.gone.add(&s);
+            self.dropped += 1;
+        }
+        let mut s = Uplink::down(cx.cfg, edge, cx.now, rng);
+        s.tag = TAG_BASE + self.next_tag;
+        self.next_tag += 1;
+        self.created += 1;
+        self.senders.insert(edge, s);
+    }
+
+    /// A Welcome, Ack or Reset from `edge`, for its sender.
+    pub(crate) fn on_message(&mut self, edge: NodeId, msg: SyncMsg, now: Instant, logs: &[TopicLog], fx: &mut Fx) {
+        if let Some(s) = self.senders.get_mut(&edge) {
+            s.on_message(msg, now, logs, fx);
+        }
+    }
+
+    /// Sends, reads and times out whatever is due, sender by sender.
+    pub(crate) fn pump(&mut self, cx: &mut Ctx<'_>, logs: &[TopicLog], rng: &mut Xoshiro256PlusPlus) {
+        for s in self.senders.values_mut() {
+            s.pump(cx, logs, rng);
+        }
+    }
+
+    /// Whether `tag` names one of these senders' reads.
+    pub fn owns(tag: u64) -> bool {
+        tag >= TAG_BASE
+    }
+
+    /// A read of the sender tagged `tag` completed; a dropped sender's read is ignored.
+    pub(crate) fn on_read_done(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        tag: u64,
+        id: DiskOpId,
+        bytes: &[u8],
+        logs: &[TopicLog],
+        codec: (&mut BatchEncoder, &mut BatchDecoder),
+    ) {
+        if let Some(s) = self.senders.values_mut().find(|s| s.tag == tag) {
+            s.on_read_done(cx, id, bytes, logs, codec);
+        }
+    }
+
+    pub fn poll_timeout(&self, cfg: &NodeConfig, logs: &[TopicLog]) -> Option<Instant> {
+        self.senders.values().filter_map(|s| s.poll_timeout(&cfg.sync, logs)).min()
+    }
+
+    /// The sender to `edge`, if there is one.
+    pub fn sender(&self, edge: NodeId) -> Option<&Uplink> {
+        self.senders.get(&edge)
+    }
+
+    pub fn senders(&self) -> impl Iterator<Item = (&NodeId, &Uplink)> {
+        self.senders.iter()
+    }
+
+    pub fn stats(&self) -> DownlinkStats {
+        let mut st = self.gone;
+        for s in self.senders.values() {
+            st.add(s);
+        }
+        st.created = self.created;
+        st.dropped = self.dropped;
+        st.refused = self.refused;
+        st
+    }
+
+    /// Heap bytes of the senders' state (memory part `Index`).
+    pub fn index_bytes(&self) -> u64 {
+        senders_map_bytes(self.senders.len() as u64) + self.senders.values().map(Uplink::index_bytes).sum::<u64>()
+    }
+
+    /// Messages held back by the bandwidth limit (memory part `SyncHeld`).
+    pub fn held_bytes(&self) -> u64 {
+        self.senders.values().map(Uplink::held_bytes).sum()
+    }
+
+    /// Bytes sent and unacknowledged (memory part `SyncWindow`).
+    pub fn window_bytes(&self) -> u64 {
+        self.senders.values().map(Uplink::window_bytes).sum()
+    }
+}
+
+impl DownlinkStats {
+    fn add(&mut self, s: &Uplink) {
+        self.sessions_opened += s.sessions_opened;
+        self.retransmits += s.retransmits;
+        self.reads += s.reads;
+        self.read_bytes += s.read_bytes;
+        self.records_sent += s.records_sent;
+        self.bytes_sent += s.bytes_sent;
+        self.corrupted_skipped += s.corrupted_skipped;
+    }
+}
