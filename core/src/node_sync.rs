@@ -29,10 +29,21 @@ impl Node {
         if !self.is_running() {
             return;
         }
+        // A site's frames never wait for the clock, nor behind sync messages that do: a
+        // member's Raft and failure detector must hear its peers whatever its receiver of
+        // `cloud-to-edge` topics waits for (swarm seeds 305 and 343: members that held
+        // their peers' pings behind a gateway's Data refused writes they had quorum for).
+        if crate::site::msg::is_site_frame(&bytes) {
+            return self.site_message(from, &bytes);
+        }
         let m = Held { from, bytes, observed: None };
-        // Behind a message waiting for the clock, every message waits: they are handled in
-        // the order they came.
-        let waiting = if self.held.is_empty() { self.handle_message(m) } else { Some(m) };
+        // Behind a message waiting for the clock, every message to the receiver waits: they
+        // are handled in the order they came. Answers to this node's senders need no
+        // timestamp and wait for nothing (swarm seed 354: an edge whose device was full
+        // could not persist its clock's bound, held its gateway's Data, and with it the
+        // Welcome its uplink needed to free the device).
+        let answer = crate::sync::proto::is_answer_frame(&m.bytes);
+        let waiting = if self.held.is_empty() || answer { self.handle_message(m) } else { Some(m) };
         if let Some(m) = waiting {
             self.hold(m);
         }
@@ -66,10 +77,6 @@ impl Node {
     /// Handles one message; gives it back if it must wait for the clock.
     fn handle_message(&mut self, m: Held) -> Option<Held> {
         let Held { from, bytes, observed } = m;
-        if crate::site::msg::is_site_frame(&bytes) {
-            self.site_message(from, &bytes);
-            return None;
-        }
         let msg = match SyncMsg::decode(&bytes) {
             Ok(m) => m,
             Err(e) => {

@@ -58,6 +58,7 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
                 session: 1,
                 hlc,
                 topics: vec![("events".into(), TopicStatus::Accepted, 5), ("x".into(), TopicStatus::UnknownTopic, 0)],
+                batch_raw_max: 4 << 20,
             },
         ),
         ("data", SyncMsg::Data { session: 1, hlc, topic: "events".into(), batches: vec![raw.clone(), zstd] }),

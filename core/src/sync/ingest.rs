@@ -153,7 +153,8 @@ impl Ingest {
         if !self.sessions.contains_key(&origin) && self.sessions.len() >= cfg.gateway.streams_max {
             // Sessions are bounded like streams: refuse every topic, the edge retries later.
             let answer = topics.into_iter().map(|name| (name, TopicStatus::TooManyStreams, 0)).collect();
-            return fx.send(from, &SyncMsg::Welcome { session, hlc, topics: answer });
+            let batch_raw_max = cfg.receive_batch_raw_max();
+            return fx.send(from, &SyncMsg::Welcome { session, hlc, topics: answer, batch_raw_max });
         }
         self.sessions.insert(origin, GwSession { id: session, last_heard: now });
         let mut answer = Vec::with_capacity(topics.len());
@@ -170,7 +171,8 @@ impl Ingest {
             let st = self.streams.entry((origin, idx)).or_default();
             answer.push((name, TopicStatus::Accepted, st.durable));
         }
-        fx.send(from, &SyncMsg::Welcome { session, hlc, topics: answer });
+        let batch_raw_max = cfg.receive_batch_raw_max();
+        fx.send(from, &SyncMsg::Welcome { session, hlc, topics: answer, batch_raw_max });
     }
 
     /// A Data message: accept what continues each stream, drop duplicates, refuse gaps.

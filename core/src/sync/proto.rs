@@ -1,10 +1,13 @@
-//! The edge ↔ gateway sync messages. Each message is one frame (see `codec`), so it
+//! The sync messages between a sender and a receiver of streams (edge → gateway for
+//! topics that go up, gateway → edge for `cloud-to-edge` topics; "edge" and "gw" below
+//! name the up direction). Each message is one frame (see `codec`), so it
 //! carries a version, a length and a CRC32C; the decoder checks every length against
 //! what remains and returns a typed error for anything malformed.
 //!
 //! ```text
 //! Hello   edge → gw   origin u64, session u64, hlc u64, n varint, n × topic name
-//! Welcome gw → edge   session u64, hlc u64, n varint, n × (topic name, status u8, next_seq u64)
+//! Welcome gw → edge   session u64, hlc u64, n varint, n × (topic name, status u8, next_seq u64),
+//!                     batch_raw_max u64
 //! Data    edge → gw   session u64, hlc u64, topic name, n varint, n × (len varint, batch)
 //! Ack     gw → edge   session u64, hlc u64, topic name, next_seq u64, expected u64
 //! Reset   gw → edge   session u64   (the gateway does not know this session: start over)
@@ -41,10 +44,14 @@ pub enum SyncMsg {
         hlc: Hlc,
         topics: Vec<String>,
     },
+    /// `batch_raw_max`: the largest records section (uncompressed) the receiver stores; the
+    /// sender builds no larger batch (a gateway's limit is far above what edges send; an
+    /// edge's follows its own memory plan, which may be below a gateway's batches).
     Welcome {
         session: u64,
         hlc: Hlc,
         topics: Vec<(String, TopicStatus, Seq)>,
+        batch_raw_max: u64,
     },
     /// `batches` are encoded record batches of this topic from the sender, in order.
     Data {
@@ -166,6 +173,15 @@ fn count(r: &mut Reader<'_>, what: &'static str, max: usize) -> Result<usize, Ms
     Ok(n as usize)
 }
 
+/// Whether `bytes` are a receiver's answer to a sender (Welcome, Ack, Reset): a node takes
+/// these at once, never behind messages its own receiver holds for the clock.
+pub fn is_answer_frame(bytes: &[u8]) -> bool {
+    matches!(
+        codec::decode_frame(bytes),
+        Ok((f, _)) if matches!(f.kind, FrameKind::SyncWelcome | FrameKind::SyncAck | FrameKind::SyncReset)
+    )
+}
+
 impl SyncMsg {
     /// Appends the message as one frame.
     pub fn encode(&self, out: &mut Vec<u8>) {
@@ -189,7 +205,7 @@ impl SyncMsg {
                     put_name(out, t);
                 }
             }
-            SyncMsg::Welcome { session, hlc, topics } => {
+            SyncMsg::Welcome { session, hlc, topics, batch_raw_max } => {
                 assert!(topics.len() <= TOPICS_PER_HELLO_MAX);
                 out.extend_from_slice(&session.to_le_bytes());
                 out.extend_from_slice(&hlc.0.to_le_bytes());
@@ -199,6 +215,7 @@ impl SyncMsg {
                     out.push(*status as u8);
                     out.extend_from_slice(&next.to_le_bytes());
                 }
+                out.extend_from_slice(&batch_raw_max.to_le_bytes());
             }
             SyncMsg::Data { session, hlc, topic, batches } => {
                 assert!(batches.len() <= BATCHES_PER_DATA_MAX);
@@ -267,7 +284,8 @@ impl SyncMsg {
                     };
                     topics.push((name, status, r.u64()?));
                 }
-                SyncMsg::Welcome { session, hlc, topics }
+                let batch_raw_max = r.u64()?;
+                SyncMsg::Welcome { session, hlc, topics, batch_raw_max }
             }
             FrameKind::SyncData => {
                 let session = r.u64()?;
@@ -330,8 +348,9 @@ mod tests {
         prop_oneof![
             (any::<u64>(), any::<u64>(), any::<u64>(), prop::collection::vec(name(), 0..5))
                 .prop_map(|(o, s, h, topics)| SyncMsg::Hello { origin: NodeId(o), session: s, hlc: Hlc(h), topics }),
-            (any::<u64>(), any::<u64>(), prop::collection::vec((name(), 0u8..3, any::<u64>()), 0..5)).prop_map(
-                |(s, h, t)| SyncMsg::Welcome {
+            (any::<u64>(), any::<u64>(), prop::collection::vec((name(), 0u8..3, any::<u64>()), 0..5), any::<u64>())
+                .prop_map(|(s, h, t, batch_raw_max)| SyncMsg::Welcome {
+                    batch_raw_max,
                     session: s,
                     hlc: Hlc(h),
                     topics: t
@@ -342,8 +361,7 @@ mod tests {
                             (n, st, q)
                         })
                         .collect(),
-                }
-            ),
+                }),
             (
                 any::<u64>(),
                 any::<u64>(),

@@ -200,6 +200,9 @@ pub struct Uplink {
     pub(crate) keepalive: bool,
     /// When this sender last sent anything, for the keepalive.
     last_sent: Instant,
+    /// The largest records section the peer stores, from its Welcome: no batch is built
+    /// larger (an edge's may be below a gateway's batches).
+    peer_batch_raw_max: u64,
 }
 
 /// Heap bytes of the map of `n` streams' state (names and flights apart).
@@ -298,6 +301,7 @@ impl Uplink {
             tag: 0,
             keepalive: false,
             last_sent: now,
+            peer_batch_raw_max: codec::MAX_BATCH_RAW_BYTES as u64,
         }
     }
 
@@ -471,7 +475,7 @@ impl Uplink {
     /// A message from the gateway.
     pub(crate) fn on_message(&mut self, msg: SyncMsg, now: Instant, logs: &[TopicLog], fx: &mut Fx) {
         match msg {
-            SyncMsg::Welcome { session, topics, .. } => {
+            SyncMsg::Welcome { session, topics, batch_raw_max, .. } => {
                 if let Session::Active { id, unanswered_since } = &mut self.session {
                     // The answer to a keepalive Hello: the peer is there. (Its marks are not
                     // taken: a late answer to an earlier Hello would carry older ones.)
@@ -510,6 +514,7 @@ impl Uplink {
                 self.attempt = 0;
                 self.sessions_opened += 1;
                 self.last_sent = now;
+                self.peer_batch_raw_max = batch_raw_max.min(codec::MAX_BATCH_RAW_BYTES as u64);
                 self.session = Session::Active { id, unanswered_since: None };
                 fx.event(Event::SessionUp { peer: self.gateway, session: id });
             }
@@ -803,6 +808,10 @@ impl Uplink {
         let mut taken_bytes = 0u64;
         let max_records = u64::from(cfg.sync.batch_records_max);
         let max_bytes = u64::from(cfg.sync.batch_bytes_max);
+        // The records section as the peer will decode it, against what it stores at most
+        // (its first record's timestamp is the batch's base).
+        let (mut section, mut base_hlc) = (0u64, None);
+        let section_max = self.peer_batch_raw_max;
         let mut corrupt = None;
         for f in &frames {
             if f.end() <= s.sent {
@@ -828,6 +837,12 @@ impl Uplink {
                 if seq >= durable || taken_records >= max_records || (taken_bytes >= max_bytes) {
                     break;
                 }
+                let len = r.encoded_len(*base_hlc.get_or_insert(r.hlc)) as u64;
+                if taken_records > 0 && section + len > section_max {
+                    taken_bytes = max_bytes;
+                    break;
+                }
+                section += len;
                 taken_bytes += (r.value.len() + r.key.map_or(0, <[u8]>::len)) as u64 + 8;
                 taken_records += 1;
                 n += 1;
