@@ -3,8 +3,9 @@
 //! over many seeds tests many different worlds (DESIGN §4); about one world in four also
 //! gets a site cluster (Raft) with a strong topic and faults of its own; about one in
 //! five a `keep` topic beside a lossy one of higher priority under storage pressure, and
-//! about one in five `corrupt-tail` faults. With a base scenario, the seed keeps its
-//! topology and workload and adds a drawn fault mix on top.
+//! about one in five `corrupt-tail` faults; about one in four a second gateway; and about
+//! one in three a `cloud-to-edge` topic written at the gateways. With a base scenario, the
+//! seed keeps its topology and workload and adds a drawn fault mix on top.
 
 use crate::profiles;
 use crate::rng::{stream, SimRng};
@@ -42,9 +43,67 @@ fn node(id: &str, role: Role, device: &str) -> NodeSpec {
 /// drew before): reboot loops and idle stretches, the worlds of the durability checks
 /// (eviction pressure, corrupt tails), and small devices last.
 pub fn world(seed: u64) -> Scenario {
+    let mut s = world_before_down_topics(seed);
+    add_down_topic(&mut s, &mut stream(seed, "swarm/down-topics"));
+    s
+}
+
+/// The world `seed` drew before `cloud-to-edge` topics existed.
+pub fn world_before_down_topics(seed: u64) -> Scenario {
     let mut s = world_before_second_gateway(seed);
     add_second_gateway(&mut s, &mut stream(seed, "swarm/second-gateway"));
     s
+}
+
+/// The share of worlds with a `cloud-to-edge` topic.
+const DOWN_SHARE: f64 = 0.33;
+
+/// A `cloud-to-edge` topic (issue 16), from its own stream and drawn last, so that a world
+/// without one is the world its seed drew before: in about one world in three, topic
+/// `down` (priority drawn, eviction `keep`) is written at every gateway (16 B to 2 KiB
+/// records, up to 10 a second), and every edge that syncs up to a gateway must get all of
+/// that gateway's records. What goes down over the run is at most a sixteenth of the
+/// smallest edge's storage, so that an edge's budget (which keeps everything it received,
+/// as a `keep` topic does) never holds the world back from converging; edges' memory is
+/// raised as for other topics if their plan needs it, and a world whose nodes still cannot
+/// run with the topic goes without it.
+fn add_down_topic(s: &mut Scenario, rng: &mut SimRng) {
+    if !rng.gen_bool(DOWN_SHARE) {
+        return;
+    }
+    let before = s.clone();
+    let topic = s.topics.len();
+    s.topics.push(TopicSpec {
+        name: "down".into(),
+        sync: SyncDirection::CloudToEdge,
+        priority: rng.gen_range(0..=9),
+        eviction: EvictionSpec::Keep,
+        keyed: false,
+        conflict: Conflict::LastWriteWins,
+        classification: None,
+        consistency: ConsistencySpec::Eventual,
+    });
+    let edges = s.nodes.iter().filter(|n| n.role == Role::Edge);
+    let smallest = edges.map(|n| n.storage_bytes.min(n.device.storage_bytes)).min().unwrap_or(0);
+    let secs = s.duration.as_nanos() as f64 / 1e9;
+    for g in (0..s.nodes.len()).filter(|&g| s.nodes[g].role == Role::Gateway) {
+        let size = rng.gen_range(16..=2048u32);
+        let cap = smallest as f64 / 16.0 / (f64::from(size) * secs);
+        let rate: f64 = rng.gen_range(0.2..10.0);
+        s.workloads.push(WorkloadSpec {
+            node: g,
+            topic,
+            rate: rate.min(cap).max(0.01),
+            size,
+            keys: None,
+            from: Duration::ZERO,
+            until: s.duration,
+        });
+    }
+    fit_memory_to_topics(s);
+    if (0..s.nodes.len()).any(|i| outpost_core::Node::check_config(&crate::world::node_config(s, i)).is_err()) {
+        *s = before;
+    }
 }
 
 /// The world `seed` drew before second gateways existed (its seeds kept as regressions
@@ -1077,10 +1136,41 @@ mod clock_stress_tests {
     /// Seeds stay stable: a world without a second gateway is the one its seed drew
     /// before, and one with it only adds `cloud2`, its links, its faults and upstreams.
     #[test]
+    fn a_down_topic_only_changes_its_worlds() {
+        let mut drawn = 0;
+        for seed in 0..400 {
+            let (before, after) = (world_before_down_topics(seed), world(seed));
+            if after == before {
+                continue;
+            }
+            assert!(stream(seed, "swarm/down-topics").gen_bool(DOWN_SHARE), "seed {seed}: changed without the draw");
+            drawn += 1;
+            assert_eq!(after.topics[..before.topics.len()], before.topics[..], "seed {seed}");
+            let down = &after.topics[before.topics.len()..];
+            assert!(down.len() == 1 && down[0].sync == SyncDirection::CloudToEdge, "seed {seed}: {down:?}");
+            assert_eq!(after.workloads[..before.workloads.len()], before.workloads[..], "seed {seed}");
+            let added = &after.workloads[before.workloads.len()..];
+            let gateways = after.nodes.iter().filter(|n| n.role == Role::Gateway).count();
+            assert_eq!(added.len(), gateways, "seed {seed}: one workload per gateway");
+            assert!(added.iter().all(|w| after.nodes[w.node].role == Role::Gateway && w.topic == before.topics.len()));
+            assert_eq!((&after.links, &after.faults), (&before.links, &before.faults), "seed {seed}");
+            for (b, a) in before.nodes.iter().zip(&after.nodes) {
+                assert_eq!(
+                    NodeSpec { memory_bytes: b.memory_bytes, ..a.clone() },
+                    *b,
+                    "seed {seed}: only memory grows"
+                );
+                assert!(a.memory_bytes >= b.memory_bytes);
+            }
+        }
+        assert!((100..170).contains(&drawn), "about a third of 400 worlds: {drawn}");
+    }
+
+    #[test]
     fn a_second_gateway_only_changes_its_worlds() {
         let mut drawn = 0;
         for seed in 0..400 {
-            let (before, after) = (world_before_second_gateway(seed), world(seed));
+            let (before, after) = (world_before_second_gateway(seed), world_before_down_topics(seed));
             if !stream(seed, "swarm/second-gateway").gen_bool(SECOND_GATEWAY_SHARE) {
                 assert_eq!(before, after, "seed {seed}");
                 continue;
