@@ -11,8 +11,9 @@
 //!   mark and refuses gaps, as a gateway does for the streams of its edges.
 //! - Bounded: a sender is created when an edge says Hello and there is room; with
 //!   `downlinks_max` senders, one whose edge acknowledged everything is dropped to make
-//!   room (it is rebuilt from the edge's marks at its next Hello); otherwise the edge
-//!   waits for a later Hello.
+//!   room, else one whose edge does not answer (an edge away, or gone for good, must not
+//!   hold a slot a reachable one needs); either is rebuilt from the edge's marks at its
+//!   next Hello. Otherwise the edge waits for a later Hello (its keepalive).
 
 use super::uplink::{self, Uplink};
 use crate::codec::{BatchDecoder, BatchEncoder};
@@ -93,7 +94,9 @@ impl Downlinks {
             return if new_session { s.restart_session(cx.now, rng) } else { s.link_up(cx.now) };
         }
         if self.senders.len() >= cx.cfg.gateway.downlinks_max {
-            let idle = self.senders.iter().find(|(_, s)| s.is_caught_up(logs)).map(|(&e, _)| e);
+            let caught_up = self.senders.iter().find(|(_, s)| s.is_caught_up(logs));
+            let away = || self.senders.iter().find(|(_, s)| !s.is_active());
+            let idle = caught_up.or_else(away).map(|(&e, _)| e);
             let Some(idle) = idle else {
                 self.refused += 1;
                 return;
@@ -192,5 +195,33 @@ impl DownlinkStats {
         self.records_sent += s.records_sent;
         self.bytes_sent += s.bytes_sent;
         self.corrupted_skipped += s.corrupted_skipped;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Role, SyncDirection, TopicConfig};
+    use crate::hlc::Hlc;
+    use crate::types::TopicIdx;
+    use rand::SeedableRng;
+
+    #[test]
+    fn a_reachable_edge_takes_the_slot_of_one_that_never_answers() {
+        let topics = vec![TopicConfig::new("config", SyncDirection::CloudToEdge)];
+        let mut cfg = NodeConfig::new(NodeId(9), Role::Gateway, topics);
+        cfg.gateway.downlinks_max = 2;
+        let logs = vec![TopicLog::new(TopicIdx(0))];
+        let (mut fx, mut rng) = (Fx::default(), Xoshiro256PlusPlus::seed_from_u64(1));
+        let mut d = Downlinks::default();
+        let cx = Ctx { now: Instant(0), cfg: &cfg, hlc: Hlc::ZERO, fx: &mut fx };
+        for edge in [1, 2, 3] {
+            d.heard_from(&cx, (NodeId(edge), true), &logs, &mut rng);
+        }
+        // Edges 1 and 2 never answered their senders' Hellos: edge 3, which just said
+        // Hello, gets a sender in place of one of them.
+        assert!(d.sender(NodeId(3)).is_some());
+        assert_eq!(d.senders().count(), 2);
+        assert_eq!((d.stats().created, d.stats().dropped, d.stats().refused), (3, 1, 0));
     }
 }
