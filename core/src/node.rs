@@ -238,25 +238,17 @@ impl Node {
         s.segments_deleted = self.space.stats.segments_deleted;
         s.evicted_synced_segments = self.space.stats.evicted_synced_segments;
         s.device_full_events = self.space.stats.device_full_events;
-        if let Some(u) = &self.uplink {
-            s.sessions_opened = u.sessions_opened;
-            s.retransmits = u.retransmits;
-            s.sync_reads = u.reads;
-            s.sync_read_bytes = u.read_bytes;
-            s.sync_records_sent = u.records_sent;
-            s.sync_bytes_sent = u.bytes_sent;
-            s.corrupted_skipped = u.corrupted_skipped;
-        }
+        let mut sent = self.uplink.as_ref().map(|u| u.counters).unwrap_or_default();
         if let Some(d) = &self.downlinks {
-            let d = d.stats();
-            s.sessions_opened += d.sessions_opened;
-            s.retransmits += d.retransmits;
-            s.sync_reads += d.reads;
-            s.sync_read_bytes += d.read_bytes;
-            s.sync_records_sent += d.records_sent;
-            s.sync_bytes_sent += d.bytes_sent;
-            s.corrupted_skipped += d.corrupted_skipped;
+            sent.add(&d.stats().sent);
         }
+        s.sessions_opened = sent.sessions_opened;
+        s.retransmits = sent.retransmits;
+        s.sync_reads = sent.reads;
+        s.sync_read_bytes = sent.read_bytes;
+        s.sync_records_sent = sent.records_sent;
+        s.sync_bytes_sent = sent.bytes_sent;
+        s.corrupted_skipped = sent.corrupted_skipped;
         if let Some(g) = &self.ingest {
             s.duplicates_dropped = g.duplicates_dropped;
             s.gaps_refused = g.gaps_refused;

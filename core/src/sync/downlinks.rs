@@ -15,7 +15,7 @@
 //!   hold a slot a reachable one needs); either is rebuilt from the edge's marks at its
 //!   next Hello. Otherwise the edge waits for a later Hello (its keepalive).
 
-use super::uplink::{self, Uplink};
+use super::uplink::{self, SendCounters, Uplink};
 use crate::codec::{BatchDecoder, BatchEncoder};
 use crate::config::NodeConfig;
 use crate::effects::{Ctx, Fx};
@@ -56,15 +56,9 @@ pub struct DownlinkStats {
     pub created: u64,
     /// Senders dropped to make room for another edge's.
     pub dropped: u64,
-    /// Edges that said Hello while every sender had records in flight or unsent.
+    /// Edges that said Hello while no sender could be dropped for them.
     pub refused: u64,
-    pub sessions_opened: u64,
-    pub retransmits: u64,
-    pub reads: u64,
-    pub read_bytes: u64,
-    pub records_sent: u64,
-    pub bytes_sent: u64,
-    pub corrupted_skipped: u64,
+    pub sent: SendCounters,
 }
 
 /// A gateway's senders of `cloud-to-edge` topics, by edge.
@@ -73,7 +67,7 @@ pub struct Downlinks {
     senders: BTreeMap<NodeId, Uplink>,
     next_tag: u64,
     /// Counters of senders already dropped (the live ones count for themselves).
-    gone: DownlinkStats,
+    gone: SendCounters,
     created: u64,
     dropped: u64,
     refused: u64,
@@ -102,7 +96,7 @@ impl Downlinks {
                 return;
             };
             let s = self.senders.remove(&idle).expect("found above");
-            self.gone.add(&s);
+            self.gone.add(&s.counters);
             self.dropped += 1;
         }
         let mut s = Uplink::down(cx.cfg, edge, cx.now, rng);
@@ -160,14 +154,11 @@ impl Downlinks {
     }
 
     pub fn stats(&self) -> DownlinkStats {
-        let mut st = self.gone;
+        let mut sent = self.gone;
         for s in self.senders.values() {
-            st.add(s);
+            sent.add(&s.counters);
         }
-        st.created = self.created;
-        st.dropped = self.dropped;
-        st.refused = self.refused;
-        st
+        DownlinkStats { created: self.created, dropped: self.dropped, refused: self.refused, sent }
     }
 
     /// Heap bytes of the senders' state (memory part `Index`).
@@ -183,18 +174,6 @@ impl Downlinks {
     /// Bytes sent and unacknowledged (memory part `SyncWindow`).
     pub fn window_bytes(&self) -> u64 {
         self.senders.values().map(Uplink::window_bytes).sum()
-    }
-}
-
-impl DownlinkStats {
-    fn add(&mut self, s: &Uplink) {
-        self.sessions_opened += s.sessions_opened;
-        self.retransmits += s.retransmits;
-        self.reads += s.reads;
-        self.read_bytes += s.read_bytes;
-        self.records_sent += s.records_sent;
-        self.bytes_sent += s.bytes_sent;
-        self.corrupted_skipped += s.corrupted_skipped;
     }
 }
 

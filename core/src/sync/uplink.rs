@@ -170,6 +170,31 @@ pub struct UplinkStatus {
     pub window_bytes: u64,
 }
 
+/// What a sender counts, for reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SendCounters {
+    pub sessions_opened: u64,
+    pub retransmits: u64,
+    pub reads: u64,
+    pub read_bytes: u64,
+    pub records_sent: u64,
+    pub bytes_sent: u64,
+    /// Sequences skipped because their frames failed the checksum.
+    pub corrupted_skipped: u64,
+}
+
+impl SendCounters {
+    pub fn add(&mut self, o: &SendCounters) {
+        self.sessions_opened += o.sessions_opened;
+        self.retransmits += o.retransmits;
+        self.reads += o.reads;
+        self.read_bytes += o.read_bytes;
+        self.records_sent += o.records_sent;
+        self.bytes_sent += o.bytes_sent;
+        self.corrupted_skipped += o.corrupted_skipped;
+    }
+}
+
 /// The edge's sync state machine.
 #[derive(Debug)]
 pub struct Uplink {
@@ -182,15 +207,7 @@ pub struct Uplink {
     /// The operator paused sync (`outpost sync pause`): no Hello and no new data leave;
     /// what is in flight may still be acknowledged.
     paused: bool,
-    /// Counters for reports.
-    pub sessions_opened: u64,
-    pub retransmits: u64,
-    pub reads: u64,
-    pub read_bytes: u64,
-    pub records_sent: u64,
-    pub bytes_sent: u64,
-    /// Sequences skipped because their frames failed the checksum.
-    pub corrupted_skipped: u64,
+    pub counters: SendCounters,
     /// Names this uplink's reads (`Owner::Uplink`): a node may run a second uplink for
     /// its site cluster, replaced at each leader change, and a read one issued must not
     /// be delivered to another. Zero for the node's own uplink.
@@ -291,13 +308,7 @@ impl Uplink {
             bucket,
             attempt: 0,
             paused: false,
-            sessions_opened: 0,
-            retransmits: 0,
-            reads: 0,
-            read_bytes: 0,
-            records_sent: 0,
-            bytes_sent: 0,
-            corrupted_skipped: 0,
+            counters: SendCounters::default(),
             tag: 0,
             keepalive: false,
             last_sent: now,
@@ -420,10 +431,10 @@ impl Uplink {
             paused: self.paused,
             session,
             streams,
-            sessions_opened: self.sessions_opened,
-            retransmits: self.retransmits,
-            records_sent: self.records_sent,
-            bytes_sent: self.bytes_sent,
+            sessions_opened: self.counters.sessions_opened,
+            retransmits: self.counters.retransmits,
+            records_sent: self.counters.records_sent,
+            bytes_sent: self.counters.bytes_sent,
             window_bytes: self.inflight_bytes,
         }
     }
@@ -512,7 +523,7 @@ impl Uplink {
                     s.last_progress = now;
                 }
                 self.attempt = 0;
-                self.sessions_opened += 1;
+                self.counters.sessions_opened += 1;
                 self.last_sent = now;
                 self.peer_batch_raw_max = batch_raw_max.min(codec::MAX_BATCH_RAW_BYTES as u64);
                 self.session = Session::Active { id, unanswered_since: None };
@@ -588,7 +599,7 @@ impl Uplink {
         s.held = None;
         s.rewound = Some((to, now));
         s.last_progress = now;
-        self.retransmits += 1;
+        self.counters.retransmits += 1;
     }
 
     /// Sends, reads and times out whatever is due. Called after every input.
@@ -720,7 +731,7 @@ impl Uplink {
         let mut bytes = Vec::new();
         SyncMsg::Skip { session, hlc, topic: s.name.clone(), from, to, reason }.encode(&mut bytes);
         if reason == SkipReason::Corrupted {
-            self.corrupted_skipped += to - from;
+            self.counters.corrupted_skipped += to - from;
             fx.event(Event::Corrupted { topic: idx, from, to });
         }
         let held = Held { bytes, start: from, end: to, cursor, raw: 0 };
@@ -775,8 +786,8 @@ impl Uplink {
         let ReadAt { topic: idx, base, pos, sent: sent_at_issue } = at;
         let (now, cfg, hlc) = (cx.now, cx.cfg, cx.hlc);
         let (enc, dec) = codec;
-        self.reads += 1;
-        self.read_bytes += bytes.len() as u64;
+        self.counters.reads += 1;
+        self.counters.read_bytes += bytes.len() as u64;
         let session = match self.session {
             Session::Active { id, .. } => id,
             Session::Connecting { .. } => return self.finish_read(idx),
@@ -890,8 +901,8 @@ impl Uplink {
         let mut bytes = Vec::with_capacity(batch.len() + 64 + s.name.len());
         SyncMsg::Data { session, hlc, topic: s.name.clone(), batches: vec![batch] }.encode(&mut bytes);
         s.waiting_since = if durable - end >= max_records { s.waiting_since } else { None };
-        self.records_sent += taken_records;
-        self.bytes_sent += bytes.len() as u64;
+        self.counters.records_sent += taken_records;
+        self.counters.bytes_sent += bytes.len() as u64;
         let held = Held { bytes, start: first_seq, end, cursor: Some(cursor), raw: taken_bytes };
         let ok = self.bucket.as_mut().is_none_or(|b| b.try_take(held.bytes.len() as u64, now));
         let s = self.streams.get_mut(&idx).expect("stream exists");
