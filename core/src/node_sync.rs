@@ -169,7 +169,9 @@ impl Node {
                 g.on_hello(&mut cx, from, origin, session, topics);
             }
             SyncMsg::Data { session, topic, batches, .. } => {
-                if self.cfg.role == Role::Edge {
+                // (Only for the session the receiver knows: Data it will refuse evicts nothing.)
+                let known = self.ingest.as_ref().and_then(|g| g.session_of(from)) == Some(session);
+                if self.cfg.role == Role::Edge && known {
                     self.make_room_for(&topic, &batches);
                 }
                 let room = self.with_space(|s, cx| s.room(cx));
