@@ -110,6 +110,9 @@ struct DownCheck {
     /// log back at recovery, until it is back where it was. (A copy destroyed mid-log,
     /// which recovery keeps past, is not sent again: docs/ARCHITECTURE.md, "Not yet".)
     repairing: BTreeMap<usize, u64>,
+    /// Replicas excused from holding the rest: their storage is full of data that never
+    /// leaves them (`excuse_replica`).
+    excused: std::collections::BTreeSet<usize>,
 }
 
 #[derive(Debug, Default)]
@@ -144,7 +147,14 @@ impl DownCheck {
     }
 
     fn undelivered(&self) -> u64 {
-        self.replicas.values().map(|&next| self.acked.range(next..).count() as u64).sum()
+        self.lacking().map(|(_, n)| n).sum()
+    }
+
+    /// What each replica that is not excused still lacks.
+    fn lacking(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+        (self.replicas.iter())
+            .filter(|(r, _)| !self.excused.contains(r))
+            .map(|(&r, &next)| (r, self.acked.range(next..).count() as u64))
     }
 }
 
@@ -439,6 +449,20 @@ impl Checker {
         d.replicas = replicas.into_iter().map(|r| (r, 0)).collect();
     }
 
+    /// Edge `replica` cannot take what its gateways send down: its storage is full of data
+    /// that never leaves it (local topics), as for a produce refused then (see
+    /// `World::sample`). It is no longer waited for; returns what it lacks, which the
+    /// report names (`None`: it holds no `cloud-to-edge` stream).
+    pub fn excuse_replica(&mut self, replica: usize) -> Option<u64> {
+        let mut lacking = None;
+        for d in self.down.values_mut().filter(|d| d.replicas.contains_key(&replica)) {
+            let n = d.lacking().find(|&(r, _)| r == replica).map_or(0, |(_, n)| n);
+            *lacking.get_or_insert(0) += n;
+            d.excused.insert(replica);
+        }
+        lacking
+    }
+
     /// Whether `stream` is a `cloud-to-edge` stream.
     pub fn is_down_stream(&self, stream: StreamKey) -> bool {
         self.down.contains_key(&stream)
@@ -689,7 +713,7 @@ impl Checker {
         let undelivered: Vec<(StreamKey, usize, u64)> = self
             .down
             .iter()
-            .flat_map(|(&k, d)| d.replicas.iter().map(move |(&r, &next)| (k, r, d.acked.range(next..).count() as u64)))
+            .flat_map(|(&k, d)| d.lacking().map(move |(r, n)| (k, r, n)))
             .filter(|&(_, _, n)| n > 0)
             .collect();
         for ((origin, topic), replica, n) in undelivered {

@@ -80,6 +80,11 @@ pub struct Details {
     /// holds (half of it or more), with the refusal: excused, as that data never syncs.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub writes_refused_local_data: BTreeMap<String, String>,
+    /// Edges excused, during the settle phase, from holding what their gateways sent down,
+    /// because their local topics' data held half their storage or more: how many
+    /// acknowledged `cloud-to-edge` records each still lacked then.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub down_refused_local_data: BTreeMap<String, u64>,
     pub net: NetStats,
     pub nodes: BTreeMap<String, NodeReport>,
     pub events: u64,

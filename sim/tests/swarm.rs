@@ -94,6 +94,11 @@ const REGRESSIONS_WITH_DOWN_TOPICS: &[(u64, &str)] = &[
     // Data, and behind it the Welcome its uplink needed to free the device: it never
     // synced again (327 the same).
     (354, "a sender's answers held behind a receiver's Data"),
+    // A small till full of a local topic's data (kept, never synced) could not persist its
+    // clock's bound, so it held its gateway's last records for ever: the run now excuses
+    // such an edge from what goes down, as it excuses its refused produces (found by the
+    // first 2000-seed sweep; 752 and 1518 the same).
+    (1314, "an edge full of local data waited for as a replica"),
 ];
 
 fn check(seed: u64) -> Result<(), String> {
