@@ -466,7 +466,8 @@ impl NodeConfig {
             return err(
                 &format!("topics[{i}].sync"),
                 format!(
-                    "topic {:?}: bidirectional is not built yet (issue 16); use edge-to-cloud or cloud-to-edge",
+                    "topic {:?}: both ways on one topic (bidirectional) is not built yet (issue 16); use one \
+                     topic that goes up and one that comes down",
                     t.name
                 ),
             );
