@@ -24,6 +24,21 @@ fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
+/// An eventual, unkeyed topic with eviction `keep`: what a drawn topic is until a feature
+/// changes one of its fields.
+fn topic(name: &str, sync: SyncDirection, priority: u8) -> TopicSpec {
+    TopicSpec {
+        name: name.into(),
+        sync,
+        priority,
+        eviction: EvictionSpec::Keep,
+        keyed: false,
+        conflict: Conflict::LastWriteWins,
+        classification: None,
+        consistency: ConsistencySpec::Eventual,
+    }
+}
+
 fn node(id: &str, role: Role, device: &str) -> NodeSpec {
     let device = profiles::device(device).expect("built-in profile");
     NodeSpec {
@@ -72,17 +87,8 @@ fn add_down_topic(s: &mut Scenario, rng: &mut SimRng) {
         return;
     }
     let before = s.clone();
-    let topic = s.topics.len();
-    s.topics.push(TopicSpec {
-        name: "down".into(),
-        sync: SyncDirection::CloudToEdge,
-        priority: rng.gen_range(0..=9),
-        eviction: EvictionSpec::Keep,
-        keyed: false,
-        conflict: Conflict::LastWriteWins,
-        classification: None,
-        consistency: ConsistencySpec::Eventual,
-    });
+    let down = s.topics.len();
+    s.topics.push(topic("down", SyncDirection::CloudToEdge, rng.gen_range(0..=9)));
     let edges = s.nodes.iter().filter(|n| n.role == Role::Edge);
     let smallest = edges.map(|n| n.storage_bytes.min(n.device.storage_bytes)).min().unwrap_or(0);
     let secs = s.duration.as_nanos() as f64 / 1e9;
@@ -92,7 +98,7 @@ fn add_down_topic(s: &mut Scenario, rng: &mut SimRng) {
         let rate: f64 = rng.gen_range(0.2..10.0);
         s.workloads.push(WorkloadSpec {
             node: g,
-            topic,
+            topic: down,
             rate: rate.min(cap).max(0.01),
             size,
             keys: None,
@@ -238,16 +244,7 @@ fn add_eviction_pressure(s: &mut Scenario, rng: &mut SimRng) {
     for (name, eviction, priority) in
         [("keep-low", EvictionSpec::Keep, keep_priority), ("lossy-high", lossy, lossy_priority)]
     {
-        s.topics.push(TopicSpec {
-            name: name.into(),
-            sync: SyncDirection::EdgeToCloud,
-            priority,
-            eviction,
-            keyed: false,
-            conflict: Conflict::LastWriteWins,
-            classification: None,
-            consistency: ConsistencySpec::Eventual,
-        });
+        s.topics.push(TopicSpec { eviction, ..topic(name, SyncDirection::EdgeToCloud, priority) });
     }
     fit_memory_to_topics(s);
     // Bytes the outage holds back: 2 to 4 times the budget, split between the topics.
@@ -326,15 +323,9 @@ fn world_without_site(seed: u64) -> Scenario {
     }
     let ntopics = rng.gen_range(1..=3usize);
     let topics: Vec<TopicSpec> = (0..ntopics)
-        .map(|t| TopicSpec {
-            name: format!("t{t}"),
-            sync: if rng.gen_bool(0.85) { SyncDirection::EdgeToCloud } else { SyncDirection::Local },
-            priority: rng.gen_range(0..=9),
-            eviction: EvictionSpec::Keep,
-            keyed: false,
-            conflict: Conflict::LastWriteWins,
-            classification: None,
-            consistency: ConsistencySpec::Eventual,
+        .map(|t| {
+            let sync = if rng.gen_bool(0.85) { SyncDirection::EdgeToCloud } else { SyncDirection::Local };
+            topic(&format!("t{t}"), sync, rng.gen_range(0..=9))
         })
         .collect();
     let duration = secs(rng.gen_range(5..=30) * 60);
@@ -436,16 +427,8 @@ fn add_site(s: &mut Scenario, rng: &mut SimRng) {
     }
 
     // The strong topic, and what the members write.
-    s.topics.push(TopicSpec {
-        name: "strong0".into(),
-        sync: SyncDirection::EdgeToCloud,
-        priority: rng.gen_range(0..=9),
-        eviction: EvictionSpec::Keep,
-        keyed: false,
-        conflict: Conflict::LastWriteWins,
-        classification: None,
-        consistency: ConsistencySpec::Strong,
-    });
+    let strong = topic("strong0", SyncDirection::EdgeToCloud, rng.gen_range(0..=9));
+    s.topics.push(TopicSpec { consistency: ConsistencySpec::Strong, ..strong });
     let writers = rng.gen_range(1..=m);
     let mut order = members.clone();
     order.shuffle(rng);
