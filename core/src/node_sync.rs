@@ -42,8 +42,9 @@ impl Node {
         // timestamp and wait for nothing (swarm seed 354: an edge whose device was full
         // could not persist its clock's bound, held its gateway's Data, and with it the
         // Welcome its uplink needed to free the device).
-        let answer = crate::sync::proto::is_answer_frame(&m.bytes);
-        let waiting = if self.held.is_empty() || answer { self.handle_message(m) } else { Some(m) };
+        // (Checked only when something is held: the common path decodes each frame once.)
+        let go = self.held.is_empty() || crate::sync::proto::is_answer_frame(&m.bytes);
+        let waiting = if go { self.handle_message(m) } else { Some(m) };
         if let Some(m) = waiting {
             self.hold(m);
         }
