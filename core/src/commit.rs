@@ -9,7 +9,7 @@
 //! durable).
 
 use crate::codec::{BatchEncoder, Compression, RecordRef, MAX_BATCH_RECORDS};
-use crate::config::{Eviction, NodeConfig, Role};
+use crate::config::{Eviction, NodeConfig};
 use crate::effects::{Fx, Owner};
 use crate::hlc::Hlc;
 use crate::io::{DiskError, DiskRequest, DiskResponse, Output, ProduceAck, ProduceError, ReqId};
@@ -338,9 +338,11 @@ impl GroupCommit {
                     count += 1;
                 }
             }
+            // A log of what comes down (at an edge or a middle tier) is a replica of one stream.
+            let replica = cfg.topics[i].sync.goes_down();
             for a in &mut accepted {
-                if cfg.role == Role::Edge {
-                    assert_eq!(a.base_seq, base0 + count, "an edge's replica log stays at its origin's sequences");
+                if replica {
+                    assert_eq!(a.base_seq, base0 + count, "a replica log stays at its origin's sequences");
                 }
                 log::encode_log_frame(base0 + count, &a.batch, &mut buf);
                 count += u64::from(a.count);

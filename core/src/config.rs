@@ -36,12 +36,14 @@ impl SyncDirection {
     }
 
     /// Whether a node of `role` writes this topic's records itself (applications produce
-    /// there); elsewhere they arrive from its peers. `Bidirectional` is refused by
-    /// [`NodeConfig::validate`] until both ways are built (issue 16).
-    pub fn written_at(self, role: Role) -> bool {
+    /// there); elsewhere they arrive from its peers. `middle_tier`: a gateway with an
+    /// upstream writes nothing, it relays (up what its edges write, down what the top
+    /// writes). `Bidirectional` is refused by [`NodeConfig::validate`] until both ways are
+    /// built (issue 16).
+    pub fn written_at(self, role: Role, middle_tier: bool) -> bool {
         match role {
             Role::Edge => self != SyncDirection::CloudToEdge,
-            Role::Gateway => self == SyncDirection::CloudToEdge,
+            Role::Gateway => self == SyncDirection::CloudToEdge && !middle_tier,
         }
     }
 }
@@ -245,6 +247,9 @@ pub struct GatewayConfig {
     /// sender (window, reads, held message) in the memory plan. An edge beyond it waits
     /// until another's session expires.
     pub downlinks_max: usize,
+    /// The peers allowed to forward other nodes' streams here: the middle tiers below this
+    /// gateway. From any other peer, a batch must carry the peer's own identity.
+    pub relays: Vec<NodeId>,
 }
 
 impl Default for GatewayConfig {
@@ -254,6 +259,7 @@ impl Default for GatewayConfig {
             pending_bytes_max: 16 << 20,
             batch_raw_bytes_max: 4 << 20,
             downlinks_max: 8,
+            relays: Vec::new(),
         }
     }
 }
@@ -307,7 +313,8 @@ pub struct NodeConfig {
     pub id: NodeId,
     pub role: Role,
     pub topics: Vec<TopicConfig>,
-    /// The gateway an edge forwards to.
+    /// The gateway an edge forwards to; on a gateway, the next tier up (this gateway is
+    /// then a middle tier: it relays what its edges send up and what comes down to them).
     pub upstream: Option<NodeId>,
     pub log: LogConfig,
     pub sync: SyncConfig,
@@ -413,6 +420,16 @@ impl NodeConfig {
         }
     }
 
+    /// A gateway with an upstream: it relays both ways and writes no topic itself.
+    pub fn is_middle_tier(&self) -> bool {
+        self.role == Role::Gateway && self.upstream.is_some()
+    }
+
+    /// Whether applications write `t` at this node (`SyncDirection::written_at`).
+    pub fn writes(&self, t: &TopicConfig) -> bool {
+        t.sync.written_at(self.role, self.is_middle_tier())
+    }
+
     /// What a receiving node may hold of accepted batches not yet durable and messages
     /// waiting for the clock: a gateway its `gateway.pending_bytes_max`; an edge with
     /// `cloud-to-edge` topics one sync window (a sender keeps no more than its window in
@@ -461,6 +478,15 @@ impl NodeConfig {
         }
         if self.role == Role::Edge && self.upstream.is_none() && self.topics.iter().any(|t| t.sync.goes_down()) {
             return err("upstream", "an edge with cloud-to-edge topics needs a gateway to receive them from".into());
+        }
+        if self.upstream == Some(self.id) {
+            return err("upstream", "a node cannot forward to itself".into());
+        }
+        if let Some(r) = self.gateway.relays.iter().find(|&&r| r == self.id || Some(r) == self.upstream) {
+            return err(
+                "gateway.relays",
+                format!("node {r} relays to this gateway, so it cannot be this gateway or its upstream"),
+            );
         }
         if let Some((i, t)) = self.topics.iter().enumerate().find(|(_, t)| t.sync == SyncDirection::Bidirectional) {
             return err(

@@ -306,7 +306,7 @@ impl fmt::Display for ProduceError {
             ProduceError::UnknownTopic(t) => write!(f, "no topic with index {} on this node", t.0),
             ProduceError::NotAccepted => f.write_str(
                 "this topic's records are not written on this node: edge-to-cloud topics are written at edges, \
-                 cloud-to-edge topics at the gateway",
+                 cloud-to-edge topics at the top gateway (a gateway with an upstream relays, it writes nothing)",
             ),
             ProduceError::Clock(e) => write!(f, "clock: {e}"),
             ProduceError::Storage(e) => write!(f, "storage refused the write ({e}); nothing was stored, retry later"),

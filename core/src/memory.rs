@@ -179,7 +179,7 @@ pub const SYNC_MSG_OVERHEAD: u64 = 64 + 255;
 pub struct PlanBasis {
     pub edge: bool,
     pub topics: u64,
-    /// Topics an edge syncs up (none on a gateway).
+    /// Topics an edge syncs up, or a middle tier relays up (none on a top gateway).
     pub up: u64,
     /// `cloud-to-edge` topics: a gateway's senders carry them, an edge receives them.
     pub down: u64,
@@ -195,7 +195,8 @@ pub struct PlanBasis {
     pub gw_pending: u64,
     /// The largest record with its key and varints.
     pub record_max: u64,
-    /// The largest sync message held back by the bandwidth limit.
+    /// The largest sync message held back by the bandwidth limit (a middle tier's relay
+    /// forwards whole stored batches).
     pub held_max: u64,
     /// A gateway's sender of `cloud-to-edge` topics: the largest message it holds back,
     /// and the largest read it issues (its own records, at most `log.value_bytes_max`).
@@ -216,7 +217,8 @@ impl PlanBasis {
     pub fn of(cfg: &NodeConfig) -> PlanBasis {
         let edge = cfg.role == Role::Edge;
         let topics = cfg.topics.len() as u64;
-        let up = if edge { cfg.topics.iter().filter(|t| t.sync.goes_up()).count() as u64 } else { 0 };
+        let middle = cfg.is_middle_tier();
+        let up = if edge || middle { cfg.topics.iter().filter(|t| t.sync.goes_up()).count() as u64 } else { 0 };
         let down = cfg.topics.iter().filter(|t| t.sync.goes_down()).count() as u64;
         let downlinks = if edge || down == 0 { 0 } else { cfg.gateway.downlinks_max as u64 };
         let chunk = u64::from(cfg.log.read_chunk_bytes);
@@ -228,9 +230,16 @@ impl PlanBasis {
         // A sync batch: up to batch_bytes_max of keys and values (plus one record), and
         // up to 7 bytes per record more in the records section than the uplink counts.
         let sync_batch_max = batch_bytes + record_max + 7 * u64::from(cfg.sync.batch_records_max);
-        let held_max = sync_batch_max + codec::BATCH_HEADER_LEN as u64 + SYNC_MSG_OVERHEAD;
+        let sync_held_max = sync_batch_max + codec::BATCH_HEADER_LEN as u64 + SYNC_MSG_OVERHEAD;
+        // A relay forwards stored batches whole: up to `batch_bytes_max` of records section
+        // and one more batch (at most what it stores), each with its header and length.
+        let relay_held_max = batch_bytes
+            + cfg.gateway.batch_raw_bytes_max
+            + (u64::from(cfg.sync.batch_records_max) + 1) * (codec::BATCH_HEADER_LEN as u64 + 5)
+            + SYNC_MSG_OVERHEAD;
+        let held_max = if middle { relay_held_max } else { sync_held_max };
         let own_record_max = (cfg.log.value_bytes_max as usize + MAX_KEY_BYTES) as u64 + 16;
-        let down_held_max = held_max - record_max + own_record_max;
+        let down_held_max = sync_held_max - record_max + own_record_max;
         let down_read_max = if downlinks > 0 { chunk.max(own_record_max + LOG_FRAME_MIN as u64) } else { 0 };
         // The largest records section the node decodes or encodes, and the largest frame
         // it reads whole: an edge's group commits write frames of at most one read chunk

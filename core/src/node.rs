@@ -364,7 +364,7 @@ impl Node {
         }
         // A topic's log at a node holds what is written there or what arrives there,
         // never both (the receiver's marks are the log's end, see `finish_recovery`).
-        if !self.cfg.topics[topic.0 as usize].sync.written_at(self.cfg.role) {
+        if !self.cfg.writes(&self.cfg.topics[topic.0 as usize]) {
             return self.reply(req, Err(ProduceError::NotAccepted));
         }
         if !self.is_running() {
@@ -506,7 +506,19 @@ impl Node {
                 }
             }
             Role::Gateway => {
-                self.ingest = Some(Ingest::recovered(r.marks));
+                let mut marks = r.marks;
+                if let Some(up) = self.cfg.upstream {
+                    // A middle tier relays its edges' streams up, and receives what comes
+                    // down as an edge does: its log of such a topic is the tier above's
+                    // stream at its sequences, so the log's end is the mark.
+                    let mut u = Uplink::relay(&self.cfg, up, self.now.mono, &mut self.rng);
+                    u.keepalive = self.cfg.topics.iter().any(|t| t.sync.goes_down());
+                    self.uplink = Some(u);
+                    for (i, _) in self.cfg.topics.iter().enumerate().filter(|(_, t)| t.sync.goes_down()) {
+                        marks.insert((up, TopicIdx(i as u16)), self.logs[i].end_offset());
+                    }
+                }
+                self.ingest = Some(Ingest::recovered(marks));
                 if self.cfg.topics.iter().any(|t| t.sync.goes_down()) {
                     self.downlinks = Some(Downlinks::default());
                 }
@@ -535,7 +547,7 @@ impl Node {
             g.on_durable(&c.stored, hlc, &self.cfg, &mut self.fx);
             for a in c.stored {
                 self.fx.event(Event::Stored {
-                    origin: a.origin,
+                    origin: a.identity,
                     topic: a.topic,
                     first_seq: a.base_seq,
                     value_crcs: a.value_crcs,

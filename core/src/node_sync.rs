@@ -139,16 +139,24 @@ impl Node {
                     }
                 }
             }
-            Role::Gateway => {
-                if let Some(d) = &mut self.downlinks {
-                    d.on_message(from, msg, self.now.mono, &self.logs, &mut self.fx);
+            Role::Gateway => match &mut self.uplink {
+                // A middle tier's relay hears from the tier above; its senders down, from below.
+                Some(u) if from == u.gateway() => {
+                    u.on_message(msg, self.now.mono, &self.logs, &mut self.fx);
+                    self.apply_retention();
                 }
-            }
+                _ => {
+                    if let Some(d) = &mut self.downlinks {
+                        d.on_message(from, msg, self.now.mono, &self.logs, &mut self.fx);
+                    }
+                }
+            },
         }
     }
 
-    /// A sender's message to this node's receiver: on a gateway from any edge, on an edge
-    /// only from its gateway (an edge receives `cloud-to-edge` topics from it alone).
+    /// A sender's message to this node's receiver: on a gateway from any edge (and on a
+    /// middle tier from its upstream), on an edge only from its gateway (an edge receives
+    /// `cloud-to-edge` topics from it alone).
     fn route_to_receiver(&mut self, from: NodeId, msg: SyncMsg, received: Hlc, rejected: bool) {
         if self.cfg.role == Role::Edge && self.cfg.upstream != Some(from) {
             return;
@@ -159,7 +167,8 @@ impl Node {
         match msg {
             SyncMsg::Hello { origin, session, topics, .. } => {
                 let g = self.ingest.as_mut().expect("checked above");
-                if let Some(d) = &mut self.downlinks {
+                let below = self.cfg.upstream != Some(from);
+                if let Some(d) = self.downlinks.as_mut().filter(|_| below) {
                     // An edge that says Hello is reachable: its sender of what goes down
                     // tries at once.
                     let new_session = g.session_of(from) != Some(session);
@@ -186,12 +195,12 @@ impl Node {
                     self.commit.accept(a);
                 }
             }
-            SyncMsg::Skip { session, topic, from: f, to, reason, .. } => {
+            SyncMsg::Skip { session, topic, origin, from: f, to, reason, .. } => {
                 let g = self.ingest.as_mut().expect("checked above");
                 let mut cx = Ctx { now: self.now.mono, cfg: &self.cfg, hlc: self.hlc.last(), fx: &mut self.fx };
-                if let Some(idx) = g.on_skip(&mut cx, from, session, &topic, (f, to), reason) {
-                    if self.cfg.role == Role::Edge {
-                        // The replica's log stays at the sender's sequences.
+                if let Some(idx) = g.on_skip(&mut cx, (from, session), (&topic, origin), (f, to), reason) {
+                    if self.cfg.upstream == Some(from) {
+                        // A replica of what comes down stays at the sender's sequences.
                         self.logs[idx.0 as usize].skip_to(to);
                     }
                 }

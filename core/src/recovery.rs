@@ -472,7 +472,7 @@ impl Recovery {
         // Only a log this node writes hands sequences out: a log of streams it receives
         // moves no sequence on (what was cut was never acknowledged to the sender, which
         // sends it again from the log's end).
-        let written = cx.cfg.topics[topic.0 as usize].sync.written_at(cx.cfg.role);
+        let written = cx.cfg.writes(&cx.cfg.topics[topic.0 as usize]);
         // (A strong topic's cut tail moves no sequence on: its records are re-derived from
         // the site's Raft log, which holds every record not yet durable here.)
         let mut end = if last { job.next_offset } else { next_base.expect("only the last has no successor") };

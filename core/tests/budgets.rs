@@ -22,6 +22,21 @@ fn budgets_too_small_say_what_to_change() {
     assert!(e.message.contains("lower log.segment_bytes_max"), "{e}");
 }
 
+/// A middle tier (a gateway with an upstream) relays: its plan adds a sender's streams of
+/// whole stored batches and its marks per origin. At the default gateway budget it fits.
+#[test]
+fn a_fitted_middle_tier_passes_at_the_default_gateway_budget() {
+    let topics = vec![
+        TopicConfig::new("sales", SyncDirection::EdgeToCloud),
+        TopicConfig::new("promotions", SyncDirection::CloudToEdge),
+    ];
+    let mut cfg = NodeConfig::new(NodeId(1), Role::Gateway, topics);
+    cfg.upstream = Some(NodeId(2));
+    let (memory, storage) = (cfg.resources.memory_bytes_max, cfg.resources.storage_bytes_max);
+    fit_to_budgets(&mut cfg, memory, storage);
+    assert_eq!(Node::check_config(&cfg), Ok(()));
+}
+
 #[test]
 fn fitted_configs_pass_for_small_and_large_devices() {
     let cases = [(8u64 << 20, 16u64 << 20, 4, Role::Edge), (24 << 20, 64 << 20, 16, Role::Edge)];
@@ -30,13 +45,14 @@ fn fitted_configs_pass_for_small_and_large_devices() {
         (16 << 30, 1 << 40, 3, Role::Edge),
         (16 << 30, 1 << 40, 3, Role::Gateway),
     ];
+    // (Edges sync up to node 2; gateways are top gateways, and below a middle tier.)
     for (mem, storage, ntopics, role) in cases.into_iter().chain(big) {
         {
             let mut topics: Vec<TopicConfig> =
                 (0..ntopics).map(|i| TopicConfig::new(&format!("t{i}"), SyncDirection::EdgeToCloud)).collect();
             topics[0].eviction = Eviction::Compact;
             let mut cfg = NodeConfig::new(NodeId(1), role, topics);
-            cfg.upstream = Some(NodeId(2));
+            cfg.upstream = (role == Role::Edge).then_some(NodeId(2));
             fit_to_budgets(&mut cfg, mem, storage);
             assert_eq!(
                 Node::check_config(&cfg),

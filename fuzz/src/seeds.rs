@@ -62,11 +62,22 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             },
         ),
         ("data", SyncMsg::Data { session: 1, hlc, topic: "events".into(), batches: vec![raw.clone(), zstd] }),
-        ("ack", SyncMsg::Ack { session: 1, hlc, topic: "events".into(), next_seq: 120, expected: 120 }),
+        (
+            "ack",
+            SyncMsg::Ack { session: 1, hlc, topic: "events".into(), origin: NodeId(7), next_seq: 120, expected: 120 },
+        ),
         ("reset", SyncMsg::Reset { session: 1 }),
         (
             "skip",
-            SyncMsg::Skip { session: 1, hlc, topic: "events".into(), from: 3, to: 9, reason: SkipReason::Evicted },
+            SyncMsg::Skip {
+                session: 1,
+                hlc,
+                topic: "events".into(),
+                origin: NodeId(7),
+                from: 3,
+                to: 9,
+                reason: SkipReason::Evicted,
+            },
         ),
     ];
     for (name, m) in msgs {

@@ -119,6 +119,10 @@ struct DownCheck {
 pub struct Checker {
     /// `cloud-to-edge` streams, by (gateway, topic).
     down: BTreeMap<StreamKey, DownCheck>,
+    /// Streams going up through middle tiers: per (tier, stream), the next sequence the
+    /// tier must store (its copy is checked for exactly-once and order; what is delivered
+    /// is decided at the top, by `streams`).
+    relayed: BTreeMap<(usize, StreamKey), u64>,
     streams: BTreeMap<StreamKey, StreamCheck>,
     /// Offset ranges `disk-corrupt` faults destroyed, per stream: the simulator's truth.
     destroyed: BTreeMap<StreamKey, Vec<(u64, u64)>>,
@@ -583,6 +587,33 @@ impl Checker {
                 self.violate(at, "durability", detail);
             }
         }
+    }
+
+    /// Middle tier `tier` durably holds records of `stream`, which it relays up: each once,
+    /// in order, as at the top (`replay`: recovery found them again, not a new copy).
+    pub fn on_relay_stored(&mut self, at: u64, tier: usize, (origin, topic): StreamKey, first_seq: u64, count: u64) {
+        let next = self.relayed.entry((tier, (origin, topic))).or_default();
+        let (expected, end) = (*next, first_seq + count);
+        *next = (*next).max(end);
+        if first_seq < expected {
+            let n = expected.min(end) - first_seq;
+            self.counts.duplicates += n;
+            let detail = format!("origin {origin} topic {topic}: seq {first_seq} stored again at middle tier {tier}");
+            self.violate(at, "exactly-once", detail);
+        } else if first_seq > expected {
+            self.counts.out_of_order += 1;
+            let detail = format!(
+                "origin {origin} topic {topic}: seq {first_seq} stored at middle tier {tier} before seq {expected}"
+            );
+            self.violate(at, "order", detail);
+        }
+    }
+
+    /// Middle tier `tier` accepted a skip of `stream`: it will never hold `from..to` (the
+    /// top decides whether that lost anything, when the skip reaches it).
+    pub fn on_relay_skipped(&mut self, tier: usize, stream: StreamKey, to: u64) {
+        let next = self.relayed.entry((tier, stream)).or_default();
+        *next = (*next).max(to);
     }
 
     /// Acknowledged records not yet delivered, per stream that has any (for the trace of

@@ -1080,6 +1080,16 @@ fn check_sync_paths(
     for (i, w) in workloads.iter().enumerate() {
         let node = &nodes[w.node];
         let topic = &topics[w.topic];
+        if let (Role::Gateway, Some(up)) = (node.role, node.upstream) {
+            return Err(problem(
+                format!("workload[{i}].node"),
+                format!(
+                    "node {:?} is a gateway with an upstream ({:?}), a middle tier, and writes topic {:?}: a middle \
+                     tier relays and writes nothing; expected the top gateway (one without an upstream) or an edge",
+                    node.id, nodes[up].id, topic.name
+                ),
+            ));
+        }
         let target = match (node.role, topic.sync) {
             (Role::Edge, SyncDirection::EdgeToCloud | SyncDirection::Bidirectional) => Role::Gateway,
             (Role::Gateway, SyncDirection::CloudToEdge | SyncDirection::Bidirectional) => Role::Edge,

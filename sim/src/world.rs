@@ -343,6 +343,11 @@ pub(crate) fn node_config(s: &Scenario, i: usize) -> NodeConfig {
         let members = clusters[k].members.iter().map(|&j| NodeId(j as u64 + 1)).collect();
         cfg.cluster = Some(ClusterConfig::new(name, NodeId((s.nodes.len() + k) as u64 + 1), members));
     }
+    // A gateway takes other nodes' streams from the middle tiers below it.
+    cfg.gateway.relays = (s.nodes.iter().enumerate())
+        .filter(|(_, n)| n.role == SpecRole::Gateway && n.upstream == Some(i))
+        .map(|(j, _)| NodeId(j as u64 + 1))
+        .collect();
     resources::fit_to_budgets(&mut cfg, spec.memory_bytes, spec.storage_bytes);
     if let Some(j) = spec.upstream {
         cfg.upstream = Some(NodeId(j as u64 + 1));
@@ -397,14 +402,30 @@ fn check_supported(s: &Scenario) -> Result<(), Unsupported> {
             }
         }
     }
-    for n in &s.nodes {
+    for (i, n) in s.nodes.iter().enumerate() {
         let Some(j) = n.upstream else { continue };
         let up = &s.nodes[j];
         match (n.role, up.role) {
             (SpecRole::Edge, SpecRole::Gateway) => {}
-            (SpecRole::Gateway, _) => {
+            (SpecRole::Gateway, SpecRole::Gateway) => {
+                // A middle tier: its chain of upstreams must end at a top gateway.
+                let mut at = j;
+                for _ in 0..s.nodes.len() {
+                    match s.nodes[at].upstream {
+                        Some(next) if next == i => {
+                            return Err(Unsupported(format!(
+                                "gateway {:?}: its chain of upstreams comes back to it; the top gateway has none",
+                                n.id
+                            )))
+                        }
+                        Some(next) => at = next,
+                        None => break,
+                    }
+                }
+            }
+            (SpecRole::Gateway, SpecRole::Edge) => {
                 return Err(Unsupported(format!(
-                    "gateway {:?} has upstream {:?}: a middle tier (a gateway forwarding up) is not built yet",
+                    "gateway {:?} has upstream {:?}, an edge: a gateway forwards to a gateway",
                     n.id, up.id
                 )))
             }
@@ -420,6 +441,16 @@ fn check_supported(s: &Scenario) -> Result<(), Unsupported> {
                 "edge {:?} has an upstream and a cluster: a site's stream goes to the first gateway its members link \
                  to; remove upstream",
                 n.id
+            )));
+        }
+    }
+    for c in clusters_of(s) {
+        let up = c.members.first().and_then(|&m| node_config(s, m).upstream).map(|u| u.0 as usize - 1);
+        if let Some(u) = up.filter(|&u| s.nodes[u].upstream.is_some()) {
+            return Err(Unsupported(format!(
+                "cluster {:?} syncs up to {:?}, a middle tier: a site's stream through a relay is not checked yet; \
+                 link the cluster to a top gateway",
+                c.name, s.nodes[u].id
             )));
         }
     }
@@ -576,12 +607,14 @@ impl<'a> World<'a> {
             }
             debug_assert!(!c.members.is_empty());
         }
-        // Each gateway's `cloud-to-edge` topics go to every edge that syncs up to it.
+        // A top gateway's `cloud-to-edge` topics go to every node below it: the edges that
+        // sync up to it and the middle tiers between, which relay them.
         for (g, _) in w.nodes.iter().enumerate().filter(|(_, n)| n.cfg.role == Role::Gateway) {
-            let gw = NodeId(g as u64 + 1);
-            let replicas: Vec<usize> = (w.nodes.iter().enumerate())
-                .filter(|(_, n)| n.cfg.role == Role::Edge && n.cfg.upstream == Some(gw))
-                .map(|(e, _)| e)
+            if w.nodes[g].cfg.upstream.is_some() {
+                continue;
+            }
+            let replicas: Vec<usize> = (0..w.nodes.len())
+                .filter(|&k| k != g && w.nodes[k].cfg.upstream.is_some() && w.top_of(k) == g)
                 .collect();
             for (t, _) in scenario.topics.iter().enumerate().filter(|(_, t)| topic_goes_down(t)) {
                 w.checker.add_down_stream((g, t as u16), replicas.iter().copied());
@@ -1289,15 +1322,28 @@ impl<'a> World<'a> {
                     let hlcs = (max_record_hlc, received_hlc, hlc_rejected);
                     return self.checker.on_down_stored(self.t, i, (o, topic.0), first_seq, &value_crcs, hlcs);
                 }
-                // Each edge's records belong at the gateway it syncs up to, and nowhere else:
-                // one stored at another gateway is one its own never got.
-                let upstream = self.nodes.get(o).and_then(|n| n.cfg.upstream).map(|u| u.0 as usize - 1);
-                if let Some(u) = upstream.filter(|&u| u != i) {
-                    let detail = format!(
-                        "origin {} topic {}: seq {first_seq} stored at gateway {}, not at its upstream {}",
-                        self.nodes[o].name, topic.0, self.nodes[i].name, self.nodes[u].name
-                    );
-                    self.checker.on_violation(self.t, "exactly-once", detail);
+                // Each edge's records belong at the gateways on its way up, and nowhere
+                // else: one stored at another gateway is one its own never got.
+                if o < self.nodes.len() && self.nodes[o].cfg.upstream.is_some() {
+                    let path = self.path_up(o);
+                    if !path.contains(&i) {
+                        let detail = format!(
+                            "origin {} topic {}: seq {first_seq} stored at gateway {}, not on its way up ({})",
+                            self.nodes[o].name,
+                            topic.0,
+                            self.nodes[i].name,
+                            path.iter().map(|&g| self.nodes[g].name.as_str()).collect::<Vec<_>>().join(" → ")
+                        );
+                        self.checker.on_violation(self.t, "exactly-once", detail);
+                    }
+                }
+                if self.nodes[i].cfg.upstream.is_some() {
+                    // A middle tier's copy: once and in order; delivery is decided at the top.
+                    if !replay {
+                        let count = value_crcs.len() as u64;
+                        self.checker.on_relay_stored(self.t, i, (o, topic.0), first_seq, count);
+                    }
+                    return;
                 }
                 if !replay && !value_crcs.is_empty() {
                     self.check_issued(i, received_hlc);
@@ -1330,8 +1376,27 @@ impl<'a> World<'a> {
                 ));
             }
             Event::Skipped { origin, topic, from, to, reason } => {
-                let o = (origin.0 as usize).wrapping_sub(1);
+                let mut o = (origin.0 as usize).wrapping_sub(1);
                 self.hash(from ^ to.rotate_left(32));
+                if self.nodes[i].cfg.upstream == Some(origin)
+                    && topic_goes_down(&self.scenario.topics[topic.0 as usize])
+                {
+                    // A replica names what comes down by the peer it comes from: the
+                    // stream is the top gateway's.
+                    o = self.top_of(i);
+                }
+                if self.nodes[i].cfg.role == Role::Gateway
+                    && self.nodes[i].cfg.upstream.is_some()
+                    && !self.checker.is_down_stream((o, topic.0))
+                {
+                    self.nodes[i].durability.on_gateway_skip(o, topic.0, from, to);
+                    self.checker.on_relay_skipped(i, (o, topic.0), to);
+                    let name = self.nodes[i].name.clone();
+                    return self.log(format_args!(
+                        "{name}: origin {origin} topic {} skipped {from}..{to} ({reason:?}), relayed",
+                        topic.0
+                    ));
+                }
                 self.nodes[i].durability.on_gateway_skip(o, topic.0, from, to);
                 if self.checker.is_down_stream((o, topic.0)) {
                     self.checker.on_down_skipped(self.t, i, (o, topic.0), from, to);
@@ -1390,17 +1455,22 @@ impl<'a> World<'a> {
     /// disk (see `crate::durability`).
     fn check_gateway_ack(&mut self, i: usize, to: usize, bytes: &[u8]) {
         let marks = match SyncMsg::decode(bytes) {
-            Ok(SyncMsg::Ack { topic, next_seq, .. }) => vec![(topic, next_seq, "Ack")],
+            Ok(SyncMsg::Ack { topic, origin, next_seq, .. }) => {
+                vec![(topic, (origin.0 as usize).wrapping_sub(1), next_seq, "Ack")]
+            }
             Ok(SyncMsg::Welcome { topics, .. }) => topics
                 .into_iter()
                 .filter(|(_, status, _)| *status == TopicStatus::Accepted)
-                .map(|(name, _, seq)| (name, seq, "Welcome"))
+                .map(|(name, _, seq)| (name, to, seq, "Welcome"))
                 .collect(),
             _ => return,
         };
-        for (name, next_seq, what) in marks {
+        for (name, origin, next_seq, what) in marks {
             let Some(t) = self.scenario.topics.iter().position(|x| x.name == name) else { continue };
-            if let Some((invariant, detail)) = self.nodes[i].durability.check_gateway_ack(to, t as u16, next_seq, what)
+            // What comes down is the top gateway's stream, whichever tier passes it on.
+            let origin = if topic_goes_down(&self.scenario.topics[t]) { self.top_of(i) } else { origin };
+            if let Some((invariant, detail)) =
+                self.nodes[i].durability.check_gateway_ack(origin, t as u16, next_seq, what)
             {
                 let gw = &self.nodes[i].name;
                 self.checker.on_violation(self.t, invariant, format!("gateway {gw}: {detail}"));
@@ -1417,6 +1487,25 @@ impl<'a> World<'a> {
         if let Some(detail) = self.hlc_ahead.on_issued(i, &n.name, hlc, wall, last, max_offset) {
             self.checker.on_hlc_ahead(self.t, detail);
         }
+    }
+
+    /// The gateways node `i` syncs up through, nearest first, ending at the top.
+    fn path_up(&self, i: usize) -> Vec<usize> {
+        let mut path = Vec::new();
+        let mut at = i;
+        while let Some(u) = self.nodes[at].cfg.upstream.map(|u| u.0 as usize - 1) {
+            if path.contains(&u) || path.len() > self.nodes.len() {
+                break;
+            }
+            path.push(u);
+            at = u;
+        }
+        path
+    }
+
+    /// The top of node `i`'s way up: the gateway without an upstream (itself if it has none).
+    fn top_of(&self, i: usize) -> usize {
+        self.path_up(i).last().copied().unwrap_or(i)
     }
 
     fn unsynced(&self) -> u64 {

@@ -101,3 +101,8 @@ fn worn_sd_card_regression_seeds_pass_and_report_what_was_destroyed() {
 fn fleet_config_seed_1() {
     run_and_snapshot("fleet-config", 1);
 }
+
+#[test]
+fn store_tiers_seed_1() {
+    run_and_snapshot("store-tiers", 1);
+}

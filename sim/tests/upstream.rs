@@ -1,7 +1,8 @@
 //! `upstream` on a node (SCENARIOS.md, "Nodes"): an edge syncs up to the gateway it names,
-//! not to the first one it has a link to; what is not built yet (a gateway with an
-//! upstream, an edge syncing up to an edge) is refused by name, and a wrong name or a
-//! missing link is refused by the loader with the field and what to write.
+//! not to the first one it has a link to; a gateway with an upstream is a middle tier that
+//! relays; what is not built yet (an edge syncing up to an edge) or cannot be (a chain of
+//! upstreams that comes back to itself) is refused by name, and a wrong name or a missing
+//! link is refused by the loader with the field and what to write.
 
 use outpost_sim::report::Verdict;
 use outpost_sim::scenario;
@@ -114,19 +115,35 @@ fn a_wrong_upstream_is_refused_with_the_field_and_what_to_write() {
 }
 
 #[test]
-fn what_is_not_built_yet_is_refused_by_name() {
-    let gateway_up = two_gateways("").replace(
-        "id = \"cloud-a\"\nrole = \"gateway\"\ndevice = \"cloud\"",
-        "id = \"cloud-a\"\nrole = \"gateway\"\ndevice = \"cloud\"\nupstream = \"cloud-b\"",
-    );
-    let gateway_up =
-        gateway_up.replace("[[topic]]", "[[link]]\nbetween = [\"cloud-a\", \"cloud-b\"]\nnet = \"lan\"\n\n[[topic]]");
-    let s = scenario::parse(&gateway_up, "t.toml").expect("loads");
-    let e = world::run(&s, 1).expect_err("not built yet").to_string();
-    assert!(e.contains("gateway \"cloud-a\" has upstream \"cloud-b\": a middle tier"), "{e}");
-    let edge_up = two_gateways(r#"upstream = "till-2""#)
-        .replace("[[topic]]", "[[link]]\nbetween = [\"till-1\", \"till-2\"]\nnet = \"lan\"\n\n[[topic]]");
+fn what_is_not_built_yet_or_cannot_be_is_refused_by_name() {
+    let link = |a: &str, b: &str| format!("[[link]]\nbetween = [\"{a}\", \"{b}\"]\nnet = \"lan\"\n\n[[topic]]");
+    let up = |text: String, node: &str, to: &str| {
+        let head = format!("id = \"{node}\"\nrole = \"gateway\"\ndevice = \"cloud\"");
+        text.replace(&head, &format!("{head}\nupstream = \"{to}\""))
+    };
+    let circle = up(up(two_gateways(""), "cloud-a", "cloud-b"), "cloud-b", "cloud-a")
+        .replace("[[topic]]", &link("cloud-a", "cloud-b"));
+    let s = scenario::parse(&circle, "t.toml").expect("loads");
+    let e = world::run(&s, 1).expect_err("refused").to_string();
+    assert!(e.contains("its chain of upstreams comes back to it"), "{e}");
+    let edge_up = two_gateways(r#"upstream = "till-2""#).replace("[[topic]]", &link("till-1", "till-2"));
     let s = scenario::parse(&edge_up, "t.toml").expect("loads");
     let e = world::run(&s, 1).expect_err("not built yet").to_string();
     assert!(e.contains("relaying through an edge is not built yet"), "{e}");
+}
+
+/// `cloud-a` becomes a middle tier under `cloud-b`: both tills' records reach `cloud-b`
+/// through it, once each and in order, and `cloud-a` holds each once too.
+#[test]
+fn a_gateway_with_an_upstream_relays_its_edges_records_up() {
+    let text = two_gateways(r#"upstream = "cloud-a""#)
+        .replace(
+            "id = \"cloud-a\"\nrole = \"gateway\"\ndevice = \"cloud\"",
+            "id = \"cloud-a\"\nrole = \"gateway\"\ndevice = \"iot-gateway\"\nupstream = \"cloud-b\"",
+        )
+        .replace("[[topic]]", "[[link]]\nbetween = [\"cloud-a\", \"cloud-b\"]\nnet = \"cellular\"\n\n[[topic]]");
+    for seed in 1..=3 {
+        let r = run(&text, seed);
+        assert_eq!(r.duplicates + r.out_of_order, 0, "seed {seed}");
+    }
 }

@@ -49,11 +49,17 @@ struct GwSession {
     last_heard: Instant,
 }
 
-/// A batch accepted from an edge, waiting for the next group commit.
+/// A batch accepted from a peer, waiting for the next group commit.
 #[derive(Clone, Debug)]
 pub struct Accepted {
+    /// The stream it continues: its origin (for a stream that comes down, the peer it
+    /// comes from, see `Ingest::stream_origin`) and topic.
     pub origin: NodeId,
     pub topic: TopicIdx,
+    /// The origin its header names: whose records they are.
+    pub identity: NodeId,
+    /// The peer that sent it (a relay forwards other origins' streams).
+    pub via: NodeId,
     pub base_seq: Seq,
     pub count: u32,
     pub batch: Vec<u8>,
@@ -120,15 +126,34 @@ impl Ingest {
             + self.sessions.len() as u64 * GATEWAY_SESSION_ENTRY_BYTES
     }
 
-    /// A topic this node receives from its peers by that name: on a gateway one that goes
-    /// up, on an edge one that comes down. Any other is answered as unknown, so that a
-    /// topic's log holds only streams that arrive the way its direction says.
-    fn topic_idx(cfg: &NodeConfig, name: &str) -> Option<TopicIdx> {
-        let received = |t: &crate::config::TopicConfig| match cfg.role {
-            crate::config::Role::Gateway => t.sync.goes_up(),
-            crate::config::Role::Edge => t.sync.goes_down(),
+    /// A topic this node receives from peer `from` by that name, and whether it comes
+    /// down (from this node's upstream: its `cloud-to-edge` topics) rather than up (on a
+    /// gateway, from any other peer: the topics that go up). Any other is answered as
+    /// unknown, so that a topic's log holds only streams that arrive the way its
+    /// direction says.
+    fn topic_idx(cfg: &NodeConfig, name: &str, from: NodeId) -> Option<(TopicIdx, bool)> {
+        let down = cfg.upstream == Some(from);
+        let received = |t: &crate::config::TopicConfig| match (down, cfg.role) {
+            (true, _) => t.sync.goes_down(),
+            (false, crate::config::Role::Gateway) => t.sync.goes_up(),
+            (false, crate::config::Role::Edge) => false,
         };
-        cfg.topics.iter().position(|t| t.name == name && received(t)).map(|i| TopicIdx(i as u16))
+        let i = cfg.topics.iter().position(|t| t.name == name && received(t))?;
+        Some((TopicIdx(i as u16), down))
+    }
+
+    /// The stream a batch or skip from peer `from` naming `origin` continues. A stream
+    /// that comes down is keyed by the peer it comes from: the log holds that one stream,
+    /// whichever tier wrote it. A stream that goes up is the origin's own, which only the
+    /// origin itself or a relay below this gateway (`gateway.relays`) may send.
+    fn stream_origin(cfg: &NodeConfig, from: NodeId, origin: NodeId, down: bool) -> Result<NodeId, String> {
+        if down {
+            Ok(from)
+        } else if origin == from || cfg.gateway.relays.contains(&from) {
+            Ok(origin)
+        } else {
+            Err(format!("batch claims origin {origin}, and node {from} is not a relay of this gateway"))
+        }
     }
 
     /// The session `origin` has open here, if any.
@@ -157,12 +182,19 @@ impl Ingest {
             return fx.send(from, &SyncMsg::Welcome { session, hlc, topics: answer, batch_raw_max });
         }
         self.sessions.insert(origin, GwSession { id: session, last_heard: now });
+        let relay = cfg.gateway.relays.contains(&from);
         let mut answer = Vec::with_capacity(topics.len());
         for name in topics {
-            let Some(idx) = Self::topic_idx(cfg, &name) else {
+            let Some((idx, down)) = Self::topic_idx(cfg, &name, from) else {
                 answer.push((name, TopicStatus::UnknownTopic, 0));
                 continue;
             };
+            if relay && !down {
+                // A relay sends its edges' streams, not one of its own: their marks are
+                // made as they arrive, and it starts from what it knows was acknowledged.
+                answer.push((name, TopicStatus::Accepted, 0));
+                continue;
+            }
             let known = self.streams.contains_key(&(origin, idx));
             if !known && self.streams.len() >= cfg.gateway.streams_max {
                 answer.push((name, TopicStatus::TooManyStreams, 0));
@@ -198,20 +230,22 @@ impl Ingest {
                 return DataOutcome { accepted };
             }
         }
-        let Some(idx) = Self::topic_idx(cfg, topic) else {
+        let Some((idx, down)) = Self::topic_idx(cfg, topic, from) else {
             fx.event(Event::BadMessage { from, error: format!("data for unknown topic {topic:?}") });
             return DataOutcome { accepted };
         };
-        let Some(stream) = self.streams.get_mut(&(from, idx)) else {
-            return DataOutcome { accepted };
-        };
-        let mut refused = false;
+        // Streams whose marks answer the message: the ones refused (an origin's batch
+        // refused refuses its later ones; a relay's other origins go on), and every one
+        // seen when nothing was accepted.
+        let mut seen: Vec<NodeId> = self.streams.contains_key(&(from, idx)).then_some(from).into_iter().collect();
+        let mut refused: Vec<NodeId> = Vec::new();
+        let mut stop = false;
         for bytes in batches {
             let batch = match DecodedBatch::decode_with(&bytes, dec) {
                 Ok(b) => b,
                 Err(e) => {
                     fx.event(Event::BadMessage { from, error: format!("batch rejected: {e}") });
-                    refused = true;
+                    stop = true;
                     break;
                 }
             };
@@ -224,32 +258,54 @@ impl Ingest {
                 };
                 let error = format!("batch of {} record bytes exceeds {what} = {max}", h.raw_len);
                 fx.event(Event::BadMessage { from, error });
-                refused = true;
+                stop = true;
                 break;
             }
-            if h.origin != from {
-                fx.event(Event::BadMessage { from, error: format!("batch claims origin {}", h.origin) });
-                refused = true;
-                break;
+            let key = match Self::stream_origin(cfg, from, h.origin, down) {
+                Ok(k) => k,
+                Err(error) => {
+                    fx.event(Event::BadMessage { from, error });
+                    stop = true;
+                    break;
+                }
+            };
+            if refused.contains(&key) {
+                continue;
             }
+            if !self.streams.contains_key(&(key, idx)) {
+                // An edge's streams are made at its Hello; a relayed one when it first
+                // arrives, within the same bound.
+                if key == from || self.streams.len() >= cfg.gateway.streams_max {
+                    refused.push(key);
+                    continue;
+                }
+                self.streams.insert((key, idx), GwStream::default());
+            }
+            if !seen.contains(&key) {
+                seen.push(key);
+            }
+            let stream = self.streams.get_mut(&(key, idx)).expect("inserted above");
             if h.end_seq() <= stream.appended {
                 self.duplicates_dropped += u64::from(h.count);
                 continue;
             }
             if h.base_seq > stream.appended {
                 self.gaps_refused += 1;
-                refused = true;
-                break;
+                refused.push(key);
+                continue;
             }
+            // No room: nothing after it is taken either; the senders resend.
             let cost = Accepted::cost_of(&bytes, h.count as usize);
             if self.pending_bytes + cost > pending_max {
-                refused = true;
+                refused.push(key);
+                stop = true;
                 break;
             }
             let need = bytes.len() as u64 + crate::log::LOG_FRAME_OVERHEAD as u64;
             if need > storage_room {
                 self.storage_refused += 1;
-                refused = true;
+                refused.push(key);
+                stop = true;
                 break;
             }
             storage_room -= need;
@@ -262,7 +318,7 @@ impl Ingest {
                 bytes.clone()
             } else {
                 let mut b = Vec::new();
-                enc.encode(from, stream.appended, &records, Compression::Zstd, &mut b);
+                enc.encode(h.origin, stream.appended, &records, Compression::Zstd, &mut b);
                 // The encoder reserved room for the raw records; keep only what it holds,
                 // as the memory accounting counts (see `Accepted::cost_of`).
                 b.shrink_to_fit();
@@ -272,8 +328,10 @@ impl Ingest {
             let cost = Accepted::cost_of(&stored, records.len());
             self.pending_bytes += cost;
             accepted.push(Accepted {
-                origin: from,
+                origin: key,
                 topic: idx,
+                identity: h.origin,
+                via: from,
                 base_seq: stream.appended,
                 count,
                 batch: stored,
@@ -285,19 +343,19 @@ impl Ingest {
             });
             stream.appended += u64::from(count);
         }
-        if refused || accepted.is_empty() {
-            let (durable, expected) = (stream.durable, stream.appended);
-            fx.send(
-                from,
-                &SyncMsg::Ack { session, hlc: received_hlc, topic: topic.to_string(), next_seq: durable, expected },
-            );
+        let answer = if accepted.is_empty() || stop { seen } else { refused };
+        for origin in answer {
+            let Some(st) = self.streams.get(&(origin, idx)) else { continue };
+            let (next_seq, expected, topic) = (st.durable, st.appended, topic.to_string());
+            fx.send(from, &SyncMsg::Ack { session, hlc: received_hlc, topic, origin, next_seq, expected });
         }
         DataOutcome { accepted }
     }
 
-    /// A Skip: the edge will never send `from..to`. Accepted only where the stream stands
-    /// (`from <= appended < to`) with nothing awaiting a commit, so the durable mark moves
-    /// past the hole in order; otherwise answered with the marks, like a refused Data.
+    /// A Skip: `origin`'s stream will never hold `from..to`. Accepted only where the
+    /// stream stands (`from <= appended < to`) with nothing awaiting a commit, so the
+    /// durable mark moves past the hole in order; otherwise answered with the marks, like
+    /// a refused Data. A relay forwards its edges' holes the same way.
     ///
     /// The hole is not written to the log: after a restart the gateway's mark comes back
     /// at the hole's start and the edge skips it again (or, if it has since deleted the
@@ -305,25 +363,34 @@ impl Ingest {
     pub(crate) fn on_skip(
         &mut self,
         cx: &mut Ctx<'_>,
-        from_node: NodeId,
-        session: u64,
-        topic: &str,
+        (peer, session): (NodeId, u64),
+        (topic, origin): (&str, NodeId),
         (from, to): (Seq, Seq),
         reason: SkipReason,
     ) -> Option<TopicIdx> {
         let (now, hlc, cfg, fx) = (cx.now, cx.hlc, cx.cfg, &mut *cx.fx);
-        match self.sessions.get_mut(&from_node) {
+        match self.sessions.get_mut(&peer) {
             Some(s) if s.id == session => s.last_heard = now,
             _ => {
-                fx.send(from_node, &SyncMsg::Reset { session });
+                fx.send(peer, &SyncMsg::Reset { session });
                 return None;
             }
         }
-        let Some(idx) = Self::topic_idx(cfg, topic) else {
-            fx.event(Event::BadMessage { from: from_node, error: format!("skip for unknown topic {topic:?}") });
+        let Some((idx, down)) = Self::topic_idx(cfg, topic, peer) else {
+            fx.event(Event::BadMessage { from: peer, error: format!("skip for unknown topic {topic:?}") });
             return None;
         };
-        let stream = self.streams.get_mut(&(from_node, idx))?;
+        let key = match Self::stream_origin(cfg, peer, origin, down) {
+            Ok(k) => k,
+            Err(error) => {
+                fx.event(Event::BadMessage { from: peer, error });
+                return None;
+            }
+        };
+        if key != peer && !self.streams.contains_key(&(key, idx)) && self.streams.len() < cfg.gateway.streams_max {
+            self.streams.insert((key, idx), GwStream::default());
+        }
+        let stream = self.streams.get_mut(&(key, idx))?;
         let mut moved = None;
         if from > stream.appended {
             self.gaps_refused += 1;
@@ -331,15 +398,17 @@ impl Ingest {
             let start = stream.appended;
             stream.appended = to;
             stream.durable = to;
-            fx.event(Event::Skipped { origin: from_node, topic: idx, from: start, to, reason });
+            fx.event(Event::Skipped { origin: key, topic: idx, from: start, to, reason });
             moved = Some(idx);
         }
         let (next_seq, expected) = (stream.durable, stream.appended);
-        fx.send(from_node, &SyncMsg::Ack { session, hlc, topic: topic.to_string(), next_seq, expected });
+        let topic = topic.to_string();
+        fx.send(peer, &SyncMsg::Ack { session, hlc, topic, origin: key, next_seq, expected });
         moved
     }
 
-    /// The group commit holding these batches is durable: advance and acknowledge.
+    /// The group commit holding these batches is durable: advance and acknowledge, to the
+    /// peer that sent each (the origin itself, or the relay that forwarded it).
     pub(crate) fn on_durable(&mut self, batches: &[Accepted], hlc: Hlc, cfg: &NodeConfig, fx: &mut Fx) {
         let mut touched = std::collections::BTreeSet::new();
         for b in batches {
@@ -349,18 +418,16 @@ impl Ingest {
             st.durable = end;
             debug_assert!(st.durable <= st.appended);
             self.pending_bytes -= b.cost;
-            touched.insert((b.origin, b.topic));
+            touched.insert((b.via, b.origin, b.topic));
         }
-        for (origin, topic) in touched {
-            let Some(session) = self.sessions.get(&origin) else {
+        for (via, origin, topic) in touched {
+            let Some(session) = self.sessions.get(&via) else {
                 continue;
             };
             let st = self.streams[&(origin, topic)];
             let name = cfg.topics[topic.0 as usize].name.clone();
-            fx.send(
-                origin,
-                &SyncMsg::Ack { session: session.id, hlc, topic: name, next_seq: st.durable, expected: st.appended },
-            );
+            let (next_seq, expected) = (st.durable, st.appended);
+            fx.send(via, &SyncMsg::Ack { session: session.id, hlc, topic: name, origin, next_seq, expected });
         }
     }
 

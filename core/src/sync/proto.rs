@@ -9,9 +9,9 @@
 //! Welcome gw → edge   session u64, hlc u64, n varint, n × (topic name, status u8, next_seq u64),
 //!                     batch_raw_max u64
 //! Data    edge → gw   session u64, hlc u64, topic name, n varint, n × (len varint, batch)
-//! Ack     gw → edge   session u64, hlc u64, topic name, next_seq u64, expected u64
+//! Ack     gw → edge   session u64, hlc u64, topic name, origin u64, next_seq u64, expected u64
 //! Reset   gw → edge   session u64   (the gateway does not know this session: start over)
-//! Skip    edge → gw   session u64, hlc u64, topic name, from u64, to u64, reason u8
+//! Skip    edge → gw   session u64, hlc u64, topic name, origin u64, from u64, to u64, reason u8
 //! topic name = len u8 (1..=255), UTF-8 bytes
 //! ```
 
@@ -60,24 +60,29 @@ pub enum SyncMsg {
         topic: String,
         batches: Vec<Vec<u8>>,
     },
-    /// `next_seq`: everything below is durable at the gateway. `expected`: the next
-    /// sequence the gateway will accept (above `next_seq` while a commit is in flight).
+    /// `next_seq`: everything below of `origin`'s stream of `topic` is durable at the
+    /// gateway. `expected`: the next sequence the gateway will accept (above `next_seq`
+    /// while a commit is in flight). `origin` is the sender itself, except for the streams
+    /// a relay forwards (a middle tier's of its edges).
     Ack {
         session: u64,
         hlc: Hlc,
         topic: String,
+        origin: NodeId,
         next_seq: Seq,
         expected: Seq,
     },
     Reset {
         session: u64,
     },
-    /// Sequences `from..to` of this topic from the sender will never be sent: the edge's
-    /// only copy is unreadable, or the sequences were never used (see [`SkipReason`]).
+    /// Sequences `from..to` of `origin`'s stream of this topic will never be sent: the
+    /// edge's only copy is unreadable, or the sequences were never used (see
+    /// [`SkipReason`]); a relay forwards the holes of the streams it holds.
     Skip {
         session: u64,
         hlc: Hlc,
         topic: String,
+        origin: NodeId,
         from: Seq,
         to: Seq,
         reason: SkipReason,
@@ -99,6 +104,9 @@ pub enum SkipReason {
     /// The edge's storage budget was full and the topic's eviction policy let it delete
     /// records the gateway had not acknowledged (counted as `evicted_unsynced`).
     Evicted = 3,
+    /// A relay never received the range: the tier below it skipped it for one of the
+    /// reasons above.
+    Hole = 4,
 }
 
 /// Why bytes from a peer are not a sync message.
@@ -228,19 +236,21 @@ impl SyncMsg {
                     out.extend_from_slice(b);
                 }
             }
-            SyncMsg::Ack { session, hlc, topic, next_seq, expected } => {
+            SyncMsg::Ack { session, hlc, topic, origin, next_seq, expected } => {
                 out.extend_from_slice(&session.to_le_bytes());
                 out.extend_from_slice(&hlc.0.to_le_bytes());
                 put_name(out, topic);
+                out.extend_from_slice(&origin.0.to_le_bytes());
                 out.extend_from_slice(&next_seq.to_le_bytes());
                 out.extend_from_slice(&expected.to_le_bytes());
             }
             SyncMsg::Reset { session } => out.extend_from_slice(&session.to_le_bytes()),
-            SyncMsg::Skip { session, hlc, topic, from, to, reason } => {
+            SyncMsg::Skip { session, hlc, topic, origin, from, to, reason } => {
                 assert!(from < to, "a skip covers at least one sequence");
                 out.extend_from_slice(&session.to_le_bytes());
                 out.extend_from_slice(&hlc.0.to_le_bytes());
                 put_name(out, topic);
+                out.extend_from_slice(&origin.0.to_le_bytes());
                 out.extend_from_slice(&from.to_le_bytes());
                 out.extend_from_slice(&to.to_le_bytes());
                 out.push(*reason as u8);
@@ -304,14 +314,16 @@ impl SyncMsg {
                 let session = r.u64()?;
                 let hlc = Hlc(r.u64()?);
                 let topic = get_name(&mut r)?;
+                let origin = NodeId(r.u64()?);
                 let next_seq = r.u64()?;
-                SyncMsg::Ack { session, hlc, topic, next_seq, expected: r.u64()? }
+                SyncMsg::Ack { session, hlc, topic, origin, next_seq, expected: r.u64()? }
             }
             FrameKind::SyncReset => SyncMsg::Reset { session: r.u64()? },
             FrameKind::SyncSkip => {
                 let session = r.u64()?;
                 let hlc = Hlc(r.u64()?);
                 let topic = get_name(&mut r)?;
+                let origin = NodeId(r.u64()?);
                 let from = r.u64()?;
                 let to = r.u64()?;
                 if from >= to {
@@ -322,9 +334,10 @@ impl SyncMsg {
                     1 => SkipReason::Unwritten,
                     2 => SkipReason::Deleted,
                     3 => SkipReason::Evicted,
+                    4 => SkipReason::Hole,
                     s => return Err(MsgError::BadStatus(s)),
                 };
-                SyncMsg::Skip { session, hlc, topic, from, to, reason }
+                SyncMsg::Skip { session, hlc, topic, origin, from, to, reason }
             }
             k => return Err(MsgError::NotSync(k)),
         };
@@ -374,19 +387,32 @@ mod tests {
                     topic,
                     batches
                 }),
-            (any::<u64>(), any::<u64>(), name(), any::<u64>(), any::<u64>()).prop_map(|(s, h, topic, n, e)| {
-                SyncMsg::Ack { session: s, hlc: Hlc(h), topic, next_seq: n, expected: e }
-            }),
-            any::<u64>().prop_map(|s| SyncMsg::Reset { session: s }),
-            (any::<u64>(), any::<u64>(), name(), any::<u64>(), 1u64..1 << 40, 0u8..4).prop_map(
-                |(s, h, topic, from, n, r)| SyncMsg::Skip {
+            (any::<u64>(), any::<u64>(), name(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
+                |(s, h, topic, o, n, e)| SyncMsg::Ack {
                     session: s,
                     hlc: Hlc(h),
                     topic,
+                    origin: NodeId(o),
+                    next_seq: n,
+                    expected: e
+                }
+            ),
+            any::<u64>().prop_map(|s| SyncMsg::Reset { session: s }),
+            (any::<u64>(), any::<u64>(), name(), any::<u64>(), any::<u64>(), 1u64..1 << 40, 0u8..5).prop_map(
+                |(s, h, topic, o, from, n, r)| SyncMsg::Skip {
+                    session: s,
+                    hlc: Hlc(h),
+                    topic,
+                    origin: NodeId(o),
                     from: from / 2,
                     to: from / 2 + n,
-                    reason: [SkipReason::Corrupted, SkipReason::Unwritten, SkipReason::Deleted, SkipReason::Evicted]
-                        [r as usize],
+                    reason: [
+                        SkipReason::Corrupted,
+                        SkipReason::Unwritten,
+                        SkipReason::Deleted,
+                        SkipReason::Evicted,
+                        SkipReason::Hole
+                    ][r as usize],
                 }
             ),
         ]

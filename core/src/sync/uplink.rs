@@ -17,7 +17,7 @@
 //!   a stream never stalls on one bad frame.
 
 use super::bucket::TokenBucket;
-use super::proto::{SkipReason, SyncMsg, TopicStatus};
+use super::proto::{SkipReason, SyncMsg, TopicStatus, BATCHES_PER_DATA_MAX};
 use crate::codec::{self, BatchDecoder, BatchEncoder, Compression, DecodedBatch, RecordRef};
 use crate::config::{NodeConfig, SyncConfig, SyncDirection};
 use crate::effects::{Ctx, Fx, Owner};
@@ -33,13 +33,19 @@ use std::collections::{BTreeMap, VecDeque};
 pub const FLIGHTS_PER_STREAM_MAX: usize = 1024;
 
 /// The uplink's planned memory: its streams and their flights, batches held back by the
-/// bandwidth limit, the window of unacknowledged bytes, and one read per stream.
+/// bandwidth limit, the window of unacknowledged bytes, one read per stream, and a
+/// relay's marks.
 pub(crate) fn planned(cfg: &NodeConfig, b: &PlanBasis) -> MemoryUsage {
     // A stream's flight queue grows by doubling up to the first power of two that holds
     // FLIGHTS_PER_STREAM_MAX flights (swarm seed 1181: a satellite link kept 1024 small
     // flights in flight, and the plan had counted 48 bytes for a 56-byte flight).
     let mut m = planned_streams(b.up, b.held_max, b.read_max);
-    m.set(MemoryPart::SyncWindow, if b.edge { cfg.sync.window_bytes_max + b.up * b.held_max } else { 0 });
+    let window = b.edge || b.up > 0;
+    m.set(MemoryPart::SyncWindow, if window { cfg.sync.window_bytes_max + b.up * b.held_max } else { 0 });
+    if cfg.is_middle_tier() {
+        // A relay's marks: one per stream the gateway tracks at most.
+        m.grow(MemoryPart::Index, relay_marks_bytes(cfg.gateway.streams_max as u64));
+    }
     m
 }
 
@@ -87,6 +93,40 @@ struct Flight {
     cursor: Option<Cursor>,
 }
 
+/// What a relay's message carries of one origin's stream: sequences `from..to`, by which
+/// the peer acknowledges it (the flight's `start..end` are the relay's log offsets). A
+/// message carries up to `RELAY_ORIGINS_PER_MESSAGE_MAX` origins; `last` marks its last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Relayed {
+    origin: NodeId,
+    from: Seq,
+    to: Seq,
+    last: bool,
+}
+
+/// Origins one relay message carries at most (what its flight's identities cost is
+/// planned from it).
+pub const RELAY_ORIGINS_PER_MESSAGE_MAX: usize = 16;
+
+/// Heap bytes of one relayed flight's identity (beside its `Flight`).
+pub const RELAYED_ENTRY_BYTES: u64 = std::mem::size_of::<Relayed>() as u64;
+
+/// A middle tier's knowledge of the next tier's marks (`Uplink::relay`).
+#[derive(Debug, Default)]
+struct RelayMarks {
+    /// The next tier's durable mark per (origin, topic), as last heard.
+    acked: BTreeMap<(NodeId, TopicIdx), Seq>,
+    /// Per (origin, topic), where the batches read since the stream last started over
+    /// end: the origin's next batch must start there, or the log has a hole (the tier
+    /// below skipped it) that is forwarded as a `Skip`.
+    passed: BTreeMap<(NodeId, TopicIdx), Seq>,
+}
+
+/// Heap bytes of a relay's marks of `n` streams (both maps full).
+pub(crate) const fn relay_marks_bytes(n: u64) -> u64 {
+    2 * crate::memory::btree_bytes(n, std::mem::size_of::<(NodeId, TopicIdx)>(), std::mem::size_of::<Seq>())
+}
+
 /// A search for the next good frame after one that failed its checksum (`bad`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Skipping {
@@ -102,6 +142,7 @@ struct Held {
     start: Seq,
     end: Seq,
     cursor: Option<Cursor>,
+    relayed: Vec<Relayed>,
     /// Uncompressed record bytes: what the window counts, so that compression cannot
     /// multiply the records in flight (and resent after a loss).
     raw: u64,
@@ -126,6 +167,9 @@ struct UpStream {
     waiting_since: Option<Instant>,
     rewound: Option<(Seq, Instant)>,
     skipping: Option<Skipping>,
+    /// A relay's: what each flight carries, in step with `inflight` (empty otherwise, so
+    /// that an edge's flights cost what they did).
+    relayed: VecDeque<Relayed>,
 }
 
 /// The session as `outpost sync status` shows it.
@@ -220,6 +264,13 @@ pub struct Uplink {
     /// The largest records section the peer stores, from its Welcome: no batch is built
     /// larger (an edge's may be below a gateway's batches).
     peer_batch_raw_max: u64,
+    /// Batches carry the origin their log's frames name rather than this node's: a
+    /// gateway's sender of what comes down, whose log may be a replica of the tier above.
+    origin_from_log: bool,
+    /// A middle tier's sender of its edges' streams (`Uplink::relay`): it forwards its
+    /// log's batches as they are, each under its origin's identity, and its streams'
+    /// `acked`/`sent` are log offsets, which the next tier's marks per origin move.
+    relay: Option<RelayMarks>,
 }
 
 /// Heap bytes of the map of `n` streams' state (names and flights apart).
@@ -263,9 +314,20 @@ impl Uplink {
         Uplink::of_topics(cfg, gateway, now, rng, SyncDirection::goes_up)
     }
 
-    /// A gateway's sender of the topics that go down, to one edge.
+    /// A gateway's sender of the topics that go down, to one edge (or to a middle tier).
     pub fn down(cfg: &NodeConfig, edge: NodeId, now: Instant, rng: &mut Xoshiro256PlusPlus) -> Uplink {
-        Uplink::of_topics(cfg, edge, now, rng, SyncDirection::goes_down)
+        let mut u = Uplink::of_topics(cfg, edge, now, rng, SyncDirection::goes_down);
+        u.origin_from_log = true;
+        u
+    }
+
+    /// A middle tier's sender to the next tier up of the topics that go up: its log of each
+    /// holds many edges' streams, which it forwards keeping their identities, so that
+    /// every tier holds each record once (`Ingest::stream_origin` at the receiver).
+    pub fn relay(cfg: &NodeConfig, upstream: NodeId, now: Instant, rng: &mut Xoshiro256PlusPlus) -> Uplink {
+        let mut u = Uplink::of_topics(cfg, upstream, now, rng, SyncDirection::goes_up);
+        u.relay = Some(RelayMarks::default());
+        u
     }
 
     fn of_topics(
@@ -295,6 +357,7 @@ impl Uplink {
                     waiting_since: None,
                     rewound: None,
                     skipping: None,
+                    relayed: VecDeque::new(),
                 };
                 (TopicIdx(i as u16), s)
             })
@@ -313,6 +376,8 @@ impl Uplink {
             keepalive: false,
             last_sent: now,
             peer_batch_raw_max: codec::MAX_BATCH_RAW_BYTES as u64,
+            origin_from_log: false,
+            relay: None,
         }
     }
 
@@ -349,9 +414,17 @@ impl Uplink {
 
     /// Heap bytes of the per-stream state (not the held batches).
     pub fn index_bytes(&self) -> u64 {
-        let flights: u64 = self.streams.values().map(|s| s.inflight.capacity() as u64 * FLIGHT_ENTRY_BYTES).sum();
+        let flights: u64 = (self.streams.values())
+            .map(|s| {
+                s.inflight.capacity() as u64 * FLIGHT_ENTRY_BYTES + s.relayed.capacity() as u64 * RELAYED_ENTRY_BYTES
+            })
+            .sum();
         let names: usize = self.streams.values().map(|s| s.name.capacity()).sum();
-        streams_map_bytes(self.streams.len() as u64) + flights + names as u64
+        let relay = self.relay.as_ref().map_or(0, |r| {
+            let n = r.acked.len().max(r.passed.len()) as u64;
+            relay_marks_bytes(n)
+        });
+        streams_map_bytes(self.streams.len() as u64) + flights + names as u64 + relay
     }
 
     /// Heap bytes of encoded batches held back by the bandwidth limit.
@@ -455,6 +528,7 @@ impl Uplink {
         for s in self.streams.values_mut() {
             s.accepted = false;
             s.inflight.clear();
+            s.relayed.clear();
             s.held = None;
             s.waiting_since = None;
             s.rewound = None;
@@ -511,6 +585,16 @@ impl Uplink {
                         continue;
                     }
                     let log = &logs[idx.0 as usize];
+                    if let Some(r) = &mut self.relay {
+                        // A relay's streams are its edges': it starts over from what it knows
+                        // the next tier acknowledged (its log's start after a restart), and
+                        // the next tier drops what it already holds.
+                        r.passed.retain(|&(_, t), _| t != idx);
+                        s.sent = s.acked.max(log.start_offset());
+                        s.cursor = None;
+                        s.last_progress = now;
+                        continue;
+                    }
                     // The gateway never holds more of our stream than we wrote durably,
                     // unless this device's storage was replaced under the same identity,
                     // or the stream is a site cluster's: an earlier leader may have sent
@@ -529,7 +613,7 @@ impl Uplink {
                 self.session = Session::Active { id, unanswered_since: None };
                 fx.event(Event::SessionUp { peer: self.gateway, session: id });
             }
-            SyncMsg::Ack { session, topic, next_seq, expected, .. } => {
+            SyncMsg::Ack { session, topic, origin, next_seq, expected, .. } => {
                 let Session::Active { id, ref mut unanswered_since } = self.session else {
                     return;
                 };
@@ -537,6 +621,9 @@ impl Uplink {
                     return;
                 }
                 *unanswered_since = None;
+                if self.relay.is_some() {
+                    return self.on_relay_ack(&topic, origin, (next_seq, expected), now);
+                }
                 let Some(s) = self.streams.values_mut().find(|s| s.name == topic) else {
                     return;
                 };
@@ -578,13 +665,72 @@ impl Uplink {
         }
     }
 
+    /// The next tier's marks of one origin's stream, as a relay hears them: flights it
+    /// holds wholly are done, and the relay's `acked` (a log offset) moves to the oldest
+    /// flight still open. A gap (the peer expects less than the oldest of that origin's
+    /// flights it lacks starts at) makes the stream start over from `acked`.
+    fn on_relay_ack(&mut self, topic: &str, origin: NodeId, (next_seq, expected): (Seq, Seq), now: Instant) {
+        let Some(idx) = idx_of(&self.streams, topic) else { return };
+        let r = self.relay.as_mut().expect("a relay");
+        let mark = r.acked.entry((origin, idx)).or_default();
+        *mark = (*mark).max(next_seq);
+        let s = self.streams.get_mut(&idx).expect("stream exists");
+        let done = |x: &Relayed| r.acked.get(&(x.origin, idx)).is_some_and(|&m| m >= x.to);
+        loop {
+            // The oldest flight's identities: up to and with the first marked last.
+            let n = s.relayed.iter().position(|x| x.last).map_or(0, |k| k + 1);
+            if n == 0 || !s.relayed.iter().take(n).all(done) {
+                break;
+            }
+            s.relayed.drain(..n);
+            let f = s.inflight.pop_front().expect("flights and their identities go in step");
+            self.inflight_bytes -= f.raw;
+            s.last_progress = now;
+        }
+        Self::settle_relay_acked(s);
+        // The oldest of this origin's ranges in flight the peer lacks. The peer has none of
+        // it when it expects less than its start (the log's hole, not yet known as one), or
+        // when it expects its start and has already made durable a range sent after it:
+        // the peer accepts in order and commits in order, so that one was lost or refused.
+        let lacking = s.relayed.iter().position(|x| x.origin == origin && x.to > expected);
+        let gap = lacking.is_some_and(|k| {
+            let x = s.relayed[k];
+            x.from > expected || (x.from == expected && s.relayed.iter().skip(k + 1).any(done))
+        });
+        let fresh = s.rewound.is_none_or(|(_, when)| now.saturating_since(when) > Duration::from_secs(1));
+        if gap && fresh {
+            let to = s.acked;
+            self.rewind(Some(idx), to, now);
+        }
+    }
+
+    /// A relay's `acked`: the start of its oldest open flight, else of its held message,
+    /// else where it has read to (ranges it passed without a message, damaged frames,
+    /// have nothing to wait for).
+    fn settle_relay_acked(s: &mut UpStream) {
+        let open = s.inflight.front().map(|f| f.start).or(s.held.as_ref().map(|h| h.start));
+        s.acked = s.acked.max(open.unwrap_or(s.sent));
+    }
+
     fn rewind(&mut self, topic: Option<TopicIdx>, to: Seq, now: Instant) {
         let Some(s) = topic.and_then(|t| self.streams.get_mut(&t)) else {
             return;
         };
+        if let Some(r) = &mut self.relay {
+            // A relay starts its pass over: it no longer knows where each origin stands.
+            let idx = topic.expect("found above");
+            r.passed.retain(|&(_, t), _| t != idx);
+        }
+        let relay = self.relay.is_some();
         let mut seek = None;
-        while s.inflight.back().is_some_and(|f| f.end > to) {
+        // (A relay's skip message takes no offsets: one at `to` is rewound too.)
+        while s.inflight.back().is_some_and(|f| f.end > to || (relay && f.start >= to)) {
             let f = s.inflight.pop_back().expect("back exists");
+            if s.relayed.pop_back().is_some() {
+                while s.relayed.back().is_some_and(|x| !x.last) {
+                    s.relayed.pop_back();
+                }
+            }
             self.inflight_bytes -= f.raw;
             if f.start <= to {
                 seek = Some(f.cursor);
@@ -725,16 +871,27 @@ impl Uplink {
         if from >= to {
             return;
         }
+        if self.relay.is_some() {
+            // A relay's offsets are no origin's sequences: it passes the range, and each
+            // origin's hole in it is forwarded when that origin's next frame is read.
+            if reason == SkipReason::Corrupted {
+                self.counters.corrupted_skipped += to - from;
+                fx.event(Event::Corrupted { topic: idx, from, to });
+            }
+            s.sent = s.sent.max(to);
+            return Self::settle_relay_acked(s);
+        }
         let Session::Active { id: session, .. } = self.session else {
             return;
         };
         let mut bytes = Vec::new();
-        SyncMsg::Skip { session, hlc, topic: s.name.clone(), from, to, reason }.encode(&mut bytes);
+        let (topic, origin) = (s.name.clone(), cx.cfg.id);
+        SyncMsg::Skip { session, hlc, topic, origin, from, to, reason }.encode(&mut bytes);
         if reason == SkipReason::Corrupted {
             self.counters.corrupted_skipped += to - from;
             fx.event(Event::Corrupted { topic: idx, from, to });
         }
-        let held = Held { bytes, start: from, end: to, cursor, raw: 0 };
+        let held = Held { bytes, start: from, end: to, cursor, relayed: Vec::new(), raw: 0 };
         Self::transmit(s, &mut self.inflight_bytes, &mut self.session, held, now, self.gateway, fx);
     }
 
@@ -755,6 +912,8 @@ impl Uplink {
         }
         let n = held.raw;
         s.inflight.push_back(Flight { start: held.start, end: held.end, raw: n, cursor: held.cursor });
+        s.relayed.extend(held.relayed);
+        debug_assert!(s.relayed.back().is_none_or(|x| x.last), "a relayed flight's identities end with its last");
         *inflight_bytes += n;
         s.sent = held.end;
         fx.send_bytes(gateway, held.bytes);
@@ -813,6 +972,9 @@ impl Uplink {
         let durable = log.durable_offset();
         let mut frames = Vec::new();
         let stop = log::scan(bytes, pos, cursor.offset, |f| frames.push(f));
+        if self.relay.is_some() {
+            return self.on_relay_read(cx, (idx, session), &frames, (stop.as_ref(), seg.len), durable);
+        }
         let mut next_cursor = cursor;
         let mut decoded: Vec<(DecodedBatch<'_>, u64, u64)> = Vec::new();
         let mut taken_records = 0u64;
@@ -873,22 +1035,7 @@ impl Uplink {
         }
         s.cursor = Some(next_cursor);
         if taken_records == 0 {
-            // The first frame we need cannot be read: search for the next good one.
-            let damaged = stop.as_ref().and_then(|st| st.damaged_at(seg.len)) == Some(next_cursor.pos);
-            let bad = match (corrupt, &stop) {
-                (Some((_, at)), _) => Some(at),
-                _ if damaged => Some(next_cursor),
-                (None, Some(ScanStop::Incomplete { pos: p, needed })) if *p == next_cursor.pos => {
-                    s.read_len_min = u32::try_from(*needed).unwrap_or(u32::MAX);
-                    None
-                }
-                _ => None,
-            };
-            if let Some(bad) = bad {
-                s.read_len_min = 0;
-                s.skipping = Some(Skipping { bad, search: bad.pos + 1, min_len: 0 });
-            }
-            return;
+            return Self::search_past_damage(s, stop.as_ref(), seg.len, corrupt.map(|(_, at)| at));
         }
         s.read_len_min = 0;
         let records: Vec<RecordRef<'_>> =
@@ -897,13 +1044,19 @@ impl Uplink {
         let end = first_seq + taken_records;
         assert!(end <= durable, "only durable records are ever sent");
         let mut batch = Vec::with_capacity(taken_bytes as usize / 2 + codec::BATCH_HEADER_LEN);
-        enc.encode(cfg.id, first_seq, &records, Compression::Zstd, &mut batch);
+        // (A gateway's log of what comes down may be a replica of the tier above's stream:
+        // its records keep that identity.)
+        let origin = match decoded.first() {
+            Some((b, _, _)) if self.origin_from_log => b.header.origin,
+            _ => cfg.id,
+        };
+        enc.encode(origin, first_seq, &records, Compression::Zstd, &mut batch);
         let mut bytes = Vec::with_capacity(batch.len() + 64 + s.name.len());
         SyncMsg::Data { session, hlc, topic: s.name.clone(), batches: vec![batch] }.encode(&mut bytes);
         s.waiting_since = if durable - end >= max_records { s.waiting_since } else { None };
         self.counters.records_sent += taken_records;
         self.counters.bytes_sent += bytes.len() as u64;
-        let held = Held { bytes, start: first_seq, end, cursor: Some(cursor), raw: taken_bytes };
+        let held = Held { bytes, start: first_seq, end, cursor: Some(cursor), relayed: Vec::new(), raw: taken_bytes };
         let ok = self.bucket.as_mut().is_none_or(|b| b.try_take(held.bytes.len() as u64, now));
         let s = self.streams.get_mut(&idx).expect("stream exists");
         if ok {
@@ -912,6 +1065,129 @@ impl Uplink {
             s.sent = end;
             s.held = Some(held);
         }
+    }
+
+    /// A read gave nothing to send: the first frame needed is damaged (search for the next
+    /// good one), or longer than what was read (read at least that much next time).
+    /// `corrupt`: a frame whose checksum held but whose batch does not decode.
+    fn search_past_damage(s: &mut UpStream, stop: Option<&ScanStop>, seg_len: u64, corrupt: Option<Cursor>) {
+        let Some(at) = s.cursor else { return };
+        let damaged = stop.and_then(|st| st.damaged_at(seg_len)) == Some(at.pos);
+        let bad = match (corrupt, stop) {
+            (Some(c), _) => Some(c),
+            _ if damaged => Some(at),
+            (None, Some(ScanStop::Incomplete { pos: p, needed })) if *p == at.pos => {
+                s.read_len_min = u32::try_from(*needed).unwrap_or(u32::MAX);
+                None
+            }
+            _ => None,
+        };
+        if let Some(bad) = bad {
+            s.read_len_min = 0;
+            s.skipping = Some(Skipping { bad, search: bad.pos + 1, min_len: 0 });
+        }
+    }
+
+    /// A relay's read: forwards the whole durable frames read, as they are stored, in
+    /// messages of at most a batch's worth of records and bytes (and the peer's largest
+    /// records section, and `RELAY_ORIGINS_PER_MESSAGE_MAX` origins), while the window has
+    /// room; where an origin's next frame does not continue where its last one ended,
+    /// first a `Skip` of the hole between (the tier below skipped it).
+    fn on_relay_read(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        (idx, session): (TopicIdx, u64),
+        frames: &[log::LogFrame<'_>],
+        (stop, seg_len): (Option<&ScanStop>, u64),
+        durable: Seq,
+    ) {
+        let (now, cfg, hlc) = (cx.now, cx.cfg, cx.hlc);
+        let (max_records, max_bytes) = (u64::from(cfg.sync.batch_records_max), u64::from(cfg.sync.batch_bytes_max));
+        let r = self.relay.as_mut().expect("a relay");
+        let s = self.streams.get_mut(&idx).expect("stream exists");
+        let Some(start) = s.cursor else { return };
+        let mut cursor = start;
+        let sent = s.sent;
+        // (Frames already sent are passed over, as the cursor is.)
+        for f in frames.iter().take_while(|f| f.end() <= sent) {
+            cursor = Cursor { base: start.base, pos: f.pos + f.len, offset: f.end() };
+        }
+        let mut frames = frames.iter().skip_while(|f| f.end() <= sent).peekable();
+        let mut sent_any = false;
+        loop {
+            let room = self.inflight_bytes < cfg.sync.window_bytes_max && s.inflight.len() < FLIGHTS_PER_STREAM_MAX;
+            if sent_any && (!room || s.held.is_some()) {
+                break;
+            }
+            let read_from = cursor;
+            let mut batches = Vec::new();
+            let (mut records, mut raw) = (0u64, 0u64);
+            let mut carried: Vec<Relayed> = Vec::new();
+            let mut hole = None;
+            while let Some(f) = frames.peek() {
+                let h = f.header;
+                let full = records >= max_records || raw >= max_bytes || batches.len() >= BATCHES_PER_DATA_MAX;
+                let section_max = self.peer_batch_raw_max.max(max_bytes);
+                let too_large = !batches.is_empty() && raw + u64::from(h.raw_len) > section_max;
+                let known = carried.iter().any(|c| c.origin == h.origin);
+                let crowded = !known && carried.len() >= RELAY_ORIGINS_PER_MESSAGE_MAX;
+                if f.end() > durable || full || too_large || crowded {
+                    break;
+                }
+                let key = (h.origin, idx);
+                if let Some(e) = r.passed.get(&key).or(r.acked.get(&key)).copied().filter(|&e| e < h.base_seq) {
+                    if batches.is_empty() {
+                        hole = Some(Relayed { origin: h.origin, from: e, to: h.base_seq, last: true });
+                    }
+                    break;
+                }
+                match carried.iter_mut().find(|c| c.origin == h.origin) {
+                    Some(c) => c.to = c.to.max(h.end_seq()),
+                    None => carried.push(Relayed { origin: h.origin, from: h.base_seq, to: h.end_seq(), last: false }),
+                }
+                let passed = r.passed.entry(key).or_default();
+                *passed = (*passed).max(h.end_seq());
+                records += u64::from(h.count);
+                raw += u64::from(h.raw_len);
+                batches.push(f.batch.to_vec());
+                cursor = Cursor { base: start.base, pos: f.pos + f.len, offset: f.end() };
+                frames.next();
+            }
+            let held = if let Some(x) = hole {
+                // The hole goes first, as its own message at the frame's offset.
+                r.passed.insert((x.origin, idx), x.to);
+                let (topic, reason) = (s.name.clone(), SkipReason::Hole);
+                let (origin, from, to) = (x.origin, x.from, x.to);
+                let mut bytes = Vec::new();
+                SyncMsg::Skip { session, hlc, topic, origin, from, to, reason }.encode(&mut bytes);
+                let at = cursor.offset.max(s.sent);
+                Held { bytes, start: at, end: at, cursor: Some(cursor), relayed: vec![x], raw: 0 }
+            } else if let Some(c) = carried.last_mut() {
+                c.last = true;
+                let end = cursor.offset;
+                assert!(end <= durable, "only durable records are ever sent");
+                let mut bytes = Vec::with_capacity(raw as usize / 2 + 64 + s.name.len());
+                SyncMsg::Data { session, hlc, topic: s.name.clone(), batches }.encode(&mut bytes);
+                self.counters.records_sent += records;
+                self.counters.bytes_sent += bytes.len() as u64;
+                Held { bytes, start: s.sent, end, cursor: Some(read_from), relayed: carried, raw }
+            } else {
+                break;
+            };
+            sent_any = true;
+            if self.bucket.as_mut().is_none_or(|b| b.try_take(held.bytes.len() as u64, now)) {
+                Self::transmit(s, &mut self.inflight_bytes, &mut self.session, held, now, self.gateway, cx.fx);
+            } else {
+                s.sent = s.sent.max(held.end);
+                s.held = Some(held);
+            }
+        }
+        s.cursor = Some(cursor);
+        if !sent_any {
+            return Self::search_past_damage(s, stop, seg_len, None);
+        }
+        s.read_len_min = 0;
+        s.waiting_since = if durable - s.sent >= max_records { s.waiting_since } else { None };
     }
 
     /// A read of the search past a bad frame finished.
