@@ -58,6 +58,13 @@ fn node(id: &str, role: Role, device: &str) -> NodeSpec {
 /// drew before): reboot loops and idle stretches, the worlds of the durability checks
 /// (eviction pressure, corrupt tails), and small devices last.
 pub fn world(seed: u64) -> Scenario {
+    let mut s = world_before_tiers(seed);
+    add_tiers(&mut s, &mut stream(seed, "swarm/tiers"));
+    s
+}
+
+/// The world `seed` drew before relay tiers existed.
+pub fn world_before_tiers(seed: u64) -> Scenario {
     let mut s = world_before_down_topics(seed);
     add_down_topic(&mut s, &mut stream(seed, "swarm/down-topics"));
     s
@@ -160,6 +167,67 @@ fn add_second_gateway(s: &mut Scenario, rng: &mut SimRng) {
     }
     let rates = NodeFaultRates { crash: rng.gen_range(0..=3), jump: rng.gen_range(0..=1), full: 1, restart_share: 0.9 };
     add_node_faults(s, rng, gw, rates);
+}
+
+/// The share of worlds with a middle tier.
+const TIER_SHARE: f64 = 0.25;
+
+/// Relay tiers (issue 16, part 4), from their own stream and drawn last, so that a world
+/// without them is the world its seed drew before: in about one world in four, `box`
+/// (an iot-gateway) joins with `upstream` the first gateway and a link to it (a net and
+/// outages drawn), and each edge outside a site that syncs up to the first gateway moves
+/// under `box` with odds of one in two (a LAN or Wi-Fi link of its own, with outages; its
+/// link to the first gateway stays, unused). With odds of one in two a second tier, `box2`,
+/// joins under `box`, and each of `box`'s edges moves under it with odds of one in two.
+/// The boxes crash and restart like any node, and are on the first gateway's side of
+/// earlier partitions. A world whose nodes cannot run so goes without tiers.
+fn add_tiers(s: &mut Scenario, rng: &mut SimRng) {
+    if !rng.gen_bool(TIER_SHARE) {
+        return;
+    }
+    let before = s.clone();
+    let top_of = |s: &Scenario, e: usize| crate::world::node_config(s, e).upstream.map(|u| u.0 as usize - 1);
+    let mut parent = 0;
+    for (k, name) in ["box", "box2"].into_iter().enumerate() {
+        if k > 0 && !rng.gen_bool(0.5) {
+            break;
+        }
+        let tier = s.nodes.len();
+        let mut n = node(name, Role::Gateway, "iot-gateway");
+        n.upstream = Some(parent);
+        s.nodes.push(n);
+        let d = s.duration;
+        let net = profiles::net(["cellular", "wifi", "lan"].choose(rng).expect("non-empty")).expect("built-in");
+        let mut outages: Vec<Window> = (0..rng.gen_range(0..=4)).map(|_| window(rng, d, 600_000_000_000)).collect();
+        outages.sort_by_key(|w| w.at);
+        s.links.push(LinkSpec { a: tier, b: parent, net, outages });
+        for e in 0..tier {
+            let below_parent =
+                s.nodes[e].role == Role::Edge && s.nodes[e].cluster.is_none() && top_of(s, e) == Some(parent);
+            if !below_parent || !rng.gen_bool(0.5) {
+                continue;
+            }
+            let net = profiles::net(["lan", "wifi"].choose(rng).expect("non-empty")).expect("built-in");
+            let mut outages: Vec<Window> = (0..rng.gen_range(0..=4)).map(|_| window(rng, d, 120_000_000_000)).collect();
+            outages.sort_by_key(|w| w.at);
+            s.links.push(LinkSpec { a: e, b: tier, net, outages });
+            s.nodes[e].upstream = Some(tier);
+        }
+        for f in &mut s.faults {
+            if let FaultSpec::Partition { groups, .. } = f {
+                if let Some(g) = groups.iter_mut().find(|g| g.contains(&0)) {
+                    g.push(tier);
+                }
+            }
+        }
+        let rates =
+            NodeFaultRates { crash: rng.gen_range(0..=3), jump: rng.gen_range(0..=1), full: 1, restart_share: 0.9 };
+        add_node_faults(s, rng, tier, rates);
+        parent = tier;
+    }
+    if (0..s.nodes.len()).any(|i| outpost_core::Node::check_config(&crate::world::node_config(s, i)).is_err()) {
+        *s = before;
+    }
 }
 
 /// The world `seed` drew before small devices existed: everything but their disks.
@@ -1122,7 +1190,7 @@ mod clock_stress_tests {
     fn a_down_topic_only_changes_its_worlds() {
         let mut drawn = 0;
         for seed in 0..400 {
-            let (before, after) = (world_before_down_topics(seed), world(seed));
+            let (before, after) = (world_before_down_topics(seed), world_before_tiers(seed));
             if after == before {
                 continue;
             }
@@ -1147,6 +1215,41 @@ mod clock_stress_tests {
             }
         }
         assert!((100..170).contains(&drawn), "about a third of 400 worlds: {drawn}");
+    }
+
+    /// A world with tiers only adds the boxes, their links and faults, and edges' upstreams
+    /// to them; every box is a gateway under a gateway, every edge under a box reaches it
+    /// over a link of its own, and the worlds run.
+    #[test]
+    fn tiers_only_change_their_worlds() {
+        let mut drawn = 0;
+        for seed in 0..400 {
+            let (before, after) = (world_before_tiers(seed), world(seed));
+            if after == before {
+                continue;
+            }
+            assert!(stream(seed, "swarm/tiers").gen_bool(TIER_SHARE), "seed {seed}: changed without the draw");
+            drawn += 1;
+            let n = before.nodes.len();
+            assert!((n + 1..=n + 2).contains(&after.nodes.len()), "seed {seed}");
+            for (i, a) in after.nodes.iter().enumerate().skip(n) {
+                let up = a.upstream.expect("a box has an upstream");
+                assert!(a.role == Role::Gateway && after.nodes[up].role == Role::Gateway, "seed {seed}: {a:?}");
+                assert!(after.links.iter().any(|l| (l.a, l.b) == (i, up)), "seed {seed}: linked to its upstream");
+            }
+            for (i, (b, a)) in before.nodes.iter().zip(&after.nodes).enumerate() {
+                assert_eq!(NodeSpec { upstream: b.upstream, ..a.clone() }, *b, "seed {seed}: only upstreams change");
+                if a.upstream != b.upstream {
+                    let up = a.upstream.expect("moved under a box");
+                    assert!(up >= n && a.role == Role::Edge && a.cluster.is_none(), "seed {seed}: {a:?}");
+                    assert!(after.links.iter().any(|l| (l.a, l.b) == (i, up)), "seed {seed}: over a link of its own");
+                }
+            }
+            assert_eq!((&before.topics, &before.workloads), (&after.topics, &after.workloads), "seed {seed}");
+            assert_eq!(before.links[..], after.links[..before.links.len()], "seed {seed}");
+            crate::world::World::new(&after, seed, None).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        }
+        assert!((70..140).contains(&drawn), "about a quarter of 400 worlds: {drawn}");
     }
 
     #[test]

@@ -21,6 +21,7 @@ use super::proto::{SkipReason, SyncMsg, TopicStatus, BATCHES_PER_DATA_MAX};
 use crate::codec::{self, BatchDecoder, BatchEncoder, Compression, DecodedBatch, RecordRef};
 use crate::config::{NodeConfig, SyncConfig, SyncDirection};
 use crate::effects::{Ctx, Fx, Owner};
+use crate::hlc::Hlc;
 use crate::io::{DiskOpId, DiskRequest, Event};
 use crate::log::{self, Resync, ScanStop, Segment, TopicLog};
 use crate::memory::{MemoryPart, MemoryUsage, PlanBasis};
@@ -43,8 +44,11 @@ pub(crate) fn planned(cfg: &NodeConfig, b: &PlanBasis) -> MemoryUsage {
     let window = b.edge || b.up > 0;
     m.set(MemoryPart::SyncWindow, if window { cfg.sync.window_bytes_max + b.up * b.held_max } else { 0 });
     if cfg.is_middle_tier() {
-        // A relay's marks: one per stream the gateway tracks at most.
-        m.grow(MemoryPart::Index, relay_marks_bytes(cfg.gateway.streams_max as u64));
+        // A relay's marks, one per stream the gateway tracks at most, and what its flights
+        // carry: up to `RELAY_ORIGINS_PER_MESSAGE_MAX` origins each.
+        let flights = (FLIGHTS_PER_STREAM_MAX + 1).next_power_of_two() as u64;
+        let carried = (flights * RELAY_ORIGINS_PER_MESSAGE_MAX as u64).next_power_of_two() * RELAYED_ENTRY_BYTES;
+        m.grow(MemoryPart::Index, relay_marks_bytes(cfg.gateway.streams_max as u64) + b.up * carried);
     }
     m
 }
@@ -973,7 +977,7 @@ impl Uplink {
         let mut frames = Vec::new();
         let stop = log::scan(bytes, pos, cursor.offset, |f| frames.push(f));
         if self.relay.is_some() {
-            return self.on_relay_read(cx, (idx, session), &frames, (stop.as_ref(), seg.len), durable);
+            return self.on_relay_read(cx, (idx, session), &frames, (stop.as_ref(), seg.len), (durable, dec));
         }
         let mut next_cursor = cursor;
         let mut decoded: Vec<(DecodedBatch<'_>, u64, u64)> = Vec::new();
@@ -1052,6 +1056,10 @@ impl Uplink {
         };
         enc.encode(origin, first_seq, &records, Compression::Zstd, &mut batch);
         let mut bytes = Vec::with_capacity(batch.len() + 64 + s.name.len());
+        // The message's timestamp covers its records: a middle tier's log of what comes
+        // down holds the tier above's, which its own clock may have refused as too far
+        // ahead (its own records are below its clock's last timestamp anyway).
+        let hlc = records.iter().map(|r| r.hlc).fold(hlc, Hlc::max);
         SyncMsg::Data { session, hlc, topic: s.name.clone(), batches: vec![batch] }.encode(&mut bytes);
         s.waiting_since = if durable - end >= max_records { s.waiting_since } else { None };
         self.counters.records_sent += taken_records;
@@ -1099,7 +1107,7 @@ impl Uplink {
         (idx, session): (TopicIdx, u64),
         frames: &[log::LogFrame<'_>],
         (stop, seg_len): (Option<&ScanStop>, u64),
-        durable: Seq,
+        (durable, dec): (Seq, &mut BatchDecoder),
     ) {
         let (now, cfg, hlc) = (cx.now, cx.cfg, cx.hlc);
         let (max_records, max_bytes) = (u64::from(cfg.sync.batch_records_max), u64::from(cfg.sync.batch_bytes_max));
@@ -1124,6 +1132,9 @@ impl Uplink {
             let (mut records, mut raw) = (0u64, 0u64);
             let mut carried: Vec<Relayed> = Vec::new();
             let mut hole = None;
+            // The message's timestamp covers its records, which this tier's clock may have
+            // refused as too far ahead: the tier above judges them itself.
+            let mut newest = hlc;
             while let Some(f) = frames.peek() {
                 let h = f.header;
                 let full = records >= max_records || raw >= max_bytes || batches.len() >= BATCHES_PER_DATA_MAX;
@@ -1149,6 +1160,9 @@ impl Uplink {
                 *passed = (*passed).max(h.end_seq());
                 records += u64::from(h.count);
                 raw += u64::from(h.raw_len);
+                if let Ok(b) = DecodedBatch::decode_with(f.batch, dec) {
+                    newest = b.records().map(|r| r.hlc).fold(newest, Hlc::max);
+                }
                 batches.push(f.batch.to_vec());
                 cursor = Cursor { base: start.base, pos: f.pos + f.len, offset: f.end() };
                 frames.next();
@@ -1167,7 +1181,7 @@ impl Uplink {
                 let end = cursor.offset;
                 assert!(end <= durable, "only durable records are ever sent");
                 let mut bytes = Vec::with_capacity(raw as usize / 2 + 64 + s.name.len());
-                SyncMsg::Data { session, hlc, topic: s.name.clone(), batches }.encode(&mut bytes);
+                SyncMsg::Data { session, hlc: newest, topic: s.name.clone(), batches }.encode(&mut bytes);
                 self.counters.records_sent += records;
                 self.counters.bytes_sent += bytes.len() as u64;
                 Held { bytes, start: s.sent, end, cursor: Some(read_from), relayed: carried, raw }
