@@ -291,6 +291,8 @@ struct RawGateway {
     open: bool,
     #[serde(default)]
     tokens: BTreeMap<String, String>,
+    #[serde(default)]
+    relays: Vec<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -476,12 +478,23 @@ fn node_name(raw: &RawNode, role: Role) -> Result<String, Problem> {
     Ok(hostname)
 }
 
+/// Where this node syncs up to: an edge's gateway (defaults apply), or, for a gateway with
+/// `[cloud]`, the tier above it: it is then a middle tier, which relays, and must name the
+/// address (its own `gateway.listen` defaults to the same one).
 fn cloud(raw: Option<&RawCloud>, role: Role, node_name: &str) -> Result<Option<CloudSettings>, Problem> {
     if role == Role::Gateway {
-        return match raw {
-            Some(_) => Err(problem("cloud", "only an edge syncs to a gateway; remove [cloud] from a gateway's file")),
-            None => Ok(None),
-        };
+        match raw {
+            None => return Ok(None),
+            Some(c) if c.gateway.is_none() => {
+                return Err(problem(
+                    "cloud",
+                    "no gateway: a gateway with [cloud] is a middle tier and relays to the gateway above it; set \
+                     cloud.gateway to that gateway's host:port (its gateway.listen), or remove [cloud] to make this \
+                     the top gateway",
+                ))
+            }
+            Some(_) => {}
+        }
     }
     let defaults = RawCloud::default();
     let raw = raw.unwrap_or(&defaults);
@@ -544,6 +557,9 @@ fn gateway(raw: Option<&RawGateway>, role: Role) -> Result<Option<GatewaySetting
                 format!("{} bytes long; the handshake carries at most {max} bytes", token.len()),
             ));
         }
+    }
+    for (i, name) in raw.relays.iter().enumerate() {
+        check_name(&format!("gateway.relays[{i}]"), name)?;
     }
     Ok(Some(GatewaySettings { listen, tokens: raw.tokens.clone(), open: raw.open }))
 }
@@ -665,6 +681,9 @@ fn sized_config(
         }
         set(&mut cfg.gateway.downlinks_max, g.downlinks_max);
         set(&mut cfg.gateway.pending_bytes_max, optional(g.pending.as_ref(), |s| size("gateway.pending", s))?);
+        // The middle tiers below this gateway: they forward their edges' records as those
+        // edges' (a peer not named here may send only its own).
+        cfg.gateway.relays = g.relays.iter().map(|name| node_id_of(name)).collect();
     }
     Ok((cfg, shell))
 }

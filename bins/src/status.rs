@@ -189,7 +189,8 @@ pub(crate) fn build(d: &Driver, link: Link, uptime: std::time::Duration) -> Stat
                 records: t.records,
                 durable_end: if node.is_running() { node.log(idx).durable_offset() } else { 0 },
                 acked: stream.map(|s| s.acked),
-                unsynced_records: t.unsynced_records,
+                // (A middle tier's relay: what the tier above has not acknowledged.)
+                unsynced_records: stream.map_or(t.unsynced_records, |s| s.unsynced_records),
                 unsynced_bytes: t.unsynced_bytes,
                 oldest_unsynced_age_secs: t.oldest_unsynced_age.map(|a| a.as_secs_f64()),
                 evicted_unsynced: t.evicted_unsynced,
@@ -443,7 +444,10 @@ pub fn render_sync(s: &Status) -> String {
         let _ =
             writeln!(o, "{:<24} {:>12} {:>12} {:>12}", t.name, t.durable_end, t.acked.unwrap_or(0), t.unsynced_records);
     }
-    if !s.streams.is_empty() {
+    if s.role == "gateway" {
+        // A middle tier: it relays up (above) and sends down to the nodes below it.
+        o.push_str(&render_sync_down(s));
+    } else if !s.streams.is_empty() {
         let _ = writeln!(o, "received from {}", sync.gateway);
         let _ = writeln!(o, "{:<24} {:>12}", "topic", "durable");
         for st in &s.streams {

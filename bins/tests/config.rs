@@ -363,7 +363,7 @@ const BAD_FILES: &[(&str, Role, Option<usize>, &str)] = &[
         "[node]\nname = \"gw\"\n\n[cloud]\ntoken = \"x\"\n",
         Role::Gateway,
         Some(4),
-        "edge.toml:4: cloud: only an edge syncs to a gateway",
+        "edge.toml:4: cloud: no gateway: a gateway with [cloud] is a middle tier and relays to the gateway above it",
     ),
     (
         "[mesh]\nenabled = true\n",
@@ -414,7 +414,7 @@ const BAD_FILES: &[(&str, Role, Option<usize>, &str)] = &[
         "[resources]\nmax_memory = \"8MiB\"\n",
         Role::Gateway,
         Some(2),
-        "edge.toml:2: resources.max_memory: 8.0 MiB is the whole process's budget (with this file, at least 121.0 MiB \
+        "edge.toml:2: resources.max_memory: 8.0 MiB is the whole process's budget (with this file, at least 111.0 MiB \
          is needed); the shell keeps 9.7 MiB of it (4 connections per listener, 512.0 KiB for request bodies), and \
          the core's 0 B is less than the",
     ),

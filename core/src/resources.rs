@@ -121,11 +121,15 @@ pub fn fit_to_budgets(cfg: &mut NodeConfig, memory_bytes_max: u64, storage_bytes
     cfg.resources.compact_index_bytes_max =
         (memory_bytes_max / 32).clamp(64 << 10, cfg.resources.compact_index_bytes_max);
     if cfg.role == Role::Gateway {
-        // What the marks and sessions of `streams_max` streams may take: at most an eighth
-        // (with a middle tier's relay marks of each).
-        let relay = if cfg.is_middle_tier() { crate::sync::uplink::relay_marks_bytes(1024).div_ceil(1024) } else { 0 };
+        // What the marks and sessions of `streams_max` streams may take: at most an eighth;
+        // on a middle tier, which also relays (a sender of whole stored batches, and its
+        // marks of each stream), a sixteenth.
+        let (share, relay) = match cfg.is_middle_tier() {
+            true => (16, crate::sync::uplink::relay_marks_bytes(1024).div_ceil(1024)),
+            false => (8, 0),
+        };
         let per = GATEWAY_STREAM_ENTRY_BYTES + GATEWAY_SESSION_ENTRY_BYTES + relay;
-        cfg.gateway.streams_max = cfg.gateway.streams_max.min((memory_bytes_max / 8 / per) as usize).max(16);
+        cfg.gateway.streams_max = cfg.gateway.streams_max.min((memory_bytes_max / share / per) as usize).max(16);
     }
     if let Some(c) = &mut cfg.cluster {
         // The site's Raft log: about an eighth of memory, but at least four of the

@@ -78,17 +78,30 @@ impl Daemon {
 
     /// The same, with `extra` lines in its `[gateway]` table (`open = true`).
     pub fn gateway_with(dir: &Path, listen: SocketAddr, tokens: &[(&str, &str)], extra: &str) -> Daemon {
+        Daemon::gateway_named(dir, "gateway", listen, tokens, extra, "")
+    }
+
+    /// A gateway named `name`, with `extra` lines in its `[gateway]` table and `tables`
+    /// after it (a `[cloud]` table makes it a middle tier).
+    pub fn gateway_named(
+        dir: &Path,
+        name: &str,
+        listen: SocketAddr,
+        tokens: &[(&str, &str)],
+        extra: &str,
+        tables: &str,
+    ) -> Daemon {
         let (http, binary) = (free_addr(), free_addr());
-        let data = dir.join("gateway");
+        let data = dir.join(name);
         let mut text = format!(
-            "[node]\nname = \"gateway\"\ndata_dir = \"{}\"\n\n[api]\nhttp = \"{http}\"\nbinary = \"{binary}\"\n\n\
-             [gateway]\nlisten = \"{listen}\"\n{extra}\n[gateway.tokens]\n",
+            "[node]\nname = \"{name}\"\ndata_dir = \"{}\"\n\n[api]\nhttp = \"{http}\"\nbinary = \"{binary}\"\n\n\
+             {tables}\n[gateway]\nlisten = \"{listen}\"\n{extra}\n[gateway.tokens]\n",
             data.display()
         );
         for (edge, token) in tokens {
             text.push_str(&format!("\"{edge}\" = \"{token}\"\n"));
         }
-        Daemon::with_config(dir, "gateway", true, &text, http, binary, data)
+        Daemon::with_config(dir, name, true, &text, http, binary, data)
     }
 
     /// An edge whose config file the test wrote itself, naming `http` and `binary`.
