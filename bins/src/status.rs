@@ -478,7 +478,20 @@ fn render_sync_down(s: &Status) -> String {
     o
 }
 
+/// `outpost queue`: what each topic holds that the next tier up has not acknowledged, and
+/// on a gateway, what each edge has not acknowledged of what goes down.
 pub fn render_queue(s: &Status) -> String {
+    let mut o = render_queue_up(s);
+    if !s.down.is_empty() {
+        let _ = writeln!(o, "\n{:<24} {:<24} {:>12}", "edge", "topic", "backlog");
+        for d in &s.down {
+            let _ = writeln!(o, "{:<24} {:<24} {:>12}", d.edge, d.topic, d.backlog);
+        }
+    }
+    o
+}
+
+fn render_queue_up(s: &Status) -> String {
     let mut o = format!(
         "{:<24} {:>6} {:>12} {:>12} {:>10} {:>10}\n",
         "topic", "sync", "unsynced", "bytes", "oldest", "evicted"
@@ -712,6 +725,10 @@ mod health_tests {
         let row = out.lines().find(|l| l.starts_with("van-2")).expect("a row per edge");
         let cells: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(cells, ["van-2", "active", "config", "800", "120", "680"], "{out}");
+        // `outpost queue` on a gateway: the backlog of each edge.
+        let out = render_queue(&s);
+        let row = out.lines().find(|l| l.starts_with("van-2")).expect("a row per edge");
+        assert_eq!(row.split_whitespace().collect::<Vec<_>>(), ["van-2", "config", "680"], "{out}");
     }
 
     #[test]

@@ -202,6 +202,9 @@ impl Node {
                     if self.cfg.upstream == Some(from) {
                         // A replica of what comes down stays at the sender's sequences.
                         self.logs[idx.0 as usize].skip_to(to);
+                    } else if let Some(u) = self.uplink.as_mut().filter(|_| self.cfg.is_middle_tier()) {
+                        // A middle tier forwards the hole up.
+                        u.note_skipped(origin, idx, to);
                     }
                 }
             }

@@ -193,7 +193,7 @@ fn each_side_refuses_produces_to_the_topics_the_other_writes() {
     p.produce(GATEWAY, UP, 1);
     assert_eq!(p.edge.refused, vec![ProduceError::NotAccepted]);
     assert_eq!(p.gateway.refused, vec![ProduceError::NotAccepted]);
-    assert!(p.edge.refused[0].to_string().contains("cloud-to-edge topics at the gateway"));
+    assert!(p.edge.refused[0].to_string().contains("cloud-to-edge topics at the top gateway"));
 }
 
 #[test]

@@ -124,11 +124,17 @@ struct RelayMarks {
     /// end: the origin's next batch must start there, or the log has a hole (the tier
     /// below skipped it) that is forwarded as a `Skip`.
     passed: BTreeMap<(NodeId, TopicIdx), Seq>,
+    /// Per (origin, topic), where a skip this tier accepted ended, until the next tier
+    /// acknowledges past it: once the stream has sent its whole log, a hole up to there is
+    /// forwarded at once, not when the origin's next batch comes (it may never come: swarm
+    /// seed 452, an edge whose last records storage destroyed; 1034: a forwarded hole the
+    /// next tier refused, sent again after the rewind).
+    skipped: BTreeMap<(NodeId, TopicIdx), Seq>,
 }
 
-/// Heap bytes of a relay's marks of `n` streams (both maps full).
+/// Heap bytes of a relay's marks of `n` streams (all three maps full).
 pub(crate) const fn relay_marks_bytes(n: u64) -> u64 {
-    2 * crate::memory::btree_bytes(n, std::mem::size_of::<(NodeId, TopicIdx)>(), std::mem::size_of::<Seq>())
+    3 * crate::memory::btree_bytes(n, std::mem::size_of::<(NodeId, TopicIdx)>(), std::mem::size_of::<Seq>())
 }
 
 /// A search for the next good frame after one that failed its checksum (`bad`).
@@ -425,7 +431,7 @@ impl Uplink {
             .sum();
         let names: usize = self.streams.values().map(|s| s.name.capacity()).sum();
         let relay = self.relay.as_ref().map_or(0, |r| {
-            let n = r.acked.len().max(r.passed.len()) as u64;
+            let n = r.acked.len().max(r.passed.len()).max(r.skipped.len()) as u64;
             relay_marks_bytes(n)
         });
         streams_map_bytes(self.streams.len() as u64) + flights + names as u64 + relay
@@ -678,6 +684,9 @@ impl Uplink {
         let r = self.relay.as_mut().expect("a relay");
         let mark = r.acked.entry((origin, idx)).or_default();
         *mark = (*mark).max(next_seq);
+        if r.skipped.get(&(origin, idx)).is_some_and(|&to| to <= *mark) {
+            r.skipped.remove(&(origin, idx));
+        }
         let s = self.streams.get_mut(&idx).expect("stream exists");
         let done = |x: &Relayed| r.acked.get(&(x.origin, idx)).is_some_and(|&m| m >= x.to);
         loop {
@@ -705,6 +714,41 @@ impl Uplink {
         if gap && fresh {
             let to = s.acked;
             self.rewind(Some(idx), to, now);
+        }
+    }
+
+    /// This middle tier accepted a skip of `origin`'s stream of `topic` up to `to`: the
+    /// relay forwards the hole once it has sent its whole log (`forward_skipped`).
+    pub(crate) fn note_skipped(&mut self, origin: NodeId, topic: TopicIdx, to: Seq) {
+        if let Some(r) = self.relay.as_mut().filter(|_| self.streams.contains_key(&topic)) {
+            let end = r.skipped.entry((origin, topic)).or_default();
+            *end = (*end).max(to);
+        }
+    }
+
+    /// A relay that has sent its whole log of `idx`: each origin whose skip ends beyond
+    /// what this pass sent of it (or, with nothing of it in the pass, what the next tier
+    /// acknowledged, else 0: the next tier moves only from where it stands) has a hole
+    /// there that no later batch has shown yet; it goes now, as its own message.
+    fn forward_skipped(&mut self, idx: TopicIdx, cx: &mut Ctx<'_>) {
+        let Session::Active { id: session, .. } = self.session else { return };
+        let r = self.relay.as_mut().expect("a relay");
+        let s = self.streams.get_mut(&idx).expect("stream exists");
+        let due: Vec<((NodeId, TopicIdx), Seq)> =
+            r.skipped.iter().filter(|(k, _)| k.1 == idx).map(|(k, v)| (*k, *v)).collect();
+        for (key, to) in due {
+            // (Kept until the next tier acknowledges past it: a rewind resends it.)
+            let from = r.passed.get(&key).or(r.acked.get(&key)).copied().unwrap_or(0);
+            if from >= to {
+                continue;
+            }
+            r.passed.insert(key, to);
+            let x = Relayed { origin: key.0, from, to, last: true };
+            let (topic, reason) = (s.name.clone(), SkipReason::Hole);
+            let mut bytes = Vec::new();
+            SyncMsg::Skip { session, hlc: cx.hlc, topic, origin: x.origin, from, to, reason }.encode(&mut bytes);
+            let held = Held { bytes, start: s.sent, end: s.sent, cursor: s.cursor, relayed: vec![x], raw: 0 };
+            Self::transmit(s, &mut self.inflight_bytes, &mut self.session, held, cx.now, self.gateway, cx.fx);
         }
     }
 
@@ -813,6 +857,10 @@ impl Uplink {
         let s = self.streams.get_mut(&idx).expect("stream exists");
         let durable = log.durable_offset();
         let flights_full = s.inflight.len() >= FLIGHTS_PER_STREAM_MAX;
+        if self.relay.is_some() && s.reading.is_none() && s.held.is_none() && s.sent >= durable && !flights_full {
+            self.forward_skipped(idx, cx);
+        }
+        let s = self.streams.get_mut(&idx).expect("stream exists");
         if s.reading.is_some() || s.sent >= durable || self.inflight_bytes >= cfg.sync.window_bytes_max || flights_full
         {
             if s.sent >= durable {
