@@ -1169,10 +1169,14 @@ impl Uplink {
             cursor = Cursor { base: start.base, pos: f.pos + f.len, offset: f.end() };
         }
         let mut frames = frames.iter().skip_while(|f| f.end() <= sent).peekable();
-        let mut sent_any = false;
+        let (mut sent_any, mut sent_data) = (false, false);
         loop {
+            // One Data message per read, as an edge's uplink sends: messages sent at one
+            // instant arrive in any order over a link with jitter, and each one out of
+            // order is refused as a gap and sent again (swarm seeds 136 and 722: a relay
+            // that sent four at once fell back on the retransmit timeout at every burst).
             let room = self.inflight_bytes < cfg.sync.window_bytes_max && s.inflight.len() < FLIGHTS_PER_STREAM_MAX;
-            if sent_any && (!room || s.held.is_some()) {
+            if sent_data || (sent_any && (!room || s.held.is_some())) {
                 break;
             }
             let read_from = cursor;
@@ -1226,6 +1230,7 @@ impl Uplink {
                 Held { bytes, start: at, end: at, cursor: Some(cursor), relayed: vec![x], raw: 0 }
             } else if let Some(c) = carried.last_mut() {
                 c.last = true;
+                sent_data = true;
                 let end = cursor.offset;
                 assert!(end <= durable, "only durable records are ever sent");
                 let mut bytes = Vec::with_capacity(raw as usize / 2 + 64 + s.name.len());
