@@ -20,6 +20,12 @@ const TILL: NodeId = NodeId(3);
 /// The top gateway after `tier` said Hello and sent one Data with a batch of `TILL`'s two
 /// records: what it sent back and what it reported.
 fn top_hears_tier(relays: Vec<NodeId>) -> (Vec<(NodeId, SyncMsg)>, Vec<Event>) {
+    top_hears_tier_send(relays, &[0])
+}
+
+/// As `top_hears_tier`, with one Data per entry of `bases`, in that order, each a batch of
+/// `TILL`'s two records from that sequence.
+fn top_hears_tier_send(relays: Vec<NodeId>, bases: &[u64]) -> (Vec<(NodeId, SyncMsg)>, Vec<Event>) {
     let mut cfg = NodeConfig::new(TOP, Role::Gateway, vec![TopicConfig::new("sales", SyncDirection::EdgeToCloud)]);
     cfg.gateway.relays = relays;
     let now = Now { mono: Instant(1_000_000), wall_ms: 1_767_225_600_000 };
@@ -27,13 +33,17 @@ fn top_hears_tier(relays: Vec<NodeId>) -> (Vec<(NodeId, SyncMsg)>, Vec<Event>) {
     let mut disk = MemDisk::default();
     let hlc = Hlc::new(now.wall_ms - 1000, 0);
     let records = [RecordRef { hlc, key: None, value: b"sale 1" }, RecordRef { hlc, key: None, value: b"sale 2" }];
-    let mut batch = Vec::new();
-    encode_batch(TILL, 0, &records, Compression::None, &mut batch);
     let mut hello = Vec::new();
     SyncMsg::Hello { origin: TIER, session: 5, hlc, topics: vec!["sales".into()] }.encode(&mut hello);
-    let mut data = Vec::new();
-    SyncMsg::Data { session: 5, hlc, topic: "sales".into(), batches: vec![batch] }.encode(&mut data);
-    let mut inbox = vec![data, hello];
+    let mut inbox = vec![hello];
+    for &base in bases {
+        let mut batch = Vec::new();
+        encode_batch(TILL, base, &records, Compression::None, &mut batch);
+        let mut data = Vec::new();
+        SyncMsg::Data { session: 5, hlc, topic: "sales".into(), batches: vec![batch] }.encode(&mut data);
+        inbox.push(data);
+    }
+    inbox.reverse();
     let (mut sent, mut events) = (Vec::new(), Vec::new());
     loop {
         let mut moved = false;
@@ -96,4 +106,21 @@ fn a_relays_records_are_stored_as_their_origins_and_acknowledged_to_the_relay() 
         _ => None,
     });
     assert_eq!(welcome.map(|t| t.len()), Some(1));
+}
+
+#[test]
+fn an_ack_says_when_it_refuses_a_relayed_range_that_came_before_the_one_below_it() {
+    // The range 2..4 overtook 0..2 on the link: refused at once as a gap, saying so, so the
+    // relay goes back without waiting for its retransmit timeout (swarm seed 722).
+    let (sent, _) = top_hears_tier_send(vec![TIER], &[2, 0, 2]);
+    let acks: Vec<_> = sent
+        .iter()
+        .filter_map(|(_, m)| match m {
+            SyncMsg::Ack { origin, next_seq, expected, refused, .. } => Some((*origin, *next_seq, *expected, *refused)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(acks.first(), Some(&(TILL, 0, 0, true)), "{sent:?}");
+    assert_eq!(acks.last(), Some(&(TILL, 4, 4, false)), "{sent:?}");
+    assert!(acks.iter().filter(|a| a.3).count() == 1, "only the gap is a refusal: {acks:?}");
 }

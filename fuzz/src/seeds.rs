@@ -64,7 +64,15 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         ("data", SyncMsg::Data { session: 1, hlc, topic: "events".into(), batches: vec![raw.clone(), zstd] }),
         (
             "ack",
-            SyncMsg::Ack { session: 1, hlc, topic: "events".into(), origin: NodeId(7), next_seq: 120, expected: 120 },
+            SyncMsg::Ack {
+                session: 1,
+                hlc,
+                topic: "events".into(),
+                origin: NodeId(7),
+                next_seq: 120,
+                expected: 120,
+                refused: false,
+            },
         ),
         ("reset", SyncMsg::Reset { session: 1 }),
         (

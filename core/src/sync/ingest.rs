@@ -343,11 +343,13 @@ impl Ingest {
             });
             stream.appended += u64::from(count);
         }
-        let answer = if accepted.is_empty() || stop { seen } else { refused };
-        for origin in answer {
+        let answer = if accepted.is_empty() || stop { &seen } else { &refused };
+        for &origin in answer {
             let Some(st) = self.streams.get(&(origin, idx)) else { continue };
             let (next_seq, expected, topic) = (st.durable, st.appended, topic.to_string());
-            fx.send(from, &SyncMsg::Ack { session, hlc: received_hlc, topic, origin, next_seq, expected });
+            let refused = refused.contains(&origin);
+            let ack = SyncMsg::Ack { session, hlc: received_hlc, topic, origin, next_seq, expected, refused };
+            fx.send(from, &ack);
         }
         DataOutcome { accepted }
     }
@@ -392,6 +394,7 @@ impl Ingest {
         }
         let stream = self.streams.get_mut(&(key, idx))?;
         let mut moved = None;
+        let refused = from > stream.appended || (to > stream.appended && stream.durable != stream.appended);
         if from > stream.appended {
             self.gaps_refused += 1;
         } else if to > stream.appended && stream.durable == stream.appended {
@@ -403,7 +406,7 @@ impl Ingest {
         }
         let (next_seq, expected) = (stream.durable, stream.appended);
         let topic = topic.to_string();
-        fx.send(peer, &SyncMsg::Ack { session, hlc, topic, origin: key, next_seq, expected });
+        fx.send(peer, &SyncMsg::Ack { session, hlc, topic, origin: key, next_seq, expected, refused });
         moved
     }
 
@@ -427,7 +430,9 @@ impl Ingest {
             let st = self.streams[&(origin, topic)];
             let name = cfg.topics[topic.0 as usize].name.clone();
             let (next_seq, expected) = (st.durable, st.appended);
-            fx.send(via, &SyncMsg::Ack { session: session.id, hlc, topic: name, origin, next_seq, expected });
+            let ack =
+                SyncMsg::Ack { session: session.id, hlc, topic: name, origin, next_seq, expected, refused: false };
+            fx.send(via, &ack);
         }
     }
 

@@ -9,7 +9,8 @@
 //! Welcome gw → edge   session u64, hlc u64, n varint, n × (topic name, status u8, next_seq u64),
 //!                     batch_raw_max u64
 //! Data    edge → gw   session u64, hlc u64, topic name, n varint, n × (len varint, batch)
-//! Ack     gw → edge   session u64, hlc u64, topic name, origin u64, next_seq u64, expected u64
+//! Ack     gw → edge   session u64, hlc u64, topic name, origin u64, next_seq u64, expected u64,
+//!                     refused u8 (0 or 1)
 //! Reset   gw → edge   session u64   (the gateway does not know this session: start over)
 //! Skip    edge → gw   session u64, hlc u64, topic name, origin u64, from u64, to u64, reason u8
 //! topic name = len u8 (1..=255), UTF-8 bytes
@@ -63,7 +64,9 @@ pub enum SyncMsg {
     /// `next_seq`: everything below of `origin`'s stream of `topic` is durable at the
     /// gateway. `expected`: the next sequence the gateway will accept (above `next_seq`
     /// while a commit is in flight). `origin` is the sender itself, except for the streams
-    /// a relay forwards (a middle tier's of its edges).
+    /// a relay forwards (a middle tier's of its edges). `refused`: the answer to a Data
+    /// or Skip the gateway did not take all of for this stream (a gap, no room), so the
+    /// sender must send again from `expected` rather than wait for what it has in flight.
     Ack {
         session: u64,
         hlc: Hlc,
@@ -71,6 +74,7 @@ pub enum SyncMsg {
         origin: NodeId,
         next_seq: Seq,
         expected: Seq,
+        refused: bool,
     },
     Reset {
         session: u64,
@@ -126,6 +130,8 @@ pub enum MsgError {
     },
     /// A topic status or skip reason this version does not know.
     BadStatus(u8),
+    /// An Ack's `refused` byte other than 0 or 1.
+    BadFlag(u8),
     TrailingBytes(usize),
     /// A Skip whose range is empty or reversed.
     EmptySkip {
@@ -145,6 +151,7 @@ impl fmt::Display for MsgError {
                 write!(f, "{n} {what} in one message; at most {max}")
             }
             MsgError::BadStatus(s) => write!(f, "unknown topic status or skip reason {s}"),
+            MsgError::BadFlag(b) => write!(f, "an Ack's refused flag is {b}; it must be 0 or 1"),
             MsgError::EmptySkip { from, to } => write!(f, "skip of sequences {from}..{to} covers nothing"),
             MsgError::TrailingBytes(n) => write!(f, "{n} bytes after the end of the message"),
         }
@@ -236,13 +243,14 @@ impl SyncMsg {
                     out.extend_from_slice(b);
                 }
             }
-            SyncMsg::Ack { session, hlc, topic, origin, next_seq, expected } => {
+            SyncMsg::Ack { session, hlc, topic, origin, next_seq, expected, refused } => {
                 out.extend_from_slice(&session.to_le_bytes());
                 out.extend_from_slice(&hlc.0.to_le_bytes());
                 put_name(out, topic);
                 out.extend_from_slice(&origin.0.to_le_bytes());
                 out.extend_from_slice(&next_seq.to_le_bytes());
                 out.extend_from_slice(&expected.to_le_bytes());
+                out.push(u8::from(*refused));
             }
             SyncMsg::Reset { session } => out.extend_from_slice(&session.to_le_bytes()),
             SyncMsg::Skip { session, hlc, topic, origin, from, to, reason } => {
@@ -316,7 +324,13 @@ impl SyncMsg {
                 let topic = get_name(&mut r)?;
                 let origin = NodeId(r.u64()?);
                 let next_seq = r.u64()?;
-                SyncMsg::Ack { session, hlc, topic, origin, next_seq, expected: r.u64()? }
+                let expected = r.u64()?;
+                let refused = match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    b => return Err(MsgError::BadFlag(b)),
+                };
+                SyncMsg::Ack { session, hlc, topic, origin, next_seq, expected, refused }
             }
             FrameKind::SyncReset => SyncMsg::Reset { session: r.u64()? },
             FrameKind::SyncSkip => {
@@ -387,14 +401,15 @@ mod tests {
                     topic,
                     batches
                 }),
-            (any::<u64>(), any::<u64>(), name(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
-                |(s, h, topic, o, n, e)| SyncMsg::Ack {
+            (any::<u64>(), any::<u64>(), name(), any::<u64>(), any::<u64>(), any::<u64>(), any::<bool>()).prop_map(
+                |(s, h, topic, o, n, e, refused)| SyncMsg::Ack {
                     session: s,
                     hlc: Hlc(h),
                     topic,
                     origin: NodeId(o),
                     next_seq: n,
-                    expected: e
+                    expected: e,
+                    refused
                 }
             ),
             any::<u64>().prop_map(|s| SyncMsg::Reset { session: s }),

@@ -118,7 +118,7 @@ pub const RELAYED_ENTRY_BYTES: u64 = std::mem::size_of::<Relayed>() as u64;
 /// A middle tier's knowledge of the next tier's marks (`Uplink::relay`).
 #[derive(Debug, Default)]
 struct RelayMarks {
-    /// The next tier's durable mark per (origin, topic), as last heard.
+    /// The next tier's durable mark per (origin, topic), as heard in this session.
     acked: BTreeMap<(NodeId, TopicIdx), Seq>,
     /// Per (origin, topic), where the batches read since the stream last started over
     /// end: the origin's next batch must start there, or the log has a hole (the tier
@@ -598,8 +598,12 @@ impl Uplink {
                     if let Some(r) = &mut self.relay {
                         // A relay's streams are its edges': it starts over from what it knows
                         // the next tier acknowledged (its log's start after a restart), and
-                        // the next tier drops what it already holds.
+                        // the next tier drops what it already holds. Its marks are learnt
+                        // again from its answers: one that restarted holds the holes it
+                        // accepted no longer (they are not in its log) and must be sent them
+                        // again (swarm seed 1792).
                         r.passed.retain(|&(_, t), _| t != idx);
+                        r.acked.retain(|&(_, t), _| t != idx);
                         s.sent = s.acked.max(log.start_offset());
                         s.cursor = None;
                         s.last_progress = now;
@@ -623,7 +627,7 @@ impl Uplink {
                 self.session = Session::Active { id, unanswered_since: None };
                 fx.event(Event::SessionUp { peer: self.gateway, session: id });
             }
-            SyncMsg::Ack { session, topic, origin, next_seq, expected, .. } => {
+            SyncMsg::Ack { session, topic, origin, next_seq, expected, refused, .. } => {
                 let Session::Active { id, ref mut unanswered_since } = self.session else {
                     return;
                 };
@@ -632,7 +636,9 @@ impl Uplink {
                 }
                 *unanswered_since = None;
                 if self.relay.is_some() {
-                    return self.on_relay_ack(&topic, origin, (next_seq, expected), now);
+                    self.on_relay_ack(&topic, origin, (next_seq, expected, refused), now);
+                    self.restart_unanswered(now);
+                    return;
                 }
                 let Some(s) = self.streams.values_mut().find(|s| s.name == topic) else {
                     return;
@@ -658,11 +664,7 @@ impl Uplink {
                 if expected >= s.acked && expected < s.sent && fresh_gap {
                     self.rewind(idx_of(&self.streams, &topic), expected, now);
                 }
-                // Still waiting for answers to what remains in flight: restart the clock.
-                let waiting = self.inflight_bytes > 0;
-                if let Session::Active { unanswered_since, .. } = &mut self.session {
-                    *unanswered_since = waiting.then_some(now);
-                }
+                self.restart_unanswered(now);
             }
             SyncMsg::Reset { session } => {
                 if session == self.session_id() && self.is_active() {
@@ -675,11 +677,26 @@ impl Uplink {
         }
     }
 
+    /// An answer came: while answers to what remains in flight are still awaited, their
+    /// clock starts again from now.
+    fn restart_unanswered(&mut self, now: Instant) {
+        let waiting = self.inflight_bytes > 0;
+        if let Session::Active { unanswered_since, .. } = &mut self.session {
+            *unanswered_since = waiting.then_some(now);
+        }
+    }
+
     /// The next tier's marks of one origin's stream, as a relay hears them: flights it
     /// holds wholly are done, and the relay's `acked` (a log offset) moves to the oldest
     /// flight still open. A gap (the peer expects less than the oldest of that origin's
     /// flights it lacks starts at) makes the stream start over from `acked`.
-    fn on_relay_ack(&mut self, topic: &str, origin: NodeId, (next_seq, expected): (Seq, Seq), now: Instant) {
+    fn on_relay_ack(
+        &mut self,
+        topic: &str,
+        origin: NodeId,
+        (next_seq, expected, refused): (Seq, Seq, bool),
+        now: Instant,
+    ) {
         let Some(idx) = idx_of(&self.streams, topic) else { return };
         let r = self.relay.as_mut().expect("a relay");
         let mark = r.acked.entry((origin, idx)).or_default();
@@ -705,14 +722,21 @@ impl Uplink {
         // it when it expects less than its start (the log's hole, not yet known as one), or
         // when it expects its start and has already made durable a range sent after it:
         // the peer accepts in order and commits in order, so that one was lost or refused.
+        // A refusal says so: the peer did not take something of this origin beyond
+        // `expected` (messages overtook each other, one was lost, it had no room), so the
+        // relay goes back to the flight holding `expected` at once, not after the
+        // retransmit timeout. Once per place, like an edge: the peer refuses each later
+        // message of the same gap too.
         let lacking = s.relayed.iter().position(|x| x.origin == origin && x.to > expected);
         let gap = lacking.is_some_and(|k| {
             let x = s.relayed[k];
-            x.from > expected || (x.from == expected && s.relayed.iter().skip(k + 1).any(done))
+            refused || x.from > expected || (x.from == expected && s.relayed.iter().skip(k + 1).any(done))
         });
-        let fresh = s.rewound.is_none_or(|(_, when)| now.saturating_since(when) > Duration::from_secs(1));
-        if gap && fresh {
-            let to = s.acked;
+        let Some(k) = lacking.filter(|_| gap) else { return };
+        let flight = s.relayed.iter().take(k).filter(|x| x.last).count();
+        let to = s.inflight.get(flight).map_or(s.acked, |f| f.start);
+        let fresh = s.rewound.is_none_or(|(at, when)| at != to || now.saturating_since(when) > Duration::from_secs(1));
+        if fresh {
             self.rewind(Some(idx), to, now);
         }
     }
@@ -764,11 +788,6 @@ impl Uplink {
         let Some(s) = topic.and_then(|t| self.streams.get_mut(&t)) else {
             return;
         };
-        if let Some(r) = &mut self.relay {
-            // A relay starts its pass over: it no longer knows where each origin stands.
-            let idx = topic.expect("found above");
-            r.passed.retain(|&(_, t), _| t != idx);
-        }
         let relay = self.relay.is_some();
         let mut seek = None;
         // (A relay's skip message takes no offsets: one at `to` is rewound too.)
@@ -782,6 +801,18 @@ impl Uplink {
             self.inflight_bytes -= f.raw;
             if f.start <= to {
                 seek = Some(f.cursor);
+            }
+        }
+        if let Some(r) = &mut self.relay {
+            // A relay starts its pass over from the flights it keeps: each origin's batches
+            // must continue what they carry, else the log has a hole there (store-tiers
+            // seed 1: a pass that forgot a flight still out took its origin's next batch for
+            // one after a hole, and skipped an acknowledged record).
+            let idx = topic.expect("found above");
+            r.passed.retain(|&(_, t), _| t != idx);
+            for x in &s.relayed {
+                let end = r.passed.entry((x.origin, idx)).or_default();
+                *end = (*end).max(x.to);
             }
         }
         if let Some(c) = seek {
