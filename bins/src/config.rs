@@ -293,6 +293,9 @@ struct RawGateway {
     tokens: BTreeMap<String, String>,
     #[serde(default)]
     relays: Vec<String>,
+    /// Named lists of edges, for topics' `subscribers` (`"@store-12"`).
+    #[serde(default)]
+    groups: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -336,6 +339,7 @@ struct RawTopic {
     eviction: Option<String>,
     retention: Option<RawSize>,
     retention_age: Option<String>,
+    subscribers: Option<Vec<String>>,
 }
 
 /// Site clusters are not built; the section exists so that a file written for them fails
@@ -685,7 +689,67 @@ fn sized_config(
         // edges' (a peer not named here may send only its own).
         cfg.gateway.relays = g.relays.iter().map(|name| node_id_of(name)).collect();
     }
+    for (i, t) in raw.topics.iter().enumerate() {
+        let Some(entries) = &t.subscribers else { continue };
+        let field = format!("topics[{i}].subscribers");
+        let Some(g) = raw.gateway.as_ref().filter(|_| role == Role::Gateway) else {
+            return Err(problem(
+                field,
+                "only a gateway sends topics down to subscribers; remove it from an edge's file",
+            ));
+        };
+        let names = subscribers(&field, entries, g)?;
+        cfg.topics[i].subscribers = Some(names.iter().map(|n| node_id_of(n)).collect());
+    }
     Ok((cfg, shell))
+}
+
+/// The names a topic's `subscribers` stand for. Each entry is a peer's name, a pattern
+/// (`till-*`: `*`, `?` and `[...]` as in shell globs) matched against the names the
+/// gateway knows (`[gateway.tokens]` and `gateway.relays`), or `@group` for a list of
+/// `[gateway.groups]` (of names and patterns).
+fn subscribers(field: &str, entries: &[String], g: &RawGateway) -> Result<std::collections::BTreeSet<String>, Problem> {
+    if entries.is_empty() {
+        return Err(problem(field, "empty, so no edge would get the topic; leave it out to send it to every edge"));
+    }
+    let known: Vec<&String> = g.tokens.keys().chain(&g.relays).collect();
+    let mut names = std::collections::BTreeSet::new();
+    for (k, entry) in entries.iter().enumerate() {
+        let at = format!("{field}[{k}]");
+        let (members, within): (&[String], String) = match entry.strip_prefix('@') {
+            Some(group) => match g.groups.get(group) {
+                Some(list) => (list, format!("gateway.groups.{group}")),
+                None => {
+                    let groups: Vec<&str> = g.groups.keys().map(String::as_str).collect();
+                    let message = format!("no group {group:?} in [gateway.groups] (it has: {})", groups.join(", "));
+                    return Err(problem(at, message));
+                }
+            },
+            None => (std::slice::from_ref(entry), at.clone()),
+        };
+        for (m, member) in members.iter().enumerate() {
+            let place = if entry.starts_with('@') { format!("{within}[{m}]") } else { within.clone() };
+            if !member.contains(['*', '?', '[']) {
+                check_name(&place, member)?;
+                names.insert(member.clone());
+                continue;
+            }
+            let pattern =
+                glob::Pattern::new(member).map_err(|e| problem(&place, format!("{member:?} is not a pattern: {e}")))?;
+            let matched: Vec<&&String> = known.iter().filter(|n| pattern.matches(n)).collect();
+            if matched.is_empty() {
+                return Err(problem(
+                    place,
+                    format!(
+                        "{member:?} matches no name in [gateway.tokens] or gateway.relays; a pattern matches the \
+                         names the gateway knows (list the edges, or name them one by one)"
+                    ),
+                ));
+            }
+            names.extend(matched.into_iter().map(|n| (*n).clone()));
+        }
+    }
+    Ok(names)
 }
 
 /// The smallest `resources.max_memory` (to the MiB) with which this file's limits fit,

@@ -9,7 +9,7 @@ use outpost::config::{load, node_id_of, parse, ConfigFileError, LogFormat, DEFAU
 use outpost::limits::ShellBudget;
 use outpost_core::config::{Consistency, Eviction, NodeConfig, Role, SyncDirection, TopicConfig};
 use outpost_core::resources::fit_to_budgets;
-use outpost_core::types::Duration;
+use outpost_core::types::{Duration, NodeId};
 
 const MIB: u64 = 1 << 20;
 /// The shell's share of an edge's default 64 MiB, and the core's rest.
@@ -191,6 +191,7 @@ fn the_edge_example_gives_the_values_written() {
         retention_bytes,
         retention_age,
         consistency: Consistency::Eventual,
+        subscribers: None,
     };
     let week = Some(Duration::from_secs(7 * 24 * 3600));
     assert_eq!(
@@ -505,7 +506,52 @@ const BAD_FILES: &[(&str, Role, Option<usize>, &str)] = &[
     ),
     ("[[topics]]\nname = \"\"\n", Role::Edge, Some(2), "edge.toml:2: topics[0].name: must be 1 to 255 bytes"),
     ("[sync\nwindow = 1\n", Role::Edge, Some(1), "edge.toml:1: invalid table header"),
+    (
+        "[[topics]]\nname = \"promos\"\nsync = \"down\"\nsubscribers = [\"till-1\"]\n",
+        Role::Edge,
+        Some(4),
+        "edge.toml:4: topics[0].subscribers: only a gateway sends topics down to subscribers",
+    ),
+    (
+        "[[topics]]\nname = \"sales\"\nsubscribers = [\"till-1\"]\n\n[gateway]\nopen = true\n",
+        Role::Gateway,
+        Some(3),
+        "edge.toml:3: topics[0].subscribers: topic \"sales\": only a gateway's topics that go down have subscribers",
+    ),
+    (
+        "[[topics]]\nname = \"promos\"\nsync = \"down\"\nsubscribers = []\n\n[gateway]\nopen = true\n",
+        Role::Gateway,
+        Some(4),
+        "edge.toml:4: topics[0].subscribers: empty, so no edge would get the topic; leave it out",
+    ),
+    (
+        "[[topics]]\nname = \"promos\"\nsync = \"down\"\nsubscribers = [\"till-1\", \"kiosk-*\"]\n\n[gateway.tokens]\ntill-1 = \"a\"\n",
+        Role::Gateway,
+        Some(4),
+        "topics[0].subscribers[1]: \"kiosk-*\" matches no name in [gateway.tokens] or gateway.relays",
+    ),
+    (
+        "[[topics]]\nname = \"promos\"\nsync = \"down\"\nsubscribers = [\"@store-9\"]\n\n[gateway.groups]\nstore-1 = [\"till-1\"]\n",
+        Role::Gateway,
+        Some(4),
+        "topics[0].subscribers[0]: no group \"store-9\" in [gateway.groups] (it has: store-1)",
+    ),
 ];
+
+#[test]
+fn a_topic_goes_down_to_the_edges_its_subscribers_name_match_or_group() {
+    let text = "[[topics]]\nname = \"promos\"\nsync = \"down\"\nsubscribers = [\"till-*\", \"@north\"]\n\n\
+                [[topics]]\nname = \"config\"\nsync = \"down\"\n\n\
+                [gateway]\nrelays = [\"box-2\"]\n\n[gateway.groups]\nnorth = [\"kiosk-7\", \"box-*\"]\n\n\
+                [gateway.tokens]\ntill-1 = \"a\"\ntill-2 = \"b\"\nkiosk-3 = \"c\"\nbox-2 = \"d\"\n";
+    let s = parse(text, None, Role::Gateway).expect("a valid file");
+    let mut expected: Vec<NodeId> = ["till-1", "till-2", "kiosk-7", "box-2"].iter().map(|n| node_id_of(n)).collect();
+    expected.sort();
+    let mut got = s.node.topics[0].subscribers.clone().expect("promos names its subscribers");
+    got.sort();
+    assert_eq!(got, expected, "kiosk-3 is in no pattern or group; kiosk-7 is named though no token lists it");
+    assert_eq!(s.node.topics[1].subscribers, None, "config goes to every edge");
+}
 
 #[test]
 fn bad_files_are_refused_with_the_line_and_field_to_fix() {

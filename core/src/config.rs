@@ -130,6 +130,10 @@ pub struct TopicConfig {
     pub retention_age: Option<Duration>,
     /// `Strong` needs a site cluster (`NodeConfig::cluster`).
     pub consistency: Consistency,
+    /// On a gateway, for a topic that goes down: the peers below it that get the topic
+    /// (edges, or middle tiers that relay it on; empty: none). `None`: every peer that
+    /// asks for it.
+    pub subscribers: Option<Vec<NodeId>>,
 }
 
 impl TopicConfig {
@@ -142,11 +146,18 @@ impl TopicConfig {
             retention_bytes: 256 << 20,
             retention_age: None,
             consistency: Consistency::Eventual,
+            subscribers: None,
         }
     }
 
     pub fn is_strong(&self) -> bool {
         self.consistency == Consistency::Strong
+    }
+
+    /// Whether a gateway sends this topic down to `peer`: it goes down, and `peer` is
+    /// one of its subscribers (or it names none).
+    pub fn sent_down_to(&self, peer: NodeId) -> bool {
+        self.sync.goes_down() && self.subscribers.as_ref().is_none_or(|s| s.contains(&peer))
     }
 }
 
@@ -471,6 +482,24 @@ impl NodeConfig {
             }
             if self.topics[..i].iter().any(|o| o.name == t.name) {
                 return err(&format!("topics[{i}].name"), format!("duplicate topic {:?}", t.name));
+            }
+            let Some(subs) = &t.subscribers else { continue };
+            let field = format!("topics[{i}].subscribers");
+            if self.role != Role::Gateway || !t.sync.goes_down() {
+                return err(
+                    &field,
+                    format!(
+                        "topic {:?}: only a gateway's topics that go down have subscribers (the peers it sends \
+                         them to)",
+                        t.name
+                    ),
+                );
+            }
+            if let Some(&me) = subs.iter().find(|&&p| p == self.id || Some(p) == self.upstream) {
+                return err(
+                    &field,
+                    format!("topic {:?}: node {me} is this gateway or its upstream, not a peer below it", t.name),
+                );
             }
         }
         if self.role == Role::Edge && self.upstream.is_none() && self.topics.iter().any(|t| t.sync.goes_up()) {

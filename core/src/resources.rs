@@ -130,6 +130,16 @@ pub fn fit_to_budgets(cfg: &mut NodeConfig, memory_bytes_max: u64, storage_bytes
         };
         let per = GATEWAY_STREAM_ENTRY_BYTES + GATEWAY_SESSION_ENTRY_BYTES + relay;
         cfg.gateway.streams_max = cfg.gateway.streams_max.min((memory_bytes_max / share / per) as usize).max(16);
+        // The senders of what goes down: at most a quarter of memory (each has a window,
+        // and per topic a held message and a read; two such topics at the defaults did
+        // not fit the default budget).
+        let mut one = crate::memory::PlanBasis::of(cfg);
+        if one.down > 0 {
+            one.downlinks = 1;
+            let sender = crate::sync::downlinks::planned(cfg, &one).total().max(1);
+            let fits = (memory_bytes_max / 4 / sender) as usize;
+            cfg.gateway.downlinks_max = cfg.gateway.downlinks_max.min(fits).max(1);
+        }
     }
     if let Some(c) = &mut cfg.cluster {
         // The site's Raft log: about an eighth of memory, but at least four of the

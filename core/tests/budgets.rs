@@ -37,6 +37,22 @@ fn a_fitted_middle_tier_passes_at_the_default_gateway_budget() {
     assert_eq!(Node::check_config(&cfg), Ok(()));
 }
 
+/// A gateway's senders of what goes down plan a read and a held message per topic: with
+/// several such topics the fit lowers how many run at once, so the default shell's core
+/// share still holds them (two topics did not fit the daemon's default 256 MiB).
+#[test]
+fn a_gateway_with_several_topics_going_down_fits_by_running_fewer_senders() {
+    for n in [1, 2, 4, 8] {
+        let topics = (0..n).map(|i| TopicConfig::new(&format!("down{i}"), SyncDirection::CloudToEdge)).collect();
+        let mut cfg = NodeConfig::new(NodeId(1), Role::Gateway, topics);
+        let storage = cfg.resources.storage_bytes_max;
+        // The core's share of the daemon's default gateway budget (OPERATIONS.md).
+        fit_to_budgets(&mut cfg, 190 << 20, storage);
+        assert_eq!(Node::check_config(&cfg), Ok(()), "{n} topics going down");
+        assert!(cfg.gateway.downlinks_max >= 1, "{n} topics going down");
+    }
+}
+
 #[test]
 fn fitted_configs_pass_for_small_and_large_devices() {
     let cases = [(8u64 << 20, 16u64 << 20, 4, Role::Edge), (24 << 20, 64 << 20, 16, Role::Edge)];

@@ -203,6 +203,10 @@ pub struct TopicSpec {
     pub classification: Option<String>,
     /// `strong` topics are written through a site cluster.
     pub consistency: ConsistencySpec,
+    /// For a `cloud-to-edge` topic: the edges it goes down to (indices in
+    /// `Scenario::nodes`, sorted), resolved from names and patterns (`till-*`); `None`:
+    /// every edge below its gateway.
+    pub subscribers: Option<Vec<usize>>,
 }
 
 /// A producer writing records into one topic on one node.
@@ -594,6 +598,7 @@ struct RawTopic {
     classification: Option<String>,
     #[serde(default)]
     consistency: ConsistencySpec,
+    subscribers: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -728,7 +733,7 @@ fn validate(raw: &RawScenario) -> Result<Scenario, Problem> {
     let nodes = nodes(&raw.node)?;
     let links = links(&raw.link, &nodes, duration)?;
     check_upstream_links(&nodes, &links)?;
-    let topics = topics(&raw.topic)?;
+    let topics = topics(&raw.topic, &nodes)?;
     let workloads = workloads(&raw.workload, &nodes, &topics, duration)?;
     check_sync_paths(&workloads, &nodes, &links, &topics)?;
     let faults = faults(&raw.fault, &nodes, duration)?;
@@ -935,7 +940,7 @@ fn links(raw: &[RawLink], nodes: &[NodeSpec], duration: Duration) -> Result<Vec<
     Ok(links)
 }
 
-fn topics(raw: &[RawTopic]) -> Result<Vec<TopicSpec>, Problem> {
+fn topics(raw: &[RawTopic], nodes: &[NodeSpec]) -> Result<Vec<TopicSpec>, Problem> {
     let mut topics: Vec<TopicSpec> = Vec::with_capacity(raw.len());
     for (i, r) in raw.iter().enumerate() {
         let field = format!("topic[{i}]");
@@ -976,6 +981,16 @@ fn topics(raw: &[RawTopic]) -> Result<Vec<TopicSpec>, Problem> {
                 ));
             }
         }
+        let subscribers = match &r.subscribers {
+            None => None,
+            Some(_) if r.sync != SyncDirection::CloudToEdge => {
+                return Err(problem(
+                    format!("{field}.subscribers"),
+                    "only a cloud-to-edge topic has subscribers (the edges it goes down to)",
+                ));
+            }
+            Some(entries) => Some(subscribers(&format!("{field}.subscribers"), entries, nodes)?),
+        };
         topics.push(TopicSpec {
             name: r.name.clone(),
             sync: r.sync,
@@ -985,9 +1000,37 @@ fn topics(raw: &[RawTopic]) -> Result<Vec<TopicSpec>, Problem> {
             conflict: r.conflict.unwrap_or_default(),
             classification: r.classification.clone(),
             consistency: r.consistency,
+            subscribers,
         });
     }
     Ok(topics)
+}
+
+/// The edges a topic's `subscribers` name: each entry an edge's id, or a pattern (`*`,
+/// `?`, `[...]`, as in shell globs) that matches at least one edge's id.
+fn subscribers(field: &str, entries: &[String], nodes: &[NodeSpec]) -> Result<Vec<usize>, Problem> {
+    if entries.is_empty() {
+        return Err(problem(field, "empty, so no edge would get the topic; leave it out to send it to every edge"));
+    }
+    let mut found = std::collections::BTreeSet::new();
+    for (k, entry) in entries.iter().enumerate() {
+        let at = format!("{field}[{k}]");
+        let pattern =
+            glob::Pattern::new(entry).map_err(|e| problem(&at, format!("{entry:?} is not a pattern: {e}")))?;
+        let matched: Vec<usize> = (nodes.iter().enumerate())
+            .filter(|(_, n)| n.role == Role::Edge && pattern.matches(&n.id))
+            .map(|(i, _)| i)
+            .collect();
+        if matched.is_empty() {
+            let what = match nodes.iter().find(|n| n.id == *entry) {
+                Some(_) => "is a gateway; subscribers are the edges a topic goes down to",
+                None => "matches no edge of the scenario",
+            };
+            return Err(problem(&at, format!("{entry:?} {what}")));
+        }
+        found.extend(matched);
+    }
+    Ok(found.into_iter().collect())
 }
 
 fn workloads(
@@ -1653,6 +1696,7 @@ converge_within = "5m"
                 conflict: Conflict::LastWriteWins,
                 classification: None,
                 consistency: ConsistencySpec::Eventual,
+                subscribers: None,
             }],
             workloads: vec![WorkloadSpec {
                 node: 0,
@@ -1771,6 +1815,7 @@ min_delivered = 100
                 conflict: Conflict::LastWriteWins,
                 classification: Some("pii".into()),
                 consistency: ConsistencySpec::Eventual,
+                subscribers: None,
             }
         );
         assert_eq!(

@@ -36,6 +36,7 @@ fn topic(name: &str, sync: SyncDirection, priority: u8) -> TopicSpec {
         conflict: Conflict::LastWriteWins,
         classification: None,
         consistency: ConsistencySpec::Eventual,
+        subscribers: None,
     }
 }
 
@@ -58,9 +59,35 @@ fn node(id: &str, role: Role, device: &str) -> NodeSpec {
 /// drew before): reboot loops and idle stretches, the worlds of the durability checks
 /// (eviction pressure, corrupt tails), and small devices last.
 pub fn world(seed: u64) -> Scenario {
+    let mut s = world_before_subscribers(seed);
+    add_subscribers(&mut s, &mut stream(seed, "swarm/subscribers"));
+    s
+}
+
+/// The world `seed` drew before a `cloud-to-edge` topic could go to some edges only.
+pub fn world_before_subscribers(seed: u64) -> Scenario {
     let mut s = world_before_tiers(seed);
     add_tiers(&mut s, &mut stream(seed, "swarm/tiers"));
     s
+}
+
+/// The share of worlds with a `cloud-to-edge` topic where it goes to some edges only.
+const SUBSCRIBER_SHARE: f64 = 0.5;
+
+/// Subscribers (issue 16), from their own stream and drawn last: in about half the worlds
+/// with topic `down`, it goes to a subset of the edges (each with even odds, at least
+/// one), and only those and the boxes on their way may ever hold it.
+fn add_subscribers(s: &mut Scenario, rng: &mut SimRng) {
+    let Some(down) = s.topics.iter().position(|t| t.sync == SyncDirection::CloudToEdge) else { return };
+    if !rng.gen_bool(SUBSCRIBER_SHARE) {
+        return;
+    }
+    let edges: Vec<usize> = (0..s.nodes.len()).filter(|&i| s.nodes[i].role == Role::Edge).collect();
+    let mut chosen: Vec<usize> = edges.iter().copied().filter(|_| rng.gen_bool(0.5)).collect();
+    if chosen.is_empty() {
+        chosen.push(*edges.choose(rng).expect("a swarm world has edges"));
+    }
+    s.topics[down].subscribers = Some(chosen);
 }
 
 /// The world `seed` drew before relay tiers existed.
@@ -1217,6 +1244,28 @@ mod clock_stress_tests {
         assert!((100..170).contains(&drawn), "about a third of 400 worlds: {drawn}");
     }
 
+    /// A world with subscribers differs only in topic `down`'s subscribers: a non-empty
+    /// subset of its edges.
+    #[test]
+    fn subscribers_only_change_their_worlds() {
+        let mut drawn = 0;
+        for seed in 0..400 {
+            let (before, after) = (world_before_subscribers(seed), world(seed));
+            if after == before {
+                continue;
+            }
+            assert!(stream(seed, "swarm/subscribers").gen_bool(SUBSCRIBER_SHARE), "seed {seed}: without the draw");
+            drawn += 1;
+            let down = after.topics.iter().position(|t| t.subscribers.is_some()).expect("seed {seed}: subscribers");
+            let edges = after.topics[down].subscribers.clone().expect("found above");
+            assert!(!edges.is_empty() && edges.iter().all(|&e| after.nodes[e].role == Role::Edge), "seed {seed}");
+            let mut restored = after.clone();
+            restored.topics[down].subscribers = None;
+            assert_eq!(restored, before, "seed {seed}: only the subscribers change");
+        }
+        assert!((40..100).contains(&drawn), "about a sixth of 400 worlds: {drawn}");
+    }
+
     /// A world with tiers only adds the boxes, their links and faults, and edges' upstreams
     /// to them; every box is a gateway under a gateway, every edge under a box reaches it
     /// over a link of its own, and the worlds run.
@@ -1224,7 +1273,7 @@ mod clock_stress_tests {
     fn tiers_only_change_their_worlds() {
         let mut drawn = 0;
         for seed in 0..400 {
-            let (before, after) = (world_before_tiers(seed), world(seed));
+            let (before, after) = (world_before_tiers(seed), world_before_subscribers(seed));
             if after == before {
                 continue;
             }

@@ -349,26 +349,47 @@ pub(crate) fn node_config(s: &Scenario, i: usize) -> NodeConfig {
         .map(|(j, _)| NodeId(j as u64 + 1))
         .collect();
     resources::fit_to_budgets(&mut cfg, spec.memory_bytes, spec.storage_bytes);
-    if let Some(j) = spec.upstream {
-        cfg.upstream = Some(NodeId(j as u64 + 1));
-    } else if role == Role::Edge {
-        // The edge forwards to the first gateway it has a link to.
-        cfg.upstream = s
-            .links
-            .iter()
-            .filter_map(|l| {
-                if l.a == i {
-                    Some(l.b)
-                } else if l.b == i {
-                    Some(l.a)
-                } else {
-                    None
-                }
-            })
-            .find(|&j| s.nodes[j].role == SpecRole::Gateway)
-            .map(|j| NodeId(j as u64 + 1));
+    cfg.upstream = upstream_of(s, i).map(|j| NodeId(j as u64 + 1));
+    // A topic that goes down to some edges only: this gateway sends it to the peers below
+    // it on the way to one of them.
+    for (c, t) in cfg.topics.iter_mut().zip(&s.topics) {
+        let Some(edges) = t.subscribers.as_ref().filter(|_| role == Role::Gateway) else { continue };
+        let on_the_way = |p: usize| edges.iter().any(|&e| e == p || path_up_of(s, e).contains(&p));
+        let peers = (0..s.nodes.len()).filter(|&p| upstream_of(s, p) == Some(i) && on_the_way(p));
+        c.subscribers = Some(peers.map(|p| NodeId(p as u64 + 1)).collect());
     }
     cfg
+}
+
+/// The node that node `i` syncs up to: its `upstream`, or for an edge without one the
+/// first gateway it has a link to.
+fn upstream_of(s: &Scenario, i: usize) -> Option<usize> {
+    if let Some(j) = s.nodes[i].upstream {
+        return Some(j);
+    }
+    if s.nodes[i].role != SpecRole::Edge {
+        return None;
+    }
+    let peer = |l: &crate::scenario::LinkSpec| match (l.a == i, l.b == i) {
+        (true, _) => Some(l.b),
+        (_, true) => Some(l.a),
+        _ => None,
+    };
+    s.links.iter().filter_map(peer).find(|&j| s.nodes[j].role == SpecRole::Gateway)
+}
+
+/// The nodes above node `i`, nearest first (as `World::path_up`, from the scenario).
+fn path_up_of(s: &Scenario, i: usize) -> Vec<usize> {
+    let mut path = Vec::new();
+    let mut at = i;
+    while let Some(u) = upstream_of(s, at) {
+        if path.contains(&u) || path.len() > s.nodes.len() {
+            break;
+        }
+        path.push(u);
+        at = u;
+    }
+    path
 }
 
 /// Refuses what the simulator cannot run yet, rather than passing it silently.
@@ -616,8 +637,15 @@ impl<'a> World<'a> {
             let replicas: Vec<usize> = (0..w.nodes.len())
                 .filter(|&k| k != g && w.nodes[k].cfg.upstream.is_some() && w.top_of(k) == g)
                 .collect();
-            for (t, _) in scenario.topics.iter().enumerate().filter(|(_, t)| topic_goes_down(t)) {
-                w.checker.add_down_stream((g, t as u16), replicas.iter().copied());
+            for (t, spec) in scenario.topics.iter().enumerate().filter(|(_, t)| topic_goes_down(t)) {
+                // Only the subscribed edges and the middle tiers on their way, if it names them.
+                let on_the_way = |k: usize| {
+                    spec.subscribers
+                        .as_ref()
+                        .is_none_or(|edges| edges.iter().any(|&e| e == k || w.path_up(e).contains(&k)))
+                };
+                let replicas: Vec<usize> = replicas.iter().copied().filter(|&k| on_the_way(k)).collect();
+                w.checker.add_down_stream((g, t as u16), replicas);
             }
         }
         w.schedule_start();

@@ -155,7 +155,7 @@ fn regression_seeds_pass() {
         (REGRESSIONS_WITH_DURABILITY_CHECKS, swarm::world_with_durability_checks),
         (REGRESSIONS_IN_WHOLE_WORLDS, swarm::world_before_second_gateway),
         (REGRESSIONS_WITH_DOWN_TOPICS, swarm::world_before_tiers),
-        (REGRESSIONS_WITH_TIERS, swarm::world),
+        (REGRESSIONS_WITH_TIERS, swarm::world_before_subscribers),
     ];
     for (seeds, draw) in sets {
         for &(seed, what) in seeds {

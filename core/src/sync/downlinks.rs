@@ -1,6 +1,7 @@
 //! A gateway's senders of `cloud-to-edge` topics: one [`Uplink`] (the same sender an
-//! edge runs towards its gateway, over the topics that go down) per edge it has heard
-//! from, at most `gateway.downlinks_max` at once.
+//! edge runs towards its gateway, over the topics that go down to that edge: all of them,
+//! or those whose `subscribers` name it) per edge it has heard from, at most
+//! `gateway.downlinks_max` at once.
 //!
 //! Guarantees enforced here and in the edge's receiver (`super::ingest`):
 //! - Store and forward downwards: the gateway's records of a `cloud-to-edge` topic stay
@@ -86,6 +87,10 @@ impl Downlinks {
     ) {
         if let Some(s) = self.senders.get_mut(&edge) {
             return if new_session { s.restart_session(cx.now, rng) } else { s.link_up(cx.now) };
+        }
+        if !cx.cfg.topics.iter().any(|t| t.sent_down_to(edge)) {
+            // It subscribes to none of the topics that go down: nothing to send it.
+            return;
         }
         if self.senders.len() >= cx.cfg.gateway.downlinks_max {
             let caught_up = self.senders.iter().find(|(_, s)| s.is_caught_up(logs));
@@ -184,6 +189,28 @@ mod tests {
     use crate::hlc::Hlc;
     use crate::types::TopicIdx;
     use rand::SeedableRng;
+
+    #[test]
+    fn an_edge_gets_a_sender_of_the_topics_it_subscribes_to_and_none_without_any() {
+        let mut promos = TopicConfig::new("promos", SyncDirection::CloudToEdge);
+        promos.subscribers = Some(vec![NodeId(1)]);
+        let mut prices = TopicConfig::new("prices", SyncDirection::CloudToEdge);
+        prices.subscribers = Some(vec![NodeId(1), NodeId(2)]);
+        let cfg = NodeConfig::new(NodeId(9), Role::Gateway, vec![promos, prices]);
+        let logs = vec![TopicLog::new(TopicIdx(0)), TopicLog::new(TopicIdx(1))];
+        let (mut fx, mut rng) = (Fx::default(), Xoshiro256PlusPlus::seed_from_u64(1));
+        let mut d = Downlinks::default();
+        let cx = Ctx { now: Instant(0), cfg: &cfg, hlc: Hlc::ZERO, fx: &mut fx };
+        for edge in [1, 2, 3] {
+            d.heard_from(&cx, (NodeId(edge), true), &logs, &mut rng);
+        }
+        let topics = |e: u64| {
+            d.sender(NodeId(e)).map(|s| s.status(&logs).streams.iter().map(|t| t.name.clone()).collect::<Vec<_>>())
+        };
+        assert_eq!(topics(1), Some(vec!["promos".to_string(), "prices".to_string()]));
+        assert_eq!(topics(2), Some(vec!["prices".to_string()]));
+        assert_eq!(topics(3), None, "edge 3 subscribes to nothing");
+    }
 
     #[test]
     fn a_reachable_edge_takes_the_slot_of_one_that_never_answers() {

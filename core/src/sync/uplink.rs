@@ -19,7 +19,7 @@
 use super::bucket::TokenBucket;
 use super::proto::{SkipReason, SyncMsg, TopicStatus, BATCHES_PER_DATA_MAX};
 use crate::codec::{self, BatchDecoder, BatchEncoder, Compression, DecodedBatch, RecordRef};
-use crate::config::{NodeConfig, SyncConfig, SyncDirection};
+use crate::config::{NodeConfig, SyncConfig, TopicConfig};
 use crate::effects::{Ctx, Fx, Owner};
 use crate::hlc::Hlc;
 use crate::io::{DiskOpId, DiskRequest, Event};
@@ -321,12 +321,13 @@ struct ReadAt {
 impl Uplink {
     /// An edge's sender of the topics that go up, to its gateway.
     pub fn new(cfg: &NodeConfig, gateway: NodeId, now: Instant, rng: &mut Xoshiro256PlusPlus) -> Uplink {
-        Uplink::of_topics(cfg, gateway, now, rng, SyncDirection::goes_up)
+        Uplink::of_topics(cfg, gateway, now, rng, |t| t.sync.goes_up())
     }
 
-    /// A gateway's sender of the topics that go down, to one edge (or to a middle tier).
+    /// A gateway's sender of the topics that go down to one edge (or to a middle tier):
+    /// those it subscribes to ([`TopicConfig::sent_down_to`]).
     pub fn down(cfg: &NodeConfig, edge: NodeId, now: Instant, rng: &mut Xoshiro256PlusPlus) -> Uplink {
-        let mut u = Uplink::of_topics(cfg, edge, now, rng, SyncDirection::goes_down);
+        let mut u = Uplink::of_topics(cfg, edge, now, rng, |t| t.sent_down_to(edge));
         u.origin_from_log = true;
         u
     }
@@ -335,7 +336,7 @@ impl Uplink {
     /// holds many edges' streams, which it forwards keeping their identities, so that
     /// every tier holds each record once (`Ingest::stream_origin` at the receiver).
     pub fn relay(cfg: &NodeConfig, upstream: NodeId, now: Instant, rng: &mut Xoshiro256PlusPlus) -> Uplink {
-        let mut u = Uplink::of_topics(cfg, upstream, now, rng, SyncDirection::goes_up);
+        let mut u = Uplink::of_topics(cfg, upstream, now, rng, |t| t.sync.goes_up());
         u.relay = Some(RelayMarks::default());
         u
     }
@@ -345,13 +346,13 @@ impl Uplink {
         gateway: NodeId,
         now: Instant,
         rng: &mut Xoshiro256PlusPlus,
-        sends: fn(SyncDirection) -> bool,
+        sends: impl Fn(&TopicConfig) -> bool,
     ) -> Uplink {
         let streams = cfg
             .topics
             .iter()
             .enumerate()
-            .filter(|(_, t)| sends(t.sync))
+            .filter(|(_, t)| sends(t))
             .map(|(i, t)| {
                 let s = UpStream {
                     name: t.name.clone(),
