@@ -75,3 +75,34 @@ fn records_written_in_the_cloud_reach_every_edge_once_across_kill_9() {
         assert!(table.lines().any(|l| l.starts_with(edge) && l.contains("config") && l.contains("800")), "{table}");
     }
 }
+
+#[test]
+fn a_topic_with_subscribers_goes_down_to_them_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listen = free_addr();
+    let promos = "\n[[topics]]\nname = \"promos\"\nsync = \"down\"\n";
+    let edge_topics = format!("{TOPICS}{promos}");
+    let gw_topics = format!("{TOPICS}{promos}subscribers = [\"edge-1*\"]\n");
+    let mut gw = Daemon::gateway_with(dir.path(), listen, &[("edge-1", "t1"), ("edge-2", "t2")], &gw_topics);
+    gw.start();
+    let gateway_id = outpost::config::node_id_of("gateway").0;
+    let mut c = gw.client();
+    for i in 0..50 {
+        produce(&mut c, "promos", format!("p{i}").as_bytes());
+    }
+    produce_config(&gw, 0, 50);
+    let mut e1 = Daemon::edge_with_sync(dir.path(), "edge-1", listen, "t1", SYNC, &edge_topics);
+    let mut e2 = Daemon::edge_with_sync(dir.path(), "edge-2", listen, "t2", SYNC, &edge_topics).lite();
+    e1.start();
+    e2.start();
+    // Both get what goes to every edge; the promotions were written first, in the same
+    // senders, so by then edge-2 would hold them had they been sent to it.
+    wait_for_all(&[&e1, &e2], gateway_id, 50);
+    wait_until(60, "edge-1 to hold 50 promos", || e1.read_all("promos").len() >= 50);
+    assert_eq!(e1.read_all("promos").len(), 50);
+    assert!(e2.read_all("promos").is_empty(), "edge-2 does not subscribe to promos");
+    let (code, table) = gw.cli(&["sync", "status", "--gateway"]);
+    assert_eq!(code, 0, "{table}");
+    assert!(table.lines().any(|l| l.starts_with("edge-1") && l.contains("promos")), "{table}");
+    assert!(!table.lines().any(|l| l.starts_with("edge-2") && l.contains("promos")), "{table}");
+}
