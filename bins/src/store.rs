@@ -197,6 +197,7 @@ impl Store {
             }
             FileId::Meta { generation } => self.dir.join("meta").join(format!("{generation:020}.meta")),
             FileId::Raft { generation } => self.dir.join("raft").join(format!("{generation:020}.raft")),
+            FileId::Marks { generation } => self.dir.join("marks").join(format!("{generation:020}.marks")),
         }
     }
 
@@ -258,6 +259,11 @@ impl Store {
         for (name, len) in listing(&self.dir.join("raft"))? {
             if let Some(generation) = number(&name, ".raft") {
                 out.push((FileId::Raft { generation }, len));
+            }
+        }
+        for (name, len) in listing(&self.dir.join("marks"))? {
+            if let Some(generation) = number(&name, ".marks") {
+                out.push((FileId::Marks { generation }, len));
             }
         }
         out.sort();

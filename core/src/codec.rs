@@ -228,6 +228,8 @@ pub enum FrameKind {
     LogBatch = 1,
     /// Log or node metadata.
     Meta = 2,
+    /// A gateway's checkpoint of its receivers' marks (`crate::marks`).
+    Marks = 3,
     /// Sync: opening message of a session.
     SyncHello = 16,
     /// Sync: answer to a hello.
@@ -256,6 +258,7 @@ impl TryFrom<u8> for FrameKind {
         Ok(match found {
             1 => FrameKind::LogBatch,
             2 => FrameKind::Meta,
+            3 => FrameKind::Marks,
             16 => FrameKind::SyncHello,
             17 => FrameKind::SyncWelcome,
             18 => FrameKind::SyncData,
@@ -1054,6 +1057,7 @@ mod tests {
         for kind in [
             FrameKind::LogBatch,
             FrameKind::Meta,
+            FrameKind::Marks,
             FrameKind::SyncHello,
             FrameKind::SyncWelcome,
             FrameKind::SyncData,
@@ -1061,7 +1065,7 @@ mod tests {
         ] {
             assert_eq!(FrameKind::try_from(kind as u8), Ok(kind));
         }
-        assert_eq!(FrameKind::try_from(3), Err(FrameError::UnknownKind { found: 3 }));
+        assert_eq!(FrameKind::try_from(4), Err(FrameError::UnknownKind { found: 4 }));
     }
 
     #[test]

@@ -27,7 +27,10 @@ pub(crate) enum Owner {
     Fetch,
     /// The site's Raft writes (append, then sync).
     Site,
-    /// Deletes nobody waits for: retention, eviction, obsolete meta and Raft generations.
+    /// `marks::MarksWriter`: a checkpoint's append and sync.
+    Marks,
+    /// Deletes nobody waits for: retention, eviction, obsolete meta, Raft and marks
+    /// generations.
     Unheeded,
 }
 

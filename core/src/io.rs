@@ -40,6 +40,8 @@ pub enum FileId {
     Meta { generation: u64 },
     /// The Raft state of a site-cluster member, rotated by generation at each snapshot.
     Raft { generation: u64 },
+    /// A gateway's checkpoint of its receivers' marks (`crate::marks`), one per generation.
+    Marks { generation: u64 },
 }
 
 impl fmt::Display for FileId {
@@ -48,6 +50,7 @@ impl fmt::Display for FileId {
             FileId::Segment { topic, base } => write!(f, "topic{}/{base:020}.seg", topic.0),
             FileId::Meta { generation } => write!(f, "meta/{generation:020}.meta"),
             FileId::Raft { generation } => write!(f, "raft/{generation:020}.raft"),
+            FileId::Marks { generation } => write!(f, "marks/{generation:020}.marks"),
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod hold;
 pub mod io;
 pub(crate) mod keys;
 pub mod log;
+pub mod marks;
 pub mod memory;
 pub mod meta;
 pub mod node;

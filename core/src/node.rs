@@ -19,6 +19,7 @@ use crate::hlc::{ClockStart, Hlc, HlcClock};
 use crate::hold::MessageHold;
 use crate::io::{DiskError, DiskOpId, DiskResponse, Event, FetchError, Input, Output, ProduceAck, ProduceError, ReqId};
 use crate::log::TopicLog;
+use crate::marks::MarksWriter;
 use crate::meta::{self, BoundWriter};
 use crate::recovery::{Recovered, Recovery, RecoveryCx};
 use crate::resources::{self, MemoryPlan};
@@ -32,6 +33,8 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 
 #[path = "node_budget.rs"]
 mod node_budget;
+#[path = "node_retention.rs"]
+mod node_retention;
 #[path = "node_site.rs"]
 mod node_site;
 #[path = "node_sync.rs"]
@@ -105,6 +108,8 @@ pub struct Node {
     held: MessageHold,
     /// Persists the clock's bound in the meta log.
     bound: BoundWriter,
+    /// A middle tier's checkpoints of its receivers' marks, for its retention.
+    marks: Option<MarksWriter>,
     /// The produce queue, the group commit and the rolls of a full device.
     commit: GroupCommit,
     fx: Fx,
@@ -159,6 +164,7 @@ impl Node {
             hlc,
             held: MessageHold::default(),
             bound: BoundWriter::recovered(&[]),
+            marks: None,
             commit: GroupCommit::new(n),
             fx,
             uplink: None,
@@ -456,6 +462,7 @@ impl Node {
                 }
             }
             Owner::Unheeded => {}
+            Owner::Marks => self.marks_done(id, result),
             Owner::Site => self.site_write_done(result.is_ok()),
             Owner::Fetch => self.fetch_read_done(id, result),
             Owner::Uplink { tag } => self.uplink_read_done(tag, id, result),
@@ -478,6 +485,7 @@ impl Node {
             ClockStart::New | ClockStart::FromWall => {}
         }
         self.bound = BoundWriter::recovered(&r.meta_generations);
+        self.marks = self.cfg.is_middle_tier().then(|| MarksWriter::recovered(&r.marks_generations));
         match self.cfg.role {
             Role::Edge => {
                 // Strong topics go up through the site's leader, as the cluster's stream.
@@ -569,23 +577,5 @@ impl Node {
         if f.error == DiskError::NoSpace {
             self.on_device_full(f.bytes);
         }
-    }
-
-    // ---- retention ----
-
-    fn apply_retention(&mut self) {
-        let (cfg, uplink, site) = (&self.cfg, self.uplink.as_ref(), self.site.as_deref());
-        // Strong topics are acknowledged through the site's leader.
-        let mark = |i: usize| {
-            let tcfg = &cfg.topics[i];
-            match (uplink, site) {
-                (_, Some(site)) if tcfg.is_strong() && tcfg.sync.goes_up() => site.gateway_mark(TopicIdx(i as u16)),
-                (Some(u), _) if tcfg.sync.goes_up() => u.acked(TopicIdx(i as u16)).unwrap_or(0),
-                _ if cfg.role == Role::Edge && tcfg.sync.goes_up() => 0,
-                _ => u64::MAX,
-            }
-        };
-        self.space.apply_retention((cfg, self.now.wall_ms), &mut self.fx, &mut self.logs, mark);
-        self.reclaim_full_device();
     }
 }

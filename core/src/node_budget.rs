@@ -51,6 +51,7 @@ impl Node {
             ingest::planned(cfg, &b),
             downlinks::planned(cfg, &b),
             fetch::planned(cfg, &b),
+            crate::marks::planned(cfg),
         ];
         for part in &components {
             max.add(part);

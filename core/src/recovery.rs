@@ -45,6 +45,8 @@ pub(crate) struct Recovered {
     /// A site member's Raft state, and every generation found.
     pub raft: Option<crate::raft::store::Recovered>,
     pub raft_generations: Vec<u64>,
+    /// A gateway's checkpoints of its marks found (`crate::marks`), every generation.
+    pub marks_generations: Vec<u64>,
     pub records: u64,
     pub truncated_bytes: u64,
 }
@@ -70,6 +72,7 @@ const STEP_ENTRY_BYTES: u64 = 64;
 enum JobKind {
     Meta,
     Raft { generation: u64 },
+    Marks { generation: u64 },
     Segment { topic: TopicIdx, last: bool, next_base: Option<u64> },
 }
 
@@ -102,6 +105,11 @@ pub(crate) fn planned(cfg: &NodeConfig, b: &PlanBasis) -> MemoryUsage {
         let file = crate::site::RAFT_FILE_BYTES_FACTOR * c.log_bytes_max + crate::site::CHECKPOINT_OVERHEAD_BYTES;
         m.grow(MemoryPart::Index, file);
     }
+    if cfg.role == Role::Gateway {
+        // A marks checkpoint, read whole (in the same buffer as a Raft generation: a site
+        // member is never a gateway).
+        m.grow(MemoryPart::Index, crate::marks::file_bytes_max(cfg));
+    }
     m
 }
 
@@ -130,7 +138,10 @@ pub(crate) struct Recovery {
     /// one being read.
     raft_generations: Vec<u64>,
     raft: Option<crate::raft::store::Recovered>,
+    /// A whole small file being read: a Raft generation, or a marks checkpoint.
     raft_reading: Vec<u8>,
+    /// A gateway's marks checkpoints found (read newest first, until one decodes).
+    marks_generations: Vec<u64>,
 }
 
 impl Recovery {
@@ -212,6 +223,7 @@ impl Recovery {
         let mut jobs = VecDeque::new();
         let mut meta_generations = Vec::new();
         let mut raft_generations = Vec::new();
+        let mut marks_files = Vec::new();
         for (file, len) in files {
             match file {
                 FileId::Meta { generation } => {
@@ -226,9 +238,16 @@ impl Recovery {
                     // Newest first: it is the one recovery wants.
                     jobs.push_front(ScanJob::whole_file(JobKind::Raft { generation }, file, len));
                 }
-                FileId::Segment { .. } | FileId::Raft { .. } => {}
+                FileId::Marks { generation } if gateway => marks_files.push((generation, len)),
+                FileId::Segment { .. } | FileId::Raft { .. } | FileId::Marks { .. } => {}
             }
         }
+        // Newest first: the newest that decodes is the one recovery takes.
+        marks_files.sort_unstable();
+        for &(generation, len) in &marks_files {
+            jobs.push_front(ScanJob::whole_file(JobKind::Marks { generation }, FileId::Marks { generation }, len));
+        }
+        self.marks_generations = marks_files.iter().map(|&(g, _)| g).collect();
         let wall = cx.wall_ms;
         let mut segments: BTreeMap<TopicIdx, Vec<Segment>> = BTreeMap::new();
         for (topic, mut segs) in by_topic {
@@ -306,6 +325,32 @@ impl Recovery {
         let mut job = self.current.take().expect("a read belongs to the current job");
         if job.kind == JobKind::Meta {
             self.meta_bound = self.meta_bound.max(meta::read_bound(bytes));
+            return;
+        }
+        if let JobKind::Marks { generation } = job.kind {
+            // Read whole: at most `streams_max` marks.
+            self.raft_reading.extend_from_slice(bytes);
+            job.pos += bytes.len() as u64;
+            if !bytes.is_empty() && job.pos < job.file_len {
+                self.issue_read(cx, &job, 0);
+                self.current = Some(job);
+                return;
+            }
+            let file = std::mem::take(&mut self.raft_reading);
+            match crate::marks::decode(&file) {
+                Ok(marks) => {
+                    for (k, m) in marks {
+                        let e = self.marks.entry(k).or_default();
+                        *e = (*e).max(m);
+                    }
+                    self.jobs.retain(|j| !matches!(j.kind, JobKind::Marks { .. }));
+                }
+                // A checkpoint that never became durable: the one before it covers every
+                // segment deleted so far.
+                Err(e) => cx.fx.event(Event::StorageProblem {
+                    detail: format!("marks checkpoint {generation} does not decode ({e}); reading the one before it"),
+                }),
+            }
             return;
         }
         if let JobKind::Raft { generation } = job.kind {
@@ -558,6 +603,7 @@ impl Recovery {
             marks: r.marks,
             raft: r.raft,
             raft_generations: r.raft_generations,
+            marks_generations: r.marks_generations,
             records: r.records,
             truncated_bytes: r.truncated_bytes,
         }
@@ -585,7 +631,7 @@ impl ScanJob {
     fn file_base(&self) -> u64 {
         match self.file {
             FileId::Segment { base, .. } => base,
-            FileId::Meta { .. } | FileId::Raft { .. } => 0,
+            FileId::Meta { .. } | FileId::Raft { .. } | FileId::Marks { .. } => 0,
         }
     }
 }

@@ -224,7 +224,9 @@ impl Space {
 
     /// Deletes each topic's oldest segments past its retention (bytes or age), never one
     /// the next hop has not acknowledged (`mark`: where each topic is acknowledged up to
-    /// for retention; `u64::MAX` for what never leaves).
+    /// for retention; `u64::MAX` for what never leaves, 0 for what must stay: a
+    /// gateway's, whose marks a restart rebuilds from its segments unless a durable
+    /// checkpoint covers them, see `crate::marks`).
     pub fn apply_retention(
         &mut self,
         (cfg, wall): (&NodeConfig, u64),
@@ -232,24 +234,10 @@ impl Space {
         logs: &mut [TopicLog],
         mark: impl Fn(usize) -> u64,
     ) {
-        if cfg.role == Role::Gateway {
-            // A gateway rebuilds its high-water marks from its segments at start; deleting
-            // one would let a restart accept its records again. Retention returns with a
-            // durable checkpoint of the marks.
-            return;
-        }
         for (i, log) in logs.iter_mut().enumerate() {
             let tcfg = &cfg.topics[i];
             let synced = mark(i);
-            while let Some(oldest) = log.oldest() {
-                if log.removable() == 0 || oldest.end > synced {
-                    break;
-                }
-                let over_size = log.bytes() > tcfg.retention_bytes;
-                let too_old = tcfg.retention_age.is_some_and(|a| wall.saturating_sub(oldest.newest_ms) > a.as_millis());
-                if !over_size && !too_old {
-                    break;
-                }
+            while retention_due(log, tcfg, wall, synced) {
                 let seg = log.pop_oldest().expect("more than one segment");
                 let file = log.file(seg.base);
                 self.stats.segments_deleted += 1;
@@ -326,6 +314,17 @@ impl Space {
             })
             .collect()
     }
+}
+
+/// Whether retention deletes `log`'s oldest segment now: it is not the newest, it ends at
+/// or below `synced`, and the topic is over its size or the segment over its age.
+pub(crate) fn retention_due(log: &TopicLog, tcfg: &crate::config::TopicConfig, wall: u64, synced: u64) -> bool {
+    let Some(oldest) = log.oldest() else { return false };
+    if log.removable() == 0 || oldest.end > synced {
+        return false;
+    }
+    let over_size = log.bytes() > tcfg.retention_bytes;
+    over_size || tcfg.retention_age.is_some_and(|a| wall.saturating_sub(oldest.newest_ms) > a.as_millis())
 }
 
 fn pick_victim(cx: &SpaceCx<'_>, writer: TopicIdx) -> Option<Victim> {

@@ -31,6 +31,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("log_scan", log_scan),
     ("recovery", recovery::recovery),
     ("meta_bound", meta_bound),
+    ("marks", marks),
     ("config", config),
     ("scenario", scenario),
     ("http_request", http_request),
@@ -227,6 +228,16 @@ pub fn log_scan(data: &[u8]) {
 /// A meta file: the bound it yields, if any, comes from a frame with a valid checksum.
 pub fn meta_bound(data: &[u8]) {
     let _ = outpost_core::meta::read_bound(data);
+}
+
+/// A marks checkpoint: a typed error, or marks that encode back to the same bytes (the
+/// decoder takes only one frame, streams in order).
+pub fn marks(data: &[u8]) {
+    if let Ok(m) = outpost_core::marks::decode(data) {
+        let mut again = Vec::new();
+        outpost_core::marks::encode(m.into_iter(), &mut again);
+        assert_eq!(again, data, "a checkpoint that decodes is the encoding of what it decodes to");
+    }
 }
 
 /// A config file, for both roles: a typed error or settings that passed validation.

@@ -46,6 +46,11 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     outpost_core::meta::encode_record(1_767_225_600_000, &mut meta);
     outpost_core::meta::encode_record(1_767_225_610_000, &mut meta);
     v.push(("meta_bound", "two-bounds", meta));
+    let mut marks = Vec::new();
+    let streams =
+        [((NodeId(3), outpost_core::types::TopicIdx(0)), 120u64), ((NodeId(9), outpost_core::types::TopicIdx(1)), 7)];
+    outpost_core::marks::encode(streams.into_iter(), &mut marks);
+    v.push(("marks", "two-streams", marks));
     let hlc = Hlc(1_767_225_600_000 << 16);
     let msgs = [
         (

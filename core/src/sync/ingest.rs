@@ -120,6 +120,12 @@ impl Ingest {
         self.streams.iter()
     }
 
+    /// Every stream's durable mark, in stream order: what a checkpoint of the marks holds
+    /// (`crate::marks`).
+    pub fn durable_marks(&self) -> impl ExactSizeIterator<Item = ((NodeId, TopicIdx), Seq)> + '_ {
+        self.streams.iter().map(|(&k, s)| (k, s.durable))
+    }
+
     /// Heap bytes of the stream marks and sessions.
     pub fn index_bytes(&self) -> u64 {
         self.streams.len() as u64 * GATEWAY_STREAM_ENTRY_BYTES
