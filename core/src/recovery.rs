@@ -105,7 +105,7 @@ pub(crate) fn planned(cfg: &NodeConfig, b: &PlanBasis) -> MemoryUsage {
         let file = crate::site::RAFT_FILE_BYTES_FACTOR * c.log_bytes_max + crate::site::CHECKPOINT_OVERHEAD_BYTES;
         m.grow(MemoryPart::Index, file);
     }
-    if cfg.role == Role::Gateway {
+    if cfg.is_middle_tier() {
         // A marks checkpoint, read whole (in the same buffer as a Raft generation: a site
         // member is never a gateway).
         m.grow(MemoryPart::Index, crate::marks::file_bytes_max(cfg));
@@ -238,7 +238,7 @@ impl Recovery {
                     // Newest first: it is the one recovery wants.
                     jobs.push_front(ScanJob::whole_file(JobKind::Raft { generation }, file, len));
                 }
-                FileId::Marks { generation } if gateway => marks_files.push((generation, len)),
+                FileId::Marks { generation } if cx.cfg.is_middle_tier() => marks_files.push((generation, len)),
                 FileId::Segment { .. } | FileId::Raft { .. } | FileId::Marks { .. } => {}
             }
         }
