@@ -279,7 +279,12 @@ impl Store {
                 if let Some(parent) = path.parent() {
                     if !parent.exists() {
                         fs::create_dir_all(parent).map_err(|e| io_error(parent, &e))?;
-                        sync_dir(&self.dir.join("topics")).map_err(|e| io_error(parent, &e))?;
+                        // The new directory's entry lives in its parent (`topics/` for a
+                        // topic's, the data directory for `meta/`, `raft/`, `marks/`), and
+                        // `topics/` itself may be new too.
+                        for dir in [parent.parent().unwrap_or(&self.dir), &self.dir] {
+                            sync_dir(dir).map_err(|e| io_error(dir, &e))?;
+                        }
                     }
                 }
                 if !path.exists() {
