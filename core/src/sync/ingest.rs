@@ -400,16 +400,21 @@ impl Ingest {
         }
         let stream = self.streams.get_mut(&(key, idx))?;
         let mut moved = None;
-        let refused = from > stream.appended || (to > stream.appended && stream.durable != stream.appended);
-        if from > stream.appended {
+        // Refused: a gap before it, or a commit in flight where it would start (a skip of
+        // what the stream already holds is only answered).
+        let refused = if from > stream.appended {
             self.gaps_refused += 1;
+            true
         } else if to > stream.appended && stream.durable == stream.appended {
             let start = stream.appended;
             stream.appended = to;
             stream.durable = to;
             fx.event(Event::Skipped { origin: key, topic: idx, from: start, to, reason });
             moved = Some(idx);
-        }
+            false
+        } else {
+            to > stream.appended
+        };
         let (next_seq, expected) = (stream.durable, stream.appended);
         let topic = topic.to_string();
         fx.send(peer, &SyncMsg::Ack { session, hlc, topic, origin: key, next_seq, expected, refused });

@@ -689,8 +689,8 @@ impl Uplink {
 
     /// The next tier's marks of one origin's stream, as a relay hears them: flights it
     /// holds wholly are done, and the relay's `acked` (a log offset) moves to the oldest
-    /// flight still open. A gap (the peer expects less than the oldest of that origin's
-    /// flights it lacks starts at) makes the stream start over from `acked`.
+    /// flight still open. A gap (a refusal, or the peer lacks a range it cannot still be
+    /// receiving) makes the stream go back to the flight holding that range.
     fn on_relay_ack(
         &mut self,
         topic: &str,
