@@ -320,6 +320,19 @@ impl Recovery {
         }
     }
 
+    /// A job that reads its file whole (a Raft generation, a marks checkpoint) took
+    /// `bytes`: the whole file once it is read, else the next read is issued.
+    fn read_whole(&mut self, cx: &mut RecoveryCx<'_>, mut job: ScanJob, bytes: &[u8]) -> Option<Vec<u8>> {
+        self.raft_reading.extend_from_slice(bytes);
+        job.pos += bytes.len() as u64;
+        if !bytes.is_empty() && job.pos < job.file_len {
+            self.issue_read(cx, &job, 0);
+            self.current = Some(job);
+            return None;
+        }
+        Some(std::mem::take(&mut self.raft_reading))
+    }
+
     fn on_read(&mut self, cx: &mut RecoveryCx<'_>, bytes: &[u8]) {
         let gateway = cx.cfg.role == Role::Gateway;
         let mut job = self.current.take().expect("a read belongs to the current job");
@@ -329,14 +342,7 @@ impl Recovery {
         }
         if let JobKind::Marks { generation } = job.kind {
             // Read whole: at most `streams_max` marks.
-            self.raft_reading.extend_from_slice(bytes);
-            job.pos += bytes.len() as u64;
-            if !bytes.is_empty() && job.pos < job.file_len {
-                self.issue_read(cx, &job, 0);
-                self.current = Some(job);
-                return;
-            }
-            let file = std::mem::take(&mut self.raft_reading);
+            let Some(file) = self.read_whole(cx, job, bytes) else { return };
             match crate::marks::decode(&file) {
                 Ok(marks) => {
                     for (k, m) in marks {
@@ -355,20 +361,14 @@ impl Recovery {
         }
         if let JobKind::Raft { generation } = job.kind {
             // Read whole: a generation holds at most a few times the Raft log's limit.
-            self.raft_reading.extend_from_slice(bytes);
-            job.pos += bytes.len() as u64;
-            if !bytes.is_empty() && job.pos < job.file_len {
-                self.issue_read(cx, &job, 0);
-                self.current = Some(job);
-                return;
-            }
-            let file = std::mem::take(&mut self.raft_reading);
+            let file_id = job.file;
+            let Some(file) = self.read_whole(cx, job, bytes) else { return };
             match crate::raft::store::replay(&file) {
                 Ok(rec) => {
                     if let Some(why) = &rec.cut {
                         let cut_bytes = file.len() as u64 - rec.valid_len;
                         let (at, reason) = (rec.valid_len, why.clone());
-                        cx.fx.event(Event::TailTruncated { file: job.file, at, cut_bytes, reason, skipped: None });
+                        cx.fx.event(Event::TailTruncated { file: file_id, at, cut_bytes, reason, skipped: None });
                     }
                     self.raft = Some(rec);
                     self.jobs.retain(|j| !matches!(j.kind, JobKind::Raft { .. }));
