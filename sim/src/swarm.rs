@@ -1211,18 +1211,27 @@ mod clock_stress_tests {
         assert!(tested >= 20, "{tested} idle worlds with a quiet minute followed by traffic");
     }
 
-    /// Seeds stay stable: a world without a second gateway is the one its seed drew
-    /// before, and one with it only adds `cloud2`, its links, its faults and upstreams.
+    /// How a world is drawn from its seed, with or without a feature.
+    type Draw = fn(u64) -> Scenario;
+
+    /// The seeds of 0..400 whose world a feature changed (`before` without it, `after`
+    /// with it), with both worlds; each changed only where the feature's own stream drew
+    /// it (`name`, at odds `share`), so other seeds keep their worlds.
+    fn changed_worlds((before, after): (Draw, Draw), name: &str, share: f64) -> Vec<(u64, Scenario, Scenario)> {
+        let changed: Vec<(u64, Scenario, Scenario)> =
+            (0..400).map(|seed| (seed, before(seed), after(seed))).filter(|(_, b, a)| a != b).collect();
+        for (seed, _, _) in &changed {
+            assert!(stream(*seed, name).gen_bool(share), "seed {seed}: changed without the draw of {name}");
+        }
+        changed
+    }
+
+    /// Seeds stay stable: a world with a `cloud-to-edge` topic only adds the topic, one
+    /// workload on it per gateway, and memory.
     #[test]
     fn a_down_topic_only_changes_its_worlds() {
-        let mut drawn = 0;
-        for seed in 0..400 {
-            let (before, after) = (world_before_down_topics(seed), world_before_tiers(seed));
-            if after == before {
-                continue;
-            }
-            assert!(stream(seed, "swarm/down-topics").gen_bool(DOWN_SHARE), "seed {seed}: changed without the draw");
-            drawn += 1;
+        let changed = changed_worlds((world_before_down_topics, world_before_tiers), "swarm/down-topics", DOWN_SHARE);
+        for (seed, before, after) in &changed {
             assert_eq!(after.topics[..before.topics.len()], before.topics[..], "seed {seed}");
             let down = &after.topics[before.topics.len()..];
             assert!(down.len() == 1 && down[0].sync == SyncDirection::CloudToEdge, "seed {seed}: {down:?}");
@@ -1241,6 +1250,7 @@ mod clock_stress_tests {
                 assert!(a.memory_bytes >= b.memory_bytes);
             }
         }
+        let drawn = changed.len();
         assert!((100..170).contains(&drawn), "about a third of 400 worlds: {drawn}");
     }
 
@@ -1248,21 +1258,17 @@ mod clock_stress_tests {
     /// subset of its edges.
     #[test]
     fn subscribers_only_change_their_worlds() {
-        let mut drawn = 0;
-        for seed in 0..400 {
-            let (before, after) = (world_before_subscribers(seed), world(seed));
-            if after == before {
-                continue;
-            }
-            assert!(stream(seed, "swarm/subscribers").gen_bool(SUBSCRIBER_SHARE), "seed {seed}: without the draw");
-            drawn += 1;
-            let down = after.topics.iter().position(|t| t.subscribers.is_some()).expect("seed {seed}: subscribers");
+        let changed = changed_worlds((world_before_subscribers, world), "swarm/subscribers", SUBSCRIBER_SHARE);
+        for (seed, before, after) in &changed {
+            let down = after.topics.iter().position(|t| t.subscribers.is_some());
+            let down = down.unwrap_or_else(|| panic!("seed {seed}: no topic has subscribers"));
             let edges = after.topics[down].subscribers.clone().expect("found above");
             assert!(!edges.is_empty() && edges.iter().all(|&e| after.nodes[e].role == Role::Edge), "seed {seed}");
             let mut restored = after.clone();
             restored.topics[down].subscribers = None;
-            assert_eq!(restored, before, "seed {seed}: only the subscribers change");
+            assert_eq!(restored, *before, "seed {seed}: only the subscribers change");
         }
+        let drawn = changed.len();
         assert!((40..100).contains(&drawn), "about a sixth of 400 worlds: {drawn}");
     }
 
@@ -1271,14 +1277,9 @@ mod clock_stress_tests {
     /// over a link of its own, and the worlds run.
     #[test]
     fn tiers_only_change_their_worlds() {
-        let mut drawn = 0;
-        for seed in 0..400 {
-            let (before, after) = (world_before_tiers(seed), world_before_subscribers(seed));
-            if after == before {
-                continue;
-            }
-            assert!(stream(seed, "swarm/tiers").gen_bool(TIER_SHARE), "seed {seed}: changed without the draw");
-            drawn += 1;
+        let changed = changed_worlds((world_before_tiers, world_before_subscribers), "swarm/tiers", TIER_SHARE);
+        for (seed, before, after) in &changed {
+            let seed = *seed;
             let n = before.nodes.len();
             assert!((n + 1..=n + 2).contains(&after.nodes.len()), "seed {seed}");
             for (i, a) in after.nodes.iter().enumerate().skip(n) {
@@ -1296,8 +1297,9 @@ mod clock_stress_tests {
             }
             assert_eq!((&before.topics, &before.workloads), (&after.topics, &after.workloads), "seed {seed}");
             assert_eq!(before.links[..], after.links[..before.links.len()], "seed {seed}");
-            crate::world::World::new(&after, seed, None).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+            crate::world::World::new(after, seed, None).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         }
+        let drawn = changed.len();
         assert!((70..140).contains(&drawn), "about a quarter of 400 worlds: {drawn}");
     }
 
