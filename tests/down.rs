@@ -1,7 +1,8 @@
 //! `cloud-to-edge` topics with real processes: records produced at the gateway reach two
 //! edges (one per shell) that were away when they were written, each exactly once and in
 //! order, across a kill -9 of an edge and of the gateway; a produce to a topic written at
-//! the other side is refused.
+//! the other side is refused; a topic's `retention_age` expires at the gateway what an
+//! edge away for longer lacks, and the edge is told.
 
 mod common;
 
@@ -105,4 +106,58 @@ fn a_topic_with_subscribers_goes_down_to_them_only() {
     assert_eq!(code, 0, "{table}");
     assert!(table.lines().any(|l| l.starts_with("edge-1") && l.contains("promos")), "{table}");
     assert!(!table.lines().any(|l| l.starts_with("edge-2") && l.contains("promos")), "{table}");
+}
+
+#[test]
+fn retention_age_expires_at_the_gateway_what_an_edge_away_lacks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listen = free_addr();
+    let notices = "\n[[topics]]\nname = \"notices\"\nsync = \"down\"\n";
+    let edge_topics = format!("{TOPICS}{notices}");
+    let gw_topics = format!(
+        "{TOPICS}{notices}subscribers = [\"edge-*\"]\nretention_age = \"2s\"\n\n[log]\nsegment = \"64KiB\"\n\n[resources]\nmax_storage = \"256MiB\"\n"
+    );
+    let mut gw = Daemon::gateway_with(dir.path(), listen, &[("edge-1", "t1"), ("edge-2", "t2")], &gw_topics);
+    gw.start();
+    // Written while the edges are away, in several segments (values that compress little).
+    let mut c = gw.client();
+    let value = |i: u64| format!("n{i} {:x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15)).repeat(4);
+    for i in 0..3000 {
+        produce(&mut c, "notices", value(i).as_bytes());
+    }
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    // A commit after they aged: retention runs, and expires all but the newest segment.
+    produce(&mut c, "notices", value(3000).as_bytes());
+    let topic = |d: &Daemon| {
+        let s = d.status();
+        s["topics"].as_array().expect("topics").iter().find(|t| t["name"] == "notices").expect("topic").clone()
+    };
+    let expired = topic(&gw)["evicted_unsynced"].as_u64().expect("a count");
+    assert!(expired > 0 && expired < 3000, "expired {expired} of the 3000 written before the wait");
+    assert!(gw.log_text().contains("retention_age expired records"), "the gateway says so in its log");
+
+    // One edge per shell.
+    let mut e1 = Daemon::edge_with_sync(dir.path(), "edge-1", listen, "t1", SYNC, &edge_topics);
+    let mut e2 = Daemon::edge_with_sync(dir.path(), "edge-2", listen, "t2", SYNC, &edge_topics).lite();
+    e1.start();
+    e2.start();
+    for e in [&e1, &e2] {
+        // Its log begins where the expired range ends: a fetch below it is refused (as is
+        // one past its end, until the records arrive).
+        let notices_from = |from: u64| {
+            let r = e.client().fetch("notices", from, 10_000, 4 << 20);
+            r.map(|r| r.records.iter().map(|r| r.origin_seq).collect::<Vec<u64>>()).unwrap_or_default()
+        };
+        wait_until(60, &format!("{} to hold the notices the gateway kept", e.name), || {
+            e.try_status().is_some() && notices_from(expired).last() == Some(&3000)
+        });
+        let seqs = notices_from(expired);
+        assert_eq!(
+            seqs,
+            (expired..=3000).collect::<Vec<_>>(),
+            "{}: skipped exactly what expired, then the rest",
+            e.name
+        );
+        assert!(e.client().fetch("notices", 0, 10, 1 << 20).is_err(), "{}: nothing below what expired", e.name);
+    }
 }

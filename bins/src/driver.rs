@@ -294,6 +294,17 @@ impl Driver {
                     "storage budget full: evicted records the gateway never had"
                 );
             }
+            Event::Expired { topic, from, to, records, bytes } => {
+                self.counters.evicted_unsynced += records;
+                tracing::warn!(
+                    topic = self.topic_name(topic),
+                    from,
+                    to,
+                    records,
+                    bytes,
+                    "retention_age expired records an edge had not acknowledged: it will be told they are gone"
+                );
+            }
         }
     }
 

@@ -436,6 +436,17 @@ impl NodeConfig {
         self.role == Role::Gateway && self.upstream.is_some()
     }
 
+    /// How many (subscriber, topic) pairs this gateway's `cloud-to-edge` topics name: the
+    /// marks it keeps, and checkpoints, to know what every subscriber holds.
+    pub fn named_subscriptions(&self) -> u64 {
+        let named = self.topics.iter().filter(|t| t.sync.goes_down()).filter_map(|t| t.subscribers.as_ref());
+        if self.role == Role::Gateway {
+            named.map(|s| s.len() as u64).sum()
+        } else {
+            0
+        }
+    }
+
     /// Whether applications write `t` at this node (`SyncDirection::written_at`).
     pub fn writes(&self, t: &TopicConfig) -> bool {
         t.sync.written_at(self.role, self.is_middle_tier())

@@ -442,6 +442,11 @@ pub enum Event {
     /// of a topic before the gateway acknowledged them (`records` of them were written;
     /// the rest of the range was unwritten). Sync tells the gateway with a `Skip`.
     Evicted { topic: TopicIdx, from: Seq, to: Seq, records: u64, bytes: u64, policy: &'static str },
+    /// A gateway's `cloud-to-edge` topic outlived its `retention_age`: records `from..to`
+    /// were deleted although a subscriber it knows had not acknowledged them (`records` of
+    /// them were written). Each edge that lacks them is told with a `Skip` (reason
+    /// `Evicted`, or `Deleted` after a restart).
+    Expired { topic: TopicIdx, from: Seq, to: Seq, records: u64, bytes: u64 },
 }
 
 /// Everything the core asks of its driver.

@@ -108,7 +108,7 @@ pub struct Node {
     held: MessageHold,
     /// Persists the clock's bound in the meta log.
     bound: BoundWriter,
-    /// A middle tier's checkpoints of its receivers' marks, for its retention.
+    /// A gateway's checkpoints of its marks, for its retention (`crate::marks`).
     marks: Option<MarksWriter>,
     /// The produce queue, the group commit and the rolls of a full device.
     commit: GroupCommit,
@@ -485,7 +485,7 @@ impl Node {
             ClockStart::New | ClockStart::FromWall => {}
         }
         self.bound = BoundWriter::recovered(&r.meta_generations);
-        self.marks = self.cfg.is_middle_tier().then(|| MarksWriter::recovered(&r.marks_generations));
+        self.marks = crate::marks::written_by(&self.cfg).then(|| MarksWriter::recovered(&r.marks_generations));
         match self.cfg.role {
             Role::Edge => {
                 // Strong topics go up through the site's leader, as the cluster's stream.
@@ -528,7 +528,7 @@ impl Node {
                 }
                 self.ingest = Some(Ingest::recovered(marks));
                 if self.cfg.topics.iter().any(|t| t.sync.goes_down()) {
-                    self.downlinks = Some(Downlinks::default());
+                    self.downlinks = Some(Downlinks::recovered(&self.cfg, r.subscriber_marks));
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! Retention: deleting each topic's oldest segments past its limits, never one its next
 //! hop has not acknowledged; on a middle tier, only once a durable checkpoint of its
-//! receivers' marks covers them (`crate::marks`).
+//! receivers' marks covers them (`crate::marks`); of what a gateway sends down, only what
+//! every subscriber it names acknowledged, unless the topic's `retention_age` expires it.
 
 use super::Node;
 use crate::config::Role;
@@ -10,13 +11,17 @@ use crate::types::{Seq, TopicIdx};
 impl Node {
     /// Where topic `i` may be deleted below: what its next hop acknowledged; on an edge
     /// `u64::MAX` for what never leaves (or is a replica of what came down); on a gateway
-    /// 0 (a restart rebuilds its marks from its segments), except a middle tier's topics
-    /// that go up, which may go below what the tier above acknowledged and the last
-    /// durable checkpoint of the marks covers.
+    /// what every subscriber a `cloud-to-edge` topic names acknowledged (`Downlinks`), and
+    /// otherwise 0 (a restart rebuilds its marks from its segments), except a middle
+    /// tier's topics that go up, which may go below what the tier above acknowledged and
+    /// the last durable checkpoint of the marks covers.
     fn retention_mark(&self, i: usize) -> Seq {
         let (tcfg, topic) = (&self.cfg.topics[i], TopicIdx(i as u16));
         let acked = self.uplink.as_ref().and_then(|u| u.acked(topic));
         match (self.cfg.role, self.site.as_deref()) {
+            (Role::Gateway, _) if tcfg.sync.goes_down() => {
+                self.downlinks.as_ref().map_or(0, |d| d.retained_for(tcfg, topic))
+            }
             (Role::Gateway, _) => match (&self.marks, acked) {
                 (Some(m), Some(acked)) if tcfg.sync.goes_up() => acked.min(m.covered(topic)),
                 _ => 0,
@@ -32,37 +37,56 @@ impl Node {
         let marks: Vec<Seq> = (0..self.logs.len()).map(|i| self.retention_mark(i)).collect();
         let wall = self.now.wall_ms;
         self.space.apply_retention((&self.cfg, wall), &mut self.fx, &mut self.logs, |i| marks[i]);
+        if let Some(d) = &self.downlinks {
+            for (i, log) in self.logs.iter_mut().enumerate().filter(|(i, _)| self.cfg.topics[*i].sync.goes_down()) {
+                let acked = d.acked_by_known(&self.cfg.topics[i], TopicIdx(i as u16));
+                self.space.expire_by_age((&self.cfg, wall), &mut self.fx, log, acked);
+            }
+        }
         self.checkpoint_marks_if_due();
         self.reclaim_full_device();
     }
 
-    /// A middle tier whose retention waits only for a checkpoint (the tier above holds
-    /// segments no durable checkpoint covers yet) writes one of every mark, durable now.
+    /// Writes a checkpoint of the marks when one is due: at once on a middle tier whose
+    /// retention waits only for one (the tier above holds segments no durable checkpoint
+    /// covers yet); at most once per `log.retention_check_interval` when a subscriber's
+    /// mark moved (a checkpoint older than the marks only deletes less after a restart).
     fn checkpoint_marks_if_due(&mut self) {
-        let (Some(m), Some(u), Some(g)) = (&self.marks, &self.uplink, &self.ingest) else { return };
+        let Some(m) = &self.marks else { return };
         if m.is_writing() {
             return;
         }
         let wall = self.now.wall_ms;
+        let relay = self.uplink.as_ref().zip(self.ingest.as_ref()).filter(|_| self.cfg.is_middle_tier());
         let up = |i: &usize| self.cfg.topics[*i].sync.goes_up();
-        let covers: Vec<(TopicIdx, Seq)> = (0..self.logs.len())
-            .filter(up)
-            .filter_map(|i| u.acked(TopicIdx(i as u16)).map(|a| (TopicIdx(i as u16), a)))
-            .collect();
-        let due = covers.iter().any(|&(t, acked)| {
+        let covers: Vec<(TopicIdx, Seq)> = match relay {
+            Some((u, _)) => (0..self.logs.len())
+                .filter(up)
+                .filter_map(|i| u.acked(TopicIdx(i as u16)).map(|a| (TopicIdx(i as u16), a)))
+                .collect(),
+            None => Vec::new(),
+        };
+        let relay_due = covers.iter().any(|&(t, acked)| {
             let (log, tcfg) = (&self.logs[t.0 as usize], &self.cfg.topics[t.0 as usize]);
             acked > m.covered(t) && crate::space::retention_due(log, tcfg, wall, acked)
         });
-        if !due {
+        let moved = self.downlinks.as_ref().is_some_and(|d| d.marks_moved())
+            && m.quiet_for(self.now.mono, self.cfg.log.retention_check_interval);
+        if !relay_due && !moved {
             return;
         }
+        let subscribers = self.downlinks.as_mut().map(|d| d.take_marks_for_checkpoint()).unwrap_or_default();
         let m = self.marks.as_mut().expect("checked above");
-        m.write(&mut self.fx, g.durable_marks(), covers);
+        let at = (&mut self.fx, self.now.mono);
+        match relay {
+            Some((_, g)) => m.write(at, g.durable_marks(), subscribers.into_iter(), covers),
+            None => m.write(at, std::iter::empty(), subscribers.into_iter(), covers),
+        }
     }
 
     /// A request of the marks checkpoint completed: once durable, what it covers may go.
     pub(super) fn marks_done(&mut self, id: DiskOpId, result: Result<DiskResponse, DiskError>) {
-        let m = self.marks.as_mut().expect("only a middle tier writes marks");
+        let m = self.marks.as_mut().expect("only a node that writes marks checkpoints completes their requests");
         m.on_disk(&mut self.fx, id, result);
         if !m.is_writing() {
             self.apply_retention();

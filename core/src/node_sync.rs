@@ -147,7 +147,8 @@ impl Node {
                 }
                 _ => {
                     if let Some(d) = &mut self.downlinks {
-                        d.on_message(from, msg, self.now.mono, &self.logs, &mut self.fx);
+                        let mut cx = Ctx { now: self.now.mono, cfg: &self.cfg, hlc: self.hlc.last(), fx: &mut self.fx };
+                        d.on_message(&mut cx, from, msg, &self.logs);
                     }
                 }
             },

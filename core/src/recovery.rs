@@ -42,6 +42,9 @@ pub(crate) struct Recovered {
     pub meta_generations: Vec<u64>,
     /// A gateway's per-stream high-water marks.
     pub marks: BTreeMap<(NodeId, TopicIdx), Seq>,
+    /// What each subscriber of a `cloud-to-edge` topic had acknowledged, as the newest
+    /// marks checkpoint recorded.
+    pub subscriber_marks: BTreeMap<(NodeId, TopicIdx), Seq>,
     /// A site member's Raft state, and every generation found.
     pub raft: Option<crate::raft::store::Recovered>,
     pub raft_generations: Vec<u64>,
@@ -105,7 +108,7 @@ pub(crate) fn planned(cfg: &NodeConfig, b: &PlanBasis) -> MemoryUsage {
         let file = crate::site::RAFT_FILE_BYTES_FACTOR * c.log_bytes_max + crate::site::CHECKPOINT_OVERHEAD_BYTES;
         m.grow(MemoryPart::Index, file);
     }
-    if cfg.is_middle_tier() {
+    if crate::marks::written_by(cfg) {
         // A marks checkpoint, read whole (in the same buffer as a Raft generation: a site
         // member is never a gateway).
         m.grow(MemoryPart::Index, crate::marks::file_bytes_max(cfg));
@@ -124,6 +127,7 @@ pub(crate) struct Recovery {
     meta_generations: Vec<u64>,
     segments: BTreeMap<TopicIdx, Vec<Segment>>,
     marks: BTreeMap<(NodeId, TopicIdx), Seq>,
+    subscriber_marks: BTreeMap<(NodeId, TopicIdx), Seq>,
     truncations_left: u32,
     listed: bool,
     records: u64,
@@ -238,7 +242,7 @@ impl Recovery {
                     // Newest first: it is the one recovery wants.
                     jobs.push_front(ScanJob::whole_file(JobKind::Raft { generation }, file, len));
                 }
-                FileId::Marks { generation } if cx.cfg.is_middle_tier() => marks_files.push((generation, len)),
+                FileId::Marks { generation } if crate::marks::written_by(cx.cfg) => marks_files.push((generation, len)),
                 FileId::Segment { .. } | FileId::Raft { .. } | FileId::Marks { .. } => {}
             }
         }
@@ -344,11 +348,12 @@ impl Recovery {
             // Read whole: at most `streams_max` marks.
             let Some(file) = self.read_whole(cx, job, bytes) else { return };
             match crate::marks::decode(&file) {
-                Ok(marks) => {
-                    for (k, m) in marks {
+                Ok(c) => {
+                    for (k, m) in c.streams {
                         let e = self.marks.entry(k).or_default();
                         *e = (*e).max(m);
                     }
+                    self.subscriber_marks = c.subscribers;
                     self.jobs.retain(|j| !matches!(j.kind, JobKind::Marks { .. }));
                 }
                 // A checkpoint that never became durable: the one before it covers every
@@ -601,6 +606,7 @@ impl Recovery {
             meta_bound: r.meta_bound,
             meta_generations: r.meta_generations,
             marks: r.marks,
+            subscriber_marks: r.subscriber_marks,
             raft: r.raft,
             raft_generations: r.raft_generations,
             marks_generations: r.marks_generations,
@@ -614,7 +620,7 @@ impl Recovery {
         let jobs =
             (self.jobs.capacity() * std::mem::size_of::<ScanJob>()) as u64 + self.steps.len() as u64 * STEP_ENTRY_BYTES;
         let segs: usize = self.segments.values().map(|v| v.capacity() * std::mem::size_of::<Segment>() + 64).sum();
-        let marks = self.marks.len() as u64 * ingest::GATEWAY_STREAM_ENTRY_BYTES;
+        let marks = (self.marks.len() + self.subscriber_marks.len()) as u64 * ingest::GATEWAY_STREAM_ENTRY_BYTES;
         let keys: u64 = self.key_index.values().map(KeyIndex::bytes).sum();
         let raft = self.raft_reading.capacity() as u64
             + self.raft.as_ref().map_or(0, |r| r.log.iter().map(crate::site::entry_bytes).sum());

@@ -247,6 +247,32 @@ impl Space {
         }
     }
 
+    /// Deletes the oldest segments of a gateway's `cloud-to-edge` topic `t` past its
+    /// `retention_age` even where a subscriber lacks them: the topic's retention says that
+    /// an edge away for longer does without them (DESIGN §8). `acked`: what every
+    /// subscriber known here acknowledged; records from there on are counted like an
+    /// eviction (`Event::Expired`), and the senders skip them for each edge that lacks them.
+    pub fn expire_by_age(&mut self, (cfg, wall): (&NodeConfig, u64), fx: &mut Fx, log: &mut TopicLog, acked: Seq) {
+        let t = log.topic.0 as usize;
+        let Some(age) = cfg.topics[t].retention_age else { return };
+        let expired = |l: &TopicLog| l.oldest().is_some_and(|s| wall.saturating_sub(s.newest_ms) > age.as_millis());
+        while log.removable() > 0 && expired(log) {
+            let seg = log.evict_oldest(acked).expect("a removable segment");
+            let file = log.file(seg.base);
+            self.stats.segments_deleted += 1;
+            fx.disk(DiskRequest::Delete { file }, Owner::Unheeded);
+            // Sequences past the segment's last frame hold nothing (see `log`).
+            let (from, to) = (seg.base.max(acked), seg.end);
+            let records = (to - seg.unwritten).saturating_sub(from);
+            if from >= to || records == 0 {
+                fx.event(Event::SegmentDeleted { file, records: seg.end - seg.base });
+                continue;
+            }
+            self.evicted_unsynced[t] += records;
+            fx.event(Event::Expired { topic: log.topic, from, to, records, bytes: seg.len });
+        }
+    }
+
     /// The refusal of a produce for lack of storage, saying what holds the room.
     /// `queued`: storage of the records waiting for the next commit.
     pub fn refusal(&self, cx: &SpaceView<'_>, device_full: bool, queued: u64) -> ProduceError {

@@ -1,14 +1,15 @@
 //! `cloud-to-edge` topics, with a gateway and an edge driven by hand over storage in
 //! memory: records produced at the gateway reach the edge durably, once and in order, at
 //! the gateway's sequences, across a restart of either side; each side refuses produces
-//! to the topics written at the other.
+//! to the topics written at the other; the gateway deletes only what its subscribers
+//! hold, unless the topic's `retention_age` expires it, which the edge is told.
 
 mod common;
 use common::MemDisk;
 
 use outpost_core::config::{NodeConfig, Role, SyncDirection, TopicConfig};
 use outpost_core::io::{Fetched, FetchedRecord, Input, Output, ProduceError, ReqId};
-use outpost_core::types::{Instant, NodeId, Now, TopicIdx};
+use outpost_core::types::{Duration, Instant, NodeId, Now, TopicIdx};
 use outpost_core::{Node, NodeSeed};
 use std::collections::VecDeque;
 
@@ -29,6 +30,19 @@ fn edge_cfg() -> NodeConfig {
 
 fn gateway_cfg() -> NodeConfig {
     NodeConfig::new(GATEWAY, Role::Gateway, topics())
+}
+
+/// A gateway that names its one subscriber, with small segments and retention, so that
+/// retention has something to delete; `age`: the down topic's `retention_age`.
+fn retaining_gateway_cfg(age: Option<Duration>) -> NodeConfig {
+    let mut cfg = gateway_cfg();
+    cfg.log.segment_bytes_max = 4 << 10;
+    cfg.resources.storage_bytes_max = 16 << 20;
+    let down = &mut cfg.topics[DOWN.0 as usize];
+    down.subscribers = Some(vec![EDGE]);
+    down.retention_bytes = 16 << 10;
+    down.retention_age = age;
+    cfg
 }
 
 struct Side {
@@ -55,6 +69,7 @@ impl Side {
 struct Pair {
     edge: Side,
     gateway: Side,
+    gateway_cfg: NodeConfig,
     now: Now,
     link: bool,
     wire: VecDeque<(NodeId, NodeId, Vec<u8>)>,
@@ -62,10 +77,14 @@ struct Pair {
 
 impl Pair {
     fn new() -> Pair {
+        Pair::with_gateway(gateway_cfg())
+    }
+
+    fn with_gateway(gateway_cfg: NodeConfig) -> Pair {
         let now = Now { mono: Instant(1_000_000), wall_ms: 1_767_225_600_000 };
         let edge = Side::start(edge_cfg(), MemDisk::default(), now);
-        let gateway = Side::start(gateway_cfg(), MemDisk::default(), now);
-        let mut p = Pair { edge, gateway, now, link: true, wire: VecDeque::new() };
+        let gateway = Side::start(gateway_cfg.clone(), MemDisk::default(), now);
+        let mut p = Pair { edge, gateway, gateway_cfg, now, link: true, wire: VecDeque::new() };
         p.settle();
         p
     }
@@ -132,7 +151,15 @@ impl Pair {
     fn produce(&mut self, at: NodeId, topic: TopicIdx, n: u64) {
         for i in 0..n {
             let now = self.now;
-            let value = format!("record {i} at {}", now.wall_ms).into_bytes();
+            // Hex that compresses little, so that a few hundred records fill segments.
+            let mut x = i ^ now.wall_ms;
+            let noise: String = (0..8)
+                .map(|_| {
+                    x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                    format!("{x:016x}")
+                })
+                .collect();
+            let value = format!("record {i} at {} {noise}", now.wall_ms).into_bytes();
             let input = Input::Produce { req: ReqId(i), topic, key: None, value };
             self.side(at).node.handle(now, input);
         }
@@ -158,7 +185,7 @@ impl Pair {
     }
 
     fn restart(&mut self, id: NodeId) {
-        let cfg = if id == EDGE { edge_cfg() } else { gateway_cfg() };
+        let cfg = if id == EDGE { edge_cfg() } else { self.gateway_cfg.clone() };
         let now = self.now;
         let s = self.side(id);
         let mut disk = std::mem::take(&mut s.disk);
@@ -222,4 +249,61 @@ fn an_edge_away_gets_everything_when_it_returns_across_restarts_of_both_sides() 
     assert_held_once_in_order(&p.edge_config(), 450);
     let dropped = p.edge.node.stats().duplicates_dropped;
     assert_eq!(dropped, 0, "the gateway resumes where the edge's storage ends: nothing is sent twice");
+}
+
+#[test]
+fn a_gateway_deletes_only_what_its_subscribers_hold_even_across_its_restart() {
+    let mut p = Pair::with_gateway(retaining_gateway_cfg(None));
+    p.wait(1);
+    for _ in 0..10 {
+        p.produce(GATEWAY, DOWN, 100);
+        p.wait(2);
+    }
+    assert!(p.gateway.node.stats().segments_deleted > 0, "the edge holds everything: retention deletes past 16 KiB");
+    // A checkpoint of the edge's mark is written within a minute.
+    p.wait(61);
+    // Away, and the gateway restarts; then it goes far past its retention: nothing the
+    // edge lacks goes, but what the checkpoint says it holds does, without waiting for it.
+    p.link = false;
+    p.restart(GATEWAY);
+    p.wait(5);
+    for _ in 0..11 {
+        p.produce(GATEWAY, DOWN, 100);
+        p.wait(2);
+    }
+    p.wait(70);
+    let deleted = p.gateway.node.stats().segments_deleted;
+    assert!(deleted > 0, "restarted: the checkpoint said what the edge held, and it went");
+    assert_eq!(p.gateway.node.stats().evicted_unsynced, 0);
+    p.link = true;
+    p.wait(90);
+    assert_held_once_in_order(&p.edge_config(), 2100);
+    assert_eq!(p.edge.node.stats().duplicates_dropped, 0);
+}
+
+#[test]
+fn retention_age_expires_what_an_edge_away_lacks_and_the_edge_is_told() {
+    let mut p = Pair::with_gateway(retaining_gateway_cfg(Some(Duration::from_secs(120))));
+    p.wait(1);
+    p.produce(GATEWAY, DOWN, 100);
+    p.wait(2);
+    p.link = false;
+    for _ in 0..5 {
+        p.produce(GATEWAY, DOWN, 100);
+        p.wait(2);
+    }
+    p.wait(150);
+    // Written after the others expired: a newer segment, which the edge must still get.
+    p.produce(GATEWAY, DOWN, 100);
+    p.wait(61);
+    let expired = p.gateway.node.stats().evicted_unsynced;
+    assert!(expired > 0 && expired <= 500, "the 500 the edge lacks are older than 120 s: {expired} expired");
+    p.link = true;
+    p.wait(90);
+    let seqs: Vec<u64> = p.edge_config().iter().map(|r| r.origin_seq).collect();
+    let (kept, rest) = seqs.split_at(100);
+    assert_eq!(kept, (0..100).collect::<Vec<_>>().as_slice(), "what the edge held before it went away");
+    let first = rest[0];
+    assert_eq!(first, 100 + expired, "the edge skips exactly what expired");
+    assert_eq!(rest, (first..700).collect::<Vec<_>>().as_slice(), "then everything the gateway kept, in order");
 }

@@ -49,8 +49,13 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let mut marks = Vec::new();
     let streams =
         [((NodeId(3), outpost_core::types::TopicIdx(0)), 120u64), ((NodeId(9), outpost_core::types::TopicIdx(1)), 7)];
-    outpost_core::marks::encode(streams.into_iter(), &mut marks);
-    v.push(("marks", "two-streams", marks));
+    let subscribers = [((NodeId(4), outpost_core::types::TopicIdx(1)), 33u64)];
+    let checkpoint = outpost_core::marks::Checkpoint {
+        streams: streams.into_iter().collect(),
+        subscribers: subscribers.into_iter().collect(),
+    };
+    outpost_core::marks::encode_checkpoint(&checkpoint, &mut marks);
+    v.push(("marks", "streams-and-subscribers", marks));
     let hlc = Hlc(1_767_225_600_000 << 16);
     let msgs = [
         (

@@ -100,8 +100,12 @@ struct StrongCheck {
 /// A gateway's `cloud-to-edge` stream and the edges that must hold it.
 #[derive(Debug, Default)]
 struct DownCheck {
-    /// Acknowledged records some replica does not hold yet: sequence → value CRC.
-    acked: BTreeMap<u64, u32>,
+    /// Acknowledged records some replica does not hold yet: sequence → (value CRC, when
+    /// acknowledged).
+    acked: BTreeMap<u64, (u32, u64)>,
+    /// The topic's `retention_age` in nanoseconds: an edge may be told it will never get
+    /// a record acknowledged at least that long ago (counted `evicted_unsynced`).
+    retention_age: Option<u64>,
     last_acked: Option<u64>,
     /// Per replica (node index): the next sequence it must store.
     replicas: BTreeMap<usize, u64>,
@@ -448,9 +452,16 @@ impl Checker {
     }
 
     /// Gateway `origin`'s topic `topic` goes down to the edges `replicas`.
-    pub fn add_down_stream(&mut self, stream: StreamKey, replicas: impl IntoIterator<Item = usize>) {
+    /// `retention_age`: the topic's, in nanoseconds.
+    pub fn add_down_stream(
+        &mut self,
+        stream: StreamKey,
+        replicas: impl IntoIterator<Item = usize>,
+        retention_age: Option<u64>,
+    ) {
         let d = self.down.entry(stream).or_default();
         d.replicas = replicas.into_iter().map(|r| (r, 0)).collect();
+        d.retention_age = retention_age;
     }
 
     /// Edge `replica` cannot take what its gateways send down: its storage is full of data
@@ -485,7 +496,7 @@ impl Checker {
         let again = d.last_acked.filter(|&last| seq <= last);
         d.last_acked = Some(seq);
         if d.replicas.values().any(|&next| next <= seq) {
-            d.acked.insert(seq, crc);
+            d.acked.insert(seq, (crc, at));
         }
         // A replica already past it stored it before it was acknowledged (durable at a
         // crash that came before the reply): fine, as at a gateway.
@@ -551,7 +562,7 @@ impl Checker {
                 problems.push(("order", detail));
             }
             match d.acked.get(&seq) {
-                Some(&c) if c != crc => {
+                Some(&(c, _)) if c != crc => {
                     self.counts.content_mismatches += 1;
                     let detail = format!("origin {origin} topic {topic}: seq {seq} stored at edge {replica} with value CRC {crc:08x}, acknowledged with {c:08x}");
                     problems.push(("durability", detail));
@@ -570,17 +581,23 @@ impl Checker {
 
     /// Edge `replica` will never get `from..to` of a `cloud-to-edge` stream: the gateway
     /// skipped it. Acknowledged records in it that storage destroyed at the gateway are
-    /// `corrupted` (once per replica); any other is lost.
+    /// `corrupted` (once per replica); those acknowledged at least the topic's
+    /// `retention_age` ago, `evicted_unsynced` (retention expired them on the way); any
+    /// other is lost.
     pub fn on_down_skipped(&mut self, at: u64, replica: usize, (origin, topic): StreamKey, from: u64, to: u64) {
         let destroyed = self.destroyed.get(&(origin, topic)).cloned().unwrap_or_default();
         let d = self.down.get_mut(&(origin, topic)).expect("skipped on a registered down stream");
         let Some(next) = d.replicas.get_mut(&replica) else { return };
-        let skipped: Vec<u64> = d.acked.range(*next..to).map(|(&q, _)| q).collect();
+        let expired = |acked_at: u64| d.retention_age.is_some_and(|age| at.saturating_sub(acked_at) >= age);
+        let skipped: Vec<(u64, bool)> = d.acked.range(*next..to).map(|(&q, &(_, t))| (q, expired(t))).collect();
         *next = (*next).max(to);
         d.forget_delivered();
-        for p in skipped {
+        for (p, expired) in skipped {
             if p >= from && destroyed.iter().any(|&(a, b)| a <= p && p < b) {
                 self.counts.corrupted += 1;
+            } else if expired {
+                // The topic's retention_age deleted it upstream before this edge had it.
+                self.counts.evicted_unsynced += 1;
             } else {
                 self.counts.lost += 1;
                 let detail = format!("origin {origin} topic {topic}: acknowledged seq {p} skipped for edge {replica} ({from}..{to}) but storage never destroyed it");
@@ -984,7 +1001,7 @@ mod tests {
     /// Gateway 9's topic 1 goes down to edges 0 and 1; three records acknowledged.
     fn down_history() -> Checker {
         let mut c = Checker::default();
-        c.add_down_stream((9, 1), [0, 1]);
+        c.add_down_stream((9, 1), [0, 1], None);
         for seq in 0..3 {
             c.on_down_ack(seq, 9, 1, seq, h(seq + 1), 100 + seq as u32);
         }

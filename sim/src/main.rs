@@ -275,7 +275,8 @@ fn sweep(arg: Option<String>, seeds: u64, first: u64, swarm_mode: bool, jobs: Op
     println!(
         "swept {seeds} seeds ({}) in {wall:.1} s wall on {jobs} threads: {} failed; {} records acked, {} delivered, \
          {:.1} h simulated; {} disk corruptions destroyed {} acknowledged, undelivered records, all reported; \
-         storage filled in {} worlds: {} acknowledged records evicted under lossy policies, {} produces refused \
+         storage filled or retention expired in {} worlds: {} acknowledged records evicted under lossy policies \
+         or expired by a topic's retention_age before an edge had them, {} produces refused \
          as the budget was full, {} while the device was full; highest accounted memory {:.1}% of its node's limit",
         if swarm_mode { "swarm" } else { "fixed world" },
         failures.len(),

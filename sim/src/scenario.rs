@@ -207,6 +207,14 @@ pub struct TopicSpec {
     /// `Scenario::nodes`, sorted), resolved from names and patterns (`till-*`); `None`:
     /// every edge below its gateway.
     pub subscribers: Option<Vec<usize>>,
+    /// How old a segment of the topic may grow before retention deletes it: at an edge,
+    /// once its gateway holds it; at a gateway sending it down, even where an edge lacks
+    /// it (counted like an eviction). `None`: no limit by age.
+    pub retention_age: Option<Duration>,
+    /// How large the topic's log may grow before retention deletes its oldest segments
+    /// (what the next hop holds; at a gateway sending it down, what every edge holds).
+    /// `None`: the simulator's default, a quarter of the node's storage over its topics.
+    pub retention_bytes: Option<u64>,
 }
 
 /// A producer writing records into one topic on one node.
@@ -599,6 +607,8 @@ struct RawTopic {
     #[serde(default)]
     consistency: ConsistencySpec,
     subscribers: Option<Vec<String>>,
+    retention_age: Option<String>,
+    retention_bytes: Option<RawSize>,
 }
 
 #[derive(Deserialize)]
@@ -991,6 +1001,17 @@ fn topics(raw: &[RawTopic], nodes: &[NodeSpec]) -> Result<Vec<TopicSpec>, Proble
             }
             Some(entries) => Some(subscribers(&format!("{field}.subscribers"), entries, nodes)?),
         };
+        let retention_age = match &r.retention_age {
+            Some(text) => Some(positive_duration(&format!("{field}.retention_age"), text)?),
+            None => None,
+        };
+        let retention_bytes = match &r.retention_bytes {
+            Some(raw) => match parse_size(&format!("{field}.retention_bytes"), raw)? {
+                0 => return Err(problem(format!("{field}.retention_bytes"), "0 bytes; expected more than zero")),
+                bytes => Some(bytes),
+            },
+            None => None,
+        };
         topics.push(TopicSpec {
             name: r.name.clone(),
             sync: r.sync,
@@ -1001,6 +1022,8 @@ fn topics(raw: &[RawTopic], nodes: &[NodeSpec]) -> Result<Vec<TopicSpec>, Proble
             classification: r.classification.clone(),
             consistency: r.consistency,
             subscribers,
+            retention_age,
+            retention_bytes,
         });
     }
     Ok(topics)
@@ -1697,6 +1720,8 @@ converge_within = "5m"
                 classification: None,
                 consistency: ConsistencySpec::Eventual,
                 subscribers: None,
+                retention_age: None,
+                retention_bytes: None,
             }],
             workloads: vec![WorkloadSpec {
                 node: 0,
@@ -1816,6 +1841,8 @@ min_delivered = 100
                 classification: Some("pii".into()),
                 consistency: ConsistencySpec::Eventual,
                 subscribers: None,
+                retention_age: None,
+                retention_bytes: None,
             }
         );
         assert_eq!(

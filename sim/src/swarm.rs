@@ -37,6 +37,8 @@ fn topic(name: &str, sync: SyncDirection, priority: u8) -> TopicSpec {
         classification: None,
         consistency: ConsistencySpec::Eventual,
         subscribers: None,
+        retention_age: None,
+        retention_bytes: None,
     }
 }
 

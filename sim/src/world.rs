@@ -328,7 +328,8 @@ pub(crate) fn node_config(s: &Scenario, i: usize) -> NodeConfig {
                 EvictionSpec::Lru => Eviction::Lru,
                 EvictionSpec::Compact => Eviction::Compact,
             };
-            c.retention_bytes = c.retention_bytes.min(per_topic);
+            c.retention_bytes = t.retention_bytes.unwrap_or(c.retention_bytes.min(per_topic));
+            c.retention_age = t.retention_age;
             // At the gateway (and on an edge outside any cluster) it is an ordinary topic.
             if t.consistency == ConsistencySpec::Strong && spec.cluster.is_some() {
                 c.consistency = Consistency::Strong;
@@ -350,11 +351,16 @@ pub(crate) fn node_config(s: &Scenario, i: usize) -> NodeConfig {
         .collect();
     resources::fit_to_budgets(&mut cfg, spec.memory_bytes, spec.storage_bytes);
     cfg.upstream = upstream_of(s, i).map(|j| NodeId(j as u64 + 1));
-    // A topic that goes down to some edges only: this gateway sends it to the peers below
-    // it on the way to one of them.
+    // A gateway sends a topic that goes down to the peers below it on the way to an edge
+    // it names (to every edge, if it names none), and lists them, as an operator lists
+    // the edges that hold tokens, so that it may delete what all of them acknowledged.
     for (c, t) in cfg.topics.iter_mut().zip(&s.topics) {
-        let Some(edges) = t.subscribers.as_ref().filter(|_| role == Role::Gateway) else { continue };
-        let on_the_way = |p: usize| edges.iter().any(|&e| e == p || path_up_of(s, e).contains(&p));
+        if role != Role::Gateway || !c.sync.goes_down() {
+            continue;
+        }
+        let on_the_way = |p: usize| {
+            t.subscribers.as_ref().is_none_or(|edges| edges.iter().any(|&e| e == p || path_up_of(s, e).contains(&p)))
+        };
         let peers = (0..s.nodes.len()).filter(|&p| upstream_of(s, p) == Some(i) && on_the_way(p));
         c.subscribers = Some(peers.map(|p| NodeId(p as u64 + 1)).collect());
     }
@@ -645,7 +651,7 @@ impl<'a> World<'a> {
                         .is_none_or(|edges| edges.iter().any(|&e| e == k || w.path_up(e).contains(&k)))
                 };
                 let replicas: Vec<usize> = replicas.iter().copied().filter(|&k| on_the_way(k)).collect();
-                w.checker.add_down_stream((g, t as u16), replicas);
+                w.checker.add_down_stream((g, t as u16), replicas, spec.retention_age.map(|a| a.0));
             }
         }
         w.schedule_start();
@@ -1437,6 +1443,21 @@ impl<'a> World<'a> {
                 self.checker.on_skipped(self.t, o, topic.0, from, to, &format!("{reason:?}"));
                 let name = self.nodes[i].name.clone();
                 self.log(format_args!("{name}: origin {origin} topic {} skipped {from}..{to} ({reason:?})", topic.0));
+            }
+            Event::Expired { topic, from, to, records, bytes } => {
+                // Each edge that lacked them is told by a skip, which the checker weighs
+                // against the records' age (`Checker::on_down_skipped`).
+                self.hash(from ^ to.rotate_left(23));
+                let r = &mut self.nodes[i].report;
+                r.evicted_unsynced += records;
+                let name = self.scenario.topics[topic.0 as usize].name.clone();
+                if r.evicted_ranges.len() < EVICTED_RANGES_KEPT_MAX {
+                    r.evicted_ranges.push((name.clone(), from, to));
+                }
+                let node = self.nodes[i].name.clone();
+                self.log(format_args!(
+                    "{node}: retention_age expired {from}..{to} of topic {name} ({records} records, {bytes} B) before every edge had it"
+                ));
             }
             Event::Evicted { topic, from, to, records, bytes, policy } => {
                 self.hash(from ^ to.rotate_left(17));

@@ -5,9 +5,15 @@
 //!
 //! Guarantees enforced here and in the edge's receiver (`super::ingest`):
 //! - Store and forward downwards: the gateway's records of a `cloud-to-edge` topic stay
-//!   in its log (a gateway deletes no segment, see `space`), and an edge's durable mark
-//!   per stream is the end of its replica's log, which it tells the sender in every
-//!   Welcome: an edge away for a week gets everything from where its storage ends.
+//!   in its log until every subscriber it names has acknowledged them ([`Downlinks::retained_for`];
+//!   a topic for every edge stays whole), and an edge's durable mark per stream is the
+//!   end of its replica's log, which it tells the sender in every Welcome: an edge away
+//!   for a week gets everything from where its storage ends. Only the topic's
+//!   `retention_age` deletes what a subscriber lacks (`Space::expire_by_age`), counted.
+//! - The marks of named subscribers outlive their senders (a dropped sender's edge still
+//!   needs what it has not acknowledged) and, through the node's marks checkpoints
+//!   (`crate::marks`), a restart: each is a mark the edge reported durable, so a
+//!   checkpoint older than the newest marks only deletes less.
 //! - Exactly once, in order, at every edge: the edge's receiver drops what is below its
 //!   mark and refuses gaps, as a gateway does for the streams of its edges.
 //! - Bounded: a sender is created when an edge says Hello and there is room; with
@@ -18,13 +24,13 @@
 
 use super::uplink::{self, SendCounters, Uplink};
 use crate::codec::{BatchDecoder, BatchEncoder};
-use crate::config::NodeConfig;
-use crate::effects::{Ctx, Fx};
+use crate::config::{NodeConfig, TopicConfig};
+use crate::effects::Ctx;
 use crate::io::DiskOpId;
 use crate::log::TopicLog;
 use crate::memory::{MemoryPart, MemoryUsage, PlanBasis};
 use crate::sync::proto::SyncMsg;
-use crate::types::{Instant, NodeId};
+use crate::types::{Instant, NodeId, Seq, TopicIdx};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use std::collections::BTreeMap;
 
@@ -43,7 +49,13 @@ pub(crate) fn planned(cfg: &NodeConfig, b: &PlanBasis) -> MemoryUsage {
     let window = cfg.sync.window_bytes_max + b.down * b.down_held_max;
     m.set(MemoryPart::SyncWindow, b.downlinks * window);
     m.grow(MemoryPart::Index, senders_map_bytes(b.downlinks));
+    m.grow(MemoryPart::Index, marks_map_bytes(cfg.named_subscriptions()));
     m
+}
+
+/// Heap bytes of `n` subscribers' marks.
+const fn marks_map_bytes(n: u64) -> u64 {
+    crate::memory::btree_bytes(n, std::mem::size_of::<(NodeId, TopicIdx)>(), std::mem::size_of::<Seq>())
 }
 
 /// Heap bytes of the map of `n` senders (their streams apart).
@@ -72,9 +84,36 @@ pub struct Downlinks {
     created: u64,
     dropped: u64,
     refused: u64,
+    /// Per (subscriber, topic) of the topics that name their subscribers: the edge's
+    /// durable mark as its sender last heard it, kept when the sender is dropped.
+    marks: BTreeMap<(NodeId, TopicIdx), Seq>,
+    /// A mark moved since the last checkpoint began.
+    marks_moved: bool,
 }
 
 impl Downlinks {
+    /// After a restart: the subscribers' marks of the last checkpoint, those the config
+    /// still names.
+    pub(crate) fn recovered(cfg: &NodeConfig, marks: BTreeMap<(NodeId, TopicIdx), Seq>) -> Downlinks {
+        let named = |&(edge, topic): &(NodeId, TopicIdx)| {
+            let t = cfg.topics.get(topic.0 as usize);
+            t.is_some_and(|t| t.sync.goes_down() && t.subscribers.as_ref().is_some_and(|l| l.contains(&edge)))
+        };
+        let marks = marks.into_iter().filter(|(k, _)| named(k)).collect();
+        Downlinks { marks, ..Downlinks::default() }
+    }
+
+    /// The subscribers' marks, for a checkpoint; none moved since (until the next does).
+    pub(crate) fn take_marks_for_checkpoint(&mut self) -> BTreeMap<(NodeId, TopicIdx), Seq> {
+        self.marks_moved = false;
+        self.marks.clone()
+    }
+
+    /// Whether a subscriber's mark moved since the last checkpoint began.
+    pub fn marks_moved(&self) -> bool {
+        self.marks_moved
+    }
+
     /// An edge said Hello: it is reachable now. Its sender says Hello at once (or is
     /// created, if there is room); `new_session`: the edge began a session the gateway did
     /// not know (it restarted), so the sender starts over and learns where its storage ends.
@@ -111,11 +150,37 @@ impl Downlinks {
         self.senders.insert(edge, s);
     }
 
-    /// A Welcome, Ack or Reset from `edge`, for its sender.
-    pub(crate) fn on_message(&mut self, edge: NodeId, msg: SyncMsg, now: Instant, logs: &[TopicLog], fx: &mut Fx) {
-        if let Some(s) = self.senders.get_mut(&edge) {
-            s.on_message(msg, now, logs, fx);
+    /// A Welcome, Ack or Reset from `edge`, for its sender; its marks of the topics that
+    /// name it are kept.
+    pub(crate) fn on_message(&mut self, cx: &mut Ctx<'_>, edge: NodeId, msg: SyncMsg, logs: &[TopicLog]) {
+        let Some(s) = self.senders.get_mut(&edge) else { return };
+        s.on_message(msg, cx.now, logs, cx.fx);
+        let named = |t: &TopicConfig| t.subscribers.as_ref().is_some_and(|list| list.contains(&edge));
+        for (i, _) in cx.cfg.topics.iter().enumerate().filter(|(_, t)| t.sync.goes_down() && named(t)) {
+            let topic = TopicIdx(i as u16);
+            if let Some(acked) = s.accepted_acked(topic) {
+                self.marks_moved |= self.marks.insert((edge, topic), acked) != Some(acked);
+            }
         }
+    }
+
+    /// Where `tcfg`'s log (topic `topic`) may be deleted below: what every subscriber it
+    /// names has acknowledged, as last heard (0 while one has not said where it stands
+    /// since this node started); 0 for a topic that goes to every edge, which no gateway
+    /// can list.
+    pub fn retained_for(&self, tcfg: &TopicConfig, topic: TopicIdx) -> Seq {
+        let Some(list) = &tcfg.subscribers else { return 0 };
+        list.iter().map(|&e| self.marks.get(&(e, topic)).copied().unwrap_or(0)).min().unwrap_or(Seq::MAX)
+    }
+
+    /// What every subscriber known here acknowledged of topic `topic`: those it names, or
+    /// for a topic that goes to every edge those with a sender now (0 with none). What
+    /// retention by age deletes from there on is counted as expired.
+    pub fn acked_by_known(&self, tcfg: &TopicConfig, topic: TopicIdx) -> Seq {
+        if tcfg.subscribers.is_some() {
+            return self.retained_for(tcfg, topic);
+        }
+        self.senders.values().map(|s| s.accepted_acked(topic).unwrap_or(0)).min().unwrap_or(0)
     }
 
     /// Sends, reads and times out whatever is due, sender by sender.
@@ -168,7 +233,8 @@ impl Downlinks {
 
     /// Heap bytes of the senders' state (memory part `Index`).
     pub fn index_bytes(&self) -> u64 {
-        senders_map_bytes(self.senders.len() as u64) + self.senders.values().map(Uplink::index_bytes).sum::<u64>()
+        let senders = self.senders.values().map(Uplink::index_bytes).sum::<u64>();
+        senders_map_bytes(self.senders.len() as u64) + senders + marks_map_bytes(self.marks.len() as u64)
     }
 
     /// Messages held back by the bandwidth limit (memory part `SyncHeld`).
@@ -185,7 +251,8 @@ impl Downlinks {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Role, SyncDirection, TopicConfig};
+    use crate::config::{Role, SyncDirection};
+    use crate::effects::Fx;
     use crate::hlc::Hlc;
     use crate::types::TopicIdx;
     use rand::SeedableRng;

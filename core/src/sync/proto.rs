@@ -106,7 +106,8 @@ pub enum SkipReason {
     /// acknowledged it, and the gateway has since lost its mark.
     Deleted = 2,
     /// The edge's storage budget was full and the topic's eviction policy let it delete
-    /// records the gateway had not acknowledged (counted as `evicted_unsynced`).
+    /// records the gateway had not acknowledged (counted as `evicted_unsynced`); going
+    /// down, the gateway's `retention_age` expired records the edge had not acknowledged.
     Evicted = 3,
     /// A relay never received the range: the tier below it skipped it for one of the
     /// reasons above.

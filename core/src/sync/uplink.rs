@@ -402,6 +402,11 @@ impl Uplink {
         self.streams.get(&topic).map(|s| s.acked)
     }
 
+    /// The peer's durable mark of a topic, once it has accepted the stream in this session.
+    pub fn accepted_acked(&self, topic: TopicIdx) -> Option<Seq> {
+        self.streams.get(&topic).filter(|s| s.accepted).map(|s| s.acked)
+    }
+
     /// The gateway's mark of a topic as last heard, and the next sequence to send.
     pub fn progress(&self, topic: TopicIdx) -> Option<(Seq, Seq)> {
         self.streams.get(&topic).map(|s| (s.acked, s.sent))
