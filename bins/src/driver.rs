@@ -211,6 +211,20 @@ impl Driver {
         self.node.config().topics.get(t.0 as usize).map_or("?", |c| c.name.as_str())
     }
 
+    /// Records `from..to` of `topic` were deleted before the next hop had them: counted,
+    /// and said in the log.
+    fn deleted_unsynced(
+        &mut self,
+        topic: TopicIdx,
+        (from, to): (u64, u64),
+        (records, bytes): (u64, u64),
+        policy: &str,
+        why: &str,
+    ) {
+        self.counters.evicted_unsynced += records;
+        tracing::warn!(topic = self.topic_name(topic), from, to, records, bytes, policy, "{why}");
+    }
+
     fn event(&mut self, e: Event) {
         match e {
             Event::Stored { origin, topic, value_crcs, replay: false, .. } => {
@@ -283,27 +297,12 @@ impl Driver {
             Event::SiteLeader { cluster, term } => tracing::info!(cluster = %cluster, term, "leading the site cluster"),
             Event::SegmentDeleted { file, records } => tracing::debug!(file = %file, records, "segment deleted"),
             Event::Evicted { topic, from, to, records, bytes, policy } => {
-                self.counters.evicted_unsynced += records;
-                tracing::warn!(
-                    topic = self.topic_name(topic),
-                    from,
-                    to,
-                    records,
-                    bytes,
-                    policy,
-                    "storage budget full: evicted records the gateway never had"
-                );
+                let why = "storage budget full: evicted records the gateway never had";
+                self.deleted_unsynced(topic, (from, to), (records, bytes), policy, why);
             }
             Event::Expired { topic, from, to, records, bytes } => {
-                self.counters.evicted_unsynced += records;
-                tracing::warn!(
-                    topic = self.topic_name(topic),
-                    from,
-                    to,
-                    records,
-                    bytes,
-                    "retention_age expired records an edge had not acknowledged: it will be told they are gone"
-                );
+                let why = "retention_age expired records an edge had not acknowledged: it will be told they are gone";
+                self.deleted_unsynced(topic, (from, to), (records, bytes), "retention_age", why);
             }
         }
     }
