@@ -135,6 +135,13 @@ fn retention_age_expires_at_the_gateway_what_an_edge_away_lacks() {
     let expired = topic(&gw)["evicted_unsynced"].as_u64().expect("a count");
     assert!(expired > 0 && expired < 3000, "expired {expired} of the 3000 written before the wait");
     assert!(gw.log_text().contains("retention_age expired records"), "the gateway says so in its log");
+    // The subscribers it waits for are listed though no sender to them exists yet.
+    let (code, table) = gw.cli(&["sync", "status", "--gateway"]);
+    assert_eq!(code, 0, "{table}");
+    for edge in ["edge-1", "edge-2"] {
+        let row = table.lines().find(|l| l.starts_with(edge) && l.contains("notices"));
+        assert!(row.is_some_and(|r| r.contains("never heard") && r.contains("3001")), "{table}");
+    }
 
     // One edge per shell.
     let mut e1 = Daemon::edge_with_sync(dir.path(), "edge-1", listen, "t1", SYNC, &edge_topics);

@@ -109,6 +109,8 @@ pub struct GatewaySettings {
     /// `gateway.open`: accept edges whose names are not in `tokens` without a token (a
     /// trusted network, a laptop). Off, a gateway with no tokens accepts no edge.
     pub open: bool,
+    /// `gateway.relays`: the middle tiers below it, by name.
+    pub relays: Vec<String>,
 }
 
 /// The process's own log (not the storage log).
@@ -565,7 +567,7 @@ fn gateway(raw: Option<&RawGateway>, role: Role) -> Result<Option<GatewaySetting
     for (i, name) in raw.relays.iter().enumerate() {
         check_name(&format!("gateway.relays[{i}]"), name)?;
     }
-    Ok(Some(GatewaySettings { listen, tokens: raw.tokens.clone(), open: raw.open }))
+    Ok(Some(GatewaySettings { listen, tokens: raw.tokens.clone(), open: raw.open, relays: raw.relays.clone() }))
 }
 
 /// Two listeners on one port would fail at bind time with a message that names neither.

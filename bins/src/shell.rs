@@ -314,6 +314,11 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
     if let (Some(c), Some(up)) = (&settings.cloud, cfg.upstream) {
         known.insert(up, c.gateway_name.clone());
     }
+    // The peers a gateway knows by name, so that status names a subscriber it has not
+    // heard from yet.
+    if let Some(g) = &settings.gateway {
+        known.extend(g.tokens.keys().chain(&g.relays).map(|n| (crate::config::node_id_of(n), n.clone())));
+    }
     names.lock().expect("not poisoned").extend(known.iter().map(|(k, v)| (k.0, v.clone())));
     let identity = Identity { name: settings.node_name.clone(), location: settings.location.clone(), names: known };
 

@@ -110,7 +110,9 @@ pub struct TopicView {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DownStream {
     pub edge: String,
-    /// "active", or "connecting" while the edge has not answered.
+    /// "active", or "connecting" while the edge has not answered; for a subscriber the
+    /// topic names that has no sender now, "away" (its mark as last heard) or "never
+    /// heard" (none known): retention of the topic waits for it.
     pub session: String,
     pub topic: String,
     /// The gateway's durable end of the topic.
@@ -248,6 +250,14 @@ pub(crate) fn build(d: &Driver, link: Link, uptime: std::time::Duration) -> Stat
                 backlog: st.unsynced_records,
             })
         })
+        .chain(node.idle_subscribers().into_iter().map(|(edge, topic, acked, durable)| DownStream {
+            edge: name_of(edge),
+            session: if acked.is_some() { "away" } else { "never heard" }.into(),
+            topic: cfg.topics.get(topic.0 as usize).map_or("?".into(), |t| t.name.clone()),
+            durable,
+            acked: acked.unwrap_or(0),
+            backlog: durable.saturating_sub(acked.unwrap_or(0)),
+        }))
         .collect();
     Status {
         node: d.identity.name.clone(),

@@ -109,6 +109,21 @@ impl Downlinks {
         self.marks.clone()
     }
 
+    /// The subscribers the topics name that have no sender now, with what each had
+    /// acknowledged (`None`: never heard from since the checkpoint it would be in): the
+    /// edges that hold a topic's retention back while away.
+    pub fn subscribers_without_sender<'a>(
+        &'a self,
+        cfg: &'a NodeConfig,
+    ) -> impl Iterator<Item = (NodeId, TopicIdx, Option<Seq>)> + 'a {
+        let down = cfg.topics.iter().enumerate().filter(|(_, t)| t.sync.goes_down());
+        let named = down.filter_map(|(i, t)| t.subscribers.as_ref().map(|l| (TopicIdx(i as u16), l)));
+        named.flat_map(move |(topic, list)| {
+            let idle = list.iter().filter(|e| !self.senders.contains_key(e));
+            idle.map(move |&e| (e, topic, self.marks.get(&(e, topic)).copied()))
+        })
+    }
+
     /// Whether a subscriber's mark moved since the last checkpoint began.
     pub fn marks_moved(&self) -> bool {
         self.marks_moved
