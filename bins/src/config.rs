@@ -298,6 +298,7 @@ struct RawGateway {
     /// Named lists of edges, for topics' `subscribers` (`"@store-12"`).
     #[serde(default)]
     groups: BTreeMap<String, Vec<String>>,
+    up_retention: Option<bool>,
 }
 
 #[derive(Default, Deserialize)]
@@ -687,6 +688,14 @@ fn sized_config(
         }
         set(&mut cfg.gateway.downlinks_max, g.downlinks_max);
         set(&mut cfg.gateway.pending_bytes_max, optional(g.pending.as_ref(), |s| size("gateway.pending", s))?);
+        if g.up_retention.is_some() && cloud.is_some() {
+            return Err(problem(
+                "gateway.up_retention",
+                "a middle tier (a gateway with [cloud]) always deletes what the tier above acknowledged; remove it \
+                 (it is for the top gateway, the store of record)",
+            ));
+        }
+        set(&mut cfg.gateway.up_retention, g.up_retention);
         // The middle tiers below this gateway: they forward their edges' records as those
         // edges' (a peer not named here may send only its own).
         cfg.gateway.relays = g.relays.iter().map(|name| node_id_of(name)).collect();

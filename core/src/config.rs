@@ -261,6 +261,11 @@ pub struct GatewayConfig {
     /// The peers allowed to forward other nodes' streams here: the middle tiers below this
     /// gateway. From any other peer, a batch must carry the peer's own identity.
     pub relays: Vec<NodeId>,
+    /// A top gateway applies the topics' retention (`retention_bytes`, `retention_age`) to
+    /// what goes up too, behind a durable checkpoint of its marks (`crate::marks`). Off,
+    /// it keeps every record that came up: it is the store of record. A middle tier
+    /// always deletes what the tier above acknowledged.
+    pub up_retention: bool,
 }
 
 impl Default for GatewayConfig {
@@ -271,6 +276,7 @@ impl Default for GatewayConfig {
             batch_raw_bytes_max: 4 << 20,
             downlinks_max: 8,
             relays: Vec::new(),
+            up_retention: false,
         }
     }
 }
@@ -434,6 +440,13 @@ impl NodeConfig {
     /// A gateway with an upstream: it relays both ways and writes no topic itself.
     pub fn is_middle_tier(&self) -> bool {
         self.role == Role::Gateway && self.upstream.is_some()
+    }
+
+    /// Whether this gateway deletes segments of the topics that go up, and so keeps the
+    /// marks of the streams it receives in its checkpoints: a middle tier, or a top
+    /// gateway with `gateway.up_retention`.
+    pub fn deletes_what_came_up(&self) -> bool {
+        self.is_middle_tier() || (self.role == Role::Gateway && self.gateway.up_retention)
     }
 
     /// How many (subscriber, topic) pairs this gateway's `cloud-to-edge` topics name: the

@@ -45,16 +45,17 @@ pub struct Checkpoint {
     pub subscribers: Marks,
 }
 
-/// Whether a node writes checkpoints: a middle tier, or a gateway whose `cloud-to-edge`
-/// topics name their subscribers.
+/// Whether a node writes checkpoints: a gateway that deletes what came up (a middle tier,
+/// or a top with `gateway.up_retention`), or whose `cloud-to-edge` topics name their
+/// subscribers.
 pub fn written_by(cfg: &NodeConfig) -> bool {
-    cfg.is_middle_tier() || cfg.named_subscriptions() > 0
+    cfg.deletes_what_came_up() || cfg.named_subscriptions() > 0
 }
 
-/// The largest checkpoint of a node: `gateway.streams_max` streams on a middle tier, and
-/// the subscriptions it names.
+/// The largest checkpoint of a node: `gateway.streams_max` streams on a gateway that
+/// deletes what came up, and the subscriptions it names.
 pub fn file_bytes_max(cfg: &NodeConfig) -> u64 {
-    let streams = if cfg.is_middle_tier() { cfg.gateway.streams_max as u64 } else { 0 };
+    let streams = if cfg.deletes_what_came_up() { cfg.gateway.streams_max as u64 } else { 0 };
     (streams + cfg.named_subscriptions()) * MARK_ENTRY_BYTES + codec::FRAME_HEADER_LEN as u64 + 9
 }
 

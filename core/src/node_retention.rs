@@ -9,12 +9,12 @@ use crate::io::{DiskError, DiskOpId, DiskResponse};
 use crate::types::{Seq, TopicIdx};
 
 impl Node {
-    /// Where topic `i` may be deleted below: what its next hop acknowledged; on an edge
-    /// `u64::MAX` for what never leaves (or is a replica of what came down); on a gateway
-    /// what every subscriber a `cloud-to-edge` topic names acknowledged (`Downlinks`), and
-    /// otherwise 0 (a restart rebuilds its marks from its segments), except a middle
-    /// tier's topics that go up, which may go below what the tier above acknowledged and
-    /// the last durable checkpoint of the marks covers.
+    /// Where topic `i` may be deleted below: what its next hop acknowledged; `u64::MAX` for
+    /// what never leaves (or, on an edge, is a replica of what came down); on a gateway
+    /// what every subscriber a `cloud-to-edge` topic names acknowledged (`Downlinks`); of
+    /// the topics that go up, 0 (a restart rebuilds its marks from its segments) unless a
+    /// durable checkpoint of the marks covers them: on a middle tier below what the tier
+    /// above acknowledged too, on a top with `gateway.up_retention` below what it holds.
     fn retention_mark(&self, i: usize) -> Seq {
         let (tcfg, topic) = (&self.cfg.topics[i], TopicIdx(i as u16));
         let acked = self.uplink.as_ref().and_then(|u| u.acked(topic));
@@ -22,8 +22,10 @@ impl Node {
             (Role::Gateway, _) if tcfg.sync.goes_down() => {
                 self.downlinks.as_ref().map_or(0, |d| d.retained_for(tcfg, topic))
             }
+            (Role::Gateway, _) if !tcfg.sync.goes_up() => u64::MAX,
             (Role::Gateway, _) => match (&self.marks, acked) {
-                (Some(m), Some(acked)) if tcfg.sync.goes_up() => acked.min(m.covered(topic)),
+                (Some(m), Some(acked)) => acked.min(m.covered(topic)),
+                (Some(m), None) if self.cfg.deletes_what_came_up() => m.covered(topic),
                 _ => 0,
             },
             // Strong topics are acknowledged through the site's leader.
@@ -47,9 +49,9 @@ impl Node {
         self.reclaim_full_device();
     }
 
-    /// Writes a checkpoint of the marks when one is due: at once on a middle tier whose
-    /// retention waits only for one (the tier above holds segments no durable checkpoint
-    /// covers yet); at most once per `log.retention_check_interval` when a subscriber's
+    /// Writes a checkpoint of the marks when one is due: at once on a gateway that deletes
+    /// what came up whose retention waits only for one (the tier above, or on a top the
+    /// top itself, holds segments no durable checkpoint covers yet); at most once per `log.retention_check_interval` when a subscriber's
     /// mark moved (a checkpoint older than the marks only deletes less after a restart).
     fn checkpoint_marks_if_due(&mut self) {
         let Some(m) = &self.marks else { return };
@@ -57,29 +59,34 @@ impl Node {
             return;
         }
         let wall = self.now.wall_ms;
-        let relay = self.uplink.as_ref().zip(self.ingest.as_ref()).filter(|_| self.cfg.is_middle_tier());
+        // What each topic that goes up may be deleted below once the checkpoint is
+        // durable: on a middle tier what the tier above acknowledged, on a top what it holds.
+        let ingest = self.ingest.as_ref().filter(|_| self.cfg.deletes_what_came_up());
         let up = |i: &usize| self.cfg.topics[*i].sync.goes_up();
-        let covers: Vec<(TopicIdx, Seq)> = match relay {
-            Some((u, _)) => (0..self.logs.len())
+        let covers: Vec<(TopicIdx, Seq)> = match (ingest, &self.uplink) {
+            (None, _) => Vec::new(),
+            (Some(_), Some(u)) => (0..self.logs.len())
                 .filter(up)
                 .filter_map(|i| u.acked(TopicIdx(i as u16)).map(|a| (TopicIdx(i as u16), a)))
                 .collect(),
-            None => Vec::new(),
+            (Some(_), None) => {
+                (0..self.logs.len()).filter(up).map(|i| (TopicIdx(i as u16), self.logs[i].durable_offset())).collect()
+            }
         };
-        let relay_due = covers.iter().any(|&(t, acked)| {
+        let retention_waits = covers.iter().any(|&(t, acked)| {
             let (log, tcfg) = (&self.logs[t.0 as usize], &self.cfg.topics[t.0 as usize]);
             acked > m.covered(t) && crate::space::retention_due(log, tcfg, wall, acked)
         });
         let moved = self.downlinks.as_ref().is_some_and(|d| d.marks_moved())
             && m.quiet_for(self.now.mono, self.cfg.log.retention_check_interval);
-        if !relay_due && !moved {
+        if !retention_waits && !moved {
             return;
         }
         let subscribers = self.downlinks.as_mut().map(|d| d.take_marks_for_checkpoint()).unwrap_or_default();
         let m = self.marks.as_mut().expect("checked above");
         let at = (&mut self.fx, self.now.mono);
-        match relay {
-            Some((_, g)) => m.write(at, g.durable_marks(), subscribers.into_iter(), covers),
+        match ingest {
+            Some(g) => m.write(at, g.durable_marks(), subscribers.into_iter(), covers),
             None => m.write(at, std::iter::empty(), subscribers.into_iter(), covers),
         }
     }

@@ -264,13 +264,15 @@ impl Recovery {
                 if last || gateway || compact {
                     let kind = JobKind::Segment { topic, last, next_base };
                     let (pos, search) = (0, None);
+                    // Its age comes from its frames (`finish_job`): retention by age goes on
+                    // across a restart.
                     jobs.push_back(ScanJob {
                         kind,
                         file,
                         file_len: len,
                         pos,
                         next_offset: base,
-                        newest_ms: wall,
+                        newest_ms: 0,
                         search,
                         superseded: 0,
                     });
@@ -539,7 +541,9 @@ impl Recovery {
             }
         }
         let unwritten = skipped.map_or(0, |(from, to)| to - from);
-        let (base, newest_ms) = (job.file_base(), job.newest_ms);
+        // A segment with no frame is as new as the restart.
+        let newest_ms = if job.newest_ms == 0 { cx.wall_ms } else { job.newest_ms };
+        let base = job.file_base();
         // An older segment keeps its whole file: only the newest is ever cut.
         let len = if last { valid_len } else { job.file_len };
         let seg = Segment { base, end, durable_end: end, len, newest_ms, unwritten, superseded: job.superseded };

@@ -101,6 +101,9 @@ pub struct NodeSpec {
     /// The node it syncs up to (`upstream`), by index; none: an edge's is the first
     /// gateway it has a link to.
     pub upstream: Option<usize>,
+    /// A top gateway that applies its topics' retention to what comes up, behind durable
+    /// checkpoints of its marks (`gateway.up_retention`); off, it keeps all of it.
+    pub up_retention: bool,
 }
 
 /// A span of simulated time `[at, at + length)`, inside `[0, duration]`.
@@ -573,6 +576,8 @@ struct RawNode {
     memory: Option<RawSize>,
     storage: Option<RawSize>,
     upstream: Option<String>,
+    #[serde(default)]
+    up_retention: bool,
 }
 
 #[derive(Deserialize)]
@@ -815,6 +820,7 @@ fn nodes(raw: &[RawNode]) -> Result<Vec<NodeSpec>, Problem> {
             memory_bytes,
             storage_bytes,
             upstream: None,
+            up_retention: r.up_retention,
         });
     }
     for (i, r) in raw.iter().enumerate() {
@@ -828,6 +834,15 @@ fn nodes(raw: &[RawNode]) -> Result<Vec<NodeSpec>, Problem> {
             return Err(problem(&field, format!("node {up:?} cannot sync up to itself")));
         }
         nodes[i].upstream = Some(j);
+    }
+    for (i, n) in nodes.iter().enumerate().filter(|(_, n)| n.up_retention) {
+        if n.role != Role::Gateway || n.upstream.is_some() {
+            return Err(problem(
+                format!("node[{i}].up_retention"),
+                "only a top gateway (no upstream) takes it: a middle tier always deletes what the tier above \
+                 acknowledged, and an edge what its gateway holds",
+            ));
+        }
     }
     Ok(nodes)
 }
@@ -1692,6 +1707,7 @@ converge_within = "5m"
                     memory_bytes: ecu.memory_bytes,
                     storage_bytes: ecu.storage_bytes,
                     upstream: None,
+                    up_retention: false,
                 },
                 NodeSpec {
                     id: "cloud".into(),
@@ -1702,6 +1718,7 @@ converge_within = "5m"
                     memory_bytes: cloud.memory_bytes,
                     storage_bytes: cloud.storage_bytes,
                     upstream: None,
+                    up_retention: false,
                 },
             ],
             links: vec![LinkSpec {

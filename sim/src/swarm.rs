@@ -53,6 +53,7 @@ fn node(id: &str, role: Role, device: &str) -> NodeSpec {
         zone: None,
         cluster: None,
         upstream: None,
+        up_retention: false,
     }
 }
 

@@ -328,7 +328,7 @@ pub(crate) fn node_config(s: &Scenario, i: usize) -> NodeConfig {
                 EvictionSpec::Lru => Eviction::Lru,
                 EvictionSpec::Compact => Eviction::Compact,
             };
-            c.retention_bytes = t.retention_bytes.unwrap_or(c.retention_bytes.min(per_topic));
+            c.retention_bytes = t.retention_bytes.unwrap_or(c.retention_bytes).min(per_topic);
             c.retention_age = t.retention_age;
             // At the gateway (and on an edge outside any cluster) it is an ordinary topic.
             if t.consistency == ConsistencySpec::Strong && spec.cluster.is_some() {
@@ -351,6 +351,7 @@ pub(crate) fn node_config(s: &Scenario, i: usize) -> NodeConfig {
         .collect();
     resources::fit_to_budgets(&mut cfg, spec.memory_bytes, spec.storage_bytes);
     cfg.upstream = upstream_of(s, i).map(|j| NodeId(j as u64 + 1));
+    cfg.gateway.up_retention = spec.up_retention;
     // A gateway sends a topic that goes down to the peers below it on the way to an edge
     // it names (to every edge, if it names none), and lists them, as an operator lists
     // the edges that hold tokens, so that it may delete what all of them acknowledged.
