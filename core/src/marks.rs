@@ -39,7 +39,8 @@ pub type Mark = ((NodeId, TopicIdx), Seq);
 /// What a checkpoint holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Checkpoint {
-    /// The durable marks of the streams the node receives (a middle tier's).
+    /// The durable marks of the streams the node receives (of a gateway that deletes what
+    /// came up).
     pub streams: Marks,
     /// What each subscriber of a `cloud-to-edge` topic acknowledged.
     pub subscribers: Marks,

@@ -51,8 +51,9 @@ impl Node {
 
     /// Writes a checkpoint of the marks when one is due: at once on a gateway that deletes
     /// what came up whose retention waits only for one (the tier above, or on a top the
-    /// top itself, holds segments no durable checkpoint covers yet); at most once per `log.retention_check_interval` when a subscriber's
-    /// mark moved (a checkpoint older than the marks only deletes less after a restart).
+    /// top itself, holds segments no durable checkpoint covers yet); at most once per
+    /// `log.retention_check_interval` when a subscriber's mark moved (a checkpoint older
+    /// than the marks only deletes less after a restart).
     fn checkpoint_marks_if_due(&mut self) {
         let Some(m) = &self.marks else { return };
         if m.is_writing() {

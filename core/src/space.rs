@@ -247,7 +247,7 @@ impl Space {
         }
     }
 
-    /// Deletes the oldest segments of a gateway's `cloud-to-edge` topic `t` past its
+    /// Deletes the oldest segments of `log`, a gateway's `cloud-to-edge` topic, past its
     /// `retention_age` even where a subscriber lacks them: the topic's retention says that
     /// an edge away for longer does without them (DESIGN §8). `acked`: what every
     /// subscriber known here acknowledged; records from there on are counted like an

@@ -170,8 +170,9 @@ impl Downlinks {
     pub(crate) fn on_message(&mut self, cx: &mut Ctx<'_>, edge: NodeId, msg: SyncMsg, logs: &[TopicLog]) {
         let Some(s) = self.senders.get_mut(&edge) else { return };
         s.on_message(msg, cx.now, logs, cx.fx);
-        let named = |t: &TopicConfig| t.subscribers.as_ref().is_some_and(|list| list.contains(&edge));
-        for (i, _) in cx.cfg.topics.iter().enumerate().filter(|(_, t)| t.sync.goes_down() && named(t)) {
+        // The sender's streams are the topics sent down to this edge: of those that name
+        // their subscribers, it is one (no need to look through the list).
+        for (i, _) in cx.cfg.topics.iter().enumerate().filter(|(_, t)| t.subscribers.is_some()) {
             let topic = TopicIdx(i as u16);
             if let Some(acked) = s.accepted_acked(topic) {
                 self.marks_moved |= self.marks.insert((edge, topic), acked) != Some(acked);
@@ -180,9 +181,8 @@ impl Downlinks {
     }
 
     /// Where `tcfg`'s log (topic `topic`) may be deleted below: what every subscriber it
-    /// names has acknowledged, as last heard (0 while one has not said where it stands
-    /// since this node started); 0 for a topic that goes to every edge, which no gateway
-    /// can list.
+    /// names has acknowledged, as last heard or as the last checkpoint recorded (0 for one
+    /// never heard from); 0 for a topic that goes to every edge, which no gateway can list.
     pub fn retained_for(&self, tcfg: &TopicConfig, topic: TopicIdx) -> Seq {
         let Some(list) = &tcfg.subscribers else { return 0 };
         list.iter().map(|&e| self.marks.get(&(e, topic)).copied().unwrap_or(0)).min().unwrap_or(Seq::MAX)
