@@ -1043,6 +1043,19 @@ mod tests {
     }
 
     #[test]
+    fn a_down_skip_is_an_expiry_only_for_records_older_than_the_retention_age() {
+        // Acknowledged at 0, 1 and 2; retention_age 100: at 101 seqs 0 and 1 are old enough.
+        let mut c = Checker::default();
+        c.add_down_stream((9, 1), [0], Some(100));
+        for seq in 0..3 {
+            c.on_down_ack(seq, 9, 1, seq, h(seq + 1), 100 + seq as u32);
+        }
+        c.on_down_skipped(101, 0, (9, 1), 0, 3);
+        assert_eq!(invariants(&c), vec!["durability"], "seq 2 was acknowledged 99 ns before");
+        assert_eq!((c.counts.evicted_unsynced, c.counts.lost), (2, 1));
+    }
+
+    #[test]
     fn a_down_record_at_an_edge_that_should_not_hold_it_bites() {
         let mut c = down_history();
         c.on_down_stored(10, 5, (9, 1), 0, &[100], HLCS);
