@@ -219,21 +219,6 @@ impl Node {
         self.downlinks.as_ref()
     }
 
-    /// Each sender of `cloud-to-edge` topics to an edge, as `outpost sync status` shows it.
-    pub fn downlink_status(&self) -> Vec<(NodeId, crate::sync::uplink::UplinkStatus)> {
-        let Some(d) = &self.downlinks else { return Vec::new() };
-        d.senders().map(|(&edge, s)| (edge, s.status(&self.logs))).collect()
-    }
-
-    /// The subscribers `cloud-to-edge` topics name that have no sender now: (edge, topic,
-    /// what it had acknowledged if known, the topic's durable end). Retention of the topic
-    /// waits for them.
-    pub fn idle_subscribers(&self) -> Vec<(NodeId, TopicIdx, Option<Seq>, Seq)> {
-        let Some(d) = &self.downlinks else { return Vec::new() };
-        let end = |t: TopicIdx| self.logs[t.0 as usize].durable_offset();
-        d.subscribers_without_sender(&self.cfg).map(|(e, t, m)| (e, t, m, end(t))).collect()
-    }
-
     /// This edge's part in its site cluster (once recovered), if it is a member of one.
     pub fn site(&self) -> Option<&crate::site::Site> {
         self.site.as_deref()

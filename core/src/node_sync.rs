@@ -11,9 +11,24 @@ use crate::io::{Control, DiskError, DiskOpId, DiskResponse, Event};
 use crate::sync::downlinks::Downlinks;
 use crate::sync::ingest::DataIn;
 use crate::sync::proto::SyncMsg;
-use crate::types::{NodeId, TopicIdx};
+use crate::types::{NodeId, Seq, TopicIdx};
 
 impl Node {
+    /// Each sender of `cloud-to-edge` topics to an edge, as `outpost sync status` shows it.
+    pub fn downlink_status(&self) -> Vec<(NodeId, crate::sync::uplink::UplinkStatus)> {
+        let Some(d) = &self.downlinks else { return Vec::new() };
+        d.senders().map(|(&edge, s)| (edge, s.status(&self.logs))).collect()
+    }
+
+    /// The subscribers `cloud-to-edge` topics name that have no sender now: (edge, topic,
+    /// what it had acknowledged if known, the topic's durable end). Retention of the topic
+    /// waits for them.
+    pub fn idle_subscribers(&self) -> Vec<(NodeId, TopicIdx, Option<Seq>, Seq)> {
+        let Some(d) = &self.downlinks else { return Vec::new() };
+        let end = |t: TopicIdx| self.logs[t.0 as usize].durable_offset();
+        d.subscribers_without_sender(&self.cfg).map(|(e, t, m)| (e, t, m, end(t))).collect()
+    }
+
     pub(super) fn on_control(&mut self, c: Control) {
         let now = self.now.mono;
         let Some(u) = &mut self.uplink else { return };
