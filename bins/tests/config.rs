@@ -536,6 +536,12 @@ const BAD_FILES: &[(&str, Role, Option<usize>, &str)] = &[
         Some(4),
         "topics[0].subscribers[0]: no group \"store-9\" in [gateway.groups] (it has: store-1)",
     ),
+    (
+        "[node]\nname = \"box-1\"\n\n[cloud]\ngateway = \"10.0.0.1:7400\"\n\n[gateway]\nup_retention = true\n",
+        Role::Gateway,
+        Some(8),
+        "gateway.up_retention: a middle tier (a gateway with [cloud]) always deletes what the tier above acknowledged",
+    ),
 ];
 
 #[test]
