@@ -215,8 +215,8 @@ pub struct TopicSpec {
     /// it (counted like an eviction). `None`: no limit by age.
     pub retention_age: Option<Duration>,
     /// How large the topic's log may grow before retention deletes its oldest segments
-    /// (what the next hop holds; at a gateway sending it down, what every edge holds).
-    /// `None`: the simulator's default, a quarter of the node's storage over its topics.
+    /// (what the next hop holds; at a gateway sending it down, what every edge holds); at
+    /// most, and by default, a quarter of the node's storage over its topics.
     pub retention_bytes: Option<u64>,
 }
 
@@ -1961,6 +1961,19 @@ min_delivered = 100
             &format!("{BASE}[[fault]]\nkind = \"clock-jump\"\nnode = \"ecu\"\nat = \"1h\"\nby = \"+0s\"\n"),
             &["fault[0].by: \"+0s\" is zero"],
         );
+    }
+
+    #[test]
+    fn bad_retention_settings_are_refused_by_name() {
+        assert_error(&format!("{BASE}retention_age = \"0s\"\n"), &["topic[0].retention_age: \"0s\" is zero"]);
+        assert_error(&format!("{BASE}retention_bytes = 0\n"), &["topic[0].retention_bytes: 0 bytes"]);
+        assert_error(
+            &BASE.replace("device = \"vehicle-ecu\"", "device = \"vehicle-ecu\"\nup_retention = true"),
+            &["node[0].up_retention: only a top gateway (no upstream) takes it"],
+        );
+        let s = parse(&format!("{BASE}retention_age = \"1d\"\nretention_bytes = \"2MiB\"\n"), FILE).expect("valid");
+        assert_eq!(s.topics[0].retention_age, Some(Duration::from_secs(86_400)));
+        assert_eq!(s.topics[0].retention_bytes, Some(2 << 20));
     }
 
     #[test]
