@@ -2,11 +2,13 @@
 //! edges (one per shell) that were away when they were written, each exactly once and in
 //! order, across a kill -9 of an edge and of the gateway; a produce to a topic written at
 //! the other side is refused; a topic's `retention_age` expires at the gateway what an
-//! edge away for longer lacks, and the edge is told.
+//! edge away for longer lacks, and the edge is told; a `both` topic carries the edges'
+//! records up and the gateway's down, each once, across a kill -9 of each side.
 
 mod common;
 
 use common::{free_addr, http, produce, wait_until, Daemon};
+use outpost_core::config::Way;
 
 const TOPICS: &str =
     "\n[[topics]]\nname = \"events\"\nsync = \"up\"\n\n[[topics]]\nname = \"config\"\nsync = \"down\"\n";
@@ -167,4 +169,80 @@ fn retention_age_expires_at_the_gateway_what_an_edge_away_lacks() {
         );
         assert!(e.client().fetch("notices", 0, 10, 1 << 20).is_err(), "{}: nothing below what expired", e.name);
     }
+}
+
+/// `records` hold `origin`'s sequences `0..n` once, in order, with the values `{prefix}{i}`.
+fn assert_stream(records: &[(u64, u64, Vec<u8>)], origin: u64, prefix: &str, n: usize, at: &str) {
+    let own: Vec<(u64, String)> = records
+        .iter()
+        .filter(|r| r.0 == origin)
+        .map(|(_, seq, v)| (*seq, String::from_utf8(v.clone()).expect("utf8")))
+        .collect();
+    let expected: Vec<(u64, String)> = (0..n).map(|i| (i as u64, format!("{prefix}{i}"))).collect();
+    assert_eq!(own, expected, "{at}: {prefix} records once, in order");
+}
+
+#[test]
+fn a_both_topic_carries_the_edges_records_up_and_the_gateways_down_across_kill_9() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listen = free_addr();
+    let orders = "\n[[topics]]\nname = \"orders\"\nsync = \"both\"\n";
+    let mut gw = Daemon::gateway_with(dir.path(), listen, &[("edge-1", "t1"), ("edge-2", "t2")], orders);
+    gw.start();
+    let id = |name: &str| outpost::config::node_id_of(name).0;
+    let mut e1 = Daemon::edge_with_sync(dir.path(), "edge-1", listen, "t1", SYNC, orders);
+    let mut e2 = Daemon::edge_with_sync(dir.path(), "edge-2", listen, "t2", SYNC, orders).lite();
+    e1.start();
+    e2.start();
+    let write = |d: &Daemon, prefix: &str, from: usize, n: usize| {
+        let mut c = d.client();
+        for i in from..from + n {
+            produce(&mut c, "orders", format!("{prefix}{i}").as_bytes());
+        }
+    };
+    let (up, down) = (Some(Way::Up), Some(Way::Down));
+    let converged = |gw: &Daemon, edges: &[&Daemon], (g, a, b): (usize, usize, usize)| {
+        for e in edges {
+            wait_until(60, &format!("{} to hold {g} orders from the gateway", e.name), || {
+                e.read_way("orders", down).len() >= g
+            });
+            assert_stream(&e.read_way("orders", down), id("gateway"), "g", g, &e.name);
+        }
+        wait_until(60, "the gateway to hold every edge's orders", || gw.read_way("orders", up).len() >= a + b);
+        let held = gw.read_way("orders", up);
+        assert_eq!(held.len(), a + b, "the gateway holds each edge's orders once");
+        assert_stream(&held, id("edge-1"), "a", a, "gateway");
+        assert_stream(&held, id("edge-2"), "b", b, "gateway");
+    };
+    write(&gw, "g", 0, 100);
+    write(&e1, "a", 0, 100);
+    write(&e2, "b", 0, 100);
+    converged(&gw, &[&e1, &e2], (100, 100, 100));
+    // Each edge reads its own orders in the half that goes up.
+    assert_stream(&e1.read_way("orders", up), id("edge-1"), "a", 100, "edge-1");
+
+    // A fetch must say which half it reads; curl's view of one that does.
+    let (code, body) = http(e1.http, "GET", "/v1/topics/orders/records", None, b"").expect("http");
+    assert_eq!(code, 400, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("direction=up"), "{}", String::from_utf8_lossy(&body));
+    let (code, body) = http(e2.http, "GET", "/v1/topics/orders/records?direction=down&max=1", None, b"").expect("http");
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("\"g0\""), "{}", String::from_utf8_lossy(&body));
+
+    // An edge killed while both sides write; then the gateway killed while both write.
+    e1.kill();
+    write(&gw, "g", 100, 100);
+    write(&e2, "b", 100, 50);
+    e1.start();
+    write(&e1, "a", 100, 50);
+    gw.kill();
+    write(&e1, "a", 150, 50);
+    write(&e2, "b", 150, 50);
+    gw.start();
+    write(&gw, "g", 200, 50);
+    converged(&gw, &[&e1, &e2], (250, 200, 200));
+
+    let (code, table) = gw.cli(&["queue"]);
+    assert_eq!(code, 0, "{table}");
+    assert!(table.contains("both (up)") && table.contains("both (down)"), "each half is a row: {table}");
 }

@@ -4,8 +4,9 @@
 
 use crate::binproto::{self, Code};
 use crate::http::{Request, Response};
-use outpost_core::config::Role;
+use outpost_core::config::{Role, TopicLookupError, TopicNames, Way};
 use outpost_core::io::{Control, FetchError, Fetched, ProduceAck, ProduceError};
+use outpost_core::types::TopicIdx;
 use serde_json::{json, Value};
 use std::net::{IpAddr, SocketAddr};
 
@@ -35,8 +36,10 @@ pub enum Call {
         records: Vec<(Option<Vec<u8>>, Vec<u8>)>,
         batch: bool,
     },
+    /// `way`: which half of a `both` topic (`?direction=up|down`).
     Fetch {
         topic: String,
+        way: Option<Way>,
         from: u64,
         max_records: u32,
         max_bytes: u32,
@@ -45,7 +48,7 @@ pub enum Call {
 }
 
 const ROUTES: &str = "GET /health, GET /metrics, GET /v1/topics, POST /v1/topics/{topic}/records, \
-                      GET /v1/topics/{topic}/records?from=N&max=N, GET /v1/admin/status, \
+                      GET /v1/topics/{topic}/records?from=N&max=N[&direction=up|down], GET /v1/admin/status, \
                       POST /v1/admin/sync/{pause|resume|now}";
 
 fn bad(message: &str) -> Response {
@@ -129,7 +132,16 @@ pub fn route(req: &Request) -> Result<Call, Response> {
             let from = number(req, "from", 0u64)?;
             let max_records = number(req, "max", FETCH_RECORDS_DEFAULT)?.clamp(1, FETCH_RECORDS_MAX);
             let max_bytes = number(req, "max_bytes", u32::MAX)?;
-            Call::Fetch { topic: topic.to_string(), from, max_records, max_bytes }
+            let way = match req.param("direction") {
+                None => None,
+                Some(d) => Some(Way::parse(d).ok_or_else(|| {
+                    bad(&format!(
+                        "query parameter direction={d:?}: expected up (the records written at edges) or down \
+                         (the records written at the top gateway)"
+                    ))
+                })?),
+            };
+            Call::Fetch { topic: topic.to_string(), way, from, max_records, max_bytes }
         }
         (_, ["health" | "metrics"] | ["v1", "topics"] | ["v1", "admin", "status"])
         | (_, ["v1", "admin", "sync", _] | ["v1", "topics", _, "records"]) => {
@@ -286,6 +298,37 @@ pub fn unknown_topic(topic: &str, known: &[&str]) -> (Response, binproto::Respon
         Response::error(404, "unknown_topic", false, &msg),
         binproto::Response::Error { code: Code::UnknownTopic, retryable: false, message: msg },
     )
+}
+
+/// The topic a produce to `topic` writes (of a `both` topic, the half written here).
+pub fn produce_topic(names: &TopicNames, topic: &str) -> Result<TopicIdx, (Response, binproto::Response)> {
+    names.to_produce(topic).ok_or_else(|| unknown_topic(topic, &names.names()))
+}
+
+/// The topic a fetch of `topic` reads: a `both` topic's two halves are separate logs, so a
+/// fetch of one says which (`direction`).
+pub fn fetch_topic(
+    names: &TopicNames,
+    topic: &str,
+    way: Option<Way>,
+) -> Result<TopicIdx, (Response, binproto::Response)> {
+    let msg = match names.to_fetch(topic, way) {
+        Ok(t) => return Ok(t),
+        Err(TopicLookupError::Unknown) => return Err(unknown_topic(topic, &names.names())),
+        Err(TopicLookupError::WayNeeded) => format!(
+            "topic {topic:?} goes both ways and keeps each way's records apart: fetch with direction=up (the \
+             records written at edges) or direction=down (the records written at the top gateway)"
+        ),
+        Err(TopicLookupError::NotThatWay { way, sync }) => format!(
+            "topic {topic:?} syncs {}, so nothing of it goes {}; fetch it without a direction",
+            crate::status::sync_name(sync),
+            way.name()
+        ),
+    };
+    Err((
+        Response::error(400, "bad_request", false, &msg),
+        binproto::Response::Error { code: Code::BadRequest, retryable: false, message: msg },
+    ))
 }
 
 /// HTTP status, code name and binary code of a refused produce.
@@ -535,5 +578,33 @@ mod tests {
         let (s, body) = status(route(&req("GET", "/v1/topics/t/records?from=-1", None, b""))).unwrap();
         assert_eq!(s, 400);
         assert!(body.contains("from=\\\"-1\\\""), "{body}");
+        let (s, body) = status(route(&req("GET", "/v1/topics/t/records?direction=sideways", None, b""))).unwrap();
+        assert_eq!(s, 400);
+        assert!(body.contains("expected up") && body.contains("or down"), "{body}");
+    }
+
+    #[test]
+    fn a_fetch_of_a_both_topic_says_which_half() {
+        let fetch = route(&req("GET", "/v1/topics/o/records?direction=down&from=4", None, b"")).expect("routed");
+        let way = Some(Way::Down);
+        assert_eq!(
+            fetch,
+            Call::Fetch { topic: "o".into(), way, from: 4, max_records: FETCH_RECORDS_DEFAULT, max_bytes: u32::MAX }
+        );
+        let topics = vec![
+            outpost_core::config::TopicConfig::new("o", outpost_core::config::SyncDirection::Bidirectional),
+            outpost_core::config::TopicConfig::new("up", outpost_core::config::SyncDirection::EdgeToCloud),
+        ];
+        let mut cfg = outpost_core::config::NodeConfig::new(outpost_core::types::NodeId(1), Role::Edge, topics);
+        cfg.split_both_ways();
+        let names = cfg.topic_names();
+        assert_eq!(fetch_topic(&names, "o", way).ok(), Some(TopicIdx(2)));
+        assert_eq!(produce_topic(&names, "o").ok(), Some(TopicIdx(0)));
+        let (http, binary) = fetch_topic(&names, "o", None).expect_err("a half must be named");
+        assert_eq!(http.status, 400);
+        assert!(matches!(binary, binproto::Response::Error { code: Code::BadRequest, .. }));
+        let (http, _) = fetch_topic(&names, "up", way).expect_err("nothing of it goes down");
+        assert!(String::from_utf8_lossy(&http.body).contains("syncs up, so nothing of it goes down"));
+        assert_eq!(fetch_topic(&names, "nope", None).expect_err("unknown").0.status, 404);
     }
 }

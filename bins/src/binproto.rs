@@ -6,6 +6,7 @@
 //! little-endian. `id` is the client's; the answer to a request carries the same id, and
 //! answers may come in any order.
 
+use outpost_core::config::Way;
 use std::fmt;
 
 /// The largest frame a daemon reads (a 1 MiB value, a 4 KiB key and headers).
@@ -14,6 +15,9 @@ pub const REQUEST_FRAME_MAX: usize = (1 << 20) + 8192;
 pub const RESPONSE_FRAME_MAX: usize = 16 << 20;
 
 pub const KIND_PRODUCE: u8 = 1;
+/// A Fetch's direction byte.
+const WAY_UP: u8 = 1;
+const WAY_DOWN: u8 = 2;
 pub const KIND_FETCH: u8 = 2;
 pub const KIND_ACKED: u8 = 129;
 pub const KIND_ERROR: u8 = 130;
@@ -58,8 +62,20 @@ impl Code {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
-    Produce { topic: String, key: Option<Vec<u8>>, value: Vec<u8> },
-    Fetch { topic: String, from: u64, max_records: u32, max_bytes: u32 },
+    Produce {
+        topic: String,
+        key: Option<Vec<u8>>,
+        value: Vec<u8>,
+    },
+    /// `way`: which half of a `both` topic; an optional last byte (1 up, 2 down), so a
+    /// client that never reads such a topic sends the frame of the first release.
+    Fetch {
+        topic: String,
+        way: Option<Way>,
+        from: u64,
+        max_records: u32,
+        max_bytes: u32,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,6 +120,8 @@ pub enum ProtoError {
     BadCode(u8),
     /// A key flag other than 0 (no key) or 1 (a key follows).
     BadKeyFlag(u8),
+    /// A Fetch's direction byte other than 1 (up) or 2 (down).
+    BadDirection(u8),
     BadUtf8,
 }
 
@@ -120,6 +138,7 @@ impl fmt::Display for ProtoError {
             ProtoError::BadTopicName => f.write_str("topic name must be 1 to 255 bytes of UTF-8"),
             ProtoError::BadCode(c) => write!(f, "unknown error code {c}"),
             ProtoError::BadKeyFlag(v) => write!(f, "key flag {v}; expected 0 (no key) or 1 (a key follows)"),
+            ProtoError::BadDirection(v) => write!(f, "direction {v}; expected 1 (up) or 2 (down), or none"),
             ProtoError::BadUtf8 => f.write_str("text is not UTF-8"),
         }
     }
@@ -231,12 +250,17 @@ pub fn encode_request(id: u32, req: &Request, out: &mut Vec<u8>) {
             out.extend_from_slice(value);
             finish(at, out);
         }
-        Request::Fetch { topic, from, max_records, max_bytes } => {
+        Request::Fetch { topic, way, from, max_records, max_bytes } => {
             let at = head(KIND_FETCH, id, out);
             put_topic(topic, out);
             out.extend_from_slice(&from.to_le_bytes());
             out.extend_from_slice(&max_records.to_le_bytes());
             out.extend_from_slice(&max_bytes.to_le_bytes());
+            match way {
+                None => {}
+                Some(Way::Up) => out.push(WAY_UP),
+                Some(Way::Down) => out.push(WAY_DOWN),
+            }
             finish(at, out);
         }
     }
@@ -263,8 +287,15 @@ pub fn decode_request(body: &[u8]) -> Result<(u32, Request), (Option<u32>, Proto
             let from = r.u64("from")?;
             let max_records = r.u32("max_records")?;
             let max_bytes = r.u32("max_bytes")?;
+            let way = match r.buf.first() {
+                None => None,
+                Some(&WAY_UP) => Some(Way::Up),
+                Some(&WAY_DOWN) => Some(Way::Down),
+                Some(&other) => return Err(ProtoError::BadDirection(other)),
+            };
+            r.buf = r.buf.get(1..).unwrap_or_default();
             r.end()?;
-            Ok(Request::Fetch { topic, from, max_records, max_bytes })
+            Ok(Request::Fetch { topic, way, from, max_records, max_bytes })
         }
         k => Err(ProtoError::UnknownKind(k)),
     })();
@@ -366,7 +397,9 @@ mod tests {
         let reqs = [
             Request::Produce { topic: "t".into(), key: None, value: b"v".to_vec() },
             Request::Produce { topic: "pos.tx".into(), key: Some(b"k".to_vec()), value: Vec::new() },
-            Request::Fetch { topic: "t".into(), from: 7, max_records: 10, max_bytes: 1000 },
+            Request::Fetch { topic: "t".into(), way: None, from: 7, max_records: 10, max_bytes: 1000 },
+            Request::Fetch { topic: "t".into(), way: Some(Way::Up), from: 7, max_records: 10, max_bytes: 1000 },
+            Request::Fetch { topic: "t".into(), way: Some(Way::Down), from: 0, max_records: 1, max_bytes: 1 },
         ];
         for (i, q) in reqs.iter().enumerate() {
             let mut f = Vec::new();
@@ -417,8 +450,15 @@ mod tests {
             Err((Some(3), ProtoError::Truncated { field: "key" }))
         );
         let mut f = Vec::new();
-        encode_request(4, &Request::Fetch { topic: "t".into(), from: 0, max_records: 1, max_bytes: 1 }, &mut f);
+        encode_request(
+            4,
+            &Request::Fetch { topic: "t".into(), way: None, from: 0, max_records: 1, max_bytes: 1 },
+            &mut f,
+        );
         f.push(0);
+        assert_eq!(decode_request(&f[4..]), Err((Some(4), ProtoError::BadDirection(0))));
+        f.pop();
+        f.extend_from_slice(&[WAY_DOWN, 0]);
         assert_eq!(decode_request(&f[4..]), Err((Some(4), ProtoError::TrailingBytes { len: 1 })));
         // A count that claims more records than the frame holds fails without allocating them.
         let mut r = vec![KIND_RECORDS, 0, 0, 0, 0];

@@ -12,6 +12,7 @@
 //! [`Client::send`] many requests, then [`Client::recv`] their answers (matched by id).
 
 use crate::binproto::{self, Code, Record, Request, Response, RESPONSE_FRAME_MAX};
+use outpost_core::config::Way;
 use std::fmt;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -128,7 +129,19 @@ impl Client {
 
     /// Reads durable records of `topic` from offset `from`.
     pub fn fetch(&mut self, topic: &str, from: u64, max_records: u32, max_bytes: u32) -> Result<Records, ClientError> {
-        match self.call(&Request::Fetch { topic: topic.into(), from, max_records, max_bytes })? {
+        self.fetch_way(topic, None, from, max_records, max_bytes)
+    }
+
+    /// Reads durable records of one half of a `both` topic (`way`), from offset `from`.
+    pub fn fetch_way(
+        &mut self,
+        topic: &str,
+        way: Option<Way>,
+        from: u64,
+        max_records: u32,
+        max_bytes: u32,
+    ) -> Result<Records, ClientError> {
+        match self.call(&Request::Fetch { topic: topic.into(), way, from, max_records, max_bytes })? {
             Response::Records { next, durable_end, records } => Ok(Records { records, next, durable_end }),
             Response::Error { code, retryable, message } => Err(ClientError::Refused { code, retryable, message }),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),

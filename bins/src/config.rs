@@ -654,6 +654,7 @@ fn sized_config(
     storage: u64,
 ) -> Result<(NodeConfig, ShellBudget), Problem> {
     let mut cfg = NodeConfig::new(node_id_of(node_name), role, topics(raw)?);
+    cfg.split_both_ways();
     cfg.upstream = cloud.map(|c| node_id_of(&c.gateway_name));
     // The shell's share first, sized for the values the fit allows and the frames peers may
     // send; the core gets the rest.
@@ -710,7 +711,9 @@ fn sized_config(
             ));
         };
         let names = subscribers(&field, entries, g)?;
-        cfg.topics[i].subscribers = Some(names.iter().map(|n| node_id_of(n)).collect());
+        // (A `both` topic's subscribers get the half that comes down, the last of its name.)
+        let at = cfg.topics.iter().rposition(|c| c.name == t.name).expect("the file's topic is in the config");
+        cfg.topics[at].subscribers = Some(names.iter().map(|n| node_id_of(n)).collect());
     }
     Ok((cfg, shell))
 }
@@ -1000,7 +1003,7 @@ const LIMITS: [Limit; 20] = [
 fn core_problem(e: ConfigError, cfg: &NodeConfig, raw: &RawFile, places: &[Place]) -> Problem {
     let message = LIMITS.iter().fold(e.message, |m, limit| m.replace(limit.core, limit.file));
     let Some(limit) = LIMITS.iter().find(|limit| limit.core == e.field) else {
-        return problem(local_topic_field(&e.field, raw).unwrap_or(e.field), message);
+        return problem(file_topic_field(&e.field, cfg, raw).unwrap_or(e.field), message);
     };
     if place_of(places, limit.file).is_some() {
         return problem(limit.file, message);
@@ -1020,11 +1023,18 @@ fn core_problem(e: ConfigError, cfg: &NodeConfig, raw: &RawFile, places: &[Place
 }
 
 /// The file's name of the core's `topics[i]…` when topic `i` came from `local_topics`
-/// (whose entries are bare names); None when the core's name is the file's.
-fn local_topic_field(core_field: &str, raw: &RawFile) -> Option<String> {
-    let (index, _) = core_field.strip_prefix("topics[")?.split_once(']')?;
-    let local = index.parse::<usize>().ok()?.checked_sub(raw.topics.len())?;
-    (local < raw.local_topics.len()).then(|| format!("local_topics[{local}]"))
+/// (whose entries are bare names) or is the half of a `both` topic that comes down (after
+/// them: `NodeConfig::split_both_ways`); None when the core's name is the file's.
+fn file_topic_field(core_field: &str, cfg: &NodeConfig, raw: &RawFile) -> Option<String> {
+    let (index, rest) = core_field.strip_prefix("topics[")?.split_once(']')?;
+    let index = index.parse::<usize>().ok()?;
+    let local = index.checked_sub(raw.topics.len())?;
+    if local < raw.local_topics.len() {
+        return Some(format!("local_topics[{local}]"));
+    }
+    let name = &cfg.topics.get(index)?.name;
+    let i = raw.topics.iter().position(|t| t.name == *name)?;
+    Some(format!("topics[{i}]{rest}"))
 }
 
 // ---------------------------------------------------------------------------------------

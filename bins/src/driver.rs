@@ -44,7 +44,6 @@ pub struct Driver {
     node: Node,
     start: std::time::Instant,
     pub identity: Identity,
-    topics: BTreeMap<String, TopicIdx>,
     next_req: u64,
     produces: BTreeMap<ReqId, ProduceReply>,
     fetches: BTreeMap<ReqId, FetchReply>,
@@ -70,14 +69,12 @@ fn start_seed() -> NodeSeed {
 impl Driver {
     /// Starts the node (in recovery: the first effect is the listing of its files).
     pub fn new(cfg: NodeConfig, identity: Identity, fx: &mut Effects) -> Driver {
-        let topics = cfg.topics.iter().enumerate().map(|(i, t)| (t.name.clone(), TopicIdx(i as u16))).collect();
         let start = std::time::Instant::now();
         let now = Now { mono: Instant(0), wall_ms: wall_ms() };
         let mut d = Driver {
             node: Node::new(cfg, start_seed(), now),
             start,
             identity,
-            topics,
             next_req: 0,
             produces: BTreeMap::new(),
             fetches: BTreeMap::new(),
@@ -93,14 +90,6 @@ impl Driver {
 
     pub fn node(&self) -> &Node {
         &self.node
-    }
-
-    pub fn topic(&self, name: &str) -> Option<TopicIdx> {
-        self.topics.get(name).copied()
-    }
-
-    pub fn topic_names(&self) -> impl Iterator<Item = &str> {
-        self.node.config().topics.iter().map(|t| t.name.as_str())
     }
 
     fn req(&mut self) -> ReqId {

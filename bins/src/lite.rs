@@ -29,8 +29,9 @@ use crate::status::Link;
 use crate::store::Store;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
+use outpost_core::config::TopicNames;
 use outpost_core::io::{ProduceAck, ProduceError};
-use outpost_core::types::{NodeId, TopicIdx};
+use outpost_core::types::NodeId;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
 use std::net::ToSocketAddrs;
@@ -174,7 +175,7 @@ struct Lite {
     next_token: usize,
     outbox: Outbox,
     uplink: Option<Uplink>,
-    topics: BTreeMap<String, TopicIdx>,
+    topics: TopicNames,
     budget: ShellBudget,
     browser: BrowserGuard,
     process_memory_max: u64,
@@ -191,8 +192,7 @@ pub fn run(settings: Settings, stop: &AtomicBool) -> Result<(), String> {
     if settings.gateway.is_some() {
         return Err("the edge-lite shell runs edges only; run the gateway with the default (tokio) build".into());
     }
-    let names: Vec<String> = cfg.topics.iter().map(|t| t.name.clone()).collect();
-    let store = Store::open(&settings.data_dir, &names).map_err(|e| e.to_string())?;
+    let store = Store::open(&settings.data_dir, &cfg.topics).map_err(|e| e.to_string())?;
     let poll = Poll::new().map_err(|e| format!("cannot create a poller: {e}"))?;
     let mut http = TcpListener::bind(settings.http)
         .map_err(|e| format!("cannot listen for HTTP on {} (api.http): {e}", settings.http))?;
@@ -223,7 +223,7 @@ pub fn run(settings: Settings, stop: &AtomicBool) -> Result<(), String> {
         http = %settings.http, binary = %settings.binary, "starting"
     );
     let identity = Identity { name: settings.node_name.clone(), location: settings.location.clone(), names: known };
-    let topics = names.iter().enumerate().map(|(i, n)| (n.clone(), TopicIdx(i as u16))).collect();
+    let topics = cfg.topic_names();
     let mut fx = Effects::default();
     let driver = Driver::new(cfg, identity, &mut fx);
     let budget = settings.shell;
@@ -610,8 +610,9 @@ impl Lite {
                 api::control_http(ctl)
             }
             Call::Produce { topic, records, batch } => {
-                let Some(&idx) = self.topics.get(&topic) else {
-                    return Some(self.unknown(&topic).0);
+                let idx = match api::produce_topic(&self.topics, &topic) {
+                    Ok(idx) => idx,
+                    Err((resp, _)) => return Some(resp),
                 };
                 let n = records.len();
                 let collected = Arc::new(Mutex::new((vec![None; n], n)));
@@ -633,10 +634,13 @@ impl Lite {
                 }
                 return None;
             }
-            Call::Fetch { topic, from, max_records, max_bytes } => {
-                let Some(&idx) = self.topics.get(&topic) else {
-                    self.fetches_held -= 1;
-                    return Some(self.unknown(&topic).0);
+            Call::Fetch { topic, way, from, max_records, max_bytes } => {
+                let idx = match api::fetch_topic(&self.topics, &topic, way) {
+                    Ok(idx) => idx,
+                    Err((resp, _)) => {
+                        self.fetches_held -= 1;
+                        return Some(resp);
+                    }
                 };
                 let names: BTreeMap<u64, String> =
                     self.driver.identity.names.iter().map(|(k, v)| (k.0, v.clone())).collect();
@@ -652,11 +656,6 @@ impl Lite {
                 return None;
             }
         })
-    }
-
-    fn unknown(&self, topic: &str) -> (http::Response, binproto::Response) {
-        let known: Vec<&str> = self.topics.keys().map(String::as_str).collect();
-        api::unknown_topic(topic, &known)
     }
 
     /// Handles one binary request if a whole frame is buffered.
@@ -691,11 +690,15 @@ impl Lite {
         c.clock = (!c.rbuf.is_empty()).then(|| RequestClock::start(Instant::now(), c.rbuf.len()));
         c.blocked_since = None;
         let topic = match &req {
-            binproto::Request::Produce { topic, .. } | binproto::Request::Fetch { topic, .. } => topic.clone(),
+            binproto::Request::Produce { topic, .. } => api::produce_topic(&self.topics, topic),
+            binproto::Request::Fetch { topic, way, .. } => api::fetch_topic(&self.topics, topic, *way),
         };
-        let Some(&idx) = self.topics.get(&topic) else {
-            binproto::encode_response(id, &self.unknown(&topic).1, &mut c.wbuf);
-            return true;
+        let idx = match topic {
+            Ok(idx) => idx,
+            Err((_, resp)) => {
+                binproto::encode_response(id, &resp, &mut c.wbuf);
+                return true;
+            }
         };
         if let Kind::Binary { in_flight } = &mut c.kind {
             *in_flight += 1;

@@ -22,7 +22,7 @@ use crate::link::{Dialing, GatewayAuth, PeerState, Redial};
 use crate::peer::{self, PeerHello};
 use crate::status::{Link, Status};
 use crate::store::Store;
-use outpost_core::config::Role;
+use outpost_core::config::{Role, TopicNames};
 use outpost_core::io::{
     Control, DiskError, DiskOpId, DiskRequest, DiskResponse, FetchError, Fetched, ProduceAck, ProduceError,
 };
@@ -228,7 +228,7 @@ struct FrameLimits {
 struct Api {
     node: mpsc::Sender<Cmd>,
     role: Role,
-    topics: BTreeMap<String, TopicIdx>,
+    topics: TopicNames,
     names: Arc<Mutex<BTreeMap<u64, String>>>,
     budget: ShellBudget,
     ingress: Arc<SharedBudget>,
@@ -238,13 +238,6 @@ struct Api {
 }
 
 impl Api {
-    fn topic(&self, name: &str) -> Result<TopicIdx, (http::Response, binproto::Response)> {
-        self.topics.get(name).copied().ok_or_else(|| {
-            let known: Vec<&str> = self.topics.keys().map(String::as_str).collect();
-            api::unknown_topic(name, &known)
-        })
-    }
-
     async fn status(&self) -> Option<Status> {
         let (tx, rx) = oneshot::channel();
         self.node.send(Cmd::Status(tx)).await.ok()?;
@@ -286,8 +279,7 @@ struct ApiSlots {
 /// Returns an error only when it cannot start (a port in use, a data directory locked).
 pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output = ()>) -> Result<(), String> {
     let cfg = settings.node.clone();
-    let topic_names: Vec<String> = cfg.topics.iter().map(|t| t.name.clone()).collect();
-    let store = Store::open(&settings.data_dir, &topic_names).map_err(|e| e.to_string())?;
+    let store = Store::open(&settings.data_dir, &cfg.topics).map_err(|e| e.to_string())?;
     for d in store.unknown_topic_dirs() {
         tracing::warn!(
             dir = %settings.data_dir.join("topics").join(&d).display(),
@@ -329,7 +321,7 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
     let api = Arc::new(Api {
         node: cmd_tx.clone(),
         role: cfg.role,
-        topics: cfg.topics.iter().enumerate().map(|(i, t)| (t.name.clone(), TopicIdx(i as u16))).collect(),
+        topics: cfg.topic_names(),
         names: names.clone(),
         budget,
         ingress: SharedBudget::new(budget.ingress_bytes_max),
@@ -971,7 +963,7 @@ async fn answer_http(req: &http::Request, api: &Api) -> (http::Response, Option<
             api::control_http(c)
         }
         Call::Produce { topic, records, batch } => {
-            let idx = match api.topic(&topic) {
+            let idx = match api::produce_topic(&api.topics, &topic) {
                 Ok(i) => i,
                 Err((resp, _)) => return (resp, None),
             };
@@ -993,8 +985,8 @@ async fn answer_http(req: &http::Request, api: &Api) -> (http::Response, Option<
             }
             api::produce_http(&topic, &results, batch)
         }
-        Call::Fetch { topic, from, max_records, max_bytes } => {
-            let idx = match api.topic(&topic) {
+        Call::Fetch { topic, way, from, max_records, max_bytes } => {
+            let idx = match api::fetch_topic(&api.topics, &topic, way) {
                 Ok(i) => i,
                 Err((resp, _)) => return (resp, None),
             };
@@ -1121,7 +1113,8 @@ async fn binary_connection(stream: TcpStream, api: Arc<Api>, slot: Slot) -> std:
         let permit = in_flight.clone().acquire_owned().await.expect("never closed");
         slot.busy();
         let topic = match &req {
-            binproto::Request::Produce { topic, .. } | binproto::Request::Fetch { topic, .. } => api.topic(topic),
+            binproto::Request::Produce { topic, .. } => api::produce_topic(&api.topics, topic),
+            binproto::Request::Fetch { topic, way, .. } => api::fetch_topic(&api.topics, topic, *way),
         };
         let idx = match topic {
             Ok(idx) => idx,

@@ -159,12 +159,22 @@ pub struct Status {
     pub counters: Counters,
 }
 
-fn direction(d: SyncDirection) -> &'static str {
+/// The name config files give a direction.
+pub fn sync_name(d: SyncDirection) -> &'static str {
     match d {
         SyncDirection::EdgeToCloud => "up",
         SyncDirection::CloudToEdge => "down",
         SyncDirection::Bidirectional => "both",
         SyncDirection::Local => "local",
+    }
+}
+
+/// A topic's direction as status shows it: each half of a `both` topic is a row of its own.
+fn topic_sync(t: &outpost_core::config::TopicConfig) -> String {
+    if t.both_ways {
+        format!("both ({})", sync_name(t.sync))
+    } else {
+        sync_name(t.sync).into()
     }
 }
 
@@ -183,7 +193,7 @@ pub(crate) fn build(d: &Driver, link: Link, uptime: std::time::Duration) -> Stat
             let stream = sync.as_ref().and_then(|s| s.streams.iter().find(|s| s.topic == idx));
             TopicView {
                 name: t.name.clone(),
-                sync: direction(cfg.topics[i].sync).into(),
+                sync: topic_sync(&cfg.topics[i]),
                 priority: t.priority,
                 eviction: t.eviction.name().into(),
                 bytes: t.bytes,

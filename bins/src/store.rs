@@ -13,6 +13,7 @@
 //! left alone (and reported by [`Store::unknown_topic_dirs`]), never deleted.
 
 use crate::config::Settings;
+use outpost_core::config::TopicConfig;
 use outpost_core::io::{DiskError, DiskRequest, DiskResponse, FileId};
 use outpost_core::resources;
 use outpost_core::types::Bytes;
@@ -62,6 +63,18 @@ pub fn topic_dir_name(name: &str) -> String {
         }
     }
     out
+}
+
+/// The directory a topic's segments are in: its name's, and for the half of a `both`
+/// topic that comes down, that with `%down` appended (no escaped name has `%` followed by
+/// anything but two upper-case hex digits, so it names no other topic).
+pub fn stored_topic_dir(t: &TopicConfig) -> String {
+    let dir = topic_dir_name(&t.name);
+    if t.both_ways && t.sync.goes_down() {
+        dir + "%down"
+    } else {
+        dir
+    }
 }
 
 fn io_error(path: &Path, e: &io::Error) -> DiskError {
@@ -138,7 +151,7 @@ pub fn fit_to_device(settings: &mut Settings) -> Result<Vec<String>, String> {
 impl Store {
     /// Opens (creating) the data directory for a node whose topics are `topics`, in
     /// config order, and takes its lock.
-    pub fn open(dir: &Path, topics: &[String]) -> Result<Store, StoreError> {
+    pub fn open(dir: &Path, topics: &[TopicConfig]) -> Result<Store, StoreError> {
         let fail = |what: &str, e: &dyn std::fmt::Display| StoreError(format!("{what} {}: {e}", dir.display()));
         for sub in ["topics", "meta", "raft"] {
             fs::create_dir_all(dir.join(sub)).map_err(|e| fail("cannot create the data directory", &e))?;
@@ -163,8 +176,9 @@ impl Store {
         }
         let mut topic_dirs = Vec::with_capacity(topics.len());
         let mut by_dir = BTreeMap::new();
-        for (i, name) in topics.iter().enumerate() {
-            let d = topic_dir_name(name);
+        for (i, t) in topics.iter().enumerate() {
+            let name = &t.name;
+            let d = stored_topic_dir(t);
             if d.len() > 255 {
                 return Err(StoreError(format!(
                     "topic {name:?} is too long for a directory name once escaped ({} bytes); shorten it",
@@ -378,6 +392,24 @@ mod tests {
         assert_eq!(topic_dir_name(".."), "%2E.");
     }
 
+    fn topics(names: &[&str]) -> Vec<TopicConfig> {
+        names.iter().map(|n| TopicConfig::new(n, outpost_core::config::SyncDirection::EdgeToCloud)).collect()
+    }
+
+    #[test]
+    fn the_halves_of_a_both_topic_have_a_directory_each() {
+        let mut cfg = outpost_core::config::NodeConfig::new(
+            outpost_core::types::NodeId(1),
+            outpost_core::config::Role::Gateway,
+            vec![TopicConfig::new("orders", outpost_core::config::SyncDirection::Bidirectional)],
+        );
+        cfg.split_both_ways();
+        let dirs: Vec<String> = cfg.topics.iter().map(stored_topic_dir).collect();
+        assert_eq!(dirs, ["orders", "orders%down"]);
+        // A name that escapes to what a half's directory looks like cannot exist.
+        assert_eq!(topic_dir_name("orders%down"), "orders%25down");
+    }
+
     #[test]
     fn the_device_size_is_that_of_the_filesystem_holding_the_directory() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -405,7 +437,7 @@ mod tests {
     #[test]
     fn a_second_store_on_the_same_directory_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let names = vec!["t".to_string()];
+        let names = topics(&["t"]);
         let _first = Store::open(dir.path(), &names).expect("first");
         let err = Store::open(dir.path(), &names).err().expect("second refused");
         assert!(err.0.contains("in use by another outpost process"), "{err}");
@@ -414,7 +446,7 @@ mod tests {
     #[test]
     fn requests_round_trip_through_real_files() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let names = vec!["a".to_string(), "b/c".to_string()];
+        let names = topics(&["a", "b/c"]);
         let mut s = Store::open(dir.path(), &names).expect("open");
         let seg = FileId::Segment { topic: TopicIdx(1), base: 42 };
         let meta = FileId::Meta { generation: 3 };
@@ -446,7 +478,7 @@ mod tests {
         assert_eq!(s.perform(&DiskRequest::Read { file: seg, offset: 0, len: 1 }), Err(DiskError::NotFound));
         drop(s);
         // A topic the config no longer names is kept and reported, not read.
-        let s = Store::open(dir.path(), &["x".to_string()]).expect("reopen");
+        let s = Store::open(dir.path(), &topics(&["x"])).expect("reopen");
         assert_eq!(s.unknown_topic_dirs(), vec!["b%2Fc".to_string()]);
     }
 }

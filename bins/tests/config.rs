@@ -192,6 +192,7 @@ fn the_edge_example_gives_the_values_written() {
         retention_age,
         consistency: Consistency::Eventual,
         subscribers: None,
+        both_ways: false,
     };
     let week = Some(Duration::from_secs(7 * 24 * 3600));
     assert_eq!(
@@ -557,6 +558,26 @@ fn a_topic_goes_down_to_the_edges_its_subscribers_name_match_or_group() {
     got.sort();
     assert_eq!(got, expected, "kiosk-3 is in no pattern or group; kiosk-7 is named though no token lists it");
     assert_eq!(s.node.topics[1].subscribers, None, "config goes to every edge");
+}
+
+#[test]
+fn a_both_topic_is_a_half_each_way_and_its_subscribers_get_the_half_that_comes_down() {
+    let text = "[[topics]]\nname = \"orders\"\nsync = \"both\"\nsubscribers = [\"till-1\"]\n\n\
+                [[topics]]\nname = \"sales\"\n\n[gateway.tokens]\ntill-1 = \"a\"\n";
+    let s = parse(text, None, Role::Gateway).expect("a valid file");
+    let halves: Vec<(&str, SyncDirection, bool, Option<Vec<NodeId>>)> =
+        s.node.topics.iter().map(|t| (t.name.as_str(), t.sync, t.both_ways, t.subscribers.clone())).collect();
+    assert_eq!(
+        halves,
+        [
+            ("orders", SyncDirection::EdgeToCloud, true, None),
+            ("sales", SyncDirection::EdgeToCloud, false, None),
+            ("orders", SyncDirection::CloudToEdge, true, Some(vec![node_id_of("till-1")])),
+        ],
+        "the half that comes down is last, so every other topic keeps its place (and its directory)"
+    );
+    let edge = parse("[[topics]]\nname = \"orders\"\nsync = \"bidirectional\"\n", None, Role::Edge);
+    assert_eq!(edge.expect("valid").node.topics.len(), 2);
 }
 
 #[test]

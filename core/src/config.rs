@@ -2,7 +2,7 @@
 //! limit here (engineering rule 2); the defaults suit a Raspberry Pi class device.
 
 use crate::hlc::HlcConfig;
-use crate::types::{Duration, NodeId};
+use crate::types::{Duration, NodeId, TopicIdx};
 use std::fmt;
 
 /// What a node does in the topology.
@@ -38,8 +38,8 @@ impl SyncDirection {
     /// Whether a node of `role` writes this topic's records itself (applications produce
     /// there); elsewhere they arrive from its peers. `middle_tier`: a gateway with an
     /// upstream writes nothing, it relays (up what its edges write, down what the top
-    /// writes). `Bidirectional` is refused by [`NodeConfig::validate`] until both ways are
-    /// built (issue 16).
+    /// writes). A `Bidirectional` topic is split into its two halves
+    /// ([`NodeConfig::split_both_ways`]) before a node runs, so no node asks this of it.
     pub fn written_at(self, role: Role, middle_tier: bool) -> bool {
         match role {
             Role::Edge => self != SyncDirection::CloudToEdge,
@@ -134,6 +134,12 @@ pub struct TopicConfig {
     /// (edges, or middle tiers that relay it on; empty: none). `None`: every peer that
     /// asks for it.
     pub subscribers: Option<Vec<NodeId>>,
+    /// One half of a `bidirectional` topic ([`NodeConfig::split_both_ways`]): the records
+    /// written at edges, going up (`EdgeToCloud`), or those written at the top gateway,
+    /// coming down (`CloudToEdge`). Both halves have the topic's name; each is a log of its
+    /// own at every node, so every record keeps the identity its writer gave it (origin,
+    /// sequence in its own stream) in both directions.
+    pub both_ways: bool,
 }
 
 impl TopicConfig {
@@ -147,6 +153,7 @@ impl TopicConfig {
             retention_age: None,
             consistency: Consistency::Eventual,
             subscribers: None,
+            both_ways: false,
         }
     }
 
@@ -158,6 +165,97 @@ impl TopicConfig {
     /// one of its subscribers (or it names none).
     pub fn sent_down_to(&self, peer: NodeId) -> bool {
         self.sync.goes_down() && self.subscribers.as_ref().is_none_or(|s| s.contains(&peer))
+    }
+}
+
+/// Which records of a `bidirectional` topic a fetch reads: its halves are separate logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Way {
+    /// The records written at edges.
+    Up,
+    /// The records written at the top gateway.
+    Down,
+}
+
+impl Way {
+    pub fn name(self) -> &'static str {
+        match self {
+            Way::Up => "up",
+            Way::Down => "down",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Way> {
+        match text {
+            "up" => Some(Way::Up),
+            "down" => Some(Way::Down),
+            _ => None,
+        }
+    }
+}
+
+/// Why a name does not find a topic to fetch from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TopicLookupError {
+    /// No topic has the name.
+    Unknown,
+    /// The topic goes both ways: the fetch must say which half (`Way`).
+    WayNeeded,
+    /// The fetch names a way the topic's records do not go.
+    NotThatWay { way: Way, sync: SyncDirection },
+}
+
+/// The names applications use for a node's topics ([`NodeConfig::topic_names`]): one
+/// name per topic, which for a `bidirectional` topic stands for both of its halves.
+#[derive(Clone, Debug)]
+pub struct TopicNames {
+    /// Per topic index: name, direction, and whether applications write it at this node.
+    topics: Vec<(String, SyncDirection, bool)>,
+}
+
+impl TopicNames {
+    fn named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = (TopicIdx, SyncDirection, bool)> + 'a {
+        let found = self.topics.iter().enumerate().filter(move |(_, (n, _, _))| n == name);
+        found.map(|(i, &(_, sync, written))| (TopicIdx(i as u16), sync, written))
+    }
+
+    /// The topic a produce to `name` writes: of a `bidirectional` topic, the half written
+    /// at this node (on a middle tier, which writes neither, the first: the node refuses).
+    pub fn to_produce(&self, name: &str) -> Option<TopicIdx> {
+        let mut found = self.named(name).peekable();
+        let first = found.peek()?.0;
+        Some(found.find(|&(_, _, written)| written).map_or(first, |(i, _, _)| i))
+    }
+
+    /// The topic a fetch of `name` reads: the half `way` names of a `bidirectional` topic
+    /// (required), and for any other topic, the topic (a `way` given must be its own).
+    pub fn to_fetch(&self, name: &str, way: Option<Way>) -> Result<TopicIdx, TopicLookupError> {
+        let found: Vec<(TopicIdx, SyncDirection, bool)> = self.named(name).collect();
+        let Some(&(first, sync, _)) = found.first() else { return Err(TopicLookupError::Unknown) };
+        let goes = |s: SyncDirection, w: Way| match w {
+            Way::Up => s == SyncDirection::EdgeToCloud,
+            Way::Down => s == SyncDirection::CloudToEdge,
+        };
+        match (way, found.len()) {
+            (None, 1) => Ok(first),
+            (None, _) => Err(TopicLookupError::WayNeeded),
+            (Some(w), _) => found
+                .iter()
+                .find(|(_, s, _)| goes(*s, w))
+                .map(|&(i, _, _)| i)
+                .ok_or(TopicLookupError::NotThatWay { way: w, sync }),
+        }
+    }
+
+    /// Every name once, in the order of the topics.
+    pub fn names(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::with_capacity(self.topics.len());
+        for (n, _, _) in &self.topics {
+            if !out.contains(&n.as_str()) {
+                out.push(n);
+            }
+        }
+        out
     }
 }
 
@@ -465,6 +563,30 @@ impl NodeConfig {
         t.sync.written_at(self.role, self.is_middle_tier())
     }
 
+    /// Splits every `bidirectional` topic into its two halves (`TopicConfig::both_ways`):
+    /// the half that goes up takes the topic's place, so every other topic keeps its
+    /// index (and its storage); the half that comes down is appended after the last
+    /// topic, with the topic's `subscribers`. The loaders call it once a file's topics
+    /// are complete; `validate` refuses a `Bidirectional` topic that was not split.
+    pub fn split_both_ways(&mut self) {
+        let mut down_halves = Vec::new();
+        for t in self.topics.iter_mut().filter(|t| t.sync == SyncDirection::Bidirectional) {
+            let mut down = t.clone();
+            down.sync = SyncDirection::CloudToEdge;
+            down.both_ways = true;
+            t.sync = SyncDirection::EdgeToCloud;
+            t.both_ways = true;
+            t.subscribers = None;
+            down_halves.push(down);
+        }
+        self.topics.extend(down_halves);
+    }
+
+    /// The names applications use for this node's topics.
+    pub fn topic_names(&self) -> TopicNames {
+        TopicNames { topics: self.topics.iter().map(|t| (t.name.clone(), t.sync, self.writes(t))).collect() }
+    }
+
     /// What a receiving node may hold of accepted batches not yet durable and messages
     /// waiting for the clock: a gateway its `gateway.pending_bytes_max`; an edge with
     /// `cloud-to-edge` topics one sync window (a sender keeps no more than its window in
@@ -491,6 +613,37 @@ impl NodeConfig {
         }
     }
 
+    /// What is wrong with topic `i` as a `bidirectional` topic or one half of one: it
+    /// must be split, and its halves are one up and one down, eventual.
+    fn both_ways_problem(&self, i: usize, t: &TopicConfig) -> Option<String> {
+        let name = &t.name;
+        if t.sync == SyncDirection::Bidirectional {
+            return Some(format!(
+                "topic {name:?} goes both ways and was not split into its halves (NodeConfig::split_both_ways)"
+            ));
+        }
+        if !t.both_ways {
+            return None;
+        }
+        let partner = |o: &&TopicConfig| o.name == *name && o.both_ways;
+        let others: Vec<&TopicConfig> =
+            self.topics.iter().enumerate().filter(|&(j, _)| j != i).map(|(_, o)| o).filter(partner).collect();
+        if !matches!(t.sync, SyncDirection::EdgeToCloud | SyncDirection::CloudToEdge)
+            || others.len() != 1
+            || others[0].sync.goes_up() == t.sync.goes_up()
+        {
+            return Some(format!(
+                "topic {name:?}: a bidirectional topic is one half that goes up and one that comes down"
+            ));
+        }
+        t.is_strong().then(|| {
+            format!(
+                "topic {name:?} goes both ways, and strong consistency is for a site's own writes; use eventual, or \
+                 one strong topic that goes up and another that comes down"
+            )
+        })
+    }
+
     /// Checks the limits against each other and against the codec's bounds.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |field: &str, message: String| Err(ConfigError { field: field.into(), message });
@@ -504,7 +657,11 @@ impl NodeConfig {
             if t.name.is_empty() || t.name.len() > 255 {
                 return err(&format!("topics[{i}].name"), "must be 1 to 255 bytes".into());
             }
-            if self.topics[..i].iter().any(|o| o.name == t.name) {
+            if let Some(message) = self.both_ways_problem(i, t) {
+                return err(&format!("topics[{i}].sync"), message);
+            }
+            let halves = t.both_ways && self.topics[..i].iter().any(|o| o.name == t.name && o.both_ways);
+            if !halves && self.topics[..i].iter().any(|o| o.name == t.name) {
                 return err(&format!("topics[{i}].name"), format!("duplicate topic {:?}", t.name));
             }
             let Some(subs) = &t.subscribers else { continue };
@@ -539,16 +696,6 @@ impl NodeConfig {
             return err(
                 "gateway.relays",
                 format!("node {r} relays to this gateway, so it cannot be this gateway or its upstream"),
-            );
-        }
-        if let Some((i, t)) = self.topics.iter().enumerate().find(|(_, t)| t.sync == SyncDirection::Bidirectional) {
-            return err(
-                &format!("topics[{i}].sync"),
-                format!(
-                    "topic {:?}: both ways on one topic (bidirectional) is not built yet (issue 16); use one \
-                     topic that goes up and one that comes down",
-                    t.name
-                ),
             );
         }
         if self.role == Role::Gateway
@@ -662,5 +809,82 @@ impl NodeConfig {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(role: Role, topics: Vec<TopicConfig>) -> NodeConfig {
+        let mut cfg = NodeConfig::new(NodeId(1), role, topics);
+        if role == Role::Edge {
+            cfg.upstream = Some(NodeId(9));
+        }
+        cfg.split_both_ways();
+        cfg
+    }
+
+    #[test]
+    fn a_bidirectional_topic_is_two_halves_and_every_other_topic_keeps_its_index() {
+        let mut both = TopicConfig::new("orders", SyncDirection::Bidirectional);
+        both.retention_bytes = 1 << 20;
+        let topics = vec![both, TopicConfig::new("status", SyncDirection::EdgeToCloud)];
+        let edge = split(Role::Edge, topics.clone());
+        let directions: Vec<(&str, SyncDirection, bool)> =
+            edge.topics.iter().map(|t| (t.name.as_str(), t.sync, t.both_ways)).collect();
+        assert_eq!(
+            directions,
+            [
+                ("orders", SyncDirection::EdgeToCloud, true),
+                ("status", SyncDirection::EdgeToCloud, false),
+                ("orders", SyncDirection::CloudToEdge, true),
+            ]
+        );
+        assert!(edge.topics.iter().all(|t| t.retention_bytes == 1 << 20 || t.name == "status"));
+        assert_eq!(edge.validate(), Ok(()));
+        let names = edge.topic_names();
+        assert_eq!(names.names(), ["orders", "status"]);
+        assert_eq!(names.to_produce("orders"), Some(TopicIdx(0)), "an edge writes the half that goes up");
+        assert_eq!(split(Role::Gateway, topics.clone()).topic_names().to_produce("orders"), Some(TopicIdx(2)));
+        assert_eq!(names.to_fetch("orders", None), Err(TopicLookupError::WayNeeded));
+        assert_eq!(names.to_fetch("orders", Some(Way::Down)), Ok(TopicIdx(2)));
+        assert_eq!(names.to_fetch("status", None), Ok(TopicIdx(1)));
+        assert_eq!(names.to_fetch("status", Some(Way::Up)), Ok(TopicIdx(1)));
+        assert_eq!(
+            names.to_fetch("status", Some(Way::Down)),
+            Err(TopicLookupError::NotThatWay { way: Way::Down, sync: SyncDirection::EdgeToCloud })
+        );
+        assert_eq!(names.to_fetch("nope", None), Err(TopicLookupError::Unknown));
+        assert_eq!(names.to_produce("nope"), None);
+    }
+
+    #[test]
+    fn a_bidirectional_topic_must_be_split_into_one_half_each_way_and_eventual() {
+        let unsplit =
+            NodeConfig::new(NodeId(1), Role::Gateway, vec![TopicConfig::new("o", SyncDirection::Bidirectional)]);
+        let e = unsplit.validate().expect_err("refused");
+        assert_eq!(e.field, "topics[0].sync");
+        assert!(e.message.contains("split_both_ways"), "{e}");
+
+        let mut strong = TopicConfig::new("o", SyncDirection::Bidirectional);
+        strong.consistency = Consistency::Strong;
+        let e = split(Role::Gateway, vec![strong]).validate().expect_err("refused");
+        assert!(e.message.contains("strong consistency"), "{e}");
+
+        let mut two_up = split(Role::Gateway, vec![TopicConfig::new("o", SyncDirection::Bidirectional)]);
+        two_up.topics[1].sync = SyncDirection::EdgeToCloud;
+        let e = two_up.validate().expect_err("refused");
+        assert!(e.message.contains("one half that goes up and one that comes down"), "{e}");
+
+        let mut lone = TopicConfig::new("o", SyncDirection::EdgeToCloud);
+        lone.both_ways = true;
+        let e = NodeConfig::new(NodeId(1), Role::Gateway, vec![lone]).validate().expect_err("refused");
+        assert!(e.message.contains("one half that goes up"), "{e}");
+
+        let twice =
+            vec![TopicConfig::new("o", SyncDirection::EdgeToCloud), TopicConfig::new("o", SyncDirection::CloudToEdge)];
+        let e = NodeConfig::new(NodeId(1), Role::Gateway, twice).validate().expect_err("refused");
+        assert_eq!((e.field.as_str(), e.message.as_str()), ("topics[1].name", "duplicate topic \"o\""));
     }
 }

@@ -231,7 +231,7 @@ impl Node {
     /// An edge makes room for what its gateway sends, as for a produce: under the
     /// topics' eviction policies, never evicting what the policies keep.
     fn make_room_for(&mut self, topic: &str, batches: &[Vec<u8>]) {
-        let Some(i) = self.cfg.topics.iter().position(|t| t.name == topic) else { return };
+        let Some(i) = self.cfg.topics.iter().position(|t| t.name == topic && t.sync.goes_down()) else { return };
         let need = batches.iter().map(|b| (b.len() + crate::log::LOG_FRAME_OVERHEAD) as u64).sum();
         self.with_space(|s, cx| s.make_room(cx, TopicIdx(i as u16), need));
     }

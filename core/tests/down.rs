@@ -69,6 +69,7 @@ impl Side {
 struct Pair {
     edge: Side,
     gateway: Side,
+    edge_cfg: NodeConfig,
     gateway_cfg: NodeConfig,
     now: Now,
     link: bool,
@@ -81,10 +82,14 @@ impl Pair {
     }
 
     fn with_gateway(gateway_cfg: NodeConfig) -> Pair {
+        Pair::with(edge_cfg(), gateway_cfg)
+    }
+
+    fn with(edge_cfg: NodeConfig, gateway_cfg: NodeConfig) -> Pair {
         let now = Now { mono: Instant(1_000_000), wall_ms: 1_767_225_600_000 };
-        let edge = Side::start(edge_cfg(), MemDisk::default(), now);
+        let edge = Side::start(edge_cfg.clone(), MemDisk::default(), now);
         let gateway = Side::start(gateway_cfg.clone(), MemDisk::default(), now);
-        let mut p = Pair { edge, gateway, gateway_cfg, now, link: true, wire: VecDeque::new() };
+        let mut p = Pair { edge, gateway, edge_cfg, gateway_cfg, now, link: true, wire: VecDeque::new() };
         p.settle();
         p
     }
@@ -168,14 +173,19 @@ impl Pair {
 
     /// Every record of the `config` topic at the edge, read through the fetch API.
     fn edge_config(&mut self) -> Vec<FetchedRecord> {
+        self.records(EDGE, DOWN)
+    }
+
+    /// Every record of `topic` at node `at`, read through the fetch API.
+    fn records(&mut self, at: NodeId, topic: TopicIdx) -> Vec<FetchedRecord> {
         let mut from = 0;
         let mut all = Vec::new();
         loop {
             let now = self.now;
-            let input = Input::Fetch { req: ReqId(0), topic: DOWN, from, max_records: 1000, max_bytes: 1 << 20 };
-            self.edge.node.handle(now, input);
+            let input = Input::Fetch { req: ReqId(0), topic, from, max_records: 1000, max_bytes: 1 << 20 };
+            self.side(at).node.handle(now, input);
             self.settle();
-            let f = self.edge.fetched.pop().expect("answered");
+            let f = self.side(at).fetched.pop().expect("answered");
             if f.records.is_empty() {
                 return all;
             }
@@ -185,7 +195,7 @@ impl Pair {
     }
 
     fn restart(&mut self, id: NodeId) {
-        let cfg = if id == EDGE { edge_cfg() } else { self.gateway_cfg.clone() };
+        let cfg = if id == EDGE { self.edge_cfg.clone() } else { self.gateway_cfg.clone() };
         let now = self.now;
         let s = self.side(id);
         let mut disk = std::mem::take(&mut s.disk);
@@ -197,10 +207,15 @@ impl Pair {
 
 /// The records at the edge are the gateway's, at its sequences, each once and in order.
 fn assert_held_once_in_order(records: &[FetchedRecord], n: u64) {
-    let seqs: Vec<(NodeId, u64)> = records.iter().map(|r| (r.origin, r.origin_seq)).collect();
-    let expected: Vec<(NodeId, u64)> = (0..n).map(|s| (GATEWAY, s)).collect();
-    assert_eq!(seqs, expected);
+    assert_identities(records, GATEWAY, n);
     assert!(records.iter().all(|r| r.seq == r.origin_seq), "the edge's replica keeps the gateway's sequences");
+}
+
+/// `records` are `origin`'s sequences `0..n`, each once and in order.
+fn assert_identities(records: &[FetchedRecord], origin: NodeId, n: u64) {
+    let seqs: Vec<(NodeId, u64)> = records.iter().map(|r| (r.origin, r.origin_seq)).collect();
+    let expected: Vec<(NodeId, u64)> = (0..n).map(|s| (origin, s)).collect();
+    assert_eq!(seqs, expected);
 }
 
 #[test]
@@ -306,4 +321,47 @@ fn retention_age_expires_what_an_edge_away_lacks_and_the_edge_is_told() {
     let first = rest[0];
     assert_eq!(first, 100 + expired, "the edge skips exactly what expired");
     assert_eq!(rest, (first..700).collect::<Vec<_>>().as_slice(), "then everything the gateway kept, in order");
+}
+
+/// An edge and a gateway with one `bidirectional` topic, split as the loaders split it.
+fn both_ways_cfgs() -> (NodeConfig, NodeConfig) {
+    let topics = vec![TopicConfig::new("orders", SyncDirection::Bidirectional)];
+    let mut edge = NodeConfig::new(EDGE, Role::Edge, topics.clone());
+    edge.upstream = Some(GATEWAY);
+    edge.split_both_ways();
+    let mut gateway = NodeConfig::new(GATEWAY, Role::Gateway, topics);
+    gateway.split_both_ways();
+    (edge, gateway)
+}
+
+#[test]
+fn a_bidirectional_topic_carries_each_sides_records_to_the_other_once_across_restarts() {
+    let (edge_cfg, gateway_cfg) = both_ways_cfgs();
+    let names = edge_cfg.topic_names();
+    let (up, down) = (names.to_produce("orders").expect("a topic"), gateway_cfg.topic_names().to_produce("orders"));
+    assert_eq!((up, down), (TopicIdx(0), Some(TopicIdx(1))), "each side writes its own half");
+    let mut p = Pair::with(edge_cfg, gateway_cfg);
+    p.wait(1);
+    p.produce(EDGE, up, 200);
+    p.produce(GATEWAY, TopicIdx(1), 150);
+    assert_eq!((p.edge.acked.len(), p.gateway.acked.len()), (200, 150));
+    p.wait(2);
+    // Both sides write while the link is down, and each restarts.
+    p.link = false;
+    p.produce(EDGE, up, 100);
+    p.produce(GATEWAY, TopicIdx(1), 50);
+    p.restart(EDGE);
+    p.restart(GATEWAY);
+    p.wait(5);
+    p.produce(EDGE, up, 30);
+    p.produce(GATEWAY, TopicIdx(1), 20);
+    p.link = true;
+    p.wait(90);
+    assert!(p.edge.refused.is_empty() && p.gateway.refused.is_empty(), "every produce is taken");
+    // Each node holds each half once and in order, every record with its writer's identity.
+    for at in [EDGE, GATEWAY] {
+        assert_identities(&p.records(at, TopicIdx(0)), EDGE, 330);
+        assert_identities(&p.records(at, TopicIdx(1)), GATEWAY, 220);
+    }
+    assert_eq!(p.edge.node.stats().duplicates_dropped, 0);
 }

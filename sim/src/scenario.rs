@@ -218,6 +218,11 @@ pub struct TopicSpec {
     /// (what the next hop holds; at a gateway sending it down, what every edge holds); at
     /// most, and by default, a quarter of the node's storage over its topics.
     pub retention_bytes: Option<u64>,
+    /// One half of a `bidirectional` topic: the loader splits one into the half its edges
+    /// write (`edge-to-cloud`, in the topic's place) and the half its top gateway writes
+    /// (`cloud-to-edge`, after the last topic, with the topic's `subscribers`), each
+    /// checked as a topic of that direction (see `outpost_core::config::TopicConfig`).
+    pub both_ways: bool,
 }
 
 /// A producer writing records into one topic on one node.
@@ -1008,10 +1013,10 @@ fn topics(raw: &[RawTopic], nodes: &[NodeSpec]) -> Result<Vec<TopicSpec>, Proble
         }
         let subscribers = match &r.subscribers {
             None => None,
-            Some(_) if r.sync != SyncDirection::CloudToEdge => {
+            Some(_) if !matches!(r.sync, SyncDirection::CloudToEdge | SyncDirection::Bidirectional) => {
                 return Err(problem(
                     format!("{field}.subscribers"),
-                    "only a cloud-to-edge topic has subscribers (the edges it goes down to)",
+                    "only a cloud-to-edge or bidirectional topic has subscribers (the edges it goes down to)",
                 ));
             }
             Some(entries) => Some(subscribers(&format!("{field}.subscribers"), entries, nodes)?),
@@ -1039,9 +1044,34 @@ fn topics(raw: &[RawTopic], nodes: &[NodeSpec]) -> Result<Vec<TopicSpec>, Proble
             subscribers,
             retention_age,
             retention_bytes,
+            both_ways: false,
         });
     }
-    Ok(topics)
+    Ok(split_both_ways(topics))
+}
+
+/// Splits each `bidirectional` topic into its two halves (`TopicSpec::both_ways`), as the
+/// core's `NodeConfig::split_both_ways` does, so that topic `i` is every node's topic `i`.
+pub fn split_both_ways(mut topics: Vec<TopicSpec>) -> Vec<TopicSpec> {
+    let mut down_halves = Vec::new();
+    for t in topics.iter_mut().filter(|t| t.sync == SyncDirection::Bidirectional) {
+        let down = TopicSpec { sync: SyncDirection::CloudToEdge, both_ways: true, ..t.clone() };
+        (t.sync, t.both_ways, t.subscribers) = (SyncDirection::EdgeToCloud, true, None);
+        down_halves.push(down);
+    }
+    topics.extend(down_halves);
+    topics
+}
+
+/// The topic a node of `role` writes under `name`: of a bidirectional topic's halves, the
+/// one written on that side.
+pub fn topic_written_by(topics: &[TopicSpec], name: &str, role: Role) -> Option<usize> {
+    let side = match role {
+        Role::Edge => SyncDirection::EdgeToCloud,
+        Role::Gateway => SyncDirection::CloudToEdge,
+    };
+    let first = topics.iter().position(|t| t.name == name)?;
+    Some(topics.iter().position(|t| t.name == name && t.both_ways && t.sync == side).unwrap_or(first))
 }
 
 /// The edges a topic's `subscribers` name: each entry an edge's id, or a pattern (`*`,
@@ -1081,8 +1111,12 @@ fn workloads(
     for (i, r) in raw.iter().enumerate() {
         let field = format!("workload[{i}]");
         let node = node_ref(nodes, &format!("{field}.node"), &r.node)?;
-        let topic = topics.iter().position(|t| t.name == r.topic).ok_or_else(|| {
-            let names: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
+        let topic = topic_written_by(topics, &r.topic, nodes[node].role).ok_or_else(|| {
+            let names: Vec<&str> = topics
+                .iter()
+                .filter(|t| !t.both_ways || t.sync == SyncDirection::EdgeToCloud)
+                .map(|t| t.name.as_str())
+                .collect();
             problem(format!("{field}.topic"), format!("unknown topic {:?}; topics are: {}", r.topic, list(&names)))
         })?;
         if !(r.rate.is_finite() && r.rate > 0.0) {
@@ -1739,6 +1773,7 @@ converge_within = "5m"
                 subscribers: None,
                 retention_age: None,
                 retention_bytes: None,
+                both_ways: false,
             }],
             workloads: vec![WorkloadSpec {
                 node: 0,
@@ -1860,6 +1895,7 @@ min_delivered = 100
                 subscribers: None,
                 retention_age: None,
                 retention_bytes: None,
+                both_ways: false,
             }
         );
         assert_eq!(

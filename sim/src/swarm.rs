@@ -39,6 +39,7 @@ fn topic(name: &str, sync: SyncDirection, priority: u8) -> TopicSpec {
         subscribers: None,
         retention_age: None,
         retention_bytes: None,
+        both_ways: false,
     }
 }
 

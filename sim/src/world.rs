@@ -330,6 +330,7 @@ pub(crate) fn node_config(s: &Scenario, i: usize) -> NodeConfig {
             };
             c.retention_bytes = t.retention_bytes.unwrap_or(c.retention_bytes).min(per_topic);
             c.retention_age = t.retention_age;
+            c.both_ways = t.both_ways;
             // At the gateway (and on an edge outside any cluster) it is an ordinary topic.
             if t.consistency == ConsistencySpec::Strong && spec.cluster.is_some() {
                 c.consistency = Consistency::Strong;
@@ -484,7 +485,7 @@ fn check_supported(s: &Scenario) -> Result<(), Unsupported> {
     }
     if let Some(t) = s.topics.iter().find(|t| t.sync == SpecSync::Bidirectional) {
         return Err(Unsupported(format!(
-            "topic {:?} syncs bidirectional: both ways on one topic is not built yet; use edge-to-cloud or cloud-to-edge",
+            "topic {:?} syncs bidirectional and was not split into its halves (scenario::split_both_ways)",
             t.name
         )));
     }
@@ -771,7 +772,8 @@ impl<'a> World<'a> {
     /// [`World::probe_reply`] once the node gives it. Not counted in the report.
     pub fn probe_produce(&mut self, name: &str, topic: &str, value: Vec<u8>) -> u64 {
         let i = self.nodes.iter().position(|n| n.name == name).expect("a node of the scenario");
-        let t = self.scenario.topics.iter().position(|x| x.name == topic).expect("a topic of the scenario");
+        let role = self.scenario.nodes[i].role;
+        let t = crate::scenario::topic_written_by(&self.scenario.topics, topic, role).expect("a topic of the scenario");
         self.probe(i, t, value)
     }
 
@@ -1515,8 +1517,13 @@ impl<'a> World<'a> {
                 .collect(),
             _ => return,
         };
+        // A node acknowledges to its upstream what comes down, to any other peer what goes up
+        // (the halves of a bidirectional topic share its name).
+        let down = upstream_of(self.scenario, i) == Some(to);
         for (name, origin, next_seq, what) in marks {
-            let Some(t) = self.scenario.topics.iter().position(|x| x.name == name) else { continue };
+            let Some(t) = self.scenario.topics.iter().position(|x| x.name == name && topic_goes_down(x) == down) else {
+                continue;
+            };
             // What comes down is the top gateway's stream, whichever tier passes it on.
             let origin = if topic_goes_down(&self.scenario.topics[t]) { self.top_of(i) } else { origin };
             if let Some((invariant, detail)) =

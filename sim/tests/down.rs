@@ -1,8 +1,9 @@
 //! `cloud-to-edge` topics in the simulator (SCENARIOS.md, "Topics" and "Workloads"): a
 //! gateway's workload reaches every edge that syncs up to it, each record once and in
 //! order, whatever the outages and crashes; a workload on the wrong side of a topic is
-//! refused by the loader with the field and what to write; `bidirectional` is refused as
-//! not built yet.
+//! refused by the loader with the field and what to write; a `bidirectional` topic's
+//! records written at the edges go up and those written at the gateway come down, each
+//! checked as a stream of its own.
 
 use outpost_sim::report::Verdict;
 use outpost_sim::scenario;
@@ -130,7 +131,29 @@ fn a_workload_on_the_side_that_does_not_write_the_topic_is_refused_with_what_to_
 }
 
 #[test]
-fn a_bidirectional_topic_is_refused_as_not_built_yet() {
-    let e = refused(&TOPICS.replace("cloud-to-edge", "bidirectional"), WORKLOADS);
-    assert!(e.contains("not supported yet") && e.contains("bidirectional"), "{e}");
+fn a_bidirectional_topic_carries_the_edges_records_up_and_the_gateways_down() {
+    let topics = format!("{TOPICS}\n[[topic]]\nname = \"orders\"\nsync = \"bidirectional\"\n");
+    let orders = |node: &str, rate: u32| {
+        format!("\n[[workload]]\nnode = \"{node}\"\ntopic = \"orders\"\nrate = {rate}\nsize = 200\n")
+    };
+    let workloads = format!("{WORKLOADS}{}{}{}", orders("cloud", 2), orders("kiosk-1", 3), orders("kiosk-3", 1));
+    let s = scenario::parse(&kiosks(&topics, &workloads), "kiosks.toml").expect("a valid scenario");
+    let halves: Vec<(&str, scenario::SyncDirection)> = s.topics.iter().map(|t| (t.name.as_str(), t.sync)).collect();
+    assert_eq!(
+        &halves[2..],
+        [("orders", scenario::SyncDirection::EdgeToCloud), ("orders", scenario::SyncDirection::CloudToEdge)]
+    );
+    let writes: Vec<usize> = s.workloads.iter().map(|w| w.topic).collect();
+    assert_eq!(writes, [0, 1, 3, 2, 2], "the cloud writes the half that comes down, the kiosks the half that goes up");
+    for seed in 1..=3 {
+        let r = world::run(&s, seed).expect("supported");
+        let (verdict, fails) = r.judge(&s);
+        assert_eq!(verdict, Verdict::Pass, "seed {seed}: {}", fails.join("; "));
+        assert_eq!((r.lost, r.duplicates, r.out_of_order), (0, 0, 0), "seed {seed}");
+        // Copies where they must be: status and the kiosks' orders once (at the cloud),
+        // configuration and the cloud's orders three times (at each kiosk).
+        let (once, thrice) = ((5 + 3 + 1) * 7200, (2 + 2) * 7200);
+        assert!(r.acked > (once + thrice) * 9 / 10, "seed {seed}: {} acknowledged", r.acked);
+        assert!(r.delivered > (once + 3 * thrice) * 9 / 10, "seed {seed}: {} delivered", r.delivered);
+    }
 }

@@ -267,11 +267,16 @@ impl Daemon {
 
     /// Every record of `topic` this node holds, in its log's order: (origin_seq, value).
     pub fn read_all(&self, topic: &str) -> Vec<(u64, u64, Vec<u8>)> {
+        self.read_way(topic, None)
+    }
+
+    /// As `read_all`, of one half of a `both` topic.
+    pub fn read_way(&self, topic: &str, way: Option<outpost_core::config::Way>) -> Vec<(u64, u64, Vec<u8>)> {
         let mut c = self.client();
         let mut out = Vec::new();
         let mut from = 0;
         loop {
-            let r = c.fetch(topic, from, 10_000, 1 << 20).expect("fetch");
+            let r = c.fetch_way(topic, way, from, 10_000, 1 << 20).expect("fetch");
             out.extend(r.records.into_iter().map(|r| (r.origin, r.origin_seq, r.value)));
             if r.next >= r.durable_end {
                 return out;

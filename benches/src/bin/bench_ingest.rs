@@ -8,6 +8,7 @@
 #![allow(clippy::disallowed_types)] // A benchmark measures real time.
 
 use outpost_bench::Site;
+use outpost_core::config::{SyncDirection, TopicConfig};
 use std::time::Instant;
 
 fn cpu_seconds() -> f64 {
@@ -33,10 +34,11 @@ fn main() {
         .get(3)
         .map_or_else(|| std::env::temp_dir().join(format!("bench-ingest.{}", std::process::id())), Into::into);
     let _ = std::fs::remove_dir_all(&dir);
-    let store = outpost::store::Store::open(&dir, &["events".to_string()]).unwrap_or_else(|e| {
-        eprintln!("bench-ingest: {}: {e}", dir.display());
-        std::process::exit(1)
-    });
+    let store = outpost::store::Store::open(&dir, &[TopicConfig::new("events", SyncDirection::EdgeToCloud)])
+        .unwrap_or_else(|e| {
+            eprintln!("bench-ingest: {}: {e}", dir.display());
+            std::process::exit(1)
+        });
     let mut site = Site::edge_only_on(Box::new(store));
     let values = outpost_bench::telemetry_values(1024, size);
     let (cpu0, t0) = (cpu_seconds(), Instant::now());
