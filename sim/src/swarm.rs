@@ -63,9 +63,73 @@ fn node(id: &str, role: Role, device: &str) -> NodeSpec {
 /// drew before): reboot loops and idle stretches, the worlds of the durability checks
 /// (eviction pressure, corrupt tails), and small devices last.
 pub fn world(seed: u64) -> Scenario {
+    let mut s = world_before_both_topics(seed);
+    add_both_topic(&mut s, &mut stream(seed, "swarm/both-topics"));
+    s
+}
+
+/// The world `seed` drew before `bidirectional` topics existed.
+pub fn world_before_both_topics(seed: u64) -> Scenario {
     let mut s = world_before_subscribers(seed);
     add_subscribers(&mut s, &mut stream(seed, "swarm/subscribers"));
     s
+}
+
+/// The share of worlds with a `bidirectional` topic.
+const BOTH_SHARE: f64 = 0.3;
+
+/// A `bidirectional` topic (issue 16), from its own stream and drawn last, so that a world
+/// without one is the world its seed drew before: in about three worlds in ten, topic
+/// `both` (priority drawn, eviction `keep`) is written at every top gateway and at each
+/// edge with odds of one in two (16 B to 1 KiB records, up to 5 a second), split into its
+/// halves as the loader splits it: every edge below a top gateway must get all of that
+/// gateway's records, and the top gateway all of each of its edges' (through any boxes,
+/// which hold each once too). With odds of one in two the half that comes down names a
+/// subset of the edges as subscribers. Each writer's share over the run is at most a
+/// sixteenth of the smallest edge's storage; edges' memory is raised as for other topics,
+/// and a world whose nodes still cannot run with the topic goes without it.
+fn add_both_topic(s: &mut Scenario, rng: &mut SimRng) {
+    if !rng.gen_bool(BOTH_SHARE) {
+        return;
+    }
+    let before = s.clone();
+    s.topics.push(topic("both", SyncDirection::Bidirectional, rng.gen_range(0..=9)));
+    s.topics = crate::scenario::split_both_ways(std::mem::take(&mut s.topics));
+    let (up, down) = (before.topics.len(), s.topics.len() - 1);
+    let edges: Vec<usize> = (0..s.nodes.len()).filter(|&i| s.nodes[i].role == Role::Edge).collect();
+    let smallest = edges.iter().map(|&i| s.nodes[i].storage_bytes.min(s.nodes[i].device.storage_bytes)).min();
+    let secs = s.duration.as_nanos() as f64 / 1e9;
+    let tops = (0..s.nodes.len()).filter(|&g| s.nodes[g].role == Role::Gateway && s.nodes[g].upstream.is_none());
+    let writers: Vec<(usize, usize)> = tops.map(|g| (g, down)).chain(edges.iter().map(|&e| (e, up))).collect();
+    for (node, topic) in writers {
+        if topic == up && !rng.gen_bool(0.5) {
+            continue;
+        }
+        let size = rng.gen_range(16..=1024u32);
+        let cap = smallest.unwrap_or(0) as f64 / 16.0 / (f64::from(size) * secs);
+        let rate: f64 = rng.gen_range(0.1..5.0);
+        let until = s.duration;
+        s.workloads.push(WorkloadSpec {
+            node,
+            topic,
+            rate: rate.min(cap).max(0.01),
+            size,
+            keys: None,
+            from: Duration::ZERO,
+            until,
+        });
+    }
+    if rng.gen_bool(0.5) {
+        let mut chosen: Vec<usize> = edges.iter().copied().filter(|_| rng.gen_bool(0.5)).collect();
+        if chosen.is_empty() {
+            chosen.push(*edges.choose(rng).expect("a swarm world has edges"));
+        }
+        s.topics[down].subscribers = Some(chosen);
+    }
+    fit_memory_to_topics(s);
+    if (0..s.nodes.len()).any(|i| outpost_core::Node::check_config(&crate::world::node_config(s, i)).is_err()) {
+        *s = before;
+    }
 }
 
 /// The world `seed` drew before a `cloud-to-edge` topic could go to some edges only.
@@ -1258,11 +1322,45 @@ mod clock_stress_tests {
         assert!((100..170).contains(&drawn), "about a third of 400 worlds: {drawn}");
     }
 
+    /// A world with a `bidirectional` topic only adds its two halves (the one that goes up
+    /// in place, the one that comes down after it), workloads on them (the half that
+    /// comes down at top gateways, the other at edges), and memory; and it runs.
+    #[test]
+    fn a_both_topic_only_changes_its_worlds() {
+        let changed = changed_worlds((world_before_both_topics, world), "swarm/both-topics", BOTH_SHARE);
+        for (seed, before, after) in &changed {
+            let n = before.topics.len();
+            assert_eq!(after.topics[..n], before.topics[..], "seed {seed}");
+            let halves: Vec<(&str, SyncDirection, bool)> =
+                after.topics[n..].iter().map(|t| (t.name.as_str(), t.sync, t.both_ways)).collect();
+            let expected = [("both", SyncDirection::EdgeToCloud, true), ("both", SyncDirection::CloudToEdge, true)];
+            assert_eq!(halves, expected, "seed {seed}");
+            assert_eq!(after.workloads[..before.workloads.len()], before.workloads[..], "seed {seed}");
+            for w in &after.workloads[before.workloads.len()..] {
+                let node = &after.nodes[w.node];
+                let expected = if node.role == Role::Edge { n } else { n + 1 };
+                assert!(w.topic == expected && (node.role == Role::Edge || node.upstream.is_none()), "seed {seed}");
+            }
+            assert_eq!((&after.links, &after.faults), (&before.links, &before.faults), "seed {seed}");
+            for (b, a) in before.nodes.iter().zip(&after.nodes) {
+                assert_eq!(
+                    NodeSpec { memory_bytes: b.memory_bytes, ..a.clone() },
+                    *b,
+                    "seed {seed}: only memory grows"
+                );
+            }
+            crate::world::World::new(after, *seed, None).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        }
+        let drawn = changed.len();
+        assert!((80..160).contains(&drawn), "about three in ten of 400 worlds: {drawn}");
+    }
+
     /// A world with subscribers differs only in topic `down`'s subscribers: a non-empty
     /// subset of its edges.
     #[test]
     fn subscribers_only_change_their_worlds() {
-        let changed = changed_worlds((world_before_subscribers, world), "swarm/subscribers", SUBSCRIBER_SHARE);
+        let changed =
+            changed_worlds((world_before_subscribers, world_before_both_topics), "swarm/subscribers", SUBSCRIBER_SHARE);
         for (seed, before, after) in &changed {
             let down = after.topics.iter().position(|t| t.subscribers.is_some());
             let down = down.unwrap_or_else(|| panic!("seed {seed}: no topic has subscribers"));
