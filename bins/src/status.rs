@@ -512,14 +512,16 @@ pub fn render_queue(s: &Status) -> String {
 }
 
 fn render_queue_up(s: &Status) -> String {
+    // (Wider when a `both` topic's halves say so: `both (down)`.)
+    let w = s.topics.iter().map(|t| t.sync.len()).max().unwrap_or(0).max(6);
     let mut o = format!(
-        "{:<24} {:>6} {:>12} {:>12} {:>10} {:>10}\n",
+        "{:<24} {:>w$} {:>12} {:>12} {:>10} {:>10}\n",
         "topic", "sync", "unsynced", "bytes", "oldest", "evicted"
     );
     for t in &s.topics {
         let _ = writeln!(
             o,
-            "{:<24} {:>6} {:>12} {:>12} {:>10} {:>10}",
+            "{:<24} {:>w$} {:>12} {:>12} {:>10} {:>10}",
             t.name,
             t.sync,
             t.unsynced_records,
@@ -596,9 +598,13 @@ pub fn render_metrics(s: &Status) -> String {
         }
     };
     let one = |v: u64| vec![(String::new(), v as f64)];
-    let per_topic = |f: &dyn Fn(&TopicView) -> f64| -> Vec<(String, f64)> {
-        s.topics.iter().map(|t| (format!("{{topic=\"{}\"}}", escape(&t.name)), f(t))).collect()
+    // The halves of a `both` topic share its name: a `direction` label tells their series apart.
+    let labels = |t: &TopicView| match t.sync.strip_prefix("both (").and_then(|d| d.strip_suffix(')')) {
+        Some(direction) => format!("{{topic=\"{}\",direction=\"{direction}\"}}", escape(&t.name)),
+        None => format!("{{topic=\"{}\"}}", escape(&t.name)),
     };
+    let per_topic =
+        |f: &dyn Fn(&TopicView) -> f64| -> Vec<(String, f64)> { s.topics.iter().map(|t| (labels(t), f(t))).collect() };
     let c = &s.counters;
     metric("up", "gauge", "1 once recovery finished and the node accepts writes.", &one(u64::from(s.running)));
     metric("ingest_records_total", "counter", "Records acknowledged to producers (durable).", &one(c.records_acked));
@@ -749,6 +755,23 @@ mod health_tests {
         let out = render_queue(&s);
         let row = out.lines().find(|l| l.starts_with("van-2")).expect("a row per edge");
         assert_eq!(row.split_whitespace().collect::<Vec<_>>(), ["van-2", "config", "680"], "{out}");
+    }
+
+    #[test]
+    fn the_halves_of_a_both_topic_are_series_of_their_own() {
+        let s = edge(vec![topic("orders", "both (up)", 1, 0, 0), topic("orders", "both (down)", 2, 0, 0)], false);
+        let out = render_metrics(&s);
+        assert!(out.contains("outpost_topic_bytes{topic=\"orders\",direction=\"up\"} 1\n"), "{out}");
+        assert!(out.contains("outpost_topic_bytes{topic=\"orders\",direction=\"down\"} 2\n"), "{out}");
+    }
+
+    #[test]
+    fn the_queue_table_widens_for_the_halves_of_a_both_topic() {
+        let s = edge(vec![topic("events", "up", 0, 0, 0), topic("orders", "both (down)", 0, 0, 0)], false);
+        let out = render_queue(&s);
+        let lines: Vec<&str> = out.lines().take(3).collect();
+        assert_eq!(lines[0].find("sync").map(|at| at + 4), lines[2].find("both (down)").map(|at| at + 11), "{out}");
+        assert_eq!(lines[1].find(" up").map(|at| at + 3), lines[2].find("both (down)").map(|at| at + 11), "{out}");
     }
 
     #[test]
