@@ -132,12 +132,15 @@ pub fn fit_to_budgets(cfg: &mut NodeConfig, memory_bytes_max: u64, storage_bytes
         cfg.gateway.streams_max = cfg.gateway.streams_max.min((memory_bytes_max / share / per) as usize).max(16);
         // The senders of what goes down: at most a quarter of memory (each has a window,
         // and per topic a held message and a read; two such topics at the defaults did
-        // not fit the default budget).
+        // not fit the default budget); on a middle tier, which relays up too, an eighth
+        // (a `both` topic beside one up and one down topic did not fit the default 256 MiB
+        // process: `tests/tiers.rs`).
         let mut one = crate::memory::PlanBasis::of(cfg);
         if one.down > 0 {
             one.downlinks = 1;
             let sender = crate::sync::downlinks::planned(cfg, &one).total().max(1);
-            let fits = (memory_bytes_max / 4 / sender) as usize;
+            let share = if cfg.is_middle_tier() { 8 } else { 4 };
+            let fits = (memory_bytes_max / share / sender) as usize;
             cfg.gateway.downlinks_max = cfg.gateway.downlinks_max.min(fits).max(1);
         }
     }

@@ -40,6 +40,28 @@ fn a_fitted_middle_tier_passes_at_the_default_gateway_budget() {
 /// A gateway's senders of what goes down plan a read and a held message per topic: with
 /// several such topics the fit lowers how many run at once, so the default shell's core
 /// share still holds them (two topics did not fit the daemon's default 256 MiB).
+/// A middle tier relays up and sends down: with a `both` topic beside one up and one down
+/// topic it still fits the core's share of the daemon's default gateway budget (it did
+/// not: 206 MiB planned for 191, before its senders got an eighth of memory rather than a
+/// quarter). Two `both` topics beside them do not fit (190.3 MiB): the loader names the
+/// memory such a file needs (OPERATIONS.md, Tiers).
+#[test]
+fn a_middle_tier_with_a_topic_both_ways_fits_the_default_gateway_budget() {
+    for both in 0..2 {
+        let mut topics = vec![
+            TopicConfig::new("sales", SyncDirection::EdgeToCloud),
+            TopicConfig::new("promotions", SyncDirection::CloudToEdge),
+        ];
+        topics.extend((0..both).map(|i| TopicConfig::new(&format!("stock{i}"), SyncDirection::Bidirectional)));
+        let mut cfg = NodeConfig::new(NodeId(1), Role::Gateway, topics);
+        cfg.upstream = Some(NodeId(2));
+        cfg.split_both_ways();
+        let storage = cfg.resources.storage_bytes_max;
+        fit_to_budgets(&mut cfg, 190 << 20, storage);
+        assert_eq!(Node::check_config(&cfg), Ok(()), "{both} both topics");
+    }
+}
+
 #[test]
 fn a_gateway_with_several_topics_going_down_fits_by_running_fewer_senders() {
     for n in [1, 2, 4, 8] {
