@@ -2,15 +2,18 @@
 //! with `[cloud]`, a middle tier) and two tills under it (one per shell). Sales written at
 //! the tills reach the cloud through the box, promotions written in the cloud reach both
 //! tills through it, each record exactly once and in order at every node that holds it,
-//! across a kill -9 of the box and of a till.
+//! across a kill -9 of the box and of a till; stock (a `both` topic) goes both ways
+//! through the box: a till's counts up to the cloud, the cloud's corrections down to both.
 
 mod common;
 
 use common::{free_addr, http, produce, wait_until, Daemon};
 use outpost::config::node_id_of;
+use outpost_core::config::Way;
 
 const TOPICS: &str =
-    "\n[[topics]]\nname = \"sales\"\nsync = \"up\"\n\n[[topics]]\nname = \"promotions\"\nsync = \"down\"\n";
+    "\n[[topics]]\nname = \"sales\"\nsync = \"up\"\n\n[[topics]]\nname = \"promotions\"\nsync = \"down\"\n\n\
+                      [[topics]]\nname = \"stock\"\nsync = \"both\"\n";
 /// Fast redials, and a keepalive of a second so that a restarted box hears of its tills
 /// (and the cloud of the box) at once.
 const SYNC: &str = "backoff_min = \"100ms\"\nbackoff_max = \"2s\"\nkeepalive_interval = \"1s\"\n";
@@ -45,6 +48,27 @@ fn wait_for_sales(node: &Daemon, tills: &[&Daemon], n: usize) {
         let mine: Vec<(u64, String)> = held.iter().filter(|r| r.0 == origin).map(|r| (r.1, r.2.clone())).collect();
         let want: Vec<(u64, String)> = (0..n).map(|i| (i as u64, format!("{} sale {i}", t.name))).collect();
         assert_eq!(mine, want, "{}: {}'s sales once each, in order", node.name, t.name);
+    }
+}
+
+fn count_stock(d: &Daemon, from: usize, n: usize) {
+    let mut c = d.client();
+    for i in from..from + n {
+        produce(&mut c, "stock", format!("{} stock {i}", d.name).as_bytes());
+    }
+}
+
+/// Each of `nodes` holds exactly `writer`'s stock records 0..n in the half `way`, in order.
+fn wait_for_stock(nodes: &[&Daemon], way: Way, writer: &str, n: usize) {
+    let origin = node_id_of(writer).0;
+    let want: Vec<(u64, u64, String)> = (0..n).map(|i| (origin, i as u64, format!("{writer} stock {i}"))).collect();
+    let held = |d: &Daemon| -> Vec<(u64, u64, String)> {
+        let all = d.read_way("stock", Some(way)).into_iter();
+        all.map(|(o, s, v)| (o, s, String::from_utf8(v).expect("utf8"))).collect()
+    };
+    for d in nodes {
+        wait_until(60, &format!("{} to hold {n} stock records of {writer}", d.name), || held(d).len() >= n);
+        assert_eq!(held(d), want, "{}: {writer}'s stock once each, in order", d.name);
     }
 }
 
@@ -84,7 +108,7 @@ fn sales_go_up_and_promotions_come_down_through_a_middle_tier_across_kill_9() {
     till2.start();
 
     // A middle tier writes neither way.
-    for topic in ["sales", "promotions"] {
+    for topic in ["sales", "promotions", "stock"] {
         let (code, body) =
             http(store_box.http, "POST", &format!("/v1/topics/{topic}/records"), None, b"x").expect("http");
         assert_eq!(code, 405, "{topic}: {}", String::from_utf8_lossy(&body));
@@ -93,6 +117,8 @@ fn sales_go_up_and_promotions_come_down_through_a_middle_tier_across_kill_9() {
     sell(&till1, 0, 200);
     sell(&till2, 0, 200);
     promote(&cloud, 0, 100);
+    count_stock(&till1, 0, 50);
+    count_stock(&cloud, 0, 50);
     wait_for_sales(&cloud, &[&till1, &till2], 200);
     wait_for_sales(&store_box, &[&till1, &till2], 200);
     wait_for_promotions(&[&store_box, &till1, &till2], 100);
@@ -102,6 +128,8 @@ fn sales_go_up_and_promotions_come_down_through_a_middle_tier_across_kill_9() {
     sell(&till1, 200, 200);
     sell(&till2, 200, 200);
     promote(&cloud, 100, 100);
+    count_stock(&till1, 50, 50);
+    count_stock(&cloud, 50, 50);
     store_box.start();
     wait_for_sales(&cloud, &[&till1, &till2], 400);
     wait_for_promotions(&[&store_box, &till1, &till2], 200);
@@ -112,9 +140,12 @@ fn sales_go_up_and_promotions_come_down_through_a_middle_tier_across_kill_9() {
     sell(&till1, 400, 100);
     till2.start();
     sell(&till2, 400, 100);
+    count_stock(&cloud, 100, 50);
     wait_for_sales(&cloud, &[&till1, &till2], 500);
     wait_for_sales(&store_box, &[&till1, &till2], 500);
     wait_for_promotions(&[&store_box, &till1, &till2], 300);
+    wait_for_stock(&[&cloud, &store_box], Way::Up, "till-1", 100);
+    wait_for_stock(&[&store_box, &till1, &till2], Way::Down, "cloud", 150);
 
     let (code, table) = store_box.cli(&["sync", "status"]);
     assert_eq!(code, 0, "{table}");
