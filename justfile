@@ -151,8 +151,8 @@ demo:
     bin=$(realpath "${CARGO_TARGET_DIR:-target}/release/outpost")
     dir=$(mktemp -d)
     cd "$dir"
-    # Both read this file: `events` goes up, `config` comes down.
-    printf '[[topics]]\nname = "events"\n\n[[topics]]\nname = "config"\nsync = "down"\n' > outpost.toml
+    # Both read this file: `events` goes up, `config` comes down, `orders` goes both ways.
+    printf '[[topics]]\nname = "events"\n\n[[topics]]\nname = "config"\nsync = "down"\n\n[[topics]]\nname = "orders"\nsync = "both"\n' > outpost.toml
     "$bin" gateway --open 2> gateway.log & gw=$!
     "$bin" run 2> edge.log & edge=$!
     trap 'kill $gw $edge 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"' EXIT
@@ -179,6 +179,20 @@ demo:
     done
     echo "\$ curl 'http://127.0.0.1:7480/v1/topics/config/records?from=0'"
     echo "$out"
+    echo "\$ curl -X POST --data-binary 'order 17: 3 crates' http://127.0.0.1:7480/v1/topics/orders/records"
+    curl -s -X POST --data-binary 'order 17: 3 crates' http://127.0.0.1:7480/v1/topics/orders/records
+    echo "\$ curl -X POST --data-binary 'order 17: 2 in stock' http://127.0.0.1:7490/v1/topics/orders/records"
+    curl -s -X POST --data-binary 'order 17: 2 in stock' http://127.0.0.1:7490/v1/topics/orders/records
+    for way in "7490 up 3 crates" "7480 down in stock"; do
+        set -- $way
+        for i in $(seq 100); do
+            out=$(curl -s "http://127.0.0.1:$1/v1/topics/orders/records?from=0&direction=$2")
+            case "$out" in *"$3 $4"*) break ;; esac
+            sleep 0.1
+        done
+        echo "\$ curl 'http://127.0.0.1:$1/v1/topics/orders/records?from=0&direction=$2'"
+        echo "$out"
+    done
     echo "\$ outpost queue"
     "$bin" queue
 
