@@ -419,6 +419,11 @@ impl Recovery {
         // A gateway's marks are of the streams it receives; its own `cloud-to-edge`
         // topics are sent from, not received.
         let ingested = gateway && cx.cfg.topics[topic.0 as usize].sync.goes_up();
+        // Every stream this node receives may hold such records: a gateway's of what came
+        // up, and the replica of what comes down from its upstream (swarm seed 1217: an
+        // edge that crashed after a batch from its gateway reached its disk, before the
+        // fsync's completion, never reported it stored).
+        let received = ingested || (cx.cfg.upstream.is_some() && cx.cfg.topics[topic.0 as usize].sync.goes_down());
         let compact = cx.cfg.topics[topic.0 as usize].eviction == Eviction::Compact && !gateway;
         let mut records = 0;
         let marks = &mut self.marks;
@@ -428,9 +433,9 @@ impl Recovery {
             job.newest_ms = job.newest_ms.max(f.header.base_hlc.physical_ms());
             if ingested {
                 ingest::note_recovered(marks, topic, &f.header);
-                if last {
-                    replay.push(f.batch);
-                }
+            }
+            if received && last {
+                replay.push(f.batch);
             }
             if compact {
                 keyed.push(f.batch);

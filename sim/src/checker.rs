@@ -510,8 +510,9 @@ impl Checker {
     }
 
     /// Edge `replica` durably holds records of gateway `origin`'s `cloud-to-edge` topic.
-    /// `hlcs`: the newest record's timestamp, the receive timestamp, and whether the
-    /// receiver refused the sender's clock.
+    /// `how`: the newest record's timestamp, the receive timestamp, whether the receiver
+    /// refused the sender's clock, and whether recovery reports them again (`replay`: what
+    /// it found in its newest segment, some of it perhaps never reported before).
     pub fn on_down_stored(
         &mut self,
         at: u64,
@@ -519,9 +520,9 @@ impl Checker {
         (origin, topic): StreamKey,
         first_seq: u64,
         crcs: &[u32],
-        (max_record_hlc, received_hlc, hlc_rejected): (Hlc, Hlc, bool),
+        (max_record_hlc, received_hlc, hlc_rejected, replay): (Hlc, Hlc, bool, bool),
     ) {
-        if !crcs.is_empty() && !hlc_rejected && received_hlc <= max_record_hlc {
+        if !replay && !crcs.is_empty() && !hlc_rejected && received_hlc <= max_record_hlc {
             self.counts.causality += 1;
             self.violate(
                 at,
@@ -548,11 +549,15 @@ impl Checker {
                 continue;
             }
             if seq < *next {
-                self.counts.duplicates += 1;
-                problems.push((
-                    "exactly-once",
-                    format!("origin {origin} topic {topic}: seq {seq} stored again at edge {replica}"),
-                ));
+                // Recovery reporting again what it found of its newest segment is not a
+                // second copy.
+                if !replay {
+                    self.counts.duplicates += 1;
+                    problems.push((
+                        "exactly-once",
+                        format!("origin {origin} topic {topic}: seq {seq} stored again at edge {replica}"),
+                    ));
+                }
                 continue;
             }
             if seq > *next {
@@ -1008,7 +1013,7 @@ mod tests {
         c
     }
 
-    const HLCS: (Hlc, Hlc, bool) = (Hlc(1 << 16), Hlc(1 << 40), false);
+    const HLCS: (Hlc, Hlc, bool, bool) = (Hlc(1 << 16), Hlc(1 << 40), false, false);
 
     #[test]
     fn a_down_stream_is_delivered_once_per_edge() {
@@ -1053,6 +1058,21 @@ mod tests {
         c.on_down_skipped(101, 0, (9, 1), 0, 3);
         assert_eq!(invariants(&c), vec!["durability"], "seq 2 was acknowledged 99 ns before");
         assert_eq!((c.counts.evicted_unsynced, c.counts.lost), (2, 1));
+    }
+
+    /// Recovery reports its newest segment's records again: those reported before are no
+    /// second copy, and one the crash kept it from reporting is delivered, in order.
+    #[test]
+    fn a_down_replay_is_no_second_copy_and_delivers_what_was_never_reported() {
+        let mut c = down_history();
+        c.on_down_stored(10, 0, (9, 1), 0, &[100], HLCS);
+        let replay = (Hlc::ZERO, Hlc::ZERO, false, true);
+        c.on_down_stored(11, 0, (9, 1), 0, &[100, 101], replay);
+        c.on_down_stored(12, 0, (9, 1), 2, &[102], HLCS);
+        assert_eq!(c.violations, vec![], "no causality check of a replay's zero receive timestamp either");
+        assert_eq!((c.counts.duplicates, c.counts.delivered), (0, 3));
+        c.on_down_stored(13, 0, (9, 1), 2, &[102], HLCS);
+        assert_eq!(invariants(&c), vec!["exactly-once"], "a copy that is not a replay still bites");
     }
 
     #[test]

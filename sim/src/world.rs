@@ -1356,8 +1356,8 @@ impl<'a> World<'a> {
                     if !replay && !value_crcs.is_empty() {
                         self.check_issued(i, received_hlc);
                     }
-                    let hlcs = (max_record_hlc, received_hlc, hlc_rejected);
-                    return self.checker.on_down_stored(self.t, i, (o, topic.0), first_seq, &value_crcs, hlcs);
+                    let how = (max_record_hlc, received_hlc, hlc_rejected, replay);
+                    return self.checker.on_down_stored(self.t, i, (o, topic.0), first_seq, &value_crcs, how);
                 }
                 // Each edge's records belong at the gateways on its way up, and nowhere
                 // else: one stored at another gateway is one its own never got.
