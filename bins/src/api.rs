@@ -2,7 +2,7 @@
 //! the core's answers become HTTP responses or binary-protocol answers. docs/PROTOCOL.md
 //! ("Application protocols") documents every route.
 
-use crate::binproto::{self, Code};
+use crate::binproto::{self, Code, FetchRequest};
 use crate::http::{Request, Response};
 use outpost_core::config::{Role, TopicLookupError, TopicNames, Way};
 use outpost_core::io::{Control, FetchError, Fetched, ProduceAck, ProduceError};
@@ -37,13 +37,7 @@ pub enum Call {
         batch: bool,
     },
     /// `way`: which half of a `both` topic (`?direction=up|down`).
-    Fetch {
-        topic: String,
-        way: Option<Way>,
-        from: u64,
-        max_records: u32,
-        max_bytes: u32,
-    },
+    Fetch(FetchRequest),
     Control(Control),
 }
 
@@ -141,7 +135,7 @@ pub fn route(req: &Request) -> Result<Call, Response> {
                     ))
                 })?),
             };
-            Call::Fetch { topic: topic.to_string(), way, from, max_records, max_bytes }
+            Call::Fetch(FetchRequest { topic: topic.to_string(), way, from, max_records, max_bytes })
         }
         (_, ["health" | "metrics"] | ["v1", "topics"] | ["v1", "admin", "status"])
         | (_, ["v1", "admin", "sync", _] | ["v1", "topics", _, "records"]) => {
@@ -589,7 +583,13 @@ mod tests {
         let way = Some(Way::Down);
         assert_eq!(
             fetch,
-            Call::Fetch { topic: "o".into(), way, from: 4, max_records: FETCH_RECORDS_DEFAULT, max_bytes: u32::MAX }
+            Call::Fetch(FetchRequest {
+                topic: "o".into(),
+                way,
+                from: 4,
+                max_records: FETCH_RECORDS_DEFAULT,
+                max_bytes: u32::MAX
+            })
         );
         let topics = vec![
             outpost_core::config::TopicConfig::new("o", outpost_core::config::SyncDirection::Bidirectional),

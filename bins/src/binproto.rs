@@ -62,20 +62,20 @@ impl Code {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
-    Produce {
-        topic: String,
-        key: Option<Vec<u8>>,
-        value: Vec<u8>,
-    },
-    /// `way`: which half of a `both` topic; an optional last byte (1 up, 2 down), so a
-    /// client that never reads such a topic sends the frame of the first release.
-    Fetch {
-        topic: String,
-        way: Option<Way>,
-        from: u64,
-        max_records: u32,
-        max_bytes: u32,
-    },
+    Produce { topic: String, key: Option<Vec<u8>>, value: Vec<u8> },
+    Fetch(FetchRequest),
+}
+
+/// A fetch, as both application protocols ask for one (`api::Call::Fetch` too).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchRequest {
+    pub topic: String,
+    /// Which half of a `both` topic. In the binary protocol an optional last byte (1 up,
+    /// 2 down), so a client that never reads such a topic sends the first release's frame.
+    pub way: Option<Way>,
+    pub from: u64,
+    pub max_records: u32,
+    pub max_bytes: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -250,7 +250,7 @@ pub fn encode_request(id: u32, req: &Request, out: &mut Vec<u8>) {
             out.extend_from_slice(value);
             finish(at, out);
         }
-        Request::Fetch { topic, way, from, max_records, max_bytes } => {
+        Request::Fetch(FetchRequest { topic, way, from, max_records, max_bytes }) => {
             let at = head(KIND_FETCH, id, out);
             put_topic(topic, out);
             out.extend_from_slice(&from.to_le_bytes());
@@ -295,7 +295,7 @@ pub fn decode_request(body: &[u8]) -> Result<(u32, Request), (Option<u32>, Proto
             };
             r.buf = r.buf.get(1..).unwrap_or_default();
             r.end()?;
-            Ok(Request::Fetch { topic, way, from, max_records, max_bytes })
+            Ok(Request::Fetch(FetchRequest { topic, way, from, max_records, max_bytes }))
         }
         k => Err(ProtoError::UnknownKind(k)),
     })();
@@ -397,9 +397,21 @@ mod tests {
         let reqs = [
             Request::Produce { topic: "t".into(), key: None, value: b"v".to_vec() },
             Request::Produce { topic: "pos.tx".into(), key: Some(b"k".to_vec()), value: Vec::new() },
-            Request::Fetch { topic: "t".into(), way: None, from: 7, max_records: 10, max_bytes: 1000 },
-            Request::Fetch { topic: "t".into(), way: Some(Way::Up), from: 7, max_records: 10, max_bytes: 1000 },
-            Request::Fetch { topic: "t".into(), way: Some(Way::Down), from: 0, max_records: 1, max_bytes: 1 },
+            Request::Fetch(FetchRequest { topic: "t".into(), way: None, from: 7, max_records: 10, max_bytes: 1000 }),
+            Request::Fetch(FetchRequest {
+                topic: "t".into(),
+                way: Some(Way::Up),
+                from: 7,
+                max_records: 10,
+                max_bytes: 1000,
+            }),
+            Request::Fetch(FetchRequest {
+                topic: "t".into(),
+                way: Some(Way::Down),
+                from: 0,
+                max_records: 1,
+                max_bytes: 1,
+            }),
         ];
         for (i, q) in reqs.iter().enumerate() {
             let mut f = Vec::new();
@@ -452,7 +464,7 @@ mod tests {
         let mut f = Vec::new();
         encode_request(
             4,
-            &Request::Fetch { topic: "t".into(), way: None, from: 0, max_records: 1, max_bytes: 1 },
+            &Request::Fetch(FetchRequest { topic: "t".into(), way: None, from: 0, max_records: 1, max_bytes: 1 }),
             &mut f,
         );
         f.push(0);

@@ -141,7 +141,8 @@ impl Client {
         max_records: u32,
         max_bytes: u32,
     ) -> Result<Records, ClientError> {
-        match self.call(&Request::Fetch { topic: topic.into(), way, from, max_records, max_bytes })? {
+        let req = Request::Fetch(binproto::FetchRequest { topic: topic.into(), way, from, max_records, max_bytes });
+        match self.call(&req)? {
             Response::Records { next, durable_end, records } => Ok(Records { records, next, durable_end }),
             Response::Error { code, retryable, message } => Err(ClientError::Refused { code, retryable, message }),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),

@@ -559,7 +559,7 @@ impl Lite {
                 return true;
             }
         };
-        if matches!(api::route(&req), Ok(Call::Fetch { .. })) && self.browser.check(&req).is_ok() {
+        if matches!(api::route(&req), Ok(Call::Fetch(_))) && self.browser.check(&req).is_ok() {
             if self.fetches_held >= self.budget.fetch_answers_max {
                 self.blocked.insert(token);
                 return false;
@@ -634,7 +634,7 @@ impl Lite {
                 }
                 return None;
             }
-            Call::Fetch { topic, way, from, max_records, max_bytes } => {
+            Call::Fetch(binproto::FetchRequest { topic, way, from, max_records, max_bytes }) => {
                 let idx = match api::fetch_topic(&self.topics, &topic, way) {
                     Ok(idx) => idx,
                     Err((resp, _)) => {
@@ -679,7 +679,7 @@ impl Lite {
             Ok(x) => x,
             Err((id, e)) => return bad(c, id.unwrap_or(0), e.to_string()),
         };
-        let is_fetch = matches!(req, binproto::Request::Fetch { .. });
+        let is_fetch = matches!(req, binproto::Request::Fetch(_));
         if is_fetch && self.fetches_held >= self.budget.fetch_answers_max {
             self.blocked.insert(token);
             return false;
@@ -691,7 +691,7 @@ impl Lite {
         c.blocked_since = None;
         let topic = match &req {
             binproto::Request::Produce { topic, .. } => api::produce_topic(&self.topics, topic),
-            binproto::Request::Fetch { topic, way, .. } => api::fetch_topic(&self.topics, topic, *way),
+            binproto::Request::Fetch(f) => api::fetch_topic(&self.topics, &f.topic, f.way),
         };
         let idx = match topic {
             Ok(idx) => idx,
@@ -713,7 +713,7 @@ impl Lite {
                 });
                 self.driver.produce(idx, key, value, reply, &mut self.fx);
             }
-            binproto::Request::Fetch { from, max_records, max_bytes, .. } => {
+            binproto::Request::Fetch(binproto::FetchRequest { from, max_records, max_bytes, .. }) => {
                 self.fetches_held += 1;
                 let reply = Box::new(move |r| {
                     let mut out = Vec::new();

@@ -985,7 +985,7 @@ async fn answer_http(req: &http::Request, api: &Api) -> (http::Response, Option<
             }
             api::produce_http(&topic, &results, batch)
         }
-        Call::Fetch { topic, way, from, max_records, max_bytes } => {
+        Call::Fetch(binproto::FetchRequest { topic, way, from, max_records, max_bytes }) => {
             let idx = match api::fetch_topic(&api.topics, &topic, way) {
                 Ok(i) => i,
                 Err((resp, _)) => return (resp, None),
@@ -1114,7 +1114,7 @@ async fn binary_connection(stream: TcpStream, api: Arc<Api>, slot: Slot) -> std:
         slot.busy();
         let topic = match &req {
             binproto::Request::Produce { topic, .. } => api::produce_topic(&api.topics, topic),
-            binproto::Request::Fetch { topic, way, .. } => api::fetch_topic(&api.topics, topic, *way),
+            binproto::Request::Fetch(f) => api::fetch_topic(&api.topics, &f.topic, f.way),
         };
         let idx = match topic {
             Ok(idx) => idx,
@@ -1132,7 +1132,7 @@ async fn binary_connection(stream: TcpStream, api: Arc<Api>, slot: Slot) -> std:
                 });
                 Cmd::Produce { topic: idx, key, value, reply, ingress: Some(ingress) }
             }
-            binproto::Request::Fetch { from, max_records, max_bytes, .. } => {
+            binproto::Request::Fetch(binproto::FetchRequest { from, max_records, max_bytes, .. }) => {
                 drop(ingress);
                 let fetch = api.fetch_answers.clone().acquire_owned().await.expect("never closed");
                 let reply: Reply<_> = Box::new(move |r| {

@@ -130,19 +130,28 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         "produce-raw-keyed",
         b"POST /v1/topics/a%2Eb/records?key=k HTTP/1.0\r\nOutpost-Key: k2\r\ncontent-length: 3\r\n\r\nabc".to_vec(),
     ));
-    use outpost::binproto::{self, Code, Record, Request, Response};
+    use outpost::binproto::{self, Code, FetchRequest, Record, Request, Response};
     let reqs = [
         ("produce", Request::Produce { topic: "events".into(), key: Some(b"k".to_vec()), value: b"v".to_vec() }),
-        ("fetch", Request::Fetch { topic: "events".into(), way: None, from: 3, max_records: 10, max_bytes: 1000 }),
+        (
+            "fetch",
+            Request::Fetch(FetchRequest {
+                topic: "events".into(),
+                way: None,
+                from: 3,
+                max_records: 10,
+                max_bytes: 1000,
+            }),
+        ),
         (
             "fetch-down",
-            Request::Fetch {
+            Request::Fetch(FetchRequest {
                 topic: "orders".into(),
                 way: Some(outpost_core::config::Way::Down),
                 from: 0,
                 max_records: 1,
                 max_bytes: 64,
-            },
+            }),
         ),
     ];
     for (name, r) in reqs {
