@@ -207,30 +207,31 @@ pub enum TopicLookupError {
 
 /// The names applications use for a node's topics ([`NodeConfig::topic_names`]): one
 /// name per topic, which for a `bidirectional` topic stands for both of its halves.
+/// Looked up on every produce and fetch, so by name in a map.
 #[derive(Clone, Debug)]
 pub struct TopicNames {
-    /// Per topic index: name, direction, and whether applications write it at this node.
-    topics: Vec<(String, SyncDirection, bool)>,
+    /// Per name, its topics (one, or a `bidirectional` topic's two halves): index,
+    /// direction, and whether applications write it at this node.
+    by_name: std::collections::BTreeMap<String, Vec<(TopicIdx, SyncDirection, bool)>>,
 }
 
 impl TopicNames {
-    fn named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = (TopicIdx, SyncDirection, bool)> + 'a {
-        let found = self.topics.iter().enumerate().filter(move |(_, (n, _, _))| n == name);
-        found.map(|(i, &(_, sync, written))| (TopicIdx(i as u16), sync, written))
+    fn named(&self, name: &str) -> &[(TopicIdx, SyncDirection, bool)] {
+        self.by_name.get(name).map_or(&[], Vec::as_slice)
     }
 
     /// The topic a produce to `name` writes: of a `bidirectional` topic, the half written
     /// at this node (on a middle tier, which writes neither, the first: the node refuses).
     pub fn to_produce(&self, name: &str) -> Option<TopicIdx> {
-        let mut found = self.named(name).peekable();
-        let first = found.peek()?.0;
-        Some(found.find(|&(_, _, written)| written).map_or(first, |(i, _, _)| i))
+        let found = self.named(name);
+        let first = found.first()?.0;
+        Some(found.iter().find(|&&(_, _, written)| written).map_or(first, |&(i, _, _)| i))
     }
 
     /// The topic a fetch of `name` reads: the half `way` names of a `bidirectional` topic
     /// (required), and for any other topic, the topic (a `way` given must be its own).
     pub fn to_fetch(&self, name: &str, way: Option<Way>) -> Result<TopicIdx, TopicLookupError> {
-        let found: Vec<(TopicIdx, SyncDirection, bool)> = self.named(name).collect();
+        let found = self.named(name);
         let Some(&(first, sync, _)) = found.first() else { return Err(TopicLookupError::Unknown) };
         let goes = |s: SyncDirection, w: Way| match w {
             Way::Up => s == SyncDirection::EdgeToCloud,
@@ -247,15 +248,9 @@ impl TopicNames {
         }
     }
 
-    /// Every name once, in the order of the topics.
+    /// Every name once, in order.
     pub fn names(&self) -> Vec<&str> {
-        let mut out: Vec<&str> = Vec::with_capacity(self.topics.len());
-        for (n, _, _) in &self.topics {
-            if !out.contains(&n.as_str()) {
-                out.push(n);
-            }
-        }
-        out
+        self.by_name.keys().map(String::as_str).collect()
     }
 }
 
@@ -584,7 +579,11 @@ impl NodeConfig {
 
     /// The names applications use for this node's topics.
     pub fn topic_names(&self) -> TopicNames {
-        TopicNames { topics: self.topics.iter().map(|t| (t.name.clone(), t.sync, self.writes(t))).collect() }
+        let mut by_name = std::collections::BTreeMap::<String, Vec<_>>::new();
+        for (i, t) in self.topics.iter().enumerate() {
+            by_name.entry(t.name.clone()).or_default().push((TopicIdx(i as u16), t.sync, self.writes(t)));
+        }
+        TopicNames { by_name }
     }
 
     /// What a receiving node may hold of accepted batches not yet durable and messages
