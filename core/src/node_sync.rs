@@ -198,7 +198,7 @@ impl Node {
                 // (Only for the session the receiver knows: Data it will refuse evicts nothing.)
                 let known = self.ingest.as_ref().and_then(|g| g.session_of(from)) == Some(session);
                 if self.cfg.role == Role::Edge && known {
-                    self.make_room_for(&topic, &batches);
+                    self.make_room_for(from, &topic, &batches);
                 }
                 let room = self.with_space(|s, cx| s.room(cx));
                 // Held messages share the pending budget with accepted batches.
@@ -230,10 +230,11 @@ impl Node {
 
     /// An edge makes room for what its gateway sends, as for a produce: under the
     /// topics' eviction policies, never evicting what the policies keep.
-    fn make_room_for(&mut self, topic: &str, batches: &[Vec<u8>]) {
-        let Some(i) = self.cfg.topics.iter().position(|t| t.name == topic && t.sync.goes_down()) else { return };
+    fn make_room_for(&mut self, from: NodeId, topic: &str, batches: &[Vec<u8>]) {
+        // (The topic the receiver will store them in: of a `both` topic, the half that comes down.)
+        let Some((t, _)) = crate::sync::ingest::Ingest::topic_idx(&self.cfg, topic, from) else { return };
         let need = batches.iter().map(|b| (b.len() + crate::log::LOG_FRAME_OVERHEAD) as u64).sum();
-        self.with_space(|s, cx| s.make_room(cx, TopicIdx(i as u16), need));
+        self.with_space(|s, cx| s.make_room(cx, t, need));
     }
 
     /// A fetch's read completed.

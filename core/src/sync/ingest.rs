@@ -137,7 +137,7 @@ impl Ingest {
     /// gateway, from any other peer: the topics that go up). Any other is answered as
     /// unknown, so that a topic's log holds only streams that arrive the way its
     /// direction says.
-    fn topic_idx(cfg: &NodeConfig, name: &str, from: NodeId) -> Option<(TopicIdx, bool)> {
+    pub(crate) fn topic_idx(cfg: &NodeConfig, name: &str, from: NodeId) -> Option<(TopicIdx, bool)> {
         let down = cfg.upstream == Some(from);
         let received = |t: &crate::config::TopicConfig| match (down, cfg.role) {
             (true, _) => t.sync.goes_down(),
