@@ -107,9 +107,14 @@ impl Fx {
         self.write_bytes
     }
 
-    /// Bytes of reads in flight (memory part `Reads`).
+    /// Bytes of reads in flight.
     pub fn read_bytes(&self) -> u64 {
         self.read_bytes
+    }
+
+    /// Bytes of the reads in flight whose owner `of` picks.
+    pub fn read_bytes_of(&self, of: impl Fn(&Owner) -> bool) -> u64 {
+        self.ops.values().filter(|f| of(&f.owner)).map(|f| f.read_bytes).sum()
     }
 }
 

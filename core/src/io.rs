@@ -386,6 +386,8 @@ pub enum Event {
         topic: TopicIdx,
         first_seq: Seq,
         value_crcs: Vec<u32>,
+        /// The records' keys and values, in bytes: what the link delivered of use.
+        payload_bytes: u64,
         max_record_hlc: Hlc,
         /// A timestamp the gateway issued after observing the batch's sender.
         received_hlc: Hlc,

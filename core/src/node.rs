@@ -62,6 +62,7 @@ pub struct NodeStats {
     pub sync_reads: u64,
     pub sync_read_bytes: u64,
     pub sync_records_sent: u64,
+    pub sync_records_resent: u64,
     pub sync_bytes_sent: u64,
     pub duplicates_dropped: u64,
     pub gaps_refused: u64,
@@ -247,6 +248,7 @@ impl Node {
         s.sync_reads = sent.reads;
         s.sync_read_bytes = sent.read_bytes;
         s.sync_records_sent = sent.records_sent;
+        s.sync_records_resent = sent.records_resent;
         s.sync_bytes_sent = sent.bytes_sent;
         s.corrupted_skipped = sent.corrupted_skipped;
         if let Some(g) = &self.ingest {
@@ -344,11 +346,11 @@ impl Node {
         self.commit.start(&mut self.fx, &self.cfg, &mut self.logs, &mut self.enc, site_applied);
         if let Some(u) = &mut self.uplink {
             let mut cx = Ctx { now: self.now.mono, cfg: &self.cfg, hlc: self.hlc.last(), fx: &mut self.fx };
-            u.pump(&mut cx, &self.logs, &mut self.rng);
+            u.pump(&mut cx, &self.logs, &mut self.rng, (&mut self.enc, &mut self.dec));
         }
         if let Some(d) = &mut self.downlinks {
             let mut cx = Ctx { now: self.now.mono, cfg: &self.cfg, hlc: self.hlc.last(), fx: &mut self.fx };
-            d.pump(&mut cx, &self.logs, &mut self.rng);
+            d.pump(&mut cx, &self.logs, &mut self.rng, (&mut self.enc, &mut self.dec));
         }
         self.site_note_cloud();
         self.site_pump_uplink();
@@ -553,6 +555,7 @@ impl Node {
                     topic: a.topic,
                     first_seq: a.base_seq,
                     value_crcs: a.value_crcs,
+                    payload_bytes: a.payload_bytes,
                     max_record_hlc: a.max_record_hlc,
                     received_hlc: a.received_hlc,
                     hlc_rejected: a.hlc_rejected,

@@ -5,6 +5,7 @@
 use super::{Node, Phase};
 use crate::commit::{self, PENDING_ENTRY_BYTES};
 use crate::config::{NodeConfig, Role};
+use crate::effects::Owner;
 use crate::fetch;
 use crate::io::{Output, ProduceError};
 use crate::log::TopicLog;
@@ -139,10 +140,15 @@ impl Node {
         let gw = self.ingest.as_ref().map_or(0, |g| g.pending_bytes) + self.held.bytes();
         m.set(MemoryPart::GatewayPending, gw + self.commit.gateway_pending_bytes(edge));
         let down_held = self.downlinks.as_ref().map_or(0, Downlinks::held_bytes);
-        m.set(MemoryPart::SyncHeld, self.uplink.as_ref().map_or(0, Uplink::held_bytes) + down_held);
+        // A sender's stream plans one read, in flight or left ahead (`uplink::planned_streams`;
+        // a site's uplink sends strong topics, whose streams the plan counts as the node's).
+        let senders_reading = self.fx.read_bytes_of(|o| matches!(o, Owner::Uplink { .. }));
+        let site_held = self.site.as_ref().and_then(|s| s.uplink.as_ref()).map_or(0, Uplink::held_bytes);
+        let held = self.uplink.as_ref().map_or(0, Uplink::held_bytes) + down_held + site_held;
+        m.set(MemoryPart::SyncHeld, held + senders_reading);
         m.set(MemoryPart::FetchResults, self.fetches.held_bytes());
         m.set(MemoryPart::Writes, self.fx.write_bytes());
-        m.set(MemoryPart::Reads, self.fx.read_bytes());
+        m.set(MemoryPart::Reads, self.fx.read_bytes() - senders_reading);
         let down_window = self.downlinks.as_ref().map_or(0, Downlinks::window_bytes);
         m.set(MemoryPart::SyncWindow, self.uplink.as_ref().map_or(0, Uplink::window_bytes) + down_window);
         m.set(MemoryPart::Scratch, self.plan.max.get(MemoryPart::Scratch));

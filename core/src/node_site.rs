@@ -406,7 +406,7 @@ impl Node {
         let Some(u) = &mut site.uplink else { return };
         self.fx.send_as = Some(site.cfg.id);
         let mut cx = Ctx { now: self.now.mono, cfg: &site.sync_cfg, hlc, fx: &mut self.fx };
-        u.pump(&mut cx, &self.logs, &mut self.rng);
+        u.pump(&mut cx, &self.logs, &mut self.rng, (&mut self.enc, &mut self.dec));
         self.fx.send_as = None;
     }
 

@@ -705,9 +705,13 @@ impl Pair {
     }
 
     fn new(capacity: usize) -> Pair {
+        Pair::with_edge(capacity, Pair::edge_config())
+    }
+
+    fn with_edge(capacity: usize, edge_cfg: NodeConfig) -> Pair {
         let gw_cfg = NodeConfig::new(GATEWAY, Role::Gateway, vec![TopicConfig::new("t", SyncDirection::EdgeToCloud)]);
         let mut p = Pair {
-            edge: Node::new(Pair::edge_config(), NodeSeed(1), NOW),
+            edge: Node::new(edge_cfg, NodeSeed(1), NOW),
             gw: Node::new(gw_cfg, NodeSeed(2), NOW),
             edge_disk: MemDisk::default(),
             gw_disk: MemDisk::default(),
@@ -834,6 +838,40 @@ fn incompressible(i: u64) -> Vec<u8> {
             x as u8
         })
         .collect()
+}
+
+/// Issue 17: a backlog that goes in many batches is read from the disk once, not once per
+/// batch (a read returns `log.read_chunk_bytes`, a batch takes a few of them: the rest stays
+/// ahead); and the gateway's answers to what arrived, while later batches are still on
+/// their way, make the edge send nothing again (it went back and resent a window of
+/// batches at each such answer, which the gateway dropped as duplicates).
+#[test]
+fn a_backlog_in_many_batches_is_read_once_and_sent_once() {
+    let mut cfg = Pair::edge_config();
+    cfg.sync.batch_records_max = 50;
+    let mut p = Pair::with_edge(usize::MAX, cfg);
+    let records = 2_000;
+    for i in 0..records {
+        let value = format!("{{\"sensor\":{},\"reading\":{}}}", i % 7, i * 31 % 1000);
+        p.produce(i, value.as_bytes()).expect("stored");
+    }
+    let log_bytes: usize =
+        p.edge_disk.files.iter().filter(|(f, _)| matches!(f, FileId::Segment { .. })).map(|(_, b)| b.len()).sum();
+    p.link_up = true;
+    p.edge.handle(p.now, Input::Control(Control::SyncNow));
+    p.run_for(5_000);
+    assert_eq!(p.edge.unsynced_records(), 0, "the gateway holds everything");
+    let (edge, gw) = (p.edge.stats(), p.gw.stats());
+    assert!(edge.sync_records_sent >= records, "{edge:?}");
+    assert!(edge.sync_records_sent / 50 >= 40, "many batches: {edge:?}");
+    assert!(
+        edge.sync_read_bytes <= log_bytes as u64 + log_bytes as u64 / 2,
+        "read {} B from disk to send a log of {log_bytes} B ({} reads)",
+        edge.sync_read_bytes,
+        edge.sync_reads
+    );
+    assert_eq!((edge.sync_records_resent, edge.retransmits, gw.duplicates_dropped), (0, 0, 0), "{edge:?} {gw:?}");
+    assert_eq!(edge.sync_records_sent, records);
 }
 
 #[test]

@@ -68,6 +68,8 @@ pub struct SimDisk {
     pub full: bool,
     profile: DiskProfile,
     pub bytes_written: u64,
+    /// Bytes every read returned (sync, fetches, recovery).
+    pub bytes_read: u64,
     pub syncs: u64,
     /// Changes applied since the world last took them (see [`SimDisk::take_changes`]).
     changes: Vec<DiskChange>,
@@ -84,6 +86,7 @@ impl SimDisk {
             full: false,
             profile,
             bytes_written: 0,
+            bytes_read: 0,
             syncs: 0,
             changes: Vec::new(),
         }
@@ -175,6 +178,7 @@ impl SimDisk {
                 let f = self.files.get(&file).ok_or(DiskError::NotFound)?;
                 let start = (offset as usize).min(f.data.len());
                 let end = start.saturating_add(len as usize).min(f.data.len());
+                self.bytes_read += (end - start) as u64;
                 Ok(DiskResponse::Read(f.data[start..end].to_vec()))
             }
             DiskRequest::Truncate { file, len } => {

@@ -120,6 +120,7 @@ fn print_human(r: &Report) {
         r.lost, r.duplicates, r.out_of_order, r.evicted_unsynced, r.corrupted
     );
     println!("max_backlog   {} records", r.max_backlog);
+    println!("efficiency    {}", r.efficiency.summary());
     match r.converge_secs {
         Some(s) => println!("converged     yes, {s:.0} s after faults healed"),
         None => println!("converged     NO"),
@@ -241,6 +242,7 @@ fn sweep(arg: Option<String>, seeds: u64, first: u64, swarm_mode: bool, jobs: Op
                 t.acked += r.acked;
                 t.delivered += r.delivered;
                 t.sim_secs += r.sim_secs;
+                t.efficiency.add(&r.efficiency);
                 t.corrupted += r.corrupted;
                 t.corruptions += r.details.nodes.values().map(|n| u64::from(n.corruptions)).sum::<u64>();
                 t.evicted_unsynced += r.evicted_unsynced;
@@ -291,6 +293,7 @@ fn sweep(arg: Option<String>, seeds: u64, first: u64, swarm_mode: bool, jobs: Op
         t.device_full_refused,
         t.peak_memory_share * 100.0,
     );
+    println!("efficiency: {}", t.efficiency.summary());
     for (seed, v, why) in &failures {
         println!("  seed {seed}: {v:?}: {why}");
     }
@@ -443,4 +446,5 @@ struct SweepTotals {
     device_full_refused: u64,
     /// The highest peak accounted memory of any node, as a share of its limit.
     peak_memory_share: f64,
+    efficiency: outpost_sim::report::Efficiency,
 }

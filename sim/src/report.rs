@@ -17,6 +17,8 @@ pub struct NodeReport {
     pub sync_reads: u64,
     pub sync_read_bytes: u64,
     pub sync_records_sent: u64,
+    /// Records this node's senders sent again (`SendCounters::records_resent`).
+    pub sync_records_resent: u64,
     pub sync_bytes_sent: u64,
     pub duplicates_dropped: u64,
     pub gaps_refused: u64,
@@ -25,6 +27,7 @@ pub struct NodeReport {
     pub commit_failures: u64,
     pub segments_deleted: u64,
     pub disk_bytes_written: u64,
+    pub disk_bytes_read: u64,
     pub disk_syncs: u64,
     pub disk_used_bytes_at_end: u64,
     /// `disk-corrupt` faults applied to this node's disk.
@@ -103,6 +106,63 @@ pub struct StrongReport {
     pub raft_snapshots_installed: u64,
 }
 
+/// What links and disks paid for the run (DESIGN §4), summed over nodes.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Efficiency {
+    /// Bytes of every message handed to a link, those lost included.
+    pub link_bytes_sent: u64,
+    /// Keys and values of the records receivers stored for the first time, at every hop.
+    pub payload_bytes_delivered: u64,
+    /// Records sync sent, and how many of them a sender had sent before.
+    pub records_sent: u64,
+    pub records_resent: u64,
+    /// Bytes every disk read returned, and those sync read to send.
+    pub disk_read_bytes: u64,
+    pub sync_bytes_read: u64,
+    /// Bytes of the sync messages that carried records (what `sync_bytes_read` is
+    /// weighed against: a byte read once per send is a ratio of about 1).
+    pub sync_bytes_sent: u64,
+}
+
+impl Efficiency {
+    pub fn add(&mut self, o: &Efficiency) {
+        self.link_bytes_sent += o.link_bytes_sent;
+        self.payload_bytes_delivered += o.payload_bytes_delivered;
+        self.records_sent += o.records_sent;
+        self.records_resent += o.records_resent;
+        self.disk_read_bytes += o.disk_read_bytes;
+        self.sync_bytes_read += o.sync_bytes_read;
+        self.sync_bytes_sent += o.sync_bytes_sent;
+    }
+
+    /// Records resent per record sent.
+    pub fn resent_share(&self) -> f64 {
+        self.records_resent as f64 / self.records_sent.max(1) as f64
+    }
+
+    /// Bytes sync read from disk per byte it sent.
+    pub fn read_per_sent(&self) -> f64 {
+        self.sync_bytes_read as f64 / self.sync_bytes_sent.max(1) as f64
+    }
+
+    /// One line for people.
+    pub fn summary(&self) -> String {
+        format!(
+            "links carried {} B for {} B of payload delivered; {} records sent, {} of them again ({:.2}%); \
+             disks read {} B, sync {} B for {} B sent ({:.2}x)",
+            self.link_bytes_sent,
+            self.payload_bytes_delivered,
+            self.records_sent,
+            self.records_resent,
+            100.0 * self.resent_share(),
+            self.disk_read_bytes,
+            self.sync_bytes_read,
+            self.sync_bytes_sent,
+            self.read_per_sent(),
+        )
+    }
+}
+
 /// The report of one run, as `outpost-sim run --json` prints it.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
@@ -122,6 +182,7 @@ pub struct Report {
     /// The largest accounted memory of each node after any step (guarantee 8 checks it
     /// against the node's limit at every step).
     pub peak_memory_bytes: BTreeMap<String, Option<u64>>,
+    pub efficiency: Efficiency,
     pub converged: bool,
     pub converge_secs: Option<f64>,
     pub violations: Vec<Violation>,

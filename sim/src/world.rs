@@ -278,6 +278,8 @@ pub struct World<'a> {
     converged_at: Option<u64>,
     produced: u64,
     max_backlog: u64,
+    /// Keys and values of records stored for the first time (`Efficiency`).
+    payload_bytes_delivered: u64,
     details: Details,
     end: u64,
     /// Site clusters; cluster `k` is addressed as index `nodes.len() + k`.
@@ -607,6 +609,7 @@ impl<'a> World<'a> {
             converged_at: None,
             produced: 0,
             max_backlog: 0,
+            payload_bytes_delivered: 0,
             details: Details::default(),
             end,
             clusters: clusters_of(scenario),
@@ -1345,6 +1348,7 @@ impl<'a> World<'a> {
                 topic,
                 first_seq,
                 value_crcs,
+                payload_bytes,
                 max_record_hlc,
                 received_hlc,
                 hlc_rejected,
@@ -1352,6 +1356,9 @@ impl<'a> World<'a> {
             } => {
                 let o = (origin.0 as usize).wrapping_sub(1);
                 self.hash(first_seq);
+                if !replay {
+                    self.payload_bytes_delivered += payload_bytes;
+                }
                 if self.checker.is_down_stream((o, topic.0)) {
                     if !replay && !value_crcs.is_empty() {
                         self.check_issued(i, received_hlc);
@@ -1711,6 +1718,7 @@ impl<'a> World<'a> {
                 add_stats(&mut n.report, node);
             }
             n.report.disk_bytes_written = n.disk.bytes_written;
+            n.report.disk_bytes_read = n.disk.bytes_read;
             n.report.disk_syncs = n.disk.syncs;
             n.report.disk_used_bytes_at_end = n.disk.used_bytes();
             self.details.nodes.insert(n.name.clone(), n.report.clone());
@@ -1729,6 +1737,16 @@ impl<'a> World<'a> {
             }
             self.details.strong = Some(st);
         }
+        let nodes = self.details.nodes.values();
+        let efficiency = crate::report::Efficiency {
+            link_bytes_sent: self.net.stats.bytes_sent,
+            payload_bytes_delivered: self.payload_bytes_delivered,
+            records_sent: nodes.clone().map(|r| r.sync_records_sent).sum(),
+            records_resent: nodes.clone().map(|r| r.sync_records_resent).sum(),
+            disk_read_bytes: nodes.clone().map(|r| r.disk_bytes_read).sum(),
+            sync_bytes_read: nodes.clone().map(|r| r.sync_read_bytes).sum(),
+            sync_bytes_sent: nodes.map(|r| r.sync_bytes_sent).sum(),
+        };
         let c = self.checker.counts.clone();
         self.details.counts = c.clone();
         self.details.violation_count = self.checker.violation_count;
@@ -1748,6 +1766,7 @@ impl<'a> World<'a> {
             corrupted: c.corrupted,
             max_backlog: self.max_backlog,
             peak_memory_bytes,
+            efficiency,
             converged: self.converged_at.is_some(),
             converge_secs: self.converged_at.map(|t| (t - settle_start) as f64 / 1e9),
             violations: self.checker.violations.clone(),
@@ -1780,6 +1799,7 @@ fn add_stats(r: &mut NodeReport, node: &Node) {
     r.sync_reads += s.sync_reads;
     r.sync_read_bytes += s.sync_read_bytes;
     r.sync_records_sent += s.sync_records_sent;
+    r.sync_records_resent += s.sync_records_resent;
     r.sync_bytes_sent += s.sync_bytes_sent;
     r.duplicates_dropped += s.duplicates_dropped;
     r.gaps_refused += s.gaps_refused;

@@ -14,6 +14,11 @@ fn run_and_snapshot(name: &str, seed: u64) {
     assert_eq!(verdict, Verdict::Pass, "{name} seed {seed}: {fails:?}");
     assert!(report.acked > 0 && report.delivered > 0);
     assert_eq!((report.lost, report.duplicates, report.out_of_order), (0, 0, 0));
+    // What links and disks paid: each figure bounded by the one that contains it.
+    let e = report.efficiency;
+    assert!(e.records_sent > 0 && e.payload_bytes_delivered > 0, "{e:?}");
+    assert!(e.records_resent <= e.records_sent && e.sync_bytes_sent <= e.link_bytes_sent, "{e:?}");
+    assert!(e.sync_bytes_read <= e.disk_read_bytes, "{e:?}");
     let mut json = serde_json::to_value(&report).expect("report serialises");
     json.as_object_mut().expect("an object").remove("wall_secs");
     insta::assert_json_snapshot!(format!("{name}-seed{seed}"), json);

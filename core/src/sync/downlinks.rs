@@ -22,7 +22,7 @@
 //!   hold a slot a reachable one needs); either is rebuilt from the edge's marks at its
 //!   next Hello. Otherwise the edge waits for a later Hello (its keepalive).
 
-use super::uplink::{self, SendCounters, Uplink};
+use super::uplink::{self, Codec, SendCounters, Uplink};
 use crate::codec::{BatchDecoder, BatchEncoder};
 use crate::config::{NodeConfig, TopicConfig};
 use crate::effects::Ctx;
@@ -43,7 +43,7 @@ const TAG_BASE: u64 = 1 << 63;
 pub(crate) fn planned(cfg: &NodeConfig, b: &PlanBasis) -> MemoryUsage {
     let per = uplink::planned_streams(b.down, b.down_held_max, b.down_read_max);
     let mut m = MemoryUsage::default();
-    for part in [MemoryPart::Index, MemoryPart::SyncHeld, MemoryPart::Reads] {
+    for part in [MemoryPart::Index, MemoryPart::SyncHeld] {
         m.set(part, b.downlinks * per.get(part));
     }
     let window = cfg.sync.window_bytes_max + b.down * b.down_held_max;
@@ -199,9 +199,10 @@ impl Downlinks {
     }
 
     /// Sends, reads and times out whatever is due, sender by sender.
-    pub(crate) fn pump(&mut self, cx: &mut Ctx<'_>, logs: &[TopicLog], rng: &mut Xoshiro256PlusPlus) {
+    pub(crate) fn pump(&mut self, cx: &mut Ctx<'_>, logs: &[TopicLog], rng: &mut Xoshiro256PlusPlus, codec: Codec<'_>) {
+        let (enc, dec) = codec;
         for s in self.senders.values_mut() {
-            s.pump(cx, logs, rng);
+            s.pump(cx, logs, rng, (&mut *enc, &mut *dec));
         }
     }
 

@@ -64,6 +64,8 @@ pub struct Accepted {
     pub count: u32,
     pub batch: Vec<u8>,
     pub value_crcs: Vec<u32>,
+    /// The records' keys and values, in bytes (`Event::Stored::payload_bytes`).
+    pub payload_bytes: u64,
     pub max_record_hlc: Hlc,
     pub received_hlc: Hlc,
     pub hlc_rejected: bool,
@@ -319,6 +321,7 @@ impl Ingest {
             self.duplicates_dropped += skip as u64;
             let records: Vec<RecordRef<'_>> = batch.records().skip(skip).collect();
             let value_crcs = records.iter().map(|r| crc32c::crc32c(r.value)).collect();
+            let payload_bytes = records.iter().map(|r| (r.value.len() + r.key.map_or(0, <[u8]>::len)) as u64).sum();
             let max_record_hlc = records.iter().map(|r| r.hlc).max().unwrap_or(Hlc::ZERO);
             let stored = if skip == 0 {
                 bytes.clone()
@@ -342,6 +345,7 @@ impl Ingest {
                 count,
                 batch: stored,
                 value_crcs,
+                payload_bytes,
                 max_record_hlc,
                 received_hlc,
                 hlc_rejected,

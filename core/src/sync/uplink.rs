@@ -8,6 +8,10 @@
 //!   edge can never reuse a sequence number the gateway already holds.
 //! - Bounded: batches by `batch_records_max`/`batch_bytes_max`, bytes in flight by
 //!   `window_bytes_max`, one read in flight per stream, one held batch per stream.
+//! - Each byte read once: a read returns `log.read_chunk_bytes`, far more than one batch
+//!   takes once the log's compression is undone, so the durable frames a read returned
+//!   beyond its batch stay in the stream's `ReadAhead`, and the next batches are built
+//!   from them without reading the disk again.
 //! - Progress: a lost message is resent after a gap report or `retransmit_timeout`; a dead
 //!   session is replaced after `session_timeout`, with capped exponential backoff and
 //!   seeded jitter so that a fleet does not reconnect in lockstep.
@@ -53,15 +57,15 @@ pub(crate) fn planned(cfg: &NodeConfig, b: &PlanBasis) -> MemoryUsage {
     m
 }
 
-/// What `streams` streams of one sender plan for: their state and flights (`Index`), a
-/// held message each (`SyncHeld`) and a read each (`Reads`).
+/// What `streams` streams of one sender plan for: their state and flights (`Index`), and
+/// a held message and a read each (`SyncHeld`): a read in flight, or the read-ahead it
+/// left (never both), counted as the sender's wherever its bytes are.
 pub(crate) fn planned_streams(streams: u64, held_max: u64, read_max: u64) -> MemoryUsage {
     let flight_slots = (FLIGHTS_PER_STREAM_MAX + 1).next_power_of_two() as u64;
     let flights = streams * flight_slots * FLIGHT_ENTRY_BYTES;
     let mut m = MemoryUsage::default();
     m.set(MemoryPart::Index, streams_map_bytes(streams) + streams * 256 + flights);
-    m.set(MemoryPart::SyncHeld, streams * held_max);
-    m.set(MemoryPart::Reads, streams * read_max);
+    m.set(MemoryPart::SyncHeld, streams * (held_max + read_max));
     m
 }
 
@@ -158,6 +162,25 @@ struct Held {
     raw: u64,
 }
 
+/// Durable whole frames a read returned and no batch has taken yet: bytes from file
+/// position `pos` of segment `base`. Never bytes past the durable end when read (a failed
+/// commit may write other frames there), and never while the stream's read is in flight,
+/// so a stream holds one read's bytes at most (planned as `SyncHeld`).
+#[derive(Clone, Debug)]
+struct ReadAhead {
+    base: u64,
+    pos: u64,
+    bytes: Vec<u8>,
+}
+
+impl ReadAhead {
+    /// Its bytes from file position `pos` on, if it holds that position.
+    fn from(&self, base: u64, pos: u64) -> Option<&[u8]> {
+        let end = self.pos + self.bytes.len() as u64;
+        (self.base == base && self.pos <= pos && pos < end).then(|| &self.bytes[(pos - self.pos) as usize..])
+    }
+}
+
 #[derive(Clone, Debug)]
 struct UpStream {
     name: String,
@@ -166,11 +189,15 @@ struct UpStream {
     acked: Seq,
     /// Next sequence to send.
     sent: Seq,
+    /// The end of the furthest message sent since this sender started: what is sent
+    /// below it is sent again (`SendCounters::records_resent`).
+    sent_high: Seq,
     /// Sent and unacknowledged messages, oldest first.
     inflight: VecDeque<Flight>,
     last_progress: Instant,
     /// The read of the log in flight, if any (one per stream at a time).
     reading: Option<Reading>,
+    ahead: Option<ReadAhead>,
     cursor: Option<Cursor>,
     read_len_min: u32,
     held: Option<Held>,
@@ -232,6 +259,9 @@ pub struct SendCounters {
     pub reads: u64,
     pub read_bytes: u64,
     pub records_sent: u64,
+    /// Records sent again that this sender had already sent (since it started: a restart
+    /// sends from the peer's mark, which holds everything that arrived before).
+    pub records_resent: u64,
     pub bytes_sent: u64,
     /// Sequences skipped because their frames failed the checksum.
     pub corrupted_skipped: u64,
@@ -244,6 +274,7 @@ impl SendCounters {
         self.reads += o.reads;
         self.read_bytes += o.read_bytes;
         self.records_sent += o.records_sent;
+        self.records_resent += o.records_resent;
         self.bytes_sent += o.bytes_sent;
         self.corrupted_skipped += o.corrupted_skipped;
     }
@@ -289,6 +320,9 @@ pub const fn streams_map_bytes(n: u64) -> u64 {
 }
 /// Heap bytes of one flight in a stream's queue.
 pub const FLIGHT_ENTRY_BYTES: u64 = std::mem::size_of::<Flight>() as u64;
+
+/// The node's batch encoder and decoder, lent to a step that builds batches.
+pub(crate) type Codec<'a> = (&'a mut BatchEncoder, &'a mut BatchDecoder);
 
 /// How long to wait for more durable records before sending a partial batch.
 pub const LINGER: Duration = Duration::from_millis(200);
@@ -359,9 +393,11 @@ impl Uplink {
                     accepted: false,
                     acked: 0,
                     sent: 0,
+                    sent_high: 0,
                     inflight: VecDeque::new(),
                     last_progress: now,
                     reading: None,
+                    ahead: None,
                     cursor: None,
                     read_len_min: 0,
                     held: None,
@@ -443,9 +479,11 @@ impl Uplink {
         streams_map_bytes(self.streams.len() as u64) + flights + names as u64 + relay
     }
 
-    /// Heap bytes of encoded batches held back by the bandwidth limit.
+    /// Heap bytes of encoded batches held back by the bandwidth limit, and of read-aheads.
     pub fn held_bytes(&self) -> u64 {
-        self.streams.values().filter_map(|s| s.held.as_ref()).map(|h| h.bytes.capacity() as u64).sum()
+        let held: usize = self.streams.values().filter_map(|s| s.held.as_ref()).map(|h| h.bytes.capacity()).sum();
+        let ahead: usize = self.streams.values().filter_map(|s| s.ahead.as_ref()).map(|a| a.bytes.capacity()).sum();
+        (held + ahead) as u64
     }
 
     /// Uncompressed bytes sent and not yet acknowledged.
@@ -542,10 +580,15 @@ impl Uplink {
 
     fn reset_streams(&mut self) {
         for s in self.streams.values_mut() {
+            // Where the next session starts reading: the oldest open flight's frame, at or
+            // before anything the peer may still lack (`pump_stream` checks it against
+            // where the session starts, else reads the segment from its first frame).
+            s.cursor = s.inflight.front().map_or(s.cursor, |f| f.cursor);
             s.accepted = false;
             s.inflight.clear();
             s.relayed.clear();
             s.held = None;
+            s.ahead = None;
             s.waiting_since = None;
             s.rewound = None;
             s.skipping = None;
@@ -611,7 +654,6 @@ impl Uplink {
                         r.passed.retain(|&(_, t), _| t != idx);
                         r.acked.retain(|&(_, t), _| t != idx);
                         s.sent = s.acked.max(log.start_offset());
-                        s.cursor = None;
                         s.last_progress = now;
                         continue;
                     }
@@ -623,7 +665,6 @@ impl Uplink {
                     debug_assert!(self.tag != 0 || next <= log.durable_offset() || log.durable_offset() == 0);
                     s.acked = next;
                     s.sent = next.max(log.start_offset());
-                    s.cursor = None;
                     s.last_progress = now;
                 }
                 self.attempt = 0;
@@ -658,16 +699,21 @@ impl Uplink {
                     self.inflight_bytes -= f.raw;
                 }
                 if s.acked > s.sent {
+                    // (The cursor, at or before the old `sent`, still leads there.)
                     s.sent = s.acked;
-                    s.cursor = None;
                     s.skipping = None;
                 }
-                // The gateway expects `expected` next and we are past it: something was lost.
-                // Go back once per gap (not once per later message the gateway refused).
+                // The gateway refused a message, expecting `expected` next, and we are past
+                // it: something was lost. Go back once per gap (not once per later message
+                // the gateway refused). An answer that refused nothing says where the
+                // gateway stands while later messages are still on their way: going back
+                // then sent again what it was about to receive (the first efficiency
+                // reports: vehicle-offline resent a third of its records, most of them
+                // dropped as duplicates).
                 let fresh_gap = s
                     .rewound
                     .is_none_or(|(at, when)| at != expected || now.saturating_since(when) > Duration::from_secs(1));
-                if expected >= s.acked && expected < s.sent && fresh_gap {
+                if refused && expected >= s.acked && expected < s.sent && fresh_gap {
                     self.rewind(idx_of(&self.streams, &topic), expected, now);
                 }
                 self.restart_unanswered(now);
@@ -834,7 +880,8 @@ impl Uplink {
     }
 
     /// Sends, reads and times out whatever is due. Called after every input.
-    pub(crate) fn pump(&mut self, cx: &mut Ctx<'_>, logs: &[TopicLog], rng: &mut Xoshiro256PlusPlus) {
+    pub(crate) fn pump(&mut self, cx: &mut Ctx<'_>, logs: &[TopicLog], rng: &mut Xoshiro256PlusPlus, codec: Codec<'_>) {
+        let (enc, dec) = codec;
         let (now, cfg, hlc) = (cx.now, cx.cfg, cx.hlc);
         match self.session {
             Session::Connecting { .. } if self.paused => {}
@@ -856,7 +903,7 @@ impl Uplink {
             Session::Active { id, unanswered_since } => {
                 let idxs: Vec<TopicIdx> = self.streams.keys().copied().collect();
                 for idx in idxs {
-                    self.pump_stream(idx, cx, &logs[idx.0 as usize]);
+                    self.pump_stream(idx, cx, &logs[idx.0 as usize], (&mut *enc, &mut *dec));
                 }
                 if self.inflight_bytes > 0 {
                     self.last_sent = now;
@@ -870,7 +917,7 @@ impl Uplink {
         }
     }
 
-    fn pump_stream(&mut self, idx: TopicIdx, cx: &mut Ctx<'_>, log: &TopicLog) {
+    fn pump_stream(&mut self, idx: TopicIdx, cx: &mut Ctx<'_>, log: &TopicLog, codec: Codec<'_>) {
         let (now, cfg) = (cx.now, cx.cfg);
         let s = self.streams.get_mut(&idx).expect("stream exists");
         if !s.accepted {
@@ -934,6 +981,15 @@ impl Uplink {
             }
             _ => (cursor.pos, s.read_len_min as usize),
         };
+        if let Some(ahead) = s.ahead.take().filter(|_| s.skipping.is_none() && min_len == 0) {
+            if let Some(bytes) = ahead.from(seg.base, pos) {
+                let at = ReadAt { topic: idx, base: seg.base, pos, sent: s.sent };
+                if let Some(durable_end) = self.on_read(cx, at, bytes, log, codec) {
+                    self.keep_ahead(idx, (seg.base, pos, durable_end), ahead);
+                }
+                return;
+            }
+        }
         let len = (cfg.log.read_chunk_bytes as usize).max(min_len);
         let len = u32::try_from(len as u64).unwrap_or(u32::MAX);
         let len = len.min(u32::try_from(seg.len.saturating_sub(pos)).unwrap_or(u32::MAX)).max(1);
@@ -1018,51 +1074,71 @@ impl Uplink {
     ) {
         let found = self.streams.iter().find_map(|(&t, s)| s.reading.filter(|r| r.id == id).map(|r| (t, r)));
         let Some((topic, r)) = found else { return };
+        self.counters.reads += 1;
+        self.counters.read_bytes += bytes.len() as u64;
         let at = ReadAt { topic, base: r.base, pos: r.pos, sent: r.sent };
-        self.on_read(cx, at, bytes, &logs[topic.0 as usize], codec);
+        if let Some(durable_end) = self.on_read(cx, at, bytes, &logs[topic.0 as usize], codec) {
+            let whole = |ahead: &ReadAhead| ahead.bytes.len() as u64;
+            let kept = self.streams.get(&topic).and_then(|s| s.cursor).filter(|c| c.base == r.base && c.pos >= r.pos);
+            if let Some(c) = kept.filter(|c| c.pos < durable_end) {
+                let bytes = bytes[(c.pos - r.pos) as usize..(durable_end - r.pos) as usize].to_vec();
+                let ahead = ReadAhead { base: r.base, pos: c.pos, bytes };
+                debug_assert_eq!(c.pos + whole(&ahead), durable_end);
+                self.keep_ahead(topic, (r.base, c.pos, durable_end), ahead);
+            }
+        }
     }
 
-    /// A read of the log finished: build one batch from it and send (or hold) it.
-    fn on_read(
-        &mut self,
-        cx: &mut Ctx<'_>,
-        at: ReadAt,
-        bytes: &[u8],
-        log: &TopicLog,
-        codec: (&mut BatchEncoder, &mut BatchDecoder),
-    ) {
+    /// After a read (from the disk or the read-ahead) that ended its durable whole frames
+    /// at file position `durable_end`: what the stream has not sent of them stays ahead,
+    /// if the read sent something (else the next attempt reads the disk, at least as much
+    /// as it needs) and no read was issued meanwhile.
+    fn keep_ahead(&mut self, idx: TopicIdx, (base, read_pos, durable_end): (u64, u64, u64), mut ahead: ReadAhead) {
+        let Some(s) = self.streams.get_mut(&idx) else { return };
+        let Some(c) = s.cursor.filter(|c| c.base == base && c.pos >= read_pos && c.pos < durable_end) else {
+            return;
+        };
+        let unusable = s.reading.is_some() || s.skipping.is_some() || s.read_len_min > 0;
+        if unusable || ahead.from(base, c.pos).is_none() {
+            return;
+        }
+        ahead.bytes.truncate((durable_end - ahead.pos) as usize);
+        s.ahead = Some(ahead);
+    }
+
+    /// Bytes of the log at file position `pos` arrived (a read finished, or the read-ahead
+    /// holds them): build one batch from them and send (or hold) it. Returns the file
+    /// position where their durable whole frames end, if they were taken as the stream's
+    /// next bytes (see `keep_ahead`).
+    fn on_read(&mut self, cx: &mut Ctx<'_>, at: ReadAt, bytes: &[u8], log: &TopicLog, codec: Codec<'_>) -> Option<u64> {
         let ReadAt { topic: idx, base, pos, sent: sent_at_issue } = at;
         let (now, cfg, hlc) = (cx.now, cx.cfg, cx.hlc);
         let (enc, dec) = codec;
-        self.counters.reads += 1;
-        self.counters.read_bytes += bytes.len() as u64;
         let session = match self.session {
             Session::Active { id, .. } => id,
-            Session::Connecting { .. } => return self.finish_read(idx),
+            Session::Connecting { .. } => {
+                self.finish_read(idx);
+                return None;
+            }
         };
-        let Some(s) = self.streams.get_mut(&idx) else {
-            return;
-        };
+        let s = self.streams.get_mut(&idx)?;
         s.reading = None;
-        let Some(seg) = log.segment_for(s.sent).filter(|seg| seg.base == base && s.sent == sent_at_issue).cloned()
-        else {
-            // The stream was rewound or moved while the read was in flight.
-            return;
-        };
+        // (None: the stream was rewound or moved while the read was in flight.)
+        let seg = log.segment_for(s.sent).filter(|seg| seg.base == base && s.sent == sent_at_issue).cloned()?;
         if let Some(k) = s.skipping {
             if k.bad.base == base && k.search == pos {
                 self.on_search_read(idx, &seg, pos, bytes, log.durable_offset(), cx);
             }
-            return;
+            return None;
         }
-        let Some(cursor) = s.cursor.filter(|c| c.base == base && c.pos == pos) else {
-            return;
-        };
+        let cursor = s.cursor.filter(|c| c.base == base && c.pos == pos)?;
         let durable = log.durable_offset();
         let mut frames = Vec::new();
         let stop = log::scan(bytes, pos, cursor.offset, |f| frames.push(f));
+        let durable_end = frames.iter().take_while(|f| f.end() <= durable).last().map_or(pos, |f| f.pos + f.len);
         if self.relay.is_some() {
-            return self.on_relay_read(cx, (idx, session), &frames, (stop.as_ref(), seg.len), (durable, dec));
+            self.on_relay_read(cx, (idx, session), &frames, (stop.as_ref(), seg.len), (durable, dec));
+            return Some(durable_end);
         }
         let mut next_cursor = cursor;
         let mut decoded: Vec<(DecodedBatch<'_>, u64, u64)> = Vec::new();
@@ -1075,6 +1151,10 @@ impl Uplink {
         let (mut section, mut base_hlc) = (0u64, None);
         let section_max = self.peer_batch_raw_max;
         let mut corrupt = None;
+        // The frame holding the batch's first record: where a rewind to it reads again
+        // (not where this read began, which may be far before: swarm worlds on satellite
+        // rescanned a megabyte of passed frames at every rewind).
+        let mut batch_cursor = None;
         for f in &frames {
             if f.end() <= s.sent {
                 next_cursor = Cursor { base, pos: f.pos + f.len, offset: f.end() };
@@ -1083,6 +1163,7 @@ impl Uplink {
             if f.base >= durable || taken_records >= max_records || taken_bytes >= max_bytes {
                 break;
             }
+            batch_cursor.get_or_insert(Cursor { base, pos: f.pos, offset: f.base });
             let batch = match DecodedBatch::decode_with(f.batch, dec) {
                 Ok(b) => b,
                 Err(e) => {
@@ -1124,7 +1205,8 @@ impl Uplink {
         }
         s.cursor = Some(next_cursor);
         if taken_records == 0 {
-            return Self::search_past_damage(s, stop.as_ref(), seg.len, corrupt.map(|(_, at)| at));
+            Self::search_past_damage(s, stop.as_ref(), seg.len, corrupt.map(|(_, at)| at));
+            return None;
         }
         s.read_len_min = 0;
         let records: Vec<RecordRef<'_>> =
@@ -1148,8 +1230,11 @@ impl Uplink {
         SyncMsg::Data { session, hlc, topic: s.name.clone(), batches: vec![batch] }.encode(&mut bytes);
         s.waiting_since = if durable - end >= max_records { s.waiting_since } else { None };
         self.counters.records_sent += taken_records;
+        self.counters.records_resent += end.min(s.sent_high).saturating_sub(first_seq);
+        s.sent_high = s.sent_high.max(end);
         self.counters.bytes_sent += bytes.len() as u64;
-        let held = Held { bytes, start: first_seq, end, cursor: Some(cursor), relayed: Vec::new(), raw: taken_bytes };
+        let cursor = batch_cursor.or(Some(cursor));
+        let held = Held { bytes, start: first_seq, end, cursor, relayed: Vec::new(), raw: taken_bytes };
         let ok = self.bucket.as_mut().is_none_or(|b| b.try_take(held.bytes.len() as u64, now));
         let s = self.streams.get_mut(&idx).expect("stream exists");
         if ok {
@@ -1158,6 +1243,7 @@ impl Uplink {
             s.sent = end;
             s.held = Some(held);
         }
+        Some(durable_end)
     }
 
     /// A read gave nothing to send: the first frame needed is damaged (search for the next
@@ -1273,6 +1359,8 @@ impl Uplink {
                 let mut bytes = Vec::with_capacity(raw as usize / 2 + 64 + s.name.len());
                 SyncMsg::Data { session, hlc: newest, topic: s.name.clone(), batches }.encode(&mut bytes);
                 self.counters.records_sent += records;
+                self.counters.records_resent += end.min(s.sent_high).saturating_sub(s.sent).min(records);
+                s.sent_high = s.sent_high.max(end);
                 self.counters.bytes_sent += bytes.len() as u64;
                 Held { bytes, start: s.sent, end, cursor: Some(read_from), relayed: carried, raw }
             } else {
