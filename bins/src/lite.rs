@@ -52,8 +52,8 @@ const HOUSEKEEPING: Duration = Duration::from_millis(250);
 enum Done {
     /// An HTTP response: the connection may read its next request.
     Http { close: bool },
-    /// A binary answer: one request fewer in flight.
-    Binary,
+    /// A binary answer: the places its request held in flight are free.
+    Binary { places: usize },
 }
 
 /// An answer the node's replies produce, for the loop to put into a connection's buffer:
@@ -325,8 +325,8 @@ impl Lite {
                         c.close_after_write |= close;
                         c.idle_since = Instant::now();
                     }
-                    (Kind::Binary { in_flight }, Done::Binary) => {
-                        *in_flight -= 1;
+                    (Kind::Binary { in_flight }, Done::Binary { places }) => {
+                        *in_flight -= places;
                         if *in_flight == 0 {
                             c.idle_since = Instant::now();
                         }
@@ -614,24 +614,14 @@ impl Lite {
                     Ok(idx) => idx,
                     Err((resp, _)) => return Some(resp),
                 };
-                let n = records.len();
-                let collected = Arc::new(Mutex::new((vec![None; n], n)));
-                for (i, (key, value)) in records.into_iter().enumerate() {
-                    let (collected, outbox, topic) = (collected.clone(), self.outbox.clone(), topic.clone());
-                    let reply = Box::new(move |r: Result<ProduceAck, ProduceError>| {
-                        let mut g = collected.lock().expect("not poisoned");
-                        g.0[i] = Some(r);
-                        g.1 -= 1;
-                        if g.1 == 0 {
-                            let results: Vec<_> = g.0.drain(..).map(|r| r.expect("every result is in")).collect();
-                            let resp = api::produce_http(&topic, &results, batch);
-                            let mut out = Vec::new();
-                            http::Response { close, ..resp }.encode(&mut out);
-                            outbox.lock().expect("not poisoned").push((token, out, Done::Http { close }, false));
-                        }
-                    });
-                    self.driver.produce(idx, key, value, reply, &mut self.fx);
-                }
+                let outbox = self.outbox.clone();
+                let reply = Box::new(move |results: Vec<Result<ProduceAck, ProduceError>>| {
+                    let resp = api::produce_http(&topic, &results, batch);
+                    let mut out = Vec::new();
+                    http::Response { close, ..resp }.encode(&mut out);
+                    outbox.lock().expect("not poisoned").push((token, out, Done::Http { close }, false));
+                });
+                self.driver.produce_batch(idx, records, reply, &mut self.fx);
                 return None;
             }
             Call::Fetch(binproto::FetchRequest { topic, way, from, max_records, max_bytes }) => {
@@ -684,13 +674,23 @@ impl Lite {
             self.blocked.insert(token);
             return false;
         }
+        // A batch holds a place per record: it waits for its answers' room.
+        let places = match &req {
+            binproto::Request::ProduceBatch { records, .. } => records.len(),
+            binproto::Request::Produce { .. } | binproto::Request::Fetch(_) => 1,
+        };
+        if matches!(c.kind, Kind::Binary { in_flight } if in_flight + places > BINARY_IN_FLIGHT_MAX) {
+            return false;
+        }
         c.rbuf.drain(..4 + len);
         self.release(c);
         // A next frame already buffered started when this one ended.
         c.clock = (!c.rbuf.is_empty()).then(|| RequestClock::start(Instant::now(), c.rbuf.len()));
         c.blocked_since = None;
         let topic = match &req {
-            binproto::Request::Produce { topic, .. } => api::produce_topic(&self.topics, topic),
+            binproto::Request::Produce { topic, .. } | binproto::Request::ProduceBatch { topic, .. } => {
+                api::produce_topic(&self.topics, topic)
+            }
             binproto::Request::Fetch(f) => api::fetch_topic(&self.topics, &f.topic, f.way),
         };
         let idx = match topic {
@@ -701,7 +701,7 @@ impl Lite {
             }
         };
         if let Kind::Binary { in_flight } = &mut c.kind {
-            *in_flight += 1;
+            *in_flight += places;
         }
         let outbox = self.outbox.clone();
         match req {
@@ -709,16 +709,24 @@ impl Lite {
                 let reply = Box::new(move |r| {
                     let mut out = Vec::new();
                     binproto::encode_response(id, &api::produce_binary(&r), &mut out);
-                    outbox.lock().expect("not poisoned").push((token, out, Done::Binary, false));
+                    outbox.lock().expect("not poisoned").push((token, out, Done::Binary { places: 1 }, false));
                 });
                 self.driver.produce(idx, key, value, reply, &mut self.fx);
+            }
+            binproto::Request::ProduceBatch { records, .. } => {
+                let reply = Box::new(move |r: Vec<_>| {
+                    let mut out = Vec::new();
+                    binproto::encode_response(id, &api::produce_batch_binary(&r), &mut out);
+                    outbox.lock().expect("not poisoned").push((token, out, Done::Binary { places }, false));
+                });
+                self.driver.produce_batch(idx, records, reply, &mut self.fx);
             }
             binproto::Request::Fetch(binproto::FetchRequest { from, max_records, max_bytes, .. }) => {
                 self.fetches_held += 1;
                 let reply = Box::new(move |r| {
                     let mut out = Vec::new();
                     binproto::encode_response(id, &api::fetch_binary(r), &mut out);
-                    outbox.lock().expect("not poisoned").push((token, out, Done::Binary, true));
+                    outbox.lock().expect("not poisoned").push((token, out, Done::Binary { places: 1 }, true));
                 });
                 let max_bytes = max_bytes.min(self.budget.fetch_bytes_max);
                 self.driver.fetch(idx, from, max_records, max_bytes, reply, &mut self.fx);
