@@ -338,7 +338,7 @@ fn produce_http(addr: SocketAddr, load: Load, t0: Instant) -> Produced {
         body.extend_from_slice(b"]}");
         let sent = t0.elapsed().as_nanos() as u64;
         let head = format!(
-            "POST /v1/topics/{TOPIC}/records HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n\
+            "POST /v1/topics/{TOPIC}/records HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
              content-length: {}\r\n\r\n",
             body.len()
         );
