@@ -16,6 +16,14 @@ taskset -c 1 target/release/bench-e2e --records "$N" --size "$SIZE" --window "$W
 echo "== the same with the edge-lite shell"
 taskset -c 1 target/release/bench-e2e --records "$N" --size "$SIZE" --window "$WINDOW" --producers 4 \
     --mode offline --pin-edge 0 --pin-gateway 1 --shell lite
+echo "== the edge pinned to CPU 0, batches of 256 records per request (ProduceBatch), tokio then edge-lite"
+taskset -c 1 target/release/bench-e2e --records "$N" --size "$SIZE" --window "$WINDOW" --producers 4 \
+    --mode offline --pin-edge 0 --pin-gateway 1 --batch 256
+taskset -c 1 target/release/bench-e2e --records "$N" --size "$SIZE" --window "$WINDOW" --producers 4 \
+    --mode offline --pin-edge 0 --pin-gateway 1 --batch 256 --shell lite
+echo "== the edge pinned to CPU 0, HTTP JSON batches of 256 records, one request at a time per producer"
+taskset -c 1 target/release/bench-e2e --records "$N" --size "$SIZE" --producers 4 \
+    --mode offline --pin-edge 0 --pin-gateway 1 --batch 256 --protocol http
 echo "== live, one producer with a window of $WINDOW (as the NATS publisher), nothing pinned"
 target/release/bench-e2e --records "$N" --size "$SIZE" --window "$WINDOW" --producers 1
 echo "== NATS JetStream, file storage, one async publisher with a window of $WINDOW"

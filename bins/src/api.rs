@@ -359,6 +359,26 @@ pub fn produce_binary(result: &Result<ProduceAck, ProduceError>) -> binproto::Re
     }
 }
 
+/// The binary answer to a batch of produces: each record's result, in order. A refusal
+/// that repeats the record's before it (a batch stopped at a busy record) reuses its message.
+pub fn produce_batch_binary(results: &[Result<ProduceAck, ProduceError>]) -> binproto::Response {
+    let mut answered: Vec<binproto::RecordResult> = Vec::with_capacity(results.len());
+    for (i, r) in results.iter().enumerate() {
+        answered.push(match r {
+            Ok(a) => binproto::RecordResult::Acked { seq: a.seq, hlc: a.hlc.0 },
+            Err(e) => match (i.checked_sub(1).map(|p| &results[p]), answered.last()) {
+                (Some(Err(before)), Some(same @ binproto::RecordResult::Refused { .. })) if before == e => same.clone(),
+                _ => binproto::RecordResult::Refused {
+                    code: produce_error_kind(e).2,
+                    retryable: e.is_retryable(),
+                    message: produce_error_message(e),
+                },
+            },
+        });
+    }
+    binproto::Response::Results(answered)
+}
+
 fn produce_json(topic: &str, result: &Result<ProduceAck, ProduceError>) -> Value {
     match result {
         Ok(a) => json!({ "topic": topic, "offset": a.seq, "hlc": a.hlc.to_string() }),

@@ -19,9 +19,20 @@ pub const KIND_PRODUCE: u8 = 1;
 const WAY_UP: u8 = 1;
 const WAY_DOWN: u8 = 2;
 pub const KIND_FETCH: u8 = 2;
+pub const KIND_PRODUCE_BATCH: u8 = 3;
 pub const KIND_ACKED: u8 = 129;
 pub const KIND_ERROR: u8 = 130;
 pub const KIND_RECORDS: u8 = 131;
+pub const KIND_RESULTS: u8 = 132;
+/// A Results entry's status byte.
+const RESULT_ACKED: u8 = 0;
+const RESULT_REFUSED: u8 = 1;
+
+/// Records one ProduceBatch carries at most. It equals the records a connection may have
+/// unanswered (`limits::BINARY_IN_FLIGHT_MAX`), so that one batch always fits.
+pub const PRODUCE_BATCH_RECORDS_MAX: usize = 1024;
+/// The longest error message an answer carries, in bytes.
+const MESSAGE_MAX: usize = 4096;
 
 /// Error codes of an `Error` answer (also in docs/PROTOCOL.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,10 +71,23 @@ impl Code {
     }
 }
 
+/// A record as a produce carries it: its key, if any, and its value.
+pub type KeyValue = (Option<Vec<u8>>, Vec<u8>);
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
-    Produce { topic: String, key: Option<Vec<u8>>, value: Vec<u8> },
+    Produce {
+        topic: String,
+        key: Option<Vec<u8>>,
+        value: Vec<u8>,
+    },
     Fetch(FetchRequest),
+    /// 1 to [`PRODUCE_BATCH_RECORDS_MAX`] records to one topic, appended in order and
+    /// answered by one Results.
+    ProduceBatch {
+        topic: String,
+        records: Vec<KeyValue>,
+    },
 }
 
 /// A fetch, as both application protocols ask for one (`api::Call::Fetch` too).
@@ -90,9 +114,29 @@ pub struct Record {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Response {
+    Acked {
+        seq: u64,
+        hlc: u64,
+    },
+    Error {
+        code: Code,
+        retryable: bool,
+        message: String,
+    },
+    Records {
+        next: u64,
+        durable_end: u64,
+        records: Vec<Record>,
+    },
+    /// The answer to a ProduceBatch: one result per record, in the batch's order.
+    Results(Vec<RecordResult>),
+}
+
+/// One record's result in a Results answer: what Acked or Error says of a single produce.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecordResult {
     Acked { seq: u64, hlc: u64 },
-    Error { code: Code, retryable: bool, message: String },
-    Records { next: u64, durable_end: u64, records: Vec<Record> },
+    Refused { code: Code, retryable: bool, message: String },
 }
 
 /// Why bytes are not a valid frame.
@@ -123,6 +167,19 @@ pub enum ProtoError {
     /// A Fetch's direction byte other than 1 (up) or 2 (down).
     BadDirection(u8),
     BadUtf8,
+    /// A ProduceBatch or Results with no records or more than [`PRODUCE_BATCH_RECORDS_MAX`].
+    BadCount(usize),
+    /// A Results entry's status other than 0 (acked) or 1 (refused).
+    BadStatus(u8),
+    /// A Results entry's retryable byte other than 0 or 1.
+    BadRetryable(u8),
+    /// A Results entry names a message the answer does not hold.
+    BadMessageIndex {
+        index: usize,
+        messages: usize,
+    },
+    /// A Results message longer than 4096 bytes.
+    MessageTooLong(usize),
 }
 
 impl fmt::Display for ProtoError {
@@ -132,7 +189,7 @@ impl fmt::Display for ProtoError {
                 write!(f, "frame of {len} bytes is larger than the {max} accepted; the connection is closed")
             }
             ProtoError::FrameTooShort { len } => write!(f, "frame of {len} bytes is shorter than its 5-byte head"),
-            ProtoError::UnknownKind(k) => write!(f, "unknown request kind {k} (1 produce, 2 fetch)"),
+            ProtoError::UnknownKind(k) => write!(f, "unknown request kind {k} (1 produce, 2 fetch, 3 produce batch)"),
             ProtoError::Truncated { field } => write!(f, "frame ends inside field {field}"),
             ProtoError::TrailingBytes { len } => write!(f, "{len} bytes after the last field"),
             ProtoError::BadTopicName => f.write_str("topic name must be 1 to 255 bytes of UTF-8"),
@@ -140,6 +197,15 @@ impl fmt::Display for ProtoError {
             ProtoError::BadKeyFlag(v) => write!(f, "key flag {v}; expected 0 (no key) or 1 (a key follows)"),
             ProtoError::BadDirection(v) => write!(f, "direction {v}; expected 1 (up) or 2 (down), or none"),
             ProtoError::BadUtf8 => f.write_str("text is not UTF-8"),
+            ProtoError::BadCount(n) => {
+                write!(f, "a batch of {n} records; expected 1 to {PRODUCE_BATCH_RECORDS_MAX}")
+            }
+            ProtoError::BadStatus(v) => write!(f, "result status {v}; expected 0 (acked) or 1 (refused)"),
+            ProtoError::BadRetryable(v) => write!(f, "retryable byte {v}; expected 0 or 1"),
+            ProtoError::BadMessageIndex { index, messages } => {
+                write!(f, "a result names message {index} of an answer holding {messages}")
+            }
+            ProtoError::MessageTooLong(n) => write!(f, "a message of {n} bytes; at most {MESSAGE_MAX}"),
         }
     }
 }
@@ -201,6 +267,14 @@ impl<'a> Reader<'a> {
             other => Err(ProtoError::BadKeyFlag(other)),
         }
     }
+    /// A batch's record count: 1 to [`PRODUCE_BATCH_RECORDS_MAX`].
+    fn count(&mut self) -> Result<usize, ProtoError> {
+        let n = self.u16("count")? as usize;
+        if n == 0 || n > PRODUCE_BATCH_RECORDS_MAX {
+            return Err(ProtoError::BadCount(n));
+        }
+        Ok(n)
+    }
     fn end(&self) -> Result<(), ProtoError> {
         if self.buf.is_empty() {
             Ok(())
@@ -240,9 +314,41 @@ fn put_key(key: Option<&[u8]>, out: &mut Vec<u8>) {
     }
 }
 
+/// The prefix of `message` that fits [`MESSAGE_MAX`], cut at a character boundary.
+fn clip(message: &str) -> &str {
+    let mut end = message.len().min(MESSAGE_MAX);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    &message[..end]
+}
+
+/// Appends one ProduceBatch frame (length prefix included) without copying the records
+/// into a [`Request`] first: 1 to [`PRODUCE_BATCH_RECORDS_MAX`] records.
+pub fn encode_produce_batch(id: u32, topic: &str, records: &[(Option<&[u8]>, &[u8])], out: &mut Vec<u8>) {
+    assert!(
+        (1..=PRODUCE_BATCH_RECORDS_MAX).contains(&records.len()),
+        "a batch holds 1 to {PRODUCE_BATCH_RECORDS_MAX} records"
+    );
+    let at = head(KIND_PRODUCE_BATCH, id, out);
+    put_topic(topic, out);
+    out.extend_from_slice(&(records.len() as u16).to_le_bytes());
+    for (key, value) in records {
+        put_key(*key, out);
+        out.extend_from_slice(&u32::try_from(value.len()).expect("values are far below 4 GiB").to_le_bytes());
+        out.extend_from_slice(value);
+    }
+    finish(at, out);
+}
+
 /// Appends one request frame (length prefix included).
 pub fn encode_request(id: u32, req: &Request, out: &mut Vec<u8>) {
     match req {
+        Request::ProduceBatch { topic, records } => {
+            let borrowed: Vec<(Option<&[u8]>, &[u8])> =
+                records.iter().map(|(k, v)| (k.as_deref(), v.as_slice())).collect();
+            encode_produce_batch(id, topic, &borrowed, out);
+        }
         Request::Produce { topic, key, value } => {
             let at = head(KIND_PRODUCE, id, out);
             put_topic(topic, out);
@@ -297,6 +403,19 @@ pub fn decode_request(body: &[u8]) -> Result<(u32, Request), (Option<u32>, Proto
             r.end()?;
             Ok(Request::Fetch(FetchRequest { topic, way, from, max_records, max_bytes }))
         }
+        KIND_PRODUCE_BATCH => {
+            let topic = r.topic()?;
+            let n = r.count()?;
+            // Each record takes at least 5 bytes: no allocation beyond what the frame holds.
+            let mut records = Vec::with_capacity(n.min(r.buf.len() / 5));
+            for _ in 0..n {
+                let key = r.key()?;
+                let len = r.u32("value length")? as usize;
+                records.push((key, r.take(len, "value")?.to_vec()));
+            }
+            r.end()?;
+            Ok(Request::ProduceBatch { topic, records })
+        }
         k => Err(ProtoError::UnknownKind(k)),
     })();
     req.map(|q| (id, q)).map_err(|e| (Some(id), e))
@@ -315,8 +434,50 @@ pub fn encode_response(id: u32, resp: &Response, out: &mut Vec<u8>) {
             let at = head(KIND_ERROR, id, out);
             out.push(*code as u8);
             out.push(u8::from(*retryable));
-            let msg = &message.as_bytes()[..message.len().min(4096)];
-            out.extend_from_slice(msg);
+            out.extend_from_slice(clip(message).as_bytes());
+            finish(at, out);
+        }
+        Response::Results(results) => {
+            assert!(
+                (1..=PRODUCE_BATCH_RECORDS_MAX).contains(&results.len()),
+                "a batch holds 1 to {PRODUCE_BATCH_RECORDS_MAX} records"
+            );
+            // Each distinct message once; a refusal names it by index.
+            let mut messages: Vec<&str> = Vec::new();
+            let mut indices = Vec::with_capacity(results.len());
+            for r in results {
+                let RecordResult::Refused { message, .. } = r else {
+                    indices.push(0);
+                    continue;
+                };
+                let m = clip(message);
+                indices.push(messages.iter().position(|x| *x == m).unwrap_or_else(|| {
+                    messages.push(m);
+                    messages.len() - 1
+                }));
+            }
+            let at = head(KIND_RESULTS, id, out);
+            out.extend_from_slice(&(results.len() as u16).to_le_bytes());
+            out.extend_from_slice(&(messages.len() as u16).to_le_bytes());
+            for m in &messages {
+                out.extend_from_slice(&(m.len() as u16).to_le_bytes());
+                out.extend_from_slice(m.as_bytes());
+            }
+            for (r, index) in results.iter().zip(indices) {
+                match r {
+                    RecordResult::Acked { seq, hlc } => {
+                        out.push(RESULT_ACKED);
+                        out.extend_from_slice(&seq.to_le_bytes());
+                        out.extend_from_slice(&hlc.to_le_bytes());
+                    }
+                    RecordResult::Refused { code, retryable, .. } => {
+                        out.push(RESULT_REFUSED);
+                        out.push(*code as u8);
+                        out.push(u8::from(*retryable));
+                        out.extend_from_slice(&(index as u16).to_le_bytes());
+                    }
+                }
+            }
             finish(at, out);
         }
         Response::Records { next, durable_end, records } => {
@@ -376,6 +537,42 @@ pub fn decode_response(body: &[u8]) -> Result<(u32, Response), ProtoError> {
             }
             Response::Records { next, durable_end, records }
         }
+        KIND_RESULTS => {
+            let n = r.count()?;
+            let m = r.u16("message count")? as usize;
+            // Each message takes at least 2 bytes, each result at least 5.
+            let mut messages = Vec::with_capacity(m.min(r.buf.len() / 2));
+            for _ in 0..m {
+                let len = r.u16("message length")? as usize;
+                if len > MESSAGE_MAX {
+                    return Err(ProtoError::MessageTooLong(len));
+                }
+                let text = std::str::from_utf8(r.take(len, "message")?).map_err(|_| ProtoError::BadUtf8)?;
+                messages.push(text);
+            }
+            let mut results = Vec::with_capacity(n.min(r.buf.len() / 5));
+            for _ in 0..n {
+                results.push(match r.u8("status")? {
+                    RESULT_ACKED => RecordResult::Acked { seq: r.u64("seq")?, hlc: r.u64("hlc")? },
+                    RESULT_REFUSED => {
+                        let c = r.u8("code")?;
+                        let code = Code::from_u8(c).ok_or(ProtoError::BadCode(c))?;
+                        let retryable = match r.u8("retryable")? {
+                            0 => false,
+                            1 => true,
+                            other => return Err(ProtoError::BadRetryable(other)),
+                        };
+                        let index = r.u16("message index")? as usize;
+                        let message = messages
+                            .get(index)
+                            .ok_or(ProtoError::BadMessageIndex { index, messages: messages.len() })?;
+                        RecordResult::Refused { code, retryable, message: (*message).to_string() }
+                    }
+                    other => return Err(ProtoError::BadStatus(other)),
+                });
+            }
+            Response::Results(results)
+        }
         k => return Err(ProtoError::UnknownKind(k)),
     };
     r.end()?;
@@ -412,6 +609,15 @@ mod tests {
                 max_records: 1,
                 max_bytes: 1,
             }),
+            Request::ProduceBatch { topic: "t".into(), records: vec![(None, b"a".to_vec())] },
+            Request::ProduceBatch {
+                topic: "pos.tx".into(),
+                records: vec![(Some(b"k".to_vec()), Vec::new()), (None, b"bc".to_vec()), (Some(Vec::new()), vec![0])],
+            },
+            Request::ProduceBatch {
+                topic: "t".into(),
+                records: (0..PRODUCE_BATCH_RECORDS_MAX as u32).map(|i| (None, i.to_le_bytes().to_vec())).collect(),
+            },
         ];
         for (i, q) in reqs.iter().enumerate() {
             let mut f = Vec::new();
@@ -429,12 +635,84 @@ mod tests {
                     Record { seq: 2, origin: 2, origin_seq: 4, hlc: 5, key: Some(vec![]), value: vec![] },
                 ],
             },
+            Response::Results(vec![RecordResult::Acked { seq: 1, hlc: 2 }]),
+            Response::Results(vec![
+                RecordResult::Acked { seq: 7, hlc: 9 },
+                RecordResult::Refused { code: Code::TooLarge, retryable: false, message: "too large".into() },
+                RecordResult::Refused { code: Code::Busy, retryable: true, message: "full".into() },
+                RecordResult::Refused { code: Code::Busy, retryable: true, message: "full".into() },
+            ]),
         ];
         for (i, r) in resps.iter().enumerate() {
             let mut f = Vec::new();
             encode_response(i as u32, r, &mut f);
             assert_eq!(decode_response(body(&f)), Ok((i as u32, r.clone())));
         }
+    }
+
+    #[test]
+    fn a_results_answer_carries_each_distinct_message_once() {
+        let refused =
+            |message: &str| RecordResult::Refused { code: Code::Busy, retryable: true, message: message.into() };
+        let mut f = Vec::new();
+        encode_response(1, &Response::Results(vec![refused("full"); 100]), &mut f);
+        // Head, two counts, one message, 100 refusals of 5 bytes each.
+        assert_eq!(f.len(), 4 + 5 + 4 + (2 + 4) + 100 * 5);
+        let long = "é".repeat(3000);
+        f.clear();
+        encode_response(2, &Response::Results(vec![refused(&long)]), &mut f);
+        let Ok((2, Response::Results(r))) = decode_response(body(&f)) else { panic!("decodes") };
+        let RecordResult::Refused { message, .. } = &r[0] else { panic!("refused") };
+        assert_eq!(message.len(), 4096, "cut to 4096 bytes at a character boundary");
+    }
+
+    #[test]
+    fn hostile_batch_frames_get_typed_errors() {
+        let batch = |tail: &[u8]| {
+            let mut b = vec![KIND_PRODUCE_BATCH, 6, 0, 0, 0, 1, b't'];
+            b.extend_from_slice(tail);
+            b
+        };
+        assert_eq!(decode_request(&batch(&[0, 0])), Err((Some(6), ProtoError::BadCount(0))));
+        assert_eq!(decode_request(&batch(&[0x01, 0x04])), Err((Some(6), ProtoError::BadCount(1025))));
+        assert_eq!(decode_request(&batch(&[1])), Err((Some(6), ProtoError::Truncated { field: "count" })));
+        // Two records announced, one present: fails without allocating for the count.
+        assert_eq!(
+            decode_request(&batch(&[2, 0, 0, 1, 0, 0, 0, b'v'])),
+            Err((Some(6), ProtoError::Truncated { field: "key flag" }))
+        );
+        // A value length past the end.
+        assert_eq!(
+            decode_request(&batch(&[1, 0, 0, 0xff, 0xff, 0xff, 0xff, b'v'])),
+            Err((Some(6), ProtoError::Truncated { field: "value" }))
+        );
+        assert_eq!(decode_request(&batch(&[1, 0, 3])), Err((Some(6), ProtoError::BadKeyFlag(3))));
+        assert_eq!(
+            decode_request(&batch(&[1, 0, 0, 1, 0, 0, 0, b'v', 0])),
+            Err((Some(6), ProtoError::TrailingBytes { len: 1 }))
+        );
+
+        let results = |tail: &[u8]| {
+            let mut b = vec![KIND_RESULTS, 0, 0, 0, 0];
+            b.extend_from_slice(tail);
+            b
+        };
+        assert_eq!(decode_response(&results(&[0, 0, 0, 0])), Err(ProtoError::BadCount(0)));
+        assert_eq!(decode_response(&results(&[1, 0, 0, 0, 2])), Err(ProtoError::BadStatus(2)));
+        assert_eq!(
+            decode_response(&results(&[1, 0, 0, 0, 1, 4, 1, 0, 0])),
+            Err(ProtoError::BadMessageIndex { index: 0, messages: 0 })
+        );
+        assert_eq!(decode_response(&results(&[1, 0, 0, 0, 1, 4, 2, 0, 0])), Err(ProtoError::BadRetryable(2)));
+        assert_eq!(decode_response(&results(&[1, 0, 0, 0, 1, 99, 1, 0, 0])), Err(ProtoError::BadCode(99)));
+        assert_eq!(decode_response(&results(&[1, 0, 1, 0, 0x01, 0x10])), Err(ProtoError::MessageTooLong(4097)));
+        assert_eq!(decode_response(&results(&[1, 0, 1, 0, 1, 0, 0xff])), Err(ProtoError::BadUtf8));
+        // A message count past the end fails without allocating for it.
+        assert_eq!(
+            decode_response(&results(&[1, 0, 0xff, 0xff])),
+            Err(ProtoError::Truncated { field: "message length" })
+        );
+        assert_eq!(decode_response(&results(&[1, 0, 0, 0, 0, 1])), Err(ProtoError::Truncated { field: "seq" }));
     }
 
     #[test]

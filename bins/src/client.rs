@@ -8,10 +8,12 @@
 //! # Ok::<(), outpost::client::ClientError>(())
 //! ```
 //!
-//! A produce returns only once the record is durable on the device. For rate, pipeline:
-//! [`Client::send`] many requests, then [`Client::recv`] their answers (matched by id).
+//! A produce returns only once the record is durable on the device. For rate, batch
+//! ([`Client::produce_batch`]: up to 1024 records per request) and pipeline:
+//! [`Client::send`] or [`Client::send_batch`] many requests, then [`Client::recv`] their
+//! answers (matched by id).
 
-use crate::binproto::{self, Code, Record, Request, Response, RESPONSE_FRAME_MAX};
+use crate::binproto::{self, Code, Record, RecordResult, Request, Response, RESPONSE_FRAME_MAX};
 use outpost_core::config::Way;
 use std::fmt;
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -97,6 +99,16 @@ impl Client {
         Ok(self.next_id)
     }
 
+    /// Queues a batch of 1 to [`binproto::PRODUCE_BATCH_RECORDS_MAX`] records (`(key,
+    /// value)`) to `topic`, like [`send`](Self::send); [`into_results`] reads its answer.
+    pub fn send_batch(&mut self, topic: &str, records: &[(Option<&[u8]>, &[u8])]) -> Result<u32, ClientError> {
+        self.next_id = self.next_id.wrapping_add(1);
+        self.buf.clear();
+        binproto::encode_produce_batch(self.next_id, topic, records, &mut self.buf);
+        self.wr.write_all(&self.buf)?;
+        Ok(self.next_id)
+    }
+
     pub fn flush(&mut self) -> Result<(), ClientError> {
         Ok(self.wr.flush()?)
     }
@@ -125,6 +137,23 @@ impl Client {
     pub fn produce(&mut self, topic: &str, key: Option<&[u8]>, value: &[u8]) -> Result<Ack, ClientError> {
         let req = Request::Produce { topic: topic.into(), key: key.map(<[u8]>::to_vec), value: value.to_vec() };
         into_ack(self.call(&req)?)
+    }
+
+    /// Writes 1 to [`binproto::PRODUCE_BATCH_RECORDS_MAX`] records (`(key, value)`) in
+    /// order; returns once each is durable or refused, with each record's result in order.
+    /// What is stored of a batch is stored in its order; a refused record and those after
+    /// it are resent as they are (docs/PROTOCOL.md, "ProduceBatch").
+    pub fn produce_batch(
+        &mut self,
+        topic: &str,
+        records: &[(Option<&[u8]>, &[u8])],
+    ) -> Result<Vec<Result<Ack, ClientError>>, ClientError> {
+        let id = self.send_batch(topic, records)?;
+        let (got, resp) = self.recv()?;
+        if got != id {
+            return Err(ClientError::Unexpected(format!("answer to request {got}, expected {id}")));
+        }
+        into_results(resp, records.len())
     }
 
     /// Reads durable records of `topic` from offset `from`.
@@ -156,5 +185,23 @@ pub fn into_ack(resp: Response) -> Result<Ack, ClientError> {
         Response::Acked { seq, hlc } => Ok(Ack { seq, hlc }),
         Response::Error { code, retryable, message } => Err(ClientError::Refused { code, retryable, message }),
         other => Err(ClientError::Unexpected(format!("{other:?}"))),
+    }
+}
+
+/// The results in an answer to a batch of `records` produces: one per record, in order. A
+/// whole-request refusal (an unknown topic) is the `Err`.
+pub fn into_results(resp: Response, records: usize) -> Result<Vec<Result<Ack, ClientError>>, ClientError> {
+    match resp {
+        Response::Results(results) if results.len() == records => Ok(results
+            .into_iter()
+            .map(|r| match r {
+                RecordResult::Acked { seq, hlc } => Ok(Ack { seq, hlc }),
+                RecordResult::Refused { code, retryable, message } => {
+                    Err(ClientError::Refused { code, retryable, message })
+                }
+            })
+            .collect()),
+        Response::Error { code, retryable, message } => Err(ClientError::Refused { code, retryable, message }),
+        other => Err(ClientError::Unexpected(format!("{other:?} answering a batch of {records} records"))),
     }
 }

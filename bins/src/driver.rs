@@ -20,6 +20,8 @@ use std::time::SystemTime;
 
 /// Called once with the answer to a produce.
 pub type ProduceReply = Box<dyn FnOnce(Result<ProduceAck, ProduceError>) + Send>;
+/// Called once with the answers to a batch of produces, one per record in order.
+pub type BatchReply = Box<dyn FnOnce(Vec<Result<ProduceAck, ProduceError>>) + Send>;
 /// Called once with the answer to a fetch.
 pub type FetchReply = Box<dyn FnOnce(Result<Fetched, FetchError>) + Send>;
 
@@ -46,8 +48,18 @@ pub struct Driver {
     pub identity: Identity,
     next_req: u64,
     produces: BTreeMap<ReqId, ProduceReply>,
+    /// Batches being answered, by the request id of their first record (their records
+    /// have consecutive ids).
+    batches: BTreeMap<ReqId, PendingBatch>,
     fetches: BTreeMap<ReqId, FetchReply>,
     pub counters: Counters,
+}
+
+/// The results of a batch as they come, answered when the last does.
+struct PendingBatch {
+    results: Vec<Option<Result<ProduceAck, ProduceError>>>,
+    unanswered: usize,
+    reply: BatchReply,
 }
 
 fn wall_ms() -> u64 {
@@ -77,6 +89,7 @@ impl Driver {
             identity,
             next_req: 0,
             produces: BTreeMap::new(),
+            batches: BTreeMap::new(),
             fetches: BTreeMap::new(),
             counters: Counters::default(),
         };
@@ -114,6 +127,67 @@ impl Driver {
         let req = self.req();
         self.produces.insert(req, reply);
         self.input(Input::Produce { req, topic, key, value }, fx);
+    }
+
+    /// Hands the records to the core in order, under one reading of the clocks, and calls
+    /// `reply` once every record is answered. The first record refused as it is handed
+    /// over with a retryable error (busy, clock, storage full…) stops the batch: it and
+    /// every record after it get that refusal and are not written, so that what is written
+    /// of a batch is in its order and a client resends the refused tail as it is.
+    pub fn produce_batch(
+        &mut self,
+        topic: TopicIdx,
+        records: Vec<(Option<Vec<u8>>, Vec<u8>)>,
+        reply: BatchReply,
+        fx: &mut Effects,
+    ) {
+        let n = records.len();
+        assert!(n > 0, "the decoders refuse empty batches");
+        let first = ReqId(self.next_req + 1);
+        self.next_req += n as u64;
+        self.batches.insert(first, PendingBatch { results: vec![None; n], unanswered: n, reply });
+        let now = self.now();
+        for (i, (key, value)) in records.into_iter().enumerate() {
+            let req = ReqId(first.0 + i as u64);
+            self.node.handle(now, Input::Produce { req, topic, key, value });
+            self.collect(fx);
+            let Some(batch) = self.batches.get_mut(&first) else { return };
+            let refused = match &batch.results[i] {
+                Some(Err(e)) if e.is_retryable() => e.clone(),
+                _ => continue,
+            };
+            for _ in i + 1..n {
+                self.counters.refuse(&refused);
+            }
+            batch.results[i + 1..].fill(Some(Err(refused)));
+            batch.unanswered -= n - i - 1;
+            if batch.unanswered == 0 {
+                self.answer_batch(first);
+            }
+            return;
+        }
+    }
+
+    fn answer_batch(&mut self, first: ReqId) {
+        let batch = self.batches.remove(&first).expect("a batch answered once");
+        let results = batch.results.into_iter().map(|r| r.expect("every record is answered")).collect();
+        (batch.reply)(results);
+    }
+
+    /// Passes the core's answer to a produce to whoever asked.
+    fn answer_produce(&mut self, req: ReqId, result: Result<ProduceAck, ProduceError>) {
+        if let Some(reply) = self.produces.remove(&req) {
+            return reply(result);
+        }
+        let (&first, batch) =
+            self.batches.range_mut(..=req).next_back().expect("a reply answers a produce or a batch we made");
+        let slot = &mut batch.results[(req.0 - first.0) as usize];
+        assert!(slot.is_none(), "a record is answered once");
+        *slot = Some(result);
+        batch.unanswered -= 1;
+        if batch.unanswered == 0 {
+            self.answer_batch(first);
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -180,8 +254,7 @@ impl Driver {
                         Ok(_) => self.counters.records_acked += 1,
                         Err(e) => self.counters.refuse(e),
                     }
-                    let reply = self.produces.remove(&req).expect("a reply answers a produce we made");
-                    reply(result);
+                    self.answer_produce(req, result);
                 }
                 Output::Fetched { req, result } => {
                     let reply = self.fetches.remove(&req).expect("a fetch answer answers a fetch we made");

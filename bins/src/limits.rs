@@ -5,8 +5,10 @@ use std::time::Duration;
 
 /// Frames queued to one peer at most; more are dropped (the sync protocol resends).
 pub const PEER_SEND_QUEUE: usize = 256;
-/// Requests one binary-protocol connection may have unanswered.
+/// Records one binary-protocol connection may have unanswered: a Produce or a Fetch
+/// counts one, a ProduceBatch each of its records (what its answer holds a result for).
 pub const BINARY_IN_FLIGHT_MAX: usize = 1024;
+const _: () = assert!(crate::binproto::PRODUCE_BATCH_RECORDS_MAX <= BINARY_IN_FLIGHT_MAX, "a batch always fits");
 /// Connections one application listener (HTTP or binary) admits at most, whatever the
 /// memory budget; fewer on small budgets ([`ShellBudget`]).
 pub const API_CONNECTIONS_MAX: usize = 256;
@@ -128,7 +130,7 @@ impl Backoff {
 ///   `binary_connections_max`): a request head (≤ [`http::HEADER_BYTES_MAX`]), one read
 ///   chunk, answers waiting to be written (a connection's next request is not read while
 ///   more than `write_buffer_max` waits), and on a binary connection the acknowledgements
-///   of its requests in flight (≤ [`BINARY_IN_FLIGHT_MAX`] × 32 B);
+///   or results of its records in flight (≤ [`BINARY_IN_FLIGHT_MAX`] × 32 B);
 /// - fetch answers (`max_bytes` is capped at `fetch_bytes_max`, plus one record of at most
 ///   `codec::MAX_VALUE_BYTES`), at most `fetch_answers_max` at once over all connections;
 /// - request bodies and frames from applications, reserved whole from `ingress_bytes_max`

@@ -3,11 +3,15 @@
 //! the core issues them. It serves the same HTTP and binary APIs and the same link to the
 //! gateway as the tokio shell, through the same [`Driver`], so only the waiting differs.
 //!
-//! One loop turn: wait for sockets or the next timer; read every ready socket and hand
-//! the requests to the node; perform the storage requests that produced (the first
-//! produce of a turn starts a group commit; the others wait for the next, so a busy turn
-//! costs two fsyncs, not one per record); write the answers. While an fsync runs nothing
-//! else does — the kernel's socket buffers hold what arrives meanwhile.
+//! One loop turn: wait for sockets or the next timer (not at all while a connection has
+//! more to read); serve every ready connection once, round-robin: write its answers, then
+//! read at most [`TURN_READ_MAX`] bytes and hand the requests to the node; perform the
+//! storage requests that produced (the first produce of a turn starts a group commit; the
+//! others wait for the next, so a busy turn costs two fsyncs, not one per record) and put
+//! the answers in their connections' buffers, to be written next turn. While an fsync runs
+//! nothing else does — the kernel's socket buffers hold what arrives meanwhile. The bound
+//! per turn is what keeps the loop fair: a connection whose answers came back reads no
+//! more until every other ready connection has had its turn.
 //!
 //! There is no signal handler: SIGTERM ends the process at once, which loses nothing,
 //! since every acknowledged record is already durable.
@@ -47,13 +51,16 @@ const FIRST_CONN: usize = 3;
 const UPLINK_WRITE_MAX: usize = 4 << 20;
 /// How often deadlines are checked: a late request is closed at most this much late.
 const HOUSEKEEPING: Duration = Duration::from_millis(250);
+/// Bytes one connection may read per loop turn; one with more waiting is served again
+/// next turn, after the others.
+const TURN_READ_MAX: usize = 4 * READ_CHUNK;
 
 /// What an answer does to its connection once written into its buffer.
 enum Done {
     /// An HTTP response: the connection may read its next request.
     Http { close: bool },
-    /// A binary answer: one request fewer in flight.
-    Binary,
+    /// A binary answer: the places its request held in flight are free.
+    Binary { places: usize },
 }
 
 /// An answer the node's replies produce, for the loop to put into a connection's buffer:
@@ -184,6 +191,9 @@ struct Lite {
     fetches_held: usize,
     /// Connections waiting for ingress budget or a fetch answer's place.
     blocked: BTreeSet<Token>,
+    /// Connections to serve next turn: a socket became ready, answers came, or the turn's
+    /// read bound stopped it with more to read (the poller says nothing more of those).
+    ready: BTreeSet<Token>,
 }
 
 /// Runs an edge until `stop` is set (tests) or the process is killed.
@@ -247,6 +257,7 @@ pub fn run(settings: Settings, stop: &AtomicBool) -> Result<(), String> {
         ingress: Budget::new(budget.ingress_bytes_max),
         fetches_held: 0,
         blocked: BTreeSet::new(),
+        ready: BTreeSet::new(),
     };
     lite.run(stop)
 }
@@ -265,8 +276,12 @@ impl Lite {
             if let Some(LinkState::Idle { retry_at }) = self.uplink.as_ref().map(|u| &u.state) {
                 wake = wake.min(*retry_at);
             }
-            // Stop is polled at least every 100 ms.
-            let wait = wake.saturating_duration_since(now).min(Duration::from_millis(100));
+            // Stop is polled at least every 100 ms; not waited for while a connection is ready.
+            let wait = if self.ready.is_empty() {
+                wake.saturating_duration_since(now).min(Duration::from_millis(100))
+            } else {
+                Duration::ZERO
+            };
             if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     return Err(format!("poll failed: {e}"));
@@ -277,8 +292,13 @@ impl Lite {
                     HTTP_LISTENER => self.accept(true),
                     BINARY_LISTENER => self.accept(false),
                     UPLINK => self.uplink_ready(),
-                    t => self.service(t),
+                    t => {
+                        self.ready.insert(t);
+                    }
                 }
+            }
+            for t in std::mem::take(&mut self.ready) {
+                self.service(t);
             }
             if self.driver.next_wake().is_some_and(|w| w <= Instant::now()) {
                 self.driver.timeout(&mut self.fx);
@@ -310,7 +330,7 @@ impl Lite {
             for (to, bytes) in sends {
                 self.send_to_gateway(to, &bytes);
             }
-            let mut touched: Vec<Token> = Vec::new();
+            let mut touched = Vec::new();
             for (token, bytes, done, fetch) in answers {
                 let Some(c) = self.conns.get_mut(&token) else {
                     // The connection went away before its fetch answer: its place is free.
@@ -325,8 +345,8 @@ impl Lite {
                         c.close_after_write |= close;
                         c.idle_since = Instant::now();
                     }
-                    (Kind::Binary { in_flight }, Done::Binary) => {
-                        *in_flight -= 1;
+                    (Kind::Binary { in_flight }, Done::Binary { places }) => {
+                        *in_flight -= places;
                         if *in_flight == 0 {
                             c.idle_since = Instant::now();
                         }
@@ -335,13 +355,8 @@ impl Lite {
                 }
                 touched.push(token);
             }
-            touched.sort();
-            touched.dedup();
-            for t in touched {
-                // Write what is ready, then read what the answer unblocked.
-                self.service(t);
-            }
-            self.retry_blocked();
+            // Written, and what the answers unblocked read, at the connections' next turn.
+            self.ready.extend(touched);
         }
         self.flush_uplink();
     }
@@ -392,9 +407,8 @@ impl Lite {
                 }
             };
             self.next_token += 1;
-            if is_http {
-                let _ = stream.set_nodelay(true);
-            }
+            // Answers are small and someone waits for each: do not hold them back (Nagle).
+            let _ = stream.set_nodelay(true);
             if let Err(e) = self.poll.registry().register(&mut stream, token, Interest::READABLE | Interest::WRITABLE) {
                 tracing::warn!(error = %e, "cannot watch a connection");
                 self.table(is_http).remove(id);
@@ -445,6 +459,7 @@ impl Lite {
         if c.wbuf.is_empty() && c.close_after_write {
             return self.start_linger(c);
         }
+        let mut turn_left = TURN_READ_MAX;
         loop {
             // Handle what is buffered before reading more, so a client cannot make us buffer
             // past one request (HTTP) or the in-flight limit (binary).
@@ -468,13 +483,19 @@ impl Lite {
             if blocked || c.eof || c.wbuf.len() > self.budget.write_buffer_max {
                 break;
             }
+            if turn_left == 0 {
+                // Its turn is over; the others go first.
+                self.ready.insert(token);
+                break;
+            }
             let Some(room) = self.room_to_read(token, c) else { break };
             let mut chunk = [0u8; READ_CHUNK];
-            match c.stream.read(&mut chunk[..room]) {
+            match c.stream.read(&mut chunk[..room.min(turn_left)]) {
                 Ok(0) => c.eof = true,
                 Ok(n) => {
                     c.rbuf.extend_from_slice(&chunk[..n]);
                     self.received(c, n);
+                    turn_left -= n;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -614,24 +635,14 @@ impl Lite {
                     Ok(idx) => idx,
                     Err((resp, _)) => return Some(resp),
                 };
-                let n = records.len();
-                let collected = Arc::new(Mutex::new((vec![None; n], n)));
-                for (i, (key, value)) in records.into_iter().enumerate() {
-                    let (collected, outbox, topic) = (collected.clone(), self.outbox.clone(), topic.clone());
-                    let reply = Box::new(move |r: Result<ProduceAck, ProduceError>| {
-                        let mut g = collected.lock().expect("not poisoned");
-                        g.0[i] = Some(r);
-                        g.1 -= 1;
-                        if g.1 == 0 {
-                            let results: Vec<_> = g.0.drain(..).map(|r| r.expect("every result is in")).collect();
-                            let resp = api::produce_http(&topic, &results, batch);
-                            let mut out = Vec::new();
-                            http::Response { close, ..resp }.encode(&mut out);
-                            outbox.lock().expect("not poisoned").push((token, out, Done::Http { close }, false));
-                        }
-                    });
-                    self.driver.produce(idx, key, value, reply, &mut self.fx);
-                }
+                let outbox = self.outbox.clone();
+                let reply = Box::new(move |results: Vec<Result<ProduceAck, ProduceError>>| {
+                    let resp = api::produce_http(&topic, &results, batch);
+                    let mut out = Vec::new();
+                    http::Response { close, ..resp }.encode(&mut out);
+                    outbox.lock().expect("not poisoned").push((token, out, Done::Http { close }, false));
+                });
+                self.driver.produce_batch(idx, records, reply, &mut self.fx);
                 return None;
             }
             Call::Fetch(binproto::FetchRequest { topic, way, from, max_records, max_bytes }) => {
@@ -684,13 +695,23 @@ impl Lite {
             self.blocked.insert(token);
             return false;
         }
+        // A batch holds a place per record: it waits for its answers' room.
+        let places = match &req {
+            binproto::Request::ProduceBatch { records, .. } => records.len(),
+            binproto::Request::Produce { .. } | binproto::Request::Fetch(_) => 1,
+        };
+        if matches!(c.kind, Kind::Binary { in_flight } if in_flight + places > BINARY_IN_FLIGHT_MAX) {
+            return false;
+        }
         c.rbuf.drain(..4 + len);
         self.release(c);
         // A next frame already buffered started when this one ended.
         c.clock = (!c.rbuf.is_empty()).then(|| RequestClock::start(Instant::now(), c.rbuf.len()));
         c.blocked_since = None;
         let topic = match &req {
-            binproto::Request::Produce { topic, .. } => api::produce_topic(&self.topics, topic),
+            binproto::Request::Produce { topic, .. } | binproto::Request::ProduceBatch { topic, .. } => {
+                api::produce_topic(&self.topics, topic)
+            }
             binproto::Request::Fetch(f) => api::fetch_topic(&self.topics, &f.topic, f.way),
         };
         let idx = match topic {
@@ -701,7 +722,7 @@ impl Lite {
             }
         };
         if let Kind::Binary { in_flight } = &mut c.kind {
-            *in_flight += 1;
+            *in_flight += places;
         }
         let outbox = self.outbox.clone();
         match req {
@@ -709,16 +730,24 @@ impl Lite {
                 let reply = Box::new(move |r| {
                     let mut out = Vec::new();
                     binproto::encode_response(id, &api::produce_binary(&r), &mut out);
-                    outbox.lock().expect("not poisoned").push((token, out, Done::Binary, false));
+                    outbox.lock().expect("not poisoned").push((token, out, Done::Binary { places: 1 }, false));
                 });
                 self.driver.produce(idx, key, value, reply, &mut self.fx);
+            }
+            binproto::Request::ProduceBatch { records, .. } => {
+                let reply = Box::new(move |r: Vec<_>| {
+                    let mut out = Vec::new();
+                    binproto::encode_response(id, &api::produce_batch_binary(&r), &mut out);
+                    outbox.lock().expect("not poisoned").push((token, out, Done::Binary { places }, false));
+                });
+                self.driver.produce_batch(idx, records, reply, &mut self.fx);
             }
             binproto::Request::Fetch(binproto::FetchRequest { from, max_records, max_bytes, .. }) => {
                 self.fetches_held += 1;
                 let reply = Box::new(move |r| {
                     let mut out = Vec::new();
                     binproto::encode_response(id, &api::fetch_binary(r), &mut out);
-                    outbox.lock().expect("not poisoned").push((token, out, Done::Binary, true));
+                    outbox.lock().expect("not poisoned").push((token, out, Done::Binary { places: 1 }, true));
                 });
                 let max_bytes = max_bytes.min(self.budget.fetch_bytes_max);
                 self.driver.fetch(idx, from, max_records, max_bytes, reply, &mut self.fx);

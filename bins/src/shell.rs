@@ -55,6 +55,13 @@ enum Cmd {
         reply: Reply<Result<ProduceAck, ProduceError>>,
         ingress: Option<Reservation>,
     },
+    /// A batch of produces, handed to the core in order and answered once.
+    ProduceBatch {
+        topic: TopicIdx,
+        records: Vec<binproto::KeyValue>,
+        reply: Reply<Vec<Result<ProduceAck, ProduceError>>>,
+        ingress: Option<Reservation>,
+    },
     Fetch {
         topic: TopicIdx,
         from: Seq,
@@ -456,6 +463,10 @@ async fn node_loop(
                 match cmd {
                     Cmd::Produce { topic, key, value, reply, ingress } => {
                         driver.produce(topic, key, value, reply, &mut fx);
+                        drop(ingress);
+                    }
+                    Cmd::ProduceBatch { topic, records, reply, ingress } => {
+                        driver.produce_batch(topic, records, reply, &mut fx);
                         drop(ingress);
                     }
                     Cmd::Fetch { topic, from, max_records, max_bytes, reply } => {
@@ -967,22 +978,16 @@ async fn answer_http(req: &http::Request, api: &Api) -> (http::Response, Option<
                 Ok(i) => i,
                 Err((resp, _)) => return (resp, None),
             };
-            // Every record is handed over first, so one group commit covers the batch.
-            let mut waiting = Vec::with_capacity(records.len());
-            for (key, value) in records {
-                let (tx, rx) = oneshot::channel();
-                let reply: Reply<_> = Box::new(move |r| {
-                    let _ = tx.send(r);
-                });
-                if api.node.send(Cmd::Produce { topic: idx, key, value, reply, ingress: None }).await.is_err() {
-                    return (unavailable(), None);
-                }
-                waiting.push(rx);
+            // The records go over together, so one group commit usually covers them.
+            let n = records.len();
+            let (tx, rx) = oneshot::channel();
+            let reply: Reply<_> = Box::new(move |r| {
+                let _ = tx.send(r);
+            });
+            if api.node.send(Cmd::ProduceBatch { topic: idx, records, reply, ingress: None }).await.is_err() {
+                return (unavailable(), None);
             }
-            let mut results = Vec::with_capacity(waiting.len());
-            for rx in waiting {
-                results.push(rx.await.unwrap_or(Err(ProduceError::Recovering)));
-            }
+            let results = rx.await.unwrap_or_else(|_| vec![Err(ProduceError::Recovering); n]);
             api::produce_http(&topic, &results, batch)
         }
         Call::Fetch(binproto::FetchRequest { topic, way, from, max_records, max_bytes }) => {
@@ -1110,10 +1115,17 @@ async fn binary_connection(stream: TcpStream, api: Arc<Api>, slot: Slot) -> std:
             }
         };
         drop(body);
-        let permit = in_flight.clone().acquire_owned().await.expect("never closed");
+        // A batch holds a place per record: what its answer will hold.
+        let places = match &req {
+            binproto::Request::ProduceBatch { records, .. } => records.len() as u32,
+            binproto::Request::Produce { .. } | binproto::Request::Fetch(_) => 1,
+        };
+        let permit = in_flight.clone().acquire_many_owned(places).await.expect("never closed");
         slot.busy();
         let topic = match &req {
-            binproto::Request::Produce { topic, .. } => api::produce_topic(&api.topics, topic),
+            binproto::Request::Produce { topic, .. } | binproto::Request::ProduceBatch { topic, .. } => {
+                api::produce_topic(&api.topics, topic)
+            }
             binproto::Request::Fetch(f) => api::fetch_topic(&api.topics, &f.topic, f.way),
         };
         let idx = match topic {
@@ -1131,6 +1143,13 @@ async fn binary_connection(stream: TcpStream, api: Arc<Api>, slot: Slot) -> std:
                     let _ = answer.send(Answer { id, resp, close: false, _permit: Some(permit), _fetch: None });
                 });
                 Cmd::Produce { topic: idx, key, value, reply, ingress: Some(ingress) }
+            }
+            binproto::Request::ProduceBatch { records, .. } => {
+                let reply: Reply<_> = Box::new(move |r: Vec<_>| {
+                    let resp = api::produce_batch_binary(&r);
+                    let _ = answer.send(Answer { id, resp, close: false, _permit: Some(permit), _fetch: None });
+                });
+                Cmd::ProduceBatch { topic: idx, records, reply, ingress: Some(ingress) }
             }
             binproto::Request::Fetch(binproto::FetchRequest { from, max_records, max_bytes, .. }) => {
                 drop(ingress);

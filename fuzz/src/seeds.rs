@@ -130,7 +130,7 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         "produce-raw-keyed",
         b"POST /v1/topics/a%2Eb/records?key=k HTTP/1.0\r\nOutpost-Key: k2\r\ncontent-length: 3\r\n\r\nabc".to_vec(),
     ));
-    use outpost::binproto::{self, Code, FetchRequest, Record, Request, Response};
+    use outpost::binproto::{self, Code, FetchRequest, Record, RecordResult, Request, Response};
     let reqs = [
         ("produce", Request::Produce { topic: "events".into(), key: Some(b"k".to_vec()), value: b"v".to_vec() }),
         (
@@ -153,6 +153,13 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
                 max_bytes: 64,
             }),
         ),
+        (
+            "produce-batch",
+            Request::ProduceBatch {
+                topic: "events".into(),
+                records: vec![(Some(b"k".to_vec()), b"v".to_vec()), (None, Vec::new())],
+            },
+        ),
     ];
     for (name, r) in reqs {
         let mut out = Vec::new();
@@ -169,6 +176,14 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
                 durable_end: 5,
                 records: vec![Record { seq: 1, origin: 7, origin_seq: 1, hlc: hlc.0, key: None, value: b"v".to_vec() }],
             },
+        ),
+        (
+            "results",
+            Response::Results(vec![
+                RecordResult::Acked { seq: 1, hlc: hlc.0 },
+                RecordResult::Refused { code: Code::Busy, retryable: true, message: "full".into() },
+                RecordResult::Refused { code: Code::Busy, retryable: true, message: "full".into() },
+            ]),
         ),
     ];
     for (name, r) in resps {

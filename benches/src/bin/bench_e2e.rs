@@ -5,16 +5,18 @@
 //! exactly once, and says so, but its figures are for reading (docs/PERFORMANCE.md).
 //!
 //! `just bench-e2e` builds the release binaries and runs it; `bench-e2e --help` lists the
-//! options. `--mode live` (the default) runs the gateway throughout; `--mode offline`
+//! options. `--batch B` sends B records per request (a ProduceBatch, or with `--protocol
+//! http` a JSON batch); latencies stay per record: from its request's send to its answer. `--mode live` (the default) runs the gateway throughout; `--mode offline`
 //! writes everything with the gateway down (durable ingest alone), then starts it and
 //! times the drain (edge → gateway sync alone).
 
 #![allow(clippy::disallowed_types)] // A benchmark of real processes measures real time.
 
-use outpost::binproto::{Request, Response};
+use outpost::binproto::{RecordResult, Request, Response};
 use outpost::client::Client;
 use std::collections::VecDeque;
-use std::net::{SocketAddr, TcpListener};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,7 +27,10 @@ usage: bench-e2e [options]
   --records N        records in all (default 1000000)
   --size S           value bytes per record (default 100)
   --producers K      producer connections, one thread each (default 4)
-  --window W         produces in flight per producer (default 1024)
+  --window W         records in flight per producer (default 1024): W / B requests of --batch B
+                     records (at least one); with --protocol http, one request at a time
+  --batch B          records per produce request (default 1: a Produce each; above, a ProduceBatch)
+  --protocol binary|http  the binary protocol (default), or HTTP JSON batches of B records
   --mode live|offline  gateway up throughout, or down while producing then drained (default live)
   --shell tokio|lite the edge's shell (default tokio)
   --pin-edge CPUS    run the edge under `taskset -c CPUS` (e.g. 0: one core)
@@ -40,6 +45,8 @@ struct Options {
     size: usize,
     producers: u64,
     window: usize,
+    batch: usize,
+    http: bool,
     offline: bool,
     shell: String,
     pin_edge: Option<String>,
@@ -55,6 +62,8 @@ fn options() -> Result<Options, String> {
         size: 100,
         producers: 4,
         window: 1024,
+        batch: 1,
+        http: false,
         offline: false,
         shell: "tokio".into(),
         pin_edge: None,
@@ -76,6 +85,12 @@ fn options() -> Result<Options, String> {
             "--size" => o.size = number(&value)? as usize,
             "--producers" => o.producers = number(&value)?,
             "--window" => o.window = number(&value)? as usize,
+            "--batch" => o.batch = number(&value)? as usize,
+            "--protocol" => match value.as_str() {
+                "binary" => o.http = false,
+                "http" => o.http = true,
+                _ => return Err(format!("--protocol: {value:?} is neither binary nor http")),
+            },
             "--mode" => match value.as_str() {
                 "live" => o.offline = false,
                 "offline" => o.offline = true,
@@ -92,6 +107,9 @@ fn options() -> Result<Options, String> {
     }
     if o.records == 0 || o.producers == 0 || o.window == 0 || o.size < 8 {
         return Err("--records, --producers and --window must be above 0, --size at least 8".into());
+    }
+    if o.batch == 0 || o.batch > outpost::binproto::PRODUCE_BATCH_RECORDS_MAX {
+        return Err(format!("--batch must be 1 to {}", outpost::binproto::PRODUCE_BATCH_RECORDS_MAX));
     }
     if !o.outpost.exists() {
         return Err(format!(
@@ -204,41 +222,166 @@ struct Produced {
     busy: u64,
 }
 
-fn produce(addr: SocketAddr, producer: u64, records: u64, size: usize, window: usize, t0: Instant) -> Produced {
-    let mut c = Client::connect(addr).expect("the edge's binary port");
-    let mut out = Produced { acks: Vec::with_capacity(records as usize), busy: 0 };
-    let mut in_flight: VecDeque<(u32, u64, u64)> = VecDeque::with_capacity(window);
-    let mut resend: VecDeque<u64> = VecDeque::new();
-    let mut next = 0u64;
-    let values = outpost_bench::telemetry_values(1024, size);
-    let value = |i: u64| values[(producer * 7 + i) as usize % values.len()].clone();
-    while (out.acks.len() as u64) < records {
-        while in_flight.len() < window {
-            let i = match resend.pop_front() {
-                Some(i) => i,
-                None if next < records => {
-                    next += 1;
-                    next - 1
+/// What one producer is asked for.
+#[derive(Clone, Copy)]
+struct Load {
+    producer: u64,
+    records: u64,
+    size: usize,
+    window: usize,
+    batch: usize,
+}
+
+impl Load {
+    /// The records of the next request: those refused for now first, then new ones.
+    fn next_request(&self, resend: &mut VecDeque<u64>, next: &mut u64) -> Vec<u64> {
+        let mut take = Vec::with_capacity(self.batch);
+        while take.len() < self.batch {
+            match resend.pop_front() {
+                Some(i) => take.push(i),
+                None if *next < self.records => {
+                    take.push(*next);
+                    *next += 1;
                 }
                 None => break,
-            };
+            }
+        }
+        take
+    }
+
+    /// Record `i`'s value, one of `pool` (`telemetry_values`).
+    fn value<'a>(&self, pool: &'a [Vec<u8>], i: u64) -> &'a [u8] {
+        &pool[(self.producer * 7 + i) as usize % pool.len()]
+    }
+}
+
+/// Produces over the binary protocol: Produce requests, or ProduceBatch of `load.batch`.
+fn produce(addr: SocketAddr, load: Load, t0: Instant) -> Produced {
+    let mut c = Client::connect(addr).expect("the edge's binary port");
+    let mut out = Produced { acks: Vec::with_capacity(load.records as usize), busy: 0 };
+    let requests_max = (load.window / load.batch).max(1);
+    let mut in_flight: VecDeque<(u32, Vec<u64>, u64)> = VecDeque::with_capacity(requests_max);
+    let mut resend: VecDeque<u64> = VecDeque::new();
+    let mut next = 0u64;
+    let pool = outpost_bench::telemetry_values(1024, load.size);
+    let value = |i| load.value(&pool, i);
+    while (out.acks.len() as u64) < load.records {
+        while in_flight.len() < requests_max {
+            let take = load.next_request(&mut resend, &mut next);
+            if take.is_empty() {
+                break;
+            }
             let sent = t0.elapsed().as_nanos() as u64;
-            let id = c.send(&Request::Produce { topic: TOPIC.into(), key: None, value: value(i) }).expect("send");
-            in_flight.push_back((id, i, sent));
+            let id = if load.batch == 1 {
+                c.send(&Request::Produce { topic: TOPIC.into(), key: None, value: value(take[0]).to_vec() })
+            } else {
+                let records: Vec<(Option<&[u8]>, &[u8])> = take.iter().map(|&i| (None, value(i))).collect();
+                c.send_batch(TOPIC, &records)
+            }
+            .expect("send");
+            in_flight.push_back((id, take, sent));
         }
         let (id, resp) = c.recv().expect("an answer from the edge");
-        let (expected, i, sent) = in_flight.pop_front().expect("an answer to a request in flight");
+        let (expected, take, sent) = in_flight.pop_front().expect("an answer to a request in flight");
         assert_eq!(id, expected, "answers come in order");
+        let acked = t0.elapsed().as_nanos() as u64;
         match resp {
-            Response::Acked { seq, .. } => out.acks.push((seq, sent, t0.elapsed().as_nanos() as u64)),
+            Response::Acked { seq, .. } => out.acks.push((seq, sent, acked)),
+            Response::Results(results) => {
+                for (i, r) in take.into_iter().zip(results) {
+                    match r {
+                        RecordResult::Acked { seq, .. } => out.acks.push((seq, sent, acked)),
+                        RecordResult::Refused { retryable: true, .. } => {
+                            out.busy += 1;
+                            resend.push_back(i);
+                        }
+                        other => panic!("the edge refused a produce: {other:?}"),
+                    }
+                }
+            }
             Response::Error { retryable: true, .. } => {
-                out.busy += 1;
-                resend.push_back(i);
+                out.busy += take.len() as u64;
+                resend.extend(take);
             }
             other => panic!("the edge refused a produce: {other:?}"),
         }
     }
     out
+}
+
+/// Produces over HTTP: JSON batches of `load.batch` records (values as JSON strings), one
+/// request at a time on a keep-alive connection.
+fn produce_http(addr: SocketAddr, load: Load, t0: Instant) -> Produced {
+    let stream = TcpStream::connect(addr).expect("the edge's HTTP port");
+    stream.set_nodelay(true).expect("nodelay");
+    let mut rd = BufReader::new(stream.try_clone().expect("a second handle"));
+    let mut wr = stream;
+    let mut out = Produced { acks: Vec::with_capacity(load.records as usize), busy: 0 };
+    let mut resend: VecDeque<u64> = VecDeque::new();
+    let mut next = 0u64;
+    let pool = outpost_bench::telemetry_values(1024, load.size);
+    let value = |i| load.value(&pool, i);
+    let mut body = Vec::new();
+    while (out.acks.len() as u64) < load.records {
+        let take = load.next_request(&mut resend, &mut next);
+        body.clear();
+        body.extend_from_slice(b"{\"records\":[");
+        for (n, &i) in take.iter().enumerate() {
+            if n > 0 {
+                body.push(b',');
+            }
+            let text = std::str::from_utf8(value(i)).expect("telemetry values are UTF-8");
+            body.extend_from_slice(b"{\"value\":");
+            serde_json::to_writer(&mut body, text).expect("a string serializes");
+            body.push(b'}');
+        }
+        body.extend_from_slice(b"]}");
+        let sent = t0.elapsed().as_nanos() as u64;
+        let head = format!(
+            "POST /v1/topics/{TOPIC}/records HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\n\r\n",
+            body.len()
+        );
+        wr.write_all(head.as_bytes()).and_then(|()| wr.write_all(&body)).expect("a request written");
+        let answer = read_http_body(&mut rd);
+        let acked = t0.elapsed().as_nanos() as u64;
+        let v: serde_json::Value = serde_json::from_slice(&answer).expect("a JSON answer");
+        let results = v["results"].as_array().unwrap_or_else(|| panic!("the edge refused a batch: {v}"));
+        for (i, r) in take.into_iter().zip(results) {
+            match (r["offset"].as_u64(), r["retryable"].as_bool()) {
+                (Some(seq), _) => out.acks.push((seq, sent, acked)),
+                (None, Some(true)) => {
+                    out.busy += 1;
+                    resend.push_back(i);
+                }
+                _ => panic!("the edge refused a produce: {r}"),
+            }
+        }
+    }
+    out
+}
+
+/// The body of the next HTTP response (by its Content-Length).
+fn read_http_body(rd: &mut BufReader<TcpStream>) -> Vec<u8> {
+    let mut length = None;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        rd.read_line(&mut line).expect("a response head");
+        assert!(!line.is_empty(), "the edge closed the connection");
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((name, v)) = l.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse::<usize>().ok();
+            }
+        }
+    }
+    let mut body = vec![0u8; length.expect("a Content-Length")];
+    rd.read_exact(&mut body).expect("a response body");
+    body
 }
 
 /// Reads the gateway's copy of the topic until it holds `records` distinct records:
@@ -307,13 +450,15 @@ fn main() {
         o.edge_memory
     );
     println!(
-        "outpost_e2e mode={} shell={} records={} size={} producers={} window={} pin_edge={} dir={}",
+        "outpost_e2e mode={} shell={} protocol={} records={} size={} producers={} window={} batch={} pin_edge={} dir={}",
         if o.offline { "offline" } else { "live" },
         o.shell,
+        if o.http { "http" } else { "binary" },
         o.records,
         o.size,
         o.producers,
         o.window,
+        o.batch,
         o.pin_edge.as_deref().unwrap_or("none"),
         dir.display()
     );
@@ -330,8 +475,9 @@ fn main() {
     let producers: Vec<_> = (0..o.producers)
         .map(|p| {
             let n = o.records / o.producers + u64::from(p < o.records % o.producers);
-            let (addr, size, window) = (e_bin, o.size, o.window);
-            std::thread::spawn(move || produce(addr, p, n, size, window, t0))
+            let load = Load { producer: p, records: n, size: o.size, window: o.window, batch: o.batch };
+            let http = o.http;
+            std::thread::spawn(move || if http { produce_http(e_http, load, t0) } else { produce(e_bin, load, t0) })
         })
         .collect();
     let produced: Vec<Produced> = producers.into_iter().map(|h| h.join().expect("a producer")).collect();
