@@ -374,3 +374,72 @@ impl Driver {
         crate::status::build(self, link, self.start.elapsed())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use outpost_core::config::{Role, SyncDirection, TopicConfig};
+    use outpost_core::io::FileId;
+    use std::sync::{Arc, Mutex};
+
+    /// Performs the driver's disk requests over files in memory until none is left.
+    fn run_disk(d: &mut Driver, fx: &mut Effects, files: &mut BTreeMap<FileId, Vec<u8>>) {
+        while !fx.disk.is_empty() {
+            for (id, req) in std::mem::take(&mut fx.disk) {
+                let result = match req {
+                    DiskRequest::List => {
+                        Ok(DiskResponse::Listed(files.iter().map(|(f, b)| (*f, b.len() as u64)).collect()))
+                    }
+                    DiskRequest::Append { file, bytes } => {
+                        files.entry(file).or_default().extend_from_slice(&bytes);
+                        Ok(DiskResponse::Done)
+                    }
+                    DiskRequest::Read { file, offset, len } => {
+                        let b = files.get(&file).map_or(&[][..], Vec::as_slice);
+                        let start = (offset as usize).min(b.len());
+                        Ok(DiskResponse::Read(b[start..(start + len as usize).min(b.len())].to_vec()))
+                    }
+                    DiskRequest::Delete { file } => {
+                        files.remove(&file);
+                        Ok(DiskResponse::Done)
+                    }
+                    DiskRequest::Truncate { file, len } => {
+                        files.entry(file).or_default().truncate(len as usize);
+                        Ok(DiskResponse::Done)
+                    }
+                    DiskRequest::Sync { .. } => Ok(DiskResponse::Done),
+                };
+                d.disk_done(id, result, fx);
+            }
+        }
+    }
+
+    /// A batch that fills the produce buffer stops at its first retryable refusal: the
+    /// small record after the refused one is refused too, not written after it, so that
+    /// what a batch writes is in its order and the client resends the refused tail as is.
+    #[test]
+    fn a_batch_stops_at_its_first_retryable_refusal() {
+        let cfg = NodeConfig::new(NodeId(1), Role::Edge, vec![TopicConfig::new("t", SyncDirection::Local)]);
+        let identity = Identity { name: "e".into(), location: None, names: BTreeMap::new() };
+        let (mut fx, mut files) = (Effects::default(), BTreeMap::new());
+        let mut d = Driver::new(cfg, identity, &mut fx);
+        run_disk(&mut d, &mut fx, &mut files);
+        assert!(d.node().is_running(), "recovered over empty storage");
+        let mut records: Vec<(Option<Vec<u8>>, Vec<u8>)> = (0..6).map(|_| (None, vec![7u8; 900 << 10])).collect();
+        records.push((None, b"small".to_vec()));
+        let answer = Arc::new(Mutex::new(None));
+        let slot = Arc::clone(&answer);
+        d.produce_batch(TopicIdx(0), records, Box::new(move |r| *slot.lock().expect("one thread") = Some(r)), &mut fx);
+        run_disk(&mut d, &mut fx, &mut files);
+        let results = answer.lock().expect("one thread").take().expect("the batch is answered");
+        let written = results.iter().take_while(|r| r.is_ok()).count();
+        assert!((1..6).contains(&written), "the 4 MiB produce buffer takes some 900 KiB records: {written}");
+        assert!(
+            results[written..].iter().all(|r| matches!(r, Err(ProduceError::Busy { .. }))),
+            "every record from the first refusal on is refused as busy: {results:?}"
+        );
+        let seqs: Vec<u64> = results[..written].iter().map(|r| r.as_ref().expect("acked").seq).collect();
+        assert_eq!(seqs, (0..written as u64).collect::<Vec<_>>(), "written in order");
+        assert_eq!(d.node().log(TopicIdx(0)).end_offset(), written as u64, "nothing after the refusal was written");
+    }
+}
