@@ -26,6 +26,8 @@ taskset -c 1 target/release/bench-e2e --records "$N" --size "$SIZE" --producers 
     --mode offline --pin-edge 0 --pin-gateway 1 --batch 256 --protocol http
 echo "== live, one producer with a window of $WINDOW (as the NATS publisher), nothing pinned"
 target/release/bench-e2e --records "$N" --size "$SIZE" --window "$WINDOW" --producers 1
+echo "== the same, in batches of 256 records per request"
+target/release/bench-e2e --records "$N" --size "$SIZE" --window "$WINDOW" --producers 1 --batch 256
 echo "== NATS JetStream, file storage, one async publisher with a window of $WINDOW"
 # run.sh ends with the status of stopping its server; its figures are printed before.
 "$peers/nats/run.sh" "$N" "$SIZE" "$WINDOW" || true

@@ -1078,14 +1078,11 @@ impl Uplink {
         self.counters.read_bytes += bytes.len() as u64;
         let at = ReadAt { topic, base: r.base, pos: r.pos, sent: r.sent };
         if let Some(durable_end) = self.on_read(cx, at, bytes, &logs[topic.0 as usize], codec) {
-            let whole = |ahead: &ReadAhead| ahead.bytes.len() as u64;
-            let kept = self.streams.get(&topic).and_then(|s| s.cursor).filter(|c| c.base == r.base && c.pos >= r.pos);
-            if let Some(c) = kept.filter(|c| c.pos < durable_end) {
-                let bytes = bytes[(c.pos - r.pos) as usize..(durable_end - r.pos) as usize].to_vec();
-                let ahead = ReadAhead { base: r.base, pos: c.pos, bytes };
-                debug_assert_eq!(c.pos + whole(&ahead), durable_end);
-                self.keep_ahead(topic, (r.base, c.pos, durable_end), ahead);
-            }
+            // Only what the batch left is copied (`keep_ahead` checks the rest).
+            let cursor = self.streams.get(&topic).and_then(|s| s.cursor).filter(|c| c.base == r.base);
+            let from = cursor.map_or(durable_end, |c| c.pos.clamp(r.pos, durable_end));
+            let bytes = bytes[(from - r.pos) as usize..(durable_end - r.pos) as usize].to_vec();
+            self.keep_ahead(topic, (r.base, r.pos, durable_end), ReadAhead { base: r.base, pos: from, bytes });
         }
     }
 
