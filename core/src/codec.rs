@@ -449,6 +449,11 @@ pub struct RecordRef<'a> {
 }
 
 impl RecordRef<'_> {
+    /// Its key's and value's bytes: what an application wrote.
+    pub fn payload_len(&self) -> usize {
+        self.value.len() + self.key.map_or(0, <[u8]>::len)
+    }
+
     /// The bytes this record takes in an uncompressed records section whose first record
     /// has HLC `base_hlc` (`base_hlc <= self.hlc`). Lets callers keep a batch under
     /// [`MAX_BATCH_RAW_BYTES`] before encoding it.

@@ -241,7 +241,7 @@ impl Fetches {
                     if seq < p.next || seq >= seg_end {
                         continue;
                     }
-                    let size = r.value.len() + r.key.map_or(0, <[u8]>::len) + FETCH_RECORD_OVERHEAD as usize;
+                    let size = r.payload_len() + FETCH_RECORD_OVERHEAD as usize;
                     if p.records.len() >= p.max_records || (!p.records.is_empty() && p.bytes + size > p.max_bytes) {
                         full = true;
                         break;

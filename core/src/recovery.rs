@@ -467,7 +467,7 @@ impl Recovery {
             };
             let crcs = b.records().map(|r| crc32c::crc32c(r.value)).collect();
             let max_record_hlc = b.records().map(|r| r.hlc).max().unwrap_or_default();
-            let payload_bytes = b.records().map(|r| (r.value.len() + r.key.map_or(0, <[u8]>::len)) as u64).sum();
+            let payload_bytes = b.records().map(|r| r.payload_len() as u64).sum();
             cx.fx.event(Event::Stored {
                 origin: b.header.origin,
                 topic,

@@ -321,7 +321,7 @@ impl Ingest {
             self.duplicates_dropped += skip as u64;
             let records: Vec<RecordRef<'_>> = batch.records().skip(skip).collect();
             let value_crcs = records.iter().map(|r| crc32c::crc32c(r.value)).collect();
-            let payload_bytes = records.iter().map(|r| (r.value.len() + r.key.map_or(0, <[u8]>::len)) as u64).sum();
+            let payload_bytes = records.iter().map(|r| r.payload_len() as u64).sum();
             let max_record_hlc = records.iter().map(|r| r.hlc).max().unwrap_or(Hlc::ZERO);
             let stored = if skip == 0 {
                 bytes.clone()

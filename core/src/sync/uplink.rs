@@ -1183,7 +1183,7 @@ impl Uplink {
                     break;
                 }
                 section += len;
-                taken_bytes += (r.value.len() + r.key.map_or(0, <[u8]>::len)) as u64 + 8;
+                taken_bytes += r.payload_len() as u64 + 8;
                 taken_records += 1;
                 n += 1;
             }
