@@ -70,6 +70,17 @@ fn top_hears_tier_send(relays: Vec<NodeId>, bases: &[u64]) -> (Vec<(NodeId, Sync
     }
 }
 
+/// The batches `events` say were stored: origin, first sequence, records.
+fn stored(events: &[Event]) -> Vec<(NodeId, u64, usize)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Stored { origin, first_seq, value_crcs, .. } => Some((*origin, *first_seq, value_crcs.len())),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn a_peer_that_is_not_a_relay_cannot_send_another_origins_records() {
     let (sent, events) = top_hears_tier(Vec::new());
@@ -84,13 +95,7 @@ fn a_peer_that_is_not_a_relay_cannot_send_another_origins_records() {
 #[test]
 fn a_relays_records_are_stored_as_their_origins_and_acknowledged_to_the_relay() {
     let (sent, events) = top_hears_tier(vec![TIER]);
-    let stored: Vec<_> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Stored { origin, first_seq, value_crcs, .. } => Some((*origin, *first_seq, value_crcs.len())),
-            _ => None,
-        })
-        .collect();
+    let stored = stored(&events);
     assert_eq!(stored, vec![(TILL, 0, 2)], "{events:?}");
     let acks: Vec<_> = sent
         .iter()
@@ -125,12 +130,6 @@ fn a_relayed_range_that_overtook_the_one_before_it_is_kept_and_taken_once_the_ga
     assert_eq!(acks.last(), Some(&(TILL, 4, 4, Refusal::None)), "{sent:?}");
     assert!(acks.iter().filter(|a| a.3.any()).count() == 1, "only the gap is a refusal: {acks:?}");
     // Stored in order, each once: the kept range once the one before it came.
-    let stored: Vec<_> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Stored { origin, first_seq, value_crcs, .. } => Some((*origin, *first_seq, value_crcs.len())),
-            _ => None,
-        })
-        .collect();
+    let stored = stored(&events);
     assert_eq!(stored, vec![(TILL, 0, 2), (TILL, 2, 2)], "{events:?}");
 }
