@@ -66,6 +66,8 @@ pub struct NodeStats {
     pub sync_bytes_sent: u64,
     pub duplicates_dropped: u64,
     pub gaps_refused: u64,
+    /// Batches kept beyond a gap until it filled (see `sync::ingest`).
+    pub batches_kept: u64,
     pub commits: u64,
     pub commit_failures: u64,
     pub segments_deleted: u64,
@@ -254,6 +256,7 @@ impl Node {
         if let Some(g) = &self.ingest {
             s.duplicates_dropped = g.duplicates_dropped;
             s.gaps_refused = g.gaps_refused;
+            s.batches_kept = g.batches_kept;
             s.gateway_storage_refused = g.storage_refused;
         }
         s

@@ -687,6 +687,9 @@ struct Pair {
     /// Files the edge deleted, in order.
     deleted: Vec<FileId>,
     link_up: bool,
+    /// Data messages to the gateway lost on the link, by their number (from 0).
+    lose_data: Vec<usize>,
+    data_sent: usize,
     to_gw: VecDeque<Vec<u8>>,
     to_edge: VecDeque<Vec<u8>>,
     replies: Vec<(ReqId, Result<outpost_core::io::ProduceAck, outpost_core::io::ProduceError>)>,
@@ -719,6 +722,8 @@ impl Pair {
             refuse_creates: 0,
             deleted: Vec::new(),
             link_up: false,
+            lose_data: Vec::new(),
+            data_sent: 0,
             to_gw: VecDeque::new(),
             to_edge: VecDeque::new(),
             replies: Vec::new(),
@@ -766,7 +771,15 @@ impl Pair {
             while let Some(o) = self.edge.poll_output() {
                 match o {
                     Output::Disk { id, req } => self.edge_disk.queue.push_back((id, req)),
-                    Output::Send { bytes, .. } if self.link_up => self.to_gw.push_back(bytes),
+                    Output::Send { bytes, .. } if self.link_up => {
+                        if matches!(SyncMsg::decode(&bytes), Ok(SyncMsg::Data { .. })) {
+                            self.data_sent += 1;
+                            if self.lose_data.contains(&(self.data_sent - 1)) {
+                                continue;
+                            }
+                        }
+                        self.to_gw.push_back(bytes);
+                    }
                     Output::Reply { req, result } => self.replies.push((req, result)),
                     Output::Event(e) => self.events.push(e),
                     _ => {}
@@ -872,6 +885,55 @@ fn a_backlog_in_many_batches_is_read_once_and_sent_once() {
     );
     assert_eq!((edge.sync_records_resent, edge.retransmits, gw.duplicates_dropped), (0, 0, 0), "{edge:?} {gw:?}");
     assert_eq!(edge.sync_records_sent, records);
+}
+
+#[test]
+fn a_lost_message_is_sent_again_alone_while_the_gateway_keeps_what_followed() {
+    let mut cfg = Pair::edge_config();
+    cfg.sync.batch_records_max = 50;
+    let mut p = Pair::with_edge(usize::MAX, cfg);
+    for i in 0..1_000 {
+        p.produce(i, format!("{{\"reading\":{i}}}").as_bytes()).expect("stored");
+    }
+    // Two of the twenty messages are lost; the ones after each arrive first.
+    p.lose_data = vec![3, 11];
+    p.link_up = true;
+    p.edge.handle(p.now, Input::Control(Control::SyncNow));
+    p.run_for(3_000);
+    assert_eq!(p.edge.unsynced_records(), 0, "the gateway holds everything");
+    let (edge, gw) = (p.edge.stats(), p.gw.stats());
+    // Each lost batch sent again, and nothing else: no going back over the window.
+    assert_eq!((edge.sync_records_resent, edge.sync_records_sent), (100, 1_100), "{edge:?}");
+    assert!(gw.batches_kept >= 2, "what followed each gap was kept: {gw:?}");
+    assert_eq!(gw.duplicates_dropped, 0, "{gw:?}");
+}
+
+#[test]
+fn after_a_retransmit_timeout_a_dead_link_is_sent_one_message_at_a_time() {
+    let mut cfg = Pair::edge_config();
+    cfg.sync.batch_records_max = 50;
+    let mut p = Pair::with_edge(usize::MAX, cfg);
+    p.link_up = true;
+    p.produce(0, b"first").expect("stored");
+    p.run_for(1_000);
+    assert_eq!(p.edge.unsynced_records(), 0);
+    // The link dies without a word: the edge sends its records into it, hears nothing.
+    p.link_up = false;
+    for i in 1..=500 {
+        p.produce(i, format!("{{\"reading\":{i}}}").as_bytes()).expect("stored");
+    }
+    let before = p.edge.stats();
+    assert_eq!(before.sync_records_sent, 501, "everything went out once: {before:?}");
+    // Three retransmit timeouts (5 s) before the session times out (20 s): each sends the
+    // oldest message again as a probe, not the whole window.
+    p.run_for(19_000);
+    let dead = p.edge.stats();
+    assert_eq!(dead.sync_records_resent, 3 * 50, "{dead:?}");
+    p.link_up = true;
+    p.run_for(60_000);
+    assert_eq!(p.edge.unsynced_records(), 0, "the gateway holds everything");
+    let end = p.edge.stats();
+    assert!(end.sync_records_resent <= 3 * 50 + 500, "{end:?}");
 }
 
 #[test]

@@ -6,7 +6,7 @@ use outpost_core::codec::{self, encode_batch, Compression, FrameKind, RecordRef}
 use outpost_core::hlc::Hlc;
 use outpost_core::raft::{store, wire, Entry, EntryKind, Envelope, HardState, Membership, Message, Persist, Snapshot};
 use outpost_core::site::msg::{Command, SiteMsg, StrongSnapshot, StrongTopic, Write};
-use outpost_core::sync::proto::{SkipReason, SyncMsg, TopicStatus};
+use outpost_core::sync::proto::{Refusal, SkipReason, SyncMsg, TopicStatus};
 use outpost_core::types::NodeId;
 
 fn records(n: usize, value: &[u8]) -> Vec<(u64, Vec<u8>)> {
@@ -81,7 +81,19 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
                 origin: NodeId(7),
                 next_seq: 120,
                 expected: 120,
-                refused: false,
+                refused: Refusal::None,
+            },
+        ),
+        (
+            "ack-missing",
+            SyncMsg::Ack {
+                session: 1,
+                hlc,
+                topic: "events".into(),
+                origin: NodeId(7),
+                next_seq: 120,
+                expected: 130,
+                refused: Refusal::Missing { to: 180 },
             },
         ),
         ("reset", SyncMsg::Reset { session: 1 }),

@@ -21,7 +21,10 @@ pub struct NodeReport {
     pub sync_records_resent: u64,
     pub sync_bytes_sent: u64,
     pub duplicates_dropped: u64,
+    /// Gaps answered `SendAgain`: the sender went back over everything after it.
     pub gaps_refused: u64,
+    /// Batches a receiver kept beyond a gap until it filled (`Refusal::Missing`).
+    pub batches_kept: u64,
     pub hlc_rejected: u64,
     pub commits: u64,
     pub commit_failures: u64,

@@ -1803,6 +1803,7 @@ fn add_stats(r: &mut NodeReport, node: &Node) {
     r.sync_bytes_sent += s.sync_bytes_sent;
     r.duplicates_dropped += s.duplicates_dropped;
     r.gaps_refused += s.gaps_refused;
+    r.batches_kept += s.batches_kept;
     r.hlc_rejected += s.hlc_rejected;
     r.commits += s.commits;
     r.commit_failures += s.commit_failures;

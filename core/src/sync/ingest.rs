@@ -4,10 +4,13 @@
 //! - `appended`: one past the last sequence accepted into the log (maybe not durable).
 //! - `durable`: one past the last sequence made durable; only this is ever acknowledged.
 //!
-//! A batch below `appended` is a duplicate and dropped; a batch starting above it is a gap
-//! (an earlier message was lost) and refused, answered with the mark so the edge resends.
+//! A batch below `appended` is a duplicate and dropped. A batch starting above it follows
+//! a gap (an earlier message was lost): it is kept, within half the receive budget, and
+//! answered `Refusal::Missing`, so the peer sends again only the lost range; once that
+//! arrives, the kept batches are taken in order. A gap with no room to keep what follows
+//! is refused with `Refusal::SendAgain`, and the peer sends everything again from the mark.
 
-use super::proto::{SkipReason, SyncMsg, TopicStatus};
+use super::proto::{Refusal, SkipReason, SyncMsg, TopicStatus};
 use crate::codec::{BatchDecoder, BatchEncoder, BatchHeader, Compression, DecodedBatch, RecordRef};
 use crate::config::NodeConfig;
 use crate::effects::{Ctx, Fx};
@@ -79,13 +82,59 @@ impl Accepted {
     }
 }
 
+/// A batch of a peer's own stream that arrived beyond a gap, kept until the gap fills.
+#[derive(Debug)]
+struct Kept {
+    bytes: Vec<u8>,
+    /// The peer that sent it (a relay forwards other origins' streams).
+    via: NodeId,
+    received_hlc: Hlc,
+    hlc_rejected: bool,
+    /// What it draws from the receive budget (in `Ingest::pending_bytes`).
+    cost: u64,
+}
+
+impl Kept {
+    /// Its bytes and its entry, twice (the map's nodes hold entries with slack).
+    fn cost_of(bytes: &[u8]) -> u64 {
+        (bytes.len() + 2 * (std::mem::size_of::<Kept>() + std::mem::size_of::<(NodeId, TopicIdx, Seq)>())) as u64
+    }
+}
+
+/// A batch as `Ingest::take` takes it: its bytes, its header, and what came with it.
+struct Arrived<'b> {
+    bytes: &'b [u8],
+    header: BatchHeader,
+    via: NodeId,
+    received_hlc: Hlc,
+    hlc_rejected: bool,
+}
+
+/// Which kept batches `Ingest::forget_kept` forgets.
+#[derive(Clone, Copy)]
+enum Forget {
+    /// What this peer sent (of its own streams, or those it relays).
+    Sent(NodeId),
+    /// What is kept of one stream.
+    Stream(NodeId, TopicIdx),
+}
+
+/// Why `Ingest::take` took nothing: the rest of the message is not taken either.
+struct NoRoom;
+
 /// The gateway's sync state machine.
 #[derive(Debug, Default)]
 pub struct Ingest {
     streams: BTreeMap<(NodeId, TopicIdx), GwStream>,
     sessions: BTreeMap<NodeId, GwSession>,
-    /// Memory of batches accepted and not yet durable (see `Accepted::cost`).
+    /// Batches beyond a gap, by stream and first sequence.
+    kept: BTreeMap<(NodeId, TopicIdx, Seq), Kept>,
+    /// Memory of batches accepted and not yet durable (see `Accepted::cost`), and of kept
+    /// batches (`kept_bytes` of it).
     pub pending_bytes: u64,
+    pub kept_bytes: u64,
+    /// Batches kept beyond a gap.
+    pub batches_kept: u64,
     /// Data refused because the storage budget had no room for it (the edge resends).
     pub storage_refused: u64,
     pub duplicates_dropped: u64,
@@ -190,6 +239,10 @@ impl Ingest {
             return fx.send(from, &SyncMsg::Welcome { session, hlc, topics: answer, batch_raw_max });
         }
         self.sessions.insert(origin, GwSession { id: session, last_heard: now });
+        // A new session starts from the durable marks: what was kept of the last one is
+        // sent again (by then the sender may hold other records under those sequences,
+        // if its storage was replaced).
+        self.forget_kept(Forget::Sent(origin));
         let relay = cfg.gateway.relays.contains(&from);
         let mut answer = Vec::with_capacity(topics.len());
         for name in topics {
@@ -292,76 +345,198 @@ impl Ingest {
             if !seen.contains(&key) {
                 seen.push(key);
             }
-            let stream = self.streams.get_mut(&(key, idx)).expect("inserted above");
-            if h.end_seq() <= stream.appended {
+            let appended = self.streams[&(key, idx)].appended;
+            if h.end_seq() <= appended {
                 self.duplicates_dropped += u64::from(h.count);
                 continue;
             }
-            if h.base_seq > stream.appended {
+            let arrived = Arrived { bytes: &bytes, header: h, via: from, received_hlc, hlc_rejected };
+            if h.base_seq > appended {
+                if self.keep((key, idx), &arrived, pending_max) {
+                    continue;
+                }
                 self.gaps_refused += 1;
                 refused.push(key);
                 continue;
             }
             // No room: nothing after it is taken either; the senders resend.
-            let cost = Accepted::cost_of(&bytes, h.count as usize);
-            if self.pending_bytes + cost > pending_max {
-                refused.push(key);
-                stop = true;
-                break;
-            }
-            let need = bytes.len() as u64 + crate::log::LOG_FRAME_OVERHEAD as u64;
-            if need > storage_room {
-                self.storage_refused += 1;
-                refused.push(key);
-                stop = true;
-                break;
-            }
-            storage_room -= need;
-            let skip = (stream.appended - h.base_seq) as usize;
-            self.duplicates_dropped += skip as u64;
-            let records: Vec<RecordRef<'_>> = batch.records().skip(skip).collect();
-            let value_crcs = records.iter().map(|r| crc32c::crc32c(r.value)).collect();
-            let payload_bytes = records.iter().map(|r| r.payload_len() as u64).sum();
-            let max_record_hlc = records.iter().map(|r| r.hlc).max().unwrap_or(Hlc::ZERO);
-            let stored = if skip == 0 {
-                bytes.clone()
-            } else {
-                let mut b = Vec::new();
-                enc.encode(h.origin, stream.appended, &records, Compression::Zstd, &mut b);
-                // The encoder reserved room for the raw records; keep only what it holds,
-                // as the memory accounting counts (see `Accepted::cost_of`).
-                b.shrink_to_fit();
-                b
-            };
-            let count = records.len() as u32;
-            let cost = Accepted::cost_of(&stored, records.len());
-            self.pending_bytes += cost;
-            accepted.push(Accepted {
-                origin: key,
-                topic: idx,
-                identity: h.origin,
-                via: from,
-                base_seq: stream.appended,
-                count,
-                batch: stored,
-                value_crcs,
-                payload_bytes,
-                max_record_hlc,
-                received_hlc,
-                hlc_rejected,
-                cost,
+            let taken = self.take((key, idx), arrived, &batch, (&mut storage_room, pending_max), enc).and_then(|a| {
+                accepted.push(a);
+                self.take_kept((key, idx), (&mut storage_room, pending_max), (&mut *enc, &mut *dec), &mut accepted)
             });
-            stream.appended += u64::from(count);
+            if taken.is_err() {
+                refused.push(key);
+                stop = true;
+                break;
+            }
         }
-        let answer = if accepted.is_empty() || stop { &seen } else { &refused };
-        for &origin in answer {
+        let mut answer = if accepted.is_empty() || stop { seen.clone() } else { refused.clone() };
+        // A stream that still lacks a range before batches kept here says so, whatever
+        // else the message did.
+        let lacking: Vec<NodeId> =
+            seen.iter().filter(|&&k| !answer.contains(&k) && self.first_kept(k, idx).is_some()).copied().collect();
+        answer.extend(lacking);
+        for origin in answer {
             let Some(st) = self.streams.get(&(origin, idx)) else { continue };
             let (next_seq, expected, topic) = (st.durable, st.appended, topic.to_string());
-            let refused = refused.contains(&origin);
+            let refused = match self.first_kept(origin, idx) {
+                _ if refused.contains(&origin) => Refusal::SendAgain,
+                Some(to) => Refusal::Missing { to },
+                None => Refusal::None,
+            };
             let ack = SyncMsg::Ack { session, hlc: received_hlc, topic, origin, next_seq, expected, refused };
             fx.send(from, &ack);
         }
         DataOutcome { accepted }
+    }
+
+    /// Takes a batch that continues its stream (`base_seq <= appended < end_seq`): its
+    /// records from `appended` on, if the receive budget and the storage have room.
+    fn take(
+        &mut self,
+        (key, idx): (NodeId, TopicIdx),
+        a: Arrived<'_>,
+        batch: &DecodedBatch<'_>,
+        (storage_room, pending_max): (&mut u64, u64),
+        enc: &mut BatchEncoder,
+    ) -> Result<Accepted, NoRoom> {
+        let h = a.header;
+        let cost = Accepted::cost_of(a.bytes, h.count as usize);
+        if self.pending_bytes + cost > pending_max {
+            return Err(NoRoom);
+        }
+        let need = a.bytes.len() as u64 + crate::log::LOG_FRAME_OVERHEAD as u64;
+        if need > *storage_room {
+            self.storage_refused += 1;
+            return Err(NoRoom);
+        }
+        *storage_room -= need;
+        let stream = self.streams.get_mut(&(key, idx)).expect("a known stream");
+        debug_assert!(h.base_seq <= stream.appended && stream.appended < h.end_seq());
+        let skip = (stream.appended - h.base_seq) as usize;
+        self.duplicates_dropped += skip as u64;
+        let records: Vec<RecordRef<'_>> = batch.records().skip(skip).collect();
+        let value_crcs = records.iter().map(|r| crc32c::crc32c(r.value)).collect();
+        let payload_bytes = records.iter().map(|r| r.payload_len() as u64).sum();
+        let max_record_hlc = records.iter().map(|r| r.hlc).max().unwrap_or(Hlc::ZERO);
+        let stored = if skip == 0 {
+            a.bytes.to_vec()
+        } else {
+            let mut b = Vec::new();
+            enc.encode(h.origin, stream.appended, &records, Compression::Zstd, &mut b);
+            // The encoder reserved room for the raw records; keep only what it holds,
+            // as the memory accounting counts (see `Accepted::cost_of`).
+            b.shrink_to_fit();
+            b
+        };
+        let count = records.len() as u32;
+        let cost = Accepted::cost_of(&stored, records.len());
+        self.pending_bytes += cost;
+        let base_seq = stream.appended;
+        stream.appended += u64::from(count);
+        Ok(Accepted {
+            origin: key,
+            topic: idx,
+            identity: h.origin,
+            via: a.via,
+            base_seq,
+            count,
+            batch: stored,
+            value_crcs,
+            payload_bytes,
+            max_record_hlc,
+            received_hlc: a.received_hlc,
+            hlc_rejected: a.hlc_rejected,
+            cost,
+        })
+    }
+
+    /// Keeps a batch that arrived beyond a gap in its stream, if it fits in
+    /// half the receive budget (the rest stays for batches that continue streams). A copy
+    /// of one already kept is dropped as a duplicate.
+    fn keep(&mut self, (key, idx): (NodeId, TopicIdx), a: &Arrived<'_>, pending_max: u64) -> bool {
+        let at = (key, idx, a.header.base_seq);
+        if self.kept.get(&at).is_some_and(|k| k.bytes == a.bytes) {
+            self.duplicates_dropped += u64::from(a.header.count);
+            return true;
+        }
+        let cost = Kept::cost_of(a.bytes);
+        if self.kept.contains_key(&at)
+            || self.kept_bytes + cost > pending_max / 2
+            || self.pending_bytes + cost > pending_max
+        {
+            return false;
+        }
+        let (received_hlc, hlc_rejected) = (a.received_hlc, a.hlc_rejected);
+        let kept = Kept { bytes: a.bytes.to_vec(), via: a.via, received_hlc, hlc_rejected, cost };
+        self.kept.insert(at, kept);
+        self.pending_bytes += cost;
+        self.kept_bytes += cost;
+        self.batches_kept += 1;
+        true
+    }
+
+    /// Takes the kept batches that now continue `key`'s stream, in order, until one does
+    /// not fit (it stays kept).
+    fn take_kept(
+        &mut self,
+        (key, idx): (NodeId, TopicIdx),
+        room: (&mut u64, u64),
+        (enc, dec): (&mut BatchEncoder, &mut BatchDecoder),
+        accepted: &mut Vec<Accepted>,
+    ) -> Result<(), NoRoom> {
+        let (storage_room, pending_max) = room;
+        loop {
+            let appended = self.streams[&(key, idx)].appended;
+            let Some((&at, _)) = self.kept.range((key, idx, 0)..=(key, idx, appended)).next() else {
+                return Ok(());
+            };
+            let kept = self.kept.remove(&at).expect("found above");
+            self.pending_bytes -= kept.cost;
+            self.kept_bytes -= kept.cost;
+            // (It decoded when it arrived; the same bytes decode the same way.)
+            let Ok(batch) = DecodedBatch::decode_with(&kept.bytes, dec) else { continue };
+            let header = batch.header;
+            if header.end_seq() <= appended {
+                self.duplicates_dropped += u64::from(header.count);
+                continue;
+            }
+            let (received_hlc, hlc_rejected) = (kept.received_hlc, kept.hlc_rejected);
+            let arrived = Arrived { bytes: &kept.bytes, header, via: kept.via, received_hlc, hlc_rejected };
+            match self.take((key, idx), arrived, &batch, (&mut *storage_room, pending_max), enc) {
+                Ok(a) => accepted.push(a),
+                Err(NoRoom) => {
+                    drop(batch);
+                    self.pending_bytes += kept.cost;
+                    self.kept_bytes += kept.cost;
+                    self.kept.insert(at, kept);
+                    return Err(NoRoom);
+                }
+            }
+        }
+    }
+
+    /// Where the first batch kept of `key`'s stream starts, if any.
+    fn first_kept(&self, key: NodeId, idx: TopicIdx) -> Option<Seq> {
+        self.kept.range((key, idx, 0)..=(key, idx, Seq::MAX)).next().map(|(&(_, _, base), _)| base)
+    }
+
+    /// Forgets the batches kept that `peer` sent (`Forget::Sent`), or of one stream.
+    fn forget_kept(&mut self, which: Forget) {
+        let dropped: Vec<_> = self
+            .kept
+            .iter()
+            .filter(|&(&(k, t, _), kept)| match which {
+                Forget::Sent(peer) => kept.via == peer,
+                Forget::Stream(key, idx) => (k, t) == (key, idx),
+            })
+            .map(|(&at, _)| at)
+            .collect();
+        for at in dropped {
+            let kept = self.kept.remove(&at).expect("listed above");
+            self.pending_bytes -= kept.cost;
+            self.kept_bytes -= kept.cost;
+        }
     }
 
     /// A Skip: `origin`'s stream will never hold `from..to`. Accepted only where the
@@ -408,18 +583,28 @@ impl Ingest {
         // what the stream already holds is only answered).
         let refused = if from > stream.appended {
             self.gaps_refused += 1;
-            true
+            Refusal::SendAgain
         } else if to > stream.appended && stream.durable == stream.appended {
             let start = stream.appended;
             stream.appended = to;
             stream.durable = to;
             fx.event(Event::Skipped { origin: key, topic: idx, from: start, to, reason });
             moved = Some(idx);
-            false
+            Refusal::None
+        } else if to > stream.appended {
+            Refusal::SendAgain
         } else {
-            to > stream.appended
+            Refusal::None
         };
         let (next_seq, expected) = (stream.durable, stream.appended);
+        // What was kept beyond the hole is not taken here (a skip carries no batches to
+        // commit): forgotten, and the sender goes back for it.
+        let refused = if moved.is_some() && self.first_kept(key, idx).is_some() {
+            self.forget_kept(Forget::Stream(key, idx));
+            Refusal::SendAgain
+        } else {
+            refused
+        };
         let topic = topic.to_string();
         fx.send(peer, &SyncMsg::Ack { session, hlc, topic, origin: key, next_seq, expected, refused });
         moved
@@ -445,8 +630,8 @@ impl Ingest {
             let st = self.streams[&(origin, topic)];
             let name = cfg.topics[topic.0 as usize].name.clone();
             let (next_seq, expected) = (st.durable, st.appended);
-            let ack =
-                SyncMsg::Ack { session: session.id, hlc, topic: name, origin, next_seq, expected, refused: false };
+            let refused = Refusal::None;
+            let ack = SyncMsg::Ack { session: session.id, hlc, topic: name, origin, next_seq, expected, refused };
             fx.send(via, &ack);
         }
     }
@@ -456,13 +641,20 @@ impl Ingest {
         for st in self.streams.values_mut() {
             st.appended = st.durable;
         }
+        self.kept.clear();
         self.pending_bytes = 0;
+        self.kept_bytes = 0;
     }
 
     /// Forgets sessions not heard from for `cfg.sync.gateway_idle_timeout`.
     pub fn expire_sessions(&mut self, now: Instant, cfg: &NodeConfig) {
         let idle = cfg.sync.gateway_idle_timeout;
-        self.sessions.retain(|_, s| now.saturating_since(s.last_heard) <= idle);
+        let expired: Vec<NodeId> =
+            self.sessions.iter().filter(|(_, s)| now.saturating_since(s.last_heard) > idle).map(|(&k, _)| k).collect();
+        for origin in expired {
+            self.sessions.remove(&origin);
+            self.forget_kept(Forget::Sent(origin));
+        }
     }
 }
 

@@ -10,7 +10,7 @@
 //!                     batch_raw_max u64
 //! Data    edge → gw   session u64, hlc u64, topic name, n varint, n × (len varint, batch)
 //! Ack     gw → edge   session u64, hlc u64, topic name, origin u64, next_seq u64, expected u64,
-//!                     refused u8 (0 or 1)
+//!                     refused u8 (0, 1 or 2: see `Refusal`), [to u64 when 2]
 //! Reset   gw → edge   session u64   (the gateway does not know this session: start over)
 //! Skip    edge → gw   session u64, hlc u64, topic name, origin u64, from u64, to u64, reason u8
 //! topic name = len u8 (1..=255), UTF-8 bytes
@@ -35,6 +35,25 @@ pub enum TopicStatus {
     UnknownTopic = 1,
     /// The gateway tracks too many streams to take this one now; try a later session.
     TooManyStreams = 2,
+}
+
+/// What an Ack says the receiver did not take of a stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Nothing refused: the answer to what it took, or its durable mark.
+    None,
+    /// It took nothing of the stream from `expected` on (a gap with nowhere to keep what
+    /// followed, no room): send everything again from there.
+    SendAgain,
+    /// It lacks `expected..to` and kept what arrived from `to` on (up to a later gap, which
+    /// it reports once this one is filled): send again only the messages holding that range.
+    Missing { to: Seq },
+}
+
+impl Refusal {
+    pub fn any(self) -> bool {
+        self != Refusal::None
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,9 +83,8 @@ pub enum SyncMsg {
     /// `next_seq`: everything below of `origin`'s stream of `topic` is durable at the
     /// gateway. `expected`: the next sequence the gateway will accept (above `next_seq`
     /// while a commit is in flight). `origin` is the sender itself, except for the streams
-    /// a relay forwards (a middle tier's of its edges). `refused`: the answer to a Data
-    /// or Skip the gateway did not take all of for this stream (a gap, no room), so the
-    /// sender must send again from `expected` rather than wait for what it has in flight.
+    /// a relay forwards (a middle tier's of its edges). `refused`: whether the answered
+    /// Data or Skip was refused for this stream, and what the sender must send again.
     Ack {
         session: u64,
         hlc: Hlc,
@@ -74,7 +92,7 @@ pub enum SyncMsg {
         origin: NodeId,
         next_seq: Seq,
         expected: Seq,
-        refused: bool,
+        refused: Refusal,
     },
     Reset {
         session: u64,
@@ -131,7 +149,7 @@ pub enum MsgError {
     },
     /// A topic status or skip reason this version does not know.
     BadStatus(u8),
-    /// An Ack's `refused` byte other than 0 or 1.
+    /// An Ack's `refused` byte other than 0, 1 or 2.
     BadFlag(u8),
     TrailingBytes(usize),
     /// A Skip whose range is empty or reversed.
@@ -152,7 +170,7 @@ impl fmt::Display for MsgError {
                 write!(f, "{n} {what} in one message; at most {max}")
             }
             MsgError::BadStatus(s) => write!(f, "unknown topic status or skip reason {s}"),
-            MsgError::BadFlag(b) => write!(f, "an Ack's refused flag is {b}; it must be 0 or 1"),
+            MsgError::BadFlag(b) => write!(f, "an Ack's refused flag is {b}; it must be 0, 1 or 2"),
             MsgError::EmptySkip { from, to } => write!(f, "skip of sequences {from}..{to} covers nothing"),
             MsgError::TrailingBytes(n) => write!(f, "{n} bytes after the end of the message"),
         }
@@ -251,7 +269,14 @@ impl SyncMsg {
                 out.extend_from_slice(&origin.0.to_le_bytes());
                 out.extend_from_slice(&next_seq.to_le_bytes());
                 out.extend_from_slice(&expected.to_le_bytes());
-                out.push(u8::from(*refused));
+                match refused {
+                    Refusal::None => out.push(0),
+                    Refusal::SendAgain => out.push(1),
+                    Refusal::Missing { to } => {
+                        out.push(2);
+                        out.extend_from_slice(&to.to_le_bytes());
+                    }
+                }
             }
             SyncMsg::Reset { session } => out.extend_from_slice(&session.to_le_bytes()),
             SyncMsg::Skip { session, hlc, topic, origin, from, to, reason } => {
@@ -327,8 +352,9 @@ impl SyncMsg {
                 let next_seq = r.u64()?;
                 let expected = r.u64()?;
                 let refused = match r.u8()? {
-                    0 => false,
-                    1 => true,
+                    0 => Refusal::None,
+                    1 => Refusal::SendAgain,
+                    2 => Refusal::Missing { to: r.u64()? },
                     b => return Err(MsgError::BadFlag(b)),
                 };
                 SyncMsg::Ack { session, hlc, topic, origin, next_seq, expected, refused }
@@ -402,17 +428,16 @@ mod tests {
                     topic,
                     batches
                 }),
-            (any::<u64>(), any::<u64>(), name(), any::<u64>(), any::<u64>(), any::<u64>(), any::<bool>()).prop_map(
-                |(s, h, topic, o, n, e, refused)| SyncMsg::Ack {
+            (any::<u64>(), any::<u64>(), name(), any::<u64>(), any::<u64>(), any::<u64>(), 0u8..3, any::<u64>())
+                .prop_map(|(s, h, topic, o, n, e, r, to)| SyncMsg::Ack {
                     session: s,
                     hlc: Hlc(h),
                     topic,
                     origin: NodeId(o),
                     next_seq: n,
                     expected: e,
-                    refused
-                }
-            ),
+                    refused: [Refusal::None, Refusal::SendAgain, Refusal::Missing { to }][r as usize]
+                }),
             any::<u64>().prop_map(|s| SyncMsg::Reset { session: s }),
             (any::<u64>(), any::<u64>(), name(), any::<u64>(), any::<u64>(), 1u64..1 << 40, 0u8..5).prop_map(
                 |(s, h, topic, o, from, n, r)| SyncMsg::Skip {

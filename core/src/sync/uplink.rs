@@ -21,7 +21,7 @@
 //!   a stream never stalls on one bad frame.
 
 use super::bucket::TokenBucket;
-use super::proto::{SkipReason, SyncMsg, TopicStatus, BATCHES_PER_DATA_MAX};
+use super::proto::{Refusal, SkipReason, SyncMsg, TopicStatus, BATCHES_PER_DATA_MAX};
 use crate::codec::{self, BatchDecoder, BatchEncoder, Compression, DecodedBatch, RecordRef};
 use crate::config::{NodeConfig, SyncConfig, TopicConfig};
 use crate::effects::{Ctx, Fx, Owner};
@@ -160,6 +160,18 @@ struct Held {
     /// Uncompressed record bytes: what the window counts, so that compression cannot
     /// multiply the records in flight (and resent after a loss).
     raw: u64,
+    /// Part of a `Patch`: records of flights already open, sent again.
+    patch: bool,
+}
+
+/// Sending again a range the peer lacks while it keeps what followed
+/// (`Refusal::Missing`): `sent` runs from the range's start to `end`, in batches sent
+/// without new flights, then returns to `resume` (and the cursor to `resume_cursor`).
+#[derive(Clone, Copy, Debug)]
+struct Patch {
+    end: Seq,
+    resume: Seq,
+    resume_cursor: Option<Cursor>,
 }
 
 /// Durable whole frames a read returned and no batch has taken yet: bytes from file
@@ -203,10 +215,21 @@ struct UpStream {
     held: Option<Held>,
     waiting_since: Option<Instant>,
     rewound: Option<(Seq, Instant)>,
+    patch: Option<Patch>,
+    /// The retransmit timeout went back over the window: one message at a time until the
+    /// peer answers, so that a dead link is not sent the whole window at every timeout.
+    probing: bool,
     skipping: Option<Skipping>,
     /// A relay's: what each flight carries, in step with `inflight` (empty otherwise, so
     /// that an edge's flights cost what they did).
     relayed: VecDeque<Relayed>,
+}
+
+impl UpStream {
+    /// Probing after a retransmit timeout, with the probe still unanswered.
+    fn probe_out(&self) -> bool {
+        self.probing && !self.inflight.is_empty()
+    }
 }
 
 /// The session as `outpost sync status` shows it.
@@ -403,6 +426,8 @@ impl Uplink {
                     held: None,
                     waiting_since: None,
                     rewound: None,
+                    patch: None,
+                    probing: false,
                     skipping: None,
                     relayed: VecDeque::new(),
                 };
@@ -591,6 +616,8 @@ impl Uplink {
             s.ahead = None;
             s.waiting_since = None;
             s.rewound = None;
+            s.patch = None;
+            s.probing = false;
             s.skipping = None;
         }
         self.inflight_bytes = 0;
@@ -690,9 +717,13 @@ impl Uplink {
                 let Some(s) = self.streams.values_mut().find(|s| s.name == topic) else {
                     return;
                 };
+                let probing = std::mem::take(&mut s.probing);
                 if next_seq > s.acked {
                     s.acked = next_seq;
                     s.last_progress = now;
+                }
+                if s.patch.is_some_and(|p| s.acked >= p.end) {
+                    Self::end_patch(s);
                 }
                 while s.inflight.front().is_some_and(|f| f.end <= s.acked) {
                     let f = s.inflight.pop_front().expect("front exists");
@@ -713,8 +744,15 @@ impl Uplink {
                 let fresh_gap = s
                     .rewound
                     .is_none_or(|(at, when)| at != expected || now.saturating_since(when) > Duration::from_secs(1));
-                if refused && expected >= s.acked && expected < s.sent && fresh_gap {
-                    self.rewind(idx_of(&self.streams, &topic), expected, now);
+                // The answer to a probe says what the peer holds: nothing from `expected`
+                // on, unless it reports a gap it kept beyond.
+                let lacks = expected >= s.acked && expected < s.sent;
+                let idx = idx_of(&self.streams, &topic);
+                match refused {
+                    Refusal::SendAgain if lacks && fresh_gap => self.rewind(idx, expected, now),
+                    Refusal::Missing { to } if lacks && fresh_gap => self.start_patch(idx, (expected, to), now),
+                    Refusal::None if lacks && probing => self.rewind(idx, expected, now),
+                    _ => {}
                 }
                 self.restart_unanswered(now);
             }
@@ -746,7 +784,7 @@ impl Uplink {
         &mut self,
         topic: &str,
         origin: NodeId,
-        (next_seq, expected, refused): (Seq, Seq, bool),
+        (next_seq, expected, refused): (Seq, Seq, Refusal),
         now: Instant,
     ) {
         let Some(idx) = idx_of(&self.streams, topic) else { return };
@@ -779,10 +817,32 @@ impl Uplink {
         // relay goes back to the flight holding `expected` at once, not after the
         // retransmit timeout. Once per place, like an edge: the peer refuses each later
         // message of the same gap too.
+        if let Refusal::Missing { to } = refused {
+            // The peer kept what followed: send again the flights holding `expected..to`
+            // of this origin, as they were.
+            let (mut flight, mut first, mut last) = (0, None, None);
+            for x in &s.relayed {
+                if x.origin == origin && x.from < to && x.to > expected {
+                    first.get_or_insert(flight);
+                    last = Some(flight);
+                }
+                flight += usize::from(x.last);
+            }
+            if let (Some(a), Some(b)) = (first, last) {
+                let (from, end) = (s.inflight[a].start, s.inflight[b].end);
+                let fresh = s
+                    .rewound
+                    .is_none_or(|(at, when)| at != from || now.saturating_since(when) > Duration::from_secs(1));
+                if fresh {
+                    self.start_patch(Some(idx), (from, end), now);
+                }
+                return;
+            }
+        }
         let lacking = s.relayed.iter().position(|x| x.origin == origin && x.to > expected);
         let gap = lacking.is_some_and(|k| {
             let x = s.relayed[k];
-            refused || x.from > expected || (x.from == expected && s.relayed.iter().skip(k + 1).any(done))
+            refused.any() || x.from > expected || (x.from == expected && s.relayed.iter().skip(k + 1).any(done))
         });
         let Some(k) = lacking.filter(|_| gap) else { return };
         let flight = s.relayed.iter().take(k).filter(|x| x.last).count();
@@ -823,7 +883,8 @@ impl Uplink {
             let (topic, reason) = (s.name.clone(), SkipReason::Hole);
             let mut bytes = Vec::new();
             SyncMsg::Skip { session, hlc: cx.hlc, topic, origin: x.origin, from, to, reason }.encode(&mut bytes);
-            let held = Held { bytes, start: s.sent, end: s.sent, cursor: s.cursor, relayed: vec![x], raw: 0 };
+            let held =
+                Held { bytes, start: s.sent, end: s.sent, cursor: s.cursor, relayed: vec![x], raw: 0, patch: false };
             Self::transmit(s, &mut self.inflight_bytes, &mut self.session, held, cx.now, self.gateway, cx.fx);
         }
     }
@@ -834,6 +895,41 @@ impl Uplink {
     fn settle_relay_acked(s: &mut UpStream) {
         let open = s.inflight.front().map(|f| f.start).or(s.held.as_ref().map(|h| h.start));
         s.acked = s.acked.max(open.unwrap_or(s.sent));
+    }
+
+    /// The peer lacks `from..to` and kept what followed: send again the flights holding
+    /// that range, from the first one's frame, then go on where the stream was. Goes back
+    /// over everything instead where it cannot (no frame to start from, a batch held or a
+    /// damaged frame being searched past).
+    fn start_patch(&mut self, topic: Option<TopicIdx>, (from, to): (Seq, Seq), now: Instant) {
+        let Some(s) = topic.and_then(|t| self.streams.get_mut(&t)) else {
+            return;
+        };
+        if s.patch.is_some() {
+            // (The peer reports its next gap once this one is filled.)
+            return;
+        }
+        let first = s.inflight.iter().find(|f| f.start <= from && from < f.end).copied();
+        let end = s.inflight.iter().take_while(|f| f.start < to).last().map_or(from, |f| f.end).min(s.sent);
+        let free = s.held.is_none() && s.skipping.is_none();
+        let Some(cursor) = first.and_then(|f| f.cursor).filter(|_| free && end > from) else {
+            return self.rewind(topic, from, now);
+        };
+        s.patch = Some(Patch { end, resume: s.sent, resume_cursor: s.cursor });
+        // (A read in flight for the old position is discarded when it lands.)
+        s.sent = from;
+        s.cursor = Some(cursor);
+        s.ahead = None;
+        s.rewound = Some((from, now));
+        s.last_progress = now;
+        self.counters.retransmits += 1;
+    }
+
+    /// A patch is done (or the peer acknowledged past it): back where the stream was.
+    fn end_patch(s: &mut UpStream) {
+        let p = s.patch.take().expect("a patch under way");
+        s.sent = p.resume.max(s.acked);
+        s.cursor = p.resume_cursor;
     }
 
     fn rewind(&mut self, topic: Option<TopicIdx>, to: Seq, now: Instant) {
@@ -874,6 +970,7 @@ impl Uplink {
         // A read in flight for the old position is discarded when it lands.
         s.sent = to;
         s.held = None;
+        s.patch = None;
         s.rewound = Some((to, now));
         s.last_progress = now;
         self.counters.retransmits += 1;
@@ -923,9 +1020,23 @@ impl Uplink {
         if !s.accepted {
             return;
         }
-        if !s.inflight.is_empty() && now.saturating_since(s.last_progress) > cfg.sync.retransmit_timeout {
-            let to = s.acked;
-            self.rewind(Some(idx), to, now);
+        if let Some(first) =
+            s.inflight.front().filter(|_| now.saturating_since(s.last_progress) > cfg.sync.retransmit_timeout)
+        {
+            // Nothing heard for a while: the link may be down, or only answers were lost.
+            // Send the oldest flight again as a probe, and nothing new until the peer
+            // answers: its answer says what it lacks (going back over the whole window
+            // sent it into a dead link at every timeout).
+            // (A relay goes back: its flights carry other origins' ranges, which it
+            // rebuilds from where it goes back to.)
+            let (range, to) = ((first.start.max(s.acked), first.end), s.acked);
+            if self.relay.is_some() {
+                self.rewind(Some(idx), to, now);
+            } else {
+                s.probing = true;
+                s.last_progress = now;
+                self.start_patch(Some(idx), range, now);
+            }
         }
         let s = self.streams.get_mut(&idx).expect("stream exists");
         if let Some(held) = s.held.take() {
@@ -945,17 +1056,21 @@ impl Uplink {
             self.forward_skipped(idx, cx);
         }
         let s = self.streams.get_mut(&idx).expect("stream exists");
-        if s.reading.is_some() || s.sent >= durable || self.inflight_bytes >= cfg.sync.window_bytes_max || flights_full
-        {
+        // A patch sends again what flights already hold: no window, no linger.
+        let patching = s.patch.is_some();
+        let window_full = self.inflight_bytes >= cfg.sync.window_bytes_max || flights_full;
+        if s.reading.is_some() || s.sent >= durable || (!patching && (window_full || s.probe_out())) {
             if s.sent >= durable {
                 s.waiting_since = None;
             }
             return;
         }
-        let since = *s.waiting_since.get_or_insert(now);
-        let full_batch = durable - s.sent >= u64::from(cfg.sync.batch_records_max);
-        if !full_batch && now.saturating_since(since) < LINGER {
-            return;
+        if !patching {
+            let since = *s.waiting_since.get_or_insert(now);
+            let full_batch = durable - s.sent >= u64::from(cfg.sync.batch_records_max);
+            if !full_batch && now.saturating_since(since) < LINGER {
+                return;
+            }
         }
         let Some(seg) = log.segment_for(s.sent) else {
             // Eviction under a lossy policy deleted records the gateway never had; or
@@ -1012,6 +1127,11 @@ impl Uplink {
     ) {
         let (now, hlc, fx) = (cx.now, cx.hlc, &mut *cx.fx);
         let s = self.streams.get_mut(&idx).expect("stream exists");
+        if s.patch.is_some() {
+            // A patch sends what flights held, which was readable then; a range gone
+            // since (evicted) is skipped in order, after the retransmit timeout goes back.
+            return Self::end_patch(s);
+        }
         s.skipping = None;
         if from >= to {
             return;
@@ -1036,7 +1156,7 @@ impl Uplink {
             self.counters.corrupted_skipped += to - from;
             fx.event(Event::Corrupted { topic: idx, from, to });
         }
-        let held = Held { bytes, start: from, end: to, cursor, relayed: Vec::new(), raw: 0 };
+        let held = Held { bytes, start: from, end: to, cursor, relayed: Vec::new(), raw: 0, patch: false };
         Self::transmit(s, &mut self.inflight_bytes, &mut self.session, held, now, self.gateway, fx);
     }
 
@@ -1055,12 +1175,14 @@ impl Uplink {
         if let Session::Active { unanswered_since: since @ None, .. } = session {
             *since = Some(now);
         }
-        let n = held.raw;
-        s.inflight.push_back(Flight { start: held.start, end: held.end, raw: n, cursor: held.cursor });
-        s.relayed.extend(held.relayed);
-        debug_assert!(s.relayed.back().is_none_or(|x| x.last), "a relayed flight's identities end with its last");
-        *inflight_bytes += n;
-        s.sent = held.end;
+        if !held.patch {
+            let n = held.raw;
+            s.inflight.push_back(Flight { start: held.start, end: held.end, raw: n, cursor: held.cursor });
+            s.relayed.extend(held.relayed);
+            debug_assert!(s.relayed.back().is_none_or(|x| x.last), "a relayed flight's identities end with its last");
+            *inflight_bytes += n;
+            s.sent = held.end;
+        }
         fx.send_bytes(gateway, held.bytes);
     }
     /// The read `id` of one of its streams completed (`logs`: every topic's).
@@ -1141,7 +1263,8 @@ impl Uplink {
         let mut decoded: Vec<(DecodedBatch<'_>, u64, u64)> = Vec::new();
         let mut taken_records = 0u64;
         let mut taken_bytes = 0u64;
-        let max_records = u64::from(cfg.sync.batch_records_max);
+        // (A patch's batches end where it does: the peer holds what follows.)
+        let max_records = u64::from(cfg.sync.batch_records_max).min(s.patch.map_or(u64::MAX, |p| p.end - s.sent));
         let max_bytes = u64::from(cfg.sync.batch_bytes_max);
         // The records section as the peer will decode it, against what it stores at most
         // (its first record's timestamp is the batch's base).
@@ -1201,6 +1324,12 @@ impl Uplink {
             });
         }
         s.cursor = Some(next_cursor);
+        if taken_records == 0 && s.patch.is_some() {
+            // (A damaged frame: the peer still lacks the range and says so again; once the
+            // retransmit timeout goes back, the search past the damage finds it.)
+            Self::end_patch(s);
+            return None;
+        }
         if taken_records == 0 {
             Self::search_past_damage(s, stop.as_ref(), seg.len, corrupt.map(|(_, at)| at));
             return None;
@@ -1225,20 +1354,26 @@ impl Uplink {
         // ahead (its own records are below its clock's last timestamp anyway).
         let hlc = records.iter().map(|r| r.hlc).fold(hlc, Hlc::max);
         SyncMsg::Data { session, hlc, topic: s.name.clone(), batches: vec![batch] }.encode(&mut bytes);
-        s.waiting_since = if durable - end >= max_records { s.waiting_since } else { None };
+        let patch = s.patch.is_some();
+        if !patch {
+            s.waiting_since = if durable - end >= max_records { s.waiting_since } else { None };
+        }
         self.counters.records_sent += taken_records;
         self.counters.records_resent += end.min(s.sent_high).saturating_sub(first_seq);
         s.sent_high = s.sent_high.max(end);
         self.counters.bytes_sent += bytes.len() as u64;
         let cursor = batch_cursor.or(Some(cursor));
-        let held = Held { bytes, start: first_seq, end, cursor, relayed: Vec::new(), raw: taken_bytes };
+        let held = Held { bytes, start: first_seq, end, cursor, relayed: Vec::new(), raw: taken_bytes, patch };
         let ok = self.bucket.as_mut().is_none_or(|b| b.try_take(held.bytes.len() as u64, now));
         let s = self.streams.get_mut(&idx).expect("stream exists");
         if ok {
             Self::transmit(s, &mut self.inflight_bytes, &mut self.session, held, now, self.gateway, cx.fx);
         } else {
-            s.sent = end;
             s.held = Some(held);
+        }
+        s.sent = end;
+        if s.patch.is_some_and(|p| end >= p.end) {
+            Self::end_patch(s);
         }
         Some(durable_end)
     }
@@ -1287,6 +1422,47 @@ impl Uplink {
         // (Frames already sent are passed over, as the cursor is.)
         for f in frames.iter().take_while(|f| f.end() <= sent) {
             cursor = Cursor { base: start.base, pos: f.pos + f.len, offset: f.end() };
+        }
+        if let Some(p) = s.patch {
+            // Flights the peer lacks, sent again as they were: their frames from `sent`.
+            let read_from = cursor;
+            let (mut batches, mut records, mut raw, mut newest) = (Vec::new(), 0u64, 0u64, hlc);
+            for f in frames.iter().skip_while(|f| f.end() <= sent) {
+                let full = records >= max_records || raw >= max_bytes || batches.len() >= BATCHES_PER_DATA_MAX;
+                if f.base >= p.end || f.end() > durable || full {
+                    break;
+                }
+                records += u64::from(f.header.count);
+                raw += u64::from(f.header.raw_len);
+                if let Ok(b) = DecodedBatch::decode_with(f.batch, dec) {
+                    newest = b.records().map(|r| r.hlc).fold(newest, Hlc::max);
+                }
+                batches.push(f.batch.to_vec());
+                cursor = Cursor { base: start.base, pos: f.pos + f.len, offset: f.end() };
+            }
+            if batches.is_empty() {
+                // (A damaged frame: the peer still lacks the range, and says so again.)
+                return Self::end_patch(s);
+            }
+            let end = cursor.offset;
+            let mut bytes = Vec::with_capacity(raw as usize / 2 + 64 + s.name.len());
+            SyncMsg::Data { session, hlc: newest, topic: s.name.clone(), batches }.encode(&mut bytes);
+            self.counters.records_sent += records;
+            self.counters.records_resent += end.min(s.sent_high).saturating_sub(s.sent).min(records);
+            self.counters.bytes_sent += bytes.len() as u64;
+            let held =
+                Held { bytes, start: s.sent, end, cursor: Some(read_from), relayed: Vec::new(), raw, patch: true };
+            if self.bucket.as_mut().is_none_or(|b| b.try_take(held.bytes.len() as u64, now)) {
+                Self::transmit(s, &mut self.inflight_bytes, &mut self.session, held, now, self.gateway, cx.fx);
+            } else {
+                s.held = Some(held);
+            }
+            s.sent = end;
+            s.cursor = Some(cursor);
+            if end >= p.end {
+                Self::end_patch(s);
+            }
+            return;
         }
         let mut frames = frames.iter().skip_while(|f| f.end() <= sent).peekable();
         let (mut sent_any, mut sent_data) = (false, false);
@@ -1347,7 +1523,7 @@ impl Uplink {
                 let mut bytes = Vec::new();
                 SyncMsg::Skip { session, hlc, topic, origin, from, to, reason }.encode(&mut bytes);
                 let at = cursor.offset.max(s.sent);
-                Held { bytes, start: at, end: at, cursor: Some(cursor), relayed: vec![x], raw: 0 }
+                Held { bytes, start: at, end: at, cursor: Some(cursor), relayed: vec![x], raw: 0, patch: false }
             } else if let Some(c) = carried.last_mut() {
                 c.last = true;
                 sent_data = true;
@@ -1359,7 +1535,7 @@ impl Uplink {
                 self.counters.records_resent += end.min(s.sent_high).saturating_sub(s.sent).min(records);
                 s.sent_high = s.sent_high.max(end);
                 self.counters.bytes_sent += bytes.len() as u64;
-                Held { bytes, start: s.sent, end, cursor: Some(read_from), relayed: carried, raw }
+                Held { bytes, start: s.sent, end, cursor: Some(read_from), relayed: carried, raw, patch: false }
             } else {
                 break;
             };
@@ -1440,8 +1616,9 @@ impl Uplink {
                         }
                     } else if let Some(w) = s.waiting_since {
                         // Mirror pump_stream's conditions, or a past deadline would spin the driver.
-                        let window_open =
-                            self.inflight_bytes < cfg.window_bytes_max && s.inflight.len() < FLIGHTS_PER_STREAM_MAX;
+                        let window_open = self.inflight_bytes < cfg.window_bytes_max
+                            && s.inflight.len() < FLIGHTS_PER_STREAM_MAX
+                            && !s.probe_out();
                         if s.accepted
                             && window_open
                             && s.reading.is_none()
