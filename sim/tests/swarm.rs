@@ -156,6 +156,13 @@ const REGRESSIONS_WITH_BOTH_TOPICS: &[(u64, &str)] = &[
     // checker saw the next batch stored before them (order). Recovery now reports its newest
     // segment of every stream it receives again (replay), as a gateway's.
     (1217, "a replica's records durable at a crash never reported stored"),
+    // Selective resend (issue 17): a probe after the retransmit timeout patched a flight
+    // that was a skip (a cut tail's range, no frames to read), sent nothing, and probed
+    // again every timeout, so the stream after it never moved. A patch that meets a range
+    // without frames now rewinds and skips it in order.
+    (1799, "a probe patched a skip's flight and sent nothing, forever"),
+    (896, "a patch met a range without frames and sent nothing, forever"),
+    (1771, "a patch met a range without frames and sent nothing, forever"),
 ];
 
 #[test]

@@ -932,6 +932,18 @@ impl Uplink {
         s.cursor = p.resume_cursor;
     }
 
+    /// A patch met what it cannot send as the flights' frames (a skip's range, a damaged
+    /// frame, a range evicted since): the stream goes back to where the patch stands
+    /// instead, and takes that range in order, skipping it if need be. Ending the patch
+    /// without sending left the peer's gap open, and the probe after each retransmit
+    /// timeout patched the same skip again, forever (swarm seed 1799).
+    fn abandon_patch(&mut self, idx: TopicIdx, now: Instant) {
+        let s = self.streams.get_mut(&idx).expect("stream exists");
+        let at = s.sent;
+        Self::end_patch(s);
+        self.rewind(Some(idx), at, now);
+    }
+
     fn rewind(&mut self, topic: Option<TopicIdx>, to: Seq, now: Instant) {
         let Some(s) = topic.and_then(|t| self.streams.get_mut(&t)) else {
             return;
@@ -1128,9 +1140,9 @@ impl Uplink {
         let (now, hlc, fx) = (cx.now, cx.hlc, &mut *cx.fx);
         let s = self.streams.get_mut(&idx).expect("stream exists");
         if s.patch.is_some() {
-            // A patch sends what flights held, which was readable then; a range gone
-            // since (evicted) is skipped in order, after the retransmit timeout goes back.
-            return Self::end_patch(s);
+            // A patch sends again what flights held as frames; this range has none (a
+            // skip's flight, or evicted since): it is skipped in order after a rewind.
+            return self.abandon_patch(idx, now);
         }
         s.skipping = None;
         if from >= to {
@@ -1325,9 +1337,8 @@ impl Uplink {
         }
         s.cursor = Some(next_cursor);
         if taken_records == 0 && s.patch.is_some() {
-            // (A damaged frame: the peer still lacks the range and says so again; once the
-            // retransmit timeout goes back, the search past the damage finds it.)
-            Self::end_patch(s);
+            // (A damaged frame: the search past it starts from a rewind.)
+            self.abandon_patch(idx, now);
             return None;
         }
         if taken_records == 0 {
@@ -1441,8 +1452,8 @@ impl Uplink {
                 cursor = Cursor { base: start.base, pos: f.pos + f.len, offset: f.end() };
             }
             if batches.is_empty() {
-                // (A damaged frame: the peer still lacks the range, and says so again.)
-                return Self::end_patch(s);
+                // (A damaged frame: the search past it starts from a rewind.)
+                return self.abandon_patch(idx, now);
             }
             let end = cursor.offset;
             let mut bytes = Vec::with_capacity(raw as usize / 2 + 64 + s.name.len());
