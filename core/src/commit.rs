@@ -12,7 +12,7 @@ use crate::codec::{BatchEncoder, Compression, RecordRef, MAX_BATCH_RECORDS};
 use crate::config::{Eviction, NodeConfig};
 use crate::effects::{Fx, Owner};
 use crate::hlc::Hlc;
-use crate::io::{DiskError, DiskRequest, DiskResponse, Output, ProduceAck, ProduceError, ReqId};
+use crate::io::{DiskError, DiskRequest, DiskResponse, FileId, Output, ProduceAck, ProduceError, ReqId};
 use crate::keys::KeyIndex;
 use crate::log::{self, Checkpoint, TopicLog};
 use crate::memory::{MemoryPart, MemoryUsage, PlanBasis};
@@ -112,6 +112,19 @@ struct Flush {
     strong: Vec<(TopicIdx, Vec<PendingRecord>)>,
     /// Every strong record applied up to this Raft index is in this commit or durable.
     site_applied: Option<crate::raft::Index>,
+    /// Copies of what this commit writes to the topics whose sender follows the log's
+    /// end (`start`'s `follows`), for it to send without reading them back.
+    tails: Vec<Tail>,
+}
+
+/// Frames a commit wrote to a topic's log, at file position `pos` of segment `base`: what
+/// the topic's sender takes once they are durable (`Uplink::on_committed`).
+#[derive(Debug)]
+pub(crate) struct Tail {
+    pub topic: TopicIdx,
+    pub base: u64,
+    pub pos: u64,
+    pub bytes: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -137,6 +150,7 @@ enum State {
 #[derive(Debug)]
 pub(crate) struct Committed {
     pub stored: Vec<Accepted>,
+    pub tails: Vec<Tail>,
     /// Strong records whose producers were answered.
     pub strong_acks: u64,
     pub site_applied: Option<crate::raft::Index>,
@@ -272,13 +286,16 @@ impl GroupCommit {
     /// Starts a commit of everything queued, if none is in flight. `site_applied`: the
     /// site's applied index, which this commit makes durable if it takes every strong
     /// record queued.
+    /// Starts a commit of what is queued, if none is in flight. `follows`: per topic, how
+    /// many bytes of what the commit writes at the log's end its sender would take rather
+    /// than read back; a write that fits is copied for it (`Committed::tails`).
     pub fn start(
         &mut self,
         fx: &mut Fx,
         cfg: &NodeConfig,
         logs: &mut [TopicLog],
         enc: &mut BatchEncoder,
-        site_applied: Option<crate::raft::Index>,
+        (site_applied, follows): (Option<crate::raft::Index>, &[u64]),
     ) {
         if !self.is_idle() {
             return;
@@ -293,6 +310,7 @@ impl GroupCommit {
             keys: Vec::new(),
             strong: Vec::new(),
             site_applied: None,
+            tails: Vec::new(),
         };
         let mut strong_left = false;
         for (i, log) in logs.iter_mut().enumerate() {
@@ -357,6 +375,12 @@ impl GroupCommit {
             let place = log.place(count, buf.len() as u64, newest_ms, cfg.log.segment_bytes_max);
             debug_assert_eq!(log.end_offset(), base0 + count);
             flush.bytes += buf.len() as u64;
+            if let FileId::Segment { base, .. } = place.file {
+                if buf.len() as u64 <= follows.get(i).copied().unwrap_or(0) {
+                    let (topic, pos, bytes) = (TopicIdx(i as u16), place.pos, buf.clone());
+                    flush.tails.push(Tail { topic, base, pos, bytes });
+                }
+            }
             fx.disk(DiskRequest::Append { file: place.file, bytes: buf }, Owner::Commit);
             fx.disk(DiskRequest::Sync { file: place.file }, Owner::Commit);
             flush.ops_left += 2;
@@ -444,7 +468,7 @@ impl GroupCommit {
         for (req, ack) in f.replies {
             fx.out.push_back(Output::Reply { req, result: Ok(ack) });
         }
-        Committed { stored: f.stored, strong_acks, site_applied: f.site_applied }
+        Committed { stored: f.stored, tails: f.tails, strong_acks, site_applied: f.site_applied }
     }
 
     fn failed(&mut self, fx: &mut Fx, logs: &mut [TopicLog], f: Flush, e: DiskError) -> CommitFailed {
@@ -606,6 +630,23 @@ impl GroupCommit {
             _ => 0,
         }
     }
+
+    /// The topics whose writes in flight are copied for their sender.
+    pub fn tail_topics(&self) -> Vec<TopicIdx> {
+        match &self.state {
+            State::Flushing(f) => f.tails.iter().map(|t| t.topic).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Of memory part `SyncHeld`: the copies for senders of the commit in flight (each
+    /// stands for the read its sender does not do meanwhile).
+    pub fn tail_bytes(&self) -> u64 {
+        match &self.state {
+            State::Flushing(f) => f.tails.iter().map(|t| t.bytes.capacity() as u64).sum(),
+            _ => 0,
+        }
+    }
 }
 
 impl Flush {
@@ -615,10 +656,11 @@ impl Flush {
         let stored = self.stored.capacity() * std::mem::size_of::<Accepted>();
         let crcs: usize = self.stored.iter().map(|a| a.value_crcs.capacity() * 4).sum();
         let keys = self.keys.capacity() * std::mem::size_of::<(TopicIdx, Seq, Vec<u8>)>();
+        let tails = self.tails.capacity() * std::mem::size_of::<Tail>();
         let key_bytes: usize = self.keys.iter().map(|(_, _, k)| k.capacity()).sum();
         // The copies of strong records kept to write again if the commit fails.
         let strong: u64 = self.strong.iter().flat_map(|(_, r)| r.iter().map(PendingRecord::memory_cost)).sum();
-        (replies + touched + stored + crcs + keys + key_bytes) as u64 + strong
+        (replies + touched + stored + crcs + keys + key_bytes + tails) as u64 + strong
     }
 }
 

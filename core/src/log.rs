@@ -382,6 +382,11 @@ impl TopicLog {
         self.segments.front()
     }
 
+    /// The segment the next append goes to, unless it rolls.
+    pub fn newest(&self) -> Option<&Segment> {
+        self.segments.back()
+    }
+
     pub fn segment_count(&self) -> usize {
         self.segments.len()
     }

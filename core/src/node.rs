@@ -346,7 +346,15 @@ impl Node {
         self.bound.persist(&mut self.fx, &mut self.hlc, self.now.wall_ms);
         self.site_step();
         let site_applied = self.site.as_ref().map(|s| s.raft.applied_index());
-        self.commit.start(&mut self.fx, &self.cfg, &mut self.logs, &mut self.enc, site_applied);
+        // A sender waiting at its log's end takes what the commit writes there from it,
+        // not from the disk once it is durable.
+        let chunk = u64::from(self.cfg.log.read_chunk_bytes);
+        let follows = self.uplink.as_ref().map_or_else(Vec::new, |u| u.follows(&self.logs, chunk));
+        let idle = self.commit.is_idle();
+        self.commit.start(&mut self.fx, &self.cfg, &mut self.logs, &mut self.enc, (site_applied, &follows));
+        if let Some(u) = self.uplink.as_mut().filter(|_| idle) {
+            u.tails_taken(&self.commit.tail_topics());
+        }
         if let Some(u) = &mut self.uplink {
             let mut cx = Ctx { now: self.now.mono, cfg: &self.cfg, hlc: self.hlc.last(), fx: &mut self.fx };
             u.pump(&mut cx, &self.logs, &mut self.rng, (&mut self.enc, &mut self.dec));
@@ -542,6 +550,9 @@ impl Node {
 
     fn committed(&mut self, c: Committed) {
         self.counters.commits += 1;
+        if let Some(u) = &mut self.uplink {
+            u.on_committed(c.tails, &self.logs);
+        }
         self.space.on_commit_succeeded();
         if let Some(site) = &mut self.site {
             site.stats.acknowledged += c.strong_acks;
@@ -571,6 +582,9 @@ impl Node {
 
     fn commit_failed(&mut self, f: CommitFailed) {
         self.counters.commit_failures += 1;
+        if let Some(u) = &mut self.uplink {
+            u.tails_failed();
+        }
         if let Some(g) = &mut self.ingest {
             g.on_commit_failed();
         }

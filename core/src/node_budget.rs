@@ -145,7 +145,8 @@ impl Node {
         let senders_reading = self.fx.read_bytes_of(|o| matches!(o, Owner::Uplink { .. }));
         let site_held = self.site.as_ref().and_then(|s| s.uplink.as_ref()).map_or(0, Uplink::held_bytes);
         let held = self.uplink.as_ref().map_or(0, Uplink::held_bytes) + down_held + site_held;
-        m.set(MemoryPart::SyncHeld, held + senders_reading);
+        // (The commit's copies for senders stand for reads they do not do meanwhile.)
+        m.set(MemoryPart::SyncHeld, held + senders_reading + self.commit.tail_bytes());
         m.set(MemoryPart::FetchResults, self.fetches.held_bytes());
         m.set(MemoryPart::Writes, self.fx.write_bytes());
         m.set(MemoryPart::Reads, self.fx.read_bytes() - senders_reading);

@@ -888,6 +888,25 @@ fn a_backlog_in_many_batches_is_read_once_and_sent_once() {
 }
 
 #[test]
+fn a_sender_at_its_logs_end_sends_what_commits_write_without_reading_it_back() {
+    let mut p = Pair::new(usize::MAX);
+    p.link_up = true;
+    p.produce(0, b"first").expect("stored");
+    p.run_for(1_000);
+    assert_eq!(p.edge.unsynced_records(), 0);
+    let before = p.edge.stats();
+    for i in 1..=300 {
+        p.produce(i, format!("{{\"reading\":{i}}}").as_bytes()).expect("stored");
+    }
+    p.run_for(1_000);
+    assert_eq!(p.edge.unsynced_records(), 0, "the gateway holds everything");
+    let after = p.edge.stats();
+    assert_eq!(after.sync_records_sent - before.sync_records_sent, 300, "{after:?}");
+    // Each commit's frames went to the sender as they were written.
+    assert_eq!((after.sync_reads - before.sync_reads, after.sync_read_bytes - before.sync_read_bytes), (0, 0));
+}
+
+#[test]
 fn a_lost_message_is_sent_again_alone_while_the_gateway_keeps_what_followed() {
     let mut cfg = Pair::edge_config();
     cfg.sync.batch_records_max = 50;

@@ -163,6 +163,10 @@ const REGRESSIONS_WITH_BOTH_TOPICS: &[(u64, &str)] = &[
     (1799, "a probe patched a skip's flight and sent nothing, forever"),
     (896, "a patch met a range without frames and sent nothing, forever"),
     (1771, "a patch met a range without frames and sent nothing, forever"),
+    // The same, once senders at their log's end take the commit's copies (452: frames
+    // sent from the copy, destroyed on disk since, patched again from the disk).
+    (452, "a patch of frames destroyed since sent nothing, forever"),
+    (390, "a patch met a range without frames and sent nothing, forever"),
 ];
 
 #[test]

@@ -23,6 +23,7 @@
 use super::bucket::TokenBucket;
 use super::proto::{Refusal, SkipReason, SyncMsg, TopicStatus, BATCHES_PER_DATA_MAX};
 use crate::codec::{self, BatchDecoder, BatchEncoder, Compression, DecodedBatch, RecordRef};
+use crate::commit::Tail;
 use crate::config::{NodeConfig, SyncConfig, TopicConfig};
 use crate::effects::{Ctx, Fx, Owner};
 use crate::hlc::Hlc;
@@ -216,6 +217,9 @@ struct UpStream {
     waiting_since: Option<Instant>,
     rewound: Option<(Seq, Instant)>,
     patch: Option<Patch>,
+    /// The group commit in flight copies what it writes to this stream's log for it
+    /// (`Uplink::on_committed`): no read until it lands, as a stream holds one.
+    tail_pending: bool,
     /// The retransmit timeout went back over the window: one message at a time until the
     /// peer answers, so that a dead link is not sent the whole window at every timeout.
     probing: bool,
@@ -229,6 +233,25 @@ impl UpStream {
     /// Probing after a retransmit timeout, with the probe still unanswered.
     fn probe_out(&self) -> bool {
         self.probing && !self.inflight.is_empty()
+    }
+
+    /// How many bytes of what a commit appends to `log` the stream could take as its
+    /// read-ahead (`Uplink::on_committed`), of the `chunk` it holds at most: it reads
+    /// nothing and holds no batch, and has sent the whole log but what its read-ahead holds,
+    /// which ends at the log's end.
+    fn tail_room(&self, log: &TopicLog, chunk: u64) -> u64 {
+        let idle = self.reading.is_none() && self.held.is_none() && self.patch.is_none() && !self.tail_pending;
+        let clean = self.skipping.is_none() && self.read_len_min == 0 && log.durable_offset() == log.end_offset();
+        if !(self.accepted && idle && clean) {
+            return 0;
+        }
+        match (&self.ahead, log.newest()) {
+            (Some(a), Some(seg)) if a.base == seg.base && a.pos + a.bytes.len() as u64 == seg.len => {
+                chunk.saturating_sub(a.bytes.len() as u64)
+            }
+            (None, _) if self.cursor.is_some_and(|c| c.offset == self.sent) && self.sent == log.end_offset() => chunk,
+            _ => 0,
+        }
     }
 }
 
@@ -427,6 +450,7 @@ impl Uplink {
                     waiting_since: None,
                     rewound: None,
                     patch: None,
+                    tail_pending: false,
                     probing: false,
                     skipping: None,
                     relayed: VecDeque::new(),
@@ -600,6 +624,64 @@ impl Uplink {
     pub fn session_id(&self) -> u64 {
         match self.session {
             Session::Connecting { id, .. } | Session::Active { id, .. } => id,
+        }
+    }
+
+    /// Per topic of `logs`: how much of what the next commit writes at the end of its log
+    /// this sender would take from it rather than read back (`GroupCommit::start`), within
+    /// one read chunk of read-ahead.
+    pub(crate) fn follows(&self, logs: &[TopicLog], chunk: u64) -> Vec<u64> {
+        let live = self.is_active() && !self.paused && self.relay.is_none();
+        (0..logs.len())
+            .map(|i| match self.streams.get(&TopicIdx(i as u16)) {
+                Some(s) if live => s.tail_room(&logs[i], chunk),
+                _ => 0,
+            })
+            .collect()
+    }
+
+    /// The commit in flight copies what it writes to these topics for their streams.
+    pub(crate) fn tails_taken(&mut self, topics: &[TopicIdx]) {
+        for t in topics {
+            if let Some(s) = self.streams.get_mut(t) {
+                s.tail_pending = true;
+            }
+        }
+    }
+
+    /// The commit is durable: each stream still waiting where its frames begin takes them
+    /// as its read-ahead, as if it had read them (they are durable whole frames).
+    pub(crate) fn on_committed(&mut self, tails: Vec<Tail>, logs: &[TopicLog]) {
+        for Tail { topic, base, pos, bytes } in tails {
+            let Some(s) = self.streams.get_mut(&topic) else { continue };
+            s.tail_pending = false;
+            // Where `pump_stream` reads next (`sent` is still the old durable end, now
+            // inside the log the commit made longer): the frames' position, or they are
+            // not what it reads next.
+            let Some(seg) = logs[topic.0 as usize].segment_for(s.sent) else { continue };
+            let next = match s.cursor {
+                Some(c) if c.base == seg.base && c.offset <= s.sent => (c.base, c.pos),
+                _ => (seg.base, 0),
+            };
+            let idle = s.reading.is_none() && s.held.is_none() && s.patch.is_none();
+            if !idle || s.skipping.is_some() || s.read_len_min > 0 {
+                continue;
+            }
+            match &mut s.ahead {
+                // What it has not sent of the log, and these frames right after it.
+                Some(a) if a.base == base && a.pos + a.bytes.len() as u64 == pos && a.from(base, next.1).is_some() => {
+                    a.bytes.extend_from_slice(&bytes);
+                }
+                None if next == (base, pos) => s.ahead = Some(ReadAhead { base, pos, bytes }),
+                _ => {}
+            }
+        }
+    }
+
+    /// The commit failed: nothing it wrote is for the senders.
+    pub(crate) fn tails_failed(&mut self) {
+        for s in self.streams.values_mut() {
+            s.tail_pending = false;
         }
     }
 
@@ -1071,7 +1153,7 @@ impl Uplink {
         // A patch sends again what flights already hold: no window, no linger.
         let patching = s.patch.is_some();
         let window_full = self.inflight_bytes >= cfg.sync.window_bytes_max || flights_full;
-        if s.reading.is_some() || s.sent >= durable || (!patching && (window_full || s.probe_out())) {
+        if s.reading.is_some() || s.tail_pending || s.sent >= durable || (!patching && (window_full || s.probe_out())) {
             if s.sent >= durable {
                 s.waiting_since = None;
             }
@@ -1633,6 +1715,7 @@ impl Uplink {
                         if s.accepted
                             && window_open
                             && s.reading.is_none()
+                            && !s.tail_pending
                             && s.sent < logs[idx.0 as usize].durable_offset()
                         {
                             at(w.saturating_add(LINGER));
