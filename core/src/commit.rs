@@ -221,6 +221,11 @@ impl GroupCommit {
         matches!(self.state, State::Idle)
     }
 
+    /// Records or batches wait for the next commit.
+    pub fn has_queued(&self) -> bool {
+        self.pending.iter().any(|p| !p.is_empty()) || self.gw_pending.iter().any(|p| !p.is_empty())
+    }
+
     /// No strong record waits for a commit or is in one (the site may compact its log).
     pub fn strong_quiet(&self, cfg: &NodeConfig) -> bool {
         let queued = cfg.topics.iter().zip(&self.pending).any(|(t, p)| t.is_strong() && !p.is_empty());
@@ -286,9 +291,9 @@ impl GroupCommit {
     /// Starts a commit of everything queued, if none is in flight. `site_applied`: the
     /// site's applied index, which this commit makes durable if it takes every strong
     /// record queued.
-    /// Starts a commit of what is queued, if none is in flight. `follows`: per topic, how
-    /// many bytes of what the commit writes at the log's end its sender would take rather
-    /// than read back; a write that fits is copied for it (`Committed::tails`).
+    /// `follows`: per topic, how many bytes of what the commit writes at the log's end a
+    /// sender would take rather than read back; a write that fits is copied, once for all
+    /// the senders that take it (`Committed::tails`).
     pub fn start(
         &mut self,
         fx: &mut Fx,
@@ -631,10 +636,10 @@ impl GroupCommit {
         }
     }
 
-    /// The topics whose writes in flight are copied for their sender.
-    pub fn tail_topics(&self) -> Vec<TopicIdx> {
+    /// The writes in flight copied for senders: each topic and the copy's length.
+    pub fn tail_sizes(&self) -> Vec<(TopicIdx, u64)> {
         match &self.state {
-            State::Flushing(f) => f.tails.iter().map(|t| t.topic).collect(),
+            State::Flushing(f) => f.tails.iter().map(|t| (t.topic, t.bytes.len() as u64)).collect(),
             _ => Vec::new(),
         }
     }

@@ -346,14 +346,22 @@ impl Node {
         self.bound.persist(&mut self.fx, &mut self.hlc, self.now.wall_ms);
         self.site_step();
         let site_applied = self.site.as_ref().map(|s| s.raft.applied_index());
-        // A sender waiting at its log's end takes what the commit writes there from it,
-        // not from the disk once it is durable.
+        // A sender waiting at its log's end (the edge's, the site's, a gateway's senders
+        // down) takes what the commit writes there from it, not from the disk once it is
+        // durable: the commit copies a topic's write once, if one of them has room for it.
         let chunk = u64::from(self.cfg.log.read_chunk_bytes);
-        let follows = self.uplink.as_ref().map_or_else(Vec::new, |u| u.follows(&self.logs, chunk));
-        let idle = self.commit.is_idle();
-        self.commit.start(&mut self.fx, &self.cfg, &mut self.logs, &mut self.enc, (site_applied, &follows));
-        if let Some(u) = self.uplink.as_mut().filter(|_| idle) {
-            u.tails_taken(&self.commit.tail_topics());
+        // (Asked only of a commit about to start: a gateway may have many senders down.)
+        let (logs, idle) = (&self.logs, self.commit.is_idle());
+        let starts = idle && self.commit.has_queued();
+        let follows: Vec<Vec<u64>> =
+            if starts { self.log_senders().map(|u| u.follows(logs, chunk)).collect() } else { Vec::new() };
+        let most = (0..self.logs.len()).map(|t| follows.iter().map(|f| f[t]).max().unwrap_or(0)).collect::<Vec<_>>();
+        self.commit.start(&mut self.fx, &self.cfg, &mut self.logs, &mut self.enc, (site_applied, &most));
+        let tails = if idle { self.commit.tail_sizes() } else { Vec::new() };
+        if !tails.is_empty() {
+            for (u, f) in self.log_senders_mut().zip(&follows) {
+                u.tails_taken(&tails, f);
+            }
         }
         if let Some(u) = &mut self.uplink {
             let mut cx = Ctx { now: self.now.mono, cfg: &self.cfg, hlc: self.hlc.last(), fx: &mut self.fx };
@@ -365,6 +373,28 @@ impl Node {
         }
         self.site_note_cloud();
         self.site_pump_uplink();
+    }
+
+    /// Every sender that reads this node's logs: its uplink, its site's, and its senders
+    /// down to edges.
+    fn log_senders(&self) -> impl Iterator<Item = &Uplink> {
+        let site = self.site.as_ref().and_then(|s| s.uplink.as_ref());
+        let down = self.downlinks.iter().flat_map(|d| d.senders().map(|(_, u)| u));
+        self.uplink.iter().chain(site).chain(down)
+    }
+
+    /// `log_senders`, in the same order, to change.
+    fn log_senders_mut(&mut self) -> impl Iterator<Item = &mut Uplink> {
+        Self::senders_of(&mut self.uplink, &mut self.site, &mut self.downlinks)
+    }
+
+    fn senders_of<'a>(
+        uplink: &'a mut Option<Uplink>,
+        site: &'a mut Option<Box<crate::site::Site>>,
+        downlinks: &'a mut Option<Downlinks>,
+    ) -> impl Iterator<Item = &'a mut Uplink> {
+        let site = site.as_mut().and_then(|s| s.uplink.as_mut());
+        uplink.iter_mut().chain(site).chain(downlinks.iter_mut().flat_map(Downlinks::senders_mut))
     }
 
     fn reply(&mut self, req: ReqId, result: Result<ProduceAck, ProduceError>) {
@@ -550,8 +580,10 @@ impl Node {
 
     fn committed(&mut self, c: Committed) {
         self.counters.commits += 1;
-        if let Some(u) = &mut self.uplink {
-            u.on_committed(c.tails, &self.logs);
+        if !c.tails.is_empty() {
+            let logs = &self.logs;
+            let senders = Self::senders_of(&mut self.uplink, &mut self.site, &mut self.downlinks);
+            senders.for_each(|u| u.on_committed(&c.tails, logs));
         }
         self.space.on_commit_succeeded();
         if let Some(site) = &mut self.site {
@@ -582,9 +614,7 @@ impl Node {
 
     fn commit_failed(&mut self, f: CommitFailed) {
         self.counters.commit_failures += 1;
-        if let Some(u) = &mut self.uplink {
-            u.tails_failed();
-        }
+        self.log_senders_mut().for_each(Uplink::tails_failed);
         if let Some(g) = &mut self.ingest {
             g.on_commit_failed();
         }

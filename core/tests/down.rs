@@ -365,3 +365,27 @@ fn a_bidirectional_topic_carries_each_sides_records_to_the_other_once_across_res
     }
     assert_eq!(p.edge.node.stats().duplicates_dropped, 0);
 }
+
+#[test]
+fn a_gateways_sender_down_at_its_logs_end_sends_what_commits_write_without_reading_it_back() {
+    let mut p = Pair::new();
+    p.wait(1);
+    p.produce(GATEWAY, DOWN, 1);
+    p.wait(1);
+    assert_eq!(p.edge_config().len(), 1);
+    let reads = |p: &Pair| {
+        let sent = p.gateway.node.downlinks().expect("a gateway sends down").stats().sent;
+        (sent.reads, sent.read_bytes, sent.records_sent)
+    };
+    let before = reads(&p);
+    // One commit per record (each produce settles before the next): the sender, waiting
+    // at the log's end, takes each commit's frames as they are written.
+    for _ in 0..200 {
+        p.produce(GATEWAY, DOWN, 1);
+    }
+    p.wait(2);
+    assert_eq!(p.edge_config().len(), 201);
+    let after = reads(&p);
+    assert_eq!(after.2 - before.2, 200, "{after:?}");
+    assert_eq!((after.0 - before.0, after.1 - before.1), (0, 0), "nothing read back from the disk");
+}

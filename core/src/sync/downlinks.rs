@@ -230,6 +230,11 @@ impl Downlinks {
         self.senders.values().filter_map(|s| s.poll_timeout(&cfg.sync, logs)).min()
     }
 
+    /// The senders, to hand each what a commit copied for it (`Uplink::on_committed`).
+    pub(crate) fn senders_mut(&mut self) -> impl Iterator<Item = &mut Uplink> {
+        self.senders.values_mut()
+    }
+
     /// The sender to `edge`, if there is one.
     pub fn sender(&self, edge: NodeId) -> Option<&Uplink> {
         self.senders.get(&edge)

@@ -640,19 +640,22 @@ impl Uplink {
             .collect()
     }
 
-    /// The commit in flight copies what it writes to these topics for their streams.
-    pub(crate) fn tails_taken(&mut self, topics: &[TopicIdx]) {
-        for t in topics {
-            if let Some(s) = self.streams.get_mut(t) {
-                s.tail_pending = true;
+    /// The commit in flight copies what it writes to these topics (`tails`: topic and
+    /// length); a stream that had room for its topic's (`follows`, as this sender said
+    /// before the commit started) waits for it instead of reading.
+    pub(crate) fn tails_taken(&mut self, tails: &[(TopicIdx, u64)], follows: &[u64]) {
+        for &(t, len) in tails {
+            match self.streams.get_mut(&t) {
+                Some(s) if len <= follows.get(t.0 as usize).copied().unwrap_or(0) => s.tail_pending = true,
+                _ => {}
             }
         }
     }
 
     /// The commit is durable: each stream still waiting where its frames begin takes them
     /// as its read-ahead, as if it had read them (they are durable whole frames).
-    pub(crate) fn on_committed(&mut self, tails: Vec<Tail>, logs: &[TopicLog]) {
-        for Tail { topic, base, pos, bytes } in tails {
+    pub(crate) fn on_committed(&mut self, tails: &[Tail], logs: &[TopicLog]) {
+        for &Tail { topic, base, pos, ref bytes } in tails {
             let Some(s) = self.streams.get_mut(&topic) else { continue };
             s.tail_pending = false;
             // Where `pump_stream` reads next (`sent` is still the old durable end, now
@@ -670,9 +673,9 @@ impl Uplink {
             match &mut s.ahead {
                 // What it has not sent of the log, and these frames right after it.
                 Some(a) if a.base == base && a.pos + a.bytes.len() as u64 == pos && a.from(base, next.1).is_some() => {
-                    a.bytes.extend_from_slice(&bytes);
+                    a.bytes.extend_from_slice(bytes);
                 }
-                None if next == (base, pos) => s.ahead = Some(ReadAhead { base, pos, bytes }),
+                None if next == (base, pos) => s.ahead = Some(ReadAhead { base, pos, bytes: bytes.clone() }),
                 _ => {}
             }
         }
