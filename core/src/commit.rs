@@ -377,7 +377,8 @@ impl GroupCommit {
             self.pending_bytes -= records.iter().map(PendingRecord::memory_cost).sum::<u64>();
             self.pending_storage -= records.iter().map(PendingRecord::storage_cost).sum::<u64>();
             let cp = log.checkpoint();
-            let place = log.place(count, buf.len() as u64, newest_ms, cfg.log.segment_bytes_max);
+            let spacing = log::frame_mark_spacing(cfg.log.read_chunk_bytes, cfg.log.segment_bytes_max);
+            let place = log.place(count, buf.len() as u64, newest_ms, (cfg.log.segment_bytes_max, spacing));
             debug_assert_eq!(log.end_offset(), base0 + count);
             flush.bytes += buf.len() as u64;
             if let FileId::Segment { base, .. } = place.file {

@@ -78,11 +78,40 @@ impl Segment {
     }
 }
 
+/// Where a frame begins: its first record's log offset and its position in the file of
+/// the segment holding that offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameMark {
+    pub offset: u64,
+    pub pos: u64,
+}
+
+/// Heap bytes of one frame mark.
+pub const FRAME_MARK_BYTES: u64 = std::mem::size_of::<FrameMark>() as u64;
+
+/// How far apart, in bytes of a segment file, the log marks where frames begin: one read
+/// chunk, or a sixteenth of a segment if that is more (so a segment holds 17 marks at most).
+pub fn frame_mark_spacing(read_chunk_bytes: u32, segment_bytes_max: u64) -> u64 {
+    u64::from(read_chunk_bytes).max(segment_bytes_max / 16).max(1)
+}
+
+/// Frame marks a node's logs hold at most: one per `frame_mark_spacing` of its storage,
+/// and one more per segment.
+pub fn frame_marks_max(storage_bytes_max: u64, spacing: u64, segments_max: u64) -> u64 {
+    storage_bytes_max / spacing.max(1) + segments_max
+}
+
 /// The bookkeeping of one topic's log.
 #[derive(Clone, Debug)]
 pub struct TopicLog {
     pub topic: TopicIdx,
     segments: VecDeque<Segment>,
+    /// Where frames begin, about one every `frame_mark_spacing` bytes of each segment
+    /// written since the node started, oldest first: a reader that must start at an
+    /// offset inside a segment (a sender resuming at its peer's mark, a new sender) starts
+    /// at the nearest mark below it instead of scanning the file from its first frame
+    /// (`TopicLog::frame_at_or_below`).
+    marks: VecDeque<FrameMark>,
     bytes: u64,
     /// Offset the next segment starts at when there is none (after retention emptied it).
     next_base: u64,
@@ -118,6 +147,7 @@ impl TopicLog {
         TopicLog {
             topic,
             segments: VecDeque::new(),
+            marks: VecDeque::new(),
             bytes: 0,
             next_base: 0,
             sealed: false,
@@ -127,16 +157,23 @@ impl TopicLog {
         }
     }
 
-    /// Rebuilds the log from recovered segments (sorted by base, contiguous).
-    pub fn recovered(topic: TopicIdx, segments: Vec<Segment>) -> TopicLog {
+    /// Rebuilds the log from recovered segments (sorted by base, contiguous) and the frame
+    /// marks their scans found (those past a cut tail are dropped).
+    pub fn recovered(topic: TopicIdx, segments: Vec<Segment>, mut marks: Vec<FrameMark>) -> TopicLog {
         for w in segments.windows(2) {
             assert_eq!(w[0].end, w[1].base, "recovered segments must be contiguous");
         }
         let bytes = segments.iter().map(|s| s.len).sum();
         let next_base = segments.last().map_or(0, |s| s.end);
+        marks.sort_by_key(|m| m.offset);
+        marks.retain(|m| {
+            let i = segments.partition_point(|s| s.end <= m.offset);
+            segments.get(i).is_some_and(|s| s.base <= m.offset && m.pos < s.len)
+        });
         TopicLog {
             topic,
             segments: segments.into(),
+            marks: marks.into(),
             bytes,
             next_base,
             sealed: false,
@@ -169,9 +206,33 @@ impl TopicLog {
         self.evicted_unsynced_end
     }
 
-    /// Heap bytes of the segment list.
+    /// Heap bytes of the segment list and the frame marks.
     pub fn heap_bytes(&self) -> u64 {
         (self.segments.capacity() * std::mem::size_of::<Segment>()) as u64
+            + self.marks.capacity() as u64 * FRAME_MARK_BYTES
+    }
+
+    /// The frame known to begin nearest below or at `offset` in the segment holding it,
+    /// other than the segment's first (which begins at position 0).
+    pub fn frame_at_or_below(&self, offset: u64) -> Option<FrameMark> {
+        let seg = self.segment_for(offset)?;
+        let i = self.marks.partition_point(|m| m.offset <= offset);
+        i.checked_sub(1).map(|i| self.marks[i]).filter(|m| m.offset >= seg.base)
+    }
+
+    /// Marks of frames no longer stored (below `start`) or no longer written (from `end`
+    /// on) go; the container gives back what it held beyond twice what is left.
+    fn forget_marks(&mut self) {
+        let (start, end) = (self.start_offset(), self.end_offset());
+        while self.marks.front().is_some_and(|m| m.offset < start) {
+            self.marks.pop_front();
+        }
+        while self.marks.back().is_some_and(|m| m.offset >= end) {
+            self.marks.pop_back();
+        }
+        if self.marks.capacity() > 2 * self.marks.len() + 16 {
+            self.marks.shrink_to(2 * self.marks.len());
+        }
     }
 
     /// The newest segment ends in an unwritten range (recovery cut its tail and moved the
@@ -231,7 +292,14 @@ impl TopicLog {
 
     /// Reserves room for a frame of `frame_len` bytes holding `count` records, opening a
     /// new segment when the newest has reached `segment_bytes_max`.
-    pub fn place(&mut self, count: u64, frame_len: u64, newest_ms: u64, segment_bytes_max: u64) -> Placement {
+    /// `spacing`: how far apart frames are marked (`frame_mark_spacing`).
+    pub fn place(
+        &mut self,
+        count: u64,
+        frame_len: u64,
+        newest_ms: u64,
+        (segment_bytes_max, spacing): (u64, u64),
+    ) -> Placement {
         assert!(count > 0);
         assert!(self.rolling.is_none(), "no commit while a roll is in flight");
         let roll = match self.segments.back() {
@@ -246,6 +314,10 @@ impl TopicLog {
         }
         let seg = self.segments.back_mut().expect("a segment was just ensured");
         let pos = seg.len;
+        let marked = self.marks.back().filter(|m| m.offset >= seg.base).map_or(0, |m| m.pos);
+        if pos >= marked + spacing {
+            self.marks.push_back(FrameMark { offset: seg.end, pos });
+        }
         seg.end += count;
         seg.len += frame_len;
         seg.newest_ms = seg.newest_ms.max(newest_ms);
@@ -316,6 +388,7 @@ impl TopicLog {
         }
         self.bytes = self.segments.iter().map(|s| s.len).sum();
         self.sealed = cp.sealed;
+        self.forget_marks();
         cuts
     }
 
@@ -375,6 +448,7 @@ impl TopicLog {
         }
         let s = self.segments.pop_front()?;
         self.bytes -= s.len;
+        self.forget_marks();
         Some(s)
     }
 
@@ -628,7 +702,7 @@ mod tests {
     #[test]
     fn a_roll_frees_the_only_segment_once_its_successor_is_created() {
         let seg = Segment { base: 0, end: 10, durable_end: 10, len: 500, newest_ms: 0, unwritten: 0, superseded: 0 };
-        let mut log = TopicLog::recovered(TopicIdx(3), vec![seg.clone()]);
+        let mut log = TopicLog::recovered(TopicIdx(3), vec![seg.clone()], Vec::new());
         assert_eq!((log.removable(), log.pop_oldest()), (0, None), "the only segment stays");
         let file = log.roll(7);
         assert_eq!(file, FileId::Segment { topic: TopicIdx(3), base: 10 });
@@ -637,19 +711,63 @@ mod tests {
         log.roll_done(true);
         assert_eq!(log.pop_oldest(), Some(seg));
         assert_eq!((log.start_offset(), log.end_offset(), log.bytes()), (10, 10, 0));
-        let p = log.place(2, 60, 8, 1 << 30);
+        let p = log.place(2, 60, 8, (1 << 30, 1 << 20));
         assert_eq!((p.file, p.pos, p.new_segment), (file, 0, false), "appends go on in the rolled segment");
     }
 
     #[test]
     fn a_failed_roll_leaves_the_log_as_it_was() {
         let seg = Segment { base: 0, end: 6, durable_end: 6, len: 500, newest_ms: 0, unwritten: 0, superseded: 0 };
-        let mut log = TopicLog::recovered(TopicIdx(0), vec![seg]);
+        let mut log = TopicLog::recovered(TopicIdx(0), vec![seg], Vec::new());
         log.skip_to(10);
         log.roll(1);
         log.roll_done(false);
         assert_eq!((log.segment_count(), log.removable(), log.end_offset()), (1, 0, 10));
-        assert!(log.place(1, 60, 1, 1 << 30).new_segment, "still sealed: the next append opens a segment");
+        assert!(log.place(1, 60, 1, (1 << 30, 1 << 20)).new_segment, "still sealed: the next append opens a segment");
+    }
+
+    #[test]
+    fn frames_are_marked_one_spacing_apart_and_forgotten_with_their_segment_or_commit() {
+        let mut log = TopicLog::new(TopicIdx(0));
+        // Frames of 100 bytes holding 10 records, marked every 250 bytes, segments of 1,000.
+        for _ in 0..25 {
+            log.place(10, 100, 1, (1_000, 250));
+            log.mark_durable();
+        }
+        let seg = |log: &TopicLog, o: u64| log.segment_for(o).map(|s| s.base);
+        assert_eq!((seg(&log, 0), seg(&log, 100), seg(&log, 245)), (Some(0), Some(100), Some(200)));
+        // The first segment's frames at positions 300 (offset 30) and 600 (offset 60) and
+        // 900 (offset 90) are marked; its first frame needs none.
+        let at = |log: &TopicLog, o: u64| log.frame_at_or_below(o).map(|m| (m.offset, m.pos));
+        assert_eq!(at(&log, 0), None);
+        assert_eq!(at(&log, 29), None);
+        assert_eq!(at(&log, 30), Some((30, 300)));
+        assert_eq!(at(&log, 59), Some((30, 300)));
+        assert_eq!(at(&log, 99), Some((90, 900)));
+        // A mark of an older segment never answers for a newer one.
+        assert_eq!(at(&log, 100), None);
+        assert_eq!(at(&log, 135), Some((130, 300)));
+        // A failed commit forgets the marks of what it placed.
+        let cp = log.checkpoint();
+        log.place(10, 100, 1, (1_000, 250));
+        log.place(10, 100, 1, (1_000, 250));
+        assert_eq!(at(&log, 265), Some((260, 600)));
+        log.rollback(&cp);
+        assert_eq!(at(&log, 249), Some((230, 300)));
+        assert!(log.marks.iter().all(|m| m.offset < log.end_offset()));
+        // Retention forgets the marks of the segment it deletes.
+        let before = log.marks.len();
+        log.pop_oldest().expect("removable");
+        assert_eq!(log.marks.len(), before - 3);
+        assert_eq!(at(&log, 135), Some((130, 300)));
+        // Recovery keeps the marks its scans found within what it kept of each segment.
+        let segs: Vec<Segment> = log.segments().cloned().collect();
+        let mut cut = segs.clone();
+        cut.last_mut().expect("a segment").len = 250;
+        let marks: Vec<FrameMark> = log.marks.iter().rev().copied().collect();
+        let again = TopicLog::recovered(TopicIdx(0), cut, marks);
+        assert_eq!(at(&again, 135), Some((130, 300)));
+        assert_eq!(at(&again, 235), None, "the mark at 300 is past the cut at 250");
     }
 
     #[test]
@@ -657,17 +775,18 @@ mod tests {
         let mut log = TopicLog::recovered(
             TopicIdx(0),
             vec![Segment { base: 0, end: 10, durable_end: 10, len: 100, newest_ms: 0, unwritten: 0, superseded: 0 }],
+            Vec::new(),
         );
         log.skip_to(1 << 20);
         let cp = log.checkpoint();
-        let p = log.place(1, 60, 1, 1 << 30);
+        let p = log.place(1, 60, 1, (1 << 30, 1 << 20));
         assert!(p.new_segment);
         assert_eq!(p.file, FileId::Segment { topic: TopicIdx(0), base: 1 << 20 });
         log.rollback(&cp);
         assert_eq!((log.records_from(0), log.end_offset()), (10, 1 << 20));
-        assert!(log.place(1, 60, 1, 1 << 30).new_segment, "a failed commit leaves the log sealed");
+        assert!(log.place(1, 60, 1, (1 << 30, 1 << 20)).new_segment, "a failed commit leaves the log sealed");
         log.mark_durable();
-        assert!(!log.place(1, 60, 1, 1 << 30).new_segment);
+        assert!(!log.place(1, 60, 1, (1 << 30, 1 << 20)).new_segment);
     }
 
     /// Swarm seed 27: recovery skipped past a cut tail, a commit opened the next segment, retention
@@ -685,26 +804,26 @@ mod tests {
             unwritten: 0,
             superseded: 0,
         };
-        let mut log = TopicLog::recovered(TopicIdx(0), vec![cut]);
+        let mut log = TopicLog::recovered(TopicIdx(0), vec![cut], Vec::new());
         log.skip_to(135_764);
         let cp = log.checkpoint();
-        let p = log.place(3, 300, 1, 1 << 20);
+        let p = log.place(3, 300, 1, (1 << 20, 1 << 20));
         assert!(p.new_segment);
         assert_eq!(log.pop_oldest().map(|s| s.base), Some(3_800), "acknowledged, deleted meanwhile");
         assert_eq!(log.rollback(&cp), vec![(p.file, None)]);
         assert_eq!((log.segment_count(), log.bytes()), (0, 0));
         assert_eq!((log.start_offset(), log.end_offset(), log.durable_offset()), (135_764, 135_764, 135_764));
-        let again = log.place(3, 300, 2, 1 << 20);
+        let again = log.place(3, 300, 2, (1 << 20, 1 << 20));
         assert_eq!((again.file, again.pos, again.new_segment), (p.file, 0, true));
         // An older segment deleted while a commit appends to the newest: only that one's
         // bytes are undone.
         let mut log = TopicLog::new(TopicIdx(0));
-        log.place(10, 100, 1, 100);
+        log.place(10, 100, 1, (100, 1 << 20));
         log.mark_durable();
-        assert!(log.place(10, 100, 1, 100).new_segment);
+        assert!(log.place(10, 100, 1, (100, 1 << 20)).new_segment);
         log.mark_durable();
         let cp = log.checkpoint();
-        assert!(!log.place(5, 40, 2, 150).new_segment);
+        assert!(!log.place(5, 40, 2, (150, 1 << 20)).new_segment);
         assert_eq!(log.pop_oldest().map(|s| s.base), Some(0));
         assert_eq!(log.rollback(&cp), vec![(FileId::Segment { topic: TopicIdx(0), base: 10 }, Some(100))]);
         assert_eq!((log.bytes(), log.start_offset(), log.end_offset()), (100, 10, 20));
@@ -726,16 +845,16 @@ mod tests {
     #[test]
     fn place_rolls_segments_and_rollback_restores() {
         let mut log = TopicLog::new(TopicIdx(0));
-        let p = log.place(10, 100, 1, 150);
+        let p = log.place(10, 100, 1, (150, 1 << 20));
         assert!(p.new_segment);
         log.mark_durable();
         let cp = log.checkpoint();
-        let p2 = log.place(5, 100, 2, 150);
+        let p2 = log.place(5, 100, 2, (150, 1 << 20));
         assert!(!p2.new_segment);
         assert_eq!(p2.pos, 100);
         log.mark_durable();
         let cp2 = log.checkpoint();
-        let p3 = log.place(5, 100, 3, 150);
+        let p3 = log.place(5, 100, 3, (150, 1 << 20));
         assert!(p3.new_segment);
         assert_eq!(log.end_offset(), 20);
         let cuts = log.rollback(&cp2);
@@ -750,9 +869,9 @@ mod tests {
     #[test]
     fn segment_for_finds_by_offset() {
         let mut log = TopicLog::new(TopicIdx(0));
-        log.place(10, 100, 1, 50);
+        log.place(10, 100, 1, (50, 1 << 20));
         log.mark_durable();
-        log.place(10, 100, 1, 50);
+        log.place(10, 100, 1, (50, 1 << 20));
         log.mark_durable();
         assert_eq!(log.segment_for(0).map(|s| s.base), Some(0));
         assert_eq!(log.segment_for(9).map(|s| s.base), Some(0));

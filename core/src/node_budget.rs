@@ -8,7 +8,7 @@ use crate::config::{NodeConfig, Role};
 use crate::effects::Owner;
 use crate::fetch;
 use crate::io::{Output, ProduceError};
-use crate::log::TopicLog;
+use crate::log::{self, TopicLog};
 use crate::memory::{
     MemoryPart, MemoryPlan, MemoryUsage, PlanBasis, DISK_OP_ENTRY_BYTES, FIXED_SLACK_BYTES, SEGMENT_ENTRY_BYTES,
     ZSTD_CONTEXTS_BYTES,
@@ -40,7 +40,12 @@ impl Node {
         let stored_max = b.gw_pending / std::mem::size_of::<Accepted>() as u64;
         let outputs_max = 2 * b.ops_max + 4 * (b.up + b.downlinks * b.down) + replies_max + stored_max + 64;
         let outputs = outputs_max.next_power_of_two() * std::mem::size_of::<Output>() as u64;
-        let index = b.segments_max * SEGMENT_ENTRY_BYTES + b.ops_max * DISK_OP_ENTRY_BYTES + outputs;
+        // Frame marks: each log's container may hold twice what it keeps, and 16 more
+        // (recovery's scans hold them first, while the logs are empty).
+        let spacing = log::frame_mark_spacing(cfg.log.read_chunk_bytes, cfg.log.segment_bytes_max);
+        let marks = log::frame_marks_max(cfg.resources.storage_bytes_max, spacing, b.segments_max);
+        let marks = (2 * marks + 16 * b.topics) * log::FRAME_MARK_BYTES;
+        let index = b.segments_max * SEGMENT_ENTRY_BYTES + marks + b.ops_max * DISK_OP_ENTRY_BYTES + outputs;
         max.set(MemoryPart::Index, index);
         max.set(MemoryPart::Codec, ZSTD_CONTEXTS_BYTES + b.batch_raw_max);
         max.set(MemoryPart::Scratch, b.read_max + 2 * b.batch_raw_max);

@@ -13,7 +13,7 @@ use crate::effects::{Fx, Owner};
 use crate::hlc::Hlc;
 use crate::io::{DiskError, DiskOpId, DiskRequest, DiskResponse, Event, FileId};
 use crate::keys::KeyIndex;
-use crate::log::{self, Resync, ScanStop, Segment, TopicLog};
+use crate::log::{self, FrameMark, Resync, ScanStop, Segment, TopicLog};
 use crate::memory::{MemoryPart, MemoryUsage, PlanBasis};
 use crate::meta;
 use crate::sync::ingest;
@@ -91,6 +91,8 @@ struct ScanJob {
     search: Option<(u64, String)>,
     /// Records of this segment a later record of their key superseded (`compact` topics).
     superseded: u64,
+    /// Position of the last frame marked in this segment (`log::frame_mark_spacing`).
+    marked: u64,
 }
 
 /// Heap bytes of one recovery scan job (queued in a `VecDeque`, which may double).
@@ -102,6 +104,8 @@ pub(crate) fn planned(cfg: &NodeConfig, b: &PlanBasis) -> MemoryUsage {
     let mut m = MemoryUsage::default();
     // Requests in flight: a read, and a truncate or a successor's two per topic.
     let steps = (2 * b.topics + 2) * STEP_ENTRY_BYTES;
+    // (The frame marks its scans find are planned with the logs' (`Node::plan`): the logs
+    // hold none until recovery hands its marks over.)
     m.set(MemoryPart::Index, b.segments_max * SCAN_JOB_BYTES + steps);
     m.set(MemoryPart::Reads, b.read_max);
     if let Some(c) = &cfg.cluster {
@@ -126,6 +130,8 @@ pub(crate) struct Recovery {
     meta_bound: Option<u64>,
     meta_generations: Vec<u64>,
     segments: BTreeMap<TopicIdx, Vec<Segment>>,
+    /// Where frames begin in the segments scanned, per topic (`TopicLog::frame_at_or_below`).
+    frame_marks: BTreeMap<TopicIdx, Vec<FrameMark>>,
     marks: BTreeMap<(NodeId, TopicIdx), Seq>,
     subscriber_marks: BTreeMap<(NodeId, TopicIdx), Seq>,
     truncations_left: u32,
@@ -275,6 +281,7 @@ impl Recovery {
                         newest_ms: 0,
                         search,
                         superseded: 0,
+                        marked: 0,
                     });
                 } else {
                     let end = next_base.expect("not last");
@@ -427,8 +434,14 @@ impl Recovery {
         let compact = cx.cfg.topics[topic.0 as usize].eviction == Eviction::Compact && !gateway;
         let mut records = 0;
         let marks = &mut self.marks;
+        let spacing = log::frame_mark_spacing(cx.cfg.log.read_chunk_bytes, cx.cfg.log.segment_bytes_max);
+        let frame_marks = self.frame_marks.entry(topic).or_default();
         let stop = log::scan(bytes, job.pos, job.next_offset, |f| {
             records += u64::from(f.header.count);
+            if f.pos >= job.marked + spacing {
+                frame_marks.push(FrameMark { offset: f.base, pos: f.pos });
+                job.marked = f.pos;
+            }
             job.next_offset = f.end();
             job.newest_ms = job.newest_ms.max(f.header.base_hlc.physical_ms());
             if ingested {
@@ -594,13 +607,14 @@ impl Recovery {
     /// Everything found, as the node's starting state.
     fn recovered(&mut self, topics: usize) -> Recovered {
         let r = std::mem::take(self);
-        let mut segments = r.segments;
+        let (mut segments, mut frame_marks) = (r.segments, r.frame_marks);
         let logs = (0..topics)
             .map(|i| {
                 let topic = TopicIdx(i as u16);
                 let mut segs = segments.remove(&topic).unwrap_or_default();
                 segs.sort_by_key(|s| s.base);
-                let mut log = TopicLog::recovered(topic, segs);
+                let marks = frame_marks.remove(&topic).unwrap_or_default();
+                let mut log = TopicLog::recovered(topic, segs, marks);
                 if r.sealed.contains(&topic) {
                     log.seal_newest();
                 }
@@ -631,18 +645,19 @@ impl Recovery {
         let jobs =
             (self.jobs.capacity() * std::mem::size_of::<ScanJob>()) as u64 + self.steps.len() as u64 * STEP_ENTRY_BYTES;
         let segs: usize = self.segments.values().map(|v| v.capacity() * std::mem::size_of::<Segment>() + 64).sum();
+        let frames: u64 = self.frame_marks.values().map(|v| v.capacity() as u64 * log::FRAME_MARK_BYTES).sum();
         let marks = (self.marks.len() + self.subscriber_marks.len()) as u64 * ingest::GATEWAY_STREAM_ENTRY_BYTES;
         let keys: u64 = self.key_index.values().map(KeyIndex::bytes).sum();
         let raft = self.raft_reading.capacity() as u64
             + self.raft.as_ref().map_or(0, |r| r.log.iter().map(crate::site::entry_bytes).sum());
-        jobs + segs as u64 + marks + keys + (self.meta_generations.capacity() * 8) as u64 + raft
+        jobs + segs as u64 + frames + marks + keys + (self.meta_generations.capacity() * 8) as u64 + raft
     }
 }
 
 impl ScanJob {
     /// A job that reads a whole small file from its start (meta, Raft state).
     fn whole_file(kind: JobKind, file: FileId, file_len: u64) -> ScanJob {
-        ScanJob { kind, file, file_len, pos: 0, next_offset: 0, newest_ms: 0, search: None, superseded: 0 }
+        ScanJob { kind, file, file_len, pos: 0, next_offset: 0, newest_ms: 0, search: None, superseded: 0, marked: 0 }
     }
 
     fn file_base(&self) -> u64 {

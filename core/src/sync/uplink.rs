@@ -1178,9 +1178,13 @@ impl Uplink {
             let reason = if from < log.evicted_unsynced_end() { SkipReason::Evicted } else { SkipReason::Deleted };
             return self.skip(idx, (from, to), reason, None, cx);
         };
+        // Where to read: the frame the stream knows, else the nearest the log marks below
+        // `sent` (a new sender, or one resuming at its peer's mark, scanned the segment
+        // from its first frame: most of what site-power-cuts and worn-sd-card read).
+        let marked = log.frame_at_or_below(s.sent).map(|m| Cursor { base: seg.base, pos: m.pos, offset: m.offset });
         let cursor = match s.cursor {
-            Some(c) if c.base == seg.base && c.offset <= s.sent => c,
-            _ => Cursor { base: seg.base, pos: 0, offset: seg.base },
+            Some(c) if c.base == seg.base && c.offset <= s.sent => marked.filter(|m| m.offset > c.offset).unwrap_or(c),
+            _ => marked.unwrap_or(Cursor { base: seg.base, pos: 0, offset: seg.base }),
         };
         s.cursor = Some(cursor);
         let (pos, min_len) = match s.skipping {
