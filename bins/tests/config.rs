@@ -416,7 +416,7 @@ const BAD_FILES: &[(&str, Role, Option<usize>, &str)] = &[
         "[resources]\nmax_memory = \"8MiB\"\n",
         Role::Gateway,
         Some(2),
-        "edge.toml:2: resources.max_memory: 8.0 MiB is the whole process's budget (with this file, at least 111.0 MiB \
+        "edge.toml:2: resources.max_memory: 8.0 MiB is the whole process's budget (with this file, at least 113.0 MiB \
          is needed); the shell keeps 9.7 MiB of it (4 connections per listener, 512.0 KiB for request bodies), and \
          the core's 0 B is less than the",
     ),

@@ -95,10 +95,14 @@ pub fn frame_mark_spacing(read_chunk_bytes: u32, segment_bytes_max: u64) -> u64 
     u64::from(read_chunk_bytes).max(segment_bytes_max / 16).max(1)
 }
 
-/// Frame marks a node's logs hold at most: one per `frame_mark_spacing` of its storage,
-/// and one more per segment.
-pub fn frame_marks_max(storage_bytes_max: u64, spacing: u64, segments_max: u64) -> u64 {
-    storage_bytes_max / spacing.max(1) + segments_max
+/// Frame marks one topic's log keeps at most: the oldest go first, so a sender resuming
+/// far back in a long log scans from its segment's first frame, as without marks.
+pub const FRAME_MARKS_PER_TOPIC_MAX: usize = 1024;
+
+/// Frame marks a node's logs hold at most: one per `frame_mark_spacing` of its storage
+/// and one more per segment, and no more than `FRAME_MARKS_PER_TOPIC_MAX` per topic.
+pub fn frame_marks_max(storage_bytes_max: u64, spacing: u64, segments_max: u64, topics: u64) -> u64 {
+    (storage_bytes_max / spacing.max(1) + segments_max).min(topics * FRAME_MARKS_PER_TOPIC_MAX as u64)
 }
 
 /// The bookkeeping of one topic's log.
@@ -170,6 +174,7 @@ impl TopicLog {
             let i = segments.partition_point(|s| s.end <= m.offset);
             segments.get(i).is_some_and(|s| s.base <= m.offset && m.pos < s.len)
         });
+        marks.drain(..marks.len().saturating_sub(FRAME_MARKS_PER_TOPIC_MAX));
         TopicLog {
             topic,
             segments: segments.into(),
@@ -316,6 +321,9 @@ impl TopicLog {
         let pos = seg.len;
         let marked = self.marks.back().filter(|m| m.offset >= seg.base).map_or(0, |m| m.pos);
         if pos >= marked + spacing {
+            if self.marks.len() >= FRAME_MARKS_PER_TOPIC_MAX {
+                self.marks.pop_front();
+            }
             self.marks.push_back(FrameMark { offset: seg.end, pos });
         }
         seg.end += count;
@@ -768,6 +776,15 @@ mod tests {
         let again = TopicLog::recovered(TopicIdx(0), cut, marks);
         assert_eq!(at(&again, 135), Some((130, 300)));
         assert_eq!(at(&again, 235), None, "the mark at 300 is past the cut at 250");
+        // A long log keeps its newest marks only.
+        let mut long = TopicLog::new(TopicIdx(0));
+        for _ in 0..3 * FRAME_MARKS_PER_TOPIC_MAX {
+            long.place(1, 100, 1, (1 << 40, 100));
+        }
+        assert_eq!(long.marks.len(), FRAME_MARKS_PER_TOPIC_MAX);
+        assert_eq!(at(&long, 2 * FRAME_MARKS_PER_TOPIC_MAX as u64 - 1), None, "forgotten: scan from the first frame");
+        let newest = 3 * FRAME_MARKS_PER_TOPIC_MAX as u64 - 1;
+        assert_eq!(at(&long, newest), Some((newest, 100 * newest)));
     }
 
     #[test]

@@ -439,6 +439,10 @@ impl Recovery {
         let stop = log::scan(bytes, job.pos, job.next_offset, |f| {
             records += u64::from(f.header.count);
             if f.pos >= job.marked + spacing {
+                if frame_marks.len() >= 2 * log::FRAME_MARKS_PER_TOPIC_MAX {
+                    // (Segments are scanned oldest first: the newest marks are kept.)
+                    frame_marks.drain(..log::FRAME_MARKS_PER_TOPIC_MAX);
+                }
                 frame_marks.push(FrameMark { offset: f.base, pos: f.pos });
                 job.marked = f.pos;
             }
