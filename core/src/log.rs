@@ -89,20 +89,49 @@ pub struct FrameMark {
 /// Heap bytes of one frame mark.
 pub const FRAME_MARK_BYTES: u64 = std::mem::size_of::<FrameMark>() as u64;
 
-/// How far apart, in bytes of a segment file, the log marks where frames begin: one read
-/// chunk, or a sixteenth of a segment if that is more (so a segment holds 17 marks at most).
+/// How far apart, at most, in bytes of a segment file, the log marks where frames begin:
+/// one read chunk, or a sixteenth of a segment if that is more.
 pub fn frame_mark_spacing(read_chunk_bytes: u32, segment_bytes_max: u64) -> u64 {
     u64::from(read_chunk_bytes).max(segment_bytes_max / 16).max(1)
 }
+
+/// A segment's marks start this close together (or at the largest spacing if that is
+/// less), so that a small segment has marks too (site-power-cuts' tills restarted in
+/// segments of tens of kilobytes, below one read chunk).
+pub const FRAME_MARK_SPACING_MIN: u64 = 4 << 10;
+
+/// When a segment has more marks than twice this, every other one goes and its spacing
+/// doubles, until it reaches `frame_mark_spacing`; a segment holds 33 marks at most.
+pub const FRAME_MARKS_PER_SEGMENT: usize = 16;
 
 /// Frame marks one topic's log keeps at most: the oldest go first, so a sender resuming
 /// far back in a long log scans from its segment's first frame, as without marks.
 pub const FRAME_MARKS_PER_TOPIC_MAX: usize = 1024;
 
-/// Frame marks a node's logs hold at most: one per `frame_mark_spacing` of its storage
-/// and one more per segment, and no more than `FRAME_MARKS_PER_TOPIC_MAX` per topic.
-pub fn frame_marks_max(storage_bytes_max: u64, spacing: u64, segments_max: u64, topics: u64) -> u64 {
-    (storage_bytes_max / spacing.max(1) + segments_max).min(topics * FRAME_MARKS_PER_TOPIC_MAX as u64)
+/// Frame marks a node's logs hold at most.
+pub fn frame_marks_max(segments_max: u64, topics: u64) -> u64 {
+    (segments_max * (2 * FRAME_MARKS_PER_SEGMENT as u64 + 1)).min(topics * FRAME_MARKS_PER_TOPIC_MAX as u64)
+}
+
+/// Marks frame `m` of the segment starting at `base` (the newest `marks` names) if it
+/// begins `spacing` or more past the segment's last mark, within `FRAME_MARKS_PER_TOPIC_MAX`;
+/// thins the segment's marks out when they pass twice `FRAME_MARKS_PER_SEGMENT` (every
+/// other one goes, `spacing` doubles, up to `max`). The appends and recovery's scans.
+pub fn mark_frame(marks: &mut VecDeque<FrameMark>, base: u64, m: FrameMark, spacing: &mut u64, max: u64) {
+    let last = marks.back().filter(|l| l.offset >= base).map_or(0, |l| l.pos);
+    if m.pos < last + *spacing {
+        return;
+    }
+    if marks.len() >= FRAME_MARKS_PER_TOPIC_MAX {
+        marks.pop_front();
+    }
+    marks.push_back(m);
+    let first = marks.partition_point(|x| x.offset < base);
+    if marks.len() - first > 2 * FRAME_MARKS_PER_SEGMENT && *spacing < max {
+        let kept: Vec<FrameMark> = marks.drain(first..).skip(1).step_by(2).collect();
+        marks.extend(kept);
+        *spacing = (*spacing * 2).min(max);
+    }
 }
 
 /// The bookkeeping of one topic's log.
@@ -116,6 +145,8 @@ pub struct TopicLog {
     /// at the nearest mark below it instead of scanning the file from its first frame
     /// (`TopicLog::frame_at_or_below`).
     marks: VecDeque<FrameMark>,
+    /// The spacing of the newest segment's marks (`mark_frame`).
+    newest_spacing: u64,
     bytes: u64,
     /// Offset the next segment starts at when there is none (after retention emptied it).
     next_base: u64,
@@ -152,6 +183,7 @@ impl TopicLog {
             topic,
             segments: VecDeque::new(),
             marks: VecDeque::new(),
+            newest_spacing: FRAME_MARK_SPACING_MIN,
             bytes: 0,
             next_base: 0,
             sealed: false,
@@ -163,7 +195,8 @@ impl TopicLog {
 
     /// Rebuilds the log from recovered segments (sorted by base, contiguous) and the frame
     /// marks their scans found (those past a cut tail are dropped).
-    pub fn recovered(topic: TopicIdx, segments: Vec<Segment>, mut marks: Vec<FrameMark>) -> TopicLog {
+    pub fn recovered(topic: TopicIdx, segments: Vec<Segment>, marks: VecDeque<FrameMark>) -> TopicLog {
+        let mut marks = Vec::from(marks);
         for w in segments.windows(2) {
             assert_eq!(w[0].end, w[1].base, "recovered segments must be contiguous");
         }
@@ -179,6 +212,7 @@ impl TopicLog {
             topic,
             segments: segments.into(),
             marks: marks.into(),
+            newest_spacing: FRAME_MARK_SPACING_MIN,
             bytes,
             next_base,
             sealed: false,
@@ -297,7 +331,7 @@ impl TopicLog {
 
     /// Reserves room for a frame of `frame_len` bytes holding `count` records, opening a
     /// new segment when the newest has reached `segment_bytes_max`.
-    /// `spacing`: how far apart frames are marked (`frame_mark_spacing`).
+    /// `spacing`: how far apart frames are marked at most (`frame_mark_spacing`).
     pub fn place(
         &mut self,
         count: u64,
@@ -313,19 +347,15 @@ impl TopicLog {
         };
         if roll {
             self.sealed = false;
+            self.newest_spacing = FRAME_MARK_SPACING_MIN.min(spacing);
             let base = self.end_offset();
             assert_eq!(self.durable_offset(), base, "a segment is opened only when the log is durable");
             self.segments.push_back(Segment::empty(base, newest_ms));
         }
         let seg = self.segments.back_mut().expect("a segment was just ensured");
         let pos = seg.len;
-        let marked = self.marks.back().filter(|m| m.offset >= seg.base).map_or(0, |m| m.pos);
-        if pos >= marked + spacing {
-            if self.marks.len() >= FRAME_MARKS_PER_TOPIC_MAX {
-                self.marks.pop_front();
-            }
-            self.marks.push_back(FrameMark { offset: seg.end, pos });
-        }
+        let gap = &mut self.newest_spacing;
+        mark_frame(&mut self.marks, seg.base, FrameMark { offset: seg.end, pos }, gap, spacing);
         seg.end += count;
         seg.len += frame_len;
         seg.newest_ms = seg.newest_ms.max(newest_ms);
@@ -710,7 +740,7 @@ mod tests {
     #[test]
     fn a_roll_frees_the_only_segment_once_its_successor_is_created() {
         let seg = Segment { base: 0, end: 10, durable_end: 10, len: 500, newest_ms: 0, unwritten: 0, superseded: 0 };
-        let mut log = TopicLog::recovered(TopicIdx(3), vec![seg.clone()], Vec::new());
+        let mut log = TopicLog::recovered(TopicIdx(3), vec![seg.clone()], VecDeque::new());
         assert_eq!((log.removable(), log.pop_oldest()), (0, None), "the only segment stays");
         let file = log.roll(7);
         assert_eq!(file, FileId::Segment { topic: TopicIdx(3), base: 10 });
@@ -726,7 +756,7 @@ mod tests {
     #[test]
     fn a_failed_roll_leaves_the_log_as_it_was() {
         let seg = Segment { base: 0, end: 6, durable_end: 6, len: 500, newest_ms: 0, unwritten: 0, superseded: 0 };
-        let mut log = TopicLog::recovered(TopicIdx(0), vec![seg], Vec::new());
+        let mut log = TopicLog::recovered(TopicIdx(0), vec![seg], VecDeque::new());
         log.skip_to(10);
         log.roll(1);
         log.roll_done(false);
@@ -772,7 +802,7 @@ mod tests {
         let segs: Vec<Segment> = log.segments().cloned().collect();
         let mut cut = segs.clone();
         cut.last_mut().expect("a segment").len = 250;
-        let marks: Vec<FrameMark> = log.marks.iter().rev().copied().collect();
+        let marks: VecDeque<FrameMark> = log.marks.iter().rev().copied().collect();
         let again = TopicLog::recovered(TopicIdx(0), cut, marks);
         assert_eq!(at(&again, 135), Some((130, 300)));
         assert_eq!(at(&again, 235), None, "the mark at 300 is past the cut at 250");
@@ -785,6 +815,22 @@ mod tests {
         assert_eq!(at(&long, 2 * FRAME_MARKS_PER_TOPIC_MAX as u64 - 1), None, "forgotten: scan from the first frame");
         let newest = 3 * FRAME_MARKS_PER_TOPIC_MAX as u64 - 1;
         assert_eq!(at(&long, newest), Some((newest, 100 * newest)));
+        // A segment's marks start 4 KiB apart and thin out as it grows, up to the spacing.
+        let mut big = TopicLog::new(TopicIdx(0));
+        for _ in 0..4_000 {
+            big.place(1, 1_000, 1, (1 << 40, 256 << 10));
+        }
+        assert!(big.marks.len() <= 2 * FRAME_MARKS_PER_SEGMENT + 1, "{}", big.marks.len());
+        let spacing = big.newest_spacing;
+        assert!((FRAME_MARK_SPACING_MIN..=256 << 10).contains(&spacing) && spacing > 64 << 10, "{spacing}");
+        let (last, m) = (3_999, big.frame_at_or_below(3_999).expect("marked"));
+        assert!(last * 1_000 - m.pos < 2 * spacing, "the last mark is within twice the spacing: {m:?}");
+        assert!(big.marks.iter().zip(big.marks.iter().skip(1)).all(|(a, b)| a.offset < b.offset && a.pos < b.pos));
+        let mut small = TopicLog::new(TopicIdx(0));
+        for _ in 0..40 {
+            small.place(1, 1_000, 1, (1 << 40, 256 << 10));
+        }
+        assert_eq!(small.frame_at_or_below(39).map(|m| m.offset), Some(35), "a 40 KB segment: a mark every 5 frames");
     }
 
     #[test]
@@ -792,7 +838,7 @@ mod tests {
         let mut log = TopicLog::recovered(
             TopicIdx(0),
             vec![Segment { base: 0, end: 10, durable_end: 10, len: 100, newest_ms: 0, unwritten: 0, superseded: 0 }],
-            Vec::new(),
+            VecDeque::new(),
         );
         log.skip_to(1 << 20);
         let cp = log.checkpoint();
@@ -821,7 +867,7 @@ mod tests {
             unwritten: 0,
             superseded: 0,
         };
-        let mut log = TopicLog::recovered(TopicIdx(0), vec![cut], Vec::new());
+        let mut log = TopicLog::recovered(TopicIdx(0), vec![cut], VecDeque::new());
         log.skip_to(135_764);
         let cp = log.checkpoint();
         let p = log.place(3, 300, 1, (1 << 20, 1 << 20));

@@ -42,8 +42,7 @@ impl Node {
         let outputs = outputs_max.next_power_of_two() * std::mem::size_of::<Output>() as u64;
         // Frame marks: each log's container may hold twice what it keeps, and 16 more
         // (recovery's scans hold them first, while the logs are empty).
-        let spacing = log::frame_mark_spacing(cfg.log.read_chunk_bytes, cfg.log.segment_bytes_max);
-        let marks = log::frame_marks_max(cfg.resources.storage_bytes_max, spacing, b.segments_max, b.topics);
+        let marks = log::frame_marks_max(b.segments_max, b.topics);
         let marks = (2 * marks + 16 * b.topics) * log::FRAME_MARK_BYTES;
         let index = b.segments_max * SEGMENT_ENTRY_BYTES + marks + b.ops_max * DISK_OP_ENTRY_BYTES + outputs;
         max.set(MemoryPart::Index, index);

@@ -91,8 +91,8 @@ struct ScanJob {
     search: Option<(u64, String)>,
     /// Records of this segment a later record of their key superseded (`compact` topics).
     superseded: u64,
-    /// Position of the last frame marked in this segment (`log::frame_mark_spacing`).
-    marked: u64,
+    /// The spacing of this segment's frame marks (`log::mark_frame`).
+    spacing: u64,
 }
 
 /// Heap bytes of one recovery scan job (queued in a `VecDeque`, which may double).
@@ -131,7 +131,7 @@ pub(crate) struct Recovery {
     meta_generations: Vec<u64>,
     segments: BTreeMap<TopicIdx, Vec<Segment>>,
     /// Where frames begin in the segments scanned, per topic (`TopicLog::frame_at_or_below`).
-    frame_marks: BTreeMap<TopicIdx, Vec<FrameMark>>,
+    frame_marks: BTreeMap<TopicIdx, VecDeque<FrameMark>>,
     marks: BTreeMap<(NodeId, TopicIdx), Seq>,
     subscriber_marks: BTreeMap<(NodeId, TopicIdx), Seq>,
     truncations_left: u32,
@@ -281,7 +281,7 @@ impl Recovery {
                         newest_ms: 0,
                         search,
                         superseded: 0,
-                        marked: 0,
+                        spacing: log::FRAME_MARK_SPACING_MIN,
                     });
                 } else {
                     let end = next_base.expect("not last");
@@ -436,16 +436,13 @@ impl Recovery {
         let marks = &mut self.marks;
         let spacing = log::frame_mark_spacing(cx.cfg.log.read_chunk_bytes, cx.cfg.log.segment_bytes_max);
         let frame_marks = self.frame_marks.entry(topic).or_default();
+        let file_base = job.file_base();
         let stop = log::scan(bytes, job.pos, job.next_offset, |f| {
             records += u64::from(f.header.count);
-            if f.pos >= job.marked + spacing {
-                if frame_marks.len() >= 2 * log::FRAME_MARKS_PER_TOPIC_MAX {
-                    // (Segments are scanned oldest first: the newest marks are kept.)
-                    frame_marks.drain(..log::FRAME_MARKS_PER_TOPIC_MAX);
-                }
-                frame_marks.push(FrameMark { offset: f.base, pos: f.pos });
-                job.marked = f.pos;
-            }
+            // (Segments are scanned oldest first: the newest marks are kept.)
+            let m = FrameMark { offset: f.base, pos: f.pos };
+            job.spacing = job.spacing.min(spacing);
+            log::mark_frame(frame_marks, file_base, m, &mut job.spacing, spacing);
             job.next_offset = f.end();
             job.newest_ms = job.newest_ms.max(f.header.base_hlc.physical_ms());
             if ingested {
@@ -661,7 +658,17 @@ impl Recovery {
 impl ScanJob {
     /// A job that reads a whole small file from its start (meta, Raft state).
     fn whole_file(kind: JobKind, file: FileId, file_len: u64) -> ScanJob {
-        ScanJob { kind, file, file_len, pos: 0, next_offset: 0, newest_ms: 0, search: None, superseded: 0, marked: 0 }
+        ScanJob {
+            kind,
+            file,
+            file_len,
+            pos: 0,
+            next_offset: 0,
+            newest_ms: 0,
+            search: None,
+            superseded: 0,
+            spacing: log::FRAME_MARK_SPACING_MIN,
+        }
     }
 
     fn file_base(&self) -> u64 {

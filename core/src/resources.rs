@@ -364,7 +364,7 @@ mod tests {
                 superseded: 0,
             })
             .collect();
-        TopicLog::recovered(TopicIdx(topic), segs, Vec::new())
+        TopicLog::recovered(TopicIdx(topic), segs, Default::default())
     }
 
     fn view(log: &TopicLog, priority: u8, eviction: Eviction, synced_below: Option<Seq>) -> TopicView<'_> {
