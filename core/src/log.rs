@@ -139,11 +139,11 @@ pub fn mark_frame(marks: &mut VecDeque<FrameMark>, base: u64, m: FrameMark, spac
 pub struct TopicLog {
     pub topic: TopicIdx,
     segments: VecDeque<Segment>,
-    /// Where frames begin, about one every `frame_mark_spacing` bytes of each segment
-    /// written since the node started, oldest first: a reader that must start at an
-    /// offset inside a segment (a sender resuming at its peer's mark, a new sender) starts
-    /// at the nearest mark below it instead of scanning the file from its first frame
-    /// (`TopicLog::frame_at_or_below`).
+    /// Where frames begin in the segments written since the node started or scanned by
+    /// its recovery, 33 per segment at most (`mark_frame`), oldest first: a reader that
+    /// must start at an offset inside a segment (a sender resuming at its peer's mark, a
+    /// new sender) starts at the nearest mark below it instead of scanning the file from
+    /// its first frame (`TopicLog::frame_at_or_below`).
     marks: VecDeque<FrameMark>,
     /// The spacing of the newest segment's marks (`mark_frame`).
     newest_spacing: u64,

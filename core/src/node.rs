@@ -353,9 +353,11 @@ impl Node {
         // (Asked only of a commit about to start: a gateway may have many senders down.)
         let (logs, idle) = (&self.logs, self.commit.is_idle());
         let starts = idle && self.commit.has_queued();
-        let follows: Vec<Vec<u64>> =
-            if starts { self.log_senders().map(|u| u.follows(logs, chunk)).collect() } else { Vec::new() };
-        let most = (0..self.logs.len()).map(|t| follows.iter().map(|f| f[t]).max().unwrap_or(0)).collect::<Vec<_>>();
+        let (mut follows, mut most) = (Vec::new(), Vec::new());
+        if starts {
+            follows = self.log_senders().map(|u| u.follows(logs, chunk)).collect::<Vec<_>>();
+            most = (0..self.logs.len()).map(|t| follows.iter().map(|f| f[t]).max().unwrap_or(0)).collect();
+        }
         self.commit.start(&mut self.fx, &self.cfg, &mut self.logs, &mut self.enc, (site_applied, &most));
         let tails = if idle { self.commit.tail_sizes() } else { Vec::new() };
         if !tails.is_empty() {
