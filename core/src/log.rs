@@ -118,6 +118,7 @@ pub fn frame_marks_max(segments_max: u64, topics: u64) -> u64 {
 /// thins the segment's marks out when they pass twice `FRAME_MARKS_PER_SEGMENT` (every
 /// other one goes, `spacing` doubles, up to `max`). The appends and recovery's scans.
 pub fn mark_frame(marks: &mut VecDeque<FrameMark>, base: u64, m: FrameMark, spacing: &mut u64, max: u64) {
+    *spacing = (*spacing).min(max);
     let last = marks.back().filter(|l| l.offset >= base).map_or(0, |l| l.pos);
     if m.pos < last + *spacing {
         return;
@@ -347,7 +348,7 @@ impl TopicLog {
         };
         if roll {
             self.sealed = false;
-            self.newest_spacing = FRAME_MARK_SPACING_MIN.min(spacing);
+            self.newest_spacing = FRAME_MARK_SPACING_MIN;
             let base = self.end_offset();
             assert_eq!(self.durable_offset(), base, "a segment is opened only when the log is durable");
             self.segments.push_back(Segment::empty(base, newest_ms));

@@ -355,7 +355,8 @@ impl Node {
         let starts = idle && self.commit.has_queued();
         let (mut follows, mut most) = (Vec::new(), Vec::new());
         if starts {
-            follows = self.log_senders().map(|u| u.follows(logs, chunk)).collect::<Vec<_>>();
+            let senders = Self::senders_of(&mut self.uplink, &mut self.site, &mut self.downlinks);
+            follows = senders.map(|u| u.follows(logs, chunk)).collect::<Vec<_>>();
             most = (0..self.logs.len()).map(|t| follows.iter().map(|f| f[t]).max().unwrap_or(0)).collect();
         }
         self.commit.start(&mut self.fx, &self.cfg, &mut self.logs, &mut self.enc, (site_applied, &most));
@@ -378,18 +379,12 @@ impl Node {
     }
 
     /// Every sender that reads this node's logs: its uplink, its site's, and its senders
-    /// down to edges.
-    fn log_senders(&self) -> impl Iterator<Item = &Uplink> {
-        let site = self.site.as_ref().and_then(|s| s.uplink.as_ref());
-        let down = self.downlinks.iter().flat_map(|d| d.senders().map(|(_, u)| u));
-        self.uplink.iter().chain(site).chain(down)
-    }
-
-    /// `log_senders`, in the same order, to change.
+    /// down to edges, always in that order.
     fn log_senders_mut(&mut self) -> impl Iterator<Item = &mut Uplink> {
         Self::senders_of(&mut self.uplink, &mut self.site, &mut self.downlinks)
     }
 
+    /// `log_senders_mut` from the fields, so that the logs can be lent beside them.
     fn senders_of<'a>(
         uplink: &'a mut Option<Uplink>,
         site: &'a mut Option<Box<crate::site::Site>>,

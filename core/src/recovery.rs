@@ -441,7 +441,6 @@ impl Recovery {
             records += u64::from(f.header.count);
             // (Segments are scanned oldest first: the newest marks are kept.)
             let m = FrameMark { offset: f.base, pos: f.pos };
-            job.spacing = job.spacing.min(spacing);
             log::mark_frame(frame_marks, file_base, m, &mut job.spacing, spacing);
             job.next_offset = f.end();
             job.newest_ms = job.newest_ms.max(f.header.base_hlc.physical_ms());
