@@ -78,6 +78,9 @@ pub struct Settings {
     pub cloud: Option<CloudSettings>,
     /// Some on a gateway, None on an edge.
     pub gateway: Option<GatewaySettings>,
+    /// How this node's links to other nodes (its gateway above, its edges below) are
+    /// secured: `[tls]`.
+    pub links: LinkSecurity,
     pub logging: Logging,
     /// `resources.max_memory`: the whole process's budget. The shell keeps its buffers
     /// within `shell.reserve` of it and the core gets the rest (`node.resources`).
@@ -111,6 +114,33 @@ pub struct GatewaySettings {
     pub open: bool,
     /// `gateway.relays`: the middle tiers below it, by name.
     pub relays: Vec<String>,
+}
+
+/// `[tls]`: TLS 1.3 on the links between nodes (docs/SECURITY.md), or clear text.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LinkSecurity {
+    /// Clear text: `tls.plaintext = true`, or a node whose every link stays on this host
+    /// (loopback addresses only), where there is no network to read it from.
+    Plain {
+        /// Whether the file asked for it (a test network) rather than loopback allowing it.
+        explicit: bool,
+    },
+    Tls(TlsFiles),
+}
+
+/// The PEM files of `[tls]`, as the file names them (relative paths are taken from the
+/// working directory, as `node.data_dir` is). They are read when the node starts, and a
+/// gateway reads them again on SIGHUP.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TlsFiles {
+    /// `tls.ca`: the fleet CA's certificate(s), which every peer's certificate must chain to.
+    pub ca: PathBuf,
+    /// `tls.cert` and `tls.key`: this node's certificate, issued for its `node.name`, and its
+    /// private key. A gateway must have them; an edge without them sends `cloud.token`
+    /// over a link that authenticates only the gateway.
+    pub identity: Option<(PathBuf, PathBuf)>,
+    /// `tls.crl`: the fleet's revoked certificates (a gateway's).
+    pub crl: Option<PathBuf>,
 }
 
 /// The process's own log (not the storage log).
@@ -253,6 +283,18 @@ struct RawFile {
     mesh: RawMesh,
     #[serde(default)]
     logging: RawLogging,
+    tls: Option<RawTls>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    ca: Option<String>,
+    cert: Option<String>,
+    key: Option<String>,
+    crl: Option<String>,
+    #[serde(default)]
+    plaintext: bool,
 }
 
 #[derive(Default, Deserialize)]
@@ -443,6 +485,7 @@ fn settings(raw: &RawFile, path: Option<&Path>, role: Role, places: &[Place]) ->
         }
     }
     let browser = crate::api::BrowserGuard::new(http, &raw.api.allowed_origins, &raw.api.allowed_hosts);
+    let links = link_security(raw.tls.as_ref(), cloud.as_ref(), gateway.as_ref())?;
     Ok(Settings {
         path: path.map(Path::to_path_buf),
         node,
@@ -453,6 +496,7 @@ fn settings(raw: &RawFile, path: Option<&Path>, role: Role, places: &[Place]) ->
         binary,
         cloud,
         gateway,
+        links,
         logging: logging(&raw.logging)?,
         max_memory,
         shell,
@@ -539,6 +583,87 @@ fn cloud(raw: Option<&RawCloud>, role: Role, node_name: &str) -> Result<Option<C
         ));
     }
     Ok(Some(CloudSettings { gateway_addr, gateway_name, token: raw.token.clone() }))
+}
+
+/// `[tls]`, checked against the links the node has: a link that leaves this host is
+/// encrypted unless the file says `tls.plaintext = true`.
+fn link_security(
+    raw: Option<&RawTls>,
+    cloud: Option<&CloudSettings>,
+    gateway: Option<&GatewaySettings>,
+) -> Result<LinkSecurity, Problem> {
+    let path = |field: &str, text: &Option<String>| -> Result<Option<PathBuf>, Problem> {
+        match text.as_deref() {
+            Some("") => Err(problem(field, "empty; expected the path of a PEM file")),
+            Some(p) => Ok(Some(PathBuf::from(p))),
+            None => Ok(None),
+        }
+    };
+    let leaving = cloud
+        .filter(|c| !is_loopback_host(&c.gateway_addr))
+        .map(|c| ("cloud.gateway", c.gateway_addr.clone()))
+        .or_else(|| gateway.filter(|g| !g.listen.ip().is_loopback()).map(|g| ("gateway.listen", g.listen.to_string())));
+    let Some(raw) = raw else {
+        return match leaving {
+            Some((field, addr)) => Err(problem(
+                field,
+                format!(
+                    "{addr:?} leaves this host, and the file has no [tls]: links between nodes are encrypted; add \
+                     [tls] with ca, cert and key (made by `outpost certs`), or tls.plaintext = true on a test network"
+                ),
+            )),
+            None => Ok(LinkSecurity::Plain { explicit: false }),
+        };
+    };
+    let (ca, cert, key, crl) = (
+        path("tls.ca", &raw.ca)?,
+        path("tls.cert", &raw.cert)?,
+        path("tls.key", &raw.key)?,
+        path("tls.crl", &raw.crl)?,
+    );
+    if raw.plaintext {
+        if let Some(field) = [("tls.ca", &ca), ("tls.cert", &cert), ("tls.key", &key), ("tls.crl", &crl)]
+            .iter()
+            .find_map(|(f, p)| p.as_ref().map(|_| *f))
+        {
+            return Err(problem(
+                "tls.plaintext",
+                format!("true, and {field} is set: choose clear text (a test network) or TLS, not both"),
+            ));
+        }
+        return Ok(LinkSecurity::Plain { explicit: true });
+    }
+    let Some(ca) = ca else {
+        return Err(problem(
+            "tls",
+            "no ca: set tls.ca to the fleet CA's certificate (`outpost certs ca`), or tls.plaintext = true on a test \
+             network",
+        ));
+    };
+    let identity = match (cert, key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        (Some(_), None) => return Err(problem("tls.cert", "set without tls.key: its private key goes with it")),
+        (None, Some(_)) => return Err(problem("tls.key", "set without tls.cert: its certificate goes with it")),
+    };
+    if gateway.is_some() && identity.is_none() {
+        return Err(problem(
+            "tls",
+            "no cert: a gateway proves its name to edges with a certificate; set tls.cert and tls.key \
+             (`outpost certs issue --name` this gateway's node.name)",
+        ));
+    }
+    if crl.is_some() && gateway.is_none() {
+        return Err(problem("tls.crl", "only a gateway checks revocations (of the edges it accepts); remove it"));
+    }
+    Ok(LinkSecurity::Tls(TlsFiles { ca, identity, crl }))
+}
+
+/// Whether `host:port` names this machine: `localhost` or a loopback address.
+fn is_loopback_host(addr: &str) -> bool {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn gateway(raw: Option<&RawGateway>, role: Role) -> Result<Option<GatewaySettings>, Problem> {

@@ -6,6 +6,8 @@
 
 pub mod api;
 pub mod binproto;
+#[cfg(feature = "tokio-shell")]
+pub mod certs;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -20,3 +22,4 @@ pub mod peer;
 pub mod shell;
 pub mod status;
 pub mod store;
+pub mod tls;

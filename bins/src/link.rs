@@ -13,6 +13,7 @@ use crate::guard::AuthThrottle;
 use crate::limits::Backoff;
 use crate::peer::{self, PeerHello, Verdict};
 use crate::status::PeerLink;
+use rustls::pki_types::CertificateDer;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -219,8 +220,33 @@ impl GatewayAuth {
         peer::hello_needs(buf)
     }
 
-    /// The answer to the hello `buf` (whole, or not a hello) from `from`.
-    pub fn answer(&mut self, buf: &[u8], from: IpAddr, now: Instant) -> Answer {
+    /// Replaces the tokens (a reload); links already up are checked with [`still_accepts`].
+    ///
+    /// [`still_accepts`]: GatewayAuth::still_accepts
+    pub fn set_tokens(&mut self, tokens: BTreeMap<String, String>) {
+        self.tokens = tokens;
+    }
+
+    /// Whether an edge linked by the token in `h` would still be accepted (after a reload).
+    pub fn still_accepts(&self, h: &PeerHello) -> Result<(), String> {
+        match self.tokens.get(&h.name) {
+            Some(t) if peer::tokens_match(t, &h.token) => Ok(()),
+            None if self.open => Ok(()),
+            Some(_) => Err("its token was changed in gateway.tokens".to_owned()),
+            None => Err("it is no longer in gateway.tokens".to_owned()),
+        }
+    }
+
+    /// The answer to the hello `buf` (whole, or not a hello) from `from`. `certificate` is
+    /// the one the edge proved over TLS, verified against the fleet CA: it, not a token,
+    /// then authenticates the edge, for the name it was issued to only.
+    pub fn answer(
+        &mut self,
+        buf: &[u8],
+        from: IpAddr,
+        now: Instant,
+        certificate: Option<&CertificateDer<'_>>,
+    ) -> Answer {
         let mut bytes = Vec::new();
         let hello = match peer::decode_hello(buf) {
             Ok(h) => h,
@@ -229,7 +255,7 @@ impl GatewayAuth {
                 return Answer { bytes, result: Err(format!("bad hello: {e}")) };
             }
         };
-        match self.check(from, &hello, now) {
+        match self.check(from, &hello, now, certificate) {
             Ok(()) => {
                 peer::encode_answer(Verdict::Welcome, &self.name, "", &mut bytes);
                 Answer { bytes, result: Ok(hello.name) }
@@ -243,7 +269,25 @@ impl GatewayAuth {
 
     /// Whether the edge at `from` that says `h` may link. A refusal is `(what the edge is
     /// told, what the gateway logs)`: the edge is not told whether its name is known.
-    fn check(&mut self, from: IpAddr, h: &PeerHello, now: Instant) -> Result<(), (String, String)> {
+    fn check(
+        &mut self,
+        from: IpAddr,
+        h: &PeerHello,
+        now: Instant,
+        certificate: Option<&CertificateDer<'_>>,
+    ) -> Result<(), (String, String)> {
+        // A certificate cannot be guessed: it is not throttled, so that a device shares no
+        // fate with a guesser behind the same address.
+        if let Some(cert) = certificate {
+            if crate::tls::certificate_is_for(cert, &h.name) {
+                return Ok(());
+            }
+            self.throttle.failed(from, now);
+            return Err((
+                "this certificate was issued for another node: it speaks for that name only".to_owned(),
+                format!("edge {:?} refused: its certificate was issued for another name", h.name),
+            ));
+        }
         if let Some(wait) = self.throttle.check(from, now) {
             let told = format!(
                 "too many failed attempts from {from}; retry in {} s (the token was not checked)",
@@ -303,15 +347,15 @@ mod tests {
         let mut gw = GatewayAuth::new("store-box", BTreeMap::from([("till-1".into(), "t".into())]), false);
         let ip: IpAddr = [10, 0, 0, 7].into();
         let now = Instant::now();
-        let ok = gw.answer(&hello("till-1", "t"), ip, now);
+        let ok = gw.answer(&hello("till-1", "t"), ip, now, None);
         assert_eq!(ok.result, Ok("till-1".to_owned()));
         assert_eq!(dial_with(&ok.bytes), Ok("store-box".to_owned()));
-        let wrong = gw.answer(&hello("till-1", "x"), ip, now);
+        let wrong = gw.answer(&hello("till-1", "x"), ip, now, None);
         assert_eq!(wrong.result, Err("wrong token for edge \"till-1\"".to_owned()));
         let told = dial_with(&wrong.bytes).expect_err("refused");
         assert!(told.contains("\"store-box\"") && told.contains("unauthorized"), "{told}");
         // An unknown name is told the same words as a wrong token.
-        let unknown = gw.answer(&hello("intruder", "x"), ip, now);
+        let unknown = gw.answer(&hello("intruder", "x"), ip, now, None);
         assert_eq!(dial_with(&unknown.bytes).expect_err("refused"), told);
         // A whole answer with a verdict no gateway sends.
         let not_outpost = [9, 0, 0, 0];
@@ -324,17 +368,18 @@ mod tests {
         assert!(GatewayAuth::hello_needs(b"OUTPOST1") > 0);
         let mut gw = GatewayAuth::new("gw", BTreeMap::from([("e".into(), "secret".into())]), false);
         let now = Instant::now();
-        let bad = gw.answer(b"GET / HTTP/1.1\r\n", [10, 0, 0, 1].into(), now);
+        let bad = gw.answer(b"GET / HTTP/1.1\r\n", [10, 0, 0, 1].into(), now, None);
         assert!(bad.result.as_ref().is_err_and(|e| e.starts_with("bad hello")), "{:?}", bad.result);
         let ip: IpAddr = [10, 0, 0, 2].into();
-        let refusals: Vec<String> =
-            (0..40).map(|i| gw.answer(&hello("e", &format!("guess{i}")), ip, now).result.expect_err("wrong")).collect();
+        let refusals: Vec<String> = (0..40)
+            .map(|i| gw.answer(&hello("e", &format!("guess{i}")), ip, now, None).result.expect_err("wrong"))
+            .collect();
         assert!(refusals.iter().any(|e| e.starts_with("throttled")), "guessing is throttled: {refusals:?}");
-        let right = gw.answer(&hello("e", "secret"), ip, now).result;
+        let right = gw.answer(&hello("e", "secret"), ip, now, None).result;
         assert!(right.is_err_and(|e| e.starts_with("throttled")), "a throttled address is not checked at all");
         let later = now + Duration::from_secs(3600);
-        assert_eq!(gw.answer(&hello("e", "secret"), ip, later).result, Ok("e".to_owned()));
-        let open = GatewayAuth::new("gw", BTreeMap::new(), false).answer(&hello("e", ""), ip, now);
+        assert_eq!(gw.answer(&hello("e", "secret"), ip, later, None).result, Ok("e".to_owned()));
+        let open = GatewayAuth::new("gw", BTreeMap::new(), false).answer(&hello("e", ""), ip, now, None);
         assert!(open.result.is_err_and(|e| e.contains("gateway.tokens is empty")), "no tokens: no open mode");
     }
 

@@ -120,6 +120,11 @@ fn probe(n: u64) -> Vec<u8> {
     v
 }
 
+/// Links in clear text, never reloaded.
+fn clear_text() -> watch::Receiver<LinkCredentials> {
+    watch::channel(LinkCredentials::default()).1
+}
+
 fn tokens(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect()
 }
@@ -177,7 +182,8 @@ async fn edge(name: String, token: String, log: Log) -> turmoil::Result {
     let hello = PeerHello { name, token };
     let addr = format!("{GATEWAY}:{PORT}");
     let redial = Redial::new(&addr, GATEWAY, backoff);
-    tokio::spawn(uplink::<SimNet>(node_id_of(GATEWAY), hello, node, frames(), Arc::new(Notify::new()), redial));
+    let creds = clear_text();
+    tokio::spawn(uplink::<SimNet>(node_id_of(GATEWAY), hello, creds, node, frames(), Arc::new(Notify::new()), redial));
     let mut link: Option<mpsc::Sender<Vec<u8>>> = None;
     let mut probes = 0u64;
     let mut send = |link: &mpsc::Sender<Vec<u8>>| {
@@ -221,7 +227,8 @@ async fn gateway(tokens: BTreeMap<String, String>, log: Log) -> turmoil::Result 
     let listener = turmoil::net::TcpListener::bind(("0.0.0.0", PORT)).await?;
     let (node, mut cmds) = mpsc::channel(COMMAND_QUEUE);
     let auth = GatewayAuth::new(GATEWAY, tokens, false);
-    tokio::spawn(serve_peers::<SimNet>(listener, auth, node, Arc::default(), frames()));
+    let auth = Arc::new(Mutex::new(auth));
+    tokio::spawn(serve_peers::<SimNet>(listener, auth, clear_text(), (node, Arc::default(), frames())));
     let mut names: BTreeMap<NodeId, String> = BTreeMap::new();
     let mut links: BTreeMap<NodeId, (u64, mpsc::Sender<Vec<u8>>)> = BTreeMap::new();
     while let Some(cmd) = cmds.recv().await {
@@ -642,7 +649,8 @@ fn a_failing_accept_pauses_instead_of_spinning() {
         async move {
             let (node, _cmds) = mpsc::channel(COMMAND_QUEUE);
             let auth = GatewayAuth::new(GATEWAY, BTreeMap::new(), false);
-            serve_peers::<Exhausted>(listener, auth, node, Arc::default(), frames()).await;
+            let auth = Arc::new(Mutex::new(auth));
+            serve_peers::<Exhausted>(listener, auth, clear_text(), (node, Arc::default(), frames())).await;
             Ok(())
         }
     });

@@ -202,6 +202,18 @@ pub fn run(settings: Settings, stop: &AtomicBool) -> Result<(), String> {
     if settings.gateway.is_some() {
         return Err("the edge-lite shell runs edges only; run the gateway with the default (tokio) build".into());
     }
+    match &settings.links {
+        crate::config::LinkSecurity::Tls(_) => {
+            return Err("[tls]: the edge-lite shell does not speak TLS yet; run this edge with the tokio shell \
+                 (`outpost run --shell tokio`), or, on a test network only, tls.plaintext = true"
+                .into())
+        }
+        crate::config::LinkSecurity::Plain { explicit: true } => tracing::warn!(
+            "tls.plaintext = true: the link to the gateway is in clear text, readable and forgeable by anyone on \
+             the network (the token included); for a test network only"
+        ),
+        crate::config::LinkSecurity::Plain { explicit: false } => {}
+    }
     let store = Store::open(&settings.data_dir, &cfg.topics).map_err(|e| e.to_string())?;
     let poll = Poll::new().map_err(|e| format!("cannot create a poller: {e}"))?;
     let mut http = TcpListener::bind(settings.http)

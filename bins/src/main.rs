@@ -82,6 +82,81 @@ enum Command {
         #[command(subcommand)]
         action: MeshAction,
     },
+    /// The fleet's certificates for TLS between nodes: a CA, a node's certificate, a
+    /// revocation (docs/SECURITY.md).
+    #[cfg(feature = "tokio-shell")]
+    Certs {
+        #[command(subcommand)]
+        action: CertsAction,
+    },
+}
+
+#[cfg(feature = "tokio-shell")]
+#[derive(Subcommand)]
+enum CertsAction {
+    /// Create a fleet CA: ca.pem (every node's tls.ca), ca.key (keep it off the devices),
+    /// issued.tsv and crl.pem (every gateway's tls.crl).
+    Ca {
+        /// The CA's directory (created; refused if it holds a CA already).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The fleet's name, in the CA's subject.
+        #[arg(long, default_value = "outpost")]
+        fleet: String,
+        /// Days the CA is valid for.
+        #[arg(long, default_value_t = 3650)]
+        days: u32,
+    },
+    /// Issue a node's certificate and key (NAME.pem, NAME.key) for its node.name.
+    Issue {
+        /// The CA's directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The node's node.name: the only name the certificate speaks for.
+        #[arg(long)]
+        name: String,
+        /// Days the certificate is valid for.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// Where to write NAME.pem and NAME.key.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
+    /// Revoke every certificate issued for a node and write the CA's new crl.pem.
+    Revoke {
+        /// The CA's directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The node whose certificates are revoked.
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[cfg(feature = "tokio-shell")]
+fn certs(action: CertsAction) -> ExitCode {
+    use outpost::certs;
+    let done = match action {
+        CertsAction::Ca { dir, fleet, days } => certs::create_ca(&dir, &fleet, days).map(|files| {
+            files.iter().for_each(|f| println!("wrote {}", f.display()));
+            println!("next: `outpost certs issue --dir {} --name NODE` for each node", dir.display());
+        }),
+        CertsAction::Issue { dir, name, days, out } => certs::issue(&dir, &name, days, &out).map(|files| {
+            files.iter().for_each(|f| println!("wrote {}", f.display()));
+            println!("on {name}: tls.cert and tls.key are these files, tls.ca is {}", dir.join("ca.pem").display());
+        }),
+        CertsAction::Revoke { dir, name } => certs::revoke(&dir, &name).map(|(n, crl)| {
+            println!("revoked {n} certificate(s) of {name}; wrote {}", crl.display());
+            println!("copy it to every gateway's tls.crl and send them SIGHUP: linked edges it revokes are cut off");
+        }),
+    };
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("outpost certs: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -274,6 +349,7 @@ fn print_check(s: &Settings) {
         let open = if g.open { ", open to any other edge" } else { "" };
         println!("listen    {} ({} edge tokens{open})", g.listen, g.tokens.len());
     }
+    println!("links     {}", links_summary(&s.links));
     println!(
         "budgets   max_memory {} (the core {}, the shell {}), max_storage {}",
         Bytes(s.max_memory),
@@ -283,6 +359,22 @@ fn print_check(s: &Settings) {
     );
     for t in &s.node.topics {
         println!("topic     {} sync {:?} priority {} eviction {}", t.name, t.sync, t.priority, t.eviction.name());
+    }
+}
+
+fn links_summary(links: &config::LinkSecurity) -> String {
+    match links {
+        config::LinkSecurity::Plain { explicit: true } => "clear text (tls.plaintext: a test network only)".into(),
+        config::LinkSecurity::Plain { explicit: false } => "clear text (on this host only)".into(),
+        config::LinkSecurity::Tls(f) => format!(
+            "TLS 1.3, CA {}{}{}",
+            f.ca.display(),
+            f.identity.as_ref().map_or(", no certificate (cloud.token authenticates)".into(), |(c, _)| format!(
+                ", certificate {}",
+                c.display()
+            )),
+            f.crl.as_ref().map_or(String::new(), |c| format!(", revocations {}", c.display()))
+        ),
     }
 }
 
@@ -302,6 +394,12 @@ fn check_json(s: &Settings) -> serde_json::Value {
         "listen": s.gateway.as_ref().map(|g| serde_json::json!({
             "addr": g.listen.to_string(), "edge_tokens": g.tokens.len(), "open": g.open,
         })),
+        "links": match &s.links {
+            config::LinkSecurity::Plain { explicit } => serde_json::json!({ "tls": false, "plaintext": explicit }),
+            config::LinkSecurity::Tls(f) => serde_json::json!({
+                "tls": true, "ca": f.ca, "cert": f.identity.as_ref().map(|(c, _)| c), "crl": f.crl,
+            }),
+        },
         "max_memory": s.max_memory,
         "core_memory": s.node.resources.memory_bytes_max,
         "shell_memory": s.shell.reserve,
@@ -353,5 +451,7 @@ fn main() -> ExitCode {
         Command::Resources(t) => ask(&t, View::Resources),
         Command::Health(t) => ask(&t, View::Health),
         Command::Mesh { action: MeshAction::Peers(t) } => ask(&t, View::Peers),
+        #[cfg(feature = "tokio-shell")]
+        Command::Certs { action } => certs(action),
     }
 }

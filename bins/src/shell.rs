@@ -9,7 +9,7 @@
 
 use crate::api::{self, BrowserGuard, Call};
 use crate::binproto;
-use crate::config::Settings;
+use crate::config::{LinkSecurity, Settings};
 use crate::driver::{Driver, Effects, Identity};
 use crate::guard::{Admit, Budget, ConnId, ConnTable, RequestClock};
 use crate::http;
@@ -22,18 +22,20 @@ use crate::link::{Dialing, GatewayAuth, PeerState, Redial};
 use crate::peer::{self, PeerHello};
 use crate::status::{Link, Status};
 use crate::store::Store;
+use crate::tls::{self, ServerTls};
 use outpost_core::config::{Role, TopicNames};
 use outpost_core::io::{
     Control, DiskError, DiskOpId, DiskRequest, DiskResponse, FetchError, Fetched, ProduceAck, ProduceError,
 };
 use outpost_core::types::{NodeId, Seq, TopicIdx};
+use rustls::pki_types::CertificateDer;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{sleep, timeout, timeout_at, Instant as TokioInstant};
 
 type Reply<T> = Box<dyn FnOnce(T) + Send>;
@@ -363,6 +365,14 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
     ));
     let http_task = tokio::spawn(serve_http(http_listener, api.clone(), slots.http));
     let binary_task = tokio::spawn(serve_binary(binary_listener, api.clone(), slots.binary));
+    let creds = link_credentials(&settings)?;
+    let auth = Arc::new(Mutex::new(match &settings.gateway {
+        Some(g) => GatewayAuth::new(&settings.node_name, g.tokens.clone(), g.open),
+        None => GatewayAuth::new(&settings.node_name, BTreeMap::new(), false),
+    }));
+    let (creds_tx, creds) = watch::channel(creds);
+    let reload_task =
+        settings.path.clone().map(|path| tokio::spawn(reload_on_hangup(path, cfg.role, auth.clone(), creds_tx)));
     let peer_task = match (peer_listener, &settings.gateway) {
         (Some(l), Some(g)) => {
             if g.open {
@@ -370,14 +380,14 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
                     "gateway.open = true: edges whose names are not in gateway.tokens are accepted without a token; \
                      any device that reaches gateway.listen can send as any such name (a trusted network only)"
                 );
-            } else if g.tokens.is_empty() {
+            } else if g.tokens.is_empty() && creds.borrow().server.is_none() {
                 tracing::warn!(
                     "gateway.tokens is empty and gateway.open is off: every edge will be refused; add a token per \
                      edge, or set gateway.open = true on a trusted network"
                 );
             }
-            let gw = GatewayAuth::new(&settings.node_name, g.tokens.clone(), g.open);
-            Some(tokio::spawn(serve_peers::<TokioNet>(l, gw, cmd_tx.clone(), names.clone(), frames.clone())))
+            let peers = (cmd_tx.clone(), names.clone(), frames.clone());
+            Some(tokio::spawn(serve_peers::<TokioNet>(l, auth.clone(), creds.clone(), peers)))
         }
         _ => None,
     };
@@ -386,7 +396,7 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
             let hello = PeerHello { name: settings.node_name.clone(), token: c.token.clone().unwrap_or_default() };
             let backoff = Backoff::from_config(&settings.node_name, &cfg.sync);
             let redial = Redial::new(&c.gateway_addr, &c.gateway_name, backoff);
-            Some(tokio::spawn(uplink::<TokioNet>(up, hello, cmd_tx.clone(), frames, relink, redial)))
+            Some(tokio::spawn(uplink::<TokioNet>(up, hello, creds.clone(), cmd_tx.clone(), frames, relink, redial)))
         }
         _ => None,
     };
@@ -406,7 +416,81 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
     if let Some(t) = uplink_task {
         t.abort();
     }
+    if let Some(t) = reload_task {
+        t.abort();
+    }
     Ok(())
+}
+
+/// What secures this node's links, as last (re)loaded from `[tls]`.
+#[derive(Clone, Debug, Default)]
+struct LinkCredentials {
+    /// How to dial the gateway above; None: in clear text.
+    client: Option<Arc<rustls::ClientConfig>>,
+    /// How to accept edges; None: in clear text.
+    server: Option<ServerTls>,
+}
+
+/// Reads the files of `[tls]` into the configurations the links run with, and says at
+/// every start when links are in clear text.
+fn link_credentials(settings: &Settings) -> Result<LinkCredentials, String> {
+    match &settings.links {
+        LinkSecurity::Plain { explicit: true } => {
+            tracing::warn!(
+                "tls.plaintext = true: links to other nodes are in clear text, readable and forgeable by anyone on \
+                 the network (tokens included); for a test network only"
+            );
+            Ok(LinkCredentials::default())
+        }
+        LinkSecurity::Plain { explicit: false } => {
+            if settings.cloud.is_some() || settings.gateway.is_some() {
+                tracing::info!("links stay on this host (loopback addresses): clear text, no [tls] needed");
+            }
+            Ok(LinkCredentials::default())
+        }
+        LinkSecurity::Tls(files) => Ok(LinkCredentials {
+            client: settings.cloud.as_ref().map(|_| tls::client_config(files)).transpose()?,
+            server: settings.gateway.as_ref().map(|_| tls::server_config(files)).transpose()?,
+        }),
+    }
+}
+
+/// On SIGHUP, reads the config file again and takes its `gateway.tokens` and the files of
+/// `[tls]` (a new revocation list, a renewed certificate) without a restart. Links already
+/// up are checked again: an edge whose certificate was revoked, or whose token changed, is
+/// disconnected. A file that does not load is logged, and the credentials in use stay.
+async fn reload_on_hangup(
+    path: std::path::PathBuf,
+    role: Role,
+    auth: Arc<Mutex<GatewayAuth>>,
+    creds: watch::Sender<LinkCredentials>,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        return tracing::warn!("cannot catch SIGHUP: tokens and certificates change only with a restart");
+    };
+    while hangups.recv().await.is_some() {
+        let loaded = crate::config::load(Some(&path), role)
+            .map_err(|e| e.to_string())
+            .and_then(|s| link_credentials(&s).map(|c| (s, c)));
+        let (settings, fresh) = match loaded {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!(error = %e, "reload refused; the tokens and certificates in use stay");
+                continue;
+            }
+        };
+        let current = creds.borrow().clone();
+        if current.client.is_some() != fresh.client.is_some() || current.server.is_some() != fresh.server.is_some() {
+            tracing::error!("reload refused: switching links between clear text and TLS needs a restart");
+            continue;
+        }
+        let tokens = settings.gateway.map(|g| g.tokens).unwrap_or_default();
+        let count = tokens.len();
+        auth.lock().expect("not poisoned").set_tokens(tokens);
+        creds.send_replace(fresh);
+        tracing::info!(config = %path.display(), tokens = count, "reloaded gateway.tokens and the files of [tls]");
+    }
 }
 
 /// Performs storage requests in the order issued, on a thread of their own.
@@ -660,6 +744,7 @@ async fn skip<R: AsyncRead + Unpin>(rd: &mut R, mut n: usize) -> std::io::Result
 async fn uplink<N: Net>(
     id: NodeId,
     hello: PeerHello,
+    creds: watch::Receiver<LinkCredentials>,
     node: mpsc::Sender<Cmd>,
     limits: FrameLimits,
     relink: Arc<Notify>,
@@ -668,7 +753,8 @@ async fn uplink<N: Net>(
     let addr = redial.addr().to_owned();
     loop {
         redial.attempt();
-        let wait = match timeout(HANDSHAKE_TIMEOUT, connect_gateway::<N>(&addr, &hello))
+        let client = creds.borrow().client.clone();
+        let wait = match timeout(HANDSHAKE_TIMEOUT, connect_gateway::<N>(&addr, redial.name(), &hello, client))
             .await
             .unwrap_or_else(|_| Err("timed out".into()))
         {
@@ -704,10 +790,33 @@ async fn uplink<N: Net>(
     }
 }
 
-async fn connect_gateway<N: Net>(addr: &str, hello: &PeerHello) -> Result<(N::Stream, String), String> {
+/// A link's bytes: TCP, or TLS over it.
+trait LinkIo: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> LinkIo for T {}
+type LinkStream = Box<dyn LinkIo>;
+
+/// Connects to the gateway `name` at `addr` (over TLS with `client`, verifying that its
+/// certificate is `name`'s) and says hello. Returns the link and the name the gateway gave.
+async fn connect_gateway<N: Net>(
+    addr: &str,
+    name: &str,
+    hello: &PeerHello,
+    client: Option<Arc<rustls::ClientConfig>>,
+) -> Result<(LinkStream, String), String> {
     let mut dialing = Dialing::new(hello)?;
-    let mut stream = N::connect(addr).await.map_err(|e| e.to_string())?;
+    let tcp = N::connect(addr).await.map_err(|e| e.to_string())?;
+    let mut stream: LinkStream = match client {
+        Some(config) => {
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(tls::server_name(name)?, tcp)
+                .await
+                .map_err(|e| format!("TLS: {e}"))?;
+            Box::new(tls)
+        }
+        None => Box::new(tcp),
+    };
     stream.write_all(dialing.hello()).await.map_err(|e| e.to_string())?;
+    stream.flush().await.map_err(|e| e.to_string())?;
     loop {
         if let Some(outcome) = dialing.outcome() {
             return outcome.map(|gw| (stream, gw));
@@ -718,14 +827,16 @@ async fn connect_gateway<N: Net>(addr: &str, hello: &PeerHello) -> Result<(N::St
     }
 }
 
+/// Where a gateway's accepted links go: the node, the names it shows in status, and the
+/// frames' limits.
+type PeerSinks = (mpsc::Sender<Cmd>, Arc<Mutex<BTreeMap<u64, String>>>, FrameLimits);
+
 async fn serve_peers<N: Net>(
     listener: N::Listener,
-    auth: GatewayAuth,
-    node: mpsc::Sender<Cmd>,
-    names: Arc<Mutex<BTreeMap<u64, String>>>,
-    limits: FrameLimits,
+    auth: Arc<Mutex<GatewayAuth>>,
+    creds: watch::Receiver<LinkCredentials>,
+    (node, names, limits): PeerSinks,
 ) {
-    let auth = Arc::new(Mutex::new(auth));
     let slots = Slots::new("gateway.listen", PEER_CONNECTIONS_MAX);
     loop {
         let (stream, addr) = match N::accept(&listener).await {
@@ -740,17 +851,20 @@ async fn serve_peers<N: Net>(
         let Some(slot) = slots.admit(addr) else { continue };
         slot.reading(0);
         let (auth, node, names, limits) = (auth.clone(), node.clone(), names.clone(), limits.clone());
+        let creds = creds.clone();
         tokio::spawn(async move {
+            let server = creds.borrow().server.clone();
             let handshake = tokio::select! {
-                r = timeout(HANDSHAKE_TIMEOUT, accept_edge(stream, addr.ip(), &auth)) => r,
+                r = timeout(HANDSHAKE_TIMEOUT, accept_edge(stream, addr.ip(), &auth, server)) => r,
                 () = slot.evicted() => return tracing::debug!(%addr, "a slow handshake was dropped for a newer one"),
             };
-            let (stream, name) = match handshake {
+            let (stream, hello, chain) = match handshake {
                 Ok(Ok(x)) => x,
                 Ok(Err(e)) => return tracing::warn!(%addr, error = %e, "edge refused"),
                 Err(_) => return tracing::warn!(%addr, "edge refused: no handshake in time"),
             };
             slot.busy();
+            let name = hello.name.clone();
             let id = crate::config::node_id_of(&name);
             names.lock().expect("not poisoned").insert(id.0, name.clone());
             tracing::info!(edge = %name, %addr, "edge connected");
@@ -760,7 +874,13 @@ async fn serve_peers<N: Net>(
             if node.send(up).await.is_err() {
                 return;
             }
-            let why = run_peer(stream, id, rx, node.clone(), limits.clone()).await;
+            let why = tokio::select! {
+                why = run_peer(stream, id, rx, node.clone(), limits.clone()) => why,
+                why = no_longer_accepted(creds, &auth, &hello, chain) => {
+                    tracing::warn!(edge = %name, %addr, reason = %why, "edge disconnected after a reload");
+                    why
+                }
+            };
             tracing::info!(edge = %name, %addr, reason = %why, "edge disconnected");
             let _ = node.send(Cmd::PeerDown { id, conn, error: Some(why) }).await;
             drop(slot);
@@ -768,11 +888,64 @@ async fn serve_peers<N: Net>(
     }
 }
 
-async fn accept_edge<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
+/// Resolves, with the reason, once a reload stops accepting a linked edge: its certificate
+/// chain (`chain`, over TLS) no longer verifies, or its token no longer matches.
+async fn no_longer_accepted(
+    mut creds: watch::Receiver<LinkCredentials>,
+    auth: &Mutex<GatewayAuth>,
+    hello: &PeerHello,
+    chain: Option<Vec<CertificateDer<'static>>>,
+) -> String {
+    loop {
+        if creds.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        let verdict = match (&chain, &creds.borrow_and_update().server) {
+            (Some(chain), Some(server)) => {
+                server.still_accepts(chain).map_err(|e| format!("its certificate is no longer accepted: {e}"))
+            }
+            (Some(_), None) => Err("the gateway no longer runs TLS".to_owned()),
+            (None, _) => auth.lock().expect("not poisoned").still_accepts(hello),
+        };
+        if let Err(why) = verdict {
+            return why;
+        }
+    }
+}
+
+/// Why a TLS handshake with an edge failed, in the words an operator acts on.
+fn tls_refusal(e: std::io::Error) -> String {
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidMessage(_)) => {
+            format!("not TLS ({e}): an edge in clear text? give it [tls] with the fleet's tls.ca")
+        }
+        Some(rustls::Error::InvalidCertificate(_)) => format!(
+            "TLS: {e}: its certificate is not one of the fleet's, or has expired or been revoked (`outpost certs`)"
+        ),
+        _ => format!("TLS: {e}"),
+    }
+}
+
+/// The certificate chain an edge proved over TLS (None: it sent none, or the link is in
+/// clear text).
+type ProvenChain = Option<Vec<CertificateDer<'static>>>;
+
+/// A gateway's side of a new link: TLS with `server` (else clear text), then the edge's
+/// hello, answered. Returns the link, the hello and the chain the edge proved.
+async fn accept_edge<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    tcp: S,
     from: IpAddr,
     auth: &Mutex<GatewayAuth>,
-) -> Result<(S, String), String> {
+    server: Option<ServerTls>,
+) -> Result<(LinkStream, PeerHello, ProvenChain), String> {
+    let (mut stream, chain): (LinkStream, ProvenChain) = match server {
+        Some(server) => {
+            let tls = tokio_rustls::TlsAcceptor::from(server.config).accept(tcp).await.map_err(tls_refusal)?;
+            let chain = tls.get_ref().1.peer_certificates().map(|c| c.iter().map(|c| c.clone().into_owned()).collect());
+            (Box::new(tls), chain)
+        }
+        None => (Box::new(tcp), None),
+    };
     let mut buf = Vec::new();
     loop {
         let need = GatewayAuth::hello_needs(&buf);
@@ -783,14 +956,18 @@ async fn accept_edge<S: AsyncRead + AsyncWrite + Unpin>(
         buf.resize(at + need, 0);
         stream.read_exact(&mut buf[at..]).await.map_err(|e| format!("handshake: {e}"))?;
     }
-    let answer = auth.lock().expect("not poisoned").answer(&buf, from, now());
+    let end_entity = chain.as_ref().and_then(|c| c.first());
+    let answer = auth.lock().expect("not poisoned").answer(&buf, from, now(), end_entity);
     match answer.result {
-        Ok(name) => {
+        Ok(_) => {
             stream.write_all(&answer.bytes).await.map_err(|e| e.to_string())?;
-            Ok((stream, name))
+            stream.flush().await.map_err(|e| e.to_string())?;
+            let hello = peer::decode_hello(&buf).map_err(|e| e.to_string())?;
+            Ok((stream, hello, chain))
         }
         Err(logged) => {
             let _ = stream.write_all(&answer.bytes).await;
+            let _ = stream.flush().await;
             Err(logged)
         }
     }

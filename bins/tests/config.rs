@@ -5,7 +5,9 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use outpost::config::{load, node_id_of, parse, ConfigFileError, LogFormat, DEFAULT_CONFIG_FILE};
+use outpost::config::{
+    load, node_id_of, parse, ConfigFileError, LinkSecurity, LogFormat, TlsFiles, DEFAULT_CONFIG_FILE,
+};
 use outpost::limits::ShellBudget;
 use outpost_core::config::{Consistency, Eviction, NodeConfig, Role, SyncDirection, TopicConfig};
 use outpost_core::resources::fit_to_budgets;
@@ -179,6 +181,9 @@ fn the_edge_example_gives_the_values_written() {
     assert_eq!(cloud.token.as_deref(), Some("change-me"));
     assert_eq!(s.node.upstream, Some(node_id_of("gateway")));
     assert_eq!(s.gateway, None);
+    let tls = |f: &str| PathBuf::from("/etc/outpost/tls").join(f);
+    let identity = Some((tls("store-001-pos.pem"), tls("store-001-pos.key")));
+    assert_eq!(s.links, LinkSecurity::Tls(TlsFiles { ca: tls("ca.pem"), identity, crl: None }));
     assert_eq!(s.node.sync.bandwidth_bytes_per_sec, Some(MIB));
     assert_eq!(s.node.resources.memory_bytes_max, core(64 * MIB));
     assert_eq!(s.node.resources.storage_bytes_max, 1 << 30);
@@ -226,6 +231,9 @@ fn the_gateway_example_gives_the_values_written() {
     assert_eq!(gateway.listen, addr("0.0.0.0:7400"));
     let tokens: Vec<(&str, &str)> = gateway.tokens.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     assert_eq!(tokens, [("store-001-pos", "change-me"), ("store-002-pos", "change-me-too")]);
+    let tls = |f: &str| PathBuf::from("/etc/outpost/tls").join(f);
+    let identity = Some((tls("gateway.pem"), tls("gateway.key")));
+    assert_eq!(s.links, LinkSecurity::Tls(TlsFiles { ca: tls("ca.pem"), identity, crl: Some(tls("crl.pem")) }));
     let topics: Vec<(&str, SyncDirection, u8, u64)> =
         s.node.topics.iter().map(|t| (t.name.as_str(), t.sync, t.priority, t.retention_bytes)).collect();
     assert_eq!(
@@ -618,6 +626,48 @@ fn what_a_new_user_gets_wrong_is_explained_in_the_file_s_terms() {
     assert!(!parse("", None, Role::Gateway).expect("valid").gateway.expect("a gateway").open);
     let e = error("[api]\nallowed_origins = [\"dash.local\"]\n", Role::Edge);
     assert_eq!(e.field, "api.allowed_origins[0]");
+}
+
+#[test]
+fn links_that_leave_the_host_are_encrypted_unless_the_file_says_plaintext() {
+    let at = |text: &str, role| {
+        let e = error(text, role);
+        (e.line, e.field, e.message)
+    };
+    // On this host only: clear text without a word.
+    let local = parse("[cloud]\ngateway = \"localhost:7400\"\n", None, Role::Edge).expect("loopback");
+    assert_eq!(local.links, LinkSecurity::Plain { explicit: false });
+    let (line, field, message) = at("[cloud]\ngateway = \"10.0.0.1:7400\"\n", Role::Edge);
+    assert_eq!((line, field.as_str()), (Some(2), "cloud.gateway"));
+    assert!(
+        message.contains("add [tls] with ca, cert and key") && message.contains("tls.plaintext = true"),
+        "{message}"
+    );
+    let (line, field, _) = at("[gateway]\nlisten = \"0.0.0.0:7400\"\n", Role::Gateway);
+    assert_eq!((line, field.as_str()), (Some(2), "gateway.listen"));
+    let plain = parse("[cloud]\ngateway = \"10.0.0.1:7400\"\n[tls]\nplaintext = true\n", None, Role::Edge);
+    assert_eq!(plain.expect("a test network").links, LinkSecurity::Plain { explicit: true });
+    let cases = [
+        ("[tls]\nplaintext = true\nca = \"ca.pem\"\n", Role::Edge, "tls.plaintext", "choose clear text"),
+        ("[tls]\ncert = \"e.pem\"\n", Role::Edge, "tls", "no ca: set tls.ca"),
+        ("[tls]\nca = \"ca.pem\"\ncert = \"e.pem\"\n", Role::Edge, "tls.cert", "its private key goes with it"),
+        ("[tls]\nca = \"ca.pem\"\nkey = \"e.key\"\n", Role::Edge, "tls.key", "its certificate goes with it"),
+        ("[tls]\nca = \"\"\n", Role::Edge, "tls.ca", "empty"),
+        ("[tls]\nca = \"ca.pem\"\ncrl = \"crl.pem\"\n", Role::Edge, "tls.crl", "only a gateway"),
+        ("[tls]\nca = \"ca.pem\"\n", Role::Gateway, "tls", "a gateway proves its name"),
+        ("[tls]\nca = \"ca.pem\"\nkeys = \"x\"\n", Role::Edge, "tls.keys", "unknown field"),
+    ];
+    for (text, role, want_field, want) in cases {
+        let (line, field, message) = at(text, role);
+        assert_eq!(field, want_field, "{text}");
+        assert!(line.is_some(), "{text}: points at a line");
+        assert!(message.contains(want), "{text}: {message}");
+    }
+    // Token mode: the CA alone, on an edge.
+    let token =
+        parse("[cloud]\ngateway = \"10.0.0.1:7400\"\ntoken = \"t\"\n[tls]\nca = \"ca.pem\"\n", None, Role::Edge);
+    let want = LinkSecurity::Tls(TlsFiles { ca: PathBuf::from("ca.pem"), identity: None, crl: None });
+    assert_eq!(token.expect("server-authenticated TLS and a token").links, want);
 }
 
 #[test]
