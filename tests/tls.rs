@@ -175,3 +175,44 @@ fn only_a_certificate_of_the_fleet_for_the_edges_own_name_or_its_token_over_tls_
     write_some(&edge5, 1);
     wait_until(30, "edge-5 to go on", || held_from(&gateway, "edge-5") == 6);
 }
+
+/// The edge-lite shell drives rustls by hand over its non-blocking socket: the same
+/// handshake, the same refusals.
+#[test]
+fn an_edge_lite_links_by_its_certificate_or_its_token_over_tls_and_no_other_way() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (ca, certs_dir) = (dir.path().join("ca"), dir.path().join("certs"));
+    certs(&["ca", "--dir", ca.to_str().unwrap()]);
+    for name in ["gateway", "till-1", "till-2"] {
+        certs(&["issue", "--dir", ca.to_str().unwrap(), "--name", name, "--out", certs_dir.to_str().unwrap()]);
+    }
+    let ca_pem = ca.join("ca.pem");
+    let listen = free_addr();
+    let gw_tls = tls_table(&ca_pem, Some((&certs_dir, "gateway")), None);
+    let mut gateway = Daemon::gateway_named(dir.path(), "gateway", listen, &[("till-3", "three")], "", &gw_tls);
+    gateway.start();
+    let mut till1 =
+        Daemon::edge(dir.path(), "till-1", listen, "unused", &tls_table(&ca_pem, Some((&certs_dir, "till-1")), None))
+            .lite();
+    let mut till3 = Daemon::edge(dir.path(), "till-3", listen, "three", &tls_table(&ca_pem, None, None)).lite();
+    let stolen = tls_table(&ca_pem, Some((&certs_dir, "till-2")), None);
+    let mut till4 = Daemon::edge(dir.path(), "till-4", listen, "unused", &stolen).lite();
+    let mut till5 = Daemon::edge(dir.path(), "till-5", listen, "unused", "").lite();
+    for t in [&mut till1, &mut till3, &mut till4, &mut till5] {
+        t.start();
+    }
+    // Enough to need many TLS records each way, and batches written while others are read.
+    write_some(&till1, 2_000);
+    write_some(&till3, 50);
+    write_some(&till4, 3);
+    write_some(&till5, 3);
+    wait_until(60, "till-1's records at the gateway", || held_from(&gateway, "till-1") == 2_000);
+    wait_until(30, "till-3's records at the gateway", || held_from(&gateway, "till-3") == 50);
+    wait_logged(&gateway, "edge \"till-4\" refused: its certificate was issued for another name", 1);
+    wait_logged(&gateway, "not TLS", 1);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(held_from(&gateway, "till-4"), 0, "nothing stored for an edge with another's certificate");
+    assert_eq!(held_from(&gateway, "till-5"), 0, "nothing stored for a clear-text edge");
+    assert_eq!(till1.unsynced("events"), 0);
+    assert_eq!(till4.unsynced("events"), 3);
+}

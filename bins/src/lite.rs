@@ -147,22 +147,97 @@ enum LinkState {
     },
     /// `hello`: what is left to send of the hello.
     Connecting {
-        stream: TcpStream,
+        stream: LinkSocket,
         dialing: Dialing,
         hello: Vec<u8>,
         since: Instant,
     },
     Up {
-        stream: TcpStream,
+        stream: LinkSocket,
         rbuf: Vec<u8>,
         wbuf: Vec<u8>,
         last_heard: Instant,
     },
 }
 
+/// The uplink's socket: TCP, or a TLS 1.3 client session (rustls) over it, driven by hand
+/// over the non-blocking socket: [`Read`] gives the plaintext that arrived, [`Write`] takes
+/// plaintext once every TLS record before it is on the socket (so rustls holds at most one
+/// write's worth), and `flush` sends what rustls holds (the handshake's records included).
+/// Both end in `WouldBlock` as a socket does, so the loop's readiness rules hold.
+struct LinkSocket {
+    tcp: TcpStream,
+    tls: Option<Box<rustls::ClientConnection>>,
+}
+
+impl LinkSocket {
+    fn new(tcp: TcpStream, tls: Option<(&Arc<rustls::ClientConfig>, &str)>) -> Result<LinkSocket, String> {
+        let tls = match tls {
+            Some((config, gateway)) => {
+                let name = crate::tls::server_name(gateway)?;
+                Some(Box::new(rustls::ClientConnection::new(config.clone(), name).map_err(|e| format!("TLS: {e}"))?))
+            }
+            None => None,
+        };
+        Ok(LinkSocket { tcp, tls })
+    }
+}
+
+/// Writes the TLS records rustls holds until none is left or the socket is full.
+fn send_tls(tls: &mut rustls::ClientConnection, tcp: &mut TcpStream) -> io::Result<()> {
+    while tls.wants_write() {
+        if tls.write_tls(tcp)? == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+    }
+    Ok(())
+}
+
+impl Read for LinkSocket {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(tls) = &mut self.tls else { return self.tcp.read(buf) };
+        loop {
+            match tls.reader().read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                done => return done,
+            }
+            if tls.read_tls(&mut self.tcp)? == 0 {
+                return Ok(0);
+            }
+            if let Err(e) = tls.process_new_packets() {
+                // Tell the gateway why (an alert) before the link is dropped.
+                let _ = tls.write_tls(&mut self.tcp);
+                return Err(io::Error::new(io::ErrorKind::InvalidData, format!("TLS: {e}")));
+            }
+            // The handshake's answers; what the socket does not take now goes at the next write.
+            match send_tls(tls, &mut self.tcp) {
+                Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
+                _ => {}
+            }
+        }
+    }
+}
+
+impl Write for LinkSocket {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let Some(tls) = &mut self.tls else { return self.tcp.write(buf) };
+        send_tls(tls, &mut self.tcp)?;
+        tls.writer().write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.tls {
+            Some(tls) => send_tls(tls, &mut self.tcp),
+            None => Ok(()),
+        }
+    }
+}
+
 struct Uplink {
     id: NodeId,
     hello: PeerHello,
+    /// TLS with the gateway (`[tls]`), or None: clear text.
+    tls: Option<Arc<rustls::ClientConfig>>,
     state: LinkState,
     redial: Redial,
     peer: PeerState,
@@ -202,18 +277,18 @@ pub fn run(settings: Settings, stop: &AtomicBool) -> Result<(), String> {
     if settings.gateway.is_some() {
         return Err("the edge-lite shell runs edges only; run the gateway with the default (tokio) build".into());
     }
-    match &settings.links {
-        crate::config::LinkSecurity::Tls(_) => {
-            return Err("[tls]: the edge-lite shell does not speak TLS yet; run this edge with the tokio shell \
-                 (`outpost run --shell tokio`), or, on a test network only, tls.plaintext = true"
-                .into())
+    let tls = match &settings.links {
+        crate::config::LinkSecurity::Tls(files) if settings.cloud.is_some() => Some(crate::tls::client_config(files)?),
+        crate::config::LinkSecurity::Tls(_) => None,
+        crate::config::LinkSecurity::Plain { explicit: true } => {
+            tracing::warn!(
+                "tls.plaintext = true: the link to the gateway is in clear text, readable and forgeable by anyone \
+                 on the network (the token included); for a test network only"
+            );
+            None
         }
-        crate::config::LinkSecurity::Plain { explicit: true } => tracing::warn!(
-            "tls.plaintext = true: the link to the gateway is in clear text, readable and forgeable by anyone on \
-             the network (the token included); for a test network only"
-        ),
-        crate::config::LinkSecurity::Plain { explicit: false } => {}
-    }
+        crate::config::LinkSecurity::Plain { explicit: false } => None,
+    };
     let store = Store::open(&settings.data_dir, &cfg.topics).map_err(|e| e.to_string())?;
     let poll = Poll::new().map_err(|e| format!("cannot create a poller: {e}"))?;
     let mut http = TcpListener::bind(settings.http)
@@ -232,6 +307,7 @@ pub fn run(settings: Settings, stop: &AtomicBool) -> Result<(), String> {
             Some(Uplink {
                 id: up,
                 hello: PeerHello { name: settings.node_name.clone(), token: c.token.clone().unwrap_or_default() },
+                tls,
                 state: LinkState::Idle { retry_at: now },
                 redial: Redial::new(&c.gateway_addr, &c.gateway_name, backoff),
                 peer: PeerState::new(c.gateway_name.clone(), c.gateway_addr.clone(), now),
@@ -884,18 +960,18 @@ impl Lite {
             return self.link_failed(error);
         };
         match TcpStream::connect(addr) {
-            Ok(mut stream) => {
-                if let Err(e) =
-                    self.poll.registry().register(&mut stream, UPLINK, Interest::READABLE | Interest::WRITABLE)
+            Ok(mut tcp) => {
+                if let Err(e) = self.poll.registry().register(&mut tcp, UPLINK, Interest::READABLE | Interest::WRITABLE)
                 {
                     return self.link_failed(e.to_string());
                 }
-                let dialing = match Dialing::new(&u.hello) {
-                    Ok(d) => d,
-                    Err(e) => {
-                        let _ = self.poll.registry().deregister(&mut stream);
-                        return self.link_failed(e);
-                    }
+                let started = Dialing::new(&u.hello).and_then(|d| {
+                    let name = u.redial.name().to_owned();
+                    Ok((d, LinkSocket::new(tcp, u.tls.as_ref().map(|c| (c, name.as_str())))?))
+                });
+                let (dialing, stream) = match started {
+                    Ok(x) => x,
+                    Err(e) => return self.link_failed(e),
                 };
                 let hello = dialing.hello().to_vec();
                 u.state = LinkState::Connecting { stream, dialing, hello, since: Instant::now() };
@@ -925,7 +1001,7 @@ impl Lite {
     fn link_down(&mut self, delay: Duration) {
         let Some(u) = &mut self.uplink else { return };
         if let LinkState::Connecting { stream, .. } | LinkState::Up { stream, .. } = &mut u.state {
-            let _ = self.poll.registry().deregister(stream);
+            let _ = self.poll.registry().deregister(&mut stream.tcp);
         }
         u.state = LinkState::Idle { retry_at: Instant::now() + delay };
     }
@@ -935,19 +1011,18 @@ impl Lite {
         match &mut u.state {
             LinkState::Idle { .. } => {}
             LinkState::Connecting { stream, dialing, hello, .. } => {
-                if let Ok(Some(e)) | Err(e) = stream.take_error() {
+                if let Ok(Some(e)) | Err(e) = stream.tcp.take_error() {
                     return self.link_failed(e.to_string());
                 }
-                if stream.peer_addr().is_err() {
+                if stream.tcp.peer_addr().is_err() {
                     return; // Not connected yet.
                 }
+                // Also when the hello is out: TLS may hold records of its handshake.
+                if !write_out(stream, hello) {
+                    return self.link_failed("connection closed during the handshake".into());
+                }
                 if !hello.is_empty() {
-                    if !write_out(stream, hello) {
-                        return self.link_failed("connection closed during the handshake".into());
-                    }
-                    if !hello.is_empty() {
-                        return;
-                    }
+                    return;
                 }
                 let outcome = loop {
                     if let Some(outcome) = dialing.outcome() {
@@ -969,7 +1044,7 @@ impl Lite {
                         else {
                             unreachable!("matched above")
                         };
-                        let _ = stream.set_nodelay(true);
+                        let _ = stream.tcp.set_nodelay(true);
                         u.peer.up(Instant::now());
                         u.state =
                             LinkState::Up { stream, rbuf: Vec::new(), wbuf: Vec::new(), last_heard: Instant::now() };
@@ -1052,8 +1127,9 @@ impl Lite {
     }
 }
 
-/// Writes as much of `buf` as the socket takes; false when the connection is broken.
-fn write_out(stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+/// Writes as much of `buf` as the socket takes, and what a TLS session holds; false when
+/// the connection is broken.
+fn write_out<W: Write>(stream: &mut W, buf: &mut Vec<u8>) -> bool {
     let mut written = 0;
     let ok = loop {
         if written == buf.len() {
@@ -1067,6 +1143,11 @@ fn write_out(stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
             Err(_) => break false,
         }
     };
+    let flushed = match stream.flush() {
+        Ok(()) => true,
+        Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+    };
+    let ok = ok && flushed;
     buf.drain(..written);
     if buf.is_empty() && buf.capacity() > 1 << 20 {
         *buf = Vec::new();
