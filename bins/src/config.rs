@@ -81,6 +81,9 @@ pub struct Settings {
     /// How this node's links to other nodes (its gateway above, its edges below) are
     /// secured: `[tls]`.
     pub links: LinkSecurity,
+    /// The topics with `encrypt = true`, by name, and the key file this node seals with
+    /// (`keys`; None: the node stores and forwards sealed values it cannot open).
+    pub encrypted: BTreeMap<String, Option<PathBuf>>,
     pub logging: Logging,
     /// `resources.max_memory`: the whole process's budget. The shell keeps its buffers
     /// within `shell.reserve` of it and the core gets the rest (`node.resources`).
@@ -385,6 +388,9 @@ struct RawTopic {
     retention: Option<RawSize>,
     retention_age: Option<String>,
     subscribers: Option<Vec<String>>,
+    #[serde(default)]
+    encrypt: bool,
+    keys: Option<String>,
 }
 
 /// Site clusters are not built; the section exists so that a file written for them fails
@@ -486,6 +492,7 @@ fn settings(raw: &RawFile, path: Option<&Path>, role: Role, places: &[Place]) ->
     }
     let browser = crate::api::BrowserGuard::new(http, &raw.api.allowed_origins, &raw.api.allowed_hosts);
     let links = link_security(raw.tls.as_ref(), cloud.as_ref(), gateway.as_ref())?;
+    let encrypted = encrypted_topics(raw, role)?;
     Ok(Settings {
         path: path.map(Path::to_path_buf),
         node,
@@ -497,6 +504,7 @@ fn settings(raw: &RawFile, path: Option<&Path>, role: Role, places: &[Place]) ->
         cloud,
         gateway,
         links,
+        encrypted,
         logging: logging(&raw.logging)?,
         max_memory,
         shell,
@@ -583,6 +591,32 @@ fn cloud(raw: Option<&RawCloud>, role: Role, node_name: &str) -> Result<Option<C
         ));
     }
     Ok(Some(CloudSettings { gateway_addr, gateway_name, token: raw.token.clone() }))
+}
+
+/// The topics whose values are sealed end to end (`encrypt`, `keys`; docs/SECURITY.md).
+fn encrypted_topics(raw: &RawFile, role: Role) -> Result<BTreeMap<String, Option<PathBuf>>, Problem> {
+    let mut out = BTreeMap::new();
+    for (i, t) in raw.topics.iter().enumerate() {
+        let field = format!("topics[{i}].keys");
+        match (t.encrypt, t.keys.as_deref()) {
+            (false, None) => continue,
+            (false, Some(_)) => {
+                return Err(problem(field, "set without encrypt = true: add it, or remove keys"));
+            }
+            (true, Some("")) => return Err(problem(field, "empty; expected the path of a key file")),
+            (true, Some(_)) if role == Role::Gateway => {
+                return Err(problem(
+                    field,
+                    "a gateway must not hold the keys of an end-to-end encrypted topic: it stores and forwards what \
+                     it cannot read; remove keys here (the producers and consumers hold them)",
+                ))
+            }
+            (true, keys) => {
+                out.insert(t.name.clone(), keys.map(PathBuf::from));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// `[tls]`, checked against the links the node has: a link that leaves this host is

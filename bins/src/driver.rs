@@ -40,9 +40,30 @@ pub struct Identity {
     pub location: Option<String>,
     /// Node names the shell knows, by id (the gateway's, or the edges that connected).
     pub names: BTreeMap<NodeId, String>,
+    /// The end-to-end encrypted topics this node seals what is produced to (it holds their
+    /// keys): by the topic it produces to, the topic's name and keys.
+    pub seals: BTreeMap<TopicIdx, (String, crate::e2e::Keyring)>,
+}
+
+impl Identity {
+    /// Reads the key files of `settings`' encrypted topics; an error names the file.
+    pub fn seals_of(
+        settings: &crate::config::Settings,
+    ) -> Result<BTreeMap<TopicIdx, (String, crate::e2e::Keyring)>, String> {
+        let names = settings.node.topic_names();
+        let mut seals = BTreeMap::new();
+        for (topic, keys) in &settings.encrypted {
+            let (Some(path), Some(idx)) = (keys, names.to_produce(topic)) else { continue };
+            let ring = crate::e2e::Keyring::load(path).map_err(|e| format!("the keys of topic {topic:?}: {e}"))?;
+            seals.insert(idx, (topic.clone(), ring));
+        }
+        Ok(seals)
+    }
 }
 
 pub struct Driver {
+    /// This node's id: the origin its sealed values are bound to.
+    id: NodeId,
     node: Node,
     start: std::time::Instant,
     pub identity: Identity,
@@ -84,6 +105,7 @@ impl Driver {
         let start = std::time::Instant::now();
         let now = Now { mono: Instant(0), wall_ms: wall_ms() };
         let mut d = Driver {
+            id: cfg.id,
             node: Node::new(cfg, start_seed(), now),
             start,
             identity,
@@ -126,7 +148,17 @@ impl Driver {
     ) {
         let req = self.req();
         self.produces.insert(req, reply);
+        let value = self.sealed(topic, key.as_deref(), value);
         self.input(Input::Produce { req, topic, key, value }, fx);
+    }
+
+    /// `value` sealed end to end if this node seals `topic` (it holds its keys), else as
+    /// it is.
+    fn sealed(&self, topic: TopicIdx, key: Option<&[u8]>, value: Vec<u8>) -> Vec<u8> {
+        match self.identity.seals.get(&topic) {
+            Some((name, ring)) => ring.seal(&crate::e2e::Context { topic: name, origin: self.id, key }, &value),
+            None => value,
+        }
     }
 
     /// Hands the records to the core in order, under one reading of the clocks, and calls
@@ -149,6 +181,7 @@ impl Driver {
         let now = self.now();
         for (i, (key, value)) in records.into_iter().enumerate() {
             let req = ReqId(first.0 + i as u64);
+            let value = self.sealed(topic, key.as_deref(), value);
             self.node.handle(now, Input::Produce { req, topic, key, value });
             self.collect(fx);
             let Some(batch) = self.batches.get_mut(&first) else { return };
@@ -420,7 +453,7 @@ mod tests {
     #[test]
     fn a_batch_stops_at_its_first_retryable_refusal() {
         let cfg = NodeConfig::new(NodeId(1), Role::Edge, vec![TopicConfig::new("t", SyncDirection::Local)]);
-        let identity = Identity { name: "e".into(), location: None, names: BTreeMap::new() };
+        let identity = Identity { name: "e".into(), location: None, names: BTreeMap::new(), seals: BTreeMap::new() };
         let (mut fx, mut files) = (Effects::default(), BTreeMap::new());
         let mut d = Driver::new(cfg, identity, &mut fx);
         run_disk(&mut d, &mut fx, &mut files);

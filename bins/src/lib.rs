@@ -12,6 +12,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod driver;
+pub mod e2e;
 pub mod guard;
 pub mod http;
 pub mod limits;

@@ -320,7 +320,9 @@ pub fn run(settings: Settings, stop: &AtomicBool) -> Result<(), String> {
         node = %settings.node_name, id = cfg.id.0, shell = "edge-lite", data_dir = %settings.data_dir.display(),
         http = %settings.http, binary = %settings.binary, "starting"
     );
-    let identity = Identity { name: settings.node_name.clone(), location: settings.location.clone(), names: known };
+    let seals = Identity::seals_of(&settings)?;
+    let identity =
+        Identity { name: settings.node_name.clone(), location: settings.location.clone(), names: known, seals };
     let topics = cfg.topic_names();
     let mut fx = Effects::default();
     let driver = Driver::new(cfg, identity, &mut fx);

@@ -82,12 +82,28 @@ enum Command {
         #[command(subcommand)]
         action: MeshAction,
     },
+    /// End-to-end keys of encrypted topics (`encrypt = true`, docs/SECURITY.md).
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// The fleet's certificates for TLS between nodes: a CA, a node's certificate, a
     /// revocation (docs/SECURITY.md).
     #[cfg(feature = "tokio-shell")]
     Certs {
         #[command(subcommand)]
         action: CertsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Add a new random key to a topic's key file (created, mode 0600, if missing), with
+    /// the next id: it seals from the next start of each producer given the file.
+    Add {
+        /// The key file (a topic's `keys`).
+        #[arg(long)]
+        file: PathBuf,
     },
 }
 
@@ -358,7 +374,18 @@ fn print_check(s: &Settings) {
         Bytes(s.node.resources.storage_bytes_max)
     );
     for t in &s.node.topics {
-        println!("topic     {} sync {:?} priority {} eviction {}", t.name, t.sync, t.priority, t.eviction.name());
+        let sealed = match s.encrypted.get(&t.name) {
+            Some(Some(keys)) => format!(" encrypted, sealed here with {}", keys.display()),
+            Some(None) => " encrypted, sealed elsewhere (no keys here)".to_owned(),
+            None => String::new(),
+        };
+        println!(
+            "topic     {} sync {:?} priority {} eviction {}{sealed}",
+            t.name,
+            t.sync,
+            t.priority,
+            t.eviction.name()
+        );
     }
 }
 
@@ -453,5 +480,18 @@ fn main() -> ExitCode {
         Command::Mesh { action: MeshAction::Peers(t) } => ask(&t, View::Peers),
         #[cfg(feature = "tokio-shell")]
         Command::Certs { action } => certs(action),
+        Command::Keys { action: KeysAction::Add { file } } => match outpost::e2e::add_key(&file) {
+            Ok(id) => {
+                println!(
+                    "added key {id} to {}; copy the file to every producer and consumer of the topic",
+                    file.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("outpost keys: {e}");
+                ExitCode::from(2)
+            }
+        },
     }
 }

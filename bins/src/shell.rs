@@ -321,7 +321,9 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
         known.extend(g.tokens.keys().chain(&g.relays).map(|n| (crate::config::node_id_of(n), n.clone())));
     }
     names.lock().expect("not poisoned").extend(known.iter().map(|(k, v)| (k.0, v.clone())));
-    let identity = Identity { name: settings.node_name.clone(), location: settings.location.clone(), names: known };
+    let seals = Identity::seals_of(&settings)?;
+    let identity =
+        Identity { name: settings.node_name.clone(), location: settings.location.clone(), names: known, seals };
 
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
     let (disk_tx, disk_rx) = mpsc::unbounded_channel();

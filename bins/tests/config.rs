@@ -2,6 +2,7 @@
 //! (Configuration): defaults, the example files, the order defaults → fit → explicit →
 //! validate, and errors that name the file, line and field.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -668,6 +669,30 @@ fn links_that_leave_the_host_are_encrypted_unless_the_file_says_plaintext() {
         parse("[cloud]\ngateway = \"10.0.0.1:7400\"\ntoken = \"t\"\n[tls]\nca = \"ca.pem\"\n", None, Role::Edge);
     let want = LinkSecurity::Tls(TlsFiles { ca: PathBuf::from("ca.pem"), identity: None, crl: None });
     assert_eq!(token.expect("server-authenticated TLS and a token").links, want);
+}
+
+#[test]
+fn an_encrypted_topic_is_sealed_where_its_keys_are_and_a_gateway_holds_none() {
+    let edge = parse(
+        "[[topics]]\nname = \"pos\"\nencrypt = true\nkeys = \"pos.keys\"\n[[topics]]\nname = \"t\"\n",
+        None,
+        Role::Edge,
+    )
+    .expect("an edge with keys");
+    assert_eq!(edge.encrypted, BTreeMap::from([("pos".to_owned(), Some(PathBuf::from("pos.keys")))]));
+    let gateway = parse("[[topics]]\nname = \"pos\"\nencrypt = true\n", None, Role::Gateway).expect("no keys");
+    assert_eq!(gateway.encrypted, BTreeMap::from([("pos".to_owned(), None)]));
+    let cases = [
+        ("[[topics]]\nname = \"pos\"\nencrypt = true\nkeys = \"k\"\n", Role::Gateway, "must not hold the keys"),
+        ("[[topics]]\nname = \"pos\"\nkeys = \"k\"\n", Role::Edge, "set without encrypt = true"),
+        ("[[topics]]\nname = \"pos\"\nencrypt = true\nkeys = \"\"\n", Role::Edge, "empty"),
+    ];
+    for (text, role, want) in cases {
+        let e = error(text, role);
+        let keys_line = text.lines().position(|l| l.starts_with("keys")).map(|i| i + 1);
+        assert_eq!((e.line, e.field.as_str()), (keys_line, "topics[0].keys"), "{text}");
+        assert!(e.message.contains(want), "{text}: {e}");
+    }
 }
 
 #[test]

@@ -38,6 +38,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("binary_request", binary_request),
     ("binary_response", binary_response),
     ("peer_handshake", peer_handshake),
+    ("e2e_envelope", e2e_envelope),
 ];
 
 /// A frame: decodes, and re-encodes to the same bytes.
@@ -306,6 +307,36 @@ pub fn binary_response(data: &[u8]) {
 }
 
 /// The edge ↔ gateway handshake, both directions.
+/// The test key of the `e2e_envelope` target (its seeds are sealed with it).
+pub const E2E_KEYS: &str = "1 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n";
+
+/// The `e2e_envelope` target's context: where its seeds were sealed for.
+pub fn e2e_context() -> outpost::e2e::Context<'static> {
+    outpost::e2e::Context { topic: "pos", origin: outpost_core::types::NodeId(7), key: None }
+}
+
+/// An end-to-end envelope as a consumer reads it from a gateway (`e2e::Keyring::open`), and
+/// the same bytes as a key file (`Keyring::parse`).
+pub fn e2e_envelope(data: &[u8]) {
+    use outpost::e2e::{self, Keyring, OpenError};
+    let ring = Keyring::parse(E2E_KEYS).expect("the target's key file");
+    match ring.open(&e2e_context(), data) {
+        Ok(value) => {
+            assert_eq!(data.len(), value.len() + e2e::OVERHEAD, "an envelope is its value and the overhead");
+            assert!(e2e::is_sealed(data));
+        }
+        Err(OpenError::NotSealed) => assert!(!e2e::is_sealed(data)),
+        Err(OpenError::UnknownKey(id)) => assert_ne!(id, 1),
+        Err(OpenError::Tampered) => assert!(e2e::is_sealed(data)),
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(parsed) = Keyring::parse(text) {
+            let sealed = parsed.seal(&e2e_context(), b"v");
+            assert_eq!(parsed.open(&e2e_context(), &sealed).as_deref(), Ok(&b"v"[..]), "a parsed key file round-trips");
+        }
+    }
+}
+
 pub fn peer_handshake(data: &[u8]) {
     use outpost::peer;
     let _ = peer::hello_needs(data);
