@@ -415,6 +415,85 @@ fn browsers(lite: bool) {
     assert_eq!(exchange(edge.http, local, b"").expect("an answer").0, 200);
 }
 
+#[test]
+fn an_api_open_to_the_network_serves_only_its_tokens_and_admin_operations_only_the_admin_token() {
+    api_tokens(false);
+}
+
+#[test]
+fn the_edge_lite_shell_checks_the_api_tokens_too() {
+    api_tokens(true);
+}
+
+fn api_tokens(lite: bool) {
+    use outpost::binproto::Code;
+    use outpost::client::{Client, ClientError};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (http, binary) = (common::free_addr(), common::free_addr());
+    let config = dir.path().join("edge.toml");
+    let text = format!(
+        "[node]\nname = \"kiosk\"\ndata_dir = \"{}\"\n[api]\nhttp = \"0.0.0.0:{}\"\nbinary = \"0.0.0.0:{}\"\n\
+         token = \"pr0ducer\"\nadmin_token = \"0perator\"\n",
+        dir.path().join("kiosk").display(),
+        http.port(),
+        binary.port()
+    );
+    std::fs::write(&config, text).expect("written");
+    let mut edge = Daemon::from_file(dir.path(), "kiosk", &config, http, binary);
+    edge.api_token = Some("0perator".into());
+    if lite {
+        edge = edge.lite();
+    }
+    edge.start();
+    let call = |token: Option<&str>, method: &str, path: &str, body: &[u8]| {
+        common::http_as(http, token, method, path, None, body).expect("an answer")
+    };
+    // HTTP: no token and a wrong one are refused; /health needs none.
+    for token in [None, Some("guess")] {
+        let (code, body) = call(token, "POST", "/v1/topics/events/records", b"x");
+        assert_eq!(code, 401, "{}", String::from_utf8_lossy(&body));
+        assert!(String::from_utf8_lossy(&body).contains("Authorization: Bearer"));
+        assert_eq!(call(token, "GET", "/v1/admin/status", b"").0, 401);
+    }
+    assert_eq!(call(None, "GET", "/health", b"").0, 200);
+    assert_eq!(call(Some("pr0ducer"), "POST", "/v1/topics/events/records", b"by token").0, 200);
+    assert_eq!(call(Some("pr0ducer"), "GET", "/v1/topics/events/records?from=0", b"").0, 200);
+    // The producers' token does not pause sync; the admin token does.
+    let (code, body) = call(Some("pr0ducer"), "POST", "/v1/admin/sync/pause", b"");
+    assert_eq!(code, 403, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("api.admin_token"));
+    assert_eq!(edge.status()["sync"]["paused"], serde_json::Value::Bool(false));
+    assert_eq!(call(Some("0perator"), "POST", "/v1/admin/sync/pause", b"").0, 200);
+    assert_eq!(edge.status()["sync"]["paused"], serde_json::Value::Bool(true));
+    // Binary: nothing before an Auth; a wrong token ends the connection.
+    let mut anonymous = Client::connect(binary).expect("connects");
+    match anonymous.produce("events", None, b"anonymous") {
+        Err(ClientError::Refused { code: Code::Unauthorized, message, .. }) => {
+            assert!(message.contains("send Auth first"))
+        }
+        other => panic!("an unauthenticated produce: {other:?}"),
+    }
+    match Client::connect_with_token(binary, "guess") {
+        Err(ClientError::Refused { code: Code::Unauthorized, .. }) => {}
+        other => panic!("a wrong token: {:?}", other.err()),
+    }
+    let mut producer = Client::connect_with_token(binary, "pr0ducer").expect("the producers' token");
+    producer.produce("events", None, b"by binary").expect("served after Auth");
+    let values: Vec<Vec<u8>> = edge.read_all("events").into_iter().map(|r| r.2).collect();
+    assert_eq!(values, [b"by token".to_vec(), b"by binary".to_vec()], "nothing refused was stored");
+    // The CLI sends the admin token of --config; without it, it says what to give.
+    let out = std::process::Command::new(common::BIN)
+        .args(["sync", "resume", "--config"])
+        .arg(&config)
+        .output()
+        .expect("the CLI runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (code, _) = edge.cli(&["queue"]);
+    assert_eq!(code, 3, "no token: refused");
+    let log = edge.log_text();
+    assert!(log.contains("API request refused") && log.contains("binary connection refused"), "{log}");
+}
+
 // ---- defect 10: the gateway link's authentication ----
 
 /// A hand-made hello (docs/PROTOCOL.md, "Transport"): magic, name and token with their lengths.

@@ -223,6 +223,128 @@ pub fn control_refused(role: Role) -> Option<Response> {
 /// not this machine's (an IP address, `localhost`, `*.localhost`, or a name listed in
 /// `api.allowed_hosts`), which is what a page whose own name was rebound to 127.0.0.1 sends
 /// (DNS rebinding). Programs (curl, the CLI, the client library) send neither, and are served.
+///
+/// Tokens are [`ApiAuth`]'s.
+/// Who may use the application and admin ports (`api.token`, `api.admin_token`): with no
+/// tokens, whoever reaches them (the config loader allows that only on loopback); with
+/// them, a request must carry one (HTTP `Authorization: Bearer`, the binary protocol's
+/// Auth), and pause, resume and sync now the admin token. `/health` needs none, so that a
+/// supervisor's probe needs no secret.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ApiAuth {
+    token: Option<String>,
+    admin: Option<String>,
+}
+
+impl std::fmt::Debug for ApiAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ApiAuth {{ tokens: {} }}", self.token.is_some())
+    }
+}
+
+/// What a binary connection does with a request ([`ApiAuth::gate_binary`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BinaryGate {
+    /// Serve it.
+    Serve,
+    /// An Auth with a token of the port: answer Welcome; the connection is served from now.
+    Welcome,
+    /// Answer this and close the connection.
+    Refuse(binproto::Response),
+}
+
+/// What an [`ApiAuth`] grants a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grant {
+    /// No tokens configured, or the admin token: everything.
+    All,
+    /// The producers' token: all but the admin operations.
+    Data,
+    None,
+}
+
+impl ApiAuth {
+    /// `token` and `admin` are both set or both unset (the config loader checks it).
+    pub fn new(token: Option<String>, admin: Option<String>) -> ApiAuth {
+        assert_eq!(token.is_some(), admin.is_some(), "the API's tokens come in pairs");
+        ApiAuth { token, admin }
+    }
+
+    /// `api.admin_token`: what the operator CLI sends.
+    pub fn admin_token(&self) -> Option<&str> {
+        self.admin.as_deref()
+    }
+
+    /// Whether a connection must prove a token before it is served.
+    pub fn required(&self) -> bool {
+        self.token.is_some()
+    }
+
+    pub fn grant(&self, presented: Option<&str>) -> Grant {
+        let matches = |want: &Option<String>| {
+            want.as_deref().zip(presented).is_some_and(|(w, p)| crate::peer::tokens_match(w, p))
+        };
+        if !self.required() || matches(&self.admin) {
+            Grant::All
+        } else if matches(&self.token) {
+            Grant::Data
+        } else {
+            Grant::None
+        }
+    }
+
+    /// What a binary connection does with `req`, given whether it has proven a token.
+    pub fn gate_binary(&self, authenticated: bool, req: &binproto::Request) -> BinaryGate {
+        let refuse = |message: &str| {
+            BinaryGate::Refuse(binproto::Response::Error {
+                code: Code::Unauthorized,
+                retryable: false,
+                message: message.to_owned(),
+            })
+        };
+        match req {
+            binproto::Request::Auth { token } if self.grant(Some(token)) != Grant::None => BinaryGate::Welcome,
+            binproto::Request::Auth { .. } => {
+                tracing::warn!("binary connection refused: a wrong token");
+                refuse("a wrong token: send api.token (or api.admin_token) of the daemon's file")
+            }
+            _ if authenticated || !self.required() => BinaryGate::Serve,
+            _ => {
+                tracing::warn!("binary connection refused: no token");
+                refuse("this port needs api.token: send Auth first (outpost::client::Client::connect_with_token)")
+            }
+        }
+    }
+
+    /// `Err` with the 401 or 403 to send when `req`'s bearer token does not allow `call`.
+    pub fn check_http(&self, req: &Request, call: &Call) -> Result<(), Response> {
+        let grant = self.grant(req.bearer.as_deref());
+        match (call, grant) {
+            (_, Grant::All) | (Call::Show(Show::Health), _) => Ok(()),
+            (Call::Control(_), Grant::Data) => Err(Response::error(
+                403,
+                "forbidden",
+                false,
+                "pause, resume and sync now need api.admin_token, not the producers' api.token",
+            )),
+            (_, Grant::Data) => Ok(()),
+            (_, Grant::None) => {
+                let why = if req.bearer.is_some() { "a wrong token" } else { "no token" };
+                tracing::warn!(method = %req.method, path = %req.path, "API request refused: {why}");
+                Err(Response::error(
+                    401,
+                    "unauthorized",
+                    false,
+                    &format!(
+                        "{why}: this API needs `Authorization: Bearer TOKEN` with api.token (or api.admin_token) \
+                         of the daemon's file"
+                    ),
+                ))
+            }
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BrowserGuard {
     /// Check `Host` (the API listens on loopback only).

@@ -20,10 +20,12 @@ const WAY_UP: u8 = 1;
 const WAY_DOWN: u8 = 2;
 pub const KIND_FETCH: u8 = 2;
 pub const KIND_PRODUCE_BATCH: u8 = 3;
+pub const KIND_AUTH: u8 = 4;
 pub const KIND_ACKED: u8 = 129;
 pub const KIND_ERROR: u8 = 130;
 pub const KIND_RECORDS: u8 = 131;
 pub const KIND_RESULTS: u8 = 132;
+pub const KIND_WELCOME: u8 = 133;
 /// A Results entry's status byte.
 const RESULT_ACKED: u8 = 0;
 const RESULT_REFUSED: u8 = 1;
@@ -49,6 +51,8 @@ pub enum Code {
     NotAccepted = 9,
     OutOfRange = 10,
     Corrupted = 11,
+    /// No Auth with `api.token` came first, or a wrong one: the connection is closed.
+    Unauthorized = 12,
 }
 
 impl Code {
@@ -66,6 +70,7 @@ impl Code {
             9 => NotAccepted,
             10 => OutOfRange,
             11 => Corrupted,
+            12 => Unauthorized,
             _ => return None,
         })
     }
@@ -87,6 +92,12 @@ pub enum Request {
     ProduceBatch {
         topic: String,
         records: Vec<KeyValue>,
+    },
+    /// The first request on a port with `api.token`: the token (at most
+    /// [`crate::peer::TOKEN_LEN_MAX`] bytes of UTF-8), answered by Welcome or by Error
+    /// Unauthorized and the connection's end.
+    Auth {
+        token: String,
     },
 }
 
@@ -130,6 +141,8 @@ pub enum Response {
     },
     /// The answer to a ProduceBatch: one result per record, in the batch's order.
     Results(Vec<RecordResult>),
+    /// The answer to an Auth that holds a token of the port.
+    Welcome,
 }
 
 /// One record's result in a Results answer: what Acked or Error says of a single produce.
@@ -180,6 +193,8 @@ pub enum ProtoError {
     },
     /// A Results message longer than 4096 bytes.
     MessageTooLong(usize),
+    /// An Auth's token longer than [`crate::peer::TOKEN_LEN_MAX`] bytes.
+    TokenTooLong(usize),
 }
 
 impl fmt::Display for ProtoError {
@@ -206,6 +221,7 @@ impl fmt::Display for ProtoError {
                 write!(f, "a result names message {index} of an answer holding {messages}")
             }
             ProtoError::MessageTooLong(n) => write!(f, "a message of {n} bytes; at most {MESSAGE_MAX}"),
+            ProtoError::TokenTooLong(n) => write!(f, "a token of {n} bytes; at most {}", crate::peer::TOKEN_LEN_MAX),
         }
     }
 }
@@ -356,6 +372,11 @@ pub fn encode_request(id: u32, req: &Request, out: &mut Vec<u8>) {
             out.extend_from_slice(value);
             finish(at, out);
         }
+        Request::Auth { token } => {
+            let at = head(KIND_AUTH, id, out);
+            out.extend_from_slice(token.as_bytes());
+            finish(at, out);
+        }
         Request::Fetch(FetchRequest { topic, way, from, max_records, max_bytes }) => {
             let at = head(KIND_FETCH, id, out);
             put_topic(topic, out);
@@ -416,6 +437,14 @@ pub fn decode_request(body: &[u8]) -> Result<(u32, Request), (Option<u32>, Proto
             r.end()?;
             Ok(Request::ProduceBatch { topic, records })
         }
+        KIND_AUTH => {
+            let token = std::mem::take(&mut r.buf);
+            if token.len() > crate::peer::TOKEN_LEN_MAX {
+                return Err(ProtoError::TokenTooLong(token.len()));
+            }
+            let token = std::str::from_utf8(token).map_err(|_| ProtoError::BadUtf8)?.to_owned();
+            Ok(Request::Auth { token })
+        }
         k => Err(ProtoError::UnknownKind(k)),
     })();
     req.map(|q| (id, q)).map_err(|e| (Some(id), e))
@@ -424,6 +453,10 @@ pub fn decode_request(body: &[u8]) -> Result<(u32, Request), (Option<u32>, Proto
 /// Appends one response frame (length prefix included).
 pub fn encode_response(id: u32, resp: &Response, out: &mut Vec<u8>) {
     match resp {
+        Response::Welcome => {
+            let at = head(KIND_WELCOME, id, out);
+            finish(at, out);
+        }
         Response::Acked { seq, hlc } => {
             let at = head(KIND_ACKED, id, out);
             out.extend_from_slice(&seq.to_le_bytes());
@@ -507,6 +540,7 @@ pub fn decode_response(body: &[u8]) -> Result<(u32, Response), ProtoError> {
     let id = u32::from_le_bytes(body[1..5].try_into().expect("4 bytes"));
     let mut r = Reader { buf: &body[5..] };
     let resp = match kind {
+        KIND_WELCOME => Response::Welcome,
         KIND_ACKED => {
             let seq = r.u64("seq")?;
             let hlc = r.u64("hlc")?;

@@ -17,7 +17,15 @@ impl std::fmt::Display for CliError {
 }
 
 /// One HTTP request to the daemon; returns the status code and body.
-pub fn request(addr: SocketAddr, method: &str, path: &str) -> Result<(u16, Vec<u8>), CliError> {
+/// A running daemon's HTTP API, and the token to send it (`api.admin_token`).
+#[derive(Clone, Debug)]
+pub struct Daemon {
+    pub addr: SocketAddr,
+    pub token: Option<String>,
+}
+
+pub fn request(daemon: &Daemon, method: &str, path: &str) -> Result<(u16, Vec<u8>), CliError> {
+    let addr = daemon.addr;
     let unreachable = |e: std::io::Error| {
         CliError(format!(
             "cannot reach an outpost daemon at {addr}: {e}. Is `outpost run` (or `outpost gateway`) running? \
@@ -26,7 +34,9 @@ pub fn request(addr: SocketAddr, method: &str, path: &str) -> Result<(u16, Vec<u
     };
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(unreachable)?;
     s.set_read_timeout(Some(Duration::from_secs(30))).map_err(unreachable)?;
-    let req = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+    let auth = daemon.token.as_ref().map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let req =
+        format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\n{auth}content-length: 0\r\nconnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).map_err(unreachable)?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).map_err(unreachable)?;
@@ -43,8 +53,12 @@ pub fn request(addr: SocketAddr, method: &str, path: &str) -> Result<(u16, Vec<u
     Ok((resp.code.unwrap_or(0), raw[at..].to_vec()))
 }
 
-pub fn fetch_status(addr: SocketAddr) -> Result<Status, CliError> {
-    let (code, body) = request(addr, "GET", "/v1/admin/status")?;
+pub fn fetch_status(daemon: &Daemon) -> Result<Status, CliError> {
+    let addr = daemon.addr;
+    let (code, body) = request(daemon, "GET", "/v1/admin/status")?;
+    if code == 401 {
+        return Err(unauthorized(addr, &body));
+    }
     if code != 200 {
         return Err(CliError(format!("{addr} answered {code}: {}", String::from_utf8_lossy(&body))));
     }
@@ -64,8 +78,8 @@ pub enum View {
 
 /// Prints a view; returns the process exit code (health: 0 healthy, 1 degraded,
 /// 2 unhealthy).
-pub fn show(addr: SocketAddr, view: View, json: bool) -> Result<i32, CliError> {
-    let s = fetch_status(addr)?;
+pub fn show(daemon: &Daemon, view: View, json: bool) -> Result<i32, CliError> {
+    let s = fetch_status(daemon)?;
     let code = match (view, status::health(&s).0) {
         (View::Health, "degraded") => 1,
         (View::Health, "unhealthy") => 2,
@@ -101,8 +115,12 @@ pub fn show(addr: SocketAddr, view: View, json: bool) -> Result<i32, CliError> {
 }
 
 /// `outpost sync pause|resume|now`: the daemon's answer.
-pub fn sync_command(addr: SocketAddr, command: &str) -> Result<serde_json::Value, CliError> {
-    let (code, body) = request(addr, "POST", &format!("/v1/admin/sync/{command}"))?;
+pub fn sync_command(daemon: &Daemon, command: &str) -> Result<serde_json::Value, CliError> {
+    let addr = daemon.addr;
+    let (code, body) = request(daemon, "POST", &format!("/v1/admin/sync/{command}"))?;
+    if code == 401 {
+        return Err(unauthorized(addr, &body));
+    }
     let answer: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
     if code != 200 {
         let why = answer
@@ -112,4 +130,12 @@ pub fn sync_command(addr: SocketAddr, command: &str) -> Result<serde_json::Value
         return Err(CliError(format!("{addr} refused `sync {command}` ({code}): {why}")));
     }
     answer.ok_or_else(|| CliError(format!("the answer from {addr} is not JSON; is it the same outpost version?")))
+}
+
+fn unauthorized(addr: SocketAddr, body: &[u8]) -> CliError {
+    CliError(format!(
+        "{addr} needs a token ({}): give --config FILE of the daemon (its api.admin_token is read), --token, or \
+         OUTPOST_TOKEN",
+        String::from_utf8_lossy(body)
+    ))
 }

@@ -89,6 +89,17 @@ impl Client {
         Ok(Client { rd: BufReader::new(s.try_clone()?), wr: BufWriter::new(s), next_id: 0, buf: Vec::new() })
     }
 
+    /// Connects and proves `token` (`api.token` of the daemon's file): a port with tokens
+    /// serves nothing before.
+    pub fn connect_with_token(addr: impl ToSocketAddrs, token: &str) -> Result<Client, ClientError> {
+        let mut c = Client::connect(addr)?;
+        match c.call(&Request::Auth { token: token.to_owned() })? {
+            Response::Welcome => Ok(c),
+            Response::Error { code, retryable, message } => Err(ClientError::Refused { code, retryable, message }),
+            other => Err(ClientError::Unexpected(format!("{other:?} to an Auth"))),
+        }
+    }
+
     /// Queues a request (written on the next [`flush`](Self::flush) or [`recv`](Self::recv))
     /// and returns its id.
     pub fn send(&mut self, req: &Request) -> Result<u32, ClientError> {

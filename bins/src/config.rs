@@ -92,6 +92,8 @@ pub struct Settings {
     /// What the HTTP API refuses of requests web pages make (`api.allowed_origins`,
     /// `api.allowed_hosts`).
     pub browser: crate::api::BrowserGuard,
+    /// `api.token` and `api.admin_token`.
+    pub api_auth: crate::api::ApiAuth,
 }
 
 /// How an edge reaches its gateway.
@@ -317,6 +319,8 @@ struct RawApi {
     allowed_origins: Vec<String>,
     #[serde(default)]
     allowed_hosts: Vec<String>,
+    token: Option<String>,
+    admin_token: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -491,6 +495,7 @@ fn settings(raw: &RawFile, path: Option<&Path>, role: Role, places: &[Place]) ->
         }
     }
     let browser = crate::api::BrowserGuard::new(http, &raw.api.allowed_origins, &raw.api.allowed_hosts);
+    let api_auth = api_auth(&raw.api, http, binary)?;
     let links = link_security(raw.tls.as_ref(), cloud.as_ref(), gateway.as_ref())?;
     let encrypted = encrypted_topics(raw, role)?;
     Ok(Settings {
@@ -509,6 +514,7 @@ fn settings(raw: &RawFile, path: Option<&Path>, role: Role, places: &[Place]) ->
         max_memory,
         shell,
         browser,
+        api_auth,
     })
 }
 
@@ -591,6 +597,43 @@ fn cloud(raw: Option<&RawCloud>, role: Role, node_name: &str) -> Result<Option<C
         ));
     }
     Ok(Some(CloudSettings { gateway_addr, gateway_name, token: raw.token.clone() }))
+}
+
+/// `api.token` and `api.admin_token`: both or neither, different, and required when a
+/// port accepts other machines.
+fn api_auth(raw: &RawApi, http: SocketAddr, binary: SocketAddr) -> Result<crate::api::ApiAuth, Problem> {
+    for (field, t) in [("api.token", &raw.token), ("api.admin_token", &raw.admin_token)] {
+        if t.as_deref() == Some("") {
+            return Err(problem(field, "empty; expected a long random secret"));
+        }
+    }
+    match (&raw.token, &raw.admin_token) {
+        (Some(_), None) => Err(problem(
+            "api.token",
+            "set without api.admin_token: pause, resume and sync now need a token of their own; set both",
+        )),
+        (None, Some(_)) => {
+            Err(problem("api.admin_token", "set without api.token (the producers' and readers'); set both"))
+        }
+        (Some(a), Some(b)) if a == b => {
+            Err(problem("api.admin_token", "the same as api.token; admin operations need a token of their own"))
+        }
+        (None, None) => {
+            let exposed = [("api.http", http), ("api.binary", binary)].into_iter().find(|(_, a)| !a.ip().is_loopback());
+            match exposed {
+                Some((field, addr)) => Err(problem(
+                    field,
+                    format!(
+                        "\"{addr}\" accepts connections from other machines, and api.token is not set: anyone who \
+                         reaches it could write, read and pause sync; set api.token and api.admin_token, or listen on \
+                         127.0.0.1"
+                    ),
+                )),
+                None => Ok(crate::api::ApiAuth::default()),
+            }
+        }
+        (token, admin) => Ok(crate::api::ApiAuth::new(token.clone(), admin.clone())),
+    }
 }
 
 /// The topics whose values are sealed end to end (`encrypt`, `keys`; docs/SECURITY.md).

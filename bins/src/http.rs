@@ -23,6 +23,8 @@ pub struct Request {
     pub origin: Option<String>,
     pub sec_fetch_site: Option<String>,
     pub host: Option<String>,
+    /// The token of `Authorization: Bearer TOKEN`: see [`crate::api::ApiAuth`].
+    pub bearer: Option<String>,
     pub body: Vec<u8>,
 }
 
@@ -180,6 +182,7 @@ struct Head {
     origin: Option<String>,
     sec_fetch_site: Option<String>,
     host: Option<String>,
+    bearer: Option<String>,
     expect_continue: bool,
     head_len: usize,
     total: usize,
@@ -225,6 +228,7 @@ pub fn parse(buf: &[u8], body_max: usize) -> Result<Option<(Request, usize)>, Ht
         origin: h.origin,
         sec_fetch_site: h.sec_fetch_site,
         host: h.host,
+        bearer: h.bearer,
         body: buf[h.head_len..h.total].to_vec(),
     };
     Ok(Some((request, h.total)))
@@ -261,7 +265,7 @@ fn head(buf: &[u8], body_max: usize) -> Result<Option<Head>, HttpError> {
     let mut content_len: Option<u64> = None;
     let mut content_type = None;
     let mut key = None;
-    let (mut origin, mut sec_fetch_site, mut host) = (None, None, None);
+    let (mut origin, mut sec_fetch_site, mut host, mut bearer) = (None, None, None, None);
     let mut expect_continue = false;
     for h in req.headers.iter() {
         let name = h.name.to_ascii_lowercase();
@@ -306,6 +310,11 @@ fn head(buf: &[u8], body_max: usize) -> Result<Option<Head>, HttpError> {
             "sec-fetch-site" => sec_fetch_site = Some(value?.trim().to_ascii_lowercase()),
             "host" => host = Some(value?.trim().to_ascii_lowercase()),
             "outpost-key" => key = Some(h.value.to_vec()),
+            "authorization" => {
+                let v = value?.trim();
+                let token = v.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"));
+                bearer = token.map(|(_, t)| t.trim().to_owned());
+            }
             _ => {}
         }
     }
@@ -323,6 +332,7 @@ fn head(buf: &[u8], body_max: usize) -> Result<Option<Head>, HttpError> {
         origin,
         sec_fetch_site,
         host,
+        bearer,
         expect_continue: expect_continue && content_len > 0,
         head_len,
         total,

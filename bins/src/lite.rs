@@ -69,8 +69,14 @@ type Answered = (Token, Vec<u8>, Done, bool);
 type Outbox = Arc<Mutex<Vec<Answered>>>;
 
 enum Kind {
-    Http { waiting: bool },
-    Binary { in_flight: usize },
+    Http {
+        waiting: bool,
+    },
+    /// `authenticated`: an Auth with a token of the port came (`api.token`).
+    Binary {
+        in_flight: usize,
+        authenticated: bool,
+    },
 }
 
 struct Conn {
@@ -129,7 +135,7 @@ impl Conn {
     fn busy(&self) -> bool {
         match self.kind {
             Kind::Http { waiting } => waiting,
-            Kind::Binary { in_flight } => in_flight > 0,
+            Kind::Binary { in_flight, .. } => in_flight > 0,
         }
     }
 
@@ -260,6 +266,7 @@ struct Lite {
     topics: TopicNames,
     budget: ShellBudget,
     browser: BrowserGuard,
+    api_auth: api::ApiAuth,
     process_memory_max: u64,
     ingress: Budget,
     /// Fetches issued whose answers are not yet written whole (at most `fetch_answers_max`).
@@ -343,6 +350,7 @@ pub fn run(settings: Settings, stop: &AtomicBool) -> Result<(), String> {
         topics,
         budget,
         browser: settings.browser.clone(),
+        api_auth: settings.api_auth.clone(),
         process_memory_max: settings.max_memory,
         ingress: Budget::new(budget.ingress_bytes_max),
         fetches_held: 0,
@@ -435,7 +443,7 @@ impl Lite {
                         c.close_after_write |= close;
                         c.idle_since = Instant::now();
                     }
-                    (Kind::Binary { in_flight }, Done::Binary { places }) => {
+                    (Kind::Binary { in_flight, .. }, Done::Binary { places }) => {
                         *in_flight -= places;
                         if *in_flight == 0 {
                             c.idle_since = Instant::now();
@@ -504,7 +512,11 @@ impl Lite {
                 self.table(is_http).remove(id);
                 continue;
             }
-            let kind = if is_http { Kind::Http { waiting: false } } else { Kind::Binary { in_flight: 0 } };
+            let kind = if is_http {
+                Kind::Http { waiting: false }
+            } else {
+                Kind::Binary { in_flight: 0, authenticated: false }
+            };
             self.conns.insert(token, Conn::new(stream, kind, id, now));
         }
     }
@@ -557,7 +569,7 @@ impl Lite {
                 _ if c.wbuf.len() > self.budget.write_buffer_max => false,
                 Kind::Http { waiting: true } => false,
                 Kind::Http { waiting: false } => self.next_http(token, c),
-                Kind::Binary { in_flight } if in_flight >= BINARY_IN_FLIGHT_MAX => false,
+                Kind::Binary { in_flight, .. } if in_flight >= BINARY_IN_FLIGHT_MAX => false,
                 Kind::Binary { .. } => self.next_binary(token, c),
             };
             if c.close_after_write {
@@ -568,7 +580,7 @@ impl Lite {
             }
             let blocked = match c.kind {
                 Kind::Http { waiting } => waiting,
-                Kind::Binary { in_flight } => in_flight >= BINARY_IN_FLIGHT_MAX,
+                Kind::Binary { in_flight, .. } => in_flight >= BINARY_IN_FLIGHT_MAX,
             };
             if blocked || c.eof || c.wbuf.len() > self.budget.write_buffer_max {
                 break;
@@ -670,7 +682,9 @@ impl Lite {
                 return true;
             }
         };
-        if matches!(api::route(&req), Ok(Call::Fetch(_))) && self.browser.check(&req).is_ok() {
+        // Counted as a held fetch answer only if it will be answered by a fetch.
+        let served = self.browser.check(&req).is_ok() && self.api_auth.grant(req.bearer.as_deref()) != api::Grant::None;
+        if matches!(api::route(&req), Ok(Call::Fetch(_))) && served {
             if self.fetches_held >= self.budget.fetch_answers_max {
                 self.blocked.insert(token);
                 return false;
@@ -704,6 +718,9 @@ impl Lite {
             Ok(c) => c,
             Err(resp) => return Some(resp),
         };
+        if let Err(resp) = self.api_auth.check_http(req, &call) {
+            return Some(resp);
+        }
         let status = || self.driver.status(self.link());
         Some(match call {
             Call::Show(show) => api::show_http(show, &status()),
@@ -780,6 +797,25 @@ impl Lite {
             Ok(x) => x,
             Err((id, e)) => return bad(c, id.unwrap_or(0), e.to_string()),
         };
+        let authenticated = matches!(c.kind, Kind::Binary { authenticated: true, .. });
+        match self.api_auth.gate_binary(authenticated, &req) {
+            api::BinaryGate::Serve => {}
+            api::BinaryGate::Welcome => {
+                c.rbuf.drain(..4 + len);
+                self.release(c);
+                c.clock = (!c.rbuf.is_empty()).then(|| RequestClock::start(Instant::now(), c.rbuf.len()));
+                if let Kind::Binary { authenticated, .. } = &mut c.kind {
+                    *authenticated = true;
+                }
+                binproto::encode_response(id, &binproto::Response::Welcome, &mut c.wbuf);
+                return true;
+            }
+            api::BinaryGate::Refuse(resp) => {
+                binproto::encode_response(id, &resp, &mut c.wbuf);
+                c.close_after_write = true;
+                return true;
+            }
+        }
         let is_fetch = matches!(req, binproto::Request::Fetch(_));
         if is_fetch && self.fetches_held >= self.budget.fetch_answers_max {
             self.blocked.insert(token);
@@ -789,8 +825,9 @@ impl Lite {
         let places = match &req {
             binproto::Request::ProduceBatch { records, .. } => records.len(),
             binproto::Request::Produce { .. } | binproto::Request::Fetch(_) => 1,
+            binproto::Request::Auth { .. } => unreachable!("the gate answers an Auth"),
         };
-        if matches!(c.kind, Kind::Binary { in_flight } if in_flight + places > BINARY_IN_FLIGHT_MAX) {
+        if matches!(c.kind, Kind::Binary { in_flight, .. } if in_flight + places > BINARY_IN_FLIGHT_MAX) {
             return false;
         }
         c.rbuf.drain(..4 + len);
@@ -803,6 +840,7 @@ impl Lite {
                 api::produce_topic(&self.topics, topic)
             }
             binproto::Request::Fetch(f) => api::fetch_topic(&self.topics, &f.topic, f.way),
+            binproto::Request::Auth { .. } => unreachable!("the gate answers an Auth"),
         };
         let idx = match topic {
             Ok(idx) => idx,
@@ -811,7 +849,7 @@ impl Lite {
                 return true;
             }
         };
-        if let Kind::Binary { in_flight } = &mut c.kind {
+        if let Kind::Binary { in_flight, .. } = &mut c.kind {
             *in_flight += places;
         }
         let outbox = self.outbox.clone();
@@ -842,6 +880,7 @@ impl Lite {
                 let max_bytes = max_bytes.min(self.budget.fetch_bytes_max);
                 self.driver.fetch(idx, from, max_records, max_bytes, reply, &mut self.fx);
             }
+            binproto::Request::Auth { .. } => unreachable!("the gate answers an Auth"),
         }
         true
     }

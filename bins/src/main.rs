@@ -31,6 +31,10 @@ struct Target {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// The daemon's api.admin_token (default: $OUTPOST_TOKEN, else api.admin_token of
+    /// --config or ./outpost.toml).
+    #[arg(long)]
+    token: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -304,22 +308,32 @@ fn admin_addr(http: SocketAddr) -> SocketAddr {
     }
 }
 
-fn addr_of(t: &Target) -> Result<SocketAddr, String> {
+/// The daemon a command asks: its address and token, from the flags, else the environment
+/// and the config file.
+fn daemon_of(t: &Target) -> Result<cli::Daemon, String> {
+    let flag_token = t.token.clone().or_else(|| std::env::var("OUTPOST_TOKEN").ok().filter(|v| !v.is_empty()));
     if let Some(a) = &t.addr {
         let mut found = a
             .to_socket_addrs()
             .map_err(|e| format!("--addr {a}: {e}; expected HOST:PORT, e.g. localhost:7480 or 10.0.0.5:7480"))?;
-        return found.next().ok_or_else(|| format!("--addr {a}: the name has no address"));
+        let addr = found.next().ok_or_else(|| format!("--addr {a}: the name has no address"))?;
+        let token = flag_token.or_else(|| {
+            let role = if t.gateway { Role::Gateway } else { Role::Edge };
+            let file = t.config.as_deref()?;
+            config::load(Some(file), role).ok()?.api_auth.admin_token().map(str::to_owned)
+        });
+        return Ok(cli::Daemon { addr, token });
     }
     let role = if t.gateway { Role::Gateway } else { Role::Edge };
     let s = config::load(t.config.as_deref(), role).map_err(|e| e.to_string())?;
-    Ok(admin_addr(s.http))
+    let token = flag_token.or_else(|| s.api_auth.admin_token().map(str::to_owned));
+    Ok(cli::Daemon { addr: admin_addr(s.http), token })
 }
 
 fn ask(t: &Target, view: View) -> ExitCode {
     let run = || -> Result<i32, String> {
-        let addr = addr_of(t)?;
-        cli::show(addr, view, t.json).map_err(|e| e.to_string())
+        let daemon = daemon_of(t)?;
+        cli::show(&daemon, view, t.json).map_err(|e| e.to_string())
     };
     match run() {
         Ok(code) => ExitCode::from(code as u8),
@@ -332,8 +346,8 @@ fn ask(t: &Target, view: View) -> ExitCode {
 
 fn command(t: &Target, what: &str) -> ExitCode {
     let run = || -> Result<serde_json::Value, String> {
-        let addr = addr_of(t)?;
-        cli::sync_command(addr, what).map_err(|e| e.to_string())
+        let daemon = daemon_of(t)?;
+        cli::sync_command(&daemon, what).map_err(|e| e.to_string())
     };
     match run() {
         Ok(answer) => {

@@ -244,6 +244,7 @@ struct Api {
     /// Fetch answers held at once, over all connections (`ShellBudget::fetch_answers_max`).
     fetch_answers: Arc<Semaphore>,
     browser: BrowserGuard,
+    auth: api::ApiAuth,
 }
 
 impl Api {
@@ -338,6 +339,7 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
         ingress: SharedBudget::new(budget.ingress_bytes_max),
         fetch_answers: Arc::new(Semaphore::new(budget.fetch_answers_max)),
         browser: settings.browser.clone(),
+        auth: settings.api_auth.clone(),
     });
     let frames = FrameLimits {
         max: crate::limits::peer_frame_max(&cfg),
@@ -1005,7 +1007,7 @@ async fn serve_http(listener: TcpListener, api: Arc<Api>, slots: Arc<Slots>) {
 /// How reading one HTTP request ended.
 enum Read {
     /// A whole request, and the bytes it took of the buffer; its body's reservation.
-    Request(http::Request, usize, Option<Reservation>),
+    Request(Box<http::Request>, usize, Option<Reservation>),
     /// An answer to send before closing (a refusal, a late or busy request).
     Refuse(http::Response),
     /// The connection ended (closed by the client, idle too long, dropped for room).
@@ -1067,7 +1069,7 @@ async fn read_request(
     let mut continued = false;
     loop {
         match http::parse(buf, body_max) {
-            Ok(Some((req, used))) => return Ok(Read::Request(req, used, reservation)),
+            Ok(Some((req, used))) => return Ok(Read::Request(Box::new(req), used, reservation)),
             Ok(None) => {}
             Err(e) => return Ok(Read::Refuse(e.response())),
         }
@@ -1137,6 +1139,9 @@ async fn answer_http(req: &http::Request, api: &Api) -> (http::Response, Option<
         Ok(c) => c,
         Err(resp) => return (resp, None),
     };
+    if let Err(resp) = api.auth.check_http(req, &call) {
+        return (resp, None);
+    }
     let unavailable = || http::Response::error(503, "stopping", true, "the node is stopping");
     let resp = match call {
         Call::Show(show) => match api.status().await {
@@ -1236,6 +1241,7 @@ async fn binary_connection(stream: TcpStream, api: Arc<Api>, slot: Slot) -> std:
     let _ = stream.set_nodelay(true);
     let (mut rd, wr) = stream.into_split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Answer>();
+    let mut authenticated = false;
     let in_flight = Arc::new(Semaphore::new(BINARY_IN_FLIGHT_MAX));
     let slot = Arc::new(slot);
     let writer = {
@@ -1294,10 +1300,24 @@ async fn binary_connection(stream: TcpStream, api: Arc<Api>, slot: Slot) -> std:
             }
         };
         drop(body);
+        match api.auth.gate_binary(authenticated, &req) {
+            api::BinaryGate::Serve => {}
+            api::BinaryGate::Welcome => {
+                authenticated = true;
+                let resp = binproto::Response::Welcome;
+                let _ = tx.send(Answer { id, resp, close: false, _permit: None, _fetch: None });
+                continue;
+            }
+            api::BinaryGate::Refuse(resp) => {
+                let _ = tx.send(Answer { id, resp, close: true, _permit: None, _fetch: None });
+                break;
+            }
+        }
         // A batch holds a place per record: what its answer will hold.
         let places = match &req {
             binproto::Request::ProduceBatch { records, .. } => records.len() as u32,
             binproto::Request::Produce { .. } | binproto::Request::Fetch(_) => 1,
+            binproto::Request::Auth { .. } => unreachable!("the gate answers an Auth"),
         };
         let permit = in_flight.clone().acquire_many_owned(places).await.expect("never closed");
         slot.busy();
@@ -1306,6 +1326,7 @@ async fn binary_connection(stream: TcpStream, api: Arc<Api>, slot: Slot) -> std:
                 api::produce_topic(&api.topics, topic)
             }
             binproto::Request::Fetch(f) => api::fetch_topic(&api.topics, &f.topic, f.way),
+            binproto::Request::Auth { .. } => unreachable!("the gate answers an Auth"),
         };
         let idx = match topic {
             Ok(idx) => idx,
@@ -1340,6 +1361,7 @@ async fn binary_connection(stream: TcpStream, api: Arc<Api>, slot: Slot) -> std:
                 let max_bytes = max_bytes.min(api.budget.fetch_bytes_max);
                 Cmd::Fetch { topic: idx, from, max_records, max_bytes, reply }
             }
+            binproto::Request::Auth { .. } => unreachable!("the gate answers an Auth"),
         };
         if api.node.send(cmd).await.is_err() {
             break;

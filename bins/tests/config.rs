@@ -696,6 +696,28 @@ fn an_encrypted_topic_is_sealed_where_its_keys_are_and_a_gateway_holds_none() {
 }
 
 #[test]
+fn an_api_open_to_other_machines_needs_its_two_tokens() {
+    let cases = [
+        ("[api]\nhttp = \"0.0.0.0:7480\"\n", "api.http", 2, "accepts connections from other machines"),
+        ("[api]\nbinary = \"10.0.0.5:7481\"\n", "api.binary", 2, "set api.token and api.admin_token"),
+        ("[api]\ntoken = \"a\"\n", "api.token", 2, "set without api.admin_token"),
+        ("[api]\nadmin_token = \"a\"\n", "api.admin_token", 2, "set without api.token"),
+        ("[api]\ntoken = \"a\"\nadmin_token = \"a\"\n", "api.admin_token", 3, "the same as api.token"),
+        ("[api]\ntoken = \"\"\n", "api.token", 2, "empty"),
+    ];
+    for (text, field, line, want) in cases {
+        let e = error(text, Role::Edge);
+        assert_eq!((e.line, e.field.as_str()), (Some(line), field), "{text}");
+        assert!(e.message.contains(want), "{text}: {e}");
+    }
+    let open = "[api]\nhttp = \"0.0.0.0:7480\"\ntoken = \"p\"\nadmin_token = \"o\"\n";
+    let s = parse(open, None, Role::Edge).expect("both tokens");
+    assert!(s.api_auth.required());
+    assert_eq!(s.api_auth.admin_token(), Some("o"));
+    assert!(!parse("", None, Role::Edge).expect("defaults").api_auth.required(), "loopback: no token needed");
+}
+
+#[test]
 fn an_unknown_eviction_policy_reads_as_documented() {
     let text = "[node]\nname = \"kiosk-7\"\n\n[cloud]\ngateway = \"10.0.0.5:7400\"\n\n\
                 [[topics]]\nname = \"pos.transactions\"\n\n[[topics]]\nname = \"telemetry\"\n\

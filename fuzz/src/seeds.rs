@@ -172,6 +172,7 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
                 records: vec![(Some(b"k".to_vec()), b"v".to_vec()), (None, Vec::new())],
             },
         ),
+        ("auth", Request::Auth { token: "pr0ducer".into() }),
     ];
     for (name, r) in reqs {
         let mut out = Vec::new();
@@ -180,6 +181,7 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     }
     let resps = [
         ("acked", Response::Acked { seq: 1, hlc: hlc.0 }),
+        ("welcome", Response::Welcome),
         ("error", Response::Error { code: Code::Busy, retryable: true, message: "full".into() }),
         (
             "records",

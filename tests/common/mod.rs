@@ -43,6 +43,8 @@ pub struct Daemon {
     /// The size of a tmpfs mounted on the data directory for the process alone, and the
     /// bytes of another file written there first (see [`Daemon::on_tmpfs`]).
     pub tmpfs: Option<(String, u64)>,
+    /// `api.admin_token` of its file, which the helpers send (status, the client).
+    pub api_token: Option<String>,
     child: Option<Child>,
     starts: u32,
 }
@@ -118,6 +120,7 @@ impl Daemon {
             binary,
             args: Vec::new(),
             tmpfs: None,
+            api_token: None,
             child: None,
             starts: 0,
         }
@@ -239,7 +242,7 @@ impl Daemon {
     }
 
     pub fn try_status(&self) -> Option<serde_json::Value> {
-        let (code, body) = http(self.http, "GET", "/v1/admin/status", None, b"").ok()?;
+        let (code, body) = http_as(self.http, self.api_token.as_deref(), "GET", "/v1/admin/status", None, b"").ok()?;
         (code == 200).then(|| serde_json::from_slice(&body).ok()).flatten()
     }
 
@@ -256,7 +259,10 @@ impl Daemon {
     }
 
     pub fn client(&self) -> Client {
-        Client::connect(self.binary).expect("binary port answers")
+        match &self.api_token {
+            Some(t) => Client::connect_with_token(self.binary, t).expect("binary port answers the token"),
+            None => Client::connect(self.binary).expect("binary port answers"),
+        }
     }
 
     /// Runs the CLI against this daemon and returns (exit code, stdout).
@@ -323,10 +329,25 @@ pub fn http(
     content_type: Option<&str>,
     body: &[u8],
 ) -> std::io::Result<(u16, Vec<u8>)> {
+    http_as(addr, None, method, path, content_type, body)
+}
+
+/// The same, with `Authorization: Bearer TOKEN` when `token` is given.
+pub fn http_as(
+    addr: SocketAddr,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> std::io::Result<(u16, Vec<u8>)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut req =
         format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {}\r\nconnection: close\r\n", body.len());
+    if let Some(t) = token {
+        req.push_str(&format!("authorization: Bearer {t}\r\n"));
+    }
     if let Some(t) = content_type {
         req.push_str(&format!("content-type: {t}\r\n"));
     }
