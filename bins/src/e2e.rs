@@ -8,7 +8,7 @@
 //! ```text
 //! 0   magic       4 bytes   "OPE1"
 //! 4   key_id      u32 LE    which key of the topic's key file sealed it
-//! 8   nonce       24 bytes  random (XChaCha20: random nonces cannot collide in practice)
+//! 8   nonce       24 bytes  unique: 16 random bytes per load of the key file, a counter
 //! 32  ciphertext  the value's length, then the 16-byte Poly1305 tag
 //! ```
 //!
@@ -17,14 +17,18 @@
 //! envelope to another topic, claims it for another origin, re-keys it or changes one bit
 //! gets [`OpenError::Tampered`] at the consumer, never a value.
 //!
-//! Nonces come from the operating system's random source: this runs in the shells, never
-//! in the core, which draws nothing unseeded.
+//! A nonce is 16 random bytes drawn from the operating system when the key file is loaded,
+//! then a counter: unique without a system call per value (which cost more than the
+//! cipher), and never repeated across restarts, since each load draws a new prefix. This
+//! runs in the shells, never in the core, which draws nothing unseeded.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use chacha20poly1305::aead::rand_core::RngCore;
+use chacha20poly1305::aead::{Aead, KeyInit, OsRng, Payload};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 use outpost_core::types::NodeId;
 
@@ -91,9 +95,21 @@ impl std::fmt::Display for OpenError {
 impl std::error::Error for OpenError {}
 
 /// The keys of one topic, by id; the highest id seals.
-#[derive(Clone)]
 pub struct Keyring {
     keys: BTreeMap<u32, Key>,
+    /// The sealing key's cipher, set up once.
+    sealer: XChaCha20Poly1305,
+    /// The nonces' random first 16 bytes, new at every load.
+    nonce_prefix: [u8; 16],
+    /// The nonces' last 8 bytes: values sealed since the load.
+    sealed: AtomicU64,
+}
+
+impl Clone for Keyring {
+    /// A clone draws a prefix of its own, so that two sealers never share a nonce.
+    fn clone(&self) -> Keyring {
+        Keyring::new(self.keys.clone())
+    }
 }
 
 impl std::fmt::Debug for Keyring {
@@ -131,7 +147,14 @@ impl Keyring {
         if keys.is_empty() {
             return Err("no key in it (`outpost keys add --file FILE` makes one)".into());
         }
-        Ok(Keyring { keys })
+        Ok(Keyring::new(keys))
+    }
+
+    fn new(keys: BTreeMap<u32, Key>) -> Keyring {
+        let (_, current) = keys.last_key_value().expect("a keyring holds a key");
+        let mut nonce_prefix = [0u8; 16];
+        OsRng.fill_bytes(&mut nonce_prefix);
+        Keyring { sealer: XChaCha20Poly1305::new(current), keys, nonce_prefix, sealed: AtomicU64::new(0) }
     }
 
     /// The id of the key that seals: the highest.
@@ -142,10 +165,12 @@ impl Keyring {
     /// Seals `value` for `ctx` under the current key.
     pub fn seal(&self, ctx: &Context<'_>, value: &[u8]) -> Vec<u8> {
         let id = self.current_id();
-        let cipher = XChaCha20Poly1305::new(&self.keys[&id]);
-        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let mut nonce = XNonce::default();
+        nonce[..16].copy_from_slice(&self.nonce_prefix);
+        nonce[16..].copy_from_slice(&self.sealed.fetch_add(1, Ordering::Relaxed).to_le_bytes());
         let aad = ctx.associated_data();
-        let sealed = cipher.encrypt(&nonce, Payload { msg: value, aad: &aad }).expect("a value fits XChaCha20's range");
+        let sealed =
+            self.sealer.encrypt(&nonce, Payload { msg: value, aad: &aad }).expect("a value fits XChaCha20's range");
         let mut out = Vec::with_capacity(HEADER_LEN + sealed.len());
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&id.to_le_bytes());
@@ -244,6 +269,8 @@ mod tests {
         assert!(!sealed.windows(value.len()).any(|w| w == value), "no plaintext in the envelope");
         assert_eq!(ring.open(&ctx("pos"), &sealed).expect("opens"), value);
         assert_ne!(ring.seal(&ctx("pos"), value), sealed, "a fresh nonce each time");
+        let twin = ring.clone();
+        assert_ne!(twin.seal(&ctx("pos"), value)[8..32], ring.seal(&ctx("pos"), value)[8..32], "a clone's own nonces");
         for i in 0..sealed.len() {
             for bit in 0..8 {
                 let mut flipped = sealed.clone();

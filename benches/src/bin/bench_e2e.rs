@@ -36,6 +36,8 @@ usage: bench-e2e [options]
   --pin-edge CPUS    run the edge under `taskset -c CPUS` (e.g. 0: one core)
   --pin-gateway CPUS run the gateway under `taskset -c CPUS`
   --edge-memory M    the edge's resources.max_memory (default \"64 MiB\", the edge default)
+  --tls              TLS 1.3 between edge and gateway, with certificates `outpost certs` makes
+  --encrypt          the topic sealed end to end (encrypt = true; the edge holds the key file)
   --outpost PATH     the outpost binary (default: beside this one)
   --dir PATH         where data directories and logs go (default: a new directory in /tmp)
 Run the load on other cores than the edge: taskset -c 1 bench-e2e --pin-edge 0";
@@ -52,6 +54,8 @@ struct Options {
     pin_edge: Option<String>,
     pin_gateway: Option<String>,
     edge_memory: String,
+    tls: bool,
+    encrypt: bool,
     outpost: PathBuf,
     dir: Option<PathBuf>,
 }
@@ -69,6 +73,8 @@ fn options() -> Result<Options, String> {
         pin_edge: None,
         pin_gateway: None,
         edge_memory: "64 MiB".into(),
+        tls: false,
+        encrypt: false,
         outpost: std::env::current_exe().map_err(|e| e.to_string())?.with_file_name("outpost"),
         dir: None,
     };
@@ -77,6 +83,17 @@ fn options() -> Result<Options, String> {
         if flag == "--help" || flag == "-h" {
             println!("{USAGE}");
             std::process::exit(0);
+        }
+        match flag.as_str() {
+            "--tls" => {
+                o.tls = true;
+                continue;
+            }
+            "--encrypt" => {
+                o.encrypt = true;
+                continue;
+            }
+            _ => {}
         }
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
         let number = |v: &str| v.replace('_', "").parse::<u64>().map_err(|_| format!("{flag}: {v:?} is not a number"));
@@ -118,6 +135,12 @@ fn options() -> Result<Options, String> {
         ));
     }
     Ok(o)
+}
+
+/// Runs `outpost ARGS` (certificates, keys), which must succeed.
+fn outpost_command(o: &Options, args: &[&str]) {
+    let out = Command::new(&o.outpost).args(args).output().expect("outpost runs");
+    assert!(out.status.success(), "outpost {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 fn free_addr() -> SocketAddr {
@@ -435,22 +458,49 @@ fn main() {
     let [listen, g_http, g_bin, e_http, e_bin] = [(); 5].map(|_| free_addr());
     let storage = (o.records * (o.size as u64 + 64) * 2).max(1 << 30);
     let topic = format!("[[topics]]\nname = \"{TOPIC}\"\nsync = \"up\"\nretention = \"{storage} B\"\n");
+    let (edge_topic, gateway_topic) = if o.encrypt {
+        let keys = dir.join("events.keys");
+        outpost_command(&o, &["keys", "add", "--file", &keys.display().to_string()]);
+        (format!("{topic}encrypt = true\nkeys = \"{}\"\n", keys.display()), format!("{topic}encrypt = true\n"))
+    } else {
+        (topic.clone(), topic)
+    };
+    let (edge_tls, gateway_tls) = if o.tls {
+        let (ca, certs) = (dir.join("ca"), dir.join("certs"));
+        outpost_command(&o, &["certs", "ca", "--dir", &ca.display().to_string()]);
+        for name in ["edge", "gateway"] {
+            let (ca, out) = (ca.display().to_string(), certs.display().to_string());
+            outpost_command(&o, &["certs", "issue", "--dir", &ca, "--name", name, "--out", &out]);
+        }
+        let table = |name: &str| {
+            format!(
+                "\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+                ca.join("ca.pem").display(),
+                certs.join(format!("{name}.pem")).display(),
+                certs.join(format!("{name}.key")).display()
+            )
+        };
+        (table("edge"), table("gateway"))
+    } else {
+        (String::new(), String::new())
+    };
     let gateway_config = format!(
         "[node]\nname = \"gateway\"\ndata_dir = \"{}\"\n\n[api]\nhttp = \"{g_http}\"\nbinary = \"{g_bin}\"\n\n\
          [gateway]\nlisten = \"{listen}\"\n\n[gateway.tokens]\n\"edge\" = \"bench\"\n\n\
-         [resources]\nmax_storage = \"{} B\"\n\n{topic}",
+         [resources]\nmax_storage = \"{} B\"\n\n{gateway_topic}{gateway_tls}",
         dir.join("gateway-data").display(),
         storage * 2
     );
     let edge_config = format!(
         "[node]\nname = \"edge\"\ndata_dir = \"{}\"\n\n[api]\nhttp = \"{e_http}\"\nbinary = \"{e_bin}\"\n\n\
          [cloud]\ngateway = \"{listen}\"\ntoken = \"bench\"\n\n[sync]\nbackoff_min = \"100ms\"\nbackoff_max = \"500ms\"\n\n\
-         [resources]\nmax_memory = \"{}\"\nmax_storage = \"{storage} B\"\n\n{topic}",
+         [resources]\nmax_memory = \"{}\"\nmax_storage = \"{storage} B\"\n\n{edge_topic}{edge_tls}",
         dir.join("edge-data").display(),
         o.edge_memory
     );
     println!(
-        "outpost_e2e mode={} shell={} protocol={} records={} size={} producers={} window={} batch={} pin_edge={} dir={}",
+        "outpost_e2e mode={} shell={} protocol={} records={} size={} producers={} window={} batch={} tls={} encrypt={} \
+         pin_edge={} dir={}",
         if o.offline { "offline" } else { "live" },
         o.shell,
         if o.http { "http" } else { "binary" },
@@ -459,6 +509,8 @@ fn main() {
         o.producers,
         o.window,
         o.batch,
+        o.tls,
+        o.encrypt,
         o.pin_edge.as_deref().unwrap_or("none"),
         dir.display()
     );
