@@ -216,3 +216,43 @@ fn an_edge_lite_links_by_its_certificate_or_its_token_over_tls_and_no_other_way(
     assert_eq!(till1.unsynced("events"), 0);
     assert_eq!(till4.unsynced("events"), 3);
 }
+
+/// A middle tier speaks TLS both ways with one certificate: to its tills as their gateway,
+/// to the cloud as its edge; a till's records reach the cloud under the till's name.
+#[test]
+fn a_middle_tier_relays_over_tls_both_ways_with_its_one_certificate() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (ca, certs_dir) = (dir.path().join("ca"), dir.path().join("certs"));
+    certs(&["ca", "--dir", ca.to_str().unwrap()]);
+    for name in ["cloud", "store-box", "till-1"] {
+        certs(&["issue", "--dir", ca.to_str().unwrap(), "--name", name, "--out", certs_dir.to_str().unwrap()]);
+    }
+    let ca_pem = ca.join("ca.pem");
+    let (cloud_listen, box_listen) = (free_addr(), free_addr());
+    let cloud_tables = format!("relays = [\"store-box\"]\n{}", tls_table(&ca_pem, Some((&certs_dir, "cloud")), None));
+    let mut cloud = Daemon::gateway_named(dir.path(), "cloud", cloud_listen, &[], &cloud_tables, "");
+    let above = format!(
+        "[cloud]\ngateway = \"{cloud_listen}\"\ngateway_name = \"cloud\"\n\n[sync]\nbackoff_min = \"100ms\"\n{}",
+        tls_table(&ca_pem, Some((&certs_dir, "store-box")), None)
+    );
+    let mut store_box = Daemon::gateway_named(dir.path(), "store-box", box_listen, &[], "", &above);
+    let mut till = Daemon::edge(
+        dir.path(),
+        "till-1",
+        box_listen,
+        "unused",
+        &tls_table(&ca_pem, Some((&certs_dir, "till-1")), None),
+    );
+    let text = std::fs::read_to_string(&till.config).expect("config");
+    std::fs::write(&till.config, text.replace("[cloud]\n", "[cloud]\ngateway_name = \"store-box\"\n"))
+        .expect("written");
+    cloud.start();
+    store_box.start();
+    till.start();
+    write_some(&till, 20);
+    wait_until(60, "the till's records at the cloud", || held_from(&cloud, "till-1") == 20);
+    assert_eq!(held_from(&cloud, "store-box"), 0, "relayed under the till's name, not the box's");
+    for d in [&cloud, &store_box] {
+        assert!(!d.log_text().contains("edge refused"), "{}: {}", d.name, d.log_text());
+    }
+}
