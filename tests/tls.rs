@@ -12,7 +12,7 @@ mod common;
 
 use common::{free_addr, produce, wait_until, Daemon, BIN};
 use outpost::config::node_id_of;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,17 @@ fn tls_table(ca: &Path, cert_dir: Option<(&Path, &str)>, crl: Option<&Path>) -> 
         t += &format!("crl = \"{}\"\n", crl.display());
     }
     t
+}
+
+/// A fleet CA in `dir/ca` and certificates for `names` in `dir/certs`: the CA's
+/// certificate and the certificates' directory.
+fn fleet(dir: &Path, names: &[&str]) -> (PathBuf, PathBuf) {
+    let (ca, certs_dir) = (dir.join("ca"), dir.join("certs"));
+    certs(&["ca", "--dir", ca.to_str().unwrap()]);
+    for name in names {
+        certs(&["issue", "--dir", ca.to_str().unwrap(), "--name", name, "--out", certs_dir.to_str().unwrap()]);
+    }
+    (ca.join("ca.pem"), certs_dir)
 }
 
 fn hangup(d: &Daemon) {
@@ -181,12 +192,7 @@ fn only_a_certificate_of_the_fleet_for_the_edges_own_name_or_its_token_over_tls_
 #[test]
 fn an_edge_lite_links_by_its_certificate_or_its_token_over_tls_and_no_other_way() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let (ca, certs_dir) = (dir.path().join("ca"), dir.path().join("certs"));
-    certs(&["ca", "--dir", ca.to_str().unwrap()]);
-    for name in ["gateway", "till-1", "till-2"] {
-        certs(&["issue", "--dir", ca.to_str().unwrap(), "--name", name, "--out", certs_dir.to_str().unwrap()]);
-    }
-    let ca_pem = ca.join("ca.pem");
+    let (ca_pem, certs_dir) = fleet(dir.path(), &["gateway", "till-1", "till-2"]);
     let listen = free_addr();
     let gw_tls = tls_table(&ca_pem, Some((&certs_dir, "gateway")), None);
     let mut gateway = Daemon::gateway_named(dir.path(), "gateway", listen, &[("till-3", "three")], "", &gw_tls);
@@ -222,12 +228,7 @@ fn an_edge_lite_links_by_its_certificate_or_its_token_over_tls_and_no_other_way(
 #[test]
 fn a_middle_tier_relays_over_tls_both_ways_with_its_one_certificate() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let (ca, certs_dir) = (dir.path().join("ca"), dir.path().join("certs"));
-    certs(&["ca", "--dir", ca.to_str().unwrap()]);
-    for name in ["cloud", "store-box", "till-1"] {
-        certs(&["issue", "--dir", ca.to_str().unwrap(), "--name", name, "--out", certs_dir.to_str().unwrap()]);
-    }
-    let ca_pem = ca.join("ca.pem");
+    let (ca_pem, certs_dir) = fleet(dir.path(), &["cloud", "store-box", "till-1"]);
     let (cloud_listen, box_listen) = (free_addr(), free_addr());
     let cloud_tables = format!("relays = [\"store-box\"]\n{}", tls_table(&ca_pem, Some((&certs_dir, "cloud")), None));
     let mut cloud = Daemon::gateway_named(dir.path(), "cloud", cloud_listen, &[], &cloud_tables, "");
