@@ -551,7 +551,7 @@ fn fetch_error_kind(e: &FetchError) -> (u16, &'static str, Code, bool) {
 fn text_or_hex(bytes: &[u8], field: &str) -> (String, Value) {
     match std::str::from_utf8(bytes) {
         Ok(s) => (field.to_string(), Value::String(s.to_string())),
-        Err(_) => (format!("{field}_hex"), Value::String(bytes.iter().map(|b| format!("{b:02x}")).collect())),
+        Err(_) => (format!("{field}_hex"), Value::String(hex::encode(bytes))),
     }
 }
 

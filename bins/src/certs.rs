@@ -106,7 +106,7 @@ pub fn issue_valid(
         write_new(&out.join(format!("{name}.key")), key.serialize_pem().as_bytes(), true)?,
         write_new(&out.join(format!("{name}.pem")), cert.pem().as_bytes(), false)?,
     ];
-    let line = format!("{}\t{name}\t{}\t-\n", hex(&serial.to_bytes()), not_after.unix_timestamp());
+    let line = format!("{}\t{name}\t{}\t-\n", hex::encode(serial.to_bytes()), not_after.unix_timestamp());
     append(&ca_dir.join(ISSUED), line.as_bytes())?;
     Ok(written)
 }
@@ -162,7 +162,7 @@ fn revoked_entries(text: &str, path: &Path) -> Result<Vec<(Vec<u8>, i64)>, Strin
             return Err(bad());
         }
         if fields[3] != "-" {
-            let serial = unhex(fields[0]).ok_or_else(bad)?;
+            let serial = hex::decode(fields[0]).map_err(|_| bad())?;
             out.push((serial, fields[3].parse().map_err(|_| bad())?));
         }
     }
@@ -213,20 +213,6 @@ fn serial_of(key: &KeyPair) -> SerialNumber {
     let mut bytes: Vec<u8> = raw.iter().rev().take(SERIAL_LEN).copied().collect();
     bytes[0] = (bytes[0] & 0x7f) | 0x40;
     SerialNumber::from_slice(&bytes)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
 }
 
 /// Writes a file that must not exist yet; a private key is readable by its owner only.
@@ -280,7 +266,7 @@ mod tests {
         let revoked = revoked_entries(&issued, &ca.join(ISSUED)).expect("parsed");
         assert_eq!(revoked.len(), 1);
         let edge1 = issued.lines().find(|l| l.contains("\tedge-1\t")).expect("edge-1's line");
-        assert_eq!(hex(&revoked[0].0), edge1.split('\t').next().expect("a serial"));
+        assert_eq!(hex::encode(&revoked[0].0), edge1.split('\t').next().expect("a serial"));
         let pem = std::fs::read(ca.join(CRL)).expect("the list");
         use rustls::pki_types::pem::PemObject as _;
         let der = rustls::pki_types::CertificateRevocationListDer::from_pem_slice(&pem).expect("PEM");
@@ -288,7 +274,7 @@ mod tests {
         let crl = webpki::CertRevocationList::from(crl);
         assert!(crl.find_serial(&revoked[0].0).expect("searchable").is_some());
         let edge2 = issued.lines().find(|l| l.contains("\tedge-2\t")).expect("edge-2's line");
-        let serial2 = unhex(edge2.split('\t').next().expect("a serial")).expect("hex");
+        let serial2 = hex::decode(edge2.split('\t').next().expect("a serial")).expect("hex");
         assert!(crl.find_serial(&serial2).expect("searchable").is_none());
     }
 }

@@ -136,7 +136,10 @@ impl Keyring {
             let bad = |why: &str| format!("line {}: {why}; expected `ID HEX` (a key id and 64 hex digits)", i + 1);
             let (id, hex) = line.split_once(char::is_whitespace).ok_or_else(|| bad("one field"))?;
             let id: u32 = id.parse().map_err(|_| bad("the key id is not a number"))?;
-            let bytes = unhex(hex.trim()).filter(|b| b.len() == KEY_LEN).ok_or_else(|| bad("not 32 bytes of hex"))?;
+            let bytes = hex::decode(hex.trim())
+                .ok()
+                .filter(|b| b.len() == KEY_LEN)
+                .ok_or_else(|| bad("not 32 bytes of hex"))?;
             if keys.insert(id, *Key::from_slice(&bytes)).is_some() {
                 return Err(bad(&format!("key id {id} twice")));
             }
@@ -225,11 +228,7 @@ pub fn add_key(path: &Path) -> Result<u32, String> {
     if existing.is_none() {
         line.push_str("# Outpost end-to-end keys: ID HEX, one per line; the highest id seals. Keep it secret.\n");
     }
-    let _ = write!(line, "{id} ");
-    key.iter().for_each(|b| {
-        let _ = write!(line, "{b:02x}");
-    });
-    line.push('\n');
+    let _ = writeln!(line, "{id} {}", hex::encode(key));
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -240,13 +239,6 @@ pub fn add_key(path: &Path) -> Result<u32, String> {
         .and_then(|()| f.sync_all())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(id)
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) || !text.is_ascii() {
-        return None;
-    }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok()).collect()
 }
 
 #[cfg(test)]

@@ -198,12 +198,12 @@ pub struct GatewayAuth {
     throttle: AuthThrottle,
 }
 
-/// The gateway's answer to a hello: the bytes to send, and the edge's name if it may link
+/// The gateway's answer to a hello: the bytes to send, and the edge's hello if it may link
 /// (otherwise what the gateway logs).
 #[derive(Debug)]
 pub struct Answer {
     pub bytes: Vec<u8>,
-    pub result: Result<String, String>,
+    pub result: Result<PeerHello, String>,
 }
 
 impl GatewayAuth {
@@ -258,7 +258,7 @@ impl GatewayAuth {
         match self.check(from, &hello, now, certificate) {
             Ok(()) => {
                 peer::encode_answer(Verdict::Welcome, &self.name, "", &mut bytes);
-                Answer { bytes, result: Ok(hello.name) }
+                Answer { bytes, result: Ok(hello) }
             }
             Err((told, logged)) => {
                 peer::encode_answer(Verdict::Unauthorized, &self.name, &told, &mut bytes);
@@ -348,7 +348,7 @@ mod tests {
         let ip: IpAddr = [10, 0, 0, 7].into();
         let now = Instant::now();
         let ok = gw.answer(&hello("till-1", "t"), ip, now, None);
-        assert_eq!(ok.result, Ok("till-1".to_owned()));
+        assert_eq!(ok.result.map(|h| h.name), Ok("till-1".to_owned()));
         assert_eq!(dial_with(&ok.bytes), Ok("store-box".to_owned()));
         let wrong = gw.answer(&hello("till-1", "x"), ip, now, None);
         assert_eq!(wrong.result, Err("wrong token for edge \"till-1\"".to_owned()));
@@ -378,7 +378,7 @@ mod tests {
         let right = gw.answer(&hello("e", "secret"), ip, now, None).result;
         assert!(right.is_err_and(|e| e.starts_with("throttled")), "a throttled address is not checked at all");
         let later = now + Duration::from_secs(3600);
-        assert_eq!(gw.answer(&hello("e", "secret"), ip, later, None).result, Ok("e".to_owned()));
+        assert_eq!(gw.answer(&hello("e", "secret"), ip, later, None).result.map(|h| h.name), Ok("e".to_owned()));
         let open = GatewayAuth::new("gw", BTreeMap::new(), false).answer(&hello("e", ""), ip, now, None);
         assert!(open.result.is_err_and(|e| e.contains("gateway.tokens is empty")), "no tokens: no open mode");
     }

@@ -963,10 +963,9 @@ async fn accept_edge<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     let end_entity = chain.as_ref().and_then(|c| c.first());
     let answer = auth.lock().expect("not poisoned").answer(&buf, from, now(), end_entity);
     match answer.result {
-        Ok(_) => {
+        Ok(hello) => {
             stream.write_all(&answer.bytes).await.map_err(|e| e.to_string())?;
             stream.flush().await.map_err(|e| e.to_string())?;
-            let hello = peer::decode_hello(&buf).map_err(|e| e.to_string())?;
             Ok((stream, hello, chain))
         }
         Err(logged) => {
