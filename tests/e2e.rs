@@ -94,8 +94,21 @@ fn the_gateway_stores_and_serves_only_envelopes_and_a_flipped_byte_is_reported_a
     let mut cloud = gateway.client();
     produce(&mut cloud, "prices", &sealed);
     produce(&mut cloud, "prices", &forged);
-    wait_until(30, "both prices at the till", || till.read_all("prices").len() == 2);
+    // A cloud application that forgets to seal is refused, not stored in clear; in a batch,
+    // the record alone.
+    match cloud.produce("prices", None, b"coffee 2.40") {
+        Err(outpost::client::ClientError::Refused { retryable: false, message, .. }) => {
+            assert!(message.contains("end-to-end encrypted and this node holds none of its keys"), "{message}")
+        }
+        other => panic!("an unsealed value on a gateway: {other:?}"),
+    }
+    let batch =
+        cloud.produce_batch("prices", &[(None, b"in clear".as_slice()), (None, sealed.as_slice())]).expect("answered");
+    assert!(batch[0].is_err() && batch[1].is_ok(), "{batch:?}");
+    wait_until(30, "the prices at the till", || till.read_all("prices").len() == 3);
     let down = till.read_all("prices");
     assert_eq!(ring.open(&from_cloud, &down[0].2).expect("opens at the till"), price);
     assert_eq!(ring.open(&from_cloud, &down[1].2), Err(OpenError::Tampered), "reported, never a value");
+    assert_eq!(down[2].2, sealed, "of the batch, the sealed record only");
+    assert!(gateway.read_all("prices").iter().all(|r| outpost::e2e::is_sealed(&r.2)), "nothing in clear");
 }

@@ -463,6 +463,7 @@ fn produce_error_kind(e: &ProduceError) -> (u16, &'static str, Code) {
         ProduceError::NoQuorum(_) => (503, "no_quorum", Code::Busy),
         ProduceError::SiteUnavailable { .. } => (503, "site_unavailable", Code::Busy),
         ProduceError::Unconfirmed { .. } => (504, "unconfirmed", Code::Storage),
+        ProduceError::Invalid(_) => (400, "invalid", Code::BadRequest),
     }
 }
 

@@ -40,22 +40,35 @@ pub struct Identity {
     pub location: Option<String>,
     /// Node names the shell knows, by id (the gateway's, or the edges that connected).
     pub names: BTreeMap<NodeId, String>,
-    /// The end-to-end encrypted topics this node seals what is produced to (it holds their
-    /// keys): by the topic it produces to, the topic's name and keys.
-    pub seals: BTreeMap<TopicIdx, (String, crate::e2e::Keyring)>,
+    /// The end-to-end encrypted topics produced to on this node, by the topic it produces to.
+    pub seals: BTreeMap<TopicIdx, Sealing>,
+}
+
+/// What this node does with a value produced to an end-to-end encrypted topic.
+#[derive(Clone, Debug)]
+pub enum Sealing {
+    /// It holds the topic's keys: it seals the value.
+    Here { topic: String, keys: crate::e2e::Keyring },
+    /// It holds none (a gateway, or an edge whose application seals): the value must come
+    /// sealed, and one that is not is refused rather than stored in clear.
+    Elsewhere { topic: String },
 }
 
 impl Identity {
     /// Reads the key files of `settings`' encrypted topics; an error names the file.
-    pub fn seals_of(
-        settings: &crate::config::Settings,
-    ) -> Result<BTreeMap<TopicIdx, (String, crate::e2e::Keyring)>, String> {
+    pub fn seals_of(settings: &crate::config::Settings) -> Result<BTreeMap<TopicIdx, Sealing>, String> {
         let names = settings.node.topic_names();
         let mut seals = BTreeMap::new();
         for (topic, keys) in &settings.encrypted {
-            let (Some(path), Some(idx)) = (keys, names.to_produce(topic)) else { continue };
-            let ring = crate::e2e::Keyring::load(path).map_err(|e| format!("the keys of topic {topic:?}: {e}"))?;
-            seals.insert(idx, (topic.clone(), ring));
+            let Some(idx) = names.to_produce(topic) else { continue };
+            let sealing = match keys {
+                Some(path) => Sealing::Here {
+                    topic: topic.clone(),
+                    keys: crate::e2e::Keyring::load(path).map_err(|e| format!("the keys of topic {topic:?}: {e}"))?,
+                },
+                None => Sealing::Elsewhere { topic: topic.clone() },
+            };
+            seals.insert(idx, sealing);
         }
         Ok(seals)
     }
@@ -146,18 +159,33 @@ impl Driver {
         reply: ProduceReply,
         fx: &mut Effects,
     ) {
+        let value = match self.sealed(topic, key.as_deref(), value) {
+            Ok(v) => v,
+            Err(e) => {
+                self.counters.refuse(&e);
+                return reply(Err(e));
+            }
+        };
         let req = self.req();
         self.produces.insert(req, reply);
-        let value = self.sealed(topic, key.as_deref(), value);
         self.input(Input::Produce { req, topic, key, value }, fx);
     }
 
-    /// `value` sealed end to end if this node seals `topic` (it holds its keys), else as
-    /// it is.
-    fn sealed(&self, topic: TopicIdx, key: Option<&[u8]>, value: Vec<u8>) -> Vec<u8> {
+    /// `value` as the core is to store it: sealed end to end if this node seals `topic`;
+    /// refused if the topic is sealed elsewhere and the value is not sealed; else as it is.
+    fn sealed(&self, topic: TopicIdx, key: Option<&[u8]>, value: Vec<u8>) -> Result<Vec<u8>, ProduceError> {
         match self.identity.seals.get(&topic) {
-            Some((name, ring)) => ring.seal(&crate::e2e::Context { topic: name, origin: self.id, key }, &value),
-            None => value,
+            Some(Sealing::Here { topic, keys }) => {
+                Ok(keys.seal(&crate::e2e::Context { topic, origin: self.id, key }, &value))
+            }
+            Some(Sealing::Elsewhere { topic }) if !crate::e2e::is_sealed(&value) => {
+                Err(ProduceError::Invalid(format!(
+                    "topic {topic:?} is end-to-end encrypted and this node holds none of its keys: produce values \
+                 sealed with the topic's key file (outpost::e2e::Keyring::seal; the envelope in PROTOCOL.md), or \
+                 give the producing edge `keys`"
+                )))
+            }
+            Some(Sealing::Elsewhere { .. }) | None => Ok(value),
         }
     }
 
@@ -181,9 +209,17 @@ impl Driver {
         let now = self.now();
         for (i, (key, value)) in records.into_iter().enumerate() {
             let req = ReqId(first.0 + i as u64);
-            let value = self.sealed(topic, key.as_deref(), value);
-            self.node.handle(now, Input::Produce { req, topic, key, value });
-            self.collect(fx);
+            match self.sealed(topic, key.as_deref(), value) {
+                Ok(value) => {
+                    self.node.handle(now, Input::Produce { req, topic, key, value });
+                    self.collect(fx);
+                }
+                // Refused for itself, as a record too large is: the batch goes on.
+                Err(e) => {
+                    self.counters.refuse(&e);
+                    self.answer_produce(req, Err(e));
+                }
+            }
             let Some(batch) = self.batches.get_mut(&first) else { return };
             let refused = match &batch.results[i] {
                 Some(Err(e)) if e.is_retryable() => e.clone(),

@@ -277,6 +277,10 @@ pub enum ProduceError {
     /// A strong write not confirmed within `waited`: the leader changed or was cut off.
     /// It may or may not be committed; read before writing it again.
     Unconfirmed { waited: crate::types::Duration },
+    /// Refused by the shell that embeds the node before the core saw it, for a rule the
+    /// shell keeps (a value of an end-to-end encrypted topic that is not sealed, on a node
+    /// that holds none of the topic's keys). Nothing was written. Do not retry.
+    Invalid(String),
 }
 
 impl ProduceError {
@@ -366,6 +370,7 @@ impl fmt::Display for ProduceError {
             ProduceError::SiteUnavailable { reason } => {
                 write!(f, "the site cannot take strong writes now ({reason}); nothing was written, retry shortly")
             }
+            ProduceError::Invalid(why) => f.write_str(why),
             ProduceError::Unconfirmed { waited } => write!(
                 f,
                 "strong write not confirmed within {}s (the site's leader changed or was cut off): it may or may \

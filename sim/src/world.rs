@@ -1328,6 +1328,7 @@ impl<'a> World<'a> {
                             ProduceError::StorageFull { .. } => "storage_full",
                             ProduceError::NoQuorum(_) => "no_quorum",
                             ProduceError::SiteUnavailable { .. } => "site_unavailable",
+                            ProduceError::Invalid(_) => "invalid",
                             ProduceError::Unconfirmed { .. } => "unconfirmed",
                         };
                         *self.details.refused.entry(kind.to_string()).or_default() += 1;
