@@ -433,14 +433,14 @@ fn api_tokens(lite: bool) {
     let config = dir.path().join("edge.toml");
     let text = format!(
         "[node]\nname = \"kiosk\"\ndata_dir = \"{}\"\n[api]\nhttp = \"0.0.0.0:{}\"\nbinary = \"0.0.0.0:{}\"\n\
-         token = \"pr0ducer\"\nadmin_token = \"0perator\"\n",
+         token = \"pr0ducer-7f3a9c1e\"\nadmin_token = \"0perator-b25d44e0\"\n",
         dir.path().join("kiosk").display(),
         http.port(),
         binary.port()
     );
     std::fs::write(&config, text).expect("written");
     let mut edge = Daemon::from_file(dir.path(), "kiosk", &config, http, binary);
-    edge.api_token = Some("0perator".into());
+    edge.api_token = Some("0perator-b25d44e0".into());
     if lite {
         edge = edge.lite();
     }
@@ -456,14 +456,14 @@ fn api_tokens(lite: bool) {
         assert_eq!(call(token, "GET", "/v1/admin/status", b"").0, 401);
     }
     assert_eq!(call(None, "GET", "/health", b"").0, 200);
-    assert_eq!(call(Some("pr0ducer"), "POST", "/v1/topics/events/records", b"by token").0, 200);
-    assert_eq!(call(Some("pr0ducer"), "GET", "/v1/topics/events/records?from=0", b"").0, 200);
+    assert_eq!(call(Some("pr0ducer-7f3a9c1e"), "POST", "/v1/topics/events/records", b"by token").0, 200);
+    assert_eq!(call(Some("pr0ducer-7f3a9c1e"), "GET", "/v1/topics/events/records?from=0", b"").0, 200);
     // The producers' token does not pause sync; the admin token does.
-    let (code, body) = call(Some("pr0ducer"), "POST", "/v1/admin/sync/pause", b"");
+    let (code, body) = call(Some("pr0ducer-7f3a9c1e"), "POST", "/v1/admin/sync/pause", b"");
     assert_eq!(code, 403, "{}", String::from_utf8_lossy(&body));
     assert!(String::from_utf8_lossy(&body).contains("api.admin_token"));
     assert_eq!(edge.status()["sync"]["paused"], serde_json::Value::Bool(false));
-    assert_eq!(call(Some("0perator"), "POST", "/v1/admin/sync/pause", b"").0, 200);
+    assert_eq!(call(Some("0perator-b25d44e0"), "POST", "/v1/admin/sync/pause", b"").0, 200);
     assert_eq!(edge.status()["sync"]["paused"], serde_json::Value::Bool(true));
     // Binary: nothing before an Auth; a wrong token ends the connection.
     let mut anonymous = Client::connect(binary).expect("connects");
@@ -477,7 +477,7 @@ fn api_tokens(lite: bool) {
         Err(ClientError::Refused { code: Code::Unauthorized, .. }) => {}
         other => panic!("a wrong token: {:?}", other.err()),
     }
-    let mut producer = Client::connect_with_token(binary, "pr0ducer").expect("the producers' token");
+    let mut producer = Client::connect_with_token(binary, "pr0ducer-7f3a9c1e").expect("the producers' token");
     producer.produce("events", None, b"by binary").expect("served after Auth");
     let values: Vec<Vec<u8>> = edge.read_all("events").into_iter().map(|r| r.2).collect();
     assert_eq!(values, [b"by token".to_vec(), b"by binary".to_vec()], "nothing refused was stored");

@@ -44,6 +44,8 @@ const DEFAULT_TOPIC: &str = "events";
 /// Where an edge finds its gateway, and where a gateway listens, by default.
 const GATEWAY_ADDR_DEFAULT: SocketAddr = loopback(7400);
 const LOG_LEVEL_DEFAULT: &str = "info";
+/// The shortest `api.token` and `api.admin_token`.
+const API_TOKEN_LEN_MIN: usize = 16;
 
 const fn loopback(port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
@@ -603,8 +605,26 @@ fn cloud(raw: Option<&RawCloud>, role: Role, node_name: &str) -> Result<Option<C
 /// port accepts other machines.
 fn api_auth(raw: &RawApi, http: SocketAddr, binary: SocketAddr) -> Result<crate::api::ApiAuth, Problem> {
     for (field, t) in [("api.token", &raw.token), ("api.admin_token", &raw.admin_token)] {
-        if t.as_deref() == Some("") {
-            return Err(problem(field, "empty; expected a long random secret"));
+        match t.as_deref().map(str::len) {
+            Some(0) => return Err(problem(field, "empty; expected a long random secret")),
+            // Failed tokens are not throttled on these ports (one client's mistakes would
+            // lock out every client behind its address), so a token must be unguessable.
+            Some(n) if n < API_TOKEN_LEN_MIN => {
+                return Err(problem(
+                    field,
+                    format!(
+                        "{n} bytes: a short token can be guessed; use at least {API_TOKEN_LEN_MIN} random bytes, \
+                         e.g. the output of `openssl rand -hex 16`"
+                    ),
+                ))
+            }
+            Some(n) if n > crate::peer::TOKEN_LEN_MAX => {
+                return Err(problem(
+                    field,
+                    format!("{n} bytes; the binary protocol's Auth carries at most {}", crate::peer::TOKEN_LEN_MAX),
+                ))
+            }
+            _ => {}
         }
     }
     match (&raw.token, &raw.admin_token) {

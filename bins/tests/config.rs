@@ -700,20 +700,26 @@ fn an_api_open_to_other_machines_needs_its_two_tokens() {
     let cases = [
         ("[api]\nhttp = \"0.0.0.0:7480\"\n", "api.http", 2, "accepts connections from other machines"),
         ("[api]\nbinary = \"10.0.0.5:7481\"\n", "api.binary", 2, "set api.token and api.admin_token"),
-        ("[api]\ntoken = \"a\"\n", "api.token", 2, "set without api.admin_token"),
-        ("[api]\nadmin_token = \"a\"\n", "api.admin_token", 2, "set without api.token"),
-        ("[api]\ntoken = \"a\"\nadmin_token = \"a\"\n", "api.admin_token", 3, "the same as api.token"),
+        ("[api]\ntoken = \"0123456789abcdef\"\n", "api.token", 2, "set without api.admin_token"),
+        ("[api]\nadmin_token = \"0123456789abcdef\"\n", "api.admin_token", 2, "set without api.token"),
+        (
+            "[api]\ntoken = \"0123456789abcdef\"\nadmin_token = \"0123456789abcdef\"\n",
+            "api.admin_token",
+            3,
+            "the same as api.token",
+        ),
         ("[api]\ntoken = \"\"\n", "api.token", 2, "empty"),
+        ("[api]\ntoken = \"s3cret\"\n", "api.token", 2, "6 bytes: a short token can be guessed"),
     ];
     for (text, field, line, want) in cases {
         let e = error(text, Role::Edge);
         assert_eq!((e.line, e.field.as_str()), (Some(line), field), "{text}");
         assert!(e.message.contains(want), "{text}: {e}");
     }
-    let open = "[api]\nhttp = \"0.0.0.0:7480\"\ntoken = \"p\"\nadmin_token = \"o\"\n";
+    let open = "[api]\nhttp = \"0.0.0.0:7480\"\ntoken = \"producers-0123456\"\nadmin_token = \"operators-0123456\"\n";
     let s = parse(open, None, Role::Edge).expect("both tokens");
     assert!(s.api_auth.required());
-    assert_eq!(s.api_auth.admin_token(), Some("o"));
+    assert_eq!(s.api_auth.admin_token(), Some("operators-0123456"));
     assert!(!parse("", None, Role::Edge).expect("defaults").api_auth.required(), "loopback: no token needed");
 }
 
