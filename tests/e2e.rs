@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{free_addr, produce, wait_until, Daemon, BIN};
+use common::{free_addr, incompressible, produce, wait_until, Daemon, BIN};
 use outpost::config::node_id_of;
 use outpost::e2e::{Context, Keyring, OpenError};
 use std::path::Path;
@@ -15,20 +15,6 @@ use std::process::Command;
 const TOPICS: &str = "[[topics]]\nname = \"pos\"\nencrypt = true\n{KEYS}\n\
                       [[topics]]\nname = \"prices\"\nsync = \"down\"\nencrypt = true\n{KEYS}\n\
                       [[topics]]\nname = \"plain\"\n";
-
-/// `n` bytes no compressor shrinks, different for each `seed`: what a search of the
-/// gateway's files finds verbatim wherever it is stored in clear.
-fn noise(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
 
 /// Whether any file under `dir` contains `needle`.
 fn found_in(dir: &Path, needle: &[u8]) -> bool {
@@ -58,7 +44,7 @@ fn the_gateway_stores_and_serves_only_envelopes_and_a_flipped_byte_is_reported_a
     let mut till = Daemon::edge(dir.path(), "till-1", listen, "t", &edge_topics);
     till.start();
 
-    let (secret, control) = (noise(1, 256), noise(2, 256));
+    let (secret, control) = (incompressible(1, 256), incompressible(2, 256));
     let mut c = till.client();
     produce(&mut c, "pos", &secret);
     produce(&mut c, "plain", &control);

@@ -23,15 +23,7 @@ use std::time::{Duration, Instant};
 const RECORD_BYTES: usize = 64 << 10;
 
 fn record(i: u64) -> Vec<u8> {
-    let mut x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..RECORD_BYTES)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    common::incompressible(i, RECORD_BYTES)
 }
 
 /// `/health`: the state and its reasons.

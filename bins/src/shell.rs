@@ -489,11 +489,19 @@ async fn reload_on_hangup(
             tracing::error!("reload refused: switching links between clear text and TLS needs a restart");
             continue;
         }
-        let tokens = settings.gateway.map(|g| g.tokens).unwrap_or_default();
-        let count = tokens.len();
-        auth.lock().expect("not poisoned").set_tokens(tokens);
+        // The tokens first: the change of credentials wakes the linked edges' checks.
+        let tokens = settings.gateway.map(|g| g.tokens);
+        let count = tokens.as_ref().map(BTreeMap::len);
+        if let Some(tokens) = tokens {
+            auth.lock().expect("not poisoned").set_tokens(tokens);
+        }
         creds.send_replace(fresh);
-        tracing::info!(config = %path.display(), tokens = count, "reloaded gateway.tokens and the files of [tls]");
+        match count {
+            Some(count) => {
+                tracing::info!(config = %path.display(), tokens = count, "reloaded gateway.tokens and the files of [tls]")
+            }
+            None => tracing::info!(config = %path.display(), "reloaded the files of [tls]"),
+        }
     }
 }
 

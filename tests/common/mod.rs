@@ -366,6 +366,21 @@ pub fn parse_response(raw: &[u8]) -> Option<(u16, Vec<u8>)> {
     Some((code, raw[at..].to_vec()))
 }
 
+/// `n` bytes that no compressor shrinks, the same for the same `seed` (xorshift64): a
+/// record that fills a device at the rate it is written, or a value a search of a data
+/// directory finds verbatim wherever it is stored in clear.
+pub fn incompressible(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
 /// Polls `f` every 50 ms until it is true, for at most `secs`.
 pub fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
