@@ -20,7 +20,8 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use crate::limits::ShellBudget;
-use outpost_core::config::{ConfigError, Eviction, NodeConfig, Role, SyncDirection, TopicConfig};
+use outpost_core::config::DEFAULT_PLACEMENT_TOML;
+use outpost_core::config::{ConfigError, Eviction, NodeConfig, Placement, Role, SyncDirection, TopicConfig};
 use outpost_core::resources::fit_to_budgets;
 use outpost_core::types::{Bytes, BytesParseError};
 use outpost_core::types::{Duration, NodeId};
@@ -291,6 +292,9 @@ struct RawFile {
     #[serde(default)]
     logging: RawLogging,
     tls: Option<RawTls>,
+    /// Classification -> the zones its records may be held in, over the default table.
+    #[serde(default)]
+    placement: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -310,6 +314,7 @@ struct RawNode {
     name: Option<String>,
     data_dir: Option<String>,
     location: Option<String>,
+    zone: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -331,6 +336,7 @@ struct RawCloud {
     gateway: Option<String>,
     gateway_name: Option<String>,
     token: Option<String>,
+    zone: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -397,6 +403,7 @@ struct RawTopic {
     #[serde(default)]
     encrypt: bool,
     keys: Option<String>,
+    classification: Option<String>,
 }
 
 /// Site clusters are not built; the section exists so that a file written for them fails
@@ -487,6 +494,7 @@ fn settings(raw: &RawFile, path: Option<&Path>, role: Role, places: &[Place]) ->
     }
     check_listeners(&listeners, places)?;
     let (node, max_memory, shell) = node_config(raw, role, &node_name, cloud.as_ref(), places)?;
+    check_placement(raw, &node, &node_name, cloud.as_ref())?;
     for (i, origin) in raw.api.allowed_origins.iter().enumerate() {
         let ok = origin.starts_with("http://") || origin.starts_with("https://");
         if !ok || origin.ends_with('/') {
@@ -597,6 +605,9 @@ fn cloud(raw: Option<&RawCloud>, role: Role, node_name: &str) -> Result<Option<C
                 crate::peer::TOKEN_LEN_MAX
             ),
         ));
+    }
+    if let Some(zone) = &raw.zone {
+        check_name("cloud.zone", zone)?;
     }
     Ok(Some(CloudSettings { gateway_addr, gateway_name, token: raw.token.clone() }))
 }
@@ -878,6 +889,8 @@ fn sized_config(
     let mut cfg = NodeConfig::new(node_id_of(node_name), role, topics(raw)?);
     cfg.split_both_ways();
     cfg.upstream = cloud.map(|c| node_id_of(&c.gateway_name));
+    cfg.zone = raw.node.zone.clone();
+    cfg.upstream_zone = raw.cloud.as_ref().and_then(|c| c.zone.clone()).filter(|_| cloud.is_some());
     // The shell's share first, sized for the values the fit allows and the frames peers may
     // send; the core gets the rest.
     let fitted_value_max = ShellBudget::fitted_value_max(memory);
@@ -1041,9 +1054,10 @@ fn topics(raw: &RawFile) -> Result<Vec<TopicConfig>, Problem> {
     if raw.topics.is_empty() && raw.local_topics.is_empty() {
         return Ok(vec![TopicConfig::new(DEFAULT_TOPIC, SyncDirection::EdgeToCloud)]);
     }
+    let table = placement_table(raw)?;
     let mut topics = Vec::with_capacity(raw.topics.len() + raw.local_topics.len());
     for (i, t) in raw.topics.iter().enumerate() {
-        topics.push(topic(&format!("topics[{i}]"), t)?);
+        topics.push(topic(&format!("topics[{i}]"), t, &table)?);
     }
     for (j, name) in raw.local_topics.iter().enumerate() {
         if let Some(i) = raw.topics.iter().position(|t| t.name == *name) {
@@ -1057,14 +1071,77 @@ fn topics(raw: &RawFile) -> Result<Vec<TopicConfig>, Problem> {
     Ok(topics)
 }
 
-fn topic(field: &str, raw: &RawTopic) -> Result<TopicConfig, Problem> {
+fn topic(field: &str, raw: &RawTopic, table: &BTreeMap<String, Vec<String>>) -> Result<TopicConfig, Problem> {
     let sync = optional(raw.sync.as_deref(), |s| sync_direction(&format!("{field}.sync"), s))?;
     let mut t = TopicConfig::new(&raw.name, sync.unwrap_or(SyncDirection::EdgeToCloud));
     set(&mut t.priority, raw.priority);
     set(&mut t.eviction, optional(raw.eviction.as_deref(), |e| eviction(&format!("{field}.eviction"), e))?);
     set(&mut t.retention_bytes, optional(raw.retention.as_ref(), |s| size(&format!("{field}.retention"), s))?);
     t.retention_age = optional(raw.retention_age.as_deref(), |d| duration(&format!("{field}.retention_age"), d))?;
+    if let Some(classification) = &raw.classification {
+        let zones = table.get(classification).ok_or_else(|| {
+            let known: Vec<&str> = table.keys().map(String::as_str).collect();
+            problem(
+                format!("{field}.classification"),
+                format!(
+                    "unknown classification {classification:?}; known: {} (add it to [placement] with the zones \
+                     its records may be held in)",
+                    known.join(", ")
+                ),
+            )
+        })?;
+        t.placement = Some(Placement { classification: classification.clone(), zones: zones.clone() });
+    }
     Ok(t)
+}
+
+/// The placement table: the default one (`outpost_core::config::DEFAULT_PLACEMENT_TOML`)
+/// with the file's `[placement]` over it.
+fn placement_table(raw: &RawFile) -> Result<BTreeMap<String, Vec<String>>, Problem> {
+    let mut table: BTreeMap<String, Vec<String>> =
+        toml::from_str(DEFAULT_PLACEMENT_TOML).expect("the default placement table is valid TOML");
+    for (classification, zones) in &raw.placement {
+        let field = format!("placement.{classification}");
+        check_name(&field, classification)?;
+        if zones.is_empty() {
+            return Err(problem(field, "no zones: a classification's records must be allowed somewhere"));
+        }
+        for (i, zone) in zones.iter().enumerate() {
+            check_name(&format!("{field}[{i}]"), zone)?;
+        }
+        table.insert(classification.clone(), zones.clone());
+    }
+    Ok(table)
+}
+
+/// Guarantee 7 at load: a node writes a classified topic only where it may hold it, and an
+/// edge sends one up only to a gateway in one of its zones (`cloud.zone`, which the
+/// gateway's Welcome must confirm). A middle tier whose upstream may not take a topic keeps
+/// it: it is that topic's top.
+fn check_placement(
+    raw: &RawFile,
+    cfg: &NodeConfig,
+    node_name: &str,
+    cloud: Option<&CloudSettings>,
+) -> Result<(), Problem> {
+    if let Some(zone) = &raw.node.zone {
+        check_name("node.zone", zone)?;
+    }
+    for t in cfg.topics.iter().filter(|t| cfg.writes(t)) {
+        let Some(p) = &t.placement else { continue };
+        let i = raw.topics.iter().position(|r| r.name == t.name).unwrap_or_default();
+        let field = format!("topics[{i}].classification");
+        if let Some(why) = p.refuses_holder(&t.name, &format!("this node {node_name:?}"), cfg.zone.as_deref()) {
+            return Err(problem(field, format!("{why}; set node.zone, or write the topic elsewhere")));
+        }
+        let Some(c) = cloud.filter(|_| t.sync.goes_up() && !cfg.sends_up(t)) else { continue };
+        let from = (node_name, cfg.zone.as_deref());
+        let to = (c.gateway_name.as_str(), cfg.upstream_zone.as_deref());
+        let why = p.refuses_route(&t.name, from, to).expect("sends_up said the zone is not allowed");
+        let hint = if cfg.upstream_zone.is_none() { " (set cloud.zone to the gateway's zone)" } else { "" };
+        return Err(problem(field, format!("{why}{hint}")));
+    }
+    Ok(())
 }
 
 /// The names a topic's `sync` accepts: the short ones first, then the long ones of the

@@ -392,6 +392,13 @@ impl Driver {
                 self.counters.sessions_lost += 1;
                 tracing::warn!(peer = %self.name_of(peer), session, "sync session lost (no answer in time); reconnecting with backoff");
             }
+            Event::NotPlaced { peer, topic, zone } => tracing::error!(
+                peer = %self.name_of(peer),
+                topic = self.topic_name(topic),
+                zone = zone.as_deref().unwrap_or("none"),
+                "the peer says it is in a zone this topic's classification does not allow: nothing of it is sent \
+                 there; give the peer the zone it is in, or route the topic to a node in an allowed zone"
+            ),
             Event::HlcRejected { from, remote } => {
                 self.counters.hlc_rejected += 1;
                 tracing::warn!(peer = %self.name_of(from), remote = %remote, "a peer's clock is too far ahead; its timestamp was not adopted");

@@ -199,6 +199,7 @@ fn the_edge_example_gives_the_values_written() {
         consistency: Consistency::Eventual,
         subscribers: None,
         both_ways: false,
+        placement: None,
     };
     let week = Some(Duration::from_secs(7 * 24 * 3600));
     assert_eq!(
@@ -693,6 +694,39 @@ fn an_encrypted_topic_is_sealed_where_its_keys_are_and_a_gateway_holds_none() {
         assert_eq!((e.line, e.field.as_str()), (keys_line, "topics[0].keys"), "{text}");
         assert!(e.message.contains(want), "{text}: {e}");
     }
+}
+
+#[test]
+fn a_classified_topic_is_written_and_sent_only_where_its_zones_allow() {
+    let topic = "[[topics]]\nname = \"patients\"\nclassification = \"gdpr\"\n";
+    let edge = |node_zone: &str, cloud_zone: &str| {
+        format!("[node]\nname = \"clinic-7\"\n{node_zone}[cloud]\ngateway_name = \"gw-eu\"\n{cloud_zone}{topic}")
+    };
+    let ok = parse(&edge("zone = \"eu\"\n", "zone = \"eu\"\n"), None, Role::Edge).expect("placed");
+    let p = ok.node.topics[0].placement.clone().expect("classified");
+    assert_eq!((p.classification.as_str(), &p.zones[..]), ("gdpr", &["eu".to_owned()][..]), "the default table");
+    assert_eq!((ok.node.zone.as_deref(), ok.node.upstream_zone.as_deref()), (Some("eu"), Some("eu")));
+    // The gateway in another zone: the route, named as the simulator names it.
+    let e = error(&edge("zone = \"eu\"\n", "zone = \"us\"\n"), Role::Edge);
+    let route = p.refuses_route("patients", ("clinic-7", Some("eu")), ("gw-eu", Some("us"))).expect("us is not eu");
+    assert_eq!((e.field.as_str(), e.line, e.message.as_str()), ("topics[0].classification", Some(9), route.as_str()));
+    let e = error(&edge("zone = \"eu\"\n", ""), Role::Edge);
+    assert!(
+        e.message.contains("(no zone) leaves them") && e.message.ends_with("(set cloud.zone to the gateway's zone)"),
+        "{e}"
+    );
+    let e = error(&edge("zone = \"us\"\n", "zone = \"eu\"\n"), Role::Edge);
+    assert!(e.message.contains("may be held only in zones [eu]; this node \"clinic-7\" is in zone us"), "{e}");
+    // A middle tier whose upstream is outside the zones keeps the topic: it is its top.
+    let tier = "[node]\nname = \"gw-eu\"\nzone = \"eu\"\n[cloud]\ngateway = \"127.0.0.1:7400\"\nzone = \"global\"\n";
+    let tier = parse(&format!("{tier}[gateway]\nopen = true\n{topic}"), None, Role::Gateway).expect("a top for gdpr");
+    assert!(!tier.node.sends_up(&tier.node.topics[0]));
+    // [placement] adds classifications; an unknown one is named with those known.
+    let own = format!("[placement]\nlab = [\"eu\", \"ch\"]\n{}", topic.replace("gdpr", "lab"));
+    let lab = parse(&format!("[node]\nzone = \"ch\"\n[cloud]\nzone = \"eu\"\n{own}"), None, Role::Edge).expect("lab");
+    assert_eq!(lab.node.topics[0].placement.as_ref().map(|p| p.zones.len()), Some(2));
+    let e = error(&topic.replace("gdpr", "pii"), Role::Edge);
+    assert!(e.message.starts_with("unknown classification \"pii\"; known: gdpr, hipaa, sox"), "{e}");
 }
 
 #[test]

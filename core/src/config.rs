@@ -140,6 +140,72 @@ pub struct TopicConfig {
     /// own at every node, so every record keeps the identity its writer gave it (origin,
     /// sequence in its own stream) in both directions.
     pub both_ways: bool,
+    /// A classified topic: the zones its records may be held in (guarantee 7). `None`:
+    /// unclassified, it goes wherever its direction says.
+    pub placement: Option<Placement>,
+}
+
+/// The classification of a topic and the zones its records may be held in, resolved by the
+/// loaders from a placement table (classification -> zones; [`DEFAULT_PLACEMENT_TOML`]
+/// and a file's `[placement]`). A node sends a classified record only to a peer whose zone
+/// is one of them, and holds one only in one of them; a node with no zone holds none.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placement {
+    pub classification: String,
+    pub zones: Vec<String>,
+}
+
+/// The default placement table, as data (TOML: `classification = [zones]`); a file's
+/// `[placement]` adds classifications or replaces these.
+pub const DEFAULT_PLACEMENT_TOML: &str = include_str!("../placement.toml");
+
+impl Placement {
+    /// Whether a node in `zone` may hold the topic's records.
+    pub fn allows(&self, zone: Option<&str>) -> bool {
+        zone.is_some_and(|z| self.zones.iter().any(|a| a == z))
+    }
+
+    fn zones_text(&self) -> String {
+        self.zones.join(", ")
+    }
+
+    /// Why `who` (`this node`, `node "till-3"`) in `zone` may not hold topic `topic`, if it
+    /// may not.
+    pub fn refuses_holder(&self, topic: &str, who: &str, zone: Option<&str>) -> Option<String> {
+        (!self.allows(zone)).then(|| {
+            format!(
+                "topic {topic:?} is classified {}, whose records may be held only in zones [{}]; {who} is in {}",
+                self.classification,
+                self.zones_text(),
+                zone_text(zone)
+            )
+        })
+    }
+
+    /// Why the route from `from` to `to` (node names with their zones) may not carry topic
+    /// `topic`, if it may not: the daemon's and the scenario loader's one message for a
+    /// configuration that sends a classified topic towards a forbidden zone.
+    pub fn refuses_route(&self, topic: &str, from: (&str, Option<&str>), to: (&str, Option<&str>)) -> Option<String> {
+        (!self.allows(to.1)).then(|| {
+            format!(
+                "topic {topic:?} is classified {}, whose records may go only to zones [{}]; the route {:?} ({}) -> \
+                 {:?} ({}) leaves them; send it to a node in [{}], or add {} to the classification's zones in \
+                 [placement]",
+                self.classification,
+                self.zones_text(),
+                from.0,
+                zone_text(from.1),
+                to.0,
+                zone_text(to.1),
+                self.zones_text(),
+                to.1.unwrap_or("the zone")
+            )
+        })
+    }
+}
+
+fn zone_text(zone: Option<&str>) -> String {
+    zone.map_or_else(|| "no zone".to_string(), |z| format!("zone {z}"))
 }
 
 impl TopicConfig {
@@ -154,6 +220,7 @@ impl TopicConfig {
             consistency: Consistency::Eventual,
             subscribers: None,
             both_ways: false,
+            placement: None,
         }
     }
 
@@ -434,6 +501,14 @@ pub struct NodeConfig {
     pub hlc: HlcConfig,
     /// The site cluster this edge is a member of, if any.
     pub cluster: Option<ClusterConfig>,
+    /// This node's compliance zone: it holds classified records only if their placement
+    /// allows it (guarantee 7). `None`: it holds none.
+    pub zone: Option<String>,
+    /// The zone of `upstream`, as configured: a classified topic goes up only where it is
+    /// allowed; on a middle tier, one that may not go further stays here (`sends_up`). The
+    /// peer's Welcome states its zone, and a sender sends nothing classified to a peer whose
+    /// stated zone is not allowed either.
+    pub upstream_zone: Option<String>,
 }
 
 /// A site cluster: edges of one site that run Raft together (see `site`).
@@ -527,6 +602,8 @@ impl NodeConfig {
             resources,
             hlc: HlcConfig::default(),
             cluster: None,
+            zone: None,
+            upstream_zone: None,
         }
     }
 
@@ -542,6 +619,38 @@ impl NodeConfig {
         self.is_middle_tier() || (self.role == Role::Gateway && self.gateway.up_retention)
     }
 
+    /// Whether this node sends topic `t` on to its upstream: it goes up, and, classified,
+    /// the upstream's zone is one its placement allows. On a middle tier a topic that may
+    /// not go further ends here: this gateway is its top.
+    pub fn sends_up(&self, t: &TopicConfig) -> bool {
+        t.sync.goes_up()
+            && self.upstream.is_some()
+            && t.placement.as_ref().is_none_or(|p| p.allows(self.upstream_zone.as_deref()))
+    }
+
+    /// Why a produce to `t` here is refused for placement, if it is: this node may not
+    /// hold its records, or (an edge) it goes up and its upstream may not take them, as
+    /// configured or (`peer_refuses`) as the upstream's Welcome stated its zone.
+    pub fn placement_refusal(&self, t: &TopicConfig, peer_refuses: bool) -> Option<String> {
+        let p = t.placement.as_ref()?;
+        p.refuses_holder(&t.name, "this node", self.zone.as_deref())
+            .or_else(|| {
+                self.upstream.filter(|_| t.sync.goes_up() && !self.sends_up(t))?;
+                p.refuses_holder(&t.name, "its upstream, the only node it goes to,", self.upstream_zone.as_deref())
+            })
+            .or_else(|| {
+                peer_refuses.then(|| {
+                    format!(
+                        "topic {:?} is classified {}, whose records may be held only in zones [{}]; its upstream, the \
+                     only node it goes to, stated another zone when it last answered",
+                        t.name,
+                        p.classification,
+                        p.zones.join(", ")
+                    )
+                })
+            })
+    }
+
     /// How many (subscriber, topic) pairs this gateway's `cloud-to-edge` topics name: the
     /// marks it keeps, and checkpoints, to know what every subscriber holds.
     pub fn named_subscriptions(&self) -> u64 {
@@ -551,6 +660,14 @@ impl NodeConfig {
         } else {
             0
         }
+    }
+
+    /// Whether this node's sender to its upstream says Hello again after
+    /// `sync.keepalive_interval` of silence: it receives topics that come down (a gateway
+    /// that restarted learns it is there), or it has classified topics (it learns the zone
+    /// a restarted gateway now states, before it sends or refuses any more of them).
+    pub fn needs_keepalive(&self) -> bool {
+        self.topics.iter().any(|t| t.sync.goes_down() || t.placement.is_some())
     }
 
     /// Whether applications write `t` at this node (`SyncDirection::written_at`).

@@ -417,6 +417,9 @@ pub enum Event {
     SessionUp { peer: NodeId, session: u64 },
     /// A sync session was given up (no answer within the session timeout).
     SessionLost { peer: NodeId, session: u64 },
+    /// A peer's Welcome stated a zone (`None`: none) that classified topic `topic` may not
+    /// be held in: nothing of it is sent to that peer (guarantee 7).
+    NotPlaced { peer: NodeId, topic: TopicIdx, zone: Option<String> },
     /// A remote HLC timestamp was too far ahead and not adopted.
     HlcRejected { from: NodeId, remote: Hlc },
     /// After a restart the HLC issues nothing until the wall clock passes the clock bound

@@ -218,7 +218,7 @@ impl PlanBasis {
         let edge = cfg.role == Role::Edge;
         let topics = cfg.topics.len() as u64;
         let middle = cfg.is_middle_tier();
-        let up = if edge || middle { cfg.topics.iter().filter(|t| t.sync.goes_up()).count() as u64 } else { 0 };
+        let up = if edge || middle { cfg.topics.iter().filter(|t| cfg.sends_up(t)).count() as u64 } else { 0 };
         let down = cfg.topics.iter().filter(|t| t.sync.goes_down()).count() as u64;
         let downlinks = if edge || down == 0 { 0 } else { cfg.gateway.downlinks_max as u64 };
         let chunk = u64::from(cfg.log.read_chunk_bytes);

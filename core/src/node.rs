@@ -407,6 +407,10 @@ impl Node {
         if !self.cfg.writes(&self.cfg.topics[topic.0 as usize]) {
             return self.reply(req, Err(ProduceError::NotAccepted));
         }
+        let peer_refuses = self.uplink.as_ref().is_some_and(|u| u.not_placed(topic));
+        if let Some(why) = self.cfg.placement_refusal(&self.cfg.topics[topic.0 as usize], peer_refuses) {
+            return self.reply(req, Err(ProduceError::Invalid(why)));
+        }
         if !self.is_running() {
             return self.reply(req, Err(ProduceError::Recovering));
         }
@@ -530,7 +534,7 @@ impl Node {
                 let gw = self.cfg.upstream;
                 self.uplink = gw.map(|g| Uplink::new(&own, g, self.now.mono, &mut self.rng));
                 if let Some(u) = &mut self.uplink {
-                    u.keepalive = self.cfg.topics.iter().any(|t| t.sync.goes_down());
+                    u.keepalive = self.cfg.needs_keepalive();
                 }
                 // A `cloud-to-edge` topic's log here holds only its gateway's stream, at
                 // the gateway's sequences: its end is the receiver's durable mark.
@@ -554,7 +558,7 @@ impl Node {
                     // down as an edge does: its log of such a topic is the tier above's
                     // stream at its sequences, so the log's end is the mark.
                     let mut u = Uplink::relay(&self.cfg, up, self.now.mono, &mut self.rng);
-                    u.keepalive = self.cfg.topics.iter().any(|t| t.sync.goes_down());
+                    u.keepalive = self.cfg.needs_keepalive();
                     self.uplink = Some(u);
                     for (i, _) in self.cfg.topics.iter().enumerate().filter(|(_, t)| t.sync.goes_down()) {
                         marks.insert((up, TopicIdx(i as u16)), self.logs[i].end_offset());

@@ -23,6 +23,10 @@ impl Node {
                 self.downlinks.as_ref().map_or(0, |d| d.retained_for(tcfg, topic))
             }
             (Role::Gateway, _) if !tcfg.sync.goes_up() => u64::MAX,
+            // A classified topic that may go no further up: this middle tier is its top and
+            // the store of record of it, so it keeps it all (it deletes only what the tier
+            // above acknowledged, and that tier never gets it).
+            (Role::Gateway, _) if self.cfg.is_middle_tier() && !self.cfg.sends_up(tcfg) => 0,
             (Role::Gateway, _) => match (&self.marks, acked) {
                 (Some(m), Some(acked)) => acked.min(m.covered(topic)),
                 (Some(m), None) if self.cfg.deletes_what_came_up() => m.covered(topic),

@@ -144,12 +144,12 @@ impl Node {
                     let site = self.site.as_mut().expect("routed to the site's uplink");
                     let u = site.uplink.as_mut().expect("routed to the site's uplink");
                     self.fx.send_as = Some(site.cfg.id);
-                    u.on_message(msg, self.now.mono, &self.logs, &mut self.fx);
+                    u.on_message(msg, self.now.mono, (&self.logs, &self.cfg.topics), &mut self.fx);
                     self.fx.send_as = None;
                     self.apply_retention();
                 } else if let Some(u) = &mut self.uplink {
                     if from == u.gateway() {
-                        u.on_message(msg, self.now.mono, &self.logs, &mut self.fx);
+                        u.on_message(msg, self.now.mono, (&self.logs, &self.cfg.topics), &mut self.fx);
                         self.apply_retention();
                     }
                 }
@@ -157,7 +157,7 @@ impl Node {
             Role::Gateway => match &mut self.uplink {
                 // A middle tier's relay hears from the tier above; its senders down, from below.
                 Some(u) if from == u.gateway() => {
-                    u.on_message(msg, self.now.mono, &self.logs, &mut self.fx);
+                    u.on_message(msg, self.now.mono, (&self.logs, &self.cfg.topics), &mut self.fx);
                     self.apply_retention();
                 }
                 _ => {

@@ -69,6 +69,7 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
                 hlc,
                 topics: vec![("events".into(), TopicStatus::Accepted, 5), ("x".into(), TopicStatus::UnknownTopic, 0)],
                 batch_raw_max: 4 << 20,
+                zone: Some("eu".into()),
             },
         ),
         ("data", SyncMsg::Data { session: 1, hlc, topic: "events".into(), batches: vec![raw.clone(), zstd] }),

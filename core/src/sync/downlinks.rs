@@ -169,7 +169,7 @@ impl Downlinks {
     /// name it are kept.
     pub(crate) fn on_message(&mut self, cx: &mut Ctx<'_>, edge: NodeId, msg: SyncMsg, logs: &[TopicLog]) {
         let Some(s) = self.senders.get_mut(&edge) else { return };
-        s.on_message(msg, cx.now, logs, cx.fx);
+        s.on_message(msg, cx.now, (logs, &cx.cfg.topics), cx.fx);
         // The sender's streams are the topics sent down to this edge: of those that name
         // their subscribers, it is one (no need to look through the list).
         for (i, _) in cx.cfg.topics.iter().enumerate().filter(|(_, t)| t.subscribers.is_some()) {

@@ -187,10 +187,13 @@ impl Ingest {
     /// down (from this node's upstream: its `cloud-to-edge` topics) rather than up (on a
     /// gateway, from any other peer: the topics that go up). Any other is answered as
     /// unknown, so that a topic's log holds only streams that arrive the way its
-    /// direction says.
+    /// direction says; so is a classified topic this node's zone may not hold (its
+    /// senders check the zone its Welcome states; this holds if one did not).
     pub(crate) fn topic_idx(cfg: &NodeConfig, name: &str, from: NodeId) -> Option<(TopicIdx, bool)> {
         let down = cfg.upstream == Some(from);
+        let here = cfg.zone.as_deref();
         let received = |t: &crate::config::TopicConfig| match (down, cfg.role) {
+            _ if t.placement.as_ref().is_some_and(|p| !p.allows(here)) => false,
             (true, _) => t.sync.goes_down(),
             (false, crate::config::Role::Gateway) => t.sync.goes_up(),
             (false, crate::config::Role::Edge) => false,
@@ -236,7 +239,8 @@ impl Ingest {
             // Sessions are bounded like streams: refuse every topic, the edge retries later.
             let answer = topics.into_iter().map(|name| (name, TopicStatus::TooManyStreams, 0)).collect();
             let batch_raw_max = cfg.receive_batch_raw_max();
-            return fx.send(from, &SyncMsg::Welcome { session, hlc, topics: answer, batch_raw_max });
+            return fx
+                .send(from, &SyncMsg::Welcome { session, hlc, topics: answer, batch_raw_max, zone: cfg.zone.clone() });
         }
         self.sessions.insert(origin, GwSession { id: session, last_heard: now });
         // A new session starts from the durable marks: what was kept of the last one is
@@ -265,7 +269,7 @@ impl Ingest {
             answer.push((name, TopicStatus::Accepted, st.durable));
         }
         let batch_raw_max = cfg.receive_batch_raw_max();
-        fx.send(from, &SyncMsg::Welcome { session, hlc, topics: answer, batch_raw_max });
+        fx.send(from, &SyncMsg::Welcome { session, hlc, topics: answer, batch_raw_max, zone: cfg.zone.clone() });
     }
 
     /// A Data message: accept what continues each stream, drop duplicates, refuse gaps.

@@ -7,7 +7,7 @@
 //! ```text
 //! Hello   edge → gw   origin u64, session u64, hlc u64, n varint, n × topic name
 //! Welcome gw → edge   session u64, hlc u64, n varint, n × (topic name, status u8, next_seq u64),
-//!                     batch_raw_max u64
+//!                     batch_raw_max u64, [zone name]   (absent: the receiver has no zone)
 //! Data    edge → gw   session u64, hlc u64, topic name, n varint, n × (len varint, batch)
 //! Ack     gw → edge   session u64, hlc u64, topic name, origin u64, next_seq u64, expected u64,
 //!                     refused u8 (0, 1 or 2: see `Refusal`), [to u64 when 2]
@@ -72,6 +72,9 @@ pub enum SyncMsg {
         hlc: Hlc,
         topics: Vec<(String, TopicStatus, Seq)>,
         batch_raw_max: u64,
+        /// The receiver's compliance zone (`NodeConfig::zone`): the sender sends nothing of a
+        /// classified topic whose placement does not allow it.
+        zone: Option<String>,
     },
     /// `batches` are encoded record batches of this topic from the sender, in order.
     Data {
@@ -239,7 +242,7 @@ impl SyncMsg {
                     put_name(out, t);
                 }
             }
-            SyncMsg::Welcome { session, hlc, topics, batch_raw_max } => {
+            SyncMsg::Welcome { session, hlc, topics, batch_raw_max, zone } => {
                 assert!(topics.len() <= TOPICS_PER_HELLO_MAX);
                 out.extend_from_slice(&session.to_le_bytes());
                 out.extend_from_slice(&hlc.0.to_le_bytes());
@@ -250,6 +253,9 @@ impl SyncMsg {
                     out.extend_from_slice(&next.to_le_bytes());
                 }
                 out.extend_from_slice(&batch_raw_max.to_le_bytes());
+                if let Some(zone) = zone {
+                    put_name(out, zone);
+                }
             }
             SyncMsg::Data { session, hlc, topic, batches } => {
                 assert!(batches.len() <= BATCHES_PER_DATA_MAX);
@@ -329,7 +335,8 @@ impl SyncMsg {
                     topics.push((name, status, r.u64()?));
                 }
                 let batch_raw_max = r.u64()?;
-                SyncMsg::Welcome { session, hlc, topics, batch_raw_max }
+                let zone = if r.is_empty() { None } else { Some(get_name(&mut r)?) };
+                SyncMsg::Welcome { session, hlc, topics, batch_raw_max, zone }
             }
             FrameKind::SyncData => {
                 let session = r.u64()?;
@@ -402,9 +409,16 @@ mod tests {
         prop_oneof![
             (any::<u64>(), any::<u64>(), any::<u64>(), prop::collection::vec(name(), 0..5))
                 .prop_map(|(o, s, h, topics)| SyncMsg::Hello { origin: NodeId(o), session: s, hlc: Hlc(h), topics }),
-            (any::<u64>(), any::<u64>(), prop::collection::vec((name(), 0u8..3, any::<u64>()), 0..5), any::<u64>())
-                .prop_map(|(s, h, t, batch_raw_max)| SyncMsg::Welcome {
+            (
+                any::<u64>(),
+                any::<u64>(),
+                prop::collection::vec((name(), 0u8..3, any::<u64>()), 0..5),
+                any::<u64>(),
+                prop::option::of(name())
+            )
+                .prop_map(|(s, h, t, batch_raw_max, zone)| SyncMsg::Welcome {
                     batch_raw_max,
+                    zone,
                     session: s,
                     hlc: Hlc(h),
                     topics: t

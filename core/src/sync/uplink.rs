@@ -197,6 +197,9 @@ impl ReadAhead {
 #[derive(Clone, Debug)]
 struct UpStream {
     name: String,
+    /// The peer's last Welcome stated a zone the topic's placement does not allow: it gets
+    /// nothing of the topic (guarantee 7).
+    not_placed: bool,
     accepted: bool,
     /// The gateway's durable high-water mark, as last heard.
     acked: Seq,
@@ -401,7 +404,7 @@ struct ReadAt {
 impl Uplink {
     /// An edge's sender of the topics that go up, to its gateway.
     pub fn new(cfg: &NodeConfig, gateway: NodeId, now: Instant, rng: &mut Xoshiro256PlusPlus) -> Uplink {
-        Uplink::of_topics(cfg, gateway, now, rng, |t| t.sync.goes_up())
+        Uplink::of_topics(cfg, gateway, now, rng, |t| cfg.sends_up(t))
     }
 
     /// A gateway's sender of the topics that go down to one edge (or to a middle tier):
@@ -416,7 +419,7 @@ impl Uplink {
     /// holds many edges' streams, which it forwards keeping their identities, so that
     /// every tier holds each record once (`Ingest::stream_origin` at the receiver).
     pub fn relay(cfg: &NodeConfig, upstream: NodeId, now: Instant, rng: &mut Xoshiro256PlusPlus) -> Uplink {
-        let mut u = Uplink::of_topics(cfg, upstream, now, rng, |t| t.sync.goes_up());
+        let mut u = Uplink::of_topics(cfg, upstream, now, rng, |t| cfg.sends_up(t));
         u.relay = Some(RelayMarks::default());
         u
     }
@@ -436,6 +439,7 @@ impl Uplink {
             .map(|(i, t)| {
                 let s = UpStream {
                     name: t.name.clone(),
+                    not_placed: false,
                     accepted: false,
                     acked: 0,
                     sent: 0,
@@ -475,6 +479,12 @@ impl Uplink {
             origin_from_log: false,
             relay: None,
         }
+    }
+
+    /// Whether the peer's last Welcome stated a zone classified topic `topic` may not be
+    /// held in: nothing written to it now could be sent.
+    pub fn not_placed(&self, topic: TopicIdx) -> bool {
+        self.streams.get(&topic).is_some_and(|s| s.not_placed)
     }
 
     pub fn gateway(&self) -> NodeId {
@@ -728,15 +738,32 @@ impl Uplink {
         self.session = Session::Connecting { id: rng.gen(), retry_at: now.saturating_add(delay) };
     }
 
-    /// A message from the gateway.
-    pub(crate) fn on_message(&mut self, msg: SyncMsg, now: Instant, logs: &[TopicLog], fx: &mut Fx) {
+    /// A message from the gateway. `configs`: the node's topic configurations, by index.
+    pub(crate) fn on_message(
+        &mut self,
+        msg: SyncMsg,
+        now: Instant,
+        (logs, configs): (&[TopicLog], &[TopicConfig]),
+        fx: &mut Fx,
+    ) {
         match msg {
-            SyncMsg::Welcome { session, topics, batch_raw_max, .. } => {
+            SyncMsg::Welcome { session, topics, batch_raw_max, zone, .. } => {
                 if let Session::Active { id, unanswered_since } = &mut self.session {
                     // The answer to a keepalive Hello: the peer is there. (Its marks are not
                     // taken: a late answer to an earlier Hello would carry older ones.)
                     if *id == session && self.keepalive {
                         *unanswered_since = (self.inflight_bytes > 0).then_some(now);
+                        // A peer that restarted in another zone answers the keepalive of a
+                        // session it has forgotten: start over, so that its zone decides.
+                        let placed_as_before = self.streams.iter().all(|(i, s)| {
+                            let placement = configs[i.0 as usize].placement.as_ref();
+                            s.not_placed == placement.is_some_and(|p| !p.allows(zone.as_deref()))
+                        });
+                        if !placed_as_before {
+                            let next = id.wrapping_add(1);
+                            self.reset_streams();
+                            self.session = Session::Connecting { id: next, retry_at: now };
+                        }
                     }
                     return;
                 }
@@ -752,6 +779,14 @@ impl Uplink {
                         continue;
                     };
                     s.accepted = status == TopicStatus::Accepted;
+                    let placement = configs[idx.0 as usize].placement.as_ref();
+                    s.not_placed = placement.is_some_and(|p| !p.allows(zone.as_deref()));
+                    if s.not_placed {
+                        // The receiver says it is in a zone the topic may not reach: it gets
+                        // nothing of it, whatever it answered for the topic (guarantee 7).
+                        s.accepted = false;
+                        fx.event(Event::NotPlaced { peer: self.gateway, topic: idx, zone: zone.clone() });
+                    }
                     if !s.accepted {
                         continue;
                     }
