@@ -13,6 +13,7 @@ pub mod durability;
 pub mod heap;
 pub mod linearizable;
 pub mod net;
+pub mod placement;
 pub mod profiles;
 pub mod raft_check;
 pub mod report;

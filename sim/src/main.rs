@@ -249,6 +249,8 @@ fn sweep(arg: Option<String>, seeds: u64, first: u64, swarm_mode: bool, jobs: Op
                 let refused: u64 = r.details.nodes.values().map(|n| n.storage_refused).sum();
                 t.storage_refused += refused;
                 t.device_full_refused += r.details.nodes.values().map(|n| n.device_full_refused).sum::<u64>();
+                t.placement_checked_sends += r.details.placement_checked_sends;
+                t.placement_worlds += u64::from(r.details.placement_checked_sends > 0);
                 if refused > 0 || r.evicted_unsynced > 0 {
                     t.pressured_worlds += 1;
                 }
@@ -294,6 +296,10 @@ fn sweep(arg: Option<String>, seeds: u64, first: u64, swarm_mode: bool, jobs: Op
         t.peak_memory_share * 100.0,
     );
     println!("efficiency: {}", t.efficiency.summary());
+    println!(
+        "placement: {} frames of classified topics checked against their receivers' zones in {} worlds",
+        t.placement_checked_sends, t.placement_worlds
+    );
     for (seed, v, why) in &failures {
         println!("  seed {seed}: {v:?}: {why}");
     }
@@ -447,4 +453,8 @@ struct SweepTotals {
     /// The highest peak accounted memory of any node, as a share of its limit.
     peak_memory_share: f64,
     efficiency: outpost_sim::report::Efficiency,
+    /// Runs with a classified topic's records on the wire, and those frames, each checked
+    /// against the receiver's zone.
+    placement_worlds: u64,
+    placement_checked_sends: u64,
 }

@@ -94,6 +94,14 @@ pub struct Details {
     pub net: NetStats,
     pub nodes: BTreeMap<String, NodeReport>,
     pub events: u64,
+    /// Frames carrying records of a classified topic, each checked against the zone of
+    /// the node it was sent to (guarantee 7; absent without classified topics).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub placement_checked_sends: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Strong writes of a run with site clusters, summed over members.

@@ -17,10 +17,12 @@ use std::fmt;
 use std::ops::Range;
 use std::path::Path;
 
+use outpost_core::config::{Placement, DEFAULT_PLACEMENT_TOML};
 use outpost_core::types::Duration;
 use outpost_core::types::{Bytes, BytesParseError};
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use toml::Spanned;
 
 use crate::profiles::{self, DeviceProfile, NetProfile};
@@ -202,8 +204,9 @@ pub struct TopicSpec {
     pub keyed: bool,
     /// Conflict resolution for keyed topics.
     pub conflict: Conflict,
-    /// Data classification, for placement rules.
-    pub classification: Option<String>,
+    /// The topic's classification and the zones its records may reach (guarantee 7),
+    /// from `classification` and the placement table (the default one and `[placement]`).
+    pub placement: Option<Placement>,
     /// `strong` topics are written through a site cluster.
     pub consistency: ConsistencySpec,
     /// For a `cloud-to-edge` topic: the edges it goes down to (indices in
@@ -568,6 +571,8 @@ struct RawScenario {
     #[serde(default)]
     fault: Vec<RawFault>,
     expect: Option<RawExpect>,
+    #[serde(default)]
+    placement: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -731,7 +736,7 @@ impl Visitor<'_> for RawSizeVisitor {
 // ---------------------------------------------------------------------------------------
 
 /// A validation failure before it is placed in the file.
-struct Problem {
+pub(crate) struct Problem {
     field: String,
     message: String,
 }
@@ -753,7 +758,8 @@ fn validate(raw: &RawScenario) -> Result<Scenario, Problem> {
     let nodes = nodes(&raw.node)?;
     let links = links(&raw.link, &nodes, duration)?;
     check_upstream_links(&nodes, &links)?;
-    let topics = topics(&raw.topic, &nodes)?;
+    let table = placement_table(&raw.placement)?;
+    let topics = topics(&raw.topic, &nodes, &table)?;
     let workloads = workloads(&raw.workload, &nodes, &topics, duration)?;
     check_sync_paths(&workloads, &nodes, &links, &topics)?;
     let faults = faults(&raw.fault, &nodes, duration)?;
@@ -761,7 +767,7 @@ fn validate(raw: &RawScenario) -> Result<Scenario, Problem> {
         Some(e) => expect(e, settle)?,
         None => Expect::default(),
     };
-    Ok(Scenario {
+    let scenario = Scenario {
         name: raw.name.clone(),
         about: raw.about.clone(),
         duration,
@@ -772,7 +778,105 @@ fn validate(raw: &RawScenario) -> Result<Scenario, Problem> {
         workloads,
         faults,
         expect,
-    })
+    };
+    check_placement(&scenario)?;
+    Ok(scenario)
+}
+
+/// Guarantee 7 at load, with the daemon's messages (`outpost_core::config::Placement`):
+/// a node writes a classified topic only where it may hold it; an edge's records go up
+/// only to a gateway (or, in a site cluster, to members) in one of its zones, and a
+/// middle tier whose upstream may not take them keeps them; what a gateway writes goes
+/// down only through nodes in its zones.
+pub(crate) fn check_placement(s: &Scenario) -> Result<(), Problem> {
+    let at = |n: usize| (s.nodes[n].id.as_str(), s.nodes[n].zone.as_deref());
+    for (i, w) in s.workloads.iter().enumerate() {
+        let t = &s.topics[w.topic];
+        let Some(p) = &t.placement else { continue };
+        let field = format!("workload[{i}].node");
+        let writer = &s.nodes[w.node];
+        if let Some(why) = p.refuses_holder(&t.name, &format!("node {:?}", writer.id), writer.zone.as_deref()) {
+            return Err(problem(field, why));
+        }
+        let mut hops = Vec::new();
+        match writer.role {
+            Role::Edge => {
+                // A strong topic's writes go to every member of the writer's site.
+                let strong = t.consistency == ConsistencySpec::Strong && writer.cluster.is_some();
+                let members = s.nodes.iter().enumerate().filter(|(_, n)| strong && n.cluster == writer.cluster);
+                hops.extend(members.map(|(m, _)| (w.node, m)).filter(|&(a, b)| a != b));
+                if let Some(up) = s.upstream_of(w.node).filter(|_| t.sync != SyncDirection::Local) {
+                    hops.push((w.node, up));
+                }
+            }
+            Role::Gateway => {
+                let gets = |e: usize| t.subscribers.as_ref().is_none_or(|subs| subs.contains(&e));
+                for e in (0..s.nodes.len()).filter(|&e| s.nodes[e].role == Role::Edge && gets(e)) {
+                    let mut path = vec![e];
+                    path.extend(s.path_up_of(e).into_iter().take_while(|&g| g != w.node));
+                    if s.path_up_of(e).contains(&w.node) {
+                        path.push(w.node);
+                        hops.extend(path.windows(2).map(|pair| (pair[1], pair[0])));
+                    }
+                }
+            }
+        }
+        for (from, to) in hops {
+            if let Some(why) = p.refuses_route(&t.name, at(from), at(to)) {
+                return Err(problem(field, why));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Scenario {
+    /// The node that node `i` syncs up to: its `upstream`, or for an edge without one the
+    /// first gateway it has a link to.
+    pub fn upstream_of(&self, i: usize) -> Option<usize> {
+        if let Some(j) = self.nodes[i].upstream {
+            return Some(j);
+        }
+        if self.nodes[i].role != Role::Edge {
+            return None;
+        }
+        let peer = |l: &LinkSpec| match (l.a == i, l.b == i) {
+            (true, _) => Some(l.b),
+            (_, true) => Some(l.a),
+            _ => None,
+        };
+        self.links.iter().filter_map(peer).find(|&j| self.nodes[j].role == Role::Gateway)
+    }
+
+    /// The nodes above node `i`, nearest first.
+    pub fn path_up_of(&self, i: usize) -> Vec<usize> {
+        let mut path = Vec::new();
+        let mut at = i;
+        while let Some(u) = self.upstream_of(at) {
+            if path.contains(&u) || path.len() > self.nodes.len() {
+                break;
+            }
+            path.push(u);
+            at = u;
+        }
+        path
+    }
+
+    /// Whether node `i` sends topic `t` on up: it has an upstream, and the topic's placement
+    /// (if any) allows the upstream's zone. A middle tier that does not is the topic's top.
+    pub fn forwards_up(&self, i: usize, t: usize) -> bool {
+        let placement = self.topics[t].placement.as_ref();
+        self.upstream_of(i).is_some_and(|u| placement.is_none_or(|p| p.allows(self.nodes[u].zone.as_deref())))
+    }
+
+    /// The nodes topic `t`'s records written at node `i` reach going up, nearest first:
+    /// the path up as far as the topic's placement allows (a classified topic stays at the
+    /// last gateway in its zones).
+    pub fn home_path_of(&self, i: usize, t: usize) -> Vec<usize> {
+        let placement = self.topics[t].placement.as_ref();
+        let allowed = |g: &usize| placement.is_none_or(|p| p.allows(self.nodes[*g].zone.as_deref()));
+        self.path_up_of(i).into_iter().take_while(allowed).collect()
+    }
 }
 
 fn nodes(raw: &[RawNode]) -> Result<Vec<NodeSpec>, Problem> {
@@ -970,7 +1074,30 @@ fn links(raw: &[RawLink], nodes: &[NodeSpec], duration: Duration) -> Result<Vec<
     Ok(links)
 }
 
-fn topics(raw: &[RawTopic], nodes: &[NodeSpec]) -> Result<Vec<TopicSpec>, Problem> {
+/// The placement table: the default one (`outpost_core::config::DEFAULT_PLACEMENT_TOML`)
+/// with the file's `[placement]` over it, as the daemon's loader builds it.
+fn placement_table(raw: &BTreeMap<String, Vec<String>>) -> Result<BTreeMap<String, Vec<String>>, Problem> {
+    let mut table: BTreeMap<String, Vec<String>> =
+        toml::from_str(DEFAULT_PLACEMENT_TOML).expect("the default placement table is valid TOML");
+    for (classification, zones) in raw {
+        let field = format!("placement.{classification}");
+        check_name(&field, classification)?;
+        if zones.is_empty() {
+            return Err(problem(field, "no zones: a classification's records must be allowed somewhere"));
+        }
+        for (i, zone) in zones.iter().enumerate() {
+            check_name(&format!("{field}[{i}]"), zone)?;
+        }
+        table.insert(classification.clone(), zones.clone());
+    }
+    Ok(table)
+}
+
+fn topics(
+    raw: &[RawTopic],
+    nodes: &[NodeSpec],
+    table: &BTreeMap<String, Vec<String>>,
+) -> Result<Vec<TopicSpec>, Problem> {
     let mut topics: Vec<TopicSpec> = Vec::with_capacity(raw.len());
     for (i, r) in raw.iter().enumerate() {
         let field = format!("topic[{i}]");
@@ -994,9 +1121,23 @@ fn topics(raw: &[RawTopic], nodes: &[NodeSpec]) -> Result<Vec<TopicSpec>, Proble
                 "conflict resolution applies to keyed topics only; add keyed = true or remove conflict",
             ));
         }
-        if let Some(classification) = &r.classification {
-            check_name(&format!("{field}.classification"), classification)?;
-        }
+        let placement = match &r.classification {
+            None => None,
+            Some(classification) => {
+                let zones = table.get(classification).ok_or_else(|| {
+                    let known: Vec<&str> = table.keys().map(String::as_str).collect();
+                    problem(
+                        format!("{field}.classification"),
+                        format!(
+                            "unknown classification {classification:?}; known: {} (add it to [placement] with the \
+                             zones its records may be held in)",
+                            known.join(", ")
+                        ),
+                    )
+                })?;
+                Some(Placement { classification: classification.clone(), zones: zones.clone() })
+            }
+        };
         if r.consistency == ConsistencySpec::Strong {
             if !matches!(r.sync, SyncDirection::EdgeToCloud | SyncDirection::Local) {
                 return Err(problem(
@@ -1039,7 +1180,7 @@ fn topics(raw: &[RawTopic], nodes: &[NodeSpec]) -> Result<Vec<TopicSpec>, Proble
             eviction: r.eviction,
             keyed: r.keyed,
             conflict: r.conflict.unwrap_or_default(),
-            classification: r.classification.clone(),
+            placement,
             consistency: r.consistency,
             subscribers,
             retention_age,
@@ -1768,7 +1909,7 @@ converge_within = "5m"
                 eviction: EvictionSpec::Keep,
                 keyed: false,
                 conflict: Conflict::LastWriteWins,
-                classification: None,
+                placement: None,
                 consistency: ConsistencySpec::Eventual,
                 subscribers: None,
                 retention_age: None,
@@ -1807,6 +1948,7 @@ converge_within = "5m"
 id = "pos"
 role = "edge"
 device = "retail-pos"
+zone = "eu"
 memory = "96MiB"
 storage = 1000
 
@@ -1821,6 +1963,10 @@ sync = "cloud-to-edge"
 priority = 9
 keyed = true
 conflict = "last-write-wins"
+
+[[topic]]
+name = "records"
+sync = "local"
 classification = "pii"
 
 [[workload]]
@@ -1869,6 +2015,9 @@ at = "1h"
 [expect]
 out_of_order = 0
 min_delivered = 100
+
+[placement]
+pii = ["eu"]
 "#
         );
         let s = parse(&text, FILE).expect("valid");
@@ -1890,7 +2039,7 @@ min_delivered = 100
                 eviction: EvictionSpec::Keep,
                 keyed: true,
                 conflict: Conflict::LastWriteWins,
-                classification: Some("pii".into()),
+                placement: None,
                 consistency: ConsistencySpec::Eventual,
                 subscribers: None,
                 retention_age: None,
@@ -1898,6 +2047,9 @@ min_delivered = 100
                 both_ways: false,
             }
         );
+        let pii = Placement { classification: "pii".into(), zones: vec!["eu".into()] };
+        assert_eq!(s.topics[2].placement, Some(pii), "[placement] over the default table");
+        assert_eq!(s.topics[0].placement, None);
         assert_eq!(
             s.workloads[0],
             WorkloadSpec { node: 1, topic: 1, rate: 0.5, size: 64, keys: Some(1000), from: hours(1), until: hours(2) }
@@ -2200,6 +2352,34 @@ min_delivered = 100
             &format!("{BASE}eviction = \"random\"\n"),
             &["topic[0].eviction: unknown variant `random`, expected one of `keep`, `oldest`, `priority`, `lru`, `compact`"],
         );
+    }
+
+    #[test]
+    fn classified_topics_go_only_where_their_zones_allow() {
+        // BASE: edge "ecu" syncs telemetry up to gateway "cloud"; neither has a zone.
+        let zoned = BASE.replace("device = \"vehicle-ecu\"\n", "device = \"vehicle-ecu\"\nzone = \"eu\"\n");
+        let write = "[[workload]]\nnode = \"ecu\"\ntopic = \"telemetry\"\nrate = 1\nsize = 10\n";
+        assert_error(
+            &format!("{BASE}classification = \"secret\"\n"),
+            &["topic[0].classification: unknown classification \"secret\"; known: gdpr, hipaa, sox (add it to [placement]"],
+        );
+        assert_error(
+            &format!("{BASE}[placement]\nsecret = []\n"),
+            &["placement.secret: no zones: a classification's records must be allowed somewhere"],
+        );
+        // The writer may not hold it: the daemon's message for a produce there.
+        let gdpr = Placement { classification: "gdpr".into(), zones: vec!["eu".into()] };
+        let holder = gdpr.refuses_holder("telemetry", "node \"ecu\"", None).expect("no zone holds nothing");
+        assert_error(&format!("{BASE}classification = \"gdpr\"\n{write}"), &[&format!("workload[0].node: {holder}")]);
+        // The writer may, its gateway may not: the daemon's message for that route.
+        let route = gdpr.refuses_route("telemetry", ("ecu", Some("eu")), ("cloud", None)).expect("cloud has no zone");
+        assert!(route.contains("the route \"ecu\" (zone eu) -> \"cloud\" (no zone) leaves them"), "{route}");
+        assert_error(&format!("{zoned}classification = \"gdpr\"\n{write}"), &[&format!("workload[0].node: {route}")]);
+        // Both in the EU: it loads; a classified topic nobody writes loads anywhere.
+        let both = zoned.replace("device = \"cloud\"\n", "device = \"cloud\"\nzone = \"eu\"\n");
+        let s = parse(&format!("{both}classification = \"gdpr\"\n{write}"), FILE).expect("placed");
+        assert_eq!(s.topics[0].placement, Some(gdpr));
+        assert!(parse(&format!("{BASE}classification = \"hipaa\"\n"), FILE).is_ok());
     }
 
     #[test]

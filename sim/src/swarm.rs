@@ -34,7 +34,7 @@ fn topic(name: &str, sync: SyncDirection, priority: u8) -> TopicSpec {
         eviction: EvictionSpec::Keep,
         keyed: false,
         conflict: Conflict::LastWriteWins,
-        classification: None,
+        placement: None,
         consistency: ConsistencySpec::Eventual,
         subscribers: None,
         retention_age: None,
@@ -63,9 +63,77 @@ fn node(id: &str, role: Role, device: &str) -> NodeSpec {
 /// drew before): reboot loops and idle stretches, the worlds of the durability checks
 /// (eviction pressure, corrupt tails), and small devices last.
 pub fn world(seed: u64) -> Scenario {
+    let mut s = world_before_zones(seed);
+    add_zones(&mut s, &mut stream(seed, "swarm/zones"));
+    s
+}
+
+/// The world `seed` drew before zones and classified topics existed.
+pub fn world_before_zones(seed: u64) -> Scenario {
     let mut s = world_before_both_topics(seed);
     add_both_topic(&mut s, &mut stream(seed, "swarm/both-topics"));
     s
+}
+
+/// The share of worlds with zones and classified topics.
+const ZONE_SHARE: f64 = 0.4;
+
+/// The classifications a swarm world draws from, with the zones each allows: the default
+/// table's two regional ones, and one allowed in both regions.
+const CLASSIFICATIONS: [(&str, &[&str]); 3] = [("gdpr", &["eu"]), ("hipaa", &["us"]), ("regional", &["eu", "us"])];
+
+/// Zones and classified topics (issue 19, placement), from their own stream and drawn
+/// last, so that a world without them is the world its seed drew before: in about two
+/// worlds in five every node gets a zone: a top gateway `global`, `eu` or `us`; a middle
+/// tier `eu` or `us` (so one under a `global` top is the top of what may not leave its
+/// region); an edge its gateway's region with odds of four in five, else either region,
+/// and none with odds of one in twenty. Then each topic (both halves of a `bidirectional`
+/// one alike) is classified with odds of one in two (`CLASSIFICATIONS`), and keeps its
+/// classification only if the world still loads: no writer outside its zones, no route
+/// from a writer to a node outside them (`scenario::check_placement`). The placement
+/// checker then reads every frame of the run against the receiver's zone.
+fn add_zones(s: &mut Scenario, rng: &mut SimRng) {
+    if !rng.gen_bool(ZONE_SHARE) {
+        return;
+    }
+    let regions = ["eu", "us"];
+    let of_role =
+        |s: &Scenario, role: Role| (0..s.nodes.len()).filter(|&i| s.nodes[i].role == role).collect::<Vec<_>>();
+    for i in of_role(s, Role::Gateway) {
+        let zone = match s.nodes[i].upstream {
+            None => *["global", "eu", "us"].choose(rng).expect("non-empty"),
+            Some(_) => *regions.choose(rng).expect("non-empty"),
+        };
+        s.nodes[i].zone = Some(zone.to_string());
+    }
+    for i in of_role(s, Role::Edge) {
+        let gateway = s.upstream_of(i).and_then(|g| s.nodes[g].zone.clone()).filter(|z| z != "global");
+        s.nodes[i].zone = match (rng.gen_bool(0.05), gateway) {
+            (true, _) => None,
+            (false, Some(z)) if rng.gen_bool(0.8) => Some(z),
+            _ => Some(regions.choose(rng).expect("non-empty").to_string()),
+        };
+    }
+    let mut names: Vec<String> = s.topics.iter().map(|t| t.name.clone()).collect();
+    names.dedup();
+    for name in names {
+        if !rng.gen_bool(0.5) {
+            continue;
+        }
+        let (classification, zones) = *CLASSIFICATIONS.choose(rng).expect("non-empty");
+        let placement = outpost_core::config::Placement {
+            classification: classification.to_string(),
+            zones: zones.iter().map(|z| z.to_string()).collect(),
+        };
+        for t in s.topics.iter_mut().filter(|t| t.name == name) {
+            t.placement = Some(placement.clone());
+        }
+        if crate::scenario::check_placement(s).is_err() {
+            for t in s.topics.iter_mut().filter(|t| t.name == name) {
+                t.placement = None;
+            }
+        }
+    }
 }
 
 /// The world `seed` drew before `bidirectional` topics existed.
@@ -819,7 +887,7 @@ mod tests {
             let _ = writeln!(
                 out,
                 "topic {} {:?} {} {:?} {} {:?} {:?} {:?}",
-                t.name, t.sync, t.priority, t.eviction, t.keyed, t.conflict, t.classification, t.consistency
+                t.name, t.sync, t.priority, t.eviction, t.keyed, t.conflict, t.placement, t.consistency
             );
         }
         for l in &s.workloads {
@@ -1327,7 +1395,7 @@ mod clock_stress_tests {
     /// comes down at top gateways, the other at edges), and memory; and it runs.
     #[test]
     fn a_both_topic_only_changes_its_worlds() {
-        let changed = changed_worlds((world_before_both_topics, world), "swarm/both-topics", BOTH_SHARE);
+        let changed = changed_worlds((world_before_both_topics, world_before_zones), "swarm/both-topics", BOTH_SHARE);
         for (seed, before, after) in &changed {
             let n = before.topics.len();
             assert_eq!(after.topics[..n], before.topics[..], "seed {seed}");
@@ -1353,6 +1421,30 @@ mod clock_stress_tests {
         }
         let drawn = changed.len();
         assert!((80..160).contains(&drawn), "about three in ten of 400 worlds: {drawn}");
+    }
+
+    /// A world with zones differs only in its nodes' zones and its topics' placements; every
+    /// topic it classifies is written only where its zones allow and goes up or down only
+    /// through them (it loads), and the worlds run.
+    #[test]
+    fn zones_only_change_their_worlds() {
+        let changed = changed_worlds((world_before_zones, world), "swarm/zones", ZONE_SHARE);
+        let mut classified = 0;
+        for (seed, before, after) in &changed {
+            let mut restored = after.clone();
+            restored.nodes.iter_mut().for_each(|n| n.zone = None);
+            restored.topics.iter_mut().for_each(|t| t.placement = None);
+            assert_eq!(restored, *before, "seed {seed}: only zones and placements change");
+            assert!(after.nodes.iter().any(|n| n.zone.is_some()), "seed {seed}");
+            assert!(crate::scenario::check_placement(after).is_ok(), "seed {seed}: the world loads");
+            classified += after.topics.iter().filter(|t| t.placement.is_some()).count();
+        }
+        let drawn = changed.len();
+        assert!((130..200).contains(&drawn), "about two in five of 400 worlds: {drawn}");
+        assert!(classified > drawn / 2, "most worlds with zones classify a topic: {classified} in {drawn}");
+        for (seed, _, after) in changed.iter().take(3) {
+            crate::world::World::new(after, *seed, None).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        }
     }
 
     /// A world with subscribers differs only in topic `down`'s subscribers: a non-empty

@@ -333,6 +333,7 @@ pub(crate) fn node_config(s: &Scenario, i: usize) -> NodeConfig {
             c.retention_bytes = t.retention_bytes.unwrap_or(c.retention_bytes).min(per_topic);
             c.retention_age = t.retention_age;
             c.both_ways = t.both_ways;
+            c.placement = t.placement.clone();
             // At the gateway (and on an edge outside any cluster) it is an ordinary topic.
             if t.consistency == ConsistencySpec::Strong && spec.cluster.is_some() {
                 c.consistency = Consistency::Strong;
@@ -353,7 +354,9 @@ pub(crate) fn node_config(s: &Scenario, i: usize) -> NodeConfig {
         .map(|(j, _)| NodeId(j as u64 + 1))
         .collect();
     resources::fit_to_budgets(&mut cfg, spec.memory_bytes, spec.storage_bytes);
-    cfg.upstream = upstream_of(s, i).map(|j| NodeId(j as u64 + 1));
+    cfg.upstream = s.upstream_of(i).map(|j| NodeId(j as u64 + 1));
+    cfg.zone = spec.zone.clone();
+    cfg.upstream_zone = s.upstream_of(i).and_then(|j| s.nodes[j].zone.clone());
     cfg.gateway.up_retention = spec.up_retention;
     // A gateway sends a topic that goes down to the peers below it on the way to an edge
     // it names (to every edge, if it names none), and lists them, as an operator lists
@@ -363,43 +366,12 @@ pub(crate) fn node_config(s: &Scenario, i: usize) -> NodeConfig {
             continue;
         }
         let on_the_way = |p: usize| {
-            t.subscribers.as_ref().is_none_or(|edges| edges.iter().any(|&e| e == p || path_up_of(s, e).contains(&p)))
+            t.subscribers.as_ref().is_none_or(|edges| edges.iter().any(|&e| e == p || s.path_up_of(e).contains(&p)))
         };
-        let peers = (0..s.nodes.len()).filter(|&p| upstream_of(s, p) == Some(i) && on_the_way(p));
+        let peers = (0..s.nodes.len()).filter(|&p| s.upstream_of(p) == Some(i) && on_the_way(p));
         c.subscribers = Some(peers.map(|p| NodeId(p as u64 + 1)).collect());
     }
     cfg
-}
-
-/// The node that node `i` syncs up to: its `upstream`, or for an edge without one the
-/// first gateway it has a link to.
-fn upstream_of(s: &Scenario, i: usize) -> Option<usize> {
-    if let Some(j) = s.nodes[i].upstream {
-        return Some(j);
-    }
-    if s.nodes[i].role != SpecRole::Edge {
-        return None;
-    }
-    let peer = |l: &crate::scenario::LinkSpec| match (l.a == i, l.b == i) {
-        (true, _) => Some(l.b),
-        (_, true) => Some(l.a),
-        _ => None,
-    };
-    s.links.iter().filter_map(peer).find(|&j| s.nodes[j].role == SpecRole::Gateway)
-}
-
-/// The nodes above node `i`, nearest first (as `World::path_up`, from the scenario).
-fn path_up_of(s: &Scenario, i: usize) -> Vec<usize> {
-    let mut path = Vec::new();
-    let mut at = i;
-    while let Some(u) = upstream_of(s, at) {
-        if path.contains(&u) || path.len() > s.nodes.len() {
-            break;
-        }
-        path.push(u);
-        at = u;
-    }
-    path
 }
 
 /// Refuses what the simulator cannot run yet, rather than passing it silently.
@@ -1226,6 +1198,29 @@ impl<'a> World<'a> {
         }
     }
 
+    /// Guarantee 7, at every send: no record of a classified topic leaves node `i` for a
+    /// node `j` outside the zones its classification allows (`crate::placement`).
+    fn check_placement(&mut self, i: usize, j: usize, bytes: &[u8]) {
+        for topic in crate::placement::topics_carried(bytes) {
+            let Some(p) = self.scenario.topics.iter().find(|t| t.name == topic).and_then(|t| t.placement.as_ref())
+            else {
+                continue;
+            };
+            self.details.placement_checked_sends += 1;
+            if !p.allows(self.scenario.nodes[j].zone.as_deref()) {
+                let detail = format!(
+                    "{} sent records of topic {topic:?} (classified {}, zones [{}]) to {} in {}",
+                    self.nodes[i].name,
+                    p.classification,
+                    p.zones.join(", "),
+                    self.nodes[j].name,
+                    self.scenario.nodes[j].zone.as_deref().unwrap_or("no zone")
+                );
+                self.checker.on_violation(self.t, "placement", detail);
+            }
+        }
+    }
+
     /// The checker's stream of a strong topic written on node `i`: the cluster's.
     fn strong_stream(&self, i: usize, topic: u16) -> Option<(usize, u16)> {
         if self.scenario.topics[topic as usize].consistency != ConsistencySpec::Strong {
@@ -1249,6 +1244,7 @@ impl<'a> World<'a> {
                 if j >= self.nodes.len() {
                     return;
                 }
+                self.check_placement(i, j, &bytes);
                 for at in self.net.send(self.t, i, j, bytes.len(), &mut self.net_rng) {
                     self.schedule(at, Ev::Deliver { to: j, from: i, link_from: i, bytes: bytes.clone() });
                 }
@@ -1261,6 +1257,7 @@ impl<'a> World<'a> {
                     return;
                 };
                 let virtual_from = self.nodes.len() + k;
+                self.check_placement(i, j, &bytes);
                 for at in self.net.send(self.t, i, j, bytes.len(), &mut self.net_rng) {
                     self.schedule(at, Ev::Deliver { to: j, from: virtual_from, link_from: i, bytes: bytes.clone() });
                 }
@@ -1276,7 +1273,13 @@ impl<'a> World<'a> {
                     self.schedule(self.t + dt, Ev::DiskDone { node: i, incarnation: inc });
                 }
             }
-            Output::Reply { req, result } => {
+            Output::Reply { req, mut result } => {
+                if let Err(ProduceError::Invalid(why)) = &mut result {
+                    // The refusal's text was made in the node's scope and is dropped out here.
+                    let text = std::mem::take(why).into_bytes();
+                    heap::adopt(&text, 0);
+                    *why = String::from_utf8(text).expect("it was a String");
+                }
                 let Some(p) = self.nodes[i].pending.remove(&req.0) else {
                     let settle_probe = self.settle_probes.as_ref().and_then(|p| p.get(&i)).copied();
                     if let (Some(SettleProbe { topic, req: Some(probe), .. }), Ok(ack)) = (settle_probe, &result) {
@@ -1367,10 +1370,11 @@ impl<'a> World<'a> {
                     let how = (max_record_hlc, received_hlc, hlc_rejected, replay);
                     return self.checker.on_down_stored(self.t, i, (o, topic.0), first_seq, &value_crcs, how);
                 }
-                // Each edge's records belong at the gateways on its way up, and nowhere
-                // else: one stored at another gateway is one its own never got.
+                // Each edge's records belong at the gateways on its way up, as far as the
+                // topic's placement lets them go, and nowhere else: one stored at another
+                // gateway is one its own never got.
                 if o < self.nodes.len() && self.nodes[o].cfg.upstream.is_some() {
-                    let path = self.path_up(o);
+                    let path = self.scenario.home_path_of(o, topic.0 as usize);
                     if !path.contains(&i) {
                         let detail = format!(
                             "origin {} topic {}: seq {first_seq} stored at gateway {}, not on its way up ({})",
@@ -1382,7 +1386,7 @@ impl<'a> World<'a> {
                         self.checker.on_violation(self.t, "exactly-once", detail);
                     }
                 }
-                if self.nodes[i].cfg.upstream.is_some() {
+                if self.relays_up(i, o, topic.0 as usize) {
                     // A middle tier's copy: once and in order; delivery is decided at the top.
                     if !replay {
                         let count = value_crcs.len() as u64;
@@ -1431,7 +1435,7 @@ impl<'a> World<'a> {
                     o = self.top_of(i);
                 }
                 if self.nodes[i].cfg.role == Role::Gateway
-                    && self.nodes[i].cfg.upstream.is_some()
+                    && self.relays_up(i, o, topic.0 as usize)
                     && !self.checker.is_down_stream((o, topic.0))
                 {
                     self.nodes[i].durability.on_gateway_skip(o, topic.0, from, to);
@@ -1527,7 +1531,7 @@ impl<'a> World<'a> {
         };
         // A node acknowledges to its upstream what comes down, to any other peer what goes up
         // (the halves of a bidirectional topic share its name).
-        let down = upstream_of(self.scenario, i) == Some(to);
+        let down = self.scenario.upstream_of(i) == Some(to);
         for (name, origin, next_seq, what) in marks {
             let Some(t) = self.scenario.topics.iter().position(|x| x.name == name && topic_goes_down(x) == down) else {
                 continue;
@@ -1566,6 +1570,16 @@ impl<'a> World<'a> {
             at = u;
         }
         path
+    }
+
+    /// Whether gateway `i` relays origin `o`'s stream of topic `t` on up rather than holding
+    /// it as its top: it has an upstream the topic's placement allows (a site cluster's
+    /// stream, `o` past the nodes, never passes a middle tier).
+    fn relays_up(&self, i: usize, o: usize, t: usize) -> bool {
+        if o >= self.nodes.len() {
+            return self.nodes[i].cfg.upstream.is_some();
+        }
+        self.scenario.forwards_up(i, t)
     }
 
     /// The top of node `i`'s way up: the gateway without an upstream (itself if it has none).
@@ -1609,11 +1623,20 @@ impl<'a> World<'a> {
 
     /// One probe per edge that has an eventual topic syncing up (the first such topic).
     fn start_settle_probes(&mut self) {
-        let topic =
-            self.scenario.topics.iter().position(|t| topic_goes_up(t) && t.consistency == ConsistencySpec::Eventual);
+        let s = self.scenario;
+        // Per edge, the first eventual topic that syncs up and that its placement lets the
+        // edge hold and send to its gateway.
+        let placed = |i: usize, t: &TopicSpec| {
+            let zone = |n: Option<usize>| n.and_then(|n| s.nodes[n].zone.as_deref());
+            t.placement.as_ref().is_none_or(|p| p.allows(zone(Some(i))) && p.allows(zone(s.upstream_of(i))))
+        };
         let mut probes = BTreeMap::new();
-        if let Some(t) = topic {
-            for i in (0..self.nodes.len()).filter(|&i| self.scenario.nodes[i].role == SpecRole::Edge) {
+        for i in (0..self.nodes.len()).filter(|&i| s.nodes[i].role == SpecRole::Edge) {
+            let topic = s
+                .topics
+                .iter()
+                .position(|t| topic_goes_up(t) && t.consistency == ConsistencySpec::Eventual && placed(i, t));
+            if let Some(t) = topic {
                 probes.insert(i, SettleProbe { topic: t as u16, req: None, excused: false });
             }
         }

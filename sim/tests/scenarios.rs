@@ -122,3 +122,14 @@ fn fleet_config_seed_1() {
 fn store_tiers_seed_1() {
     run_and_snapshot("store-tiers", 1);
 }
+
+/// The regional gateways are the top of their region's patient records; every frame that
+/// carried some was checked against its receiver's zone.
+#[test]
+fn gdpr_zones_seed_1() {
+    run_and_snapshot("gdpr-zones", 1);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/gdpr-zones.toml");
+    let s = scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let report = world::run(&s, 1).unwrap_or_else(|e| panic!("{e}"));
+    assert!(report.details.placement_checked_sends > 1000, "{}", report.details.placement_checked_sends);
+}
