@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod disk;
 pub mod durability;
 pub mod heap;
+pub mod impostor;
 pub mod linearizable;
 pub mod net;
 pub mod placement;

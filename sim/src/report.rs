@@ -98,6 +98,18 @@ pub struct Details {
     /// the node it was sent to (guarantee 7; absent without classified topics).
     #[serde(skip_serializing_if = "is_zero")]
     pub placement_checked_sends: u64,
+    /// Per impostor fault's edge: what it forged and replayed, and how often its gateway
+    /// refused it (absent without impostors).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub impostors: BTreeMap<String, ImpostorReport>,
+}
+
+/// What an impostor (`crate::impostor`) did, and how often its gateway refused it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ImpostorReport {
+    pub forged: u64,
+    pub replayed: u64,
+    pub refused: u64,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -306,6 +306,18 @@ pub enum FaultSpec {
         /// Down time before the restart, as for `Crash`.
         restart_after: Option<Duration>,
     },
+    /// An edge with valid credentials turns against its gateway for a while (a stolen or
+    /// compromised device): besides its own traffic, it sends the records of the other
+    /// edges it sees going to that gateway as its own, with their values changed, and
+    /// replays their frames verbatim (see `crate::impostor`).
+    Impostor {
+        /// Index in `Scenario::nodes`: an edge.
+        node: usize,
+        /// When it starts.
+        at: Duration,
+        /// How long it goes on.
+        length: Duration,
+    },
 }
 
 /// Scenario-specific bounds. The guarantees of DESIGN §3 are checked regardless.
@@ -662,6 +674,7 @@ enum FaultKind {
     DiskFull,
     DiskCorrupt,
     CorruptTail,
+    Impostor,
 }
 
 impl FaultKind {
@@ -673,6 +686,7 @@ impl FaultKind {
             FaultKind::DiskFull => "disk-full",
             FaultKind::DiskCorrupt => "disk-corrupt",
             FaultKind::CorruptTail => "corrupt-tail",
+            FaultKind::Impostor => "impostor",
         }
     }
 
@@ -685,6 +699,7 @@ impl FaultKind {
             FaultKind::DiskFull => &["node", "for"],
             FaultKind::DiskCorrupt => &["node"],
             FaultKind::CorruptTail => &["node", "restart_after"],
+            FaultKind::Impostor => &["node", "for"],
         }
     }
 }
@@ -1444,7 +1459,8 @@ fn fault(field: &str, raw: &RawFault, nodes: &[NodeSpec], duration: Duration) ->
     // Every field but `restart_after` is required by the kinds that take it.
     let required = |name: &str, value: &Option<String>| -> Result<String, Problem> {
         value.clone().ok_or_else(|| {
-            problem(format!("{field}.{name}"), format!("missing; a {} fault needs `{name}`", kind.name()))
+            let article = if kind.name().starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+            problem(format!("{field}.{name}"), format!("missing; {article} {} fault needs `{name}`", kind.name()))
         })
     };
     let node = || node_ref(nodes, &format!("{field}.node"), &required("node", &raw.node)?);
@@ -1487,6 +1503,17 @@ fn fault(field: &str, raw: &RawFault, nodes: &[NodeSpec], duration: Duration) ->
                 at,
                 restart_after: restart_after(field, at, raw.restart_after.as_deref(), duration)?,
             }
+        }
+        FaultKind::Impostor => {
+            let w = timed()?;
+            let node = node()?;
+            if nodes[node].role != Role::Edge {
+                return Err(problem(
+                    format!("{field}.node"),
+                    format!("{:?} is a gateway; an impostor is an edge that turns against its gateway", nodes[node].id),
+                ));
+            }
+            FaultSpec::Impostor { node, at: w.at, length: w.length }
         }
     })
 }
@@ -1573,6 +1600,9 @@ fn check_fault_overlaps(faults: &[FaultSpec], nodes: &[NodeSpec], duration: Dura
                 (format!("disk-full of node {:?}", nodes[*node].id), *at, Duration(at.0 + length.0))
             }
             FaultSpec::Partition { at, length, .. } => ("partition".to_owned(), *at, Duration(at.0 + length.0)),
+            FaultSpec::Impostor { node, at, length } => {
+                (format!("impostor at node {:?}", nodes[*node].id), *at, Duration(at.0 + length.0))
+            }
             FaultSpec::ClockJump { .. } | FaultSpec::DiskCorrupt { .. } => continue,
         };
         spans.push((what, i, at, until));
@@ -2308,6 +2338,17 @@ pii = ["eu"]
             &format!("{BASE}[[fault]]\nkind = \"disk-full\"\nnode = \"ecuu\"\nat = \"1h\"\nfor = \"1m\"\n"),
             &["t.toml:24:8: fault[0].node: unknown node \"ecuu\"; nodes are: ecu, cloud"],
         );
+        assert_error(
+            &format!("{BASE}[[fault]]\nkind = \"impostor\"\nnode = \"cloud\"\nat = \"1h\"\nfor = \"1m\"\n"),
+            &["fault[0].node: \"cloud\" is a gateway; an impostor is an edge that turns against its gateway"],
+        );
+        assert_error(
+            &format!("{BASE}[[fault]]\nkind = \"impostor\"\nnode = \"ecu\"\nat = \"1h\"\n"),
+            &["fault[0].for: missing; an impostor fault needs `for`"],
+        );
+        let s =
+            parse(&format!("{BASE}[[fault]]\nkind = \"impostor\"\nnode = \"ecu\"\nat = \"1h\"\nfor = \"1m\"\n"), FILE);
+        assert_eq!(s.expect("valid").faults, vec![FaultSpec::Impostor { node: 0, at: hours(1), length: minutes(1) }]);
     }
 
     #[test]

@@ -921,6 +921,9 @@ mod tests {
                 FaultSpec::CorruptTail { node, at, restart_after } => {
                     writeln!(out, "corrupt-tail {node} {} {:?}", at.as_nanos(), restart_after.map(|d| d.as_nanos()))
                 }
+                FaultSpec::Impostor { node, at, length } => {
+                    writeln!(out, "impostor {node} {} {}", at.as_nanos(), length.as_nanos())
+                }
             };
         }
         let e = &s.expect;

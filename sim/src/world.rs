@@ -113,6 +113,15 @@ enum Ev {
     },
     Sample,
     Settle,
+    /// Impostor fault `idx` starts or ends.
+    Impostor {
+        idx: usize,
+        on: bool,
+    },
+    /// Impostor `idx` sends what it forged and replays what it captured.
+    ImpostorRound {
+        idx: usize,
+    },
 }
 
 impl Ev {
@@ -132,6 +141,8 @@ impl Ev {
             Ev::Settle => 12,
             Ev::DiskCorrupt { .. } => 13,
             Ev::CorruptTail { .. } => 14,
+            Ev::Impostor { .. } => 15,
+            Ev::ImpostorRound { .. } => 16,
         }
     }
 }
@@ -302,6 +313,8 @@ pub struct World<'a> {
     performed: u64,
     /// Issued timestamps against each node's own wall clock (see `clock_check`).
     hlc_ahead: crate::clock_check::HlcAheadCheck,
+    /// The impostor faults, by their order in the file, and whether each is on.
+    impostors: Vec<(crate::impostor::Impostor, bool)>,
 }
 
 pub(crate) fn node_config(s: &Scenario, i: usize) -> NodeConfig {
@@ -373,6 +386,9 @@ pub(crate) fn node_config(s: &Scenario, i: usize) -> NodeConfig {
     }
     cfg
 }
+
+/// How often an impostor sends what it forged and replays what it captured.
+const IMPOSTOR_ROUND_NS: u64 = 1_000_000_000;
 
 /// Refuses what the simulator cannot run yet, rather than passing it silently.
 fn check_supported(s: &Scenario) -> Result<(), Unsupported> {
@@ -593,6 +609,7 @@ impl<'a> World<'a> {
             answered: None,
             performed: 0,
             hlc_ahead: crate::clock_check::HlcAheadCheck::default(),
+            impostors: Vec::new(),
         };
         let mut groups = BTreeMap::new();
         let mut detector = None;
@@ -674,6 +691,13 @@ impl<'a> World<'a> {
                     at.as_nanos(),
                     Ev::CorruptTail { node, restart_after: restart_after.map(|d| d.as_nanos()) },
                 ),
+                FaultSpec::Impostor { node, at, length } => {
+                    let Some(gateway) = self.scenario.upstream_of(node) else { continue };
+                    let idx = self.impostors.len();
+                    self.impostors.push((crate::impostor::Impostor::new(node, gateway), false));
+                    self.schedule(at.as_nanos(), Ev::Impostor { idx, on: true });
+                    self.schedule(at.as_nanos() + length.as_nanos(), Ev::Impostor { idx, on: false });
+                }
             }
         }
         self.schedule(SAMPLE_NS, Ev::Sample);
@@ -889,6 +913,13 @@ impl<'a> World<'a> {
                 }
             }
             Ev::Sample => self.sample(),
+            Ev::Impostor { idx, on } => {
+                self.impostors[idx].1 = on;
+                if on {
+                    self.schedule(self.t + IMPOSTOR_ROUND_NS, Ev::ImpostorRound { idx });
+                }
+            }
+            Ev::ImpostorRound { idx } => self.impostor_round(idx),
             Ev::Settle => {
                 self.settling = true;
                 self.net.healed = true;
@@ -1221,6 +1252,45 @@ impl<'a> World<'a> {
         }
     }
 
+    /// What impostors see on the network, and what the gateway tells them: about no
+    /// stream but the impostor's own (an Ack naming another origin tells it how far that
+    /// edge's records got, and that its forgery was taken for them).
+    fn watch_impostors(&mut self, i: usize, j: usize, bytes: &[u8]) {
+        for k in 0..self.impostors.len() {
+            let (imp, on) = &mut self.impostors[k];
+            if *on {
+                imp.observe(i, j, bytes);
+            }
+            if (i, j) != (imp.gateway, imp.node) {
+                continue;
+            }
+            if let Ok(SyncMsg::Ack { origin, topic, .. }) = SyncMsg::decode(bytes) {
+                if origin != NodeId(imp.node as u64 + 1) {
+                    let detail = format!(
+                        "{} answered impostor {} about origin {origin}'s stream of topic {topic:?}",
+                        self.nodes[i].name, self.nodes[j].name
+                    );
+                    self.checker.on_violation(self.t, "impostor", detail);
+                }
+            }
+        }
+    }
+
+    /// Impostor `idx`'s round: its forgeries and replays cross its own link to its gateway.
+    fn impostor_round(&mut self, idx: usize) {
+        let (imp, on) = &mut self.impostors[idx];
+        if !*on {
+            return;
+        }
+        let (node, gateway) = (imp.node, imp.gateway);
+        for (as_node, bytes) in imp.round() {
+            for at in self.net.send(self.t, node, gateway, bytes.len(), &mut self.net_rng) {
+                self.schedule(at, Ev::Deliver { to: gateway, from: as_node, link_from: node, bytes: bytes.clone() });
+            }
+        }
+        self.schedule(self.t + IMPOSTOR_ROUND_NS, Ev::ImpostorRound { idx });
+    }
+
     /// The checker's stream of a strong topic written on node `i`: the cluster's.
     fn strong_stream(&self, i: usize, topic: u16) -> Option<(usize, u16)> {
         if self.scenario.topics[topic as usize].consistency != ConsistencySpec::Strong {
@@ -1245,6 +1315,7 @@ impl<'a> World<'a> {
                     return;
                 }
                 self.check_placement(i, j, &bytes);
+                self.watch_impostors(i, j, &bytes);
                 for at in self.net.send(self.t, i, j, bytes.len(), &mut self.net_rng) {
                     self.schedule(at, Ev::Deliver { to: j, from: i, link_from: i, bytes: bytes.clone() });
                 }
@@ -1491,6 +1562,14 @@ impl<'a> World<'a> {
                     topic.0
                 ));
             }
+            Event::BadMessage { from, error } => {
+                let sender = (from.0 as usize).wrapping_sub(1);
+                for (imp, _) in self.impostors.iter_mut().filter(|(imp, _)| (imp.gateway, imp.node) == (i, sender)) {
+                    imp.refused += 1;
+                }
+                let name = self.nodes[i].name.clone();
+                self.log(format_args!("{name}: bad message from {from}: {error}"));
+            }
             other => {
                 let name = self.nodes[i].name.clone();
                 self.log(format_args!("{name}: {other:?}"));
@@ -1721,6 +1800,18 @@ impl<'a> World<'a> {
     fn finish(mut self) -> Report {
         let end_t = self.t;
         self.details.undelivered_at_end = self.checker.undelivered();
+        for (imp, _) in &self.impostors {
+            // An attack that never happened, or was never met, proves nothing.
+            if imp.forged == 0 || imp.refused == 0 {
+                let detail = format!(
+                    "impostor {} forged {} frames and was refused {} times: the attack was not tried",
+                    self.nodes[imp.node].name, imp.forged, imp.refused
+                );
+                self.checker.on_violation(end_t, "impostor", detail);
+            }
+            let r = crate::report::ImpostorReport { forged: imp.forged, replayed: imp.replayed, refused: imp.refused };
+            self.details.impostors.insert(self.nodes[imp.node].name.clone(), r);
+        }
         if self.converged_at.is_none() {
             let n = self.details.undelivered_at_end;
             let by_stream = self.checker.undelivered_streams();
