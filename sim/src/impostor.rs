@@ -11,9 +11,10 @@
 //! (`Event::BadMessage`); a replayed frame is a duplicate the receiver drops. The checks:
 //! the forged values differ from every acknowledged one, so one stored anywhere fails the
 //! run as changed content, and a replay stored twice as a duplicate (the `Checker`); the
-//! gateway answers the impostor about no stream but its own (`World::check_impostor_answer`);
-//! and an impostor that forged nothing, or was never refused, fails the run, since a check
-//! it never met proves nothing. Who may connect at all, and under which name, is the
+//! gateway answers the impostor about no stream but its own (`World::watch_impostors`);
+//! and an impostor of a scenario file that forged nothing, or was never refused, fails the
+//! run, since a check it never met proves nothing (a swarm world's may have met no traffic
+//! to forge; the sweep counts what all of them did). Who may connect at all, and under which name, is the
 //! shells' TLS and tokens (tests/tls.rs, tests/hardening.rs): the simulated network has no
 //! credentials, so a node without any is not modelled here.
 
@@ -34,6 +35,8 @@ pub struct Impostor {
     captured: VecDeque<(usize, Vec<u8>)>,
     /// The impostor's own session, from its latest Hello or Data.
     session: Option<u64>,
+    /// Whether the run fails if it forged nothing or was never refused.
+    pub must_try: bool,
     /// Forged frames and replays sent, and the gateway's refusals of the impostor.
     pub forged: u64,
     pub replayed: u64,
@@ -41,8 +44,9 @@ pub struct Impostor {
 }
 
 impl Impostor {
-    pub fn new(node: usize, gateway: usize) -> Impostor {
-        Impostor { node, gateway, captured: VecDeque::new(), session: None, forged: 0, replayed: 0, refused: 0 }
+    pub fn new(node: usize, gateway: usize, must_try: bool) -> Impostor {
+        let captured = VecDeque::new();
+        Impostor { node, gateway, captured, session: None, must_try, forged: 0, replayed: 0, refused: 0 }
     }
 
     /// A frame `from` sent to `to`: the impostor learns its own session, and keeps other
@@ -129,7 +133,7 @@ mod tests {
         let b = DecodedBatch::decode(&batches[0]).expect("a valid batch");
         assert_eq!((b.header.origin, b.header.base_seq), (NodeId(3), 40));
         assert_ne!(b.records().next().expect("one record").value, b"ok");
-        let mut imp = Impostor::new(0, 1);
+        let mut imp = Impostor::new(0, 1, true);
         imp.observe(2, 1, &frame);
         assert_eq!(imp.round().len(), 1, "no session of its own yet: a replay only");
         imp.observe(2, 1, &frame);

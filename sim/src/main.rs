@@ -251,6 +251,12 @@ fn sweep(arg: Option<String>, seeds: u64, first: u64, swarm_mode: bool, jobs: Op
                 t.device_full_refused += r.details.nodes.values().map(|n| n.device_full_refused).sum::<u64>();
                 t.placement_checked_sends += r.details.placement_checked_sends;
                 t.placement_worlds += u64::from(r.details.placement_checked_sends > 0);
+                t.impostor_worlds += u64::from(!r.details.impostors.is_empty());
+                for i in r.details.impostors.values() {
+                    (t.impostor.forged, t.impostor.replayed) =
+                        (t.impostor.forged + i.forged, t.impostor.replayed + i.replayed);
+                    t.impostor.refused += i.refused;
+                }
                 if refused > 0 || r.evicted_unsynced > 0 {
                     t.pressured_worlds += 1;
                 }
@@ -299,6 +305,10 @@ fn sweep(arg: Option<String>, seeds: u64, first: u64, swarm_mode: bool, jobs: Op
     println!(
         "placement: {} frames of classified topics checked against their receivers' zones in {} worlds",
         t.placement_checked_sends, t.placement_worlds
+    );
+    println!(
+        "impostors: {} worlds; {} frames forged, {} replayed, {} refused by their gateways",
+        t.impostor_worlds, t.impostor.forged, t.impostor.replayed, t.impostor.refused
     );
     for (seed, v, why) in &failures {
         println!("  seed {seed}: {v:?}: {why}");
@@ -457,4 +467,7 @@ struct SweepTotals {
     /// against the receiver's zone.
     placement_worlds: u64,
     placement_checked_sends: u64,
+    /// Runs with an impostor, and what all of them forged, replayed and had refused.
+    impostor_worlds: u64,
+    impostor: outpost_sim::report::ImpostorReport,
 }

@@ -317,6 +317,9 @@ pub enum FaultSpec {
         at: Duration,
         /// How long it goes on.
         length: Duration,
+        /// The run fails if the impostor forged nothing or was never refused (a scenario
+        /// file's always does); a swarm world's may meet none of its victims' traffic.
+        must_try: bool,
     },
 }
 
@@ -1513,7 +1516,7 @@ fn fault(field: &str, raw: &RawFault, nodes: &[NodeSpec], duration: Duration) ->
                     format!("{:?} is a gateway; an impostor is an edge that turns against its gateway", nodes[node].id),
                 ));
             }
-            FaultSpec::Impostor { node, at: w.at, length: w.length }
+            FaultSpec::Impostor { node, at: w.at, length: w.length, must_try: true }
         }
     })
 }
@@ -1600,7 +1603,7 @@ fn check_fault_overlaps(faults: &[FaultSpec], nodes: &[NodeSpec], duration: Dura
                 (format!("disk-full of node {:?}", nodes[*node].id), *at, Duration(at.0 + length.0))
             }
             FaultSpec::Partition { at, length, .. } => ("partition".to_owned(), *at, Duration(at.0 + length.0)),
-            FaultSpec::Impostor { node, at, length } => {
+            FaultSpec::Impostor { node, at, length, .. } => {
                 (format!("impostor at node {:?}", nodes[*node].id), *at, Duration(at.0 + length.0))
             }
             FaultSpec::ClockJump { .. } | FaultSpec::DiskCorrupt { .. } => continue,
@@ -2348,7 +2351,10 @@ pii = ["eu"]
         );
         let s =
             parse(&format!("{BASE}[[fault]]\nkind = \"impostor\"\nnode = \"ecu\"\nat = \"1h\"\nfor = \"1m\"\n"), FILE);
-        assert_eq!(s.expect("valid").faults, vec![FaultSpec::Impostor { node: 0, at: hours(1), length: minutes(1) }]);
+        assert_eq!(
+            s.expect("valid").faults,
+            vec![FaultSpec::Impostor { node: 0, at: hours(1), length: minutes(1), must_try: true }]
+        );
     }
 
     #[test]

@@ -63,9 +63,46 @@ fn node(id: &str, role: Role, device: &str) -> NodeSpec {
 /// drew before): reboot loops and idle stretches, the worlds of the durability checks
 /// (eviction pressure, corrupt tails), and small devices last.
 pub fn world(seed: u64) -> Scenario {
+    let mut s = world_before_impostors(seed);
+    add_impostor(&mut s, &mut stream(seed, "swarm/impostor"));
+    s
+}
+
+/// The world `seed` drew before impostors existed.
+pub fn world_before_impostors(seed: u64) -> Scenario {
     let mut s = world_before_zones(seed);
     add_zones(&mut s, &mut stream(seed, "swarm/zones"));
     s
+}
+
+/// The share of worlds with an impostor.
+const IMPOSTOR_SHARE: f64 = 0.25;
+
+/// An impostor (issue 19; `crate::impostor`), from its own stream and drawn last, so that a
+/// world without one is the world its seed drew before: in about one world in four where
+/// some gateway has two edges outside any site, one of them turns impostor against it for
+/// 10 minutes (a quarter of a shorter run) to half the run, starting in its first half. Its gateway, a middle tier or a
+/// top, must refuse what it forges and tell it nothing of the other edges' streams. Whether
+/// it met traffic to forge depends on the world (outages, idle producers), so the world
+/// does not fail for an attack it could not try; the sweep prints what all of them did.
+fn add_impostor(s: &mut Scenario, rng: &mut SimRng) {
+    if !rng.gen_bool(IMPOSTOR_SHARE) {
+        return;
+    }
+    let loose = |e: usize| s.nodes[e].role == Role::Edge && s.nodes[e].cluster.is_none();
+    let candidates: Vec<usize> = (0..s.nodes.len())
+        .filter(|&e| loose(e))
+        .filter(|&e| {
+            let up = s.upstream_of(e);
+            up.is_some() && (0..s.nodes.len()).any(|o| o != e && loose(o) && s.upstream_of(o) == up)
+        })
+        .collect();
+    let Some(&node) = candidates.choose(rng) else { return };
+    let d = s.duration.as_nanos();
+    let at = rng.gen_range(0..d / 2);
+    // (`at` is in the first half, so half the run still fits after it.)
+    let length = rng.gen_range(600_000_000_000u64.min(d / 4)..=d / 2);
+    s.faults.push(FaultSpec::Impostor { node, at: Duration(at), length: Duration(length), must_try: false });
 }
 
 /// The world `seed` drew before zones and classified topics existed.
@@ -921,8 +958,8 @@ mod tests {
                 FaultSpec::CorruptTail { node, at, restart_after } => {
                     writeln!(out, "corrupt-tail {node} {} {:?}", at.as_nanos(), restart_after.map(|d| d.as_nanos()))
                 }
-                FaultSpec::Impostor { node, at, length } => {
-                    writeln!(out, "impostor {node} {} {}", at.as_nanos(), length.as_nanos())
+                FaultSpec::Impostor { node, at, length, must_try } => {
+                    writeln!(out, "impostor {node} {} {} {must_try}", at.as_nanos(), length.as_nanos())
                 }
             };
         }
@@ -1431,7 +1468,7 @@ mod clock_stress_tests {
     /// through them (it loads), and the worlds run.
     #[test]
     fn zones_only_change_their_worlds() {
-        let changed = changed_worlds((world_before_zones, world), "swarm/zones", ZONE_SHARE);
+        let changed = changed_worlds((world_before_zones, world_before_impostors), "swarm/zones", ZONE_SHARE);
         let mut classified = 0;
         for (seed, before, after) in &changed {
             let mut restored = after.clone();
@@ -1445,6 +1482,30 @@ mod clock_stress_tests {
         let drawn = changed.len();
         assert!((130..200).contains(&drawn), "about two in five of 400 worlds: {drawn}");
         assert!(classified > drawn / 2, "most worlds with zones classify a topic: {classified} in {drawn}");
+        for (seed, _, after) in changed.iter().take(3) {
+            crate::world::World::new(after, *seed, None).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        }
+    }
+
+    /// A world with an impostor differs only in that fault: on an edge outside any site that
+    /// shares its gateway with another such edge; and the worlds run.
+    #[test]
+    fn an_impostor_only_changes_its_worlds() {
+        let changed = changed_worlds((world_before_impostors, world), "swarm/impostor", IMPOSTOR_SHARE);
+        for (seed, before, after) in &changed {
+            let mut restored = after.clone();
+            let added = restored.faults.pop();
+            assert_eq!(restored, *before, "seed {seed}: only the impostor is added");
+            let Some(FaultSpec::Impostor { node, must_try: false, .. }) = added else {
+                panic!("seed {seed}: {added:?}")
+            };
+            assert!(after.nodes[node].role == Role::Edge && after.nodes[node].cluster.is_none(), "seed {seed}");
+            let up = after.upstream_of(node);
+            assert!((0..after.nodes.len()).any(|o| o != node && after.upstream_of(o) == up), "seed {seed}: a victim");
+        }
+        let drawn = changed.len();
+        // Two edges outside any site under one gateway: in a little under half the worlds.
+        assert!((25..80).contains(&drawn), "about one in four of those of 400 worlds: {drawn}");
         for (seed, _, after) in changed.iter().take(3) {
             crate::world::World::new(after, *seed, None).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         }

@@ -691,10 +691,10 @@ impl<'a> World<'a> {
                     at.as_nanos(),
                     Ev::CorruptTail { node, restart_after: restart_after.map(|d| d.as_nanos()) },
                 ),
-                FaultSpec::Impostor { node, at, length } => {
+                FaultSpec::Impostor { node, at, length, must_try } => {
                     let Some(gateway) = self.scenario.upstream_of(node) else { continue };
                     let idx = self.impostors.len();
-                    self.impostors.push((crate::impostor::Impostor::new(node, gateway), false));
+                    self.impostors.push((crate::impostor::Impostor::new(node, gateway, must_try), false));
                     self.schedule(at.as_nanos(), Ev::Impostor { idx, on: true });
                     self.schedule(at.as_nanos() + length.as_nanos(), Ev::Impostor { idx, on: false });
                 }
@@ -1802,7 +1802,7 @@ impl<'a> World<'a> {
         self.details.undelivered_at_end = self.checker.undelivered();
         for (imp, _) in &self.impostors {
             // An attack that never happened, or was never met, proves nothing.
-            if imp.forged == 0 || imp.refused == 0 {
+            if imp.must_try && (imp.forged == 0 || imp.refused == 0) {
                 let detail = format!(
                     "impostor {} forged {} frames and was refused {} times: the attack was not tried",
                     self.nodes[imp.node].name, imp.forged, imp.refused
