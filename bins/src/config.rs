@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use crate::limits::ShellBudget;
 use outpost_core::config::DEFAULT_PLACEMENT_TOML;
-use outpost_core::config::{ConfigError, Eviction, NodeConfig, Placement, Role, SyncDirection, TopicConfig};
+use outpost_core::config::{ConfigError, Eviction, NodeConfig, PlacementTable, Role, SyncDirection, TopicConfig};
 use outpost_core::resources::fit_to_budgets;
 use outpost_core::types::{Bytes, BytesParseError};
 use outpost_core::types::{Duration, NodeId};
@@ -1071,7 +1071,7 @@ fn topics(raw: &RawFile) -> Result<Vec<TopicConfig>, Problem> {
     Ok(topics)
 }
 
-fn topic(field: &str, raw: &RawTopic, table: &BTreeMap<String, Vec<String>>) -> Result<TopicConfig, Problem> {
+fn topic(field: &str, raw: &RawTopic, table: &PlacementTable) -> Result<TopicConfig, Problem> {
     let sync = optional(raw.sync.as_deref(), |s| sync_direction(&format!("{field}.sync"), s))?;
     let mut t = TopicConfig::new(&raw.name, sync.unwrap_or(SyncDirection::EdgeToCloud));
     set(&mut t.priority, raw.priority);
@@ -1079,37 +1079,19 @@ fn topic(field: &str, raw: &RawTopic, table: &BTreeMap<String, Vec<String>>) -> 
     set(&mut t.retention_bytes, optional(raw.retention.as_ref(), |s| size(&format!("{field}.retention"), s))?);
     t.retention_age = optional(raw.retention_age.as_deref(), |d| duration(&format!("{field}.retention_age"), d))?;
     if let Some(classification) = &raw.classification {
-        let zones = table.get(classification).ok_or_else(|| {
-            let known: Vec<&str> = table.keys().map(String::as_str).collect();
-            problem(
-                format!("{field}.classification"),
-                format!(
-                    "unknown classification {classification:?}; known: {} (add it to [placement] with the zones \
-                     its records may be held in)",
-                    known.join(", ")
-                ),
-            )
-        })?;
-        t.placement = Some(Placement { classification: classification.clone(), zones: zones.clone() });
+        let placement = table.placement(classification).map_err(|m| problem(format!("{field}.classification"), m))?;
+        t.placement = Some(placement);
     }
     Ok(t)
 }
 
 /// The placement table: the default one (`outpost_core::config::DEFAULT_PLACEMENT_TOML`)
-/// with the file's `[placement]` over it.
-fn placement_table(raw: &RawFile) -> Result<BTreeMap<String, Vec<String>>, Problem> {
-    let mut table: BTreeMap<String, Vec<String>> =
-        toml::from_str(DEFAULT_PLACEMENT_TOML).expect("the default placement table is valid TOML");
-    for (classification, zones) in &raw.placement {
-        let field = format!("placement.{classification}");
-        check_name(&field, classification)?;
-        if zones.is_empty() {
-            return Err(problem(field, "no zones: a classification's records must be allowed somewhere"));
-        }
-        for (i, zone) in zones.iter().enumerate() {
-            check_name(&format!("{field}[{i}]"), zone)?;
-        }
-        table.insert(classification.clone(), zones.clone());
+/// with the file's `[placement]` over it, every name checked.
+fn placement_table(raw: &RawFile) -> Result<PlacementTable, Problem> {
+    let defaults = toml::from_str(DEFAULT_PLACEMENT_TOML).expect("the default placement table is valid TOML");
+    let table = PlacementTable::new(defaults, &raw.placement).map_err(|e| problem(e.field, e.message))?;
+    for (field, name) in table.names() {
+        check_name(&field, name)?;
     }
     Ok(table)
 }

@@ -204,6 +204,56 @@ impl Placement {
     }
 }
 
+/// A placement table: classification -> the zones its records may be held in. The loaders
+/// parse the default table ([`DEFAULT_PLACEMENT_TOML`]) and a file's `[placement]`, and
+/// check every name against their own rules ([`PlacementTable::names`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlacementTable(std::collections::BTreeMap<String, Vec<String>>);
+
+impl PlacementTable {
+    /// `defaults` with `file` over it. An error names the field (`placement.CLASS`) and
+    /// what is wrong: a classification allowed nowhere.
+    pub fn new(
+        mut defaults: std::collections::BTreeMap<String, Vec<String>>,
+        file: &std::collections::BTreeMap<String, Vec<String>>,
+    ) -> Result<PlacementTable, ConfigError> {
+        for (classification, zones) in file {
+            if zones.is_empty() {
+                return Err(ConfigError {
+                    field: format!("placement.{classification}"),
+                    message: "no zones: a classification's records must be allowed somewhere".into(),
+                });
+            }
+            defaults.insert(classification.clone(), zones.clone());
+        }
+        Ok(PlacementTable(defaults))
+    }
+
+    /// Every name of the table with its field (`placement.gdpr`, `placement.gdpr[0]`), for
+    /// the loader's own rule for names.
+    pub fn names(&self) -> Vec<(String, &str)> {
+        let mut out = Vec::new();
+        for (classification, zones) in &self.0 {
+            out.push((format!("placement.{classification}"), classification.as_str()));
+            out.extend(zones.iter().enumerate().map(|(i, z)| (format!("placement.{classification}[{i}]"), z.as_str())));
+        }
+        out
+    }
+
+    /// The placement of a topic classified `classification`; the error says which are known.
+    pub fn placement(&self, classification: &str) -> Result<Placement, String> {
+        let zones = self.0.get(classification).ok_or_else(|| {
+            let known: Vec<&str> = self.0.keys().map(String::as_str).collect();
+            format!(
+                "unknown classification {classification:?}; known: {} (add it to [placement] with the zones its \
+                 records may be held in)",
+                known.join(", ")
+            )
+        })?;
+        Ok(Placement { classification: classification.to_string(), zones: zones.clone() })
+    }
+}
+
 fn zone_text(zone: Option<&str>) -> String {
     zone.map_or_else(|| "no zone".to_string(), |z| format!("zone {z}"))
 }

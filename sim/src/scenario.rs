@@ -17,7 +17,7 @@ use std::fmt;
 use std::ops::Range;
 use std::path::Path;
 
-use outpost_core::config::{Placement, DEFAULT_PLACEMENT_TOML};
+use outpost_core::config::{Placement, PlacementTable, DEFAULT_PLACEMENT_TOML};
 use outpost_core::types::Duration;
 use outpost_core::types::{Bytes, BytesParseError};
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
@@ -1093,29 +1093,17 @@ fn links(raw: &[RawLink], nodes: &[NodeSpec], duration: Duration) -> Result<Vec<
 }
 
 /// The placement table: the default one (`outpost_core::config::DEFAULT_PLACEMENT_TOML`)
-/// with the file's `[placement]` over it, as the daemon's loader builds it.
-fn placement_table(raw: &BTreeMap<String, Vec<String>>) -> Result<BTreeMap<String, Vec<String>>, Problem> {
-    let mut table: BTreeMap<String, Vec<String>> =
-        toml::from_str(DEFAULT_PLACEMENT_TOML).expect("the default placement table is valid TOML");
-    for (classification, zones) in raw {
-        let field = format!("placement.{classification}");
-        check_name(&field, classification)?;
-        if zones.is_empty() {
-            return Err(problem(field, "no zones: a classification's records must be allowed somewhere"));
-        }
-        for (i, zone) in zones.iter().enumerate() {
-            check_name(&format!("{field}[{i}]"), zone)?;
-        }
-        table.insert(classification.clone(), zones.clone());
+/// with the file's `[placement]` over it, every name checked, as the daemon's loader builds it.
+fn placement_table(raw: &BTreeMap<String, Vec<String>>) -> Result<PlacementTable, Problem> {
+    let defaults = toml::from_str(DEFAULT_PLACEMENT_TOML).expect("the default placement table is valid TOML");
+    let table = PlacementTable::new(defaults, raw).map_err(|e| problem(e.field, e.message))?;
+    for (field, name) in table.names() {
+        check_name(&field, name)?;
     }
     Ok(table)
 }
 
-fn topics(
-    raw: &[RawTopic],
-    nodes: &[NodeSpec],
-    table: &BTreeMap<String, Vec<String>>,
-) -> Result<Vec<TopicSpec>, Problem> {
+fn topics(raw: &[RawTopic], nodes: &[NodeSpec], table: &PlacementTable) -> Result<Vec<TopicSpec>, Problem> {
     let mut topics: Vec<TopicSpec> = Vec::with_capacity(raw.len());
     for (i, r) in raw.iter().enumerate() {
         let field = format!("topic[{i}]");
@@ -1141,20 +1129,7 @@ fn topics(
         }
         let placement = match &r.classification {
             None => None,
-            Some(classification) => {
-                let zones = table.get(classification).ok_or_else(|| {
-                    let known: Vec<&str> = table.keys().map(String::as_str).collect();
-                    problem(
-                        format!("{field}.classification"),
-                        format!(
-                            "unknown classification {classification:?}; known: {} (add it to [placement] with the \
-                             zones its records may be held in)",
-                            known.join(", ")
-                        ),
-                    )
-                })?;
-                Some(Placement { classification: classification.clone(), zones: zones.clone() })
-            }
+            Some(c) => Some(table.placement(c).map_err(|m| problem(format!("{field}.classification"), m))?),
         };
         if r.consistency == ConsistencySpec::Strong {
             if !matches!(r.sync, SyncDirection::EdgeToCloud | SyncDirection::Local) {
