@@ -378,8 +378,13 @@ pub(crate) fn node_config(s: &Scenario, i: usize) -> NodeConfig {
         if role != Role::Gateway || !c.sync.goes_down() {
             continue;
         }
+        // (Never a peer outside a classified topic's zones: it may not hold it.)
         let on_the_way = |p: usize| {
-            t.subscribers.as_ref().is_none_or(|edges| edges.iter().any(|&e| e == p || s.path_up_of(e).contains(&p)))
+            let placed = t.placement.as_ref().is_none_or(|z| z.allows(s.nodes[p].zone.as_deref()));
+            placed
+                && t.subscribers
+                    .as_ref()
+                    .is_none_or(|edges| edges.iter().any(|&e| e == p || s.path_up_of(e).contains(&p)))
         };
         let peers = (0..s.nodes.len()).filter(|&p| s.upstream_of(p) == Some(i) && on_the_way(p));
         c.subscribers = Some(peers.map(|p| NodeId(p as u64 + 1)).collect());
@@ -638,11 +643,16 @@ impl<'a> World<'a> {
                 .filter(|&k| k != g && w.nodes[k].cfg.upstream.is_some() && w.top_of(k) == g)
                 .collect();
             for (t, spec) in scenario.topics.iter().enumerate().filter(|(_, t)| topic_goes_down(t)) {
-                // Only the subscribed edges and the middle tiers on their way, if it names them.
+                // Only the subscribed edges and the middle tiers on their way, if it names them,
+                // and of a classified topic only those in its zones (the loader refuses a
+                // subscriber whose way down leaves them; a tier with none below may).
                 let on_the_way = |k: usize| {
-                    spec.subscribers
-                        .as_ref()
-                        .is_none_or(|edges| edges.iter().any(|&e| e == k || w.path_up(e).contains(&k)))
+                    let zone = scenario.nodes[k].zone.as_deref();
+                    spec.placement.as_ref().is_none_or(|p| p.allows(zone))
+                        && spec
+                            .subscribers
+                            .as_ref()
+                            .is_none_or(|edges| edges.iter().any(|&e| e == k || w.path_up(e).contains(&k)))
                 };
                 let replicas: Vec<usize> = replicas.iter().copied().filter(|&k| on_the_way(k)).collect();
                 w.checker.add_down_stream((g, t as u16), replicas, spec.retention_age.map(|a| a.0));
