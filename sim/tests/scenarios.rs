@@ -6,7 +6,7 @@ use outpost_sim::report::Verdict;
 use outpost_sim::{scenario, world};
 use std::path::Path;
 
-fn run_and_snapshot(name: &str, seed: u64) {
+fn run_and_snapshot(name: &str, seed: u64) -> outpost_sim::report::Report {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(format!("{name}.toml"));
     let s = scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
     let report = world::run(&s, seed).unwrap_or_else(|e| panic!("{e}"));
@@ -33,6 +33,7 @@ fn run_and_snapshot(name: &str, seed: u64) {
     let mut json = serde_json::to_value(&report).expect("report serialises");
     json.as_object_mut().expect("an object").remove("wall_secs");
     insta::assert_json_snapshot!(format!("{name}-seed{seed}"), json);
+    report
 }
 
 #[test]
@@ -124,12 +125,11 @@ fn store_tiers_seed_1() {
 }
 
 /// The regional gateways are the top of their region's patient records; every frame that
-/// carried some was checked against its receiver's zone.
+/// carried some was checked against its receiver's zone; the impostor tried, and was refused.
 #[test]
 fn gdpr_zones_seed_1() {
-    run_and_snapshot("gdpr-zones", 1);
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/gdpr-zones.toml");
-    let s = scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let report = world::run(&s, 1).unwrap_or_else(|e| panic!("{e}"));
+    let report = run_and_snapshot("gdpr-zones", 1);
     assert!(report.details.placement_checked_sends > 1000, "{}", report.details.placement_checked_sends);
+    let impostor = &report.details.impostors["clinic-lyon"];
+    assert!(impostor.forged > 1000 && impostor.refused > 1000, "{impostor:?}");
 }
