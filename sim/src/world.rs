@@ -392,6 +392,23 @@ pub(crate) fn node_config(s: &Scenario, i: usize) -> NodeConfig {
     cfg
 }
 
+/// A refusal's text was made in the node's heap scope and is dropped out here, in the
+/// simulator's: it becomes the simulator's block, or the node's real heap would seem to
+/// keep it (a refused produce retried every second grew it by the text each time).
+fn adopt_refusal_text(result: &mut Result<outpost_core::io::ProduceAck, ProduceError>) {
+    let text = match result {
+        Err(
+            ProduceError::Invalid(text)
+            | ProduceError::SiteUnavailable { reason: text }
+            | ProduceError::Storage(outpost_core::io::DiskError::Io(text)),
+        ) => text,
+        _ => return,
+    };
+    let bytes = std::mem::take(text).into_bytes();
+    heap::adopt(&bytes, 0);
+    *text = String::from_utf8(bytes).expect("it was a String");
+}
+
 /// How often an impostor sends what it forged and replays what it captured.
 const IMPOSTOR_ROUND_NS: u64 = 1_000_000_000;
 
@@ -1242,6 +1259,9 @@ impl<'a> World<'a> {
     /// Guarantee 7, at every send: no record of a classified topic leaves node `i` for a
     /// node `j` outside the zones its classification allows (`crate::placement`).
     fn check_placement(&mut self, i: usize, j: usize, bytes: &[u8]) {
+        if self.scenario.topics.iter().all(|t| t.placement.is_none()) {
+            return;
+        }
         for topic in crate::placement::topics_carried(bytes) {
             let Some(p) = self.scenario.topics.iter().find(|t| t.name == topic).and_then(|t| t.placement.as_ref())
             else {
@@ -1355,12 +1375,7 @@ impl<'a> World<'a> {
                 }
             }
             Output::Reply { req, mut result } => {
-                if let Err(ProduceError::Invalid(why)) = &mut result {
-                    // The refusal's text was made in the node's scope and is dropped out here.
-                    let text = std::mem::take(why).into_bytes();
-                    heap::adopt(&text, 0);
-                    *why = String::from_utf8(text).expect("it was a String");
-                }
+                adopt_refusal_text(&mut result);
                 let Some(p) = self.nodes[i].pending.remove(&req.0) else {
                     let settle_probe = self.settle_probes.as_ref().and_then(|p| p.get(&i)).copied();
                     if let (Some(SettleProbe { topic, req: Some(probe), .. }), Ok(ack)) = (settle_probe, &result) {
