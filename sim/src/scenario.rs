@@ -829,13 +829,12 @@ pub(crate) fn check_placement(s: &Scenario) -> Result<(), Problem> {
             }
             Role::Gateway => {
                 let gets = |e: usize| t.subscribers.as_ref().is_none_or(|subs| subs.contains(&e));
+                // Each hop down from the writer to every edge below it that gets the topic.
                 for e in (0..s.nodes.len()).filter(|&e| s.nodes[e].role == Role::Edge && gets(e)) {
-                    let mut path = vec![e];
-                    path.extend(s.path_up_of(e).into_iter().take_while(|&g| g != w.node));
-                    if s.path_up_of(e).contains(&w.node) {
-                        path.push(w.node);
-                        hops.extend(path.windows(2).map(|pair| (pair[1], pair[0])));
-                    }
+                    let up = s.path_up_of(e);
+                    let Some(k) = up.iter().position(|&g| g == w.node) else { continue };
+                    let path: Vec<usize> = std::iter::once(e).chain(up[..=k].iter().copied()).collect();
+                    hops.extend(path.windows(2).map(|pair| (pair[1], pair[0])));
                 }
             }
         }
