@@ -2399,8 +2399,16 @@ pii = ["eu"]
         // Both in the EU: it loads; a classified topic nobody writes loads anywhere.
         let both = zoned.replace("device = \"cloud\"\n", "device = \"cloud\"\nzone = \"eu\"\n");
         let s = parse(&format!("{both}classification = \"gdpr\"\n{write}"), FILE).expect("placed");
-        assert_eq!(s.topics[0].placement, Some(gdpr));
+        assert_eq!(s.topics[0].placement.as_ref(), Some(&gdpr));
         assert!(parse(&format!("{BASE}classification = \"hipaa\"\n"), FILE).is_ok());
+        // Down from the gateway: every hop to an edge that gets it.
+        let eu_cloud = BASE.replace("device = \"cloud\"\n", "device = \"cloud\"\nzone = \"eu\"\n");
+        let down = "[[topic]]\nname = \"plans\"\nsync = \"cloud-to-edge\"\nclassification = \"gdpr\"\n\
+                    [[workload]]\nnode = \"cloud\"\ntopic = \"plans\"\nrate = 1\nsize = 10\n";
+        let route = gdpr.refuses_route("plans", ("cloud", Some("eu")), ("ecu", None)).expect("ecu has no zone");
+        assert_error(&format!("{eu_cloud}{down}"), &[&format!("workload[0].node: {route}")]);
+        let both = eu_cloud.replace("device = \"vehicle-ecu\"\n", "device = \"vehicle-ecu\"\nzone = \"eu\"\n");
+        assert!(parse(&format!("{both}{down}"), FILE).is_ok());
     }
 
     #[test]
