@@ -7,6 +7,7 @@ use outpost_bench::{telemetry_value as value, telemetry_values, Site};
 use outpost_core::codec::{encode_batch, BatchDecoder, Compression, DecodedBatch, RecordRef};
 use outpost_core::hlc::Hlc;
 use outpost_core::io::{Control, Input};
+use outpost_core::keyed::{Dot, KeyedLimits, KeyedOp, KeyedState, OpKind, Strategy, VersionVector, Write};
 use outpost_core::types::NodeId;
 use std::hint::black_box;
 
@@ -92,5 +93,60 @@ fn node(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, codec, node);
+/// Updates per run of the keyed benchmarks.
+const UPDATES: usize = 100_000;
+/// Keys they spread over.
+const KEYED_KEYS: usize = 10_000;
+
+/// `UPDATES` keyed records from four origins, as they reach a replica (key, dot, HLC and
+/// encoded operation): each names the key's previous write as seen, except every tenth,
+/// which saw nothing and so conflicts with the version it meets.
+fn keyed_updates(strategy: Strategy) -> Vec<(Vec<u8>, Dot, Hlc, Vec<u8>)> {
+    let mut last: Vec<Option<Dot>> = vec![None; KEYED_KEYS];
+    (0..UPDATES)
+        .map(|i| {
+            let k = (i * 7919) % KEYED_KEYS;
+            let dot = Dot { origin: NodeId(1 + (i % 4) as u64), seq: (i / 4) as u64 };
+            let context: VersionVector = last[k].filter(|_| i % 10 != 0).into_iter().collect();
+            last[k] = Some(dot);
+            let element = [b'e', (i % 16) as u8];
+            let kind = match strategy {
+                Strategy::Counter => OpKind::Increment(if i % 3 == 0 { -1 } else { 2 }),
+                Strategy::AddWinsSet => OpKind::Add(&element),
+                _ => OpKind::Put(b"price=4.20 currency=EUR vat=0.20"),
+            };
+            let mut op = Vec::new();
+            KeyedOp { context, cloud: i % 4 == 0, kind }.encode(&mut op);
+            (format!("sku-{k:05}").into_bytes(), dot, Hlc((1_767_225_600_000 << 16) + i as u64), op)
+        })
+        .collect()
+}
+
+/// Keyed apply: decode each record's operation, detect what it overwrites or meets
+/// concurrently, resolve by the strategy, record conflicts.
+fn keyed(c: &mut Criterion) {
+    let mut group = c.benchmark_group("keyed");
+    group.throughput(Throughput::Elements(UPDATES as u64));
+    group.sample_size(20);
+    let limits = KeyedLimits { state_bytes_max: 1 << 30, conflict_log_bytes_max: 1 << 20 };
+    for strategy in [Strategy::LastWriteWins, Strategy::KeepBoth, Strategy::Counter, Strategy::AddWinsSet] {
+        let updates = keyed_updates(strategy);
+        group.bench_function(BenchmarkId::new("apply", strategy.name()), |b| {
+            b.iter_batched(
+                || KeyedState::new(strategy, limits),
+                |mut state| {
+                    for (key, dot, hlc, op) in &updates {
+                        let op = KeyedOp::decode(op).expect("encoded above");
+                        state.apply(Write { key, dot: *dot, hlc: *hlc, op }).expect("within limits");
+                    }
+                    state
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, codec, node, keyed);
 criterion_main!(benches);

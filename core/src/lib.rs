@@ -20,6 +20,7 @@ pub mod fetch;
 pub mod hlc;
 pub mod hold;
 pub mod io;
+pub mod keyed;
 pub(crate) mod keys;
 pub mod log;
 pub mod marks;

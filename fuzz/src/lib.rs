@@ -39,6 +39,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("binary_response", binary_response),
     ("peer_handshake", peer_handshake),
     ("e2e_envelope", e2e_envelope),
+    ("keyed_op", keyed_op),
 ];
 
 /// A frame: decodes, and re-encodes to the same bytes.
@@ -347,4 +348,24 @@ pub fn peer_handshake(data: &[u8]) {
     }
     let _ = peer::answer_needs(data);
     let _ = peer::decode_answer(data);
+}
+
+/// A keyed record's operation (from any replica's log): decodes, re-encodes to its bytes,
+/// and a state of every strategy takes it or refuses it with a typed error.
+pub fn keyed_op(data: &[u8]) {
+    use outpost_core::hlc::Hlc;
+    use outpost_core::keyed::{Dot, KeyedLimits, KeyedOp, KeyedState, Strategy, Write};
+    let Ok(op) = KeyedOp::decode(data) else { return };
+    let mut again = Vec::new();
+    op.encode(&mut again);
+    assert_eq!(again, data, "a decoded keyed operation re-encodes to its bytes");
+    let limits = KeyedLimits { state_bytes_max: 1 << 20, conflict_log_bytes_max: 1 << 12 };
+    for strategy in Strategy::ALL {
+        let mut state = KeyedState::new(strategy, limits);
+        let w = Write { key: b"k", dot: Dot { origin: NodeId(9), seq: 3 }, hlc: Hlc(1), op: op.clone() };
+        if state.apply(w).is_ok() {
+            assert!(state.bytes() <= limits.state_bytes_max);
+            let _ = state.get(b"k");
+        }
+    }
 }

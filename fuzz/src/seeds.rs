@@ -219,8 +219,29 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let ring = outpost::e2e::Keyring::parse(crate::E2E_KEYS).expect("the target's key file");
     v.push(("e2e_envelope", "sealed", ring.seal(&crate::e2e_context(), b"card 4111, 12.50 EUR")));
     v.push(("e2e_envelope", "keys", crate::E2E_KEYS.as_bytes().to_vec()));
+    keyed_op_seeds(&mut v);
     recovery_seeds(&mut v);
     v
+}
+
+/// One operation of every kind, with a context and from a gateway.
+fn keyed_op_seeds(v: &mut Vec<(&'static str, &'static str, Vec<u8>)>) {
+    use outpost_core::keyed::{Counted, Dot, KeyedOp, OpKind};
+    let context = [Dot { origin: NodeId(1), seq: 7 }, Dot { origin: NodeId(4), seq: 1 << 33 }].into_iter().collect();
+    let counted = vec![Counted { origin: NodeId(1), up: 12, down: 3 }];
+    for (name, kind) in [
+        ("put", OpKind::Put(b"price=4.20".as_slice())),
+        ("delete", OpKind::Delete(vec![])),
+        ("reset", OpKind::Delete(counted)),
+        ("increment", OpKind::Increment(-3)),
+        ("max", OpKind::Max(1 << 40)),
+        ("add", OpKind::Add(b"sku-1")),
+        ("remove", OpKind::Remove(b"sku-1")),
+    ] {
+        let mut bytes = Vec::new();
+        KeyedOp { context: Clone::clone(&context), cloud: name == "put", kind }.encode(&mut bytes);
+        v.push(("keyed_op", name, bytes));
+    }
 }
 
 /// Raft messages: an Append with both entry kinds (and a heartbeat-like empty one), and

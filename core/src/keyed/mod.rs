@@ -1,0 +1,704 @@
+//! The keyed state of one topic: the current value of every key, merged from the writes of
+//! every origin by the topic's [`Strategy`] (docs/KEYED.md).
+//!
+//! Each write names what it had seen of its key (a [`VersionVector`], the context) and is
+//! named by its record's [`Dot`]. A write *overwrites* what its context covers; what it does
+//! not cover and does not cover it is *concurrent*. The state of a key depends only on the
+//! set of writes applied, never on their order: replicas that applied the same writes hold
+//! the same state (`sim/tests/keyed.rs` holds replicas to the simulator's oracle, which
+//! computes each key's answer from the whole history).
+//!
+//! - **Registers** (`last-write-wins`, `first-write-wins`, `cloud-wins`, `edge-wins`,
+//!   `keep-both`) keep every version no write has overwritten (at most one per origin: an
+//!   origin's later write always overwrites its earlier one) and pick the answer from them;
+//!   a deletion is a version without a value (a tombstone).
+//! - **Convergent types** merge without choosing: a `counter` sums increments per origin
+//!   and a deletion resets what its author had counted; a `max` register answers the largest
+//!   value no deletion saw; an `add-wins-set` keeps an element while an add of it was not
+//!   seen by any removal.
+//!
+//! Bounded: every key, version, vector entry and element is accounted against
+//! [`KeyedLimits::state_bytes_max`], and a write that could pass it is refused without
+//! changing anything ([`KeyedError::Full`]); the caller holds the write back. Conflicts go
+//! to a log of at most [`KeyedLimits::conflict_log_bytes_max`], oldest out first.
+//! Pure: no I/O, no clock; the caller applies each record of the topic exactly once, in
+//! each origin's order.
+
+pub mod op;
+pub mod vv;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+
+pub use op::{Counted, KeyedOp, OpError, OpKind};
+pub use vv::{Dot, VersionVector};
+
+use crate::hlc::Hlc;
+use crate::types::{NodeId, Seq};
+
+/// What a key costs beside its bytes and its parts.
+const KEY_BYTES: u64 = 64;
+/// What a register version costs beside its value.
+const VERSION_BYTES: u64 = 48;
+/// What one origin's counter tally costs.
+const TALLY_BYTES: u64 = 48;
+/// What one entry of a max register's per-origin stack costs.
+const STACK_ENTRY_BYTES: u64 = 16;
+/// What a set element costs beside its bytes and its parts.
+const ELEMENT_BYTES: u64 = 64;
+/// What one add of a set element costs.
+const DOT_BYTES: u64 = 16;
+/// What a recorded conflict costs beside its key and versions.
+const CONFLICT_BYTES: u64 = 64;
+
+/// How a keyed topic merges writes of different origins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Strategy {
+    /// Concurrent versions: the highest HLC wins, ties by the higher origin id.
+    LastWriteWins,
+    /// Concurrent versions: the lowest HLC wins, ties by the lower origin id.
+    FirstWriteWins,
+    /// Concurrent versions: a gateway's wins over an edge's; among either, the last.
+    CloudWins,
+    /// Concurrent versions: an edge's wins over a gateway's; among either, the last.
+    EdgeWins,
+    /// Concurrent versions with a value are all answered (siblings) until a write that saw
+    /// them replaces them.
+    KeepBoth,
+    /// Signed increments summed per origin.
+    Counter,
+    /// The largest value written.
+    Max,
+    /// A set of elements; an add concurrent with a removal of its element wins.
+    AddWinsSet,
+}
+
+impl Strategy {
+    pub const ALL: [Strategy; 8] = [
+        Strategy::LastWriteWins,
+        Strategy::FirstWriteWins,
+        Strategy::CloudWins,
+        Strategy::EdgeWins,
+        Strategy::KeepBoth,
+        Strategy::Counter,
+        Strategy::Max,
+        Strategy::AddWinsSet,
+    ];
+
+    /// The name configuration files and the docs use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::LastWriteWins => "last-write-wins",
+            Strategy::FirstWriteWins => "first-write-wins",
+            Strategy::CloudWins => "cloud-wins",
+            Strategy::EdgeWins => "edge-wins",
+            Strategy::KeepBoth => "keep-both",
+            Strategy::Counter => "counter",
+            Strategy::Max => "max",
+            Strategy::AddWinsSet => "add-wins-set",
+        }
+    }
+
+    fn is_register(self) -> bool {
+        matches!(
+            self,
+            Strategy::LastWriteWins
+                | Strategy::FirstWriteWins
+                | Strategy::CloudWins
+                | Strategy::EdgeWins
+                | Strategy::KeepBoth
+        )
+    }
+
+    /// Whether a topic of this strategy takes `op`. Every type takes deletes.
+    pub fn accepts(self, op: &OpKind<'_>) -> bool {
+        match op {
+            OpKind::Delete(counted) => self == Strategy::Counter || counted.is_empty(),
+            OpKind::Put(_) => self.is_register(),
+            OpKind::Increment(_) => self == Strategy::Counter,
+            OpKind::Max(_) => self == Strategy::Max,
+            OpKind::Add(_) | OpKind::Remove(_) => self == Strategy::AddWinsSet,
+        }
+    }
+
+    /// Among concurrent register versions, the one this strategy answers; `None` for
+    /// `keep-both` (all of them) and for convergent types. A function of the set alone.
+    pub fn winner(self, versions: &[Version]) -> Option<&Version> {
+        fn last<'v>(vs: impl Iterator<Item = &'v Version>) -> Option<&'v Version> {
+            vs.max_by_key(|v| (v.hlc, v.dot.origin))
+        }
+        let preferring = |cloud: bool| {
+            let any = versions.iter().any(|v| v.cloud == cloud);
+            last(versions.iter().filter(move |v| !any || v.cloud == cloud))
+        };
+        match self {
+            Strategy::LastWriteWins => last(versions.iter()),
+            Strategy::FirstWriteWins => versions.iter().min_by_key(|v| (v.hlc, v.dot.origin)),
+            Strategy::CloudWins => preferring(true),
+            Strategy::EdgeWins => preferring(false),
+            Strategy::KeepBoth | Strategy::Counter | Strategy::Max | Strategy::AddWinsSet => None,
+        }
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Limits of one topic's keyed state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyedLimits {
+    /// Keys with their versions, vectors, tallies and elements.
+    pub state_bytes_max: u64,
+    /// The conflict log; the oldest conflicts go first.
+    pub conflict_log_bytes_max: u64,
+}
+
+impl KeyedLimits {
+    /// The memory the state plans for (both limits).
+    pub fn planned_bytes(&self) -> u64 {
+        self.state_bytes_max + self.conflict_log_bytes_max
+    }
+}
+
+/// One write as it reaches the keyed state: its record's key, dot and HLC, and its decoded
+/// operation.
+#[derive(Clone, Debug)]
+pub struct Write<'a> {
+    pub key: &'a [u8],
+    pub dot: Dot,
+    pub hlc: Hlc,
+    pub op: KeyedOp<'a>,
+}
+
+/// A register's version: a write no write has overwritten yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Version {
+    pub dot: Dot,
+    pub hlc: Hlc,
+    pub cloud: bool,
+    /// `None`: a deletion (tombstone).
+    pub value: Option<Vec<u8>>,
+}
+
+impl Version {
+    fn cost(&self) -> u64 {
+        VERSION_BYTES + self.value.as_ref().map_or(0, |v| v.len() as u64)
+    }
+}
+
+/// What applying a write did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// Taken.
+    Taken,
+    /// Taken, and concurrent with another version of its key: recorded as a conflict.
+    Conflict,
+    /// Already seen: a write of this dot, or one a taken write's context covered.
+    Seen,
+}
+
+/// Why a write was not applied. Nothing changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyedError {
+    /// The topic's strategy takes no such operation.
+    WrongOp { op: &'static str, strategy: Strategy },
+    /// Taking the write could pass the state's limit.
+    Full { need: u64, used: u64, limit: u64 },
+}
+
+impl fmt::Display for KeyedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyedError::WrongOp { op, strategy } => {
+                write!(f, "a {strategy} topic takes no {op} (see the table of operations per strategy in KEYED.md)")
+            }
+            KeyedError::Full { need, used, limit } => write!(
+                f,
+                "keyed state full: {used} of {limit} bytes used and the write may need {need}; \
+                 raise the topic's keyed state limit or delete keys"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for KeyedError {}
+
+/// A conflict: a write met versions it had not seen, and the strategy chose.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conflict {
+    pub key: Vec<u8>,
+    pub strategy: Strategy,
+    /// Every concurrent version (dot, HLC, whether it was a deletion), in dot order.
+    pub versions: Vec<(Dot, Hlc, bool)>,
+    /// The version answered; `None` when `keep-both` keeps them all.
+    pub winner: Option<Dot>,
+}
+
+impl Conflict {
+    fn cost(&self) -> u64 {
+        CONFLICT_BYTES + self.key.len() as u64 + self.versions.len() as u64 * 32
+    }
+}
+
+/// What a key answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Value<'s> {
+    /// Never written, or deleted.
+    Absent,
+    /// A register's value.
+    Bytes(&'s [u8]),
+    /// `keep-both`: concurrent values, in dot order.
+    Siblings(Vec<&'s Version>),
+    /// A counter's sum or a max register's value.
+    Number(i64),
+    /// A set's elements, in byte order.
+    Elements(Vec<&'s [u8]>),
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Tally {
+    up: u64,
+    down: u64,
+    reset_up: u64,
+    reset_down: u64,
+}
+
+impl Tally {
+    fn value(&self) -> i128 {
+        i128::from(self.up.saturating_sub(self.reset_up)) - i128::from(self.down.saturating_sub(self.reset_down))
+    }
+
+    fn is_reset(&self) -> bool {
+        self.up <= self.reset_up && self.down <= self.reset_down
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Element {
+    /// Adds no removal has seen, at most one per origin (its latest), in origin order.
+    adds: Vec<Dot>,
+    /// What removals of this element had seen.
+    removed: VersionVector,
+}
+
+impl Element {
+    fn cost(&self, element: &[u8]) -> u64 {
+        ELEMENT_BYTES + element.len() as u64 + self.adds.len() as u64 * DOT_BYTES + self.removed.cost()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Entry {
+    Register {
+        seen: VersionVector,
+        /// In dot order.
+        versions: Vec<Version>,
+    },
+    Counter {
+        seen: VersionVector,
+        tallies: BTreeMap<NodeId, Tally>,
+    },
+    Max {
+        seen: VersionVector,
+        removed: VersionVector,
+        /// Per origin, its writes no deletion saw that a later write of it does not beat:
+        /// sequences increase and values decrease, so the first is the origin's maximum.
+        stacks: BTreeMap<NodeId, Vec<(Seq, i64)>>,
+    },
+    Set {
+        seen: VersionVector,
+        removed_all: VersionVector,
+        elements: BTreeMap<Vec<u8>, Element>,
+        elements_cost: u64,
+    },
+}
+
+impl Entry {
+    fn new(strategy: Strategy) -> Entry {
+        match strategy {
+            Strategy::Counter => Entry::Counter { seen: VersionVector::new(), tallies: BTreeMap::new() },
+            Strategy::Max => {
+                Entry::Max { seen: VersionVector::new(), removed: VersionVector::new(), stacks: BTreeMap::new() }
+            }
+            Strategy::AddWinsSet => Entry::Set {
+                seen: VersionVector::new(),
+                removed_all: VersionVector::new(),
+                elements: BTreeMap::new(),
+                elements_cost: 0,
+            },
+            _ => Entry::Register { seen: VersionVector::new(), versions: Vec::new() },
+        }
+    }
+
+    fn seen(&self) -> &VersionVector {
+        match self {
+            Entry::Register { seen, .. }
+            | Entry::Counter { seen, .. }
+            | Entry::Max { seen, .. }
+            | Entry::Set { seen, .. } => seen,
+        }
+    }
+
+    fn cost(&self) -> u64 {
+        match self {
+            Entry::Register { seen, versions } => seen.cost() + versions.iter().map(Version::cost).sum::<u64>(),
+            Entry::Counter { seen, tallies } => seen.cost() + tallies.len() as u64 * TALLY_BYTES,
+            Entry::Max { seen, removed, stacks } => {
+                seen.cost()
+                    + removed.cost()
+                    + stacks.values().map(|s| vv::ENTRY_BYTES + s.len() as u64 * STACK_ENTRY_BYTES).sum::<u64>()
+            }
+            Entry::Set { seen, removed_all, elements_cost, .. } => seen.cost() + removed_all.cost() + elements_cost,
+        }
+    }
+
+    /// Whether the key answers nothing and holds nothing a later write could need beyond
+    /// what `stable` (seen by every replica) covers.
+    fn collectable(&self, stable: &VersionVector) -> bool {
+        match self {
+            Entry::Register { seen, versions } => versions.iter().all(|v| v.value.is_none()) && stable.dominates(seen),
+            // A later reset names sums that include increments from before: never collected.
+            Entry::Counter { .. } => false,
+            Entry::Max { seen, removed, stacks } => {
+                stacks.is_empty() && stable.dominates(seen) && stable.dominates(removed)
+            }
+            Entry::Set { seen, removed_all, elements, .. } => {
+                elements.is_empty() && stable.dominates(seen) && stable.dominates(removed_all)
+            }
+        }
+    }
+}
+
+/// The keyed state of one topic.
+#[derive(Debug)]
+pub struct KeyedState {
+    strategy: Strategy,
+    limits: KeyedLimits,
+    keys: BTreeMap<Vec<u8>, Entry>,
+    bytes: u64,
+    conflicts: VecDeque<Conflict>,
+    conflict_bytes: u64,
+    conflicts_total: u64,
+}
+
+impl KeyedState {
+    pub fn new(strategy: Strategy, limits: KeyedLimits) -> KeyedState {
+        KeyedState {
+            strategy,
+            limits,
+            keys: BTreeMap::new(),
+            bytes: 0,
+            conflicts: VecDeque::new(),
+            conflict_bytes: 0,
+            conflicts_total: 0,
+        }
+    }
+
+    pub fn strategy(&self) -> Strategy {
+        self.strategy
+    }
+
+    /// Bytes the keys account (at most `state_bytes_max`).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Keys held, tombstones included.
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// The conflicts recorded and still in the log, oldest first.
+    pub fn conflicts(&self) -> impl Iterator<Item = &Conflict> {
+        self.conflicts.iter()
+    }
+
+    /// Every conflict recorded since the state was built, including those the log dropped.
+    pub fn conflicts_total(&self) -> u64 {
+        self.conflicts_total
+    }
+
+    /// What `key` answers.
+    pub fn get(&self, key: &[u8]) -> Value<'_> {
+        let Some(entry) = self.keys.get(key) else { return Value::Absent };
+        match entry {
+            Entry::Register { versions, .. } => {
+                if self.strategy == Strategy::KeepBoth {
+                    let values: Vec<&Version> = versions.iter().filter(|v| v.value.is_some()).collect();
+                    return match values.as_slice() {
+                        [] => Value::Absent,
+                        [one] => Value::Bytes(one.value.as_deref().expect("filtered on a value")),
+                        _ => Value::Siblings(values),
+                    };
+                }
+                match self.strategy.winner(versions).and_then(|w| w.value.as_deref()) {
+                    Some(v) => Value::Bytes(v),
+                    None => Value::Absent,
+                }
+            }
+            Entry::Counter { tallies, .. } => {
+                if tallies.values().all(Tally::is_reset) {
+                    return Value::Absent;
+                }
+                let sum: i128 = tallies.values().map(Tally::value).sum();
+                Value::Number(sum.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
+            }
+            Entry::Max { stacks, .. } => match stacks.values().filter_map(|s| s.first()).map(|&(_, v)| v).max() {
+                Some(v) => Value::Number(v),
+                None => Value::Absent,
+            },
+            Entry::Set { elements, .. } => {
+                let present: Vec<&[u8]> =
+                    elements.iter().filter(|(_, e)| !e.adds.is_empty()).map(|(k, _)| k.as_slice()).collect();
+                if present.is_empty() {
+                    Value::Absent
+                } else {
+                    Value::Elements(present)
+                }
+            }
+        }
+    }
+
+    /// A register key's versions no write has overwritten, in dot order (empty for other
+    /// types and for keys never written).
+    pub fn versions(&self, key: &[u8]) -> &[Version] {
+        match self.keys.get(key) {
+            Some(Entry::Register { versions, .. }) => versions,
+            _ => &[],
+        }
+    }
+
+    /// The operation a write at this replica makes of `kind`: with what this replica has
+    /// seen of the key as its context (so it overwrites every version here, siblings
+    /// included) and, for a counter's deletion, what it has counted.
+    pub fn prepare<'v>(&self, key: &[u8], kind: OpKind<'v>, cloud: bool) -> Result<KeyedOp<'v>, KeyedError> {
+        if !self.strategy.accepts(&kind) {
+            return Err(KeyedError::WrongOp { op: kind.name(), strategy: self.strategy });
+        }
+        let entry = self.keys.get(key);
+        let kind = match (kind, entry) {
+            (OpKind::Delete(_), Some(Entry::Counter { tallies, .. })) => {
+                OpKind::Delete(tallies.iter().map(|(&origin, t)| Counted { origin, up: t.up, down: t.down }).collect())
+            }
+            (kind, _) => kind,
+        };
+        // A counter's increments and resets overwrite nothing: their context stays empty,
+        // so that a reset's sums alone say what it removed.
+        let context = match entry {
+            Some(e) if self.strategy != Strategy::Counter => e.seen().clone(),
+            _ => VersionVector::new(),
+        };
+        Ok(KeyedOp { context, cloud, kind })
+    }
+
+    /// Applies one write. Exactly once per record and in each origin's order is the
+    /// caller's part; a write already seen is answered [`Applied::Seen`] and changes nothing.
+    pub fn apply(&mut self, w: Write<'_>) -> Result<Applied, KeyedError> {
+        if !self.strategy.accepts(&w.op.kind) {
+            return Err(KeyedError::WrongOp { op: w.op.kind.name(), strategy: self.strategy });
+        }
+        if self.keys.get(w.key).is_some_and(|e| e.seen().covers(w.dot)) {
+            return Ok(Applied::Seen);
+        }
+        let need = growth_bound(&w);
+        if self.bytes + need > self.limits.state_bytes_max {
+            return Err(KeyedError::Full { need, used: self.bytes, limit: self.limits.state_bytes_max });
+        }
+        let strategy = self.strategy;
+        let before = self.keys.get(w.key).map(|e| KEY_BYTES + w.key.len() as u64 + e.cost());
+        if before.is_none() {
+            self.keys.insert(w.key.to_vec(), Entry::new(strategy));
+        }
+        let before = before.unwrap_or(0);
+        let entry = self.keys.get_mut(w.key).expect("inserted above when missing");
+        let conflict = apply_to(entry, strategy, &w);
+        let after = KEY_BYTES + w.key.len() as u64 + entry.cost();
+        debug_assert!(after <= before + need, "a write grew its key by {} bytes, bound {need}", after - before);
+        self.bytes = self.bytes - before + after;
+        Ok(match conflict {
+            Some(c) => {
+                self.record(c);
+                Applied::Conflict
+            }
+            None => Applied::Taken,
+        })
+    }
+
+    /// Drops keys (and set elements) that answer nothing once every replica has seen
+    /// `stable`: no write still to come can be one they would have overwritten. Returns
+    /// the keys dropped.
+    pub fn collect(&mut self, stable: &VersionVector) -> usize {
+        let before = self.keys.len();
+        let mut freed = 0;
+        self.keys.retain(|key, entry| {
+            if let Entry::Set { elements, elements_cost, .. } = entry {
+                elements.retain(|element, e| {
+                    let keep = !e.adds.is_empty() || !stable.dominates(&e.removed);
+                    if !keep {
+                        *elements_cost -= e.cost(element);
+                        freed += e.cost(element);
+                    }
+                    keep
+                });
+            }
+            let keep = !entry.collectable(stable);
+            if !keep {
+                freed += KEY_BYTES + key.len() as u64 + entry.cost();
+            }
+            keep
+        });
+        self.bytes -= freed;
+        before - self.keys.len()
+    }
+
+    fn record(&mut self, c: Conflict) {
+        self.conflicts_total += 1;
+        let cost = c.cost();
+        if cost > self.limits.conflict_log_bytes_max {
+            return;
+        }
+        while self.conflict_bytes + cost > self.limits.conflict_log_bytes_max {
+            let old = self.conflicts.pop_front().expect("bytes are accounted, so a conflict is there");
+            self.conflict_bytes -= old.cost();
+        }
+        self.conflict_bytes += cost;
+        self.conflicts.push_back(c);
+    }
+}
+
+/// The most a write can add to the state: its key when new, its value or element, its
+/// context and one entry per origin it names.
+fn growth_bound(w: &Write<'_>) -> u64 {
+    let named = match &w.op.kind {
+        OpKind::Delete(counted) => counted.len() as u64 * (TALLY_BYTES + vv::ENTRY_BYTES),
+        _ => 0,
+    };
+    let payload = match &w.op.kind {
+        OpKind::Put(v) => VERSION_BYTES + v.len() as u64,
+        OpKind::Add(e) | OpKind::Remove(e) => ELEMENT_BYTES + e.len() as u64 + DOT_BYTES,
+        OpKind::Delete(_) => VERSION_BYTES,
+        OpKind::Increment(_) => TALLY_BYTES,
+        OpKind::Max(_) => vv::ENTRY_BYTES + STACK_ENTRY_BYTES,
+    };
+    // The context may land in two vectors (a set element's and the key's seen).
+    KEY_BYTES + w.key.len() as u64 + payload + named + 2 * w.op.context.cost() + 2 * vv::ENTRY_BYTES
+}
+
+/// Applies a write not yet seen to its key's entry; returns the conflict it met, if any.
+fn apply_to(entry: &mut Entry, strategy: Strategy, w: &Write<'_>) -> Option<Conflict> {
+    let origin = w.dot.origin;
+    match entry {
+        Entry::Register { seen, versions } => {
+            // Every version's dot is in `seen`, which does not cover `w.dot`: a version of
+            // the same origin is an earlier write of it, which this one overwrites.
+            versions.retain(|v| !w.op.context.covers(v.dot) && v.dot.origin != origin);
+            let value = match &w.op.kind {
+                OpKind::Put(v) => Some(v.to_vec()),
+                _ => None,
+            };
+            let at = versions.partition_point(|v| v.dot < w.dot);
+            versions.insert(at, Version { dot: w.dot, hlc: w.hlc, cloud: w.op.cloud, value });
+            seen.merge(&w.op.context);
+            seen.add(w.dot);
+            (versions.len() > 1).then(|| Conflict {
+                key: w.key.to_vec(),
+                strategy,
+                versions: versions.iter().map(|v| (v.dot, v.hlc, v.value.is_none())).collect(),
+                winner: strategy.winner(versions).map(|v| v.dot),
+            })
+        }
+        Entry::Counter { seen, tallies } => {
+            seen.add(w.dot);
+            match &w.op.kind {
+                OpKind::Increment(n) => {
+                    let t = tallies.entry(origin).or_default();
+                    if *n >= 0 {
+                        t.up = t.up.saturating_add(n.unsigned_abs());
+                    } else {
+                        t.down = t.down.saturating_add(n.unsigned_abs());
+                    }
+                }
+                OpKind::Delete(counted) => {
+                    for c in counted {
+                        let t = tallies.entry(c.origin).or_default();
+                        t.reset_up = t.reset_up.max(c.up);
+                        t.reset_down = t.reset_down.max(c.down);
+                    }
+                }
+                _ => unreachable!("the strategy accepted the operation"),
+            }
+            None
+        }
+        Entry::Max { seen, removed, stacks } => {
+            seen.add(w.dot);
+            match w.op.kind {
+                OpKind::Max(v) if !removed.covers(w.dot) => {
+                    let stack = stacks.entry(origin).or_default();
+                    while stack.last().is_some_and(|&(_, old)| old <= v) {
+                        stack.pop();
+                    }
+                    stack.push((w.dot.seq, v));
+                }
+                OpKind::Max(_) => {}
+                _ => {
+                    removed.merge(&w.op.context);
+                    stacks.retain(|&o, stack| {
+                        stack.retain(|&(seq, _)| !removed.covers(Dot { origin: o, seq }));
+                        !stack.is_empty()
+                    });
+                }
+            }
+            None
+        }
+        Entry::Set { seen, removed_all, elements, elements_cost } => {
+            seen.add(w.dot);
+            let mut touch = |element: &[u8], f: &mut dyn FnMut(&mut Element)| {
+                let before = elements.get(element).map_or(0, |e| e.cost(element));
+                let e = elements.entry(element.to_vec()).or_default();
+                f(e);
+                if e.adds.is_empty() && e.removed.is_empty() {
+                    // Nothing to answer and nothing to remember: as if never touched.
+                    elements.remove(element);
+                    *elements_cost -= before;
+                } else {
+                    *elements_cost = *elements_cost - before + e.cost(element);
+                }
+            };
+            match &w.op.kind {
+                OpKind::Add(element) => {
+                    if !removed_all.covers(w.dot) {
+                        touch(element, &mut |e| {
+                            if !e.removed.covers(w.dot) {
+                                e.adds.retain(|a| a.origin != origin);
+                                let at = e.adds.partition_point(|a| a.origin < origin);
+                                e.adds.insert(at, w.dot);
+                            }
+                        });
+                    }
+                }
+                OpKind::Remove(element) => touch(element, &mut |e| {
+                    e.removed.merge(&w.op.context);
+                    let removed = &e.removed;
+                    e.adds.retain(|&a| !removed.covers(a));
+                }),
+                _ => {
+                    removed_all.merge(&w.op.context);
+                    elements.retain(|element, e| {
+                        let before = e.cost(element);
+                        e.adds.retain(|&a| !removed_all.covers(a));
+                        *elements_cost = *elements_cost - before + e.cost(element);
+                        let keep = !e.adds.is_empty() || !e.removed.is_empty();
+                        if !keep {
+                            *elements_cost -= e.cost(element);
+                        }
+                        keep
+                    });
+                }
+            }
+            None
+        }
+    }
+}
