@@ -78,7 +78,7 @@ fn a_write_that_arrives_after_one_that_saw_it_is_seen_and_a_deleted_key_stays_de
     assert_eq!(s.apply(w(1, 0, 50, false, &[], OpKind::Put(b"old"))).unwrap(), Applied::Seen);
     assert_eq!(s.get(b"k"), Value::Absent, "no resurrection by a late, overwritten write");
     assert_eq!(s.collect(&[dot(1, 0), dot(3, 0)].into_iter().collect()), 1, "the tombstone goes once stable");
-    assert_eq!(s.bytes(), 0);
+    assert_eq!(s.bytes(), KeyedState::new(Strategy::LastWriteWins, ROOMY).bytes(), "back to an empty state");
     s.apply(w(1, 1, 60, false, &[(1, 0), (3, 0)], OpKind::Put(b"new"))).unwrap();
     assert_eq!(s.get(b"k"), Value::Bytes(b"new"), "only a newer write brings it back");
 }
@@ -107,7 +107,7 @@ fn a_concurrent_add_wins_over_a_remove() {
 
 #[test]
 fn a_full_state_refuses_and_changes_nothing_and_the_conflict_log_keeps_its_newest() {
-    let limits = KeyedLimits { state_bytes_max: 600, conflict_log_bytes_max: 600 };
+    let limits = KeyedLimits { state_bytes_max: 4000, conflict_log_bytes_max: 600 };
     let mut s = KeyedState::new(Strategy::LastWriteWins, limits);
     let mut refused = 0;
     for i in 0..20u64 {
@@ -122,16 +122,18 @@ fn a_full_state_refuses_and_changes_nothing_and_the_conflict_log_keeps_its_newes
             Ok(_) => {}
             Err(KeyedError::Full { used, limit, .. }) => {
                 refused += 1;
-                assert_eq!((used, limit), (s.bytes(), 600));
+                assert_eq!((used, limit), (s.bytes(), 4000));
                 assert_eq!(s.get(key.as_bytes()), Value::Absent, "a refused write changes nothing");
             }
             Err(e) => panic!("{e}"),
         }
-        assert!(s.bytes() <= 600);
+        assert!(s.bytes() <= 4000);
     }
     assert!(refused > 0 && s.key_count() > 0, "{refused} refused, {} kept", s.key_count());
-    let mut s =
-        KeyedState::new(Strategy::LastWriteWins, KeyedLimits { state_bytes_max: 1 << 16, conflict_log_bytes_max: 600 });
+    let mut s = KeyedState::new(
+        Strategy::LastWriteWins,
+        KeyedLimits { state_bytes_max: 1 << 16, conflict_log_bytes_max: 2000 },
+    );
     for origin in 0..10u64 {
         s.apply(w(origin, 0, origin, false, &[], OpKind::Put(b"x"))).unwrap();
     }

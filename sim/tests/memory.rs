@@ -14,10 +14,16 @@
 //! 0.76 to 0.93 of its accounting, never above it; an idle gateway holds a few KiB
 //! against a `fixed` part of about 33 KiB.
 //!
+//! The same margin holds for a keyed state alone (`measure_keyed`: what its keys and
+//! conflict log account against what building it left live).
+//!
 //! One test in this binary: the allocator counts the whole process, so nothing may run
 //! beside it.
 
+use outpost_core::hlc::Hlc;
+use outpost_core::keyed::{Dot, KeyedLimits, KeyedState, OpKind, Strategy, VersionVector, Write};
 use outpost_core::resources::{MemoryPart, ZSTD_CONTEXTS_BYTES};
+use outpost_core::types::NodeId;
 use outpost_sim::{scenario, world::World};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::Path;
@@ -94,6 +100,42 @@ fn measure(scenario_name: &str, seed: u64, at_secs: u64, nodes: &[&str], samples
     }
 }
 
+/// Builds a keyed state of `strategy` from 4,000 writes of four origins over 300 keys
+/// (every fifth saw nothing, so registers keep siblings and log conflicts) and measures it.
+fn measure_keyed(strategy: Strategy, samples: &mut Vec<Sample>) {
+    let limits = KeyedLimits { state_bytes_max: 64 << 20, conflict_log_bytes_max: 64 << 10 };
+    let before = LIVE.load(Ordering::Relaxed);
+    let mut state = KeyedState::new(strategy, limits);
+    for i in 0..4_000u64 {
+        let key = format!("sku-{:03}", i % 300);
+        let value = format!("price={}", i % 97);
+        let element = format!("e{}", i % 20);
+        let kind = match (strategy, i % 11) {
+            (_, 0) => OpKind::Delete(vec![]),
+            (Strategy::Counter, _) => OpKind::Increment(i as i64 % 7 - 3),
+            (Strategy::Max, _) => OpKind::Max((i * 31 % 101) as i64),
+            (Strategy::AddWinsSet, 1..=3) => OpKind::Remove(element.as_bytes()),
+            (Strategy::AddWinsSet, _) => OpKind::Add(element.as_bytes()),
+            _ => OpKind::Put(value.as_bytes()),
+        };
+        let mut op = state.prepare(key.as_bytes(), kind, i % 4 == 0).expect("an op of the strategy");
+        if i % 5 == 0 {
+            op.context = VersionVector::new();
+        }
+        let dot = Dot { origin: NodeId(1 + (i / 300) % 4), seq: i };
+        state.apply(Write { key: key.as_bytes(), dot, hlc: Hlc(i), op }).expect("within limits");
+    }
+    // The loop's own strings and operations are freed as it goes: what is still live is
+    // the state's.
+    let real = LIVE.load(Ordering::Relaxed) - before;
+    let accounted = (state.bytes() + state.conflict_log_bytes()) as i64;
+    let (keys, conflicts) = (state.key_count(), state.conflicts_total());
+    drop(state);
+    assert_eq!(LIVE.load(Ordering::Relaxed), before, "dropping the state gives back what it held");
+    let what = format!("keyed state {strategy}, {keys} keys, {conflicts} conflicts");
+    samples.push(Sample { what, real, accounted, fixed: 0 });
+}
+
 #[test]
 fn accounted_memory_matches_the_heap_a_node_really_holds() {
     let mut samples = Vec::new();
@@ -105,6 +147,9 @@ fn accounted_memory_matches_the_heap_a_node_really_holds() {
     // Just after a crash and restart under a full disk; then catching up after an outage.
     measure("disk-full", 1, 5_117, &["plc"], &mut samples);
     measure("disk-full", 1, 6_400, &["plc", "cloud"], &mut samples);
+    for strategy in Strategy::ALL {
+        measure_keyed(strategy, &mut samples);
+    }
     let mut failures = Vec::new();
     for s in &samples {
         let ratio = s.real as f64 / s.accounted.max(1) as f64;

@@ -25,10 +25,14 @@
 //! each origin's order.
 
 pub mod op;
+mod sorted;
 pub mod vv;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
+use std::mem::size_of;
+
+use sorted::{vec_cost, SortedMap};
 
 pub use op::{Counted, KeyedOp, OpError, OpKind};
 pub use vv::{Dot, VersionVector};
@@ -36,20 +40,21 @@ pub use vv::{Dot, VersionVector};
 use crate::hlc::Hlc;
 use crate::types::{NodeId, Seq};
 
-/// What a key costs beside its bytes and its parts.
-const KEY_BYTES: u64 = 64;
-/// What a register version costs beside its value.
-const VERSION_BYTES: u64 = 48;
-/// What one origin's counter tally costs.
-const TALLY_BYTES: u64 = 48;
-/// What one entry of a max register's per-origin stack costs.
-const STACK_ENTRY_BYTES: u64 = 16;
-/// What a set element costs beside its bytes and its parts.
-const ELEMENT_BYTES: u64 = 64;
-/// What one add of a set element costs.
-const DOT_BYTES: u64 = 16;
+// What the parts cost is what they may hold on the heap: a slot twice (vectors grow by
+// doubling, a B-tree's nodes may be half full) and the bytes they own.
+/// A key's slot in the topic's map (its vector and its entry), twice.
+const KEY_BYTES: u64 = 2 * (size_of::<Vec<u8>>() + size_of::<Entry>()) as u64;
+/// The first node of the topic's map (eleven slots), allocated with the first key.
+const MAP_BYTES: u64 = 11 * (size_of::<Vec<u8>>() + size_of::<Entry>()) as u64 + 64;
+/// The most one version, tally, stack or element slot adds to its vector.
+const VERSION_BYTES: u64 = 4 * size_of::<Version>() as u64;
+const TALLY_BYTES: u64 = 4 * size_of::<(NodeId, Tally)>() as u64;
+const STACK_BYTES: u64 = 4 * size_of::<(NodeId, Vec<(Seq, i64)>)>() as u64;
+const STACK_ENTRY_BYTES: u64 = 4 * size_of::<(Seq, i64)>() as u64;
+const ELEMENT_BYTES: u64 = 4 * size_of::<(Vec<u8>, Element)>() as u64;
+const DOT_BYTES: u64 = 4 * size_of::<Dot>() as u64;
 /// What a recorded conflict costs beside its key and versions.
-const CONFLICT_BYTES: u64 = 64;
+const CONFLICT_BYTES: u64 = 2 * size_of::<Conflict>() as u64;
 
 /// How a keyed topic merges writes of different origins.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -184,8 +189,9 @@ pub struct Version {
 }
 
 impl Version {
-    fn cost(&self) -> u64 {
-        VERSION_BYTES + self.value.as_ref().map_or(0, |v| v.len() as u64)
+    /// What its value owns (its slot is its vector's).
+    fn owned(&self) -> u64 {
+        self.value.as_ref().map_or(0, |v| v.len() as u64)
     }
 }
 
@@ -239,7 +245,7 @@ pub struct Conflict {
 
 impl Conflict {
     fn cost(&self) -> u64 {
-        CONFLICT_BYTES + self.key.len() as u64 + self.versions.len() as u64 * 32
+        CONFLICT_BYTES + self.key.len() as u64 + vec_cost(self.versions.len(), size_of::<(Dot, Hlc, bool)>())
     }
 }
 
@@ -285,8 +291,9 @@ struct Element {
 }
 
 impl Element {
+    /// What it owns beside its slot: its bytes, its adds and its removals' vector.
     fn cost(&self, element: &[u8]) -> u64 {
-        ELEMENT_BYTES + element.len() as u64 + self.adds.len() as u64 * DOT_BYTES + self.removed.cost()
+        element.len() as u64 + vec_cost(self.adds.len(), size_of::<Dot>()) + self.removed.cost()
     }
 }
 
@@ -299,19 +306,20 @@ enum Entry {
     },
     Counter {
         seen: VersionVector,
-        tallies: BTreeMap<NodeId, Tally>,
+        tallies: SortedMap<NodeId, Tally>,
     },
     Max {
         seen: VersionVector,
         removed: VersionVector,
         /// Per origin, its writes no deletion saw that a later write of it does not beat:
         /// sequences increase and values decrease, so the first is the origin's maximum.
-        stacks: BTreeMap<NodeId, Vec<(Seq, i64)>>,
+        stacks: SortedMap<NodeId, Vec<(Seq, i64)>>,
     },
     Set {
         seen: VersionVector,
         removed_all: VersionVector,
-        elements: BTreeMap<Vec<u8>, Element>,
+        elements: SortedMap<Vec<u8>, Element>,
+        /// What the elements own beside their slots.
         elements_cost: u64,
     },
 }
@@ -319,14 +327,14 @@ enum Entry {
 impl Entry {
     fn new(strategy: Strategy) -> Entry {
         match strategy {
-            Strategy::Counter => Entry::Counter { seen: VersionVector::new(), tallies: BTreeMap::new() },
+            Strategy::Counter => Entry::Counter { seen: VersionVector::new(), tallies: SortedMap::default() },
             Strategy::Max => {
-                Entry::Max { seen: VersionVector::new(), removed: VersionVector::new(), stacks: BTreeMap::new() }
+                Entry::Max { seen: VersionVector::new(), removed: VersionVector::new(), stacks: SortedMap::default() }
             }
             Strategy::AddWinsSet => Entry::Set {
                 seen: VersionVector::new(),
                 removed_all: VersionVector::new(),
-                elements: BTreeMap::new(),
+                elements: SortedMap::default(),
                 elements_cost: 0,
             },
             _ => Entry::Register { seen: VersionVector::new(), versions: Vec::new() },
@@ -344,14 +352,21 @@ impl Entry {
 
     fn cost(&self) -> u64 {
         match self {
-            Entry::Register { seen, versions } => seen.cost() + versions.iter().map(Version::cost).sum::<u64>(),
-            Entry::Counter { seen, tallies } => seen.cost() + tallies.len() as u64 * TALLY_BYTES,
+            Entry::Register { seen, versions } => {
+                seen.cost()
+                    + vec_cost(versions.len(), size_of::<Version>())
+                    + versions.iter().map(Version::owned).sum::<u64>()
+            }
+            Entry::Counter { seen, tallies } => seen.cost() + tallies.slots_cost(),
             Entry::Max { seen, removed, stacks } => {
                 seen.cost()
                     + removed.cost()
-                    + stacks.values().map(|s| vv::ENTRY_BYTES + s.len() as u64 * STACK_ENTRY_BYTES).sum::<u64>()
+                    + stacks.slots_cost()
+                    + stacks.values().map(|s| vec_cost(s.len(), size_of::<(Seq, i64)>())).sum::<u64>()
             }
-            Entry::Set { seen, removed_all, elements_cost, .. } => seen.cost() + removed_all.cost() + elements_cost,
+            Entry::Set { seen, removed_all, elements, elements_cost } => {
+                seen.cost() + removed_all.cost() + elements.slots_cost() + elements_cost
+            }
         }
     }
 
@@ -390,7 +405,7 @@ impl KeyedState {
             strategy,
             limits,
             keys: BTreeMap::new(),
-            bytes: 0,
+            bytes: MAP_BYTES,
             conflicts: VecDeque::new(),
             conflict_bytes: 0,
             conflicts_total: 0,
@@ -401,9 +416,15 @@ impl KeyedState {
         self.strategy
     }
 
-    /// Bytes the keys account (at most `state_bytes_max`).
+    /// Bytes the keys account, with the first node of their map (at most
+    /// `state_bytes_max`).
     pub fn bytes(&self) -> u64 {
         self.bytes
+    }
+
+    /// Bytes the conflict log accounts (at most `conflict_log_bytes_max`).
+    pub fn conflict_log_bytes(&self) -> u64 {
+        self.conflict_bytes
     }
 
     /// Keys held, tombstones included.
@@ -572,19 +593,17 @@ impl KeyedState {
 /// The most a write can add to the state: its key when new, its value or element, its
 /// context and one entry per origin it names.
 fn growth_bound(w: &Write<'_>) -> u64 {
-    let named = match &w.op.kind {
-        OpKind::Delete(counted) => counted.len() as u64 * (TALLY_BYTES + vv::ENTRY_BYTES),
-        _ => 0,
-    };
     let payload = match &w.op.kind {
         OpKind::Put(v) => VERSION_BYTES + v.len() as u64,
         OpKind::Add(e) | OpKind::Remove(e) => ELEMENT_BYTES + e.len() as u64 + DOT_BYTES,
-        OpKind::Delete(_) => VERSION_BYTES,
+        OpKind::Delete(counted) => VERSION_BYTES + counted.len() as u64 * TALLY_BYTES,
         OpKind::Increment(_) => TALLY_BYTES,
-        OpKind::Max(_) => vv::ENTRY_BYTES + STACK_ENTRY_BYTES,
+        OpKind::Max(_) => STACK_BYTES + STACK_ENTRY_BYTES,
     };
-    // The context may land in two vectors (a set element's and the key's seen).
-    KEY_BYTES + w.key.len() as u64 + payload + named + 2 * w.op.context.cost() + 2 * vv::ENTRY_BYTES
+    // The context and the dot land in up to three vectors (the key's seen, a max
+    // register's or set's removals, an element's); each may first allocate.
+    let vectors = 3 * (w.op.context.cost() + 2 * vv::ENTRY_BYTES);
+    KEY_BYTES + w.key.len() as u64 + payload + vectors
 }
 
 /// Applies a write not yet seen to its key's entry; returns the conflict it met, if any.
@@ -614,7 +633,7 @@ fn apply_to(entry: &mut Entry, strategy: Strategy, w: &Write<'_>) -> Option<Conf
             seen.add(w.dot);
             match &w.op.kind {
                 OpKind::Increment(n) => {
-                    let t = tallies.entry(origin).or_default();
+                    let t = tallies.get_or_default(&origin);
                     if *n >= 0 {
                         t.up = t.up.saturating_add(n.unsigned_abs());
                     } else {
@@ -623,7 +642,7 @@ fn apply_to(entry: &mut Entry, strategy: Strategy, w: &Write<'_>) -> Option<Conf
                 }
                 OpKind::Delete(counted) => {
                     for c in counted {
-                        let t = tallies.entry(c.origin).or_default();
+                        let t = tallies.get_or_default(&c.origin);
                         t.reset_up = t.reset_up.max(c.up);
                         t.reset_down = t.reset_down.max(c.down);
                     }
@@ -636,7 +655,7 @@ fn apply_to(entry: &mut Entry, strategy: Strategy, w: &Write<'_>) -> Option<Conf
             seen.add(w.dot);
             match w.op.kind {
                 OpKind::Max(v) if !removed.covers(w.dot) => {
-                    let stack = stacks.entry(origin).or_default();
+                    let stack = stacks.get_or_default(&origin);
                     while stack.last().is_some_and(|&(_, old)| old <= v) {
                         stack.pop();
                     }
@@ -657,7 +676,7 @@ fn apply_to(entry: &mut Entry, strategy: Strategy, w: &Write<'_>) -> Option<Conf
             seen.add(w.dot);
             let mut touch = |element: &[u8], f: &mut dyn FnMut(&mut Element)| {
                 let before = elements.get(element).map_or(0, |e| e.cost(element));
-                let e = elements.entry(element.to_vec()).or_default();
+                let e = elements.get_or_default(element);
                 f(e);
                 if e.adds.is_empty() && e.removed.is_empty() {
                     // Nothing to answer and nothing to remember: as if never touched.

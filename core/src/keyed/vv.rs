@@ -6,11 +6,10 @@
 //! highest sequence of `o` seen. Two writes are concurrent when neither one's context
 //! covers the other's dot.
 
-use std::collections::BTreeMap;
-
 use crate::types::{NodeId, Seq};
 
-/// What one origin's entry costs in a vector (key, value and the map's share).
+/// What one origin's entry costs in a vector: its 16 bytes twice (a vector grown by
+/// pushes holds at most twice its length).
 pub const ENTRY_BYTES: u64 = 32;
 
 /// The name of one write: its origin and its sequence in the origin's stream of the topic.
@@ -21,9 +20,10 @@ pub struct Dot {
 }
 
 /// Per origin, the highest sequence seen. An origin without an entry has nothing seen.
+/// A sorted vector: a key is written by a few origins, and its heap is what it accounts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VersionVector {
-    seen: BTreeMap<NodeId, Seq>,
+    seen: Vec<(NodeId, Seq)>,
 }
 
 impl VersionVector {
@@ -33,35 +33,37 @@ impl VersionVector {
 
     /// Whether the write `dot` is at or below what this vector has seen of its origin.
     pub fn covers(&self, dot: Dot) -> bool {
-        self.seen.get(&dot.origin).is_some_and(|&s| s >= dot.seq)
+        self.get(dot.origin).is_some_and(|s| s >= dot.seq)
     }
 
     /// The highest sequence seen of `origin`, if any.
     pub fn get(&self, origin: NodeId) -> Option<Seq> {
-        self.seen.get(&origin).copied()
+        self.seen.binary_search_by_key(&origin, |&(o, _)| o).ok().map(|i| self.seen[i].1)
     }
 
     /// Notes `dot` as seen (a no-op when already covered).
     pub fn add(&mut self, dot: Dot) {
-        let s = self.seen.entry(dot.origin).or_insert(dot.seq);
-        *s = (*s).max(dot.seq);
+        match self.seen.binary_search_by_key(&dot.origin, |&(o, _)| o) {
+            Ok(i) => self.seen[i].1 = self.seen[i].1.max(dot.seq),
+            Err(i) => self.seen.insert(i, (dot.origin, dot.seq)),
+        }
     }
 
     /// The union: each origin's highest sequence of both.
     pub fn merge(&mut self, other: &VersionVector) {
-        for (&origin, &seq) in &other.seen {
-            self.add(Dot { origin, seq });
+        for d in other.iter() {
+            self.add(d);
         }
     }
 
     /// Whether everything `other` has seen, this one has too.
     pub fn dominates(&self, other: &VersionVector) -> bool {
-        other.seen.iter().all(|(&origin, &seq)| self.covers(Dot { origin, seq }))
+        other.iter().all(|d| self.covers(d))
     }
 
     /// The entries, in origin order.
     pub fn iter(&self) -> impl Iterator<Item = Dot> + '_ {
-        self.seen.iter().map(|(&origin, &seq)| Dot { origin, seq })
+        self.seen.iter().map(|&(origin, seq)| Dot { origin, seq })
     }
 
     pub fn len(&self) -> usize {
@@ -72,9 +74,13 @@ impl VersionVector {
         self.seen.is_empty()
     }
 
-    /// What it accounts in the keyed state's budget.
+    /// What it accounts in the keyed state's budget: its entries, and the smallest
+    /// allocation a vector makes (four entries) once it has one.
     pub fn cost(&self) -> u64 {
-        self.seen.len() as u64 * ENTRY_BYTES
+        match self.seen.len() {
+            0 => 0,
+            n => ENTRY_BYTES * (n as u64).max(2),
+        }
     }
 }
 
