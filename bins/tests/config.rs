@@ -200,6 +200,7 @@ fn the_edge_example_gives_the_values_written() {
         subscribers: None,
         both_ways: false,
         placement: None,
+        keyed: None,
     };
     let week = Some(Duration::from_secs(7 * 24 * 3600));
     assert_eq!(

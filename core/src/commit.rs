@@ -28,6 +28,14 @@ pub fn pending_record_cost(key_capacity: usize, value_capacity: usize) -> u64 {
 /// What a pending record's entry may take (checked below against its size).
 pub const PENDING_ENTRY_BYTES: usize = 96;
 
+/// The bytes a commit in flight appends at most: records are written in frames of at
+/// most a read chunk; accepted batches are copied into the commit with a frame header each
+/// (a batch is at least 33 bytes, its frame header 20).
+pub(crate) fn appends_planned(b: &PlanBasis) -> u64 {
+    let own_writes = if b.pending > 0 { b.pending + b.topics * 4 * log::LOG_FRAME_MIN as u64 } else { 0 };
+    own_writes + b.gw_pending / 2 * 3
+}
+
 /// The group commit's planned memory: the produce buffer and the replies of the commit in
 /// flight, a gateway's accepted batches, the appends in flight, and the key indexes.
 pub(crate) fn planned(cfg: &NodeConfig, b: &PlanBasis) -> MemoryUsage {
@@ -55,11 +63,7 @@ pub(crate) fn planned(cfg: &NodeConfig, b: &PlanBasis) -> MemoryUsage {
     // Accepted batches, their entries (each cost counts one) and their CRCs in the commit
     // in flight, which may have doubled its vectors.
     m.set(MemoryPart::GatewayPending, 2 * gw_pending + gw_slack + gw_flush);
-    // Records are written in frames of at most a read chunk; accepted batches are copied
-    // into the commit with a frame header each (a batch is at least 33 bytes, its frame
-    // header 20).
-    let own_writes = if pending > 0 { pending + topics * 4 * log::LOG_FRAME_MIN as u64 } else { 0 };
-    m.set(MemoryPart::Writes, own_writes + gw_pending / 2 * 3);
+    m.set(MemoryPart::Writes, appends_planned(b));
     if let Some(c) = &cfg.cluster {
         // Committed strong records waiting to be written here (at most a log's worth
         // arrive at once, when a member catches up), and the copies a commit in flight
@@ -115,6 +119,17 @@ struct Flush {
     /// Copies of what this commit writes to the topics whose sender follows the log's
     /// end (`start`'s `follows`), for it to send without reading them back.
     tails: Vec<Tail>,
+    /// Copies of what this commit writes to keyed topics, for their states once durable.
+    keyed: Vec<KeyedWrite>,
+}
+
+/// Frames a commit wrote to a keyed topic's log from log offset `base`: what its keyed
+/// state merges once they are durable (`keyed_topics::KeyedTopics::apply_frames`).
+#[derive(Debug)]
+pub(crate) struct KeyedWrite {
+    pub topic: TopicIdx,
+    pub base: u64,
+    pub bytes: Vec<u8>,
 }
 
 /// Frames a commit wrote to a topic's log, at file position `pos` of segment `base`: what
@@ -151,6 +166,7 @@ enum State {
 pub(crate) struct Committed {
     pub stored: Vec<Accepted>,
     pub tails: Vec<Tail>,
+    pub keyed: Vec<KeyedWrite>,
     /// Strong records whose producers were answered.
     pub strong_acks: u64,
     pub site_applied: Option<crate::raft::Index>,
@@ -316,6 +332,7 @@ impl GroupCommit {
             strong: Vec::new(),
             site_applied: None,
             tails: Vec::new(),
+            keyed: Vec::new(),
         };
         let mut strong_left = false;
         for (i, log) in logs.iter_mut().enumerate() {
@@ -386,6 +403,9 @@ impl GroupCommit {
                     let (topic, pos, bytes) = (TopicIdx(i as u16), place.pos, buf.clone());
                     flush.tails.push(Tail { topic, base, pos, bytes });
                 }
+            }
+            if cfg.topics[i].keyed.is_some() {
+                flush.keyed.push(KeyedWrite { topic: TopicIdx(i as u16), base: base0, bytes: buf.clone() });
             }
             fx.disk(DiskRequest::Append { file: place.file, bytes: buf }, Owner::Commit);
             fx.disk(DiskRequest::Sync { file: place.file }, Owner::Commit);
@@ -474,7 +494,7 @@ impl GroupCommit {
         for (req, ack) in f.replies {
             fx.out.push_back(Output::Reply { req, result: Ok(ack) });
         }
-        Committed { stored: f.stored, tails: f.tails, strong_acks, site_applied: f.site_applied }
+        Committed { stored: f.stored, tails: f.tails, keyed: f.keyed, strong_acks, site_applied: f.site_applied }
     }
 
     fn failed(&mut self, fx: &mut Fx, logs: &mut [TopicLog], f: Flush, e: DiskError) -> CommitFailed {
@@ -645,6 +665,14 @@ impl GroupCommit {
         }
     }
 
+    /// Of memory part `Writes`: the copies of the commit in flight for keyed states.
+    pub fn keyed_copy_bytes(&self) -> u64 {
+        match &self.state {
+            State::Flushing(f) => f.keyed.iter().map(|k| k.bytes.capacity() as u64).sum(),
+            _ => 0,
+        }
+    }
+
     /// Of memory part `SyncHeld`: the copies for senders of the commit in flight (each
     /// stands for the read its sender does not do meanwhile).
     pub fn tail_bytes(&self) -> u64 {
@@ -662,7 +690,8 @@ impl Flush {
         let stored = self.stored.capacity() * std::mem::size_of::<Accepted>();
         let crcs: usize = self.stored.iter().map(|a| a.value_crcs.capacity() * 4).sum();
         let keys = self.keys.capacity() * std::mem::size_of::<(TopicIdx, Seq, Vec<u8>)>();
-        let tails = self.tails.capacity() * std::mem::size_of::<Tail>();
+        let tails = self.tails.capacity() * std::mem::size_of::<Tail>()
+            + self.keyed.capacity() * std::mem::size_of::<KeyedWrite>();
         let key_bytes: usize = self.keys.iter().map(|(_, _, k)| k.capacity()).sum();
         // The copies of strong records kept to write again if the commit fails.
         let strong: u64 = self.strong.iter().flat_map(|(_, r)| r.iter().map(PendingRecord::memory_cost)).sum();

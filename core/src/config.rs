@@ -143,6 +143,23 @@ pub struct TopicConfig {
     /// A classified topic: the zones its records may be held in (guarantee 7). `None`:
     /// unclassified, it goes wherever its direction says.
     pub placement: Option<Placement>,
+    /// A keyed topic whose writes are merged per key (docs/KEYED.md): every record's key
+    /// names the key and its value is an operation (`keyed::KeyedOp`). `None`: records
+    /// are kept as written (their keys feed `Eviction::Compact` only).
+    pub keyed: Option<KeyedTopic>,
+}
+
+/// How a keyed topic merges writes, and the limits of its state at each node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyedTopic {
+    pub strategy: crate::keyed::Strategy,
+    pub limits: crate::keyed::KeyedLimits,
+}
+
+impl KeyedTopic {
+    /// Limits when a file names none: 4 MiB of keys, 256 KiB of conflict log.
+    pub const DEFAULT_LIMITS: crate::keyed::KeyedLimits =
+        crate::keyed::KeyedLimits { state_bytes_max: 4 << 20, conflict_log_bytes_max: 256 << 10 };
 }
 
 /// The classification of a topic and the zones its records may be held in, resolved by the
@@ -271,6 +288,7 @@ impl TopicConfig {
             subscribers: None,
             both_ways: false,
             placement: None,
+            keyed: None,
         }
     }
 
@@ -815,6 +833,26 @@ impl NodeConfig {
         let err = |field: &str, message: String| Err(ConfigError { field: field.into(), message });
         if self.topics.is_empty() {
             return err("topics", "at least one topic is required".into());
+        }
+        for (i, t) in self.topics.iter().enumerate() {
+            let Some(k) = t.keyed else { continue };
+            if t.is_strong() {
+                return err(
+                    &format!("topics[{i}].consistency"),
+                    "keyed merge of strong topics is not built yet".into(),
+                );
+            }
+            // Compaction would drop a superseded record that is still a concurrent version,
+            // and eviction a write other replicas merge: their states would differ.
+            if t.eviction != Eviction::Keep {
+                return err(
+                    &format!("topics[{i}].eviction"),
+                    "a keyed topic with a conflict strategy keeps its records (eviction \"keep\")".into(),
+                );
+            }
+            if k.limits.state_bytes_max == 0 {
+                return err(&format!("topics[{i}].keyed"), "the keyed state's limit must be above zero".into());
+            }
         }
         if self.topics.len() > u16::MAX as usize {
             return err("topics", format!("{} topics; at most {}", self.topics.len(), u16::MAX));

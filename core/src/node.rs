@@ -18,6 +18,8 @@ use crate::fetch::{FetchRequest, Fetches};
 use crate::hlc::{ClockStart, Hlc, HlcClock};
 use crate::hold::MessageHold;
 use crate::io::{DiskError, DiskOpId, DiskResponse, Event, FetchError, Input, Output, ProduceAck, ProduceError, ReqId};
+use crate::keyed::{KeyedError, KeyedState, OpKind};
+use crate::keyed_topics::{KeyedCounters, KeyedTopics};
 use crate::log::TopicLog;
 use crate::marks::MarksWriter;
 use crate::meta::{self, BoundWriter};
@@ -129,6 +131,8 @@ pub struct Node {
     next_housekeeping: Instant,
     /// What the node counts itself; the components count the rest (`Node::stats`).
     counters: Counters,
+    /// The keyed topics' states, fed with what the log makes durable.
+    keyed: KeyedTopics,
     /// zstd contexts, kept because creating one costs more than a small batch.
     enc: BatchEncoder,
     dec: BatchDecoder,
@@ -178,6 +182,7 @@ impl Node {
             fetches: Fetches::default(),
             next_housekeeping: now.mono,
             counters: Counters::default(),
+            keyed: KeyedTopics::default(),
             enc: BatchEncoder::new(),
             dec: BatchDecoder::new(),
             cfg,
@@ -194,6 +199,28 @@ impl Node {
 
     pub fn is_running(&self) -> bool {
         matches!(self.phase, Phase::Running)
+    }
+
+    /// The merged state of keyed topic `topic` (both halves of a bidirectional topic give
+    /// the same), as this node holds it: what an `eventual` read answers.
+    pub fn keyed(&self, topic: TopicIdx) -> Option<&KeyedState> {
+        self.keyed.state(topic)
+    }
+
+    /// What the keyed states did since this node started (recovery's merges included).
+    pub fn keyed_counters(&self) -> KeyedCounters {
+        self.keyed.counters
+    }
+
+    /// The value of a write of `kind` to `key` of keyed topic `topic` made at this node:
+    /// the operation with what this node has seen of the key (so it overwrites every
+    /// version here, siblings included), to produce as the record's value. A gateway's
+    /// writes are the side `cloud-wins` prefers.
+    pub fn keyed_prepare(&self, topic: TopicIdx, key: &[u8], kind: OpKind<'_>) -> Result<Vec<u8>, KeyedError> {
+        let op = self.keyed.prepare(topic, key, kind, self.cfg.role == Role::Gateway)?;
+        let mut value = Vec::new();
+        op.encode(&mut value);
+        Ok(value)
     }
 
     pub fn hlc(&self) -> Hlc {
@@ -414,6 +441,9 @@ impl Node {
         if !self.is_running() {
             return self.reply(req, Err(ProduceError::Recovering));
         }
+        if let Err(why) = self.keyed.check_produce(topic, key.as_deref(), &value) {
+            return self.reply(req, Err(ProduceError::Invalid(why)));
+        }
         if let Some(why) = self.commit.poisoned() {
             let e = DiskError::Io(why.to_string());
             return self.reply(req, Err(ProduceError::Storage(e)));
@@ -513,6 +543,7 @@ impl Node {
         self.phase = Phase::Running;
         self.logs = r.logs;
         self.commit.set_key_index(r.key_index);
+        self.keyed = r.keyed;
         let (hlc, start) = HlcClock::recover(r.meta_bound, self.now.wall_ms, self.cfg.hlc);
         self.hlc = hlc;
         match start {
@@ -581,6 +612,9 @@ impl Node {
 
     fn committed(&mut self, c: Committed) {
         self.counters.commits += 1;
+        for k in &c.keyed {
+            self.keyed.apply_frames(k.topic, k.base, &k.bytes, &mut self.dec);
+        }
         if !c.tails.is_empty() {
             let logs = &self.logs;
             let senders = Self::senders_of(&mut self.uplink, &mut self.site, &mut self.downlinks);

@@ -57,6 +57,7 @@ impl Node {
             downlinks::planned(cfg, &b),
             fetch::planned(cfg, &b),
             crate::marks::planned(cfg),
+            crate::keyed_topics::planned(cfg, &b),
         ];
         for part in &components {
             max.add(part);
@@ -135,7 +136,7 @@ impl Node {
             Phase::Recovering(r) => r.heap_bytes(),
             Phase::Running => 0,
         };
-        let keys = self.commit.key_index_bytes();
+        let keys = self.commit.key_index_bytes() + self.keyed.bytes();
         m.set(MemoryPart::Index, segments + uplink + ingest + downlinks + ops + out + recovery + keys);
         let (scratch, zstd_c) = self.enc.heap_bytes();
         m.set(MemoryPart::Codec, scratch + zstd_c + self.dec.heap_bytes());
@@ -152,7 +153,7 @@ impl Node {
         // (The commit's copies for senders stand for reads they do not do meanwhile.)
         m.set(MemoryPart::SyncHeld, held + senders_reading + self.commit.tail_bytes());
         m.set(MemoryPart::FetchResults, self.fetches.held_bytes());
-        m.set(MemoryPart::Writes, self.fx.write_bytes());
+        m.set(MemoryPart::Writes, self.fx.write_bytes() + self.commit.keyed_copy_bytes());
         m.set(MemoryPart::Reads, self.fx.read_bytes() - senders_reading);
         let down_window = self.downlinks.as_ref().map_or(0, Downlinks::window_bytes);
         m.set(MemoryPart::SyncWindow, self.uplink.as_ref().map_or(0, Uplink::window_bytes) + down_window);

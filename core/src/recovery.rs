@@ -12,6 +12,7 @@ use crate::config::{Eviction, NodeConfig, Role};
 use crate::effects::{Fx, Owner};
 use crate::hlc::Hlc;
 use crate::io::{DiskError, DiskOpId, DiskRequest, DiskResponse, Event, FileId};
+use crate::keyed_topics::KeyedTopics;
 use crate::keys::KeyIndex;
 use crate::log::{self, FrameMark, Resync, ScanStop, Segment, TopicLog};
 use crate::memory::{MemoryPart, MemoryUsage, PlanBasis};
@@ -37,6 +38,8 @@ pub(crate) struct Recovered {
     pub logs: Vec<TopicLog>,
     /// Per topic: the key index of a `compact` topic, rebuilt from every segment.
     pub key_index: Vec<Option<KeyIndex>>,
+    /// The keyed topics' states, rebuilt from every segment.
+    pub keyed: KeyedTopics,
     /// The newest HLC bound the metadata log holds.
     pub meta_bound: Option<u64>,
     pub meta_generations: Vec<u64>,
@@ -143,6 +146,8 @@ pub(crate) struct Recovery {
     sealed: Vec<TopicIdx>,
     /// `compact` topics: the newest sequence of each key, rebuilt by scanning every segment.
     key_index: BTreeMap<TopicIdx, KeyIndex>,
+    /// Keyed topics: their states, rebuilt from every segment, oldest first.
+    keyed: KeyedTopics,
     /// Site members: every Raft generation found, the newest complete one replayed (read
     /// newest first; older ones are read only if it is incomplete), and the bytes of the
     /// one being read.
@@ -228,6 +233,7 @@ impl Recovery {
 
     fn plan(&mut self, cx: &mut RecoveryCx<'_>, files: Vec<(FileId, u64)>) {
         let gateway = cx.cfg.role == Role::Gateway;
+        self.keyed = KeyedTopics::new(cx.cfg);
         let ntopics = cx.cfg.topics.len();
         let mut by_topic: BTreeMap<TopicIdx, Vec<(u64, u64)>> = BTreeMap::new();
         let mut jobs = VecDeque::new();
@@ -267,7 +273,7 @@ impl Recovery {
                 let last = next_base.is_none();
                 let file = FileId::Segment { topic, base };
                 let compact = cx.cfg.topics[topic.0 as usize].eviction == Eviction::Compact;
-                if last || gateway || compact {
+                if last || gateway || compact || self.keyed.is_keyed(topic) {
                     let kind = JobKind::Segment { topic, last, next_base };
                     let (pos, search) = (0, None);
                     // Its age comes from its frames (`finish_job`): retention by age goes on
@@ -423,6 +429,7 @@ impl Recovery {
         }
         let mut replay = Vec::new();
         let mut keyed = Vec::new();
+        let (mut merged, merges) = (Vec::new(), self.keyed.is_keyed(topic));
         // A gateway's marks are of the streams it receives; its own `cloud-to-edge`
         // topics are sent from, not received.
         let ingested = gateway && cx.cfg.topics[topic.0 as usize].sync.goes_up();
@@ -453,7 +460,13 @@ impl Recovery {
             if compact {
                 keyed.push(f.batch);
             }
+            if merges {
+                merged.push(f.batch);
+            }
         });
+        for batch in merged {
+            self.keyed.apply_batch(topic, batch, cx.dec);
+        }
         self.records += records;
         let max = cx.cfg.resources.compact_index_bytes_max;
         for batch in keyed {
@@ -628,6 +641,7 @@ impl Recovery {
         Recovered {
             logs,
             key_index,
+            keyed: r.keyed,
             meta_bound: r.meta_bound,
             meta_generations: r.meta_generations,
             marks: r.marks,
@@ -650,7 +664,13 @@ impl Recovery {
         let keys: u64 = self.key_index.values().map(KeyIndex::bytes).sum();
         let raft = self.raft_reading.capacity() as u64
             + self.raft.as_ref().map_or(0, |r| r.log.iter().map(crate::site::entry_bytes).sum());
-        jobs + segs as u64 + frames + marks + keys + (self.meta_generations.capacity() * 8) as u64 + raft
+        jobs + segs as u64
+            + frames
+            + marks
+            + keys
+            + self.keyed.bytes()
+            + (self.meta_generations.capacity() * 8) as u64
+            + raft
     }
 }
 

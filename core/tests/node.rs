@@ -1263,3 +1263,58 @@ impl Net {
         meta.filter_map(|(_, b)| outpost_core::meta::read_bound(b)).max().expect("a bound")
     }
 }
+
+/// A keyed topic merges what the log makes durable, never before: a write is in the state
+/// once its commit's fsync completed, a value that is no operation of the topic's strategy
+/// is refused, and a restart rebuilds the same state from the segments.
+#[test]
+fn a_keyed_topic_merges_durable_writes_and_a_restart_rebuilds_the_same_state() {
+    use outpost_core::config::KeyedTopic;
+    use outpost_core::io::ProduceError;
+    use outpost_core::keyed::{OpKind, Strategy, Value};
+    let mut t = TopicConfig::new("stock", SyncDirection::Local);
+    t.keyed = Some(KeyedTopic { strategy: Strategy::Counter, limits: KeyedTopic::DEFAULT_LIMITS });
+    let mut cfg = NodeConfig::new(NodeId(1), Role::Edge, vec![t]);
+    cfg.log.segment_bytes_max = 4 << 10;
+    cfg.log.pending_bytes_max = 64 << 10;
+    cfg.log.value_bytes_max = 4 << 10;
+    cfg.resources.storage_bytes_max = 8 << 20;
+    assert_eq!(Node::check_config(&cfg), Ok(()));
+    let mut h = Harness::start_with(cfg.clone(), MemDisk::default());
+    h.run_disk(|_| false);
+    let mut expected = BTreeMap::new();
+    for i in 0..300u64 {
+        let key = format!("sku-{}", i % 7).into_bytes();
+        let delta = (i % 5) as i64 - 1;
+        let value = h.node.keyed_prepare(TopicIdx(0), &key, OpKind::Increment(delta)).expect("a counter");
+        h.node.handle(h.now, Input::Produce { req: ReqId(i), topic: TopicIdx(0), key: Some(key.clone()), value });
+        h.drain();
+        if i == 0 {
+            assert_eq!(h.node.keyed(TopicIdx(0)).unwrap().get(&key), Value::Absent, "not merged before durable");
+        }
+        h.run_disk(|_| false);
+        assert!(matches!(h.replies.last(), Some((ReqId(r), Ok(_))) if *r == i), "{:?}", h.replies.last());
+        *expected.entry(key).or_insert(0i64) += delta;
+    }
+    let state = h.node.keyed(TopicIdx(0)).expect("keyed");
+    for (key, sum) in &expected {
+        assert_eq!(state.get(key), Value::Number(*sum), "{key:?}");
+    }
+    let before = format!("{:?}", expected.keys().map(|k| state.get(k)).collect::<Vec<_>>());
+    assert!(h.node.log(TopicIdx(0)).segment_count() > 1, "the writes span segments");
+    for (req, key, value) in [(1000, Some(b"k".to_vec()), b"not an op".to_vec()), (1001, None, vec![1, 2, 0, 0, 2])] {
+        h.node.handle(h.now, Input::Produce { req: ReqId(req), topic: TopicIdx(0), key, value });
+        h.drain();
+        let refused = matches!(h.replies.last(), Some((ReqId(r), Err(ProduceError::Invalid(_)))) if *r == req);
+        assert!(refused, "{:?}", h.replies.last());
+    }
+    let put = h.node.keyed_prepare(TopicIdx(0), b"k", OpKind::Put(b"x"));
+    assert!(put.is_err(), "a counter takes no put");
+
+    let mut h = Harness::start_with(cfg, std::mem::take(&mut h.disk));
+    h.run_disk(|_| false);
+    let state = h.node.keyed(TopicIdx(0)).expect("keyed");
+    let after: Vec<Value<'_>> = expected.keys().map(|k| state.get(k)).collect();
+    assert_eq!(format!("{after:?}"), before, "recovery merges the same writes");
+    assert_eq!(h.node.keyed_counters().applied, 300);
+}

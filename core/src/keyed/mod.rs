@@ -213,6 +213,8 @@ pub enum KeyedError {
     WrongOp { op: &'static str, strategy: Strategy },
     /// Taking the write could pass the state's limit.
     Full { need: u64, used: u64, limit: u64 },
+    /// The topic is not keyed (it has no strategy).
+    NotKeyed,
 }
 
 impl fmt::Display for KeyedError {
@@ -226,6 +228,7 @@ impl fmt::Display for KeyedError {
                 "keyed state full: {used} of {limit} bytes used and the write may need {need}; \
                  raise the topic's keyed state limit or delete keys"
             ),
+            KeyedError::NotKeyed => f.write_str("the topic is not keyed: give it a conflict strategy"),
         }
     }
 }
@@ -518,16 +521,10 @@ impl KeyedState {
     /// Applies one write. Exactly once per record and in each origin's order is the
     /// caller's part; a write already seen is answered [`Applied::Seen`] and changes nothing.
     pub fn apply(&mut self, w: Write<'_>) -> Result<Applied, KeyedError> {
-        if !self.strategy.accepts(&w.op.kind) {
-            return Err(KeyedError::WrongOp { op: w.op.kind.name(), strategy: self.strategy });
-        }
-        if self.keys.get(w.key).is_some_and(|e| e.seen().covers(w.dot)) {
+        if self.keys.get(w.key).is_some_and(|e| e.seen().covers(w.dot)) && self.strategy.accepts(&w.op.kind) {
             return Ok(Applied::Seen);
         }
-        let need = growth_bound(&w);
-        if self.bytes + need > self.limits.state_bytes_max {
-            return Err(KeyedError::Full { need, used: self.bytes, limit: self.limits.state_bytes_max });
-        }
+        let need = self.room_for(&w)?;
         let strategy = self.strategy;
         let before = self.keys.get(w.key).map(|e| KEY_BYTES + w.key.len() as u64 + e.cost());
         if before.is_none() {
@@ -546,6 +543,19 @@ impl KeyedState {
             }
             None => Applied::Taken,
         })
+    }
+
+    /// Whether the strategy takes `w` and the state has room for it, whatever it turns out
+    /// to overwrite: what `apply` refuses it for, if anything; else the most it may add.
+    pub fn room_for(&self, w: &Write<'_>) -> Result<u64, KeyedError> {
+        if !self.strategy.accepts(&w.op.kind) {
+            return Err(KeyedError::WrongOp { op: w.op.kind.name(), strategy: self.strategy });
+        }
+        let need = growth_bound(w);
+        if self.bytes + need > self.limits.state_bytes_max {
+            return Err(KeyedError::Full { need, used: self.bytes, limit: self.limits.state_bytes_max });
+        }
+        Ok(need)
     }
 
     /// Drops keys (and set elements) that answer nothing once every replica has seen
