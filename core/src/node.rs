@@ -182,7 +182,7 @@ impl Node {
             fetches: Fetches::default(),
             next_housekeeping: now.mono,
             counters: Counters::default(),
-            keyed: KeyedTopics::default(),
+            keyed: KeyedTopics::new(&cfg),
             enc: BatchEncoder::new(),
             dec: BatchDecoder::new(),
             cfg,

@@ -408,7 +408,7 @@ impl KeyedState {
             strategy,
             limits,
             keys: BTreeMap::new(),
-            bytes: MAP_BYTES,
+            bytes: 0,
             conflicts: VecDeque::new(),
             conflict_bytes: 0,
             conflicts_total: 0,
@@ -422,7 +422,11 @@ impl KeyedState {
     /// Bytes the keys account, with the first node of their map (at most
     /// `state_bytes_max`).
     pub fn bytes(&self) -> u64 {
-        self.bytes
+        if self.keys.is_empty() {
+            0
+        } else {
+            MAP_BYTES + self.bytes
+        }
     }
 
     /// Bytes the conflict log accounts (at most `conflict_log_bytes_max`).
@@ -551,9 +555,10 @@ impl KeyedState {
         if !self.strategy.accepts(&w.op.kind) {
             return Err(KeyedError::WrongOp { op: w.op.kind.name(), strategy: self.strategy });
         }
-        let need = growth_bound(w);
-        if self.bytes + need > self.limits.state_bytes_max {
-            return Err(KeyedError::Full { need, used: self.bytes, limit: self.limits.state_bytes_max });
+        let need = growth_bound(w) + if self.keys.is_empty() { MAP_BYTES } else { 0 };
+        let used = self.bytes();
+        if used + need > self.limits.state_bytes_max {
+            return Err(KeyedError::Full { need, used, limit: self.limits.state_bytes_max });
         }
         Ok(need)
     }
