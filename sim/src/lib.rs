@@ -12,6 +12,7 @@ pub mod disk;
 pub mod durability;
 pub mod heap;
 pub mod impostor;
+pub mod keyed_check;
 pub mod keyed_oracle;
 pub mod linearizable;
 pub mod net;

@@ -121,6 +121,12 @@ fn print_human(r: &Report) {
     );
     println!("max_backlog   {} records", r.max_backlog);
     println!("efficiency    {}", r.efficiency.summary());
+    if let Some(k) = &r.details.keyed {
+        println!(
+            "keyed         {} writes, {} conflicts; {} answers checked against the oracle, {} keys unchecked",
+            k.writes, k.conflicts, k.answers_checked, k.keys_unchecked
+        );
+    }
     match r.converge_secs {
         Some(s) => println!("converged     yes, {s:.0} s after faults healed"),
         None => println!("converged     NO"),
@@ -252,6 +258,13 @@ fn sweep(arg: Option<String>, seeds: u64, first: u64, swarm_mode: bool, jobs: Op
                 t.placement_checked_sends += r.details.placement_checked_sends;
                 t.placement_worlds += u64::from(r.details.placement_checked_sends > 0);
                 t.impostor_worlds += u64::from(!r.details.impostors.is_empty());
+                if let Some(k) = &r.details.keyed {
+                    t.keyed_worlds += 1;
+                    t.keyed.writes += k.writes;
+                    t.keyed.conflicts += k.conflicts;
+                    t.keyed.answers_checked += k.answers_checked;
+                    t.keyed.keys_unchecked += k.keys_unchecked;
+                }
                 for i in r.details.impostors.values() {
                     (t.impostor.forged, t.impostor.replayed) =
                         (t.impostor.forged + i.forged, t.impostor.replayed + i.replayed);
@@ -309,6 +322,11 @@ fn sweep(arg: Option<String>, seeds: u64, first: u64, swarm_mode: bool, jobs: Op
     println!(
         "impostors: {} worlds; {} frames forged, {} replayed, {} refused by their gateways",
         t.impostor_worlds, t.impostor.forged, t.impostor.replayed, t.impostor.refused
+    );
+    println!(
+        "keyed: {} worlds; {} writes merged, {} conflicts recorded, {} answers checked against the oracle, {} keys \
+         left unchecked after a crash",
+        t.keyed_worlds, t.keyed.writes, t.keyed.conflicts, t.keyed.answers_checked, t.keyed.keys_unchecked
     );
     for (seed, v, why) in &failures {
         println!("  seed {seed}: {v:?}: {why}");
@@ -470,4 +488,7 @@ struct SweepTotals {
     /// Runs with an impostor, and what all of them forged, replayed and had refused.
     impostor_worlds: u64,
     impostor: outpost_sim::report::ImpostorReport,
+    /// Runs with keyed topics merged per key, and what their keyed checks saw.
+    keyed_worlds: u64,
+    keyed: outpost_sim::keyed_check::KeyedReport,
 }

@@ -102,6 +102,10 @@ pub struct Details {
     /// refused it (absent without impostors).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub impostors: BTreeMap<String, ImpostorReport>,
+    /// Keyed topics with a conflict strategy: writes, conflicts, answers checked against
+    /// the oracle (absent without such topics).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keyed: Option<crate::keyed_check::KeyedReport>,
 }
 
 /// What an impostor (`crate::impostor`) did, and how often its gateway refused it.

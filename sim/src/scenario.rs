@@ -144,13 +144,35 @@ pub enum SyncDirection {
     Local,
 }
 
-/// How replicas of a keyed topic settle concurrent writes to one key.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+/// How replicas of a keyed topic merge writes to one key (docs/KEYED.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Conflict {
-    /// The write with the greater hybrid logical clock timestamp wins.
-    #[default]
     LastWriteWins,
+    FirstWriteWins,
+    CloudWins,
+    EdgeWins,
+    KeepBoth,
+    Counter,
+    Max,
+    AddWinsSet,
+}
+
+impl Conflict {
+    /// The core's strategy of the same name.
+    pub fn strategy(self) -> outpost_core::keyed::Strategy {
+        use outpost_core::keyed::Strategy;
+        match self {
+            Conflict::LastWriteWins => Strategy::LastWriteWins,
+            Conflict::FirstWriteWins => Strategy::FirstWriteWins,
+            Conflict::CloudWins => Strategy::CloudWins,
+            Conflict::EdgeWins => Strategy::EdgeWins,
+            Conflict::KeepBoth => Strategy::KeepBoth,
+            Conflict::Counter => Strategy::Counter,
+            Conflict::Max => Strategy::Max,
+            Conflict::AddWinsSet => Strategy::AddWinsSet,
+        }
+    }
 }
 
 /// What a topic may give up when its node's storage budget is full (see
@@ -202,8 +224,9 @@ pub struct TopicSpec {
     pub eviction: EvictionSpec,
     /// Records carry keys, and replicas converge to one value per key.
     pub keyed: bool,
-    /// Conflict resolution for keyed topics.
-    pub conflict: Conflict,
+    /// How a keyed topic's writes are merged per key; `None`: records are kept as written
+    /// (their keys feed compaction only), as before keyed merges existed.
+    pub conflict: Option<Conflict>,
     /// The topic's classification and the zones its records may reach (guarantee 7),
     /// from `classification` and the placement table (the default one and `[placement]`).
     pub placement: Option<Placement>,
@@ -241,6 +264,8 @@ pub struct WorkloadSpec {
     pub size: u32,
     /// Number of distinct keys written: `Some` exactly when the topic is keyed.
     pub keys: Option<u32>,
+    /// Of the writes to a topic with a conflict strategy, the share that are deletes.
+    pub deletes: f64,
     /// When the producer starts.
     pub from: Duration,
     /// When it stops: after `from`, at most `duration`.
@@ -649,6 +674,7 @@ struct RawWorkload {
     rate: f64,
     size: u32,
     keys: Option<u32>,
+    deletes: Option<f64>,
     from: Option<String>,
     until: Option<String>,
 }
@@ -1126,6 +1152,16 @@ fn topics(raw: &[RawTopic], nodes: &[NodeSpec], table: &PlacementTable) -> Resul
                 "conflict resolution applies to keyed topics only; add keyed = true or remove conflict",
             ));
         }
+        if r.conflict.is_some() && r.eviction != EvictionSpec::Keep {
+            return Err(problem(
+                format!("{field}.eviction"),
+                "a keyed topic with a conflict strategy keeps its records (eviction = \"keep\"): compaction or \
+                 eviction would drop versions the other replicas merge",
+            ));
+        }
+        if r.conflict.is_some() && r.consistency == ConsistencySpec::Strong {
+            return Err(problem(format!("{field}.conflict"), "keyed merge of strong topics: not built yet"));
+        }
         let placement = match &r.classification {
             None => None,
             Some(c) => Some(table.placement(c).map_err(|m| problem(format!("{field}.classification"), m))?),
@@ -1171,7 +1207,7 @@ fn topics(raw: &[RawTopic], nodes: &[NodeSpec], table: &PlacementTable) -> Resul
             priority: r.priority.unwrap_or(DEFAULT_PRIORITY),
             eviction: r.eviction,
             keyed: r.keyed,
-            conflict: r.conflict.unwrap_or_default(),
+            conflict: r.conflict,
             placement,
             consistency: r.consistency,
             subscribers,
@@ -1262,6 +1298,19 @@ fn workloads(
             return Err(problem(format!("{field}.size"), "0; expected payload bytes, more than zero"));
         }
         check_keys(&field, r.keys, &topics[topic])?;
+        let deletes = match (r.deletes, topics[topic].conflict) {
+            (None, _) => 0.0,
+            (Some(_), None) => {
+                return Err(problem(
+                    format!("{field}.deletes"),
+                    format!("topic {:?} has no conflict strategy, so nothing merges deletes; remove deletes", r.topic),
+                ));
+            }
+            (Some(d), Some(_)) if (0.0..=1.0).contains(&d) => d,
+            (Some(d), Some(_)) => {
+                return Err(problem(format!("{field}.deletes"), format!("{d}; expected a share from 0 to 1")));
+            }
+        };
         if topics[topic].consistency == ConsistencySpec::Strong && nodes[node].cluster.is_none() {
             return Err(problem(
                 format!("{field}.node"),
@@ -1292,7 +1341,7 @@ fn workloads(
                 format!("{} is not before until ({}); expected from < until", show(from), show(until)),
             ));
         }
-        workloads.push(WorkloadSpec { node, topic, rate: r.rate, size: r.size, keys: r.keys, from, until });
+        workloads.push(WorkloadSpec { node, topic, rate: r.rate, size: r.size, keys: r.keys, deletes, from, until });
     }
     Ok(workloads)
 }
@@ -1915,7 +1964,7 @@ converge_within = "5m"
                 priority: 5,
                 eviction: EvictionSpec::Keep,
                 keyed: false,
-                conflict: Conflict::LastWriteWins,
+                conflict: None,
                 placement: None,
                 consistency: ConsistencySpec::Eventual,
                 subscribers: None,
@@ -1929,6 +1978,7 @@ converge_within = "5m"
                 rate: 200.0,
                 size: 120,
                 keys: None,
+                deletes: 0.0,
                 from: Duration::ZERO,
                 until: hours(8),
             }],
@@ -2045,7 +2095,7 @@ pii = ["eu"]
                 priority: 9,
                 eviction: EvictionSpec::Keep,
                 keyed: true,
-                conflict: Conflict::LastWriteWins,
+                conflict: Some(Conflict::LastWriteWins),
                 placement: None,
                 consistency: ConsistencySpec::Eventual,
                 subscribers: None,
@@ -2059,7 +2109,16 @@ pii = ["eu"]
         assert_eq!(s.topics[0].placement, None);
         assert_eq!(
             s.workloads[0],
-            WorkloadSpec { node: 1, topic: 1, rate: 0.5, size: 64, keys: Some(1000), from: hours(1), until: hours(2) }
+            WorkloadSpec {
+                node: 1,
+                topic: 1,
+                rate: 0.5,
+                size: 64,
+                keys: Some(1000),
+                deletes: 0.0,
+                from: hours(1),
+                until: hours(2)
+            }
         );
         let forty_minutes = 40 * 60 * 1_000_000_000;
         assert_eq!(
@@ -2362,8 +2421,8 @@ pii = ["eu"]
             &["t.toml:22:12: topic[0].conflict: conflict resolution applies to keyed topics only"],
         );
         assert_error(
-            &format!("{BASE}keyed = true\nconflict = \"first-write-wins\"\n"),
-            &["topic[0].conflict: unknown variant `first-write-wins`, expected `last-write-wins`"],
+            &format!("{BASE}keyed = true\nconflict = \"newest-wins\"\n"),
+            &["topic[0].conflict: unknown variant `newest-wins`, expected one of `last-write-wins`"],
         );
         assert_error(
             &format!("{BASE}eviction = \"compact\"\n"),
@@ -2372,6 +2431,27 @@ pii = ["eu"]
         assert_error(
             &format!("{BASE}eviction = \"random\"\n"),
             &["topic[0].eviction: unknown variant `random`, expected one of `keep`, `oldest`, `priority`, `lru`, `compact`"],
+        );
+        assert_error(
+            &format!("{BASE}keyed = true\nconflict = \"counter\"\neviction = \"compact\"\n"),
+            &["topic[0].eviction: a keyed topic with a conflict strategy keeps its records"],
+        );
+        for c in ["first-write-wins", "cloud-wins", "edge-wins", "keep-both", "counter", "max", "add-wins-set"] {
+            let s = parse(&format!("{BASE}keyed = true\nconflict = \"{c}\"\n"), FILE).expect(c);
+            assert_eq!(s.topics[0].conflict.map(|k| k.strategy().name()), Some(c));
+        }
+    }
+
+    #[test]
+    fn deletes_are_a_share_of_a_merged_keyed_topics_writes() {
+        let w = "[[workload]]\nnode = \"ecu\"\ntopic = \"telemetry\"\nrate = 10\nsize = 100\nkeys = 5\n";
+        let merged = format!("{BASE}keyed = true\nconflict = \"last-write-wins\"\n{w}");
+        let s = parse(&format!("{merged}deletes = 0.25\n"), FILE).expect("a share");
+        assert_eq!(s.workloads[0].deletes, 0.25);
+        assert_error(&format!("{merged}deletes = 1.5\n"), &["workload[0].deletes: 1.5; expected a share from 0 to 1"]);
+        assert_error(
+            &format!("{BASE}keyed = true\n{w}deletes = 0.1\n"),
+            &["workload[0].deletes: topic \"telemetry\" has no conflict strategy"],
         );
     }
 

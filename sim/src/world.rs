@@ -204,6 +204,8 @@ struct SettleProbe {
 struct PendingProduce {
     workload: usize,
     crc: u32,
+    /// A write to a keyed topic with a conflict strategy: its key and operation.
+    keyed: Option<(Vec<u8>, Vec<u8>)>,
     /// Which key it wrote (the workload's key number), for keyed topics.
     key: Option<u64>,
     /// Strong writes: the highest sequence of the cluster's stream acknowledged when the
@@ -264,6 +266,8 @@ struct Workload {
     goes_up: bool,
     /// A gateway's workload on a `cloud-to-edge` topic.
     goes_down: bool,
+    /// A keyed topic's strategy, and the share of its writes that are deletes.
+    merged: Option<(outpost_core::keyed::Strategy, f64)>,
     rng: SimRng,
 }
 
@@ -315,6 +319,8 @@ pub struct World<'a> {
     hlc_ahead: crate::clock_check::HlcAheadCheck,
     /// The impostor faults, by their order in the file, and whether each is on.
     impostors: Vec<(crate::impostor::Impostor, bool)>,
+    /// Every acknowledged write of keyed topics with a conflict strategy (the oracle's).
+    keyed: crate::keyed_check::KeyedHistory,
 }
 
 pub(crate) fn node_config(s: &Scenario, i: usize) -> NodeConfig {
@@ -347,6 +353,10 @@ pub(crate) fn node_config(s: &Scenario, i: usize) -> NodeConfig {
             c.retention_age = t.retention_age;
             c.both_ways = t.both_ways;
             c.placement = t.placement.clone();
+            c.keyed = t.conflict.map(|k| outpost_core::config::KeyedTopic {
+                strategy: k.strategy(),
+                limits: outpost_core::config::KeyedTopic::DEFAULT_LIMITS,
+            });
             // At the gateway (and on an edge outside any cluster) it is an ordinary topic.
             if t.consistency == ConsistencySpec::Strong && spec.cluster.is_some() {
                 c.consistency = Consistency::Strong;
@@ -414,6 +424,14 @@ const IMPOSTOR_ROUND_NS: u64 = 1_000_000_000;
 
 /// Refuses what the simulator cannot run yet, rather than passing it silently.
 fn check_supported(s: &Scenario) -> Result<(), Unsupported> {
+    if s.topics.iter().any(|t| t.conflict.is_some()) {
+        let tiers = s.nodes.iter().any(|n| n.role == SpecRole::Gateway && n.upstream.is_some());
+        if tiers || !clusters_of(s).is_empty() {
+            return Err(Unsupported(
+                "keyed topics with a conflict strategy across middle tiers or in site clusters: not built yet".into(),
+            ));
+        }
+    }
     let linked = |a: usize, b: usize| s.links.iter().any(|l| (l.a, l.b) == (a, b) || (l.b, l.a) == (a, b));
     for c in clusters_of(s) {
         for &m in &c.members {
@@ -595,6 +613,7 @@ impl<'a> World<'a> {
                 counter: 0,
                 goes_up: topic_goes_up(&scenario.topics[w.topic]),
                 goes_down: topic_goes_down(&scenario.topics[w.topic]),
+                merged: scenario.topics[w.topic].conflict.map(|c| (c.strategy(), w.deletes)),
                 rng: stream(seed, &format!("workload/{i}")),
             })
             .collect();
@@ -632,6 +651,7 @@ impl<'a> World<'a> {
             performed: 0,
             hlc_ahead: crate::clock_check::HlcAheadCheck::default(),
             impostors: Vec::new(),
+            keyed: Default::default(),
         };
         let mut groups = BTreeMap::new();
         let mut detector = None;
@@ -988,6 +1008,15 @@ impl<'a> World<'a> {
             return;
         }
         let mut value = payload(wi, counter, size);
+        let mut keyed = None;
+        if let (Some((strategy, deletes)), Some(k)) = (self.workloads[wi].merged, &key) {
+            // The operation, made by the node from what it has seen of the key.
+            let element = format!("e{}", counter % 16).into_bytes();
+            let kind = crate::keyed_check::draw_op(strategy, &mut self.workloads[wi].rng, deletes, &value, &element);
+            let node = self.nodes[i].node.as_ref().expect("checked above");
+            value = node.keyed_prepare(TopicIdx(topic), k, kind).expect("the workload writes its topic's kind");
+            keyed = Some((k.clone(), value.clone()));
+        }
         let mut crc = crc32c::crc32c(&value);
         if self.strong_stream(i, topic).is_some() {
             // The checker knows a strong write at the gateway by its value's CRC (a record
@@ -1005,7 +1034,7 @@ impl<'a> World<'a> {
         self.next_req += 1;
         self.produced += 1;
         let floor = self.strong_stream(i, topic).and_then(|s| self.checker.strong_max_acked(s));
-        self.nodes[i].pending.insert(req, PendingProduce { workload: wi, crc, key: key_no, floor });
+        self.nodes[i].pending.insert(req, PendingProduce { workload: wi, crc, keyed, key: key_no, floor });
         let now = self.now(i);
         let cut_off = match (&self.quorum, self.strong_stream(i, topic)) {
             (Some(q), Some(_)) => q.cut_off(i, self.t),
@@ -1072,7 +1101,12 @@ impl<'a> World<'a> {
         n.timer_at = None;
         n.report.crashes += 1;
         self.details.unknown_fate_at_crash += n.pending.len() as u64;
-        n.pending.clear();
+        for p in std::mem::take(&mut n.pending).into_values() {
+            if let Some((key, _)) = p.keyed {
+                let topic = self.workloads[p.workload].topic as usize;
+                self.keyed.on_unknown_fate(&self.scenario.topics[topic].name, key);
+            }
+        }
         let damage = n.disk.crash(&mut self.fault_rng);
         let name = n.name.clone();
         self.disk_changed(i);
@@ -1400,6 +1434,9 @@ impl<'a> World<'a> {
                         if strong.is_none() {
                             self.check_issued(i, ack.hlc);
                         }
+                        if let Some((key, op)) = p.keyed {
+                            self.keyed.on_ack(i, topic as usize, key, op, ack.seq, ack.hlc);
+                        }
                         if let (Some(stream), true) = (strong, goes_up) {
                             self.checker.on_strong_ack(self.t, stream, ack.seq, p.crc, p.floor);
                         } else if goes_up {
@@ -1458,6 +1495,9 @@ impl<'a> World<'a> {
                 self.hash(first_seq);
                 if !replay {
                     self.payload_bytes_delivered += payload_bytes;
+                }
+                if self.scenario.topics.get(topic.0 as usize).is_some_and(|t| t.conflict.is_some()) {
+                    self.keyed.on_stored(i, topic.0 as usize, o, first_seq..first_seq + value_crcs.len() as u64);
                 }
                 if self.checker.is_down_stream((o, topic.0)) {
                     if !replay && !value_crcs.is_empty() {
@@ -1729,17 +1769,18 @@ impl<'a> World<'a> {
     fn start_settle_probes(&mut self) {
         let s = self.scenario;
         // Per edge, the first eventual topic that syncs up and that its placement lets the
-        // edge hold and send to its gateway.
+        // edge hold and send to its gateway; not one whose writes are merged per key (a
+        // probe's plain value is no keyed operation, and the oracle holds each key's
+        // history to the workloads' writes).
         let placed = |i: usize, t: &TopicSpec| {
             let zone = |n: Option<usize>| n.and_then(|n| s.nodes[n].zone.as_deref());
             t.placement.as_ref().is_none_or(|p| p.allows(zone(Some(i))) && p.allows(zone(s.upstream_of(i))))
         };
         let mut probes = BTreeMap::new();
         for i in (0..self.nodes.len()).filter(|&i| s.nodes[i].role == SpecRole::Edge) {
-            let topic = s
-                .topics
-                .iter()
-                .position(|t| topic_goes_up(t) && t.consistency == ConsistencySpec::Eventual && placed(i, t));
+            let topic = s.topics.iter().position(|t| {
+                topic_goes_up(t) && t.consistency == ConsistencySpec::Eventual && t.conflict.is_none() && placed(i, t)
+            });
             if let Some(t) = topic {
                 probes.insert(i, SettleProbe { topic: t as u16, req: None, excused: false });
             }
@@ -1822,6 +1863,27 @@ impl<'a> World<'a> {
         2 * local >= room
     }
 
+    /// Once converged: every running node's keyed states answer what the oracle computes
+    /// from the writes it holds. Runs that destroyed or evicted acknowledged records are
+    /// not checked (the history no longer says what a node holds).
+    fn check_keyed(&mut self, end_t: u64) {
+        if self.scenario.topics.iter().all(|t| t.conflict.is_none()) {
+            return;
+        }
+        let mut report = crate::keyed_check::KeyedReport::default();
+        let c = &self.checker.counts;
+        if c.corrupted + c.evicted_unsynced + c.lost == 0 {
+            let nodes = &self.nodes;
+            let state = |n: usize, t: usize| nodes[n].node.as_ref().and_then(|node| node.keyed(TopicIdx(t as u16)));
+            for v in self.keyed.check(self.scenario, state, &mut report) {
+                self.checker.on_violation(end_t, "keyed", v);
+            }
+        }
+        report.conflicts =
+            self.nodes.iter().filter_map(|n| n.node.as_ref()).map(|n| n.keyed_counters().conflicts).sum();
+        self.details.keyed = Some(report);
+    }
+
     fn finish(mut self) -> Report {
         let end_t = self.t;
         self.details.undelivered_at_end = self.checker.undelivered();
@@ -1848,6 +1910,7 @@ impl<'a> World<'a> {
         } else {
             self.details.writes_refused_at_end.clear();
             self.checker.finish(end_t);
+            self.check_keyed(end_t);
         }
         let settle_start = self.scenario.duration.as_nanos();
         let mut peak_memory_bytes = BTreeMap::new();

@@ -133,3 +133,29 @@ fn gdpr_zones_seed_1() {
     let impostor = &report.details.impostors["clinic-lyon"];
     assert!(impostor.forged > 1000 && impostor.refused > 1000, "{impostor:?}");
 }
+
+/// Keyed merges (issue 18): after outages on both sides, a partition, a clock jumping back
+/// and a power cut, every node's stock counters and prices are what the oracle computes
+/// from the writes it holds.
+#[test]
+fn retail_inventory_seed_1() {
+    let report = run_and_snapshot("retail-inventory", 1);
+    let keyed = report.details.keyed.expect("keyed topics");
+    assert!(keyed.answers_checked >= 2000 && keyed.conflicts > 1000, "{keyed:?}");
+}
+
+/// Cloud-wins, edge-wins and keep-both on both sides of dead zones.
+#[test]
+fn vehicle_settings_seed_1() {
+    let report = run_and_snapshot("vehicle-settings", 1);
+    let keyed = report.details.keyed.expect("keyed topics");
+    assert!(keyed.answers_checked >= 400 && keyed.conflicts > 1000, "{keyed:?}");
+}
+
+/// Keep-both notes, add-wins part sets, max meter readings, first-write-wins claims.
+#[test]
+fn field_notes_seed_1() {
+    let report = run_and_snapshot("field-notes", 1);
+    let keyed = report.details.keyed.expect("keyed topics");
+    assert!(keyed.answers_checked >= 300 && keyed.conflicts > 1000, "{keyed:?}");
+}

@@ -1,0 +1,171 @@
+//! The world's part in keyed topics with a conflict strategy: the operations its
+//! workloads write, the history of every acknowledged write, and the check after settling
+//! that each node's state answers what the oracle (`keyed_oracle`) computes from the writes
+//! that node holds.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+
+use outpost_core::hlc::Hlc;
+use outpost_core::keyed::{Dot, KeyedState, OpKind, Strategy};
+use outpost_core::types::NodeId;
+use rand::Rng;
+use serde::Serialize;
+
+use crate::keyed_oracle::{self, Answer, KeyedViolation, KeyedWrite};
+use crate::rng::SimRng;
+use crate::scenario::Scenario;
+
+/// What the keyed check saw (absent from reports of scenarios without keyed topics).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct KeyedReport {
+    /// Acknowledged writes of keyed topics with a conflict strategy.
+    pub writes: u64,
+    /// Conflicts the nodes running at the end recorded (since their last start).
+    pub conflicts: u64,
+    /// (node, key) answers compared with the oracle.
+    pub answers_checked: u64,
+    /// Keys not compared: a crash left one of their writes with an unknown fate (maybe
+    /// durable, never acknowledged), so the history cannot say what the node holds.
+    pub keys_unchecked: u64,
+}
+
+/// The operation a workload writes to a keyed topic: a delete with probability
+/// `deletes`, otherwise the strategy's kind of write (`value` for registers, a signed
+/// increment, a value for a max register, `element` added or, three times in ten, removed).
+pub fn draw_op<'a>(
+    strategy: Strategy,
+    rng: &mut SimRng,
+    deletes: f64,
+    value: &'a [u8],
+    element: &'a [u8],
+) -> OpKind<'a> {
+    if rng.gen_bool(deletes) {
+        return OpKind::Delete(vec![]);
+    }
+    match strategy {
+        Strategy::Counter => OpKind::Increment(rng.gen_range(-3..=5)),
+        Strategy::Max => OpKind::Max(rng.gen_range(0..1_000_000)),
+        Strategy::AddWinsSet if rng.gen_bool(0.3) => OpKind::Remove(element),
+        Strategy::AddWinsSet => OpKind::Add(element),
+        _ => OpKind::Put(value),
+    }
+}
+
+/// One acknowledged write and where it was written: node `origin`, topic (half) `topic`.
+struct Written {
+    origin: usize,
+    topic: usize,
+    write: KeyedWrite,
+}
+
+/// Every acknowledged write of the run's keyed topics, where each was stored, and the
+/// keys a crash made unsure.
+#[derive(Default)]
+pub struct KeyedHistory {
+    written: Vec<Written>,
+    /// Per (node, topic, origin): the sequences the node stored of that origin's stream
+    /// (its `Stored` events), as ranges in the order they came.
+    stored: BTreeMap<(usize, usize, usize), Vec<Range<u64>>>,
+    /// (topic name, key) with a write whose fate a crash left unknown.
+    unknown: BTreeSet<(String, Vec<u8>)>,
+}
+
+impl KeyedHistory {
+    /// Node `origin` acknowledged a write to `topic` at `seq` with timestamp `hlc`.
+    pub fn on_ack(&mut self, origin: usize, topic: usize, key: Vec<u8>, op: Vec<u8>, seq: u64, hlc: Hlc) {
+        let dot = Dot { origin: NodeId(origin as u64 + 1), seq };
+        self.written.push(Written { origin, topic, write: KeyedWrite { key, dot, hlc, op } });
+    }
+
+    /// Node `node` stored `seqs` of `origin`'s stream of `topic` (received, and durable).
+    pub fn on_stored(&mut self, node: usize, topic: usize, origin: usize, seqs: Range<u64>) {
+        let ranges = self.stored.entry((node, topic, origin)).or_default();
+        match ranges.last_mut() {
+            Some(last) if last.end == seqs.start => last.end = seqs.end,
+            _ => ranges.push(seqs),
+        }
+    }
+
+    /// Whether `node` holds write `w`: its own, or one it stored.
+    fn holds(&self, node: usize, w: &Written) -> bool {
+        w.origin == node
+            || self
+                .stored
+                .get(&(node, w.topic, w.origin))
+                .is_some_and(|ranges| ranges.iter().any(|r| r.contains(&w.write.dot.seq)))
+    }
+
+    /// A crash left a write of `key` to `topic` unanswered: it may or may not be durable.
+    pub fn on_unknown_fate(&mut self, topic: &str, key: Vec<u8>) {
+        self.unknown.insert((topic.to_string(), key));
+    }
+
+    /// Checks every running node's state of every keyed topic against the oracle, over the
+    /// writes the node holds once the run converged: its own, and those it stored (its
+    /// gateway's that came down, its edges' that came up; an edge whose device was full
+    /// may not have stored them all).
+    /// `state(node, topic)` is the node's state, `None` for a node not running.
+    pub fn check<'s>(
+        &self,
+        s: &Scenario,
+        state: impl Fn(usize, usize) -> Option<&'s KeyedState>,
+        report: &mut KeyedReport,
+    ) -> Vec<String> {
+        report.writes = self.written.len() as u64;
+        let mut violations = Vec::new();
+        let mut checked_names = BTreeSet::new();
+        for (ti, t) in s.topics.iter().enumerate() {
+            let Some(conflict) = t.conflict else { continue };
+            if !checked_names.insert(t.name.as_str()) {
+                continue;
+            }
+            let unsure: BTreeSet<&[u8]> =
+                self.unknown.iter().filter(|(n, _)| *n == t.name).map(|(_, k)| k.as_slice()).collect();
+            report.keys_unchecked += unsure.len() as u64;
+            for node in 0..s.nodes.len() {
+                let Some(state) = state(node, ti) else { continue };
+                let held: Vec<KeyedWrite> = self
+                    .written
+                    .iter()
+                    .filter(|w| s.topics[w.topic].name == t.name && self.holds(node, w))
+                    .map(|w| w.write.clone())
+                    .collect();
+                let keys: BTreeMap<&[u8], ()> = held.iter().map(|w| (w.key.as_slice(), ())).collect();
+                for key in keys.keys().filter(|k| !unsure.contains(*k)) {
+                    report.answers_checked += 1;
+                    if let Err(v) = keyed_oracle::check(conflict.strategy(), &held, key, Answer::of(state, key)) {
+                        violations.push(format!(
+                            "node {}, topic {:?} ({}): {}",
+                            s.nodes[node].id,
+                            t.name,
+                            conflict.strategy(),
+                            describe(&v)
+                        ));
+                    }
+                }
+            }
+        }
+        violations
+    }
+}
+
+/// A violation as a reader wants it: the key and values as text where they are.
+fn describe(v: &KeyedViolation) -> String {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).chars().take(40).collect::<String>();
+    let answer = |a: &Answer| match a {
+        Answer::Absent => "absent".to_string(),
+        Answer::Bytes(b) => format!("value {:?}", text(b)),
+        Answer::Siblings(vs) => format!("{} siblings {:?}", vs.len(), vs.iter().map(|v| v.dot).collect::<Vec<_>>()),
+        Answer::Number(n) => format!("{n}"),
+        Answer::Elements(e) => format!("elements {:?}", e.iter().map(|e| text(e)).collect::<Vec<_>>()),
+    };
+    match v {
+        KeyedViolation::Resurrected { key, answered } => {
+            format!("key {:?} answers {} though the history deleted it", text(key), answer(answered))
+        }
+        KeyedViolation::Diverged { key, expected, answered } => {
+            format!("key {:?} answers {}, the strategy prescribes {}", text(key), answer(answered), answer(expected))
+        }
+    }
+}
