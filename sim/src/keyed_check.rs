@@ -134,12 +134,12 @@ impl KeyedHistory {
                 let keys: BTreeMap<&[u8], ()> = held.iter().map(|w| (w.key.as_slice(), ())).collect();
                 for key in keys.keys().filter(|k| !unsure.contains(*k)) {
                     report.answers_checked += 1;
-                    if let Err(v) = keyed_oracle::check(conflict.strategy(), &held, key, Answer::of(state, key)) {
+                    if let Err(v) = keyed_oracle::check(conflict, &held, key, Answer::of(state, key)) {
                         violations.push(format!(
                             "node {}, topic {:?} ({}): {}",
                             s.nodes[node].id,
                             t.name,
-                            conflict.strategy(),
+                            conflict,
                             describe(&v)
                         ));
                     }

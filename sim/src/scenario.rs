@@ -18,6 +18,7 @@ use std::ops::Range;
 use std::path::Path;
 
 use outpost_core::config::{Placement, PlacementTable, DEFAULT_PLACEMENT_TOML};
+use outpost_core::keyed::Strategy;
 use outpost_core::types::Duration;
 use outpost_core::types::{Bytes, BytesParseError};
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
@@ -144,37 +145,6 @@ pub enum SyncDirection {
     Local,
 }
 
-/// How replicas of a keyed topic merge writes to one key (docs/KEYED.md).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Conflict {
-    LastWriteWins,
-    FirstWriteWins,
-    CloudWins,
-    EdgeWins,
-    KeepBoth,
-    Counter,
-    Max,
-    AddWinsSet,
-}
-
-impl Conflict {
-    /// The core's strategy of the same name.
-    pub fn strategy(self) -> outpost_core::keyed::Strategy {
-        use outpost_core::keyed::Strategy;
-        match self {
-            Conflict::LastWriteWins => Strategy::LastWriteWins,
-            Conflict::FirstWriteWins => Strategy::FirstWriteWins,
-            Conflict::CloudWins => Strategy::CloudWins,
-            Conflict::EdgeWins => Strategy::EdgeWins,
-            Conflict::KeepBoth => Strategy::KeepBoth,
-            Conflict::Counter => Strategy::Counter,
-            Conflict::Max => Strategy::Max,
-            Conflict::AddWinsSet => Strategy::AddWinsSet,
-        }
-    }
-}
-
 /// What a topic may give up when its node's storage budget is full (see
 /// `outpost_core::config::Eviction`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -226,7 +196,7 @@ pub struct TopicSpec {
     pub keyed: bool,
     /// How a keyed topic's writes are merged per key; `None`: records are kept as written
     /// (their keys feed compaction only), as before keyed merges existed.
-    pub conflict: Option<Conflict>,
+    pub conflict: Option<Strategy>,
     /// The topic's classification and the zones its records may reach (guarantee 7),
     /// from `classification` and the placement table (the default one and `[placement]`).
     pub placement: Option<Placement>,
@@ -657,7 +627,7 @@ struct RawTopic {
     eviction: EvictionSpec,
     #[serde(default)]
     keyed: bool,
-    conflict: Option<Conflict>,
+    conflict: Option<String>,
     classification: Option<String>,
     #[serde(default)]
     consistency: ConsistencySpec,
@@ -1146,6 +1116,16 @@ fn topics(raw: &[RawTopic], nodes: &[NodeSpec], table: &PlacementTable) -> Resul
                  another policy",
             ));
         }
+        let conflict = match &r.conflict {
+            None => None,
+            Some(name) => Some(Strategy::ALL.into_iter().find(|s| s.name() == name).ok_or_else(|| {
+                let names: Vec<&str> = Strategy::ALL.iter().map(|s| s.name()).collect();
+                problem(
+                    format!("{field}.conflict"),
+                    format!("unknown strategy {name:?}; expected one of {}", list(&names)),
+                )
+            })?),
+        };
         if r.conflict.is_some() && !r.keyed {
             return Err(problem(
                 format!("{field}.conflict"),
@@ -1207,7 +1187,7 @@ fn topics(raw: &[RawTopic], nodes: &[NodeSpec], table: &PlacementTable) -> Resul
             priority: r.priority.unwrap_or(DEFAULT_PRIORITY),
             eviction: r.eviction,
             keyed: r.keyed,
-            conflict: r.conflict,
+            conflict,
             placement,
             consistency: r.consistency,
             subscribers,
@@ -2095,7 +2075,7 @@ pii = ["eu"]
                 priority: 9,
                 eviction: EvictionSpec::Keep,
                 keyed: true,
-                conflict: Some(Conflict::LastWriteWins),
+                conflict: Some(Strategy::LastWriteWins),
                 placement: None,
                 consistency: ConsistencySpec::Eventual,
                 subscribers: None,
@@ -2422,7 +2402,7 @@ pii = ["eu"]
         );
         assert_error(
             &format!("{BASE}keyed = true\nconflict = \"newest-wins\"\n"),
-            &["topic[0].conflict: unknown variant `newest-wins`, expected one of `last-write-wins`"],
+            &["topic[0].conflict: unknown strategy \"newest-wins\"; expected one of last-write-wins, first-write-wins"],
         );
         assert_error(
             &format!("{BASE}eviction = \"compact\"\n"),
@@ -2438,7 +2418,7 @@ pii = ["eu"]
         );
         for c in ["first-write-wins", "cloud-wins", "edge-wins", "keep-both", "counter", "max", "add-wins-set"] {
             let s = parse(&format!("{BASE}keyed = true\nconflict = \"{c}\"\n"), FILE).expect(c);
-            assert_eq!(s.topics[0].conflict.map(|k| k.strategy().name()), Some(c));
+            assert_eq!(s.topics[0].conflict.map(Strategy::name), Some(c));
         }
     }
 

@@ -10,9 +10,10 @@
 use crate::profiles;
 use crate::rng::{stream, SimRng};
 use crate::scenario::{
-    Conflict, ConsistencySpec, EvictionSpec, Expect, FaultSpec, LinkSpec, NodeSpec, Role, Scenario, SyncDirection,
-    TopicSpec, Window, WorkloadSpec,
+    ConsistencySpec, EvictionSpec, Expect, FaultSpec, LinkSpec, NodeSpec, Role, Scenario, SyncDirection, TopicSpec,
+    Window, WorkloadSpec,
 };
+use outpost_core::keyed::Strategy;
 use outpost_core::types::Duration;
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -78,18 +79,6 @@ pub fn world_before_keyed(seed: u64) -> Scenario {
 /// The share of worlds with a keyed topic merged per key.
 const KEYED_SHARE: f64 = 0.3;
 
-/// Every conflict strategy, for a swarm world to draw one.
-const CONFLICTS: [Conflict; 8] = [
-    Conflict::LastWriteWins,
-    Conflict::FirstWriteWins,
-    Conflict::CloudWins,
-    Conflict::EdgeWins,
-    Conflict::KeepBoth,
-    Conflict::Counter,
-    Conflict::Max,
-    Conflict::AddWinsSet,
-];
-
 /// A keyed topic merged per key (issue 18), from its own stream and drawn last, so that a
 /// world without one is the world its seed drew before: in about three worlds in ten
 /// without middle tiers or site clusters (the merge is not built across them yet), topic
@@ -109,7 +98,7 @@ fn add_keyed(s: &mut Scenario, rng: &mut SimRng) {
     let before = s.clone();
     let mut t = topic("keyed", SyncDirection::Bidirectional, rng.gen_range(0..=9));
     t.keyed = true;
-    t.conflict = Some(*CONFLICTS.choose(rng).expect("non-empty"));
+    t.conflict = Some(*Strategy::ALL.choose(rng).expect("non-empty"));
     s.topics.push(t);
     s.topics = crate::scenario::split_both_ways(std::mem::take(&mut s.topics));
     let (up, down) = (before.topics.len(), s.topics.len() - 1);

@@ -354,7 +354,7 @@ pub(crate) fn node_config(s: &Scenario, i: usize) -> NodeConfig {
             c.both_ways = t.both_ways;
             c.placement = t.placement.clone();
             c.keyed = t.conflict.map(|k| outpost_core::config::KeyedTopic {
-                strategy: k.strategy(),
+                strategy: k,
                 limits: outpost_core::config::KeyedTopic::DEFAULT_LIMITS,
             });
             // At the gateway (and on an edge outside any cluster) it is an ordinary topic.
@@ -613,7 +613,7 @@ impl<'a> World<'a> {
                 counter: 0,
                 goes_up: topic_goes_up(&scenario.topics[w.topic]),
                 goes_down: topic_goes_down(&scenario.topics[w.topic]),
-                merged: scenario.topics[w.topic].conflict.map(|c| (c.strategy(), w.deletes)),
+                merged: scenario.topics[w.topic].conflict.map(|c| (c, w.deletes)),
                 rng: stream(seed, &format!("workload/{i}")),
             })
             .collect();
