@@ -187,9 +187,10 @@ impl Node {
 }
 
 /// Where topic `t`'s data is acknowledged up to: `None` where nothing leaves this node
-/// (local topics, a gateway), so nothing is ever synced.
+/// (local topics, a gateway), so nothing is ever synced; and for a keyed topic merged per
+/// key, whose log is the only copy its state is rebuilt from (never freed for room).
 fn synced_below(cfg: &NodeConfig, uplink: Option<&Uplink>, t: usize) -> Option<Seq> {
-    if cfg.role != Role::Edge || !cfg.topics[t].sync.goes_up() {
+    if cfg.role != Role::Edge || !cfg.topics[t].sync.goes_up() || cfg.topics[t].keyed.is_some() {
         return None;
     }
     Some(uplink.and_then(|u| u.acked(TopicIdx(t as u16))).unwrap_or(0))

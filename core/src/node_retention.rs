@@ -15,8 +15,15 @@ impl Node {
     /// the topics that go up, 0 (a restart rebuilds its marks from its segments) unless a
     /// durable checkpoint of the marks covers them: on a middle tier below what the tier
     /// above acknowledged too, on a top with `gateway.up_retention` below what it holds.
+    ///
+    /// A keyed topic merged per key: 0 everywhere. Its log is the only copy its state is
+    /// rebuilt from at recovery (no checkpoint yet, docs/KEYED.md), so nothing of it is
+    /// deleted; a full storage budget refuses writes instead.
     fn retention_mark(&self, i: usize) -> Seq {
         let (tcfg, topic) = (&self.cfg.topics[i], TopicIdx(i as u16));
+        if tcfg.keyed.is_some() {
+            return 0;
+        }
         let acked = self.uplink.as_ref().and_then(|u| u.acked(topic));
         match (self.cfg.role, self.site.as_deref()) {
             (Role::Gateway, _) if tcfg.sync.goes_down() => {

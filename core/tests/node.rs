@@ -1266,13 +1266,15 @@ impl Net {
 
 /// A keyed topic merges what the log makes durable, never before: a write is in the state
 /// once its commit's fsync completed, a value that is no operation of the topic's strategy
-/// is refused, and a restart rebuilds the same state from the segments.
+/// is refused, and a restart rebuilds the same state from the segments, which retention
+/// leaves alone (they are the state's only copy).
 #[test]
 fn a_keyed_topic_merges_durable_writes_and_a_restart_rebuilds_the_same_state() {
     use outpost_core::config::KeyedTopic;
     use outpost_core::io::ProduceError;
     use outpost_core::keyed::{OpKind, Strategy, Value};
     let mut t = TopicConfig::new("stock", SyncDirection::Local);
+    t.retention_bytes = 8 << 10;
     t.keyed = Some(KeyedTopic { strategy: Strategy::Counter, limits: KeyedTopic::DEFAULT_LIMITS });
     let mut cfg = NodeConfig::new(NodeId(1), Role::Edge, vec![t]);
     cfg.log.segment_bytes_max = 4 << 10;
@@ -1301,7 +1303,9 @@ fn a_keyed_topic_merges_durable_writes_and_a_restart_rebuilds_the_same_state() {
         assert_eq!(state.get(key), Value::Number(*sum), "{key:?}");
     }
     let before = format!("{:?}", expected.keys().map(|k| state.get(k)).collect::<Vec<_>>());
-    assert!(h.node.log(TopicIdx(0)).segment_count() > 1, "the writes span segments");
+    let log = h.node.log(TopicIdx(0));
+    assert!(log.segment_count() > 2 && log.bytes() > 8 << 10, "the writes span segments past retention_bytes");
+    assert_eq!(log.start_offset(), 0, "retention deleted none of a keyed topic's segments");
     for (req, key, value) in [(1000, Some(b"k".to_vec()), b"not an op".to_vec()), (1001, None, vec![1, 2, 0, 0, 2])] {
         h.node.handle(h.now, Input::Produce { req: ReqId(req), topic: TopicIdx(0), key, value });
         h.drain();
