@@ -85,21 +85,24 @@ test-aarch64 port="27400":
     echo "== aarch64 edge and gateway under qemu: the record produced at the edge was fetched at the gateway"
     [ $tests = ok ] || { echo "== but some of the tests above failed"; exit 1; }
 
-# Release binary sizes, default and edge-lite, stripped copies in target/size/ (`just size aarch64`: the Pi's).
+# Binary sizes as shipped, stripped copies in target/size/ (`just size aarch64`: the Pi's): the
+# default build (release profile) and edge-lite (its own profile: release, panics abort).
 size target="host":
     #!/usr/bin/env bash
     set -euo pipefail
     T="${CARGO_TARGET_DIR:-target}"
     mkdir -p "$T/size"
     if [ "{{target}}" = host ]; then
-        triple=$(rustc -vV | sed -n 's/^host: //p'); flag=""; out="$T/release/outpost"; strip=strip
+        triple=$(rustc -vV | sed -n 's/^host: //p'); flag=""; dir="$T"; strip=strip
     else
-        triple="{{target}}-unknown-linux-gnu"; flag=" --target $triple"; out="$T/$triple/release/outpost"; strip="{{target}}-linux-gnu-strip"
+        triple="{{target}}-unknown-linux-gnu"; flag=" --target $triple"; dir="$T/$triple"; strip="{{target}}-linux-gnu-strip"
     fi
     report=()
     for variant in default edge-lite; do
-        features=""; [ $variant = edge-lite ] && features=" --no-default-features --features edge-lite"
-        cmd="cargo build --release -p outpost$flag$features"
+        features=""; profile="release"
+        [ $variant = edge-lite ] && features=" --no-default-features --features edge-lite" && profile="edge-lite"
+        cmd="cargo build --profile $profile -p outpost$flag$features"
+        out="$dir/$profile/outpost"
         echo "== $cmd"
         $cmd
         copy="$T/size/outpost-$variant-$triple"
