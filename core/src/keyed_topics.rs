@@ -137,22 +137,15 @@ impl KeyedTopics {
     }
 }
 
-/// The keyed states' planned memory: each keyed topic's limits (once per name), and the
-/// copy a commit in flight keeps of what it writes to keyed topics (at most its appends).
+/// The keyed states' planned memory: each state's limits (one per keyed topic name), and
+/// the copy a commit in flight keeps of what it writes to keyed topics (at most its appends).
 pub(crate) fn planned(cfg: &NodeConfig, b: &PlanBasis) -> MemoryUsage {
     let mut m = MemoryUsage::default();
-    let mut names: Vec<&str> = Vec::new();
-    let mut states = 0;
-    for t in &cfg.topics {
-        if let (Some(k), false) = (t.keyed, names.contains(&t.name.as_str())) {
-            names.push(&t.name);
-            states += k.limits.planned_bytes();
-        }
-    }
-    if names.is_empty() {
+    let keyed = KeyedTopics::new(cfg);
+    if keyed.states.is_empty() {
         return m;
     }
-    m.set(MemoryPart::Index, states);
+    m.set(MemoryPart::Index, keyed.states.iter().map(|s| s.limits().planned_bytes()).sum());
     m.set(MemoryPart::Writes, crate::commit::appends_planned(b));
     m
 }

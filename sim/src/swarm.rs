@@ -102,10 +102,7 @@ fn add_keyed(s: &mut Scenario, rng: &mut SimRng) {
     s.topics.push(t);
     s.topics = crate::scenario::split_both_ways(std::mem::take(&mut s.topics));
     let (up, down) = (before.topics.len(), s.topics.len() - 1);
-    let edges = (0..s.nodes.len()).filter(|&i| s.nodes[i].role == Role::Edge);
-    let tops = (0..s.nodes.len()).filter(|&g| s.nodes[g].role == Role::Gateway && s.nodes[g].upstream.is_none());
-    let writers: Vec<(usize, usize)> = tops.map(|g| (g, down)).chain(edges.map(|e| (e, up))).collect();
-    for (node, topic) in writers {
+    for (node, topic) in writers_both_ways(s, up, down) {
         if topic == up && !rng.gen_bool(2.0 / 3.0) {
             continue;
         }
@@ -262,9 +259,7 @@ fn add_both_topic(s: &mut Scenario, rng: &mut SimRng) {
     let edges: Vec<usize> = (0..s.nodes.len()).filter(|&i| s.nodes[i].role == Role::Edge).collect();
     let smallest = edges.iter().map(|&i| s.nodes[i].storage_bytes.min(s.nodes[i].device.storage_bytes)).min();
     let secs = s.duration.as_nanos() as f64 / 1e9;
-    let tops = (0..s.nodes.len()).filter(|&g| s.nodes[g].role == Role::Gateway && s.nodes[g].upstream.is_none());
-    let writers: Vec<(usize, usize)> = tops.map(|g| (g, down)).chain(edges.iter().map(|&e| (e, up))).collect();
-    for (node, topic) in writers {
+    for (node, topic) in writers_both_ways(s, up, down) {
         if topic == up && !rng.gen_bool(0.5) {
             continue;
         }
@@ -294,6 +289,14 @@ fn add_both_topic(s: &mut Scenario, rng: &mut SimRng) {
     if (0..s.nodes.len()).any(|i| outpost_core::Node::check_config(&crate::world::node_config(s, i)).is_err()) {
         *s = before;
     }
+}
+
+/// Who may write a bidirectional topic's halves `up` and `down`: every top gateway its
+/// half that comes down, then every edge its half that goes up, in node order.
+fn writers_both_ways(s: &Scenario, up: usize, down: usize) -> Vec<(usize, usize)> {
+    let tops = (0..s.nodes.len()).filter(|&g| s.nodes[g].role == Role::Gateway && s.nodes[g].upstream.is_none());
+    let edges = (0..s.nodes.len()).filter(|&e| s.nodes[e].role == Role::Edge);
+    tops.map(|g| (g, down)).chain(edges.map(|e| (e, up))).collect()
 }
 
 /// The world `seed` drew before a `cloud-to-edge` topic could go to some edges only.

@@ -419,6 +419,10 @@ impl KeyedState {
         self.strategy
     }
 
+    pub fn limits(&self) -> KeyedLimits {
+        self.limits
+    }
+
     /// Bytes the keys account, with the first node of their map (at most
     /// `state_bytes_max`).
     pub fn bytes(&self) -> u64 {
