@@ -104,12 +104,8 @@ impl KeyedTopics {
     /// Merges every record of `frames` (log frames of `topic` from log offset `base`, as
     /// a commit wrote them or recovery read them).
     pub fn apply_frames(&mut self, topic: TopicIdx, base: u64, frames: &[u8], dec: &mut BatchDecoder) {
-        let mut batches = Vec::new();
-        let stop = log::scan(frames, 0, base, |f| batches.push(f.batch));
+        let stop = log::scan(frames, 0, base, |f| self.apply_batch(topic, f.batch, dec));
         debug_assert!(stop.is_none(), "a commit's frames scan whole: {stop:?}");
-        for batch in batches {
-            self.apply_batch(topic, batch, dec);
-        }
     }
 
     /// Merges every record of one durable batch of `topic`.
