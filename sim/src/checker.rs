@@ -817,6 +817,10 @@ impl Checker {
     pub fn on_hlc_ahead(&mut self, at: u64, detail: String) {
         self.violate(at, "hlc-ahead-of-wall", detail);
     }
+
+    pub fn on_hlc_behind(&mut self, at: u64, detail: String) {
+        self.violate(at, "hlc-behind-wall", detail);
+    }
 }
 
 #[cfg(test)]

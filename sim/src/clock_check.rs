@@ -85,9 +85,35 @@ impl HlcAheadCheck {
     }
 }
 
+/// The HLC-behind-wall check: a timestamp issued for a produce is at least the wall clock
+/// when the produce arrived. The clock issues `max(wall, last + 1)`, so a timestamp below
+/// it means the clock stamped from something older than the wall: its durable bound, which
+/// it reached while idle (found by a real gateway and edge, docs/KEYED.md: the first write
+/// after a few idle seconds lost a last-write-wins conflict to an older one). Exempt: a wall
+/// clock that read less when the world saw the acknowledgement than when the produce
+/// arrived (it went back meanwhile).
+pub fn behind_wall(name: &str, hlc: Hlc, wall_at_produce_ms: u64, wall_at_ack_ms: u64) -> Option<String> {
+    (wall_at_ack_ms >= wall_at_produce_ms && hlc.physical_ms() < wall_at_produce_ms).then(|| {
+        format!(
+            "{name} stamped a produce with HLC {hlc}, {:.3} s behind its wall clock when the produce arrived \
+             ({wall_at_produce_ms} ms), and its wall clock did not go back",
+            (wall_at_produce_ms - hlc.physical_ms()) as f64 / 1e3
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn behind_wall_catches_a_stamp_older_than_the_produce_unless_the_clock_went_back() {
+        assert!(behind_wall("n", Hlc::new(1_000, 0), 1_000, 1_005).is_none());
+        assert!(behind_wall("n", Hlc::new(1_003, 7), 1_000, 1_005).is_none());
+        let e = behind_wall("n", Hlc::new(900, 3), 1_000, 1_005).expect("100 ms behind");
+        assert!(e.contains("0.100 s behind"), "{e}");
+        assert!(behind_wall("n", Hlc::new(900, 3), 1_000, 950).is_none(), "the wall clock went back");
+    }
 
     const MAX_OFFSET_MS: u64 = 60_000;
     const WINDOW_MS: u64 = 10_000;

@@ -211,6 +211,8 @@ struct PendingProduce {
     /// Strong writes: the highest sequence of the cluster's stream acknowledged when the
     /// write was invoked (the real-time order check).
     floor: Option<u64>,
+    /// The node's wall clock when the produce arrived (the HLC-behind-wall check).
+    wall_ms: u64,
 }
 
 /// A site cluster: its members (node indexes) and, as a connection would, the member
@@ -1034,7 +1036,8 @@ impl<'a> World<'a> {
         self.next_req += 1;
         self.produced += 1;
         let floor = self.strong_stream(i, topic).and_then(|s| self.checker.strong_max_acked(s));
-        self.nodes[i].pending.insert(req, PendingProduce { workload: wi, crc, keyed, key: key_no, floor });
+        let wall_ms = self.nodes[i].clock.wall_ms(self.t);
+        self.nodes[i].pending.insert(req, PendingProduce { workload: wi, crc, keyed, key: key_no, floor, wall_ms });
         let now = self.now(i);
         let cut_off = match (&self.quorum, self.strong_stream(i, topic)) {
             (Some(q), Some(_)) => q.cut_off(i, self.t),
@@ -1433,6 +1436,11 @@ impl<'a> World<'a> {
                         self.hash(ack.seq);
                         if strong.is_none() {
                             self.check_issued(i, ack.hlc);
+                            let n = &self.nodes[i];
+                            let wall = n.clock.wall_ms(self.t);
+                            if let Some(detail) = crate::clock_check::behind_wall(&n.name, ack.hlc, p.wall_ms, wall) {
+                                self.checker.on_hlc_behind(self.t, detail);
+                            }
                         }
                         if let Some((key, op)) = p.keyed {
                             self.keyed.on_ack(i, topic as usize, key, op, ack.seq, ack.hlc);
