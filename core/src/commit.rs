@@ -86,7 +86,9 @@ pub(crate) struct PendingRecord {
     pub strong: Option<Seq>,
 }
 
-const _: () = assert!(std::mem::size_of::<PendingRecord>() <= PENDING_ENTRY_BYTES);
+const _: () = assert!(std::mem::size_of::<PendingRecord>() + UNSTAMPED_ENTRY_BYTES <= PENDING_ENTRY_BYTES);
+/// A record's entry in the list of those waiting for a timestamp (`GroupCommit::unstamped`).
+const UNSTAMPED_ENTRY_BYTES: usize = std::mem::size_of::<(TopicIdx, u32)>();
 
 impl PendingRecord {
     /// What it draws from the produce buffer (memory).
@@ -204,6 +206,11 @@ pub(crate) struct GroupCommit {
     pending_storage: u64,
     /// Per `compact` topic: the newest sequence of each key.
     key_index: Vec<Option<KeyIndex>>,
+    /// Records queued without a timestamp, in the order they arrived (topic, place in its
+    /// queue): the clock would have stamped them below the wall clock, from a durable bound
+    /// the wall clock had passed while the node was idle. Nothing commits until
+    /// [`stamp`](Self::stamp) gave them one, once a new bound is durable.
+    unstamped: Vec<(TopicIdx, u32)>,
     state: State,
 }
 
@@ -215,6 +222,7 @@ impl GroupCommit {
             pending_bytes: 0,
             pending_storage: 0,
             key_index: (0..topics).map(|_| None).collect(),
+            unstamped: Vec::new(),
             state: State::Idle,
         }
     }
@@ -292,6 +300,33 @@ impl GroupCommit {
         self.pending[topic.0 as usize].push(record);
     }
 
+    /// Queues a record that gets its timestamp later, from [`stamp`](Self::stamp).
+    pub fn push_unstamped(&mut self, topic: TopicIdx, record: PendingRecord) {
+        debug_assert!(record.strong.is_none(), "a strong record is stamped by the site");
+        let place = u32::try_from(self.pending[topic.0 as usize].len()).expect("the produce buffer is bounded");
+        self.unstamped.push((topic, place));
+        self.push(topic, record);
+    }
+
+    /// Records wait for a timestamp.
+    pub fn has_unstamped(&self) -> bool {
+        !self.unstamped.is_empty()
+    }
+
+    /// Stamps the records queued without a timestamp, in the order they arrived, while
+    /// `next` gives timestamps.
+    pub fn stamp(&mut self, mut next: impl FnMut() -> Option<Hlc>) {
+        let mut stamped = 0;
+        for &(t, i) in &self.unstamped {
+            let Some(hlc) = next() else { break };
+            let record = &mut self.pending[t.0 as usize][i as usize];
+            debug_assert_eq!(record.hlc, Hlc::ZERO, "a record is stamped once");
+            record.hlc = hlc;
+            stamped += 1;
+        }
+        self.unstamped.drain(..stamped);
+    }
+
     /// The sequence the next strong record of `topic` takes: after the last one queued,
     /// or the log's end.
     pub fn next_strong(&self, topic: TopicIdx, log: &TopicLog) -> Seq {
@@ -318,7 +353,7 @@ impl GroupCommit {
         enc: &mut BatchEncoder,
         (site_applied, follows): (Option<crate::raft::Index>, &[u64]),
     ) {
-        if !self.is_idle() {
+        if !self.is_idle() || self.has_unstamped() {
             return;
         }
         let mut flush = Flush {
@@ -638,7 +673,8 @@ impl GroupCommit {
     /// in flight.
     pub fn produce_buffer_bytes(&self, edge: bool) -> u64 {
         let slots: usize = self.pending.iter().map(Vec::capacity).sum();
-        let entries = (slots * std::mem::size_of::<PendingRecord>()) as u64;
+        let entries =
+            (slots * std::mem::size_of::<PendingRecord>() + self.unstamped.capacity() * UNSTAMPED_ENTRY_BYTES) as u64;
         let records: usize = self.pending.iter().map(Vec::len).sum();
         let payload = self.pending_bytes - (2 * PENDING_ENTRY_BYTES * records) as u64;
         payload + entries + if edge { self.flush_bytes() } else { 0 }

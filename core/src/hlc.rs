@@ -274,6 +274,16 @@ impl HlcClock {
         Ok(ts)
     }
 
+    /// Whether [`now`](Self::now) at `wall_ms` would issue a timestamp below the wall clock:
+    /// the wall clock has reached the durable bound (nothing asked for a newer one while
+    /// the node was idle), so the physical part would stay at `bound - 1`. A caller that
+    /// can wait for the next bound stamps from the wall clock then instead.
+    pub fn behind_wall(&self, wall_ms: u64) -> bool {
+        self.wait_until_ms.is_none()
+            && self.durable_bound_ms > 0
+            && wall_ms.min(MAX_PHYSICAL_MS) >= self.durable_bound_ms
+    }
+
     /// Whether [`now`](Self::now) would issue a timestamp at `wall_ms` (changes nothing).
     pub fn can_issue(&self, wall_ms: u64) -> bool {
         self.next(wall_ms).is_ok()

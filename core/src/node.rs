@@ -370,7 +370,12 @@ impl Node {
             return;
         }
         self.release_held();
-        self.bound.persist(&mut self.fx, &mut self.hlc, self.now.wall_ms);
+        let wall = self.now.wall_ms;
+        self.bound.persist(&mut self.fx, &mut self.hlc, wall);
+        if self.commit.has_unstamped() && !self.hlc.behind_wall(wall) {
+            let hlc = &mut self.hlc;
+            self.commit.stamp(|| hlc.now(wall).ok());
+        }
         self.site_step();
         let site_applied = self.site.as_ref().map(|s| s.raft.applied_index());
         // A sender waiting at its log's end (the edge's, the site's, a gateway's senders
@@ -478,7 +483,15 @@ impl Node {
             let e = self.storage_full(false);
             return self.reply(req, Err(e));
         }
-        let hlc = match self.hlc.now(self.now.wall_ms) {
+        let wall = self.now.wall_ms;
+        if self.commit.has_unstamped() || (self.hlc.can_issue(wall) && self.hlc.behind_wall(wall)) {
+            // Stamped once the next bound is durable (`after_input` asked for it), from the
+            // wall clock rather than from a bound it passed while the node was idle: a
+            // last-write-wins merge would otherwise rank this write below older ones.
+            self.commit.push_unstamped(topic, record);
+            return;
+        }
+        let hlc = match self.hlc.now(wall) {
             Ok(h) => h,
             Err(e) => return self.reply(req, Err(ProduceError::Clock(e))),
         };

@@ -1101,6 +1101,30 @@ fn a_quick_restart_waits_for_the_wall_clock_to_pass_the_bound_then_stamps_from_i
     assert!(ack.hlc > before.hlc);
 }
 
+/// Found by a gateway and an edge in `tests/keyed.rs`: a node idle past its clock bound
+/// stamped its next produce at the bound, seconds behind the wall clock, so that a
+/// last-write-wins merge ranked the write below older ones. The simulator checks it now
+/// (`hlc-behind-wall`). Produces wait for a new bound, then are stamped from the wall
+/// clock, in the order they came.
+#[test]
+fn produces_after_an_idle_spell_are_stamped_from_the_wall_clock_not_the_lapsed_bound() {
+    let mut h = Harness::start(MemDisk::default());
+    h.run_disk(|_| false);
+    h.produce(1, b"first");
+    h.run_disk(|_| false);
+    let first = h.replies[0].1.clone().expect("acknowledged");
+    h.now = after(NOW, 10_000);
+    h.produce(2, b"after ten idle seconds");
+    h.produce(3, b"and another");
+    assert_eq!(h.replies.len(), 1, "held for the clock, not refused");
+    h.run_disk(|_| false);
+    let acks: Vec<_> = h.replies[1..].iter().map(|(_, r)| r.clone().expect("acknowledged")).collect();
+    assert_eq!(acks.len(), 2);
+    assert_eq!(acks[0].hlc.physical_ms(), h.now.wall_ms, "from the wall clock");
+    assert!(first.hlc < acks[0].hlc && acks[0].hlc < acks[1].hlc, "in the order they came");
+    assert!(start_time(&h.disk).wall_ms > h.now.wall_ms, "a new bound, past the wall clock");
+}
+
 /// Issue 15, defect 5: a gateway whose clock bound lapsed while it heard nothing gets a
 /// Data message stamped past that bound. It holds the message, makes a new bound durable,
 /// then stores the records, without the edge having to resend anything.
