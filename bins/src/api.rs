@@ -4,6 +4,7 @@
 
 use crate::binproto::{self, Code, FetchRequest};
 use crate::http::{Request, Response};
+use crate::keyed::{self, KeyedCall};
 use outpost_core::config::{Role, TopicLookupError, TopicNames, Way};
 use outpost_core::io::{Control, FetchError, Fetched, ProduceAck, ProduceError};
 use outpost_core::types::TopicIdx;
@@ -39,11 +40,17 @@ pub enum Call {
     /// `way`: which half of a `both` topic (`?direction=up|down`).
     Fetch(FetchRequest),
     Control(Control),
+    /// A key of a keyed topic, or its conflict log.
+    Keyed {
+        topic: String,
+        call: KeyedCall,
+    },
 }
 
 const ROUTES: &str = "GET /health, GET /metrics, GET /v1/topics, POST /v1/topics/{topic}/records, \
-                      GET /v1/topics/{topic}/records?from=N&max=N[&direction=up|down], GET /v1/admin/status, \
-                      POST /v1/admin/sync/{pause|resume|now}";
+                      GET /v1/topics/{topic}/records?from=N&max=N[&direction=up|down], \
+                      GET|PUT|DELETE|POST /v1/topics/{topic}/keys/{key}, GET /v1/topics/{topic}/conflicts?max=N, \
+                      GET /v1/admin/status, POST /v1/admin/sync/{pause|resume|now}";
 
 fn bad(message: &str) -> Response {
     Response::error(400, "bad_request", false, message)
@@ -137,8 +144,16 @@ pub fn route(req: &Request) -> Result<Call, Response> {
             };
             Call::Fetch(FetchRequest { topic: topic.to_string(), way, from, max_records, max_bytes })
         }
+        ("GET" | "PUT" | "DELETE" | "POST", ["v1", "topics", topic, "keys", key @ ..]) if !key.is_empty() => {
+            Call::Keyed { topic: topic.to_string(), call: keyed::key_call(method, &key.join("/"), req)? }
+        }
+        ("GET", ["v1", "topics", topic, "conflicts"]) => {
+            let max = number(req, "max", keyed::CONFLICTS_DEFAULT)?;
+            Call::Keyed { topic: topic.to_string(), call: KeyedCall::Conflicts { max } }
+        }
         (_, ["health" | "metrics"] | ["v1", "topics"] | ["v1", "admin", "status"])
-        | (_, ["v1", "admin", "sync", _] | ["v1", "topics", _, "records"]) => {
+        | (_, ["v1", "admin", "sync", _] | ["v1", "topics", _, "records" | "conflicts"])
+        | (_, ["v1", "topics", _, "keys", _, ..]) => {
             return Err(Response::error(
                 405,
                 "method_not_allowed",
@@ -549,7 +564,7 @@ fn fetch_error_kind(e: &FetchError) -> (u16, &'static str, Code, bool) {
     }
 }
 
-fn text_or_hex(bytes: &[u8], field: &str) -> (String, Value) {
+pub(crate) fn text_or_hex(bytes: &[u8], field: &str) -> (String, Value) {
     match std::str::from_utf8(bytes) {
         Ok(s) => (field.to_string(), Value::String(s.to_string())),
         Err(_) => (format!("{field}_hex"), Value::String(hex::encode(bytes))),
@@ -623,6 +638,7 @@ pub fn fetch_binary(result: Result<Fetched, FetchError>) -> binproto::Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keyed::WriteOp;
 
     fn req(method: &str, target: &str, content_type: Option<&str>, body: &[u8]) -> Request {
         let mut raw = format!("{method} {target} HTTP/1.1\r\ncontent-length: {}\r\n", body.len());
@@ -662,6 +678,35 @@ mod tests {
                 batch: true
             })
         );
+    }
+
+    #[test]
+    fn routes_keyed_calls_with_keys_that_hold_slashes() {
+        let keyed = |method: &str, path: &str, body: &[u8]| route(&req(method, path, Some("application/json"), body));
+        let key = |k: &str| k.as_bytes().to_vec();
+        assert_eq!(
+            keyed("GET", "/v1/topics/t/keys/shelf/3", b""),
+            Ok(Call::Keyed { topic: "t".into(), call: KeyedCall::Get { key: key("shelf/3") } })
+        );
+        assert_eq!(
+            keyed("PUT", "/v1/topics/t/keys/k", b"v"),
+            Ok(Call::Keyed { topic: "t".into(), call: KeyedCall::Write { key: key("k"), op: WriteOp::Put(key("v")) } })
+        );
+        assert_eq!(
+            keyed("DELETE", "/v1/topics/t/keys/k", b""),
+            Ok(Call::Keyed { topic: "t".into(), call: KeyedCall::Write { key: key("k"), op: WriteOp::Delete } })
+        );
+        assert_eq!(
+            keyed("POST", "/v1/topics/t/keys/k", br#"{"add": "e"}"#),
+            Ok(Call::Keyed { topic: "t".into(), call: KeyedCall::Write { key: key("k"), op: WriteOp::Add(key("e")) } })
+        );
+        assert_eq!(
+            keyed("GET", "/v1/topics/t/conflicts?max=5", b""),
+            Ok(Call::Keyed { topic: "t".into(), call: KeyedCall::Conflicts { max: 5 } })
+        );
+        assert_eq!(keyed("POST", "/v1/topics/t/keys/k", br#"{"add": "e", "remove": "f"}"#).unwrap_err().status, 400);
+        assert_eq!(keyed("GET", "/v1/topics/t/keys", b"").unwrap_err().status, 404);
+        assert_eq!(keyed("PATCH", "/v1/topics/t/keys/k", b"").unwrap_err().status, 405);
     }
 
     #[test]

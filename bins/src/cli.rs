@@ -139,3 +139,83 @@ fn unauthorized(addr: SocketAddr, body: &[u8]) -> CliError {
         String::from_utf8_lossy(body)
     ))
 }
+
+/// `outpost conflicts`: the newest `max` conflicts of each keyed topic (or of `topic`), as
+/// a table or (`json`) the daemon's answers.
+pub fn conflicts(daemon: &Daemon, topic: Option<&str>, max: usize, json: bool) -> Result<i32, CliError> {
+    let addr = daemon.addr;
+    let status = fetch_status(daemon)?;
+    let topics: Vec<&str> = match topic {
+        Some(t) if status.keyed.iter().any(|k| k.topic == t) => vec![t],
+        Some(t) => {
+            let keyed: Vec<&str> = status.keyed.iter().map(|k| k.topic.as_str()).collect();
+            return Err(CliError(format!(
+                "{addr} has no keyed topic {t:?}; its keyed topics: {}",
+                if keyed.is_empty() { "none (no topic has a conflict strategy)".into() } else { keyed.join(", ") }
+            )));
+        }
+        None => status.keyed.iter().map(|k| k.topic.as_str()).collect(),
+    };
+    let mut answers = Vec::new();
+    for t in topics {
+        let (code, body) = request(daemon, "GET", &format!("/v1/topics/{t}/conflicts?max={max}"))?;
+        if code == 401 {
+            return Err(unauthorized(addr, &body));
+        }
+        if code != 200 {
+            return Err(CliError(format!("{addr} answered {code}: {}", String::from_utf8_lossy(&body))));
+        }
+        let answer: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+            CliError(format!("the conflicts from {addr} do not parse ({e}); is it the same outpost version?"))
+        })?;
+        answers.push(answer);
+    }
+    if json {
+        let v = serde_json::json!({ "node": status.node, "topics": answers });
+        println!("{}", serde_json::to_string_pretty(&v).expect("JSON values serialize"));
+    } else {
+        print!("{}", render_conflicts(&status.node, &answers));
+    }
+    Ok(0)
+}
+
+fn render_conflicts(node: &str, answers: &[serde_json::Value]) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    if answers.is_empty() {
+        let _ = writeln!(o, "{node}: no keyed topics (no topic has a conflict strategy)");
+        return o;
+    }
+    let text = |v: &serde_json::Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+    let dot = |v: &serde_json::Value| format!("{}#{}", text(&v["origin"]), v["origin_seq"]);
+    for a in answers {
+        let _ = writeln!(
+            o,
+            "{} ({}): {} conflicts, the newest {} kept",
+            text(&a["topic"]),
+            text(&a["strategy"]),
+            a["conflicts_total"],
+            a["conflicts_kept"]
+        );
+        let rows = a["conflicts"].as_array().map_or(&[][..], Vec::as_slice);
+        if rows.is_empty() {
+            continue;
+        }
+        let _ = writeln!(o, "  {:<24} {:<20} VERSIONS (origin#seq hlc)", "KEY", "WINNER");
+        for c in rows {
+            let key = c.get("key").or_else(|| c.get("key_hex")).map(text).unwrap_or_default();
+            let winner = if c["winner"].is_null() { "kept both".to_string() } else { dot(&c["winner"]) };
+            let versions: Vec<String> = c["versions"]
+                .as_array()
+                .map_or(&[][..], Vec::as_slice)
+                .iter()
+                .map(|v| {
+                    let deleted = if v["deleted"] == true { " deleted" } else { "" };
+                    format!("{} {}{deleted}", dot(v), text(&v["hlc"]))
+                })
+                .collect();
+            let _ = writeln!(o, "  {key:<24} {winner:<20} {}", versions.join(", "));
+        }
+    }
+    o
+}

@@ -21,7 +21,10 @@ use std::path::{Path, PathBuf};
 
 use crate::limits::ShellBudget;
 use outpost_core::config::DEFAULT_PLACEMENT_TOML;
-use outpost_core::config::{ConfigError, Eviction, NodeConfig, PlacementTable, Role, SyncDirection, TopicConfig};
+use outpost_core::config::{
+    ConfigError, Eviction, KeyedTopic, NodeConfig, PlacementTable, Role, SyncDirection, TopicConfig,
+};
+use outpost_core::keyed::Strategy;
 use outpost_core::resources::fit_to_budgets;
 use outpost_core::types::{Bytes, BytesParseError};
 use outpost_core::types::{Duration, NodeId};
@@ -404,6 +407,10 @@ struct RawTopic {
     encrypt: bool,
     keys: Option<String>,
     classification: Option<String>,
+    /// Makes the topic keyed: its writes are merged per key by this strategy.
+    conflict: Option<String>,
+    keyed_state_max: Option<RawSize>,
+    conflict_log_max: Option<RawSize>,
 }
 
 /// Site clusters are not built; the section exists so that a file written for them fails
@@ -1082,7 +1089,44 @@ fn topic(field: &str, raw: &RawTopic, table: &PlacementTable) -> Result<TopicCon
         let placement = table.placement(classification).map_err(|m| problem(format!("{field}.classification"), m))?;
         t.placement = Some(placement);
     }
+    t.keyed = keyed(field, raw)?;
     Ok(t)
+}
+
+/// A topic's `conflict` strategy and the limits of its keyed state (docs/KEYED.md).
+fn keyed(field: &str, raw: &RawTopic) -> Result<Option<KeyedTopic>, Problem> {
+    let Some(name) = raw.conflict.as_deref() else {
+        for (given, key) in [(&raw.keyed_state_max, "keyed_state_max"), (&raw.conflict_log_max, "conflict_log_max")] {
+            if given.is_some() {
+                return Err(problem(
+                    format!("{field}.{key}"),
+                    "set on a topic without a conflict strategy: add conflict = \"...\", or remove it",
+                ));
+            }
+        }
+        return Ok(None);
+    };
+    let strategy = Strategy::ALL.into_iter().find(|s| s.name() == name).ok_or_else(|| {
+        let names: Vec<&str> = Strategy::ALL.iter().map(|s| s.name()).collect();
+        problem(format!("{field}.conflict"), format!("unknown strategy {name:?}; expected one of {}", names.join(", ")))
+    })?;
+    if raw.encrypt {
+        return Err(problem(
+            format!("{field}.encrypt"),
+            "a keyed topic cannot be end-to-end encrypted: every replica reads its values to merge them; \
+             remove encrypt, or conflict",
+        ));
+    }
+    let mut limits = KeyedTopic::DEFAULT_LIMITS;
+    set(
+        &mut limits.state_bytes_max,
+        optional(raw.keyed_state_max.as_ref(), |s| size(&format!("{field}.keyed_state_max"), s))?,
+    );
+    set(
+        &mut limits.conflict_log_bytes_max,
+        optional(raw.conflict_log_max.as_ref(), |s| size(&format!("{field}.conflict_log_max"), s))?,
+    );
+    Ok(Some(KeyedTopic { strategy, limits }))
 }
 
 /// The placement table: the default one (`outpost_core::config::DEFAULT_PLACEMENT_TOML`)

@@ -7,6 +7,7 @@
 //! both to the core as values, hence the one exception to the workspace's clock ban.
 #![allow(clippy::disallowed_types)]
 
+use crate::keyed::{self, KeyedAnswer, KeyedCall};
 use crate::status::{Counters, Status};
 use outpost_core::config::NodeConfig;
 use outpost_core::io::{
@@ -22,6 +23,8 @@ use std::time::SystemTime;
 pub type ProduceReply = Box<dyn FnOnce(Result<ProduceAck, ProduceError>) + Send>;
 /// Called once with the answers to a batch of produces, one per record in order.
 pub type BatchReply = Box<dyn FnOnce(Vec<Result<ProduceAck, ProduceError>>) + Send>;
+/// Called once with the answer to a call on a keyed topic.
+pub type KeyedReply = Box<dyn FnOnce(KeyedAnswer) + Send>;
 /// Called once with the answer to a fetch.
 pub type FetchReply = Box<dyn FnOnce(Result<Fetched, FetchError>) + Send>;
 
@@ -169,6 +172,26 @@ impl Driver {
         let req = self.req();
         self.produces.insert(req, reply);
         self.input(Input::Produce { req, topic, key, value }, fx);
+    }
+
+    /// Answers a call on keyed topic `topic` (named `name`): a read or the conflict log at
+    /// once from the node's state; a write once it is durable, as a produce is.
+    pub fn keyed(&mut self, topic: TopicIdx, name: &str, call: KeyedCall, reply: KeyedReply, fx: &mut Effects) {
+        let Some(state) = self.node.keyed(topic) else { return reply(KeyedAnswer::NotKeyed) };
+        let mut names = self.identity.names.clone();
+        names.insert(self.id, self.identity.name.clone());
+        match call {
+            KeyedCall::Get { key } => reply(KeyedAnswer::Value(keyed::key_json(name, state, &key, &names))),
+            KeyedCall::Conflicts { max } => {
+                reply(KeyedAnswer::Conflicts(keyed::conflicts_json(name, state, max, &names)))
+            }
+            KeyedCall::Write { key, op } => match self.node.keyed_prepare(topic, &key, op.kind()) {
+                Ok(value) => {
+                    self.produce(topic, Some(key), value, Box::new(move |r| reply(KeyedAnswer::Written(r))), fx)
+                }
+                Err(e) => reply(KeyedAnswer::Refused(e)),
+            },
+        }
     }
 
     /// `value` as the core is to store it: sealed end to end if this node seals `topic`;

@@ -15,6 +15,7 @@ pub mod driver;
 pub mod e2e;
 pub mod guard;
 pub mod http;
+pub mod keyed;
 pub mod limits;
 pub mod link;
 pub mod lite;

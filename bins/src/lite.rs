@@ -23,6 +23,7 @@ use crate::config::Settings;
 use crate::driver::{Driver, Effects, Identity};
 use crate::guard::{Admit, Budget, ConnId, ConnTable, RequestClock};
 use crate::http;
+use crate::keyed;
 use crate::limits::{
     self, ShellBudget, BINARY_IN_FLIGHT_MAX, BUDGET_WAIT, IDLE_TIMEOUT, LINGER, LINGER_BYTES_MAX, PEER_IDLE_TIMEOUT,
     READ_CHUNK,
@@ -750,6 +751,22 @@ impl Lite {
                     outbox.lock().expect("not poisoned").push((token, out, Done::Http { close }, false));
                 });
                 self.driver.produce_batch(idx, records, reply, &mut self.fx);
+                return None;
+            }
+            Call::Keyed { topic, call } => {
+                let idx = match api::produce_topic(&self.topics, &topic) {
+                    Ok(idx) => idx,
+                    Err((resp, _)) => return Some(resp),
+                };
+                let outbox = self.outbox.clone();
+                let name = topic.clone();
+                let reply = Box::new(move |answer| {
+                    let resp = keyed::answer_http(&topic, answer);
+                    let mut out = Vec::new();
+                    http::Response { close, ..resp }.encode(&mut out);
+                    outbox.lock().expect("not poisoned").push((token, out, Done::Http { close }, false));
+                });
+                self.driver.keyed(idx, &name, call, reply, &mut self.fx);
                 return None;
             }
             Call::Fetch(binproto::FetchRequest { topic, way, from, max_records, max_bytes }) => {

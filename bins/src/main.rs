@@ -81,6 +81,17 @@ enum Command {
     Resources(Target),
     /// healthy / degraded / unhealthy, with reasons (exit code 0 / 1 / 2).
     Health(Target),
+    /// Conflicts the keyed topics' merges resolved: key, competing versions, winner.
+    Conflicts {
+        #[command(flatten)]
+        target: Target,
+        /// Only this keyed topic (default: every topic with a conflict strategy).
+        #[arg(long)]
+        topic: Option<String>,
+        /// The newest conflicts to show per topic.
+        #[arg(long, default_value_t = outpost::keyed::CONFLICTS_DEFAULT)]
+        max: usize,
+    },
     /// The site cluster view (today: this node's sync links).
     Mesh {
         #[command(subcommand)]
@@ -491,6 +502,19 @@ fn main() -> ExitCode {
         Command::Queue(t) => ask(&t, View::Queue),
         Command::Resources(t) => ask(&t, View::Resources),
         Command::Health(t) => ask(&t, View::Health),
+        Command::Conflicts { target, topic, max } => {
+            let run = || -> Result<i32, String> {
+                let daemon = daemon_of(&target)?;
+                cli::conflicts(&daemon, topic.as_deref(), max, target.json).map_err(|e| e.to_string())
+            };
+            match run() {
+                Ok(code) => ExitCode::from(code as u8),
+                Err(e) => {
+                    eprintln!("outpost: {e}");
+                    ExitCode::from(3)
+                }
+            }
+        }
         Command::Mesh { action: MeshAction::Peers(t) } => ask(&t, View::Peers),
         #[cfg(feature = "tokio-shell")]
         Command::Certs { action } => certs(action),

@@ -13,6 +13,7 @@ use crate::config::{LinkSecurity, Settings};
 use crate::driver::{Driver, Effects, Identity};
 use crate::guard::{Admit, Budget, ConnId, ConnTable, RequestClock};
 use crate::http;
+use crate::keyed::{self, KeyedAnswer, KeyedCall};
 use crate::limits::{
     Backoff, ShellBudget, ACCEPT_ERROR_PAUSE, BINARY_IN_FLIGHT_MAX, BUDGET_WAIT, COMMAND_QUEUE, HANDSHAKE_TIMEOUT,
     IDLE_TIMEOUT, LINGER, LINGER_BYTES_MAX, PEER_CONNECTIONS_MAX, PEER_FRAME_WAIT, PEER_IDLE_TIMEOUT, PEER_SEND_QUEUE,
@@ -70,6 +71,13 @@ enum Cmd {
         max_records: u32,
         max_bytes: u32,
         reply: Reply<Result<Fetched, FetchError>>,
+    },
+    /// A key of a keyed topic (`name` for answers), or its conflict log.
+    Keyed {
+        topic: TopicIdx,
+        name: String,
+        call: KeyedCall,
+        reply: Reply<KeyedAnswer>,
     },
     Control(Control),
     Status(oneshot::Sender<Status>),
@@ -568,6 +576,7 @@ async fn node_loop(
                     Cmd::Fetch { topic, from, max_records, max_bytes, reply } => {
                         driver.fetch(topic, from, max_records, max_bytes, reply, &mut fx)
                     }
+                    Cmd::Keyed { topic, name, call, reply } => driver.keyed(topic, &name, call, reply, &mut fx),
                     Cmd::Control(c) => {
                         if c == Control::SyncNow {
                             relink.notify_one();
@@ -1180,6 +1189,23 @@ async fn answer_http(req: &http::Request, api: &Api) -> (http::Response, Option<
             }
             let results = rx.await.unwrap_or_else(|_| vec![Err(ProduceError::Recovering); n]);
             api::produce_http(&topic, &results, batch)
+        }
+        Call::Keyed { topic, call } => {
+            let idx = match api::produce_topic(&api.topics, &topic) {
+                Ok(i) => i,
+                Err((resp, _)) => return (resp, None),
+            };
+            let (tx, rx) = oneshot::channel();
+            let reply: Reply<_> = Box::new(move |r| {
+                let _ = tx.send(r);
+            });
+            if api.node.send(Cmd::Keyed { topic: idx, name: topic.clone(), call, reply }).await.is_err() {
+                return (unavailable(), None);
+            }
+            match rx.await {
+                Ok(answer) => keyed::answer_http(&topic, answer),
+                Err(_) => unavailable(),
+            }
         }
         Call::Fetch(binproto::FetchRequest { topic, way, from, max_records, max_bytes }) => {
             let idx = match api::fetch_topic(&api.topics, &topic, way) {

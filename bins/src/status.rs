@@ -156,7 +156,24 @@ pub struct Status {
     /// A gateway's senders of `cloud-to-edge` topics, per edge and topic.
     #[serde(default)]
     pub down: Vec<DownStream>,
+    /// Keyed topics (a conflict strategy), once per name.
+    #[serde(default)]
+    pub keyed: Vec<KeyedView>,
     pub counters: Counters,
+}
+
+/// A keyed topic's state at this node (docs/KEYED.md).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KeyedView {
+    pub topic: String,
+    pub strategy: String,
+    pub keys: u64,
+    pub state_bytes: u64,
+    pub state_bytes_max: u64,
+    /// Conflicts met since the node started (recovery's merges included).
+    pub conflicts_total: u64,
+    /// Of those, the newest the bounded conflict log keeps.
+    pub conflicts_kept: u64,
 }
 
 /// The name config files give a direction.
@@ -288,8 +305,29 @@ pub(crate) fn build(d: &Driver, link: Link, uptime: std::time::Duration) -> Stat
         device_full: res.device_full,
         streams,
         down,
+        keyed: keyed_views(node),
         counters: d.counters.clone(),
     }
+}
+
+fn keyed_views(node: &outpost_core::Node) -> Vec<KeyedView> {
+    let mut views: Vec<KeyedView> = Vec::new();
+    for (i, t) in node.config().topics.iter().enumerate() {
+        let Some(state) = node.keyed(TopicIdx(i as u16)) else { continue };
+        if views.iter().any(|v| v.topic == t.name) {
+            continue;
+        }
+        views.push(KeyedView {
+            topic: t.name.clone(),
+            strategy: state.strategy().name().into(),
+            keys: state.key_count() as u64,
+            state_bytes: state.bytes(),
+            state_bytes_max: state.limits().state_bytes_max,
+            conflicts_total: state.conflicts_total(),
+            conflicts_kept: state.conflicts().count() as u64,
+        });
+    }
+    views
 }
 
 fn age(secs: Option<f64>) -> String {
@@ -651,6 +689,17 @@ pub fn render_metrics(s: &Status) -> String {
         "Records evicted before the gateway had them.",
         &one(c.evicted_unsynced),
     );
+    let per_keyed = |f: &dyn Fn(&KeyedView) -> u64| -> Vec<(String, f64)> {
+        s.keyed.iter().map(|k| (format!("{{topic=\"{}\"}}", escape(&k.topic)), f(k) as f64)).collect()
+    };
+    metric("keyed_keys", "gauge", "Keys a keyed topic's state holds.", &per_keyed(&|k| k.keys));
+    metric("keyed_state_bytes", "gauge", "Bytes a keyed topic's state accounts.", &per_keyed(&|k| k.state_bytes));
+    metric(
+        "keyed_conflicts_total",
+        "counter",
+        "Conflicts a keyed topic's merge met since the start (outpost conflicts lists the newest).",
+        &per_keyed(&|k| k.conflicts_total),
+    );
     let reconnects: u64 = s.link.peers.iter().map(|p| p.reconnects).sum();
     metric("reconnects_total", "counter", "Transport reconnections to peers.", &one(reconnects));
     metric("sessions_lost_total", "counter", "Sync sessions given up for lack of an answer.", &one(c.sessions_lost));
@@ -729,6 +778,7 @@ mod health_tests {
             device_full,
             streams: Vec::new(),
             down: Vec::new(),
+            keyed: Vec::new(),
             counters: Counters::default(),
         }
     }

@@ -10,7 +10,8 @@ use outpost::config::{
     load, node_id_of, parse, ConfigFileError, LinkSecurity, LogFormat, TlsFiles, DEFAULT_CONFIG_FILE,
 };
 use outpost::limits::ShellBudget;
-use outpost_core::config::{Consistency, Eviction, NodeConfig, Role, SyncDirection, TopicConfig};
+use outpost_core::config::{Consistency, Eviction, KeyedTopic, NodeConfig, Role, SyncDirection, TopicConfig};
+use outpost_core::keyed::Strategy;
 use outpost_core::resources::fit_to_budgets;
 use outpost_core::types::{Duration, NodeId};
 
@@ -589,6 +590,45 @@ fn a_both_topic_is_a_half_each_way_and_its_subscribers_get_the_half_that_comes_d
     );
     let edge = parse("[[topics]]\nname = \"orders\"\nsync = \"bidirectional\"\n", None, Role::Edge);
     assert_eq!(edge.expect("valid").node.topics.len(), 2);
+}
+
+#[test]
+fn a_topic_with_a_conflict_strategy_is_keyed_with_its_limits() {
+    let text = "[[topics]]\nname = \"prices\"\nsync = \"both\"\nconflict = \"last-write-wins\"\n\
+                keyed_state_max = \"1MiB\"\n\n[[topics]]\nname = \"stock\"\nconflict = \"counter\"\n\n\
+                [[topics]]\nname = \"events\"\n";
+    let s = parse(text, None, Role::Edge).expect("a valid file");
+    type Keyed = Option<(Strategy, u64, u64)>;
+    let keyed: Vec<(&str, Keyed)> = s
+        .node
+        .topics
+        .iter()
+        .map(|t| {
+            let k = t.keyed.map(|k| (k.strategy, k.limits.state_bytes_max, k.limits.conflict_log_bytes_max));
+            (t.name.as_str(), k)
+        })
+        .collect();
+    let log = KeyedTopic::DEFAULT_LIMITS.conflict_log_bytes_max;
+    assert_eq!(
+        keyed,
+        [
+            ("prices", Some((Strategy::LastWriteWins, 1 << 20, log))),
+            ("stock", Some((Strategy::Counter, KeyedTopic::DEFAULT_LIMITS.state_bytes_max, log))),
+            ("events", None),
+            ("prices", Some((Strategy::LastWriteWins, 1 << 20, log))),
+        ],
+        "both halves of a both topic are keyed alike"
+    );
+    let e = error("[[topics]]\nname = \"p\"\nconflict = \"newest\"\n", Role::Edge);
+    assert_eq!((e.line, e.field.as_str()), (Some(3), "topics[0].conflict"));
+    assert!(e.message.contains("expected one of last-write-wins, first-write-wins"), "{e}");
+    let e = error("[[topics]]\nname = \"p\"\nkeyed_state_max = \"1MiB\"\n", Role::Edge);
+    assert!(e.message.contains("without a conflict strategy"), "{e}");
+    let e = error("[[topics]]\nname = \"p\"\nconflict = \"max\"\neviction = \"oldest\"\n", Role::Edge);
+    assert_eq!(e.field, "topics[0].eviction");
+    assert!(e.message.contains("keeps its records"), "{e}");
+    let e = error("[[topics]]\nname = \"p\"\nconflict = \"max\"\nencrypt = true\nkeys = \"k\"\n", Role::Edge);
+    assert_eq!(e.field, "topics[0].encrypt");
 }
 
 #[test]

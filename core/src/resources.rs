@@ -58,11 +58,21 @@ pub fn check_budgets(cfg: &NodeConfig, plan: &MemoryPlan) -> Result<(), ConfigEr
         let senders = cfg.role == Role::Gateway && cfg.topics.iter().any(|t| t.sync.goes_down());
         let downlinks =
             if senders { " (each of gateway.downlinks_max senders has its own), gateway.downlinks_max" } else { "" };
+        // Both halves of a bidirectional topic share one state.
+        let states: std::collections::BTreeMap<&str, u64> =
+            cfg.topics.iter().filter_map(|t| t.keyed.map(|k| (t.name.as_str(), k.limits.planned_bytes()))).collect();
+        let keyed: u64 = states.values().sum();
+        let keyed = if keyed > 0 {
+            format!(", the keyed topics' state and conflict log limits ({} in all, part of index)", Bytes(keyed))
+        } else {
+            String::new()
+        };
         return Err(ConfigError {
             field: "resources.memory_bytes_max".into(),
             message: format!(
                 "{} is less than the {} the configured limits may use (largest: {}); raise it, or lower \
-                 log.pending_bytes_max, sync.batch_bytes_max, sync.window_bytes_max{downlinks} or log.read_chunk_bytes",
+                 log.pending_bytes_max, sync.batch_bytes_max, sync.window_bytes_max{downlinks}{keyed} or \
+                 log.read_chunk_bytes",
                 Bytes(limit),
                 Bytes(need),
                 list.join(", ")
