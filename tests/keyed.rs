@@ -11,6 +11,8 @@
 mod common;
 
 use common::{free_addr, http, wait_until, Daemon};
+use outpost::binproto::{Code, WriteOp};
+use outpost::client::ClientError;
 use serde_json::Value;
 use std::net::SocketAddr;
 
@@ -212,7 +214,12 @@ fn edges_and_the_cloud_write_the_same_keys_apart_and_converge_per_strategy() {
 }
 
 #[test]
-fn keyed_requests_that_are_wrong_are_refused_saying_why() {
+fn keyed_requests_that_are_wrong_are_refused_saying_why_by_both_shells_and_protocols() {
+    keyed_calls_of_one_edge(false);
+    keyed_calls_of_one_edge(true);
+}
+
+fn keyed_calls_of_one_edge(lite: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let topics = "\n[[topics]]\nname = \"stock\"\nsync = \"local\"\nconflict = \"counter\"\n\n\
                   [[topics]]\nname = \"events\"\nsync = \"local\"\n";
@@ -228,6 +235,9 @@ fn keyed_requests_that_are_wrong_are_refused_saying_why() {
     )
     .expect("config");
     let mut e = Daemon::from_file(dir.path(), "edge", &config, http_addr, binary);
+    if lite {
+        e = e.lite();
+    }
     e.start();
     let ask = |method: &str, path: &str, body: &[u8]| {
         let ct = (method == "POST").then_some("application/json");
@@ -263,4 +273,17 @@ fn keyed_requests_that_are_wrong_are_refused_saying_why() {
     assert_eq!(v["found"], false, "{v}");
     let (code, out) = e.cli(&["conflicts", "--topic", "events"]);
     assert_eq!(code, 3, "{out}");
+
+    // The same through the binary protocol and the Rust client.
+    let mut c = e.client();
+    c.keyed_write("stock", b"b", WriteOp::Increment(4)).expect("durable");
+    c.keyed_write("stock", b"b", WriteOp::Increment(3)).expect("durable");
+    let v = c.keyed_get("stock", b"b").expect("an answer");
+    assert_eq!((v["value"].clone(), v["strategy"].clone()), (Value::from(7), Value::from("counter")), "{v}");
+    let refused = c.keyed_write("stock", b"b", WriteOp::Put(b"7".to_vec())).expect_err("a counter takes no put");
+    assert!(matches!(&refused, ClientError::Refused { code: Code::BadRequest, retryable: false, .. }), "{refused}");
+    let refused = c.keyed_get("events", b"b").expect_err("not keyed");
+    assert!(matches!(&refused, ClientError::Refused { code: Code::NotKeyed, .. }), "{refused}");
+    let log = c.conflicts("stock", 10).expect("an answer");
+    assert_eq!(log["conflicts_total"], 0, "{log}");
 }

@@ -21,11 +21,22 @@ const WAY_DOWN: u8 = 2;
 pub const KIND_FETCH: u8 = 2;
 pub const KIND_PRODUCE_BATCH: u8 = 3;
 pub const KIND_AUTH: u8 = 4;
+pub const KIND_KEYED: u8 = 5;
 pub const KIND_ACKED: u8 = 129;
 pub const KIND_ERROR: u8 = 130;
 pub const KIND_RECORDS: u8 = 131;
 pub const KIND_RESULTS: u8 = 132;
 pub const KIND_WELCOME: u8 = 133;
+pub const KIND_ANSWER: u8 = 134;
+/// A Keyed request's operation byte.
+const KEYED_GET: u8 = 0;
+const KEYED_PUT: u8 = 1;
+const KEYED_DELETE: u8 = 2;
+const KEYED_INCREMENT: u8 = 3;
+const KEYED_MAX: u8 = 4;
+const KEYED_ADD: u8 = 5;
+const KEYED_REMOVE: u8 = 6;
+const KEYED_CONFLICTS: u8 = 7;
 /// A Results entry's status byte.
 const RESULT_ACKED: u8 = 0;
 const RESULT_REFUSED: u8 = 1;
@@ -53,6 +64,10 @@ pub enum Code {
     Corrupted = 11,
     /// No Auth with `api.token` came first, or a wrong one: the connection is closed.
     Unauthorized = 12,
+    /// A keyed call on a topic without a conflict strategy.
+    NotKeyed = 13,
+    /// The keyed state has no room for the write.
+    KeyedFull = 14,
 }
 
 impl Code {
@@ -71,6 +86,8 @@ impl Code {
             10 => OutOfRange,
             11 => Corrupted,
             12 => Unauthorized,
+            13 => NotKeyed,
+            14 => KeyedFull,
             _ => return None,
         })
     }
@@ -99,6 +116,34 @@ pub enum Request {
     Auth {
         token: String,
     },
+    /// A key of a keyed topic, or its conflict log; answered by Acked (a write), Answer
+    /// (a read: the JSON of the HTTP answer) or Error.
+    Keyed {
+        topic: String,
+        call: KeyedCall,
+    },
+}
+
+/// What a request asks of a keyed topic (both application protocols).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyedCall {
+    /// The key's value as this node holds it (`eventual`).
+    Get { key: Vec<u8> },
+    /// A write made here, with what this node has seen of the key.
+    Write { key: Vec<u8>, op: WriteOp },
+    /// The newest `max` recorded conflicts, oldest first.
+    Conflicts { max: usize },
+}
+
+/// The operation of a keyed write, as the API takes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WriteOp {
+    Put(Vec<u8>),
+    Delete,
+    Increment(i64),
+    Max(i64),
+    Add(Vec<u8>),
+    Remove(Vec<u8>),
 }
 
 /// A fetch, as both application protocols ask for one (`api::Call::Fetch` too).
@@ -143,6 +188,8 @@ pub enum Response {
     Results(Vec<RecordResult>),
     /// The answer to an Auth that holds a token of the port.
     Welcome,
+    /// The answer to a keyed read: a JSON document (docs/PROTOCOL.md, Keyed topics).
+    Answer(String),
 }
 
 /// One record's result in a Results answer: what Acked or Error says of a single produce.
@@ -195,6 +242,10 @@ pub enum ProtoError {
     MessageTooLong(usize),
     /// An Auth's token longer than [`crate::peer::TOKEN_LEN_MAX`] bytes.
     TokenTooLong(usize),
+    /// A Keyed request's operation byte other than 0 to 7.
+    BadKeyedOp(u8),
+    /// A Keyed request without a key (all but conflicts), or with one (conflicts).
+    BadKeyedKey,
 }
 
 impl fmt::Display for ProtoError {
@@ -204,7 +255,9 @@ impl fmt::Display for ProtoError {
                 write!(f, "frame of {len} bytes is larger than the {max} accepted; the connection is closed")
             }
             ProtoError::FrameTooShort { len } => write!(f, "frame of {len} bytes is shorter than its 5-byte head"),
-            ProtoError::UnknownKind(k) => write!(f, "unknown request kind {k} (1 produce, 2 fetch, 3 produce batch)"),
+            ProtoError::UnknownKind(k) => {
+                write!(f, "unknown request kind {k} (1 produce, 2 fetch, 3 produce batch, 4 auth, 5 keyed)")
+            }
             ProtoError::Truncated { field } => write!(f, "frame ends inside field {field}"),
             ProtoError::TrailingBytes { len } => write!(f, "{len} bytes after the last field"),
             ProtoError::BadTopicName => f.write_str("topic name must be 1 to 255 bytes of UTF-8"),
@@ -222,6 +275,13 @@ impl fmt::Display for ProtoError {
             }
             ProtoError::MessageTooLong(n) => write!(f, "a message of {n} bytes; at most {MESSAGE_MAX}"),
             ProtoError::TokenTooLong(n) => write!(f, "a token of {n} bytes; at most {}", crate::peer::TOKEN_LEN_MAX),
+            ProtoError::BadKeyedOp(v) => write!(
+                f,
+                "keyed operation {v}; expected 0 get, 1 put, 2 delete, 3 increment, 4 max, 5 add, 6 remove, 7 conflicts"
+            ),
+            ProtoError::BadKeyedKey => {
+                f.write_str("a keyed call names a key (1 or more bytes), except conflicts (none)")
+            }
         }
     }
 }
@@ -377,6 +437,41 @@ pub fn encode_request(id: u32, req: &Request, out: &mut Vec<u8>) {
             out.extend_from_slice(token.as_bytes());
             finish(at, out);
         }
+        Request::Keyed { topic, call } => {
+            let at = head(KIND_KEYED, id, out);
+            put_topic(topic, out);
+            let (op, key): (u8, &[u8]) = match call {
+                KeyedCall::Get { key } => (KEYED_GET, key),
+                KeyedCall::Conflicts { .. } => (KEYED_CONFLICTS, &[]),
+                KeyedCall::Write { key, op } => {
+                    let code = match op {
+                        WriteOp::Put(_) => KEYED_PUT,
+                        WriteOp::Delete => KEYED_DELETE,
+                        WriteOp::Increment(_) => KEYED_INCREMENT,
+                        WriteOp::Max(_) => KEYED_MAX,
+                        WriteOp::Add(_) => KEYED_ADD,
+                        WriteOp::Remove(_) => KEYED_REMOVE,
+                    };
+                    (code, key)
+                }
+            };
+            out.push(op);
+            out.extend_from_slice(&u16::try_from(key.len()).expect("keys are at most 4 KiB").to_le_bytes());
+            out.extend_from_slice(key);
+            match call {
+                KeyedCall::Conflicts { max } => {
+                    out.extend_from_slice(&u32::try_from(*max).unwrap_or(u32::MAX).to_le_bytes())
+                }
+                KeyedCall::Write { op: WriteOp::Put(b) | WriteOp::Add(b) | WriteOp::Remove(b), .. } => {
+                    out.extend_from_slice(b)
+                }
+                KeyedCall::Write { op: WriteOp::Increment(n) | WriteOp::Max(n), .. } => {
+                    out.extend_from_slice(&n.to_le_bytes())
+                }
+                KeyedCall::Get { .. } | KeyedCall::Write { op: WriteOp::Delete, .. } => {}
+            }
+            finish(at, out);
+        }
         Request::Fetch(FetchRequest { topic, way, from, max_records, max_bytes }) => {
             let at = head(KIND_FETCH, id, out);
             put_topic(topic, out);
@@ -445,6 +540,44 @@ pub fn decode_request(body: &[u8]) -> Result<(u32, Request), (Option<u32>, Proto
             let token = std::str::from_utf8(token).map_err(|_| ProtoError::BadUtf8)?.to_owned();
             Ok(Request::Auth { token })
         }
+        KIND_KEYED => {
+            let topic = r.topic()?;
+            let op = r.u8("keyed operation")?;
+            let len = r.u16("key length")? as usize;
+            let key = r.take(len, "key")?.to_vec();
+            if key.is_empty() != (op == KEYED_CONFLICTS) {
+                return Err(if op > KEYED_CONFLICTS { ProtoError::BadKeyedOp(op) } else { ProtoError::BadKeyedKey });
+            }
+            let rest = |r: &mut Reader<'_>| std::mem::take(&mut r.buf).to_vec();
+            let number = |r: &mut Reader<'_>| -> Result<i64, ProtoError> {
+                let n = r.u64("number")? as i64;
+                r.end()?;
+                Ok(n)
+            };
+            let write = |op| KeyedCall::Write { key: key.clone(), op };
+            let call = match op {
+                KEYED_GET => {
+                    r.end()?;
+                    KeyedCall::Get { key: key.clone() }
+                }
+                KEYED_PUT => write(WriteOp::Put(rest(&mut r))),
+                KEYED_DELETE => {
+                    r.end()?;
+                    write(WriteOp::Delete)
+                }
+                KEYED_INCREMENT => write(WriteOp::Increment(number(&mut r)?)),
+                KEYED_MAX => write(WriteOp::Max(number(&mut r)?)),
+                KEYED_ADD => write(WriteOp::Add(rest(&mut r))),
+                KEYED_REMOVE => write(WriteOp::Remove(rest(&mut r))),
+                KEYED_CONFLICTS => {
+                    let max = r.u32("max")? as usize;
+                    r.end()?;
+                    KeyedCall::Conflicts { max }
+                }
+                other => return Err(ProtoError::BadKeyedOp(other)),
+            };
+            Ok(Request::Keyed { topic, call })
+        }
         k => Err(ProtoError::UnknownKind(k)),
     })();
     req.map(|q| (id, q)).map_err(|e| (Some(id), e))
@@ -455,6 +588,11 @@ pub fn encode_response(id: u32, resp: &Response, out: &mut Vec<u8>) {
     match resp {
         Response::Welcome => {
             let at = head(KIND_WELCOME, id, out);
+            finish(at, out);
+        }
+        Response::Answer(json) => {
+            let at = head(KIND_ANSWER, id, out);
+            out.extend_from_slice(json.as_bytes());
             finish(at, out);
         }
         Response::Acked { seq, hlc } => {
@@ -541,6 +679,10 @@ pub fn decode_response(body: &[u8]) -> Result<(u32, Response), ProtoError> {
     let mut r = Reader { buf: &body[5..] };
     let resp = match kind {
         KIND_WELCOME => Response::Welcome,
+        KIND_ANSWER => {
+            let text = std::str::from_utf8(std::mem::take(&mut r.buf)).map_err(|_| ProtoError::BadUtf8)?;
+            Response::Answer(text.to_owned())
+        }
         KIND_ACKED => {
             let seq = r.u64("seq")?;
             let hlc = r.u64("hlc")?;
@@ -652,7 +794,26 @@ mod tests {
                 topic: "t".into(),
                 records: (0..PRODUCE_BATCH_RECORDS_MAX as u32).map(|i| (None, i.to_le_bytes().to_vec())).collect(),
             },
+            Request::Keyed { topic: "t".into(), call: KeyedCall::Get { key: b"k/1".to_vec() } },
+            Request::Keyed { topic: "t".into(), call: KeyedCall::Conflicts { max: 5 } },
         ];
+        let keyed_writes = [
+            WriteOp::Put(b"v".to_vec()),
+            WriteOp::Put(Vec::new()),
+            WriteOp::Delete,
+            WriteOp::Increment(-3),
+            WriteOp::Max(i64::MAX),
+            WriteOp::Add(b"e".to_vec()),
+            WriteOp::Remove(b"e".to_vec()),
+        ];
+        let reqs: Vec<Request> = reqs
+            .into_iter()
+            .chain(
+                keyed_writes
+                    .into_iter()
+                    .map(|op| Request::Keyed { topic: "t".into(), call: KeyedCall::Write { key: b"k".to_vec(), op } }),
+            )
+            .collect();
         for (i, q) in reqs.iter().enumerate() {
             let mut f = Vec::new();
             encode_request(i as u32, q, &mut f);
@@ -670,6 +831,8 @@ mod tests {
                 ],
             },
             Response::Results(vec![RecordResult::Acked { seq: 1, hlc: 2 }]),
+            Response::Answer(r#"{"found":false}"#.into()),
+            Response::Error { code: Code::NotKeyed, retryable: false, message: "not keyed".into() },
             Response::Results(vec![
                 RecordResult::Acked { seq: 7, hlc: 9 },
                 RecordResult::Refused { code: Code::TooLarge, retryable: false, message: "too large".into() },
@@ -682,6 +845,26 @@ mod tests {
             encode_response(i as u32, r, &mut f);
             assert_eq!(decode_response(body(&f)), Ok((i as u32, r.clone())));
         }
+    }
+
+    #[test]
+    fn hostile_keyed_frames_get_typed_errors() {
+        let keyed = |op: u8, key: &[u8], tail: &[u8]| {
+            let mut b = vec![KIND_KEYED, 7, 0, 0, 0, 1, b't', op];
+            b.extend_from_slice(&(key.len() as u16).to_le_bytes());
+            b.extend_from_slice(key);
+            b.extend_from_slice(tail);
+            decode_request(&b)
+        };
+        assert_eq!(keyed(9, b"k", b""), Err((Some(7), ProtoError::BadKeyedOp(9))));
+        assert_eq!(keyed(KEYED_GET, b"", b""), Err((Some(7), ProtoError::BadKeyedKey)));
+        assert_eq!(keyed(KEYED_CONFLICTS, b"k", &[1, 0, 0, 0]), Err((Some(7), ProtoError::BadKeyedKey)));
+        assert_eq!(keyed(KEYED_INCREMENT, b"k", &[1, 2, 3]), Err((Some(7), ProtoError::Truncated { field: "number" })));
+        assert_eq!(keyed(KEYED_GET, b"k", b"x"), Err((Some(7), ProtoError::TrailingBytes { len: 1 })));
+        assert_eq!(keyed(KEYED_DELETE, b"k", b"x"), Err((Some(7), ProtoError::TrailingBytes { len: 1 })));
+        let mut b = vec![KIND_KEYED, 7, 0, 0, 0, 1, b't', KEYED_GET, 10, 0];
+        b.extend_from_slice(b"short");
+        assert_eq!(decode_request(&b), Err((Some(7), ProtoError::Truncated { field: "key" })));
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! [`Client::send`] or [`Client::send_batch`] many requests, then [`Client::recv`] their
 //! answers (matched by id).
 
-use crate::binproto::{self, Code, Record, RecordResult, Request, Response, RESPONSE_FRAME_MAX};
+use crate::binproto::{self, Code, KeyedCall, Record, RecordResult, Request, Response, WriteOp, RESPONSE_FRAME_MAX};
 use outpost_core::config::Way;
 use std::fmt;
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -184,6 +184,34 @@ impl Client {
         let req = Request::Fetch(binproto::FetchRequest { topic: topic.into(), way, from, max_records, max_bytes });
         match self.call(&req)? {
             Response::Records { next, durable_end, records } => Ok(Records { records, next, durable_end }),
+            Response::Error { code, retryable, message } => Err(ClientError::Refused { code, retryable, message }),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Writes `key` of keyed topic `topic` (docs/KEYED.md) with what this node has seen of
+    /// it: `WriteOp::Put` to replace a register's value (a `keep-both` key's siblings too),
+    /// `Delete`, or an operation of a convergent type. Returns once it is durable.
+    pub fn keyed_write(&mut self, topic: &str, key: &[u8], op: WriteOp) -> Result<Ack, ClientError> {
+        let call = KeyedCall::Write { key: key.to_vec(), op };
+        into_ack(self.call(&Request::Keyed { topic: topic.into(), call })?)
+    }
+
+    /// What `key` of keyed topic `topic` answers at this node: the JSON of docs/PROTOCOL.md
+    /// ("Keyed topics"): `found`, and `value`, `siblings` or `elements`.
+    pub fn keyed_get(&mut self, topic: &str, key: &[u8]) -> Result<serde_json::Value, ClientError> {
+        self.keyed_answer(topic, KeyedCall::Get { key: key.to_vec() })
+    }
+
+    /// The newest `max` conflicts the merge of keyed topic `topic` recorded at this node.
+    pub fn conflicts(&mut self, topic: &str, max: usize) -> Result<serde_json::Value, ClientError> {
+        self.keyed_answer(topic, KeyedCall::Conflicts { max })
+    }
+
+    fn keyed_answer(&mut self, topic: &str, call: KeyedCall) -> Result<serde_json::Value, ClientError> {
+        match self.call(&Request::Keyed { topic: topic.into(), call })? {
+            Response::Answer(json) => serde_json::from_str(&json)
+                .map_err(|e| ClientError::Unexpected(format!("an answer that is not JSON ({e}): {json}"))),
             Response::Error { code, retryable, message } => Err(ClientError::Refused { code, retryable, message }),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }

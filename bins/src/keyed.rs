@@ -3,6 +3,8 @@
 //! core's (`outpost_core::keyed`); this module only names its answers for a transport.
 
 use crate::api::text_or_hex;
+use crate::binproto::{self, Code};
+pub use crate::binproto::{KeyedCall, WriteOp};
 use crate::http::{Request, Response};
 use outpost_core::hlc::Hlc;
 use outpost_core::io::{ProduceAck, ProduceError};
@@ -13,28 +15,6 @@ use std::collections::BTreeMap;
 
 /// Conflicts one answer lists at most when the client does not say.
 pub const CONFLICTS_DEFAULT: usize = 100;
-
-/// What a request asks of a keyed topic.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum KeyedCall {
-    /// The key's value as this node holds it (`eventual`).
-    Get { key: Vec<u8> },
-    /// A write made here, with what this node has seen of the key.
-    Write { key: Vec<u8>, op: WriteOp },
-    /// The newest `max` recorded conflicts, oldest first.
-    Conflicts { max: usize },
-}
-
-/// The operation of a write, as the API takes it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum WriteOp {
-    Put(Vec<u8>),
-    Delete,
-    Increment(i64),
-    Max(i64),
-    Add(Vec<u8>),
-    Remove(Vec<u8>),
-}
 
 impl WriteOp {
     /// The core's operation; a delete's resets are filled in by `keyed_prepare`.
@@ -207,4 +187,21 @@ pub fn answer_http(topic: &str, answer: KeyedAnswer) -> Response {
         KeyedAnswer::Refused(e) => Response::error(400, "invalid", false, &e.to_string()),
         KeyedAnswer::Written(r) => crate::api::produce_http(topic, &[r], false),
     }
+}
+
+/// The binary protocol's answer to a keyed call on `topic`: Acked for a write, Answer
+/// (the JSON of the HTTP answer) for a read, Error with the HTTP answer's message.
+pub fn answer_binary(topic: &str, answer: KeyedAnswer) -> binproto::Response {
+    let error = |code, message: String| binproto::Response::Error { code, retryable: false, message };
+    match answer {
+        KeyedAnswer::Value(v) | KeyedAnswer::Conflicts(v) => binproto::Response::Answer(v.to_string()),
+        KeyedAnswer::Written(r) => crate::api::produce_binary(&r),
+        KeyedAnswer::Refused(e @ KeyedError::Full { .. }) => error(Code::KeyedFull, e.to_string()),
+        KeyedAnswer::Refused(e) => error(Code::BadRequest, e.to_string()),
+        KeyedAnswer::NotKeyed => error(Code::NotKeyed, not_keyed(topic)),
+    }
+}
+
+fn not_keyed(topic: &str) -> String {
+    format!("topic {topic:?} is not keyed: give it a conflict strategy (conflict = \"...\" in its [[topics]])")
 }

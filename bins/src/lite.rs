@@ -841,7 +841,7 @@ impl Lite {
         // A batch holds a place per record: it waits for its answers' room.
         let places = match &req {
             binproto::Request::ProduceBatch { records, .. } => records.len(),
-            binproto::Request::Produce { .. } | binproto::Request::Fetch(_) => 1,
+            binproto::Request::Produce { .. } | binproto::Request::Fetch(_) | binproto::Request::Keyed { .. } => 1,
             binproto::Request::Auth { .. } => unreachable!("the gate answers an Auth"),
         };
         if matches!(c.kind, Kind::Binary { in_flight, .. } if in_flight + places > BINARY_IN_FLIGHT_MAX) {
@@ -853,9 +853,9 @@ impl Lite {
         c.clock = (!c.rbuf.is_empty()).then(|| RequestClock::start(Instant::now(), c.rbuf.len()));
         c.blocked_since = None;
         let topic = match &req {
-            binproto::Request::Produce { topic, .. } | binproto::Request::ProduceBatch { topic, .. } => {
-                api::produce_topic(&self.topics, topic)
-            }
+            binproto::Request::Produce { topic, .. }
+            | binproto::Request::ProduceBatch { topic, .. }
+            | binproto::Request::Keyed { topic, .. } => api::produce_topic(&self.topics, topic),
             binproto::Request::Fetch(f) => api::fetch_topic(&self.topics, &f.topic, f.way),
             binproto::Request::Auth { .. } => unreachable!("the gate answers an Auth"),
         };
@@ -896,6 +896,15 @@ impl Lite {
                 });
                 let max_bytes = max_bytes.min(self.budget.fetch_bytes_max);
                 self.driver.fetch(idx, from, max_records, max_bytes, reply, &mut self.fx);
+            }
+            binproto::Request::Keyed { topic, call } => {
+                let name = topic.clone();
+                let reply = Box::new(move |a| {
+                    let mut out = Vec::new();
+                    binproto::encode_response(id, &keyed::answer_binary(&topic, a), &mut out);
+                    outbox.lock().expect("not poisoned").push((token, out, Done::Binary { places: 1 }, false));
+                });
+                self.driver.keyed(idx, &name, call, reply, &mut self.fx);
             }
             binproto::Request::Auth { .. } => unreachable!("the gate answers an Auth"),
         }

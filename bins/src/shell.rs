@@ -78,6 +78,7 @@ enum Cmd {
         name: String,
         call: KeyedCall,
         reply: Reply<KeyedAnswer>,
+        ingress: Option<Reservation>,
     },
     Control(Control),
     Status(oneshot::Sender<Status>),
@@ -576,7 +577,10 @@ async fn node_loop(
                     Cmd::Fetch { topic, from, max_records, max_bytes, reply } => {
                         driver.fetch(topic, from, max_records, max_bytes, reply, &mut fx)
                     }
-                    Cmd::Keyed { topic, name, call, reply } => driver.keyed(topic, &name, call, reply, &mut fx),
+                    Cmd::Keyed { topic, name, call, reply, ingress } => {
+                        driver.keyed(topic, &name, call, reply, &mut fx);
+                        drop(ingress);
+                    }
                     Cmd::Control(c) => {
                         if c == Control::SyncNow {
                             relink.notify_one();
@@ -1199,7 +1203,8 @@ async fn answer_http(req: &http::Request, api: &Api) -> (http::Response, Option<
             let reply: Reply<_> = Box::new(move |r| {
                 let _ = tx.send(r);
             });
-            if api.node.send(Cmd::Keyed { topic: idx, name: topic.clone(), call, reply }).await.is_err() {
+            let cmd = Cmd::Keyed { topic: idx, name: topic.clone(), call, reply, ingress: None };
+            if api.node.send(cmd).await.is_err() {
                 return (unavailable(), None);
             }
             match rx.await {
@@ -1349,15 +1354,15 @@ async fn binary_connection(stream: TcpStream, api: Arc<Api>, slot: Slot) -> std:
         // A batch holds a place per record: what its answer will hold.
         let places = match &req {
             binproto::Request::ProduceBatch { records, .. } => records.len() as u32,
-            binproto::Request::Produce { .. } | binproto::Request::Fetch(_) => 1,
+            binproto::Request::Produce { .. } | binproto::Request::Fetch(_) | binproto::Request::Keyed { .. } => 1,
             binproto::Request::Auth { .. } => unreachable!("the gate answers an Auth"),
         };
         let permit = in_flight.clone().acquire_many_owned(places).await.expect("never closed");
         slot.busy();
         let topic = match &req {
-            binproto::Request::Produce { topic, .. } | binproto::Request::ProduceBatch { topic, .. } => {
-                api::produce_topic(&api.topics, topic)
-            }
+            binproto::Request::Produce { topic, .. }
+            | binproto::Request::ProduceBatch { topic, .. }
+            | binproto::Request::Keyed { topic, .. } => api::produce_topic(&api.topics, topic),
             binproto::Request::Fetch(f) => api::fetch_topic(&api.topics, &f.topic, f.way),
             binproto::Request::Auth { .. } => unreachable!("the gate answers an Auth"),
         };
@@ -1393,6 +1398,14 @@ async fn binary_connection(stream: TcpStream, api: Arc<Api>, slot: Slot) -> std:
                 });
                 let max_bytes = max_bytes.min(api.budget.fetch_bytes_max);
                 Cmd::Fetch { topic: idx, from, max_records, max_bytes, reply }
+            }
+            binproto::Request::Keyed { topic, call } => {
+                let name = topic.clone();
+                let reply: Reply<_> = Box::new(move |a| {
+                    let resp = keyed::answer_binary(&topic, a);
+                    let _ = answer.send(Answer { id, resp, close: false, _permit: Some(permit), _fetch: None });
+                });
+                Cmd::Keyed { topic: idx, name, call, reply, ingress: Some(ingress) }
             }
             binproto::Request::Auth { .. } => unreachable!("the gate answers an Auth"),
         };

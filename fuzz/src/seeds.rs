@@ -143,7 +143,7 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         "produce-raw-keyed",
         b"POST /v1/topics/a%2Eb/records?key=k HTTP/1.0\r\nOutpost-Key: k2\r\ncontent-length: 3\r\n\r\nabc".to_vec(),
     ));
-    use outpost::binproto::{self, Code, FetchRequest, Record, RecordResult, Request, Response};
+    use outpost::binproto::{self, Code, FetchRequest, KeyedCall, Record, RecordResult, Request, Response, WriteOp};
     let reqs = [
         ("produce", Request::Produce { topic: "events".into(), key: Some(b"k".to_vec()), value: b"v".to_vec() }),
         (
@@ -174,6 +174,22 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             },
         ),
         ("auth", Request::Auth { token: "pr0ducer".into() }),
+        (
+            "keyed-put",
+            Request::Keyed {
+                topic: "prices".into(),
+                call: KeyedCall::Write { key: b"sku-1".to_vec(), op: WriteOp::Put(b"4.99".to_vec()) },
+            },
+        ),
+        (
+            "keyed-increment",
+            Request::Keyed {
+                topic: "stock".into(),
+                call: KeyedCall::Write { key: b"sku-1".to_vec(), op: WriteOp::Increment(-3) },
+            },
+        ),
+        ("keyed-get", Request::Keyed { topic: "prices".into(), call: KeyedCall::Get { key: b"sku-1".to_vec() } }),
+        ("keyed-conflicts", Request::Keyed { topic: "prices".into(), call: KeyedCall::Conflicts { max: 100 } }),
     ];
     for (name, r) in reqs {
         let mut out = Vec::new();
@@ -183,6 +199,7 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let resps = [
         ("acked", Response::Acked { seq: 1, hlc: hlc.0 }),
         ("welcome", Response::Welcome),
+        ("answer", Response::Answer(r#"{"found":true,"value":"4.99"}"#.into())),
         ("error", Response::Error { code: Code::Busy, retryable: true, message: "full".into() }),
         (
             "records",
