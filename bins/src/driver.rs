@@ -177,15 +177,15 @@ impl Driver {
     /// Answers a call on keyed topic `topic` (named `name`): a read or the conflict log at
     /// once from the node's state; a write once it is durable, as a produce is.
     pub fn keyed(&mut self, topic: TopicIdx, name: &str, call: KeyedCall, reply: KeyedReply, fx: &mut Effects) {
-        let Some(state) = self.node.keyed(topic) else { return reply(KeyedAnswer::NotKeyed) };
-        let mut names = self.identity.names.clone();
-        names.insert(self.id, self.identity.name.clone());
-        match call {
-            KeyedCall::Get { key } => reply(KeyedAnswer::Value(keyed::key_json(name, state, &key, &names))),
-            KeyedCall::Conflicts { max } => {
-                reply(KeyedAnswer::Conflicts(keyed::conflicts_json(name, state, max, &names)))
+        let names = keyed::Names { known: &self.identity.names, own: (self.id, &self.identity.name) };
+        let state = self.node.keyed(topic);
+        match (call, state) {
+            (_, None) => reply(KeyedAnswer::NotKeyed),
+            (KeyedCall::Get { key }, Some(s)) => reply(KeyedAnswer::Value(keyed::key_json(name, s, &key, &names))),
+            (KeyedCall::Conflicts { max }, Some(s)) => {
+                reply(KeyedAnswer::Conflicts(keyed::conflicts_json(name, s, max, &names)))
             }
-            KeyedCall::Write { key, op } => match self.node.keyed_prepare(topic, &key, op.kind()) {
+            (KeyedCall::Write { key, op }, Some(_)) => match self.node.keyed_prepare(topic, &key, op.kind()) {
                 Ok(value) => {
                     self.produce(topic, Some(key), value, Box::new(move |r| reply(KeyedAnswer::Written(r))), fx)
                 }

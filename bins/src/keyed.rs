@@ -43,10 +43,19 @@ pub enum KeyedAnswer {
 }
 
 /// Names of origins, for answers: the node's own and those the shell knows.
-pub type Names = BTreeMap<NodeId, String>;
+pub struct Names<'a> {
+    pub known: &'a BTreeMap<NodeId, String>,
+    pub own: (NodeId, &'a str),
+}
 
-fn origin_name(names: &Names, id: NodeId) -> String {
-    names.get(&id).cloned().unwrap_or_else(|| id.to_string())
+impl Names<'_> {
+    fn of(&self, id: NodeId) -> String {
+        match self.known.get(&id) {
+            Some(name) => name.clone(),
+            None if id == self.own.0 => self.own.1.to_owned(),
+            None => id.to_string(),
+        }
+    }
 }
 
 fn object(fields: impl IntoIterator<Item = (String, Value)>) -> Value {
@@ -59,16 +68,16 @@ fn hlc_text(hlc: Hlc) -> Value {
 
 /// What `key` answers in `state`, with the consistency it was read at. `null` value fields
 /// never appear: an absent key is `"found": false`.
-pub fn key_json(topic: &str, state: &KeyedState, key: &[u8], names: &Names) -> Value {
+pub fn key_json(topic: &str, state: &KeyedState, key: &[u8], names: &Names<'_>) -> Value {
     let mut o = serde_json::Map::new();
     o.insert("topic".into(), topic.into());
     let (k, v) = text_or_hex(key, "key");
     o.insert(k, v);
     o.insert("strategy".into(), state.strategy().name().into());
     o.insert("consistency".into(), "eventual".into());
-    let found = !matches!(state.get(key), KeyValue::Absent);
-    o.insert("found".into(), found.into());
-    match state.get(key) {
+    let value = state.get(key);
+    o.insert("found".into(), (!matches!(value, KeyValue::Absent)).into());
+    match value {
         KeyValue::Absent => {}
         KeyValue::Bytes(b) => {
             let (k, v) = text_or_hex(b, "value");
@@ -80,7 +89,7 @@ pub fn key_json(topic: &str, state: &KeyedState, key: &[u8], names: &Names) -> V
                 .map(|v| {
                     object([
                         text_or_hex(v.value.as_deref().expect("siblings have values"), "value"),
-                        ("origin".into(), origin_name(names, v.dot.origin).into()),
+                        ("origin".into(), names.of(v.dot.origin).into()),
                         ("origin_seq".into(), v.dot.seq.into()),
                         ("hlc".into(), hlc_text(v.hlc)),
                     ])
@@ -99,13 +108,13 @@ pub fn key_json(topic: &str, state: &KeyedState, key: &[u8], names: &Names) -> V
     Value::Object(o)
 }
 
-fn conflict_json(c: &Conflict, names: &Names) -> Value {
-    let dot = |origin: NodeId, seq: u64| json!({ "origin": origin_name(names, origin), "origin_seq": seq });
+fn conflict_json(c: &Conflict, names: &Names<'_>) -> Value {
+    let dot = |origin: NodeId, seq: u64| json!({ "origin": names.of(origin), "origin_seq": seq });
     let versions: Vec<Value> = c
         .versions
         .iter()
         .map(|&(d, hlc, deleted)| {
-            json!({ "origin": origin_name(names, d.origin), "origin_seq": d.seq, "hlc": hlc.to_string(), "deleted": deleted })
+            json!({ "origin": names.of(d.origin), "origin_seq": d.seq, "hlc": hlc.to_string(), "deleted": deleted })
         })
         .collect();
     let mut o = object([text_or_hex(&c.key, "key")]);
@@ -117,7 +126,7 @@ fn conflict_json(c: &Conflict, names: &Names) -> Value {
 }
 
 /// The newest `max` conflicts `state` kept, oldest first, with the count of all it saw.
-pub fn conflicts_json(topic: &str, state: &KeyedState, max: usize, names: &Names) -> Value {
+pub fn conflicts_json(topic: &str, state: &KeyedState, max: usize, names: &Names<'_>) -> Value {
     let kept: Vec<&Conflict> = state.conflicts().collect();
     let shown = &kept[kept.len().saturating_sub(max)..];
     json!({
