@@ -1106,8 +1106,8 @@ fn keyed(field: &str, raw: &RawTopic) -> Result<Option<KeyedTopic>, Problem> {
         }
         return Ok(None);
     };
-    let strategy = Strategy::ALL.into_iter().find(|s| s.name() == name).ok_or_else(|| {
-        let names: Vec<&str> = Strategy::ALL.iter().map(|s| s.name()).collect();
+    let strategy = Strategy::from_name(name).ok_or_else(|| {
+        let names = Strategy::ALL.map(Strategy::name);
         problem(format!("{field}.conflict"), format!("unknown strategy {name:?}; expected one of {}", names.join(", ")))
     })?;
     if raw.encrypt {

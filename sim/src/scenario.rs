@@ -1118,8 +1118,8 @@ fn topics(raw: &[RawTopic], nodes: &[NodeSpec], table: &PlacementTable) -> Resul
         }
         let conflict = match &r.conflict {
             None => None,
-            Some(name) => Some(Strategy::ALL.into_iter().find(|s| s.name() == name).ok_or_else(|| {
-                let names: Vec<&str> = Strategy::ALL.iter().map(|s| s.name()).collect();
+            Some(name) => Some(Strategy::from_name(name).ok_or_else(|| {
+                let names = Strategy::ALL.map(Strategy::name);
                 problem(
                     format!("{field}.conflict"),
                     format!("unknown strategy {name:?}; expected one of {}", list(&names)),

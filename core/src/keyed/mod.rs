@@ -104,6 +104,11 @@ impl Strategy {
         }
     }
 
+    /// The strategy a configuration file names (`name()`), if any.
+    pub fn from_name(name: &str) -> Option<Strategy> {
+        Strategy::ALL.into_iter().find(|s| s.name() == name)
+    }
+
     fn is_register(self) -> bool {
         matches!(
             self,
