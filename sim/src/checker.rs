@@ -358,6 +358,12 @@ impl Checker {
         self.violate(at, "bounded-resources", format!("node {node}: {detail}"));
     }
 
+    /// Whether storage destroyed, or a lossy policy evicted, records of `topic` anywhere:
+    /// what a node holds of it is then more than the history of acknowledged writes says.
+    pub fn records_gone(&self, topic: u16) -> bool {
+        self.destroyed.keys().chain(self.evicted.keys()).any(|&(_, t)| t == topic)
+    }
+
     /// A `disk-corrupt` fault destroyed the edge's copy of records `from..to`.
     pub fn on_destroyed(&mut self, node: usize, topic: u16, from: u64, to: u64) {
         self.destroyed.entry((node, topic)).or_default().push((from, to));
@@ -936,6 +942,8 @@ mod tests {
         assert!(c.violations.is_empty(), "{:?}", c.violations);
         assert_eq!(c.counts.corrupted, 2);
         assert_eq!(c.counts.lost, 0);
+        assert!(c.records_gone(0), "the keyed check skips a topic storage destroyed records of");
+        assert!(!c.records_gone(1), "and only that topic");
     }
 
     #[test]

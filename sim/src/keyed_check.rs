@@ -105,11 +105,13 @@ impl KeyedHistory {
     /// writes the node holds once the run converged: its own, and those it stored (its
     /// gateway's that came down, its edges' that came up; an edge whose device was full
     /// may not have stored them all).
-    /// `state(node, topic)` is the node's state, `None` for a node not running.
+    /// `state(node, topic)` is the node's state, `None` for a node not running; a topic
+    /// one of whose halves has records `gone` (destroyed or evicted somewhere) is skipped.
     pub fn check<'s>(
         &self,
         s: &Scenario,
         state: impl Fn(usize, usize) -> Option<&'s KeyedState>,
+        gone: impl Fn(usize) -> bool,
         report: &mut KeyedReport,
     ) -> Vec<String> {
         report.writes = self.written.len() as u64;
@@ -118,6 +120,9 @@ impl KeyedHistory {
         for (ti, t) in s.topics.iter().enumerate() {
             let Some(conflict) = t.conflict else { continue };
             if !checked_names.insert(t.name.as_str()) {
+                continue;
+            }
+            if (0..s.topics.len()).any(|h| s.topics[h].name == t.name && gone(h)) {
                 continue;
             }
             let unsure: BTreeSet<&[u8]> =

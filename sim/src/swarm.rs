@@ -83,10 +83,13 @@ const KEYED_SHARE: f64 = 0.3;
 /// world without one is the world its seed drew before: in about three worlds in ten
 /// without middle tiers or site clusters (the merge is not built across them yet), topic
 /// `keyed` (bidirectional, eviction `keep`, one of the eight strategies) is written at
-/// every top gateway and at each edge with odds of two in three: 1 to 40 keys, 16 B to
-/// 256 B values, up to 3 writes a second, up to a tenth of them deletes. After the run
-/// settles, every node's state of it must answer what the oracle computes from the writes
-/// the node holds. A world whose nodes cannot run with it goes without it.
+/// every top gateway and at each edge with odds of two in three: in half the worlds 1 to 4
+/// keys, else 1 to 40, 16 B to 256 B values, up to 3 writes a second, up to a tenth of
+/// them deletes; and a top gateway's clock is set wrong, corrected and its links cut as the
+/// run ends (`add_clock_set_wrong`: what catches a last-write-wins that compares wall time,
+/// swarm seeds 260 and 1468). After the run settles, every node's state of it must answer
+/// what the oracle computes from the writes the node holds. A world whose nodes cannot run
+/// with it goes without it.
 fn add_keyed(s: &mut Scenario, rng: &mut SimRng) {
     if !rng.gen_bool(KEYED_SHARE) {
         return;
@@ -102,6 +105,8 @@ fn add_keyed(s: &mut Scenario, rng: &mut SimRng) {
     s.topics.push(t);
     s.topics = crate::scenario::split_both_ways(std::mem::take(&mut s.topics));
     let (up, down) = (before.topics.len(), s.topics.len() - 1);
+    // Half the worlds write a few hot keys, where writes on both sides of a link meet.
+    let keys_max = if rng.gen_bool(0.5) { 4 } else { 40 };
     for (node, topic) in writers_both_ways(s, up, down) {
         if topic == up && !rng.gen_bool(2.0 / 3.0) {
             continue;
@@ -111,16 +116,53 @@ fn add_keyed(s: &mut Scenario, rng: &mut SimRng) {
             topic,
             rate: rng.gen_range(0.05..3.0),
             size: rng.gen_range(16..=256),
-            keys: Some(rng.gen_range(1..=40)),
+            keys: Some(rng.gen_range(1..=keys_max)),
             deletes: rng.gen_range(0.0..0.1),
             from: Duration::ZERO,
             until: s.duration,
         });
     }
+    add_clock_set_wrong(s, rng);
     fit_memory_to_topics(s);
     if (0..s.nodes.len()).any(|i| outpost_core::Node::check_config(&crate::world::node_config(s, i)).is_err()) {
         *s = before;
     }
+}
+
+/// A top gateway's clock set wrong and corrected as the run ends, then cut off: ahead by
+/// 15 to 59 seconds (less than the offset a peer's clock adopts) from 2 to 30 minutes
+/// before the end, back by as much 12 seconds or more before the end but within that many
+/// seconds of it, and every link of it down from 2 to 10 seconds after that to the end. Its edges take its time from its messages;
+/// once it is corrected, the gateway and every edge that heard from it stamp their writes
+/// in one frozen millisecond (each hybrid clock counts on in it), and cut off from each
+/// other they write the same keys: writes that meet with one physical time and different
+/// logical counters, where only the hybrid clock, not the wall time it carries, tells
+/// which came last.
+fn add_clock_set_wrong(s: &mut Scenario, rng: &mut SimRng) {
+    let tops: Vec<usize> =
+        (0..s.nodes.len()).filter(|&g| s.nodes[g].role == Role::Gateway && s.nodes[g].upstream.is_none()).collect();
+    let Some(&node) = tops.choose(rng) else { return };
+    let d = s.duration.as_nanos();
+    let second = 1_000_000_000u64;
+    let ahead = rng.gen_range(15..=59u64);
+    let corrected = d.saturating_sub(rng.gen_range(12..=ahead) * second);
+    let at = d.saturating_sub(rng.gen_range(120..=1800u64) * second).min(corrected.saturating_sub(second));
+    let by_nanos = (ahead * second) as i64;
+    s.faults.push(FaultSpec::ClockJump { node, at: Duration(at), by_nanos });
+    s.faults.push(FaultSpec::ClockJump { node, at: Duration(corrected), by_nanos: -by_nanos });
+    let cut = corrected + rng.gen_range(2..=10u64) * second;
+    for link in s.links.iter_mut().filter(|l| (l.a == node || l.b == node) && cut < d) {
+        cut_off_until_end(link, cut, d);
+    }
+}
+
+/// `link` down from `from` to the end of the run `d`, merged with the outages it overlaps.
+fn cut_off_until_end(link: &mut LinkSpec, from: u64, d: u64) {
+    let overlaps = |w: &Window| w.at.as_nanos() + w.length.as_nanos() >= from;
+    let start = link.outages.iter().filter(|w| overlaps(w)).map(|w| w.at.as_nanos()).min().unwrap_or(from).min(from);
+    link.outages.retain(|w| !overlaps(w));
+    link.outages.push(Window { at: Duration(start), length: Duration(d - start) });
+    link.outages.sort_by_key(|w| w.at);
 }
 
 /// The world `seed` drew before impostors existed.
@@ -1558,12 +1600,14 @@ mod clock_stress_tests {
     }
 
     /// A world with a keyed topic only adds its two halves (merged by one strategy), its
-    /// workloads (keys and deletes drawn) and memory, in a world without middle tiers or
-    /// sites; and the worlds run.
+    /// workloads (keys and deletes drawn), memory and a gateway's clock set wrong and
+    /// corrected with its links cut to the end, in a world without middle tiers or sites;
+    /// and the worlds run.
     #[test]
     fn keyed_topics_only_change_their_worlds() {
         let changed = changed_worlds((world_before_keyed, world), "swarm/keyed", KEYED_SHARE);
         let mut strategies = std::collections::BTreeSet::new();
+        let mut set_wrong = 0;
         for (seed, before, after) in &changed {
             let n = before.topics.len();
             assert_eq!(after.topics[..n], before.topics[..], "seed {seed}");
@@ -1577,9 +1621,41 @@ mod clock_stress_tests {
             for w in &after.workloads[before.workloads.len()..] {
                 assert!(w.topic >= n && w.keys.is_some() && w.deletes < 0.1, "seed {seed}");
             }
-            assert_eq!((&after.links, &after.faults), (&before.links, &before.faults), "seed {seed}");
+            let jumps = &after.faults[before.faults.len()..];
+            assert_eq!(after.faults[..before.faults.len()], before.faults[..], "seed {seed}");
+            match jumps {
+                [] => assert_eq!(after.links, before.links, "seed {seed}: a world without a top gateway"),
+                [FaultSpec::ClockJump { node, by_nanos, .. }, FaultSpec::ClockJump { node: n2, by_nanos: back, .. }] => {
+                    assert!(
+                        *node == *n2 && *by_nanos > 0 && *back == -by_nanos,
+                        "seed {seed}: set wrong, then corrected"
+                    );
+                    set_wrong += 1;
+                    for (a, b) in after.links.iter().zip(&before.links) {
+                        let end = |w: &Window| w.at.as_nanos() + w.length.as_nanos();
+                        let cut = a.outages.len() != b.outages.len() || a.outages != b.outages;
+                        assert!(
+                            !cut || (a.a == *node || a.b == *node),
+                            "seed {seed}: only the gateway's links are cut"
+                        );
+                        if cut {
+                            let d = after.duration.as_nanos();
+                            let cut = a.outages.iter().find(|w| end(w) == d).expect("cut to the end");
+                            for w in a.outages.iter().filter(|w| !b.outages.contains(w)) {
+                                assert_eq!(w, cut, "seed {seed}: the cut is the only outage added");
+                            }
+                            for w in b.outages.iter().filter(|w| !a.outages.contains(w)) {
+                                assert!(w.at >= cut.at, "seed {seed}: only outages the cut covers merge into it");
+                            }
+                            assert!(a.outages.is_sorted_by_key(|w| w.at), "seed {seed}");
+                        }
+                    }
+                }
+                other => panic!("seed {seed}: unexpected faults {other:?}"),
+            }
             assert!(after.nodes.iter().all(|x| x.cluster.is_none() && (x.role == Role::Edge || x.upstream.is_none())));
         }
+        assert!(set_wrong > 0, "some worlds set a gateway's clock wrong");
         let drawn = changed.len();
         assert!((40..130).contains(&drawn), "about three in ten of the star worlds of 400: {drawn}");
         assert_eq!(strategies.len(), 8, "every strategy is drawn: {strategies:?}");

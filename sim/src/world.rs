@@ -1872,18 +1872,20 @@ impl<'a> World<'a> {
     }
 
     /// Once converged: every running node's keyed states answer what the oracle computes
-    /// from the writes it holds. Runs that destroyed or evicted acknowledged records are
-    /// not checked (the history no longer says what a node holds).
+    /// from the writes it holds. A keyed topic whose records storage destroyed or a policy
+    /// evicted anywhere is not checked (the history no longer says what a node holds; a
+    /// run that lost one failed already), nor is any after a loss.
     fn check_keyed(&mut self, end_t: u64) {
         if self.scenario.topics.iter().all(|t| t.conflict.is_none()) {
             return;
         }
         let mut report = crate::keyed_check::KeyedReport::default();
-        let c = &self.checker.counts;
-        if c.corrupted + c.evicted_unsynced + c.lost == 0 {
+        if self.checker.counts.lost == 0 {
             let nodes = &self.nodes;
             let state = |n: usize, t: usize| nodes[n].node.as_ref().and_then(|node| node.keyed(TopicIdx(t as u16)));
-            for v in self.keyed.check(self.scenario, state, &mut report) {
+            let checker = &self.checker;
+            let gone = |t: usize| checker.records_gone(t as u16);
+            for v in self.keyed.check(self.scenario, state, gone, &mut report) {
                 self.checker.on_violation(end_t, "keyed", v);
             }
         }
