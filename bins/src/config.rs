@@ -24,7 +24,7 @@ use outpost_core::config::DEFAULT_PLACEMENT_TOML;
 use outpost_core::config::{
     ConfigError, Eviction, KeyedTopic, NodeConfig, PlacementTable, Role, SyncDirection, TopicConfig,
 };
-use outpost_core::keyed::Strategy;
+use outpost_core::keyed::{MergeFn, Strategy};
 use outpost_core::resources::fit_to_budgets;
 use outpost_core::types::{Bytes, BytesParseError};
 use outpost_core::types::{Duration, NodeId};
@@ -411,6 +411,10 @@ struct RawTopic {
     conflict: Option<String>,
     keyed_state_max: Option<RawSize>,
     conflict_log_max: Option<RawSize>,
+    /// A `custom` topic's WebAssembly module, and what one call of it may spend.
+    merge: Option<PathBuf>,
+    merge_fuel: Option<u64>,
+    merge_memory_max: Option<RawSize>,
 }
 
 /// Site clusters are not built; the section exists so that a file written for them fails
@@ -1096,8 +1100,15 @@ fn topic(field: &str, raw: &RawTopic, table: &PlacementTable) -> Result<TopicCon
 /// A topic's `conflict` strategy and the limits of its keyed state (docs/KEYED.md).
 fn keyed(field: &str, raw: &RawTopic) -> Result<Option<KeyedTopic>, Problem> {
     let Some(name) = raw.conflict.as_deref() else {
-        for (given, key) in [(&raw.keyed_state_max, "keyed_state_max"), (&raw.conflict_log_max, "conflict_log_max")] {
-            if given.is_some() {
+        let given = [
+            (raw.keyed_state_max.is_some(), "keyed_state_max"),
+            (raw.conflict_log_max.is_some(), "conflict_log_max"),
+            (raw.merge.is_some(), "merge"),
+            (raw.merge_fuel.is_some(), "merge_fuel"),
+            (raw.merge_memory_max.is_some(), "merge_memory_max"),
+        ];
+        for (given, key) in given {
+            if given {
                 return Err(problem(
                     format!("{field}.{key}"),
                     "set on a topic without a conflict strategy: add conflict = \"...\", or remove it",
@@ -1107,7 +1118,7 @@ fn keyed(field: &str, raw: &RawTopic) -> Result<Option<KeyedTopic>, Problem> {
         return Ok(None);
     };
     let strategy = Strategy::from_name(name).ok_or_else(|| {
-        let names = Strategy::ALL.map(Strategy::name);
+        let names: Vec<&str> = Strategy::ALL.into_iter().chain([Strategy::Custom]).map(Strategy::name).collect();
         problem(format!("{field}.conflict"), format!("unknown strategy {name:?}; expected one of {}", names.join(", ")))
     })?;
     if raw.encrypt {
@@ -1126,7 +1137,63 @@ fn keyed(field: &str, raw: &RawTopic) -> Result<Option<KeyedTopic>, Problem> {
         &mut limits.conflict_log_bytes_max,
         optional(raw.conflict_log_max.as_ref(), |s| size(&format!("{field}.conflict_log_max"), s))?,
     );
-    Ok(Some(KeyedTopic { strategy, limits }))
+    let merge = merge(field, raw, strategy)?;
+    Ok(Some(KeyedTopic { strategy, limits, merge }))
+}
+
+/// A `custom` topic's merge: the WebAssembly module its `merge` names, loaded and checked
+/// now, so that a bad module stops the daemon at start rather than at the first conflict.
+fn merge(field: &str, raw: &RawTopic, strategy: Strategy) -> Result<Option<MergeFn>, Problem> {
+    if strategy != Strategy::Custom {
+        for (given, key) in [
+            (raw.merge.is_some(), "merge"),
+            (raw.merge_fuel.is_some(), "merge_fuel"),
+            (raw.merge_memory_max.is_some(), "merge_memory_max"),
+        ] {
+            if given {
+                return Err(problem(
+                    format!("{field}.{key}"),
+                    format!("set on a {strategy} topic: a merge module serves conflict = \"custom\" only; remove it"),
+                ));
+            }
+        }
+        return Ok(None);
+    }
+    let Some(path) = &raw.merge else {
+        return Err(problem(
+            format!("{field}.merge"),
+            "a \"custom\" topic needs merge = \"path/to/module.wasm\" (or .wat): the WebAssembly module that \
+             merges concurrent versions (docs/KEYED.md, \"Custom merges\")",
+        ));
+    };
+    load_merge(field, path, raw)
+}
+
+#[cfg(feature = "wasm-merge")]
+fn load_merge(field: &str, path: &Path, raw: &RawTopic) -> Result<Option<MergeFn>, Problem> {
+    let mut limits = outpost_wasm_merge::WasmLimits::default();
+    if let Some(fuel) = raw.merge_fuel {
+        if fuel == 0 {
+            return Err(problem(format!("{field}.merge_fuel"), "0; expected the fuel one call may spend, above zero"));
+        }
+        limits.fuel = fuel;
+    }
+    if let Some(m) = &raw.merge_memory_max {
+        let bytes = size(&format!("{field}.merge_memory_max"), m)?;
+        limits.memory_bytes_max = usize::try_from(bytes).unwrap_or(usize::MAX);
+    }
+    let module = outpost_wasm_merge::WasmMerge::from_file(path, limits)
+        .map_err(|e| problem(format!("{field}.merge"), e.to_string()))?;
+    Ok(Some(MergeFn::new(module)))
+}
+
+#[cfg(not(feature = "wasm-merge"))]
+fn load_merge(field: &str, _path: &Path, _raw: &RawTopic) -> Result<Option<MergeFn>, Problem> {
+    Err(problem(
+        format!("{field}.merge"),
+        "this build runs no WebAssembly (edge-lite leaves the interpreter out): use a built-in strategy, \
+         or the default build",
+    ))
 }
 
 /// The placement table: the default one (`outpost_core::config::DEFAULT_PLACEMENT_TOML`)

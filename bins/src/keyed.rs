@@ -8,7 +8,7 @@ pub use crate::binproto::{KeyedCall, WriteOp};
 use crate::http::{Request, Response};
 use outpost_core::hlc::Hlc;
 use outpost_core::io::{ProduceAck, ProduceError};
-use outpost_core::keyed::{Conflict, KeyedError, KeyedState, OpKind, Value as KeyValue};
+use outpost_core::keyed::{Conflict, KeyedError, KeyedState, OpKind, Value as KeyValue, Version};
 use outpost_core::types::NodeId;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -84,18 +84,16 @@ pub fn key_json(topic: &str, state: &KeyedState, key: &[u8], names: &Names<'_>) 
             o.insert(k, v);
         }
         KeyValue::Siblings(versions) => {
-            let siblings = versions
-                .iter()
-                .map(|v| {
-                    object([
-                        text_or_hex(v.value.as_deref().expect("siblings have values"), "value"),
-                        ("origin".into(), names.of(v.dot.origin).into()),
-                        ("origin_seq".into(), v.dot.seq.into()),
-                        ("hlc".into(), hlc_text(v.hlc)),
-                    ])
-                })
-                .collect();
-            o.insert("siblings".into(), Value::Array(siblings));
+            o.insert("siblings".into(), siblings_json(&versions, names));
+        }
+        KeyValue::Merged(b) => {
+            let (k, v) = text_or_hex(&b, "value");
+            o.insert(k, v);
+            o.insert("merged".into(), true.into());
+        }
+        KeyValue::MergeFailed(error, versions) => {
+            o.insert("merge_error".into(), error.to_string().into());
+            o.insert("siblings".into(), siblings_json(&versions, names));
         }
         KeyValue::Number(n) => {
             o.insert("value".into(), n.into());
@@ -106,6 +104,27 @@ pub fn key_json(topic: &str, state: &KeyedState, key: &[u8], names: &Names<'_>) 
         }
     }
     Value::Object(o)
+}
+
+/// Concurrent versions as a reader sees them, in dot order; a deletion among them (a
+/// failed custom merge answers every version) has `"deleted": true` and no value.
+fn siblings_json(versions: &[&Version], names: &Names<'_>) -> Value {
+    let items = versions
+        .iter()
+        .map(|v| {
+            let value = match v.value.as_deref() {
+                Some(b) => text_or_hex(b, "value"),
+                None => ("deleted".into(), true.into()),
+            };
+            object([
+                value,
+                ("origin".into(), names.of(v.dot.origin).into()),
+                ("origin_seq".into(), v.dot.seq.into()),
+                ("hlc".into(), hlc_text(v.hlc)),
+            ])
+        })
+        .collect();
+    Value::Array(items)
 }
 
 fn conflict_json(c: &Conflict, names: &Names<'_>) -> Value {

@@ -604,7 +604,7 @@ fn a_topic_with_a_conflict_strategy_is_keyed_with_its_limits() {
         .topics
         .iter()
         .map(|t| {
-            let k = t.keyed.map(|k| (k.strategy, k.limits.state_bytes_max, k.limits.conflict_log_bytes_max));
+            let k = t.keyed.as_ref().map(|k| (k.strategy, k.limits.state_bytes_max, k.limits.conflict_log_bytes_max));
             (t.name.as_str(), k)
         })
         .collect();
@@ -629,6 +629,41 @@ fn a_topic_with_a_conflict_strategy_is_keyed_with_its_limits() {
     assert!(e.message.contains("keeps its records"), "{e}");
     let e = error("[[topics]]\nname = \"p\"\nconflict = \"max\"\nencrypt = true\nkeys = \"k\"\n", Role::Edge);
     assert_eq!(e.field, "topics[0].encrypt");
+}
+
+/// `custom` takes a WebAssembly module, loaded and checked when the file is, with what one
+/// call may spend; every mistake names its field and what to do.
+#[test]
+fn a_custom_topic_loads_its_merge_module_when_the_file_loads() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/merge/notes.wat");
+    let text = format!(
+        "[[topics]]\nname = \"notes\"\nconflict = \"custom\"\nmerge = {:?}\nmerge_fuel = 5000\nmerge_memory_max = \"1MiB\"\n",
+        example.display().to_string()
+    );
+    let s = parse(&text, None, Role::Edge).expect("a valid file");
+    let k = s.node.topics[0].keyed.as_ref().expect("keyed");
+    assert_eq!(k.strategy, Strategy::Custom);
+    assert!(k.merge.is_some(), "the module is loaded");
+    let at = |text: &str| {
+        let e = error(text, Role::Edge);
+        (e.field, e.message)
+    };
+    let (field, message) = at("[[topics]]\nname = \"n\"\nconflict = \"custom\"\n");
+    assert_eq!(field, "topics[0].merge");
+    assert!(message.contains("needs merge = \"path/to/module.wasm\""), "{message}");
+    let (field, message) = at("[[topics]]\nname = \"n\"\nconflict = \"custom\"\nmerge = \"/no/such/merge.wasm\"\n");
+    assert_eq!(field, "topics[0].merge");
+    assert!(message.contains("cannot read the merge module /no/such/merge.wasm"), "{message}");
+    let (field, message) = at(&format!(
+        "[[topics]]\nname = \"n\"\nconflict = \"keep-both\"\nmerge = {:?}\n",
+        example.display().to_string()
+    ));
+    assert_eq!(field, "topics[0].merge");
+    assert!(message.contains("serves conflict = \"custom\" only"), "{message}");
+    let (field, _) = at("[[topics]]\nname = \"n\"\nmerge_fuel = 10\n");
+    assert_eq!(field, "topics[0].merge_fuel");
+    let e = error("[[topics]]\nname = \"p\"\nconflict = \"newest\"\n", Role::Edge);
+    assert!(e.message.contains("add-wins-set, custom"), "custom is one of the strategies: {e}");
 }
 
 #[test]

@@ -150,10 +150,12 @@ pub struct TopicConfig {
 }
 
 /// How a keyed topic merges writes, and the limits of its state at each node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyedTopic {
     pub strategy: crate::keyed::Strategy,
     pub limits: crate::keyed::KeyedLimits,
+    /// The merge of a `custom` topic (and of no other).
+    pub merge: Option<crate::keyed::MergeFn>,
 }
 
 impl KeyedTopic {
@@ -835,7 +837,7 @@ impl NodeConfig {
             return err("topics", "at least one topic is required".into());
         }
         for (i, t) in self.topics.iter().enumerate() {
-            let Some(k) = t.keyed else { continue };
+            let Some(k) = &t.keyed else { continue };
             if t.is_strong() {
                 return err(
                     &format!("topics[{i}].consistency"),
@@ -852,6 +854,20 @@ impl NodeConfig {
             }
             if k.limits.state_bytes_max == 0 {
                 return err(&format!("topics[{i}].keyed"), "the keyed state's limit must be above zero".into());
+            }
+            match (k.strategy == crate::keyed::Strategy::Custom, k.merge.is_some()) {
+                (true, false) => return err(
+                    &format!("topics[{i}].keyed.merge"),
+                    "a \"custom\" topic needs a merge: register one (KeyedTopic::merge) or name a WebAssembly module"
+                        .into(),
+                ),
+                (false, true) => {
+                    return err(
+                        &format!("topics[{i}].keyed.merge"),
+                        format!("only a \"custom\" topic takes a merge, and this one is {:?}", k.strategy.name()),
+                    )
+                }
+                _ => {}
             }
         }
         if self.topics.len() > u16::MAX as usize {

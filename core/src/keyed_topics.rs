@@ -47,12 +47,16 @@ impl KeyedTopics {
             .topics
             .iter()
             .map(|t| {
-                let k = t.keyed?;
+                let k = t.keyed.as_ref()?;
                 Some(match names.iter().position(|n| *n == t.name) {
                     Some(i) => i,
                     None => {
                         names.push(&t.name);
-                        states.push(KeyedState::new(k.strategy, k.limits));
+                        let state = KeyedState::new(k.strategy, k.limits);
+                        states.push(match &k.merge {
+                            Some(m) => state.with_merge(m.clone()),
+                            None => state,
+                        });
                         states.len() - 1
                     }
                 })

@@ -59,8 +59,11 @@ pub fn check_budgets(cfg: &NodeConfig, plan: &MemoryPlan) -> Result<(), ConfigEr
         let downlinks =
             if senders { " (each of gateway.downlinks_max senders has its own), gateway.downlinks_max" } else { "" };
         // Both halves of a bidirectional topic share one state.
-        let states: std::collections::BTreeMap<&str, u64> =
-            cfg.topics.iter().filter_map(|t| t.keyed.map(|k| (t.name.as_str(), k.limits.planned_bytes()))).collect();
+        let states: std::collections::BTreeMap<&str, u64> = cfg
+            .topics
+            .iter()
+            .filter_map(|t| t.keyed.as_ref().map(|k| (t.name.as_str(), k.limits.planned_bytes())))
+            .collect();
         let keyed: u64 = states.values().sum();
         let keyed = if keyed > 0 {
             format!(", the keyed topics' state and conflict log limits ({} in all, part of index)", Bytes(keyed))

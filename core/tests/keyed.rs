@@ -154,3 +154,63 @@ fn a_topic_refuses_operations_of_another_type() {
     let reset = OpKind::Delete(vec![outpost_core::keyed::Counted { origin: NodeId(1), up: 1, down: 0 }]);
     assert!(lww.apply(w(1, 0, 1, false, &[], reset)).is_err(), "only a counter's delete names counts");
 }
+
+/// A merge the application registers: the values joined in dot order, a deletion as "-".
+#[derive(Debug)]
+struct Joined;
+
+impl outpost_core::keyed::Merge for Joined {
+    fn merge(
+        &self,
+        _key: &[u8],
+        versions: &[&outpost_core::keyed::Version],
+    ) -> Result<Option<Vec<u8>>, outpost_core::keyed::MergeError> {
+        let parts: Vec<&[u8]> = versions.iter().map(|v| v.value.as_deref().unwrap_or(b"-")).collect();
+        Ok(Some(parts.join(&b'|')))
+    }
+}
+
+/// `custom`: one version answers itself, concurrent ones what the registered merge makes
+/// of them (in dot order, so in any order of arrival), a write that saw them replaces
+/// them; without a merge the versions are answered with the error; and a node's config
+/// refuses `custom` without a merge and a merge on another strategy.
+#[test]
+fn a_custom_topic_answers_the_registered_merge_of_its_concurrent_versions() {
+    use outpost_core::config::{KeyedTopic, NodeConfig, Role, SyncDirection, TopicConfig};
+    use outpost_core::keyed::MergeFn;
+    let merge = MergeFn::new(Joined);
+    let writes = || [w(2, 0, 20, false, &[], OpKind::Put(b"edge")), w(1, 0, 10, true, &[], OpKind::Delete(vec![]))];
+    for reversed in [false, true] {
+        let mut s = KeyedState::new(Strategy::Custom, ROOMY).with_merge(merge.clone());
+        let mut ws = writes();
+        if reversed {
+            ws.reverse();
+        }
+        let [first, second] = ws;
+        s.apply(first).expect("room");
+        assert!(matches!(s.get(b"k"), Value::Bytes(_) | Value::Absent), "one version answers itself");
+        s.apply(second).expect("room");
+        assert_eq!(s.get(b"k"), Value::Merged(b"-|edge".to_vec()), "dot order: origin 1 first");
+        assert!(s.conflicts().all(|c| c.winner.is_none() && c.strategy == Strategy::Custom));
+        s.apply(w(3, 0, 30, false, &[(1, 0), (2, 0)], OpKind::Put(b"resolved"))).expect("room");
+        assert_eq!(s.get(b"k"), Value::Bytes(b"resolved"));
+    }
+    let mut unmerged = KeyedState::new(Strategy::Custom, ROOMY);
+    for x in writes() {
+        unmerged.apply(x).expect("room");
+    }
+    let Value::MergeFailed(e, versions) = unmerged.get(b"k") else { panic!("no merge, no answer") };
+    assert!(e.to_string().contains("no merge is registered"), "{e}");
+    assert_eq!(versions.len(), 2, "every version, the deletion too");
+
+    let config = |strategy, merge: Option<MergeFn>| {
+        let mut t = TopicConfig::new("notes", SyncDirection::Local);
+        t.keyed = Some(KeyedTopic { strategy, limits: KeyedTopic::DEFAULT_LIMITS, merge });
+        NodeConfig::new(NodeId(1), Role::Edge, vec![t]).validate()
+    };
+    assert!(config(Strategy::Custom, Some(merge.clone())).is_ok());
+    let e = config(Strategy::Custom, None).expect_err("a custom topic needs a merge");
+    assert!(e.to_string().contains("needs a merge"), "{e}");
+    let e = config(Strategy::KeepBoth, Some(merge)).expect_err("only custom takes a merge");
+    assert!(e.to_string().contains("only a \"custom\" topic takes a merge"), "{e}");
+}

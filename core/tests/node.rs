@@ -1299,7 +1299,7 @@ fn a_keyed_topic_merges_durable_writes_and_a_restart_rebuilds_the_same_state() {
     use outpost_core::keyed::{OpKind, Strategy, Value};
     let mut t = TopicConfig::new("stock", SyncDirection::Local);
     t.retention_bytes = 8 << 10;
-    t.keyed = Some(KeyedTopic { strategy: Strategy::Counter, limits: KeyedTopic::DEFAULT_LIMITS });
+    t.keyed = Some(KeyedTopic { strategy: Strategy::Counter, limits: KeyedTopic::DEFAULT_LIMITS, merge: None });
     let mut cfg = NodeConfig::new(NodeId(1), Role::Edge, vec![t]);
     cfg.log.segment_bytes_max = 4 << 10;
     cfg.log.pending_bytes_max = 64 << 10;

@@ -139,7 +139,8 @@ impl KeyedHistory {
                 let keys: BTreeMap<&[u8], ()> = held.iter().map(|w| (w.key.as_slice(), ())).collect();
                 for key in keys.keys().filter(|k| !unsure.contains(*k)) {
                     report.answers_checked += 1;
-                    if let Err(v) = keyed_oracle::check(conflict, &held, key, Answer::of(state, key)) {
+                    if let Err(v) = keyed_oracle::check(conflict, t.merge.as_ref(), &held, key, Answer::of(state, key))
+                    {
                         violations.push(format!(
                             "node {}, topic {:?} ({}): {}",
                             s.nodes[node].id,
@@ -164,6 +165,9 @@ fn describe(v: &KeyedViolation) -> String {
         Answer::Siblings(vs) => format!("{} siblings {:?}", vs.len(), vs.iter().map(|v| v.dot).collect::<Vec<_>>()),
         Answer::Number(n) => format!("{n}"),
         Answer::Elements(e) => format!("elements {:?}", e.iter().map(|e| text(e)).collect::<Vec<_>>()),
+        Answer::MergeFailed(e, vs) => {
+            format!("merge failed ({e}) over {:?}", vs.iter().map(|v| v.dot).collect::<Vec<_>>())
+        }
     };
     match v {
         KeyedViolation::Resurrected { key, answered } => {

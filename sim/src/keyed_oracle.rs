@@ -6,7 +6,7 @@
 //! says it saw, so the answer is the one every order of delivery must reach.
 
 use outpost_core::hlc::Hlc;
-use outpost_core::keyed::{Dot, KeyedOp, KeyedState, OpKind, Strategy, Value, Version};
+use outpost_core::keyed::{Dot, KeyedOp, KeyedState, MergeFn, OpKind, Strategy, Value, Version};
 
 /// One write of a keyed topic, as the history records it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,6 +32,8 @@ pub enum Answer {
     Siblings(Vec<Version>),
     Number(i64),
     Elements(Vec<Vec<u8>>),
+    /// `custom`: the merge failed (its error), over these versions.
+    MergeFailed(String, Vec<Version>),
 }
 
 impl Answer {
@@ -43,6 +45,8 @@ impl Answer {
             Value::Siblings(v) => Answer::Siblings(v.into_iter().cloned().collect()),
             Value::Number(n) => Answer::Number(n),
             Value::Elements(e) => Answer::Elements(e.into_iter().map(<[u8]>::to_vec).collect()),
+            Value::Merged(b) => Answer::Bytes(b),
+            Value::MergeFailed(e, v) => Answer::MergeFailed(e.0, v.into_iter().cloned().collect()),
         }
     }
 }
@@ -58,9 +62,15 @@ pub enum KeyedViolation {
 }
 
 /// Checks a replica's answer for `key` against the history of that key (every write the
-/// replica took; writes of other keys are ignored).
-pub fn check(strategy: Strategy, history: &[KeyedWrite], key: &[u8], answered: Answer) -> Result<(), KeyedViolation> {
-    let expected = expected(strategy, history, key);
+/// replica took; writes of other keys are ignored). `merge`: a `custom` topic's.
+pub fn check(
+    strategy: Strategy,
+    merge: Option<&MergeFn>,
+    history: &[KeyedWrite],
+    key: &[u8],
+    answered: Answer,
+) -> Result<(), KeyedViolation> {
+    let expected = expected(strategy, merge, history, key);
     if expected == answered {
         return Ok(());
     }
@@ -73,7 +83,9 @@ pub fn check(strategy: Strategy, history: &[KeyedWrite], key: &[u8], answered: A
 }
 
 /// What `key` must answer after every write of `history` (writes of other keys ignored).
-pub fn expected(strategy: Strategy, history: &[KeyedWrite], key: &[u8]) -> Answer {
+/// A `custom` topic answers what its `merge` makes of the versions the oracle finds live:
+/// the merge is the user's function, called on the oracle's set, not the core's.
+pub fn expected(strategy: Strategy, merge: Option<&MergeFn>, history: &[KeyedWrite], key: &[u8]) -> Answer {
     let writes: Vec<(&KeyedWrite, KeyedOp<'_>)> =
         history.iter().filter(|w| w.key == key).map(|w| (w, w.op())).collect();
     let covered_by_a_delete =
@@ -108,7 +120,7 @@ pub fn expected(strategy: Strategy, history: &[KeyedWrite], key: &[u8]) -> Answe
                 Answer::Elements(present)
             }
         }
-        _ => register(strategy, &writes),
+        _ => register(strategy, merge, key, &writes),
     }
 }
 
@@ -151,7 +163,7 @@ fn counter(writes: &[(&KeyedWrite, KeyedOp<'_>)]) -> Answer {
 
 /// The versions no write overwrote (its context covers them, or it is a later write of
 /// the same origin), and the strategy's choice among them.
-fn register(strategy: Strategy, writes: &[(&KeyedWrite, KeyedOp<'_>)]) -> Answer {
+fn register(strategy: Strategy, merge: Option<&MergeFn>, key: &[u8], writes: &[(&KeyedWrite, KeyedOp<'_>)]) -> Answer {
     let overwritten = |w: &KeyedWrite| {
         writes.iter().any(|(o, op)| {
             o.dot != w.dot && (op.context.covers(w.dot) || (o.dot.origin == w.dot.origin && o.dot.seq > w.dot.seq))
@@ -182,6 +194,15 @@ fn register(strategy: Strategy, writes: &[(&KeyedWrite, KeyedOp<'_>)]) -> Answer
         Strategy::FirstWriteWins => live.iter().min_by_key(order).cloned(),
         Strategy::CloudWins => side(true),
         Strategy::EdgeWins => side(false),
+        Strategy::Custom if live.len() > 1 => {
+            let all: Vec<&Version> = live.iter().collect();
+            let merged = merge.expect("a custom topic has a merge").0.merge(key, &all);
+            return match merged {
+                Ok(v) => v.map_or(Answer::Absent, Answer::Bytes),
+                Err(e) => Answer::MergeFailed(e.0, live),
+            };
+        }
+        Strategy::Custom => live.pop(),
         _ => {
             let mut values: Vec<Version> = live.into_iter().filter(|v| v.value.is_some()).collect();
             return match values.len() {
@@ -215,12 +236,12 @@ mod tests {
             write(1, 0, 20, &[], true, OpKind::Put(b"head-office")),
             write(2, 0, 10, &[], false, OpKind::Put(b"till")),
         ];
-        assert_eq!(check(Strategy::LastWriteWins, &h, b"k", Answer::Bytes(b"head-office".to_vec())), Ok(()));
-        let wrong = check(Strategy::LastWriteWins, &h, b"k", Answer::Bytes(b"till".to_vec()));
+        assert_eq!(check(Strategy::LastWriteWins, None, &h, b"k", Answer::Bytes(b"head-office".to_vec())), Ok(()));
+        let wrong = check(Strategy::LastWriteWins, None, &h, b"k", Answer::Bytes(b"till".to_vec()));
         assert!(matches!(wrong, Err(KeyedViolation::Diverged { .. })), "{wrong:?}");
-        assert_eq!(check(Strategy::FirstWriteWins, &h, b"k", Answer::Bytes(b"till".to_vec())), Ok(()));
-        assert_eq!(check(Strategy::EdgeWins, &h, b"k", Answer::Bytes(b"till".to_vec())), Ok(()));
-        let both = check(Strategy::KeepBoth, &h, b"k", Answer::Bytes(b"till".to_vec()));
+        assert_eq!(check(Strategy::FirstWriteWins, None, &h, b"k", Answer::Bytes(b"till".to_vec())), Ok(()));
+        assert_eq!(check(Strategy::EdgeWins, None, &h, b"k", Answer::Bytes(b"till".to_vec())), Ok(()));
+        let both = check(Strategy::KeepBoth, None, &h, b"k", Answer::Bytes(b"till".to_vec()));
         assert!(
             matches!(both, Err(KeyedViolation::Diverged { expected: Answer::Siblings(ref s), .. }) if s.len() == 2)
         );
@@ -233,8 +254,8 @@ mod tests {
             write(2, 0, 5, &[(1, 0)], false, OpKind::Delete(vec![])),
         ];
         for strategy in [Strategy::LastWriteWins, Strategy::FirstWriteWins, Strategy::KeepBoth] {
-            assert_eq!(expected(strategy, &h, b"k"), Answer::Absent, "{strategy}: the delete saw the put");
-            let back = check(strategy, &h, b"k", Answer::Bytes(b"note".to_vec()));
+            assert_eq!(expected(strategy, None, &h, b"k"), Answer::Absent, "{strategy}: the delete saw the put");
+            let back = check(strategy, None, &h, b"k", Answer::Bytes(b"note".to_vec()));
             assert!(matches!(back, Err(KeyedViolation::Resurrected { .. })), "{strategy}: {back:?}");
         }
     }
@@ -253,21 +274,24 @@ mod tests {
             ),
             write(1, 1, 3, &[], false, OpKind::Increment(-2)),
         ];
-        assert_eq!(expected(Strategy::Counter, &counter, b"k"), Answer::Number(-2));
-        assert!(check(Strategy::Counter, &counter, b"k", Answer::Number(3)).is_err(), "a reset ignored");
+        assert_eq!(expected(Strategy::Counter, None, &counter, b"k"), Answer::Number(-2));
+        assert!(check(Strategy::Counter, None, &counter, b"k", Answer::Number(3)).is_err(), "a reset ignored");
         let max = [
             write(1, 0, 1, &[], false, OpKind::Max(9)),
             write(2, 0, 2, &[(1, 0)], false, OpKind::Delete(vec![])),
             write(1, 1, 3, &[], false, OpKind::Max(4)),
         ];
-        assert_eq!(expected(Strategy::Max, &max, b"k"), Answer::Number(4));
-        assert!(matches!(check(Strategy::Max, &max, b"k", Answer::Number(9)), Err(KeyedViolation::Diverged { .. })));
+        assert_eq!(expected(Strategy::Max, None, &max, b"k"), Answer::Number(4));
+        assert!(matches!(
+            check(Strategy::Max, None, &max, b"k", Answer::Number(9)),
+            Err(KeyedViolation::Diverged { .. })
+        ));
         let set = [
             write(1, 0, 1, &[], false, OpKind::Add(b"milk")),
             write(2, 0, 2, &[(1, 0)], false, OpKind::Remove(b"milk")),
         ];
         assert!(matches!(
-            check(Strategy::AddWinsSet, &set, b"k", Answer::Elements(vec![b"milk".to_vec()])),
+            check(Strategy::AddWinsSet, None, &set, b"k", Answer::Elements(vec![b"milk".to_vec()])),
             Err(KeyedViolation::Resurrected { .. })
         ));
     }

@@ -197,6 +197,8 @@ pub struct TopicSpec {
     /// How a keyed topic's writes are merged per key; `None`: records are kept as written
     /// (their keys feed compaction only), as before keyed merges existed.
     pub conflict: Option<Strategy>,
+    /// A `custom` topic's merge (its `merge` module, loaded).
+    pub merge: Option<outpost_core::keyed::MergeFn>,
     /// The topic's classification and the zones its records may reach (guarantee 7),
     /// from `classification` and the placement table (the default one and `[placement]`).
     pub placement: Option<Placement>,
@@ -414,10 +416,24 @@ pub fn parse(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
         let message = e.message().trim().replace('\n', "; ");
         invalid(text, file, span, field, message)
     })?;
-    validate(&raw).map_err(|p| {
+    let mut s = validate(&raw).map_err(|p| {
         let span = span_of(&places(text), &p.field);
         invalid(text, file, span, p.field, p.message)
-    })
+    })?;
+    // Merge modules are named relative to the scenario file and loaded once it is valid.
+    let dir = Path::new(file).parent().unwrap_or(Path::new("."));
+    for (i, r) in raw.topic.iter().enumerate() {
+        let Some(module) = &r.merge else { continue };
+        let merge = outpost_wasm_merge::WasmMerge::from_file(&dir.join(module), Default::default()).map_err(|e| {
+            let field = format!("topic[{i}].merge");
+            invalid(text, file, span_of(&places(text), &field), field, e.to_string())
+        })?;
+        let merge = outpost_core::keyed::MergeFn::new(merge);
+        for t in s.topics.iter_mut().filter(|t| t.name == r.name) {
+            t.merge = Some(merge.clone());
+        }
+    }
+    Ok(s)
 }
 
 fn invalid(text: &str, file: &str, span: Option<Range<usize>>, field: String, message: String) -> ScenarioError {
@@ -628,6 +644,8 @@ struct RawTopic {
     #[serde(default)]
     keyed: bool,
     conflict: Option<String>,
+    /// A `custom` topic's WebAssembly module, relative to the scenario file.
+    merge: Option<String>,
     classification: Option<String>,
     #[serde(default)]
     consistency: ConsistencySpec,
@@ -1126,6 +1144,21 @@ fn topics(raw: &[RawTopic], nodes: &[NodeSpec], table: &PlacementTable) -> Resul
                 )
             })?),
         };
+        match (conflict == Some(Strategy::Custom), r.merge.is_some()) {
+            (true, false) => {
+                return Err(problem(
+                    format!("{field}.merge"),
+                    "a \"custom\" topic needs merge = \"path/to/module.wat\" (relative to the scenario file)",
+                ))
+            }
+            (false, true) => {
+                return Err(problem(
+                    format!("{field}.merge"),
+                    "only a \"custom\" topic takes a merge module; remove it",
+                ))
+            }
+            _ => {}
+        }
         if r.conflict.is_some() && !r.keyed {
             return Err(problem(
                 format!("{field}.conflict"),
@@ -1188,6 +1221,7 @@ fn topics(raw: &[RawTopic], nodes: &[NodeSpec], table: &PlacementTable) -> Resul
             eviction: r.eviction,
             keyed: r.keyed,
             conflict,
+            merge: None,
             placement,
             consistency: r.consistency,
             subscribers,
@@ -1945,6 +1979,7 @@ converge_within = "5m"
                 eviction: EvictionSpec::Keep,
                 keyed: false,
                 conflict: None,
+                merge: None,
                 placement: None,
                 consistency: ConsistencySpec::Eventual,
                 subscribers: None,
@@ -2076,6 +2111,7 @@ pii = ["eu"]
                 eviction: EvictionSpec::Keep,
                 keyed: true,
                 conflict: Some(Strategy::LastWriteWins),
+                merge: None,
                 placement: None,
                 consistency: ConsistencySpec::Eventual,
                 subscribers: None,
@@ -2420,6 +2456,17 @@ pii = ["eu"]
             let s = parse(&format!("{BASE}keyed = true\nconflict = \"{c}\"\n"), FILE).expect(c);
             assert_eq!(s.topics[0].conflict.map(Strategy::name), Some(c));
         }
+        // `custom` takes a WebAssembly module, named relative to the scenario file.
+        let custom = format!("{BASE}keyed = true\nconflict = \"custom\"\n");
+        assert_error(&custom, &["topic[0].merge: a \"custom\" topic needs merge = \"path/to/module.wat\""]);
+        assert_error(
+            &format!("{BASE}keyed = true\nconflict = \"max\"\nmerge = \"m.wat\"\n"),
+            &["topic[0].merge: only a \"custom\" topic takes a merge module"],
+        );
+        assert_error(&format!("{custom}merge = \"no-such.wat\"\n"), &["topic[0].merge: cannot read the merge module"]);
+        let here = concat!(env!("CARGO_MANIFEST_DIR"), "/t.toml");
+        let s = parse(&format!("{custom}merge = \"../examples/merge/notes.wat\"\n"), here).expect("the example loads");
+        assert!(s.topics[0].merge.is_some());
     }
 
     #[test]

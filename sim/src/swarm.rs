@@ -35,6 +35,7 @@ fn topic(name: &str, sync: SyncDirection, priority: u8) -> TopicSpec {
         eviction: EvictionSpec::Keep,
         keyed: false,
         conflict: None,
+        merge: None,
         placement: None,
         consistency: ConsistencySpec::Eventual,
         subscribers: None,

@@ -358,6 +358,7 @@ pub(crate) fn node_config(s: &Scenario, i: usize) -> NodeConfig {
             c.keyed = t.conflict.map(|k| outpost_core::config::KeyedTopic {
                 strategy: k,
                 limits: outpost_core::config::KeyedTopic::DEFAULT_LIMITS,
+                merge: t.merge.clone(),
             });
             // At the gateway (and on an edge outside any cluster) it is an ordinary topic.
             if t.consistency == ConsistencySpec::Strong && spec.cluster.is_some() {

@@ -112,7 +112,7 @@ fn check_converges(strategy: Strategy, seed: u64, replicas: usize, steps: usize,
     let history: Vec<KeyedWrite> = logs.into_iter().flatten().collect();
     for key in KEYS {
         for r in &nodes {
-            let checked = keyed_oracle::check(strategy, &history, key, Answer::of(&r.state, key));
+            let checked = keyed_oracle::check(strategy, None, &history, key, Answer::of(&r.state, key));
             assert_eq!(checked, Ok(()), "{strategy} seed {seed}: replica {}", r.id);
             assert!(r.state.bytes() <= ROOMY.state_bytes_max);
         }

@@ -11,7 +11,8 @@
 //! - **Registers** (`last-write-wins`, `first-write-wins`, `cloud-wins`, `edge-wins`,
 //!   `keep-both`) keep every version no write has overwritten (at most one per origin: an
 //!   origin's later write always overwrites its earlier one) and pick the answer from them;
-//!   a deletion is a version without a value (a tombstone).
+//!   a deletion is a version without a value (a tombstone). `custom` keeps them as
+//!   `keep-both` does and answers what a registered merge makes of them ([`merge`]).
 //! - **Convergent types** merge without choosing: a `counter` sums increments per origin
 //!   and a deletion resets what its author had counted; a `max` register answers the largest
 //!   value no deletion saw; an `add-wins-set` keeps an element while an add of it was not
@@ -24,6 +25,7 @@
 //! Pure: no I/O, no clock; the caller applies each record of the topic exactly once, in
 //! each origin's order.
 
+pub mod merge;
 pub mod op;
 mod sorted;
 pub mod vv;
@@ -34,6 +36,7 @@ use std::mem::size_of;
 
 use sorted::{vec_cost, SortedMap};
 
+pub use merge::{Merge, MergeError, MergeFn};
 pub use op::{Counted, KeyedOp, OpError, OpKind};
 pub use vv::{Dot, VersionVector};
 
@@ -76,9 +79,13 @@ pub enum Strategy {
     Max,
     /// A set of elements; an add concurrent with a removal of its element wins.
     AddWinsSet,
+    /// Concurrent versions are kept as `keep-both` keeps them and answered by a merge the
+    /// application registers or a WebAssembly module ([`merge`]).
+    Custom,
 }
 
 impl Strategy {
+    /// The built-in strategies (`Custom` needs a merge besides).
     pub const ALL: [Strategy; 8] = [
         Strategy::LastWriteWins,
         Strategy::FirstWriteWins,
@@ -101,12 +108,13 @@ impl Strategy {
             Strategy::Counter => "counter",
             Strategy::Max => "max",
             Strategy::AddWinsSet => "add-wins-set",
+            Strategy::Custom => "custom",
         }
     }
 
     /// The strategy a configuration file names (`name()`), if any.
     pub fn from_name(name: &str) -> Option<Strategy> {
-        Strategy::ALL.into_iter().find(|s| s.name() == name)
+        Strategy::ALL.into_iter().chain([Strategy::Custom]).find(|s| s.name() == name)
     }
 
     fn is_register(self) -> bool {
@@ -117,6 +125,7 @@ impl Strategy {
                 | Strategy::CloudWins
                 | Strategy::EdgeWins
                 | Strategy::KeepBoth
+                | Strategy::Custom
         )
     }
 
@@ -146,7 +155,7 @@ impl Strategy {
             Strategy::FirstWriteWins => versions.iter().min_by_key(|v| (v.hlc, v.dot.origin)),
             Strategy::CloudWins => preferring(true),
             Strategy::EdgeWins => preferring(false),
-            Strategy::KeepBoth | Strategy::Counter | Strategy::Max | Strategy::AddWinsSet => None,
+            Strategy::KeepBoth | Strategy::Custom | Strategy::Counter | Strategy::Max | Strategy::AddWinsSet => None,
         }
     }
 }
@@ -247,7 +256,7 @@ pub struct Conflict {
     pub strategy: Strategy,
     /// Every concurrent version (dot, HLC, whether it was a deletion), in dot order.
     pub versions: Vec<(Dot, Hlc, bool)>,
-    /// The version answered; `None` when `keep-both` keeps them all.
+    /// The version answered; `None` when `keep-both` keeps them all or `custom` merges them.
     pub winner: Option<Dot>,
 }
 
@@ -270,6 +279,10 @@ pub enum Value<'s> {
     Number(i64),
     /// A set's elements, in byte order.
     Elements(Vec<&'s [u8]>),
+    /// `custom`: what the merge made of concurrent versions.
+    Merged(Vec<u8>),
+    /// `custom`: the merge failed; the concurrent versions, in dot order.
+    MergeFailed(MergeError, Vec<&'s Version>),
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -400,6 +413,8 @@ impl Entry {
 pub struct KeyedState {
     strategy: Strategy,
     limits: KeyedLimits,
+    /// `custom`'s merge.
+    merge: Option<MergeFn>,
     keys: BTreeMap<Vec<u8>, Entry>,
     bytes: u64,
     conflicts: VecDeque<Conflict>,
@@ -412,12 +427,19 @@ impl KeyedState {
         KeyedState {
             strategy,
             limits,
+            merge: None,
             keys: BTreeMap::new(),
             bytes: 0,
             conflicts: VecDeque::new(),
             conflict_bytes: 0,
             conflicts_total: 0,
         }
+    }
+
+    /// The state of a `custom` topic, answered by `merge`.
+    pub fn with_merge(mut self, merge: MergeFn) -> KeyedState {
+        self.merge = Some(merge);
+        self
     }
 
     pub fn strategy(&self) -> Strategy {
@@ -462,6 +484,22 @@ impl KeyedState {
     pub fn get(&self, key: &[u8]) -> Value<'_> {
         let Some(entry) = self.keys.get(key) else { return Value::Absent };
         match entry {
+            Entry::Register { versions, .. } if self.strategy == Strategy::Custom => match versions.as_slice() {
+                [] => Value::Absent,
+                [one] => one.value.as_deref().map_or(Value::Absent, Value::Bytes),
+                _ => {
+                    let all: Vec<&Version> = versions.iter().collect();
+                    let merged = match &self.merge {
+                        Some(m) => m.0.merge(key, &all),
+                        None => Err(MergeError("no merge is registered for the topic".into())),
+                    };
+                    match merged {
+                        Ok(Some(v)) => Value::Merged(v),
+                        Ok(None) => Value::Absent,
+                        Err(e) => Value::MergeFailed(e, all),
+                    }
+                }
+            },
             Entry::Register { versions, .. } => {
                 if self.strategy == Strategy::KeepBoth {
                     let values: Vec<&Version> = versions.iter().filter(|v| v.value.is_some()).collect();
