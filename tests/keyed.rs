@@ -221,6 +221,9 @@ fn edges_and_the_cloud_write_the_same_keys_apart_and_converge_per_strategy() {
     assert_eq!(code, 0, "{table}");
     assert!(table.contains("prices (last-write-wins)") && table.contains("p-edge-1"), "{table}");
     assert!(table.contains("gateway#"), "the winner's dot: {table}");
+    let (code, table) = gw.cli(&["conflicts", "--topic", "journal"]);
+    assert_eq!(code, 0, "{table}");
+    assert!(table.contains("journal (custom)") && table.contains("merged"), "{table}");
 
     // The merge's counters as metrics.
     let (_, metrics) = http(gw.http, "GET", "/metrics", None, b"").expect("http");

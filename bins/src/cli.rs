@@ -204,7 +204,11 @@ fn render_conflicts(node: &str, answers: &[serde_json::Value]) -> String {
         let _ = writeln!(o, "  {:<24} {:<20} VERSIONS (origin#seq hlc)", "KEY", "WINNER");
         for c in rows {
             let key = c.get("key").or_else(|| c.get("key_hex")).map(text).unwrap_or_default();
-            let winner = if c["winner"].is_null() { "kept both".to_string() } else { dot(&c["winner"]) };
+            let winner = match (c["winner"].is_null(), c["strategy"].as_str()) {
+                (true, Some("custom")) => "merged".to_string(),
+                (true, _) => "kept both".to_string(),
+                (false, _) => dot(&c["winner"]),
+            };
             let versions: Vec<String> = c["versions"]
                 .as_array()
                 .map_or(&[][..], Vec::as_slice)

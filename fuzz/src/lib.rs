@@ -40,6 +40,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("peer_handshake", peer_handshake),
     ("e2e_envelope", e2e_envelope),
     ("keyed_op", keyed_op),
+    ("merge_module", merge_module),
 ];
 
 /// A frame: decodes, and re-encodes to the same bytes.
@@ -367,5 +368,26 @@ pub fn keyed_op(data: &[u8]) {
             assert!(state.bytes() <= limits.state_bytes_max);
             let _ = state.get(b"k");
         }
+    }
+}
+
+/// A custom merge's WebAssembly module (a file an operator names, which may come from
+/// anywhere): it loads or is refused with an error, and a module that loads answers a
+/// merge or fails it with an error, within its fuel and memory, never a panic.
+pub fn merge_module(data: &[u8]) {
+    use outpost_core::hlc::Hlc;
+    use outpost_core::keyed::{Dot, Merge, Version};
+    use outpost_wasm_merge::{WasmLimits, WasmMerge};
+    let limits = WasmLimits { fuel: 100_000, memory_bytes_max: 1 << 20 };
+    let Ok(m) = WasmMerge::from_bytes("fuzz", data, limits) else { return };
+    let version = |origin: u64, value: Option<&[u8]>| Version {
+        dot: Dot { origin: NodeId(origin), seq: 1 },
+        hlc: Hlc(origin),
+        cloud: origin == 1,
+        value: value.map(<[u8]>::to_vec),
+    };
+    let (a, b) = (version(1, Some(b"one")), version(2, None));
+    if let Ok(Some(answer)) = m.merge(b"k", &[&a, &b]) {
+        assert!(answer.len() <= outpost_core::codec::MAX_VALUE_BYTES, "an answer fits a value");
     }
 }

@@ -237,6 +237,9 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     v.push(("e2e_envelope", "sealed", ring.seal(&crate::e2e_context(), b"card 4111, 12.50 EUR")));
     v.push(("e2e_envelope", "keys", crate::E2E_KEYS.as_bytes().to_vec()));
     keyed_op_seeds(&mut v);
+    let notes = include_str!("../../examples/merge/notes.wat");
+    v.push(("merge_module", "notes-wat", notes.as_bytes().to_vec()));
+    v.push(("merge_module", "notes-wasm", wat::parse_str(notes).expect("the example is valid WAT")));
     recovery_seeds(&mut v);
     v
 }
