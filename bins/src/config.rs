@@ -874,11 +874,16 @@ fn node_config(
                 .map_or(String::new(), |m| format!(" (with this file, at least {} is needed)", Bytes(m)));
             e.message = format!(
                 "{} is the whole process's budget{minimum}; the shell keeps {} of it ({} connections per listener, \
-                 {} for request bodies), and the core's {}",
+                 {} for request bodies{}), and the core's {}",
                 Bytes(memory),
                 Bytes(shell.reserve),
                 shell.http_connections_max,
                 Bytes(shell.ingress_bytes_max as u64),
+                if shell.merge_bytes > 0 {
+                    format!(", {} for a custom merge: lower merge_memory_max", Bytes(shell.merge_bytes))
+                } else {
+                    String::new()
+                },
                 e.message
             );
         }
@@ -906,7 +911,7 @@ fn sized_config(
     // send; the core gets the rest.
     let fitted_value_max = ShellBudget::fitted_value_max(memory);
     let frame_max = crate::limits::peer_frame_max(&cfg);
-    let mut shell = ShellBudget::new(memory, fitted_value_max, frame_max);
+    let mut shell = ShellBudget::new(memory, fitted_value_max, frame_max).with_merges(&cfg);
     fit_to_budgets(&mut cfg, shell.core_memory(memory), storage);
     apply_sync_limits(&mut cfg, &raw.sync)?;
     apply_log_limits(&mut cfg, &raw.log)?;
@@ -915,7 +920,7 @@ fn sized_config(
         // The file allows larger values or batches than the fit would: the shell buffers
         // more of them.
         let value_max = cfg.log.value_bytes_max.max(fitted_value_max);
-        shell = ShellBudget::new(memory, value_max, frames_now.max(frame_max));
+        shell = ShellBudget::new(memory, value_max, frames_now.max(frame_max)).with_merges(&cfg);
         cfg.resources.memory_bytes_max = shell.core_memory(memory);
     }
     set(

@@ -157,6 +157,8 @@ pub struct ShellBudget {
     pub http_body_max: usize,
     /// The largest binary-protocol request frame: a largest value and key, and its head.
     pub request_frame_max: usize,
+    /// One custom merge at a time (`Merge::call_bytes_max` of the largest).
+    pub merge_bytes: u64,
     /// The bytes all of the above may take at most.
     pub reserve: u64,
 }
@@ -205,8 +207,18 @@ impl ShellBudget {
             fetch_answers_max,
             http_body_max,
             request_frame_max,
+            merge_bytes: 0,
             reserve: reserve as u64,
         }
+    }
+
+    /// The same budget with room for the largest call of the custom merges of `cfg`'s
+    /// topics: the node's thread runs one at a time, when a key is read.
+    pub fn with_merges(mut self, cfg: &outpost_core::config::NodeConfig) -> ShellBudget {
+        let merges = cfg.topics.iter().filter_map(|t| t.keyed.as_ref()?.merge.as_ref());
+        self.merge_bytes = merges.map(|m| m.0.call_bytes_max()).max().unwrap_or(0);
+        self.reserve += self.merge_bytes;
+        self
     }
 
     /// The largest value `fit_to_budgets` gives a budget of `memory` (it scales values

@@ -644,6 +644,11 @@ fn a_custom_topic_loads_its_merge_module_when_the_file_loads() {
     let k = s.node.topics[0].keyed.as_ref().expect("keyed");
     assert_eq!(k.strategy, Strategy::Custom);
     assert!(k.merge.is_some(), "the module is loaded");
+    // One call at a time: the module's memory, the input and the answer, kept from the core.
+    assert_eq!(s.shell.merge_bytes, 2 * (1 << 20) + (1 << 20));
+    let plain = parse("[[topics]]\nname = \"notes\"\nconflict = \"keep-both\"\n", None, Role::Edge).expect("valid");
+    assert_eq!(plain.shell.merge_bytes, 0);
+    assert_eq!(s.shell.reserve, plain.shell.reserve + s.shell.merge_bytes);
     let at = |text: &str| {
         let e = error(text, Role::Edge);
         (e.field, e.message)

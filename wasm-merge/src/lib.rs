@@ -44,9 +44,11 @@ pub struct WasmLimits {
 }
 
 impl Default for WasmLimits {
-    /// 10 million instructions, 16 MiB: a merge of two 1 MiB values copied a few times.
+    /// 10 million instructions, 4 MiB: two versions of 1 MiB and room to build an answer
+    /// of their size. A call then takes up to 9 MiB of the process's memory budget
+    /// (`Merge::call_bytes_max`).
     fn default() -> WasmLimits {
-        WasmLimits { fuel: 10_000_000, memory_bytes_max: 16 << 20 }
+        WasmLimits { fuel: 10_000_000, memory_bytes_max: 4 << 20 }
     }
 }
 
@@ -136,10 +138,16 @@ impl WasmMerge {
     }
 }
 
+/// The length of one call's input (the layout below).
+fn input_len(key: &[u8], versions: &[&Version]) -> usize {
+    let version = |v: &&Version| 29 + v.value.as_deref().map_or(0, <[u8]>::len);
+    8 + key.len() + versions.iter().map(version).sum::<usize>()
+}
+
 /// The input of one call (the layout above).
 fn encode_input(key: &[u8], versions: &[&Version]) -> Vec<u8> {
     let len32 = |n: usize| u32::try_from(n).expect("keys and values are far below 4 GiB").to_le_bytes();
-    let mut b = Vec::new();
+    let mut b = Vec::with_capacity(input_len(key, versions));
     b.extend_from_slice(&len32(key.len()));
     b.extend_from_slice(key);
     b.extend_from_slice(&len32(versions.len()));
@@ -158,6 +166,10 @@ fn encode_input(key: &[u8], versions: &[&Version]) -> Vec<u8> {
 impl Merge for WasmMerge {
     fn merge(&self, key: &[u8], versions: &[&Version]) -> Result<Option<Vec<u8>>, MergeError> {
         let fail = |what: String| MergeError(format!("{}: {what}", self.name));
+        let n = input_len(key, versions);
+        if n > self.limits.memory_bytes_max {
+            return Err(fail(format!("{n} bytes of versions do not fit the module's memory limit (merge_memory_max)")));
+        }
         let input = encode_input(key, versions);
         let len = i32::try_from(input.len()).map_err(|_| fail(format!("{} bytes of input", input.len())))?;
         let mut store = self.store();
@@ -166,7 +178,7 @@ impl Merge for WasmMerge {
         memory
             .write(&mut store, ptr as u32 as usize, &input)
             .map_err(|_| fail(format!("alloc({len}) returned {ptr}, outside its memory")))?;
-        let answer = merge.call(&mut store, (ptr, len)).map_err(|e| fail(format!("merge failed: {e}")))?;
+        let answer = merge.call(&mut store, (ptr, len)).map_err(|e| fail(format!("the call stopped: {e}")))?;
         if answer < 0 {
             return Ok(None);
         }
@@ -179,5 +191,10 @@ impl Merge for WasmMerge {
             .read(&store, at, &mut value)
             .map_err(|_| fail(format!("answered bytes {at}..{} outside its memory", at + n)))?;
         Ok(Some(value))
+    }
+
+    /// The module's memory, the input copied into it, and the answer copied out.
+    fn call_bytes_max(&self) -> u64 {
+        2 * self.limits.memory_bytes_max as u64 + MAX_VALUE_BYTES as u64
     }
 }

@@ -111,7 +111,7 @@ fn a_module_that_loops_forever_runs_out_of_fuel_and_fails_the_call() {
         format!(r#"{HEADER} (func (export "merge") (param i32 i32) (result i64) (loop $l (br $l)) (i64.const 0))"#);
     let m = load(&body, WasmLimits { fuel: 100_000, ..WasmLimits::default() }).expect("a valid module");
     let e = merge(&m, &[version(1, 1, Some(b"a")), version(2, 1, Some(b"b"))]).expect_err("out of fuel");
-    assert!(e.contains("test.wat") && e.contains("merge failed") && e.contains("fuel"), "{e}");
+    assert!(e.contains("test.wat") && e.contains("the call stopped") && e.contains("fuel"), "{e}");
 }
 
 #[test]
@@ -130,5 +130,9 @@ fn a_module_that_answers_outside_its_memory_or_grows_past_its_limit_fails_the_ca
     assert_eq!(merge(&m, &[version(1, 1, Some(b"a")), version(2, 1, Some(b"b"))]), Ok(None));
     let big = vec![7u8; 2 << 20];
     let e = merge(&m, &[version(1, 1, Some(&big)), version(2, 1, Some(b"b"))]).expect_err("input past the limit");
-    assert!(e.contains("outside its memory"), "{e}");
+    assert!(e.contains("do not fit the module's memory limit"), "{e}");
+    let small = vec![7u8; 100 << 10];
+    let e = merge(&m, &[version(1, 1, Some(&small)), version(2, 1, Some(b"b"))]).expect_err("input past its memory");
+    assert!(e.contains("outside its memory"), "alloc answered a place the input does not fit: {e}");
+    assert_eq!(m.call_bytes_max(), 2 * (1 << 20) + (1 << 20), "the memory a call may take, for the shell's plan");
 }

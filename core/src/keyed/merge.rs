@@ -22,6 +22,13 @@ pub trait Merge: fmt::Debug + Send + Sync {
     /// a deletion is a version without a value). `Ok(None)`: the key answers absent.
     /// Must depend on its arguments alone.
     fn merge(&self, key: &[u8], versions: &[&Version]) -> Result<Option<Vec<u8>>, MergeError>;
+
+    /// The most memory one call may take beyond its arguments, for the memory plan of the
+    /// driver that runs it (a call runs on the node's thread, one at a time). A merge that
+    /// allocates next to nothing keeps the default.
+    fn call_bytes_max(&self) -> u64 {
+        0
+    }
 }
 
 /// Why a merge gave no answer.
