@@ -2,10 +2,15 @@
 //! origin's in order, answer the same for every key once everything reached everyone, and
 //! that answer is the oracle's (`outpost_sim::keyed_oracle`, computed from the whole
 //! history without the core's merge code). Collecting tombstones below what every replica
-//! has seen changes no answer, then or later.
+//! has seen changes no answer, then or later. `custom` runs the WebAssembly example merge
+//! (examples/merge/notes.wat), which the oracle calls on the versions it finds live.
+
+use std::sync::OnceLock;
 
 use outpost_core::hlc::Hlc;
-use outpost_core::keyed::{Applied, Dot, KeyedLimits, KeyedOp, KeyedState, OpKind, Strategy, VersionVector, Write};
+use outpost_core::keyed::{
+    Applied, Dot, KeyedLimits, KeyedOp, KeyedState, MergeFn, OpKind, Strategy, VersionVector, Write,
+};
 use outpost_core::types::NodeId;
 use outpost_sim::keyed_oracle::{self, Answer, KeyedWrite};
 use proptest::prelude::*;
@@ -14,6 +19,23 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 
 const ROOMY: KeyedLimits = KeyedLimits { state_bytes_max: 1 << 24, conflict_log_bytes_max: 1 << 16 };
 const KEYS: [&[u8]; 2] = [b"price/sku-1", b"price/sku-2"];
+
+/// Every strategy, `custom` with the example module.
+fn strategies() -> impl Iterator<Item = Strategy> {
+    Strategy::ALL.into_iter().chain([Strategy::Custom])
+}
+
+/// The merge of a `custom` topic: the example module, loaded once.
+fn merge_of(strategy: Strategy) -> Option<&'static MergeFn> {
+    static EXAMPLE: OnceLock<MergeFn> = OnceLock::new();
+    (strategy == Strategy::Custom).then(|| {
+        EXAMPLE.get_or_init(|| {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/merge/notes.wat");
+            let module = outpost_wasm_merge::WasmMerge::from_file(&path, Default::default()).expect("the example");
+            MergeFn::new(module)
+        })
+    })
+}
 
 /// A replica: its state and how far it has taken each origin's log.
 struct Replica {
@@ -51,7 +73,10 @@ fn run(
         .map(|i| Replica {
             id: NodeId(i as u64 + 1),
             cloud: i == 0,
-            state: KeyedState::new(strategy, ROOMY),
+            state: match merge_of(strategy) {
+                Some(m) => KeyedState::new(strategy, ROOMY).with_merge(m.clone()),
+                None => KeyedState::new(strategy, ROOMY),
+            },
             taken: vec![0; replicas],
         })
         .collect();
@@ -59,7 +84,9 @@ fn run(
         let i = rng.gen_range(0..replicas);
         if rng.gen_bool(0.4) {
             let key = KEYS[rng.gen_range(0..KEYS.len())];
-            let value = [b'v', rng.gen_range(b'a'..=b'e')];
+            // Values of different lengths, so that the example merge has a choice to make.
+            let value = [b'v', rng.gen_range(b'a'..=b'e'), b'!'];
+            let value = &value[..rng.gen_range(1..=3)];
             let element: &[u8] = [b"a".as_slice(), b"b", b"c"][rng.gen_range(0..3)];
             let kind = match (strategy, rng.gen_range(0..10)) {
                 (_, 0) => OpKind::Delete(vec![]),
@@ -67,7 +94,7 @@ fn run(
                 (Strategy::Max, _) => OpKind::Max(rng.gen_range(-10..=10)),
                 (Strategy::AddWinsSet, 1..=3) => OpKind::Remove(element),
                 (Strategy::AddWinsSet, _) => OpKind::Add(element),
-                _ => OpKind::Put(&value),
+                _ => OpKind::Put(value),
             };
             let node = &mut nodes[i];
             let mut op = Vec::new();
@@ -112,7 +139,7 @@ fn check_converges(strategy: Strategy, seed: u64, replicas: usize, steps: usize,
     let history: Vec<KeyedWrite> = logs.into_iter().flatten().collect();
     for key in KEYS {
         for r in &nodes {
-            let checked = keyed_oracle::check(strategy, None, &history, key, Answer::of(&r.state, key));
+            let checked = keyed_oracle::check(strategy, merge_of(strategy), &history, key, Answer::of(&r.state, key));
             assert_eq!(checked, Ok(()), "{strategy} seed {seed}: replica {}", r.id);
             assert!(r.state.bytes() <= ROOMY.state_bytes_max);
         }
@@ -128,14 +155,14 @@ proptest! {
 
     #[test]
     fn replicas_converge_on_what_the_history_prescribes(seed in any::<u64>(), replicas in 2usize..5, steps in 1usize..160) {
-        for strategy in Strategy::ALL {
+        for strategy in strategies() {
             check_converges(strategy, seed, replicas, steps, false);
         }
     }
 
     #[test]
     fn collecting_what_every_replica_saw_changes_no_answer(seed in any::<u64>(), steps in 1usize..200) {
-        for strategy in Strategy::ALL {
+        for strategy in strategies() {
             check_converges(strategy, seed, 3, steps, true);
         }
     }
