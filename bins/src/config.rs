@@ -1123,7 +1123,7 @@ fn keyed(field: &str, raw: &RawTopic) -> Result<Option<KeyedTopic>, Problem> {
         return Ok(None);
     };
     let strategy = Strategy::from_name(name).ok_or_else(|| {
-        let names: Vec<&str> = Strategy::ALL.into_iter().chain([Strategy::Custom]).map(Strategy::name).collect();
+        let names = Strategy::NAMED.map(Strategy::name);
         problem(format!("{field}.conflict"), format!("unknown strategy {name:?}; expected one of {}", names.join(", ")))
     })?;
     if raw.encrypt {

@@ -1137,7 +1137,7 @@ fn topics(raw: &[RawTopic], nodes: &[NodeSpec], table: &PlacementTable) -> Resul
         let conflict = match &r.conflict {
             None => None,
             Some(name) => Some(Strategy::from_name(name).ok_or_else(|| {
-                let names = Strategy::ALL.map(Strategy::name);
+                let names = Strategy::NAMED.map(Strategy::name);
                 problem(
                     format!("{field}.conflict"),
                     format!("unknown strategy {name:?}; expected one of {}", list(&names)),

@@ -116,11 +116,7 @@ impl WasmMerge {
         store
     }
 
-    #[allow(clippy::type_complexity)]
-    fn instance(
-        &self,
-        store: &mut Store<StoreLimits>,
-    ) -> Result<(Memory, TypedFunc<i32, i32>, TypedFunc<(i32, i32), i64>), MergeError> {
+    fn instance(&self, store: &mut Store<StoreLimits>) -> Result<Exports, MergeError> {
         let fail = |what: String| MergeError(what);
         let linker = Linker::<StoreLimits>::new(&self.engine);
         let instance = linker
@@ -134,8 +130,15 @@ impl WasmMerge {
         let merge = instance
             .get_typed_func::<(i32, i32), i64>(&*store, "merge")
             .map_err(|e| fail(format!("exports no merge(i32, i32) -> i64: {e}")))?;
-        Ok((memory, alloc, merge))
+        Ok(Exports { memory, alloc, merge })
     }
+}
+
+/// What a merge module exports, in one instance.
+struct Exports {
+    memory: Memory,
+    alloc: TypedFunc<i32, i32>,
+    merge: TypedFunc<(i32, i32), i64>,
 }
 
 /// The length of one call's input (the layout below).
@@ -173,7 +176,7 @@ impl Merge for WasmMerge {
         let input = encode_input(key, versions);
         let len = i32::try_from(input.len()).map_err(|_| fail(format!("{} bytes of input", input.len())))?;
         let mut store = self.store();
-        let (memory, alloc, merge) = self.instance(&mut store).map_err(|e| fail(e.0))?;
+        let Exports { memory, alloc, merge } = self.instance(&mut store).map_err(|e| fail(e.0))?;
         let ptr = alloc.call(&mut store, len).map_err(|e| fail(format!("alloc({len}) failed: {e}")))?;
         memory
             .write(&mut store, ptr as u32 as usize, &input)

@@ -97,6 +97,19 @@ impl Strategy {
         Strategy::AddWinsSet,
     ];
 
+    /// Every strategy a file can name: the built-ins, then `custom` (which needs a merge).
+    pub const NAMED: [Strategy; 9] = [
+        Strategy::LastWriteWins,
+        Strategy::FirstWriteWins,
+        Strategy::CloudWins,
+        Strategy::EdgeWins,
+        Strategy::KeepBoth,
+        Strategy::Counter,
+        Strategy::Max,
+        Strategy::AddWinsSet,
+        Strategy::Custom,
+    ];
+
     /// The name configuration files and the docs use.
     pub fn name(self) -> &'static str {
         match self {
@@ -114,7 +127,7 @@ impl Strategy {
 
     /// The strategy a configuration file names (`name()`), if any.
     pub fn from_name(name: &str) -> Option<Strategy> {
-        Strategy::ALL.into_iter().chain([Strategy::Custom]).find(|s| s.name() == name)
+        Strategy::NAMED.into_iter().find(|s| s.name() == name)
     }
 
     fn is_register(self) -> bool {
