@@ -98,17 +98,15 @@ impl Strategy {
     ];
 
     /// Every strategy a file can name: the built-ins, then `custom` (which needs a merge).
-    pub const NAMED: [Strategy; 9] = [
-        Strategy::LastWriteWins,
-        Strategy::FirstWriteWins,
-        Strategy::CloudWins,
-        Strategy::EdgeWins,
-        Strategy::KeepBoth,
-        Strategy::Counter,
-        Strategy::Max,
-        Strategy::AddWinsSet,
-        Strategy::Custom,
-    ];
+    pub const NAMED: [Strategy; 9] = {
+        let mut named = [Strategy::Custom; 9];
+        let mut i = 0;
+        while i < Strategy::ALL.len() {
+            named[i] = Strategy::ALL[i];
+            i += 1;
+        }
+        named
+    };
 
     /// The name configuration files and the docs use.
     pub fn name(self) -> &'static str {
