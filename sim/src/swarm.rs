@@ -133,12 +133,12 @@ fn add_keyed(s: &mut Scenario, rng: &mut SimRng) {
 /// A top gateway's clock set wrong and corrected as the run ends, then cut off: ahead by
 /// 15 to 59 seconds (less than the offset a peer's clock adopts) from 2 to 30 minutes
 /// before the end, back by as much 12 seconds or more before the end but within that many
-/// seconds of it, and every link of it down from 2 to 10 seconds after that to the end. Its edges take its time from its messages;
-/// once it is corrected, the gateway and every edge that heard from it stamp their writes
-/// in one frozen millisecond (each hybrid clock counts on in it), and cut off from each
-/// other they write the same keys: writes that meet with one physical time and different
-/// logical counters, where only the hybrid clock, not the wall time it carries, tells
-/// which came last.
+/// seconds of it, and every link of it down from 2 to 10 seconds after that to the end.
+/// Its edges take its time from its messages; once it is corrected, the gateway and every
+/// edge that heard from it stamp their writes in one frozen millisecond (each hybrid clock
+/// counts on in it), and cut off from each other they write the same keys: writes that
+/// meet with one physical time and different logical counters, where only the hybrid
+/// clock, not the wall time it carries, tells which came last.
 fn add_clock_set_wrong(s: &mut Scenario, rng: &mut SimRng) {
     let tops: Vec<usize> =
         (0..s.nodes.len()).filter(|&g| s.nodes[g].role == Role::Gateway && s.nodes[g].upstream.is_none()).collect();
