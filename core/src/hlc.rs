@@ -284,6 +284,19 @@ impl HlcClock {
             && wall_ms.min(MAX_PHYSICAL_MS) >= self.durable_bound_ms
     }
 
+    /// Whether a timestamp asked for at `wall_ms` should wait for the next durable bound
+    /// rather than be issued or refused now: none is left below the bound (a new node's
+    /// first bound is not durable yet, or the counter or an adopted remote timestamp
+    /// reached it), or one would be issued [`behind_wall`](Self::behind_wall). A bound is
+    /// asked for in either case; waiting after a restart is no such case (it can last the
+    /// whole offset, so it refuses with how long).
+    pub fn waits_for_bound(&self, wall_ms: u64) -> bool {
+        match self.next(wall_ms) {
+            Ok(_) => self.behind_wall(wall_ms),
+            Err(e) => matches!(e, HlcError::BoundNotDurable { .. }),
+        }
+    }
+
     /// Whether [`now`](Self::now) would issue a timestamp at `wall_ms` (changes nothing).
     pub fn can_issue(&self, wall_ms: u64) -> bool {
         self.next(wall_ms).is_ok()

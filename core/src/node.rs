@@ -484,10 +484,11 @@ impl Node {
             return self.reply(req, Err(e));
         }
         let wall = self.now.wall_ms;
-        if self.commit.has_unstamped() || (self.hlc.can_issue(wall) && self.hlc.behind_wall(wall)) {
+        if self.commit.has_unstamped() || self.hlc.waits_for_bound(wall) {
             // Stamped once the next bound is durable (`after_input` asked for it), from the
-            // wall clock rather than from a bound it passed while the node was idle: a
-            // last-write-wins merge would otherwise rank this write below older ones.
+            // wall clock rather than from a bound it passed while the node was idle (a
+            // last-write-wins merge would otherwise rank this write below older ones), and
+            // not refused for a bound one fsync away (a new node's first).
             self.commit.push_unstamped(topic, record);
             return;
         }

@@ -1125,6 +1125,28 @@ fn produces_after_an_idle_spell_are_stamped_from_the_wall_clock_not_the_lapsed_b
     assert!(start_time(&h.disk).wall_ms > h.now.wall_ms, "a new bound, past the wall clock");
 }
 
+/// Found by `tests/keyed.rs` (one run in three): a daemon's first write after it started
+/// was refused 503 "clock" because the new node's first clock bound was not durable yet.
+/// It waits for that bound instead (one fsync), as a write after an idle spell does, and
+/// is stamped from the wall clock.
+#[test]
+fn a_produce_before_the_first_clock_bound_is_durable_waits_for_it() {
+    let mut h = Harness::start(MemDisk::default());
+    while !h.node.is_running() {
+        let (id, _, result) = h.disk.complete_one().expect("recovery asks the disk");
+        h.node.handle(h.now, Input::DiskDone { id, result });
+        h.drain();
+    }
+    let bound_write = |r: &DiskRequest| matches!(r, DiskRequest::Append { file: FileId::Meta { .. }, .. });
+    assert!(h.disk.queue.iter().any(|(_, r)| bound_write(r)), "the first bound is being written: {:?}", h.disk.queue);
+    h.produce(1, b"first, at once");
+    assert!(h.replies.is_empty(), "not refused, not acknowledged before its fsync: {:?}", h.replies);
+    h.run_disk(|_| false);
+    let ack = h.replies.last().expect("answered").1.clone().expect("acknowledged");
+    assert_eq!(ack.seq, 0);
+    assert_eq!(ack.hlc.physical_ms(), h.now.wall_ms, "from the wall clock");
+}
+
 /// Issue 15, defect 5: a gateway whose clock bound lapsed while it heard nothing gets a
 /// Data message stamped past that bound. It holds the message, makes a new bound durable,
 /// then stores the records, without the edge having to resend anything.
