@@ -15,5 +15,6 @@
 pub mod bucket;
 pub mod downlinks;
 pub mod ingest;
+pub mod pace;
 pub mod proto;
 pub mod uplink;

@@ -21,6 +21,7 @@
 //!   a stream never stalls on one bad frame.
 
 use super::bucket::TokenBucket;
+use super::pace::{LinkPace, SentMark};
 use super::proto::{Refusal, SkipReason, SyncMsg, TopicStatus, BATCHES_PER_DATA_MAX};
 use crate::codec::{self, BatchDecoder, BatchEncoder, Compression, DecodedBatch, RecordRef};
 use crate::commit::Tail;
@@ -100,6 +101,12 @@ struct Flight {
     end: Seq,
     raw: u64,
     cursor: Option<Cursor>,
+    /// When it was sent, for the link's measurements (`LinkPace`).
+    sent: SentMark,
+    /// It carries what was sent before (a rewind's, or a patch sent it again): its
+    /// acknowledgement may answer an earlier copy, so it measures nothing (Karn's rule; a
+    /// delay too short would shrink the window for good).
+    again: bool,
 }
 
 /// What a relay's message carries of one origin's stream: sequences `from..to`, by which
@@ -208,6 +215,8 @@ struct UpStream {
     /// The end of the furthest message sent since this sender started: what is sent
     /// below it is sent again (`SendCounters::records_resent`).
     sent_high: Seq,
+    /// The end of the furthest flight transmitted: a flight starting below it is sent again.
+    transmitted_high: Seq,
     /// Sent and unacknowledged messages, oldest first.
     inflight: VecDeque<Flight>,
     last_progress: Instant,
@@ -361,6 +370,9 @@ pub struct Uplink {
     /// log's batches as they are, each under its origin's identity, and its streams'
     /// `acked`/`sent` are log offsets, which the next tier's marks per origin move.
     relay: Option<RelayMarks>,
+    /// What the link's answers measured: the window, and how long a gap filled again is
+    /// still reported.
+    pace: LinkPace,
 }
 
 /// Heap bytes of the map of `n` streams' state (names and flights apart).
@@ -444,6 +456,7 @@ impl Uplink {
                     acked: 0,
                     sent: 0,
                     sent_high: 0,
+                    transmitted_high: 0,
                     inflight: VecDeque::new(),
                     last_progress: now,
                     reading: None,
@@ -478,6 +491,7 @@ impl Uplink {
             peer_batch_raw_max: codec::MAX_BATCH_RAW_BYTES as u64,
             origin_from_log: false,
             relay: None,
+            pace: LinkPace::new(now),
         }
     }
 
@@ -845,9 +859,15 @@ impl Uplink {
                 if s.patch.is_some_and(|p| s.acked >= p.end) {
                     Self::end_patch(s);
                 }
+                let mut newest_acked = None;
                 while s.inflight.front().is_some_and(|f| f.end <= s.acked) {
                     let f = s.inflight.pop_front().expect("front exists");
                     self.inflight_bytes -= f.raw;
+                    self.pace.delivered(f.raw);
+                    newest_acked = Some(f).filter(|f| !f.again).map(|f| f.sent);
+                }
+                if let Some(sent) = newest_acked {
+                    self.pace.sample(sent, now);
                 }
                 if s.acked > s.sent {
                     // (The cursor, at or before the old `sent`, still leads there.)
@@ -861,9 +881,8 @@ impl Uplink {
                 // then sent again what it was about to receive (the first efficiency
                 // reports: vehicle-offline resent a third of its records, most of them
                 // dropped as duplicates).
-                let fresh_gap = s
-                    .rewound
-                    .is_none_or(|(at, when)| at != expected || now.saturating_since(when) > Duration::from_secs(1));
+                let guard = self.pace.gap_guard();
+                let fresh_gap = s.rewound.is_none_or(|(at, when)| at != expected || now.saturating_since(when) > guard);
                 // The answer to a probe says what the peer holds: nothing from `expected`
                 // on, unless it reports a gap it kept beyond.
                 let lacks = expected >= s.acked && expected < s.sent;
@@ -926,6 +945,10 @@ impl Uplink {
             let f = s.inflight.pop_front().expect("flights and their identities go in step");
             self.inflight_bytes -= f.raw;
             s.last_progress = now;
+            self.pace.delivered(f.raw);
+            if !f.again {
+                self.pace.sample(f.sent, now);
+            }
         }
         Self::settle_relay_acked(s);
         // The oldest of this origin's ranges in flight the peer lacks. The peer has none of
@@ -950,9 +973,8 @@ impl Uplink {
             }
             if let (Some(a), Some(b)) = (first, last) {
                 let (from, end) = (s.inflight[a].start, s.inflight[b].end);
-                let fresh = s
-                    .rewound
-                    .is_none_or(|(at, when)| at != from || now.saturating_since(when) > Duration::from_secs(1));
+                let guard = self.pace.gap_guard();
+                let fresh = s.rewound.is_none_or(|(at, when)| at != from || now.saturating_since(when) > guard);
                 if fresh {
                     self.start_patch(Some(idx), (from, end), now);
                 }
@@ -967,7 +989,8 @@ impl Uplink {
         let Some(k) = lacking.filter(|_| gap) else { return };
         let flight = s.relayed.iter().take(k).filter(|x| x.last).count();
         let to = s.inflight.get(flight).map_or(s.acked, |f| f.start);
-        let fresh = s.rewound.is_none_or(|(at, when)| at != to || now.saturating_since(when) > Duration::from_secs(1));
+        let guard = self.pace.gap_guard();
+        let fresh = s.rewound.is_none_or(|(at, when)| at != to || now.saturating_since(when) > guard);
         if fresh {
             self.rewind(Some(idx), to, now);
         }
@@ -1005,7 +1028,15 @@ impl Uplink {
             SyncMsg::Skip { session, hlc: cx.hlc, topic, origin: x.origin, from, to, reason }.encode(&mut bytes);
             let held =
                 Held { bytes, start: s.sent, end: s.sent, cursor: s.cursor, relayed: vec![x], raw: 0, patch: false };
-            Self::transmit(s, &mut self.inflight_bytes, &mut self.session, held, cx.now, self.gateway, cx.fx);
+            Self::transmit(
+                s,
+                &mut self.inflight_bytes,
+                &mut self.session,
+                held,
+                self.pace.mark(cx.now),
+                self.gateway,
+                cx.fx,
+            );
         }
     }
 
@@ -1035,6 +1066,9 @@ impl Uplink {
         let Some(cursor) = first.and_then(|f| f.cursor).filter(|_| free && end > from) else {
             return self.rewind(topic, from, now);
         };
+        for f in s.inflight.iter_mut().filter(|f| f.start < end && f.end > from) {
+            f.again = true;
+        }
         s.patch = Some(Patch { end, resume: s.sent, resume_cursor: s.cursor });
         // (A read in flight for the old position is discarded when it lands.)
         s.sent = from;
@@ -1175,7 +1209,15 @@ impl Uplink {
             let ok = self.bucket.as_mut().is_none_or(|b| b.try_take(held.bytes.len() as u64, now));
             let s = self.streams.get_mut(&idx).expect("stream exists");
             if ok {
-                Self::transmit(s, &mut self.inflight_bytes, &mut self.session, held, now, self.gateway, cx.fx);
+                Self::transmit(
+                    s,
+                    &mut self.inflight_bytes,
+                    &mut self.session,
+                    held,
+                    self.pace.mark(now),
+                    self.gateway,
+                    cx.fx,
+                );
             } else {
                 s.held = Some(held);
                 return;
@@ -1190,7 +1232,7 @@ impl Uplink {
         let s = self.streams.get_mut(&idx).expect("stream exists");
         // A patch sends again what flights already hold: no window, no linger.
         let patching = s.patch.is_some();
-        let window_full = self.inflight_bytes >= cfg.sync.window_bytes_max || flights_full;
+        let window_full = self.inflight_bytes >= self.pace.window(cfg.sync.window_bytes_max) || flights_full;
         if s.reading.is_some() || s.tail_pending || s.sent >= durable || (!patching && (window_full || s.probe_out())) {
             if s.sent >= durable {
                 s.waiting_since = None;
@@ -1293,7 +1335,7 @@ impl Uplink {
             fx.event(Event::Corrupted { topic: idx, from, to });
         }
         let held = Held { bytes, start: from, end: to, cursor, relayed: Vec::new(), raw: 0, patch: false };
-        Self::transmit(s, &mut self.inflight_bytes, &mut self.session, held, now, self.gateway, fx);
+        Self::transmit(s, &mut self.inflight_bytes, &mut self.session, held, self.pace.mark(now), self.gateway, fx);
     }
 
     fn transmit(
@@ -1301,10 +1343,11 @@ impl Uplink {
         inflight_bytes: &mut u64,
         session: &mut Session,
         held: Held,
-        now: Instant,
+        sent: SentMark,
         gateway: NodeId,
         fx: &mut Fx,
     ) {
+        let now = sent.at;
         if s.inflight.is_empty() {
             s.last_progress = now;
         }
@@ -1313,7 +1356,9 @@ impl Uplink {
         }
         if !held.patch {
             let n = held.raw;
-            s.inflight.push_back(Flight { start: held.start, end: held.end, raw: n, cursor: held.cursor });
+            let again = held.start < s.transmitted_high;
+            s.transmitted_high = s.transmitted_high.max(held.end);
+            s.inflight.push_back(Flight { start: held.start, end: held.end, raw: n, cursor: held.cursor, sent, again });
             s.relayed.extend(held.relayed);
             debug_assert!(s.relayed.back().is_none_or(|x| x.last), "a relayed flight's identities end with its last");
             *inflight_bytes += n;
@@ -1502,7 +1547,15 @@ impl Uplink {
         let ok = self.bucket.as_mut().is_none_or(|b| b.try_take(held.bytes.len() as u64, now));
         let s = self.streams.get_mut(&idx).expect("stream exists");
         if ok {
-            Self::transmit(s, &mut self.inflight_bytes, &mut self.session, held, now, self.gateway, cx.fx);
+            Self::transmit(
+                s,
+                &mut self.inflight_bytes,
+                &mut self.session,
+                held,
+                self.pace.mark(now),
+                self.gateway,
+                cx.fx,
+            );
         } else {
             s.held = Some(held);
         }
@@ -1588,7 +1641,15 @@ impl Uplink {
             let held =
                 Held { bytes, start: s.sent, end, cursor: Some(read_from), relayed: Vec::new(), raw, patch: true };
             if self.bucket.as_mut().is_none_or(|b| b.try_take(held.bytes.len() as u64, now)) {
-                Self::transmit(s, &mut self.inflight_bytes, &mut self.session, held, now, self.gateway, cx.fx);
+                Self::transmit(
+                    s,
+                    &mut self.inflight_bytes,
+                    &mut self.session,
+                    held,
+                    self.pace.mark(now),
+                    self.gateway,
+                    cx.fx,
+                );
             } else {
                 s.held = Some(held);
             }
@@ -1606,7 +1667,8 @@ impl Uplink {
             // instant arrive in any order over a link with jitter, and each one out of
             // order is refused as a gap and sent again (swarm seeds 136 and 722: a relay
             // that sent four at once fell back on the retransmit timeout at every burst).
-            let room = self.inflight_bytes < cfg.sync.window_bytes_max && s.inflight.len() < FLIGHTS_PER_STREAM_MAX;
+            let room = self.inflight_bytes < self.pace.window(cfg.sync.window_bytes_max)
+                && s.inflight.len() < FLIGHTS_PER_STREAM_MAX;
             if sent_data || (sent_any && (!room || s.held.is_some())) {
                 break;
             }
@@ -1676,7 +1738,15 @@ impl Uplink {
             };
             sent_any = true;
             if self.bucket.as_mut().is_none_or(|b| b.try_take(held.bytes.len() as u64, now)) {
-                Self::transmit(s, &mut self.inflight_bytes, &mut self.session, held, now, self.gateway, cx.fx);
+                Self::transmit(
+                    s,
+                    &mut self.inflight_bytes,
+                    &mut self.session,
+                    held,
+                    self.pace.mark(now),
+                    self.gateway,
+                    cx.fx,
+                );
             } else {
                 s.sent = s.sent.max(held.end);
                 s.held = Some(held);
@@ -1751,7 +1821,7 @@ impl Uplink {
                         }
                     } else if let Some(w) = s.waiting_since {
                         // Mirror pump_stream's conditions, or a past deadline would spin the driver.
-                        let window_open = self.inflight_bytes < cfg.window_bytes_max
+                        let window_open = self.inflight_bytes < self.pace.window(cfg.window_bytes_max)
                             && s.inflight.len() < FLIGHTS_PER_STREAM_MAX
                             && !s.probe_out();
                         if s.accepted
