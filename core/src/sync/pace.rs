@@ -39,9 +39,14 @@ pub struct SentMark {
     pub delivered: u64,
 }
 
-/// A sender's measurements of its link (one per sender: one peer, one link).
+/// A sender's use of its link and its measurements of it (one per sender: one peer, one
+/// link).
 #[derive(Clone, Debug)]
 pub struct LinkPace {
+    /// Bytes of records sent and not yet acknowledged, all streams together: what the
+    /// window bounds (the sender adds what it sends and takes off what is acknowledged
+    /// or will be sent again).
+    pub in_flight: u64,
     /// Bytes of records acknowledged since the sender started.
     delivered: u64,
     /// Largest delivery rate (bytes/s) of the current period and of the one before.
@@ -56,7 +61,14 @@ pub struct LinkPace {
 
 impl LinkPace {
     pub fn new(now: Instant) -> LinkPace {
-        LinkPace { delivered: 0, rate_max: [0; 2], period_start: now, delay_min_ns: 0, delay_smoothed_ns: 0 }
+        LinkPace {
+            in_flight: 0,
+            delivered: 0,
+            rate_max: [0; 2],
+            period_start: now,
+            delay_min_ns: 0,
+            delay_smoothed_ns: 0,
+        }
     }
 
     /// The mark of a message sent now.
@@ -64,14 +76,15 @@ impl LinkPace {
         SentMark { at: now, delivered: self.delivered }
     }
 
-    /// Records of `bytes` were acknowledged now.
-    pub fn delivered(&mut self, bytes: u64) {
+    /// A message of `bytes` of records was acknowledged.
+    pub fn acked(&mut self, bytes: u64) {
+        self.in_flight -= bytes;
         self.delivered += bytes;
     }
 
     /// The newest message an acknowledgement completed was sent with `mark` (and sent
     /// once: a resent message's acknowledgement may answer either copy). Call after
-    /// [`delivered`](Self::delivered) has counted what it completed.
+    /// [`acked`](Self::acked) has counted what it completed.
     pub fn sample(&mut self, mark: SentMark, now: Instant) {
         let delay = now.saturating_since(mark.at).as_nanos();
         if delay == 0 {
@@ -118,26 +131,29 @@ mod tests {
         Instant(ms * 1_000_000)
     }
 
+    /// A message of `bytes` sent at `sent_ms` and acknowledged at `acked_ms`.
+    fn round(p: &mut LinkPace, bytes: u64, sent_ms: u64, acked_ms: u64) {
+        let m = p.mark(at(sent_ms));
+        p.in_flight += bytes;
+        p.acked(bytes);
+        p.sample(m, at(acked_ms));
+    }
+
     #[test]
     fn the_window_is_twice_the_rate_times_the_smallest_delay_within_its_bounds() {
         let mut p = LinkPace::new(at(0));
         assert_eq!(p.window(1 << 20), 1 << 20, "the maximum until measured");
         // 100 KB acknowledged 1 s after it was sent: 100 KB/s, 1 s.
-        let m = p.mark(at(0));
-        p.delivered(100_000);
-        p.sample(m, at(1_000));
+        round(&mut p, 100_000, 0, 1_000);
         assert_eq!(p.window(1 << 20), 200_000);
         // A queue builds: later messages take 3 s. The delay measured is the smallest.
-        let m = p.mark(at(1_000));
-        p.delivered(300_000);
-        p.sample(m, at(4_000));
+        round(&mut p, 300_000, 1_000, 4_000);
         assert_eq!(p.window(1 << 20), 200_000, "100 KB/s over 1 s, not the queue's 3 s");
         assert_eq!(p.window(150_000), 150_000);
+        assert_eq!(p.in_flight, 0);
         // A slow spell for long enough: the rate of two periods ago is forgotten.
         for s in [15_000, 26_000] {
-            let m = p.mark(at(s - 1_000));
-            p.delivered(1_000);
-            p.sample(m, at(s));
+            round(&mut p, 1_000, s - 1_000, s);
         }
         assert_eq!(p.window(1 << 20), WINDOW_MIN);
     }
@@ -146,17 +162,13 @@ mod tests {
     fn the_gap_guard_follows_the_smoothed_delay_within_its_bounds() {
         let mut p = LinkPace::new(at(0));
         assert_eq!(p.gap_guard(), GAP_GUARD_MIN);
-        let m = p.mark(at(0));
-        p.delivered(1);
-        p.sample(m, at(2_000));
+        round(&mut p, 1, 0, 2_000);
         assert_eq!(p.gap_guard(), Duration::from_secs(4));
         for i in 0..100 {
-            let m = p.mark(at(10_000 * i));
-            p.sample(m, at(10_000 * i + 20));
+            round(&mut p, 1, 10_000 * i, 10_000 * i + 20);
         }
         assert_eq!(p.gap_guard(), GAP_GUARD_MIN, "a fast link: the floor");
-        let m = p.mark(at(0));
-        p.sample(m, at(3_600_000));
+        round(&mut p, 1, 0, 3_600_000);
         assert_eq!(p.gap_guard(), GAP_GUARD_MAX);
     }
 }

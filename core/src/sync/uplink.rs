@@ -344,7 +344,6 @@ pub struct Uplink {
     gateway: NodeId,
     session: Session,
     streams: BTreeMap<TopicIdx, UpStream>,
-    inflight_bytes: u64,
     bucket: Option<TokenBucket>,
     attempt: u32,
     /// The operator paused sync (`outpost sync pause`): no Hello and no new data leave;
@@ -370,8 +369,8 @@ pub struct Uplink {
     /// log's batches as they are, each under its origin's identity, and its streams'
     /// `acked`/`sent` are log offsets, which the next tier's marks per origin move.
     relay: Option<RelayMarks>,
-    /// What the link's answers measured: the window, and how long a gap filled again is
-    /// still reported.
+    /// The bytes in flight, and what the link's answers measured: the window, and how
+    /// long a gap filled again is still reported.
     pace: LinkPace,
 }
 
@@ -480,7 +479,6 @@ impl Uplink {
             gateway,
             session: Session::Connecting { id: rng.gen(), retry_at: now },
             streams,
-            inflight_bytes: 0,
             bucket,
             attempt: 0,
             paused: false,
@@ -526,7 +524,7 @@ impl Uplink {
     /// again from the peer's marks when the peer next says Hello.
     pub fn is_caught_up(&self, logs: &[TopicLog]) -> bool {
         self.is_active()
-            && self.inflight_bytes == 0
+            && self.pace.in_flight == 0
             && self.streams.iter().all(|(i, s)| {
                 !s.accepted
                     || (s.reading.is_none() && s.held.is_none() && s.acked >= logs[i.0 as usize].durable_offset())
@@ -561,7 +559,7 @@ impl Uplink {
 
     /// Uncompressed bytes sent and not yet acknowledged.
     pub fn window_bytes(&self) -> u64 {
-        self.inflight_bytes
+        self.pace.in_flight
     }
 
     /// Records the edge holds that the gateway has not acknowledged, per topic.
@@ -635,7 +633,7 @@ impl Uplink {
             retransmits: self.counters.retransmits,
             records_sent: self.counters.records_sent,
             bytes_sent: self.counters.bytes_sent,
-            window_bytes: self.inflight_bytes,
+            window_bytes: self.pace.in_flight,
         }
     }
 
@@ -729,7 +727,7 @@ impl Uplink {
             s.probing = false;
             s.skipping = None;
         }
-        self.inflight_bytes = 0;
+        self.pace.in_flight = 0;
     }
 
     /// The peer started a new session of its own (it restarted): start ours over at once,
@@ -766,7 +764,7 @@ impl Uplink {
                     // The answer to a keepalive Hello: the peer is there. (Its marks are not
                     // taken: a late answer to an earlier Hello would carry older ones.)
                     if *id == session && self.keepalive {
-                        *unanswered_since = (self.inflight_bytes > 0).then_some(now);
+                        *unanswered_since = (self.pace.in_flight > 0).then_some(now);
                         // A peer that restarted in another zone answers the keepalive of a
                         // session it has forgotten: start over, so that its zone decides.
                         let placed_as_before = self.streams.iter().all(|(i, s)| {
@@ -862,8 +860,7 @@ impl Uplink {
                 let mut newest_acked = None;
                 while s.inflight.front().is_some_and(|f| f.end <= s.acked) {
                     let f = s.inflight.pop_front().expect("front exists");
-                    self.inflight_bytes -= f.raw;
-                    self.pace.delivered(f.raw);
+                    self.pace.acked(f.raw);
                     newest_acked = Some(f).filter(|f| !f.again).map(|f| f.sent);
                 }
                 if let Some(sent) = newest_acked {
@@ -909,7 +906,7 @@ impl Uplink {
     /// An answer came: while answers to what remains in flight are still awaited, their
     /// clock starts again from now.
     fn restart_unanswered(&mut self, now: Instant) {
-        let waiting = self.inflight_bytes > 0;
+        let waiting = self.pace.in_flight > 0;
         if let Session::Active { unanswered_since, .. } = &mut self.session {
             *unanswered_since = waiting.then_some(now);
         }
@@ -943,9 +940,8 @@ impl Uplink {
             }
             s.relayed.drain(..n);
             let f = s.inflight.pop_front().expect("flights and their identities go in step");
-            self.inflight_bytes -= f.raw;
+            self.pace.acked(f.raw);
             s.last_progress = now;
-            self.pace.delivered(f.raw);
             if !f.again {
                 self.pace.sample(f.sent, now);
             }
@@ -1028,15 +1024,7 @@ impl Uplink {
             SyncMsg::Skip { session, hlc: cx.hlc, topic, origin: x.origin, from, to, reason }.encode(&mut bytes);
             let held =
                 Held { bytes, start: s.sent, end: s.sent, cursor: s.cursor, relayed: vec![x], raw: 0, patch: false };
-            Self::transmit(
-                s,
-                &mut self.inflight_bytes,
-                &mut self.session,
-                held,
-                self.pace.mark(cx.now),
-                self.gateway,
-                cx.fx,
-            );
+            Self::transmit(s, &mut self.pace, &mut self.session, held, cx.now, self.gateway, cx.fx);
         }
     }
 
@@ -1112,7 +1100,7 @@ impl Uplink {
                     s.relayed.pop_back();
                 }
             }
-            self.inflight_bytes -= f.raw;
+            self.pace.in_flight -= f.raw;
             if f.start <= to {
                 seek = Some(f.cursor);
             }
@@ -1168,7 +1156,7 @@ impl Uplink {
                 for idx in idxs {
                     self.pump_stream(idx, cx, &logs[idx.0 as usize], (&mut *enc, &mut *dec));
                 }
-                if self.inflight_bytes > 0 {
+                if self.pace.in_flight > 0 {
                     self.last_sent = now;
                 } else if self.keepalive && now.saturating_since(self.last_sent) >= cfg.sync.keepalive_interval {
                     let topics = self.streams.values().map(|s| s.name.clone()).collect();
@@ -1209,15 +1197,7 @@ impl Uplink {
             let ok = self.bucket.as_mut().is_none_or(|b| b.try_take(held.bytes.len() as u64, now));
             let s = self.streams.get_mut(&idx).expect("stream exists");
             if ok {
-                Self::transmit(
-                    s,
-                    &mut self.inflight_bytes,
-                    &mut self.session,
-                    held,
-                    self.pace.mark(now),
-                    self.gateway,
-                    cx.fx,
-                );
+                Self::transmit(s, &mut self.pace, &mut self.session, held, now, self.gateway, cx.fx);
             } else {
                 s.held = Some(held);
                 return;
@@ -1232,7 +1212,7 @@ impl Uplink {
         let s = self.streams.get_mut(&idx).expect("stream exists");
         // A patch sends again what flights already hold: no window, no linger.
         let patching = s.patch.is_some();
-        let window_full = self.inflight_bytes >= self.pace.window(cfg.sync.window_bytes_max) || flights_full;
+        let window_full = self.pace.in_flight >= self.pace.window(cfg.sync.window_bytes_max) || flights_full;
         if s.reading.is_some() || s.tail_pending || s.sent >= durable || (!patching && (window_full || s.probe_out())) {
             if s.sent >= durable {
                 s.waiting_since = None;
@@ -1335,19 +1315,18 @@ impl Uplink {
             fx.event(Event::Corrupted { topic: idx, from, to });
         }
         let held = Held { bytes, start: from, end: to, cursor, relayed: Vec::new(), raw: 0, patch: false };
-        Self::transmit(s, &mut self.inflight_bytes, &mut self.session, held, self.pace.mark(now), self.gateway, fx);
+        Self::transmit(s, &mut self.pace, &mut self.session, held, now, self.gateway, fx);
     }
 
     fn transmit(
         s: &mut UpStream,
-        inflight_bytes: &mut u64,
+        pace: &mut LinkPace,
         session: &mut Session,
         held: Held,
-        sent: SentMark,
+        now: Instant,
         gateway: NodeId,
         fx: &mut Fx,
     ) {
-        let now = sent.at;
         if s.inflight.is_empty() {
             s.last_progress = now;
         }
@@ -1358,10 +1337,11 @@ impl Uplink {
             let n = held.raw;
             let again = held.start < s.transmitted_high;
             s.transmitted_high = s.transmitted_high.max(held.end);
+            let sent = pace.mark(now);
             s.inflight.push_back(Flight { start: held.start, end: held.end, raw: n, cursor: held.cursor, sent, again });
             s.relayed.extend(held.relayed);
             debug_assert!(s.relayed.back().is_none_or(|x| x.last), "a relayed flight's identities end with its last");
-            *inflight_bytes += n;
+            pace.in_flight += n;
             s.sent = held.end;
         }
         fx.send_bytes(gateway, held.bytes);
@@ -1547,15 +1527,7 @@ impl Uplink {
         let ok = self.bucket.as_mut().is_none_or(|b| b.try_take(held.bytes.len() as u64, now));
         let s = self.streams.get_mut(&idx).expect("stream exists");
         if ok {
-            Self::transmit(
-                s,
-                &mut self.inflight_bytes,
-                &mut self.session,
-                held,
-                self.pace.mark(now),
-                self.gateway,
-                cx.fx,
-            );
+            Self::transmit(s, &mut self.pace, &mut self.session, held, now, self.gateway, cx.fx);
         } else {
             s.held = Some(held);
         }
@@ -1641,15 +1613,7 @@ impl Uplink {
             let held =
                 Held { bytes, start: s.sent, end, cursor: Some(read_from), relayed: Vec::new(), raw, patch: true };
             if self.bucket.as_mut().is_none_or(|b| b.try_take(held.bytes.len() as u64, now)) {
-                Self::transmit(
-                    s,
-                    &mut self.inflight_bytes,
-                    &mut self.session,
-                    held,
-                    self.pace.mark(now),
-                    self.gateway,
-                    cx.fx,
-                );
+                Self::transmit(s, &mut self.pace, &mut self.session, held, now, self.gateway, cx.fx);
             } else {
                 s.held = Some(held);
             }
@@ -1667,7 +1631,7 @@ impl Uplink {
             // instant arrive in any order over a link with jitter, and each one out of
             // order is refused as a gap and sent again (swarm seeds 136 and 722: a relay
             // that sent four at once fell back on the retransmit timeout at every burst).
-            let room = self.inflight_bytes < self.pace.window(cfg.sync.window_bytes_max)
+            let room = self.pace.in_flight < self.pace.window(cfg.sync.window_bytes_max)
                 && s.inflight.len() < FLIGHTS_PER_STREAM_MAX;
             if sent_data || (sent_any && (!room || s.held.is_some())) {
                 break;
@@ -1738,15 +1702,7 @@ impl Uplink {
             };
             sent_any = true;
             if self.bucket.as_mut().is_none_or(|b| b.try_take(held.bytes.len() as u64, now)) {
-                Self::transmit(
-                    s,
-                    &mut self.inflight_bytes,
-                    &mut self.session,
-                    held,
-                    self.pace.mark(now),
-                    self.gateway,
-                    cx.fx,
-                );
+                Self::transmit(s, &mut self.pace, &mut self.session, held, now, self.gateway, cx.fx);
             } else {
                 s.sent = s.sent.max(held.end);
                 s.held = Some(held);
@@ -1808,7 +1764,7 @@ impl Uplink {
                 if let Some(since) = unanswered_since {
                     at(since.saturating_add(Duration(cfg.session_timeout.0 + 1)));
                 }
-                if self.keepalive && self.inflight_bytes == 0 {
+                if self.keepalive && self.pace.in_flight == 0 {
                     at(self.last_sent.saturating_add(cfg.keepalive_interval));
                 }
                 for (idx, s) in &self.streams {
@@ -1821,7 +1777,7 @@ impl Uplink {
                         }
                     } else if let Some(w) = s.waiting_since {
                         // Mirror pump_stream's conditions, or a past deadline would spin the driver.
-                        let window_open = self.inflight_bytes < self.pace.window(cfg.window_bytes_max)
+                        let window_open = self.pace.in_flight < self.pace.window(cfg.window_bytes_max)
                             && s.inflight.len() < FLIGHTS_PER_STREAM_MAX
                             && !s.probe_out();
                         if s.accepted
