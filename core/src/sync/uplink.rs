@@ -7,7 +7,8 @@
 //! - Only durable records are sent (`sent <= durable_offset`, asserted), so a crash of the
 //!   edge can never reuse a sequence number the gateway already holds.
 //! - Bounded: batches by `batch_records_max`/`batch_bytes_max`, bytes in flight by
-//!   `window_bytes_max`, one read in flight per stream, one held batch per stream.
+//!   `window_bytes_max` (less on a slow link: twice what it carries in a round trip,
+//!   `super::pace`), one read in flight per stream, one held batch per stream.
 //! - Each byte read once: a read returns `log.read_chunk_bytes`, far more than one batch
 //!   takes once the log's compression is undone, so the durable frames a read returned
 //!   beyond its batch stay in the stream's `ReadAhead`, and the next batches are built
