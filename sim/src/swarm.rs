@@ -639,20 +639,22 @@ fn add_eviction_pressure(s: &mut Scenario, rng: &mut SimRng) {
     }
 }
 
+/// What `fit_memory_to_topics` adds to a node's memory at a time.
+const FIT_MEMORY_STEP: u64 = 4 << 20;
+
 /// Every topic costs each node memory (its index, its share of the codec's and the sync
 /// window's buffers): a node whose budget no longer fits the topics added gets 4 MiB more
 /// until it does, up to its device (swarm seeds 1227, 1497, 1598 and 1952: edges of 8 MiB
 /// with the two eviction topics beside four others could not start). Worlds whose nodes
 /// fit are left as they were drawn.
 fn fit_memory_to_topics(s: &mut Scenario) {
-    const STEP: u64 = 4 << 20;
     for i in 0..s.nodes.len() {
         while outpost_core::Node::check_config(&crate::world::node_config(s, i)).is_err() {
             let n = &mut s.nodes[i];
             if n.memory_bytes >= n.device.memory_bytes {
                 break;
             }
-            n.memory_bytes = (n.memory_bytes + STEP).min(n.device.memory_bytes);
+            n.memory_bytes = (n.memory_bytes + FIT_MEMORY_STEP).min(n.device.memory_bytes);
         }
     }
 }
@@ -1129,9 +1131,18 @@ mod tests {
                 continue;
             }
             assert_eq!(a.nodes.len(), b.nodes.len(), "seed {seed}");
-            for (x, y) in a.nodes.iter().zip(&b.nodes) {
-                assert_eq!((&x.id, x.role, x.memory_bytes, &x.cluster), (&y.id, y.role, y.memory_bytes, &y.cluster));
+            for (i, (x, y)) in a.nodes.iter().zip(&b.nodes).enumerate() {
+                assert_eq!((&x.id, x.role, &x.cluster), (&y.id, y.role, &y.cluster));
                 assert!(y.storage_bytes <= x.storage_bytes, "seed {seed}");
+                if y.memory_bytes != x.memory_bytes {
+                    // Only more, and only as much as the topics added needed
+                    // (`fit_memory_to_topics`): one step less does not start.
+                    assert!(y.memory_bytes > x.memory_bytes, "seed {seed}: {} lost memory", y.id);
+                    let mut less = b.clone();
+                    less.nodes[i].memory_bytes = y.memory_bytes - FIT_MEMORY_STEP;
+                    let cfg = crate::world::node_config(&less, i);
+                    assert!(outpost_core::Node::check_config(&cfg).is_err(), "seed {seed}: {} grew without need", y.id);
+                }
             }
             for (x, y) in a.links.iter().zip(&b.links) {
                 assert!(x.outages.iter().all(|w| y.outages.contains(w)), "seed {seed}: outages only added");
