@@ -124,6 +124,17 @@ fn store_tiers_seed_1() {
     run_and_snapshot("store-tiers", 1);
 }
 
+/// A relay catching up through satellite after a two-hour storm sends again no more than
+/// the bound of the whole run: its own share too (20.8 % before the window followed the
+/// link, 8.2 % before messages followed the window and a lost flight was patched alone).
+#[test]
+fn offshore_relay_seed_1() {
+    let report = run_and_snapshot("offshore-relay", 1);
+    let relay = &report.details.nodes["rig-gw"];
+    assert!(relay.sync_records_sent > 500_000, "{relay:?}");
+    assert!(relay.sync_records_resent * 1000 <= relay.sync_records_sent * 25, "{relay:?}");
+}
+
 /// The regional gateways are the top of their region's patient records; every frame that
 /// carried some was checked against its receiver's zone; the impostor tried, and was refused.
 #[test]

@@ -14,6 +14,10 @@
 //! [`WINDOW_MIN`] and `sync.window_bytes_max`; the maximum until the first measurement.
 //! All sizes are of records (uncompressed), as the window counts them.
 //!
+//! **Messages.** A message carries at most half the window (one bandwidth-delay
+//! product): several fit in it, and none waits in the link's queue behind the others for
+//! longer than the window takes to drain.
+//!
 //! **Gap guard.** After a sender fills a gap again, the peer's answers to messages sent
 //! before still report it for about one acknowledgement delay: twice the smoothed delay,
 //! at least [`GAP_GUARD_MIN`], at most [`GAP_GUARD_MAX`].
@@ -116,6 +120,15 @@ impl LinkPace {
         (2 * bdp).clamp(u128::from(WINDOW_MIN.min(max)), u128::from(max)) as u64
     }
 
+    /// The bytes of records one message may carry: half the window (one bandwidth-delay
+    /// product), at least half of [`WINDOW_MIN`], at most `batch_max`. A message larger
+    /// than the window queues behind the other streams' for longer than the retransmit
+    /// timeout on a slow link, and is sent again whole while still on its way
+    /// (offshore-relay seed 1: a relay's 573 alarms in one message, every 8 s).
+    pub fn message_max(&self, batch_max: u64, window_max: u64) -> u64 {
+        (self.window(window_max) / 2).max(WINDOW_MIN / 2).min(batch_max)
+    }
+
     /// How long after filling a gap its repeated reports are taken as answers to what
     /// was sent before.
     pub fn gap_guard(&self) -> Duration {
@@ -156,6 +169,17 @@ mod tests {
             round(&mut p, 1_000, s - 1_000, s);
         }
         assert_eq!(p.window(1 << 20), WINDOW_MIN);
+    }
+
+    #[test]
+    fn a_message_carries_at_most_half_the_window_within_its_bounds() {
+        let mut p = LinkPace::new(at(0));
+        assert_eq!(p.message_max(256 << 10, 1 << 20), 256 << 10, "a batch until measured");
+        round(&mut p, 100_000, 0, 1_000);
+        assert_eq!(p.window(1 << 20), 200_000);
+        assert_eq!(p.message_max(256 << 10, 1 << 20), 100_000, "one bandwidth-delay product");
+        assert_eq!(p.message_max(50_000, 1 << 20), 50_000, "never more than a batch");
+        assert_eq!(p.message_max(256 << 10, 64 << 10), WINDOW_MIN / 2, "never less than half the smallest window");
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! Guarantees enforced here:
 //! - Only durable records are sent (`sent <= durable_offset`, asserted), so a crash of the
 //!   edge can never reuse a sequence number the gateway already holds.
-//! - Bounded: batches by `batch_records_max`/`batch_bytes_max`, bytes in flight by
+//! - Bounded: batches by `batch_records_max`/`batch_bytes_max` (and half the window,
+//!   `super::pace`), bytes in flight by
 //!   `window_bytes_max` (less on a slow link: twice what it carries in a round trip,
 //!   `super::pace`), one read in flight per stream, one held batch per stream.
 //! - Each byte read once: a read returns `log.read_chunk_bytes`, far more than one batch
@@ -979,17 +980,27 @@ impl Uplink {
             }
         }
         let lacking = s.relayed.iter().position(|x| x.origin == origin && x.to > expected);
-        let gap = lacking.is_some_and(|k| {
+        // (The peer made durable a later flight and lacks this one, which starts where it
+        // expects: this one was lost, and the peer kept what followed.)
+        let lost = lacking.is_some_and(|k| {
             let x = s.relayed[k];
-            refused.any() || x.from > expected || (x.from == expected && s.relayed.iter().skip(k + 1).any(done))
+            !refused.any() && x.from == expected && s.relayed.iter().skip(k + 1).any(done)
         });
+        let gap = lacking.is_some_and(|k| refused.any() || s.relayed[k].from > expected) || lost;
         let Some(k) = lacking.filter(|_| gap) else { return };
         let flight = s.relayed.iter().take(k).filter(|x| x.last).count();
         let to = s.inflight.get(flight).map_or(s.acked, |f| f.start);
         let guard = self.pace.gap_guard();
         let fresh = s.rewound.is_none_or(|(at, when)| at != to || now.saturating_since(when) > guard);
-        if fresh {
-            self.rewind(Some(idx), to, now);
+        match s.inflight.get(flight) {
+            // Only the lost flight again, as it was (going back over the whole window
+            // resent about three flights per loss: offshore-relay seed 1).
+            Some(f) if fresh && lost => {
+                let range = (f.start, f.end);
+                self.start_patch(Some(idx), range, now);
+            }
+            _ if fresh => self.rewind(Some(idx), to, now),
+            _ => {}
         }
     }
 
@@ -1427,7 +1438,7 @@ impl Uplink {
         let mut taken_bytes = 0u64;
         // (A patch's batches end where it does: the peer holds what follows.)
         let max_records = u64::from(cfg.sync.batch_records_max).min(s.patch.map_or(u64::MAX, |p| p.end - s.sent));
-        let max_bytes = u64::from(cfg.sync.batch_bytes_max);
+        let max_bytes = self.pace.message_max(u64::from(cfg.sync.batch_bytes_max), cfg.sync.window_bytes_max);
         // The records section as the peer will decode it, against what it stores at most
         // (its first record's timestamp is the batch's base).
         let (mut section, mut base_hlc) = (0u64, None);
@@ -1574,7 +1585,8 @@ impl Uplink {
         (durable, dec): (Seq, &mut BatchDecoder),
     ) {
         let (now, cfg, hlc) = (cx.now, cx.cfg, cx.hlc);
-        let (max_records, max_bytes) = (u64::from(cfg.sync.batch_records_max), u64::from(cfg.sync.batch_bytes_max));
+        let max_records = u64::from(cfg.sync.batch_records_max);
+        let max_bytes = self.pace.message_max(u64::from(cfg.sync.batch_bytes_max), cfg.sync.window_bytes_max);
         let r = self.relay.as_mut().expect("a relay");
         let s = self.streams.get_mut(&idx).expect("stream exists");
         let Some(start) = s.cursor else { return };
