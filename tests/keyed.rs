@@ -1,14 +1,11 @@
 //! Keyed topics with real processes (docs/KEYED.md): a gateway and two edges (one per
 //! shell) write the same keys while the gateway is down and the edges' sync is paused;
-//! once they meet again, each edge and the gateway answer the same value per key, the one
-//! the topic's strategy prescribes, and `outpost conflicts` shows the resolutions. A
-//! `keep-both` key shows both values until a write that saw them resolves it. A `custom`
+//! once they meet again, both edges and the gateway answer the same value per key, the one
+//! the topic's strategy prescribes (each edge's writes reach the other through the
+//! gateway's copies), and `outpost conflicts` shows the resolutions. A `keep-both` key
+//! shows all three values until a write that saw them resolves it, everywhere. A `custom`
 //! topic runs the WebAssembly merge of examples/merge/notes.wat (the longest note) in both
 //! shells and at the gateway.
-//!
-//! An edge merges its own writes with the gateway's; another edge's writes do not reach
-//! it (docs/KEYED.md, "Not built yet"), so each edge writes keys of its own here and the
-//! checks compare each edge with the gateway.
 
 mod common;
 
@@ -121,65 +118,66 @@ fn edges_and_the_cloud_write_the_same_keys_apart_and_converge_per_strategy() {
     for (name, e) in edges {
         let (code, out) = e.cli(&["sync", "pause"]);
         assert_eq!(code, 0, "{name}: sync pause: {out}");
-        write(e.http, "PUT", "prices", &format!("p-{name}"), format!("{name}'s price").as_bytes());
-        write(e.http, "POST", "stock", &format!("s-{name}"), br#"{"increment": 5}"#);
-        write(e.http, "PUT", "notes", &format!("n-{name}"), format!("{name}'s note").as_bytes());
-        let entry = format!("{name}: pump seal cracked, replaced");
-        write(e.http, "PUT", "journal", &format!("j-{name}"), entry.as_bytes());
+        write(e.http, "PUT", "prices", "pump", format!("{name}'s price").as_bytes());
+        write(e.http, "POST", "stock", "seals", br#"{"increment": 5}"#);
+        write(e.http, "PUT", "notes", "pump", format!("{name}'s note").as_bytes());
+        // (edge-2's entry is the longer one.)
+        let entry = if name == "edge-1" { "pump seal cracked" } else { "pump seal cracked, replaced" };
+        write(e.http, "PUT", "journal", "pump", format!("{name}: {entry}").as_bytes());
     }
     gw.start();
-    for (name, _) in edges {
-        // Later than the edges' prices: last-write-wins answers the cloud's.
-        write(gw.http, "PUT", "prices", &format!("p-{name}"), b"the cloud's price");
-        write(gw.http, "POST", "stock", &format!("s-{name}"), br#"{"increment": 7}"#);
-        write(gw.http, "PUT", "settings", &format!("c-{name}"), b"the cloud's setting");
-        write(gw.http, "PUT", "notes", &format!("n-{name}"), b"the cloud's note");
-        write(gw.http, "PUT", "journal", &format!("j-{name}"), b"pump: check");
-    }
+    // Later than the edges' prices: last-write-wins answers the cloud's.
+    write(gw.http, "PUT", "prices", "pump", b"the cloud's price");
+    write(gw.http, "POST", "stock", "seals", br#"{"increment": 7}"#);
+    write(gw.http, "PUT", "settings", "mode", b"the cloud's setting");
+    write(gw.http, "PUT", "notes", "pump", b"the cloud's note");
+    write(gw.http, "PUT", "journal", "pump", b"pump: check");
     // Later than the cloud's setting: cloud-wins still answers the cloud's.
     for (name, e) in edges {
-        write(e.http, "PUT", "settings", &format!("c-{name}"), format!("{name}'s setting").as_bytes());
+        write(e.http, "PUT", "settings", "mode", format!("{name}'s setting").as_bytes());
         let (code, out) = e.cli(&["sync", "resume"]);
         assert_eq!(code, 0, "{name}: sync resume: {out}");
     }
 
-    let expected = |name: &str| {
-        [
-            ("prices", format!("p-{name}"), Value::from("the cloud's price")),
-            ("stock", format!("s-{name}"), Value::from(12)),
-            ("settings", format!("c-{name}"), Value::from("the cloud's setting")),
-            // The module keeps the longer entry: the edge's, though the cloud's came later.
-            ("journal", format!("j-{name}"), Value::from(format!("{name}: pump seal cracked, replaced"))),
-        ]
-    };
-    for (name, e) in edges {
-        for (topic, key, value) in expected(name) {
-            for (at, d) in [(name, e), ("gateway", &gw)] {
-                wait_until(60, &format!("{at} to answer {value} for {topic}/{key}"), || {
-                    get(d.http, topic, &key)["value"] == value
-                });
-            }
-            assert_eq!(get(e.http, topic, &key), get(gw.http, topic, &key), "{topic}/{key}: {name} and the gateway");
-        }
-        // keep-both: both notes, at both replicas, in the same order.
-        let both = [(format!("{name}'s note"), name.to_string()), ("the cloud's note".into(), "gateway".into())];
-        for (at, d) in [(name, e), ("gateway", &gw)] {
-            wait_until(60, &format!("{at} to hold both notes of n-{name}"), || {
-                let mut s = siblings(&get(d.http, "notes", &format!("n-{name}")));
-                s.sort();
-                let mut want = both.to_vec();
-                want.sort();
-                s == want
+    let all = [("edge-1", &e1), ("edge-2", &e2), ("gateway", &gw)];
+    let expected = [
+        ("prices", "pump", Value::from("the cloud's price")),
+        // Both edges' sales and the cloud's restock.
+        ("stock", "seals", Value::from(17)),
+        ("settings", "mode", Value::from("the cloud's setting")),
+        // The module keeps the longest entry: edge-2's, though the cloud's came later.
+        ("journal", "pump", Value::from("edge-2: pump seal cracked, replaced")),
+    ];
+    for (topic, key, value) in &expected {
+        for (at, d) in all {
+            wait_until(60, &format!("{at} to answer {value} for {topic}/{key}"), || {
+                get(d.http, topic, key)["value"] == *value
             });
         }
-        assert_eq!(get(e.http, "notes", &format!("n-{name}")), get(gw.http, "notes", &format!("n-{name}")));
+        let answers: Vec<Value> = all.iter().map(|(_, d)| get(d.http, topic, key)).collect();
+        assert!(answers.iter().all(|a| *a == answers[0]), "{topic}/{key}: {answers:?}");
     }
+    // keep-both: the three notes, at every replica, in the same order. (An edge names the
+    // other edge by its node id: it knows only its own name and its gateway's.)
+    let values = |v: &Value| siblings(v).into_iter().map(|(value, _)| value).collect::<Vec<_>>();
+    for (at, d) in all {
+        wait_until(60, &format!("{at} to hold the three notes of pump"), || {
+            let mut s = values(&get(d.http, "notes", "pump"));
+            s.sort();
+            s == ["edge-1's note", "edge-2's note", "the cloud's note"]
+        });
+    }
+    let answers: Vec<Vec<String>> = all.iter().map(|(_, d)| values(&get(d.http, "notes", "pump"))).collect();
+    assert!(answers.iter().all(|a| *a == answers[0]), "notes/pump: {answers:?}");
+    let mut origins: Vec<String> = siblings(&get(gw.http, "notes", "pump")).into_iter().map(|(_, o)| o).collect();
+    origins.sort();
+    assert_eq!(origins, ["edge-1", "edge-2", "gateway"]);
 
-    // A write that saw both notes resolves them, everywhere.
-    write(e1.http, "PUT", "notes", "n-edge-1", b"merged by hand");
-    for (at, d) in [("edge-1", &e1), ("gateway", &gw)] {
+    // A write that saw the three notes resolves them, everywhere.
+    write(e1.http, "PUT", "notes", "pump", b"merged by hand");
+    for (at, d) in all {
         wait_until(60, &format!("{at} to answer the resolved note"), || {
-            let v = get(d.http, "notes", "n-edge-1");
+            let v = get(d.http, "notes", "pump");
             v["value"] == "merged by hand" && v.get("siblings").is_none()
         });
     }
@@ -191,35 +189,44 @@ fn edges_and_the_cloud_write_the_same_keys_apart_and_converge_per_strategy() {
     let topic = |name: &str| {
         answer["topics"].as_array().expect("topics").iter().find(|t| t["topic"] == name).cloned().expect(name)
     };
-    for (name, _) in edges {
-        let prices = topic("prices");
-        let c = prices["conflicts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["key"] == format!("p-{name}"))
-            .unwrap_or_else(|| panic!("no conflict recorded for p-{name}: {prices}"));
-        assert_eq!(c["strategy"], "last-write-wins");
-        assert_eq!(c["winner"]["origin"], "gateway", "{c}");
-        let origins: Vec<&str> =
-            c["versions"].as_array().unwrap().iter().map(|v| v["origin"].as_str().unwrap()).collect();
-        assert!(origins.contains(&name) && origins.contains(&"gateway"), "{c}");
-        let settings = topic("settings");
-        let c = settings["conflicts"].as_array().unwrap().iter().find(|c| c["key"] == format!("c-{name}")).cloned();
-        assert_eq!(c.expect("a settings conflict")["winner"]["origin"], "gateway");
-        let notes = topic("notes");
-        let c = notes["conflicts"].as_array().unwrap().iter().find(|c| c["key"] == format!("n-{name}")).cloned();
-        assert!(c.expect("a notes conflict")["winner"].is_null(), "keep-both names no winner");
-        let journal = topic("journal");
-        let c = journal["conflicts"].as_array().unwrap().iter().find(|c| c["key"] == format!("j-{name}")).cloned();
-        let c = c.expect("a journal conflict");
-        assert!(c["winner"].is_null() && c["strategy"] == "custom", "a merge names no winner: {c}");
-        assert_eq!(get(gw.http, "journal", &format!("j-{name}"))["merged"], true);
-    }
+    let prices = topic("prices");
+    let c = prices["conflicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["key"] == "pump" && c["winner"]["origin"] == "gateway")
+        .unwrap_or_else(|| panic!("no conflict won by the cloud's price recorded: {prices}"));
+    assert_eq!(c["strategy"], "last-write-wins");
+    let origins: Vec<&str> = c["versions"].as_array().unwrap().iter().map(|v| v["origin"].as_str().unwrap()).collect();
+    assert!(origins.contains(&"gateway") && origins.len() >= 2, "{c}");
+    let settings = topic("settings");
+    let c = settings["conflicts"].as_array().unwrap().iter().find(|c| c["key"] == "mode").cloned();
+    assert_eq!(c.expect("a settings conflict")["winner"]["origin"], "gateway");
+    let notes = topic("notes");
+    let c = notes["conflicts"].as_array().unwrap().iter().find(|c| c["key"] == "pump").cloned();
+    assert!(c.expect("a notes conflict")["winner"].is_null(), "keep-both names no winner");
+    let journal = topic("journal");
+    let c = journal["conflicts"].as_array().unwrap().iter().find(|c| c["key"] == "pump").cloned();
+    let c = c.expect("a journal conflict");
+    assert!(c["winner"].is_null() && c["strategy"] == "custom", "a merge names no winner: {c}");
+    assert_eq!(get(gw.http, "journal", "pump")["merged"], true);
+    // Each edge resolved the other edge's writes too: they came down as copies.
+    let (code, out) = e2.cli(&["conflicts", "--json", "--topic", "settings"]);
+    assert_eq!(code, 0, "{out}");
+    let answer: Value = serde_json::from_str(&out).expect("JSON");
+    let edge_1 = format!("n{}", outpost::config::node_id_of("edge-1").0);
+    let origins: Vec<String> = answer["topics"][0]["conflicts"]
+        .as_array()
+        .expect("conflicts")
+        .iter()
+        .filter(|c| c["key"] == "mode")
+        .flat_map(|c| c["versions"].as_array().unwrap().iter().map(|v| v["origin"].as_str().unwrap().to_string()))
+        .collect();
+    assert!(origins.contains(&edge_1), "edge-2 resolved edge-1's setting: {origins:?}");
     assert_eq!(topic("stock")["conflicts_total"], 0, "a counter merges without conflicts");
     let (code, table) = e1.cli(&["conflicts", "--topic", "prices"]);
     assert_eq!(code, 0, "{table}");
-    assert!(table.contains("prices (last-write-wins)") && table.contains("p-edge-1"), "{table}");
+    assert!(table.contains("prices (last-write-wins)") && table.contains("pump"), "{table}");
     assert!(table.contains("gateway#"), "the winner's dot: {table}");
     let (code, table) = gw.cli(&["conflicts", "--topic", "journal"]);
     assert_eq!(code, 0, "{table}");
@@ -231,10 +238,11 @@ fn edges_and_the_cloud_write_the_same_keys_apart_and_converge_per_strategy() {
     assert!(metrics.contains("outpost_keyed_conflicts_total{topic=\"prices\"} "), "{metrics}");
 
     // A restart rebuilds the same answers from the log.
-    let before: Vec<Value> = ["p-edge-1", "p-edge-2"].iter().map(|k| get(gw.http, "prices", k)).collect();
+    let keys = [("prices", "pump"), ("stock", "seals"), ("notes", "pump")];
+    let before: Vec<Value> = keys.iter().map(|(t, k)| get(gw.http, t, k)).collect();
     gw.kill();
     gw.start();
-    let after: Vec<Value> = ["p-edge-1", "p-edge-2"].iter().map(|k| get(gw.http, "prices", k)).collect();
+    let after: Vec<Value> = keys.iter().map(|(t, k)| get(gw.http, t, k)).collect();
     assert_eq!(before, after);
 }
 

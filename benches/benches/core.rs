@@ -116,7 +116,7 @@ fn keyed_updates(strategy: Strategy) -> Vec<(Vec<u8>, Dot, Hlc, Vec<u8>)> {
                 _ => OpKind::Put(b"price=4.20 currency=EUR vat=0.20"),
             };
             let mut op = Vec::new();
-            KeyedOp { context, cloud: i % 4 == 0, kind }.encode(&mut op);
+            KeyedOp { context, cloud: i % 4 == 0, relayed: None, kind }.encode(&mut op);
             (format!("sku-{k:05}").into_bytes(), dot, Hlc((1_767_225_600_000 << 16) + i as u64), op)
         })
         .collect()

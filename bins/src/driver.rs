@@ -386,6 +386,13 @@ impl Driver {
                 tracing::debug!(origin = %self.name_of(origin), topic = self.topic_name(topic), records = value_crcs.len(), "stored");
             }
             Event::Stored { .. } => {}
+            Event::KeyedCopied { copies } => tracing::debug!(copies = copies.len(), "keyed writes copied to the edges"),
+            Event::KeyedCopiesDeferred { batches } => tracing::warn!(
+                batches,
+                "keyed writes found at recovery not yet copied to the other edges, more than the fan-out queue \
+                 (gateway.pending_bytes_max) holds: these batches are copied after another restart; raise \
+                 gateway.pending_bytes_max to copy them at once"
+            ),
             Event::Recovered { topics, records, truncated_bytes } => {
                 tracing::info!(topics, records, truncated_bytes, "recovered the log; accepting writes")
             }

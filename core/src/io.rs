@@ -400,6 +400,15 @@ pub enum Event {
         hlc_rejected: bool,
         replay: bool,
     },
+    /// A top gateway made durable its copies of edges' keyed writes in the half of a
+    /// `bidirectional` topic that comes down (or found them at recovery, in a newest
+    /// segment): per copy, that half, the copy's sequence there, the write it copies, and
+    /// the copy's value CRC32C (see `keyed_fanout`).
+    KeyedCopied { copies: Vec<crate::keyed_topics::CopyMade> },
+    /// Recovery found more writes not yet copied to the other edges than the fan-out's
+    /// queue holds (a gateway that ran an older build, or a smaller
+    /// `gateway.pending_bytes_max`): `batches` of them are copied only after another restart.
+    KeyedCopiesDeferred { batches: u64 },
     /// Recovery finished; what it found and what it cut.
     Recovered { topics: u32, records: u64, truncated_bytes: u64 },
     /// Recovery cut a torn or corrupt tail off a segment. On an edge, `skipped` is the

@@ -5,14 +5,29 @@
 //! of the log, so it is what a replica holds, never a write that might still be lost.
 //!
 //! Both halves of a `bidirectional` topic feed one state: a node merges what it wrote with
-//! what came from the other side.
+//! what came from the other side. The half that comes down also carries the top
+//! gateway's copies of every edge's writes (`keyed_fanout`), merged as the writes they
+//! copy; a top gateway runs that fan-out here, fed by the same durable records.
 
-use crate::codec::{BatchDecoder, DecodedBatch};
-use crate::config::NodeConfig;
-use crate::keyed::{Applied, Dot, KeyedError, KeyedOp, KeyedState, OpKind, Write};
+use crate::codec::{BatchDecoder, DecodedBatch, MAX_VALUE_BYTES};
+use crate::config::{NodeConfig, SyncDirection};
+use crate::keyed::{Applied, Dot, KeyedError, KeyedOp, KeyedState, OpKind, Write, RELAYED_BYTES_MAX};
+use crate::keyed_fanout::{KeyedCopy, KeyedFanOut};
 use crate::log;
 use crate::memory::{MemoryPart, MemoryUsage, PlanBasis};
-use crate::types::TopicIdx;
+use crate::types::{NodeId, Seq, TopicIdx};
+
+/// Where durable records come from: a commit, or recovery's scan (`newest`: of a topic's
+/// newest segment, which a crash may have left unreported).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Feed {
+    Committed,
+    Recovered { newest: bool },
+}
+
+/// A copy of a write this gateway made durable: its sequence in the half that comes
+/// down, the write it copies, its value's CRC32C (`Event::KeyedCopied`).
+pub type CopyMade = (TopicIdx, Seq, Dot, u32);
 
 /// What the keyed states did, for the node's stats.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -30,13 +45,36 @@ pub struct KeyedCounters {
 }
 
 /// The keyed states of a node.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct KeyedTopics {
     /// One per keyed topic name.
     states: Vec<KeyedState>,
     /// Per topic index: its state, if keyed.
     of_topic: Vec<Option<usize>>,
     pub counters: KeyedCounters,
+    /// This node: the copies in its own records are its fan-out's.
+    id: NodeId,
+    /// Per topic index: the half that comes down of a `bidirectional` keyed topic, whose
+    /// records may be copies (everywhere else a copy is refused as unreadable).
+    takes_copies: Vec<bool>,
+    fan_out: Option<KeyedFanOut>,
+    /// Copies this node's commits made durable, for the node's event.
+    copies_made: Vec<CopyMade>,
+}
+
+impl Default for KeyedTopics {
+    /// No keyed topic (what recovery holds before its plan).
+    fn default() -> KeyedTopics {
+        KeyedTopics {
+            states: Vec::new(),
+            of_topic: Vec::new(),
+            counters: KeyedCounters::default(),
+            id: NodeId(0),
+            takes_copies: Vec::new(),
+            fan_out: None,
+            copies_made: Vec::new(),
+        }
+    }
 }
 
 impl KeyedTopics {
@@ -62,7 +100,26 @@ impl KeyedTopics {
                 })
             })
             .collect();
-        KeyedTopics { states, of_topic, counters: KeyedCounters::default() }
+        let takes_copies = cfg
+            .topics
+            .iter()
+            .map(|t| t.both_ways && t.keyed.is_some() && t.sync == SyncDirection::CloudToEdge)
+            .collect();
+        KeyedTopics {
+            states,
+            of_topic,
+            counters: KeyedCounters::default(),
+            id: cfg.id,
+            takes_copies,
+            fan_out: KeyedFanOut::new(cfg),
+            copies_made: Vec::new(),
+        }
+    }
+
+    /// Whether `topic` holds this gateway's copies: recovery scans it before the half that
+    /// goes up, to know what is copied already.
+    pub fn is_copied_into(&self, topic: TopicIdx) -> bool {
+        self.fan_out.as_ref().is_some_and(|f| f.is_copied_into(topic))
     }
 
     /// Whether `topic` is merged per key.
@@ -87,6 +144,19 @@ impl KeyedTopics {
         let strategy = state.strategy();
         let key = key.ok_or_else(|| format!("a keyed ({strategy}) topic's records need a key"))?;
         let op = KeyedOp::decode(value).map_err(|e| format!("the value of a keyed ({strategy}) record: {e}"))?;
+        if op.relayed.is_some() {
+            return Err("a relayed copy of a keyed write is made by a gateway from the write itself; write the \
+                        operation without the relayed flag"
+                .to_string());
+        }
+        let copy_max = MAX_VALUE_BYTES - RELAYED_BYTES_MAX;
+        if self.takes_copies.iter().any(|&c| c) && value.len() > copy_max && self.is_both_ways(topic) {
+            return Err(format!(
+                "the value of a keyed ({strategy}) record that goes both ways is {} bytes, at most {copy_max} (the \
+                 gateway's copy to the other edges adds up to {RELAYED_BYTES_MAX})",
+                value.len()
+            ));
+        }
         let probe = Write { key, dot: Dot { origin: crate::types::NodeId(0), seq: 0 }, hlc: Default::default(), op };
         state.room_for(&probe).map(|_| ()).map_err(|e| e.to_string())
     }
@@ -105,25 +175,53 @@ impl KeyedTopics {
         }
     }
 
+    /// Whether `topic` is a half of a `bidirectional` topic.
+    fn is_both_ways(&self, topic: TopicIdx) -> bool {
+        let i = self.of_topic.get(topic.0 as usize).copied().flatten();
+        i.is_some_and(|i| self.of_topic.iter().zip(&self.takes_copies).any(|(&o, &c)| c && o == Some(i)))
+    }
+
     /// Merges every record of `frames` (log frames of `topic` from log offset `base`, as
-    /// a commit wrote them or recovery read them).
+    /// a commit wrote them).
     pub fn apply_frames(&mut self, topic: TopicIdx, base: u64, frames: &[u8], dec: &mut BatchDecoder) {
-        let stop = log::scan(frames, 0, base, |f| self.apply_batch(topic, f.batch, dec));
+        let stop = log::scan(frames, 0, base, |f| self.apply_batch(topic, f.batch, dec, Feed::Committed));
         debug_assert!(stop.is_none(), "a commit's frames scan whole: {stop:?}");
     }
 
-    /// Merges every record of one durable batch of `topic`.
-    pub fn apply_batch(&mut self, topic: TopicIdx, batch: &[u8], dec: &mut BatchDecoder) {
+    /// Merges every record of one durable batch of `topic`; a copy as the write it copies.
+    pub fn apply_batch(&mut self, topic: TopicIdx, batch: &[u8], dec: &mut BatchDecoder, feed: Feed) {
         let Some(i) = self.of_topic.get(topic.0 as usize).copied().flatten() else { return };
         // The checksum held; a batch that does not decode is left to sync to report.
         let Ok(b) = DecodedBatch::decode_with(batch, dec) else { return };
         let origin = b.header.origin;
+        let takes_copies = self.takes_copies.get(topic.0 as usize).copied().unwrap_or(false);
+        let report = matches!(feed, Feed::Committed | Feed::Recovered { newest: true });
         for (seq, rec) in (b.header.base_seq..).zip(b.records()) {
             let (Some(key), Ok(op)) = (rec.key, KeyedOp::decode(rec.value)) else {
                 self.counters.unreadable += 1;
                 continue;
             };
-            match self.states[i].apply(Write { key, dot: Dot { origin, seq }, hlc: rec.hlc, op }) {
+            let (dot, hlc, op) = match op.relayed {
+                None => (Dot { origin, seq }, rec.hlc, op),
+                Some(r) if takes_copies => {
+                    if origin == self.id {
+                        if let Some(f) = &mut self.fan_out {
+                            f.note_copied(topic, r.dot);
+                        }
+                        if report {
+                            self.copies_made.push((topic, seq, r.dot, crc32c::crc32c(rec.value)));
+                        }
+                    }
+                    (r.dot, r.hlc, KeyedOp { relayed: None, ..op })
+                }
+                Some(_) => {
+                    // A copy only comes down from the gateway; anywhere else it would name
+                    // another node's write falsely.
+                    self.counters.unreadable += 1;
+                    continue;
+                }
+            };
+            match self.states[i].apply(Write { key, dot, hlc, op }) {
                 Ok(Applied::Taken) => self.counters.applied += 1,
                 Ok(Applied::Conflict) => {
                     self.counters.applied += 1;
@@ -134,6 +232,61 @@ impl KeyedTopics {
                 Err(_) => self.counters.unreadable += 1,
             }
         }
+        if let Some(f) = &mut self.fan_out {
+            f.note_durable(topic, batch, feed != Feed::Committed);
+        }
+    }
+
+    /// A commit's keyed writes are merged: the fan-out lets go of what is copied, and the
+    /// copies it made durable are handed out once.
+    pub fn on_committed(&mut self) -> Vec<CopyMade> {
+        if let Some(f) = &mut self.fan_out {
+            f.on_committed();
+        }
+        self.take_copies_made()
+    }
+
+    /// The copies merged since this was last asked that this node made (at recovery, of
+    /// newest segments only).
+    pub fn take_copies_made(&mut self) -> Vec<CopyMade> {
+        std::mem::take(&mut self.copies_made)
+    }
+
+    /// Batches recovery found not copied beyond what the fan-out's queue takes.
+    pub fn copies_deferred(&self) -> u64 {
+        self.fan_out.as_ref().map_or(0, |f| f.overflowed)
+    }
+
+    /// A commit failed: the copies it carried are handed again.
+    pub fn on_commit_failed(&mut self) {
+        if let Some(f) = &mut self.fan_out {
+            f.on_commit_failed();
+        }
+    }
+
+    /// The next copy of an edge's write for the commit (see `keyed_fanout`).
+    pub fn take_copy(&mut self, dec: &mut BatchDecoder) -> Option<KeyedCopy> {
+        self.fan_out.as_mut()?.take(dec)
+    }
+
+    /// A copy the commit could not take now.
+    pub fn put_back_copy(&mut self, c: KeyedCopy) {
+        self.fan_out.as_mut().expect("taken from the fan-out").put_back(c);
+    }
+
+    /// Writes durable here not yet copied for the other edges.
+    pub fn copies_waiting(&self) -> u64 {
+        self.fan_out.as_ref().map_or(0, KeyedFanOut::waiting_records)
+    }
+
+    /// Bytes of batches waiting for their copies: room the receiver gives up.
+    pub fn copies_queued_bytes(&self) -> u64 {
+        self.fan_out.as_ref().map_or(0, KeyedFanOut::queued_bytes)
+    }
+
+    /// Bytes the fan-out holds (memory part `GatewayPending`).
+    pub fn fan_out_bytes(&self) -> u64 {
+        self.fan_out.as_ref().map_or(0, KeyedFanOut::bytes)
     }
 }
 
@@ -147,5 +300,8 @@ pub(crate) fn planned(cfg: &NodeConfig, b: &PlanBasis) -> MemoryUsage {
     }
     m.set(MemoryPart::Index, keyed.states.iter().map(|s| s.limits().planned_bytes()).sum());
     m.set(MemoryPart::Writes, crate::commit::appends_planned(b));
+    if keyed.fan_out.is_some() {
+        m.set(MemoryPart::GatewayPending, crate::keyed_fanout::planned_bytes(cfg, b.record_max));
+    }
     m
 }

@@ -21,6 +21,7 @@ pub mod hlc;
 pub mod hold;
 pub mod io;
 pub mod keyed;
+pub mod keyed_fanout;
 pub mod keyed_topics;
 pub(crate) mod keys;
 pub mod log;

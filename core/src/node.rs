@@ -19,6 +19,7 @@ use crate::hlc::{ClockStart, Hlc, HlcClock};
 use crate::hold::MessageHold;
 use crate::io::{DiskError, DiskOpId, DiskResponse, Event, FetchError, Input, Output, ProduceAck, ProduceError, ReqId};
 use crate::keyed::{KeyedError, KeyedState, OpKind};
+use crate::keyed_fanout::KeyedCopy;
 use crate::keyed_topics::{KeyedCounters, KeyedTopics};
 use crate::log::TopicLog;
 use crate::marks::MarksWriter;
@@ -289,10 +290,12 @@ impl Node {
         s
     }
 
-    /// Records on this edge the gateway has not acknowledged, over all topics that sync up.
+    /// Records on this edge the gateway has not acknowledged, over all topics that sync up;
+    /// on a top gateway, edges' keyed writes not yet copied for the other edges.
     pub fn unsynced_records(&self) -> u64 {
-        let Some(u) = &self.uplink else { return 0 };
-        self.logs.iter().map(|l| u.backlog(l.topic, l)).sum()
+        let copies = self.keyed.copies_waiting();
+        let Some(u) = &self.uplink else { return copies };
+        copies + self.logs.iter().map(|l| u.backlog(l.topic, l)).sum::<u64>()
     }
 
     /// The next output, if any. Drain until `None` after every `handle`.
@@ -377,6 +380,7 @@ impl Node {
             self.commit.stamp(|| hlc.now(wall).ok());
         }
         self.site_step();
+        self.hand_keyed_copies();
         let site_applied = self.site.as_ref().map(|s| s.raft.applied_index());
         // A sender waiting at its log's end (the edge's, the site's, a gateway's senders
         // down) takes what the commit writes there from it, not from the disk once it is
@@ -408,6 +412,33 @@ impl Node {
         }
         self.site_note_cloud();
         self.site_pump_uplink();
+    }
+
+    /// A top gateway's copies of edges' keyed writes go into the commit about to start,
+    /// as its own records of the half that comes down, while the produce buffer and the
+    /// storage budget take them (as they take produces, whose place they take); the rest
+    /// wait for the next commit. Only into a commit about to start, so that a failed one
+    /// carried every copy handed since the last durable one (`keyed_fanout`).
+    fn hand_keyed_copies(&mut self) {
+        if !self.commit.is_idle() || self.commit.has_unstamped() {
+            return;
+        }
+        let wall = self.now.wall_ms;
+        while let Some(c) = self.keyed.take_copy(&mut self.dec) {
+            let record = PendingRecord { req: None, hlc: Hlc::ZERO, key: Some(c.key), value: c.value, strong: None };
+            let need = self.commit.storage_need(&self.cfg, &record);
+            let room = self.commit.check_room(&self.cfg, &record).is_ok()
+                && !self.space.refuses_writes(self.now.mono)
+                && self.with_space(|s, cx| s.make_room(cx, c.down, need));
+            let hlc = if room { self.hlc.now(wall).ok() } else { None };
+            let Some(hlc) = hlc else {
+                let PendingRecord { key, value, .. } = record;
+                let key = key.expect("a copy has its write's key");
+                self.keyed.put_back_copy(KeyedCopy { down: c.down, key, value });
+                return;
+            };
+            self.commit.push(c.down, PendingRecord { hlc, ..record });
+        }
     }
 
     /// Every sender that reads this node's logs: its uplink, its site's, and its senders
@@ -558,6 +589,10 @@ impl Node {
         self.logs = r.logs;
         self.commit.set_key_index(r.key_index);
         self.keyed = r.keyed;
+        let deferred = self.keyed.copies_deferred();
+        if deferred > 0 {
+            self.fx.event(Event::KeyedCopiesDeferred { batches: deferred });
+        }
         let (hlc, start) = HlcClock::recover(r.meta_bound, self.now.wall_ms, self.cfg.hlc);
         self.hlc = hlc;
         match start {
@@ -629,6 +664,10 @@ impl Node {
         for k in &c.keyed {
             self.keyed.apply_frames(k.topic, k.base, &k.bytes, &mut self.dec);
         }
+        let copies = self.keyed.on_committed();
+        if !copies.is_empty() {
+            self.fx.event(Event::KeyedCopied { copies });
+        }
         if !c.tails.is_empty() {
             let logs = &self.logs;
             let senders = Self::senders_of(&mut self.uplink, &mut self.site, &mut self.downlinks);
@@ -663,6 +702,7 @@ impl Node {
 
     fn commit_failed(&mut self, f: CommitFailed) {
         self.counters.commit_failures += 1;
+        self.keyed.on_commit_failed();
         self.log_senders_mut().for_each(Uplink::tails_failed);
         if let Some(g) = &mut self.ingest {
             g.on_commit_failed();

@@ -143,7 +143,7 @@ impl Node {
         let edge = self.cfg.role == Role::Edge;
         m.set(MemoryPart::ProduceBuffer, self.commit.produce_buffer_bytes(edge));
         let gw = self.ingest.as_ref().map_or(0, |g| g.pending_bytes) + self.held.bytes();
-        m.set(MemoryPart::GatewayPending, gw + self.commit.gateway_pending_bytes(edge));
+        m.set(MemoryPart::GatewayPending, gw + self.commit.gateway_pending_bytes(edge) + self.keyed.fan_out_bytes());
         let down_held = self.downlinks.as_ref().map_or(0, Downlinks::held_bytes);
         // A sender's stream plans one read, in flight or left ahead (`uplink::planned_streams`;
         // a site's uplink sends strong topics, whose streams the plan counts as the node's).

@@ -201,8 +201,10 @@ impl Node {
                     self.make_room_for(from, &topic, &batches);
                 }
                 let room = self.with_space(|s, cx| s.room(cx));
-                // Held messages share the pending budget with accepted batches.
-                let pending_max = self.cfg.receive_pending_max().saturating_sub(self.held.bytes());
+                // Held messages share the pending budget with accepted batches, and with
+                // the batches whose keyed writes wait to be copied to the other edges.
+                let waiting = self.held.bytes() + self.keyed.copies_queued_bytes();
+                let pending_max = self.cfg.receive_pending_max().saturating_sub(waiting);
                 let g = self.ingest.as_mut().expect("checked above");
                 let mut cx = Ctx { now: self.now.mono, cfg: &self.cfg, hlc: received, fx: &mut self.fx };
                 let data = DataIn { from, session, topic: &topic, batches, hlc_rejected: rejected };

@@ -12,7 +12,7 @@ use crate::config::{Eviction, NodeConfig, Role};
 use crate::effects::{Fx, Owner};
 use crate::hlc::Hlc;
 use crate::io::{DiskError, DiskOpId, DiskRequest, DiskResponse, Event, FileId};
-use crate::keyed_topics::KeyedTopics;
+use crate::keyed_topics::{Feed, KeyedTopics};
 use crate::keys::KeyIndex;
 use crate::log::{self, FrameMark, Resync, ScanStop, Segment, TopicLog};
 use crate::memory::{MemoryPart, MemoryUsage, PlanBasis};
@@ -266,6 +266,10 @@ impl Recovery {
         self.marks_generations = marks_files.iter().map(|&(g, _)| g).collect();
         let wall = cx.wall_ms;
         let mut segments: BTreeMap<TopicIdx, Vec<Segment>> = BTreeMap::new();
+        // A top gateway's copies of keyed writes first: the half that goes up is scanned
+        // knowing what of it is copied (`keyed_fanout`). Otherwise in topic order.
+        let mut by_topic: Vec<_> = by_topic.into_iter().collect();
+        by_topic.sort_by_key(|&(topic, _)| !self.keyed.is_copied_into(topic));
         for (topic, mut segs) in by_topic {
             segs.sort_unstable();
             for (i, &(base, len)) in segs.iter().enumerate() {
@@ -465,7 +469,12 @@ impl Recovery {
             }
         });
         for batch in merged {
-            self.keyed.apply_batch(topic, batch, cx.dec);
+            self.keyed.apply_batch(topic, batch, cx.dec, Feed::Recovered { newest: last });
+        }
+        // (Per read, so that what a newest segment holds is never gathered whole.)
+        let copies = self.keyed.take_copies_made();
+        if !copies.is_empty() {
+            cx.fx.event(Event::KeyedCopied { copies });
         }
         self.records += records;
         let max = cx.cfg.resources.compact_index_bytes_max;

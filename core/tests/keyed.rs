@@ -18,7 +18,7 @@ fn dot(origin: u64, seq: u64) -> Dot {
 /// A write of `kind` by `origin` at `seq` with the context `seen` (origin, seq pairs).
 fn w<'a>(origin: u64, seq: u64, hlc: u64, cloud: bool, seen: &[(u64, u64)], kind: OpKind<'a>) -> Write<'a> {
     let context = seen.iter().map(|&(o, s)| dot(o, s)).collect();
-    Write { key: b"k", dot: dot(origin, seq), hlc: Hlc(hlc), op: KeyedOp { context, cloud, kind } }
+    Write { key: b"k", dot: dot(origin, seq), hlc: Hlc(hlc), op: KeyedOp { context, cloud, relayed: None, kind } }
 }
 
 /// The outcomes table of docs/KEYED.md: two concurrent writes, in both orders.
@@ -116,7 +116,12 @@ fn a_full_state_refuses_and_changes_nothing_and_the_conflict_log_keeps_its_newes
             key: key.as_bytes(),
             dot: dot(1, i),
             hlc: Hlc(i),
-            op: KeyedOp { context: VersionVector::new(), cloud: false, kind: OpKind::Put(b"0123456789") },
+            op: KeyedOp {
+                context: VersionVector::new(),
+                cloud: false,
+                relayed: None,
+                kind: OpKind::Put(b"0123456789"),
+            },
         };
         match s.apply(write) {
             Ok(_) => {}

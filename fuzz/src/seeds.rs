@@ -244,9 +244,10 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     v
 }
 
-/// One operation of every kind, with a context and from a gateway.
+/// One operation of every kind, with a context and from a gateway; an increment as a
+/// gateway's copy of an edge's write.
 fn keyed_op_seeds(v: &mut Vec<(&'static str, &'static str, Vec<u8>)>) {
-    use outpost_core::keyed::{Counted, Dot, KeyedOp, OpKind};
+    use outpost_core::keyed::{Counted, Dot, KeyedOp, OpKind, Relayed};
     let context = [Dot { origin: NodeId(1), seq: 7 }, Dot { origin: NodeId(4), seq: 1 << 33 }].into_iter().collect();
     let counted = vec![Counted { origin: NodeId(1), up: 12, down: 3 }];
     for (name, kind) in [
@@ -259,9 +260,13 @@ fn keyed_op_seeds(v: &mut Vec<(&'static str, &'static str, Vec<u8>)>) {
         ("remove", OpKind::Remove(b"sku-1")),
     ] {
         let mut bytes = Vec::new();
-        KeyedOp { context: Clone::clone(&context), cloud: name == "put", kind }.encode(&mut bytes);
+        KeyedOp { context: Clone::clone(&context), cloud: name == "put", relayed: None, kind }.encode(&mut bytes);
         v.push(("keyed_op", name, bytes));
     }
+    let copy = Relayed { dot: Dot { origin: NodeId(3), seq: 41 }, hlc: outpost_core::hlc::Hlc(1 << 50) };
+    let mut bytes = Vec::new();
+    KeyedOp { context, cloud: false, relayed: Some(copy), kind: OpKind::Increment(2) }.encode(&mut bytes);
+    v.push(("keyed_op", "relayed", bytes));
 }
 
 /// Raft messages: an Append with both entry kinds (and a heartbeat-like empty one), and

@@ -515,6 +515,17 @@ impl Checker {
         }
     }
 
+    /// Gateway `node` made durable, at `seq` of its `cloud-to-edge` topic `topic` (the half
+    /// of a `bidirectional` keyed topic that comes down), its copy of an edge's write: every
+    /// edge that takes the topic must store it once, in order, with this content, as it
+    /// must the gateway's own acknowledged records.
+    pub fn on_down_copied(&mut self, at: u64, node: usize, topic: u16, seq: u64, crc: u32) {
+        let Some(d) = self.down.get_mut(&(node, topic)) else { return };
+        if d.replicas.values().any(|&next| next <= seq) {
+            d.acked.entry(seq).or_insert((crc, at));
+        }
+    }
+
     /// Edge `replica` durably holds records of gateway `origin`'s `cloud-to-edge` topic.
     /// `how`: the newest record's timestamp, the receive timestamp, whether the receiver
     /// refused the sender's clock, and whether recovery reports them again (`replay`: what

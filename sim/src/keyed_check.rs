@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::keyed_oracle::{self, Answer, KeyedViolation, KeyedWrite};
 use crate::rng::SimRng;
-use crate::scenario::Scenario;
+use crate::scenario::{Role, Scenario, SyncDirection};
 
 /// What the keyed check saw (absent from reports of scenarios without keyed topics).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -69,6 +69,9 @@ pub struct KeyedHistory {
     stored: BTreeMap<(usize, usize, usize), Vec<Range<u64>>>,
     /// (topic name, key) with a write whose fate a crash left unknown.
     unknown: BTreeSet<(String, Vec<u8>)>,
+    /// Per (gateway, half that comes down): the edges' writes it copied there, each at
+    /// the lowest sequence it was copied at.
+    copied: BTreeMap<(usize, usize), BTreeMap<Dot, u64>>,
 }
 
 impl KeyedHistory {
@@ -87,13 +90,48 @@ impl KeyedHistory {
         }
     }
 
-    /// Whether `node` holds write `w`: its own, or one it stored.
-    fn holds(&self, node: usize, w: &Written) -> bool {
+    /// Gateway `gateway` made durable at `seq` of `topic` its copy of write `dot`.
+    pub fn on_copied(&mut self, gateway: usize, topic: usize, seq: u64, dot: Dot) {
+        let at = self.copied.entry((gateway, topic)).or_default().entry(dot).or_insert(seq);
+        *at = (*at).min(seq);
+    }
+
+    /// Whether `node` stored `seq` of `origin`'s stream of `topic`.
+    fn stored_at(&self, node: usize, topic: usize, origin: usize, seq: u64) -> bool {
+        self.stored.get(&(node, topic, origin)).is_some_and(|ranges| ranges.iter().any(|r| r.contains(&seq)))
+    }
+
+    /// Whether `node` holds write `w`: its own, one it stored, or a gateway's copy of it
+    /// that it stored (`halves(t)`: whether topic `t` is a half of `w`'s topic).
+    fn holds(&self, node: usize, w: &Written, halves: impl Fn(usize) -> bool) -> bool {
         w.origin == node
-            || self
-                .stored
-                .get(&(node, w.topic, w.origin))
-                .is_some_and(|ranges| ranges.iter().any(|r| r.contains(&w.write.dot.seq)))
+            || self.stored_at(node, w.topic, w.origin, w.write.dot.seq)
+            || self.copied.iter().any(|(&(gateway, topic), dots)| {
+                halves(topic) && dots.get(&w.write.dot).is_some_and(|&seq| self.stored_at(node, topic, gateway, seq))
+            })
+    }
+
+    /// The writes of edges to keyed topic `name` that a top gateway stored and did not
+    /// copy into the half that comes down (its other edges would never merge them).
+    fn uncopied(&self, s: &Scenario, name: &str) -> Vec<String> {
+        let Some(down) = s.topics.iter().position(|t| t.name == name && t.sync == SyncDirection::CloudToEdge) else {
+            return Vec::new();
+        };
+        let top = |g: usize| s.nodes[g].role == Role::Gateway && s.nodes[g].upstream.is_none();
+        let mut missing = Vec::new();
+        for g in (0..s.nodes.len()).filter(|&g| top(g)) {
+            let copied = self.copied.get(&(g, down));
+            for w in self.written.iter().filter(|w| s.topics[w.topic].name == name && w.origin != g) {
+                let stored = self.stored_at(g, w.topic, w.origin, w.write.dot.seq);
+                if stored && !copied.is_some_and(|c| c.contains_key(&w.write.dot)) {
+                    missing.push(format!(
+                        "node {}, topic {name:?}: stored write {:?} of {} and never copied it to its other edges",
+                        s.nodes[g].id, w.write.dot, s.nodes[w.origin].id
+                    ));
+                }
+            }
+        }
+        missing
     }
 
     /// A crash left a write of `key` to `topic` unanswered: it may or may not be durable.
@@ -103,8 +141,8 @@ impl KeyedHistory {
 
     /// Checks every running node's state of every keyed topic against the oracle, over the
     /// writes the node holds once the run converged: its own, and those it stored (its
-    /// gateway's that came down, its edges' that came up; an edge whose device was full
-    /// may not have stored them all).
+    /// gateway's that came down, with the gateway's copies of the other edges' writes; its
+    /// edges' that came up; an edge whose device was full may not have stored them all).
     /// `state(node, topic)` is the node's state, `None` for a node not running; a topic
     /// one of whose halves has records `gone` (destroyed or evicted somewhere) is skipped.
     pub fn check<'s>(
@@ -125,6 +163,7 @@ impl KeyedHistory {
             if (0..s.topics.len()).any(|h| s.topics[h].name == t.name && gone(h)) {
                 continue;
             }
+            violations.extend(self.uncopied(s, &t.name));
             let unsure: BTreeSet<&[u8]> =
                 self.unknown.iter().filter(|(n, _)| *n == t.name).map(|(_, k)| k.as_slice()).collect();
             report.keys_unchecked += unsure.len() as u64;
@@ -133,7 +172,7 @@ impl KeyedHistory {
                 let held: Vec<KeyedWrite> = self
                     .written
                     .iter()
-                    .filter(|w| s.topics[w.topic].name == t.name && self.holds(node, w))
+                    .filter(|w| s.topics[w.topic].name == t.name && self.holds(node, w, |h| s.topics[h].name == t.name))
                     .map(|w| w.write.clone())
                     .collect();
                 let keys: BTreeMap<&[u8], ()> = held.iter().map(|w| (w.key.as_slice(), ())).collect();

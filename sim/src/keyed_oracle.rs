@@ -224,7 +224,7 @@ mod tests {
     fn write(origin: u64, seq: u64, hlc: u64, seen: &[(u64, u64)], cloud: bool, kind: OpKind<'_>) -> KeyedWrite {
         let context: VersionVector = seen.iter().map(|&(o, s)| Dot { origin: NodeId(o), seq: s }).collect();
         let mut op = Vec::new();
-        KeyedOp { context, cloud, kind }.encode(&mut op);
+        KeyedOp { context, cloud, relayed: None, kind }.encode(&mut op);
         KeyedWrite { key: b"k".to_vec(), dot: Dot { origin: NodeId(origin), seq }, hlc: Hlc(hlc), op }
     }
 

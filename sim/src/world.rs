@@ -1554,6 +1554,20 @@ impl<'a> World<'a> {
                     replay,
                 );
             }
+            Event::KeyedCopied { copies } => {
+                for (topic, seq, dot, crc) in copies {
+                    self.hash(seq);
+                    self.keyed.on_copied(i, topic.0 as usize, seq, dot);
+                    self.checker.on_down_copied(self.t, i, topic.0, seq, crc);
+                }
+            }
+            Event::KeyedCopiesDeferred { batches } => {
+                let detail = format!(
+                    "{}: recovery found {batches} batches of keyed writes not copied to the edges beyond the fan-out's bound",
+                    self.nodes[i].name
+                );
+                self.checker.on_violation(self.t, "bounded-resources", detail);
+            }
             Event::SiteLeader { cluster, term } => {
                 let origin = (cluster.0 as usize).wrapping_sub(1);
                 self.hash(term);

@@ -52,7 +52,7 @@ fn a_custom_topic_answers_the_modules_merge_in_any_order() {
         key: b"note-7",
         dot: Dot { origin: NodeId(origin), seq },
         hlc: Hlc::new(5_000, seq as u16),
-        op: KeyedOp { context: VersionVector::new(), cloud: false, kind: OpKind::Put(value) },
+        op: KeyedOp { context: VersionVector::new(), cloud: false, relayed: None, kind: OpKind::Put(value) },
     };
     let writes = [put(1, 1, b"short"), put(2, 1, b"the longer one"), put(3, 1, b"mid size")];
     let mut answers = Vec::new();

@@ -37,7 +37,7 @@ use std::mem::size_of;
 use sorted::{vec_cost, SortedMap};
 
 pub use merge::{Merge, MergeError, MergeFn};
-pub use op::{Counted, KeyedOp, OpError, OpKind};
+pub use op::{Counted, KeyedOp, OpError, OpKind, Relayed, RELAYED_BYTES_MAX};
 pub use vv::{Dot, VersionVector};
 
 use crate::hlc::Hlc;
@@ -577,12 +577,13 @@ impl KeyedState {
             Some(e) if self.strategy != Strategy::Counter => e.seen().clone(),
             _ => VersionVector::new(),
         };
-        Ok(KeyedOp { context, cloud, kind })
+        Ok(KeyedOp { context, cloud, relayed: None, kind })
     }
 
     /// Applies one write. Exactly once per record and in each origin's order is the
     /// caller's part; a write already seen is answered [`Applied::Seen`] and changes nothing.
     pub fn apply(&mut self, w: Write<'_>) -> Result<Applied, KeyedError> {
+        debug_assert!(w.op.relayed.is_none(), "a copy is merged as the write it copies");
         if self.keys.get(w.key).is_some_and(|e| e.seen().covers(w.dot)) && self.strategy.accepts(&w.op.kind) {
             return Ok(Applied::Seen);
         }

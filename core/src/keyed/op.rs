@@ -3,7 +3,11 @@
 //! ```text
 //! version u8 = 1
 //! op      u8  0 put, 1 delete, 2 increment, 3 max, 4 add, 5 remove
-//! flags   u8  bit0: written at a gateway (the side `cloud-wins` prefers); other bits 0
+//! flags   u8  bit0: written at a gateway (the side `cloud-wins` prefers); bit1: relayed
+//!             (below); other bits 0
+//! relayed only with bit1: origin varint, seq varint, hlc varint: the write's own dot and
+//!         timestamp, where a gateway copies an edge's write into what goes down to
+//!         every edge (`crate::keyed_topics`)
 //! context varint n (<= MAX_CONTEXT), then n x (origin varint, seq varint), origins
 //!         strictly increasing: the writes of this key its author had seen
 //! body    put:        the value (the rest of the record, <= MAX_VALUE_BYTES)
@@ -15,13 +19,14 @@
 //!         add/remove: the set element (the rest, <= MAX_ELEMENT_BYTES)
 //! ```
 //!
-//! The dot (origin, sequence) and the HLC of a write are the record's own; they are not
-//! repeated here. Bytes come from other nodes' logs: every check returns an [`OpError`].
+//! The dot (origin, sequence) and the HLC of a write are the record's own, not repeated
+//! here, except in a relayed copy, whose record is the gateway's. Bytes come from other nodes' logs: every check returns an [`OpError`].
 
 use std::fmt;
 
 use super::vv::{Dot, VersionVector};
 use crate::codec::{put_varint, ReadError, Reader, MAX_VALUE_BYTES};
+use crate::hlc::Hlc;
 use crate::types::NodeId;
 
 /// The envelope version this module writes and accepts.
@@ -32,6 +37,16 @@ pub const MAX_CONTEXT: usize = 1024;
 pub const MAX_ELEMENT_BYTES: usize = 4096;
 
 const FLAG_CLOUD: u8 = 1;
+const FLAG_RELAYED: u8 = 2;
+/// What marking a write relayed adds to its value at most: three varints.
+pub const RELAYED_BYTES_MAX: usize = 30;
+
+/// Of a relayed copy: the write it copies, named as its author's record named it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Relayed {
+    pub dot: Dot,
+    pub hlc: Hlc,
+}
 
 /// What a counter's deleter had counted of one origin: the sums of its increments and of
 /// its decrements (each only grows).
@@ -85,6 +100,8 @@ pub struct KeyedOp<'a> {
     pub context: VersionVector,
     /// Written at a gateway: the side `cloud-wins` prefers and `edge-wins` yields.
     pub cloud: bool,
+    /// A gateway's copy of another node's write (`None`: the record is the write).
+    pub relayed: Option<Relayed>,
     pub kind: OpKind<'a>,
 }
 
@@ -157,7 +174,13 @@ impl<'a> KeyedOp<'a> {
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.push(OP_VERSION);
         out.push(self.kind.code());
-        out.push(if self.cloud { FLAG_CLOUD } else { 0 });
+        let relayed = if self.relayed.is_some() { FLAG_RELAYED } else { 0 };
+        out.push(if self.cloud { FLAG_CLOUD } else { 0 } | relayed);
+        if let Some(r) = self.relayed {
+            put_varint(out, r.dot.origin.0);
+            put_varint(out, r.dot.seq);
+            put_varint(out, r.hlc.0);
+        }
         put_varint(out, self.context.len() as u64);
         for d in self.context.iter() {
             put_varint(out, d.origin.0);
@@ -186,9 +209,15 @@ impl<'a> KeyedOp<'a> {
         }
         let code = r.u8()?;
         let flags = r.u8()?;
-        if flags & !FLAG_CLOUD != 0 {
+        if flags & !(FLAG_CLOUD | FLAG_RELAYED) != 0 {
             return Err(OpError::Flags(flags));
         }
+        let relayed = if flags & FLAG_RELAYED != 0 {
+            let dot = Dot { origin: NodeId(r.varint()?), seq: r.varint()? };
+            Some(Relayed { dot, hlc: Hlc(r.varint()?) })
+        } else {
+            None
+        };
         let mut context = VersionVector::new();
         let n = origins_count(&mut r, 2)?;
         let mut last = None;
@@ -238,7 +267,7 @@ impl<'a> KeyedOp<'a> {
         if !r.is_empty() {
             return Err(OpError::Trailing { at: r.position() });
         }
-        Ok(KeyedOp { context, cloud: flags & FLAG_CLOUD != 0, kind })
+        Ok(KeyedOp { context, cloud: flags & FLAG_CLOUD != 0, relayed, kind })
     }
 }
 
@@ -275,8 +304,9 @@ mod tests {
             OpKind::Add(b"sku-1"),
             OpKind::Remove(b"sku-1"),
         ] {
-            for cloud in [false, true] {
-                let op = KeyedOp { context: ctx(), cloud, kind: kind.clone() };
+            let copy = Relayed { dot: Dot { origin: NodeId(9), seq: 1 << 33 }, hlc: Hlc(u64::MAX) };
+            for (cloud, relayed) in [(false, None), (true, None), (false, Some(copy)), (true, Some(copy))] {
+                let op = KeyedOp { context: ctx(), cloud, relayed, kind: kind.clone() };
                 let mut bytes = Vec::new();
                 op.encode(&mut bytes);
                 assert_eq!(KeyedOp::decode(&bytes), Ok(op), "{}", kind.name());
@@ -287,11 +317,12 @@ mod tests {
     #[test]
     fn hostile_operations_are_refused_with_what_was_wrong() {
         let mut ok = Vec::new();
-        KeyedOp { context: ctx(), cloud: false, kind: OpKind::Increment(1) }.encode(&mut ok);
+        KeyedOp { context: ctx(), cloud: false, relayed: None, kind: OpKind::Increment(1) }.encode(&mut ok);
         let refuse = |bytes: &[u8]| KeyedOp::decode(bytes).unwrap_err();
         assert_eq!(refuse(&[2, 0, 0, 0]), OpError::Version(2));
         assert_eq!(refuse(&[1, 6, 0, 0]), OpError::UnknownOp(6));
-        assert_eq!(refuse(&[1, 0, 2, 0]), OpError::Flags(2));
+        assert_eq!(refuse(&[1, 0, 4, 0]), OpError::Flags(4));
+        assert!(matches!(refuse(&[1, 0, 2, 1, 1]), OpError::Read(_)), "a relayed copy without its timestamp");
         assert!(matches!(refuse(&[1, 0]), OpError::Read(_)));
         assert!(matches!(refuse(&[1, 0, 0, 0x80, 0x10]), OpError::TooManyOrigins { at: 3, count: 2048 }));
         assert!(matches!(refuse(&[1, 0, 0, 3, 1, 1]), OpError::TooManyOrigins { .. }), "more origins than bytes");
