@@ -174,6 +174,9 @@ pub struct KeyedView {
     pub conflicts_total: u64,
     /// Of those, the newest the bounded conflict log keeps.
     pub conflicts_kept: u64,
+    /// On a top gateway: edges' writes stored and not yet copied for the other edges.
+    #[serde(default)]
+    pub copies_waiting: u64,
 }
 
 /// The name config files give a direction.
@@ -325,6 +328,7 @@ fn keyed_views(node: &outpost_core::Node) -> Vec<KeyedView> {
             state_bytes_max: state.limits().state_bytes_max,
             conflicts_total: state.conflicts_total(),
             conflicts_kept: state.conflicts().count() as u64,
+            copies_waiting: node.keyed_copies_waiting(TopicIdx(i as u16)),
         });
     }
     views
@@ -699,6 +703,12 @@ pub fn render_metrics(s: &Status) -> String {
         "counter",
         "Conflicts a keyed topic's merge met since the start (outpost conflicts lists the newest).",
         &per_keyed(&|k| k.conflicts_total),
+    );
+    metric(
+        "keyed_copies_waiting",
+        "gauge",
+        "On a top gateway: edges' writes of a keyed topic stored and not yet copied for the other edges.",
+        &per_keyed(&|k| k.copies_waiting),
     );
     let reconnects: u64 = s.link.peers.iter().map(|p| p.reconnects).sum();
     metric("reconnects_total", "counter", "Transport reconnections to peers.", &one(reconnects));

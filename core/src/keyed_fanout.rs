@@ -268,6 +268,18 @@ impl KeyedFanOut {
         self.queue.iter().map(|w| w.end - from(w)).sum()
     }
 
+    /// Of those, the writes of `up`'s queued batches.
+    pub fn waiting_records_of(&self, up: TopicIdx) -> u64 {
+        let from = |w: &Waiting| self.relayed.get(&(w.up, w.origin)).map_or(w.base, |&s| (s + 1).clamp(w.base, w.end));
+        self.queue.iter().filter(|w| w.up == up).map(|w| w.end - from(w)).sum()
+    }
+
+    /// The half that goes up of keyed topic `topic` (either half), if this gateway copies it.
+    pub fn up_half(&self, topic: TopicIdx) -> Option<TopicIdx> {
+        let i = topic.0 as usize;
+        self.down_of.get(i).copied().flatten().map(|_| topic).or_else(|| self.up_of.get(i).copied().flatten())
+    }
+
     /// The queue's bytes, its entries too: what the receiver's room for batches gives up.
     pub fn queued_bytes(&self) -> u64 {
         self.queued_bytes + (self.queue.capacity() * std::mem::size_of::<Waiting>()) as u64

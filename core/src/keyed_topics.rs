@@ -279,6 +279,12 @@ impl KeyedTopics {
         self.fan_out.as_ref().map_or(0, KeyedFanOut::waiting_records)
     }
 
+    /// Writes of keyed topic `topic` (either half) durable here not yet copied.
+    pub fn copies_waiting_of(&self, topic: TopicIdx) -> u64 {
+        let Some(f) = &self.fan_out else { return 0 };
+        f.up_half(topic).map_or(0, |up| f.waiting_records_of(up))
+    }
+
     /// Bytes of batches waiting for their copies: room the receiver gives up.
     pub fn copies_queued_bytes(&self) -> u64 {
         self.fan_out.as_ref().map_or(0, KeyedFanOut::queued_bytes)

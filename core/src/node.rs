@@ -208,6 +208,12 @@ impl Node {
         self.keyed.state(topic)
     }
 
+    /// On a top gateway, the edges' writes of keyed topic `topic` stored here and not yet
+    /// copied for the other edges (docs/KEYED.md, Reaching every edge).
+    pub fn keyed_copies_waiting(&self, topic: TopicIdx) -> u64 {
+        self.keyed.copies_waiting_of(topic)
+    }
+
     /// What the keyed states did since this node started (recovery's merges included).
     pub fn keyed_counters(&self) -> KeyedCounters {
         self.keyed.counters
