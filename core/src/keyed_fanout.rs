@@ -264,14 +264,17 @@ impl KeyedFanOut {
 
     /// Records of queued batches not yet copied durably (at most: some may be).
     pub fn waiting_records(&self) -> u64 {
-        let from = |w: &Waiting| self.relayed.get(&(w.up, w.origin)).map_or(w.base, |&s| (s + 1).clamp(w.base, w.end));
-        self.queue.iter().map(|w| w.end - from(w)).sum()
+        self.queue.iter().map(|w| self.uncopied(w)).sum()
+    }
+
+    /// Records of a queued batch whose copies are not durable.
+    fn uncopied(&self, w: &Waiting) -> u64 {
+        w.end - self.relayed.get(&(w.up, w.origin)).map_or(w.base, |&s| (s + 1).clamp(w.base, w.end))
     }
 
     /// Of those, the writes of `up`'s queued batches.
     pub fn waiting_records_of(&self, up: TopicIdx) -> u64 {
-        let from = |w: &Waiting| self.relayed.get(&(w.up, w.origin)).map_or(w.base, |&s| (s + 1).clamp(w.base, w.end));
-        self.queue.iter().filter(|w| w.up == up).map(|w| w.end - from(w)).sum()
+        self.queue.iter().filter(|w| w.up == up).map(|w| self.uncopied(w)).sum()
     }
 
     /// The half that goes up of keyed topic `topic` (either half), if this gateway copies it.

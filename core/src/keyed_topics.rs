@@ -150,7 +150,7 @@ impl KeyedTopics {
                 .to_string());
         }
         let copy_max = MAX_VALUE_BYTES - RELAYED_BYTES_MAX;
-        if self.takes_copies.iter().any(|&c| c) && value.len() > copy_max && self.is_both_ways(topic) {
+        if value.len() > copy_max && self.is_both_ways(topic) {
             return Err(format!(
                 "the value of a keyed ({strategy}) record that goes both ways is {} bytes, at most {copy_max} (the \
                  gateway's copy to the other edges adds up to {RELAYED_BYTES_MAX})",
