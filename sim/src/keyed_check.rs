@@ -217,3 +217,53 @@ fn describe(v: &KeyedViolation) -> String {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario;
+
+    /// A gateway and two edges sharing a keyed counter.
+    fn world() -> Scenario {
+        let text = "name = \"fan-out\"\nabout = \"two tills\"\nduration = \"1m\"\n\
+                    [[node]]\nid = \"hq\"\nrole = \"gateway\"\ndevice = \"cloud\"\n\
+                    [[node]]\nid = \"till-1\"\nrole = \"edge\"\ndevice = \"pi4\"\n\
+                    [[node]]\nid = \"till-2\"\nrole = \"edge\"\ndevice = \"pi4\"\n\
+                    [[link]]\nbetween = [\"till-1\", \"hq\"]\nnet = \"lan\"\n\
+                    [[link]]\nbetween = [\"till-2\", \"hq\"]\nnet = \"lan\"\n\
+                    [[topic]]\nname = \"stock\"\nsync = \"bidirectional\"\nkeyed = true\nconflict = \"counter\"\n";
+        scenario::parse(text, "fan-out.toml").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_top_gateway_that_stored_an_edges_write_and_never_copied_it_is_a_violation() {
+        let s = world();
+        let (up, down) = (0, 1);
+        assert_eq!((s.topics[up].sync, s.topics[down].sync), (SyncDirection::EdgeToCloud, SyncDirection::CloudToEdge));
+        let (hq, till_1) = (0, 1);
+        let mut h = KeyedHistory::default();
+        let mut op = Vec::new();
+        outpost_core::keyed::KeyedOp {
+            context: Default::default(),
+            cloud: false,
+            relayed: None,
+            kind: OpKind::Increment(2),
+        }
+        .encode(&mut op);
+        h.on_ack(till_1, up, b"k".to_vec(), op, 0, Hlc(5));
+        assert!(h.uncopied(&s, "stock").is_empty(), "not stored at the gateway yet: nothing owed");
+        h.on_stored(hq, up, till_1, 0..1);
+        let missing = h.uncopied(&s, "stock");
+        assert_eq!(missing.len(), 1, "{missing:?}");
+        assert!(missing[0].contains("never copied"), "{missing:?}");
+        let write = Dot { origin: NodeId(till_1 as u64 + 1), seq: 0 };
+        h.on_copied(hq, down, 7, write);
+        assert!(h.uncopied(&s, "stock").is_empty());
+        // Till 2 holds the write once it stored the gateway's copy of it.
+        let till_2 = 2;
+        let holds = |h: &KeyedHistory| h.holds(till_2, &h.written[0], |t| s.topics[t].name == "stock");
+        assert!(!holds(&h));
+        h.on_stored(till_2, down, hq, 7..8);
+        assert!(holds(&h));
+    }
+}
