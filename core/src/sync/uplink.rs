@@ -244,6 +244,12 @@ struct UpStream {
 }
 
 impl UpStream {
+    /// Whether a report of a gap at `place` is new: the stream did not go back (or patch)
+    /// there within `guard`, so the report does not answer a message sent before it did.
+    fn fresh_gap(&self, place: Seq, now: Instant, guard: Duration) -> bool {
+        self.rewound.is_none_or(|(at, when)| at != place || now.saturating_since(when) > guard)
+    }
+
     /// Probing after a retransmit timeout, with the probe still unanswered.
     fn probe_out(&self) -> bool {
         self.probing && !self.inflight.is_empty()
@@ -881,7 +887,7 @@ impl Uplink {
                 // reports: vehicle-offline resent a third of its records, most of them
                 // dropped as duplicates).
                 let guard = self.pace.gap_guard();
-                let fresh_gap = s.rewound.is_none_or(|(at, when)| at != expected || now.saturating_since(when) > guard);
+                let fresh_gap = s.fresh_gap(expected, now, guard);
                 // The answer to a probe says what the peer holds: nothing from `expected`
                 // on, unless it reports a gap it kept beyond.
                 let lacks = expected >= s.acked && expected < s.sent;
@@ -972,8 +978,7 @@ impl Uplink {
             if let (Some(a), Some(b)) = (first, last) {
                 let (from, end) = (s.inflight[a].start, s.inflight[b].end);
                 let guard = self.pace.gap_guard();
-                let fresh = s.rewound.is_none_or(|(at, when)| at != from || now.saturating_since(when) > guard);
-                if fresh {
+                if s.fresh_gap(from, now, guard) {
                     self.start_patch(Some(idx), (from, end), now);
                 }
                 return;
@@ -991,7 +996,7 @@ impl Uplink {
         let flight = s.relayed.iter().take(k).filter(|x| x.last).count();
         let to = s.inflight.get(flight).map_or(s.acked, |f| f.start);
         let guard = self.pace.gap_guard();
-        let fresh = s.rewound.is_none_or(|(at, when)| at != to || now.saturating_since(when) > guard);
+        let fresh = s.fresh_gap(to, now, guard);
         match s.inflight.get(flight) {
             // Only the lost flight again, as it was (going back over the whole window
             // resent about three flights per loss: offshore-relay seed 1).
