@@ -701,7 +701,8 @@ impl GroupCommit {
         }
     }
 
-    /// Of memory part `Writes`: the copies of the commit in flight for keyed states.
+    /// Of memory part `ProduceBuffer`: the copies of the commit in flight for keyed states
+    /// (held by the node until the commit is durable, unlike the appends the driver holds).
     pub fn keyed_copy_bytes(&self) -> u64 {
         match &self.state {
             State::Flushing(f) => f.keyed.iter().map(|k| k.bytes.capacity() as u64).sum(),

@@ -305,7 +305,7 @@ pub(crate) fn planned(cfg: &NodeConfig, b: &PlanBasis) -> MemoryUsage {
         return m;
     }
     m.set(MemoryPart::Index, keyed.states.iter().map(|s| s.limits().planned_bytes()).sum());
-    m.set(MemoryPart::Writes, crate::commit::appends_planned(b));
+    m.set(MemoryPart::ProduceBuffer, crate::commit::appends_planned(b));
     if keyed.fan_out.is_some() {
         m.set(MemoryPart::GatewayPending, crate::keyed_fanout::planned_bytes(cfg, b.record_max));
     }

@@ -20,7 +20,8 @@ pub enum MemoryPart {
     Index,
     /// zstd contexts and the encoder's scratch buffer.
     Codec,
-    /// Records waiting for the next group commit, and the replies of the commit in flight.
+    /// Records waiting for the next group commit, and the replies of the commit in flight
+    /// and its copy of what it writes to keyed topics.
     ProduceBuffer,
     /// Gateway: batches accepted from edges and not yet durable, and messages held until
     /// the clock can stamp them (`hold`); the two share `gateway.pending_bytes_max`.

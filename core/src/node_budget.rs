@@ -141,7 +141,8 @@ impl Node {
         let (scratch, zstd_c) = self.enc.heap_bytes();
         m.set(MemoryPart::Codec, scratch + zstd_c + self.dec.heap_bytes());
         let edge = self.cfg.role == Role::Edge;
-        m.set(MemoryPart::ProduceBuffer, self.commit.produce_buffer_bytes(edge));
+        // (The commit's copy of its keyed frames is the node's to hold, not the driver's.)
+        m.set(MemoryPart::ProduceBuffer, self.commit.produce_buffer_bytes(edge) + self.commit.keyed_copy_bytes());
         let gw = self.ingest.as_ref().map_or(0, |g| g.pending_bytes) + self.held.bytes();
         m.set(MemoryPart::GatewayPending, gw + self.commit.gateway_pending_bytes(edge) + self.keyed.fan_out_bytes());
         let down_held = self.downlinks.as_ref().map_or(0, Downlinks::held_bytes);
@@ -153,7 +154,7 @@ impl Node {
         // (The commit's copies for senders stand for reads they do not do meanwhile.)
         m.set(MemoryPart::SyncHeld, held + senders_reading + self.commit.tail_bytes());
         m.set(MemoryPart::FetchResults, self.fetches.held_bytes());
-        m.set(MemoryPart::Writes, self.fx.write_bytes() + self.commit.keyed_copy_bytes());
+        m.set(MemoryPart::Writes, self.fx.write_bytes());
         m.set(MemoryPart::Reads, self.fx.read_bytes() - senders_reading);
         let down_window = self.downlinks.as_ref().map_or(0, Downlinks::window_bytes);
         m.set(MemoryPart::SyncWindow, self.uplink.as_ref().map_or(0, Uplink::window_bytes) + down_window);
