@@ -105,6 +105,27 @@ fn a_concurrent_add_wins_over_a_remove() {
     assert_eq!(s.get(b"k"), Value::Absent);
 }
 
+/// Collecting accounts as `apply` does, by what the entry holds after: dropping removed
+/// elements frees their slots too, so a replica that collected accounts what one that
+/// never held them does (and what a snapshot of its state recomputes).
+#[test]
+fn collecting_a_sets_removed_elements_frees_their_slots_too() {
+    let mut collected = KeyedState::new(Strategy::AddWinsSet, ROOMY);
+    collected.apply(w(1, 0, 1, false, &[], OpKind::Add(b"a"))).unwrap();
+    collected.apply(w(1, 1, 2, false, &[], OpKind::Add(b"d"))).unwrap();
+    collected.apply(w(1, 2, 3, false, &[], OpKind::Add(b"b"))).unwrap();
+    collected.apply(w(1, 3, 4, false, &[(1, 2)], OpKind::Remove(b"b"))).unwrap();
+    assert_eq!(collected.collect(&[dot(1, 3)].into_iter().collect()), 0, "the key answers a and d");
+    let mut never = KeyedState::new(Strategy::AddWinsSet, ROOMY);
+    never.apply(w(1, 0, 1, false, &[], OpKind::Add(b"a"))).unwrap();
+    never.apply(w(1, 1, 2, false, &[], OpKind::Add(b"d"))).unwrap();
+    // Removals of an element never added leave nothing but the key's vector.
+    never.apply(w(1, 2, 3, false, &[], OpKind::Remove(b"c"))).unwrap();
+    never.apply(w(1, 3, 4, false, &[], OpKind::Remove(b"c"))).unwrap();
+    assert_eq!(collected.get(b"k"), never.get(b"k"));
+    assert_eq!(collected.bytes(), never.bytes());
+}
+
 #[test]
 fn a_full_state_refuses_and_changes_nothing_and_the_conflict_log_keeps_its_newest() {
     let limits = KeyedLimits { state_bytes_max: 4000, conflict_log_bytes_max: 600 };

@@ -27,6 +27,7 @@
 
 pub mod merge;
 pub mod op;
+pub mod snapshot;
 mod sorted;
 pub mod vv;
 
@@ -629,20 +630,20 @@ impl KeyedState {
         let before = self.keys.len();
         let mut freed = 0;
         self.keys.retain(|key, entry| {
+            // The entry's whole cost before and after: dropping elements frees their slots
+            // as well as what they own.
+            let cost_before = entry.cost();
             if let Entry::Set { elements, elements_cost, .. } = entry {
                 elements.retain(|element, e| {
                     let keep = !e.adds.is_empty() || !stable.dominates(&e.removed);
                     if !keep {
                         *elements_cost -= e.cost(element);
-                        freed += e.cost(element);
                     }
                     keep
                 });
             }
             let keep = !entry.collectable(stable);
-            if !keep {
-                freed += KEY_BYTES + key.len() as u64 + entry.cost();
-            }
+            freed += if keep { cost_before - entry.cost() } else { KEY_BYTES + key.len() as u64 + cost_before };
             keep
         });
         self.bytes -= freed;
@@ -651,6 +652,12 @@ impl KeyedState {
 
     fn record(&mut self, c: Conflict) {
         self.conflicts_total += 1;
+        self.log(c);
+    }
+
+    /// Keeps `c` in the conflict log, the oldest out first to make room; one larger than
+    /// the whole log is not kept.
+    fn log(&mut self, c: Conflict) {
         let cost = c.cost();
         if cost > self.limits.conflict_log_bytes_max {
             return;

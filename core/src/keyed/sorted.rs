@@ -26,6 +26,11 @@ impl<K, V> Default for SortedMap<K, V> {
 }
 
 impl<K: Ord, V> SortedMap<K, V> {
+    /// The map of `items` if their keys are strictly increasing, else `None`.
+    pub fn from_sorted(items: Vec<(K, V)>) -> Option<Self> {
+        items.windows(2).all(|pair| pair[0].0 < pair[1].0).then_some(SortedMap { items })
+    }
+
     fn find<Q: Ord + ?Sized>(&self, k: &Q) -> Result<usize, usize>
     where
         K: Borrow<Q>,
@@ -74,6 +79,10 @@ impl<K: Ord, V> SortedMap<K, V> {
 
     pub fn values(&self) -> impl Iterator<Item = &V> {
         self.items.iter().map(|(_, v)| v)
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
     }
 
     pub fn is_empty(&self) -> bool {

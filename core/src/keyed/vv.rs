@@ -74,6 +74,12 @@ impl VersionVector {
         self.seen.is_empty()
     }
 
+    /// The vector of `entries` if they are in strictly increasing origin order (as `iter`
+    /// yields them), else `None`.
+    pub(super) fn from_sorted(entries: Vec<(NodeId, Seq)>) -> Option<VersionVector> {
+        entries.windows(2).all(|pair| pair[0].0 < pair[1].0).then_some(VersionVector { seen: entries })
+    }
+
     /// What it accounts in the keyed state's budget: its entries, and the smallest
     /// allocation a vector makes (four entries) once it has one.
     pub fn cost(&self) -> u64 {
