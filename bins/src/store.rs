@@ -212,6 +212,7 @@ impl Store {
             FileId::Meta { generation } => self.dir.join("meta").join(format!("{generation:020}.meta")),
             FileId::Raft { generation } => self.dir.join("raft").join(format!("{generation:020}.raft")),
             FileId::Marks { generation } => self.dir.join("marks").join(format!("{generation:020}.marks")),
+            FileId::KeyedCheckpoint { generation } => self.dir.join("keyed").join(format!("{generation:020}.keyed")),
         }
     }
 
@@ -280,6 +281,11 @@ impl Store {
                 out.push((FileId::Marks { generation }, len));
             }
         }
+        for (name, len) in listing(&self.dir.join("keyed"))? {
+            if let Some(generation) = number(&name, ".keyed") {
+                out.push((FileId::KeyedCheckpoint { generation }, len));
+            }
+        }
         out.sort();
         Ok(out)
     }
@@ -294,7 +300,7 @@ impl Store {
                     if !parent.exists() {
                         fs::create_dir_all(parent).map_err(|e| io_error(parent, &e))?;
                         // The new directory's entry lives in its parent (`topics/` for a
-                        // topic's, the data directory for `meta/`, `raft/`, `marks/`), and
+                        // topic's, the data directory for `meta/`, `raft/`, `marks/`, `keyed/`), and
                         // `topics/` itself may be new too.
                         for dir in [parent.parent().unwrap_or(&self.dir), &self.dir] {
                             sync_dir(dir).map_err(|e| io_error(dir, &e))?;

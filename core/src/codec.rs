@@ -230,6 +230,8 @@ pub enum FrameKind {
     Meta = 2,
     /// A gateway's checkpoint of its receivers' marks (`crate::marks`).
     Marks = 3,
+    /// A node's checkpoint of its keyed states (`crate::keyed_checkpoint`).
+    KeyedCheckpoint = 4,
     /// Sync: opening message of a session.
     SyncHello = 16,
     /// Sync: answer to a hello.
@@ -259,6 +261,7 @@ impl TryFrom<u8> for FrameKind {
             1 => FrameKind::LogBatch,
             2 => FrameKind::Meta,
             3 => FrameKind::Marks,
+            4 => FrameKind::KeyedCheckpoint,
             16 => FrameKind::SyncHello,
             17 => FrameKind::SyncWelcome,
             18 => FrameKind::SyncData,
@@ -1063,6 +1066,7 @@ mod tests {
             FrameKind::LogBatch,
             FrameKind::Meta,
             FrameKind::Marks,
+            FrameKind::KeyedCheckpoint,
             FrameKind::SyncHello,
             FrameKind::SyncWelcome,
             FrameKind::SyncData,
@@ -1070,7 +1074,7 @@ mod tests {
         ] {
             assert_eq!(FrameKind::try_from(kind as u8), Ok(kind));
         }
-        assert_eq!(FrameKind::try_from(4), Err(FrameError::UnknownKind { found: 4 }));
+        assert_eq!(FrameKind::try_from(5), Err(FrameError::UnknownKind { found: 5 }));
     }
 
     #[test]

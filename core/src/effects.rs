@@ -27,9 +27,11 @@ pub(crate) enum Owner {
     Fetch,
     /// The site's Raft writes (append, then sync).
     Site,
-    /// `marks::MarksWriter`: a checkpoint's append and sync.
+    /// The `checkpoint::CheckpointWriter` of the marks: a checkpoint's append and sync.
     Marks,
-    /// Deletes nobody waits for: retention, eviction, obsolete meta, Raft and marks
+    /// The `checkpoint::CheckpointWriter` of the keyed states: a checkpoint's append and sync.
+    KeyedCheckpoint,
+    /// Deletes nobody waits for: retention, eviction, obsolete meta, Raft and checkpoint
     /// generations.
     Unheeded,
 }

@@ -42,6 +42,9 @@ pub enum FileId {
     Raft { generation: u64 },
     /// A gateway's checkpoint of its receivers' marks (`crate::marks`), one per generation.
     Marks { generation: u64 },
+    /// A node's checkpoint of its keyed states (`crate::keyed_checkpoint`), one per
+    /// generation.
+    KeyedCheckpoint { generation: u64 },
 }
 
 impl fmt::Display for FileId {
@@ -51,6 +54,7 @@ impl fmt::Display for FileId {
             FileId::Meta { generation } => write!(f, "meta/{generation:020}.meta"),
             FileId::Raft { generation } => write!(f, "raft/{generation:020}.raft"),
             FileId::Marks { generation } => write!(f, "marks/{generation:020}.marks"),
+            FileId::KeyedCheckpoint { generation } => write!(f, "keyed/{generation:020}.keyed"),
         }
     }
 }

@@ -76,6 +76,8 @@ impl KeyedCopy {
 struct Waiting {
     up: TopicIdx,
     origin: NodeId,
+    /// Its log offset in `up`.
+    offset: Seq,
     /// The sequences of its records.
     base: Seq,
     end: Seq,
@@ -104,6 +106,9 @@ pub struct KeyedFanOut {
     ready_bytes: u64,
     /// Batches recovery found uncopied beyond twice the queue's bound, not queued.
     pub overflowed: u64,
+    /// Per half that goes up, the log offset of the first batch recovery did not queue:
+    /// a keyed checkpoint covers none of it until a restart copies it.
+    overflowed_from: BTreeMap<TopicIdx, Seq>,
 }
 
 impl KeyedFanOut {
@@ -136,6 +141,7 @@ impl KeyedFanOut {
             ready: VecDeque::new(),
             ready_bytes: 0,
             overflowed: 0,
+            overflowed_from: BTreeMap::new(),
         })
     }
 
@@ -153,10 +159,10 @@ impl KeyedFanOut {
         }
     }
 
-    /// A batch of `topic` is durable: queued if `topic` is a half that goes up and some
-    /// of its records are not copied (at recovery, if the queue has room for it:
-    /// `recovering`).
-    pub fn note_durable(&mut self, topic: TopicIdx, batch: &[u8], recovering: bool) {
+    /// A batch of `topic` at log offset `offset` is durable: queued if `topic` is a half
+    /// that goes up and some of its records are not copied (at recovery, if the queue has
+    /// room for it: `recovering`).
+    pub fn note_durable(&mut self, topic: TopicIdx, batch: &[u8], offset: Seq, recovering: bool) {
         if self.down_of.get(topic.0 as usize).copied().flatten().is_none() {
             return;
         }
@@ -167,10 +173,12 @@ impl KeyedFanOut {
         }
         if recovering && self.queued_bytes() + batch.len() as u64 > self.recovered_max {
             self.overflowed += 1;
+            self.overflowed_from.entry(topic).or_insert(offset);
             return;
         }
         self.queued_bytes += batch.len() as u64;
-        let w = Waiting { up: topic, origin: h.origin, base: h.base_seq, end, batch: batch.to_vec(), expanded: 0 };
+        let (origin, base, batch) = (h.origin, h.base_seq, batch.to_vec());
+        let w = Waiting { up: topic, origin, offset, base, end, batch, expanded: 0 };
         self.queue.push_back(w);
     }
 
@@ -275,6 +283,28 @@ impl KeyedFanOut {
     /// Of those, the writes of `up`'s queued batches.
     pub fn waiting_records_of(&self, up: TopicIdx) -> u64 {
         self.queue.iter().filter(|w| w.up == up).map(|w| self.uncopied(w)).sum()
+    }
+
+    /// The log offset of `up` from which some record may not be copied durably (the first
+    /// batch queued or left uncopied by recovery); `None` when all are.
+    pub fn uncopied_from(&self, up: TopicIdx) -> Option<Seq> {
+        let queued = self.queue.iter().find(|w| w.up == up).map(|w| w.offset);
+        queued.into_iter().chain(self.overflowed_from.get(&up).copied()).min()
+    }
+
+    /// What is copied of `up`'s streams: per origin, the highest sequence whose copy is
+    /// durable (for a keyed checkpoint).
+    pub fn relayed_of(&self, up: TopicIdx) -> Vec<(NodeId, Seq)> {
+        self.relayed.range((up, NodeId(0))..=(up, NodeId(u64::MAX))).map(|(&(_, o), &s)| (o, s)).collect()
+    }
+
+    /// What a keyed checkpoint says is copied of `up`'s streams (recovery, before it
+    /// scans the segments after what the checkpoint covers).
+    pub fn restore_relayed(&mut self, up: TopicIdx, marks: &[(NodeId, Seq)]) {
+        for &(origin, seq) in marks {
+            let s = self.relayed.entry((up, origin)).or_insert(seq);
+            *s = (*s).max(seq);
+        }
     }
 
     /// The half that goes up of keyed topic `topic` (either half), if this gateway copies it.

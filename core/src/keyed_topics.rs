@@ -9,13 +9,17 @@
 //! gateway's copies of every edge's writes (`keyed_fanout`), merged as the writes they
 //! copy; a top gateway runs that fan-out here, fed by the same durable records.
 
+use crate::codec::Reader;
 use crate::codec::{BatchDecoder, DecodedBatch, MAX_VALUE_BYTES};
 use crate::config::{NodeConfig, SyncDirection};
-use crate::keyed::{Applied, Dot, KeyedError, KeyedOp, KeyedState, OpKind, Write, RELAYED_BYTES_MAX};
+use crate::keyed::{snapshot, Applied, Dot, KeyedError, KeyedOp, KeyedState, OpKind, Write, RELAYED_BYTES_MAX};
+use crate::keyed_checkpoint::{self, KeyedCheckpointError, StateOut};
 use crate::keyed_fanout::{KeyedCopy, KeyedFanOut};
 use crate::log;
 use crate::memory::{MemoryPart, MemoryUsage, PlanBasis};
 use crate::types::{NodeId, Seq, TopicIdx};
+use std::collections::BTreeMap;
+use std::ops::Range;
 
 /// Where durable records come from: a commit, or recovery's scan (`newest`: of a topic's
 /// newest segment, which a crash may have left unreported).
@@ -60,6 +64,13 @@ pub struct KeyedTopics {
     fan_out: Option<KeyedFanOut>,
     /// Copies this node's commits made durable, for the node's event.
     copies_made: Vec<CopyMade>,
+    /// Per topic index: the log offset below which every record is merged (or was
+    /// loaded from a checkpoint): what a checkpoint covers.
+    fed_to: Vec<Seq>,
+    /// Per topic index: the log offset of the first batch with a write the state refused
+    /// for lack of room since the node started. No checkpoint covers it, so its segment
+    /// stays and a restart with a higher limit merges it.
+    refused_from: Vec<Option<Seq>>,
 }
 
 impl Default for KeyedTopics {
@@ -73,6 +84,8 @@ impl Default for KeyedTopics {
             takes_copies: Vec::new(),
             fan_out: None,
             copies_made: Vec::new(),
+            fed_to: Vec::new(),
+            refused_from: Vec::new(),
         }
     }
 }
@@ -113,6 +126,8 @@ impl KeyedTopics {
             takes_copies,
             fan_out: KeyedFanOut::new(cfg),
             copies_made: Vec::new(),
+            fed_to: vec![0; cfg.topics.len()],
+            refused_from: vec![None; cfg.topics.len()],
         }
     }
 
@@ -184,13 +199,18 @@ impl KeyedTopics {
     /// Merges every record of `frames` (log frames of `topic` from log offset `base`, as
     /// a commit wrote them).
     pub fn apply_frames(&mut self, topic: TopicIdx, base: u64, frames: &[u8], dec: &mut BatchDecoder) {
-        let stop = log::scan(frames, 0, base, |f| self.apply_batch(topic, f.batch, dec, Feed::Committed));
+        let stop =
+            log::scan(frames, 0, base, |f| self.apply_batch(topic, f.batch, f.base..f.end(), dec, Feed::Committed));
         debug_assert!(stop.is_none(), "a commit's frames scan whole: {stop:?}");
     }
 
-    /// Merges every record of one durable batch of `topic`; a copy as the write it copies.
-    pub fn apply_batch(&mut self, topic: TopicIdx, batch: &[u8], dec: &mut BatchDecoder, feed: Feed) {
+    /// Merges every record of one durable batch of `topic` at log offsets `at`; a copy as
+    /// the write it copies. Each topic's batches come in log order, each once.
+    pub fn apply_batch(&mut self, topic: TopicIdx, batch: &[u8], at: Range<Seq>, dec: &mut BatchDecoder, feed: Feed) {
         let Some(i) = self.of_topic.get(topic.0 as usize).copied().flatten() else { return };
+        let fed = &mut self.fed_to[topic.0 as usize];
+        assert!(at.start >= *fed, "{topic:?}: a batch at {at:?} fed after {fed}: twice, or out of order");
+        *fed = at.end;
         // The checksum held; a batch that does not decode is left to sync to report.
         let Ok(b) = DecodedBatch::decode_with(batch, dec) else { return };
         let origin = b.header.origin;
@@ -228,13 +248,124 @@ impl KeyedTopics {
                     self.counters.conflicts += 1;
                 }
                 Ok(Applied::Seen) => {}
-                Err(KeyedError::Full { .. }) => self.counters.refused_full += 1,
+                Err(KeyedError::Full { .. }) => {
+                    self.counters.refused_full += 1;
+                    self.refused_from[topic.0 as usize].get_or_insert(at.start);
+                }
                 Err(_) => self.counters.unreadable += 1,
             }
         }
         if let Some(f) = &mut self.fan_out {
-            f.note_durable(topic, batch, feed != Feed::Committed);
+            f.note_durable(topic, batch, at.start, feed != Feed::Committed);
         }
+    }
+
+    /// Whether the node has a keyed topic.
+    pub fn any(&self) -> bool {
+        !self.states.is_empty()
+    }
+
+    /// Keys the states hold, tombstones included.
+    pub fn key_count(&self) -> u64 {
+        self.states.iter().map(|s| s.key_count() as u64).sum()
+    }
+
+    /// Records of keyed topics merged beyond `covered(topic)`: what a restart would merge
+    /// again from the segments.
+    pub fn fed_beyond(&self, covered: impl Fn(TopicIdx) -> Seq) -> u64 {
+        let topics = self.fed_to.iter().enumerate().filter(|(t, _)| self.of_topic[*t].is_some());
+        topics.map(|(t, &fed)| fed.saturating_sub(covered(TopicIdx(t as u16)))).sum()
+    }
+
+    /// A checkpoint of every state, and what it covers once durable: per half, the log
+    /// offset below which every record is merged, no further than a write the state
+    /// refused for room; on a top gateway, of a half that goes up, no further than its
+    /// first write not yet copied durably.
+    pub fn checkpoint(&self, cfg: &NodeConfig) -> (Vec<u8>, Vec<(TopicIdx, Seq)>) {
+        let mut covers = Vec::new();
+        let mut parts = Vec::with_capacity(self.states.len());
+        for (i, state) in self.states.iter().enumerate() {
+            let mut part = StateOut { name: "", halves: Vec::new(), relayed: Vec::new(), state };
+            for (t, _) in self.of_topic.iter().enumerate().filter(|(_, s)| **s == Some(i)) {
+                let topic = TopicIdx(t as u16);
+                let mut covered = self.fed_to[t].min(self.refused_from[t].unwrap_or(Seq::MAX));
+                if let Some(f) = self.fan_out.as_ref().filter(|f| f.up_half(topic) == Some(topic)) {
+                    covered = covered.min(f.uncopied_from(topic).unwrap_or(Seq::MAX));
+                    part.relayed = f.relayed_of(topic);
+                }
+                part.name = &cfg.topics[t].name;
+                part.halves.push((cfg.topics[t].sync, covered));
+                covers.push((topic, covered));
+            }
+            parts.push(part);
+        }
+        let mut bytes = Vec::new();
+        keyed_checkpoint::encode(&parts, &mut bytes);
+        debug_assert!(bytes.len() as u64 <= keyed_checkpoint::file_bytes_max(cfg), "a checkpoint within its plan");
+        (bytes, covers)
+    }
+
+    /// Loads a checkpoint (recovery, before it scans any segment of a keyed topic): each
+    /// state it holds of a topic still keyed with the same strategy, and on a top gateway
+    /// what was copied. Returns what it covers per half (the records recovery skips) and
+    /// what could not be loaded (a state of another strategy or over a lowered limit, a
+    /// topic no longer keyed): those states are rebuilt from the segments kept.
+    pub fn restore(
+        &mut self,
+        cfg: &NodeConfig,
+        bytes: &[u8],
+    ) -> Result<(BTreeMap<TopicIdx, Seq>, Vec<String>), KeyedCheckpointError> {
+        let parts = keyed_checkpoint::decode(bytes)?;
+        let (mut covered, mut problems) = (BTreeMap::new(), Vec::new());
+        for part in parts {
+            let halves: Vec<(TopicIdx, Seq)> = part
+                .halves
+                .iter()
+                .filter_map(|&(sync, c)| {
+                    let t = cfg.topics.iter().position(|t| t.name == part.name && t.sync == sync)?;
+                    Some((TopicIdx(t as u16), c))
+                })
+                .collect();
+            let Some(i) = halves.iter().find_map(|&(t, _)| self.of_topic[t.0 as usize]) else {
+                problems.push(format!("topic {:?} is no longer keyed here; its checkpointed state is left", part.name));
+                continue;
+            };
+            let (state, mut r) = (&self.states[i], Reader::new(part.state));
+            let not_loaded = match snapshot::decode(&mut r, state.strategy(), state.limits()) {
+                Ok(_) if !r.is_empty() => Some("bytes after its state".to_string()),
+                Ok(s) => {
+                    let merge = cfg.topics[halves[0].0 .0 as usize].keyed.as_ref().and_then(|k| k.merge.clone());
+                    self.states[i] = match merge {
+                        Some(m) => s.with_merge(m),
+                        None => s,
+                    };
+                    None
+                }
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(why) = not_loaded {
+                problems.push(format!(
+                    "the checkpointed state of topic {:?} is not loaded ({why}); it is rebuilt from the segments \
+                     kept, without the writes of segments deleted behind the checkpoint",
+                    part.name
+                ));
+                continue;
+            }
+            if let Some(f) = &mut self.fan_out {
+                if let Some(&(up, _)) = halves.iter().find(|&&(t, _)| f.up_half(t) == Some(t)) {
+                    if part.relayed.len() as u64 > cfg.gateway.streams_max as u64 {
+                        problems.push(format!("topic {:?}: more copied streams than gateway.streams_max", part.name));
+                    } else {
+                        f.restore_relayed(up, &part.relayed);
+                    }
+                }
+            }
+            for &(t, c) in &halves {
+                self.fed_to[t.0 as usize] = c;
+            }
+            covered.extend(halves);
+        }
+        Ok((covered, problems))
     }
 
     /// A commit's keyed writes are merged: the fan-out lets go of what is copied, and the
@@ -296,8 +427,9 @@ impl KeyedTopics {
     }
 }
 
-/// The keyed states' planned memory: each state's limits (one per keyed topic name), and
-/// the copy a commit in flight keeps of what it writes to keyed topics (at most its appends).
+/// The keyed states' planned memory: each state's limits (one per keyed topic name), the
+/// copy a commit in flight keeps of what it writes to keyed topics (at most its appends),
+/// and a checkpoint in flight (`Writes`).
 pub(crate) fn planned(cfg: &NodeConfig, b: &PlanBasis) -> MemoryUsage {
     let mut m = MemoryUsage::default();
     let keyed = KeyedTopics::new(cfg);
@@ -306,8 +438,54 @@ pub(crate) fn planned(cfg: &NodeConfig, b: &PlanBasis) -> MemoryUsage {
     }
     m.set(MemoryPart::Index, keyed.states.iter().map(|s| s.limits().planned_bytes()).sum());
     m.set(MemoryPart::ProduceBuffer, crate::commit::appends_planned(b));
+    m.set(MemoryPart::Writes, keyed_checkpoint::file_bytes_max(cfg));
     if keyed.fan_out.is_some() {
         m.set(MemoryPart::GatewayPending, crate::keyed_fanout::planned_bytes(cfg, b.record_max));
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{encode_batch, Compression, RecordRef};
+    use crate::config::{KeyedTopic, Role, TopicConfig};
+    use crate::hlc::Hlc;
+    use crate::keyed::{KeyedLimits, Strategy, VersionVector};
+
+    /// A batch of `n` puts of 1 KiB values from `origin`, each to a key of its own.
+    fn puts(origin: u64, base_seq: Seq, n: usize) -> Vec<u8> {
+        let mut value = Vec::new();
+        let op = KeyedOp { context: VersionVector::new(), cloud: false, relayed: None, kind: OpKind::Put(&[7; 1024]) };
+        op.encode(&mut value);
+        let keys: Vec<Vec<u8>> = (0..n).map(|i| format!("key-{origin}-{base_seq}-{i}").into_bytes()).collect();
+        let recs: Vec<RecordRef<'_>> =
+            keys.iter().map(|k| RecordRef { hlc: Hlc(1 << 20), key: Some(k), value: &value }).collect();
+        let mut out = Vec::new();
+        encode_batch(NodeId(origin), base_seq, &recs, Compression::None, &mut out);
+        out
+    }
+
+    /// A write the state had no room for is in the log and not in the state: no checkpoint
+    /// covers its batch, so its segment stays for a restart with a higher limit to merge.
+    #[test]
+    fn a_checkpoint_covers_nothing_from_a_write_the_state_refused() {
+        let mut t = TopicConfig::new("prices", SyncDirection::Local);
+        let limits = KeyedLimits { state_bytes_max: 8 << 10, conflict_log_bytes_max: 1 << 10 };
+        t.keyed = Some(KeyedTopic { strategy: Strategy::LastWriteWins, limits, merge: None });
+        let cfg = NodeConfig::new(NodeId(1), Role::Edge, vec![t]);
+        let (mut k, mut dec, topic) = (KeyedTopics::new(&cfg), BatchDecoder::new(), TopicIdx(0));
+        k.apply_batch(topic, &puts(2, 0, 2), 0..2, &mut dec, Feed::Committed);
+        assert_eq!(k.checkpoint(&cfg).1, vec![(topic, 2)], "everything merged is covered");
+        k.apply_batch(topic, &puts(2, 2, 8), 2..10, &mut dec, Feed::Committed);
+        assert!(k.counters.refused_full > 0, "the state is full");
+        k.apply_batch(topic, &puts(3, 0, 1), 10..11, &mut dec, Feed::Committed);
+        assert_eq!(k.fed_beyond(|_| 0), 11);
+        let (bytes, covers) = k.checkpoint(&cfg);
+        assert_eq!(covers, vec![(topic, 2)], "not from the batch with a refused write on");
+        let mut restored = KeyedTopics::new(&cfg);
+        let (covered, problems) = restored.restore(&cfg, &bytes).expect("decodes");
+        assert_eq!((covered.get(&topic), problems.len()), (Some(&2), 0));
+        assert_eq!(restored.state(topic).map(KeyedState::key_count), k.state(topic).map(KeyedState::key_count));
+    }
 }

@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+pub(crate) mod checkpoint;
 pub mod codec;
 pub(crate) mod commit;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod hlc;
 pub mod hold;
 pub mod io;
 pub mod keyed;
+pub mod keyed_checkpoint;
 pub mod keyed_fanout;
 pub mod keyed_topics;
 pub(crate) mod keys;

@@ -8,11 +8,11 @@
 //!   each edge acknowledged, so that after a restart it may go on deleting what every
 //!   subscriber holds without waiting for each to say where it stands again.
 //!
-//! Each checkpoint is a new generation, one frame: written, synced, and only then are the
-//! older generations deleted and the segments it covers deletable. Recovery reads the
-//! newest generation that decodes (a crash mid-write leaves a torn newest file, and the
-//! one before it still holds marks at least as high as every segment deleted) and takes,
-//! per stream, the higher of its mark and what the segments show.
+//! Each checkpoint is a new generation, one frame, written by `crate::checkpoint`: synced,
+//! and only then are the older generations deleted and the segments it covers deletable.
+//! Recovery reads the newest generation that decodes (a crash mid-write leaves a torn
+//! newest file, and the one before it still holds marks at least as high as every segment
+//! deleted) and takes, per stream, the higher of its mark and what the segments show.
 //!
 //! ```text
 //! frame kind Marks: version u8 (2), n u32, n × (origin u64, topic u16, mark u64),
@@ -22,10 +22,8 @@
 
 use crate::codec::{self, FrameError, FrameKind, ReadError, Reader};
 use crate::config::NodeConfig;
-use crate::effects::{Fx, Owner};
-use crate::io::{DiskError, DiskOpId, DiskRequest, DiskResponse, FileId};
 use crate::memory::{MemoryPart, MemoryUsage};
-use crate::types::{Instant, NodeId, Seq, TopicIdx};
+use crate::types::{NodeId, Seq, TopicIdx};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -109,6 +107,17 @@ pub fn encode(
     codec::finish_frame(start, out);
 }
 
+/// The bytes of a checkpoint of `streams` and `subscribers`, for `CheckpointWriter::write`.
+pub(crate) fn encoded(
+    streams: impl ExactSizeIterator<Item = Mark>,
+    subscribers: impl ExactSizeIterator<Item = Mark>,
+) -> Vec<u8> {
+    let entries = streams.len() + subscribers.len();
+    let mut bytes = Vec::with_capacity(entries * MARK_ENTRY_BYTES as usize + codec::FRAME_HEADER_LEN + 9);
+    encode(streams, subscribers, &mut bytes);
+    bytes
+}
+
 /// Encodes `c` (as [`encode`]).
 pub fn encode_checkpoint(c: &Checkpoint, out: &mut Vec<u8>) {
     let entries = |m: &Marks| m.iter().map(|(&k, &v)| (k, v)).collect::<Vec<Mark>>();
@@ -164,124 +173,9 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, MarksError> {
     Ok(c)
 }
 
-/// A checkpoint being written: its generation, append and sync, and what it lets
-/// retention delete once durable (per topic, the log offset below which every segment
-/// holds only records the marks cover).
-#[derive(Debug)]
-struct Writing {
-    generation: u64,
-    append: DiskOpId,
-    sync: DiskOpId,
-    append_error: Option<DiskError>,
-    covers: Vec<(TopicIdx, Seq)>,
-}
-
-/// Writes checkpoints, one at a time, and knows what the last durable one covers.
-#[derive(Debug, Default)]
-pub(crate) struct MarksWriter {
-    generation: u64,
-    /// Generations on disk older than the newest durable one, deleted after the next.
-    obsolete: Vec<u64>,
-    writing: Option<Writing>,
-    /// Per topic, the offset below which segments may go (the last durable checkpoint's).
-    covered: BTreeMap<TopicIdx, Seq>,
-    /// When the last checkpoint was begun.
-    written_at: Option<Instant>,
-    pub written: u64,
-    pub failed: u64,
-}
-
-impl MarksWriter {
-    /// After the generations recovery found: the next checkpoint opens a newer one, and
-    /// all of these go once it is durable. Nothing is covered before it.
-    pub fn recovered(found: &[u64]) -> MarksWriter {
-        let generation = found.iter().copied().max().unwrap_or(0);
-        MarksWriter { generation, obsolete: found.to_vec(), ..MarksWriter::default() }
-    }
-
-    /// Where segments of `topic` may be deleted below.
-    pub fn covered(&self, topic: TopicIdx) -> Seq {
-        self.covered.get(&topic).copied().unwrap_or(0)
-    }
-
-    pub fn is_writing(&self) -> bool {
-        self.writing.is_some()
-    }
-
-    /// Whether `interval` has passed since the last checkpoint began (or there was none).
-    pub fn quiet_for(&self, now: Instant, interval: crate::types::Duration) -> bool {
-        self.written_at.is_none_or(|at| now.saturating_since(at) >= interval)
-    }
-
-    /// Writes the marks of `streams` (every one durable now) and of `subscribers` as a
-    /// new generation; once it is durable, segments of each topic below its offset in
-    /// `covers` may go.
-    pub fn write(
-        &mut self,
-        (fx, now): (&mut Fx, Instant),
-        streams: impl ExactSizeIterator<Item = Mark>,
-        subscribers: impl ExactSizeIterator<Item = Mark>,
-        covers: Vec<(TopicIdx, Seq)>,
-    ) {
-        assert!(self.writing.is_none(), "one checkpoint at a time");
-        self.generation += 1;
-        self.written_at = Some(now);
-        let file = FileId::Marks { generation: self.generation };
-        let entries = streams.len() + subscribers.len();
-        let mut bytes = Vec::with_capacity(entries * MARK_ENTRY_BYTES as usize + codec::FRAME_HEADER_LEN + 9);
-        encode(streams, subscribers, &mut bytes);
-        let append = fx.disk(DiskRequest::Append { file, bytes }, Owner::Marks);
-        let sync = fx.disk(DiskRequest::Sync { file }, Owner::Marks);
-        let generation = self.generation;
-        self.writing = Some(Writing { generation, append, sync, append_error: None, covers });
-    }
-
-    /// One of its requests completed. A durable checkpoint moves what is covered and
-    /// deletes the older generations; a failed one is deleted (it may be torn) and the
-    /// next housekeeping tries again.
-    pub fn on_disk(&mut self, fx: &mut Fx, id: DiskOpId, result: Result<DiskResponse, DiskError>) {
-        let w = self.writing.as_mut().expect("a marks request completed with no checkpoint in flight");
-        if id == w.append {
-            w.append_error = result.err();
-            return;
-        }
-        assert_eq!(id, w.sync, "a checkpoint's requests are its append and its sync");
-        let w = self.writing.take().expect("checked above");
-        match (w.append_error, result) {
-            (None, Ok(_)) => {
-                self.written += 1;
-                for (topic, offset) in w.covers {
-                    let c = self.covered.entry(topic).or_default();
-                    debug_assert!(offset >= *c, "what a checkpoint covers only grows");
-                    *c = (*c).max(offset);
-                }
-                for generation in self.obsolete.drain(..) {
-                    fx.disk(DiskRequest::Delete { file: FileId::Marks { generation } }, Owner::Unheeded);
-                }
-                self.obsolete.push(w.generation);
-            }
-            _ => {
-                self.failed += 1;
-                fx.disk(DiskRequest::Delete { file: FileId::Marks { generation: w.generation } }, Owner::Unheeded);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::io::Output;
-
-    fn disk_ops(fx: &mut Fx) -> Vec<(DiskOpId, DiskRequest)> {
-        fx.out
-            .drain(..)
-            .filter_map(|o| match o {
-                Output::Disk { id, req } => Some((id, req)),
-                _ => None,
-            })
-            .collect()
-    }
 
     fn sample() -> Checkpoint {
         let streams =
@@ -316,38 +210,5 @@ mod tests {
         codec::finish_frame(start, &mut v1);
         let streams = [((NodeId(3), TopicIdx(0)), 120)].into_iter().collect();
         assert_eq!(decode(&v1), Ok(Checkpoint { streams, subscribers: Marks::new() }));
-    }
-
-    #[test]
-    fn older_generations_go_only_after_a_newer_one_is_durable() {
-        let mut fx = Fx::default();
-        let mut w = MarksWriter::recovered(&[4, 2]);
-        let c = sample();
-        let (streams, subscribers) = (c.streams.into_iter(), c.subscribers.into_iter());
-        w.write((&mut fx, Instant(0)), streams, subscribers, vec![(TopicIdx(0), 500)]);
-        let ops = disk_ops(&mut fx);
-        assert_eq!(ops.len(), 2);
-        assert!(matches!(ops[0].1, DiskRequest::Append { file: FileId::Marks { generation: 5 }, .. }));
-        assert_eq!(w.covered(TopicIdx(0)), 0, "nothing is covered before it is durable");
-        for (id, _) in &ops {
-            fx.complete(*id);
-            w.on_disk(&mut fx, *id, Ok(DiskResponse::Done));
-        }
-        assert_eq!(w.covered(TopicIdx(0)), 500);
-        let deleted: Vec<_> = disk_ops(&mut fx).into_iter().map(|(_, r)| r).collect();
-        let gens = [2, 4].map(|generation| DiskRequest::Delete { file: FileId::Marks { generation } });
-        assert!(gens.iter().all(|g| deleted.contains(g)), "{deleted:?}");
-        // A failed one is deleted and covers nothing more.
-        let c = sample();
-        let (streams, subscribers) = (c.streams.into_iter(), c.subscribers.into_iter());
-        w.write((&mut fx, Instant(0)), streams, subscribers, vec![(TopicIdx(0), 900)]);
-        let ops = disk_ops(&mut fx);
-        fx.complete(ops[0].0);
-        w.on_disk(&mut fx, ops[0].0, Err(DiskError::NoSpace));
-        fx.complete(ops[1].0);
-        w.on_disk(&mut fx, ops[1].0, Ok(DiskResponse::Done));
-        assert_eq!(w.covered(TopicIdx(0)), 500);
-        let deleted: Vec<_> = disk_ops(&mut fx).into_iter().map(|(_, r)| r).collect();
-        assert_eq!(deleted, vec![DiskRequest::Delete { file: FileId::Marks { generation: 6 } }]);
     }
 }

@@ -10,6 +10,7 @@
 //! the node accept produces and messages. Until then produces are refused as `Recovering`
 //! and messages are dropped (peers resend).
 
+use crate::checkpoint::{CheckpointKind, CheckpointWriter};
 use crate::codec::{BatchDecoder, BatchEncoder, MAX_KEY_BYTES};
 use crate::commit::{CommitFailed, CommitStep, Committed, GroupCommit, PendingRecord};
 use crate::config::{ConfigError, NodeConfig, Role};
@@ -22,7 +23,6 @@ use crate::keyed::{KeyedError, KeyedState, OpKind};
 use crate::keyed_fanout::KeyedCopy;
 use crate::keyed_topics::{KeyedCounters, KeyedTopics};
 use crate::log::TopicLog;
-use crate::marks::MarksWriter;
 use crate::meta::{self, BoundWriter};
 use crate::recovery::{Recovered, Recovery, RecoveryCx};
 use crate::resources::{self, MemoryPlan};
@@ -33,6 +33,7 @@ use crate::sync::uplink::Uplink;
 use crate::types::{Duration, Instant, NodeId, Now, Seq, TopicIdx};
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
+use std::collections::BTreeMap;
 
 #[path = "node_budget.rs"]
 mod node_budget;
@@ -115,7 +116,10 @@ pub struct Node {
     /// Persists the clock's bound in the meta log.
     bound: BoundWriter,
     /// A gateway's checkpoints of its marks, for its retention (`crate::marks`).
-    marks: Option<MarksWriter>,
+    marks: Option<CheckpointWriter>,
+    /// Checkpoints of the keyed states, so that their logs may be deleted
+    /// (`crate::keyed_checkpoint`).
+    keyed_checkpoints: Option<CheckpointWriter>,
     /// The produce queue, the group commit and the rolls of a full device.
     commit: GroupCommit,
     fx: Fx,
@@ -173,6 +177,7 @@ impl Node {
             held: MessageHold::default(),
             bound: BoundWriter::recovered(&[]),
             marks: None,
+            keyed_checkpoints: None,
             commit: GroupCommit::new(n),
             fx,
             uplink: None,
@@ -217,6 +222,12 @@ impl Node {
     /// What the keyed states did since this node started (recovery's merges included).
     pub fn keyed_counters(&self) -> KeyedCounters {
         self.keyed.counters
+    }
+
+    /// Checkpoints of the keyed states made durable since the node started
+    /// (`crate::keyed_checkpoint`).
+    pub fn keyed_checkpoints_written(&self) -> u64 {
+        self.keyed_checkpoints.as_ref().map_or(0, |k| k.written)
     }
 
     /// The value of a write of `kind` to `key` of keyed topic `topic` made at this node:
@@ -582,6 +593,7 @@ impl Node {
             }
             Owner::Unheeded => {}
             Owner::Marks => self.marks_done(id, result),
+            Owner::KeyedCheckpoint => self.keyed_checkpoint_done(id, result),
             Owner::Site => self.site_write_done(result.is_ok()),
             Owner::Fetch => self.fetch_read_done(id, result),
             Owner::Uplink { tag } => self.uplink_read_done(tag, id, result),
@@ -609,7 +621,11 @@ impl Node {
             ClockStart::New | ClockStart::FromWall => {}
         }
         self.bound = BoundWriter::recovered(&r.meta_generations);
-        self.marks = crate::marks::written_by(&self.cfg).then(|| MarksWriter::recovered(&r.marks_generations));
+        let marks = (CheckpointKind::Marks, &r.marks_generations[..], BTreeMap::new());
+        self.marks =
+            crate::marks::written_by(&self.cfg).then(|| CheckpointWriter::recovered(marks.0, marks.1, marks.2));
+        let keyed = (CheckpointKind::Keyed, &r.keyed_generations[..], r.keyed_covered);
+        self.keyed_checkpoints = self.keyed.any().then(|| CheckpointWriter::recovered(keyed.0, keyed.1, keyed.2));
         match self.cfg.role {
             Role::Edge => {
                 // Strong topics go up through the site's leader, as the cluster's stream.

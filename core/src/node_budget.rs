@@ -3,6 +3,7 @@
 //! sum of what each component holds, checked by the simulator after every step.
 
 use super::{Node, Phase};
+use crate::checkpoint::CheckpointWriter;
 use crate::commit::{self, PENDING_ENTRY_BYTES};
 use crate::config::{NodeConfig, Role};
 use crate::effects::Owner;
@@ -69,9 +70,9 @@ impl Node {
     }
 
     /// Bytes of storage the node's files take, as it accounts them: every segment byte
-    /// appended, and a fixed reserve for the meta log.
+    /// appended, and a fixed reserve for its other files (`resources::files_reserved`).
     pub fn storage_used(&self) -> u64 {
-        space::storage_used(&self.logs)
+        space::storage_used(&self.cfg, &self.logs)
     }
 
     /// Storage reserved by records and batches waiting for the next group commit.
@@ -81,8 +82,8 @@ impl Node {
 
     /// Runs a step of the storage component over this node's logs and effects.
     pub(super) fn with_space<R>(&mut self, f: impl FnOnce(&mut Space, &mut SpaceCx<'_>) -> R) -> R {
-        let (cfg, uplink) = (&self.cfg, self.uplink.as_ref());
-        let synced = |t: usize| synced_below(cfg, uplink, t);
+        let (cfg, uplink, keyed) = (&self.cfg, self.uplink.as_ref(), self.keyed_checkpoints.as_ref());
+        let synced = |t: usize| synced_below(cfg, uplink, keyed, t);
         let reserved = self.commit.storage_reserved(cfg);
         let mut cx = SpaceCx { cfg, now: self.now, fx: &mut self.fx, logs: &mut self.logs, synced: &synced, reserved };
         f(&mut self.space, &mut cx)
@@ -90,8 +91,8 @@ impl Node {
 
     /// A look at the storage component over this node's logs.
     pub(super) fn view_space<R>(&self, f: impl FnOnce(&Space, &SpaceView<'_>) -> R) -> R {
-        let (cfg, uplink) = (&self.cfg, self.uplink.as_ref());
-        let synced = |t: usize| synced_below(cfg, uplink, t);
+        let (cfg, uplink, keyed) = (&self.cfg, self.uplink.as_ref(), self.keyed_checkpoints.as_ref());
+        let synced = |t: usize| synced_below(cfg, uplink, keyed, t);
         let reserved = self.commit.storage_reserved(cfg);
         f(&self.space, &SpaceView { cfg, now: self.now, logs: &self.logs, synced: &synced, reserved })
     }
@@ -110,8 +111,8 @@ impl Node {
     }
 
     pub(super) fn roll_synced(&mut self) {
-        let (cfg, uplink) = (&self.cfg, self.uplink.as_ref());
-        let synced = |t| synced_below(cfg, uplink, t);
+        let (cfg, uplink, keyed) = (&self.cfg, self.uplink.as_ref(), self.keyed_checkpoints.as_ref());
+        let synced = |t| synced_below(cfg, uplink, keyed, t);
         self.commit.roll_synced(&mut self.fx, &mut self.logs, self.now.wall_ms, synced);
     }
 
@@ -188,11 +189,17 @@ impl Node {
 }
 
 /// Where topic `t`'s data is acknowledged up to: `None` where nothing leaves this node
-/// (local topics, a gateway), so nothing is ever synced; and for a keyed topic merged per
-/// key, whose log is the only copy its state is rebuilt from (never freed for room).
-fn synced_below(cfg: &NodeConfig, uplink: Option<&Uplink>, t: usize) -> Option<Seq> {
-    if cfg.role != Role::Edge || !cfg.topics[t].sync.goes_up() || cfg.topics[t].keyed.is_some() {
+/// (local topics, a gateway), so nothing is ever synced; for a keyed topic merged per
+/// key, no further than a durable checkpoint of the keyed states covers (below it the log
+/// is no longer the only copy of what its state holds, `crate::keyed_checkpoint`).
+fn synced_below(cfg: &NodeConfig, uplink: Option<&Uplink>, keyed: Option<&CheckpointWriter>, t: usize) -> Option<Seq> {
+    if cfg.role != Role::Edge || !cfg.topics[t].sync.goes_up() {
         return None;
     }
-    Some(uplink.and_then(|u| u.acked(TopicIdx(t as u16))).unwrap_or(0))
+    let acked = uplink.and_then(|u| u.acked(TopicIdx(t as u16))).unwrap_or(0);
+    match keyed {
+        _ if cfg.topics[t].keyed.is_none() => Some(acked),
+        Some(k) => Some(acked.min(k.covered(TopicIdx(t as u16)))),
+        None => Some(0),
+    }
 }

@@ -1,12 +1,18 @@
 //! Retention: deleting each topic's oldest segments past its limits, never one its next
 //! hop has not acknowledged; on a middle tier, only once a durable checkpoint of its
 //! receivers' marks covers them (`crate::marks`); of what a gateway sends down, only what
-//! every subscriber it names acknowledged, unless the topic's `retention_age` expires it.
+//! every subscriber it names acknowledged, unless the topic's `retention_age` expires it;
+//! of a keyed topic, only what a durable checkpoint of the keyed states covers
+//! (`crate::keyed_checkpoint`).
 
 use super::Node;
 use crate::config::Role;
 use crate::io::{DiskError, DiskOpId, DiskResponse};
 use crate::types::{Seq, TopicIdx};
+
+/// The fewest records merged beyond the last keyed checkpoint that make the next one due
+/// without retention waiting for it (see `checkpoint_keyed_if_due`).
+pub(crate) const KEYED_CHECKPOINT_RECORDS_MIN: u64 = 1024;
 
 impl Node {
     /// Where topic `i` may be deleted below: what its next hop acknowledged; `u64::MAX` for
@@ -16,14 +22,21 @@ impl Node {
     /// durable checkpoint of the marks covers them: on a middle tier below what the tier
     /// above acknowledged too, on a top with `gateway.up_retention` below what it holds.
     ///
-    /// A keyed topic merged per key: 0 everywhere. Its log is the only copy its state is
-    /// rebuilt from at recovery (no checkpoint yet, docs/KEYED.md), so nothing of it is
-    /// deleted; a full storage budget refuses writes instead.
+    /// A keyed topic merged per key: no further than the last durable checkpoint of the
+    /// keyed states covers (`crate::keyed_checkpoint`): below it, its log is no longer
+    /// the only copy of what its state holds.
     fn retention_mark(&self, i: usize) -> Seq {
-        let (tcfg, topic) = (&self.cfg.topics[i], TopicIdx(i as u16));
-        if tcfg.keyed.is_some() {
-            return 0;
+        let mark = self.retention_mark_of_records(i);
+        match &self.keyed_checkpoints {
+            Some(k) if self.cfg.topics[i].keyed.is_some() => mark.min(k.covered(TopicIdx(i as u16))),
+            _ => mark,
         }
+    }
+
+    /// Where topic `i` may be deleted below for what its records are to the next hop and
+    /// the subscribers (`retention_mark` without the keyed states).
+    fn retention_mark_of_records(&self, i: usize) -> Seq {
+        let (tcfg, topic) = (&self.cfg.topics[i], TopicIdx(i as u16));
         let acked = self.uplink.as_ref().and_then(|u| u.acked(topic));
         match (self.cfg.role, self.site.as_deref()) {
             (Role::Gateway, _) if tcfg.sync.goes_down() => {
@@ -57,7 +70,51 @@ impl Node {
             }
         }
         self.checkpoint_marks_if_due();
+        self.checkpoint_keyed_if_due();
         self.reclaim_full_device();
+    }
+
+    /// Writes a checkpoint of the keyed states when one is due. A checkpoint is *paid for*
+    /// once a restart would merge again more records than the states hold keys (at least
+    /// [`KEYED_CHECKPOINT_RECORDS_MIN`]): writing it costs about what those records do.
+    /// Due: at once when an edge's device is full; when retention waits only for one (a
+    /// keyed topic holds segments past its limits that the next hop holds and no durable
+    /// checkpoint covers) and it is paid for or `log.retention_check_interval` passed since
+    /// the last; and once per interval when it is paid for, so that recovery merges at most
+    /// about as many records as loading the checkpoint costs.
+    fn checkpoint_keyed_if_due(&mut self) {
+        let Some(k) = &self.keyed_checkpoints else { return };
+        if k.is_writing() {
+            return;
+        }
+        let wall = self.now.wall_ms;
+        let keyed = |i: &usize| self.cfg.topics[*i].keyed.is_some();
+        let retention_waits = (0..self.logs.len()).filter(keyed).any(|i| {
+            let (mark, covered) = (self.retention_mark_of_records(i), k.covered(TopicIdx(i as u16)));
+            mark > covered && crate::space::retention_due(&self.logs[i], &self.cfg.topics[i], wall, mark)
+        });
+        let beyond = self.keyed.fed_beyond(|t| k.covered(t));
+        let paid_for = beyond >= self.keyed.key_count().max(KEYED_CHECKPOINT_RECORDS_MIN);
+        let quiet = k.quiet_for(self.now.mono, self.cfg.log.retention_check_interval);
+        // A full device frees segments an edge's gateway holds, of a keyed topic only
+        // what a checkpoint covers (`synced_below`).
+        let room_waits = self.space.is_device_full() && self.cfg.role == Role::Edge;
+        let due = room_waits || (retention_waits && (paid_for || quiet)) || (paid_for && quiet);
+        if !(beyond > 0 && due) {
+            return;
+        }
+        let (bytes, covers) = self.keyed.checkpoint(&self.cfg);
+        let k = self.keyed_checkpoints.as_mut().expect("checked above");
+        k.write((&mut self.fx, self.now.mono), bytes, covers);
+    }
+
+    /// A request of the keyed checkpoint completed: once durable, what it covers may go.
+    pub(super) fn keyed_checkpoint_done(&mut self, id: DiskOpId, result: Result<DiskResponse, DiskError>) {
+        let k = self.keyed_checkpoints.as_mut().expect("only a node with keyed topics writes keyed checkpoints");
+        k.on_disk(&mut self.fx, id, result);
+        if !k.is_writing() {
+            self.apply_retention();
+        }
     }
 
     /// Writes a checkpoint of the marks when one is due: at once on a gateway that deletes
@@ -97,10 +154,11 @@ impl Node {
         let subscribers = self.downlinks.as_mut().map(|d| d.take_marks_for_checkpoint()).unwrap_or_default();
         let m = self.marks.as_mut().expect("checked above");
         let at = (&mut self.fx, self.now.mono);
-        match ingest {
-            Some(g) => m.write(at, g.durable_marks(), subscribers.into_iter(), covers),
-            None => m.write(at, std::iter::empty(), subscribers.into_iter(), covers),
-        }
+        let bytes = match ingest {
+            Some(g) => crate::marks::encoded(g.durable_marks(), subscribers.into_iter()),
+            None => crate::marks::encoded(std::iter::empty(), subscribers.into_iter()),
+        };
+        m.write(at, bytes, covers);
     }
 
     /// A request of the marks checkpoint completed: once durable, what it covers may go.

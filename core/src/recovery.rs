@@ -53,6 +53,10 @@ pub(crate) struct Recovered {
     pub raft_generations: Vec<u64>,
     /// A gateway's checkpoints of its marks found (`crate::marks`), every generation.
     pub marks_generations: Vec<u64>,
+    /// Checkpoints of the keyed states found (`crate::keyed_checkpoint`), every
+    /// generation, and what the one loaded covers per topic.
+    pub keyed_generations: Vec<u64>,
+    pub keyed_covered: BTreeMap<TopicIdx, Seq>,
     pub records: u64,
     pub truncated_bytes: u64,
 }
@@ -79,6 +83,7 @@ enum JobKind {
     Meta,
     Raft { generation: u64 },
     Marks { generation: u64 },
+    Keyed { generation: u64 },
     Segment { topic: TopicIdx, last: bool, next_base: Option<u64> },
 }
 
@@ -120,6 +125,11 @@ pub(crate) fn planned(cfg: &NodeConfig, b: &PlanBasis) -> MemoryUsage {
         // member is never a gateway).
         m.grow(MemoryPart::Index, crate::marks::file_bytes_max(cfg));
     }
+    if cfg.topics.iter().any(|t| t.keyed.is_some()) {
+        // A keyed checkpoint, read whole, in the same buffer: the two are read one after
+        // the other, and each buffer is handed on before the next read.
+        m.grow(MemoryPart::Index, crate::keyed_checkpoint::file_bytes_max(cfg));
+    }
     m
 }
 
@@ -157,6 +167,11 @@ pub(crate) struct Recovery {
     raft_reading: Vec<u8>,
     /// A gateway's marks checkpoints found (read newest first, until one decodes).
     marks_generations: Vec<u64>,
+    /// Keyed checkpoints found (read newest first, until one decodes), and per topic the
+    /// log offset below which the one loaded holds every record: scans merge only what
+    /// is beyond.
+    keyed_generations: Vec<u64>,
+    keyed_covered: BTreeMap<TopicIdx, Seq>,
 }
 
 impl Recovery {
@@ -240,6 +255,7 @@ impl Recovery {
         let mut meta_generations = Vec::new();
         let mut raft_generations = Vec::new();
         let mut marks_files = Vec::new();
+        let mut keyed_files = Vec::new();
         for (file, len) in files {
             match file {
                 FileId::Meta { generation } => {
@@ -255,9 +271,28 @@ impl Recovery {
                     jobs.push_front(ScanJob::whole_file(JobKind::Raft { generation }, file, len));
                 }
                 FileId::Marks { generation } if crate::marks::written_by(cx.cfg) => marks_files.push((generation, len)),
-                FileId::Segment { .. } | FileId::Raft { .. } | FileId::Marks { .. } => {}
+                FileId::KeyedCheckpoint { generation } if self.keyed.any() => keyed_files.push((generation, len)),
+                FileId::Segment { .. }
+                | FileId::Raft { .. }
+                | FileId::Marks { .. }
+                | FileId::KeyedCheckpoint { .. } => {}
             }
         }
+        keyed_files.sort_unstable();
+        let keyed_max = crate::keyed_checkpoint::file_bytes_max(cx.cfg);
+        for &(generation, len) in &keyed_files {
+            let file = FileId::KeyedCheckpoint { generation };
+            if len > keyed_max {
+                // Read whole, it could pass the memory planned for it: this configuration
+                // never wrote it.
+                cx.fx.event(Event::StorageProblem {
+                    detail: format!("{file} is {len} bytes, more than the {keyed_max} a checkpoint of these keyed topics may take; not read"),
+                });
+                continue;
+            }
+            jobs.push_front(ScanJob::whole_file(JobKind::Keyed { generation }, file, len));
+        }
+        self.keyed_generations = keyed_files.iter().map(|&(g, _)| g).collect();
         // Newest first: the newest that decodes is the one recovery takes.
         marks_files.sort_unstable();
         for &(generation, len) in &marks_files {
@@ -383,6 +418,25 @@ impl Recovery {
             }
             return;
         }
+        if let JobKind::Keyed { generation } = job.kind {
+            // Read whole: at most `keyed_checkpoint::file_bytes_max` (checked in `plan`).
+            let Some(file) = self.read_whole(cx, job, bytes) else { return };
+            match self.keyed.restore(cx.cfg, &file) {
+                Ok((covered, problems)) => {
+                    for detail in problems {
+                        cx.fx.event(Event::StorageProblem { detail });
+                    }
+                    self.keyed_covered = covered;
+                    self.jobs.retain(|j| !matches!(j.kind, JobKind::Keyed { .. }));
+                }
+                // A checkpoint that never became durable: the one before it covers every
+                // segment deleted so far.
+                Err(e) => cx.fx.event(Event::StorageProblem {
+                    detail: format!("keyed checkpoint {generation} does not decode ({e}); reading the one before it"),
+                }),
+            }
+            return;
+        }
         if let JobKind::Raft { generation } = job.kind {
             // Read whole: a generation holds at most a few times the Raft log's limit.
             let file_id = job.file;
@@ -434,6 +488,8 @@ impl Recovery {
         let mut replay = Vec::new();
         let mut keyed = Vec::new();
         let (mut merged, merges) = (Vec::new(), self.keyed.is_keyed(topic));
+        // What the keyed checkpoint loaded holds already.
+        let merged_below = self.keyed_covered.get(&topic).copied().unwrap_or(0);
         // A gateway's marks are of the streams it receives; its own `cloud-to-edge`
         // topics are sent from, not received.
         let ingested = gateway && cx.cfg.topics[topic.0 as usize].sync.goes_up();
@@ -464,12 +520,12 @@ impl Recovery {
             if compact {
                 keyed.push(f.batch);
             }
-            if merges {
-                merged.push(f.batch);
+            if merges && f.base >= merged_below {
+                merged.push((f.base..f.end(), f.batch));
             }
         });
-        for batch in merged {
-            self.keyed.apply_batch(topic, batch, cx.dec, Feed::Recovered { newest: last });
+        for (at, batch) in merged {
+            self.keyed.apply_batch(topic, batch, at, cx.dec, Feed::Recovered { newest: last });
         }
         // (Per read, so that what a newest segment holds is never gathered whole.)
         let copies = self.keyed.take_copies_made();
@@ -658,6 +714,8 @@ impl Recovery {
             raft: r.raft,
             raft_generations: r.raft_generations,
             marks_generations: r.marks_generations,
+            keyed_generations: r.keyed_generations,
+            keyed_covered: r.keyed_covered,
             records: r.records,
             truncated_bytes: r.truncated_bytes,
         }
@@ -702,7 +760,7 @@ impl ScanJob {
     fn file_base(&self) -> u64 {
         match self.file {
             FileId::Segment { base, .. } => base,
-            FileId::Meta { .. } | FileId::Raft { .. } | FileId::Marks { .. } => 0,
+            FileId::Meta { .. } | FileId::Raft { .. } | FileId::Marks { .. } | FileId::KeyedCheckpoint { .. } => 0,
         }
     }
 }

@@ -34,6 +34,14 @@ pub use crate::memory::{
 /// Storage the node keeps free of segments for its meta log.
 pub const META_RESERVE_BYTES: u64 = 3 * META_FILE_BYTES_MAX;
 
+/// Storage the node keeps free of segments for its other files: the meta log, and with
+/// keyed topics two checkpoints of their states (the newest durable one, and the next
+/// while it is written).
+pub fn files_reserved(cfg: &NodeConfig) -> u64 {
+    let keyed = cfg.topics.iter().any(|t| t.keyed.is_some());
+    META_RESERVE_BYTES + if keyed { 2 * crate::keyed_checkpoint::file_bytes_max(cfg) } else { 0 }
+}
+
 /// Checks that the configuration's limits fit its budgets; the error says which limits
 /// add up to what, and what to change. `NodeConfig::validate` checks the rest first
 /// (`Node::check_config` does both).
@@ -84,13 +92,14 @@ pub fn check_budgets(cfg: &NodeConfig, plan: &MemoryPlan) -> Result<(), ConfigEr
     }
     let storage = cfg.resources.storage_bytes_max;
     let floor =
-        cfg.topics.len() as u64 * 4 * cfg.log.segment_bytes_max + cfg.log.pending_bytes_max + META_RESERVE_BYTES;
+        cfg.topics.len() as u64 * 4 * cfg.log.segment_bytes_max + cfg.log.pending_bytes_max + files_reserved(cfg);
     if storage < floor {
         return Err(ConfigError {
             field: "resources.storage_bytes_max".into(),
             message: format!(
                 "{} is less than the {} that {} topics need (four segments of log.segment_bytes_max = {} each, the \
-                 write buffer and the meta log); raise it or lower log.segment_bytes_max",
+                 write buffer, the meta log and two checkpoints of the keyed states' limits); raise it or lower \
+                 log.segment_bytes_max or the keyed state limits",
                 Bytes(storage),
                 Bytes(floor),
                 cfg.topics.len(),
@@ -165,7 +174,7 @@ pub fn fit_to_budgets(cfg: &mut NodeConfig, memory_bytes_max: u64, storage_bytes
         c.raft.uncommitted_bytes_max = c.raft.uncommitted_bytes_max.min(c.log_bytes_max as usize);
     }
     // Ensure the write buffer fits the storage floor of `check_budgets`.
-    let room = storage_bytes_max.saturating_sub(topics * 4 * cfg.log.segment_bytes_max + META_RESERVE_BYTES);
+    let room = storage_bytes_max.saturating_sub(topics * 4 * cfg.log.segment_bytes_max + files_reserved(cfg));
     cfg.log.pending_bytes_max = cfg.log.pending_bytes_max.min(room.max(64 << 10));
 }
 
@@ -205,7 +214,7 @@ pub fn fit_to_device(cfg: &mut NodeConfig, device_bytes: u64) -> DeviceFit {
     // Not below the largest record: a device too small for both fails on storage, which
     // is what the operator must change.
     let largest = pending_record_cost(MAX_KEY_BYTES, cfg.log.value_bytes_max as usize);
-    let room = storage.saturating_sub(topics * 4 * cfg.log.segment_bytes_max + META_RESERVE_BYTES);
+    let room = storage.saturating_sub(topics * 4 * cfg.log.segment_bytes_max + files_reserved(cfg));
     cfg.log.pending_bytes_max = cfg.log.pending_bytes_max.min(room.max(64 << 10).max(largest));
     fit
 }

@@ -7,7 +7,7 @@ use crate::config::{Eviction, NodeConfig, Role};
 use crate::effects::{Fx, Owner};
 use crate::io::{DiskRequest, Event, ProduceError};
 use crate::log::TopicLog;
-use crate::resources::{self, TopicUsage, TopicView, Victim, VictimKind, META_RESERVE_BYTES};
+use crate::resources::{self, TopicUsage, TopicView, Victim, VictimKind};
 use crate::types::{Duration, Instant, Now, Seq, TopicIdx};
 
 /// What a storage step is given: the configuration, the time, the effects, the logs, where
@@ -55,9 +55,9 @@ pub(crate) struct Space {
 }
 
 /// Bytes of storage the node's files take, as it accounts them: every segment byte
-/// appended, and a fixed reserve for the meta log.
-pub(crate) fn storage_used(logs: &[TopicLog]) -> u64 {
-    logs.iter().map(TopicLog::bytes).sum::<u64>() + META_RESERVE_BYTES
+/// appended, and a fixed reserve for its other files (`resources::files_reserved`).
+pub(crate) fn storage_used(cfg: &NodeConfig, logs: &[TopicLog]) -> u64 {
+    logs.iter().map(TopicLog::bytes).sum::<u64>() + resources::files_reserved(cfg)
 }
 
 /// What a look at storage is given (no effects, the logs read only).
@@ -71,7 +71,7 @@ pub(crate) struct SpaceView<'a> {
 
 impl SpaceCx<'_> {
     fn room(&self) -> u64 {
-        self.cfg.resources.storage_bytes_max.saturating_sub(storage_used(self.logs) + self.reserved)
+        self.cfg.resources.storage_bytes_max.saturating_sub(storage_used(self.cfg, self.logs) + self.reserved)
     }
 }
 
@@ -207,12 +207,12 @@ impl Space {
         if cx.cfg.role != Role::Edge {
             return false;
         }
-        let before = storage_used(cx.logs);
+        let before = storage_used(cx.cfg, cx.logs);
         let top = (0..cx.logs.len()).max_by_key(|&t| cx.cfg.topics[t].priority).unwrap_or(0);
         while let Some(v) = pick_victim(cx, TopicIdx(top as u16)).filter(|v| v.kind == VictimKind::Synced) {
             self.evict(cx, v);
         }
-        full.freed += before - storage_used(cx.logs);
+        full.freed += before - storage_used(cx.cfg, cx.logs);
         if full.freed >= full.needed {
             self.device_full = None;
             cx.fx.event(Event::StorageFreed { bytes: full.freed });
@@ -298,7 +298,7 @@ impl Space {
             _ => Duration::ZERO,
         };
         ProduceError::StorageFull {
-            used: storage_used(cx.logs) + cx.reserved,
+            used: storage_used(cx.cfg, cx.logs) + cx.reserved,
             unsynced,
             limit: cx.cfg.resources.storage_bytes_max,
             device_full,

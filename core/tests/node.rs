@@ -1311,17 +1311,19 @@ impl Net {
 }
 
 /// A keyed topic merges what the log makes durable, never before: a write is in the state
-/// once its commit's fsync completed, a value that is no operation of the topic's strategy
-/// is refused, and a restart rebuilds the same state from the segments, which retention
-/// leaves alone (they are the state's only copy).
+/// once its commit's fsync completed, and a value that is no operation of the topic's
+/// strategy is refused. Its segments go only once a durable checkpoint of the state covers
+/// them (before, they are the state's only copy); a restart loads the checkpoint, merges
+/// only what came after it, and answers the same.
 #[test]
-fn a_keyed_topic_merges_durable_writes_and_a_restart_rebuilds_the_same_state() {
+fn a_keyed_topic_merges_durable_writes_and_a_restart_loads_its_checkpoint() {
     use outpost_core::config::KeyedTopic;
     use outpost_core::io::ProduceError;
     use outpost_core::keyed::{OpKind, Strategy, Value};
     let mut t = TopicConfig::new("stock", SyncDirection::Local);
     t.retention_bytes = 8 << 10;
-    t.keyed = Some(KeyedTopic { strategy: Strategy::Counter, limits: KeyedTopic::DEFAULT_LIMITS, merge: None });
+    let limits = outpost_core::keyed::KeyedLimits { state_bytes_max: 64 << 10, conflict_log_bytes_max: 4 << 10 };
+    t.keyed = Some(KeyedTopic { strategy: Strategy::Counter, limits, merge: None });
     let mut cfg = NodeConfig::new(NodeId(1), Role::Edge, vec![t]);
     cfg.log.segment_bytes_max = 4 << 10;
     cfg.log.pending_bytes_max = 64 << 10;
@@ -1331,7 +1333,7 @@ fn a_keyed_topic_merges_durable_writes_and_a_restart_rebuilds_the_same_state() {
     let mut h = Harness::start_with(cfg.clone(), MemDisk::default());
     h.run_disk(|_| false);
     let mut expected = BTreeMap::new();
-    for i in 0..300u64 {
+    let mut write = |h: &mut Harness, i: u64| {
         let key = format!("sku-{}", i % 7).into_bytes();
         let delta = (i % 5) as i64 - 1;
         let value = h.node.keyed_prepare(TopicIdx(0), &key, OpKind::Increment(delta)).expect("a counter");
@@ -1343,15 +1345,37 @@ fn a_keyed_topic_merges_durable_writes_and_a_restart_rebuilds_the_same_state() {
         h.run_disk(|_| false);
         assert!(matches!(h.replies.last(), Some((ReqId(r), Ok(_))) if *r == i), "{:?}", h.replies.last());
         *expected.entry(key).or_insert(0i64) += delta;
+    };
+    for i in 0..300u64 {
+        write(&mut h, i);
+    }
+    // The first time retention waited for a checkpoint, one was written, and once it was
+    // durable retention deleted what it covers; the next waits for the interval (a
+    // checkpoint of the whole state per segment would cost more than the writes).
+    let checkpoints = |h: &Harness| -> Vec<u64> {
+        let files = h.disk.files.keys();
+        files
+            .filter_map(|f| if let FileId::KeyedCheckpoint { generation } = f { Some(*generation) } else { None })
+            .collect()
+    };
+    let log = h.node.log(TopicIdx(0));
+    assert_eq!(checkpoints(&h), [1]);
+    assert!(log.start_offset() > 0, "deleted behind the first checkpoint");
+    assert!(log.segment_count() > 2 && log.bytes() > 8 << 10, "past retention_bytes, waiting for the next");
+    h.now = after(h.now, 61_000);
+    h.node.handle_timeout(h.now);
+    h.drain();
+    h.run_disk(|_| false);
+    assert_eq!(checkpoints(&h), [2], "the newer one durable, the older deleted");
+    assert!(h.node.log(TopicIdx(0)).bytes() <= 8 << 10, "deleted down to retention_bytes");
+    for i in 300..340u64 {
+        write(&mut h, i);
     }
     let state = h.node.keyed(TopicIdx(0)).expect("keyed");
     for (key, sum) in &expected {
         assert_eq!(state.get(key), Value::Number(*sum), "{key:?}");
     }
     let before = format!("{:?}", expected.keys().map(|k| state.get(k)).collect::<Vec<_>>());
-    let log = h.node.log(TopicIdx(0));
-    assert!(log.segment_count() > 2 && log.bytes() > 8 << 10, "the writes span segments past retention_bytes");
-    assert_eq!(log.start_offset(), 0, "retention deleted none of a keyed topic's segments");
     for (req, key, value) in [(1000, Some(b"k".to_vec()), b"not an op".to_vec()), (1001, None, vec![1, 2, 0, 0, 2])] {
         h.node.handle(h.now, Input::Produce { req: ReqId(req), topic: TopicIdx(0), key, value });
         h.drain();
@@ -1365,6 +1389,7 @@ fn a_keyed_topic_merges_durable_writes_and_a_restart_rebuilds_the_same_state() {
     h.run_disk(|_| false);
     let state = h.node.keyed(TopicIdx(0)).expect("keyed");
     let after: Vec<Value<'_>> = expected.keys().map(|k| state.get(k)).collect();
-    assert_eq!(format!("{after:?}"), before, "recovery merges the same writes");
-    assert_eq!(h.node.keyed_counters().applied, 300);
+    assert_eq!(format!("{after:?}"), before, "the checkpoint and the writes after it make the same state");
+    let merged = h.node.keyed_counters().applied;
+    assert_eq!(merged, 40, "recovery merged the writes after the checkpoint, and only those");
 }

@@ -32,6 +32,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("recovery", recovery::recovery),
     ("meta_bound", meta_bound),
     ("marks", marks),
+    ("keyed_checkpoint", keyed_checkpoint),
     ("config", config),
     ("scenario", scenario),
     ("http_request", http_request),
@@ -244,6 +245,47 @@ pub fn marks(data: &[u8]) {
         if again.len() == data.len() {
             assert_eq!(again, data, "a checkpoint that decodes is the encoding of what it decodes to");
         }
+    }
+}
+
+/// A checkpoint of keyed states: a typed error, or parts whose states decode (for the
+/// strategy their bytes name, else they are refused with a typed error too) and
+/// re-encode to a checkpoint that decodes to the same parts.
+pub fn keyed_checkpoint(data: &[u8]) {
+    use outpost_core::keyed::{snapshot, KeyedLimits, Strategy};
+    use outpost_core::keyed_checkpoint::{self as kc, StateOut};
+    let Ok(parts) = kc::decode(data) else { return };
+    let limits = KeyedLimits { state_bytes_max: 64 << 20, conflict_log_bytes_max: 1 << 20 };
+    let mut states = Vec::new();
+    for p in &parts {
+        let decoded = Strategy::NAMED.into_iter().find_map(|s| {
+            let mut r = codec::Reader::new(p.state);
+            snapshot::decode(&mut r, s, limits).ok().filter(|_| r.is_empty())
+        });
+        match decoded {
+            Some(state) => states.push(state),
+            None => return,
+        }
+    }
+    let outs: Vec<StateOut<'_>> = parts
+        .iter()
+        .zip(&states)
+        .map(|(p, state)| StateOut { name: p.name, halves: p.halves.clone(), relayed: p.relayed.clone(), state })
+        .collect();
+    let mut again = Vec::new();
+    kc::encode(&outs, &mut again);
+    let reparsed = kc::decode(&again).expect("what decodes re-encodes to a checkpoint that decodes");
+    for ((a, b), state) in parts.iter().zip(&reparsed).zip(&states) {
+        assert_eq!((a.name, &a.halves, &a.relayed), (b.name, &b.halves, &b.relayed), "the same parts");
+        let mut r = codec::Reader::new(b.state);
+        let again = snapshot::decode(&mut r, state.strategy(), limits).expect("a state re-encoded decodes");
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        snapshot::encode(state, &mut x);
+        snapshot::encode(&again, &mut y);
+        assert_eq!(x, y, "a state re-encoded decodes to the same state");
+    }
+    if again.len() == data.len() {
+        assert_eq!(again, data, "a checkpoint that decodes is the encoding of what it decodes to");
     }
 }
 

@@ -46,7 +46,7 @@ pub fn encode_files(files: &Files) -> Option<Vec<u8>> {
         let (tag, number) = match *file {
             FileId::Segment { topic, base } => (u8::try_from(topic.0).ok().filter(|t| *t < 2)?, base),
             FileId::Meta { generation } => (2, generation),
-            FileId::Raft { .. } | FileId::Marks { .. } => return None,
+            FileId::Raft { .. } | FileId::Marks { .. } | FileId::KeyedCheckpoint { .. } => return None,
         };
         out.push(tag);
         out.extend_from_slice(&u32::try_from(number).ok()?.to_le_bytes());

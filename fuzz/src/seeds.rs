@@ -56,6 +56,7 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     };
     outpost_core::marks::encode_checkpoint(&checkpoint, &mut marks);
     v.push(("marks", "streams-and-subscribers", marks));
+    keyed_checkpoint_seeds(&mut v);
     let hlc = Hlc(1_767_225_600_000 << 16);
     let msgs = [
         (
@@ -267,6 +268,36 @@ fn keyed_op_seeds(v: &mut Vec<(&'static str, &'static str, Vec<u8>)>) {
     let mut bytes = Vec::new();
     KeyedOp { context, cloud: false, relayed: Some(copy), kind: OpKind::Increment(2) }.encode(&mut bytes);
     v.push(("keyed_op", "relayed", bytes));
+}
+
+/// A checkpoint of two keyed topics: a counter that went both ways through a top gateway
+/// (two halves, copied streams), and a `keep-both` register with siblings and a conflict.
+fn keyed_checkpoint_seeds(v: &mut Vec<(&'static str, &'static str, Vec<u8>)>) {
+    use outpost_core::config::SyncDirection;
+    use outpost_core::keyed::{Dot, KeyedLimits, KeyedOp, KeyedState, OpKind, Strategy, VersionVector, Write};
+    use outpost_core::keyed_checkpoint::{encode, StateOut};
+    let limits = KeyedLimits { state_bytes_max: 1 << 20, conflict_log_bytes_max: 4096 };
+    let (mut stock, mut notes) =
+        (KeyedState::new(Strategy::Counter, limits), KeyedState::new(Strategy::KeepBoth, limits));
+    for (origin, seq) in [(1, 1), (2, 1), (1, 2)] {
+        let dot = Dot { origin: NodeId(origin), seq };
+        let op = KeyedOp { context: VersionVector::new(), cloud: false, relayed: None, kind: OpKind::Increment(-1) };
+        stock.apply(Write { key: b"sku-1", dot, hlc: Hlc(seq << 20), op }).expect("room");
+        let op = KeyedOp { context: VersionVector::new(), cloud: origin == 2, relayed: None, kind: OpKind::Put(b"v") };
+        notes.apply(Write { key: b"note-7", dot, hlc: Hlc(seq << 20), op }).expect("room");
+    }
+    let parts = [
+        StateOut {
+            name: "stock",
+            halves: vec![(SyncDirection::EdgeToCloud, 40), (SyncDirection::CloudToEdge, 12)],
+            relayed: vec![(NodeId(1), 2), (NodeId(2), 1)],
+            state: &stock,
+        },
+        StateOut { name: "notes", halves: vec![(SyncDirection::Local, 3)], relayed: vec![], state: &notes },
+    ];
+    let mut bytes = Vec::new();
+    encode(&parts, &mut bytes);
+    v.push(("keyed_checkpoint", "counter-and-siblings", bytes));
 }
 
 /// Raft messages: an Append with both entry kinds (and a heartbeat-like empty one), and

@@ -28,6 +28,12 @@ pub struct KeyedReport {
     /// Keys not compared: a crash left one of their writes with an unknown fate (maybe
     /// durable, never acknowledged), so the history cannot say what the node holds.
     pub keys_unchecked: u64,
+    /// Checkpoints of the keyed states the nodes running at the end wrote (since their
+    /// last start).
+    pub checkpoints: u64,
+    /// Segments of keyed topics deleted anywhere in the run: only behind a durable
+    /// checkpoint, so every restart after one loaded a checkpoint instead of the log.
+    pub segments_deleted: u64,
 }
 
 /// The operation a workload writes to a keyed topic: a delete with probability

@@ -20,14 +20,14 @@ use crate::scenario::{
 };
 use crate::site_checks::{CommitRule, QuorumPromise};
 use outpost_core::config::{ClusterConfig, Consistency, Eviction, NodeConfig, Role, SyncDirection, TopicConfig};
-use outpost_core::io::{Event, Input, Output, ProduceAck, ProduceError, ReqId};
+use outpost_core::io::{Event, FileId, Input, Output, ProduceAck, ProduceError, ReqId};
 use outpost_core::resources;
 use outpost_core::sync::proto::{SyncMsg, TopicStatus};
 use outpost_core::types::{Instant, NodeId, Now, TopicIdx};
 use outpost_core::{Node, NodeSeed};
 use rand::Rng;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::fmt;
 
 /// 2026-01-01T00:00:00Z: the true wall clock at simulated time zero.
@@ -323,6 +323,8 @@ pub struct World<'a> {
     impostors: Vec<(crate::impostor::Impostor, bool)>,
     /// Every acknowledged write of keyed topics with a conflict strategy (the oracle's).
     keyed: crate::keyed_check::KeyedHistory,
+    /// Segments of keyed topics deleted (`KeyedReport::segments_deleted`).
+    keyed_segments_deleted: u64,
 }
 
 pub(crate) fn node_config(s: &Scenario, i: usize) -> NodeConfig {
@@ -332,6 +334,16 @@ pub(crate) fn node_config(s: &Scenario, i: usize) -> NodeConfig {
         SpecRole::Gateway => Role::Gateway,
     };
     let per_topic = (spec.storage_bytes / (4 * s.topics.len().max(1) as u64)).max(1 << 20);
+    // A keyed state's limits as an operator of a small device sets them (`keyed_state_max`,
+    // `keyed_conflict_log_max`): the node keeps storage for two checkpoints of them
+    // (`resources::files_reserved`), so at most a thirty-second of storage per keyed topic
+    // for the state and a hundred-and-twenty-eighth for its conflict log.
+    let keyed_names: BTreeSet<&str> =
+        s.topics.iter().filter(|t| t.conflict.is_some()).map(|t| t.name.as_str()).collect();
+    let share = spec.storage_bytes / keyed_names.len().max(1) as u64;
+    let mut keyed_limits = outpost_core::config::KeyedTopic::DEFAULT_LIMITS;
+    keyed_limits.state_bytes_max = keyed_limits.state_bytes_max.min(share / 32).max(64 << 10);
+    keyed_limits.conflict_log_bytes_max = keyed_limits.conflict_log_bytes_max.min(share / 128).max(4 << 10);
     let topics = s
         .topics
         .iter()
@@ -357,7 +369,7 @@ pub(crate) fn node_config(s: &Scenario, i: usize) -> NodeConfig {
             c.placement = t.placement.clone();
             c.keyed = t.conflict.map(|k| outpost_core::config::KeyedTopic {
                 strategy: k,
-                limits: outpost_core::config::KeyedTopic::DEFAULT_LIMITS,
+                limits: keyed_limits,
                 merge: t.merge.clone(),
             });
             // At the gateway (and on an edge outside any cluster) it is an ordinary topic.
@@ -650,6 +662,7 @@ impl<'a> World<'a> {
             hlc_ahead: crate::clock_check::HlcAheadCheck::default(),
             impostors: Vec::new(),
             keyed: Default::default(),
+            keyed_segments_deleted: 0,
         };
         let mut groups = BTreeMap::new();
         let mut detector = None;
@@ -1549,6 +1562,11 @@ impl<'a> World<'a> {
                     replay,
                 );
             }
+            Event::SegmentDeleted { file: FileId::Segment { topic, .. }, .. }
+                if self.scenario.topics[topic.0 as usize].conflict.is_some() =>
+            {
+                self.keyed_segments_deleted += 1;
+            }
             Event::KeyedCopied { copies } => {
                 for (topic, seq, dot, crc) in copies {
                     self.hash(seq);
@@ -1899,8 +1917,10 @@ impl<'a> World<'a> {
                 self.checker.on_violation(end_t, "keyed", v);
             }
         }
-        report.conflicts =
-            self.nodes.iter().filter_map(|n| n.node.as_ref()).map(|n| n.keyed_counters().conflicts).sum();
+        let running = || self.nodes.iter().filter_map(|n| n.node.as_ref());
+        report.conflicts = running().map(|n| n.keyed_counters().conflicts).sum();
+        report.checkpoints = running().map(Node::keyed_checkpoints_written).sum();
+        report.segments_deleted = self.keyed_segments_deleted;
         self.details.keyed = Some(report);
     }
 
