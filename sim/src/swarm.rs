@@ -65,9 +65,34 @@ fn node(id: &str, role: Role, device: &str) -> NodeSpec {
 /// drew before): reboot loops and idle stretches, the worlds of the durability checks
 /// (eviction pressure, corrupt tails), and small devices last.
 pub fn world(seed: u64) -> Scenario {
+    let mut s = world_before_keyed_retention(seed);
+    add_keyed_retention(&mut s, &mut stream(seed, "swarm/keyed-retention"));
+    s
+}
+
+/// The world `seed` drew before keyed topics were deleted behind checkpoints.
+pub fn world_before_keyed_retention(seed: u64) -> Scenario {
     let mut s = world_before_keyed(seed);
     add_keyed(&mut s, &mut stream(seed, "swarm/keyed"));
     s
+}
+
+/// The share of worlds with a keyed topic whose retention is small.
+const KEYED_RETENTION_SHARE: f64 = 0.5;
+
+/// In half the worlds with a keyed topic, both its halves keep 64 KiB to 1 MiB
+/// (`retention_bytes`): its segments go behind durable checkpoints of the keyed states
+/// (`outpost_core::keyed_checkpoint`) all run long, and every restart after the first
+/// loads one and merges only what came after it. From its own stream: a world without a
+/// keyed topic, or that draws no small retention, is the one its seed drew before.
+fn add_keyed_retention(s: &mut Scenario, rng: &mut SimRng) {
+    if !s.topics.iter().any(|t| t.conflict.is_some()) || !rng.gen_bool(KEYED_RETENTION_SHARE) {
+        return;
+    }
+    let retention = rng.gen_range(64 << 10..=1 << 20);
+    for t in s.topics.iter_mut().filter(|t| t.conflict.is_some()) {
+        t.retention_bytes = Some(retention);
+    }
 }
 
 /// The world `seed` drew before keyed topics merged per key existed.
@@ -370,6 +395,20 @@ fn add_both_topic(s: &mut Scenario, rng: &mut SimRng) {
         s.topics[down].subscribers = Some(chosen);
     }
     fit_memory_to_topics(s);
+    for i in 0..s.nodes.len() {
+        if let Err(e) = outpost_core::Node::check_config(&crate::world::node_config(s, i)) {
+            let c = crate::world::node_config(s, i);
+            eprintln!(
+                "DEBUGKEYED {}: {e} reserve {} ckpt {} streams {} topics {} seg {}",
+                s.nodes[i].storage_bytes,
+                outpost_core::resources::files_reserved(&c),
+                outpost_core::keyed_checkpoint::file_bytes_max(&c),
+                c.gateway.streams_max,
+                c.topics.len(),
+                c.log.segment_bytes_max
+            );
+        }
+    }
     if (0..s.nodes.len()).any(|i| outpost_core::Node::check_config(&crate::world::node_config(s, i)).is_err()) {
         *s = before;
     }
@@ -461,6 +500,20 @@ fn add_down_topic(s: &mut Scenario, rng: &mut SimRng) {
         });
     }
     fit_memory_to_topics(s);
+    for i in 0..s.nodes.len() {
+        if let Err(e) = outpost_core::Node::check_config(&crate::world::node_config(s, i)) {
+            let c = crate::world::node_config(s, i);
+            eprintln!(
+                "DEBUGKEYED {}: {e} reserve {} ckpt {} streams {} topics {} seg {}",
+                s.nodes[i].storage_bytes,
+                outpost_core::resources::files_reserved(&c),
+                outpost_core::keyed_checkpoint::file_bytes_max(&c),
+                c.gateway.streams_max,
+                c.topics.len(),
+                c.log.segment_bytes_max
+            );
+        }
+    }
     if (0..s.nodes.len()).any(|i| outpost_core::Node::check_config(&crate::world::node_config(s, i)).is_err()) {
         *s = before;
     }
@@ -571,6 +624,20 @@ fn add_tiers(s: &mut Scenario, rng: &mut SimRng) {
             NodeFaultRates { crash: rng.gen_range(0..=3), jump: rng.gen_range(0..=1), full: 1, restart_share: 0.9 };
         add_node_faults(s, rng, tier, rates);
         parent = tier;
+    }
+    for i in 0..s.nodes.len() {
+        if let Err(e) = outpost_core::Node::check_config(&crate::world::node_config(s, i)) {
+            let c = crate::world::node_config(s, i);
+            eprintln!(
+                "DEBUGKEYED {}: {e} reserve {} ckpt {} streams {} topics {} seg {}",
+                s.nodes[i].storage_bytes,
+                outpost_core::resources::files_reserved(&c),
+                outpost_core::keyed_checkpoint::file_bytes_max(&c),
+                c.gateway.streams_max,
+                c.topics.len(),
+                c.log.segment_bytes_max
+            );
+        }
     }
     if (0..s.nodes.len()).any(|i| outpost_core::Node::check_config(&crate::world::node_config(s, i)).is_err()) {
         *s = before;
@@ -1658,7 +1725,7 @@ mod clock_stress_tests {
     /// and the worlds run.
     #[test]
     fn keyed_topics_only_change_their_worlds() {
-        let changed = changed_worlds((world_before_keyed, world), "swarm/keyed", KEYED_SHARE);
+        let changed = changed_worlds((world_before_keyed, world_before_keyed_retention), "swarm/keyed", KEYED_SHARE);
         let mut strategies = std::collections::BTreeSet::new();
         let (mut set_wrong, mut burst, mut tiered) = (0, 0, 0);
         for (seed, before, after) in &changed {
@@ -1758,6 +1825,29 @@ mod clock_stress_tests {
         for (seed, _, after) in changed.iter().take(3) {
             crate::world::World::new(after, *seed, None).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         }
+    }
+
+    /// Small retention only goes to keyed topics, in about half the worlds with one.
+    #[test]
+    fn keyed_retention_only_changes_keyed_topics() {
+        let changed =
+            changed_worlds((world_before_keyed_retention, world), "swarm/keyed-retention", KEYED_RETENTION_SHARE);
+        for (seed, before, after) in &changed {
+            assert_eq!(
+                (&after.nodes, &after.workloads, &after.faults),
+                (&before.nodes, &before.workloads, &before.faults)
+            );
+            for (b, a) in before.topics.iter().zip(&after.topics) {
+                match a.conflict {
+                    Some(_) => assert!(a.retention_bytes.is_some_and(|r| r <= 1 << 20), "seed {seed}"),
+                    None => assert_eq!(a, b, "seed {seed}"),
+                }
+            }
+        }
+        let keyed =
+            (0..400).filter(|&seed| world_before_keyed_retention(seed).topics.iter().any(|t| t.conflict.is_some()));
+        let keyed = keyed.count();
+        assert!((keyed / 4..keyed * 3 / 4).contains(&changed.len()), "{} of {keyed}", changed.len());
     }
 
     /// A world with an impostor differs only in that fault: on an edge outside any site that
