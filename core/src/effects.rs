@@ -109,6 +109,11 @@ impl Fx {
         self.write_bytes
     }
 
+    /// Bytes of the writes in flight whose owner `of` picks.
+    pub fn write_bytes_of(&self, of: impl Fn(&Owner) -> bool) -> u64 {
+        self.ops.values().filter(|f| of(&f.owner)).map(|f| f.write_bytes).sum()
+    }
+
     /// Bytes of reads in flight.
     pub fn read_bytes(&self) -> u64 {
         self.read_bytes

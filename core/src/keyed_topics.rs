@@ -427,9 +427,10 @@ impl KeyedTopics {
     }
 }
 
-/// The keyed states' planned memory: each state's limits (one per keyed topic name), the
-/// copy a commit in flight keeps of what it writes to keyed topics (at most its appends),
-/// and a checkpoint in flight (`Writes`).
+/// The keyed states' planned memory: each state's limits (one per keyed topic name), and
+/// the copy a commit in flight keeps of what it writes to keyed topics (at most its
+/// appends). (A checkpoint being written takes the share recovery plans for reading one
+/// whole: the node writes none while it recovers, `recovery::planned`.)
 pub(crate) fn planned(cfg: &NodeConfig, b: &PlanBasis) -> MemoryUsage {
     let mut m = MemoryUsage::default();
     let keyed = KeyedTopics::new(cfg);
@@ -438,7 +439,6 @@ pub(crate) fn planned(cfg: &NodeConfig, b: &PlanBasis) -> MemoryUsage {
     }
     m.set(MemoryPart::Index, keyed.states.iter().map(|s| s.limits().planned_bytes()).sum());
     m.set(MemoryPart::ProduceBuffer, crate::commit::appends_planned(b));
-    m.set(MemoryPart::Writes, keyed_checkpoint::file_bytes_max(cfg));
     if keyed.fan_out.is_some() {
         m.set(MemoryPart::GatewayPending, crate::keyed_fanout::planned_bytes(cfg, b.record_max));
     }

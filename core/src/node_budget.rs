@@ -138,7 +138,12 @@ impl Node {
             Phase::Running => 0,
         };
         let keys = self.commit.key_index_bytes() + self.keyed.bytes();
-        m.set(MemoryPart::Index, segments + uplink + ingest + downlinks + ops + out + recovery + keys);
+        // A keyed checkpoint being written holds the share recovery plans for reading one
+        // (`recovery::planned`): the two never coexist.
+        let keyed_checkpoint = self.fx.write_bytes_of(|o| matches!(o, Owner::KeyedCheckpoint));
+        debug_assert!(recovery == 0 || keyed_checkpoint == 0, "no checkpoint is written while recovering");
+        let index = segments + uplink + ingest + downlinks + ops + out + recovery + keys + keyed_checkpoint;
+        m.set(MemoryPart::Index, index);
         let (scratch, zstd_c) = self.enc.heap_bytes();
         m.set(MemoryPart::Codec, scratch + zstd_c + self.dec.heap_bytes());
         let edge = self.cfg.role == Role::Edge;
@@ -155,7 +160,7 @@ impl Node {
         // (The commit's copies for senders stand for reads they do not do meanwhile.)
         m.set(MemoryPart::SyncHeld, held + senders_reading + self.commit.tail_bytes());
         m.set(MemoryPart::FetchResults, self.fetches.held_bytes());
-        m.set(MemoryPart::Writes, self.fx.write_bytes());
+        m.set(MemoryPart::Writes, self.fx.write_bytes() - keyed_checkpoint);
         m.set(MemoryPart::Reads, self.fx.read_bytes() - senders_reading);
         let down_window = self.downlinks.as_ref().map_or(0, Downlinks::window_bytes);
         m.set(MemoryPart::SyncWindow, self.uplink.as_ref().map_or(0, Uplink::window_bytes) + down_window);

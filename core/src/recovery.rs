@@ -126,8 +126,9 @@ pub(crate) fn planned(cfg: &NodeConfig, b: &PlanBasis) -> MemoryUsage {
         m.grow(MemoryPart::Index, crate::marks::file_bytes_max(cfg));
     }
     if cfg.topics.iter().any(|t| t.keyed.is_some()) {
-        // A keyed checkpoint, read whole, in the same buffer: the two are read one after
-        // the other, and each buffer is handed on before the next read.
+        // A keyed checkpoint, read whole. Once the node runs, the checkpoint it writes
+        // takes this share (`Node::memory`): it writes none while it recovers, and
+        // recovery holds nothing once it is done.
         m.grow(MemoryPart::Index, crate::keyed_checkpoint::file_bytes_max(cfg));
     }
     m
