@@ -521,7 +521,8 @@ impl Recovery {
             if compact {
                 keyed.push(f.batch);
             }
-            if merges && f.base >= merged_below {
+            // (A batch that straddles it is merged whole: what it holds below is `Seen`.)
+            if merges && f.end() > merged_below {
                 merged.push((f.base..f.end(), f.batch));
             }
         });
