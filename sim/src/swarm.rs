@@ -395,20 +395,6 @@ fn add_both_topic(s: &mut Scenario, rng: &mut SimRng) {
         s.topics[down].subscribers = Some(chosen);
     }
     fit_memory_to_topics(s);
-    for i in 0..s.nodes.len() {
-        if let Err(e) = outpost_core::Node::check_config(&crate::world::node_config(s, i)) {
-            let c = crate::world::node_config(s, i);
-            eprintln!(
-                "DEBUGKEYED {}: {e} reserve {} ckpt {} streams {} topics {} seg {}",
-                s.nodes[i].storage_bytes,
-                outpost_core::resources::files_reserved(&c),
-                outpost_core::keyed_checkpoint::file_bytes_max(&c),
-                c.gateway.streams_max,
-                c.topics.len(),
-                c.log.segment_bytes_max
-            );
-        }
-    }
     if (0..s.nodes.len()).any(|i| outpost_core::Node::check_config(&crate::world::node_config(s, i)).is_err()) {
         *s = before;
     }
@@ -500,20 +486,6 @@ fn add_down_topic(s: &mut Scenario, rng: &mut SimRng) {
         });
     }
     fit_memory_to_topics(s);
-    for i in 0..s.nodes.len() {
-        if let Err(e) = outpost_core::Node::check_config(&crate::world::node_config(s, i)) {
-            let c = crate::world::node_config(s, i);
-            eprintln!(
-                "DEBUGKEYED {}: {e} reserve {} ckpt {} streams {} topics {} seg {}",
-                s.nodes[i].storage_bytes,
-                outpost_core::resources::files_reserved(&c),
-                outpost_core::keyed_checkpoint::file_bytes_max(&c),
-                c.gateway.streams_max,
-                c.topics.len(),
-                c.log.segment_bytes_max
-            );
-        }
-    }
     if (0..s.nodes.len()).any(|i| outpost_core::Node::check_config(&crate::world::node_config(s, i)).is_err()) {
         *s = before;
     }
@@ -624,20 +596,6 @@ fn add_tiers(s: &mut Scenario, rng: &mut SimRng) {
             NodeFaultRates { crash: rng.gen_range(0..=3), jump: rng.gen_range(0..=1), full: 1, restart_share: 0.9 };
         add_node_faults(s, rng, tier, rates);
         parent = tier;
-    }
-    for i in 0..s.nodes.len() {
-        if let Err(e) = outpost_core::Node::check_config(&crate::world::node_config(s, i)) {
-            let c = crate::world::node_config(s, i);
-            eprintln!(
-                "DEBUGKEYED {}: {e} reserve {} ckpt {} streams {} topics {} seg {}",
-                s.nodes[i].storage_bytes,
-                outpost_core::resources::files_reserved(&c),
-                outpost_core::keyed_checkpoint::file_bytes_max(&c),
-                c.gateway.streams_max,
-                c.topics.len(),
-                c.log.segment_bytes_max
-            );
-        }
     }
     if (0..s.nodes.len()).any(|i| outpost_core::Node::check_config(&crate::world::node_config(s, i)).is_err()) {
         *s = before;
