@@ -10,8 +10,9 @@
 mod common;
 
 use common::{free_addr, http, wait_until, Daemon};
-use outpost::binproto::{Code, WriteOp};
+use outpost::binproto::{Code, ReadOption, WriteOp};
 use outpost::client::ClientError;
+use outpost_core::keyed_reads::SessionToken;
 use serde_json::Value;
 use std::net::SocketAddr;
 
@@ -73,11 +74,82 @@ fn get(addr: SocketAddr, topic: &str, key: &str) -> Value {
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
     let mut v: Value = serde_json::from_slice(&body).expect("JSON");
     assert_eq!(v["consistency"], "eventual");
-    // What the key answers, without the fields naming where it was read.
+    // What the key answers, without the fields naming where and when it was read.
     let o = v.as_object_mut().expect("an object");
-    o.remove("topic");
-    o.remove("consistency");
+    for field in ["topic", "consistency", "token", "as_of_ms", "staleness_ms"] {
+        o.remove(field);
+    }
     v
+}
+
+/// A read of `path` (with its query): the status and the JSON answer.
+fn read(addr: SocketAddr, path: &str) -> (u16, Value) {
+    let (code, body) = http(addr, "GET", path, None, b"").expect("http");
+    (code, serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&body))))
+}
+
+/// A session follows its writes from one edge to another: a causal read at an edge that
+/// does not hold the session's write yet says "not yet" (and a bounded read "too stale")
+/// instead of answering without it; once the edge's sync resumes, the same token reads
+/// the write there. Over HTTP in the tokio shell and edge-lite.
+#[test]
+fn a_session_reads_its_writes_at_another_edge_or_is_told_not_yet() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listen = free_addr();
+    let gw_topics = format!("\n[resources]\nmax_memory = \"512MiB\"\n{TOPICS}");
+    let mut gw = Daemon::gateway_with(dir.path(), listen, &[("edge-1", "t1"), ("edge-2", "t2")], &gw_topics);
+    gw.start();
+    let mut e1 = Daemon::edge_with_sync(dir.path(), "edge-1", listen, "t1", SYNC, TOPICS);
+    let mut e2 = Daemon::edge_with_sync(dir.path(), "edge-2", listen, "t2", SYNC, TOPICS).lite();
+    e1.start();
+    e2.start();
+    write(gw.http, "PUT", "prices", "warmup", b"1.00");
+    for (name, e) in [("edge-1", &e1), ("edge-2", &e2)] {
+        wait_until(60, &format!("{name} to hold the cloud's warmup price"), || {
+            get(e.http, "prices", "warmup")["found"] == true
+        });
+    }
+    let (code, out) = e2.cli(&["sync", "pause"]);
+    assert_eq!(code, 0, "sync pause: {out}");
+
+    // A new session (an empty token) writes at edge-1.
+    let path = "/v1/topics/prices/keys/pump?token=";
+    let (code, body) = http(e1.http, "PUT", path, None, b"edge-1's price").expect("http");
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let written: Value = serde_json::from_slice(&body).expect("JSON");
+    let token = written["token"].as_str().expect("a session token").to_string();
+    let causal = format!("/v1/topics/prices/keys/pump?consistency=causal&token={token}");
+
+    // Edge-2 does not hold it: not yet, rather than an answer without it.
+    let (code, v) = read(e2.http, &causal);
+    assert_eq!((code, v["code"].clone(), v["retryable"].clone()), (409, "not_yet".into(), true.into()), "{v}");
+    // Edge-1 does, and its answer's token carries everything it holds.
+    let (code, v) = read(e1.http, &causal);
+    assert_eq!((code, v["value"].clone(), v["consistency"].clone()), (200, "edge-1's price".into(), "causal".into()));
+    let token = v["token"].as_str().expect("a token").to_string();
+    assert!(v["staleness_ms"].is_u64(), "edge-1 heard from the gateway: {v}");
+
+    // Bounded: edge-2 last heard of the cloud's writes at the warmup.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let (code, v) = read(e2.http, "/v1/topics/prices/keys/pump?consistency=bounded&max_staleness_ms=10");
+    assert_eq!((code, v["code"].clone()), (409, "too_stale".into()), "{v}");
+    let (code, v) = read(e2.http, "/v1/topics/prices/keys/pump?consistency=bounded&max_staleness_ms=3600000");
+    assert_eq!(code, 200, "{v}");
+    let staleness = v["staleness_ms"].as_u64().expect("a staleness");
+    assert!((50..=3_600_000).contains(&staleness), "{v}");
+    // A token of another topic, or not a token, is refused saying so.
+    let (code, v) = read(e2.http, &format!("/v1/topics/stock/keys/pump?consistency=causal&token={token}"));
+    assert_eq!((code, v["code"].clone()), (400, "bad_token".into()), "{v}");
+    let (code, v) = read(e2.http, "/v1/topics/prices/keys/pump?consistency=causal&token=zz");
+    assert_eq!((code, v["code"].clone()), (400, "bad_token".into()), "{v}");
+
+    // Once edge-2 syncs again, the session reads its write there.
+    let (code, out) = e2.cli(&["sync", "resume"]);
+    assert_eq!(code, 0, "sync resume: {out}");
+    let causal = format!("/v1/topics/prices/keys/pump?consistency=causal&token={token}");
+    wait_until(60, "edge-2 to answer the session's causal read", || read(e2.http, &causal).0 == 200);
+    let (_, v) = read(e2.http, &causal);
+    assert_eq!(v["value"], "edge-1's price", "{v}");
 }
 
 /// The (value, origin) pairs of a key's siblings, in order.
@@ -324,4 +396,17 @@ fn keyed_calls_of_one_edge(lite: bool) {
     assert!(matches!(&refused, ClientError::Refused { code: Code::NotKeyed, .. }), "{refused}");
     let log = c.conflicts("stock", 10).expect("an answer");
     assert_eq!(log["conflicts_total"], 0, "{log}");
+
+    // A session through the client: its write, then a causal read that holds it.
+    let mut session = SessionToken::new("stock");
+    c.keyed_write_in(&mut session, "stock", b"b", WriteOp::Increment(1)).expect("durable");
+    assert_eq!(session.entries().count(), 1, "the session holds its write");
+    let v = c.keyed_get_in(&mut session, "stock", b"b").expect("this node holds the session's write");
+    assert_eq!((v["value"].clone(), v["consistency"].clone()), (Value::from(8), Value::from("causal")), "{v}");
+    // A bounded read of a node that never heard from another cannot bound its staleness.
+    let refused = c.keyed_read("stock", b"b", ReadOption::Bounded { staleness_max_ms: 60_000 }).expect_err("alone");
+    assert!(matches!(&refused, ClientError::Refused { code: Code::TooStale, retryable: true, .. }), "{refused}");
+    let mut other = SessionToken::new("events");
+    let refused = c.keyed_get_in(&mut other, "stock", b"b").expect_err("a token of another topic");
+    assert!(matches!(&refused, ClientError::Refused { code: Code::BadRequest, .. }), "{refused}");
 }

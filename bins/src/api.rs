@@ -517,7 +517,7 @@ pub fn produce_batch_binary(results: &[Result<ProduceAck, ProduceError>]) -> bin
     binproto::Response::Results(answered)
 }
 
-fn produce_json(topic: &str, result: &Result<ProduceAck, ProduceError>) -> Value {
+pub(crate) fn produce_json(topic: &str, result: &Result<ProduceAck, ProduceError>) -> Value {
     match result {
         Ok(a) => json!({ "topic": topic, "offset": a.seq, "hlc": a.hlc.to_string() }),
         Err(e) => {
@@ -638,7 +638,7 @@ pub fn fetch_binary(result: Result<Fetched, FetchError>) -> binproto::Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keyed::WriteOp;
+    use crate::keyed::{ReadOption, WriteOp};
 
     fn req(method: &str, target: &str, content_type: Option<&str>, body: &[u8]) -> Request {
         let mut raw = format!("{method} {target} HTTP/1.1\r\ncontent-length: {}\r\n", body.len());
@@ -686,19 +686,54 @@ mod tests {
         let key = |k: &str| k.as_bytes().to_vec();
         assert_eq!(
             keyed("GET", "/v1/topics/t/keys/shelf/3", b""),
-            Ok(Call::Keyed { topic: "t".into(), call: KeyedCall::Get { key: key("shelf/3") } })
+            Ok(Call::Keyed {
+                topic: "t".into(),
+                call: KeyedCall::Get { key: key("shelf/3"), read: ReadOption::Eventual }
+            })
         );
+        assert_eq!(
+            keyed("GET", "/v1/topics/t/keys/k?consistency=causal&token=0a0b", b""),
+            Ok(Call::Keyed {
+                topic: "t".into(),
+                call: KeyedCall::Get { key: key("k"), read: ReadOption::Causal(vec![10, 11]) }
+            })
+        );
+        assert_eq!(
+            keyed("GET", "/v1/topics/t/keys/k?consistency=bounded&max_staleness_ms=500", b""),
+            Ok(Call::Keyed {
+                topic: "t".into(),
+                call: KeyedCall::Get { key: key("k"), read: ReadOption::Bounded { staleness_max_ms: 500 } }
+            })
+        );
+        for (query, status) in [
+            ("consistency=bounded", 400),
+            ("consistency=causal&token=0G", 400),
+            ("consistency=strong", 501),
+            ("consistency=linear", 400),
+        ] {
+            let refused = keyed("GET", &format!("/v1/topics/t/keys/k?{query}"), b"").unwrap_err();
+            assert_eq!(refused.status, status, "{query}");
+        }
         assert_eq!(
             keyed("PUT", "/v1/topics/t/keys/k", b"v"),
-            Ok(Call::Keyed { topic: "t".into(), call: KeyedCall::Write { key: key("k"), op: WriteOp::Put(key("v")) } })
+            Ok(Call::Keyed {
+                topic: "t".into(),
+                call: KeyedCall::Write { key: key("k"), op: WriteOp::Put(key("v")), session: None }
+            })
         );
         assert_eq!(
-            keyed("DELETE", "/v1/topics/t/keys/k", b""),
-            Ok(Call::Keyed { topic: "t".into(), call: KeyedCall::Write { key: key("k"), op: WriteOp::Delete } })
+            keyed("DELETE", "/v1/topics/t/keys/k?token=01", b""),
+            Ok(Call::Keyed {
+                topic: "t".into(),
+                call: KeyedCall::Write { key: key("k"), op: WriteOp::Delete, session: Some(vec![1]) }
+            })
         );
         assert_eq!(
             keyed("POST", "/v1/topics/t/keys/k", br#"{"add": "e"}"#),
-            Ok(Call::Keyed { topic: "t".into(), call: KeyedCall::Write { key: key("k"), op: WriteOp::Add(key("e")) } })
+            Ok(Call::Keyed {
+                topic: "t".into(),
+                call: KeyedCall::Write { key: key("k"), op: WriteOp::Add(key("e")), session: None }
+            })
         );
         assert_eq!(
             keyed("GET", "/v1/topics/t/conflicts?max=5", b""),

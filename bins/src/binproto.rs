@@ -68,6 +68,12 @@ pub enum Code {
     NotKeyed = 13,
     /// The keyed state has no room for the write.
     KeyedFull = 14,
+    /// A causal read: this node does not hold the session's writes yet (retry).
+    NotYet = 15,
+    /// A bounded read: this node's state is staler than asked (retry, or elsewhere).
+    TooStale = 16,
+    /// A causal or bounded read: the node's state cannot vouch for what it holds.
+    Incomplete = 17,
 }
 
 impl Code {
@@ -88,6 +94,9 @@ impl Code {
             12 => Unauthorized,
             13 => NotKeyed,
             14 => KeyedFull,
+            15 => NotYet,
+            16 => TooStale,
+            17 => Incomplete,
             _ => return None,
         })
     }
@@ -127,13 +136,33 @@ pub enum Request {
 /// What a request asks of a keyed topic (both application protocols).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeyedCall {
-    /// The key's value as this node holds it (`eventual`).
-    Get { key: Vec<u8> },
-    /// A write made here, with what this node has seen of the key.
-    Write { key: Vec<u8>, op: WriteOp },
+    /// The key's value at the consistency asked (docs/KEYED.md, "Reads").
+    Get { key: Vec<u8>, read: ReadOption },
+    /// A write made here, with what this node has seen of the key; `session`: the bytes
+    /// of a session token to answer again with this write added (answered by Answer, the
+    /// JSON of the HTTP answer, rather than Acked).
+    Write { key: Vec<u8>, op: WriteOp, session: Option<Vec<u8>> },
     /// The newest `max` recorded conflicts, oldest first.
     Conflicts { max: usize },
 }
+
+/// The consistency a keyed read asks for. In the binary protocol the bytes after a get's
+/// key: none (eventual), 1 and a session token's bytes (causal), or 2 and a u64 of
+/// milliseconds (bounded).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadOption {
+    Eventual,
+    /// A session token's bytes (`outpost_core::keyed_reads::SessionToken`).
+    Causal(Vec<u8>),
+    Bounded {
+        staleness_max_ms: u64,
+    },
+}
+
+const READ_CAUSAL: u8 = 1;
+const READ_BOUNDED: u8 = 2;
+/// On a write's operation byte: a session token (u16 length, bytes) follows the key.
+const KEYED_WITH_SESSION: u8 = 0x80;
 
 /// The operation of a keyed write, as the API takes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -242,10 +271,13 @@ pub enum ProtoError {
     MessageTooLong(usize),
     /// An Auth's token longer than [`crate::peer::TOKEN_LEN_MAX`] bytes.
     TokenTooLong(usize),
-    /// A Keyed request's operation byte other than 0 to 7.
+    /// A Keyed request's operation byte other than 0 to 7 (a write's with 0x80: a session
+    /// token follows the key).
     BadKeyedOp(u8),
     /// A Keyed request without a key (all but conflicts), or with one (conflicts).
     BadKeyedKey,
+    /// A keyed get's consistency byte other than 1 (causal) or 2 (bounded).
+    BadReadConsistency(u8),
 }
 
 impl fmt::Display for ProtoError {
@@ -281,6 +313,9 @@ impl fmt::Display for ProtoError {
             ),
             ProtoError::BadKeyedKey => {
                 f.write_str("a keyed call names a key (1 or more bytes), except conflicts (none)")
+            }
+            ProtoError::BadReadConsistency(v) => {
+                write!(f, "read consistency {v}; expected none (eventual), 1 (causal, a token follows) or 2 (bounded)")
             }
         }
     }
@@ -441,9 +476,9 @@ pub fn encode_request(id: u32, req: &Request, out: &mut Vec<u8>) {
             let at = head(KIND_KEYED, id, out);
             put_topic(topic, out);
             let (op, key): (u8, &[u8]) = match call {
-                KeyedCall::Get { key } => (KEYED_GET, key),
+                KeyedCall::Get { key, .. } => (KEYED_GET, key),
                 KeyedCall::Conflicts { .. } => (KEYED_CONFLICTS, &[]),
-                KeyedCall::Write { key, op } => {
+                KeyedCall::Write { key, op, session } => {
                     let code = match op {
                         WriteOp::Put(_) => KEYED_PUT,
                         WriteOp::Delete => KEYED_DELETE,
@@ -452,12 +487,16 @@ pub fn encode_request(id: u32, req: &Request, out: &mut Vec<u8>) {
                         WriteOp::Add(_) => KEYED_ADD,
                         WriteOp::Remove(_) => KEYED_REMOVE,
                     };
-                    (code, key)
+                    (if session.is_some() { code | KEYED_WITH_SESSION } else { code }, key)
                 }
             };
             out.push(op);
             out.extend_from_slice(&u16::try_from(key.len()).expect("keys are at most 4 KiB").to_le_bytes());
             out.extend_from_slice(key);
+            if let KeyedCall::Write { session: Some(token), .. } = call {
+                out.extend_from_slice(&u16::try_from(token.len()).expect("tokens are bounded").to_le_bytes());
+                out.extend_from_slice(token);
+            }
             match call {
                 KeyedCall::Conflicts { max } => {
                     out.extend_from_slice(&u32::try_from(*max).unwrap_or(u32::MAX).to_le_bytes())
@@ -468,7 +507,15 @@ pub fn encode_request(id: u32, req: &Request, out: &mut Vec<u8>) {
                 KeyedCall::Write { op: WriteOp::Increment(n) | WriteOp::Max(n), .. } => {
                     out.extend_from_slice(&n.to_le_bytes())
                 }
-                KeyedCall::Get { .. } | KeyedCall::Write { op: WriteOp::Delete, .. } => {}
+                KeyedCall::Get { read: ReadOption::Eventual, .. } | KeyedCall::Write { op: WriteOp::Delete, .. } => {}
+                KeyedCall::Get { read: ReadOption::Causal(token), .. } => {
+                    out.push(READ_CAUSAL);
+                    out.extend_from_slice(token);
+                }
+                KeyedCall::Get { read: ReadOption::Bounded { staleness_max_ms }, .. } => {
+                    out.push(READ_BOUNDED);
+                    out.extend_from_slice(&staleness_max_ms.to_le_bytes());
+                }
             }
             finish(at, out);
         }
@@ -543,8 +590,17 @@ pub fn decode_request(body: &[u8]) -> Result<(u32, Request), (Option<u32>, Proto
         KIND_KEYED => {
             let topic = r.topic()?;
             let op = r.u8("keyed operation")?;
+            let with_session = op & KEYED_WITH_SESSION != 0 && op & !KEYED_WITH_SESSION != KEYED_GET;
+            let op = if with_session { op & !KEYED_WITH_SESSION } else { op };
             let len = r.u16("key length")? as usize;
             let key = r.take(len, "key")?.to_vec();
+            let session = match with_session {
+                true => {
+                    let len = r.u16("session token length")? as usize;
+                    Some(r.take(len, "session token")?.to_vec())
+                }
+                false => None,
+            };
             if key.is_empty() != (op == KEYED_CONFLICTS) {
                 return Err(if op > KEYED_CONFLICTS { ProtoError::BadKeyedOp(op) } else { ProtoError::BadKeyedKey });
             }
@@ -554,11 +610,21 @@ pub fn decode_request(body: &[u8]) -> Result<(u32, Request), (Option<u32>, Proto
                 r.end()?;
                 Ok(n)
             };
-            let write = |op| KeyedCall::Write { key: key.clone(), op };
+            let write = |op| KeyedCall::Write { key: key.clone(), op, session: session.clone() };
             let call = match op {
                 KEYED_GET => {
-                    r.end()?;
-                    KeyedCall::Get { key: key.clone() }
+                    let read = match r.buf.first() {
+                        None => ReadOption::Eventual,
+                        Some(&READ_CAUSAL) => ReadOption::Causal(std::mem::take(&mut r.buf)[1..].to_vec()),
+                        Some(&READ_BOUNDED) => {
+                            r.u8("read consistency")?;
+                            let staleness_max_ms = r.u64("staleness bound")?;
+                            r.end()?;
+                            ReadOption::Bounded { staleness_max_ms }
+                        }
+                        Some(&other) => return Err(ProtoError::BadReadConsistency(other)),
+                    };
+                    KeyedCall::Get { key: key.clone(), read }
                 }
                 KEYED_PUT => write(WriteOp::Put(rest(&mut r))),
                 KEYED_DELETE => {
@@ -569,7 +635,7 @@ pub fn decode_request(body: &[u8]) -> Result<(u32, Request), (Option<u32>, Proto
                 KEYED_MAX => write(WriteOp::Max(number(&mut r)?)),
                 KEYED_ADD => write(WriteOp::Add(rest(&mut r))),
                 KEYED_REMOVE => write(WriteOp::Remove(rest(&mut r))),
-                KEYED_CONFLICTS => {
+                KEYED_CONFLICTS if session.is_none() => {
                     let max = r.u32("max")? as usize;
                     r.end()?;
                     KeyedCall::Conflicts { max }
@@ -794,7 +860,22 @@ mod tests {
                 topic: "t".into(),
                 records: (0..PRODUCE_BATCH_RECORDS_MAX as u32).map(|i| (None, i.to_le_bytes().to_vec())).collect(),
             },
-            Request::Keyed { topic: "t".into(), call: KeyedCall::Get { key: b"k/1".to_vec() } },
+            Request::Keyed {
+                topic: "t".into(),
+                call: KeyedCall::Get { key: b"k/1".to_vec(), read: ReadOption::Eventual },
+            },
+            Request::Keyed {
+                topic: "t".into(),
+                call: KeyedCall::Get { key: b"k".to_vec(), read: ReadOption::Causal(vec![1, 2]) },
+            },
+            Request::Keyed {
+                topic: "t".into(),
+                call: KeyedCall::Get { key: b"k".to_vec(), read: ReadOption::Causal(vec![]) },
+            },
+            Request::Keyed {
+                topic: "t".into(),
+                call: KeyedCall::Get { key: b"k".to_vec(), read: ReadOption::Bounded { staleness_max_ms: 9 } },
+            },
             Request::Keyed { topic: "t".into(), call: KeyedCall::Conflicts { max: 5 } },
         ];
         let keyed_writes = [
@@ -808,11 +889,12 @@ mod tests {
         ];
         let reqs: Vec<Request> = reqs
             .into_iter()
-            .chain(
-                keyed_writes
-                    .into_iter()
-                    .map(|op| Request::Keyed { topic: "t".into(), call: KeyedCall::Write { key: b"k".to_vec(), op } }),
-            )
+            .chain(keyed_writes.into_iter().flat_map(|op| {
+                [None, Some(vec![1, 2, 3])].map(|session| Request::Keyed {
+                    topic: "t".into(),
+                    call: KeyedCall::Write { key: b"k".to_vec(), op: op.clone(), session },
+                })
+            }))
             .collect();
         for (i, q) in reqs.iter().enumerate() {
             let mut f = Vec::new();
@@ -860,7 +942,20 @@ mod tests {
         assert_eq!(keyed(KEYED_GET, b"", b""), Err((Some(7), ProtoError::BadKeyedKey)));
         assert_eq!(keyed(KEYED_CONFLICTS, b"k", &[1, 0, 0, 0]), Err((Some(7), ProtoError::BadKeyedKey)));
         assert_eq!(keyed(KEYED_INCREMENT, b"k", &[1, 2, 3]), Err((Some(7), ProtoError::Truncated { field: "number" })));
-        assert_eq!(keyed(KEYED_GET, b"k", b"x"), Err((Some(7), ProtoError::TrailingBytes { len: 1 })));
+        assert_eq!(keyed(KEYED_GET, b"k", b"x"), Err((Some(7), ProtoError::BadReadConsistency(b'x'))));
+        assert_eq!(
+            keyed(KEYED_GET, b"k", &[READ_BOUNDED, 1, 2]),
+            Err((Some(7), ProtoError::Truncated { field: "staleness bound" }))
+        );
+        assert_eq!(
+            keyed(KEYED_GET, b"k", &[READ_BOUNDED, 0, 0, 0, 0, 0, 0, 0, 0, 9]),
+            Err((Some(7), ProtoError::TrailingBytes { len: 1 }))
+        );
+        assert_eq!(
+            keyed(KEYED_PUT | KEYED_WITH_SESSION, b"k", &[5, 0, 1]),
+            Err((Some(7), ProtoError::Truncated { field: "session token" }))
+        );
+        assert_eq!(keyed(KEYED_GET | KEYED_WITH_SESSION, b"k", b""), Err((Some(7), ProtoError::BadKeyedOp(0x80))));
         assert_eq!(keyed(KEYED_DELETE, b"k", b"x"), Err((Some(7), ProtoError::TrailingBytes { len: 1 })));
         let mut b = vec![KIND_KEYED, 7, 0, 0, 0, 1, b't', KEYED_GET, 10, 0];
         b.extend_from_slice(b"short");

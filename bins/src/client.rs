@@ -13,8 +13,11 @@
 //! [`Client::send`] or [`Client::send_batch`] many requests, then [`Client::recv`] their
 //! answers (matched by id).
 
-use crate::binproto::{self, Code, KeyedCall, Record, RecordResult, Request, Response, WriteOp, RESPONSE_FRAME_MAX};
+use crate::binproto::{
+    self, Code, KeyedCall, ReadOption, Record, RecordResult, Request, Response, WriteOp, RESPONSE_FRAME_MAX,
+};
 use outpost_core::config::Way;
+use outpost_core::keyed_reads::SessionToken;
 use std::fmt;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -193,14 +196,52 @@ impl Client {
     /// it: `WriteOp::Put` to replace a register's value (a `keep-both` key's siblings too),
     /// `Delete`, or an operation of a convergent type. Returns once it is durable.
     pub fn keyed_write(&mut self, topic: &str, key: &[u8], op: WriteOp) -> Result<Ack, ClientError> {
-        let call = KeyedCall::Write { key: key.to_vec(), op };
+        let call = KeyedCall::Write { key: key.to_vec(), op, session: None };
         into_ack(self.call(&Request::Keyed { topic: topic.into(), call })?)
     }
 
-    /// What `key` of keyed topic `topic` answers at this node: the JSON of docs/PROTOCOL.md
-    /// ("Keyed topics"): `found`, and `value`, `siblings` or `elements`.
+    /// [`Client::keyed_write`] within a session (docs/KEYED.md, "Reads"): once it is
+    /// durable, `session` holds this write too, so the session's causal reads, at any
+    /// node, see it. The answer's JSON: `offset`, `hlc`, `token`.
+    pub fn keyed_write_in(
+        &mut self,
+        session: &mut SessionToken,
+        topic: &str,
+        key: &[u8],
+        op: WriteOp,
+    ) -> Result<serde_json::Value, ClientError> {
+        let mut token = Vec::new();
+        session.encode(&mut token);
+        let answer = self.keyed_answer(topic, KeyedCall::Write { key: key.to_vec(), op, session: Some(token) })?;
+        *session = session_in(topic, &answer)?;
+        Ok(answer)
+    }
+
+    /// What `key` of keyed topic `topic` answers at this node (`eventual`): the JSON of
+    /// docs/PROTOCOL.md ("Keyed topics"): `found`, and `value`, `siblings` or `elements`.
     pub fn keyed_get(&mut self, topic: &str, key: &[u8]) -> Result<serde_json::Value, ClientError> {
-        self.keyed_answer(topic, KeyedCall::Get { key: key.to_vec() })
+        self.keyed_read(topic, key, ReadOption::Eventual)
+    }
+
+    /// What `key` answers at consistency `read`; a read this node cannot answer so is
+    /// `ClientError::Refused` with code `NotYet` or `TooStale` (retryable) or `Incomplete`.
+    pub fn keyed_read(&mut self, topic: &str, key: &[u8], read: ReadOption) -> Result<serde_json::Value, ClientError> {
+        self.keyed_answer(topic, KeyedCall::Get { key: key.to_vec(), read })
+    }
+
+    /// A causal read within `session`: answered only once this node holds everything the
+    /// session wrote and saw; `session` then holds what this node holds too.
+    pub fn keyed_get_in(
+        &mut self,
+        session: &mut SessionToken,
+        topic: &str,
+        key: &[u8],
+    ) -> Result<serde_json::Value, ClientError> {
+        let mut token = Vec::new();
+        session.encode(&mut token);
+        let answer = self.keyed_read(topic, key, ReadOption::Causal(token))?;
+        *session = session_in(topic, &answer)?;
+        Ok(answer)
     }
 
     /// The newest `max` conflicts the merge of keyed topic `topic` recorded at this node.
@@ -216,6 +257,12 @@ impl Client {
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }
     }
+}
+
+/// The session token an answer of keyed topic `topic` carries.
+fn session_in(topic: &str, answer: &serde_json::Value) -> Result<SessionToken, ClientError> {
+    let text = answer["token"].as_str().ok_or_else(|| ClientError::Unexpected(format!("no token in {answer}")))?;
+    SessionToken::from_text(topic, text).map_err(|e| ClientError::Unexpected(format!("token {text:?}: {e}")))
 }
 
 /// The acknowledgement in an answer to a produce.

@@ -7,13 +7,15 @@
 //! both to the core as values, hence the one exception to the workspace's clock ban.
 #![allow(clippy::disallowed_types)]
 
-use crate::keyed::{self, KeyedAnswer, KeyedCall};
+use crate::keyed::{self, KeyedAnswer, KeyedCall, ReadOption};
 use crate::status::{Counters, Status};
 use outpost_core::config::NodeConfig;
 use outpost_core::io::{
     Control, DiskError, DiskOpId, DiskRequest, DiskResponse, Event, FetchError, Fetched, Input, Output, ProduceAck,
     ProduceError, ReqId,
 };
+use outpost_core::keyed::Dot;
+use outpost_core::keyed_reads::ReadConsistency;
 use outpost_core::types::{Instant, NodeId, Now, Seq, TopicIdx};
 use outpost_core::{Node, NodeSeed};
 use std::collections::BTreeMap;
@@ -181,16 +183,54 @@ impl Driver {
         let state = self.node.keyed(topic);
         match (call, state) {
             (_, None) => reply(KeyedAnswer::NotKeyed),
-            (KeyedCall::Get { key }, Some(s)) => reply(KeyedAnswer::Value(keyed::key_json(name, s, &key, &names))),
+            (KeyedCall::Get { key, read }, Some(s)) => {
+                let session = match &read {
+                    ReadOption::Causal(bytes) => match keyed::session_of(name, bytes) {
+                        Ok(t) => Some(t),
+                        Err(e) => return reply(KeyedAnswer::BadToken(e)),
+                    },
+                    _ => None,
+                };
+                let consistency = match (&read, &session) {
+                    (ReadOption::Bounded { staleness_max_ms }, _) => {
+                        ReadConsistency::Bounded { staleness_max_ms: *staleness_max_ms }
+                    }
+                    (_, Some(t)) => ReadConsistency::Causal(t),
+                    (_, None) => ReadConsistency::Eventual,
+                };
+                match self.node.keyed_read(topic, consistency, self.now().wall_ms) {
+                    None => reply(KeyedAnswer::NotKeyed),
+                    Some(Err(refused)) => reply(KeyedAnswer::NotRead(refused)),
+                    Some(Ok(stamp)) => reply(KeyedAnswer::Value(keyed::key_json(name, s, &key, &names, &read, &stamp))),
+                }
+            }
             (KeyedCall::Conflicts { max }, Some(s)) => {
                 reply(KeyedAnswer::Conflicts(keyed::conflicts_json(name, s, max, &names)))
             }
-            (KeyedCall::Write { key, op }, Some(_)) => match self.node.keyed_prepare(topic, &key, op.kind()) {
-                Ok(value) => {
-                    self.produce(topic, Some(key), value, Box::new(move |r| reply(KeyedAnswer::Written(r))), fx)
+            (KeyedCall::Write { key, op, session }, Some(_)) => {
+                let session = match session.map(|b| keyed::session_of(name, &b)).transpose() {
+                    Ok(t) => t,
+                    Err(e) => return reply(KeyedAnswer::BadToken(e)),
+                };
+                let writer = self.id;
+                match self.node.keyed_prepare(topic, &key, op.kind()) {
+                    Ok(value) => {
+                        // The session's token with this write: what its next read must hold.
+                        let answer = move |r: Result<ProduceAck, ProduceError>| {
+                            let token = match (&r, session) {
+                                (Ok(ack), Some(mut t)) => {
+                                    t.add(Dot { origin: writer, seq: ack.seq });
+                                    Some(t)
+                                }
+                                _ => None,
+                            };
+                            reply(KeyedAnswer::Written(r, token))
+                        };
+                        self.produce(topic, Some(key), value, Box::new(answer), fx)
+                    }
+                    Err(e) => reply(KeyedAnswer::Refused(e)),
                 }
-                Err(e) => reply(KeyedAnswer::Refused(e)),
-            },
+            }
         }
     }
 

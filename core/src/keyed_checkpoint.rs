@@ -7,27 +7,35 @@
 //! of that half is merged into it. On a top gateway also what its fan-out copied
 //! (`keyed_fanout`): per origin of the half that goes up, the highest sequence whose copy
 //! is durable. Written by `crate::checkpoint` (a generation at a time, synced before any
-//! segment it covers may go); bounded by the topics' state limits
+//! segment it covers may go). Since version 2 also per topic the newest write merged of
+//! each origin (`keyed_reads::Observed`), what causal and bounded reads rest on. Bounded
+//! by the topics' state limits
 //! ([`file_bytes_max`]).
 //!
 //! ```text
 //! frame kind KeyedCheckpoint: version u8 (1), n u16, n × state
 //! state: name_len u16, name, halves u8, halves × (direction u8, covered u64),
-//!        relayed u32, relayed × (origin u64, seq u64), len u32, len × snapshot byte
+//!        relayed u32, relayed × (origin u64, seq u64),
+//!        observed u16 (<= 1024), overflowed u8 (0, 1), observed × (origin u64, seq u64, hlc u64),
+//!        len u32, len × snapshot byte
 //! direction: 0 edge-to-cloud, 1 cloud-to-edge, 2 bidirectional, 3 local
 //! ```
 
 use crate::codec::{self, FrameError, FrameKind, ReadError, Reader};
 use crate::config::{NodeConfig, Role, SyncDirection};
+use crate::hlc::Hlc;
 use crate::keyed::{snapshot, KeyedState};
+use crate::keyed_reads::{Observed, OBSERVED_ORIGINS_MAX};
 use crate::types::{NodeId, Seq};
 use std::fmt;
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 /// A half's entry: direction and offset.
 const HALF_BYTES: u64 = 9;
 /// A relayed mark: origin and sequence.
 const RELAYED_BYTES: u64 = 16;
+/// An observed origin: origin, sequence and timestamp.
+const OBSERVED_BYTES: u64 = 24;
 
 /// One keyed topic's part of a checkpoint, as written.
 #[derive(Debug)]
@@ -37,6 +45,7 @@ pub struct StateOut<'a> {
     pub halves: Vec<(SyncDirection, Seq)>,
     /// A top gateway's fan-out: per origin, the highest sequence whose copy is durable.
     pub relayed: Vec<(NodeId, Seq)>,
+    pub observed: &'a Observed,
     pub state: &'a KeyedState,
 }
 
@@ -47,6 +56,7 @@ pub struct StateIn<'a> {
     pub name: &'a str,
     pub halves: Vec<(SyncDirection, Seq)>,
     pub relayed: Vec<(NodeId, Seq)>,
+    pub observed: Observed,
     pub state: &'a [u8],
 }
 
@@ -112,6 +122,14 @@ pub fn encode(states: &[StateOut<'_>], out: &mut Vec<u8>) {
             out.extend_from_slice(&origin.0.to_le_bytes());
             out.extend_from_slice(&seq.to_le_bytes());
         }
+        let observed = s.observed.entries();
+        out.extend_from_slice(&u16::try_from(observed.len()).expect("at most 1,024 origins").to_le_bytes());
+        out.push(u8::from(s.observed.overflowed()));
+        for &(origin, seq, hlc) in observed {
+            for v in [origin.0, seq, hlc.0] {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+        }
         let len_at = out.len();
         out.extend_from_slice(&[0; 4]);
         snapshot::encode(s.state, out);
@@ -167,9 +185,25 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<StateIn<'_>>, KeyedCheckpointError> {
             }
             relayed.push((origin, r.u64().map_err(E::Truncated)?));
         }
+        let observed_n = r.u16().map_err(E::Truncated)?;
+        if usize::from(observed_n) > OBSERVED_ORIGINS_MAX {
+            return Err(E::Malformed("more observed origins than a node keeps"));
+        }
+        let overflowed = match r.u8().map_err(E::Truncated)? {
+            0 => false,
+            1 => true,
+            _ => return Err(E::Malformed("an overflow flag that is neither 0 nor 1")),
+        };
+        let mut newest = Vec::with_capacity(usize::from(observed_n).min(r.remaining() / OBSERVED_BYTES as usize));
+        for _ in 0..observed_n {
+            let origin = NodeId(r.u64().map_err(E::Truncated)?);
+            newest.push((origin, r.u64().map_err(E::Truncated)?, Hlc(r.u64().map_err(E::Truncated)?)));
+        }
+        let observed =
+            Observed::from_entries(newest, overflowed).ok_or(E::Malformed("observed origins out of order"))?;
         let len = r.u32().map_err(E::Truncated)?;
         let state = r.bytes(len as usize).map_err(E::Truncated)?;
-        states.push(StateIn { name, halves, relayed, state });
+        states.push(StateIn { name, halves, relayed, observed, state });
     }
     if !r.is_empty() {
         return Err(E::Malformed("bytes after the last state"));
@@ -192,7 +226,9 @@ pub fn file_bytes_max(cfg: &NodeConfig) -> u64 {
         // (Only a top gateway copies a bidirectional topic's writes, `keyed_fanout`.)
         let copies = cfg.role == Role::Gateway && cfg.upstream.is_none() && t.both_ways;
         let relayed = if copies { cfg.gateway.streams_max as u64 * RELAYED_BYTES } else { 0 };
-        bytes += 2 + t.name.len() as u64 + 1 + 2 * HALF_BYTES + 4 + relayed + 4 + snapshot::encoded_bytes_max(k.limits);
+        let observed = 3 + OBSERVED_ORIGINS_MAX as u64 * OBSERVED_BYTES;
+        bytes += 2 + t.name.len() as u64 + 1 + 2 * HALF_BYTES + 4 + relayed + observed + 4;
+        bytes += snapshot::encoded_bytes_max(k.limits);
     }
     bytes
 }
@@ -200,7 +236,7 @@ pub fn file_bytes_max(cfg: &NodeConfig) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keyed::{KeyedLimits, Strategy};
+    use crate::keyed::{Dot, KeyedLimits, Strategy};
 
     fn state() -> KeyedState {
         KeyedState::new(Strategy::LastWriteWins, KeyedLimits { state_bytes_max: 1 << 20, conflict_log_bytes_max: 4096 })
@@ -208,15 +244,25 @@ mod tests {
 
     #[test]
     fn a_checkpoint_decodes_to_what_was_encoded_and_nothing_else_does() {
-        let s = state();
+        let (s, none) = (state(), Observed::default());
+        let mut seen = Observed::default();
+        seen.note(Dot { origin: NodeId(5), seq: 3 }, Hlc(9 << 20));
+        seen.note(Dot { origin: NodeId(2), seq: 11 }, Hlc(7 << 20));
         let states = [
             StateOut {
                 name: "prices",
                 halves: vec![(SyncDirection::EdgeToCloud, 40), (SyncDirection::CloudToEdge, 7)],
                 relayed: vec![(NodeId(2), 11), (NodeId(5), 3)],
+                observed: &seen,
                 state: &s,
             },
-            StateOut { name: "notes", halves: vec![(SyncDirection::Local, 0)], relayed: vec![], state: &s },
+            StateOut {
+                name: "notes",
+                halves: vec![(SyncDirection::Local, 0)],
+                relayed: vec![],
+                observed: &none,
+                state: &s,
+            },
         ];
         let mut buf = Vec::new();
         encode(&states, &mut buf);
@@ -224,6 +270,7 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!((got[0].name, &got[0].halves, &got[0].relayed), ("prices", &states[0].halves, &states[0].relayed));
         assert_eq!((got[1].name, &got[1].halves), ("notes", &states[1].halves));
+        assert_eq!((&got[0].observed, &got[1].observed), (&seen, &none), "what reads rest on");
         let mut one = Vec::new();
         snapshot::encode(&s, &mut one);
         assert_eq!(got[1].state, &one[..], "the state's bytes are the snapshot's");
@@ -237,16 +284,16 @@ mod tests {
 
     #[test]
     fn a_topic_twice_or_marks_out_of_order_do_not_decode() {
-        let s = state();
+        let (s, none) = (state(), Observed::default());
         let twice = [
-            StateOut { name: "a", halves: vec![], relayed: vec![], state: &s },
-            StateOut { name: "a", halves: vec![], relayed: vec![], state: &s },
+            StateOut { name: "a", halves: vec![], relayed: vec![], observed: &none, state: &s },
+            StateOut { name: "a", halves: vec![], relayed: vec![], observed: &none, state: &s },
         ];
         let mut buf = Vec::new();
         encode(&twice, &mut buf);
         assert_eq!(decode(&buf), Err(KeyedCheckpointError::Malformed("a topic twice")));
-        let disorder =
-            [StateOut { name: "a", halves: vec![], relayed: vec![(NodeId(5), 1), (NodeId(2), 1)], state: &s }];
+        let relayed = vec![(NodeId(5), 1), (NodeId(2), 1)];
+        let disorder = [StateOut { name: "a", halves: vec![], relayed, observed: &none, state: &s }];
         buf.clear();
         encode(&disorder, &mut buf);
         assert_eq!(decode(&buf), Err(KeyedCheckpointError::Malformed("relayed marks out of order")));

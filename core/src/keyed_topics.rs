@@ -15,6 +15,7 @@ use crate::config::{NodeConfig, SyncDirection};
 use crate::keyed::{snapshot, Applied, Dot, KeyedError, KeyedOp, KeyedState, OpKind, Write, RELAYED_BYTES_MAX};
 use crate::keyed_checkpoint::{self, KeyedCheckpointError, StateOut};
 use crate::keyed_fanout::{KeyedCopy, KeyedFanOut};
+use crate::keyed_reads::{self, Observed, ReadConsistency, ReadRefused, ReadStamp};
 use crate::log;
 use crate::memory::{MemoryPart, MemoryUsage, PlanBasis};
 use crate::types::{NodeId, Seq, TopicIdx};
@@ -53,6 +54,9 @@ pub struct KeyedCounters {
 pub struct KeyedTopics {
     /// One per keyed topic name.
     states: Vec<KeyedState>,
+    /// Per state, the newest write merged of each origin: what causal and bounded reads
+    /// rest on (`keyed_reads`).
+    observed: Vec<Observed>,
     /// Per topic index: its state, if keyed.
     of_topic: Vec<Option<usize>>,
     pub counters: KeyedCounters,
@@ -78,6 +82,7 @@ impl Default for KeyedTopics {
     fn default() -> KeyedTopics {
         KeyedTopics {
             states: Vec::new(),
+            observed: Vec::new(),
             of_topic: Vec::new(),
             counters: KeyedCounters::default(),
             id: NodeId(0),
@@ -119,6 +124,7 @@ impl KeyedTopics {
             .map(|t| t.both_ways && t.keyed.is_some() && t.sync == SyncDirection::CloudToEdge)
             .collect();
         KeyedTopics {
+            observed: vec![Observed::default(); states.len()],
             states,
             of_topic,
             counters: KeyedCounters::default(),
@@ -147,9 +153,28 @@ impl KeyedTopics {
         self.of_topic.get(topic.0 as usize).copied().flatten().map(|i| &self.states[i])
     }
 
-    /// Bytes the states and their conflict logs account (memory part `Index`).
+    /// Bytes the states, their conflict logs and what reads rest on account (memory part
+    /// `Index`).
     pub fn bytes(&self) -> u64 {
-        self.states.iter().map(|s| s.bytes() + s.conflict_log_bytes()).sum()
+        let observed: u64 = self.observed.iter().map(Observed::bytes).sum();
+        observed + self.states.iter().map(|s| s.bytes() + s.conflict_log_bytes()).sum::<u64>()
+    }
+
+    /// Decides a read of keyed topic `topic` at consistency `read`, made at node time
+    /// `as_of_ms` (`keyed_reads::decide`); `None` for a topic not keyed.
+    pub fn decide_read(
+        &self,
+        cfg: &NodeConfig,
+        topic: TopicIdx,
+        as_of_ms: u64,
+        read: ReadConsistency<'_>,
+    ) -> Option<Result<ReadStamp, ReadRefused>> {
+        let i = self.of_topic.get(topic.0 as usize).copied().flatten()?;
+        let halves = || self.of_topic.iter().enumerate().filter(move |(_, s)| **s == Some(i)).map(|(t, _)| t);
+        let refused = halves().any(|t| self.refused_from[t].is_some());
+        let incomplete = refused.then_some("it had no room for a write (keyed_state_max); raise the limit and restart");
+        let name = &cfg.topics[topic.0 as usize].name;
+        Some(keyed_reads::decide(name, &self.observed[i], incomplete, self.id, as_of_ms, read))
     }
 
     /// Whether a produce of `value` under `key` to `topic` may be taken: the value is an
@@ -243,7 +268,11 @@ impl KeyedTopics {
                     continue;
                 }
             };
-            match self.states[i].apply(Write { key, dot, hlc, op }) {
+            let applied = self.states[i].apply(Write { key, dot, hlc, op });
+            if applied.is_ok() {
+                self.observed[i].note(dot, hlc);
+            }
+            match applied {
                 Ok(Applied::Taken) => self.counters.applied += 1,
                 Ok(Applied::Conflict) => {
                     self.counters.applied += 1;
@@ -287,7 +316,8 @@ impl KeyedTopics {
         let mut covers = Vec::new();
         let mut parts = Vec::with_capacity(self.states.len());
         for (i, state) in self.states.iter().enumerate() {
-            let mut part = StateOut { name: "", halves: Vec::new(), relayed: Vec::new(), state };
+            let observed = &self.observed[i];
+            let mut part = StateOut { name: "", halves: Vec::new(), relayed: Vec::new(), observed, state };
             for (t, _) in self.of_topic.iter().enumerate().filter(|(_, s)| **s == Some(i)) {
                 let topic = TopicIdx(t as u16);
                 let mut covered = self.fed_to[t].min(self.refused_from[t].unwrap_or(Seq::MAX));
@@ -341,6 +371,7 @@ impl KeyedTopics {
                         Some(m) => s.with_merge(m),
                         None => s,
                     };
+                    self.observed[i] = part.observed;
                     None
                 }
                 Err(e) => Some(e.to_string()),
@@ -429,7 +460,8 @@ impl KeyedTopics {
     }
 }
 
-/// The keyed states' planned memory: each state's limits (one per keyed topic name), and
+/// The keyed states' planned memory: each state's limits and newest writes per origin
+/// (one per keyed topic name), and
 /// the copy a commit in flight keeps of what it writes to keyed topics (at most its
 /// appends). (A checkpoint being written takes the share recovery plans for reading one
 /// whole: the node writes none while it recovers, `recovery::planned`.)
@@ -439,7 +471,8 @@ pub(crate) fn planned(cfg: &NodeConfig, b: &PlanBasis) -> MemoryUsage {
     if keyed.states.is_empty() {
         return m;
     }
-    m.set(MemoryPart::Index, keyed.states.iter().map(|s| s.limits().planned_bytes()).sum());
+    let states: u64 = keyed.states.iter().map(|s| s.limits().planned_bytes()).sum();
+    m.set(MemoryPart::Index, states + keyed.states.len() as u64 * Observed::planned_bytes());
     m.set(MemoryPart::ProduceBuffer, crate::commit::appends_planned(b));
     if keyed.fan_out.is_some() {
         m.set(MemoryPart::GatewayPending, crate::keyed_fanout::planned_bytes(cfg, b.record_max));
@@ -489,5 +522,13 @@ mod tests {
         let (covered, problems) = restored.restore(&cfg, &bytes).expect("decodes");
         assert_eq!((covered.get(&topic), problems.len()), (Some(&2), 0));
         assert_eq!(restored.state(topic).map(KeyedState::key_count), k.state(topic).map(KeyedState::key_count));
+        assert_eq!(restored.observed, k.observed, "what reads rest on is checkpointed");
+        let bounded = ReadConsistency::Bounded { staleness_max_ms: u64::MAX };
+        assert!(
+            matches!(k.decide_read(&cfg, topic, 0, bounded), Some(Err(ReadRefused::Incomplete(_)))),
+            "a state missing a write it refused does not vouch for its staleness"
+        );
+        let stamp = restored.decide_read(&cfg, topic, 0, bounded);
+        assert_eq!(stamp.map(|r| r.map(|s| s.staleness_ms)), Some(Ok(Some(0))), "a clock behind the writes'");
     }
 }

@@ -24,6 +24,7 @@ pub mod io;
 pub mod keyed;
 pub mod keyed_checkpoint;
 pub mod keyed_fanout;
+pub mod keyed_reads;
 pub mod keyed_topics;
 pub(crate) mod keys;
 pub mod log;

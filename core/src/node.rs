@@ -21,6 +21,7 @@ use crate::hold::MessageHold;
 use crate::io::{DiskError, DiskOpId, DiskResponse, Event, FetchError, Input, Output, ProduceAck, ProduceError, ReqId};
 use crate::keyed::{KeyedError, KeyedState, OpKind};
 use crate::keyed_fanout::KeyedCopy;
+use crate::keyed_reads::{ReadConsistency, ReadRefused, ReadStamp};
 use crate::keyed_topics::{KeyedCounters, KeyedTopics};
 use crate::log::TopicLog;
 use crate::meta::{self, BoundWriter};
@@ -239,6 +240,20 @@ impl Node {
         let mut value = Vec::new();
         op.encode(&mut value);
         Ok(value)
+    }
+
+    /// Decides a read of keyed topic `topic` at consistency `read`, made at wall time
+    /// `wall_ms`: what the answer states besides the value (`Node::keyed` is the value),
+    /// or why it is not answered at that consistency (docs/KEYED.md, "Reads"). The read's
+    /// time is never behind a timestamp the node issued or took. `None`: not keyed.
+    pub fn keyed_read(
+        &self,
+        topic: TopicIdx,
+        read: ReadConsistency<'_>,
+        wall_ms: u64,
+    ) -> Option<Result<ReadStamp, ReadRefused>> {
+        let as_of_ms = wall_ms.max(self.now.wall_ms).max(self.hlc.last().physical_ms());
+        self.keyed.decide_read(&self.cfg, topic, as_of_ms, read)
     }
 
     pub fn hlc(&self) -> Hlc {

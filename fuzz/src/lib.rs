@@ -41,6 +41,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("peer_handshake", peer_handshake),
     ("e2e_envelope", e2e_envelope),
     ("keyed_op", keyed_op),
+    ("session_token", session_token),
     ("merge_module", merge_module),
 ];
 
@@ -270,13 +271,23 @@ pub fn keyed_checkpoint(data: &[u8]) {
     let outs: Vec<StateOut<'_>> = parts
         .iter()
         .zip(&states)
-        .map(|(p, state)| StateOut { name: p.name, halves: p.halves.clone(), relayed: p.relayed.clone(), state })
+        .map(|(p, state)| StateOut {
+            name: p.name,
+            halves: p.halves.clone(),
+            relayed: p.relayed.clone(),
+            observed: &p.observed,
+            state,
+        })
         .collect();
     let mut again = Vec::new();
     kc::encode(&outs, &mut again);
     let reparsed = kc::decode(&again).expect("what decodes re-encodes to a checkpoint that decodes");
     for ((a, b), state) in parts.iter().zip(&reparsed).zip(&states) {
-        assert_eq!((a.name, &a.halves, &a.relayed), (b.name, &b.halves, &b.relayed), "the same parts");
+        assert_eq!(
+            (a.name, &a.halves, &a.relayed, &a.observed),
+            (b.name, &b.halves, &b.relayed, &b.observed),
+            "the same parts"
+        );
         let mut r = codec::Reader::new(b.state);
         let again = snapshot::decode(&mut r, state.strategy(), limits).expect("a state re-encoded decodes");
         let (mut x, mut y) = (Vec::new(), Vec::new());
@@ -395,6 +406,24 @@ pub fn peer_handshake(data: &[u8]) {
 
 /// A keyed record's operation (from any replica's log): decodes, re-encodes to its bytes,
 /// and a state of every strategy takes it or refuses it with a typed error.
+/// A session token from a client (`keyed_reads`): bytes and text decode or are refused,
+/// and one that decodes re-encodes to its bytes and decides a read without panicking.
+pub fn session_token(data: &[u8]) {
+    use outpost_core::hlc::Hlc;
+    use outpost_core::keyed::Dot;
+    use outpost_core::keyed_reads::{decide, Observed, ReadConsistency, SessionToken};
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = SessionToken::from_text("prices", text);
+    }
+    let Ok(token) = SessionToken::decode(data) else { return };
+    let mut again = Vec::new();
+    token.encode(&mut again);
+    assert_eq!(again, data, "a decoded session token re-encodes to its bytes");
+    let mut seen = Observed::default();
+    seen.note(Dot { origin: NodeId(2), seq: 5 }, Hlc(5 << 20));
+    let _ = decide("prices", &seen, None, NodeId(1), 10, ReadConsistency::Causal(&token));
+}
+
 pub fn keyed_op(data: &[u8]) {
     use outpost_core::hlc::Hlc;
     use outpost_core::keyed::{Dot, KeyedLimits, KeyedOp, KeyedState, Strategy, Write};

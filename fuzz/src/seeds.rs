@@ -144,7 +144,16 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         "produce-raw-keyed",
         b"POST /v1/topics/a%2Eb/records?key=k HTTP/1.0\r\nOutpost-Key: k2\r\ncontent-length: 3\r\n\r\nabc".to_vec(),
     ));
-    use outpost::binproto::{self, Code, FetchRequest, KeyedCall, Record, RecordResult, Request, Response, WriteOp};
+    use outpost::binproto::{
+        self, Code, FetchRequest, KeyedCall, ReadOption, Record, RecordResult, Request, Response, WriteOp,
+    };
+    let session = || {
+        let mut token = outpost_core::keyed_reads::SessionToken::new("prices");
+        token.add(outpost_core::keyed::Dot { origin: NodeId(2), seq: 5 });
+        let mut bytes = Vec::new();
+        token.encode(&mut bytes);
+        bytes
+    };
     let reqs = [
         ("produce", Request::Produce { topic: "events".into(), key: Some(b"k".to_vec()), value: b"v".to_vec() }),
         (
@@ -179,17 +188,44 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             "keyed-put",
             Request::Keyed {
                 topic: "prices".into(),
-                call: KeyedCall::Write { key: b"sku-1".to_vec(), op: WriteOp::Put(b"4.99".to_vec()) },
+                call: KeyedCall::Write { key: b"sku-1".to_vec(), op: WriteOp::Put(b"4.99".to_vec()), session: None },
             },
         ),
         (
             "keyed-increment",
             Request::Keyed {
                 topic: "stock".into(),
-                call: KeyedCall::Write { key: b"sku-1".to_vec(), op: WriteOp::Increment(-3) },
+                call: KeyedCall::Write { key: b"sku-1".to_vec(), op: WriteOp::Increment(-3), session: None },
             },
         ),
-        ("keyed-get", Request::Keyed { topic: "prices".into(), call: KeyedCall::Get { key: b"sku-1".to_vec() } }),
+        (
+            "keyed-increment-in-session",
+            Request::Keyed {
+                topic: "stock".into(),
+                call: KeyedCall::Write { key: b"sku-1".to_vec(), op: WriteOp::Increment(-3), session: Some(session()) },
+            },
+        ),
+        (
+            "keyed-get",
+            Request::Keyed {
+                topic: "prices".into(),
+                call: KeyedCall::Get { key: b"sku-1".to_vec(), read: ReadOption::Eventual },
+            },
+        ),
+        (
+            "keyed-get-causal",
+            Request::Keyed {
+                topic: "prices".into(),
+                call: KeyedCall::Get { key: b"sku-1".to_vec(), read: ReadOption::Causal(session()) },
+            },
+        ),
+        (
+            "keyed-get-bounded",
+            Request::Keyed {
+                topic: "prices".into(),
+                call: KeyedCall::Get { key: b"sku-1".to_vec(), read: ReadOption::Bounded { staleness_max_ms: 60_000 } },
+            },
+        ),
         ("keyed-conflicts", Request::Keyed { topic: "prices".into(), call: KeyedCall::Conflicts { max: 100 } }),
     ];
     for (name, r) in reqs {
@@ -238,6 +274,12 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     v.push(("e2e_envelope", "sealed", ring.seal(&crate::e2e_context(), b"card 4111, 12.50 EUR")));
     v.push(("e2e_envelope", "keys", crate::E2E_KEYS.as_bytes().to_vec()));
     keyed_op_seeds(&mut v);
+    let mut token = outpost_core::keyed_reads::SessionToken::new("prices");
+    token.add(outpost_core::keyed::Dot { origin: NodeId(2), seq: 5 });
+    token.add(outpost_core::keyed::Dot { origin: NodeId(7), seq: 300 });
+    let mut bytes = Vec::new();
+    token.encode(&mut bytes);
+    v.push(("session_token", "two-origins", bytes));
     let notes = include_str!("../../examples/merge/notes.wat");
     v.push(("merge_module", "notes-wat", notes.as_bytes().to_vec()));
     v.push(("merge_module", "notes-wasm", wat::parse_str(notes).expect("the example is valid WAT")));
@@ -276,6 +318,7 @@ fn keyed_checkpoint_seeds(v: &mut Vec<(&'static str, &'static str, Vec<u8>)>) {
     use outpost_core::config::SyncDirection;
     use outpost_core::keyed::{Dot, KeyedLimits, KeyedOp, KeyedState, OpKind, Strategy, VersionVector, Write};
     use outpost_core::keyed_checkpoint::{encode, StateOut};
+    use outpost_core::keyed_reads::Observed;
     let limits = KeyedLimits { state_bytes_max: 1 << 20, conflict_log_bytes_max: 4096 };
     let (mut stock, mut notes) =
         (KeyedState::new(Strategy::Counter, limits), KeyedState::new(Strategy::KeepBoth, limits));
@@ -286,14 +329,24 @@ fn keyed_checkpoint_seeds(v: &mut Vec<(&'static str, &'static str, Vec<u8>)>) {
         let op = KeyedOp { context: VersionVector::new(), cloud: origin == 2, relayed: None, kind: OpKind::Put(b"v") };
         notes.apply(Write { key: b"note-7", dot, hlc: Hlc(seq << 20), op }).expect("room");
     }
+    let (mut seen, none) = (Observed::default(), Observed::default());
+    seen.note(Dot { origin: NodeId(1), seq: 2 }, Hlc(2 << 20));
+    seen.note(Dot { origin: NodeId(2), seq: 1 }, Hlc(1 << 20));
     let parts = [
         StateOut {
             name: "stock",
             halves: vec![(SyncDirection::EdgeToCloud, 40), (SyncDirection::CloudToEdge, 12)],
             relayed: vec![(NodeId(1), 2), (NodeId(2), 1)],
+            observed: &seen,
             state: &stock,
         },
-        StateOut { name: "notes", halves: vec![(SyncDirection::Local, 3)], relayed: vec![], state: &notes },
+        StateOut {
+            name: "notes",
+            halves: vec![(SyncDirection::Local, 3)],
+            relayed: vec![],
+            observed: &none,
+            state: &notes,
+        },
     ];
     let mut bytes = Vec::new();
     encode(&parts, &mut bytes);

@@ -34,6 +34,8 @@ pub struct KeyedReport {
     /// Segments of keyed topics deleted anywhere in the run: only behind a durable
     /// checkpoint, so every restart after one loaded a checkpoint instead of the log.
     pub segments_deleted: u64,
+    /// The sessions' causal and bounded reads (`crate::read_check`).
+    pub reads: crate::read_check::ReadsReport,
 }
 
 /// The operation a workload writes to a keyed topic: a delete with probability
@@ -78,13 +80,50 @@ pub struct KeyedHistory {
     /// Per (gateway, half that comes down): the edges' writes it copied there, each at
     /// the lowest sequence it was copied at.
     copied: BTreeMap<(usize, usize), BTreeMap<Dot, u64>>,
+    /// Per (topic, origin): its writes (indices in `written`), in sequence order.
+    by_origin: BTreeMap<(usize, usize), Vec<usize>>,
 }
 
 impl KeyedHistory {
-    /// Node `origin` acknowledged a write to `topic` at `seq` with timestamp `hlc`.
-    pub fn on_ack(&mut self, origin: usize, topic: usize, key: Vec<u8>, op: Vec<u8>, seq: u64, hlc: Hlc) {
+    /// Node `origin` acknowledged a write to `topic` at `seq` with timestamp `hlc`; its
+    /// index in the history.
+    pub fn on_ack(&mut self, origin: usize, topic: usize, key: Vec<u8>, op: Vec<u8>, seq: u64, hlc: Hlc) -> usize {
         let dot = Dot { origin: NodeId(origin as u64 + 1), seq };
         self.written.push(Written { origin, topic, write: KeyedWrite { key, dot, hlc, op } });
+        let idx = self.written.len() - 1;
+        let of_origin = self.by_origin.entry((topic, origin)).or_default();
+        let at = of_origin.partition_point(|&i| self.written[i].write.dot.seq < seq);
+        of_origin.insert(at, idx);
+        idx
+    }
+
+    /// Per (half, origin) of keyed topic `name`: the origin's writes (indices), in
+    /// sequence order.
+    pub(crate) fn origins_of<'h>(
+        &'h self,
+        s: &'h Scenario,
+        name: &'h str,
+    ) -> impl Iterator<Item = ((usize, usize), &'h [usize])> + 'h {
+        self.by_origin.iter().filter(move |((t, _), _)| s.topics[*t].name == name).map(|(&k, v)| (k, v.as_slice()))
+    }
+
+    /// Origin `origin`'s writes of half `topic` (indices), in sequence order.
+    pub(crate) fn writes_by(&self, topic: usize, origin: usize) -> &[usize] {
+        self.by_origin.get(&(topic, origin)).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether `node` holds write `i` now.
+    pub(crate) fn held(&self, s: &Scenario, node: usize, i: usize) -> bool {
+        let name = &s.topics[self.written[i].topic].name;
+        self.holds(node, &self.written[i], |t| s.topics[t].name == *name)
+    }
+
+    pub(crate) fn hlc_of(&self, i: usize) -> Hlc {
+        self.written[i].write.hlc
+    }
+
+    pub(crate) fn dot_of(&self, i: usize) -> Dot {
+        self.written[i].write.dot
     }
 
     /// Node `node` stored `seqs` of `origin`'s stream of `topic` (received, and durable).
@@ -225,12 +264,12 @@ fn describe(v: &KeyedViolation) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::scenario;
 
     /// A gateway and two edges sharing a keyed counter.
-    fn world() -> Scenario {
+    pub(crate) fn world() -> Scenario {
         let text = "name = \"fan-out\"\nabout = \"two tills\"\nduration = \"1m\"\n\
                     [[node]]\nid = \"hq\"\nrole = \"gateway\"\ndevice = \"cloud\"\n\
                     [[node]]\nid = \"till-1\"\nrole = \"edge\"\ndevice = \"pi4\"\n\
@@ -248,15 +287,7 @@ mod tests {
         assert_eq!((s.topics[up].sync, s.topics[down].sync), (SyncDirection::EdgeToCloud, SyncDirection::CloudToEdge));
         let (hq, till_1) = (0, 1);
         let mut h = KeyedHistory::default();
-        let mut op = Vec::new();
-        outpost_core::keyed::KeyedOp {
-            context: Default::default(),
-            cloud: false,
-            relayed: None,
-            kind: OpKind::Increment(2),
-        }
-        .encode(&mut op);
-        h.on_ack(till_1, up, b"k".to_vec(), op, 0, Hlc(5));
+        h.on_ack(till_1, up, b"k".to_vec(), counter_op(2), 0, Hlc(5));
         assert!(h.uncopied(&s, "stock").is_empty(), "not stored at the gateway yet: nothing owed");
         h.on_stored(hq, up, till_1, 0..1);
         let missing = h.uncopied(&s, "stock");
@@ -271,5 +302,13 @@ mod tests {
         assert!(!holds(&h));
         h.on_stored(till_2, down, hq, 7..8);
         assert!(holds(&h));
+    }
+
+    /// An increment by `n`, encoded.
+    pub(crate) fn counter_op(n: i64) -> Vec<u8> {
+        let mut op = Vec::new();
+        let kind = OpKind::Increment(n);
+        outpost_core::keyed::KeyedOp { context: Default::default(), cloud: false, relayed: None, kind }.encode(&mut op);
+        op
     }
 }

@@ -19,6 +19,7 @@ pub mod net;
 pub mod placement;
 pub mod profiles;
 pub mod raft_check;
+pub mod read_check;
 pub mod report;
 pub mod rng;
 pub mod scenario;

@@ -325,6 +325,10 @@ pub struct World<'a> {
     keyed: crate::keyed_check::KeyedHistory,
     /// Segments of keyed topics deleted (`KeyedReport::segments_deleted`).
     keyed_segments_deleted: u64,
+    /// The keyed workloads' sessions and their reads (`crate::read_check`).
+    reads: crate::read_check::KeyedReads,
+    /// Its own stream, so that reads leave every other draw alone (a read changes no node).
+    reads_rng: SimRng,
 }
 
 pub(crate) fn node_config(s: &Scenario, i: usize) -> NodeConfig {
@@ -663,6 +667,8 @@ impl<'a> World<'a> {
             impostors: Vec::new(),
             keyed: Default::default(),
             keyed_segments_deleted: 0,
+            reads: Default::default(),
+            reads_rng: stream(seed, "keyed-reads"),
         };
         let mut groups = BTreeMap::new();
         let mut detector = None;
@@ -993,6 +999,26 @@ impl<'a> World<'a> {
         }
     }
 
+    /// One time in four a keyed workload writes, its session reads first, at a running
+    /// node drawn from those holding the topic, causally or within a staleness bound; an
+    /// answer is checked against the history (`crate::read_check`).
+    fn session_read(&mut self, wi: usize) {
+        if !self.reads_rng.gen_bool(0.25) {
+            return;
+        }
+        let topic = self.workloads[wi].topic;
+        let name = &self.scenario.topics[topic as usize].name;
+        let holds = |n: &SimNode| n.node.as_ref().is_some_and(|x| x.is_running() && x.keyed(TopicIdx(topic)).is_some());
+        let holders: Vec<usize> = (0..self.nodes.len()).filter(|&n| holds(&self.nodes[n])).collect();
+        let Some(plan) = crate::read_check::KeyedReads::plan(&mut self.reads_rng, &holders) else { return };
+        let wall_ms = self.nodes[plan.node].clock.wall_ms(self.t);
+        let node = self.nodes[plan.node].node.as_ref().expect("a holder runs");
+        let decide = |r: outpost_core::keyed_reads::ReadConsistency<'_>| node.keyed_read(TopicIdx(topic), r, wall_ms);
+        if let Some(stamp) = self.reads.read(wi, name, &plan, decide) {
+            self.reads.check(&self.keyed, self.scenario, wi, name, &plan, stamp);
+        }
+    }
+
     fn log(&mut self, args: fmt::Arguments<'_>) {
         let t = self.t as f64 / 1e9;
         if let Some(w) = self.trace.as_mut() {
@@ -1014,6 +1040,9 @@ impl<'a> World<'a> {
         let key = key_no.map(|k| format!("k{k}").into_bytes());
         w.counter += 1;
         self.schedule(next, Ev::Produce { workload: wi });
+        if self.workloads[wi].merged.is_some() {
+            self.session_read(wi);
+        }
         if self.nodes[i].node.is_none() {
             self.details.produced_while_down += 1;
             return;
@@ -1453,6 +1482,9 @@ impl<'a> World<'a> {
                         }
                         if let Some((key, op)) = p.keyed {
                             self.keyed.on_ack(i, topic as usize, key, op, ack.seq, ack.hlc);
+                            let dot = outpost_core::keyed::Dot { origin: NodeId(i as u64 + 1), seq: ack.seq };
+                            let name = &self.scenario.topics[topic as usize].name;
+                            self.reads.on_write(p.workload, name, topic as usize, i, dot);
                         }
                         if let (Some(stream), true) = (strong, goes_up) {
                             self.checker.on_strong_ack(self.t, stream, ack.seq, p.crc, p.floor);
@@ -1913,10 +1945,17 @@ impl<'a> World<'a> {
             let state = |n: usize, t: usize| nodes[n].node.as_ref().and_then(|node| node.keyed(TopicIdx(t as u16)));
             let checker = &self.checker;
             let gone = |t: usize| checker.records_gone(t as u16);
+            let topics = &self.scenario.topics;
+            let judged = |name: &str| (0..topics.len()).all(|t| topics[t].name != name || !gone(t));
+            let reads = self.reads.violations(judged);
             for v in self.keyed.check(self.scenario, state, gone, &mut report) {
                 self.checker.on_violation(end_t, "keyed", v);
             }
+            for v in reads {
+                self.checker.on_violation(end_t, "keyed-read", v);
+            }
         }
+        report.reads = self.reads.report.clone();
         let running = || self.nodes.iter().filter_map(|n| n.node.as_ref());
         report.conflicts = running().map(|n| n.keyed_counters().conflicts).sum();
         report.checkpoints = running().map(Node::keyed_checkpoints_written).sum();
