@@ -172,7 +172,7 @@ impl Node {
             now,
             phase: Phase::Recovering(Box::new(recovery)),
             logs,
-            space: Space::new(n),
+            space: Space::new(&cfg),
             plan: Node::plan(&cfg),
             hlc,
             held: MessageHold::default(),

@@ -72,7 +72,7 @@ impl Node {
     /// Bytes of storage the node's files take, as it accounts them: every segment byte
     /// appended, and a fixed reserve for its other files (`resources::files_reserved`).
     pub fn storage_used(&self) -> u64 {
-        space::storage_used(&self.cfg, &self.logs)
+        space::storage_used(self.space.files_reserved(), &self.logs)
     }
 
     /// Storage reserved by records and batches waiting for the next group commit.
@@ -84,8 +84,9 @@ impl Node {
     pub(super) fn with_space<R>(&mut self, f: impl FnOnce(&mut Space, &mut SpaceCx<'_>) -> R) -> R {
         let (cfg, uplink, keyed) = (&self.cfg, self.uplink.as_ref(), self.keyed_checkpoints.as_ref());
         let synced = |t: usize| synced_below(cfg, uplink, keyed, t);
-        let reserved = self.commit.storage_reserved(cfg);
-        let mut cx = SpaceCx { cfg, now: self.now, fx: &mut self.fx, logs: &mut self.logs, synced: &synced, reserved };
+        let (reserved, files) = (self.commit.storage_reserved(cfg), self.space.files_reserved());
+        let (fx, logs) = (&mut self.fx, &mut self.logs);
+        let mut cx = SpaceCx { cfg, now: self.now, fx, logs, synced: &synced, reserved, files };
         f(&mut self.space, &mut cx)
     }
 
@@ -93,8 +94,8 @@ impl Node {
     pub(super) fn view_space<R>(&self, f: impl FnOnce(&Space, &SpaceView<'_>) -> R) -> R {
         let (cfg, uplink, keyed) = (&self.cfg, self.uplink.as_ref(), self.keyed_checkpoints.as_ref());
         let synced = |t: usize| synced_below(cfg, uplink, keyed, t);
-        let reserved = self.commit.storage_reserved(cfg);
-        f(&self.space, &SpaceView { cfg, now: self.now, logs: &self.logs, synced: &synced, reserved })
+        let (reserved, files) = (self.commit.storage_reserved(cfg), self.space.files_reserved());
+        f(&self.space, &SpaceView { cfg, now: self.now, logs: &self.logs, synced: &synced, reserved, files })
     }
 
     pub(super) fn on_device_full(&mut self, needed: u64) {

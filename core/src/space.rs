@@ -20,6 +20,8 @@ pub(crate) struct SpaceCx<'a> {
     pub logs: &'a mut [TopicLog],
     pub synced: &'a dyn Fn(usize) -> Option<Seq>,
     pub reserved: u64,
+    /// The reserve for the node's other files (`Space::files_reserved`).
+    pub files: u64,
 }
 
 /// Storage refused writes: produces wait until `retry_at`, then one commit probes. The
@@ -52,12 +54,15 @@ pub(crate) struct Space {
     /// Per topic: records evicted before the next hop acknowledged them.
     evicted_unsynced: Vec<u64>,
     pub stats: SpaceStats,
+    /// `resources::files_reserved` of the node's configuration, computed once: it walks
+    /// the keyed topics' limits, and storage is looked at on every commit.
+    files_reserved: u64,
 }
 
 /// Bytes of storage the node's files take, as it accounts them: every segment byte
-/// appended, and a fixed reserve for its other files (`resources::files_reserved`).
-pub(crate) fn storage_used(cfg: &NodeConfig, logs: &[TopicLog]) -> u64 {
-    logs.iter().map(TopicLog::bytes).sum::<u64>() + resources::files_reserved(cfg)
+/// appended, and the reserve for its other files (`files`, `Space::files_reserved`).
+pub(crate) fn storage_used(files: u64, logs: &[TopicLog]) -> u64 {
+    logs.iter().map(TopicLog::bytes).sum::<u64>() + files
 }
 
 /// What a look at storage is given (no effects, the logs read only).
@@ -67,17 +72,28 @@ pub(crate) struct SpaceView<'a> {
     pub logs: &'a [TopicLog],
     pub synced: &'a dyn Fn(usize) -> Option<Seq>,
     pub reserved: u64,
+    pub files: u64,
 }
 
 impl SpaceCx<'_> {
     fn room(&self) -> u64 {
-        self.cfg.resources.storage_bytes_max.saturating_sub(storage_used(self.cfg, self.logs) + self.reserved)
+        self.cfg.resources.storage_bytes_max.saturating_sub(storage_used(self.files, self.logs) + self.reserved)
     }
 }
 
 impl Space {
-    pub fn new(topics: usize) -> Space {
-        Space { device_full: None, evicted_unsynced: vec![0; topics], stats: SpaceStats::default() }
+    pub fn new(cfg: &NodeConfig) -> Space {
+        Space {
+            device_full: None,
+            evicted_unsynced: vec![0; cfg.topics.len()],
+            stats: SpaceStats::default(),
+            files_reserved: resources::files_reserved(cfg),
+        }
+    }
+
+    /// Storage kept free of segments for the node's other files.
+    pub fn files_reserved(&self) -> u64 {
+        self.files_reserved
     }
 
     /// Records evicted before the next hop acknowledged them, over all topics.
@@ -207,12 +223,12 @@ impl Space {
         if cx.cfg.role != Role::Edge {
             return false;
         }
-        let before = storage_used(cx.cfg, cx.logs);
+        let before = storage_used(cx.files, cx.logs);
         let top = (0..cx.logs.len()).max_by_key(|&t| cx.cfg.topics[t].priority).unwrap_or(0);
         while let Some(v) = pick_victim(cx, TopicIdx(top as u16)).filter(|v| v.kind == VictimKind::Synced) {
             self.evict(cx, v);
         }
-        full.freed += before - storage_used(cx.cfg, cx.logs);
+        full.freed += before - storage_used(cx.files, cx.logs);
         if full.freed >= full.needed {
             self.device_full = None;
             cx.fx.event(Event::StorageFreed { bytes: full.freed });
@@ -298,7 +314,7 @@ impl Space {
             _ => Duration::ZERO,
         };
         ProduceError::StorageFull {
-            used: storage_used(cx.cfg, cx.logs) + cx.reserved,
+            used: storage_used(cx.files, cx.logs) + cx.reserved,
             unsynced,
             limit: cx.cfg.resources.storage_bytes_max,
             device_full,
