@@ -309,6 +309,7 @@ fn edges_and_the_cloud_write_the_same_keys_apart_and_converge_per_strategy() {
     let metrics = String::from_utf8_lossy(&metrics);
     assert!(metrics.contains("outpost_keyed_conflicts_total{topic=\"prices\"} "), "{metrics}");
     assert!(metrics.contains("outpost_keyed_copies_waiting{topic=\"stock\"} 0"), "every write copied: {metrics}");
+    assert!(metrics.contains("outpost_keyed_checkpoints_total{result=\"failed\"} 0"), "{metrics}");
 
     // A restart rebuilds the same answers from the log.
     let keys = [("prices", "pump"), ("stock", "seals"), ("notes", "pump")];

@@ -159,6 +159,10 @@ pub struct Status {
     /// Keyed topics (a conflict strategy), once per name.
     #[serde(default)]
     pub keyed: Vec<KeyedView>,
+    /// Checkpoints of the keyed states made durable, and failed, since the start (a
+    /// failing one keeps the keyed topics' segments on disk, docs/STORAGE.md).
+    #[serde(default)]
+    pub keyed_checkpoints: (u64, u64),
     pub counters: Counters,
 }
 
@@ -309,6 +313,7 @@ pub(crate) fn build(d: &Driver, link: Link, uptime: std::time::Duration) -> Stat
         streams,
         down,
         keyed: keyed_views(node),
+        keyed_checkpoints: (node.keyed_checkpoints_written(), node.keyed_checkpoints_failed()),
         counters: d.counters.clone(),
     }
 }
@@ -710,6 +715,17 @@ pub fn render_metrics(s: &Status) -> String {
         "On a top gateway: edges' writes of a keyed topic stored and not yet copied for the other edges.",
         &per_keyed(&|k| k.copies_waiting),
     );
+    let (written, failed) = s.keyed_checkpoints;
+    let checkpoints =
+        vec![("{result=\"written\"}".to_string(), written as f64), ("{result=\"failed\"}".into(), failed as f64)];
+    if !s.keyed.is_empty() {
+        metric(
+            "keyed_checkpoints_total",
+            "counter",
+            "Checkpoints of the keyed states since the start: made durable, or failed (segments stay behind a failing one).",
+            &checkpoints,
+        );
+    }
     let reconnects: u64 = s.link.peers.iter().map(|p| p.reconnects).sum();
     metric("reconnects_total", "counter", "Transport reconnections to peers.", &one(reconnects));
     metric("sessions_lost_total", "counter", "Sync sessions given up for lack of an answer.", &one(c.sessions_lost));
@@ -789,6 +805,7 @@ mod health_tests {
             streams: Vec::new(),
             down: Vec::new(),
             keyed: Vec::new(),
+            keyed_checkpoints: (0, 0),
             counters: Counters::default(),
         }
     }

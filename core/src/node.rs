@@ -231,6 +231,12 @@ impl Node {
         self.keyed_checkpoints.as_ref().map_or(0, |k| k.written)
     }
 
+    /// Checkpoints of the keyed states whose write or sync failed since the node started:
+    /// their segments stay until one is durable.
+    pub fn keyed_checkpoints_failed(&self) -> u64 {
+        self.keyed_checkpoints.as_ref().map_or(0, |k| k.failed)
+    }
+
     /// The value of a write of `kind` to `key` of keyed topic `topic` made at this node:
     /// the operation with what this node has seen of the key (so it overwrites every
     /// version here, siblings included), to produce as the record's value. A gateway's
