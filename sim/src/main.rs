@@ -126,6 +126,7 @@ fn print_human(r: &Report) {
             "keyed         {} writes, {} conflicts; {} answers checked against the oracle, {} keys unchecked",
             k.writes, k.conflicts, k.answers_checked, k.keys_unchecked
         );
+        println!("keyed reads   {}", k.reads.summary());
     }
     match r.converge_secs {
         Some(s) => println!("converged     yes, {s:.0} s after faults healed"),
@@ -264,6 +265,7 @@ fn sweep(arg: Option<String>, seeds: u64, first: u64, swarm_mode: bool, jobs: Op
                     t.keyed.conflicts += k.conflicts;
                     t.keyed.answers_checked += k.answers_checked;
                     t.keyed.keys_unchecked += k.keys_unchecked;
+                    t.keyed.reads.add(&k.reads);
                 }
                 for i in r.details.impostors.values() {
                     (t.impostor.forged, t.impostor.replayed) =
@@ -328,6 +330,7 @@ fn sweep(arg: Option<String>, seeds: u64, first: u64, swarm_mode: bool, jobs: Op
          left unchecked after a crash",
         t.keyed_worlds, t.keyed.writes, t.keyed.conflicts, t.keyed.answers_checked, t.keyed.keys_unchecked
     );
+    println!("keyed reads: {}", t.keyed.reads.summary());
     for (seed, v, why) in &failures {
         println!("  seed {seed}: {v:?}: {why}");
     }

@@ -41,6 +41,32 @@ pub struct ReadsReport {
     pub staleness_checked: u64,
 }
 
+impl ReadsReport {
+    /// Adds another run's counts (a sweep's totals).
+    pub fn add(&mut self, o: &ReadsReport) {
+        self.causal_answered += o.causal_answered;
+        self.causal_not_yet += o.causal_not_yet;
+        self.bounded_answered += o.bounded_answered;
+        self.bounded_too_stale += o.bounded_too_stale;
+        self.incomplete += o.incomplete;
+        self.staleness_checked += o.staleness_checked;
+    }
+
+    /// One line for a person.
+    pub fn summary(&self) -> String {
+        format!(
+            "causal {} answered, {} not yet; bounded {} answered, {} too stale; {} incomplete; {} staleness claims \
+             checked",
+            self.causal_answered,
+            self.causal_not_yet,
+            self.bounded_answered,
+            self.bounded_too_stale,
+            self.incomplete,
+            self.staleness_checked
+        )
+    }
+}
+
 /// One workload's session of a keyed topic.
 struct Session {
     token: SessionToken,
