@@ -323,7 +323,8 @@ pub enum ReadRefused {
     /// any other node merged yet).
     TooStale { staleness_ms: Option<u64>, bound_ms: u64 },
     /// The state cannot vouch for what it holds: a write it had no room for
-    /// (`keyed_state_max`), or more origins than it keeps ([`OBSERVED_ORIGINS_MAX`]).
+    /// (`keyed_state_max`), more origins than it keeps ([`OBSERVED_ORIGINS_MAX`]), or a
+    /// checkpoint that did not load (rebuilt from the segments kept).
     Incomplete(&'static str),
     /// The token is of another topic.
     OtherTopic,

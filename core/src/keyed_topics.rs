@@ -57,6 +57,9 @@ pub struct KeyedTopics {
     /// Per state, the newest write merged of each origin: what causal and bounded reads
     /// rest on (`keyed_reads`).
     observed: Vec<Observed>,
+    /// Per state: its checkpoint did not load, and segments behind it may be gone, so the
+    /// state rebuilt from the segments kept may lack writes (no causal or bounded reads).
+    rebuilt_short: Vec<bool>,
     /// Per topic index: its state, if keyed.
     of_topic: Vec<Option<usize>>,
     pub counters: KeyedCounters,
@@ -83,6 +86,7 @@ impl Default for KeyedTopics {
         KeyedTopics {
             states: Vec::new(),
             observed: Vec::new(),
+            rebuilt_short: Vec::new(),
             of_topic: Vec::new(),
             counters: KeyedCounters::default(),
             id: NodeId(0),
@@ -125,6 +129,7 @@ impl KeyedTopics {
             .collect();
         KeyedTopics {
             observed: vec![Observed::default(); states.len()],
+            rebuilt_short: vec![false; states.len()],
             states,
             of_topic,
             counters: KeyedCounters::default(),
@@ -171,8 +176,13 @@ impl KeyedTopics {
     ) -> Option<Result<ReadStamp, ReadRefused>> {
         let i = self.of_topic.get(topic.0 as usize).copied().flatten()?;
         let halves = || self.of_topic.iter().enumerate().filter(move |(_, s)| **s == Some(i)).map(|(t, _)| t);
-        let refused = halves().any(|t| self.refused_from[t].is_some());
-        let incomplete = refused.then_some("it had no room for a write (keyed_state_max); raise the limit and restart");
+        let incomplete = if halves().any(|t| self.refused_from[t].is_some()) {
+            Some("it had no room for a write (keyed_state_max); raise the limit and restart")
+        } else if self.rebuilt_short[i] {
+            Some("its checkpoint did not load at the start, and the segments kept may lack writes it held")
+        } else {
+            None
+        };
         let name = &cfg.topics[topic.0 as usize].name;
         Some(keyed_reads::decide(name, &self.observed[i], incomplete, self.id, as_of_ms, read))
     }
@@ -377,6 +387,7 @@ impl KeyedTopics {
                 Err(e) => Some(e.to_string()),
             };
             if let Some(why) = not_loaded {
+                self.rebuilt_short[i] = halves.iter().any(|&(_, c)| c > 0);
                 problems.push(format!(
                     "the checkpointed state of topic {:?} is not loaded ({why}); it is rebuilt from the segments \
                      kept, without the writes of segments deleted behind the checkpoint",
@@ -461,9 +472,8 @@ impl KeyedTopics {
 }
 
 /// The keyed states' planned memory: each state's limits and newest writes per origin
-/// (one per keyed topic name), and
-/// the copy a commit in flight keeps of what it writes to keyed topics (at most its
-/// appends). (A checkpoint being written takes the share recovery plans for reading one
+/// (one per keyed topic name), and the copy a commit in flight keeps of what it writes to
+/// keyed topics (at most its appends). (A checkpoint being written takes the share recovery plans for reading one
 /// whole: the node writes none while it recovers, `recovery::planned`.)
 pub(crate) fn planned(cfg: &NodeConfig, b: &PlanBasis) -> MemoryUsage {
     let mut m = MemoryUsage::default();
@@ -530,5 +540,16 @@ mod tests {
         );
         let stamp = restored.decide_read(&cfg, topic, 0, bounded);
         assert_eq!(stamp.map(|r| r.map(|s| s.staleness_ms)), Some(Ok(Some(0))), "a clock behind the writes'");
+
+        // A checkpoint that does not load (the strategy changed): the state is rebuilt from
+        // the segments kept, which may lack what went behind it; it vouches for nothing.
+        let mut changed = cfg.clone();
+        changed.topics[0].keyed.as_mut().expect("keyed").strategy = Strategy::FirstWriteWins;
+        let mut rebuilt = KeyedTopics::new(&changed);
+        let (_, problems) = rebuilt.restore(&changed, &bytes).expect("decodes");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(matches!(rebuilt.decide_read(&changed, topic, 0, bounded), Some(Err(ReadRefused::Incomplete(_)))));
+        let eventual = rebuilt.decide_read(&changed, topic, 0, ReadConsistency::Eventual);
+        assert!(matches!(eventual, Some(Ok(ReadStamp { staleness_ms: None, .. }))), "and states no staleness");
     }
 }
