@@ -218,10 +218,9 @@ impl Driver {
                         // The session's token with this write: what its next read must hold.
                         let answer = move |r: Result<ProduceAck, ProduceError>| {
                             let token = match (&r, session) {
-                                (Ok(ack), Some(mut t)) => {
-                                    t.add(Dot { origin: writer, seq: ack.seq });
-                                    Some(t)
-                                }
+                                // (None past the origins a token holds: such a topic has no
+                                // causal reads, `keyed_reads::OBSERVED_ORIGINS_MAX`.)
+                                (Ok(ack), Some(mut t)) => t.add(Dot { origin: writer, seq: ack.seq }).then_some(t),
                                 _ => None,
                             };
                             reply(KeyedAnswer::Written(r, token))

@@ -19,7 +19,7 @@
 
 use crate::codec::{put_varint, ReadError, Reader};
 use crate::hlc::Hlc;
-use crate::keyed::Dot;
+use crate::keyed::{Dot, VersionVector};
 use crate::types::{NodeId, Seq};
 use std::fmt;
 
@@ -69,12 +69,7 @@ impl Observed {
 
     /// The entries of a token that this node has not merged yet (empty: it holds it all).
     pub fn missing(&self, token: &SessionToken) -> Vec<Dot> {
-        token
-            .entries
-            .iter()
-            .filter(|&&(o, s)| self.of(o).is_none_or(|(seq, _)| seq < s))
-            .map(|&(origin, seq)| Dot { origin, seq })
-            .collect()
+        token.entries().filter(|d| self.of(d.origin).is_none_or(|(seq, _)| seq < d.seq)).collect()
     }
 
     /// How stale a read made now (`as_of_ms`) at node `own` is: over every other origin
@@ -88,14 +83,10 @@ impl Observed {
         others.map(|&(_, _, at)| (as_of_ms + 1).saturating_sub(at.physical_ms())).max()
     }
 
-    /// A token of everything this node holds, with what `with` holds besides.
-    pub fn token(&self, topic: &str, with: Option<&SessionToken>) -> SessionToken {
-        let mut t =
-            SessionToken { topic: topic_tag(topic), entries: self.newest.iter().map(|&(o, s, _)| (o, s)).collect() };
-        if let Some(w) = with {
-            t.merge(w);
-        }
-        t
+    /// A token of everything this node holds.
+    pub fn token(&self, topic: &str) -> SessionToken {
+        let seen = self.newest.iter().map(|&(origin, seq, _)| Dot { origin, seq }).collect();
+        SessionToken { topic: topic_tag(topic), seen }
     }
 
     /// Whether it stopped answering: more origins than it keeps.
@@ -143,7 +134,8 @@ fn topic_tag(topic: &str) -> u32 {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionToken {
     topic: u32,
-    entries: Vec<(NodeId, Seq)>,
+    /// At most [`OBSERVED_ORIGINS_MAX`] origins.
+    seen: VersionVector,
 }
 
 /// Why a token's bytes are refused.
@@ -184,28 +176,34 @@ impl std::error::Error for TokenError {}
 impl SessionToken {
     /// A session that has seen nothing of `topic` yet.
     pub fn new(topic: &str) -> SessionToken {
-        SessionToken { topic: topic_tag(topic), entries: Vec::new() }
+        SessionToken { topic: topic_tag(topic), seen: VersionVector::new() }
     }
 
-    /// The session made (and was acknowledged) write `dot`.
-    pub fn add(&mut self, dot: Dot) {
-        match self.entries.binary_search_by_key(&dot.origin, |&(o, _)| o) {
-            Ok(i) => self.entries[i].1 = self.entries[i].1.max(dot.seq),
-            Err(i) => self.entries.insert(i, (dot.origin, dot.seq)),
+    /// The session made (and was acknowledged) write `dot`; `false` (and unchanged) when
+    /// that would be more origins than a token holds ([`OBSERVED_ORIGINS_MAX`]).
+    pub fn add(&mut self, dot: Dot) -> bool {
+        let fits = self.seen.len() < OBSERVED_ORIGINS_MAX || self.seen.get(dot.origin).is_some();
+        if fits {
+            self.seen.add(dot);
         }
+        fits
     }
 
-    /// The union of two tokens of one topic.
-    pub fn merge(&mut self, other: &SessionToken) {
+    /// The union of two tokens of one topic; `false` (and unchanged) when it would hold
+    /// more origins than a token holds.
+    pub fn merge(&mut self, other: &SessionToken) -> bool {
         debug_assert_eq!(self.topic, other.topic, "tokens of one topic");
-        for &(origin, seq) in &other.entries {
-            self.add(Dot { origin, seq });
+        let new = other.seen.iter().filter(|d| self.seen.get(d.origin).is_none()).count();
+        let fits = self.seen.len() + new <= OBSERVED_ORIGINS_MAX;
+        if fits {
+            self.seen.merge(&other.seen);
         }
+        fits
     }
 
     /// The highest sequence of each origin it holds, in origin order.
     pub fn entries(&self) -> impl Iterator<Item = Dot> + '_ {
-        self.entries.iter().map(|&(origin, seq)| Dot { origin, seq })
+        self.seen.iter()
     }
 
     /// Whether it is a token of `topic`.
@@ -216,10 +214,10 @@ impl SessionToken {
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.push(TOKEN_VERSION);
         out.extend_from_slice(&self.topic.to_le_bytes());
-        put_varint(out, self.entries.len() as u64);
-        for &(origin, seq) in &self.entries {
-            put_varint(out, origin.0);
-            put_varint(out, seq);
+        put_varint(out, self.seen.len() as u64);
+        for d in self.seen.iter() {
+            put_varint(out, d.origin.0);
+            put_varint(out, d.seq);
         }
     }
 
@@ -237,15 +235,13 @@ impl SessionToken {
         let mut entries: Vec<(NodeId, Seq)> = Vec::with_capacity(n as usize);
         for _ in 0..n {
             let origin = NodeId(r.varint().map_err(TokenError::Truncated)?);
-            if entries.last().is_some_and(|&(o, _)| o >= origin) {
-                return Err(TokenError::OutOfOrder);
-            }
             entries.push((origin, r.varint().map_err(TokenError::Truncated)?));
         }
         if !r.is_empty() {
             return Err(TokenError::TrailingBytes);
         }
-        Ok(SessionToken { topic, entries })
+        let seen = VersionVector::from_sorted(entries).ok_or(TokenError::OutOfOrder)?;
+        Ok(SessionToken { topic, seen })
     }
 
     /// The token as text: its bytes in lowercase hex.
@@ -378,11 +374,15 @@ pub fn decide(
     if with.is_some_and(|t| !t.is_of(topic)) {
         return Err(ReadRefused::OtherTopic);
     }
-    let incomplete = incomplete.or(observed
-        .overflowed()
-        .then_some("more origins write the topic than a node keeps the newest write of (1,024)"));
+    let mut token = observed.token(topic);
+    let fits = with.is_none_or(|w| token.merge(w));
+    let incomplete = incomplete
+        .or(observed
+            .overflowed()
+            .then_some("more origins write the topic than a node keeps the newest write of (1,024)"))
+        .or((!fits).then_some("the session has seen more origins than a token holds (1,024)"));
     let stamp = ReadStamp {
-        token: observed.token(topic, with),
+        token,
         as_of_ms,
         // A state that cannot vouch for what it holds states no staleness.
         staleness_ms: observed.staleness_ms(own, as_of_ms).filter(|_| incomplete.is_none()),
@@ -481,6 +481,21 @@ mod tests {
             Err(ReadRefused::Incomplete(_))
         ));
         assert!(decide("t", &seen, None, NodeId(1), 5, ReadConsistency::Eventual).is_ok());
+
+        // A token holds as many origins as a node keeps, no more: a session that saw more
+        // (a node's 600 and its own 600 others) has no causal read.
+        let mut full = SessionToken::new("t");
+        assert!((0..OBSERVED_ORIGINS_MAX as u64).all(|o| full.add(dot(o + 10, 0))));
+        assert!(!full.add(dot(5_000, 0)) && full.add(dot(10, 7)), "a new origin does not fit, a known one does");
+        let (mut half, mut other) = (Observed::default(), SessionToken::new("t"));
+        for o in 0..600 {
+            half.note(dot(o, 0), at(1));
+            assert!(other.add(dot(o + 600, 0)));
+        }
+        assert!(matches!(
+            decide("t", &half, None, NodeId(1), 5, ReadConsistency::Causal(&other)),
+            Err(ReadRefused::Incomplete(_))
+        ));
     }
 
     #[test]

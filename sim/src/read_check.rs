@@ -102,7 +102,7 @@ impl KeyedReads {
     /// `origin`, was acknowledged.
     pub fn on_write(&mut self, workload: usize, name: &str, topic: usize, origin: usize, dot: Dot) {
         let s = self.session(workload, name);
-        s.token.add(dot);
+        assert!(s.token.add(dot), "a world has fewer origins than a token holds");
         let seq = s.seen.entry((topic, origin)).or_default();
         *seq = (*seq).max(dot.seq);
     }
@@ -176,7 +176,7 @@ impl KeyedReads {
             }
         }
         // (A bounded read's token is the node's alone: the session keeps its own too.)
-        session.token.merge(&stamp.token);
+        assert!(session.token.merge(&stamp.token), "a world has fewer origins than a token holds");
         self.report.staleness_checked += u64::from(stamp.staleness_ms.is_some());
         self.violations.extend(found.into_iter().map(|v| (name.to_string(), v)));
     }

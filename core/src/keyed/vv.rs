@@ -76,7 +76,7 @@ impl VersionVector {
 
     /// The vector of `entries` if they are in strictly increasing origin order (as `iter`
     /// yields them), else `None`.
-    pub(super) fn from_sorted(entries: Vec<(NodeId, Seq)>) -> Option<VersionVector> {
+    pub(crate) fn from_sorted(entries: Vec<(NodeId, Seq)>) -> Option<VersionVector> {
         entries.windows(2).all(|pair| pair[0].0 < pair[1].0).then_some(VersionVector { seen: entries })
     }
 
