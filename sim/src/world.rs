@@ -443,9 +443,6 @@ const IMPOSTOR_ROUND_NS: u64 = 1_000_000_000;
 
 /// Refuses what the simulator cannot run yet, rather than passing it silently.
 fn check_supported(s: &Scenario) -> Result<(), Unsupported> {
-    if s.topics.iter().any(|t| t.conflict.is_some()) && !clusters_of(s).is_empty() {
-        return Err(Unsupported("keyed topics with a conflict strategy in site clusters: not built yet".into()));
-    }
     let linked = |a: usize, b: usize| s.links.iter().any(|l| (l.a, l.b) == (a, b) || (l.b, l.a) == (a, b));
     for c in clusters_of(s) {
         for &m in &c.members {
