@@ -915,6 +915,7 @@ fn sized_config(
     fit_to_budgets(&mut cfg, shell.core_memory(memory), storage);
     apply_sync_limits(&mut cfg, &raw.sync)?;
     apply_log_limits(&mut cfg, &raw.log)?;
+    apply_keyed_limits(&mut cfg, raw)?;
     let frames_now = crate::limits::peer_frame_max(&cfg);
     if cfg.log.value_bytes_max > fitted_value_max || frames_now > frame_max {
         // The file allows larger values or batches than the fit would: the shell buffers
@@ -1133,17 +1134,26 @@ fn keyed(field: &str, raw: &RawTopic) -> Result<Option<KeyedTopic>, Problem> {
              remove encrypt, or conflict",
         ));
     }
-    let mut limits = KeyedTopic::DEFAULT_LIMITS;
-    set(
-        &mut limits.state_bytes_max,
-        optional(raw.keyed_state_max.as_ref(), |s| size(&format!("{field}.keyed_state_max"), s))?,
-    );
-    set(
-        &mut limits.conflict_log_bytes_max,
-        optional(raw.conflict_log_max.as_ref(), |s| size(&format!("{field}.conflict_log_max"), s))?,
-    );
+    // The defaults, which the fit sizes to the budgets; `apply_keyed_limits` sets what the
+    // file says after it.
+    let limits = KeyedTopic::DEFAULT_LIMITS;
     let merge = merge(field, raw, strategy)?;
     Ok(Some(KeyedTopic { strategy, limits, merge }))
+}
+
+/// The keyed limits the file sets: they beat the fit's, as every explicit limit does.
+fn apply_keyed_limits(cfg: &mut NodeConfig, raw: &RawFile) -> Result<(), Problem> {
+    for (i, r) in raw.topics.iter().enumerate() {
+        let field = format!("topics[{i}]");
+        let state = optional(r.keyed_state_max.as_ref(), |s| size(&format!("{field}.keyed_state_max"), s))?;
+        let log = optional(r.conflict_log_max.as_ref(), |s| size(&format!("{field}.conflict_log_max"), s))?;
+        // (Both halves of a `both` topic carry its limits.)
+        for k in cfg.topics.iter_mut().filter(|t| t.name == r.name).filter_map(|t| t.keyed.as_mut()) {
+            set(&mut k.limits.state_bytes_max, state);
+            set(&mut k.limits.conflict_log_bytes_max, log);
+        }
+    }
+    Ok(())
 }
 
 /// A `custom` topic's merge: the WebAssembly module its `merge` names, loaded and checked

@@ -404,8 +404,16 @@ fn print_check(s: &Settings) {
             Some(None) => " encrypted, sealed elsewhere (no keys here)".to_owned(),
             None => String::new(),
         };
+        let keyed = t.keyed.as_ref().map_or(String::new(), |k| {
+            format!(
+                " conflict {} (state {}, conflict log {})",
+                k.strategy,
+                Bytes(k.limits.state_bytes_max),
+                Bytes(k.limits.conflict_log_bytes_max)
+            )
+        });
         println!(
-            "topic     {} sync {:?} priority {} eviction {}{sealed}",
+            "topic     {} sync {:?} priority {} eviction {}{keyed}{sealed}",
             t.name,
             t.sync,
             t.priority,
@@ -458,6 +466,11 @@ fn check_json(s: &Settings) -> serde_json::Value {
         "max_storage": s.node.resources.storage_bytes_max,
         "topics": s.node.topics.iter().map(|t| serde_json::json!({
             "name": t.name, "sync": format!("{:?}", t.sync), "priority": t.priority, "eviction": t.eviction.name(),
+            "keyed": t.keyed.as_ref().map(|k| serde_json::json!({
+                "conflict": k.strategy.name(),
+                "keyed_state_max": k.limits.state_bytes_max,
+                "conflict_log_max": k.limits.conflict_log_bytes_max,
+            })),
         })).collect::<Vec<_>>(),
     })
 }

@@ -608,17 +608,30 @@ fn a_topic_with_a_conflict_strategy_is_keyed_with_its_limits() {
             (t.name.as_str(), k)
         })
         .collect();
-    let log = KeyedTopic::DEFAULT_LIMITS.conflict_log_bytes_max;
+    // The fit gives the two keyed topics an eighth of the core's memory (below the 4 MiB
+    // default at a default edge), each conflict log a sixteenth of that; the file's
+    // keyed_state_max beats the fit.
+    let fitted = s.node.resources.memory_bytes_max / 8 / 2;
+    assert!(fitted < KeyedTopic::DEFAULT_LIMITS.state_bytes_max, "{fitted}");
+    let log = fitted / 16;
     assert_eq!(
         keyed,
         [
             ("prices", Some((Strategy::LastWriteWins, 1 << 20, log))),
-            ("stock", Some((Strategy::Counter, KeyedTopic::DEFAULT_LIMITS.state_bytes_max, log))),
+            ("stock", Some((Strategy::Counter, fitted, log))),
             ("events", None),
             ("prices", Some((Strategy::LastWriteWins, 1 << 20, log))),
         ],
         "both halves of a both topic are keyed alike"
     );
+    // Three keyed topics both ways at the defaults fit a default edge (the core needed
+    // 58.0 MiB of its 52.4 before the fit sized keyed states).
+    let three: String = ["prices", "stock", "notes"]
+        .iter()
+        .map(|n| format!("[[topics]]\nname = \"{n}\"\nsync = \"both\"\nconflict = \"max\"\n\n"))
+        .collect();
+    let s = parse(&three, None, Role::Edge).expect("three keyed topics fit a default edge");
+    assert!(s.node.topics.iter().all(|t| t.keyed.as_ref().is_some_and(|k| k.limits.state_bytes_max < 4 << 20)));
     let e = error("[[topics]]\nname = \"p\"\nconflict = \"newest\"\n", Role::Edge);
     assert_eq!((e.line, e.field.as_str()), (Some(3), "topics[0].conflict"));
     assert!(e.message.contains("expected one of last-write-wins, first-write-wins"), "{e}");

@@ -114,7 +114,8 @@ pub fn check_budgets(cfg: &NodeConfig, plan: &MemoryPlan) -> Result<(), ConfigEr
 /// could not hold them (a Pi Zero given 16 MiB, a 256 MiB partition). For an edge, the
 /// result passes [`check_budgets`] for budgets of at least 8 MiB of memory and 16 MiB of
 /// storage with up to 4 topics, or 24 MiB with up to 16 (a gateway needs about 64 MiB:
-/// it must hold any batch an edge may send); the caller validates it.
+/// it must hold any batch an edge may send); with keyed topics, 32 MiB for up to four
+/// both ways. The caller validates it.
 pub fn fit_to_budgets(cfg: &mut NodeConfig, memory_bytes_max: u64, storage_bytes_max: u64) {
     cfg.resources.memory_bytes_max = memory_bytes_max;
     cfg.resources.storage_bytes_max = storage_bytes_max;
@@ -166,6 +167,7 @@ pub fn fit_to_budgets(cfg: &mut NodeConfig, memory_bytes_max: u64, storage_bytes
             cfg.gateway.downlinks_max = cfg.gateway.downlinks_max.min(fits).max(1);
         }
     }
+    fit_keyed_limits(cfg, memory_bytes_max, storage_bytes_max);
     if let Some(c) = &mut cfg.cluster {
         // The site's Raft log: about an eighth of memory, but at least four of the
         // largest records (`NodeConfig::validate`).
@@ -176,6 +178,30 @@ pub fn fit_to_budgets(cfg: &mut NodeConfig, memory_bytes_max: u64, storage_bytes
     // Ensure the write buffer fits the storage floor of `check_budgets`.
     let room = storage_bytes_max.saturating_sub(topics * 4 * cfg.log.segment_bytes_max + files_reserved(cfg));
     cfg.log.pending_bytes_max = cfg.log.pending_bytes_max.min(room.max(64 << 10));
+}
+
+/// The smallest state limit the fit gives a keyed topic, and the smallest conflict log.
+const KEYED_STATE_FIT_MIN: u64 = 64 << 10;
+const CONFLICT_LOG_FIT_MIN: u64 = 4 << 10;
+
+/// Keyed topics' limits: all their states together at most an eighth of memory (a
+/// checkpoint of them, read at recovery or written while running, takes about as much
+/// again) and a thirty-second of storage (two checkpoints are kept on disk), each conflict
+/// log a sixteenth of its state. Three keyed topics at the 4 MiB default did not fit a
+/// default edge's 64 MiB (the core needed 58.0 MiB of its 52.4).
+fn fit_keyed_limits(cfg: &mut NodeConfig, memory_bytes_max: u64, storage_bytes_max: u64) {
+    // Both halves of a `bidirectional` topic hold one state (one name).
+    let names: std::collections::BTreeSet<&str> =
+        cfg.topics.iter().filter(|t| t.keyed.is_some()).map(|t| t.name.as_str()).collect();
+    if names.is_empty() {
+        return;
+    }
+    let per = (memory_bytes_max / 8).min(storage_bytes_max / 32) / names.len() as u64;
+    for k in cfg.topics.iter_mut().filter_map(|t| t.keyed.as_mut()) {
+        let l = &mut k.limits;
+        l.state_bytes_max = l.state_bytes_max.min(per).max(KEYED_STATE_FIT_MIN);
+        l.conflict_log_bytes_max = l.conflict_log_bytes_max.min(per / 16).max(CONFLICT_LOG_FIT_MIN);
+    }
 }
 
 /// What [`fit_to_device`] lowered, for the shell to say.

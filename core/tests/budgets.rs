@@ -101,6 +101,47 @@ fn fitted_configs_pass_for_small_and_large_devices() {
     }
 }
 
+/// Keyed topics at the default limits (4 MiB of state each) fit a default edge when the
+/// fit sizes them: three of them did not fit the core's 52.4 MiB share of a default edge's
+/// 64 MiB (58.0 MiB planned), with a clear refusal. Three or four both ways fit down to
+/// 32 MiB (at 24 MiB the copies a commit keeps of keyed writes do not fit beside six
+/// topic halves, whatever the states' limits). A large budget keeps the defaults.
+#[test]
+fn keyed_topics_at_default_limits_fit_by_sizing_their_states() {
+    use outpost_core::config::KeyedTopic;
+    use outpost_core::keyed::Strategy;
+    let keyed = |name: &str, strategy| {
+        let mut t = TopicConfig::new(name, SyncDirection::Bidirectional);
+        t.keyed = Some(KeyedTopic { strategy, limits: KeyedTopic::DEFAULT_LIMITS, merge: None });
+        t
+    };
+    let strategies = [Strategy::LastWriteWins, Strategy::Counter, Strategy::KeepBoth, Strategy::AddWinsSet];
+    let topics: Vec<TopicConfig> = strategies.iter().enumerate().map(|(i, &s)| keyed(&format!("k{i}"), s)).collect();
+    for (n, memory, storage) in
+        [(3, 52 << 20, 1u64 << 30), (4, 52 << 20, 1 << 30), (3, 32 << 20, 64 << 20), (4, 32 << 20, 64 << 20)]
+    {
+        let mut cfg = NodeConfig::new(NodeId(1), Role::Edge, topics[..n].to_vec());
+        cfg.upstream = Some(NodeId(2));
+        cfg.split_both_ways();
+        let mut unfitted = cfg.clone();
+        unfitted.resources.memory_bytes_max = memory;
+        unfitted.resources.storage_bytes_max = storage;
+        assert!(Node::check_config(&unfitted).is_err(), "{n} keyed topics at the defaults do not fit {memory} B");
+        fit_to_budgets(&mut cfg, memory, storage);
+        assert_eq!(Node::check_config(&cfg), Ok(()), "{n} keyed topics, {memory} B memory, {storage} B storage");
+        for t in &cfg.topics {
+            let limits = t.keyed.as_ref().expect("keyed").limits;
+            assert!(limits.state_bytes_max < KeyedTopic::DEFAULT_LIMITS.state_bytes_max, "{n}: lowered");
+            assert!(limits.state_bytes_max >= 64 << 10 && limits.conflict_log_bytes_max >= 4 << 10);
+        }
+    }
+    let mut cfg = NodeConfig::new(NodeId(1), Role::Gateway, topics[..3].to_vec());
+    cfg.split_both_ways();
+    fit_to_budgets(&mut cfg, 16 << 30, 1 << 40);
+    assert_eq!(Node::check_config(&cfg), Ok(()));
+    assert!(cfg.topics.iter().all(|t| t.keyed.as_ref().expect("keyed").limits == KeyedTopic::DEFAULT_LIMITS));
+}
+
 #[test]
 fn a_small_device_lowers_the_budget_and_the_segments_a_large_one_nothing() {
     let topics = vec![TopicConfig::new("t", SyncDirection::EdgeToCloud)];

@@ -396,6 +396,10 @@ pub(crate) fn node_config(s: &Scenario, i: usize) -> NodeConfig {
         .map(|(j, _)| NodeId(j as u64 + 1))
         .collect();
     resources::fit_to_budgets(&mut cfg, spec.memory_bytes, spec.storage_bytes);
+    // The operator's limits beat the fit's, as a file's do.
+    for k in cfg.topics.iter_mut().filter_map(|t| t.keyed.as_mut()) {
+        k.limits = keyed_limits;
+    }
     cfg.upstream = s.upstream_of(i).map(|j| NodeId(j as u64 + 1));
     cfg.zone = spec.zone.clone();
     cfg.upstream_zone = s.upstream_of(i).and_then(|j| s.nodes[j].zone.clone());
