@@ -25,7 +25,7 @@ use outpost_core::config::{
     ConfigError, Eviction, KeyedTopic, NodeConfig, PlacementTable, Role, SyncDirection, TopicConfig,
 };
 use outpost_core::keyed::{MergeFn, Strategy};
-use outpost_core::resources::fit_to_budgets;
+use outpost_core::resources::{fit_to_budgets, fit_write_buffer_to_storage};
 use outpost_core::types::{Bytes, BytesParseError};
 use outpost_core::types::{Duration, NodeId};
 use serde::de::{self, Visitor};
@@ -913,9 +913,11 @@ fn sized_config(
     let frame_max = crate::limits::peer_frame_max(&cfg);
     let mut shell = ShellBudget::new(memory, fitted_value_max, frame_max).with_merges(&cfg);
     fit_to_budgets(&mut cfg, shell.core_memory(memory), storage);
+    if apply_keyed_limits(&mut cfg, raw)? {
+        fit_write_buffer_to_storage(&mut cfg);
+    }
     apply_sync_limits(&mut cfg, &raw.sync)?;
     apply_log_limits(&mut cfg, &raw.log)?;
-    apply_keyed_limits(&mut cfg, raw)?;
     let frames_now = crate::limits::peer_frame_max(&cfg);
     if cfg.log.value_bytes_max > fitted_value_max || frames_now > frame_max {
         // The file allows larger values or batches than the fit would: the shell buffers
@@ -1142,7 +1144,9 @@ fn keyed(field: &str, raw: &RawTopic) -> Result<Option<KeyedTopic>, Problem> {
 }
 
 /// The keyed limits the file sets: they beat the fit's, as every explicit limit does.
-fn apply_keyed_limits(cfg: &mut NodeConfig, raw: &RawFile) -> Result<(), Problem> {
+/// Whether it sets any.
+fn apply_keyed_limits(cfg: &mut NodeConfig, raw: &RawFile) -> Result<bool, Problem> {
+    let mut any = false;
     for (i, r) in raw.topics.iter().enumerate() {
         let field = format!("topics[{i}]");
         let state = optional(r.keyed_state_max.as_ref(), |s| size(&format!("{field}.keyed_state_max"), s))?;
@@ -1151,9 +1155,10 @@ fn apply_keyed_limits(cfg: &mut NodeConfig, raw: &RawFile) -> Result<(), Problem
         for k in cfg.topics.iter_mut().filter(|t| t.name == r.name).filter_map(|t| t.keyed.as_mut()) {
             set(&mut k.limits.state_bytes_max, state);
             set(&mut k.limits.conflict_log_bytes_max, log);
+            any |= state.is_some() || log.is_some();
         }
     }
-    Ok(())
+    Ok(any)
 }
 
 /// A `custom` topic's merge: the WebAssembly module its `merge` names, loaded and checked

@@ -175,8 +175,17 @@ pub fn fit_to_budgets(cfg: &mut NodeConfig, memory_bytes_max: u64, storage_bytes
         c.log_bytes_max = (memory_bytes_max / 8).clamp(4 * one, c.log_bytes_max.max(4 * one));
         c.raft.uncommitted_bytes_max = c.raft.uncommitted_bytes_max.min(c.log_bytes_max as usize);
     }
-    // Ensure the write buffer fits the storage floor of `check_budgets`.
-    let room = storage_bytes_max.saturating_sub(topics * 4 * cfg.log.segment_bytes_max + files_reserved(cfg));
+    fit_write_buffer_to_storage(cfg);
+}
+
+/// Lowers the write buffer to fit the storage floor of [`check_budgets`] beside the
+/// segments and the files the node reserves. [`fit_to_budgets`] ends with it; a loader
+/// that sets keyed limits of its own after the fit (they beat it) runs it again, since
+/// the checkpoints the node reserves room for grow with them.
+pub fn fit_write_buffer_to_storage(cfg: &mut NodeConfig) {
+    let topics = cfg.topics.len().max(1) as u64;
+    let floor = topics * 4 * cfg.log.segment_bytes_max + files_reserved(cfg);
+    let room = cfg.resources.storage_bytes_max.saturating_sub(floor);
     cfg.log.pending_bytes_max = cfg.log.pending_bytes_max.min(room.max(64 << 10));
 }
 

@@ -400,6 +400,7 @@ pub(crate) fn node_config(s: &Scenario, i: usize) -> NodeConfig {
     for k in cfg.topics.iter_mut().filter_map(|t| t.keyed.as_mut()) {
         k.limits = keyed_limits;
     }
+    resources::fit_write_buffer_to_storage(&mut cfg);
     cfg.upstream = s.upstream_of(i).map(|j| NodeId(j as u64 + 1));
     cfg.zone = spec.zone.clone();
     cfg.upstream_zone = s.upstream_of(i).and_then(|j| s.nodes[j].zone.clone());
