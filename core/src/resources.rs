@@ -123,7 +123,12 @@ pub fn fit_to_budgets(cfg: &mut NodeConfig, memory_bytes_max: u64, storage_bytes
     cfg.log.segment_bytes_max = (storage_bytes_max / (topics * 16)).clamp(64 << 10, cfg.log.segment_bytes_max);
     // About a sixteenth of memory each for the write buffer and the sync window.
     let sixteenth = memory_bytes_max / 16;
-    cfg.log.pending_bytes_max = sixteenth.clamp(64 << 10, cfg.log.pending_bytes_max);
+    // A top gateway that copies keyed writes to the other edges (`keyed_fanout`) holds
+    // what a commit writes twice more (the commit's copy of its keyed appends, and the
+    // copies a crash may leave to make): a thirty-second each for its buffers of what
+    // comes in (one keyed topic both ways did not fit the default gateway's 256 MiB).
+    let buffer = if copies_keyed_writes(cfg) { memory_bytes_max / 32 } else { sixteenth };
+    cfg.log.pending_bytes_max = buffer.clamp(64 << 10, cfg.log.pending_bytes_max);
     // Every stream may hold a batch with one largest record in it: scale by their number.
     let value_max = memory_bytes_max / (16 * (topics + 4));
     cfg.log.value_bytes_max = value_max.clamp(4 << 10, u64::from(cfg.log.value_bytes_max)) as u32;
@@ -140,7 +145,7 @@ pub fn fit_to_budgets(cfg: &mut NodeConfig, memory_bytes_max: u64, storage_bytes
     }
     let batch = u64::from(cfg.sync.batch_bytes_max);
     cfg.sync.window_bytes_max = sixteenth.clamp(batch * 2, cfg.sync.window_bytes_max.max(batch * 2));
-    cfg.gateway.pending_bytes_max = sixteenth.clamp(1 << 20, cfg.gateway.pending_bytes_max);
+    cfg.gateway.pending_bytes_max = buffer.clamp(1 << 20, cfg.gateway.pending_bytes_max);
     cfg.resources.compact_index_bytes_max =
         (memory_bytes_max / 32).clamp(64 << 10, cfg.resources.compact_index_bytes_max);
     if cfg.role == Role::Gateway {
@@ -187,6 +192,12 @@ pub fn fit_write_buffer_to_storage(cfg: &mut NodeConfig) {
     let floor = topics * 4 * cfg.log.segment_bytes_max + files_reserved(cfg);
     let room = cfg.resources.storage_bytes_max.saturating_sub(floor);
     cfg.log.pending_bytes_max = cfg.log.pending_bytes_max.min(room.max(64 << 10));
+}
+
+/// Whether the node is a top gateway with a keyed topic both ways: it copies the edges'
+/// writes for the other edges (`crate::keyed_fanout`).
+fn copies_keyed_writes(cfg: &NodeConfig) -> bool {
+    cfg.role == Role::Gateway && cfg.upstream.is_none() && cfg.topics.iter().any(|t| t.keyed.is_some() && t.both_ways)
 }
 
 /// The smallest state limit the fit gives a keyed topic, and the smallest conflict log.

@@ -135,6 +135,16 @@ fn keyed_topics_at_default_limits_fit_by_sizing_their_states() {
             assert!(limits.state_bytes_max >= 64 << 10 && limits.conflict_log_bytes_max >= 4 << 10);
         }
     }
+    // A top gateway copies the edges' keyed writes for the other edges, which holds what
+    // a commit writes twice more: its buffers get a thirty-second of memory each, so one
+    // keyed topic both ways fits the core's share of the default 256 MiB gateway (it
+    // needed 301 MiB); each more one adds about 24 MiB (OPERATIONS.md).
+    let mut cfg = NodeConfig::new(NodeId(1), Role::Gateway, topics[..1].to_vec());
+    cfg.split_both_ways();
+    let (memory, storage) = (200_212_480, cfg.resources.storage_bytes_max);
+    fit_to_budgets(&mut cfg, memory, storage);
+    assert_eq!(Node::check_config(&cfg), Ok(()), "one keyed topic both ways at the default gateway");
+    assert_eq!(cfg.gateway.pending_bytes_max, memory / 32);
     let mut cfg = NodeConfig::new(NodeId(1), Role::Gateway, topics[..3].to_vec());
     cfg.split_both_ways();
     fit_to_budgets(&mut cfg, 16 << 30, 1 << 40);
