@@ -234,7 +234,7 @@ impl Site {
                     counts.stored += value_crcs.len() as u64
                 }
                 Output::Event(_) | Output::Fetched { .. } => {}
-                Output::SendAs { .. } => unreachable!("the benchmarks run no site cluster"),
+                Output::SendAs { .. } | Output::StrongRead { .. } => unreachable!("the benchmarks run no site cluster"),
             }
         }
         any

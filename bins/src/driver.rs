@@ -391,6 +391,9 @@ impl Driver {
                     let reply = self.fetches.remove(&req).expect("a fetch answer answers a fetch we made");
                     reply(result);
                 }
+                Output::StrongRead { .. } => {
+                    unreachable!("only site members answer strong reads, and the daemon runs no site cluster")
+                }
                 Output::Event(e) => self.event(e),
             }
         }

@@ -228,7 +228,7 @@ fn read_option(req: &Request) -> Result<ReadOption, Response> {
             501,
             "not_built",
             false,
-            "strong reads of keyed topics (through a site's Raft) are not built yet; read causal or bounded",
+            "strong reads go through a site's Raft, and the daemon runs no site cluster yet; read causal or bounded",
         )),
         other => Err(bad(&format!("consistency {other:?}; expected eventual, causal or bounded"))),
     }

@@ -838,12 +838,6 @@ impl NodeConfig {
         }
         for (i, t) in self.topics.iter().enumerate() {
             let Some(k) = &t.keyed else { continue };
-            if t.is_strong() {
-                return err(
-                    &format!("topics[{i}].consistency"),
-                    "keyed merge of strong topics is not built yet".into(),
-                );
-            }
             // Compaction would drop a superseded record that is still a concurrent version,
             // and eviction a write other replicas merge: their states would differ.
             if t.eviction != Eviction::Keep {

@@ -137,6 +137,10 @@ pub enum Input {
     Fetch { req: ReqId, topic: TopicIdx, from: Seq, max_records: u32, max_bytes: u32 },
     /// An operator's command (`outpost sync …`). Takes effect at once; nothing is replied.
     Control(Control),
+    /// A linearizable read of strong keyed topic `topic` (site members only): answered by
+    /// [`Output::StrongRead`] once the site's leader confirmed it still leads and this
+    /// member applied every write committed when the read arrived (Raft's ReadIndex).
+    StrongRead { req: ReqId, topic: TopicIdx },
 }
 
 /// What an operator can ask of a running node.
@@ -499,6 +503,12 @@ pub enum Output {
     Fetched {
         req: ReqId,
         result: Result<Fetched, FetchError>,
+    },
+    /// The answer to [`Input::StrongRead`]. On `Ok`, the node's state of the topic
+    /// (`Node::keyed`) is the answer: read it before the node takes its next input.
+    StrongRead {
+        req: ReqId,
+        result: Result<crate::keyed_reads::ReadStamp, crate::keyed_reads::StrongReadRefused>,
     },
     Event(Event),
 }

@@ -215,9 +215,23 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<StateIn<'_>>, KeyedCheckpointError> {
 /// limits, and on a top gateway a relayed mark per stream it receives of each topic it
 /// copies.
 pub fn file_bytes_max(cfg: &NodeConfig) -> u64 {
+    bytes_max(cfg, |_| true)
+}
+
+/// The most bytes the keyed states of a site member's strong keyed topics take in the
+/// site's Raft snapshot (`KeyedTopics::site_snapshot`); 0 without any.
+pub fn site_bytes_max(cfg: &NodeConfig) -> u64 {
+    let strong = |t: &crate::config::TopicConfig| t.is_strong() && cfg.cluster.is_some();
+    if !cfg.topics.iter().any(|t| t.keyed.is_some() && strong(t)) {
+        return 0;
+    }
+    bytes_max(cfg, strong)
+}
+
+fn bytes_max(cfg: &NodeConfig, of: impl Fn(&crate::config::TopicConfig) -> bool) -> u64 {
     let mut names: Vec<&str> = Vec::new();
     let mut bytes = codec::FRAME_HEADER_LEN as u64 + 3;
-    for t in &cfg.topics {
+    for t in cfg.topics.iter().filter(|t| of(t)) {
         let Some(k) = &t.keyed else { continue };
         if names.contains(&t.name.as_str()) {
             continue;

@@ -357,6 +357,56 @@ impl fmt::Display for ReadRefused {
 
 impl std::error::Error for ReadRefused {}
 
+/// Why a strong (linearizable) read is not answered (`Input::StrongRead`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StrongReadRefused {
+    /// The topic is not a strong keyed topic of this node's site.
+    NotStrong,
+    /// The node is still recovering.
+    Recovering,
+    /// Only the site's leader answers strong reads: ask it (`None`: an election is on).
+    NotLeader { leader: Option<NodeId> },
+    /// The leader was just elected and has not committed an entry of its term yet: ask
+    /// again shortly.
+    NotReady,
+    /// Too many strong reads wait for the leader's confirmation (`raft.pending_reads_max`).
+    Busy,
+    /// This member stopped leading before a majority confirmed the read: ask the new
+    /// leader.
+    LeadershipLost,
+    /// The state cannot vouch for what it holds (see [`ReadRefused::Incomplete`]).
+    Incomplete(&'static str),
+}
+
+impl fmt::Display for StrongReadRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StrongReadRefused::NotStrong => {
+                write!(f, "strong reads are of topics with consistency \"strong\" and a conflict strategy")
+            }
+            StrongReadRefused::Recovering => write!(f, "the node is still recovering; ask again shortly"),
+            StrongReadRefused::NotLeader { leader: Some(l) } => {
+                write!(f, "only the site's leader answers strong reads: ask node {l}")
+            }
+            StrongReadRefused::NotLeader { leader: None } => {
+                write!(f, "only the site's leader answers strong reads, and an election is in progress")
+            }
+            StrongReadRefused::NotReady => {
+                write!(f, "the leader was just elected and has not committed in its term yet; ask again shortly")
+            }
+            StrongReadRefused::Busy => write!(f, "too many strong reads wait for the leader's confirmation"),
+            StrongReadRefused::LeadershipLost => {
+                write!(f, "this member stopped leading before the read was confirmed; ask the new leader")
+            }
+            StrongReadRefused::Incomplete(why) => {
+                write!(f, "this node cannot vouch for its state of the topic: {why}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for StrongReadRefused {}
+
 /// Decides a read at node `own` made at `as_of_ms`, over the topic's `observed` writes;
 /// `incomplete`: why the state cannot vouch for what it holds, if so.
 pub fn decide(

@@ -68,6 +68,12 @@ pub struct KeyedTopics {
     /// Per topic index: the half that comes down of a `bidirectional` keyed topic, whose
     /// records may be copies (everywhere else a copy is refused as unreadable).
     takes_copies: Vec<bool>,
+    /// Per topic index: a `strong` keyed topic of a site member, whose state is fed by the
+    /// site's Raft as it applies each write (`apply_site_write`), with the cluster as the
+    /// writes' origin, not by the log (a member's log skips what a Raft snapshot covers,
+    /// and names the member as its batches' origin). Its state travels in the site's Raft
+    /// snapshots (`site_snapshot`), so no keyed checkpoint holds its segments back.
+    site_fed: Vec<bool>,
     fan_out: Option<KeyedFanOut>,
     /// Copies this node's commits made durable, for the node's event.
     copies_made: Vec<CopyMade>,
@@ -91,6 +97,7 @@ impl Default for KeyedTopics {
             counters: KeyedCounters::default(),
             id: NodeId(0),
             takes_copies: Vec::new(),
+            site_fed: Vec::new(),
             fan_out: None,
             copies_made: Vec::new(),
             fed_to: Vec::new(),
@@ -135,6 +142,7 @@ impl KeyedTopics {
             counters: KeyedCounters::default(),
             id: cfg.id,
             takes_copies,
+            site_fed: cfg.topics.iter().map(|t| t.keyed.is_some() && t.is_strong() && cfg.cluster.is_some()).collect(),
             fan_out: KeyedFanOut::new(cfg),
             copies_made: Vec::new(),
             fed_to: vec![0; cfg.topics.len()],
@@ -175,16 +183,23 @@ impl KeyedTopics {
         read: ReadConsistency<'_>,
     ) -> Option<Result<ReadStamp, ReadRefused>> {
         let i = self.of_topic.get(topic.0 as usize).copied().flatten()?;
-        let halves = || self.of_topic.iter().enumerate().filter(move |(_, s)| **s == Some(i)).map(|(t, _)| t);
-        let incomplete = if halves().any(|t| self.refused_from[t].is_some()) {
+        let incomplete = self.incomplete(topic);
+        let name = &cfg.topics[topic.0 as usize].name;
+        Some(keyed_reads::decide(name, &self.observed[i], incomplete, self.id, as_of_ms, read))
+    }
+
+    /// Why the state of `topic` cannot vouch for what it holds, if so (besides its origins,
+    /// which `keyed_reads::decide` counts).
+    pub fn incomplete(&self, topic: TopicIdx) -> Option<&'static str> {
+        let i = self.of_topic.get(topic.0 as usize).copied().flatten()?;
+        let mut halves = self.of_topic.iter().enumerate().filter(move |(_, s)| **s == Some(i)).map(|(t, _)| t);
+        if halves.any(|t| self.refused_from[t].is_some()) {
             Some("it had no room for a write (keyed_state_max); raise the limit and restart")
         } else if self.rebuilt_short[i] {
             Some("its checkpoint did not load at the start, and the segments kept may lack writes it held")
         } else {
             None
-        };
-        let name = &cfg.topics[topic.0 as usize].name;
-        Some(keyed_reads::decide(name, &self.observed[i], incomplete, self.id, as_of_ms, read))
+        }
     }
 
     /// Whether a produce of `value` under `key` to `topic` may be taken: the value is an
@@ -248,6 +263,9 @@ impl KeyedTopics {
         let Some(i) = self.of_topic.get(topic.0 as usize).copied().flatten() else { return };
         let fed = &mut self.fed_to[topic.0 as usize];
         *fed = (*fed).max(at.end);
+        if self.site_fed[topic.0 as usize] {
+            return;
+        }
         // The checksum held; a batch that does not decode is left to sync to report.
         let Ok(b) = DecodedBatch::decode_with(batch, dec) else { return };
         let origin = b.header.origin;
@@ -278,27 +296,127 @@ impl KeyedTopics {
                     continue;
                 }
             };
-            let applied = self.states[i].apply(Write { key, dot, hlc, op });
-            if applied.is_ok() {
-                self.observed[i].note(dot, hlc);
-            }
-            match applied {
-                Ok(Applied::Taken) => self.counters.applied += 1,
-                Ok(Applied::Conflict) => {
-                    self.counters.applied += 1;
-                    self.counters.conflicts += 1;
-                }
-                Ok(Applied::Seen) => {}
-                Err(KeyedError::Full { .. }) => {
-                    self.counters.refused_full += 1;
-                    self.refused_from[topic.0 as usize].get_or_insert(at.start);
-                }
-                Err(_) => self.counters.unreadable += 1,
-            }
+            self.merge(i, topic, Write { key, dot, hlc, op }, at.start);
         }
         if let Some(f) = &mut self.fan_out {
             f.note_durable(topic, batch, at.start, feed != Feed::Committed);
         }
+    }
+
+    /// Merges one write into state `i` (of `topic`), found at log offset `from` (where a
+    /// write refused for room holds the topic's checkpoints back).
+    fn merge(&mut self, i: usize, topic: TopicIdx, w: Write<'_>, from: Seq) {
+        let (dot, hlc) = (w.dot, w.hlc);
+        let applied = self.states[i].apply(w);
+        if applied.is_ok() {
+            self.observed[i].note(dot, hlc);
+        }
+        match applied {
+            Ok(Applied::Taken) => self.counters.applied += 1,
+            Ok(Applied::Conflict) => {
+                self.counters.applied += 1;
+                self.counters.conflicts += 1;
+            }
+            Ok(Applied::Seen) => {}
+            Err(KeyedError::Full { .. }) => {
+                self.counters.refused_full += 1;
+                self.refused_from[topic.0 as usize].get_or_insert(from);
+            }
+            Err(_) => self.counters.unreadable += 1,
+        }
+    }
+
+    /// Whether `topic`'s state is fed by the site's Raft (`apply_site_write`).
+    pub fn is_site_fed(&self, topic: TopicIdx) -> bool {
+        self.site_fed.get(topic.0 as usize).copied().unwrap_or(false)
+    }
+
+    /// Merges a write of strong keyed topic `topic` the site's Raft applied: the cluster's
+    /// record `dot` (the cluster's id and the record's sequence in its stream), stamped
+    /// `hlc` there. Committed, so never lost; Raft applies it again after a restart from
+    /// an older snapshot, which changes nothing (`Seen`).
+    pub fn apply_site_write(
+        &mut self,
+        topic: TopicIdx,
+        dot: Dot,
+        hlc: crate::hlc::Hlc,
+        key: Option<&[u8]>,
+        value: &[u8],
+    ) {
+        debug_assert!(self.is_site_fed(topic), "only a strong keyed topic of a member is fed by its site");
+        let Some(i) = self.of_topic.get(topic.0 as usize).copied().flatten() else { return };
+        let (Some(key), Ok(op)) = (key, KeyedOp::decode(value)) else {
+            self.counters.unreadable += 1;
+            return;
+        };
+        if op.relayed.is_some() {
+            self.counters.unreadable += 1;
+            return;
+        }
+        self.merge(i, topic, Write { key, dot, hlc, op }, dot.seq);
+    }
+
+    /// The states of strong keyed topics, as a keyed checkpoint frame for the site's Raft
+    /// snapshot (empty: none).
+    pub fn site_snapshot(&self, cfg: &NodeConfig) -> Vec<u8> {
+        let mut parts = Vec::new();
+        for (t, s) in self.of_topic.iter().enumerate() {
+            let Some(i) = *s else { continue };
+            if !self.site_fed[t] {
+                continue;
+            }
+            let state = &self.states[i];
+            let (name, halves) = (&cfg.topics[t].name, vec![(cfg.topics[t].sync, Seq::MAX)]);
+            parts.push(StateOut { name, halves, relayed: Vec::new(), observed: &self.observed[i], state });
+        }
+        if parts.is_empty() {
+            return Vec::new();
+        }
+        let mut bytes = Vec::new();
+        keyed_checkpoint::encode(&parts, &mut bytes);
+        bytes
+    }
+
+    /// Takes the states of strong keyed topics from a site's Raft snapshot (`site_snapshot`
+    /// of the member that took it) where they hold more of `cluster`'s stream than this
+    /// node's. The cluster is the only origin of a strong topic at its members, so two
+    /// states are of two prefixes of one stream, and the longer one holds the shorter.
+    /// Returns what could not be taken (the snapshot's bytes are another node's).
+    pub fn restore_site_snapshot(&mut self, cfg: &NodeConfig, bytes: &[u8], cluster: NodeId) -> Vec<String> {
+        if bytes.is_empty() {
+            return Vec::new();
+        }
+        let parts = match keyed_checkpoint::decode(bytes) {
+            Ok(p) => p,
+            Err(e) => return vec![format!("the keyed states of the site's snapshot do not decode: {e}")],
+        };
+        let mut problems = Vec::new();
+        for part in parts {
+            let found = cfg.topics.iter().position(|t| t.name == part.name && t.is_strong());
+            let Some(t) = found.filter(|&t| self.site_fed[t]) else {
+                problems.push(format!("topic {:?} of the site's snapshot is no strong keyed topic here", part.name));
+                continue;
+            };
+            let i = self.of_topic[t].expect("site-fed topics are keyed");
+            let held = |o: &Observed| o.of(cluster).map(|(seq, _)| seq + 1).unwrap_or(0);
+            if held(&part.observed) <= held(&self.observed[i]) {
+                continue;
+            }
+            let state = &self.states[i];
+            let mut r = Reader::new(part.state);
+            match snapshot::decode(&mut r, state.strategy(), state.limits()) {
+                Ok(s) if r.is_empty() => {
+                    self.states[i] = match cfg.topics[t].keyed.as_ref().and_then(|k| k.merge.clone()) {
+                        Some(m) => s.with_merge(m),
+                        None => s,
+                    };
+                    self.observed[i] = part.observed;
+                }
+                Ok(_) => problems.push(format!("topic {:?}: bytes after its state in the site's snapshot", part.name)),
+                Err(e) => problems.push(format!("topic {:?}: the site's snapshot of its state: {e}", part.name)),
+            }
+        }
+        problems
     }
 
     /// Whether the node has a keyed topic.
@@ -330,7 +448,13 @@ impl KeyedTopics {
             let mut part = StateOut { name: "", halves: Vec::new(), relayed: Vec::new(), observed, state };
             for (t, _) in self.of_topic.iter().enumerate().filter(|(_, s)| **s == Some(i)) {
                 let topic = TopicIdx(t as u16);
-                let mut covered = self.fed_to[t].min(self.refused_from[t].unwrap_or(Seq::MAX));
+                // (A strong keyed topic's state comes from the site's Raft, not its log:
+                // it holds none of its segments back.)
+                let mut covered = if self.site_fed[t] {
+                    Seq::MAX
+                } else {
+                    self.fed_to[t].min(self.refused_from[t].unwrap_or(Seq::MAX))
+                };
                 if let Some(f) = self.fan_out.as_ref().filter(|f| f.up_half(topic) == Some(topic)) {
                     covered = covered.min(f.uncopied_from(topic).unwrap_or(Seq::MAX));
                     part.relayed = f.relayed_of(topic);
@@ -549,6 +673,56 @@ mod tests {
         assert_eq!(restored.counters.applied, 2, "only writes 3 and 4 are new");
         k.apply_batch(topic, &increments(2, 3, 2), 3..5, &mut dec, Feed::Committed);
         assert_eq!(value(&restored), value(&k), "as the replica that never restarted");
+    }
+
+    /// A member's strong keyed topic is merged as the site's Raft applies it, with the
+    /// cluster as every write's origin, never from the member's log (whose batches name the
+    /// member); its state travels in the site's snapshots, and a member takes a snapshot's
+    /// state only when it holds more of the cluster's stream than its own.
+    #[test]
+    fn a_strong_keyed_topic_is_merged_from_the_site_and_taken_from_its_snapshots() {
+        let mut t = TopicConfig::new("stock", SyncDirection::EdgeToCloud);
+        t.consistency = crate::config::Consistency::Strong;
+        t.keyed = Some(KeyedTopic { strategy: Strategy::Counter, limits: KeyedTopic::DEFAULT_LIMITS, merge: None });
+        let mut cfg = NodeConfig::new(NodeId(1), Role::Edge, vec![t]);
+        let cluster = NodeId(9);
+        cfg.cluster = Some(crate::config::ClusterConfig::new("shop", cluster, vec![NodeId(1), NodeId(2), NodeId(3)]));
+        let (mut k, mut dec, topic) = (KeyedTopics::new(&cfg), BatchDecoder::new(), TopicIdx(0));
+        assert!(k.is_site_fed(topic));
+        let mut op = Vec::new();
+        KeyedOp { context: VersionVector::new(), cloud: false, relayed: None, kind: OpKind::Increment(1) }
+            .encode(&mut op);
+        let write = |k: &mut KeyedTopics, seq: Seq| {
+            k.apply_site_write(topic, Dot { origin: cluster, seq }, Hlc(1 << 20), Some(b"stock"), &op)
+        };
+        let value = |k: &KeyedTopics| match k.state(topic).map(|s| s.get(b"stock")) {
+            Some(crate::keyed::Value::Number(n)) => n,
+            other => panic!("a counter answers a number: {other:?}"),
+        };
+        for seq in 0..3 {
+            write(&mut k, seq);
+        }
+        assert_eq!(value(&k), 3);
+        // The member's own log of the same records (its id as their batches' origin).
+        k.apply_batch(topic, &increments(1, 0, 3), 0..3, &mut dec, Feed::Committed);
+        assert_eq!(value(&k), 3, "the log feeds no site-fed state");
+        assert_eq!(k.observed[0].of(cluster).map(|(seq, _)| seq), Some(2));
+        assert_eq!(k.checkpoint(&cfg).1, vec![(topic, Seq::MAX)], "it holds no segment back");
+
+        let snapshot = k.site_snapshot(&cfg);
+        let mut behind = KeyedTopics::new(&cfg);
+        write(&mut behind, 0);
+        assert!(behind.restore_site_snapshot(&cfg, &snapshot, cluster).is_empty());
+        assert_eq!(value(&behind), 3, "a member behind takes the snapshot's state");
+        write(&mut behind, 1);
+        assert_eq!(value(&behind), 3, "Raft applying an entry again after the snapshot's point changes nothing");
+        write(&mut behind, 3);
+        assert_eq!(value(&behind), 4);
+        assert!(behind.restore_site_snapshot(&cfg, &snapshot, cluster).is_empty());
+        assert_eq!(value(&behind), 4, "a member ahead of a snapshot keeps its own state");
+        let problems = behind.restore_site_snapshot(&cfg, b"not a checkpoint", cluster);
+        assert!(problems.len() == 1 && problems[0].contains("do not decode"), "{problems:?}");
+        assert_eq!(value(&behind), 4);
     }
 
     /// A write the state had no room for is in the log and not in the state: no checkpoint

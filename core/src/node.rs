@@ -402,6 +402,7 @@ impl Node {
                 self.on_fetch(req, topic, from, max_records, max_bytes)
             }
             Input::Control(c) => self.on_control(c),
+            Input::StrongRead { req, topic } => self.site_strong_read(req, topic),
         }
         self.after_input();
     }
@@ -671,6 +672,13 @@ impl Node {
                 if self.cfg.cluster.is_some() {
                     let seed = self.seed ^ 0x5eed_0f51_7e00;
                     let site = crate::site::Site::new(&self.cfg, r.raft, r.raft_generations, seed, self.now.mono);
+                    // Strong keyed topics' states: the snapshot's where it holds more of the
+                    // cluster's stream than the keyed checkpoint did; Raft applies the rest.
+                    let snap = crate::site::msg::StrongSnapshot::decode(&site.raft().snapshot().data)
+                        .expect("Site::new decoded it");
+                    for error in self.keyed.restore_site_snapshot(&self.cfg, &snap.keyed, site.cfg.id) {
+                        self.fx.event(Event::StorageProblem { detail: error });
+                    }
                     self.site = Some(Box::new(site));
                 }
             }

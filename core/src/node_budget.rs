@@ -64,7 +64,7 @@ impl Node {
             max.add(part);
         }
         if let Some(c) = &cfg.cluster {
-            max.add(&crate::site::planned(c));
+            max.add(&crate::site::planned(cfg, c));
         }
         MemoryPlan { max, read_max: b.read_max, batch_raw_max: b.batch_raw_max }
     }

@@ -5,9 +5,10 @@ use super::Node;
 use crate::commit::PendingRecord;
 use crate::effects::{Ctx, Owner};
 use crate::io::{DiskRequest, Event, FileId, ProduceError, ReqId};
+use crate::keyed_reads::{ReadConsistency, ReadStamp, StrongReadRefused};
 use crate::raft::{self, Action, EntryKind, Role as RaftRole};
 use crate::site::msg::{Command, SiteMsg, StrongSnapshot, Write};
-use crate::site::{StrongState, Waiting};
+use crate::site::{StrongReadWait, StrongState, Waiting};
 use crate::sync::proto::SyncMsg;
 use crate::sync::uplink::Uplink;
 use crate::types::{Duration, Instant, NodeId, TopicIdx};
@@ -68,6 +69,58 @@ impl Node {
         }
         let deadline = now.saturating_add(site.cfg.strong_write_timeout);
         site.waiting.insert(hlc, Waiting { req, deadline });
+    }
+
+    /// A strong read of `topic` (`Input::StrongRead`): Raft's ReadIndex at the leader.
+    pub(super) fn site_strong_read(&mut self, req: ReqId, topic: TopicIdx) {
+        if !self.keyed.is_site_fed(topic) {
+            return self.answer_strong_read(req, Err(StrongReadRefused::NotStrong));
+        }
+        if !self.is_running() {
+            return self.answer_strong_read(req, Err(StrongReadRefused::Recovering));
+        }
+        let now = self.now.mono;
+        let site = self.site.as_mut().expect("a site-fed topic needs a site");
+        let ctx = site.next_read_ctx;
+        site.next_read_ctx += 1;
+        match site.raft.read_index(now, ctx) {
+            Ok(()) => {
+                site.strong_reads.insert(ctx, StrongReadWait { req, topic, index: None });
+            }
+            Err(e) => {
+                let refused = match e {
+                    raft::ReadError::NotLeader { leader } => StrongReadRefused::NotLeader { leader },
+                    raft::ReadError::NotReady | raft::ReadError::NoLease => StrongReadRefused::NotReady,
+                    raft::ReadError::Busy => StrongReadRefused::Busy,
+                };
+                self.answer_strong_read(req, Err(refused));
+            }
+        }
+    }
+
+    /// Answers the strong reads the leader confirmed whose index this member applied: its
+    /// state then holds every write committed when the read arrived.
+    fn answer_applied_reads(&mut self) {
+        let Some(site) = &mut self.site else { return };
+        let applied = site.raft.applied_index();
+        let ready: Vec<u64> =
+            site.strong_reads.iter().filter(|(_, r)| r.index.is_some_and(|i| i <= applied)).map(|(&c, _)| c).collect();
+        for ctx in ready {
+            let site = self.site.as_mut().expect("checked above");
+            let r = site.strong_reads.remove(&ctx).expect("listed above");
+            let result = match self.keyed.incomplete(r.topic) {
+                Some(why) => Err(StrongReadRefused::Incomplete(why)),
+                None => match self.keyed_read(r.topic, ReadConsistency::Eventual, self.now.wall_ms) {
+                    Some(Ok(stamp)) => Ok(stamp),
+                    other => unreachable!("an eventual read of a keyed topic is answered: {other:?}"),
+                },
+            };
+            self.answer_strong_read(r.req, result);
+        }
+    }
+
+    fn answer_strong_read(&mut self, req: ReqId, result: Result<ReadStamp, StrongReadRefused>) {
+        self.fx.out.push_back(crate::io::Output::StrongRead { req, result });
     }
 
     /// A `Site` frame from a peer.
@@ -232,6 +285,7 @@ impl Node {
         for a in actions {
             self.site_action(a);
         }
+        self.answer_applied_reads();
         let site = self.site.as_mut().expect("checked above");
         if let Some((file, bytes)) = site.persister.next_write(&site.raft, now) {
             self.fx.disk(DiskRequest::Append { file, bytes }, Owner::Site);
@@ -246,7 +300,9 @@ impl Node {
         match a {
             Action::Persist(p) => {
                 site.note_persist(&p);
-                site.persister.queue(&p, site.cfg.log_bytes_max * crate::site::RAFT_FILE_BYTES_FACTOR);
+                // (Past its checkpoint's snapshot, which may hold keyed states.)
+                let limit = site.cfg.log_bytes_max * crate::site::RAFT_FILE_BYTES_FACTOR;
+                site.persister.queue(&p, limit + site.raft.snapshot().data.len() as u64);
             }
             Action::Send(env) => {
                 let to = env.to;
@@ -271,8 +327,21 @@ impl Node {
                 site.strong = StrongState::restore(&self.cfg, &snap);
                 site.stats.snapshots_installed += 1;
                 site.durable_applied = site.durable_applied.max(snapshot.index);
+                let cluster = site.cfg.id;
+                for error in self.keyed.restore_site_snapshot(&self.cfg, &snap.keyed, cluster) {
+                    self.fx.event(Event::BadMessage { from: self.cfg.id, error });
+                }
             }
-            Action::ReadReady { .. } | Action::ReadFailed { .. } => {}
+            Action::ReadReady { ctx, index } => {
+                if let Some(r) = site.strong_reads.get_mut(&ctx) {
+                    r.index = Some(index);
+                }
+            }
+            Action::ReadFailed { ctx } => {
+                if let Some(r) = site.strong_reads.remove(&ctx) {
+                    self.answer_strong_read(r.req, Err(StrongReadRefused::LeadershipLost));
+                }
+            }
             Action::RoleChanged { role, leader, term } => {
                 if let Some(l) = leader {
                     site.detector.leader_seen(l, now);
@@ -324,6 +393,12 @@ impl Node {
         }
         let site = self.site.as_mut().expect("called with a site");
         let (seq, hlc) = site.strong.assign(index, topic, w.hlc);
+        if self.keyed.is_site_fed(topic) {
+            // Also when Raft applies it again after a restart: the state may be older than
+            // the log (it comes from a snapshot or a checkpoint).
+            let dot = crate::keyed::Dot { origin: site.cfg.id, seq };
+            self.keyed.apply_site_write(topic, dot, hlc, w.key.as_deref(), &w.value);
+        }
         let req = if w.origin == self.cfg.id { site.waiting.remove(&w.hlc).map(|x| x.req) } else { None };
         let next = self.commit.next_strong(topic, &self.logs[i]);
         if seq < next {
@@ -348,8 +423,11 @@ impl Node {
             return;
         }
         let limit = site.raft.applied_index().min(site.durable_applied);
-        let (point, snap) = site.strong.compaction_point(&self.cfg, limit);
+        let (point, mut snap) = site.strong.compaction_point(&self.cfg, limit);
         if point >= site.raft.snapshot_index() + min {
+            // The keyed states as applied (up to `applied_index`, past `point`): Raft applies
+            // the entries after `point` again after a restore, which merges them as `Seen`.
+            snap.keyed = self.keyed.site_snapshot(&self.cfg);
             match site.raft.compact(now, point, snap.encode()) {
                 Ok(()) => site.stats.compactions += 1,
                 Err(e) => panic!("compaction at applied index {point} refused: {e:?}"),

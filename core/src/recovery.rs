@@ -107,7 +107,7 @@ struct ScanJob {
 const SCAN_JOB_BYTES: u64 = 2 * std::mem::size_of::<ScanJob>() as u64;
 
 /// Recovery's planned memory: a scan job per segment, one read at a time, and a site
-/// member's Raft generation read whole (at most `RAFT_FILE_BYTES_FACTOR` log limits).
+/// member's Raft generation read whole (`site::raft_file_bytes_max`).
 pub(crate) fn planned(cfg: &NodeConfig, b: &PlanBasis) -> MemoryUsage {
     let mut m = MemoryUsage::default();
     // Requests in flight: a read, and a truncate or a successor's two per topic.
@@ -117,7 +117,7 @@ pub(crate) fn planned(cfg: &NodeConfig, b: &PlanBasis) -> MemoryUsage {
     m.set(MemoryPart::Index, b.segments_max * SCAN_JOB_BYTES + steps);
     m.set(MemoryPart::Reads, b.read_max);
     if let Some(c) = &cfg.cluster {
-        let file = crate::site::RAFT_FILE_BYTES_FACTOR * c.log_bytes_max + crate::site::CHECKPOINT_OVERHEAD_BYTES;
+        let file = crate::site::raft_file_bytes_max(cfg, c);
         m.grow(MemoryPart::Index, file);
     }
     if crate::marks::written_by(cfg) {

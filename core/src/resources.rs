@@ -39,7 +39,10 @@ pub const META_RESERVE_BYTES: u64 = 3 * META_FILE_BYTES_MAX;
 /// while it is written).
 pub fn files_reserved(cfg: &NodeConfig) -> u64 {
     let keyed = cfg.topics.iter().any(|t| t.keyed.is_some());
-    META_RESERVE_BYTES + if keyed { 2 * crate::keyed_checkpoint::file_bytes_max(cfg) } else { 0 }
+    // (Two generations of a site member's Raft files may each hold a snapshot with the
+    // strong keyed topics' states.)
+    let site_keyed = 2 * crate::keyed_checkpoint::site_bytes_max(cfg);
+    META_RESERVE_BYTES + site_keyed + if keyed { 2 * crate::keyed_checkpoint::file_bytes_max(cfg) } else { 0 }
 }
 
 /// Checks that the configuration's limits fit its budgets; the error says which limits
@@ -53,6 +56,18 @@ pub fn check_budgets(cfg: &NodeConfig, plan: &MemoryPlan) -> Result<(), ConfigEr
             message: format!(
                 "must hold the largest record ({largest_record} bytes with log.value_bytes_max); raise it or lower \
                  log.value_bytes_max"
+            ),
+        });
+    }
+    let site_keyed = crate::keyed_checkpoint::site_bytes_max(cfg);
+    if site_keyed > SITE_KEYED_BYTES_MAX {
+        return Err(ConfigError {
+            field: "topics.keyed_state_max".into(),
+            message: format!(
+                "the states of the strong keyed topics ride in the site's Raft snapshot, and at their limits need up \
+                 to {} of the {} it carries; lower their keyed_state_max or conflict_log_max",
+                Bytes(site_keyed),
+                Bytes(SITE_KEYED_BYTES_MAX)
             ),
         });
     }
@@ -217,11 +232,32 @@ fn fit_keyed_limits(cfg: &mut NodeConfig, memory_bytes_max: u64, storage_bytes_m
         return;
     }
     let per = (memory_bytes_max / 8).min(storage_bytes_max / 32) / names.len() as u64;
-    for k in cfg.topics.iter_mut().filter_map(|t| t.keyed.as_mut()) {
+    // A site member's strong keyed topics ride in its Raft snapshot: together at most half
+    // of what a snapshot carries of keyed states, so their conflict logs and headers fit;
+    // and a sixty-fourth of memory, as the member plans each about six times over (the
+    // state, a checkpoint read at recovery, the snapshot Raft holds, the next one encoded
+    // beside it, a copy in flight, a new Raft generation written: `site::planned`).
+    let member = cfg.cluster.is_some();
+    let strong = cfg.topics.iter().filter(|t| t.keyed.is_some() && t.is_strong() && member).count() as u64;
+    let per_strong = strong_keyed_state_share(memory_bytes_max, strong as usize);
+    for t in cfg.topics.iter_mut() {
+        let strong = t.is_strong() && member;
+        let Some(k) = t.keyed.as_mut() else { continue };
+        let per = if strong { per.min(per_strong) } else { per };
         let l = &mut k.limits;
         l.state_bytes_max = l.state_bytes_max.min(per).max(KEYED_STATE_FIT_MIN);
         l.conflict_log_bytes_max = l.conflict_log_bytes_max.min(per / 16).max(CONFLICT_LOG_FIT_MIN);
     }
+}
+
+/// The most bytes a site member's Raft snapshot carries of keyed states.
+const SITE_KEYED_BYTES_MAX: u64 = crate::site::msg::KEYED_SNAPSHOT_BYTES_MAX as u64;
+
+/// The largest state each of a site member's `strong` strong keyed topics may have, with
+/// `memory_bytes_max` (see `fit_keyed_limits`); no bound without any.
+pub fn strong_keyed_state_share(memory_bytes_max: u64, strong: usize) -> u64 {
+    let Some(n) = std::num::NonZeroU64::new(strong as u64) else { return u64::MAX };
+    (SITE_KEYED_BYTES_MAX / 2).min(memory_bytes_max / 64) / n
 }
 
 /// What [`fit_to_device`] lowered, for the shell to say.

@@ -184,3 +184,44 @@ fn a_small_device_lowers_the_budget_and_the_segments_a_large_one_nothing() {
     let e = Node::check_config(&cfg).expect_err("256 KiB holds no four segments and the meta log");
     assert_eq!(e.field, "resources.storage_bytes_max");
 }
+
+/// A site member's strong keyed states ride in its Raft snapshot (at most 7 MiB of keyed
+/// states) and are planned about six times over: left unset, the fit sizes them to half
+/// the snapshot's room and a sixty-fourth of memory; set too large, the start is refused
+/// with what to lower.
+#[test]
+fn strong_keyed_topics_fit_the_sites_snapshot() {
+    use outpost_core::config::{ClusterConfig, Consistency, KeyedTopic};
+    use outpost_core::keyed::{KeyedLimits, Strategy};
+    let strong = |name: &str, strategy| {
+        let mut t = TopicConfig::new(name, SyncDirection::EdgeToCloud);
+        t.consistency = Consistency::Strong;
+        t.keyed = Some(KeyedTopic { strategy, limits: KeyedTopic::DEFAULT_LIMITS, merge: None });
+        t
+    };
+    let member = |topics: Vec<TopicConfig>| {
+        let mut cfg = NodeConfig::new(NodeId(1), Role::Edge, topics);
+        cfg.upstream = Some(NodeId(9));
+        cfg.cluster = Some(ClusterConfig::new("shop", NodeId(8), vec![NodeId(1), NodeId(2), NodeId(3)]));
+        cfg
+    };
+    let topics = vec![strong("stock", Strategy::Counter), strong("prices", Strategy::LastWriteWins)];
+    // (A site member plans its Raft log twice and the records it materialises: 128 MiB.)
+    let mut cfg = member(topics.clone());
+    let (memory, storage) = (128 << 20, cfg.resources.storage_bytes_max);
+    fit_to_budgets(&mut cfg, memory, storage);
+    assert_eq!(Node::check_config(&cfg), Ok(()), "two strong keyed topics at a 128 MiB member");
+    for t in &cfg.topics {
+        let limits = t.keyed.as_ref().expect("keyed").limits;
+        assert!(limits.state_bytes_max <= memory / 64 / 2, "{limits:?}");
+    }
+    let mut too_large = member(topics);
+    for t in &mut too_large.topics {
+        t.keyed.as_mut().expect("keyed").limits =
+            KeyedLimits { state_bytes_max: 4 << 20, conflict_log_bytes_max: 256 << 10 };
+    }
+    too_large.resources.memory_bytes_max = 1 << 30;
+    let e = Node::check_config(&too_large).expect_err("8.5 MiB of states in a 7 MiB snapshot");
+    assert_eq!(e.field, "topics.keyed_state_max");
+    assert!(e.message.contains("Raft snapshot") && e.message.contains("7.0 MiB"), "{e}");
+}

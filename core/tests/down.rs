@@ -117,7 +117,7 @@ impl Pair {
                         Output::Reply { result: Ok(a), .. } => s.acked.push(a.seq),
                         Output::Reply { result: Err(e), .. } => s.refused.push(e),
                         Output::Fetched { result, .. } => s.fetched.push(result.expect("the fetch is answered")),
-                        Output::Event(_) | Output::SendAs { .. } => {}
+                        Output::Event(_) | Output::SendAs { .. } | Output::StrongRead { .. } => {}
                     }
                 }
                 if let Some((op, _, result)) = s.disk.complete_one() {

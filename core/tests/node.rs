@@ -81,6 +81,7 @@ impl Harness {
                 Output::Fetched { req, result } => self.fetched.push((req, result)),
                 Output::Event(e) => self.events.push(e),
                 Output::Send { .. } | Output::SendAs { .. } => panic!("a lone edge with a local topic sends nothing"),
+                Output::StrongRead { .. } => panic!("a lone edge is in no site"),
             }
         }
     }

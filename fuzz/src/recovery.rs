@@ -100,7 +100,7 @@ impl Harness {
                     Output::Disk { id, req } => self.queue.push_back((id, req)),
                     Output::Reply { req, result } => self.replies.push((req, result)),
                     Output::Fetched { req, result } => self.fetched.push((req, result)),
-                    Output::Event(_) | Output::Send { .. } | Output::SendAs { .. } => {}
+                    Output::Event(_) | Output::Send { .. } | Output::SendAs { .. } | Output::StrongRead { .. } => {}
                 }
             }
             let Some((id, req)) = self.queue.pop_front() else { return };

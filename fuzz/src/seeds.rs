@@ -424,6 +424,7 @@ fn strong_snapshot() -> StrongSnapshot {
             StrongTopic { name: "pay".into(), next_seq: 10, gateway_mark: 4, last_hlc: hlc },
             StrongTopic { name: "stock".into(), next_seq: 0, gateway_mark: 0, last_hlc: Hlc(0) },
         ],
+        keyed: Vec::new(),
     }
 }
 

@@ -95,6 +95,10 @@ struct StrongCheck {
     stored_seq_of: BTreeMap<u32, u64>,
     next_expected: u64,
     max_acked: Option<u64>,
+    /// A keyed topic's stream: its values are operations, which repeat (an increment by
+    /// one, a delete with the same context), so a CRC names no write, and no write is
+    /// looked for at a second sequence by its CRC (the checks by sequence remain).
+    keyed: bool,
 }
 
 /// A gateway's `cloud-to-edge` stream and the edges that must hold it.
@@ -673,9 +677,10 @@ impl Checker {
         out
     }
 
-    /// `stream` is a site cluster's: its members acknowledge out of order.
-    pub fn add_strong_stream(&mut self, stream: StreamKey) {
-        self.strong.entry(stream).or_default();
+    /// `stream` is a site cluster's: its members acknowledge out of order. `keyed`: of a
+    /// keyed topic (see `StrongCheck::keyed`).
+    pub fn add_strong_stream(&mut self, stream: StreamKey, keyed: bool) {
+        self.strong.entry(stream).or_default().keyed = keyed;
     }
 
     /// The highest sequence of a cluster's stream acknowledged so far (for the real-time
@@ -714,7 +719,7 @@ impl Checker {
         if let Some(other) = s.acked.insert(seq, crc).filter(|&c| c != crc) {
             problems.push(("consensus", format!("cluster {origin} topic {topic}: two writes acknowledged at seq {seq} (CRCs {other:08x} and {crc:08x})")));
         }
-        if let Some(other) = s.acked_seq_of.insert(crc, seq).filter(|&q| q != seq) {
+        if let Some(other) = (!s.keyed).then(|| s.acked_seq_of.insert(crc, seq)).flatten().filter(|&q| q != seq) {
             problems.push((
                 "exactly-once",
                 format!("cluster {origin} topic {topic}: one write acknowledged at seq {other} and at seq {seq}"),
@@ -765,7 +770,7 @@ impl Checker {
                 Some(_) => {}
                 None => self.counts.delivered_unacked += 1,
             }
-            if let Some(other) = s.stored_seq_of.insert(crc, seq).filter(|&q| q != seq) {
+            if let Some(other) = (!s.keyed).then(|| s.stored_seq_of.insert(crc, seq)).flatten().filter(|&q| q != seq) {
                 self.counts.duplicates += 1;
                 problems.push((
                     "exactly-once",
@@ -852,7 +857,7 @@ mod tests {
 
     fn site_checker() -> Checker {
         let mut c = Checker::default();
-        c.add_strong_stream(SITE);
+        c.add_strong_stream(SITE, false);
         c
     }
 

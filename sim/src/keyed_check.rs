@@ -118,6 +118,19 @@ impl KeyedHistory {
         self.holds(node, &self.written[i], |t| s.topics[t].name == *name)
     }
 
+    /// Whether a write of `key` to topic `name` has a fate a crash or a timeout left
+    /// unknown.
+    pub(crate) fn is_unsure(&self, name: &str, key: &[u8]) -> bool {
+        self.unknown.iter().any(|(n, k)| n == name && k == key)
+    }
+
+    /// The writes of `origin`'s stream of half `topic` below sequence `end`.
+    pub(crate) fn prefix_of(&self, topic: usize, origin: usize, end: u64) -> Vec<KeyedWrite> {
+        let writes = self.writes_by(topic, origin);
+        let n = writes.partition_point(|&i| self.written[i].write.dot.seq < end);
+        writes[..n].iter().map(|&i| self.written[i].write.clone()).collect()
+    }
+
     pub(crate) fn hlc_of(&self, i: usize) -> Hlc {
         self.written[i].write.hlc
     }
@@ -171,7 +184,9 @@ impl KeyedHistory {
                 if stored && !copied.is_some_and(|c| c.contains_key(&w.write.dot)) {
                     missing.push(format!(
                         "node {}, topic {name:?}: stored write {:?} of {} and never copied it to its other edges",
-                        s.nodes[g].id, w.write.dot, s.nodes[w.origin].id
+                        s.nodes[g].id,
+                        w.write.dot,
+                        origin_name(s, w.origin)
                     ));
                 }
             }
@@ -240,8 +255,23 @@ impl KeyedHistory {
     }
 }
 
+/// The name of origin `origin` of the history: a node's id, or a site cluster's (index
+/// `nodes.len() + k`, the site's k-th cluster in order of first appearance).
+pub(crate) fn origin_name(s: &Scenario, origin: usize) -> String {
+    if let Some(n) = s.nodes.get(origin) {
+        return n.id.clone();
+    }
+    let mut names: Vec<&str> = Vec::new();
+    for c in s.nodes.iter().filter_map(|n| n.cluster.as_deref()) {
+        if !names.contains(&c) {
+            names.push(c);
+        }
+    }
+    names.get(origin - s.nodes.len()).map_or_else(|| format!("origin {origin}"), |c| format!("cluster {c}"))
+}
+
 /// A violation as a reader wants it: the key and values as text where they are.
-fn describe(v: &KeyedViolation) -> String {
+pub(crate) fn describe(v: &KeyedViolation) -> String {
     let text = |b: &[u8]| String::from_utf8_lossy(b).chars().take(40).collect::<String>();
     let answer = |a: &Answer| match a {
         Answer::Absent => "absent".to_string(),

@@ -24,5 +24,6 @@ pub mod report;
 pub mod rng;
 pub mod scenario;
 pub mod site_checks;
+pub mod strong_read_check;
 pub mod swarm;
 pub mod world;

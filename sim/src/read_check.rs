@@ -39,6 +39,9 @@ pub struct ReadsReport {
     pub incomplete: u64,
     /// Answers whose stated staleness was checked against the history.
     pub staleness_checked: u64,
+    /// Strong reads of strong keyed topics (`crate::strong_read_check`).
+    #[serde(skip_serializing_if = "crate::strong_read_check::StrongReadsReport::is_empty")]
+    pub strong: crate::strong_read_check::StrongReadsReport,
 }
 
 impl ReadsReport {
@@ -50,10 +53,20 @@ impl ReadsReport {
         self.bounded_too_stale += o.bounded_too_stale;
         self.incomplete += o.incomplete;
         self.staleness_checked += o.staleness_checked;
+        self.strong.add(&o.strong);
     }
 
     /// One line for a person.
     pub fn summary(&self) -> String {
+        let strong = &self.strong;
+        let strong = if strong.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; strong {} answered ({} values checked), {} not at the leader, {} to retry, {} incomplete",
+                strong.answered, strong.values_checked, strong.not_leader, strong.retry, strong.incomplete
+            )
+        };
         format!(
             "causal {} answered, {} not yet; bounded {} answered, {} too stale; {} incomplete; {} staleness claims \
              checked",
@@ -63,7 +76,7 @@ impl ReadsReport {
             self.bounded_too_stale,
             self.incomplete,
             self.staleness_checked
-        )
+        ) + &strong
     }
 }
 
@@ -240,7 +253,7 @@ pub fn staleness_violations(
                 "node {id}, topic {name:?}: answered {staleness_ms} ms stale at {as_of_ms}, without write {:?} of {} \
                  timestamped {} ms (at or before {horizon})",
                 h.dot_of(i),
-                s.nodes[origin].id,
+                crate::keyed_check::origin_name(s, origin),
                 h.hlc_of(i).physical_ms()
             ));
         }

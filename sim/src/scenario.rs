@@ -1172,9 +1172,6 @@ fn topics(raw: &[RawTopic], nodes: &[NodeSpec], table: &PlacementTable) -> Resul
                  eviction would drop versions the other replicas merge",
             ));
         }
-        if r.conflict.is_some() && r.consistency == ConsistencySpec::Strong {
-            return Err(problem(format!("{field}.conflict"), "keyed merge of strong topics: not built yet"));
-        }
         let placement = match &r.classification {
             None => None,
             Some(c) => Some(table.placement(c).map_err(|m| problem(format!("{field}.classification"), m))?),

@@ -65,9 +65,65 @@ fn node(id: &str, role: Role, device: &str) -> NodeSpec {
 /// drew before): reboot loops and idle stretches, the worlds of the durability checks
 /// (eviction pressure, corrupt tails), and small devices last.
 pub fn world(seed: u64) -> Scenario {
+    let mut s = world_before_strong_keyed(seed);
+    add_strong_keyed(&mut s, &mut stream(seed, "swarm/strong-keyed"));
+    s
+}
+
+/// The world `seed` drew before strong keyed topics existed.
+pub fn world_before_strong_keyed(seed: u64) -> Scenario {
     let mut s = world_before_keyed_retention(seed);
     add_keyed_retention(&mut s, &mut stream(seed, "swarm/keyed-retention"));
     s
+}
+
+/// The share of worlds with a site cluster that get a strong keyed topic.
+const STRONG_KEYED_SHARE: f64 = 0.5;
+
+/// A strong keyed topic (issue 18), from its own stream and drawn last: in half the worlds
+/// with a site cluster, topic `strong-keyed` (strong, `edge-to-cloud`, eviction `keep`,
+/// one of the eight strategies) is written at 1 to all of the site's members, 8 to 64 keys,
+/// 16 B to 256 B values, up to 3 writes a second, up to a tenth of them deletes. Members
+/// merge it as the site's Raft applies it, with the cluster as every write's origin; the
+/// sessions read it strongly at members (`crate::strong_read_check`) besides causally and
+/// within bounds. After the run settles, every member's state must answer what the oracle
+/// computes from the prefix of the cluster's stream it holds, and the gateway's from what
+/// it stored. A world whose nodes cannot run with it goes without it.
+fn add_strong_keyed(s: &mut Scenario, rng: &mut SimRng) {
+    let Some(cluster) = s.nodes.iter().find_map(|n| n.cluster.clone()) else { return };
+    if !rng.gen_bool(STRONG_KEYED_SHARE) {
+        return;
+    }
+    let before = s.clone();
+    let mut t = topic("strong-keyed", SyncDirection::EdgeToCloud, rng.gen_range(0..=9));
+    t.keyed = true;
+    t.conflict = Some(*Strategy::ALL.choose(rng).expect("non-empty"));
+    t.consistency = ConsistencySpec::Strong;
+    s.topics.push(t);
+    let topic = s.topics.len() - 1;
+    let mut members: Vec<usize> =
+        (0..s.nodes.len()).filter(|&i| s.nodes[i].cluster.as_ref() == Some(&cluster)).collect();
+    members.shuffle(rng);
+    let writers = rng.gen_range(1..=members.len());
+    // Enough keys that the writes a partition leaves of unknown fate (answered
+    // "unconfirmed", each making its key unsure) leave most keys judged.
+    let keys = rng.gen_range(8..=64);
+    for &node in &members[..writers] {
+        s.workloads.push(WorkloadSpec {
+            node,
+            topic,
+            rate: rng.gen_range(0.05..3.0),
+            size: rng.gen_range(16..=256),
+            keys: Some(keys),
+            deletes: rng.gen_range(0.0..0.1),
+            from: Duration::ZERO,
+            until: s.duration,
+        });
+    }
+    fit_memory_to_topics(s);
+    if (0..s.nodes.len()).any(|i| outpost_core::Node::check_config(&crate::world::node_config(s, i)).is_err()) {
+        *s = before;
+    }
 }
 
 /// The world `seed` drew before keyed topics were deleted behind checkpoints.
@@ -1324,8 +1380,10 @@ mod tests {
                     assert!(SITE_NETS.contains(&l.net.name), "seed {seed}: {}", l.net.name);
                 }
             }
-            let strong: Vec<usize> =
-                (0..s.topics.len()).filter(|&t| s.topics[t].consistency == ConsistencySpec::Strong).collect();
+            // (Besides `strong-keyed`, which `add_strong_keyed` may add.)
+            let strong: Vec<usize> = (0..s.topics.len())
+                .filter(|&t| s.topics[t].consistency == ConsistencySpec::Strong && !s.topics[t].keyed)
+                .collect();
             assert_eq!(strong.len(), 1, "seed {seed}");
             let t = &s.topics[strong[0]];
             assert_eq!((t.sync, t.eviction, t.keyed), (SyncDirection::EdgeToCloud, EvictionSpec::Keep, false));
@@ -1589,6 +1647,33 @@ mod clock_stress_tests {
         changed
     }
 
+    /// Seeds stay stable: a strong keyed topic is added only to worlds with a site, with
+    /// workloads at its members alone (and memory to fit it); every strategy is drawn.
+    #[test]
+    fn strong_keyed_topics_only_change_site_worlds() {
+        let changed = changed_worlds((world_before_strong_keyed, world), "swarm/strong-keyed", STRONG_KEYED_SHARE);
+        let mut strategies = std::collections::BTreeSet::new();
+        for (seed, before, after) in &changed {
+            let n = before.topics.len();
+            assert_eq!(after.topics[..n], before.topics[..], "seed {seed}");
+            let added = &after.topics[n..];
+            assert!(added.len() == 1, "seed {seed}");
+            let t = &added[0];
+            assert!(t.keyed && t.consistency == ConsistencySpec::Strong && t.sync == SyncDirection::EdgeToCloud);
+            strategies.insert(format!("{:?}", t.conflict));
+            assert_eq!(after.workloads[..before.workloads.len()], before.workloads[..], "seed {seed}");
+            let added = &after.workloads[before.workloads.len()..];
+            assert!(!added.is_empty(), "seed {seed}: somebody writes it");
+            for w in added {
+                assert!(w.topic == n && after.nodes[w.node].cluster.is_some() && w.keys.is_some(), "seed {seed}");
+            }
+            assert_eq!((&after.links, &after.faults), (&before.links, &before.faults), "seed {seed}");
+            crate::world::World::new(after, *seed, None).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        }
+        assert!(changed.len() >= 20, "{} of 400 worlds got a strong keyed topic", changed.len());
+        assert_eq!(strategies.len(), Strategy::ALL.len(), "{strategies:?}");
+    }
+
     /// Seeds stay stable: a world with a `cloud-to-edge` topic only adds the topic, one
     /// workload on it per gateway, and memory.
     #[test]
@@ -1786,8 +1871,11 @@ mod clock_stress_tests {
     /// Small retention only goes to keyed topics, in about half the worlds with one.
     #[test]
     fn keyed_retention_only_changes_keyed_topics() {
-        let changed =
-            changed_worlds((world_before_keyed_retention, world), "swarm/keyed-retention", KEYED_RETENTION_SHARE);
+        let changed = changed_worlds(
+            (world_before_keyed_retention, world_before_strong_keyed),
+            "swarm/keyed-retention",
+            KEYED_RETENTION_SHARE,
+        );
         for (seed, before, after) in &changed {
             assert_eq!(
                 (&after.nodes, &after.workloads, &after.faults),

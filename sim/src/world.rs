@@ -327,6 +327,8 @@ pub struct World<'a> {
     keyed_segments_deleted: u64,
     /// The keyed workloads' sessions and their reads (`crate::read_check`).
     reads: crate::read_check::KeyedReads,
+    /// Strong reads of strong keyed topics, issued and answered (`crate::strong_read_check`).
+    strong_reads: crate::strong_read_check::StrongReads,
     /// Its own stream, so that reads leave every other draw alone (a read changes no node).
     reads_rng: SimRng,
 }
@@ -348,6 +350,13 @@ pub(crate) fn node_config(s: &Scenario, i: usize) -> NodeConfig {
     let mut keyed_limits = outpost_core::config::KeyedTopic::DEFAULT_LIMITS;
     keyed_limits.state_bytes_max = keyed_limits.state_bytes_max.min(share / 32).max(64 << 10);
     keyed_limits.conflict_log_bytes_max = keyed_limits.conflict_log_bytes_max.min(share / 128).max(4 << 10);
+    // A member's strong keyed states ride in its site's Raft snapshot, and it plans each
+    // about six times over: as `resources::fit_to_budgets` fits them.
+    let strong = s.topics.iter().filter(|t| t.conflict.is_some() && t.consistency == ConsistencySpec::Strong).count();
+    let mut strong_limits = keyed_limits;
+    let per_strong = resources::strong_keyed_state_share(spec.memory_bytes, strong);
+    strong_limits.state_bytes_max = strong_limits.state_bytes_max.min(per_strong);
+    strong_limits.conflict_log_bytes_max = strong_limits.conflict_log_bytes_max.min(per_strong / 16);
     let topics = s
         .topics
         .iter()
@@ -373,7 +382,11 @@ pub(crate) fn node_config(s: &Scenario, i: usize) -> NodeConfig {
             c.placement = t.placement.clone();
             c.keyed = t.conflict.map(|k| outpost_core::config::KeyedTopic {
                 strategy: k,
-                limits: keyed_limits,
+                limits: if t.consistency == ConsistencySpec::Strong && spec.cluster.is_some() {
+                    strong_limits
+                } else {
+                    keyed_limits
+                },
                 merge: t.merge.clone(),
             });
             // At the gateway (and on an edge outside any cluster) it is an ordinary topic.
@@ -397,8 +410,11 @@ pub(crate) fn node_config(s: &Scenario, i: usize) -> NodeConfig {
         .collect();
     resources::fit_to_budgets(&mut cfg, spec.memory_bytes, spec.storage_bytes);
     // The operator's limits beat the fit's, as a file's do.
-    for k in cfg.topics.iter_mut().filter_map(|t| t.keyed.as_mut()) {
-        k.limits = keyed_limits;
+    for t in cfg.topics.iter_mut() {
+        let strong = t.is_strong();
+        if let Some(k) = t.keyed.as_mut() {
+            k.limits = if strong { strong_limits } else { keyed_limits };
+        }
     }
     resources::fit_write_buffer_to_storage(&mut cfg);
     cfg.upstream = s.upstream_of(i).map(|j| NodeId(j as u64 + 1));
@@ -670,6 +686,7 @@ impl<'a> World<'a> {
             keyed: Default::default(),
             keyed_segments_deleted: 0,
             reads: Default::default(),
+            strong_reads: Default::default(),
             reads_rng: stream(seed, "keyed-reads"),
         };
         let mut groups = BTreeMap::new();
@@ -685,7 +702,7 @@ impl<'a> World<'a> {
         for (k, c) in w.clusters.iter().enumerate() {
             let origin = w.nodes.len() + k;
             for t in scenario.topics.iter().enumerate().filter(|(_, t)| t.consistency == ConsistencySpec::Strong) {
-                w.checker.add_strong_stream((origin, t.0 as u16));
+                w.checker.add_strong_stream((origin, t.0 as u16), t.1.conflict.is_some());
             }
             debug_assert!(!c.members.is_empty());
         }
@@ -1003,22 +1020,55 @@ impl<'a> World<'a> {
 
     /// One time in four a keyed workload writes, its session reads first, at a running
     /// node drawn from those holding the topic, causally or within a staleness bound; an
-    /// answer is checked against the history (`crate::read_check`).
-    fn session_read(&mut self, wi: usize) {
+    /// answer is checked against the history (`crate::read_check`). Of a strong keyed
+    /// topic, half the reads are strong reads of the key about to be written, at a running
+    /// member of the writing site (`crate::strong_read_check`).
+    fn session_read(&mut self, wi: usize, key: Option<&[u8]>) {
         if !self.reads_rng.gen_bool(0.25) {
             return;
         }
         let topic = self.workloads[wi].topic;
+        if let (Some(stream), Some(key)) = (self.strong_stream(self.workloads[wi].node, topic), key) {
+            if self.reads_rng.gen_bool(0.5) {
+                return self.strong_read(stream, key.to_vec());
+            }
+        }
         let name = &self.scenario.topics[topic as usize].name;
         let holds = |n: &SimNode| n.node.as_ref().is_some_and(|x| x.is_running() && x.keyed(TopicIdx(topic)).is_some());
         let holders: Vec<usize> = (0..self.nodes.len()).filter(|&n| holds(&self.nodes[n])).collect();
         let Some(plan) = crate::read_check::KeyedReads::plan(&mut self.reads_rng, &holders) else { return };
+        if let Some((origin, _)) = self.strong_stream(plan.node, topic) {
+            // A member holds what its state says it merged of the cluster's stream (it
+            // stores no `Stored` events of it); whether the state is that prefix's is
+            // judged at the end (`note_members_holdings`).
+            let held = self.member_prefix(plan.node, topic as usize, origin).unwrap_or(0);
+            self.keyed.on_stored(plan.node, topic as usize, origin, 0..held);
+        }
         let wall_ms = self.nodes[plan.node].clock.wall_ms(self.t);
         let node = self.nodes[plan.node].node.as_ref().expect("a holder runs");
         let decide = |r: outpost_core::keyed_reads::ReadConsistency<'_>| node.keyed_read(TopicIdx(topic), r, wall_ms);
         if let Some(stamp) = self.reads.read(wi, name, &plan, decide) {
             self.reads.check(&self.keyed, self.scenario, wi, name, &plan, stamp);
         }
+    }
+
+    /// A strong read of `key` of the cluster's stream `(origin, topic)` at one of its
+    /// running members.
+    fn strong_read(&mut self, (origin, topic): (usize, u16), key: Vec<u8>) {
+        let k = origin - self.nodes.len();
+        let running: Vec<usize> =
+            self.clusters[k].members.iter().copied().filter(|&m| self.nodes[m].node.is_some()).collect();
+        let Some(&m) = running.get(self.reads_rng.gen_range(0..running.len().max(1))) else { return };
+        if !self.nodes[m].node.as_ref().is_some_and(Node::is_running) {
+            return;
+        }
+        let req = self.next_req;
+        self.next_req += 1;
+        self.strong_reads.issue(&self.keyed, req, m, (topic as usize, origin), key);
+        let now = self.now(m);
+        let node = self.nodes[m].node.as_mut().expect("running");
+        node.handle(now, Input::StrongRead { req: ReqId(req), topic: TopicIdx(topic) });
+        self.drain(m);
     }
 
     fn log(&mut self, args: fmt::Arguments<'_>) {
@@ -1043,7 +1093,7 @@ impl<'a> World<'a> {
         w.counter += 1;
         self.schedule(next, Ev::Produce { workload: wi });
         if self.workloads[wi].merged.is_some() {
-            self.session_read(wi);
+            self.session_read(wi, key.as_deref());
         }
         if self.nodes[i].node.is_none() {
             self.details.produced_while_down += 1;
@@ -1060,7 +1110,7 @@ impl<'a> World<'a> {
             keyed = Some((k.clone(), value.clone()));
         }
         let mut crc = crc32c::crc32c(&value);
-        if self.strong_stream(i, topic).is_some() {
+        if self.strong_stream(i, topic).is_some() && keyed.is_none() {
             // The checker knows a strong write at the gateway by its value's CRC (a record
             // there carries nothing else of its writer), so every strong write of a run
             // gets a CRC of its own: on a collision, the payload's last byte changes until
@@ -1144,6 +1194,7 @@ impl<'a> World<'a> {
         n.timer_at = None;
         n.report.crashes += 1;
         self.details.unknown_fate_at_crash += n.pending.len() as u64;
+        self.strong_reads.on_crash(i);
         for p in std::mem::take(&mut n.pending).into_values() {
             if let Some((key, _)) = p.keyed {
                 let topic = self.workloads[p.workload].topic as usize;
@@ -1483,10 +1534,13 @@ impl<'a> World<'a> {
                             }
                         }
                         if let Some((key, op)) = p.keyed {
-                            self.keyed.on_ack(i, topic as usize, key, op, ack.seq, ack.hlc);
-                            let dot = outpost_core::keyed::Dot { origin: NodeId(i as u64 + 1), seq: ack.seq };
+                            // A strong topic's writes are the cluster's, at their sequence in
+                            // its stream.
+                            let origin = strong.map_or(i, |(c, _)| c);
+                            self.keyed.on_ack(origin, topic as usize, key, op, ack.seq, ack.hlc);
+                            let dot = outpost_core::keyed::Dot { origin: NodeId(origin as u64 + 1), seq: ack.seq };
                             let name = &self.scenario.topics[topic as usize].name;
-                            self.reads.on_write(p.workload, name, topic as usize, i, dot);
+                            self.reads.on_write(p.workload, name, topic as usize, origin, dot);
                         }
                         if let (Some(stream), true) = (strong, goes_up) {
                             self.checker.on_strong_ack(self.t, stream, ack.seq, p.crc, p.floor);
@@ -1518,6 +1572,10 @@ impl<'a> World<'a> {
                             ProduceError::Invalid(_) => "invalid",
                             ProduceError::Unconfirmed { .. } => "unconfirmed",
                         };
+                        if let (Some((key, _)), ProduceError::Unconfirmed { .. }) = (p.keyed, &e) {
+                            // Maybe committed, and then in the cluster's stream.
+                            self.keyed.on_unknown_fate(&self.scenario.topics[topic as usize].name, key);
+                        }
                         *self.details.refused.entry(kind.to_string()).or_default() += 1;
                         self.answered = Some((req.0, kind));
                     }
@@ -1525,6 +1583,14 @@ impl<'a> World<'a> {
             }
             // The simulator's workloads only produce; fetches are tested in core/tests.
             Output::Fetched { .. } => {}
+            Output::StrongRead { req, result } => {
+                let node = self.nodes[i].node.as_ref().expect("a node that answers runs");
+                let answer = |t: usize, key: &[u8]| {
+                    let state = node.keyed(TopicIdx(t as u16)).expect("a strong read reads a keyed topic");
+                    crate::keyed_oracle::Answer::of(state, key)
+                };
+                self.strong_reads.on_answer(self.scenario, req.0, result, answer);
+            }
             Output::Event(e) => self.on_event(i, e),
         }
     }
@@ -1942,6 +2008,18 @@ impl<'a> World<'a> {
             return;
         }
         let mut report = crate::keyed_check::KeyedReport::default();
+        // A write still unanswered at the end may be durable, or committed and merged
+        // at some members (scenario site-stock seed 1: a strong write committed as the
+        // run ended, its producer not yet answered).
+        for n in &self.nodes {
+            for p in n.pending.values() {
+                if let Some((key, _)) = &p.keyed {
+                    let topic = self.workloads[p.workload].topic as usize;
+                    self.keyed.on_unknown_fate(&self.scenario.topics[topic].name, key.clone());
+                }
+            }
+        }
+        self.note_members_holdings(end_t);
         if self.checker.counts.lost == 0 {
             let nodes = &self.nodes;
             let state = |n: usize, t: usize| nodes[n].node.as_ref().and_then(|node| node.keyed(TopicIdx(t as u16)));
@@ -1950,19 +2028,72 @@ impl<'a> World<'a> {
             let topics = &self.scenario.topics;
             let judged = |name: &str| (0..topics.len()).all(|t| topics[t].name != name || !gone(t));
             let reads = self.reads.violations(judged);
+            let strong_reads = self.strong_reads.violations(&self.keyed, self.scenario, judged);
             for v in self.keyed.check(self.scenario, state, gone, &mut report) {
                 self.checker.on_violation(end_t, "keyed", v);
             }
             for v in reads {
                 self.checker.on_violation(end_t, "keyed-read", v);
             }
+            for v in strong_reads {
+                self.checker.on_violation(end_t, "strong-read", v);
+            }
         }
+        self.reads.report.strong = self.strong_reads.report.clone();
         report.reads = self.reads.report.clone();
         let running = || self.nodes.iter().filter_map(|n| n.node.as_ref());
         report.conflicts = running().map(|n| n.keyed_counters().conflicts).sum();
         report.checkpoints = running().map(Node::keyed_checkpoints_written).sum();
         report.segments_deleted = self.keyed_segments_deleted;
         self.details.keyed = Some(report);
+    }
+
+    /// The members of a site hold a prefix of each strong keyed topic's stream: what their
+    /// states say they merged of the cluster (members store no `Stored` events of it; the
+    /// final check then judges each state against the oracle over that prefix). Once
+    /// converged, some running member holds every write acknowledged: they were committed,
+    /// and the leader applied them.
+    fn note_members_holdings(&mut self, end_t: u64) {
+        let strong_keyed: Vec<usize> = (0..self.scenario.topics.len())
+            .filter(|&t| {
+                let t = &self.scenario.topics[t];
+                t.conflict.is_some() && t.consistency == ConsistencySpec::Strong
+            })
+            .collect();
+        for (k, c) in self.clusters.iter().enumerate() {
+            let origin = self.nodes.len() + k;
+            for &t in &strong_keyed {
+                let mut longest = None;
+                for &m in &c.members {
+                    let Some(held) = self.member_prefix(m, t, origin) else { continue };
+                    self.keyed.on_stored(m, t, origin, 0..held);
+                    longest = longest.max(Some(held));
+                }
+                let acked = self.keyed.writes_by(t, origin).last().map(|&i| self.keyed.dot_of(i).seq + 1);
+                if let (Some(longest), Some(acked)) = (longest, acked) {
+                    if longest < acked && self.checker.counts.lost == 0 {
+                        let detail = format!(
+                            "cluster {}, topic {:?}: its running members' states hold at most the first {longest}                              writes of its stream, and write {} was acknowledged",
+                            c.name,
+                            self.scenario.topics[t].name,
+                            acked - 1
+                        );
+                        self.checker.on_violation(end_t, "keyed", detail);
+                    }
+                }
+            }
+        }
+    }
+
+    /// How many writes of the cluster's stream (history index `origin`) of strong keyed
+    /// topic `t` member `m`'s state says it merged; `None` if it does not run.
+    fn member_prefix(&self, m: usize, t: usize, origin: usize) -> Option<u64> {
+        let node = self.nodes[m].node.as_ref().filter(|n| n.is_running())?;
+        let read = outpost_core::keyed_reads::ReadConsistency::Eventual;
+        let stamp = node.keyed_read(TopicIdx(t as u16), read, 0)?.ok()?;
+        let cluster = NodeId(origin as u64 + 1);
+        let held = stamp.token.entries().find(|d| d.origin == cluster).map_or(0, |d| d.seq + 1);
+        Some(held)
     }
 
     fn finish(mut self) -> Report {

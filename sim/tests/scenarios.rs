@@ -78,6 +78,13 @@ fn split_brain_seed_1() {
     run_and_snapshot("split-brain", 1);
 }
 
+/// Strong keyed topics of a 3-till site: stock counters and prices read linearizably
+/// (`details.keyed.reads.strong`), a member installing a snapshot with the keyed states.
+#[test]
+fn site_stock_seed_1() {
+    run_and_snapshot("site-stock", 1);
+}
+
 /// Leader churn on a flapping shop-floor Wi-Fi.
 #[test]
 fn flaky_lan_seed_1() {

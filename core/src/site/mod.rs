@@ -50,12 +50,22 @@ const FORWARD_ENTRY_BYTES: u64 = 96;
 const ENTRY_OVERHEAD_BYTES: u64 = std::mem::size_of::<crate::raft::Entry>() as u64;
 
 /// A member's planned memory: its part `Site`, and the checkpoint of a new Raft generation,
-/// written whole.
-pub(crate) fn planned(c: &ClusterConfig) -> MemoryUsage {
+/// written whole. The keyed states of strong keyed topics ride in Raft's snapshot: Raft
+/// holds one, a compaction encodes the next beside it (or a restore decodes one, or a
+/// message to a lagging member carries a copy), and a new generation writes it.
+pub(crate) fn planned(cfg: &NodeConfig, c: &ClusterConfig) -> MemoryUsage {
+    let keyed = crate::keyed_checkpoint::site_bytes_max(cfg);
     let mut m = MemoryUsage::default();
-    m.set(MemoryPart::Site, planned_bytes(c));
-    m.set(MemoryPart::Writes, c.log_bytes_max + CHECKPOINT_OVERHEAD_BYTES);
+    m.set(MemoryPart::Site, planned_bytes(c) + 3 * keyed);
+    m.set(MemoryPart::Writes, c.log_bytes_max + CHECKPOINT_OVERHEAD_BYTES + keyed);
     m
+}
+
+/// The longest a Raft generation file grows: `RAFT_FILE_BYTES_FACTOR` log limits past its
+/// checkpoint, which holds the log, the snapshot (with the strong keyed topics' states) and
+/// the hard state.
+pub(crate) fn raft_file_bytes_max(cfg: &NodeConfig, c: &ClusterConfig) -> u64 {
+    RAFT_FILE_BYTES_FACTOR * c.log_bytes_max + CHECKPOINT_OVERHEAD_BYTES + crate::keyed_checkpoint::site_bytes_max(cfg)
 }
 
 /// The most a member holds in memory part `Site`: the log, the Raft state queued behind an
@@ -67,6 +77,7 @@ fn planned_bytes(c: &ClusterConfig) -> u64 {
         + c.raft.uncommitted_bytes_max as u64
         + c.strong_pending_max as u64 * WAITING_ENTRY_BYTES
         + FORWARD_SEEN_MAX as u64 * FORWARD_ENTRY_BYTES
+        + c.raft.pending_reads_max as u64 * STRONG_READ_ENTRY_BYTES
         + CHECKPOINT_OVERHEAD_BYTES
 }
 
@@ -194,7 +205,7 @@ impl StrongState {
                 last_hlc: last[i],
             })
             .collect();
-        (point, StrongSnapshot { topics })
+        (point, StrongSnapshot { topics, keyed: Vec::new() })
     }
 }
 
@@ -391,7 +402,24 @@ pub struct Site {
     /// The bytes of each entry in Raft's log (mirrored from its persists), and their sum.
     pub(crate) log_sizes: VecDeque<(Index, u64)>,
     pub(crate) log_bytes: u64,
+    /// Strong reads waiting, by the context Raft knows them by: for the leader's
+    /// confirmation, then (with the index Raft named) for this member to apply up to it.
+    /// At most `raft.pending_reads_max` (Raft refuses more).
+    pub(crate) strong_reads: BTreeMap<u64, StrongReadWait>,
+    pub(crate) next_read_ctx: u64,
 }
+
+/// A strong read waiting (`Site::strong_reads`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StrongReadWait {
+    pub req: crate::io::ReqId,
+    pub topic: TopicIdx,
+    /// Set once the leader confirmed it: answered once this member applied up to it.
+    pub index: Option<Index>,
+}
+
+/// Heap bytes of one strong read waiting.
+const STRONG_READ_ENTRY_BYTES: u64 = 96;
 
 impl Site {
     /// A member starting from what storage held (`recovered`: the newest complete
@@ -435,6 +463,8 @@ impl Site {
             stats: SiteStats::default(),
             log_sizes,
             log_bytes,
+            strong_reads: BTreeMap::new(),
+            next_read_ctx: 0,
             cloud_seen: (false, 0),
             cfg: c,
         }
@@ -475,6 +505,8 @@ impl Site {
             + self.persister.queued.capacity() as u64 * 8
             + self.waiting.len() as u64 * WAITING_ENTRY_BYTES
             + self.forwards.order.len() as u64 * FORWARD_ENTRY_BYTES
+            + self.strong_reads.len() as u64 * STRONG_READ_ENTRY_BYTES
+            + self.raft.snapshot().data.capacity() as u64
     }
 
     pub fn raft(&self) -> &Raft {

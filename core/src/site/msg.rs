@@ -67,11 +67,27 @@ pub enum Command {
 }
 
 /// The strong topics' state machine as of a Raft index: per topic, the next sequence of
-/// the cluster's stream, the gateway's acknowledged mark, and the newest record timestamp.
+/// the cluster's stream, the gateway's acknowledged mark, and the newest record timestamp;
+/// and the keyed states of strong keyed topics (a keyed checkpoint frame,
+/// `crate::keyed_checkpoint`, decoded and checked by its own decoder; empty: none). Those
+/// states may hold writes applied after the snapshot's index: Raft applies them again
+/// after it, and a keyed state merges a write it holds as `Seen`.
+///
+/// ```text
+/// snapshot  version u8, n u32, n × (name, next_seq u64, gateway_mark u64, last_hlc u64),
+///           then, absent in snapshots taken before strong keyed topics existed:
+///           keyed_len u32 (<= KEYED_SNAPSHOT_BYTES_MAX), keyed_len bytes
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct StrongSnapshot {
     pub topics: Vec<StrongTopic>,
+    pub keyed: Vec<u8>,
 }
+
+/// The most bytes of keyed states a snapshot carries: what Raft's snapshot limit leaves
+/// after a megabyte for the topics' entries (`NodeConfig::validate` keeps the strong keyed
+/// topics' states within it).
+pub const KEYED_SNAPSHOT_BYTES_MAX: usize = crate::raft::wire::SNAPSHOT_BYTES_MAX - (1 << 20);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StrongTopic {
@@ -337,6 +353,8 @@ impl StrongSnapshot {
             out.extend_from_slice(&t.gateway_mark.to_le_bytes());
             out.extend_from_slice(&t.last_hlc.0.to_le_bytes());
         }
+        out.extend_from_slice(&u32::try_from(self.keyed.len()).expect("keyed states are bounded").to_le_bytes());
+        out.extend_from_slice(&self.keyed);
         out
     }
 
@@ -354,7 +372,12 @@ impl StrongSnapshot {
             let (next_seq, gateway_mark, last_hlc) = (r.u64()?, r.u64()?, Hlc(r.u64()?));
             topics.push(StrongTopic { name, next_seq, gateway_mark, last_hlc });
         }
-        finish(&r, StrongSnapshot { topics })
+        let mut keyed = Vec::new();
+        if !r.is_empty() {
+            let n = get_count(&mut r, "snapshot keyed bytes", KEYED_SNAPSHOT_BYTES_MAX, 1)?;
+            keyed = r.bytes(n)?.to_vec();
+        }
+        finish(&r, StrongSnapshot { topics, keyed })
     }
 }
 
@@ -389,11 +412,21 @@ mod tests {
         for c in [Command::Write(write()), Command::Marks(vec![("pay".into(), 12), ("stock".into(), 0)])] {
             assert_eq!(Command::decode(&c.encode()), Ok(c));
         }
-        let s = StrongSnapshot {
+        let mut s = StrongSnapshot {
             topics: vec![StrongTopic { name: "pay".into(), next_seq: 10, gateway_mark: 4, last_hlc: Hlc(99) }],
+            keyed: Vec::new(),
         };
-        assert_eq!(StrongSnapshot::decode(&s.encode()), Ok(s));
+        assert_eq!(StrongSnapshot::decode(&s.encode()), Ok(s.clone()));
         assert_eq!(StrongSnapshot::decode(&[]), Ok(StrongSnapshot::default()));
+        // A snapshot taken before strong keyed topics existed ends after its topics.
+        let old = s.encode();
+        assert_eq!(StrongSnapshot::decode(&old[..old.len() - 4]), Ok(s.clone()));
+        s.keyed = b"a keyed checkpoint frame".to_vec();
+        assert_eq!(StrongSnapshot::decode(&s.encode()), Ok(s.clone()));
+        let mut huge = s.encode();
+        let at = huge.len() - s.keyed.len() - 4;
+        huge[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(StrongSnapshot::decode(&huge), Err(SiteMsgError::TooLong { .. })));
     }
 
     #[test]
