@@ -28,6 +28,11 @@ pub struct KeyedReport {
     /// Keys not compared: a crash left one of their writes with an unknown fate (maybe
     /// durable, never acknowledged), so the history cannot say what the node holds.
     pub keys_unchecked: u64,
+    /// Nodes not compared: their keyed states had no room for a write that reached them
+    /// (`refused_full`), which a node keeps in its log and does not merge until its limit
+    /// is raised (docs/KEYED.md, "Limits at the receiver"), so they answer without it.
+    #[serde(skip_serializing_if = "crate::report::is_zero")]
+    pub nodes_full: u64,
     /// Checkpoints of the keyed states the nodes running at the end wrote (since their
     /// last start).
     pub checkpoints: u64,

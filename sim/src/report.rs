@@ -116,7 +116,7 @@ pub struct ImpostorReport {
     pub refused: u64,
 }
 
-fn is_zero(n: &u64) -> bool {
+pub(crate) fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 

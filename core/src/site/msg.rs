@@ -75,8 +75,9 @@ pub enum Command {
 ///
 /// ```text
 /// snapshot  version u8, n u32, n × (name, next_seq u64, gateway_mark u64, last_hlc u64),
-///           then, absent in snapshots taken before strong keyed topics existed:
-///           keyed_len u32 (<= KEYED_SNAPSHOT_BYTES_MAX), keyed_len bytes
+///           then, only with keyed states (so a snapshot without any is as it was
+///           before strong keyed topics existed, and every snapshot has one encoding):
+///           keyed_len u32 (1..=KEYED_SNAPSHOT_BYTES_MAX), keyed_len bytes
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct StrongSnapshot {
@@ -353,8 +354,10 @@ impl StrongSnapshot {
             out.extend_from_slice(&t.gateway_mark.to_le_bytes());
             out.extend_from_slice(&t.last_hlc.0.to_le_bytes());
         }
-        out.extend_from_slice(&u32::try_from(self.keyed.len()).expect("keyed states are bounded").to_le_bytes());
-        out.extend_from_slice(&self.keyed);
+        if !self.keyed.is_empty() {
+            out.extend_from_slice(&u32::try_from(self.keyed.len()).expect("keyed states are bounded").to_le_bytes());
+            out.extend_from_slice(&self.keyed);
+        }
         out
     }
 
@@ -375,6 +378,11 @@ impl StrongSnapshot {
         let mut keyed = Vec::new();
         if !r.is_empty() {
             let n = get_count(&mut r, "snapshot keyed bytes", KEYED_SNAPSHOT_BYTES_MAX, 1)?;
+            if n == 0 {
+                // No encoder writes an empty keyed field: a snapshot without keyed states
+                // ends after its topics.
+                return Err(SiteMsgError::TrailingBytes(4));
+            }
             keyed = r.bytes(n)?.to_vec();
         }
         finish(&r, StrongSnapshot { topics, keyed })
@@ -418,9 +426,11 @@ mod tests {
         };
         assert_eq!(StrongSnapshot::decode(&s.encode()), Ok(s.clone()));
         assert_eq!(StrongSnapshot::decode(&[]), Ok(StrongSnapshot::default()));
-        // A snapshot taken before strong keyed topics existed ends after its topics.
-        let old = s.encode();
-        assert_eq!(StrongSnapshot::decode(&old[..old.len() - 4]), Ok(s.clone()));
+        // Without keyed states a snapshot ends after its topics, as before strong keyed
+        // topics existed; an empty keyed field is no encoding of it.
+        let mut empty = s.encode();
+        empty.extend_from_slice(&0u32.to_le_bytes());
+        assert_eq!(StrongSnapshot::decode(&empty), Err(SiteMsgError::TrailingBytes(4)));
         s.keyed = b"a keyed checkpoint frame".to_vec();
         assert_eq!(StrongSnapshot::decode(&s.encode()), Ok(s.clone()));
         let mut huge = s.encode();
