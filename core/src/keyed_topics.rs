@@ -402,21 +402,34 @@ impl KeyedTopics {
             if held(&part.observed) <= held(&self.observed[i]) {
                 continue;
             }
-            let state = &self.states[i];
-            let mut r = Reader::new(part.state);
-            match snapshot::decode(&mut r, state.strategy(), state.limits()) {
-                Ok(s) if r.is_empty() => {
-                    self.states[i] = match cfg.topics[t].keyed.as_ref().and_then(|k| k.merge.clone()) {
-                        Some(m) => s.with_merge(m),
-                        None => s,
-                    };
-                    self.observed[i] = part.observed;
-                }
-                Ok(_) => problems.push(format!("topic {:?}: bytes after its state in the site's snapshot", part.name)),
-                Err(e) => problems.push(format!("topic {:?}: the site's snapshot of its state: {e}", part.name)),
+            if let Err(why) = self.load_state(cfg, (t, i), part.state, part.observed) {
+                problems.push(format!("topic {:?}: the site's snapshot of its state: {why}", part.name));
             }
         }
         problems
+    }
+
+    /// Replaces state `i` (of topic index `t`, whose merge a `custom` strategy takes) with
+    /// the snapshot `bytes` (exactly one state) and what reads rest on with `observed`;
+    /// why not, if the bytes are no such state within the topic's strategy and limits.
+    fn load_state(
+        &mut self,
+        cfg: &NodeConfig,
+        (t, i): (usize, usize),
+        bytes: &[u8],
+        observed: Observed,
+    ) -> Result<(), String> {
+        let (state, mut r) = (&self.states[i], Reader::new(bytes));
+        let s = snapshot::decode(&mut r, state.strategy(), state.limits()).map_err(|e| e.to_string())?;
+        if !r.is_empty() {
+            return Err("bytes after its state".to_string());
+        }
+        self.states[i] = match cfg.topics[t].keyed.as_ref().and_then(|k| k.merge.clone()) {
+            Some(m) => s.with_merge(m),
+            None => s,
+        };
+        self.observed[i] = observed;
+        Ok(())
     }
 
     /// Whether the node has a keyed topic.
@@ -496,20 +509,7 @@ impl KeyedTopics {
                 problems.push(format!("topic {:?} is no longer keyed here; its checkpointed state is left", part.name));
                 continue;
             };
-            let (state, mut r) = (&self.states[i], Reader::new(part.state));
-            let not_loaded = match snapshot::decode(&mut r, state.strategy(), state.limits()) {
-                Ok(_) if !r.is_empty() => Some("bytes after its state".to_string()),
-                Ok(s) => {
-                    let merge = cfg.topics[halves[0].0 .0 as usize].keyed.as_ref().and_then(|k| k.merge.clone());
-                    self.states[i] = match merge {
-                        Some(m) => s.with_merge(m),
-                        None => s,
-                    };
-                    self.observed[i] = part.observed;
-                    None
-                }
-                Err(e) => Some(e.to_string()),
-            };
+            let not_loaded = self.load_state(cfg, (halves[0].0 .0 as usize, i), part.state, part.observed).err();
             if let Some(why) = not_loaded {
                 self.rebuilt_short[i] = halves.iter().any(|&(_, c)| c > 0);
                 problems.push(format!(

@@ -1062,12 +1062,10 @@ impl<'a> World<'a> {
     /// running members.
     fn strong_read(&mut self, (origin, topic): (usize, u16), key: Vec<u8>) {
         let k = origin - self.nodes.len();
-        let running: Vec<usize> =
-            self.clusters[k].members.iter().copied().filter(|&m| self.nodes[m].node.is_some()).collect();
+        let running: Vec<usize> = (self.clusters[k].members.iter().copied())
+            .filter(|&m| self.nodes[m].node.as_ref().is_some_and(Node::is_running))
+            .collect();
         let Some(&m) = running.get(self.reads_rng.gen_range(0..running.len().max(1))) else { return };
-        if !self.nodes[m].node.as_ref().is_some_and(Node::is_running) {
-            return;
-        }
         let req = self.next_req;
         self.next_req += 1;
         self.strong_reads.issue(&self.keyed, req, m, (topic as usize, origin), key);
